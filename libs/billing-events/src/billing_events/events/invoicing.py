@@ -1,0 +1,149 @@
+"""Events emitted by invoicing: issued invoices, credit notes, settlement."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import ClassVar
+
+from pydantic import Field
+
+from billing_events import topics
+from billing_events.envelope import EventData, Part
+from billing_events.events.ingest import Address
+from billing_events.money import DecimalStr, Money
+
+
+class Party(Part):
+    account_id: str
+    name: str
+    country: str | None = None
+    vat_id: str | None = None
+    email: str | None = None
+    address: Address | None = None
+    business: bool | None = Field(default=None, description="A business (true) or a consumer (false); null when not known.")
+    registration: str | None = Field(default=None, description="Company registration number (EN 16931 BT-30), sellers only.")
+
+
+class InvoiceLine(Part):
+    line_id: str
+    product_code: str
+    description: str
+    service_period_start: date
+    service_period_end: date
+    quantity: DecimalStr
+    unit_price: Money
+    net: Money
+    tax_rate: DecimalStr
+    tax_category: str
+    end_customer_id: str | None = None
+    category: str | None = Field(default=None, description="The product category (seed 001: communications, security, ...).")
+    end_customer_name: str | None = None
+    tax_scheme: str | None = Field(
+        default=None,
+        description="Why this VAT: domestic, reverse_charge, oss, outside_scope, exempt_buyer, exempt_product, zero_rated, not_assessed.",
+    )
+    tax_country: str | None = Field(default=None, description="The country whose VAT applies (ISO 3166 alpha-2), when any does.")
+
+
+class TaxBreakdown(Part):
+    tax_category: str
+    rate: DecimalStr
+    taxable: Money
+    tax: Money
+    note: str | None = Field(default=None, description="The legal mention or exemption reason (EN 16931 BT-120), e.g. the reverse charge.")
+
+
+class DocumentLink(Part):
+    kind: str
+    url: str
+
+
+class InvoiceIssued(EventData):
+    event_type: ClassVar[str] = "billing.invoice.issued.v1"
+    topic: ClassVar[topics.Topic] = topics.INVOICES
+
+    invoice_id: str
+    number: str
+    seller: Party
+    buyer: Party
+    issued_on: date
+    due_on: date
+    period_start: date
+    period_end: date
+    currency: str
+    lines: list[InvoiceLine]
+    tax_breakdown: list[TaxBreakdown]
+    net_total: Money
+    tax_total: Money
+    total: Money
+    documents: list[DocumentLink] = []
+    tier: str | None = Field(default=None, description="retail (a partner to its customer) or wholesale (the distributor to a partner).")
+    flags: list[str] = Field(default_factory=list, description="Warnings a person should see, e.g. buyer_vat_id_invalid (taxed as a consumer).")
+
+    def partition_key(self) -> str:
+        return self.buyer.account_id
+
+
+class CreditNoteIssued(EventData):
+    event_type: ClassVar[str] = "billing.credit_note.issued.v1"
+    topic: ClassVar[topics.Topic] = topics.INVOICES
+
+    credit_note_id: str
+    number: str
+    invoice_id: str
+    invoice_number: str
+    seller_id: str
+    buyer_account_id: str
+    issued_on: date
+    currency: str
+    net_total: Money
+    tax_total: Money
+    total: Money
+    reason: str | None = None
+    lines: list[InvoiceLine] = Field(default_factory=list, description="The credited lines, amounts negative.")
+    tax_breakdown: list[TaxBreakdown] = Field(default_factory=list)
+
+    def partition_key(self) -> str:
+        return self.buyer_account_id
+
+
+class InvoiceSettled(EventData):
+    event_type: ClassVar[str] = "billing.invoice.settled.v1"
+    topic: ClassVar[topics.Topic] = topics.INVOICES
+
+    invoice_id: str
+    number: str
+    seller_id: str
+    buyer_account_id: str
+    settled_on: date
+    amount_paid: Money
+
+    def partition_key(self) -> str:
+        return self.buyer_account_id
+
+
+class ComparisonReportReady(EventData):
+    """The invoice comparison report of seed 001 (this period against the last, per end customer and
+    product) is ready, on the invoice date: notify sends it to the partner with its spreadsheet."""
+
+    event_type: ClassVar[str] = "billing.comparison_report.ready.v1"
+    topic: ClassVar[topics.Topic] = topics.INVOICES
+
+    report_id: str
+    seller_id: str
+    buyer_account_id: str
+    invoice_id: str
+    previous_invoice_id: str | None = None
+    period_start: date
+    period_end: date
+    currency: str
+    this_period_total: Money = Field(description="Σ line nets of this period's invoice.")
+    last_period_total: Money = Field(description="Σ line nets of the previous period's invoice (0 when there was none).")
+    difference: Money
+    lines_added: int
+    lines_removed: int
+    lines_changed: int
+    documents: list[DocumentLink] = Field(default_factory=list, description="The report as JSON and as an XLSX spreadsheet.")
+
+    def partition_key(self) -> str:
+        return self.buyer_account_id

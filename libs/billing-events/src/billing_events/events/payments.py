@@ -1,0 +1,80 @@
+"""Events emitted by payments: money received, failed, refunded; mandates."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import ClassVar, Literal
+
+from billing_events import topics
+from billing_events.envelope import EventData
+from billing_events.money import Money
+
+PaymentMethod = Literal["bank_transfer", "card", "direct_debit"]
+
+
+class PaymentSucceeded(EventData):
+    event_type: ClassVar[str] = "billing.payment.succeeded.v1"
+    topic: ClassVar[topics.Topic] = topics.PAYMENTS
+
+    payment_id: str
+    invoice_id: str
+    seller_id: str
+    account_id: str
+    amount: Money
+    method: PaymentMethod
+    provider: str
+    paid_on: date
+    reference: str | None = None
+
+    def partition_key(self) -> str:
+        return self.account_id
+
+
+class PaymentFailed(EventData):
+    event_type: ClassVar[str] = "billing.payment.failed.v1"
+    topic: ClassVar[topics.Topic] = topics.PAYMENTS
+
+    payment_id: str
+    invoice_id: str
+    seller_id: str
+    account_id: str
+    amount: Money
+    method: PaymentMethod
+    provider: str
+    failed_on: date
+    reason_code: str
+    reason: str
+
+    def partition_key(self) -> str:
+        return self.account_id
+
+
+class PaymentRefunded(EventData):
+    event_type: ClassVar[str] = "billing.payment.refunded.v1"
+    topic: ClassVar[topics.Topic] = topics.PAYMENTS
+
+    refund_id: str
+    payment_id: str
+    invoice_id: str
+    seller_id: str
+    account_id: str
+    amount: Money
+    refunded_on: date
+    credit_note_id: str | None = None
+
+    def partition_key(self) -> str:
+        return self.account_id
+
+
+class MandateChanged(EventData):
+    event_type: ClassVar[str] = "billing.mandate.changed.v1"
+    topic: ClassVar[topics.Topic] = topics.PAYMENTS
+
+    mandate_id: str
+    seller_id: str
+    account_id: str
+    provider: str
+    status: Literal["pending", "active", "failed", "cancelled", "expired"]
+
+    def partition_key(self) -> str:
+        return self.account_id

@@ -1,0 +1,71 @@
+"""Events emitted by rating: rated charges and closed periods."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from billing_events import topics
+from billing_events.envelope import EventData, Part
+from billing_events.money import DecimalStr, Money
+
+
+class RatedLine(Part):
+    line_id: str
+    product_code: str
+    description: str
+    category: str | None = None
+    service_period_start: date
+    service_period_end: date
+    quantity: DecimalStr
+    unit_price: Money
+    amount: Money = Field(description="quantity × unit price, unrounded; invoicing rounds once.")
+    quantity_rule: str
+    end_customer_id: str | None = None
+    late: bool = False
+    end_customer_name: str | None = Field(default=None, description="For the per-customer sections of a partner's consolidated invoice.")
+    kind: Literal["recurring", "usage", "one_time", "project_work", "shipping", "true_up", "discount"] = Field(
+        default="recurring", description="What produced the line; discounts are negative lines."
+    )
+    timing: Literal["arrears", "advance"] = Field(
+        default="arrears", description="Arrears lines take the tax rate of the service period's last day, advance lines of its first."
+    )
+    tax_category: str | None = Field(default=None, description="The product's tax category (standard, reduced, exempt, ...).")
+    unit: str | None = None
+
+
+class ChargesRated(EventData):
+    event_type: ClassVar[str] = "billing.charges.rated.v1"
+    topic: ClassVar[topics.Topic] = topics.PERIODS
+
+    account_id: str
+    seller_id: str
+    period_start: date
+    period_end: date
+    currency: str
+    lines: list[RatedLine]
+
+    def partition_key(self) -> str:
+        return self.account_id
+
+
+class PeriodClosed(EventData):
+    event_type: ClassVar[str] = "billing.period.closed.v1"
+    topic: ClassVar[topics.Topic] = topics.PERIODS
+
+    bill_run_id: str
+    seller_id: str
+    buyer_account_id: str
+    period_start: date
+    period_end: date
+    currency: str
+    lines: list[RatedLine]
+    tier: Literal["retail", "wholesale"] = Field(
+        default="retail",
+        description="retail: a partner bills its end customer; wholesale: the distributor bills a partner, lines attributed to end customers.",
+    )
+
+    def partition_key(self) -> str:
+        return self.buyer_account_id
