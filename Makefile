@@ -1,0 +1,43 @@
+# Two commands matter: `make demo` and `make test`. Both create the virtual environment first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := -e libs/billing-events -e "libs/billing-runtime[embedded]" -e libs/provider-sandboxes \
+	-e services/usage-ingest -e services/rating -e "services/invoicing[test]" \
+	-e "services/payments[sandbox]" -e services/dunning -e services/notify -e cli
+STAMP := $(VENV)/.installed
+SOURCES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml cli/pyproject.toml) requirements-dev.txt constraints.txt
+
+.PHONY: demo up test bench lint schemas clean install
+
+$(STAMP): $(SOURCES)
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed" if sys.version_info < (3, 11) else 0)'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(PACKAGES)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## start everything on embedded servers, bill a month, check it, exit
+	$(BIN)/billing demo
+
+up: $(STAMP)  ## keep the platform running (Ctrl-C stops it)
+	$(BIN)/billing up
+
+test: $(STAMP)  ## lint, then every test: unit, integration (real PostgreSQL and Tansu), contract, end to end
+	$(BIN)/ruff check libs services cli bench tests
+	$(BIN)/pytest -q
+
+bench: $(STAMP)  ## ingest throughput against a bare Kafka producer
+	$(BIN)/python bench/ingest.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check libs services cli tests bench
+
+schemas: $(STAMP)  ## regenerate the committed event JSON Schemas and the AsyncAPI document
+	$(BIN)/python -m billing_events.schemas --write libs/billing-events/schemas
+	$(BIN)/python -m billing_events.asyncapi --write libs/billing-events/asyncapi.yaml
+
+clean:
+	rm -rf $(VENV) .billing
