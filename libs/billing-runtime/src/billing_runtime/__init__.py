@@ -1,0 +1,1 @@
+"""Shared runtime of the billing services: everything a service needs that is not its domain."""

@@ -1,0 +1,96 @@
+"""HTTP helpers every service's endpoints share."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from billing_runtime.auth import TENANT_PATTERN, Principal
+from billing_runtime.errors import BillingError, Unauthorized
+from billing_runtime.service import ServiceRuntime
+
+DISTRIBUTOR = "distributor"
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer bk_live_<key id>_<secret>`.")
+
+
+def principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
+    """The caller, as `install_http_conventions` authenticated it: from the API key (`AUTH_MODE=api_key`)
+    or from a trusted gateway's `X-Tenant-Id` (`AUTH_MODE=trusted_header`). Never from the path or body."""
+    state = request.scope.get("state", {})
+    if "principal" in state:
+        found: Principal | None = state["principal"]
+    elif request.app.state.runtime.settings.auth_mode == "trusted_header":
+        found = _trusted_header(request.headers.get("x-tenant-id"))
+    else:
+        # API keys are required but nothing verified them: refuse rather than trust a header.
+        raise Unauthorized("this service does not verify API keys (install_http_conventions is missing)", code="api_key_verification_unavailable")
+    if found is None:
+        required = "send your API key as `Authorization: Bearer bk_live_...`"
+        if request.app.state.runtime.settings.auth_mode == "trusted_header":
+            raise Unauthorized("X-Tenant-Id header is required", code="tenant_required")
+        raise Unauthorized(required, code="api_key_required")
+    found.require("read" if request.method in ("GET", "HEAD", "OPTIONS") else "write")
+    return found
+
+
+def _trusted_header(x_tenant_id: str | None) -> Principal | None:
+    if not x_tenant_id:
+        return None
+    if not TENANT_PATTERN.match(x_tenant_id):
+        raise Unauthorized("X-Tenant-Id must be lowercase letters, digits and dashes", code="tenant_invalid")
+    return Principal(tenant=x_tenant_id, key_id="gateway", scope="admin")
+
+
+def tenant_id(caller: Annotated[Principal, Depends(principal)]) -> str:
+    """The calling partner (or `distributor`): the tenant of the caller's API key."""
+    return caller.tenant
+
+
+def admin_tenant_id(caller: Annotated[Principal, Depends(principal)]) -> str:
+    """As `tenant_id`, for endpoints that need a key with the `admin` scope."""
+    caller.require("admin")
+    return caller.tenant
+
+
+Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+Caller = Annotated[Principal, Depends(principal)]
+Tenant = Annotated[str, Depends(tenant_id)]
+AdminTenant = Annotated[str, Depends(admin_tenant_id)]
+
+
+def page(items: list[Any], limit: int, next_cursor: str | None) -> dict[str, Any]:
+    """The one pagination shape: `{"items": [...], "next_cursor": "..." | null}`."""
+    return {"items": items, "limit": limit, "next_cursor": next_cursor}
+
+
+class InvalidCursor(BillingError):
+    status_code = 422
+    code = "invalid_cursor"
+
+
+def encode_cursor(*parts: str) -> str:
+    """An opaque keyset cursor: the sort key of the last item, as base64url JSON."""
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[str]:
+    """The parts of a cursor made by `encode_cursor`; a cursor of another shape is a 422."""
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidCursor("cursor is not one this API returned", field="cursor") from exc
+    if not isinstance(parts, list) or len(parts) != size or not all(isinstance(p, str) for p in parts):
+        raise InvalidCursor("cursor is not one this API returned", field="cursor")
+    return parts

@@ -1,0 +1,64 @@
+"""Settings every service shares. Same environment variable names in every run mode."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class CommonSettings(BaseSettings):
+    """Base of every service's Settings. Subclasses add their own fields under an env prefix;
+    the shared fields below keep their unprefixed names (aliases are not prefixed)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(default="postgresql://postgres@127.0.0.1:5432/billing", validation_alias=_env("DATABASE_URL"))
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:19092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
+    kafka_enable_idempotence: bool = Field(default=False, validation_alias=_env("KAFKA_ENABLE_IDEMPOTENCE"))
+    kafka_topic_replication: int = Field(default=1, validation_alias=_env("KAFKA_TOPIC_REPLICATION"))
+    outbox_retention_days: int = Field(default=7, validation_alias=_env("OUTBOX_RETENTION_DAYS"))
+    outbox_poll_ms: int = Field(default=50, validation_alias=_env("OUTBOX_POLL_MS"))
+    consumer_max_attempts: int = Field(default=3, validation_alias=_env("CONSUMER_MAX_ATTEMPTS"))
+    consumer_session_timeout_ms: int = Field(
+        default=10000,
+        validation_alias=_env("CONSUMER_SESSION_TIMEOUT_MS"),
+        description="How soon a consumer that stopped heartbeating loses its partitions to another. Too short and a "
+        "busy process (a long PDF render on a loaded machine) is expelled and has to rejoin. Tansu answers a "
+        "JoinGroup after half of it, so a starting consumer gets its partitions that much later.",
+    )
+    consumer_group_prefix: str = Field(
+        default="",
+        validation_alias=_env("CONSUMER_GROUP_PREFIX"),
+        description="Put before each service's consumer group name (the group is `<prefix><service>`), so two "
+        "environments can share one cluster. The test plugin gives every test its own prefix.",
+    )
+    consumer_auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest",
+        validation_alias=_env("CONSUMER_AUTO_OFFSET_RESET"),
+        description="Where a consumer group with no committed offset starts. `earliest` (never skip an event) outside tests.",
+    )
+    clock_fixed_at: datetime | None = Field(
+        default=None,
+        validation_alias=_env("BILLING_CLOCK_FIXED_AT"),
+        description="Freeze now() at this instant (tests and demos).",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    log_level: str = Field(default="INFO", validation_alias=_env("LOG_LEVEL"))
+    auth_mode: Literal["api_key", "trusted_header"] = Field(
+        default="api_key",
+        validation_alias=_env("AUTH_MODE"),
+        description="`api_key`: callers present `Authorization: Bearer bk_live_...`, verified against the keys folded from "
+        "the `billing.auth` topic. `trusted_header`: an authenticating gateway in front names the tenant in `X-Tenant-Id`.",
+    )
+    rate_limit_per_second: float = Field(default=50.0, gt=0, validation_alias=_env("RATE_LIMIT_PER_SECOND"))
+    rate_limit_burst: int = Field(default=200, ge=1, validation_alias=_env("RATE_LIMIT_BURST"))
+    idempotency_ttl_hours: int = Field(
+        default=24, ge=1, validation_alias=_env("IDEMPOTENCY_TTL_HOURS"), description="How long an Idempotency-Key is remembered."
+    )

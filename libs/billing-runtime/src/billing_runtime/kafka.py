@@ -1,0 +1,61 @@
+"""Kafka producer and topic set-up. The idempotent producer is a setting: on for Apache Kafka,
+off for Tansu (it has no InitProducerId)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from billing_events.topics import ALL_TOPICS, Topic
+from billing_runtime.config import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+def make_producer(settings: CommonSettings, *, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        compression_type="gzip",
+        request_timeout_ms=30000,
+    )
+
+
+async def start_with_retry(starter: object, *, attempts: int = 30, delay: float = 1.0) -> None:
+    """Start a producer, consumer or admin client, waiting for the broker to come up."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await starter.start()  # type: ignore[attr-defined]
+            return
+        except KafkaConnectionError:
+            if attempt == attempts:
+                raise
+            log.info("broker not reachable yet (attempt %d); retrying", attempt)
+            await asyncio.sleep(delay)
+
+
+async def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_TOPICS, replication: int = 1) -> list[str]:
+    """Create the topics that do not exist yet, at their final partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="billing-topics")
+    await start_with_retry(admin)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t.name not in existing]
+        created: list[str] = []
+        for topic in missing:
+            try:
+                await admin.create_topics([NewTopic(topic.name, topic.partitions, replication)])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()

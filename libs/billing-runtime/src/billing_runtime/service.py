@@ -1,0 +1,210 @@
+"""The composition root every service builds on: engine, outbox, inbox consumer, producer,
+clock, and the FastAPI app with health, readiness, metrics and problem+json errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+from sqlalchemy import MetaData, Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from billing_events import CloudEvent, EventData, new_event
+from billing_runtime.clock import Clock, clock_from
+from billing_runtime.config import CommonSettings
+from billing_runtime.conventions import install_http_conventions
+from billing_runtime.db import create_engine, session_factory
+from billing_runtime.errors import install_error_handlers
+from billing_runtime.inbox import Handler, InboxConsumer, Route, inbox_table
+from billing_runtime.kafka import make_producer, start_with_retry
+from billing_runtime.outbox import Outbox, OutboxRelay, outbox_table
+from billing_runtime.telemetry import setup_telemetry
+
+log = logging.getLogger(__name__)
+
+
+def runtime_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """The outbox and inbox tables, created in the service's own schema."""
+    return outbox_table(metadata), inbox_table(metadata)
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything a running service shares. Built once per process (or per test)."""
+
+    name: str
+    settings: CommonSettings
+    metadata: MetaData
+    clock: Clock = field(init=False)
+    engine: AsyncEngine = field(init=False)
+    sessions: async_sessionmaker[AsyncSession] = field(init=False)
+    outbox: Outbox = field(init=False)
+    producer: AIOKafkaProducer | None = field(init=False, default=None)
+    relay: OutboxRelay | None = field(init=False, default=None)
+    consumer: InboxConsumer | None = field(init=False, default=None)
+    routes: dict[str, Route] = field(init=False, default_factory=dict)
+    background: list[tuple[str, Callable[[], Awaitable[None]]]] = field(init=False, default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.clock = clock_from(self.settings.clock_fixed_at)
+        self.engine = create_engine(self.settings.database_url)
+        self.sessions = session_factory(self.engine)
+        self.outbox_table = self.metadata.tables[f"{self.metadata.schema}.outbox"]
+        self.inbox_table = self.metadata.tables[f"{self.metadata.schema}.inbox"]
+        self.outbox = Outbox(self.outbox_table)
+
+    def on(self, model: type[EventData], handler: Handler) -> None:
+        """Apply `handler` to every event of this type, once."""
+        self.routes[model.event_type] = Route(model, handler)
+
+    def run_in_background(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run `loop` for as long as the service runs (started after the relay and consumer,
+        restarted if it fails, cancelled on stop)."""
+        self.background.append((name, loop))
+
+    def event(self, data: EventData, *, tenant: str, event_id: str | None = None, subject: str | None = None) -> CloudEvent[Any]:
+        return new_event(data, source=self.name, tenant=tenant, event_id=event_id, subject=subject, time=self.clock.now())
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: state and outbox rows commit together; the relay is woken after."""
+        async with self.sessions() as session, session.begin():
+            yield session
+        if self.relay is not None:
+            self.relay.wake()
+
+    async def start(self, *, consume: bool = True, relay: bool = True) -> None:
+        self.producer = make_producer(self.settings, client_id=self.name)
+        await start_with_retry(self.producer)
+        if relay:
+            self.relay = OutboxRelay(
+                service=self.name,
+                engine=self.engine,
+                table=self.outbox_table,
+                producer=self.producer,
+                poll_interval=self.settings.outbox_poll_ms / 1000,
+                retention=timedelta(days=self.settings.outbox_retention_days),
+            )
+            self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
+        if consume and self.routes:
+            self.consumer = InboxConsumer(
+                service=self.name,
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                sessions=self.sessions,
+                table=self.inbox_table,
+                producer=self.producer,
+                routes=self.routes,
+                max_attempts=self.settings.consumer_max_attempts,
+                session_timeout_ms=self.settings.consumer_session_timeout_ms,
+                group_id=f"{self.settings.consumer_group_prefix}{self.name}",
+                auto_offset_reset=self.settings.consumer_auto_offset_reset,
+                after_commit=self.relay.wake if self.relay else None,
+            )
+            self._tasks.append(asyncio.create_task(_forever(self.consumer.run, f"{self.name} consumer"), name=f"{self.name}-consumer"))
+        for name, loop in self.background:
+            self._tasks.append(asyncio.create_task(_forever(loop, f"{self.name} {name}"), name=f"{self.name}-{name}"))
+
+    async def stop(self) -> None:
+        # The consumer is asked to stop first, so it commits what it applied and leaves its group
+        # cleanly (its partitions move at once instead of after the session timeout); cancelled
+        # only if that takes too long. Then the other loops, newest first: they may still use the
+        # relay and the engine.
+        if self.consumer is not None:
+            self.consumer.request_stop()
+            consuming = [t for t in self._tasks if t.get_name() == f"{self.name}-consumer"]
+            if consuming:
+                await asyncio.wait(consuming, timeout=15.0)
+        for task in reversed(self._tasks):
+            await _cancel(task)
+        self._tasks.clear()
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+        await self.engine.dispose()
+
+    async def wait_consuming(self, timeout: float = 60.0) -> None:
+        """Return once the consumer (if any) has its partitions and knows where each starts."""
+        if self.consumer is None:
+            return
+        try:
+            await asyncio.wait_for(self.consumer.ready.wait(), timeout=timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{self.name}'s consumer (group {self.consumer.group_id}) got no partition assignment in {timeout:g} s") from None
+
+    async def ready(self) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # readiness reports, it does not raise
+            problems["database"] = str(exc)
+        if self.producer is None:
+            problems["kafka"] = "producer not started"
+        if self.consumer is not None and not self.consumer.ready.is_set():
+            problems["consumer"] = "not yet assigned its partitions"
+        return problems
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait for it to end. Cancelling again until it does: on Python 3.11 a
+    cancellation that races with a finishing `asyncio.wait_for` (aiosmtplib, aiokafka and asyncpg
+    all use it) can be swallowed, and a loop that swallowed it would run on and hang shutdown."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
+
+
+async def _forever(run: Callable[[], Any], what: str) -> None:
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s stopped; restarting in 1 s", what)
+            await asyncio.sleep(1.0)
+
+
+def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: str, description: str = "") -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, lifespan=lifespan)
+    setup_telemetry(app, runtime.name, runtime.settings.otel_exporter_otlp_endpoint)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    install_http_conventions(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.name}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        problems = await runtime.ready()
+        if problems:
+            return JSONResponse({"status": "not_ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready", "service": runtime.name})
+
+    for router in routers:
+        app.include_router(router)
+    app.mount("/metrics", make_asgi_app())
+    return app

@@ -1,0 +1,293 @@
+"""API keys, scopes, rate limits, Idempotency-Key and the audit log, on a toy service with a real
+PostgreSQL and a real Tansu broker, in AUTH_MODE=api_key."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import Column, String, Table, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
+
+from billing_runtime.api import AdminTenant, Runtime, Tenant, page
+from billing_runtime.auth import KeyStore, generate_key, parse_key, publish, revocation
+from billing_runtime.config import CommonSettings
+from billing_runtime.conventions import add_http_tables, install_http_conventions
+from billing_runtime.db import schema_metadata
+from billing_runtime.errors import NotFound
+from billing_runtime.ratelimit import RateLimiter
+from billing_runtime.service import ServiceRuntime, create_app, runtime_tables
+from billing_runtime.testing import serve
+
+NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+
+class NoteIn(BaseModel):
+    text: str
+
+
+def toy_router(notes: Table) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/notes")
+    async def list_notes(tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
+        async with runtime.transaction() as s:
+            rows = (await s.execute(select(notes).where(notes.c.tenant == tenant).order_by(notes.c.id))).all()
+        return page([{"id": r.id, "text": r.text} for r in rows], 100, None)
+
+    @router.get("/notes/{note_id}")
+    async def get_note(note_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, str]:
+        async with runtime.transaction() as s:
+            row = (await s.execute(select(notes).where(notes.c.tenant == tenant, notes.c.id == note_id))).first()
+        if row is None:
+            raise NotFound(f"no note {note_id}")
+        return {"id": row.id, "text": row.text}
+
+    @router.post("/notes", status_code=201)
+    async def create_note(body: NoteIn, tenant: Tenant, runtime: Runtime) -> dict[str, str]:
+        note_id = uuid.uuid4().hex
+        async with runtime.transaction() as s:
+            await s.execute(notes.insert().values(tenant=tenant, id=note_id, text=body.text))
+        return {"id": note_id, "text": body.text}
+
+    @router.put("/notes/{note_id}")
+    async def put_note(note_id: str, body: NoteIn, tenant: Tenant, runtime: Runtime) -> dict[str, str]:
+        async with runtime.transaction() as s:
+            stmt = pg_insert(notes).values(tenant=tenant, id=note_id, text=body.text)
+            await s.execute(stmt.on_conflict_do_update(index_elements=["tenant", "id"], set_={"text": body.text}))
+        return {"id": note_id, "text": body.text}
+
+    @router.post("/admin/reindex")
+    async def reindex(tenant: AdminTenant) -> dict[str, str]:
+        return {"reindexed_for": tenant}
+
+    return router
+
+
+class Toy:
+    def __init__(self, database_url: str, bootstrap: str, **settings: Any) -> None:
+        self.schema = f"toyhttp_{uuid.uuid4().hex[:8]}"
+        self.metadata = schema_metadata(self.schema)
+        self.notes = Table("note", self.metadata, Column("tenant", String, primary_key=True), Column("id", String, primary_key=True), Column("text", String))
+        runtime_tables(self.metadata)
+        self.settings = CommonSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, clock_fixed_at=NOW, auth_mode="api_key", **settings)
+        self.runtime = ServiceRuntime(f"toy-{self.schema}", self.settings, self.metadata)
+        self.app = create_app(self.runtime, [toy_router(self.notes)], title="toy")
+        install_http_conventions(self.app)
+
+    async def create(self) -> None:
+        async with self.runtime.engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+            await conn.run_sync(self.metadata.create_all)
+            # What a service's migration does: `add_http_tables(op, SCHEMA)`.
+            await conn.run_sync(lambda sync: add_http_tables(Operations(MigrationContext.configure(sync)), self.schema))
+
+
+async def issue(bootstrap: str, tenant: str, scope: str) -> str:
+    key = generate_key(tenant, scope)  # type: ignore[arg-type]
+    await publish(bootstrap, key.event(label="test", now=NOW))
+    return key.key
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def wait_known(client: httpx.AsyncClient, key: str) -> None:
+    """A key issued after the service started is known once the service has read its event."""
+    for _ in range(200):
+        if (await client.get("/v1/notes", headers=auth(key))).status_code != 401:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the service never learnt the key")
+
+
+@pytest.fixture
+async def toy(database_url: str, kafka_bootstrap: str) -> Toy:
+    t = Toy(database_url, kafka_bootstrap)
+    await t.create()
+    return t
+
+
+@pytest.fixture
+async def keys(kafka_bootstrap: str) -> dict[str, str]:
+    tenant = f"p-{uuid.uuid4().hex[:8]}"
+    other = f"q-{uuid.uuid4().hex[:8]}"
+    return {
+        "tenant": tenant,
+        "other": other,
+        "read": await issue(kafka_bootstrap, tenant, "read"),
+        "write": await issue(kafka_bootstrap, tenant, "write"),
+        "admin": await issue(kafka_bootstrap, tenant, "admin"),
+        "other_write": await issue(kafka_bootstrap, other, "write"),
+    }
+
+
+@pytest.fixture
+async def client(toy: Toy, keys: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(toy.app) as c:
+        yield c
+
+
+def test_key_format_and_hash_only_in_the_event() -> None:
+    key = generate_key("northwind-it", "write")
+    assert key.key.startswith(f"bk_live_{key.key_id}_")
+    assert parse_key(key.key) == (key.key_id, key.key.rsplit("_", 1)[1])
+    event = key.event(label=None, now=NOW)
+    wire = event.model_dump_json()
+    assert key.key.rsplit("_", 1)[1] not in wire and key.key not in wire
+    store = KeyStore()
+    store.apply(event)
+    assert store.verify(key.key).tenant == "northwind-it"
+    with pytest.raises(Exception, match="not valid"):
+        store.verify(key.key[:-1] + ("0" if key.key[-1] != "0" else "1"))
+    store.apply(revocation(key.key_id, "northwind-it", reason=None, now=NOW))
+    with pytest.raises(Exception, match="revoked"):
+        store.verify(key.key)
+
+
+def test_a_revocation_by_another_tenant_changes_nothing() -> None:
+    key = generate_key("northwind-it", "read")
+    store = KeyStore()
+    store.apply(key.event(label=None, now=NOW))
+    store.apply(revocation(key.key_id, "cloudy-ltd", reason=None, now=NOW))
+    assert store.verify(key.key).key_id == key.key_id
+
+
+def test_token_bucket() -> None:
+    clock = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=3, now=lambda: clock[0])
+    assert [limiter.take("k") for _ in range(3)] == [0, 0, 0]
+    assert limiter.take("k") == 1
+    assert limiter.take("other") == 0
+    clock[0] += 0.5
+    assert limiter.take("k") == 0
+
+
+async def test_missing_wrong_and_revoked_keys_are_401(client: httpx.AsyncClient, keys: dict[str, str], kafka_bootstrap: str) -> None:
+    r = await client.get("/v1/notes")
+    assert (r.status_code, r.json()["code"]) == (401, "api_key_required")
+    assert r.headers["content-type"] == "application/problem+json"
+    for bad in ("nonsense", keys["write"][:-4] + "abcd", "bk_live_k0000000000000000_" + "0" * 64):
+        r = await client.get("/v1/notes", headers=auth(bad))
+        assert (r.status_code, r.json()["code"]) == (401, "api_key_invalid"), bad
+    # A tenant header is no substitute for a key.
+    r = await client.get("/v1/notes", headers={"X-Tenant-Id": keys["tenant"]})
+    assert r.status_code == 401
+
+    await wait_known(client, keys["write"])
+    key_id = parse_key(keys["write"])[0]  # type: ignore[index]
+    await publish(kafka_bootstrap, revocation(key_id, keys["tenant"], reason="test", now=NOW))
+    for _ in range(200):
+        r = await client.get("/v1/notes", headers=auth(keys["write"]))
+        if r.status_code == 401:
+            break
+        await asyncio.sleep(0.05)
+    assert (r.status_code, r.json()["code"]) == (401, "api_key_revoked")
+
+
+async def test_scopes(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    await wait_known(client, keys["admin"])
+    assert (await client.get("/v1/notes", headers=auth(keys["read"]))).status_code == 200
+    r = await client.post("/v1/notes", json={"text": "x"}, headers=auth(keys["read"]))
+    assert (r.status_code, r.json()["code"]) == (403, "insufficient_scope")
+    assert (await client.post("/v1/notes", json={"text": "x"}, headers=auth(keys["write"]))).status_code == 201
+    r = await client.post("/v1/admin/reindex", headers=auth(keys["write"]))
+    assert (r.status_code, r.json()["code"]) == (403, "insufficient_scope")
+    r = await client.post("/v1/admin/reindex", headers=auth(keys["admin"]))
+    assert r.json() == {"reindexed_for": keys["tenant"]}
+
+
+async def test_tenant_comes_from_the_key_only(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    await wait_known(client, keys["other_write"])
+    await client.put("/v1/notes/n1", json={"text": "secret of p"}, headers=auth(keys["write"]))
+    spoof = {**auth(keys["other_write"]), "X-Tenant-Id": keys["tenant"]}
+    r = await client.get("/v1/notes/n1", headers=spoof)
+    assert r.status_code == 404
+    assert "secret of p" not in (await client.get("/v1/notes", headers=spoof)).text
+
+
+async def test_idempotency_replay_and_reuse(client: httpx.AsyncClient, keys: dict[str, str], toy: Toy) -> None:
+    await wait_known(client, keys["write"])
+    h = {**auth(keys["write"]), "Idempotency-Key": "create-1"}
+    # A refused request is not remembered: the corrected retry with the same key runs.
+    assert (await client.post("/v1/notes", json={"text": ["bad"]}, headers=h)).status_code == 422
+    first = await client.post("/v1/notes", json={"text": "hello"}, headers=h)
+    again = await client.post("/v1/notes", json={"text": "hello"}, headers=h)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    r = await client.post("/v1/notes", json={"text": "other"}, headers=h)
+    assert (r.status_code, r.json()["code"]) == (409, "idempotency_key_reused")
+    listed = (await client.get("/v1/notes", headers=auth(keys["write"]))).json()["items"]
+    assert [n["text"] for n in listed] == ["hello"]
+    # Keys are per tenant: another tenant's same key is a new request.
+    await wait_known(client, keys["other_write"])
+    r = await client.post("/v1/notes", json={"text": "hello"}, headers={**auth(keys["other_write"]), "Idempotency-Key": "create-1"})
+    assert r.status_code == 201 and r.json()["id"] != first.json()["id"]
+    # It survives a restart: the storage is the service's table.
+    restarted = Toy.__new__(Toy)
+    restarted.__dict__.update(toy.__dict__)
+    restarted.runtime = ServiceRuntime(toy.runtime.name, toy.settings, toy.metadata)
+    restarted.app = create_app(restarted.runtime, [toy_router(toy.notes)], title="toy")
+    install_http_conventions(restarted.app)
+    async with serve(restarted.app) as c2:
+        replay = await c2.post("/v1/notes", json={"text": "hello"}, headers=h)
+    assert replay.json() == first.json()
+
+
+async def test_audit_log_records_who_what_before_after(client: httpx.AsyncClient, keys: dict[str, str], toy: Toy) -> None:
+    await wait_known(client, keys["write"])
+    await client.put("/v1/notes/a1", json={"text": "v1"}, headers=auth(keys["write"]))
+    await client.put("/v1/notes/a1", json={"text": "v2"}, headers={**auth(keys["write"]), "Idempotency-Key": "upd"})
+    await client.put("/v1/notes/a1", json={"text": 3}, headers=auth(keys["write"]))  # 422: not a write that happened
+    audit = toy.app.state.http_conventions.audit
+    async with toy.runtime.engine.connect() as conn:
+        rows = (await conn.execute(select(audit).where(audit.c.tenant == keys["tenant"]).order_by(audit.c.id))).all()
+    assert [(r.method, r.path, r.status_code) for r in rows] == [("PUT", "/v1/notes/a1", 200)] * 2
+    assert rows[0].key_id == parse_key(keys["write"])[0]  # type: ignore[index]
+    assert (rows[0].before, rows[0].after) == (None, {"id": "a1", "text": "v1"})
+    assert (rows[1].before, rows[1].after, rows[1].request) == ({"id": "a1", "text": "v1"}, {"id": "a1", "text": "v2"}, {"text": "v2"})
+    assert rows[1].idempotency_key == "upd"
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with toy.runtime.engine.begin() as conn:
+            await conn.execute(audit.delete().where(audit.c.id == rows[0].id))
+
+
+async def test_rate_limit_429_with_retry_after(database_url: str, kafka_bootstrap: str) -> None:
+    toy = Toy(database_url, kafka_bootstrap, rate_limit_per_second=0.5, rate_limit_burst=3)
+    await toy.create()
+    key = await issue(kafka_bootstrap, f"r-{uuid.uuid4().hex[:8]}", "read")
+    async with serve(toy.app) as client:
+        # wait_known spends tokens too, so count only after the key is known.
+        statuses = []
+        for _ in range(200):
+            r = await client.get("/v1/notes", headers=auth(key))
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                break
+            await asyncio.sleep(0.05) if r.status_code == 401 else None
+    assert statuses.count(200) <= 3 and statuses[-1] == 429
+    assert r.json()["code"] == "rate_limited" and int(r.headers["retry-after"]) >= 1
+
+
+async def test_framework_errors_are_problem_json(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    await wait_known(client, keys["write"])
+    for method, path, body, status, code in (
+        ("GET", "/v1/nowhere", None, 404, "not_found"),
+        ("DELETE", "/v1/notes", None, 405, "method_not_allowed"),
+        ("POST", "/v1/notes", {"text": ["no"]}, 422, "validation_error"),
+        ("GET", "/v1/notes/missing", None, 404, "not_found"),
+    ):
+        r = await client.request(method, path, json=body, headers=auth(keys["write"]))
+        assert (r.status_code, r.headers["content-type"], r.json()["code"]) == (status, "application/problem+json", code), path

@@ -1,0 +1,207 @@
+"""The outbox relay and the inbox consumer against a real PostgreSQL and a real Tansu broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from sqlalchemy import Column, Integer, String, Table, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from billing_events import CloudEvent, CustomerUpserted, account_id, new_event, to_kafka
+from billing_events.topics import CUSTOMERS, DEAD_LETTER
+from billing_runtime.config import CommonSettings
+from billing_runtime.db import schema_metadata
+from billing_runtime.outbox import republish
+from billing_runtime.service import ServiceRuntime, runtime_tables
+from billing_runtime.testing import read_events
+
+
+def customer(tenant: str, name: str = "Contoso", revision: int = 1) -> CustomerUpserted:
+    return CustomerUpserted(
+        account_id=account_id(tenant, "c1"),
+        partner_id=tenant,
+        external_id="c1",
+        name=name,
+        billing_email="ap@contoso.example",
+        country="IE",
+        currency="EUR",
+        revision=revision,
+    )
+
+
+class Toy:
+    """A throwaway service: counts the CustomerUpserted events it applies, per tenant."""
+
+    def __init__(self, database_url: str, bootstrap: str) -> None:
+        self.schema = f"toy_{uuid.uuid4().hex[:8]}"
+        self.metadata = schema_metadata(self.schema)
+        self.tally = Table("tally", self.metadata, Column("tenant", String, primary_key=True), Column("applied", Integer, nullable=False))
+        runtime_tables(self.metadata)
+        settings = CommonSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, consumer_max_attempts=2)
+        self.runtime = ServiceRuntime(f"toy-{self.schema}", settings, self.metadata)
+        self.fail_names: set[str] = set()
+        self.runtime.on(CustomerUpserted, self.apply)
+
+    async def apply(self, session: Any, event: CloudEvent[Any]) -> None:
+        if event.data.name in self.fail_names:
+            raise RuntimeError(f"cannot apply {event.data.name}")
+        stmt = pg_insert(self.tally).values(tenant=event.tenant, applied=1)
+        await session.execute(stmt.on_conflict_do_update(index_elements=["tenant"], set_={"applied": self.tally.c.applied + 1}))
+
+    async def create(self) -> None:
+        async with self.runtime.engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+            await conn.run_sync(self.metadata.create_all)
+
+    async def applied(self, tenant: str) -> int:
+        async with self.runtime.sessions() as session:
+            return int(await session.scalar(select(self.tally.c.applied).where(self.tally.c.tenant == tenant)) or 0)
+
+
+@pytest.fixture
+async def toy(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Toy]:
+    toy = Toy(database_url, kafka_bootstrap)
+    await toy.create()
+    await toy.runtime.start()
+    await toy.runtime.wait_consuming()
+    yield toy
+    await toy.runtime.stop()
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def send(producer: AIOKafkaProducer, event: CloudEvent[Any]) -> None:
+    m = to_kafka(event)
+    await producer.send_and_wait(m.topic, value=m.value, key=m.key, headers=m.headers)
+
+
+async def until(probe: Any, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await probe():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.1)
+
+
+async def test_an_event_delivered_twice_is_applied_once(toy: Toy, producer: AIOKafkaProducer) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    event = new_event(customer(tenant), source="test", tenant=tenant)
+    await send(producer, event)
+    await send(producer, event)
+    marker = new_event(customer(tenant, revision=2), source="test", tenant=tenant)
+    await send(producer, marker)
+    await until(lambda: _equals(toy.applied(tenant), 2))
+    await asyncio.sleep(0.5)
+    assert await toy.applied(tenant) == 2  # the first event once, the marker once
+
+
+async def _equals(coro: Any, value: int) -> bool:
+    return bool(await coro == value)
+
+
+async def test_poison_events_are_dead_lettered_and_do_not_block(toy: Toy, producer: AIOKafkaProducer, kafka_bootstrap: str) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    good = to_kafka(new_event(customer(tenant), source="test", tenant=tenant))
+    invalid = good.value.replace(b'"currency":"EUR"', b'"currency":12')
+    await producer.send_and_wait(CUSTOMERS.name, value=invalid, key=good.key, headers=good.headers)
+    toy.fail_names.add("Always fails")
+    failing = new_event(customer(tenant, name="Always fails", revision=2), source="test", tenant=tenant)
+    await send(producer, failing)
+    after = new_event(customer(tenant, revision=3), source="test", tenant=tenant)
+    await send(producer, after)
+
+    await until(lambda: _equals(toy.applied(tenant), 1))
+    dead = await read_events(kafka_bootstrap, DEAD_LETTER.name, until=lambda seen: len(seen) >= 1, match=lambda e: e.tenant == tenant and e.id == failing.id)
+    assert dead[0].data.name == "Always fails"
+    async with toy.runtime.sessions() as session:
+        rows = (await session.execute(select(toy.runtime.inbox_table).where(toy.runtime.inbox_table.c.status == "dead_lettered"))).all()
+    errors = {r.event_id: r.error for r in rows}
+    assert "cannot apply Always fails" in errors[failing.id]
+    assert any("invalid" in (e or "") for key, e in errors.items() if key != failing.id)
+
+
+async def test_outbox_publishes_committed_events_only_and_republishes_a_range(toy: Toy, kafka_bootstrap: str) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    kept = toy.runtime.event(customer(tenant), tenant=tenant)
+    async with toy.runtime.transaction() as session:
+        await toy.runtime.outbox.add(session, kept)
+    lost = toy.runtime.event(customer(tenant, name="rolled back", revision=2), tenant=tenant)
+    with pytest.raises(RuntimeError):
+        async with toy.runtime.transaction() as session:
+            await toy.runtime.outbox.add(session, lost)
+            raise RuntimeError("the state change failed")
+
+    seen = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 1, match=lambda e: e.tenant == tenant)
+    await asyncio.sleep(0.5)
+    seen = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 1, match=lambda e: e.tenant == tenant)
+    assert [e.id for e in seen] == [kept.id]
+
+    count = await republish(toy.runtime.engine, toy.runtime.outbox_table, datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1))
+    assert count == 1
+    again = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 2, match=lambda e: e.tenant == tenant)
+    assert [e.id for e in again] == [kept.id, kept.id]
+    await until(lambda: _equals(toy.applied(tenant), 1))
+    await asyncio.sleep(0.5)
+    assert await toy.applied(tenant) == 1  # the consumer applied the republished event once
+
+
+async def test_trace_context_rides_in_the_event_headers(toy: Toy, kafka_bootstrap: str) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    with trace.get_tracer("test").start_as_current_span("post usage") as span:
+        trace_id = format(span.get_span_context().trace_id, "032x")
+        async with toy.runtime.transaction() as session:
+            await toy.runtime.outbox.add(session, toy.runtime.event(customer(tenant), tenant=tenant))
+    seen = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 1, match=lambda e: e.tenant == tenant)
+    assert seen[0].traceparent is not None
+    assert seen[0].traceparent.split("-")[1] == trace_id
+
+
+async def test_a_restarted_consumer_applies_what_was_published_while_it_was_down(
+    toy: Toy, producer: AIOKafkaProducer, own_consumer_groups: str
+) -> None:
+    # The consumer group is this test's own and starts at the end of each topic; on its first
+    # assignment it commits where every partition starts, so nothing sent while it is down is skipped.
+    assert toy.runtime.consumer is not None and toy.runtime.consumer.group_id == f"{own_consumer_groups}{toy.runtime.name}"
+    await toy.runtime.stop()
+    tenants = [f"t-{uuid.uuid4().hex[:8]}" for _ in range(6)]  # keyed by account, so spread over partitions
+    for tenant in tenants:
+        await send(producer, new_event(customer(tenant), source="test", tenant=tenant))
+
+    restarted = ServiceRuntime(toy.runtime.name, toy.runtime.settings, toy.metadata)
+    restarted.on(CustomerUpserted, toy.apply)
+    toy.runtime = restarted
+    await restarted.start()
+    await restarted.wait_consuming()
+    for tenant in tenants:
+        await until(lambda tenant=tenant: _equals(toy.applied(tenant), 1))
+
+
+async def test_a_stopping_consumer_finishes_and_leaves_without_being_cancelled(toy: Toy, producer: AIOKafkaProducer) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    await send(producer, new_event(customer(tenant), source="test", tenant=tenant))
+    await until(lambda: _equals(toy.applied(tenant), 1))
+    consumer = toy.runtime.consumer
+    assert consumer is not None
+    [task] = [t for t in toy.runtime._tasks if t.get_name().endswith("-consumer")]
+    consumer.request_stop()
+    await asyncio.wait_for(asyncio.shield(task), timeout=15.0)
+    assert task.done() and not task.cancelled() and task.exception() is None
