@@ -1,0 +1,171 @@
+"""What both sandboxes share: ids, injected faults, webhook delivery, and a server that runs an
+app on a real port in a thread of its own (tests) or in the foreground (`python -m`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import string
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+log = logging.getLogger(__name__)
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str, length: int = 14) -> str:
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+FaultMode = Literal["error_before", "error_after_commit", "delay_after_commit"]
+
+
+@dataclass
+class Fault:
+    """A failure injected into the next `times` matching requests.
+
+    `error_before`: answer 500 without doing anything. `error_after_commit`: do the work (charge,
+    create) and then answer 500, as a provider whose response was lost. `delay_after_commit`: do
+    the work, then wait `seconds` before answering, so a client with a shorter timeout gives up.
+    """
+
+    method: str
+    path_prefix: str
+    mode: FaultMode
+    seconds: float = 0.0
+    times: int = 1
+
+
+@dataclass
+class Delivery:
+    url: str
+    event_ids: list[str]
+    status: int | None
+    attempts: int
+
+
+@dataclass
+class Sandbox:
+    """State shared by both provider sandboxes."""
+
+    faults: list[Fault] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    webhook_retries: int = 3
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def take_fault(self, request: Request) -> Fault | None:
+        for fault in self.faults:
+            if fault.method == request.method and request.url.path.startswith(fault.path_prefix):
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    async def add_fault(self, request: Request) -> Response:
+        body = await request.json()
+        self.faults.append(Fault(**body))
+        return JSONResponse({"faults": len(self.faults)}, status_code=201)
+
+    async def clear_faults(self, request: Request) -> Response:
+        self.faults.clear()
+        return Response(status_code=204)
+
+    async def list_deliveries(self, request: Request) -> Response:
+        return JSONResponse([d.__dict__ for d in self.deliveries])
+
+    def send_webhook(self, url: str, body: bytes, headers: dict[str, str], event_ids: list[str]) -> None:
+        """Deliver in the background, retrying a few times as the providers do (with short
+        pauses here, so tests do not wait)."""
+        task = asyncio.get_running_loop().create_task(self._deliver(url, body, headers, event_ids))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, url: str, body: bytes, headers: dict[str, str], event_ids: list[str]) -> None:
+        delivery = Delivery(url, event_ids, None, 0)
+        self.deliveries.append(delivery)
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            for attempt in range(1, self.webhook_retries + 1):
+                delivery.attempts = attempt
+                try:
+                    response = await client.post(url, content=body, headers={"Content-Type": "application/json", **headers})
+                    delivery.status = response.status_code
+                    if response.status_code < 300:
+                        return
+                except httpx.HTTPError as exc:
+                    log.info("webhook to %s failed: %s", url, exc)
+                await asyncio.sleep(0.2 * attempt)
+
+
+async def apply_fault_after(fault: Fault | None, response: Response, error: dict[str, Any]) -> Response:
+    """The response a client sees once the work is committed, given the fault drawn for it."""
+    if fault is None or fault.mode == "error_before":
+        return response
+    if fault.mode == "delay_after_commit":
+        await asyncio.sleep(fault.seconds)
+        return response
+    return JSONResponse(error, status_code=500)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class SandboxServer:
+    """Serve an app on 127.0.0.1 in a daemon thread with its own event loop, so that both
+    synchronous SDKs (requests) and asynchronous ones can reach it from a test."""
+
+    def __init__(self, app: Starlette, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, name=f"sandbox-{self.port}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"sandbox on port {self.port} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def running(app: Starlette, port: int | None = None) -> Iterator[SandboxServer]:
+    server = SandboxServer(app, port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer ") and len(header) > 7:
+        return header[7:].strip()
+    return None
+
+
+def fingerprint(method: str, path: str, params: Any) -> str:
+    return f"{method} {path} {params!r}"

@@ -1,0 +1,139 @@
+"""The Stripe sandbox through the official `stripe` SDK, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+import stripe
+
+from provider_sandboxes import SandboxServer, stripe_signature
+from provider_sandboxes.stripe import decode_form
+
+from .conftest import Receiver
+
+
+def client(server: SandboxServer, key: str | None = None) -> stripe.StripeClient:
+    return stripe.StripeClient(key or f"sk_test_{uuid.uuid4().hex}", base_addresses={"api": server.url}, max_network_retries=0)
+
+
+def test_form_decoding_nests_like_stripe() -> None:
+    assert decode_form(b"a[b]=1&c[0]=x&c[1]=y&d=&metadata[invoice_id]=inv-1") == {
+        "a": {"b": "1"}, "c": ["x", "y"], "d": "", "metadata": {"invoice_id": "inv-1"},
+    }
+
+
+def test_save_a_card_then_charge_it_off_session(stripe_server: SandboxServer, receiver: Receiver) -> None:
+    sc = client(stripe_server)
+    endpoint = sc.v1.webhook_endpoints.create({"url": receiver.url, "enabled_events": ["setup_intent.succeeded", "payment_intent.succeeded"]})
+    customer = sc.v1.customers.create({"email": "ap@contoso.example", "name": "Contoso Dental"})
+    setup = sc.v1.setup_intents.create({"customer": customer.id, "usage": "off_session", "payment_method_types": ["card"]})
+    assert setup.status == "requires_payment_method" and setup.client_secret.startswith(setup.id)
+    confirmed = sc.v1.setup_intents.confirm(setup.id, {"payment_method": "pm_card_visa"})
+    assert confirmed.status == "succeeded"
+    pm = sc.v1.payment_methods.retrieve(confirmed.payment_method)
+    assert (pm.customer, pm.card.last4) == (customer.id, "4242")
+
+    intent = sc.v1.payment_intents.create(
+        {"amount": 151625, "currency": "usd", "customer": customer.id, "payment_method": pm.id, "off_session": True, "confirm": True,
+         "metadata": {"invoice_id": "inv-1"}},
+        {"idempotency_key": "inv-1:1"},
+    )
+    assert (intent.status, intent.amount_received, intent.metadata["invoice_id"]) == ("succeeded", 151625, "inv-1")
+
+    hooks = receiver.wait_for(2)
+    types = []
+    for body, headers in hooks:
+        event = sc.construct_event(body, headers["stripe-signature"], endpoint.secret, tolerance=300)
+        types.append(event.type)
+    assert sorted(types) == ["payment_intent.succeeded", "setup_intent.succeeded"]
+    with pytest.raises(stripe.SignatureVerificationError):
+        sc.construct_event(hooks[0][0], hooks[0][1]["stripe-signature"], "whsec_wrong", tolerance=300)
+
+
+@pytest.mark.parametrize(
+    ("card", "code", "decline_code"),
+    [("4000000000000002", "card_declined", "generic_decline"), ("4000000000009995", "card_declined", "insufficient_funds"),
+     ("4000000000000341", "card_declined", "generic_decline"), ("4000002760003184", "authentication_required", "authentication_required")],
+)
+def test_documented_test_cards_decline_when_charged(stripe_server: SandboxServer, card: str, code: str, decline_code: str) -> None:
+    sc = client(stripe_server)
+    customer = sc.v1.customers.create({"email": "x@example.com"})
+    pm = sc.v1.payment_methods.create({"type": "card", "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+    sc.v1.payment_methods.attach(pm.id, {"customer": customer.id})
+    with pytest.raises(stripe.CardError) as err:
+        sc.v1.payment_intents.create(
+            {"amount": 1000, "currency": "eur", "customer": customer.id, "payment_method": pm.id, "off_session": True, "confirm": True}
+        )
+    assert (err.value.code, err.value.error.decline_code) == (code, decline_code)
+    failed = err.value.error.payment_intent
+    assert failed.status == "requires_payment_method" and failed.last_payment_error.decline_code == decline_code
+    listed = sc.v1.payment_intents.list({"customer": customer.id})
+    assert [i.id for i in listed.data] == [failed.id]
+
+
+def test_a_declined_card_cannot_be_saved(stripe_server: SandboxServer) -> None:
+    sc = client(stripe_server)
+    customer = sc.v1.customers.create({"email": "x@example.com"})
+    setup = sc.v1.setup_intents.create({"customer": customer.id, "usage": "off_session"})
+    with pytest.raises(stripe.CardError) as err:
+        sc.v1.setup_intents.confirm(setup.id, {"payment_method": "pm_card_chargeDeclined"})
+    assert err.value.code == "card_declined"
+    assert sc.v1.setup_intents.retrieve(setup.id).status == "requires_payment_method"
+
+
+def test_idempotency_key_replays_the_first_answer_and_refuses_other_parameters(stripe_server: SandboxServer) -> None:
+    sc = client(stripe_server)
+    customer = sc.v1.customers.create({"email": "x@example.com"})
+    params = {"amount": 500, "currency": "usd", "customer": customer.id, "payment_method": "pm_card_visa", "off_session": True, "confirm": True}
+    first = sc.v1.payment_intents.create(params, {"idempotency_key": "k-1"})
+    again = sc.v1.payment_intents.create(params, {"idempotency_key": "k-1"})
+    assert again.id == first.id
+    with pytest.raises(stripe.IdempotencyError):
+        sc.v1.payment_intents.create({**params, "amount": 600}, {"idempotency_key": "k-1"})
+    assert len(sc.v1.payment_intents.list({"customer": customer.id}).data) == 1
+
+
+def test_a_lost_response_still_charged_once(stripe_server: SandboxServer) -> None:
+    sc = client(stripe_server)
+    customer = sc.v1.customers.create({"email": "x@example.com"})
+    httpx.post(f"{stripe_server.url}/_sandbox/faults", json={"method": "POST", "path_prefix": "/v1/payment_intents", "mode": "error_after_commit"})
+    params = {"amount": 500, "currency": "usd", "customer": customer.id, "payment_method": "pm_card_visa", "off_session": True, "confirm": True}
+    with pytest.raises(stripe.APIError):
+        sc.v1.payment_intents.create(params, {"idempotency_key": "lost-1"})
+    replay = sc.v1.payment_intents.create(params, {"idempotency_key": "lost-1"})
+    assert replay.status == "succeeded"
+    assert [i.id for i in sc.v1.payment_intents.list({"customer": customer.id}).data] == [replay.id]
+
+
+def test_refunds_up_to_the_amount_charged(stripe_server: SandboxServer) -> None:
+    sc = client(stripe_server)
+    intent = sc.v1.payment_intents.create({"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True})
+    part = sc.v1.refunds.create({"payment_intent": intent.id, "amount": 400})
+    assert (part.status, part.amount) == ("succeeded", 400)
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        sc.v1.refunds.create({"payment_intent": intent.id, "amount": 700})
+    assert err.value.code == "amount_too_large"
+    rest = sc.v1.refunds.create({"payment_intent": intent.id})
+    assert rest.amount == 600
+
+
+def test_accounts_are_apart_and_keys_are_checked(stripe_server: SandboxServer) -> None:
+    mine, theirs = client(stripe_server), client(stripe_server)
+    customer = mine.v1.customers.create({"email": "x@example.com"})
+    with pytest.raises(stripe.InvalidRequestError):
+        theirs.v1.customers.retrieve(customer.id)
+    with pytest.raises(stripe.AuthenticationError):
+        client(stripe_server, key="sk_live_nope").v1.customers.create({"email": "x@example.com"})
+
+
+def test_signature_is_the_documented_one() -> None:
+    body = json.dumps({"id": "evt_1"}).encode()
+    header = stripe_signature(body, "whsec_abc", timestamp=1700000000)
+    assert header.startswith("t=1700000000,v1=")
+    event = stripe.Webhook.construct_event(body, stripe_signature(body, "whsec_abc"), "whsec_abc", tolerance=300)
+    assert event.id == "evt_1"
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(body, header, "whsec_abc", tolerance=300)  # stale
