@@ -1,0 +1,1 @@
+"""usage-ingest: what partners post, validated record by record and emitted as events."""

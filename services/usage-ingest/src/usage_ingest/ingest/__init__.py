@@ -1,0 +1,1 @@
+from usage_ingest.ingest import models  # noqa: F401

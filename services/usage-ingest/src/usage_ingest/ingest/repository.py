@@ -1,0 +1,81 @@
+"""Every query of usage-ingest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from usage_ingest.ingest.models import Customer, Order, OrderChange, QuantityObservation, UsageRecord
+
+CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
+ORDER: Table = Order.__table__  # type: ignore[attr-defined]
+CHANGE: Table = OrderChange.__table__  # type: ignore[attr-defined]
+USAGE: Table = UsageRecord.__table__  # type: ignore[attr-defined]
+QUANTITY: Table = QuantityObservation.__table__  # type: ignore[attr-defined]
+
+
+async def account_ids(session: AsyncSession, tenant: str, external_ids: Iterable[str]) -> dict[str, str]:
+    ids = list(set(external_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(CUSTOMER.c.external_id, CUSTOMER.c.account_id).where(CUSTOMER.c.tenant == tenant, CUSTOMER.c.external_id.in_(ids)))
+    return {r.external_id: r.account_id for r in rows}
+
+
+async def existing(session: AsyncSession, table: Table, id_column: str, tenant: str, ids: Sequence[str]) -> dict[str, Any]:
+    """Rows already stored for these ids, by id."""
+    if not ids:
+        return {}
+    col = table.c[id_column]
+    rows = await session.execute(select(table).where(table.c.tenant == tenant, col.in_(list(ids))))
+    return {getattr(r, id_column): r for r in rows}
+
+
+async def insert_new(session: AsyncSession, table: Table, id_column: str, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert rows whose id is not there yet; returns the ids this call inserted (a concurrent
+    request that got there first keeps its own)."""
+    if not rows:
+        return set()
+    stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["tenant", id_column]).returning(table.c[id_column])
+    result = await session.execute(stmt, rows)
+    return {r[0] for r in result}
+
+
+async def upsert_customer(session: AsyncSession, row: dict[str, Any]) -> tuple[int, bool]:
+    """Insert or update one customer; returns (revision, changed)."""
+    stmt = pg_insert(CUSTOMER).values(**row, revision=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["tenant", "external_id"],
+        set_={
+            **{k: stmt.excluded[k] for k in row if k not in ("tenant", "external_id", "account_id")},
+            "revision": CUSTOMER.c.revision + 1,
+        },
+        where=CUSTOMER.c.content_hash != stmt.excluded.content_hash,
+    ).returning(CUSTOMER.c.revision)
+    revision = (await session.execute(stmt)).scalar()
+    if revision is None:
+        current = await session.scalar(select(CUSTOMER.c.revision).where(CUSTOMER.c.tenant == row["tenant"], CUSTOMER.c.external_id == row["external_id"]))
+        return int(current or 0), False
+    return int(revision), True
+
+
+async def get_customer(session: AsyncSession, tenant: str, external_id: str) -> Any:
+    return (await session.execute(select(CUSTOMER).where(CUSTOMER.c.tenant == tenant, CUSTOMER.c.external_id == external_id))).first()
+
+
+async def list_customers(session: AsyncSession, tenant: str, after: str | None, limit: int) -> list[Any]:
+    query = select(CUSTOMER).where(CUSTOMER.c.tenant == tenant).order_by(CUSTOMER.c.external_id).limit(limit)
+    if after:
+        query = query.where(CUSTOMER.c.external_id > after)
+    return list((await session.execute(query)).all())
+
+
+async def get_row(session: AsyncSession, table: Table, id_column: str, tenant: str, record_id: str) -> Any:
+    return (await session.execute(select(table).where(table.c.tenant == tenant, table.c[id_column] == record_id))).first()
+
+
+__all__ = ["CHANGE", "CUSTOMER", "ORDER", "QUANTITY", "USAGE"]

@@ -1,0 +1,129 @@
+"""API models: one per record kind, validated one record at a time."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from billing_events import Address, DecimalStr, Money, ObservedItem
+
+ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CustomerIn(Record):
+    id: str = ID
+    name: str = Field(min_length=1, max_length=200)
+    billing_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    country: str = Field(pattern="^[A-Z]{2}$")
+    currency: str = Field(pattern="^[A-Z]{3}$")
+    business: bool = True
+    vat_id: str | None = Field(default=None, max_length=20)
+    address: Address | None = None
+    tax_exempt: bool = False
+
+
+class OrderIn(Record):
+    id: str = ID
+    customer_id: str = ID
+    product_code: str = Field(min_length=1, max_length=64)
+    quantity: DecimalStr
+    start_date: date
+    setup_exempt: bool = Field(default=False, description="No setup fee for this order (e.g. a migration customer).")
+
+    @model_validator(mode="after")
+    def _positive(self) -> OrderIn:
+        if self.quantity <= 0:
+            raise ValueError("quantity must be positive")
+        return self
+
+
+class OrderChangeIn(Record):
+    """A new quantity for an ordered subscription, from `effective_date` (default: today)."""
+
+    id: str = ID
+    quantity: DecimalStr
+    effective_date: date | None = None
+
+    @model_validator(mode="after")
+    def _not_negative(self) -> OrderChangeIn:
+        if self.quantity < 0:
+            raise ValueError("quantity cannot be negative")
+        return self
+
+
+class CancellationIn(Record):
+    """Cancel an ordered subscription; `effective_date` is the last day the partner asks for
+    (default: today); rating applies the notice, commitment and cut-offs of its policy."""
+
+    id: str = ID
+    effective_date: date | None = None
+
+
+class UsageIn(Record):
+    id: str = ID
+    customer_id: str = ID
+    product_code: str = Field(min_length=1, max_length=64)
+    quantity: DecimalStr
+    timestamp: AwareDatetime
+    cost: Money | None = None
+
+
+class QuantityIn(Record):
+    id: str = ID
+    customer_id: str = ID
+    product_code: str = Field(min_length=1, max_length=64)
+    observed_at: AwareDatetime
+    source: str = Field(min_length=1, max_length=64)
+    quantity: DecimalStr | None = None
+    items: list[ObservedItem] | None = Field(default=None, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _count_or_items(self) -> QuantityIn:
+        if (self.quantity is None) == (self.items is None):
+            raise ValueError("give either quantity or items")
+        if self.quantity is not None and self.quantity < 0:
+            raise ValueError("quantity cannot be negative")
+        return self
+
+
+class Batch(BaseModel):
+    """Records stay raw here so that one bad record is rejected alone, not the whole batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    REJECTED = "rejected"
+
+
+class RecordResult(BaseModel):
+    index: int
+    id: str | None
+    status: Status
+    code: str | None = None
+    field: str | None = None
+    message: str | None = None
+    result: dict[str, Any] | None = None
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    duplicate: int
+    conflict: int
+    rejected: int
+    results: list[RecordResult]
+
+
+Kind = Literal["customer", "order", "usage", "quantity"]
