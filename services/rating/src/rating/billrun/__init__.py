@@ -1,0 +1,1 @@
+from rating.billrun import models  # noqa: F401

@@ -1,0 +1,583 @@
+"""The rating function: what a bill run for one period bills, from the catalogue, one price list,
+the subscriptions (as scheduled by their policy), the usage and the counts. Pure: no database,
+no clock, no I/O.
+
+The same function rates both tiers: with the seller's own price list for its buyers (retail),
+and with the distributor's wholesale list for a partner's book, every line then billed to the
+partner and attributed to its end customer. Amounts are quantity × unit price, exact and
+unrounded (invoicing rounds once). What cannot be rated is reported as `Unrated`, never raised.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, localcontext
+from enum import StrEnum
+from typing import Any
+
+from billing_events import Money, RatedLine, derived_event_id
+from rating.period import Period, local_midnight
+from rating.policy import BillingPolicy, QuantityRule
+from rating.pricing import PriceModel, Segment
+from rating.schedule import Schedule
+
+# Enough digits that sums of millions of fine-grained usage quantities stay exact.
+PRECISION = 60
+
+
+class UnratedReason(StrEnum):
+    UNKNOWN_ACCOUNT = "unknown_account"  # no CustomerUpserted seen for the buyer yet
+    UNKNOWN_PRODUCT = "unknown_product"  # not in the seller's (or the distributor's) catalogue
+    NO_PRICE = "no_price"  # no price in force for the service period in this tier's list
+    CURRENCY_MISMATCH = "currency_mismatch"  # priced in another currency than the buyer's
+    RULE_MISMATCH = "rule_mismatch"  # usage or counts for a product whose rule does not bill them
+    NO_COST = "no_cost"  # cost-plus pricing for usage that carries no cost
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    code: str
+    name: str
+    category: str | None
+    unit: str | None
+    tax_category: str | None
+    kind: str  # recurring | usage | one_time | project_work | shipping
+    policy: BillingPolicy
+
+
+@dataclass(frozen=True)
+class Price:
+    model: PriceModel
+    currency: str
+    base: PriceModel | None = None  # the wholesale model a markup applies to
+
+
+@dataclass(frozen=True)
+class Buyer:
+    account_id: str
+    currency: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    subscription_id: str
+    account_id: str
+    product_code: str
+    schedule: Schedule
+    policy: BillingPolicy
+    setup_exempt: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    record_id: str
+    account_id: str
+    product_code: str
+    quantity: Decimal
+    occurred_at: datetime
+    cost: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    observation_id: str
+    account_id: str
+    product_code: str
+    quantity: Decimal | None
+    observed_at: datetime
+    items: tuple[tuple[str, str], ...] | None = None  # (item id, active|deleted)
+
+    @property
+    def count(self) -> Decimal:
+        if self.quantity is not None:
+            return self.quantity
+        return Decimal(sum(1 for _, state in self.items or () if state == "active"))
+
+
+@dataclass(frozen=True)
+class Discount:
+    discount_id: str
+    scope: str  # product | invoice (a subscription's discount is resolved to its account and product)
+    account_id: str | None
+    target: str | None  # subscription id or product code
+    percent: Decimal | None
+    amount: Decimal | None
+    first_period: Period
+    periods: int | None  # None: open-ended
+
+    def applies_in(self, period: Period) -> bool:
+        offset = period.months_since(self.first_period)
+        return offset >= 0 and (self.periods is None or offset < self.periods)
+
+
+@dataclass(frozen=True, order=True)
+class Unrated:
+    account_id: str
+    product_code: str
+    reason: UnratedReason
+
+
+PriceOf = Callable[[str, Period], Price | None]
+
+
+@dataclass
+class _Key:
+    subscriptions: list[Subscription] = field(default_factory=list)
+    usage: list[Usage] = field(default_factory=list)
+    late: dict[Period, list[Usage]] = field(default_factory=dict)
+    observations: list[Observation] = field(default_factory=list)  # history up to the period's end
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A quantity to price: the product, the service period it bills and how it was found."""
+
+    product_code: str
+    kind: str
+    service: tuple[date, date]
+    quantity: Decimal
+    rule: str
+    cost: Decimal | None = None
+    fraction: tuple[int, int] | None = None  # daily proration: active days ÷ days in the period
+    late: bool = False
+    note: str | None = None
+    subscription_id: str | None = None
+    periods: int | None = None  # a true-up: how many periods were billed at the lower count
+
+
+@dataclass(frozen=True)
+class Rating:
+    lines: dict[str, tuple[RatedLine, ...]]  # by account (the end customer in a wholesale book)
+    currencies: dict[str, str]
+    unrated: tuple[Unrated, ...]
+    billed_usage: tuple[str, ...]  # record ids the lines include
+    billed_observations: tuple[str, ...]  # observation ids whose count a line bills
+
+    @property
+    def line_count(self) -> int:
+        return sum(len(lines) for lines in self.lines.values())
+
+
+def line_id(run_id: str, account_id: str, product_code: str, *more: str) -> str:
+    return derived_event_id("rated_line", run_id, account_id, product_code, *more)
+
+
+def rate_period(
+    run_id: str,
+    period: Period,
+    *,
+    buyers: Iterable[Buyer],
+    products: dict[str, ProductInfo],
+    price_of: PriceOf,
+    subscriptions: Iterable[Subscription] = (),
+    usage: Iterable[Usage] = (),
+    observations: Iterable[Observation] = (),
+    closed: frozenset[str] | dict[str, datetime] = frozenset(),
+    discounts: Iterable[Discount] = (),
+    bill_to: Buyer | None = None,
+) -> Rating:
+    """Rate the run that closes `period`. Usage before the period is billed as late lines when its
+    own period is in `closed` (and ignored otherwise); observations before the period are history
+    (snapshot carry-forward, item states, true-up). With `bill_to`, every line is billed to it and
+    attributed to its account as end customer (the wholesale tier)."""
+    # When each closed period of the tier was closed: an order that arrived after decides late terms.
+    closed_at: dict[str, datetime] = closed if isinstance(closed, dict) else {label: datetime.max.replace(tzinfo=UTC) for label in closed}
+    buyer_by_id = {b.account_id: b for b in buyers}
+    keys: dict[tuple[str, str], _Key] = defaultdict(_Key)
+    for sub in subscriptions:
+        keys[(sub.account_id, sub.product_code)].subscriptions.append(sub)
+    for record in usage:
+        if period.contains(record.occurred_at):
+            keys[(record.account_id, record.product_code)].usage.append(record)
+        elif record.occurred_at < period.starts_at:
+            own = Period.of_instant(record.occurred_at, period.tz)
+            if own.label in closed:
+                keys[(record.account_id, record.product_code)].late.setdefault(own, []).append(record)
+    for obs in observations:
+        if obs.observed_at < period.ends_before:
+            keys[(obs.account_id, obs.product_code)].observations.append(obs)
+
+    lines: dict[str, list[RatedLine]] = defaultdict(list)
+    unrated: set[Unrated] = set()
+    billed_usage: list[str] = []
+    billed_observations: list[str] = []
+    discount_list = list(discounts)
+
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        for (account, code), found in sorted(keys.items()):
+            buyer = buyer_by_id.get(account)
+            if buyer is None:
+                if found.usage or found.late or _observed_in(found, period) or any(_bills(s, period) for s in found.subscriptions):
+                    unrated.add(Unrated(account, code, UnratedReason.UNKNOWN_ACCOUNT))
+                continue
+            product = products.get(code)
+            if product is None:
+                if found.usage or found.late or _observed_in(found, period) or any(_bills(s, period) for s in found.subscriptions):
+                    unrated.add(Unrated(account, code, UnratedReason.UNKNOWN_PRODUCT))
+                continue
+            quantities, used_usage, used_obs, mismatch = _quantities(period, product, found, closed_at)
+            if mismatch:
+                unrated.add(Unrated(account, code, UnratedReason.RULE_MISMATCH))
+            quantities += _setup_fees(period, found.subscriptions)
+            invoice_currency = (bill_to or buyer).currency
+            priced_any = False
+            for q in quantities:
+                target = products.get(q.product_code)
+                if target is None:
+                    unrated.add(Unrated(account, q.product_code, UnratedReason.UNKNOWN_PRODUCT))
+                    continue
+                service = Period.containing(q.service[0], period.tz)
+                price = price_of(q.product_code, service)
+                if price is None:
+                    unrated.add(Unrated(account, q.product_code, UnratedReason.NO_PRICE))
+                    continue
+                if price.currency != invoice_currency:
+                    unrated.add(Unrated(account, q.product_code, UnratedReason.CURRENCY_MISMATCH))
+                    continue
+                segments = _price(q, price)
+                if segments is None:
+                    unrated.add(Unrated(account, q.product_code, UnratedReason.NO_COST))
+                    continue
+                for index, segment in enumerate(segments):
+                    lines[account].append(_line(run_id, account, buyer, target, q, segment, index, price.currency, bill_to))
+                    priced_any = True
+            if priced_any:
+                billed_usage.extend(used_usage)
+                billed_observations.extend(used_obs)
+        for account in list(lines):
+            lines[account].sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind))
+            lines[account].extend(_discount_lines(run_id, period, account, lines[account], discount_list, bill_to, buyer_by_id[account]))
+
+    return Rating(
+        lines={account: tuple(found) for account, found in sorted(lines.items()) if found},
+        currencies={account: (bill_to or buyer_by_id[account]).currency for account, found in lines.items() if found},
+        unrated=tuple(sorted(unrated)),
+        billed_usage=tuple(sorted(set(billed_usage))),
+        billed_observations=tuple(sorted(set(billed_observations))),
+    )
+
+
+def _bills(sub: Subscription, period: Period) -> bool:
+    return sub.schedule.billed_in(period) or Period.containing(sub.schedule.ordered_on) == period
+
+
+def _observed_in(found: _Key, period: Period) -> bool:
+    return any(period.contains(o.observed_at) for o in found.observations)
+
+
+# --- quantities -------------------------------------------------------------------------------
+
+
+def _quantities(
+    period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]
+) -> tuple[list[Quantity], list[str], list[str], bool]:
+    """The quantities the run bills for one account and product, with the usage and observation
+    ids they consumed, and whether inputs the rule ignores were reported (a partner's mistake)."""
+    rule = product.policy.quantity_rule
+    in_period = [o for o in found.observations if period.contains(o.observed_at)]
+    kind = product.kind
+    out: list[Quantity] = []
+    used_usage: list[str] = []
+    used_obs: list[str] = []
+    service = (period.start, period.end)
+
+    if rule is QuantityRule.USAGE_SUM:
+        mismatch = bool(in_period)
+        groups = [(service, found.usage, False)] + [((own.start, own.end), records, True) for own, records in sorted(found.late.items())]
+        for span, records, late in groups:
+            if not records:
+                continue
+            total = sum((u.quantity for u in records), Decimal(0))
+            costs = [u.cost for u in records]
+            cost = sum((c for c in costs if c is not None), Decimal(0)) if all(c is not None for c in costs) else None
+            out.append(Quantity(product.code, kind, span, total, rule.value, cost=cost, late=late))
+            used_usage.extend(u.record_id for u in records)
+        return out, used_usage, used_obs, mismatch
+
+    mismatch = bool(found.usage or found.late)
+    if rule is QuantityRule.CONTRACTED:
+        mismatch = mismatch or (bool(in_period) and not any(s.policy.true_up for s in found.subscriptions))
+        for sub in found.subscriptions:
+            if sub.policy.true_up:
+                q, obs_used = _true_up(period, product, sub, found.observations)
+                out += q
+                used_obs += obs_used
+            else:
+                out += _contracted(period, product, sub, closed_at)
+        return _merge(out), used_usage, used_obs, mismatch
+
+    # Observed rules: counts bill on their own; with subscriptions, only while one of them bills,
+    # and the ordered quantity stands in until a count arrives (seed 001, example A's Fabrikam).
+    billing = [s for s in found.subscriptions if s.schedule.billed_in(period)]
+    if found.subscriptions and not billing:
+        return out, used_usage, used_obs, mismatch
+    observed, obs_ids = _observed(period, product.policy, found.observations, in_period)
+    if observed is None and billing:
+        observed = sum((s.schedule.quantity_on(period.end) for s in billing), Decimal(0))
+    if observed is not None and observed != 0:
+        out.append(Quantity(product.code, kind, service, observed, _rule_label(product.policy)))
+        used_obs += obs_ids
+    return out, used_usage, used_obs, mismatch
+
+
+def _rule_label(policy: BillingPolicy) -> str:
+    if policy.quantity_rule is QuantityRule.SNAPSHOT:
+        return f"snapshot(day={policy.snapshot_day})"
+    return policy.quantity_rule.value
+
+
+def _observed(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> tuple[Decimal | None, list[str]]:
+    def newest(obs: Iterable[Observation]) -> Observation | None:
+        return max(obs, key=lambda o: (o.observed_at, o.observation_id), default=None)
+
+    rule = policy.quantity_rule
+    if rule is QuantityRule.LATEST:
+        found = newest(in_period)
+        return (found.count, [found.observation_id]) if found else (None, [])
+    if rule is QuantityRule.PEAK:
+        found = max(in_period, key=lambda o: (o.count, o.observed_at, o.observation_id), default=None)
+        return (found.count, [found.observation_id]) if found else (None, [])
+    if rule is QuantityRule.SNAPSHOT:
+        # "On or before day N": before the first instant of day N + 1, local time.
+        cutoff = local_midnight(period.start + timedelta(days=policy.snapshot_day or 1), period.tz)
+        found = newest(o for o in in_period if o.observed_at < cutoff) or newest(o for o in history if o.observed_at < period.starts_at)
+        return (found.count, [found.observation_id]) if found else (None, [])
+    # distinct_active: an item bills the period if it was active at its start (its last state
+    # before it) or reported active inside it; a deletion drops it from the next period (seed 001).
+    state: dict[str, str] = {}
+    for obs in sorted((o for o in history if o.observed_at < period.starts_at), key=lambda o: (o.observed_at, o.observation_id)):
+        for item, item_state in obs.items or ():
+            state[item] = item_state
+    active = {item for item, item_state in state.items() if item_state == "active"}
+    for obs in in_period:
+        active |= {item for item, item_state in obs.items or () if item_state == "active"}
+    if not active and not any(o.items is not None for o in history):
+        return None, []
+    return Decimal(len(active)), sorted(o.observation_id for o in in_period)
+
+
+def _contracted(period: Period, product: ProductInfo, sub: Subscription, closed_at: dict[str, datetime]) -> list[Quantity]:
+    policy, schedule = sub.policy, sub.schedule
+    out: list[Quantity] = []
+    for service, late in _service_periods(period, policy, schedule, closed_at):
+        out += [replace(q, late=late) for q in _recurring(product, sub, service, period)]
+    if policy.timing == "advance" and policy.proration == "daily" and schedule.billed_in(period):
+        # Additions inside a period billed in advance are billed pro rata in the next run (seed 000).
+        billed = schedule.quantity_on(period.start) if schedule.billing_starts_on <= period.start else None
+        if billed is not None:
+            days = schedule.active_days(period)
+            for first, last, quantity in schedule.quantity_spans(*days) if days else []:
+                if quantity > billed:
+                    out.append(
+                        Quantity(product.code, product.kind, (first, last), quantity - billed, "contracted",
+                                 fraction=((last - first).days + 1, period.days), note="addition", subscription_id=sub.subscription_id)
+                    )
+    return out
+
+
+def _service_periods(run: Period, policy: BillingPolicy, schedule: Schedule, closed_at: dict[str, datetime]) -> list[tuple[tuple[date, date], bool]]:
+    """The service periods (month or year terms) this run bills for a subscription, each with
+    whether it is late: arrears bills a term in the run closing its last month, advance in the run
+    closing the month before it; when that run was closed before the order arrived, the next run
+    not yet closed then bills it, as a late line (like late usage)."""
+    first = Period.containing(schedule.billing_starts_on, run.tz)
+    months = 12 if policy.interval == "year" else 1
+    due_offset = (months - 1) if policy.timing == "arrears" else -1
+    out: list[tuple[tuple[date, date], bool]] = []
+    term = 0
+    while True:
+        start = first.shift(term * months)
+        end = start.shift(months - 1)
+        if schedule.ends_on is not None and start.start > schedule.ends_on:
+            break
+        due = start.shift(due_offset)
+        if due > run:
+            break
+        billed_by = due
+        while billed_by.label in closed_at and closed_at[billed_by.label] <= schedule.ordered_at:
+            billed_by = billed_by.next()
+        if billed_by == run:
+            out.append(((start.start, end.end), billed_by != due))
+        term += 1
+    return out
+
+
+def _recurring(product: ProductInfo, sub: Subscription, service: tuple[date, date], run: Period) -> list[Quantity]:
+    policy, schedule = sub.policy, sub.schedule
+    period = Period.containing(service[0], run.tz)
+    if policy.proration == "daily" and policy.interval == "month":
+        days = schedule.active_days(period)
+        if days is None:
+            return []
+        if policy.timing == "advance":
+            # Billed ahead at the quantity of its first billed day; later additions follow in arrears.
+            first, last = days
+            quantity = schedule.quantity_on(first)
+            fraction = None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days)
+            ahead = Quantity(product.code, product.kind, (first, last), quantity, "contracted", fraction=fraction, subscription_id=sub.subscription_id)
+            return [ahead] if quantity else []
+        return [
+            Quantity(product.code, product.kind, (first, last), quantity, "contracted",
+                     fraction=None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days),
+                     subscription_id=sub.subscription_id)
+            for first, last, quantity in schedule.quantity_spans(*days)
+            if quantity != 0
+        ]
+    # No proration: the quantity in force on the term's last day (arrears; seed 001 "changes are
+    # not prorated") or first day (advance), billed in full.
+    at = service[1] if policy.timing == "arrears" else max(service[0], schedule.billing_starts_on)
+    if schedule.ends_on is not None and at > schedule.ends_on:
+        at = schedule.ends_on
+    quantity = schedule.quantity_on(at)
+    return [Quantity(product.code, product.kind, service, quantity, "contracted", subscription_id=sub.subscription_id)] if quantity != 0 else []
+
+
+def _true_up(period: Period, product: ProductInfo, sub: Subscription, history: list[Observation]) -> tuple[list[Quantity], list[str]]:
+    """Contracted until the first count; from the period of the first count, actuals; in that
+    period once, (actual − contracted) × the periods already billed at the lower count (BILLING-RULES §3)."""
+    schedule = sub.schedule
+    if not schedule.billed_in(period):
+        return [], []
+    first_billed = schedule.first_period
+    counted = sorted((o for o in history if Period.of_instant(o.observed_at, period.tz) >= first_billed), key=lambda o: (o.observed_at, o.observation_id))
+    first_count = Period.of_instant(counted[0].observed_at, period.tz) if counted else None
+    service = (period.start, period.end)
+    if first_count is None or period < first_count:
+        return _recurring(product, sub, service, period), []
+    latest = [o for o in counted if o.observed_at < period.ends_before][-1]
+    actual = latest.count
+    out = [Quantity(product.code, product.kind, service, actual, "contracted+true_up", subscription_id=sub.subscription_id)] if actual else []
+    if period == first_count:
+        contracted = schedule.quantity_on(period.end)
+        billed_before = sum(1 for m in range(period.months_since(first_billed)) if schedule.billed_in(first_billed.shift(m)))
+        if actual > contracted and billed_before:
+            out.append(
+                Quantity(product.code, "true_up", service, actual - contracted, "true_up",
+                         periods=billed_before, note=f"reconciliation: {actual - contracted} × {billed_before} periods",
+                         subscription_id=sub.subscription_id)
+            )
+    return out, [latest.observation_id]
+
+
+def _setup_fees(period: Period, subscriptions: list[Subscription]) -> list[Quantity]:
+    """Setup: one-time, per ordered unit, never prorated, in the period the order was received (seed 001)."""
+    out = []
+    for sub in subscriptions:
+        setup = sub.policy.setup_product
+        if setup is None or sub.setup_exempt or Period.containing(sub.schedule.ordered_on, period.tz) != period:
+            continue
+        quantity = sub.schedule.steps[0].quantity
+        day = sub.schedule.ordered_on
+        out.append(Quantity(setup, "one_time", (day, day), quantity, "setup", subscription_id=sub.subscription_id))
+    return out
+
+
+def _merge(quantities: list[Quantity]) -> list[Quantity]:
+    """Subscriptions of one product and service period bill as one line (their quantities summed)."""
+    merged: dict[tuple[Any, ...], Quantity] = {}
+    for q in quantities:
+        key = (q.product_code, q.kind, q.service, q.fraction, q.periods, q.note, q.rule, q.late)
+        if key in merged:
+            prev = merged[key]
+            merged[key] = Quantity(q.product_code, q.kind, q.service, prev.quantity + q.quantity, q.rule, fraction=q.fraction,
+                                   late=q.late, note=q.note, periods=q.periods)
+        else:
+            merged[key] = q
+    return list(merged.values())
+
+
+# --- prices and lines ------------------------------------------------------------------------
+
+
+def _price(q: Quantity, price: Price) -> list[Segment] | None:
+    model = price.model
+    if (model.needs_cost or (model.model == "markup" and price.base is not None and price.base.needs_cost)) and q.cost is None:
+        return None
+    segments = model.segments(q.quantity, q.cost, price.base)
+    if q.periods is not None:
+        # The reconciliation: the delta's price, once per period already billed at the lower count.
+        periods = Decimal(q.periods)
+        if model.per_unit_price is not None:
+            return [Segment(q.quantity * periods, s.unit_price, q.note) for s in segments]
+        return [Segment(periods, s.amount, q.note) for s in segments]
+    if q.fraction is not None:
+        share = Decimal(q.fraction[0]) / Decimal(q.fraction[1])
+        return [Segment(s.quantity, s.unit_price * share, f"{q.fraction[0]}/{q.fraction[1]} days") for s in segments]
+    return segments
+
+
+def _line(
+    run_id: str, account: str, buyer: Buyer, product: ProductInfo, q: Quantity, segment: Segment, index: int, currency: str,
+    bill_to: Buyer | None,
+) -> RatedLine:
+    notes = [n for n in (q.note if q.kind != "true_up" else None, segment.note) if n]
+    description = product.name + (f" ({'; '.join(notes)})" if notes else "")
+    if q.kind == "true_up":
+        description = f"{product.name}: true-up ({segment.note})"
+    return RatedLine(
+        line_id=line_id(run_id, account, q.product_code, q.kind, q.service[0].isoformat(), q.note or "", str(index), "late" if q.late else ""),
+        product_code=q.product_code,
+        description=description,
+        category=product.category,
+        service_period_start=q.service[0],
+        service_period_end=q.service[1],
+        quantity=segment.quantity,
+        unit_price=Money.of(segment.unit_price, currency),
+        amount=Money.of(segment.amount, currency),
+        quantity_rule=q.rule,
+        end_customer_id=account if bill_to is not None else None,
+        end_customer_name=buyer.name if bill_to is not None else None,
+        late=q.late,
+        kind=q.kind,  # type: ignore[arg-type]
+        timing=product.policy.timing if q.kind in ("recurring", "true_up") else "arrears",  # type: ignore[arg-type]
+        tax_category=product.tax_category,
+        unit=product.unit,
+    )
+
+
+def _discount_lines(
+    run_id: str, period: Period, account: str, lines: list[RatedLine], discounts: list[Discount], bill_to: Buyer | None, buyer: Buyer
+) -> list[RatedLine]:
+    """Discounts (seeds 000, 004): a percentage or a fixed amount off one subscription's, one
+    product's or the whole invoice's lines of the period, each a negative line, never more than
+    what it discounts."""
+    out: list[RatedLine] = []
+    for discount in sorted(discounts, key=lambda d: d.discount_id):
+        if not discount.applies_in(period) or (discount.account_id is not None and discount.account_id != account):
+            continue
+        if discount.scope == "invoice":
+            covered = [line for line in lines if line.kind != "discount"]
+        elif discount.scope == "product":
+            covered = [line for line in lines if line.product_code == discount.target and line.kind != "discount"]
+        else:
+            covered = []  # subscription discounts arrive resolved to their account and product
+        base = sum((line.amount.amount for line in covered), Decimal(0))
+        if base <= 0:
+            continue
+        off = base * discount.percent / 100 if discount.percent is not None else min(discount.amount or Decimal(0), base)
+        currency = covered[0].amount.currency
+        label = f"{discount.percent}%" if discount.percent is not None else Money.of(off, currency).amount
+        out.append(
+            RatedLine(
+                line_id=line_id(run_id, account, "discount", discount.discount_id),
+                product_code=discount.target if discount.scope == "product" and discount.target else "DISCOUNT",
+                description=f"Discount {label} ({discount.scope}{': ' + discount.target if discount.target else ''})",
+                category=None,
+                service_period_start=period.start,
+                service_period_end=period.end,
+                quantity=Decimal(1),
+                unit_price=Money.of(-off, currency),
+                amount=Money.of(-off, currency),
+                quantity_rule="discount",
+                end_customer_id=account if bill_to is not None else None,
+                end_customer_name=buyer.name if bill_to is not None else None,
+                kind="discount",
+                tax_category=covered[0].tax_category if len({line.tax_category for line in covered}) == 1 else None,
+            )
+        )
+    return out

@@ -1,0 +1,63 @@
+"""API models of bill runs, current charges and the margin report."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_events import Money, RatedLine
+
+
+class BillRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: str = Field(max_length=16, description="The month to close, as YYYY-MM (in the seller's time zone).")
+
+
+class UnratedOut(BaseModel):
+    account_id: str
+    product_code: str
+    reason: str
+
+
+class BillRunOut(BaseModel):
+    bill_run_id: str
+    seller_id: str
+    period: str
+    period_start: date
+    period_end: date
+    tier: str = Field(description="retail: a partner's run; wholesale: the distributor's run.")
+    created: bool
+    buyers: int
+    lines: int
+    unrated: list[UnratedOut]
+
+
+class ChargesOut(BaseModel):
+    account_id: str
+    seller_id: str
+    period: str
+    period_start: date
+    period_end: date
+    currency: str
+    bill_run_id: str | None = Field(description="The bill run that closed this period, once it has run.")
+    lines: list[RatedLine]
+    total: Money = Field(description="Sum of the line amounts, unrounded.")
+    unrated: list[UnratedOut]
+
+
+class MarginLine(BaseModel):
+    end_customer_id: str
+    end_customer_name: str | None
+    product_code: str
+    currency: str
+    retail: str = Field(description="Sum of the retail amounts, unrounded.")
+    wholesale: str = Field(description="Sum of the wholesale amounts, unrounded.")
+    margin: str | None = Field(description="retail − wholesale; null when the two are in different currencies.")
+
+
+class MarginOut(BaseModel):
+    partner_id: str
+    period: str
+    lines: list[MarginLine]

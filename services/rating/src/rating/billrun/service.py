@@ -1,0 +1,382 @@
+"""Closing a period: rate it once and emit PeriodClosed per buyer, in the same transaction as the
+run record. A partner's run bills its customers at its retail prices (tier `retail`); the
+distributor's run bills each partner (a customer of the distributor whose external id is the
+partner's tenant id) for its own licences and, at wholesale prices, for every end customer's
+rated quantities (tier `wholesale`). Also the live view of an account's charges and the margin
+report (the same rating, not stored, not emitted)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_events import Money, PeriodClosed, RatedLine, derived_event_id
+from billing_events import account_id as billing_account_id
+from billing_runtime.service import ServiceRuntime
+from rating.billrun import rating
+from rating.billrun import repository as repo
+from rating.billrun.rating import Buyer, Rating, Unrated
+from rating.billrun.schemas import BillRunOut, ChargesOut, MarginLine, MarginOut, UnratedOut
+from rating.catalogue.service import PriceBook, SellerTerms, price_book, seller_terms
+from rating.discount.service import discounts_for_rating
+from rating.errors import AccountNotFound, BillRunNotFound, PeriodNotEnded
+from rating.period import Period
+from rating.policy import BillingPolicy
+from rating.schedule import Change, schedule
+from rating.subscription import repository as projections
+
+tracer = trace.get_tracer(__name__)
+
+BILL_RUNS = Counter("billing_bill_runs_total", "Bill run requests, by outcome", ["outcome"])
+RATED_LINES = Counter("billing_rated_lines_total", "Lines rated by bill runs, by tier", ["tier"])
+UNRATED = Counter("billing_unrated_charges_total", "Charges a bill run could not rate, by reason", ["reason"])
+BILL_RUN_SECONDS = Histogram("billing_bill_run_duration_seconds", "Time to rate and close one seller's period")
+
+
+def bill_run_id(seller_id: str, period: Period) -> str:
+    """The fixed identity of a seller's run for a period: running it again finds the same run."""
+    return derived_event_id("bill_run", seller_id, period.label)
+
+
+def partner_account_id(distributor_id: str, partner_id: str) -> str:
+    """A partner's billing account at the distributor: the distributor's customer whose external
+    id is the partner's tenant id."""
+    return billing_account_id(distributor_id, partner_id)
+
+
+@dataclass(frozen=True)
+class Closing:
+    """What a run emits: lines per buyer account, with the usage it billed."""
+
+    tier: str
+    lines: dict[str, list[RatedLine]]
+    currencies: dict[str, str]
+    unrated: list[Unrated]
+    billed_usage: dict[tuple[str, str], list[str]]  # (seller of the usage, column) → record ids
+    billed_observations: dict[str, list[str]]  # seller → observation ids (the seller's own run)
+
+    @property
+    def line_count(self) -> int:
+        return sum(len(v) for v in self.lines.values())
+
+
+async def close_period(
+    runtime: ServiceRuntime, session: AsyncSession, seller_id: str, period_label: str, distributor_id: str | None
+) -> BillRunOut:
+    """Close the seller's period (a `YYYY-MM` in its time zone): rate it and emit PeriodClosed per
+    buyer, once. A repeat (or a concurrent duplicate) returns the first run with `created=False`."""
+    terms = await seller_terms(session, seller_id)
+    period = Period.parse(period_label, terms.tz)
+    attributes = {"billing.seller_id": seller_id, "billing.period": period.label}
+    with tracer.start_as_current_span("close_period", attributes=attributes) as span:
+        if not period.has_ended(runtime.clock.now().astimezone(terms.tz).date()):
+            BILL_RUNS.labels("period_not_ended").inc()
+            raise PeriodNotEnded(f"period {period.label} ends on {period.end}; it can be closed from the day after")
+        run_id = bill_run_id(seller_id, period)
+        tier = "wholesale" if seller_id == distributor_id else "retail"
+        span.set_attribute("billing.bill_run_id", run_id)
+        started = time.perf_counter()
+        claimed = await repo.claim_run(
+            session,
+            {
+                "id": run_id,
+                "seller_id": seller_id,
+                "period": period.label,
+                "period_start": period.start,
+                "period_end": period.end,
+                "tier": tier,
+                "buyers": 0,
+                "lines": 0,
+                "unrated": [],
+                "created_at": runtime.clock.now(),
+            },
+        )
+        if not claimed:
+            BILL_RUNS.labels("repeated").inc()
+            return _run_out(await repo.get_run(session, seller_id, run_id), created=False)
+
+        if tier == "wholesale":
+            assert distributor_id is not None
+            closing = await rate_wholesale(session, distributor_id, period, run_id, terms)
+        else:
+            result = await rate_retail(session, seller_id, distributor_id, period, run_id, terms)
+            closing = Closing(
+                "retail", {a: list(v) for a, v in result.lines.items()}, dict(result.currencies), list(result.unrated),
+                {(seller_id, "bill_run_id"): list(result.billed_usage)}, {seller_id: list(result.billed_observations)},
+            )
+        await repo.add_charges(session, _charge_rows(seller_id, run_id, closing))
+        for (owner, column), ids in closing.billed_usage.items():
+            await projections.mark_billed(session, projections.USAGE, "record_id", owner, ids, run_id, column)
+        for owner, ids in closing.billed_observations.items():
+            await projections.mark_billed(session, projections.OBSERVATION, "observation_id", owner, ids, run_id)
+        unrated = [_unrated_out(u).model_dump() for u in sorted(set(closing.unrated))]
+        await repo.finish_run(session, run_id, len(closing.lines), closing.line_count, unrated)
+        await runtime.outbox.add(
+            session,
+            *(
+                runtime.event(
+                    PeriodClosed(
+                        bill_run_id=run_id,
+                        seller_id=seller_id,
+                        buyer_account_id=account,
+                        period_start=period.start,
+                        period_end=period.end,
+                        currency=closing.currencies[account],
+                        lines=lines,
+                        tier=closing.tier,  # type: ignore[arg-type]
+                    ),
+                    tenant=seller_id,
+                    event_id=derived_event_id("period_closed", run_id, account),
+                    subject=account,
+                )
+                for account, lines in sorted(closing.lines.items())
+            ),
+        )
+        BILL_RUNS.labels("created").inc()
+        RATED_LINES.labels(tier).inc(closing.line_count)
+        for u in closing.unrated:
+            UNRATED.labels(u.reason.value).inc()
+        BILL_RUN_SECONDS.observe(time.perf_counter() - started)
+        span.set_attribute("billing.buyers", len(closing.lines))
+        return _run_out(await repo.get_run(session, seller_id, run_id), created=True)
+
+
+async def get_bill_run(session: AsyncSession, seller_id: str, run_id: str) -> BillRunOut:
+    row = await repo.get_run(session, seller_id, run_id)
+    if row is None:
+        raise BillRunNotFound(f"no bill run {run_id!r}")
+    return _run_out(row, created=False)
+
+
+async def current_charges(
+    session: AsyncSession, seller_id: str, distributor_id: str | None, account_id: str, period_label: str | None, now: datetime
+) -> ChargesOut:
+    """What a bill run would bill this account now (live spend; nothing stored or emitted). For
+    the distributor and a partner's account: the partner's wholesale charges."""
+    found = await projections.buyers(session, seller_id, account_id)
+    if not found:
+        raise AccountNotFound(f"no customer account {account_id!r} of this seller")
+    terms = await seller_terms(session, seller_id)
+    period = Period.parse(period_label, terms.tz) if period_label is not None else Period.of_instant(now, terms.tz)
+    run_id = bill_run_id(seller_id, period)
+    if seller_id == distributor_id:
+        closing = await rate_wholesale(session, seller_id, period, run_id, terms, only=account_id)
+        lines, unrated = closing.lines.get(account_id, []), closing.unrated
+    else:
+        result = await rate_retail(session, seller_id, distributor_id, period, run_id, terms, account_id=account_id)
+        lines, unrated = list(result.lines.get(account_id, ())), list(result.unrated)
+    currency = found[0].currency
+    closed = await repo.get_run(session, seller_id, run_id)
+    return ChargesOut(
+        account_id=account_id,
+        seller_id=seller_id,
+        period=period.label,
+        period_start=period.start,
+        period_end=period.end,
+        currency=currency,
+        bill_run_id=closed.id if closed is not None else None,
+        lines=lines,
+        total=Money.of(sum((line.amount.amount for line in lines), Decimal(0)), currency),
+        unrated=[_unrated_out(u) for u in sorted(set(unrated))],
+    )
+
+
+async def margin_report(session: AsyncSession, partner_id: str, distributor_id: str | None, period_label: str) -> MarginOut:
+    """Retail − wholesale per end customer and product for a partner's period (BILLING-RULES §4)."""
+    terms = await seller_terms(session, partner_id)
+    period = Period.parse(period_label, terms.tz)
+    run_id = bill_run_id(partner_id, period)
+    retail = await rate_retail(session, partner_id, distributor_id, period, run_id, terms)
+    wholesale_lines: dict[str, list[RatedLine]] = {}
+    if distributor_id is not None:
+        d_terms = await seller_terms(session, distributor_id)
+        partner = await _partner_buyer(session, distributor_id, partner_id)
+        if partner is not None:
+            result = await _partner_book(session, distributor_id, partner_id, partner, period, bill_run_id(distributor_id, period), d_terms, closed=frozenset())
+            wholesale_lines = {k: list(v) for k, v in result.lines.items()}
+    names = {b.account_id: b.name for b in await projections.buyers(session, partner_id)}
+    totals: dict[tuple[str, str], dict[str, Decimal]] = defaultdict(lambda: {"retail": Decimal(0), "wholesale": Decimal(0)})
+    currencies: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for tier, source in (("retail", retail.lines), ("wholesale", wholesale_lines)):
+        for account, lines in source.items():
+            for line in lines:
+                key = (account, line.product_code)
+                totals[key][tier] += line.amount.amount
+                currencies[key].add(line.amount.currency)
+    items = [
+        MarginLine(
+            end_customer_id=account,
+            end_customer_name=names.get(account),
+            product_code=code,
+            currency="/".join(sorted(currencies[(account, code)])),
+            retail=str(t["retail"]),
+            wholesale=str(t["wholesale"]),
+            margin=str(t["retail"] - t["wholesale"]) if len(currencies[(account, code)]) == 1 else None,
+        )
+        for (account, code), t in sorted(totals.items())
+    ]
+    return MarginOut(partner_id=partner_id, period=period.label, lines=items)
+
+
+# --- loading and rating ------------------------------------------------------------------------
+
+
+async def rate_retail(
+    session: AsyncSession, seller_id: str, distributor_id: str | None, period: Period, run_id: str, terms: SellerTerms,
+    *, account_id: str | None = None,
+) -> Rating:
+    """The seller's own book at its own prices (a partner's customers, or the distributor's partners)."""
+    book = await price_book(session, seller_id, distributor_id)
+    closed = await repo.closed_periods(session, seller_id)
+    inputs = await _inputs(session, seller_id, period, run_id, terms, book, account_id=account_id, wholesale=False)
+    discounts = await discounts_for_rating(session, seller_id)
+    return rating.rate_period(run_id, period, products=book.products, price_of=book.retail, closed=closed, discounts=discounts, **inputs)
+
+
+async def rate_wholesale(
+    session: AsyncSession, distributor_id: str, period: Period, run_id: str, terms: SellerTerms, *, only: str | None = None
+) -> Closing:
+    """The distributor's run: for each partner account, its own purchases at the distributor's
+    prices and its customers' quantities at wholesale, each attributed to the end customer."""
+    own = await rate_retail(session, distributor_id, distributor_id, period, run_id, terms, account_id=only)
+    lines: dict[str, list[RatedLine]] = {a: list(v) for a, v in own.lines.items()}
+    currencies = dict(own.currencies)
+    unrated = list(own.unrated)
+    billed_usage: dict[tuple[str, str], list[str]] = {(distributor_id, "bill_run_id"): list(own.billed_usage)}
+    billed_obs: dict[str, list[str]] = {distributor_id: list(own.billed_observations)}
+    closed = await repo.closed_periods(session, distributor_id)
+    for partner in await projections.buyers(session, distributor_id, only):
+        buyer = Buyer(partner.account_id, partner.currency, partner.name)
+        result = await _partner_book(session, distributor_id, partner.external_id, buyer, period, run_id, terms, closed)
+        for end_customer_lines in result.lines.values():
+            lines.setdefault(partner.account_id, []).extend(end_customer_lines)
+        if result.lines:
+            currencies[partner.account_id] = partner.currency
+        unrated += result.unrated
+        billed_usage[(partner.external_id, "wholesale_bill_run_id")] = list(result.billed_usage)
+    return Closing("wholesale", lines, currencies, unrated, billed_usage, billed_obs)
+
+
+async def _partner_buyer(session: AsyncSession, distributor_id: str, partner_id: str) -> Buyer | None:
+    found = await projections.buyers(session, distributor_id, partner_account_id(distributor_id, partner_id))
+    return Buyer(found[0].account_id, found[0].currency, found[0].name) if found else None
+
+
+async def _partner_book(
+    session: AsyncSession, distributor_id: str, partner_id: str, bill_to: Buyer, period: Period, run_id: str, terms: SellerTerms,
+    closed: frozenset[str] | dict[str, datetime],
+) -> Rating:
+    """A partner's customers rated at the distributor's wholesale prices, billed to the partner.
+    Periods and business days are the partner's (its customers' orders follow its calendar)."""
+    partner_terms = await seller_terms(session, partner_id)
+    book = await price_book(session, partner_id, distributor_id)
+    local = Period.parse(period.label, partner_terms.tz)
+    inputs = await _inputs(session, partner_id, local, run_id, partner_terms, book, wholesale=True)
+    return rating.rate_period(run_id, local, products=book.products, price_of=book.wholesale, closed=closed, bill_to=bill_to, **inputs)
+
+
+async def _inputs(
+    session: AsyncSession, seller_id: str, period: Period, run_id: str, terms: SellerTerms, book: PriceBook,
+    *, account_id: str | None = None, wholesale: bool,
+) -> dict[str, Any]:
+    buyers = await projections.buyers(session, seller_id, account_id)
+    # Advance billing bills the next period in this run: load what starts by its end.
+    subscriptions = await projections.subscriptions(session, seller_id, period.next().end, account_id)
+    changes = await projections.changes(session, seller_id, [s.subscription_id for s in subscriptions])
+    overrides = await projections.policies(session, seller_id, [s.subscription_id for s in subscriptions])
+    usage = await projections.usage_before(session, seller_id, period.ends_before, run_id, account_id, wholesale=wholesale)
+    observations = await projections.observations_before(session, seller_id, period.ends_before, account_id)
+    return {
+        "buyers": [Buyer(b.account_id, b.currency, b.name) for b in buyers],
+        "subscriptions": subscription_terms(subscriptions, changes, overrides, book, terms),
+        "usage": [rating.Usage(u.record_id, u.account_id, u.product_code, u.quantity, u.occurred_at, u.cost) for u in usage],
+        "observations": [
+            rating.Observation(
+                o.observation_id, o.account_id, o.product_code, o.quantity, o.observed_at,
+                tuple((i["item_id"], i["state"]) for i in o.items) if o.items is not None else None,
+            )
+            for o in observations
+        ],
+    }
+
+
+def subscription_terms(
+    subscriptions: list[Any], changes: list[Any], overrides: dict[str, dict[str, Any]], book: PriceBook, terms: SellerTerms
+) -> list[rating.Subscription]:
+    by_subscription: dict[str, list[Any]] = defaultdict(list)
+    for change in changes:
+        by_subscription[change.subscription_id].append(change)
+    out = []
+    for sub in subscriptions:
+        product = book.products.get(sub.product_code)
+        if product is None:
+            policy = BillingPolicy()
+        else:
+            policy = product.policy.overridden(overrides.get(sub.subscription_id))
+        own = by_subscription.get(sub.subscription_id, [])
+        planned = schedule(
+            subscription_id=sub.subscription_id,
+            quantity=sub.quantity,
+            start_on=sub.start_on,
+            ordered_at=sub.ordered_at,
+            order_id=sub.order_id,
+            changes=tuple(Change(c.order_id, c.requested_at, c.effective_on, c.quantity if c.kind == "quantity" else None) for c in own),
+            policy=policy,
+            calendar=terms.calendar,
+            tz=terms.tz,
+        )
+        out.append(rating.Subscription(sub.subscription_id, sub.account_id, sub.product_code, planned, policy, sub.setup_exempt))
+    return out
+
+
+def _charge_rows(seller_id: str, run_id: str, closing: Closing) -> list[dict[str, Any]]:
+    return [
+        {
+            "line_id": line.line_id,
+            "bill_run_id": run_id,
+            "seller_id": seller_id,
+            "account_id": account,
+            "end_customer_id": line.end_customer_id,
+            "product_code": line.product_code,
+            "description": line.description,
+            "category": line.category,
+            "service_period_start": line.service_period_start,
+            "service_period_end": line.service_period_end,
+            "quantity": line.quantity,
+            "unit_price": line.unit_price.amount,
+            "amount": line.amount.amount,
+            "currency": line.amount.currency,
+            "quantity_rule": line.quantity_rule,
+            "kind": line.kind,
+            "late": line.late,
+        }
+        for account, lines in closing.lines.items()
+        for line in lines
+    ]
+
+
+def _unrated_out(u: Unrated) -> UnratedOut:
+    return UnratedOut(account_id=u.account_id, product_code=u.product_code, reason=u.reason.value)
+
+
+def _run_out(row: Any, *, created: bool) -> BillRunOut:
+    return BillRunOut(
+        bill_run_id=row.id,
+        seller_id=row.seller_id,
+        period=row.period,
+        period_start=row.period_start,
+        period_end=row.period_end,
+        tier=row.tier,
+        created=created,
+        buyers=row.buyers,
+        lines=row.lines,
+        unrated=[UnratedOut.model_validate(u) for u in row.unrated],
+    )

@@ -1,0 +1,1 @@
+from rating.catalogue import models  # noqa: F401

@@ -1,0 +1,85 @@
+"""Sellers manage their catalogue, their dated price list and their billing profile."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from billing_runtime.api import Runtime, Tenant, page
+from rating.catalogue import repository as repo
+from rating.catalogue import service
+from rating.catalogue.schemas import CATEGORIES, PRODUCT_CODE, MarkupIn, PriceIn, PriceOut, ProductIn, ProductOut, SellerIn, SellerOut
+from rating.errors import SellerNotConfigured
+
+router = APIRouter(prefix="/v1", tags=["catalogue"])
+ProductCode = Annotated[str, Path(pattern=PRODUCT_CODE)]
+
+
+def _distributor(runtime: Any) -> str | None:
+    return getattr(runtime.settings, "distributor_id", None)
+
+
+@router.put("/products/{code}", response_model=ProductOut)
+async def put_product(code: ProductCode, body: ProductIn, tenant: Tenant, runtime: Runtime) -> ProductOut:
+    async with runtime.transaction() as session:
+        return await service.put_product(runtime, session, tenant, code, body)
+
+
+@router.get("/products")
+async def list_products(
+    tenant: Tenant, runtime: Runtime, after: str | None = None, limit: int = Query(default=100, ge=1, le=1000)
+) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        rows = await repo.list_products(session, tenant, after, limit + 1)
+    items = [service.to_out(r).model_dump(mode="json") for r in rows[:limit]]
+    return page(items, limit, items[-1]["code"] if len(rows) > limit else None)
+
+
+@router.get("/products/{code}", response_model=ProductOut)
+async def get_product(code: str, tenant: Tenant, runtime: Runtime) -> ProductOut:
+    async with runtime.sessions() as session:
+        return await service.get_product(session, tenant, code)
+
+
+@router.get("/categories")
+async def list_categories() -> dict[str, Any]:
+    """The invoice categories of seed 001, for products and the partner invoice's totals."""
+    return {"items": [{"name": name, "examples": examples} for name, examples in CATEGORIES]}
+
+
+@router.put("/price-list/{code}", response_model=PriceOut)
+async def put_price(code: ProductCode, body: PriceIn, tenant: Tenant, runtime: Runtime) -> PriceOut:
+    """One dated entry of the caller's price list (the distributor's is the wholesale list)."""
+    async with runtime.transaction() as session:
+        return await service.put_price(runtime, session, tenant, _distributor(runtime), code, body)
+
+
+@router.put("/markup-rule", response_model=PriceOut)
+async def put_markup(body: MarkupIn, tenant: Tenant, runtime: Runtime) -> PriceOut:
+    """A partner's retail prices as a markup over wholesale, from a date."""
+    async with runtime.transaction() as session:
+        return await service.put_markup(runtime, session, tenant, _distributor(runtime), body)
+
+
+@router.get("/price-list")
+async def list_prices(tenant: Tenant, runtime: Runtime, product_code: str | None = None) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        rows = await repo.prices_of(session, [tenant], product_code)
+    return {"items": [service.price_out(r).model_dump(mode="json") for r in rows]}
+
+
+@router.put("/seller", response_model=SellerOut)
+async def put_seller(body: SellerIn, tenant: Tenant, runtime: Runtime) -> SellerOut:
+    """The caller's currency, country (business days), time zone (periods) and issue day."""
+    async with runtime.transaction() as session:
+        return await service.put_seller(runtime, session, tenant, _distributor(runtime), body)
+
+
+@router.get("/seller", response_model=SellerOut)
+async def get_seller(tenant: Tenant, runtime: Runtime) -> SellerOut:
+    async with runtime.sessions() as session:
+        row = await repo.get_seller(session, tenant)
+    if row is None:
+        raise SellerNotConfigured("no billing profile yet: PUT /v1/seller")
+    return service.seller_out(row, _distributor(runtime))

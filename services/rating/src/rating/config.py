@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from billing_runtime.config import CommonSettings
+
+
+class Settings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="RATING_", extra="ignore")
+
+    distributor_id: str | None = Field(
+        default="distributor", description="The tenant id of the distributor: its catalogue and price list are the wholesale ones."
+    )
+    scheduler_enabled: bool = Field(default=True, description="Run the bill-run scheduler in this process.")
+    scheduler_interval_seconds: float = Field(default=60.0, gt=0, description="How often the bill-run scheduler looks for due runs.")

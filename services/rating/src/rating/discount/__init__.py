@@ -1,0 +1,1 @@
+from rating.discount import models  # noqa: F401

@@ -1,0 +1,38 @@
+"""Composition root of rating."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from billing_runtime.service import ServiceRuntime, create_app
+from rating import billrun, catalogue, discount, subscription  # noqa: F401  (registers the tables)
+from rating.billrun.endpoints import router as billrun_router
+from rating.billrun.scheduler import Scheduler
+from rating.catalogue.endpoints import router as catalogue_router
+from rating.config import Settings
+from rating.db import metadata
+from rating.discount.endpoints import router as discount_router
+from rating.subscription.consumers import handlers
+from rating.subscription.endpoints import router as subscription_router
+
+SERVICE = "rating"
+
+
+def build(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = ServiceRuntime(SERVICE, settings, metadata)
+    for model, handler in handlers(settings.distributor_id):
+        runtime.on(model, handler)
+    if settings.scheduler_enabled:
+        runtime.run_in_background("bill-run-scheduler", Scheduler(runtime, settings.distributor_id, settings.scheduler_interval_seconds).run)
+    return create_app(
+        runtime,
+        [catalogue_router, billrun_router, subscription_router, discount_router],
+        title="rating",
+        description="Catalogue, price lists and billing policies; subscriptions and usage as rated; bill runs that close a period in two tiers.",
+    )
+
+
+def app() -> FastAPI:
+    """uvicorn factory: `uvicorn --factory rating.main:app`."""
+    return build()

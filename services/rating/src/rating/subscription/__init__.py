@@ -1,0 +1,1 @@
+from rating.subscription import models  # noqa: F401

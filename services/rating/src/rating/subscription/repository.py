@@ -1,0 +1,117 @@
+"""Every query of the projections: idempotent writes, and the reads a rating needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Table, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rating.subscription.models import BuyerAccount, QuantityObservation, Subscription, SubscriptionChange, SubscriptionPolicy, UsageRecord
+
+BUYER: Table = BuyerAccount.__table__  # type: ignore[attr-defined]
+SUBSCRIPTION: Table = Subscription.__table__  # type: ignore[attr-defined]
+CHANGE: Table = SubscriptionChange.__table__  # type: ignore[attr-defined]
+USAGE: Table = UsageRecord.__table__  # type: ignore[attr-defined]
+OBSERVATION: Table = QuantityObservation.__table__  # type: ignore[attr-defined]
+POLICY: Table = SubscriptionPolicy.__table__  # type: ignore[attr-defined]
+
+
+async def upsert_buyer(session: AsyncSession, row: dict[str, Any]) -> None:
+    """Keep the highest revision: an older revision arriving late changes nothing."""
+    stmt = pg_insert(BUYER).values(**row)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["seller_id", "account_id"],
+        set_={k: stmt.excluded[k] for k in ("external_id", "name", "currency", "revision")},
+        where=BUYER.c.revision < stmt.excluded.revision,
+    )
+    await session.execute(stmt)
+
+
+async def insert_once(session: AsyncSession, table: Table, row: dict[str, Any], keys: tuple[str, ...]) -> None:
+    await session.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys)))
+
+
+async def buyers(session: AsyncSession, seller_id: str, account_id: str | None = None) -> list[Any]:
+    query = select(BUYER).where(BUYER.c.seller_id == seller_id)
+    if account_id is not None:
+        query = query.where(BUYER.c.account_id == account_id)
+    return list((await session.execute(query)).all())
+
+
+async def subscriptions(session: AsyncSession, seller_id: str, starts_by: date, account_id: str | None = None) -> list[Any]:
+    """Subscriptions that started on or before `starts_by` (whether still running is decided
+    from their changes)."""
+    query = select(SUBSCRIPTION).where(SUBSCRIPTION.c.seller_id == seller_id, SUBSCRIPTION.c.start_on <= starts_by)
+    if account_id is not None:
+        query = query.where(SUBSCRIPTION.c.account_id == account_id)
+    return list((await session.execute(query.order_by(SUBSCRIPTION.c.subscription_id))).all())
+
+
+async def changes(session: AsyncSession, seller_id: str, subscription_ids: Iterable[str]) -> list[Any]:
+    ids = list(subscription_ids)
+    if not ids:
+        return []
+    query = select(CHANGE).where(CHANGE.c.seller_id == seller_id, CHANGE.c.subscription_id.in_(ids))
+    return list((await session.execute(query)).all())
+
+
+async def usage_before(
+    session: AsyncSession, seller_id: str, before: datetime, run_id: str, account_id: str | None = None, *, wholesale: bool = False
+) -> list[Any]:
+    """Usage before `before` not billed by another run of the tier (the period's own, and late usage)."""
+    billed = USAGE.c.wholesale_bill_run_id if wholesale else USAGE.c.bill_run_id
+    query = select(USAGE).where(
+        USAGE.c.seller_id == seller_id,
+        USAGE.c.occurred_at < before,
+        or_(billed.is_(None), billed == run_id),
+    )
+    if account_id is not None:
+        query = query.where(USAGE.c.account_id == account_id)
+    return list((await session.execute(query)).all())
+
+
+async def observations_before(session: AsyncSession, seller_id: str, before: datetime, account_id: str | None = None) -> list[Any]:
+    """Every observation before `before`: the period's, and the history the rules read."""
+    query = select(OBSERVATION).where(OBSERVATION.c.seller_id == seller_id, OBSERVATION.c.observed_at < before)
+    if account_id is not None:
+        query = query.where(OBSERVATION.c.account_id == account_id)
+    return list((await session.execute(query)).all())
+
+
+async def mark_billed(
+    session: AsyncSession, table: Table, id_column: str, seller_id: str, ids: Iterable[str], run_id: str, column: str = "bill_run_id"
+) -> None:
+    """Stamp the records a run billed, by id: a record that arrived during the run stays unbilled."""
+    ids = list(ids)
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        await session.execute(
+            update(table).where(table.c.seller_id == seller_id, table.c[id_column].in_(chunk)).values({column: run_id})
+        )
+
+
+async def subscription(session: AsyncSession, seller_id: str, subscription_id: str) -> Any:
+    query = select(SUBSCRIPTION).where(SUBSCRIPTION.c.seller_id == seller_id, SUBSCRIPTION.c.subscription_id == subscription_id)
+    return (await session.execute(query)).first()
+
+
+async def policies(session: AsyncSession, seller_id: str, subscription_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    query = select(POLICY).where(POLICY.c.seller_id == seller_id)
+    if subscription_ids is not None:
+        query = query.where(POLICY.c.subscription_id.in_(list(subscription_ids)))
+    return {row.subscription_id: row.policy for row in (await session.execute(query)).all()}
+
+
+async def upsert_policy(session: AsyncSession, row: dict[str, Any]) -> None:
+    stmt = pg_insert(POLICY).values(**row)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["seller_id", "subscription_id"],
+            set_={"policy": stmt.excluded.policy, "updated_at": stmt.excluded.updated_at},
+            where=POLICY.c.policy.is_distinct_from(stmt.excluded.policy),
+        )
+    )

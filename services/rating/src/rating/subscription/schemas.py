@@ -1,0 +1,36 @@
+"""API models of subscriptions as rated: their policy and the dates it makes effective."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from billing_events import DecimalStr
+
+
+class StepOut(BaseModel):
+    order_id: str
+    quantity: DecimalStr
+    requested_on: date
+    asked_for: date
+    effective_on: date
+
+
+class SubscriptionOut(BaseModel):
+    subscription_id: str
+    account_id: str
+    product_code: str
+    ordered_at: datetime
+    setup_exempt: bool
+    policy: dict[str, Any]
+    policy_overrides: dict[str, Any]
+    starts_on: date
+    billing_starts_on: date
+    steps: list[StepOut]
+    cancel_requested_on: date | None
+    cancel_asked_for: date | None
+    commitment_ends_on: date | None
+    ends_on: date | None
+    last_billed_period: str | None

@@ -1,0 +1,179 @@
+"""Projection rules: each event is stored as a fact keyed by the partner's own id, never
+overwritten by an older one, so redelivery and replay change nothing."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_events import (
+    CustomerUpserted,
+    QuantityObserved,
+    SubscriptionCancelled,
+    SubscriptionChanged,
+    SubscriptionOrdered,
+    UsageRecorded,
+)
+from billing_runtime.service import ServiceRuntime
+from rating.billrun.service import subscription_terms
+from rating.catalogue.service import price_book, seller_terms
+from rating.errors import ProductNotFound, SubscriptionNotFound
+from rating.period import Period
+from rating.policy import PolicyIn
+from rating.subscription import repository as repo
+from rating.subscription.schemas import StepOut, SubscriptionOut
+
+PROJECTED = Counter("billing_rating_projected_total", "Events projected into rating's state, by kind", ["kind"])
+POLICY_OVERRIDES = Counter("billing_rating_policy_overrides_total", "Subscription policy overrides stored")
+
+
+async def record_customer(session: AsyncSession, data: CustomerUpserted) -> None:
+    """A buyer of the partner, at its latest revision (an older revision changes nothing)."""
+    await repo.upsert_buyer(
+        session,
+        {
+            "seller_id": data.partner_id,
+            "account_id": data.account_id,
+            "external_id": data.external_id,
+            "name": data.name,
+            "currency": data.currency,
+            "revision": data.revision,
+        },
+    )
+    PROJECTED.labels("customer").inc()
+
+
+async def record_order(session: AsyncSession, data: SubscriptionOrdered) -> None:
+    """A new subscription; the first order for a subscription id stands."""
+    row = {
+        "seller_id": data.partner_id,
+        "subscription_id": data.subscription_id,
+        "order_id": data.order_id,
+        "account_id": data.account_id,
+        "product_code": data.product_code,
+        "quantity": data.quantity,
+        "start_on": data.start_on,
+        "ordered_at": data.ordered_at,
+        "setup_exempt": data.setup_exempt,
+    }
+    await repo.insert_once(session, repo.SUBSCRIPTION, row, ("seller_id", "subscription_id"))
+    PROJECTED.labels("order").inc()
+
+
+async def record_change(session: AsyncSession, data: SubscriptionChanged) -> None:
+    """A new quantity from `effective_on`."""
+    row = {
+        "seller_id": data.partner_id,
+        "subscription_id": data.subscription_id,
+        "order_id": data.order_id,
+        "account_id": data.account_id,
+        "kind": "quantity",
+        "quantity": data.quantity,
+        "effective_on": data.effective_on,
+        "requested_at": data.requested_at,
+    }
+    await repo.insert_once(session, repo.CHANGE, row, ("seller_id", "subscription_id", "order_id"))
+    PROJECTED.labels("change").inc()
+
+
+async def record_cancellation(session: AsyncSession, data: SubscriptionCancelled) -> None:
+    """The subscription ends on `effective_on` (that day's period still bills in full)."""
+    row = {
+        "seller_id": data.partner_id,
+        "subscription_id": data.subscription_id,
+        "order_id": data.order_id,
+        "account_id": data.account_id,
+        "kind": "cancellation",
+        "quantity": None,
+        "effective_on": data.effective_on,
+        "requested_at": data.requested_at,
+    }
+    await repo.insert_once(session, repo.CHANGE, row, ("seller_id", "subscription_id", "order_id"))
+    PROJECTED.labels("cancellation").inc()
+
+
+async def record_usage(session: AsyncSession, data: UsageRecorded) -> None:
+    row = {
+        "seller_id": data.partner_id,
+        "record_id": data.record_id,
+        "account_id": data.account_id,
+        "product_code": data.product_code,
+        "quantity": data.quantity,
+        "occurred_at": data.occurred_at,
+        "cost": data.cost.amount if data.cost is not None else None,
+        "cost_currency": data.cost.currency if data.cost is not None else None,
+    }
+    await repo.insert_once(session, repo.USAGE, row, ("seller_id", "record_id"))
+    PROJECTED.labels("usage").inc()
+
+
+async def allows_credits(session: AsyncSession, seller_id: str, distributor_id: str | None, product_code: str) -> bool:
+    """Whether the product (the seller's, else the distributor's) takes negative quantities."""
+    product = (await price_book(session, seller_id, distributor_id)).products.get(product_code)
+    return product is not None and product.policy.allows_credits
+
+
+async def record_observation(session: AsyncSession, data: QuantityObserved) -> None:
+    row = {
+        "seller_id": data.partner_id,
+        "observation_id": data.observation_id,
+        "account_id": data.account_id,
+        "product_code": data.product_code,
+        "observed_at": data.observed_at,
+        "source": data.source,
+        "quantity": data.quantity,
+        "items": [item.model_dump() for item in data.items] if data.items is not None else None,
+    }
+    await repo.insert_once(session, repo.OBSERVATION, row, ("seller_id", "observation_id"))
+    PROJECTED.labels("observation").inc()
+
+
+async def override_policy(
+    runtime: ServiceRuntime, session: AsyncSession, seller_id: str, distributor_id: str | None, subscription_id: str, body: PolicyIn
+) -> None:
+    """Store the subscription's overrides, checked against its product's policy first."""
+    found = await repo.subscription(session, seller_id, subscription_id)
+    if found is None:
+        raise SubscriptionNotFound(f"no subscription {subscription_id!r} of this seller (yet)")
+    book = await price_book(session, seller_id, distributor_id)
+    product = book.products.get(found.product_code)
+    if product is None:
+        raise ProductNotFound(f"subscription {subscription_id!r} is to {found.product_code!r}, which is in no catalogue", field="product_code")
+    knobs = body.model_dump(exclude_none=True, mode="json")
+    product.policy.overridden(knobs)
+    if knobs.get("setup_product") and knobs["setup_product"] not in book.products:
+        raise ProductNotFound(f"no setup product {knobs['setup_product']!r} in the catalogue", field="setup_product")
+    await repo.upsert_policy(session, {"seller_id": seller_id, "subscription_id": subscription_id, "policy": knobs, "updated_at": runtime.clock.now()})
+    POLICY_OVERRIDES.inc()
+
+
+async def describe(session: AsyncSession, seller_id: str, distributor_id: str | None, subscription_id: str) -> SubscriptionOut:
+    """The subscription with the dates its policy makes effective (orders, changes, cancellation)."""
+    found = await repo.subscription(session, seller_id, subscription_id)
+    if found is None:
+        raise SubscriptionNotFound(f"no subscription {subscription_id!r} of this seller (yet)")
+    book = await price_book(session, seller_id, distributor_id)
+    terms = await seller_terms(session, seller_id)
+    overrides = await repo.policies(session, seller_id, [subscription_id])
+    (sub,) = subscription_terms([found], await repo.changes(session, seller_id, [subscription_id]), overrides, book, terms)
+    plan = sub.schedule
+    return SubscriptionOut(
+        subscription_id=found.subscription_id,
+        account_id=found.account_id,
+        product_code=found.product_code,
+        ordered_at=found.ordered_at,
+        setup_exempt=found.setup_exempt,
+        policy=sub.policy.as_json(),
+        policy_overrides=overrides.get(subscription_id, {}),
+        starts_on=plan.starts_on,
+        billing_starts_on=plan.billing_starts_on,
+        steps=[
+            StepOut(order_id=s.order_id, quantity=s.quantity, requested_on=s.requested_on, asked_for=s.asked_for, effective_on=s.effective_on)
+            for s in plan.steps
+        ],
+        cancel_requested_on=plan.cancel_requested_on,
+        cancel_asked_for=plan.cancel_asked_for,
+        commitment_ends_on=plan.commitment_ends_on,
+        ends_on=plan.ends_on,
+        last_billed_period=Period.containing(plan.ends_on).label if plan.ends_on is not None else None,
+    )

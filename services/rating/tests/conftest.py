@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from billing_runtime.migrations import migrations_dir, upgrade
+from billing_runtime.testing import serve
+from rating.config import Settings
+from rating.main import build
+
+# A day after October 2026 has ended, so that October can be closed and November cannot.
+TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str) -> str:
+    upgrade(migrations_dir("rating"), database_url)
+    # The worked examples are posted through usage-ingest, as partners do.
+    upgrade(migrations_dir("usage_ingest"), database_url)
+    return database_url
+
+
+@pytest.fixture
+def distributor() -> str:
+    """A distributor tenant of its own per test, so that catalogues of tests never mix."""
+    return f"dist-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def settings(migrated: str, kafka_bootstrap: str, distributor: str) -> Settings:
+    return Settings(
+        database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=TODAY, distributor_id=distributor,
+        scheduler_enabled=False,  # tests call run_due with the instant they mean
+    )
+
+
+@pytest.fixture
+async def ingest(migrated: str, kafka_bootstrap: str) -> AsyncIterator[httpx.AsyncClient]:
+    """usage-ingest, in this process, with its own clock (tests set the day an order is received)."""
+    from usage_ingest.config import Settings as IngestSettings
+    from usage_ingest.main import build as build_ingest
+
+    ingest_app = build_ingest(IngestSettings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=TODAY))
+    async with serve(ingest_app) as c:
+        c.app_clock = ingest_app.state.runtime.clock  # type: ignore[attr-defined]
+        yield c
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return build(settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(app) as c:
+        yield c
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"partner-{uuid.uuid4().hex[:8]}"

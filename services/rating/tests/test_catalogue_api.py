@@ -1,0 +1,85 @@
+"""The catalogue over HTTP, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from rating.catalogue.models import QuantityRule
+
+
+def headers(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+def product(**changes: Any) -> dict[str, Any]:
+    body = {
+        "name": "User support", "unit_price": "35.00", "currency": "USD", "description": None, "category": "Support",
+        "quantity_rule": "latest",
+    }
+    return {**body, **changes}
+
+
+async def test_put_is_idempotent_and_a_change_is_stored(client: httpx.AsyncClient, app: FastAPI, tenant: str) -> None:
+    first = await client.put("/v1/products/USR-SUP", headers=headers(tenant), json=product())
+    assert first.status_code == 200, first.text
+    assert first.json() == {
+        "code": "USR-SUP", "name": "User support", "description": None, "category": "Support", "unit_price": "35.00",
+        "currency": "USD", "quantity_rule": "latest", "updated_at": first.json()["updated_at"], "unit": None,
+        "tax_category": None, "kind": "recurring",
+        "policy": {
+            "quantity_rule": "latest", "snapshot_day": None, "timing": "arrears", "interval": "month", "proration": "none",
+            "first_period": "order_period", "setup_product": None, "commitment_months": 0, "notice_business_days": 0,
+            "vendor_cutoff_day": None, "change_cutoff_business_days": 0, "true_up": False, "allows_credits": False,
+        },
+    }
+    clock = app.state.runtime.clock
+    clock.set(clock.now() + timedelta(hours=1))
+    again = await client.put("/v1/products/USR-SUP", headers=headers(tenant), json=product())
+    assert again.json() == first.json()  # updated_at included: nothing changed
+
+    changed = await client.put("/v1/products/USR-SUP", headers=headers(tenant), json=product(unit_price="36.50"))
+    assert changed.json()["unit_price"] == "36.50"
+    assert changed.json()["updated_at"] != first.json()["updated_at"]
+    fetched = await client.get("/v1/products/USR-SUP", headers=headers(tenant))
+    assert fetched.json() == changed.json()
+
+
+async def test_bad_prices_currencies_and_rules(client: httpx.AsyncClient, tenant: str) -> None:
+    cases = [
+        (product(unit_price=35.5), "invalid_price"),
+        (product(unit_price="-1.00"), "invalid_price"),
+        (product(unit_price="thirty"), "invalid_price"),
+        (product(currency="usd"), "invalid_currency"),
+        (product(currency="DOLLAR"), "invalid_currency"),
+        (product(quantity_rule="peak_of_the_moon"), "validation_error"),
+        (product(name=""), "validation_error"),
+        ({"name": "x"}, "validation_error"),
+    ]
+    for body, code in cases:
+        r = await client.put("/v1/products/P-1", headers=headers(tenant), json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == code, body
+    assert (await client.get("/v1/products/P-1", headers=headers(tenant))).status_code == 404
+
+
+async def test_get_unknown_and_other_tenants_product(client: httpx.AsyncClient, tenant: str) -> None:
+    await client.put("/v1/products/MINE", headers=headers(tenant), json=product())
+    r = await client.get("/v1/products/MINE", headers=headers(tenant + "-x"))
+    assert r.status_code == 404
+    assert r.json()["code"] == "product_not_found"
+
+
+async def test_list_pages_with_a_cursor(client: httpx.AsyncClient, tenant: str) -> None:
+    for code, rule in (("C", QuantityRule.USAGE_SUM), ("A", QuantityRule.CONTRACTED), ("B", QuantityRule.LATEST)):
+        await client.put(f"/v1/products/{code}", headers=headers(tenant), json=product(quantity_rule=rule.value))
+    first = (await client.get("/v1/products?limit=2", headers=headers(tenant))).json()
+    assert [p["code"] for p in first["items"]] == ["A", "B"]
+    assert first["next_cursor"] == "B"
+    rest = (await client.get(f"/v1/products?limit=2&after={first['next_cursor']}", headers=headers(tenant))).json()
+    assert [(p["code"], p["quantity_rule"]) for p in rest["items"]] == [("C", "usage_sum")]
+    assert rest["next_cursor"] is None

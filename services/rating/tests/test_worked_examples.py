@@ -1,0 +1,301 @@
+"""BILLING-RULES worked examples A, C and D to the cent, driven over HTTP: catalogue and prices
+into rating, customers, orders, counts and usage into usage-ingest (as partners post them), read
+back from rating's charges API and from the PeriodClosed events of its bill runs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+from fastapi import FastAPI
+
+from billing_events import CloudEvent, account_id, subscription_id
+from billing_events.topics import PERIODS
+from billing_runtime.testing import read_events
+from rating.billrun.scheduler import run_due
+
+T = TypeVar("T")
+CENT = Decimal("0.01")
+
+
+def h(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 60.0) -> T:
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.25)
+
+
+async def ok(response: Awaitable[httpx.Response]) -> dict[str, Any]:
+    r = await response
+    assert r.status_code in (200, 201), r.text
+    body: dict[str, Any] = r.json()
+    if "rejected" in body:
+        assert body["rejected"] == 0 and body["conflict"] == 0, body
+    return body
+
+
+async def product(client: httpx.AsyncClient, seller: str, code: str, name: str, rule: str, **extra: Any) -> None:
+    await ok(client.put(f"/v1/products/{code}", headers=h(seller), json={"name": name, "quantity_rule": rule, **extra}))
+
+
+async def price(client: httpx.AsyncClient, seller: str, code: str, model: dict[str, Any], currency: str | None = "USD") -> None:
+    body = {"effective_from": "2026-01-01", "currency": currency, "price": model}
+    await ok(client.put(f"/v1/price-list/{code}", headers=h(seller), json=body))
+
+
+def per_unit(amount: str) -> dict[str, Any]:
+    return {"model": "per_unit", "unit_price": amount}
+
+
+async def customers(ingest: httpx.AsyncClient, tenant: str, *rows: tuple[str, str]) -> None:
+    records = [{"id": cid, "name": name, "billing_email": f"ap@{cid}.example", "country": "US", "currency": "USD"} for cid, name in rows]
+    await ok(ingest.post("/v1/customers", headers=h(tenant), json={"records": records}))
+
+
+async def charges(client: httpx.AsyncClient, seller: str, account: str, period: str) -> dict[str, Any]:
+    r = await client.get(f"/v1/accounts/{account}/charges?period={period}", headers=h(seller))
+    return r.json() if r.status_code == 200 else {}
+
+
+def total(charge: dict[str, Any]) -> Decimal:
+    return Decimal(charge["total"]["amount"]) if charge else Decimal(-1)
+
+
+async def closed_events(bootstrap: str, seller: str, count: int) -> list[CloudEvent[Any]]:
+    return await read_events(bootstrap, PERIODS.name, until=lambda s: len(s) >= count, match=lambda e: e.tenant == seller, timeout=30)
+
+
+def sums(lines: list[Any]) -> dict[tuple[str | None, str, str], Decimal]:
+    out: dict[tuple[str | None, str, str], Decimal] = {}
+    for line in lines:
+        key = (line.end_customer_id, line.product_code, line.kind)
+        out[key] = out.get(key, Decimal(0)) + line.amount.amount
+    return out
+
+
+async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_bills_retail(
+    client: httpx.AsyncClient, ingest: httpx.AsyncClient, app: FastAPI, distributor: str, kafka_bootstrap: str
+) -> None:
+    nw = f"nw-{uuid.uuid4().hex[:8]}"
+    d = distributor
+    await ok(client.put("/v1/seller", headers=h(d), json={"currency": "USD", "country": "US", "time_zone": "America/Chicago", "scheduled": False}))
+    await ok(client.put("/v1/seller", headers=h(nw), json={"currency": "USD", "country": "US", "time_zone": "America/Chicago"}))
+    rmm = "Remote Monitoring and Management"
+    await product(client, d, "USR-SUP", "User support", "latest", category=rmm, unit="user",
+                  policy={"first_period": "next_period", "setup_product": "SETUP-CORE"})
+    await product(client, d, "SRV-SUP", "Server support", "snapshot", snapshot_day=23, category=rmm, unit="server")
+    await product(client, d, "WKS-SUP", "Workstation support", "snapshot", snapshot_day=23, category=rmm, unit="device")
+    await product(client, d, "EML-HST", "Hosted email", "distinct_active", category="Communications", unit="mailbox")
+    await product(client, d, "SETUP-CORE", "Core setup", "contracted", kind="one_time", category="Co-Managed Services", unit="user")
+    await product(client, d, "STL-LIC", "StreamlineIT PSA licence", "contracted", category="Software as a Service")
+    await product(client, d, "ITG-LIC", "IT Glue documentation licence", "contracted", category="Software as a Service")
+    await product(client, d, "SHIP-GND", "Ground shipping", "usage_sum", kind="shipping", category="Miscellaneous")
+    for code, amount in (("USR-SUP", "35.00"), ("SRV-SUP", "85.00"), ("WKS-SUP", "12.50"), ("EML-HST", "6.75"), ("SETUP-CORE", "25.00"),
+                         ("STL-LIC", "47.25"), ("ITG-LIC", "30.00"), ("SHIP-GND", "52.50")):
+        await price(client, d, code, per_unit(amount))
+    # Northwind's retail prices: 20% over wholesale, a price of its own for hosted email.
+    await ok(client.put("/v1/markup-rule", headers=h(nw), json={"effective_from": "2026-01-01", "markup_percent": "20"}))
+    await price(client, nw, "EML-HST", per_unit("8.00"))
+
+    # The partner is the distributor's customer, under its tenant id; its customers are its own.
+    await customers(ingest, d, (nw, "Northwind IT"))
+    await customers(ingest, nw, ("contoso", "Contoso Dental"), ("fabrikam", "Fabrikam Law"))
+    ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00-05:00"))  # type: ignore[attr-defined]
+    await ok(ingest.post("/v1/orders", headers=h(d), json={"records": [
+        {"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"},
+        {"id": "nw-itg", "customer_id": nw, "product_code": "ITG-LIC", "quantity": "3", "start_date": "2026-09-01"},
+    ]}))
+    await ok(ingest.post("/v1/usage", headers=h(d), json={"records": [
+        {"id": "ship-1", "customer_id": nw, "product_code": "SHIP-GND", "quantity": "1", "timestamp": "2026-10-08T14:00:00-05:00"},
+    ]}))
+    ingest.app_clock.set(datetime.fromisoformat("2026-10-14T10:00:00-05:00"))  # type: ignore[attr-defined]
+    await ok(ingest.post("/v1/orders", headers=h(nw), json={"records": [
+        {"id": "fab-users", "customer_id": "fabrikam", "product_code": "USR-SUP", "quantity": "8", "start_date": "2026-10-14"},
+    ]}))
+
+    def count(oid: str, code: str, when: str, quantity: str) -> dict[str, Any]:
+        return {"id": oid, "customer_id": "contoso", "product_code": code, "observed_at": when, "source": "rmm", "quantity": quantity}
+
+    def mailboxes(oid: str, when: str, **states: str) -> dict[str, Any]:
+        items = [{"item_id": k, "state": v} for k, v in states.items()]
+        return {"id": oid, "customer_id": "contoso", "product_code": "EML-HST", "observed_at": when, "source": "vendor", "items": items}
+
+    await ok(ingest.post("/v1/quantities", headers=h(nw), json={"records": [
+        count("u1", "USR-SUP", "2026-10-01T08:00:00-05:00", "14"), count("u2", "USR-SUP", "2026-10-15T08:00:00-05:00", "16"),
+        count("u3", "USR-SUP", "2026-10-30T08:00:00-05:00", "15"),
+        count("s1", "SRV-SUP", "2026-10-05T08:00:00-05:00", "2"), count("s2", "SRV-SUP", "2026-10-23T08:00:00-05:00", "3"),
+        count("s3", "SRV-SUP", "2026-10-27T08:00:00-05:00", "2"),
+        count("w1", "WKS-SUP", "2026-09-23T08:00:00-05:00", "18"), count("w2", "WKS-SUP", "2026-10-25T08:00:00-05:00", "20"),
+        mailboxes("m-oct1", "2026-10-01T00:00:00-05:00", **{f"m{i}": "active" for i in range(1, 11)}),
+        mailboxes("m-oct12", "2026-10-12T09:00:00-05:00", m11="active"),
+        mailboxes("m-oct20", "2026-10-20T09:00:00-05:00", m3="deleted"),
+    ]}))
+
+    partner = account_id(d, nw)
+    live = await eventually(
+        lambda: _when(charges(client, d, partner, "2026-10"), lambda c: total(c) == Decimal("1516.25")), "the distributor's view of October"
+    )
+    assert live["bill_run_id"] is None and live["currency"] == "USD"
+
+    run = await ok(client.post("/v1/bill-runs", headers=h(d), json={"period": "2026-10"}))
+    assert (run["tier"], run["created"], run["buyers"], run["period_start"], run["period_end"]) == ("wholesale", True, 1, "2026-10-01", "2026-10-31")
+    again = await client.post("/v1/bill-runs", headers=h(d), json={"period": "2026-10"})
+    assert again.status_code == 200 and again.json()["created"] is False
+
+    (event,) = await closed_events(kafka_bootstrap, d, 1)
+    closed = event.data
+    assert (closed.tier, closed.seller_id, closed.buyer_account_id, closed.currency) == ("wholesale", d, partner, "USD")
+    contoso, fabrikam = account_id(nw, "contoso"), account_id(nw, "fabrikam")
+    assert sums(closed.lines) == {
+        (contoso, "USR-SUP", "recurring"): Decimal("525.00"),
+        (contoso, "SRV-SUP", "recurring"): Decimal("255.00"),
+        (contoso, "WKS-SUP", "recurring"): Decimal("225.00"),
+        (contoso, "EML-HST", "recurring"): Decimal("74.25"),
+        (fabrikam, "SETUP-CORE", "one_time"): Decimal("200.00"),
+        (None, "STL-LIC", "recurring"): Decimal("94.50"),
+        (None, "ITG-LIC", "recurring"): Decimal("90.00"),
+        (None, "SHIP-GND", "shipping"): Decimal("52.50"),
+    }
+    section = sum((line.amount.amount for line in closed.lines if line.end_customer_id == contoso), Decimal(0))
+    assert section == Decimal("1079.25")
+    assert sum((line.amount.amount.quantize(CENT) for line in closed.lines), Decimal(0)) == Decimal("1516.25")
+    by_code = {line.product_code: line for line in closed.lines}
+    assert {line.end_customer_name for line in closed.lines if line.end_customer_id} == {"Contoso Dental", "Fabrikam Law"}
+    assert (by_code["SRV-SUP"].quantity_rule, by_code["EML-HST"].quantity, by_code["EML-HST"].unit) == ("snapshot(day=23)", Decimal("11"), "mailbox")
+    assert by_code["SETUP-CORE"].category == "Co-Managed Services" and by_code["SHIP-GND"].category == "Miscellaneous"
+
+    # November, live: m3 has dropped off; Fabrikam's 8 users bill in full.
+    november = await charges(client, d, partner, "2026-11")
+    nov = {(line["end_customer_id"], line["product_code"]): Decimal(line["amount"]["amount"]) for line in november["lines"]}
+    assert nov[(contoso, "EML-HST")] == Decimal("67.50") and nov[(fabrikam, "USR-SUP")] == Decimal("280.00")
+
+    # The partner's own run bills its customers at retail, one PeriodClosed each.
+    retail = await ok(client.post("/v1/bill-runs", headers=h(nw), json={"period": "2026-10"}))
+    assert (retail["tier"], retail["buyers"]) == ("retail", 2)
+    events = {e.data.buyer_account_id: e.data for e in await closed_events(kafka_bootstrap, nw, 2)}
+    assert {k: sum((line.amount.amount for line in v.lines), Decimal(0)).quantize(CENT) for k, v in events.items()} == {
+        contoso: Decimal("1294.00"),  # (525 + 255 + 225) × 1.2 + 11 × 8.00
+        fabrikam: Decimal("240.00"),
+    }
+    assert all(e.tier == "retail" and all(line.end_customer_id is None for line in e.lines) for e in events.values())
+
+    margins = (await client.get("/v1/margins?period=2026-10", headers=h(nw))).json()["lines"]
+    by = {(m["end_customer_id"], m["product_code"]): Decimal(m["margin"]) for m in margins}
+    assert by[(contoso, "USR-SUP")] == Decimal("105.00") and by[(contoso, "EML-HST")] == Decimal("13.75")
+    assert by[(fabrikam, "SETUP-CORE")] == Decimal("40.00")
+
+
+async def _when(probe: Awaitable[dict[str, Any]], good: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+    found = await probe
+    return found if good(found) else None
+
+
+async def test_example_c_cost_plus_pass_through_closed_by_the_scheduler_on_the_issue_day(
+    client: httpx.AsyncClient, ingest: httpx.AsyncClient, app: FastAPI, distributor: str, kafka_bootstrap: str
+) -> None:
+    partner = f"p-{uuid.uuid4().hex[:8]}"
+    await ok(client.put("/v1/seller", headers=h(partner), json={"currency": "USD", "country": "US", "scheduled": True}))
+    await product(client, distributor, "AZURE", "Azure consumption", "usage_sum", category="Communications")
+    await price(client, distributor, "AZURE", {"model": "cost_plus", "markup_percent": "5"})
+    await price(client, partner, "AZURE", {"model": "cost_plus", "markup_percent": "15"})
+    await customers(ingest, distributor, (partner, "Partner Ltd"))
+    await customers(ingest, partner, ("acme", "Acme Corp"))
+    records = [
+        {"id": f"az-{i}", "customer_id": "acme", "product_code": "AZURE", "quantity": "1", "timestamp": f"2026-10-{day}T12:00:00Z",
+         "cost": {"amount": cost, "currency": "USD"}}
+        for i, (day, cost) in enumerate((("03", "1234.56"), ("14", "789.01"), ("31", "0.43")))
+    ]
+    await ok(ingest.post("/v1/usage", headers=h(partner), json={"records": records}))
+    acme = account_id(partner, "acme")
+    live = await eventually(lambda: _when(charges(client, partner, acme, "2026-10"), lambda c: total(c) == Decimal("2327.60")), "the Azure usage")
+    assert [(line["quantity"], line["unit_price"]["amount"], line["amount"]["amount"]) for line in live["lines"]] == [("2024.00", "1.15", "2327.6000")]
+
+    runtime = app.state.runtime
+    # The issue day is the first business day after October: Sunday 1 November is not one.
+    assert await run_due(runtime, distributor, datetime.fromisoformat("2026-11-01T12:00:00+00:00")) == []
+    created = await run_due(runtime, distributor, datetime.fromisoformat("2026-11-02T08:00:00+00:00"))
+    assert len(created) >= 1
+    (event,) = await closed_events(kafka_bootstrap, partner, 1)
+    assert event.data.bill_run_id in created
+    assert sum((line.amount.amount for line in event.data.lines), Decimal(0)).quantize(CENT) == Decimal("2327.60")
+    assert event.data.bill_run_id not in await run_due(runtime, distributor, datetime.fromisoformat("2026-11-03T08:00:00+00:00"))
+    # The margin against the distributor's cost-plus 5%: 2,024.00 × (1.15 − 1.05).
+    async def margin_lines() -> list[dict[str, Any]] | None:
+        lines: list[dict[str, Any]] = (await client.get("/v1/margins?period=2026-10", headers=h(partner))).json()["lines"]
+        return lines if lines and lines[0]["wholesale"] != "0" else None
+
+    (margin,) = await eventually(margin_lines, "the partner's wholesale account")
+    assert (margin["end_customer_name"], margin["retail"], margin["wholesale"], margin["margin"]) == ("Acme Corp", "2327.6000", "2125.2000", "202.4000")
+
+
+async def test_example_d_true_up_over_three_bill_runs(
+    client: httpx.AsyncClient, ingest: httpx.AsyncClient, kafka_bootstrap: str
+) -> None:
+    partner = f"p-{uuid.uuid4().hex[:8]}"
+    await product(client, partner, "USR-SUP", "User support", "contracted", unit_price="35.00", currency="USD",
+                  policy={"first_period": "next_period", "true_up": True})
+    await customers(ingest, partner, ("globex", "Globex"))
+    ingest.app_clock.set(datetime.fromisoformat("2026-07-06T10:00:00+00:00"))  # type: ignore[attr-defined]
+    await ok(ingest.post("/v1/orders", headers=h(partner), json={"records": [
+        {"id": "gx-users", "customer_id": "globex", "product_code": "USR-SUP", "quantity": "10", "start_date": "2026-07-06"},
+    ]}))
+    await ok(ingest.post("/v1/quantities", headers=h(partner), json={"records": [
+        {"id": "dir-oct", "customer_id": "globex", "product_code": "USR-SUP", "observed_at": "2026-10-29T18:00:00Z", "source": "directory", "quantity": "12"},
+    ]}))
+    globex = account_id(partner, "globex")
+    await eventually(lambda: _when(charges(client, partner, globex, "2026-10"), lambda c: total(c) == Decimal("560.00")), "the order and count")
+    sub = (await client.get(f"/v1/subscriptions/{subscription_id(partner, 'gx-users')}", headers=h(partner))).json()
+    assert (sub["billing_starts_on"], sub["policy"]["true_up"]) == ("2026-08-01", True)
+
+    for month in ("2026-07", "2026-08", "2026-09", "2026-10"):
+        await ok(client.post("/v1/bill-runs", headers=h(partner), json={"period": month}))
+    events = sorted(await closed_events(kafka_bootstrap, partner, 3), key=lambda e: e.data.period_start)
+    assert [(e.data.period_start, sum((line.amount.amount for line in e.data.lines), Decimal(0))) for e in events] == [
+        (date(2026, 8, 1), Decimal("350.00")), (date(2026, 9, 1), Decimal("350.00")), (date(2026, 10, 1), Decimal("560.00")),
+    ]
+    october = {line.kind: (line.quantity, line.unit_price.amount, line.amount.amount) for line in events[-1].data.lines}
+    assert october == {"recurring": (Decimal("12"), Decimal("35.00"), Decimal("420.00")), "true_up": (Decimal("4"), Decimal("35.00"), Decimal("140.00"))}
+
+
+async def test_example_b_advance_billing_with_a_daily_prorated_addition(
+    client: httpx.AsyncClient, ingest: httpx.AsyncClient, kafka_bootstrap: str
+) -> None:
+    partner = f"cloudy-{uuid.uuid4().hex[:8]}"
+    await ok(client.put("/v1/seller", headers=h(partner), json={"currency": "EUR", "country": "IE", "time_zone": "Europe/Dublin"}))
+    await product(client, partner, "M365-BP", "Microsoft 365 Business Premium", "contracted", category="Communications",
+                  policy={"timing": "advance", "proration": "daily"})
+    await price(client, partner, "M365-BP", per_unit("20.60"), currency="EUR")
+    records = [{"id": "acme", "name": "Acme GmbH", "billing_email": "ap@acme.example", "country": "DE", "currency": "EUR", "vat_id": "DE136695976"}]
+    await ok(ingest.post("/v1/customers", headers=h(partner), json={"records": records}))
+    ingest.app_clock.set(datetime.fromisoformat("2026-09-25T10:00:00+01:00"))  # type: ignore[attr-defined]
+    await ok(ingest.post("/v1/orders", headers=h(partner), json={"records": [
+        {"id": "acme-m365", "customer_id": "acme", "product_code": "M365-BP", "quantity": "10", "start_date": "2026-10-01"},
+    ]}))
+    ingest.app_clock.set(datetime.fromisoformat("2026-10-17T09:00:00+01:00"))  # type: ignore[attr-defined]
+    await ok(ingest.post("/v1/orders/acme-m365/changes", headers=h(partner), json={"id": "acme-m365-plus4", "quantity": "14", "effective_date": "2026-10-17"}))
+    acme = account_id(partner, "acme")
+    await eventually(lambda: _when(charges(client, partner, acme, "2026-10"), lambda c: total(c).quantize(CENT) == Decimal("328.27")), "the addition")
+
+    for month in ("2026-09", "2026-10"):
+        await ok(client.post("/v1/bill-runs", headers=h(partner), json={"period": month}))
+    events = sorted(await closed_events(kafka_bootstrap, partner, 2), key=lambda e: e.data.period_start)
+    september, october = (e.data for e in events)
+    assert [(line.service_period_start, line.amount.amount, line.timing) for line in september.lines] == [(date(2026, 10, 1), Decimal("206.00"), "advance")]
+    assert [(line.service_period_start, line.service_period_end, line.quantity, line.amount.amount.quantize(CENT)) for line in october.lines] == [
+        (date(2026, 10, 17), date(2026, 10, 31), Decimal("4"), Decimal("39.87")),  # 4 × 20.60 × 15/31
+        (date(2026, 11, 1), date(2026, 11, 30), Decimal("14"), Decimal("288.40")),
+    ]
