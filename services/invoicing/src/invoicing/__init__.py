@@ -1,0 +1,1 @@
+"""invoicing: turns closed billing periods into numbered invoices and settles them from payments."""

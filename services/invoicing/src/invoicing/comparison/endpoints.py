@@ -1,0 +1,59 @@
+"""Comparison report HTTP: the seller's reports per buyer and period, as JSON and as XLSX."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from billing_runtime.api import Runtime, Tenant
+from billing_runtime.errors import BillingError, NotFound
+from invoicing.comparison import repository as repo
+from invoicing.comparison.service import report_json, report_xlsx
+
+router = APIRouter(prefix="/v1", tags=["comparison reports"])
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class InvalidPeriod(BillingError):
+    code = "invalid_period"
+
+
+@router.get("/comparison-reports")
+async def list_reports(
+    tenant: Tenant,
+    runtime: Runtime,
+    buyer_account_id: str | None = None,
+    period: str | None = Query(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$"),
+) -> dict[str, Any]:
+    period_from = period_until = None
+    if period:
+        try:
+            period_from = date(int(period[:4]), int(period[5:7]), 1)
+        except ValueError:
+            raise InvalidPeriod(f"period {period!r} is not a month (YYYY-MM)", field="period") from None
+        period_until = date(period_from.year + period_from.month // 12, period_from.month % 12 + 1, 1)
+    async with runtime.sessions() as session:
+        rows = await repo.list_reports(session, tenant, buyer_account_id=buyer_account_id, period_from=period_from, period_until=period_until)
+    return {"items": [report_json(r) for r in rows]}
+
+
+@router.get("/comparison-reports/{report_id}")
+async def get_report(report_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        row = await repo.get(session, tenant, report_id)
+    if row is None:
+        raise NotFound(f"no comparison report {report_id!r}", code="comparison_report_not_found")
+    return report_json(row)
+
+
+@router.get("/comparison-reports/{report_id}/xlsx", response_class=Response)
+async def get_report_xlsx(report_id: str, tenant: Tenant, runtime: Runtime) -> Response:
+    async with runtime.sessions() as session:
+        row = await repo.get(session, tenant, report_id)
+    if row is None:
+        raise NotFound(f"no comparison report {report_id!r}", code="comparison_report_not_found")
+    name = f"comparison-{row.period_start:%Y-%m}-{row.buyer_account_id}.xlsx"
+    return Response(report_xlsx(row), media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,47 @@
+"""Every query on comparison reports."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from invoicing.comparison.models import ComparisonReport
+from invoicing.invoice.models import Invoice
+
+REPORT: Table = ComparisonReport.__table__  # type: ignore[attr-defined]
+INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
+
+
+async def previous_invoice(session: AsyncSession, seller_id: str, buyer_account_id: str, before: date) -> Any:
+    """The buyer's latest invoice from this seller for a period that started before `before`."""
+    query = (
+        select(INVOICE)
+        .where(INVOICE.c.seller_id == seller_id, INVOICE.c.buyer_account_id == buyer_account_id, INVOICE.c.period_start < before)
+        .order_by(INVOICE.c.period_start.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).first()
+
+
+async def insert_report(session: AsyncSession, row: dict[str, Any]) -> None:
+    await session.execute(insert(REPORT).values(**row))
+
+
+async def get(session: AsyncSession, seller_id: str, report_id: str) -> Any:
+    return (await session.execute(select(REPORT).where(REPORT.c.seller_id == seller_id, REPORT.c.report_id == report_id))).first()
+
+
+async def list_reports(
+    session: AsyncSession, seller_id: str, *, buyer_account_id: str | None, period_from: date | None, period_until: date | None
+) -> list[Any]:
+    query = select(REPORT).where(REPORT.c.seller_id == seller_id).order_by(REPORT.c.period_start.desc(), REPORT.c.buyer_account_id)
+    if buyer_account_id is not None:
+        query = query.where(REPORT.c.buyer_account_id == buyer_account_id)
+    if period_from is not None:
+        query = query.where(REPORT.c.period_start >= period_from)
+    if period_until is not None:
+        query = query.where(REPORT.c.period_start < period_until)
+    return list((await session.execute(query.limit(500))).all())

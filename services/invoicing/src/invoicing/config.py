@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from billing_runtime.config import CommonSettings
+
+
+class Settings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="INVOICING_", extra="ignore")
+
+    default_due_net_days: int = Field(default=30, ge=0, le=365, description="Due rule of a seller that never set one.")
+    max_page_size: int = Field(default=200, ge=1, le=1000)
+    vies_url: str | None = Field(default=None, description="VIES check-vat-number endpoint; unset: VAT numbers are checked offline only.")
+    vies_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    vies_requester_vat_id: str | None = Field(default=None, description="Our own VAT number, sent to VIES so that its answer carries a consultation number.")

@@ -1,0 +1,46 @@
+"""Credit note HTTP: the seller credits its own open invoices, idempotently by the caller's key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+
+from billing_runtime.api import Runtime, Tenant
+from billing_runtime.errors import NotFound
+from invoicing.creditnote import repository as repo
+from invoicing.creditnote.schemas import CreditNoteIn, CreditNoteOut
+from invoicing.creditnote.service import CreditRequestLine, issue_credit_note
+from invoicing.invoice import repository as invoice_repo
+
+router = APIRouter(prefix="/v1", tags=["credit notes"])
+
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+
+
+@router.post("/invoices/{invoice_id}/credit-notes", response_model=CreditNoteOut, status_code=201)
+async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, runtime: Runtime, idempotency_key: IdempotencyKey) -> CreditNoteOut:
+    lines = [CreditRequestLine(li.line_id, li.amount) for li in body.lines] if body.lines is not None else None
+    async with runtime.transaction() as session:
+        credit_note_id = await issue_credit_note(runtime, session, tenant, invoice_id, idempotency_key, reason=body.reason, lines=lines)
+    return await get_credit_note(credit_note_id, tenant, runtime)
+
+
+@router.get("/invoices/{invoice_id}/credit-notes")
+async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        if await invoice_repo.get_invoice(session, tenant, invoice_id) is None:
+            raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
+        rows = await repo.for_invoice(session, invoice_id)
+        items = [CreditNoteOut.from_rows(row, await repo.get_lines(session, row.credit_note_id)).model_dump(mode="json") for row in rows]
+    return {"items": items}
+
+
+@router.get("/credit-notes/{credit_note_id}", response_model=CreditNoteOut)
+async def get_credit_note(credit_note_id: str, tenant: Tenant, runtime: Runtime) -> CreditNoteOut:
+    async with runtime.sessions() as session:
+        row = await repo.get(session, tenant, credit_note_id)
+        if row is None:
+            raise NotFound(f"no credit note {credit_note_id!r}", code="credit_note_not_found")
+        lines = await repo.get_lines(session, credit_note_id)
+    return CreditNoteOut.from_rows(row, lines)

@@ -1,0 +1,48 @@
+"""Every query on credit notes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from invoicing.creditnote.models import CreditNote, CreditNoteLine
+
+CREDIT_NOTE: Table = CreditNote.__table__  # type: ignore[attr-defined]
+LINE: Table = CreditNoteLine.__table__  # type: ignore[attr-defined]
+
+
+async def find_by_key(session: AsyncSession, seller_id: str, idempotency_key: str) -> Any:
+    query = select(CREDIT_NOTE).where(CREDIT_NOTE.c.seller_id == seller_id, CREDIT_NOTE.c.idempotency_key == idempotency_key)
+    return (await session.execute(query)).first()
+
+
+async def get(session: AsyncSession, seller_id: str, credit_note_id: str) -> Any:
+    query = select(CREDIT_NOTE).where(CREDIT_NOTE.c.seller_id == seller_id, CREDIT_NOTE.c.credit_note_id == credit_note_id)
+    return (await session.execute(query)).first()
+
+
+async def get_lines(session: AsyncSession, credit_note_id: str) -> list[Any]:
+    return list((await session.execute(select(LINE).where(LINE.c.credit_note_id == credit_note_id).order_by(LINE.c.position))).all())
+
+
+async def for_invoice(session: AsyncSession, invoice_id: str) -> list[Any]:
+    return list((await session.execute(select(CREDIT_NOTE).where(CREDIT_NOTE.c.invoice_id == invoice_id).order_by(CREDIT_NOTE.c.seq))).all())
+
+
+async def credited_per_line(session: AsyncSession, invoice_id: str) -> dict[str, Decimal]:
+    """Σ credited net per invoice line id."""
+    query = (
+        select(LINE.c.line_id, func.sum(LINE.c.net))
+        .join(CREDIT_NOTE, CREDIT_NOTE.c.credit_note_id == LINE.c.credit_note_id)
+        .where(CREDIT_NOTE.c.invoice_id == invoice_id)
+        .group_by(LINE.c.line_id)
+    )
+    return {line_id: total for line_id, total in (await session.execute(query)).all()}
+
+
+async def insert_credit_note(session: AsyncSession, *, credit_note: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+    await session.execute(insert(CREDIT_NOTE).values(**credit_note))
+    await session.execute(insert(LINE), lines)

@@ -1,0 +1,34 @@
+"""The human-readable document: HTML from a Jinja2 template in the seller's brand colour, rendered
+to PDF/A-3b by WeasyPrint (PDF/A-3 so that the Factur-X XML can be embedded in it)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import cache
+
+import weasyprint
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from invoicing.currency import money_str
+from invoicing.documents.content import DocContent
+
+
+@cache
+def _environment() -> Environment:
+    return Environment(loader=PackageLoader("invoicing.documents", "templates"), autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined)
+
+
+def render_html(doc: DocContent) -> str:
+    def money(amount: Decimal) -> str:
+        return money_str(amount, doc.currency)
+
+    def plain(value: Decimal) -> str:
+        return format(value.quantize(Decimal(1)) if value == value.to_integral() else value, "f")
+
+    return _environment().get_template("document.html.j2").render(doc=doc, money=money, plain=plain)
+
+
+def render_pdf(doc: DocContent) -> bytes:
+    html = weasyprint.HTML(string=render_html(doc))
+    pdf: bytes = html.write_pdf(pdf_variant="pdf/a-3b")
+    return pdf

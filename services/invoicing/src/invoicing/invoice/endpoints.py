@@ -1,0 +1,122 @@
+"""Invoice HTTP: the calling seller lists and reads its own invoices."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_events import PeriodClosed, RatedLine
+from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.errors import BillingError, NotFound
+from invoicing.config import Settings
+from invoicing.invoice import repository as repo
+from invoicing.invoice.schemas import InvoiceDetail, InvoicePreview, InvoiceSummary, Status
+from invoicing.invoice.service import InvalidPeriodClosed, preview_invoice
+from invoicing.tax.engine import TaxError
+
+router = APIRouter(prefix="/v1", tags=["invoices"])
+
+
+class InvalidPeriod(BillingError):
+    code = "invalid_period"
+
+
+class InvalidCursor(BillingError):
+    code = "invalid_cursor"
+
+
+class PreviewIn(BaseModel):
+    """What is known so far of an account's period: the rated lines as rating would close them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    buyer_account_id: str
+    period_start: date
+    period_end: date
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    tier: Literal["retail", "wholesale"] = "retail"
+    lines: list[RatedLine]
+
+
+class InvalidPreview(BillingError):
+    code = "invalid_preview"
+
+
+def _month(period: str) -> tuple[date, date]:
+    try:
+        start = date(int(period[:4]), int(period[5:7]), 1)
+    except ValueError:
+        raise InvalidPeriod(f"period {period!r} is not a month (YYYY-MM)", field="period") from None
+    return start, date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def _cursor(cursor: str) -> int:
+    if not cursor.isascii() or not cursor.isdigit():
+        raise InvalidCursor("cursor is not one this API returned", field="cursor")
+    return int(cursor)
+
+
+@router.get("/invoices")
+async def list_invoices(
+    tenant: Tenant,
+    runtime: Runtime,
+    buyer_account_id: str | None = None,
+    status: Status | None = None,
+    period: str | None = Query(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$", description="Month the billing period starts in."),
+    limit: int = Query(default=50, ge=1),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The seller's invoices, newest number first."""
+    max_limit = runtime.settings.max_page_size if isinstance(runtime.settings, Settings) else 200
+    limit = min(limit, max_limit)
+    period_from, period_until = _month(period) if period else (None, None)
+    async with runtime.sessions() as session:
+        rows = await repo.list_invoices(
+            session,
+            tenant,
+            buyer_account_id=buyer_account_id,
+            status=status,
+            period_from=period_from,
+            period_until=period_until,
+            before_seq=_cursor(cursor) if cursor else None,
+            limit=limit + 1,
+        )
+    items = [InvoiceSummary.from_row(r).model_dump(mode="json") for r in rows[:limit]]
+    return page(items, limit, str(rows[limit - 1].seq) if len(rows) > limit else None)
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceDetail)
+async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime) -> InvoiceDetail:
+    async with runtime.sessions() as session:
+        row = await repo.get_invoice(session, tenant, invoice_id)
+        if row is None:
+            # Another seller's invoice is equally "not found": its existence is not ours to reveal.
+            raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
+        lines = await repo.get_lines(session, invoice_id)
+    return InvoiceDetail.from_rows(row, lines)
+
+
+@router.post("/invoices/preview", response_model=InvoicePreview)
+async def post_preview(body: PreviewIn, tenant: Tenant, runtime: Runtime) -> InvoicePreview:
+    """The upcoming invoice of any account, from the lines known so far: the same figures, tax,
+    dates and sections the invoice will have when the period closes with these lines."""
+    closed = PeriodClosed(
+        bill_run_id="preview",
+        seller_id=tenant,
+        buyer_account_id=body.buyer_account_id,
+        period_start=body.period_start,
+        period_end=body.period_end,
+        currency=body.currency,
+        tier=body.tier,
+        lines=body.lines,
+    )
+    async with runtime.sessions() as session:
+        try:
+            return await preview_invoice(runtime, session, closed)
+        except (InvalidPeriodClosed, TaxError) as exc:
+            # Messages start with their stable code ("unknown_currency: ...").
+            code, _, message = str(exc).partition(": ")
+            raise InvalidPreview(message or code, code=code if message else None) from exc

@@ -1,0 +1,42 @@
+"""Composition root of invoicing."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import FastAPI
+
+from billing_events import CustomerUpserted, PaymentRefunded, PaymentSucceeded, PeriodClosed
+from billing_runtime.service import ServiceRuntime, create_app
+from invoicing import models  # noqa: F401  (registers the tables)
+from invoicing.buyer.consumers import on_customer_upserted
+from invoicing.comparison.endpoints import router as comparison_router
+from invoicing.config import Settings
+from invoicing.creditnote.endpoints import router as credit_note_router
+from invoicing.db import metadata
+from invoicing.documents.endpoints import router as documents_router
+from invoicing.invoice.consumers import on_payment_refunded, on_payment_succeeded, on_period_closed
+from invoicing.invoice.endpoints import router as invoice_router
+from invoicing.seller.endpoints import router as seller_router
+from invoicing.tax.endpoints import router as tax_router
+
+SERVICE = "invoicing"
+
+
+def build(settings: Settings | None = None) -> FastAPI:
+    runtime = ServiceRuntime(SERVICE, settings or Settings(), metadata)
+    runtime.on(CustomerUpserted, partial(on_customer_upserted, runtime))
+    runtime.on(PeriodClosed, partial(on_period_closed, runtime))
+    runtime.on(PaymentSucceeded, partial(on_payment_succeeded, runtime))
+    runtime.on(PaymentRefunded, partial(on_payment_refunded, runtime))
+    return create_app(
+        runtime,
+        [seller_router, invoice_router, credit_note_router, documents_router, comparison_router, tax_router],
+        title="invoicing",
+        description="Invoices issued from closed billing periods: tax, numbering, totals, due dates, settlement, credit notes, documents.",
+    )
+
+
+def app() -> FastAPI:
+    """uvicorn factory: `uvicorn --factory invoicing.main:app`."""
+    return build()

@@ -1,0 +1,26 @@
+"""Every table of invoicing, imported in one place for the app and for Alembic."""
+
+from invoicing.buyer.models import Buyer
+from invoicing.comparison.models import ComparisonReport
+from invoicing.creditnote.models import CreditNote, CreditNoteLine
+from invoicing.documents.models import RenderedDocument
+from invoicing.invoice.models import Invoice, InvoiceLine, Payment, Refund
+from invoicing.numbering.models import CreditNoteNumberCounter, InvoiceNumberCounter
+from invoicing.seller.models import SellerSettings
+from invoicing.tax.models import VatCheck
+
+__all__ = [
+    "Buyer",
+    "ComparisonReport",
+    "CreditNote",
+    "CreditNoteLine",
+    "CreditNoteNumberCounter",
+    "Invoice",
+    "InvoiceLine",
+    "InvoiceNumberCounter",
+    "Payment",
+    "Refund",
+    "RenderedDocument",
+    "SellerSettings",
+    "VatCheck",
+]

@@ -1,0 +1,147 @@
+"""Seller settings and the due-date rule (BILLING-RULES §1)."""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_events import Address, Party
+from billing_runtime.service import ServiceRuntime
+from invoicing.config import Settings
+from invoicing.seller import repository as repo
+from invoicing.seller.schemas import DayOfNextMonth, DueRule, NetDays, SellerSettingsIn, SellerSettingsOut
+
+
+@dataclass(frozen=True)
+class Seller:
+    seller_id: str
+    name: str
+    country: str | None
+    vat_id: str | None
+    invoice_prefix: str
+    due_rule: DueRule
+    email: str | None
+    configured: bool
+    address: Address | None = None
+    registration: str | None = None
+    brand_color: str | None = None
+
+    def party(self) -> Party:
+        return Party(
+            account_id=self.seller_id,
+            name=self.name,
+            country=self.country,
+            vat_id=self.vat_id,
+            email=self.email,
+            address=self.address,
+            business=True if self.configured else None,
+            registration=self.registration,
+        )
+
+    def out(self) -> SellerSettingsOut:
+        return SellerSettingsOut(
+            seller_id=self.seller_id,
+            name=self.name,
+            country=self.country,
+            vat_id=self.vat_id,
+            invoice_prefix=self.invoice_prefix,
+            due_rule=self.due_rule,
+            email=self.email,
+            address=self.address,
+            registration=self.registration,
+            brand_color=self.brand_color,
+            configured=self.configured,
+        )
+
+
+def default_prefix(seller_id: str) -> str:
+    """The seller id's letters and digits, upper-cased, at most 10 ("northwind-it" → "NORTHWINDI")."""
+    return re.sub(r"[^A-Z0-9]", "", seller_id.upper())[:10] or "INV"
+
+
+def due_date(issued_on: date, rule: DueRule) -> date:
+    """The due date of an invoice dated `issued_on`.
+
+    `net_days` N: N days after the invoice date. `day_of_next_month` D: day D of the month after
+    the invoice month, or that month's last day when it is shorter (D = 31 in February).
+    """
+    if isinstance(rule, NetDays):
+        return issued_on + timedelta(days=rule.net_days)
+    year, month = (issued_on.year + 1, 1) if issued_on.month == 12 else (issued_on.year, issued_on.month + 1)
+    return date(year, month, min(rule.day_of_next_month, calendar.monthrange(year, month)[1]))
+
+
+def _default_net_days(runtime: ServiceRuntime) -> int:
+    settings = runtime.settings
+    return settings.default_due_net_days if isinstance(settings, Settings) else 30
+
+
+def _rule_from_row(kind: str, value: int) -> DueRule:
+    return NetDays(net_days=value) if kind == "net_days" else DayOfNextMonth(day_of_next_month=value)
+
+
+def _from_row(row: Any) -> Seller:
+    return Seller(
+        seller_id=row.seller_id,
+        name=row.name,
+        country=row.country,
+        vat_id=row.vat_id,
+        invoice_prefix=row.invoice_prefix,
+        due_rule=_rule_from_row(row.due_rule_kind, row.due_rule_value),
+        email=row.email,
+        configured=True,
+        address=Address.model_validate(row.address) if row.address else None,
+        registration=row.registration,
+        brand_color=row.brand_color,
+    )
+
+
+async def find_seller(session: AsyncSession, seller_id: str) -> Seller | None:
+    """The seller's saved settings, or None while it has never saved any."""
+    row = await repo.get(session, seller_id)
+    return _from_row(row) if row is not None else None
+
+
+async def get_seller(runtime: ServiceRuntime, session: AsyncSession, seller_id: str) -> Seller:
+    """The seller's settings, or the defaults while it has never saved any."""
+    row = await repo.get(session, seller_id)
+    if row is not None:
+        return _from_row(row)
+    return Seller(
+        seller_id=seller_id,
+        name=seller_id,
+        country=None,
+        vat_id=None,
+        invoice_prefix=default_prefix(seller_id),
+        due_rule=NetDays(net_days=_default_net_days(runtime)),
+        email=None,
+        configured=False,
+    )
+
+
+async def put_seller(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, body: SellerSettingsIn) -> Seller:
+    """Replace the seller's settings. They apply to invoices issued from now on; issued ones keep theirs."""
+    kind, value = ("net_days", body.due_rule.net_days) if isinstance(body.due_rule, NetDays) else ("day_of_next_month", body.due_rule.day_of_next_month)
+    row = await repo.upsert(
+        session,
+        {
+            "seller_id": seller_id,
+            "name": body.name,
+            "country": body.country,
+            "vat_id": body.vat_id,
+            "invoice_prefix": body.invoice_prefix,
+            "due_rule_kind": kind,
+            "due_rule_value": value,
+            "email": body.email,
+            "address": body.address.model_dump(mode="json") if body.address else None,
+            "registration": body.registration,
+            "brand_color": body.brand_color,
+            "updated_at": runtime.clock.now(),
+        },
+    )
+    return _from_row(row)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from billing_runtime.migrations import migrations_dir, upgrade
+from billing_runtime.service import ServiceRuntime
+from billing_runtime.testing import serve
+from invoicing.config import Settings
+from invoicing.db import metadata
+from invoicing.main import build
+
+# Tests run in importlib mode (no sys.path change); the shared helpers module sits beside this file
+# under a name no other service's tests use.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from invoicing_testkit import INVOICE_DATE  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str) -> str:
+    upgrade(migrations_dir("invoicing"), database_url)
+    return database_url
+
+
+@pytest.fixture
+def settings(migrated: str, kafka_bootstrap: str) -> Settings:
+    return Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=INVOICE_DATE)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(build(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"seller-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def runtime(migrated: str) -> AsyncIterator[ServiceRuntime]:
+    """The service's runtime without servers, for calling service functions directly."""
+    rt = ServiceRuntime("invoicing", Settings(database_url=migrated, clock_fixed_at=INVOICE_DATE), metadata)
+    yield rt
+    await rt.engine.dispose()

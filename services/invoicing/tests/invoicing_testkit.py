@@ -1,0 +1,251 @@
+"""Building, publishing and waiting for events in the invoicing tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from billing_events import (
+    Address,
+    CloudEvent,
+    CustomerUpserted,
+    EventData,
+    Money,
+    PaymentSucceeded,
+    PeriodClosed,
+    RatedLine,
+    account_id,
+    new_event,
+    to_kafka,
+)
+from billing_events.topics import DEAD_LETTER
+from billing_runtime.db import async_url
+from invoicing.config import Settings
+
+T = TypeVar("T")
+# Worked example A's invoice date: the first business day after October 2026.
+INVOICE_DATE = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+OCT_START, OCT_END = date(2026, 10, 1), date(2026, 10, 31)
+
+# Worked example A (BILLING-RULES.md): product, quantity, unit price, description.
+EXAMPLE_A = [
+    ("USR-SUP", "15", "35.00", "User support"),
+    ("SRV-SUP", "3", "85.00", "Server support"),
+    ("WKS-SUP", "18", "12.50", "Workstation support"),
+    ("EML-HST", "11", "6.75", "Hosted email"),
+    ("SETUP-CORE", "8", "25.00", "Setup"),
+    ("STL-LIC", "2", "47.25", "PSA licence"),
+    ("ITG-LIC", "3", "30.00", "Documentation licence"),
+    ("SHIP-GND", "1", "52.50", "Ground shipping"),
+]
+
+
+def headers(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+def rated(
+    line_id: str,
+    code: str,
+    qty: str,
+    price: str,
+    currency: str = "USD",
+    *,
+    amount: str | None = None,
+    description: str = "",
+    start: date = OCT_START,
+    end: date = OCT_END,
+) -> RatedLine:
+    exact = Decimal(amount) if amount is not None else Decimal(qty) * Decimal(price)
+    return RatedLine(
+        line_id=line_id,
+        product_code=code,
+        description=description or code,
+        service_period_start=start,
+        service_period_end=end,
+        quantity=Decimal(qty),
+        unit_price=Money.of(price, currency),
+        amount=Money.of(exact, currency),
+        quantity_rule="contracted",
+    )
+
+
+def example_a_lines() -> list[RatedLine]:
+    return [rated(f"l-{i}", code, qty, price, description=desc) for i, (code, qty, price, desc) in enumerate(EXAMPLE_A, 1)]
+
+
+def period_closed(
+    seller: str,
+    buyer: str,
+    lines: list[RatedLine],
+    *,
+    currency: str = "USD",
+    start: date = OCT_START,
+    end: date = OCT_END,
+    tier: Literal["retail", "wholesale"] = "retail",
+) -> PeriodClosed:
+    return PeriodClosed(
+        tier=tier,
+        bill_run_id=f"run-{seller}-{start:%Y-%m}",
+        seller_id=seller,
+        buyer_account_id=buyer,
+        period_start=start,
+        period_end=end,
+        currency=currency,
+        lines=lines,
+    )
+
+
+def customer(
+    seller: str,
+    external_id: str,
+    name: str,
+    *,
+    country: str = "US",
+    revision: int = 1,
+    business: bool = True,
+    vat_id: str | None = None,
+    tax_exempt: bool = False,
+    currency: str = "USD",
+) -> CustomerUpserted:
+    return CustomerUpserted(
+        account_id=account_id(seller, external_id),
+        partner_id=seller,
+        external_id=external_id,
+        name=name,
+        billing_email=f"ap@{external_id}.example",
+        country=country,
+        currency=currency,
+        business=business,
+        vat_id=vat_id,
+        tax_exempt=tax_exempt,
+        address=Address(lines=[f"1 {name} Street"], city="Dublin" if country == "IE" else "City", postal_code="D01 1234", country=country),
+        revision=revision,
+    )
+
+
+def payment(seller: str, invoice: dict[str, Any], amount: str, paid_on: date, payment_id: str | None = None) -> PaymentSucceeded:
+    return PaymentSucceeded(
+        payment_id=payment_id or f"pay-{uuid.uuid4().hex[:8]}",
+        invoice_id=invoice["id"],
+        seller_id=seller,
+        account_id=invoice["buyer_account_id"],
+        amount=Money.of(amount, invoice["currency"]),
+        method="bank_transfer",
+        provider="bank",
+        paid_on=paid_on,
+    )
+
+
+def event(data: EventData, tenant: str, event_id: str | None = None) -> CloudEvent[Any]:
+    return new_event(data, source="tests", tenant=tenant, event_id=event_id)
+
+
+async def publish(bootstrap: str, *events: CloudEvent[Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for e in events:
+            msg = to_kafka(e)
+            await producer.send_and_wait(msg.topic, value=msg.value, key=msg.key, headers=msg.headers)
+    finally:
+        await producer.stop()
+
+
+async def poll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 60.0) -> T:
+    """Call `fetch` until `done(result)`; fail after `timeout` seconds with the last result."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await fetch()
+        if done(result):
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met after {timeout}s; last result: {result!r}")
+        await asyncio.sleep(0.1)
+
+
+async def invoices(client: httpx.AsyncClient, tenant: str, **params: Any) -> list[dict[str, Any]]:
+    r = await client.get("/v1/invoices", headers=headers(tenant), params={"limit": 200, **params})
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+async def wait_for_invoices(client: httpx.AsyncClient, tenant: str, count: int, **params: Any) -> list[dict[str, Any]]:
+    return await poll(lambda: invoices(client, tenant, **params), lambda items: len(items) >= count)
+
+
+async def raw_messages(bootstrap: str, topic: str, match: Callable[[dict[str, str]], bool], *, seconds: float = 3.0) -> list[dict[str, str]]:
+    """Every message on `topic` (headers decoded, plus its value) that `match`es, read for `seconds`:
+    for counting, where stopping at the first match would hide a duplicate."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: list[dict[str, str]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for m in messages:
+                    fields = {name: value.decode() for name, value in (m.headers or [])}
+                    fields["value"] = (m.value or b"").decode()
+                    fields["key"] = (m.key or b"").decode()
+                    if match(fields):
+                        found.append(fields)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def put_seller(client: httpx.AsyncClient, tenant: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "name": "Distributor Inc.",
+        "country": "US",
+        "vat_id": None,
+        "invoice_prefix": "NW",
+        "due_rule": {"day_of_next_month": 5},
+        "email": "billing@distributor.example",
+        **overrides,
+    }
+    r = await client.put("/v1/seller", headers=headers(tenant), json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def buyer_known(settings: Settings, account: str) -> None:
+    """Wait until the consumer has stored a customer (it arrives on another topic than periods)."""
+    engine = create_async_engine(async_url(settings.database_url))
+
+    async def fetch() -> Any:
+        async with engine.connect() as conn:
+            return await conn.scalar(text("SELECT name FROM invoicing.buyer WHERE account_id = :a"), {"a": account})
+
+    try:
+        await poll(fetch, lambda name: name is not None)
+    finally:
+        await engine.dispose()
+
+
+async def wait_dead_letter(bootstrap: str, event_id: str, *, timeout: float = 90.0) -> dict[str, str]:
+    """The dead-lettered copy of event `event_id` (headers decoded), as soon as it is there."""
+    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for m in messages:
+                    fields = {name: value.decode() for name, value in (m.headers or [])}
+                    if fields.get("ce_id") == event_id:
+                        return fields
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"event {event_id} was not dead-lettered within {timeout}s")

@@ -1,0 +1,79 @@
+"""Seed 001's invoice comparison report: September against October for a partner, JSON and XLSX."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import date
+from decimal import Decimal
+
+import httpx
+from invoicing_testkit import headers, period_closed, put_seller, rated
+from openpyxl import load_workbook
+from sqlalchemy import text
+
+from billing_events import RatedLine
+from billing_runtime.service import ServiceRuntime
+from invoicing.invoice.service import issue_invoice
+
+SEP = (date(2026, 9, 1), date(2026, 9, 30))
+OCT = (date(2026, 10, 1), date(2026, 10, 31))
+
+
+def line(line_id: str, code: str, qty: str, price: str, who: str | None, period: tuple[date, date]) -> RatedLine:
+    update = {"end_customer_id": f"acct-{who}", "end_customer_name": who.title()} if who else {}
+    return rated(line_id, code, qty, price, start=period[0], end=period[1]).model_copy(update=update)
+
+
+async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    partner = f"{tenant}-partner"
+    await put_seller(client, tenant, name="Tailspin Distribution Inc.", invoice_prefix="TSD")
+    september = [
+        line("s1", "USR-SUP", "14", "35.00", "contoso", SEP),
+        line("s2", "EML-HST", "10", "6.75", "contoso", SEP),
+        line("s3", "SRV-SUP", "2", "85.00", "fabrikam", SEP),
+        line("s4", "STL-LIC", "2", "47.25", None, SEP),
+    ]
+    october = [
+        line("o1", "USR-SUP", "15", "35.00", "contoso", OCT),  # changed
+        line("o2", "EML-HST", "10", "6.75", "contoso", OCT),  # unchanged
+        line("o4", "STL-LIC", "2", "47.25", None, OCT),  # unchanged; fabrikam's servers removed
+        line("o5", "SETUP-CORE", "8", "25.00", "woodgrove", OCT),  # added
+    ]
+    async with runtime.transaction() as session:
+        await issue_invoice(runtime, session, period_closed(tenant, partner, september, start=SEP[0], end=SEP[1], tier="wholesale"))
+    async with runtime.transaction() as session:
+        october_id = await issue_invoice(runtime, session, period_closed(tenant, partner, october, start=OCT[0], end=OCT[1], tier="wholesale"))
+
+    listed = (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"buyer_account_id": partner, "period": "2026-10"})).json()["items"]
+    [report] = listed
+    assert (report["invoice_id"], report["this_period_total"], report["last_period_total"], report["difference"]) == (october_id, "887.00", "822.00", "65.00")
+    keys = ("end_customer_name", "product_code", "last_quantity", "this_quantity", "amount_difference", "change")
+    assert [tuple(r[k] for k in keys) for r in report["rows"]] == [
+        ("Own environment", "STL-LIC", "2", "2", "0.00", "unchanged"),
+        ("Contoso", "EML-HST", "10", "10", "0.00", "unchanged"),
+        ("Contoso", "USR-SUP", "14", "15", "35.00", "changed"),
+        ("Fabrikam", "SRV-SUP", "2", "0", "-170.00", "removed"),
+        ("Woodgrove", "SETUP-CORE", "0", "8", "200.00", "added"),
+    ]
+    september_report = (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"period": "2026-09"})).json()["items"]
+    assert [(r["previous_invoice_id"], r["last_period_total"], {row["change"] for row in r["rows"]}) for r in september_report] == [(None, "0.00", {"added"})]
+
+    r = await client.get(f"/v1/comparison-reports/{report['id']}/xlsx", headers=headers(tenant))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/vnd.openxmlformats")
+    sheet = load_workbook(io.BytesIO(r.content)).active
+    assert sheet is not None
+    values = [[cell.value for cell in row] for row in sheet.iter_rows(min_row=3)]
+    assert values[0][:3] == ["End customer", "Product", "Description"]
+    assert values[3][:10] == ["Contoso", "USR-SUP", "USR-SUP", 14, 490, 15, 525, 1, 35, "changed"]
+    assert values[-1][0] == "Total" and Decimal(str(values[-1][6])) == Decimal("887.00") and Decimal(str(values[-1][8])) == Decimal("65.00")
+
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            text("SELECT value FROM invoicing.outbox WHERE event_type = 'billing.comparison_report.ready.v1' AND key = :k ORDER BY id"), {"k": partner.encode()}
+        )
+        events = [json.loads(v) for (v,) in rows]
+    assert [(e["period_start"], e["lines_added"], e["lines_removed"], e["lines_changed"]) for e in events] == [("2026-09-01", 4, 0, 0), ("2026-10-01", 1, 1, 1)]
+    assert events[1]["difference"] == {"amount": "65.00", "currency": "USD"}
+    assert [d["kind"] for d in events[1]["documents"]] == ["json", "xlsx"]
+    assert (await client.get(f"/v1/comparison-reports/{report['id']}", headers=headers("someone-else"))).status_code == 404

@@ -1,0 +1,137 @@
+"""Seed 001's consolidated partner invoice (worked example A as the distributor bills it), the
+partner's retail invoice in its own name, and the preview that equals the invoice later issued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from invoicing_testkit import customer, event, headers, period_closed, publish, put_seller, rated, wait_for_invoices
+
+from billing_events import RatedLine, account_id
+
+NORTHWIND = {
+    "name": "Northwind IT LLC",
+    "country": "US",
+    "vat_id": None,
+    "invoice_prefix": "NWIT",
+    "due_rule": {"net_days": 10},
+    "address": {"lines": ["100 Main St"], "city": "Cedar Rapids", "postal_code": "52401", "region": "IA", "country": "US"},
+}
+
+
+def line(line_id: str, code: str, qty: str, price: str, category: str, *, kind: str = "recurring", who: tuple[str, str] | None = None) -> RatedLine:
+    update: dict[str, Any] = {"category": category, "kind": kind, "description": code}
+    if who:
+        update |= {"end_customer_id": who[0], "end_customer_name": who[1]}
+    return rated(line_id, code, qty, price).model_copy(update=update)
+
+
+def example_a_wholesale(partner_tenant: str) -> list[RatedLine]:
+    contoso = (account_id(partner_tenant, "contoso"), "Contoso Dental")
+    fabrikam = (account_id(partner_tenant, "fabrikam"), "Fabrikam Law")
+    return [
+        line("c-usr", "USR-SUP", "15", "35.00", "Remote Monitoring and Management", who=contoso),
+        line("c-srv", "SRV-SUP", "3", "85.00", "Remote Monitoring and Management", who=contoso),
+        line("c-wks", "WKS-SUP", "18", "12.50", "Remote Monitoring and Management", who=contoso),
+        line("c-eml", "EML-HST", "11", "6.75", "Communications", who=contoso),
+        line("f-setup", "SETUP-CORE", "8", "25.00", "Co-Managed Services", kind="one_time", who=fabrikam),
+        line("p-stl", "STL-LIC", "2", "47.25", "Software as a Service"),
+        line("p-itg", "ITG-LIC", "3", "30.00", "Software as a Service"),
+        line("p-ship", "SHIP-GND", "1", "52.50", "Miscellaneous", kind="shipping"),
+    ]
+
+
+def comparable(invoice: dict[str, Any]) -> dict[str, Any]:
+    keys = ("buyer_account_id", "buyer_name", "description", "period_start", "period_end", "issued_on", "due_on", "currency", "net_total", "tax_total", "total")
+    return {k: invoice[k] for k in keys + ("tier", "flags", "seller", "buyer", "tax_breakdown", "lines", "sections")}
+
+
+async def test_consolidated_partner_invoice_and_its_preview(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    distributor, partner = tenant, f"{tenant}-northwind"
+    await put_seller(client, distributor, name="Tailspin Distribution Inc.", invoice_prefix="TSD", due_rule={"day_of_next_month": 5})
+    await put_seller(client, partner, **NORTHWIND)
+    lines = example_a_wholesale(partner)
+
+    body: dict[str, Any] = {"buyer_account_id": partner, "period_start": "2026-10-01", "period_end": "2026-10-31", "currency": "USD", "tier": "wholesale"}
+    body["lines"] = [li.model_dump(mode="json") for li in lines]
+    r = await client.post("/v1/invoices/preview", headers=headers(distributor), json=body)
+    assert r.status_code == 200, r.text
+    preview = r.json()
+    assert (preview["total"], preview["issued_on"], preview["due_on"], preview["already_issued"]) == ("1516.25", "2026-11-02", "2026-12-05", False)
+
+    await publish(kafka_bootstrap, event(period_closed(distributor, partner, lines, tier="wholesale"), distributor))
+    [summary] = await wait_for_invoices(client, distributor, 1)
+    invoice = (await client.get(f"/v1/invoices/{summary['id']}", headers=headers(distributor))).json()
+    assert summary["id"] == preview["invoice_id"]
+    assert comparable(preview) == comparable(invoice)
+
+    assert (invoice["number"], invoice["tier"], invoice["total"]) == ("TSD-000001", "wholesale", "1516.25")
+    parties = (invoice["buyer"]["name"], invoice["buyer"]["address"]["city"], invoice["seller"]["name"])
+    assert parties == ("Northwind IT LLC", "Cedar Rapids", "Tailspin Distribution Inc.")
+    sections = invoice["sections"]
+    assert sections["own_environment"] == ["p-stl", "p-itg"]
+    assert sections["shipping"] == ["p-ship"]
+    assert sections["project_work"] == []
+    assert [(s["end_customer_name"], s["net"], s["line_ids"]) for s in sections["end_customers"]] == [
+        ("Contoso Dental", "1079.25", ["c-usr", "c-srv", "c-wks", "c-eml"]),
+        ("Fabrikam Law", "200.00", ["f-setup"]),
+    ]
+    assert [(p["product_code"], p["quantity"], p["net"]) for p in sections["customer_charges_by_product"]] == [
+        ("EML-HST", "11", "74.25"),
+        ("SETUP-CORE", "8", "200.00"),
+        ("SRV-SUP", "3", "255.00"),
+        ("USR-SUP", "15", "525.00"),
+        ("WKS-SUP", "18", "225.00"),
+    ]
+    assert len(sections["product_codes"]) == 8
+    assert {c["category"]: c["net"] for c in sections["categories"]} == {
+        "Co-Managed Services": "200.00",
+        "Communications": "74.25",
+        "Miscellaneous": "52.50",
+        "Remote Monitoring and Management": "1005.00",
+        "Software as a Service": "184.50",
+    }
+
+    # After issue the preview says so, and is otherwise unchanged.
+    again = (await client.post("/v1/invoices/preview", headers=headers(distributor), json=body)).json()
+    assert again["already_issued"] is True and comparable(again) == comparable(invoice)
+
+
+async def test_retail_invoice_in_the_partners_name(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    partner = tenant
+    await put_seller(client, partner, **NORTHWIND)
+    contoso = customer(partner, "contoso", "Contoso Dental")
+    await publish(kafka_bootstrap, event(contoso, partner))
+    r = await client.post(
+        "/v1/invoices/preview",
+        headers=headers(partner),
+        json={
+            "buyer_account_id": contoso.account_id,
+            "period_start": "2026-10-01",
+            "period_end": "2026-10-31",
+            "currency": "USD",
+            "lines": [rated("r1", "USR-SUP", "15", "45.00").model_dump(mode="json")],
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["seller"]["name"], r.json()["seller"]["address"]["city"], r.json()["total"], r.json()["due_on"]) == (
+        "Northwind IT LLC",
+        "Cedar Rapids",
+        "675.00",
+        "2026-11-12",
+    )
+
+
+async def test_preview_rejects_bad_input(client: httpx.AsyncClient, tenant: str) -> None:
+    await put_seller(client, tenant, name="Cloudy Ltd", country="IE", vat_id="IE6388047V", invoice_prefix="CL")
+    base = {"buyer_account_id": "nobody", "period_start": "2026-10-01", "period_end": "2026-10-31", "currency": "EUR"}
+    eur = rated("l1", "X", "1", "1.00", "EUR").model_dump(mode="json")
+    for body, status, code in (
+        ({**base, "lines": [eur]}, 400, "buyer_country_missing"),
+        ({**base, "currency": "ZZZ", "lines": [rated("l1", "X", "1", "1.00", "ZZZ").model_dump(mode="json")]}, 400, "unknown_currency"),
+        ({**base, "lines": [rated("l1", "X", "1", "1.00", "USD").model_dump(mode="json")]}, 400, "currency_mismatch"),
+        ({**base, "lines": [{**eur, "amount": {"amount": 1.5, "currency": "EUR"}}]}, 422, "validation_error"),
+    ):
+        r = await client.post("/v1/invoices/preview", headers=headers(tenant), json=body)
+        assert (r.status_code, r.json()["code"]) == (status, code), body

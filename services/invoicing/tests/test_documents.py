@@ -1,0 +1,120 @@
+"""PDF and Factur-X documents read back: pypdf for the text, factur-x for the embedded EN 16931 XML."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+from typing import Any
+
+import facturx
+import httpx
+from invoicing_testkit import customer, example_a_lines, headers, period_closed, put_seller, rated
+from lxml import etree
+from pypdf import PdfReader
+
+from billing_runtime.service import ServiceRuntime
+from invoicing.buyer.service import record_customer
+from invoicing.invoice.service import issue_invoice
+
+NS = {
+    "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
+    "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+}
+CLOUDY = {
+    "name": "Cloudy Ltd",
+    "country": "IE",
+    "vat_id": "IE6388047V",
+    "invoice_prefix": "CL",
+    "due_rule": {"net_days": 14},
+    "registration": "IE-CRO 123456",
+    "brand_color": "#0a7d3b",
+    "address": {"lines": ["1 Grand Canal Square"], "city": "Dublin", "postal_code": "D02 P820", "country": "IE"},
+}
+
+
+async def issue(runtime: ServiceRuntime, tenant: str, external_id: str, lines: Any, currency: str = "EUR", **who: Any) -> str:
+    buyer = customer(tenant, external_id, external_id.title(), currency=currency, **who)
+    async with runtime.transaction() as session:
+        await record_customer(runtime, session, buyer)
+        invoice_id = await issue_invoice(runtime, session, period_closed(tenant, buyer.account_id, lines, currency=currency))
+    assert invoice_id is not None
+    return invoice_id
+
+
+def read_back(pdf: bytes) -> tuple[str, etree._Element]:
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    name, xml = facturx.get_xml_from_pdf(pdf, check_xsd=True)
+    assert name == "factur-x.xml"
+    return text, etree.fromstring(xml)
+
+
+def amount(xml: etree._Element, path: str) -> Decimal:
+    return Decimal(xml.findtext(path, namespaces=NS))
+
+
+async def test_invoice_pdf_and_factur_x_match_the_invoice(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    await put_seller(client, tenant, **CLOUDY)
+    lines = [rated("l1", "M365-BP", "5", "20.60", "EUR", description="Microsoft 365 Business Premium"), rated("l2", "SHIP", "1", "52.50", "EUR")]
+    invoice_id = await issue(runtime, tenant, "bakery", lines, country="IE")
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+
+    r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/pdf"
+    assert r.headers["content-disposition"] == f'attachment; filename="{invoice["number"]}.pdf"'
+    text, xml = read_back(r.content)
+    for expected in (invoice["number"], "Cloudy Ltd", "IE6388047V", "Bakery", "Microsoft 365 Business Premium", "191.27", "35.77", "2026-11-16"):
+        assert expected in text, expected
+    assert facturx.get_level(xml) == "en16931"
+    assert xml.findtext("rsm:ExchangedDocument/ram:ID", namespaces=NS) == invoice["number"]
+    assert xml.findtext("rsm:ExchangedDocument/ram:TypeCode", namespaces=NS) == "380"
+    summation = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
+    assert amount(xml, summation + "ram:LineTotalAmount") == Decimal(invoice["net_total"])
+    assert amount(xml, summation + "ram:TaxTotalAmount") == Decimal(invoice["tax_total"])
+    assert amount(xml, summation + "ram:GrandTotalAmount") == Decimal(invoice["total"]) == Decimal("191.27")
+    seller_vat = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/ram:SellerTradeParty/ram:SpecifiedTaxRegistration/ram:ID"
+    assert xml.findtext(seller_vat, namespaces=NS) == "IE6388047V"
+
+    # Kept once rendered: the second download is the same document, byte for byte.
+    again = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))
+    assert again.content == r.content
+    r_xml = await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))
+    assert (r_xml.status_code, r_xml.headers["content-type"]) == (200, "application/xml")
+    assert etree.fromstring(r_xml.content).findtext("rsm:ExchangedDocument/ram:ID", namespaces=NS) == invoice["number"]
+    assert (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers("someone-else"))).status_code == 404
+
+
+async def test_reverse_charge_credit_note_documents(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    await put_seller(client, tenant, **CLOUDY)
+    invoice_id = await issue(runtime, tenant, "acme", [rated("l1", "M365-BP", "10", "20.60", "EUR")], country="DE", vat_id="DE136695976")
+    _, invoice_xml = read_back((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content)
+    tax = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/"
+    assert invoice_xml.findtext(tax + "ram:CategoryCode", namespaces=NS) == "AE"
+    assert invoice_xml.findtext(tax + "ram:ExemptionReasonCode", namespaces=NS) == "VATEX-EU-AE"
+
+    r = await client.post(f"/v1/invoices/{invoice_id}/credit-notes", headers={**headers(tenant), "Idempotency-Key": "cn-1"}, json={"reason": "Seats unused"})
+    assert r.status_code == 201, r.text
+    note = r.json()
+    pdf = await client.get(f"/v1/credit-notes/{note['id']}/pdf", headers=headers(tenant))
+    assert pdf.status_code == 200, pdf.text
+    text, xml = read_back(pdf.content)
+    assert note["number"] in text and "Reverse charge" in text and "Seats unused" in text
+    assert xml.findtext("rsm:ExchangedDocument/ram:TypeCode", namespaces=NS) == "381"
+    summation = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
+    assert -amount(xml, summation + "ram:GrandTotalAmount") == Decimal(note["total"]) == Decimal("-206.00")
+    referenced = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:InvoiceReferencedDocument/ram:IssuerAssignedID"
+    assert xml.findtext(referenced, namespaces=NS) == (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()["number"]
+
+
+async def test_worked_example_a_document_and_a_seller_without_a_country(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    await put_seller(client, tenant, name="Tailspin Distribution Inc.", country="US", invoice_prefix="TSD", due_rule={"day_of_next_month": 5})
+    invoice_id = await issue(runtime, tenant, "northwind", example_a_lines(), currency="USD", country="US")
+    text, xml = read_back((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content)
+    assert "1516.25" in text and "2026-12-05" in text
+    summation = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
+    assert amount(xml, summation + "ram:GrandTotalAmount") == Decimal("1516.25")
+
+    unconfigured = f"{tenant}-new"
+    other = await issue(runtime, unconfigured, "someone", [rated("l1", "X", "1", "10.00")], currency="USD")
+    r = await client.get(f"/v1/invoices/{other}/pdf", headers=headers(unconfigured))
+    assert (r.status_code, r.json()["code"]) == (409, "document_unavailable")
