@@ -1,0 +1,1 @@
+from notify.brand import models  # noqa: F401

@@ -1,0 +1,56 @@
+"""Brands: one per seller (tenant); defaults apply until the seller sets its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notify.brand import repository as repo
+from notify.brand.schemas import DEFAULT_COLOR, BrandIn, BrandOut
+
+
+@dataclass(frozen=True)
+class EffectiveBrand:
+    """The brand a message is rendered and sent in, defaults filled in."""
+
+    sender_name: str
+    sender_email: str
+    logo_url: str | None
+    primary_color: str
+    footer: str | None
+
+
+async def get_brand(session: AsyncSession, tenant: str) -> BrandOut:
+    """The seller's brand as stored, or the defaults (sender name = tenant) if unset."""
+    brand = await repo.get(session, tenant)
+    if brand is None:
+        return BrandOut(
+            tenant=tenant, sender_name=tenant, sender_email=None, logo_url=None, primary_color=DEFAULT_COLOR,
+            footer=None, configured=False, updated_at=None,
+        )
+    return BrandOut(**brand.model_dump(), configured=True)
+
+
+async def put_brand(session: AsyncSession, tenant: str, brand: BrandIn, at: datetime) -> BrandOut:
+    """Replace the seller's brand. Putting the same body again leaves the same brand."""
+    stored = await repo.put(session, tenant, brand.model_dump(), at)
+    return BrandOut(**stored.model_dump(), configured=True)
+
+
+async def effective_brand(
+    session: AsyncSession, tenant: str, *, seller_name: str | None, default_sender_email: str
+) -> EffectiveBrand:
+    """The brand to send in. Without a stored brand the seller's own name (from the event) reads
+    better in a From header than the tenant slug, so it is preferred when known."""
+    brand = await repo.get(session, tenant)
+    if brand is None:
+        return EffectiveBrand(seller_name or tenant, default_sender_email, None, DEFAULT_COLOR, None)
+    return EffectiveBrand(
+        sender_name=brand.sender_name,
+        sender_email=brand.sender_email or default_sender_email,
+        logo_url=brand.logo_url,
+        primary_color=brand.primary_color,
+        footer=brand.footer,
+    )

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from billing_runtime.config import CommonSettings
+
+
+class Settings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = Field(default=30.0, gt=0, description="Seconds for one SMTP conversation.")
+    sender_email: str = Field(default="billing@localhost", description="From address when a brand sets none.")
+    max_attempts: int = Field(default=8, ge=1, description="SMTP attempts before a delivery is `failed`.")
+    retry_backoff_seconds: float = Field(default=30.0, gt=0, description="Wait after the first failed attempt; doubles.")
+    retry_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    sender_batch_size: int = Field(default=10, ge=1, le=500)
+    sender_poll_ms: int = Field(default=500, ge=10)
+    attachment_timeout: float = Field(default=30.0, gt=0, description="Seconds to fetch one document to attach.")
+    attachment_max_bytes: int = Field(default=20_000_000, gt=0, description="A larger document is not attached (the delivery fails).")
+    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds for one webhook POST.")
+    webhook_max_attempts: int = Field(default=8, ge=1, description="POST attempts before a webhook delivery is `failed`.")
+    documents_base_url: str | None = Field(
+        default=None,
+        description="Where relative document URLs (invoicing's `/v1/invoices/{id}/pdf`) are fetched: invoicing's base URL. "
+        "Unset: such documents are not attached (the mail still links them).",
+    )

@@ -1,0 +1,1 @@
+from notify.contact import models  # noqa: F401

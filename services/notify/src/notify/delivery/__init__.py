@@ -1,0 +1,1 @@
+from notify.delivery import models  # noqa: F401

@@ -1,0 +1,73 @@
+"""Partner-facing HTTP: the delivery log of the mail sent in the seller's name."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.errors import BillingError, NotFound
+from notify.delivery import repository as repo
+from notify.delivery.models import Delivery
+from notify.delivery.schemas import DeliveryDetail, DeliveryOut, DeliveryStatus
+
+router = APIRouter(prefix="/v1", tags=["deliveries"])
+
+
+class InvalidCursor(BillingError):
+    code = "invalid_cursor"
+
+
+def _cursor(delivery: Delivery) -> str:
+    raw = f"{delivery.created_at.isoformat()}|{delivery.delivery_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, delivery_id = raw.split("|", 1)
+        at = datetime.fromisoformat(created_at)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCursor("cursor is not one this API returned", field="cursor") from exc
+    if at.tzinfo is None:
+        raise InvalidCursor("cursor is not one this API returned", field="cursor")
+    return at, delivery_id
+
+
+@router.get("/deliveries")
+async def list_deliveries(
+    tenant: Tenant,
+    runtime: Runtime,
+    account_id: str | None = None,
+    status: DeliveryStatus | None = None,
+    template: str | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    after = _after(cursor) if cursor else None
+    async with runtime.sessions() as session:
+        rows = await repo.list_deliveries(
+            session,
+            tenant,
+            account_id=account_id,
+            status=status.value if status else None,
+            template=template,
+            after=after,
+            limit=limit + 1,
+        )
+    items = [DeliveryOut.model_validate(r.model_dump()).model_dump(mode="json") for r in rows[:limit]]
+    return page(items, limit, _cursor(rows[limit - 1]) if len(rows) > limit else None)
+
+
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail)
+async def get_delivery(delivery_id: str, tenant: Tenant, runtime: Runtime) -> DeliveryDetail:
+    async with runtime.sessions() as session:
+        delivery = await repo.get_delivery(session, tenant, delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id!r}", code="delivery_not_found")
+    return DeliveryDetail.model_validate(delivery.model_dump())

@@ -1,0 +1,133 @@
+"""Every query on the delivery log and the known invoices."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notify.delivery.models import Delivery, KnownInvoice
+
+DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
+KNOWN_INVOICE: Table = KnownInvoice.__table__  # type: ignore[attr-defined]
+
+DUE_STATUSES = ("pending", "sending")
+
+
+async def remember_invoice(session: AsyncSession, invoice: KnownInvoice) -> None:
+    # An issued invoice never changes, so the first record is the record.
+    await session.execute(
+        pg_insert(KNOWN_INVOICE).values(**invoice.model_dump()).on_conflict_do_nothing(index_elements=["invoice_id"])
+    )
+
+
+async def known_invoice(session: AsyncSession, invoice_id: str) -> KnownInvoice | None:
+    row = (await session.execute(select(KNOWN_INVOICE).where(KNOWN_INVOICE.c.invoice_id == invoice_id))).first()
+    return KnownInvoice.model_validate(row._mapping) if row is not None else None
+
+
+async def latest_invoice_of_account(session: AsyncSession, tenant: str, account_id: str) -> KnownInvoice | None:
+    """The account's latest invoice from the seller, for a message about the account as a whole."""
+    query = (
+        select(KNOWN_INVOICE)
+        .where(KNOWN_INVOICE.c.tenant == tenant, KNOWN_INVOICE.c.buyer_account_id == account_id)
+        .order_by(KNOWN_INVOICE.c.issued_on.desc(), KNOWN_INVOICE.c.invoice_id.desc())
+        .limit(1)
+    )
+    row = (await session.execute(query)).first()
+    return KnownInvoice.model_validate(row._mapping) if row is not None else None
+
+
+async def insert_delivery(session: AsyncSession, delivery: Delivery) -> bool:
+    """Insert unless a delivery with this id exists; True if this call inserted it."""
+    stmt = (
+        pg_insert(DELIVERY)
+        .values(**delivery.model_dump())
+        .on_conflict_do_nothing(index_elements=["delivery_id"])
+        .returning(DELIVERY.c.delivery_id)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def claim_due(session: AsyncSession, now: datetime, lease: timedelta, limit: int) -> list[Delivery]:
+    """Take up to `limit` due deliveries for this sender: SKIP LOCKED keeps concurrent senders
+    apart, and the lease (a later next_attempt_at) hands a row to another sender only if this
+    one dies before it reports back. Each claim counts as an attempt, so even a message that
+    crashes the sender runs out of attempts."""
+    due = (
+        select(DELIVERY.c.delivery_id)
+        .where(DELIVERY.c.status.in_(DUE_STATUSES), DELIVERY.c.next_attempt_at <= now)
+        .order_by(DELIVERY.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await session.execute(due)).scalars())
+    if not ids:
+        return []
+    rows = await session.execute(
+        update(DELIVERY)
+        .where(DELIVERY.c.delivery_id.in_(ids))
+        .values(status="sending", attempts=DELIVERY.c.attempts + 1, next_attempt_at=now + lease)
+        .returning(*DELIVERY.c)
+    )
+    return [Delivery.model_validate(r._mapping) for r in rows]
+
+
+async def mark_sent(session: AsyncSession, delivery_id: str, at: datetime) -> bool:
+    """Sent, unless the row is no longer ours to settle (then another sender has it)."""
+    result = await session.execute(
+        update(DELIVERY)
+        .where(DELIVERY.c.delivery_id == delivery_id, DELIVERY.c.status == "sending")
+        .values(status="sent", sent_at=at, next_attempt_at=None, last_error=None)
+        .returning(DELIVERY.c.delivery_id)
+    )
+    return result.first() is not None
+
+
+async def mark_unsent(
+    session: AsyncSession, delivery_id: str, *, status: str, next_attempt_at: datetime | None, error: str
+) -> bool:
+    result = await session.execute(
+        update(DELIVERY)
+        .where(DELIVERY.c.delivery_id == delivery_id, DELIVERY.c.status == "sending")
+        .values(status=status, next_attempt_at=next_attempt_at, last_error=error)
+        .returning(DELIVERY.c.delivery_id)
+    )
+    return result.first() is not None
+
+
+async def get_delivery(session: AsyncSession, tenant: str, delivery_id: str) -> Delivery | None:
+    row = (
+        await session.execute(select(DELIVERY).where(DELIVERY.c.tenant == tenant, DELIVERY.c.delivery_id == delivery_id))
+    ).first()
+    return Delivery.model_validate(row._mapping) if row is not None else None
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    tenant: str,
+    *,
+    account_id: str | None,
+    status: str | None,
+    template: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Delivery]:
+    """Newest first; `after` is the (created_at, delivery_id) of the last row already seen."""
+    query = select(DELIVERY).where(DELIVERY.c.tenant == tenant)
+    filters: list[Any] = []
+    if account_id is not None:
+        filters.append(DELIVERY.c.account_id == account_id)
+    if status is not None:
+        filters.append(DELIVERY.c.status == status)
+    if template is not None:
+        filters.append(DELIVERY.c.template == template)
+    if after is not None:
+        created_at, delivery_id = after
+        same_instant = and_(DELIVERY.c.created_at == created_at, DELIVERY.c.delivery_id < delivery_id)
+        filters.append(or_(DELIVERY.c.created_at < created_at, same_instant))
+    query = query.where(*filters).order_by(DELIVERY.c.created_at.desc(), DELIVERY.c.delivery_id.desc()).limit(limit)
+    return [Delivery.model_validate(r._mapping) for r in await session.execute(query)]

@@ -1,0 +1,379 @@
+"""The delivery rules: deciding what to send (in the consumer's transaction), and settling each
+attempt (in a short transaction of its own, after the SMTP conversation is over).
+
+Deciding and sending are apart so that no database transaction is ever held open over SMTP,
+and so that a redelivered event adds nothing: the delivery id is derived from the cause event
+and the template, and a second insert of the same id is a no-op.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import mimetypes
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_events import (
+    AccountReinstated,
+    AccountSuspended,
+    CloudEvent,
+    ComparisonReportReady,
+    DocumentLink,
+    DunningStepReached,
+    InvoiceIssued,
+    NotificationDelivered,
+    PaymentFailed,
+    PaymentSucceeded,
+    derived_event_id,
+)
+from billing_runtime.service import ServiceRuntime
+from notify.brand.service import EffectiveBrand, effective_brand
+from notify.contact import repository as contacts
+from notify.delivery import repository as repo
+from notify.delivery.models import Delivery, KnownInvoice
+from notify.templates.render import RenderedEmail, render
+
+tracer = trace.get_tracer(__name__)
+
+EMAILS = Counter(
+    "billing_emails_total", "Emails by template and outcome (sent, retry, failed, no_recipient)", ["template", "outcome"]
+)
+
+INVOICE_ISSUED = "invoice_issued"
+PAYMENT_RECEIVED = "payment_received"
+PAYMENT_FAILED = "payment_failed"
+REMINDER = "reminder"
+FINAL_NOTICE = "final_notice"
+SUSPENSION = "suspension"
+REINSTATEMENT = "reinstatement"
+COMPARISON_REPORT = "comparison_report"
+PROJECT_WORK_STATEMENT = "project_work_statement"
+# Documents of an InvoiceIssued (by kind) that go out as an email of their own, and the file
+# extension they get when their URL names none.
+DOCUMENT_TEMPLATES = {PROJECT_WORK_STATEMENT: "pdf"}
+STEP_TEMPLATES = {"remind": REMINDER, "final_notice": FINAL_NOTICE}
+
+# Fixed: changing it would give every queued message a new id (and a second copy).
+_NAMESPACE = uuid.UUID("0b3c2a52-9d8e-5f61-8c1e-6a7d4f2e9b10")
+
+
+def delivery_id(cause_event_id: str, template: str, channel: str = "email") -> str:
+    """The same cause and template always name the same delivery."""
+    return str(uuid.uuid5(_NAMESPACE, f"delivery:{channel}:{template}:{cause_event_id}"))
+
+
+def message_id(delivery: Delivery) -> str:
+    """A Message-ID fixed by the delivery, so a resend after a crash between the SMTP hand-over
+    and our commit is recognisable downstream as the same message."""
+    domain = delivery.from_email.rpartition("@")[2] or "notify.invalid"
+    return f"<{delivery.delivery_id}@{domain}>"
+
+
+def backoff(attempts: int, base_seconds: float, max_seconds: float) -> timedelta:
+    """Wait before the next attempt after `attempts` failed ones: base, 2×base, 4×base … capped."""
+    exponent = max(attempts - 1, 0)
+    return timedelta(seconds=min(base_seconds * 2 ** min(exponent, 32), max_seconds))
+
+
+def _recipient_or_none(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+async def _record(
+    session: AsyncSession,
+    event: CloudEvent[Any],
+    *,
+    template: str,
+    account_id: str,
+    seller_id: str,
+    invoice_id: str | None,
+    recipient: str | None,
+    brand: EffectiveBrand,
+    rendered: RenderedEmail,
+    now: datetime,
+    attachments: list[dict[str, str]] | None = None,
+) -> Delivery:
+    delivery = Delivery(
+        delivery_id=delivery_id(event.id, template),
+        tenant=event.tenant,
+        channel="email",
+        template=template,
+        account_id=account_id,
+        seller_id=seller_id,
+        invoice_id=invoice_id,
+        cause_event_id=event.id,
+        recipient=recipient,
+        from_name=brand.sender_name,
+        from_email=brand.sender_email,
+        subject=rendered.subject,
+        body_text=rendered.text,
+        body_html=rendered.html,
+        attachments=attachments or [],
+        status="pending" if recipient else "no_recipient",
+        attempts=0,
+        next_attempt_at=now if recipient else None,
+        created_at=now,
+    )
+    inserted = await repo.insert_delivery(session, delivery)
+    if inserted and recipient is None:
+        EMAILS.labels(template, "no_recipient").inc()
+    return delivery
+
+
+def attachment(document: DocumentLink, fallback_name: str) -> dict[str, str]:
+    """What the sender fetches for a document: its URL, a file name (the URL's last path segment,
+    else `fallback_name`) and a content type (from the name's extension)."""
+    name = PurePosixPath(urlsplit(document.url).path).name or fallback_name
+    if "." not in name:
+        name = fallback_name
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return {"url": document.url, "filename": name, "content_type": content_type}
+
+
+async def record_invoice_issued(
+    session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str
+) -> Delivery:
+    """Queue the invoice email (its PDF attached) to the buyer's billing contact (else the
+    invoice's buyer email) in the seller's brand, a project-work statement email when the
+    invoice carries one, and remember the invoice for later notifications about it."""
+    invoice: InvoiceIssued = event.data
+    span_attributes = {"notify.template": INVOICE_ISSUED, "billing.invoice_id": invoice.invoice_id}
+    with tracer.start_as_current_span("notify decide", attributes=span_attributes):
+        await repo.remember_invoice(
+            session,
+            KnownInvoice(
+                invoice_id=invoice.invoice_id,
+                tenant=event.tenant,
+                number=invoice.number,
+                seller_id=invoice.seller.account_id,
+                seller_name=invoice.seller.name,
+                buyer_account_id=invoice.buyer.account_id,
+                buyer_name=invoice.buyer.name,
+                buyer_email=_recipient_or_none(invoice.buyer.email),
+                total=invoice.total.amount,
+                currency=invoice.total.currency,
+                issued_on=invoice.issued_on,
+                due_on=invoice.due_on,
+            ),
+        )
+        contact = await contacts.get(session, invoice.buyer.account_id)
+        recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(invoice.buyer.email)
+        brand = await effective_brand(
+            session, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email
+        )
+        buyer_name = contact.name if contact else invoice.buyer.name
+        pdfs = [attachment(d, f"{invoice.number}.pdf") for d in invoice.documents if d.kind == "pdf"]
+        rendered = render(INVOICE_ISSUED, {"invoice": invoice, "brand": brand, "buyer_name": buyer_name})
+        first = await _record(
+            session, event, template=INVOICE_ISSUED, account_id=invoice.buyer.account_id, seller_id=invoice.seller.account_id,
+            invoice_id=invoice.invoice_id, recipient=recipient, brand=brand, rendered=rendered, now=now, attachments=pdfs,
+        )
+        for template, extension in DOCUMENT_TEMPLATES.items():
+            for document in [d for d in invoice.documents if d.kind == template][:1]:
+                attached = attachment(document, f"{invoice.number}-{template}.{extension}")
+                context = {"invoice": invoice, "brand": brand, "buyer_name": buyer_name, "filename": attached["filename"]}
+                await _record(
+                    session, event, template=template, account_id=invoice.buyer.account_id, seller_id=invoice.seller.account_id,
+                    invoice_id=invoice.invoice_id, recipient=recipient, brand=brand, rendered=render(template, context), now=now,
+                    attachments=[attached],
+                )
+        return first
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Whom a message about an account goes to, as whom, and the invoice it is about if known."""
+
+    recipient: str | None
+    buyer_name: str
+    brand: EffectiveBrand
+    invoice: KnownInvoice | None
+
+
+async def audience(session: AsyncSession, tenant: str, account_id: str, invoice_id: str | None, default_sender_email: str) -> Audience:
+    """The billing contact (else the buyer email of the invoice, or of the account's latest
+    invoice), the buyer's name, and the seller's brand."""
+    invoice = await repo.known_invoice(session, invoice_id) if invoice_id else None
+    latest = invoice or await repo.latest_invoice_of_account(session, tenant, account_id)
+    contact = await contacts.get(session, account_id)
+    recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(latest.buyer_email if latest else None)
+    buyer_name = contact.name if contact else (latest.buyer_name if latest else "customer")
+    brand = await effective_brand(session, tenant, seller_name=latest.seller_name if latest else None, default_sender_email=default_sender_email)
+    return Audience(recipient, buyer_name, brand, invoice)
+
+
+async def record_payment_succeeded(
+    session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str
+) -> Delivery:
+    """Queue the payment confirmation. The invoice is named by its number when notify has seen
+    it issued, by its id otherwise (payments and invoices travel on different topics)."""
+    payment: PaymentSucceeded = event.data
+    span_attributes = {"notify.template": PAYMENT_RECEIVED, "billing.invoice_id": payment.invoice_id}
+    with tracer.start_as_current_span("notify decide", attributes=span_attributes):
+        who = await audience(session, event.tenant, payment.account_id, payment.invoice_id, default_sender_email)
+        invoice_number = who.invoice.number if who.invoice else payment.invoice_id
+        rendered = render(
+            PAYMENT_RECEIVED, {"payment": payment, "invoice_number": invoice_number, "brand": who.brand, "buyer_name": who.buyer_name}
+        )
+        return await _record(
+            session, event, template=PAYMENT_RECEIVED, account_id=payment.account_id, seller_id=payment.seller_id,
+            invoice_id=payment.invoice_id, recipient=who.recipient, brand=who.brand, rendered=rendered, now=now,
+        )
+
+
+async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
+    """The comparison report (this period against the last) to the buyer, its spreadsheet attached."""
+    report: ComparisonReportReady = event.data
+    with tracer.start_as_current_span("notify decide", attributes={"notify.template": COMPARISON_REPORT, "billing.invoice_id": report.invoice_id}):
+        who = await audience(session, event.tenant, report.buyer_account_id, report.invoice_id, default_sender_email)
+        invoice_number = who.invoice.number if who.invoice else report.invoice_id
+        attached = [attachment(d, f"{invoice_number}-comparison.xlsx") for d in report.documents if d.kind == "xlsx"][:1]
+        context = {
+            "report": report, "invoice_number": invoice_number, "brand": who.brand, "buyer_name": who.buyer_name,
+            "filename": attached[0]["filename"] if attached else None,
+        }
+        return await _record(
+            session, event, template=COMPARISON_REPORT, account_id=report.buyer_account_id, seller_id=report.seller_id,
+            invoice_id=report.invoice_id, recipient=who.recipient, brand=who.brand, rendered=render(COMPARISON_REPORT, context), now=now,
+            attachments=attached,
+        )
+
+
+async def record_payment_failed(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
+    """Tell the buyer a collection failed, with the provider's reason."""
+    payment: PaymentFailed = event.data
+    with tracer.start_as_current_span("notify decide", attributes={"notify.template": PAYMENT_FAILED, "billing.invoice_id": payment.invoice_id}):
+        who = await audience(session, event.tenant, payment.account_id, payment.invoice_id, default_sender_email)
+        context = {
+            "payment": payment, "brand": who.brand, "buyer_name": who.buyer_name,
+            "invoice_number": who.invoice.number if who.invoice else payment.invoice_id, "due_on": who.invoice.due_on if who.invoice else None,
+        }
+        return await _record(
+            session, event, template=PAYMENT_FAILED, account_id=payment.account_id, seller_id=payment.seller_id,
+            invoice_id=payment.invoice_id, recipient=who.recipient, brand=who.brand, rendered=render(PAYMENT_FAILED, context), now=now,
+        )
+
+
+async def record_dunning_step(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery | None:
+    """A reminder or a final notice for a step that calls for one; retry and suspend steps are
+    told by their own events (the payment outcome, AccountSuspended)."""
+    step: DunningStepReached = event.data
+    template = STEP_TEMPLATES.get(step.action)
+    if template is None:
+        return None
+    with tracer.start_as_current_span("notify decide", attributes={"notify.template": template, "billing.invoice_id": step.invoice_id}):
+        who = await audience(session, event.tenant, step.account_id, step.invoice_id, default_sender_email)
+        context = {
+            "step": step, "brand": who.brand, "buyer_name": who.buyer_name,
+            "invoice_number": who.invoice.number if who.invoice else step.invoice_id, "due_on": who.invoice.due_on if who.invoice else None,
+        }
+        return await _record(
+            session, event, template=template, account_id=step.account_id, seller_id=step.seller_id,
+            invoice_id=step.invoice_id, recipient=who.recipient, brand=who.brand, rendered=render(template, context), now=now,
+        )
+
+
+async def record_account_suspended(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
+    suspension: AccountSuspended = event.data
+    with tracer.start_as_current_span("notify decide", attributes={"notify.template": SUSPENSION, "billing.account_id": suspension.account_id}):
+        who = await audience(session, event.tenant, suspension.account_id, None, default_sender_email)
+        context = {
+            "suspension": suspension, "brand": who.brand, "buyer_name": who.buyer_name,
+            "invoice_number": who.invoice.number if who.invoice else suspension.case_id,
+        }
+        return await _record(
+            session, event, template=SUSPENSION, account_id=suspension.account_id, seller_id=suspension.seller_id,
+            invoice_id=None, recipient=who.recipient, brand=who.brand, rendered=render(SUSPENSION, context), now=now,
+        )
+
+
+async def record_account_reinstated(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
+    reinstatement: AccountReinstated = event.data
+    with tracer.start_as_current_span("notify decide", attributes={"notify.template": REINSTATEMENT, "billing.account_id": reinstatement.account_id}):
+        who = await audience(session, event.tenant, reinstatement.account_id, None, default_sender_email)
+        context = {"reinstatement": reinstatement, "brand": who.brand, "buyer_name": who.buyer_name}
+        return await _record(
+            session, event, template=REINSTATEMENT, account_id=reinstatement.account_id, seller_id=reinstatement.seller_id,
+            invoice_id=None, recipient=who.recipient, brand=who.brand, rendered=render(REINSTATEMENT, context), now=now,
+        )
+
+
+def build_message(delivery: Delivery, now: datetime, attachments: list[tuple[str, str, bytes]] | None = None) -> EmailMessage:
+    """The MIME message: plain text first, the HTML as its alternative, then the attachments
+    (file name, content type, bytes)."""
+    if delivery.recipient is None:
+        raise ValueError("a delivery without a recipient cannot be sent")
+    message = EmailMessage()
+    message["From"] = Address(display_name=delivery.from_name, addr_spec=delivery.from_email)
+    message["To"] = delivery.recipient
+    message["Subject"] = delivery.subject
+    message["Date"] = email.utils.format_datetime(now)
+    message["Message-ID"] = message_id(delivery)
+    # Tells auto-responders not to answer a machine.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(delivery.body_text)
+    message.add_alternative(delivery.body_html, subtype="html")
+    for filename, content_type, content in attachments or []:
+        maintype, _, subtype = content_type.partition("/")
+        message.add_attachment(content, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
+    return message
+
+
+async def settle_sent(runtime: ServiceRuntime, session: AsyncSession, delivery: Delivery, at: datetime) -> bool:
+    """Mark the delivery sent and emit NotificationDelivered with it, in one transaction."""
+    if not await repo.mark_sent(session, delivery.delivery_id, at):
+        return False
+    assert delivery.recipient is not None
+    await runtime.outbox.add(
+        session,
+        runtime.event(
+            NotificationDelivered(
+                notification_id=delivery.delivery_id,
+                account_id=delivery.account_id,
+                seller_id=delivery.seller_id,
+                channel="email",
+                template=delivery.template,
+                recipient=delivery.recipient,
+                cause_event_id=delivery.cause_event_id,
+                delivered_at=at,
+            ),
+            tenant=delivery.tenant,
+            event_id=derived_event_id("notify", "delivered", delivery.delivery_id),
+            subject=delivery.invoice_id,
+        ),
+    )
+    EMAILS.labels(delivery.template, "sent").inc()
+    return True
+
+
+async def settle_failed(
+    session: AsyncSession,
+    delivery: Delivery,
+    error: str,
+    *,
+    now: datetime,
+    permanent: bool,
+    max_attempts: int,
+    backoff_seconds: float,
+    backoff_max_seconds: float,
+) -> str:
+    """After a failed attempt: back to pending with a later next attempt, or `failed` when the
+    error is permanent or the attempts are used up. Returns the new status."""
+    if permanent or delivery.attempts >= max_attempts:
+        status, next_at = "failed", None
+    else:
+        status, next_at = "pending", now + backoff(delivery.attempts, backoff_seconds, backoff_max_seconds)
+    if await repo.mark_unsent(session, delivery.delivery_id, status=status, next_attempt_at=next_at, error=error[:2000]):
+        EMAILS.labels(delivery.template, "failed" if status == "failed" else "retry").inc()
+    return status

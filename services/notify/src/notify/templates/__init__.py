@@ -1,0 +1,1 @@
+"""Mail templates (Jinja2 files beside this module) and their renderer."""

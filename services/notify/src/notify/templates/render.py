@@ -1,0 +1,63 @@
+"""Rendering: every mail is a subject, a plain-text body and an HTML body from the same context.
+
+HTML is autoescaped (a customer called `<script>` stays text) and a missing variable raises
+instead of rendering as an empty string: a mail with a hole in it is a bug, not a mail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from billing_events import Money
+
+
+def money(value: Money | Decimal, currency: str | None = None) -> str:
+    """`1516.25 USD`: the exact decimal string and its currency, as the event carries it."""
+    if isinstance(value, Money):
+        return f"{format(value.amount, 'f')} {value.currency}"
+    if currency is None:
+        raise ValueError("an amount without a currency cannot be shown")
+    return f"{format(value, 'f')} {currency}"
+
+
+def decimal(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def make_environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("notify", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True, default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["money"] = money
+    env.filters["decimal"] = decimal
+    return env
+
+
+ENVIRONMENT = make_environment()
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def render(template: str, context: Mapping[str, Any], env: Environment = ENVIRONMENT) -> RenderedEmail:
+    """Render `<template>.subject.txt`, `.txt` and `.html` with `context`."""
+    subject = env.get_template(f"{template}.subject.txt").render(context)
+    # A header is one line whatever the template or the data put into it.
+    subject = " ".join(subject.split())
+    full = {**context, "subject": subject}
+    text = env.get_template(f"{template}.txt").render(full)
+    html = env.get_template(f"{template}.html").render(full)
+    return RenderedEmail(subject=subject, text=text.strip() + "\n", html=html)

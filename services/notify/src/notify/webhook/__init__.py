@@ -1,0 +1,1 @@
+from notify.webhook import models  # noqa: F401

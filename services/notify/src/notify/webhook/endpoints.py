@@ -1,0 +1,64 @@
+"""Partner-facing HTTP: webhook endpoints, their secrets and their deliveries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from billing_runtime.api import Runtime, Tenant, page
+from notify.webhook import repository as repo
+from notify.webhook import service
+from notify.webhook.schemas import EndpointIn, EndpointOut, EndpointWithSecret, RotateIn, WebhookDeliveryOut
+
+router = APIRouter(prefix="/v1", tags=["webhooks"])
+
+
+@router.post("/webhook-endpoints", response_model=EndpointWithSecret, status_code=201)
+async def create_endpoint(
+    body: EndpointIn,
+    tenant: Tenant,
+    runtime: Runtime,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> EndpointWithSecret:
+    async with runtime.transaction() as session:
+        endpoint, created = await service.create_endpoint(session, tenant, body, runtime.clock.now(), idempotency_key)
+    if not created:
+        response.status_code = 200
+    return endpoint
+
+
+@router.get("/webhook-endpoints")
+async def list_endpoints(tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        items = await service.list_endpoints(session, tenant)
+    return page([i.model_dump(mode="json") for i in items], len(items), None)
+
+
+@router.get("/webhook-endpoints/{endpoint_id}", response_model=EndpointOut)
+async def get_endpoint(endpoint_id: str, tenant: Tenant, runtime: Runtime) -> EndpointOut:
+    async with runtime.sessions() as session:
+        return service.endpoint_out(await service.get_endpoint(session, tenant, endpoint_id))
+
+
+@router.delete("/webhook-endpoints/{endpoint_id}", status_code=204)
+async def delete_endpoint(endpoint_id: str, tenant: Tenant, runtime: Runtime) -> None:
+    async with runtime.transaction() as session:
+        await service.delete_endpoint(session, tenant, endpoint_id, runtime.clock.now())
+
+
+@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=EndpointWithSecret)
+async def rotate_secret(endpoint_id: str, tenant: Tenant, runtime: Runtime, body: RotateIn | None = None) -> EndpointWithSecret:
+    grace = timedelta(seconds=(body or RotateIn()).grace_seconds)
+    async with runtime.transaction() as session:
+        return await service.rotate_secret(session, tenant, endpoint_id, grace, runtime.clock.now())
+
+
+@router.get("/webhook-endpoints/{endpoint_id}/deliveries")
+async def list_deliveries(endpoint_id: str, tenant: Tenant, runtime: Runtime, limit: int = Query(default=50, ge=1, le=500)) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        await service.get_endpoint(session, tenant, endpoint_id)
+        rows = await repo.deliveries_of(session, tenant, endpoint_id, limit)
+    return page([WebhookDeliveryOut.model_validate(r.model_dump()).model_dump(mode="json") for r in rows], limit, None)

@@ -1,0 +1,323 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from billing_events import CloudEvent, DocumentLink, InvoiceIssued, InvoiceLine, Money, Party, TaxBreakdown, to_kafka
+from billing_runtime.db import create_engine
+from billing_runtime.embedded import free_port
+from billing_runtime.migrations import migrations_dir, upgrade
+from billing_runtime.testing import serve
+from notify.config import Settings
+from notify.main import build
+
+
+@dataclass
+class Received:
+    envelope_to: list[str]
+    message: EmailMessage
+
+
+@dataclass
+class Mailbox:
+    """What a real SMTP server (aiosmtpd) received, parsed."""
+
+    messages: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        parsed = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
+        with self.lock:
+            self.messages.append(Received(list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [r.message for r in self.messages if address in r.envelope_to]
+
+    async def wait_for(self, address: str, count: int = 1, timeout: float = 60.0) -> list[EmailMessage]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.to(address)) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{len(self.to(address))} of {count} messages to {address} after {timeout}s")
+            await asyncio.sleep(0.1)
+        return self.to(address)
+
+
+@contextlib.contextmanager
+def smtp_server(port: int) -> Iterator[Mailbox]:
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str) -> str:
+    upgrade(migrations_dir("notify"), database_url)
+    return database_url
+
+
+@pytest.fixture
+def smtp_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def mailbox(smtp_port: int) -> Iterator[Mailbox]:
+    with smtp_server(smtp_port) as box:
+        yield box
+
+
+@pytest.fixture
+def start_smtp() -> Callable[[int], contextlib.AbstractContextManager[Mailbox]]:
+    """For tests that bring the SMTP server up late."""
+    return smtp_server
+
+
+@pytest.fixture
+def settings(migrated: str, kafka_bootstrap: str, smtp_port: int) -> Settings:
+    return Settings(
+        database_url=migrated,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        smtp_port=smtp_port,
+        smtp_timeout=5,
+        retry_backoff_seconds=0.3,
+        retry_backoff_max_seconds=1,
+        sender_poll_ms=100,
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(build(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def db(migrated: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(migrated, pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"partner-{uuid.uuid4().hex[:8]}"
+
+
+Publish = Callable[[CloudEvent[Any]], Awaitable[None]]
+WaitApplied = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture
+def publish(producer: AIOKafkaProducer) -> Publish:
+    async def send(event: CloudEvent[Any]) -> None:
+        message = to_kafka(event)
+        await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
+
+    return send
+
+
+@pytest.fixture
+def applied(db: AsyncEngine) -> WaitApplied:
+    """Wait until notify's inbox has recorded an event id; gives its status (applied or
+    dead_lettered). Events on different topics are not ordered, so tests that need one applied
+    before the next is published wait here."""
+
+    async def wait(event_id: str, timeout: float = 60.0) -> str:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with db.connect() as conn:
+                status = await conn.scalar(text("SELECT status FROM notify.inbox WHERE event_id = :id"), {"id": event_id})
+            if status is not None:
+                return str(status)
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"event {event_id} not applied after {timeout}s")
+            await asyncio.sleep(0.1)
+
+    return wait
+
+
+def invoice_data(
+    *,
+    buyer_account_id: str,
+    number: str = "NW-2026-000001",
+    buyer_name: str = "Contoso Dental",
+    buyer_email: str | None = None,
+    seller_name: str = "Northwind IT Ltd",
+    invoice_id: str | None = None,
+    documents: list[DocumentLink] | None = None,
+) -> InvoiceIssued:
+    def usd(amount: str) -> Money:
+        return Money.of(amount, "USD")
+
+    lines = [
+        InvoiceLine(
+            line_id="l-1", product_code="USR-SUP", description="User support", service_period_start=date(2026, 10, 1),
+            service_period_end=date(2026, 10, 31), quantity=Decimal("15"), unit_price=usd("35.00"), net=usd("525.00"),
+            tax_rate=Decimal("0"), tax_category="O",
+        ),
+        InvoiceLine(
+            line_id="l-2", product_code="EML-HST", description="Hosted email", service_period_start=date(2026, 10, 1),
+            service_period_end=date(2026, 10, 31), quantity=Decimal("11"), unit_price=usd("6.75"), net=usd("74.25"),
+            tax_rate=Decimal("0"), tax_category="O",
+        ),
+    ]
+    return InvoiceIssued(
+        invoice_id=invoice_id or str(uuid.uuid4()),
+        number=number,
+        seller=Party(account_id="seller-account", name=seller_name, country="US"),
+        buyer=Party(account_id=buyer_account_id, name=buyer_name, country="US", email=buyer_email),
+        issued_on=date(2026, 11, 2),
+        due_on=date(2026, 12, 5),
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        currency="USD",
+        lines=lines,
+        tax_breakdown=[TaxBreakdown(tax_category="O", rate=Decimal("0"), taxable=usd("599.25"), tax=usd("0.00"))],
+        net_total=usd("599.25"),
+        tax_total=usd("0.00"),
+        total=usd("599.25"),
+        documents=documents or [],
+    )
+
+
+@pytest.fixture
+def make_invoice() -> Callable[..., InvoiceIssued]:
+    return invoice_data
+
+
+@dataclass
+class DocumentServer:
+    """A real local HTTP server that serves documents, as invoicing's document store would."""
+
+    base_url: str
+    documents: dict[str, tuple[str, bytes]]
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def put(self, path: str, content_type: str, content: bytes) -> str:
+        self.documents[path] = (content_type, content)
+        return f"{self.base_url}{path}"
+
+
+@pytest.fixture
+def document_server() -> Iterator[DocumentServer]:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    port = free_port()
+    served = DocumentServer(f"http://127.0.0.1:{port}", {})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            served.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            found = served.documents.get(self.path)
+            if found is None:
+                self.send_error(404)
+                return
+            content_type, content = found
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class WebhookRequest:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A real local HTTP server standing in for a partner's webhook endpoint. It answers
+    `fail_first` requests with a 500, then 200."""
+
+    url: str
+    requests: list[WebhookRequest] = field(default_factory=list)
+    fail_first: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def received(self) -> list[WebhookRequest]:
+        with self.lock:
+            return list(self.requests)
+
+    async def wait_for(self, count: int, timeout: float = 60.0) -> list[WebhookRequest]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.received()) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{len(self.received())} of {count} webhook requests after {timeout}s")
+            await asyncio.sleep(0.1)
+        return self.received()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    port = free_port()
+    got = Receiver(f"http://127.0.0.1:{port}/hooks")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with got.lock:
+                got.requests.append(WebhookRequest({k.lower(): v for k, v in self.headers.items()}, body))
+                failing = len(got.requests) <= got.fail_first
+            self.send_response(500 if failing else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield got
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,100 @@
+"""notify's HTTP API: brand and delivery log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from billing_events import InvoiceIssued, account_id, new_event
+
+
+def headers(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+async def test_brand_defaults_then_put_replaces(client: httpx.AsyncClient, tenant: str) -> None:
+    r = await client.get("/v1/brand", headers=headers(tenant))
+    assert r.status_code == 200
+    assert r.json()["sender_name"] == tenant and r.json()["configured"] is False and r.json()["sender_email"] is None
+
+    body = {"sender_name": "Northwind IT", "sender_email": "billing@northwind.example", "logo_url": "https://cdn.example/l.png",
+            "primary_color": "#112233", "footer": "Northwind IT Ltd\n1 Main St"}
+    first = await client.put("/v1/brand", headers=headers(tenant), json=body)
+    again = await client.put("/v1/brand", headers=headers(tenant), json=body)
+    assert first.status_code == again.status_code == 200
+    got = (await client.get("/v1/brand", headers=headers(tenant))).json()
+    assert {k: got[k] for k in body} == body and got["configured"] is True
+
+    changed = await client.put("/v1/brand", headers=headers(tenant), json={"sender_name": "NW"})
+    assert changed.json()["sender_email"] is None and changed.json()["primary_color"] == "#1F4E79"
+    other = (await client.get("/v1/brand", headers=headers(f"{tenant}-x"))).json()
+    assert other["configured"] is False
+
+
+async def test_brand_rejects_bad_values(client: httpx.AsyncClient, tenant: str) -> None:
+    for bad in (
+        {"sender_name": "NW", "primary_color": "red"},
+        {"sender_name": "NW\r\nBcc: x@y.z"},
+        {"sender_name": "NW", "sender_email": "not an email"},
+        {"sender_name": "NW", "logo_url": "javascript:alert(1)"},
+        {"sender_name": ""},
+        {"sender_name": "NW", "colour": "#000000"},
+    ):
+        r = await client.put("/v1/brand", headers=headers(tenant), json=bad)
+        assert r.status_code == 422, bad
+        assert r.json()["code"] == "validation_error"
+    assert (await client.put("/v1/brand", json={"sender_name": "NW"})).status_code == 401
+
+
+async def test_deliveries_page_and_filter(
+    client: httpx.AsyncClient, tenant: str, publish: Any, applied: Any, make_invoice: Callable[..., InvoiceIssued]
+) -> None:
+    # No contact and no buyer email: each invoice becomes a `no_recipient` delivery, no SMTP needed.
+    events = [
+        new_event(invoice, source="/tests", tenant=tenant)
+        for invoice in (make_invoice(buyer_account_id=account_id(tenant, f"c-{i % 2}"), number=f"NW-{i}") for i in range(5))
+    ]
+    for event in events:
+        await publish(event)
+    for event in events:
+        assert await applied(event.id) == "applied"
+
+    seen: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        r = await client.get("/v1/deliveries", headers=headers(tenant), params=params)
+        assert r.status_code == 200
+        body = r.json()
+        assert len(body["items"]) <= 2
+        seen += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 5 and len({d["delivery_id"] for d in seen}) == 5
+    assert [d["created_at"] for d in seen] == sorted((d["created_at"] for d in seen), reverse=True)
+    assert {d["cause_event_id"] for d in seen} == {e.id for e in events}
+    assert all(d["status"] == "no_recipient" for d in seen)
+
+    only = await client.get("/v1/deliveries", headers=headers(tenant), params={"account_id": account_id(tenant, "c-1")})
+    assert len(only.json()["items"]) == 2
+    assert (await client.get("/v1/deliveries", headers=headers(tenant), params={"status": "sent"})).json()["items"] == []
+    by_template = await client.get("/v1/deliveries", headers=headers(tenant), params={"template": "invoice_issued"})
+    assert len(by_template.json()["items"]) == 5
+    assert (await client.get("/v1/deliveries", headers=headers(f"{tenant}-x"))).json()["items"] == []
+
+    detail = await client.get(f"/v1/deliveries/{seen[0]['delivery_id']}", headers=headers(tenant))
+    assert detail.status_code == 200 and "NW-" in detail.json()["body_text"] and "<html" in detail.json()["body_html"]
+    missing = await client.get("/v1/deliveries/nope", headers=headers(tenant))
+    assert missing.status_code == 404 and missing.json()["code"] == "delivery_not_found"
+
+
+async def test_deliveries_reject_bad_query(client: httpx.AsyncClient, tenant: str) -> None:
+    r = await client.get("/v1/deliveries", headers=headers(tenant), params={"cursor": "!!not-a-cursor"})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_cursor"
+    r = await client.get("/v1/deliveries", headers=headers(tenant), params={"status": "lost"})
+    assert r.status_code == 422
+    r = await client.get("/v1/deliveries", headers=headers(tenant), params={"limit": 0})
+    assert r.status_code == 422

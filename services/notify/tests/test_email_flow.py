@@ -1,0 +1,247 @@
+"""notify end to end: real Tansu, real PostgreSQL, a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from billing_events import (
+    CloudEvent,
+    CustomerUpserted,
+    InvoiceIssued,
+    Money,
+    PaymentSucceeded,
+    account_id,
+    attributes_from_headers,
+    new_event,
+)
+from billing_events.topics import DEAD_LETTER, INVOICES, NOTIFICATIONS
+from billing_runtime.testing import read_events
+from notify.delivery.service import delivery_id
+
+Publish = Callable[[CloudEvent[Any]], Any]
+
+
+def headers(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+def customer(tenant: str, external_id: str, email: str, *, name: str = "Contoso Dental", revision: int = 1) -> CloudEvent[Any]:
+    data = CustomerUpserted(
+        account_id=account_id(tenant, external_id), partner_id=tenant, external_id=external_id, name=name,
+        billing_email=email, country="US", currency="USD", revision=revision,
+    )
+    return new_event(data, source="/tests", tenant=tenant)
+
+
+def issued(tenant: str, invoice: InvoiceIssued) -> CloudEvent[Any]:
+    return new_event(invoice, source="/tests", tenant=tenant, subject=invoice.invoice_id)
+
+
+async def deliveries(client: httpx.AsyncClient, tenant: str, **params: Any) -> list[dict[str, Any]]:
+    r = await client.get("/v1/deliveries", headers=headers(tenant), params=params)
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+async def wait_delivery(
+    client: httpx.AsyncClient, tenant: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
+) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        items = await deliveries(client, tenant)
+        if until(items):
+            return items
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"deliveries never matched: {items}")
+        await asyncio.sleep(0.1)
+
+
+async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(
+    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, applied: Any,
+    make_invoice: Callable[..., InvoiceIssued], kafka_bootstrap: str,
+) -> None:
+    brand = {"sender_name": "Northwind IT", "sender_email": "invoices@northwind.example", "primary_color": "#AA3300",
+             "logo_url": None, "footer": "Northwind IT Ltd"}
+    assert (await client.put("/v1/brand", headers=headers(tenant), json=brand)).status_code == 200
+    contact_email = f"ap-{tenant}@contoso.example"
+    upserted = customer(tenant, "c-1", contact_email, name="<script>alert(1)</script> Dental")
+    await publish(upserted)
+    assert await applied(upserted.id) == "applied"
+    invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=f"old-{tenant}@contoso.example")
+    event = issued(tenant, invoice)
+    await publish(event)
+
+    [mail] = await mailbox.wait_for(contact_email)
+    assert mail["Subject"] == f"Invoice {invoice.number} from Northwind IT Ltd"
+    assert mail["From"] == "Northwind IT <invoices@northwind.example>"
+    assert mail["Message-ID"] == f"<{delivery_id(event.id, 'invoice_issued')}@northwind.example>"
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    for body in (text, html):
+        assert invoice.number in body and "2026-12-05" in body and "599.25 USD" in body and "525.00 USD" in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Dental" in html and "<script>" not in html
+    assert "#AA3300" in html
+    assert mailbox.to(f"old-{tenant}@contoso.example") == []
+
+    [row] = await wait_delivery(client, tenant, lambda items: bool(items) and items[0]["status"] == "sent")
+    assert row["recipient"] == contact_email and row["attempts"] == 1 and row["template"] == "invoice_issued"
+    assert row["cause_event_id"] == event.id and row["sent_at"] is not None
+
+    delivered = await read_events(
+        kafka_bootstrap, NOTIFICATIONS.name, until=lambda seen: len(seen) >= 1, match=lambda e: e.tenant == tenant
+    )
+    assert delivered[0].data.cause_event_id == event.id
+    assert delivered[0].data.notification_id == row["delivery_id"]
+    assert delivered[0].data.recipient == contact_email
+    assert delivered[0].data.template == "invoice_issued"
+    metrics = (await client.get("/metrics/")).text
+    assert 'billing_emails_total{outcome="sent",template="invoice_issued"}' in metrics
+
+
+async def test_same_invoice_event_twice_sends_one_email(
+    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    buyer = account_id(tenant, "c-1")
+    recipient = f"ap-{tenant}@example.com"
+    event = issued(tenant, make_invoice(buyer_account_id=buyer, buyer_email=recipient, number="NW-1"))
+    await publish(event)
+    await publish(event)
+    # A later invoice to the same buyer rides the same partition, so once its email is out the
+    # duplicate before it has surely been consumed.
+    later = issued(tenant, make_invoice(buyer_account_id=buyer, buyer_email=recipient, number="NW-2"))
+    await publish(later)
+    mails = await mailbox.wait_for(recipient, count=2)
+    await asyncio.sleep(1.0)  # room for a wrongly queued third copy to go out
+    assert sorted(m["Subject"] for m in mailbox.to(recipient)) == [
+        "Invoice NW-1 from Northwind IT Ltd", "Invoice NW-2 from Northwind IT Ltd",
+    ]
+    assert len(mails) == 2
+    assert len(await deliveries(client, tenant, template="invoice_issued")) == 2
+
+
+async def test_no_contact_falls_back_to_invoice_email_and_no_email_is_logged(
+    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, applied: Any,
+    make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    fallback = f"buyer-{tenant}@example.com"
+    with_email = issued(tenant, make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=fallback, number="NW-1"))
+    without = issued(tenant, make_invoice(buyer_account_id=account_id(tenant, "c-2"), buyer_email=None, number="NW-2"))
+    await publish(with_email)
+    await publish(without)
+    [mail] = await mailbox.wait_for(fallback)
+    assert mail["Subject"] == "Invoice NW-1 from Northwind IT Ltd"
+    # Without a brand the seller's own name heads the From line.
+    assert mail["From"] == "Northwind IT Ltd <billing@localhost>"
+    assert await applied(without.id) == "applied"
+    [row] = await deliveries(client, tenant, status="no_recipient")
+    assert row["recipient"] is None and row["account_id"] == account_id(tenant, "c-2") and row["attempts"] == 0
+
+
+async def test_latest_contact_revision_wins(
+    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, applied: Any,
+    make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    newer = customer(tenant, "c-1", f"new-{tenant}@example.com", revision=2)
+    older = customer(tenant, "c-1", f"old-{tenant}@example.com", revision=1)
+    await publish(newer)
+    await publish(older)  # a replayed older revision must not win
+    assert await applied(older.id) == "applied"
+    await publish(issued(tenant, make_invoice(buyer_account_id=account_id(tenant, "c-1"))))
+    await mailbox.wait_for(f"new-{tenant}@example.com")
+    assert mailbox.to(f"old-{tenant}@example.com") == []
+
+
+async def test_smtp_down_at_first_is_retried_and_sent_once_up(
+    client: httpx.AsyncClient, tenant: str, smtp_port: int, start_smtp: Any, publish: Publish,
+    make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    recipient = f"ap-{tenant}@example.com"
+    await publish(issued(tenant, make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient)))
+    [row] = await wait_delivery(client, tenant, lambda items: bool(items) and items[0]["attempts"] >= 2)
+    assert row["status"] in ("pending", "sending") and row["sent_at"] is None
+    with start_smtp(smtp_port) as mailbox:
+        [mail] = await mailbox.wait_for(recipient)
+        [row] = await wait_delivery(client, tenant, lambda items: items[0]["status"] == "sent")
+        await asyncio.sleep(1.0)
+        assert len(mailbox.to(recipient)) == 1
+    assert mail["Subject"] == "Invoice NW-2026-000001 from Northwind IT Ltd"
+    assert row["attempts"] >= 3 and row["last_error"] is None
+
+
+async def test_payment_received_names_the_invoice_number_or_its_id(
+    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    buyer = account_id(tenant, "c-1")
+    recipient = f"ap-{tenant}@example.com"
+    await publish(customer(tenant, "c-1", recipient))
+    invoice = make_invoice(buyer_account_id=buyer, buyer_email=recipient, number="NW-77")
+    await publish(issued(tenant, invoice))
+    await mailbox.wait_for(recipient)
+
+    def paid(invoice_id: str) -> CloudEvent[Any]:
+        data = PaymentSucceeded(
+            payment_id=str(uuid.uuid4()), invoice_id=invoice_id, seller_id="seller-account", account_id=buyer,
+            amount=Money.of("599.25", "USD"), method="card", provider="stripe", paid_on=date(2026, 12, 1),
+        )
+        return new_event(data, source="/tests", tenant=tenant)
+
+    await publish(paid(invoice.invoice_id))
+    unknown = str(uuid.uuid4())
+    await publish(paid(unknown))
+    mails = await mailbox.wait_for(recipient, count=3)
+    subjects = {m["Subject"] for m in mails}
+    assert "Payment received for invoice NW-77" in subjects
+    assert f"Payment received for invoice {unknown}" in subjects
+    confirmation = next(m for m in mails if m["Subject"] == "Payment received for invoice NW-77")
+    assert "599.25 USD" in confirmation.get_body(("plain",)).get_content()
+
+
+async def _dead_letters(bootstrap: str, event_id: str, timeout: float = 20.0) -> list[dict[str, str]]:
+    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[dict[str, str]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not found and asyncio.get_running_loop().time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    raw = list(message.headers or [])
+                    if attributes_from_headers(raw).get("id") == event_id:
+                        found.append({name: value.decode() for name, value in raw})
+        return found
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+
+
+async def test_poison_event_is_dead_lettered_and_the_next_applied(
+    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, producer: AIOKafkaProducer,
+    make_invoice: Callable[..., InvoiceIssued], kafka_bootstrap: str,
+) -> None:
+    buyer = account_id(tenant, "c-1")
+    recipient = f"ap-{tenant}@example.com"
+    good = issued(tenant, make_invoice(buyer_account_id=buyer, buyer_email=recipient))
+    poison_id = str(uuid.uuid4())
+    poison_headers = [
+        ("ce_specversion", b"1.0"), ("ce_id", poison_id.encode()), ("ce_source", b"/tests"),
+        ("ce_type", InvoiceIssued.event_type.encode()), ("ce_time", b"2026-11-02T11:00:00+00:00"),
+        ("ce_tenant", tenant.encode()), ("content-type", b"application/json"),
+    ]
+    await producer.send_and_wait(
+        INVOICES.name, value=b'{"invoice_id": "x", "total": 12.5}', key=buyer.encode(), headers=poison_headers
+    )
+    await publish(good)
+    [mail] = await mailbox.wait_for(recipient)
+    assert mail["Subject"] == "Invoice NW-2026-000001 from Northwind IT Ltd"
+    [dead] = await _dead_letters(kafka_bootstrap, poison_id)
+    assert dead["dlq_service"] == "notify"
+    assert "invalid" in dead["dlq_error"]
+    assert len(await deliveries(client, tenant)) == 1

@@ -1,0 +1,124 @@
+"""Unit: templates render escaped, complete, and with exact money."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from jinja2 import UndefinedError
+
+from billing_events import InvoiceIssued, Money
+from notify.brand.service import EffectiveBrand
+from notify.templates.render import money, render
+
+BRAND = EffectiveBrand(
+    sender_name="Northwind IT",
+    sender_email="invoices@northwind.example",
+    logo_url="https://cdn.example/logo.png",
+    primary_color="#AA3300",
+    footer="Northwind IT Ltd, 1 Main St",
+)
+
+
+def test_invoice_email_has_subject_dates_lines_and_totals(make_invoice: Callable[..., InvoiceIssued]) -> None:
+    invoice = make_invoice(buyer_account_id="acc-1", number="NW-2026-000318")
+    mail = render("invoice_issued", {"invoice": invoice, "brand": BRAND, "buyer_name": "Contoso Dental"})
+    assert mail.subject == "Invoice NW-2026-000318 from Northwind IT Ltd"
+    for body in (mail.text, mail.html):
+        assert "NW-2026-000318" in body
+        assert "2026-10-01" in body and "2026-10-31" in body  # period
+        assert "2026-11-02" in body  # issued on
+        assert "2026-12-05" in body  # due on
+        assert "User support" in body and "Hosted email" in body
+        assert "525.00 USD" in body and "6.75 USD" in body
+        assert "599.25 USD" in body
+    assert "#AA3300" in mail.html
+    assert 'src="https://cdn.example/logo.png"' in mail.html
+    assert "Northwind IT Ltd, 1 Main St" in mail.text
+
+
+def test_customer_name_is_escaped_in_html_but_kept_in_text(make_invoice: Callable[..., InvoiceIssued]) -> None:
+    name = "<script>alert('x')</script> & Sons"
+    invoice = make_invoice(buyer_account_id="acc-1", seller_name="Tom & Jerry <Ltd>")
+    mail = render("invoice_issued", {"invoice": invoice, "brand": BRAND, "buyer_name": name})
+    assert "<script>" not in mail.html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; Sons" in mail.html
+    assert "Tom &amp; Jerry &lt;Ltd&gt;" in mail.html
+    assert name in mail.text  # plain text is not HTML: no entities there
+    assert mail.subject == "Invoice NW-2026-000001 from Tom & Jerry <Ltd>"
+
+
+def test_missing_variable_raises(make_invoice: Callable[..., InvoiceIssued]) -> None:
+    invoice = make_invoice(buyer_account_id="acc-1")
+    with pytest.raises(UndefinedError):
+        render("invoice_issued", {"invoice": invoice, "brand": BRAND})
+
+
+def test_subject_is_one_line(make_invoice: Callable[..., InvoiceIssued]) -> None:
+    invoice = make_invoice(buyer_account_id="acc-1", seller_name="Evil\r\nBcc: someone@example.com")
+    mail = render("invoice_issued", {"invoice": invoice, "brand": BRAND, "buyer_name": "x"})
+    assert "\n" not in mail.subject and "\r" not in mail.subject
+
+
+def test_money_is_the_exact_decimal_with_its_currency() -> None:
+    assert money(Money.of("1516.25", "USD")) == "1516.25 USD"
+    assert money(Money.of("0.10", "EUR")) == "0.10 EUR"
+    assert money(Money.of("1000", "JPY")) == "1000 JPY"
+    assert money(Decimal("12.500"), "GBP") == "12.500 GBP"
+    with pytest.raises(ValueError):
+        money(Decimal("1"))
+
+
+def test_payment_received_names_the_invoice() -> None:
+    from billing_events import PaymentSucceeded
+
+    payment = PaymentSucceeded(
+        payment_id="p-1", invoice_id="inv-1", seller_id="s", account_id="a", amount=Money.of("599.25", "USD"),
+        method="card", provider="stripe", paid_on="2026-12-01", reference=None,  # type: ignore[arg-type]
+    )
+    mail = render("payment_received", {"payment": payment, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso"})
+    assert mail.subject == "Payment received for invoice NW-1"
+    assert "599.25 USD" in mail.text and "599.25 USD" in mail.html
+    assert "2026-12-01" in mail.text
+
+
+@pytest.mark.parametrize(
+    ("template", "context", "subject", "facts"),
+    [
+        (
+            "payment_failed",
+            {"payment": SimpleNamespace(amount=Money.of("10.50", "EUR"), failed_on="2026-12-05", reason="<b>Refused</b>"), "due_on": None},
+            "Payment for invoice INV-1 failed",
+            ["10.50 EUR", "2026-12-05"],
+        ),
+        ("reminder", {"step": SimpleNamespace(days_overdue=3, amount_overdue=Money.of("10.50", "EUR")), "due_on": "2026-12-01"}, None, ["10.50 EUR", "3 days"]),
+        ("final_notice", {"step": SimpleNamespace(days_overdue=14, amount_overdue=Money.of("10.50", "EUR")), "due_on": None}, None, ["14 days"]),
+        ("suspension", {"suspension": SimpleNamespace(suspended_on="2026-12-26", cascaded_from=None)}, None, ["2026-12-26", "INV-1"]),
+        ("reinstatement", {"reinstatement": SimpleNamespace(reinstated_on="2026-12-28")}, None, ["2026-12-28"]),
+    ],
+)
+def test_collection_and_dunning_templates(template: str, context: dict[str, object], subject: str | None, facts: list[str]) -> None:
+    mail = render(template, {**context, "brand": BRAND, "buyer_name": "<i>Contoso</i>", "invoice_number": "INV-1"})
+    if subject is not None:
+        assert mail.subject == subject
+    for body in (mail.text, mail.html):
+        assert all(fact in body for fact in facts), body
+        assert "Northwind IT Ltd, 1 Main St" in body
+    assert "&lt;i&gt;Contoso&lt;/i&gt;" in mail.html and "<i>" not in mail.html
+    assert "#AA3300" in mail.html and "<i>Contoso</i>" in mail.text
+
+
+def test_document_mails_name_their_attachment(make_invoice: Callable[..., InvoiceIssued]) -> None:
+    invoice = make_invoice(buyer_account_id="acc-1", number="NW-1")
+    statement = render("project_work_statement", {"invoice": invoice, "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-1-work.pdf"})
+    assert statement.subject == "Project work statement for 2026-10-01 to 2026-10-31" and "NW-1-work.pdf" in statement.text
+    report = SimpleNamespace(
+        period_start="2026-11-01", period_end="2026-11-30", this_period_total=Money.of("1516.25", "USD"), last_period_total=Money.of("1481.25", "USD"),
+        difference=Money.of("35.00", "USD"), lines_added=1, lines_removed=0, lines_changed=2,
+    )
+    mail = render("comparison_report", {"report": report, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-1.xlsx"})
+    assert mail.subject == "Comparison report for invoice NW-1"
+    for body in (mail.text, mail.html):
+        assert "NW-1.xlsx" in body and "35.00 USD" in body and "1481.25 USD" in body and "1 / 0 / 2" in body

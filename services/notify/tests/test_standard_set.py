@@ -1,0 +1,199 @@
+"""The standard notification set, end to end: events in over a real Tansu broker, documents
+fetched from a real HTTP server, mail read back from a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import httpx
+import openpyxl
+import xlsxwriter
+
+from billing_events import (
+    AccountReinstated,
+    AccountSuspended,
+    CloudEvent,
+    ComparisonReportReady,
+    CustomerUpserted,
+    DocumentLink,
+    DunningStepReached,
+    InvoiceIssued,
+    Money,
+    PaymentFailed,
+    account_id,
+    new_event,
+)
+from billing_runtime.testing import serve
+from notify.config import Settings
+from notify.main import build
+
+BRAND = {
+    "sender_name": "Northwind IT", "sender_email": "billing@northwind.example", "primary_color": "#0A7E3C",
+    "logo_url": "https://cdn.northwind.example/logo.png", "footer": "Northwind IT Ltd, 1 Harbour Road",
+}
+PDF = b"%PDF-1.7\n% an invoice\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
+
+
+def headers(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+def comparison_xlsx() -> bytes:
+    out = io.BytesIO()
+    book = xlsxwriter.Workbook(out, {"in_memory": True})
+    sheet = book.add_worksheet("Comparison")
+    sheet.write_row(0, 0, ["Product", "Previous", "Current"])
+    sheet.write_row(1, 0, ["USR-SUP", 14, 15])
+    book.close()
+    return out.getvalue()
+
+
+def contact(tenant: str, external_id: str, email: str) -> CloudEvent[Any]:
+    data = CustomerUpserted(
+        account_id=account_id(tenant, external_id), partner_id=tenant, external_id=external_id, name="Contoso Dental",
+        billing_email=email, country="US", currency="USD", revision=1,
+    )
+    return new_event(data, source="/tests", tenant=tenant)
+
+
+def attachments(mail: Any) -> list[tuple[str, str, bytes]]:
+    return [(part.get_filename(), part.get_content_type(), part.get_content()) for part in mail.iter_attachments()]
+
+
+def branded(mail: Any) -> None:
+    html = mail.get_body(("html",)).get_content()
+    text = mail.get_body(("plain",)).get_content()
+    assert mail["From"] == "Northwind IT <billing@northwind.example>"
+    assert "#0A7E3C" in html and 'src="https://cdn.northwind.example/logo.png"' in html
+    assert "Northwind IT Ltd, 1 Harbour Road" in html and "Northwind IT Ltd, 1 Harbour Road" in text
+
+
+async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
+    settings: Settings, tenant: str, mailbox: Any, publish: Any, applied: Any, document_server: Any,
+    make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    # Invoicing links its documents relative to its own API; notify fetches them from there as the seller.
+    async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
+        assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+        recipient = f"ap-{tenant}@contoso.example"
+        upserted = contact(tenant, "c-1", recipient)
+        await publish(upserted)
+        assert await applied(upserted.id) == "applied"
+        invoice_id = str(uuid.uuid4())
+        document_server.put(f"/v1/invoices/{invoice_id}/pdf", "application/pdf", PDF)
+        document_server.put(f"/v1/invoices/{invoice_id}/xml", "application/xml", b"<Invoice/>")
+        xlsx = comparison_xlsx()
+        xlsx_url = document_server.put(f"/{tenant}/NW-7-comparison.xlsx", "application/octet-stream", xlsx)
+        invoice = make_invoice(
+            buyer_account_id=account_id(tenant, "c-1"), number="NW-7", invoice_id=invoice_id,
+            documents=[DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf"), DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml")],
+        )
+        issued = new_event(invoice, source="/tests", tenant=tenant)
+        await publish(issued)
+        assert await applied(issued.id) == "applied"
+        report = ComparisonReportReady(
+            report_id=str(uuid.uuid4()), seller_id="seller-account", buyer_account_id=account_id(tenant, "c-1"), invoice_id=invoice_id,
+            period_start=date(2026, 10, 1), period_end=date(2026, 10, 31), currency="USD", this_period_total=Money.of("599.25", "USD"),
+            last_period_total=Money.of("564.25", "USD"), difference=Money.of("35.00", "USD"), lines_added=0, lines_removed=0, lines_changed=1,
+            documents=[DocumentLink(kind="json", url=f"{document_server.base_url}/{tenant}/report.json"), DocumentLink(kind="xlsx", url=xlsx_url)],
+        )
+        await publish(new_event(report, source="/tests", tenant=tenant))
+
+        mails = await mailbox.wait_for(recipient, count=2)
+    by_subject = {m["Subject"]: m for m in mails}
+    invoice_mail = by_subject["Invoice NW-7 from Northwind IT Ltd"]
+    report_mail = by_subject["Comparison report for invoice NW-7"]
+    for mail in (invoice_mail, report_mail):
+        branded(mail)
+        assert mail["To"] == recipient
+    assert attachments(invoice_mail) == [("NW-7.pdf", "application/pdf", PDF)]
+    [(name, content_type, content)] = attachments(report_mail)
+    assert (name, content_type, content) == ("NW-7-comparison.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", xlsx)
+    sheet = openpyxl.load_workbook(io.BytesIO(content)).active
+    assert [c.value for c in sheet[2]] == ["USR-SUP", 14, 15]
+    assert "35.00 USD" in report_mail.get_body(("plain",)).get_content()
+    fetched = dict(document_server.requests)
+    assert fetched[f"/v1/invoices/{invoice_id}/pdf"]["x-tenant-id"] == tenant  # as the seller, at invoicing
+    assert "x-tenant-id" not in fetched[f"/{tenant}/NW-7-comparison.xlsx"]  # an absolute URL is fetched as it is
+    assert set(fetched) == {f"/v1/invoices/{invoice_id}/pdf", f"/{tenant}/NW-7-comparison.xlsx"}
+
+
+async def test_a_missing_document_fails_the_delivery_with_the_reason(
+    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Any, document_server: Any, make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    recipient = f"ap-{tenant}@contoso.example"
+    invoice = make_invoice(
+        buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient,
+        documents=[DocumentLink(kind="pdf", url=f"{document_server.base_url}/{tenant}/gone.pdf")],
+    )
+    await publish(new_event(invoice, source="/tests", tenant=tenant))
+    rows: list[dict[str, Any]] = []
+    for _ in range(600):
+        rows = (await client.get("/v1/deliveries", headers=headers(tenant))).json()["items"]
+        if rows and rows[0]["status"] == "failed":
+            break
+        await asyncio.sleep(0.1)
+    [row] = rows
+    assert row["status"] == "failed" and "HTTP 404" in row["last_error"]
+    assert mailbox.to(recipient) == []
+
+
+def dunning_events(tenant: str, buyer: str, invoice_id: str) -> list[CloudEvent[Any]]:
+    overdue = Money.of("599.25", "USD")
+    common = {"case_id": "case-1", "invoice_id": invoice_id, "seller_id": "seller-account", "account_id": buyer}
+    data: list[Any] = [
+        PaymentFailed(
+            payment_id="dd-1", invoice_id=invoice_id, seller_id="seller-account", account_id=buyer, amount=overdue, method="direct_debit",
+            provider="gocardless", failed_on=date(2026, 12, 5), reason_code="insufficient_funds", reason="Insufficient funds",
+        ),
+        DunningStepReached(**common, step=1, action="remind", days_overdue=1, amount_overdue=overdue, reached_on=date(2026, 12, 6)),
+        DunningStepReached(**common, step=2, action="retry", days_overdue=7, amount_overdue=overdue, reached_on=date(2026, 12, 12)),
+        DunningStepReached(**common, step=4, action="final_notice", days_overdue=14, amount_overdue=overdue, reached_on=date(2026, 12, 19)),
+        AccountSuspended(account_id=buyer, seller_id="seller-account", case_id="case-1", suspended_on=date(2026, 12, 26)),
+        AccountReinstated(account_id=buyer, seller_id="seller-account", case_id="case-1", reinstated_on=date(2026, 12, 28)),
+    ]
+    return [new_event(d, source="/tests", tenant=tenant) for d in data]
+
+
+async def test_collection_and_dunning_mails_reach_the_billing_contact(
+    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Any, applied: Any, make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+    recipient = f"ap-{tenant}@contoso.example"
+    buyer = account_id(tenant, "c-1")
+    invoice = make_invoice(buyer_account_id=buyer, buyer_email=recipient, number="NW-9", invoice_id=str(uuid.uuid4()))
+    issued = new_event(invoice, source="/tests", tenant=tenant)
+    await publish(issued)
+    assert await applied(issued.id) == "applied"
+    events = dunning_events(tenant, buyer, invoice.invoice_id)
+    for e in events:
+        await publish(e)
+    # invoice + payment failed + reminder + final notice + suspension + reinstatement; no mail for the retry step.
+    mails = await mailbox.wait_for(recipient, count=6)
+    subjects = sorted(m["Subject"] for m in mails)
+    assert subjects == sorted([
+        "Invoice NW-9 from Northwind IT Ltd",
+        "Payment for invoice NW-9 failed",
+        "Reminder: invoice NW-9 is 1 days overdue",
+        "Final notice: invoice NW-9",
+        "Your service with Northwind IT is suspended",
+        "Your service with Northwind IT is reinstated",
+    ])
+    for mail in mails:
+        branded(mail)
+        assert mail["To"] == recipient and list(mail.iter_attachments()) == []
+    by_subject = {m["Subject"]: m for m in mails}
+    failed_text = by_subject["Payment for invoice NW-9 failed"].get_body(("plain",)).get_content()
+    assert "Insufficient funds" in failed_text and "599.25 USD" in failed_text and "2026-12-05" in failed_text
+    final_html = by_subject["Final notice: invoice NW-9"].get_body(("html",)).get_content()
+    assert "14 days" in final_html and "599.25 USD" in final_html
+    assert "2026-12-26" in by_subject["Your service with Northwind IT is suspended"].get_body(("plain",)).get_content()
+    for e in events:
+        assert await applied(e.id) == "applied"
+    reminders = (await client.get("/v1/deliveries", headers=headers(tenant), params={"template": "reminder"})).json()["items"]
+    assert len(reminders) == 1 and reminders[0]["status"] == "sent"
