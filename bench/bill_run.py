@@ -1,0 +1,191 @@
+"""Bill run throughput: closed periods of 10,000 customers × 20 subscriptions invoiced (taxed,
+numbered, stored, outboxed; documents render lazily on download), against a raw asyncpg COPY of the
+same number of line rows into the same database. A second run of the same period must write nothing.
+
+    .venv/bin/python bench/bill_run.py [--customers 10000] [--lines 20] [--sellers 20] [--concurrency 8]
+
+Not a test: it prints figures. Each invoice is one transaction, as when the invoicing consumer
+applies one PeriodClosed; sellers are independent (numbers are gapless per seller, so issues of
+one seller queue on its counter row). Uses DATABASE_URL when set, else an embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy import text
+
+from billing_cli.platform import Platform
+from billing_events import CustomerUpserted, Money, PeriodClosed, RatedLine, account_id
+from billing_runtime.service import ServiceRuntime
+from invoicing.buyer.service import record_customer
+from invoicing.config import Settings
+from invoicing.db import metadata
+from invoicing.invoice.service import issue_invoice
+from invoicing.seller.schemas import NetDays, SellerSettingsIn
+from invoicing.seller.service import put_seller
+
+OCT_START, OCT_END = date(2026, 10, 1), date(2026, 10, 31)
+# Irish sellers; buyers at home, in Germany with a VAT id (reverse charge) and French consumers (OSS).
+BUYER_KINDS = (("IE", True, None), ("DE", True, "DE136695976"), ("FR", False, None))
+
+
+def closed_periods(sellers: list[str], customers: int, lines: int) -> list[PeriodClosed]:
+    periods = []
+    for i in range(customers):
+        seller = sellers[i % len(sellers)]
+        periods.append(
+            PeriodClosed(
+                bill_run_id=f"bench-{seller}-2026-10",
+                seller_id=seller,
+                buyer_account_id=account_id(seller, f"c{i}"),
+                period_start=OCT_START,
+                period_end=OCT_END,
+                currency="EUR",
+                lines=[
+                    RatedLine(
+                        line_id=f"c{i}-s{j}",
+                        product_code=f"SKU-{j:02d}",
+                        description=f"Subscription {j}",
+                        service_period_start=OCT_START,
+                        service_period_end=OCT_END,
+                        quantity=Decimal(1 + (i + j) % 7),
+                        unit_price=Money.of("20.60", "EUR"),
+                        amount=Money.of(Decimal(1 + (i + j) % 7) * Decimal("20.60"), "EUR"),
+                        quantity_rule="contracted",
+                        timing="advance",
+                    )
+                    for j in range(lines)
+                ],
+            )
+        )
+    return periods
+
+
+async def seed(runtime: ServiceRuntime, sellers: list[str], customers: int) -> None:
+    async with runtime.transaction() as session:
+        for seller in sellers:
+            profile = SellerSettingsIn(name=f"Seller {seller}", country="IE", vat_id="IE6388047V", invoice_prefix="B", due_rule=NetDays(net_days=14))
+            await put_seller(runtime, session, seller, profile)
+    for start in range(0, customers, 500):
+        async with runtime.transaction() as session:
+            for i in range(start, min(start + 500, customers)):
+                seller = sellers[i % len(sellers)]
+                country, business, vat_id = BUYER_KINDS[i % len(BUYER_KINDS)]
+                customer = CustomerUpserted(
+                    account_id=account_id(seller, f"c{i}"),
+                    partner_id=seller,
+                    external_id=f"c{i}",
+                    name=f"Customer {i}",
+                    billing_email=f"c{i}@example.com",
+                    country=country,
+                    currency="EUR",
+                    business=business,
+                    vat_id=vat_id,
+                    revision=1,
+                )
+                await record_customer(runtime, session, customer)
+
+
+async def bill_run(runtime: ServiceRuntime, periods: list[PeriodClosed], concurrency: int) -> tuple[float, int]:
+    queue: asyncio.Queue[PeriodClosed] = asyncio.Queue()
+    for closed in periods:
+        queue.put_nowait(closed)
+    issued = 0
+
+    async def worker() -> None:
+        nonlocal issued
+        while not queue.empty():
+            closed = queue.get_nowait()
+            async with runtime.transaction() as session:
+                invoice_id = await issue_invoice(runtime, session, closed)
+            issued += invoice_id is not None
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, issued
+
+
+async def raw_copy(database_url: str, rows: int) -> float:
+    """The floor: COPY the same number of line rows, already built, into a bare table."""
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TEMP TABLE bench_line (invoice_id text, position int, line_id text, product_code text, description text,"
+            " quantity numeric, unit_price numeric, amount numeric, net numeric, tax_rate numeric, tax_category text)"
+        )
+        invoice = str(uuid.uuid4())
+        records = [
+            (invoice, i, f"l{i}", "SKU-01", "Subscription", Decimal(3), Decimal("20.60"), Decimal("61.80"), Decimal("61.80"), Decimal(23), "S")
+            for i in range(rows)
+        ]
+        started = time.perf_counter()
+        await conn.copy_records_to_table("bench_line", records=records)
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def counts(runtime: ServiceRuntime) -> tuple[int, int, int]:
+    async with runtime.sessions() as session:
+        invoices = await session.scalar(text("SELECT count(*) FROM invoicing.invoice"))
+        lines = await session.scalar(text("SELECT count(*) FROM invoicing.invoice_line"))
+        outbox = await session.scalar(text("SELECT count(*) FROM invoicing.outbox"))
+    return int(invoices or 0), int(lines or 0), int(outbox or 0)
+
+
+async def run(database_url: str, args: argparse.Namespace) -> None:
+    settings = Settings(database_url=database_url, clock_fixed_at=datetime(2026, 11, 2, 9, tzinfo=UTC))
+    runtime = ServiceRuntime("invoicing", settings, metadata)
+    try:
+        sellers = [f"bench-seller-{s}" for s in range(args.sellers)]
+        await seed(runtime, sellers, args.customers)
+        periods = closed_periods(sellers, args.customers, args.lines)
+        seconds, issued = await bill_run(runtime, periods, args.concurrency)
+        after_first = await counts(runtime)
+        again_seconds, again = await bill_run(runtime, periods, args.concurrency)
+        after_second = await counts(runtime)
+        copy_seconds = await raw_copy(database_url, args.customers * args.lines)
+    finally:
+        await runtime.engine.dispose()
+
+    lines = issued * args.lines
+    shape = f"{args.customers:,} customers × {args.lines} subscriptions, {args.sellers} sellers"
+    print(f"bill run: {shape}, {args.concurrency} concurrent, on {os.cpu_count()} cores")
+    print(f"invoiced:  {issued:,} invoices, {lines:,} lines in {seconds:.2f}s  →  {issued / seconds:,.0f} invoices/s, {lines / seconds:,.0f} lines/s")
+    print(f"raw asyncpg COPY of {args.customers * args.lines:,} line rows: {copy_seconds:.2f}s  ({args.customers * args.lines / copy_seconds:,.0f} rows/s)")
+    print(f"second run of the same period: {again} issued in {again_seconds:.2f}s; rows before {after_first}, after {after_second}")
+    if again != 0 or after_first != after_second:
+        raise SystemExit("the second run wrote something")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--lines", type=int, default=20)
+    parser.add_argument("--sellers", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="billing-bench-"))
+    platform = Platform(state_dir=state, env=dict(os.environ), database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=True)
+    platform._start_postgres()
+    try:
+        platform.migrate(only=("invoicing",))
+        asyncio.run(run(platform.database_url, args))
+    finally:
+        platform.stop()
+
+
+if __name__ == "__main__":
+    main()
