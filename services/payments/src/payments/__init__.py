@@ -1,0 +1,1 @@
+"""payments: money received against invoices, and the events that say so."""

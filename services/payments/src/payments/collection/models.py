@@ -1,0 +1,72 @@
+"""Collection attempts, refunds, and the credit a buyer holds after paying too much."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint
+from sqlmodel import Field
+
+from payments.db import Base
+
+
+class Attempt(Base, table=True):
+    """One try at collecting an invoice from the buyer's card or mandate. The idempotency key
+    is stored before the provider is called, so a retry after a lost answer cannot charge twice."""
+
+    __tablename__ = "attempt"
+    __table_args__ = (UniqueConstraint("invoice_id", "attempt_no"),)
+
+    attempt_id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    invoice_id: str
+    attempt_no: int
+    method_id: str
+    provider: str
+    method: str  # card | direct_debit
+    amount: Decimal = Field(sa_column=Column(Numeric, nullable=False))
+    currency: str
+    charge_on: date
+    idempotency_key: str
+    status: str = Field(index=True)  # pending | succeeded | failed | unknown
+    provider_ref: str | None = Field(default=None, index=True)
+    reason_code: str | None = None
+    reason: str | None = None
+    calls: int = 0
+    next_call_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Refund(Base, table=True):
+    __tablename__ = "refund"
+
+    refund_id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    credit_note_id: str
+    invoice_id: str
+    payment_id: str
+    attempt_id: str | None = None
+    provider: str
+    amount: Decimal = Field(sa_column=Column(Numeric, nullable=False))
+    currency: str
+    idempotency_key: str
+    status: str = Field(index=True)  # pending | succeeded | failed | unknown
+    provider_ref: str | None = None
+    reason: str | None = None
+    calls: int = 0
+    next_call_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class AccountCredit(Base, table=True):
+    """Money a buyer paid beyond its invoices, kept for its next invoice."""
+
+    __tablename__ = "account_credit"
+
+    tenant: str = Field(primary_key=True)
+    account_id: str = Field(primary_key=True)
+    currency: str = Field(primary_key=True)
+    amount: Decimal = Field(sa_column=Column(Numeric, nullable=False))

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from billing_runtime.config import CommonSettings
+
+
+class Settings(CommonSettings):
+    """payments' own settings (env prefix PAYMENTS_) beside the shared ones (DATABASE_URL, KAFKA_*, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="PAYMENTS_", extra="ignore")
+
+    # Unset: the real providers. Set: a sandbox (tests, the embedded mode); nothing else changes.
+    stripe_api_base: str | None = None
+    gocardless_base_url: str | None = None
+    gocardless_environment: str = "live"
+    provider_timeout_seconds: float = 20.0
+    collector_interval_seconds: float = 1.0
+    # An attempt whose outcome is unknown is reconciled after this many seconds (times the calls so far).
+    reconcile_after_seconds: float = 30.0

@@ -1,0 +1,1 @@
+"""The invoices money can be paid against: a projection of InvoiceIssued."""

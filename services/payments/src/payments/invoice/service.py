@@ -1,0 +1,56 @@
+"""Keeping the invoice projection: one row per issued invoice, money received added as it comes."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_events import CloudEvent, InvoiceIssued
+from payments.banking.reference import creditor_reference
+from payments.invoice import repository as repo
+from payments.money import at_minor_units
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+
+def invoice_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
+    """The projection row of an issued invoice. The seller is the event's tenant: the partner
+    (or the distributor) whose finance team records the money it receives."""
+    data = event.data
+    if data.total.currency != data.currency:
+        raise ValueError(f"invoice {data.invoice_id} total is in {data.total.currency}, not {data.currency}")
+    return {
+        "invoice_id": data.invoice_id,
+        "tenant": event.tenant,
+        "number": data.number,
+        "seller_id": data.seller.account_id,
+        "account_id": data.buyer.account_id,
+        "currency": data.currency,
+        "total": data.total.amount,
+        "amount_received": Decimal(0),
+        "issued_on": data.issued_on,
+        "due_on": data.due_on,
+        "buyer_name": data.buyer.name,
+        "creditor_reference": creditor_reference(data.number),
+    }
+
+
+def open_amount(total: Decimal, received: Decimal, currency: str) -> tuple[Decimal, Decimal]:
+    """(still open, overpaid), neither below zero, in the currency's decimals."""
+    rest = total - received
+    return at_minor_units(max(rest, Decimal(0)), currency), at_minor_units(max(-rest, Decimal(0)), currency)
+
+
+async def project_invoice(session: AsyncSession, event: CloudEvent[InvoiceIssued]) -> bool:
+    """Remember an issued invoice so that money can be recorded against it. A replay is a no-op
+    (returns False)."""
+    with tracer.start_as_current_span("project_invoice", attributes={"billing.invoice_id": event.data.invoice_id}):
+        if not await repo.insert_invoice(session, invoice_row(event)):
+            log.info("invoice %s already projected", event.data.invoice_id)
+            return False
+        return True

@@ -1,0 +1,1 @@
+"""Payments recorded against invoices. Today: bank transfers entered by finance."""

@@ -1,0 +1,41 @@
+"""Finance HTTP: record a bank transfer received, read payments back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from billing_runtime.api import Runtime, Tenant, page
+from payments.payment import service
+from payments.payment.schemas import BankTransferIn, PaymentOut
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+
+
+@router.post("/payments", response_model=PaymentOut, status_code=status.HTTP_201_CREATED)
+async def post_payment(body: BankTransferIn, tenant: Tenant, runtime: Runtime, response: Response) -> PaymentOut:
+    async with runtime.transaction() as session:
+        payment, created = await service.record_bank_transfer(runtime, session, tenant, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return payment
+
+
+@router.get("/payments")
+async def list_payments(
+    tenant: Tenant,
+    runtime: Runtime,
+    invoice_id: str | None = None,
+    limit: int = Query(default=100, ge=1, le=500),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        items, next_cursor = await service.list_payments(session, tenant, invoice_id=invoice_id, limit=limit, cursor=cursor)
+    return page([i.model_dump(mode="json") for i in items], limit, next_cursor)
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut)
+async def get_payment(payment_id: str, tenant: Tenant, runtime: Runtime) -> PaymentOut:
+    async with runtime.sessions() as session:
+        return await service.get_payment(session, tenant, payment_id)

@@ -1,0 +1,279 @@
+"""The only code that talks to Stripe and GoCardless, through their official SDKs.
+
+Pointed at the real providers by default, or at the local sandboxes by base URL
+(`PAYMENTS_STRIPE_API_BASE`, `PAYMENTS_GOCARDLESS_BASE_URL`): nothing else knows the difference.
+A call either gives an `Outcome` (the provider answered) or raises `ProviderUnavailable` (no
+answer, a timeout or a 5xx: the money may or may not have moved; the reconciler finds out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal, TypeVar
+
+import gocardless_pro
+import requests
+import stripe
+from gocardless_pro import errors as gc_errors
+from gocardless_pro import webhooks as gc_webhooks
+
+T = TypeVar("T")
+Status = Literal["pending", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    provider_ref: str | None
+    reason_code: str | None = None
+    reason: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class ProviderUnavailable(Exception):
+    """The provider did not answer, or answered 5xx: whether it acted is unknown."""
+
+
+class ProviderRefused(Exception):
+    """The provider refused a setup request (bad credentials, invalid data)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- Stripe ----------------------------------------------------------------------------------
+
+STRIPE_STATUS: dict[str, Status] = {
+    "succeeded": "succeeded",
+    "processing": "pending",
+    "requires_capture": "pending",
+    "requires_confirmation": "pending",
+    "requires_action": "failed",  # off session nobody can authenticate: a failure
+    "requires_payment_method": "failed",
+    "canceled": "failed",
+}
+
+
+def stripe_outcome(found: Any) -> Outcome:
+    """What a PaymentIntent (an SDK object, or the plain dict inside a webhook) says happened."""
+    intent = found.to_dict() if hasattr(found, "to_dict") else found
+    status = STRIPE_STATUS.get(intent["status"], "pending")
+    error = intent.get("last_payment_error") or {}
+    metadata = dict(intent.get("metadata") or {})
+    if status == "failed":
+        code = error.get("decline_code") or error.get("code") or intent["status"]
+        return Outcome("failed", intent["id"], code, error.get("message") or f"payment intent {intent['status']}", metadata)
+    return Outcome(status, intent["id"], metadata=metadata)
+
+
+class StripeGateway:
+    def __init__(self, api_base: str | None, timeout: float) -> None:
+        self.api_base = api_base
+        self.timeout = timeout
+        self._clients: dict[str, stripe.StripeClient] = {}
+
+    def client(self, api_key: str) -> stripe.StripeClient:
+        if api_key not in self._clients:
+            bases: Any = {"api": self.api_base} if self.api_base else None
+            self._clients[api_key] = stripe.StripeClient(
+                api_key, base_addresses=bases, max_network_retries=0, http_client=stripe.HTTPXClient(timeout=self.timeout)
+            )
+        return self._clients[api_key]
+
+    async def create_customer(self, api_key: str, key: str, email: str | None, name: str | None, metadata: dict[str, str]) -> str:
+        params: Any = {"email": email, "name": name, "metadata": metadata}
+        customer = await self._call(lambda: self.client(api_key).v1.customers.create_async({k: v for k, v in params.items() if v}, {"idempotency_key": key}))
+        return str(customer.id)
+
+    async def create_setup_intent(self, api_key: str, customer: str, key: str, metadata: dict[str, str]) -> tuple[str, str]:
+        params: Any = {"customer": customer, "usage": "off_session", "payment_method_types": ["card"], "metadata": metadata}
+        intent = await self._call(lambda: self.client(api_key).v1.setup_intents.create_async(params, {"idempotency_key": key}))
+        return str(intent.id), str(intent.client_secret)
+
+    async def charge(
+        self, api_key: str, customer: str, payment_method: str, amount_minor: int, currency: str, key: str, metadata: dict[str, str]
+    ) -> Outcome:
+        params: Any = {
+            "amount": amount_minor, "currency": currency.lower(), "customer": customer, "payment_method": payment_method,
+            "off_session": True, "confirm": True, "metadata": metadata,
+        }
+        try:
+            intent = await self.client(api_key).v1.payment_intents.create_async(params, {"idempotency_key": key})
+        except stripe.CardError as exc:
+            error = exc.error
+            intent_ref = error.payment_intent.id if error is not None and error.payment_intent is not None else None
+            code = (error.decline_code if error is not None else None) or exc.code or "card_declined"
+            return Outcome("failed", intent_ref, code, exc.user_message or str(exc), metadata)
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            raise ProviderUnavailable(str(exc)) from exc
+        except stripe.StripeError as exc:
+            if exc.http_status is None or exc.http_status >= 500:
+                raise ProviderUnavailable(str(exc)) from exc
+            return Outcome("failed", None, exc.code or "provider_refused", exc.user_message or str(exc), metadata)
+        return stripe_outcome(intent)
+
+    async def find_charge(self, api_key: str, customer: str, attempt_id: str) -> Outcome | None:
+        """The payment intent an earlier call for this attempt created, if any (asked after a
+        lost answer, before trying again)."""
+        listed = await self._call(lambda: self.client(api_key).v1.payment_intents.list_async({"customer": customer, "limit": 100}))
+        for intent in listed.data:
+            if (intent.to_dict().get("metadata") or {}).get("attempt_id") == attempt_id:
+                return stripe_outcome(intent)
+        return None
+
+    async def refund(self, api_key: str, payment_ref: str, amount_minor: int, key: str, metadata: dict[str, str]) -> Outcome:
+        params: Any = {"payment_intent": payment_ref, "amount": amount_minor, "metadata": metadata}
+        try:
+            refund = await self.client(api_key).v1.refunds.create_async(params, {"idempotency_key": key})
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            raise ProviderUnavailable(str(exc)) from exc
+        except stripe.StripeError as exc:
+            if exc.http_status is None or exc.http_status >= 500:
+                raise ProviderUnavailable(str(exc)) from exc
+            return Outcome("failed", None, exc.code or "refund_refused", exc.user_message or str(exc))
+        status: Status = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}.get(refund.status or "", "pending")  # type: ignore[assignment]
+        return Outcome(status, refund.id)
+
+    @staticmethod
+    def verify(payload: bytes, signature: str | None, secret: str) -> stripe.Event:
+        """The event, if `Stripe-Signature` is Stripe's signature of this exact body with this
+        secret, made at most 300 s ago; else `stripe.SignatureVerificationError`."""
+        return stripe.Webhook.construct_event(payload, signature or "", secret, tolerance=300)
+
+    @staticmethod
+    async def _call(call: Callable[[], Any]) -> Any:
+        try:
+            return await call()
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            raise ProviderUnavailable(str(exc)) from exc
+        except stripe.StripeError as exc:
+            if exc.http_status is None or exc.http_status >= 500:
+                raise ProviderUnavailable(str(exc)) from exc
+            raise ProviderRefused(exc.code or "provider_refused", exc.user_message or str(exc)) from exc
+
+
+# --- GoCardless ------------------------------------------------------------------------------
+
+GOCARDLESS_PAYMENT_STATUS: dict[str, Status] = {
+    "pending_customer_approval": "pending",
+    "pending_submission": "pending",
+    "submitted": "pending",
+    "confirmed": "succeeded",
+    "paid_out": "succeeded",
+    "failed": "failed",
+    "cancelled": "failed",
+    "customer_approval_denied": "failed",
+    "charged_back": "failed",
+}
+# GoCardless mandate status → the MandateChanged vocabulary.
+GOCARDLESS_MANDATE_STATUS: dict[str, str] = {
+    "pending_customer_approval": "pending",
+    "pending_submission": "pending",
+    "submitted": "pending",
+    "active": "active",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "expired": "expired",
+    "blocked": "failed",
+    "suspended_by_payer": "cancelled",
+    "consumed": "cancelled",
+}
+SCHEME_BY_CURRENCY = {"EUR": "sepa_core", "GBP": "bacs", "SEK": "autogiro", "DKK": "betalingsservice", "AUD": "becs", "NZD": "becs_nz", "USD": "ach"}
+
+
+class GoCardlessGateway:
+    """gocardless-pro is synchronous (requests): each call runs in a worker thread."""
+
+    def __init__(self, base_url: str | None, environment: str, timeout: float) -> None:
+        self.base_url = base_url
+        self.environment = environment
+        self.timeout = timeout
+
+    def client(self, access_token: str) -> gocardless_pro.Client:
+        if self.base_url:
+            return gocardless_pro.Client(access_token=access_token, base_url=self.base_url, timeout=self.timeout)
+        return gocardless_pro.Client(access_token=access_token, environment=self.environment, timeout=self.timeout)
+
+    async def _call(self, call: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(call)
+        except (requests.Timeout, requests.ConnectionError, gc_errors.GoCardlessInternalError, gc_errors.MalformedResponseError) as exc:
+            raise ProviderUnavailable(str(exc)) from exc
+
+    async def create_customer(self, token: str, key: str, email: str | None, name: str | None, metadata: dict[str, str]) -> str:
+        params = {k: v for k, v in {"email": email, "company_name": name, "metadata": metadata}.items() if v}
+        try:
+            customer = await self._call(lambda: self.client(token).customers.create(params=params, headers={"Idempotency-Key": key}))
+        except gc_errors.ApiError as exc:
+            raise ProviderRefused("provider_refused", str(exc)) from exc
+        return str(customer.id)
+
+    async def start_mandate(
+        self, token: str, customer: str, currency: str, key: str, metadata: dict[str, str], redirect_uri: str | None
+    ) -> tuple[str, str]:
+        """A billing request for a mandate and its hosted flow: (billing request id, the URL the
+        payer opens to give their bank details to GoCardless, never to us)."""
+        scheme = SCHEME_BY_CURRENCY.get(currency, "sepa_core")
+        request = {"mandate_request": {"scheme": scheme, "currency": currency, "metadata": metadata}, "links": {"customer": customer}, "metadata": metadata}
+        try:
+            brq = await self._call(lambda: self.client(token).billing_requests.create(params=request, headers={"Idempotency-Key": key}))
+            flow_params: dict[str, Any] = {"links": {"billing_request": brq.id}}
+            if redirect_uri:
+                flow_params["redirect_uri"] = redirect_uri
+            flow = await self._call(lambda: self.client(token).billing_request_flows.create(params=flow_params, headers={"Idempotency-Key": f"{key}-flow"}))
+        except gc_errors.ApiError as exc:
+            raise ProviderRefused("provider_refused", str(exc)) from exc
+        return str(brq.id), str(flow.authorisation_url)
+
+    async def mandate(self, token: str, mandate_id: str) -> tuple[str, dict[str, str]]:
+        """(status in MandateChanged's words, metadata) as GoCardless has it now."""
+        found = await self._call(lambda: self.client(token).mandates.get(mandate_id))
+        return GOCARDLESS_MANDATE_STATUS.get(found.status, "pending"), dict(found.metadata or {})
+
+    async def billing_request_mandate(self, token: str, billing_request_id: str) -> str | None:
+        found = await self._call(lambda: self.client(token).billing_requests.get(billing_request_id))
+        return found.links.mandate_request_mandate if found.links else None
+
+    async def create_payment(
+        self, token: str, mandate: str, amount_minor: int, currency: str, charge_on: date, key: str, metadata: dict[str, str], reference: str | None
+    ) -> Outcome:
+        params: dict[str, Any] = {
+            "amount": amount_minor, "currency": currency, "charge_date": charge_on.isoformat(), "metadata": metadata, "links": {"mandate": mandate},
+        }
+        if reference:
+            params["reference"] = reference[:140]
+        try:
+            payment = await self._call(lambda: self.client(token).payments.create(params=params, headers={"Idempotency-Key": key}))
+        except gc_errors.ApiError as exc:
+            reason = exc.errors[0].get("reason") if exc.errors else None
+            return Outcome("failed", None, reason or exc.type or "provider_refused", exc.message, metadata)
+        return Outcome(GOCARDLESS_PAYMENT_STATUS.get(payment.status, "pending"), payment.id, metadata=dict(payment.metadata or {}))
+
+    async def payment(self, token: str, payment_id: str) -> Outcome:
+        found = await self._call(lambda: self.client(token).payments.get(payment_id))
+        return Outcome(GOCARDLESS_PAYMENT_STATUS.get(found.status, "pending"), found.id, metadata=dict(found.metadata or {}))
+
+    async def refund(self, token: str, payment_ref: str, amount_minor: int, key: str, metadata: dict[str, str]) -> Outcome:
+        params = {"amount": amount_minor, "links": {"payment": payment_ref}, "metadata": metadata}
+        try:
+            refund = await self._call(lambda: self.client(token).refunds.create(params=params, headers={"Idempotency-Key": key}))
+        except gc_errors.ApiError as exc:
+            reason = exc.errors[0].get("reason") if exc.errors else None
+            return Outcome("failed", None, reason or "refund_refused", exc.message)
+        return Outcome("succeeded", refund.id)
+
+    @staticmethod
+    def parse(body: bytes, secret: str, signature: str | None) -> list[Any]:
+        """The events of a webhook whose `Webhook-Signature` is GoCardless's signature of this
+        body; else `gocardless_pro.errors.InvalidSignatureError`."""
+        return list(gc_webhooks.parse(body, secret, signature or ""))
+
+
+@dataclass
+class Gateways:
+    stripe: StripeGateway
+    gocardless: GoCardlessGateway

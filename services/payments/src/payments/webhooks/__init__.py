@@ -1,0 +1,1 @@
+"""Provider webhooks: verified, deduplicated by provider event id, applied once."""

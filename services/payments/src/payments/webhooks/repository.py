@@ -1,0 +1,24 @@
+"""Every query on provider events received."""
+
+from __future__ import annotations
+
+from sqlalchemy import Table, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments.webhooks.models import ProviderEvent
+
+PROVIDER_EVENT: Table = ProviderEvent.__table__  # type: ignore[attr-defined]
+
+
+async def claim(session: AsyncSession, row: dict[str, object]) -> bool:
+    """Record a provider event as received; False if it already was. A concurrent delivery of
+    the same event waits here until the first commits, then finds it taken."""
+    result = await session.execute(pg_insert(PROVIDER_EVENT).values(**row).on_conflict_do_nothing().returning(PROVIDER_EVENT.c.event_id))
+    return result.first() is not None
+
+
+async def set_effect(session: AsyncSession, provider: str, event_id: str, effect: str) -> None:
+    await session.execute(
+        update(PROVIDER_EVENT).where(PROVIDER_EVENT.c.provider == provider, PROVIDER_EVENT.c.event_id == event_id).values(effect=effect)
+    )

@@ -1,0 +1,102 @@
+"""Applying provider events. Each is applied once (its id is recorded in the same transaction
+as its effect); its effect never depends on arriving in order:
+
+- Stripe events carry the object as it was; a final attempt is never moved back by an older one.
+- GoCardless events only say that something changed; the resource is read back from GoCardless
+  and its current state applied, so a late or repeated event applies the truth of now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_runtime.service import ServiceRuntime
+from payments.collection import repository as collection_repo
+from payments.collection.service import apply_outcome
+from payments.methods import service as methods
+from payments.providers.gateways import Gateways, Outcome, stripe_outcome
+from payments.webhooks import repository as repo
+
+tracer = trace.get_tracer(__name__)
+WEBHOOK_EVENTS = Counter("billing_payment_webhook_events_total", "Provider webhook events, by provider and effect", ["provider", "effect"])
+
+GC_FAILURE_ACTIONS = {"failed", "late_failure", "charged_back", "cancelled"}
+
+
+async def _claim(runtime: ServiceRuntime, session: AsyncSession, provider: str, tenant: str, event_id: str, type_: str) -> bool:
+    row = {"provider": provider, "event_id": event_id, "tenant": tenant, "type": type_, "effect": "received", "received_at": runtime.clock.now()}
+    return await repo.claim(session, row)
+
+
+async def _attempt_for(session: AsyncSession, tenant: str, metadata: dict[str, Any], provider_ref: str | None) -> Any:
+    attempt = None
+    if metadata.get("attempt_id"):
+        attempt = await collection_repo.get_attempt(session, str(metadata["attempt_id"]), lock=True)
+    if attempt is None and provider_ref:
+        attempt = await collection_repo.attempt_by_ref(session, tenant, provider_ref)
+    return attempt if attempt is not None and attempt.tenant == tenant else None
+
+
+async def apply_stripe_event(runtime: ServiceRuntime, session: AsyncSession, tenant: str, event: Any) -> str:
+    with tracer.start_as_current_span("apply_stripe_event", attributes={"billing.tenant": tenant, "stripe.event_type": event.type}):
+        if not await _claim(runtime, session, "stripe", tenant, event.id, event.type):
+            effect = "duplicate"
+        else:
+            obj = event.data.object.to_dict()
+            if event.type.startswith("payment_intent."):
+                attempt = await _attempt_for(session, tenant, dict(obj.get("metadata") or {}), obj["id"])
+                effect = "unknown_payment" if attempt is None else await apply_outcome(runtime, session, attempt, stripe_outcome(obj))
+            elif event.type in {"setup_intent.succeeded", "setup_intent.setup_failed"}:
+                ok = event.type == "setup_intent.succeeded"
+                effect = await methods.card_setup_finished(runtime, session, tenant, obj["id"], obj.get("payment_method"), ok)
+            else:
+                effect = "ignored"
+            await repo.set_effect(session, "stripe", event.id, effect)
+        WEBHOOK_EVENTS.labels("stripe", effect).inc()
+        return effect
+
+
+async def apply_gocardless_event(runtime: ServiceRuntime, session: AsyncSession, gateways: Gateways, tenant: str, token: str, event: dict[str, Any]) -> str:
+    kind, action = event.get("resource_type", ""), event.get("action", "")
+    with tracer.start_as_current_span("apply_gocardless_event", attributes={"billing.tenant": tenant, "gocardless.event": f"{kind}.{action}"}):
+        if not await _claim(runtime, session, "gocardless", tenant, event["id"], f"{kind}.{action}"):
+            effect = "duplicate"
+        else:
+            links = event.get("links") or {}
+            if kind == "payments" and links.get("payment"):
+                effect = await _gocardless_payment(runtime, session, gateways, tenant, token, links["payment"], action, event.get("details") or {})
+            elif kind == "mandates" and links.get("mandate"):
+                effect = await _gocardless_mandate(runtime, session, gateways, tenant, token, links["mandate"])
+            elif kind == "billing_requests" and links.get("mandate_request_mandate"):
+                effect = await _gocardless_mandate(runtime, session, gateways, tenant, token, links["mandate_request_mandate"])
+            else:
+                effect = "ignored"
+            await repo.set_effect(session, "gocardless", event["id"], effect)
+        WEBHOOK_EVENTS.labels("gocardless", effect).inc()
+        return effect
+
+
+async def _gocardless_payment(
+    runtime: ServiceRuntime, session: AsyncSession, gateways: Gateways, tenant: str, token: str, payment_id: str, action: str, details: dict[str, Any]
+) -> str:
+    current = await gateways.gocardless.payment(token, payment_id)
+    attempt = await _attempt_for(session, tenant, current.metadata or {}, payment_id)
+    if attempt is None:
+        return "unknown_payment"
+    if current.status == "failed":
+        if action not in GC_FAILURE_ACTIONS:
+            return "awaiting_failure_event"  # the failure's own event carries its reason
+        outcome = Outcome("failed", payment_id, details.get("cause") or action, details.get("description") or f"payment {action}")
+        return await apply_outcome(runtime, session, attempt, outcome, may_reverse=action in {"late_failure", "charged_back"})
+    return await apply_outcome(runtime, session, attempt, current)
+
+
+async def _gocardless_mandate(runtime: ServiceRuntime, session: AsyncSession, gateways: Gateways, tenant: str, token: str, mandate_id: str) -> str:
+    status, metadata = await gateways.gocardless.mandate(token, mandate_id)
+    if not metadata.get("method_id") or metadata.get("tenant") not in (None, tenant):
+        return "unknown_mandate"
+    return await methods.mandate_changed(runtime, session, tenant, metadata["method_id"], mandate_id, status)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+
+from billing_runtime.migrations import migrations_dir, upgrade
+from billing_runtime.testing import serve
+from payments.config import Settings
+from payments.main import build
+from provider_sandboxes import GoCardlessSandbox, SandboxServer, StripeSandbox, running
+from provider_sandboxes.common import free_port
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str) -> str:
+    upgrade(migrations_dir("payments"), database_url)
+    return database_url
+
+
+@pytest.fixture
+def settings(migrated: str, kafka_bootstrap: str) -> Settings:
+    return Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(build(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"partner-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def stripe_sandbox() -> Iterator[SandboxServer]:
+    with running(StripeSandbox().app()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gocardless_sandbox() -> Iterator[SandboxServer]:
+    with running(GoCardlessSandbox().app()) as server:
+        yield server
+
+
+@dataclass
+class Live:
+    """payments served on a real port (the sandboxes post webhooks to it), pointed at the sandboxes."""
+
+    url: str
+    client: httpx.AsyncClient
+    stripe: SandboxServer
+    gocardless: SandboxServer
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def live(migrated: str, kafka_bootstrap: str, stripe_sandbox: SandboxServer, gocardless_sandbox: SandboxServer) -> AsyncIterator[Live]:
+    settings = Settings(
+        database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, stripe_api_base=stripe_sandbox.url,
+        gocardless_base_url=gocardless_sandbox.url, provider_timeout_seconds=1.5, collector_interval_seconds=0.1, reconcile_after_seconds=0.5,
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+        yield Live(url, client, stripe_sandbox, gocardless_sandbox)
+    server.should_exit = True
+    await task

@@ -1,0 +1,261 @@
+"""payments against a real PostgreSQL and a real Tansu broker: invoices arrive as events,
+finance posts bank transfers over HTTP, PaymentSucceeded leaves through the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import REGISTRY
+
+from billing_events import (
+    CloudEvent,
+    InvoiceIssued,
+    InvoiceLine,
+    Money,
+    Party,
+    TaxBreakdown,
+    account_id,
+    derived_event_id,
+    new_event,
+    to_kafka,
+)
+from billing_events.topics import DEAD_LETTER, PAYMENTS
+from billing_runtime.testing import read_events
+
+
+def headers(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+def invoice_issued(tenant: str, invoice_id: str, number: str, total: str = "1516.25", currency: str = "USD") -> CloudEvent[Any]:
+    """A complete InvoiceIssued as invoicing would emit it (worked example A: one line, no tax)."""
+    amount = Money.of(total, currency)
+    zero = Money.of("0.00", currency)
+    data = InvoiceIssued(
+        invoice_id=invoice_id,
+        number=number,
+        seller=Party(account_id=account_id("distributor", tenant), name="Northwind IT", country="US"),
+        buyer=Party(account_id=account_id(tenant, "c-1"), name="Contoso Dental", country="US", email="ap@contoso.example"),
+        issued_on=date(2026, 11, 2),
+        due_on=date(2026, 12, 5),
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        currency=currency,
+        lines=[
+            InvoiceLine(
+                line_id=f"{invoice_id}-1",
+                product_code="USR-SUP",
+                description="User support, October 2026",
+                service_period_start=date(2026, 10, 1),
+                service_period_end=date(2026, 10, 31),
+                quantity=Decimal(1),
+                unit_price=amount,
+                net=amount,
+                tax_rate=Decimal(0),
+                tax_category="O",
+            )
+        ],
+        tax_breakdown=[TaxBreakdown(tax_category="O", rate=Decimal(0), taxable=amount, tax=zero)],
+        net_total=amount,
+        tax_total=zero,
+        total=amount,
+    )
+    return new_event(data, source="invoicing", tenant=tenant, event_id=str(uuid.uuid4()), subject=invoice_id)
+
+
+async def publish(bootstrap: str, *events: CloudEvent[Any], raw_value: bytes | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for event in events:
+            message = to_kafka(event)
+            value = raw_value if raw_value is not None else message.value
+            await producer.send_and_wait(message.topic, value=value, key=message.key, headers=message.headers)
+    finally:
+        await producer.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 40.0) -> None:
+    # 40 s, not 20: a consumer that rejoins the group right after the previous test's consumer
+    # left can wait ~18 s on Tansu before it is assigned partitions.
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the expected effect did not show")
+        await asyncio.sleep(0.1)
+
+
+async def known_invoice(client: httpx.AsyncClient, tenant: str, invoice_id: str) -> None:
+    async def shows() -> bool:
+        return (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).status_code == 200
+
+    await eventually(shows)
+
+
+async def issue(client: httpx.AsyncClient, bootstrap: str, tenant: str, number: str = "NW-2026-0007", **kw: str) -> str:
+    invoice_id = str(uuid.uuid4())
+    await publish(bootstrap, invoice_issued(tenant, invoice_id, number, **kw))
+    await known_invoice(client, tenant, invoice_id)
+    return invoice_id
+
+
+def transfer(pid: str, invoice_id: str | None, amount: Any = "1516.25", **kw: Any) -> dict[str, Any]:
+    return {"id": pid, "invoice_id": invoice_id, "invoice_number": None, "amount": amount, "currency": "USD",
+            "received_on": "2026-11-20", "reference": "NW-2026-0007", **kw}
+
+
+async def test_bank_transfer_emits_payment_succeeded(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    invoice_id = await issue(client, kafka_bootstrap, tenant)
+    r = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-0001", invoice_id))
+    assert r.status_code == 201, r.text
+    assert r.json() == {
+        "payment_id": "bank-0001", "invoice_id": invoice_id, "invoice_number": "NW-2026-0007", "amount": "1516.25",
+        "currency": "USD", "received_on": "2026-11-20", "reference": "NW-2026-0007", "method": "bank_transfer",
+        "status": "succeeded", "open_after": "0.00", "overpaid": "0.00",
+    }
+
+    events = await read_events(kafka_bootstrap, PAYMENTS.name, until=lambda s: len(s) >= 1, match=lambda e: e.tenant == tenant)
+    event = events[0]
+    assert event.type == "billing.payment.succeeded.v1"
+    assert event.id == derived_event_id("payment_succeeded", tenant, "bank-0001")
+    assert event.data.amount == Money.of("1516.25", "USD")
+    assert (event.data.method, event.data.provider, event.data.paid_on) == ("bank_transfer", "bank_transfer", date(2026, 11, 20))
+    assert (event.data.invoice_id, event.data.account_id) == (invoice_id, account_id(tenant, "c-1"))
+    assert event.data.seller_id == account_id("distributor", tenant)
+    assert event.key == account_id(tenant, "c-1")
+
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    assert (invoice["amount_received"], invoice["amount_open"]) == ("1516.25", "0.00")
+
+
+async def test_same_payment_twice_is_recorded_once(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    invoice_id = await issue(client, kafka_bootstrap, tenant)
+    body = transfer("bank-0001", invoice_id, amount="500.00")
+    first = await client.post("/v1/payments", headers=headers(tenant), json=body)
+    again = await client.post("/v1/payments", headers=headers(tenant), json={**body, "amount": "500"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+
+    conflict = await client.post("/v1/payments", headers=headers(tenant), json={**body, "amount": "600.00"})
+    assert conflict.status_code == 409
+    assert conflict.json()["code"] == "payment_id_conflict"
+
+    # A later payment marks the end: the outbox publishes in order, so a second PaymentSucceeded
+    # for bank-0001 would be on the topic before the marker.
+    marker = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-0002", invoice_id, amount="1.00"))
+    assert marker.status_code == 201
+    events = await read_events(
+        kafka_bootstrap, PAYMENTS.name, until=lambda s: any(e.data.payment_id == "bank-0002" for e in s), match=lambda e: e.tenant == tenant
+    )
+    assert [e.data.payment_id for e in events] == ["bank-0001", "bank-0002"]
+    assert events[0].data.amount.amount == Decimal("500.00")
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    assert invoice["amount_open"] == "1015.25"
+
+
+async def test_partial_then_overpaid_by_invoice_number(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    invoice_id = await issue(client, kafka_bootstrap, tenant, number="NW-2026-0042")
+    by_number = {"invoice_id": None, "invoice_number": "NW-2026-0042"}
+    first = await client.post("/v1/payments", headers=headers(tenant), json={**transfer("p-1", None, "1000.00"), **by_number})
+    second = await client.post("/v1/payments", headers=headers(tenant), json={**transfer("p-2", None, "600.00"), **by_number})
+    assert (first.json()["open_after"], first.json()["overpaid"]) == ("516.25", "0.00")
+    assert (second.json()["open_after"], second.json()["overpaid"]) == ("0.00", "83.75")
+    assert second.json()["invoice_id"] == invoice_id
+
+    page1 = (await client.get("/v1/payments", headers=headers(tenant), params={"invoice_id": invoice_id, "limit": 1})).json()
+    assert [p["payment_id"] for p in page1["items"]] == ["p-1"] and page1["next_cursor"]
+    page2 = (await client.get("/v1/payments", headers=headers(tenant), params={"invoice_id": invoice_id, "limit": 1, "cursor": page1["next_cursor"]})).json()
+    assert [p["payment_id"] for p in page2["items"]] == ["p-2"] and page2["next_cursor"] is None
+
+    one = await client.get("/v1/payments/p-2", headers=headers(tenant))
+    assert one.json() == second.json()
+    missing = await client.get("/v1/payments/p-3", headers=headers(tenant))
+    assert (missing.status_code, missing.json()["code"]) == (404, "payment_not_found")
+    bad_cursor = await client.get("/v1/payments", headers=headers(tenant), params={"cursor": "garbage"})
+    assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (422, "invalid_cursor")
+
+
+async def test_each_refusal_has_its_code(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    invoice_id = await issue(client, kafka_bootstrap, tenant)
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    cases: list[tuple[str, dict[str, Any], int, str]] = [
+        (tenant, transfer("x-1", str(uuid.uuid4())), 404, "invoice_not_found"),
+        (tenant, {**transfer("x-2", None), "invoice_number": "NW-0000"}, 404, "invoice_not_found"),
+        (other, transfer("x-3", invoice_id), 404, "invoice_not_found"),  # another seller's invoice
+        (tenant, transfer("x-4", invoice_id, currency="EUR"), 422, "currency_mismatch"),
+        (tenant, transfer("x-5", invoice_id, amount="0"), 422, "invalid_amount"),
+        (tenant, transfer("x-6", invoice_id, amount="-10.00"), 422, "invalid_amount"),
+        (tenant, transfer("x-7", invoice_id, amount=1516.25), 422, "invalid_amount"),
+        (tenant, transfer("x-8", invoice_id, amount="10.005"), 422, "invalid_amount"),
+        (tenant, transfer("x-9", None), 422, "invoice_reference_required"),
+        (tenant, {**transfer("x-10", invoice_id), "invoice_number": "NW-2026-0007"}, 422, "invoice_reference_ambiguous"),
+        (tenant, {**transfer("x-11", invoice_id), "received_on": "20 Nov"}, 422, "validation_error"),
+    ]
+    for who, body, status, code in cases:
+        r = await client.post("/v1/payments", headers=headers(who), json=body)
+        assert (r.status_code, r.json()["code"]) == (status, code), (body, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    listed = (await client.get("/v1/payments", headers=headers(tenant))).json()
+    assert listed["items"] == []
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    assert invoice["amount_received"] == "0.00"
+    no_tenant = await client.post("/v1/payments", json=transfer("x-12", invoice_id))
+    assert (no_tenant.status_code, no_tenant.json()["code"]) == (401, "tenant_required")
+
+
+async def dead_lettered(bootstrap: str, event_id: str, timeout: float = 20.0) -> dict[str, str]:
+    """The dead-letter headers of one event, read raw (read_events would choke on the poison)."""
+    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    found = {name: value.decode() for name, value in message.headers or []}
+                    if found.get("ce_id") == event_id and found.get("dlq_service") == "payments":
+                        return found
+        raise TimeoutError(f"{event_id} was not dead-lettered")
+    finally:
+        await consumer.stop()
+
+
+async def test_redelivery_changes_nothing_and_poison_is_set_aside(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    poison = invoice_issued(tenant, str(uuid.uuid4()), "NW-BAD")
+    # Valid envelope, known type, but the total is a float: it cannot be read as an InvoiceIssued.
+    await publish(kafka_bootstrap, poison, raw_value=poison.data.model_dump_json().replace('"1516.25"', "1516.25").encode())
+    invoice_id = str(uuid.uuid4())
+    good = invoice_issued(tenant, invoice_id, "NW-2026-0007")
+    await publish(kafka_bootstrap, good)
+    await known_invoice(client, tenant, invoice_id)
+
+    found = await dead_lettered(kafka_bootstrap, poison.id)
+    assert "invalid billing.invoice.issued.v1" in found["dlq_error"]
+    missing = await client.get(f"/v1/invoices/{poison.data.invoice_id}", headers=headers(tenant))
+    assert missing.status_code == 404
+
+    r = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-1", invoice_id, amount="16.25"))
+    assert r.status_code == 201
+    # The same InvoiceIssued again, after money was recorded: skipped by the inbox, and the
+    # amount received is not reset.
+    before = duplicates()
+    await publish(kafka_bootstrap, good)
+
+    async def skipped() -> bool:
+        return duplicates() > before
+
+    await eventually(skipped)
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    assert (invoice["amount_received"], invoice["amount_open"]) == ("16.25", "1500.00")
+
+
+def duplicates() -> float:
+    labels = {"service": "payments", "type": InvoiceIssued.event_type}
+    return REGISTRY.get_sample_value("billing_events_duplicate_total", labels) or 0.0

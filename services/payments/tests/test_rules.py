@@ -1,0 +1,114 @@
+"""The pure rules of payments: no server, no database."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+
+from billing_events import InvoiceIssued, Money, Party, new_event
+from billing_runtime.api import InvalidCursor, decode_cursor, encode_cursor
+from payments.invoice.service import invoice_row, open_amount
+from payments.money import fits_currency
+from payments.payment.schemas import BankTransferIn
+from payments.payment.service import (
+    InvalidAmount,
+    InvalidInvoiceReference,
+    invoice_reference,
+    is_same_payment,
+    parse_amount,
+)
+
+
+def transfer(**changes: object) -> BankTransferIn:
+    body: dict[str, object] = {"id": "pay-1", "invoice_id": "inv-1", "amount": "1516.25", "currency": "USD", "received_on": "2026-11-20"}
+    body.update(changes)
+    return BankTransferIn.model_validate({k: v for k, v in body.items() if v is not None})
+
+
+class TestParseAmount:
+    @pytest.mark.parametrize(("raw", "expected"), [("1516.25", Decimal("1516.25")), ("0.01", Decimal("0.01")), (20, Decimal(20))])
+    def test_accepts_positive_decimal_strings(self, raw: object, expected: Decimal) -> None:
+        assert parse_amount(raw) == expected
+
+    @pytest.mark.parametrize("raw", ["0", "0.00", "-5", 1516.25, "1e3", "abc", "", True, None, {"amount": "1"}])
+    def test_refuses_floats_and_non_positive(self, raw: object) -> None:
+        with pytest.raises(InvalidAmount) as err:
+            parse_amount(raw)
+        assert err.value.code == "invalid_amount"
+
+
+class TestInvoiceReference:
+    def test_exactly_one_is_needed(self) -> None:
+        assert invoice_reference(transfer()).invoice_id == "inv-1"
+        assert invoice_reference(transfer(invoice_id=None, invoice_number="NW-7")).number == "NW-7"
+        with pytest.raises(InvalidInvoiceReference) as neither:
+            invoice_reference(transfer(invoice_id=None))
+        assert neither.value.code == "invoice_reference_required"
+        with pytest.raises(InvalidInvoiceReference) as both:
+            invoice_reference(transfer(invoice_number="NW-7"))
+        assert both.value.code == "invoice_reference_ambiguous"
+
+
+class TestIsSamePayment:
+    stored = SimpleNamespace(
+        invoice_id="inv-1", invoice_number="NW-7", amount=Decimal("1516.25"), currency="USD", received_on=date(2026, 11, 20), reference=None
+    )
+
+    def test_same_meaning_is_a_repeat(self) -> None:
+        assert is_same_payment(self.stored, transfer(amount="1516.250"), Decimal("1516.250"))
+        assert is_same_payment(self.stored, transfer(invoice_id=None, invoice_number="NW-7"), Decimal("1516.25"))
+
+    @pytest.mark.parametrize(
+        "changes",
+        [{"amount": "1516.26"}, {"received_on": "2026-11-21"}, {"reference": "NW-7"}, {"invoice_id": "inv-2"}, {"currency": "EUR"}],
+    )
+    def test_any_other_detail_is_a_conflict(self, changes: dict[str, str]) -> None:
+        request = transfer(**changes)
+        assert not is_same_payment(self.stored, request, parse_amount(request.amount))
+
+
+class TestOpenAmount:
+    def test_partial_full_and_overpaid(self) -> None:
+        assert open_amount(Decimal("1516.25"), Decimal("1000"), "USD") == (Decimal("516.25"), Decimal("0.00"))
+        assert str(open_amount(Decimal("1516.25"), Decimal("1516.25"), "USD")[0]) == "0.00"
+        assert open_amount(Decimal("1516.25"), Decimal("1600"), "USD") == (Decimal("0.00"), Decimal("83.75"))
+        assert str(open_amount(Decimal("1000"), Decimal("1"), "JPY")[0]) == "999"
+
+    def test_amounts_finer_than_the_currency_do_not_fit(self) -> None:
+        assert fits_currency(Decimal("1.25"), "USD")
+        assert fits_currency(Decimal("1.250"), "USD")
+        assert not fits_currency(Decimal("1.255"), "USD")
+        assert not fits_currency(Decimal("1.5"), "JPY")
+        assert fits_currency(Decimal("1.125"), "KWD")
+
+
+def test_invoice_row_takes_the_seller_from_the_tenant() -> None:
+    data = InvoiceIssued(
+        invoice_id="inv-1",
+        number="NW-7",
+        seller=Party(account_id="acc-seller", name="Northwind IT"),
+        buyer=Party(account_id="acc-buyer", name="Contoso Dental"),
+        issued_on=date(2026, 11, 2),
+        due_on=date(2026, 12, 5),
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        currency="USD",
+        lines=[],
+        tax_breakdown=[],
+        net_total=Money.of("1516.25", "USD"),
+        tax_total=Money.of("0", "USD"),
+        total=Money.of("1516.25", "USD"),
+    )
+    row = invoice_row(new_event(data, source="invoicing", tenant="northwind"))
+    assert (row["tenant"], row["seller_id"], row["account_id"]) == ("northwind", "acc-seller", "acc-buyer")
+    assert row["total"] == Decimal("1516.25") and row["amount_received"] == 0
+
+
+def test_cursor_round_trip_and_garbage() -> None:
+    assert decode_cursor(encode_cursor("2026-11-20T10:00:00+00:00", "pay-1"), 2) == ["2026-11-20T10:00:00+00:00", "pay-1"]
+    for bad in ("not a cursor", encode_cursor("only-one")):
+        with pytest.raises(InvalidCursor):
+            decode_cursor(bad, 2)
