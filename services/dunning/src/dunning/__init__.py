@@ -1,0 +1,1 @@
+"""dunning: open invoices tracked as cases, closed when they are paid."""

@@ -1,0 +1,1 @@
+"""Accounts: suspension and reinstatement, and which partner a customer belongs to (for cascades)."""

@@ -1,0 +1,1 @@
+"""Dunning cases: one per issued invoice, open until the invoice is settled."""

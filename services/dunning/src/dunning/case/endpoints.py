@@ -1,0 +1,35 @@
+"""HTTP: a seller's dunning cases, and an account's standing with that seller."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+
+from billing_runtime.api import Runtime, Tenant, page
+from dunning.case import service
+from dunning.case.schemas import StandingOut
+
+router = APIRouter(prefix="/v1", tags=["cases"])
+
+
+@router.get("/cases")
+async def list_cases(
+    tenant: Tenant,
+    runtime: Runtime,
+    status: Literal["open", "closed"] | None = None,
+    account_id: str | None = None,
+    limit: int = Query(default=100, ge=1, le=500),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    async with runtime.sessions() as session:
+        items, next_cursor = await service.list_cases(
+            session, tenant, runtime.clock.today(), status=status, account_id=account_id, limit=limit, cursor=cursor
+        )
+    return page([i.model_dump(mode="json") for i in items], limit, next_cursor)
+
+
+@router.get("/accounts/{account_id}/standing", response_model=StandingOut)
+async def get_standing(account_id: str, tenant: Tenant, runtime: Runtime) -> StandingOut:
+    async with runtime.sessions() as session:
+        return await service.account_standing(session, tenant, account_id, runtime.clock.today())

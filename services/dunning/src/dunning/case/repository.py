@@ -1,0 +1,112 @@
+"""Every query of dunning."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Table, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning.case.models import CaseCredit, CasePayment, CasePaymentFailure, DunningCase, InvoiceSettlement
+
+CASE: Table = DunningCase.__table__  # type: ignore[attr-defined]
+PAYMENT: Table = CasePayment.__table__  # type: ignore[attr-defined]
+SETTLEMENT: Table = InvoiceSettlement.__table__  # type: ignore[attr-defined]
+FAILURE: Table = CasePaymentFailure.__table__  # type: ignore[attr-defined]
+CREDIT: Table = CaseCredit.__table__  # type: ignore[attr-defined]
+
+
+async def lock_invoice(session: AsyncSession, invoice_id: str) -> None:
+    """Serialise everything about one invoice until the transaction ends. Its issue, payments and
+    settlement come on different topics and may be applied at the same time by different
+    replicas; without this, a payment stored while its case is being opened could be missed."""
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended("dunning:" + invoice_id, 0))))
+
+
+async def insert_case(session: AsyncSession, row: dict[str, Any]) -> bool:
+    result = await session.execute(pg_insert(CASE).values(**row).on_conflict_do_nothing(index_elements=["invoice_id"]).returning(CASE.c.case_id))
+    return result.first() is not None
+
+
+async def insert_payment(session: AsyncSession, row: dict[str, Any]) -> bool:
+    result = await session.execute(
+        pg_insert(PAYMENT).values(**row).on_conflict_do_nothing(index_elements=["invoice_id", "payment_id"]).returning(PAYMENT.c.payment_id)
+    )
+    return result.first() is not None
+
+
+async def insert_settlement(session: AsyncSession, row: dict[str, Any]) -> bool:
+    result = await session.execute(
+        pg_insert(SETTLEMENT).values(**row).on_conflict_do_nothing(index_elements=["invoice_id"]).returning(SETTLEMENT.c.invoice_id)
+    )
+    return result.first() is not None
+
+
+async def case_of_invoice(session: AsyncSession, invoice_id: str) -> Any:
+    return (await session.execute(select(CASE).where(CASE.c.invoice_id == invoice_id))).first()
+
+
+async def payments_of_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> list[Any]:
+    query = select(PAYMENT).where(PAYMENT.c.invoice_id == invoice_id, PAYMENT.c.tenant == tenant).order_by(PAYMENT.c.payment_id)
+    return list((await session.execute(query)).all())
+
+
+async def settlement_of_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> Any:
+    return (await session.execute(select(SETTLEMENT).where(SETTLEMENT.c.invoice_id == invoice_id, SETTLEMENT.c.tenant == tenant))).first()
+
+
+async def update_case(session: AsyncSession, case_id: str, **values: Any) -> None:
+    await session.execute(update(CASE).where(CASE.c.case_id == case_id).values(**values))
+
+
+async def list_cases(
+    session: AsyncSession, tenant: str, *, status: str | None, account_id: str | None, after: tuple[date, str] | None, limit: int
+) -> list[Any]:
+    """Cases by due date (the most pressing first), after the keyset `after`."""
+    query = select(CASE).where(CASE.c.tenant == tenant)
+    if status is not None:
+        query = query.where(CASE.c.status == status)
+    if account_id is not None:
+        query = query.where(CASE.c.account_id == account_id)
+    if after is not None:
+        query = query.where(tuple_(CASE.c.due_on, CASE.c.case_id) > tuple_(*after))
+    return list((await session.execute(query.order_by(CASE.c.due_on, CASE.c.case_id).limit(limit))).all())
+
+
+async def open_cases_of_account(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
+    query = select(CASE).where(CASE.c.tenant == tenant, CASE.c.account_id == account_id, CASE.c.status == "open")
+    return list((await session.execute(query)).all())
+
+
+
+async def insert_failure(session: AsyncSession, row: dict[str, Any]) -> bool:
+    result = await session.execute(
+        pg_insert(FAILURE).values(**row).on_conflict_do_nothing(index_elements=["invoice_id", "payment_id"]).returning(FAILURE.c.payment_id)
+    )
+    return result.first() is not None
+
+
+async def insert_credit(session: AsyncSession, row: dict[str, Any]) -> bool:
+    result = await session.execute(
+        pg_insert(CREDIT).values(**row).on_conflict_do_nothing(index_elements=["invoice_id", "credit_note_id"]).returning(CREDIT.c.credit_note_id)
+    )
+    return result.first() is not None
+
+
+async def credits_of_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> list[Any]:
+    query = select(CREDIT).where(CREDIT.c.invoice_id == invoice_id, CREDIT.c.tenant == tenant).order_by(CREDIT.c.credit_note_id)
+    return list((await session.execute(query)).all())
+
+
+async def last_failure_of_account(session: AsyncSession, tenant: str, account_id: str) -> Any:
+    """The latest payment failure on an open case of the account."""
+    query = (
+        select(FAILURE)
+        .join(CASE, CASE.c.invoice_id == FAILURE.c.invoice_id)
+        .where(CASE.c.tenant == tenant, CASE.c.account_id == account_id, CASE.c.status == "open")
+        .order_by(FAILURE.c.failed_on.desc(), FAILURE.c.payment_id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).first()

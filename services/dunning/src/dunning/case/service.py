@@ -1,0 +1,369 @@
+"""The case rules: a case per issued invoice, its open amount reduced by each payment once,
+closed when invoicing says the invoice is settled.
+
+Every fact (issue, payment, settlement) is stored first and the case is then brought in line
+with all facts known about its invoice (`reconcile`), so the order in which the facts arrive
+does not matter and a replayed fact changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+from opentelemetry import trace
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_events import (
+    CloudEvent,
+    CreditNoteIssued,
+    DunningCaseClosed,
+    DunningCaseOpened,
+    InvoiceIssued,
+    InvoiceSettled,
+    Money,
+    PaymentFailed,
+    PaymentSucceeded,
+    derived_event_id,
+)
+from billing_runtime.api import InvalidCursor, decode_cursor, encode_cursor
+from billing_runtime.service import ServiceRuntime
+from dunning.account import service as accounts
+from dunning.case import repository as repo
+from dunning.case.schemas import AmountOut, CaseOut, PaymentFailureOut, StandingOut
+
+tracer = trace.get_tracer(__name__)
+
+CASES_OPENED = Counter("billing_dunning_cases_opened_total", "Dunning cases opened")
+CASES_CLOSED = Counter("billing_dunning_cases_closed_total", "Dunning cases closed, by reason", ["reason"])
+PAYMENTS_APPLIED = Counter("billing_dunning_payments_applied_total", "Payments taken into account by dunning", ["currency"])
+PAYMENT_FAILURES = Counter("billing_dunning_payment_failures_total", "Failed payments taken into account by dunning", ["reason_code"])
+
+# Fixed: changing it would change every case id ever issued.
+_CASE_NAMESPACE = uuid.UUID("2f7c1d64-9b1e-5a0c-8e3f-4d6a7b9c0e21")
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def case_id(invoice_id: str) -> str:
+    """The one case of an invoice, the same in every replay."""
+    return str(uuid.uuid5(_CASE_NAMESPACE, f"case:{invoice_id}"))
+
+
+def amount_paid(currency: str, payments: Iterable[tuple[Decimal, str]]) -> Decimal:
+    """The sum of the payments in the invoice's currency. payments refuses a payment in another
+    currency, so one here is not ours to convert: it is left out rather than mixed in."""
+    return sum((amount for amount, paid_in in payments if paid_in == currency), Decimal(0))
+
+
+def in_scale_of(amount: Decimal, reference: Decimal) -> Decimal:
+    """`amount` with at least the decimals of `reference` (0 reads "0.00" beside 1516.25); never rounds."""
+    exponent, wanted = amount.as_tuple().exponent, reference.as_tuple().exponent
+    if isinstance(exponent, int) and isinstance(wanted, int) and exponent > wanted:
+        return amount.quantize(reference)
+    return amount
+
+
+def amount_open(total: Decimal, paid: Decimal) -> Decimal:
+    """What is still owed; an overpayment leaves nothing open, never a negative amount."""
+    return in_scale_of(max(total - paid, Decimal(0)), total)
+
+
+def is_overdue(status: str, due_on: date, today: date) -> bool:
+    """Overdue from the day after the due date: paying on the due date is on time."""
+    return status == CaseStatus.OPEN and today > due_on
+
+
+def days_overdue(status: str, due_on: date, today: date) -> int:
+    return (today - due_on).days if is_overdue(status, due_on, today) else 0
+
+
+@dataclass
+class Standing:
+    account_id: str
+    open_cases: int = 0
+    overdue_cases: int = 0
+    amount_open: dict[str, Decimal] = field(default_factory=dict)
+    amount_overdue: dict[str, Decimal] = field(default_factory=dict)
+
+
+def standing(account_id: str, cases: Iterable[Any], today: date) -> Standing:
+    """An account's position with one seller: its open cases and what of them is overdue, per currency."""
+    result = Standing(account_id)
+    for case in cases:
+        if case.status != CaseStatus.OPEN:
+            continue
+        result.open_cases += 1
+        result.amount_open[case.currency] = result.amount_open.get(case.currency, Decimal(0)) + case.amount_open
+        if is_overdue(case.status, case.due_on, today):
+            result.overdue_cases += 1
+            result.amount_overdue[case.currency] = result.amount_overdue.get(case.currency, Decimal(0)) + case.amount_open
+    return result
+
+
+def case_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
+    data = event.data
+    if data.total.currency != data.currency:
+        raise ValueError(f"invoice {data.invoice_id} total is in {data.total.currency}, not {data.currency}")
+    return {
+        "case_id": case_id(data.invoice_id),
+        "invoice_id": data.invoice_id,
+        "tenant": event.tenant,
+        "seller_id": data.seller.account_id,
+        "account_id": data.buyer.account_id,
+        "invoice_number": data.number,
+        "currency": data.currency,
+        "total": data.total.amount,
+        "amount_paid": in_scale_of(Decimal(0), data.total.amount),
+        "amount_open": data.total.amount,
+        "issued_on": data.issued_on,
+        "due_on": data.due_on,
+        "status": CaseStatus.OPEN.value,
+    }
+
+
+async def open_case(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[InvoiceIssued]) -> None:
+    """Open the case of an issued invoice (once), taking in payments and a settlement that came first."""
+    invoice_id = event.data.invoice_id
+    with tracer.start_as_current_span("dunning.open_case", attributes={"billing.invoice_id": invoice_id}):
+        await repo.lock_invoice(session, invoice_id)
+        row = case_row(event)
+        if not await repo.insert_case(session, row):
+            return
+        await accounts.link_customer(runtime, session, event.tenant, row["account_id"], runtime.clock.today())
+        payments = await repo.payments_of_invoice(session, event.tenant, invoice_id)
+        credits = await repo.credits_of_invoice(session, event.tenant, invoice_id)
+        paid = amount_paid(row["currency"], ((p.amount, p.currency) for p in [*payments, *credits]))
+        opened = DunningCaseOpened(
+            case_id=row["case_id"],
+            invoice_id=invoice_id,
+            seller_id=row["seller_id"],
+            account_id=row["account_id"],
+            due_on=row["due_on"],
+            amount_open=Money.of(amount_open(row["total"], paid), row["currency"]),
+        )
+        await runtime.outbox.add(
+            session,
+            runtime.event(opened, tenant=event.tenant, event_id=derived_event_id("dunning_case_opened", row["case_id"]), subject=row["case_id"]),
+        )
+        CASES_OPENED.inc()
+        await reconcile(runtime, session, invoice_id)
+
+
+async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PaymentSucceeded]) -> None:
+    """Count a payment against its invoice's case, once per payment id; kept for later if the
+    invoice is not known yet."""
+    data = event.data
+    with tracer.start_as_current_span("dunning.apply_payment", attributes={"billing.invoice_id": data.invoice_id, "billing.payment_id": data.payment_id}):
+        await repo.lock_invoice(session, data.invoice_id)
+        row = {
+            "invoice_id": data.invoice_id,
+            "payment_id": data.payment_id,
+            "tenant": event.tenant,
+            "amount": data.amount.amount,
+            "currency": data.amount.currency,
+            "paid_on": data.paid_on,
+        }
+        if not await repo.insert_payment(session, row):
+            return
+        PAYMENTS_APPLIED.labels(data.amount.currency).inc()
+        await reconcile(runtime, session, data.invoice_id)
+
+
+async def settle_case(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[InvoiceSettled]) -> None:
+    """Close the invoice's case as paid; remembered for later if the invoice is not known yet."""
+    data = event.data
+    with tracer.start_as_current_span("dunning.settle_case", attributes={"billing.invoice_id": data.invoice_id}):
+        await repo.lock_invoice(session, data.invoice_id)
+        row = {
+            "invoice_id": data.invoice_id,
+            "tenant": event.tenant,
+            "settled_on": data.settled_on,
+            "amount_paid": data.amount_paid.amount,
+            "currency": data.amount_paid.currency,
+        }
+        if not await repo.insert_settlement(session, row):
+            return
+        await reconcile(runtime, session, data.invoice_id)
+
+
+async def reconcile(runtime: ServiceRuntime, session: AsyncSession, invoice_id: str) -> None:
+    """Bring the invoice's case (if it is open) in line with every payment, credit note and
+    settlement known, closing it when nothing is owed any more. The caller holds the invoice lock."""
+    case = await repo.case_of_invoice(session, invoice_id)
+    if case is None or case.status != CaseStatus.OPEN:
+        return
+    payments = await repo.payments_of_invoice(session, case.tenant, invoice_id)
+    credits = await repo.credits_of_invoice(session, case.tenant, invoice_id)
+    paid = in_scale_of(amount_paid(case.currency, ((p.amount, p.currency) for p in payments)), case.total)
+    credited = amount_paid(case.currency, ((c.amount, c.currency) for c in credits))
+    settlement = await repo.settlement_of_invoice(session, case.tenant, invoice_id)
+    closing = close_of(case.total, paid, credited, settlement.settled_on if settlement else None, payments, credits)
+    if closing is None:
+        await repo.update_case(session, case.case_id, amount_paid=paid, amount_open=amount_open(case.total, paid + credited))
+        return
+    reason, closed_on = closing
+    # Settled means invoicing holds the invoice fully paid: nothing is open, whatever payments
+    # dunning has seen so far (one may still be on its way on the payments topic).
+    await repo.update_case(
+        session,
+        case.case_id,
+        amount_paid=paid,
+        amount_open=in_scale_of(Decimal(0), case.total),
+        status=CaseStatus.CLOSED.value,
+        closed_on=closed_on,
+        close_reason=reason,
+    )
+    closed = DunningCaseClosed(
+        case_id=case.case_id, invoice_id=invoice_id, seller_id=case.seller_id, account_id=case.account_id, closed_on=closed_on, reason=reason
+    )
+    await runtime.outbox.add(
+        session, runtime.event(closed, tenant=case.tenant, event_id=derived_event_id("dunning_case_closed", case.case_id), subject=case.case_id)
+    )
+    CASES_CLOSED.labels(reason).inc()
+    await accounts.case_closed(runtime, session, tenant=case.tenant, account=case.account_id, case_id=case.case_id, on=closed_on)
+
+
+def close_of(
+    total: Decimal, paid: Decimal, credited: Decimal, settled_on: date | None, payments: Iterable[Any], credits: Iterable[Any]
+) -> tuple[Literal["paid", "credited"], date] | None:
+    """(reason, closed_on) when nothing is owed any more, else None. Invoicing's settlement
+    decides first; then payments covering the total (paid, on the last payment's date); then
+    payments and credit notes together (credited, on the last of their dates)."""
+    if settled_on is not None:
+        return "paid", settled_on
+    if total <= 0:
+        return None
+    dates = [p.paid_on for p in payments]
+    if paid >= total:
+        return "paid", max(dates)
+    if paid + credited >= total:
+        return "credited", max([*dates, *(c.issued_on for c in credits)])
+    return None
+
+
+async def apply_payment_failure(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PaymentFailed]) -> bool:
+    """Remember a failed payment (once per payment id); True if it is new. The caller then
+    evaluates the case, so a failure after the due date advances it at once."""
+    data = event.data
+    attributes = {"billing.invoice_id": data.invoice_id, "billing.payment_id": data.payment_id}
+    with tracer.start_as_current_span("dunning.apply_payment_failure", attributes=attributes):
+        await repo.lock_invoice(session, data.invoice_id)
+        row = {
+            "invoice_id": data.invoice_id,
+            "payment_id": data.payment_id,
+            "tenant": event.tenant,
+            "amount": data.amount.amount,
+            "currency": data.amount.currency,
+            "failed_on": data.failed_on,
+            "reason_code": data.reason_code,
+            "reason": data.reason,
+        }
+        inserted = await repo.insert_failure(session, row)
+        if inserted:
+            PAYMENT_FAILURES.labels(data.reason_code).inc()
+        return inserted
+
+
+async def apply_credit_note(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[CreditNoteIssued]) -> None:
+    """Count a credit note against its invoice's case, once per credit note; a credit note
+    clearing what is left closes the case (`credited`)."""
+    data = event.data
+    attributes = {"billing.invoice_id": data.invoice_id, "billing.credit_note_id": data.credit_note_id}
+    with tracer.start_as_current_span("dunning.apply_credit_note", attributes=attributes):
+        await repo.lock_invoice(session, data.invoice_id)
+        row = {
+            "invoice_id": data.invoice_id,
+            "credit_note_id": data.credit_note_id,
+            "tenant": event.tenant,
+            "amount": abs(data.total.amount),
+            "currency": data.total.currency,
+            "issued_on": data.issued_on,
+        }
+        if not await repo.insert_credit(session, row):
+            return
+        await reconcile(runtime, session, data.invoice_id)
+
+
+def case_out(case: Any, today: date) -> CaseOut:
+    return CaseOut(
+        case_id=case.case_id,
+        invoice_id=case.invoice_id,
+        invoice_number=case.invoice_number,
+        account_id=case.account_id,
+        currency=case.currency,
+        total=case.total,
+        amount_paid=case.amount_paid,
+        amount_open=case.amount_open,
+        issued_on=case.issued_on,
+        due_on=case.due_on,
+        status=case.status,
+        days_overdue=days_overdue(case.status, case.due_on, today),
+        closed_on=case.closed_on,
+        close_reason=case.close_reason,
+        step=case.step,
+        step_action=case.step_action,
+        step_reached_on=case.step_reached_on,
+    )
+
+
+async def list_cases(
+    session: AsyncSession, tenant: str, today: date, *, status: str | None, account_id: str | None, limit: int, cursor: str | None
+) -> tuple[list[CaseOut], str | None]:
+    """A page of the seller's cases, the earliest due first, and the next cursor."""
+    after = None
+    if cursor is not None:
+        due_on, last_case = decode_cursor(cursor, 2)
+        try:
+            after = (date.fromisoformat(due_on), last_case)
+        except ValueError as exc:
+            raise InvalidCursor("cursor is not one this API returned", field="cursor") from exc
+    rows = await repo.list_cases(session, tenant, status=status, account_id=account_id, after=after, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].due_on.isoformat(), rows[-1].case_id) if more else None
+    return [case_out(r, today) for r in rows], next_cursor
+
+
+async def account_standing(session: AsyncSession, tenant: str, account_id: str, today: date) -> StandingOut:
+    """The account's standing with the seller `tenant`: open and overdue amounts, the current
+    case (the furthest along, then the earliest due), its step, and whether the account is
+    suspended. An account with no case stands clear."""
+    open_cases = await repo.open_cases_of_account(session, tenant, account_id)
+    result = standing(account_id, open_cases, today)
+    current = max(open_cases, key=lambda c: (c.step or 0, -c.due_on.toordinal(), c.case_id), default=None)
+    suspension = await accounts.suspension_of(session, tenant, account_id)
+    failure = await repo.last_failure_of_account(session, tenant, account_id)
+    return StandingOut(
+        account_id=account_id,
+        open_cases=result.open_cases,
+        overdue_cases=result.overdue_cases,
+        amount_open=_amounts(result.amount_open),
+        amount_overdue=_amounts(result.amount_overdue),
+        suspended=suspension is not None,
+        step=current.step if current is not None else None,
+        step_action=current.step_action if current is not None else None,
+        current_case=case_out(current, today) if current is not None else None,
+        suspended_on=suspension.suspended_on if suspension is not None else None,
+        suspended_by_case=suspension.case_id if suspension is not None else None,
+        cascaded_from=suspension.cascaded_from if suspension is not None else None,
+        last_payment_failure=(
+            PaymentFailureOut(payment_id=failure.payment_id, failed_on=failure.failed_on, reason_code=failure.reason_code, reason=failure.reason)
+            if failure is not None
+            else None
+        ),
+    )
+
+
+def _amounts(by_currency: dict[str, Decimal]) -> list[AmountOut]:
+    return [AmountOut(amount=amount, currency=currency) for currency, amount in sorted(by_currency.items())]
+

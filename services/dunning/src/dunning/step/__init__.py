@@ -1,0 +1,1 @@
+"""Steps reached by cases: the daily evaluation of open cases against their seller's policy."""

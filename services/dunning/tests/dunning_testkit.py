@@ -1,0 +1,205 @@
+"""Building, publishing and waiting for events in the dunning tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from billing_events import (
+    CloudEvent,
+    CreditNoteIssued,
+    CustomerUpserted,
+    EventData,
+    InvoiceIssued,
+    InvoiceLine,
+    InvoiceSettled,
+    Money,
+    Party,
+    PaymentFailed,
+    PaymentSucceeded,
+    TaxBreakdown,
+    account_id,
+    new_event,
+    to_kafka,
+)
+
+DUE = date(2026, 12, 5)
+
+
+def headers(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+def event(data: EventData, tenant: str) -> CloudEvent[Any]:
+    return new_event(data, source="test", tenant=tenant, event_id=str(uuid.uuid4()))
+
+
+def invoice_issued(tenant: str, invoice_id: str, *, customer: str = "c-1", total: str = "1516.25", due_on: date = DUE) -> CloudEvent[Any]:
+    """A complete InvoiceIssued as invoicing would emit it (worked example A: one line, no tax)."""
+    amount = Money.of(total, "USD")
+    zero = Money.of("0.00", "USD")
+    data = InvoiceIssued(
+        invoice_id=invoice_id,
+        number=f"NW-{invoice_id[:8]}",
+        seller=Party(account_id=account_id("distributor", tenant), name="Northwind IT", country="US"),
+        buyer=Party(account_id=account_id(tenant, customer), name="Contoso Dental", country="US", email="ap@contoso.example"),
+        issued_on=date(2026, 11, 2),
+        due_on=due_on,
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        currency="USD",
+        lines=[
+            InvoiceLine(
+                line_id=f"{invoice_id}-1",
+                product_code="USR-SUP",
+                description="User support, October 2026",
+                service_period_start=date(2026, 10, 1),
+                service_period_end=date(2026, 10, 31),
+                quantity=Decimal(1),
+                unit_price=amount,
+                net=amount,
+                tax_rate=Decimal(0),
+                tax_category="O",
+            )
+        ],
+        tax_breakdown=[TaxBreakdown(tax_category="O", rate=Decimal(0), taxable=amount, tax=zero)],
+        net_total=amount,
+        tax_total=zero,
+        total=amount,
+    )
+    return event(data, tenant)
+
+
+def payment_succeeded(
+    tenant: str, invoice_id: str, payment_id: str, amount: str, customer: str = "c-1", paid_on: date = date(2026, 12, 10)
+) -> CloudEvent[Any]:
+    data = PaymentSucceeded(
+        payment_id=payment_id,
+        invoice_id=invoice_id,
+        seller_id=account_id("distributor", tenant),
+        account_id=account_id(tenant, customer),
+        amount=Money.of(amount, "USD"),
+        method="bank_transfer",
+        provider="bank_transfer",
+        paid_on=paid_on,
+    )
+    return event(data, tenant)
+
+
+def invoice_settled(tenant: str, invoice_id: str, customer: str = "c-1") -> CloudEvent[Any]:
+    data = InvoiceSettled(
+        invoice_id=invoice_id,
+        number=f"NW-{invoice_id[:8]}",
+        seller_id=account_id("distributor", tenant),
+        buyer_account_id=account_id(tenant, customer),
+        settled_on=date(2026, 12, 12),
+        amount_paid=Money.of("1516.25", "USD"),
+    )
+    return event(data, tenant)
+
+
+async def publish(bootstrap: str, *events: CloudEvent[Any], raw_value: bytes | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for e in events:
+            message = to_kafka(e)
+            await producer.send_and_wait(message.topic, value=raw_value or message.value, key=message.key, headers=message.headers)
+    finally:
+        await producer.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 90.0) -> None:
+    # Generous: a consumer that rejoins the group right after the previous test's consumer left
+    # can wait ~18 s on Tansu before it is assigned partitions, longer on a loaded machine.
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the expected effect did not show")
+        await asyncio.sleep(0.1)
+
+
+async def case_when(client: httpx.AsyncClient, tenant: str, invoice_id: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Poll the case list until the invoice's case satisfies `ready`; return it."""
+    found: dict[str, Any] = {}
+
+    async def check() -> bool:
+        items = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+        for item in items:
+            if item["invoice_id"] == invoice_id and ready(item):
+                found.update(item)
+                return True
+        return False
+
+    await eventually(check)
+    return found
+
+
+def case_events(seen: list[CloudEvent[Any]], kind: type[EventData], invoice_id: str) -> list[CloudEvent[Any]]:
+    return [e for e in seen if isinstance(e.data, kind) and getattr(e.data, "invoice_id", None) == invoice_id]
+
+
+
+
+def payment_failed(tenant: str, invoice_id: str, payment_id: str, amount: str, failed_on: date, customer: str = "c-1") -> CloudEvent[Any]:
+    data = PaymentFailed(
+        payment_id=payment_id,
+        invoice_id=invoice_id,
+        seller_id=account_id("distributor", tenant),
+        account_id=account_id(tenant, customer),
+        amount=Money.of(amount, "USD"),
+        method="direct_debit",
+        provider="gocardless",
+        failed_on=failed_on,
+        reason_code="insufficient_funds",
+        reason="The customer's account had insufficient funds",
+    )
+    return event(data, tenant)
+
+
+def credit_note(tenant: str, invoice_id: str, total: str, issued_on: date, customer: str = "c-1") -> CloudEvent[Any]:
+    amount = Money.of(total, "USD")
+    data = CreditNoteIssued(
+        credit_note_id=str(uuid.uuid4()),
+        number=f"CN-{invoice_id[:8]}",
+        invoice_id=invoice_id,
+        invoice_number=f"NW-{invoice_id[:8]}",
+        seller_id=account_id("distributor", tenant),
+        buyer_account_id=account_id(tenant, customer),
+        issued_on=issued_on,
+        currency="USD",
+        net_total=amount,
+        tax_total=Money.of("0.00", "USD"),
+        total=amount,
+        reason="service credit",
+    )
+    return event(data, tenant)
+
+
+def customer_upserted(partner: str, external_id: str) -> CloudEvent[Any]:
+    data = CustomerUpserted(
+        account_id=account_id(partner, external_id), partner_id=partner, external_id=external_id, name=f"Customer {external_id}",
+        billing_email=f"{external_id}@example.com", country="US", currency="USD", revision=1,
+    )
+    return event(data, partner)
+
+
+async def standing_when(client: httpx.AsyncClient, tenant: str, account: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    async def check() -> bool:
+        body = (await client.get(f"/v1/accounts/{account}/standing", headers=headers(tenant))).json()
+        if ready(body):
+            found.update(body)
+            return True
+        return False
+
+    await eventually(check)
+    return found

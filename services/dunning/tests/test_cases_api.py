@@ -1,0 +1,175 @@
+"""dunning against a real PostgreSQL and a real Tansu broker: invoice, payment and settlement
+events in (in any order, any number of times), cases and standing out over HTTP, case events
+out through the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer
+from dunning_testkit import case_events, case_when, eventually, headers, invoice_issued, invoice_settled, payment_succeeded, publish
+
+from billing_events import DunningCaseClosed, DunningCaseOpened, Money, account_id
+from billing_events.topics import DEAD_LETTER, DUNNING
+from billing_runtime.testing import read_events
+from dunning.case.service import case_id
+from dunning.config import Settings
+
+
+async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    invoice_id = str(uuid.uuid4())
+    buyer = account_id(tenant, "c-1")
+    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id))
+    opened = await case_when(client, tenant, invoice_id, lambda c: True)
+    assert opened["case_id"] == case_id(invoice_id)
+    assert (opened["status"], opened["amount_open"], opened["days_overdue"], opened["account_id"]) == ("open", "1516.25", 10, buyer)
+    assert (opened["closed_on"], opened["close_reason"]) == (None, None)
+
+    await publish(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "bank-1", "1000.00"))
+    await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "516.25")
+    standing = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    assert {k: standing[k] for k in ("account_id", "open_cases", "overdue_cases", "amount_open", "amount_overdue", "suspended")} == {
+        "account_id": buyer, "open_cases": 1, "overdue_cases": 1,
+        "amount_open": [{"amount": "516.25", "currency": "USD"}], "amount_overdue": [{"amount": "516.25", "currency": "USD"}],
+        "suspended": False,
+    }
+    # Ten days overdue under the default policy: +1 remind, +7 retry, +7 remind reached on arrival.
+    assert (standing["step"], standing["step_action"], standing["current_case"]["invoice_id"]) == (3, "remind", invoice_id)
+
+    settled = invoice_settled(tenant, invoice_id)
+    # The settlement delivered twice, and once more under another id (a re-derived event).
+    await publish(kafka_bootstrap, settled, settled, invoice_settled(tenant, invoice_id))
+    closed = await case_when(client, tenant, invoice_id, lambda c: c["status"] == "closed")
+    assert (closed["closed_on"], closed["close_reason"], closed["amount_open"], closed["days_overdue"]) == ("2026-12-12", "paid", "0.00", 0)
+
+    # A later invoice of the same buyer is a marker: its case event is published after any
+    # second DunningCaseClosed the duplicates could have caused.
+    marker = str(uuid.uuid4())
+    await publish(kafka_bootstrap, invoice_issued(tenant, marker))
+    seen = await read_events(
+        kafka_bootstrap, DUNNING.name, until=lambda s: bool(case_events(s, DunningCaseOpened, marker)), match=lambda e: e.tenant == tenant, timeout=40
+    )
+    [open_event] = case_events(seen, DunningCaseOpened, invoice_id)
+    [close_event] = case_events(seen, DunningCaseClosed, invoice_id)
+    assert open_event.data.amount_open == Money.of("1516.25", "USD")
+    assert (close_event.data.reason, close_event.data.closed_on, close_event.data.account_id) == ("paid", date(2026, 12, 12), buyer)
+    assert seen.index(open_event) < seen.index(close_event)
+    after = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    assert (after["open_cases"], after["amount_open"]) == (1, [{"amount": "1516.25", "currency": "USD"}])
+
+
+async def test_events_delivered_twice_change_nothing(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    invoice_id = str(uuid.uuid4())
+    issued = invoice_issued(tenant, invoice_id)
+    paid = payment_succeeded(tenant, invoice_id, "bank-1", "100.00")
+    # Same event twice, then the same payment again under another event id: one payment.
+    await publish(kafka_bootstrap, issued, issued)
+    await publish(kafka_bootstrap, paid, paid, payment_succeeded(tenant, invoice_id, "bank-1", "100.00"))
+    # A second, different payment after them on the same partition: once it shows, the
+    # duplicates before it have been seen too.
+    await publish(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "bank-2", "0.25"))
+    case = await case_when(client, tenant, invoice_id, lambda c: Decimal(c["amount_paid"]) >= Decimal("100.25"))
+    assert (case["amount_paid"], case["amount_open"]) == ("100.25", "1416.00")
+    cases = (await client.get("/v1/cases", headers=headers(tenant))).json()["items"]
+    assert len(cases) == 1
+
+
+async def stored(database_url: str, query: str, *args: Any) -> bool:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval(query, *args) is not None
+    finally:
+        await conn.close()
+
+
+async def test_payment_and_settlement_before_the_invoice(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str, settings: Settings) -> None:
+    invoice_id = str(uuid.uuid4())
+    await publish(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "bank-1", "1516.25"), invoice_settled(tenant, invoice_id))
+
+    async def both_held() -> bool:
+        payment = await stored(settings.database_url, "SELECT 1 FROM dunning.case_payment WHERE invoice_id = $1", invoice_id)
+        settlement = await stored(settings.database_url, "SELECT 1 FROM dunning.invoice_settlement WHERE invoice_id = $1", invoice_id)
+        return payment and settlement
+
+    await eventually(both_held)
+    listed = (await client.get("/v1/cases", headers=headers(tenant))).json()["items"]
+    assert listed == []
+
+    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id))
+    case = await case_when(client, tenant, invoice_id, lambda c: True)
+    assert (case["status"], case["amount_paid"], case["amount_open"], case["closed_on"]) == ("closed", "1516.25", "0.00", "2026-12-12")
+    seen = await read_events(
+        kafka_bootstrap, DUNNING.name, until=lambda s: bool(case_events(s, DunningCaseClosed, invoice_id)), match=lambda e: e.tenant == tenant, timeout=40
+    )
+    [opened] = case_events(seen, DunningCaseOpened, invoice_id)
+    assert str(opened.data.amount_open.amount) == "0.00"
+    assert len(case_events(seen, DunningCaseClosed, invoice_id)) == 1
+
+
+async def dead_lettered(bootstrap: str, event_id: str, timeout: float = 20.0) -> dict[str, str]:
+    """The dead-letter headers of one event, read raw."""
+    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    found = {name: value.decode() for name, value in message.headers or []}
+                    if found.get("ce_id") == event_id and found.get("dlq_service") == "dunning":
+                        return found
+        raise TimeoutError(f"{event_id} was not dead-lettered")
+    finally:
+        await consumer.stop()
+
+
+async def test_poison_is_dead_lettered_and_the_next_event_applied(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    poison = payment_succeeded(tenant, str(uuid.uuid4()), "bank-1", "10.00")
+    # Known type, but the amount is a float: not a PaymentSucceeded anyone can trust.
+    await publish(kafka_bootstrap, poison, raw_value=poison.data.model_dump_json().replace('"10.00"', "10.0").encode())
+    invoice_id = str(uuid.uuid4())
+    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id), payment_succeeded(tenant, invoice_id, "bank-2", "16.25"))
+    await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "1500.00")
+    found = await dead_lettered(kafka_bootstrap, poison.id)
+    assert "invalid billing.payment.succeeded.v1" in found["dlq_error"]
+
+
+async def test_list_filters_pages_and_standing(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+    early, late, other = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    await publish(
+        kafka_bootstrap,
+        invoice_issued(tenant, late, due_on=date(2027, 1, 5), total="100.00"),
+        invoice_issued(tenant, early),
+        invoice_issued(tenant, other, customer="c-2", total="50.00"),
+    )
+    await case_when(client, tenant, other, lambda c: True)
+    await case_when(client, tenant, late, lambda c: True)
+    await case_when(client, tenant, early, lambda c: True)
+    buyer = account_id(tenant, "c-1")
+
+    first = (await client.get("/v1/cases", headers=headers(tenant), params={"account_id": buyer, "status": "open", "limit": 1})).json()
+    second = (await client.get("/v1/cases", headers=headers(tenant), params={"account_id": buyer, "limit": 1, "cursor": first["next_cursor"]})).json()
+    assert [c["invoice_id"] for c in first["items"] + second["items"]] == [early, late]
+    assert second["next_cursor"] is None
+    assert second["items"][0]["days_overdue"] == 0  # due 2027-01-05: not yet due
+
+    closed = (await client.get("/v1/cases", headers=headers(tenant), params={"status": "closed"})).json()
+    assert closed["items"] == []
+    bad = await client.get("/v1/cases", headers=headers(tenant), params={"status": "paid"})
+    assert (bad.status_code, bad.json()["code"]) == (422, "validation_error")
+    bad_cursor = await client.get("/v1/cases", headers=headers(tenant), params={"cursor": "x"})
+    assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (422, "invalid_cursor")
+
+    standing = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    assert (standing["open_cases"], standing["overdue_cases"]) == (2, 1)
+    assert standing["amount_open"] == [{"amount": "1616.25", "currency": "USD"}]
+    assert standing["amount_overdue"] == [{"amount": "1516.25", "currency": "USD"}]
+    # Another seller sees nothing of this account; an unknown account stands clear.
+    elsewhere = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers("someone-else"))).json()
+    assert (elsewhere["open_cases"], elsewhere["amount_open"]) == (0, [])
