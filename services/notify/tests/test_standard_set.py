@@ -179,7 +179,7 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     assert subjects == sorted([
         "Invoice NW-9 from Northwind IT Ltd",
         "Payment for invoice NW-9 failed",
-        "Reminder: invoice NW-9 is 1 days overdue",
+        "Reminder: invoice NW-9 is 1 day overdue",
         "Final notice: invoice NW-9",
         "Your service with Northwind IT is suspended",
         "Your service with Northwind IT is reinstated",
