@@ -1,0 +1,234 @@
+"""`billing`: run the platform on embedded servers, run the demo, and operator tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from billing_cli.platform import SERVICES, Platform, log
+
+app = typer.Typer(help="The billing platform: `billing up` runs it, `billing demo` shows it working.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Outbox operations.")
+app.add_typer(outbox_app, name="outbox")
+keys_app = typer.Typer(help="API keys: issue, revoke, list (published on the `billing.auth` topic).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+Bootstrap = Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.")]
+StateDir = Annotated[Path, typer.Option(envvar="BILLING_STATE_DIR", help="Where the embedded servers keep their state.")]
+
+
+def _wait_for_ctrl_c() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+
+
+@app.command()
+def up(state_dir: StateDir = Path(".billing/up")) -> None:
+    """Start PostgreSQL, the broker, SMTP, the provider sandboxes and the six services; Ctrl-C stops everything."""
+    platform = Platform(state_dir=state_dir)
+    try:
+        platform.start()
+        log("\nThe platform is running:")
+        for spec in SERVICES:
+            log(f"  {spec.name:<13} {platform.url(spec.name)}   (API docs: {platform.url(spec.name)}/docs)")
+        for provider in platform.sandboxes:
+            log(f"  {provider + ' sandbox':<17} {platform.provider_url(provider)}")
+        log(f"  mail folder   {platform.maildir}\nPress Ctrl-C to stop.")
+        _wait_for_ctrl_c()
+    finally:
+        log("stopping…")
+        platform.stop()
+
+
+@app.command()
+def demo(state_dir: StateDir = Path(".billing/demo")) -> None:
+    """Start the platform from scratch, bill a scripted month for two partners, check everything
+    arrived, print a summary. Exits 0 only if every expected invoice, payment and email arrived."""
+    from billing_cli.demo import run_demo
+
+    shutil.rmtree(state_dir, ignore_errors=True)
+    platform = Platform(state_dir=state_dir, database_name="billing_demo", fresh_database=True)
+    platform.env["AUTH_MODE"] = "api_key"  # the partners call with their own API keys
+    try:
+        platform.start()
+        ok = run_demo(platform)
+    finally:
+        platform.stop()
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring every service's schema to head on DATABASE_URL."""
+    import os
+
+    from billing_runtime.migrations import migrations_dir, upgrade
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        raise typer.BadParameter("set DATABASE_URL")
+    for spec in SERVICES:
+        upgrade(migrations_dir(spec.package), url)
+        log(f"{spec.name}: at head")
+
+
+@app.command()
+def topics() -> None:
+    """Create every topic at its final partition count on KAFKA_BOOTSTRAP_SERVERS."""
+    import os
+
+    from billing_runtime.kafka import ensure_topics
+
+    created = asyncio.run(ensure_topics(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")))
+    log("created: " + (", ".join(created) or "nothing (all there)"))
+
+
+@outbox_app.command("republish")
+def republish(
+    service: Annotated[str, typer.Option(help="Service whose outbox to republish, or `all`.")],
+    since: Annotated[datetime, typer.Option(help="Start of the range (inclusive), ISO 8601 with zone.")],
+    until: Annotated[datetime, typer.Option(help="End of the range (exclusive).")] = datetime.max,
+) -> None:
+    """Publish again the outbox rows created in a time range (to heal a lost topic).
+    Consumers drop what they already applied."""
+    import importlib
+    import os
+
+    from billing_runtime.db import create_engine
+    from billing_runtime.outbox import republish as do_republish
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        raise typer.BadParameter("set DATABASE_URL")
+    names = [s for s in SERVICES if service in ("all", s.name)]
+    if not names:
+        raise typer.BadParameter(f"unknown service {service!r}")
+    if until == datetime.max:
+        until = datetime(9999, 1, 1, tzinfo=since.tzinfo)
+
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            for spec in names:
+                db = importlib.import_module(f"{spec.package}.db")
+                count = await do_republish(engine, db.outbox, since, until)
+                log(f"{spec.name}: {count} events marked for republishing")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@keys_app.command("issue")
+def keys_issue(
+    tenant: Annotated[str, typer.Option(help="The partner the key acts for, or `distributor`.")],
+    scope: Annotated[str, typer.Option(help="read, write or admin (each includes the ones before).")] = "read",
+    label: Annotated[str | None, typer.Option(help="What the key is for (shown in `keys list`).")] = None,
+    bootstrap: Bootstrap = "127.0.0.1:19092",
+) -> None:
+    """Issue an API key. It is printed once, here; only its hash is kept."""
+    from billing_cli.ops import issue_key
+
+    if scope not in ("read", "write", "admin"):
+        raise typer.BadParameter("scope must be read, write or admin")
+    try:
+        key = issue_key(bootstrap, tenant, scope, label)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    log(f"issued {key.key_id} for {tenant} with scope {scope}. The key (shown once, store it now):")
+    log(key.key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (`k...`), as `keys list` shows it.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept on the topic).")] = None,
+    bootstrap: Bootstrap = "127.0.0.1:19092",
+) -> None:
+    """Revoke a key: every service refuses it as soon as it reads the revocation."""
+    from billing_cli.ops import revoke_key
+
+    try:
+        known = revoke_key(bootstrap, key_id, reason)
+    except LookupError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    log(f"revoked {key_id} ({known.tenant}, {known.scope})")
+
+
+@keys_app.command("list")
+def keys_list(bootstrap: Bootstrap = "127.0.0.1:19092") -> None:
+    """Every key ever issued: id, tenant, scope, label, issued, revoked."""
+    from billing_cli.ops import list_keys
+
+    log(f"{'key id':<18} {'tenant':<20} {'scope':<6} {'issued':<20} {'revoked':<20} label")
+    for k in list_keys(bootstrap):
+        revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "-"
+        log(f"{k.key_id:<18} {k.tenant:<20} {k.scope:<6} {k.issued_at.isoformat(timespec='seconds'):<20} {revoked:<20} {k.label or ''}")
+
+
+@app.command("bill-run")
+def bill_run(
+    seller: Annotated[str, typer.Argument(help="The seller (a partner, or `distributor`) whose period to close.")],
+    period: Annotated[str, typer.Argument(help="The month, YYYY-MM.")],
+    api_key: Annotated[str | None, typer.Option(envvar="BILLING_API_KEY", help="A write key of SELLER.")] = None,
+    rating_url: Annotated[str, typer.Option(envvar="BILLING_RATING_URL")] = "http://127.0.0.1:8102",
+    invoicing_url: Annotated[str, typer.Option(envvar="BILLING_INVOICING_URL")] = "http://127.0.0.1:8103",
+    bootstrap: Bootstrap = "127.0.0.1:19092",
+) -> None:
+    """Close SELLER's PERIOD (a bill run; running it again changes nothing) and show a progress bar
+    until invoicing has issued every buyer's invoice."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from billing_cli.ops import auth_headers, key_tenant
+    from billing_cli.ops import bill_run as run_bill_run
+
+    if api_key is not None and key_tenant(bootstrap, api_key) != seller:
+        raise typer.BadParameter(f"the API key is not a key of {seller}")
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task(f"{seller} {period}: invoices issued", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, 1) if total else 0)
+
+        try:
+            run, issued = run_bill_run(rating_url, invoicing_url, seller, period, auth_headers(seller, api_key), progress)
+        except (RuntimeError, TimeoutError) as exc:
+            log(str(exc))
+            raise typer.Exit(1) from exc
+    state = "started" if run["created"] else "already run"
+    log(f"bill run {run['bill_run_id']} ({state}): {run['buyers']} buyers, {run['lines']} lines, {issued} invoices; {len(run['unrated'])} unrated")
+
+
+@app.command()
+def lag(bootstrap: Bootstrap = "127.0.0.1:19092") -> None:
+    """Consumer lag per group and partition (committed offset against the log end)."""
+    from billing_cli.ops import consumer_lag
+
+    rows = asyncio.run(consumer_lag(bootstrap))
+    log(f"{'group':<14} {'topic':<24} {'part':>4} {'committed':>10} {'end':>10} {'lag':>8}")
+    for r in rows:
+        log(f"{r.group:<14} {r.topic:<24} {r.partition:>4} {r.committed:>10} {r.end:>10} {r.lag:>8}")
+    log(f"total lag: {sum(r.lag for r in rows)}")
+
+
+@app.command("dead-letters")
+def dead_letters(
+    limit: Annotated[int, typer.Option(help="Show the last N.")] = 50,
+    bootstrap: Bootstrap = "127.0.0.1:19092",
+) -> None:
+    """The events consumers gave up on (`billing.deadletter`), with where they came from and why."""
+    from billing_cli.ops import dead_letters as read_dead_letters
+
+    rows = asyncio.run(read_dead_letters(bootstrap, limit))
+    for r in rows:
+        log(f"{r['at']}  {r['service']:<13} {r['from']:<28} {r['type'] or '(no type)'} {r['id']}\n    {r['error'][:300]}")
+    log(f"{len(rows)} dead letters")

@@ -1,0 +1,293 @@
+"""Start and stop the whole platform: servers (embedded unless configured), the Stripe and
+GoCardless sandboxes (unless real providers are configured), migrations, topics, and the six
+services as separate processes on fixed ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from billing_runtime.embedded import (
+    TansuBroker,
+    ensure_database,
+    port_open,
+    start_embedded_postgres,
+    start_mail_sink,
+    with_database,
+)
+from billing_runtime.kafka import ensure_topics
+from billing_runtime.migrations import migrations_dir, upgrade
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    package: str
+    default_port: int
+
+    @property
+    def port_env(self) -> str:
+        return f"BILLING_{self.package.upper()}_PORT"
+
+    @property
+    def workers_env(self) -> str:
+        return f"BILLING_{self.package.upper()}_WORKERS"
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("usage-ingest", "usage_ingest", 8101),
+    ServiceSpec("rating", "rating", 8102),
+    ServiceSpec("invoicing", "invoicing", 8103),
+    ServiceSpec("payments", "payments", 8104),
+    ServiceSpec("dunning", "dunning", 8105),
+    ServiceSpec("notify", "notify", 8106),
+)
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """A provider sandbox (`python -m provider_sandboxes <provider>`) and the payments setting
+    that points the service at it; when that setting is given, the real provider is used."""
+
+    provider: str
+    default_port: int
+    payments_env: str
+
+    @property
+    def port_env(self) -> str:
+        return f"BILLING_{self.provider.upper()}_SANDBOX_PORT"
+
+
+SANDBOXES: tuple[SandboxSpec, ...] = (
+    SandboxSpec("stripe", 12111, "PAYMENTS_STRIPE_API_BASE"),
+    SandboxSpec("gocardless", 12112, "PAYMENTS_GOCARDLESS_BASE_URL"),
+)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclass
+class Platform:
+    """The running platform. `start()` brings everything up; `stop()` takes it all down."""
+
+    state_dir: Path
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    database_name: str = "billing"
+    fresh_database: bool = False
+    quiet: bool = False
+    database_url: str = ""
+    bootstrap: str = ""
+    smtp_port: int = 0
+    broker: TansuBroker | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _mail: subprocess.Popen[bytes] | None = None
+    sandboxes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            log(message)
+
+    @property
+    def maildir(self) -> Path:
+        return self.state_dir / "mail"
+
+    def port(self, spec: ServiceSpec) -> int:
+        return int(self.env.get(spec.port_env, spec.default_port))
+
+    def url(self, name: str) -> str:
+        spec = next(s for s in SERVICES if s.name == name)
+        return f"http://127.0.0.1:{self.port(spec)}"
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        self._start_postgres()
+        self._start_kafka()
+        self._start_smtp()
+        self._start_sandboxes()
+        self.migrate()
+        asyncio.run(ensure_topics(self.bootstrap))
+        self.say(f"topics ready on {self.bootstrap}")
+        for spec in SERVICES:
+            self.start_service(spec.name)
+        for spec in SERVICES:
+            self.wait_ready(spec.name)
+
+    def _start_postgres(self) -> None:
+        given = self.env.get("DATABASE_URL")
+        if given:
+            server = given
+            self.say("PostgreSQL: using DATABASE_URL")
+        else:
+            server = start_embedded_postgres(self.state_dir / "pgdata")
+            self.say(f"PostgreSQL: embedded, data in {self.state_dir / 'pgdata'}")
+        # A fresh database is always one of our own, never the one DATABASE_URL names.
+        self.database_url = given if given and not self.fresh_database else with_database(server, self.database_name)
+        asyncio.run(ensure_database(self.database_url, fresh=self.fresh_database))
+
+    def _start_kafka(self) -> None:
+        given = self.env.get("KAFKA_BOOTSTRAP_SERVERS")
+        if given:
+            self.bootstrap = given
+            self.say(f"Kafka: using {given}")
+            return
+        port = int(self.env.get("BILLING_KAFKA_PORT", "19092"))
+        if port_open("127.0.0.1", port):
+            raise SystemExit(f"port {port} is taken; set BILLING_KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS")
+        self.broker = TansuBroker(port, self.state_dir / "logs" / "tansu.log")
+        self.broker.start()
+        self.bootstrap = self.broker.bootstrap
+        # Tansu has no InitProducerId: the idempotent producer must stay off against it.
+        self.env["KAFKA_ENABLE_IDEMPOTENCE"] = "false"
+        self.say(f"Kafka: embedded Tansu broker on {self.bootstrap}")
+
+    def _start_smtp(self) -> None:
+        if self.env.get("NOTIFY_SMTP_HOST"):
+            self.say(f"SMTP: using {self.env['NOTIFY_SMTP_HOST']}")
+            return
+        self.smtp_port = int(self.env.get("BILLING_SMTP_PORT", "8025"))
+        self._mail = start_mail_sink(self.maildir, self.smtp_port, self.state_dir / "logs" / "smtp.log")
+        self.env["NOTIFY_SMTP_HOST"] = "127.0.0.1"
+        self.env["NOTIFY_SMTP_PORT"] = str(self.smtp_port)
+        self.say(f"SMTP: embedded server on 127.0.0.1:{self.smtp_port}, mail stored in {self.maildir}")
+
+    def provider_url(self, provider: str) -> str:
+        """Where payments reaches `provider`: its sandbox here, or what the environment names."""
+        spec = next(s for s in SANDBOXES if s.provider == provider)
+        return self.env[spec.payments_env]
+
+    def _start_sandboxes(self) -> None:
+        for spec in SANDBOXES:
+            if self.env.get(spec.payments_env):
+                self.say(f"{spec.provider}: using {self.env[spec.payments_env]}")
+                continue
+            port = int(self.env.get(spec.port_env, spec.default_port))
+            if port_open("127.0.0.1", port):
+                raise SystemExit(f"port {port} is taken; set {spec.port_env} or {spec.payments_env}")
+            out = (self.state_dir / "logs" / f"{spec.provider}-sandbox.log").open("ab")
+            self._logs.append(out)
+            self.sandboxes[spec.provider] = subprocess.Popen(
+                [sys.executable, "-m", "provider_sandboxes", spec.provider, "--port", str(port)],
+                env=dict(self.env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            deadline = time.monotonic() + 30
+            while not port_open("127.0.0.1", port):
+                process = self.sandboxes[spec.provider]
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the {spec.provider} sandbox did not start; see {out.name}")
+                time.sleep(0.1)
+            self.env[spec.payments_env] = f"http://127.0.0.1:{port}"
+            self.say(f"{spec.provider}: sandbox on {self.env[spec.payments_env]} (webhooks go to payments)")
+
+    def migrate(self, only: tuple[str, ...] | None = None) -> None:
+        for spec in SERVICES:
+            if only is None or spec.name in only:
+                upgrade(migrations_dir(spec.package), self.database_url)
+        self.say("migrations: every service at head")
+
+    @property
+    def api_keys(self) -> bool:
+        """Whether the services verify API keys (else they trust `X-Tenant-Id`, as behind a gateway)."""
+        return self.env.get("AUTH_MODE", "api_key") == "api_key"
+
+    def service_env(self) -> dict[str, str]:
+        env = dict(self.env)
+        env["DATABASE_URL"] = self.database_url
+        env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap
+        return env
+
+    def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> None:
+        """Start one service; `extra_env` for this process only (a demo freezing dunning's clock)."""
+        spec = next(s for s in SERVICES if s.name == name)
+        out = (self.state_dir / "logs" / f"{name}.log").open("ab")
+        self._logs.append(out)
+        self.processes[name] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                f"{spec.package}.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port(spec)),
+                "--log-level",
+                "warning",
+                "--workers",
+                self.env.get(spec.workers_env, "1"),
+            ],
+            env={**self.service_env(), **(extra_env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, name: str, timeout: float = 90.0) -> None:
+        url = self.url(name) + "/readyz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes.get(name)
+            if process is not None and process.poll() is not None:
+                raise SystemExit(f"{name} exited with {process.returncode}; see {self.state_dir / 'logs' / (name + '.log')}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=2).status_code == 200:
+                    self.say(f"{name:<13} ready at {self.url(name)}")
+                    return
+            time.sleep(0.2)
+        raise SystemExit(f"{name} not ready after {timeout}s; see {self.state_dir / 'logs' / (name + '.log')}")
+
+    def stop_service(self, name: str, *, kill: bool = False) -> None:
+        """Stop a service (its whole process group: uvicorn workers included); `kill` is SIGKILL."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.stop_service(name)
+        if self.broker is not None:
+            self.broker.stop()
+        for provider, process in self.sandboxes.items():
+            # What we started goes with us: a later start() starts its own again.
+            self.env.pop(next(s for s in SANDBOXES if s.provider == provider).payments_env, None)
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        self.sandboxes.clear()
+        if self._mail is not None and self._mail.poll() is None:
+            self._mail.terminate()
+            self._mail.wait(10)
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
