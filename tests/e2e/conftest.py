@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from billing_cli.platform import SANDBOXES, SERVICES, Platform
+from billing_runtime.embedded import drop_database, free_port, with_database
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Platform]:
+    """The whole platform as in `billing up`: six services as separate processes, a Tansu broker
+    of its own (so a test may restart it), the test PostgreSQL server, an SMTP sink, and the Stripe
+    and GoCardless sandboxes on ports of their own."""
+    database = f"billing_e2e_{free_port()}"
+    env = {
+        "DATABASE_URL": postgres_server,
+        "BILLING_KAFKA_PORT": str(free_port()),
+        "BILLING_SMTP_PORT": str(free_port()),
+        "OUTBOX_POLL_MS": "50",
+    }
+    for spec in SERVICES:
+        env[spec.port_env] = str(free_port())
+    for sandbox in SANDBOXES:
+        env[sandbox.port_env] = str(free_port())
+    platform = Platform(state_dir=Path(tmp_path_factory.mktemp("platform")), env={**os.environ, **env}, database_name=database, fresh_database=True, quiet=True)
+    platform.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    platform.env.pop("NOTIFY_SMTP_HOST", None)
+    for sandbox in SANDBOXES:
+        platform.env.pop(sandbox.payments_env, None)
+    try:
+        platform.start()
+        yield platform
+    finally:
+        platform.stop()
+        asyncio.run(drop_database(with_database(postgres_server, database)))

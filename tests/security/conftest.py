@@ -1,0 +1,118 @@
+"""The six services in this process, each with its real migrations, the shared HTTP conventions and
+`AUTH_MODE=api_key`, against the test PostgreSQL and a Tansu broker; partners with API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from fastapi import FastAPI
+
+from billing_runtime.auth import IssuedKey, Scope, generate_key, publish
+from billing_runtime.conventions import add_http_tables, install_http_conventions
+from billing_runtime.db import create_engine
+from billing_runtime.migrations import migrations_dir, upgrade
+from billing_runtime.testing import serve
+
+SERVICES = {"usage-ingest": "usage_ingest", "rating": "rating", "invoicing": "invoicing", "payments": "payments", "dunning": "dunning", "notify": "notify"}
+TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Partner:
+    tenant: str
+    keys: dict[str, IssuedKey] = field(default_factory=dict)
+
+    @property
+    def marker(self) -> str:
+        """A string in every object this partner creates, so any leak of them is found by search."""
+        return f"marker-{self.tenant}"
+
+    def headers(self, scope: Scope = "write") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[scope].key}"}
+
+
+@dataclass
+class Platform:
+    apps: dict[str, FastAPI]
+    clients: dict[str, httpx.AsyncClient]
+    partners: list[Partner]
+    bootstrap: str
+
+    async def issue(self, tenant: str, scope: Scope) -> IssuedKey:
+        key = generate_key(tenant, scope)
+        await publish(self.bootstrap, key.event(label="security test", now=TODAY))
+        return key
+
+    async def wait_known(self, key: IssuedKey) -> None:
+        """Until every service has read the key's event (they follow the key topic)."""
+        for app_name, app in self.apps.items():
+            conventions = app.state.http_conventions
+            for _ in range(400):
+                if key.key_id in conventions.keys.keys:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"{app_name} never learnt key {key.key_id}")
+
+
+async def _migrate(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        for package in SERVICES.values():
+            schema = importlib.import_module(f"{package}.db").metadata.schema
+            async with engine.begin() as conn:
+                await conn.run_sync(lambda sync, s=schema: add_http_tables(Operations(MigrationContext.configure(sync)), s))
+    finally:
+        await engine.dispose()
+
+
+def build(package: str, database_url: str, bootstrap: str, **overrides: Any) -> FastAPI:
+    settings_type = importlib.import_module(f"{package}.config").Settings
+    settings = settings_type(database_url=database_url, kafka_bootstrap_servers=bootstrap, clock_fixed_at=TODAY, auth_mode="api_key", **overrides)
+    app: FastAPI = importlib.import_module(f"{package}.main").build(settings)
+    install_http_conventions(app)
+    return app
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str) -> str:
+    for package in SERVICES.values():
+        upgrade(migrations_dir(package), database_url)
+    asyncio.run(_migrate(database_url))
+    return database_url
+
+
+@pytest.fixture(scope="module")
+def build_service(migrated: str, kafka_bootstrap: str) -> Callable[..., FastAPI]:
+    """`build_service("usage-ingest", **settings)`: one more instance, with settings overridden."""
+    return lambda name, **overrides: build(SERVICES[name], migrated, kafka_bootstrap, **overrides)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def platform(migrated: str, kafka_bootstrap: str) -> AsyncIterator[Platform]:
+    apps = {name: build(package, migrated, kafka_bootstrap) for name, package in SERVICES.items()}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {name: await stack.enter_async_context(serve(app)) for name, app in apps.items()}
+        platform = Platform(apps, clients, [], kafka_bootstrap)
+        run = uuid.uuid4().hex[:6]
+        for letter in "abc":
+            partner = Partner(f"sec-{letter}-{run}")
+            for scope in ("read", "write", "admin"):
+                partner.keys[scope] = await platform.issue(partner.tenant, scope)  # type: ignore[arg-type]
+            platform.partners.append(partner)
+        for partner in platform.partners:
+            for key in partner.keys.values():
+                await platform.wait_known(key)
+        yield platform
