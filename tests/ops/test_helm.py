@@ -131,6 +131,15 @@ def test_configuration_comes_from_values() -> None:
     assert "DATABASE_URL" not in config
 
 
+def test_notify_fetches_documents_from_invoicing_and_links_are_public_when_asked() -> None:
+    config = by_kind(render(DB), "ConfigMap")["prod-billing-env"]["data"]
+    # The Service in front of invoicing, inside the cluster; links stay relative without a public URL.
+    assert config["NOTIFY_DOCUMENTS_BASE_URL"] == "http://prod-billing-invoicing"
+    assert "INVOICING_PUBLIC_BASE_URL" not in config
+    public = by_kind(render({**DB, "publicBaseUrls": {"invoicing": "https://billing.example.com/invoicing"}}), "ConfigMap")["prod-billing-env"]["data"]
+    assert public["INVOICING_PUBLIC_BASE_URL"] == "https://billing.example.com/invoicing"
+
+
 def test_an_existing_database_secret_is_used_as_is() -> None:
     docs = render({"database": {"existingSecret": "billing-db-app", "existingSecretKey": "uri"}})
     assert "DATABASE_URL" not in (by_kind(docs, "Secret")["prod-billing-env"].get("stringData") or {})

@@ -31,6 +31,8 @@ HEALTH = {("GET", "/healthz"), ("GET", "/readyz")}
 PUBLIC = {("rating", "GET", "/v1/categories")}
 # Payment providers call these; the provider's signature, checked with the tenant's secret, is the auth.
 SIGNED_WEBHOOK = re.compile(r"^/v1/webhooks/")
+# Capability links (invoicing's shared documents): the unguessable token in the path is the credential.
+SHARED = re.compile(r"^/v1/shared/")
 INJECTED = {"tenant": None, "tenant_id": None, "partner_id": None, "seller_id": None, "amount": "0.00", "total": "0.00"}
 
 
@@ -120,7 +122,7 @@ def routes(platform: Platform) -> list[Route]:
             for method, operation in operations.items():
                 if (method.upper(), path) in HEALTH:
                     continue
-                public = (service, method.upper(), path) in PUBLIC or bool(SIGNED_WEBHOOK.match(path))
+                public = (service, method.upper(), path) in PUBLIC or bool(SIGNED_WEBHOOK.match(path) or SHARED.match(path))
                 assert public or operation.get("security"), f"{service} {method.upper()} {path} is callable without an API key"
                 found.append(Route(service, method.upper(), path, public))
     return found

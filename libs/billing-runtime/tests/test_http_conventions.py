@@ -67,6 +67,10 @@ def toy_router(notes: Table) -> APIRouter:
             await s.execute(stmt.on_conflict_do_update(index_elements=["tenant", "id"], set_={"text": body.text}))
         return {"id": note_id, "text": body.text}
 
+    @router.get("/shared/{token}")
+    async def shared(token: str) -> dict[str, str]:
+        return {"token": token}
+
     @router.post("/admin/reindex")
     async def reindex(tenant: AdminTenant) -> dict[str, str]:
         return {"reindexed_for": tenant}
@@ -194,6 +198,14 @@ async def test_missing_wrong_and_revoked_keys_are_401(client: httpx.AsyncClient,
             break
         await asyncio.sleep(0.05)
     assert (r.status_code, r.json()["code"]) == (401, "api_key_revoked")
+
+
+async def test_shared_links_need_no_key(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    # `/v1/shared/` is for capability links: the token in the path is the credential.
+    r = await client.get("/v1/shared/tok-123")
+    assert (r.status_code, r.json()) == (200, {"token": "tok-123"})
+    assert (await client.get("/v1/notes")).status_code == 401
+    assert (await client.get("/v1/sharedx")).status_code in (401, 404)
 
 
 async def test_scopes(client: httpx.AsyncClient, keys: dict[str, str]) -> None:

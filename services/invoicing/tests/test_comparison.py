@@ -76,4 +76,10 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
     assert [(e["period_start"], e["lines_added"], e["lines_removed"], e["lines_changed"]) for e in events] == [("2026-09-01", 4, 0, 0), ("2026-10-01", 1, 1, 1)]
     assert events[1]["difference"] == {"amount": "65.00", "currency": "USD"}
     assert [d["kind"] for d in events[1]["documents"]] == ["json", "xlsx"]
+    # The spreadsheet's shared link opens it without a key (the JSON is for API callers only).
+    json_doc, xlsx_doc = events[1]["documents"]
+    assert json_doc["shared_url"] is None
+    shared = await client.get(xlsx_doc["shared_url"])
+    assert shared.status_code == 200 and shared.content == r.content
+    assert shared.headers["content-disposition"].startswith("attachment; filename=")
     assert (await client.get(f"/v1/comparison-reports/{report['id']}", headers=headers("someone-else"))).status_code == 404

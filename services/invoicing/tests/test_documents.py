@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import io
+import json
 from decimal import Decimal
 from typing import Any
 
 import facturx
 import httpx
-from invoicing_testkit import customer, example_a_lines, headers, period_closed, put_seller, rated
+from invoicing_testkit import INVOICE_DATE, customer, example_a_lines, headers, period_closed, put_seller, rated
 from lxml import etree
 from pypdf import PdfReader
+from sqlalchemy import text
 
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import record_customer
+from invoicing.config import Settings
+from invoicing.db import metadata
 from invoicing.invoice.service import issue_invoice
 
 NS = {
@@ -118,3 +122,54 @@ async def test_worked_example_a_document_and_a_seller_without_a_country(client: 
     other = await issue(runtime, unconfigured, "someone", [rated("l1", "X", "1", "10.00")], currency="USD")
     r = await client.get(f"/v1/invoices/{other}/pdf", headers=headers(unconfigured))
     assert (r.status_code, r.json()["code"]) == (409, "document_unavailable")
+
+
+async def issued_documents(runtime: ServiceRuntime, invoice_id: str) -> list[dict[str, Any]]:
+    """The documents of the invoice's InvoiceIssued event, as it sits in the outbox."""
+    async with runtime.sessions() as session:
+        value = await session.scalar(
+            text("SELECT value FROM invoicing.outbox WHERE event_type = 'billing.invoice.issued.v1' AND convert_from(value, 'UTF8') LIKE :id"),
+            {"id": f"%{invoice_id}%"},
+        )
+    documents: list[dict[str, Any]] = json.loads(value)["documents"]
+    return documents
+
+
+async def test_shared_links_open_the_invoice_documents_without_a_key(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    await put_seller(client, tenant, **CLOUDY)
+    invoice_id = await issue(runtime, tenant, "bakery", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
+    detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    links = {d["kind"]: d for d in detail["documents"]}
+    assert set(links) == {"pdf", "cii_xml"} and links["pdf"]["url"] == f"/v1/invoices/{invoice_id}/pdf"
+    # The event announces the same links; without INVOICING_PUBLIC_BASE_URL they are relative to invoicing.
+    assert {d["kind"]: d["shared_url"] for d in await issued_documents(runtime, invoice_id)} == {k: d["shared_url"] for k, d in links.items()}
+    pdf_link, xml_link = links["pdf"]["shared_url"], links["cii_xml"]["shared_url"]
+    assert pdf_link.startswith("/v1/shared/") and len(pdf_link) > len("/v1/shared/") + 40 and pdf_link != xml_link
+
+    shared = await client.get(pdf_link)  # no X-Tenant-Id, no key
+    assert shared.status_code == 200, shared.text
+    assert shared.headers["content-type"] == "application/pdf"
+    assert shared.headers["content-disposition"] == f'inline; filename="{detail["number"]}.pdf"'
+    assert shared.headers["referrer-policy"] == "no-referrer"
+    assert shared.content == (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content
+    xml = await client.get(xml_link)
+    assert xml.status_code == 200 and etree.fromstring(xml.content).findtext("rsm:ExchangedDocument/ram:ID", namespaces=NS) == detail["number"]
+
+    for guess in ("/v1/shared/" + "A" * 43, "/v1/shared/" + invoice_id, "/v1/shared/%27%20OR%201%3D1"):
+        r = await client.get(guess)
+        assert (r.status_code, r.json()["code"]) == (404, "shared_document_not_found"), guess
+
+
+async def test_shared_links_are_absolute_with_a_public_base_url(migrated: str, tenant: str, client: httpx.AsyncClient) -> None:
+    await put_seller(client, tenant, **CLOUDY)
+    public = ServiceRuntime(
+        "invoicing", Settings(database_url=migrated, clock_fixed_at=INVOICE_DATE, public_base_url="https://billing.example.com/invoicing/"), metadata
+    )
+    try:
+        invoice_id = await issue(public, tenant, "bakery", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
+        links = {d["kind"]: d["shared_url"] for d in await issued_documents(public, invoice_id)}
+    finally:
+        await public.engine.dispose()
+    assert links["pdf"].startswith("https://billing.example.com/invoicing/v1/shared/")
+    # The path after the public base is the one invoicing serves.
+    assert (await client.get(links["pdf"].removeprefix("https://billing.example.com/invoicing"))).status_code == 200

@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("billing_runtime.conventions")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json")
+# `/v1/shared/` holds capability links (invoicing's shared documents): the unguessable token in the
+# path is the credential, so those are served without an API key.
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", "/v1/shared/")
 KEYS_LOAD_TIMEOUT = 120.0
 
 

@@ -13,4 +13,9 @@ class Settings(CommonSettings):
     max_page_size: int = Field(default=200, ge=1, le=1000)
     vies_url: str | None = Field(default=None, description="VIES check-vat-number endpoint; unset: VAT numbers are checked offline only.")
     vies_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    public_base_url: str | None = Field(
+        default=None,
+        description="Invoicing's address as buyers reach it (https://billing.example.com/invoicing): makes the shared document "
+        "links in events and emails absolute. Unset: they are relative to invoicing.",
+    )
     vies_requester_vat_id: str | None = Field(default=None, description="Our own VAT number, sent to VIES so that its answer carries a consultation number.")

@@ -3,7 +3,7 @@
 from invoicing.buyer.models import Buyer
 from invoicing.comparison.models import ComparisonReport
 from invoicing.creditnote.models import CreditNote, CreditNoteLine
-from invoicing.documents.models import RenderedDocument
+from invoicing.documents.models import DocumentShare, RenderedDocument
 from invoicing.invoice.models import Invoice, InvoiceLine, Payment, Refund
 from invoicing.numbering.models import CreditNoteNumberCounter, InvoiceNumberCounter
 from invoicing.seller.models import SellerSettings
@@ -15,6 +15,7 @@ __all__ = [
     "CreditNote",
     "CreditNoteLine",
     "CreditNoteNumberCounter",
+    "DocumentShare",
     "Invoice",
     "InvoiceLine",
     "InvoiceNumberCounter",

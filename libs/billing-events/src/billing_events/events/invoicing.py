@@ -55,7 +55,12 @@ class TaxBreakdown(Part):
 
 class DocumentLink(Part):
     kind: str
-    url: str
+    url: str = Field(description="The document in invoicing's API, relative to invoicing: fetched with the seller's API key.")
+    shared_url: str | None = Field(
+        default=None,
+        description="A capability link to this one document, fetched without an API key (whoever holds it can read the document): "
+        "absolute when invoicing knows its public address, else relative to invoicing.",
+    )
 
 
 class InvoiceIssued(EventData):

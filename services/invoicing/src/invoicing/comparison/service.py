@@ -19,6 +19,7 @@ from billing_events import ComparisonReportReady, DocumentLink, Money, derived_e
 from billing_runtime.service import ServiceRuntime
 from invoicing.comparison import repository as repo
 from invoicing.currency import money_str
+from invoicing.documents.shares import share, shared_url
 from invoicing.invoice import repository as invoice_repo
 
 tracer = trace.get_tracer(__name__)
@@ -77,10 +78,12 @@ def report_id_for(invoice_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"comparison:{invoice_id}"))
 
 
-def report_links(report_id: str) -> list[DocumentLink]:
+async def report_links(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, report_id: str) -> list[DocumentLink]:
+    """The report as JSON (API only) and as a spreadsheet, which also has a shared link."""
+    xlsx = await share(session, seller_id, "comparison_report", report_id, "xlsx", runtime.clock.now())
     return [
         DocumentLink(kind="json", url=f"/v1/comparison-reports/{report_id}"),
-        DocumentLink(kind="xlsx", url=f"/v1/comparison-reports/{report_id}/xlsx"),
+        DocumentLink(kind="xlsx", url=f"/v1/comparison-reports/{report_id}/xlsx", shared_url=shared_url(runtime, xlsx)),
     ]
 
 
@@ -128,7 +131,7 @@ async def create_report(runtime: ServiceRuntime, session: AsyncSession, invoice:
             lines_added=sum(1 for r in rows if r["change"] == "added"),
             lines_removed=sum(1 for r in rows if r["change"] == "removed"),
             lines_changed=sum(1 for r in rows if r["change"] == "changed"),
-            documents=report_links(report_id),
+            documents=await report_links(runtime, session, invoice.seller_id, report_id),
         )
         event_id = derived_event_id("comparison_report_ready", report_id)
         await runtime.outbox.add(session, runtime.event(ready, tenant=invoice.seller_id, event_id=event_id, subject=report_id))

@@ -1,12 +1,20 @@
-"""Document downloads: the PDF (PDF/A-3 with the Factur-X EN 16931 XML embedded) and the XML alone."""
+"""Document downloads: the PDF (PDF/A-3 with the Factur-X EN 16931 XML embedded) and the XML alone,
+with the seller's API key, or by a shared link (invoicing.documents.shares) without one."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
+from opentelemetry import trace
 
 from billing_runtime.api import Runtime, Tenant
+from invoicing.comparison import repository as comparison_repo
+from invoicing.comparison.service import report_xlsx
 from invoicing.documents.service import Format, OwnerKind, document
+from invoicing.documents.shares import SHARED_DOWNLOADS, ShareNotFound, resolve
+
+tracer = trace.get_tracer(__name__)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -36,3 +44,39 @@ async def credit_note_pdf(credit_note_id: str, tenant: Tenant, runtime: Runtime)
 @router.get("/credit-notes/{credit_note_id}/xml", response_class=Response)
 async def credit_note_xml(credit_note_id: str, tenant: Tenant, runtime: Runtime) -> Response:
     return await _download(runtime, tenant, "credit_note", credit_note_id, "xml")
+
+
+@router.get(
+    "/shared/{token}",
+    response_class=Response,
+    summary="A shared document, by its link (no API key)",
+    responses={200: {"content": {"application/pdf": {}, "application/xml": {}, XLSX: {}}}, 404: {"description": "shared_document_not_found"}},
+)
+async def shared_document(token: str, runtime: Runtime) -> Response:
+    """The one document a shared link names (an invoice's PDF or XML, a comparison report's
+    spreadsheet). The token in the path is the credential: no API key is asked for, and an unknown
+    token gets the same 404 as a malformed one."""
+    found = await resolve(runtime, token)
+    with tracer.start_as_current_span("shared_document", attributes={"billing.document_kind": found.owner_kind, "billing.owner_id": found.owner_id}):
+        if found.owner_kind == "comparison_report":
+            async with runtime.sessions() as session:
+                row = await comparison_repo.get(session, found.seller_id, found.owner_id)
+            if row is None:
+                SHARED_DOWNLOADS.labels(found.owner_kind, found.format, "not_found").inc()
+                raise ShareNotFound("no shared document at this link")
+            name, content, media_type = f"comparison-{row.period_start:%Y-%m}-{row.buyer_account_id}.xlsx", report_xlsx(row), XLSX
+        else:
+            fmt: Format = "xml" if found.format == "xml" else "pdf"
+            kind: OwnerKind = "credit_note" if found.owner_kind == "credit_note" else "invoice"
+            name, content = await document(runtime, found.seller_id, kind, found.owner_id, fmt)
+            media_type = MEDIA_TYPES[fmt]
+    SHARED_DOWNLOADS.labels(found.owner_kind, found.format, "served").inc()
+    disposition = "inline" if media_type == "application/pdf" else "attachment"
+    headers = {
+        "Content-Disposition": f'{disposition}; filename="{name}"',
+        # The link is the credential: keep it out of referrers, caches shared between users, and indexes.
+        "Cache-Control": "private, max-age=3600",
+        "Referrer-Policy": "no-referrer",
+        "X-Robots-Tag": "noindex",
+    }
+    return Response(content, media_type=media_type, headers=headers)

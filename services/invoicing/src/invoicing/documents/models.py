@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, LargeBinary
+from sqlalchemy import Column, DateTime, LargeBinary, UniqueConstraint
 from sqlmodel import Field
 
 from invoicing.db import Base
@@ -19,3 +19,19 @@ class RenderedDocument(Base, table=True):
     seller_id: str
     content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     rendered_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class DocumentShare(Base, table=True):
+    """A capability link to one document: whoever holds the token may download that document,
+    without an API key (the email's attachment and "Download" link, a buyer's browser).
+    One per document; the token is 256 random bits."""
+
+    __tablename__ = "document_share"
+    __table_args__ = (UniqueConstraint("owner_kind", "owner_id", "format", name="uq_document_share_document"),)
+
+    token: str = Field(primary_key=True)
+    seller_id: str
+    owner_kind: str = Field(description="invoice, credit_note or comparison_report")
+    owner_id: str
+    format: str = Field(description="pdf, xml or xlsx")
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

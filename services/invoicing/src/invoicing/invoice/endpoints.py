@@ -12,8 +12,9 @@ from billing_events import PeriodClosed, RatedLine
 from billing_runtime.api import Runtime, Tenant, page
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.config import Settings
+from invoicing.documents.shares import shared_url, tokens_of
 from invoicing.invoice import repository as repo
-from invoicing.invoice.schemas import InvoiceDetail, InvoicePreview, InvoiceSummary, Status
+from invoicing.invoice.schemas import DocumentOut, InvoiceDetail, InvoicePreview, InvoiceSummary, Status
 from invoicing.invoice.service import InvalidPeriodClosed, preview_invoice
 from invoicing.tax.engine import TaxError
 
@@ -96,7 +97,12 @@ async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime) -> Invo
             # Another seller's invoice is equally "not found": its existence is not ours to reveal.
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
         lines = await repo.get_lines(session, invoice_id)
-    return InvoiceDetail.from_rows(row, lines)
+        tokens = await tokens_of(session, "invoice", invoice_id)
+    documents = [
+        DocumentOut(kind=kind, url=f"/v1/invoices/{invoice_id}/{fmt}", shared_url=shared_url(runtime, tokens[fmt]) if fmt in tokens else None)
+        for kind, fmt in (("pdf", "pdf"), ("cii_xml", "xml"))
+    ]
+    return InvoiceDetail.from_rows(row, lines, documents)
 
 
 @router.post("/invoices/preview", response_model=InvoicePreview)

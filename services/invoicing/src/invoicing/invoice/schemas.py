@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from billing_events import Address
 from invoicing.currency import money_str
@@ -112,6 +112,14 @@ class Sections(BaseModel):
     categories: list[CategoryTotal]
 
 
+class DocumentOut(BaseModel):
+    kind: str = Field(description="pdf (Factur-X PDF/A-3) or cii_xml (EN 16931 CII)")
+    url: str = Field(description="In this API, with an API key.")
+    shared_url: str | None = Field(
+        description="The document's shared link: opens without an API key, for the buyer. Null for invoices issued before shared links existed."
+    )
+
+
 class InvoiceDetail(InvoiceSummary):
     tier: str
     flags: list[str]
@@ -120,10 +128,11 @@ class InvoiceDetail(InvoiceSummary):
     tax_breakdown: list[TaxBreakdownOut]
     lines: list[InvoiceLineOut]
     sections: Sections
+    documents: list[DocumentOut] = []
 
     @classmethod
-    def from_rows(cls, row: Any, lines: list[Any]) -> InvoiceDetail:
-        return cls(**_summary_fields(row), **detail_fields(row, lines))
+    def from_rows(cls, row: Any, lines: list[Any], documents: list[DocumentOut] | None = None) -> InvoiceDetail:
+        return cls(**_summary_fields(row), **detail_fields(row, lines), documents=documents or [])
 
 
 class InvoicePreview(BaseModel):

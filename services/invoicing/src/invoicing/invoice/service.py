@@ -38,6 +38,7 @@ from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import BuyerInfo, buyer_info
 from invoicing.comparison.service import create_report
 from invoicing.currency import UnknownCurrency, money_str, round_money
+from invoicing.documents.shares import share, shared_url
 from invoicing.invoice import repository as repo
 from invoicing.invoice.schemas import InvoicePreview, detail_fields
 from invoicing.numbering.service import format_number, reserve
@@ -296,7 +297,7 @@ async def issue_invoice(runtime: ServiceRuntime, session: AsyncSession, closed: 
             net_total=Money.of(draft.net_total, draft.currency),
             tax_total=Money.of(draft.tax_total, draft.currency),
             total=Money.of(draft.total, draft.currency),
-            documents=document_links(invoice_id),
+            documents=await document_links(runtime, session, closed.seller_id, invoice_id),
             tier=closed.tier,
             flags=composed.flags,
         )
@@ -355,12 +356,16 @@ async def preview_invoice(runtime: ServiceRuntime, session: AsyncSession, closed
     )
 
 
-def document_links(invoice_id: str) -> list[DocumentLink]:
+async def document_links(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, invoice_id: str) -> list[DocumentLink]:
     """Where the buyer's tools fetch the documents (rendered on first download): the PDF carries
-    the Factur-X EN 16931 XML inside; the XML is also served alone."""
+    the Factur-X EN 16931 XML inside; the XML is also served alone. Each also has its shared link
+    (made here, in the issuing transaction), which needs no API key."""
+    now = runtime.clock.now()
+    pdf = await share(session, seller_id, "invoice", invoice_id, "pdf", now)
+    xml = await share(session, seller_id, "invoice", invoice_id, "xml", now)
     return [
-        DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf"),
-        DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml"),
+        DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf", shared_url=shared_url(runtime, pdf)),
+        DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml", shared_url=shared_url(runtime, xml)),
     ]
 
 

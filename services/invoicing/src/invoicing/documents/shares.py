@@ -1,0 +1,72 @@
+"""Shared documents: capability links to one document each, fetched without an API key.
+
+An invoice email attaches its PDF and links it; the buyer's browser and notify fetch it from
+`/v1/shared/{token}`, where the token (256 random bits) is the credential, as Stripe's hosted
+invoice links work. A link is made in the transaction that issues its document and is published in
+the document's event (`DocumentLink.shared_url`); it names one document of one seller and nothing
+else. Absolute when `INVOICING_PUBLIC_BASE_URL` is set, relative to invoicing otherwise.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Literal
+
+from opentelemetry import trace
+from prometheus_client import Counter
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_runtime.errors import NotFound
+from billing_runtime.service import ServiceRuntime
+from invoicing.documents.models import DocumentShare
+
+tracer = trace.get_tracer(__name__)
+SHARE: Table = DocumentShare.__table__  # type: ignore[attr-defined]
+SHARED_DOWNLOADS = Counter("billing_shared_document_downloads_total", "Documents fetched by their shared link", ["kind", "format", "outcome"])
+
+SharedKind = Literal["invoice", "credit_note", "comparison_report"]
+SHARED_PREFIX = "/v1/shared/"
+
+
+class ShareNotFound(NotFound):
+    code = "shared_document_not_found"
+
+
+async def share(session: AsyncSession, seller_id: str, kind: SharedKind, owner_id: str, fmt: str, now: datetime) -> str:
+    """The token of the document's link, made now unless it exists (one link per document)."""
+    await session.execute(
+        pg_insert(SHARE)
+        .values(token=secrets.token_urlsafe(32), seller_id=seller_id, owner_kind=kind, owner_id=owner_id, format=fmt, created_at=now)
+        .on_conflict_do_nothing(index_elements=["owner_kind", "owner_id", "format"])
+    )
+    token: str = (
+        await session.execute(select(SHARE.c.token).where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id, SHARE.c.format == fmt))
+    ).scalar_one()
+    return token
+
+
+async def tokens_of(session: AsyncSession, kind: SharedKind, owner_id: str) -> dict[str, str]:
+    """The document's shared links by format."""
+    rows = await session.execute(select(SHARE.c.format, SHARE.c.token).where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id))
+    return {fmt: token for fmt, token in rows.all()}
+
+
+def shared_url(runtime: ServiceRuntime, token: str) -> str:
+    base = getattr(runtime.settings, "public_base_url", None)
+    path = f"{SHARED_PREFIX}{token}"
+    return f"{base.rstrip('/')}{path}" if base else path
+
+
+async def resolve(runtime: ServiceRuntime, token: str) -> DocumentShare:
+    """The share a token names; 404 for any other string (the answer is the same for a malformed,
+    unknown or guessed token)."""
+    with tracer.start_as_current_span("shared_document.resolve"):
+        async with runtime.sessions() as session:
+            row = (await session.execute(select(SHARE).where(SHARE.c.token == token))).one_or_none()
+    if row is None:
+        SHARED_DOWNLOADS.labels("unknown", "unknown", "not_found").inc()
+        raise ShareNotFound("no shared document at this link")
+    return DocumentShare(**row._mapping)
