@@ -123,6 +123,41 @@ async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
     assert set(fetched) == {f"/v1/invoices/{invoice_id}/pdf", f"/{tenant}/NW-7-comparison.xlsx"}
 
 
+async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_mail(
+    settings: Settings, tenant: str, mailbox: Any, publish: Any, applied: Any, document_server: Any,
+    make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    # Invoicing with a public address: each document has an absolute shared link, which needs no key.
+    async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
+        assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+        recipient = f"ap-{tenant}@contoso.example"
+        upserted = contact(tenant, "c-2", recipient)
+        await publish(upserted)
+        assert await applied(upserted.id) == "applied"
+        invoice_id = str(uuid.uuid4())
+        token = uuid.uuid4().hex
+        shared_pdf = document_server.put(f"/v1/shared/{token}", "application/pdf", PDF)
+        document_server.put(f"/v1/invoices/{invoice_id}/pdf", "application/pdf", b"%PDF-1.7 not this one")
+        invoice = make_invoice(
+            buyer_account_id=account_id(tenant, "c-2"), number="NW-8", invoice_id=invoice_id,
+            documents=[
+                DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf", shared_url=shared_pdf),
+                DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml", shared_url=f"/v1/shared/{uuid.uuid4().hex}"),
+            ],
+        )
+        issued = new_event(invoice, source="/tests", tenant=tenant)
+        await publish(issued)
+        assert await applied(issued.id) == "applied"
+        [mail] = await mailbox.wait_for(recipient, count=1)
+    assert attachments(mail) == [("NW-8.pdf", "application/pdf", PDF)]
+    fetched = dict(document_server.requests)
+    assert set(fetched) == {f"/v1/shared/{token}"} and "x-tenant-id" not in fetched[f"/v1/shared/{token}"]
+    html, text = mail.get_body(("html",)).get_content(), mail.get_body(("plain",)).get_content()
+    # The buyer can open the absolute link; the relative ones (API paths) are not shown.
+    assert f'href="{shared_pdf}"' in html and f"PDF: {shared_pdf}" in text
+    assert "/v1/invoices/" not in html and "/v1/invoices/" not in text and "CII_XML" not in html
+
+
 async def test_a_missing_document_fails_the_delivery_with_the_reason(
     client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Any, document_server: Any, make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
@@ -197,3 +232,16 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
         assert await applied(e.id) == "applied"
     reminders = (await client.get("/v1/deliveries", headers=headers(tenant), params={"template": "reminder"})).json()["items"]
     assert len(reminders) == 1 and reminders[0]["status"] == "sent"
+
+
+def test_shared_links_are_fetched_from_invoicing_inside_the_platform() -> None:
+    from notify.delivery.sender import document_url
+
+    public = "https://billing.example.com/invoicing/v1/shared/tok"
+    # The public address is for buyers; notify reaches invoicing at its own base URL.
+    assert document_url(public, "http://invoicing:8000", shared=True) == "http://invoicing:8000/v1/shared/tok"
+    assert document_url("/v1/shared/tok", "http://invoicing:8000/", shared=True) == "http://invoicing:8000/v1/shared/tok"
+    assert document_url(public, None, shared=True) == public
+    assert document_url("/v1/invoices/i-1/pdf", "http://invoicing:8000") == "http://invoicing:8000/v1/invoices/i-1/pdf"
+    assert document_url("https://cdn.example/report.xlsx", "http://invoicing:8000") == "https://cdn.example/report.xlsx"
+    assert document_url("/v1/invoices/i-1/pdf", None) is None

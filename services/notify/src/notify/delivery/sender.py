@@ -41,9 +41,16 @@ class AttachmentUnavailable(Exception):
         self.permanent = permanent
 
 
-def document_url(url: str, base_url: str | None) -> str | None:
+SHARED_PATH = "/v1/shared/"
+
+
+def document_url(url: str, base_url: str | None, *, shared: bool = False) -> str | None:
     """An absolute URL to fetch `url` from: itself, or resolved against invoicing's base URL
-    when relative; None when relative and no base is configured."""
+    when relative; None when relative and no base is configured. A shared link is fetched from
+    invoicing's base URL when one is configured, even when it is absolute: its public address
+    (an ingress, a host port) is for buyers and need not be reachable from where notify runs."""
+    if shared and base_url and SHARED_PATH in url:
+        return urljoin(base_url.rstrip("/") + "/", url[url.rindex(SHARED_PATH) :].lstrip("/"))
     if urlsplit(url).scheme in ("http", "https"):
         return url
     if base_url is None:
@@ -53,15 +60,16 @@ def document_url(url: str, base_url: str | None) -> str | None:
 
 async def fetch_attachments(client: httpx.AsyncClient, delivery: Delivery, max_bytes: int, base_url: str | None) -> list[tuple[str, str, bytes]]:
     """(file name, content type, bytes) of each document of the delivery, fetched now, over HTTP.
-    A relative URL is the seller's own document at invoicing: fetched from `base_url` as the
-    seller (`X-Tenant-Id`), or left out when no base is configured."""
+    A relative URL is resolved against invoicing's `base_url` (left out when none is configured);
+    a shared link needs no credential, any other relative URL is fetched as the seller
+    (`X-Tenant-Id`, for invoicing behind a trusted gateway)."""
     fetched: list[tuple[str, str, bytes]] = []
     for item in delivery.attachments:
-        url = document_url(item["url"], base_url)
+        url = document_url(item["url"], base_url, shared=bool(item.get("shared")))
         if url is None:
             log.warning("email %s: %s is relative and NOTIFY_DOCUMENTS_BASE_URL is unset; not attached", delivery.delivery_id, item["url"])
             continue
-        headers = {} if url == item["url"] else {"X-Tenant-Id": delivery.tenant}
+        headers = {} if urlsplit(item["url"]).scheme or item.get("shared") else {"X-Tenant-Id": delivery.tenant}
         try:
             response = await client.get(url, headers=headers)
         except httpx.HTTPError as exc:

@@ -132,13 +132,15 @@ async def _record(
 
 
 def attachment(document: DocumentLink, fallback_name: str) -> dict[str, str]:
-    """What the sender fetches for a document: its URL, a file name (the URL's last path segment,
-    else `fallback_name`) and a content type (from the name's extension)."""
-    name = PurePosixPath(urlsplit(document.url).path).name or fallback_name
+    """What the sender fetches for a document: its shared link when it has one (no credential
+    needed), else its URL at invoicing (fetched as the seller); a file name (the URL's last path
+    segment, else `fallback_name`) and a content type (from the name's extension)."""
+    url = document.shared_url or document.url
+    name = PurePosixPath(urlsplit(url).path).name or fallback_name
     if "." not in name:
         name = fallback_name
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return {"url": document.url, "filename": name, "content_type": content_type}
+    return {"url": url, "filename": name, "content_type": content_type, "shared": document.shared_url is not None}
 
 
 async def record_invoice_issued(

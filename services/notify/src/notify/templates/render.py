@@ -29,6 +29,12 @@ def decimal(value: Decimal) -> str:
     return format(value, "f")
 
 
+def public_links(documents: list[Any]) -> list[tuple[str, str]]:
+    """(kind, URL) of the documents a recipient can open: those whose shared link is absolute.
+    A link relative to invoicing's API means nothing in someone's mailbox."""
+    return [(d.kind, d.shared_url) for d in documents if d.shared_url and d.shared_url.startswith(("https://", "http://"))]
+
+
 def make_environment() -> Environment:
     env = Environment(
         loader=PackageLoader("notify", "templates"),
@@ -39,6 +45,7 @@ def make_environment() -> Environment:
     )
     env.filters["money"] = money
     env.filters["decimal"] = decimal
+    env.filters["public_links"] = public_links
     return env
 
 
