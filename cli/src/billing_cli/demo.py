@@ -406,7 +406,13 @@ def set_up_methods(api: Api) -> dict[str, Provider]:
 
 
 def attempts_of(api: Api, e: Expected, invoice_id: str) -> list[dict[str, Any]]:
-    return list(api.call("GET", "payments", f"/v1/invoices/{invoice_id}/attempts", e.partner)["items"])
+    """The invoice's collection attempts; none while payments has not yet learnt of the invoice (404)."""
+    r = api.request("GET", "payments", f"/v1/invoices/{invoice_id}/attempts", e.partner)
+    if r.status_code == 404 and r.json().get("code") == "invoice_not_found":
+        return []
+    if r.status_code != 200:
+        raise DemoFailure(f"GET payments/v1/invoices/{invoice_id}/attempts → {r.status_code}: {r.text[:500]}")
+    return list(r.json()["items"])
 
 
 def minor_units(amount: Decimal) -> int:
@@ -575,6 +581,27 @@ def expect_mail(platform: Platform, path: dict[str, Any], subject: str) -> Messa
     return message
 
 
+def check_invoice_pdfs(api: Api, mails: list[Message], rows: list[tuple[Expected, dict[str, Any]]]) -> int:
+    """Each invoice email carries the invoice's PDF (fetched by notify from invoicing's shared link)
+    and links it; the attachment is the document invoicing serves to the seller's key."""
+    for e, invoice in rows:
+        subject = f"Invoice {invoice['number']} from "
+        mail = next((m for m in mails if (m["Subject"] or "").startswith(subject)), None)
+        if mail is None:
+            raise DemoFailure(f"no email {subject!r}")
+        attached = [(part.get_filename(), part.get_content_type(), part.get_payload(decode=True)) for part in mail.walk() if part.get_filename()]
+        served = api.request("GET", "invoicing", f"/v1/invoices/{invoice['id']}/pdf", e.partner)
+        detail = api.call("GET", "invoicing", f"/v1/invoices/{invoice['id']}", e.partner)
+        link = next((d["shared_url"] for d in detail["documents"] if d["kind"] == "pdf"), None)
+        if served.status_code != 200 or attached != [(f"{invoice['number']}.pdf", "application/pdf", served.content)]:
+            names = [(n, t, len(c or b"")) for n, t, c in attached]
+            raise DemoFailure(f"the email {subject!r} carries {names}, not {invoice['number']}.pdf ({len(served.content)} bytes)")
+        html = next(part.get_payload(decode=True).decode() for part in mail.walk() if part.get_content_type() == "text/html")
+        if not link or f'href="{link}"' not in html or api.http.get(link).content != served.content:
+            raise DemoFailure(f"the email {subject!r} does not link the PDF's shared link {link!r}, or the link does not open it")
+    return len(rows)
+
+
 def show_paths(paths: dict[str, dict[str, Any]]) -> None:
     card, dd, bank = paths["card"], paths["direct_debit"], paths["statement"]
     log("\nCollection paths")
@@ -635,6 +662,8 @@ def run_demo(platform: Platform) -> bool:
             subjects = [m["Subject"] for m in mails if m["To"] and to in m["To"]]
             if not any(invoice["number"] in (s or "") for s in subjects):
                 raise DemoFailure(f"no invoice email to {to} naming {invoice['number']}: {subjects}")
+        pdfs = check_invoice_pdfs(api, mails, rows)
+        log(f"invoice emails: {pdfs} of {len(rows)} carry their invoice's PDF (Factur-X), the same bytes as invoicing serves, and its shared link")
 
         def cases_settled() -> dict[str, dict[str, Any]] | None:
             found = {}

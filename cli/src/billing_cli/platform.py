@@ -210,6 +210,10 @@ class Platform:
         env = dict(self.env)
         env["DATABASE_URL"] = self.database_url
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap
+        # Invoicing's shared document links are absolute (a buyer can open them from the mail), and
+        # notify fetches the documents it attaches from invoicing.
+        env.setdefault("INVOICING_PUBLIC_BASE_URL", self.url("invoicing"))
+        env.setdefault("NOTIFY_DOCUMENTS_BASE_URL", self.url("invoicing"))
         return env
 
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> None:
