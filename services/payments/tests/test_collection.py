@@ -72,7 +72,13 @@ async def save_card(live: Live, sc: stripe.StripeClient, tenant: str, method_id:
 
 
 async def attempts(live: Live, tenant: str, invoice_id: str) -> dict[str, Any]:
-    return dict((await live.client.get(f"/v1/invoices/{invoice_id}/attempts", headers=headers(tenant))).json())
+    """The invoice's attempts; none while payments has not learnt of the invoice (404)."""
+    r = await live.client.get(f"/v1/invoices/{invoice_id}/attempts", headers=headers(tenant))
+    if r.status_code == 404:
+        assert r.json()["code"] == "invoice_not_found"
+        return {"items": [], "refunds": []}
+    assert r.status_code == 200, r.text
+    return dict(r.json())
 
 
 async def invoice(live: Live, tenant: str, invoice_id: str) -> dict[str, Any]:
@@ -103,6 +109,9 @@ async def test_card_on_file_is_charged_on_issue_and_refunded_by_a_credit_note(li
     await eventually(settled)
     listed = await attempts(live, tenant, invoice_id)
     assert [(a["status"], a["method"]) for a in listed["items"]] == [("succeeded", "card")]
+    # Another seller asking for this invoice's attempts learns nothing, not even that it exists.
+    foreign = await live.client.get(f"/v1/invoices/{invoice_id}/attempts", headers=headers(f"other-{tenant}"))
+    assert (foreign.status_code, foreign.json()["code"]) == (404, "invoice_not_found")
     customer = (await asyncio.to_thread(sc.v1.payment_intents.list, {"limit": 100})).data
     assert [i.id for i in customer] == [listed["items"][0]["provider_ref"]]
     assert customer[0].amount == 12669 and customer[0].currency == "eur"

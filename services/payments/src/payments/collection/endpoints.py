@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.errors import NotFound
 from payments.collection import repository as repo
+from payments.invoice import repository as invoice_repo
 from payments.money import at_minor_units, show
 
 router = APIRouter(prefix="/v1", tags=["collection"])
@@ -15,7 +17,11 @@ router = APIRouter(prefix="/v1", tags=["collection"])
 
 @router.get("/invoices/{invoice_id}/attempts")
 async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
+    """The invoice's collection attempts and refunds; 404 for an invoice this seller has not
+    issued (or payments has not learnt of yet), as for another seller's."""
     async with runtime.sessions() as session:
+        if await invoice_repo.get_invoice(session, tenant, invoice_id) is None:
+            raise NotFound(f"no invoice {invoice_id!r} of yours is known", code="invoice_not_found")
         rows = await repo.attempts_of(session, tenant, invoice_id)
         refunds = await repo.refunds_of(session, tenant, invoice_id)
     items = [
