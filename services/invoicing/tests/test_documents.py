@@ -159,6 +159,21 @@ async def test_shared_links_open_the_invoice_documents_without_a_key(client: htt
         r = await client.get(guess)
         assert (r.status_code, r.json()["code"]) == (404, "shared_document_not_found"), guess
 
+    # Rotated: the old links die at once, the new ones open the same documents. Only the seller can.
+    other = await client.post(f"/v1/invoices/{invoice_id}/shared-links/rotate", headers=headers(f"other-{tenant}"))
+    assert (other.status_code, other.json()["code"]) == (404, "invoice_not_found")
+    assert (await client.get(pdf_link)).status_code == 200
+    rotated = await client.post(f"/v1/invoices/{invoice_id}/shared-links/rotate", headers=headers(tenant))
+    assert rotated.status_code == 200, rotated.text
+    new = {d["kind"]: d["shared_url"] for d in rotated.json()["documents"]}
+    assert set(new) == {"pdf", "cii_xml"} and not {pdf_link, xml_link} & set(new.values())
+    for old in (pdf_link, xml_link):
+        assert (await client.get(old)).status_code == 404
+    assert (await client.get(new["pdf"])).content == shared.content
+    assert (await client.get(new["cii_xml"])).content == xml.content
+    detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    assert {d["kind"]: d["shared_url"] for d in detail["documents"]} == new
+
 
 async def test_shared_links_are_absolute_with_a_public_base_url(migrated: str, tenant: str, client: httpx.AsyncClient) -> None:
     await put_seller(client, tenant, **CLOUDY)

@@ -4,7 +4,8 @@ An invoice email attaches its PDF and links it; the buyer's browser and notify f
 `/v1/shared/{token}`, where the token (256 random bits) is the credential, as Stripe's hosted
 invoice links work. A link is made in the transaction that issues its document and is published in
 the document's event (`DocumentLink.shared_url`); it names one document of one seller and nothing
-else. Absolute when `INVOICING_PUBLIC_BASE_URL` is set, relative to invoicing otherwise.
+else. Absolute when `INVOICING_PUBLIC_BASE_URL` is set, relative to invoicing otherwise. The
+seller can rotate an invoice's links: the old ones stop working at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from invoicing.documents.models import DocumentShare
 
 tracer = trace.get_tracer(__name__)
 SHARE: Table = DocumentShare.__table__  # type: ignore[attr-defined]
+SHARED_LINKS = Counter("billing_shared_links_total", "Shared document links made or rotated", ["kind", "action"])
 SHARED_DOWNLOADS = Counter("billing_shared_document_downloads_total", "Documents fetched by their shared link", ["kind", "format", "outcome"])
 
 SharedKind = Literal["invoice", "credit_note", "comparison_report"]
@@ -37,15 +39,33 @@ class ShareNotFound(NotFound):
 
 async def share(session: AsyncSession, seller_id: str, kind: SharedKind, owner_id: str, fmt: str, now: datetime) -> str:
     """The token of the document's link, made now unless it exists (one link per document)."""
-    await session.execute(
-        pg_insert(SHARE)
-        .values(token=secrets.token_urlsafe(32), seller_id=seller_id, owner_kind=kind, owner_id=owner_id, format=fmt, created_at=now)
-        .on_conflict_do_nothing(index_elements=["owner_kind", "owner_id", "format"])
-    )
+    made: str | None = (
+        await session.execute(
+            pg_insert(SHARE)
+            .values(token=secrets.token_urlsafe(32), seller_id=seller_id, owner_kind=kind, owner_id=owner_id, format=fmt, created_at=now)
+            .on_conflict_do_nothing(index_elements=["owner_kind", "owner_id", "format"])
+            .returning(SHARE.c.token)
+        )
+    ).scalar_one_or_none()
+    if made is not None:
+        SHARED_LINKS.labels(kind, "created").inc()
+        return made
     token: str = (
         await session.execute(select(SHARE.c.token).where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id, SHARE.c.format == fmt))
     ).scalar_one()
     return token
+
+
+async def rotate(session: AsyncSession, seller_id: str, kind: SharedKind, owner_id: str, formats: tuple[str, ...], now: datetime) -> dict[str, str]:
+    """New tokens for the document's links (made if missing): the old links stop working when the
+    transaction commits. Returns the tokens by format."""
+    with tracer.start_as_current_span("shared_links.rotate", attributes={"billing.document_kind": kind, "billing.owner_id": owner_id}):
+        await session.execute(
+            SHARE.delete().where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id, SHARE.c.seller_id == seller_id, SHARE.c.format.in_(formats))
+        )
+        tokens = {fmt: await share(session, seller_id, kind, owner_id, fmt, now) for fmt in formats}
+    SHARED_LINKS.labels(kind, "rotated").inc()
+    return tokens
 
 
 async def tokens_of(session: AsyncSession, kind: SharedKind, owner_id: str) -> dict[str, str]:

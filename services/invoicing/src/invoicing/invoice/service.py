@@ -356,16 +356,19 @@ async def preview_invoice(runtime: ServiceRuntime, session: AsyncSession, closed
     )
 
 
+DOCUMENT_FORMATS = (("pdf", "pdf"), ("cii_xml", "xml"))  # an invoice's documents: (kind in events and the API, format)
+
+
 async def document_links(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, invoice_id: str) -> list[DocumentLink]:
     """Where the buyer's tools fetch the documents (rendered on first download): the PDF carries
     the Factur-X EN 16931 XML inside; the XML is also served alone. Each also has its shared link
     (made here, in the issuing transaction), which needs no API key."""
     now = runtime.clock.now()
-    pdf = await share(session, seller_id, "invoice", invoice_id, "pdf", now)
-    xml = await share(session, seller_id, "invoice", invoice_id, "xml", now)
     return [
-        DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf", shared_url=shared_url(runtime, pdf)),
-        DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml", shared_url=shared_url(runtime, xml)),
+        DocumentLink(
+            kind=kind, url=f"/v1/invoices/{invoice_id}/{fmt}", shared_url=shared_url(runtime, await share(session, seller_id, "invoice", invoice_id, fmt, now))
+        )
+        for kind, fmt in DOCUMENT_FORMATS
     ]
 
 
