@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("billing_runtime.conventions")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# `/v1/shared/` holds capability links (invoicing's shared documents): the unguessable token in the
-# path is the credential, so those are served without an API key.
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", "/v1/shared/")
+# Capability links (invoicing's shared documents) live under this prefix: the unguessable token in
+# the path is the credential, so those are served without an API key.
+SHARED_PATH_PREFIX = "/v1/shared/"
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", SHARED_PATH_PREFIX)
 KEYS_LOAD_TIMEOUT = 120.0
 
 

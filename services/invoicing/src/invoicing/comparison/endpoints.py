@@ -11,10 +11,9 @@ from fastapi.responses import Response
 from billing_runtime.api import Runtime, Tenant
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.comparison import repository as repo
-from invoicing.comparison.service import report_json, report_xlsx
+from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_json, report_xlsx
 
 router = APIRouter(prefix="/v1", tags=["comparison reports"])
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class InvalidPeriod(BillingError):
@@ -55,5 +54,4 @@ async def get_report_xlsx(report_id: str, tenant: Tenant, runtime: Runtime) -> R
         row = await repo.get(session, tenant, report_id)
     if row is None:
         raise NotFound(f"no comparison report {report_id!r}", code="comparison_report_not_found")
-    name = f"comparison-{row.period_start:%Y-%m}-{row.buyer_account_id}.xlsx"
-    return Response(report_xlsx(row), media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(report_xlsx(row), media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{report_filename(row)}"'})

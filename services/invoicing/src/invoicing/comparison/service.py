@@ -74,6 +74,13 @@ def compare(last_lines: list[Any], this_lines: list[Any], currency: str) -> list
     return rows
 
 
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def report_filename(row: Any) -> str:
+    return f"comparison-{row.period_start:%Y-%m}-{row.buyer_account_id}.xlsx"
+
+
 def report_id_for(invoice_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"comparison:{invoice_id}"))
 

@@ -9,12 +9,11 @@ from opentelemetry import trace
 
 from billing_runtime.api import Runtime, Tenant
 from invoicing.comparison import repository as comparison_repo
-from invoicing.comparison.service import report_xlsx
+from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_xlsx
 from invoicing.documents.service import Format, OwnerKind, document
 from invoicing.documents.shares import SHARED_DOWNLOADS, ShareNotFound, resolve
 
 tracer = trace.get_tracer(__name__)
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -50,7 +49,7 @@ async def credit_note_xml(credit_note_id: str, tenant: Tenant, runtime: Runtime)
     "/shared/{token}",
     response_class=Response,
     summary="A shared document, by its link (no API key)",
-    responses={200: {"content": {"application/pdf": {}, "application/xml": {}, XLSX: {}}}, 404: {"description": "shared_document_not_found"}},
+    responses={200: {"content": {"application/pdf": {}, "application/xml": {}, XLSX_MEDIA_TYPE: {}}}, 404: {"description": "shared_document_not_found"}},
 )
 async def shared_document(token: str, runtime: Runtime) -> Response:
     """The one document a shared link names (an invoice's PDF or XML, a comparison report's
@@ -64,7 +63,7 @@ async def shared_document(token: str, runtime: Runtime) -> Response:
             if row is None:
                 SHARED_DOWNLOADS.labels(found.owner_kind, found.format, "not_found").inc()
                 raise ShareNotFound("no shared document at this link")
-            name, content, media_type = f"comparison-{row.period_start:%Y-%m}-{row.buyer_account_id}.xlsx", report_xlsx(row), XLSX
+            name, content, media_type = report_filename(row), report_xlsx(row), XLSX_MEDIA_TYPE
         else:
             fmt: Format = "xml" if found.format == "xml" else "pdf"
             kind: OwnerKind = "credit_note" if found.owner_kind == "credit_note" else "invoice"

@@ -20,6 +20,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.conventions import SHARED_PATH_PREFIX
 from billing_runtime.errors import NotFound
 from billing_runtime.service import ServiceRuntime
 from invoicing.documents.models import DocumentShare
@@ -30,7 +31,6 @@ SHARED_LINKS = Counter("billing_shared_links_total", "Shared document links made
 SHARED_DOWNLOADS = Counter("billing_shared_document_downloads_total", "Documents fetched by their shared link", ["kind", "format", "outcome"])
 
 SharedKind = Literal["invoice", "credit_note", "comparison_report"]
-SHARED_PREFIX = "/v1/shared/"
 
 
 class ShareNotFound(NotFound):
@@ -76,7 +76,7 @@ async def tokens_of(session: AsyncSession, kind: SharedKind, owner_id: str) -> d
 
 def shared_url(runtime: ServiceRuntime, token: str) -> str:
     base = getattr(runtime.settings, "public_base_url", None)
-    path = f"{SHARED_PREFIX}{token}"
+    path = f"{SHARED_PATH_PREFIX}{token}"
     return f"{base.rstrip('/')}{path}" if base else path
 
 

@@ -8,14 +8,14 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_events import PeriodClosed, RatedLine
+from billing_events import DocumentLink, PeriodClosed, RatedLine
 from billing_runtime.api import Runtime, Tenant, page
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.config import Settings
-from invoicing.documents.shares import rotate, shared_url, tokens_of
+from invoicing.documents.shares import rotate, tokens_of
 from invoicing.invoice import repository as repo
-from invoicing.invoice.schemas import DocumentOut, InvoiceDetail, InvoicePreview, InvoiceSummary, Status
-from invoicing.invoice.service import DOCUMENT_FORMATS, InvalidPeriodClosed, preview_invoice
+from invoicing.invoice.schemas import InvoiceDetail, InvoicePreview, InvoiceSummary, Status
+from invoicing.invoice.service import DOCUMENT_FORMATS, InvalidPeriodClosed, invoice_links, preview_invoice
 from invoicing.tax.engine import TaxError
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
@@ -98,25 +98,18 @@ async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime) -> Invo
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
         lines = await repo.get_lines(session, invoice_id)
         tokens = await tokens_of(session, "invoice", invoice_id)
-    return InvoiceDetail.from_rows(row, lines, invoice_documents(runtime, invoice_id, tokens))
-
-
-def invoice_documents(runtime: Runtime, invoice_id: str, tokens: dict[str, str]) -> list[DocumentOut]:
-    return [
-        DocumentOut(kind=kind, url=f"/v1/invoices/{invoice_id}/{fmt}", shared_url=shared_url(runtime, tokens[fmt]) if fmt in tokens else None)
-        for kind, fmt in DOCUMENT_FORMATS
-    ]
+    return InvoiceDetail.from_rows(row, lines, invoice_links(runtime, invoice_id, tokens))
 
 
 @router.post("/invoices/{invoice_id}/shared-links/rotate")
-async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, list[DocumentOut]]:
+async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, list[DocumentLink]]:
     """Replace the invoice's shared links (a link reached someone it should not have): the old
     ones answer 404 from now on; the new ones are returned. Emails already sent keep the old links."""
     async with runtime.transaction() as session:
         if await repo.get_invoice(session, tenant, invoice_id) is None:
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
         tokens = await rotate(session, tenant, "invoice", invoice_id, tuple(fmt for _, fmt in DOCUMENT_FORMATS), runtime.clock.now())
-    return {"documents": invoice_documents(runtime, invoice_id, tokens)}
+    return {"documents": invoice_links(runtime, invoice_id, tokens)}
 
 
 @router.post("/invoices/preview", response_model=InvoicePreview)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from billing_events import Address
+from billing_events import Address, DocumentLink
 from invoicing.currency import money_str
 
 Status = Literal["open", "paid", "void"]
@@ -112,14 +112,6 @@ class Sections(BaseModel):
     categories: list[CategoryTotal]
 
 
-class DocumentOut(BaseModel):
-    kind: str = Field(description="pdf (Factur-X PDF/A-3) or cii_xml (EN 16931 CII)")
-    url: str = Field(description="In this API, with an API key.")
-    shared_url: str | None = Field(
-        description="The document's shared link: opens without an API key, for the buyer. Null for invoices issued before shared links existed."
-    )
-
-
 class InvoiceDetail(InvoiceSummary):
     tier: str
     flags: list[str]
@@ -128,10 +120,12 @@ class InvoiceDetail(InvoiceSummary):
     tax_breakdown: list[TaxBreakdownOut]
     lines: list[InvoiceLineOut]
     sections: Sections
-    documents: list[DocumentOut] = []
+    documents: list[DocumentLink] = Field(
+        default=[], description="pdf (Factur-X PDF/A-3) and cii_xml (EN 16931 CII); `shared_url` is null for invoices issued before shared links existed."
+    )
 
     @classmethod
-    def from_rows(cls, row: Any, lines: list[Any], documents: list[DocumentOut] | None = None) -> InvoiceDetail:
+    def from_rows(cls, row: Any, lines: list[Any], documents: list[DocumentLink] | None = None) -> InvoiceDetail:
         return cls(**_summary_fields(row), **detail_fields(row, lines), documents=documents or [])
 
 

@@ -364,10 +364,13 @@ async def document_links(runtime: ServiceRuntime, session: AsyncSession, seller_
     the Factur-X EN 16931 XML inside; the XML is also served alone. Each also has its shared link
     (made here, in the issuing transaction), which needs no API key."""
     now = runtime.clock.now()
+    return invoice_links(runtime, invoice_id, {fmt: await share(session, seller_id, "invoice", invoice_id, fmt, now) for _, fmt in DOCUMENT_FORMATS})
+
+
+def invoice_links(runtime: ServiceRuntime, invoice_id: str, tokens: dict[str, str]) -> list[DocumentLink]:
+    """The invoice's documents with their shared links by format (none for a format without one)."""
     return [
-        DocumentLink(
-            kind=kind, url=f"/v1/invoices/{invoice_id}/{fmt}", shared_url=shared_url(runtime, await share(session, seller_id, "invoice", invoice_id, fmt, now))
-        )
+        DocumentLink(kind=kind, url=f"/v1/invoices/{invoice_id}/{fmt}", shared_url=shared_url(runtime, tokens[fmt]) if fmt in tokens else None)
         for kind, fmt in DOCUMENT_FORMATS
     ]
 

@@ -20,6 +20,7 @@ import httpx
 from opentelemetry import trace
 from prometheus_client import Histogram
 
+from billing_runtime.conventions import SHARED_PATH_PREFIX
 from billing_runtime.service import ServiceRuntime
 from notify.config import Settings
 from notify.delivery import repository as repo
@@ -41,16 +42,13 @@ class AttachmentUnavailable(Exception):
         self.permanent = permanent
 
 
-SHARED_PATH = "/v1/shared/"
-
-
 def document_url(url: str, base_url: str | None, *, shared: bool = False) -> str | None:
     """An absolute URL to fetch `url` from: itself, or resolved against invoicing's base URL
     when relative; None when relative and no base is configured. A shared link is fetched from
     invoicing's base URL when one is configured, even when it is absolute: its public address
     (an ingress, a host port) is for buyers and need not be reachable from where notify runs."""
-    if shared and base_url and SHARED_PATH in url:
-        return urljoin(base_url.rstrip("/") + "/", url[url.rindex(SHARED_PATH) :].lstrip("/"))
+    if shared and base_url and SHARED_PATH_PREFIX in url:
+        return urljoin(base_url.rstrip("/") + "/", url[url.rindex(SHARED_PATH_PREFIX) :].lstrip("/"))
     if urlsplit(url).scheme in ("http", "https"):
         return url
     if base_url is None:
