@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date
+import time
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 
 import httpx
 from invoicing_testkit import headers, period_closed, put_seller, rated
@@ -14,6 +16,7 @@ from sqlalchemy import text
 
 from billing_events import RatedLine
 from billing_runtime.service import ServiceRuntime
+from invoicing.comparison.service import report_xlsx
 from invoicing.invoice.service import issue_invoice
 
 SEP = (date(2026, 9, 1), date(2026, 9, 30))
@@ -83,3 +86,13 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
     assert shared.status_code == 200 and shared.content == r.content
     assert shared.headers["content-disposition"].startswith("attachment; filename=")
     assert (await client.get(f"/v1/comparison-reports/{report['id']}", headers=headers("someone-else"))).status_code == 404
+
+
+def test_the_same_report_is_the_same_spreadsheet_whenever_it_is_downloaded() -> None:
+    # Its shared link and its API download must give one file: the workbook is dated by the report.
+    row = SimpleNamespace(
+        period_start=date(2026, 10, 1), currency="USD", rows=[], this_period_total=0, last_period_total=0, created_at=datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    )
+    first = report_xlsx(row)
+    time.sleep(1.1)  # the workbook's own date has one-second resolution
+    assert report_xlsx(row) == first

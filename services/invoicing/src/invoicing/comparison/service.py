@@ -167,6 +167,8 @@ def report_xlsx(row: Any) -> bytes:
     """The report as a spreadsheet: numbers as numbers (exact decimals formatted to the currency's digits)."""
     buffer = io.BytesIO()
     book = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    # Dated by the report, not by the download: the same report is the same file, byte for byte.
+    book.set_properties({"created": row.created_at})
     sheet = book.add_worksheet("Comparison")
     bold = book.add_format({"bold": True})
     money = book.add_format({"num_format": "#,##0.00"})
