@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -14,8 +15,9 @@ from email.message import Message
 from typing import Any, TypeVar
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
-from billing_cli.platform import Platform, log
+from billing_cli.platform import SERVICES, Platform, log
 from billing_runtime.auth import generate_key, publish
 
 T = TypeVar("T")
@@ -58,14 +60,66 @@ class DemoFailure(Exception):
     pass
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+# The demo waits on progress, not on fixed deadlines: on a busy machine the platform is slow,
+# not stuck. It gives up only when nothing has moved anywhere in the platform for this long.
+STALL_SECONDS = float(os.environ.get("BILLING_DEMO_STALL_SECONDS", "180"))
+REPORT_EVERY = 10.0
+# What "moving" means: events applied, dead-lettered or published by any service, mail delivered.
+PROGRESS_METRICS = ("billing_events_applied_total", "billing_events_dead_lettered_total", "billing_outbox_events_published_total")
+
+
+class Progress:
+    """How far the platform has got, read from every service's /metrics and the mail directory."""
+
+    def __init__(self, platform: Platform | None = None) -> None:
+        self.platform = platform
+
+    def snapshot(self) -> dict[str, int]:
+        counts = {"applied": 0, "published": 0, "mails": 0}
+        if self.platform is None:
+            return counts
+        for spec in SERVICES:
+            try:
+                text = httpx.get(self.platform.url(spec.name) + "/metrics/", timeout=5).text
+            except httpx.HTTPError:
+                continue  # a service restarting; the others still say whether anything moves
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name in PROGRESS_METRICS[:2]:
+                        counts["applied"] += int(sample.value)
+                    elif sample.name == PROGRESS_METRICS[2]:
+                        counts["published"] += int(sample.value)
+        counts["mails"] = len(list(self.platform.maildir.glob("*.eml")))
+        return counts
+
+
+PROGRESS = Progress()
+
+
+def wait_for(what: str, probe: Callable[[], T | None], stall: float | None = None) -> T:
+    """Poll `probe` until it answers. Gives up only when the platform's progress (events applied
+    and published, mail delivered) has not moved for `stall` seconds; says what it waits for, and
+    how far along things are, while it waits."""
+    stall = STALL_SECONDS if stall is None else stall
+    started = last_moved = last_report = time.monotonic()
+    mark = PROGRESS.snapshot()
+    while True:
         result = probe()
         if result:
             return result
+        now = time.monotonic()
+        if now - last_report >= REPORT_EVERY:
+            last_report = now
+            current = PROGRESS.snapshot()
+            if current != mark:
+                mark, last_moved = current, now
+            log(
+                f"  waiting for {what} ({now - started:.0f} s): events applied {current['applied']}, "
+                f"published {current['published']}, mails {current['mails']}"
+            )
+        if now - last_moved > stall:
+            raise DemoFailure(f"gave up waiting for {what}: nothing moved in the platform for {stall:.0f} s (progress {mark})")
         time.sleep(0.25)
-    raise DemoFailure(f"timed out waiting for {what}")
 
 
 class Api:
@@ -629,6 +683,8 @@ def show_paths(paths: dict[str, dict[str, Any]]) -> None:
 
 
 def run_demo(platform: Platform) -> bool:
+    global PROGRESS
+    PROGRESS = Progress(platform)
     api = Api(platform)
     started = time.monotonic()
     try:
