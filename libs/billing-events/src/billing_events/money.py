@@ -182,8 +182,10 @@ def round_half_up(amount: Decimal | int, currency: str) -> Decimal:
 
 
 def to_minor(amount: Decimal | int, currency: str) -> int:
-    """`amount` as an integer count of minor units, as providers want it (163.59 EUR → 16359,
-    1500 JPY → 1500, 1.234 KWD → 1234). Exact: NotInMinorUnits rather than rounding."""
+    """`amount` as an integer count of ISO 4217 minor units, as providers want it (163.59 EUR →
+    16359, 1500 JPY → 1500, 1.234 KWD → 1234). Exact: NotInMinorUnits rather than rounding.
+    A provider whose API counts a currency otherwise (Stripe: ISK in hundredths, MGA in whole
+    units, three-decimal amounts ending in 0) must adapt this number for that currency itself."""
     return int(quantize(amount, currency).scaleb(minor_units(currency), context=_EXACT))
 
 
@@ -203,4 +205,4 @@ def open_amount(total: Decimal, paid: Decimal, credited: Decimal) -> Decimal:
     """What an invoice still asks: total − paid − credited (credited as a positive amount). The one
     definition of "open amount"; negative when more was received than the invoice now asks (that
     surplus is `-open_amount(...)`), so a caller that shows or collects it takes `max(..., 0)`."""
-    return _amount(total) - _amount(paid) - _amount(credited)
+    return _WIDE.subtract(_WIDE.subtract(_amount(total), _amount(paid)), _amount(credited))
