@@ -18,6 +18,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing_cli.platform import SERVICES, Platform, log
+from billing_events.money import open_amount, to_minor
 from billing_runtime.auth import generate_key, publish
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ class Expected:
 
     @property
     def status(self) -> str:
-        return "paid" if self.pays >= self.total else "open"
+        return "paid" if open_amount(self.total, self.pays, Decimal(0)) <= 0 else "open"
 
 
 # Northwind IT bills in USD, due on the 5th of the next month; Cloudy Ltd in EUR, net 14 days.
@@ -469,10 +470,6 @@ def attempts_of(api: Api, e: Expected, invoice_id: str) -> list[dict[str, Any]]:
     return list(r.json()["items"])
 
 
-def minor_units(amount: Decimal) -> int:
-    return int((amount * 100).to_integral_value())
-
-
 def collect_card(api: Api, e: Expected, providers: dict[str, Provider]) -> dict[str, Any]:
     """The card on file is charged off session when the invoice is issued."""
     invoice = wait_for(f"the invoice of {e.customer}", lambda: find_invoice(api, e))
@@ -483,7 +480,7 @@ def collect_card(api: Api, e: Expected, providers: dict[str, Provider]) -> dict[
     if [(a["method"], a["provider"], a["status"]) for a in attempts] != [("card", "stripe", "succeeded")]:
         raise DemoFailure(f"{e.customer}: card attempts {attempts}")
     intent = providers[e.partner].ok(providers[e.partner].http.get(f"/v1/payment_intents/{attempts[0]['provider_ref']}"))
-    if (intent["status"], intent["amount"], intent["currency"]) != ("succeeded", minor_units(e.total), invoice["currency"].lower()):
+    if (intent["status"], intent["amount"], intent["currency"]) != ("succeeded", to_minor(e.total, invoice["currency"]), invoice["currency"].lower()):
         raise DemoFailure(f"{e.customer}: Stripe shows {intent['status']} {intent['amount']} {intent['currency']}, invoice {invoice['total']}")
     return {"invoice": invoice, "attempt": attempts[0], "intent": intent}
 
@@ -498,7 +495,7 @@ def fail_direct_debit(api: Api, e: Expected, providers: dict[str, Provider]) -> 
     )
     gc = providers[e.partner]
     payment = gc.ok(gc.http.get(f"/payments/{first['provider_ref']}"))["payments"]
-    if (payment["amount"], payment["currency"], payment["charge_date"]) != (minor_units(e.total), invoice["currency"], invoice["due_on"]):
+    if (payment["amount"], payment["currency"], payment["charge_date"]) != (to_minor(e.total, invoice["currency"]), invoice["currency"], invoice["due_on"]):
         raise DemoFailure(f"{e.customer}: GoCardless payment {payment} does not collect {invoice['total']} on {invoice['due_on']}")
     gc.ok(gc.http.post("/scenario_simulators/payment_failed/actions/run", json={"data": {"links": {"resource": payment["id"]}}}))
     failed = wait_for(
