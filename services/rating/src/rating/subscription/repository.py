@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, Text, any_, bindparam, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,11 +52,17 @@ async def subscriptions(session: AsyncSession, seller_id: str, starts_by: date, 
     return list((await session.execute(query.order_by(SUBSCRIPTION.c.subscription_id))).all())
 
 
+def _ids(values: Iterable[str], name: str = "ids") -> Any:
+    """Ids as one array parameter (`= ANY(:ids)`): one bind whatever their number, where an `IN`
+    list binds one parameter per id and passes asyncpg's 32,767 at that many ids."""
+    return any_(bindparam(name, list(values), type_=ARRAY(Text)))
+
+
 async def changes(session: AsyncSession, seller_id: str, subscription_ids: Iterable[str]) -> list[Any]:
     ids = list(subscription_ids)
     if not ids:
         return []
-    query = select(CHANGE).where(CHANGE.c.seller_id == seller_id, CHANGE.c.subscription_id.in_(ids))
+    query = select(CHANGE).where(CHANGE.c.seller_id == seller_id, CHANGE.c.subscription_id == _ids(ids))
     return list((await session.execute(query)).all())
 
 
@@ -85,13 +92,12 @@ async def observations_before(session: AsyncSession, seller_id: str, before: dat
 async def mark_billed(
     session: AsyncSession, table: Table, id_column: str, seller_id: str, ids: Iterable[str], run_id: str, column: str = "bill_run_id"
 ) -> None:
-    """Stamp the records a run billed, by id: a record that arrived during the run stays unbilled."""
+    """Stamp the records a run billed, by id (one statement, the ids one array parameter): a
+    record that arrived during the run stays unbilled."""
     ids = list(ids)
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        await session.execute(
-            update(table).where(table.c.seller_id == seller_id, table.c[id_column].in_(chunk)).values({column: run_id})
-        )
+    if not ids:
+        return
+    await session.execute(update(table).where(table.c.seller_id == seller_id, table.c[id_column] == _ids(ids)).values({column: run_id}))
 
 
 async def subscription(session: AsyncSession, seller_id: str, subscription_id: str) -> Any:
@@ -102,7 +108,7 @@ async def subscription(session: AsyncSession, seller_id: str, subscription_id: s
 async def policies(session: AsyncSession, seller_id: str, subscription_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
     query = select(POLICY).where(POLICY.c.seller_id == seller_id)
     if subscription_ids is not None:
-        query = query.where(POLICY.c.subscription_id.in_(list(subscription_ids)))
+        query = query.where(POLICY.c.subscription_id == _ids(subscription_ids))
     return {row.subscription_id: row.policy for row in (await session.execute(query)).all()}
 
 
