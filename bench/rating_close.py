@@ -107,6 +107,12 @@ def seed_sql(subscriptions: int, per_customer: int) -> list[tuple[str, dict[str,
     ]
 
 
+async def charged(runtime: ServiceRuntime) -> str:
+    """The sum of every rated charge: the same figure before and after a change of the close."""
+    async with runtime.sessions() as session:
+        return str((await session.execute(text("SELECT coalesce(sum(amount), 0) FROM rating.rated_charge"))).scalar_one())
+
+
 async def rows_written(runtime: ServiceRuntime) -> int:
     async with runtime.sessions() as session:
         found = await session.execute(
@@ -160,6 +166,7 @@ async def run(database_url: str, args: argparse.Namespace) -> dict[str, object]:
             pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(45)
             print(out.getvalue())
         phases = phase_seconds()
+        amount = await charged(runtime)
         before = await rows_written(runtime)
         again_seconds, _, again = await close(runtime)
         rerun = await rows_written(runtime) - before
@@ -173,6 +180,7 @@ async def run(database_url: str, args: argparse.Namespace) -> dict[str, object]:
         "phases": phases,
         "buyers": first.buyers,  # type: ignore[attr-defined]
         "lines": first.lines,  # type: ignore[attr-defined]
+        "amount_total": amount,
         "seed_seconds": round(seeded, 2),
         "rerun_seconds": round(again_seconds, 3),
         "rerun_created": again.created,  # type: ignore[attr-defined]
