@@ -47,7 +47,7 @@ CLOSE_PHASE_SECONDS = Histogram(
     "billing_bill_run_phase_seconds", "Time of each phase of closing a period (rate, write, emit)", ["phase"], buckets=_SECONDS
 )
 # A retail close rates and writes this many subscriptions' accounts at a time (memory: one slice).
-SLICE_SUBSCRIPTIONS = 20_000
+SLICE_SUBSCRIPTIONS = 10_000
 CHARGES_WRITTEN = Counter("billing_bill_run_charges_written_total", "Rated charges written by bill runs, by tier", ["tier"])
 
 
