@@ -30,6 +30,7 @@ def check_country(country: str | None) -> str | None:
 class BusinessCalendar:
     def __init__(self, country: str | None = None) -> None:
         self.country = country
+        self._window_starts: dict[tuple[date, int], date | None] = {}
 
     def is_business_day(self, day: date) -> bool:
         return day.weekday() < 5 and day not in _holidays(self.country, day.year)
@@ -50,10 +51,14 @@ class BusinessCalendar:
         """The first of the last `k` business days up to `last_day` (None when k = 0)."""
         if k <= 0:
             return None
-        current, found = last_day, 0
-        while True:
-            if self.is_business_day(current):
-                found += 1
-                if found == k:
-                    return current
-            current -= timedelta(days=1)
+        key = (last_day, k)
+        if key not in self._window_starts:  # asked once per order and change of a bill run: the same few months
+            current, found = last_day, 0
+            while True:
+                if self.is_business_day(current):
+                    found += 1
+                    if found == k:
+                        break
+                current -= timedelta(days=1)
+            self._window_starts[key] = current
+        return self._window_starts[key]

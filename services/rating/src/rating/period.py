@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.errors import InvalidPeriod, InvalidTimeZone
@@ -44,9 +45,7 @@ class Period:
 
     @classmethod
     def of_month(cls, year: int, month: int, tz: tzinfo = UTC) -> Period:
-        start = date(year, month, 1)
-        following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
-        return cls(start, following - timedelta(days=1), tz)
+        return _month(cls, year, month, tz)
 
     @classmethod
     def containing(cls, day: date, tz: tzinfo = UTC) -> Period:
@@ -98,6 +97,16 @@ class Period:
         return self.end < today
 
 
+@lru_cache(maxsize=4096)
+def _month(cls: type[Period], year: int, month: int, tz: tzinfo) -> Period:
+    """Periods are immutable values: a bill run asks for the same few months hundreds of
+    thousands of times, so each is built once."""
+    start = date(year, month, 1)
+    following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return cls(start, following - timedelta(days=1), tz)
+
+
+@lru_cache(maxsize=16384)
 def local_midnight(day: date, tz: tzinfo) -> datetime:
     """The first instant of `day` in `tz`, as an aware UTC instant.
 

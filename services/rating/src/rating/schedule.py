@@ -53,6 +53,8 @@ class Schedule:
 
     def quantity_on(self, day: date) -> Decimal:
         """The quantity in force on `day`: the latest step effective by then (the order's before it)."""
+        if len(self.steps) == 1:  # never changed: the ordered quantity on every day
+            return self.steps[0].quantity
         in_force = [s for s in self.steps if s.effective_on <= day]
         return max(in_force or self.steps[:1], key=lambda s: (s.effective_on, s.requested_at)).quantity
 

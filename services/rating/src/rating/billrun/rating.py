@@ -365,7 +365,7 @@ def _contracted(period: Period, product: ProductInfo, sub: Subscription, closed_
     policy, schedule = sub.policy, sub.schedule
     out: list[Quantity] = []
     for service, late in _service_periods(period, policy, schedule, closed_at):
-        out += [replace(q, late=late) for q in _recurring(product, sub, service, period)]
+        out += [replace(q, late=True) if late else q for q in _recurring(product, sub, service, period)]
     if policy.timing == "advance" and policy.proration == "daily" and schedule.billed_in(period):
         # Additions inside a period billed in advance are billed pro rata in the next run (seed 000).
         billed = schedule.quantity_on(period.start) if schedule.billing_starts_on <= period.start else None
@@ -388,8 +388,15 @@ def _service_periods(run: Period, policy: BillingPolicy, schedule: Schedule, clo
     first = Period.containing(schedule.billing_starts_on, run.tz)
     months = 12 if policy.interval == "year" else 1
     due_offset = (months - 1) if policy.timing == "arrears" else -1
+    # Only a term due in a period from `earliest` on can reach this run: `earliest` is the first
+    # of the runs closed before the order arrived that lead up to this one (this run itself when
+    # the one before it was not). A term due earlier stops at a run before this one, so the loop
+    # starts at the first term due from `earliest` (one or two terms, however old the subscription).
+    earliest = run
+    while _closed_before(earliest.previous(), closed_at, schedule.ordered_at):
+        earliest = earliest.previous()
+    term = max(0, -(-(earliest.months_since(first) - due_offset) // months))
     out: list[tuple[tuple[date, date], bool]] = []
-    term = 0
     while True:
         start = first.shift(term * months)
         end = start.shift(months - 1)
@@ -399,12 +406,19 @@ def _service_periods(run: Period, policy: BillingPolicy, schedule: Schedule, clo
         if due > run:
             break
         billed_by = due
-        while billed_by.label in closed_at and closed_at[billed_by.label] <= schedule.ordered_at:
+        while _closed_before(billed_by, closed_at, schedule.ordered_at):
             billed_by = billed_by.next()
         if billed_by == run:
             out.append(((start.start, end.end), billed_by != due))
         term += 1
     return out
+
+
+def _closed_before(period: Period, closed_at: dict[str, datetime], ordered_at: datetime) -> bool:
+    """Whether the run of `period` was closed before the order arrived (strictly: an order at
+    the very instant of a run, as with a frozen clock, is one that run saw and bills)."""
+    closed = closed_at.get(period.label)
+    return closed is not None and closed < ordered_at
 
 
 def _recurring(product: ProductInfo, sub: Subscription, service: tuple[date, date], run: Period) -> list[Quantity]:

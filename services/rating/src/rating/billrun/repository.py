@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,9 +30,41 @@ async def get_run(session: AsyncSession, seller_id: str, run_id: str) -> Any:
     return (await session.execute(query)).first()
 
 
-async def add_charges(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    for start in range(0, len(rows), 1000):
-        await session.execute(pg_insert(RATED_CHARGE).values(rows[start : start + 1000]).on_conflict_do_nothing())
+# The rated charge's columns and their array types, in the order `add_charges` sends them.
+CHARGE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("line_id", "text"),
+    ("bill_run_id", "text"),
+    ("seller_id", "text"),
+    ("account_id", "text"),
+    ("end_customer_id", "text"),
+    ("product_code", "text"),
+    ("description", "text"),
+    ("category", "text"),
+    ("service_period_start", "date"),
+    ("service_period_end", "date"),
+    ("quantity", "numeric"),
+    ("unit_price", "numeric"),
+    ("amount", "numeric"),
+    ("currency", "text"),
+    ("quantity_rule", "text"),
+    ("kind", "text"),
+    ("late", "boolean"),
+)
+_ADD_CHARGES = text(
+    f"INSERT INTO {RATED_CHARGE.fullname} ({', '.join(c for c, _ in CHARGE_COLUMNS)})"
+    f" SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in CHARGE_COLUMNS)})"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+async def add_charges(session: AsyncSession, columns: dict[str, list[Any]]) -> int:
+    """Write a run's charges in one statement whatever their number: each column one array
+    parameter, unnested server-side (no multi-row VALUES to compile, no parameter limit). A line
+    id already stored is skipped. Returns how many rows were written."""
+    if not columns["line_id"]:
+        return 0
+    result = await session.execute(_ADD_CHARGES, {c: columns[c] for c, _ in CHARGE_COLUMNS})
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def closed_periods(session: AsyncSession, seller_id: str) -> dict[str, Any]:

@@ -7,8 +7,11 @@ report (the same rating, not stored, not emitted)."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,7 +21,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import Money, PeriodClosed, RatedLine, derived_event_id
+from billing_events import CloudEvent, Money, PeriodClosed, RatedLine, derived_event_id
 from billing_events import account_id as billing_account_id
 from billing_runtime.service import ServiceRuntime
 from rating.billrun import rating
@@ -38,7 +41,23 @@ tracer = trace.get_tracer(__name__)
 BILL_RUNS = Counter("billing_bill_runs_total", "Bill run requests, by outcome", ["outcome"])
 RATED_LINES = Counter("billing_rated_lines_total", "Lines rated by bill runs, by tier", ["tier"])
 UNRATED = Counter("billing_unrated_charges_total", "Charges a bill run could not rate, by reason", ["reason"])
-BILL_RUN_SECONDS = Histogram("billing_bill_run_duration_seconds", "Time to rate and close one seller's period")
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+BILL_RUN_SECONDS = Histogram("billing_bill_run_duration_seconds", "Time to rate and close one seller's period", buckets=_SECONDS)
+CLOSE_PHASE_SECONDS = Histogram(
+    "billing_bill_run_phase_seconds", "Time of each phase of closing a period (rate, write, emit)", ["phase"], buckets=_SECONDS
+)
+# A retail close rates and writes this many subscriptions' accounts at a time (memory: one slice).
+SLICE_SUBSCRIPTIONS = 10_000
+CHARGES_WRITTEN = Counter("billing_bill_run_charges_written_total", "Rated charges written by bill runs, by tier", ["tier"])
+
+
+@contextlib.contextmanager
+def _phase(name: str) -> Iterator[None]:
+    """A phase of a close: its own span (`close_period.<name>`) and its time in the histogram."""
+    started = time.perf_counter()
+    with tracer.start_as_current_span(f"close_period.{name}"):
+        yield
+    CLOSE_PHASE_SECONDS.labels(name).observe(time.perf_counter() - started)
 
 
 def bill_run_id(seller_id: str, period: Period) -> str:
@@ -103,50 +122,75 @@ async def close_period(
             BILL_RUNS.labels("repeated").inc()
             return _run_out(await repo.get_run(session, seller_id, run_id), created=False)
 
-        if tier == "wholesale":
-            assert distributor_id is not None
-            closing = await rate_wholesale(session, distributor_id, period, run_id, terms)
-        else:
-            result = await rate_retail(session, seller_id, distributor_id, period, run_id, terms)
-            closing = Closing(
-                "retail", {a: list(v) for a, v in result.lines.items()}, dict(result.currencies), list(result.unrated),
-                {(seller_id, "bill_run_id"): list(result.billed_usage)}, {seller_id: list(result.billed_observations)},
-            )
-        await repo.add_charges(session, _charge_rows(seller_id, run_id, closing))
-        for (owner, column), ids in closing.billed_usage.items():
-            await projections.mark_billed(session, projections.USAGE, "record_id", owner, ids, run_id, column)
-        for owner, ids in closing.billed_observations.items():
-            await projections.mark_billed(session, projections.OBSERVATION, "observation_id", owner, ids, run_id)
-        unrated = [_unrated_out(u).model_dump() for u in sorted(set(closing.unrated))]
-        await repo.finish_run(session, run_id, len(closing.lines), closing.line_count, unrated)
-        await runtime.outbox.add(
-            session,
-            *(
-                runtime.event(
-                    PeriodClosed(
-                        bill_run_id=run_id,
-                        seller_id=seller_id,
-                        buyer_account_id=account,
-                        period_start=period.start,
-                        period_end=period.end,
-                        currency=closing.currencies[account],
-                        lines=lines,
-                        tier=closing.tier,  # type: ignore[arg-type]
-                    ),
-                    tenant=seller_id,
-                    event_id=derived_event_id("period_closed", run_id, account),
-                    subject=account,
-                )
-                for account, lines in sorted(closing.lines.items())
-            ),
-        )
+        buyers = lines = charges_written = 0
+        unrated_found: set[Unrated] = set()
+        async for closing in _closings(session, seller_id, distributor_id, tier, period, run_id, terms):
+            with _phase("write"):
+                charges_written += await repo.add_charges(session, _charge_columns(seller_id, run_id, closing))
+                for (owner, column), ids in closing.billed_usage.items():
+                    await projections.mark_billed(session, projections.USAGE, "record_id", owner, ids, run_id, column)
+                for owner, ids in closing.billed_observations.items():
+                    await projections.mark_billed(session, projections.OBSERVATION, "observation_id", owner, ids, run_id)
+            with _phase("emit"):
+                await runtime.outbox.add(session, *_period_closed(runtime, seller_id, run_id, period, closing))
+            buyers += len(closing.lines)
+            lines += closing.line_count
+            unrated_found.update(closing.unrated)
+        unrated = [_unrated_out(u).model_dump() for u in sorted(unrated_found)]
+        await repo.finish_run(session, run_id, buyers, lines, unrated)
         BILL_RUNS.labels("created").inc()
-        RATED_LINES.labels(tier).inc(closing.line_count)
-        for u in closing.unrated:
+        RATED_LINES.labels(tier).inc(lines)
+        for u in unrated_found:
             UNRATED.labels(u.reason.value).inc()
+        CHARGES_WRITTEN.labels(tier).inc(charges_written)
         BILL_RUN_SECONDS.observe(time.perf_counter() - started)
-        span.set_attribute("billing.buyers", len(closing.lines))
+        span.set_attribute("billing.buyers", buyers)
+        span.set_attribute("billing.lines", lines)
+        span.set_attribute("billing.charges_written", charges_written)
         return _run_out(await repo.get_run(session, seller_id, run_id), created=True)
+
+
+async def _closings(
+    session: AsyncSession, seller_id: str, distributor_id: str | None, tier: str, period: Period, run_id: str, terms: SellerTerms
+) -> AsyncIterator[Closing]:
+    """The run's lines, a slice of the seller's accounts at a time (about SLICE_SUBSCRIPTIONS
+    subscriptions each), so that a seller's close holds one slice in memory, not its whole book.
+    Accounts rate independently (every rule reads one account's subscriptions, usage, counts and
+    discounts), so the slices bill exactly what one pass would. The wholesale run is one pass."""
+    if tier == "wholesale":
+        assert distributor_id is not None
+        with _phase("rate"):
+            closing = await rate_wholesale(session, distributor_id, period, run_id, terms)
+        yield closing
+        return
+    for between in await projections.account_slices(session, seller_id, period.next().end, SLICE_SUBSCRIPTIONS):
+        with _phase("rate"):
+            result = await rate_retail(session, seller_id, distributor_id, period, run_id, terms, between=between)
+        yield Closing(
+            "retail", {a: list(v) for a, v in result.lines.items()}, dict(result.currencies), list(result.unrated),
+            {(seller_id, "bill_run_id"): list(result.billed_usage)}, {seller_id: list(result.billed_observations)},
+        )
+
+
+def _period_closed(runtime: ServiceRuntime, seller_id: str, run_id: str, period: Period, closing: Closing) -> list[CloudEvent[Any]]:
+    return [
+        runtime.event(
+            PeriodClosed(
+                bill_run_id=run_id,
+                seller_id=seller_id,
+                buyer_account_id=account,
+                period_start=period.start,
+                period_end=period.end,
+                currency=closing.currencies[account],
+                lines=lines,
+                tier=closing.tier,  # type: ignore[arg-type]
+            ),
+            tenant=seller_id,
+            event_id=derived_event_id("period_closed", run_id, account),
+            subject=account,
+        )
+        for account, lines in sorted(closing.lines.items())
+    ]
 
 
 async def get_bill_run(session: AsyncSession, seller_id: str, run_id: str) -> BillRunOut:
@@ -229,16 +273,32 @@ async def margin_report(session: AsyncSession, partner_id: str, distributor_id: 
 # --- loading and rating ------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector over a synchronous stretch of rating: it allocates
+    millions of short-lived objects for a large seller, and each collection would walk all of
+    them (a fifth of the CPU). Nothing else runs meanwhile (no await inside); collection resumes after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 async def rate_retail(
     session: AsyncSession, seller_id: str, distributor_id: str | None, period: Period, run_id: str, terms: SellerTerms,
-    *, account_id: str | None = None,
+    *, account_id: str | None = None, between: projections.AccountRange | None = None,
 ) -> Rating:
-    """The seller's own book at its own prices (a partner's customers, or the distributor's partners)."""
+    """The seller's own book at its own prices (a partner's customers, or the distributor's
+    partners); with `between`, the accounts of that range only."""
     book = await price_book(session, seller_id, distributor_id)
     closed = await repo.closed_periods(session, seller_id)
-    inputs = await _inputs(session, seller_id, period, run_id, terms, book, account_id=account_id, wholesale=False)
+    inputs = await _inputs(session, seller_id, period, run_id, terms, book, account_id=account_id, wholesale=False, between=between)
     discounts = await discounts_for_rating(session, seller_id)
-    return rating.rate_period(run_id, period, products=book.products, price_of=book.retail, closed=closed, discounts=discounts, **inputs)
+    with _without_gc():
+        return rating.rate_period(run_id, period, products=book.products, price_of=book.retail, closed=closed, discounts=discounts, **inputs)
 
 
 async def rate_wholesale(
@@ -280,20 +340,29 @@ async def _partner_book(
     book = await price_book(session, partner_id, distributor_id)
     local = Period.parse(period.label, partner_terms.tz)
     inputs = await _inputs(session, partner_id, local, run_id, partner_terms, book, wholesale=True)
-    return rating.rate_period(run_id, local, products=book.products, price_of=book.wholesale, closed=closed, bill_to=bill_to, **inputs)
+    with _without_gc():
+        return rating.rate_period(run_id, local, products=book.products, price_of=book.wholesale, closed=closed, bill_to=bill_to, **inputs)
 
 
 async def _inputs(
     session: AsyncSession, seller_id: str, period: Period, run_id: str, terms: SellerTerms, book: PriceBook,
-    *, account_id: str | None = None, wholesale: bool,
+    *, account_id: str | None = None, wholesale: bool, between: projections.AccountRange | None = None,
 ) -> dict[str, Any]:
-    buyers = await projections.buyers(session, seller_id, account_id)
+    buyers = await projections.buyers(session, seller_id, account_id, between=between)
     # Advance billing bills the next period in this run: load what starts by its end.
-    subscriptions = await projections.subscriptions(session, seller_id, period.next().end, account_id)
+    subscriptions = await projections.subscriptions(session, seller_id, period.next().end, account_id, between=between)
     changes = await projections.changes(session, seller_id, [s.subscription_id for s in subscriptions])
     overrides = await projections.policies(session, seller_id, [s.subscription_id for s in subscriptions])
-    usage = await projections.usage_before(session, seller_id, period.ends_before, run_id, account_id, wholesale=wholesale)
-    observations = await projections.observations_before(session, seller_id, period.ends_before, account_id)
+    usage = await projections.usage_before(session, seller_id, period.ends_before, run_id, account_id, wholesale=wholesale, between=between)
+    observations = await projections.observations_before(session, seller_id, period.ends_before, account_id, between=between)
+    with _without_gc():
+        return _rating_inputs(buyers, subscriptions, changes, overrides, usage, observations, book, terms)
+
+
+def _rating_inputs(
+    buyers: list[Any], subscriptions: list[Any], changes: list[Any], overrides: dict[str, dict[str, Any]], usage: list[Any],
+    observations: list[Any], book: PriceBook, terms: SellerTerms,
+) -> dict[str, Any]:
     return {
         "buyers": [Buyer(b.account_id, b.currency, b.name) for b in buyers],
         "subscriptions": subscription_terms(subscriptions, changes, overrides, book, terms),
@@ -337,30 +406,30 @@ def subscription_terms(
     return out
 
 
-def _charge_rows(seller_id: str, run_id: str, closing: Closing) -> list[dict[str, Any]]:
-    return [
-        {
-            "line_id": line.line_id,
-            "bill_run_id": run_id,
-            "seller_id": seller_id,
-            "account_id": account,
-            "end_customer_id": line.end_customer_id,
-            "product_code": line.product_code,
-            "description": line.description,
-            "category": line.category,
-            "service_period_start": line.service_period_start,
-            "service_period_end": line.service_period_end,
-            "quantity": line.quantity,
-            "unit_price": line.unit_price.amount,
-            "amount": line.amount.amount,
-            "currency": line.amount.currency,
-            "quantity_rule": line.quantity_rule,
-            "kind": line.kind,
-            "late": line.late,
-        }
-        for account, lines in closing.lines.items()
-        for line in lines
-    ]
+def _charge_columns(seller_id: str, run_id: str, closing: Closing) -> dict[str, list[Any]]:
+    """The run's lines as rated charges, column by column (what `repo.add_charges` sends)."""
+    columns: dict[str, list[Any]] = {name: [] for name, _ in repo.CHARGE_COLUMNS}
+    for account, lines in closing.lines.items():
+        for line in lines:
+            columns["line_id"].append(line.line_id)
+            columns["account_id"].append(account)
+            columns["end_customer_id"].append(line.end_customer_id)
+            columns["product_code"].append(line.product_code)
+            columns["description"].append(line.description)
+            columns["category"].append(line.category)
+            columns["service_period_start"].append(line.service_period_start)
+            columns["service_period_end"].append(line.service_period_end)
+            columns["quantity"].append(line.quantity)
+            columns["unit_price"].append(line.unit_price.amount)
+            columns["amount"].append(line.amount.amount)
+            columns["currency"].append(line.amount.currency)
+            columns["quantity_rule"].append(line.quantity_rule)
+            columns["kind"].append(line.kind)
+            columns["late"].append(line.late)
+    count = len(columns["line_id"])
+    columns["bill_run_id"] = [run_id] * count
+    columns["seller_id"] = [seller_id] * count
+    return columns
 
 
 def _unrated_out(u: Unrated) -> UnratedOut:

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import ColumnElement, Table, Text, any_, bindparam, func, or_, select, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,32 +36,71 @@ async def insert_once(session: AsyncSession, table: Table, row: dict[str, Any], 
     await session.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys)))
 
 
-async def buyers(session: AsyncSession, seller_id: str, account_id: str | None = None) -> list[Any]:
-    query = select(BUYER).where(BUYER.c.seller_id == seller_id)
+# A slice of a seller's accounts, as the bill run rates them: account ids from the first
+# (inclusive; None: from the lowest) to the second (exclusive; None: to the highest).
+AccountRange = tuple[str | None, str | None]
+
+
+def _within(column: Any, between: AccountRange | None) -> ColumnElement[bool]:
+    lo, hi = between or (None, None)
+    clause: ColumnElement[bool] = true()
+    if lo is not None:
+        clause = clause & (column >= lo)
+    if hi is not None:
+        clause = clause & (column < hi)
+    return clause
+
+
+async def account_slices(session: AsyncSession, seller_id: str, starts_by: date, per_slice: int) -> list[AccountRange]:
+    """The seller's accounts cut into consecutive ranges of about `per_slice` subscriptions each
+    (an account is never split), covering every account id, those without subscriptions too."""
+    numbered = (
+        select(SUBSCRIPTION.c.account_id, func.row_number().over(order_by=SUBSCRIPTION.c.account_id).label("n"))
+        .where(SUBSCRIPTION.c.seller_id == seller_id, SUBSCRIPTION.c.start_on <= starts_by)
+        .subquery()
+    )
+    query = select(numbered.c.account_id).where(numbered.c.n % per_slice == 0).distinct().order_by(numbered.c.account_id)
+    bounds: list[str | None] = [None, *(await session.execute(query)).scalars().all(), None]
+    return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+async def buyers(session: AsyncSession, seller_id: str, account_id: str | None = None, *, between: AccountRange | None = None) -> list[Any]:
+    query = select(BUYER).where(BUYER.c.seller_id == seller_id, _within(BUYER.c.account_id, between))
     if account_id is not None:
         query = query.where(BUYER.c.account_id == account_id)
     return list((await session.execute(query)).all())
 
 
-async def subscriptions(session: AsyncSession, seller_id: str, starts_by: date, account_id: str | None = None) -> list[Any]:
+async def subscriptions(
+    session: AsyncSession, seller_id: str, starts_by: date, account_id: str | None = None, *, between: AccountRange | None = None
+) -> list[Any]:
     """Subscriptions that started on or before `starts_by` (whether still running is decided
     from their changes)."""
-    query = select(SUBSCRIPTION).where(SUBSCRIPTION.c.seller_id == seller_id, SUBSCRIPTION.c.start_on <= starts_by)
+    query = select(SUBSCRIPTION).where(
+        SUBSCRIPTION.c.seller_id == seller_id, SUBSCRIPTION.c.start_on <= starts_by, _within(SUBSCRIPTION.c.account_id, between)
+    )
     if account_id is not None:
         query = query.where(SUBSCRIPTION.c.account_id == account_id)
     return list((await session.execute(query.order_by(SUBSCRIPTION.c.subscription_id))).all())
+
+
+def _ids(values: Iterable[str], name: str = "ids") -> Any:
+    """Ids as one array parameter (`= ANY(:ids)`): one bind whatever their number, where an `IN`
+    list binds one parameter per id and passes asyncpg's 32,767 at that many ids."""
+    return any_(bindparam(name, list(values), type_=ARRAY(Text)))
 
 
 async def changes(session: AsyncSession, seller_id: str, subscription_ids: Iterable[str]) -> list[Any]:
     ids = list(subscription_ids)
     if not ids:
         return []
-    query = select(CHANGE).where(CHANGE.c.seller_id == seller_id, CHANGE.c.subscription_id.in_(ids))
+    query = select(CHANGE).where(CHANGE.c.seller_id == seller_id, CHANGE.c.subscription_id == _ids(ids))
     return list((await session.execute(query)).all())
 
 
 async def usage_before(
-    session: AsyncSession, seller_id: str, before: datetime, run_id: str, account_id: str | None = None, *, wholesale: bool = False
+    session: AsyncSession, seller_id: str, before: datetime, run_id: str, account_id: str | None = None, *, wholesale: bool = False,
+    between: AccountRange | None = None,
 ) -> list[Any]:
     """Usage before `before` not billed by another run of the tier (the period's own, and late usage)."""
     billed = USAGE.c.wholesale_bill_run_id if wholesale else USAGE.c.bill_run_id
@@ -68,15 +108,20 @@ async def usage_before(
         USAGE.c.seller_id == seller_id,
         USAGE.c.occurred_at < before,
         or_(billed.is_(None), billed == run_id),
+        _within(USAGE.c.account_id, between),
     )
     if account_id is not None:
         query = query.where(USAGE.c.account_id == account_id)
     return list((await session.execute(query)).all())
 
 
-async def observations_before(session: AsyncSession, seller_id: str, before: datetime, account_id: str | None = None) -> list[Any]:
+async def observations_before(
+    session: AsyncSession, seller_id: str, before: datetime, account_id: str | None = None, *, between: AccountRange | None = None
+) -> list[Any]:
     """Every observation before `before`: the period's, and the history the rules read."""
-    query = select(OBSERVATION).where(OBSERVATION.c.seller_id == seller_id, OBSERVATION.c.observed_at < before)
+    query = select(OBSERVATION).where(
+        OBSERVATION.c.seller_id == seller_id, OBSERVATION.c.observed_at < before, _within(OBSERVATION.c.account_id, between)
+    )
     if account_id is not None:
         query = query.where(OBSERVATION.c.account_id == account_id)
     return list((await session.execute(query)).all())
@@ -85,13 +130,12 @@ async def observations_before(session: AsyncSession, seller_id: str, before: dat
 async def mark_billed(
     session: AsyncSession, table: Table, id_column: str, seller_id: str, ids: Iterable[str], run_id: str, column: str = "bill_run_id"
 ) -> None:
-    """Stamp the records a run billed, by id: a record that arrived during the run stays unbilled."""
+    """Stamp the records a run billed, by id (one statement, the ids one array parameter): a
+    record that arrived during the run stays unbilled."""
     ids = list(ids)
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        await session.execute(
-            update(table).where(table.c.seller_id == seller_id, table.c[id_column].in_(chunk)).values({column: run_id})
-        )
+    if not ids:
+        return
+    await session.execute(update(table).where(table.c.seller_id == seller_id, table.c[id_column] == _ids(ids)).values({column: run_id}))
 
 
 async def subscription(session: AsyncSession, seller_id: str, subscription_id: str) -> Any:
@@ -102,7 +146,7 @@ async def subscription(session: AsyncSession, seller_id: str, subscription_id: s
 async def policies(session: AsyncSession, seller_id: str, subscription_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
     query = select(POLICY).where(POLICY.c.seller_id == seller_id)
     if subscription_ids is not None:
-        query = query.where(POLICY.c.subscription_id.in_(list(subscription_ids)))
+        query = query.where(POLICY.c.subscription_id == _ids(subscription_ids))
     return {row.subscription_id: row.policy for row in (await session.execute(query)).all()}
 
 
