@@ -12,7 +12,6 @@ from billing_events.envelope import EventData, Part
 from billing_events.events.ingest import Address
 from billing_events.money import DecimalStr, Money
 
-
 # Where the money goes back when a credit note takes off more than is still unpaid: refunded the
 # way it came (card, direct debit, a SEPA credit transfer for a bank transfer), or kept as the
 # buyer's balance, which its next invoices from the same seller consume before collecting.
