@@ -70,7 +70,7 @@ class PaymentRefunded(EventData):
     )
     method: PaymentMethod | Literal["account_credit"] | None = Field(default=None, description="How the money went back.")
     provider: str | None = Field(default=None, description="stripe, gocardless, sepa_credit_transfer or account_credit.")
-    provider_ref: str | None = Field(default=None, description="The provider's refund id, or the SEPA refund file's message id.")
+    provider_ref: str | None = Field(default=None, description="The provider's refund id, or the SEPA refund file's id at payments.")
 
     def partition_key(self) -> str:
         return self.account_id
