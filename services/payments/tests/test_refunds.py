@@ -20,7 +20,7 @@ from billing_events.events.invoicing import RefundDestination
 from provider_sandboxes import stripe_signature
 
 from .conftest import Live
-from .test_collection import attempts, buyer, invoice, of_type, payment_events, save_card, setup_stripe, tenant_id
+from .test_collection import attempts, buyer, invoice, of_type, payment_events, save_card, set_up_mandate, setup_gocardless, setup_stripe, tenant_id
 from .test_payments_api import eventually, headers, invoice_issued, publish
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -186,3 +186,32 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
     after = await invoice(live, tenant, invoice_id)
     assert (after["amount_received"], after["amount_credited"], after["amount_open"]) == ("126.69", "64.58", "0.00")
     assert Decimal(after["total"]) == Decimal("191.27")
+
+
+async def test_a_collected_direct_debit_is_refunded_through_gocardless_to_the_cent(live: Live, kafka_bootstrap: str) -> None:
+    tenant = tenant_id()
+    gc, _, _ = await setup_gocardless(live, tenant)
+    await set_up_mandate(live, tenant)
+    invoice_id = str(uuid.uuid4())
+    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0001", total="328.27", currency="EUR"))
+
+    async def submitted() -> bool:
+        items = (await attempts(live, tenant, invoice_id))["items"]
+        return bool(items) and items[0]["provider_ref"] is not None
+
+    await eventually(submitted)
+    payment_ref = (await attempts(live, tenant, invoice_id))["items"][0]["provider_ref"]
+    await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_ref}})
+    await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.succeeded")) >= 1)
+
+    note = credit_note(tenant, invoice_id, "39.87", "original_method")  # worked example B's prorated 4 users
+    await publish(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))
+    events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
+    refunded = of_type(events, "payment.refunded")[0].data
+    assert (refunded.amount, refunded.method, refunded.provider, refunded.payment_id) == (
+        Money.of("39.87", "EUR"), "direct_debit", "gocardless", f"{invoice_id}:1",
+    )
+    made = (await asyncio.to_thread(gc.refunds.list, {"payment": payment_ref})).records
+    assert [(r.id, r.amount, r.currency) for r in made] == [(refunded.provider_ref, 3987, "EUR")]
+    after = await invoice(live, tenant, invoice_id)
+    assert (after["amount_received"], after["amount_credited"], after["amount_open"]) == ("288.40", "39.87", "0.00")
