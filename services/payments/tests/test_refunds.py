@@ -149,8 +149,20 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
         return (await live.client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).status_code == 200
 
     await eventually(known)
-    transfer = {"id": "bt-1", "invoice_id": invoice_id, "amount": "191.27", "currency": "EUR", "received_on": "2026-11-20", "reference": "RF"}
-    assert (await live.client.post("/v1/payments", headers=headers(tenant), json=transfer)).status_code == 201
+    # The buyer pays by bank transfer; the seller's camt.053 statement names the payer's account, kept for its refunds.
+    reference = (await invoice(live, tenant, invoice_id))["creditor_reference"]
+    statement = (
+        '<?xml version="1.0" encoding="UTF-8"?><Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>'
+        f"<GrpHdr><MsgId>CAMT-{tenant}</MsgId></GrpHdr><Stmt><Id>1</Id><Acct><Id><IBAN>IE29AIBK93115212345678</IBAN></Id></Acct>"
+        '<Ntry><Amt Ccy="EUR">191.27</Amt><CdtDbtInd>CRDT</CdtDbtInd><BookgDt><Dt>2026-11-20</Dt></BookgDt><NtryDtls><TxDtls>'
+        "<RltdPties><Dbtr><Nm>Dublin Bakery</Nm></Dbtr><DbtrAcct><Id><IBAN>DE89370400440532013000</IBAN></Id></DbtrAcct></RltdPties>"
+        f"<RmtInf><Ustrd>{reference}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry></Stmt></BkToCstmrStmt></Document>"
+    )
+    imported = await live.client.post("/v1/bank-statements", headers=headers(tenant), content=statement.encode())
+    assert (imported.status_code, imported.json()["matched"]) == (201, 1), imported.text
+    payment_id = imported.json()["lines"][0]["payment_id"]
+    payer = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/bank-account", headers=headers(tenant))).json()
+    assert (payer["name"], payer["iban"]) == ("Dublin Bakery", "DE89370400440532013000")
     bad = await live.client.put("/v1/bank-account", headers=headers(tenant), json={"name": "Cloudy Ltd", "iban": "IE29AIBK93115212345679"})
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_bank_account")
 
@@ -164,13 +176,11 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
     await eventually(waiting)  # no account to pay from yet: the refund waits, and says why
     seller = {"name": "Cloudy Ltd", "iban": "IE29 AIBK 9311 5212 3456 78", "bic": "AIBKIE2D"}
     assert (await live.client.put("/v1/bank-account", headers=headers(tenant), json=seller)).json()["iban"] == "IE29AIBK93115212345678"
-    payer = {"name": "Dublin Bakery", "iban": "DE89370400440532013000"}
-    assert (await live.client.put(f"/v1/accounts/{buyer(tenant)}/bank-account", headers=headers(tenant), json=payer)).status_code == 200
 
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     refunded = of_type(events, "payment.refunded")[0].data
     assert (refunded.amount, refunded.payment_id, refunded.method, refunded.provider) == (
-        Money.of("64.58", "EUR"), "bt-1", "bank_transfer", "sepa_credit_transfer",
+        Money.of("64.58", "EUR"), payment_id, "bank_transfer", "sepa_credit_transfer",
     )
     listed = (await attempts(live, tenant, invoice_id))["refunds"]
     assert listed[0]["file_url"] == f"/v1/refund-files/{refunded.provider_ref}"

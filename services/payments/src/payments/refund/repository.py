@@ -86,6 +86,11 @@ async def put_bank_account(session: AsyncSession, row: dict[str, Any]) -> None:
     await session.execute(statement.on_conflict_do_update(index_elements=["tenant", "owner"], set_=changed))
 
 
+async def keep_bank_account(session: AsyncSession, row: dict[str, Any]) -> None:
+    """Store a bank account unless its owner has one already (one the seller entered wins)."""
+    await session.execute(pg_insert(BANK_ACCOUNT).values(**row).on_conflict_do_nothing())
+
+
 async def get_bank_account(session: AsyncSession, tenant: str, owner: str) -> Any:
     return (await session.execute(select(BANK_ACCOUNT).where(BANK_ACCOUNT.c.tenant == tenant, BANK_ACCOUNT.c.owner == owner))).first()
 

@@ -28,6 +28,7 @@ from typing import Any
 from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
+from stdnum import iban as iban_number
 
 from billing_events import CloudEvent, CreditNoteIssued, PaymentRefunded, derived_event_id
 from billing_events import Money as EventMoney
@@ -154,6 +155,16 @@ async def _refunded(runtime: ServiceRuntime, session: AsyncSession, invoice: Any
     await runtime.outbox.add(session, runtime.event(event, tenant=r["tenant"], event_id=event_id, subject=r["refund_id"]))
     REFUNDS.labels(r["provider"], "succeeded").inc()
     REFUNDED_AMOUNT.labels(r["currency"], r["provider"]).inc(float(r["amount"]))  # a metric, not a ledger
+
+
+async def remember_payer_account(runtime: ServiceRuntime, session: AsyncSession, tenant: str, account_id: str, name: str | None, iban: str | None) -> bool:
+    """The account a buyer paid a bank transfer from (a statement line's debtor), kept as where its
+    refunds go unless one is set already; False when the line names no usable account."""
+    if not name or not iban or not iban_number.is_valid(iban):
+        return False
+    row = {"tenant": tenant, "owner": account_id, "name": name[:70], "iban": iban_number.compact(iban), "bic": None, "updated_at": runtime.clock.now()}
+    await repo.keep_bank_account(session, row)
+    return True
 
 
 # --- the worker: provider refunds and refund files ---------------------------------------------
