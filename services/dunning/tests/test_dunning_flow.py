@@ -183,6 +183,23 @@ async def test_a_credit_note_clearing_the_balance_closes_and_reinstates(client: 
     assert clear["open_cases"] == 0
 
 
+async def test_a_partly_paid_overdue_invoice_credited_in_full_closes_once_and_reinstates(
+    client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str
+) -> None:
+    # Credit notes may now take off more than is open (the rest of what was paid goes back): the case closes as credited.
+    invoice_id, buyer = str(uuid.uuid4()), account_id(tenant, "c-1")
+    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, total="100.00", due_on=date(2026, 11, 15)))
+    await standing_when(client, tenant, buyer, lambda s: s["suspended"])
+    await publish(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "card-1", "40.00"))
+    await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "60.00")
+    full = credit_note(tenant, invoice_id, "-100.00", date(2026, 12, 14))  # as invoicing emits it: negative
+    await publish(kafka_bootstrap, full)
+    closed = await case_when(client, tenant, invoice_id, lambda c: c["status"] == "closed")
+    assert (closed["close_reason"], closed["closed_on"], closed["amount_open"], closed["amount_paid"]) == ("credited", "2026-12-14", "0.00", "40.00")
+    clear = await standing_when(client, tenant, buyer, lambda s: not s["suspended"])
+    assert (clear["open_cases"], clear["amount_open"], clear["amount_overdue"]) == (0, [], [])
+
+
 async def test_hierarchy_customer_suspension_stays_below_partner_cascade_goes_down(
     walking: Walk, tenant: str, kafka_bootstrap: str, settings: Settings
 ) -> None:

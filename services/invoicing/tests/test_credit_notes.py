@@ -77,22 +77,25 @@ async def test_partial_credits_up_to_the_open_amount(client: httpx.AsyncClient, 
     r = await client.post(f"/v1/invoices/{invoice['id']}/credit-notes", headers=headers(tenant), json={})
     assert (r.status_code, r.json()["code"]) == (422, "validation_error")
 
-    # Half the invoice is paid; a full credit (126.69 left on the lines) is more than the 76.69 open.
+    # Half the invoice is paid. 62.35 net + 23% (14.34) = 76.69: exactly what is open, so the invoice is paid.
     async with runtime.transaction() as session:
         await apply_payment(runtime, session, payment(tenant, invoice, "50.00", date(2026, 11, 10)))
-    r = await credit(client, tenant, invoice["id"], "k2", {})
-    assert (r.status_code, r.json()["code"]) == (409, "credit_exceeds_open_amount")
-    assert len((await client.get(f"/v1/invoices/{invoice['id']}/credit-notes", headers=headers(tenant))).json()["items"]) == 1
-
-    # 62.35 net + 23% (14.34) = 76.69: exactly what is open, so the invoice is paid.
     r = await credit(client, tenant, invoice["id"], "k3", {"lines": [{"line_id": "l1", "amount": "62.35"}]})
     assert r.status_code == 201, r.text
-    assert (r.json()["number"], r.json()["total"]) == ("CL-CN-000002", "-76.69")
+    assert (r.json()["number"], r.json()["total"], r.json()["amount_to_return"]) == ("CL-CN-000002", "-76.69", "0.00")
     paid = await get_invoice(client, tenant, invoice["id"])
     summary = (paid["status"], paid["paid_on"], paid["amount_paid"], paid["credited_total"], paid["open_amount"])
     assert summary == ("paid", "2026-11-02", "50.00", "141.27", "0.00")
-    r = await credit(client, tenant, invoice["id"], "k4", {})
+
+    # The paid invoice can still be credited: the 40.65 net left on l1 (+ 9.35 VAT) is the 50.00 paid, to go back.
+    r = await credit(client, tenant, invoice["id"], "k4", {"refund_to": "buyer_balance"})
+    assert r.status_code == 201, r.text
+    assert (r.json()["total"], r.json()["refund_to"], r.json()["amount_to_return"]) == ("-50.00", "buyer_balance", "50.00")
+    after = await get_invoice(client, tenant, invoice["id"])
+    assert (after["status"], after["paid_on"], after["credited_total"], after["open_amount"]) == ("paid", "2026-11-02", "191.27", "0.00")
+    r = await credit(client, tenant, invoice["id"], "k5", {})
     assert (r.status_code, r.json()["code"]) == (409, "invoice_not_creditable")
+    assert len((await client.get(f"/v1/invoices/{invoice['id']}/credit-notes", headers=headers(tenant))).json()["items"]) == 3
 
     events = await outbox(runtime, invoice["buyer_account_id"])
     assert [t for t, _ in events] == [
@@ -100,10 +103,12 @@ async def test_partial_credits_up_to_the_open_amount(client: httpx.AsyncClient, 
         "billing.credit_note.issued.v1",
         "billing.credit_note.issued.v1",
         "billing.invoice.settled.v1",
+        "billing.credit_note.issued.v1",  # the invoice was settled already: no second InvoiceSettled
     ]
     last_note = events[2][1]
     assert (last_note["total"]["amount"], last_note["lines"][0]["net"]["amount"], last_note["invoice_number"]) == ("-76.69", "-62.35", paid["number"])
     assert events[3][1]["amount_paid"] == {"amount": "50.00", "currency": "EUR"}
+    assert (events[1][1]["refund_to"], events[4][1]["refund_to"]) == ("original_method", "buyer_balance")
 
 
 async def test_full_credit_of_an_unpaid_invoice_voids_it(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
@@ -168,3 +173,65 @@ async def test_a_refund_reopens_a_paid_invoice(client: httpx.AsyncClient, runtim
             async with runtime.transaction() as session:
                 await apply_refund(runtime, session, bad)
     assert (await get_invoice(client, tenant, invoice["id"]))["amount_paid"] == "100.00"
+
+
+async def test_a_paid_invoice_credited_in_full_once_whatever_the_retries(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    await put_seller(client, tenant, **CLOUDY)
+    invoice = await issue(runtime, tenant, "paidcard", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
+    async with runtime.transaction() as session:
+        await apply_payment(runtime, session, payment(tenant, invoice, "126.69", date(2026, 11, 3), payment_id=f"{tenant}-card"))
+    assert (await get_invoice(client, tenant, invoice["id"]))["status"] == "paid"
+
+    answers = [await credit(client, tenant, invoice["id"], "refund-all", {"reason": "Cancelled", "refund_to": "original_method"}) for _ in range(3)]
+    assert {a.status_code for a in answers} == {201} and answers[0].json() == answers[1].json() == answers[2].json()
+    note = answers[0].json()
+    assert (note["total"], note["tax_total"], note["refund_to"], note["amount_to_return"]) == ("-126.69", "-23.69", "original_method", "126.69")
+    events = [data for kind, data in await outbox(runtime, invoice["buyer_account_id"]) if kind == "billing.credit_note.issued.v1"]
+    assert [(e["credit_note_id"], e["total"]["amount"], e["refund_to"]) for e in events] == [(note["id"], "-126.69", "original_method")]
+
+    # payments refunds the card and says so, linked to the credit note: the money paid goes down, the invoice stays settled.
+    linked = refund(tenant, invoice, f"{tenant}-card", "126.69", f"{note['id']}:card", credit_note_id=note["id"])
+    for _ in range(2):
+        async with runtime.transaction() as session:
+            await apply_refund(runtime, session, linked)
+    after = await get_invoice(client, tenant, invoice["id"])
+    assert (after["status"], after["amount_paid"], after["credited_total"], after["open_amount"]) == ("paid", "0.00", "126.69", "0.00")
+
+
+async def test_a_credit_by_amount_is_spread_over_the_lines_to_the_cent(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    await put_seller(client, tenant, **CLOUDY)
+    lines = [rated("l1", "M365-BP", "5", "20.60", "EUR"), rated("l2", "SHIP", "1", "52.50", "EUR"), rated("l3", "X", "1", "0.01", "EUR")]
+    invoice = await issue(runtime, tenant, "spread", lines, country="IE")
+    assert (await get_invoice(client, tenant, invoice["id"]))["total"] == "191.28"  # 155.51 + 35.77
+    async with runtime.transaction() as session:
+        await apply_payment(runtime, session, payment(tenant, invoice, "191.28", date(2026, 11, 3)))
+
+    # 50.00 net over 103.00 / 52.50 / 0.01: 33.118.. / 16.880.. / 0.003.. → 33.12 / 16.88 / 0.00 (largest remainders).
+    r = await credit(client, tenant, invoice["id"], "goodwill", {"amount": "50.00", "reason": "Goodwill"})
+    assert r.status_code == 201, r.text
+    note = r.json()
+    assert [(li["line_id"], li["net"]) for li in note["lines"]] == [("l1", "-33.12"), ("l2", "-16.88")]
+    assert (note["net_total"], note["tax_total"], note["total"], note["amount_to_return"]) == ("-50.00", "-11.50", "-61.50", "61.50")
+    after = await get_invoice(client, tenant, invoice["id"])
+    assert (after["status"], after["credited_total"], after["amount_paid"]) == ("paid", "61.50", "191.28")
+
+    for body, status, code in (
+        ({"amount": "105.52"}, 400, "invalid_credit_line"),  # 105.51 net is left
+        ({"amount": "0.001"}, 400, "invalid_credit_line"),
+        ({"amount": "1.00", "lines": [{"line_id": "l1", "amount": "1.00"}]}, 400, "invalid_credit_line"),
+        ({"refund_to": "elsewhere"}, 422, "validation_error"),
+    ):
+        r = await credit(client, tenant, invoice["id"], f"bad-{body}", body)
+        assert (r.status_code, r.json()["code"]) == (status, code), body
+
+
+async def test_credits_never_exceed_what_is_left_creditable(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    await put_seller(client, tenant, **CLOUDY)
+    # VAT rounds on the invoice's 0.06 (0.01) but on each credited 0.03 too (0.01 each).
+    invoice = await issue(runtime, tenant, "cents", [rated("a", "X", "1", "0.03", "EUR"), rated("b", "Y", "1", "0.03", "EUR")], country="IE")
+    assert (await get_invoice(client, tenant, invoice["id"]))["total"] == "0.07"
+    first = await credit(client, tenant, invoice["id"], "a", {"lines": [{"line_id": "a", "amount": "0.03"}]})
+    assert first.json()["total"] == "-0.04"
+    r = await credit(client, tenant, invoice["id"], "b", {"lines": [{"line_id": "b", "amount": "0.03"}]})
+    assert (r.status_code, r.json()["code"]) == (409, "credit_exceeds_creditable_amount")
+    assert (await get_invoice(client, tenant, invoice["id"]))["credited_total"] == "0.04"

@@ -23,6 +23,8 @@ from payments.payment.endpoints import router as payment_router
 from payments.providers import models as providers_models  # noqa: F401  (registers the tables)
 from payments.providers.endpoints import router as providers_router
 from payments.providers.gateways import Gateways, GoCardlessGateway, StripeGateway
+from payments.refund import models as refund_models  # noqa: F401  (registers the tables)
+from payments.refund.endpoints import router as refund_router
 from payments.webhooks import models as webhooks_models  # noqa: F401  (registers the tables)
 from payments.webhooks.endpoints import router as webhooks_router
 
@@ -43,7 +45,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime.run_in_background("collector", collector(runtime, gateways, settings))
     app = create_app(
         runtime,
-        [payment_router, invoice_router, providers_router, methods_router, collection_router, webhooks_router, banking_router],
+        [payment_router, invoice_router, providers_router, methods_router, collection_router, webhooks_router, banking_router, refund_router],
         title="payments",
         description="Collection by card (Stripe), direct debit (GoCardless) and bank transfer; provider webhooks; statement matching; refunds.",
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,11 @@ from billing_events import topics
 from billing_events.envelope import EventData, Part
 from billing_events.events.ingest import Address
 from billing_events.money import DecimalStr, Money
+
+# Where the money goes back when a credit note takes off more than is still unpaid: refunded the
+# way it came (card, direct debit, a SEPA credit transfer for a bank transfer), or kept as the
+# buyer's balance, which its next invoices from the same seller consume before collecting.
+RefundDestination = Literal["original_method", "buyer_balance"]
 
 
 class Party(Part):
@@ -107,6 +112,11 @@ class CreditNoteIssued(EventData):
     reason: str | None = None
     lines: list[InvoiceLine] = Field(default_factory=list, description="The credited lines, amounts negative.")
     tax_breakdown: list[TaxBreakdown] = Field(default_factory=list)
+    refund_to: RefundDestination | None = Field(
+        default=None,
+        description="The seller's choice for money already paid beyond what the invoice asks after this credit note; "
+        "each refund made for it is a PaymentRefunded carrying this credit_note_id. Null: original_method.",
+    )
 
     def partition_key(self) -> str:
         return self.buyer_account_id

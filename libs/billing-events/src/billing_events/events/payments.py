@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar, Literal
 
+from pydantic import Field
+
 from billing_events import topics
 from billing_events.envelope import EventData
+from billing_events.events.invoicing import RefundDestination
 from billing_events.money import Money
 
 PaymentMethod = Literal["bank_transfer", "card", "direct_debit"]
@@ -60,7 +63,14 @@ class PaymentRefunded(EventData):
     account_id: str
     amount: Money
     refunded_on: date
-    credit_note_id: str | None = None
+    credit_note_id: str | None = Field(default=None, description="The credit note (CreditNoteIssued.credit_note_id) this refund gives money back for.")
+    credit_note_number: str | None = None
+    refund_to: RefundDestination | None = Field(
+        default=None, description="original_method: back through the provider or by SEPA credit transfer; buyer_balance: kept as the buyer's balance."
+    )
+    method: PaymentMethod | Literal["account_credit"] | None = Field(default=None, description="How the money went back.")
+    provider: str | None = Field(default=None, description="stripe, gocardless, sepa_credit_transfer or account_credit.")
+    provider_ref: str | None = Field(default=None, description="The provider's refund id, or the SEPA refund file's id at payments.")
 
     def partition_key(self) -> str:
         return self.account_id

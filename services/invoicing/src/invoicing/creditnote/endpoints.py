@@ -1,4 +1,4 @@
-"""Credit note HTTP: the seller credits its own open invoices, idempotently by the caller's key."""
+"""Credit note HTTP: the seller credits its own issued invoices, open or paid, idempotently by the caller's key."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from billing_runtime.api import Runtime, Tenant
 from billing_runtime.errors import NotFound
 from invoicing.creditnote import repository as repo
 from invoicing.creditnote.schemas import CreditNoteIn, CreditNoteOut
-from invoicing.creditnote.service import CreditRequestLine, issue_credit_note
+from invoicing.creditnote.service import CreditRequestLine, InvalidCreditLine, issue_credit_note
 from invoicing.invoice import repository as invoice_repo
 
 router = APIRouter(prefix="/v1", tags=["credit notes"])
@@ -20,9 +20,13 @@ IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, ma
 
 @router.post("/invoices/{invoice_id}/credit-notes", response_model=CreditNoteOut, status_code=201)
 async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, runtime: Runtime, idempotency_key: IdempotencyKey) -> CreditNoteOut:
+    if body.lines is not None and body.amount is not None:
+        raise InvalidCreditLine("give lines or amount, not both", field="amount")
     lines = [CreditRequestLine(li.line_id, li.amount) for li in body.lines] if body.lines is not None else None
     async with runtime.transaction() as session:
-        credit_note_id = await issue_credit_note(runtime, session, tenant, invoice_id, idempotency_key, reason=body.reason, lines=lines)
+        credit_note_id = await issue_credit_note(
+            runtime, session, tenant, invoice_id, idempotency_key, reason=body.reason, lines=lines, amount=body.amount, refund_to=body.refund_to
+        )
     return await get_credit_note(credit_note_id, tenant, runtime)
 
 

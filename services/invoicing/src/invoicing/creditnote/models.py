@@ -41,6 +41,10 @@ class CreditNote(Base, table=True):
     total: Decimal = _money()
     tax_breakdown: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
     issued_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # The seller's choice for money paid beyond what the invoice asks after this credit note
+    # (original_method | buyer_balance), and how much that was as invoicing knew it at issue.
+    refund_to: str | None = None
+    amount_to_return: Decimal | None = Field(default=None, sa_column=Column(Numeric, nullable=True))
 
 
 class CreditNoteLine(Base, table=True):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from billing_events import DecimalStr
+from billing_events.events.invoicing import RefundDestination
 from billing_events.money import money_str
 
 
@@ -23,7 +24,17 @@ class CreditNoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] | None = None
-    lines: list[CreditLineIn] | None = Field(default=None, min_length=1, description="Omitted: credit everything not yet credited (a full credit note).")
+    lines: list[CreditLineIn] | None = Field(
+        default=None, min_length=1, description="Omitted with amount: credit everything not yet credited (a full credit note)."
+    )
+    amount: DecimalStr | None = Field(
+        default=None, description="Net amount to credit, spread over the lines in proportion to what is left of each; not with lines."
+    )
+    refund_to: RefundDestination | None = Field(
+        default=None,
+        description="Where money already paid beyond what the invoice asks after this credit note goes: original_method (card or direct "
+        "debit refund, SEPA credit transfer file for a bank transfer; the default) or buyer_balance (consumed by the buyer's next invoices).",
+    )
 
 
 class CreditNoteLineOut(BaseModel):
@@ -52,6 +63,8 @@ class CreditNoteOut(BaseModel):
     total: str
     tax_breakdown: list[dict[str, Any]]
     lines: list[CreditNoteLineOut]
+    refund_to: RefundDestination | None = None
+    amount_to_return: str | None = Field(default=None, description="Money paid that this credit note gave back, as invoicing knew it when issuing.")
 
     @classmethod
     def from_rows(cls, row: Any, lines: list[Any]) -> CreditNoteOut:
@@ -64,6 +77,8 @@ class CreditNoteOut(BaseModel):
             issued_on=row.issued_on,
             currency=c,
             reason=row.reason,
+            refund_to=row.refund_to,
+            amount_to_return=money_str(row.amount_to_return, c) if row.amount_to_return is not None else None,
             net_total=money_str(-row.net_total, c),
             tax_total=money_str(-row.tax_total, c),
             total=money_str(-row.total, c),

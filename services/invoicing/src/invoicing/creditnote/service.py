@@ -1,7 +1,12 @@
-"""Credit notes (BILLING-RULES §6, §7): full or partial, referencing one invoice, never above what
-is still open on it, taxed like the lines they credit (same category and rate, VAT per rate on the
-sum of the credited nets). The credit note that leaves nothing open settles the invoice: `void`
-when nothing was paid, `paid` otherwise."""
+"""Credit notes (BILLING-RULES §6, §7): full or partial (by line, or by a net amount spread over
+the lines), referencing one issued invoice, open or paid, never above what is left creditable on it
+(its total less earlier credit notes), taxed like the lines they credit (same category and rate, VAT
+per rate on the sum of the credited nets).
+
+What a credit note takes off beyond what is still unpaid is money to give back: the seller says
+where (`refund_to`: the way it was paid, or the buyer's balance) and payments does it, answering
+with PaymentRefunded events that carry the credit note's id. The credit note that leaves nothing
+open settles an open invoice: `void` when nothing was paid, `paid` otherwise; a paid invoice stays paid."""
 
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CreditNoteIssued, Money, TaxBreakdown, derived_event_id
 from billing_events import InvoiceLine as InvoiceLineEvent
-from billing_events.money import fits_minor_units, open_amount, round_half_up
+from billing_events.events.invoicing import RefundDestination
+from billing_events.money import fits_minor_units, minor_units, open_amount, round_half_up
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
 from invoicing.creditnote import repository as repo
@@ -29,12 +35,15 @@ from invoicing.seller.service import get_seller
 tracer = trace.get_tracer(__name__)
 CREDIT_NOTES_ISSUED = Counter("billing_credit_notes_issued_total", "Credit notes issued", ["currency", "kind"])
 AMOUNT_CREDITED = Counter("billing_credited_amount_total", "Sum of credit note totals, in major units", ["currency"])
+AMOUNT_TO_RETURN = Counter(
+    "billing_credit_note_amount_to_return_total", "Money paid that credit notes give back, in major units, by where it goes", ["currency", "refund_to"]
+)
 
 _NAMESPACE = uuid.UUID("9a4c1f8e-2b7d-5e3a-8c6f-1d0e4b2a7f93")
 
 
-class CreditExceedsOpenAmount(Conflict):
-    code = "credit_exceeds_open_amount"
+class CreditExceedsCreditableAmount(Conflict):
+    code = "credit_exceeds_creditable_amount"
 
 
 class InvoiceNotCreditable(Conflict):
@@ -59,6 +68,31 @@ class CreditRequestLine:
 class CreditLine:
     source: Any  # the invoice line
     net: Decimal
+
+
+def spread(amount: Decimal, remaining: list[tuple[Any, Decimal]], currency: str) -> list[CreditLine]:
+    """`amount` (net, in minor units of `currency`) over the lines with something left to credit, in
+    proportion to what is left of each: whole minor units, the leftover units to the largest
+    remainders (then the earlier line), so the shares add up to `amount` exactly and none exceeds its line."""
+    scale = Decimal(10) ** minor_units(currency)
+    open_lines = [(line, left) for line, left in remaining if left > 0]
+    pool = sum((left for _, left in open_lines), Decimal(0))
+    units = int(amount * scale)
+    shares: list[list[Any]] = []
+    for position, (line, left) in enumerate(open_lines):
+        exact = Decimal(units) * left / pool
+        shares.append([line, int(exact), exact - int(exact), position])
+    for share in sorted(shares, key=lambda s: (-s[2], s[3]))[: units - sum(s[1] for s in shares)]:
+        share[1] += 1
+    return [CreditLine(line, Decimal(whole) / scale) for line, whole, _, _ in shares if whole > 0]
+
+
+def amount_to_return(total: Decimal, amount_paid: Decimal, credited_before: Decimal, credit: Decimal) -> Decimal:
+    """What of the money paid a credit of `credit` makes too much: paid beyond what the invoice asks
+    after it, less what was already too much before it (an overpayment is not this credit's doing)."""
+    over_before = max(-open_amount(total, amount_paid, credited_before), Decimal(0))
+    over_after = max(-open_amount(total, amount_paid, credited_before + credit), Decimal(0))
+    return over_after - over_before
 
 
 def credit_note_id_for(seller_id: str, idempotency_key: str) -> str:
@@ -92,10 +126,14 @@ async def issue_credit_note(
     *,
     reason: str | None,
     lines: list[CreditRequestLine] | None,
+    amount: Decimal | None = None,
+    refund_to: RefundDestination | None = None,
 ) -> str:
-    """Issue a credit note against an open invoice: `lines` None credits everything not yet
-    credited; otherwise each entry credits that much of one line's net. Returns its id; posting the
-    same Idempotency-Key again returns the first credit note and changes nothing."""
+    """Issue a credit note against an issued invoice, open or paid: `lines` and `amount` None
+    credits everything not yet credited; `lines` credits that much of each line's net; `amount`
+    credits that net spread over the lines. Money paid that the credit makes too much goes back
+    as `refund_to` says (default: the way it was paid). Returns its id; posting the same
+    Idempotency-Key again returns the first credit note and changes nothing."""
     with tracer.start_as_current_span("issue_credit_note", attributes={"billing.invoice_id": invoice_id, "billing.seller_id": seller_id}) as span:
         numbers = await reserve_credit_note(session, seller_id)
         existing = await repo.find_by_key(session, seller_id, idempotency_key)
@@ -106,14 +144,22 @@ async def issue_credit_note(
         invoice = await invoice_repo.lock_invoice(session, invoice_id)
         if invoice is None or invoice.seller_id != seller_id:
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
-        if invoice.status != "open":
-            raise InvoiceNotCreditable(f"invoice {invoice.number} is {invoice.status}: only open invoices can be credited")
+        creditable = invoice.total - invoice.credited_total
+        if invoice.status == "void" or creditable <= 0:
+            raise InvoiceNotCreditable(f"invoice {invoice.number} is credited in full already: nothing is left to credit")
         currency = invoice.currency
         invoice_lines = await invoice_repo.get_lines(session, invoice_id)
         credited = await repo.credited_per_line(session, invoice_id)
         remaining = {li.line_id: li.net - credited.get(li.line_id, Decimal(0)) for li in invoice_lines}
         by_id = {li.line_id: li for li in invoice_lines}
-        if lines is None:
+        if amount is not None:
+            if amount <= 0 or not fits_minor_units(amount, currency):
+                raise InvalidCreditLine(f"credit amount {amount} is not a positive {currency} amount", field="amount")
+            left = sum((value for value in remaining.values() if value > 0), Decimal(0))
+            if amount > left:
+                raise InvalidCreditLine(f"credit amount {amount} is more than the {left} {currency} net not yet credited", field="amount")
+            chosen = spread(amount, [(li, remaining[li.line_id]) for li in invoice_lines], currency)
+        elif lines is None:
             chosen = [CreditLine(li, remaining[li.line_id]) for li in invoice_lines if remaining[li.line_id] != 0]
         else:
             chosen = []
@@ -134,11 +180,14 @@ async def issue_credit_note(
         net_total = sum((c.net for c in chosen), Decimal(0))
         tax_total = sum((b.tax.amount for b in breakdown), Decimal(0))
         total = net_total + tax_total
-        open_now = open_amount(invoice.total, invoice.amount_paid, invoice.credited_total)
         if total <= 0:
             raise InvalidCreditLine(f"nothing to credit on invoice {invoice.number}", field="lines")
-        if total > open_now:
-            raise CreditExceedsOpenAmount(f"credit of {total} {currency} exceeds the {open_now} {currency} still open on invoice {invoice.number}")
+        if total > creditable:
+            raise CreditExceedsCreditableAmount(
+                f"credit of {total} {currency} exceeds the {creditable} {currency} left creditable on invoice {invoice.number}"
+            )
+        destination: RefundDestination = refund_to or "original_method"
+        to_return = amount_to_return(invoice.total, invoice.amount_paid, invoice.credited_total, total)
 
         seller = await get_seller(runtime, session, seller_id)
         seq = await numbers.take()
@@ -164,19 +213,21 @@ async def issue_credit_note(
                 "total": total,
                 "tax_breakdown": [b.model_dump(mode="json") for b in breakdown],
                 "issued_at": runtime.clock.now(),
+                "refund_to": destination,
+                "amount_to_return": to_return,
             },
             lines=[_line_row(credit_note_id, position, c) for position, c in enumerate(chosen, start=1)],
         )
         credited_total = invoice.credited_total + total
-        settles = open_amount(invoice.total, invoice.amount_paid, credited_total) <= 0
-        status = ("void" if invoice.amount_paid == 0 else "paid") if settles else "open"
+        settles = invoice.status == "open" and open_amount(invoice.total, invoice.amount_paid, credited_total) <= 0
+        status = ("void" if invoice.amount_paid == 0 else "paid") if settles else invoice.status
         await invoice_repo.record_credit(
             session,
             invoice_id,
             credited_total,
             status=status,
-            paid_on=issued_on if status == "paid" else None,
-            voided_on=issued_on if status == "void" else None,
+            paid_on=issued_on if settles and status == "paid" else None,
+            voided_on=issued_on if settles and status == "void" else None,
         )
         event = CreditNoteIssued(
             credit_note_id=credit_note_id,
@@ -193,14 +244,18 @@ async def issue_credit_note(
             reason=reason,
             lines=[_line_event(c, currency) for c in chosen],
             tax_breakdown=[_negated(b) for b in breakdown],
+            refund_to=destination,
         )
         events = [runtime.event(event, tenant=seller_id, event_id=derived_event_id("credit_note_issued", credit_note_id), subject=credit_note_id)]
         if settles:
             paid = Money.of(invoice.amount_paid, currency)
             events.append(settled_event(runtime, invoice_id, invoice.number, seller_id, invoice.buyer_account_id, issued_on, paid))
         await runtime.outbox.add(session, *events)
-        CREDIT_NOTES_ISSUED.labels(currency, "full" if lines is None else "partial").inc()
+        span.set_attributes({"billing.refund_to": destination, "billing.amount_to_return": str(to_return), "billing.invoice_status": invoice.status})
+        CREDIT_NOTES_ISSUED.labels(currency, "full" if lines is None and amount is None else "partial").inc()
         AMOUNT_CREDITED.labels(currency).inc(float(total))
+        if to_return > 0:
+            AMOUNT_TO_RETURN.labels(currency, destination).inc(float(to_return))
         return credit_note_id
 
 

@@ -107,6 +107,10 @@ async def refunded_on_payment(session: AsyncSession, payment_id: str) -> Decimal
     return Decimal(total or 0)
 
 
+async def refund_recorded(session: AsyncSession, refund_id: str) -> bool:
+    return (await session.scalar(select(REFUND.c.refund_id).where(REFUND.c.refund_id == refund_id))) is not None
+
+
 async def insert_refund(session: AsyncSession, row: dict[str, Any]) -> bool:
     """True when this refund id was not recorded before."""
     result = await session.execute(pg_insert(REFUND).values(**row).on_conflict_do_nothing(index_elements=["refund_id"]).returning(REFUND.c.refund_id))

@@ -428,6 +428,8 @@ async def apply_refund(runtime: ServiceRuntime, session: AsyncSession, refund: P
         invoice = await repo.lock_invoice(session, refund.invoice_id)
         if invoice is None:
             raise UnknownInvoice(f"refund {refund.refund_id!r} is for invoice {refund.invoice_id!r}, which was never issued")
+        if await repo.refund_recorded(session, refund.refund_id):
+            return  # the same refund again (a replay under another event id): counted already
         paid = await repo.get_payment(session, refund.payment_id)
         where = f"refund {refund.refund_id!r} of payment {refund.payment_id!r}"
         if paid is None or paid.invoice_id != invoice.invoice_id:

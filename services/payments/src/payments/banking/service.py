@@ -3,7 +3,8 @@
 A line is matched by the RF creditor reference in its remittance text, else by its amount being
 exactly the open amount of one open invoice of a buyer whose name the payer's name contains.
 A matched line is recorded as a bank transfer (partial and over payments included: a surplus
-becomes the buyer's credit); the rest are listed for finance. A statement is imported once:
+becomes the buyer's credit), and the payer's account on a camt.053 line is kept as where the
+buyer's bank-transfer refunds go (unless the seller set one); the rest are listed for finance. A statement is imported once:
 the same statement again returns the first result; other content under its id is refused.
 """
 
@@ -26,6 +27,7 @@ from payments.banking.schemas import StatementLineOut, StatementOut
 from payments.banking.statements import Line, ParsedStatement, StatementUnreadable, parse
 from payments.invoice import repository as invoice_repo
 from payments.payment.service import record_received
+from payments.refund.service import remember_payer_account
 
 tracer = trace.get_tracer(__name__)
 STATEMENT_LINES = Counter("billing_statement_lines_total", "Bank statement credit lines imported, by how they matched", ["matched_by"])
@@ -89,6 +91,7 @@ async def import_statement(runtime: ServiceRuntime, session: AsyncSession, tenan
                     runtime, session, tenant, invoice, payment_id=payment_id or "", amount=line.amount, method="bank_transfer",
                     provider="bank_transfer", paid_on=line.booked_on, reference=(line.remittance or "")[:140] or None,
                 )
+                await remember_payer_account(runtime, session, tenant, invoice.account_id, line.counterparty, line.counterparty_iban)
             await repo.insert_line(session, {
                 "tenant": tenant, "statement_id": parsed.statement_id, "line_no": line_no, "booked_on": line.booked_on, "amount": line.amount,
                 "currency": line.currency, "remittance": line.remittance, "counterparty": line.counterparty,

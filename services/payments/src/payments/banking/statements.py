@@ -22,6 +22,7 @@ class Line:
     currency: str
     remittance: str | None
     counterparty: str | None
+    counterparty_iban: str | None = None  # the payer's account (camt.053 DbtrAcct), where a refund goes back
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,14 @@ def parse_camt053(data: bytes) -> ParsedStatement:
             raise StatementUnreadable("entry without an amount")
         details = _find(entry, "NtryDtls/TxDtls")
         remittance_parts = []
-        counterparty = None
+        counterparty = counterparty_iban = None
         if details is not None:
             remittance_parts = [t for t in (_text(details, "RmtInf/Strd/CdtrRefInf/Ref"), _text(details, "RmtInf/Ustrd")) if t]
             counterparty = _text(details, "RltdPties/Dbtr/Nm") or _text(details, "RltdPties/Dbtr/Pty/Nm")
+            counterparty_iban = _text(details, "RltdPties/DbtrAcct/Id/IBAN")
         remittance_parts.append(_text(entry, "AddtlNtryInf") or "")
         remittance = " ".join(p for p in remittance_parts if p) or None
-        lines.append(Line(booked_on, amount, amount_node.get("Ccy", ""), remittance, counterparty))
+        lines.append(Line(booked_on, amount, amount_node.get("Ccy", ""), remittance, counterparty, counterparty_iban))
     return ParsedStatement(statement_id, "camt.053", _text(statement, "Acct/Id/IBAN"), lines)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import CloudEvent
 from billing_runtime.service import ServiceRuntime
 from payments.collection import service
+from payments.refund import service as refunds
 
 Handler = Callable[[AsyncSession, CloudEvent[Any]], Awaitable[None]]
 
@@ -19,7 +20,7 @@ def handlers(runtime: ServiceRuntime) -> dict[str, Handler]:
         await service.on_invoice_issued(runtime, session, event)
 
     async def credit_note_issued(session: AsyncSession, event: CloudEvent[Any]) -> None:
-        await service.on_credit_note_issued(runtime, session, event)
+        await refunds.on_credit_note_issued(runtime, session, event)
 
     async def retry_requested(session: AsyncSession, event: CloudEvent[Any]) -> None:
         await service.on_retry_requested(runtime, session, event)

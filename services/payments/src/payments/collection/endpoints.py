@@ -11,6 +11,8 @@ from billing_runtime.api import Runtime, Tenant, page
 from billing_runtime.errors import NotFound
 from payments.collection import repository as repo
 from payments.invoice import repository as invoice_repo
+from payments.refund import repository as refund_repo
+from payments.refund.service import SEPA
 
 router = APIRouter(prefix="/v1", tags=["collection"])
 
@@ -23,7 +25,7 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
         if await invoice_repo.get_invoice(session, tenant, invoice_id) is None:
             raise NotFound(f"no invoice {invoice_id!r} of yours is known", code="invoice_not_found")
         rows = await repo.attempts_of(session, tenant, invoice_id)
-        refunds = await repo.refunds_of(session, tenant, invoice_id)
+        refunds = await refund_repo.refunds_of(session, tenant, invoice_id)
     items = [
         {"attempt_id": r.attempt_id, "attempt_no": r.attempt_no, "method": r.method, "provider": r.provider, "status": r.status,
          "amount": money_str(r.amount, r.currency), "currency": r.currency, "charge_on": r.charge_on.isoformat(),
@@ -32,7 +34,9 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
     ]
     refunds_out = [
         {"refund_id": r.refund_id, "payment_id": r.payment_id, "credit_note_id": r.credit_note_id, "status": r.status,
-         "amount": money_str(r.amount, r.currency), "currency": r.currency, "provider_ref": r.provider_ref}
+         "amount": money_str(r.amount, r.currency), "currency": r.currency, "provider_ref": r.provider_ref,
+         "provider": r.provider, "method": r.method, "refund_to": r.refund_to, "reason": r.reason,
+         "file_url": f"/v1/refund-files/{r.provider_ref}" if r.provider == SEPA and r.provider_ref else None}
         for r in refunds
     ]
     return {**page(items, len(items), None), "refunds": refunds_out}

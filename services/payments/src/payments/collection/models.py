@@ -1,4 +1,4 @@
-"""Collection attempts, refunds, and the credit a buyer holds after paying too much."""
+"""Collection attempts, and the credit (balance) a buyer holds after paying too much or being credited."""
 
 from __future__ import annotations
 
@@ -32,28 +32,6 @@ class Attempt(Base, table=True):
     status: str = Field(index=True)  # pending | succeeded | failed | unknown
     provider_ref: str | None = Field(default=None, index=True)
     reason_code: str | None = None
-    reason: str | None = None
-    calls: int = 0
-    next_call_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-
-
-class Refund(Base, table=True):
-    __tablename__ = "refund"
-
-    refund_id: str = Field(primary_key=True)
-    tenant: str = Field(index=True)
-    credit_note_id: str
-    invoice_id: str
-    payment_id: str
-    attempt_id: str | None = None
-    provider: str
-    amount: Decimal = Field(sa_column=Column(Numeric, nullable=False))
-    currency: str
-    idempotency_key: str
-    status: str = Field(index=True)  # pending | succeeded | failed | unknown
-    provider_ref: str | None = None
     reason: str | None = None
     calls: int = 0
     next_call_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))

@@ -1,4 +1,4 @@
-"""Every query on attempts, refunds and account credit."""
+"""Every query on attempts and account credit."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments.collection.models import AccountCredit, Attempt, Refund
+from payments.collection.models import AccountCredit, Attempt
 
 ATTEMPT: Table = Attempt.__table__  # type: ignore[attr-defined]
-REFUND: Table = Refund.__table__  # type: ignore[attr-defined]
 CREDIT: Table = AccountCredit.__table__  # type: ignore[attr-defined]
 
 
@@ -50,31 +49,6 @@ async def next_attempt_to_call(session: AsyncSession, now: datetime) -> Any:
 
 async def update_attempt(session: AsyncSession, attempt_id: str, **values: Any) -> None:
     await session.execute(update(ATTEMPT).where(ATTEMPT.c.attempt_id == attempt_id).values(**values))
-
-
-async def insert_refund(session: AsyncSession, row: dict[str, Any]) -> bool:
-    result = await session.execute(pg_insert(REFUND).values(**row).on_conflict_do_nothing().returning(REFUND.c.refund_id))
-    return result.first() is not None
-
-
-async def next_refund_to_call(session: AsyncSession, now: datetime) -> Any:
-    due = or_(REFUND.c.next_call_at.is_(None), REFUND.c.next_call_at <= now)
-    query = select(REFUND).where(REFUND.c.status.in_(["pending", "unknown"]), due).order_by(REFUND.c.created_at).limit(1).with_for_update(skip_locked=True)
-    return (await session.execute(query)).first()
-
-
-async def update_refund(session: AsyncSession, refund_id: str, **values: Any) -> None:
-    await session.execute(update(REFUND).where(REFUND.c.refund_id == refund_id).values(**values))
-
-
-async def refunded_on_payment(session: AsyncSession, payment_id: str) -> Decimal:
-    query = select(func.coalesce(func.sum(REFUND.c.amount), 0)).where(REFUND.c.payment_id == payment_id, REFUND.c.status != "failed")
-    return Decimal((await session.execute(query)).scalar_one())
-
-
-async def refunds_of(session: AsyncSession, tenant: str, invoice_id: str) -> list[Any]:
-    query = select(REFUND).where(REFUND.c.tenant == tenant, REFUND.c.invoice_id == invoice_id).order_by(REFUND.c.created_at)
-    return list((await session.execute(query)).all())
 
 
 async def lock_credit(session: AsyncSession, tenant: str, account_id: str, currency: str) -> Decimal:

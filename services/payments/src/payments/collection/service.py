@@ -1,4 +1,4 @@
-"""Collecting invoices from the buyer's card or mandate, and refunding what a credit note gives back.
+"""Collecting invoices from the buyer's card or mandate (refunds for credit notes: `payments.refund`).
 
 An attempt is written (with the idempotency key it will send) in the transaction that decides to
 collect; only then does the worker call the provider, under that key. The provider's answer, or a
@@ -18,10 +18,11 @@ from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent, CreditNoteIssued, InvoiceIssued, PaymentFailed, PaymentRefunded, PaymentRetryRequested, derived_event_id
+from billing_events import CloudEvent, InvoiceIssued, PaymentFailed, PaymentRetryRequested, derived_event_id
 from billing_events import Money as EventMoney
 from billing_events.money import open_amount, to_minor
 from billing_runtime.service import ServiceRuntime
+from payments.balance.service import pay_from_balance
 from payments.collection import repository as repo
 from payments.invoice import repository as invoice_repo
 from payments.invoice.service import project_invoice
@@ -40,7 +41,6 @@ ATTEMPTS = Counter("billing_payment_attempts_total", "Collection attempts settle
 PROVIDER_CALLS = Counter(
     "billing_payment_provider_calls_total", "Calls to payment providers, by provider, operation and result", ["provider", "operation", "result"]
 )
-REFUNDS = Counter("billing_refunds_total", "Refunds, by provider and outcome", ["provider", "outcome"])
 
 FINAL = {"succeeded", "failed"}
 METHOD_OF_PROVIDER = {"stripe": "card", "gocardless": "direct_debit"}
@@ -60,14 +60,7 @@ async def on_invoice_issued(runtime: ServiceRuntime, session: AsyncSession, even
         return
     tenant, invoice_id = event.tenant, event.data.invoice_id
     invoice = await invoice_repo.lock_invoice(session, tenant, invoice_id=invoice_id, number=None)
-    credit = await repo.lock_credit(session, tenant, invoice.account_id, invoice.currency)
-    use = min(credit, open_of(invoice))
-    if use > 0:
-        await repo.add_credit(session, tenant, invoice.account_id, invoice.currency, -use)
-        await record_received(
-            runtime, session, tenant, invoice, payment_id=f"credit:{invoice_id}", amount=use, method="bank_transfer",
-            provider="account_credit", paid_on=event.data.issued_on, reference=invoice.creditor_reference,
-        )
+    await pay_from_balance(runtime, session, tenant, invoice, open_of(invoice), event.data.issued_on)
     await schedule_attempt(runtime, session, tenant, invoice_id, 1)
 
 
@@ -101,44 +94,6 @@ async def schedule_attempt(runtime: ServiceRuntime, session: AsyncSession, tenan
             "status": "pending", "calls": 0, "created_at": now, "updated_at": now,
         })
         return attempt_id if created else None
-
-
-async def on_credit_note_issued(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[CreditNoteIssued]) -> None:
-    """A credit note lowers what the invoice asks. Money received beyond the new total goes back:
-    card and direct debit payments are refunded through their provider (newest first); what came
-    by bank transfer becomes the buyer's credit."""
-    data = event.data
-    tenant = event.tenant
-    with tracer.start_as_current_span("apply_credit_note", attributes={"billing.invoice_id": data.invoice_id}):
-        invoice = await invoice_repo.lock_invoice(session, tenant, invoice_id=data.invoice_id, number=None)
-        if invoice is None:
-            raise ValueError(f"credit note {data.credit_note_id} is for invoice {data.invoice_id}, unknown here")
-        credited = abs(data.total.amount)
-        await invoice_repo.add_credited(session, data.invoice_id, credited)
-        before_over = max(-open_of(invoice), Decimal(0))
-        excess = max(-open_amount(invoice.total, invoice.amount_received, invoice.amount_credited + credited), Decimal(0)) - before_over
-        if excess <= 0:
-            return
-        now = runtime.clock.now()
-        for attempt in reversed(await repo.attempts_of(session, tenant, data.invoice_id)):
-            if excess <= 0:
-                break
-            if attempt.status != "succeeded":
-                continue
-            refundable = attempt.amount - await repo.refunded_on_payment(session, attempt.attempt_id)
-            amount = min(refundable, excess)
-            if amount <= 0:
-                continue
-            refund_id = f"{data.credit_note_id}:{attempt.attempt_id}"
-            await repo.insert_refund(session, {
-                "refund_id": refund_id, "tenant": tenant, "credit_note_id": data.credit_note_id, "invoice_id": data.invoice_id,
-                "payment_id": attempt.attempt_id, "attempt_id": attempt.attempt_id, "provider": attempt.provider, "amount": amount,
-                "currency": attempt.currency, "idempotency_key": provider_key("refund", tenant, refund_id), "status": "pending",
-                "calls": 0, "created_at": now, "updated_at": now,
-            })
-            excess -= amount
-        if excess > 0:
-            await repo.add_credit(session, tenant, invoice.account_id, invoice.currency, excess)
 
 
 # --- settling attempts -----------------------------------------------------------------------
@@ -239,57 +194,3 @@ async def _call_provider(gateways: Gateways, attempt: Any, creds: Any, method: A
     return await gateways.gocardless.create_payment(
         creds.api_key, method.method_ref, amount, attempt.currency, attempt.charge_on, attempt.idempotency_key, metadata, None
     )
-
-
-async def call_next_refund(runtime: ServiceRuntime, gateways: Gateways, reconcile_after: float) -> bool:
-    async with runtime.transaction() as session:
-        refund = await repo.next_refund_to_call(session, runtime.clock.now())
-        if refund is None:
-            return False
-        with tracer.start_as_current_span("refund_payment", attributes={"billing.refund_id": refund.refund_id, "billing.provider": refund.provider}):
-            creds = await providers_repo.get(session, refund.tenant, refund.provider)
-            attempt = await repo.get_attempt(session, refund.payment_id)
-            calls = refund.calls + 1
-            try:
-                if creds is None or attempt is None or attempt.provider_ref is None:
-                    outcome = Outcome("failed", None, "refund_impossible", "the seller's provider account or the payment is gone")
-                else:
-                    gateway = gateways.stripe if refund.provider == "stripe" else gateways.gocardless
-                    outcome = await gateway.refund(
-                        creds.api_key, attempt.provider_ref, to_minor(refund.amount, refund.currency), refund.idempotency_key,
-                        {"refund_id": refund.refund_id, "credit_note_id": refund.credit_note_id},
-                    )
-            except ProviderUnavailable:
-                PROVIDER_CALLS.labels(refund.provider, "refund", "unavailable").inc()
-                await repo.update_refund(
-                    session, refund.refund_id, status="unknown", calls=calls,
-                    next_call_at=runtime.clock.now() + timedelta(seconds=reconcile_after * min(calls, 10)), updated_at=runtime.clock.now(),
-                )
-                return True
-            PROVIDER_CALLS.labels(refund.provider, "refund", outcome.status).inc()
-            await settle_refund(runtime, session, refund, outcome, calls)
-            return True
-
-
-async def settle_refund(runtime: ServiceRuntime, session: AsyncSession, refund: Any, outcome: Outcome, calls: int) -> None:
-    if outcome.status == "pending":
-        await repo.update_refund(session, refund.refund_id, provider_ref=outcome.provider_ref, calls=calls, next_call_at=None, updated_at=runtime.clock.now())
-        return
-    await repo.update_refund(
-        session, refund.refund_id, status=outcome.status, provider_ref=outcome.provider_ref, reason=outcome.reason, calls=calls,
-        next_call_at=None, updated_at=runtime.clock.now(),
-    )
-    REFUNDS.labels(refund.provider, outcome.status).inc()
-    if outcome.status != "succeeded":
-        invoice = await invoice_repo.get_invoice(session, refund.tenant, refund.invoice_id)
-        await repo.add_credit(session, refund.tenant, invoice.account_id, refund.currency, refund.amount)  # kept as credit instead
-        return
-    await invoice_repo.add_received(session, refund.invoice_id, -refund.amount)
-    invoice = await invoice_repo.get_invoice(session, refund.tenant, refund.invoice_id)
-    event = PaymentRefunded(
-        refund_id=refund.refund_id, payment_id=refund.payment_id, invoice_id=refund.invoice_id, seller_id=invoice.seller_id,
-        account_id=invoice.account_id, amount=EventMoney.of(refund.amount, refund.currency), refunded_on=runtime.clock.today(),
-        credit_note_id=refund.credit_note_id,
-    )
-    event_id = derived_event_id("payment_refunded", refund.tenant, refund.refund_id)
-    await runtime.outbox.add(session, runtime.event(event, tenant=refund.tenant, event_id=event_id, subject=refund.refund_id))

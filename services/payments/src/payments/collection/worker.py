@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from billing_runtime.service import ServiceRuntime
-from payments.collection.service import call_next_attempt, call_next_refund
+from payments.collection.service import call_next_attempt
 from payments.config import Settings
 from payments.providers.gateways import Gateways
+from payments.refund.service import call_next_refund
 
 
 def collector(runtime: ServiceRuntime, gateways: Gateways, settings: Settings) -> Callable[[], Awaitable[None]]:

@@ -19,6 +19,7 @@ from payments.collection import repository as collection_repo
 from payments.collection.service import apply_outcome
 from payments.methods import service as methods
 from payments.providers.gateways import Gateways, Outcome, stripe_outcome
+from payments.refund import service as refunds
 from payments.webhooks import repository as repo
 
 tracer = trace.get_tracer(__name__)
@@ -50,6 +51,8 @@ async def apply_stripe_event(runtime: ServiceRuntime, session: AsyncSession, ten
             if event.type.startswith("payment_intent."):
                 attempt = await _attempt_for(session, tenant, dict(obj.get("metadata") or {}), obj["id"])
                 effect = "unknown_payment" if attempt is None else await apply_outcome(runtime, session, attempt, stripe_outcome(obj))
+            elif event.type.startswith("refund."):
+                effect = await refunds.apply_stripe_refund(runtime, session, tenant, obj)
             elif event.type in {"setup_intent.succeeded", "setup_intent.setup_failed"}:
                 ok = event.type == "setup_intent.succeeded"
                 effect = await methods.card_setup_finished(runtime, session, tenant, obj["id"], obj.get("payment_method"), ok)

@@ -1,0 +1,1 @@
+"""The buyer's balance with a seller: money kept for its next invoices."""
