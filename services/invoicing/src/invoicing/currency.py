@@ -30,6 +30,7 @@ def minor_units(currency: str) -> int:
     return int(exponent)
 
 
+@cache
 def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_units(currency))
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
 
@@ -104,9 +105,14 @@ class DraftLine:
     net: Decimal
     tax: TaxDecision
 
-    @property
+    # Read once per line by the row, the event and the breakdown: an enum's `.value` is not free.
+    @cached_property
     def tax_category(self) -> str:
         return self.tax.category.value
+
+    @cached_property
+    def tax_scheme(self) -> str:
+        return self.tax.scheme.value
 
     @property
     def tax_rate(self) -> Decimal:
@@ -400,7 +406,7 @@ async def _store(runtime: ServiceRuntime, session: AsyncSession, batch: list[Com
         invoiced[draft.currency].append(draft.total)
         for line in draft.lines:
             if line.tax.rate:
-                taxed[(draft.currency, line.tax.scheme.value, line.tax.country or "")] += line.net * line.tax.rate / 100
+                taxed[(draft.currency, line.tax_scheme, line.tax.country or "")] += line.net * line.tax.rate / 100
     await numbers.write()
     await repo.copy_invoices(session, invoices, lines)
     for invoice_id in wholesale:
@@ -605,7 +611,7 @@ def line_values(line: DraftLine) -> dict[str, object]:
         "timing": rated.timing,
         "unit": rated.unit,
         "end_customer_name": rated.end_customer_name,
-        "tax_scheme": line.tax.scheme.value,
+        "tax_scheme": line.tax_scheme,
         "tax_country": line.tax.country,
     }
 
@@ -626,6 +632,6 @@ def line_event(line: DraftLine, currency: str) -> InvoiceLineEvent:
         end_customer_id=rated.end_customer_id,
         category=rated.category,
         end_customer_name=rated.end_customer_name,
-        tax_scheme=line.tax.scheme.value,
+        tax_scheme=line.tax_scheme,
         tax_country=line.tax.country,
     )
