@@ -146,6 +146,7 @@ async def test_a_period_that_cannot_be_invoiced_names_itself_and_the_batch_write
             await on_periods_closed(runtime, session, events)
     assert (raised.value.index, raised.value.event_id, raised.value.code) == (2, events[2].id, code)
     assert str(raised.value).startswith(code)
+    assert list(raised.value.errors) == [events[2].id]
     assert await _rows(runtime, "SELECT 1 FROM invoicing.invoice WHERE seller_id = :s", s=tenant) == []
 
     # The batch without it issues the others, numbered from 1 with no gap.
@@ -172,3 +173,22 @@ async def test_concurrent_batches_over_the_same_sellers_stay_gapless(runtime: Se
     for seller in sellers:
         rows = await _rows(runtime, "SELECT seq FROM invoicing.invoice WHERE seller_id = :s ORDER BY seq", s=seller)
         assert [r.seq for r in rows] == list(range(1, 11))
+
+
+async def test_every_period_of_a_batch_that_cannot_be_invoiced_is_named_at_once(runtime: ServiceRuntime, tenant: str) -> None:
+    await _irish_seller(runtime, tenant, "M")
+    buyers = await _buyers(runtime, tenant, 4)
+    periods = [period_closed(tenant, b, _lines(i), currency="EUR") for i, b in enumerate(buyers)]
+    periods[1] = periods[1].model_copy(update={"buyer_account_id": "never-announced"})
+    periods[3] = periods[3].model_copy(update={"currency": "XAU"})
+    events = [event(closed, tenant) for closed in periods]
+
+    with pytest.raises(PeriodClosedRejected) as raised:
+        async with runtime.transaction() as session:
+            await on_periods_closed(runtime, session, events)
+    assert raised.value.event_id == events[1].id
+    assert {event_id: str(error).split(":")[0] for event_id, error in raised.value.errors.items()} == {
+        events[1].id: "buyer_country_missing",
+        events[3].id: "unknown_currency",
+    }
+    assert await _rows(runtime, "SELECT 1 FROM invoicing.invoice WHERE seller_id = :s", s=tenant) == []

@@ -14,13 +14,15 @@ from invoicing.invoice import service
 
 async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
     """Issue the invoices of a run of PeriodClosed events in one transaction (the shape of
-    `ServiceRuntime.on_batch`). One that cannot be invoiced raises PeriodClosedRejected with its
-    event id, before anything is written, so the runtime can dead-letter it and apply the others."""
+    `ServiceRuntime.on_batch`). Periods that cannot be invoiced raise PeriodClosedRejected before
+    anything is written, naming the first by `event_id` and every one in `errors` (event id →
+    error), so the runtime can dead-letter them and apply the others."""
     periods: list[PeriodClosed] = [event.data for event in events]
     try:
         await service.issue_invoices(runtime, session, periods)
     except service.PeriodClosedRejected as exc:
         exc.event_id = events[exc.index].id
+        exc.errors = {events[i].id: error for i, error in exc.rejected.items()}
         raise
 
 

@@ -77,17 +77,21 @@ class InvalidPeriodClosed(ValueError):
 
 
 class PeriodClosedRejected(InvalidPeriodClosed):
-    """One PeriodClosed of a batch that cannot be invoiced (its own data is at fault: currency,
-    period, a buyer without a country, a tax category). Raised before the batch writes anything;
-    `index` is its place in the batch and the consumer sets `event_id`, so the batch can be applied
-    again without it while it alone is dead-lettered. The message starts with the stable code."""
+    """A PeriodClosed of a batch that cannot be invoiced (its own data is at fault: currency,
+    period, a buyer without a country, a tax category). Raised before the batch writes anything,
+    for the first such period; `index` is its place in the batch, `code` its stable code (the
+    message starts with it), and `rejected` maps the index of every period of the batch that cannot
+    be invoiced to its error, so all of them can be dead-lettered at once and the rest of the batch
+    applied again without them. The consumer sets `event_id` and `errors` (the same by event id)."""
 
-    def __init__(self, index: int, closed: PeriodClosed, cause: Exception) -> None:
+    def __init__(self, index: int, closed: PeriodClosed, cause: Exception, rejected: dict[int, Exception] | None = None) -> None:
         super().__init__(str(cause))
         self.index = index
         self.closed = closed
         self.code = _rejection_code(cause)
+        self.rejected: dict[int, Exception] = rejected if rejected is not None else {index: cause}
         self.event_id: str | None = None
+        self.errors: dict[str, Exception] = {}
 
 
 class UnknownInvoice(LookupError):
@@ -317,6 +321,7 @@ async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods
     buyers = await buyer_infos(session, [periods[i].buyer_account_id for i in todo if periods[i].buyer_account_id not in partners])
     today = runtime.clock.today()
     composed: dict[int, Composed] = {}
+    rejected: dict[int, Exception] = {}
     for i in todo:
         closed = periods[i]
         seller = profiles.get(closed.seller_id) or default_seller(runtime, closed.seller_id)
@@ -325,7 +330,10 @@ async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods
             composed[i] = compose_with(closed, seller, buyer_for(closed, partner, buyers.get(closed.buyer_account_id)), today)
         except (InvalidPeriodClosed, TaxError) as exc:
             PERIODS_REJECTED.labels(_rejection_code(exc)).inc()
-            raise PeriodClosedRejected(i, closed, exc) from exc
+            rejected[i] = exc
+    if rejected:
+        first = min(rejected)
+        raise PeriodClosedRejected(first, periods[first], rejected[first], rejected) from rejected[first]
     return composed
 
 
