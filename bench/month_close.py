@@ -3,7 +3,7 @@ period closed with `POST /v1/bill-runs` on rating, `PeriodClosed` over Kafka to 
 clock stopped when the last `InvoiceIssued` is on `billing.invoices`. Then the same bill run again:
 it must write nothing.
 
-    .venv/bin/python bench/month_close.py [--customers 10000] [--subscriptions 20] [--json]
+    .venv/bin/python bench/month_close.py [--customers 10000] [--subscriptions 20] [--sellers 1] [--json]
 
 Not a test: it prints figures (with --json, one JSON object on the last line). Runs the real
 services as separate processes on embedded servers (PostgreSQL, Tansu), as `billing up` does, with
@@ -17,6 +17,10 @@ POST, rating's part) and invoicing (from the POST's answer to the last InvoiceIs
 the POST to the last invoice. `cpu_s` is each service's CPU over that span, `rss_mb` its peak
 resident memory over the whole run. `rerun_rows_written`: rows added to rating's and invoicing's
 tables by the second run (every table but `audit_log`, which records the request itself).
+
+`--sellers N` shares the customers among N sellers (customer i is seller i mod N's), each closing
+its own period at the same time, as a distributor's partners do. On main before rating's close was
+reworked, one seller with more than 32,767 subscriptions fails the close (asyncpg's parameter limit).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
 from billing_runtime.kafka import ensure_topics
 
-SELLER = "bench-month-close"
+SELLER = "bench-month-close"  # the seller, or with --sellers N: bench-month-close-0 … N-1
 PATH_SERVICES = ("usage-ingest", "rating", "invoicing")
 # An Irish seller; buyers at home, in Germany with a VAT id (reverse charge) and French consumers (OSS).
 BUYER_KINDS = (("IE", True, None), ("DE", True, "DE136695976"), ("FR", False, None))
@@ -118,8 +122,9 @@ class Sampler:
 class InvoiceWatch:
     """Counts the seller's InvoiceIssued events on `billing.invoices` from where the topic ends now."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, sellers: list[str]) -> None:
         self.bootstrap = bootstrap
+        self.sellers = set(sellers)
         self.invoices: set[str] = set()
         self.lines = 0
         self.last_at = 0.0
@@ -147,7 +152,7 @@ class InvoiceWatch:
             for messages in batches.values():
                 for m in messages:
                     headers = {k: v.decode() for k, v in (m.headers or [])}
-                    if headers.get("ce_type") != InvoiceIssued.event_type or headers.get("ce_tenant") != SELLER:
+                    if headers.get("ce_type") != InvoiceIssued.event_type or headers.get("ce_tenant") not in self.sellers:
                         continue
                     subject = headers.get("ce_subject", "")
                     if subject not in self.invoices:
@@ -200,17 +205,21 @@ async def table_rows(engine: Any) -> int:
         return total
 
 
-async def run(platform: Platform, key: str, args: argparse.Namespace, sampler: Sampler, say: Any) -> dict[str, Any]:
-    period, start = last_month(datetime.now(UTC).date())
-    headers = {"Authorization": f"Bearer {key}"}
-    url = platform.url
-    result: dict[str, Any] = {"customers": args.customers, "subscriptions": args.subscriptions, "period": period}
-    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    async with httpx.AsyncClient(timeout=120, limits=limits, headers=headers) as client:
+def seller_ids(n: int) -> list[str]:
+    return [SELLER] if n == 1 else [f"{SELLER}-{s}" for s in range(n)]
 
-        async def call(method: str, service: str, path: str, body: Any, ok: tuple[int, ...] = (200, 201)) -> Any:
+
+async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace, sampler: Sampler, say: Any) -> dict[str, Any]:
+    period, start = last_month(datetime.now(UTC).date())
+    sellers = list(keys)
+    url = platform.url
+    result: dict[str, Any] = {"customers": args.customers, "subscriptions": args.subscriptions, "sellers": len(sellers), "period": period}
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+
+        async def call(method: str, service: str, path: str, body: Any, seller: str, ok: tuple[int, ...] = (200, 201)) -> Any:
             while True:
-                r = await client.request(method, url(service) + path, json=body)
+                r = await client.request(method, url(service) + path, json=body, headers={"Authorization": f"Bearer {keys[seller]}"})
                 if r.status_code == 429:  # the per-key rate limit: wait as told
                     await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
                     continue
@@ -222,18 +231,19 @@ async def run(platform: Platform, key: str, args: argparse.Namespace, sampler: S
                 return r.json()
 
         seller = {"name": "Month Close Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "MC", "due_rule": {"net_days": 14}}
-        await call("PUT", "invoicing", "/v1/seller", seller)
         products = [f"SKU-{j:02d}" for j in range(args.subscriptions)]
-        for code in products:
-            body = {
-                "name": f"Subscription {code}",
-                "unit_price": "20.60",
-                "currency": "EUR",
-                "description": None,
-                "category": None,
-                "quantity_rule": "contracted",
-            }
-            await call("PUT", "rating", f"/v1/products/{code}", body)
+        for tenant in sellers:
+            await call("PUT", "invoicing", "/v1/seller", seller, tenant)
+            for code in products:
+                product = {
+                    "name": f"Sub {code}",
+                    "unit_price": "20.60",
+                    "currency": "EUR",
+                    "description": None,
+                    "category": None,
+                    "quantity_rule": "contracted",
+                }
+                await call("PUT", "rating", f"/v1/products/{code}", product, tenant)
 
         posting = time.perf_counter()
         customers = []
@@ -257,14 +267,19 @@ async def run(platform: Platform, key: str, args: argparse.Namespace, sampler: S
         ]
         gate = asyncio.Semaphore(args.http_concurrency)
 
-        async def post(path: str, records: list[dict[str, Any]]) -> None:
+        async def post(path: str, records: list[dict[str, Any]], tenant: str) -> None:
             async with gate:
-                answer = await call("POST", "usage-ingest", path, {"records": records})
+                answer = await call("POST", "usage-ingest", path, {"records": records}, tenant)
                 if answer["accepted"] + answer["duplicate"] != len(records):
                     raise SystemExit(f"{path}: {answer['results'][:3]}")
 
-        await asyncio.gather(*(post("/v1/customers", customers[i : i + BATCH]) for i in range(0, len(customers), BATCH)))
-        await asyncio.gather(*(post("/v1/orders", orders[i : i + BATCH]) for i in range(0, len(orders), BATCH)))
+        def of(records: list[dict[str, Any]], s: int) -> list[dict[str, Any]]:
+            # Customer i is seller i mod N's.
+            return [r for r in records if int(str(r.get("customer_id") or r["id"])[1:]) % len(sellers) == s]
+
+        for path, records in (("/v1/customers", customers), ("/v1/orders", orders)):
+            mine = {tenant: of(records, s) for s, tenant in enumerate(sellers)}
+            await asyncio.gather(*(post(path, rs[i : i + BATCH], t) for t, rs in mine.items() for i in range(0, len(rs), BATCH)))
         result["post_seconds"] = round(time.perf_counter() - posting, 2)
         say(f"posted {len(customers):,} customers and {len(orders):,} orders in {result['post_seconds']}s")
 
@@ -273,27 +288,31 @@ async def run(platform: Platform, key: str, args: argparse.Namespace, sampler: S
 
             async def count(sql: str) -> int:
                 async with engine.connect() as conn:
-                    return int(await conn.scalar(text(sql), {"seller": SELLER}) or 0)
+                    return int(await conn.scalar(text(sql), {"sellers": sellers}) or 0)
 
             catching_up = time.perf_counter()
             await wait_progress(
-                "rating's subscriptions", lambda: count("SELECT count(*) FROM rating.subscription WHERE seller_id = :seller"), len(orders), args.stall, say
+                "rating's subscriptions",
+                lambda: count("SELECT count(*) FROM rating.subscription WHERE seller_id = ANY(:sellers)"),
+                len(orders),
+                args.stall,
+                say,
             )
             await wait_progress(
-                "invoicing's buyers", lambda: count("SELECT count(*) FROM invoicing.buyer WHERE partner_id = :seller"), len(customers), args.stall, say
+                "invoicing's buyers", lambda: count("SELECT count(*) FROM invoicing.buyer WHERE partner_id = ANY(:sellers)"), len(customers), args.stall, say
             )
             result["catch_up_seconds"] = round(time.perf_counter() - catching_up, 2)
             say(f"rating and invoicing caught up in {result['catch_up_seconds']}s")
 
-            watch = InvoiceWatch(platform.bootstrap)
+            watch = InvoiceWatch(platform.bootstrap, sellers)
             await watch.start()
             try:
                 cpu_before = {name: sampler.cpu_s(name) for name in sampler.names}
                 started = time.perf_counter()
-                run_out = await call("POST", "rating", "/v1/bill-runs", {"period": period})
+                runs = await asyncio.gather(*(call("POST", "rating", "/v1/bill-runs", {"period": period}, t) for t in sellers))
                 closed = time.perf_counter()
-                say(f"bill run {period}: {run_out['buyers']:,} buyers, {run_out['lines']:,} lines, closed in {closed - started:.2f}s")
-                expected = int(run_out["buyers"])
+                expected = sum(int(r["buyers"]) for r in runs)
+                say(f"bill runs {period}: {expected:,} buyers, {sum(int(r['lines']) for r in runs):,} lines, closed in {closed - started:.2f}s")
 
                 async def seen() -> int:
                     return len(watch.invoices)
@@ -313,9 +332,9 @@ async def run(platform: Platform, key: str, args: argparse.Namespace, sampler: S
                 )
 
                 before = await table_rows(engine)
-                again = await call("POST", "rating", "/v1/bill-runs", {"period": period})
-                if again["created"] or again["bill_run_id"] != run_out["bill_run_id"]:
-                    raise SystemExit(f"the second bill run was not recognised as the first: {again}")
+                again = await asyncio.gather(*(call("POST", "rating", "/v1/bill-runs", {"period": period}, t) for t in sellers))
+                if any(a["created"] or a["bill_run_id"] != r["bill_run_id"] for a, r in zip(again, runs, strict=True)):
+                    raise SystemExit(f"a second bill run was not recognised as the first: {again}")
                 await asyncio.sleep(args.settle)  # anything the re-run set off has time to arrive
                 result["rerun_rows_written"] = await table_rows(engine) - before
                 result["rerun_invoices"] = len(watch.invoices) - expected
@@ -330,6 +349,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--subscriptions", type=int, default=20, help="orders (one product each) per customer: lines per invoice")
+    parser.add_argument("--sellers", type=int, default=1, help="sellers sharing the customers (customer i is seller i mod N's), each with its bill run")
     parser.add_argument("--all-services", action="store_true", help="run payments, dunning and notify too")
     parser.add_argument("--http-concurrency", type=int, default=4, help="POSTs in flight while posting customers and orders")
     parser.add_argument("--stall", type=float, default=300.0, help="give up when a wait has not moved for this many seconds")
@@ -360,22 +380,22 @@ def main() -> None:
             platform._start_sandboxes()
         platform.migrate(only=names)
         asyncio.run(ensure_topics(platform.bootstrap))
-        # The key is on billing.auth before any service starts: each reads the topic at startup.
-        issued = generate_key(SELLER, "write")
-        asyncio.run(publish(platform.bootstrap, issued.event(label="bench month close", now=datetime.now(UTC))))
+        # The keys are on billing.auth before any service starts: each reads the topic at startup.
+        issued = {seller: generate_key(seller, "write") for seller in seller_ids(args.sellers)}
+        asyncio.run(publish(platform.bootstrap, *(k.event(label="bench month close", now=datetime.now(UTC)) for k in issued.values())))
         for name in names:
             platform.start_service(name)
         for name in names:
             platform.wait_ready(name, timeout=300)
         say(f"platform up ({', '.join(names)}); logs in {state / 'logs'}")
         sampler.start()
-        result = asyncio.run(run(platform, issued.key, args, sampler, say))
+        result = asyncio.run(run(platform, {seller: k.key for seller, k in issued.items()}, args, sampler, say))
         result["rss_mb"] = sampler.stop()
     finally:
         sampler.stop()
         platform.stop()
 
-    say(f"month close: {result['customers']:,} customers × {result['subscriptions']} subscriptions on {os.cpu_count()} cores")
+    say(f"month close: {result['customers']:,} customers × {result['subscriptions']} subscriptions, {result['sellers']} sellers, on {os.cpu_count()} cores")
     say(
         f"invoiced {result['invoices']:,} invoices, {result['lines']:,} lines in {result['seconds']}s → {result['invoices_per_s']} invoices/s"
         f" (close {result['close_seconds']}s, invoicing {result['invoicing_seconds']}s; goal ≤ 60 s for 10k)"
