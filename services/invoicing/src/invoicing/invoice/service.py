@@ -318,7 +318,9 @@ async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods
     wholesale = [periods[i].buyer_account_id for i in todo if periods[i].tier == "wholesale"]
     profiles = await find_sellers(session, [periods[i].seller_id for i in todo] + wholesale)
     partners = {account: profiles[account] for account in wholesale if account in profiles}
-    buyers = await buyer_infos(session, [periods[i].buyer_account_id for i in todo if periods[i].buyer_account_id not in partners])
+    # A wholesale buyer with a seller profile is that profile; every other buyer is looked up.
+    looked_up = [c.buyer_account_id for c in (periods[i] for i in todo) if not (c.tier == "wholesale" and c.buyer_account_id in partners)]
+    buyers = await buyer_infos(session, looked_up)
     today = runtime.clock.today()
     composed: dict[int, Composed] = {}
     rejected: dict[int, Exception] = {}
