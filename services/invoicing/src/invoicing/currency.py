@@ -30,7 +30,6 @@ def minor_units(currency: str) -> int:
     return int(exponent)
 
 
-@cache
 def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_units(currency))
 
