@@ -2,17 +2,22 @@
 numbered, stored, outboxed; documents render lazily on download), against a raw asyncpg COPY of the
 same number of line rows into the same database. A second run of the same period must write nothing.
 
-    .venv/bin/python bench/bill_run.py [--customers 10000] [--lines 20] [--sellers 20] [--concurrency 8]
+    .venv/bin/python bench/bill_run.py [--customers 10000] [--lines 20] [--sellers 20] [--batch 500] [--concurrency 2] [--json]
 
-Not a test: it prints figures. Each invoice is one transaction, as when the invoicing consumer
-applies one PeriodClosed; sellers are independent (numbers are gapless per seller, so issues of
-one seller queue on its counter row). Uses DATABASE_URL when set, else an embedded PostgreSQL.
+Not a test: it prints figures (with --json, one JSON object on the last line). It calls invoicing's
+`issue_invoices` in process, `--batch` closed periods per transaction, as the invoicing consumer
+applies a polled batch of PeriodClosed (`--batch 1 --concurrency 8`: one transaction per invoice,
+as before batches). Periods are in the order rating emits them (sellers interleaved); numbers are
+gapless per seller, so batches naming the same sellers queue on their counter rows, and
+`--concurrency` overlaps one batch's pricing with another's writes. Uses DATABASE_URL when set,
+else an embedded PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import tempfile
 import time
@@ -30,7 +35,7 @@ from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import record_customer
 from invoicing.config import Settings
 from invoicing.db import metadata
-from invoicing.invoice.service import issue_invoice
+from invoicing.invoice.service import issue_invoices
 from invoicing.seller.schemas import NetDays, SellerSettingsIn
 from invoicing.seller.service import put_seller
 
@@ -96,19 +101,19 @@ async def seed(runtime: ServiceRuntime, sellers: list[str], customers: int) -> N
                 await record_customer(runtime, session, customer)
 
 
-async def bill_run(runtime: ServiceRuntime, periods: list[PeriodClosed], concurrency: int) -> tuple[float, int]:
-    queue: asyncio.Queue[PeriodClosed] = asyncio.Queue()
-    for closed in periods:
-        queue.put_nowait(closed)
+async def bill_run(runtime: ServiceRuntime, periods: list[PeriodClosed], batch: int, concurrency: int) -> tuple[float, int]:
+    queue: asyncio.Queue[list[PeriodClosed]] = asyncio.Queue()
+    for start in range(0, len(periods), batch):
+        queue.put_nowait(periods[start : start + batch])
     issued = 0
 
     async def worker() -> None:
         nonlocal issued
         while not queue.empty():
-            closed = queue.get_nowait()
+            chunk = queue.get_nowait()
             async with runtime.transaction() as session:
-                invoice_id = await issue_invoice(runtime, session, closed)
-            issued += invoice_id is not None
+                invoice_ids = await issue_invoices(runtime, session, chunk)
+            issued += sum(1 for i in invoice_ids if i is not None)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -151,9 +156,9 @@ async def run(database_url: str, args: argparse.Namespace) -> None:
         sellers = [f"bench-seller-{s}" for s in range(args.sellers)]
         await seed(runtime, sellers, args.customers)
         periods = closed_periods(sellers, args.customers, args.lines)
-        seconds, issued = await bill_run(runtime, periods, args.concurrency)
+        seconds, issued = await bill_run(runtime, periods, args.batch, args.concurrency)
         after_first = await counts(runtime)
-        again_seconds, again = await bill_run(runtime, periods, args.concurrency)
+        again_seconds, again = await bill_run(runtime, periods, args.batch, args.concurrency)
         after_second = await counts(runtime)
         copy_seconds = await raw_copy(database_url, args.customers * args.lines)
     finally:
@@ -161,10 +166,26 @@ async def run(database_url: str, args: argparse.Namespace) -> None:
 
     lines = issued * args.lines
     shape = f"{args.customers:,} customers × {args.lines} subscriptions, {args.sellers} sellers"
-    print(f"bill run: {shape}, {args.concurrency} concurrent, on {os.cpu_count()} cores")
+    print(f"bill run: {shape}, {args.batch} per transaction, {args.concurrency} concurrent, on {os.cpu_count()} cores")
     print(f"invoiced:  {issued:,} invoices, {lines:,} lines in {seconds:.2f}s  →  {issued / seconds:,.0f} invoices/s, {lines / seconds:,.0f} lines/s")
     print(f"raw asyncpg COPY of {args.customers * args.lines:,} line rows: {copy_seconds:.2f}s  ({args.customers * args.lines / copy_seconds:,.0f} rows/s)")
     print(f"second run of the same period: {again} issued in {again_seconds:.2f}s; rows before {after_first}, after {after_second}")
+    if args.json:
+        figures = {
+            "invoices": issued,
+            "lines": lines,
+            "seconds": round(seconds, 2),
+            "invoices_per_s": round(issued / seconds, 1),
+            "lines_per_s": round(lines / seconds),
+            "raw_copy_seconds": round(copy_seconds, 2),
+            "eta": round(copy_seconds / seconds, 3),
+            "rerun_issued": again,
+            "rerun_seconds": round(again_seconds, 2),
+            "rerun_rows_written": sum(after_second) - sum(after_first),
+            "batch": args.batch,
+            "concurrency": args.concurrency,
+        }
+        print(json.dumps(figures))
     if again != 0 or after_first != after_second:
         raise SystemExit("the second run wrote something")
 
@@ -174,7 +195,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--lines", type=int, default=20)
     parser.add_argument("--sellers", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=500, help="closed periods per transaction (the consumer's polled batch)")
+    parser.add_argument("--concurrency", type=int, default=2, help="batches in flight")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="billing-bench-"))

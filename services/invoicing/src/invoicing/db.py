@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
 from billing_runtime.conventions import http_tables
@@ -18,3 +25,21 @@ class Base(SQLModel, registry=registry):
 outbox, inbox = runtime_tables(metadata)
 # Idempotency-Key replays and the audit log of writes (billing_runtime.conventions; migration 0007).
 idempotency, audit = http_tables(metadata)
+
+
+async def copy_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Write `rows` (dicts with the same keys) into `table` with COPY, in the session's transaction.
+
+    The fastest way Postgres takes many rows: one round trip and no statement to compile. No ON
+    CONFLICT: the caller knows the rows are new. The transaction must have started (a statement
+    ran in it before): COPY joins it then."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    jsonb = {name for name in columns if isinstance(table.c[name].type, JSONB)}
+    records = [tuple(json.dumps(row[c]) if c in jsonb else row[c] for c in columns) for row in rows]
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await driver.copy_records_to_table(table.name, schema_name=table.schema, columns=columns, records=records)

@@ -26,6 +26,7 @@ SERVICE = "invoicing"
 def build(settings: Settings | None = None) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings or Settings(), metadata)
     runtime.on(CustomerUpserted, partial(on_customer_upserted, runtime))
+    # A batch of one for now; with ServiceRuntime.on_batch: runtime.on_batch(PeriodClosed, partial(on_periods_closed, runtime)).
     runtime.on(PeriodClosed, partial(on_period_closed, runtime))
     runtime.on(PaymentSucceeded, partial(on_payment_succeeded, runtime))
     runtime.on(PaymentRefunded, partial(on_payment_refunded, runtime))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import String, Table, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,3 +37,10 @@ async def insert_vat_check(session: AsyncSession, row: dict[str, Any]) -> None:
 
 async def vat_checks(session: AsyncSession, account_id: str) -> list[Any]:
     return list((await session.execute(select(VAT_CHECK).where(VAT_CHECK.c.account_id == account_id).order_by(VAT_CHECK.c.checked_at))).all())
+
+
+async def get_many(session: AsyncSession, account_ids: list[str]) -> list[Any]:
+    """One query for many buyers: the ids travel as one array parameter."""
+    if not account_ids:
+        return []
+    return list((await session.execute(select(BUYER).where(BUYER.c.account_id == any_(bindparam("account_ids", account_ids, type_=ARRAY(String)))))).all())

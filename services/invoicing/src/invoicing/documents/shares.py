@@ -16,7 +16,8 @@ from typing import Literal
 
 from opentelemetry import trace
 from prometheus_client import Counter
-from sqlalchemy import Table, select
+from sqlalchemy import String, Table, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,6 +55,44 @@ async def share(session: AsyncSession, seller_id: str, kind: SharedKind, owner_i
         await session.execute(select(SHARE.c.token).where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id, SHARE.c.format == fmt))
     ).scalar_one()
     return token
+
+
+async def share_many(
+    session: AsyncSession, kind: SharedKind, owners: list[tuple[str, str]], formats: tuple[str, ...], now: datetime
+) -> dict[tuple[str, str], str]:
+    """`share` for many documents in one statement: every (seller id, owner id) of `owners` gets a
+    link per format, made now unless it exists. Returns the tokens by (owner id, format)."""
+    if not owners:
+        return {}
+    documents = [(seller_id, owner_id, fmt) for seller_id, owner_id in owners for fmt in formats]
+    made = await session.execute(
+        text(
+            f"INSERT INTO {SHARE.fullname} (token, seller_id, owner_kind, owner_id, format, created_at)"
+            " SELECT t, s, CAST(:kind AS text), o, f, CAST(:now AS timestamptz)"
+            " FROM unnest(CAST(:tokens AS text[]), CAST(:sellers AS text[]), CAST(:owners AS text[]), CAST(:formats AS text[])) AS d(t, s, o, f)"
+            " ON CONFLICT (owner_kind, owner_id, format) DO NOTHING RETURNING owner_id, format, token"
+        ),
+        {
+            "kind": kind,
+            "now": now,
+            "tokens": [secrets.token_urlsafe(32) for _ in documents],
+            "sellers": [d[0] for d in documents],
+            "owners": [d[1] for d in documents],
+            "formats": [d[2] for d in documents],
+        },
+    )
+    tokens = {(owner_id, fmt): token for owner_id, fmt, token in made.all()}
+    if tokens:
+        SHARED_LINKS.labels(kind, "created").inc(len(tokens))
+    missing = [(owner_id, fmt) for _, owner_id, fmt in documents if (owner_id, fmt) not in tokens]
+    if missing:  # links that existed already (rare: a retried batch finds none, its transaction rolled back)
+        rows = await session.execute(
+            select(SHARE.c.owner_id, SHARE.c.format, SHARE.c.token).where(
+                SHARE.c.owner_kind == kind, SHARE.c.owner_id == any_(bindparam("owner_ids", sorted({o for o, _ in missing}), type_=ARRAY(String)))
+            )
+        )
+        tokens.update({(owner_id, fmt): token for owner_id, fmt, token in rows.all()})
+    return tokens
 
 
 async def rotate(session: AsyncSession, seller_id: str, kind: SharedKind, owner_id: str, formats: tuple[str, ...], now: datetime) -> dict[str, str]:

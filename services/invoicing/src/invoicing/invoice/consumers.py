@@ -12,9 +12,23 @@ from billing_runtime.service import ServiceRuntime
 from invoicing.invoice import service
 
 
+async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+    """Issue the invoices of a run of PeriodClosed events in one transaction (the shape of
+    `ServiceRuntime.on_batch`). Periods that cannot be invoiced raise PeriodClosedRejected before
+    anything is written, naming the first by `event_id` and every one in `errors` (event id →
+    error), so the runtime can dead-letter them and apply the others."""
+    periods: list[PeriodClosed] = [event.data for event in events]
+    try:
+        await service.issue_invoices(runtime, session, periods)
+    except service.PeriodClosedRejected as exc:
+        exc.event_id = events[exc.index].id
+        exc.errors = {events[i].id: error for i, error in exc.rejected.items()}
+        raise
+
+
 async def on_period_closed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
-    data: PeriodClosed = event.data
-    await service.issue_invoice(runtime, session, data)
+    """One PeriodClosed: a batch of one, until the runtime hands batches (`on_batch`)."""
+    await on_periods_closed(runtime, session, [event])
 
 
 async def on_payment_succeeded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:

@@ -6,10 +6,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from invoicing.db import copy_rows
 from invoicing.invoice.models import Invoice, InvoiceLine, Payment, Refund
 
 INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
@@ -123,3 +124,24 @@ async def record_refund(session: AsyncSession, invoice_id: str, amount_paid: Dec
     if reopen:
         values.update(status="open", paid_on=None)
     await session.execute(update(INVOICE).where(INVOICE.c.invoice_id == invoice_id).values(**values))
+
+
+async def issued_among(session: AsyncSession, seller_ids: list[str], invoice_ids: list[str]) -> set[str]:
+    """Which of these invoice ids (each of its seller, `seller_ids[i]`) are issued already: one query for a batch."""
+    if not invoice_ids:
+        return set()
+    rows = await session.execute(
+        text(
+            f"SELECT i.invoice_id FROM {INVOICE.fullname} AS i"
+            " JOIN unnest(CAST(:sellers AS text[]), CAST(:ids AS text[])) AS w(seller_id, invoice_id)"
+            " ON i.invoice_id = w.invoice_id AND i.seller_id = w.seller_id"
+        ),
+        {"sellers": seller_ids, "ids": invoice_ids},
+    )
+    return {row[0] for row in rows}
+
+
+async def copy_invoices(session: AsyncSession, invoices: list[dict[str, Any]], lines: list[dict[str, Any]]) -> None:
+    """Store a batch of new invoices and their lines: one COPY each."""
+    await copy_rows(session, INVOICE, invoices)
+    await copy_rows(session, LINE, lines)

@@ -7,11 +7,14 @@ then dead-letters it.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,13 +39,13 @@ from billing_events import (
 from billing_events import InvoiceLine as InvoiceLineEvent
 from billing_events.money import UnknownCurrency, fits_minor_units, minor_units, money_str, open_amount, round_half_up
 from billing_runtime.service import ServiceRuntime
-from invoicing.buyer.service import BuyerInfo, buyer_info
+from invoicing.buyer.service import BuyerInfo, buyer_info, buyer_infos
 from invoicing.comparison.service import create_report
-from invoicing.documents.shares import share, shared_url
+from invoicing.documents.shares import share_many, shared_url
 from invoicing.invoice import repository as repo
 from invoicing.invoice.schemas import InvoicePreview, detail_fields
-from invoicing.numbering.service import format_number, reserve
-from invoicing.seller.service import Seller, due_date, find_seller, get_seller
+from invoicing.numbering.service import BatchReservation, format_number, reserve_batch
+from invoicing.seller.service import Seller, default_seller, due_date, find_seller, find_sellers, get_seller
 from invoicing.tax.engine import BuyerTax, SellerTax, TaxDecision, TaxError, determine_tax, tax_date
 from invoicing.tax.vat_id import check_vat_id
 
@@ -56,6 +59,12 @@ PAYMENTS_APPLIED = Counter("billing_invoice_payments_applied_total", "Payments a
 AMOUNT_COLLECTED = Counter("billing_collected_amount_total", "Sum of payments applied to invoices, in major units", ["currency"])
 REFUNDS_APPLIED = Counter("billing_invoice_refunds_applied_total", "Refunds applied to invoices", ["currency", "outcome"])
 PREVIEWS = Counter("billing_invoice_previews_total", "Invoice previews computed")
+INVOICE_BATCH_PERIODS = Histogram("billing_invoice_batch_periods", "Closed periods per issuing batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))
+INVOICE_BATCH_SECONDS = Histogram(
+    "billing_invoice_batch_seconds", "Time to issue one batch of closed periods", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+)
+PERIODS_ALREADY_INVOICED = Counter("billing_periods_already_invoiced_total", "Closed periods whose invoice was issued already: nothing written")
+PERIODS_REJECTED = Counter("billing_periods_rejected_total", "Closed periods that cannot be invoiced, by code", ["code"])
 INVOICES_SETTLED = Counter("billing_invoices_settled_total", "Invoices paid in full", ["currency"])
 
 # Fixed: invoice ids derive from it, so changing it would re-identify every invoice on replay.
@@ -65,6 +74,24 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
 
 class InvalidPeriodClosed(ValueError):
     """A PeriodClosed that cannot become an invoice (unknown currency, mixed currencies, bad period)."""
+
+
+class PeriodClosedRejected(InvalidPeriodClosed):
+    """A PeriodClosed of a batch that cannot be invoiced (its own data is at fault: currency,
+    period, a buyer without a country, a tax category). Raised before the batch writes anything,
+    for the first such period; `index` is its place in the batch, `code` its stable code (the
+    message starts with it), and `rejected` maps the index of every period of the batch that cannot
+    be invoiced to its error, so all of them can be dead-lettered at once and the rest of the batch
+    applied again without them. The consumer sets `event_id` and `errors` (the same by event id)."""
+
+    def __init__(self, index: int, closed: PeriodClosed, cause: Exception, rejected: dict[int, Exception] | None = None) -> None:
+        super().__init__(str(cause))
+        self.index = index
+        self.closed = closed
+        self.code = _rejection_code(cause)
+        self.rejected: dict[int, Exception] = rejected if rejected is not None else {index: cause}
+        self.event_id: str | None = None
+        self.errors: dict[str, Exception] = {}
 
 
 class UnknownInvoice(LookupError):
@@ -82,9 +109,14 @@ class DraftLine:
     net: Decimal
     tax: TaxDecision
 
-    @property
+    # Read once per line by the row, the event and the breakdown: an enum's `.value` is not free.
+    @cached_property
     def tax_category(self) -> str:
         return self.tax.category.value
+
+    @cached_property
+    def tax_scheme(self) -> str:
+        return self.tax.scheme.value
 
     @property
     def tax_rate(self) -> Decimal:
@@ -184,29 +216,25 @@ def build_draft(closed: PeriodClosed, seller: SellerTax | None = None, buyer: Bu
     return Draft(currency=currency, lines=lines, breakdown=breakdown, net_total=net_total, tax_total=tax_total)
 
 
-async def _buyer(session: AsyncSession, closed: PeriodClosed) -> BuyerInfo:
+def buyer_for(closed: PeriodClosed, partner: Seller | None, known: BuyerInfo | None) -> BuyerInfo:
     """The buyer: for a wholesale invoice the partner, from the partner's own seller profile (its
     name, country, VAT number and address as it invoices its customers); otherwise the customer as
-    CustomerUpserted announced it. Unknown: named by its account id, country unknown."""
-    if closed.tier == "wholesale":
-        partner = await find_seller(session, closed.buyer_account_id)
-        if partner is not None:
-            check = check_vat_id(partner.vat_id, partner.country) if partner.vat_id else None
-            party = partner.party().model_copy(update={"account_id": closed.buyer_account_id})
-            flags = ("buyer_vat_id_invalid",) if check is not None and not check.valid else ()
-            return BuyerInfo(party, BuyerTax(country=partner.country, business=True, vat_id_valid=bool(check and check.valid)), flags)
-    info = await buyer_info(session, closed.buyer_account_id)
-    if info is not None:
-        return info
+    CustomerUpserted announced it (`known`). Unknown: named by its account id, country unknown."""
+    if closed.tier == "wholesale" and partner is not None:
+        check = check_vat_id(partner.vat_id, partner.country) if partner.vat_id else None
+        party = partner.party().model_copy(update={"account_id": closed.buyer_account_id})
+        flags = ("buyer_vat_id_invalid",) if check is not None and not check.valid else ()
+        return BuyerInfo(party, BuyerTax(country=partner.country, business=True, vat_id_valid=bool(check and check.valid)), flags)
+    if known is not None:
+        return known
     return BuyerInfo(Party(account_id=closed.buyer_account_id, name=closed.buyer_account_id), BuyerTax(country=None))
 
 
-async def compose(runtime: ServiceRuntime, session: AsyncSession, closed: PeriodClosed) -> Composed:
-    """The invoice a closed period makes, as of today, without a number and without writing anything."""
-    seller = await get_seller(runtime, session, closed.seller_id)
-    buyer = await _buyer(session, closed)
+def compose_with(closed: PeriodClosed, seller: Seller, buyer: BuyerInfo, issued_on: date) -> Composed:
+    """The invoice a closed period makes for this seller and buyer, dated `issued_on`: pure, so the
+    preview, one issue and a batch of issues all compute it the same way. Raises InvalidPeriodClosed
+    or TaxError when it cannot be made."""
     draft = build_draft(closed, SellerTax(country=seller.country, vat_id=seller.vat_id), buyer.tax)
-    issued_on = runtime.clock.today()
     return Composed(
         invoice_id=invoice_id_for(closed.seller_id, closed.buyer_account_id, closed.period_start, closed.period_end),
         closed=closed,
@@ -221,39 +249,116 @@ async def compose(runtime: ServiceRuntime, session: AsyncSession, closed: Period
     )
 
 
+async def compose(runtime: ServiceRuntime, session: AsyncSession, closed: PeriodClosed) -> Composed:
+    """The invoice a closed period makes, as of today, without a number and without writing anything."""
+    seller = await get_seller(runtime, session, closed.seller_id)
+    partner = await find_seller(session, closed.buyer_account_id) if closed.tier == "wholesale" else None
+    known = await buyer_info(session, closed.buyer_account_id) if partner is None else None
+    return compose_with(closed, seller, buyer_for(closed, partner, known), runtime.clock.today())
+
+
 async def issue_invoice(runtime: ServiceRuntime, session: AsyncSession, closed: PeriodClosed) -> str | None:
     """Issue the invoice of one closed period, numbered and dated, and emit InvoiceIssued.
 
     Returns the new invoice's id, or None when this seller, buyer and period were invoiced already.
-    An invoice whose total is not positive is settled on issue (nothing to collect).
+    A batch of one: `issue_invoices` does the work.
     """
-    with tracer.start_as_current_span(
-        "issue_invoice", attributes={"billing.seller_id": closed.seller_id, "billing.buyer_account_id": closed.buyer_account_id}
-    ) as span:
-        # Fast path for a re-run: already issued needs no pricing. The check under the lock below decides.
-        if await repo.find_for_period(session, closed.seller_id, closed.buyer_account_id, closed.period_start, closed.period_end):
-            span.set_attribute("billing.already_issued", True)
-            return None
-        try:
-            composed = await compose(runtime, session, closed)
-        except TaxError as exc:
-            raise InvalidPeriodClosed(str(exc)) from exc
-        draft = composed.draft
-        numbers = await reserve(session, closed.seller_id)
-        if await repo.find_for_period(session, closed.seller_id, closed.buyer_account_id, closed.period_start, closed.period_end):
-            span.set_attribute("billing.already_issued", True)
-            return None
+    return (await issue_invoices(runtime, session, [closed]))[0]
 
-        seq = await numbers.take()
+
+def _rejection_code(exc: Exception) -> str:
+    head = str(exc).split(":", 1)[0]
+    return head if head.isidentifier() else getattr(exc, "code", "invalid_period_closed")
+
+
+async def issue_invoices(runtime: ServiceRuntime, session: AsyncSession, periods: Sequence[PeriodClosed]) -> list[str | None]:
+    """Issue the invoices of a batch of closed periods in the caller's transaction, set-based: each
+    numbered (gapless per seller), dated and stored, with its InvoiceIssued (and, wholesale, its
+    comparison report), emitted. Returns, for each period in order, the new invoice's id, or None
+    when that seller, buyer and period were invoiced already (before, or earlier in this batch).
+    An invoice whose total is not positive is settled on issue (nothing to collect).
+
+    About a dozen statements for the whole batch, whatever its size: which invoices exist (once
+    before pricing, once more under the counter locks), sellers, buyers, the counters of every
+    seller (locked in one statement, written back in one), the invoices and their lines (COPY),
+    their shared links, the outbox. Everything is priced and taxed before anything is written: a
+    period that cannot be invoiced raises PeriodClosedRejected naming it, and nothing of the batch
+    is written, so the consumer can dead-letter it alone and issue the others.
+    """
+    with tracer.start_as_current_span("issue_invoices", attributes={"billing.batch_size": len(periods)}) as span:
+        started = time.perf_counter()
+        result: list[str | None] = [None] * len(periods)
+        ids = [invoice_id_for(c.seller_id, c.buyer_account_id, c.period_start, c.period_end) for c in periods]
+        first: dict[str, int] = {}
+        for index, invoice_id in enumerate(ids):
+            first.setdefault(invoice_id, index)  # the same period twice in a batch: the first one issues
+        todo = list(first.values())
+        # Fast path for a re-run: already issued needs no pricing. The check under the locks below decides.
+        issued = await repo.issued_among(session, [periods[i].seller_id for i in todo], [ids[i] for i in todo])
+        todo = [i for i in todo if ids[i] not in issued]
+        if todo:
+            composed = await _compose_batch(runtime, session, periods, todo)
+            numbers = await reserve_batch(session, [periods[i].seller_id for i in todo])
+            issued |= await repo.issued_among(session, [periods[i].seller_id for i in todo], [ids[i] for i in todo])
+            todo = [i for i in todo if ids[i] not in issued]
+            await _store(runtime, session, [composed[i] for i in todo], numbers)
+            for i in todo:
+                result[i] = ids[i]
+        already = len(periods) - len(todo)
+        span.set_attributes({"billing.invoices_issued": len(todo), "billing.already_issued": already})
+        INVOICE_BATCH_PERIODS.observe(len(periods))
+        INVOICE_BATCH_SECONDS.observe(time.perf_counter() - started)
+        if already:
+            PERIODS_ALREADY_INVOICED.inc(already)
+        return result
+
+
+async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods: Sequence[PeriodClosed], todo: list[int]) -> dict[int, Composed]:
+    """Price and tax the periods at `todo` (two queries: sellers and partners, buyers)."""
+    wholesale = [periods[i].buyer_account_id for i in todo if periods[i].tier == "wholesale"]
+    profiles = await find_sellers(session, [periods[i].seller_id for i in todo] + wholesale)
+    partners = {account: profiles[account] for account in wholesale if account in profiles}
+    # A wholesale buyer with a seller profile is that profile; every other buyer is looked up.
+    looked_up = [c.buyer_account_id for c in (periods[i] for i in todo) if not (c.tier == "wholesale" and c.buyer_account_id in partners)]
+    buyers = await buyer_infos(session, looked_up)
+    today = runtime.clock.today()
+    composed: dict[int, Composed] = {}
+    rejected: dict[int, Exception] = {}
+    for i in todo:
+        closed = periods[i]
+        seller = profiles.get(closed.seller_id) or default_seller(runtime, closed.seller_id)
+        partner = partners.get(closed.buyer_account_id) if closed.tier == "wholesale" else None
+        try:
+            composed[i] = compose_with(closed, seller, buyer_for(closed, partner, buyers.get(closed.buyer_account_id)), today)
+        except (InvalidPeriodClosed, TaxError) as exc:
+            PERIODS_REJECTED.labels(_rejection_code(exc)).inc()
+            rejected[i] = exc
+    if rejected:
+        first = min(rejected)
+        raise PeriodClosedRejected(first, periods[first], rejected[first], rejected) from rejected[first]
+    return composed
+
+
+async def _store(runtime: ServiceRuntime, session: AsyncSession, batch: list[Composed], numbers: BatchReservation) -> None:
+    """Number, store and announce invoices known to be new (checked under their sellers' counter locks)."""
+    if not batch:
+        return
+    now = runtime.clock.now()
+    tokens = await share_many(session, "invoice", [(c.closed.seller_id, c.invoice_id) for c in batch], tuple(fmt for _, fmt in DOCUMENT_FORMATS), now)
+    invoices: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    events: list[CloudEvent[Any]] = []
+    wholesale: list[str] = []
+    taxed: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    invoiced: dict[str, list[Decimal]] = defaultdict(list)
+    for composed in batch:
+        closed, draft, invoice_id = composed.closed, composed.draft, composed.invoice_id
+        seq = numbers.take(closed.seller_id)
         number = format_number(composed.seller.invoice_prefix, seq)
-        invoice_id = composed.invoice_id
         issued_on = composed.issued_on
         settled_on_issue = draft.total <= 0
-        span.set_attributes({"billing.invoice_id": invoice_id, "billing.invoice_number": number})
-
-        await repo.insert_invoice(
-            session,
-            invoice={
+        invoices.append(
+            {
                 "invoice_id": invoice_id,
                 "seller_id": closed.seller_id,
                 "buyer_account_id": closed.buyer_account_id,
@@ -275,13 +380,14 @@ async def issue_invoice(runtime: ServiceRuntime, session: AsyncSession, closed: 
                 "seller": composed.seller_party.model_dump(mode="json"),
                 "buyer": composed.buyer_party.model_dump(mode="json"),
                 "tax_breakdown": [entry.model_dump(mode="json") for entry in draft.breakdown],
-                "issued_at": runtime.clock.now(),
+                "issued_at": now,
                 "tier": closed.tier,
                 "flags": composed.flags,
                 "credited_total": Decimal(0),
-            },
-            lines=[_line_row(invoice_id, position, line) for position, line in enumerate(draft.lines, start=1)],
+                "voided_on": None,
+            }
         )
+        lines.extend(_line_row(invoice_id, position, line) for position, line in enumerate(draft.lines, start=1))
         issued = InvoiceIssued(
             invoice_id=invoice_id,
             number=number,
@@ -297,27 +403,34 @@ async def issue_invoice(runtime: ServiceRuntime, session: AsyncSession, closed: 
             net_total=Money.of(draft.net_total, draft.currency),
             tax_total=Money.of(draft.tax_total, draft.currency),
             total=Money.of(draft.total, draft.currency),
-            documents=await document_links(runtime, session, closed.seller_id, invoice_id),
+            documents=invoice_links(runtime, invoice_id, {fmt: tokens[(invoice_id, fmt)] for _, fmt in DOCUMENT_FORMATS}),
             tier=closed.tier,
             flags=composed.flags,
         )
-        event_id = derived_event_id("invoice_issued", invoice_id)
-        events = [runtime.event(issued, tenant=closed.seller_id, event_id=event_id, subject=invoice_id)]
-        if closed.tier == "wholesale":
-            # Seed 001: the partner's comparison report is ready with its invoice.
-            await create_report(runtime, session, await repo.lock_invoice(session, invoice_id))
+        events.append(runtime.event(issued, tenant=closed.seller_id, event_id=derived_event_id("invoice_issued", invoice_id), subject=invoice_id))
         if settled_on_issue:
             nothing_paid = Money.of(0, draft.currency)
             events.append(settled_event(runtime, invoice_id, number, closed.seller_id, closed.buyer_account_id, issued_on, nothing_paid))
-        await runtime.outbox.add(session, *events)
-
-        INVOICES_ISSUED.labels(draft.currency).inc()
-        AMOUNT_INVOICED.labels(draft.currency).inc(float(draft.total))
-        INVOICE_LINES.observe(len(draft.lines))
+        if closed.tier == "wholesale":
+            wholesale.append(invoice_id)
+        invoiced[draft.currency].append(draft.total)
         for line in draft.lines:
             if line.tax.rate:
-                TAX_INVOICED.labels(draft.currency, line.tax.scheme.value, line.tax.country or "").inc(float(line.net * line.tax.rate / 100))
-        return invoice_id
+                taxed[(draft.currency, line.tax_scheme, line.tax.country or "")] += line.net * line.tax.rate / 100
+    await numbers.write()
+    await repo.copy_invoices(session, invoices, lines)
+    for invoice_id in wholesale:
+        # Seed 001: the partner's comparison report is ready with its invoice.
+        await create_report(runtime, session, await repo.lock_invoice(session, invoice_id))
+    await runtime.outbox.add(session, *events)
+
+    for currency, totals in invoiced.items():
+        INVOICES_ISSUED.labels(currency).inc(len(totals))
+        AMOUNT_INVOICED.labels(currency).inc(float(sum(totals, Decimal(0))))
+    for composed in batch:
+        INVOICE_LINES.observe(len(composed.draft.lines))
+    for (currency, scheme, country), amount in taxed.items():
+        TAX_INVOICED.labels(currency, scheme, country).inc(float(amount))
 
 
 async def preview_invoice(runtime: ServiceRuntime, session: AsyncSession, closed: PeriodClosed) -> InvoicePreview:
@@ -357,14 +470,6 @@ async def preview_invoice(runtime: ServiceRuntime, session: AsyncSession, closed
 
 
 DOCUMENT_FORMATS = (("pdf", "pdf"), ("cii_xml", "xml"))  # an invoice's documents: (kind in events and the API, format)
-
-
-async def document_links(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, invoice_id: str) -> list[DocumentLink]:
-    """Where the buyer's tools fetch the documents (rendered on first download): the PDF carries
-    the Factur-X EN 16931 XML inside; the XML is also served alone. Each also has its shared link
-    (made here, in the issuing transaction), which needs no API key."""
-    now = runtime.clock.now()
-    return invoice_links(runtime, invoice_id, {fmt: await share(session, seller_id, "invoice", invoice_id, fmt, now) for _, fmt in DOCUMENT_FORMATS})
 
 
 def invoice_links(runtime: ServiceRuntime, invoice_id: str, tokens: dict[str, str]) -> list[DocumentLink]:
@@ -518,7 +623,7 @@ def line_values(line: DraftLine) -> dict[str, object]:
         "timing": rated.timing,
         "unit": rated.unit,
         "end_customer_name": rated.end_customer_name,
-        "tax_scheme": line.tax.scheme.value,
+        "tax_scheme": line.tax_scheme,
         "tax_country": line.tax.country,
     }
 
@@ -539,6 +644,6 @@ def line_event(line: DraftLine, currency: str) -> InvoiceLineEvent:
         end_customer_id=rated.end_customer_id,
         category=rated.category,
         end_customer_name=rated.end_customer_name,
-        tax_scheme=line.tax.scheme.value,
+        tax_scheme=line.tax_scheme,
         tax_country=line.tax.country,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Table, update
+from collections.abc import Sequence
+
+from sqlalchemy import Table, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,3 +27,39 @@ async def lock_counter(session: AsyncSession, seller_id: str, table: Table = COU
 
 async def set_last(session: AsyncSession, seller_id: str, seq: int, table: Table = COUNTER) -> None:
     await session.execute(update(table).where(table.c.seller_id == seller_id).values(last_seq=seq))
+
+
+async def lock_counters(session: AsyncSession, seller_ids: Sequence[str], table: Table = COUNTER) -> dict[str, int]:
+    """Every seller's last sequence number, each counter row locked until the transaction ends, in
+    one statement (rows created for a seller's first invoice).
+
+    The rows are locked in seller id order, so two batches over overlapping sellers queue on the
+    first seller they share instead of deadlocking."""
+    ids = sorted(set(seller_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        text(
+            f"INSERT INTO {table.fullname} AS c (seller_id, last_seq)"
+            " SELECT s, 0 FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS u(s, n) ORDER BY n"
+            " ON CONFLICT (seller_id) DO UPDATE SET last_seq = c.last_seq"
+            " RETURNING c.seller_id, c.last_seq"
+        ),
+        {"ids": ids},
+    )
+    return {seller_id: int(last) for seller_id, last in rows.all()}
+
+
+async def set_lasts(session: AsyncSession, last: dict[str, int], table: Table = COUNTER) -> None:
+    """Write several sellers' counters back in one statement."""
+    if not last:
+        return
+    ids = list(last)
+    await session.execute(
+        text(
+            f"UPDATE {table.fullname} AS c SET last_seq = v.last_seq"
+            " FROM unnest(CAST(:ids AS text[]), CAST(:lasts AS bigint[])) AS v(seller_id, last_seq)"
+            " WHERE c.seller_id = v.seller_id"
+        ),
+        {"ids": ids, "lasts": [last[i] for i in ids]},
+    )

@@ -1,0 +1,412 @@
+"""Month close end to end: a seller's customers and orders posted over HTTP to usage-ingest, the
+period closed with `POST /v1/bill-runs` on rating, `PeriodClosed` over Kafka to invoicing, and the
+clock stopped when the last `InvoiceIssued` is on `billing.invoices`. Then the same bill run again:
+it must write nothing.
+
+    .venv/bin/python bench/month_close.py [--customers 10000] [--subscriptions 20] [--sellers 1] [--json]
+
+Not a test: it prints figures (with --json, one JSON object on the last line). Runs the real
+services as separate processes on embedded servers (PostgreSQL, Tansu), as `billing up` does, with
+API keys it issues itself. By default only the services on the bill run's path run (usage-ingest,
+rating, invoicing); `--all-services` starts the whole platform (payments, dunning and notify then
+follow the invoices: collection attempts, cases, 10,000 emails with their PDFs).
+
+Phases, each timed: posting (customers and orders over HTTP), catch-up (until rating knows every
+subscription and invoicing every buyer: the bill run rates what rating has seen), the close (the
+POST, rating's part) and invoicing (from the POST's answer to the last InvoiceIssued). `seconds` is
+the POST to the last invoice. `cpu_s` is each service's CPU over that span, `rss_mb` its peak
+resident memory over the whole run. `rerun_rows_written`: rows added to rating's and invoicing's
+tables by the second run (every table but `audit_log`, which records the request itself).
+
+`--sellers N` shares the customers among N sellers (customer i is seller i mod N's), each closing
+its own period at the same time, as a distributor's partners do. On main before rating's close was
+reworked, one seller with more than 32,767 subscriptions fails the close (asyncpg's parameter limit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
+
+from billing_cli.platform import SANDBOXES, SERVICES, Platform
+from billing_events import InvoiceIssued
+from billing_events.topics import INVOICES
+from billing_runtime.auth import generate_key, publish
+from billing_runtime.db import create_engine
+from billing_runtime.embedded import free_port
+from billing_runtime.kafka import ensure_topics
+
+SELLER = "bench-month-close"  # the seller, or with --sellers N: bench-month-close-0 … N-1
+PATH_SERVICES = ("usage-ingest", "rating", "invoicing")
+# An Irish seller; buyers at home, in Germany with a VAT id (reverse charge) and French consumers (OSS).
+BUYER_KINDS = (("IE", True, None), ("DE", True, "DE136695976"), ("FR", False, None))
+BATCH = 1000  # records per POST: usage-ingest's limit
+
+
+def last_month(today: date) -> tuple[str, date]:
+    first = today.replace(day=1) - timedelta(days=1)
+    return f"{first.year:04d}-{first.month:02d}", first.replace(day=1)
+
+
+class Sampler:
+    """Peak RSS and CPU time of each service's process group (uvicorn and any workers), from /proc."""
+
+    def __init__(self, platform: Platform, names: tuple[str, ...]) -> None:
+        self.platform = platform
+        self.names = names
+        self.peak_kb: dict[str, int] = dict.fromkeys(names, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _members(self, name: str) -> list[int]:
+        process = self.platform.processes.get(name)
+        if process is None:
+            return []
+        members = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                    fields = stat[stat.rindex(")") + 2 :].split()
+                    if int(fields[2]) == process.pid:  # process group id: the service was started in its own session
+                        members.append(int(entry))
+        return members
+
+    def rss_kb(self, name: str) -> int:
+        total = 0
+        for pid in self._members(name):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        return total
+
+    def cpu_s(self, name: str) -> float:
+        ticks = 0
+        for pid in self._members(name):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                fields = stat[stat.rindex(")") + 2 :].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name in self.names:
+                self.peak_kb[name] = max(self.peak_kb[name], self.rss_kb(name))
+            self._stop.wait(0.5)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(5)
+        return {name: round(kb / 1024, 1) for name, kb in self.peak_kb.items()}
+
+
+class InvoiceWatch:
+    """Counts the seller's InvoiceIssued events on `billing.invoices` from where the topic ends now."""
+
+    def __init__(self, bootstrap: str, sellers: list[str]) -> None:
+        self.bootstrap = bootstrap
+        self.sellers = set(sellers)
+        self.invoices: set[str] = set()
+        self.lines = 0
+        self.last_at = 0.0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, client_id="bench-month-close")
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(INVOICES.name) or set()
+        from aiokafka import TopicPartition
+
+        assigned = [TopicPartition(INVOICES.name, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_end(*assigned)
+        for tp in assigned:
+            await consumer.position(tp)  # resolve the end now, before the bill run publishes anything
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            for messages in batches.values():
+                for m in messages:
+                    headers = {k: v.decode() for k, v in (m.headers or [])}
+                    if headers.get("ce_type") != InvoiceIssued.event_type or headers.get("ce_tenant") not in self.sellers:
+                        continue
+                    subject = headers.get("ce_subject", "")
+                    if subject not in self.invoices:
+                        self.invoices.add(subject)
+                        self.lines += len(json.loads(m.value or b"{}").get("lines", []))
+                        self.last_at = time.perf_counter()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+async def wait_progress(what: str, probe: Any, expected: int, stall_s: float, say: Any) -> None:
+    """Wait until `probe()` reaches `expected`, telling how far along it is; give up only when it
+    has not moved for `stall_s` seconds."""
+    last, moved_at, told_at = -1, time.monotonic(), 0.0
+    while True:
+        now_count = await probe()
+        now = time.monotonic()
+        if now_count != last:
+            last, moved_at = now_count, now
+        if now_count >= expected:
+            return
+        if now - moved_at > stall_s:
+            raise SystemExit(f"gave up waiting for {what}: {now_count:,}/{expected:,}, no progress for {stall_s:.0f}s")
+        if now - told_at > 10:
+            say(f"  waiting for {what}: {now_count:,}/{expected:,}")
+            told_at = now
+        await asyncio.sleep(0.25)
+
+
+async def table_rows(engine: Any) -> int:
+    """Rows in every table of rating and invoicing, but the audit log (it records the request)."""
+    async with engine.connect() as conn:
+        tables = (
+            await conn.execute(
+                text(
+                    "SELECT table_schema, table_name FROM information_schema.tables"
+                    " WHERE table_schema IN ('rating', 'invoicing') AND table_type = 'BASE TABLE' AND table_name <> 'audit_log'"
+                )
+            )
+        ).all()
+        total = 0
+        for schema, table in tables:
+            total += int(await conn.scalar(text(f'SELECT count(*) FROM "{schema}"."{table}"')) or 0)
+        return total
+
+
+def seller_ids(n: int) -> list[str]:
+    return [SELLER] if n == 1 else [f"{SELLER}-{s}" for s in range(n)]
+
+
+async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace, sampler: Sampler, say: Any) -> dict[str, Any]:
+    period, start = last_month(datetime.now(UTC).date())
+    sellers = list(keys)
+    url = platform.url
+    result: dict[str, Any] = {"customers": args.customers, "subscriptions": args.subscriptions, "sellers": len(sellers), "period": period}
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+
+        async def call(method: str, service: str, path: str, body: Any, seller: str, ok: tuple[int, ...] = (200, 201)) -> Any:
+            while True:
+                r = await client.request(method, url(service) + path, json=body, headers={"Authorization": f"Bearer {keys[seller]}"})
+                if r.status_code == 429:  # the per-key rate limit: wait as told
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                    continue
+                if r.status_code == 401 and r.json().get("code") == "api_key_invalid":
+                    await asyncio.sleep(0.2)  # a service reads a new key within moments
+                    continue
+                if r.status_code not in ok:
+                    raise SystemExit(f"{method} {service}{path} → {r.status_code}: {r.text[:500]}")
+                return r.json()
+
+        seller = {"name": "Month Close Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "MC", "due_rule": {"net_days": 14}}
+        products = [f"SKU-{j:02d}" for j in range(args.subscriptions)]
+        for tenant in sellers:
+            await call("PUT", "invoicing", "/v1/seller", seller, tenant)
+            for code in products:
+                product = {
+                    "name": f"Sub {code}",
+                    "unit_price": "20.60",
+                    "currency": "EUR",
+                    "description": None,
+                    "category": None,
+                    "quantity_rule": "contracted",
+                }
+                await call("PUT", "rating", f"/v1/products/{code}", product, tenant)
+
+        posting = time.perf_counter()
+        customers = []
+        for i in range(args.customers):
+            country, business, vat_id = BUYER_KINDS[i % len(BUYER_KINDS)]
+            customers.append(
+                {
+                    "id": f"c{i}",
+                    "name": f"Customer {i}",
+                    "billing_email": f"c{i}@example.com",
+                    "country": country,
+                    "currency": "EUR",
+                    "business": business,
+                    "vat_id": vat_id,
+                }
+            )
+        orders = [
+            {"id": f"o{i}-{j}", "customer_id": f"c{i}", "product_code": code, "quantity": str(1 + (i + j) % 7), "start_date": start.isoformat()}
+            for i in range(args.customers)
+            for j, code in enumerate(products)
+        ]
+        gate = asyncio.Semaphore(args.http_concurrency)
+
+        async def post(path: str, records: list[dict[str, Any]], tenant: str) -> None:
+            async with gate:
+                answer = await call("POST", "usage-ingest", path, {"records": records}, tenant)
+                if answer["accepted"] + answer["duplicate"] != len(records):
+                    raise SystemExit(f"{path}: {answer['results'][:3]}")
+
+        def of(records: list[dict[str, Any]], s: int) -> list[dict[str, Any]]:
+            # Customer i is seller i mod N's.
+            return [r for r in records if int(str(r.get("customer_id") or r["id"])[1:]) % len(sellers) == s]
+
+        for path, records in (("/v1/customers", customers), ("/v1/orders", orders)):
+            mine = {tenant: of(records, s) for s, tenant in enumerate(sellers)}
+            await asyncio.gather(*(post(path, rs[i : i + BATCH], t) for t, rs in mine.items() for i in range(0, len(rs), BATCH)))
+        result["post_seconds"] = round(time.perf_counter() - posting, 2)
+        say(f"posted {len(customers):,} customers and {len(orders):,} orders in {result['post_seconds']}s")
+
+        engine = create_engine(platform.database_url)
+        try:
+
+            async def count(sql: str) -> int:
+                async with engine.connect() as conn:
+                    return int(await conn.scalar(text(sql), {"sellers": sellers}) or 0)
+
+            catching_up = time.perf_counter()
+            await wait_progress(
+                "rating's subscriptions",
+                lambda: count("SELECT count(*) FROM rating.subscription WHERE seller_id = ANY(:sellers)"),
+                len(orders),
+                args.stall,
+                say,
+            )
+            await wait_progress(
+                "invoicing's buyers", lambda: count("SELECT count(*) FROM invoicing.buyer WHERE partner_id = ANY(:sellers)"), len(customers), args.stall, say
+            )
+            result["catch_up_seconds"] = round(time.perf_counter() - catching_up, 2)
+            say(f"rating and invoicing caught up in {result['catch_up_seconds']}s")
+
+            watch = InvoiceWatch(platform.bootstrap, sellers)
+            await watch.start()
+            try:
+                cpu_before = {name: sampler.cpu_s(name) for name in sampler.names}
+                started = time.perf_counter()
+                runs = await asyncio.gather(*(call("POST", "rating", "/v1/bill-runs", {"period": period}, t) for t in sellers))
+                closed = time.perf_counter()
+                expected = sum(int(r["buyers"]) for r in runs)
+                say(f"bill runs {period}: {expected:,} buyers, {sum(int(r['lines']) for r in runs):,} lines, closed in {closed - started:.2f}s")
+
+                async def seen() -> int:
+                    return len(watch.invoices)
+
+                await wait_progress("invoices issued", seen, expected, args.stall, say)
+                ended = watch.last_at
+                cpu = {name: round(sampler.cpu_s(name) - cpu_before[name], 2) for name in sampler.names}
+                seconds = ended - started
+                result.update(
+                    invoices=len(watch.invoices),
+                    lines=watch.lines,
+                    seconds=round(seconds, 2),
+                    invoices_per_s=round(len(watch.invoices) / seconds, 1) if seconds > 0 else None,
+                    close_seconds=round(closed - started, 2),
+                    invoicing_seconds=round(ended - closed, 2),
+                    cpu_s=cpu,
+                )
+
+                before = await table_rows(engine)
+                again = await asyncio.gather(*(call("POST", "rating", "/v1/bill-runs", {"period": period}, t) for t in sellers))
+                if any(a["created"] or a["bill_run_id"] != r["bill_run_id"] for a, r in zip(again, runs, strict=True)):
+                    raise SystemExit(f"a second bill run was not recognised as the first: {again}")
+                await asyncio.sleep(args.settle)  # anything the re-run set off has time to arrive
+                result["rerun_rows_written"] = await table_rows(engine) - before
+                result["rerun_invoices"] = len(watch.invoices) - expected
+            finally:
+                await watch.stop()
+        finally:
+            await engine.dispose()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--subscriptions", type=int, default=20, help="orders (one product each) per customer: lines per invoice")
+    parser.add_argument("--sellers", type=int, default=1, help="sellers sharing the customers (customer i is seller i mod N's), each with its bill run")
+    parser.add_argument("--all-services", action="store_true", help="run payments, dunning and notify too")
+    parser.add_argument("--http-concurrency", type=int, default=4, help="POSTs in flight while posting customers and orders")
+    parser.add_argument("--stall", type=float, default=300.0, help="give up when a wait has not moved for this many seconds")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds given to the re-run before its rows are counted")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    args = parser.parse_args()
+
+    names = tuple(s.name for s in SERVICES) if args.all_services else PATH_SERVICES
+    state = Path(tempfile.mkdtemp(prefix="billing-bench-close-"))
+    env = {**os.environ, "AUTH_MODE": "api_key", "BILLING_KAFKA_PORT": str(free_port()), "BILLING_SMTP_PORT": str(free_port())}
+    for spec in SERVICES:
+        env[spec.port_env] = str(free_port())
+    for sandbox in SANDBOXES:
+        env[sandbox.port_env] = str(free_port())
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=True)
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    sampler = Sampler(platform, names)
+    try:
+        platform._start_postgres()
+        platform._start_kafka()
+        if args.all_services:
+            platform._start_smtp()
+            platform._start_sandboxes()
+        platform.migrate(only=names)
+        asyncio.run(ensure_topics(platform.bootstrap))
+        # The keys are on billing.auth before any service starts: each reads the topic at startup.
+        issued = {seller: generate_key(seller, "write") for seller in seller_ids(args.sellers)}
+        asyncio.run(publish(platform.bootstrap, *(k.event(label="bench month close", now=datetime.now(UTC)) for k in issued.values())))
+        for name in names:
+            platform.start_service(name)
+        for name in names:
+            platform.wait_ready(name, timeout=300)
+        say(f"platform up ({', '.join(names)}); logs in {state / 'logs'}")
+        sampler.start()
+        result = asyncio.run(run(platform, {seller: k.key for seller, k in issued.items()}, args, sampler, say))
+        result["rss_mb"] = sampler.stop()
+    finally:
+        sampler.stop()
+        platform.stop()
+
+    say(f"month close: {result['customers']:,} customers × {result['subscriptions']} subscriptions, {result['sellers']} sellers, on {os.cpu_count()} cores")
+    say(
+        f"invoiced {result['invoices']:,} invoices, {result['lines']:,} lines in {result['seconds']}s → {result['invoices_per_s']} invoices/s"
+        f" (close {result['close_seconds']}s, invoicing {result['invoicing_seconds']}s; goal ≤ 60 s for 10k)"
+    )
+    say(f"cpu s: {result['cpu_s']}; peak rss MB: {result['rss_mb']}")
+    say(f"re-run of the same bill run: {result['rerun_rows_written']} rows written, {result['rerun_invoices']} invoices")
+    if args.json:
+        print(json.dumps(result))
+    if result["rerun_rows_written"] or result["rerun_invoices"]:
+        raise SystemExit("the second bill run wrote something")
+
+
+if __name__ == "__main__":
+    main()
