@@ -13,6 +13,9 @@ topic), its contact projection is fed the same customers. (3) The clock starts a
 `InvoiceIssued` messages are published again, byte for byte; it stops when the SMTP server (aiosmtpd
 in this process) has received the last invoice email. Each received message must carry a PDF.
 
+(4) The sending alone ("drain"): notify stopped, every invoice email marked due again, notify
+started; `drain_emails_per_s` from the first to the last message of that round.
+
 `--warm-documents` fetches every PDF once through its shared link before phase 3, as if invoicing
 rendered documents when issuing: the timed phase then measures notify and the SMTP hand-over, with
 invoicing serving stored PDFs. Without it (the default) the PDFs render during the timed phase.
@@ -71,6 +74,7 @@ class Sink:
         self.with_pdf = 0
         self.first_at: float | None = None
         self.last_at: float | None = None
+        self.times: list[float] = []
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
@@ -82,6 +86,7 @@ class Sink:
             self.with_pdf += has_pdf
             self.first_at = self.first_at or now
             self.last_at = now
+            self.times.append(now)
         return "250 Message accepted for delivery"
 
 
@@ -261,11 +266,47 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def drain(platform: Platform, sink: Sink, n: int) -> dict[str, Any]:
+    """The sending alone: every invoice email marked due again while notify is stopped, then
+    notify started; the rate from the first to the last message of that round (the consumer has
+    nothing to do; documents come from invoicing's store through the shared links again)."""
+    print(f"phase 4 (drain): the {n} invoice emails due again, notify restarted", flush=True)
+    platform.stop_service("notify")
+
+    async def due_again() -> None:
+        engine = create_engine(platform.database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "UPDATE notify.delivery SET status = 'pending', attempts = 0, next_attempt_at = now(), sent_at = NULL,"
+                        " last_error = NULL WHERE template = 'invoice_issued'"
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(due_again())
+    mark = sink.received
+    platform.start_service("notify", {"CONSUMER_AUTO_OFFSET_RESET": "latest"})
+    last, moved = -1, time.monotonic()
+    while sink.received < mark + n and time.monotonic() - moved < 180:
+        if sink.received != last:
+            last, moved = sink.received, time.monotonic()
+            print(f"  received {sink.received - mark}/{n}", flush=True)
+        time.sleep(0.5)
+    with sink.lock:
+        times = sink.times[mark:]
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return {"drain_emails": len(times), "drain_s": round(span, 2), "drain_emails_per_s": round((len(times) - 1) / span, 2) if span else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--invoices", type=int, default=2000)
     parser.add_argument("--lines", type=int, default=5, help="lines per invoice")
     parser.add_argument("--warm-documents", action="store_true", help="render every PDF before the timed phase")
+    parser.add_argument("--no-drain", dest="drain", action="store_false", help="skip phase 4 (the sending alone)")
     parser.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     args = parser.parse_args()
 
@@ -334,6 +375,8 @@ def main() -> None:
         metrics = httpx.get(f"{platform.url('invoicing')}/metrics/", timeout=30).text
         buckets, render_sum, render_count = metric_histogram(metrics, "billing_document_render_seconds")
         by_service = {name: rss_mb(p.pid) for name, p in platform.processes.items()}
+        if args.drain:
+            figures.update(drain(platform, sink, n))
         figures.update(
             emails=sink.received,
             emails_with_pdf=sink.with_pdf,
@@ -358,7 +401,8 @@ def main() -> None:
     print(
         f"{figures['emails']} of {figures['invoices']} invoice emails ({figures['emails_with_pdf']} with their PDF) in {figures['seconds']}s: "
         f"{figures['emails_per_s']} emails/s; PDF render p50 {figures['pdf_ms_p50']} ms, mean {figures['pdf_ms_mean']} ms "
-        f"({'rendered before the timed phase' if args.warm_documents else 'rendered while sending'}); RSS {figures['rss_mb_by_service']} MB"
+        f"({'rendered before the timed phase' if args.warm_documents else 'rendered while sending'}); RSS {figures['rss_mb_by_service']} MB; "
+        f"consumer recorded all in {figures['decided_s']}s; sending alone {figures.get('drain_emails_per_s')} emails/s"
     )
     if args.json:
         print(json.dumps(figures))
