@@ -372,18 +372,19 @@ def main() -> None:
         decided_at = asyncio.run(wait_mail(platform.database_url, sink, n))
         elapsed = (sink.last_at or time.perf_counter()) - started
         decided = (decided_at - started) if decided_at is not None else None
+        emails, with_pdf = sink.received, sink.with_pdf
         metrics = httpx.get(f"{platform.url('invoicing')}/metrics/", timeout=30).text
         buckets, render_sum, render_count = metric_histogram(metrics, "billing_document_render_seconds")
         by_service = {name: rss_mb(p.pid) for name, p in platform.processes.items()}
         if args.drain:
             figures.update(drain(platform, sink, n))
         figures.update(
-            emails=sink.received,
-            emails_with_pdf=sink.with_pdf,
+            emails=emails,
+            emails_with_pdf=with_pdf,
             invoices=n,
             seconds=round(elapsed, 2),
             publish_s=round(published, 2),
-            emails_per_s=round(sink.received / elapsed, 2) if elapsed > 0 else None,
+            emails_per_s=round(emails / elapsed, 2) if elapsed > 0 else None,
             decided_s=round(decided, 2) if decided is not None else None,
             decided_per_s=round(n / decided, 2) if decided else None,
             pdf_ms_p50=round(quantile(buckets, 0.5) * 1000, 1),
