@@ -37,7 +37,7 @@ from billing_events import (
     derived_event_id,
 )
 from billing_runtime.service import ServiceRuntime
-from notify.brand.service import EffectiveBrand, effective_brand
+from notify.brand.service import EffectiveBrand, effective, effective_brand
 from notify.contact import repository as contacts
 from notify.delivery import repository as repo
 from notify.delivery.models import Delivery, KnownInvoice
@@ -152,7 +152,7 @@ async def record_invoice_issued(
     invoice: InvoiceIssued = event.data
     span_attributes = {"notify.template": INVOICE_ISSUED, "billing.invoice_id": invoice.invoice_id}
     with tracer.start_as_current_span("notify decide", attributes=span_attributes):
-        await repo.remember_invoice(
+        contact, stored_brand = await repo.remember_invoice_and_look_up(
             session,
             KnownInvoice(
                 invoice_id=invoice.invoice_id,
@@ -169,11 +169,8 @@ async def record_invoice_issued(
                 due_on=invoice.due_on,
             ),
         )
-        contact = await contacts.get(session, invoice.buyer.account_id)
         recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(invoice.buyer.email)
-        brand = await effective_brand(
-            session, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email
-        )
+        brand = effective(stored_brand, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email)
         buyer_name = contact.name if contact else invoice.buyer.name
         pdfs = [attachment(d, f"{invoice.number}.pdf") for d in invoice.documents if d.kind == "pdf"]
         rendered = render(INVOICE_ISSUED, {"invoice": invoice, "brand": brand, "buyer_name": buyer_name})
