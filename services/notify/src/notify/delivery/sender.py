@@ -215,6 +215,12 @@ class SmtpConnections:
             password=s.smtp_password.get_secret_value() if s.smtp_password else None,
         )
         await smtp.connect()
+        if smtp.last_ehlo_response is None and smtp.last_helo_response is None:
+            # Greeted now, so the first message of a connection sees the server's extensions (8BITMIME) too.
+            try:
+                await smtp.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await smtp.helo()
         return smtp, False
 
     def give_back(self, smtp: aiosmtplib.SMTP) -> None:
