@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notify.brand import repository as repo
+from notify.brand.models import Brand
 from notify.brand.schemas import DEFAULT_COLOR, BrandIn, BrandOut
 
 
@@ -42,9 +43,13 @@ async def put_brand(session: AsyncSession, tenant: str, brand: BrandIn, at: date
 async def effective_brand(
     session: AsyncSession, tenant: str, *, seller_name: str | None, default_sender_email: str
 ) -> EffectiveBrand:
-    """The brand to send in. Without a stored brand the seller's own name (from the event) reads
-    better in a From header than the tenant slug, so it is preferred when known."""
-    brand = await repo.get(session, tenant)
+    """The brand to send in."""
+    return effective(await repo.get(session, tenant), tenant, seller_name=seller_name, default_sender_email=default_sender_email)
+
+
+def effective(brand: Brand | None, tenant: str, *, seller_name: str | None, default_sender_email: str) -> EffectiveBrand:
+    """The stored brand with defaults filled in. Without a stored brand the seller's own name
+    (from the event) reads better in a From header than the tenant slug, so it is preferred when known."""
     if brand is None:
         return EffectiveBrand(seller_name or tenant, default_sender_email, None, DEFAULT_COLOR, None)
     return EffectiveBrand(

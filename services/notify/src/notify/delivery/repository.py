@@ -5,16 +5,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import DateTime, Table, Text, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notify import sending
+from notify.brand.models import Brand
+from notify.brand.repository import BRAND
+from notify.contact.models import Contact
+from notify.contact.repository import CONTACT
 from notify.delivery.models import Delivery, KnownInvoice
 
 DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
 KNOWN_INVOICE: Table = KnownInvoice.__table__  # type: ignore[attr-defined]
 
-DUE_STATUSES = ("pending", "sending")
+DUE_STATUSES = sending.DUE_STATUSES
 
 
 async def remember_invoice(session: AsyncSession, invoice: KnownInvoice) -> None:
@@ -22,6 +28,32 @@ async def remember_invoice(session: AsyncSession, invoice: KnownInvoice) -> None
     await session.execute(
         pg_insert(KNOWN_INVOICE).values(**invoice.model_dump()).on_conflict_do_nothing(index_elements=["invoice_id"])
     )
+
+
+async def remember_invoice_and_look_up(session: AsyncSession, invoice: KnownInvoice) -> tuple[Contact | None, Brand | None]:
+    """Remember the invoice, and read its buyer's contact and its seller's brand, in one statement:
+    an invoice email is decided once per invoice of a month close, and three round trips were most
+    of its cost. (Reads the contact and brand tables of the sibling packages, as their own
+    repositories would.)"""
+    remembered = (
+        pg_insert(KNOWN_INVOICE)
+        .values(**invoice.model_dump())
+        .on_conflict_do_nothing(index_elements=["invoice_id"])
+        .returning(KNOWN_INVOICE.c.invoice_id)
+        .cte("remembered")
+    )
+    anchor = select(literal(1).label("one")).subquery("anchor")
+    query = select(
+        *[c.label(f"contact_{c.name}") for c in CONTACT.c],
+        *[c.label(f"brand_{c.name}") for c in BRAND.c],
+        select(func.count()).select_from(remembered).scalar_subquery().label("remembered"),
+    ).select_from(
+        anchor.outerjoin(CONTACT, CONTACT.c.account_id == invoice.buyer_account_id).outerjoin(BRAND, BRAND.c.tenant == invoice.tenant)
+    )
+    row = (await session.execute(query)).one()._mapping
+    contact = Contact.model_validate({c.name: row[f"contact_{c.name}"] for c in CONTACT.c}) if row["contact_account_id"] is not None else None
+    brand = Brand.model_validate({c.name: row[f"brand_{c.name}"] for c in BRAND.c}) if row["brand_tenant"] is not None else None
+    return contact, brand
 
 
 async def known_invoice(session: AsyncSession, invoice_id: str) -> KnownInvoice | None:
@@ -53,38 +85,32 @@ async def insert_delivery(session: AsyncSession, delivery: Delivery) -> bool:
 
 
 async def claim_due(session: AsyncSession, now: datetime, lease: timedelta, limit: int) -> list[Delivery]:
-    """Take up to `limit` due deliveries for this sender: SKIP LOCKED keeps concurrent senders
-    apart, and the lease (a later next_attempt_at) hands a row to another sender only if this
-    one dies before it reports back. Each claim counts as an attempt, so even a message that
-    crashes the sender runs out of attempts."""
-    due = (
-        select(DELIVERY.c.delivery_id)
-        .where(DELIVERY.c.status.in_(DUE_STATUSES), DELIVERY.c.next_attempt_at <= now)
-        .order_by(DELIVERY.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list((await session.execute(due)).scalars())
-    if not ids:
-        return []
-    rows = await session.execute(
-        update(DELIVERY)
-        .where(DELIVERY.c.delivery_id.in_(ids))
-        .values(status="sending", attempts=DELIVERY.c.attempts + 1, next_attempt_at=now + lease)
-        .returning(*DELIVERY.c)
-    )
-    return [Delivery.model_validate(r._mapping) for r in rows]
+    """Take up to `limit` due deliveries for this sender (notify.sending.claim_due: SKIP LOCKED,
+    a lease, each claim an attempt)."""
+    return [Delivery.model_validate(r._mapping) for r in await sending.claim_due(session, DELIVERY, now, lease, limit)]
 
 
 async def mark_sent(session: AsyncSession, delivery_id: str, at: datetime) -> bool:
     """Sent, unless the row is no longer ours to settle (then another sender has it)."""
+    return delivery_id in await mark_sent_many(session, [(delivery_id, at)])
+
+
+async def mark_sent_many(session: AsyncSession, sent: list[tuple[str, datetime]]) -> set[str]:
+    """Mark each (delivery id, sent at) sent in one statement, unless the row is no longer
+    `sending` (then another sender has it); returns the ids marked."""
+    if not sent:
+        return set()
+    given = select(
+        func.unnest(bindparam("ids", [i for i, _ in sent], type_=ARRAY(Text))).label("delivery_id"),
+        func.unnest(bindparam("ats", [at for _, at in sent], type_=ARRAY(DateTime(timezone=True)))).label("sent_at"),
+    ).subquery("sent")
     result = await session.execute(
         update(DELIVERY)
-        .where(DELIVERY.c.delivery_id == delivery_id, DELIVERY.c.status == "sending")
-        .values(status="sent", sent_at=at, next_attempt_at=None, last_error=None)
+        .where(DELIVERY.c.delivery_id == given.c.delivery_id, DELIVERY.c.status == "sending")
+        .values(status="sent", sent_at=given.c.sent_at, next_attempt_at=None, last_error=None)
         .returning(DELIVERY.c.delivery_id)
     )
-    return result.first() is not None
+    return set(result.scalars())
 
 
 async def mark_unsent(

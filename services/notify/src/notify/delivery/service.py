@@ -37,7 +37,7 @@ from billing_events import (
     derived_event_id,
 )
 from billing_runtime.service import ServiceRuntime
-from notify.brand.service import EffectiveBrand, effective_brand
+from notify.brand.service import EffectiveBrand, effective, effective_brand
 from notify.contact import repository as contacts
 from notify.delivery import repository as repo
 from notify.delivery.models import Delivery, KnownInvoice
@@ -152,7 +152,7 @@ async def record_invoice_issued(
     invoice: InvoiceIssued = event.data
     span_attributes = {"notify.template": INVOICE_ISSUED, "billing.invoice_id": invoice.invoice_id}
     with tracer.start_as_current_span("notify decide", attributes=span_attributes):
-        await repo.remember_invoice(
+        contact, stored_brand = await repo.remember_invoice_and_look_up(
             session,
             KnownInvoice(
                 invoice_id=invoice.invoice_id,
@@ -169,11 +169,8 @@ async def record_invoice_issued(
                 due_on=invoice.due_on,
             ),
         )
-        contact = await contacts.get(session, invoice.buyer.account_id)
         recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(invoice.buyer.email)
-        brand = await effective_brand(
-            session, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email
-        )
+        brand = effective(stored_brand, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email)
         buyer_name = contact.name if contact else invoice.buyer.name
         pdfs = [attachment(d, f"{invoice.number}.pdf") for d in invoice.documents if d.kind == "pdf"]
         rendered = render(INVOICE_ISSUED, {"invoice": invoice, "brand": brand, "buyer_name": buyer_name})
@@ -332,31 +329,47 @@ def build_message(delivery: Delivery, now: datetime, attachments: list[tuple[str
     return message
 
 
+def delivered_event(runtime: ServiceRuntime, delivery: Delivery, at: datetime) -> CloudEvent[Any]:
+    """NotificationDelivered for a sent email; its id is derived from the delivery's."""
+    assert delivery.recipient is not None
+    return runtime.event(
+        NotificationDelivered(
+            notification_id=delivery.delivery_id,
+            account_id=delivery.account_id,
+            seller_id=delivery.seller_id,
+            channel="email",
+            template=delivery.template,
+            recipient=delivery.recipient,
+            cause_event_id=delivery.cause_event_id,
+            delivered_at=at,
+        ),
+        tenant=delivery.tenant,
+        event_id=derived_event_id("notify", "delivered", delivery.delivery_id),
+        subject=delivery.invoice_id,
+    )
+
+
+async def settle_sent_many(
+    runtime: ServiceRuntime, session: AsyncSession, sent: list[tuple[Delivery, datetime, CloudEvent[Any] | None]]
+) -> set[str]:
+    """Mark deliveries sent (each at the time its SMTP hand-over finished) and emit their
+    NotificationDelivered, in the caller's transaction, in one statement each; returns the ids
+    marked (a row no longer `sending` is another sender's, and gets no event from us)."""
+    if not sent:
+        return set()
+    marked = await repo.mark_sent_many(session, [(d.delivery_id, at) for d, at, _ in sent])
+    events = [event or delivered_event(runtime, d, at) for d, at, event in sent if d.delivery_id in marked]
+    if events:
+        await runtime.outbox.add(session, *events)
+    for d, _, _ in sent:
+        if d.delivery_id in marked:
+            EMAILS.labels(d.template, "sent").inc()
+    return marked
+
+
 async def settle_sent(runtime: ServiceRuntime, session: AsyncSession, delivery: Delivery, at: datetime) -> bool:
     """Mark the delivery sent and emit NotificationDelivered with it, in one transaction."""
-    if not await repo.mark_sent(session, delivery.delivery_id, at):
-        return False
-    assert delivery.recipient is not None
-    await runtime.outbox.add(
-        session,
-        runtime.event(
-            NotificationDelivered(
-                notification_id=delivery.delivery_id,
-                account_id=delivery.account_id,
-                seller_id=delivery.seller_id,
-                channel="email",
-                template=delivery.template,
-                recipient=delivery.recipient,
-                cause_event_id=delivery.cause_event_id,
-                delivered_at=at,
-            ),
-            tenant=delivery.tenant,
-            event_id=derived_event_id("notify", "delivered", delivery.delivery_id),
-            subject=delivery.invoice_id,
-        ),
-    )
-    EMAILS.labels(delivery.template, "sent").inc()
-    return True
+    return bool(await settle_sent_many(runtime, session, [(delivery, at, None)]))
 
 
 async def settle_failed(

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import DateTime, Integer, Table, Text, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notify import sending
 from notify.webhook.models import WebhookDelivery, WebhookEndpoint
 
 ENDPOINT: Table = WebhookEndpoint.__table__  # type: ignore[attr-defined]
@@ -59,25 +61,36 @@ async def insert_delivery(session: AsyncSession, delivery: WebhookDelivery) -> b
 
 
 async def claim_due(session: AsyncSession, now: datetime, lease: timedelta, limit: int) -> list[WebhookDelivery]:
-    """Take due deliveries for this sender (SKIP LOCKED keeps senders apart; the lease hands a row
-    to another sender only if this one dies before it reports back). Each claim is an attempt."""
-    due = (
-        select(DELIVERY.c.delivery_id)
-        .where(DELIVERY.c.status.in_(("pending", "sending")), DELIVERY.c.next_attempt_at <= now)
-        .order_by(DELIVERY.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list((await session.execute(due)).scalars())
-    if not ids:
-        return []
-    rows = await session.execute(
+    """Take due deliveries for this sender (notify.sending.claim_due: SKIP LOCKED, a lease, each
+    claim an attempt)."""
+    return [WebhookDelivery.model_validate(r._mapping) for r in await sending.claim_due(session, DELIVERY, now, lease, limit)]
+
+
+async def endpoints_by_id(session: AsyncSession, endpoint_ids: list[str]) -> dict[str, WebhookEndpoint]:
+    """The endpoints named (deleted ones included), by id, in one query."""
+    if not endpoint_ids:
+        return {}
+    rows = await session.execute(select(ENDPOINT).where(ENDPOINT.c.endpoint_id == any_(bindparam("ids", endpoint_ids, type_=ARRAY(Text)))))
+    return {r.endpoint_id: WebhookEndpoint.model_validate(r._mapping) for r in rows}
+
+
+async def mark_sent_many(session: AsyncSession, sent: list[tuple[str, int, datetime]]) -> set[str]:
+    """Mark each (delivery id, status code, delivered at) delivered in one statement, unless the
+    row is no longer `sending`; returns the ids marked."""
+    if not sent:
+        return set()
+    given = select(
+        func.unnest(bindparam("ids", [i for i, _, _ in sent], type_=ARRAY(Text))).label("delivery_id"),
+        func.unnest(bindparam("codes", [c for _, c, _ in sent], type_=ARRAY(Integer))).label("status_code"),
+        func.unnest(bindparam("ats", [at for _, _, at in sent], type_=ARRAY(DateTime(timezone=True)))).label("delivered_at"),
+    ).subquery("sent")
+    result = await session.execute(
         update(DELIVERY)
-        .where(DELIVERY.c.delivery_id.in_(ids))
-        .values(status="sending", attempts=DELIVERY.c.attempts + 1, next_attempt_at=now + lease)
-        .returning(*DELIVERY.c)
+        .where(DELIVERY.c.delivery_id == given.c.delivery_id, DELIVERY.c.status == "sending")
+        .values(status="sent", delivered_at=given.c.delivered_at, next_attempt_at=None, last_error=None, last_status_code=given.c.status_code)
+        .returning(DELIVERY.c.delivery_id)
     )
-    return [WebhookDelivery.model_validate(r._mapping) for r in rows]
+    return set(result.scalars())
 
 
 async def settle(session: AsyncSession, delivery_id: str, **values: Any) -> bool:

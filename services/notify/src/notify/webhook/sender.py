@@ -1,29 +1,39 @@
-"""The webhook sender: a loop that takes due deliveries and POSTs them, signed, to their endpoints.
+"""The webhook sender: the webhook channel of the sending pool (notify.sending), POSTing due
+deliveries, signed, to their endpoints.
 
-Same shape as the email sender: claim a batch in a short transaction, talk HTTP with no
-transaction open, settle each delivery in its own transaction. Any 2xx is delivered; anything
-else (another status, a timeout, a refused connection) is retried with exponential backoff until
+The pool claims due deliveries in short transactions (the endpoints of a claimed batch are read
+in the same transaction, in one query), runs up to `WEBHOOK_CONCURRENCY` POSTs at once with no
+transaction open, and settles outcomes in batches. Any 2xx is delivered; anything else (another
+status, a timeout, a refused connection) is retried with exponential backoff until
 `webhook_max_attempts`. A crash between the receiver's 2xx and our settle sends it again when the
 lease ends, with the same `Webhook-Id`: receivers deduplicate on it.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
+import math
 import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from opentelemetry import trace
 from prometheus_client import Histogram
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_events import CloudEvent
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.tracing import current_traceparent
 from notify.config import Settings
 from notify.delivery.service import backoff
+from notify.sending import PoolSettings, SendingPool
 from notify.webhook import repository as repo
 from notify.webhook import service
-from notify.webhook.models import WebhookDelivery
+from notify.webhook.models import WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -31,47 +41,59 @@ tracer = trace.get_tracer(__name__)
 SEND_SECONDS = Histogram("billing_webhook_send_seconds", "Time of one webhook POST", ["outcome"])
 
 
+@dataclass(frozen=True)
+class Claimed:
+    delivery: WebhookDelivery
+    endpoint: WebhookEndpoint | None
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    delivery: WebhookDelivery
+    url: str | None
+    status_code: int | None
+    event: CloudEvent[Any] | None = None
+    error: str | None = None
+    permanent: bool = False
+
+
 class WebhookSender:
+    """The webhook channel of the sending pool."""
+
+    name = "webhook"
+
     def __init__(self, runtime: ServiceRuntime, settings: Settings) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.lease = timedelta(seconds=settings.webhook_timeout * settings.sender_batch_size + 30)
+        rounds = 1 + math.ceil(settings.sender_batch_size / settings.webhook_concurrency)
+        self.lease = timedelta(seconds=settings.webhook_timeout * rounds + 30)
+        self.pool: SendingPool[Claimed, WebhookOutcome] = SendingPool(
+            runtime, self, PoolSettings(settings.webhook_concurrency, settings.sender_batch_size, settings.sender_poll_ms / 1000)
+        )
         self.http: httpx.AsyncClient
 
     async def run(self) -> None:
-        poll = self.settings.sender_poll_ms / 1000
+        await self.pool.run()
+
+    def key(self, item: Claimed) -> str:
+        return item.delivery.delivery_id
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False) as self.http:
-            while True:
-                try:
-                    claimed = await self.send_due()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the database may be away for a moment; the loop must outlive it
-                    log.exception("webhook sender round failed; retrying")
-                    claimed = 0
-                if claimed < self.settings.sender_batch_size:
-                    await asyncio.sleep(poll)
+            yield
 
-    async def send_due(self) -> int:
-        async with self.runtime.sessions() as session, session.begin():
-            claimed = await repo.claim_due(session, self.runtime.clock.now(), self.lease, self.settings.sender_batch_size)
-        for delivery in claimed:
-            try:
-                await self.deliver(delivery)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the lease brings the row back later
-                log.exception("webhook %s could not be settled; it will be retried when its lease ends", delivery.delivery_id)
-        return len(claimed)
+    async def claim(self, session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
+        claimed = await repo.claim_due(session, now, self.lease, limit)
+        endpoints = await repo.endpoints_by_id(session, sorted({d.endpoint_id for d in claimed}))
+        return [Claimed(d, endpoints.get(d.endpoint_id)) for d in claimed]
 
-    async def deliver(self, delivery: WebhookDelivery) -> None:
+    async def deliver(self, item: Claimed) -> WebhookOutcome:
+        delivery, endpoint = item.delivery, item.endpoint
         attributes = {"notify.delivery_id": delivery.delivery_id, "notify.attempt": delivery.attempts, "billing.event_type": delivery.event_type}
         with tracer.start_as_current_span("notify send webhook", kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
-            async with self.runtime.sessions() as session:
-                endpoint = await repo.endpoint_by_id(session, delivery.endpoint_id)
             if endpoint is None or endpoint.deleted_at is not None:
-                await self._failed(delivery, "the endpoint was deleted", None, permanent=True)
-                return
+                return WebhookOutcome(delivery, None, None, error="the endpoint was deleted", permanent=True)
             # The signature's timestamp is transport freshness, so it is the wall clock even
             # when business time is frozen (BILLING_CLOCK_FIXED_AT): receivers reject stale ones.
             signed_at = datetime.now(UTC)
@@ -87,23 +109,35 @@ class WebhookSender:
             except httpx.HTTPError as exc:
                 SEND_SECONDS.labels("error").observe(time.perf_counter() - started)
                 span.record_exception(exc)
-                await self._failed(delivery, f"{type(exc).__name__}: {exc}", None, permanent=False)
-                return
+                return WebhookOutcome(delivery, endpoint.url, None, error=f"{type(exc).__name__}: {exc}")
             ok = 200 <= response.status_code < 300
             SEND_SECONDS.labels("sent" if ok else "error").observe(time.perf_counter() - started)
-            if ok:
-                async with self.runtime.transaction() as session:
-                    await service.settle_sent(self.runtime, session, delivery, endpoint.url, response.status_code, self.runtime.clock.now())
-                return
-            await self._failed(delivery, f"HTTP {response.status_code}", response.status_code, permanent=False)
+            if not ok:
+                return WebhookOutcome(delivery, endpoint.url, response.status_code, error=f"HTTP {response.status_code}")
+            event = service.delivered_event(self.runtime, delivery, endpoint.url, self.runtime.clock.now())
+            traceparent = current_traceparent()
+            if traceparent is not None:
+                event = event.model_copy(update={"traceparent": traceparent})
+            return WebhookOutcome(delivery, endpoint.url, response.status_code, event)
 
-    async def _failed(self, delivery: WebhookDelivery, error: str, status_code: int | None, *, permanent: bool) -> None:
+    async def settle(self, session: AsyncSession, outcomes: Sequence[WebhookOutcome]) -> None:
         now = self.runtime.clock.now()
-        if permanent or delivery.attempts >= self.settings.webhook_max_attempts:
-            status, next_at = "failed", None
-        else:
-            status, next_at = "pending", now + backoff(delivery.attempts, self.settings.retry_backoff_seconds, self.settings.retry_backoff_max_seconds)
-        async with self.runtime.transaction() as session:
-            if await repo.settle(session, delivery.delivery_id, status=status, next_attempt_at=next_at, last_error=error[:2000], last_status_code=status_code):
+        sent = [o for o in outcomes if o.error is None and o.event is not None]
+        marked = await repo.mark_sent_many(session, [(o.delivery.delivery_id, o.status_code or 200, now) for o in sent])
+        events = [o.event for o in sent if o.delivery.delivery_id in marked and o.event is not None]
+        if events:
+            await self.runtime.outbox.add(session, *events)
+            service.WEBHOOKS.labels("sent").inc(len(events))
+        for o in outcomes:
+            if o.error is None:
+                continue
+            if o.permanent or o.delivery.attempts >= self.settings.webhook_max_attempts:
+                status, next_at = "failed", None
+            else:
+                status, next_at = "pending", now + backoff(o.delivery.attempts, self.settings.retry_backoff_seconds, self.settings.retry_backoff_max_seconds)
+            settled = await repo.settle(
+                session, o.delivery.delivery_id, status=status, next_attempt_at=next_at, last_error=o.error[:2000], last_status_code=o.status_code
+            )
+            if settled:
                 service.WEBHOOKS.labels("failed" if status == "failed" else "retry").inc()
-        log.warning("webhook %s attempt %d failed (%s): %s", delivery.delivery_id, delivery.attempts, status, error)
+            log.warning("webhook %s attempt %d failed (%s): %s", o.delivery.delivery_id, o.delivery.attempts, status, o.error)

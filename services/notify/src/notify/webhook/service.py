@@ -220,13 +220,8 @@ async def fan_out(session: AsyncSession, event: CloudEvent[Any], now: datetime) 
         return queued
 
 
-async def settle_sent(runtime: ServiceRuntime, session: AsyncSession, delivery: WebhookDelivery, endpoint_url: str, status_code: int, at: datetime) -> bool:
-    """Delivered: the row and NotificationDelivered (channel webhook) in one transaction."""
-    settled = await repo.settle(
-        session, delivery.delivery_id, status="sent", delivered_at=at, next_attempt_at=None, last_error=None, last_status_code=status_code
-    )
-    if not settled:
-        return False
+def delivered_event(runtime: ServiceRuntime, delivery: WebhookDelivery, endpoint_url: str, at: datetime) -> CloudEvent[Any]:
+    """NotificationDelivered (channel webhook) for a delivered webhook; id derived from the delivery's."""
     data = NotificationDelivered(
         notification_id=delivery.delivery_id,
         account_id=delivery.account_id,
@@ -238,6 +233,13 @@ async def settle_sent(runtime: ServiceRuntime, session: AsyncSession, delivery: 
         delivered_at=at,
     )
     event_id = derived_event_id("notify", "delivered", delivery.delivery_id)
-    await runtime.outbox.add(session, runtime.event(data, tenant=delivery.tenant, event_id=event_id, subject=delivery.event_id))
+    return runtime.event(data, tenant=delivery.tenant, event_id=event_id, subject=delivery.event_id)
+
+
+async def settle_sent(runtime: ServiceRuntime, session: AsyncSession, delivery: WebhookDelivery, endpoint_url: str, status_code: int, at: datetime) -> bool:
+    """Delivered: the row and NotificationDelivered (channel webhook) in one transaction."""
+    if not await repo.mark_sent_many(session, [(delivery.delivery_id, status_code, at)]):
+        return False
+    await runtime.outbox.add(session, delivered_event(runtime, delivery, endpoint_url, at))
     WEBHOOKS.labels("sent").inc()
     return True

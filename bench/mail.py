@@ -1,0 +1,413 @@
+"""Invoice mail throughput: invoice emails with their PDF, from notify to a real SMTP server.
+
+    .venv/bin/python bench/mail.py [--invoices 2000] [--warm-documents] [--json]
+
+Honest by construction: invoicing runs as a service and issues the invoices itself (customers and
+closed periods published to Kafka, as rating and usage-ingest would), so every `InvoiceIssued`
+carries a real shared link and every PDF is one invoicing renders (WeasyPrint, Factur-X inside)
+when notify fetches it through that link, as in production.
+
+Phases: (1) invoicing issues `--invoices` invoices, with notify not running; the bench copies the
+`InvoiceIssued` messages from `billing.invoices`. (2) notify starts (its group at the end of each
+topic), its contact projection is fed the same customers. (3) The clock starts and the copied
+`InvoiceIssued` messages are published again, byte for byte; it stops when the SMTP server (aiosmtpd
+in this process) has received the last invoice email. Each received message must carry a PDF.
+
+(4) The sending alone ("drain"): notify stopped, every invoice email marked due again, notify
+started; `drain_emails_per_s` from the first to the last message of that round.
+
+`--warm-documents` fetches every PDF once through its shared link before phase 3, as if invoicing
+rendered documents when issuing: the timed phase then measures notify and the SMTP hand-over, with
+invoicing serving stored PDFs. Without it (the default) the PDFs render during the timed phase.
+
+Figures: `emails_per_s` = emails / (last message received − first event published); `decided_s`
+(`decided_per_s`) when notify's consumer had recorded every delivery (polled every 0.2 s): when it
+is close to the whole time, the consumer, not the sending, is what limits; `pdf_ms_p50`
+and `pdf_ms_mean` from invoicing's `billing_document_render_seconds` histogram (p50 interpolated
+within its buckets, as Prometheus' `histogram_quantile`); `rss_mb` the peak RSS of notify (every
+service's in `rss_mb_by_service`). Not a test: it prints figures, and with `--json` its last line
+is one JSON object. Uses DATABASE_URL when set, else the PostgreSQL on 127.0.0.1:5432 if it
+answers, else an embedded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import text
+
+from billing_cli.platform import Platform
+from billing_events import CustomerUpserted, Money, PeriodClosed, RatedLine, account_id, attributes_from_headers, new_event, to_kafka
+from billing_events.topics import INVOICES
+from billing_runtime.db import create_engine
+from billing_runtime.embedded import free_port, postgres_answers
+from billing_runtime.kafka import ensure_topics
+
+SELLER = "bench-mail-seller"
+OCT_START, OCT_END = date(2026, 10, 1), date(2026, 10, 31)
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+INVOICE_ISSUED = "billing.invoice.issued.v1"
+
+
+class Sink:
+    """The SMTP server's side: counts messages, keeps when the last arrived, checks each carries a PDF."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received = 0
+        self.with_pdf = 0
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.times: list[float] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        # "JVBERi0" is "%PDF-" in base64: the attachment is a real PDF, not an empty part.
+        has_pdf = b"application/pdf" in content and b"JVBERi0" in content
+        now = time.perf_counter()
+        with self.lock:
+            self.received += 1
+            self.with_pdf += has_pdf
+            self.first_at = self.first_at or now
+            self.last_at = now
+            self.times.append(now)
+        return "250 Message accepted for delivery"
+
+
+def customers(n: int) -> list[CustomerUpserted]:
+    return [
+        CustomerUpserted(
+            account_id=account_id(SELLER, f"c{i}"), partner_id=SELLER, external_id=f"c{i}", name=f"Customer {i}",
+            billing_email=f"c{i}@example.com", country="IE", currency="EUR", business=True, revision=1,
+        )
+        for i in range(n)
+    ]
+
+
+def closed_period(i: int, lines: int) -> PeriodClosed:
+    return PeriodClosed(
+        bill_run_id=f"bench-mail-{SELLER}-2026-10",
+        seller_id=SELLER,
+        buyer_account_id=account_id(SELLER, f"c{i}"),
+        period_start=OCT_START,
+        period_end=OCT_END,
+        currency="EUR",
+        lines=[
+            RatedLine(
+                line_id=f"c{i}-s{j}", product_code=f"SKU-{j:02d}", description=f"Subscription {j}",
+                service_period_start=OCT_START, service_period_end=OCT_END, quantity=Decimal(1 + (i + j) % 7),
+                unit_price=Money.of("20.60", "EUR"), amount=Money.of(Decimal(1 + (i + j) % 7) * Decimal("20.60"), "EUR"),
+                quantity_rule="contracted", timing="advance",
+            )
+            for j in range(lines)
+        ],
+    )
+
+
+async def publish(bootstrap: str, events: list[Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
+    await producer.start()
+    try:
+        sends = []
+        for data in events:
+            message = to_kafka(new_event(data, source="/bench/mail", tenant=SELLER))
+            sends.append(await producer.send(message.topic, value=message.value, key=message.key, headers=message.headers))
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+
+
+async def wait_count(database_url: str, query: str, expected: int, what: str, stall_s: float = 180.0) -> int:
+    """Wait until `query` counts `expected`, giving up only when nothing has moved for `stall_s`."""
+    engine = create_engine(database_url, pool_size=1)
+    last, moved = -1, time.monotonic()
+    try:
+        while True:
+            async with engine.connect() as conn:
+                count = int(await conn.scalar(text(query)) or 0)
+            if count != last:
+                last, moved = count, time.monotonic()
+                print(f"  {what}: {count}/{expected}", flush=True)
+            if count >= expected:
+                return count
+            if time.monotonic() - moved > stall_s:
+                raise SystemExit(f"{what}: stuck at {count}/{expected} for {stall_s:.0f}s")
+            await asyncio.sleep(0.5)
+    finally:
+        await engine.dispose()
+
+
+async def copy_invoice_events(bootstrap: str, expected: int) -> list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+    """The `InvoiceIssued` messages invoicing published, as (partition, key, value, headers)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(INVOICES.name, p) for p in sorted(consumer.partitions_for_topic(INVOICES.name) or range(INVOICES.partitions))]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+        deadline = time.monotonic() + 120
+        while len(found) < expected and time.monotonic() < deadline:
+            for tp, messages in (await consumer.getmany(timeout_ms=500, max_records=1000)).items():
+                for m in messages:
+                    headers = list(m.headers or [])
+                    if attributes_from_headers(headers).get("type") == INVOICE_ISSUED:
+                        found.append((tp.partition, m.key, m.value, headers))
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def republish(bootstrap: str, messages: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
+    await producer.start()
+    try:
+        sends = [await producer.send(INVOICES.name, value=v, key=k, headers=h, partition=p) for p, k, v, h in messages]
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+
+
+async def wait_mail(database_url: str, sink: Sink, n: int, stall_s: float = 180.0) -> float | None:
+    """Wait for the n-th message (or until nothing moved for `stall_s`); returns when notify's
+    consumer had recorded all n deliveries (the consumer's share of the time)."""
+    engine = create_engine(database_url, pool_size=1)
+    decided_at: float | None = None
+    last, moved = -1, time.monotonic()
+    try:
+        while sink.received < n and time.monotonic() - moved < stall_s:
+            if decided_at is None:
+                async with engine.connect() as conn:
+                    if int(await conn.scalar(text("SELECT count(*) FROM notify.delivery")) or 0) >= n:
+                        decided_at = time.perf_counter()
+            if sink.received != last:
+                last, moved = sink.received, time.monotonic()
+                print(f"  received {sink.received}/{n}", flush=True)
+            await asyncio.sleep(0.2)
+    finally:
+        await engine.dispose()
+    return decided_at or (time.perf_counter() if sink.received >= n else None)
+
+
+def shared_links(values: list[bytes | None]) -> list[str]:
+    links = []
+    for value in values:
+        documents = json.loads(value or b"{}").get("documents") or []
+        links += [d["shared_url"] for d in documents if d.get("kind") == "pdf" and d.get("shared_url")]
+    return links
+
+
+async def warm(links: list[str], invoicing_url: str, concurrency: int = 4) -> None:
+    """Fetch each PDF once by its shared link (invoicing renders and stores it)."""
+    queue = list(links)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while queue:
+            link = queue.pop()
+            path = link[link.index("/v1/shared/") :]
+            (await client.get(f"{invoicing_url}{path}")).raise_for_status()
+
+    async with httpx.AsyncClient(timeout=300) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+
+
+def metric_histogram(body: str, name: str) -> tuple[list[tuple[float, float]], float, float]:
+    """(upper bound, cumulative count) buckets, sum and count of a histogram without labels."""
+    buckets = []
+    total = count = 0.0
+    for line in body.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            le = re.search(r'le="([^"]+)"', line)
+            if le:
+                buckets.append((float(le.group(1)), float(line.rsplit(" ", 1)[1])))
+        elif line.startswith(f"{name}_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"{name}_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    return sorted(buckets), total, count
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """As Prometheus' histogram_quantile: linear within the bucket the rank falls in."""
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(cumulative - lower_count, 1e-9)
+        lower_bound, lower_count = bound, cumulative
+    return lower_bound
+
+
+def rss_mb(pid: int) -> float:
+    """Peak resident memory of a process (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def drain(platform: Platform, sink: Sink, n: int) -> dict[str, Any]:
+    """The sending alone: every invoice email marked due again while notify is stopped, then
+    notify started; the rate from the first to the last message of that round (the consumer has
+    nothing to do; documents come from invoicing's store through the shared links again)."""
+    print(f"phase 4 (drain): the {n} invoice emails due again, notify restarted", flush=True)
+    platform.stop_service("notify")
+
+    async def due_again() -> None:
+        engine = create_engine(platform.database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "UPDATE notify.delivery SET status = 'pending', attempts = 0, next_attempt_at = now(), sent_at = NULL,"
+                        " last_error = NULL WHERE template = 'invoice_issued'"
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(due_again())
+    mark = sink.received
+    platform.start_service("notify", {"CONSUMER_AUTO_OFFSET_RESET": "latest"})
+    last, moved = -1, time.monotonic()
+    while sink.received < mark + n and time.monotonic() - moved < 180:
+        if sink.received != last:
+            last, moved = sink.received, time.monotonic()
+            print(f"  received {sink.received - mark}/{n}", flush=True)
+        time.sleep(0.5)
+    with sink.lock:
+        times = sink.times[mark:]
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return {"drain_emails": len(times), "drain_s": round(span, 2), "drain_emails_per_s": round((len(times) - 1) / span, 2) if span else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invoices", type=int, default=2000)
+    parser.add_argument("--lines", type=int, default=5, help="lines per invoice")
+    parser.add_argument("--warm-documents", action="store_true", help="render every PDF before the timed phase")
+    parser.add_argument("--no-drain", dest="drain", action="store_false", help="skip phase 4 (the sending alone)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
+    args = parser.parse_args()
+
+    env = {
+        **os.environ,
+        "AUTH_MODE": "trusted_header",
+        "BILLING_KAFKA_PORT": str(free_port()),
+        "BILLING_INVOICING_PORT": str(free_port()),
+        "BILLING_NOTIFY_PORT": str(free_port()),
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    if "DATABASE_URL" not in env and asyncio.run(postgres_answers(LOCAL_SERVER)):
+        env["DATABASE_URL"] = LOCAL_SERVER
+    sink = Sink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    env["NOTIFY_SMTP_HOST"], env["NOTIFY_SMTP_PORT"] = "127.0.0.1", str(smtp_port)
+
+    state = Path(tempfile.mkdtemp(prefix="billing-bench-mail-"))
+    (state / "logs").mkdir()
+    platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=True)
+    platform._start_postgres()
+    platform._start_kafka()
+    controller.start()
+    figures: dict[str, Any] = {}
+    try:
+        platform.migrate(only=("invoicing", "notify"))
+        asyncio.run(ensure_topics(platform.bootstrap))
+        n = args.invoices
+
+        print(f"phase 1: invoicing issues {n} invoices ({args.lines} lines each)", flush=True)
+        platform.start_service("invoicing")
+        platform.wait_ready("invoicing")
+        profile = {"name": "Bench Mail Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "BM", "due_rule": {"net_days": 14}}
+        httpx.put(f"{platform.url('invoicing')}/v1/seller", headers={"X-Tenant-Id": SELLER}, json=profile, timeout=30).raise_for_status()
+        asyncio.run(publish(platform.bootstrap, customers(n)))
+        asyncio.run(wait_count(platform.database_url, "SELECT count(*) FROM invoicing.buyer", n, "buyers known to invoicing"))
+        asyncio.run(publish(platform.bootstrap, [closed_period(i, args.lines) for i in range(n)]))
+        asyncio.run(wait_count(platform.database_url, "SELECT count(*) FROM invoicing.invoice", n, "invoices issued"))
+        messages = asyncio.run(copy_invoice_events(platform.bootstrap, n))
+        if len(messages) < n:
+            raise SystemExit(f"only {len(messages)} InvoiceIssued on {INVOICES.name}")
+        links = shared_links([v for _, _, v, _ in messages])
+        if len(links) < n:
+            raise SystemExit(f"only {len(links)} of {n} invoices carry a shared PDF link")
+
+        if args.warm_documents:
+            started = time.perf_counter()
+            asyncio.run(warm(links, platform.url("invoicing")))
+            figures["warm_documents_s"] = round(time.perf_counter() - started, 2)
+            print(f"  rendered {len(links)} PDFs in {figures['warm_documents_s']}s", flush=True)
+
+        print("phase 2: notify starts and learns the billing contacts", flush=True)
+        platform.start_service("notify", {"CONSUMER_AUTO_OFFSET_RESET": "latest"})
+        platform.wait_ready("notify")
+        asyncio.run(publish(platform.bootstrap, customers(n)))
+        asyncio.run(wait_count(platform.database_url, "SELECT count(*) FROM notify.contact", n, "contacts known to notify"))
+
+        print(f"phase 3: {n} InvoiceIssued published again; waiting for the mail", flush=True)
+        started = time.perf_counter()
+        asyncio.run(republish(platform.bootstrap, messages))
+        published = time.perf_counter() - started
+        decided_at = asyncio.run(wait_mail(platform.database_url, sink, n))
+        elapsed = (sink.last_at or time.perf_counter()) - started
+        decided = (decided_at - started) if decided_at is not None else None
+        emails, with_pdf = sink.received, sink.with_pdf
+        metrics = httpx.get(f"{platform.url('invoicing')}/metrics/", timeout=30).text
+        buckets, render_sum, render_count = metric_histogram(metrics, "billing_document_render_seconds")
+        by_service = {name: rss_mb(p.pid) for name, p in platform.processes.items()}
+        if args.drain:
+            figures.update(drain(platform, sink, n))
+        figures.update(
+            emails=emails,
+            emails_with_pdf=with_pdf,
+            invoices=n,
+            seconds=round(elapsed, 2),
+            publish_s=round(published, 2),
+            emails_per_s=round(emails / elapsed, 2) if elapsed > 0 else None,
+            decided_s=round(decided, 2) if decided is not None else None,
+            decided_per_s=round(n / decided, 2) if decided else None,
+            pdf_ms_p50=round(quantile(buckets, 0.5) * 1000, 1),
+            pdf_ms_mean=round(render_sum / render_count * 1000, 1) if render_count else None,
+            pdfs_rendered=int(render_count),
+            warm_documents=args.warm_documents,
+            rss_mb=by_service.get("notify"),
+            rss_mb_by_service=by_service,
+            cores=os.cpu_count(),
+        )
+    finally:
+        platform.stop()
+        controller.stop()
+
+    print(
+        f"{figures['emails']} of {figures['invoices']} invoice emails ({figures['emails_with_pdf']} with their PDF) in {figures['seconds']}s: "
+        f"{figures['emails_per_s']} emails/s; PDF render p50 {figures['pdf_ms_p50']} ms, mean {figures['pdf_ms_mean']} ms "
+        f"({'rendered before the timed phase' if args.warm_documents else 'rendered while sending'}); RSS {figures['rss_mb_by_service']} MB; "
+        f"consumer recorded all in {figures['decided_s']}s; sending alone {figures.get('drain_emails_per_s')} emails/s"
+    )
+    if args.json:
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

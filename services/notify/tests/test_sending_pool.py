@@ -1,0 +1,188 @@
+"""The sending pool against the real servers (Tansu, PostgreSQL, aiosmtpd, a local HTTP document
+server): a burst of invoice emails goes out once each with its own PDF over a few kept-open SMTP
+connections, each document is fetched once even across retries, and webhooks share the claim."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from billing_events import DocumentLink, InvoiceIssued, account_id, new_event
+from billing_events.topics import NOTIFICATIONS
+from billing_runtime.testing import read_events, serve
+from notify.config import Settings
+from notify.delivery import repository as repo
+from notify.delivery.sender import Documents
+from notify.main import build
+from notify.webhook import repository as webhook_repo
+
+
+class CountingMailbox:
+    """Messages by recipient, and the client port each came from (one port per connection)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[tuple[str, EmailMessage]] = []
+        self.peers: set[Any] = set()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        parsed = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                self.messages.append((rcpt, parsed))  # type: ignore[arg-type]
+            self.peers.add(session.peer)
+        return "250 Message accepted for delivery"
+
+    def count(self, suffix: str) -> int:
+        with self.lock:
+            return sum(1 for rcpt, _ in self.messages if rcpt.endswith(suffix))
+
+    async def wait_for(self, suffix: str, count: int, timeout: float = 90.0) -> list[tuple[str, EmailMessage]]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.count(suffix) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{self.count(suffix)} of {count} messages after {timeout}s")
+            await asyncio.sleep(0.1)
+        with self.lock:
+            return [(r, m) for r, m in self.messages if r.endswith(suffix)]
+
+
+@contextlib.contextmanager
+def counting_smtp(port: int) -> Iterator[CountingMailbox]:
+    box = CountingMailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+def pdf(i: int) -> bytes:
+    return b"%PDF-1.7\n" + f"invoice {i}".encode() * 200 + b"\n%%EOF"
+
+
+async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_kept_connections(
+    settings: Settings, tenant: str, smtp_port: int, publish: Any, document_server: Any, kafka_bootstrap: str,
+    make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    burst = 30
+    pool = settings.model_copy(update={"sender_concurrency": 4, "sender_batch_size": 5, "documents_concurrency": 2})
+    with counting_smtp(smtp_port) as box:
+        async with serve(build(pool)) as client:
+            events = []
+            for i in range(burst):
+                url = document_server.put(f"/{tenant}/inv-{i}.pdf", "application/pdf", pdf(i))
+                invoice = make_invoice(
+                    buyer_account_id=account_id(tenant, f"c-{i}"), buyer_email=f"c{i}@{tenant}.example", number=f"NW-{i}",
+                    documents=[DocumentLink(kind="pdf", url=url)],
+                )
+                events.append(new_event(invoice, source="/tests", tenant=tenant))
+            for event in events:
+                await publish(event)
+            received = await box.wait_for(f"@{tenant}.example", burst)
+            await asyncio.sleep(1.0)  # room for a wrongly repeated copy to arrive
+            rows = (await client.get("/v1/deliveries", headers={"X-Tenant-Id": tenant}, params={"limit": 100})).json()["items"]
+            metrics = (await client.get("/metrics/")).text
+
+    assert box.count(f"@{tenant}.example") == burst
+    by_recipient = {rcpt: mail for rcpt, mail in received}
+    assert sorted(by_recipient) == sorted(f"c{i}@{tenant}.example" for i in range(burst))
+    for i in range(burst):
+        mail = by_recipient[f"c{i}@{tenant}.example"]
+        assert mail["Subject"] == f"Invoice NW-{i} from Northwind IT Ltd"
+        [(name, content)] = [(p.get_filename(), p.get_content()) for p in mail.iter_attachments()]
+        assert (name, content) == (f"inv-{i}.pdf", pdf(i))
+    # Connections are kept open across messages: at most one per worker, however many messages.
+    assert len(box.peers) <= 4
+    fetched = [path for path, _ in document_server.requests]
+    assert sorted(fetched) == sorted(f"/{tenant}/inv-{i}.pdf" for i in range(burst))
+    assert len(rows) == burst and {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}
+    delivered = await read_events(
+        kafka_bootstrap, NOTIFICATIONS.name, until=lambda seen: len(seen) >= burst, match=lambda e: e.tenant == tenant
+    )
+    assert sorted(e.data.notification_id for e in delivered) == sorted(r["delivery_id"] for r in rows)
+    assert 'billing_deliveries_in_flight{channel="email"}' in metrics
+    assert "billing_email_send_seconds_bucket" in metrics
+
+
+async def test_a_document_is_fetched_once_across_retries(
+    settings: Settings, tenant: str, smtp_port: int, publish: Any, document_server: Any,
+    make_invoice: Callable[..., InvoiceIssued],
+) -> None:
+    url = document_server.put(f"/{tenant}/once.pdf", "application/pdf", pdf(1))
+    recipient = f"ap@{tenant}.example"
+    invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient, documents=[DocumentLink(kind="pdf", url=url)])
+    async with serve(build(settings)) as client:
+        await publish(new_event(invoice, source="/tests", tenant=tenant))
+        # No SMTP server yet: attempts fail after the document was fetched.
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            items = (await client.get("/v1/deliveries", headers={"X-Tenant-Id": tenant})).json()["items"]
+            if items and items[0]["attempts"] >= 2 and items[0]["status"] == "pending":
+                break
+            assert asyncio.get_running_loop().time() < deadline, items
+            await asyncio.sleep(0.1)
+        with counting_smtp(smtp_port) as box:
+            [(_, mail)] = await box.wait_for(f"@{tenant}.example", 1)
+    [(name, content)] = [(p.get_filename(), p.get_content()) for p in mail.iter_attachments()]
+    assert (name, content) == ("once.pdf", pdf(1))
+    assert [path for path, _ in document_server.requests] == [f"/{tenant}/once.pdf"]
+
+
+async def test_concurrent_fetches_of_one_document_make_one_request(document_server: Any) -> None:
+    url = document_server.put("/shared/one.pdf", "application/pdf", pdf(7))
+    async with httpx.AsyncClient() as client:
+        documents = Documents(client, base_url=None, max_bytes=1_000_000, concurrency=4, cache_bytes=1_000_000)
+        contents = await asyncio.gather(*(documents.get(url, None) for _ in range(10)))
+    assert contents == [pdf(7)] * 10
+    assert [path for path, _ in document_server.requests] == ["/shared/one.pdf"]
+
+
+async def test_emails_and_webhooks_share_one_claim_that_never_hands_a_row_out_twice(db: AsyncEngine, migrated: str) -> None:
+    sessions = async_sessionmaker(db, expire_on_commit=False)
+    tenant = f"partner-{uuid.uuid4().hex[:8]}"
+    long_ago = datetime(2016, 1, 1, tzinfo=UTC)
+    now = datetime(2016, 1, 1, 0, 1, tzinfo=UTC)
+    async with sessions() as session, session.begin():
+        for i in range(6):
+            await session.execute(
+                text(
+                    "INSERT INTO notify.webhook_delivery (delivery_id, tenant, endpoint_id, event_id, event_type, account_id, seller_id,"
+                    " payload, status, attempts, next_attempt_at, created_at) VALUES (:id, :t, 'gone', :e, 'billing.invoice.issued.v1',"
+                    " 'a', 's', '{}', 'pending', 0, :at, :at)"
+                ),
+                {"id": f"{tenant}-{i}", "t": tenant, "e": str(uuid.uuid4()), "at": long_ago},
+            )
+
+    async def claim() -> list[str]:
+        async with sessions() as session, session.begin():
+            claimed = await webhook_repo.claim_due(session, now, timedelta(minutes=5), 4)
+            await asyncio.sleep(0.2)  # hold the row locks while the other claim runs
+        return [d.delivery_id for d in claimed if d.tenant == tenant]
+
+    first, second = await asyncio.gather(claim(), claim())
+    assert len(first) + len(second) == 6 and not set(first) & set(second)
+    async with sessions() as session:
+        attempts = await session.scalar(
+            select(func.sum(webhook_repo.DELIVERY.c.attempts)).where(webhook_repo.DELIVERY.c.tenant == tenant)
+        )
+    assert attempts == 6
+    async with sessions() as session, session.begin():
+        await session.execute(delete(webhook_repo.DELIVERY).where(webhook_repo.DELIVERY.c.tenant == tenant))
+    assert repo.DUE_STATUSES == ("pending", "sending")
+
