@@ -206,6 +206,8 @@ def rate_period(
     billed_usage: list[str] = []
     billed_observations: list[str] = []
     discount_list = list(discounts)
+    # Lines by their id, each with the id its whole distinguishing key gives (see _tell_twins_apart).
+    twins: dict[str, list[tuple[RatedLine, str]]] = defaultdict(list)
 
     with localcontext() as ctx:
         ctx.prec = PRECISION
@@ -244,13 +246,16 @@ def rate_period(
                     unrated.add(Unrated(account, q.product_code, UnratedReason.NO_COST))
                     continue
                 for index, segment in enumerate(segments):
-                    lines[account].append(_line(run_id, account, buyer, target, q, segment, index, price.currency, bill_to))
+                    line = _line(run_id, account, buyer, target, q, segment, index, price.currency, bill_to)
+                    lines[account].append(line)
+                    twins[line.line_id].append((line, _distinct_id(run_id, account, q, index)))
                     priced_any = True
             if priced_any:
                 billed_usage.extend(used_usage)
                 billed_observations.extend(used_obs)
+        _tell_twins_apart(lines, twins)
         for account in list(lines):
-            lines[account].sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind))
+            lines[account].sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind, line.service_period_end))
             lines[account].extend(_discount_lines(run_id, period, account, lines[account], discount_list, bill_to, buyer_by_id[account]))
 
     return Rating(
@@ -260,6 +265,39 @@ def rate_period(
         billed_usage=tuple(sorted(set(billed_usage))),
         billed_observations=tuple(sorted(set(billed_observations))),
     )
+
+
+def _distinct_id(run_id: str, account: str, q: Quantity, index: int) -> str:
+    """A line's id from everything that makes its charge distinct: what `_merge` keeps apart
+    (service end, proration fraction, true-up periods, rule) and the subscription of a charge
+    that is not merged (a setup fee), on top of the usual id's parts."""
+    fraction = f"{q.fraction[0]}/{q.fraction[1]}" if q.fraction is not None else ""
+    return line_id(
+        run_id, account, q.product_code, q.kind, q.service[0].isoformat(), q.note or "", str(index), "late" if q.late else "",
+        q.service[1].isoformat(), fraction, str(q.periods or ""), q.rule, q.subscription_id or "",
+    )
+
+
+def _tell_twins_apart(lines: dict[str, list[RatedLine]], twins: dict[str, list[tuple[RatedLine, str]]]) -> None:
+    """A line's id is derived from its account, product, kind, service start, note, segment and
+    lateness. Two distinct charges can share those (two daily-prorated subscriptions starting the
+    same day, one ending mid-month; a true-up subscription beside a plain one; two setup fees of
+    one day): then each of them takes the id of its whole distinguishing key instead, so no charge
+    is dropped by the insert that skips a stored id. A line without a twin keeps its usual id, so
+    ids of ordinary lines are the ones they always were; both are derived, so a replay gives the
+    same ids. Identical keys still colliding (none known) are numbered in their rating order."""
+    renamed: dict[int, str] = {}
+    for group in twins.values():
+        if len(group) < 2:
+            continue
+        seen: dict[str, int] = defaultdict(int)
+        for line, distinct in group:
+            seen[distinct] += 1
+            renamed[id(line)] = distinct if seen[distinct] == 1 else derived_event_id("rated_line", distinct, str(seen[distinct]))
+    if not renamed:
+        return
+    for account, found in lines.items():
+        lines[account] = [line.model_copy(update={"line_id": renamed[id(line)]}) if id(line) in renamed else line for line in found]
 
 
 def _bills(sub: Subscription, period: Period) -> bool:
