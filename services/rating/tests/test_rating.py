@@ -58,7 +58,7 @@ PRICES: dict[str, dict[str, Any]] = {
 }
 
 
-def price_of(code: str, period: Period) -> Price | None:
+def price_of(code: str, period: Period, currency: str = "USD") -> Price | None:
     return Price(parse_model(PRICES[code]), "USD") if code in PRICES else None
 
 
@@ -313,14 +313,14 @@ class TestPricesAndTiers:
     def test_markup_over_wholesale(self) -> None:
         base = parse_model({"model": "graduated", "tiers": [{"up_to": "10", "unit_price": "5"}, {"up_to": None, "unit_price": "4"}]})
 
-        def retail(code: str, period: Period) -> Price:
+        def retail(code: str, period: Period, currency: str) -> Price:
             return Price(PriceModel("markup", markup_percent=Decimal("20")), "USD", base)
 
         result = rate_period(RUN, OCTOBER, buyers=[ALICE], products=PRODUCTS, price_of=retail, subscriptions=[sub("s", "EML-HST", "12", date(2026, 9, 1))])
         assert table(result) == [("EML-HST", "recurring", "10", "6.0", "60.0"), ("EML-HST", "recurring", "2", "4.8", "9.6")]
 
     def test_effective_dated_prices_follow_the_service_period(self) -> None:
-        def dated(code: str, period: Period) -> Price:
+        def dated(code: str, period: Period, currency: str) -> Price:
             unit = "6.75" if period.start < date(2026, 10, 1) else "7.00"
             return Price(parse_model({"model": "per_unit", "unit_price": unit}), "USD")
 
@@ -372,7 +372,7 @@ class TestOneTimeKinds:
 
 class TestUnrated:
     def test_unknown_product_unknown_price_and_other_currency(self) -> None:
-        def usd_only(code: str, period: Period) -> Price | None:
+        def usd_only(code: str, period: Period, currency: str) -> Price | None:
             if code == "EML-HST":
                 return Price(parse_model(PRICES[code]), "EUR")
             return price_of(code, period) if code != "PEAK" else None

@@ -32,7 +32,7 @@ class UnratedReason(StrEnum):
     UNKNOWN_ACCOUNT = "unknown_account"  # no CustomerUpserted seen for the buyer yet
     UNKNOWN_PRODUCT = "unknown_product"  # not in the seller's (or the distributor's) catalogue
     NO_PRICE = "no_price"  # no price in force for the service period in this tier's list
-    CURRENCY_MISMATCH = "currency_mismatch"  # priced in another currency than the buyer's
+    CURRENCY_MISMATCH = "currency_mismatch"  # no price in the buyer's (invoice) currency, only in another
     RULE_MISMATCH = "rule_mismatch"  # usage or counts for a product whose rule does not bill them
     NO_COST = "no_cost"  # cost-plus pricing for usage that carries no cost
 
@@ -119,9 +119,14 @@ class Unrated:
     account_id: str
     product_code: str
     reason: UnratedReason
+    # currency_mismatch: the invoice currency that has no price, and the one(s) that do.
+    currency: str | None = field(default=None, compare=False)
+    priced_in: str | None = field(default=None, compare=False)
 
 
-PriceOf = Callable[[str, Period], Price | None]
+# A product's price for a service period in the buyer's invoice currency; when it has none in
+# that currency, one in another (reported as currency_mismatch), else None (no_price).
+PriceOf = Callable[[str, Period, str], Price | None]
 
 
 @dataclass
@@ -234,12 +239,12 @@ def rate_period(
                     unrated.add(Unrated(account, q.product_code, UnratedReason.UNKNOWN_PRODUCT))
                     continue
                 service = Period.containing(q.service[0], period.tz)
-                price = price_of(q.product_code, service)
+                price = price_of(q.product_code, service, invoice_currency)
                 if price is None:
                     unrated.add(Unrated(account, q.product_code, UnratedReason.NO_PRICE))
                     continue
                 if price.currency != invoice_currency:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.CURRENCY_MISMATCH))
+                    unrated.add(Unrated(account, q.product_code, UnratedReason.CURRENCY_MISMATCH, invoice_currency, price.currency))
                     continue
                 segments = _price(q, price)
                 if segments is None:
