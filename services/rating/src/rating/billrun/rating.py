@@ -211,8 +211,8 @@ def rate_period(
     billed_usage: list[str] = []
     billed_observations: list[str] = []
     discount_list = list(discounts)
-    # Lines by their id, each with the id its whole distinguishing key gives (see _tell_twins_apart).
-    twins: dict[str, list[tuple[RatedLine, str]]] = defaultdict(list)
+    # Lines by their id, each with what it was rated from (see _tell_twins_apart).
+    twins: dict[str, list[tuple[RatedLine, str, Quantity, int]]] = defaultdict(list)
 
     with localcontext() as ctx:
         ctx.prec = PRECISION
@@ -253,12 +253,12 @@ def rate_period(
                 for index, segment in enumerate(segments):
                     line = _line(run_id, account, buyer, target, q, segment, index, price.currency, bill_to)
                     lines[account].append(line)
-                    twins[line.line_id].append((line, _distinct_id(run_id, account, q, index)))
+                    twins[line.line_id].append((line, account, q, index))
                     priced_any = True
             if priced_any:
                 billed_usage.extend(used_usage)
                 billed_observations.extend(used_obs)
-        _tell_twins_apart(lines, twins)
+        _tell_twins_apart(run_id, lines, twins)
         for account in list(lines):
             lines[account].sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind, line.service_period_end))
             lines[account].extend(_discount_lines(run_id, period, account, lines[account], discount_list, bill_to, buyer_by_id[account]))
@@ -283,7 +283,7 @@ def _distinct_id(run_id: str, account: str, q: Quantity, index: int) -> str:
     )
 
 
-def _tell_twins_apart(lines: dict[str, list[RatedLine]], twins: dict[str, list[tuple[RatedLine, str]]]) -> None:
+def _tell_twins_apart(run_id: str, lines: dict[str, list[RatedLine]], twins: dict[str, list[tuple[RatedLine, str, Quantity, int]]]) -> None:
     """A line's id is derived from its account, product, kind, service start, note, segment and
     lateness. Two distinct charges can share those (two daily-prorated subscriptions starting the
     same day, one ending mid-month; a true-up subscription beside a plain one; two setup fees of
@@ -296,7 +296,8 @@ def _tell_twins_apart(lines: dict[str, list[RatedLine]], twins: dict[str, list[t
         if len(group) < 2:
             continue
         seen: dict[str, int] = defaultdict(int)
-        for line, distinct in group:
+        for line, account, q, index in group:
+            distinct = _distinct_id(run_id, account, q, index)  # only for twins: ids cost a uuid5 each
             seen[distinct] += 1
             renamed[id(line)] = distinct if seen[distinct] == 1 else derived_event_id("rated_line", distinct, str(seen[distinct]))
     if not renamed:
