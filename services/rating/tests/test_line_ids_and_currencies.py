@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from billing_events import derived_event_id
+from billing_events import account_id, derived_event_id
 from billing_runtime.service import ServiceRuntime
 from rating.billrun.service import bill_run_id, close_period
 from rating.config import Settings
@@ -217,13 +217,31 @@ async def test_a_seller_bills_eur_and_usd_buyers_from_a_price_list_per_currency(
     assert sum(Decimal(line["amount"]["amount"]) for line in us["lines"]).quantize(Decimal("0.01")) == Decimal("68.07")
 
 
-async def test_an_order_is_checked_for_a_price_in_its_buyers_currency(client: Any, app: Any, tenant: str) -> None:
+async def test_an_order_is_checked_for_a_price_in_its_buyers_currency(client: Any, app: Any, tenant: str, distributor: str) -> None:
     await seller_with_two_price_lists(client, tenant)
     await seed_buyers(app, tenant)
+    # The partner's account at the distributor is in USD; the distributor's wholesale list has M365 in EUR only.
+    async with app.state.runtime.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO rating.buyer_account (seller_id, account_id, external_id, name, currency, revision)"
+                " VALUES (:d, :a, :t, 'The partner', 'USD', 1)"
+            ),
+            {"d": distributor, "a": account_id(distributor, tenant), "t": tenant},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO rating.price (seller_id, product_code, effective_from, currency, model, updated_at)"
+                " VALUES (:d, 'M365', DATE '2026-01-01', 'EUR', CAST(:m AS jsonb), now())"
+            ),
+            {"d": distributor, "m": json.dumps({"model": "per_unit", "unit_price": "15.00"})},
+        )
 
     ok = await client.post("/v1/order-checks", headers=h(tenant), json={"product_code": "M365", "start_on": "2026-12-01", "account_id": "acct-us"})
     assert ok.status_code == 200, ok.text
-    assert {k: ok.json()[k] for k in ("currency", "period", "priced")} == {"currency": "USD", "period": "2026-12", "priced": True}
+    assert {k: ok.json()[k] for k in ("currency", "period", "priced", "wholesale_priced")} == {
+        "currency": "USD", "period": "2026-12", "priced": True, "wholesale_priced": False,  # reported, not refused: the distributor's list
+    }
 
     no = await client.post("/v1/order-checks", headers=h(tenant), json={"product_code": "SUP", "start_on": "2026-12-01", "account_id": "acct-us"})
     assert no.status_code == 422 and no.headers["content-type"].startswith("application/problem+json")

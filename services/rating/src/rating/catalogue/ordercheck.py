@@ -14,8 +14,9 @@ from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_events import account_id as billing_account_id
 from rating.catalogue.schemas import OrderCheckIn, PricingOut
-from rating.catalogue.service import parse_currency, price_book, seller_terms
+from rating.catalogue.service import PriceBook, parse_currency, price_book, seller_terms
 from rating.errors import AccountNotFound, NoPriceInCurrency, ProductNotFound
 from rating.period import Period
 from rating.subscription import repository as projections
@@ -39,15 +40,32 @@ async def pricing(
         codes = [product_code] + ([product.policy.setup_product] if product is not None and product.policy.setup_product else [])
         if currency is None:
             return PricingOut(product_code=product_code, period=period.label, currency=None, priced=None, problem="unknown_account")
+        wholesale = await _wholesale_priced(session, seller_id, distributor_id, book, codes, period)
         unpriced = [code for code in codes if not book.priced_in(code, period, currency)]
         if not unpriced:
-            return PricingOut(product_code=product_code, period=period.label, currency=currency, priced=True)
+            return PricingOut(product_code=product_code, period=period.label, currency=currency, priced=True, wholesale_priced=wholesale)
         other = book.retail(unpriced[0], period, currency)
         return PricingOut(
             product_code=product_code, period=period.label, currency=currency, priced=False,
             problem="no_price_in_currency" if other is not None else "no_price", unpriced_products=unpriced,
-            priced_in=other.currency if other is not None else None,
+            priced_in=other.currency if other is not None else None, wholesale_priced=wholesale,
         )
+
+
+async def _wholesale_priced(
+    session: AsyncSession, seller_id: str, distributor_id: str | None, book: PriceBook, codes: list[str], period: Period
+) -> bool | None:
+    """For a partner's order: whether the distributor's wholesale list prices it in the currency
+    of the partner's account at the distributor (None: no distributor, or no such account yet).
+    The partner cannot fix the distributor's list, so this is reported, not refused; the
+    distributor's run reports it too."""
+    if distributor_id is None or seller_id == distributor_id:
+        return None
+    # The partner's account at the distributor (as billrun.service.partner_account_id).
+    account = await projections.buyers(session, distributor_id, billing_account_id(distributor_id, seller_id))
+    if not account:
+        return None
+    return all(book.priced_in(code, period, account[0].currency, wholesale=True) for code in codes)
 
 
 async def check_order(session: AsyncSession, seller_id: str, distributor_id: str | None, body: OrderCheckIn) -> PricingOut:

@@ -122,3 +122,7 @@ class PricingOut(BaseModel):
     problem: str | None = Field(default=None, description="no_price_in_currency, no_price or unknown_account.")
     unpriced_products: list[str] = Field(default_factory=list)
     priced_in: str | None = Field(default=None, description="A currency the product does have a price in.")
+    wholesale_priced: bool | None = Field(
+        default=None,
+        description="A partner's order: whether the distributor's wholesale list prices it in the partner account's currency (null: no such account).",
+    )
