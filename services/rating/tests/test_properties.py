@@ -23,7 +23,7 @@ UNIT = Decimal("20.60")
 ZONES = ["UTC", "Pacific/Apia", "Australia/Lord_Howe", "Pacific/Kiritimati", "America/St_Johns", "Asia/Kathmandu", "Europe/Dublin"]
 
 
-def price_of(code: str, period: Period) -> Price:
+def price_of(code: str, period: Period, currency: str = "USD") -> Price:
     return Price(parse_model({"model": "per_unit", "unit_price": str(UNIT)}), "USD")
 
 

@@ -58,7 +58,7 @@ PRICES: dict[str, dict[str, Any]] = {
 }
 
 
-def price_of(code: str, period: Period) -> Price | None:
+def price_of(code: str, period: Period, currency: str = "USD") -> Price | None:
     return Price(parse_model(PRICES[code]), "USD") if code in PRICES else None
 
 
@@ -313,14 +313,14 @@ class TestPricesAndTiers:
     def test_markup_over_wholesale(self) -> None:
         base = parse_model({"model": "graduated", "tiers": [{"up_to": "10", "unit_price": "5"}, {"up_to": None, "unit_price": "4"}]})
 
-        def retail(code: str, period: Period) -> Price:
+        def retail(code: str, period: Period, currency: str) -> Price:
             return Price(PriceModel("markup", markup_percent=Decimal("20")), "USD", base)
 
         result = rate_period(RUN, OCTOBER, buyers=[ALICE], products=PRODUCTS, price_of=retail, subscriptions=[sub("s", "EML-HST", "12", date(2026, 9, 1))])
         assert table(result) == [("EML-HST", "recurring", "10", "6.0", "60.0"), ("EML-HST", "recurring", "2", "4.8", "9.6")]
 
     def test_effective_dated_prices_follow_the_service_period(self) -> None:
-        def dated(code: str, period: Period) -> Price:
+        def dated(code: str, period: Period, currency: str) -> Price:
             unit = "6.75" if period.start < date(2026, 10, 1) else "7.00"
             return Price(parse_model({"model": "per_unit", "unit_price": unit}), "USD")
 
@@ -372,7 +372,7 @@ class TestOneTimeKinds:
 
 class TestUnrated:
     def test_unknown_product_unknown_price_and_other_currency(self) -> None:
-        def usd_only(code: str, period: Period) -> Price | None:
+        def usd_only(code: str, period: Period, currency: str) -> Price | None:
             if code == "EML-HST":
                 return Price(parse_model(PRICES[code]), "EUR")
             return price_of(code, period) if code != "PEAK" else None
@@ -428,3 +428,40 @@ class TestYearlyInterval:
             assert len(table(rate(Period.parse("2027-02"), subscriptions=[advance]))) == 1
         finally:
             del PRODUCTS["YEAR"], PRICES["YEAR"]
+
+
+class TestDistinctChargesHaveDistinctIds:
+    """Every distinct charge of a run is its own line with its own id: the run's insert skips a
+    line id already stored, so two charges sharing one would lose one of them (money not billed)."""
+
+    def test_two_daily_subscriptions_starting_the_same_day_one_cancelled_mid_month(self) -> None:
+        cancelled = sub("s-1", "EML-HST", "4", date(2026, 10, 1), "2026-09-20T00:00:00", proration="daily",
+                        changes=(change("x", "2026-09-25T00:00:00", date(2026, 10, 15), None),))
+        running = sub("s-2", "EML-HST", "2", date(2026, 10, 1), "2026-09-20T00:00:00", proration="daily")
+        lines = rate(subscriptions=[cancelled, running]).lines[ALICE.account_id]
+        assert [(line.quantity, line.service_period_start, line.service_period_end) for line in lines] == [
+            (Decimal("4"), date(2026, 10, 1), date(2026, 10, 15)), (Decimal("2"), date(2026, 10, 1), date(2026, 10, 31)),
+        ]
+        assert len({line.line_id for line in lines}) == 2
+        # 4 × 6.75 × 15/31 + 2 × 6.75 = 13.06 + 13.50
+        assert cents(rate(subscriptions=[cancelled, running])) == Decimal("26.56")
+        # Stable: the same inputs give the same ids, in either order of the subscriptions.
+        assert [line.line_id for line in rate(subscriptions=[running, cancelled]).lines[ALICE.account_id]] == [line.line_id for line in lines]
+
+    def test_a_line_without_a_twin_keeps_the_id_it_always_had(self) -> None:
+        from rating.billrun.rating import line_id
+
+        running = sub("s-2", "EML-HST", "2", date(2026, 10, 1), "2026-09-20T00:00:00", proration="daily")
+        (line,) = rate(subscriptions=[running]).lines[ALICE.account_id]
+        assert line.line_id == line_id(RUN, ALICE.account_id, "EML-HST", "recurring", "2026-10-01", "", "0", "")
+
+    def test_a_true_up_subscription_beside_a_plain_one_and_two_setup_fees_of_one_day(self) -> None:
+        plain = sub("s-1", "EML-HST", "3", date(2026, 9, 1), "2026-10-14T10:00:00", setup_product="SETUP-CORE")
+        counted = sub("s-2", "EML-HST", "5", date(2026, 9, 1), "2026-10-14T10:00:00", true_up=True, setup_product="SETUP-CORE")
+        result = rate(subscriptions=[plain, counted], observations=[count("q-1", "5", "2026-10-10T00:00:00", "EML-HST")])
+        lines = result.lines[ALICE.account_id]
+        assert len({line.line_id for line in lines}) == len(lines)
+        assert sorted(table(result)) == sorted([
+            ("EML-HST", "recurring", "3", "6.75", "20.25"), ("EML-HST", "recurring", "5", "6.75", "33.75"),
+            ("SETUP-CORE", "one_time", "3", "25.00", "75.00"), ("SETUP-CORE", "one_time", "5", "25.00", "125.00"),
+        ])

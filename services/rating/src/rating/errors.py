@@ -84,3 +84,10 @@ class SubscriptionNotFound(NotFound):
 
 class SellerNotConfigured(NotFound):
     code = "seller_not_configured"
+
+
+class NoPriceInCurrency(BillingError):
+    """An order the seller could not bill: its product has no price in the buyer's currency."""
+
+    status_code = 422
+    code = "no_price_in_currency"

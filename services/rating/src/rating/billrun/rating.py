@@ -32,7 +32,7 @@ class UnratedReason(StrEnum):
     UNKNOWN_ACCOUNT = "unknown_account"  # no CustomerUpserted seen for the buyer yet
     UNKNOWN_PRODUCT = "unknown_product"  # not in the seller's (or the distributor's) catalogue
     NO_PRICE = "no_price"  # no price in force for the service period in this tier's list
-    CURRENCY_MISMATCH = "currency_mismatch"  # priced in another currency than the buyer's
+    CURRENCY_MISMATCH = "currency_mismatch"  # no price in the buyer's (invoice) currency, only in another
     RULE_MISMATCH = "rule_mismatch"  # usage or counts for a product whose rule does not bill them
     NO_COST = "no_cost"  # cost-plus pricing for usage that carries no cost
 
@@ -119,9 +119,14 @@ class Unrated:
     account_id: str
     product_code: str
     reason: UnratedReason
+    # currency_mismatch: the invoice currency that has no price, and the one(s) that do.
+    currency: str | None = field(default=None, compare=False)
+    priced_in: str | None = field(default=None, compare=False)
 
 
-PriceOf = Callable[[str, Period], Price | None]
+# A product's price for a service period in the buyer's invoice currency; when it has none in
+# that currency, one in another (reported as currency_mismatch), else None (no_price).
+PriceOf = Callable[[str, Period, str], Price | None]
 
 
 @dataclass
@@ -206,6 +211,8 @@ def rate_period(
     billed_usage: list[str] = []
     billed_observations: list[str] = []
     discount_list = list(discounts)
+    # Lines by their id, each with what it was rated from (see _tell_twins_apart).
+    twins: dict[str, list[tuple[RatedLine, str, Quantity, int]]] = defaultdict(list)
 
     with localcontext() as ctx:
         ctx.prec = PRECISION
@@ -232,25 +239,28 @@ def rate_period(
                     unrated.add(Unrated(account, q.product_code, UnratedReason.UNKNOWN_PRODUCT))
                     continue
                 service = Period.containing(q.service[0], period.tz)
-                price = price_of(q.product_code, service)
+                price = price_of(q.product_code, service, invoice_currency)
                 if price is None:
                     unrated.add(Unrated(account, q.product_code, UnratedReason.NO_PRICE))
                     continue
                 if price.currency != invoice_currency:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.CURRENCY_MISMATCH))
+                    unrated.add(Unrated(account, q.product_code, UnratedReason.CURRENCY_MISMATCH, invoice_currency, price.currency))
                     continue
                 segments = _price(q, price)
                 if segments is None:
                     unrated.add(Unrated(account, q.product_code, UnratedReason.NO_COST))
                     continue
                 for index, segment in enumerate(segments):
-                    lines[account].append(_line(run_id, account, buyer, target, q, segment, index, price.currency, bill_to))
+                    line = _line(run_id, account, buyer, target, q, segment, index, price.currency, bill_to)
+                    lines[account].append(line)
+                    twins[line.line_id].append((line, account, q, index))
                     priced_any = True
             if priced_any:
                 billed_usage.extend(used_usage)
                 billed_observations.extend(used_obs)
+        _tell_twins_apart(run_id, lines, twins)
         for account in list(lines):
-            lines[account].sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind))
+            lines[account].sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind, line.service_period_end))
             lines[account].extend(_discount_lines(run_id, period, account, lines[account], discount_list, bill_to, buyer_by_id[account]))
 
     return Rating(
@@ -260,6 +270,40 @@ def rate_period(
         billed_usage=tuple(sorted(set(billed_usage))),
         billed_observations=tuple(sorted(set(billed_observations))),
     )
+
+
+def _distinct_id(run_id: str, account: str, q: Quantity, index: int) -> str:
+    """A line's id from everything that makes its charge distinct: what `_merge` keeps apart
+    (service end, proration fraction, true-up periods, rule) and the subscription of a charge
+    that is not merged (a setup fee), on top of the usual id's parts."""
+    fraction = f"{q.fraction[0]}/{q.fraction[1]}" if q.fraction is not None else ""
+    return line_id(
+        run_id, account, q.product_code, q.kind, q.service[0].isoformat(), q.note or "", str(index), "late" if q.late else "",
+        q.service[1].isoformat(), fraction, str(q.periods or ""), q.rule, q.subscription_id or "",
+    )
+
+
+def _tell_twins_apart(run_id: str, lines: dict[str, list[RatedLine]], twins: dict[str, list[tuple[RatedLine, str, Quantity, int]]]) -> None:
+    """A line's id is derived from its account, product, kind, service start, note, segment and
+    lateness. Two distinct charges can share those (two daily-prorated subscriptions starting the
+    same day, one ending mid-month; a true-up subscription beside a plain one; two setup fees of
+    one day): then each of them takes the id of its whole distinguishing key instead, so no charge
+    is dropped by the insert that skips a stored id. A line without a twin keeps its usual id, so
+    ids of ordinary lines are the ones they always were; both are derived, so a replay gives the
+    same ids. Identical keys still colliding (none known) are numbered in their rating order."""
+    renamed: dict[int, str] = {}
+    for group in twins.values():
+        if len(group) < 2:
+            continue
+        seen: dict[str, int] = defaultdict(int)
+        for line, account, q, index in group:
+            distinct = _distinct_id(run_id, account, q, index)  # only for twins: ids cost a uuid5 each
+            seen[distinct] += 1
+            renamed[id(line)] = distinct if seen[distinct] == 1 else derived_event_id("rated_line", distinct, str(seen[distinct]))
+    if not renamed:
+        return
+    for account, found in lines.items():
+        lines[account] = [line.model_copy(update={"line_id": renamed[id(line)]}) if id(line) in renamed else line for line in found]
 
 
 def _bills(sub: Subscription, period: Period) -> bool:

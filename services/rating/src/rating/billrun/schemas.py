@@ -19,6 +19,16 @@ class UnratedOut(BaseModel):
     account_id: str
     product_code: str
     reason: str
+    currency: str | None = Field(default=None, description="currency_mismatch: the buyer's invoice currency, which has no price.")
+    priced_in: str | None = Field(default=None, description="currency_mismatch: a currency the product does have a price in.")
+
+
+class UnpricedCurrencyOut(BaseModel):
+    """Buyers a run could not bill (in full) because a product has no price in their currency."""
+
+    currency: str
+    account_ids: list[str]
+    product_codes: list[str]
 
 
 class BillRunOut(BaseModel):
@@ -32,6 +42,10 @@ class BillRunOut(BaseModel):
     buyers: int
     lines: int
     unrated: list[UnratedOut]
+    unpriced_currencies: list[UnpricedCurrencyOut] = Field(
+        default_factory=list,
+        description="Per invoice currency without a price: the buyers and products left unbilled (also in `unrated`, reason currency_mismatch).",
+    )
 
 
 class ChargesOut(BaseModel):

@@ -27,7 +27,7 @@ from billing_runtime.service import ServiceRuntime
 from rating.billrun import rating
 from rating.billrun import repository as repo
 from rating.billrun.rating import Buyer, Rating, Unrated
-from rating.billrun.schemas import BillRunOut, ChargesOut, MarginLine, MarginOut, UnratedOut
+from rating.billrun.schemas import BillRunOut, ChargesOut, MarginLine, MarginOut, UnpricedCurrencyOut, UnratedOut
 from rating.catalogue.service import PriceBook, SellerTerms, price_book, seller_terms
 from rating.discount.service import discounts_for_rating
 from rating.errors import AccountNotFound, BillRunNotFound, PeriodNotEnded
@@ -48,6 +48,11 @@ CLOSE_PHASE_SECONDS = Histogram(
 )
 # A retail close rates and writes this many subscriptions' accounts at a time (memory: one slice).
 SLICE_SUBSCRIPTIONS = 10_000
+UNPRICED_BUYERS = Counter(
+    "billing_bill_run_unpriced_buyers_total",
+    "Buyers a bill run could not bill in full because a product has no price in their currency, by that currency",
+    ["currency"],
+)
 CHARGES_WRITTEN = Counter("billing_bill_run_charges_written_total", "Rated charges written by bill runs, by tier", ["tier"])
 
 
@@ -142,6 +147,10 @@ async def close_period(
         RATED_LINES.labels(tier).inc(lines)
         for u in unrated_found:
             UNRATED.labels(u.reason.value).inc()
+        gaps = _unpriced_currencies(unrated)
+        for gap in gaps:
+            UNPRICED_BUYERS.labels(gap.currency).inc(len(gap.account_ids))
+        span.set_attribute("billing.unpriced_buyers", sum(len(gap.account_ids) for gap in gaps))
         CHARGES_WRITTEN.labels(tier).inc(charges_written)
         BILL_RUN_SECONDS.observe(time.perf_counter() - started)
         span.set_attribute("billing.buyers", buyers)
@@ -433,7 +442,18 @@ def _charge_columns(seller_id: str, run_id: str, closing: Closing) -> dict[str, 
 
 
 def _unrated_out(u: Unrated) -> UnratedOut:
-    return UnratedOut(account_id=u.account_id, product_code=u.product_code, reason=u.reason.value)
+    return UnratedOut(account_id=u.account_id, product_code=u.product_code, reason=u.reason.value, currency=u.currency, priced_in=u.priced_in)
+
+
+def _unpriced_currencies(unrated: list[dict[str, Any]]) -> list[UnpricedCurrencyOut]:
+    """The run's currency_mismatch entries by the buyer's currency that has no price."""
+    accounts: dict[str, set[str]] = defaultdict(set)
+    products: dict[str, set[str]] = defaultdict(set)
+    for u in unrated:
+        if u["reason"] == rating.UnratedReason.CURRENCY_MISMATCH.value and u.get("currency"):
+            accounts[u["currency"]].add(u["account_id"])
+            products[u["currency"]].add(u["product_code"])
+    return [UnpricedCurrencyOut(currency=c, account_ids=sorted(accounts[c]), product_codes=sorted(products[c])) for c in sorted(accounts)]
 
 
 def _run_out(row: Any, *, created: bool) -> BillRunOut:
@@ -448,4 +468,5 @@ def _run_out(row: Any, *, created: bool) -> BillRunOut:
         buyers=row.buyers,
         lines=row.lines,
         unrated=[UnratedOut.model_validate(u) for u in row.unrated],
+        unpriced_currencies=_unpriced_currencies(row.unrated),
     )

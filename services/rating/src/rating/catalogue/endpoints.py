@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from billing_runtime.api import Runtime, Tenant, page
+from rating.catalogue import ordercheck, service
 from rating.catalogue import repository as repo
-from rating.catalogue import service
-from rating.catalogue.schemas import CATEGORIES, PRODUCT_CODE, MarkupIn, PriceIn, PriceOut, ProductIn, ProductOut, SellerIn, SellerOut
+from rating.catalogue.schemas import CATEGORIES, PRODUCT_CODE, MarkupIn, OrderCheckIn, PriceIn, PriceOut, PricingOut, ProductIn, ProductOut, SellerIn, SellerOut
 from rating.errors import SellerNotConfigured
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
@@ -83,3 +83,11 @@ async def get_seller(tenant: Tenant, runtime: Runtime) -> SellerOut:
     if row is None:
         raise SellerNotConfigured("no billing profile yet: PUT /v1/seller")
     return service.seller_out(row, _distributor(runtime))
+
+
+@router.post("/order-checks", response_model=PricingOut)
+async def post_order_check(body: OrderCheckIn, tenant: Tenant, runtime: Runtime) -> PricingOut:
+    """Whether an order can be billed: its product has a price in the buyer's currency for its
+    first period (200), else 422 `no_price_in_currency`. Nothing is stored."""
+    async with runtime.sessions() as session:
+        return await ordercheck.check_order(session, tenant, _distributor(runtime), body)

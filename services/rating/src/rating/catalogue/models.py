@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Numeric
+from sqlalchemy import ARRAY, Column, DateTime, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
@@ -46,7 +46,8 @@ class Price(Base, table=True):
     seller_id: str = Field(primary_key=True)
     product_code: str = Field(primary_key=True)
     effective_from: date = Field(primary_key=True)
-    currency: str | None = None
+    # One list per currency: "" for a markup entry (its currency is its wholesale base's).
+    currency: str = Field(default="", primary_key=True)
     model: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -58,7 +59,9 @@ class SellerProfile(Base, table=True):
     __tablename__ = "seller_profile"
 
     seller_id: str = Field(primary_key=True)
-    currency: str | None = None
+    currency: str | None = None  # its main currency
+    # Every other currency it bills buyers in (a price list per currency).
+    currencies: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String), nullable=False, server_default="{}"))
     country: str | None = None
     time_zone: str = "UTC"
     issue_day: int | None = None  # day of the month after the period; None: first business day

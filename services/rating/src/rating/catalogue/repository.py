@@ -15,8 +15,8 @@ PRODUCT: Table = Product.__table__  # type: ignore[attr-defined]
 PRICE: Table = Price.__table__  # type: ignore[attr-defined]
 SELLER: Table = SellerProfile.__table__  # type: ignore[attr-defined]
 _CONTENT = ("name", "description", "category", "unit_price", "currency", "quantity_rule", "unit", "tax_category", "kind", "policy")
-_PRICE_CONTENT = ("currency", "model")
-_SELLER_CONTENT = ("currency", "country", "time_zone", "issue_day", "scheduled")
+_PRICE_CONTENT = ("model",)
+_SELLER_CONTENT = ("currency", "currencies", "country", "time_zone", "issue_day", "scheduled")
 
 
 async def _upsert(session: AsyncSession, table: Table, row: dict[str, Any], keys: list[str], content: tuple[str, ...]) -> bool:
@@ -53,9 +53,11 @@ async def products_of(session: AsyncSession, seller_ids: Iterable[str]) -> list[
 
 
 async def upsert_price(session: AsyncSession, row: dict[str, Any]) -> tuple[Any, bool]:
-    changed = await _upsert(session, PRICE, row, ["seller_id", "product_code", "effective_from"], _PRICE_CONTENT)
+    """One entry of one currency's list (a markup entry's currency is "")."""
+    changed = await _upsert(session, PRICE, row, ["seller_id", "product_code", "effective_from", "currency"], _PRICE_CONTENT)
     query = select(PRICE).where(
-        PRICE.c.seller_id == row["seller_id"], PRICE.c.product_code == row["product_code"], PRICE.c.effective_from == row["effective_from"]
+        PRICE.c.seller_id == row["seller_id"], PRICE.c.product_code == row["product_code"], PRICE.c.effective_from == row["effective_from"],
+        PRICE.c.currency == row["currency"],
     )
     return (await session.execute(query)).first(), changed
 
@@ -64,7 +66,7 @@ async def prices_of(session: AsyncSession, seller_ids: Iterable[str], product_co
     query = select(PRICE).where(PRICE.c.seller_id.in_(list(set(seller_ids))))
     if product_code is not None:
         query = query.where(PRICE.c.product_code == product_code)
-    return list((await session.execute(query.order_by(PRICE.c.product_code, PRICE.c.effective_from))).all())
+    return list((await session.execute(query.order_by(PRICE.c.product_code, PRICE.c.effective_from, PRICE.c.currency))).all())
 
 
 async def upsert_seller(session: AsyncSession, row: dict[str, Any]) -> tuple[Any, bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -86,7 +86,11 @@ class MarkupIn(BaseModel):
 class SellerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
+    currency: str | None = Field(default=None, pattern="^[A-Z]{3}$", description="The main currency.")
+    currencies: list[Annotated[str, Field(pattern="^[A-Z]{3}$")]] = Field(
+        default_factory=list, max_length=50,
+        description="Every other currency the seller bills buyers in; each needs its own price list (its prices in that currency).",
+    )
     country: str | None = Field(default=None, pattern="^[A-Z]{2}$")
     time_zone: str = "UTC"
     issue_day: int | None = Field(default=None, ge=1, le=28, description="Day of the month after the period; default the first business day.")
@@ -97,3 +101,28 @@ class SellerOut(SellerIn):
     seller_id: str
     is_distributor: bool
     updated_at: datetime
+
+
+class OrderCheckIn(BaseModel):
+    """An order as it is (or will be) posted to usage-ingest, checked against the price lists."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_code: str = Field(pattern=PRODUCT_CODE)
+    start_on: date
+    account_id: str | None = Field(default=None, max_length=200, description="The buyer; its currency is the one its customer record gave.")
+    currency: JsonValue = Field(default=None, description="The buyer's currency, for a buyer not posted yet (wins over the account's).")
+
+
+class PricingOut(BaseModel):
+    product_code: str
+    period: str = Field(description="The period checked: the one containing the order's start.")
+    currency: str | None = Field(description="The buyer's invoice currency (null: the buyer is not known yet).")
+    priced: bool | None = Field(description="Whether the product (and its setup product) has a price in that currency.")
+    problem: str | None = Field(default=None, description="no_price_in_currency, no_price or unknown_account.")
+    unpriced_products: list[str] = Field(default_factory=list)
+    priced_in: str | None = Field(default=None, description="A currency the product does have a price in.")
+    wholesale_priced: bool | None = Field(
+        default=None,
+        description="A partner's order: whether the distributor's wholesale list prices it in the partner account's currency (null: no such account).",
+    )

@@ -4,6 +4,7 @@ currency, the seller's billing profile, and how a price is found for a period in
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -64,11 +65,20 @@ def parse_currency(value: JsonValue) -> str:
     return value
 
 
+def seller_currencies(profile: Any) -> list[str]:
+    """The currencies a seller bills in: its main currency, then the others it listed."""
+    if profile is None or profile.currency is None:
+        return []
+    return [profile.currency, *(c for c in profile.currencies or () if c != profile.currency)]
+
+
 async def _seller_currency_check(session: AsyncSession, seller_id: str, currency: str | None) -> None:
-    """A price list is in its seller's currency (when the seller has set one)."""
-    profile = await repo.get_seller(session, seller_id)
-    if profile is not None and profile.currency is not None and currency is not None and currency != profile.currency:
-        raise PriceCurrencyMismatch(f"prices of this seller are in {profile.currency}, not {currency}", field="currency")
+    """A price list is in one of its seller's currencies (when the seller has set them)."""
+    allowed = seller_currencies(await repo.get_seller(session, seller_id))
+    if allowed and currency is not None and currency not in allowed:
+        raise PriceCurrencyMismatch(
+            f"prices of this seller are in {', '.join(allowed)}, not {currency} (add it to the seller's currencies)", field="currency"
+        )
 
 
 def to_out(row: Any) -> ProductOut:
@@ -131,7 +141,9 @@ async def get_product(session: AsyncSession, seller_id: str, code: str) -> Produ
 
 
 def price_out(row: Any) -> PriceOut:
-    return PriceOut(product_code=row.product_code, effective_from=row.effective_from, currency=row.currency, price=row.model, updated_at=row.updated_at)
+    return PriceOut(
+        product_code=row.product_code, effective_from=row.effective_from, currency=row.currency or None, price=row.model, updated_at=row.updated_at
+    )
 
 
 async def put_price(
@@ -153,7 +165,7 @@ async def put_price(
             "seller_id": seller_id,
             "product_code": code,
             "effective_from": body.effective_from,
-            "currency": currency,
+            "currency": currency or "",
             "model": model.as_json(),
             "updated_at": runtime.clock.now(),
         }
@@ -171,7 +183,7 @@ async def put_markup(runtime: ServiceRuntime, session: AsyncSession, seller_id: 
         "seller_id": seller_id,
         "product_code": MARKUP_RULE,
         "effective_from": body.effective_from,
-        "currency": None,
+        "currency": "",
         "model": model.as_json(),
         "updated_at": runtime.clock.now(),
     }
@@ -184,6 +196,7 @@ def seller_out(row: Any, distributor_id: str | None) -> SellerOut:
     return SellerOut(
         seller_id=row.seller_id,
         currency=row.currency,
+        currencies=list(row.currencies or []),
         country=row.country,
         time_zone=row.time_zone,
         issue_day=row.issue_day,
@@ -196,7 +209,12 @@ def seller_out(row: Any, distributor_id: str | None) -> SellerOut:
 async def put_seller(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, distributor_id: str | None, body: SellerIn) -> SellerOut:
     zone(body.time_zone)
     check_country(body.country)
-    row = {**body.model_dump(), "seller_id": seller_id, "updated_at": runtime.clock.now()}
+    for currency in (c for c in (body.currency, *body.currencies) if c is not None):
+        parse_currency(currency)
+    if body.currencies and body.currency is None:
+        raise InvalidCurrency("a seller with other currencies needs its main one (currency) too", field="currency")
+    others = sorted(set(body.currencies) - {body.currency})
+    row = {**body.model_dump(), "currencies": others, "seller_id": seller_id, "updated_at": runtime.clock.now()}
     stored, _ = await repo.upsert_seller(session, row)
     return seller_out(stored, distributor_id)
 
@@ -232,13 +250,14 @@ async def seller_terms(session: AsyncSession, seller_id: str) -> SellerTerms:
 @dataclass(frozen=True)
 class _Entry:
     effective_from: date
-    currency: str | None
+    currency: str | None  # None: a markup entry (its currency is its wholesale base's)
     model: PriceModel
 
 
 class PriceBook:
     """The catalogue and price lists a tier rates with: the seller's own products and prices,
-    falling back to the distributor's catalogue, and wholesale prices from the distributor's list."""
+    falling back to the distributor's catalogue, and wholesale prices from the distributor's list.
+    A seller may keep one list per currency: a price is looked up in the buyer's currency."""
 
     def __init__(self, seller_id: str, distributor_id: str | None, products: list[Any], prices: list[Any]) -> None:
         self.seller_id = seller_id
@@ -250,32 +269,58 @@ class PriceBook:
             if row.unit_price is not None:
                 entries.setdefault((row.seller_id, row.code), []).append(_Entry(date.min, row.currency, PriceModel("per_unit", unit_price=row.unit_price)))
         for row in prices:
-            entries.setdefault((row.seller_id, row.product_code), []).append(_Entry(row.effective_from, row.currency, parse_model(row.model)))
-        self._entries = {key: sorted(found, key=lambda e: e.effective_from) for key, found in entries.items()}
+            entries.setdefault((row.seller_id, row.product_code), []).append(_Entry(row.effective_from, row.currency or None, parse_model(row.model)))
+        # At one date, an entry in a currency wins over a markup entry (sorted after it).
+        self._entries = {key: sorted(found, key=lambda e: (e.effective_from, e.currency is not None)) for key, found in entries.items()}
+        self.currencies = sorted({e.currency for found in entries.values() for e in found if e.currency is not None})
 
-    def _in_force(self, seller_id: str, code: str, period: Period) -> _Entry | None:
-        found = [e for e in self._entries.get((seller_id, code), []) if e.effective_from <= period.start]
+    def _in_force(self, seller_id: str, code: str, period: Period, currency: str) -> _Entry | None:
+        """The latest entry on or before the period's first day in `currency` (or a markup entry)."""
+        found = [
+            e for e in self._entries.get((seller_id, code), [])
+            if e.effective_from <= period.start and (e.currency is None or e.currency == currency)
+        ]
         return found[-1] if found else None
 
-    def wholesale(self, code: str, period: Period) -> TierPrice | None:
+    def _other_currency(self, lookup: Callable[[str, Period, str], TierPrice | None], code: str, period: Period, currency: str) -> TierPrice | None:
+        """A price in force in another currency than the buyer's: rating reports the buyer as
+        unpriced in its currency (`currency_mismatch`) instead of not finding a price at all."""
+        for other in self.currencies:
+            if other != currency and (found := lookup(code, period, other)) is not None:
+                return found
+        return None
+
+    def _wholesale_in(self, code: str, period: Period, currency: str) -> TierPrice | None:
         if self.distributor_id is None:
             return None
-        entry = self._in_force(self.distributor_id, code, period)
+        entry = self._in_force(self.distributor_id, code, period, currency)
         if entry is None or entry.currency is None or entry.model.model == "markup":
             return None
         return TierPrice(entry.model, entry.currency)
 
-    def retail(self, code: str, period: Period) -> TierPrice | None:
-        """The seller's price: its own entry, else its markup rule over wholesale (BILLING-RULES §4)."""
-        entry = self._in_force(self.seller_id, code, period) or self._in_force(self.seller_id, MARKUP_RULE, period)
+    def _retail_in(self, code: str, period: Period, currency: str) -> TierPrice | None:
+        entry = self._in_force(self.seller_id, code, period, currency) or self._in_force(self.seller_id, MARKUP_RULE, period, currency)
         if entry is None:
-            return self.wholesale(code, period) if self.seller_id == self.distributor_id else None
+            return self._wholesale_in(code, period, currency) if self.seller_id == self.distributor_id else None
         if entry.model.model == "markup":
-            base = self.wholesale(code, period)
+            base = self._wholesale_in(code, period, currency)
             if base is None:
                 return None
             return TierPrice(entry.model, base.currency, base.model)
         return TierPrice(entry.model, entry.currency or "")
+
+    def wholesale(self, code: str, period: Period, currency: str) -> TierPrice | None:
+        """The distributor's price in `currency`; else one in another currency (then unrated)."""
+        return self._wholesale_in(code, period, currency) or self._other_currency(self._wholesale_in, code, period, currency)
+
+    def retail(self, code: str, period: Period, currency: str) -> TierPrice | None:
+        """The seller's price in `currency`: its own entry, else its markup rule over wholesale in
+        that currency (BILLING-RULES §4); else one in another currency (then unrated)."""
+        return self._retail_in(code, period, currency) or self._other_currency(self._retail_in, code, period, currency)
+
+    def priced_in(self, code: str, period: Period, currency: str, *, wholesale: bool = False) -> bool:
+        """Whether the product has a price in `currency` for the period (the order check)."""
+        return (self._wholesale_in if wholesale else self._retail_in)(code, period, currency) is not None
 
 
 async def price_book(session: AsyncSession, seller_id: str, distributor_id: str | None) -> PriceBook:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from billing_runtime.api import Runtime, Tenant
+from rating.catalogue import ordercheck
 from rating.policy import PolicyIn
 from rating.subscription import service
 from rating.subscription.schemas import SubscriptionOut
@@ -15,7 +16,11 @@ router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 @router.get("/{subscription_id}", response_model=SubscriptionOut)
 async def get_subscription(subscription_id: str, tenant: Tenant, runtime: Runtime) -> SubscriptionOut:
     async with runtime.sessions() as session:
-        return await service.describe(session, tenant, _distributor(runtime), subscription_id)
+        found = await service.describe(session, tenant, _distributor(runtime), subscription_id)
+        # An order rating cannot bill (no price in the buyer's currency) is visible here, not only in the bill run.
+        on = max(found.billing_starts_on, runtime.clock.now().date())
+        priced = await ordercheck.pricing(session, tenant, _distributor(runtime), found.product_code, on, account_id=found.account_id)
+        return found.model_copy(update={"pricing": priced})
 
 
 @router.put("/{subscription_id}/policy", response_model=SubscriptionOut)

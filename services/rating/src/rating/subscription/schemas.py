@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from billing_events import DecimalStr
+from rating.catalogue.schemas import PricingOut
 
 
 class StepOut(BaseModel):
@@ -34,3 +35,6 @@ class SubscriptionOut(BaseModel):
     commitment_ends_on: date | None
     ends_on: date | None
     last_billed_period: str | None
+    pricing: PricingOut | None = Field(
+        default=None, description="Whether the product has a price in the buyer's currency for the current (or first) billed period."
+    )
