@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -27,8 +26,6 @@ from billing_events import (
     CloudEvent,
     CustomerUpserted,
     EventData,
-    Money,
-    ObservedItem,
     QuantityObserved,
     SubscriptionOrdered,
     UsageRecorded,
@@ -120,9 +117,36 @@ class Kind:
         return TypeAdapter(list[self.model])  # type: ignore[name-defined]
 
     @cached_property
-    def envelope(self) -> type[CloudEvent[Any]]:
-        """The envelope class of this kind's event, made once (not per event)."""
-        return CloudEvent[self.event_model]  # type: ignore[name-defined]
+    def event_batch(self) -> TypeAdapter[list[Any]]:
+        return TypeAdapter(list[self.event_model])  # type: ignore[name-defined]
+
+    @cached_property
+    def envelopes(self) -> TypeAdapter[list[CloudEvent[Any]]]:
+        """Envelopes of this kind's event, validated a batch at a time (the generic class made once)."""
+        return TypeAdapter(list[CloudEvent[self.event_model]])  # type: ignore[name-defined]
+
+
+def build_events(kind: Kind, source: str, tenant: str, now: datetime, rows: list[dict[str, Any]]) -> list[CloudEvent[Any]]:
+    """The events of accepted rows, validated in two calls for the whole batch (data, envelopes):
+    the same events `new_event` builds one at a time, at a fraction of the cost."""
+    if not rows:
+        return []
+    with tracer.start_as_current_span("ingest events", attributes={"billing.events": len(rows)}):
+        datas = kind.event_batch.validate_python([kind.to_event(tenant, row) for row in rows])
+        event_type = kind.event_model.event_type
+        envelopes = [
+            {
+                "id": derived_event_id(kind.name, tenant, row[kind.id_column]),
+                "source": source,
+                "type": event_type,
+                "subject": row[kind.id_column],
+                "time": now,
+                "tenant": tenant,
+                "data": data,
+            }
+            for row, data in zip(rows, datas, strict=True)
+        ]
+        return kind.envelopes.validate_python(envelopes)
 
 
 def _order_row(tenant: str, rec: OrderIn, account: str, now: datetime) -> dict[str, Any]:
@@ -167,7 +191,6 @@ def _usage_row(tenant: str, rec: UsageIn, account: str, now: datetime) -> dict[s
 
 
 def _usage_event(tenant: str, row: dict[str, Any]) -> dict[str, Any]:
-    cost = row["cost"]
     return {
         "record_id": row["record_id"],
         "account_id": row["account_id"],
@@ -175,7 +198,7 @@ def _usage_event(tenant: str, row: dict[str, Any]) -> dict[str, Any]:
         "product_code": row["product_code"],
         "quantity": row["quantity"],
         "occurred_at": row["occurred_at"],
-        "cost": None if cost is None else Money.model_construct(amount=Decimal(cost["amount"]), currency=cost["currency"]),
+        "cost": row["cost"],
     }
 
 
@@ -194,7 +217,6 @@ def _quantity_row(tenant: str, rec: QuantityIn, account: str, now: datetime) -> 
 
 
 def _quantity_event(tenant: str, row: dict[str, Any]) -> dict[str, Any]:
-    items = row["items"]
     return {
         "observation_id": row["observation_id"],
         "account_id": row["account_id"],
@@ -203,7 +225,7 @@ def _quantity_event(tenant: str, row: dict[str, Any]) -> dict[str, Any]:
         "observed_at": row["observed_at"],
         "source": row["source"],
         "quantity": row["quantity"],
-        "items": None if items is None else [ObservedItem.model_construct(**i) for i in items],
+        "items": row["items"],
     }
 
 
@@ -358,31 +380,16 @@ async def _ingest_records(runtime: ServiceRuntime, session: AsyncSession, tenant
     inserted = await repo.insert_new(session, kind.table, kind.id_column, [row for _, row in new_rows.values()])
     raced = [rid for rid in new_rows if rid not in inserted]
     winners = await repo.existing(session, kind.table, kind.id_column, tenant, raced) if raced else {}
-    events = []
-    with tracer.start_as_current_span("ingest events"):
-        envelope = kind.envelope
-        for record_id, (index, row) in new_rows.items():
-            if record_id in inserted:
-                results[index] = _result(index, record_id, Status.ACCEPTED, result=kind.result(_RowView(row)))
-                # Built from validated values without validating again; the contract tests hold the shape.
-                events.append(
-                    envelope.model_construct(
-                        id=derived_event_id(kind.name, tenant, record_id),
-                        source=runtime.name,
-                        type=kind.event_model.event_type,
-                        subject=record_id,
-                        time=now,
-                        tenant=tenant,
-                        data=kind.event_model.model_construct(**kind.to_event(tenant, row)),
-                    )
-                )
-            else:
-                winner = winners[record_id]
-                results[index] = (
-                    _result(index, record_id, Status.DUPLICATE, result=kind.result(winner))
-                    if winner.content_hash == row["content_hash"]
-                    else _conflict(index, record_id)
-                )
+    accepted: list[dict[str, Any]] = []
+    for record_id, (index, row) in new_rows.items():
+        if record_id in inserted:
+            results[index] = _result(index, record_id, Status.ACCEPTED, result=kind.result(_RowView(row)))
+            accepted.append(row)
+        else:
+            winner = winners[record_id]
+            same = winner.content_hash == row["content_hash"]
+            results[index] = _result(index, record_id, Status.DUPLICATE, result=kind.result(winner)) if same else _conflict(index, record_id)
+    events = build_events(kind, runtime.name, tenant, now, accepted)
     await runtime.outbox.add_many(session, events)
 
     for index, record_id, digest in repeats:
