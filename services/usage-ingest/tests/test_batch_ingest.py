@@ -132,10 +132,26 @@ async def test_the_audit_row_holds_the_request_and_the_answer(client: httpx.Asyn
 
 async def test_malformed_batches_write_nothing(client: httpx.AsyncClient, tenant: str, engine: AsyncEngine) -> None:
     await add_customer(client, tenant)
-    for body in (b"{not json", b"", b'{"records": [1]}', b'{"records": [], "x": 1}', json.dumps({"records": [usage("u-1")], "extra": 1}).encode()):
+    nul = json.dumps({"records": [{**usage("u-1"), "product_code": "AZ\u0000VM"}]}).encode()
+    for body in (b"{not json", b"", b'{"records": [1]}', b'{"records": [], "x": 1}', json.dumps({"records": [usage("u-1")], "extra": 1}).encode(), nul):
         r = await client.post("/v1/usage", headers={**headers(tenant), "content-type": "application/json"}, content=body)
         assert (r.status_code, r.json()["code"]) == (422, "validation_error"), body
     assert await rows(engine, tenant) == {"usage": 0, "outbox": 0, "audit": 0}
+
+
+async def test_an_idempotency_key_replays_the_answer_and_audits_once(client: httpx.AsyncClient, tenant: str, engine: AsyncEngine) -> None:
+    await add_customer(client, tenant)
+    keyed = {**headers(tenant), "Idempotency-Key": "batch-1"}
+    batch = {"records": [usage("u-1"), usage("u-2")]}
+    first = await client.post("/v1/usage", headers=keyed, json=batch)
+    again = await client.post("/v1/usage", headers=keyed, json=batch)
+    assert first.status_code == again.status_code == 200
+    assert again.headers.get("idempotent-replayed") == "true" and again.json() == first.json()
+    assert await rows(engine, tenant) == {"usage": 2, "outbox": 2, "audit": 1}
+    async with engine.connect() as conn:
+        stored = await conn.scalar(text("SELECT status_code FROM usage_ingest.idempotency_key WHERE tenant = :t AND key = 'batch-1'"), {"t": tenant})
+        audited_key = await conn.scalar(text("SELECT idempotency_key FROM usage_ingest.audit_log WHERE tenant = :t AND path = '/v1/usage'"), {"t": tenant})
+    assert (stored, audited_key) == (200, "batch-1")
 
 
 async def test_the_records_budget_is_per_key_and_counts_records(settings: Settings, tenant: str, engine: AsyncEngine) -> None:

@@ -111,6 +111,9 @@ def parse_batch(body: bytes) -> list[dict[str, Any]]:
         data = from_json(body)
     except ValueError as exc:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {exc}"}]) from None
+    if b"\\u0000" in body and _has_nul(data):
+        # PostgreSQL text and jsonb cannot hold U+0000: refused here rather than failing on insert.
+        raise RequestValidationError([{"type": "string_nul", "loc": ("body",), "msg": "strings may not contain U+0000"}])
     records = data.get("records") if isinstance(data, dict) and len(data) == 1 else None
     if isinstance(records, list) and 1 <= len(records) <= MAX_BATCH and all(isinstance(r, dict) for r in records):
         return records
@@ -118,6 +121,16 @@ def parse_batch(body: bytes) -> list[dict[str, Any]]:
         return Batch.model_validate(data).records
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class Status(StrEnum):
