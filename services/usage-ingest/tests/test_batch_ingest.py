@@ -215,3 +215,19 @@ def test_envelopes_built_a_batch_at_a_time_match_the_contract(kind: service.Kind
     if kind is service.USAGE and "cost" in raw:
         assert json.loads(fast.value)["cost"] == {"amount": "0.120", "currency": "EUR"}
         assert data.cost.amount == Decimal("0.120")
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [
+        (service.USAGE, {**usage("u-1"), "cost": {"amount": "0.120", "currency": "EUR"}}),
+        (service.USAGE, {**usage("u-2"), "timestamp": "2026-10-12T12:00:00.5+02:00"}),
+        (service.ORDERS, ORDER),
+        (service.ORDERS, {**ORDER, "setup_exempt": False}),
+        (service.QUANTITIES, {**COUNT, "items": [{"item_id": "vm-1", "state": "deleted"}]}),
+    ],
+)
+def test_batch_hashes_equal_the_hash_of_records_stored_before(kind: service.Kind, raw: dict[str, Any]) -> None:
+    """Records stored one at a time before batching stay duplicates (not conflicts) when posted again."""
+    record = kind.model.model_validate(raw)
+    assert service._hashes(kind, [record]) == [service.content_hash(record)]
