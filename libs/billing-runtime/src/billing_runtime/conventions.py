@@ -48,6 +48,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SHARED_PATH_PREFIX = "/v1/shared/"
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", SHARED_PATH_PREFIX)
 KEYS_LOAD_TIMEOUT = 120.0
+# Set in the request's state by `record_audit_in`: the endpoint wrote the audit row itself.
+AUDIT_RECORDED = "billing.audit_recorded"
 
 
 def http_tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -309,6 +311,11 @@ class _Middleware:
                 async with engine.begin() as conn:
                     await release(conn, conventions.idempotency, tenant=principal.tenant, key=key)
             raise
+        # A hot write path may have written its audit row in its own transaction (`record_audit_in`).
+        audit_due = 200 <= captured.status < 300 and not scope["state"].get(AUDIT_RECORDED, False)
+        if key is None and not audit_due:
+            await captured.replay(send)
+            return
         async with engine.begin() as conn:
             if key is not None:
                 if 200 <= captured.status < 300:
@@ -318,7 +325,7 @@ class _Middleware:
                     # A refused write changed nothing (errors leave nothing half-written), and in an
                     # event-driven system "not known yet" passes: let the retry run again.
                     await release(conn, conventions.idempotency, tenant=principal.tenant, key=key)
-            if 200 <= captured.status < 300:
+            if audit_due:
                 with tracer.start_as_current_span("http.audit.record"):
                     await _record_audit(conn, conventions, principal, scope, captured, body, before, key)
         await captured.replay(send)
@@ -343,6 +350,42 @@ async def _record_audit(
         after=_json(captured.body, captured.content_type),
     )
     AUDIT_RECORDS.labels(c.service).inc()
+
+
+async def record_audit_in(conn: Any, request: Any, *, request_json: str | bytes, response_json: str | bytes, status_code: int = 200) -> None:
+    """Write this request's audit row inside the endpoint's own transaction, so it commits with the
+    change it records, and tell the middleware not to write it again. For hot write paths: the JSON
+    goes to PostgreSQL as text (the request body as received, the response as it will be sent),
+    parsed by the database rather than again in Python. Does nothing without the conventions or a
+    principal (as the middleware would not audit either)."""
+    conventions: HttpConventions | None = getattr(request.app.state, "http_conventions", None)
+    state = request.scope.get("state", {})
+    principal: Principal | None = state.get("principal")
+    if conventions is None or principal is None:
+        return
+    t = conventions.audit
+    statement = text(
+        f'INSERT INTO "{t.schema}"."{t.name}" (occurred_at, tenant, key_id, method, path, status_code, idempotency_key, request, after) '
+        "VALUES (:occurred_at, :tenant, :key_id, :method, :path, :status_code, :idempotency_key, CAST(:request AS jsonb), CAST(:after AS jsonb))"
+    )
+    as_text = [v.decode() if isinstance(v, bytes) else v for v in (request_json, response_json)]
+    with tracer.start_as_current_span("http.audit.record"):
+        await conn.execute(
+            statement,
+            {
+                "occurred_at": conventions.runtime.clock.now(),
+                "tenant": principal.tenant,
+                "key_id": principal.key_id,
+                "method": request.method,
+                "path": request.url.path,
+                "status_code": status_code,
+                "idempotency_key": request.headers.get("idempotency-key"),
+                "request": as_text[0],
+                "after": as_text[1],
+            },
+        )
+    state[AUDIT_RECORDED] = True
+    AUDIT_RECORDS.labels(conventions.service).inc()
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.conventions import record_audit_in
 from billing_runtime.errors import NotFound
 from usage_ingest.ingest import changes, service
 from usage_ingest.ingest import repository as repo
-from usage_ingest.ingest.schemas import Batch, BatchResult
+from usage_ingest.ingest.limits import take_records
+from usage_ingest.ingest.schemas import Batch, BatchResult, parse_batch
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -19,12 +21,6 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 async def post_customers(batch: Batch, tenant: Tenant, runtime: Runtime) -> BatchResult:
     async with runtime.transaction() as session:
         return await service.upsert_customers(runtime, session, tenant, batch.records)
-
-
-@router.post("/orders", response_model=BatchResult)
-async def post_orders(batch: Batch, tenant: Tenant, runtime: Runtime) -> BatchResult:
-    async with runtime.transaction() as session:
-        return await service.ingest_records(runtime, session, tenant, service.ORDERS, batch.records)
 
 
 @router.post("/orders/{order_id}/changes")
@@ -41,16 +37,39 @@ async def post_cancellation(order_id: str, body: dict[str, Any], tenant: Tenant,
         return await changes.change_order(runtime, session, tenant, order_id, body, "cancellation")
 
 
-@router.post("/usage", response_model=BatchResult)
-async def post_usage(batch: Batch, tenant: Tenant, runtime: Runtime) -> BatchResult:
-    async with runtime.transaction() as session:
-        return await service.ingest_records(runtime, session, tenant, service.USAGE, batch.records)
+# Create-only batches: the body is read and validated here in one pass (not by FastAPI, which
+# would parse and copy it twice more), and the answer is serialised once.
+_BATCH_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": Batch.model_json_schema()}}}}
+_ATOMIC = Query(default=False, description="Refuse the whole batch (422 `batch_rejected`, nothing written) if any record is rejected or conflicts.")
 
 
-@router.post("/quantities", response_model=BatchResult)
-async def post_quantities(batch: Batch, tenant: Tenant, runtime: Runtime) -> BatchResult:
+@router.post("/orders", response_model=BatchResult, openapi_extra=_BATCH_BODY)
+async def post_orders(request: Request, tenant: Tenant, runtime: Runtime, atomic: bool = _ATOMIC) -> Response:
+    return await _create_only(request, tenant, runtime, service.ORDERS, atomic)
+
+
+@router.post("/usage", response_model=BatchResult, openapi_extra=_BATCH_BODY)
+async def post_usage(request: Request, tenant: Tenant, runtime: Runtime, atomic: bool = _ATOMIC) -> Response:
+    return await _create_only(request, tenant, runtime, service.USAGE, atomic)
+
+
+@router.post("/quantities", response_model=BatchResult, openapi_extra=_BATCH_BODY)
+async def post_quantities(request: Request, tenant: Tenant, runtime: Runtime, atomic: bool = _ATOMIC) -> Response:
+    return await _create_only(request, tenant, runtime, service.QUANTITIES, atomic)
+
+
+async def _create_only(request: Request, tenant: Tenant, runtime: Runtime, kind: service.Kind, atomic: bool) -> Response:
+    body = await request.body()
+    records = parse_batch(body)
+    refused = take_records(request, tenant, len(records), kind.name)
+    if refused is not None:
+        return refused
     async with runtime.transaction() as session:
-        return await service.ingest_records(runtime, session, tenant, service.QUANTITIES, batch.records)
+        outcome = await service.ingest_records(runtime, session, tenant, kind, records, atomic=atomic)
+        answer = outcome.body()
+        # In the same transaction as the records: the audit row commits with what it records.
+        await record_audit_in(await session.connection(), request, request_json=body, response_json=answer)
+    return Response(answer, media_type="application/json")
 
 
 def _public(row: Any, drop: tuple[str, ...] = ("tenant", "content_hash")) -> dict[str, Any]:

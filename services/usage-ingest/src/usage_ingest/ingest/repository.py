@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, select
+from pydantic_core import to_json
+from sqlalchemy import ARRAY, Table, Text, any_, bindparam, select, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import TextClause
 
 from usage_ingest.ingest.models import Customer, Order, OrderChange, QuantityObservation, UsageRecord
 
@@ -22,27 +27,46 @@ async def account_ids(session: AsyncSession, tenant: str, external_ids: Iterable
     ids = list(set(external_ids))
     if not ids:
         return {}
-    rows = await session.execute(select(CUSTOMER.c.external_id, CUSTOMER.c.account_id).where(CUSTOMER.c.tenant == tenant, CUSTOMER.c.external_id.in_(ids)))
-    return {r.external_id: r.account_id for r in rows}
+    query = select(CUSTOMER.c.external_id, CUSTOMER.c.account_id).where(CUSTOMER.c.tenant == tenant, CUSTOMER.c.external_id == any_(_texts(ids)))
+    return {r.external_id: r.account_id for r in await session.execute(query)}
 
 
 async def existing(session: AsyncSession, table: Table, id_column: str, tenant: str, ids: Sequence[str]) -> dict[str, Any]:
-    """Rows already stored for these ids, by id."""
+    """Rows already stored for these ids, by id (one statement, the ids as one array parameter)."""
     if not ids:
         return {}
-    col = table.c[id_column]
-    rows = await session.execute(select(table).where(table.c.tenant == tenant, col.in_(list(ids))))
+    rows = await session.execute(select(table).where(table.c.tenant == tenant, table.c[id_column] == any_(_texts(list(ids)))))
     return {getattr(r, id_column): r for r in rows}
 
 
 async def insert_new(session: AsyncSession, table: Table, id_column: str, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert rows whose id is not there yet; returns the ids this call inserted (a concurrent
-    request that got there first keeps its own)."""
+    """Insert rows whose id is not there yet, in one `INSERT … SELECT FROM unnest(…)` statement;
+    returns the ids this call inserted (a concurrent request that got there first keeps its own)."""
     if not rows:
         return set()
-    stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["tenant", id_column]).returning(table.c[id_column])
-    result = await session.execute(stmt, rows)
-    return {r[0] for r in result}
+    names = tuple(rows[0])
+    statement = _insert_unnest(table, id_column, names)
+    jsonb = {name for name in names if isinstance(table.c[name].type, JSONB)}
+    params = {
+        f"p{i}": [None if row[name] is None else to_json(row[name]).decode() for row in rows] if name in jsonb else [row[name] for row in rows]
+        for i, name in enumerate(names)
+    }
+    return {r[0] for r in await session.execute(statement, params)}
+
+
+def _texts(ids: list[str]) -> Any:
+    return bindparam("ids", ids, type_=ARRAY(Text))
+
+
+@cache
+def _insert_unnest(table: Table, id_column: str, names: tuple[str, ...]) -> TextClause:
+    dialect = postgresql.dialect()
+    columns = ", ".join(f'"{n}"' for n in names)
+    arrays = ", ".join(f"CAST(:p{i} AS {table.c[n].type.compile(dialect=dialect)}[])" for i, n in enumerate(names))
+    return text(
+        f'INSERT INTO "{table.schema}"."{table.name}" ({columns}) SELECT {columns} FROM unnest({arrays}) AS r({columns}) '
+        f'ON CONFLICT (tenant, "{id_column}") DO NOTHING RETURNING "{id_column}"'
+    )
 
 
 async def upsert_customer(session: AsyncSession, row: dict[str, Any]) -> tuple[int, bool]:

@@ -6,10 +6,13 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import from_json
 
 from billing_events import Address, DecimalStr, Money, ObservedItem
 
+MAX_BATCH = 1000
 ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
 
 
@@ -98,7 +101,36 @@ class Batch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    records: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+    records: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def parse_batch(body: bytes) -> list[dict[str, Any]]:
+    """The records of a posted `{"records": [...]}` body, parsed once; a malformed body is the same
+    422 `validation_error` FastAPI gives for a `Batch` parameter. Records stay raw (see `Batch`)."""
+    try:
+        data = from_json(body)
+    except ValueError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {exc}"}]) from None
+    if b"\\u0000" in body and _has_nul(data):
+        # PostgreSQL text and jsonb cannot hold U+0000: refused here rather than failing on insert.
+        raise RequestValidationError([{"type": "string_nul", "loc": ("body",), "msg": "strings may not contain U+0000"}])
+    records = data.get("records") if isinstance(data, dict) and len(data) == 1 else None
+    if isinstance(records, list) and 1 <= len(records) <= MAX_BATCH and all(isinstance(r, dict) for r in records):
+        return records
+    try:
+        return Batch.model_validate(data).records
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class Status(StrEnum):
