@@ -84,6 +84,7 @@ def _now() -> str:
 
 @dataclass
 class GoCardlessAccount:
+    token: str
     resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     idempotent: dict[tuple[str, str], str] = field(default_factory=dict)  # (resource type, key) → id
@@ -127,7 +128,7 @@ class GoCardlessSandbox(Sandbox):
         token = bearer(request)
         if not token:
             raise GoCardlessError(401, "invalid_api_usage", "Authentication failed: give an access token as a Bearer header.")
-        return token, self.accounts.setdefault(token, GoCardlessAccount())
+        return token, self.accounts.setdefault(token, GoCardlessAccount(token))
 
     async def _body(self, request: Request, envelope: str) -> dict[str, Any]:
         raw = await request.body()
@@ -224,7 +225,10 @@ class GoCardlessSandbox(Sandbox):
         account.events.append(event)
         for endpoint in account.webhooks:
             body = json.dumps({"events": [event], "meta": {"webhook_id": new_id("WB", 12).upper()}}).encode()
-            self.send_webhook(endpoint["url"], body, {"Webhook-Signature": gocardless_signature(body, endpoint["secret"])}, [event["id"]])
+            self.send_webhook(
+                endpoint["url"], body, {"Webhook-Signature": gocardless_signature(body, endpoint["secret"])}, [event["id"]], f"{resource_type}.{action}",
+                account.token,
+            )
 
     # --- resources ------------------------------------------------------------------------
 

@@ -225,7 +225,8 @@ class StripeSandbox(Sandbox):
             if "*" in endpoint["enabled_events"] or type_ in endpoint["enabled_events"]:
                 event["pending_webhooks"] += 1
                 body = json.dumps(event).encode()
-                self.send_webhook(endpoint["url"], body, {"Stripe-Signature": stripe_signature(body, endpoint["secret"])}, [event["id"]])
+                headers = {"Stripe-Signature": stripe_signature(body, endpoint["secret"])}
+                self.send_webhook(endpoint["url"], body, headers, [event["id"]], type_, bearer(request))
 
     def _card(self, account: StripeAccount, payment_method: str, customer: str | None) -> tuple[dict[str, Any], str]:
         """The payment method named by a request, creating one for a test token (pm_card_visa)."""
