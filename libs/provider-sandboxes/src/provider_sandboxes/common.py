@@ -112,7 +112,9 @@ class Sandbox:
         return JSONResponse({"faults": len(self.faults)}, status_code=201)
 
     async def clear_faults(self, request: Request) -> Response:
-        self.faults.clear()
+        """Clear the faults of the account named by the Authorization header, or all of them."""
+        account = bearer(request)
+        self.faults[:] = [f for f in self.faults if account is not None and f.account != account]
         return Response(status_code=204)
 
     async def list_deliveries(self, request: Request) -> Response:

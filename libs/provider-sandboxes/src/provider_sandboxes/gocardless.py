@@ -111,14 +111,15 @@ class GoCardlessSandbox(Sandbox):
             Route("/mandates/{id}/actions/cancel", self._action("mandates", self.cancel_mandate), methods=["POST"]),
             Route("/payments/{id}/actions/cancel", self._action("payments", self.cancel_payment), methods=["POST"]),
             Route("/scenario_simulators/{id}/actions/run", self._action("scenario_simulators", self.run_scenario), methods=["POST"]),
-            Route("/{kind}", self._list, methods=["GET"]),
-            Route("/{kind}/{id}", self._get, methods=["GET"]),
             Route("/_sandbox/flows/{id}/complete", self.complete_flow, methods=["POST"]),
             Route("/_sandbox/webhook_endpoints", self.add_webhook_endpoint, methods=["POST"]),
             Route("/_sandbox/webhook_endpoints", self.remove_webhook_endpoints, methods=["DELETE"]),
             Route("/_sandbox/faults", self.add_fault, methods=["POST"]),
             Route("/_sandbox/faults", self.clear_faults, methods=["DELETE"]),
             Route("/_sandbox/deliveries", self.list_deliveries, methods=["GET"]),
+            # Last: the generic reads would otherwise take /_sandbox/deliveries.
+            Route("/{kind}", self._list, methods=["GET"]),
+            Route("/{kind}/{id}", self._get, methods=["GET"]),
         ]
         return Starlette(routes=routes)
 
@@ -186,7 +187,11 @@ class GoCardlessSandbox(Sandbox):
     async def _get(self, request: Request) -> Response:
         try:
             _, account = self._account(request)
-            return JSONResponse({request.path_params["kind"]: self._find(account, request.path_params["kind"], request.path_params["id"])})
+            fault = self.take_fault(request)
+            if fault is not None and fault.mode == "error_before":
+                return JSONResponse(_LOST.body, status_code=500)
+            found = {request.path_params["kind"]: self._find(account, request.path_params["kind"], request.path_params["id"])}
+            return await apply_fault_after(fault, JSONResponse(found), _LOST.body)
         except GoCardlessError as exc:
             return JSONResponse(exc.body, status_code=exc.status)
 
@@ -195,13 +200,16 @@ class GoCardlessSandbox(Sandbox):
             _, account = self._account(request)
         except GoCardlessError as exc:
             return JSONResponse(exc.body, status_code=exc.status)
+        fault = self.take_fault(request)
+        if fault is not None and fault.mode == "error_before":
+            return JSONResponse(_LOST.body, status_code=500)
         kind = request.path_params["kind"]
         items = account.events if kind == "events" else list(account.table(kind).values())
         for name, value in request.query_params.items():
             if name in {"limit", "after", "before"}:
                 continue
             items = [i for i in items if i.get(name, i.get("links", {}).get(name)) == value]
-        return JSONResponse({kind: items, "meta": {"cursors": {"before": None, "after": None}, "limit": 50}})
+        return await apply_fault_after(fault, JSONResponse({kind: items, "meta": {"cursors": {"before": None, "after": None}, "limit": 50}}), _LOST.body)
 
     @staticmethod
     def _find(account: GoCardlessAccount, kind: str, resource_id: str) -> dict[str, Any]:

@@ -176,7 +176,10 @@ class StripeSandbox(Sandbox):
         async def endpoint(request: Request) -> Response:
             try:
                 account = self._account(request)
-                return JSONResponse(self._find(account, kind, request.path_params["id"]))
+                fault = self.take_fault(request)
+                if fault is not None and fault.mode == "error_before":
+                    return JSONResponse(_LOST, status_code=500)
+                return await apply_fault_after(fault, JSONResponse(self._find(account, kind, request.path_params["id"])), _LOST)
             except StripeError as exc:
                 return JSONResponse(exc.body, status_code=exc.status)
 
@@ -188,12 +191,16 @@ class StripeSandbox(Sandbox):
                 account = self._account(request)
             except StripeError as exc:
                 return JSONResponse(exc.body, status_code=exc.status)
+            fault = self.take_fault(request)
+            if fault is not None and fault.mode == "error_before":
+                return JSONResponse(_LOST, status_code=500)
             wanted = request.query_params.get(filter_by)
             limit = int(request.query_params.get("limit", "10"))
             source = account.events if kind == "event" else [o for o in account.objects.values() if o["object"] == kind]
             found = [o for o in source if wanted is None or o.get(filter_by) == wanted]
             found.sort(key=lambda o: o["created"], reverse=True)
-            return JSONResponse({"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": request.url.path})
+            listed = {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": request.url.path}
+            return await apply_fault_after(fault, JSONResponse(listed), _LOST)
 
         return endpoint
 

@@ -1,4 +1,4 @@
-"""Partner HTTP: collection attempts of an invoice, and a buyer's credit."""
+"""Partner HTTP: collection attempts of an invoice, a buyer's credit, the seller's collection settings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from fastapi import APIRouter
 from billing_runtime.api import Runtime, Tenant, page
 from billing_runtime.errors import NotFound
 from payments.collection import repository as repo
+from payments.collection import service
+from payments.collection.schemas import CollectionSettingsIn, CollectionSettingsOut
 from payments.invoice import repository as invoice_repo
 from payments.money import at_minor_units, show
 
@@ -27,7 +29,8 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
     items = [
         {"attempt_id": r.attempt_id, "attempt_no": r.attempt_no, "method": r.method, "provider": r.provider, "status": r.status,
          "amount": show(at_minor_units(r.amount, r.currency)), "currency": r.currency, "charge_on": r.charge_on.isoformat(),
-         "provider_ref": r.provider_ref, "reason_code": r.reason_code, "reason": r.reason}
+         "provider_ref": r.provider_ref, "reason_code": r.reason_code, "reason": r.reason,
+         "surplus": None if r.surplus is None else show(at_minor_units(r.surplus, r.currency)), "surplus_action": r.surplus_action}
         for r in rows
     ]
     refunds_out = [
@@ -44,3 +47,17 @@ async def get_credit(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[
     async with runtime.sessions() as session:
         rows = await repo.credits_of(session, tenant, account_id)
     return {"account_id": account_id, "credit": [{"amount": show(at_minor_units(r.amount, r.currency)), "currency": r.currency} for r in rows]}
+
+
+@router.put("/collection-settings", response_model=CollectionSettingsOut)
+async def put_collection_settings(body: CollectionSettingsIn, tenant: Tenant, runtime: Runtime) -> CollectionSettingsOut:
+    """The seller's collection settings; the same body again changes nothing."""
+    async with runtime.transaction() as session:
+        return await service.set_collection_settings(runtime, session, tenant, body)
+
+
+@router.get("/collection-settings", response_model=CollectionSettingsOut)
+async def get_collection_settings(tenant: Tenant, runtime: Runtime) -> CollectionSettingsOut:
+    async with runtime.sessions() as session:
+        row = await repo.get_setting(session, tenant)
+    return CollectionSettingsOut(surplus=row.surplus if row else "refund", updated_at=row.updated_at if row else None)
