@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, Numeric, UniqueConstraint, text
 from sqlmodel import Field
 
 from payments.db import Base
@@ -18,7 +18,11 @@ class Attempt(Base, table=True):
     canceled when nothing is open any more by the time it may be sent."""
 
     __tablename__ = "attempt"
-    __table_args__ = (UniqueConstraint("invoice_id", "attempt_no"),)
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "attempt_no"),
+        # The collector's question "which open attempt is due?" reads only open attempts.
+        Index("ix_payments_attempt_open_due", "next_call_at", postgresql_where=text("status IN ('pending', 'processing', 'unknown')")),
+    )
 
     attempt_id: str = Field(primary_key=True)
     tenant: str = Field(index=True)

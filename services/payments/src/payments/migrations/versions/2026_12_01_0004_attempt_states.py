@@ -23,6 +23,10 @@ def upgrade() -> None:
     # `pending` used to mean both "not sent yet" and "the provider has it": the second is `processing` now.
     op.execute("UPDATE payments.attempt SET status = 'processing' WHERE status = 'pending' AND provider_ref IS NOT NULL")
     op.execute("UPDATE payments.attempt SET unknown_since = updated_at WHERE status = 'unknown'")
+    op.create_index(
+        "ix_payments_attempt_open_due", "attempt", ["next_call_at"], unique=False, schema="payments",
+        postgresql_where=sa.text("status IN ('pending', 'processing', 'unknown')"),
+    )
     op.alter_column("refund", "credit_note_id", existing_type=sqlmodel.sql.sqltypes.AutoString(), nullable=True, schema="payments")
     op.create_table(
         "collection_setting",
@@ -38,6 +42,7 @@ def downgrade() -> None:
     op.drop_table("collection_setting", schema="payments")
     op.execute("UPDATE payments.refund SET credit_note_id = '' WHERE credit_note_id IS NULL")
     op.alter_column("refund", "credit_note_id", existing_type=sqlmodel.sql.sqltypes.AutoString(), nullable=False, schema="payments")
+    op.drop_index("ix_payments_attempt_open_due", table_name="attempt", schema="payments")
     op.execute("UPDATE payments.attempt SET status = 'pending' WHERE status = 'processing'")
     op.drop_column("attempt", "surplus_action", schema="payments")
     op.drop_column("attempt", "surplus", schema="payments")
