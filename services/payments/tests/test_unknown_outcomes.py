@@ -258,19 +258,26 @@ async def gocardless_buyer(live: Live, tenant: str) -> tuple[Any, str]:
     return gc, token
 
 
-async def test_a_direct_debit_created_late_and_its_confirmation_webhook_dropped(live: Live, kafka_bootstrap: str) -> None:
+async def test_a_direct_debit_created_late_a_retry_meanwhile_and_its_confirmation_webhook_dropped(live: Live, kafka_bootstrap: str) -> None:
+    """A direct debit answered after the timeout, dunning's retry while it is undecided (it
+    waits: no second debit), and GoCardless's `confirmed` webhook lost (the reconciler reads it)."""
     tenant = tenant_id()
     gc, token = await gocardless_buyer(live, tenant)
     fault(live.gocardless, token, method="POST", path_prefix="/payments", mode="delay_after_commit", seconds=LATE)
     fault(live.gocardless, token, mode="drop_webhook", event_type="payments.confirmed")
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0101", total="99.90", currency="EUR"))
+    issued = invoice_issued(tenant, invoice_id, "AC-0101", total="99.90", currency="EUR")
+    await publish(kafka_bootstrap, issued)
 
     listed = await settled(live, tenant, invoice_id, ["processing"])
     payment_id = listed["items"][0]["provider_ref"]
+    retry = PaymentRetryRequested(case_id="case-1", invoice_id=invoice_id, seller_id=issued.data.seller.account_id, account_id=buyer(tenant), attempt=1)
+    await publish(kafka_bootstrap, new_event(retry, source="dunning", tenant=tenant, event_id=str(uuid.uuid4())))
+    await settled(live, tenant, invoice_id, ["processing", "pending"])
     assert [p.id for p in (await asyncio.to_thread(gc.payments.list)).records] == [payment_id]
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_id}})
-    await settled(live, tenant, invoice_id, ["succeeded"])
+    await settled(live, tenant, invoice_id, ["succeeded", "canceled"])
+    assert [p.id for p in (await asyncio.to_thread(gc.payments.list)).records] == [payment_id]
     assert await payments_of(live, tenant, invoice_id) == [(f"{invoice_id}:1", "99.90", "succeeded")]
     assert (await invoice(live, tenant, invoice_id))["amount_open"] == "0.00"
 
