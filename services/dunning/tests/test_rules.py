@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from billing_events import InvoiceIssued, Money, Party, new_event
-from dunning.case.service import amount_open, amount_paid, case_id, case_row, close_of, days_overdue, in_scale_of, is_overdue, standing
+from billing_events.money import NotInMinorUnits
+from dunning.case.service import amount_open, amount_paid, case_id, case_row, close_of, days_overdue, is_overdue, standing
 from dunning.policy.schemas import PolicyIn, StepIn
 from dunning.policy.service import InvalidPolicy, default_policy, due_steps, numbered, validate
 
@@ -19,21 +20,28 @@ DUE = date(2026, 12, 5)
 class TestOpenAmount:
     def test_payments_reduce_the_total(self) -> None:
         paid = amount_paid("USD", [(Decimal("1000.00"), "USD"), (Decimal("16.25"), "USD")])
-        assert amount_open(Decimal("1516.25"), paid) == Decimal("500.00")
+        assert amount_open(Decimal("1516.25"), paid, Decimal(0), "USD") == Decimal("500.00")
 
     def test_another_currency_is_not_mixed_in(self) -> None:
         assert amount_paid("USD", [(Decimal("100"), "EUR"), (Decimal("1"), "USD")]) == Decimal(1)
 
     def test_overpayment_leaves_nothing_open(self) -> None:
-        assert str(amount_open(Decimal("1516.25"), Decimal("1600"))) == "0.00"
+        assert str(amount_open(Decimal("1516.25"), Decimal("1600"), Decimal(0), "USD")) == "0.00"
 
-    def test_shown_in_the_scale_of_the_total_without_rounding(self) -> None:
-        assert str(in_scale_of(Decimal(0), Decimal("1516.25"))) == "0.00"
-        assert str(in_scale_of(Decimal("1.255"), Decimal("1516.25"))) == "1.255"
-        assert str(in_scale_of(Decimal(0), Decimal("1000"))) == "0"
+    def test_credit_notes_reduce_it_like_payments(self) -> None:
+        assert amount_open(Decimal("1516.25"), Decimal("1000.00"), Decimal("16.25"), "USD") == Decimal("500.00")
+        assert str(amount_open(Decimal("100.00"), Decimal("60.00"), Decimal("50.00"), "USD")) == "0.00"
+
+    def test_shown_in_the_decimals_of_the_currency_without_rounding(self) -> None:
+        assert str(amount_open(Decimal("1516.25"), Decimal("1516.25"), Decimal(0), "USD")) == "0.00"
+        assert str(amount_open(Decimal("1000"), Decimal("1000"), Decimal(0), "JPY")) == "0"
+        assert str(amount_open(Decimal("150000"), Decimal("0"), Decimal(0), "PYG")) == "150000"
+        assert str(amount_open(Decimal("2"), Decimal("0"), Decimal(0), "KWD")) == "2.000"
+        with pytest.raises(NotInMinorUnits):
+            amount_open(Decimal("1516.25"), Decimal("1.255"), Decimal(0), "USD")
 
     def test_no_payment_leaves_the_total(self) -> None:
-        assert amount_open(Decimal("1516.25"), amount_paid("USD", [])) == Decimal("1516.25")
+        assert amount_open(Decimal("1516.25"), amount_paid("USD", []), Decimal(0), "USD") == Decimal("1516.25")
 
 
 class TestDaysOverdue:

@@ -1,4 +1,5 @@
-"""The pure rules: rounding, due dates, numbering, drafts. No servers."""
+"""The pure rules: due dates, numbering, drafts. No servers. (Rounding to minor units is
+billing_events.money, tested in libs/billing-events/tests/test_minor_units.py.)"""
 
 from __future__ import annotations
 
@@ -8,41 +9,11 @@ from decimal import Decimal
 import pytest
 from invoicing_testkit import example_a_lines, period_closed, rated
 
-from invoicing.currency import UnknownCurrency, minor_units, money_str, round_money
 from invoicing.invoice.service import InvalidPeriodClosed, build_draft, invoice_id_for, period_description
 from invoicing.numbering.service import format_number
 from invoicing.seller.schemas import DayOfNextMonth, NetDays
 from invoicing.seller.service import default_prefix, due_date
 from invoicing.tax.engine import BuyerTax, Scheme, SellerTax
-
-
-class TestRounding:
-    def test_half_up_not_bankers(self) -> None:
-        assert round_money(Decimal("0.125"), "USD") == Decimal("0.13")
-        assert round_money(Decimal("0.135"), "EUR") == Decimal("0.14")
-        assert round_money(Decimal("-0.125"), "USD") == Decimal("-0.13")
-        assert round_money(Decimal("0.1249999"), "USD") == Decimal("0.12")
-
-    def test_zero_digit_currencies(self) -> None:
-        assert minor_units("JPY") == 0 and minor_units("KRW") == 0
-        assert round_money(Decimal("1234.5"), "JPY") == Decimal("1235")
-        assert money_str(Decimal("1500"), "JPY") == "1500"
-
-    def test_three_digit_currencies(self) -> None:
-        assert {c: minor_units(c) for c in ("BHD", "KWD", "OMR", "JOD", "TND", "IQD", "LYD")} == dict.fromkeys(
-            ("BHD", "KWD", "OMR", "JOD", "TND", "IQD", "LYD"), 3
-        )
-        assert round_money(Decimal("1.2345"), "KWD") == Decimal("1.235")
-        assert money_str(Decimal("2"), "KWD") == "2.000"
-
-    def test_two_digits_is_the_common_case(self) -> None:
-        assert money_str(Decimal("1516.25"), "USD") == "1516.25"
-        assert money_str(Decimal("0"), "EUR") == "0.00"
-
-    @pytest.mark.parametrize("code", ["ZZZ", "usd", "US", "EURO", "XAU", "XXX", "DEM", ""])
-    def test_unknown_or_unit_less_currency_is_refused(self, code: str) -> None:
-        with pytest.raises(UnknownCurrency):
-            minor_units(code)
 
 
 class TestDueDate:

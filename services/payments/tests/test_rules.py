@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 from billing_events import InvoiceIssued, Money, Party, new_event
+from billing_events.money import fits_minor_units
 from billing_runtime.api import InvalidCursor, decode_cursor, encode_cursor
 from payments.collection.service import Reconciling
-from payments.invoice.service import invoice_row, open_amount
-from payments.money import fits_currency
+from payments.invoice.service import invoice_row, open_and_overpaid
 from payments.payment.schemas import BankTransferIn
 from payments.payment.service import (
     InvalidAmount,
@@ -74,17 +74,23 @@ class TestIsSamePayment:
 
 class TestOpenAmount:
     def test_partial_full_and_overpaid(self) -> None:
-        assert open_amount(Decimal("1516.25"), Decimal("1000"), "USD") == (Decimal("516.25"), Decimal("0.00"))
-        assert str(open_amount(Decimal("1516.25"), Decimal("1516.25"), "USD")[0]) == "0.00"
-        assert open_amount(Decimal("1516.25"), Decimal("1600"), "USD") == (Decimal("0.00"), Decimal("83.75"))
-        assert str(open_amount(Decimal("1000"), Decimal("1"), "JPY")[0]) == "999"
+        assert open_and_overpaid(Decimal("1516.25"), Decimal("1000"), Decimal(0), "USD") == (Decimal("516.25"), Decimal("0.00"))
+        assert str(open_and_overpaid(Decimal("1516.25"), Decimal("1516.25"), Decimal(0), "USD")[0]) == "0.00"
+        assert open_and_overpaid(Decimal("1516.25"), Decimal("1600"), Decimal(0), "USD") == (Decimal("0.00"), Decimal("83.75"))
+        assert str(open_and_overpaid(Decimal("1000"), Decimal("1"), Decimal(0), "JPY")[0]) == "999"
+
+    def test_credited_counts_like_paid(self) -> None:
+        assert open_and_overpaid(Decimal("1516.25"), Decimal("1000"), Decimal("16.25"), "USD") == (Decimal("500.00"), Decimal("0.00"))
+        assert open_and_overpaid(Decimal("100.00"), Decimal("60.00"), Decimal("50.00"), "USD") == (Decimal("0.00"), Decimal("10.00"))
+        # PYG has no minor unit (ISO 4217); payments' old table wrote it with two decimals.
+        assert str(open_and_overpaid(Decimal("150000"), Decimal("50000"), Decimal(0), "PYG")[0]) == "100000"
 
     def test_amounts_finer_than_the_currency_do_not_fit(self) -> None:
-        assert fits_currency(Decimal("1.25"), "USD")
-        assert fits_currency(Decimal("1.250"), "USD")
-        assert not fits_currency(Decimal("1.255"), "USD")
-        assert not fits_currency(Decimal("1.5"), "JPY")
-        assert fits_currency(Decimal("1.125"), "KWD")
+        assert fits_minor_units(Decimal("1.25"), "USD")
+        assert fits_minor_units(Decimal("1.250"), "USD")
+        assert not fits_minor_units(Decimal("1.255"), "USD")
+        assert not fits_minor_units(Decimal("1.5"), "JPY")
+        assert fits_minor_units(Decimal("1.125"), "KWD")
 
 
 def test_invoice_row_takes_the_seller_from_the_tenant() -> None:

@@ -44,7 +44,23 @@ from billing_events.events.notify import NotificationDelivered
 from billing_events.events.payments import MandateChanged, PaymentFailed, PaymentRefunded, PaymentSucceeded
 from billing_events.events.rating import ChargesRated, PeriodClosed, RatedLine
 from billing_events.ids import account_id, derived_event_id, subscription_id
-from billing_events.money import DecimalStr, Money
+from billing_events.money import (
+    MINOR_UNITS,
+    CurrencyError,
+    DecimalStr,
+    Money,
+    NotInMinorUnits,
+    UnknownCurrency,
+    fits_minor_units,
+    from_minor,
+    minor_units,
+    money_str,
+    open_amount,
+    quantize,
+    quantum,
+    round_half_up,
+    to_minor,
+)
 from billing_events.registry import EVENT_MODELS, REGISTRY, model_for
 
 __all__ = [
@@ -57,6 +73,7 @@ __all__ = [
     "ComparisonReportReady",
     "CloudEvent",
     "CreditNoteIssued",
+    "CurrencyError",
     "CustomerUpserted",
     "DecimalStr",
     "DocumentLink",
@@ -70,8 +87,10 @@ __all__ = [
     "InvoiceLine",
     "InvoiceSettled",
     "KafkaMessage",
+    "MINOR_UNITS",
     "MandateChanged",
     "Money",
+    "NotInMinorUnits",
     "NotificationDelivered",
     "ObservedItem",
     "Part",
@@ -88,13 +107,23 @@ __all__ = [
     "SubscriptionChanged",
     "SubscriptionOrdered",
     "TaxBreakdown",
+    "UnknownCurrency",
     "UsageRecorded",
     "account_id",
     "attributes_from_headers",
     "derived_event_id",
+    "fits_minor_units",
     "from_kafka",
+    "from_minor",
+    "minor_units",
     "model_for",
+    "money_str",
     "new_event",
+    "open_amount",
+    "quantize",
+    "quantum",
+    "round_half_up",
     "subscription_id",
     "to_kafka",
+    "to_minor",
 ]

@@ -32,6 +32,7 @@ from billing_events import (
     PaymentSucceeded,
     derived_event_id,
 )
+from billing_events.money import open_amount, quantize
 from billing_runtime.api import InvalidCursor, decode_cursor, encode_cursor
 from billing_runtime.service import ServiceRuntime
 from dunning.account import service as accounts
@@ -65,17 +66,10 @@ def amount_paid(currency: str, payments: Iterable[tuple[Decimal, str]]) -> Decim
     return sum((amount for amount, paid_in in payments if paid_in == currency), Decimal(0))
 
 
-def in_scale_of(amount: Decimal, reference: Decimal) -> Decimal:
-    """`amount` with at least the decimals of `reference` (0 reads "0.00" beside 1516.25); never rounds."""
-    exponent, wanted = amount.as_tuple().exponent, reference.as_tuple().exponent
-    if isinstance(exponent, int) and isinstance(wanted, int) and exponent > wanted:
-        return amount.quantize(reference)
-    return amount
-
-
-def amount_open(total: Decimal, paid: Decimal) -> Decimal:
-    """What is still owed; an overpayment leaves nothing open, never a negative amount."""
-    return in_scale_of(max(total - paid, Decimal(0)), total)
+def amount_open(total: Decimal, paid: Decimal, credited: Decimal, currency: str) -> Decimal:
+    """What is still owed, in the currency's decimals; an overpayment leaves nothing open, never a
+    negative amount."""
+    return quantize(max(open_amount(total, paid, credited), Decimal(0)), currency)
 
 
 def is_overdue(status: str, due_on: date, today: date) -> bool:
@@ -123,7 +117,7 @@ def case_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
         "invoice_number": data.number,
         "currency": data.currency,
         "total": data.total.amount,
-        "amount_paid": in_scale_of(Decimal(0), data.total.amount),
+        "amount_paid": quantize(Decimal(0), data.currency),
         "amount_open": data.total.amount,
         "issued_on": data.issued_on,
         "due_on": data.due_on,
@@ -142,14 +136,15 @@ async def open_case(runtime: ServiceRuntime, session: AsyncSession, event: Cloud
         await accounts.link_customer(runtime, session, event.tenant, row["account_id"], runtime.clock.today())
         payments = await repo.payments_of_invoice(session, event.tenant, invoice_id)
         credits = await repo.credits_of_invoice(session, event.tenant, invoice_id)
-        paid = amount_paid(row["currency"], ((p.amount, p.currency) for p in [*payments, *credits]))
+        paid = amount_paid(row["currency"], ((p.amount, p.currency) for p in payments))
+        credited = amount_paid(row["currency"], ((c.amount, c.currency) for c in credits))
         opened = DunningCaseOpened(
             case_id=row["case_id"],
             invoice_id=invoice_id,
             seller_id=row["seller_id"],
             account_id=row["account_id"],
             due_on=row["due_on"],
-            amount_open=Money.of(amount_open(row["total"], paid), row["currency"]),
+            amount_open=Money.of(amount_open(row["total"], paid, credited, row["currency"]), row["currency"]),
         )
         await runtime.outbox.add(
             session,
@@ -204,12 +199,12 @@ async def reconcile(runtime: ServiceRuntime, session: AsyncSession, invoice_id: 
         return
     payments = await repo.payments_of_invoice(session, case.tenant, invoice_id)
     credits = await repo.credits_of_invoice(session, case.tenant, invoice_id)
-    paid = in_scale_of(amount_paid(case.currency, ((p.amount, p.currency) for p in payments)), case.total)
+    paid = quantize(amount_paid(case.currency, ((p.amount, p.currency) for p in payments)), case.currency)
     credited = amount_paid(case.currency, ((c.amount, c.currency) for c in credits))
     settlement = await repo.settlement_of_invoice(session, case.tenant, invoice_id)
     closing = close_of(case.total, paid, credited, settlement.settled_on if settlement else None, payments, credits)
     if closing is None:
-        await repo.update_case(session, case.case_id, amount_paid=paid, amount_open=amount_open(case.total, paid + credited))
+        await repo.update_case(session, case.case_id, amount_paid=paid, amount_open=amount_open(case.total, paid, credited, case.currency))
         return
     reason, closed_on = closing
     # Settled means invoicing holds the invoice fully paid: nothing is open, whatever payments
@@ -218,7 +213,7 @@ async def reconcile(runtime: ServiceRuntime, session: AsyncSession, invoice_id: 
         session,
         case.case_id,
         amount_paid=paid,
-        amount_open=in_scale_of(Decimal(0), case.total),
+        amount_open=quantize(Decimal(0), case.currency),
         status=CaseStatus.CLOSED.value,
         closed_on=closed_on,
         close_reason=reason,
@@ -244,9 +239,9 @@ def close_of(
     if total <= 0:
         return None
     dates = [p.paid_on for p in payments]
-    if paid >= total:
+    if open_amount(total, paid, Decimal(0)) <= 0:
         return "paid", max(dates)
-    if paid + credited >= total:
+    if open_amount(total, paid, credited) <= 0:
         return "credited", max([*dates, *(c.issued_on for c in credits)])
     return None
 

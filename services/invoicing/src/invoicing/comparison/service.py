@@ -16,9 +16,9 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import ComparisonReportReady, DocumentLink, Money, derived_event_id
+from billing_events.money import money_str
 from billing_runtime.service import ServiceRuntime
 from invoicing.comparison import repository as repo
-from invoicing.currency import money_str
 from invoicing.documents.shares import share, shared_url
 from invoicing.invoice import repository as invoice_repo
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from billing_events import DecimalStr
-from invoicing.currency import money_str
+from billing_events.money import money_str
 
 
 class CreditLineIn(BaseModel):

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CreditNoteIssued, Money, TaxBreakdown, derived_event_id
 from billing_events import InvoiceLine as InvoiceLineEvent
+from billing_events.money import fits_minor_units, open_amount, round_half_up
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
 from invoicing.creditnote import repository as repo
-from invoicing.currency import round_money
 from invoicing.invoice import repository as invoice_repo
 from invoicing.invoice.service import settled_event
 from invoicing.numbering.service import format_credit_note_number, reserve_credit_note
@@ -76,7 +76,7 @@ def credit_breakdown(lines: list[CreditLine], currency: str, invoice_breakdown: 
             tax_category=category,
             rate=rate,
             taxable=Money.of(base, currency),
-            tax=Money.of(round_money(base * rate / 100, currency), currency),
+            tax=Money.of(round_half_up(base * rate / 100, currency), currency),
             note=notes.get((category, rate)),
         )
         for (category, rate), base in sorted(taxable.items())
@@ -121,7 +121,7 @@ async def issue_credit_note(
                 source = by_id.get(request.line_id)
                 if source is None:
                     raise InvalidCreditLine(f"invoice {invoice.number} has no line {request.line_id!r}", field="lines")
-                if request.amount <= 0 or round_money(request.amount, currency) != request.amount:
+                if request.amount <= 0 or not fits_minor_units(request.amount, currency):
                     raise InvalidCreditLine(f"credit for line {request.line_id!r}: {request.amount} is not a positive {currency} amount", field="lines")
                 if request.amount > remaining[request.line_id]:
                     raise InvalidCreditLine(
@@ -134,11 +134,11 @@ async def issue_credit_note(
         net_total = sum((c.net for c in chosen), Decimal(0))
         tax_total = sum((b.tax.amount for b in breakdown), Decimal(0))
         total = net_total + tax_total
-        open_amount = invoice.total - invoice.amount_paid - invoice.credited_total
+        open_now = open_amount(invoice.total, invoice.amount_paid, invoice.credited_total)
         if total <= 0:
             raise InvalidCreditLine(f"nothing to credit on invoice {invoice.number}", field="lines")
-        if total > open_amount:
-            raise CreditExceedsOpenAmount(f"credit of {total} {currency} exceeds the {open_amount} {currency} still open on invoice {invoice.number}")
+        if total > open_now:
+            raise CreditExceedsOpenAmount(f"credit of {total} {currency} exceeds the {open_now} {currency} still open on invoice {invoice.number}")
 
         seller = await get_seller(runtime, session, seller_id)
         seq = await numbers.take()
@@ -168,7 +168,7 @@ async def issue_credit_note(
             lines=[_line_row(credit_note_id, position, c) for position, c in enumerate(chosen, start=1)],
         )
         credited_total = invoice.credited_total + total
-        settles = credited_total + invoice.amount_paid >= invoice.total
+        settles = open_amount(invoice.total, invoice.amount_paid, credited_total) <= 0
         status = ("void" if invoice.amount_paid == 0 else "paid") if settles else "open"
         await invoice_repo.record_credit(
             session,

@@ -7,6 +7,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+from billing_events.money import open_amount
+
 
 @dataclass(frozen=True)
 class DocLine:
@@ -63,7 +65,7 @@ class DocContent:
 
     @property
     def due_amount(self) -> Decimal:
-        return self.total - self.amount_paid if self.kind == "invoice" else Decimal(0)
+        return open_amount(self.total, self.amount_paid, Decimal(0)) if self.kind == "invoice" else Decimal(0)
 
 
 def _taxes(breakdown: list[dict[str, Any]], sign: int) -> list[DocTax]:

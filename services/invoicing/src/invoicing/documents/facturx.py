@@ -14,7 +14,7 @@ from drafthorse.models.party import TaxRegistration
 from drafthorse.models.payment import PaymentTerms
 from drafthorse.models.tradelines import LineItem
 
-from invoicing.currency import round_money
+from billing_events.money import quantize
 from invoicing.documents.content import DocContent
 
 GUIDELINE = "urn:cen.eu:en16931:2017"
@@ -95,15 +95,15 @@ def cii_xml(doc: DocContent) -> bytes:
         item.settlement.trade_tax.type_code = "VAT"
         item.settlement.trade_tax.category_code = line.tax_category
         item.settlement.trade_tax.rate_applicable_percent = _plain(line.tax_rate)
-        item.settlement.monetary_summation.total_amount = round_money(line.net, currency)
+        item.settlement.monetary_summation.total_amount = quantize(line.net, currency)
         x.trade.items.add(item)
 
     for entry in doc.taxes:
         tax = ApplicableTradeTax()
         tax.type_code = "VAT"
         tax.category_code = entry.category
-        tax.basis_amount = round_money(entry.taxable, currency)
-        tax.calculated_amount = round_money(entry.tax, currency)
+        tax.basis_amount = quantize(entry.taxable, currency)
+        tax.calculated_amount = quantize(entry.tax, currency)
         tax.rate_applicable_percent = _plain(entry.rate)
         if entry.category in ("AE", "O", "E"):
             tax.exemption_reason = entry.note or "Exempt"
@@ -112,14 +112,14 @@ def cii_xml(doc: DocContent) -> bytes:
         settlement.trade_tax.add(tax)
 
     totals = settlement.monetary_summation
-    totals.line_total = round_money(doc.net_total, currency)
+    totals.line_total = quantize(doc.net_total, currency)
     totals.charge_total = Decimal(0)
     totals.allowance_total = Decimal(0)
-    totals.tax_basis_total = (round_money(doc.net_total, currency), currency)
-    totals.tax_total = (round_money(doc.tax_total, currency), currency)
-    totals.grand_total = (round_money(doc.total, currency), currency)
+    totals.tax_basis_total = (quantize(doc.net_total, currency), currency)
+    totals.tax_total = (quantize(doc.tax_total, currency), currency)
+    totals.grand_total = (quantize(doc.total, currency), currency)
     totals.prepaid_total = Decimal(0)
-    totals.due_amount = round_money(doc.total, currency)
+    totals.due_amount = quantize(doc.total, currency)
     xml: bytes = x.serialize(schema="FACTUR-X_EN16931")
     return xml
 

@@ -9,7 +9,7 @@ from functools import cache
 import weasyprint
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from invoicing.currency import money_str
+from billing_events.money import money_str
 from invoicing.documents.content import DocContent
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from billing_events import Address, DocumentLink
-from invoicing.currency import money_str
+from billing_events.money import money_str, open_amount
 
 Status = Literal["open", "paid", "void"]
 
@@ -242,7 +242,7 @@ def _plain(value: Decimal) -> str:
 
 def _summary_fields(row: Any) -> dict[str, Any]:
     currency = row.currency
-    open_amount = max(row.total - row.amount_paid - row.credited_total, Decimal(0)) if row.status == "open" else Decimal(0)
+    open_now = max(open_amount(row.total, row.amount_paid, row.credited_total), Decimal(0)) if row.status == "open" else Decimal(0)
     return {
         "id": row.invoice_id,
         "number": row.number,
@@ -261,5 +261,5 @@ def _summary_fields(row: Any) -> dict[str, Any]:
         "total": money_str(row.total, currency),
         "amount_paid": money_str(row.amount_paid, currency),
         "credited_total": money_str(row.credited_total, currency),
-        "open_amount": money_str(open_amount, currency),
+        "open_amount": money_str(open_now, currency),
     }

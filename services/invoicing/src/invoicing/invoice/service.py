@@ -34,10 +34,10 @@ from billing_events import (
     derived_event_id,
 )
 from billing_events import InvoiceLine as InvoiceLineEvent
+from billing_events.money import UnknownCurrency, fits_minor_units, minor_units, money_str, open_amount, round_half_up
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import BuyerInfo, buyer_info
 from invoicing.comparison.service import create_report
-from invoicing.currency import UnknownCurrency, money_str, round_money
 from invoicing.documents.shares import share, shared_url
 from invoicing.invoice import repository as repo
 from invoicing.invoice.schemas import InvoicePreview, detail_fields
@@ -147,7 +147,7 @@ def tax_breakdown(lines: list[DraftLine], currency: str) -> list[TaxBreakdown]:
             tax_category=category,
             rate=rate,
             taxable=Money.of(base, currency),
-            tax=Money.of(round_money(base * rate / 100, currency), currency),
+            tax=Money.of(round_half_up(base * rate / 100, currency), currency),
             note=notes[(category, rate)],
         )
         for (category, rate), base in sorted(taxable.items())
@@ -161,7 +161,7 @@ def build_draft(closed: PeriodClosed, seller: SellerTax | None = None, buyer: Bu
     buyer = buyer or BuyerTax(country=None)
     currency = closed.currency
     try:
-        round_money(Decimal(0), currency)
+        minor_units(currency)
     except UnknownCurrency as exc:
         raise InvalidPeriodClosed(f"unknown_currency: {exc}") from exc
     if closed.period_end < closed.period_start:
@@ -177,7 +177,7 @@ def build_draft(closed: PeriodClosed, seller: SellerTax | None = None, buyer: Bu
                 raise InvalidPeriodClosed(f"currency_mismatch: line {rated.line_id!r}: {what} in {money.currency}, invoice in {currency}")
         on = tax_date(rated.timing, rated.service_period_start, rated.service_period_end)
         tax = determine_tax(seller, buyer, rated.tax_category, on)
-        lines.append(DraftLine(rated=rated, net=round_money(rated.amount.amount, currency), tax=tax))
+        lines.append(DraftLine(rated=rated, net=round_half_up(rated.amount.amount, currency), tax=tax))
     breakdown = tax_breakdown(lines, currency)
     net_total = sum((line.net for line in lines), Decimal(0))
     tax_total = sum((entry.tax.amount for entry in breakdown), Decimal(0))
@@ -400,7 +400,7 @@ async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, payment:
         if not recorded:
             return  # the same payment under another event id: already counted
         amount_paid = invoice.amount_paid + payment.amount.amount
-        settles = invoice.status == "open" and amount_paid + invoice.credited_total >= invoice.total
+        settles = invoice.status == "open" and open_amount(invoice.total, amount_paid, invoice.credited_total) <= 0
         await repo.record_paid(session, invoice.invoice_id, amount_paid, paid_on=payment.paid_on if settles else None)
         PAYMENTS_APPLIED.labels(invoice.currency).inc()
         AMOUNT_COLLECTED.labels(invoice.currency).inc(float(payment.amount.amount))
@@ -433,7 +433,7 @@ async def apply_refund(runtime: ServiceRuntime, session: AsyncSession, refund: P
         if paid is None or paid.invoice_id != invoice.invoice_id:
             raise InvalidPayment(f"{where}: no such payment on invoice {invoice.number}")
         amount = refund.amount.amount
-        if refund.amount.currency != invoice.currency or amount <= 0 or round_money(amount, invoice.currency) != amount:
+        if refund.amount.currency != invoice.currency or amount <= 0 or not fits_minor_units(amount, invoice.currency):
             raise InvalidPayment(f"{where}: {refund.amount.amount} {refund.amount.currency} is not a positive {invoice.currency} amount")
         if await repo.refunded_on_payment(session, refund.payment_id) + refund.amount.amount > paid.amount:
             raise InvalidPayment(f"{where}: more than the {paid.amount} {invoice.currency} paid")
@@ -454,7 +454,7 @@ async def apply_refund(runtime: ServiceRuntime, session: AsyncSession, refund: P
         if not recorded:
             return
         amount_paid = invoice.amount_paid - refund.amount.amount
-        reopen = invoice.status == "paid" and refund.credit_note_id is None and amount_paid + invoice.credited_total < invoice.total
+        reopen = invoice.status == "paid" and refund.credit_note_id is None and open_amount(invoice.total, amount_paid, invoice.credited_total) > 0
         await repo.record_refund(session, invoice.invoice_id, amount_paid, reopen=reopen)
         REFUNDS_APPLIED.labels(invoice.currency, "reopened" if reopen else "kept").inc()
 
@@ -467,7 +467,7 @@ def _check_payment(payment: PaymentSucceeded, invoice: Any) -> None:
         raise InvalidPayment(f"{where}: account {payment.account_id!r}, invoice buyer {invoice.buyer_account_id!r}")
     if payment.amount.currency != invoice.currency:
         raise InvalidPayment(f"{where}: paid in {payment.amount.currency}, invoiced in {invoice.currency}")
-    if payment.amount.amount <= 0 or round_money(payment.amount.amount, invoice.currency) != payment.amount.amount:
+    if payment.amount.amount <= 0 or not fits_minor_units(payment.amount.amount, invoice.currency):
         raise InvalidPayment(f"{where}: amount {payment.amount.amount} is not a positive {invoice.currency} amount")
 
 

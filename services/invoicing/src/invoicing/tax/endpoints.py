@@ -6,11 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from billing_events.money import money_str
 from billing_runtime.api import Runtime, Tenant
 from billing_runtime.errors import NotFound
 from invoicing.buyer import repository as buyer_repo
 from invoicing.buyer.service import vat_checks
-from invoicing.currency import money_str
 from invoicing.tax.service import oss_report, quarter_bounds
 
 router = APIRouter(prefix="/v1", tags=["tax"])

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from invoicing.currency import round_money
+from billing_events.money import round_half_up
 from invoicing.tax import repository as repo
 
 tracer = trace.get_tracer(__name__)
@@ -47,12 +47,12 @@ async def oss_report(session: AsyncSession, seller_id: str, year: int, quarter: 
         for row in await repo.oss_bases(session, seller_id, start, until):
             key = (row.tax_country, row.tax_rate.normalize(), row.currency)
             taxable[key] += row.taxable
-            tax[key] += round_money(row.taxable * row.tax_rate / 100, row.currency)
+            tax[key] += round_half_up(row.taxable * row.tax_rate / 100, row.currency)
             invoices[key].add(row.invoice_id)
         # Credit notes issued in the quarter reduce it (art. 369g(4) corrections aside: same quarter only).
         for row in await repo.oss_credits(session, seller_id, start, until):
             key = (row.tax_country, row.tax_rate.normalize(), row.currency)
             taxable[key] -= row.taxable
-            tax[key] -= round_money(row.taxable * row.tax_rate / 100, row.currency)
+            tax[key] -= round_half_up(row.taxable * row.tax_rate / 100, row.currency)
         OSS_REPORTS.inc()
         return [OssRow(*key, taxable=taxable[key], tax=tax[key], invoices=len(invoices[key])) for key in sorted(taxable)]

@@ -17,6 +17,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_events.money import fits_minor_units, open_amount
 from billing_runtime.errors import BillingError, Conflict
 from billing_runtime.service import ServiceRuntime
 from payments.banking import repository as repo
@@ -24,7 +25,6 @@ from payments.banking.reference import references_in
 from payments.banking.schemas import StatementLineOut, StatementOut
 from payments.banking.statements import Line, ParsedStatement, StatementUnreadable, parse
 from payments.invoice import repository as invoice_repo
-from payments.money import fits_currency
 from payments.payment.service import record_received
 
 tracer = trace.get_tracer(__name__)
@@ -54,7 +54,7 @@ async def _match(session: AsyncSession, tenant: str, line: Line) -> tuple[Any, s
         return None, None
     candidates = [
         i for i in await invoice_repo.open_invoices_of(session, tenant)
-        if i.currency == line.currency and i.total - i.amount_credited - i.amount_received == line.amount and _words(i.buyer_name)
+        if i.currency == line.currency and open_amount(i.total, i.amount_received, i.amount_credited) == line.amount and _words(i.buyer_name)
         and _words(i.buyer_name) in payer
     ]
     if len(candidates) == 1:
@@ -80,7 +80,7 @@ async def import_statement(runtime: ServiceRuntime, session: AsyncSession, tenan
                 raise StatementConflict(f"statement {parsed.statement_id!r} was imported with other content; nothing was changed", field="body")
             return await statement_out(session, tenant, stored), False
         for line_no, line in enumerate(parsed.lines, start=1):
-            if line.amount <= 0 or not fits_currency(line.amount, line.currency):
+            if line.amount <= 0 or not fits_minor_units(line.amount, line.currency):
                 raise InvalidStatement(f"line {line_no}: amount {line.amount} {line.currency} is not a positive amount in that currency")
             invoice, matched_by = await _match(session, tenant, line)
             payment_id = f"stmt:{parsed.statement_id}:{line_no}" if invoice is not None else None

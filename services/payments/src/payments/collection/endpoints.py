@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from billing_events.money import money_str
 from billing_runtime.api import Runtime, Tenant, page
 from billing_runtime.errors import NotFound
 from payments.collection import repository as repo
 from payments.collection import service
 from payments.collection.schemas import CollectionSettingsIn, CollectionSettingsOut
 from payments.invoice import repository as invoice_repo
-from payments.money import at_minor_units, show
 
 router = APIRouter(prefix="/v1", tags=["collection"])
 
@@ -28,14 +28,14 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
         refunds = await repo.refunds_of(session, tenant, invoice_id)
     items = [
         {"attempt_id": r.attempt_id, "attempt_no": r.attempt_no, "method": r.method, "provider": r.provider, "status": r.status,
-         "amount": show(at_minor_units(r.amount, r.currency)), "currency": r.currency, "charge_on": r.charge_on.isoformat(),
+         "amount": money_str(r.amount, r.currency), "currency": r.currency, "charge_on": r.charge_on.isoformat(),
          "provider_ref": r.provider_ref, "reason_code": r.reason_code, "reason": r.reason,
-         "surplus": None if r.surplus is None else show(at_minor_units(r.surplus, r.currency)), "surplus_action": r.surplus_action}
+         "surplus": None if r.surplus is None else money_str(r.surplus, r.currency), "surplus_action": r.surplus_action}
         for r in rows
     ]
     refunds_out = [
         {"refund_id": r.refund_id, "payment_id": r.payment_id, "credit_note_id": r.credit_note_id, "status": r.status,
-         "amount": show(at_minor_units(r.amount, r.currency)), "currency": r.currency, "provider_ref": r.provider_ref}
+         "amount": money_str(r.amount, r.currency), "currency": r.currency, "provider_ref": r.provider_ref}
         for r in refunds
     ]
     return {**page(items, len(items), None), "refunds": refunds_out}
@@ -46,7 +46,7 @@ async def get_credit(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[
     """What the buyer paid beyond its invoices, per currency, kept for its next invoices."""
     async with runtime.sessions() as session:
         rows = await repo.credits_of(session, tenant, account_id)
-    return {"account_id": account_id, "credit": [{"amount": show(at_minor_units(r.amount, r.currency)), "currency": r.currency} for r in rows]}
+    return {"account_id": account_id, "credit": [{"amount": money_str(r.amount, r.currency), "currency": r.currency} for r in rows]}
 
 
 @router.put("/collection-settings", response_model=CollectionSettingsOut)

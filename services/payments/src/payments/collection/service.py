@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, CreditNoteIssued, InvoiceIssued, PaymentFailed, PaymentRefunded, PaymentRetryRequested, derived_event_id
 from billing_events import Money as EventMoney
+from billing_events.money import open_amount, to_minor
 from billing_runtime.service import ServiceRuntime
 from payments.collection import repository as repo
 from payments.collection.schemas import CollectionSettingsIn, CollectionSettingsOut
@@ -32,7 +33,6 @@ from payments.invoice.service import project_invoice
 from payments.keys import attempt_id as make_attempt_id
 from payments.keys import provider_key
 from payments.methods import repository as methods_repo
-from payments.money import minor_units
 from payments.payment import repository as payment_repo
 from payments.payment.service import record_received
 from payments.providers import repository as providers_repo
@@ -60,17 +60,13 @@ PROVIDERS = ("stripe", "gocardless")
 METHOD_OF_PROVIDER = {"stripe": "card", "gocardless": "direct_debit"}
 
 
-def to_minor(amount: Decimal, currency: str) -> int:
-    return int(amount.scaleb(minor_units(currency)))
-
-
 def open_of(invoice: Any) -> Decimal:
-    return invoice.total - invoice.amount_credited - invoice.amount_received
+    return open_amount(invoice.total, invoice.amount_received, invoice.amount_credited)
 
 
 @dataclass(frozen=True)
 class Reconciling:
-    """When the collector asks a provider again (README, "Reconciliation")."""
+    """When the collector asks a provider again (README, "How collection never charges twice")."""
 
     after: float  # first question after an unknown answer; doubles with each call
     max_interval: float  # an unknown attempt is asked at least this often
@@ -143,8 +139,8 @@ async def on_credit_note_issued(runtime: ServiceRuntime, session: AsyncSession, 
             raise ValueError(f"credit note {data.credit_note_id} is for invoice {data.invoice_id}, unknown here")
         credited = abs(data.total.amount)
         await invoice_repo.add_credited(session, data.invoice_id, credited)
-        before_over = max(invoice.amount_received - (invoice.total - invoice.amount_credited), Decimal(0))
-        excess = max(invoice.amount_received - (invoice.total - invoice.amount_credited - credited), Decimal(0)) - before_over
+        before_over = max(-open_of(invoice), Decimal(0))
+        excess = max(-open_amount(invoice.total, invoice.amount_received, invoice.amount_credited + credited), Decimal(0)) - before_over
         if excess <= 0:
             return
         now = runtime.clock.now()

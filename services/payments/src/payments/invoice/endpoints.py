@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from billing_events.money import quantize
 from billing_runtime.api import Runtime, Tenant
 from billing_runtime.errors import NotFound
 from payments.invoice import repository as repo
 from payments.invoice.schemas import InvoiceOut
-from payments.invoice.service import open_amount
-from payments.money import at_minor_units
+from payments.invoice.service import open_and_overpaid
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 
@@ -20,18 +20,18 @@ async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime) -> Invo
         row = await repo.get_invoice(session, tenant, invoice_id)
     if row is None:
         raise NotFound(f"no invoice {invoice_id!r} of yours is known", code="invoice_not_found")
-    amount_open, overpaid = open_amount(row.total - row.amount_credited, row.amount_received, row.currency)
+    amount_open, overpaid = open_and_overpaid(row.total, row.amount_received, row.amount_credited, row.currency)
     return InvoiceOut(
         invoice_id=row.invoice_id,
         invoice_number=row.number,
         account_id=row.account_id,
         currency=row.currency,
         total=row.total,
-        amount_received=at_minor_units(row.amount_received, row.currency),
+        amount_received=quantize(row.amount_received, row.currency),
         amount_open=amount_open,
         overpaid=overpaid,
         issued_on=row.issued_on,
         due_on=row.due_on,
-        amount_credited=at_minor_units(row.amount_credited, row.currency),
+        amount_credited=quantize(row.amount_credited, row.currency),
         creditor_reference=row.creditor_reference,
     )

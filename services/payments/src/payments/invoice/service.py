@@ -10,9 +10,9 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, InvoiceIssued
+from billing_events.money import open_amount, quantize
 from payments.banking.reference import creditor_reference
 from payments.invoice import repository as repo
-from payments.money import at_minor_units
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -40,10 +40,10 @@ def invoice_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
     }
 
 
-def open_amount(total: Decimal, received: Decimal, currency: str) -> tuple[Decimal, Decimal]:
+def open_and_overpaid(total: Decimal, received: Decimal, credited: Decimal, currency: str) -> tuple[Decimal, Decimal]:
     """(still open, overpaid), neither below zero, in the currency's decimals."""
-    rest = total - received
-    return at_minor_units(max(rest, Decimal(0)), currency), at_minor_units(max(-rest, Decimal(0)), currency)
+    rest = open_amount(total, received, credited)
+    return quantize(max(rest, Decimal(0)), currency), quantize(max(-rest, Decimal(0)), currency)
 
 
 async def project_invoice(session: AsyncSession, event: CloudEvent[InvoiceIssued]) -> bool:

@@ -22,13 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import Money, PaymentSucceeded, derived_event_id
 from billing_events.events.payments import PaymentMethod
+from billing_events.money import fits_minor_units, minor_units, open_amount
 from billing_runtime.api import decode_cursor, encode_cursor
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
 from payments.collection import repository as collection_repo
 from payments.invoice import repository as invoice_repo
-from payments.invoice.service import open_amount
-from payments.money import fits_currency, minor_units
+from payments.invoice.service import open_and_overpaid
 from payments.payment import repository as repo
 from payments.payment.schemas import BankTransferIn, PaymentOut
 
@@ -164,7 +164,7 @@ async def _record(runtime: ServiceRuntime, session: AsyncSession, tenant: str, r
         raise InvoiceNotFound(f"no invoice with {which} of yours is known", field="invoice_id" if ref.invoice_id else "invoice_number")
     if request.currency != invoice.currency:
         raise CurrencyMismatch(f"invoice {invoice.number} is in {invoice.currency}, not {request.currency}", field="currency")
-    if not fits_currency(amount, invoice.currency):
+    if not fits_minor_units(amount, invoice.currency):
         raise InvalidAmount(f"{invoice.currency} amounts have at most {minor_units(invoice.currency)} decimals", field="amount")
 
     row = await record_received(
@@ -194,8 +194,7 @@ async def record_received(
     """Record money received against `invoice` (locked by the caller) and emit PaymentSucceeded,
     in the caller's transaction. What goes beyond the invoice's open amount becomes the buyer's
     credit for its next invoice. None if `payment_id` is already recorded."""
-    effective_total = invoice.total - invoice.amount_credited
-    open_after, overpaid = open_amount(effective_total, invoice.amount_received + amount, invoice.currency)
+    open_after, overpaid = open_and_overpaid(invoice.total, invoice.amount_received + amount, invoice.amount_credited, invoice.currency)
     row = {
         "tenant": tenant,
         "payment_id": payment_id,
@@ -217,8 +216,8 @@ async def record_received(
     if not await repo.insert_payment(session, row):
         return None
     await invoice_repo.add_received(session, invoice.invoice_id, amount)
-    already_over = max(invoice.amount_received - effective_total, Decimal(0))
-    surplus = max(invoice.amount_received + amount - effective_total, Decimal(0)) - already_over
+    already_over = max(-open_amount(invoice.total, invoice.amount_received, invoice.amount_credited), Decimal(0))
+    surplus = overpaid - already_over
     if surplus > 0:
         await collection_repo.add_credit(session, tenant, invoice.account_id, invoice.currency, surplus)
     event = PaymentSucceeded(

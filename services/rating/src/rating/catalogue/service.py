@@ -15,6 +15,7 @@ from prometheus_client import Counter
 from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_events.money import MINOR_UNITS
 from billing_runtime.service import ServiceRuntime
 from rating.billrun.rating import Price as TierPrice
 from rating.billrun.rating import ProductInfo
@@ -32,7 +33,6 @@ PRODUCTS_PUT = Counter("billing_catalogue_products_put_total", "Product PUTs, by
 PRICES_PUT = Counter("billing_catalogue_prices_put_total", "Price list PUTs, by outcome", ["outcome"])
 
 _PLAIN_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_PRICE_DIGITS = 30
 MAX_PRICE_DECIMALS = 10
 
@@ -59,7 +59,7 @@ def parse_price(value: JsonValue, field: str = "unit_price") -> Decimal:
 
 
 def parse_currency(value: JsonValue) -> str:
-    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+    if not isinstance(value, str) or value not in MINOR_UNITS:
         raise InvalidCurrency("currency must be an ISO 4217 code in capitals, such as \"USD\"", field="currency")
     return value
 
