@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -199,3 +200,23 @@ def test_webhook_dropped_delivered_twice_or_out_of_order(stripe_server: SandboxS
 def test_faults_are_checked(stripe_server: SandboxServer) -> None:
     assert httpx.post(f"{stripe_server.url}/_sandbox/faults", json={"mode": "error_before"}).status_code == 400
     assert httpx.post(f"{stripe_server.url}/_sandbox/faults", json={"mode": "drop_webhook", "colour": "red"}).status_code == 400
+
+
+def test_a_key_whose_request_is_still_in_flight_is_a_409_then_replays(stripe_server: SandboxServer) -> None:
+    key = f"sk_test_{uuid.uuid4().hex}"
+    sc = client(stripe_server, key)
+    customer = sc.v1.customers.create({"email": "x@example.com"})
+    params = {"amount": 500, "currency": "usd", "customer": customer.id, "payment_method": "pm_card_visa", "off_session": True, "confirm": True}
+    _fault(stripe_server, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_before_commit", seconds=1.5)
+    impatient = stripe.StripeClient(key, base_addresses={"api": stripe_server.url}, max_network_retries=0, http_client=stripe.RequestsClient(timeout=0.5))
+    with pytest.raises(stripe.APIConnectionError):
+        impatient.v1.payment_intents.create(params, {"idempotency_key": "in-flight"})
+    assert sc.v1.payment_intents.list({"customer": customer.id}).data == []  # nothing made yet
+    with pytest.raises(stripe.APIError) as err:  # the SDK has no class of its own for a 409
+        sc.v1.payment_intents.create(params, {"idempotency_key": "in-flight"})
+    assert (err.value.http_status, err.value.error.type) == (409, "idempotency_error")
+    while not sc.v1.payment_intents.list({"customer": customer.id}).data:
+        time.sleep(0.05)
+    made = sc.v1.payment_intents.list({"customer": customer.id}).data
+    assert sc.v1.payment_intents.create(params, {"idempotency_key": "in-flight"}).id == made[0].id
+    assert len(made) == 1

@@ -151,6 +151,25 @@ async def test_a_5xx_after_the_charge_and_the_success_webhook_delivered_twice(li
     assert [e.data.payment_id for e in of_type(events, "payment.succeeded")] == [f"{invoice_id}:1", "marker"]
 
 
+async def test_a_charge_still_in_flight_when_payments_asks_again_is_made_once(live: Live, kafka_bootstrap: str) -> None:
+    """Stripe starts on the charge only after payments gave up: asking finds nothing yet, and
+    sending again under the same key meets the request still in progress (409), which is no
+    answer either. The charge lands once."""
+    tenant = tenant_id()
+    sc, key = await card_buyer(live, tenant)
+    unanswered = {"provider": "stripe", "operation": "reconcile", "result": "unavailable"}
+    before = await metric(live, "billing_payment_provider_calls_total", **unanswered)
+    fault(live.stripe, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_before_commit", seconds=2 * LATE)
+    invoice_id = str(uuid.uuid4())
+    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0107", total="61.00", currency="EUR"))
+
+    await settled(live, tenant, invoice_id, ["succeeded"])
+    assert [(i.status, i.amount) for i in await intents(sc)] == [("succeeded", 6100)]
+    assert await payments_of(live, tenant, invoice_id) == [(f"{invoice_id}:1", "61.00", "succeeded")]
+    # The repeat met the request in progress (409) and was taken as no answer, not as a failure.
+    assert await metric(live, "billing_payment_provider_calls_total", **unanswered) > before
+
+
 async def test_a_dropped_success_webhook_after_a_late_answer_is_found_by_the_reconciler(live: Live, kafka_bootstrap: str) -> None:
     tenant = tenant_id()
     sc, key = await card_buyer(live, tenant)

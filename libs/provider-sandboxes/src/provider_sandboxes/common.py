@@ -31,7 +31,7 @@ def new_id(prefix: str, length: int = 14) -> str:
 
 
 FaultMode = Literal[
-    "error_before", "error_after_commit", "delay_after_commit", "drop_webhook", "duplicate_webhook", "reorder_webhooks",
+    "error_before", "error_after_commit", "delay_after_commit", "delay_before_commit", "drop_webhook", "duplicate_webhook", "reorder_webhooks",
 ]
 WEBHOOK_FAULTS = {"drop_webhook", "duplicate_webhook", "reorder_webhooks"}
 
@@ -43,7 +43,9 @@ class Fault:
     Requests (matched by `method` and `path_prefix`): `error_before` answers 500 without doing
     anything; `error_after_commit` does the work (charge, create) and then answers 500, as a
     provider whose response was lost; `delay_after_commit` does the work, then waits `seconds`
-    before answering, so a client with a shorter timeout gives up.
+    before answering, so a client with a shorter timeout gives up; `delay_before_commit` (Stripe
+    mutations) waits `seconds` and only then does the work: a request still in flight, which a
+    repeat under the same idempotency key meets as a 409 `idempotency_error`, as at Stripe.
 
     Webhooks (matched by `event_type`, a prefix of Stripe's `type` or of GoCardless's
     `resource_type.action`; empty matches every event): `drop_webhook` never delivers it;

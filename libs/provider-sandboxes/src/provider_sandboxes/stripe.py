@@ -7,6 +7,7 @@ Stripe account. Amounts are integers in minor units; bodies are form-encoded as 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -96,6 +97,7 @@ class StripeAccount:
     events: list[dict[str, Any]] = field(default_factory=list)
     idempotent: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
     card_numbers: dict[str, str] = field(default_factory=dict)  # payment method id → test card number
+    in_flight: set[str] = field(default_factory=set)  # idempotency keys of requests still being worked on
 
 
 @dataclass
@@ -155,17 +157,30 @@ class StripeSandbox(Sandbox):
                             f"Try using a key other than '{key}'.",
                         )
                     return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+                if key and key in account.in_flight:
+                    raise StripeError(
+                        409, "idempotency_error",
+                        "There is currently another in-progress request using this Idempotent Key (that probably means you submitted "
+                        "twice, and the other request is still going through). Please retry your request at a later time.",
+                    )
                 fault = self.take_fault(request)
                 if fault is not None and fault.mode == "error_before":
                     return JSONResponse(_LOST, status_code=500)
-                try:
-                    status, body = 200, await handler(account, params, request)
-                except StripeError as exc:
-                    if exc.status >= 500 or exc.status == 401:
-                        raise
-                    status, body = exc.status, exc.body
                 if key:
-                    account.idempotent[key] = (print_, status, body)
+                    account.in_flight.add(key)
+                try:
+                    if fault is not None and fault.mode == "delay_before_commit":
+                        await asyncio.sleep(fault.seconds)
+                    try:
+                        status, body = 200, await handler(account, params, request)
+                    except StripeError as exc:
+                        if exc.status >= 500 or exc.status == 401:
+                            raise
+                        status, body = exc.status, exc.body
+                    if key:
+                        account.idempotent[key] = (print_, status, body)
+                finally:
+                    account.in_flight.discard(key or "")
                 return await apply_fault_after(fault, JSONResponse(body, status_code=status), _LOST)
             except StripeError as exc:
                 return JSONResponse(exc.body, status_code=exc.status)

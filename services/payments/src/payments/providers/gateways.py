@@ -110,7 +110,8 @@ class StripeGateway:
             code = (error.decline_code if error is not None else None) or exc.code or "card_declined"
             return Outcome("failed", intent_ref, code, exc.user_message or str(exc), metadata)
         except (stripe.APIConnectionError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
-            # An idempotency error: a request with this key is still in flight at Stripe.
+            # This key with other parameters, or (a 409) its first request still in flight at Stripe:
+            # what Stripe did is not known yet.
             raise ProviderUnavailable(str(exc)) from exc
         except stripe.StripeError as exc:
             if exc.http_status is None or exc.http_status >= 500 or exc.http_status == 409:
