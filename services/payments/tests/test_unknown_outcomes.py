@@ -262,6 +262,14 @@ async def test_a_second_success_for_a_paid_invoice_is_refunded_or_credited_as_th
     assert (shown["amount_received"], shown["amount_open"]) == (("12.00", "0.00") if surplus == "refund" else ("24.00", "0.00"))
     assert (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=headers(tenant))).json()["credit"] == credit
     assert await metric(live, "billing_payment_surplus_total", provider="stripe", action=surplus) == surpluses_before + 1
+    if surplus == "refund":
+        # Refunded by the refund module, as a credit note's refunds are, but for no credit note.
+        refunds = (await attempts(live, tenant, invoice_id))["refunds"]
+        shape = [(r["refund_id"], r["credit_note_id"], r["provider"], r["method"], r["refund_to"], r["amount"]) for r in refunds]
+        assert shape == [(f"surplus:{invoice_id}:1", None, "stripe", "card", "original_method", "12.00")]
+        events = await events_until_marker(live, kafka_bootstrap, tenant, invoice_id, live.stripe)
+        told = [(e.data.refund_id, e.data.credit_note_id, str(e.data.amount.amount)) for e in of_type(events, "payment.refunded")]
+        assert told == [(f"surplus:{invoice_id}:1", None, "12.00")]
 
 
 async def test_collection_settings_refuse_what_they_do_not_know(live: Live) -> None:
