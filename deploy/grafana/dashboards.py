@@ -260,6 +260,24 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                         "percentunit",
                     ),
                     Panel(
+                        "Open attempts by state",
+                        (("max by (provider, status) (billing_payment_attempts_open)", "{{provider}} {{status}}"),),
+                        "short",
+                        description="Attempts not final: pending (not sent yet), processing (the provider has not decided), unknown (no answer).",
+                    ),
+                    Panel(
+                        "Oldest unknown payment outcome",
+                        (("max by (provider) (billing_payment_attempt_unknown_oldest_seconds)", "{{provider}}"),),
+                        "s",
+                        description="Alert above 900 s: payments cannot learn from the provider whether it charged (services/payments/README).",
+                    ),
+                    Panel(
+                        "Second successes by what became of the surplus (range)",
+                        ((increase("billing_payment_surplus_total", "provider, action"), "{{provider}} {{action}}"),),
+                        "short",
+                        "stat",
+                    ),
+                    Panel(
                         "Provider calls by result",
                         ((rate("billing_payment_provider_calls_total", "provider, operation, result"), "{{provider}} {{operation}} {{result}}"),),
                         "ops",

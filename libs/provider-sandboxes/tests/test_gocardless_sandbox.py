@@ -121,3 +121,28 @@ def test_accounts_are_apart_and_signature_is_hex_hmac(gocardless_server: Sandbox
         theirs.customers.get(customer.id)
     body = json.dumps({"events": []}).encode()
     assert webhooks.parse(body, "s", gocardless_signature(body, "s")) == []
+
+
+def _fault(server: SandboxServer, token: str, **fault: object) -> None:
+    r = httpx.post(f"{server.url}/_sandbox/faults", json=fault, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 201, r.text
+
+
+def test_payment_webhooks_dropped_twice_or_out_of_order(gocardless_server: SandboxServer, receiver: Receiver) -> None:
+    gc, token = client(gocardless_server)
+    _, mandate_id = mandate_for(gocardless_server, gc)
+    httpx.post(f"{gocardless_server.url}/_sandbox/webhook_endpoints", json={"url": receiver.url, "secret": "s"}, headers={"Authorization": f"Bearer {token}"})
+
+    def actions(count: int) -> list[str]:
+        return [e.action for body, headers in receiver.wait_for(count) for e in webhooks.parse(body, "s", headers["webhook-signature"])]
+
+    _fault(gocardless_server, token, mode="drop_webhook", event_type="payments.created")
+    first = gc.payments.create(params={"amount": 700, "currency": "EUR", "links": {"mandate": mandate_id}})
+    _fault(gocardless_server, token, mode="reorder_webhooks", event_type="payments.", times=2)
+    gc.scenario_simulators.run("payment_confirmed", params={"links": {"resource": first.id}})
+    assert actions(2) == ["confirmed", "submitted"]
+
+    _fault(gocardless_server, token, mode="duplicate_webhook", event_type="payments.created")
+    gc.payments.create(params={"amount": 800, "currency": "EUR", "links": {"mandate": mandate_id}})
+    assert actions(4)[2:] == ["created", "created"]
+    assert [e.action for e in gc.events.list(params={"payment": first.id}).records] == ["created", "submitted", "confirmed"]

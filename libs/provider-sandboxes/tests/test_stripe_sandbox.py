@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -137,3 +138,85 @@ def test_signature_is_the_documented_one() -> None:
     assert event.id == "evt_1"
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(body, header, "whsec_abc", tolerance=300)  # stale
+
+
+def _charge(sc: stripe.StripeClient, key: str) -> stripe.PaymentIntent:
+    customer = sc.v1.customers.create({"email": "x@example.com"})
+    params = {"amount": 500, "currency": "usd", "customer": customer.id, "payment_method": "pm_card_visa", "off_session": True, "confirm": True}
+    return sc.v1.payment_intents.create(params, {"idempotency_key": key})
+
+
+def _fault(server: SandboxServer, api_key: str, **fault: object) -> None:
+    r = httpx.post(f"{server.url}/_sandbox/faults", json=fault, headers={"Authorization": f"Bearer {api_key}"})
+    assert r.status_code == 201, r.text
+
+
+def _types(receiver: Receiver, count: int) -> list[tuple[str, str]]:
+    return [(e["type"], e["id"]) for e in (json.loads(body) for body, _ in receiver.wait_for(count))]
+
+
+def test_an_answer_after_n_seconds_comes_after_the_charge(stripe_server: SandboxServer) -> None:
+    key = f"sk_test_{uuid.uuid4().hex}"
+    sc = client(stripe_server, key)
+    _fault(stripe_server, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_after_commit", seconds=1.5)
+    impatient = stripe.StripeClient(key, base_addresses={"api": stripe_server.url}, max_network_retries=0, http_client=stripe.RequestsClient(timeout=0.5))
+    with pytest.raises(stripe.APIConnectionError):
+        _charge(impatient, "slow-1")
+    charged = sc.v1.payment_intents.list({"limit": 10}).data
+    assert [i.status for i in charged] == ["succeeded"]
+
+
+def test_a_fault_set_with_a_key_touches_only_that_account(stripe_server: SandboxServer) -> None:
+    mine, theirs = f"sk_test_{uuid.uuid4().hex}", f"sk_test_{uuid.uuid4().hex}"
+    _fault(stripe_server, mine, method="POST", path_prefix="/v1/payment_intents", mode="error_before")
+    assert _charge(client(stripe_server, theirs), "k").status == "succeeded"
+    with pytest.raises(stripe.APIError):
+        _charge(client(stripe_server, mine), "k")
+
+
+def test_webhook_dropped_delivered_twice_or_out_of_order(stripe_server: SandboxServer, receiver: Receiver) -> None:
+    key = f"sk_test_{uuid.uuid4().hex}"
+    sc = client(stripe_server, key)
+    sc.v1.webhook_endpoints.create({"url": receiver.url, "enabled_events": ["payment_intent.created", "payment_intent.succeeded"]})
+
+    _fault(stripe_server, key, mode="drop_webhook", event_type="payment_intent.succeeded")
+    dropped = _charge(sc, "drop")
+    assert [t for t, _ in _types(receiver, 1)] == ["payment_intent.created"]
+    deliveries = httpx.get(f"{stripe_server.url}/_sandbox/deliveries").json()
+    succeeded = [e["id"] for e in sc.v1.events.list({"type": "payment_intent.succeeded", "limit": 100}).data if e.data.object.id == dropped.id]
+    assert [(d["fault"], d["attempts"]) for d in deliveries if d["event_ids"] == succeeded] == [("drop_webhook", 0)]
+
+    _fault(stripe_server, key, mode="duplicate_webhook", event_type="payment_intent.succeeded")
+    _charge(sc, "twice")
+    received = _types(receiver, 4)[1:]
+    assert sorted(t for t, _ in received) == ["payment_intent.created", "payment_intent.succeeded", "payment_intent.succeeded"]
+    assert len({i for t, i in received if t == "payment_intent.succeeded"}) == 1  # the same event, twice
+
+    _fault(stripe_server, key, mode="reorder_webhooks", event_type="payment_intent.", times=2)
+    _charge(sc, "reordered")
+    assert [t for t, _ in _types(receiver, 6)[4:]] == ["payment_intent.succeeded", "payment_intent.created"]
+
+
+def test_faults_are_checked(stripe_server: SandboxServer) -> None:
+    assert httpx.post(f"{stripe_server.url}/_sandbox/faults", json={"mode": "error_before"}).status_code == 400
+    assert httpx.post(f"{stripe_server.url}/_sandbox/faults", json={"mode": "drop_webhook", "colour": "red"}).status_code == 400
+
+
+def test_a_key_whose_request_is_still_in_flight_is_a_409_then_replays(stripe_server: SandboxServer) -> None:
+    key = f"sk_test_{uuid.uuid4().hex}"
+    sc = client(stripe_server, key)
+    customer = sc.v1.customers.create({"email": "x@example.com"})
+    params = {"amount": 500, "currency": "usd", "customer": customer.id, "payment_method": "pm_card_visa", "off_session": True, "confirm": True}
+    _fault(stripe_server, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_before_commit", seconds=1.5)
+    impatient = stripe.StripeClient(key, base_addresses={"api": stripe_server.url}, max_network_retries=0, http_client=stripe.RequestsClient(timeout=0.5))
+    with pytest.raises(stripe.APIConnectionError):
+        impatient.v1.payment_intents.create(params, {"idempotency_key": "in-flight"})
+    assert sc.v1.payment_intents.list({"customer": customer.id}).data == []  # nothing made yet
+    with pytest.raises(stripe.APIError) as err:  # the SDK has no class of its own for a 409
+        sc.v1.payment_intents.create(params, {"idempotency_key": "in-flight"})
+    assert (err.value.http_status, err.value.error.type) == (409, "idempotency_error")
+    while not sc.v1.payment_intents.list({"customer": customer.id}).data:
+        time.sleep(0.05)
+    made = sc.v1.payment_intents.list({"customer": customer.id}).data
+    assert sc.v1.payment_intents.create(params, {"idempotency_key": "in-flight"}).id == made[0].id
+    assert len(made) == 1

@@ -11,6 +11,7 @@ import pytest
 from billing_events import InvoiceIssued, Money, Party, new_event
 from billing_events.money import fits_minor_units
 from billing_runtime.api import InvalidCursor, decode_cursor, encode_cursor
+from payments.collection.service import Reconciling
 from payments.invoice.service import invoice_row, open_and_overpaid
 from payments.payment.schemas import BankTransferIn
 from payments.payment.service import (
@@ -20,6 +21,7 @@ from payments.payment.service import (
     is_same_payment,
     parse_amount,
 )
+from payments.providers.gateways import stripe_outcome
 
 
 def transfer(**changes: object) -> BankTransferIn:
@@ -118,3 +120,34 @@ def test_cursor_round_trip_and_garbage() -> None:
     for bad in ("not a cursor", encode_cursor("only-one")):
         with pytest.raises(InvalidCursor):
             decode_cursor(bad, 2)
+
+
+class TestStripeOutcome:
+    """Only Stripe's final word fails an attempt; every other answer leaves it open."""
+
+    @staticmethod
+    def intent(status: str, error: dict[str, str] | None = None) -> dict[str, object]:
+        return {"id": "pi_1", "object": "payment_intent", "status": status, "last_payment_error": error, "metadata": {"attempt_id": "inv-1:1"}}
+
+    @pytest.mark.parametrize("status", ["requires_payment_method", "requires_confirmation", "requires_action", "processing", "requires_capture"])
+    def test_a_new_or_undecided_intent_is_pending(self, status: str) -> None:
+        assert stripe_outcome(self.intent(status), "payment_intent.created").status == "pending"
+        assert stripe_outcome(self.intent(status)).status == "pending"
+
+    def test_a_confirmed_intent_with_its_last_error_set_failed_with_the_decline(self) -> None:
+        error = {"code": "card_declined", "decline_code": "insufficient_funds", "message": "Your card has insufficient funds."}
+        outcome = stripe_outcome(self.intent("requires_payment_method", error))
+        assert (outcome.status, outcome.reason_code, outcome.reason) == ("failed", "insufficient_funds", "Your card has insufficient funds.")
+
+    @pytest.mark.parametrize(("status", "event_type"), [("requires_payment_method", "payment_intent.payment_failed"), ("canceled", None)])
+    def test_the_failure_event_or_a_canceled_intent_failed(self, status: str, event_type: str | None) -> None:
+        assert stripe_outcome(self.intent(status), event_type).status == "failed"
+
+    def test_succeeded_whatever_the_event(self) -> None:
+        outcome = stripe_outcome(self.intent("succeeded"), "payment_intent.created")
+        assert (outcome.status, outcome.provider_ref, outcome.metadata) == ("succeeded", "pi_1", {"attempt_id": "inv-1:1"})
+
+
+def test_an_unknown_attempt_is_asked_again_at_least_every_max_interval() -> None:
+    reconciling = Reconciling(after=30, max_interval=300, processing_check=3600)
+    assert [reconciling.unknown_retry(n).total_seconds() for n in (1, 2, 3, 4, 5, 1000)] == [30, 60, 120, 240, 300, 300]

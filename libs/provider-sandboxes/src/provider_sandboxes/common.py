@@ -11,7 +11,7 @@ import socket
 import string
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,23 +30,41 @@ def new_id(prefix: str, length: int = 14) -> str:
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
-FaultMode = Literal["error_before", "error_after_commit", "delay_after_commit"]
+FaultMode = Literal[
+    "error_before", "error_after_commit", "delay_after_commit", "delay_before_commit", "drop_webhook", "duplicate_webhook", "reorder_webhooks",
+]
+WEBHOOK_FAULTS = {"drop_webhook", "duplicate_webhook", "reorder_webhooks"}
 
 
 @dataclass
 class Fault:
-    """A failure injected into the next `times` matching requests.
+    """A failure injected into the next `times` matching requests or webhooks.
 
-    `error_before`: answer 500 without doing anything. `error_after_commit`: do the work (charge,
-    create) and then answer 500, as a provider whose response was lost. `delay_after_commit`: do
-    the work, then wait `seconds` before answering, so a client with a shorter timeout gives up.
+    Requests (matched by `method` and `path_prefix`): `error_before` answers 500 without doing
+    anything; `error_after_commit` does the work (charge, create) and then answers 500, as a
+    provider whose response was lost; `delay_after_commit` does the work, then waits `seconds`
+    before answering, so a client with a shorter timeout gives up; `delay_before_commit` (Stripe
+    mutations) waits `seconds` and only then does the work: a request still in flight, which a
+    repeat under the same idempotency key meets as a 409 `idempotency_error`, as at Stripe.
+
+    Webhooks (matched by `event_type`, a prefix of Stripe's `type` or of GoCardless's
+    `resource_type.action`; empty matches every event): `drop_webhook` never delivers it;
+    `duplicate_webhook` delivers it twice at once; `reorder_webhooks` holds the next `times`
+    matching events and delivers them in reverse order, once all are held or `seconds` (default
+    2) after the first.
     """
 
-    method: str
-    path_prefix: str
     mode: FaultMode
+    method: str = ""
+    path_prefix: str = ""
     seconds: float = 0.0
     times: int = 1
+    event_type: str = ""
+    # Set from the Authorization header of `POST /_sandbox/faults`: the fault then touches only
+    # that account's requests and webhooks (each test its own), else every account's.
+    account: str | None = field(default=None, init=False)
+    held: list[tuple[str, bytes, dict[str, str], list[str]]] = field(default_factory=list, init=False, repr=False)
+    released: bool = field(default=False, init=False, repr=False)
 
 
 @dataclass
@@ -55,6 +73,7 @@ class Delivery:
     event_ids: list[str]
     status: int | None
     attempts: int
+    fault: str | None = None
 
 
 @dataclass
@@ -68,34 +87,83 @@ class Sandbox:
 
     def take_fault(self, request: Request) -> Fault | None:
         for fault in self.faults:
+            if fault.mode in WEBHOOK_FAULTS:
+                continue
+            if fault.account not in (None, bearer(request)):
+                continue
             if fault.method == request.method and request.url.path.startswith(fault.path_prefix):
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
-                return fault
+                return self._taken(fault)
         return None
+
+    def _taken(self, fault: Fault) -> Fault:
+        fault.times -= 1
+        if fault.times <= 0:
+            self.faults.remove(fault)
+        return fault
 
     async def add_fault(self, request: Request) -> Response:
         body = await request.json()
-        self.faults.append(Fault(**body))
+        try:
+            fault = Fault(**body)
+        except TypeError as exc:
+            return JSONResponse({"error": f"not a fault: {exc}"}, status_code=400)
+        if fault.mode not in WEBHOOK_FAULTS and not fault.method:
+            return JSONResponse({"error": "a request fault needs method and path_prefix"}, status_code=400)
+        fault.account = bearer(request)
+        self.faults.append(fault)
         return JSONResponse({"faults": len(self.faults)}, status_code=201)
 
     async def clear_faults(self, request: Request) -> Response:
-        self.faults.clear()
+        """Clear the faults of the account named by the Authorization header, or all of them."""
+        account = bearer(request)
+        self.faults[:] = [f for f in self.faults if account is not None and f.account != account]
         return Response(status_code=204)
 
     async def list_deliveries(self, request: Request) -> Response:
         return JSONResponse([d.__dict__ for d in self.deliveries])
 
-    def send_webhook(self, url: str, body: bytes, headers: dict[str, str], event_ids: list[str]) -> None:
+    def send_webhook(
+        self, url: str, body: bytes, headers: dict[str, str], event_ids: list[str], event_type: str = "", account: str | None = None
+    ) -> None:
         """Deliver in the background, retrying a few times as the providers do (with short
-        pauses here, so tests do not wait)."""
-        task = asyncio.get_running_loop().create_task(self._deliver(url, body, headers, event_ids))
+        pauses here, so tests do not wait), unless a webhook fault of this account says otherwise."""
+        fault = next((
+            f for f in self.faults
+            if f.mode in WEBHOOK_FAULTS and f.account in (None, account) and event_type.startswith(f.event_type)
+        ), None)
+        if fault is None:
+            self._spawn(self._deliver(url, body, headers, event_ids))
+            return
+        self._taken(fault)
+        if fault.mode == "drop_webhook":
+            self.deliveries.append(Delivery(url, event_ids, None, 0, fault.mode))
+        elif fault.mode == "duplicate_webhook":
+            for _ in range(2):
+                self._spawn(self._deliver(url, body, headers, event_ids, fault.mode))
+        else:
+            fault.held.append((url, body, headers, event_ids))
+            if fault.times <= 0:
+                self._spawn(self._release(fault))
+            elif len(fault.held) == 1:
+                asyncio.get_running_loop().call_later(fault.seconds or 2.0, lambda: self._spawn(self._release(fault)))
+
+    async def _release(self, fault: Fault) -> None:
+        """Deliver what a `reorder_webhooks` fault held, newest first, one after the other."""
+        if fault.released:
+            return
+        fault.released = True
+        if fault in self.faults:
+            self.faults.remove(fault)
+        for url, body, headers, event_ids in reversed(fault.held):
+            await self._deliver(url, body, headers, event_ids, fault.mode)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, url: str, body: bytes, headers: dict[str, str], event_ids: list[str]) -> None:
-        delivery = Delivery(url, event_ids, None, 0)
+    async def _deliver(self, url: str, body: bytes, headers: dict[str, str], event_ids: list[str], fault: str | None = None) -> None:
+        delivery = Delivery(url, event_ids, None, 0, fault)
         self.deliveries.append(delivery)
         async with httpx.AsyncClient(timeout=30.0) as client:
             for attempt in range(1, self.webhook_retries + 1):
@@ -112,7 +180,7 @@ class Sandbox:
 
 async def apply_fault_after(fault: Fault | None, response: Response, error: dict[str, Any]) -> Response:
     """The response a client sees once the work is committed, given the fault drawn for it."""
-    if fault is None or fault.mode == "error_before":
+    if fault is None or fault.mode not in {"error_after_commit", "delay_after_commit"}:
         return response
     if fault.mode == "delay_after_commit":
         await asyncio.sleep(fault.seconds)

@@ -84,6 +84,7 @@ def _now() -> str:
 
 @dataclass
 class GoCardlessAccount:
+    token: str
     resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     idempotent: dict[tuple[str, str], str] = field(default_factory=dict)  # (resource type, key) → id
@@ -110,14 +111,15 @@ class GoCardlessSandbox(Sandbox):
             Route("/mandates/{id}/actions/cancel", self._action("mandates", self.cancel_mandate), methods=["POST"]),
             Route("/payments/{id}/actions/cancel", self._action("payments", self.cancel_payment), methods=["POST"]),
             Route("/scenario_simulators/{id}/actions/run", self._action("scenario_simulators", self.run_scenario), methods=["POST"]),
-            Route("/{kind}", self._list, methods=["GET"]),
-            Route("/{kind}/{id}", self._get, methods=["GET"]),
             Route("/_sandbox/flows/{id}/complete", self.complete_flow, methods=["POST"]),
             Route("/_sandbox/webhook_endpoints", self.add_webhook_endpoint, methods=["POST"]),
             Route("/_sandbox/webhook_endpoints", self.remove_webhook_endpoints, methods=["DELETE"]),
             Route("/_sandbox/faults", self.add_fault, methods=["POST"]),
             Route("/_sandbox/faults", self.clear_faults, methods=["DELETE"]),
             Route("/_sandbox/deliveries", self.list_deliveries, methods=["GET"]),
+            # Last: the generic reads would otherwise take /_sandbox/deliveries.
+            Route("/{kind}", self._list, methods=["GET"]),
+            Route("/{kind}/{id}", self._get, methods=["GET"]),
         ]
         return Starlette(routes=routes)
 
@@ -127,7 +129,7 @@ class GoCardlessSandbox(Sandbox):
         token = bearer(request)
         if not token:
             raise GoCardlessError(401, "invalid_api_usage", "Authentication failed: give an access token as a Bearer header.")
-        return token, self.accounts.setdefault(token, GoCardlessAccount())
+        return token, self.accounts.setdefault(token, GoCardlessAccount(token))
 
     async def _body(self, request: Request, envelope: str) -> dict[str, Any]:
         raw = await request.body()
@@ -185,7 +187,11 @@ class GoCardlessSandbox(Sandbox):
     async def _get(self, request: Request) -> Response:
         try:
             _, account = self._account(request)
-            return JSONResponse({request.path_params["kind"]: self._find(account, request.path_params["kind"], request.path_params["id"])})
+            fault = self.take_fault(request)
+            if fault is not None and fault.mode == "error_before":
+                return JSONResponse(_LOST.body, status_code=500)
+            found = {request.path_params["kind"]: self._find(account, request.path_params["kind"], request.path_params["id"])}
+            return await apply_fault_after(fault, JSONResponse(found), _LOST.body)
         except GoCardlessError as exc:
             return JSONResponse(exc.body, status_code=exc.status)
 
@@ -194,13 +200,16 @@ class GoCardlessSandbox(Sandbox):
             _, account = self._account(request)
         except GoCardlessError as exc:
             return JSONResponse(exc.body, status_code=exc.status)
+        fault = self.take_fault(request)
+        if fault is not None and fault.mode == "error_before":
+            return JSONResponse(_LOST.body, status_code=500)
         kind = request.path_params["kind"]
         items = account.events if kind == "events" else list(account.table(kind).values())
         for name, value in request.query_params.items():
             if name in {"limit", "after", "before"}:
                 continue
             items = [i for i in items if i.get(name, i.get("links", {}).get(name)) == value]
-        return JSONResponse({kind: items, "meta": {"cursors": {"before": None, "after": None}, "limit": 50}})
+        return await apply_fault_after(fault, JSONResponse({kind: items, "meta": {"cursors": {"before": None, "after": None}, "limit": 50}}), _LOST.body)
 
     @staticmethod
     def _find(account: GoCardlessAccount, kind: str, resource_id: str) -> dict[str, Any]:
@@ -224,7 +233,10 @@ class GoCardlessSandbox(Sandbox):
         account.events.append(event)
         for endpoint in account.webhooks:
             body = json.dumps({"events": [event], "meta": {"webhook_id": new_id("WB", 12).upper()}}).encode()
-            self.send_webhook(endpoint["url"], body, {"Webhook-Signature": gocardless_signature(body, endpoint["secret"])}, [event["id"]])
+            self.send_webhook(
+                endpoint["url"], body, {"Webhook-Signature": gocardless_signature(body, endpoint["secret"])}, [event["id"]], f"{resource_type}.{action}",
+                account.token,
+            )
 
     # --- resources ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ Stripe account. Amounts are integers in minor units; bodies are form-encoded as 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -96,6 +97,7 @@ class StripeAccount:
     events: list[dict[str, Any]] = field(default_factory=list)
     idempotent: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
     card_numbers: dict[str, str] = field(default_factory=dict)  # payment method id → test card number
+    in_flight: set[str] = field(default_factory=set)  # idempotency keys of requests still being worked on
 
 
 @dataclass
@@ -155,17 +157,30 @@ class StripeSandbox(Sandbox):
                             f"Try using a key other than '{key}'.",
                         )
                     return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+                if key and key in account.in_flight:
+                    raise StripeError(
+                        409, "idempotency_error",
+                        "There is currently another in-progress request using this Idempotent Key (that probably means you submitted "
+                        "twice, and the other request is still going through). Please retry your request at a later time.",
+                    )
                 fault = self.take_fault(request)
                 if fault is not None and fault.mode == "error_before":
                     return JSONResponse(_LOST, status_code=500)
-                try:
-                    status, body = 200, await handler(account, params, request)
-                except StripeError as exc:
-                    if exc.status >= 500 or exc.status == 401:
-                        raise
-                    status, body = exc.status, exc.body
                 if key:
-                    account.idempotent[key] = (print_, status, body)
+                    account.in_flight.add(key)
+                try:
+                    if fault is not None and fault.mode == "delay_before_commit":
+                        await asyncio.sleep(fault.seconds)
+                    try:
+                        status, body = 200, await handler(account, params, request)
+                    except StripeError as exc:
+                        if exc.status >= 500 or exc.status == 401:
+                            raise
+                        status, body = exc.status, exc.body
+                    if key:
+                        account.idempotent[key] = (print_, status, body)
+                finally:
+                    account.in_flight.discard(key or "")
                 return await apply_fault_after(fault, JSONResponse(body, status_code=status), _LOST)
             except StripeError as exc:
                 return JSONResponse(exc.body, status_code=exc.status)
@@ -176,7 +191,10 @@ class StripeSandbox(Sandbox):
         async def endpoint(request: Request) -> Response:
             try:
                 account = self._account(request)
-                return JSONResponse(self._find(account, kind, request.path_params["id"]))
+                fault = self.take_fault(request)
+                if fault is not None and fault.mode == "error_before":
+                    return JSONResponse(_LOST, status_code=500)
+                return await apply_fault_after(fault, JSONResponse(self._find(account, kind, request.path_params["id"])), _LOST)
             except StripeError as exc:
                 return JSONResponse(exc.body, status_code=exc.status)
 
@@ -188,12 +206,16 @@ class StripeSandbox(Sandbox):
                 account = self._account(request)
             except StripeError as exc:
                 return JSONResponse(exc.body, status_code=exc.status)
+            fault = self.take_fault(request)
+            if fault is not None and fault.mode == "error_before":
+                return JSONResponse(_LOST, status_code=500)
             wanted = request.query_params.get(filter_by)
             limit = int(request.query_params.get("limit", "10"))
             source = account.events if kind == "event" else [o for o in account.objects.values() if o["object"] == kind]
             found = [o for o in source if wanted is None or o.get(filter_by) == wanted]
             found.sort(key=lambda o: o["created"], reverse=True)
-            return JSONResponse({"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": request.url.path})
+            listed = {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": request.url.path}
+            return await apply_fault_after(fault, JSONResponse(listed), _LOST)
 
         return endpoint
 
@@ -225,7 +247,8 @@ class StripeSandbox(Sandbox):
             if "*" in endpoint["enabled_events"] or type_ in endpoint["enabled_events"]:
                 event["pending_webhooks"] += 1
                 body = json.dumps(event).encode()
-                self.send_webhook(endpoint["url"], body, {"Stripe-Signature": stripe_signature(body, endpoint["secret"])}, [event["id"]])
+                headers = {"Stripe-Signature": stripe_signature(body, endpoint["secret"])}
+                self.send_webhook(endpoint["url"], body, headers, [event["id"]], type_, bearer(request))
 
     def _card(self, account: StripeAccount, payment_method: str, customer: str | None) -> tuple[dict[str, Any], str]:
         """The payment method named by a request, creating one for a test token (pm_card_visa)."""

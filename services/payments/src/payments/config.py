@@ -16,5 +16,10 @@ class Settings(CommonSettings):
     gocardless_environment: str = "live"
     provider_timeout_seconds: float = 20.0
     collector_interval_seconds: float = 1.0
-    # An attempt whose outcome is unknown is reconciled after this many seconds (times the calls so far).
+    # An attempt whose outcome is unknown is first asked about after this many seconds, then after
+    # twice as long each time, but at least every `reconcile_max_interval_seconds`.
     reconcile_after_seconds: float = 30.0
+    reconcile_max_interval_seconds: float = 300.0
+    # An attempt the provider holds undecided (a direct debit until its charge date, a card
+    # `processing`) is read back this often, in case its webhook is lost.
+    processing_check_seconds: float = 3600.0

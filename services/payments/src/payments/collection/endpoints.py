@@ -1,4 +1,4 @@
-"""Partner HTTP: collection attempts of an invoice, and a buyer's credit."""
+"""Partner HTTP: collection attempts of an invoice, a buyer's credit, the seller's collection settings."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from billing_events.money import money_str
 from billing_runtime.api import Runtime, Tenant, page
 from billing_runtime.errors import NotFound
 from payments.collection import repository as repo
+from payments.collection import service
+from payments.collection.schemas import CollectionSettingsIn, CollectionSettingsOut
 from payments.invoice import repository as invoice_repo
 from payments.refund import repository as refund_repo
 from payments.refund.service import SEPA
@@ -29,7 +31,8 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
     items = [
         {"attempt_id": r.attempt_id, "attempt_no": r.attempt_no, "method": r.method, "provider": r.provider, "status": r.status,
          "amount": money_str(r.amount, r.currency), "currency": r.currency, "charge_on": r.charge_on.isoformat(),
-         "provider_ref": r.provider_ref, "reason_code": r.reason_code, "reason": r.reason}
+         "provider_ref": r.provider_ref, "reason_code": r.reason_code, "reason": r.reason,
+         "surplus": None if r.surplus is None else money_str(r.surplus, r.currency), "surplus_action": r.surplus_action}
         for r in rows
     ]
     refunds_out = [
@@ -48,3 +51,17 @@ async def get_credit(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[
     async with runtime.sessions() as session:
         rows = await repo.credits_of(session, tenant, account_id)
     return {"account_id": account_id, "credit": [{"amount": money_str(r.amount, r.currency), "currency": r.currency} for r in rows]}
+
+
+@router.put("/collection-settings", response_model=CollectionSettingsOut)
+async def put_collection_settings(body: CollectionSettingsIn, tenant: Tenant, runtime: Runtime) -> CollectionSettingsOut:
+    """The seller's collection settings; the same body again changes nothing."""
+    async with runtime.transaction() as session:
+        return await service.set_collection_settings(runtime, session, tenant, body)
+
+
+@router.get("/collection-settings", response_model=CollectionSettingsOut)
+async def get_collection_settings(tenant: Tenant, runtime: Runtime) -> CollectionSettingsOut:
+    async with runtime.sessions() as session:
+        row = await repo.get_setting(session, tenant)
+    return CollectionSettingsOut(surplus=row.surplus if row else "refund", updated_at=row.updated_at if row else None)

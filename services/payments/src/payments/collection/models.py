@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, DateTime, Numeric, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, Numeric, UniqueConstraint, text
 from sqlmodel import Field
 
 from payments.db import Base
@@ -13,10 +13,16 @@ from payments.db import Base
 
 class Attempt(Base, table=True):
     """One try at collecting an invoice from the buyer's card or mandate. The idempotency key
-    is stored before the provider is called, so a retry after a lost answer cannot charge twice."""
+    is stored before the provider is called, so a retry after a lost answer cannot charge twice.
+    Status (README, "Attempt states"): pending → processing | unknown → succeeded | failed, or
+    canceled when nothing is open any more by the time it may be sent."""
 
     __tablename__ = "attempt"
-    __table_args__ = (UniqueConstraint("invoice_id", "attempt_no"),)
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "attempt_no"),
+        # The collector's question "which open attempt is due?" reads only open attempts.
+        Index("ix_payments_attempt_open_due", "next_call_at", postgresql_where=text("status IN ('pending', 'processing', 'unknown')")),
+    )
 
     attempt_id: str = Field(primary_key=True)
     tenant: str = Field(index=True)
@@ -29,13 +35,30 @@ class Attempt(Base, table=True):
     currency: str
     charge_on: date
     idempotency_key: str
-    status: str = Field(index=True)  # pending | succeeded | failed | unknown
+    status: str = Field(index=True)  # pending | processing | unknown | succeeded | failed | canceled
     provider_ref: str | None = Field(default=None, index=True)
     reason_code: str | None = None
     reason: str | None = None
     calls: int = 0
     next_call_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # Since when nobody knows what the provider did (a timeout, a 5xx); None when known.
+    unknown_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # What this success brought beyond what the invoice still asked (a second success), and what
+    # became of it: `refund` (given back through the provider) or `credit` (the buyer's credit).
+    surplus: Decimal | None = Field(default=None, sa_column=Column(Numeric, nullable=True))
+    surplus_action: str | None = None
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CollectionSetting(Base, table=True):
+    """A seller's choices about collection: what to do with money a second success brings for
+    an invoice already paid (`refund`, the default, or `credit`)."""
+
+    __tablename__ = "collection_setting"
+
+    tenant: str = Field(primary_key=True)
+    surplus: str = "refund"
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 

@@ -1,4 +1,4 @@
-"""Every query on attempts and account credit."""
+"""Every query on attempts, collection settings and account credit."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments.collection.models import AccountCredit, Attempt
+from payments.collection.models import AccountCredit, Attempt, CollectionSetting
 
 ATTEMPT: Table = Attempt.__table__  # type: ignore[attr-defined]
 CREDIT: Table = AccountCredit.__table__  # type: ignore[attr-defined]
+SETTING: Table = CollectionSetting.__table__  # type: ignore[attr-defined]
+OPEN_STATES = ("pending", "processing", "unknown")
 
 
 async def insert_attempt(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -38,13 +40,62 @@ async def attempts_of(session: AsyncSession, tenant: str, invoice_id: str) -> li
     return list((await session.execute(query)).all())
 
 
+async def earlier_attempts(session: AsyncSession, tenant: str, invoice_id: str, attempt_no: int) -> list[Any]:
+    """The invoice's attempts before `attempt_no`, locked in order (before the invoice is, as
+    the webhooks lock them) until the transaction ends."""
+    query = (
+        select(ATTEMPT)
+        .where(ATTEMPT.c.tenant == tenant, ATTEMPT.c.invoice_id == invoice_id, ATTEMPT.c.attempt_no < attempt_no)
+        .order_by(ATTEMPT.c.attempt_no)
+        .with_for_update()
+    )
+    return list((await session.execute(query)).all())
+
+
 async def next_attempt_to_call(session: AsyncSession, now: datetime) -> Any:
-    """One attempt the provider must be called for: new ones not yet sent, and unknown ones due
-    for reconciliation. Locked (others skip it) until the caller's transaction ends."""
+    """One attempt the provider must be called or asked about: new ones not yet sent, unknown
+    ones due for reconciliation, processing ones due for a check. Locked (others skip it) until
+    the caller's transaction ends."""
     due = or_(ATTEMPT.c.next_call_at.is_(None), ATTEMPT.c.next_call_at <= now)
-    waiting = or_(and_(ATTEMPT.c.status == "pending", ATTEMPT.c.provider_ref.is_(None)), ATTEMPT.c.status == "unknown")
-    query = select(ATTEMPT).where(waiting, due).order_by(ATTEMPT.c.created_at).limit(1).with_for_update(skip_locked=True)
+    query = (
+        select(ATTEMPT).where(ATTEMPT.c.status.in_(OPEN_STATES), due).order_by(ATTEMPT.c.created_at).limit(1).with_for_update(skip_locked=True)
+    )
     return (await session.execute(query)).first()
+
+
+async def wake_waiting(session: AsyncSession, tenant: str, invoice_id: str, now: datetime) -> None:
+    """The invoice's attempts waiting for an earlier one to be final may go now."""
+    await session.execute(
+        update(ATTEMPT)
+        .where(ATTEMPT.c.tenant == tenant, ATTEMPT.c.invoice_id == invoice_id, ATTEMPT.c.status == "pending", ATTEMPT.c.next_call_at > now)
+        .values(next_call_at=now)
+    )
+
+
+async def open_attempts(session: AsyncSession) -> list[Any]:
+    """Per provider and open state: how many attempts, and since when the oldest unknown one is."""
+    query = (
+        select(ATTEMPT.c.provider, ATTEMPT.c.status, func.count().label("attempts"), func.min(ATTEMPT.c.unknown_since).label("unknown_since"))
+        .where(ATTEMPT.c.status.in_(OPEN_STATES))
+        .group_by(ATTEMPT.c.provider, ATTEMPT.c.status)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def surplus_policy(session: AsyncSession, tenant: str) -> str:
+    found = (await session.execute(select(SETTING.c.surplus).where(SETTING.c.tenant == tenant))).scalar_one_or_none()
+    return found or "refund"
+
+
+async def get_setting(session: AsyncSession, tenant: str) -> Any:
+    return (await session.execute(select(SETTING).where(SETTING.c.tenant == tenant))).first()
+
+
+async def upsert_setting(session: AsyncSession, row: dict[str, Any]) -> None:
+    statement = pg_insert(SETTING).values(**row)
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=["tenant"], set_={"surplus": statement.excluded.surplus, "updated_at": statement.excluded.updated_at})
+    )
 
 
 async def update_attempt(session: AsyncSession, attempt_id: str, **values: Any) -> None:

@@ -3,7 +3,9 @@
 Pointed at the real providers by default, or at the local sandboxes by base URL
 (`PAYMENTS_STRIPE_API_BASE`, `PAYMENTS_GOCARDLESS_BASE_URL`): nothing else knows the difference.
 A call either gives an `Outcome` (the provider answered) or raises `ProviderUnavailable` (no
-answer, a timeout or a 5xx: the money may or may not have moved; the reconciler finds out).
+answer, a timeout, a 5xx, a rate limit or a conflicting request in flight: the money may or may
+not have moved; the reconciler finds out). An `Outcome` is `failed` only on the provider's final
+word that no money moved (a decline, a refusal); every answer that is not final is `pending`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gocardless_pro import errors as gc_errors
 from gocardless_pro import webhooks as gc_webhooks
 
 T = TypeVar("T")
+# `pending`: the provider has it and has not decided (an attempt in this state is `processing`).
 Status = Literal["pending", "succeeded", "failed"]
 
 
@@ -47,27 +50,25 @@ class ProviderRefused(Exception):
 
 # --- Stripe ----------------------------------------------------------------------------------
 
-STRIPE_STATUS: dict[str, Status] = {
-    "succeeded": "succeeded",
-    "processing": "pending",
-    "requires_capture": "pending",
-    "requires_confirmation": "pending",
-    "requires_action": "failed",  # off session nobody can authenticate: a failure
-    "requires_payment_method": "failed",
-    "canceled": "failed",
-}
+STRIPE_FAILED_EVENTS = {"payment_intent.payment_failed", "payment_intent.canceled"}
 
 
-def stripe_outcome(found: Any) -> Outcome:
-    """What a PaymentIntent (an SDK object, or the plain dict inside a webhook) says happened."""
+def stripe_outcome(found: Any, event_type: str | None = None) -> Outcome:
+    """What a PaymentIntent (an SDK object, or the plain dict inside a webhook of `event_type`)
+    says happened. Only a final word is a failure: the `payment_failed` (or `canceled`) event, a
+    canceled intent, or a confirmed one that came back to `requires_payment_method` with its
+    `last_payment_error` set. A new intent (`payment_intent.created`, `requires_payment_method`
+    and no error yet), `processing`, `requires_action` or `requires_confirmation` is pending."""
     intent = found.to_dict() if hasattr(found, "to_dict") else found
-    status = STRIPE_STATUS.get(intent["status"], "pending")
+    state = intent["status"]
     error = intent.get("last_payment_error") or {}
     metadata = dict(intent.get("metadata") or {})
-    if status == "failed":
-        code = error.get("decline_code") or error.get("code") or intent["status"]
-        return Outcome("failed", intent["id"], code, error.get("message") or f"payment intent {intent['status']}", metadata)
-    return Outcome(status, intent["id"], metadata=metadata)
+    if state == "succeeded":
+        return Outcome("succeeded", intent["id"], metadata=metadata)
+    if event_type in STRIPE_FAILED_EVENTS or state == "canceled" or (state == "requires_payment_method" and error):
+        code = error.get("decline_code") or error.get("code") or state
+        return Outcome("failed", intent["id"], code, error.get("message") or f"payment intent {state}", metadata)
+    return Outcome("pending", intent["id"], metadata=metadata)
 
 
 class StripeGateway:
@@ -108,18 +109,30 @@ class StripeGateway:
             intent_ref = error.payment_intent.id if error is not None and error.payment_intent is not None else None
             code = (error.decline_code if error is not None else None) or exc.code or "card_declined"
             return Outcome("failed", intent_ref, code, exc.user_message or str(exc), metadata)
-        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
+            # This key with other parameters, or (a 409) its first request still in flight at Stripe:
+            # what Stripe did is not known yet.
             raise ProviderUnavailable(str(exc)) from exc
         except stripe.StripeError as exc:
-            if exc.http_status is None or exc.http_status >= 500:
+            if exc.http_status is None or exc.http_status >= 500 or exc.http_status == 409:
                 raise ProviderUnavailable(str(exc)) from exc
             return Outcome("failed", None, exc.code or "provider_refused", exc.user_message or str(exc), metadata)
         return stripe_outcome(intent)
 
+    async def retrieve(self, api_key: str, intent_id: str) -> Outcome:
+        """The payment intent as Stripe has it now (a refusal to say is no answer either)."""
+        try:
+            return stripe_outcome(await self._call(lambda: self.client(api_key).v1.payment_intents.retrieve_async(intent_id)))
+        except ProviderRefused as exc:
+            raise ProviderUnavailable(str(exc)) from exc
+
     async def find_charge(self, api_key: str, customer: str, attempt_id: str) -> Outcome | None:
         """The payment intent an earlier call for this attempt created, if any (asked after a
         lost answer, before trying again)."""
-        listed = await self._call(lambda: self.client(api_key).v1.payment_intents.list_async({"customer": customer, "limit": 100}))
+        try:
+            listed = await self._call(lambda: self.client(api_key).v1.payment_intents.list_async({"customer": customer, "limit": 100}))
+        except ProviderRefused as exc:
+            raise ProviderUnavailable(str(exc)) from exc
         for intent in listed.data:
             if (intent.to_dict().get("metadata") or {}).get("attempt_id") == attempt_id:
                 return stripe_outcome(intent)
@@ -182,6 +195,7 @@ GOCARDLESS_MANDATE_STATUS: dict[str, str] = {
     "suspended_by_payer": "cancelled",
     "consumed": "cancelled",
 }
+GOCARDLESS_FAILURE_ACTIONS = {"failed", "late_failure", "charged_back", "cancelled", "customer_approval_denied"}
 SCHEME_BY_CURRENCY = {"EUR": "sepa_core", "GBP": "bacs", "SEK": "autogiro", "DKK": "betalingsservice", "AUD": "becs", "NZD": "becs_nz", "USD": "ach"}
 
 
@@ -201,7 +215,9 @@ class GoCardlessGateway:
     async def _call(self, call: Callable[[], T]) -> T:
         try:
             return await asyncio.to_thread(call)
-        except (requests.Timeout, requests.ConnectionError, gc_errors.GoCardlessInternalError, gc_errors.MalformedResponseError) as exc:
+        except (
+            requests.Timeout, requests.ConnectionError, gc_errors.GoCardlessInternalError, gc_errors.MalformedResponseError, gc_errors.RateLimitError,
+        ) as exc:
             raise ProviderUnavailable(str(exc)) from exc
 
     async def create_customer(self, token: str, key: str, email: str | None, name: str | None, metadata: dict[str, str]) -> str:
@@ -254,8 +270,29 @@ class GoCardlessGateway:
         return Outcome(GOCARDLESS_PAYMENT_STATUS.get(payment.status, "pending"), payment.id, metadata=dict(payment.metadata or {}))
 
     async def payment(self, token: str, payment_id: str) -> Outcome:
-        found = await self._call(lambda: self.client(token).payments.get(payment_id))
-        return Outcome(GOCARDLESS_PAYMENT_STATUS.get(found.status, "pending"), found.id, metadata=dict(found.metadata or {}))
+        """The payment as GoCardless has it now; a failed one with the reason of the event that
+        failed it (the bank's cause), read from GoCardless's events."""
+        try:
+            found = await self._call(lambda: self.client(token).payments.get(payment_id))
+            status = GOCARDLESS_PAYMENT_STATUS.get(found.status, "pending")
+            metadata = dict(found.metadata or {})
+            if status != "failed":
+                return Outcome(status, found.id, metadata=metadata)
+            events = await self._call(lambda: self.client(token).events.list(params={"payment": payment_id}).records)
+        except gc_errors.ApiError as exc:
+            raise ProviderUnavailable(str(exc)) from exc
+        failure = next((e for e in reversed(events) if e.action in GOCARDLESS_FAILURE_ACTIONS), None)
+        details = (failure.attributes.get("details") if failure is not None else None) or {}
+        return Outcome("failed", found.id, details.get("cause") or found.status, details.get("description") or f"payment {found.status}", metadata)
+
+    async def find_payment(self, token: str, mandate: str, attempt_id: str) -> Outcome | None:
+        """The payment an earlier call for this attempt created on the mandate, if any."""
+        try:
+            listed = await self._call(lambda: self.client(token).payments.list(params={"mandate": mandate}).records)
+        except gc_errors.ApiError as exc:
+            raise ProviderUnavailable(str(exc)) from exc
+        found = next((p for p in listed if (p.metadata or {}).get("attempt_id") == attempt_id), None)
+        return None if found is None else await self.payment(token, found.id)
 
     async def refund(self, token: str, payment_ref: str, amount_minor: int, key: str, metadata: dict[str, str]) -> Outcome:
         params = {"amount": amount_minor, "links": {"payment": payment_ref}, "metadata": metadata}

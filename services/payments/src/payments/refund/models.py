@@ -12,14 +12,15 @@ from payments.db import Base
 
 
 class Refund(Base, table=True):
-    """Money given back from one payment for one credit note (`refund_id` = `<credit note>:<payment>`).
-    Written with the provider's idempotency key before the provider is called, like an attempt."""
+    """Money given back from one payment: for one credit note (`refund_id` = `<credit note>:<payment>`),
+    or the surplus of a second success on an invoice already paid (`refund_id` = `surplus:<attempt>`,
+    no credit note). Written with the provider's idempotency key before the provider is called, like an attempt."""
 
     __tablename__ = "refund"
 
     refund_id: str = Field(primary_key=True)
     tenant: str = Field(index=True)
-    credit_note_id: str
+    credit_note_id: str | None = None  # None: the surplus of a second success (`surplus:<attempt>`)
     invoice_id: str
     payment_id: str
     attempt_id: str | None = None

@@ -1,4 +1,4 @@
-"""Giving money back for credit notes.
+"""Giving money back: for credit notes, and the surplus of a second success.
 
 A credit note lowers what its invoice asks. What the buyer paid beyond the new figure goes back
 as the seller chose on the credit note (`refund_to`), spread over the invoice's payments newest
@@ -15,6 +15,12 @@ transaction as its effect. A credit note is acted on once (`credit_note_applied`
 is written once, and a provider call is repeated only under its first idempotency key, so a
 replayed event, a retried request or a replayed webhook never gives money back twice. A refund
 the provider refuses goes to the buyer's balance instead, with the provider's reason: never kept silently.
+
+A second success on an invoice already paid (collection, README "Second successes") is given back
+the same way when the seller's collection setting says `refund`: a refund `surplus:<attempt>` with
+no credit note, through the provider that took it (`refund_surplus`). It is sent, settled, and
+announced (PaymentRefunded without a credit note) by the same code as a credit note's refunds;
+refused, it stays the buyer's credit, as if the setting had said `credit`.
 """
 
 from __future__ import annotations
@@ -47,7 +53,9 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 REFUNDS = Counter("billing_refunds_total", "Refunds, by provider and outcome", ["provider", "outcome"])
-REFUNDED_AMOUNT = Counter("billing_refunded_amount_total", "Money given back for credit notes, in major units, by where it went", ["currency", "provider"])
+REFUNDED_AMOUNT = Counter(
+    "billing_refunded_amount_total", "Money given back for credit notes and second successes, in major units, by where it went", ["currency", "provider"]
+)
 REFUND_PROVIDER_CALLS = Counter("billing_refund_provider_calls_total", "Refund calls to providers, by provider and result", ["provider", "result"])
 CREDIT_NOTES_APPLIED = Counter("billing_payments_credit_notes_applied_total", "Credit notes acted on, by whether money went back", ["refund_to", "effect"])
 
@@ -153,6 +161,26 @@ async def _refunded(runtime: ServiceRuntime, session: AsyncSession, invoice: Any
     REFUNDED_AMOUNT.labels(r["currency"], r["provider"]).inc(float(r["amount"]))  # a metric, not a ledger
 
 
+async def refund_surplus(runtime: ServiceRuntime, session: AsyncSession, attempt: Any, account_id: str, surplus: Decimal) -> bool:
+    """Give back through its provider what a success brought beyond what the invoice still asked
+    (collection's second success; record_received made it the buyer's credit, which it leaves):
+    a refund `surplus:<attempt>` without a credit note, written once, sent by `call_next_refund`.
+    False when it was written before."""
+    now = runtime.clock.now()
+    refund_id = f"surplus:{attempt.attempt_id}"
+    row = {
+        "refund_id": refund_id, "tenant": attempt.tenant, "credit_note_id": None, "credit_note_number": None, "invoice_id": attempt.invoice_id,
+        "payment_id": attempt.attempt_id, "attempt_id": attempt.attempt_id, "provider": attempt.provider, "method": attempt.method,
+        "refund_to": "original_method", "amount": surplus, "currency": attempt.currency,
+        "idempotency_key": provider_key("refund", attempt.tenant, refund_id), "status": "pending", "calls": 0, "created_at": now, "updated_at": now,
+    }
+    with tracer.start_as_current_span("refund_surplus", attributes={"billing.refund_id": refund_id, "billing.amount": str(surplus)}):
+        if not await repo.insert_refunds(session, [row]):
+            return False
+        await collection_repo.add_credit(session, attempt.tenant, account_id, attempt.currency, -surplus)
+        return True
+
+
 async def remember_payer_account(runtime: ServiceRuntime, session: AsyncSession, tenant: str, account_id: str, name: str | None, iban: str | None) -> bool:
     """The account a buyer paid a bank transfer from (a statement line's debtor), kept as where its
     refunds go unless one is set already; False when the line names no usable account."""
@@ -185,9 +213,11 @@ async def call_next_refund(runtime: ServiceRuntime, gateways: Gateways, reconcil
                 else:
                     gateway = gateways.stripe if refund.provider == "stripe" else gateways.gocardless
                     # The same key on every call: a provider that acted on a lost call answers with that refund.
+                    metadata = {"refund_id": refund.refund_id, "tenant": refund.tenant}
+                    if refund.credit_note_id is not None:  # none for a second success's surplus
+                        metadata["credit_note_id"] = refund.credit_note_id
                     outcome = await gateway.refund(
-                        creds.api_key, attempt.provider_ref, to_minor(refund.amount, refund.currency), refund.idempotency_key,
-                        {"refund_id": refund.refund_id, "credit_note_id": refund.credit_note_id, "tenant": refund.tenant},
+                        creds.api_key, attempt.provider_ref, to_minor(refund.amount, refund.currency), refund.idempotency_key, metadata
                     )
             except ProviderUnavailable:
                 REFUND_PROVIDER_CALLS.labels(refund.provider, "unavailable").inc()
@@ -211,6 +241,17 @@ async def settle_refund(runtime: ServiceRuntime, session: AsyncSession, refund: 
         await repo.update_refund(session, refund.refund_id, provider_ref=outcome.provider_ref or refund.provider_ref, status="pending", updated_at=now)
         return "pending"
     invoice = await invoice_repo.get_invoice(session, refund.tenant, refund.invoice_id)
+    if outcome.status == "failed" and refund.credit_note_id is None:
+        # A second success's surplus: it stays the buyer's credit, where it was before the refund was written.
+        REFUNDS.labels(refund.provider, "refused").inc()
+        reason = f"{refund.provider} refused the refund ({outcome.reason_code}): {outcome.reason}; kept as the buyer's credit"
+        ref = outcome.provider_ref or refund.provider_ref
+        await repo.update_refund(session, refund.refund_id, status="failed", reason=reason, provider_ref=ref, updated_at=now)
+        await credit_balance(session, refund.tenant, invoice.account_id, refund.currency, refund.amount, kind="refund_refused")
+        if refund.attempt_id is not None:
+            await collection_repo.update_attempt(session, refund.attempt_id, surplus_action="credit", updated_at=now)
+        log.warning("surplus refund %s: %s", refund.refund_id, reason)
+        return "to_balance"
     if outcome.status == "failed":
         REFUNDS.labels(refund.provider, "refused").inc()
         reason = f"{refund.provider} refused the refund ({outcome.reason_code}): {outcome.reason}; kept as the buyer's balance"

@@ -1,7 +1,10 @@
 """Applying provider events. Each is applied once (its id is recorded in the same transaction
 as its effect); its effect never depends on arriving in order:
 
-- Stripe events carry the object as it was; a final attempt is never moved back by an older one.
+- Stripe events carry the object as it was; states only move forward (collection.service
+  `apply_outcome`): `payment_intent.created` is not a failure, a success wins over anything, and
+  an older event never moves a final attempt back. `refund.*` events settle a refund whose call
+  answered pending (refund.service `apply_stripe_refund`), a credit note's or a second success's.
 - GoCardless events only say that something changed; the resource is read back from GoCardless
   and its current state applied, so a late or repeated event applies the truth of now.
 """
@@ -50,7 +53,7 @@ async def apply_stripe_event(runtime: ServiceRuntime, session: AsyncSession, ten
             obj = event.data.object.to_dict()
             if event.type.startswith("payment_intent."):
                 attempt = await _attempt_for(session, tenant, dict(obj.get("metadata") or {}), obj["id"])
-                effect = "unknown_payment" if attempt is None else await apply_outcome(runtime, session, attempt, stripe_outcome(obj))
+                effect = "unknown_payment" if attempt is None else await apply_outcome(runtime, session, attempt, stripe_outcome(obj, event.type))
             elif event.type.startswith("refund."):
                 effect = await refunds.apply_stripe_refund(runtime, session, tenant, obj)
             elif event.type in {"setup_intent.succeeded", "setup_intent.setup_failed"}:
@@ -90,9 +93,8 @@ async def _gocardless_payment(
     attempt = await _attempt_for(session, tenant, current.metadata or {}, payment_id)
     if attempt is None:
         return "unknown_payment"
-    if current.status == "failed":
-        if action not in GC_FAILURE_ACTIONS:
-            return "awaiting_failure_event"  # the failure's own event carries its reason
+    if current.status == "failed" and action in GC_FAILURE_ACTIONS:
+        # The failure's own event carries the bank's reason; any other event finds it in the read-back.
         outcome = Outcome("failed", payment_id, details.get("cause") or action, details.get("description") or f"payment {action}")
         return await apply_outcome(runtime, session, attempt, outcome, may_reverse=action in {"late_failure", "charged_back"})
     return await apply_outcome(runtime, session, attempt, current)
