@@ -26,6 +26,12 @@ class CommonSettings(BaseSettings):
     outbox_retention_days: int = Field(default=7, validation_alias=_env("OUTBOX_RETENTION_DAYS"))
     outbox_poll_ms: int = Field(default=50, validation_alias=_env("OUTBOX_POLL_MS"))
     consumer_max_attempts: int = Field(default=3, validation_alias=_env("CONSUMER_MAX_ATTEMPTS"))
+    consumer_max_batch: int = Field(
+        default=1000,
+        ge=1,
+        validation_alias=_env("CONSUMER_MAX_BATCH"),
+        description="Most messages a consumer polls at once; each partition's share is applied in one transaction.",
+    )
     consumer_session_timeout_ms: int = Field(
         default=10000,
         validation_alias=_env("CONSUMER_SESSION_TIMEOUT_MS"),
