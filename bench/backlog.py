@@ -19,6 +19,8 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -150,6 +152,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1000, help="customers, each with one subscription")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on the drain after this many seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    parser.add_argument("--py-spy", metavar="FILE", help="profile rating during the drain with py-spy (installed apart) into FILE (raw collapsed stacks)")
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="billing-bench-backlog-"))
@@ -184,6 +187,10 @@ def main() -> None:
         process = psutil.Process(platform.processes["rating"].pid)
         wait_ready(url)
         ready_at = time.perf_counter()
+        profiler = None
+        if args.py_spy:
+            command = ["py-spy", "record", "--pid", str(process.pid), "--format", "raw", "--rate", "200", "--output", args.py_spy, "--nonblocking"]
+            profiler = subprocess.Popen(command)
 
         def sample() -> None:
             nonlocal peak_rss
@@ -195,6 +202,9 @@ def main() -> None:
         done_at, at_ready = asyncio.run(
             wait_for(platform.database_url, "SELECT count(*) FROM rating.usage_record WHERE seller_id = :t", args.events, args.timeout, sample)
         )
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
     finally:
         platform.stop()
 

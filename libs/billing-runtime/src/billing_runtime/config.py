@@ -32,6 +32,14 @@ class CommonSettings(BaseSettings):
         validation_alias=_env("CONSUMER_MAX_BATCH"),
         description="Most messages a consumer polls at once; each partition's share is applied in one transaction.",
     )
+    consumer_concurrency: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=_env("CONSUMER_CONCURRENCY"),
+        description="How many partitions' batches a consumer applies at the same time (each in its own transaction, "
+        "each partition still in order). Above 1 only for handlers whose events of different partitions touch "
+        "different rows, else they wait on each other's locks.",
+    )
     consumer_session_timeout_ms: int = Field(
         default=10000,
         validation_alias=_env("CONSUMER_SESSION_TIMEOUT_MS"),
