@@ -111,6 +111,17 @@ async def count(database_url: str, sql: str) -> int:
         await engine.dispose()
 
 
+async def transactions(database_url: str) -> tuple[int, int]:
+    """Commits and rollbacks the database has seen (pg_stat_database), every session's."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(text("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()"))).one()
+            return int(row[0]), int(row[1])
+    finally:
+        await engine.dispose()
+
+
 async def wait_for(database_url: str, sql: str, expected: int, timeout: float, on_poll: Any = None) -> tuple[float, int]:
     """Poll until `sql` counts `expected`; the time it first did and the count at the first poll."""
     engine = create_engine(database_url)
@@ -183,6 +194,7 @@ def main() -> None:
         asyncio.run(publish(platform.bootstrap, backlog))
         publish_s = time.perf_counter() - started
 
+        xacts_before = asyncio.run(transactions(platform.database_url))
         platform.start_service("rating")
         process = psutil.Process(platform.processes["rating"].pid)
         wait_ready(url)
@@ -205,6 +217,8 @@ def main() -> None:
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
+        time.sleep(1.0)  # the statistics collector lags a little
+        xacts = [a - b for a, b in zip(asyncio.run(transactions(platform.database_url)), xacts_before, strict=True)]
     finally:
         platform.stop()
 
@@ -214,9 +228,11 @@ def main() -> None:
     print(f"published {args.events:,} usage events for {args.customers:,} subscriptions in {publish_s:.1f} s, on {os.cpu_count()} cores")
     print(f"rating drained {drained:,} in {seconds:.2f} s after it was ready ({at_ready:,} already applied by then): "
           f"{rate:,.0f} events/s (goal >= 15,000/s); peak RSS {peak_rss:.0f} MB")
+    print(f"the database saw {xacts[0]:,} commits and {xacts[1]:,} rollbacks from rating's start to the end of the drain (the bench's own probes included)")
     if args.json:
-        print(json.dumps({"drain_events_per_s": round(rate, 1), "events": args.events, "seconds": round(seconds, 3), "rss_mb": round(peak_rss, 1),
-                          "already_applied_when_ready": at_ready, "publish_s": round(publish_s, 2), "customers": args.customers}))
+        figures = {"drain_events_per_s": round(rate, 1), "events": args.events, "seconds": round(seconds, 3), "rss_mb": round(peak_rss, 1)}
+        figures |= {"already_applied_when_ready": at_ready, "xact_commit": xacts[0], "xact_rollback": xacts[1]}
+        print(json.dumps(figures | {"publish_s": round(publish_s, 2), "customers": args.customers}))
 
 
 if __name__ == "__main__":
