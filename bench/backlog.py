@@ -9,7 +9,10 @@ published, rating is started again, and the drain is timed from the moment it is
 consumer has its partitions) until every record is in its usage projection.
 
 Not a test: it prints figures; with `--json` the last line is one JSON object with
-`drain_events_per_s`, `events`, `seconds`, `rss_mb` (rating's peak resident memory).
+`drain_events_per_s`, `events`, `seconds`, `rss_mb` (rating's peak resident memory), and `cpu_s` /
+`events_per_cpu_s` (rating's own CPU for the drain, PostgreSQL's not included: on a loaded machine
+the rate is what the cores left give, this is what one free core would), `xact_commit` /
+`xact_rollback` (what the database saw from rating's start to the end, the bench's probes included).
 The issue's goal: >= 15,000 events/s.
 """
 
@@ -199,6 +202,7 @@ def main() -> None:
         process = psutil.Process(platform.processes["rating"].pid)
         wait_ready(url)
         ready_at = time.perf_counter()
+        cpu_at_ready = sum(process.cpu_times()[:2])
         profiler = None
         if args.py_spy:
             command = ["py-spy", "record", "--pid", str(process.pid), "--format", "raw", "--rate", "200", "--output", args.py_spy, "--nonblocking"]
@@ -214,6 +218,7 @@ def main() -> None:
         done_at, at_ready = asyncio.run(
             wait_for(platform.database_url, "SELECT count(*) FROM rating.usage_record WHERE seller_id = :t", args.events, args.timeout, sample)
         )
+        cpu_s = sum(process.cpu_times()[:2]) - cpu_at_ready
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
@@ -228,9 +233,12 @@ def main() -> None:
     print(f"published {args.events:,} usage events for {args.customers:,} subscriptions in {publish_s:.1f} s, on {os.cpu_count()} cores")
     print(f"rating drained {drained:,} in {seconds:.2f} s after it was ready ({at_ready:,} already applied by then): "
           f"{rate:,.0f} events/s (goal >= 15,000/s); peak RSS {peak_rss:.0f} MB")
+    print(f"rating used {cpu_s:.1f} s of CPU for the drain: {cpu_s / drained * 1e6:.0f} µs per event, "
+          f"{drained / cpu_s if cpu_s else float('inf'):,.0f} events per CPU second (what one free core would drain)")
     print(f"the database saw {xacts[0]:,} commits and {xacts[1]:,} rollbacks from rating's start to the end of the drain (the bench's own probes included)")
     if args.json:
         figures = {"drain_events_per_s": round(rate, 1), "events": args.events, "seconds": round(seconds, 3), "rss_mb": round(peak_rss, 1)}
+        figures |= {"cpu_s": round(cpu_s, 2), "events_per_cpu_s": round(drained / cpu_s, 1) if cpu_s else None}
         figures |= {"already_applied_when_ready": at_ready, "xact_commit": xacts[0], "xact_rollback": xacts[1]}
         print(json.dumps(figures | {"publish_s": round(publish_s, 2), "customers": args.customers}))
 
