@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_events import CloudEvent, EnvelopeError, EventData, attributes_from_headers
 from billing_events.topics import DEAD_LETTER
-from billing_runtime.tracing import context_from_traceparent
+from billing_runtime.tracing import context_from_traceparent, tracing_enabled
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("billing_runtime.inbox")
@@ -348,7 +348,7 @@ class InboxConsumer:
         types = {i.event_type for i in items}
         parent = context_from_traceparent(events[0].traceparent) if events else None
         links = []
-        for event in events[1 : _MAX_LINKS + 1]:
+        for event in events[1 : _MAX_LINKS + 1] if tracing_enabled() else ():
             if event.traceparent:
                 span_context = trace.get_current_span(context_from_traceparent(event.traceparent)).get_span_context()
                 if span_context.is_valid:
@@ -456,8 +456,8 @@ class InboxConsumer:
             {
                 "ids": [i.key for i in items],
                 "types": [i.event_type or "unknown" for i in items],
-                "topics": [i.message.topic for i in items],
-                "partitions": [i.message.partition for i in items],
+                "topic": items[0].message.topic,  # a batch is one partition's
+                "partition": items[0].message.partition,
                 "offsets": [i.message.offset for i in items],
                 "statuses": ["applied" if i.event is not None else "dead_lettered" for i in items],
                 "errors": [i.error[:4000] if i.error else None for i in items],
@@ -488,14 +488,15 @@ class InboxConsumer:
         name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
         return text(
             f"INSERT INTO {name} (event_id, event_type, topic, partition, \"offset\", status, error) "
-            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), CAST(:topics AS text[]), CAST(:partitions AS int[]), "
-            "CAST(:offsets AS bigint[]), CAST(:statuses AS text[]), CAST(:errors AS text[])) "
+            "SELECT m.event_id, m.event_type, CAST(:topic AS text), CAST(:partition AS int), m.\"offset\", m.status, m.error "
+            "FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), CAST(:offsets AS bigint[]), CAST(:statuses AS text[]), "
+            "CAST(:errors AS text[])) AS m(event_id, event_type, \"offset\", status, error) "
             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         ).bindparams(
             bindparam("ids", type_=ARRAY(String)),
             bindparam("types", type_=ARRAY(String)),
-            bindparam("topics", type_=ARRAY(String)),
-            bindparam("partitions", type_=ARRAY(Integer)),
+            bindparam("topic", type_=String),
+            bindparam("partition", type_=Integer),
             bindparam("offsets", type_=ARRAY(BigInteger)),
             bindparam("statuses", type_=ARRAY(String)),
             bindparam("errors", type_=ARRAY(Text)),
