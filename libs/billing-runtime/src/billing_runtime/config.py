@@ -26,6 +26,20 @@ class CommonSettings(BaseSettings):
     outbox_retention_days: int = Field(default=7, validation_alias=_env("OUTBOX_RETENTION_DAYS"))
     outbox_poll_ms: int = Field(default=50, validation_alias=_env("OUTBOX_POLL_MS"))
     consumer_max_attempts: int = Field(default=3, validation_alias=_env("CONSUMER_MAX_ATTEMPTS"))
+    consumer_max_batch: int = Field(
+        default=1000,
+        ge=1,
+        validation_alias=_env("CONSUMER_MAX_BATCH"),
+        description="Most messages a consumer polls at once; each partition's share is applied in one transaction.",
+    )
+    consumer_concurrency: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=_env("CONSUMER_CONCURRENCY"),
+        description="How many partitions' batches a consumer applies at the same time (each in its own transaction, "
+        "each partition still in order). Above 1 only for handlers whose events of different partitions touch "
+        "different rows, else they wait on each other's locks.",
+    )
     consumer_session_timeout_ms: int = Field(
         default=10000,
         validation_alias=_env("CONSUMER_SESSION_TIMEOUT_MS"),

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import time
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from opentelemetry import trace
-from prometheus_client import Counter, Gauge
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, bindparam, func, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_events import CloudEvent, EnvelopeError, EventData, attributes_from_headers, from_kafka
+from billing_events import CloudEvent, EnvelopeError, EventData, attributes_from_headers
 from billing_events.topics import DEAD_LETTER
-from billing_runtime.tracing import context_from_traceparent
+from billing_runtime.tracing import context_from_traceparent, tracing_enabled
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("billing_runtime.inbox")
@@ -35,8 +38,43 @@ EVENTS_DEAD_LETTERED = Counter("billing_events_dead_lettered_total", "Events sen
 CONSUMER_LAG = Gauge("billing_consumer_lag", "Messages behind the partition end", ["service", "topic", "partition"])
 CONSUMER_PARTITIONS = Gauge("billing_consumer_assigned_partitions", "Partitions assigned to this consumer at its last rebalance", ["service"])
 CONSUMER_REBALANCES = Counter("billing_consumer_rebalances_total", "Partition assignments this consumer received", ["service"])
+BATCH_SIZE = Histogram(
+    "billing_consumer_batch_size",
+    "Messages in one polled batch of one partition, applied in one transaction",
+    ["service", "topic"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+BATCH_APPLY_SECONDS = Histogram(
+    "billing_consumer_batch_apply_seconds",
+    "Time to apply one polled batch of one partition (inbox insert, handlers, commit), retries included",
+    ["service", "topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+BATCH_ISOLATIONS = Counter(
+    "billing_consumer_batch_isolations_total",
+    "Batches whose handlers failed and were applied again with each handler call in a savepoint, to isolate the poison",
+    ["service", "topic"],
+)
 
 Handler = Callable[[AsyncSession, CloudEvent[Any]], Awaitable[None]]
+"""Applies one event, in the transaction of the batch it came in."""
+
+BatchHandler = Callable[[AsyncSession, list[CloudEvent[Any]]], Awaitable[None]]
+"""Applies a consecutive run of new (deduplicated) events of one type from one polled batch, in
+offset order, in the batch's transaction: for set-based SQL."""
+
+# Where a span of a batch links to the traces of its events: at most this many.
+_MAX_LINKS = 64
+
+
+class RejectedEvents(Exception):  # noqa: N818  (a signal, like StopIteration)
+    """Raised by a batch handler that found some of its events cannot be applied (a domain rule
+    refuses them): those are dead-lettered alone, each with its error, and the rest of the run is
+    applied again without them. `errors` maps event ids to the exception each deserves."""
+
+    def __init__(self, errors: Mapping[str, BaseException]) -> None:
+        super().__init__(f"{len(errors)} events rejected: " + "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:5]))
+        self.errors = dict(errors)
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -47,28 +85,96 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("event_type", String, nullable=False),
         Column("topic", String, nullable=False),
         Column("partition", Integer, nullable=False),
-        Column("offset", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
         Column("status", String, nullable=False, server_default="applied"),
         Column("error", Text, nullable=True),
         Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
 
 
+def widen_inbox_offset(op: Any, schema: str) -> None:
+    """For a service's Alembic migration: the inbox's `offset` as BIGINT (Kafka offsets are int64)."""
+    op.alter_column("inbox", "offset", type_=BigInteger(), existing_type=Integer(), existing_nullable=False, schema=schema)
+
+
+def narrow_inbox_offset(op: Any, schema: str) -> None:
+    op.alter_column("inbox", "offset", type_=Integer(), existing_type=BigInteger(), existing_nullable=False, schema=schema)
+
+
 @dataclass(frozen=True)
 class Route:
     model: type[EventData]
-    handler: Handler
+    handler: Handler | None = None
+    batch_handler: BatchHandler | None = None
+    envelope: type[CloudEvent[Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The envelope class of this type, built once rather than for every message.
+        object.__setattr__(self, "envelope", CloudEvent[self.model])  # type: ignore[name-defined]
+
+    def decode(self, attrs: dict[str, str], value: bytes) -> CloudEvent[Any]:
+        """What `billing_events.from_kafka` does, for headers already read (the route was chosen
+        by the type attribute, so the type matches)."""
+        try:
+            return self.envelope(data=self.model.model_validate_json(value), **attrs)
+        except (ValueError, TypeError) as exc:
+            raise EnvelopeError(f"invalid {self.model.event_type} event: {exc}") from exc
+
+
+# Database errors that are the database's state, not the event's: retried without end.
+_TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "53", "57P", "55P03", "58")
 
 
 def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError)):
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, TimeoutError, OSError, KafkaError)):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        return sqlstate.startswith(_TRANSIENT_SQLSTATES)
     return False
 
 
+def _error_code(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) and code else None
+
+
+def _describe(exc: BaseException) -> str:
+    code = _error_code(exc)
+    return f"{type(exc).__name__}{f' [{code}]' if code else ''}: {exc}"
+
+
+@dataclass
+class _Item:
+    """One message of a polled batch, decoded (or not), with the key it is recorded under."""
+
+    message: ConsumerRecord[bytes, bytes]
+    key: str
+    event_type: str
+    route: Route
+    event: CloudEvent[Any] | None = None
+    error: str | None = None  # why it could not be decoded
+    code: str | None = None
+
+
+@dataclass
+class _Outcome:
+    """What one attempt at a batch did (filled in as it goes; thrown away if it rolls back)."""
+
+    applied: list[_Item] = field(default_factory=list)
+    duplicates: list[_Item] = field(default_factory=list)
+    dead: list[tuple[_Item, str, str | None]] = field(default_factory=list)
+
+
 class InboxConsumer:
+    """Applies each polled batch of a partition in one transaction: one inbox insert for the
+    whole batch tells which events are new, the handlers apply those in offset order, one commit,
+    then one offset commit. A batch whose handlers fail is applied again with each handler call in
+    a savepoint, so the poison event is found (a failing run of a batch handler is bisected) and
+    dead-lettered alone while the rest applies."""
+
     def __init__(
         self,
         *,
@@ -82,7 +188,8 @@ class InboxConsumer:
         session_timeout_ms: int = 10000,
         group_id: str | None = None,
         auto_offset_reset: str = "earliest",
-        after_commit: Callable[[], None] | None = None,
+        max_batch: int = 1000,
+        concurrency: int = 1,
     ) -> None:
         self.service = service
         self.bootstrap_servers = bootstrap_servers
@@ -94,17 +201,24 @@ class InboxConsumer:
         self.session_timeout_ms = session_timeout_ms
         self.group_id = group_id or service
         self.auto_offset_reset = auto_offset_reset
-        self.after_commit = after_commit
+        self.max_batch = max_batch
+        self.concurrency = concurrency
         self.topics = sorted({route.model.topic.name for route in routes.values()})
         self.ready = asyncio.Event()
         """Set once the consumer has been through its first assignment and knows where each of its
         partitions starts: from then on nothing published is missed, even with `latest`."""
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        self._record = self._record_statement(table)
+        self._mark_dead = self._mark_dead_statement(table)
 
     def request_stop(self) -> None:
         """Finish the batch in hand, commit it, leave the group and return from `run`."""
         self._stopping.set()
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this consumer holds now."""
+        return set(self._consumer.assignment()) if self._consumer is not None else set()
 
     async def run(self) -> None:
         from billing_runtime.kafka import start_with_retry
@@ -115,7 +229,7 @@ class InboxConsumer:
             client_id=f"{self.service}-consumer",
             enable_auto_commit=False,
             auto_offset_reset=self.auto_offset_reset,
-            max_poll_records=500,
+            max_poll_records=self.max_batch,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(self.session_timeout_ms // 4, 250),
         )
@@ -124,149 +238,301 @@ class InboxConsumer:
         consumer.subscribe(self.topics, listener=_Positions(self, consumer))
         try:
             while not self._stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                if self.concurrency > 1 and len(batches) > 1:
+                    # Partitions apply side by side (each in its own transaction, each in order):
+                    # one's decoding overlaps another's round trips to the database.
+                    slots = asyncio.Semaphore(self.concurrency)
+                    async with asyncio.TaskGroup() as group:
+                        for tp, messages in batches.items():
+                            group.create_task(self._partition_batch(consumer, tp, messages, slots))
+                    continue
                 for tp, messages in batches.items():
                     if self._stopping.is_set():
                         break
-                    known = await self._already_recorded(messages)
-                    for message in messages:
-                        key = _inbox_key(message)
-                        if key in known:
-                            EVENTS_DUPLICATE.labels(self.service, _event_type(message)).inc()
-                            continue
-                        await self.handle(message)
-                    await consumer.commit({tp: messages[-1].offset + 1})
-                    self._record_lag(consumer, tp, messages[-1].offset)
+                    await self._partition_batch(consumer, tp, messages)
         finally:
             await consumer.stop()
 
-    async def _already_recorded(self, messages: list[ConsumerRecord[bytes, bytes]]) -> set[str]:
-        """The inbox keys of `messages` applied or dead-lettered before: one query per polled batch,
-        so a replay after a rebalance or a restart costs little."""
-        keys = [_inbox_key(m) for m in messages]
-        async with self.sessions() as session:
-            rows = await session.execute(select(self.table.c.event_id).where(self.table.c.event_id.in_(keys)))
-            return {row[0] for row in rows}
+    async def _partition_batch(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]], slots: asyncio.Semaphore | None = None
+    ) -> None:
+        if slots is not None:
+            async with slots:
+                await self.apply_batch(tp, messages)
+        else:
+            await self.apply_batch(tp, messages)
+        await self._commit_offset(consumer, tp, messages[-1].offset + 1)
+        self._record_lag(consumer, tp, messages[-1].offset)
+
+    async def _commit_offset(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        # The inbox, not the offset, is what makes an event apply once: a commit lost to a
+        # rebalance or a broker hiccup only means the next owner reads the batch again and skips it.
+        try:
+            await consumer.commit({tp: offset})
+        except KafkaError as exc:
+            log.warning("%s could not commit offset %d of %s: %s; the batch will be read again and skipped", self.service, offset, tp, exc)
 
     def _record_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, last_offset: int) -> None:
         highwater = consumer.highwater(tp)
         if highwater is not None:
             CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(highwater - last_offset - 1, 0))
 
-    async def handle(self, message: ConsumerRecord[bytes, bytes]) -> None:
-        headers = list(message.headers or [])
-        event_type = attributes_from_headers(headers).get("type", "")
-        route = self.routes.get(event_type)
-        if route is None:
-            return  # another service's business on a shared topic
-        try:
-            event = from_kafka(headers, message.value or b"", route.model)
-        except EnvelopeError as exc:
-            await self._dead_letter(message, event_type, _event_id(headers), str(exc))
-            return
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                applied = await self._apply(message, event, route)
-                if applied:
-                    EVENTS_APPLIED.labels(self.service, event_type).inc()
-                    if self.after_commit:
-                        self.after_commit()
-                else:
-                    EVENTS_DUPLICATE.labels(self.service, event_type).inc()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if _is_transient(exc):
-                    log.warning("transient failure applying %s %s: %s; retrying", event_type, event.id, exc)
-                    await asyncio.sleep(min(5.0, 0.5 * attempt))
-                    continue
-                if attempt >= self.max_attempts:
-                    log.exception("dead-lettering %s %s after %d attempts", event_type, event.id, attempt)
-                    await self._dead_letter(message, event_type, event.id, f"{type(exc).__name__}: {exc}")
-                    return
-                await asyncio.sleep(0.1 * attempt)
+    # -- one batch ---------------------------------------------------------------------------
 
-    async def _apply(self, message: ConsumerRecord[bytes, bytes], event: CloudEvent[Any], route: Route) -> bool:
-        parent = context_from_traceparent(event.traceparent)
-        with tracer.start_as_current_span(
-            f"consume {event.type}",
+    def _decode(self, messages: list[ConsumerRecord[bytes, bytes]]) -> tuple[list[_Item], list[_Item]]:
+        """The messages this service routes, decoded (or marked undecodable), each key once; and the
+        repeats of a key within the batch (a republished event next to the original)."""
+        items: list[_Item] = []
+        repeats: list[_Item] = []
+        seen: set[str] = set()
+        for message in messages:
+            attrs = attributes_from_headers(message.headers or ())
+            event_type = attrs.get("type", "")
+            route = self.routes.get(event_type)
+            if route is None:
+                continue  # another service's business on a shared topic
+            key = attrs.get("id") or _position_key(message)
+            item = _Item(message, key, event_type, route)
+            if key in seen:
+                repeats.append(item)
+                continue
+            seen.add(key)
+            try:
+                item.event = route.decode(attrs, message.value or b"")
+            except EnvelopeError as exc:
+                item.error = str(exc)
+                item.code = "invalid_event"
+            items.append(item)
+        return items, repeats
+
+    async def apply_batch(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply one polled batch of one partition: retried without end while the database or the
+        broker is away, and isolating the poison when a handler fails."""
+        items, repeats = self._decode(messages)
+        for item in repeats:
+            EVENTS_DUPLICATE.labels(self.service, item.event_type).inc()
+        if not items:
+            return
+        BATCH_SIZE.labels(self.service, tp.topic).observe(len(items))
+        started = time.perf_counter()
+        isolating = False
+        attempt = 0
+        with self._batch_span(tp, items):
+            while True:
+                attempt += 1
+                try:
+                    outcome = await self._attempt(items, isolating)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if _is_transient(exc):
+                        log.warning("transient failure applying a batch of %d from %s: %s; retrying", len(items), tp, exc)
+                        await asyncio.sleep(min(5.0, 0.5 * attempt))
+                        continue
+                    if isolating:
+                        raise  # not a handler's failure: the consumer restarts and reads the batch again
+                    log.warning("a handler failed in a batch of %d from %s (%s); applying it again, isolating the poison", len(items), tp, _describe(exc))
+                    BATCH_ISOLATIONS.labels(self.service, tp.topic).inc()
+                    isolating = True
+        BATCH_APPLY_SECONDS.labels(self.service, tp.topic).observe(time.perf_counter() - started)
+        dead = [i for i, _, _ in outcome.dead]
+        for metric, items_of in ((EVENTS_APPLIED, outcome.applied), (EVENTS_DUPLICATE, outcome.duplicates), (EVENTS_DEAD_LETTERED, dead)):
+            for event_type, n in Tally(i.event_type or "unknown" for i in items_of).items():
+                metric.labels(self.service, event_type).inc(n)
+
+    def _batch_span(self, tp: TopicPartition, items: list[_Item]) -> Any:
+        """One span per batch: the child of the first event's trace, linked to the others'."""
+        events = [i.event for i in items if i.event is not None]
+        types = {i.event_type for i in items}
+        parent = context_from_traceparent(events[0].traceparent) if events else None
+        links = []
+        for event in events[1 : _MAX_LINKS + 1] if tracing_enabled() else ():
+            if event.traceparent:
+                span_context = trace.get_current_span(context_from_traceparent(event.traceparent)).get_span_context()
+                if span_context.is_valid:
+                    links.append(trace.Link(span_context))
+        return tracer.start_as_current_span(
+            f"consume {next(iter(types))}" if len(types) == 1 else f"consume {tp.topic}",
             context=parent,
             kind=trace.SpanKind.CONSUMER,
+            links=links,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": message.topic,
-                "messaging.message.id": event.id,
+                "messaging.destination.name": tp.topic,
+                "messaging.destination.partition.id": str(tp.partition),
+                "messaging.batch.message_count": len(items),
+                "messaging.message.id": events[0].id if events else items[0].key,
                 "billing.service": self.service,
             },
-        ):
-            async with self.sessions() as session, session.begin():
-                inserted = await session.execute(
-                    pg_insert(self.table)
-                    .values(
-                        event_id=event.id,
-                        event_type=event.type,
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
+        )
+
+    async def _attempt(self, items: list[_Item], isolating: bool) -> _Outcome:
+        outcome = _Outcome()
+        async with self.sessions() as session:
+            async with session.begin():
+                new = await self._insert_inbox(session, items)
+                fresh: list[_Item] = []
+                for item in items:
+                    if item.key not in new:
+                        outcome.duplicates.append(item)
+                    elif item.event is None:
+                        outcome.dead.append((item, item.error or "undecodable", item.code))
+                    else:
+                        fresh.append(item)
+                for route, run in _runs(fresh):
+                    if isolating:
+                        await self._apply_isolating(session, route, run, outcome)
+                    else:
+                        await self._call(session, route, run)
+                        outcome.applied.extend(run)
+                poisoned = [(item, error, code) for item, error, code in outcome.dead if item.event is not None]
+                if poisoned:
+                    await session.execute(
+                        self._mark_dead,
+                        {"ids": [i.key for i, _, _ in poisoned], "errors": [e[:4000] for _, e, _ in poisoned]},
                     )
-                    .on_conflict_do_nothing(index_elements=["event_id"])
-                    .returning(self.table.c.event_id)
-                )
-                if inserted.first() is None:
-                    return False
-                await route.handler(session, event)
-            return True
+                await self._send_dead_letters(outcome.dead)
+        return outcome
 
-    async def _dead_letter(self, message: ConsumerRecord[bytes, bytes], event_type: str, event_id: str | None, error: str) -> None:
-        headers = list(message.headers or []) + [
-            ("dlq_service", self.service.encode()),
-            ("dlq_topic", message.topic.encode()),
-            ("dlq_partition", str(message.partition).encode()),
-            ("dlq_offset", str(message.offset).encode()),
-            ("dlq_error", error[:4000].encode()),
-        ]
-        # Recorded in the inbox as well, in the same transaction as the hand-over to the
-        # dead-letter topic, so a replay of the same poison event is not dead-lettered twice.
-        key = event_id or _position_key(message)
-        async with self.sessions() as session, session.begin():
-            recorded = await session.execute(
-                pg_insert(self.table)
-                .values(
-                    event_id=key,
-                    event_type=event_type or "unknown",
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    status="dead_lettered",
-                    error=error[:4000],
-                )
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(self.table.c.event_id)
-            )
-            if recorded.first() is None:
-                return
-            await self.producer.send_and_wait(DEAD_LETTER.name, value=message.value, key=message.key, headers=headers)
-        EVENTS_DEAD_LETTERED.labels(self.service, event_type or "unknown").inc()
+    async def _call(self, session: AsyncSession, route: Route, run: list[_Item]) -> None:
+        if route.batch_handler is not None:
+            await route.batch_handler(session, [i.event for i in run])  # type: ignore[misc]
+            await _settle(session)
+            return
+        assert route.handler is not None
+        for item in run:
+            await route.handler(session, item.event)  # type: ignore[arg-type]
+            await _settle(session)
+
+    async def _apply_isolating(self, session: AsyncSession, route: Route, run: list[_Item], outcome: _Outcome) -> None:
+        """Apply `run` with each handler call in a savepoint: a failing run of a batch handler is
+        split in halves until the event that fails is alone; that one is tried `max_attempts`
+        times, then dead-lettered."""
+        units: list[list[_Item]] = [run] if route.batch_handler is not None else [[item] for item in run]
+        while units:
+            unit = units.pop(0)
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    async with session.begin_nested():
+                        await self._call(session, route, unit)
+                    outcome.applied.extend(unit)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    session.expunge_all()
+                    if _is_transient(exc):
+                        raise
+                    rejected = [i for i in unit if i.key in exc.errors] if isinstance(exc, RejectedEvents) else []
+                    if rejected:
+                        for item in rejected:
+                            reason = exc.errors[item.key]  # type: ignore[attr-defined]
+                            log.warning("dead-lettering %s %s: %s", item.event_type, item.key, _describe(reason))
+                            outcome.dead.append((item, _describe(reason), _error_code(reason)))
+                        rest = [i for i in unit if i not in rejected]
+                        if rest:
+                            units.insert(0, rest)
+                        break
+                    if len(unit) > 1:
+                        middle = len(unit) // 2
+                        units[:0] = [unit[:middle], unit[middle:]]
+                        break
+                    if attempt < self.max_attempts:
+                        await asyncio.sleep(0.05 * attempt)
+                        continue
+                    log.warning("dead-lettering %s %s after %d attempts: %s", unit[0].event_type, unit[0].key, attempt, _describe(exc), exc_info=exc)
+                    outcome.dead.append((unit[0], _describe(exc), _error_code(exc)))
+                    break
+
+    async def _insert_inbox(self, session: AsyncSession, items: list[_Item]) -> set[str]:
+        """Record every item of the batch (applied, or dead-lettered if undecodable) in one
+        statement; the keys not recorded before are returned."""
+        rows = await session.execute(
+            self._record,
+            {
+                "ids": [i.key for i in items],
+                "types": [i.event_type or "unknown" for i in items],
+                "topic": items[0].message.topic,  # a batch is one partition's
+                "partition": items[0].message.partition,
+                "offsets": [i.message.offset for i in items],
+                "statuses": ["applied" if i.event is not None else "dead_lettered" for i in items],
+                "errors": [i.error[:4000] if i.error else None for i in items],
+            },
+        )
+        return {row[0] for row in rows}
+
+    async def _send_dead_letters(self, dead: list[tuple[_Item, str, str | None]]) -> None:
+        # Handed over in the transaction that records them, so a replay does not send them twice.
+        futures = []
+        for item, error, code in dead:
+            message = item.message
+            headers = list(message.headers or []) + [
+                ("dlq_service", self.service.encode()),
+                ("dlq_topic", message.topic.encode()),
+                ("dlq_partition", str(message.partition).encode()),
+                ("dlq_offset", str(message.offset).encode()),
+                ("dlq_error", error[:4000].encode()),
+            ]
+            if code:
+                headers.append(("dlq_code", code.encode()))
+            futures.append(await self.producer.send(DEAD_LETTER.name, value=message.value, key=message.key, headers=headers))
+        if futures:
+            await asyncio.gather(*futures)
+
+    @staticmethod
+    def _record_statement(table: Table) -> Any:
+        name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+        return text(
+            f"INSERT INTO {name} (event_id, event_type, topic, partition, \"offset\", status, error) "
+            "SELECT m.event_id, m.event_type, CAST(:topic AS text), CAST(:partition AS int), m.\"offset\", m.status, m.error "
+            "FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), CAST(:offsets AS bigint[]), CAST(:statuses AS text[]), "
+            "CAST(:errors AS text[])) AS m(event_id, event_type, \"offset\", status, error) "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+        ).bindparams(
+            bindparam("ids", type_=ARRAY(String)),
+            bindparam("types", type_=ARRAY(String)),
+            bindparam("topic", type_=String),
+            bindparam("partition", type_=Integer),
+            bindparam("offsets", type_=ARRAY(BigInteger)),
+            bindparam("statuses", type_=ARRAY(String)),
+            bindparam("errors", type_=ARRAY(Text)),
+        )
+
+    @staticmethod
+    def _mark_dead_statement(table: Table) -> Any:
+        name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+        return text(
+            f"UPDATE {name} AS i SET status = 'dead_lettered', error = d.error "
+            "FROM unnest(CAST(:ids AS text[]), CAST(:errors AS text[])) AS d(event_id, error) WHERE i.event_id = d.event_id"
+        ).bindparams(bindparam("ids", type_=ARRAY(String)), bindparam("errors", type_=ARRAY(Text)))
 
 
-def _event_id(headers: list[tuple[str, bytes]]) -> str | None:
-    return attributes_from_headers(headers).get("id")
+async def _settle(session: AsyncSession) -> None:
+    """Between handler calls: what one wrote through the ORM is flushed, and the next starts
+    with an empty identity map, as it would in a session of its own."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    session.expunge_all()
 
 
-def _event_type(message: ConsumerRecord[bytes, bytes]) -> str:
-    return attributes_from_headers(list(message.headers or [])).get("type", "") or "unknown"
+def _runs(items: list[_Item]) -> Iterator[tuple[Route, list[_Item]]]:
+    """Consecutive items of one route, in offset order."""
+    run: list[_Item] = []
+    for item in items:
+        if run and item.route is not run[0].route:
+            yield run[0].route, run
+            run = []
+        run.append(item)
+    if run:
+        yield run[0].route, run
 
 
 def _position_key(message: ConsumerRecord[bytes, bytes]) -> str:
     return f"{message.topic}:{message.partition}:{message.offset}"
-
-
-def _inbox_key(message: ConsumerRecord[bytes, bytes]) -> str:
-    """The key a message is recorded under in the inbox: its event id, or where it sits if it has none."""
-    return _event_id(list(message.headers or [])) or _position_key(message)
 
 
 class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]

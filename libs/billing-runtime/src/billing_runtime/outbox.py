@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Sequence
+from collections import Counter as Tally
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,15 +28,20 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    any_,
+    bindparam,
     delete,
+    event,
+    exists,
     func,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from billing_events import CloudEvent, to_kafka
@@ -46,6 +52,12 @@ tracer = trace.get_tracer("billing_runtime.outbox")
 
 EVENTS_PUBLISHED = Counter("billing_outbox_events_published_total", "Outbox rows published to Kafka", ["service", "topic"])
 OUTBOX_BACKLOG = Gauge("billing_outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_PURGED = Counter("billing_outbox_rows_purged_total", "Sent outbox rows deleted after the retention window", ["service"])
+RELAY_WAKES = Counter("billing_outbox_relay_wakes_total", "Commits that wrote outbox rows and woke the relay", ["service"])
+
+# Set in a session's `info` by `Outbox.add`; the session class of `outbox_session_class` wakes
+# the relay when a transaction that set it commits.
+_WROTE_OUTBOX = "billing_runtime.outbox.wrote"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -96,6 +108,8 @@ class Outbox:
         # Rows go as executemany parameters: one cached statement, not a 500-row VALUES to compile.
         stmt = pg_insert(self.table).on_conflict_do_nothing(index_elements=["event_id"])
         await session.execute(stmt, [_row(e) for e in events])
+        if isinstance(session, AsyncSession):
+            session.info[_WROTE_OUTBOX] = True
 
     async def add_many(self, session: AsyncSession | AsyncConnection, events: Sequence[CloudEvent[Any]]) -> None:
         """`add` for a batch: one `INSERT … SELECT FROM unnest(…)` statement whatever the number of
@@ -104,12 +118,13 @@ class Outbox:
             return
         traceparent = current_traceparent()  # one request, one trace: looked up once for the batch
         columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
-        for event in events:
-            message = to_kafka(event)
+        for cloud_event in events:
+            message = to_kafka(cloud_event)
             headers = [[name, value.decode()] for name, value in message.headers]
-            if event.traceparent is None and traceparent is not None:
+            if cloud_event.traceparent is None and traceparent is not None:
                 headers.append(["traceparent", traceparent])  # where to_kafka puts it
-            for column, value in zip(columns, (event.id, event.type, message.topic, message.key, to_json(headers).decode(), message.value), strict=True):
+            row = (cloud_event.id, cloud_event.type, message.topic, message.key, to_json(headers).decode(), message.value)
+            for column, value in zip(columns, row, strict=True):
                 column.append(value)
         if self._insert_many is None:
             t = self.table
@@ -123,13 +138,37 @@ class Outbox:
         names = ("event_id", "event_type", "topic", "key", "headers", "value")
         with tracer.start_as_current_span("outbox add_many", attributes={"messaging.batch.message_count": len(events)}):
             await session.execute(self._insert_many, dict(zip(names, columns, strict=True)))
+        if isinstance(session, AsyncSession):
+            session.info[_WROTE_OUTBOX] = True
+
+
+def outbox_session_class(service: str, wake: Callable[[], None]) -> type[Session]:
+    """A session class whose commits wake the relay, only when the transaction wrote outbox rows
+    (`Outbox.add` marks it): commits that wrote none cost the relay nothing."""
+
+    def committed(session: Session) -> None:
+        if session.info.pop(_WROTE_OUTBOX, False):
+            RELAY_WAKES.labels(service).inc()
+            wake()
+
+    def rolled_back(session: Session) -> None:
+        session.info.pop(_WROTE_OUTBOX, None)
+
+    cls = type(f"OutboxSession[{service}]", (Session,), {})
+    event.listen(cls, "after_commit", committed)
+    event.listen(cls, "after_rollback", rolled_back)
+    return cls
 
 
 class OutboxRelay:
     """Publishes unsent outbox rows in id order and marks them sent.
 
-    One relay per service publishes at a time (a Postgres advisory lock), which keeps the
-    per-key order of the outbox on the topic even with several replicas.
+    One relay per service publishes at a time, which keeps the per-key order of the outbox on the
+    topic even with several replicas: each batch is read, sent and marked under a transaction-level
+    advisory lock (`pg_try_advisory_xact_lock`), released by the batch's commit. No transaction
+    stays open between polls (an idle one would pin the xmin horizon, so VACUUM could not remove
+    the rows marked sent and later purged, and every poll would wade through them); an idle poll
+    is one autocommit query on the partial index of unsent rows.
     """
 
     def __init__(
@@ -152,7 +191,11 @@ class OutboxRelay:
         self.retention = retention
         self._wake = asyncio.Event()
         self._lock_key = _advisory_key(f"outbox:{service}")
-        self._last_purge = 0.0
+        self._last_purge = float("-inf")
+        t = table
+        self._any_unsent = select(exists().where(t.c.sent_at.is_(None)))
+        self._unsent = select(t.c.id, t.c.topic, t.c.key, t.c.headers, t.c.value).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(batch_size)
+        self._mark_sent = update(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))).values(sent_at=func.now())
 
     def wake(self) -> None:
         self._wake.set()
@@ -160,15 +203,7 @@ class OutboxRelay:
     async def run(self) -> None:
         while True:
             try:
-                async with self.engine.connect() as lock_conn:
-                    got = await lock_conn.scalar(select(func.pg_try_advisory_lock(self._lock_key)))
-                    if not got:
-                        await asyncio.sleep(1.0)
-                        continue
-                    try:
-                        await self._loop()
-                    finally:
-                        await lock_conn.execute(select(func.pg_advisory_unlock(self._lock_key)))
+                await self._loop()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -178,22 +213,32 @@ class OutboxRelay:
     async def _loop(self) -> None:
         while True:
             sent = await self.publish_batch()
-            if sent == 0:
-                await self._purge_if_due()
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
-                except TimeoutError:
-                    pass
+            if sent is None:  # another replica's relay is publishing
+                await self._sleep(1.0)
+            elif sent < self.batch_size:
+                if sent == 0:
+                    await self._purge_if_due()
+                await self._sleep(self.poll_interval)
 
-    async def publish_batch(self) -> int:
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def publish_batch(self) -> int | None:
+        """Publish one batch: the number of rows sent, or None if another relay holds the lock."""
+        async with self.engine.connect() as probe:
+            await probe.execution_options(isolation_level="AUTOCOMMIT")
+            if not await probe.scalar(self._any_unsent):
+                OUTBOX_BACKLOG.labels(self.service).set(0)
+                return 0
         t = self.table
         async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(t.c.id, t.c.topic, t.c.key, t.c.headers, t.c.value).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(self.batch_size)
-                )
-            ).all()
+            if not await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key))):
+                return None
+            rows = (await conn.execute(self._unsent)).all()
             if not rows:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
@@ -203,9 +248,9 @@ class OutboxRelay:
                     headers = [(name, value.encode()) for name, value in row.headers]
                     futures.append(await self.producer.send(row.topic, value=row.value, key=row.key, headers=headers))
                 await asyncio.gather(*futures)
-            await conn.execute(update(t).where(t.c.id.in_([r.id for r in rows])).values(sent_at=func.now()))
-            for row in rows:
-                EVENTS_PUBLISHED.labels(self.service, row.topic).inc()
+            await conn.execute(self._mark_sent, {"ids": [r.id for r in rows]})
+            for topic, n in Tally(row.topic for row in rows).items():
+                EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
             # A short batch took everything unsent; only after a full one is there a backlog to count.
             backlog = 0
             if len(rows) == self.batch_size:
@@ -218,9 +263,19 @@ class OutboxRelay:
         if loop.time() - self._last_purge < 60:
             return
         self._last_purge = loop.time()
+        await self.purge()
+
+    async def purge(self) -> int:
+        """Delete the rows sent longer than the retention window ago; the number deleted."""
         t = self.table
+        cutoff = func.now() - self.retention
         async with self.engine.begin() as conn:
-            await conn.execute(delete(t).where(t.c.sent_at.is_not(None), t.c.sent_at < func.now() - self.retention))
+            # `created_at` (indexed, never after `sent_at`) narrows the scan to old rows.
+            result = await conn.execute(delete(t).where(t.c.created_at < cutoff, t.c.sent_at.is_not(None), t.c.sent_at < cutoff))
+        purged = result.rowcount or 0
+        if purged:
+            OUTBOX_PURGED.labels(self.service).inc(purged)
+        return purged
 
 
 async def republish(engine: AsyncEngine, table: Table, since: datetime, until: datetime) -> int:

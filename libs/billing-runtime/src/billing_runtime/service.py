@@ -24,9 +24,9 @@ from billing_runtime.config import CommonSettings
 from billing_runtime.conventions import install_http_conventions
 from billing_runtime.db import create_engine, session_factory
 from billing_runtime.errors import install_error_handlers
-from billing_runtime.inbox import Handler, InboxConsumer, Route, inbox_table
+from billing_runtime.inbox import BatchHandler, Handler, InboxConsumer, Route, inbox_table
 from billing_runtime.kafka import make_producer, start_with_retry
-from billing_runtime.outbox import Outbox, OutboxRelay, outbox_table
+from billing_runtime.outbox import Outbox, OutboxRelay, outbox_session_class, outbox_table
 from billing_runtime.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,29 @@ class ServiceRuntime:
     def __post_init__(self) -> None:
         self.clock = clock_from(self.settings.clock_fixed_at)
         self.engine = create_engine(self.settings.database_url)
-        self.sessions = session_factory(self.engine)
+        # A commit that wrote outbox rows wakes the relay (whoever commits: an endpoint, the
+        # consumer, a background loop); one that wrote none does not.
+        self.sessions = session_factory(self.engine, sync_session_class=outbox_session_class(self.name, self._wake_relay))
         self.outbox_table = self.metadata.tables[f"{self.metadata.schema}.outbox"]
         self.inbox_table = self.metadata.tables[f"{self.metadata.schema}.inbox"]
         self.outbox = Outbox(self.outbox_table)
 
     def on(self, model: type[EventData], handler: Handler) -> None:
-        """Apply `handler` to every event of this type, once."""
-        self.routes[model.event_type] = Route(model, handler)
+        """Apply `handler` to every event of this type, once (called once per event, inside the
+        transaction of the polled batch the event came in)."""
+        self.routes[model.event_type] = Route(model, handler=handler)
+
+    def on_batch(self, model: type[EventData], handler: BatchHandler) -> None:
+        """Apply `handler` to every event of this type, once: it is given each consecutive run of
+        new (deduplicated) events of the type in a polled batch, in offset order, inside the
+        batch's transaction, for set-based SQL. To refuse some events (a domain rule), raise
+        `billing_runtime.inbox.RejectedEvents`: those are dead-lettered and the rest applied again;
+        any other exception has the run bisected to find the event that fails."""
+        self.routes[model.event_type] = Route(model, batch_handler=handler)
+
+    def _wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
 
     def run_in_background(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run `loop` for as long as the service runs (started after the relay and consumer,
@@ -77,11 +92,10 @@ class ServiceRuntime:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: state and outbox rows commit together; the relay is woken after."""
+        """One unit of work: state and outbox rows commit together; the relay is woken after
+        (only if outbox rows were written)."""
         async with self.sessions() as session, session.begin():
             yield session
-        if self.relay is not None:
-            self.relay.wake()
 
     async def start(self, *, consume: bool = True, relay: bool = True) -> None:
         self.producer = make_producer(self.settings, client_id=self.name)
@@ -108,7 +122,8 @@ class ServiceRuntime:
                 session_timeout_ms=self.settings.consumer_session_timeout_ms,
                 group_id=f"{self.settings.consumer_group_prefix}{self.name}",
                 auto_offset_reset=self.settings.consumer_auto_offset_reset,
-                after_commit=self.relay.wake if self.relay else None,
+                max_batch=self.settings.consumer_max_batch,
+                concurrency=self.settings.consumer_concurrency,
             )
             self._tasks.append(asyncio.create_task(_forever(self.consumer.run, f"{self.name} consumer"), name=f"{self.name}-consumer"))
         for name, loop in self.background:
@@ -145,6 +160,7 @@ class ServiceRuntime:
         problems: dict[str, str] = {}
         try:
             async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:  # readiness reports, it does not raise
             problems["database"] = str(exc)

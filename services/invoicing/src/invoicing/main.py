@@ -15,7 +15,7 @@ from invoicing.config import Settings
 from invoicing.creditnote.endpoints import router as credit_note_router
 from invoicing.db import metadata
 from invoicing.documents.endpoints import router as documents_router
-from invoicing.invoice.consumers import on_payment_refunded, on_payment_succeeded, on_period_closed
+from invoicing.invoice.consumers import on_payment_refunded, on_payment_succeeded, on_period_closed_batch
 from invoicing.invoice.endpoints import router as invoice_router
 from invoicing.seller.endpoints import router as seller_router
 from invoicing.tax.endpoints import router as tax_router
@@ -26,8 +26,7 @@ SERVICE = "invoicing"
 def build(settings: Settings | None = None) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings or Settings(), metadata)
     runtime.on(CustomerUpserted, partial(on_customer_upserted, runtime))
-    # A batch of one for now; with ServiceRuntime.on_batch: runtime.on_batch(PeriodClosed, partial(on_periods_closed, runtime)).
-    runtime.on(PeriodClosed, partial(on_period_closed, runtime))
+    runtime.on_batch(PeriodClosed, partial(on_period_closed_batch, runtime))
     runtime.on(PaymentSucceeded, partial(on_payment_succeeded, runtime))
     runtime.on(PaymentRefunded, partial(on_payment_refunded, runtime))
     return create_app(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from billing_runtime.config import CommonSettings
@@ -14,3 +14,10 @@ class Settings(CommonSettings):
     )
     scheduler_enabled: bool = Field(default=True, description="Run the bill-run scheduler in this process.")
     scheduler_interval_seconds: float = Field(default=60.0, gt=0, description="How often the bill-run scheduler looks for due runs.")
+    consumer_concurrency: int = Field(
+        default=4,
+        ge=1,
+        validation_alias=AliasChoices("CONSUMER_CONCURRENCY"),
+        description="Partitions applied side by side: rating's events are keyed by buyer account and its projections by "
+        "seller and the partner's ids, so batches of different partitions touch different rows.",
+    )

@@ -12,7 +12,7 @@ from rating.catalogue.endpoints import router as catalogue_router
 from rating.config import Settings
 from rating.db import metadata
 from rating.discount.endpoints import router as discount_router
-from rating.subscription.consumers import handlers
+from rating.subscription.consumers import batch_handlers, handlers
 from rating.subscription.endpoints import router as subscription_router
 
 SERVICE = "rating"
@@ -23,6 +23,8 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings, metadata)
     for model, handler in handlers(settings.distributor_id):
         runtime.on(model, handler)
+    for model, batch in batch_handlers(settings.distributor_id):
+        runtime.on_batch(model, batch)
     if settings.scheduler_enabled:
         runtime.run_in_background("bill-run-scheduler", Scheduler(runtime, settings.distributor_id, settings.scheduler_interval_seconds).run)
     return create_app(

@@ -8,15 +8,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, PaymentRefunded, PaymentSucceeded, PeriodClosed
+from billing_runtime.inbox import RejectedEvents
 from billing_runtime.service import ServiceRuntime
 from invoicing.invoice import service
 
 
 async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
-    """Issue the invoices of a run of PeriodClosed events in one transaction (the shape of
-    `ServiceRuntime.on_batch`). Periods that cannot be invoiced raise PeriodClosedRejected before
-    anything is written, naming the first by `event_id` and every one in `errors` (event id →
-    error), so the runtime can dead-letter them and apply the others."""
+    """Issue the invoices of a run of PeriodClosed events in one transaction. Periods that cannot
+    be invoiced raise PeriodClosedRejected before anything is written, naming the first by
+    `event_id` and every one in `errors` (event id → error)."""
     periods: list[PeriodClosed] = [event.data for event in events]
     try:
         await service.issue_invoices(runtime, session, periods)
@@ -26,9 +26,17 @@ async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, even
         raise
 
 
-async def on_period_closed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
-    """One PeriodClosed: a batch of one, until the runtime hands batches (`on_batch`)."""
-    await on_periods_closed(runtime, session, [event])
+async def on_period_closed_batch(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+    """`ServiceRuntime.on_batch` for PeriodClosed: the periods that cannot be invoiced go to the
+    runtime as RejectedEvents, each with its own PeriodClosedRejected (its stable `code`), to be
+    dead-lettered alone while the rest of the run is issued."""
+    try:
+        await on_periods_closed(runtime, session, events)
+    except service.PeriodClosedRejected as exc:
+        by_id = {event.id: (i, event.data) for i, event in enumerate(events)}
+        raise RejectedEvents(
+            {event_id: service.PeriodClosedRejected(by_id[event_id][0], by_id[event_id][1], cause) for event_id, cause in exc.errors.items()}
+        ) from exc
 
 
 async def on_payment_succeeded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:

@@ -1,5 +1,5 @@
 """Events in: usage-ingest's customers, orders, usage and counts, each applied by one service call
-in the inbox's transaction."""
+in the inbox's transaction. Usage, the bulk of the traffic, is applied a batch at a time."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from billing_events import (
     SubscriptionOrdered,
     UsageRecorded,
 )
-from billing_runtime.inbox import Handler
+from billing_runtime.inbox import BatchHandler, Handler, RejectedEvents
 from rating.subscription import service
 
 
@@ -41,16 +41,31 @@ def _handler(apply: Callable[[AsyncSession, Any], Awaitable[None]]) -> Handler:
 
 
 def handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], Handler], ...]:
-    async def record_usage(session: AsyncSession, data: UsageRecorded) -> None:
-        if data.quantity < 0 and not await service.allows_credits(session, data.partner_id, distributor_id, data.product_code):
-            raise NegativeQuantity(f"usage {data.record_id!r} of {data.product_code!r} is negative and the product allows no credits")
-        await service.record_usage(session, data)
-
+    """The events applied one at a time (`runtime.on`)."""
     return (
         (CustomerUpserted, _handler(service.record_customer)),
         (SubscriptionOrdered, _handler(service.record_order)),
         (SubscriptionChanged, _handler(service.record_change)),
         (SubscriptionCancelled, _handler(service.record_cancellation)),
-        (UsageRecorded, _handler(record_usage)),
         (QuantityObserved, _handler(service.record_observation)),
     )
+
+
+def batch_handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], BatchHandler], ...]:
+    """The events applied a run at a time (`runtime.on_batch`): usage, one insert per run."""
+
+    async def record_usage(session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+        refused: dict[str, BaseException] = {}
+        for event in events:
+            if event.data.partner_id != event.tenant:
+                refused[event.id] = ForeignTenant(f"event {event.id} is for tenant {event.tenant!r} but names partner {event.data.partner_id!r}")
+        candidates = [e for e in events if e.id not in refused]
+        negative = await service.refused_usage(session, [e.data for e in candidates], distributor_id)
+        for event in candidates:
+            if event.data.record_id in negative:
+                refused[event.id] = NegativeQuantity(negative[event.data.record_id])
+        if refused:
+            raise RejectedEvents(refused)  # dead-lettered alone; the rest of the run is applied again without them
+        await service.record_usage(session, [e.data for e in events])
+
+    return ((UsageRecorded, record_usage),)

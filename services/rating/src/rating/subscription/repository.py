@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, Text, any_, bindparam, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Table, Text, any_, bindparam, func, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +34,36 @@ async def upsert_buyer(session: AsyncSession, row: dict[str, Any]) -> None:
 
 async def insert_once(session: AsyncSession, table: Table, row: dict[str, Any], keys: tuple[str, ...]) -> None:
     await session.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys)))
+
+
+_INSERT_USAGE = text(
+    f'INSERT INTO "{USAGE.schema}"."{USAGE.name}" '
+    "(seller_id, record_id, account_id, product_code, quantity, occurred_at, cost, cost_currency) "
+    "SELECT * FROM unnest(CAST(:seller_ids AS text[]), CAST(:record_ids AS text[]), CAST(:account_ids AS text[]), "
+    "CAST(:product_codes AS text[]), CAST(:quantities AS numeric[]), CAST(:occurred AS timestamptz[]), "
+    "CAST(:costs AS numeric[]), CAST(:cost_currencies AS text[])) "
+    "ON CONFLICT (seller_id, record_id) DO NOTHING"
+)
+
+
+async def insert_usage(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Many usage records in one statement (one array per column, so one cached statement
+    whatever the batch size); a record id already stored keeps its first version."""
+    if not rows:
+        return
+    await session.execute(
+        _INSERT_USAGE,
+        {
+            "seller_ids": [r["seller_id"] for r in rows],
+            "record_ids": [r["record_id"] for r in rows],
+            "account_ids": [r["account_id"] for r in rows],
+            "product_codes": [r["product_code"] for r in rows],
+            "quantities": [r["quantity"] for r in rows],
+            "occurred": [r["occurred_at"] for r in rows],
+            "costs": [r["cost"] for r in rows],
+            "cost_currencies": [r["cost_currency"] for r in rows],
+        },
+    )
 
 
 # A slice of a seller's accounts, as the bill run rates them: account ids from the first

@@ -3,6 +3,9 @@ overwritten by an older one, so redelivery and replay change nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,25 +95,44 @@ async def record_cancellation(session: AsyncSession, data: SubscriptionCancelled
     PROJECTED.labels("cancellation").inc()
 
 
-async def record_usage(session: AsyncSession, data: UsageRecorded) -> None:
-    row = {
-        "seller_id": data.partner_id,
-        "record_id": data.record_id,
-        "account_id": data.account_id,
-        "product_code": data.product_code,
-        "quantity": data.quantity,
-        "occurred_at": data.occurred_at,
-        "cost": data.cost.amount if data.cost is not None else None,
-        "cost_currency": data.cost.currency if data.cost is not None else None,
+async def record_usage(session: AsyncSession, records: Sequence[UsageRecorded]) -> None:
+    """Usage as facts keyed by the partner's record id, a batch in one statement: a record id
+    already stored (or earlier in the batch) keeps its first version, so a replay changes nothing."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for data in records:
+        rows.setdefault(
+            (data.partner_id, data.record_id),
+            {
+                "seller_id": data.partner_id,
+                "record_id": data.record_id,
+                "account_id": data.account_id,
+                "product_code": data.product_code,
+                "quantity": data.quantity,
+                "occurred_at": data.occurred_at,
+                "cost": data.cost.amount if data.cost is not None else None,
+                "cost_currency": data.cost.currency if data.cost is not None else None,
+            },
+        )
+    await repo.insert_usage(session, list(rows.values()))
+    PROJECTED.labels("usage").inc(len(records))
+
+
+async def refused_usage(session: AsyncSession, records: Sequence[UsageRecorded], distributor_id: str | None) -> dict[str, str]:
+    """The records (by record id) of a batch that may not be applied: usage below zero for a
+    product (the seller's, else the distributor's) whose policy takes no credits. Each seller's
+    catalogue is read once per batch, and only if the batch has negative usage."""
+    negative = [r for r in records if r.quantity < 0]
+    if not negative:
+        return {}
+    credits: dict[str, set[str]] = {}
+    for seller_id in {r.partner_id for r in negative}:
+        book = await price_book(session, seller_id, distributor_id)
+        credits[seller_id] = {code for code, product in book.products.items() if product.policy.allows_credits}
+    return {
+        r.record_id: f"usage {r.record_id!r} of {r.product_code!r} is negative and the product allows no credits"
+        for r in negative
+        if r.product_code not in credits[r.partner_id]
     }
-    await repo.insert_once(session, repo.USAGE, row, ("seller_id", "record_id"))
-    PROJECTED.labels("usage").inc()
-
-
-async def allows_credits(session: AsyncSession, seller_id: str, distributor_id: str | None, product_code: str) -> bool:
-    """Whether the product (the seller's, else the distributor's) takes negative quantities."""
-    product = (await price_book(session, seller_id, distributor_id)).products.get(product_code)
-    return product is not None and product.policy.allows_credits
 
 
 async def record_observation(session: AsyncSession, data: QuantityObserved) -> None:

@@ -2,11 +2,8 @@
 profile lists the currencies it bills in
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 11:00:00
-
-(0005, not 0004: another branch adds 0004 after 0003; whichever of the two is merged second
-points its down_revision at the other.)
 """
 from collections.abc import Sequence
 
@@ -15,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

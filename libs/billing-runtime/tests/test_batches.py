@@ -1,0 +1,303 @@
+"""Batches: a polled batch is applied in one transaction, a poison event in it is dead-lettered
+alone, a consumer killed between its commit and its offset commit resumes with nothing lost or
+doubled, and the relay leaves VACUUM free to remove what it sent. Real PostgreSQL, real Tansu."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+from sqlalchemy import Column, Integer, String, Table, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from billing_events import CloudEvent, CustomerUpserted, account_id, new_event, to_kafka
+from billing_events.topics import CUSTOMERS, DEAD_LETTER
+from billing_runtime.config import CommonSettings
+from billing_runtime.db import schema_metadata
+from billing_runtime.errors import BillingError
+from billing_runtime.inbox import RejectedEvents
+from billing_runtime.service import ServiceRuntime, _cancel, runtime_tables
+
+
+def customer(tenant: str, name: str = "Contoso", revision: int = 1, external_id: str = "c1") -> CustomerUpserted:
+    return CustomerUpserted(
+        account_id=account_id(tenant, external_id),
+        partner_id=tenant,
+        external_id=external_id,
+        name=name,
+        billing_email="ap@contoso.example",
+        country="IE",
+        currency="EUR",
+        revision=revision,
+    )
+
+
+class Unwelcome(BillingError):
+    code = "customer_unwelcome"
+
+
+class Toy:
+    """A throwaway service counting the CustomerUpserted events it applies per tenant, one at a
+    time (`on`) or a run at a time (`on_batch`, one set-based upsert per run)."""
+
+    def __init__(self, database_url: str, bootstrap: str, *, batch: bool) -> None:
+        self.schema = f"toy_{uuid.uuid4().hex[:8]}"
+        self.metadata = schema_metadata(self.schema)
+        self.tally = Table("tally", self.metadata, Column("tenant", String, primary_key=True), Column("applied", Integer, nullable=False))
+        runtime_tables(self.metadata)
+        self.settings = CommonSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, consumer_max_attempts=2, outbox_retention_days=0)
+        self.name = f"toy-{self.schema}"
+        self.batch = batch
+        self.fail_names: set[str] = set()  # the handler raises on these
+        self.reject_names: set[str] = set()  # the batch handler refuses these with RejectedEvents
+        self.runtime = self.new_runtime()
+
+    def new_runtime(self) -> ServiceRuntime:
+        runtime = ServiceRuntime(self.name, self.settings, self.metadata)
+        if self.batch:
+            runtime.on_batch(CustomerUpserted, self.apply_run)
+        else:
+            runtime.on(CustomerUpserted, self.apply)
+        return runtime
+
+    async def apply(self, session: Any, event: CloudEvent[Any]) -> None:
+        if event.data.name in self.fail_names:
+            raise RuntimeError(f"cannot apply {event.data.name}")
+        stmt = pg_insert(self.tally).values(tenant=event.tenant, applied=1)
+        await session.execute(stmt.on_conflict_do_update(index_elements=["tenant"], set_={"applied": self.tally.c.applied + 1}))
+
+    async def apply_run(self, session: Any, events: list[CloudEvent[Any]]) -> None:
+        refused = {e.id: Unwelcome(f"{e.data.name} is not welcome") for e in events if e.data.name in self.reject_names}
+        if refused:
+            raise RejectedEvents(refused)
+        if any(e.data.name in self.fail_names for e in events):
+            raise RuntimeError("cannot apply this run")
+        counts: dict[str, int] = {}
+        for e in events:
+            counts[e.tenant] = counts.get(e.tenant, 0) + 1
+        stmt = pg_insert(self.tally).values([{"tenant": t, "applied": n} for t, n in counts.items()])
+        await session.execute(stmt.on_conflict_do_update(index_elements=["tenant"], set_={"applied": self.tally.c.applied + stmt.excluded.applied}))
+
+    async def create(self) -> None:
+        async with self.runtime.engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+            await conn.run_sync(self.metadata.create_all)
+
+    async def applied(self, tenant: str) -> int:
+        async with self.runtime.sessions() as session:
+            return int(await session.scalar(select(self.tally.c.applied).where(self.tally.c.tenant == tenant)) or 0)
+
+    async def inbox(self) -> dict[str, tuple[str, str | None]]:
+        t = self.runtime.inbox_table
+        async with self.runtime.sessions() as session:
+            return {r.event_id: (r.status, r.error) for r in (await session.execute(select(t.c.event_id, t.c.status, t.c.error))).all()}
+
+    async def restart(self) -> None:
+        """Stop (leaving the group with its offsets committed) and start a new runtime in the same group."""
+        await self.runtime.stop()
+        self.runtime = self.new_runtime()
+        await self.runtime.start()
+        await self.runtime.wait_consuming()
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def toy_of(database_url: str, kafka_bootstrap: str, *, batch: bool) -> Toy:
+    toy = Toy(database_url, kafka_bootstrap, batch=batch)
+    await toy.create()
+    await toy.runtime.start()
+    await toy.runtime.wait_consuming()
+    return toy
+
+
+async def send_all(producer: AIOKafkaProducer, events: list[CloudEvent[Any]]) -> None:
+    futures = []
+    for event in events:
+        m = to_kafka(event)
+        futures.append(await producer.send(m.topic, value=m.value, key=m.key, headers=m.headers))
+    await asyncio.gather(*futures)
+
+
+async def until(probe: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await probe():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what}: not reached")
+        await asyncio.sleep(0.1)
+
+
+async def dead_letters(bootstrap: str, ids: set[str]) -> dict[str, dict[str, str]]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    found: dict[str, dict[str, str]] = {}
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not ids <= set(found) and asyncio.get_running_loop().time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    attrs = {k: v.decode() for k, v in message.headers or []}
+                    if attrs.get("ce_id") in ids:
+                        found[attrs["ce_id"]] = attrs
+        return found
+    finally:
+        await consumer.stop()
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["on", "on_batch"])
+async def test_a_poison_event_in_a_batch_is_dead_lettered_alone_while_the_rest_applies(
+    database_url: str, kafka_bootstrap: str, producer: AIOKafkaProducer, batch: bool
+) -> None:
+    toy = await toy_of(database_url, kafka_bootstrap, batch=batch)
+    try:
+        tenant = f"t-{uuid.uuid4().hex[:8]}"
+        # One account, so one partition: published while the consumer is away, they come back as one batch.
+        events = [new_event(customer(tenant, revision=i + 1), source="test", tenant=tenant) for i in range(12)]
+        events[4] = new_event(customer(tenant, name="Always fails", revision=5), source="test", tenant=tenant)
+        toy.fail_names.add("Always fails")
+        if batch:
+            events[9] = new_event(customer(tenant, name="Unwelcome", revision=10), source="test", tenant=tenant)
+            toy.reject_names.add("Unwelcome")
+        poison = {events[4].id} | ({events[9].id} if batch else set())
+        await toy.runtime.stop()
+        await send_all(producer, events)
+        sizes = metric("billing_consumer_batch_size_count", service=toy.name, topic=CUSTOMERS.name)
+        await toy.restart()
+
+        await until(lambda: _is(toy.applied(tenant), len(events) - len(poison)), "the good events applied")
+        dead = await dead_letters(kafka_bootstrap, poison)
+        assert set(dead) == poison
+        assert "cannot apply" in dead[events[4].id]["dlq_error"] and "dlq_code" not in dead[events[4].id]
+        if batch:
+            assert dead[events[9].id]["dlq_code"] == "customer_unwelcome"
+            assert "Unwelcome [customer_unwelcome]: Unwelcome is not welcome" in dead[events[9].id]["dlq_error"]
+        ours = {e.id for e in events}
+        inbox = {k: v for k, v in (await toy.inbox()).items() if k in ours}  # (an earlier test's events may reach this group)
+        assert {k for k, (status, _) in inbox.items() if status == "dead_lettered"} == poison
+        assert all(inbox[e.id][0] == "applied" for e in events if e.id not in poison)
+        assert "cannot apply" in (inbox[events[4].id][1] or "")
+        # The twelve came in fewer polled batches than events (the point of the test is a poison inside a batch).
+        assert metric("billing_consumer_batch_size_count", service=toy.name, topic=CUSTOMERS.name) - sizes < len(events)
+        assert metric("billing_consumer_batch_isolations_total", service=toy.name, topic=CUSTOMERS.name) >= 1
+    finally:
+        await toy.runtime.stop()
+
+
+async def _is(coro: Any, value: int) -> bool:
+    return bool(await coro == value)
+
+
+async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resumes_with_nothing_lost_or_doubled(
+    database_url: str, kafka_bootstrap: str, producer: AIOKafkaProducer
+) -> None:
+    toy = await toy_of(database_url, kafka_bootstrap, batch=True)
+    try:
+        consumer = toy.runtime.consumer
+        assert consumer is not None
+        async def lost(*args: Any) -> None:
+            return None  # each batch's transaction commits, its offset commit never reaches the broker
+
+        consumer._commit_offset = lost  # type: ignore[method-assign]
+        first = [f"t-{uuid.uuid4().hex[:8]}" for _ in range(8)]  # several accounts: several partitions
+        sent = [new_event(customer(t), source="test", tenant=t) for t in first]
+        await send_all(producer, sent)
+        for tenant in first:
+            await until(lambda tenant=tenant: _is(toy.applied(tenant), 1), "the first events applied")
+        duplicates = metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type)
+        [task] = [t for t in toy.runtime._tasks if t.get_name().endswith("-consumer")]
+        await _cancel(task)  # killed, with no offset committed for anything it applied
+
+        later = [f"t-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+        sent += [new_event(customer(t), source="test", tenant=t) for t in later]
+        await send_all(producer, sent[len(first) :])
+        await toy.restart()
+        for tenant in first + later:
+            await until(lambda tenant=tenant: _is(toy.applied(tenant), 1), "every event applied")
+        await asyncio.sleep(0.5)
+        assert [await toy.applied(t) for t in first + later] == [1] * len(first + later)
+        # The restarted consumer read the first events again and skipped each through the inbox.
+        assert metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type) - duplicates >= len(first)
+        inbox = await toy.inbox()  # (an earlier test's events may reach this group too)
+        assert all(inbox[e.id][0] == "applied" for e in sent)
+    finally:
+        await toy.runtime.stop()
+
+
+_VACUUM_TUPLES = re.compile(r"tuples: (\d+) removed, (\d+) remain, (\d+) are dead but not yet removable")
+
+
+async def test_vacuum_removes_the_sent_rows_purged_while_a_relay_runs(database_url: str, kafka_bootstrap: str) -> None:
+    toy = await toy_of(database_url, kafka_bootstrap, batch=False)
+    try:
+        t = toy.runtime.outbox_table
+        tenant = f"t-{uuid.uuid4().hex[:8]}"
+        for round_ in range(3):
+            async with toy.runtime.transaction() as session:
+                events = [toy.runtime.event(customer(tenant, revision=round_ * 100 + i + 1, external_id=f"c{i}"), tenant=tenant) for i in range(100)]
+                await toy.runtime.outbox.add(session, *events)
+
+        async def all_sent() -> bool:
+            async with toy.runtime.sessions() as session:
+                return not await session.scalar(select(func.count()).select_from(t).where(t.c.sent_at.is_(None)))
+
+        await until(all_sent, "the relay sent every row")
+        async with toy.runtime.transaction() as session:
+            # Sent before the retention window (0 days here) began, as if days ago.
+            await session.execute(update(t).values(sent_at=func.now() - timedelta(seconds=1), created_at=func.now() - timedelta(seconds=1)))
+        assert toy.runtime.relay is not None
+        assert await toy.runtime.relay.purge() == 300
+        await asyncio.sleep(0.5)  # the relay keeps polling meanwhile
+
+        messages: list[str] = []
+        conn = await asyncpg.connect(database_url)
+        try:
+            conn.add_log_listener(lambda _conn, message: messages.append(message.message))
+            await conn.execute(f'VACUUM (VERBOSE) "{toy.schema}".outbox')
+        finally:
+            await conn.close()
+        counts = [tuple(int(n) for n in m.groups()) for m in map(_VACUUM_TUPLES.search, messages) if m]
+        assert counts, messages
+        removed, remain, not_yet_removable = counts[0]
+        assert not_yet_removable == 0, messages
+        assert removed >= 300 and remain == 0
+    finally:
+        await toy.runtime.stop()
+
+
+async def test_the_relay_is_woken_by_commits_that_wrote_outbox_rows_only(database_url: str, kafka_bootstrap: str) -> None:
+    toy = await toy_of(database_url, kafka_bootstrap, batch=False)
+    try:
+        tenant = f"t-{uuid.uuid4().hex[:8]}"
+        wakes = metric("billing_outbox_relay_wakes_total", service=toy.name)
+        async with toy.runtime.transaction() as session:
+            await session.execute(pg_insert(toy.tally).values(tenant=tenant, applied=0))
+        assert metric("billing_outbox_relay_wakes_total", service=toy.name) == wakes
+        with pytest.raises(RuntimeError):
+            async with toy.runtime.transaction() as session:
+                await toy.runtime.outbox.add(session, toy.runtime.event(customer(tenant), tenant=tenant))
+                raise RuntimeError("rolled back")
+        assert metric("billing_outbox_relay_wakes_total", service=toy.name) == wakes
+        async with toy.runtime.transaction() as session:
+            await toy.runtime.outbox.add(session, toy.runtime.event(customer(tenant), tenant=tenant))
+        assert metric("billing_outbox_relay_wakes_total", service=toy.name) == wakes + 1
+    finally:
+        await toy.runtime.stop()
