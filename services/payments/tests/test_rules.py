@@ -151,3 +151,30 @@ class TestStripeOutcome:
 def test_an_unknown_attempt_is_asked_again_at_least_every_max_interval() -> None:
     reconciling = Reconciling(after=30, max_interval=300, processing_check=3600)
     assert [reconciling.unknown_retry(n).total_seconds() for n in (1, 2, 3, 4, 5, 1000)] == [30, 60, 120, 240, 300, 300]
+
+
+class TestProviderUnits:
+    """What each provider's API is sent for an amount: ISO 4217 minor units, except where Stripe
+    counts a currency otherwise (ISK two-decimal in its API, MGA zero-decimal)."""
+
+    def test_iso_minor_units_for_most_currencies(self) -> None:
+        from payments.providers.gateways import provider_units
+
+        assert provider_units("stripe", Decimal("163.59"), "EUR") == 16359
+        assert provider_units("stripe", Decimal("1500"), "JPY") == 1500
+        assert provider_units("stripe", Decimal("1.230"), "KWD") == 1230
+        assert provider_units("gocardless", Decimal("82.40"), "EUR") == 8240
+
+    def test_stripe_special_cases(self) -> None:
+        from payments.providers.gateways import provider_units
+
+        assert provider_units("stripe", Decimal("5"), "ISK") == 500  # 100 is 1 króna at Stripe
+        assert provider_units("stripe", Decimal("1200"), "MGA") == 1200  # whole ariary at Stripe
+        assert provider_units("gocardless", Decimal("5"), "ISK") == 5
+
+    def test_an_amount_stripe_cannot_take_is_refused_not_rounded(self) -> None:
+        from billing_events.money import NotInMinorUnits
+        from payments.providers.gateways import provider_units
+
+        with pytest.raises(NotInMinorUnits):
+            provider_units("stripe", Decimal("1200.50"), "MGA")

@@ -184,8 +184,8 @@ def round_half_up(amount: Decimal | int, currency: str) -> Decimal:
 def to_minor(amount: Decimal | int, currency: str) -> int:
     """`amount` as an integer count of ISO 4217 minor units, as providers want it (163.59 EUR →
     16359, 1500 JPY → 1500, 1.234 KWD → 1234). Exact: NotInMinorUnits rather than rounding.
-    A provider whose API counts a currency otherwise (Stripe: ISK in hundredths, MGA in whole
-    units, three-decimal amounts ending in 0) must adapt this number for that currency itself."""
+    A provider whose API counts a currency otherwise adapts this number itself (payments:
+    `providers.gateways.provider_units`, for Stripe's ISK and MGA)."""
     return int(quantize(amount, currency).scaleb(minor_units(currency), context=_EXACT))
 
 

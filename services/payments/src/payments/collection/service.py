@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, InvoiceIssued, PaymentFailed, PaymentRetryRequested, derived_event_id
 from billing_events import Money as EventMoney
-from billing_events.money import open_amount, to_minor
+from billing_events.money import open_amount
 from billing_runtime.service import ServiceRuntime
 from payments.balance.service import pay_from_balance
 from payments.collection import repository as repo
@@ -37,7 +37,7 @@ from payments.methods import repository as methods_repo
 from payments.payment import repository as payment_repo
 from payments.payment.service import record_received
 from payments.providers import repository as providers_repo
-from payments.providers.gateways import Gateways, Outcome, ProviderUnavailable
+from payments.providers.gateways import Gateways, Outcome, ProviderUnavailable, provider_units
 from payments.refund.service import refund_surplus
 
 log = logging.getLogger(__name__)
@@ -339,7 +339,7 @@ async def _account_of(session: AsyncSession, attempt: Any) -> tuple[Any, Any]:
 
 async def _charge(gateways: Gateways, attempt: Any, creds: Any, method: Any) -> Outcome:
     metadata = {"attempt_id": attempt.attempt_id, "invoice_id": attempt.invoice_id, "tenant": attempt.tenant}
-    amount = to_minor(attempt.amount, attempt.currency)
+    amount = provider_units(attempt.provider, attempt.amount, attempt.currency)
     if attempt.provider == "stripe":
         return await gateways.stripe.charge(creds.api_key, method.customer_ref, method.method_ref, amount, attempt.currency, attempt.idempotency_key, metadata)
     # GoCardless answers a repeated idempotency key with the payment first created (the SDK follows the 409).

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 import gocardless_pro
@@ -21,6 +22,8 @@ import requests
 import stripe
 from gocardless_pro import errors as gc_errors
 from gocardless_pro import webhooks as gc_webhooks
+
+from billing_events.money import NotInMinorUnits, minor_units, to_minor
 
 T = TypeVar("T")
 # `pending`: the provider has it and has not decided (an attempt in this state is `processing`).
@@ -34,6 +37,25 @@ class Outcome:
     reason_code: str | None = None
     reason: str | None = None
     metadata: dict[str, str] | None = None
+
+
+# Where Stripe's API counts a currency in other units than ISO 4217's minor unit (Stripe's
+# "Supported currencies", special cases): ISK stays two-decimal in the API (100 is 1 króna) though
+# ISO gives it 0, and MGA is zero-decimal in the API though ISO gives it 2. An exponent, not a
+# second minor-units table: every other currency is what billing_events.money says.
+_STRIPE_EXPONENT = {"ISK": 2, "MGA": 0}
+
+
+def provider_units(provider: str, amount: Decimal, currency: str) -> int:
+    """`amount` as the integer the provider's API takes for it (GoCardless: ISO minor units)."""
+    units = to_minor(amount, currency)
+    exponent = _STRIPE_EXPONENT.get(currency) if provider == "stripe" else None
+    if exponent is None:
+        return units
+    shifted = Decimal(units).scaleb(exponent - minor_units(currency))
+    if shifted != shifted.to_integral_value():
+        raise NotInMinorUnits(f"{amount} {currency} cannot be written in {provider}'s units for {currency}")
+    return int(shifted)
 
 
 class ProviderUnavailable(Exception):

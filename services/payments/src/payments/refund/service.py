@@ -38,14 +38,14 @@ from stdnum import iban as iban_number
 
 from billing_events import CloudEvent, CreditNoteIssued, PaymentRefunded, derived_event_id
 from billing_events import Money as EventMoney
-from billing_events.money import open_amount, to_minor
+from billing_events.money import open_amount
 from billing_runtime.service import ServiceRuntime
 from payments.balance.service import ACCOUNT_CREDIT, credit_balance
 from payments.collection import repository as collection_repo
 from payments.invoice import repository as invoice_repo
 from payments.keys import provider_key
 from payments.providers import repository as providers_repo
-from payments.providers.gateways import Gateways, Outcome, ProviderUnavailable
+from payments.providers.gateways import Gateways, Outcome, ProviderUnavailable, provider_units
 from payments.refund import repository as repo
 from payments.refund.sepa import Account, refund_file
 
@@ -217,7 +217,7 @@ async def call_next_refund(runtime: ServiceRuntime, gateways: Gateways, reconcil
                     if refund.credit_note_id is not None:  # none for a second success's surplus
                         metadata["credit_note_id"] = refund.credit_note_id
                     outcome = await gateway.refund(
-                        creds.api_key, attempt.provider_ref, to_minor(refund.amount, refund.currency), refund.idempotency_key, metadata
+                        creds.api_key, attempt.provider_ref, provider_units(refund.provider, refund.amount, refund.currency), refund.idempotency_key, metadata
                     )
             except ProviderUnavailable:
                 REFUND_PROVIDER_CALLS.labels(refund.provider, "unavailable").inc()
