@@ -83,12 +83,12 @@ class CommonSettings(BaseSettings):
     )
     public_rate_limit_burst: int = Field(default=100, ge=1, validation_alias=_env("PUBLIC_RATE_LIMIT_BURST"))
     auth_failure_rate_limit_per_second: float = Field(
-        default=0.5,
+        default=1.0,
         gt=0,
         validation_alias=_env("AUTH_FAILURE_RATE_LIMIT_PER_SECOND"),
         description="Per client address: refused API keys allowed (after the burst), before every request from it is 429.",
     )
-    auth_failure_rate_limit_burst: int = Field(default=20, ge=1, validation_alias=_env("AUTH_FAILURE_RATE_LIMIT_BURST"))
+    auth_failure_rate_limit_burst: int = Field(default=100, ge=1, validation_alias=_env("AUTH_FAILURE_RATE_LIMIT_BURST"))
     json_max_integer_digits: int = Field(
         default=15,
         ge=1,
