@@ -270,6 +270,8 @@ async def test_shared_links_and_webhooks_are_rate_limited_per_address(edge: dict
         (b'{"name": "x", "amount": 1000000000000000000000000000000}', "number_out_of_range", "amount"),
         (b'{"name": "x", "amount": 1.00000000000000000000000000001}', "number_too_precise", "amount"),
         (b'{"name": "x", "amount": 1e-400}', "number_too_precise", "amount"),
+        (b'{"name": "x", "amount": 123456789012345.12345678901234}', "number_too_precise", "amount"),  # 29 digits, no run of 16
+        (b'{"name": "x", "amount": 2E+17 }', "number_out_of_range", "amount"),
     ],
 )
 def test_json_input_no_service_can_take(body: bytes, code: str, field: str) -> None:

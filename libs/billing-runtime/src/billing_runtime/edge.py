@@ -12,7 +12,7 @@ Each refusal is a 422 problem+json with a stable `code` and the `field` it was f
 (`path`, `query.<name>`, or the JSON path as validation errors write it: `records.0.name`).
 Per-field rules (date ranges, ISO 4217 codes, signs) stay with the services' schemas.
 
-A JSON body is scanned cheaply first (one regular expression over the bytes); only a body that
+A JSON body is scanned cheaply first (substring searches over the bytes); only a body that
 could hold one of these is parsed here, so an ordinary batch is parsed once, by the endpoint.
 """
 
@@ -33,7 +33,28 @@ BODY_TOO_LARGE = Counter("billing_http_body_too_large_total", "Requests refused 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Anything in a JSON body that could decode to a NUL or a surrogate, or be a number we refuse.
-_SUSPECT = re.compile(rb"\x00|\\u0000|\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|NaN|Infinity|[0-9]{16}|[0-9.][eE][+-]?[0-9]")
+# What in a JSON body could decode to a NUL or a surrogate...
+_TEXT_LITERALS = (b"\x00", b"\\u0000", b"NaN", b"Infinity")
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+# ...or be a number we refuse. Searched in a copy with every digit written as 0 (and E as e), so
+# each test is a substring search: a number has more than 15 integer digits only with a run of 16
+# digits, more than 28 significant digits only with such a run or a fraction of 13 digits or more
+# (15 + 12 < 28), and an exponent only as `e`, digits and the end of the number (a hex id like
+# "4e5f" inside a string does not match).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789E", b"000000000e")
+_NUMBER_LITERALS = (b"0" * 16, b"." + b"0" * 13)
+_EXPONENT = re.compile(rb"e[+-]?0+[\s,\]}]")
+
+
+def _suspect(body: bytes) -> bool:
+    if any(literal in body for literal in _TEXT_LITERALS):
+        return True
+    # One pattern each: a pattern that starts with a literal is searched for that literal first.
+    if _ESCAPED_SURROGATE.search(body) or _ENCODED_SURROGATE.search(body):
+        return True
+    digits = body.translate(_DIGITS_AS_ZERO)
+    return any(literal in digits for literal in _NUMBER_LITERALS) or _EXPONENT.search(digits) is not None
 
 
 class InvalidInput(BillingError):
@@ -103,7 +124,7 @@ def _check_number(literal: str, field: str, max_integer_digits: int, max_signifi
 def check_json(body: bytes, *, max_integer_digits: int, max_significant_digits: int) -> None:
     """Refuse a JSON body holding what no service can take (see the module's docstring). A body
     that is not JSON at all is left to the endpoint, which answers it with its own 422."""
-    if not _SUSPECT.search(body):
+    if not _suspect(body):
         return
     try:
         tree = json.loads(body, parse_float=_Number, parse_int=_Number, parse_constant=_Constant)
