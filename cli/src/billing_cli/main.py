@@ -211,6 +211,7 @@ def bill_run(
     rating_url: Annotated[str, typer.Option(envvar="BILLING_RATING_URL")] = "http://127.0.0.1:8102",
     invoicing_url: Annotated[str, typer.Option(envvar="BILLING_INVOICING_URL")] = "http://127.0.0.1:8103",
     bootstrap: Bootstrap = "127.0.0.1:19092",
+    database_url: DatabaseUrl = "",
 ) -> None:
     """Close SELLER's PERIOD (a bill run; running it again changes nothing) and show a progress bar
     until invoicing has issued every buyer's invoice."""
@@ -219,7 +220,7 @@ def bill_run(
     from billing_cli.ops import auth_headers, key_tenant
     from billing_cli.ops import bill_run as run_bill_run
 
-    if api_key is not None and key_tenant(bootstrap, api_key) != seller:
+    if api_key is not None and key_tenant(bootstrap, api_key, database_url or None) != seller:
         raise typer.BadParameter(f"the API key is not a key of {seller}")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task(f"{seller} {period}: invoices issued", total=None)

@@ -49,10 +49,14 @@ def revoke_key(bootstrap: str, database_url: str, key_id: str, reason: str | Non
     return known
 
 
-def key_tenant(bootstrap: str, key: str) -> str | None:
+def key_tenant(bootstrap: str, key: str, database_url: str | None = None) -> str | None:
+    """The tenant of a key: from the key table when DATABASE_URL is known, else from the topic."""
     parsed = parse_key(key)
     if parsed is None:
         return None
+    if database_url:
+        found = [k for k in list_keys(database_url) if k.key_id == parsed[0]]
+        return found[0].tenant if found else None
     known = asyncio.run(read_keys(bootstrap)).keys.get(parsed[0])
     return known.tenant if known else None
 
