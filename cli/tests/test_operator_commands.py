@@ -114,7 +114,7 @@ def test_bill_run_with_progress_against_rating_and_invoicing(database_url: str, 
         seller = f"cli-{uuid.uuid4().hex[:8]}"
         issued = billing("keys", "issue", "--tenant", seller, "--scope", "write", "--bootstrap", kafka_bootstrap, "--database-url", database_url)
         key = issued.strip().splitlines()[-1]
-        urls = ["--rating-url", apps["rating"].url, "--invoicing-url", apps["invoicing"].url, "--bootstrap", kafka_bootstrap]
+        urls = ["--rating-url", apps["rating"].url, "--invoicing-url", apps["invoicing"].url, "--bootstrap", kafka_bootstrap, "--database-url", database_url]
         for _ in range(100):  # until both services have read the new key
             out = runner.invoke(app, ["bill-run", seller, "2026-10", "--api-key", key, *urls])
             if out.exit_code == 0:
