@@ -299,7 +299,10 @@ def _record(row: Any) -> KeyRecord:
 
 async def ensure_registry(conn: AsyncConnection) -> None:
     """Create the registry's schema and table if they are not there (under a lock, so instances
-    starting together do not race). Idempotent; `billing migrate` and every service start call it."""
+    starting together do not race). Idempotent; `billing migrate` and every service start call it.
+    When the table is there it runs no DDL, so a service's role needs only SELECT on it."""
+    if (await conn.execute(text("SELECT to_regclass('billing_auth.api_key')"))).scalar() is not None:
+        return
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('billing_auth.api_key'))"))
     await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{REGISTRY_SCHEMA}"'))
     await conn.run_sync(lambda sync: registry_metadata.create_all(sync, checkfirst=True))
