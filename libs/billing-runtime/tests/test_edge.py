@@ -334,6 +334,11 @@ async def test_scopes_declared_next_to_the_route(edge: dict[str, Any]) -> None:
     assert matrix[("POST", "/v1/uploads")] == "write" and matrix[("GET", "/v1/shared/{token}")] == "none"
     document = (await client.get("/openapi.json")).json()
     assert document["paths"]["/v1/credentials"]["put"]["x-billing-scope"] == "admin"
+    # Every operation declares the problem+json answers the runtime may give it.
+    responses = document["paths"]["/v1/credentials"]["put"]["responses"]
+    assert {"401", "403", "413", "422", "429"} <= set(responses)
+    assert all(list(responses[s]["content"]) == ["application/problem+json"] for s in ("401", "403", "413", "422", "429"))
+    assert "401" not in document["paths"]["/v1/shared/{token}"]["get"]["responses"]  # no key is asked for there
 
 
 async def test_a_topic_only_key_still_works(database_url: str, kafka_bootstrap: str, schema: str) -> None:

@@ -512,18 +512,55 @@ def scope_matrix(app: FastAPI) -> list[tuple[str, str, str]]:
     return sorted(rows, key=lambda r: (r[1], r[0]))
 
 
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "Stable: what went wrong, for programs."},
+        "detail": {"type": "string"},
+        "field": {"type": "string", "description": "Where: `path`, `query.<name>` or the JSON path of a body field."},
+    },
+    "additionalProperties": True,
+}
+# What the runtime itself may answer on any route, before or around its handler.
+_EDGE_RESPONSES = {
+    "413": "body_too_large: the body is over this route's limit",
+    "422": "invalid input (validation_error, nul_character, invalid_unicode, number_not_finite, number_out_of_range, number_too_precise, ...)",
+    "429": "rate_limited / auth_rate_limited, with Retry-After",
+}
+_AUTH_RESPONSES = {"401": "api_key_required / api_key_invalid / api_key_revoked", "403": "insufficient_scope"}
+
+
 def _add_scopes_to_openapi(app: FastAPI) -> None:
-    """Each operation in the OpenAPI document says the scope it needs (`x-billing-scope`)."""
+    """Each operation in the OpenAPI document says the scope it needs (`x-billing-scope`) and the
+    problem+json answers the runtime may give it (401/403 where a key is asked for, 413, 422, 429);
+    a 422 is problem+json, not FastAPI's default shape."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = generate()
+        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        problem_content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for method, path, needed in scope_matrix(app):
             operation = document.get("paths", {}).get(path, {}).get(method.lower())
-            if operation is not None:
-                operation["x-billing-scope"] = needed
+            if operation is None:
+                continue
+            operation["x-billing-scope"] = needed
+            responses = operation.setdefault("responses", {})
+            answers = {**_EDGE_RESPONSES, **(_AUTH_RESPONSES if needed != "none" else {})}
+            for status, description in answers.items():
+                given = responses.get(status) or {}
+                responses[status] = {**given, "description": given.get("description") or description, "content": problem_content}
+        schemas = document["components"]["schemas"]
+        if not any("HTTPValidationError" in json.dumps(op) for item in document.get("paths", {}).values() for op in item.values()):
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        app.openapi_schema = document
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
