@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from billing_events.money import money_str
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Read, Runtime, Tenant, page
 from billing_runtime.errors import NotFound
 from payments.collection import repository as repo
 from payments.invoice import repository as invoice_repo
@@ -15,7 +15,7 @@ from payments.invoice import repository as invoice_repo
 router = APIRouter(prefix="/v1", tags=["collection"])
 
 
-@router.get("/invoices/{invoice_id}/attempts")
+@router.get("/invoices/{invoice_id}/attempts", dependencies=[Read])
 async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """The invoice's collection attempts and refunds; 404 for an invoice this seller has not
     issued (or payments has not learnt of yet), as for another seller's."""
@@ -38,7 +38,7 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
     return {**page(items, len(items), None), "refunds": refunds_out}
 
 
-@router.get("/accounts/{account_id}/credit")
+@router.get("/accounts/{account_id}/credit", dependencies=[Read])
 async def get_credit(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """What the buyer paid beyond its invoices, per currency, kept for its next invoices."""
     async with runtime.sessions() as session:
