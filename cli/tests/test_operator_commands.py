@@ -30,27 +30,32 @@ def billing(*args: str) -> str:
     return result.output
 
 
-def test_keys_issue_list_revoke(kafka_bootstrap: str) -> None:
+def test_keys_issue_list_revoke(database_url: str, kafka_bootstrap: str) -> None:
     tenant = f"cli-{uuid.uuid4().hex[:8]}"
-    out = billing("keys", "issue", "--tenant", tenant, "--scope", "write", "--label", "erp", "--bootstrap", kafka_bootstrap)
+    db = ["--database-url", database_url]
+    out = billing("keys", "issue", "--tenant", tenant, "--scope", "write", "--label", "erp", "--bootstrap", kafka_bootstrap, *db)
     key = out.strip().splitlines()[-1]
     key_id = re.match(r"^bk_live_(k[0-9a-f]{16})_[0-9a-f]{64}$", key).group(1)  # type: ignore[union-attr]
-    listed = billing("keys", "list", "--bootstrap", kafka_bootstrap)
+    listed = billing("keys", "list", *db)  # from the key table
     row = next(line for line in listed.splitlines() if line.startswith(key_id))
     assert tenant in row and "write" in row and "erp" in row and key.rsplit("_", 1)[1] not in listed
-    store = asyncio.run(read_keys(kafka_bootstrap))
+    store = asyncio.run(read_keys(kafka_bootstrap))  # and announced on the topic
     assert store.verify(key).tenant == tenant
 
-    billing("keys", "revoke", key_id, "--reason", "rotated", "--bootstrap", kafka_bootstrap)
+    billing("keys", "revoke", key_id, "--reason", "rotated", "--bootstrap", kafka_bootstrap, *db)
     store = asyncio.run(read_keys(kafka_bootstrap))
     assert store.keys[key_id].revoked_at is not None
-    result = runner.invoke(app, ["keys", "revoke", "k" + "f" * 16, "--bootstrap", kafka_bootstrap])
+    row = next(line for line in billing("keys", "list", *db).splitlines() if line.startswith(key_id))
+    assert row.split()[4] != "-"  # the revoked column
+    result = runner.invoke(app, ["keys", "revoke", "k" + "f" * 16, "--bootstrap", kafka_bootstrap, *db])
     assert result.exit_code != 0
 
 
-def test_keys_issue_refuses_a_bad_tenant_or_scope(kafka_bootstrap: str) -> None:
-    assert runner.invoke(app, ["keys", "issue", "--tenant", "Not Valid", "--bootstrap", kafka_bootstrap]).exit_code != 0
-    assert runner.invoke(app, ["keys", "issue", "--tenant", "ok-tenant", "--scope", "root", "--bootstrap", kafka_bootstrap]).exit_code != 0
+def test_keys_issue_refuses_a_bad_tenant_or_scope(database_url: str, kafka_bootstrap: str) -> None:
+    db = ["--database-url", database_url]
+    assert runner.invoke(app, ["keys", "issue", "--tenant", "Not Valid", "--bootstrap", kafka_bootstrap, *db]).exit_code != 0
+    assert runner.invoke(app, ["keys", "issue", "--tenant", "ok-tenant", "--scope", "root", "--bootstrap", kafka_bootstrap, *db]).exit_code != 0
+    assert runner.invoke(app, ["keys", "list"], env={"DATABASE_URL": ""}).exit_code != 0  # the key table is needed
 
 
 def test_dead_letters_shows_where_and_why(kafka_bootstrap: str) -> None:
@@ -107,9 +112,9 @@ def test_bill_run_with_progress_against_rating_and_invoicing(database_url: str, 
     apps = {name: _served_app(name, database_url, kafka_bootstrap) for name in ("rating", "invoicing")}
     try:
         seller = f"cli-{uuid.uuid4().hex[:8]}"
-        issued = billing("keys", "issue", "--tenant", seller, "--scope", "write", "--bootstrap", kafka_bootstrap)
+        issued = billing("keys", "issue", "--tenant", seller, "--scope", "write", "--bootstrap", kafka_bootstrap, "--database-url", database_url)
         key = issued.strip().splitlines()[-1]
-        urls = ["--rating-url", apps["rating"].url, "--invoicing-url", apps["invoicing"].url, "--bootstrap", kafka_bootstrap]
+        urls = ["--rating-url", apps["rating"].url, "--invoicing-url", apps["invoicing"].url, "--bootstrap", kafka_bootstrap, "--database-url", database_url]
         for _ in range(100):  # until both services have read the new key
             out = runner.invoke(app, ["bill-run", seller, "2026-10", "--api-key", key, *urls])
             if out.exit_code == 0:

@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from fastapi import FastAPI
 
-from billing_runtime.auth import IssuedKey, Scope, generate_key, publish
+from billing_runtime.auth import IssuedKey, Scope, issue
 from billing_runtime.conventions import add_http_tables, install_http_conventions
 from billing_runtime.db import create_engine
 from billing_runtime.migrations import migrations_dir, upgrade
@@ -49,11 +49,15 @@ class Platform:
     clients: dict[str, httpx.AsyncClient]
     partners: list[Partner]
     bootstrap: str
+    database_url: str
 
     async def issue(self, tenant: str, scope: Scope) -> IssuedKey:
-        key = generate_key(tenant, scope)
-        await publish(self.bootstrap, key.event(label="security test", now=TODAY))
-        return key
+        """As `billing keys issue` does: the key table, then the topic."""
+        engine = create_engine(self.database_url, pool_size=1)
+        try:
+            return await issue(engine, self.bootstrap, tenant, scope, label="security test", now=TODAY)
+        finally:
+            await engine.dispose()
 
     async def wait_known(self, key: IssuedKey) -> None:
         """Until every service has read the key's event (they follow the key topic)."""
@@ -80,7 +84,8 @@ async def _migrate(database_url: str) -> None:
 
 def build(package: str, database_url: str, bootstrap: str, **overrides: Any) -> FastAPI:
     settings_type = importlib.import_module(f"{package}.config").Settings
-    settings = settings_type(database_url=database_url, kafka_bootstrap_servers=bootstrap, clock_fixed_at=TODAY, auth_mode="api_key", **overrides)
+    given = {"database_url": database_url, "kafka_bootstrap_servers": bootstrap, "clock_fixed_at": TODAY, "auth_mode": "api_key"}
+    settings = settings_type(**{**given, **overrides})
     app: FastAPI = importlib.import_module(f"{package}.main").build(settings)
     install_http_conventions(app)
     return app
@@ -105,7 +110,7 @@ async def platform(migrated: str, kafka_bootstrap: str) -> AsyncIterator[Platfor
     apps = {name: build(package, migrated, kafka_bootstrap) for name, package in SERVICES.items()}
     async with contextlib.AsyncExitStack() as stack:
         clients = {name: await stack.enter_async_context(serve(app)) for name, app in apps.items()}
-        platform = Platform(apps, clients, [], kafka_bootstrap)
+        platform = Platform(apps, clients, [], kafka_bootstrap, migrated)
         run = uuid.uuid4().hex[:6]
         for letter in "abc":
             partner = Partner(f"sec-{letter}-{run}")

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,6 +16,8 @@ from fastapi import FastAPI
 
 from billing_events.topics import ALL_TOPICS
 from billing_runtime.auth import hash_secret, publish, revocation
+from billing_runtime.embedded import TansuBroker, free_port
+from billing_runtime.kafka import ensure_topics
 from billing_runtime.testing import serve
 
 if TYPE_CHECKING:  # the fixtures give them; conftest is not importable as a module
@@ -136,3 +139,21 @@ async def test_rate_limit_is_429_with_retry_after(platform: Platform, build_serv
     assert statuses == [200, 200, 429] and r.status_code == 429
     assert r.json()["code"] == "rate_limited" and int(r.headers["retry-after"]) >= 1
     assert other.status_code == 200  # the bucket is per key
+
+
+async def test_keys_survive_a_broker_that_lost_its_topic(platform: Platform, build_service: Callable[..., FastAPI], tmp_path: Path) -> None:
+    """Every service started against a broker with empty topics (the embedded one after a restart,
+    real Kafka after its retention) still knows every key: the key table is the source of truth."""
+    p = platform.partners[0]
+    broker = TansuBroker(free_port(), tmp_path / "tansu.log")
+    broker.start()
+    try:
+        await ensure_topics(broker.bootstrap)
+        for name in platform.apps:
+            app = build_service(name, kafka_bootstrap_servers=broker.bootstrap)
+            async with serve(app) as client:
+                assert p.keys["read"].key_id in app.state.http_conventions.keys.keys, name
+                r = await client.get("/v1/nothing-here", headers=p.headers("read"))
+                assert (r.status_code, r.json()["code"]) == (404, "not_found"), name  # authenticated, then no such route
+    finally:
+        broker.stop()

@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing_cli.platform import SERVICES, Platform, log
 from billing_events.money import open_amount, to_minor
-from billing_runtime.auth import generate_key, publish
+from billing_runtime.auth import IssuedKey, issue
+from billing_runtime.db import create_engine
 
 T = TypeVar("T")
 PERIOD = "2026-10"
@@ -123,6 +124,17 @@ def wait_for(what: str, probe: Callable[[], T | None], stall: float | None = Non
         time.sleep(0.25)
 
 
+def issue_keys(database_url: str, bootstrap: str, tenants: tuple[str, ...]) -> list[IssuedKey]:
+    async def run() -> list[IssuedKey]:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            return [await issue(engine, bootstrap, t, "admin", label="billing demo", now=datetime.now(UTC)) for t in tenants]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 class Api:
     """The demo's HTTP client: each partner calls with its own API key (issued at the start, as an
     operator would with `billing keys issue`), or names itself in X-Tenant-Id when the platform
@@ -137,9 +149,9 @@ class Api:
     def issue_keys(self, *tenants: str) -> None:
         if not self.platform.api_keys:
             return
-        issued = {t: generate_key(t, "write") for t in tenants}
-        asyncio.run(publish(self.platform.bootstrap, *(k.event(label="billing demo", now=datetime.now(UTC)) for k in issued.values())))
-        self.keys = {t: k.key for t, k in issued.items()}
+        # admin: each partner also sets its provider credentials (`PUT /v1/providers/...` needs admin).
+        # As `billing keys issue` does: the key table (the source of truth), then the topic.
+        self.keys = {t: k.key for t, k in zip(tenants, issue_keys(self.platform.database_url, self.platform.bootstrap, tenants), strict=True)}
         self.keys_issued_at = time.monotonic()
 
     def headers(self, tenant: str, idempotency_key: str | None = None) -> dict[str, str]:

@@ -17,10 +17,15 @@ from billing_cli.platform import SERVICES, Platform, log
 app = typer.Typer(help="The billing platform: `billing up` runs it, `billing demo` shows it working.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Outbox operations.")
 app.add_typer(outbox_app, name="outbox")
-keys_app = typer.Typer(help="API keys: issue, revoke, list (published on the `billing.auth` topic).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: issue, revoke, list. The key table (`billing_auth.api_key` on DATABASE_URL) is the source of truth; "
+    "`billing.auth` announces each change to the running services.",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
 
 Bootstrap = Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.")]
+DatabaseUrl = Annotated[str, typer.Option(envvar="DATABASE_URL", help="The platform's PostgreSQL (the key table lives there).")]
 StateDir = Annotated[Path, typer.Option(envvar="BILLING_STATE_DIR", help="Where the embedded servers keep their state.")]
 
 
@@ -80,6 +85,20 @@ def migrate() -> None:
         upgrade(migrations_dir(spec.package), url)
         log(f"{spec.name}: at head")
 
+    async def key_table() -> None:
+        from billing_runtime.auth import ensure_registry
+        from billing_runtime.db import create_engine
+
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await ensure_registry(conn)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(key_table())
+    log("API key table (billing_auth.api_key): there")
+
 
 @app.command()
 def topics() -> None:
@@ -133,15 +152,18 @@ def keys_issue(
     tenant: Annotated[str, typer.Option(help="The partner the key acts for, or `distributor`.")],
     scope: Annotated[str, typer.Option(help="read, write or admin (each includes the ones before).")] = "read",
     label: Annotated[str | None, typer.Option(help="What the key is for (shown in `keys list`).")] = None,
+    database_url: DatabaseUrl = "",
     bootstrap: Bootstrap = "127.0.0.1:19092",
 ) -> None:
-    """Issue an API key. It is printed once, here; only its hash is kept."""
+    """Issue an API key. It is printed once, here; only its hash is kept (in the key table)."""
     from billing_cli.ops import issue_key
 
     if scope not in ("read", "write", "admin"):
         raise typer.BadParameter("scope must be read, write or admin")
+    if not database_url:
+        raise typer.BadParameter("set DATABASE_URL (or --database-url): the key table is there")
     try:
-        key = issue_key(bootstrap, tenant, scope, label)  # type: ignore[arg-type]
+        key = issue_key(bootstrap, database_url, tenant, scope, label)  # type: ignore[arg-type]
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     log(f"issued {key.key_id} for {tenant} with scope {scope}. The key (shown once, store it now):")
@@ -151,26 +173,32 @@ def keys_issue(
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key id (`k...`), as `keys list` shows it.")],
-    reason: Annotated[str | None, typer.Option(help="Why (kept on the topic).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the key table).")] = None,
+    database_url: DatabaseUrl = "",
     bootstrap: Bootstrap = "127.0.0.1:19092",
 ) -> None:
-    """Revoke a key: every service refuses it as soon as it reads the revocation."""
+    """Revoke a key: every service refuses it as soon as it reads the revocation (on the topic at
+    once, from the key table within API_KEYS_REFRESH_SECONDS)."""
     from billing_cli.ops import revoke_key
 
+    if not database_url:
+        raise typer.BadParameter("set DATABASE_URL (or --database-url): the key table is there")
     try:
-        known = revoke_key(bootstrap, key_id, reason)
+        known = revoke_key(bootstrap, database_url, key_id, reason)
     except LookupError as exc:
         raise typer.BadParameter(str(exc)) from exc
     log(f"revoked {key_id} ({known.tenant}, {known.scope})")
 
 
 @keys_app.command("list")
-def keys_list(bootstrap: Bootstrap = "127.0.0.1:19092") -> None:
-    """Every key ever issued: id, tenant, scope, label, issued, revoked."""
+def keys_list(database_url: DatabaseUrl = "") -> None:
+    """Every key ever issued (from the key table): id, tenant, scope, label, issued, revoked."""
     from billing_cli.ops import list_keys
 
+    if not database_url:
+        raise typer.BadParameter("set DATABASE_URL (or --database-url): the key table is there")
     log(f"{'key id':<18} {'tenant':<20} {'scope':<6} {'issued':<20} {'revoked':<20} label")
-    for k in list_keys(bootstrap):
+    for k in list_keys(database_url):
         revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "-"
         log(f"{k.key_id:<18} {k.tenant:<20} {k.scope:<6} {k.issued_at.isoformat(timespec='seconds'):<20} {revoked:<20} {k.label or ''}")
 
@@ -183,6 +211,7 @@ def bill_run(
     rating_url: Annotated[str, typer.Option(envvar="BILLING_RATING_URL")] = "http://127.0.0.1:8102",
     invoicing_url: Annotated[str, typer.Option(envvar="BILLING_INVOICING_URL")] = "http://127.0.0.1:8103",
     bootstrap: Bootstrap = "127.0.0.1:19092",
+    database_url: DatabaseUrl = "",
 ) -> None:
     """Close SELLER's PERIOD (a bill run; running it again changes nothing) and show a progress bar
     until invoicing has issued every buyer's invoice."""
@@ -191,7 +220,7 @@ def bill_run(
     from billing_cli.ops import auth_headers, key_tenant
     from billing_cli.ops import bill_run as run_bill_run
 
-    if api_key is not None and key_tenant(bootstrap, api_key) != seller:
+    if api_key is not None and key_tenant(bootstrap, api_key, database_url or None) != seller:
         raise typer.BadParameter(f"the API key is not a key of {seller}")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task(f"{seller} {period}: invoices issued", total=None)

@@ -14,31 +14,49 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from billing_events.topics import ALL_TOPICS, DEAD_LETTER
-from billing_runtime.auth import IssuedKey, KeyRecord, Scope, generate_key, parse_key, publish, read_keys, revocation
+from billing_runtime.auth import IssuedKey, KeyRecord, Scope, issue, parse_key, read_keys, registry_keys, revoke
 
 
-def issue_key(bootstrap: str, tenant: str, scope: Scope, label: str | None) -> IssuedKey:
-    key = generate_key(tenant, scope)
-    asyncio.run(publish(bootstrap, key.event(label=label, now=datetime.now(UTC))))
-    return key
+def _with_engine(database_url: str, work: Callable[[Any], Any]) -> Any:
+    from billing_runtime.db import create_engine
+
+    async def run() -> Any:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
-def list_keys(bootstrap: str) -> list[KeyRecord]:
-    return sorted(asyncio.run(read_keys(bootstrap)).keys.values(), key=lambda k: (k.tenant, k.issued_at))
+def issue_key(bootstrap: str, database_url: str, tenant: str, scope: Scope, label: str | None) -> IssuedKey:
+    """A new key: its row in the key table (the source of truth), then its event on `billing.auth`."""
+    issued: IssuedKey = _with_engine(database_url, lambda engine: issue(engine, bootstrap, tenant, scope, label=label, now=datetime.now(UTC)))
+    return issued
 
 
-def revoke_key(bootstrap: str, key_id: str, reason: str | None) -> KeyRecord:
-    known = asyncio.run(read_keys(bootstrap)).keys.get(key_id)
-    if known is None:
-        raise LookupError(f"no key {key_id} on the key topic")
-    asyncio.run(publish(bootstrap, revocation(key_id, known.tenant, reason=reason, now=datetime.now(UTC))))
+def list_keys(database_url: str) -> list[KeyRecord]:
+    async def read(engine: Any) -> list[KeyRecord]:
+        async with engine.connect() as conn:
+            return await registry_keys(conn)
+
+    return sorted(_with_engine(database_url, read), key=lambda k: (k.tenant, k.issued_at))
+
+
+def revoke_key(bootstrap: str, database_url: str, key_id: str, reason: str | None) -> KeyRecord:
+    known: KeyRecord = _with_engine(database_url, lambda engine: revoke(engine, bootstrap, key_id, reason=reason, now=datetime.now(UTC)))
     return known
 
 
-def key_tenant(bootstrap: str, key: str) -> str | None:
+def key_tenant(bootstrap: str, key: str, database_url: str | None = None) -> str | None:
+    """The tenant of a key: from the key table when DATABASE_URL is known, else from the topic."""
     parsed = parse_key(key)
     if parsed is None:
         return None
+    if database_url:
+        found = [k for k in list_keys(database_url) if k.key_id == parsed[0]]
+        return found[0].tenant if found else None
     known = asyncio.run(read_keys(bootstrap)).keys.get(parsed[0])
     return known.tenant if known else None
 

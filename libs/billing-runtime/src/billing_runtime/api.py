@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from billing_runtime.auth import TENANT_PATTERN, Principal
+from billing_runtime.auth import TENANT_PATTERN, Principal, Scope
 from billing_runtime.errors import BillingError, Unauthorized
 from billing_runtime.service import ServiceRuntime
 
@@ -41,7 +41,7 @@ def principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None
         if request.app.state.runtime.settings.auth_mode == "trusted_header":
             raise Unauthorized("X-Tenant-Id header is required", code="tenant_required")
         raise Unauthorized(required, code="api_key_required")
-    found.require("read" if request.method in ("GET", "HEAD", "OPTIONS") else "write")
+    found.require(declared_scope(request.scope.get("route")) or ("read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"))
     return found
 
 
@@ -62,6 +62,36 @@ def admin_tenant_id(caller: Annotated[Principal, Depends(principal)]) -> str:
     """As `tenant_id`, for endpoints that need a key with the `admin` scope."""
     caller.require("admin")
     return caller.tenant
+
+
+class RequireScope:
+    """A route's scope, declared next to it: `@router.put(..., dependencies=[Admin])`.
+
+    The conventions middleware reads it from the matched route and refuses a key without it (403
+    `insufficient_scope`) before the body is read; as a dependency it checks again, so the rule
+    holds even for an app without the middleware. See the scope matrix in the runtime's README."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __call__(self, caller: Annotated[Principal, Depends(principal)]) -> None:
+        caller.require(self.scope)
+
+    def __repr__(self) -> str:
+        return f"RequireScope({self.scope!r})"
+
+
+Read = Depends(RequireScope("read"))
+Write = Depends(RequireScope("write"))
+Admin = Depends(RequireScope("admin"))
+
+
+def declared_scope(route: Any) -> Scope | None:
+    """The scope a route declares with `Read` / `Write` / `Admin` (None when it declares none)."""
+    for dependency in getattr(route, "dependencies", ()):
+        if isinstance(dependency.dependency, RequireScope):
+            return dependency.dependency.scope
+    return None
 
 
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]

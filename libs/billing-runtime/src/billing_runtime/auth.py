@@ -4,9 +4,14 @@ A key reads `bk_live_<key_id>_<secret>`. It is shown once, when issued; only the
 secret travels (an `ApiKeyIssued` event on `billing.auth`) and is kept. The secret is 256 random
 bits, so a plain SHA-256 is enough (a slow password hash protects low-entropy secrets only).
 
-Every service instance folds `billing.auth` from the beginning into memory at startup (no consumer
-group, so every instance sees every event) and keeps following it: a request is verified without
-calling anyone, and a revocation takes effect as soon as the instance reads it.
+The registry's source of truth is a table in PostgreSQL, `billing_auth.api_key` (one row per key:
+id, tenant, scope, SHA-256 of the secret, label, issued, revoked), in the database every service
+already uses. `billing keys issue/revoke` write the row first and then publish the event; the topic
+only distributes. Every service instance loads the table at startup, reloads it every
+`API_KEYS_REFRESH_SECONDS`, and follows `billing.auth` from the beginning (no consumer group) so a
+new key or a revocation takes effect within moments. A broker that lost the topic (the embedded one
+keeps nothing; real Kafka deletes after its retention) loses nothing: the table still has every key.
+A request is verified in memory, without calling anyone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
+from sqlalchemy import CheckConstraint, Column, DateTime, MetaData, String, Table, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_events import ApiKeyIssued, ApiKeyRevoked, CloudEvent, EnvelopeError, attributes_from_headers, from_kafka, model_for, new_event, to_kafka
 from billing_events.topics import AUTH
@@ -40,6 +48,25 @@ _KEY = re.compile(r"^bk_live_(k[0-9a-f]{16})_([0-9a-f]{64})$")
 
 AUTH_FAILURES = Counter("billing_http_auth_failures_total", "Requests refused by authentication or scope", ["service", "code"])
 KEYS_KNOWN = Gauge("billing_api_keys_known", "API keys this instance knows, by state", ["service", "state"])
+REGISTRY_LOADS = Counter("billing_api_key_registry_loads_total", "Loads of the API key table, by outcome", ["service", "outcome"])
+
+# The key registry: one table in its own schema of the database the services share. Services only
+# read it; `billing keys` writes it.
+REGISTRY_SCHEMA = "billing_auth"
+registry_metadata = MetaData(schema=REGISTRY_SCHEMA)
+api_key_table = Table(
+    "api_key",
+    registry_metadata,
+    Column("key_id", String(17), primary_key=True),
+    Column("tenant", String(63), nullable=False),
+    Column("scope", String(5), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("label", String(200), nullable=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_reason", String(500), nullable=True),
+    CheckConstraint("scope IN ('read', 'write', 'admin')", name="ck_api_key_scope"),
+)
 
 
 class Forbidden(BillingError):
@@ -143,6 +170,35 @@ class KeyStore:
                 known.revoked_at = data.revoked_at
         self._count()
 
+    def merge(self, records: list[KeyRecord]) -> None:
+        """Fold rows of the registry in. The table is the source of truth: a key the topic named
+        differently (tenant, scope, hash) takes the table's version; a revocation in either stays."""
+        for row in records:
+            known = self.keys.get(row.key_id)
+            if known is None:
+                row.revoked_at = row.revoked_at or self.revoked_before_issued.pop(row.key_id, None)
+                self.keys[row.key_id] = row
+            elif (known.tenant, known.scope, known.secret_sha256) != (row.tenant, row.scope, row.secret_sha256):
+                row.revoked_at = row.revoked_at or (known.revoked_at if known.tenant == row.tenant else None)
+                self.keys[row.key_id] = row
+            elif known.revoked_at is None and row.revoked_at is not None:
+                known.revoked_at = row.revoked_at
+        self._count()
+
+    async def load(self, engine: Any) -> int:
+        """Load (again) every key of the registry table; the number of keys in it."""
+        with tracer.start_as_current_span("auth.load_key_registry") as span:
+            try:
+                async with engine.connect() as conn:
+                    records = await registry_keys(conn)
+            except Exception:
+                REGISTRY_LOADS.labels(self.service, "failed").inc()
+                raise
+            self.merge(records)
+            REGISTRY_LOADS.labels(self.service, "loaded").inc()
+            span.set_attribute("billing.api_keys", len(records))
+            return len(records)
+
     def _count(self) -> None:
         revoked = sum(1 for k in self.keys.values() if k.revoked_at is not None)
         KEYS_KNOWN.labels(self.service, "active").set(len(self.keys) - revoked)
@@ -235,3 +291,78 @@ async def read_keys(bootstrap_servers: str) -> KeyStore:
         for task in (follow, loaded):
             task.cancel()
         await asyncio.gather(follow, loaded, return_exceptions=True)
+
+
+def _record(row: Any) -> KeyRecord:
+    return KeyRecord(row.key_id, row.tenant, row.scope, row.secret_sha256, row.label, row.issued_at, row.revoked_at)
+
+
+async def ensure_registry(conn: AsyncConnection) -> None:
+    """Create the registry's schema and table if they are not there (under a lock, so instances
+    starting together do not race). Idempotent; `billing migrate` and every service start call it.
+    When the table is there it runs no DDL, so a service's role needs only SELECT on it."""
+    if (await conn.execute(text("SELECT to_regclass('billing_auth.api_key')"))).scalar() is not None:
+        return
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('billing_auth.api_key'))"))
+    await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{REGISTRY_SCHEMA}"'))
+    await conn.run_sync(lambda sync: registry_metadata.create_all(sync, checkfirst=True))
+
+
+async def registry_keys(conn: AsyncConnection) -> list[KeyRecord]:
+    """Every key in the registry table (an empty list when the table does not exist yet)."""
+    if (await conn.execute(text("SELECT to_regclass('billing_auth.api_key')"))).scalar() is None:
+        return []
+    rows = (await conn.execute(select(api_key_table).order_by(api_key_table.c.tenant, api_key_table.c.issued_at))).all()
+    return [_record(r) for r in rows]
+
+
+async def register(conn: AsyncConnection, key: IssuedKey, *, label: str | None, now: datetime) -> None:
+    """Write an issued key's row (its hash, never the secret). A key id is issued once."""
+    values = {
+        "key_id": key.key_id,
+        "tenant": key.tenant,
+        "scope": key.scope,
+        "secret_sha256": hash_secret(key.key.rsplit("_", 1)[1]),
+        "label": label,
+        "issued_at": now,
+    }
+    await conn.execute(pg_insert(api_key_table).values(**values).on_conflict_do_nothing(index_elements=["key_id"]))
+
+
+async def revoke_in_registry(conn: AsyncConnection, key_id: str, *, reason: str | None, now: datetime) -> KeyRecord | None:
+    """Mark a key revoked (a second revocation keeps the first date); None when there is no such key."""
+    table = api_key_table
+    await conn.execute(update(table).where(table.c.key_id == key_id, table.c.revoked_at.is_(None)).values(revoked_at=now, revoked_reason=reason))
+    row = (await conn.execute(select(table).where(table.c.key_id == key_id))).first()
+    return None if row is None else _record(row)
+
+
+async def issue(engine: Any, bootstrap_servers: str, tenant: str, scope: Scope, *, label: str | None, now: datetime) -> IssuedKey:
+    """Issue a key: its row in the registry (the source of truth), then `ApiKeyIssued` on the topic
+    so running services learn it at once. If the broker is unreachable the key is still issued:
+    services read the table within `API_KEYS_REFRESH_SECONDS`."""
+    key = generate_key(tenant, scope)
+    async with engine.begin() as conn:
+        await ensure_registry(conn)
+        await register(conn, key, label=label, now=now)
+    await _announce(bootstrap_servers, key.event(label=label, now=now))
+    return key
+
+
+async def revoke(engine: Any, bootstrap_servers: str, key_id: str, *, reason: str | None, now: datetime) -> KeyRecord:
+    """Revoke a key in the registry, then announce it on the topic. LookupError for an unknown id."""
+    async with engine.begin() as conn:
+        await ensure_registry(conn)
+        known = await revoke_in_registry(conn, key_id, reason=reason, now=now)
+    if known is None:
+        raise LookupError(f"no key {key_id} in the key registry")
+    await _announce(bootstrap_servers, revocation(key_id, known.tenant, reason=reason, now=now))
+    return known
+
+
+async def _announce(bootstrap_servers: str, event: CloudEvent[Any]) -> None:
+    try:
+        await asyncio.wait_for(publish(bootstrap_servers, event), timeout=30)
+    except Exception:
+        # The row is committed: the services pick it up from the table on their next refresh.
+        log.warning("could not publish %s on %s; services will read it from the key table", event.type, AUTH.name, exc_info=True)

@@ -73,6 +73,48 @@ class CommonSettings(BaseSettings):
     )
     rate_limit_per_second: float = Field(default=50.0, gt=0, validation_alias=_env("RATE_LIMIT_PER_SECOND"))
     rate_limit_burst: int = Field(default=200, ge=1, validation_alias=_env("RATE_LIMIT_BURST"))
+    api_keys_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=_env("API_KEYS_REFRESH_SECONDS"),
+        description="How often a service reloads the API key table (`billing_auth.api_key`, the registry's source of truth). "
+        "The `billing.auth` topic brings changes at once; this catches what the topic lost.",
+    )
+    body_limit_bytes: int = Field(
+        default=1_000_000, ge=1, validation_alias=_env("BODY_LIMIT_BYTES"), description="Largest request body, checked before it is read (413)."
+    )
+    body_limits: dict[str, int] = Field(
+        default_factory=dict,
+        validation_alias=_env("BODY_LIMITS"),
+        description='Per path prefix, a body limit other than BODY_LIMIT_BYTES, as JSON: `{"/v1/bank-statements": 20000000}`. '
+        "The longest matching prefix wins.",
+    )
+    public_rate_limit_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=_env("PUBLIC_RATE_LIMIT_PER_SECOND"),
+        description="Before authentication, per client address: requests to shared links (`/v1/shared/`) and provider webhooks.",
+    )
+    public_rate_limit_burst: int = Field(default=100, ge=1, validation_alias=_env("PUBLIC_RATE_LIMIT_BURST"))
+    auth_failure_rate_limit_per_second: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=_env("AUTH_FAILURE_RATE_LIMIT_PER_SECOND"),
+        description="Per client address: refused API keys allowed (after the burst), before every request from it is 429.",
+    )
+    auth_failure_rate_limit_burst: int = Field(default=100, ge=1, validation_alias=_env("AUTH_FAILURE_RATE_LIMIT_BURST"))
+    json_max_integer_digits: int = Field(
+        default=15,
+        ge=1,
+        validation_alias=_env("JSON_MAX_INTEGER_DIGITS"),
+        description="A JSON number in a request may have at most this many digits before the decimal point (422 `number_out_of_range`).",
+    )
+    json_max_significant_digits: int = Field(
+        default=28,
+        ge=1,
+        validation_alias=_env("JSON_MAX_SIGNIFICANT_DIGITS"),
+        description="A JSON number in a request may have at most this many significant digits (Decimal's default precision).",
+    )
     idempotency_ttl_hours: int = Field(
         default=24, ge=1, validation_alias=_env("IDEMPOTENCY_TTL_HOURS"), description="How long an Idempotency-Key is remembered."
     )

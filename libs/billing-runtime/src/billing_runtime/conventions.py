@@ -1,10 +1,17 @@
-"""The HTTP conventions every service shares, as one ASGI middleware and one lifespan hook:
+"""The HTTP conventions every service shares, as one ASGI middleware and one lifespan hook.
+In the order a request meets them:
 
+- limits before anything is read: per client address, shared links (`/v1/shared/`) and provider
+  webhooks (`/v1/webhooks/`) have a token bucket, and so do refused API keys (429 with
+  `Retry-After`); a body larger than its limit (`BODY_LIMIT_BYTES`, `BODY_LIMITS` per path prefix)
+  is a 413 `body_too_large`, by its Content-Length or as soon as it grows past it;
 - who calls: an API key (`AUTH_MODE=api_key`, the default) or a gateway's `X-Tenant-Id`
   (`AUTH_MODE=trusted_header`); the tenant comes only from there, never from the path or body;
-- scope: GET/HEAD need `read`, every other method `write` (admin endpoints ask for `admin`
-  through `api.AdminTenant`); 401 / 403 problem+json otherwise;
+- scope: the one the matched route declares (`api.Read` / `Write` / `Admin`), else GET/HEAD need
+  `read` and every other method `write`; 401 / 403 problem+json otherwise;
 - a token bucket per key: 429 with `Retry-After`;
+- input no service can take (`edge.py`): NUL characters, lone surrogates, NaN/Infinity, numbers
+  beyond the platform's precision, in the path, query or JSON body: 422 naming the field;
 - `Idempotency-Key` on writes: the first successful response is stored and replayed, the same
   key with another request is a 409 `idempotency_key_reused`; a refused write (4xx/5xx) is not
   stored, so a retry runs again;
@@ -22,7 +29,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -34,10 +43,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_runtime.audit import AUDIT_RECORDS, append_only_sql, audit_table, record
-from billing_runtime.auth import AUTH_FAILURES, SCOPES, TENANT_PATTERN, KeyStore, Principal, key_from_headers, scope_allows
+from billing_runtime.auth import AUTH_FAILURES, SCOPES, TENANT_PATTERN, KeyStore, Principal, ensure_registry, key_from_headers, scope_allows
+from billing_runtime.edge import BODY_TOO_LARGE, INPUT_REJECTED, BodyTooLarge, body_limit, check_json, check_path, check_query
 from billing_runtime.errors import BillingError, Unauthorized, problem
 from billing_runtime.idempotency import IDEMPOTENT_REQUESTS, MAX_KEY_LENGTH, StoredResponse, claim, complete, idempotency_table, release
-from billing_runtime.ratelimit import RATE_LIMITED, RateLimiter
+from billing_runtime.ratelimit import PREAUTH_LIMITED, RATE_LIMITED, RateLimiter
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("billing_runtime.conventions")
@@ -46,8 +56,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Capability links (invoicing's shared documents) live under this prefix: the unguessable token in
 # the path is the credential, so those are served without an API key.
 SHARED_PATH_PREFIX = "/v1/shared/"
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", SHARED_PATH_PREFIX)
-KEYS_LOAD_TIMEOUT = 120.0
+# Payment providers' webhooks: verified by their signature, not by an API key.
+WEBHOOK_PATH_PREFIX = "/v1/webhooks/"
+INFRA_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json")
+OPEN_PATHS = (*INFRA_PATHS, SHARED_PATH_PREFIX)
+PUBLIC_PREFIXES = (SHARED_PATH_PREFIX, WEBHOOK_PATH_PREFIX)
+# Once the key table is loaded, how long a starting service waits to catch up with the topic
+# before it serves anyway (the table has every key `billing keys` issued).
+KEYS_TOPIC_WAIT = 15.0
 # Set in the request's state by `record_audit_in`: the endpoint wrote the audit row itself.
 AUDIT_RECORDED = "billing.audit_recorded"
 
@@ -89,8 +105,9 @@ def install_http_conventions(app: FastAPI) -> None:
     if getattr(app.state, "http_conventions", None) is not None:
         return
     runtime = app.state.runtime
-    conventions = HttpConventions(runtime)
+    conventions = HttpConventions(runtime, app)
     app.state.http_conventions = conventions
+    _add_scopes_to_openapi(app)
     app.add_middleware(_Middleware, conventions=conventions)
     inner = app.router.lifespan_context
 
@@ -107,14 +124,19 @@ def install_http_conventions(app: FastAPI) -> None:
 
 
 class HttpConventions:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Any, app: FastAPI | None = None) -> None:
         self.runtime = runtime
+        self.app = app
         self.service: str = runtime.name
         self.settings = runtime.settings
         self.idempotency, self.audit = _tables(runtime.metadata)
         self.keys = KeyStore(self.service)
         self.limiter = RateLimiter(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
-        self._follow: asyncio.Task[None] | None = None
+        self.public_limiter = RateLimiter(self.settings.public_rate_limit_per_second, self.settings.public_rate_limit_burst)
+        self.failure_limiter = RateLimiter(self.settings.auth_failure_rate_limit_per_second, self.settings.auth_failure_rate_limit_burst)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._routes: list[_ApiRoute] | None = None
+        self._routes_seen = 0
 
     @property
     def api_keys(self) -> bool:
@@ -124,12 +146,18 @@ class HttpConventions:
         await self._check_tables()
         if not self.api_keys:
             return
-        self._follow = asyncio.create_task(self._follow_keys(), name=f"{self.service}-api-keys")
+        # The registry table first: it has every key, whatever the broker still holds.
+        async with self.runtime.engine.begin() as conn:
+            await ensure_registry(conn)
+        count = await self.keys.load(self.runtime.engine)
+        log.info("%s: %d API keys in the key table", self.service, count)
+        follow = asyncio.create_task(self._follow_keys(), name=f"{self.service}-api-keys")
+        self._tasks = [follow, asyncio.create_task(self._refresh_keys(), name=f"{self.service}-api-key-refresh")]
         loaded = asyncio.ensure_future(self.keys.loaded.wait())
-        done, _ = await asyncio.wait({loaded, self._follow}, timeout=KEYS_LOAD_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({loaded, follow}, timeout=KEYS_TOPIC_WAIT, return_when=asyncio.FIRST_COMPLETED)
         if loaded not in done:
             loaded.cancel()
-            raise RuntimeError(f"{self.service}: could not read the API keys from Kafka within {KEYS_LOAD_TIMEOUT:.0f}s")
+            log.warning("%s: not caught up with %s within %.0fs; serving with the key table", self.service, "billing.auth", KEYS_TOPIC_WAIT)
 
     async def _follow_keys(self) -> None:
         while True:
@@ -141,12 +169,35 @@ class HttpConventions:
                 log.exception("%s: following the API keys failed; retrying in 1 s", self.service)
                 await asyncio.sleep(1.0)
 
+    async def _refresh_keys(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.api_keys_refresh_seconds)
+            try:
+                await self.keys.load(self.runtime.engine)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: reloading the API key table failed; keeping the keys known", self.service)
+
     async def stop(self) -> None:
-        if self._follow is not None:
-            while not self._follow.done():
-                self._follow.cancel()
-                await asyncio.wait({self._follow}, timeout=1.0)
-            self._follow = None
+        for task in self._tasks:
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+        self._tasks = []
+
+    def route_scope(self, scope: Scope) -> str:
+        """The scope the request's route declares, else the default of its method."""
+        method, path = scope["method"], scope["path"]
+        if self.app is not None:
+            if self._routes is None or self._routes_seen != len(self.app.routes):
+                self._routes, self._routes_seen = _api_routes(self.app), len(self.app.routes)
+            for route in self._routes:
+                if method in route.methods and route.path_regex.match(path):
+                    if route.scope is not None:
+                        return route.scope
+                    break
+        return "read" if method in SAFE_METHODS else "write"
 
     async def _check_tables(self) -> None:
         schema = self.runtime.metadata.schema
@@ -219,39 +270,70 @@ class _Middleware:
         self.c = conventions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(OPEN_PATHS):
+        if scope["type"] != "http" or scope["path"].startswith(INFRA_PATHS):
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
-        headers = Headers(scope=scope)
         try:
-            principal = self.c.authenticate(headers)
+            await self._handle(scope, receive, send)
+        except _Refused as refused:
+            await _problem(refused.error, refused.headers)(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        c, path, method = self.c, scope["path"], scope["method"]
+        client = _client_address(scope)
+        headers = Headers(scope=scope)
+        # Limits before anything is read or verified.
+        if path.startswith(PUBLIC_PREFIXES):
+            retry_after = c.public_limiter.take(client)
+            if retry_after:
+                PREAUTH_LIMITED.labels(c.service, "public").inc()
+                raise _Refused(_too_many("too many requests from this address", "rate_limited"), retry_after)
+        elif retry_after := c.failure_limiter.blocked(client):
+            PREAUTH_LIMITED.labels(c.service, "auth_failures").inc()
+            raise _Refused(_too_many("too many refused API keys from this address", "auth_rate_limited"), retry_after)
+        limit = body_limit(path, c.settings.body_limit_bytes, c.settings.body_limits)
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            BODY_TOO_LARGE.labels(c.service).inc()
+            raise _Refused(BodyTooLarge(f"the body is larger than this endpoint takes ({limit} bytes)", limit=limit))
+        principal: Principal | None = None
+        if not path.startswith(OPEN_PATHS):
+            try:
+                principal = c.authenticate(headers)
+            except BillingError as refused:
+                if refused.status_code == 401 and (retry_after := c.failure_limiter.take(client)):
+                    PREAUTH_LIMITED.labels(c.service, "auth_failures").inc()
+                    raise _Refused(_too_many("too many refused API keys from this address", "auth_rate_limited"), retry_after) from None
+                raise _Refused(refused) from None
+            scope.setdefault("state", {})["principal"] = principal
+            if principal is not None:
+                needed = c.route_scope(scope)
+                if not scope_allows(principal.scope, needed):
+                    AUTH_FAILURES.labels(c.service, "insufficient_scope").inc()
+                    message = f"this key has scope `{principal.scope}`; this request needs `{needed}`"
+                    raise _Refused(BillingError(message, code="insufficient_scope", status_code=403))
+                # Per key; behind a gateway that names no key, per tenant.
+                retry_after = c.limiter.take(f"{principal.tenant}/{principal.key_id}")
+                if retry_after:
+                    RATE_LIMITED.labels(c.service).inc()
+                    raise _Refused(_too_many("too many requests for this API key", "rate_limited"), retry_after)
+        try:
+            check_path(path, scope.get("raw_path"))
+            check_query(scope.get("query_string", b""))
+            body = b"" if method in SAFE_METHODS and declared is None else await _read_body(receive, limit)
+            if body and "json" in (headers.get("content-type") or ""):
+                check_json(body, max_integer_digits=c.settings.json_max_integer_digits, max_significant_digits=c.settings.json_max_significant_digits)
+        except BodyTooLarge as refused:
+            BODY_TOO_LARGE.labels(c.service).inc()
+            raise _Refused(refused) from None
         except BillingError as refused:
-            await _problem(refused)(scope, receive, send)
+            INPUT_REJECTED.labels(c.service, refused.code).inc()
+            raise _Refused(refused) from None
+        if principal is None or method in SAFE_METHODS:
+            captured_receive = _replaying(body, receive) if method not in SAFE_METHODS or declared is not None else receive
+            await self.app(scope, captured_receive, send)
             return
-        state["principal"] = principal
-        if principal is None:
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        needed = "read" if method in SAFE_METHODS else "write"
-        if not scope_allows(principal.scope, needed):
-            AUTH_FAILURES.labels(self.c.service, "insufficient_scope").inc()
-            await _problem(BillingError(f"this key has scope `{principal.scope}`; {method} needs `{needed}`", code="insufficient_scope", status_code=403))(
-                scope, receive, send
-            )
-            return
-        # Per key; behind a gateway that names no key, per tenant.
-        retry_after = self.c.limiter.take(f"{principal.tenant}/{principal.key_id}")
-        if retry_after:
-            RATE_LIMITED.labels(self.c.service).inc()
-            refused = BillingError("too many requests for this API key; retry after the given seconds", code="rate_limited", status_code=429)
-            await _problem(refused, {"Retry-After": str(retry_after)})(scope, receive, send)
-            return
-        if method in SAFE_METHODS:
-            await self.app(scope, receive, send)
-            return
-        await self._write(scope, receive, send, principal, headers)
+        await self._write(scope, receive, send, principal, headers, body)
 
     async def _call(self, scope: Scope, body: bytes, receive: Receive) -> _Captured:
         delivered = False
@@ -274,8 +356,7 @@ class _Middleware:
         captured = await self._call(get, b"", receive)
         return _json(captured.body, captured.content_type) if captured.status == 200 else None
 
-    async def _write(self, scope: Scope, receive: Receive, send: Send, principal: Principal, headers: Headers) -> None:
-        body = await _read_body(receive)
+    async def _write(self, scope: Scope, receive: Receive, send: Send, principal: Principal, headers: Headers, body: bytes) -> None:
         key = headers.get("idempotency-key")
         method, path = scope["method"], scope["path"]
         conventions, engine, now = self.c, self.c.runtime.engine, self.c.runtime.clock.now()
@@ -388,13 +469,141 @@ async def record_audit_in(conn: Any, request: Any, *, request_json: str | bytes,
     AUDIT_RECORDS.labels(conventions.service).inc()
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, refusing it (413) as soon as it grows past `limit` bytes."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is larger than this endpoint takes ({limit} bytes)", limit=limit)
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands over the body already read, then whatever comes next (a disconnect)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _client_address(scope: Scope) -> str:
+    """The caller's address, as the server saw it (behind a proxy, run uvicorn with
+    `--proxy-headers --forwarded-allow-ips` so this is the client's, not the proxy's)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _too_many(what: str, code: str) -> BillingError:
+    return BillingError(f"{what}; retry after the given seconds", code=code, status_code=429)
+
+
+class _Refused(Exception):
+    def __init__(self, error: BillingError, retry_after: int | None = None) -> None:
+        self.error = error
+        self.headers = {"Retry-After": str(retry_after)} if retry_after else None
+
+
+@dataclass(frozen=True)
+class _ApiRoute:
+    path: str
+    path_regex: re.Pattern[str]
+    methods: frozenset[str]
+    scope: str | None
+
+
+def _api_routes(app: FastAPI) -> list[_ApiRoute]:
+    """Every API route of the app with its full path and the scope it declares, in routing order."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    from billing_runtime.api import declared_scope  # api imports service, which imports this module
+
+    found = []
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            found.append(_ApiRoute(context.path, context.path_regex, frozenset(context.methods or ()), declared_scope(context)))
+    return found
+
+
+def scope_matrix(app: FastAPI) -> list[tuple[str, str, str]]:
+    """Every API route of an app with the scope it needs: `(method, path, scope)`, where scope is
+    `read` / `write` / `admin`, or `none` for routes no key is asked for (shared links, webhooks)."""
+    rows = []
+    for route in _api_routes(app):
+        if route.path.startswith(INFRA_PATHS):
+            continue
+        for method in sorted(route.methods - {"HEAD"}):
+            if route.path.startswith(PUBLIC_PREFIXES):
+                needed = "none"
+            else:
+                needed = route.scope or ("read" if method in SAFE_METHODS else "write")
+            rows.append((method, route.path, needed))
+    return sorted(rows, key=lambda r: (r[1], r[0]))
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "Stable: what went wrong, for programs."},
+        "detail": {"type": "string"},
+        "field": {"type": "string", "description": "Where: `path`, `query.<name>` or the JSON path of a body field."},
+    },
+    "additionalProperties": True,
+}
+# What the runtime itself may answer on any route, before or around its handler.
+_EDGE_RESPONSES = {
+    "413": "body_too_large: the body is over this route's limit",
+    "422": "invalid input (validation_error, nul_character, invalid_unicode, number_not_finite, number_out_of_range, number_too_precise, ...)",
+    "429": "rate_limited / auth_rate_limited, with Retry-After",
+}
+_AUTH_RESPONSES = {"401": "api_key_required / api_key_invalid / api_key_revoked", "403": "insufficient_scope"}
+
+
+def _add_scopes_to_openapi(app: FastAPI) -> None:
+    """Each operation in the OpenAPI document says the scope it needs (`x-billing-scope`) and the
+    problem+json answers the runtime may give it (401/403 where a key is asked for, 413, 422, 429);
+    a 422 is problem+json, not FastAPI's default shape."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        problem_content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for method, path, needed in scope_matrix(app):
+            operation = document.get("paths", {}).get(path, {}).get(method.lower())
+            if operation is None:
+                continue
+            operation["x-billing-scope"] = needed
+            responses = operation.setdefault("responses", {})
+            answers = {**_EDGE_RESPONSES, **(_AUTH_RESPONSES if needed != "none" else {})}
+            for status, description in answers.items():
+                given = responses.get(status) or {}
+                responses[status] = {**given, "description": given.get("description") or description, "content": problem_content}
+        schemas = document["components"]["schemas"]
+        if not any("HTTPValidationError" in json.dumps(op) for item in document.get("paths", {}).values() for op in item.values()):
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

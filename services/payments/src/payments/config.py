@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from billing_runtime.config import CommonSettings
@@ -9,6 +10,13 @@ class Settings(CommonSettings):
     """payments' own settings (env prefix PAYMENTS_) beside the shared ones (DATABASE_URL, KAFKA_*, ...)."""
 
     model_config = SettingsConfigDict(env_prefix="PAYMENTS_", extra="ignore")
+
+    # Bank statements (camt.053 / MT940 files of a month) are larger than any JSON request.
+    body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"/v1/bank-statements": 20_000_000},
+        validation_alias=AliasChoices("BODY_LIMITS"),
+        description="Per path prefix body limits (JSON); payments takes statement files up to 20 MB.",
+    )
 
     # Unset: the real providers. Set: a sandbox (tests, the embedded mode); nothing else changes.
     stripe_api_base: str | None = None

@@ -16,3 +16,11 @@ class Settings(CommonSettings):
     rate_limit_burst: int = Field(default=2000, ge=1, validation_alias=AliasChoices("USAGE_INGEST_RATE_LIMIT_BURST", "RATE_LIMIT_BURST"))
     records_per_second: float = Field(default=50_000.0, gt=0, description="Records a second per API key on /v1/usage, /v1/quantities, /v1/orders.")
     records_burst: int = Field(default=100_000, ge=1000, description="Records a key may post at once above its rate (at least one full batch).")
+    # A quantity observation may list up to 100,000 items (ids and states): /v1/quantities takes
+    # bodies up to 16 MB; every other route the default BODY_LIMIT_BYTES (1 MB: 1,000 usage records
+    # are about 200 kB).
+    body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"/v1/quantities": 16_000_000},
+        validation_alias=AliasChoices("BODY_LIMITS"),
+        description="Per path prefix body limits (JSON).",
+    )

@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Read, Runtime, Tenant, page
 from dunning.case import service
 from dunning.case.schemas import StandingOut
 
 router = APIRouter(prefix="/v1", tags=["cases"])
 
 
-@router.get("/cases")
+@router.get("/cases", dependencies=[Read])
 async def list_cases(
     tenant: Tenant,
     runtime: Runtime,
@@ -29,7 +29,7 @@ async def list_cases(
     return page([i.model_dump(mode="json") for i in items], limit, next_cursor)
 
 
-@router.get("/accounts/{account_id}/standing", response_model=StandingOut)
+@router.get("/accounts/{account_id}/standing", dependencies=[Read], response_model=StandingOut)
 async def get_standing(account_id: str, tenant: Tenant, runtime: Runtime) -> StandingOut:
     async with runtime.sessions() as session:
         return await service.account_standing(session, tenant, account_id, runtime.clock.today())

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from billing_runtime.api import Runtime, Tenant
+from billing_runtime.api import Read, Runtime, Tenant
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.comparison import repository as repo
 from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_json, report_xlsx
@@ -20,7 +20,7 @@ class InvalidPeriod(BillingError):
     code = "invalid_period"
 
 
-@router.get("/comparison-reports")
+@router.get("/comparison-reports", dependencies=[Read])
 async def list_reports(
     tenant: Tenant,
     runtime: Runtime,
@@ -39,7 +39,7 @@ async def list_reports(
     return {"items": [report_json(r) for r in rows]}
 
 
-@router.get("/comparison-reports/{report_id}")
+@router.get("/comparison-reports/{report_id}", dependencies=[Read])
 async def get_report(report_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get(session, tenant, report_id)
@@ -48,7 +48,7 @@ async def get_report(report_id: str, tenant: Tenant, runtime: Runtime) -> dict[s
     return report_json(row)
 
 
-@router.get("/comparison-reports/{report_id}/xlsx", response_class=Response)
+@router.get("/comparison-reports/{report_id}/xlsx", dependencies=[Read], response_class=Response)
 async def get_report_xlsx(report_id: str, tenant: Tenant, runtime: Runtime) -> Response:
     async with runtime.sessions() as session:
         row = await repo.get(session, tenant, report_id)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 
-from billing_runtime.api import Runtime, Tenant
+from billing_runtime.api import Read, Runtime, Tenant, Write
 from billing_runtime.errors import NotFound
 from invoicing.creditnote import repository as repo
 from invoicing.creditnote.schemas import CreditNoteIn, CreditNoteOut
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["credit notes"])
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 
 
-@router.post("/invoices/{invoice_id}/credit-notes", response_model=CreditNoteOut, status_code=201)
+@router.post("/invoices/{invoice_id}/credit-notes", dependencies=[Write], response_model=CreditNoteOut, status_code=201)
 async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, runtime: Runtime, idempotency_key: IdempotencyKey) -> CreditNoteOut:
     if body.lines is not None and body.amount is not None:
         raise InvalidCreditLine("give lines or amount, not both", field="amount")
@@ -30,7 +30,7 @@ async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, 
     return await get_credit_note(credit_note_id, tenant, runtime)
 
 
-@router.get("/invoices/{invoice_id}/credit-notes")
+@router.get("/invoices/{invoice_id}/credit-notes", dependencies=[Read])
 async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         if await invoice_repo.get_invoice(session, tenant, invoice_id) is None:
@@ -40,7 +40,7 @@ async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime) -
     return {"items": items}
 
 
-@router.get("/credit-notes/{credit_note_id}", response_model=CreditNoteOut)
+@router.get("/credit-notes/{credit_note_id}", dependencies=[Read], response_model=CreditNoteOut)
 async def get_credit_note(credit_note_id: str, tenant: Tenant, runtime: Runtime) -> CreditNoteOut:
     async with runtime.sessions() as session:
         row = await repo.get(session, tenant, credit_note_id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events import DocumentLink, PeriodClosed, RatedLine
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Admin, Read, Runtime, Tenant, Write, page
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.config import Settings
 from invoicing.documents.shares import rotate, tokens_of
@@ -60,7 +60,7 @@ def _cursor(cursor: str) -> int:
     return int(cursor)
 
 
-@router.get("/invoices")
+@router.get("/invoices", dependencies=[Read])
 async def list_invoices(
     tenant: Tenant,
     runtime: Runtime,
@@ -89,7 +89,7 @@ async def list_invoices(
     return page(items, limit, str(rows[limit - 1].seq) if len(rows) > limit else None)
 
 
-@router.get("/invoices/{invoice_id}", response_model=InvoiceDetail)
+@router.get("/invoices/{invoice_id}", dependencies=[Read], response_model=InvoiceDetail)
 async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime) -> InvoiceDetail:
     async with runtime.sessions() as session:
         row = await repo.get_invoice(session, tenant, invoice_id)
@@ -101,7 +101,7 @@ async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime) -> Invo
     return InvoiceDetail.from_rows(row, lines, invoice_links(runtime, invoice_id, tokens))
 
 
-@router.post("/invoices/{invoice_id}/shared-links/rotate")
+@router.post("/invoices/{invoice_id}/shared-links/rotate", dependencies=[Admin])
 async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, list[DocumentLink]]:
     """Replace the invoice's shared links (a link reached someone it should not have): the old
     ones answer 404 from now on; the new ones are returned. Emails already sent keep the old links."""
@@ -112,7 +112,7 @@ async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime)
     return {"documents": invoice_links(runtime, invoice_id, tokens)}
 
 
-@router.post("/invoices/preview", response_model=InvoicePreview)
+@router.post("/invoices/preview", dependencies=[Write], response_model=InvoicePreview)
 async def post_preview(body: PreviewIn, tenant: Tenant, runtime: Runtime) -> InvoicePreview:
     """The upcoming invoice of any account, from the lines known so far: the same figures, tax,
     dates and sections the invoice will have when the period closes with these lines."""

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from billing_events.money import money_str
-from billing_runtime.api import Runtime, Tenant
+from billing_runtime.api import Read, Runtime, Tenant
 from billing_runtime.errors import NotFound
 from invoicing.buyer import repository as buyer_repo
 from invoicing.buyer.service import vat_checks
@@ -16,7 +16,7 @@ from invoicing.tax.service import oss_report, quarter_bounds
 router = APIRouter(prefix="/v1", tags=["tax"])
 
 
-@router.get("/tax/oss-report")
+@router.get("/tax/oss-report", dependencies=[Read])
 async def get_oss_report(
     tenant: Tenant,
     runtime: Runtime,
@@ -46,7 +46,7 @@ async def get_oss_report(
     }
 
 
-@router.get("/buyers/{account_id}/vat-checks")
+@router.get("/buyers/{account_id}/vat-checks", dependencies=[Read])
 async def get_vat_checks(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """Every check made of this buyer's VAT numbers: the checksum outcome and VIES's answer, kept as evidence."""
     async with runtime.sessions() as session:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from billing_runtime.api import Runtime, Tenant
+from billing_runtime.api import Read, Runtime, Tenant, Write
 from notify.brand import service
 from notify.brand.schemas import BrandIn, BrandOut
 
 router = APIRouter(prefix="/v1", tags=["brand"])
 
 
-@router.get("/brand", response_model=BrandOut)
+@router.get("/brand", dependencies=[Read], response_model=BrandOut)
 async def get_brand(tenant: Tenant, runtime: Runtime) -> BrandOut:
     async with runtime.sessions() as session:
         return await service.get_brand(session, tenant)
 
 
-@router.put("/brand", response_model=BrandOut)
+@router.put("/brand", dependencies=[Write], response_model=BrandOut)
 async def put_brand(body: BrandIn, tenant: Tenant, runtime: Runtime) -> BrandOut:
     async with runtime.transaction() as session:
         return await service.put_brand(session, tenant, body, runtime.clock.now())

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Read, Runtime, Tenant, page
 from billing_runtime.errors import BillingError, NotFound
 from notify.delivery import repository as repo
 from notify.delivery.models import Delivery
@@ -39,7 +39,7 @@ def _after(cursor: str) -> tuple[datetime, str]:
     return at, delivery_id
 
 
-@router.get("/deliveries")
+@router.get("/deliveries", dependencies=[Read])
 async def list_deliveries(
     tenant: Tenant,
     runtime: Runtime,
@@ -64,7 +64,7 @@ async def list_deliveries(
     return page(items, limit, _cursor(rows[limit - 1]) if len(rows) > limit else None)
 
 
-@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail)
+@router.get("/deliveries/{delivery_id}", dependencies=[Read], response_model=DeliveryDetail)
 async def get_delivery(delivery_id: str, tenant: Tenant, runtime: Runtime) -> DeliveryDetail:
     async with runtime.sessions() as session:
         delivery = await repo.get_delivery(session, tenant, delivery_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Admin, Runtime, Tenant, page
 from notify.webhook import repository as repo
 from notify.webhook import service
 from notify.webhook.schemas import EndpointIn, EndpointOut, EndpointWithSecret, RotateIn, WebhookDeliveryOut
@@ -15,7 +15,7 @@ from notify.webhook.schemas import EndpointIn, EndpointOut, EndpointWithSecret, 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
 
-@router.post("/webhook-endpoints", response_model=EndpointWithSecret, status_code=201)
+@router.post("/webhook-endpoints", dependencies=[Admin], response_model=EndpointWithSecret, status_code=201)
 async def create_endpoint(
     body: EndpointIn,
     tenant: Tenant,
@@ -30,33 +30,33 @@ async def create_endpoint(
     return endpoint
 
 
-@router.get("/webhook-endpoints")
+@router.get("/webhook-endpoints", dependencies=[Admin])
 async def list_endpoints(tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         items = await service.list_endpoints(session, tenant)
     return page([i.model_dump(mode="json") for i in items], len(items), None)
 
 
-@router.get("/webhook-endpoints/{endpoint_id}", response_model=EndpointOut)
+@router.get("/webhook-endpoints/{endpoint_id}", dependencies=[Admin], response_model=EndpointOut)
 async def get_endpoint(endpoint_id: str, tenant: Tenant, runtime: Runtime) -> EndpointOut:
     async with runtime.sessions() as session:
         return service.endpoint_out(await service.get_endpoint(session, tenant, endpoint_id))
 
 
-@router.delete("/webhook-endpoints/{endpoint_id}", status_code=204)
+@router.delete("/webhook-endpoints/{endpoint_id}", dependencies=[Admin], status_code=204)
 async def delete_endpoint(endpoint_id: str, tenant: Tenant, runtime: Runtime) -> None:
     async with runtime.transaction() as session:
         await service.delete_endpoint(session, tenant, endpoint_id, runtime.clock.now())
 
 
-@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=EndpointWithSecret)
+@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", dependencies=[Admin], response_model=EndpointWithSecret)
 async def rotate_secret(endpoint_id: str, tenant: Tenant, runtime: Runtime, body: RotateIn | None = None) -> EndpointWithSecret:
     grace = timedelta(seconds=(body or RotateIn()).grace_seconds)
     async with runtime.transaction() as session:
         return await service.rotate_secret(session, tenant, endpoint_id, grace, runtime.clock.now())
 
 
-@router.get("/webhook-endpoints/{endpoint_id}/deliveries")
+@router.get("/webhook-endpoints/{endpoint_id}/deliveries", dependencies=[Admin])
 async def list_deliveries(endpoint_id: str, tenant: Tenant, runtime: Runtime, limit: int = Query(default=50, ge=1, le=500)) -> dict[str, Any]:
     async with runtime.sessions() as session:
         await service.get_endpoint(session, tenant, endpoint_id)

@@ -6,14 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Read, Runtime, Tenant, Write, page
 from payments.banking import service
 from payments.banking.schemas import StatementOut
 
 router = APIRouter(prefix="/v1", tags=["bank statements"])
 
 
-@router.post("/bank-statements", response_model=StatementOut, status_code=status.HTTP_201_CREATED)
+@router.post("/bank-statements", dependencies=[Write], response_model=StatementOut, status_code=status.HTTP_201_CREATED)
 async def post_statement(request: Request, tenant: Tenant, runtime: Runtime, response: Response, format: str | None = None) -> StatementOut:
     """The statement file as the body (camt.053 XML or MT940 text); `format` if not recognisable."""
     data = await request.body()
@@ -24,7 +24,7 @@ async def post_statement(request: Request, tenant: Tenant, runtime: Runtime, res
     return result
 
 
-@router.get("/bank-statements/unmatched")
+@router.get("/bank-statements/unmatched", dependencies=[Read])
 async def list_unmatched(tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         items = await service.unmatched_lines(session, tenant)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from billing_events.money import money_str
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Admin, Read, Runtime, Tenant, page
 from billing_runtime.errors import NotFound
 from payments.collection import repository as repo
 from payments.collection import service
@@ -19,7 +19,7 @@ from payments.refund.service import SEPA
 router = APIRouter(prefix="/v1", tags=["collection"])
 
 
-@router.get("/invoices/{invoice_id}/attempts")
+@router.get("/invoices/{invoice_id}/attempts", dependencies=[Read])
 async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """The invoice's collection attempts and refunds; 404 for an invoice this seller has not
     issued (or payments has not learnt of yet), as for another seller's."""
@@ -45,7 +45,7 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
     return {**page(items, len(items), None), "refunds": refunds_out}
 
 
-@router.get("/accounts/{account_id}/credit")
+@router.get("/accounts/{account_id}/credit", dependencies=[Read])
 async def get_credit(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """What the buyer paid beyond its invoices, per currency, kept for its next invoices."""
     async with runtime.sessions() as session:
@@ -53,14 +53,14 @@ async def get_credit(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[
     return {"account_id": account_id, "credit": [{"amount": money_str(r.amount, r.currency), "currency": r.currency} for r in rows]}
 
 
-@router.put("/collection-settings", response_model=CollectionSettingsOut)
+@router.put("/collection-settings", dependencies=[Admin], response_model=CollectionSettingsOut)
 async def put_collection_settings(body: CollectionSettingsIn, tenant: Tenant, runtime: Runtime) -> CollectionSettingsOut:
     """The seller's collection settings; the same body again changes nothing."""
     async with runtime.transaction() as session:
         return await service.set_collection_settings(runtime, session, tenant, body)
 
 
-@router.get("/collection-settings", response_model=CollectionSettingsOut)
+@router.get("/collection-settings", dependencies=[Read], response_model=CollectionSettingsOut)
 async def get_collection_settings(tenant: Tenant, runtime: Runtime) -> CollectionSettingsOut:
     async with runtime.sessions() as session:
         row = await repo.get_setting(session, tenant)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from billing_events.money import quantize
-from billing_runtime.api import Runtime, Tenant
+from billing_runtime.api import Read, Runtime, Tenant
 from billing_runtime.errors import NotFound
 from payments.invoice import repository as repo
 from payments.invoice.schemas import InvoiceOut
@@ -14,7 +14,7 @@ from payments.invoice.service import open_and_overpaid
 router = APIRouter(prefix="/v1", tags=["invoices"])
 
 
-@router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
+@router.get("/invoices/{invoice_id}", dependencies=[Read], response_model=InvoiceOut)
 async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime) -> InvoiceOut:
     async with runtime.sessions() as session:
         row = await repo.get_invoice(session, tenant, invoice_id)

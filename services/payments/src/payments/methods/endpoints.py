@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Read, Runtime, Tenant, Write, page
 from payments.deps import GatewaysDep
 from payments.methods import service
 from payments.methods.schemas import PaymentMethodIn, PaymentMethodOut
@@ -14,7 +14,7 @@ from payments.methods.schemas import PaymentMethodIn, PaymentMethodOut
 router = APIRouter(prefix="/v1", tags=["payment methods"])
 
 
-@router.post("/accounts/{account_id}/payment-methods", response_model=PaymentMethodOut, status_code=status.HTTP_201_CREATED)
+@router.post("/accounts/{account_id}/payment-methods", dependencies=[Write], response_model=PaymentMethodOut, status_code=status.HTTP_201_CREATED)
 async def post_payment_method(
     account_id: str, body: PaymentMethodIn, tenant: Tenant, runtime: Runtime, gateways: GatewaysDep, response: Response
 ) -> PaymentMethodOut:
@@ -24,7 +24,7 @@ async def post_payment_method(
     return method
 
 
-@router.get("/accounts/{account_id}/payment-methods")
+@router.get("/accounts/{account_id}/payment-methods", dependencies=[Read])
 async def list_payment_methods(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         items = await service.list_methods(session, tenant, account_id)

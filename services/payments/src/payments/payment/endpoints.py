@@ -6,14 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Read, Runtime, Tenant, Write, page
 from payments.payment import service
 from payments.payment.schemas import BankTransferIn, PaymentOut
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
 
-@router.post("/payments", response_model=PaymentOut, status_code=status.HTTP_201_CREATED)
+@router.post("/payments", dependencies=[Write], response_model=PaymentOut, status_code=status.HTTP_201_CREATED)
 async def post_payment(body: BankTransferIn, tenant: Tenant, runtime: Runtime, response: Response) -> PaymentOut:
     async with runtime.transaction() as session:
         payment, created = await service.record_bank_transfer(runtime, session, tenant, body)
@@ -22,7 +22,7 @@ async def post_payment(body: BankTransferIn, tenant: Tenant, runtime: Runtime, r
     return payment
 
 
-@router.get("/payments")
+@router.get("/payments", dependencies=[Read])
 async def list_payments(
     tenant: Tenant,
     runtime: Runtime,
@@ -35,7 +35,7 @@ async def list_payments(
     return page([i.model_dump(mode="json") for i in items], limit, next_cursor)
 
 
-@router.get("/payments/{payment_id}", response_model=PaymentOut)
+@router.get("/payments/{payment_id}", dependencies=[Read], response_model=PaymentOut)
 async def get_payment(payment_id: str, tenant: Tenant, runtime: Runtime) -> PaymentOut:
     async with runtime.sessions() as session:
         return await service.get_payment(session, tenant, payment_id)

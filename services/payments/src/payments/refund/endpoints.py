@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from stdnum import bic as bic_number
 from stdnum import iban as iban_number
 
-from billing_runtime.api import Runtime, Tenant
+from billing_runtime.api import Admin, Read, Runtime, Tenant, Write
 from billing_runtime.errors import BillingError, NotFound
 from payments.refund import repository as repo
 from payments.refund.schemas import BankAccountIn, BankAccountOut
@@ -40,29 +40,29 @@ async def _get(runtime: Runtime, tenant: str, owner: str) -> BankAccountOut:
     return BankAccountOut(owner=owner, name=row.name, iban=row.iban, bic=row.bic)
 
 
-@router.put("/bank-account", response_model=BankAccountOut)
+@router.put("/bank-account", dependencies=[Admin], response_model=BankAccountOut)
 async def put_seller_account(body: BankAccountIn, tenant: Tenant, runtime: Runtime) -> BankAccountOut:
     """The seller's own account: the debtor of its SEPA refund files."""
     return await _put(runtime, tenant, SELLER, body)
 
 
-@router.get("/bank-account", response_model=BankAccountOut)
+@router.get("/bank-account", dependencies=[Read], response_model=BankAccountOut)
 async def get_seller_account(tenant: Tenant, runtime: Runtime) -> BankAccountOut:
     return await _get(runtime, tenant, SELLER)
 
 
-@router.put("/accounts/{account_id}/bank-account", response_model=BankAccountOut)
+@router.put("/accounts/{account_id}/bank-account", dependencies=[Write], response_model=BankAccountOut)
 async def put_buyer_account(account_id: str, body: BankAccountIn, tenant: Tenant, runtime: Runtime) -> BankAccountOut:
     """Where a buyer who paid by bank transfer gets its refunds."""
     return await _put(runtime, tenant, account_id, body)
 
 
-@router.get("/accounts/{account_id}/bank-account", response_model=BankAccountOut)
+@router.get("/accounts/{account_id}/bank-account", dependencies=[Read], response_model=BankAccountOut)
 async def get_buyer_account(account_id: str, tenant: Tenant, runtime: Runtime) -> BankAccountOut:
     return await _get(runtime, tenant, account_id)
 
 
-@router.get("/refund-files/{file_id}", response_class=Response, responses={200: {"content": {"application/xml": {}}}})
+@router.get("/refund-files/{file_id}", dependencies=[Read], response_class=Response, responses={200: {"content": {"application/xml": {}}}})
 async def get_refund_file(file_id: str, tenant: Tenant, runtime: Runtime) -> Response:
     """A SEPA credit transfer initiation (pain.001.001.03) to upload to the seller's bank."""
     async with runtime.sessions() as session:

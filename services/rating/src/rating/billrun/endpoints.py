@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from billing_runtime.api import Runtime, Tenant
+from billing_runtime.api import Read, Runtime, Tenant, Write
 from rating.billrun import service
 from rating.billrun.schemas import BillRunIn, BillRunOut, ChargesOut, MarginOut
 from rating.period import Period
@@ -17,7 +17,7 @@ def _distributor(runtime: Runtime) -> str | None:
 
 
 @router.post(
-    "/bill-runs", response_model=BillRunOut, status_code=201, responses={200: {"model": BillRunOut, "description": "Already run"}}
+    "/bill-runs", dependencies=[Write], response_model=BillRunOut, status_code=201, responses={200: {"model": BillRunOut, "description": "Already run"}}
 )
 async def post_bill_run(body: BillRunIn, tenant: Tenant, runtime: Runtime, response: Response) -> BillRunOut:
     """Run now: close an ended period for the caller (the distributor's run is the wholesale one)."""
@@ -29,13 +29,13 @@ async def post_bill_run(body: BillRunIn, tenant: Tenant, runtime: Runtime, respo
     return run
 
 
-@router.get("/bill-runs/{bill_run_id}", response_model=BillRunOut)
+@router.get("/bill-runs/{bill_run_id}", dependencies=[Read], response_model=BillRunOut)
 async def get_bill_run(bill_run_id: str, tenant: Tenant, runtime: Runtime) -> BillRunOut:
     async with runtime.sessions() as session:
         return await service.get_bill_run(session, tenant, bill_run_id)
 
 
-@router.get("/accounts/{account_id}/charges", response_model=ChargesOut)
+@router.get("/accounts/{account_id}/charges", dependencies=[Read], response_model=ChargesOut)
 async def get_charges(account_id: str, tenant: Tenant, runtime: Runtime, period: str | None = None) -> ChargesOut:
     """Live spend: the account's charges in `period` (default: the current month) as rated now."""
     if period is not None:
@@ -44,7 +44,7 @@ async def get_charges(account_id: str, tenant: Tenant, runtime: Runtime, period:
         return await service.current_charges(session, tenant, _distributor(runtime), account_id, period, runtime.clock.now())
 
 
-@router.get("/margins", response_model=MarginOut)
+@router.get("/margins", dependencies=[Read], response_model=MarginOut)
 async def get_margins(period: str, tenant: Tenant, runtime: Runtime) -> MarginOut:
     """The caller's margin for a period: retail − wholesale by end customer and product."""
     Period.parse(period)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Read, Runtime, Tenant, Write, page
 from rating.catalogue import ordercheck, service
 from rating.catalogue import repository as repo
 from rating.catalogue.schemas import CATEGORIES, PRODUCT_CODE, MarkupIn, OrderCheckIn, PriceIn, PriceOut, PricingOut, ProductIn, ProductOut, SellerIn, SellerOut
@@ -20,13 +20,13 @@ def _distributor(runtime: Any) -> str | None:
     return getattr(runtime.settings, "distributor_id", None)
 
 
-@router.put("/products/{code}", response_model=ProductOut)
+@router.put("/products/{code}", dependencies=[Write], response_model=ProductOut)
 async def put_product(code: ProductCode, body: ProductIn, tenant: Tenant, runtime: Runtime) -> ProductOut:
     async with runtime.transaction() as session:
         return await service.put_product(runtime, session, tenant, code, body)
 
 
-@router.get("/products")
+@router.get("/products", dependencies=[Read])
 async def list_products(
     tenant: Tenant, runtime: Runtime, after: str | None = None, limit: int = Query(default=100, ge=1, le=1000)
 ) -> dict[str, Any]:
@@ -36,47 +36,47 @@ async def list_products(
     return page(items, limit, items[-1]["code"] if len(rows) > limit else None)
 
 
-@router.get("/products/{code}", response_model=ProductOut)
+@router.get("/products/{code}", dependencies=[Read], response_model=ProductOut)
 async def get_product(code: str, tenant: Tenant, runtime: Runtime) -> ProductOut:
     async with runtime.sessions() as session:
         return await service.get_product(session, tenant, code)
 
 
-@router.get("/categories")
+@router.get("/categories", dependencies=[Read])
 async def list_categories() -> dict[str, Any]:
     """The invoice categories of seed 001, for products and the partner invoice's totals."""
     return {"items": [{"name": name, "examples": examples} for name, examples in CATEGORIES]}
 
 
-@router.put("/price-list/{code}", response_model=PriceOut)
+@router.put("/price-list/{code}", dependencies=[Write], response_model=PriceOut)
 async def put_price(code: ProductCode, body: PriceIn, tenant: Tenant, runtime: Runtime) -> PriceOut:
     """One dated entry of the caller's price list (the distributor's is the wholesale list)."""
     async with runtime.transaction() as session:
         return await service.put_price(runtime, session, tenant, _distributor(runtime), code, body)
 
 
-@router.put("/markup-rule", response_model=PriceOut)
+@router.put("/markup-rule", dependencies=[Write], response_model=PriceOut)
 async def put_markup(body: MarkupIn, tenant: Tenant, runtime: Runtime) -> PriceOut:
     """A partner's retail prices as a markup over wholesale, from a date."""
     async with runtime.transaction() as session:
         return await service.put_markup(runtime, session, tenant, _distributor(runtime), body)
 
 
-@router.get("/price-list")
+@router.get("/price-list", dependencies=[Read])
 async def list_prices(tenant: Tenant, runtime: Runtime, product_code: str | None = None) -> dict[str, Any]:
     async with runtime.sessions() as session:
         rows = await repo.prices_of(session, [tenant], product_code)
     return {"items": [service.price_out(r).model_dump(mode="json") for r in rows]}
 
 
-@router.put("/seller", response_model=SellerOut)
+@router.put("/seller", dependencies=[Write], response_model=SellerOut)
 async def put_seller(body: SellerIn, tenant: Tenant, runtime: Runtime) -> SellerOut:
     """The caller's currency, country (business days), time zone (periods) and issue day."""
     async with runtime.transaction() as session:
         return await service.put_seller(runtime, session, tenant, _distributor(runtime), body)
 
 
-@router.get("/seller", response_model=SellerOut)
+@router.get("/seller", dependencies=[Read], response_model=SellerOut)
 async def get_seller(tenant: Tenant, runtime: Runtime) -> SellerOut:
     async with runtime.sessions() as session:
         row = await repo.get_seller(session, tenant)
@@ -85,7 +85,7 @@ async def get_seller(tenant: Tenant, runtime: Runtime) -> SellerOut:
     return service.seller_out(row, _distributor(runtime))
 
 
-@router.post("/order-checks", response_model=PricingOut)
+@router.post("/order-checks", dependencies=[Read], response_model=PricingOut)
 async def post_order_check(body: OrderCheckIn, tenant: Tenant, runtime: Runtime) -> PricingOut:
     """Whether an order can be billed: its product has a price in the buyer's currency for its
     first period (200), else 422 `no_price_in_currency`. Nothing is stored."""

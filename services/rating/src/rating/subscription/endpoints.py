@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from billing_runtime.api import Runtime, Tenant
+from billing_runtime.api import Read, Runtime, Tenant, Write
 from rating.catalogue import ordercheck
 from rating.policy import PolicyIn
 from rating.subscription import service
@@ -13,7 +13,7 @@ from rating.subscription.schemas import SubscriptionOut
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
 
-@router.get("/{subscription_id}", response_model=SubscriptionOut)
+@router.get("/{subscription_id}", dependencies=[Read], response_model=SubscriptionOut)
 async def get_subscription(subscription_id: str, tenant: Tenant, runtime: Runtime) -> SubscriptionOut:
     async with runtime.sessions() as session:
         found = await service.describe(session, tenant, _distributor(runtime), subscription_id)
@@ -23,7 +23,7 @@ async def get_subscription(subscription_id: str, tenant: Tenant, runtime: Runtim
         return found.model_copy(update={"pricing": priced})
 
 
-@router.put("/{subscription_id}/policy", response_model=SubscriptionOut)
+@router.put("/{subscription_id}/policy", dependencies=[Write], response_model=SubscriptionOut)
 async def put_policy(subscription_id: str, body: PolicyIn, tenant: Tenant, runtime: Runtime) -> SubscriptionOut:
     """Override knobs of the product's policy for this subscription (the same body again changes nothing)."""
     async with runtime.transaction() as session:

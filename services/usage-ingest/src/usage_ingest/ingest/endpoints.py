@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from billing_runtime.api import Runtime, Tenant, page
+from billing_runtime.api import Read, Runtime, Tenant, Write, page
 from billing_runtime.conventions import record_audit_in
 from billing_runtime.errors import NotFound
 from usage_ingest.ingest import changes, service
@@ -17,20 +17,20 @@ from usage_ingest.ingest.schemas import Batch, BatchResult, parse_batch
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 
-@router.post("/customers", response_model=BatchResult)
+@router.post("/customers", dependencies=[Write], response_model=BatchResult)
 async def post_customers(batch: Batch, tenant: Tenant, runtime: Runtime) -> BatchResult:
     async with runtime.transaction() as session:
         return await service.upsert_customers(runtime, session, tenant, batch.records)
 
 
-@router.post("/orders/{order_id}/changes")
+@router.post("/orders/{order_id}/changes", dependencies=[Write])
 async def post_order_change(order_id: str, body: dict[str, Any], tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """A new quantity for the subscription this order opened: `{"id", "quantity", "effective_date"?}`."""
     async with runtime.transaction() as session:
         return await changes.change_order(runtime, session, tenant, order_id, body, "quantity")
 
 
-@router.post("/orders/{order_id}/cancellation")
+@router.post("/orders/{order_id}/cancellation", dependencies=[Write])
 async def post_cancellation(order_id: str, body: dict[str, Any], tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """Cancel the subscription this order opened: `{"id", "effective_date"?}` (the request date is today)."""
     async with runtime.transaction() as session:
@@ -43,17 +43,17 @@ _BATCH_BODY = {"requestBody": {"required": True, "content": {"application/json":
 _ATOMIC = Query(default=False, description="Refuse the whole batch (422 `batch_rejected`, nothing written) if any record is rejected or conflicts.")
 
 
-@router.post("/orders", response_model=BatchResult, openapi_extra=_BATCH_BODY)
+@router.post("/orders", dependencies=[Write], response_model=BatchResult, openapi_extra=_BATCH_BODY)
 async def post_orders(request: Request, tenant: Tenant, runtime: Runtime, atomic: bool = _ATOMIC) -> Response:
     return await _create_only(request, tenant, runtime, service.ORDERS, atomic)
 
 
-@router.post("/usage", response_model=BatchResult, openapi_extra=_BATCH_BODY)
+@router.post("/usage", dependencies=[Write], response_model=BatchResult, openapi_extra=_BATCH_BODY)
 async def post_usage(request: Request, tenant: Tenant, runtime: Runtime, atomic: bool = _ATOMIC) -> Response:
     return await _create_only(request, tenant, runtime, service.USAGE, atomic)
 
 
-@router.post("/quantities", response_model=BatchResult, openapi_extra=_BATCH_BODY)
+@router.post("/quantities", dependencies=[Write], response_model=BatchResult, openapi_extra=_BATCH_BODY)
 async def post_quantities(request: Request, tenant: Tenant, runtime: Runtime, atomic: bool = _ATOMIC) -> Response:
     return await _create_only(request, tenant, runtime, service.QUANTITIES, atomic)
 
@@ -79,7 +79,7 @@ def _public(row: Any, drop: tuple[str, ...] = ("tenant", "content_hash")) -> dic
     return data
 
 
-@router.get("/customers")
+@router.get("/customers", dependencies=[Read])
 async def list_customers(tenant: Tenant, runtime: Runtime, after: str | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
     async with runtime.sessions() as session:
         rows = await repo.list_customers(session, tenant, after, limit + 1)
@@ -87,7 +87,7 @@ async def list_customers(tenant: Tenant, runtime: Runtime, after: str | None = N
     return page(items, limit, items[-1]["external_id"] if len(rows) > limit else None)
 
 
-@router.get("/customers/{customer_id}")
+@router.get("/customers/{customer_id}", dependencies=[Read])
 async def get_customer(customer_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get_customer(session, tenant, customer_id)
@@ -96,7 +96,7 @@ async def get_customer(customer_id: str, tenant: Tenant, runtime: Runtime) -> di
     return _public(row)
 
 
-@router.get("/orders/{order_id}")
+@router.get("/orders/{order_id}", dependencies=[Read])
 async def get_order(order_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get_row(session, repo.ORDER, "order_id", tenant, order_id)
@@ -105,7 +105,7 @@ async def get_order(order_id: str, tenant: Tenant, runtime: Runtime) -> dict[str
     return _public(row)
 
 
-@router.get("/usage/{record_id}")
+@router.get("/usage/{record_id}", dependencies=[Read])
 async def get_usage(record_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get_row(session, repo.USAGE, "record_id", tenant, record_id)
