@@ -278,7 +278,10 @@ async def test_vacuum_removes_the_sent_rows_purged_while_a_relay_runs(database_u
         assert counts, messages
         removed, remain, not_yet_removable = counts[0]
         assert not_yet_removable == 0, messages
-        assert removed >= 300 and remain == 0
+        # Every purged row is gone and none is held back by an open transaction. VACUUM counts only
+        # what it removed itself: page pruning on the relay's own reads may have removed some first
+        # (a run removed 290 of the 300 so), which needs the same free xmin horizon.
+        assert remain == 0 and 0 < removed <= 300, messages
     finally:
         await toy.runtime.stop()
 
