@@ -699,7 +699,7 @@ def run_demo(platform: Platform) -> bool:
     try:
         api.issue_keys("northwind-it", "cloudy-ltd")
         if platform.api_keys:
-            log("issued a write API key for northwind-it and cloudy-ltd; the services verify them")
+            log("issued an admin API key for northwind-it and cloudy-ltd (they set their own provider credentials); the services verify them")
         counts = post_month(api)
         n = len(EXPECTED)
         log(f"posted: {n} customers, {n} orders, 3 counts, {counts['records']} usage records ({counts['duplicates']} replayed, all duplicates)")
