@@ -23,13 +23,6 @@ KNOWN_INVOICE: Table = KnownInvoice.__table__  # type: ignore[attr-defined]
 DUE_STATUSES = sending.DUE_STATUSES
 
 
-async def remember_invoice(session: AsyncSession, invoice: KnownInvoice) -> None:
-    # An issued invoice never changes, so the first record is the record.
-    await session.execute(
-        pg_insert(KNOWN_INVOICE).values(**invoice.model_dump()).on_conflict_do_nothing(index_elements=["invoice_id"])
-    )
-
-
 async def remember_invoice_and_look_up(session: AsyncSession, invoice: KnownInvoice) -> tuple[Contact | None, Brand | None]:
     """Remember the invoice, and read its buyer's contact and its seller's brand, in one statement:
     an invoice email is decided once per invoice of a month close, and three round trips were most
@@ -88,11 +81,6 @@ async def claim_due(session: AsyncSession, now: datetime, lease: timedelta, limi
     """Take up to `limit` due deliveries for this sender (notify.sending.claim_due: SKIP LOCKED,
     a lease, each claim an attempt)."""
     return [Delivery.model_validate(r._mapping) for r in await sending.claim_due(session, DELIVERY, now, lease, limit)]
-
-
-async def mark_sent(session: AsyncSession, delivery_id: str, at: datetime) -> bool:
-    """Sent, unless the row is no longer ours to settle (then another sender has it)."""
-    return delivery_id in await mark_sent_many(session, [(delivery_id, at)])
 
 
 async def mark_sent_many(session: AsyncSession, sent: list[tuple[str, datetime]]) -> set[str]:

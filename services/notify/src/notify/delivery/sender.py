@@ -172,11 +172,6 @@ class Documents:
             self._kept_bytes -= len(dropped)
 
 
-async def fetch_attachments(client: httpx.AsyncClient, delivery: Delivery, max_bytes: int, base_url: str | None) -> list[tuple[str, str, bytes]]:
-    """The documents of one delivery, fetched now (no memory of earlier fetches)."""
-    return await Documents(client, base_url=base_url, max_bytes=max_bytes, concurrency=8, cache_bytes=0).of(delivery)
-
-
 def is_permanent(exc: BaseException) -> bool:
     """A 5xx about the recipient or the content will not change by trying again; anything else
     (connection refused, timeouts, 4xx, authentication set up wrong) might."""

@@ -367,11 +367,6 @@ async def settle_sent_many(
     return marked
 
 
-async def settle_sent(runtime: ServiceRuntime, session: AsyncSession, delivery: Delivery, at: datetime) -> bool:
-    """Mark the delivery sent and emit NotificationDelivered with it, in one transaction."""
-    return bool(await settle_sent_many(runtime, session, [(delivery, at, None)]))
-
-
 async def settle_failed(
     session: AsyncSession,
     delivery: Delivery,

@@ -30,11 +30,6 @@ async def get_endpoint(session: AsyncSession, tenant: str, endpoint_id: str, *, 
     return WebhookEndpoint.model_validate(row._mapping) if row is not None else None
 
 
-async def endpoint_by_id(session: AsyncSession, endpoint_id: str) -> WebhookEndpoint | None:
-    row = (await session.execute(select(ENDPOINT).where(ENDPOINT.c.endpoint_id == endpoint_id))).first()
-    return WebhookEndpoint.model_validate(row._mapping) if row is not None else None
-
-
 async def list_endpoints(session: AsyncSession, tenant: str) -> list[WebhookEndpoint]:
     query = select(ENDPOINT).where(ENDPOINT.c.tenant == tenant, ENDPOINT.c.deleted_at.is_(None)).order_by(ENDPOINT.c.created_at, ENDPOINT.c.endpoint_id)
     return [WebhookEndpoint.model_validate(r._mapping) for r in await session.execute(query)]

@@ -236,10 +236,3 @@ def delivered_event(runtime: ServiceRuntime, delivery: WebhookDelivery, endpoint
     return runtime.event(data, tenant=delivery.tenant, event_id=event_id, subject=delivery.event_id)
 
 
-async def settle_sent(runtime: ServiceRuntime, session: AsyncSession, delivery: WebhookDelivery, endpoint_url: str, status_code: int, at: datetime) -> bool:
-    """Delivered: the row and NotificationDelivered (channel webhook) in one transaction."""
-    if not await repo.mark_sent_many(session, [(delivery.delivery_id, status_code, at)]):
-        return False
-    await runtime.outbox.add(session, delivered_event(runtime, delivery, endpoint_url, at))
-    WEBHOOKS.labels("sent").inc()
-    return True
