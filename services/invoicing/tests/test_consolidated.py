@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from invoicing_testkit import customer, event, headers, period_closed, publish, put_seller, rated, wait_for_invoices
+from invoicing_testkit import buyer_known, customer, event, headers, period_closed, publish, put_seller, rated, wait_for_invoices
 
 from billing_events import RatedLine, account_id
+from billing_runtime.testing import serve
+from invoicing.config import Settings
+from invoicing.main import build
 
 NORTHWIND = {
     "name": "Northwind IT LLC",
@@ -47,8 +50,14 @@ def comparable(invoice: dict[str, Any]) -> dict[str, Any]:
     return {k: invoice[k] for k in keys + ("tier", "flags", "seller", "buyer", "tax_breakdown", "lines", "sections")}
 
 
-async def test_consolidated_partner_invoice_and_its_preview(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+async def test_consolidated_partner_invoice_and_its_preview(settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
     distributor, partner = tenant, f"{tenant}-northwind"
+    # Only the distributor's wholesale preview may name a partner's seller profile.
+    async with serve(build(settings.model_copy(update={"distributor_id": distributor}))) as client:
+        await _consolidated_partner_invoice_and_its_preview(client, distributor, partner, kafka_bootstrap)
+
+
+async def _consolidated_partner_invoice_and_its_preview(client: httpx.AsyncClient, distributor: str, partner: str, kafka_bootstrap: str) -> None:
     await put_seller(client, distributor, name="Tailspin Distribution Inc.", invoice_prefix="TSD", due_rule={"day_of_next_month": 5})
     await put_seller(client, partner, **NORTHWIND)
     lines = example_a_wholesale(partner)
@@ -98,11 +107,12 @@ async def test_consolidated_partner_invoice_and_its_preview(client: httpx.AsyncC
     assert again["already_issued"] is True and comparable(again) == comparable(invoice)
 
 
-async def test_retail_invoice_in_the_partners_name(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+async def test_retail_invoice_in_the_partners_name(client: httpx.AsyncClient, settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
     partner = tenant
     await put_seller(client, partner, **NORTHWIND)
     contoso = customer(partner, "contoso", "Contoso Dental")
     await publish(kafka_bootstrap, event(contoso, partner))
+    await buyer_known(settings, contoso.account_id)  # a preview names a buyer the seller has
     r = await client.post(
         "/v1/invoices/preview",
         headers=headers(partner),
@@ -123,12 +133,15 @@ async def test_retail_invoice_in_the_partners_name(client: httpx.AsyncClient, te
     )
 
 
-async def test_preview_rejects_bad_input(client: httpx.AsyncClient, tenant: str) -> None:
+async def test_preview_rejects_bad_input(client: httpx.AsyncClient, settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
     await put_seller(client, tenant, name="Cloudy Ltd", country="IE", vat_id="IE6388047V", invoice_prefix="CL")
-    base = {"buyer_account_id": "nobody", "period_start": "2026-10-01", "period_end": "2026-10-31", "currency": "EUR"}
+    known = customer(tenant, "known", "Known Buyer", country="IE", currency="EUR")
+    await publish(kafka_bootstrap, event(known, tenant))
+    await buyer_known(settings, known.account_id)
+    base = {"buyer_account_id": known.account_id, "period_start": "2026-10-01", "period_end": "2026-10-31", "currency": "EUR"}
     eur = rated("l1", "X", "1", "1.00", "EUR").model_dump(mode="json")
     for body, status, code in (
-        ({**base, "lines": [eur]}, 400, "buyer_country_missing"),
+        ({**base, "buyer_account_id": "nobody", "lines": [eur]}, 404, "buyer_not_found"),
         ({**base, "currency": "ZZZ", "lines": [rated("l1", "X", "1", "1.00", "ZZZ").model_dump(mode="json")]}, 400, "unknown_currency"),
         ({**base, "lines": [rated("l1", "X", "1", "1.00", "USD").model_dump(mode="json")]}, 400, "currency_mismatch"),
         ({**base, "lines": [{**eur, "amount": {"amount": 1.5, "currency": "EUR"}}]}, 422, "validation_error"),

@@ -73,7 +73,7 @@ async def test_latest_customer_revision_wins_whatever_the_order(runtime: Service
         assert await record_customer(runtime, session, older) is False
         assert await record_customer(runtime, session, newer) is False
     async with runtime.sessions() as session:
-        party = await buyer_party(session, newer.account_id)
+        party = await buyer_party(session, newer.partner_id, newer.account_id)
     assert (party.name, party.country, party.email) == ("Contoso Dental LLC", "IE", "ap@c-1.example")
 
 

@@ -10,6 +10,10 @@ class Settings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="INVOICING_", extra="ignore")
 
     default_due_net_days: int = Field(default=30, ge=0, le=365, description="Due rule of a seller that never set one.")
+    distributor_id: str = Field(
+        default="distributor",
+        description="The distributor's tenant: the one seller whose wholesale previews may name a partner (its seller profile is the buyer).",
+    )
     max_page_size: int = Field(default=200, ge=1, le=1000)
     vies_url: str | None = Field(default=None, description="VIES check-vat-number endpoint; unset: VAT numbers are checked offline only.")
     vies_timeout_seconds: float = Field(default=5.0, gt=0, le=60)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, Table, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import scoped_pairs, select_scoped, tenant_owned
 from invoicing.buyer.models import Buyer
 from invoicing.tax.models import VatCheck
 
-BUYER: Table = Buyer.__table__  # type: ignore[attr-defined]
+# A buyer is its partner's (the seller that announced it): every read is scoped to it.
+BUYER: Table = tenant_owned(Buyer, "partner_id")
 VAT_CHECK: Table = VatCheck.__table__  # type: ignore[attr-defined]
 
 
@@ -27,20 +28,23 @@ async def upsert_if_newer(session: AsyncSession, row: dict[str, Any]) -> bool:
     return (await session.execute(upsert)).first() is not None
 
 
-async def get(session: AsyncSession, account_id: str) -> Any:
-    return (await session.execute(select(BUYER).where(BUYER.c.account_id == account_id))).first()
+async def get(session: AsyncSession, tenant: str, account_id: str) -> Any:
+    return (await session.execute(select_scoped(BUYER, tenant).where(BUYER.c.account_id == account_id))).first()
 
 
 async def insert_vat_check(session: AsyncSession, row: dict[str, Any]) -> None:
     await session.execute(pg_insert(VAT_CHECK).values(**row).on_conflict_do_nothing(index_elements=["check_id"]))
 
 
-async def vat_checks(session: AsyncSession, account_id: str) -> list[Any]:
-    return list((await session.execute(select(VAT_CHECK).where(VAT_CHECK.c.account_id == account_id).order_by(VAT_CHECK.c.checked_at))).all())
+async def vat_checks(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
+    """The checks of `tenant`'s buyer `account_id` (none when the buyer is another tenant's)."""
+    buyer = select_scoped(BUYER, tenant, BUYER.c.account_id).where(BUYER.c.account_id == account_id)
+    stmt = select(VAT_CHECK).where(VAT_CHECK.c.account_id.in_(buyer)).order_by(VAT_CHECK.c.checked_at)
+    return list((await session.execute(stmt)).all())
 
 
-async def get_many(session: AsyncSession, account_ids: list[str]) -> list[Any]:
-    """One query for many buyers: the ids travel as one array parameter."""
-    if not account_ids:
+async def get_many(session: AsyncSession, keys: list[tuple[str, str]]) -> list[Any]:
+    """One query for many buyers, each (tenant, account id): the pairs travel as two array parameters."""
+    if not keys:
         return []
-    return list((await session.execute(select(BUYER).where(BUYER.c.account_id == any_(bindparam("account_ids", account_ids, type_=ARRAY(String)))))).all())
+    return list((await session.execute(scoped_pairs(select(BUYER), BUYER, BUYER.c.account_id, keys))).all())

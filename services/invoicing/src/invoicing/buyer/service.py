@@ -35,7 +35,7 @@ class BuyerInfo:
 async def record_customer(runtime: ServiceRuntime, session: AsyncSession, customer: CustomerUpserted) -> bool:
     """Keep the customer's details if this revision is newer than the stored one, with the outcome
     of its VAT number check."""
-    stored = await repo.get(session, customer.account_id)
+    stored = await repo.get(session, customer.partner_id, customer.account_id)
     if stored is not None and stored.revision >= customer.revision:
         return False
     vat_id, vat_valid, vat_note = customer.vat_id, False, None
@@ -100,15 +100,16 @@ def _party(row: Any) -> Party:
     )
 
 
-async def buyer_info(session: AsyncSession, account_id: str) -> BuyerInfo | None:
-    """What we know of a customer announced by CustomerUpserted, or None."""
-    row = await repo.get(session, account_id)
+async def buyer_info(session: AsyncSession, tenant: str, account_id: str) -> BuyerInfo | None:
+    """What we know of `tenant`'s customer announced by CustomerUpserted, or None (another tenant's too)."""
+    row = await repo.get(session, tenant, account_id)
     return _info(row) if row is not None else None
 
 
-async def buyer_infos(session: AsyncSession, account_ids: list[str]) -> dict[str, BuyerInfo]:
-    """What we know of each of these customers, by account id (those never announced are missing): one query."""
-    return {row.account_id: _info(row) for row in await repo.get_many(session, sorted(set(account_ids)))}
+async def buyer_infos(session: AsyncSession, keys: list[tuple[str, str]]) -> dict[tuple[str, str], BuyerInfo]:
+    """What we know of each of these customers, by (tenant, account id) (those never announced, or
+    another tenant's, are missing): one query."""
+    return {(row.partner_id, row.account_id): _info(row) for row in await repo.get_many(session, sorted(set(keys)))}
 
 
 def _info(row: Any) -> BuyerInfo:
@@ -117,12 +118,12 @@ def _info(row: Any) -> BuyerInfo:
     return BuyerInfo(_party(row), tax, flags)
 
 
-async def buyer_party(session: AsyncSession, account_id: str) -> Party:
-    """The buyer as it appears on an invoice. A buyer never announced (a customer event still in
-    flight) is named by its account id, country unknown."""
-    info = await buyer_info(session, account_id)
+async def buyer_party(session: AsyncSession, tenant: str, account_id: str) -> Party:
+    """The buyer as it appears on `tenant`'s invoice. A buyer never announced (a customer event
+    still in flight) is named by its account id, country unknown."""
+    info = await buyer_info(session, tenant, account_id)
     return info.party if info else Party(account_id=account_id, name=account_id)
 
 
-async def vat_checks(session: AsyncSession, account_id: str) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in await repo.vat_checks(session, account_id)]
+async def vat_checks(session: AsyncSession, tenant: str, account_id: str) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in await repo.vat_checks(session, tenant, account_id)]

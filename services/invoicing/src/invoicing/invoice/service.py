@@ -38,9 +38,12 @@ from billing_events import (
 )
 from billing_events import InvoiceLine as InvoiceLineEvent
 from billing_events.money import UnknownCurrency, fits_minor_units, minor_units, money_str, open_amount, round_half_up
+from billing_runtime.api import DISTRIBUTOR
+from billing_runtime.errors import NotFound
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import BuyerInfo, buyer_info, buyer_infos
 from invoicing.comparison.service import create_report
+from invoicing.config import Settings
 from invoicing.documents.shares import share_many, shared_url
 from invoicing.invoice import repository as repo
 from invoicing.invoice.schemas import InvoicePreview, detail_fields
@@ -70,6 +73,10 @@ INVOICES_SETTLED = Counter("billing_invoices_settled_total", "Invoices paid in f
 # Fixed: invoice ids derive from it, so changing it would re-identify every invoice on replay.
 _INVOICE_NAMESPACE = uuid.UUID("0b1d6a52-8f0e-5c7a-b3f4-2d9e6c1a7e40")
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
+
+
+class BuyerNotFound(NotFound):
+    code = "buyer_not_found"
 
 
 class InvalidPeriodClosed(ValueError):
@@ -250,10 +257,18 @@ def compose_with(closed: PeriodClosed, seller: Seller, buyer: BuyerInfo, issued_
 
 
 async def compose(runtime: ServiceRuntime, session: AsyncSession, closed: PeriodClosed) -> Composed:
-    """The invoice a closed period makes, as of today, without a number and without writing anything."""
+    """The invoice a closed period would make for the caller (`closed.seller_id`, the tenant of the
+    request), as of today, without a number and without writing anything. The buyer must be the
+    seller's: its own customer, or for the distributor's wholesale tier a partner's seller profile;
+    anything else (another tenant's account, or one never announced) is BuyerNotFound."""
     seller = await get_seller(runtime, session, closed.seller_id)
-    partner = await find_seller(session, closed.buyer_account_id) if closed.tier == "wholesale" else None
-    known = await buyer_info(session, closed.buyer_account_id) if partner is None else None
+    distributor = runtime.settings.distributor_id if isinstance(runtime.settings, Settings) else DISTRIBUTOR
+    # Only the distributor bills partners: nobody else may read a partner's seller profile.
+    wholesale = closed.tier == "wholesale" and closed.seller_id == distributor
+    partner = await find_seller(session, closed.buyer_account_id) if wholesale else None
+    known = await buyer_info(session, closed.seller_id, closed.buyer_account_id) if partner is None else None
+    if partner is None and known is None:
+        raise BuyerNotFound(f"no buyer {closed.buyer_account_id!r}", field="buyer_account_id")
     return compose_with(closed, seller, buyer_for(closed, partner, known), runtime.clock.today())
 
 
@@ -319,7 +334,7 @@ async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods
     profiles = await find_sellers(session, [periods[i].seller_id for i in todo] + wholesale)
     partners = {account: profiles[account] for account in wholesale if account in profiles}
     # A wholesale buyer with a seller profile is that profile; every other buyer is looked up.
-    looked_up = [c.buyer_account_id for c in (periods[i] for i in todo) if not (c.tier == "wholesale" and c.buyer_account_id in partners)]
+    looked_up = [(c.seller_id, c.buyer_account_id) for c in (periods[i] for i in todo) if not (c.tier == "wholesale" and c.buyer_account_id in partners)]
     buyers = await buyer_infos(session, looked_up)
     today = runtime.clock.today()
     composed: dict[int, Composed] = {}
@@ -329,7 +344,7 @@ async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods
         seller = profiles.get(closed.seller_id) or default_seller(runtime, closed.seller_id)
         partner = partners.get(closed.buyer_account_id) if closed.tier == "wholesale" else None
         try:
-            composed[i] = compose_with(closed, seller, buyer_for(closed, partner, buyers.get(closed.buyer_account_id)), today)
+            composed[i] = compose_with(closed, seller, buyer_for(closed, partner, buyers.get((closed.seller_id, closed.buyer_account_id))), today)
         except (InvalidPeriodClosed, TaxError) as exc:
             PERIODS_REJECTED.labels(_rejection_code(exc)).inc()
             rejected[i] = exc

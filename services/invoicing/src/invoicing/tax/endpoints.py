@@ -50,8 +50,8 @@ async def get_oss_report(
 async def get_vat_checks(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """Every check made of this buyer's VAT numbers: the checksum outcome and VIES's answer, kept as evidence."""
     async with runtime.sessions() as session:
-        buyer = await buyer_repo.get(session, account_id)
-        if buyer is None or buyer.partner_id != tenant:
+        buyer = await buyer_repo.get(session, tenant, account_id)
+        if buyer is None:
             raise NotFound(f"no buyer {account_id!r}", code="buyer_not_found")
-        checks = await vat_checks(session, account_id)
+        checks = await vat_checks(session, tenant, account_id)
     return {"account_id": account_id, "vat_id": buyer.vat_id, "vat_id_valid": buyer.vat_id_valid, "note": buyer.vat_id_note, "checks": checks}
