@@ -9,9 +9,10 @@ from sqlalchemy import Table, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from dunning.case.models import CaseCredit, CasePayment, CasePaymentFailure, DunningCase, InvoiceSettlement
 
-CASE: Table = DunningCase.__table__  # type: ignore[attr-defined]
+CASE: Table = tenant_owned(DunningCase, "tenant")
 PAYMENT: Table = CasePayment.__table__  # type: ignore[attr-defined]
 SETTLEMENT: Table = InvoiceSettlement.__table__  # type: ignore[attr-defined]
 FAILURE: Table = CasePaymentFailure.__table__  # type: ignore[attr-defined]
@@ -65,7 +66,7 @@ async def list_cases(
     session: AsyncSession, tenant: str, *, status: str | None, account_id: str | None, after: tuple[date, str] | None, limit: int
 ) -> list[Any]:
     """Cases by due date (the most pressing first), after the keyset `after`."""
-    query = select(CASE).where(CASE.c.tenant == tenant)
+    query = select_scoped(CASE, tenant)
     if status is not None:
         query = query.where(CASE.c.status == status)
     if account_id is not None:

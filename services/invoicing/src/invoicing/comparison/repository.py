@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from invoicing.comparison.models import ComparisonReport
 from invoicing.invoice.models import Invoice
 
-REPORT: Table = ComparisonReport.__table__  # type: ignore[attr-defined]
+REPORT: Table = tenant_owned(ComparisonReport, "seller_id")
 INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
 
 
@@ -31,7 +32,7 @@ async def insert_report(session: AsyncSession, row: dict[str, Any]) -> None:
 
 
 async def get(session: AsyncSession, seller_id: str, report_id: str) -> Any:
-    return (await session.execute(select(REPORT).where(REPORT.c.seller_id == seller_id, REPORT.c.report_id == report_id))).first()
+    return (await session.execute(select_scoped(REPORT, seller_id).where(REPORT.c.report_id == report_id))).first()
 
 
 async def list_reports(

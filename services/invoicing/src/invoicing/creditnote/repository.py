@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from invoicing.creditnote.models import CreditNote, CreditNoteLine
 
-CREDIT_NOTE: Table = CreditNote.__table__  # type: ignore[attr-defined]
+CREDIT_NOTE: Table = tenant_owned(CreditNote, "seller_id")
 LINE: Table = CreditNoteLine.__table__  # type: ignore[attr-defined]
 
 
@@ -20,8 +21,7 @@ async def find_by_key(session: AsyncSession, seller_id: str, idempotency_key: st
 
 
 async def get(session: AsyncSession, seller_id: str, credit_note_id: str) -> Any:
-    query = select(CREDIT_NOTE).where(CREDIT_NOTE.c.seller_id == seller_id, CREDIT_NOTE.c.credit_note_id == credit_note_id)
-    return (await session.execute(query)).first()
+    return (await session.execute(select_scoped(CREDIT_NOTE, seller_id).where(CREDIT_NOTE.c.credit_note_id == credit_note_id))).first()
 
 
 async def get_lines(session: AsyncSession, credit_note_id: str) -> list[Any]:

@@ -141,8 +141,8 @@ async def issue_credit_note(
             if existing.invoice_id != invoice_id:
                 raise IdempotencyKeyReused(f"Idempotency-Key {idempotency_key!r} was used for credit note {existing.number} of another invoice")
             return str(existing.credit_note_id)
-        invoice = await invoice_repo.lock_invoice(session, invoice_id)
-        if invoice is None or invoice.seller_id != seller_id:
+        invoice = await invoice_repo.lock_invoice(session, seller_id, invoice_id)
+        if invoice is None:
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
         creditable = invoice.total - invoice.credited_total
         if invoice.status == "void" or creditable <= 0:

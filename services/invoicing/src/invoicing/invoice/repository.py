@@ -10,10 +10,11 @@ from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from invoicing.db import copy_rows
 from invoicing.invoice.models import Invoice, InvoiceLine, Payment, Refund
 
-INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
+INVOICE: Table = tenant_owned(Invoice, "seller_id")
 LINE: Table = InvoiceLine.__table__  # type: ignore[attr-defined]
 PAYMENT: Table = Payment.__table__  # type: ignore[attr-defined]
 REFUND: Table = Refund.__table__  # type: ignore[attr-defined]
@@ -37,8 +38,7 @@ async def insert_invoice(session: AsyncSession, *, invoice: dict[str, Any], line
 
 
 async def get_invoice(session: AsyncSession, seller_id: str, invoice_id: str) -> Any:
-    query = select(INVOICE).where(INVOICE.c.invoice_id == invoice_id, INVOICE.c.seller_id == seller_id)
-    return (await session.execute(query)).first()
+    return (await session.execute(select_scoped(INVOICE, seller_id).where(INVOICE.c.invoice_id == invoice_id))).first()
 
 
 async def get_lines(session: AsyncSession, invoice_id: str) -> list[Any]:
@@ -71,8 +71,8 @@ async def list_invoices(
     return list((await session.execute(query)).all())
 
 
-async def lock_invoice(session: AsyncSession, invoice_id: str) -> Any:
-    return (await session.execute(select(INVOICE).where(INVOICE.c.invoice_id == invoice_id).with_for_update())).first()
+async def lock_invoice(session: AsyncSession, seller_id: str, invoice_id: str) -> Any:
+    return (await session.execute(select_scoped(INVOICE, seller_id).where(INVOICE.c.invoice_id == invoice_id).with_for_update())).first()
 
 
 async def insert_payment(session: AsyncSession, row: dict[str, Any]) -> bool:

@@ -363,7 +363,7 @@ async def _store(runtime: ServiceRuntime, session: AsyncSession, batch: list[Com
     invoices: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
     events: list[CloudEvent[Any]] = []
-    wholesale: list[str] = []
+    wholesale: list[tuple[str, str]] = []
     taxed: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     invoiced: dict[str, list[Decimal]] = defaultdict(list)
     for composed in batch:
@@ -427,16 +427,16 @@ async def _store(runtime: ServiceRuntime, session: AsyncSession, batch: list[Com
             nothing_paid = Money.of(0, draft.currency)
             events.append(settled_event(runtime, invoice_id, number, closed.seller_id, closed.buyer_account_id, issued_on, nothing_paid))
         if closed.tier == "wholesale":
-            wholesale.append(invoice_id)
+            wholesale.append((closed.seller_id, invoice_id))
         invoiced[draft.currency].append(draft.total)
         for line in draft.lines:
             if line.tax.rate:
                 taxed[(draft.currency, line.tax_scheme, line.tax.country or "")] += line.net * line.tax.rate / 100
     await numbers.write()
     await repo.copy_invoices(session, invoices, lines)
-    for invoice_id in wholesale:
+    for seller_id, invoice_id in wholesale:
         # Seed 001: the partner's comparison report is ready with its invoice.
-        await create_report(runtime, session, await repo.lock_invoice(session, invoice_id))
+        await create_report(runtime, session, await repo.lock_invoice(session, seller_id, invoice_id))
     await runtime.outbox.add(session, *events)
 
     for currency, totals in invoiced.items():
@@ -499,7 +499,7 @@ async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, payment:
     """Add a payment to its invoice's amount paid, once per payment id. The payment that brings
     the amount paid to the total marks the invoice paid on its own paid date and emits InvoiceSettled."""
     with tracer.start_as_current_span("apply_payment", attributes={"billing.invoice_id": payment.invoice_id, "billing.payment_id": payment.payment_id}):
-        invoice = await repo.lock_invoice(session, payment.invoice_id)
+        invoice = await repo.lock_invoice(session, payment.seller_id, payment.invoice_id)
         if invoice is None:
             raise UnknownInvoice(f"payment {payment.payment_id!r} is for invoice {payment.invoice_id!r}, which was never issued")
         _check_payment(payment, invoice)
@@ -545,7 +545,7 @@ async def apply_refund(runtime: ServiceRuntime, session: AsyncSession, refund: P
     money the credit note already took off the invoice; any other refund reopens a paid invoice for
     what it no longer covers (the buyer owes it again)."""
     with tracer.start_as_current_span("apply_refund", attributes={"billing.invoice_id": refund.invoice_id, "billing.refund_id": refund.refund_id}):
-        invoice = await repo.lock_invoice(session, refund.invoice_id)
+        invoice = await repo.lock_invoice(session, refund.seller_id, refund.invoice_id)
         if invoice is None:
             raise UnknownInvoice(f"refund {refund.refund_id!r} is for invoice {refund.invoice_id!r}, which was never issued")
         if await repo.refund_recorded(session, refund.refund_id):

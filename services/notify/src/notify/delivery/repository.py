@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from notify import sending
 from notify.brand.models import Brand
 from notify.brand.repository import BRAND
@@ -17,7 +18,7 @@ from notify.contact.models import Contact
 from notify.contact.repository import CONTACT
 from notify.delivery.models import Delivery, KnownInvoice
 
-DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
+DELIVERY: Table = tenant_owned(Delivery, "tenant")
 KNOWN_INVOICE: Table = KnownInvoice.__table__  # type: ignore[attr-defined]
 
 DUE_STATUSES = sending.DUE_STATUSES
@@ -115,7 +116,7 @@ async def mark_unsent(
 
 async def get_delivery(session: AsyncSession, tenant: str, delivery_id: str) -> Delivery | None:
     row = (
-        await session.execute(select(DELIVERY).where(DELIVERY.c.tenant == tenant, DELIVERY.c.delivery_id == delivery_id))
+        await session.execute(select_scoped(DELIVERY, tenant).where(DELIVERY.c.delivery_id == delivery_id))
     ).first()
     return Delivery.model_validate(row._mapping) if row is not None else None
 

@@ -10,10 +10,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from notify import sending
 from notify.webhook.models import WebhookDelivery, WebhookEndpoint
 
-ENDPOINT: Table = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+ENDPOINT: Table = tenant_owned(WebhookEndpoint, "tenant")
 DELIVERY: Table = WebhookDelivery.__table__  # type: ignore[attr-defined]
 
 
@@ -23,7 +24,7 @@ async def insert_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> b
 
 
 async def get_endpoint(session: AsyncSession, tenant: str, endpoint_id: str, *, for_update: bool = False) -> WebhookEndpoint | None:
-    query = select(ENDPOINT).where(ENDPOINT.c.tenant == tenant, ENDPOINT.c.endpoint_id == endpoint_id, ENDPOINT.c.deleted_at.is_(None))
+    query = select_scoped(ENDPOINT, tenant).where(ENDPOINT.c.endpoint_id == endpoint_id, ENDPOINT.c.deleted_at.is_(None))
     if for_update:
         query = query.with_for_update()
     row = (await session.execute(query)).first()

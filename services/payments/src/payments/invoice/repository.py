@@ -9,9 +9,10 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from payments.invoice.models import Invoice
 
-INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
+INVOICE: Table = tenant_owned(Invoice, "tenant")
 
 
 async def insert_invoice(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -24,13 +25,13 @@ async def insert_invoice(session: AsyncSession, row: dict[str, Any]) -> bool:
 
 
 async def get_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> Any:
-    return (await session.execute(select(INVOICE).where(INVOICE.c.tenant == tenant, INVOICE.c.invoice_id == invoice_id))).first()
+    return (await session.execute(select_scoped(INVOICE, tenant).where(INVOICE.c.invoice_id == invoice_id))).first()
 
 
 async def lock_invoice(session: AsyncSession, tenant: str, *, invoice_id: str | None, number: str | None) -> Any:
     """The seller's invoice by id or number, locked until the transaction ends, so payments on
     one invoice are recorded one after the other and `amount_received` stays exact."""
-    query = select(INVOICE).where(INVOICE.c.tenant == tenant).with_for_update()
+    query = select_scoped(INVOICE, tenant).with_for_update()
     if invoice_id is not None:
         query = query.where(INVOICE.c.invoice_id == invoice_id)
     else:

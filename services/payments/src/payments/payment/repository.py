@@ -9,13 +9,14 @@ from sqlalchemy import Table, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from payments.payment.models import Payment
 
-PAYMENT: Table = Payment.__table__  # type: ignore[attr-defined]
+PAYMENT: Table = tenant_owned(Payment, "tenant")
 
 
 async def get_payment(session: AsyncSession, tenant: str, payment_id: str) -> Any:
-    return (await session.execute(select(PAYMENT).where(PAYMENT.c.tenant == tenant, PAYMENT.c.payment_id == payment_id))).first()
+    return (await session.execute(select_scoped(PAYMENT, tenant).where(PAYMENT.c.payment_id == payment_id))).first()
 
 
 async def insert_payment(session: AsyncSession, row: dict[str, Any]) -> bool:

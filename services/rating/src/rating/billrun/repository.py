@@ -8,9 +8,10 @@ from sqlalchemy import Table, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from rating.billrun.models import BillRun, RatedCharge
 
-BILL_RUN: Table = BillRun.__table__  # type: ignore[attr-defined]
+BILL_RUN: Table = tenant_owned(BillRun, "seller_id")
 RATED_CHARGE: Table = RatedCharge.__table__  # type: ignore[attr-defined]
 
 
@@ -26,7 +27,7 @@ async def finish_run(session: AsyncSession, run_id: str, buyers: int, lines: int
 
 
 async def get_run(session: AsyncSession, seller_id: str, run_id: str) -> Any:
-    query = select(BILL_RUN).where(BILL_RUN.c.id == run_id, BILL_RUN.c.seller_id == seller_id)
+    query = select_scoped(BILL_RUN, seller_id).where(BILL_RUN.c.id == run_id)
     return (await session.execute(query)).first()
 
 

@@ -9,9 +9,10 @@ from sqlalchemy import Table, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from rating.catalogue.models import Price, Product, SellerProfile
 
-PRODUCT: Table = Product.__table__  # type: ignore[attr-defined]
+PRODUCT: Table = tenant_owned(Product, "seller_id")
 PRICE: Table = Price.__table__  # type: ignore[attr-defined]
 SELLER: Table = SellerProfile.__table__  # type: ignore[attr-defined]
 _CONTENT = ("name", "description", "category", "unit_price", "currency", "quantity_rule", "unit", "tax_category", "kind", "policy")
@@ -36,7 +37,7 @@ async def upsert_product(session: AsyncSession, row: dict[str, Any]) -> tuple[An
 
 
 async def get_product(session: AsyncSession, seller_id: str, code: str) -> Any:
-    query = select(PRODUCT).where(PRODUCT.c.seller_id == seller_id, PRODUCT.c.code == code)
+    query = select_scoped(PRODUCT, seller_id).where(PRODUCT.c.code == code)
     return (await session.execute(query)).first()
 
 

@@ -11,10 +11,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from rating.subscription.models import BuyerAccount, QuantityObservation, Subscription, SubscriptionChange, SubscriptionPolicy, UsageRecord
 
 BUYER: Table = BuyerAccount.__table__  # type: ignore[attr-defined]
-SUBSCRIPTION: Table = Subscription.__table__  # type: ignore[attr-defined]
+SUBSCRIPTION: Table = tenant_owned(Subscription, "seller_id")
 CHANGE: Table = SubscriptionChange.__table__  # type: ignore[attr-defined]
 USAGE: Table = UsageRecord.__table__  # type: ignore[attr-defined]
 OBSERVATION: Table = QuantityObservation.__table__  # type: ignore[attr-defined]
@@ -169,7 +170,7 @@ async def mark_billed(
 
 
 async def subscription(session: AsyncSession, seller_id: str, subscription_id: str) -> Any:
-    query = select(SUBSCRIPTION).where(SUBSCRIPTION.c.seller_id == seller_id, SUBSCRIPTION.c.subscription_id == subscription_id)
+    query = select_scoped(SUBSCRIPTION, seller_id).where(SUBSCRIPTION.c.subscription_id == subscription_id)
     return (await session.execute(query)).first()
 
 

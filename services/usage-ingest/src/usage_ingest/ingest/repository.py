@@ -14,13 +14,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from usage_ingest.ingest.models import Customer, Order, OrderChange, QuantityObservation, UsageRecord
 
-CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
-ORDER: Table = Order.__table__  # type: ignore[attr-defined]
-CHANGE: Table = OrderChange.__table__  # type: ignore[attr-defined]
-USAGE: Table = UsageRecord.__table__  # type: ignore[attr-defined]
-QUANTITY: Table = QuantityObservation.__table__  # type: ignore[attr-defined]
+CUSTOMER: Table = tenant_owned(Customer, "tenant")
+ORDER: Table = tenant_owned(Order, "tenant")
+CHANGE: Table = tenant_owned(OrderChange, "tenant")
+USAGE: Table = tenant_owned(UsageRecord, "tenant")
+QUANTITY: Table = tenant_owned(QuantityObservation, "tenant")
 
 
 async def account_ids(session: AsyncSession, tenant: str, external_ids: Iterable[str]) -> dict[str, str]:
@@ -88,7 +89,7 @@ async def upsert_customer(session: AsyncSession, row: dict[str, Any]) -> tuple[i
 
 
 async def get_customer(session: AsyncSession, tenant: str, external_id: str) -> Any:
-    return (await session.execute(select(CUSTOMER).where(CUSTOMER.c.tenant == tenant, CUSTOMER.c.external_id == external_id))).first()
+    return (await session.execute(select_scoped(CUSTOMER, tenant).where(CUSTOMER.c.external_id == external_id))).first()
 
 
 async def list_customers(session: AsyncSession, tenant: str, after: str | None, limit: int) -> list[Any]:
@@ -99,7 +100,7 @@ async def list_customers(session: AsyncSession, tenant: str, after: str | None, 
 
 
 async def get_row(session: AsyncSession, table: Table, id_column: str, tenant: str, record_id: str) -> Any:
-    return (await session.execute(select(table).where(table.c.tenant == tenant, table.c[id_column] == record_id))).first()
+    return (await session.execute(select_scoped(table, tenant).where(table.c[id_column] == record_id))).first()
 
 
 __all__ = ["CHANGE", "CUSTOMER", "ORDER", "QUANTITY", "USAGE"]
