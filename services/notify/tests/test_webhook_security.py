@@ -16,12 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_events import InvoiceIssued, account_id, new_event
-from billing_runtime.crypto import Keyring
 from billing_runtime.testing import serve
 from notify.config import Settings
 from notify.main import build
 from notify.webhook import repository as repo
-from notify.webhook.destination import AllowList, check
 from notify.webhook.models import WebhookEndpoint
 
 
@@ -52,6 +50,8 @@ async def test_secrets_are_sealed_at_rest_replayed_sealed_and_redacted_in_audit(
         assert secret not in value and rotated not in value
 
     # A sealed secret moved to another tenant's endpoint does not open there.
+    from billing_runtime.crypto import Keyring
+
     keyring = Keyring.from_env()
     sealed = keyring.seal(secret, repo.where(WebhookEndpoint(endpoint_id=endpoint_id, tenant=tenant, url="", event_types=[], secret=""), "secret"))
     moved = WebhookEndpoint(endpoint_id=endpoint_id, tenant="someone-else", url="", event_types=[], secret=sealed, created_at=datetime.now(UTC))
@@ -84,6 +84,8 @@ async def test_registration_refuses_plain_http_and_non_public_destinations(setti
             r = await client.post("/v1/webhook-endpoints", headers=headers(tenant), json={"url": url, "event_types": ["*"]})
             assert (r.status_code, r.json().get("code"), r.json().get("field")) == (422, code, "url"), (url, r.text)
         assert (await client.get("/v1/webhook-endpoints", headers=headers(tenant))).json()["items"] == []
+    from notify.webhook.destination import AllowList, check
+
     public = await check("https://8.8.8.8/hooks", AllowList.parse([]), "register")
     assert (public.url, public.host, public.server_name) == ("https://8.8.8.8:443/hooks", "8.8.8.8", "8.8.8.8")
 
