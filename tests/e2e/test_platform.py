@@ -83,6 +83,7 @@ def test_no_secret_issued_in_the_run_is_anywhere_in_the_clear(platform: Platform
     stripe_http = httpx.Client(base_url=platform.provider_url("stripe"), headers={"Authorization": f"Bearer {stripe_key}"})
     hook = f"{platform.url('payments')}/v1/webhooks/stripe/{tenant}"
     stripe_secret = stripe_http.post("/v1/webhook_endpoints", data={"url": hook}).json()["secret"]
+    answers: list[tuple[str, str]] = []
     gc_auth = {"Authorization": f"Bearer {gc_token}"}
     gc_hook = {"url": f"{platform.url('payments')}/v1/webhooks/gocardless/{tenant}", "secret": gc_secret}
     assert httpx.post(f"{platform.provider_url('gocardless')}/_sandbox/webhook_endpoints", json=gc_hook, headers=gc_auth).status_code < 300
@@ -90,8 +91,10 @@ def test_no_secret_issued_in_the_run_is_anywhere_in_the_clear(platform: Platform
         body = {"api_key": key, "webhook_secret": secret}
         r = httpx.put(platform.url("payments") + f"/v1/providers/{provider}", json=body, headers={"X-Tenant-Id": tenant, "Idempotency-Key": f"p-{provider}"})
         assert r.status_code == 200, r.text
+        # Refused (too short): the answer is scanned with the rest.
         short = httpx.put(platform.url("payments") + f"/v1/providers/{provider}", json={**body, "webhook_secret": secret[:20]}, headers={"X-Tenant-Id": tenant})
-        assert short.json()["code"] == "webhook_secret_too_short" and secret[:20] not in short.text
+        answers.append((f"answer PUT /v1/providers/{provider} {short.status_code}", short.text))
+        found_secrets.add(secret[:20])
     found_secrets |= {stripe_key, stripe_secret, gc_token, gc_secret}
     # A card and a mandate set up through both providers (their calls made with the sealed keys).
     for method in ({"id": "scan-card", "type": "card"}, {"id": "scan-dd", "type": "direct_debit", "name": "Scan Ltd", "currency": "EUR"}):
@@ -117,10 +120,12 @@ def test_no_secret_issued_in_the_run_is_anywhere_in_the_clear(platform: Platform
     found_secrets |= {key, key.rsplit("_", 1)[1]}
     assert httpx.get(platform.url("payments") + "/v1/providers/stripe", headers={"Authorization": f"Bearer {key}", "X-Tenant-Id": tenant}).status_code < 500
 
-    places = asyncio.run(_everything_stored(platform))
+    places = answers + asyncio.run(_everything_stored(platform))
     leaks = sorted({(where, s[:12] + "…") for where, content in places for s in found_secrets if s in content})
     assert leaks == [], leaks
-    assert len(places) > 50 and any(where.startswith("topic ") for where, _ in places) and any(where.startswith("mail ") for where, _ in places)
+    scanned = {where for where, _ in places}
+    assert {"table payments.provider_account", "table notify.webhook_endpoint", "table payments.audit_log", "log payments"} <= scanned
+    assert any(where.startswith("topic ") for where in scanned)
 
 
 async def _everything_stored(platform: Platform) -> list[tuple[str, str]]:
