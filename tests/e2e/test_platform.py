@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
 
 from billing_cli.demo import run_demo
 from billing_cli.platform import SERVICES, Platform
@@ -66,6 +70,105 @@ def test_demo_month_end_to_end(platform: Platform) -> None:
     """Customers, orders and usage posted over HTTP become issued invoices, recorded payments,
     emails and dunning cases, to the cent (the same script `make demo` runs)."""
     assert run_demo(platform)
+
+
+def test_no_secret_issued_in_the_run_is_anywhere_in_the_clear(platform: Platform) -> None:
+    """After the demo's month (providers configured for both partners) and a partner that also
+    registers and rotates webhook endpoints and calls with an API key: no provider secret, webhook
+    secret or API key is in any table of any schema, any message of any topic, the services' logs
+    or the mail folder (each may show its last four characters, nothing more)."""
+    tenant = f"scan-{uuid.uuid4().hex[:8]}"
+    found_secrets = {f"sk_test_{t}" for t in ("northwind-it", "cloudy-ltd")} | {f"sandbox_{t}" for t in ("northwind-it", "cloudy-ltd")}
+    stripe_key, gc_token, gc_secret = f"sk_test_{tenant}", f"sandbox_{tenant}", f"gc-scan-{secrets.token_hex(20)}"
+    stripe_http = httpx.Client(base_url=platform.provider_url("stripe"), headers={"Authorization": f"Bearer {stripe_key}"})
+    hook = f"{platform.url('payments')}/v1/webhooks/stripe/{tenant}"
+    stripe_secret = stripe_http.post("/v1/webhook_endpoints", data={"url": hook}).json()["secret"]
+    answers: list[tuple[str, str]] = []
+    gc_auth = {"Authorization": f"Bearer {gc_token}"}
+    gc_hook = {"url": f"{platform.url('payments')}/v1/webhooks/gocardless/{tenant}", "secret": gc_secret}
+    assert httpx.post(f"{platform.provider_url('gocardless')}/_sandbox/webhook_endpoints", json=gc_hook, headers=gc_auth).status_code < 300
+    for provider, key, secret in (("stripe", stripe_key, stripe_secret), ("gocardless", gc_token, gc_secret)):
+        body = {"api_key": key, "webhook_secret": secret}
+        r = httpx.put(platform.url("payments") + f"/v1/providers/{provider}", json=body, headers={"X-Tenant-Id": tenant, "Idempotency-Key": f"p-{provider}"})
+        assert r.status_code == 200, r.text
+        # Refused (too short): the answer is scanned with the rest.
+        short = httpx.put(platform.url("payments") + f"/v1/providers/{provider}", json={**body, "webhook_secret": secret[:20]}, headers={"X-Tenant-Id": tenant})
+        answers.append((f"answer PUT /v1/providers/{provider} {short.status_code}", short.text))
+        found_secrets.add(secret[:20])
+    found_secrets |= {stripe_key, stripe_secret, gc_token, gc_secret}
+    # A card and a mandate set up through both providers (their calls made with the sealed keys).
+    for method in ({"id": "scan-card", "type": "card"}, {"id": "scan-dd", "type": "direct_debit", "name": "Scan Ltd", "currency": "EUR"}):
+        r = call(platform, "POST", "payments", f"/v1/accounts/{account_id(tenant, 'c-1')}/payment-methods", tenant, method)
+        assert r.status_code == 201, r.text
+    for n in (1, 2):
+        body = {"url": f"http://127.0.0.1:{platform.port(SERVICES[0])}/hooks/{n}", "event_types": ["*"]}
+        r = httpx.post(platform.url("notify") + "/v1/webhook-endpoints", json=body, headers={"X-Tenant-Id": tenant, "Idempotency-Key": f"ep-{n}"})
+        assert r.status_code == 201, r.text
+        rotated = call(platform, "POST", "notify", f"/v1/webhook-endpoints/{r.json()['endpoint_id']}/rotate-secret", tenant, {"grace_seconds": 60})
+        found_secrets |= {r.json()["secret"], rotated.json()["secret"]}
+
+    async def api_key() -> str:
+        from billing_runtime.auth import issue
+
+        engine = create_engine(platform.database_url, pool_size=1)
+        try:
+            return (await issue(engine, platform.bootstrap, tenant, "read", label="scan", now=datetime.now(UTC))).key
+        finally:
+            await engine.dispose()
+
+    key = asyncio.run(api_key())
+    found_secrets |= {key, key.rsplit("_", 1)[1]}
+    assert httpx.get(platform.url("payments") + "/v1/providers/stripe", headers={"Authorization": f"Bearer {key}", "X-Tenant-Id": tenant}).status_code < 500
+
+    places = answers + asyncio.run(_everything_stored(platform))
+    leaks = sorted({(where, s[:12] + "…") for where, content in places for s in found_secrets if s in content})
+    assert leaks == [], leaks
+    scanned = {where for where, _ in places}
+    assert {"table payments.provider_account", "table notify.webhook_endpoint", "table payments.audit_log", "log payments"} <= scanned
+    assert any(where.startswith("topic ") for where in scanned)
+
+
+async def _everything_stored(platform: Platform) -> list[tuple[str, str]]:
+    """(where, text) for every row of every table of every schema, every message on every topic,
+    every service log and every mail file."""
+    places: list[tuple[str, str]] = []
+    engine = create_engine(platform.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            tables = (await conn.execute(text(
+                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+                "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+            ))).all()
+            for schema, table in tables:
+                columns = (await conn.execute(text(
+                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = :s AND table_name = :t"
+                ), {"s": schema, "t": table})).all()
+                shown = [f"encode(\"{c}\", 'escape')" if kind == "bytea" else f"\"{c}\"::text" for c, kind in columns]
+                for row in (await conn.execute(text(f'SELECT {", ".join(shown)} FROM "{schema}"."{table}"'))).all():
+                    places.append((f"table {schema}.{table}", "\x1f".join(v for v in row if v is not None)))
+    finally:
+        await engine.dispose()
+    consumer = AIOKafkaConsumer(bootstrap_servers=platform.bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topics = sorted(await consumer.topics())
+        consumer.subscribe(topics)
+        idle = 0
+        while idle < 5:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            idle = 0 if batches else idle + 1
+            for partition, messages in batches.items():
+                for m in messages:
+                    parts = [m.key or b"", m.value or b"", *[v or b"" for _, v in (m.headers or [])]]
+                    places.append((f"topic {partition.topic}", b"\x1f".join(parts).decode("utf-8", "replace")))
+    finally:
+        await consumer.stop()
+    logs = platform.state_dir / "logs"
+    for spec in SERVICES:
+        places.append((f"log {spec.name}", (logs / f"{spec.name}.log").read_text(errors="replace")))
+    for path in sorted(p for p in platform.maildir.rglob("*") if p.is_file()):
+        places.append((f"mail {path.name}", path.read_bytes().decode("utf-8", "replace")))
+    return places
 
 
 def test_consumer_killed_mid_stream_resumes_with_nothing_lost(platform: Platform) -> None:

@@ -23,6 +23,10 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
+secrets_app = typer.Typer(
+    help="Secrets at rest (provider credentials, webhook signing secrets), sealed with the keys in SECRETS_KEYS.", no_args_is_help=True
+)
+app.add_typer(secrets_app, name="secrets")
 
 Bootstrap = Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.")]
 DatabaseUrl = Annotated[str, typer.Option(envvar="DATABASE_URL", help="The platform's PostgreSQL (the key table lives there).")]
@@ -201,6 +205,40 @@ def keys_list(database_url: DatabaseUrl = "") -> None:
     for k in list_keys(database_url):
         revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "-"
         log(f"{k.key_id:<18} {k.tenant:<20} {k.scope:<6} {k.issued_at.isoformat(timespec='seconds'):<20} {revoked:<20} {k.label or ''}")
+
+
+@secrets_app.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new random key for SECRETS_KEYS (base64 of 32 bytes)."""
+    from billing_runtime.crypto import new_key
+
+    log(new_key())
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(database_url: DatabaseUrl = "") -> None:
+    """Seal again, with SECRETS_CURRENT_KEY, every secret sealed with an older key of SECRETS_KEYS
+    (payments' provider credentials, notify's webhook secrets). Run after adding a new current key;
+    drop the old key from SECRETS_KEYS only afterwards."""
+    if not database_url:
+        raise typer.BadParameter("set DATABASE_URL (or --database-url)")
+    from billing_runtime.crypto import Keyring
+    from billing_runtime.db import create_engine
+    from notify.webhook.repository import reseal_all as reseal_notify
+    from payments.providers.repository import reseal_all as reseal_payments
+
+    keyring = Keyring.from_env()
+
+    async def run() -> dict[str, int]:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                return {"payments.provider_account": await reseal_payments(conn, keyring), "notify.webhook_endpoint": await reseal_notify(conn, keyring)}
+        finally:
+            await engine.dispose()
+
+    for table, count in asyncio.run(run()).items():
+        log(f"{table}: {count} rows sealed again with key {keyring.current}")
 
 
 @app.command("bill-run")

@@ -114,6 +114,7 @@ class Platform:
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
+        self._development_defaults()
         self._start_postgres()
         self._start_kafka()
         self._start_smtp()
@@ -125,6 +126,14 @@ class Platform:
             self.start_service(spec.name)
         for spec in SERVICES:
             self.wait_ready(spec.name)
+
+    def _development_defaults(self) -> None:
+        """What only a development platform may use: a generated key for the secrets at rest, kept
+        beside the data it seals (a production deployment sets SECRETS_KEYS, or its services refuse
+        to start), and partner webhooks allowed to this machine (over http)."""
+        if not self.env.get("SECRETS_KEYS"):
+            self.env.setdefault("SECRETS_DEV_KEY_FILE", str((self.state_dir / "secrets-dev-key.json").resolve()))
+        self.env.setdefault("NOTIFY_WEBHOOK_ALLOWED_DESTINATIONS", '["127.0.0.1/32", "localhost"]')
 
     def _start_postgres(self) -> None:
         given = self.env.get("DATABASE_URL")
@@ -196,9 +205,20 @@ class Platform:
             self.say(f"{spec.provider}: sandbox on {self.env[spec.payments_env]} (webhooks go to payments)")
 
     def migrate(self, only: tuple[str, ...] | None = None) -> None:
-        for spec in SERVICES:
-            if only is None or spec.name in only:
-                upgrade(migrations_dir(spec.package), self.database_url)
+        # Migrations that seal secrets read the keyring from the environment, as the services do.
+        given = {k: v for k, v in self.env.items() if k.startswith("SECRETS_")}
+        saved = {k: os.environ.get(k) for k in given}
+        os.environ.update(given)
+        try:
+            for spec in SERVICES:
+                if only is None or spec.name in only:
+                    upgrade(migrations_dir(spec.package), self.database_url)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         self.say("migrations: every service at head")
 
     @property

@@ -106,6 +106,8 @@ def settings(migrated: str, kafka_bootstrap: str, smtp_port: int) -> Settings:
         retry_backoff_seconds=0.3,
         retry_backoff_max_seconds=1,
         sender_poll_ms=100,
+        # The test receivers listen on 127.0.0.1 over http: allowed here only (notify.webhook.destination).
+        webhook_allowed_destinations=["127.0.0.1/32", "localhost"],
     )
 
 

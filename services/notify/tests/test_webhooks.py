@@ -37,7 +37,7 @@ async def create(client: httpx.AsyncClient, tenant: str, url: str, types: list[s
 
 
 async def test_endpoints_are_created_once_listed_without_secret_and_deleted(client: httpx.AsyncClient, tenant: str) -> None:
-    body = {"url": "https://partner.example/hooks", "event_types": ["billing.invoice.issued.v1", "billing.account.suspended.v1"]}
+    body = {"url": "https://localhost/hooks", "event_types": ["billing.invoice.issued.v1", "billing.account.suspended.v1"]}
     first = await client.post("/v1/webhook-endpoints", headers=headers(tenant, **{"Idempotency-Key": "ep-1"}), json=body)
     again = await client.post("/v1/webhook-endpoints", headers=headers(tenant, **{"Idempotency-Key": "ep-1"}), json=body)
     # The runtime replays the first answer of an Idempotency-Key as it was, marked as a replay.

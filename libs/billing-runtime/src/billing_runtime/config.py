@@ -118,3 +118,18 @@ class CommonSettings(BaseSettings):
     idempotency_ttl_hours: int = Field(
         default=24, ge=1, validation_alias=_env("IDEMPOTENCY_TTL_HOURS"), description="How long an Idempotency-Key is remembered."
     )
+    secrets_keys: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias=_env("SECRETS_KEYS"),
+        description='Keys sealing secrets at rest (provider credentials, webhook secrets), JSON: `{"2026-12": "<base64 of 32 bytes>"}`. '
+        "Keep older keys listed while values sealed with them remain (`billing secrets rotate` moves them to the current key).",
+    )
+    secrets_current_key: str | None = Field(
+        default=None, validation_alias=_env("SECRETS_CURRENT_KEY"), description="The id in SECRETS_KEYS that new secrets are sealed with."
+    )
+    secrets_dev_key_file: str | None = Field(
+        default=None,
+        validation_alias=_env("SECRETS_DEV_KEY_FILE"),
+        description="Development only: without SECRETS_KEYS, seal with a generated key kept in this file (`billing up`, `billing demo`, "
+        "the tests). Unset (production): a service that seals secrets refuses to start without SECRETS_KEYS.",
+    )

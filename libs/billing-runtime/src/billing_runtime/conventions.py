@@ -42,6 +42,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billing_runtime import crypto
 from billing_runtime.audit import AUDIT_RECORDS, append_only_sql, audit_table, record
 from billing_runtime.auth import AUTH_FAILURES, SCOPES, TENANT_PATTERN, KeyStore, Principal, ensure_registry, key_from_headers, scope_allows
 from billing_runtime.edge import BODY_TOO_LARGE, INPUT_REJECTED, BodyTooLarge, body_limit, check_json, check_path, check_query
@@ -66,6 +67,20 @@ PUBLIC_PREFIXES = (SHARED_PATH_PREFIX, WEBHOOK_PATH_PREFIX)
 KEYS_TOPIC_WAIT = 15.0
 # Set in the request's state by `record_audit_in`: the endpoint wrote the audit row itself.
 AUDIT_RECORDED = "billing.audit_recorded"
+# Set by `response_holds_secret`: the response shows a secret once (a webhook signing secret), so
+# its stored copy for Idempotency-Key replays is sealed (billing_runtime.crypto), never plain.
+SECRET_RESPONSE = "billing.secret_response"
+
+
+def response_holds_secret(request: Any) -> None:
+    """Call from an endpoint whose response carries a secret: the idempotent copy is stored sealed
+    with the service's keyring (or not stored at all when it has none); audit rows show any member
+    named in `crypto.SECRET_FIELDS` as `…last4` in every case."""
+    request.scope.setdefault("state", {})[SECRET_RESPONSE] = True
+
+
+def _stored_where(service: str, tenant: str, key: str) -> bytes:
+    return crypto.context(service, "idempotency_key", tenant, key)
 
 
 def http_tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -380,6 +395,9 @@ class _Middleware:
                     return
             if stored is not None:
                 IDEMPOTENT_REQUESTS.labels(conventions.service, "replayed").inc()
+                if stored.body.startswith(crypto.PREFIX.encode()):
+                    opened = conventions.runtime.sealing().open(stored.body.decode(), _stored_where(conventions.service, principal.tenant, key))
+                    stored = StoredResponse(stored.status_code, stored.content_type, opened.encode())
                 replay = Response(stored.body, status_code=stored.status_code, media_type=stored.content_type, headers={"Idempotent-Replayed": "true"})
                 await replay(scope, receive, send)
                 return
@@ -398,9 +416,14 @@ class _Middleware:
             await captured.replay(send)
             return
         async with engine.begin() as conn:
+            keyring = getattr(conventions.runtime, "keyring", None)
             if key is not None:
-                if 200 <= captured.status < 300:
-                    stored_response = StoredResponse(captured.status, captured.content_type, captured.body)
+                secret = scope["state"].get(SECRET_RESPONSE, False)
+                if 200 <= captured.status < 300 and (not secret or keyring is not None):
+                    body_kept = captured.body
+                    if secret and keyring is not None:
+                        body_kept = keyring.seal(body_kept.decode(), _stored_where(conventions.service, principal.tenant, key)).encode()
+                    stored_response = StoredResponse(captured.status, captured.content_type, body_kept)
                     await complete(conn, conventions.idempotency, tenant=principal.tenant, key=key, response=stored_response, now=now)
                 else:
                     # A refused write changed nothing (errors leave nothing half-written), and in an
@@ -415,7 +438,7 @@ class _Middleware:
 async def _record_audit(
     conn: Any, c: HttpConventions, principal: Principal, scope: Scope, captured: _Captured, body: bytes, before: Any, key: str | None
 ) -> None:
-    request_json = _json(body, Headers(scope=scope).get("content-type") or "application/json")
+    request_json = crypto.redact_secrets(_json(body, Headers(scope=scope).get("content-type") or "application/json"))
     await record(
         conn,
         c.audit,
@@ -427,8 +450,8 @@ async def _record_audit(
         status_code=captured.status,
         idempotency_key=key,
         request=request_json,
-        before=before,
-        after=_json(captured.body, captured.content_type),
+        before=crypto.redact_secrets(before),
+        after=crypto.redact_secrets(_json(captured.body, captured.content_type)),
     )
     AUDIT_RECORDS.labels(c.service).inc()
 

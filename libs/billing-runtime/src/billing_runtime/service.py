@@ -22,6 +22,7 @@ from billing_events import CloudEvent, EventData, new_event
 from billing_runtime.clock import Clock, clock_from
 from billing_runtime.config import CommonSettings
 from billing_runtime.conventions import install_http_conventions
+from billing_runtime.crypto import Keyring, SecretsKeyMissing
 from billing_runtime.db import create_engine, session_factory
 from billing_runtime.errors import install_error_handlers
 from billing_runtime.inbox import BatchHandler, Handler, InboxConsumer, Route, inbox_table
@@ -52,6 +53,8 @@ class ServiceRuntime:
     relay: OutboxRelay | None = field(init=False, default=None)
     consumer: InboxConsumer | None = field(init=False, default=None)
     routes: dict[str, Route] = field(init=False, default_factory=dict)
+    # Set by `seal_secrets()` in services that keep secrets (payments, notify).
+    keyring: Keyring | None = field(init=False, default=None)
     background: list[tuple[str, Callable[[], Awaitable[None]]]] = field(init=False, default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
 
@@ -64,6 +67,17 @@ class ServiceRuntime:
         self.outbox_table = self.metadata.tables[f"{self.metadata.schema}.outbox"]
         self.inbox_table = self.metadata.tables[f"{self.metadata.schema}.inbox"]
         self.outbox = Outbox(self.outbox_table)
+
+    def seal_secrets(self) -> Keyring:
+        """The keyring from SECRETS_KEYS (billing_runtime.crypto), loaded now: a service that keeps
+        secrets calls it while it is built, so a missing key stops it at start-up."""
+        self.keyring = Keyring.from_settings(self.settings)
+        return self.keyring
+
+    def sealing(self) -> Keyring:
+        if self.keyring is None:
+            raise SecretsKeyMissing(f"{self.name} keeps secrets but did not load its keyring (ServiceRuntime.seal_secrets)")
+        return self.keyring
 
     def on(self, model: type[EventData], handler: Handler) -> None:
         """Apply `handler` to every event of this type, once (called once per event, inside the

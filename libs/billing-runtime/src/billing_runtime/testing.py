@@ -41,6 +41,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # Service suites name their tenant in X-Tenant-Id, as behind an authenticating gateway; the
     # API-key tests (libs/billing-runtime, tests/security) build their apps with AUTH_MODE=api_key.
     os.environ.setdefault("AUTH_MODE", "trusted_header")
+    # Secrets at rest are sealed with a generated development key (billing_runtime.crypto), never
+    # one in the code; a test that needs the production behaviour unsets it.
+    if not os.environ.get("SECRETS_KEYS"):
+        os.environ.setdefault("SECRETS_DEV_KEY_FILE", str(config.rootpath / ".billing" / "test" / "secrets-dev-key.json"))
 
 
 @pytest.fixture(autouse=True)

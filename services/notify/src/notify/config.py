@@ -32,6 +32,11 @@ class Settings(CommonSettings):
     attachment_max_bytes: int = Field(default=20_000_000, gt=0, description="A larger document is not attached (the delivery fails).")
     webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds for one webhook POST.")
     webhook_max_attempts: int = Field(default=8, ge=1, description="POST attempts before a webhook delivery is `failed`.")
+    webhook_allowed_destinations: list[str] = Field(
+        default_factory=list,
+        description='Host names and CIDRs (JSON list: `["127.0.0.1/32", "hooks.internal"]`) a webhook may reach although private, '
+        "and over http. Empty: only https to public addresses (tests, the demo and private deployments list theirs).",
+    )
     webhook_concurrency: int = Field(default=8, ge=1, le=256, description="Webhook POSTs at once.")
     documents_base_url: str | None = Field(
         default=None,

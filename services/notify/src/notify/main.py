@@ -35,6 +35,7 @@ SERVICE = "notify"
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SERVICE, settings, metadata)
+    runtime.seal_secrets()  # webhook signing secrets are sealed at rest: no key, no start
     emails: dict[str, Handler] = {
         InvoiceIssued.event_type: consumers.on_invoice_issued(runtime, settings),
         PaymentSucceeded.event_type: consumers.on_payment_succeeded(runtime, settings),

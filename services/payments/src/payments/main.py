@@ -34,6 +34,7 @@ SERVICE = "payments"
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SERVICE, settings, metadata)
+    runtime.seal_secrets()  # provider credentials are sealed at rest: no key, no start
     gateways = Gateways(
         stripe=StripeGateway(settings.stripe_api_base, settings.provider_timeout_seconds),
         gocardless=GoCardlessGateway(settings.gocardless_base_url, settings.gocardless_environment, settings.provider_timeout_seconds),

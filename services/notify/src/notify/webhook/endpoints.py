@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from billing_runtime.api import Admin, Runtime, Tenant, page
+from billing_runtime.conventions import response_holds_secret
+from notify.webhook import destination, service
 from notify.webhook import repository as repo
-from notify.webhook import service
+from notify.webhook.destination import AllowList
 from notify.webhook.schemas import EndpointIn, EndpointOut, EndpointWithSecret, RotateIn, WebhookDeliveryOut
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
@@ -20,11 +22,15 @@ async def create_endpoint(
     body: EndpointIn,
     tenant: Tenant,
     runtime: Runtime,
+    request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> EndpointWithSecret:
+    response_holds_secret(request)
+    # Resolved and checked before any transaction opens (the sender checks again at each send).
+    await destination.check(body.url, AllowList.parse(runtime.settings.webhook_allowed_destinations), "register")  # type: ignore[attr-defined]
     async with runtime.transaction() as session:
-        endpoint, created = await service.create_endpoint(session, tenant, body, runtime.clock.now(), idempotency_key)
+        endpoint, created = await service.create_endpoint(session, runtime.sealing(), tenant, body, runtime.clock.now(), idempotency_key)
     if not created:
         response.status_code = 200
     return endpoint
@@ -50,10 +56,11 @@ async def delete_endpoint(endpoint_id: str, tenant: Tenant, runtime: Runtime) ->
 
 
 @router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", dependencies=[Admin], response_model=EndpointWithSecret)
-async def rotate_secret(endpoint_id: str, tenant: Tenant, runtime: Runtime, body: RotateIn | None = None) -> EndpointWithSecret:
+async def rotate_secret(endpoint_id: str, tenant: Tenant, runtime: Runtime, request: Request, body: RotateIn | None = None) -> EndpointWithSecret:
+    response_holds_secret(request)
     grace = timedelta(seconds=(body or RotateIn()).grace_seconds)
     async with runtime.transaction() as session:
-        return await service.rotate_secret(session, tenant, endpoint_id, grace, runtime.clock.now())
+        return await service.rotate_secret(session, runtime.sealing(), tenant, endpoint_id, grace, runtime.clock.now())
 
 
 @router.get("/webhook-endpoints/{endpoint_id}/deliveries", dependencies=[Admin])

@@ -1,16 +1,18 @@
-"""Every query on webhook endpoints and deliveries."""
+"""Every query on webhook endpoints and deliveries. Endpoint secrets are sealed in the table
+(billing_runtime.crypto): `insert_endpoint` and `set_secrets` seal them, `opened` reads them."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, Table, Text, any_, bindparam, func, or_, select, update
+from sqlalchemy import DateTime, Integer, Table, Text, and_, any_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.crypto import PREFIX, Keyring, context
 from notify import sending
 from notify.webhook.models import WebhookDelivery, WebhookEndpoint
 
@@ -18,8 +20,23 @@ ENDPOINT: Table = tenant_owned(WebhookEndpoint, "tenant")
 DELIVERY: Table = WebhookDelivery.__table__  # type: ignore[attr-defined]
 
 
-async def insert_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> bool:
-    stmt = pg_insert(ENDPOINT).values(**endpoint.model_dump()).on_conflict_do_nothing(index_elements=["endpoint_id"]).returning(ENDPOINT.c.endpoint_id)
+def where(endpoint: WebhookEndpoint, column: str) -> bytes:
+    """Associated data of a sealed secret: a copy in another tenant's or endpoint's row does not open."""
+    return context("notify", "webhook_endpoint", endpoint.tenant, endpoint.endpoint_id, column)
+
+
+def opened(keyring: Keyring, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    """The endpoint with its secrets readable (they are sealed in the table)."""
+    previous = endpoint.previous_secret
+    return endpoint.model_copy(update={
+        "secret": keyring.open(endpoint.secret, where(endpoint, "secret")),
+        "previous_secret": keyring.open(previous, where(endpoint, "previous_secret")) if previous else None,
+    })
+
+
+async def insert_endpoint(session: AsyncSession, keyring: Keyring, endpoint: WebhookEndpoint) -> bool:
+    row = {**endpoint.model_dump(), "secret": keyring.seal(endpoint.secret, where(endpoint, "secret"))}
+    stmt = pg_insert(ENDPOINT).values(**row).on_conflict_do_nothing(index_elements=["endpoint_id"]).returning(ENDPOINT.c.endpoint_id)
     return (await session.execute(stmt)).first() is not None
 
 
@@ -48,7 +65,38 @@ async def subscribed(session: AsyncSession, tenant: str, event_type: str) -> lis
 
 
 async def update_endpoint(session: AsyncSession, endpoint_id: str, **values: Any) -> None:
+    assert not {"secret", "previous_secret"} & values.keys(), "secrets are set with set_secrets (sealed)"
     await session.execute(update(ENDPOINT).where(ENDPOINT.c.endpoint_id == endpoint_id).values(**values))
+
+
+async def set_secrets(session: AsyncSession, keyring: Keyring, endpoint: WebhookEndpoint, secret: str, previous: str, previous_expires_at: datetime) -> None:
+    await session.execute(
+        update(ENDPOINT)
+        .where(ENDPOINT.c.endpoint_id == endpoint.endpoint_id)
+        .values(
+            secret=keyring.seal(secret, where(endpoint, "secret")),
+            previous_secret=keyring.seal(previous, where(endpoint, "previous_secret")),
+            previous_secret_expires_at=previous_expires_at,
+        )
+    )
+
+
+async def reseal_all(conn: AsyncConnection, keyring: Keyring) -> int:
+    """Seal again, with the current key, every endpoint secret sealed with an older one (deleted
+    endpoints too); how many rows changed."""
+    current = f"{PREFIX}{keyring.current}:%"
+    stale = or_(ENDPOINT.c.secret.not_like(current), and_(ENDPOINT.c.previous_secret.is_not(None), ENDPOINT.c.previous_secret.not_like(current)))
+    rows = (await conn.execute(select(ENDPOINT).where(stale).with_for_update())).all()
+    for row in rows:
+        endpoint = WebhookEndpoint.model_validate(row._mapping)
+        values = {}
+        for column in ("secret", "previous_secret"):
+            value = getattr(endpoint, column)
+            resealed = keyring.reseal(value, where(endpoint, column)) if value else None
+            if resealed is not None:
+                values[column] = resealed
+        await conn.execute(update(ENDPOINT).where(ENDPOINT.c.endpoint_id == endpoint.endpoint_id).values(**values))
+    return len(rows)
 
 
 async def insert_delivery(session: AsyncSession, delivery: WebhookDelivery) -> bool:
@@ -62,12 +110,12 @@ async def claim_due(session: AsyncSession, now: datetime, lease: timedelta, limi
     return [WebhookDelivery.model_validate(r._mapping) for r in await sending.claim_due(session, DELIVERY, now, lease, limit)]
 
 
-async def endpoints_by_id(session: AsyncSession, endpoint_ids: list[str]) -> dict[str, WebhookEndpoint]:
-    """The endpoints named (deleted ones included), by id, in one query."""
+async def endpoints_by_id(session: AsyncSession, keyring: Keyring, endpoint_ids: list[str]) -> dict[str, WebhookEndpoint]:
+    """The endpoints named (deleted ones included), by id, in one query, their secrets opened."""
     if not endpoint_ids:
         return {}
     rows = await session.execute(select(ENDPOINT).where(ENDPOINT.c.endpoint_id == any_(bindparam("ids", endpoint_ids, type_=ARRAY(Text)))))
-    return {r.endpoint_id: WebhookEndpoint.model_validate(r._mapping) for r in rows}
+    return {r.endpoint_id: opened(keyring, WebhookEndpoint.model_validate(r._mapping)) for r in rows}
 
 
 async def mark_sent_many(session: AsyncSession, sent: list[tuple[str, int, datetime]]) -> set[str]:

@@ -31,8 +31,9 @@ from billing_runtime.tracing import current_traceparent
 from notify.config import Settings
 from notify.delivery.service import backoff
 from notify.sending import PoolSettings, SendingPool
+from notify.webhook import destination, service
 from notify.webhook import repository as repo
-from notify.webhook import service
+from notify.webhook.destination import AllowList, DestinationRefused
 from notify.webhook.models import WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class WebhookSender:
         self.pool: SendingPool[Claimed, WebhookOutcome] = SendingPool(
             runtime, self, PoolSettings(settings.webhook_concurrency, settings.sender_batch_size, settings.sender_poll_ms / 1000)
         )
+        self.allow = AllowList.parse(settings.webhook_allowed_destinations)
         self.http: httpx.AsyncClient
 
     async def run(self) -> None:
@@ -85,7 +87,7 @@ class WebhookSender:
 
     async def claim(self, session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
         claimed = await repo.claim_due(session, now, self.lease, limit)
-        endpoints = await repo.endpoints_by_id(session, sorted({d.endpoint_id for d in claimed}))
+        endpoints = await repo.endpoints_by_id(session, self.runtime.sealing(), sorted({d.endpoint_id for d in claimed}))
         return [Claimed(d, endpoints.get(d.endpoint_id)) for d in claimed]
 
     async def deliver(self, item: Claimed) -> WebhookOutcome:
@@ -103,13 +105,23 @@ class WebhookSender:
                 "Webhook-Id": delivery.delivery_id,
                 service.SIGNATURE_HEADER: service.signature_header(delivery.payload, signed_at, service.signing_secrets(endpoint, signed_at)),
             }
+            try:
+                # Resolved and checked now, and the POST goes to the address checked (no DNS rebinding).
+                target = await destination.check(endpoint.url, self.allow, "send")
+            except DestinationRefused as refused:
+                # Nothing was sent; the partner learns why, never what answers there.
+                return WebhookOutcome(delivery, endpoint.url, None, error=f"destination refused: {refused.code}", permanent=True)
+            headers["Host"] = target.host
             started = time.perf_counter()
             try:
-                response = await self.http.post(endpoint.url, content=delivery.payload.encode(), headers=headers)
+                response = await self.http.post(
+                    target.url, content=delivery.payload.encode(), headers=headers, extensions={"sni_hostname": target.server_name}
+                )
             except httpx.HTTPError as exc:
                 SEND_SECONDS.labels("error").observe(time.perf_counter() - started)
                 span.record_exception(exc)
-                return WebhookOutcome(delivery, endpoint.url, None, error=f"{type(exc).__name__}: {exc}")
+                # The exception's text (an address, an OS error) stays in the trace, not in the partner's view.
+                return WebhookOutcome(delivery, endpoint.url, None, error=f"no answer ({type(exc).__name__})")
             ok = 200 <= response.status_code < 300
             SEND_SECONDS.labels("sent" if ok else "error").observe(time.perf_counter() - started)
             if not ok:

@@ -42,6 +42,7 @@ from billing_events import (
     derived_event_id,
 )
 from billing_events.envelope import event_to_json
+from billing_runtime.crypto import Keyring
 from billing_runtime.errors import BillingError, NotFound
 from billing_runtime.service import ServiceRuntime
 from notify.webhook import repository as repo
@@ -144,7 +145,9 @@ def _checked_types(event_types: list[str]) -> list[str]:
     return sorted(set(event_types))
 
 
-async def create_endpoint(session: AsyncSession, tenant: str, body: EndpointIn, now: datetime, idempotency_key: str | None) -> tuple[EndpointWithSecret, bool]:
+async def create_endpoint(
+    session: AsyncSession, keyring: Keyring, tenant: str, body: EndpointIn, now: datetime, idempotency_key: str | None
+) -> tuple[EndpointWithSecret, bool]:
     """Create an endpoint with a fresh secret; (endpoint with its secret, created). With an
     Idempotency-Key, a retry returns the endpoint made the first time (secret included)."""
     endpoint = WebhookEndpoint(
@@ -156,11 +159,11 @@ async def create_endpoint(session: AsyncSession, tenant: str, body: EndpointIn, 
         secret=new_secret(),
         created_at=now,
     )
-    created = await repo.insert_endpoint(session, endpoint)
+    created = await repo.insert_endpoint(session, keyring, endpoint)
     stored = await repo.get_endpoint(session, tenant, endpoint.endpoint_id)
     if stored is None:
         raise NotFound(f"webhook endpoint {endpoint.endpoint_id} was deleted", code="webhook_endpoint_not_found")
-    return EndpointWithSecret(**endpoint_out(stored).model_dump(), secret=stored.secret), created
+    return EndpointWithSecret(**endpoint_out(stored).model_dump(), secret=repo.opened(keyring, stored).secret), created
 
 
 async def list_endpoints(session: AsyncSession, tenant: str) -> list[EndpointOut]:
@@ -180,11 +183,11 @@ async def delete_endpoint(session: AsyncSession, tenant: str, endpoint_id: str, 
     await repo.update_endpoint(session, endpoint_id, deleted_at=now)
 
 
-async def rotate_secret(session: AsyncSession, tenant: str, endpoint_id: str, grace: timedelta, now: datetime) -> EndpointWithSecret:
+async def rotate_secret(session: AsyncSession, keyring: Keyring, tenant: str, endpoint_id: str, grace: timedelta, now: datetime) -> EndpointWithSecret:
     """A new secret; the old one keeps signing (beside the new) for `grace`."""
     endpoint = await get_endpoint(session, tenant, endpoint_id, for_update=True)
     secret = new_secret()
-    await repo.update_endpoint(session, endpoint_id, secret=secret, previous_secret=endpoint.secret, previous_secret_expires_at=now + grace)
+    await repo.set_secrets(session, keyring, endpoint, secret, repo.opened(keyring, endpoint).secret, now + grace)
     rotated = await get_endpoint(session, tenant, endpoint_id)
     return EndpointWithSecret(**endpoint_out(rotated).model_dump(), secret=secret)
 

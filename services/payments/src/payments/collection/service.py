@@ -38,6 +38,7 @@ from payments.payment import repository as payment_repo
 from payments.payment.service import record_received
 from payments.providers import repository as providers_repo
 from payments.providers.gateways import Gateways, Outcome, ProviderUnavailable, provider_units
+from payments.providers.service import keyring
 from payments.refund.service import refund_surplus
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,7 @@ async def _send(runtime: ServiceRuntime, session: AsyncSession, gateways: Gatewa
     if due != attempt.amount and attempt.calls == 0:
         await repo.update_attempt(session, attempt.attempt_id, amount=due)
         attempt = await repo.get_attempt(session, attempt.attempt_id)
-    creds = await providers_repo.get(session, attempt.tenant, attempt.provider)
+    creds = await providers_repo.get(session, keyring(runtime), attempt.tenant, attempt.provider)
     method = await methods_repo.get_method(session, attempt.tenant, attempt.method_id)
     if creds is None or method is None or method.method_ref is None:
         outcome = Outcome("failed", None, "payment_method_unavailable", "the seller's provider account or the buyer's payment method is gone")
@@ -267,7 +268,7 @@ async def _reconcile(runtime: ServiceRuntime, session: AsyncSession, gateways: G
     provider id, or by the attempt id it carries). Only an unknown one of which the provider has
     no trace is sent again, under the same idempotency key, and only while the invoice is open."""
     try:
-        creds, method = await _account_of(session, attempt)
+        creds, method = await _account_of(runtime, session, attempt)
         outcome = await ask_provider(gateways, attempt, creds, method)
         if outcome is None:
             invoice = await invoice_repo.get_invoice(session, attempt.tenant, attempt.invoice_id)
@@ -298,7 +299,7 @@ async def reconcile_earlier(runtime: ServiceRuntime, session: AsyncSession, gate
             later(timedelta(seconds=reconciling.after))
             continue
         try:
-            creds, method = await _account_of(session, before)
+            creds, method = await _account_of(runtime, session, before)
             found = await ask_provider(gateways, before, creds, method)
         except ProviderUnavailable:
             PROVIDER_CALLS.labels(before.provider, "reconcile", "unavailable").inc()
@@ -328,8 +329,8 @@ async def ask_provider(gateways: Gateways, attempt: Any, creds: Any, method: Any
     return await gateways.gocardless.find_payment(creds.api_key, method.method_ref, attempt.attempt_id)
 
 
-async def _account_of(session: AsyncSession, attempt: Any) -> tuple[Any, Any]:
-    creds = await providers_repo.get(session, attempt.tenant, attempt.provider)
+async def _account_of(runtime: ServiceRuntime, session: AsyncSession, attempt: Any) -> tuple[Any, Any]:
+    creds = await providers_repo.get(session, keyring(runtime), attempt.tenant, attempt.provider)
     method = await methods_repo.get_method(session, attempt.tenant, attempt.method_id)
     if creds is None or method is None or method.method_ref is None:
         # Nobody can ask the provider: the attempt stays as it is (and counts as open) rather than lie.

@@ -61,7 +61,7 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
     provider = PROVIDER_OF[body.type]
     with tracer.start_as_current_span("add_payment_method", attributes={"billing.tenant": tenant, "billing.method_type": body.type}):
         async with runtime.transaction() as session:
-            creds = None if provider == "bank_transfer" else await providers.credentials(session, tenant, provider)
+            creds = None if provider == "bank_transfer" else await providers.credentials(runtime, session, tenant, provider)
             now = runtime.clock.now()
             created = await repo.insert_method(session, {
                 "tenant": tenant, "method_id": body.id, "account_id": account_id, "type": body.type, "provider": provider,

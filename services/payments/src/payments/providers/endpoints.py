@@ -20,4 +20,4 @@ async def put_provider_account(provider: Provider, body: ProviderAccountIn, tena
 @router.get("/providers/{provider}", dependencies=[Admin], response_model=ProviderAccountOut)
 async def get_provider_account(provider: Provider, tenant: Tenant, runtime: Runtime) -> ProviderAccountOut:
     async with runtime.sessions() as session:
-        return service.account_out(provider, await service.credentials(session, tenant, provider))
+        return service.account_out(provider, await service.credentials(runtime, session, tenant, provider))

@@ -46,6 +46,7 @@ from payments.invoice import repository as invoice_repo
 from payments.keys import provider_key
 from payments.providers import repository as providers_repo
 from payments.providers.gateways import Gateways, Outcome, ProviderUnavailable, provider_units
+from payments.providers.service import keyring
 from payments.refund import repository as repo
 from payments.refund.sepa import Account, refund_file
 
@@ -205,7 +206,7 @@ async def call_next_refund(runtime: ServiceRuntime, gateways: Gateways, reconcil
             if refund.provider == SEPA:
                 await _write_refund_file(runtime, session, refund, calls, reconcile_after)
                 return True
-            creds = await providers_repo.get(session, refund.tenant, refund.provider)
+            creds = await providers_repo.get(session, keyring(runtime), refund.tenant, refund.provider)
             attempt = await collection_repo.get_attempt(session, refund.attempt_id or refund.payment_id)
             try:
                 if creds is None or attempt is None or attempt.provider_ref is None:

@@ -18,7 +18,9 @@ async def claim(session: AsyncSession, row: dict[str, object]) -> bool:
     return result.first() is not None
 
 
-async def set_effect(session: AsyncSession, provider: str, event_id: str, effect: str) -> None:
+async def set_effect(session: AsyncSession, tenant: str, provider: str, event_id: str, effect: str) -> None:
     await session.execute(
-        update(PROVIDER_EVENT).where(PROVIDER_EVENT.c.provider == provider, PROVIDER_EVENT.c.event_id == event_id).values(effect=effect)
+        update(PROVIDER_EVENT)
+        .where(PROVIDER_EVENT.c.tenant == tenant, PROVIDER_EVENT.c.provider == provider, PROVIDER_EVENT.c.event_id == event_id)
+        .values(effect=effect)
     )

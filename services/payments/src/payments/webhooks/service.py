@@ -61,7 +61,7 @@ async def apply_stripe_event(runtime: ServiceRuntime, session: AsyncSession, ten
                 effect = await methods.card_setup_finished(runtime, session, tenant, obj["id"], obj.get("payment_method"), ok)
             else:
                 effect = "ignored"
-            await repo.set_effect(session, "stripe", event.id, effect)
+            await repo.set_effect(session, tenant, "stripe", event.id, effect)
         WEBHOOK_EVENTS.labels("stripe", effect).inc()
         return effect
 
@@ -81,7 +81,7 @@ async def apply_gocardless_event(runtime: ServiceRuntime, session: AsyncSession,
                 effect = await _gocardless_mandate(runtime, session, gateways, tenant, token, links["mandate_request_mandate"])
             else:
                 effect = "ignored"
-            await repo.set_effect(session, "gocardless", event["id"], effect)
+            await repo.set_effect(session, tenant, "gocardless", event["id"], effect)
         WEBHOOK_EVENTS.labels("gocardless", effect).inc()
         return effect
 
