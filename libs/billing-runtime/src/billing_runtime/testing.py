@@ -41,6 +41,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Service suites name their tenant in X-Tenant-Id, as behind an authenticating gateway; the
     # API-key tests (libs/billing-runtime, tests/security) build their apps with AUTH_MODE=api_key.
     os.environ.setdefault("AUTH_MODE", "trusted_header")
+    # A consumer's lag scans the outboxes of every schema, and a test database holds the schemas of
+    # the whole session: only tests that look at the lag measure it (they set a short interval).
+    os.environ.setdefault("CONSUMER_LAG_INTERVAL_SECONDS", "3600")
 
 
 @pytest.fixture(autouse=True)
