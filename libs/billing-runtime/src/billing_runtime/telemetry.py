@@ -9,6 +9,9 @@ metrics on `/metrics`.
 
 The route label is the template (`/v1/invoices/{invoice_id}`), never the raw path, so the series
 stay few; a request that matched no route counts as `unmatched`.
+
+`start_at_zero(counter, values, ...)` creates a counter's series for its known label values at 0
+(the services call it where they define their counters), so dashboards say 0 for "none happened".
 """
 
 from __future__ import annotations
