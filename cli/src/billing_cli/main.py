@@ -19,7 +19,11 @@ import typer
 from billing_cli.errors import BUG, STARTUP, TARGETS, explain, safe_url
 from billing_cli.platform import SERVICES, Platform, StartupRefused, log
 
-app = typer.Typer(help="The billing platform: `billing up` runs it, `billing demo` shows it working.", no_args_is_help=True)
+app = typer.Typer(
+    help="The billing platform: `billing up` runs it, `billing demo` shows it working. Exit codes: 0 done, 1 a problem found, "
+    "2 a wrong command line, 3 the broker, database or a service unreachable, 4 start-up refused (a port taken, a process died), 70 a bug.",
+    no_args_is_help=True,
+)
 outbox_app = typer.Typer(help="Outbox operations.")
 app.add_typer(outbox_app, name="outbox")
 keys_app = typer.Typer(
@@ -38,9 +42,7 @@ StateDir = Annotated[Path, typer.Option(envvar="BILLING_STATE_DIR", help="Where 
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error (else one or two lines saying what to do).")] = False,
 ) -> None:
-    """The billing platform: `billing up` runs it, `billing demo` shows it working. Exit codes:
-    0 done, 1 a problem found, 2 a wrong command line, 3 the broker, database or a service
-    unreachable, 4 start-up refused (a port taken, a process died), 70 a bug."""
+    """Options for every command."""
 
 
 def main() -> None:
