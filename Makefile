@@ -8,7 +8,7 @@ PACKAGES := -e libs/billing-events -e "libs/billing-runtime[embedded]" -e libs/p
 STAMP := $(VENV)/.installed
 SOURCES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml cli/pyproject.toml) requirements-dev.txt constraints.txt
 
-.PHONY: demo up test bench lint schemas clean install
+.PHONY: demo up test bench lint schemas clean install tools
 
 $(STAMP): $(SOURCES)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed" if sys.version_info < (3, 11) else 0)'
@@ -17,7 +17,19 @@ $(STAMP): $(SOURCES)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(PACKAGES)
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) tools
+
+# Debian's tools the ops tests run: promtool (prometheus: rule tests, and the server the dashboard
+# test scrapes with) and docker-compose v1 (checks docker-compose.yml where the v2 plugin is absent).
+# Installed only when missing; needs root (CI) or sudo.
+DEBIAN_TOOLS := prometheus:promtool docker-compose:docker-compose
+tools:
+	@missing=""; for pair in $(DEBIAN_TOOLS); do command -v $${pair#*:} >/dev/null || missing="$$missing $${pair%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		echo "installing Debian packages:$$missing"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 demo: $(STAMP)  ## start everything on embedded servers, bill a month, check it, exit
 	$(BIN)/billing demo
@@ -25,7 +37,7 @@ demo: $(STAMP)  ## start everything on embedded servers, bill a month, check it,
 up: $(STAMP)  ## keep the platform running (Ctrl-C stops it)
 	$(BIN)/billing up
 
-test: $(STAMP)  ## lint, then every test: unit, integration (real PostgreSQL and Tansu), contract, end to end
+test: $(STAMP) tools  ## lint, then every test: unit, integration (real PostgreSQL and Tansu), contract, end to end
 	$(BIN)/ruff check libs services cli bench tests
 	$(BIN)/pytest -q
 

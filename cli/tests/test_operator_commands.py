@@ -83,7 +83,7 @@ def test_dead_letters_shows_where_and_why(kafka_bootstrap: str) -> None:
     assert f"broken {marker}" in out
 
 
-def test_lag_per_group_and_partition(kafka_bootstrap: str) -> None:
+def test_lag_per_group_and_partition_as_the_broker_reports_it(database_url: str, kafka_bootstrap: str) -> None:
     group = f"lagtest-{uuid.uuid4().hex[:8]}"
 
     async def consume_one_of_three() -> None:
@@ -101,7 +101,7 @@ def test_lag_per_group_and_partition(kafka_bootstrap: str) -> None:
         await consumer.stop()
 
     asyncio.run(consume_one_of_three())
-    out = billing("lag", "--bootstrap", kafka_bootstrap)
+    out = billing("lag", "--broker", "--database-url", database_url, "--bootstrap", kafka_bootstrap)
     row = next(line for line in out.splitlines() if line.startswith(group))
     assert row.split()[1:3] == [CUSTOMERS.name, "0"] and row.split()[-1] == "2"
 

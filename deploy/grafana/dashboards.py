@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,6 +357,42 @@ DASHBOARDS: tuple[Dashboard, ...] = (
 )
 
 
+# Which service exports a metric, by name prefix (the runtime's metrics carry a `service` label).
+OWNERS: tuple[tuple[str, str], ...] = (
+    ("billing_ingest_", "usage-ingest"),
+    ("billing_bill_run", "rating"),
+    ("billing_rated_", "rating"),
+    ("billing_unrated_", "rating"),
+    ("billing_catalogue_", "rating"),
+    ("billing_rating_", "rating"),
+    ("billing_scheduled_", "rating"),
+    ("billing_discounts_", "rating"),
+    ("billing_invoice", "invoicing"),
+    ("billing_collected_", "invoicing"),
+    ("billing_credit", "invoicing"),
+    ("billing_document", "invoicing"),
+    ("billing_periods_", "invoicing"),
+    ("billing_payment", "payments"),
+    ("billing_refund", "payments"),
+    ("billing_statement_", "payments"),
+    ("billing_buyer_", "payments"),
+    ("billing_dunning_", "dunning"),
+    ("billing_email", "notify"),
+    ("billing_webhook", "notify"),
+    ("billing_deliver", "notify"),
+)
+
+
+def zero_when_none(expr: str) -> str:
+    """`expr`, or a single 0 when it selects nothing while the service that exports its metric is
+    scraped: a panel says 0 when none of its events happened, and "no data" only when the scrape
+    is broken (then `billing_http_requests_in_progress`, set by the scrape's own request, is absent)."""
+    named = re.search(r'service="([^"]+)"', expr)
+    service = named.group(1) if named else next((owner for prefix, owner in OWNERS if re.search(rf"\b{prefix}", expr)), None)
+    scraped = f'billing_http_requests_in_progress{{service="{service}"}}' if service else "billing_http_requests_in_progress"
+    return f"({expr}) or on() (0 * max({scraped}))"
+
+
 def _panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     return {
         "id": pid,
@@ -367,7 +404,7 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
         "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
         "options": {"reduceOptions": {"calcs": ["lastNotNull"]}} if panel.kind == "stat" else {"legend": {"displayMode": "list", "placement": "bottom"}},
         "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "range": True}
+            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": zero_when_none(expr), "legendFormat": legend, "range": True}
             for i, (expr, legend) in enumerate(panel.exprs)
         ],
     }

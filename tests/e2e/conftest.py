@@ -22,6 +22,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> 
         "BILLING_KAFKA_PORT": str(free_port()),
         "BILLING_SMTP_PORT": str(free_port()),
         "OUTBOX_POLL_MS": "50",
+        "CONSUMER_LAG_INTERVAL_SECONDS": "5",  # billing_consumer_lag, as the lag and dashboard tests read it
     }
     for spec in SERVICES:
         env[spec.port_env] = str(free_port())

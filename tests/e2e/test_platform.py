@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import secrets
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from billing_cli.demo import run_demo
+from billing_cli.ops import platform_lag
 from billing_cli.platform import SERVICES, Platform
 from billing_events import account_id
 from billing_runtime.db import create_engine
+from billing_runtime.embedded import free_port
 from billing_runtime.kafka import ensure_topics
 from billing_runtime.outbox import republish
 
@@ -181,12 +192,36 @@ def test_consumer_killed_mid_stream_resumes_with_nothing_lost(platform: Platform
     platform.stop_service("rating", kill=True)
     for start in range(2000, 4000, 500):
         assert call(platform, "POST", "usage-ingest", "/v1/usage", tenant, {"records": records[start : start + 500]}).json()["accepted"] == 500
+    # The backlog, as `billing lag` counts it on the embedded broker (whose end offsets are wrong).
+    eventually(lambda: usage_lag(platform) >= 2000, timeout=60)
+    env = {**platform.env, "DATABASE_URL": platform.database_url}
+    shown = subprocess.run([sys.executable, "-m", "billing_cli.main", "lag"], env=env, capture_output=True, text=True, timeout=120)
+    print(f"billing lag, rating down with 4,000 records posted:\n{shown.stdout}")
+    row = next(line.split() for line in shown.stdout.splitlines() if line.split()[:2] == ["rating", "billing.usage"])
+    assert shown.returncode == 0 and int(row[-1]) >= 2000, shown.stdout + shown.stderr
     platform.start_service("rating")
     platform.wait_ready("rating")
     # 4,000 records × 1 GB × 0.10: every record counted once, none lost, none twice.
     assert eventually(lambda: charges(platform, tenant, "k1") == Decimal("400.00") or None, timeout=120.0)
     time.sleep(1.0)
     assert charges(platform, tenant, "k1") == Decimal("400.00")
+    eventually(lambda: usage_lag(platform) == 0 or None, timeout=60)
+    # ...and so does rating's billing_consumer_lag, measured by rating itself.
+    eventually(lambda: _gauge(platform, "rating", "billing_consumer_lag", {"topic": "billing.usage"}) == 0, timeout=60)
+
+
+def usage_lag(platform: Platform) -> int:
+    rows = asyncio.run(platform_lag(platform.database_url, platform.bootstrap))
+    return next(r.lag for r in rows if (r.service, r.topic) == ("rating", "billing.usage"))
+
+
+def _gauge(platform: Platform, service: str, name: str, labels: dict[str, str]) -> float | None:
+    text = httpx.get(platform.url(service) + "/metrics/", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    return None
 
 
 def test_broker_restart_is_healed_by_republishing_the_outbox(platform: Platform) -> None:
@@ -234,3 +269,84 @@ def test_broker_restart_is_healed_by_republishing_the_outbox(platform: Platform)
     # Everything republished was already applied elsewhere: nothing is doubled.
     time.sleep(2.0)
     assert len(call(platform, "GET", "invoicing", "/v1/invoices?period=2026-10", tenant).json()["items"]) == 2
+
+
+DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules" / "billing-alerts.yml"
+
+
+def _panel_queries() -> list[tuple[str, str, str]]:
+    found = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        stack = list(json.loads(path.read_text())["panels"])
+        while stack:
+            panel = stack.pop(0)
+            stack.extend(panel.get("panels", []))
+            found += [(path.stem, panel["title"], target["expr"]) for target in panel.get("targets", [])]
+    return found
+
+
+def test_every_dashboard_panel_has_a_series_in_a_real_prometheus(platform: Platform, tmp_path: Path) -> None:
+    """Debian's Prometheus scrapes the six services after the runs above (and loads the alert
+    rules): every panel's query answers at least one series, 0 when nothing of its kind happened,
+    so an empty panel means a broken scrape, never "none yet"."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is missing: `make tools` installs Debian's prometheus package")
+    for spec in SERVICES:  # one an earlier test left stopped
+        process = platform.processes.get(spec.name)
+        if process is None or process.poll() is not None:
+            platform.start_service(spec.name)
+            platform.wait_ready(spec.name)
+    port = free_port()
+    targets = [{"targets": [f"127.0.0.1:{platform.port(spec)}"], "labels": {"service": spec.name}} for spec in SERVICES]
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [{"job_name": "billing", "metrics_path": "/metrics/", "honor_labels": True, "static_configs": targets}],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log = (tmp_path / "prometheus.log").open("wb")
+    server = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+
+    def query(expr: str) -> list[Any]:
+        r = httpx.get(f"{api}/query", params={"query": expr}, timeout=10)
+        assert r.status_code == 200, (expr, r.text)
+        result: list[Any] = r.json()["data"]["result"]
+        return result
+
+    try:
+        # Every target scraped a few times: a rate needs two samples in its window.
+        eventually(lambda: _scraped(api), timeout=60)
+        queries = [(d, title, expr.replace("$__rate_interval", "1m").replace("$__range", "5m")) for d, title, expr in _panel_queries()]
+        assert len(queries) > 100
+
+        def empty() -> list[str]:
+            return [f"{d} / {title}: {expr}" for d, title, expr in queries if not query(expr)]
+
+        missing = empty()
+        deadline = time.monotonic() + 30
+        while missing and time.monotonic() < deadline:  # a panel over a gauge set by a loop every few seconds
+            time.sleep(1.0)
+            missing = empty()
+        assert not missing, f"{len(missing)} of {len(queries)} panel queries answer no series:\n" + "\n".join(missing)
+        rules = httpx.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
+        assert {rule["name"] for group in rules for rule in group["rules"]} >= {"BillingServiceDown", "BillingConsumerLagHigh"}
+        assert all(rule["health"] != "err" for group in rules for rule in group["rules"]), rules
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+def _scraped(api: str) -> bool:
+    """Every target scraped a few times (Prometheus answers 503 until it has started)."""
+    with contextlib.suppress(httpx.HTTPError):
+        r = httpx.get(f"{api}/query", params={"query": 'count_over_time(up{job="billing"}[1m]) >= 3 and up{job="billing"} == 1'}, timeout=10)
+        return r.status_code == 200 and len(r.json()["data"]["result"]) == len(SERVICES)
+    return False

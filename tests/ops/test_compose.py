@@ -29,7 +29,8 @@ def compose() -> dict[str, Any]:
 
 def test_the_stack_is_complete(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(PACKAGES) | {"postgres", "kafka", "migrate", "prometheus", "grafana", "otel-collector", "mailpit"} <= set(services)
+    assert set(PACKAGES) | {"postgres", "kafka", "migrate", "prometheus", "grafana", "otel-collector", "jaeger", "mailpit"} <= set(services)
+    assert "name" not in compose  # docker-compose v1 refuses a top-level name
     assert not any("zookeeper" in name or "zookeeper" in str(s.get("image", "")) for name, s in services.items())
 
 
@@ -100,15 +101,35 @@ def test_grafana_is_provisioned_with_the_dashboards(compose: dict[str, Any]) -> 
     assert grafana["environment"]["PROMETHEUS_URL"] == "http://prometheus:9090"
 
 
-def test_docker_compose_config_accepts_the_file() -> None:
+def compose_tools() -> list[list[str]]:
+    """Every compose implementation on this machine: the v2 plugin, and v1 (`make tools` installs Debian's)."""
+    tools = []
     docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("no docker client on this machine: `docker compose config` cannot run (the checks above still do)")
-    plugin = subprocess.run([docker, "compose", "version"], capture_output=True, text=True)
-    if plugin.returncode != 0:
-        pytest.skip("the docker client has no compose plugin: `docker compose config` cannot run (the checks above still do)")
-    result = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        tools.append([docker, "compose"])
+    if shutil.which("docker-compose"):
+        tools.append(["docker-compose"])
+    return tools
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    tools = compose_tools()
+    if not tools:
+        pytest.fail("neither `docker compose` nor `docker-compose` is installed: `make tools` installs Debian's docker-compose")
+    for tool in tools:
+        result = subprocess.run([*tool, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, (tool, result.stderr)
+
+
+def test_traces_go_to_jaeger_and_grafana_reads_them(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["jaeger"]["image"].startswith("jaegertracing/all-in-one:")
+    collector = yaml.safe_load((ROOT / "deploy" / "otel-collector" / "config.yaml").read_text())
+    exporters = collector["service"]["pipelines"]["traces"]["exporters"]
+    assert [collector["exporters"][e]["endpoint"] for e in exporters] == ["jaeger:4317"]
+    assert services["grafana"]["environment"]["JAEGER_URL"] == "http://jaeger:16686"
+    (jaeger,) = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/jaeger.yaml").read_text())["datasources"]
+    assert jaeger["type"] == "jaeger" and jaeger["url"] == "${JAEGER_URL}"
 
 
 def test_the_dockerfile_builds_every_service_from_sources_that_exist() -> None:

@@ -163,3 +163,11 @@ def test_every_manifest_is_valid_kubernetes() -> None:
 
     for doc in render({**DB, "serviceMonitor": {"enabled": False}}):
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_alerts_ship_as_a_prometheus_rule_when_asked() -> None:
+    assert not by_kind(render(DB), "PrometheusRule")
+    rules = by_kind(render({**DB, "prometheusRule": {"enabled": True, "labels": {"release": "kps"}}}), "PrometheusRule")
+    rule = rules["prod-billing-alerts"]
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"] == yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "billing-alerts.yml").read_text())

@@ -77,7 +77,7 @@ class Progress:
         self.platform = platform
 
     def snapshot(self) -> dict[str, int]:
-        counts = {"applied": 0, "published": 0, "mails": 0}
+        counts = {"applied": 0, "published": 0, "behind": 0, "mails": 0}
         if self.platform is None:
             return counts
         for spec in SERVICES:
@@ -91,6 +91,8 @@ class Progress:
                         counts["applied"] += int(sample.value)
                     elif sample.name == PROGRESS_METRICS[2]:
                         counts["published"] += int(sample.value)
+                    elif sample.name == "billing_consumer_lag":  # the platform's own count (billing_runtime.lag)
+                        counts["behind"] += int(sample.value)
         counts["mails"] = len(list(self.platform.maildir.glob("*.eml")))
         return counts
 
@@ -117,7 +119,7 @@ def wait_for(what: str, probe: Callable[[], T | None], stall: float | None = Non
                 mark, last_moved = current, now
             log(
                 f"  waiting for {what} ({now - started:.0f} s): events applied {current['applied']}, "
-                f"published {current['published']}, mails {current['mails']}"
+                f"published {current['published']}, consumers behind by {current['behind']}, mails {current['mails']}"
             )
         if now - last_moved > stall:
             raise DemoFailure(f"gave up waiting for {what}: nothing moved in the platform for {stall:.0f} s (progress {mark})")

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import shutil
 import signal
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
-from billing_cli.platform import SERVICES, Platform, log
+from billing_cli.errors import BUG, STARTUP, TARGETS, explain, safe_url
+from billing_cli.platform import SERVICES, Platform, StartupRefused, log
 
-app = typer.Typer(help="The billing platform: `billing up` runs it, `billing demo` shows it working.", no_args_is_help=True)
+app = typer.Typer(
+    help="The billing platform: `billing up` runs it, `billing demo` shows it working. Exit codes: 0 done, 1 a problem found, "
+    "2 a wrong command line, 3 the broker, database or a service unreachable, 4 start-up refused (a port taken, a process died), 70 a bug.",
+    no_args_is_help=True,
+)
 outbox_app = typer.Typer(help="Outbox operations.")
 app.add_typer(outbox_app, name="outbox")
 keys_app = typer.Typer(
@@ -33,6 +42,45 @@ DatabaseUrl = Annotated[str, typer.Option(envvar="DATABASE_URL", help="The platf
 StateDir = Annotated[Path, typer.Option(envvar="BILLING_STATE_DIR", help="Where the embedded servers keep their state.")]
 
 
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error (else one or two lines saying what to do).")] = False,
+) -> None:
+    """Options for every command."""
+
+
+def main() -> None:
+    """The `billing` command: errors in a line or two with what to do next, a traceback only with `--debug`."""
+    argv = sys.argv[1:]
+    debug = "--debug" in argv or os.environ.get("BILLING_DEBUG") == "1"
+    args = [a for a in argv if a != "--debug"]
+    command = next((a for a in args if not a.startswith("-")), "")
+    TARGETS.kafka, TARGETS.database, TARGETS.http = None, None, []
+    # The libraries' own log lines (aiokafka's "Unable connect to …", retries) only with --debug.
+    logging.basicConfig(level=logging.INFO if debug else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = typer.main.get_command(app).main(args=args, prog_name="billing", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except StartupRefused as exc:
+        if debug:
+            raise
+        print(f"billing {command}: {exc.message}", file=sys.stderr, flush=True)
+        sys.exit(STARTUP)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        code, message = explain(exc, command)
+        print(message, file=sys.stderr, flush=True)
+        sys.exit(code or BUG)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
 def _wait_for_ctrl_c() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -44,6 +92,7 @@ def _wait_for_ctrl_c() -> None:
 def up(state_dir: StateDir = Path(".billing/up")) -> None:
     """Start PostgreSQL, the broker, SMTP, the provider sandboxes and the six services; Ctrl-C stops everything."""
     platform = Platform(state_dir=state_dir)
+    TARGETS.database = platform.env.get("DATABASE_URL")
     try:
         platform.start()
         log("\nThe platform is running:")
@@ -51,7 +100,9 @@ def up(state_dir: StateDir = Path(".billing/up")) -> None:
             log(f"  {spec.name:<13} {platform.url(spec.name)}   (API docs: {platform.url(spec.name)}/docs)")
         for provider in platform.sandboxes:
             log(f"  {provider + ' sandbox':<17} {platform.provider_url(provider)}")
-        log(f"  mail folder   {platform.maildir}\nPress Ctrl-C to stop.")
+        log(f"  mail folder   {platform.maildir}")
+        log(f"  database      {safe_url(platform.database_url)}   (DATABASE_URL for `billing lag`, `billing keys`)")
+        log(f"  Kafka         {platform.bootstrap}\nPress Ctrl-C to stop.")
         _wait_for_ctrl_c()
     finally:
         log("stopping…")
@@ -78,13 +129,12 @@ def demo(state_dir: StateDir = Path(".billing/demo")) -> None:
 @app.command()
 def migrate() -> None:
     """Bring every service's schema to head on DATABASE_URL."""
-    import os
-
     from billing_runtime.migrations import migrations_dir, upgrade
 
     url = os.environ.get("DATABASE_URL")
     if not url:
         raise typer.BadParameter("set DATABASE_URL")
+    TARGETS.database = url
     for spec in SERVICES:
         upgrade(migrations_dir(spec.package), url)
         log(f"{spec.name}: at head")
@@ -107,11 +157,10 @@ def migrate() -> None:
 @app.command()
 def topics() -> None:
     """Create every topic at its final partition count on KAFKA_BOOTSTRAP_SERVERS."""
-    import os
-
     from billing_runtime.kafka import ensure_topics
 
-    created = asyncio.run(ensure_topics(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")))
+    TARGETS.kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    created = asyncio.run(ensure_topics(TARGETS.kafka))
     log("created: " + (", ".join(created) or "nothing (all there)"))
 
 
@@ -124,7 +173,6 @@ def republish(
     """Publish again the outbox rows created in a time range (to heal a lost topic).
     Consumers drop what they already applied."""
     import importlib
-    import os
 
     from billing_runtime.db import create_engine
     from billing_runtime.outbox import republish as do_republish
@@ -132,6 +180,7 @@ def republish(
     url = os.environ.get("DATABASE_URL")
     if not url:
         raise typer.BadParameter("set DATABASE_URL")
+    TARGETS.database = url
     names = [s for s in SERVICES if service in ("all", s.name)]
     if not names:
         raise typer.BadParameter(f"unknown service {service!r}")
@@ -166,6 +215,7 @@ def keys_issue(
         raise typer.BadParameter("scope must be read, write or admin")
     if not database_url:
         raise typer.BadParameter("set DATABASE_URL (or --database-url): the key table is there")
+    TARGETS.database, TARGETS.kafka = database_url, bootstrap
     try:
         key = issue_key(bootstrap, database_url, tenant, scope, label)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -187,6 +237,7 @@ def keys_revoke(
 
     if not database_url:
         raise typer.BadParameter("set DATABASE_URL (or --database-url): the key table is there")
+    TARGETS.database, TARGETS.kafka = database_url, bootstrap
     try:
         known = revoke_key(bootstrap, database_url, key_id, reason)
     except LookupError as exc:
@@ -201,6 +252,7 @@ def keys_list(database_url: DatabaseUrl = "") -> None:
 
     if not database_url:
         raise typer.BadParameter("set DATABASE_URL (or --database-url): the key table is there")
+    TARGETS.database = database_url
     log(f"{'key id':<18} {'tenant':<20} {'scope':<6} {'issued':<20} {'revoked':<20} label")
     for k in list_keys(database_url):
         revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "-"
@@ -258,6 +310,7 @@ def bill_run(
     from billing_cli.ops import auth_headers, key_tenant
     from billing_cli.ops import bill_run as run_bill_run
 
+    TARGETS.kafka, TARGETS.database, TARGETS.http = bootstrap, database_url or None, [rating_url, invoicing_url]
     if api_key is not None and key_tenant(bootstrap, api_key, database_url or None) != seller:
         raise typer.BadParameter(f"the API key is not a key of {seller}")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
@@ -276,15 +329,28 @@ def bill_run(
 
 
 @app.command()
-def lag(bootstrap: Bootstrap = "127.0.0.1:19092") -> None:
-    """Consumer lag per group and partition (committed offset against the log end)."""
-    from billing_cli.ops import consumer_lag
+def lag(
+    database_url: DatabaseUrl = "",
+    bootstrap: Bootstrap = "127.0.0.1:19092",
+    broker: Annotated[bool, typer.Option("--broker", help="Also show the broker's committed and end offsets per group and partition.")] = False,
+) -> None:
+    """Consumer lag per service and topic: events the outboxes published that the consumer's inbox
+    has not applied yet (counted in PostgreSQL, so right on any broker)."""
+    from billing_cli.ops import consumer_lag, platform_lag
 
-    rows = asyncio.run(consumer_lag(bootstrap))
-    log(f"{'group':<14} {'topic':<24} {'part':>4} {'committed':>10} {'end':>10} {'lag':>8}")
+    if not database_url:
+        raise typer.BadParameter("set DATABASE_URL (or --database-url): lag is counted from the outboxes and inboxes there")
+    TARGETS.database, TARGETS.kafka = database_url, bootstrap
+    rows = asyncio.run(platform_lag(database_url, bootstrap))
+    log(f"{'service':<13} {'topic':<24} {'published':>10} {'applied':>10} {'lag':>8}")
     for r in rows:
-        log(f"{r.group:<14} {r.topic:<24} {r.partition:>4} {r.committed:>10} {r.end:>10} {r.lag:>8}")
-    log(f"total lag: {sum(r.lag for r in rows)}")
+        log(f"{r.service:<13} {r.topic:<24} {r.published:>10} {r.applied:>10} {r.lag:>8}")
+    log(f"total lag: {sum(r.lag for r in rows)} events")
+    if broker:
+        log("\nas the broker reports it (the embedded Tansu's end offsets are wrong):")
+        log(f"{'group':<14} {'topic':<24} {'part':>4} {'committed':>10} {'end':>10} {'lag':>8}")
+        for b in asyncio.run(consumer_lag(bootstrap)):
+            log(f"{b.group:<14} {b.topic:<24} {b.partition:>4} {b.committed:>10} {b.end:>10} {b.lag:>8}")
 
 
 @app.command("dead-letters")
@@ -295,7 +361,12 @@ def dead_letters(
     """The events consumers gave up on (`billing.deadletter`), with where they came from and why."""
     from billing_cli.ops import dead_letters as read_dead_letters
 
+    TARGETS.kafka = bootstrap
     rows = asyncio.run(read_dead_letters(bootstrap, limit))
     for r in rows:
         log(f"{r['at']}  {r['service']:<13} {r['from']:<28} {r['type'] or '(no type)'} {r['id']}\n    {r['error'][:300]}")
     log(f"{len(rows)} dead letters")
+
+
+if __name__ == "__main__":
+    main()

@@ -74,8 +74,55 @@ class Lag:
         return max(0, self.end - self.committed)
 
 
+@dataclass(frozen=True)
+class PlatformLag:
+    service: str
+    topic: str
+    published: int  # outbox rows of the types the service consumes, on the topic (within OUTBOX_RETENTION_DAYS)
+    lag: int  # of those, not in the service's inbox yet
+
+    @property
+    def applied(self) -> int:
+        return self.published - self.lag
+
+
+async def platform_lag(database_url: str, bootstrap: str) -> list[PlatformLag]:
+    """Per consuming service and topic: events published by the outboxes, applied by its inbox,
+    and the difference (right on any broker: the broker's offsets are not used)."""
+    import importlib
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from billing_cli.platform import SERVICES
+    from billing_runtime.db import create_engine
+    from billing_runtime.lag import LagMeter
+
+    meters: list[tuple[LagMeter, set[str]]] = []
+    for spec in SERVICES:
+        settings = importlib.import_module(f"{spec.package}.config").Settings(database_url=database_url, kafka_bootstrap_servers=bootstrap)
+        runtime = importlib.import_module(f"{spec.package}.main").build(settings).state.runtime
+        engine: AsyncEngine = runtime.engine
+        await engine.dispose()  # never connected: only its routes and inbox table are wanted
+        if runtime.routes:
+            topics = {route.model.topic.name for route in runtime.routes.values()}
+            meters.append((LagMeter(runtime.name, runtime.inbox_table, list(runtime.routes)), topics))
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows: list[PlatformLag] = []
+            for meter, topics in meters:
+                found = {r.topic: r for r in await meter.measure(conn)}
+                for topic in sorted(topics):  # every topic the service reads, 0 when nothing was published
+                    r = found.get(topic)
+                    rows.append(PlatformLag(meter.service, topic, r.published if r else 0, r.lag if r else 0))
+            return rows
+    finally:
+        await engine.dispose()
+
+
 async def consumer_lag(bootstrap: str) -> list[Lag]:
-    """Per consumer group and partition: the committed offset, the log end, the difference."""
+    """Per consumer group and partition, as the broker reports it: the committed offset, the log
+    end, the difference. The embedded Tansu reports wrong end offsets: see `platform_lag`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="billing-lag")
     await admin.start()
     try:

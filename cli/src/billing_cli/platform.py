@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import psutil
 
 from billing_runtime.embedded import (
     TansuBroker,
@@ -78,6 +80,50 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+class StartupRefused(SystemExit):
+    """`billing up` cannot start (a port taken, a process that died): the message says what to do."""
+
+    exit_code = 4
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def port_free(port: int) -> bool:
+    """Nothing answers on 127.0.0.1:`port` and it can be bound (as uvicorn binds it)."""
+    if port_open("127.0.0.1", port):
+        return False
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` (or one of its children: uvicorn's workers) holds the listening socket."""
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for process in family:
+        with contextlib.suppress(psutil.Error):
+            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in process.net_connections("tcp")):
+                return True
+    return False
+
+
+def log_tail(path: Path, lines: int = 3) -> str:
+    with contextlib.suppress(OSError):
+        tail = [line for line in path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+        return "\n".join(f"    {line[:200]}" for line in tail)
+    return ""
+
+
 @dataclass
 class Platform:
     """The running platform. `start()` brings everything up; `stop()` takes it all down."""
@@ -111,7 +157,35 @@ class Platform:
         spec = next(s for s in SERVICES if s.name == name)
         return f"http://127.0.0.1:{self.port(spec)}"
 
+    def ports_wanted(self) -> list[tuple[int, str, str]]:
+        """Every port this start would listen on: (port, what, the variable that moves it)."""
+        wanted: list[tuple[int, str, str]] = []
+        if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            wanted.append((int(self.env.get("BILLING_KAFKA_PORT", "19092")), "the embedded Kafka broker", "BILLING_KAFKA_PORT (or KAFKA_BOOTSTRAP_SERVERS)"))
+        if not self.env.get("NOTIFY_SMTP_HOST"):
+            wanted.append((int(self.env.get("BILLING_SMTP_PORT", "8025")), "the embedded SMTP server", "BILLING_SMTP_PORT (or NOTIFY_SMTP_HOST)"))
+        for sandbox in SANDBOXES:
+            if not self.env.get(sandbox.payments_env):
+                port = int(self.env.get(sandbox.port_env, sandbox.default_port))
+                wanted.append((port, f"the {sandbox.provider} sandbox", f"{sandbox.port_env} (or {sandbox.payments_env})"))
+        wanted += [(self.port(spec), spec.name, spec.port_env) for spec in SERVICES]
+        return wanted
+
+    def check_ports(self) -> None:
+        """Refuse to start anything when a port is taken (or named twice), naming the variable to change."""
+        problems: list[str] = []
+        seen: dict[int, str] = {}
+        for port, what, variable in self.ports_wanted():
+            if port in seen:
+                problems.append(f"port {port} is wanted by both {seen[port]} and {what}: set {variable} to another port")
+            elif not port_free(port):
+                problems.append(f"port {port} ({what}) is in use: stop what listens there, or set {variable} to a free port")
+            seen.setdefault(port, what)
+        if problems:
+            raise StartupRefused("nothing was started:\n  " + "\n  ".join(problems))
+
     def start(self) -> None:
+        self.check_ports()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         self._development_defaults()
@@ -154,8 +228,6 @@ class Platform:
             self.say(f"Kafka: using {given}")
             return
         port = int(self.env.get("BILLING_KAFKA_PORT", "19092"))
-        if port_open("127.0.0.1", port):
-            raise SystemExit(f"port {port} is taken; set BILLING_KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS")
         self.broker = TansuBroker(port, self.state_dir / "logs" / "tansu.log")
         self.broker.start()
         self.bootstrap = self.broker.bootstrap
@@ -184,8 +256,6 @@ class Platform:
                 self.say(f"{spec.provider}: using {self.env[spec.payments_env]}")
                 continue
             port = int(self.env.get(spec.port_env, spec.default_port))
-            if port_open("127.0.0.1", port):
-                raise SystemExit(f"port {port} is taken; set {spec.port_env} or {spec.payments_env}")
             out = (self.state_dir / "logs" / f"{spec.provider}-sandbox.log").open("ab")
             self._logs.append(out)
             self.sandboxes[spec.provider] = subprocess.Popen(
@@ -199,7 +269,7 @@ class Platform:
             while not port_open("127.0.0.1", port):
                 process = self.sandboxes[spec.provider]
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the {spec.provider} sandbox did not start; see {out.name}")
+                    raise StartupRefused(f"the {spec.provider} sandbox did not start; its log is {out.name}:\n{log_tail(Path(out.name))}")
                 time.sleep(0.1)
             self.env[spec.payments_env] = f"http://127.0.0.1:{port}"
             self.say(f"{spec.provider}: sandbox on {self.env[spec.payments_env]} (webhooks go to payments)")
@@ -263,19 +333,25 @@ class Platform:
             start_new_session=True,
         )
 
+    def log_path(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
     def wait_ready(self, name: str, timeout: float = 90.0) -> None:
+        """Wait until the process this platform started for `name` answers `/readyz` itself:
+        an answer from whatever else listens on the port does not count."""
+        spec = next(s for s in SERVICES if s.name == name)
         url = self.url(name) + "/readyz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            process = self.processes.get(name)
-            if process is not None and process.poll() is not None:
-                raise SystemExit(f"{name} exited with {process.returncode}; see {self.state_dir / 'logs' / (name + '.log')}")
+            process = self.processes[name]
+            if process.poll() is not None:
+                raise StartupRefused(f"{name} exited with {process.returncode}; its log is {self.log_path(name)}:\n{log_tail(self.log_path(name))}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=2).status_code == 200:
+                if httpx.get(url, timeout=2).status_code == 200 and listens_on(process.pid, self.port(spec)):
                     self.say(f"{name:<13} ready at {self.url(name)}")
                     return
             time.sleep(0.2)
-        raise SystemExit(f"{name} not ready after {timeout}s; see {self.state_dir / 'logs' / (name + '.log')}")
+        raise StartupRefused(f"{name} not ready after {timeout:.0f}s; its log is {self.log_path(name)}:\n{log_tail(self.log_path(name))}")
 
     def stop_service(self, name: str, *, kill: bool = False) -> None:
         """Stop a service (its whole process group: uvicorn workers included); `kill` is SIGKILL."""

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from billing_events import CloudEvent, account_id, subscription_id
 from billing_events.topics import PERIODS
@@ -229,6 +230,7 @@ async def test_example_c_cost_plus_pass_through_closed_by_the_scheduler_on_the_i
     assert await run_due(runtime, distributor, datetime.fromisoformat("2026-11-01T12:00:00+00:00")) == []
     created = await run_due(runtime, distributor, datetime.fromisoformat("2026-11-02T08:00:00+00:00"))
     assert len(created) >= 1
+    assert REGISTRY.get_sample_value("billing_bill_runs_overdue") == 0  # every due seller has its run
     (event,) = await closed_events(kafka_bootstrap, partner, 1)
     assert event.data.bill_run_id in created
     assert sum((line.amount.amount for line in event.data.lines), Decimal(0)).quantize(CENT) == Decimal("2327.60")

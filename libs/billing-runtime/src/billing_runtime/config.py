@@ -58,6 +58,12 @@ class CommonSettings(BaseSettings):
         validation_alias=_env("CONSUMER_AUTO_OFFSET_RESET"),
         description="Where a consumer group with no committed offset starts. `earliest` (never skip an event) outside tests.",
     )
+    consumer_lag_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        validation_alias=_env("CONSUMER_LAG_INTERVAL_SECONDS"),
+        description="How often a consumer measures its lag (`billing_consumer_lag`) from the outboxes and its inbox.",
+    )
     clock_fixed_at: datetime | None = Field(
         default=None,
         validation_alias=_env("BILLING_CLOCK_FIXED_AT"),

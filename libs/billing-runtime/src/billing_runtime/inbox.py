@@ -35,7 +35,10 @@ tracer = trace.get_tracer("billing_runtime.inbox")
 EVENTS_APPLIED = Counter("billing_events_applied_total", "Events applied by a consumer", ["service", "type"])
 EVENTS_DUPLICATE = Counter("billing_events_duplicate_total", "Events already applied, skipped", ["service", "type"])
 EVENTS_DEAD_LETTERED = Counter("billing_events_dead_lettered_total", "Events sent to the dead-letter topic", ["service", "type"])
-CONSUMER_LAG = Gauge("billing_consumer_lag", "Messages behind the partition end", ["service", "topic", "partition"])
+# The broker's view (wrong on the embedded Tansu); the platform's own count is `billing_consumer_lag` (lag.py).
+BROKER_LAG = Gauge(
+    "billing_consumer_broker_lag", "Messages behind the partition end, as the broker reports it (wrong on Tansu)", ["service", "topic", "partition"]
+)
 CONSUMER_PARTITIONS = Gauge("billing_consumer_assigned_partitions", "Partitions assigned to this consumer at its last rebalance", ["service"])
 CONSUMER_REBALANCES = Counter("billing_consumer_rebalances_total", "Partition assignments this consumer received", ["service"])
 BATCH_SIZE = Histogram(
@@ -276,7 +279,7 @@ class InboxConsumer:
     def _record_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, last_offset: int) -> None:
         highwater = consumer.highwater(tp)
         if highwater is not None:
-            CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(highwater - last_offset - 1, 0))
+            BROKER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(highwater - last_offset - 1, 0))
 
     # -- one batch ---------------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ from billing_runtime.conventions import install_http_conventions
 from billing_runtime.crypto import Keyring, SecretsKeyMissing
 from billing_runtime.db import create_engine, session_factory
 from billing_runtime.errors import install_error_handlers
-from billing_runtime.inbox import BatchHandler, Handler, InboxConsumer, Route, inbox_table
+from billing_runtime.inbox import EVENTS_APPLIED, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, BatchHandler, Handler, InboxConsumer, Route, inbox_table
 from billing_runtime.kafka import make_producer, start_with_retry
+from billing_runtime.lag import LagMeter
 from billing_runtime.outbox import Outbox, OutboxRelay, outbox_session_class, outbox_table
 from billing_runtime.telemetry import setup_telemetry
 
@@ -125,6 +126,10 @@ class ServiceRuntime:
             )
             self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         if consume and self.routes:
+            # 0 for every type it routes, so "none happened" reads 0 on a dashboard, not "no data".
+            for event_type in self.routes:
+                for counter in (EVENTS_APPLIED, EVENTS_DUPLICATE, EVENTS_DEAD_LETTERED):
+                    counter.labels(self.name, event_type)
             self.consumer = InboxConsumer(
                 service=self.name,
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -140,8 +145,24 @@ class ServiceRuntime:
                 concurrency=self.settings.consumer_concurrency,
             )
             self._tasks.append(asyncio.create_task(_forever(self.consumer.run, f"{self.name} consumer"), name=f"{self.name}-consumer"))
+            self._tasks.append(asyncio.create_task(_forever(self._measure_lag, f"{self.name} lag"), name=f"{self.name}-lag"))
         for name, loop in self.background:
             self._tasks.append(asyncio.create_task(_forever(loop, f"{self.name} {name}"), name=f"{self.name}-{name}"))
+
+    def lag_meter(self) -> LagMeter:
+        """The consumer's lag from the outboxes and its inbox (see `billing_runtime.lag`)."""
+        return LagMeter(self.name, self.inbox_table, self.routes)
+
+    async def _measure_lag(self) -> None:
+        meter = self.lag_meter()
+        topics = sorted({route.model.topic.name for route in self.routes.values()})
+        while True:
+            # First after one interval: a process that lives for less (a test's app) never scans.
+            await asyncio.sleep(self.settings.consumer_lag_interval_seconds)
+            try:
+                await meter.export(self.engine, topics)
+            except Exception as exc:  # the database away: the consumer says so too; measured again next time
+                log.warning("%s could not measure its lag: %s", self.name, exc)
 
     async def stop(self) -> None:
         # The consumer is asked to stop first, so it commits what it applied and leaves its group

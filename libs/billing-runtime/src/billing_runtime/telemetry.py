@@ -9,15 +9,21 @@ metrics on `/metrics`.
 
 The route label is the template (`/v1/invoices/{invoice_id}`), never the raw path, so the series
 stay few; a request that matched no route counts as `unmatched`.
+
+`start_at_zero(counter, values, ...)` creates a counter's series for its known label values at 0
+(the services call it where they define their counters), so dashboards say 0 for "none happened".
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_runtime.tracing import instrument_app, setup_tracing
@@ -30,6 +36,15 @@ HTTP_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 HTTP_IN_PROGRESS = Gauge("billing_http_requests_in_progress", "HTTP requests being answered", ["service"])
+
+
+def start_at_zero(metric: MetricWrapperBase, *label_values: Iterable[str]) -> None:
+    """Create the series of every combination of the known label values at 0, so a dashboard
+    panel says 0 when nothing of its kind happened (rather than "no data", which is what a broken
+    scrape looks like too). Label values only known at run time (currencies, reason codes) stay
+    created on first use."""
+    for values in itertools.product(*label_values):
+        metric.labels(*values)
 
 
 class HttpMetricsMiddleware:

@@ -45,6 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # one in the code; a test that needs the production behaviour unsets it.
     if not os.environ.get("SECRETS_KEYS"):
         os.environ.setdefault("SECRETS_DEV_KEY_FILE", str(config.rootpath / ".billing" / "test" / "secrets-dev-key.json"))
+    # A consumer's lag scans the outboxes of every schema, and a test database holds the schemas of
+    # the whole session: only tests that look at the lag measure it (they set a short interval).
+    os.environ.setdefault("CONSUMER_LAG_INTERVAL_SECONDS", "3600")
 
 
 @pytest.fixture(autouse=True)

@@ -23,12 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import AccountReinstated, AccountSuspended, CustomerUpserted, account_id, derived_event_id
 from billing_runtime.api import DISTRIBUTOR
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from dunning.account import repository as repo
 from dunning.policy.service import policy_of
 
 tracer = trace.get_tracer(__name__)
 
 SUSPENSIONS = Counter("billing_dunning_suspensions_total", "Accounts suspended, own dunning or cascaded from the partner", ["kind"])
+start_at_zero(SUSPENSIONS, ("own", "cascaded"))
 REINSTATEMENTS = Counter("billing_dunning_reinstatements_total", "Accounts reinstated")
 
 # Fixed: changing it would give every suspension a new id (and its events new ids).

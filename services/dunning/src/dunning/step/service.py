@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import DunningStepReached, Money, PaymentRetryRequested, derived_event_id
 from billing_runtime.api import DISTRIBUTOR
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from dunning.account import service as accounts
 from dunning.case import repository as cases
 from dunning.case.service import CaseStatus
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 STEPS_REACHED = Counter("billing_dunning_steps_reached_total", "Dunning steps reached, by action", ["action"])
+start_at_zero(STEPS_REACHED, ("remind", "retry", "final_notice", "suspend"))
 RETRIES_REQUESTED = Counter("billing_dunning_payment_retries_requested_total", "Payment retries requested by dunning")
 EVALUATIONS = Counter("billing_dunning_evaluations_total", "Evaluation rounds, by trigger", ["trigger"])
 OPEN_CASES = Gauge("billing_dunning_open_cases", "Open dunning cases by the last step reached (none: before the first step)", ["step"])

@@ -37,6 +37,7 @@ from billing_events import (
     derived_event_id,
 )
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from notify.brand.service import EffectiveBrand, effective, effective_brand
 from notify.contact import repository as contacts
 from notify.delivery import repository as repo
@@ -58,6 +59,8 @@ SUSPENSION = "suspension"
 REINSTATEMENT = "reinstatement"
 COMPARISON_REPORT = "comparison_report"
 PROJECT_WORK_STATEMENT = "project_work_statement"
+TEMPLATES = (INVOICE_ISSUED, PAYMENT_RECEIVED, PAYMENT_FAILED, REMINDER, FINAL_NOTICE, SUSPENSION, REINSTATEMENT, COMPARISON_REPORT, PROJECT_WORK_STATEMENT)
+start_at_zero(EMAILS, TEMPLATES, ("sent", "retry", "failed", "no_recipient"))
 # Documents of an InvoiceIssued (by kind) that go out as an email of their own, and the file
 # extension they get when their URL names none.
 DOCUMENT_TEMPLATES = {PROJECT_WORK_STATEMENT: "pdf"}

@@ -45,6 +45,7 @@ from billing_events.envelope import event_to_json
 from billing_runtime.crypto import Keyring
 from billing_runtime.errors import BillingError, NotFound
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from notify.webhook import repository as repo
 from notify.webhook.models import WebhookDelivery, WebhookEndpoint
 from notify.webhook.schemas import EndpointIn, EndpointOut, EndpointWithSecret
@@ -52,6 +53,7 @@ from notify.webhook.schemas import EndpointIn, EndpointOut, EndpointWithSecret
 tracer = trace.get_tracer(__name__)
 
 WEBHOOKS = Counter("billing_webhooks_total", "Webhook deliveries by outcome (queued, sent, retry, failed)", ["outcome"])
+start_at_zero(WEBHOOKS, ("queued", "sent", "retry", "failed"))
 
 # What a partner system can subscribe to: what happens to its invoices, payments and accounts.
 WEBHOOK_EVENTS: tuple[type[EventData], ...] = (

@@ -26,6 +26,7 @@ from billing_events import CloudEvent, InvoiceIssued, PaymentFailed, PaymentRetr
 from billing_events import Money as EventMoney
 from billing_events.money import open_amount
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from payments.balance.service import pay_from_balance
 from payments.collection import repository as repo
 from payments.collection.schemas import CollectionSettingsIn, CollectionSettingsOut
@@ -59,6 +60,8 @@ UNKNOWN_AGE = Gauge(
 FINAL = {"succeeded", "failed", "canceled"}
 OPEN = {"pending", "processing", "unknown"}
 PROVIDERS = ("stripe", "gocardless")
+start_at_zero(ATTEMPTS, PROVIDERS, ("succeeded", "failed", "reversed", "canceled"))
+start_at_zero(SURPLUSES, PROVIDERS, ("refund", "credit"))
 METHOD_OF_PROVIDER = {"stripe": "card", "gocardless": "direct_debit"}
 
 

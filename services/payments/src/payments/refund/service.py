@@ -40,6 +40,7 @@ from billing_events import CloudEvent, CreditNoteIssued, PaymentRefunded, derive
 from billing_events import Money as EventMoney
 from billing_events.money import open_amount
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from payments.balance.service import ACCOUNT_CREDIT, credit_balance
 from payments.collection import repository as collection_repo
 from payments.invoice import repository as invoice_repo
@@ -58,6 +59,7 @@ REFUNDED_AMOUNT = Counter(
     "billing_refunded_amount_total", "Money given back for credit notes and second successes, in major units, by where it went", ["currency", "provider"]
 )
 REFUND_PROVIDER_CALLS = Counter("billing_refund_provider_calls_total", "Refund calls to providers, by provider and result", ["provider", "result"])
+start_at_zero(REFUNDS, ("stripe", "gocardless"), ("succeeded", "refused"))
 CREDIT_NOTES_APPLIED = Counter("billing_payments_credit_notes_applied_total", "Credit notes acted on, by whether money went back", ["refund_to", "effect"])
 
 SEPA = "sepa_credit_transfer"

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from payments.collection import repository as collection_repo
 from payments.collection.service import apply_outcome
 from payments.methods import service as methods
@@ -27,6 +28,7 @@ from payments.webhooks import repository as repo
 
 tracer = trace.get_tracer(__name__)
 WEBHOOK_EVENTS = Counter("billing_payment_webhook_events_total", "Provider webhook events, by provider and effect", ["provider", "effect"])
+start_at_zero(WEBHOOK_EVENTS, ("stripe", "gocardless"), ("duplicate", "ignored", "rejected", "unknown_payment"))
 
 GC_FAILURE_ACTIONS = {"failed", "late_failure", "charged_back", "cancelled"}
 

@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 
 from opentelemetry import trace
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from billing_runtime.service import ServiceRuntime
 from rating.billrun import repository as repo
@@ -22,6 +22,9 @@ from rating.period import Period
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 SCHEDULED = Counter("billing_scheduled_bill_runs_total", "Bill runs the scheduler started, by outcome", ["outcome"])
+OVERDUE = Gauge("billing_bill_runs_overdue", "Scheduled sellers past their issue day whose last period has no bill run (at the last pass)")
+for _outcome in ("created", "failed"):
+    SCHEDULED.labels(_outcome)
 
 
 async def run_due(runtime: ServiceRuntime, distributor_id: str | None, now: datetime | None = None) -> list[str]:
@@ -29,21 +32,31 @@ async def run_due(runtime: ServiceRuntime, distributor_id: str | None, now: date
     created now (a run already there is left alone: its identity is (seller, period))."""
     now = now or runtime.clock.now()
     created: list[str] = []
-    with tracer.start_as_current_span("scheduled_bill_runs"):
+    overdue = 0
+    with tracer.start_as_current_span("scheduled_bill_runs") as span:
         async with runtime.sessions() as session:
             sellers = [row.seller_id for row in await catalogue.scheduled_sellers(session)]
         for seller_id in sellers:
-            async with runtime.transaction() as session:
-                terms = await seller_terms(session, seller_id)
-                period = Period.of_instant(now, terms.tz).previous()
-                if now.astimezone(terms.tz).date() < terms.issue_date(period):
-                    continue
-                if await repo.get_run(session, seller_id, bill_run_id(seller_id, period)) is not None:
-                    continue
-                run = await close_period(runtime, session, seller_id, period.label, distributor_id)
+            # One seller's failure (logged, counted, overdue) does not hold back the others.
+            try:
+                async with runtime.transaction() as session:
+                    terms = await seller_terms(session, seller_id)
+                    period = Period.of_instant(now, terms.tz).previous()
+                    if now.astimezone(terms.tz).date() < terms.issue_date(period):
+                        continue
+                    if await repo.get_run(session, seller_id, bill_run_id(seller_id, period)) is not None:
+                        continue
+                    run = await close_period(runtime, session, seller_id, period.label, distributor_id)
+            except Exception:
+                overdue += 1
+                SCHEDULED.labels("failed").inc()
+                log.exception("scheduled bill run of %s failed", seller_id)
+                continue
             if run.created:
                 created.append(run.bill_run_id)
                 SCHEDULED.labels("created").inc()
+        OVERDUE.set(overdue)
+        span.set_attributes({"billing.sellers": len(sellers), "billing.runs_created": len(created), "billing.runs_overdue": overdue})
     return created
 
 

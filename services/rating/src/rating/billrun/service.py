@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import CloudEvent, Money, PeriodClosed, RatedLine, derived_event_id
 from billing_events import account_id as billing_account_id
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from rating.billrun import rating
 from rating.billrun import repository as repo
 from rating.billrun.rating import Buyer, Rating, Unrated
@@ -41,6 +42,8 @@ tracer = trace.get_tracer(__name__)
 BILL_RUNS = Counter("billing_bill_runs_total", "Bill run requests, by outcome", ["outcome"])
 RATED_LINES = Counter("billing_rated_lines_total", "Lines rated by bill runs, by tier", ["tier"])
 UNRATED = Counter("billing_unrated_charges_total", "Charges a bill run could not rate, by reason", ["reason"])
+start_at_zero(BILL_RUNS, ("created", "repeated", "period_not_ended"))
+start_at_zero(UNRATED, [reason.value for reason in rating.UnratedReason])
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 BILL_RUN_SECONDS = Histogram("billing_bill_run_duration_seconds", "Time to rate and close one seller's period", buckets=_SECONDS)
 CLOSE_PHASE_SECONDS = Histogram(

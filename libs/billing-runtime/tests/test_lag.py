@@ -1,0 +1,93 @@
+"""billing_runtime.lag: a consumer's lag counted from the producer's outbox and the consumer's
+inbox, against a real PostgreSQL and the embedded broker (whose end offsets are not used)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+
+from billing_events import new_event
+from billing_events.topics import CUSTOMERS
+from billing_runtime.config import CommonSettings
+from billing_runtime.db import schema_metadata
+from billing_runtime.lag import LagMeter
+from billing_runtime.service import ServiceRuntime, runtime_tables
+
+from .test_outbox_inbox import Toy, customer, until
+
+
+class Producer:
+    """A service that only writes events to its outbox; its relay publishes them."""
+
+    def __init__(self, database_url: str, bootstrap: str) -> None:
+        self.schema = f"lagsrc_{uuid.uuid4().hex[:8]}"
+        self.metadata = schema_metadata(self.schema)
+        runtime_tables(self.metadata)
+        self.runtime = ServiceRuntime(f"src-{self.schema}", CommonSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap), self.metadata)
+
+    async def create(self) -> None:
+        async with self.runtime.engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+            await conn.run_sync(self.metadata.create_all)
+
+
+@pytest.fixture
+async def source(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Producer]:
+    producer = Producer(database_url, kafka_bootstrap)
+    await producer.create()
+    await producer.runtime.start(consume=False)
+    yield producer
+    await producer.runtime.stop()
+
+
+async def test_lag_is_what_the_outbox_published_and_the_inbox_has_not_applied(source: Producer, database_url: str, kafka_bootstrap: str) -> None:
+    toy = Toy(database_url, kafka_bootstrap)
+    await toy.create()
+    # The consumer joins (its group commits the topic's end) and stops: what is published next waits.
+    await toy.runtime.start()
+    await toy.runtime.wait_consuming()
+    await toy.runtime.stop()
+    tenants = [f"t-{uuid.uuid4().hex[:8]}" for _ in range(40)]
+    async with source.runtime.transaction() as session:
+        await source.runtime.outbox.add_many(session, [new_event(customer(t), source="src", tenant=t) for t in tenants])
+
+    async def published() -> bool:
+        async with source.runtime.engine.connect() as conn:
+            return await conn.scalar(text(f'SELECT count(*) FROM "{source.schema}".outbox WHERE sent_at IS NOT NULL')) == 40
+
+    await until(published)
+    meter = LagMeter(toy.runtime.name, toy.runtime.inbox_table, toy.runtime.routes, producers=[source.schema])
+    other_types = LagMeter(toy.runtime.name, toy.runtime.inbox_table, ["billing.invoicing.invoice_issued.v1"], producers=[source.schema])
+    async with toy.runtime.engine.connect() as conn:
+        (before,) = await meter.measure(conn)
+        assert await other_types.measure(conn) == []  # lag counts only the types the consumer routes
+    assert (before.topic, before.published, before.lag) == (CUSTOMERS.name, 40, 40)  # nothing applied: all 40 behind
+
+    await toy.runtime.start()  # resumes from its committed offsets
+    try:
+        async def applied() -> bool:
+            return all([await toy.applied(t) == 1 for t in tenants])
+
+        await until(applied, timeout=60)
+        found = await meter.export(toy.runtime.engine, [CUSTOMERS.name, "billing.payments"])
+        assert [(r.topic, r.lag) for r in found] == [(CUSTOMERS.name, 0)]
+        assert REGISTRY.get_sample_value("billing_consumer_lag", {"service": toy.runtime.name, "topic": CUSTOMERS.name}) == 0
+        assert REGISTRY.get_sample_value("billing_consumer_lag", {"service": toy.runtime.name, "topic": "billing.payments"}) == 0
+        # The low-water mark moved past what was applied: the next measure reads the margin only.
+        async with source.runtime.transaction() as session:
+            late = f"t-{uuid.uuid4().hex[:8]}"
+            await source.runtime.outbox.add(session, new_event(customer(late), source="src", tenant=late))
+        await until(lambda: _applied_once(toy, late), timeout=60)
+        async with toy.runtime.engine.connect() as conn:
+            (after,) = await meter.measure(conn)
+        assert after.lag == 0
+    finally:
+        await toy.runtime.stop()
+
+
+async def _applied_once(toy: Toy, tenant: str) -> bool:
+    return await toy.applied(tenant) == 1
