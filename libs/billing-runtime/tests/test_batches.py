@@ -280,8 +280,10 @@ async def test_vacuum_removes_the_sent_rows_purged_while_a_relay_runs(database_u
         assert not_yet_removable == 0, messages
         # Every purged row is gone and none is held back by an open transaction. VACUUM counts only
         # what it removed itself: page pruning on the relay's own reads may have removed some first
-        # (a run removed 290 of the 300 so), which needs the same free xmin horizon.
-        assert remain == 0 and 0 < removed <= 300, messages
+        # (a run removed 290 of the 300 so), which needs the same free xmin horizon. Without pruning
+        # it counts up to 900: the 300 deleted rows and the versions left dead by the relay marking
+        # them sent and by this test's UPDATE (300 each; runs on a busy machine removed 600 and 900).
+        assert remain == 0 and 0 < removed <= 900, messages
     finally:
         await toy.runtime.stop()
 

@@ -130,15 +130,22 @@ class EnvelopeError(ValueError):
     """A message that is not a valid event of a known type (a poison message)."""
 
 
+# The headers every event carries, and the attribute each one is (one lookup per header).
+_HEADER_ATTRIBUTES = {f"ce_{name}": name for name in ("specversion", "id", "source", "type", "time", "tenant", "subject")} | {
+    "traceparent": "traceparent",
+    "content-type": "datacontenttype",
+}
+
+
 def attributes_from_headers(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> dict[str, str]:
     found: dict[str, str] = {}
+    known = _HEADER_ATTRIBUTES
     for name, raw in headers:
-        if name.startswith("ce_"):
+        attribute = known.get(name)
+        if attribute is not None:
+            found[attribute] = raw.decode()
+        elif name.startswith("ce_"):
             found[name[3:]] = raw.decode()
-        elif name == "traceparent":
-            found["traceparent"] = raw.decode()
-        elif name == "content-type":
-            found["datacontenttype"] = raw.decode()
     return found
 
 

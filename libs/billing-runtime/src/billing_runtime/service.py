@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,7 @@ class ServiceRuntime:
             yield session
 
     async def start(self, *, consume: bool = True, relay: bool = True) -> None:
+        _freeze_startup_heap()
         self.producer = make_producer(self.settings, client_id=self.name)
         await start_with_retry(self.producer)
         if relay:
@@ -204,6 +206,24 @@ class ServiceRuntime:
         if self.consumer is not None and not self.consumer.ready.is_set():
             problems["consumer"] = "not yet assigned its partitions"
         return problems
+
+
+def _freeze_startup_heap() -> None:
+    """Move everything allocated so far (modules, the app, pydantic and SQLAlchemy schemas: some
+    hundred thousand objects that live as long as the process) out of the cyclic collector's
+    sight. Otherwise each full collection walks all of them, and the consumer's batches, whose
+    objects live across many young collections, trigger full collections often: a third of the
+    decoding CPU went there (bench/backlog.py). What is allocated later is collected as before.
+    Once per process (a test session starts many runtimes)."""
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    _heap_frozen = True
+    gc.collect()
+    gc.freeze()
+
+
+_heap_frozen = False
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

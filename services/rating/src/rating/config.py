@@ -21,3 +21,11 @@ class Settings(CommonSettings):
         description="Partitions applied side by side: rating's events are keyed by buyer account and its projections by "
         "seller and the partner's ids, so batches of different partitions touch different rows.",
     )
+    consumer_max_batch: int = Field(
+        default=5000,
+        ge=1,
+        validation_alias=AliasChoices("CONSUMER_MAX_BATCH"),
+        description="Most messages polled at once. Usage is applied a run at a time with set-based SQL, so a "
+        "transaction's fixed cost (inbox and usage statements, commit, offset commit) is shared by more events: a "
+        "backlog drained at 60 µs of rating CPU per event with 5,000, 89 µs with 1,000 (bench/backlog.py).",
+    )
