@@ -11,8 +11,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from billing_runtime.tenancy import select_scoped, tenant_owned
 from billing_runtime.crypto import PREFIX, Keyring, context
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from notify import sending
 from notify.webhook.models import WebhookDelivery, WebhookEndpoint
 
