@@ -19,8 +19,11 @@ async def find_by_key(session: AsyncSession, seller_id: str, idempotency_key: st
     return (await session.execute(query)).first()
 
 
-async def get(session: AsyncSession, seller_id: str, credit_note_id: str) -> Any:
+async def get(session: AsyncSession, seller_id: str, credit_note_id: str, *, buyer_account_id: str | None = None) -> Any:
+    """The seller's credit note; with `buyer_account_id` (a key restricted to one account), only if it is that buyer's."""
     query = select(CREDIT_NOTE).where(CREDIT_NOTE.c.seller_id == seller_id, CREDIT_NOTE.c.credit_note_id == credit_note_id)
+    if buyer_account_id is not None:
+        query = query.where(CREDIT_NOTE.c.buyer_account_id == buyer_account_id)
     return (await session.execute(query)).first()
 
 
