@@ -309,7 +309,10 @@ async def _history(services: Services, key: str) -> list[dict[str, Any]]:
 async def billing_history(request: Request, partner: str) -> Response:
     who = await _signed_in(request, partner)
     brand, rows = await asyncio.gather(_load_brand(request, who), _history(_services(request), who.key))
-    return render(request, partner, "invoices.html", who=who, brand=brand, rows=rows, title="Billing history", base=f"/p/{partner}/invoices")
+    return render(
+        request, partner, "invoices.html", who=who, brand=brand, rows=rows, title="Billing history",
+        base=f"/p/{partner}/invoices", notes_base=f"/p/{partner}/credit-notes",
+    )
 
 
 @router.get("/p/{partner}/invoices/{invoice_id}")
@@ -357,7 +360,19 @@ async def statement(request: Request, partner: str) -> Response:
     who = await _signed_in(request, partner)
     _require(who.user.is_partner and who.statement_key is not None)
     brand, rows = await asyncio.gather(_load_brand(request, who), _history(_services(request), who.statement_key or ""))
-    return render(request, partner, "invoices.html", who=who, brand=brand, rows=rows, title="Account statement", base=f"/p/{partner}/statement")
+    return render(
+        request, partner, "invoices.html", who=who, brand=brand, rows=rows, title="Account statement",
+        base=f"/p/{partner}/statement", notes_base=f"/p/{partner}/statement/credit-notes",
+    )
+
+
+@router.get("/p/{partner}/statement/credit-notes/{credit_note_id}/{fmt}")
+async def statement_credit_note(request: Request, partner: str, credit_note_id: str, fmt: str) -> Response:
+    who = await _signed_in(request, partner)
+    _require(who.user.is_partner and who.statement_key is not None)
+    if fmt not in ("pdf", "xml"):
+        raise PageError("not found", code="not_found", status_code=404)
+    return await _document(request, who.statement_key or "", "credit_note", credit_note_id, fmt)
 
 
 @router.get("/p/{partner}/statement/{invoice_id}")
