@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := -e libs/billing-events -e "libs/billing-runtime[embedded]" -e libs/provider-sandboxes \
 	-e services/usage-ingest -e services/rating -e "services/invoicing[test]" \
-	-e "services/payments[sandbox]" -e services/dunning -e services/notify -e cli
+	-e "services/payments[sandbox]" -e services/dunning -e services/notify -e "services/portal[test]" -e cli
 STAMP := $(VENV)/.installed
 SOURCES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml cli/pyproject.toml) requirements-dev.txt constraints.txt
 
@@ -15,6 +15,8 @@ $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(PACKAGES)
+	@# The portal's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $(STAMP)
 
 install: $(STAMP) tools

@@ -12,12 +12,14 @@ from billing_runtime.embedded import drop_database, free_port, with_database
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Platform]:
-    """The whole platform as in `billing up`: six services as separate processes, a Tansu broker
-    of its own (so a test may restart it), the test PostgreSQL server, an SMTP sink, and the Stripe
-    and GoCardless sandboxes on ports of their own."""
+def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Platform]:
+    """The whole platform as in `billing up`: the services and the portal as separate processes, a
+    Tansu broker of its own (so a test may restart it), the test PostgreSQL server, an SMTP sink,
+    and the Stripe and GoCardless sandboxes on ports of their own. A module's `PLATFORM_ENV` adds
+    to the environment (the portal's tests: `AUTH_MODE=api_key`)."""
     database = f"billing_e2e_{free_port()}"
     env = {
+        **getattr(request.module, "PLATFORM_ENV", {}),
         "DATABASE_URL": postgres_server,
         "BILLING_KAFKA_PORT": str(free_port()),
         "BILLING_SMTP_PORT": str(free_port()),

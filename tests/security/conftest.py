@@ -25,7 +25,10 @@ from billing_runtime.db import create_engine
 from billing_runtime.migrations import migrations_dir, upgrade
 from billing_runtime.testing import serve
 
-SERVICES = {"usage-ingest": "usage_ingest", "rating": "rating", "invoicing": "invoicing", "payments": "payments", "dunning": "dunning", "notify": "notify"}
+SERVICES = {
+    "usage-ingest": "usage_ingest", "rating": "rating", "invoicing": "invoicing", "payments": "payments", "dunning": "dunning", "notify": "notify",
+    "portal": "portal",
+}
 TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -667,6 +668,30 @@ def check_invoice_pdfs(api: Api, mails: list[Message], rows: list[tuple[Expected
     return len(rows)
 
 
+def portal_links(api: Api) -> dict[str, str]:
+    """Invite one partner admin and one end customer's contact to the portal (the partner's admin
+    key, as a partner's system would) and read their sign-in links from the mail notify sent."""
+    invites = {
+        "partner admin of northwind-it": {"email": "admin@northwind.example", "name": "Nora Northwind", "role": "partner_admin"},
+        "contact of contoso-dental": {"email": "ap@contoso-dental.example", "name": "Carl Contoso", "role": "customer_admin", "customer_id": "contoso-dental"},
+    }
+    links = {}
+    for who, body in invites.items():
+        api.call("POST", "portal", "/v1/portal/invitations", "northwind-it", body, ok=(201,))
+
+        def link(to: str = body["email"]) -> str | None:
+            for message in reversed(mail_received(api.platform)):
+                if message["To"] and to in message["To"]:
+                    text = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+                    found = re.search(r"https?://\S+/sign-in/\S+", text)
+                    if found:
+                        return found.group(0)
+            return None
+
+        links[who] = wait_for(f"the portal invitation to {body['email']}", link)
+    return links
+
+
 def show_paths(paths: dict[str, dict[str, Any]]) -> None:
     card, dd, bank = paths["card"], paths["direct_debit"], paths["statement"]
     log("\nCollection paths")
@@ -772,5 +797,10 @@ def run_demo(platform: Platform) -> bool:
             f"{invoice['status']:<6} {cases[invoice['id']]['status']:<8} {n_mail}"
         )
     show_paths(paths)
+    if platform.api_keys:
+        links = portal_links(api)
+        log(f"\nportal: {platform.url('portal')}/p/northwind-it/ (one-time sign-in links, valid 15 minutes, emailed by notify):")
+        for who, url in links.items():
+            log(f"  {who:<32} {url}")
     log(f"\nDemo passed in {time.monotonic() - started:.1f}s: {len(rows)} invoices, {sum(1 for e in EXPECTED if e.pays > 0)} payments, {len(mails)} emails.")
     return True

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import sys
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -110,9 +112,13 @@ def up(state_dir: StateDir = Path(".billing/up")) -> None:
 
 
 @app.command()
-def demo(state_dir: StateDir = Path(".billing/demo")) -> None:
+def demo(
+    state_dir: StateDir = Path(".billing/demo"),
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the platform running after the demo (Ctrl-C stops it), to open the portal links.")] = False,
+) -> None:
     """Start the platform from scratch, bill a scripted month for two partners, check everything
-    arrived, print a summary. Exits 0 only if every expected invoice, payment and email arrived."""
+    arrived, print a summary and the portal's sign-in links. Exits 0 only if every expected
+    invoice, payment and email arrived."""
     from billing_cli.demo import run_demo
 
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -121,6 +127,13 @@ def demo(state_dir: StateDir = Path(".billing/demo")) -> None:
     try:
         platform.start()
         ok = run_demo(platform)
+        if ok and keep:
+            print("the platform keeps running for the portal links; Ctrl-C stops it", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+        elif ok:
+            print("(the platform stops now: `billing demo --keep` keeps it running so the links work)", flush=True)
     finally:
         platform.stop()
     raise typer.Exit(0 if ok else 1)

@@ -1,12 +1,13 @@
 """Start and stop the whole platform: servers (embedded unless configured), the Stripe and
 GoCardless sandboxes (unless real providers are configured), migrations, topics, and the six
-services as separate processes on fixed ports."""
+services and the portal as separate processes on fixed ports."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -53,6 +54,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("payments", "payments", 8104),
     ServiceSpec("dunning", "dunning", 8105),
     ServiceSpec("notify", "notify", 8106),
+    ServiceSpec("portal", "portal", 8107),
 )
 
 
@@ -304,7 +306,20 @@ class Platform:
         # notify fetches the documents it attaches from invoicing.
         env.setdefault("INVOICING_PUBLIC_BASE_URL", self.url("invoicing"))
         env.setdefault("NOTIFY_DOCUMENTS_BASE_URL", self.url("invoicing"))
+        # The portal calls the services' public APIs and signs people in at its own public address.
+        for name in ("invoicing", "rating", "dunning", "notify", "usage-ingest"):
+            env.setdefault(f"PORTAL_{name.upper().replace('-', '_')}_URL", self.url(name))
+        env.setdefault("PORTAL_PUBLIC_BASE_URL", self.url("portal"))
+        env.setdefault("PORTAL_SECRET_KEY", self.portal_secret())
         return env
+
+    def portal_secret(self) -> str:
+        """The portal's secret key, kept in the state directory so sessions survive a restart."""
+        path = self.state_dir / "portal-secret-key"
+        if not path.exists():
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> None:
         """Start one service; `extra_env` for this process only (a demo freezing dunning's clock)."""

@@ -19,7 +19,7 @@ from sqlalchemy import Column, String, Table, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
-from billing_runtime.api import AdminTenant, Runtime, Tenant, page
+from billing_runtime.api import AdminTenant, ForAccount, OwnAccount, Read, Runtime, Tenant, own_account, page
 from billing_runtime.auth import KeyStore, generate_key, parse_key, publish, revocation
 from billing_runtime.config import CommonSettings
 from billing_runtime.conventions import add_http_tables, install_http_conventions
@@ -67,6 +67,10 @@ def toy_router(notes: Table) -> APIRouter:
             await s.execute(stmt.on_conflict_do_update(index_elements=["tenant", "id"], set_={"text": body.text}))
         return {"id": note_id, "text": body.text}
 
+    @router.get("/accounts/{account_id}/notes", dependencies=[Read, ForAccount])
+    async def account_notes(account_id: str, tenant: Tenant, account: OwnAccount) -> dict[str, str]:
+        return {"tenant": tenant, "account_id": own_account(account, account_id) or ""}
+
     @router.get("/shared/{token}")
     async def shared(token: str) -> dict[str, str]:
         return {"token": token}
@@ -97,8 +101,8 @@ class Toy:
             await conn.run_sync(lambda sync: add_http_tables(Operations(MigrationContext.configure(sync)), self.schema))
 
 
-async def issue(bootstrap: str, tenant: str, scope: str) -> str:
-    key = generate_key(tenant, scope)  # type: ignore[arg-type]
+async def issue(bootstrap: str, tenant: str, scope: str, account_id: str | None = None) -> str:
+    key = generate_key(tenant, scope, account_id=account_id)  # type: ignore[arg-type]
     await publish(bootstrap, key.event(label="test", now=NOW))
     return key.key
 
@@ -227,6 +231,55 @@ async def test_tenant_comes_from_the_key_only(client: httpx.AsyncClient, keys: d
     r = await client.get("/v1/notes/n1", headers=spoof)
     assert r.status_code == 404
     assert "secret of p" not in (await client.get("/v1/notes", headers=spoof)).text
+
+
+async def test_a_key_restricted_to_one_account(client: httpx.AsyncClient, keys: dict[str, str], kafka_bootstrap: str) -> None:
+    """Only routes declaring `ForAccount` take it, and they see its account only; another account
+    is a 404, every other route a 403 (before the handler runs, and for writes too)."""
+    restricted = await issue(kafka_bootstrap, keys["tenant"], "write", account_id="acct-a")
+    for _ in range(200):
+        r = await client.get("/v1/accounts/acct-a/notes", headers=auth(restricted))
+        if r.status_code != 401:
+            break
+        await asyncio.sleep(0.05)
+    assert r.status_code == 200 and r.json() == {"tenant": keys["tenant"], "account_id": "acct-a"}
+    r = await client.get("/v1/accounts/acct-b/notes", headers=auth(restricted))
+    assert (r.status_code, r.json()["code"]) == (404, "account_not_found")
+    for method, path in (("GET", "/v1/notes"), ("GET", "/v1/notes/x"), ("POST", "/v1/notes"), ("PUT", "/v1/notes/x")):
+        r = await client.request(method, path, headers=auth(restricted), json={"text": "t"})
+        assert (r.status_code, r.json()["code"]) == (403, "account_restricted"), (method, path)
+    assert (await client.get("/v1/notes", headers=auth(keys["read"]))).json()["items"] == []  # nothing was written
+    # A tenant-wide key reaches any account of its tenant.
+    assert (await client.get("/v1/accounts/acct-b/notes", headers=auth(keys["read"]))).json()["account_id"] == "acct-b"
+
+
+def test_an_account_restriction_travels_in_the_event_and_the_store() -> None:
+    key = generate_key("p-acme", "read", account_id="acct-a")
+    event = key.event(label=None, now=NOW)
+    assert event.data.account_id == "acct-a"
+    store = KeyStore("test")
+    store.apply(event)
+    assert store.verify(key.key).account_id == "acct-a"
+    tenant_wide = generate_key("p-acme", "read")
+    store.apply(tenant_wide.event(label=None, now=NOW))
+    assert store.verify(tenant_wide.key).account_id is None
+
+
+async def test_the_registry_keeps_the_account_restriction(database_url: str) -> None:
+    from billing_runtime.auth import ensure_registry, register, registry_keys
+    from billing_runtime.db import create_engine
+
+    engine = create_engine(database_url, pool_size=1)
+    key = generate_key("p-acme", "read", account_id="acct-a")
+    try:
+        async with engine.begin() as conn:
+            await ensure_registry(conn)
+            await register(conn, key, label="test", now=NOW)
+        async with engine.connect() as conn:
+            found = {k.key_id: k for k in await registry_keys(conn)}
+    finally:
+        await engine.dispose()
+    assert found[key.key_id].account_id == "acct-a"
 
 
 async def test_idempotency_replay_and_reuse(client: httpx.AsyncClient, keys: dict[str, str], toy: Toy) -> None:

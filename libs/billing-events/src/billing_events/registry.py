@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from billing_events.envelope import EventData
-from billing_events.events import auth, dunning, ingest, invoicing, notify, payments, rating
+from billing_events.events import auth, dunning, ingest, invoicing, notify, payments, portal, rating
 
 EVENT_MODELS: tuple[type[EventData], ...] = (
     ingest.CustomerUpserted,
@@ -31,6 +31,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     auth.ApiKeyIssued,
     auth.ApiKeyRevoked,
     invoicing.ComparisonReportReady,
+    portal.PortalSignInLinkIssued,
 )
 
 REGISTRY: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from billing_runtime.auth import TENANT_PATTERN, Principal, Scope
-from billing_runtime.errors import BillingError, Unauthorized
+from billing_runtime.auth import TENANT_PATTERN, Forbidden, Principal, Scope
+from billing_runtime.errors import BillingError, NotFound, Unauthorized
 from billing_runtime.service import ServiceRuntime
 
 DISTRIBUTOR = "distributor"
@@ -42,7 +42,13 @@ def principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None
             raise Unauthorized("X-Tenant-Id header is required", code="tenant_required")
         raise Unauthorized(required, code="api_key_required")
     found.require(declared_scope(request.scope.get("route")) or ("read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"))
+    if found.account_id is not None and not serves_one_account(request.scope.get("route")):
+        raise account_restricted()
     return found
+
+
+def account_restricted() -> Forbidden:
+    return Forbidden("this key may see one billing account; this route is not open to it", code="account_restricted")
 
 
 def _trusted_header(x_tenant_id: str | None) -> Principal | None:
@@ -81,6 +87,41 @@ class RequireScope:
         return f"RequireScope({self.scope!r})"
 
 
+class ServesOneAccount:
+    """A route open to keys restricted to one billing account: `dependencies=[Read, ForAccount]`.
+
+    Any other route refuses such a key (403 `account_restricted`, in the middleware and again in
+    `principal`). A route that declares it must scope what it reads to `OwnAccount` (or check a path
+    account with `own_account`), so another account's ids answer 404."""
+
+    def __call__(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "ServesOneAccount()"
+
+
+ForAccount = Depends(ServesOneAccount())
+
+
+def serves_one_account(route: Any) -> bool:
+    return any(isinstance(d.dependency, ServesOneAccount) for d in getattr(route, "dependencies", ()))
+
+
+def account_restriction(caller: Annotated[Principal, Depends(principal)]) -> str | None:
+    """The one account the caller's key may see; None for a tenant-wide key."""
+    return caller.account_id
+
+
+def own_account(restriction: str | None, requested: str | None) -> str | None:
+    """The account a read is scoped to: what was asked for, when the key may see it. A restricted
+    key asking for nothing gets its own account; asking for another one is a 404, as for an
+    account that does not exist."""
+    if restriction is None or requested is None or requested == restriction:
+        return restriction if requested is None else requested
+    raise NotFound(f"no account {requested!r}", code="account_not_found")
+
+
 Read = Depends(RequireScope("read"))
 Write = Depends(RequireScope("write"))
 Admin = Depends(RequireScope("admin"))
@@ -98,6 +139,7 @@ Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 Caller = Annotated[Principal, Depends(principal)]
 Tenant = Annotated[str, Depends(tenant_id)]
 AdminTenant = Annotated[str, Depends(admin_tenant_id)]
+OwnAccount = Annotated[str | None, Depends(account_restriction)]
 
 
 def page(items: list[Any], limit: int, next_cursor: str | None) -> dict[str, Any]:

@@ -12,6 +12,12 @@ only distributes. Every service instance loads the table at startup, reloads it 
 new key or a revocation takes effect within moments. A broker that lost the topic (the embedded one
 keeps nothing; real Kafka deletes after its retention) loses nothing: the table still has every key.
 A request is verified in memory, without calling anyone.
+
+A key may be **restricted to one billing account** (`account_id`): the portal mints such a key for
+an end customer's session. The principal then carries `account_id`; every route refuses it (403
+`account_restricted`) unless the route declares it serves one account (`ForAccount` in
+`billing_runtime.api`), and those routes scope every read to that account (another account's id
+answers 404). The restriction is in the key, so no caller can widen it.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ api_key_table = Table(
     Column("issued_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("revoked_reason", String(500), nullable=True),
+    # The one billing account the key may see (an end customer's portal session); NULL: tenant-wide.
+    Column("account_id", String(200), nullable=True),
     CheckConstraint("scope IN ('read', 'write', 'admin')", name="ck_api_key_scope"),
 )
 
@@ -85,11 +93,13 @@ def hash_secret(secret: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the tenant the key belongs to, the key's id (for the audit log) and its scope."""
+    """Who is calling: the tenant the key belongs to, the key's id (for the audit log), its scope,
+    and, for a key restricted to one billing account, that account."""
 
     tenant: str
     key_id: str
     scope: Scope
+    account_id: str | None = None
 
     def require(self, needed: Scope) -> None:
         if not scope_allows(self.scope, needed):
@@ -102,21 +112,34 @@ class IssuedKey:
     tenant: str
     scope: Scope
     key: str  # the whole key: give it to its holder once, store it nowhere
+    account_id: str | None = None
 
     def event(self, *, label: str | None, now: datetime, source: str = "/cli/keys") -> CloudEvent[ApiKeyIssued]:
         data = ApiKeyIssued(
-            key_id=self.key_id, tenant=self.tenant, scope=self.scope, secret_sha256=hash_secret(self.key.rsplit("_", 1)[1]), label=label, issued_at=now
+            key_id=self.key_id,
+            tenant=self.tenant,
+            scope=self.scope,
+            secret_sha256=hash_secret(self.key.rsplit("_", 1)[1]),
+            label=label,
+            issued_at=now,
+            account_id=self.account_id,
         )
         return new_event(data, source=source, tenant=self.tenant, subject=self.key_id, time=now)
 
 
-def generate_key(tenant: str, scope: Scope) -> IssuedKey:
+def generate_key(tenant: str, scope: Scope, *, account_id: str | None = None, secret: str | None = None) -> IssuedKey:
+    """A new key. `account_id` restricts it to one billing account; `secret` (64 hex digits) is for
+    a holder that derives its secret instead of storing it (the portal), else 256 random bits."""
     if not TENANT_PATTERN.match(tenant):
         raise ValueError("a tenant is lowercase letters, digits and dashes (2 to 63)")
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    if account_id is not None and not account_id.strip():
+        raise ValueError("an account restriction names an account")
+    if secret is not None and not re.fullmatch(r"[0-9a-f]{64}", secret):
+        raise ValueError("a key secret is 64 lowercase hex digits")
     key_id = "k" + secrets.token_hex(8)
-    return IssuedKey(key_id=key_id, tenant=tenant, scope=scope, key=f"{KEY_PREFIX}{key_id}_{secrets.token_hex(32)}")
+    return IssuedKey(key_id=key_id, tenant=tenant, scope=scope, key=f"{KEY_PREFIX}{key_id}_{secret or secrets.token_hex(32)}", account_id=account_id)
 
 
 def revocation(key_id: str, tenant: str, *, reason: str | None, now: datetime, source: str = "/cli/keys") -> CloudEvent[ApiKeyRevoked]:
@@ -145,6 +168,7 @@ class KeyRecord:
     label: str | None
     issued_at: datetime
     revoked_at: datetime | None = None
+    account_id: str | None = None
 
 
 class KeyStore:
@@ -159,7 +183,7 @@ class KeyStore:
     def apply(self, event: CloudEvent[Any]) -> None:
         data = event.data
         if isinstance(data, ApiKeyIssued):
-            record = KeyRecord(data.key_id, data.tenant, data.scope, data.secret_sha256, data.label, data.issued_at)
+            record = KeyRecord(data.key_id, data.tenant, data.scope, data.secret_sha256, data.label, data.issued_at, account_id=data.account_id)
             record.revoked_at = self.revoked_before_issued.pop(data.key_id, None)
             self.keys.setdefault(data.key_id, record)  # a key id is issued once; a replay changes nothing
         elif isinstance(data, ApiKeyRevoked):
@@ -178,7 +202,7 @@ class KeyStore:
             if known is None:
                 row.revoked_at = row.revoked_at or self.revoked_before_issued.pop(row.key_id, None)
                 self.keys[row.key_id] = row
-            elif (known.tenant, known.scope, known.secret_sha256) != (row.tenant, row.scope, row.secret_sha256):
+            elif (known.tenant, known.scope, known.secret_sha256, known.account_id) != (row.tenant, row.scope, row.secret_sha256, row.account_id):
                 row.revoked_at = row.revoked_at or (known.revoked_at if known.tenant == row.tenant else None)
                 self.keys[row.key_id] = row
             elif known.revoked_at is None and row.revoked_at is not None:
@@ -231,7 +255,7 @@ class KeyStore:
             raise Unauthorized("the API key is not valid", code="api_key_invalid")
         if record.revoked_at is not None:
             raise Unauthorized("the API key has been revoked", code="api_key_revoked")
-        return Principal(tenant=record.tenant, key_id=record.key_id, scope=record.scope)
+        return Principal(tenant=record.tenant, key_id=record.key_id, scope=record.scope, account_id=record.account_id)
 
     async def follow(self, bootstrap_servers: str) -> None:
         """Read `billing.auth` from the beginning, set `loaded` once caught up, then keep following."""
@@ -294,24 +318,39 @@ async def read_keys(bootstrap_servers: str) -> KeyStore:
 
 
 def _record(row: Any) -> KeyRecord:
-    return KeyRecord(row.key_id, row.tenant, row.scope, row.secret_sha256, row.label, row.issued_at, row.revoked_at)
+    return KeyRecord(row.key_id, row.tenant, row.scope, row.secret_sha256, row.label, row.issued_at, row.revoked_at, row.account_id)
 
 
 async def ensure_registry(conn: AsyncConnection) -> None:
     """Create the registry's schema and table if they are not there (under a lock, so instances
     starting together do not race). Idempotent; `billing migrate` and every service start call it.
-    When the table is there it runs no DDL, so a service's role needs only SELECT on it."""
-    if (await conn.execute(text("SELECT to_regclass('billing_auth.api_key')"))).scalar() is not None:
+    When the table is there (with every column) it runs no DDL, so a service's role needs only
+    SELECT on it. A table made before `account_id` existed gets the column (NULL: tenant-wide)."""
+    if await _registry_current(conn):
         return
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('billing_auth.api_key'))"))
     await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{REGISTRY_SCHEMA}"'))
     await conn.run_sync(lambda sync: registry_metadata.create_all(sync, checkfirst=True))
+    await conn.execute(text(f'ALTER TABLE "{REGISTRY_SCHEMA}".api_key ADD COLUMN IF NOT EXISTS account_id varchar(200)'))
+
+
+async def _registry_current(conn: AsyncConnection) -> bool:
+    found = await conn.execute(
+        text("SELECT 1 FROM information_schema.columns WHERE table_schema = :schema AND table_name = 'api_key' AND column_name = 'account_id'"),
+        {"schema": REGISTRY_SCHEMA},
+    )
+    return found.first() is not None
 
 
 async def registry_keys(conn: AsyncConnection) -> list[KeyRecord]:
     """Every key in the registry table (an empty list when the table does not exist yet)."""
     if (await conn.execute(text("SELECT to_regclass('billing_auth.api_key')"))).scalar() is None:
         return []
+    if not await _registry_current(conn):
+        # A table from before account restrictions: every key in it is tenant-wide.
+        columns = [c for c in api_key_table.c if c.name != "account_id"]
+        legacy = (await conn.execute(select(*columns).order_by(api_key_table.c.tenant, api_key_table.c.issued_at))).all()
+        return [KeyRecord(r.key_id, r.tenant, r.scope, r.secret_sha256, r.label, r.issued_at, r.revoked_at) for r in legacy]
     rows = (await conn.execute(select(api_key_table).order_by(api_key_table.c.tenant, api_key_table.c.issued_at))).all()
     return [_record(r) for r in rows]
 
@@ -325,6 +364,7 @@ async def register(conn: AsyncConnection, key: IssuedKey, *, label: str | None, 
         "secret_sha256": hash_secret(key.key.rsplit("_", 1)[1]),
         "label": label,
         "issued_at": now,
+        "account_id": key.account_id,
     }
     await conn.execute(pg_insert(api_key_table).values(**values).on_conflict_do_nothing(index_elements=["key_id"]))
 
@@ -337,26 +377,38 @@ async def revoke_in_registry(conn: AsyncConnection, key_id: str, *, reason: str 
     return None if row is None else _record(row)
 
 
-async def issue(engine: Any, bootstrap_servers: str, tenant: str, scope: Scope, *, label: str | None, now: datetime) -> IssuedKey:
+async def issue(
+    engine: Any,
+    bootstrap_servers: str,
+    tenant: str,
+    scope: Scope,
+    *,
+    label: str | None,
+    now: datetime,
+    account_id: str | None = None,
+    secret: str | None = None,
+    source: str = "/cli/keys",
+) -> IssuedKey:
     """Issue a key: its row in the registry (the source of truth), then `ApiKeyIssued` on the topic
     so running services learn it at once. If the broker is unreachable the key is still issued:
-    services read the table within `API_KEYS_REFRESH_SECONDS`."""
-    key = generate_key(tenant, scope)
+    services read the table within `API_KEYS_REFRESH_SECONDS`. `account_id` restricts the key to
+    one billing account."""
+    key = generate_key(tenant, scope, account_id=account_id, secret=secret)
     async with engine.begin() as conn:
         await ensure_registry(conn)
         await register(conn, key, label=label, now=now)
-    await _announce(bootstrap_servers, key.event(label=label, now=now))
+    await _announce(bootstrap_servers, key.event(label=label, now=now, source=source))
     return key
 
 
-async def revoke(engine: Any, bootstrap_servers: str, key_id: str, *, reason: str | None, now: datetime) -> KeyRecord:
+async def revoke(engine: Any, bootstrap_servers: str, key_id: str, *, reason: str | None, now: datetime, source: str = "/cli/keys") -> KeyRecord:
     """Revoke a key in the registry, then announce it on the topic. LookupError for an unknown id."""
     async with engine.begin() as conn:
         await ensure_registry(conn)
         known = await revoke_in_registry(conn, key_id, reason=reason, now=now)
     if known is None:
         raise LookupError(f"no key {key_id} in the key registry")
-    await _announce(bootstrap_servers, revocation(key_id, known.tenant, reason=reason, now=now))
+    await _announce(bootstrap_servers, revocation(key_id, known.tenant, reason=reason, now=now, source=source))
     return known
 
 

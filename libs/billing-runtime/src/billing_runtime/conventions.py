@@ -203,16 +203,26 @@ class HttpConventions:
 
     def route_scope(self, scope: Scope) -> str:
         """The scope the request's route declares, else the default of its method."""
+        route = self._route(scope)
+        if route is not None and route.scope is not None:
+            return route.scope
+        return "read" if scope["method"] in SAFE_METHODS else "write"
+
+    def route_for_account(self, scope: Scope) -> bool:
+        """Whether the request's route is open to a key restricted to one account (`ForAccount`)."""
+        route = self._route(scope)
+        return route is not None and route.for_account
+
+    def _route(self, scope: Scope) -> _ApiRoute | None:
         method, path = scope["method"], scope["path"]
-        if self.app is not None:
-            if self._routes is None or self._routes_seen != len(self.app.routes):
-                self._routes, self._routes_seen = _api_routes(self.app), len(self.app.routes)
-            for route in self._routes:
-                if method in route.methods and route.path_regex.match(path):
-                    if route.scope is not None:
-                        return route.scope
-                    break
-        return "read" if method in SAFE_METHODS else "write"
+        if self.app is None:
+            return None
+        if self._routes is None or self._routes_seen != len(self.app.routes):
+            self._routes, self._routes_seen = _api_routes(self.app), len(self.app.routes)
+        for route in self._routes:
+            if method in route.methods and route.path_regex.match(path):
+                return route
+        return None
 
     async def _check_tables(self) -> None:
         schema = self.runtime.metadata.schema
@@ -327,6 +337,11 @@ class _Middleware:
                     AUTH_FAILURES.labels(c.service, "insufficient_scope").inc()
                     message = f"this key has scope `{principal.scope}`; this request needs `{needed}`"
                     raise _Refused(BillingError(message, code="insufficient_scope", status_code=403))
+                if principal.account_id is not None and not c.route_for_account(scope):
+                    from billing_runtime.api import account_restricted
+
+                    AUTH_FAILURES.labels(c.service, "account_restricted").inc()
+                    raise _Refused(account_restricted())
                 # Per key; behind a gateway that names no key, per tenant.
                 retry_after = c.limiter.take(f"{principal.tenant}/{principal.key_id}")
                 if retry_after:
@@ -547,27 +562,30 @@ class _ApiRoute:
     path_regex: re.Pattern[str]
     methods: frozenset[str]
     scope: str | None
+    for_account: bool = False
 
 
 def _api_routes(app: FastAPI) -> list[_ApiRoute]:
     """Every API route of the app with its full path and the scope it declares, in routing order."""
     from fastapi.routing import APIRoute, iter_route_contexts
 
-    from billing_runtime.api import declared_scope  # api imports service, which imports this module
+    from billing_runtime.api import declared_scope, serves_one_account  # api imports service, which imports this module
 
     found = []
     for context in iter_route_contexts(app.routes):
         if isinstance(context.original_route, APIRoute):
-            found.append(_ApiRoute(context.path, context.path_regex, frozenset(context.methods or ()), declared_scope(context)))
+            methods = frozenset(context.methods or ())
+            found.append(_ApiRoute(context.path, context.path_regex, methods, declared_scope(context), serves_one_account(context)))
     return found
 
 
 def scope_matrix(app: FastAPI) -> list[tuple[str, str, str]]:
     """Every API route of an app with the scope it needs: `(method, path, scope)`, where scope is
-    `read` / `write` / `admin`, or `none` for routes no key is asked for (shared links, webhooks)."""
+    `read` / `write` / `admin`, or `none` for routes no key is asked for (shared links, webhooks).
+    Only the API (`/v1/…`): the portal's pages take a session cookie, not a key."""
     rows = []
     for route in _api_routes(app):
-        if route.path.startswith(INFRA_PATHS):
+        if route.path.startswith(INFRA_PATHS) or not route.path.startswith("/v1/"):
             continue
         for method in sorted(route.methods - {"HEAD"}):
             if route.path.startswith(PUBLIC_PREFIXES):

@@ -13,6 +13,7 @@ from billing_events import (
     InvoiceIssued,
     PaymentFailed,
     PaymentSucceeded,
+    PortalSignInLinkIssued,
 )
 from billing_runtime.inbox import Handler
 from billing_runtime.service import ServiceRuntime, create_app
@@ -46,6 +47,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         ComparisonReportReady.event_type: consumers.on_comparison_report_ready(runtime, settings),
     }
     runtime.on(CustomerUpserted, on_customer_upserted(runtime))
+    runtime.on(PortalSignInLinkIssued, consumers.on_portal_sign_in_link(runtime, settings))
     for model in WEBHOOK_EVENTS:
         runtime.on(model, with_webhooks(runtime, emails.get(model.event_type)))
     for model in (InvoiceIssued, PaymentSucceeded, PaymentFailed, DunningStepReached, AccountSuspended, AccountReinstated, ComparisonReportReady):

@@ -25,6 +25,9 @@ class ApiKeyIssued(EventData):
     secret_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     label: str | None = None
     issued_at: AwareDatetime
+    account_id: str | None = Field(
+        default=None, description="The one billing account the key may see (an end customer's portal session); absent: the whole tenant."
+    )
 
     def partition_key(self) -> str:
         return self.key_id

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 
-from billing_runtime.api import Read, Runtime, Tenant, page
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, own_account, page
 from dunning.case import service
 from dunning.case.schemas import StandingOut
 
@@ -29,7 +29,8 @@ async def list_cases(
     return page([i.model_dump(mode="json") for i in items], limit, next_cursor)
 
 
-@router.get("/accounts/{account_id}/standing", dependencies=[Read], response_model=StandingOut)
-async def get_standing(account_id: str, tenant: Tenant, runtime: Runtime) -> StandingOut:
+@router.get("/accounts/{account_id}/standing", dependencies=[Read, ForAccount], response_model=StandingOut)
+async def get_standing(account_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> StandingOut:
+    own_account(account, account_id)
     async with runtime.sessions() as session:
         return await service.account_standing(session, tenant, account_id, runtime.clock.today())

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 
-from billing_runtime.api import Read, Runtime, Tenant, Write
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write
 from billing_runtime.errors import NotFound
 from invoicing.creditnote import repository as repo
 from invoicing.creditnote.schemas import CreditNoteIn, CreditNoteOut
@@ -27,23 +27,23 @@ async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, 
         credit_note_id = await issue_credit_note(
             runtime, session, tenant, invoice_id, idempotency_key, reason=body.reason, lines=lines, amount=body.amount, refund_to=body.refund_to
         )
-    return await get_credit_note(credit_note_id, tenant, runtime)
+    return await get_credit_note(credit_note_id, tenant, runtime, None)
 
 
-@router.get("/invoices/{invoice_id}/credit-notes", dependencies=[Read])
-async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
+@router.get("/invoices/{invoice_id}/credit-notes", dependencies=[Read, ForAccount])
+async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
     async with runtime.sessions() as session:
-        if await invoice_repo.get_invoice(session, tenant, invoice_id) is None:
+        if await invoice_repo.get_invoice(session, tenant, invoice_id, buyer_account_id=account) is None:
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
         rows = await repo.for_invoice(session, invoice_id)
         items = [CreditNoteOut.from_rows(row, await repo.get_lines(session, row.credit_note_id)).model_dump(mode="json") for row in rows]
     return {"items": items}
 
 
-@router.get("/credit-notes/{credit_note_id}", dependencies=[Read], response_model=CreditNoteOut)
-async def get_credit_note(credit_note_id: str, tenant: Tenant, runtime: Runtime) -> CreditNoteOut:
+@router.get("/credit-notes/{credit_note_id}", dependencies=[Read, ForAccount], response_model=CreditNoteOut)
+async def get_credit_note(credit_note_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> CreditNoteOut:
     async with runtime.sessions() as session:
-        row = await repo.get(session, tenant, credit_note_id)
+        row = await repo.get(session, tenant, credit_note_id, buyer_account_id=account)
         if row is None:
             raise NotFound(f"no credit note {credit_note_id!r}", code="credit_note_not_found")
         lines = await repo.get_lines(session, credit_note_id)

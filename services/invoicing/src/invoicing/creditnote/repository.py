@@ -20,8 +20,12 @@ async def find_by_key(session: AsyncSession, seller_id: str, idempotency_key: st
     return (await session.execute(query)).first()
 
 
-async def get(session: AsyncSession, seller_id: str, credit_note_id: str) -> Any:
-    return (await session.execute(select_scoped(CREDIT_NOTE, seller_id).where(CREDIT_NOTE.c.credit_note_id == credit_note_id))).first()
+async def get(session: AsyncSession, seller_id: str, credit_note_id: str, *, buyer_account_id: str | None = None) -> Any:
+    """The seller's credit note; with `buyer_account_id` (a key restricted to one account), only if it is that buyer's."""
+    query = select_scoped(CREDIT_NOTE, seller_id).where(CREDIT_NOTE.c.credit_note_id == credit_note_id)
+    if buyer_account_id is not None:
+        query = query.where(CREDIT_NOTE.c.buyer_account_id == buyer_account_id)
+    return (await session.execute(query)).first()
 
 
 async def get_lines(session: AsyncSession, credit_note_id: str) -> list[Any]:

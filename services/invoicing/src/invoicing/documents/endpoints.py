@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from opentelemetry import trace
 
-from billing_runtime.api import Read, Runtime, Tenant
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant
 from invoicing.comparison import repository as comparison_repo
 from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_xlsx
 from invoicing.documents.service import Format, OwnerKind, document
@@ -20,29 +20,29 @@ router = APIRouter(prefix="/v1", tags=["documents"])
 MEDIA_TYPES: dict[str, str] = {"pdf": "application/pdf", "xml": "application/xml"}
 
 
-async def _download(runtime: Runtime, tenant: str, kind: OwnerKind, owner_id: str, fmt: Format) -> Response:
-    name, content = await document(runtime, tenant, kind, owner_id, fmt)
+async def _download(runtime: Runtime, tenant: str, kind: OwnerKind, owner_id: str, fmt: Format, account: str | None) -> Response:
+    name, content = await document(runtime, tenant, kind, owner_id, fmt, buyer_account_id=account)
     return Response(content, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@router.get("/invoices/{invoice_id}/pdf", dependencies=[Read], response_class=Response)
-async def invoice_pdf(invoice_id: str, tenant: Tenant, runtime: Runtime) -> Response:
-    return await _download(runtime, tenant, "invoice", invoice_id, "pdf")
+@router.get("/invoices/{invoice_id}/pdf", dependencies=[Read, ForAccount], response_class=Response)
+async def invoice_pdf(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
+    return await _download(runtime, tenant, "invoice", invoice_id, "pdf", account)
 
 
-@router.get("/invoices/{invoice_id}/xml", dependencies=[Read], response_class=Response)
-async def invoice_xml(invoice_id: str, tenant: Tenant, runtime: Runtime) -> Response:
-    return await _download(runtime, tenant, "invoice", invoice_id, "xml")
+@router.get("/invoices/{invoice_id}/xml", dependencies=[Read, ForAccount], response_class=Response)
+async def invoice_xml(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
+    return await _download(runtime, tenant, "invoice", invoice_id, "xml", account)
 
 
-@router.get("/credit-notes/{credit_note_id}/pdf", dependencies=[Read], response_class=Response)
-async def credit_note_pdf(credit_note_id: str, tenant: Tenant, runtime: Runtime) -> Response:
-    return await _download(runtime, tenant, "credit_note", credit_note_id, "pdf")
+@router.get("/credit-notes/{credit_note_id}/pdf", dependencies=[Read, ForAccount], response_class=Response)
+async def credit_note_pdf(credit_note_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
+    return await _download(runtime, tenant, "credit_note", credit_note_id, "pdf", account)
 
 
-@router.get("/credit-notes/{credit_note_id}/xml", dependencies=[Read], response_class=Response)
-async def credit_note_xml(credit_note_id: str, tenant: Tenant, runtime: Runtime) -> Response:
-    return await _download(runtime, tenant, "credit_note", credit_note_id, "xml")
+@router.get("/credit-notes/{credit_note_id}/xml", dependencies=[Read, ForAccount], response_class=Response)
+async def credit_note_xml(credit_note_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
+    return await _download(runtime, tenant, "credit_note", credit_note_id, "xml", account)
 
 
 @router.get(

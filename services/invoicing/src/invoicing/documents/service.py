@@ -37,27 +37,30 @@ def render(doc: DocContent) -> dict[str, bytes]:
     return {"xml": xml, "pdf": embed(render_pdf(doc), xml)}
 
 
-async def _content(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_id: str) -> DocContent:
+async def _content(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_id: str, buyer_account_id: str | None = None) -> DocContent:
     async with runtime.sessions() as session:
         seller = await seller_repo.get(session, seller_id)
         brand = seller.brand_color if seller is not None else None
         if kind == "invoice":
-            row = await invoice_repo.get_invoice(session, seller_id, owner_id)
+            row = await invoice_repo.get_invoice(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
             if row is None:
                 raise NotFound(f"no invoice {owner_id!r}", code="invoice_not_found")
             return invoice_content(row, await invoice_repo.get_lines(session, owner_id), brand)
-        note = await credit_repo.get(session, seller_id, owner_id)
+        note = await credit_repo.get(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
         if note is None:
             raise NotFound(f"no credit note {owner_id!r}", code="credit_note_not_found")
         invoice = await invoice_repo.get_invoice(session, seller_id, note.invoice_id)
         return credit_note_content(note, await credit_repo.get_lines(session, owner_id), invoice, brand)
 
 
-async def document(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_id: str, fmt: Format) -> tuple[str, bytes]:
-    """(file name, bytes) of the seller's invoice or credit note in `fmt`, rendering it the first time."""
+async def document(
+    runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_id: str, fmt: Format, *, buyer_account_id: str | None = None
+) -> tuple[str, bytes]:
+    """(file name, bytes) of the seller's invoice or credit note in `fmt`, rendering it the first
+    time; with `buyer_account_id` (a key restricted to one account), only that buyer's."""
     attributes = {"billing.document_kind": kind, "billing.document_format": fmt, "billing.owner_id": owner_id}
     with tracer.start_as_current_span("document", attributes=attributes) as span:
-        content = await _content(runtime, seller_id, kind, owner_id)
+        content = await _content(runtime, seller_id, kind, owner_id, buyer_account_id)
         name = f"{content.number}.{fmt}"
         async with runtime.sessions() as session:
             stored = await repo.get(session, kind, owner_id, fmt)

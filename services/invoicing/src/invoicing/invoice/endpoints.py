@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events import DocumentLink, PeriodClosed, RatedLine
-from billing_runtime.api import Admin, Read, Runtime, Tenant, Write, page
+from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.config import Settings
 from invoicing.documents.shares import rotate, tokens_of
@@ -60,17 +60,19 @@ def _cursor(cursor: str) -> int:
     return int(cursor)
 
 
-@router.get("/invoices", dependencies=[Read])
+@router.get("/invoices", dependencies=[Read, ForAccount])
 async def list_invoices(
     tenant: Tenant,
     runtime: Runtime,
+    account: OwnAccount,
     buyer_account_id: str | None = None,
     status: Status | None = None,
     period: str | None = Query(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$", description="Month the billing period starts in."),
     limit: int = Query(default=50, ge=1),
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """The seller's invoices, newest number first."""
+    """The seller's invoices, newest number first (a key restricted to one account: that account's only)."""
+    buyer_account_id = own_account(account, buyer_account_id)
     max_limit = runtime.settings.max_page_size if isinstance(runtime.settings, Settings) else 200
     limit = min(limit, max_limit)
     period_from, period_until = _month(period) if period else (None, None)
@@ -89,10 +91,10 @@ async def list_invoices(
     return page(items, limit, str(rows[limit - 1].seq) if len(rows) > limit else None)
 
 
-@router.get("/invoices/{invoice_id}", dependencies=[Read], response_model=InvoiceDetail)
-async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime) -> InvoiceDetail:
+@router.get("/invoices/{invoice_id}", dependencies=[Read, ForAccount], response_model=InvoiceDetail)
+async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> InvoiceDetail:
     async with runtime.sessions() as session:
-        row = await repo.get_invoice(session, tenant, invoice_id)
+        row = await repo.get_invoice(session, tenant, invoice_id, buyer_account_id=account)
         if row is None:
             # Another seller's invoice is equally "not found": its existence is not ours to reveal.
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")

@@ -37,8 +37,12 @@ async def insert_invoice(session: AsyncSession, *, invoice: dict[str, Any], line
         await session.execute(insert(LINE), lines)
 
 
-async def get_invoice(session: AsyncSession, seller_id: str, invoice_id: str) -> Any:
-    return (await session.execute(select_scoped(INVOICE, seller_id).where(INVOICE.c.invoice_id == invoice_id))).first()
+async def get_invoice(session: AsyncSession, seller_id: str, invoice_id: str, *, buyer_account_id: str | None = None) -> Any:
+    """The seller's invoice; with `buyer_account_id` (a key restricted to one account), only if it is that buyer's."""
+    query = select_scoped(INVOICE, seller_id).where(INVOICE.c.invoice_id == invoice_id)
+    if buyer_account_id is not None:
+        query = query.where(INVOICE.c.buyer_account_id == buyer_account_id)
+    return (await session.execute(query)).first()
 
 
 async def get_lines(session: AsyncSession, invoice_id: str) -> list[Any]:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from billing_runtime.api import Read, Runtime, Tenant, Write
+from billing_runtime.api import ForAccount, Read, Runtime, Tenant, Write
 from notify.brand import service
 from notify.brand.schemas import BrandIn, BrandOut
 
 router = APIRouter(prefix="/v1", tags=["brand"])
 
 
-@router.get("/brand", dependencies=[Read], response_model=BrandOut)
+@router.get("/brand", dependencies=[Read, ForAccount], response_model=BrandOut)
 async def get_brand(tenant: Tenant, runtime: Runtime) -> BrandOut:
+    """The seller's brand (also to a key restricted to one of its accounts: the portal shows it)."""
     async with runtime.sessions() as session:
         return await service.get_brand(session, tenant)
 

@@ -51,3 +51,7 @@ def on_account_reinstated(runtime: ServiceRuntime, settings: Settings) -> Handle
 
 def on_comparison_report_ready(runtime: ServiceRuntime, settings: Settings) -> Handler:
     return _bind(runtime, settings, service.record_comparison_report)
+
+
+def on_portal_sign_in_link(runtime: ServiceRuntime, settings: Settings) -> Handler:
+    return _bind(runtime, settings, service.record_portal_sign_in)

@@ -34,6 +34,7 @@ from billing_events import (
     NotificationDelivered,
     PaymentFailed,
     PaymentSucceeded,
+    PortalSignInLinkIssued,
     derived_event_id,
 )
 from billing_runtime.service import ServiceRuntime
@@ -59,7 +60,11 @@ SUSPENSION = "suspension"
 REINSTATEMENT = "reinstatement"
 COMPARISON_REPORT = "comparison_report"
 PROJECT_WORK_STATEMENT = "project_work_statement"
-TEMPLATES = (INVOICE_ISSUED, PAYMENT_RECEIVED, PAYMENT_FAILED, REMINDER, FINAL_NOTICE, SUSPENSION, REINSTATEMENT, COMPARISON_REPORT, PROJECT_WORK_STATEMENT)
+PORTAL_SIGN_IN = "portal_sign_in"
+TEMPLATES = (
+    INVOICE_ISSUED, PAYMENT_RECEIVED, PAYMENT_FAILED, REMINDER, FINAL_NOTICE, SUSPENSION, REINSTATEMENT,
+    COMPARISON_REPORT, PROJECT_WORK_STATEMENT, PORTAL_SIGN_IN,
+)
 start_at_zero(EMAILS, TEMPLATES, ("sent", "retry", "failed", "no_recipient"))
 # Documents of an InvoiceIssued (by kind) that go out as an email of their own, and the file
 # extension they get when their URL names none.
@@ -297,6 +302,19 @@ async def record_account_suspended(session: AsyncSession, event: CloudEvent[Any]
         return await _record(
             session, event, template=SUSPENSION, account_id=suspension.account_id, seller_id=suspension.seller_id,
             invoice_id=None, recipient=who.recipient, brand=who.brand, rendered=render(SUSPENSION, context), now=now,
+        )
+
+
+async def record_portal_sign_in(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
+    """A portal sign-in link (or invitation) to the one address it was issued for, in the partner's
+    brand. The link is a credential for its few minutes: it goes to `email` only, never to the
+    account's billing contact."""
+    link: PortalSignInLinkIssued = event.data
+    with tracer.start_as_current_span("notify decide", attributes={"notify.template": PORTAL_SIGN_IN, "portal.user_id": link.user_id}):
+        brand = await effective_brand(session, event.tenant, seller_name=None, default_sender_email=default_sender_email)
+        return await _record(
+            session, event, template=PORTAL_SIGN_IN, account_id=link.account_id or event.tenant, seller_id=event.tenant,
+            invoice_id=None, recipient=_recipient_or_none(link.email), brand=brand, rendered=render(PORTAL_SIGN_IN, {"link": link, "brand": brand}), now=now,
         )
 
 

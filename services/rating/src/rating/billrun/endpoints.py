@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from billing_runtime.api import Read, Runtime, Tenant, Write
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account
 from rating.billrun import service
 from rating.billrun.schemas import BillRunIn, BillRunOut, ChargesOut, MarginOut
 from rating.period import Period
@@ -35,9 +35,10 @@ async def get_bill_run(bill_run_id: str, tenant: Tenant, runtime: Runtime) -> Bi
         return await service.get_bill_run(session, tenant, bill_run_id)
 
 
-@router.get("/accounts/{account_id}/charges", dependencies=[Read], response_model=ChargesOut)
-async def get_charges(account_id: str, tenant: Tenant, runtime: Runtime, period: str | None = None) -> ChargesOut:
+@router.get("/accounts/{account_id}/charges", dependencies=[Read, ForAccount], response_model=ChargesOut)
+async def get_charges(account_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount, period: str | None = None) -> ChargesOut:
     """Live spend: the account's charges in `period` (default: the current month) as rated now."""
+    own_account(account, account_id)
     if period is not None:
         Period.parse(period)
     async with runtime.sessions() as session:

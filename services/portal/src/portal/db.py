@@ -1,0 +1,65 @@
+"""The portal's schema: its users, their sign-in links and sessions (and the runtime's tables)."""
+
+from __future__ import annotations
+
+from sqlalchemy import CheckConstraint, Column, DateTime, Index, String, Table, UniqueConstraint
+
+from billing_runtime.conventions import http_tables
+from billing_runtime.db import schema_registry
+from billing_runtime.service import runtime_tables
+
+SCHEMA = "portal"
+registry = schema_registry(SCHEMA)
+metadata = registry.metadata
+
+ROLES = ("partner_admin", "partner_finance", "customer_admin", "customer_viewer")
+
+user = Table(
+    "portal_user",
+    metadata,
+    Column("user_id", String, primary_key=True),
+    Column("tenant", String, nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("role", String(20), nullable=False),
+    # The one billing account a customer's contact sees; NULL for a partner's staff.
+    Column("account_id", String(200), nullable=True),
+    Column("invited_by", String, nullable=True),
+    Column("invited_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("tenant", "email", name="uq_portal_user_tenant_email"),
+    CheckConstraint("role IN ('partner_admin', 'partner_finance', 'customer_admin', 'customer_viewer')", name="ck_portal_user_role"),
+    CheckConstraint("(role LIKE 'customer_%') = (account_id IS NOT NULL)", name="ck_portal_user_account"),
+)
+
+# Only the SHA-256 of a link's token is kept: the token itself is in the email alone.
+sign_in_link = Table(
+    "sign_in_link",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("user_id", String, nullable=False),
+    Column("tenant", String, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    Index("ix_sign_in_link_user_id", "user_id"),
+)
+
+# Only the SHA-256 of the session token (the cookie) is kept; the sessions' API keys are named by id,
+# their secrets derived from the token and the portal's secret key, so nothing here lets anyone call a service.
+session = Table(
+    "portal_session",
+    metadata,
+    Column("session_sha256", String(64), primary_key=True),
+    Column("user_id", String, nullable=False),
+    Column("tenant", String, nullable=False),
+    Column("key_id", String(17), nullable=False),
+    Column("statement_key_id", String(17), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Index("ix_portal_session_expires_at", "expires_at", postgresql_where="ended_at IS NULL"),
+)
+
+outbox, inbox = runtime_tables(metadata)
+idempotency, audit = http_tables(metadata)

@@ -1,0 +1,105 @@
+"""Composition root of the portal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from billing_runtime.auth import ensure_registry
+from billing_runtime.errors import BillingError
+from billing_runtime.service import ServiceRuntime, create_app
+from portal import accounts, web
+from portal.accounts import Secrets
+from portal.api import router as api_router
+from portal.client import Services
+from portal.config import Settings
+from portal.db import metadata
+
+SERVICE = "portal"
+log = logging.getLogger(__name__)
+
+
+def build(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = ServiceRuntime(SERVICE, settings, metadata)
+    if settings.secret_key is None:
+        log.warning("PORTAL_SECRET_KEY is not set: a random one is used, and sessions end when this process stops")
+        key = secrets.token_bytes(32)
+    else:
+        key = settings.secret_key.get_secret_value().encode()
+
+    async def sweep() -> None:
+        """End expired sessions and revoke their keys, once a minute."""
+        while True:
+            async with runtime.transaction() as session:
+                await accounts.end_sessions(runtime, session, why="expired")
+            await asyncio.sleep(60)
+
+    runtime.run_in_background("session-sweeper", sweep)
+    app = create_app(
+        runtime,
+        [api_router, web.router],
+        title="portal",
+        description="The white-label portal for partners' staff and end customers; and the API that invites them.",
+    )
+    app.state.secrets = Secrets(key)
+    app.state.new_token = lambda: secrets.token_urlsafe(32)
+    app.state.brands = {}
+    app.state.services = Services(
+        {
+            "invoicing": settings.invoicing_url, "rating": settings.rating_url, "dunning": settings.dunning_url,
+            "notify": settings.notify_url, "usage-ingest": settings.usage_ingest_url,
+        },
+        timeout=settings.api_timeout,
+        key_wait_seconds=settings.key_wait_seconds,
+    )
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    inner = app.router.lifespan_context
+
+    async def registry() -> None:
+        async with runtime.engine.begin() as conn:
+            await ensure_registry(conn)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> Any:
+        await registry()
+        async with inner(a) as state:
+            try:
+                yield state
+            finally:
+                await app.state.services.close()
+
+    app.router.lifespan_context = lifespan
+    problem = app.exception_handlers[BillingError]
+
+    async def pages(request: Request, exc: Exception) -> Response:
+        """On the pages, a refusal is a page in the partner's brand; on the API, problem+json."""
+        assert isinstance(exc, BillingError)
+        path = request.url.path
+        if not path.startswith("/p/"):
+            return await problem(request, exc)
+        partner = path.split("/")[2]
+        if exc.status_code == 401:
+            return web._sign_in_page(request, partner, message="Sign in to see this page.")
+        titles = {403: "Not for you", 404: "Not found", 410: "Gone"}
+        status = exc.status_code if exc.status_code in titles else 502
+        title = titles.get(status, "Something went wrong on our side")
+        detail = "There is nothing here for your account." if status in (403, 404) else "Try again in a moment."
+        return web.render(request, partner, "error.html", status=status, who=None, title=title, detail=detail)
+
+    app.add_exception_handler(BillingError, pages)
+    return app
+
+
+def app() -> FastAPI:
+    """uvicorn factory: `uvicorn --factory portal.main:app`."""
+    return build()

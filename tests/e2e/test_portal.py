@@ -1,0 +1,340 @@
+"""The portal in a real browser (Debian's Chromium through Playwright) against the whole platform as
+`billing up` runs it: a partner invites people over the API, notify emails the sign-in links through
+the SMTP server, and customers and the partner's finance staff sign in and see what they are billed.
+
+One platform and one browser for the module; screenshots of the main pages go to
+`$PORTAL_SCREENSHOTS` (default: the test's temporary directory)."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from billing_cli.platform import Platform
+from billing_events import account_id
+from billing_runtime.auth import issue
+from billing_runtime.db import create_engine
+from portal.i18n import Formatter
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PARTNER, DISTRIBUTOR = "acme-it", "distributor"
+PERIOD = "2026-10"
+FMT = Formatter("en_GB")
+# The portal holds API keys (restricted ones for customers): the services verify keys, as `billing up`
+# runs them, instead of trusting a gateway's X-Tenant-Id as the other e2e tests do.
+PLATFORM_ENV = {"AUTH_MODE": "api_key"}
+
+
+def run_async(coro: Any) -> Any:
+    """Run a coroutine to its end from this synchronous test, on a thread of its own (Playwright's
+    sync API keeps an event loop running on this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def eventually(probe: Any, what: str, timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"{what}: not reached in {timeout}s; last: {last!r}")
+
+
+class Api:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.keys: dict[str, str] = {}
+
+    def issue(self, name: str, tenant: str, scope: str = "admin", account: str | None = None) -> str:
+        async def run() -> str:
+            engine = create_engine(self.platform.database_url, pool_size=1)
+            try:
+                key = await issue(engine, self.platform.bootstrap, tenant, scope, label="portal test", now=datetime.now(UTC), account_id=account)  # type: ignore[arg-type]
+                return key.key
+            finally:
+                await engine.dispose()
+
+        self.keys[name] = run_async(run())
+        return self.keys[name]
+
+    def request(self, method: str, service: str, path: str, who: str, body: Any = None) -> httpx.Response:
+        deadline = time.monotonic() + 30
+        while True:
+            r = httpx.request(method, self.platform.url(service) + path, json=body, headers={"Authorization": f"Bearer {self.keys[who]}"}, timeout=60)
+            if r.status_code == 401 and r.json().get("code") == "api_key_invalid" and time.monotonic() < deadline:
+                time.sleep(0.2)  # the services learn a new key from the key topic within moments
+                continue
+            return r
+
+    def ok(self, method: str, service: str, path: str, who: str, body: Any = None) -> Any:
+        r = self.request(method, service, path, who, body)
+        assert r.status_code in (200, 201), f"{method} {service}{path}: {r.status_code} {r.text[:400]}"
+        return r.json() if "json" in r.headers.get("content-type", "") else r.content
+
+
+def mails(platform: Platform) -> list[email.message.Message]:
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted(platform.maildir.glob("*.eml"))]
+
+
+def link_for(platform: Platform, to: str, seen: set[str]) -> str:
+    """The newest sign-in link mailed to `to` that the test has not used yet."""
+
+    def found() -> str | None:
+        for message in reversed(mails(platform)):
+            if message["To"] and to in message["To"]:
+                body = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+                links = re.findall(r"http://\S+/p/[a-z0-9-]+/sign-in/[A-Za-z0-9_-]+", body)
+                if links and links[0] not in seen:
+                    seen.add(links[0])
+                    return links[0]
+        return None
+
+    return str(eventually(found, f"a sign-in link mailed to {to}"))
+
+
+@pytest.fixture(scope="module")
+def billed(platform: Platform) -> dict[str, Any]:
+    """A partner with two customers and a month billed, retail and wholesale; the current month
+    has usage too (this period's spend)."""
+    api = Api(platform)
+    api.issue("partner", PARTNER)
+    api.issue("distributor", DISTRIBUTOR)
+    for tenant, name, prefix in ((PARTNER, "Acme IT", "ACME"), (DISTRIBUTOR, "Big Distribution", "DIST")):
+        seller = {"name": name, "country": "IE", "vat_id": None, "invoice_prefix": prefix, "due_rule": {"net_days": 14}}
+        api.ok("PUT", "invoicing", "/v1/seller", "partner" if tenant == PARTNER else "distributor", seller)
+    brand = {"sender_name": "Acme IT", "sender_email": "billing@acme.example", "logo_url": None, "primary_color": "#0B6E4F", "footer": "Acme IT, Dublin"}
+    api.ok("PUT", "notify", "/v1/brand", "partner", brand)
+    product = {"name": "Backup per GB", "description": None, "category": None, "quantity_rule": "usage_sum", "currency": "EUR"}
+    api.ok("PUT", "rating", "/v1/products/BKP-GB", "partner", {**product, "unit_price": "0.10"})
+    api.ok("PUT", "rating", "/v1/products/BKP-GB", "distributor", {**product, "unit_price": "0.06"})
+    api.ok("POST", "usage-ingest", "/v1/customers", "distributor",
+           {"records": [{"id": PARTNER, "name": "Acme IT", "billing_email": "ap@acme.example", "country": "IE", "currency": "EUR"}]})
+    names = (("alpha", "Alpha Dental"), ("beta", "Beta Law"))
+    records = [{"id": c, "name": n, "billing_email": f"billing@{c}.example", "country": "IE", "currency": "EUR"} for c, n in names]
+    api.ok("POST", "usage-ingest", "/v1/customers", "partner", {"records": records})
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    usage = [
+        {"id": f"{c}-{i}", "customer_id": c, "product_code": "BKP-GB", "quantity": q, "timestamp": f"2026-10-{1 + i:02d}T12:00:00Z"}
+        for c, q, n in (("alpha", "12.5", 8), ("beta", "40", 3)) for i in range(n)
+    ] + [{"id": "alpha-now", "customer_id": "alpha", "product_code": "BKP-GB", "quantity": "7", "timestamp": now.isoformat()}]
+    api.ok("POST", "usage-ingest", "/v1/usage", "partner", {"records": usage})
+    accounts = {c: account_id(PARTNER, c) for c in ("alpha", "beta")}
+
+    def rated(c: str, amount: str) -> bool:
+        r = api.request("GET", "rating", f"/v1/accounts/{accounts[c]}/charges?period={PERIOD}", "partner")
+        return r.status_code == 200 and Decimal(r.json()["total"]["amount"]) == Decimal(amount)
+
+    eventually(lambda: rated("alpha", "10") and rated("beta", "12"), "rating to see October")
+    api.ok("POST", "rating", "/v1/bill-runs", "partner", {"period": PERIOD})
+
+    def invoices() -> list[dict[str, Any]] | None:
+        items = api.ok("GET", "invoicing", f"/v1/invoices?period={PERIOD}", "partner")["items"]
+        return items if len(items) == 2 else None
+
+    by_account = {i["buyer_account_id"]: i for i in eventually(invoices, "the partner's invoices")}
+    api.ok("POST", "rating", "/v1/bill-runs", "distributor", {"period": PERIOD})
+    wholesale = eventually(lambda: api.ok("GET", "invoicing", f"/v1/invoices?period={PERIOD}", "distributor")["items"], "the distributor's invoice")
+    return {"api": api, "accounts": accounts, "invoices": {c: by_account[a] for c, a in accounts.items()}, "wholesale": wholesale[0]}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = Path(os.environ.get("PORTAL_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def sign_in(browser: Any, link: str) -> Any:
+    context = browser.new_context(locale="en-GB", accept_downloads=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(link)
+    page.click("#sign-in")
+    page.wait_for_load_state()
+    return page
+
+
+def test_account_restricted_keys_are_enforced_by_the_services(platform: Platform, billed: dict[str, Any]) -> None:
+    """The credential a customer's session holds, used directly: whatever the portal asked, the
+    services show one account and refuse the rest."""
+    api, accounts, invoices = billed["api"], billed["accounts"], billed["invoices"]
+    api.issue("alpha-only", PARTNER, "read", account=accounts["alpha"])
+    listed = api.ok("GET", "invoicing", "/v1/invoices", "alpha-only")["items"]
+    assert [i["id"] for i in listed] == [invoices["alpha"]["id"]]
+    asked_for_beta = api.request("GET", "invoicing", f"/v1/invoices?buyer_account_id={accounts['beta']}", "alpha-only")
+    assert asked_for_beta.status_code == 404 and asked_for_beta.json()["code"] == "account_not_found"
+    beta = invoices["beta"]["id"]
+    for service, path in (
+        ("invoicing", f"/v1/invoices/{beta}"), ("invoicing", f"/v1/invoices/{beta}/pdf"), ("invoicing", f"/v1/invoices/{beta}/xml"),
+        ("invoicing", f"/v1/invoices/{beta}/credit-notes"), ("rating", f"/v1/accounts/{accounts['beta']}/charges"),
+        ("dunning", f"/v1/accounts/{accounts['beta']}/standing"),
+    ):
+        assert api.request("GET", service, path, "alpha-only").status_code == 404, path
+    for service, path in (("invoicing", "/v1/seller"), ("usage-ingest", "/v1/customers"), ("rating", "/v1/margins?period=2026-10"), ("dunning", "/v1/cases")):
+        r = api.request("GET", service, path, "alpha-only")
+        assert (r.status_code, r.json()["code"]) == (403, "account_restricted"), path
+    assert api.ok("GET", "invoicing", f"/v1/invoices/{invoices['alpha']['id']}", "alpha-only")["total"] == invoices["alpha"]["total"]
+
+
+def test_a_customer_signs_in_sees_its_invoices_and_downloads_the_same_pdf(
+    platform: Platform, billed: dict[str, Any], browser: Any, shots: Path
+) -> None:
+    api, invoices = billed["api"], billed["invoices"]
+    invited = api.ok("POST", "portal", "/v1/portal/invitations", "partner",
+                     {"email": "Ann@Alpha.example", "name": "Ann Alpha", "role": "customer_viewer", "customer_id": "alpha"})
+    assert (invited["email"], invited["account_id"]) == ("ann@alpha.example", billed["accounts"]["alpha"])
+    seen: set[str] = set()
+    link = link_for(platform, "ann@alpha.example", seen)
+    invitation = next(m for m in mails(platform) if m["To"] and "ann@alpha.example" in m["To"])
+    assert invitation["Subject"] == "You are invited to the Acme IT billing portal"
+    assert "Acme IT" in invitation["From"]
+    html = next(p for p in invitation.walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
+    assert "#0B6E4F" in html  # the partner's colour, from notify's brand
+
+    page = sign_in(browser, link)
+    assert page.url.endswith(f"/p/{PARTNER}/account")
+    page.screenshot(path=str(shots / "customer-account.png"), full_page=True)
+    alpha = invoices["alpha"]
+    assert page.locator("h1").first.inner_text() == "Alpha Dental"
+    assert FMT.money(alpha["total"], "EUR") in page.content()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "portal_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == f"/p/{PARTNER}"
+    live = api.ok("GET", "rating", f"/v1/accounts/{billed['accounts']['alpha']}/charges", "partner")
+    assert page.locator("#period-total").inner_text() == FMT.money(live["total"]["amount"], "EUR", exact=False)
+
+    page.click("text=Billing history")
+    rows = page.locator("#history tbody tr")
+    assert rows.count() == 1
+    row = rows.first
+    assert row.locator("td.total").inner_text() == FMT.money(alpha["total"], "EUR") == "€12.30"  # 10.00 + 23 % VAT
+    assert alpha["number"] in row.inner_text() and FMT.date(alpha["due_on"]) in row.inner_text()
+    page.screenshot(path=str(shots / "customer-history.png"), full_page=True)
+    row.locator("a", has_text=alpha["number"]).click()
+    page.wait_for_load_state()
+    assert page.locator("#invoice-total").inner_text() == "€12.30"
+    page.screenshot(path=str(shots / "customer-invoice.png"), full_page=True)
+    with page.expect_download() as download:
+        page.click("#download-pdf")
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF") and pdf == api.ok("GET", "invoicing", f"/v1/invoices/{alpha['id']}/pdf", "partner")
+    with page.expect_download() as download:
+        page.click("#download-xml")
+    assert Path(download.value.path()).read_bytes() == api.ok("GET", "invoicing", f"/v1/invoices/{alpha['id']}/xml", "partner")
+
+    # Editing the URL to the other customer's invoice: the service itself says 404.
+    beta = invoices["beta"]["id"]
+    for path in (f"/p/{PARTNER}/invoices/{beta}", f"/p/{PARTNER}/invoices/{beta}/pdf"):
+        response = page.goto(platform.url("portal") + path)
+        assert response is not None and response.status == 404, path
+    page.screenshot(path=str(shots / "customer-other-account-404.png"))
+    response = page.goto(platform.url("portal") + f"/p/{PARTNER}/statement")
+    assert response is not None and response.status == 403
+
+    # A form posted without its CSRF token is refused (and the session stays).
+    refused = page.context.request.post(platform.url("portal") + f"/p/{PARTNER}/sign-out", form={"nothing": "here"})
+    assert refused.status == 403
+    assert page.goto(platform.url("portal") + f"/p/{PARTNER}/account").status == 200  # type: ignore[union-attr]
+
+    # The link again: used once, refused now.
+    page.goto(link)
+    assert "expired or was already used" in page.content()
+    page.screenshot(path=str(shots / "link-reused.png"))
+    page.goto(platform.url("portal") + f"/p/{PARTNER}/account")
+    page.click("text=Sign out")
+    page.wait_for_load_state()
+    assert "Sign in to Acme IT" in page.content()
+    page.context.close()
+
+
+def test_an_expired_link_is_refused_and_a_partner_sees_its_statement_and_customers(
+    platform: Platform, billed: dict[str, Any], browser: Any, shots: Path
+) -> None:
+    api, invoices, wholesale = billed["api"], billed["invoices"], billed["wholesale"]
+    api.ok("POST", "portal", "/v1/portal/invitations", "partner", {"email": "fin@acme.example", "name": "Fiona Finance", "role": "partner_finance"})
+    seen: set[str] = set()
+    first = link_for(platform, "fin@acme.example", seen)
+
+    # Expire the first link (as 15 minutes would) and ask for another from the sign-in page.
+    token = first.rsplit("/", 1)[1]
+
+    async def expire() -> None:
+        engine = create_engine(platform.database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE portal.sign_in_link SET expires_at = now() - interval '1 minute' WHERE token_sha256 = :t"),
+                    {"t": hashlib.sha256(token.encode()).hexdigest()},
+                )
+        finally:
+            await engine.dispose()
+
+    run_async(expire())
+    context = browser.new_context(locale="en-GB", accept_downloads=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    response = page.goto(first)
+    assert response is not None and response.status == 410 and "expired or was already used" in page.content()
+    page.screenshot(path=str(shots / "link-expired.png"))
+    # Posting the sign-in form of an expired link does not sign in either.
+    assert context.request.post(first, form={"csrf_token": page.locator("input[name=csrf_token]").first.input_value()}).status == 410
+    page.fill("input[name=email]", "fin@acme.example")
+    page.click("text=Send me a link")
+    assert "a link is on its way" in page.content()
+    context.close()
+
+    page = sign_in(browser, link_for(platform, "fin@acme.example", seen))
+    assert page.url.endswith(f"/p/{PARTNER}/statement")
+    rows = page.locator("#history tbody tr")
+    assert rows.count() == 1
+    assert wholesale["number"] in rows.first.inner_text()
+    assert rows.first.locator("td.total").inner_text() == FMT.money(wholesale["total"], "EUR")
+    page.screenshot(path=str(shots / "partner-statement.png"), full_page=True)
+    with page.expect_download() as download:
+        rows.first.locator("a", has_text="PDF").click()
+    assert Path(download.value.path()).read_bytes() == api.ok("GET", "invoicing", f"/v1/invoices/{wholesale['id']}/pdf", "distributor")
+
+    page.click("text=Customers")
+    alpha_row = page.locator("tr[data-customer=alpha]")
+    live = api.ok("GET", "rating", f"/v1/accounts/{billed['accounts']['alpha']}/charges", "partner")
+    assert alpha_row.locator("td.spend").inner_text() == FMT.money(live["total"]["amount"], "EUR", exact=False) == "€0.70"
+    assert "Alpha Dental" in alpha_row.inner_text() and "Beta Law" in page.content()
+    page.screenshot(path=str(shots / "partner-customers.png"), full_page=True)
+
+    # The partner's own customers' invoices, through the tenant-wide key.
+    page.click("text=Invoices to customers")
+    assert page.locator("#history tbody tr").count() == 2
+    assert FMT.money(invoices["beta"]["total"], "EUR") in page.content()
+    # Finance is not admin: the people page is not for it.
+    assert page.goto(platform.url("portal") + f"/p/{PARTNER}/users").status == 403  # type: ignore[union-attr]
+    page.context.close()
