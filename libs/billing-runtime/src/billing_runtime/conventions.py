@@ -14,9 +14,12 @@ In the order a request meets them:
   beyond the platform's precision, in the path, query or JSON body: 422 naming the field;
 - `Idempotency-Key` on writes: the first successful response is stored and replayed, the same
   key with another request is a 409 `idempotency_key_reused`; a refused write (4xx/5xx) is not
-  stored, so a retry runs again;
+  stored and its key is released, so a retry runs again;
 - the audit log: every successful write, with the request, the resource before (a GET of the same
-  path through the app, for PUT/PATCH/DELETE) and the response after.
+  path through the app, for PUT/PATCH/DELETE) and the response after;
+- one transaction per authenticated write (`unit.py`): the handler's sessions are savepoints of
+  the request's transaction, which commits with the audit row and the stored response only when
+  the answer is a 2xx; a 4xx, a 500, or an audit row that cannot be written rolls all of it back.
 
 `install_http_conventions(app)` turns it all on for a `create_app` app. The tables come from
 `http_tables(metadata)` and the migration helper `add_http_tables(op, schema)`.
@@ -48,6 +51,8 @@ from billing_runtime.edge import BODY_TOO_LARGE, INPUT_REJECTED, BodyTooLarge, b
 from billing_runtime.errors import BillingError, Unauthorized, problem
 from billing_runtime.idempotency import IDEMPOTENT_REQUESTS, MAX_KEY_LENGTH, StoredResponse, claim, complete, idempotency_table, release
 from billing_runtime.ratelimit import PREAUTH_LIMITED, RATE_LIMITED, RateLimiter
+from billing_runtime.unit import enter as enter_unit
+from billing_runtime.unit import leave as leave_unit
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("billing_runtime.conventions")
@@ -384,32 +389,45 @@ class _Middleware:
                 await replay(scope, receive, send)
                 return
             IDEMPOTENT_REQUESTS.labels(conventions.service, "first").inc()
+        # The handler, its audit row and the stored response: one transaction (`unit.py`).
+        # Anything but a success rolls all of it back, and the key is released for a retry.
+        committed = False
         try:
-            before = await self._before(scope, receive) if method in ("PUT", "PATCH", "DELETE") else None
-            captured = await self._call(scope, body, receive)
+            async with engine.connect() as conn:
+                transaction = await conn.begin()
+                unit, token = enter_unit(conn)
+                try:
+                    before = await self._before(scope, receive) if method in ("PUT", "PATCH", "DELETE") else None
+                    captured = await self._call(scope, body, receive)
+                    if 200 <= captured.status < 300:
+                        if key is not None:
+                            stored_response = StoredResponse(captured.status, captured.content_type, captured.body)
+                            await complete(conn, conventions.idempotency, tenant=principal.tenant, key=key, response=stored_response, now=now)
+                        # A hot write path may have written its audit row itself (`record_audit_in`).
+                        if not scope["state"].get(AUDIT_RECORDED, False):
+                            with tracer.start_as_current_span("http.audit.record"):
+                                await _record_audit(conn, conventions, principal, scope, captured, body, before, key)
+                        await transaction.commit()
+                        committed = True
+                finally:
+                    leave_unit(token)
+                    if transaction.is_active:
+                        await transaction.rollback()
         except BaseException:
             if key is not None:
-                async with engine.begin() as conn:
-                    await release(conn, conventions.idempotency, tenant=principal.tenant, key=key)
+                await self._release(principal, key)
             raise
-        # A hot write path may have written its audit row in its own transaction (`record_audit_in`).
-        audit_due = 200 <= captured.status < 300 and not scope["state"].get(AUDIT_RECORDED, False)
-        if key is None and not audit_due:
-            await captured.replay(send)
-            return
-        async with engine.begin() as conn:
-            if key is not None:
-                if 200 <= captured.status < 300:
-                    stored_response = StoredResponse(captured.status, captured.content_type, captured.body)
-                    await complete(conn, conventions.idempotency, tenant=principal.tenant, key=key, response=stored_response, now=now)
-                else:
-                    # A refused write changed nothing (errors leave nothing half-written), and in an
-                    # event-driven system "not known yet" passes: let the retry run again.
-                    await release(conn, conventions.idempotency, tenant=principal.tenant, key=key)
-            if audit_due:
-                with tracer.start_as_current_span("http.audit.record"):
-                    await _record_audit(conn, conventions, principal, scope, captured, body, before, key)
+        if committed and unit.wrote_outbox:
+            conventions.runtime._wake_relay()
+        if not committed and key is not None:
+            # A refused write changed nothing (its transaction is rolled back), and in an
+            # event-driven system "not known yet" passes: let the retry run again.
+            await self._release(principal, key)
         await captured.replay(send)
+
+    async def _release(self, principal: Principal, key: str) -> None:
+        async with self.c.runtime.engine.begin() as conn:
+            await release(conn, self.c.idempotency, tenant=principal.tenant, key=key)
 
 
 async def _record_audit(
@@ -434,8 +452,8 @@ async def _record_audit(
 
 
 async def record_audit_in(conn: Any, request: Any, *, request_json: str | bytes, response_json: str | bytes, status_code: int = 200) -> None:
-    """Write this request's audit row inside the endpoint's own transaction, so it commits with the
-    change it records, and tell the middleware not to write it again. For hot write paths: the JSON
+    """Write this request's audit row inside the endpoint's own transaction (the request's unit),
+    and tell the middleware not to write it again. For hot write paths: the JSON
     goes to PostgreSQL as text (the request body as received, the response as it will be sent),
     parsed by the database rather than again in Python. Does nothing without the conventions or a
     principal (as the middleware would not audit either)."""
