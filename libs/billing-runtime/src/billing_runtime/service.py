@@ -110,11 +110,14 @@ class ServiceRuntime:
         return new_event(data, source=self.name, tenant=tenant, event_id=event_id, subject=subject, time=self.clock.now())
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, own: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work: state and outbox rows commit together; the relay is woken after
         (only if outbox rows were written). Inside a write request, this is a savepoint of the
-        request's transaction, which commits with its audit row (see `unit.py`)."""
-        async with self.sessions() as session, session.begin():
+        request's transaction, which commits with its audit row (see `unit.py`). `own=True`: a
+        transaction of its own that commits when the block ends, even inside a request, for what
+        must be durable before an outside call (a provider) whatever the request's end."""
+        sessions = self.sessions.maker if own else self.sessions
+        async with sessions() as session, session.begin():
             yield session
 
     async def start(self, *, consume: bool = True, relay: bool = True) -> None:
