@@ -300,6 +300,7 @@ def test_json_input_no_service_can_take(body: bytes, code: str, field: str) -> N
         b'{"amount": 0.0000000000000000000000000001}',
         b'{"period": "2200-12", "since": "1900-01-01T00:00:00+23:59", "quarter": "2026-Q4", "currency": "JPY", "id": "0001-anything"}',
         b'{"id": "2999-is-an-id-not-a-date-x"}',
+        b'{"data": {"object": {"currency": "eur", "amount": 16359}}}',  # Stripe writes codes in lowercase
         b"not json at all",
     ],
 )

@@ -60,7 +60,8 @@ _DATE_LIKE = re.compile(r"(\d{4})-(?:Q\d|\d{2}(?:-\d{2}(?:[Tt ].*)?)?)", re.DOTA
 # In the raw body: a string that starts with a year outside 1900-2200 and a dash (0000-1899,
 # 2201-9999), so only such a body is parsed here.
 _YEAR_OUT_OF_RANGE = re.compile(rb'"(?:0\d{3}|1[0-8]\d\d|220[1-9]|22[1-9]\d|2[3-9]\d\d|[3-9]\d{3})-')
-_CURRENCY_VALUE = re.compile(rb'currency"\s*:\s*"([^"]*)"')
+_CURRENCY_VALUE = re.compile(rb'currency"\s*:\s*"([A-Z]{3})"')
+_CURRENCY_CODE = re.compile("[A-Z]{3}")
 _KNOWN_CURRENCIES = frozenset(code.encode() for code in MINOR_UNITS)
 
 
@@ -114,7 +115,9 @@ def _is_currency_field(name: str) -> bool:
 
 
 def check_currency(value: Any, field: str) -> None:
-    if isinstance(value, str) and value not in MINOR_UNITS:
+    # Only a code written as ISO 4217 writes it (three capitals): other spellings are the
+    # services' to refuse, or their providers' to send (Stripe's webhooks write `eur`).
+    if isinstance(value, str) and _CURRENCY_CODE.fullmatch(value) and value not in MINOR_UNITS:
         raise InvalidInput(f"`{field}` is {value!r}, not an active ISO 4217 currency code", code="unknown_currency", field=field)
 
 
