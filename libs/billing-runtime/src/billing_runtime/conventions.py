@@ -588,8 +588,12 @@ PROBLEM_SCHEMA = {
 }
 # What the runtime itself may answer on any route, before or around its handler.
 _EDGE_RESPONSES = {
+    "400": "http_error: the body could not be parsed as its content type",
+    "404": "not_found: no such resource of yours (another tenant's id answers the same)",
+    "409": "conflict: idempotency_key_reused / idempotency_key_in_flight, or the resource's own conflict",
     "413": "body_too_large: the body is over this route's limit",
-    "422": "invalid input (validation_error, nul_character, invalid_unicode, number_not_finite, number_out_of_range, number_too_precise, ...)",
+    "422": "invalid input (validation_error, nul_character, invalid_unicode, number_not_finite, number_out_of_range, number_too_precise, "
+    "date_out_of_range, unknown_currency, ...)",
     "429": "rate_limited / auth_rate_limited, with Retry-After",
 }
 _AUTH_RESPONSES = {"401": "api_key_required / api_key_invalid / api_key_revoked", "403": "insufficient_scope"}
@@ -597,7 +601,8 @@ _AUTH_RESPONSES = {"401": "api_key_required / api_key_invalid / api_key_revoked"
 
 def _add_scopes_to_openapi(app: FastAPI) -> None:
     """Each operation in the OpenAPI document says the scope it needs (`x-billing-scope`) and the
-    problem+json answers the runtime may give it (401/403 where a key is asked for, 413, 422, 429);
+    problem+json answers any route may give (400, 404, 409, 413, 422, 429, and 401/403 where a key
+    is asked for), so a client and a fuzzer know every status and its body;
     a 422 is problem+json, not FastAPI's default shape."""
     generate = app.openapi
 
@@ -605,8 +610,8 @@ def _add_scopes_to_openapi(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = generate()
-        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
-        problem_content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        document.setdefault("components", {}).setdefault("schemas", {})["ProblemDetails"] = PROBLEM_SCHEMA
+        problem_content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
         for method, path, needed in scope_matrix(app):
             operation = document.get("paths", {}).get(path, {}).get(method.lower())
             if operation is None:
@@ -617,6 +622,9 @@ def _add_scopes_to_openapi(app: FastAPI) -> None:
             for status, description in answers.items():
                 given = responses.get(status) or {}
                 responses[status] = {**given, "description": given.get("description") or description, "content": problem_content}
+            for status, given in responses.items():  # a route's own error answers (a 503) are problem+json too
+                if status[:1] in ("4", "5") and "content" not in given:
+                    given["content"] = problem_content
         schemas = document["components"]["schemas"]
         if not any("HTTPValidationError" in json.dumps(op) for item in document.get("paths", {}).values() for op in item.values()):
             schemas.pop("HTTPValidationError", None)
