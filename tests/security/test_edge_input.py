@@ -173,3 +173,48 @@ async def test_failed_keys_shared_links_and_webhooks_are_rate_limited_per_addres
     async with serve(build_service("payments", **limits)) as client:
         shared = [(await client.post(f"/v1/webhooks/stripe/{p.tenant}", content=b"{}")).status_code for _ in range(4)]
         assert shared[-1] == 429 and 429 not in shared[:3]
+
+
+async def test_dates_outside_1900_2200_and_unknown_currencies_are_422_on_every_service(platform: Platform) -> None:
+    """Issue 12: `period=9999-12`, quarter `0000-Q1`, a timestamp of `9999-12-31T23:59:59-23:59`
+    (beyond `datetime` once converted to UTC) and currency `ZZZ` were 500s or accepted; each is a
+    422 naming the field, before the service's code runs, and nothing is stored."""
+    p = platform.partners[1]
+    far = "9999-12-31T23:59:59-23:59"
+    usage_id = f"u-far-{uuid.uuid4().hex[:6]}"
+    cases: list[tuple[str, str, str, dict[str, object], str, str]] = [
+        ("invoicing", "GET", "/v1/invoices", {"params": {"period": "9999-12"}}, "date_out_of_range", "query.period"),
+        ("invoicing", "GET", "/v1/tax/oss-report", {"params": {"quarter": "0000-Q1"}}, "date_out_of_range", "query.quarter"),
+        ("invoicing", "GET", "/v1/comparison-reports", {"params": {"period": "0000-01"}}, "date_out_of_range", "query.period"),
+        ("rating", "GET", "/v1/margins", {"params": {"period": "9999-12"}}, "date_out_of_range", "query.period"),
+        ("rating", "POST", "/v1/bill-runs", {"json": {"period": "9999-12"}}, "date_out_of_range", "period"),
+        ("rating", "GET", "/v1/accounts/acct-1/charges", {"params": {"period": "9999-12"}}, "date_out_of_range", "query.period"),
+        ("usage-ingest", "POST", "/v1/usage",
+         {"json": {"records": [{"id": usage_id, "customer_id": "c-1", "product_code": "AZ-VM", "quantity": "1", "timestamp": far}]}},
+         "date_out_of_range", "records.0.timestamp"),
+        ("usage-ingest", "POST", "/v1/customers",
+         {"json": {"records": [{"id": "c-zzz", "name": "Z", "billing_email": "a@z.example", "country": "IE", "currency": "ZZZ"}]}},
+         "unknown_currency", "records.0.currency"),
+        ("payments", "POST", "/v1/payments", {"json": {"id": "bt-zzz", "amount": "10.00", "currency": "ZZZ", "received_on": "2026-11-20"}},
+         "unknown_currency", "currency"),
+        ("payments", "POST", "/v1/payments", {"json": {"id": "bt-far", "amount": "10.00", "currency": "EUR", "received_on": "9999-12-31"}},
+         "date_out_of_range", "received_on"),
+    ]
+    for name, method, path, kwargs, code, field in cases:
+        r = await platform.clients[name].request(method, path, headers=p.headers("admin"), **kwargs)  # type: ignore[arg-type]
+        await expect_422(r, code, field, f"{name} {method} {path} {kwargs}")
+    assert (await platform.clients["usage-ingest"].get(f"/v1/usage/{usage_id}", headers=p.headers("read"))).status_code == 404
+    assert (await platform.clients["usage-ingest"].get("/v1/customers/c-zzz", headers=p.headers("read"))).status_code == 404
+
+
+async def test_a_payment_method_with_a_nul_in_its_name_is_not_stored(platform: Platform) -> None:
+    p = platform.partners[1]
+    payments = platform.clients["payments"]
+    body = {"id": "pm-nul", "type": "bank_transfer", "email": "ap@x.example", "name": "J\x00 Doe"}
+    r = await payments.post("/v1/accounts/acct-nul/payment-methods", json=body, headers={**p.headers(), "Idempotency-Key": "pm-nul"})
+    await expect_422(r, "nul_character", "name", "payment method")
+    assert (await payments.get("/v1/accounts/acct-nul/payment-methods", headers=p.headers("read"))).json()["items"] == []
+    # The key is free for the corrected request.
+    body["name"] = "J Doe"
+    r = await payments.post("/v1/accounts/acct-nul/payment-methods", json=body, headers={**p.headers(), "Idempotency-Key": "pm-nul"})
+    assert r.status_code == 201, r.text

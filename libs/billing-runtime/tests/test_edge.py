@@ -26,7 +26,7 @@ from billing_runtime.auth import KeyRecord, KeyStore, api_key_table, ensure_regi
 from billing_runtime.config import CommonSettings
 from billing_runtime.conventions import add_http_tables, install_http_conventions, scope_matrix
 from billing_runtime.db import create_engine, schema_metadata
-from billing_runtime.edge import InvalidInput, check_json
+from billing_runtime.edge import InvalidInput, check_json, check_path, check_query
 from billing_runtime.embedded import TansuBroker, free_port
 from billing_runtime.kafka import ensure_topics
 from billing_runtime.service import ServiceRuntime, create_app, runtime_tables
@@ -272,6 +272,16 @@ async def test_shared_links_and_webhooks_are_rate_limited_per_address(edge: dict
         (b'{"name": "x", "amount": 1e-400}', "number_too_precise", "amount"),
         (b'{"name": "x", "amount": 123456789012345.12345678901234}', "number_too_precise", "amount"),  # 29 digits, no run of 16
         (b'{"name": "x", "amount": 2E+17 }', "number_out_of_range", "amount"),
+        (b'{"period": "9999-12"}', "date_out_of_range", "period"),
+        (b'{"quarter": "0000-Q1"}', "date_out_of_range", "quarter"),
+        (b'{"records": [{"timestamp": "2026-10-12T10:00:00Z"}, {"timestamp": "9999-12-31T23:59:59-23:59"}]}', "date_out_of_range", "records.1.timestamp"),
+        (b'{"start_date": "1899-12-31"}', "date_out_of_range", "start_date"),
+        (b'{"currency": "ZZZ"}', "unknown_currency", "currency"),
+        (
+            b'{"records": [{"cost": {"amount": "1", "currency": "EUR"}}, {"cost": {"amount": "1", "currency": "XXX"}}]}',
+            "unknown_currency",
+            "records.1.cost.currency",
+        ),
     ],
 )
 def test_json_input_no_service_can_take(body: bytes, code: str, field: str) -> None:
@@ -288,11 +298,28 @@ def test_json_input_no_service_can_take(body: bytes, code: str, field: str) -> N
         '{"name": "caf\u00e9 \U0001f600", "amount": 1.5e3}'.encode(),
         b'{"id": "12345678901234567890123 is a string, not a number"}',
         b'{"amount": 0.0000000000000000000000000001}',
+        b'{"period": "2200-12", "since": "1900-01-01T00:00:00+23:59", "quarter": "2026-Q4", "currency": "JPY", "id": "0001-anything"}',
+        b'{"id": "2999-is-an-id-not-a-date-x"}',
+        b'{"data": {"object": {"currency": "eur", "amount": 16359}}}',  # Stripe writes codes in lowercase
         b"not json at all",
     ],
 )
 def test_json_input_that_passes(body: bytes) -> None:
     check_json(body, max_integer_digits=15, max_significant_digits=28)
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "field"),
+    [(b"period=9999-12", "date_out_of_range", "query.period"), (b"quarter=0000-Q1", "date_out_of_range", "query.quarter"),
+     (b"currency=ZZZ", "unknown_currency", "query.currency")],
+)
+def test_query_input_no_service_can_take(query: bytes, code: str, field: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        check_query(query)
+    assert (refused.value.code, refused.value.field) == (code, field)
+    check_query(b"period=2026-11&quarter=2026-Q4&currency=EUR")
+    with pytest.raises(InvalidInput, match="9999"):
+        check_path("/v1/periods/9999-12", None)
 
 
 async def test_bad_input_is_422_naming_the_field_over_http(edge: dict[str, Any]) -> None:

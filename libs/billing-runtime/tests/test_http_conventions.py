@@ -24,7 +24,7 @@ from billing_runtime.auth import KeyStore, generate_key, parse_key, publish, rev
 from billing_runtime.config import CommonSettings
 from billing_runtime.conventions import add_http_tables, install_http_conventions
 from billing_runtime.db import schema_metadata
-from billing_runtime.errors import NotFound
+from billing_runtime.errors import Conflict, NotFound
 from billing_runtime.ratelimit import RateLimiter
 from billing_runtime.service import ServiceRuntime, create_app, runtime_tables
 from billing_runtime.testing import serve
@@ -70,6 +70,18 @@ def toy_router(notes: Table) -> APIRouter:
     @router.get("/accounts/{account_id}/notes", dependencies=[Read, ForAccount])
     async def account_notes(account_id: str, tenant: Tenant, account: OwnAccount) -> dict[str, str]:
         return {"tenant": tenant, "account_id": own_account(account, account_id) or ""}
+
+    @router.post("/notes/{note_id}/then-fail")
+    async def write_then_fail(note_id: str, body: NoteIn, tenant: Tenant, runtime: Runtime) -> dict[str, str]:
+        """Writes and commits its transaction, then fails as a bug would (`boom`: 500), is
+        refused (`refuse`: 409), or answers what the audit log cannot store (`nul`: jsonb has no U+0000)."""
+        async with runtime.transaction() as s:
+            await s.execute(notes.insert().values(tenant=tenant, id=note_id, text=body.text))
+        if body.text == "refuse":
+            raise Conflict("refused after writing", code="refused_late")
+        if body.text == "nul":
+            return {"id": note_id, "text": "a\x00b"}
+        raise RuntimeError("a bug after the commit")
 
     @router.get("/shared/{token}")
     async def shared(token: str) -> dict[str, str]:
@@ -327,6 +339,27 @@ async def test_audit_log_records_who_what_before_after(client: httpx.AsyncClient
     with pytest.raises(DBAPIError, match="append-only"):
         async with toy.runtime.engine.begin() as conn:
             await conn.execute(audit.delete().where(audit.c.id == rows[0].id))
+
+
+async def test_a_failed_write_stores_nothing_and_releases_its_key(toy: Toy, keys: dict[str, str]) -> None:
+    """Issue 12: a handler's writes, its audit row and its stored response commit together. A 500,
+    a 4xx or an audit row that cannot be written after the handler "committed" leaves no note, no
+    audit row, and the Idempotency-Key free for the retry."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=toy.app, raise_app_exceptions=False), base_url="http://toy") as client:
+        async with toy.app.router.lifespan_context(toy.app):
+            await wait_known(client, keys["write"])
+            for text_, status in (("boom", 500), ("refuse", 409), ("nul", 500)):
+                h = {**auth(keys["write"]), "Idempotency-Key": f"late-{text_}"}
+                r = await client.post(f"/v1/notes/n-{text_}/then-fail", json={"text": text_}, headers=h)
+                assert r.status_code == status, (text_, r.text)
+                assert (await client.get(f"/v1/notes/n-{text_}", headers=auth(keys["read"]))).status_code == 404, text_
+                # The key is not left in flight: the same key runs again (and fails again the same way).
+                again = await client.post(f"/v1/notes/n-{text_}/then-fail", json={"text": text_}, headers=h)
+                assert again.status_code == status, (text_, again.text)
+    audit, idem = toy.app.state.http_conventions.audit, toy.app.state.http_conventions.idempotency
+    async with toy.runtime.engine.connect() as conn:
+        assert (await conn.execute(select(audit).where(audit.c.tenant == keys["tenant"]))).all() == []
+        assert (await conn.execute(select(idem).where(idem.c.tenant == keys["tenant"]))).all() == []
 
 
 async def test_rate_limit_429_with_retry_after(database_url: str, kafka_bootstrap: str) -> None:

@@ -14,9 +14,12 @@ In the order a request meets them:
   beyond the platform's precision, in the path, query or JSON body: 422 naming the field;
 - `Idempotency-Key` on writes: the first successful response is stored and replayed, the same
   key with another request is a 409 `idempotency_key_reused`; a refused write (4xx/5xx) is not
-  stored, so a retry runs again;
+  stored and its key is released, so a retry runs again;
 - the audit log: every successful write, with the request, the resource before (a GET of the same
-  path through the app, for PUT/PATCH/DELETE) and the response after.
+  path through the app, for PUT/PATCH/DELETE) and the response after;
+- one transaction per authenticated write (`unit.py`): the handler's sessions are savepoints of
+  the request's transaction, which commits with the audit row and the stored response only when
+  the answer is a 2xx; a 4xx, a 500, or an audit row that cannot be written rolls all of it back.
 
 `install_http_conventions(app)` turns it all on for a `create_app` app. The tables come from
 `http_tables(metadata)` and the migration helper `add_http_tables(op, schema)`.
@@ -49,6 +52,8 @@ from billing_runtime.edge import BODY_TOO_LARGE, INPUT_REJECTED, BodyTooLarge, b
 from billing_runtime.errors import BillingError, Unauthorized, problem
 from billing_runtime.idempotency import IDEMPOTENT_REQUESTS, MAX_KEY_LENGTH, StoredResponse, claim, complete, idempotency_table, release
 from billing_runtime.ratelimit import PREAUTH_LIMITED, RATE_LIMITED, RateLimiter
+from billing_runtime.unit import enter as enter_unit
+from billing_runtime.unit import leave as leave_unit
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("billing_runtime.conventions")
@@ -417,37 +422,55 @@ class _Middleware:
                 await replay(scope, receive, send)
                 return
             IDEMPOTENT_REQUESTS.labels(conventions.service, "first").inc()
+        # The handler, its audit row and the stored response: one transaction (`unit.py`).
+        # Anything but a success rolls all of it back, and the key is released for a retry.
+        committed = False
+        kept = False
         try:
-            before = await self._before(scope, receive) if method in ("PUT", "PATCH", "DELETE") else None
-            captured = await self._call(scope, body, receive)
+            async with engine.connect() as conn:
+                transaction = await conn.begin()
+                unit, token = enter_unit(conn)
+                try:
+                    before = await self._before(scope, receive) if method in ("PUT", "PATCH", "DELETE") else None
+                    captured = await self._call(scope, body, receive)
+                    if 200 <= captured.status < 300:
+                        if key is not None:
+                            # A reply that shows a secret is kept sealed, or not kept without a keyring.
+                            keyring = getattr(conventions.runtime, "keyring", None)
+                            secret = scope["state"].get(SECRET_RESPONSE, False)
+                            if not secret or keyring is not None:
+                                body_kept = captured.body
+                                if secret and keyring is not None:
+                                    body_kept = keyring.seal(body_kept.decode(), _stored_where(conventions.service, principal.tenant, key)).encode()
+                                stored_response = StoredResponse(captured.status, captured.content_type, body_kept)
+                                await complete(conn, conventions.idempotency, tenant=principal.tenant, key=key, response=stored_response, now=now)
+                                kept = True
+                        # A hot write path may have written its audit row itself (`record_audit_in`).
+                        if not scope["state"].get(AUDIT_RECORDED, False):
+                            with tracer.start_as_current_span("http.audit.record"):
+                                await _record_audit(conn, conventions, principal, scope, captured, body, before, key)
+                        await transaction.commit()
+                        committed = True
+                finally:
+                    leave_unit(token)
+                    if transaction.is_active:
+                        await transaction.rollback()
         except BaseException:
             if key is not None:
-                async with engine.begin() as conn:
-                    await release(conn, conventions.idempotency, tenant=principal.tenant, key=key)
+                await self._release(principal, key)
             raise
-        # A hot write path may have written its audit row in its own transaction (`record_audit_in`).
-        audit_due = 200 <= captured.status < 300 and not scope["state"].get(AUDIT_RECORDED, False)
-        if key is None and not audit_due:
-            await captured.replay(send)
-            return
-        async with engine.begin() as conn:
-            keyring = getattr(conventions.runtime, "keyring", None)
-            if key is not None:
-                secret = scope["state"].get(SECRET_RESPONSE, False)
-                if 200 <= captured.status < 300 and (not secret or keyring is not None):
-                    body_kept = captured.body
-                    if secret and keyring is not None:
-                        body_kept = keyring.seal(body_kept.decode(), _stored_where(conventions.service, principal.tenant, key)).encode()
-                    stored_response = StoredResponse(captured.status, captured.content_type, body_kept)
-                    await complete(conn, conventions.idempotency, tenant=principal.tenant, key=key, response=stored_response, now=now)
-                else:
-                    # A refused write changed nothing (errors leave nothing half-written), and in an
-                    # event-driven system "not known yet" passes: let the retry run again.
-                    await release(conn, conventions.idempotency, tenant=principal.tenant, key=key)
-            if audit_due:
-                with tracer.start_as_current_span("http.audit.record"):
-                    await _record_audit(conn, conventions, principal, scope, captured, body, before, key)
+        if committed and unit.wrote_outbox:
+            conventions.runtime._wake_relay()
+        if key is not None and not kept:
+            # A refused write changed nothing (its transaction is rolled back), and in an
+            # event-driven system "not known yet" passes: let the retry run again. (A reply holding
+            # a secret with no keyring to seal it is not kept either.)
+            await self._release(principal, key)
         await captured.replay(send)
+
+    async def _release(self, principal: Principal, key: str) -> None:
+        async with self.c.runtime.engine.begin() as conn:
+            await release(conn, self.c.idempotency, tenant=principal.tenant, key=key)
 
 
 async def _record_audit(
@@ -472,8 +495,8 @@ async def _record_audit(
 
 
 async def record_audit_in(conn: Any, request: Any, *, request_json: str | bytes, response_json: str | bytes, status_code: int = 200) -> None:
-    """Write this request's audit row inside the endpoint's own transaction, so it commits with the
-    change it records, and tell the middleware not to write it again. For hot write paths: the JSON
+    """Write this request's audit row inside the endpoint's own transaction (the request's unit),
+    and tell the middleware not to write it again. For hot write paths: the JSON
     goes to PostgreSQL as text (the request body as received, the response as it will be sent),
     parsed by the database rather than again in Python. Does nothing without the conventions or a
     principal (as the middleware would not audit either)."""
@@ -611,8 +634,12 @@ PROBLEM_SCHEMA = {
 }
 # What the runtime itself may answer on any route, before or around its handler.
 _EDGE_RESPONSES = {
+    "400": "http_error: the body could not be parsed as its content type",
+    "404": "not_found: no such resource of yours (another tenant's id answers the same)",
+    "409": "conflict: idempotency_key_reused / idempotency_key_in_flight, or the resource's own conflict",
     "413": "body_too_large: the body is over this route's limit",
-    "422": "invalid input (validation_error, nul_character, invalid_unicode, number_not_finite, number_out_of_range, number_too_precise, ...)",
+    "422": "invalid input (validation_error, nul_character, invalid_unicode, number_not_finite, number_out_of_range, number_too_precise, "
+    "date_out_of_range, unknown_currency, ...)",
     "429": "rate_limited / auth_rate_limited, with Retry-After",
 }
 _AUTH_RESPONSES = {"401": "api_key_required / api_key_invalid / api_key_revoked", "403": "insufficient_scope"}
@@ -620,7 +647,8 @@ _AUTH_RESPONSES = {"401": "api_key_required / api_key_invalid / api_key_revoked"
 
 def _add_scopes_to_openapi(app: FastAPI) -> None:
     """Each operation in the OpenAPI document says the scope it needs (`x-billing-scope`) and the
-    problem+json answers the runtime may give it (401/403 where a key is asked for, 413, 422, 429);
+    problem+json answers any route may give (400, 404, 409, 413, 422, 429, and 401/403 where a key
+    is asked for), so a client and a fuzzer know every status and its body;
     a 422 is problem+json, not FastAPI's default shape."""
     generate = app.openapi
 
@@ -628,8 +656,8 @@ def _add_scopes_to_openapi(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = generate()
-        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
-        problem_content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        document.setdefault("components", {}).setdefault("schemas", {})["ProblemDetails"] = PROBLEM_SCHEMA
+        problem_content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
         for method, path, needed in scope_matrix(app):
             operation = document.get("paths", {}).get(path, {}).get(method.lower())
             if operation is None:
@@ -640,6 +668,9 @@ def _add_scopes_to_openapi(app: FastAPI) -> None:
             for status, description in answers.items():
                 given = responses.get(status) or {}
                 responses[status] = {**given, "description": given.get("description") or description, "content": problem_content}
+            for status, given in responses.items():  # a route's own error answers (a 503) are problem+json too
+                if status[:1] in ("4", "5") and "content" not in given:
+                    given["content"] = problem_content
         schemas = document["components"]["schemas"]
         if not any("HTTPValidationError" in json.dumps(op) for item in document.get("paths", {}).values() for op in item.values()):
             schemas.pop("HTTPValidationError", None)

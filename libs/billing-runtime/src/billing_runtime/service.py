@@ -31,8 +31,23 @@ from billing_runtime.kafka import make_producer, start_with_retry
 from billing_runtime.lag import LagMeter
 from billing_runtime.outbox import Outbox, OutboxRelay, outbox_session_class, outbox_table
 from billing_runtime.telemetry import setup_telemetry
+from billing_runtime.unit import current_unit
 
 log = logging.getLogger(__name__)
+
+
+class RequestSessions:
+    """`runtime.sessions()`: a new session; inside a write request's unit (`unit.py`), one bound to
+    the request's connection, in a savepoint of its transaction."""
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
+        self.maker = maker
+
+    def __call__(self, **kw: Any) -> AsyncSession:
+        unit = current_unit()
+        if unit is not None and "bind" not in kw:
+            return self.maker(bind=unit.connection, join_transaction_mode="create_savepoint", **kw)
+        return self.maker(**kw)
 
 
 def runtime_tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -49,7 +64,7 @@ class ServiceRuntime:
     metadata: MetaData
     clock: Clock = field(init=False)
     engine: AsyncEngine = field(init=False)
-    sessions: async_sessionmaker[AsyncSession] = field(init=False)
+    sessions: RequestSessions = field(init=False)
     outbox: Outbox = field(init=False)
     producer: AIOKafkaProducer | None = field(init=False, default=None)
     relay: OutboxRelay | None = field(init=False, default=None)
@@ -65,7 +80,7 @@ class ServiceRuntime:
         self.engine = create_engine(self.settings.database_url)
         # A commit that wrote outbox rows wakes the relay (whoever commits: an endpoint, the
         # consumer, a background loop); one that wrote none does not.
-        self.sessions = session_factory(self.engine, sync_session_class=outbox_session_class(self.name, self._wake_relay))
+        self.sessions = RequestSessions(session_factory(self.engine, sync_session_class=outbox_session_class(self.name, self._wake_relay)))
         self.outbox_table = self.metadata.tables[f"{self.metadata.schema}.outbox"]
         self.inbox_table = self.metadata.tables[f"{self.metadata.schema}.inbox"]
         self.outbox = Outbox(self.outbox_table)
@@ -95,6 +110,10 @@ class ServiceRuntime:
         self.routes[model.event_type] = Route(model, batch_handler=handler)
 
     def _wake_relay(self) -> None:
+        unit = current_unit()
+        if unit is not None:  # the request's transaction has not committed yet: the middleware wakes it
+            unit.wrote_outbox = True
+            return
         if self.relay is not None:
             self.relay.wake()
 
@@ -107,10 +126,14 @@ class ServiceRuntime:
         return new_event(data, source=self.name, tenant=tenant, event_id=event_id, subject=subject, time=self.clock.now())
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, own: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work: state and outbox rows commit together; the relay is woken after
-        (only if outbox rows were written)."""
-        async with self.sessions() as session, session.begin():
+        (only if outbox rows were written). Inside a write request, this is a savepoint of the
+        request's transaction, which commits with its audit row (see `unit.py`). `own=True`: a
+        transaction of its own that commits when the block ends, even inside a request, for what
+        must be durable before an outside call (a provider) whatever the request's end."""
+        sessions = self.sessions.maker if own else self.sessions
+        async with sessions() as session, session.begin():
             yield session
 
     async def start(self, *, consume: bool = True, relay: bool = True) -> None:
@@ -135,7 +158,7 @@ class ServiceRuntime:
             self.consumer = InboxConsumer(
                 service=self.name,
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                sessions=self.sessions,
+                sessions=self.sessions.maker,
                 table=self.inbox_table,
                 producer=self.producer,
                 routes=self.routes,

@@ -14,7 +14,13 @@ from payments.methods.schemas import PaymentMethodIn, PaymentMethodOut
 router = APIRouter(prefix="/v1", tags=["payment methods"])
 
 
-@router.post("/accounts/{account_id}/payment-methods", dependencies=[Write], response_model=PaymentMethodOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/accounts/{account_id}/payment-methods",
+    dependencies=[Write],
+    response_model=PaymentMethodOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={503: {"description": "provider_unavailable: the provider did not answer; send the same request again"}},
+)
 async def post_payment_method(
     account_id: str, body: PaymentMethodIn, tenant: Tenant, runtime: Runtime, gateways: GatewaysDep, response: Response
 ) -> PaymentMethodOut:

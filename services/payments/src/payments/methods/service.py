@@ -60,7 +60,7 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
     """Set up a payment method; the same id again returns it (finishing a setup an outage cut short)."""
     provider = PROVIDER_OF[body.type]
     with tracer.start_as_current_span("add_payment_method", attributes={"billing.tenant": tenant, "billing.method_type": body.type}):
-        async with runtime.transaction() as session:
+        async with runtime.transaction(own=True) as session:  # committed before and after the provider calls
             creds = None if provider == "bank_transfer" else await providers.credentials(runtime, session, tenant, provider)
             now = runtime.clock.now()
             created = await repo.insert_method(session, {
@@ -94,7 +94,7 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
         except ProviderRefused as exc:
             raise ProviderRefusedError(f"{provider} refused the setup: {exc}", provider_code=exc.code) from exc
 
-        async with runtime.transaction() as session:
+        async with runtime.transaction(own=True) as session:  # committed before and after the provider calls
             await repo.insert_customer(session, tenant, account_id, provider, customer)
             await repo.update_method(session, tenant, body.id, customer_ref=customer, setup_ref=setup_ref, details=details, updated_at=runtime.clock.now())
             row = await repo.get_method(session, tenant, body.id)
