@@ -36,7 +36,6 @@ def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SERVICE, settings, metadata)
     emails: dict[str, Handler] = {
-        InvoiceIssued.event_type: consumers.on_invoice_issued(runtime, settings),
         PaymentSucceeded.event_type: consumers.on_payment_succeeded(runtime, settings),
         PaymentFailed.event_type: consumers.on_payment_failed(runtime, settings),
         DunningStepReached.event_type: consumers.on_dunning_step_reached(runtime, settings),
@@ -46,7 +45,10 @@ def build(settings: Settings | None = None) -> FastAPI:
     }
     runtime.on(CustomerUpserted, on_customer_upserted(runtime))
     for model in WEBHOOK_EVENTS:
-        runtime.on(model, with_webhooks(runtime, emails.get(model.event_type)))
+        if model is not InvoiceIssued:
+            runtime.on(model, with_webhooks(runtime, emails.get(model.event_type)))
+    # A month close's invoices: emails and webhooks decided a batch at a time.
+    runtime.on_batch(InvoiceIssued, consumers.on_invoices_issued(runtime, settings))
     for model in (InvoiceIssued, PaymentSucceeded, PaymentFailed, DunningStepReached, AccountSuspended, AccountReinstated, ComparisonReportReady):
         if model not in WEBHOOK_EVENTS:
             runtime.on(model, emails[model.event_type])
