@@ -53,9 +53,10 @@ _rendering: dict[tuple[str, str], asyncio.Future[dict[str, bytes]]] = {}
 
 def _warm() -> None:
     """A worker's first task: WeasyPrint's and the template's set-up, before the first document."""
-    from invoicing.documents.pdf import _environment  # noqa: PLC0415
+    from invoicing.documents.pdf import _environment, _font_config  # noqa: PLC0415
 
     _environment().get_template("document.html.j2")
+    _font_config()
 
 
 def render_pool(workers: int) -> ProcessPoolExecutor:
