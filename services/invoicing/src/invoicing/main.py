@@ -14,6 +14,7 @@ from invoicing.comparison.endpoints import router as comparison_router
 from invoicing.config import Settings
 from invoicing.creditnote.endpoints import router as credit_note_router
 from invoicing.db import metadata
+from invoicing.documents import service as documents
 from invoicing.documents.ahead import RenderAhead
 from invoicing.documents.endpoints import router as documents_router
 from invoicing.invoice.consumers import on_payment_refunded, on_payment_succeeded, on_period_closed_batch
@@ -31,6 +32,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime.on_batch(PeriodClosed, partial(on_period_closed_batch, runtime))
     runtime.on(PaymentSucceeded, partial(on_payment_succeeded, runtime))
     runtime.on(PaymentRefunded, partial(on_payment_refunded, runtime))
+    runtime.run_in_background("render-pool", documents.keep_pool)
     if settings.render_ahead:
         ahead = RenderAhead(runtime, batch=settings.render_ahead_batch, poll_seconds=settings.render_ahead_poll_ms / 1000)
         runtime.run_in_background("render-ahead", ahead.run)

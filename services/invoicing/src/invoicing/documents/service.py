@@ -79,6 +79,15 @@ def shutdown_pool() -> None:
         _pool = None
 
 
+async def keep_pool() -> None:
+    """Runs for as long as the service does (`runtime.run_in_background`); the rendering
+    processes stop with it."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        shutdown_pool()
+
+
 def pool_pids() -> list[int]:
     """The rendering processes alive now (for memory figures)."""
     processes = getattr(_pool, "_processes", None) or {}
