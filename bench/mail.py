@@ -1,33 +1,40 @@
 """Invoice mail throughput: invoice emails with their PDF, from notify to a real SMTP server.
 
-    .venv/bin/python bench/mail.py [--invoices 2000] [--warm-documents] [--json]
+    .venv/bin/python bench/mail.py [--invoices 2000] [--render-while-sending | --warm-documents] [--json]
 
 Honest by construction: invoicing runs as a service and issues the invoices itself (customers and
 closed periods published to Kafka, as rating and usage-ingest would), so every `InvoiceIssued`
-carries a real shared link and every PDF is one invoicing renders (WeasyPrint, Factur-X inside)
-when notify fetches it through that link, as in production.
+carries a real shared link and every PDF is one invoicing renders (WeasyPrint, Factur-X inside),
+in its rendering processes, and serves through that link, as in production.
 
 Phases: (1) invoicing issues `--invoices` invoices, with notify not running; the bench copies the
-`InvoiceIssued` messages from `billing.invoices`. (2) notify starts (its group at the end of each
-topic), its contact projection is fed the same customers. (3) The clock starts and the copied
-`InvoiceIssued` messages are published again, byte for byte; it stops when the SMTP server (aiosmtpd
-in this process) has received the last invoice email. Each received message must carry a PDF.
+`InvoiceIssued` messages from `billing.invoices`. By default invoicing renders each invoice's
+documents in the background after it is issued (`INVOICING_RENDER_AHEAD`, as in production), and
+the bench waits until every PDF is stored: `render_s`, `renders_per_s` and `render_cpu_ms_per_pdf`
+(invoicing's CPU, its rendering processes included, per PDF) are that phase's figures, what a month
+close's rendering costs. (2) notify starts (its group at the end of each topic), its contact
+projection is fed the same customers. (3) The clock starts and the copied `InvoiceIssued` messages
+are published again, byte for byte; it stops when the SMTP server (aiosmtpd in this process) has
+received the last invoice email. Each received message must carry a PDF.
 
 (4) The sending alone ("drain"): notify stopped, every invoice email marked due again, notify
 started; `drain_emails_per_s` from the first to the last message of that round.
 
-`--warm-documents` fetches every PDF once through its shared link before phase 3, as if invoicing
-rendered documents when issuing: the timed phase then measures notify and the SMTP hand-over, with
-invoicing serving stored PDFs. Without it (the default) the PDFs render during the timed phase.
+`--render-while-sending` turns rendering ahead off: the PDFs render on their first download, when
+notify fetches them in the timed phase (the behaviour before rendering ahead). `--warm-documents`
+(with it) fetches every PDF once through its shared link before phase 3.
 
 Figures: `emails_per_s` = emails / (last message received − first event published); `decided_s`
 (`decided_per_s`) when notify's consumer had recorded every delivery (polled every 0.2 s): when it
 is close to the whole time, the consumer, not the sending, is what limits; `pdf_ms_p50`
 and `pdf_ms_mean` from invoicing's `billing_document_render_seconds` histogram (p50 interpolated
-within its buckets, as Prometheus' `histogram_quantile`); `rss_mb` the peak RSS of notify (every
-service's in `rss_mb_by_service`). Not a test: it prints figures, and with `--json` its last line
-is one JSON object. Uses DATABASE_URL when set, else the PostgreSQL on 127.0.0.1:5432 if it
-answers, else an embedded one.
+within its buckets, as Prometheus' `histogram_quantile`: wall time of one rendering, queueing for a
+rendering process included); `cpu_ms_per_email` the CPU of each service (its child processes
+included) and of this process (the SMTP server, the publisher) during phase 3, per email, with the
+load average at its start and end; `rss_mb` the peak RSS of notify (every service's in
+`rss_mb_by_service`, and each rendering process's in `rss_mb_render_workers`). Not a test: it prints
+figures, and with `--json` its last line is one JSON object. Uses DATABASE_URL when set, else the
+PostgreSQL on 127.0.0.1:5432 if it answers, else an embedded one.
 """
 
 from __future__ import annotations
@@ -258,6 +265,36 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return lower_bound
 
 
+def descendants(pid: int) -> list[int]:
+    """The process and every process below it (invoicing's rendering processes)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += parents.get(p, [])
+    return found
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and every process below it (those alive, and those
+    gone that their parent waited for)."""
+    total = 0.0
+    for p in descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def rss_mb(pid: int) -> float:
     """Peak resident memory of a process (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -305,7 +342,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--invoices", type=int, default=2000)
     parser.add_argument("--lines", type=int, default=5, help="lines per invoice")
-    parser.add_argument("--warm-documents", action="store_true", help="render every PDF before the timed phase")
+    parser.add_argument(
+        "--render-while-sending", action="store_true", help="no rendering ahead: PDFs render on their first download (INVOICING_RENDER_AHEAD=false)"
+    )
+    parser.add_argument("--warm-documents", action="store_true", help="with --render-while-sending: fetch every PDF once before the timed phase")
+    parser.add_argument("--render-workers", type=int, default=None, help="INVOICING_RENDER_WORKERS (default: invoicing's own)")
     parser.add_argument("--no-drain", dest="drain", action="store_false", help="skip phase 4 (the sending alone)")
     parser.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     args = parser.parse_args()
@@ -318,6 +359,9 @@ def main() -> None:
         "BILLING_NOTIFY_PORT": str(free_port()),
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env["INVOICING_RENDER_AHEAD"] = "false" if args.render_while_sending else "true"
+    if args.render_workers:
+        env["INVOICING_RENDER_WORKERS"] = str(args.render_workers)
     if "DATABASE_URL" not in env and asyncio.run(postgres_answers(LOCAL_SERVER)):
         env["DATABASE_URL"] = LOCAL_SERVER
     sink = Sink()
@@ -340,12 +384,25 @@ def main() -> None:
         print(f"phase 1: invoicing issues {n} invoices ({args.lines} lines each)", flush=True)
         platform.start_service("invoicing")
         platform.wait_ready("invoicing")
+        invoicing_pid = platform.processes["invoicing"].pid
         profile = {"name": "Bench Mail Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "BM", "due_rule": {"net_days": 14}}
         httpx.put(f"{platform.url('invoicing')}/v1/seller", headers={"X-Tenant-Id": SELLER}, json=profile, timeout=30).raise_for_status()
         asyncio.run(publish(platform.bootstrap, customers(n)))
         asyncio.run(wait_count(platform.database_url, "SELECT count(*) FROM invoicing.buyer", n, "buyers known to invoicing"))
+        render_cpu_before, render_started = cpu_s(invoicing_pid), time.perf_counter()
         asyncio.run(publish(platform.bootstrap, [closed_period(i, args.lines) for i in range(n)]))
         asyncio.run(wait_count(platform.database_url, "SELECT count(*) FROM invoicing.invoice", n, "invoices issued"))
+        figures["issue_s"] = round(time.perf_counter() - render_started, 2)
+        if not args.render_while_sending:
+            pdfs = "SELECT count(*) FROM invoicing.document WHERE owner_kind = 'invoice' AND format = 'pdf'"
+            asyncio.run(wait_count(platform.database_url, pdfs, n, "PDFs rendered ahead"))
+            render_s, render_cpu = time.perf_counter() - render_started, cpu_s(invoicing_pid) - render_cpu_before
+            figures.update(
+                render_s=round(render_s, 2),
+                renders_per_s=round(n / render_s, 2),
+                render_cpu_ms_per_pdf=round(render_cpu / n * 1000, 1),
+                rss_mb_render_workers=[rss_mb(p) for p in descendants(invoicing_pid)[1:]],
+            )
         messages = asyncio.run(copy_invoice_events(platform.bootstrap, n))
         if len(messages) < n:
             raise SystemExit(f"only {len(messages)} InvoiceIssued on {INVOICES.name}")
@@ -366,6 +423,8 @@ def main() -> None:
         asyncio.run(wait_count(platform.database_url, "SELECT count(*) FROM notify.contact", n, "contacts known to notify"))
 
         print(f"phase 3: {n} InvoiceIssued published again; waiting for the mail", flush=True)
+        pids = {name: p.pid for name, p in platform.processes.items()}
+        cpu_before, bench_cpu_before, load_before = {name: cpu_s(pid) for name, pid in pids.items()}, time.process_time(), os.getloadavg()[0]
         started = time.perf_counter()
         asyncio.run(republish(platform.bootstrap, messages))
         published = time.perf_counter() - started
@@ -373,6 +432,11 @@ def main() -> None:
         elapsed = (sink.last_at or time.perf_counter()) - started
         decided = (decided_at - started) if decided_at is not None else None
         emails, with_pdf = sink.received, sink.with_pdf
+        cpu_ms = {name: round((cpu_s(pid) - cpu_before[name]) / max(emails, 1) * 1000, 2) for name, pid in pids.items()}
+        cpu_ms["bench (SMTP server, publisher)"] = round((time.process_time() - bench_cpu_before) / max(emails, 1) * 1000, 2)
+        figures.update(cpu_ms_per_email=cpu_ms, load_avg_1m=[round(load_before, 2), round(os.getloadavg()[0], 2)])
+        if not args.render_while_sending:
+            figures["rss_mb_render_workers"] = [rss_mb(p) for p in descendants(invoicing_pid)[1:]] or figures.get("rss_mb_render_workers")
         metrics = httpx.get(f"{platform.url('invoicing')}/metrics/", timeout=30).text
         buckets, render_sum, render_count = metric_histogram(metrics, "billing_document_render_seconds")
         by_service = {name: rss_mb(p.pid) for name, p in platform.processes.items()}
@@ -391,6 +455,7 @@ def main() -> None:
             pdf_ms_mean=round(render_sum / render_count * 1000, 1) if render_count else None,
             pdfs_rendered=int(render_count),
             warm_documents=args.warm_documents,
+            render_ahead=not args.render_while_sending,
             rss_mb=by_service.get("notify"),
             rss_mb_by_service=by_service,
             cores=os.cpu_count(),
@@ -402,7 +467,9 @@ def main() -> None:
     print(
         f"{figures['emails']} of {figures['invoices']} invoice emails ({figures['emails_with_pdf']} with their PDF) in {figures['seconds']}s: "
         f"{figures['emails_per_s']} emails/s; PDF render p50 {figures['pdf_ms_p50']} ms, mean {figures['pdf_ms_mean']} ms "
-        f"({'rendered before the timed phase' if args.warm_documents else 'rendered while sending'}); RSS {figures['rss_mb_by_service']} MB; "
+        f"({'rendered while sending' if args.render_while_sending and not args.warm_documents else 'rendered before the timed phase'}); "
+        f"rendering ahead {figures.get('renders_per_s')} PDFs/s at {figures.get('render_cpu_ms_per_pdf')} ms CPU each; "
+        f"CPU per email (ms) {figures['cpu_ms_per_email']}; RSS {figures['rss_mb_by_service']} MB; "
         f"consumer recorded all in {figures['decided_s']}s; sending alone {figures.get('drain_emails_per_s')} emails/s"
     )
     if args.json:

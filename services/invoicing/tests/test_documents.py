@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import facturx
 import httpx
-from invoicing_testkit import INVOICE_DATE, customer, example_a_lines, headers, period_closed, put_seller, rated
+from invoicing_testkit import INVOICE_DATE, customer, example_a_lines, headers, period_closed, poll, put_seller, rated
 from lxml import etree
+from prometheus_client import REGISTRY
 from pypdf import PdfReader
 from sqlalchemy import text
 
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.testing import serve
 from invoicing.buyer.service import record_customer
 from invoicing.config import Settings
 from invoicing.db import metadata
 from invoicing.invoice.service import issue_invoice
+from invoicing.main import build
 
 NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
@@ -188,3 +194,42 @@ async def test_shared_links_are_absolute_with_a_public_base_url(migrated: str, t
     assert links["pdf"].startswith("https://billing.example.com/invoicing/v1/shared/")
     # The path after the public base is the one invoicing serves.
     assert (await client.get(links["pdf"].removeprefix("https://billing.example.com/invoicing"))).status_code == 200
+
+
+async def test_documents_render_ahead_once_and_a_download_joins_a_rendering(migrated: str, kafka_bootstrap: str, tenant: str) -> None:
+    """An issued invoice's documents are stored by the background renderer before anyone asks;
+    concurrent first downloads of a document not yet stored render it once, in the rendering
+    processes, and all get the bytes kept."""
+    # An instant of its own: the session's other invoices (all at INVOICE_DATE) are behind the renderer's floor.
+    at = INVOICE_DATE + timedelta(days=40, microseconds=uuid.uuid4().int % 1_000_000)
+    ahead = Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=at, render_ahead=True, render_ahead_poll_ms=50)
+    lazy = ServiceRuntime("invoicing", Settings(database_url=migrated, clock_fixed_at=at, render_ahead=False), metadata)
+    try:
+        async with serve(build(ahead)) as client:
+            await put_seller(client, tenant, **CLOUDY)
+            invoice_id = await issue(lazy, tenant, "bakery", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
+
+            async def stored() -> list[Any]:
+                async with lazy.engine.connect() as conn:
+                    query = text("SELECT format, content FROM invoicing.document WHERE owner_kind = 'invoice' AND owner_id = :id ORDER BY format")
+                    return list(await conn.execute(query, {"id": invoice_id}))
+
+            rows = await poll(stored, lambda r: len(r) == 2, timeout=120)
+            assert [r.format for r in rows] == ["pdf", "xml"]
+            pdf = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))
+            assert pdf.status_code == 200 and pdf.content == rows[0].content
+            text_, xml = read_back(pdf.content)
+            assert "Cloudy Ltd" in text_ and facturx.get_level(xml) == "en16931"
+
+            # A credit note is not rendered ahead: three downloads at once render it once.
+            credit = {**headers(tenant), "Idempotency-Key": "cn-ahead"}
+            note = await client.post(f"/v1/invoices/{invoice_id}/credit-notes", headers=credit, json={"reason": "Seats unused"})
+            assert note.status_code == 201, note.text
+            note_id = note.json()["id"]
+            before = REGISTRY.get_sample_value("billing_documents_rendered_total", {"kind": "credit_note"}) or 0
+            pdfs = await asyncio.gather(*(client.get(f"/v1/credit-notes/{note_id}/pdf", headers=headers(tenant)) for _ in range(3)))
+            assert [r.status_code for r in pdfs] == [200, 200, 200]
+            assert len({r.content for r in pdfs}) == 1
+            assert REGISTRY.get_sample_value("billing_documents_rendered_total", {"kind": "credit_note"}) == before + 1
+    finally:
+        await lazy.engine.dispose()

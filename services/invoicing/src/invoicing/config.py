@@ -23,3 +23,14 @@ class Settings(CommonSettings):
         "links in events and emails absolute. Unset: they are relative to invoicing.",
     )
     vies_requester_vat_id: str | None = Field(default=None, description="Our own VAT number, sent to VIES so that its answer carries a consultation number.")
+    render_workers: int = Field(
+        default=1, ge=1, le=32,
+        description="Processes rendering documents (WeasyPrint is CPU-bound: off the event loop and the GIL, at most this many at once).",
+    )
+    render_ahead: bool = Field(
+        default=True,
+        description="Render each issued invoice's PDF and XML in the background after it commits, so its first download "
+        "(the invoice email's attachment) is served stored. Off: documents render on their first download only.",
+    )
+    render_ahead_batch: int = Field(default=8, ge=1, le=500, description="Invoices the background renderer takes per look.")
+    render_ahead_poll_ms: int = Field(default=1000, ge=10, description="Wait before looking again when no invoice was left to render.")

@@ -14,6 +14,8 @@ from invoicing.comparison.endpoints import router as comparison_router
 from invoicing.config import Settings
 from invoicing.creditnote.endpoints import router as credit_note_router
 from invoicing.db import metadata
+from invoicing.documents import service as documents
+from invoicing.documents.ahead import RenderAhead
 from invoicing.documents.endpoints import router as documents_router
 from invoicing.invoice.consumers import on_payment_refunded, on_payment_succeeded, on_period_closed_batch
 from invoicing.invoice.endpoints import router as invoice_router
@@ -24,11 +26,16 @@ SERVICE = "invoicing"
 
 
 def build(settings: Settings | None = None) -> FastAPI:
-    runtime = ServiceRuntime(SERVICE, settings or Settings(), metadata)
+    settings = settings or Settings()
+    runtime = ServiceRuntime(SERVICE, settings, metadata)
     runtime.on(CustomerUpserted, partial(on_customer_upserted, runtime))
     runtime.on_batch(PeriodClosed, partial(on_period_closed_batch, runtime))
     runtime.on(PaymentSucceeded, partial(on_payment_succeeded, runtime))
     runtime.on(PaymentRefunded, partial(on_payment_refunded, runtime))
+    runtime.run_in_background("render-pool", documents.keep_pool)
+    if settings.render_ahead:
+        ahead = RenderAhead(runtime, batch=settings.render_ahead_batch, poll_seconds=settings.render_ahead_poll_ms / 1000)
+        runtime.run_in_background("render-ahead", ahead.run)
     return create_app(
         runtime,
         [seller_router, invoice_router, credit_note_router, documents_router, comparison_router, tax_router],

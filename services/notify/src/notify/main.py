@@ -38,7 +38,6 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings, metadata)
     runtime.seal_secrets()  # webhook signing secrets are sealed at rest: no key, no start
     emails: dict[str, Handler] = {
-        InvoiceIssued.event_type: consumers.on_invoice_issued(runtime, settings),
         PaymentSucceeded.event_type: consumers.on_payment_succeeded(runtime, settings),
         PaymentFailed.event_type: consumers.on_payment_failed(runtime, settings),
         DunningStepReached.event_type: consumers.on_dunning_step_reached(runtime, settings),
@@ -49,7 +48,10 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime.on(CustomerUpserted, on_customer_upserted(runtime))
     runtime.on(PortalSignInLinkIssued, consumers.on_portal_sign_in_link(runtime, settings))
     for model in WEBHOOK_EVENTS:
-        runtime.on(model, with_webhooks(runtime, emails.get(model.event_type)))
+        if model is not InvoiceIssued:
+            runtime.on(model, with_webhooks(runtime, emails.get(model.event_type)))
+    # A month close's invoices: emails and webhooks decided a batch at a time.
+    runtime.on_batch(InvoiceIssued, consumers.on_invoices_issued(runtime, settings))
     for model in (InvoiceIssued, PaymentSucceeded, PaymentFailed, DunningStepReached, AccountSuspended, AccountReinstated, ComparisonReportReady):
         if model not in WEBHOOK_EVENTS:
             runtime.on(model, emails[model.event_type])

@@ -8,15 +8,40 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from invoicing.creditnote.models import CreditNote
 from invoicing.documents.models import RenderedDocument
+from invoicing.invoice.models import Invoice
 
 DOCUMENT: Table = RenderedDocument.__table__  # type: ignore[attr-defined]
+INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
+CREDIT_NOTE: Table = CreditNote.__table__  # type: ignore[attr-defined]
 
 
 async def get(session: AsyncSession, owner_kind: str, owner_id: str, fmt: str) -> bytes | None:
     query = select(DOCUMENT.c.content).where(DOCUMENT.c.owner_kind == owner_kind, DOCUMENT.c.owner_id == owner_id, DOCUMENT.c.format == fmt)
     content: bytes | None = await session.scalar(query)
     return content
+
+
+async def stored(
+    session: AsyncSession, seller_id: str, owner_kind: str, owner_id: str, fmt: str, *, buyer_account_id: str | None = None
+) -> tuple[str, bytes] | None:
+    """(document number, bytes) of the seller's stored document, in one query: what a download of
+    a document rendered before needs (the invoice email's attachment, most of all); with
+    `buyer_account_id` (a key restricted to one account), only if it is that buyer's."""
+    owner, owner_key = (INVOICE, INVOICE.c.invoice_id) if owner_kind == "invoice" else (CREDIT_NOTE, CREDIT_NOTE.c.credit_note_id)
+    query = (
+        select(owner.c.number, DOCUMENT.c.content)
+        .join_from(DOCUMENT, owner, owner_key == DOCUMENT.c.owner_id)
+        .where(
+            DOCUMENT.c.owner_kind == owner_kind, DOCUMENT.c.owner_id == owner_id, DOCUMENT.c.format == fmt,
+            DOCUMENT.c.seller_id == seller_id, owner.c.seller_id == seller_id,
+        )
+    )
+    if buyer_account_id is not None:
+        query = query.where(owner.c.buyer_account_id == buyer_account_id)
+    row = (await session.execute(query)).first()
+    return (row.number, row.content) if row is not None else None
 
 
 async def store(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -1,9 +1,17 @@
-"""Documents on demand (BILLING-RULES §7): rendered on the first download, then kept, so an issued
-invoice's PDF and XML never change. Rendering runs in a worker thread (WeasyPrint is CPU-bound)."""
+"""Documents (BILLING-RULES §7): rendered once, then kept, so an issued invoice's PDF and XML never
+change. An invoice is rendered ahead, in the background after it is issued (invoicing.documents.ahead),
+and any document not yet stored on its first download. Rendering runs in a pool of worker processes
+(`INVOICING_RENDER_WORKERS`): WeasyPrint is CPU-bound, and in a thread it held the GIL the event loop
+needs to serve downloads. A document being rendered in this process is not rendered a second time:
+a download waits for the rendering under way. Two processes may render the same document at once;
+the first stored wins and both answer its bytes."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from typing import Literal
 
 from opentelemetry import trace
@@ -14,8 +22,8 @@ from billing_runtime.service import ServiceRuntime
 from invoicing.creditnote import repository as credit_repo
 from invoicing.documents import repository as repo
 from invoicing.documents.content import DocContent, credit_note_content, invoice_content
-from invoicing.documents.facturx import DocumentUnavailable, cii_xml, embed
-from invoicing.documents.pdf import render_pdf
+from invoicing.documents.facturx import DocumentUnavailable
+from invoicing.documents.rendering import render, warm
 from invoicing.invoice import repository as invoice_repo
 from invoicing.seller import repository as seller_repo
 
@@ -31,10 +39,80 @@ class DocumentNotAvailable(Conflict):
     code = "document_unavailable"
 
 
-def render(doc: DocContent) -> dict[str, bytes]:
-    """Both formats of one document: the CII XML, and the PDF/A-3 carrying it."""
-    xml = cii_xml(doc)
-    return {"xml": xml, "pdf": embed(render_pdf(doc), xml)}
+_pool: ProcessPoolExecutor | None = None
+_pool_workers = 0
+# Documents being rendered by this process, by (kind, owner id): a download joins the rendering.
+_rendering: dict[tuple[str, str], asyncio.Future[dict[str, bytes]]] = {}
+
+
+def render_pool(workers: int) -> ProcessPoolExecutor:
+    """The process's pool of rendering processes (spawned: a fork of a process running an event
+    loop, Kafka clients and exporter threads is not safe). A worker is replaced after 200
+    documents: its memory grows by about a third of a megabyte per document (WeasyPrint's and
+    Pango's caches), so this keeps it under about 160 MB."""
+    global _pool, _pool_workers
+    if _pool is None or _pool_workers != workers:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=warm, max_tasks_per_child=200)
+        _pool_workers = workers
+    return _pool
+
+
+def shutdown_pool() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+async def keep_pool() -> None:
+    """Runs for as long as the service does (`runtime.run_in_background`); the rendering
+    processes stop with it."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        shutdown_pool()
+
+
+def pool_pids() -> list[int]:
+    """The rendering processes alive now (for memory figures)."""
+    processes = getattr(_pool, "_processes", None) or {}
+    return [pid for pid in processes if os.path.exists(f"/proc/{pid}")]
+
+
+async def rendered(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_id: str, content: DocContent) -> dict[str, bytes]:
+    """Render and store both formats of a document, once per process at a time; returns the
+    stored bytes (a rendering stored first by another process wins)."""
+    key = (kind, owner_id)
+    running = _rendering.get(key)
+    if running is not None:
+        return await asyncio.shield(running)
+    future: asyncio.Future[dict[str, bytes]] = asyncio.get_running_loop().create_future()
+    _rendering[key] = future
+    try:
+        with RENDER_SECONDS.time():
+            try:
+                workers = getattr(runtime.settings, "render_workers", 1)
+                made = await asyncio.get_running_loop().run_in_executor(render_pool(workers), render, content)
+            except DocumentUnavailable as exc:
+                raise DocumentNotAvailable(str(exc)) from exc
+        now = runtime.clock.now()
+        async with runtime.transaction() as session:
+            key_row = {"owner_kind": kind, "owner_id": owner_id, "seller_id": seller_id, "rendered_at": now}
+            await repo.store(session, [{**key_row, "format": f, "content": b} for f, b in made.items()])
+        async with runtime.sessions() as session:
+            kept = {f: await repo.get(session, kind, owner_id, f) for f in made}
+        DOCUMENTS_RENDERED.labels(kind).inc()
+        result = {f: kept[f] or b for f, b in made.items()}
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: nobody else may be waiting
+        raise
+    finally:
+        _rendering.pop(key, None)
+    future.set_result(result)
+    return result
 
 
 async def _content(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_id: str, buyer_account_id: str | None = None) -> DocContent:
@@ -60,24 +138,11 @@ async def document(
     time; with `buyer_account_id` (a key restricted to one account), only that buyer's."""
     attributes = {"billing.document_kind": kind, "billing.document_format": fmt, "billing.owner_id": owner_id}
     with tracer.start_as_current_span("document", attributes=attributes) as span:
+        async with runtime.sessions() as session:
+            kept = await repo.stored(session, seller_id, kind, owner_id, fmt, buyer_account_id=buyer_account_id)
+        if kept is not None:
+            return f"{kept[0]}.{fmt}", kept[1]
         content = await _content(runtime, seller_id, kind, owner_id, buyer_account_id)
         name = f"{content.number}.{fmt}"
-        async with runtime.sessions() as session:
-            stored = await repo.get(session, kind, owner_id, fmt)
-        if stored is not None:
-            return name, stored
         span.set_attribute("billing.rendered", True)
-        with RENDER_SECONDS.time():
-            try:
-                rendered = await asyncio.to_thread(render, content)
-            except DocumentUnavailable as exc:
-                raise DocumentNotAvailable(str(exc)) from exc
-        now = runtime.clock.now()
-        async with runtime.transaction() as session:
-            key = {"owner_kind": kind, "owner_id": owner_id, "seller_id": seller_id, "rendered_at": now}
-            rows = [{**key, "format": f, "content": b} for f, b in rendered.items()]
-            await repo.store(session, rows)
-        async with runtime.sessions() as session:
-            kept = await repo.get(session, kind, owner_id, fmt)
-        DOCUMENTS_RENDERED.labels(kind).inc()
-        return name, kept if kept is not None else rendered[fmt]
+        return name, (await rendered(runtime, seller_id, kind, owner_id, content))[fmt]

@@ -28,6 +28,8 @@ class Invoice(Base, table=True):
         Index("ix_invoice_seller_buyer", "seller_id", "buyer_account_id"),
         Index("ix_invoice_seller_period", "seller_id", "period_start"),
         Index("ix_invoice_seller_issued_on", "seller_id", "issued_on"),
+        # The background renderer's look for invoices issued lately (invoicing.documents.ahead).
+        Index("ix_invoice_issued_at", "issued_at"),
     )
 
     invoice_id: str = Field(primary_key=True)

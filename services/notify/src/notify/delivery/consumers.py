@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent
-from billing_runtime.inbox import Handler
+from billing_runtime.inbox import BatchHandler, Handler
 from billing_runtime.service import ServiceRuntime
 from notify.config import Settings
 from notify.delivery import service
+from notify.webhook import repository as webhook_repo
+from notify.webhook import service as webhooks
 
 Decide = Callable[..., Awaitable[Any]]
 
@@ -27,6 +29,24 @@ def _bind(runtime: ServiceRuntime, settings: Settings, decide: Decide) -> Handle
 
 def on_invoice_issued(runtime: ServiceRuntime, settings: Settings) -> Handler:
     return _bind(runtime, settings, service.record_invoice_issued)
+
+
+def on_invoices_issued(runtime: ServiceRuntime, settings: Settings) -> BatchHandler:
+    """InvoiceIssued a batch at a time (a month close issues thousands at once): the emails in
+    three statements (notify.delivery.service.record_invoices_issued), then the webhooks of the
+    tenants that subscribed to it (one look per tenant, the fan-out only where there are endpoints)."""
+
+    async def handle(session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+        now: datetime = runtime.clock.now()
+        await service.record_invoices_issued(session, events, now=now, default_sender_email=settings.sender_email)
+        subscribed: dict[str, bool] = {}
+        for event in events:
+            if event.tenant not in subscribed:
+                subscribed[event.tenant] = bool(await webhook_repo.subscribed(session, event.tenant, event.type))
+            if subscribed[event.tenant]:
+                await webhooks.fan_out(session, event, now)
+
+    return handle
 
 
 def on_payment_succeeded(runtime: ServiceRuntime, settings: Settings) -> Handler:

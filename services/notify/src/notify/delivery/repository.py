@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Table, Text, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import DateTime, Table, Text, and_, any_, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +50,23 @@ async def remember_invoice_and_look_up(session: AsyncSession, invoice: KnownInvo
     return contact, brand
 
 
+async def remember_invoices_and_look_up(
+    session: AsyncSession, invoices: list[KnownInvoice]
+) -> tuple[dict[str, Contact], dict[str, Brand]]:
+    """Remember a batch of invoices (one multi-row insert), and read their buyers' contacts and
+    their sellers' brands (one query each): the batch form of `remember_invoice_and_look_up`."""
+    if not invoices:
+        return {}, {}
+    await session.execute(pg_insert(KNOWN_INVOICE).values([i.model_dump() for i in invoices]).on_conflict_do_nothing(index_elements=["invoice_id"]))
+    accounts = sorted({i.buyer_account_id for i in invoices})
+    tenants = sorted({i.tenant for i in invoices})
+    contact_rows = await session.execute(select(CONTACT).where(CONTACT.c.account_id == any_(bindparam("accounts", accounts, type_=ARRAY(Text)))))
+    brand_rows = await session.execute(select(BRAND).where(BRAND.c.tenant == any_(bindparam("tenants", tenants, type_=ARRAY(Text)))))
+    contacts = {r.account_id: Contact.model_validate(r._mapping) for r in contact_rows}
+    brands = {r.tenant: Brand.model_validate(r._mapping) for r in brand_rows}
+    return contacts, brands
+
+
 async def known_invoice(session: AsyncSession, invoice_id: str) -> KnownInvoice | None:
     row = (await session.execute(select(KNOWN_INVOICE).where(KNOWN_INVOICE.c.invoice_id == invoice_id))).first()
     return KnownInvoice.model_validate(row._mapping) if row is not None else None
@@ -76,6 +93,19 @@ async def insert_delivery(session: AsyncSession, delivery: Delivery) -> bool:
         .returning(DELIVERY.c.delivery_id)
     )
     return (await session.execute(stmt)).first() is not None
+
+
+async def insert_deliveries(session: AsyncSession, deliveries: list[Delivery]) -> set[str]:
+    """Insert the deliveries whose id is new, in one statement; the ids this call inserted."""
+    if not deliveries:
+        return set()
+    stmt = (
+        pg_insert(DELIVERY)
+        .values([d.model_dump() for d in deliveries])
+        .on_conflict_do_nothing(index_elements=["delivery_id"])
+        .returning(DELIVERY.c.delivery_id)
+    )
+    return set((await session.execute(stmt)).scalars())
 
 
 async def claim_due(session: AsyncSession, now: datetime, lease: timedelta, limit: int) -> list[Delivery]:

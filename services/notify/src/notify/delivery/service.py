@@ -39,8 +39,10 @@ from billing_events import (
 )
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
+from notify.brand.models import Brand
 from notify.brand.service import EffectiveBrand, effective, effective_brand
 from notify.contact import repository as contacts
+from notify.contact.models import Contact
 from notify.delivery import repository as repo
 from notify.delivery.models import Delivery, KnownInvoice
 from notify.templates.render import RenderedEmail, render
@@ -98,8 +100,15 @@ def _recipient_or_none(value: str | None) -> str | None:
     return value or None
 
 
-async def _record(
-    session: AsyncSession,
+async def _record(session: AsyncSession, event: CloudEvent[Any], **what: Any) -> Delivery:
+    delivery = _delivery(event, **what)
+    inserted = await repo.insert_delivery(session, delivery)
+    if inserted and delivery.recipient is None:
+        EMAILS.labels(delivery.template, "no_recipient").inc()
+    return delivery
+
+
+def _delivery(
     event: CloudEvent[Any],
     *,
     template: str,
@@ -112,7 +121,7 @@ async def _record(
     now: datetime,
     attachments: list[dict[str, str]] | None = None,
 ) -> Delivery:
-    delivery = Delivery(
+    return Delivery(
         delivery_id=delivery_id(event.id, template),
         tenant=event.tenant,
         channel="email",
@@ -133,10 +142,6 @@ async def _record(
         next_attempt_at=now if recipient else None,
         created_at=now,
     )
-    inserted = await repo.insert_delivery(session, delivery)
-    if inserted and recipient is None:
-        EMAILS.labels(template, "no_recipient").inc()
-    return delivery
 
 
 def attachment(document: DocumentLink, fallback_name: str) -> dict[str, str]:
@@ -151,6 +156,56 @@ def attachment(document: DocumentLink, fallback_name: str) -> dict[str, str]:
     return {"url": url, "filename": name, "content_type": content_type, "shared": document.shared_url is not None}
 
 
+def _known_invoice(event: CloudEvent[Any]) -> KnownInvoice:
+    invoice: InvoiceIssued = event.data
+    return KnownInvoice(
+        invoice_id=invoice.invoice_id,
+        tenant=event.tenant,
+        number=invoice.number,
+        seller_id=invoice.seller.account_id,
+        seller_name=invoice.seller.name,
+        buyer_account_id=invoice.buyer.account_id,
+        buyer_name=invoice.buyer.name,
+        buyer_email=_recipient_or_none(invoice.buyer.email),
+        total=invoice.total.amount,
+        currency=invoice.total.currency,
+        issued_on=invoice.issued_on,
+        due_on=invoice.due_on,
+    )
+
+
+def _invoice_deliveries(
+    event: CloudEvent[Any], contact: Contact | None, stored_brand: Brand | None, *, now: datetime, default_sender_email: str
+) -> list[Delivery]:
+    """The invoice email (its PDF attached) and, when the invoice carries one, the project-work
+    statement email: to the buyer's billing contact (else the invoice's buyer email), in the
+    seller's brand."""
+    invoice: InvoiceIssued = event.data
+    recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(invoice.buyer.email)
+    brand = effective(stored_brand, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email)
+    buyer_name = contact.name if contact else invoice.buyer.name
+    pdfs = [attachment(d, f"{invoice.number}.pdf") for d in invoice.documents if d.kind == "pdf"]
+    rendered = render(INVOICE_ISSUED, {"invoice": invoice, "brand": brand, "buyer_name": buyer_name})
+    common = {
+        "account_id": invoice.buyer.account_id, "seller_id": invoice.seller.account_id, "invoice_id": invoice.invoice_id,
+        "recipient": recipient, "brand": brand, "now": now,
+    }
+    deliveries = [_delivery(event, template=INVOICE_ISSUED, rendered=rendered, attachments=pdfs, **common)]
+    for template, extension in DOCUMENT_TEMPLATES.items():
+        for document in [d for d in invoice.documents if d.kind == template][:1]:
+            attached = attachment(document, f"{invoice.number}-{template}.{extension}")
+            context = {"invoice": invoice, "brand": brand, "buyer_name": buyer_name, "filename": attached["filename"]}
+            deliveries.append(_delivery(event, template=template, rendered=render(template, context), attachments=[attached], **common))
+    return deliveries
+
+
+async def _insert(session: AsyncSession, deliveries: list[Delivery]) -> None:
+    inserted = await repo.insert_deliveries(session, deliveries)
+    for d in deliveries:
+        if d.delivery_id in inserted and d.recipient is None:
+            EMAILS.labels(d.template, "no_recipient").inc()
+
+
 async def record_invoice_issued(
     session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str
 ) -> Delivery:
@@ -160,42 +215,26 @@ async def record_invoice_issued(
     invoice: InvoiceIssued = event.data
     span_attributes = {"notify.template": INVOICE_ISSUED, "billing.invoice_id": invoice.invoice_id}
     with tracer.start_as_current_span("notify decide", attributes=span_attributes):
-        contact, stored_brand = await repo.remember_invoice_and_look_up(
-            session,
-            KnownInvoice(
-                invoice_id=invoice.invoice_id,
-                tenant=event.tenant,
-                number=invoice.number,
-                seller_id=invoice.seller.account_id,
-                seller_name=invoice.seller.name,
-                buyer_account_id=invoice.buyer.account_id,
-                buyer_name=invoice.buyer.name,
-                buyer_email=_recipient_or_none(invoice.buyer.email),
-                total=invoice.total.amount,
-                currency=invoice.total.currency,
-                issued_on=invoice.issued_on,
-                due_on=invoice.due_on,
-            ),
-        )
-        recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(invoice.buyer.email)
-        brand = effective(stored_brand, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email)
-        buyer_name = contact.name if contact else invoice.buyer.name
-        pdfs = [attachment(d, f"{invoice.number}.pdf") for d in invoice.documents if d.kind == "pdf"]
-        rendered = render(INVOICE_ISSUED, {"invoice": invoice, "brand": brand, "buyer_name": buyer_name})
-        first = await _record(
-            session, event, template=INVOICE_ISSUED, account_id=invoice.buyer.account_id, seller_id=invoice.seller.account_id,
-            invoice_id=invoice.invoice_id, recipient=recipient, brand=brand, rendered=rendered, now=now, attachments=pdfs,
-        )
-        for template, extension in DOCUMENT_TEMPLATES.items():
-            for document in [d for d in invoice.documents if d.kind == template][:1]:
-                attached = attachment(document, f"{invoice.number}-{template}.{extension}")
-                context = {"invoice": invoice, "brand": brand, "buyer_name": buyer_name, "filename": attached["filename"]}
-                await _record(
-                    session, event, template=template, account_id=invoice.buyer.account_id, seller_id=invoice.seller.account_id,
-                    invoice_id=invoice.invoice_id, recipient=recipient, brand=brand, rendered=render(template, context), now=now,
-                    attachments=[attached],
-                )
-        return first
+        contact, stored_brand = await repo.remember_invoice_and_look_up(session, _known_invoice(event))
+        deliveries = _invoice_deliveries(event, contact, stored_brand, now=now, default_sender_email=default_sender_email)
+        await _insert(session, deliveries)
+        return deliveries[0]
+
+
+async def record_invoices_issued(session: AsyncSession, events: list[CloudEvent[Any]], *, now: datetime, default_sender_email: str) -> list[Delivery]:
+    """`record_invoice_issued` for a batch of InvoiceIssued (a month close), in three statements
+    whatever its size: remember the invoices, read their contacts and brands, insert the deliveries."""
+    with tracer.start_as_current_span("notify decide", attributes={"notify.template": INVOICE_ISSUED, "notify.events": len(events)}):
+        contacts_by_account, brands_by_tenant = await repo.remember_invoices_and_look_up(session, [_known_invoice(e) for e in events])
+        deliveries = [
+            d
+            for e in events
+            for d in _invoice_deliveries(
+                e, contacts_by_account.get(e.data.buyer.account_id), brands_by_tenant.get(e.tenant), now=now, default_sender_email=default_sender_email
+            )
+        ]
+        await _insert(session, deliveries)
+        return deliveries
 
 
 @dataclass(frozen=True)
