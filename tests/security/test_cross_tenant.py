@@ -6,10 +6,8 @@ in the body and a spoofed X-Tenant-Id, land in the caller's own tenant or nowher
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from billing_events import PeriodClosed, account_id, new_event, subscription_id, to_kafka
+from billing_runtime.testing import eventually
 
 if TYPE_CHECKING:  # the fixtures give them; conftest is not importable as a module
     from tests.security.conftest import Partner, Platform
@@ -155,15 +154,6 @@ async def seed(platform: Platform, p: Partner) -> None:
         assert r.status_code in (200, 201), f"seeding {route}: {r.status_code} {r.text[:300]}"
 
 
-async def until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 90.0) -> T:
-    for _ in range(int(timeout / 0.2)):
-        found = await probe()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def closed_period(p: Partner) -> PeriodClosed:
     """October closed for the partner's customer, as rating would emit it (this test needs an invoice
     per partner, not rating's rules)."""
@@ -211,18 +201,18 @@ async def bill(platform: Platform, p: Partner) -> None:
         items = (await c["invoicing"].get("/v1/invoices", params={"period": PERIOD}, headers=h)).json()["items"]
         return str(items[0]["id"]) if items else None
 
-    billed = {"invoice_id": await until(f"{p.tenant}'s invoice", invoiced)}
+    billed = {"invoice_id": await eventually(invoiced, f"{p.tenant}'s invoice", timeout=90)}
 
     async def known_to_payments() -> bool:
         return (await c["payments"].get(f"/v1/invoices/{billed['invoice_id']}", headers=h)).status_code == 200
 
-    await until("payments to learn the invoice", known_to_payments)
+    await eventually(known_to_payments, "payments to learn the invoice", timeout=90)
 
     async def delivered() -> str | None:
         items = (await c["notify"].get("/v1/deliveries", headers=h)).json()["items"]
         return str(items[0]["delivery_id"]) if items else None
 
-    billed["delivery_id"] = await until(f"a delivery to {p.tenant}'s customer", delivered)
+    billed["delivery_id"] = await eventually(delivered, f"a delivery to {p.tenant}'s customer", timeout=90)
     BILLED[p.tenant] = billed
 
 
