@@ -18,10 +18,12 @@ import asyncio
 import contextlib
 import inspect
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -34,6 +36,7 @@ from billing_runtime.embedded import (
     drop_database,
     ensure_database,
     free_port,
+    port_open,
     postgres_answers,
     start_embedded_postgres,
     with_database,
@@ -71,6 +74,15 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("DATABASE_URL") or DEFAULT_TEST_SERVER
     if asyncio.run(postgres_answers(url)):
         return with_database(url, "postgres")
+    # Something listens there but did not answer in time (a loaded machine, or its connections all
+    # taken for a moment): wait for it rather than start a second server per xdist worker.
+    host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 5432
+    for _ in range(10):
+        if not port_open(host, port):
+            break
+        time.sleep(3)
+        if asyncio.run(postgres_answers(url)):
+            return with_database(url, "postgres")
     if os.environ.get("DATABASE_URL"):
         pytest.fail(f"DATABASE_URL is set but nothing answers at {url}")
     return start_embedded_postgres(Path(tmp_path_factory.mktemp("pg")) / "data")
