@@ -39,9 +39,14 @@ demo: $(STAMP)  ## start everything on embedded servers, bill a month, check it,
 up: $(STAMP)  ## keep the platform running (Ctrl-C stops it)
 	$(BIN)/billing up
 
+# Tests spend most of their time waiting (a consumer's JoinGroup, a relay's poll, a subprocess), so
+# two pytest-xdist workers nearly halve the wall time even on two cores. Each worker has its own
+# database, broker and ports; a module stays on one worker (its module-scoped services start once).
+TEST_WORKERS ?= 2
+
 test: $(STAMP) tools  ## lint, then every test: unit, integration (real PostgreSQL and Tansu), contract, end to end
 	$(BIN)/ruff check libs services cli bench tests
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 bench: $(STAMP)  ## ingest throughput against a bare Kafka producer
 	$(BIN)/python bench/ingest.py

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from billing_events import Money, PeriodClosed, RatedLine, account_id, new_event, to_kafka
 from billing_events.topics import PAYMENTS
 from billing_runtime.migrations import migrations_dir, upgrade
-from billing_runtime.testing import read_events, serve
+from billing_runtime.testing import eventually, read_events, serve
 from invoicing.config import Settings as InvoicingSettings
 from invoicing.invoice.service import invoice_id_for
 from invoicing.main import build as build_invoicing
@@ -81,14 +81,6 @@ async def services(migrated: str, kafka_bootstrap: str, stripe_sandbox: SandboxS
     finally:
         server.should_exit = True
         await task
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("the expected effect did not show")
-        await asyncio.sleep(0.2)
 
 
 async def card_on_file(s: Services, tenant: str, buyer: str) -> tuple[stripe.StripeClient, str]:

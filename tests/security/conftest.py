@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +22,7 @@ from billing_runtime.auth import IssuedKey, Scope, issue
 from billing_runtime.conventions import add_http_tables, install_http_conventions
 from billing_runtime.db import create_engine
 from billing_runtime.migrations import migrations_dir, upgrade
-from billing_runtime.testing import serve
+from billing_runtime.testing import serve_all
 
 SERVICES = {
     "usage-ingest": "usage_ingest", "rating": "rating", "invoicing": "invoicing", "payments": "payments", "dunning": "dunning", "notify": "notify",
@@ -111,8 +110,7 @@ def build_service(migrated: str, kafka_bootstrap: str) -> Callable[..., FastAPI]
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def platform(migrated: str, kafka_bootstrap: str) -> AsyncIterator[Platform]:
     apps = {name: build(package, migrated, kafka_bootstrap) for name, package in SERVICES.items()}
-    async with contextlib.AsyncExitStack() as stack:
-        clients = {name: await stack.enter_async_context(serve(app)) for name, app in apps.items()}
+    async with serve_all(apps) as clients:
         platform = Platform(apps, clients, [], kafka_bootstrap, migrated)
         run = uuid.uuid4().hex[:6]
         for letter in "abc":

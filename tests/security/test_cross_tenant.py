@@ -24,7 +24,7 @@ import re
 import time
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,6 +36,7 @@ from sqlalchemy import text
 
 from billing_events import PeriodClosed, account_id, new_event, subscription_id, to_kafka
 from billing_runtime.db import create_engine
+from billing_runtime.testing import eventually
 from notify.webhook.service import WEBHOOK_EVENT_TYPES
 
 if TYPE_CHECKING:  # the fixtures give them; conftest is not importable as a module
@@ -130,15 +131,6 @@ def prefix(p: Partner) -> str:
     return "".join(ch for ch in p.tenant.upper() if ch.isalnum())[-10:]
 
 
-async def until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 90.0) -> T:
-    for _ in range(int(timeout / 0.2)):
-        found = await probe()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def closed_period(p: Partner, account: str, start: str, end: str, tier: str) -> PeriodClosed:
     """A month closed for the victim's customer, as rating would emit it (the matrix needs an
     invoice per victim, not rating's rules)."""
@@ -214,7 +206,7 @@ async def build_world(platform: Platform, p: Partner) -> World:
     async def subscribed() -> bool:
         return (await c["rating"].get(f"/v1/subscriptions/{w.ids['subscription_id']}", headers=h)).status_code == 200
 
-    await until(f"{t}'s subscription in rating", subscribed)
+    await eventually(subscribed, f"{t}'s subscription in rating", timeout=90)
 
     # October invoiced retail; September through the wholesale tier (its comparison report).
     await publish(platform, p, closed_period(p, acct, "2026-10-01", "2026-10-31", "retail"), closed_period(p, acct, "2026-09-01", "2026-09-30", "wholesale"))
@@ -223,7 +215,7 @@ async def build_world(platform: Platform, p: Partner) -> World:
         items: list[dict[str, Any]] = (await c["invoicing"].get("/v1/invoices", headers=h)).json()["items"]
         return items if len(items) >= 2 else None
 
-    invoices = {i["period_start"][:7]: i for i in await until(f"{t}'s invoices", invoiced)}
+    invoices = {i["period_start"][:7]: i for i in await eventually(invoiced, f"{t}'s invoices", timeout=90)}
     w.ids["invoice_id"] = invoices["2026-10"]["id"]
     detail = await ok("invoicing", "GET", f"/v1/invoices/{w.ids['invoice_id']}")
     w.invoice_number = detail["number"]
@@ -233,12 +225,12 @@ async def build_world(platform: Platform, p: Partner) -> World:
         items = (await c["invoicing"].get("/v1/comparison-reports", headers=h)).json()["items"]
         return str(items[0]["id"]) if items else None
 
-    w.ids["report_id"] = await until(f"{t}'s comparison report", reported)
+    w.ids["report_id"] = await eventually(reported, f"{t}'s comparison report", timeout=90)
 
     async def known_to_payments() -> bool:
         return (await c["payments"].get(f"/v1/invoices/{w.ids['invoice_id']}", headers=h)).status_code == 200
 
-    await until("payments to learn the invoice", known_to_payments)
+    await eventually(known_to_payments, "payments to learn the invoice", timeout=90)
     note = await ok("invoicing", "POST", f"/v1/invoices/{w.ids['invoice_id']}/credit-notes", {"amount": "100.00", "reason": f"{m} goodwill"})
     w.ids["credit_note_id"] = note["id"]
     w.data.add(note["number"])
@@ -249,7 +241,7 @@ async def build_world(platform: Platform, p: Partner) -> World:
         items = (await c["notify"].get("/v1/deliveries", headers=h)).json()["items"]
         return str(items[0]["delivery_id"]) if items else None
 
-    w.ids["delivery_id"] = await until(f"a delivery to {t}'s customer", delivered)
+    w.ids["delivery_id"] = await eventually(delivered, f"a delivery to {t}'s customer", timeout=90)
 
     w.data |= {m, f"{t}.example", "IE29AIBK93115212345678", "DE89370400440532013000", "4320.87"}
     w.data |= {w.ids[k] for k in ("account_id", "invoice_id", "credit_note_id", "report_id", "payment_id", "bill_run_id", "delivery_id", "endpoint_id")}

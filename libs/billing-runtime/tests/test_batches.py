@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from billing_runtime.db import schema_metadata
 from billing_runtime.errors import BillingError
 from billing_runtime.inbox import RejectedEvents
 from billing_runtime.service import ServiceRuntime, _cancel, runtime_tables
+from billing_runtime.testing import eventually
 
 
 def customer(tenant: str, name: str = "Contoso", revision: int = 1, external_id: str = "c1") -> CustomerUpserted:
@@ -108,14 +108,6 @@ class Toy:
         await self.runtime.wait_consuming()
 
 
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
-    await p.start()
-    yield p
-    await p.stop()
-
-
 async def toy_of(database_url: str, kafka_bootstrap: str, *, batch: bool) -> Toy:
     toy = Toy(database_url, kafka_bootstrap, batch=batch)
     await toy.create()
@@ -130,14 +122,6 @@ async def send_all(producer: AIOKafkaProducer, events: list[CloudEvent[Any]]) ->
         m = to_kafka(event)
         futures.append(await producer.send(m.topic, value=m.value, key=m.key, headers=m.headers))
     await asyncio.gather(*futures)
-
-
-async def until(probe: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await probe():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not reached")
-        await asyncio.sleep(0.1)
 
 
 async def dead_letters(bootstrap: str, ids: set[str]) -> dict[str, dict[str, str]]:
@@ -183,7 +167,7 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_alone_while_the_rest_a
         sizes = metric("billing_consumer_batch_size_count", service=toy.name, topic=CUSTOMERS.name)
         await toy.restart()
 
-        await until(lambda: _is(toy.applied(tenant), len(events) - len(poison)), "the good events applied")
+        await eventually(lambda: _is(toy.applied(tenant), len(events) - len(poison)), "the good events applied")
         dead = await dead_letters(kafka_bootstrap, poison)
         assert set(dead) == poison
         assert "cannot apply" in dead[events[4].id]["dlq_error"] and "dlq_code" not in dead[events[4].id]
@@ -221,7 +205,7 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resume
         sent = [new_event(customer(t), source="test", tenant=t) for t in first]
         await send_all(producer, sent)
         for tenant in first:
-            await until(lambda tenant=tenant: _is(toy.applied(tenant), 1), "the first events applied")
+            await eventually(lambda tenant=tenant: _is(toy.applied(tenant), 1), "the first events applied")
         duplicates = metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type)
         [task] = [t for t in toy.runtime._tasks if t.get_name().endswith("-consumer")]
         await _cancel(task)  # killed, with no offset committed for anything it applied
@@ -231,11 +215,14 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resume
         await send_all(producer, sent[len(first) :])
         await toy.restart()
         for tenant in first + later:
-            await until(lambda tenant=tenant: _is(toy.applied(tenant), 1), "every event applied")
-        await asyncio.sleep(0.5)
+            await eventually(lambda tenant=tenant: _is(toy.applied(tenant), 1), "every event applied")
+        # The restarted consumer read the first events again and skipped each through the inbox:
+        # once it has, nothing is left unread that could apply one twice.
+        await eventually(
+            lambda: (metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type) - duplicates >= len(first)),
+            "the first events read again and skipped",
+        )
         assert [await toy.applied(t) for t in first + later] == [1] * len(first + later)
-        # The restarted consumer read the first events again and skipped each through the inbox.
-        assert metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type) - duplicates >= len(first)
         inbox = await toy.inbox()  # (an earlier test's events may reach this group too)
         assert all(inbox[e.id][0] == "applied" for e in sent)
     finally:
@@ -259,7 +246,7 @@ async def test_vacuum_removes_the_sent_rows_purged_while_a_relay_runs(database_u
             async with toy.runtime.sessions() as session:
                 return not await session.scalar(select(func.count()).select_from(t).where(t.c.sent_at.is_(None)))
 
-        await until(all_sent, "the relay sent every row")
+        await eventually(all_sent, "the relay sent every row")
         async with toy.runtime.transaction() as session:
             # Sent before the retention window (0 days here) began, as if days ago.
             await session.execute(update(t).values(sent_at=func.now() - timedelta(seconds=1), created_at=func.now() - timedelta(seconds=1)))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
+from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, String, Table, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -20,7 +21,7 @@ from billing_runtime.config import CommonSettings
 from billing_runtime.db import schema_metadata
 from billing_runtime.outbox import republish
 from billing_runtime.service import ServiceRuntime, runtime_tables
-from billing_runtime.testing import read_events
+from billing_runtime.testing import eventually, read_events
 
 
 def customer(tenant: str, name: str = "Contoso", revision: int = 1) -> CustomerUpserted:
@@ -64,6 +65,23 @@ class Toy:
         async with self.runtime.sessions() as session:
             return int(await session.scalar(select(self.tally.c.applied).where(self.tally.c.tenant == tenant)) or 0)
 
+    async def inbox(self, event_ids: list[str]) -> dict[str, str]:
+        """The inbox status of each of these events that the consumer has recorded."""
+        t = self.runtime.inbox_table
+        async with self.runtime.sessions() as session:
+            return {r.event_id: r.status for r in (await session.execute(select(t.c.event_id, t.c.status).where(t.c.event_id.in_(event_ids)))).all()}
+
+    async def outbox_rows(self, event_ids: list[str]) -> list[tuple[str, bool]]:
+        """(event id, sent) of each outbox row of these events, in the order written."""
+        t = self.runtime.outbox_table
+        async with self.runtime.sessions() as session:
+            rows = (await session.execute(select(t.c.event_id, t.c.sent_at).where(t.c.event_id.in_(event_ids)).order_by(t.c.id))).all()
+        return [(r.event_id, r.sent_at is not None) for r in rows]
+
+    def duplicates(self) -> float:
+        """Events this toy's consumer read again and skipped (already in its inbox)."""
+        return REGISTRY.get_sample_value("billing_events_duplicate_total", {"service": self.runtime.name, "type": CustomerUpserted.event_type}) or 0.0
+
 
 @pytest.fixture
 async def toy(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Toy]:
@@ -75,25 +93,9 @@ async def toy(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Toy]:
     await toy.runtime.stop()
 
 
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
-    await p.start()
-    yield p
-    await p.stop()
-
-
 async def send(producer: AIOKafkaProducer, event: CloudEvent[Any]) -> None:
     m = to_kafka(event)
     await producer.send_and_wait(m.topic, value=m.value, key=m.key, headers=m.headers)
-
-
-async def until(probe: Any, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await probe():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.1)
 
 
 async def test_an_event_delivered_twice_is_applied_once(toy: Toy, producer: AIOKafkaProducer) -> None:
@@ -103,12 +105,14 @@ async def test_an_event_delivered_twice_is_applied_once(toy: Toy, producer: AIOK
     await send(producer, event)
     marker = new_event(customer(tenant, revision=2), source="test", tenant=tenant)
     await send(producer, marker)
-    await until(lambda: _equals(toy.applied(tenant), 2))
-    await asyncio.sleep(0.5)
+    await eventually(lambda: _equals(toy.applied(tenant), 2))
+    # The marker rides the same partition (one account), after both copies: once it is applied,
+    # the second copy has been read and skipped, so no wait can change the count.
     assert await toy.applied(tenant) == 2  # the first event once, the marker once
+    assert await toy.inbox([event.id, marker.id]) == {event.id: "applied", marker.id: "applied"}
 
 
-async def _equals(coro: Any, value: int) -> bool:
+async def _equals(coro: Any, value: Any) -> bool:
     return bool(await coro == value)
 
 
@@ -123,7 +127,7 @@ async def test_poison_events_are_dead_lettered_and_do_not_block(toy: Toy, produc
     after = new_event(customer(tenant, revision=3), source="test", tenant=tenant)
     await send(producer, after)
 
-    await until(lambda: _equals(toy.applied(tenant), 1))
+    await eventually(lambda: _equals(toy.applied(tenant), 1))
     dead = await read_events(kafka_bootstrap, DEAD_LETTER.name, until=lambda seen: len(seen) >= 1, match=lambda e: e.tenant == tenant and e.id == failing.id)
     assert dead[0].data.name == "Always fails"
     async with toy.runtime.sessions() as session:
@@ -145,17 +149,22 @@ async def test_outbox_publishes_committed_events_only_and_republishes_a_range(to
             raise RuntimeError("the state change failed")
 
     seen = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 1, match=lambda e: e.tenant == tenant)
-    await asyncio.sleep(0.5)
+    # The relay publishes outbox rows only: the rolled-back event left none, and the kept one is
+    # marked sent, so neither is left to publish.
+    await eventually(lambda: _equals(toy.outbox_rows([kept.id, lost.id]), [(kept.id, True)]), "the kept event alone in the outbox, sent")
     seen = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 1, match=lambda e: e.tenant == tenant)
     assert [e.id for e in seen] == [kept.id]
 
+    await eventually(lambda: _equals(toy.applied(tenant), 1))
+    duplicates = toy.duplicates()
     count = await republish(toy.runtime.engine, toy.runtime.outbox_table, datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1))
     assert count == 1
     again = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 2, match=lambda e: e.tenant == tenant)
     assert [e.id for e in again] == [kept.id, kept.id]
-    await until(lambda: _equals(toy.applied(tenant), 1))
-    await asyncio.sleep(0.5)
+    # The consumer read the republished copy and skipped it through the inbox.
+    await eventually(lambda: (toy.duplicates() == duplicates + 1), "the republished copy read and skipped")
     assert await toy.applied(tenant) == 1  # the consumer applied the republished event once
+    assert await toy.inbox([kept.id]) == {kept.id: "applied"}
 
 
 async def test_trace_context_rides_in_the_event_headers(toy: Toy, kafka_bootstrap: str) -> None:
@@ -192,13 +201,13 @@ async def test_a_restarted_consumer_applies_what_was_published_while_it_was_down
     await restarted.start()
     await restarted.wait_consuming()
     for tenant in tenants:
-        await until(lambda tenant=tenant: _equals(toy.applied(tenant), 1))
+        await eventually(lambda tenant=tenant: _equals(toy.applied(tenant), 1))
 
 
 async def test_a_stopping_consumer_finishes_and_leaves_without_being_cancelled(toy: Toy, producer: AIOKafkaProducer) -> None:
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     await send(producer, new_event(customer(tenant), source="test", tenant=tenant))
-    await until(lambda: _equals(toy.applied(tenant), 1))
+    await eventually(lambda: _equals(toy.applied(tenant), 1))
     consumer = toy.runtime.consumer
     assert consumer is not None
     [task] = [t for t in toy.runtime._tasks if t.get_name().endswith("-consumer")]

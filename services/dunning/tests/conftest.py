@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,8 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from billing_runtime.migrations import migrations_dir, upgrade
-from billing_runtime.testing import serve
+from billing_runtime.testing import migrate, serve
 from dunning.config import Settings
 from dunning.main import build
 
@@ -24,8 +22,7 @@ TODAY = datetime(2026, 12, 15, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="session")
 def migrated(database_url: str) -> str:
-    upgrade(migrations_dir("dunning"), database_url)
-    return database_url
+    return migrate(database_url, "dunning")
 
 
 @pytest.fixture
@@ -37,8 +34,3 @@ def settings(migrated: str, kafka_bootstrap: str) -> Settings:
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(build(settings)) as c:
         yield c
-
-
-@pytest.fixture
-def tenant() -> str:
-    return f"partner-{uuid.uuid4().hex[:8]}"

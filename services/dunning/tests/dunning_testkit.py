@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -29,6 +28,7 @@ from billing_events import (
     new_event,
     to_kafka,
 )
+from billing_runtime.testing import eventually
 
 DUE = date(2026, 12, 5)
 
@@ -116,16 +116,6 @@ async def publish(bootstrap: str, *events: CloudEvent[Any], raw_value: bytes | N
         await producer.stop()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 90.0) -> None:
-    # Generous: a consumer that rejoins the group right after the previous test's consumer left
-    # can wait ~18 s on Tansu before it is assigned partitions, longer on a loaded machine.
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("the expected effect did not show")
-        await asyncio.sleep(0.1)
-
-
 async def case_when(client: httpx.AsyncClient, tenant: str, invoice_id: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Poll the case list until the invoice's case satisfies `ready`; return it."""
     found: dict[str, Any] = {}
@@ -144,8 +134,6 @@ async def case_when(client: httpx.AsyncClient, tenant: str, invoice_id: str, rea
 
 def case_events(seen: list[CloudEvent[Any]], kind: type[EventData], invoice_id: str) -> list[CloudEvent[Any]]:
     return [e for e in seen if isinstance(e.data, kind) and getattr(e.data, "invoice_id", None) == invoice_id]
-
-
 
 
 def payment_failed(tenant: str, invoice_id: str, payment_id: str, amount: str, failed_on: date, customer: str = "c-1") -> CloudEvent[Any]:

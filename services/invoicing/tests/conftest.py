@@ -8,9 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from billing_runtime.migrations import migrations_dir, upgrade
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.testing import serve
+from billing_runtime.testing import migrate, serve
 from invoicing.config import Settings
 from invoicing.db import metadata
 from invoicing.main import build
@@ -24,8 +23,7 @@ from invoicing_testkit import INVOICE_DATE  # noqa: E402
 
 @pytest.fixture(scope="session")
 def migrated(database_url: str) -> str:
-    upgrade(migrations_dir("invoicing"), database_url)
-    return database_url
+    return migrate(database_url, "invoicing")
 
 
 @pytest.fixture

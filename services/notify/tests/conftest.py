@@ -15,17 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_events import CloudEvent, DocumentLink, InvoiceIssued, InvoiceLine, Money, Party, TaxBreakdown, to_kafka
+from billing_events import DocumentLink, InvoiceIssued, InvoiceLine, Money, Party, TaxBreakdown
 from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
-from billing_runtime.migrations import migrations_dir, upgrade
-from billing_runtime.testing import serve
+from billing_runtime.testing import eventually, migrate, serve
 from notify.config import Settings
 from notify.main import build
 
@@ -75,8 +73,7 @@ def smtp_server(port: int) -> Iterator[Mailbox]:
 
 @pytest.fixture(scope="session")
 def migrated(database_url: str) -> str:
-    upgrade(migrations_dir("notify"), database_url)
-    return database_url
+    return migrate(database_url, "notify")
 
 
 @pytest.fixture
@@ -118,36 +115,43 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
-    await p.start()
-    yield p
-    await p.stop()
-
-
-@pytest.fixture
 async def db(migrated: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(migrated, pool_size=2)
     yield engine
     await engine.dispose()
 
 
-@pytest.fixture
-def tenant() -> str:
-    return f"partner-{uuid.uuid4().hex[:8]}"
-
-
-Publish = Callable[[CloudEvent[Any]], Awaitable[None]]
 WaitApplied = Callable[[str], Awaitable[str]]
 
 
-@pytest.fixture
-def publish(producer: AIOKafkaProducer) -> Publish:
-    async def send(event: CloudEvent[Any]) -> None:
-        message = to_kafka(event)
-        await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
+def in_flight(channel: str) -> float:
+    """Deliveries of `channel` ("email", "webhook") the running sender has claimed and not yet settled."""
+    from prometheus_client import REGISTRY
 
-    return send
+    return REGISTRY.get_sample_value("billing_deliveries_in_flight", {"channel": channel}) or 0.0
+
+
+NothingLeft = Callable[[str, str, str], Awaitable[None]]
+
+
+@pytest.fixture
+def nothing_left_to_send(db: AsyncEngine) -> NothingLeft:
+    """`await nothing_left_to_send(table, tenant, channel)`: until every delivery row of the tenant
+    in `notify.<table>` is settled (none pending or sending, the only states a sender claims) and
+    the sender holds none in hand. From then on no copy can go out that has not already, so a
+    count of what was received is final without waiting for a wrong one."""
+
+    async def wait(table: str, tenant: str, channel: str) -> None:
+        async def settled() -> bool:
+            async with db.connect() as conn:
+                due = await conn.scalar(
+                    text(f"SELECT count(*) FROM notify.{table} WHERE tenant = :t AND status IN ('pending', 'sending')"), {"t": tenant}
+                )
+            return due == 0 and in_flight(channel) == 0
+
+        await eventually(settled, f"{tenant}'s {channel} deliveries settled")
+
+    return wait
 
 
 @pytest.fixture

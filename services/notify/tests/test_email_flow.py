@@ -110,6 +110,7 @@ async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(
 
 async def test_same_invoice_event_twice_sends_one_email(
     client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, make_invoice: Callable[..., InvoiceIssued],
+    nothing_left_to_send: Any,
 ) -> None:
     buyer = account_id(tenant, "c-1")
     recipient = f"ap-{tenant}@example.com"
@@ -121,7 +122,7 @@ async def test_same_invoice_event_twice_sends_one_email(
     later = issued(tenant, make_invoice(buyer_account_id=buyer, buyer_email=recipient, number="NW-2"))
     await publish(later)
     mails = await mailbox.wait_for(recipient, count=2)
-    await asyncio.sleep(1.0)  # room for a wrongly queued third copy to go out
+    await nothing_left_to_send("delivery", tenant, "email")  # no wrongly queued third copy is still to go out
     assert sorted(m["Subject"] for m in mailbox.to(recipient)) == [
         "Invoice NW-1 from Northwind IT Ltd", "Invoice NW-2 from Northwind IT Ltd",
     ]
@@ -163,7 +164,7 @@ async def test_latest_contact_revision_wins(
 
 async def test_smtp_down_at_first_is_retried_and_sent_once_up(
     client: httpx.AsyncClient, tenant: str, smtp_port: int, start_smtp: Any, publish: Publish,
-    make_invoice: Callable[..., InvoiceIssued],
+    make_invoice: Callable[..., InvoiceIssued], nothing_left_to_send: Any,
 ) -> None:
     recipient = f"ap-{tenant}@example.com"
     await publish(issued(tenant, make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient)))
@@ -173,7 +174,7 @@ async def test_smtp_down_at_first_is_retried_and_sent_once_up(
     with start_smtp(smtp_port) as mailbox:
         [mail] = await mailbox.wait_for(recipient)
         [row] = await wait_delivery(client, tenant, lambda items: items[0]["status"] == "sent")
-        await asyncio.sleep(1.0)
+        await nothing_left_to_send("delivery", tenant, "email")  # no earlier attempt still under way
         assert len(mailbox.to(recipient)) == 1
     assert mail["Subject"] == "Invoice NW-2026-000001 from Northwind IT Ltd"
     assert row["attempts"] >= 3 and row["last_error"] is None

@@ -78,7 +78,7 @@ def pdf(i: int) -> bytes:
 
 async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_kept_connections(
     settings: Settings, tenant: str, smtp_port: int, publish: Any, document_server: Any, kafka_bootstrap: str,
-    make_invoice: Callable[..., InvoiceIssued],
+    make_invoice: Callable[..., InvoiceIssued], nothing_left_to_send: Any,
 ) -> None:
     burst = 30
     pool = settings.model_copy(update={"sender_concurrency": 4, "sender_batch_size": 5, "documents_concurrency": 2})
@@ -95,7 +95,7 @@ async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_ke
             for event in events:
                 await publish(event)
             received = await box.wait_for(f"@{tenant}.example", burst)
-            await asyncio.sleep(1.0)  # room for a wrongly repeated copy to arrive
+            await nothing_left_to_send("delivery", tenant, "email")  # no wrongly repeated copy is still to go out
             rows = (await client.get("/v1/deliveries", headers={"X-Tenant-Id": tenant}, params={"limit": 100})).json()["items"]
             metrics = (await client.get("/metrics/")).text
 

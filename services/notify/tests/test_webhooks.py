@@ -63,6 +63,7 @@ async def test_endpoints_are_created_once_listed_without_secret_and_deleted(clie
 
 async def test_a_signed_delivery_is_retried_under_one_id_until_accepted(
     client: httpx.AsyncClient, tenant: str, receiver: Any, publish: Any, applied: Any, make_invoice: Callable[..., InvoiceIssued],
+    nothing_left_to_send: Any,
 ) -> None:
     receiver.fail_first = 2
     endpoint = await create(client, tenant, receiver.url, ["billing.invoice.issued.v1"])
@@ -94,7 +95,7 @@ async def test_a_signed_delivery_is_retried_under_one_id_until_accepted(
         await asyncio.sleep(0.1)
     [row] = deliveries
     assert (row["delivery_id"], row["status"], row["attempts"], row["last_status_code"]) == (expected_id, "sent", 3, 200)
-    await asyncio.sleep(1.0)  # room for a wrong fourth request
+    await nothing_left_to_send("webhook_delivery", tenant, "webhook")  # no wrong fourth request is still to go out
     assert len(receiver.received()) == 3
 
 

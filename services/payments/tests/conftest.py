@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +10,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 
-from billing_runtime.migrations import migrations_dir, upgrade
-from billing_runtime.testing import serve
+from billing_runtime.testing import migrate, serve
 from payments.config import Settings
 from payments.main import build
 from provider_sandboxes import GoCardlessSandbox, SandboxServer, StripeSandbox, running
@@ -21,8 +19,7 @@ from provider_sandboxes.common import free_port
 
 @pytest.fixture(scope="session")
 def migrated(database_url: str) -> str:
-    upgrade(migrations_dir("payments"), database_url)
-    return database_url
+    return migrate(database_url, "payments")
 
 
 @pytest.fixture
@@ -34,11 +31,6 @@ def settings(migrated: str, kafka_bootstrap: str) -> Settings:
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(build(settings)) as c:
         yield c
-
-
-@pytest.fixture
-def tenant() -> str:
-    return f"partner-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -27,7 +26,7 @@ from billing_events import (
     to_kafka,
 )
 from billing_events.topics import DEAD_LETTER, PAYMENTS
-from billing_runtime.testing import read_events
+from billing_runtime.testing import eventually, read_events
 
 
 def headers(tenant: str) -> dict[str, str]:
@@ -80,16 +79,6 @@ async def publish(bootstrap: str, *events: CloudEvent[Any], raw_value: bytes | N
             await producer.send_and_wait(message.topic, value=value, key=message.key, headers=message.headers)
     finally:
         await producer.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 40.0) -> None:
-    # 40 s, not 20: a consumer that rejoins the group right after the previous test's consumer
-    # left can wait ~18 s on Tansu before it is assigned partitions.
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("the expected effect did not show")
-        await asyncio.sleep(0.1)
 
 
 async def known_invoice(client: httpx.AsyncClient, tenant: str, invoice_id: str) -> None:

@@ -63,7 +63,7 @@ async def settled(live: Live, tenant: str, invoice_id: str, want: list[str]) -> 
 
     try:
         await eventually(done, timeout=60)
-    except TimeoutError as exc:
+    except AssertionError as exc:
         raise AssertionError(f"attempts {seen}, expected {want}") from exc
     return await attempts(live, tenant, invoice_id)
 

@@ -6,11 +6,9 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from billing_runtime.migrations import migrations_dir, upgrade
-from billing_runtime.testing import serve
+from billing_runtime.testing import migrate, serve
 from rating.config import Settings
 from rating.main import build
 
@@ -20,10 +18,8 @@ TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="session")
 def migrated(database_url: str) -> str:
-    upgrade(migrations_dir("rating"), database_url)
     # The worked examples are posted through usage-ingest, as partners do.
-    upgrade(migrations_dir("usage_ingest"), database_url)
-    return database_url
+    return migrate(database_url, "rating", "usage_ingest")
 
 
 @pytest.fixture
@@ -61,16 +57,3 @@ def app(settings: Settings) -> FastAPI:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(app) as c:
         yield c
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
-    await p.start()
-    yield p
-    await p.stop()
-
-
-@pytest.fixture
-def tenant() -> str:
-    return f"partner-{uuid.uuid4().hex[:8]}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -32,7 +31,7 @@ from billing_events import (
     to_kafka,
 )
 from billing_events.topics import DEAD_LETTER, PERIODS, USAGE
-from billing_runtime.testing import read_events
+from billing_runtime.testing import all_events, eventually, outbox_drained, read_events
 
 T = TypeVar("T")
 ORDERED_AT = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
@@ -47,32 +46,6 @@ async def publish(producer: AIOKafkaProducer, tenant: str, data: EventData, even
     message = to_kafka(event)
     await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
     return event
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20.0) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
-async def all_events(bootstrap: str, topic: str, tenant: str, seconds: float = 3.0) -> list[CloudEvent[Any]]:
-    """Everything of `tenant` on `topic`, reading for `seconds` (to catch a late duplicate)."""
-    box: list[list[CloudEvent[Any]]] = [[]]
-
-    def keep(seen: list[CloudEvent[Any]]) -> bool:
-        box[0] = seen
-        return False
-
-    try:
-        await read_events(bootstrap, topic, until=keep, match=lambda e: e.tenant == tenant, timeout=seconds)
-    except TimeoutError:
-        pass
-    return box[0]
 
 
 def customer(tenant: str, ext: str, currency: str = "USD", revision: int = 1, name: str = "Contoso Dental") -> CustomerUpserted:
@@ -215,8 +188,10 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
     c2 = by_buyer[account_id(tenant, "c-2")].data
     assert [(line.product_code, line.amount.amount) for line in c2.lines] == [("EML-HST", Decimal("20.25"))]
 
-    # A bill run twice: still exactly one PeriodClosed per buyer on the topic.
-    everything = await all_events(kafka_bootstrap, PERIODS.name, tenant)
+    # A bill run twice: still exactly one PeriodClosed per buyer on the topic (once rating's outbox
+    # is drained, everything it will publish of these runs is there).
+    await eventually(lambda: outbox_drained(app.state.runtime), "rating's outbox drained")
+    everything = await all_events(kafka_bootstrap, PERIODS.name, match=lambda e: e.tenant == tenant)
     assert sorted(e.data.buyer_account_id for e in everything) == sorted(by_buyer)
     assert len({e.id for e in everything}) == 2
 
@@ -252,7 +227,7 @@ async def test_only_an_ended_period_can_be_closed(client: httpx.AsyncClient, ten
 
 
 async def test_concurrent_bill_runs_emit_once(
-    client: httpx.AsyncClient, producer: AIOKafkaProducer, tenant: str, kafka_bootstrap: str
+    app: FastAPI, client: httpx.AsyncClient, producer: AIOKafkaProducer, tenant: str, kafka_bootstrap: str
 ) -> None:
     await put_products(client, tenant)
     await publish(producer, tenant, customer(tenant, "c-1"))
@@ -264,7 +239,8 @@ async def test_concurrent_bill_runs_emit_once(
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 201]
     assert len({r.json()["bill_run_id"] for r in responses}) == 1
     assert all(r.json()["lines"] == 1 for r in responses)
-    everything = await all_events(kafka_bootstrap, PERIODS.name, tenant)
+    await eventually(lambda: outbox_drained(app.state.runtime), "rating's outbox drained")
+    everything = await all_events(kafka_bootstrap, PERIODS.name, match=lambda e: e.tenant == tenant)
     assert len(everything) == 1
     assert everything[0].data.lines[0].amount.amount == Decimal("13.50")
 

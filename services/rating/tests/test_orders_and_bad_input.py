@@ -4,9 +4,7 @@ record for a product without credits is dead-lettered while the rest keep flowin
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -15,23 +13,13 @@ from aiokafka import AIOKafkaConsumer
 
 from billing_events import account_id, subscription_id
 from billing_events.topics import DEAD_LETTER
+from billing_runtime.testing import eventually
 
 T = TypeVar("T")
 
 
 def h(tenant: str) -> dict[str, str]:
     return {"X-Tenant-Id": tenant}
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 60.0) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.25)
 
 
 async def setup(client: httpx.AsyncClient, ingest: httpx.AsyncClient, partner: str, **policy: Any) -> None:

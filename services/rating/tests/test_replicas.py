@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from billing_events import UsageRecorded, account_id, new_event, to_kafka
 from billing_events.topics import USAGE
-from billing_runtime.testing import serve
+from billing_runtime.testing import eventually, serve
 from rating.config import Settings
 from rating.main import build
 
@@ -69,7 +69,8 @@ async def test_two_replicas_share_the_partitions_and_apply_every_usage_event_onc
                 break
             assert asyncio.get_running_loop().time() < deadline, f"only {stored} of {len(events)} usage records applied"
             await asyncio.sleep(0.2)
-        await asyncio.sleep(0.5)
+        # (the counter moves just after each batch's commit)
+        await eventually(lambda: applied_usage() - before >= len(events), "every usage event counted as applied")
         # Once: the replicas applied 400 between them (a replay would count as a duplicate, not here).
         assert applied_usage() - before == len(events)
         async with runtime.sessions() as session:

@@ -4,7 +4,6 @@ back from rating's charges API and from the PeriodClosed events of its bill runs
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -17,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from billing_events import CloudEvent, account_id, subscription_id
 from billing_events.topics import PERIODS
-from billing_runtime.testing import read_events
+from billing_runtime.testing import eventually, read_events
 from rating.billrun.scheduler import run_due
 
 T = TypeVar("T")
@@ -26,18 +25,6 @@ CENT = Decimal("0.01")
 
 def h(tenant: str) -> dict[str, str]:
     return {"X-Tenant-Id": tenant}
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 60.0) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: Any = None
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.25)
 
 
 async def ok(response: Awaitable[httpx.Response]) -> dict[str, Any]:
