@@ -16,8 +16,9 @@ from billing_runtime.config import CommonSettings
 from billing_runtime.db import schema_metadata
 from billing_runtime.lag import LagMeter
 from billing_runtime.service import ServiceRuntime, runtime_tables
+from billing_runtime.testing import eventually
 
-from .test_outbox_inbox import Toy, customer, until
+from .test_outbox_inbox import Toy, customer
 
 
 class Producer:
@@ -59,7 +60,7 @@ async def test_lag_is_what_the_outbox_published_and_the_inbox_has_not_applied(so
         async with source.runtime.engine.connect() as conn:
             return await conn.scalar(text(f'SELECT count(*) FROM "{source.schema}".outbox WHERE sent_at IS NOT NULL')) == 40
 
-    await until(published)
+    await eventually(published, "the published count")
     meter = LagMeter(toy.runtime.name, toy.runtime.inbox_table, toy.runtime.routes, producers=[source.schema])
     other_types = LagMeter(toy.runtime.name, toy.runtime.inbox_table, ["billing.invoicing.invoice_issued.v1"], producers=[source.schema])
     async with toy.runtime.engine.connect() as conn:
@@ -72,7 +73,7 @@ async def test_lag_is_what_the_outbox_published_and_the_inbox_has_not_applied(so
         async def applied() -> bool:
             return all([await toy.applied(t) == 1 for t in tenants])
 
-        await until(applied, timeout=60)
+        await eventually(applied, "the applied count", timeout=60)
         found = await meter.export(toy.runtime.engine, [CUSTOMERS.name, "billing.payments"])
         assert [(r.topic, r.lag) for r in found] == [(CUSTOMERS.name, 0)]
         assert REGISTRY.get_sample_value("billing_consumer_lag", {"service": toy.runtime.name, "topic": CUSTOMERS.name}) == 0
@@ -81,7 +82,7 @@ async def test_lag_is_what_the_outbox_published_and_the_inbox_has_not_applied(so
         async with source.runtime.transaction() as session:
             late = f"t-{uuid.uuid4().hex[:8]}"
             await source.runtime.outbox.add(session, new_event(customer(late), source="src", tenant=late))
-        await until(lambda: _applied_once(toy, late), timeout=60)
+        await eventually(lambda: _applied_once(toy, late), "the late event applied once", timeout=60)
         async with toy.runtime.engine.connect() as conn:
             (after,) = await meter.measure(conn)
         assert after.lag == 0
