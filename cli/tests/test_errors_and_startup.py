@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from billing_cli.errors import STARTUP, UNREACHABLE
+from billing_cli.errors import PROBLEM, STARTUP, UNREACHABLE
 from billing_cli.main import main
 from billing_cli.platform import SANDBOXES, SERVICES, listens_on
 from billing_events import CloudEvent, CustomerUpserted, account_id, new_event, to_kafka
 from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
 from billing_runtime.migrations import migrations_dir, upgrade
+from billing_runtime.testing import migrate
 
 
 def billing(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -96,6 +97,7 @@ def test_ready_counts_only_the_process_that_holds_the_port(listening: int) -> No
 
 
 def test_broker_down_is_two_lines_and_exit_3(capsys: pytest.CaptureFixture[str], database_url: str) -> None:
+    migrate(database_url, *(spec.package for spec in SERVICES))  # the lag is counted there first; the broker is what is down
     nowhere = f"127.0.0.1:{free_port()}"
     code, _, err = billing(capsys, "lag", "--broker", "--database-url", database_url, "--bootstrap", nowhere)
     assert code == UNREACHABLE, err
@@ -173,3 +175,27 @@ def execute(database_url: str, statement: Any, rows: list[dict[str, Any]]) -> No
             await engine.dispose()
 
     asyncio.run(run())
+
+
+def test_lag_on_a_database_without_the_platform_says_migrate(capsys: pytest.CaptureFixture[str], database_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    name = f"cli_empty_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        empty = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+        code, _, err = billing(capsys, "lag", "--database-url", empty)
+        assert code == PROBLEM, err
+        assert "lacks the platform's tables" in err and "billing migrate" in err
+        short_and_clean(err)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE "{name}"'))

@@ -4,7 +4,9 @@ one the service reads, every file it mounts exists."""
 
 from __future__ import annotations
 
+import base64
 import importlib
+import os
 import re
 import shutil
 import subprocess
@@ -116,9 +118,15 @@ def test_docker_compose_config_accepts_the_file() -> None:
     tools = compose_tools()
     if not tools:
         pytest.fail("neither `docker compose` nor `docker-compose` is installed: `make tools` installs Debian's docker-compose")
+    # The services seal secrets with keys the operator gives (deploy/README): without them compose
+    # refuses to start anything and says which variable to set.
+    keys = {**os.environ, "SECRETS_KEYS": '{"k1": "' + base64.b64encode(bytes(32)).decode() + '"}'}
+    unset = {k: v for k, v in os.environ.items() if k != "SECRETS_KEYS"}
     for tool in tools:
-        result = subprocess.run([*tool, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, cwd=ROOT)
+        result = subprocess.run([*tool, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, cwd=ROOT, env=keys)
         assert result.returncode == 0, (tool, result.stderr)
+        refused = subprocess.run([*tool, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, cwd=ROOT, env=unset)
+        assert refused.returncode != 0 and "SECRETS_KEYS" in refused.stderr, (tool, refused.stderr)
 
 
 def test_traces_go_to_jaeger_and_grafana_reads_them(compose: dict[str, Any]) -> None:

@@ -29,6 +29,11 @@ SERVICES = {
     "portal": "portal",
 }
 TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+# Partner webhooks may go to this machine only (the worlds' endpoints are https://localhost/…);
+# every other destination is checked as in production.
+# Documents render on their first download only: rendering ahead would change the victims'
+# document rows while the cross-tenant matrix compares them before and after the attack.
+OVERRIDES: dict[str, dict[str, Any]] = {"notify": {"webhook_allowed_destinations": ["localhost"]}, "invoicing": {"render_ahead": False}}
 
 
 @dataclass
@@ -87,7 +92,7 @@ async def _migrate(database_url: str) -> None:
 def build(package: str, database_url: str, bootstrap: str, **overrides: Any) -> FastAPI:
     settings_type = importlib.import_module(f"{package}.config").Settings
     given = {"database_url": database_url, "kafka_bootstrap_servers": bootstrap, "clock_fixed_at": TODAY, "auth_mode": "api_key"}
-    settings = settings_type(**{**given, **overrides})
+    settings = settings_type(**{**given, **OVERRIDES.get(package, {}), **overrides})
     app: FastAPI = importlib.import_module(f"{package}.main").build(settings)
     install_http_conventions(app)
     return app

@@ -198,9 +198,9 @@ async def build_world(platform: Platform, p: Partner) -> World:
     await ok("payments", "POST", f"/v1/accounts/{acct}/payment-methods", {"id": f"{t}-pm", "type": "bank_transfer", "name": f"{m} Dental"})
     # Subscribed to an event this world never emits: no delivery keeps retrying during the matrix.
     quiet = next(kind for kind in sorted(WEBHOOK_EVENT_TYPES) if "suspended" in kind)
-    hook = await ok("notify", "POST", "/v1/webhook-endpoints", {"url": f"https://hooks.{t}.example/billing", "event_types": [quiet], "description": m})
+    hook = await ok("notify", "POST", "/v1/webhook-endpoints", {"url": f"https://localhost:9/hooks/{t}/billing", "event_types": [quiet], "description": m})
     w.ids["endpoint_id"] = hook["endpoint_id"]
-    w.data.add(hook["secret"])
+    w.data |= {hook["secret"], f"/hooks/{t}/billing"}
 
     # The subscription reaches rating by event: wait, so that the attack names a real one.
     async def subscribed() -> bool:
@@ -342,6 +342,10 @@ EXAMPLES: dict[tuple[str, str, str], Callable[[World], list[Body]]] = {
     ("notify", "POST", "/v1/webhook-endpoints"): lambda w: [{"url": "https://hooks.attacker.example/x", "event_types": ["*"]}],
     ("notify", "POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): lambda w: [{"grace_seconds": 0}],
     ("notify", "DELETE", "/v1/webhook-endpoints/{endpoint_id}"): lambda w: [None],
+    ("portal", "POST", "/v1/portal/invitations"): lambda w: [
+        {"email": "spy@attacker.example", "role": "customer_admin", "customer_id": w.ids["customer_id"]},
+        {"email": "spy@attacker.example", "role": "customer_viewer", "customer_id": w.ids["account_id"]},
+    ],
 }
 # Required query parameters that name no object of the victim's.
 QUERY = {"period": "2026-10", "quarter": "2026-Q4"}

@@ -4,7 +4,7 @@ and what to do next, never a traceback (unless `--debug`), and an exit code a sc
 | exit code | meaning |
 |---|---|
 | 0 | done |
-| 1 | the command ran and found a problem (the demo's checks, a bill run that did not finish) |
+| 1 | the command ran and found a problem (the demo's checks, a bill run that did not finish, a database without the platform's tables) |
 | 2 | the command line is wrong (an unknown option, a missing setting) |
 | 3 | something the command needs cannot be reached: the Kafka broker, PostgreSQL, a service |
 | 4 | `billing up` / `billing demo` refused to start (a port taken) or a process it started died |
@@ -30,6 +30,10 @@ class Targets:
 
 
 TARGETS = Targets()
+
+
+class NotMigrated(Exception):
+    """The database answers but lacks the platform's tables."""
 
 
 def safe_url(url: str) -> str:
@@ -94,6 +98,12 @@ def explain(exc: BaseException, command: str) -> tuple[int, str]:
         return UNREACHABLE, (
             f"billing {command}: cannot reach PostgreSQL at {safe_url(TARGETS.database)} ({reason}).\n"
             "Is the database up? Otherwise set DATABASE_URL (or --database-url) to the platform's database."
+        )
+    missing = next((e for e in chain if isinstance(e, NotMigrated) or type(e).__name__ == "UndefinedTableError"), None)
+    if TARGETS.database is not None and missing is not None:
+        return PROBLEM, (
+            f"billing {command}: the database at {safe_url(TARGETS.database)} lacks the platform's tables ({str(missing).splitlines()[0][:120]}).\n"
+            "Run `billing migrate` against it, or set DATABASE_URL (or --database-url) to the platform's database."
         )
     first = str(exc).splitlines()[0][:200] if str(exc) else ""
     return BUG, f"billing {command}: unexpected {type(exc).__name__}: {first}\nRun again with --debug for the traceback, and report it."

@@ -109,6 +109,14 @@ async def platform_lag(database_url: str, bootstrap: str) -> list[PlatformLag]:
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
+            from sqlalchemy import text
+
+            from billing_cli.errors import NotMigrated
+
+            inboxes = [f"{meter.inbox.schema}.{meter.inbox.name}" for meter, _ in meters]
+            absent = [t for t in inboxes if await conn.scalar(text("SELECT to_regclass(:t)"), {"t": t}) is None]
+            if absent:  # an unmigrated database would read as "no lag"
+                raise NotMigrated(f"no {', '.join(absent)}")
             rows: list[PlatformLag] = []
             for meter, topics in meters:
                 found = {r.topic: r for r in await meter.measure(conn)}

@@ -142,7 +142,7 @@ async def test_preview_rejects_bad_input(client: httpx.AsyncClient, settings: Se
     eur = rated("l1", "X", "1", "1.00", "EUR").model_dump(mode="json")
     for body, status, code in (
         ({**base, "buyer_account_id": "nobody", "lines": [eur]}, 404, "buyer_not_found"),
-        ({**base, "currency": "ZZZ", "lines": [rated("l1", "X", "1", "1.00", "ZZZ").model_dump(mode="json")]}, 400, "unknown_currency"),
+        ({**base, "currency": "ZZZ", "lines": [rated("l1", "X", "1", "1.00", "ZZZ").model_dump(mode="json")]}, 422, "unknown_currency"),  # refused at the edge
         ({**base, "lines": [rated("l1", "X", "1", "1.00", "USD").model_dump(mode="json")]}, 400, "currency_mismatch"),
         ({**base, "lines": [{**eur, "amount": {"amount": 1.5, "currency": "EUR"}}]}, 422, "validation_error"),
     ):

@@ -55,8 +55,8 @@ async def test_bad_prices_currencies_and_rules(client: httpx.AsyncClient, tenant
         (product(unit_price="thirty"), "invalid_price"),
         (product(currency="usd"), "invalid_currency"),
         (product(currency="DOLLAR"), "invalid_currency"),
-        (product(currency="ZZZ"), "invalid_currency"),  # three capitals, but not ISO 4217
-        (product(currency="XAU"), "invalid_currency"),  # ISO 4217, but no minor unit: nothing is billed in gold
+        (product(currency="ZZZ"), "unknown_currency"),  # three capitals, but not ISO 4217: refused at the edge
+        (product(currency="XAU"), "unknown_currency"),  # ISO 4217, but no minor unit (nothing is billed in gold): refused at the edge
         (product(quantity_rule="peak_of_the_moon"), "validation_error"),
         (product(name=""), "validation_error"),
         ({"name": "x"}, "validation_error"),
