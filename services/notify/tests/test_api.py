@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from billing_events import InvoiceIssued, account_id, new_event
+from billing_events import InvoiceIssued, PortalSignInLinkIssued, account_id, new_event
+from notify.delivery import repository as repo
+from notify.delivery.service import record_portal_sign_in
 
 
 def headers(tenant: str) -> dict[str, str]:
@@ -98,3 +104,24 @@ async def test_deliveries_reject_bad_query(client: httpx.AsyncClient, tenant: st
     assert r.status_code == 422
     r = await client.get("/v1/deliveries", headers=headers(tenant), params={"limit": 0})
     assert r.status_code == 422
+
+
+async def test_the_delivery_log_shows_a_sign_in_email_without_its_link(client: httpx.AsyncClient, tenant: str, db: AsyncEngine) -> None:
+    token = "Tok3n_" + uuid.uuid4().hex
+    link = PortalSignInLinkIssued(
+        user_id=f"user-{tenant}", email="ann@customer.example", name="Ann", role="customer_viewer", account_id=account_id(tenant, "c-1"),
+        link=f"https://portal.example/p/{tenant}/sign-in/{token}", expires_at=datetime(2026, 11, 2, 11, 15, tzinfo=UTC),
+    )
+    event = new_event(link, source="/tests", tenant=tenant)
+    sessions = async_sessionmaker(db, expire_on_commit=False)
+    try:
+        async with sessions() as session, session.begin():
+            delivery = await record_portal_sign_in(session, event, now=datetime(2026, 11, 2, 11, 0, tzinfo=UTC), default_sender_email="billing@localhost")
+        assert token in delivery.body_text  # what is sent carries the link
+        detail = (await client.get(f"/v1/deliveries/{delivery.delivery_id}", headers=headers(tenant))).json()
+        assert detail["template"] == "portal_sign_in" and detail["recipient"] == "ann@customer.example"
+        assert token not in detail["body_text"] and token not in detail["body_html"]
+        assert f"/p/{tenant}/sign-in/…" in detail["body_text"]
+    finally:
+        async with sessions() as session, session.begin():
+            await session.execute(delete(repo.DELIVERY).where(repo.DELIVERY.c.tenant == tenant))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,9 @@ from billing_runtime.errors import BillingError, NotFound
 from notify.delivery import repository as repo
 from notify.delivery.models import Delivery
 from notify.delivery.schemas import DeliveryDetail, DeliveryOut, DeliveryStatus
+from notify.delivery.service import PORTAL_SIGN_IN
 
+SIGN_IN_TOKEN = re.compile(r"(/sign-in/)[A-Za-z0-9_-]+")
 router = APIRouter(prefix="/v1", tags=["deliveries"])
 
 
@@ -70,4 +73,13 @@ async def get_delivery(delivery_id: str, tenant: Tenant, runtime: Runtime) -> De
         delivery = await repo.get_delivery(session, tenant, delivery_id)
     if delivery is None:
         raise NotFound(f"no delivery {delivery_id!r}", code="delivery_not_found")
-    return DeliveryDetail.model_validate(delivery.model_dump())
+    detail = DeliveryDetail.model_validate(delivery.model_dump())
+    if detail.template == PORTAL_SIGN_IN:
+        # The link is its recipient's credential while it lasts: the partner's log shows the email
+        # without it (a partner's staff could otherwise sign in as their customer, unaudited).
+        detail = detail.model_copy(update={"body_text": _without_link(detail.body_text), "body_html": _without_link(detail.body_html)})
+    return detail
+
+
+def _without_link(body: str) -> str:
+    return SIGN_IN_TOKEN.sub(r"\1…", body)
