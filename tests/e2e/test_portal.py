@@ -218,7 +218,7 @@ def test_a_customer_signs_in_sees_its_invoices_and_downloads_the_same_pdf(
     seen: set[str] = set()
     link = link_for(platform, "ann@alpha.example", seen)
     invitation = next(m for m in mails(platform) if m["To"] and "ann@alpha.example" in m["To"])
-    assert invitation["Subject"] == "You are invited to the Acme IT billing portal"
+    assert invitation["Subject"] == "You are invited to the billing portal of Acme IT"
     assert "Acme IT" in invitation["From"]
     html = next(p for p in invitation.walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
     assert "#0B6E4F" in html  # the partner's colour, from notify's brand
