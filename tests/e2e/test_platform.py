@@ -31,21 +31,12 @@ from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
 from billing_runtime.kafka import ensure_topics
 from billing_runtime.outbox import republish
+from billing_runtime.testing import eventually_sync
 
 
 def call(platform: Platform, method: str, service: str, path: str, tenant: str, body: Any = None) -> httpx.Response:
     return httpx.request(method, platform.url(service) + path, json=body, headers={"X-Tenant-Id": tenant}, timeout=30)
 
-
-def eventually(probe: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"not reached in {timeout}s; last: {last!r}")
 
 
 def setup_partner(platform: Platform, tenant: str, customers: list[str]) -> None:
@@ -193,7 +184,7 @@ def test_consumer_killed_mid_stream_resumes_with_nothing_lost(platform: Platform
     for start in range(2000, 4000, 500):
         assert call(platform, "POST", "usage-ingest", "/v1/usage", tenant, {"records": records[start : start + 500]}).json()["accepted"] == 500
     # The backlog, as `billing lag` counts it on the embedded broker (whose end offsets are wrong).
-    eventually(lambda: usage_lag(platform) >= 2000, timeout=60)
+    eventually_sync(lambda: usage_lag(platform) >= 2000, timeout=60)
     env = {**platform.env, "DATABASE_URL": platform.database_url}
     shown = subprocess.run([sys.executable, "-m", "billing_cli.main", "lag"], env=env, capture_output=True, text=True, timeout=120)
     print(f"billing lag, rating down with 4,000 records posted:\n{shown.stdout}")
@@ -202,12 +193,12 @@ def test_consumer_killed_mid_stream_resumes_with_nothing_lost(platform: Platform
     platform.start_service("rating")
     platform.wait_ready("rating")
     # 4,000 records × 1 GB × 0.10: every record counted once, none lost, none twice.
-    assert eventually(lambda: charges(platform, tenant, "k1") == Decimal("400.00") or None, timeout=120.0)
+    assert eventually_sync(lambda: charges(platform, tenant, "k1") == Decimal("400.00") or None, timeout=120.0)
     time.sleep(1.0)
     assert charges(platform, tenant, "k1") == Decimal("400.00")
-    eventually(lambda: usage_lag(platform) == 0 or None, timeout=60)
+    eventually_sync(lambda: usage_lag(platform) == 0 or None, timeout=60)
     # ...and so does rating's billing_consumer_lag, measured by rating itself.
-    eventually(lambda: _gauge(platform, "rating", "billing_consumer_lag", {"topic": "billing.usage"}) == 0, timeout=60)
+    eventually_sync(lambda: _gauge(platform, "rating", "billing_consumer_lag", {"topic": "billing.usage"}) == 0, timeout=60)
 
 
 def usage_lag(platform: Platform) -> int:
@@ -231,7 +222,7 @@ def test_broker_restart_is_healed_by_republishing_the_outbox(platform: Platform)
     for customer in ("r1", "r2"):
         r = call(platform, "POST", "usage-ingest", "/v1/usage", tenant, {"records": usage_batch(f"r-{customer}", customer, 30)})
         assert r.json()["accepted"] == 30
-    eventually(lambda: charges(platform, tenant, "r1") == Decimal("3.0") and charges(platform, tenant, "r2") == Decimal("3.0"))
+    eventually_sync(lambda: charges(platform, tenant, "r1") == Decimal("3.0") and charges(platform, tenant, "r2") == Decimal("3.0"), timeout=60)
 
     # invoicing is down when the period closes, so PeriodClosed waits on the topic for it...
     platform.stop_service("invoicing")
@@ -264,7 +255,7 @@ def test_broker_restart_is_healed_by_republishing_the_outbox(platform: Platform)
         items = r.json()["items"] if r.status_code == 200 else []
         return items if len(items) == 2 else None
 
-    found = eventually(invoices, timeout=90)
+    found = eventually_sync(invoices, timeout=90)
     assert sorted(i["total"] for i in found) == ["3.00", "3.00"]
     # Everything republished was already applied elsewhere: nothing is doubled.
     time.sleep(2.0)
@@ -322,7 +313,7 @@ def test_every_dashboard_panel_has_a_series_in_a_real_prometheus(platform: Platf
 
     try:
         # Every target scraped a few times: a rate needs two samples in its window.
-        eventually(lambda: _scraped(api), timeout=60)
+        eventually_sync(lambda: _scraped(api), timeout=60)
         queries = [(d, title, expr.replace("$__rate_interval", "1m").replace("$__range", "5m")) for d, title, expr in _panel_queries()]
         assert len(queries) > 100
 

@@ -28,6 +28,7 @@ from billing_cli.platform import Platform
 from billing_events import account_id
 from billing_runtime.auth import issue
 from billing_runtime.db import create_engine
+from billing_runtime.testing import eventually_sync
 from portal.i18n import Formatter
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -51,16 +52,6 @@ def run_async(coro: Any) -> Any:
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
 
-
-def eventually(probe: Any, what: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: not reached in {timeout}s; last: {last!r}")
 
 
 class Api:
@@ -112,7 +103,7 @@ def link_for(platform: Platform, to: str, seen: set[str]) -> str:
                     return links[0]
         return None
 
-    return str(eventually(found, f"a sign-in link mailed to {to}"))
+    return str(eventually_sync(found, f"a sign-in link mailed to {to}"))
 
 
 @pytest.fixture(scope="module")
@@ -147,16 +138,16 @@ def billed(platform: Platform) -> dict[str, Any]:
         r = api.request("GET", "rating", f"/v1/accounts/{accounts[c]}/charges?period={PERIOD}", "partner")
         return r.status_code == 200 and Decimal(r.json()["total"]["amount"]) == Decimal(amount)
 
-    eventually(lambda: rated("alpha", "10") and rated("beta", "12"), "rating to see October")
+    eventually_sync(lambda: rated("alpha", "10") and rated("beta", "12"), "rating to see October")
     api.ok("POST", "rating", "/v1/bill-runs", "partner", {"period": PERIOD})
 
     def invoices() -> list[dict[str, Any]] | None:
         items = api.ok("GET", "invoicing", f"/v1/invoices?period={PERIOD}", "partner")["items"]
         return items if len(items) == 2 else None
 
-    by_account = {i["buyer_account_id"]: i for i in eventually(invoices, "the partner's invoices")}
+    by_account = {i["buyer_account_id"]: i for i in eventually_sync(invoices, "the partner's invoices")}
     api.ok("POST", "rating", "/v1/bill-runs", "distributor", {"period": PERIOD})
-    wholesale = eventually(lambda: api.ok("GET", "invoicing", f"/v1/invoices?period={PERIOD}", "distributor")["items"], "the distributor's invoice")
+    wholesale = eventually_sync(lambda: api.ok("GET", "invoicing", f"/v1/invoices?period={PERIOD}", "distributor")["items"], "the distributor's invoice")
     return {"api": api, "accounts": accounts, "invoices": {c: by_account[a] for c, a in accounts.items()}, "wholesale": wholesale[0]}
 
 

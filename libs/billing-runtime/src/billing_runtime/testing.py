@@ -184,6 +184,19 @@ async def eventually(probe: Callable[[], Awaitable[T] | T], what: str = "the exp
         await asyncio.sleep(interval)
 
 
+def eventually_sync(probe: Callable[[], T], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.25) -> T:
+    """`eventually` for a synchronous test (the end-to-end tests drive the platform over HTTP from
+    plain functions): the first truthy answer of `probe()`, or fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not reached in {timeout}s; last: {last!r}")
+
+
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Run a service app in this process (lifespan included: relay and consumers) and give an
@@ -208,6 +221,21 @@ async def serve_all(apps: dict[str, FastAPI]) -> AsyncIterator[dict[str, httpx.A
         yield clients
 
 
+def _keep_if_matching(message: Any, match: Callable[[CloudEvent[Any]], bool], seen: list[CloudEvent[Any]]) -> None:
+    """Decode a polled record as the event its type names and keep it if it `match`es; records of
+    no known type, and poison messages some test sent on purpose, are skipped."""
+    headers = list(message.headers or [])
+    model = model_for(attributes_from_headers(headers).get("type", ""))
+    if model is None:
+        return
+    try:
+        event = from_kafka(headers, message.value or b"", model)
+    except EnvelopeError:
+        return
+    if match(event):
+        seen.append(event)
+
+
 async def read_events(
     bootstrap: str,
     topic: str,
@@ -228,16 +256,7 @@ async def read_events(
             batches = await consumer.getmany(timeout_ms=200)
             for messages in batches.values():
                 for message in messages:
-                    headers = list(message.headers or [])
-                    model = model_for(attributes_from_headers(headers).get("type", ""))
-                    if model is None:
-                        continue
-                    try:
-                        event = from_kafka(headers, message.value or b"", model)
-                    except EnvelopeError:
-                        continue  # a poison message some test sent on purpose
-                    if match(event):
-                        seen.append(event)
+                    _keep_if_matching(message, match, seen)
         return seen
     finally:
         await consumer.stop()
@@ -272,15 +291,7 @@ async def all_events(bootstrap: str, topic: str, *, match: Callable[[CloudEvent[
                     if ("test_fence", fence) in headers:
                         fenced.add(message.partition)
                         continue
-                    model = model_for(attributes_from_headers(headers).get("type", ""))
-                    if model is None:
-                        continue
-                    try:
-                        event = from_kafka(headers, message.value or b"", model)
-                    except EnvelopeError:
-                        continue  # a poison message some test sent on purpose
-                    if match(event):
-                        seen.append(event)
+                    _keep_if_matching(message, match, seen)
         return seen
     finally:
         await consumer.stop()
