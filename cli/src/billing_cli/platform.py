@@ -144,6 +144,10 @@ class Platform:
     sandboxes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Also for the benchmarks, which start single services and migrations without `start()`.
+        self._development_defaults()
+
     def say(self, message: str) -> None:
         if not self.quiet:
             log(message)
@@ -190,7 +194,6 @@ class Platform:
         self.check_ports()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
-        self._development_defaults()
         self._start_postgres()
         self._start_kafka()
         self._start_smtp()
