@@ -15,11 +15,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
 from billing_cli.main import app
+from billing_cli.platform import SERVICES
 from billing_events.topics import CUSTOMERS, DEAD_LETTER
 from billing_runtime.auth import read_keys
 from billing_runtime.conventions import install_http_conventions
 from billing_runtime.embedded import free_port
 from billing_runtime.migrations import migrations_dir, upgrade
+from billing_runtime.testing import migrate
 
 runner = CliRunner()
 
@@ -84,6 +86,7 @@ def test_dead_letters_shows_where_and_why(kafka_bootstrap: str) -> None:
 
 
 def test_lag_per_group_and_partition_as_the_broker_reports_it(database_url: str, kafka_bootstrap: str) -> None:
+    migrate(database_url, *(spec.package for spec in SERVICES))  # the platform's own count comes first, from these tables
     group = f"lagtest-{uuid.uuid4().hex[:8]}"
 
     async def consume_one_of_three() -> None:
