@@ -280,8 +280,12 @@ async def test_list_rejects_bad_filters(client: httpx.AsyncClient, tenant: str) 
         ({"status": "overdue"}, 422, "validation_error"),
         ({"cursor": "abc"}, 400, "invalid_cursor"),
         ({"limit": 0}, 422, "validation_error"),
+        ({"limit": 201}, 422, "limit_too_large"),
     ):
         r = await client.get("/v1/invoices", headers=headers(tenant), params=params)
         assert (r.status_code, r.json()["code"]) == (status, code), params
+    # Above the maximum is refused, never silently clamped; the answer names the maximum.
+    too_many = (await client.get("/v1/invoices", headers=headers(tenant), params={"limit": 500})).json()
+    assert "at most 200" in too_many["title"] and too_many.get("field") == "limit", too_many
     r = await client.get("/v1/invoices")
     assert r.status_code == 401

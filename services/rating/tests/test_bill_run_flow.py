@@ -309,3 +309,35 @@ async def _dead_letters(bootstrap: str, ids: set[str], timeout: float = 20.0) ->
         return found
     finally:
         await consumer.stop()
+
+
+async def test_a_sellers_bill_runs_are_listed_newest_first_a_page_at_a_time(client: httpx.AsyncClient, tenant: str) -> None:
+    runs = {}
+    for period in ("2026-07", "2026-08", "2026-09"):
+        r = await client.post("/v1/bill-runs", headers=headers(tenant), json={"period": period})
+        assert r.status_code == 201, r.text
+        runs[period] = {**r.json(), "created": False}
+
+    listed = await client.get("/v1/bill-runs", headers=headers(tenant))
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == {"items": [runs["2026-09"], runs["2026-08"], runs["2026-07"]], "limit": 50, "next_cursor": None}
+
+    first = (await client.get("/v1/bill-runs?limit=2", headers=headers(tenant))).json()
+    assert [run["period"] for run in first["items"]] == ["2026-09", "2026-08"] and first["next_cursor"]
+    rest = (await client.get(f"/v1/bill-runs?limit=2&cursor={first['next_cursor']}", headers=headers(tenant))).json()
+    assert (rest["items"], rest["next_cursor"]) == ([runs["2026-07"]], None)
+
+    ranged = (await client.get("/v1/bill-runs?period_from=2026-08&period_to=2026-08", headers=headers(tenant))).json()
+    assert ranged["items"] == [runs["2026-08"]]
+    assert (await client.get("/v1/bill-runs?tier=wholesale", headers=headers(tenant))).json()["items"] == []
+    # Another seller's runs are not listed.
+    assert (await client.get("/v1/bill-runs", headers=headers(f"other-{uuid.uuid4()}"))).json()["items"] == []
+
+    for query, code in (
+        ("limit=201", "validation_error"),
+        ("cursor=not-one-of-ours", "invalid_cursor"),
+        ("period_from=2026-13", "invalid_period"),
+        ("tier=partner", "validation_error"),
+    ):
+        r = await client.get(f"/v1/bill-runs?{query}", headers=headers(tenant))
+        assert (r.status_code, r.json()["code"]) == (422, code), query

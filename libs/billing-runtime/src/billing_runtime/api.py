@@ -147,6 +147,18 @@ def page(items: list[Any], limit: int, next_cursor: str | None) -> dict[str, Any
     return {"items": items, "limit": limit, "next_cursor": next_cursor}
 
 
+class LimitTooLarge(BillingError):
+    status_code = 422
+    code = "limit_too_large"
+
+
+def checked_limit(limit: int, maximum: int) -> int:
+    """A page size the caller asked for, refused (never silently clamped) above the route's maximum."""
+    if limit > maximum:
+        raise LimitTooLarge(f"limit must be at most {maximum}", field="limit")
+    return limit
+
+
 class InvalidCursor(BillingError):
     status_code = 422
     code = "invalid_cursor"

@@ -68,11 +68,6 @@ class PriceCurrencyMismatch(BillingError):
     code = "price_currency_mismatch"
 
 
-class InvalidCategory(BillingError):
-    status_code = 422
-    code = "invalid_category"
-
-
 class InvalidDiscount(BillingError):
     status_code = 422
     code = "invalid_discount"

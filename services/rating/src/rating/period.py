@@ -90,9 +90,6 @@ class Period:
     def contains(self, instant: datetime) -> bool:
         return self.starts_at <= instant < self.ends_before
 
-    def contains_day(self, day: date) -> bool:
-        return self.start <= day <= self.end
-
     def has_ended(self, today: date) -> bool:
         return self.end < today
 

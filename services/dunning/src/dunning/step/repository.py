@@ -31,10 +31,6 @@ async def count_action(session: AsyncSession, case_id: str, action: str) -> int:
     return int((await session.execute(select(func.count()).select_from(STEP).where(STEP.c.case_id == case_id, STEP.c.action == action))).scalar_one())
 
 
-async def steps_of(session: AsyncSession, case_id: str) -> list[Any]:
-    return list((await session.execute(select(STEP).where(STEP.c.case_id == case_id).order_by(STEP.c.step, STEP.c.reached_on))).all())
-
-
 async def overdue_open_cases(session: AsyncSession, today: date, *, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, str]]:
     """(case_id, invoice_id) of open cases past their due date, by case id after `after`."""
     query = select(CASE.c.case_id, CASE.c.invoice_id).where(CASE.c.status == "open", CASE.c.due_on < today)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events import DocumentLink, PeriodClosed, RatedLine
-from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
+from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, checked_limit, own_account, page
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.config import Settings
 from invoicing.documents.shares import rotate, tokens_of
@@ -73,8 +73,7 @@ async def list_invoices(
 ) -> dict[str, Any]:
     """The seller's invoices, newest number first (a key restricted to one account: that account's only)."""
     buyer_account_id = own_account(account, buyer_account_id)
-    max_limit = runtime.settings.max_page_size if isinstance(runtime.settings, Settings) else 200
-    limit = min(limit, max_limit)
+    limit = checked_limit(limit, runtime.settings.max_page_size if isinstance(runtime.settings, Settings) else 200)
     period_from, period_until = _month(period) if period else (None, None)
     async with runtime.sessions() as session:
         rows = await repo.list_invoices(

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account
 from rating.billrun import service
-from rating.billrun.schemas import BillRunIn, BillRunOut, ChargesOut, MarginOut
+from rating.billrun.schemas import BillRunIn, BillRunOut, BillRunPage, ChargesOut, MarginOut
 from rating.period import Period
 
 router = APIRouter(prefix="/v1", tags=["bill runs"])
+
+
+class Tier(StrEnum):
+    retail = "retail"
+    wholesale = "wholesale"
 
 
 def _distributor(runtime: Runtime) -> str | None:
@@ -27,6 +35,32 @@ async def post_bill_run(body: BillRunIn, tenant: Tenant, runtime: Runtime, respo
     if not run.created:
         response.status_code = 200
     return run
+
+
+@router.get("/bill-runs", dependencies=[Read], response_model=BillRunPage)
+async def list_bill_runs(
+    tenant: Tenant,
+    runtime: Runtime,
+    period_from: str | None = Query(default=None, max_length=16, description="Only runs of this month (YYYY-MM) or later."),
+    period_to: str | None = Query(default=None, max_length=16, description="Only runs of this month (YYYY-MM) or earlier."),
+    tier: Annotated[Tier | None, Query(description="retail (a partner's runs) or wholesale (the distributor's).")] = None,
+    cursor: str | None = Query(default=None, max_length=512),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> BillRunPage:
+    """The caller's bill runs, newest period first."""
+    for label in (period_from, period_to):
+        if label is not None:
+            Period.parse(label)
+    async with runtime.sessions() as session:
+        return await service.list_bill_runs(
+            session,
+            tenant,
+            period_from=period_from,
+            period_to=period_to,
+            tier=tier.value if tier is not None else None,
+            cursor=cursor,
+            limit=limit,
+        )
 
 
 @router.get("/bill-runs/{bill_run_id}", dependencies=[Read], response_model=BillRunOut)

@@ -31,6 +31,31 @@ async def get_run(session: AsyncSession, seller_id: str, run_id: str) -> Any:
     return (await session.execute(query)).first()
 
 
+async def list_runs(
+    session: AsyncSession,
+    seller_id: str,
+    *,
+    period_from: str | None,
+    period_to: str | None,
+    tier: str | None,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[Any]:
+    """The seller's runs, newest period first (keyset on period, then id)."""
+    query = select_scoped(BILL_RUN, seller_id)
+    if period_from is not None:
+        query = query.where(BILL_RUN.c.period >= period_from)
+    if period_to is not None:
+        query = query.where(BILL_RUN.c.period <= period_to)
+    if tier is not None:
+        query = query.where(BILL_RUN.c.tier == tier)
+    if after is not None:
+        period, run_id = after
+        query = query.where((BILL_RUN.c.period < period) | ((BILL_RUN.c.period == period) & (BILL_RUN.c.id > run_id)))
+    query = query.order_by(BILL_RUN.c.period.desc(), BILL_RUN.c.id).limit(limit)
+    return list((await session.execute(query)).all())
+
+
 # The rated charge's columns and their array types, in the order `add_charges` sends them.
 CHARGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("line_id", "text"),

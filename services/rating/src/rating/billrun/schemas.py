@@ -48,6 +48,14 @@ class BillRunOut(BaseModel):
     )
 
 
+class BillRunPage(BaseModel):
+    """One page of a seller's bill runs, newest period first."""
+
+    items: list[BillRunOut]
+    limit: int
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
 class ChargesOut(BaseModel):
     account_id: str
     seller_id: str

@@ -23,12 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, Money, PeriodClosed, RatedLine, derived_event_id
 from billing_events import account_id as billing_account_id
+from billing_runtime.api import decode_cursor, encode_cursor
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
 from rating.billrun import rating
 from rating.billrun import repository as repo
 from rating.billrun.rating import Buyer, Rating, Unrated
-from rating.billrun.schemas import BillRunOut, ChargesOut, MarginLine, MarginOut, UnpricedCurrencyOut, UnratedOut
+from rating.billrun.schemas import BillRunOut, BillRunPage, ChargesOut, MarginLine, MarginOut, UnpricedCurrencyOut, UnratedOut
 from rating.catalogue.service import PriceBook, SellerTerms, price_book, seller_terms
 from rating.discount.service import discounts_for_rating
 from rating.errors import AccountNotFound, BillRunNotFound, PeriodNotEnded
@@ -210,6 +211,26 @@ async def get_bill_run(session: AsyncSession, seller_id: str, run_id: str) -> Bi
     if row is None:
         raise BillRunNotFound(f"no bill run {run_id!r}")
     return _run_out(row, created=False)
+
+
+async def list_bill_runs(
+    session: AsyncSession,
+    seller_id: str,
+    *,
+    period_from: str | None,
+    period_to: str | None,
+    tier: str | None,
+    cursor: str | None,
+    limit: int,
+) -> BillRunPage:
+    """The seller's runs, newest period first, a page at a time."""
+    after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
+    rows = await repo.list_runs(
+        session, seller_id, period_from=period_from, period_to=period_to, tier=tier, after=after, limit=limit + 1  # type: ignore[arg-type]
+    )
+    items = [_run_out(row, created=False) for row in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].period, rows[limit - 1].id) if len(rows) > limit else None
+    return BillRunPage(items=items, limit=limit, next_cursor=next_cursor)
 
 
 async def current_charges(
