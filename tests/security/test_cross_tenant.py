@@ -182,7 +182,14 @@ async def build_world(platform: Platform, p: Partner) -> World:
         "rating", "PUT", f"/v1/price-list/{code}", {"effective_from": "2026-01-01", "currency": "EUR", "price": {"model": "per_unit", "unit_price": "1440.29"}}
     )
     await ok("rating", "PUT", "/v1/seller", {"currency": "EUR", "country": "IE"})
-    await ok("usage-ingest", "POST", "/v1/orders", {"records": [{"id": f"{t}-ord", **record, "quantity": "3", "start_date": "2026-10-01"}]})
+
+    async def ordered() -> bool:
+        # usage-ingest hears of the product from rating's event a moment after the PUT; until then
+        # the order is refused (`unknown_product`) and nothing is stored, so it is posted again.
+        answer = await ok("usage-ingest", "POST", "/v1/orders", {"records": [{"id": f"{t}-ord", **record, "quantity": "3", "start_date": "2026-10-01"}]})
+        return bool(answer["accepted"] + answer["duplicate"])
+
+    await eventually(ordered, f"{t}'s order accepted once usage-ingest knows {code}", interval=0.2)
     await ok("usage-ingest", "POST", "/v1/usage", {"records": [{"id": f"{t}-use", **record, "quantity": "1.5", "timestamp": "2026-10-03T10:00:00Z"}]})
     quantity = {"id": f"{t}-qty", **record, "observed_at": "2026-10-04T10:00:00Z", "source": m[:64], "quantity": "3"}
     await ok("usage-ingest", "POST", "/v1/quantities", {"records": [quantity]})

@@ -20,19 +20,22 @@ _PRICE_CONTENT = ("model",)
 _SELLER_CONTENT = ("currency", "currencies", "country", "time_zone", "issue_day", "scheduled")
 
 
-async def _upsert(session: AsyncSession, table: Table, row: dict[str, Any], keys: list[str], content: tuple[str, ...]) -> bool:
-    """Insert or update; an identical body leaves the row (and updated_at) alone. Whether it changed."""
+async def _upsert(
+    session: AsyncSession, table: Table, row: dict[str, Any], keys: list[str], content: tuple[str, ...], also: dict[str, Any] | None = None
+) -> bool:
+    """Insert or update; an identical body leaves the row (and updated_at) alone. Whether it changed.
+    `also`: more columns an update sets (a revision counter)."""
     insert = pg_insert(table).values(**row)
     upsert = insert.on_conflict_do_update(
         index_elements=keys,
-        set_={k: insert.excluded[k] for k in (*content, "updated_at")},
+        set_={**{k: insert.excluded[k] for k in (*content, "updated_at")}, **(also or {})},
         where=or_(*(table.c[k].is_distinct_from(insert.excluded[k]) for k in content)),
     ).returning(table.c[keys[-1]])
     return (await session.execute(upsert)).first() is not None
 
 
 async def upsert_product(session: AsyncSession, row: dict[str, Any]) -> tuple[Any, bool]:
-    changed = await _upsert(session, PRODUCT, row, ["seller_id", "code"], _CONTENT)
+    changed = await _upsert(session, PRODUCT, row, ["seller_id", "code"], _CONTENT, {"revision": PRODUCT.c.revision + 1})
     return await get_product(session, row["seller_id"], row["code"]), changed
 
 
