@@ -193,7 +193,15 @@ async def build_world(platform: Platform, p: Partner) -> World:
     await ok("usage-ingest", "POST", "/v1/usage", {"records": [{"id": f"{t}-use", **record, "quantity": "1.5", "timestamp": "2026-10-03T10:00:00Z"}]})
     quantity = {"id": f"{t}-qty", **record, "observed_at": "2026-10-04T10:00:00Z", "source": m[:64], "quantity": "3"}
     await ok("usage-ingest", "POST", "/v1/quantities", {"records": [quantity]})
-    await ok("rating", "PUT", f"/v1/discounts/{t}-DSC", {"scope": "invoice", "account_id": acct, "percent": "5", "first_period": "2027-01"})
+
+    async def discounted() -> bool:
+        # rating knows the account once it has applied the CustomerUpserted event: 404 until then.
+        body = {"scope": "invoice", "account_id": acct, "percent": "5", "first_period": "2027-01"}
+        r = await c["rating"].request("PUT", f"/v1/discounts/{t}-DSC", json=body, headers={**h, "Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code in (200, 201, 404), f"building {t}'s world: rating PUT /v1/discounts → {r.status_code} {r.text[:300]}"
+        return r.status_code != 404
+
+    await eventually(discounted, f"rating to know {t}'s customer account", interval=0.2)
     run = await ok("rating", "POST", "/v1/bill-runs", {"period": "2026-08"})
     w.ids["bill_run_id"] = run["bill_run_id"]
     seller = {"name": f"{m} Seller", "country": "IE", "vat_id": None, "invoice_prefix": prefix(p), "due_rule": {"net_days": 14}, "email": f"ar@{t}.example"}
