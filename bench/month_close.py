@@ -269,9 +269,16 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
 
         async def post(path: str, records: list[dict[str, Any]], tenant: str) -> None:
             async with gate:
-                answer = await call("POST", "usage-ingest", path, {"records": records}, tenant)
-                if answer["accepted"] + answer["duplicate"] != len(records):
-                    raise SystemExit(f"{path}: {answer['results'][:3]}")
+                while True:
+                    answer = await call("POST", "usage-ingest", path, {"records": records}, tenant)
+                    refused = [r for r in answer["results"] if r["status"] not in ("accepted", "duplicate")]
+                    # usage-ingest hears of the products a moment after rating stored them: post again.
+                    if refused and all(r["code"] == "unknown_product" for r in refused):
+                        await asyncio.sleep(0.2)
+                        continue
+                    if refused:
+                        raise SystemExit(f"{path}: {refused[:3]}")
+                    return
 
         def of(records: list[dict[str, Any]], s: int) -> list[dict[str, Any]]:
             # Customer i is seller i mod N's.

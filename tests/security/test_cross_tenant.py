@@ -182,11 +182,26 @@ async def build_world(platform: Platform, p: Partner) -> World:
         "rating", "PUT", f"/v1/price-list/{code}", {"effective_from": "2026-01-01", "currency": "EUR", "price": {"model": "per_unit", "unit_price": "1440.29"}}
     )
     await ok("rating", "PUT", "/v1/seller", {"currency": "EUR", "country": "IE"})
-    await ok("usage-ingest", "POST", "/v1/orders", {"records": [{"id": f"{t}-ord", **record, "quantity": "3", "start_date": "2026-10-01"}]})
+
+    async def ordered() -> bool:
+        # usage-ingest hears of the product from rating's event a moment after the PUT; until then
+        # the order is refused (`unknown_product`) and nothing is stored, so it is posted again.
+        answer = await ok("usage-ingest", "POST", "/v1/orders", {"records": [{"id": f"{t}-ord", **record, "quantity": "3", "start_date": "2026-10-01"}]})
+        return bool(answer["accepted"] + answer["duplicate"])
+
+    await eventually(ordered, f"{t}'s order accepted once usage-ingest knows {code}", interval=0.2)
     await ok("usage-ingest", "POST", "/v1/usage", {"records": [{"id": f"{t}-use", **record, "quantity": "1.5", "timestamp": "2026-10-03T10:00:00Z"}]})
     quantity = {"id": f"{t}-qty", **record, "observed_at": "2026-10-04T10:00:00Z", "source": m[:64], "quantity": "3"}
     await ok("usage-ingest", "POST", "/v1/quantities", {"records": [quantity]})
-    await ok("rating", "PUT", f"/v1/discounts/{t}-DSC", {"scope": "invoice", "account_id": acct, "percent": "5", "first_period": "2027-01"})
+
+    async def discounted() -> bool:
+        # rating knows the account once it has applied the CustomerUpserted event: 404 until then.
+        body = {"scope": "invoice", "account_id": acct, "percent": "5", "first_period": "2027-01"}
+        r = await c["rating"].request("PUT", f"/v1/discounts/{t}-DSC", json=body, headers={**h, "Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code in (200, 201, 404), f"building {t}'s world: rating PUT /v1/discounts → {r.status_code} {r.text[:300]}"
+        return r.status_code != 404
+
+    await eventually(discounted, f"rating to know {t}'s customer account", interval=0.2)
     run = await ok("rating", "POST", "/v1/bill-runs", {"period": "2026-08"})
     w.ids["bill_run_id"] = run["bill_run_id"]
     seller = {"name": f"{m} Seller", "country": "IE", "vat_id": None, "invoice_prefix": prefix(p), "due_rule": {"net_days": 14}, "email": f"ar@{t}.example"}

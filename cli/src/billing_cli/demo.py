@@ -195,6 +195,21 @@ class Api:
             raise DemoFailure(f"{path} for {tenant}: {result['results'][:3]}")
         return result
 
+    def orders(self, tenant: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Orders posted right after their products: usage-ingest learns rating's catalogue from its
+        events a moment later and refuses an order of a product it has not heard of yet
+        (`unknown_product`, nothing stored), so the batch is posted again, as a partner would,
+        until usage-ingest knows the products (the ids make a repeat harmless)."""
+
+        def posted() -> dict[str, Any] | None:
+            result = self.call("POST", "usage-ingest", "/v1/orders", tenant, {"records": records})
+            refused = [r for r in result["results"] if r["status"] not in ("accepted", "duplicate")]
+            if any(r["code"] != "unknown_product" for r in refused):
+                raise DemoFailure(f"/v1/orders for {tenant}: {refused[:3]}")
+            return None if refused else dict(result)
+
+        return wait_for(f"usage-ingest to hear of {tenant}'s products", posted)
+
 
 def _customer(cid: str, name: str, country: str, currency: str, vat_id: str | None = None) -> dict[str, Any]:
     return {"id": cid, "name": name, "billing_email": f"billing@{cid}.example", "country": country, "currency": currency, "vat_id": vat_id}
@@ -291,16 +306,14 @@ def post_month(api: Api) -> dict[str, int]:
         ],
     )
 
-    api.batch(
-        "/v1/orders",
+    api.orders(
         nw,
         [
             {"id": "nw-o-1", "customer_id": "contoso-dental", "product_code": "EML-HST", "quantity": "11", "start_date": "2026-09-01"},
             {"id": "nw-o-2", "customer_id": "fabrikam-law", "product_code": "EML-HST", "quantity": "8", "start_date": "2026-10-14"},
         ],
     )
-    api.batch(
-        "/v1/orders",
+    api.orders(
         cl,
         [
             {"id": "cl-o-1", "customer_id": "dublin-bakery", "product_code": "M365-BP", "quantity": "5", "start_date": "2026-10-01"},

@@ -3,12 +3,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from billing_runtime.testing import migrate, serve
+from billing_runtime.testing import eventually, migrate, serve
 from rating.config import Settings
 from rating.main import build
 
@@ -57,3 +58,19 @@ def app(settings: Settings) -> FastAPI:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(app) as c:
         yield c
+
+
+async def ordered(ingest: httpx.AsyncClient, *, headers: dict[str, str], json: dict[str, Any]) -> dict[str, Any]:
+    """Orders posted right after their products: usage-ingest hears of a product from rating's
+    event a moment after the PUT and refuses an order of it until then (`unknown_product`, nothing
+    stored), so the batch is posted again until it is accepted, as a partner would."""
+
+    async def accepted() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await ingest.post("/v1/orders", headers=headers, json=json)).json()
+        if any(r["code"] == "unknown_product" for r in body["results"]):
+            return None
+        return body
+
+    body = await eventually(accepted, "usage-ingest to know the ordered products", interval=0.1)
+    assert body["rejected"] == 0 and body["conflict"] == 0, body
+    return body

@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from billing_events.topics import CATALOGUE
+from billing_runtime.testing import all_events, read_events
 from rating.catalogue.models import QuantityRule
 
 
@@ -85,3 +87,27 @@ async def test_list_pages_with_a_cursor(client: httpx.AsyncClient, tenant: str) 
     rest = (await client.get(f"/v1/products?limit=2&after={first['next_cursor']}", headers=headers(tenant))).json()
     assert [(p["code"], p["quantity_rule"]) for p in rest["items"]] == [("C", "usage_sum")]
     assert rest["next_cursor"] is None
+
+
+async def test_a_new_or_changed_product_is_published_once_per_revision(
+    client: httpx.AsyncClient, tenant: str, distributor: str, kafka_bootstrap: str
+) -> None:
+    """ProductPublished on billing.catalogue (usage-ingest's projection): a PUT that changes
+    nothing publishes nothing; the distributor's products are the wholesale ones."""
+    assert (await client.put("/v1/products/CRD", headers=headers(tenant), json=product(quantity_rule="usage_sum"))).status_code == 200
+    assert (await client.put("/v1/products/CRD", headers=headers(tenant), json=product(quantity_rule="usage_sum"))).status_code == 200
+    credits = product(quantity_rule="usage_sum", policy={"allows_credits": True})
+    assert (await client.put("/v1/products/CRD", headers=headers(tenant), json=credits)).status_code == 200
+    assert (await client.put("/v1/products/CRD", headers=headers(distributor), json=product(quantity_rule="usage_sum"))).status_code == 200
+
+    def seen(e: Any) -> bool:
+        return e.tenant in (tenant, distributor) and e.data.product_code == "CRD"
+
+    await read_events(kafka_bootstrap, CATALOGUE.name, until=lambda s: len(s) >= 3, match=seen, timeout=60)
+    events = await all_events(kafka_bootstrap, CATALOGUE.name, match=seen)
+    assert [(e.tenant, e.data.revision, e.data.allows_credits, e.data.wholesale, e.subject) for e in events] == [
+        (tenant, 1, False, False, "CRD"),
+        (tenant, 2, True, False, "CRD"),
+        (distributor, 1, False, True, "CRD"),
+    ]
+    assert events[0].data.kind == "usage" and events[0].data.quantity_rule == "usage_sum"

@@ -1,19 +1,23 @@
 """Orders, changes and cancellations posted to usage-ingest become subscriptions whose effective
 dates rating shows; bad input is a 4xx with a stable code and nothing applied; a negative usage
-record for a product without credits is dead-lettered while the rest keep flowing."""
+record for a product without credits is refused at the edge, and dead-lettered by rating (the rest
+keep flowing) if it arrives another way."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from billing_events import account_id, subscription_id
+from billing_events import UsageRecorded, account_id, new_event, subscription_id
 from billing_events.topics import DEAD_LETTER
-from billing_runtime.testing import eventually
+from billing_runtime.testing import Publish, eventually
+
+from .conftest import ordered
 
 T = TypeVar("T")
 
@@ -37,7 +41,7 @@ async def test_a_cancellation_shows_its_effective_dates_and_refuses_later_change
     await setup(client, ingest, partner, commitment_months=12, notice_business_days=30, vendor_cutoff_day=10)
     ingest.app_clock.set(datetime.fromisoformat("2026-01-05T09:00:00+00:00"))  # type: ignore[attr-defined]
     order = {"id": "siem-1", "customer_id": "c1", "product_code": "SIEM", "quantity": "2", "start_date": "2026-01-05", "setup_exempt": True}
-    assert (await ingest.post("/v1/orders", headers=h(partner), json={"records": [order]})).json()["accepted"] == 1
+    assert (await ordered(ingest, headers=h(partner), json={"records": [order]}))["accepted"] == 1
     ingest.app_clock.set(datetime.fromisoformat("2026-03-16T09:00:00+00:00"))  # type: ignore[attr-defined]
     change = await ingest.post("/v1/orders/siem-1/changes", headers=h(partner), json={"id": "siem-1-up", "quantity": "3", "effective_date": "2026-03-20"})
     assert change.status_code == 200 and change.json()["status"] == "accepted", change.text
@@ -129,22 +133,39 @@ async def test_catalogue_and_price_list_bad_input(client: httpx.AsyncClient, dis
     assert (await client.get("/v1/discounts", headers=h(partner))).json()["items"] == []
 
 
-async def test_negative_usage_without_credits_is_dead_lettered_and_the_next_applied(
-    client: httpx.AsyncClient, ingest: httpx.AsyncClient, kafka_bootstrap: str
+async def test_negative_usage_without_credits_is_refused_at_the_edge_and_dead_lettered_if_it_comes_another_way(
+    client: httpx.AsyncClient, ingest: httpx.AsyncClient, kafka_bootstrap: str, publish: Publish
 ) -> None:
+    """usage-ingest refuses negative usage of a product without credits (it knows rating's
+    catalogue from ProductPublished); rating still dead-letters such an event should one reach it
+    another way, and applies the rest."""
     partner = f"p-{uuid.uuid4().hex[:8]}"
     for code, credits in (("BKP", False), ("CREDITS", True)):
         body = {"name": code, "quantity_rule": "usage_sum", "unit_price": "0.10", "currency": "USD", "policy": {"allows_credits": credits}}
         assert (await client.put(f"/v1/products/{code}", headers=h(partner), json=body)).status_code == 200
     customer = {"id": "c1", "name": "C", "billing_email": "ap@c.example", "country": "US", "currency": "USD"}
     await ingest.post("/v1/customers", headers=h(partner), json={"records": [customer]})
+    credit = {"id": "credit", "customer_id": "c1", "product_code": "CREDITS", "quantity": "-5", "timestamp": "2026-10-05T00:00:00Z"}
+
+    async def credit_accepted() -> bool:
+        # Until usage-ingest has heard of CREDITS, its negative usage is refused too (posted again).
+        r = await ingest.post("/v1/usage", headers=h(partner), json={"records": [credit]})
+        return bool(r.json()["accepted"] + r.json()["duplicate"])
+
+    await eventually(credit_accepted, "the credit accepted once usage-ingest knows CREDITS", interval=0.1)
     records = [
         {"id": "neg", "customer_id": "c1", "product_code": "BKP", "quantity": "-5", "timestamp": "2026-10-05T00:00:00Z"},
-        {"id": "credit", "customer_id": "c1", "product_code": "CREDITS", "quantity": "-5", "timestamp": "2026-10-05T00:00:00Z"},
         {"id": "pos", "customer_id": "c1", "product_code": "BKP", "quantity": "7", "timestamp": "2026-10-06T00:00:00Z"},
     ]
-    assert (await ingest.post("/v1/usage", headers=h(partner), json={"records": records})).json()["accepted"] == 3
+    answer = (await ingest.post("/v1/usage", headers=h(partner), json={"records": records})).json()
+    assert [(r["status"], r["code"], r["field"]) for r in answer["results"]] == [("rejected", "negative_quantity", "quantity"), ("accepted", None, None)]
     acct = account_id(partner, "c1")
+    # The same negative record as another producer might publish it: rating dead-letters it alone.
+    smuggled = UsageRecorded(
+        record_id="neg-direct", account_id=acct, partner_id=partner, product_code="BKP", quantity=Decimal("-5"),
+        occurred_at=datetime.fromisoformat("2026-10-07T00:00:00+00:00"),
+    )
+    await publish(new_event(smuggled, source="elsewhere", tenant=partner))
 
     async def applied() -> dict[str, str] | None:
         r = await client.get(f"/v1/accounts/{acct}/charges?period=2026-10", headers=h(partner))

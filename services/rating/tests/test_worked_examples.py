@@ -19,6 +19,8 @@ from billing_events.topics import PERIODS
 from billing_runtime.testing import eventually, read_events
 from rating.billrun.scheduler import run_due
 
+from .conftest import ordered
+
 T = TypeVar("T")
 CENT = Decimal("0.01")
 
@@ -103,17 +105,17 @@ async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_b
     await customers(ingest, d, (nw, "Northwind IT"))
     await customers(ingest, nw, ("contoso", "Contoso Dental"), ("fabrikam", "Fabrikam Law"))
     ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00-05:00"))  # type: ignore[attr-defined]
-    await ok(ingest.post("/v1/orders", headers=h(d), json={"records": [
+    await ordered(ingest, headers=h(d), json={"records": [
         {"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"},
         {"id": "nw-itg", "customer_id": nw, "product_code": "ITG-LIC", "quantity": "3", "start_date": "2026-09-01"},
-    ]}))
+    ]})
     await ok(ingest.post("/v1/usage", headers=h(d), json={"records": [
         {"id": "ship-1", "customer_id": nw, "product_code": "SHIP-GND", "quantity": "1", "timestamp": "2026-10-08T14:00:00-05:00"},
     ]}))
     ingest.app_clock.set(datetime.fromisoformat("2026-10-14T10:00:00-05:00"))  # type: ignore[attr-defined]
-    await ok(ingest.post("/v1/orders", headers=h(nw), json={"records": [
+    await ordered(ingest, headers=h(nw), json={"records": [
         {"id": "fab-users", "customer_id": "fabrikam", "product_code": "USR-SUP", "quantity": "8", "start_date": "2026-10-14"},
-    ]}))
+    ]})
 
     def count(oid: str, code: str, when: str, quantity: str) -> dict[str, Any]:
         return {"id": oid, "customer_id": "contoso", "product_code": code, "observed_at": when, "source": "rmm", "quantity": quantity}
@@ -239,9 +241,9 @@ async def test_example_d_true_up_over_three_bill_runs(
                   policy={"first_period": "next_period", "true_up": True})
     await customers(ingest, partner, ("globex", "Globex"))
     ingest.app_clock.set(datetime.fromisoformat("2026-07-06T10:00:00+00:00"))  # type: ignore[attr-defined]
-    await ok(ingest.post("/v1/orders", headers=h(partner), json={"records": [
+    await ordered(ingest, headers=h(partner), json={"records": [
         {"id": "gx-users", "customer_id": "globex", "product_code": "USR-SUP", "quantity": "10", "start_date": "2026-07-06"},
-    ]}))
+    ]})
     await ok(ingest.post("/v1/quantities", headers=h(partner), json={"records": [
         {"id": "dir-oct", "customer_id": "globex", "product_code": "USR-SUP", "observed_at": "2026-10-29T18:00:00Z", "source": "directory", "quantity": "12"},
     ]}))
@@ -271,9 +273,9 @@ async def test_example_b_advance_billing_with_a_daily_prorated_addition(
     records = [{"id": "acme", "name": "Acme GmbH", "billing_email": "ap@acme.example", "country": "DE", "currency": "EUR", "vat_id": "DE136695976"}]
     await ok(ingest.post("/v1/customers", headers=h(partner), json={"records": records}))
     ingest.app_clock.set(datetime.fromisoformat("2026-09-25T10:00:00+01:00"))  # type: ignore[attr-defined]
-    await ok(ingest.post("/v1/orders", headers=h(partner), json={"records": [
+    await ordered(ingest, headers=h(partner), json={"records": [
         {"id": "acme-m365", "customer_id": "acme", "product_code": "M365-BP", "quantity": "10", "start_date": "2026-10-01"},
-    ]}))
+    ]})
     ingest.app_clock.set(datetime.fromisoformat("2026-10-17T09:00:00+01:00"))  # type: ignore[attr-defined]
     await ok(ingest.post("/v1/orders/acme-m365/changes", headers=h(partner), json={"id": "acme-m365-plus4", "quantity": "14", "effective_date": "2026-10-17"}))
     acme = account_id(partner, "acme")

@@ -10,6 +10,8 @@ from billing_events import account_id
 from billing_events.topics import CUSTOMERS, USAGE
 from billing_runtime.testing import read_events
 
+from .conftest import Products
+
 
 def headers(tenant: str) -> dict[str, str]:
     return {"X-Tenant-Id": tenant}
@@ -139,10 +141,13 @@ async def test_customer_address_and_tax_exemption_are_passed_through(client: htt
     assert min(events, key=lambda e: e.data.revision).data.address is None
 
 
-async def test_an_order_carries_its_setup_exemption_and_changes_follow_it(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+async def test_an_order_carries_its_setup_exemption_and_changes_follow_it(
+    client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str, products: Products
+) -> None:
     from billing_events.topics import ORDERS
 
     await add_customer(client, tenant)
+    await products(tenant, "USR-SUP")
     order = {"id": "o-1", "customer_id": "c-1", "product_code": "USR-SUP", "quantity": "8", "start_date": "2026-10-14", "setup_exempt": True}
     assert (await client.post("/v1/orders", headers=headers(tenant), json={"records": [order]})).json()["accepted"] == 1
     r = await client.post("/v1/orders/o-1/changes", headers=headers(tenant), json={"id": "o-1-up", "quantity": "10", "effective_date": "2026-11-01"})

@@ -12,6 +12,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     ingest.SubscriptionCancelled,
     ingest.UsageRecorded,
     ingest.QuantityObserved,
+    rating.ProductPublished,
     rating.ChargesRated,
     rating.PeriodClosed,
     invoicing.InvoiceIssued,

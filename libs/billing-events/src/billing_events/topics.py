@@ -19,6 +19,9 @@ INVOICES = Topic("billing.invoices", 4)
 PAYMENTS = Topic("billing.payments", 4)
 DUNNING = Topic("billing.dunning", 4)
 NOTIFICATIONS = Topic("billing.notifications", 4)
+# Rating's catalogue as other services need it (usage-ingest checks orders and credits against
+# it): little traffic, one partition, so every reader sees one seller's products in one order.
+CATALOGUE = Topic("billing.catalogue", 1)
 DEAD_LETTER = Topic("billing.deadletter", 1)
 # API key lifecycle: one partition, so every reader folds issue and revoke in one order.
 AUTH = Topic("billing.auth", 1)
@@ -32,6 +35,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     PAYMENTS,
     DUNNING,
     NOTIFICATIONS,
+    CATALOGUE,
     DEAD_LETTER,
     AUTH,
 )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from billing_runtime.service import ServiceRuntime, create_app
-from usage_ingest import ingest  # noqa: F401  (registers the tables)
+from usage_ingest import catalogue, ingest  # noqa: F401  (registers the tables)
+from usage_ingest.catalogue.consumers import HANDLERS
 from usage_ingest.config import Settings
 from usage_ingest.db import metadata
 from usage_ingest.ingest.endpoints import router
@@ -15,6 +16,8 @@ SERVICE = "usage-ingest"
 
 def build(settings: Settings | None = None) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings or Settings(), metadata)
+    for model, handler in HANDLERS.items():
+        runtime.on(model, handler)
     return create_app(runtime, [router], title="usage-ingest", description="Partners post customers, orders, usage and quantity counts.")
 
 

@@ -1,11 +1,11 @@
-"""Events emitted by rating: rated charges and closed periods."""
+"""Events emitted by rating: its catalogue as it changes, rated charges and closed periods."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from billing_events import topics
 from billing_events.envelope import EventData, Part
@@ -69,3 +69,29 @@ class PeriodClosed(EventData):
 
     def partition_key(self) -> str:
         return self.buyer_account_id
+
+
+class ProductPublished(EventData):
+    """A product of a seller's catalogue as it now stands, sent when it is created and whenever it changes.
+
+    `revision` increases with every change, so another service can keep a projection of the
+    catalogue (usage-ingest refuses orders of unknown products and credits a product does not
+    take). Rating never deletes a product."""
+
+    event_type: ClassVar[str] = "billing.product.published.v1"
+    topic: ClassVar[topics.Topic] = topics.CATALOGUE
+
+    seller_id: str = Field(description="The tenant whose catalogue holds the product.")
+    product_code: str
+    name: str
+    quantity_rule: str
+    kind: str
+    allows_credits: bool = Field(description="Negative usage of this product is a credit, rated (else refused).")
+    wholesale: bool = Field(
+        description="The seller is the distributor: a partner's order or usage of a code it does not define itself is of this product."
+    )
+    revision: int = Field(ge=1, description="Increases with every change of the product; the latest revision wins.")
+    updated_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return self.seller_id

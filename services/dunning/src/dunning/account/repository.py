@@ -9,15 +9,16 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from dunning.account.models import AccountLink, Partner, Suspension
 from dunning.case.models import DunningCase
 from dunning.step.models import CaseStep
 
-SUSPENSION: Table = Suspension.__table__  # type: ignore[attr-defined]
+SUSPENSION: Table = tenant_owned(Suspension, "tenant")
 LINK: Table = AccountLink.__table__  # type: ignore[attr-defined]
 PARTNER: Table = Partner.__table__  # type: ignore[attr-defined]
-CASE: Table = DunningCase.__table__  # type: ignore[attr-defined]
-STEP: Table = CaseStep.__table__  # type: ignore[attr-defined]
+CASE: Table = tenant_owned(DunningCase, "tenant")
+STEP: Table = tenant_owned(CaseStep, "tenant")
 
 
 async def lock_account(session: AsyncSession, tenant: str, account_id: str) -> None:
@@ -26,7 +27,7 @@ async def lock_account(session: AsyncSession, tenant: str, account_id: str) -> N
 
 
 async def active_suspensions(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
-    query = select(SUSPENSION).where(SUSPENSION.c.tenant == tenant, SUSPENSION.c.account_id == account_id, SUSPENSION.c.lifted_on.is_(None))
+    query = select_scoped(SUSPENSION, tenant).where(SUSPENSION.c.account_id == account_id, SUSPENSION.c.lifted_on.is_(None))
     return list((await session.execute(query.order_by(SUSPENSION.c.suspended_on, SUSPENSION.c.suspension_id))).all())
 
 
@@ -60,10 +61,8 @@ async def other_suspending_case(session: AsyncSession, tenant: str, account_id: 
     """Another open case of the account that has reached its suspend step, if any: the account
     stays suspended for it."""
     query = (
-        select(CASE.c.case_id)
-        .join(STEP, STEP.c.case_id == CASE.c.case_id)
+        scoped(select(CASE.c.case_id).join(STEP, STEP.c.case_id == CASE.c.case_id), CASE, tenant)
         .where(
-            CASE.c.tenant == tenant,
             CASE.c.account_id == account_id,
             CASE.c.status == "open",
             CASE.c.case_id != case_id,

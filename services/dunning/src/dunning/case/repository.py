@@ -9,14 +9,14 @@ from sqlalchemy import Table, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from dunning.case.models import CaseCredit, CasePayment, CasePaymentFailure, DunningCase, InvoiceSettlement
 
 CASE: Table = tenant_owned(DunningCase, "tenant")
-PAYMENT: Table = CasePayment.__table__  # type: ignore[attr-defined]
-SETTLEMENT: Table = InvoiceSettlement.__table__  # type: ignore[attr-defined]
-FAILURE: Table = CasePaymentFailure.__table__  # type: ignore[attr-defined]
-CREDIT: Table = CaseCredit.__table__  # type: ignore[attr-defined]
+PAYMENT: Table = tenant_owned(CasePayment, "tenant")
+SETTLEMENT: Table = tenant_owned(InvoiceSettlement, "tenant")
+FAILURE: Table = tenant_owned(CasePaymentFailure, "tenant")
+CREDIT: Table = tenant_owned(CaseCredit, "tenant")
 
 
 async def lock_invoice(session: AsyncSession, invoice_id: str) -> None:
@@ -50,12 +50,12 @@ async def case_of_invoice(session: AsyncSession, invoice_id: str) -> Any:
 
 
 async def payments_of_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> list[Any]:
-    query = select(PAYMENT).where(PAYMENT.c.invoice_id == invoice_id, PAYMENT.c.tenant == tenant).order_by(PAYMENT.c.payment_id)
+    query = select_scoped(PAYMENT, tenant).where(PAYMENT.c.invoice_id == invoice_id).order_by(PAYMENT.c.payment_id)
     return list((await session.execute(query)).all())
 
 
 async def settlement_of_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> Any:
-    return (await session.execute(select(SETTLEMENT).where(SETTLEMENT.c.invoice_id == invoice_id, SETTLEMENT.c.tenant == tenant))).first()
+    return (await session.execute(select_scoped(SETTLEMENT, tenant).where(SETTLEMENT.c.invoice_id == invoice_id))).first()
 
 
 async def update_case(session: AsyncSession, case_id: str, **values: Any) -> None:
@@ -77,7 +77,7 @@ async def list_cases(
 
 
 async def open_cases_of_account(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
-    query = select(CASE).where(CASE.c.tenant == tenant, CASE.c.account_id == account_id, CASE.c.status == "open")
+    query = select_scoped(CASE, tenant).where(CASE.c.account_id == account_id, CASE.c.status == "open")
     return list((await session.execute(query)).all())
 
 
@@ -97,16 +97,15 @@ async def insert_credit(session: AsyncSession, row: dict[str, Any]) -> bool:
 
 
 async def credits_of_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> list[Any]:
-    query = select(CREDIT).where(CREDIT.c.invoice_id == invoice_id, CREDIT.c.tenant == tenant).order_by(CREDIT.c.credit_note_id)
+    query = select_scoped(CREDIT, tenant).where(CREDIT.c.invoice_id == invoice_id).order_by(CREDIT.c.credit_note_id)
     return list((await session.execute(query)).all())
 
 
 async def last_failure_of_account(session: AsyncSession, tenant: str, account_id: str) -> Any:
     """The latest payment failure on an open case of the account."""
     query = (
-        select(FAILURE)
-        .join(CASE, CASE.c.invoice_id == FAILURE.c.invoice_id)
-        .where(CASE.c.tenant == tenant, CASE.c.account_id == account_id, CASE.c.status == "open")
+        scoped(select(FAILURE).join(CASE, CASE.c.invoice_id == FAILURE.c.invoice_id), CASE, tenant)
+        .where(CASE.c.account_id == account_id, CASE.c.status == "open")
         .order_by(FAILURE.c.failed_on.desc(), FAILURE.c.payment_id.desc())
         .limit(1)
     )

@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from dunning.policy.models import DunningPolicy
 
-POLICY: Table = DunningPolicy.__table__  # type: ignore[attr-defined]
+POLICY: Table = tenant_owned(DunningPolicy, "tenant")
 
 
 async def get(session: AsyncSession, tenant: str) -> Any:
-    return (await session.execute(select(POLICY).where(POLICY.c.tenant == tenant))).first()
+    return (await session.execute(select_scoped(POLICY, tenant))).first()
 
 
 async def put(session: AsyncSession, tenant: str, steps: list[dict[str, Any]], cascade_to_customers: bool, at: datetime) -> Any:

@@ -9,11 +9,12 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import scoped, tenant_owned
 from dunning.case.models import DunningCase
 from dunning.step.models import CaseStep
 
-STEP: Table = CaseStep.__table__  # type: ignore[attr-defined]
-CASE: Table = DunningCase.__table__  # type: ignore[attr-defined]
+STEP: Table = tenant_owned(CaseStep, "tenant")
+CASE: Table = tenant_owned(DunningCase, "tenant")
 
 
 async def reached(session: AsyncSession, case_id: str) -> set[tuple[int, str]]:
@@ -35,7 +36,7 @@ async def overdue_open_cases(session: AsyncSession, today: date, *, tenant: str 
     """(case_id, invoice_id) of open cases past their due date, by case id after `after`."""
     query = select(CASE.c.case_id, CASE.c.invoice_id).where(CASE.c.status == "open", CASE.c.due_on < today)
     if tenant is not None:
-        query = query.where(CASE.c.tenant == tenant)
+        query = scoped(query, CASE, tenant)
     if after is not None:
         query = query.where(CASE.c.case_id > after)
     rows = await session.execute(query.order_by(CASE.c.case_id).limit(limit))

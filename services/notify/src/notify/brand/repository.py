@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from notify.brand.models import Brand
 
-BRAND: Table = Brand.__table__  # type: ignore[attr-defined]
+BRAND: Table = tenant_owned(Brand, "tenant")
 _FIELDS = ("sender_name", "sender_email", "logo_url", "primary_color", "footer")
 
 
 async def get(session: AsyncSession, tenant: str) -> Brand | None:
-    row = (await session.execute(select(BRAND).where(BRAND.c.tenant == tenant))).first()
+    row = (await session.execute(select_scoped(BRAND, tenant))).first()
     return Brand.model_validate(row._mapping) if row is not None else None
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from notify.contact.models import Contact
 
-CONTACT: Table = Contact.__table__  # type: ignore[attr-defined]
+# A buyer's contact belongs to the seller that posted the customer (the events' tenant).
+CONTACT: Table = tenant_owned(Contact, "partner_id")
 
 
 async def upsert(
@@ -28,6 +30,6 @@ async def upsert(
     return (await session.execute(upsert)).first() is not None
 
 
-async def get(session: AsyncSession, account_id: str) -> Contact | None:
-    row = (await session.execute(select(CONTACT).where(CONTACT.c.account_id == account_id))).first()
+async def get(session: AsyncSession, tenant: str, account_id: str) -> Contact | None:
+    row = (await session.execute(select_scoped(CONTACT, tenant).where(CONTACT.c.account_id == account_id))).first()
     return Contact.model_validate(row._mapping) if row is not None else None

@@ -24,7 +24,7 @@ async def apply_customer(session: AsyncSession, customer: CustomerUpserted, at: 
     )
 
 
-async def billing_email(session: AsyncSession, account_id: str) -> str | None:
-    """The account's billing contact, if notify has heard of the account."""
-    contact = await repo.get(session, account_id)
+async def billing_email(session: AsyncSession, tenant: str, account_id: str) -> str | None:
+    """The account's billing contact, if notify has heard of the account from this tenant."""
+    contact = await repo.get(session, tenant, account_id)
     return contact.billing_email if contact is not None else None

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.tenancy import scoped_pairs, select_scoped, tenant_column, tenant_owned
 from notify import sending
 from notify.brand.models import Brand
 from notify.brand.repository import BRAND
@@ -19,7 +19,7 @@ from notify.contact.repository import CONTACT
 from notify.delivery.models import Delivery, KnownInvoice
 
 DELIVERY: Table = tenant_owned(Delivery, "tenant")
-KNOWN_INVOICE: Table = KnownInvoice.__table__  # type: ignore[attr-defined]
+KNOWN_INVOICE: Table = tenant_owned(KnownInvoice, "tenant")
 
 DUE_STATUSES = sending.DUE_STATUSES
 
@@ -42,7 +42,8 @@ async def remember_invoice_and_look_up(session: AsyncSession, invoice: KnownInvo
         *[c.label(f"brand_{c.name}") for c in BRAND.c],
         select(func.count()).select_from(remembered).scalar_subquery().label("remembered"),
     ).select_from(
-        anchor.outerjoin(CONTACT, CONTACT.c.account_id == invoice.buyer_account_id).outerjoin(BRAND, BRAND.c.tenant == invoice.tenant)
+        anchor.outerjoin(CONTACT, and_(CONTACT.c.account_id == invoice.buyer_account_id, tenant_column(CONTACT) == invoice.tenant))
+        .outerjoin(BRAND, tenant_column(BRAND) == invoice.tenant)
     )
     row = (await session.execute(query)).one()._mapping
     contact = Contact.model_validate({c.name: row[f"contact_{c.name}"] for c in CONTACT.c}) if row["contact_account_id"] is not None else None
@@ -58,25 +59,25 @@ async def remember_invoices_and_look_up(
     if not invoices:
         return {}, {}
     await session.execute(pg_insert(KNOWN_INVOICE).values([i.model_dump() for i in invoices]).on_conflict_do_nothing(index_elements=["invoice_id"]))
-    accounts = sorted({i.buyer_account_id for i in invoices})
+    buyers = sorted({(i.tenant, i.buyer_account_id) for i in invoices})
     tenants = sorted({i.tenant for i in invoices})
-    contact_rows = await session.execute(select(CONTACT).where(CONTACT.c.account_id == any_(bindparam("accounts", accounts, type_=ARRAY(Text)))))
+    contact_rows = await session.execute(scoped_pairs(select(CONTACT), CONTACT, CONTACT.c.account_id, buyers))
     brand_rows = await session.execute(select(BRAND).where(BRAND.c.tenant == any_(bindparam("tenants", tenants, type_=ARRAY(Text)))))
     contacts = {r.account_id: Contact.model_validate(r._mapping) for r in contact_rows}
     brands = {r.tenant: Brand.model_validate(r._mapping) for r in brand_rows}
     return contacts, brands
 
 
-async def known_invoice(session: AsyncSession, invoice_id: str) -> KnownInvoice | None:
-    row = (await session.execute(select(KNOWN_INVOICE).where(KNOWN_INVOICE.c.invoice_id == invoice_id))).first()
+async def known_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> KnownInvoice | None:
+    row = (await session.execute(select_scoped(KNOWN_INVOICE, tenant).where(KNOWN_INVOICE.c.invoice_id == invoice_id))).first()
     return KnownInvoice.model_validate(row._mapping) if row is not None else None
 
 
 async def latest_invoice_of_account(session: AsyncSession, tenant: str, account_id: str) -> KnownInvoice | None:
     """The account's latest invoice from the seller, for a message about the account as a whole."""
     query = (
-        select(KNOWN_INVOICE)
-        .where(KNOWN_INVOICE.c.tenant == tenant, KNOWN_INVOICE.c.buyer_account_id == account_id)
+        select_scoped(KNOWN_INVOICE, tenant)
+        .where(KNOWN_INVOICE.c.buyer_account_id == account_id)
         .order_by(KNOWN_INVOICE.c.issued_on.desc(), KNOWN_INVOICE.c.invoice_id.desc())
         .limit(1)
     )
@@ -162,7 +163,7 @@ async def list_deliveries(
     limit: int,
 ) -> list[Delivery]:
     """Newest first; `after` is the (created_at, delivery_id) of the last row already seen."""
-    query = select(DELIVERY).where(DELIVERY.c.tenant == tenant)
+    query = select_scoped(DELIVERY, tenant)
     filters: list[Any] = []
     if account_id is not None:
         filters.append(DELIVERY.c.account_id == account_id)

@@ -250,9 +250,9 @@ class Audience:
 async def audience(session: AsyncSession, tenant: str, account_id: str, invoice_id: str | None, default_sender_email: str) -> Audience:
     """The billing contact (else the buyer email of the invoice, or of the account's latest
     invoice), the buyer's name, and the seller's brand."""
-    invoice = await repo.known_invoice(session, invoice_id) if invoice_id else None
+    invoice = await repo.known_invoice(session, tenant, invoice_id) if invoice_id else None
     latest = invoice or await repo.latest_invoice_of_account(session, tenant, account_id)
-    contact = await contacts.get(session, account_id)
+    contact = await contacts.get(session, tenant, account_id)
     recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(latest.buyer_email if latest else None)
     buyer_name = contact.name if contact else (latest.buyer_name if latest else "customer")
     brand = await effective_brand(session, tenant, seller_name=latest.seller_name if latest else None, default_sender_email=default_sender_email)

@@ -17,7 +17,7 @@ from notify import sending
 from notify.webhook.models import WebhookDelivery, WebhookEndpoint
 
 ENDPOINT: Table = tenant_owned(WebhookEndpoint, "tenant")
-DELIVERY: Table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+DELIVERY: Table = tenant_owned(WebhookDelivery, "tenant")
 
 
 def where(endpoint: WebhookEndpoint, column: str) -> bytes:
@@ -49,15 +49,14 @@ async def get_endpoint(session: AsyncSession, tenant: str, endpoint_id: str, *, 
 
 
 async def list_endpoints(session: AsyncSession, tenant: str) -> list[WebhookEndpoint]:
-    query = select(ENDPOINT).where(ENDPOINT.c.tenant == tenant, ENDPOINT.c.deleted_at.is_(None)).order_by(ENDPOINT.c.created_at, ENDPOINT.c.endpoint_id)
+    query = select_scoped(ENDPOINT, tenant).where(ENDPOINT.c.deleted_at.is_(None)).order_by(ENDPOINT.c.created_at, ENDPOINT.c.endpoint_id)
     return [WebhookEndpoint.model_validate(r._mapping) for r in await session.execute(query)]
 
 
 async def subscribed(session: AsyncSession, tenant: str, event_type: str) -> list[WebhookEndpoint]:
     """The tenant's live endpoints subscribed to `event_type` (or to everything)."""
     types = ENDPOINT.c.event_types
-    query = select(ENDPOINT).where(
-        ENDPOINT.c.tenant == tenant,
+    query = select_scoped(ENDPOINT, tenant).where(
         ENDPOINT.c.deleted_at.is_(None),
         or_(types.contains([event_type]), types.contains(["*"])),
     )
@@ -147,8 +146,8 @@ async def settle(session: AsyncSession, delivery_id: str, **values: Any) -> bool
 
 async def deliveries_of(session: AsyncSession, tenant: str, endpoint_id: str, limit: int) -> list[WebhookDelivery]:
     query = (
-        select(DELIVERY)
-        .where(DELIVERY.c.tenant == tenant, DELIVERY.c.endpoint_id == endpoint_id)
+        select_scoped(DELIVERY, tenant)
+        .where(DELIVERY.c.endpoint_id == endpoint_id)
         .order_by(DELIVERY.c.created_at.desc(), DELIVERY.c.delivery_id.desc())
         .limit(limit)
     )

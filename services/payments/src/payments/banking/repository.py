@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from payments.banking.models import Statement, StatementLine
 
-STATEMENT: Table = Statement.__table__  # type: ignore[attr-defined]
-LINE: Table = StatementLine.__table__  # type: ignore[attr-defined]
+STATEMENT: Table = tenant_owned(Statement, "tenant")
+LINE: Table = tenant_owned(StatementLine, "tenant")
 
 
 async def insert_statement(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -20,7 +21,7 @@ async def insert_statement(session: AsyncSession, row: dict[str, Any]) -> bool:
 
 
 async def get_statement(session: AsyncSession, tenant: str, statement_id: str) -> Any:
-    query = select(STATEMENT).where(STATEMENT.c.tenant == tenant, STATEMENT.c.statement_id == statement_id)
+    query = select_scoped(STATEMENT, tenant).where(STATEMENT.c.statement_id == statement_id)
     return (await session.execute(query)).first()
 
 
@@ -29,10 +30,10 @@ async def insert_line(session: AsyncSession, row: dict[str, Any]) -> None:
 
 
 async def lines_of(session: AsyncSession, tenant: str, statement_id: str) -> list[Any]:
-    query = select(LINE).where(LINE.c.tenant == tenant, LINE.c.statement_id == statement_id).order_by(LINE.c.line_no)
+    query = select_scoped(LINE, tenant).where(LINE.c.statement_id == statement_id).order_by(LINE.c.line_no)
     return list((await session.execute(query)).all())
 
 
 async def unmatched(session: AsyncSession, tenant: str) -> list[Any]:
-    query = select(LINE).where(LINE.c.tenant == tenant, LINE.c.status == "unmatched").order_by(LINE.c.booked_on, LINE.c.statement_id, LINE.c.line_no)
+    query = select_scoped(LINE, tenant).where(LINE.c.status == "unmatched").order_by(LINE.c.booked_on, LINE.c.statement_id, LINE.c.line_no)
     return list((await session.execute(query)).all())

@@ -10,11 +10,12 @@ from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from payments.collection.models import AccountCredit, Attempt, CollectionSetting
 
-ATTEMPT: Table = Attempt.__table__  # type: ignore[attr-defined]
-CREDIT: Table = AccountCredit.__table__  # type: ignore[attr-defined]
-SETTING: Table = CollectionSetting.__table__  # type: ignore[attr-defined]
+ATTEMPT: Table = tenant_owned(Attempt, "tenant")
+CREDIT: Table = tenant_owned(AccountCredit, "tenant")
+SETTING: Table = tenant_owned(CollectionSetting, "tenant")
 OPEN_STATES = ("pending", "processing", "unknown")
 
 
@@ -31,12 +32,12 @@ async def get_attempt(session: AsyncSession, attempt_id: str, *, lock: bool = Fa
 
 
 async def attempt_by_ref(session: AsyncSession, tenant: str, provider_ref: str) -> Any:
-    query = select(ATTEMPT).where(ATTEMPT.c.tenant == tenant, ATTEMPT.c.provider_ref == provider_ref).with_for_update()
+    query = select_scoped(ATTEMPT, tenant).where(ATTEMPT.c.provider_ref == provider_ref).with_for_update()
     return (await session.execute(query)).first()
 
 
 async def attempts_of(session: AsyncSession, tenant: str, invoice_id: str) -> list[Any]:
-    query = select(ATTEMPT).where(ATTEMPT.c.tenant == tenant, ATTEMPT.c.invoice_id == invoice_id).order_by(ATTEMPT.c.attempt_no)
+    query = select_scoped(ATTEMPT, tenant).where(ATTEMPT.c.invoice_id == invoice_id).order_by(ATTEMPT.c.attempt_no)
     return list((await session.execute(query)).all())
 
 
@@ -44,8 +45,8 @@ async def earlier_attempts(session: AsyncSession, tenant: str, invoice_id: str, 
     """The invoice's attempts before `attempt_no`, locked in order (before the invoice is, as
     the webhooks lock them) until the transaction ends."""
     query = (
-        select(ATTEMPT)
-        .where(ATTEMPT.c.tenant == tenant, ATTEMPT.c.invoice_id == invoice_id, ATTEMPT.c.attempt_no < attempt_no)
+        select_scoped(ATTEMPT, tenant)
+        .where(ATTEMPT.c.invoice_id == invoice_id, ATTEMPT.c.attempt_no < attempt_no)
         .order_by(ATTEMPT.c.attempt_no)
         .with_for_update()
     )
@@ -66,8 +67,8 @@ async def next_attempt_to_call(session: AsyncSession, now: datetime) -> Any:
 async def wake_waiting(session: AsyncSession, tenant: str, invoice_id: str, now: datetime) -> None:
     """The invoice's attempts waiting for an earlier one to be final may go now."""
     await session.execute(
-        update(ATTEMPT)
-        .where(ATTEMPT.c.tenant == tenant, ATTEMPT.c.invoice_id == invoice_id, ATTEMPT.c.status == "pending", ATTEMPT.c.next_call_at > now)
+        scoped(update(ATTEMPT), ATTEMPT, tenant)
+        .where(ATTEMPT.c.invoice_id == invoice_id, ATTEMPT.c.status == "pending", ATTEMPT.c.next_call_at > now)
         .values(next_call_at=now)
     )
 
@@ -83,12 +84,12 @@ async def open_attempts(session: AsyncSession) -> list[Any]:
 
 
 async def surplus_policy(session: AsyncSession, tenant: str) -> str:
-    found = (await session.execute(select(SETTING.c.surplus).where(SETTING.c.tenant == tenant))).scalar_one_or_none()
+    found = (await session.execute(select_scoped(SETTING, tenant, SETTING.c.surplus))).scalar_one_or_none()
     return found or "refund"
 
 
 async def get_setting(session: AsyncSession, tenant: str) -> Any:
-    return (await session.execute(select(SETTING).where(SETTING.c.tenant == tenant))).first()
+    return (await session.execute(select_scoped(SETTING, tenant))).first()
 
 
 async def upsert_setting(session: AsyncSession, row: dict[str, Any]) -> None:
@@ -107,19 +108,19 @@ async def lock_credit(session: AsyncSession, tenant: str, account_id: str, curre
     await session.execute(
         pg_insert(CREDIT).values(tenant=tenant, account_id=account_id, currency=currency, amount=Decimal(0)).on_conflict_do_nothing()
     )
-    query = select(CREDIT.c.amount).where(CREDIT.c.tenant == tenant, CREDIT.c.account_id == account_id, CREDIT.c.currency == currency).with_for_update()
+    query = select_scoped(CREDIT, tenant, CREDIT.c.amount).where(CREDIT.c.account_id == account_id, CREDIT.c.currency == currency).with_for_update()
     return Decimal((await session.execute(query)).scalar_one())
 
 
 async def add_credit(session: AsyncSession, tenant: str, account_id: str, currency: str, amount: Decimal) -> None:
     await lock_credit(session, tenant, account_id, currency)
     await session.execute(
-        update(CREDIT)
-        .where(CREDIT.c.tenant == tenant, CREDIT.c.account_id == account_id, CREDIT.c.currency == currency)
+        scoped(update(CREDIT), CREDIT, tenant)
+        .where(CREDIT.c.account_id == account_id, CREDIT.c.currency == currency)
         .values(amount=CREDIT.c.amount + amount)
     )
 
 
 async def credits_of(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
-    query = select(CREDIT).where(CREDIT.c.tenant == tenant, CREDIT.c.account_id == account_id, CREDIT.c.amount != 0).order_by(CREDIT.c.currency)
+    query = select_scoped(CREDIT, tenant).where(CREDIT.c.account_id == account_id, CREDIT.c.amount != 0).order_by(CREDIT.c.currency)
     return list((await session.execute(query)).all())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,7 +47,7 @@ async def add_received(session: AsyncSession, invoice_id: str, amount: Decimal) 
 
 async def seller_of(session: AsyncSession, tenant: str, account_id: str) -> str | None:
     """The seller account id on the buyer's latest invoice from this tenant."""
-    query = select(INVOICE.c.seller_id).where(INVOICE.c.tenant == tenant, INVOICE.c.account_id == account_id).order_by(INVOICE.c.issued_on.desc()).limit(1)
+    query = select_scoped(INVOICE, tenant, INVOICE.c.seller_id).where(INVOICE.c.account_id == account_id).order_by(INVOICE.c.issued_on.desc()).limit(1)
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -59,12 +59,12 @@ async def add_credited(session: AsyncSession, invoice_id: str, amount: Decimal) 
 
 async def open_invoices_of(session: AsyncSession, tenant: str, account_id: str | None = None) -> list[Any]:
     """The seller's invoices with money still open (optionally one buyer's), oldest first."""
-    query = select(INVOICE).where(INVOICE.c.tenant == tenant, INVOICE.c.total - INVOICE.c.amount_credited - INVOICE.c.amount_received > 0)
+    query = select_scoped(INVOICE, tenant).where(INVOICE.c.total - INVOICE.c.amount_credited - INVOICE.c.amount_received > 0)
     if account_id is not None:
         query = query.where(INVOICE.c.account_id == account_id)
     return list((await session.execute(query.order_by(INVOICE.c.issued_on, INVOICE.c.number))).all())
 
 
 async def by_reference(session: AsyncSession, tenant: str, reference: str) -> Any:
-    query = select(INVOICE).where(INVOICE.c.tenant == tenant, INVOICE.c.creditor_reference == reference).with_for_update()
+    query = select_scoped(INVOICE, tenant).where(INVOICE.c.creditor_reference == reference).with_for_update()
     return (await session.execute(query)).first()

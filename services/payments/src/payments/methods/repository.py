@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from payments.methods.models import PaymentMethod, ProviderCustomer
 
-METHOD: Table = PaymentMethod.__table__  # type: ignore[attr-defined]
-CUSTOMER: Table = ProviderCustomer.__table__  # type: ignore[attr-defined]
+METHOD: Table = tenant_owned(PaymentMethod, "tenant")
+CUSTOMER: Table = tenant_owned(ProviderCustomer, "tenant")
 
 
 async def insert_method(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -22,26 +23,26 @@ async def insert_method(session: AsyncSession, row: dict[str, Any]) -> bool:
 
 
 async def get_method(session: AsyncSession, tenant: str, method_id: str, *, lock: bool = False) -> Any:
-    query = select(METHOD).where(METHOD.c.tenant == tenant, METHOD.c.method_id == method_id)
+    query = select_scoped(METHOD, tenant).where(METHOD.c.method_id == method_id)
     return (await session.execute(query.with_for_update() if lock else query)).first()
 
 
 async def find_method(session: AsyncSession, tenant: str, provider: str, *, setup_ref: str | None = None, method_ref: str | None = None) -> Any:
-    query = select(METHOD).where(METHOD.c.tenant == tenant, METHOD.c.provider == provider).with_for_update()
+    query = select_scoped(METHOD, tenant).where(METHOD.c.provider == provider).with_for_update()
     query = query.where(METHOD.c.setup_ref == setup_ref) if setup_ref is not None else query.where(METHOD.c.method_ref == method_ref)
     return (await session.execute(query)).first()
 
 
 async def list_methods(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
-    query = select(METHOD).where(METHOD.c.tenant == tenant, METHOD.c.account_id == account_id).order_by(METHOD.c.created_at, METHOD.c.method_id)
+    query = select_scoped(METHOD, tenant).where(METHOD.c.account_id == account_id).order_by(METHOD.c.created_at, METHOD.c.method_id)
     return list((await session.execute(query)).all())
 
 
 async def collecting_method(session: AsyncSession, tenant: str, account_id: str) -> Any:
     """The buyer's method to collect from: the most recently activated card or mandate."""
     query = (
-        select(METHOD)
-        .where(METHOD.c.tenant == tenant, METHOD.c.account_id == account_id, METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]))
+        select_scoped(METHOD, tenant)
+        .where(METHOD.c.account_id == account_id, METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]))
         .order_by(METHOD.c.updated_at.desc())
         .limit(1)
     )
@@ -49,11 +50,11 @@ async def collecting_method(session: AsyncSession, tenant: str, account_id: str)
 
 
 async def update_method(session: AsyncSession, tenant: str, method_id: str, **values: Any) -> None:
-    await session.execute(update(METHOD).where(METHOD.c.tenant == tenant, METHOD.c.method_id == method_id).values(**values))
+    await session.execute(scoped(update(METHOD), METHOD, tenant).where(METHOD.c.method_id == method_id).values(**values))
 
 
 async def get_customer(session: AsyncSession, tenant: str, account_id: str, provider: str) -> str | None:
-    query = select(CUSTOMER.c.customer_ref).where(CUSTOMER.c.tenant == tenant, CUSTOMER.c.account_id == account_id, CUSTOMER.c.provider == provider)
+    query = select_scoped(CUSTOMER, tenant, CUSTOMER.c.customer_ref).where(CUSTOMER.c.account_id == account_id, CUSTOMER.c.provider == provider)
     return (await session.execute(query)).scalar_one_or_none()
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select, tuple_, update
+from sqlalchemy import Table, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from payments.payment.models import Payment
 
 PAYMENT: Table = tenant_owned(Payment, "tenant")
@@ -31,7 +31,7 @@ async def list_payments(
     session: AsyncSession, tenant: str, *, invoice_id: str | None, after: tuple[datetime, str] | None, limit: int
 ) -> list[Any]:
     """Payments in the order they were recorded, after the keyset `after`."""
-    query = select(PAYMENT).where(PAYMENT.c.tenant == tenant)
+    query = select_scoped(PAYMENT, tenant)
     if invoice_id is not None:
         query = query.where(PAYMENT.c.invoice_id == invoice_id)
     if after is not None:
@@ -43,8 +43,8 @@ async def list_payments(
 async def reverse_payment(session: AsyncSession, tenant: str, payment_id: str) -> bool:
     """Mark a succeeded payment reversed (a direct debit returned after it was collected)."""
     result = await session.execute(
-        update(PAYMENT)
-        .where(PAYMENT.c.tenant == tenant, PAYMENT.c.payment_id == payment_id, PAYMENT.c.status == "succeeded")
+        scoped(update(PAYMENT), PAYMENT, tenant)
+        .where(PAYMENT.c.payment_id == payment_id, PAYMENT.c.status == "succeeded")
         .values(status="reversed")
         .returning(PAYMENT.c.payment_id)
     )

@@ -12,9 +12,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from billing_runtime.crypto import PREFIX, Keyring, context
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from payments.providers.models import ProviderAccount
 
-PROVIDER_ACCOUNT: Table = ProviderAccount.__table__  # type: ignore[attr-defined]
+PROVIDER_ACCOUNT: Table = tenant_owned(ProviderAccount, "tenant")
 SEALED_COLUMNS = ("api_key", "webhook_secret")
 
 
@@ -49,7 +50,7 @@ async def upsert(session: AsyncSession, keyring: Keyring, tenant: str, provider:
 
 
 async def get(session: AsyncSession, keyring: Keyring, tenant: str, provider: str) -> Credentials | None:
-    query = select(PROVIDER_ACCOUNT).where(PROVIDER_ACCOUNT.c.tenant == tenant, PROVIDER_ACCOUNT.c.provider == provider)
+    query = select_scoped(PROVIDER_ACCOUNT, tenant).where(PROVIDER_ACCOUNT.c.provider == provider)
     row = (await session.execute(query)).first()
     if row is None:
         return None
@@ -73,6 +74,6 @@ async def reseal_all(conn: AsyncConnection, keyring: Keyring) -> int:
             if resealed is not None:
                 values[column] = resealed
         await conn.execute(
-            update(PROVIDER_ACCOUNT).where(PROVIDER_ACCOUNT.c.tenant == row.tenant, PROVIDER_ACCOUNT.c.provider == row.provider).values(**values)
+            scoped(update(PROVIDER_ACCOUNT), PROVIDER_ACCOUNT, row.tenant).where(PROVIDER_ACCOUNT.c.provider == row.provider).values(**values)
         )
     return len(rows)

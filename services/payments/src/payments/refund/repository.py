@@ -9,14 +9,15 @@ from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from payments.payment.models import Payment
 from payments.refund.models import BankAccount, CreditNoteApplied, Refund, RefundFile
 
-REFUND: Table = Refund.__table__  # type: ignore[attr-defined]
-APPLIED: Table = CreditNoteApplied.__table__  # type: ignore[attr-defined]
-BANK_ACCOUNT: Table = BankAccount.__table__  # type: ignore[attr-defined]
-REFUND_FILE: Table = RefundFile.__table__  # type: ignore[attr-defined]
-PAYMENT: Table = Payment.__table__  # type: ignore[attr-defined]
+REFUND: Table = tenant_owned(Refund, "tenant")
+APPLIED: Table = tenant_owned(CreditNoteApplied, "tenant")
+BANK_ACCOUNT: Table = tenant_owned(BankAccount, "tenant")
+REFUND_FILE: Table = tenant_owned(RefundFile, "tenant")
+PAYMENT: Table = tenant_owned(Payment, "tenant")
 
 
 async def claim_credit_note(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -33,8 +34,10 @@ async def refundable_payments(session: AsyncSession, tenant: str, invoice_id: st
         .scalar_subquery()
     )
     query = (
-        select(PAYMENT.c.payment_id, PAYMENT.c.method, PAYMENT.c.provider, PAYMENT.c.currency, (PAYMENT.c.amount - refunded).label("refundable"))
-        .where(PAYMENT.c.tenant == tenant, PAYMENT.c.invoice_id == invoice_id, PAYMENT.c.status == "succeeded")
+        select_scoped(
+            PAYMENT, tenant, PAYMENT.c.payment_id, PAYMENT.c.method, PAYMENT.c.provider, PAYMENT.c.currency, (PAYMENT.c.amount - refunded).label("refundable")
+        )
+        .where(PAYMENT.c.invoice_id == invoice_id, PAYMENT.c.status == "succeeded")
         .order_by(PAYMENT.c.recorded_at.desc(), PAYMENT.c.payment_id.desc())
     )
     return list((await session.execute(query)).all())
@@ -49,12 +52,12 @@ async def insert_refunds(session: AsyncSession, rows: list[dict[str, Any]]) -> l
 
 
 async def get_refund(session: AsyncSession, tenant: str, refund_id: str, *, lock: bool = False) -> Any:
-    query = select(REFUND).where(REFUND.c.tenant == tenant, REFUND.c.refund_id == refund_id)
+    query = select_scoped(REFUND, tenant).where(REFUND.c.refund_id == refund_id)
     return (await session.execute(query.with_for_update() if lock else query)).first()
 
 
 async def refund_by_ref(session: AsyncSession, tenant: str, provider: str, provider_ref: str) -> Any:
-    query = select(REFUND).where(REFUND.c.tenant == tenant, REFUND.c.provider == provider, REFUND.c.provider_ref == provider_ref).with_for_update()
+    query = select_scoped(REFUND, tenant).where(REFUND.c.provider == provider, REFUND.c.provider_ref == provider_ref).with_for_update()
     return (await session.execute(query)).first()
 
 
@@ -76,7 +79,7 @@ async def update_refund(session: AsyncSession, refund_id: str, **values: Any) ->
 
 
 async def refunds_of(session: AsyncSession, tenant: str, invoice_id: str) -> list[Any]:
-    query = select(REFUND).where(REFUND.c.tenant == tenant, REFUND.c.invoice_id == invoice_id).order_by(REFUND.c.created_at, REFUND.c.refund_id)
+    query = select_scoped(REFUND, tenant).where(REFUND.c.invoice_id == invoice_id).order_by(REFUND.c.created_at, REFUND.c.refund_id)
     return list((await session.execute(query)).all())
 
 
@@ -92,7 +95,7 @@ async def keep_bank_account(session: AsyncSession, row: dict[str, Any]) -> None:
 
 
 async def get_bank_account(session: AsyncSession, tenant: str, owner: str) -> Any:
-    return (await session.execute(select(BANK_ACCOUNT).where(BANK_ACCOUNT.c.tenant == tenant, BANK_ACCOUNT.c.owner == owner))).first()
+    return (await session.execute(select_scoped(BANK_ACCOUNT, tenant).where(BANK_ACCOUNT.c.owner == owner))).first()
 
 
 async def insert_refund_file(session: AsyncSession, row: dict[str, Any]) -> None:
@@ -100,5 +103,5 @@ async def insert_refund_file(session: AsyncSession, row: dict[str, Any]) -> None
 
 
 async def get_refund_file(session: AsyncSession, tenant: str, file_id: str) -> Any:
-    return (await session.execute(select(REFUND_FILE).where(REFUND_FILE.c.tenant == tenant, REFUND_FILE.c.file_id == file_id))).first()
+    return (await session.execute(select_scoped(REFUND_FILE, tenant).where(REFUND_FILE.c.file_id == file_id))).first()
 

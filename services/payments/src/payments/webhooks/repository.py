@@ -6,9 +6,10 @@ from sqlalchemy import Table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import scoped, tenant_owned
 from payments.webhooks.models import ProviderEvent
 
-PROVIDER_EVENT: Table = ProviderEvent.__table__  # type: ignore[attr-defined]
+PROVIDER_EVENT: Table = tenant_owned(ProviderEvent, "tenant")
 
 
 async def claim(session: AsyncSession, row: dict[str, object]) -> bool:
@@ -20,7 +21,7 @@ async def claim(session: AsyncSession, row: dict[str, object]) -> bool:
 
 async def set_effect(session: AsyncSession, tenant: str, provider: str, event_id: str, effect: str) -> None:
     await session.execute(
-        update(PROVIDER_EVENT)
-        .where(PROVIDER_EVENT.c.tenant == tenant, PROVIDER_EVENT.c.provider == provider, PROVIDER_EVENT.c.event_id == event_id)
+        scoped(update(PROVIDER_EVENT), PROVIDER_EVENT, tenant)
+        .where(PROVIDER_EVENT.c.provider == provider, PROVIDER_EVENT.c.event_id == event_id)
         .values(effect=effect)
     )

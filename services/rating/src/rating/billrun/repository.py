@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import Table, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,7 +12,7 @@ from billing_runtime.tenancy import select_scoped, tenant_owned
 from rating.billrun.models import BillRun, RatedCharge
 
 BILL_RUN: Table = tenant_owned(BillRun, "seller_id")
-RATED_CHARGE: Table = RatedCharge.__table__  # type: ignore[attr-defined]
+RATED_CHARGE: Table = tenant_owned(RatedCharge, "seller_id")
 
 
 async def claim_run(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -95,5 +95,5 @@ async def add_charges(session: AsyncSession, columns: dict[str, list[Any]]) -> i
 
 async def closed_periods(session: AsyncSession, seller_id: str) -> dict[str, Any]:
     """The seller's closed periods, each with when its run was made."""
-    query = select(BILL_RUN.c.period, BILL_RUN.c.created_at).where(BILL_RUN.c.seller_id == seller_id)
+    query = select_scoped(BILL_RUN, seller_id, BILL_RUN.c.period, BILL_RUN.c.created_at)
     return {row.period: row.created_at for row in (await session.execute(query)).all()}

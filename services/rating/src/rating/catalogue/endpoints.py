@@ -23,7 +23,7 @@ def _distributor(runtime: Any) -> str | None:
 @router.put("/products/{code}", dependencies=[Write], response_model=ProductOut)
 async def put_product(code: ProductCode, body: ProductIn, tenant: Tenant, runtime: Runtime) -> ProductOut:
     async with runtime.transaction() as session:
-        return await service.put_product(runtime, session, tenant, code, body)
+        return await service.put_product(runtime, session, tenant, _distributor(runtime), code, body)
 
 
 @router.get("/products", dependencies=[Read])

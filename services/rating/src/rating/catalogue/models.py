@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, Column, DateTime, Numeric, String
+from sqlalchemy import ARRAY, Column, DateTime, Integer, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
@@ -35,6 +35,8 @@ class Product(Base, table=True):
     kind: str = "recurring"
     policy: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # Increases with every change of the content: the `revision` of its ProductPublished event.
+    revision: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
 
 
 class Price(Base, table=True):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_events import CloudEvent, ProductPublished, derived_event_id, new_event
 from billing_events.money import MINOR_UNITS
 from billing_runtime.service import ServiceRuntime
 from rating.billrun.rating import Price as TierPrice
@@ -102,8 +103,31 @@ def policy_of(row: Any) -> BillingPolicy:
     return product_policy(QuantityRule(row.quantity_rule), row.policy)
 
 
-async def put_product(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, code: str, body: ProductIn) -> ProductOut:
-    """Create or replace a product of the seller's catalogue. The same body again changes nothing."""
+def product_published(row: Any, distributor_id: str | None, source: str, now: datetime) -> CloudEvent[ProductPublished]:
+    """The catalogue as other services hear of it: the event of a stored product at its revision
+    (usage-ingest keeps a projection of it to refuse orders of unknown products and credits a
+    product does not take). Its id derives from (seller, code, revision): the same revision
+    published twice (the backfill of migration 0006, a replay) is one event."""
+    data = ProductPublished(
+        seller_id=row.seller_id,
+        product_code=row.code,
+        name=row.name,
+        quantity_rule=row.quantity_rule,
+        kind=row.kind,
+        allows_credits=policy_of(row).allows_credits,
+        wholesale=row.seller_id == distributor_id,
+        revision=row.revision,
+        updated_at=row.updated_at,
+    )
+    event_id = derived_event_id("product", row.seller_id, row.code, str(row.revision))
+    return new_event(data, source=source, tenant=row.seller_id, event_id=event_id, subject=row.code, time=now)
+
+
+async def put_product(
+    runtime: ServiceRuntime, session: AsyncSession, seller_id: str, distributor_id: str | None, code: str, body: ProductIn
+) -> ProductOut:
+    """Create or replace a product of the seller's catalogue. The same body again changes nothing;
+    a new or changed product is published (`ProductPublished`, in the same transaction)."""
     knobs = body.policy.model_dump(exclude_none=True) if body.policy else {}
     if "quantity_rule" in knobs or "snapshot_day" in knobs:
         raise InvalidPolicy("a product's quantity_rule and snapshot_day are top-level fields", field="policy")
@@ -129,6 +153,8 @@ async def put_product(runtime: ServiceRuntime, session: AsyncSession, seller_id:
         "updated_at": runtime.clock.now(),
     }
     stored, changed = await repo.upsert_product(session, row)
+    if changed:
+        await runtime.outbox.add(session, product_published(stored, distributor_id, runtime.name, runtime.clock.now()))
     PRODUCTS_PUT.labels("changed" if changed else "unchanged").inc()
     return to_out(stored)
 

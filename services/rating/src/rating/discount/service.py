@@ -7,12 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.errors import Conflict
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.tenancy import select_scoped, tenant_owned
 from rating.billrun import rating
 from rating.catalogue.service import parse_price, price_book
 from rating.discount.models import Discount
@@ -21,7 +21,7 @@ from rating.errors import AccountNotFound, InvalidDiscount, InvalidPrice, Produc
 from rating.period import Period
 from rating.subscription import repository as projections
 
-DISCOUNT = Discount.__table__  # type: ignore[attr-defined]
+DISCOUNT = tenant_owned(Discount, "seller_id")
 DISCOUNTS_PUT = Counter("billing_discounts_put_total", "Discount PUTs, by outcome", ["outcome"])
 
 
@@ -74,7 +74,7 @@ async def put_discount(
         "created_at": runtime.clock.now(),
     }
     inserted = (await session.execute(pg_insert(DISCOUNT).values(**row).on_conflict_do_nothing().returning(DISCOUNT.c.discount_id))).first()
-    stored = (await session.execute(select(DISCOUNT).where(DISCOUNT.c.seller_id == seller_id, DISCOUNT.c.discount_id == discount_id))).first()
+    stored = (await session.execute(select_scoped(DISCOUNT, seller_id).where(DISCOUNT.c.discount_id == discount_id))).first()
     same = all(getattr(stored, k) == v for k, v in row.items() if k != "created_at")
     if not same:
         DISCOUNTS_PUT.labels("conflict").inc()
@@ -84,12 +84,12 @@ async def put_discount(
 
 
 async def list_discounts(session: AsyncSession, seller_id: str) -> list[DiscountOut]:
-    rows = (await session.execute(select(DISCOUNT).where(DISCOUNT.c.seller_id == seller_id).order_by(DISCOUNT.c.discount_id))).all()
+    rows = (await session.execute(select_scoped(DISCOUNT, seller_id).order_by(DISCOUNT.c.discount_id))).all()
     return [_out(r) for r in rows]
 
 
 async def discounts_for_rating(session: AsyncSession, seller_id: str) -> list[rating.Discount]:
-    rows = (await session.execute(select(DISCOUNT).where(DISCOUNT.c.seller_id == seller_id))).all()
+    rows = (await session.execute(select_scoped(DISCOUNT, seller_id))).all()
     return [
         rating.Discount(
             discount_id=r.discount_id,

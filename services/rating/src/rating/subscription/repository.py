@@ -11,15 +11,15 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from rating.subscription.models import BuyerAccount, QuantityObservation, Subscription, SubscriptionChange, SubscriptionPolicy, UsageRecord
 
-BUYER: Table = BuyerAccount.__table__  # type: ignore[attr-defined]
+BUYER: Table = tenant_owned(BuyerAccount, "seller_id")
 SUBSCRIPTION: Table = tenant_owned(Subscription, "seller_id")
-CHANGE: Table = SubscriptionChange.__table__  # type: ignore[attr-defined]
-USAGE: Table = UsageRecord.__table__  # type: ignore[attr-defined]
-OBSERVATION: Table = QuantityObservation.__table__  # type: ignore[attr-defined]
-POLICY: Table = SubscriptionPolicy.__table__  # type: ignore[attr-defined]
+CHANGE: Table = tenant_owned(SubscriptionChange, "seller_id")
+USAGE: Table = tenant_owned(UsageRecord, "seller_id")
+OBSERVATION: Table = tenant_owned(QuantityObservation, "seller_id")
+POLICY: Table = tenant_owned(SubscriptionPolicy, "seller_id")
 
 
 async def upsert_buyer(session: AsyncSession, row: dict[str, Any]) -> None:
@@ -86,8 +86,8 @@ async def account_slices(session: AsyncSession, seller_id: str, starts_by: date,
     """The seller's accounts cut into consecutive ranges of about `per_slice` subscriptions each
     (an account is never split), covering every account id, those without subscriptions too."""
     numbered = (
-        select(SUBSCRIPTION.c.account_id, func.row_number().over(order_by=SUBSCRIPTION.c.account_id).label("n"))
-        .where(SUBSCRIPTION.c.seller_id == seller_id, SUBSCRIPTION.c.start_on <= starts_by)
+        select_scoped(SUBSCRIPTION, seller_id, SUBSCRIPTION.c.account_id, func.row_number().over(order_by=SUBSCRIPTION.c.account_id).label("n"))
+        .where(SUBSCRIPTION.c.start_on <= starts_by)
         .subquery()
     )
     query = select(numbered.c.account_id).where(numbered.c.n % per_slice == 0).distinct().order_by(numbered.c.account_id)
@@ -96,7 +96,7 @@ async def account_slices(session: AsyncSession, seller_id: str, starts_by: date,
 
 
 async def buyers(session: AsyncSession, seller_id: str, account_id: str | None = None, *, between: AccountRange | None = None) -> list[Any]:
-    query = select(BUYER).where(BUYER.c.seller_id == seller_id, _within(BUYER.c.account_id, between))
+    query = select_scoped(BUYER, seller_id).where(_within(BUYER.c.account_id, between))
     if account_id is not None:
         query = query.where(BUYER.c.account_id == account_id)
     return list((await session.execute(query)).all())
@@ -107,9 +107,7 @@ async def subscriptions(
 ) -> list[Any]:
     """Subscriptions that started on or before `starts_by` (whether still running is decided
     from their changes)."""
-    query = select(SUBSCRIPTION).where(
-        SUBSCRIPTION.c.seller_id == seller_id, SUBSCRIPTION.c.start_on <= starts_by, _within(SUBSCRIPTION.c.account_id, between)
-    )
+    query = select_scoped(SUBSCRIPTION, seller_id).where(SUBSCRIPTION.c.start_on <= starts_by, _within(SUBSCRIPTION.c.account_id, between))
     if account_id is not None:
         query = query.where(SUBSCRIPTION.c.account_id == account_id)
     return list((await session.execute(query.order_by(SUBSCRIPTION.c.subscription_id))).all())
@@ -125,7 +123,7 @@ async def changes(session: AsyncSession, seller_id: str, subscription_ids: Itera
     ids = list(subscription_ids)
     if not ids:
         return []
-    query = select(CHANGE).where(CHANGE.c.seller_id == seller_id, CHANGE.c.subscription_id == _ids(ids))
+    query = select_scoped(CHANGE, seller_id).where(CHANGE.c.subscription_id == _ids(ids))
     return list((await session.execute(query)).all())
 
 
@@ -135,8 +133,7 @@ async def usage_before(
 ) -> list[Any]:
     """Usage before `before` not billed by another run of the tier (the period's own, and late usage)."""
     billed = USAGE.c.wholesale_bill_run_id if wholesale else USAGE.c.bill_run_id
-    query = select(USAGE).where(
-        USAGE.c.seller_id == seller_id,
+    query = select_scoped(USAGE, seller_id).where(
         USAGE.c.occurred_at < before,
         or_(billed.is_(None), billed == run_id),
         _within(USAGE.c.account_id, between),
@@ -150,9 +147,7 @@ async def observations_before(
     session: AsyncSession, seller_id: str, before: datetime, account_id: str | None = None, *, between: AccountRange | None = None
 ) -> list[Any]:
     """Every observation before `before`: the period's, and the history the rules read."""
-    query = select(OBSERVATION).where(
-        OBSERVATION.c.seller_id == seller_id, OBSERVATION.c.observed_at < before, _within(OBSERVATION.c.account_id, between)
-    )
+    query = select_scoped(OBSERVATION, seller_id).where(OBSERVATION.c.observed_at < before, _within(OBSERVATION.c.account_id, between))
     if account_id is not None:
         query = query.where(OBSERVATION.c.account_id == account_id)
     return list((await session.execute(query)).all())
@@ -166,7 +161,7 @@ async def mark_billed(
     ids = list(ids)
     if not ids:
         return
-    await session.execute(update(table).where(table.c.seller_id == seller_id, table.c[id_column] == _ids(ids)).values({column: run_id}))
+    await session.execute(scoped(update(table), table, seller_id).where(table.c[id_column] == _ids(ids)).values({column: run_id}))
 
 
 async def subscription(session: AsyncSession, seller_id: str, subscription_id: str) -> Any:
@@ -175,7 +170,7 @@ async def subscription(session: AsyncSession, seller_id: str, subscription_id: s
 
 
 async def policies(session: AsyncSession, seller_id: str, subscription_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-    query = select(POLICY).where(POLICY.c.seller_id == seller_id)
+    query = select_scoped(POLICY, seller_id)
     if subscription_ids is not None:
         query = query.where(POLICY.c.subscription_id == _ids(subscription_ids))
     return {row.subscription_id: row.policy for row in (await session.execute(query)).all()}

@@ -10,13 +10,13 @@ from typing import Any
 from opentelemetry import trace
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import SubscriptionCancelled, SubscriptionChanged, derived_event_id
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.tenancy import select_scoped
 from usage_ingest.ingest import repository as repo
 from usage_ingest.ingest.schemas import CancellationIn, OrderChangeIn
 from usage_ingest.ingest.service import RECORDS, content_hash, rejection
@@ -59,7 +59,7 @@ async def change_order(runtime: ServiceRuntime, session: AsyncSession, tenant: s
         # One change at a time per order: the order row is the lock, so a change racing a
         # cancellation sees it.
         order = (
-            await session.execute(select(repo.ORDER).where(repo.ORDER.c.tenant == tenant, repo.ORDER.c.order_id == order_id).with_for_update())
+            await session.execute(select_scoped(repo.ORDER, tenant).where(repo.ORDER.c.order_id == order_id).with_for_update())
         ).first()
         if order is None:
             raise NotFound(f"no order {order_id!r}", code="order_not_found", field="order_id")
@@ -72,9 +72,7 @@ async def change_order(runtime: ServiceRuntime, session: AsyncSession, tenant: s
             return _out(previous, duplicate=True)
         cancelled = (
             await session.execute(
-                select(repo.CHANGE.c.change_id).where(
-                    repo.CHANGE.c.tenant == tenant, repo.CHANGE.c.order_id == order_id, repo.CHANGE.c.kind == "cancellation"
-                )
+                select_scoped(repo.CHANGE, tenant, repo.CHANGE.c.change_id).where(repo.CHANGE.c.order_id == order_id, repo.CHANGE.c.kind == "cancellation")
             )
         ).first()
         if cancelled is not None:

@@ -35,6 +35,7 @@ from billing_events import (
 )
 from billing_runtime.errors import BillingError
 from billing_runtime.service import ServiceRuntime
+from usage_ingest.catalogue import service as catalogue
 from usage_ingest.ingest import repository as repo
 from usage_ingest.ingest.schemas import (
     BatchResult,
@@ -365,6 +366,8 @@ async def _ingest_records(runtime: ServiceRuntime, session: AsyncSession, tenant
 
     accounts = await repo.account_ids(session, tenant, {rec.customer_id for _, rec, _ in candidates})
     stored = await repo.existing(session, kind.table, kind.id_column, tenant, [rec.id for _, rec, _ in candidates])
+    # Rating's catalogue: orders of unknown products, negative usage without credits (one lookup).
+    refused = await catalogue.refusals(session, tenant, kind.name, [(index, rec) for index, rec, _ in candidates if rec.id not in stored])
 
     new_rows: dict[str, tuple[int, dict[str, Any]]] = {}
     for index, record, digest in candidates:
@@ -378,6 +381,9 @@ async def _ingest_records(runtime: ServiceRuntime, session: AsyncSession, tenant
         if account is None:
             message = f"no customer {record.customer_id!r}; post it to /v1/customers first"
             results[index] = _refused(index, record.id, Status.REJECTED, "unknown_customer", "customer_id", message)
+            continue
+        if index in refused:
+            results[index] = _refused(index, record.id, Status.REJECTED, *refused[index])
             continue
         row = kind.to_row(tenant, record, account, now)
         row["content_hash"] = digest

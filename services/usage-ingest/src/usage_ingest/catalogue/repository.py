@@ -1,0 +1,41 @@
+"""Every query of the catalogue projection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ARRAY, Table, Text, any_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_runtime.tenancy import tenant_column, tenant_owned
+from usage_ingest.catalogue.models import CatalogueProduct
+
+PRODUCT: Table = tenant_owned(CatalogueProduct, "seller_id")
+
+
+async def upsert(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """Store a product at its revision; an older or equal revision (redelivered, replayed, out of
+    order) changes nothing. Whether the row changed."""
+    insert = pg_insert(PRODUCT).values(**row)
+    upsert = insert.on_conflict_do_update(
+        index_elements=["seller_id", "product_code"],
+        set_={k: insert.excluded[k] for k in row if k not in ("seller_id", "product_code")},
+        where=PRODUCT.c.revision < insert.excluded.revision,
+    ).returning(PRODUCT.c.revision)
+    return (await session.execute(upsert)).first() is not None
+
+
+async def visible(session: AsyncSession, tenant: str, codes: Iterable[str]) -> list[Any]:
+    """The products of these codes a tenant may order, in one statement (the codes as one array
+    parameter): its own, and the distributor's (`wholesale`), which every partner's catalogue
+    falls back to."""
+    wanted = sorted(set(codes))
+    if not wanted:
+        return []
+    query = select(PRODUCT.c.seller_id, PRODUCT.c.product_code, PRODUCT.c.allows_credits, PRODUCT.c.wholesale).where(
+        PRODUCT.c.product_code == any_(bindparam("codes", wanted, type_=ARRAY(Text))),
+        or_(tenant_column(PRODUCT) == tenant, PRODUCT.c.wholesale.is_(True)),
+    )
+    return list((await session.execute(query)).all())
