@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import String, Table, and_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +46,23 @@ async def collecting_method(session: AsyncSession, tenant: str, account_id: str)
         .limit(1)
     )
     return (await session.execute(query)).first()
+
+
+async def accounts_with_collecting_method(session: AsyncSession, accounts: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (tenant, account) have a card or mandate to collect from (`collecting_method`), in one query."""
+    accounts = sorted(set(accounts))
+    if not accounts:
+        return set()
+    wanted = text("SELECT k.tenant, k.account_id FROM unnest(CAST(:tenant AS text[]), CAST(:account AS text[])) AS k(tenant, account_id)")
+    keys = wanted.columns(tenant=String, account_id=String).subquery("k")
+    query = (
+        select(METHOD.c.tenant, METHOD.c.account_id)
+        .distinct()
+        .join(keys, and_(METHOD.c.tenant == keys.c.tenant, METHOD.c.account_id == keys.c.account_id))
+        .where(METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]))
+    )
+    rows = await session.execute(query, {"tenant": [a[0] for a in accounts], "account": [a[1] for a in accounts]})
+    return {(r.tenant, r.account_id) for r in rows}
 
 
 async def update_method(session: AsyncSession, tenant: str, method_id: str, **values: Any) -> None:
