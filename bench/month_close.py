@@ -23,7 +23,8 @@ notify). The marks come from the bench's clock and the services' outbox `sent_at
 (close → last invoice) its parts, `following_seconds` (last invoice → every follower's last
 apply). `cpu_s` is each service's CPU from the POST until everything followed (`posting_cpu_s`:
 over posting and catch-up), `cpu_ms_per_invoice` the same per invoice, `rss_mb` its peak resident
-memory over the whole run (every process of the service: invoicing's rendering processes too).
+memory over the whole run (every process of the service: invoicing's rendering processes too;
+`rss_main_mb`: its own process alone).
 `rerun_rows_written`: rows added to rating's and invoicing's tables by the second run (every table
 but `audit_log`, which records the request itself, and the rendered documents, which invoicing's
 background renderer keeps adding for the first run's invoices); `rerun_rows_by_table` names them.
@@ -80,6 +81,7 @@ class Sampler:
         self.platform = platform
         self.names = names
         self.peak_kb: dict[str, int] = dict.fromkeys(names, 0)
+        self.peak_main_kb: dict[str, int] = dict.fromkeys(names, 0)  # the service's own process, without its workers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -97,9 +99,10 @@ class Sampler:
                         members.append(int(entry))
         return members
 
-    def rss_kb(self, name: str) -> int:
+    def rss_kb(self, name: str, *, main_only: bool = False) -> int:
         total = 0
-        for pid in self._members(name):
+        process = self.platform.processes.get(name)
+        for pid in self._members(name) if not main_only else ([process.pid] if process is not None else []):
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
@@ -119,6 +122,7 @@ class Sampler:
         while not self._stop.is_set():
             for name in self.names:
                 self.peak_kb[name] = max(self.peak_kb[name], self.rss_kb(name))
+                self.peak_main_kb[name] = max(self.peak_main_kb[name], self.rss_kb(name, main_only=True))
             self._stop.wait(0.5)
 
     def start(self) -> None:
@@ -445,6 +449,7 @@ def main() -> None:
         sampler.start()
         result = asyncio.run(run(platform, {seller: k.key for seller, k in issued.items()}, args, sampler, say))
         result["rss_mb"] = sampler.stop()
+        result["rss_main_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_main_kb.items()}
     finally:
         sampler.stop()
         platform.stop()
@@ -456,7 +461,7 @@ def main() -> None:
     )
     say(f"phases (s since the POST): {result['phases']}; following the last invoice: {result['following_seconds']}s")
     say(f"cpu ms per invoice: {result['cpu_ms_per_invoice']}; during posting and catch-up, cpu s: {result['posting_cpu_s']}")
-    say(f"cpu s: {result['cpu_s']}; peak rss MB: {result['rss_mb']}")
+    say(f"cpu s: {result['cpu_s']}; peak rss MB: {result['rss_mb']} (the service's own process: {result['rss_main_mb']})")
     say(f"re-run of the same bill run: {result['rerun_rows_written']} rows written {result['rerun_rows_by_table']}, {result['rerun_invoices']} invoices")
     if args.json:
         print(json.dumps(result))
