@@ -11,12 +11,23 @@ API keys it issues itself. By default only the services on the bill run's path r
 rating, invoicing); `--all-services` starts the whole platform (payments, dunning and notify then
 follow the invoices: collection attempts, cases, 10,000 emails with their PDFs).
 
-Phases, each timed: posting (customers and orders over HTTP), catch-up (until rating knows every
-subscription and invoicing every buyer: the bill run rates what rating has seen), the close (the
-POST, rating's part) and invoicing (from the POST's answer to the last InvoiceIssued). `seconds` is
-the POST to the last invoice. `cpu_s` is each service's CPU over that span, `rss_mb` its peak
-resident memory over the whole run. `rerun_rows_written`: rows added to rating's and invoicing's
-tables by the second run (every table but `audit_log`, which records the request itself).
+Phases, each timed (`phases`, seconds): posting (customers and orders over HTTP), catch-up (until
+rating knows every subscription and invoicing every buyer: the bill run rates what rating has
+seen), then from the bill run's POST: `close` (the POST's answer: rating's part), `periods_sent`
+(the last PeriodClosed published by rating's relay), `periods_applied` (the last one applied by
+invoicing's consumer), `invoices` (the last InvoiceIssued on the topic) and, with
+`--all-services`, `<service>_applied` (the last InvoiceIssued applied by payments, dunning and
+notify). The marks come from the bench's clock and the services' outbox `sent_at` and inbox
+`applied_at` (the applying transaction's start). `seconds` is the POST to the last invoice,
+`close_seconds`, `transport_seconds` (close → last PeriodClosed sent) and `invoicing_seconds`
+(close → last invoice) its parts, `following_seconds` (last invoice → every follower's last
+apply). `cpu_s` is each service's CPU from the POST until everything followed (`posting_cpu_s`:
+over posting and catch-up), `cpu_ms_per_invoice` the same per invoice, `rss_mb` its peak resident
+memory over the whole run (every process of the service: invoicing's rendering processes too;
+`rss_main_mb`: its own process alone).
+`rerun_rows_written`: rows added to rating's and invoicing's tables by the second run (every table
+but `audit_log`, which records the request itself, and the rendered documents, which invoicing's
+background renderer keeps adding for the first run's invoices); `rerun_rows_by_table` names them.
 
 `--sellers N` shares the customers among N sellers (customer i is seller i mod N's), each closing
 its own period at the same time, as a distributor's partners do. On main before rating's close was
@@ -43,7 +54,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
 from billing_cli.platform import SANDBOXES, SERVICES, Platform
-from billing_events import InvoiceIssued
+from billing_events import InvoiceIssued, PeriodClosed
 from billing_events.topics import INVOICES
 from billing_runtime.auth import generate_key, publish
 from billing_runtime.db import create_engine
@@ -52,6 +63,7 @@ from billing_runtime.kafka import ensure_topics
 
 SELLER = "bench-month-close"  # the seller, or with --sellers N: bench-month-close-0 … N-1
 PATH_SERVICES = ("usage-ingest", "rating", "invoicing")
+FOLLOWERS = ("payments", "dunning", "notify")  # consume InvoiceIssued (with --all-services)
 # An Irish seller; buyers at home, in Germany with a VAT id (reverse charge) and French consumers (OSS).
 BUYER_KINDS = (("IE", True, None), ("DE", True, "DE136695976"), ("FR", False, None))
 BATCH = 1000  # records per POST: usage-ingest's limit
@@ -69,6 +81,7 @@ class Sampler:
         self.platform = platform
         self.names = names
         self.peak_kb: dict[str, int] = dict.fromkeys(names, 0)
+        self.peak_main_kb: dict[str, int] = dict.fromkeys(names, 0)  # the service's own process, without its workers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -86,9 +99,10 @@ class Sampler:
                         members.append(int(entry))
         return members
 
-    def rss_kb(self, name: str) -> int:
+    def rss_kb(self, name: str, *, main_only: bool = False) -> int:
         total = 0
-        for pid in self._members(name):
+        process = self.platform.processes.get(name)
+        for pid in self._members(name) if not main_only else ([process.pid] if process is not None else []):
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
@@ -108,6 +122,7 @@ class Sampler:
         while not self._stop.is_set():
             for name in self.names:
                 self.peak_kb[name] = max(self.peak_kb[name], self.rss_kb(name))
+                self.peak_main_kb[name] = max(self.peak_main_kb[name], self.rss_kb(name, main_only=True))
             self._stop.wait(0.5)
 
     def start(self) -> None:
@@ -188,21 +203,30 @@ async def wait_progress(what: str, probe: Any, expected: int, stall_s: float, sa
         await asyncio.sleep(0.25)
 
 
-async def table_rows(engine: Any) -> int:
-    """Rows in every table of rating and invoicing, but the audit log (it records the request)."""
+# Written in the background for the first run's invoices (documents rendered ahead), not by a re-run.
+NOT_RERUN_TABLES = ("audit_log", "document")
+
+
+async def table_rows(engine: Any) -> dict[str, int]:
+    """Rows in every table of rating and invoicing, but those in NOT_RERUN_TABLES."""
     async with engine.connect() as conn:
         tables = (
             await conn.execute(
                 text(
                     "SELECT table_schema, table_name FROM information_schema.tables"
-                    " WHERE table_schema IN ('rating', 'invoicing') AND table_type = 'BASE TABLE' AND table_name <> 'audit_log'"
-                )
+                    " WHERE table_schema IN ('rating', 'invoicing') AND table_type = 'BASE TABLE' AND NOT table_name = ANY(:skip)"
+                ),
+                {"skip": list(NOT_RERUN_TABLES)},
             )
         ).all()
-        total = 0
-        for schema, table in tables:
-            total += int(await conn.scalar(text(f'SELECT count(*) FROM "{schema}"."{table}"')) or 0)
-        return total
+        return {f"{schema}.{table}": int(await conn.scalar(text(f'SELECT count(*) FROM "{schema}"."{table}"')) or 0) for schema, table in tables}
+
+
+async def epoch(engine: Any, sql: str) -> float | None:
+    """A timestamp the services wrote (an outbox's `sent_at`, an inbox's `applied_at`), as epoch seconds."""
+    async with engine.connect() as conn:
+        value = await conn.scalar(text(f"SELECT extract(epoch FROM ({sql}))"))
+        return float(value) if value is not None else None
 
 
 def seller_ids(n: int) -> list[str]:
@@ -246,6 +270,7 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
                 await call("PUT", "rating", f"/v1/products/{code}", product, tenant)
 
         posting = time.perf_counter()
+        cpu_posting = {name: sampler.cpu_s(name) for name in sampler.names}
         customers = []
         for i in range(args.customers):
             country, business, vat_id = BUYER_KINDS[i % len(BUYER_KINDS)]
@@ -315,7 +340,8 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
             await watch.start()
             try:
                 cpu_before = {name: sampler.cpu_s(name) for name in sampler.names}
-                started = time.perf_counter()
+                result["posting_cpu_s"] = {name: round(cpu_before[name] - cpu_posting[name], 2) for name in sampler.names}
+                started, started_at = time.perf_counter(), time.time()
                 runs = await asyncio.gather(*(call("POST", "rating", "/v1/bill-runs", {"period": period}, t) for t in sellers))
                 closed = time.perf_counter()
                 expected = sum(int(r["buyers"]) for r in runs)
@@ -326,16 +352,46 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
 
                 await wait_progress("invoices issued", seen, expected, args.stall, say)
                 ended = watch.last_at
+                followers = [name for name in FOLLOWERS if name in sampler.names]
+                for name in followers:
+                    await wait_progress(
+                        f"{name}'s InvoiceIssued",
+                        lambda name=name: count(f"SELECT count(*) FROM {name}.inbox WHERE event_type = '{InvoiceIssued.event_type}'"),
+                        expected,
+                        args.stall,
+                        say,
+                    )
+                followed = time.perf_counter()
                 cpu = {name: round(sampler.cpu_s(name) - cpu_before[name], 2) for name in sampler.names}
                 seconds = ended - started
+                marks = {
+                    "close": closed - started,
+                    "periods_sent": await epoch(engine, f"SELECT max(sent_at) FROM rating.outbox WHERE event_type = '{PeriodClosed.event_type}'"),
+                    "periods_applied": await epoch(
+                        engine, f"SELECT max(applied_at) FROM invoicing.inbox WHERE event_type = '{PeriodClosed.event_type}'"
+                    ),
+                    "invoices": seconds,
+                }
+                for name in followers:
+                    marks[f"{name}_applied"] = await epoch(
+                        engine, f"SELECT max(applied_at) FROM {name}.inbox WHERE event_type = '{InvoiceIssued.event_type}'"
+                    )
+                for key in ("periods_sent", "periods_applied", *(f"{name}_applied" for name in followers)):
+                    marks[key] = marks[key] - started_at if marks[key] is not None else None
+                last_follow = max([marks[f"{name}_applied"] or 0.0 for name in followers], default=None)
                 result.update(
                     invoices=len(watch.invoices),
                     lines=watch.lines,
                     seconds=round(seconds, 2),
                     invoices_per_s=round(len(watch.invoices) / seconds, 1) if seconds > 0 else None,
                     close_seconds=round(closed - started, 2),
+                    transport_seconds=round(marks["periods_sent"] - marks["close"], 2) if marks["periods_sent"] is not None else None,
                     invoicing_seconds=round(ended - closed, 2),
+                    following_seconds=round(max(last_follow - seconds, 0.0), 2) if last_follow is not None else None,
+                    all_followed_seconds=round(followed - started, 2) if followers else None,
+                    phases={k: round(v, 2) if v is not None else None for k, v in marks.items()},
                     cpu_s=cpu,
+                    cpu_ms_per_invoice={name: round(1000 * c / max(len(watch.invoices), 1), 2) for name, c in cpu.items()},
                 )
 
                 before = await table_rows(engine)
@@ -343,7 +399,9 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
                 if any(a["created"] or a["bill_run_id"] != r["bill_run_id"] for a, r in zip(again, runs, strict=True)):
                     raise SystemExit(f"a second bill run was not recognised as the first: {again}")
                 await asyncio.sleep(args.settle)  # anything the re-run set off has time to arrive
-                result["rerun_rows_written"] = await table_rows(engine) - before
+                after = await table_rows(engine)
+                result["rerun_rows_by_table"] = {t: after[t] - before.get(t, 0) for t in after if after[t] != before.get(t, 0)}
+                result["rerun_rows_written"] = sum(result["rerun_rows_by_table"].values())
                 result["rerun_invoices"] = len(watch.invoices) - expected
             finally:
                 await watch.stop()
@@ -398,6 +456,7 @@ def main() -> None:
         sampler.start()
         result = asyncio.run(run(platform, {seller: k.key for seller, k in issued.items()}, args, sampler, say))
         result["rss_mb"] = sampler.stop()
+        result["rss_main_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_main_kb.items()}
     finally:
         sampler.stop()
         platform.stop()
@@ -407,8 +466,10 @@ def main() -> None:
         f"invoiced {result['invoices']:,} invoices, {result['lines']:,} lines in {result['seconds']}s → {result['invoices_per_s']} invoices/s"
         f" (close {result['close_seconds']}s, invoicing {result['invoicing_seconds']}s; goal ≤ 60 s for 10k)"
     )
-    say(f"cpu s: {result['cpu_s']}; peak rss MB: {result['rss_mb']}")
-    say(f"re-run of the same bill run: {result['rerun_rows_written']} rows written, {result['rerun_invoices']} invoices")
+    say(f"phases (s since the POST): {result['phases']}; following the last invoice: {result['following_seconds']}s")
+    say(f"cpu ms per invoice: {result['cpu_ms_per_invoice']}; during posting and catch-up, cpu s: {result['posting_cpu_s']}")
+    say(f"cpu s: {result['cpu_s']}; peak rss MB: {result['rss_mb']} (the service's own process: {result['rss_main_mb']})")
+    say(f"re-run of the same bill run: {result['rerun_rows_written']} rows written {result['rerun_rows_by_table']}, {result['rerun_invoices']} invoices")
     if args.json:
         print(json.dumps(result))
     if result["rerun_rows_written"] or result["rerun_invoices"]:

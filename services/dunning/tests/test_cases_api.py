@@ -17,9 +17,10 @@ from dunning_testkit import case_events, case_when, eventually, headers, invoice
 
 from billing_events import DunningCaseClosed, DunningCaseOpened, Money, account_id
 from billing_events.topics import DEAD_LETTER, DUNNING
-from billing_runtime.testing import read_events
+from billing_runtime.testing import all_events, outbox_drained, read_events, serve
 from dunning.case.service import case_id
 from dunning.config import Settings
+from dunning.main import build
 
 
 async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
@@ -173,3 +174,51 @@ async def test_list_filters_pages_and_standing(client: httpx.AsyncClient, tenant
     # Another seller sees nothing of this account; an unknown account stands clear.
     elsewhere = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers("someone-else"))).json()
     assert (elsewhere["open_cases"], elsewhere["amount_open"]) == (0, [])
+
+
+async def test_a_polled_batch_of_issued_invoices_opens_each_case_once(settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
+    """One polled batch (same buyer, so one partition, published while dunning is stopped): a plain
+    invoice, one whose payment came first (closed as paid on issue), one already overdue (reaches
+    its steps at once), the plain one again under another event id, and a poison (its total in
+    another currency) that is dead-lettered alone. Replaying the batch changes nothing."""
+    warm, plain, paid_first, overdue = (str(uuid.uuid4()) for _ in range(4))
+    async with serve(build(settings)) as client:
+        await publish(kafka_bootstrap, invoice_issued(tenant, warm), payment_succeeded(tenant, paid_first, "bank-1", "1516.25"))
+        await case_when(client, tenant, warm, lambda c: True)  # dunning's position on the buyer's partition is committed
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await eventually(lambda: conn.fetchval("SELECT count(*) FROM dunning.case_payment WHERE invoice_id = $1", paid_first))
+        finally:
+            await conn.close()
+    bad = invoice_issued(tenant, str(uuid.uuid4()))
+    poison = bad.model_copy(update={"data": bad.data.model_copy(update={"total": Money.of("1516.25", "EUR")})})
+    batch = [
+        invoice_issued(tenant, plain, total="200.00"),
+        invoice_issued(tenant, paid_first),
+        poison,
+        invoice_issued(tenant, overdue, due_on=date(2026, 12, 1)),
+        invoice_issued(tenant, plain, total="200.00"),
+    ]
+    await publish(kafka_bootstrap, *batch)
+    app = build(settings)
+    async with serve(app) as client:
+        assert (await case_when(client, tenant, plain, lambda c: True))["amount_open"] == "200.00"
+        closed = await case_when(client, tenant, paid_first, lambda c: c["status"] == "closed")
+        assert (closed["close_reason"], closed["amount_paid"], closed["amount_open"]) == ("paid", "1516.25", "0.00")
+        late = await case_when(client, tenant, overdue, lambda c: c["step"] is not None)
+        assert late["days_overdue"] == 14
+        found = await dead_lettered(kafka_bootstrap, poison.id)
+        assert "is in EUR, not USD" in found["dlq_error"]
+        await eventually(lambda: outbox_drained(app.state.runtime))
+        before = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+        marker = str(uuid.uuid4())
+        await publish(kafka_bootstrap, *batch, invoice_issued(tenant, marker))  # the batch again, then one behind it on the partition
+        await case_when(client, tenant, marker, lambda c: True)
+        await eventually(lambda: outbox_drained(app.state.runtime))
+        after = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+        assert [c for c in after if c["invoice_id"] != marker] == before
+    seen = await all_events(kafka_bootstrap, DUNNING.name, match=lambda e: e.tenant == tenant)
+    for invoice_id in (warm, plain, paid_first, overdue):
+        assert len(case_events(seen, DunningCaseOpened, invoice_id)) == 1, invoice_id
+    assert len(case_events(seen, DunningCaseClosed, paid_first)) == 1
+    assert case_events(seen, DunningCaseOpened, poison.data.invoice_id) == []

@@ -26,7 +26,9 @@ from billing_events import (
     to_kafka,
 )
 from billing_events.topics import DEAD_LETTER, PAYMENTS
-from billing_runtime.testing import eventually, read_events
+from billing_runtime.testing import eventually, read_events, serve
+from payments.config import Settings
+from payments.main import build
 
 
 def headers(tenant: str) -> dict[str, str]:
@@ -248,3 +250,41 @@ async def test_redelivery_changes_nothing_and_poison_is_set_aside(client: httpx.
 def duplicates() -> float:
     labels = {"service": "payments", "type": InvoiceIssued.event_type}
     return REGISTRY.get_sample_value("billing_events_duplicate_total", labels) or 0.0
+
+
+async def test_a_polled_batch_of_issued_invoices_is_projected_once(settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
+    """One polled batch (one buyer, so one partition, published while payments is stopped): two
+    invoices, the first again under another event id, one whose total is in another currency
+    (refused alone) and one reusing the first's number (its insert fails: the batch is bisected
+    until it is alone). Both poisons are dead-lettered; the rest is projected once, and the batch
+    applied again changes nothing."""
+    async with serve(build(settings)) as client:
+        await issue(client, kafka_bootstrap, tenant, "NW-WARM")  # payments' position on the buyer's partition is committed
+        first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    bad = invoice_issued(tenant, str(uuid.uuid4()), "NW-EUR")
+    other_currency = bad.model_copy(update={"data": bad.data.model_copy(update={"total": Money.of("1516.25", "EUR")})})
+    same_number = invoice_issued(tenant, str(uuid.uuid4()), "NW-0001")
+    batch = [
+        invoice_issued(tenant, first, "NW-0001", total="100.00"),
+        other_currency,
+        invoice_issued(tenant, first, "NW-0001", total="100.00"),
+        same_number,
+        invoice_issued(tenant, second, "NW-0002", total="250.00"),
+    ]
+    await publish(kafka_bootstrap, *batch)
+    async with serve(build(settings)) as client:
+        await known_invoice(client, tenant, second)
+        assert "is in EUR, not USD" in (await dead_lettered(kafka_bootstrap, other_currency.id))["dlq_error"]
+        assert "IntegrityError" in (await dead_lettered(kafka_bootstrap, same_number.id))["dlq_error"]
+        for invoice_id, number, amount_open in ((first, "NW-0001", "100.00"), (second, "NW-0002", "250.00")):
+            found = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+            assert (found["invoice_number"], found["amount_open"], found["amount_received"]) == (number, amount_open, "0.00")
+        for refused in (other_currency, same_number):
+            assert (await client.get(f"/v1/invoices/{refused.data.invoice_id}", headers=headers(tenant))).status_code == 404
+        r = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-1", first, amount="40.00"))
+        assert r.status_code == 201, r.text
+        before = duplicates()
+        await publish(kafka_bootstrap, *batch)
+        await eventually(lambda: duplicates() >= before + 3)  # the three it applied are skipped by the inbox
+        again = (await client.get(f"/v1/invoices/{first}", headers=headers(tenant))).json()
+        assert (again["amount_received"], again["amount_open"]) == ("40.00", "60.00")

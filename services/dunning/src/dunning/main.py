@@ -25,8 +25,11 @@ def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SERVICE, settings, metadata)
     handlers = consumers.handlers(runtime)
-    for model in (InvoiceIssued, PaymentSucceeded, InvoiceSettled, CreditNoteIssued, PaymentFailed, CustomerUpserted):
+    for model in (PaymentSucceeded, InvoiceSettled, CreditNoteIssued, PaymentFailed):
         runtime.on(model, handlers[model.__name__])
+    batches = consumers.batch_handlers(runtime)
+    for model in (InvoiceIssued, CustomerUpserted):
+        runtime.on_batch(model, batches[model.__name__])
     if settings.evaluate_in_background:
         runtime.run_in_background("evaluation", DailyEvaluation(runtime, settings.evaluate_interval_seconds).run)
     return create_app(

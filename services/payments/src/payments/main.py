@@ -40,7 +40,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         gocardless=GoCardlessGateway(settings.gocardless_base_url, settings.gocardless_environment, settings.provider_timeout_seconds),
     )
     on = collection_consumers.handlers(runtime)
-    runtime.on(InvoiceIssued, on["invoice_issued"])
+    runtime.on_batch(InvoiceIssued, collection_consumers.batch_handlers(runtime)["invoice_issued"])
     runtime.on(CreditNoteIssued, on["credit_note_issued"])
     runtime.on(PaymentRetryRequested, on["retry_requested"])
     runtime.run_in_background("collector", collector(runtime, gateways, settings))

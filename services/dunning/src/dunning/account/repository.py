@@ -74,6 +74,15 @@ async def other_suspending_case(session: AsyncSession, tenant: str, account_id: 
     return (await session.execute(query)).scalar()
 
 
+async def link_customers(session: AsyncSession, account_ids: list[str], partner: str) -> list[str]:
+    """`link_customer` for a batch of one partner's accounts in one statement; the new links."""
+    if not account_ids:
+        return []
+    rows = [{"account_id": a, "partner": partner} for a in dict.fromkeys(account_ids)]
+    stmt = pg_insert(LINK).values(rows).on_conflict_do_nothing(index_elements=["account_id"]).returning(LINK.c.account_id)
+    return list((await session.execute(stmt)).scalars())
+
+
 async def link_customer(session: AsyncSession, account_id: str, partner: str) -> bool:
     stmt = pg_insert(LINK).values(account_id=account_id, partner=partner).on_conflict_do_nothing(index_elements=["account_id"]).returning(LINK.c.account_id)
     return (await session.execute(stmt)).first() is not None

@@ -55,24 +55,41 @@ async def learn_partner(session: AsyncSession, partner: str) -> None:
 async def link_customer(runtime: ServiceRuntime, session: AsyncSession, tenant: str, customer_account_id: str, today: date) -> None:
     """Remember that `customer_account_id` is a customer of the partner `tenant`. A customer that
     appears while its partner is suspended by a cascading distributor follows its partner."""
-    if tenant == DISTRIBUTOR:
+    await link_customers(runtime, session, tenant, [customer_account_id], today)
+
+
+async def link_customers(runtime: ServiceRuntime, session: AsyncSession, tenant: str, customer_account_ids: list[str], today: date) -> None:
+    """`link_customer` for a batch of the partner's customers: one insert for all of them, and the
+    partner's suspension looked at only when one of them is new."""
+    if tenant == DISTRIBUTOR or not customer_account_ids:
         return
     await learn_partner(session, tenant)
-    if not await repo.link_customer(session, customer_account_id, tenant):
+    new = await repo.link_customers(session, customer_account_ids, tenant)
+    if not new:
         return
     partner_account = partner_account_id(tenant)
     # The partner's lock first (the order every cascade takes), so its reinstatement cannot slip between.
     await repo.lock_account(session, DISTRIBUTOR, partner_account)
     own = [s for s in await repo.active_suspensions(session, DISTRIBUTOR, partner_account) if s.cascaded_from is None]
     if own and (await policy_of(session, DISTRIBUTOR)).cascade_to_customers:
-        await suspend(
-            runtime, session, tenant=tenant, account=customer_account_id, seller_id=partner_account, case_id=own[0].case_id, on=today,
-            cascade=False, cascaded_from=partner_account,
-        )
+        for customer_account_id in new:
+            await suspend(
+                runtime, session, tenant=tenant, account=customer_account_id, seller_id=partner_account, case_id=own[0].case_id, on=today,
+                cascade=False, cascaded_from=partner_account,
+            )
 
 
 async def apply_customer(runtime: ServiceRuntime, session: AsyncSession, event_tenant: str, customer: CustomerUpserted) -> None:
     await link_customer(runtime, session, customer.partner_id or event_tenant, customer.account_id, runtime.clock.today())
+
+
+async def apply_customers(runtime: ServiceRuntime, session: AsyncSession, customers: list[tuple[str, CustomerUpserted]]) -> None:
+    """`apply_customer` for a batch of (event tenant, customer): one link insert per partner."""
+    by_partner: dict[str, list[str]] = {}
+    for event_tenant, customer in customers:
+        by_partner.setdefault(customer.partner_id or event_tenant, []).append(customer.account_id)
+    for partner, account_ids in by_partner.items():
+        await link_customers(runtime, session, partner, account_ids, runtime.clock.today())
 
 
 async def suspend(

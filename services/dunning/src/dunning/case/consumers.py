@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent
-from billing_runtime.inbox import Handler
+from billing_runtime.inbox import BatchHandler, Handler, RejectedEvents
 from billing_runtime.service import ServiceRuntime
 from dunning.account import service as accounts
 from dunning.case import service
@@ -48,3 +48,26 @@ def handlers(runtime: ServiceRuntime) -> dict[str, Handler]:
         "PaymentFailed": on_payment_failed,
         "CustomerUpserted": on_customer_upserted,
     }
+
+
+def batch_handlers(runtime: ServiceRuntime) -> dict[str, BatchHandler]:
+    """The events applied a polled run at a time (`runtime.on_batch`), set-based."""
+
+    async def on_invoices_issued(session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+        refused: dict[str, BaseException] = {}
+        for event in events:
+            try:
+                service.case_row(event)
+            except ValueError as exc:
+                refused[event.id] = exc
+        if refused:
+            raise RejectedEvents(refused)  # dead-lettered alone; the rest of the run is applied again without them
+        today = runtime.clock.today()
+        for invoice_id in await service.open_cases(runtime, session, events):
+            # An invoice that arrives already overdue (a replay, a late issue) catches up at once.
+            await steps.evaluate_case(runtime, session, invoice_id, today)
+
+    async def on_customers_upserted(session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+        await accounts.apply_customers(runtime, session, [(event.tenant, event.data) for event in events])
+
+    return {"InvoiceIssued": on_invoices_issued, "CustomerUpserted": on_customers_upserted}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Table, func, select, tuple_, update
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, func, select, text, tuple_, union, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,38 @@ async def lock_invoice(session: AsyncSession, invoice_id: str) -> None:
     settlement come on different topics and may be applied at the same time by different
     replicas; without this, a payment stored while its case is being opened could be missed."""
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended("dunning:" + invoice_id, 0))))
+
+
+async def lock_invoices(session: AsyncSession, invoice_ids: list[str]) -> None:
+    """`lock_invoice` for a batch, in one statement, in the order of the lock keys (so two batches
+    sharing invoices cannot deadlock)."""
+    await session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended('dunning:' || i, 0) AS k"
+            " FROM unnest(CAST(:ids AS text[])) AS i ORDER BY k) AS keys"
+        ),
+        {"ids": invoice_ids},
+    )
+
+
+async def insert_cases(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """`insert_case` for a batch in one statement; the invoice ids whose case is new."""
+    if not rows:
+        return set()
+    result = await session.execute(pg_insert(CASE).values(rows).on_conflict_do_nothing(index_elements=["invoice_id"]).returning(CASE.c.invoice_id))
+    return set(result.scalars())
+
+
+async def invoices_with_facts(session: AsyncSession, invoice_ids: list[str]) -> set[str]:
+    """Which of these invoices already have a payment, a credit note or a settlement on record
+    (facts that came before their issue)."""
+    ids = bindparam("ids", invoice_ids, type_=ARRAY(String))
+    found = union(
+        select(PAYMENT.c.invoice_id).where(PAYMENT.c.invoice_id == any_(ids)),
+        select(CREDIT.c.invoice_id).where(CREDIT.c.invoice_id == any_(ids)),
+        select(SETTLEMENT.c.invoice_id).where(SETTLEMENT.c.invoice_id == any_(ids)),
+    )
+    return set((await session.execute(found)).scalars())
 
 
 async def insert_case(session: AsyncSession, row: dict[str, Any]) -> bool:

@@ -154,6 +154,54 @@ async def open_case(runtime: ServiceRuntime, session: AsyncSession, event: Cloud
         await reconcile(runtime, session, invoice_id)
 
 
+async def open_cases(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[InvoiceIssued]]) -> list[str]:
+    """`open_case` for a polled batch of issued invoices, set-based: the batch's invoices locked in
+    one statement, their cases inserted in one, their customers linked in one per seller, their
+    DunningCaseOpened in one outbox insert. An invoice with a payment, credit note or settlement
+    already on record (it came before the issue) takes `open_case`, one at a time, as before; so
+    does a second event for an invoice. Every event must pass `case_row`. Returns the invoice ids
+    to evaluate against the policy: every one but the new cases not yet overdue (an evaluation of
+    those finds nothing to do)."""
+    with tracer.start_as_current_span("dunning.open_cases", attributes={"billing.batch_size": len(events)}) as span:
+        today = runtime.clock.today()
+        invoice_ids = [event.data.invoice_id for event in events]
+        await repo.lock_invoices(session, invoice_ids)
+        with_facts = await repo.invoices_with_facts(session, invoice_ids)
+        first: dict[str, tuple[CloudEvent[InvoiceIssued], dict[str, Any]]] = {}
+        one_by_one: list[CloudEvent[InvoiceIssued]] = []
+        for event in events:
+            if event.data.invoice_id in with_facts or event.data.invoice_id in first:
+                one_by_one.append(event)
+                continue
+            row = case_row(event)
+            # What reconcile makes of a case with no payment, credit or settlement yet.
+            row["amount_open"] = amount_open(row["total"], Decimal(0), Decimal(0), row["currency"])
+            first[event.data.invoice_id] = (event, row)
+        new = await repo.insert_cases(session, [row for _, row in first.values()])
+        customers: dict[str, list[str]] = {}
+        opened: list[CloudEvent[Any]] = []
+        for invoice_id, (event, row) in first.items():
+            if invoice_id not in new:
+                one_by_one.append(event)  # known before this batch: open_case finds it and does nothing
+                continue
+            customers.setdefault(event.tenant, []).append(row["account_id"])
+            data = DunningCaseOpened(
+                case_id=row["case_id"], invoice_id=invoice_id, seller_id=row["seller_id"], account_id=row["account_id"],
+                due_on=row["due_on"], amount_open=Money.of(row["amount_open"], row["currency"]),
+            )
+            opened.append(runtime.event(data, tenant=event.tenant, event_id=derived_event_id("dunning_case_opened", row["case_id"]), subject=row["case_id"]))
+        for tenant, account_ids in customers.items():
+            await accounts.link_customers(runtime, session, tenant, account_ids, today)
+        await runtime.outbox.add_many(session, opened)
+        CASES_OPENED.inc(len(opened))
+        for event in one_by_one:
+            await open_case(runtime, session, event)
+        span.set_attributes({"billing.cases_opened": len(opened), "billing.one_by_one": len(one_by_one)})
+        evaluate = {event.data.invoice_id for event in one_by_one}
+        evaluate.update(invoice_id for invoice_id, (_, row) in first.items() if invoice_id in new and today > row["due_on"])
+        return [invoice_id for invoice_id in dict.fromkeys(invoice_ids) if invoice_id in evaluate]
+
+
 async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PaymentSucceeded]) -> None:
     """Count a payment against its invoice's case, once per payment id; kept for later if the
     invoice is not known yet."""

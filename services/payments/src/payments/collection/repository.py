@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import String, Table, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,6 +110,29 @@ async def lock_credit(session: AsyncSession, tenant: str, account_id: str, curre
     )
     query = select_scoped(CREDIT, tenant, CREDIT.c.amount).where(CREDIT.c.account_id == account_id, CREDIT.c.currency == currency).with_for_update()
     return Decimal((await session.execute(query)).scalar_one())
+
+
+async def lock_credits(session: AsyncSession, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], Decimal]:
+    """`lock_credit` for a batch of (tenant, account, currency): every one's credit, locked until
+    the transaction ends, in two statements (their rows made first where missing, as `lock_credit` does)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    await session.execute(
+        pg_insert(CREDIT).values([{"tenant": t, "account_id": a, "currency": c, "amount": Decimal(0)} for t, a, c in keys]).on_conflict_do_nothing()
+    )
+    wanted = text(
+        "SELECT k.tenant, k.account_id, k.currency FROM unnest(CAST(:tenant AS text[]), CAST(:account AS text[]), CAST(:currency AS text[]))"
+        " AS k(tenant, account_id, currency)"
+    ).columns(tenant=String, account_id=String, currency=String).subquery("k")
+    query = (
+        select(CREDIT.c.tenant, CREDIT.c.account_id, CREDIT.c.currency, CREDIT.c.amount)
+        .join(wanted, and_(CREDIT.c.tenant == wanted.c.tenant, CREDIT.c.account_id == wanted.c.account_id, CREDIT.c.currency == wanted.c.currency))
+        .order_by(CREDIT.c.tenant, CREDIT.c.account_id, CREDIT.c.currency)
+        .with_for_update(of=CREDIT)
+    )
+    params = {"tenant": [k[0] for k in keys], "account": [k[1] for k in keys], "currency": [k[2] for k in keys]}
+    return {(r.tenant, r.account_id, r.currency): Decimal(r.amount) for r in await session.execute(query, params)}
 
 
 async def add_credit(session: AsyncSession, tenant: str, account_id: str, currency: str, amount: Decimal) -> None:

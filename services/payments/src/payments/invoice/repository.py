@@ -24,6 +24,14 @@ async def insert_invoice(session: AsyncSession, row: dict[str, Any]) -> bool:
     return result.first() is not None
 
 
+async def insert_invoices(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """`insert_invoice` for a batch (distinct invoice ids) in one statement; the ids that are new."""
+    if not rows:
+        return set()
+    result = await session.execute(pg_insert(INVOICE).values(rows).on_conflict_do_nothing(index_elements=["invoice_id"]).returning(INVOICE.c.invoice_id))
+    return set(result.scalars())
+
+
 async def get_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> Any:
     return (await session.execute(select_scoped(INVOICE, tenant).where(INVOICE.c.invoice_id == invoice_id))).first()
 

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from decimal import Decimal
 from typing import Any
-
-from opentelemetry import trace
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, InvoiceIssued
 from billing_events.money import open_amount, quantize
 from payments.banking.reference import creditor_reference
-from payments.invoice import repository as repo
-
-log = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
 
 
 def invoice_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
@@ -44,13 +36,3 @@ def open_and_overpaid(total: Decimal, received: Decimal, credited: Decimal, curr
     """(still open, overpaid), neither below zero, in the currency's decimals."""
     rest = open_amount(total, received, credited)
     return quantize(max(rest, Decimal(0)), currency), quantize(max(-rest, Decimal(0)), currency)
-
-
-async def project_invoice(session: AsyncSession, event: CloudEvent[InvoiceIssued]) -> bool:
-    """Remember an issued invoice so that money can be recorded against it. A replay is a no-op
-    (returns False)."""
-    with tracer.start_as_current_span("project_invoice", attributes={"billing.invoice_id": event.data.invoice_id}):
-        if not await repo.insert_invoice(session, invoice_row(event)):
-            log.info("invoice %s already projected", event.data.invoice_id)
-            return False
-        return True

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
+from billing_runtime.tenancy import scoped, scoped_pairs, select_scoped, tenant_owned
 from payments.methods.models import PaymentMethod, ProviderCustomer
 
 METHOD: Table = tenant_owned(PaymentMethod, "tenant")
@@ -47,6 +47,16 @@ async def collecting_method(session: AsyncSession, tenant: str, account_id: str)
         .limit(1)
     )
     return (await session.execute(query)).first()
+
+
+async def accounts_with_collecting_method(session: AsyncSession, accounts: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (tenant, account) have a card or mandate to collect from (`collecting_method`), in one query."""
+    accounts = sorted(set(accounts))
+    if not accounts:
+        return set()
+    query = select(METHOD.c.tenant, METHOD.c.account_id).distinct().where(METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]))
+    rows = await session.execute(scoped_pairs(query, METHOD, METHOD.c.account_id, accounts))
+    return {(r.tenant, r.account_id) for r in rows}
 
 
 async def update_method(session: AsyncSession, tenant: str, method_id: str, **values: Any) -> None:

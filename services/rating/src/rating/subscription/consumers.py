@@ -1,5 +1,6 @@
 """Events in: usage-ingest's customers, orders, usage and counts, each applied by one service call
-in the inbox's transaction. Usage, the bulk of the traffic, is applied a batch at a time."""
+in the inbox's transaction. Customers, orders and usage, the bulk of the traffic, are applied a
+run at a time."""
 
 from __future__ import annotations
 
@@ -43,22 +44,39 @@ def _handler(apply: Callable[[AsyncSession, Any], Awaitable[None]]) -> Handler:
 def handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], Handler], ...]:
     """The events applied one at a time (`runtime.on`)."""
     return (
-        (CustomerUpserted, _handler(service.record_customer)),
-        (SubscriptionOrdered, _handler(service.record_order)),
         (SubscriptionChanged, _handler(service.record_change)),
         (SubscriptionCancelled, _handler(service.record_cancellation)),
         (QuantityObserved, _handler(service.record_observation)),
     )
 
 
+def _foreign(events: list[CloudEvent[Any]]) -> dict[str, BaseException]:
+    """The events whose data names another partner than their envelope's tenant."""
+    return {
+        event.id: ForeignTenant(f"event {event.id} is for tenant {event.tenant!r} but names partner {event.data.partner_id!r}")
+        for event in events
+        if event.data.partner_id != event.tenant
+    }
+
+
+def _batch(apply: Callable[[AsyncSession, list[Any]], Awaitable[None]]) -> BatchHandler:
+    """A run of events applied in one call; those naming a foreign partner refused alone."""
+
+    async def handle(session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+        refused = _foreign(events)
+        if refused:
+            raise RejectedEvents(refused)
+        await apply(session, [event.data for event in events])
+
+    return handle
+
+
 def batch_handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], BatchHandler], ...]:
-    """The events applied a run at a time (`runtime.on_batch`): usage, one insert per run."""
+    """The events applied a run at a time (`runtime.on_batch`), one statement per run: customers,
+    orders and usage (the bulk of the traffic)."""
 
     async def record_usage(session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
-        refused: dict[str, BaseException] = {}
-        for event in events:
-            if event.data.partner_id != event.tenant:
-                refused[event.id] = ForeignTenant(f"event {event.id} is for tenant {event.tenant!r} but names partner {event.data.partner_id!r}")
+        refused = _foreign(events)
         candidates = [e for e in events if e.id not in refused]
         negative = await service.refused_usage(session, [e.data for e in candidates], distributor_id)
         for event in candidates:
@@ -68,4 +86,8 @@ def batch_handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], B
             raise RejectedEvents(refused)  # dead-lettered alone; the rest of the run is applied again without them
         await service.record_usage(session, [e.data for e in events])
 
-    return ((UsageRecorded, record_usage),)
+    return (
+        (CustomerUpserted, _batch(service.record_customers)),
+        (SubscriptionOrdered, _batch(service.record_orders)),
+        (UsageRecorded, record_usage),
+    )

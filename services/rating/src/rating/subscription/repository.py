@@ -22,19 +22,59 @@ OBSERVATION: Table = tenant_owned(QuantityObservation, "seller_id")
 POLICY: Table = tenant_owned(SubscriptionPolicy, "seller_id")
 
 
-async def upsert_buyer(session: AsyncSession, row: dict[str, Any]) -> None:
-    """Keep the highest revision: an older revision arriving late changes nothing."""
-    stmt = pg_insert(BUYER).values(**row)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["seller_id", "account_id"],
-        set_={k: stmt.excluded[k] for k in ("external_id", "name", "currency", "revision")},
-        where=BUYER.c.revision < stmt.excluded.revision,
-    )
-    await session.execute(stmt)
-
-
 async def insert_once(session: AsyncSession, table: Table, row: dict[str, Any], keys: tuple[str, ...]) -> None:
     await session.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys)))
+
+
+_UPSERT_BUYERS = text(
+    f'INSERT INTO "{BUYER.schema}"."{BUYER.name}" AS b (seller_id, account_id, external_id, name, currency, revision) '
+    "SELECT * FROM unnest(CAST(:seller_ids AS text[]), CAST(:account_ids AS text[]), CAST(:external_ids AS text[]), "
+    "CAST(:names AS text[]), CAST(:currencies AS text[]), CAST(:revisions AS bigint[])) "
+    "ON CONFLICT (seller_id, account_id) DO UPDATE SET external_id = excluded.external_id, name = excluded.name, "
+    "currency = excluded.currency, revision = excluded.revision WHERE b.revision < excluded.revision"
+)
+
+
+async def upsert_buyers(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Buyers (one row per seller and account) in one statement, keeping the highest revision: an
+    older revision arriving late changes nothing."""
+    if not rows:
+        return
+    columns = {"seller_ids": "seller_id", "account_ids": "account_id", "external_ids": "external_id", "names": "name", "currencies": "currency"}
+    params: dict[str, list[Any]] = {name: [r[column] for r in rows] for name, column in columns.items()}
+    params["revisions"] = [r["revision"] for r in rows]
+    await session.execute(_UPSERT_BUYERS, params)
+
+
+_INSERT_SUBSCRIPTIONS = text(
+    f'INSERT INTO "{SUBSCRIPTION.schema}"."{SUBSCRIPTION.name}" '
+    "(seller_id, subscription_id, order_id, account_id, product_code, quantity, start_on, ordered_at, setup_exempt) "
+    "SELECT * FROM unnest(CAST(:seller_ids AS text[]), CAST(:subscription_ids AS text[]), CAST(:order_ids AS text[]), "
+    "CAST(:account_ids AS text[]), CAST(:product_codes AS text[]), CAST(:quantities AS numeric[]), CAST(:start_ons AS date[]), "
+    "CAST(:ordered AS timestamptz[]), CAST(:setup_exempt AS boolean[])) "
+    "ON CONFLICT (seller_id, subscription_id) DO NOTHING"
+)
+
+
+async def insert_subscriptions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Many subscriptions (distinct seller and subscription ids) in one statement; one already
+    stored keeps its first version."""
+    if not rows:
+        return
+    await session.execute(
+        _INSERT_SUBSCRIPTIONS,
+        {
+            "seller_ids": [r["seller_id"] for r in rows],
+            "subscription_ids": [r["subscription_id"] for r in rows],
+            "order_ids": [r["order_id"] for r in rows],
+            "account_ids": [r["account_id"] for r in rows],
+            "product_codes": [r["product_code"] for r in rows],
+            "quantities": [r["quantity"] for r in rows],
+            "start_ons": [r["start_on"] for r in rows],
+            "ordered": [r["ordered_at"] for r in rows],
+            "setup_exempt": [r["setup_exempt"] for r in rows],
+        },
+    )
 
 
 _INSERT_USAGE = text(

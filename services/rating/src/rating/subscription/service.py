@@ -30,25 +30,32 @@ PROJECTED = Counter("billing_rating_projected_total", "Events projected into rat
 POLICY_OVERRIDES = Counter("billing_rating_policy_overrides_total", "Subscription policy overrides stored")
 
 
-async def record_customer(session: AsyncSession, data: CustomerUpserted) -> None:
-    """A buyer of the partner, at its latest revision (an older revision changes nothing)."""
-    await repo.upsert_buyer(
-        session,
-        {
-            "seller_id": data.partner_id,
-            "account_id": data.account_id,
-            "external_id": data.external_id,
-            "name": data.name,
-            "currency": data.currency,
-            "revision": data.revision,
-        },
-    )
-    PROJECTED.labels("customer").inc()
+def _buyer_row(data: CustomerUpserted) -> dict[str, Any]:
+    return {
+        "seller_id": data.partner_id,
+        "account_id": data.account_id,
+        "external_id": data.external_id,
+        "name": data.name,
+        "currency": data.currency,
+        "revision": data.revision,
+    }
 
 
-async def record_order(session: AsyncSession, data: SubscriptionOrdered) -> None:
-    """A new subscription; the first order for a subscription id stands."""
-    row = {
+async def record_customers(session: AsyncSession, customers: Sequence[CustomerUpserted]) -> None:
+    """Buyers of the partner, at their latest revision (an older revision changes nothing), a batch
+    in one statement: of one account's revisions in the batch the highest stands (the first of
+    equals, as when applied one by one)."""
+    latest: dict[tuple[str, str], CustomerUpserted] = {}
+    for data in customers:
+        key = (data.partner_id, data.account_id)
+        if key not in latest or data.revision > latest[key].revision:
+            latest[key] = data
+    await repo.upsert_buyers(session, [_buyer_row(data) for data in latest.values()])
+    PROJECTED.labels("customer").inc(len(customers))
+
+
+def _subscription_row(data: SubscriptionOrdered) -> dict[str, Any]:
+    return {
         "seller_id": data.partner_id,
         "subscription_id": data.subscription_id,
         "order_id": data.order_id,
@@ -59,8 +66,16 @@ async def record_order(session: AsyncSession, data: SubscriptionOrdered) -> None
         "ordered_at": data.ordered_at,
         "setup_exempt": data.setup_exempt,
     }
-    await repo.insert_once(session, repo.SUBSCRIPTION, row, ("seller_id", "subscription_id"))
-    PROJECTED.labels("order").inc()
+
+
+async def record_orders(session: AsyncSession, orders: Sequence[SubscriptionOrdered]) -> None:
+    """New subscriptions, a batch in one statement; the first order for a subscription id stands
+    (stored before, or earlier in the batch)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for data in orders:
+        rows.setdefault((data.partner_id, data.subscription_id), _subscription_row(data))
+    await repo.insert_subscriptions(session, list(rows.values()))
+    PROJECTED.labels("order").inc(len(orders))
 
 
 async def record_change(session: AsyncSession, data: SubscriptionChanged) -> None:
