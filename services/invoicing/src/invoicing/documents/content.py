@@ -8,6 +8,41 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from billing_events.money import open_amount
+from billing_events.references import creditor_reference
+
+# How the buyer pays (EN 16931 BG-16, UNTDID 4461 codes): 58 SEPA credit transfer, 30 credit
+# transfer outside SEPA, 59 SEPA direct debit, 48 bank card.
+PaymentMeans = Literal["credit_transfer", "direct_debit", "card"]
+
+
+@dataclass(frozen=True)
+class DocPayment:
+    """Payment instructions (BG-16..BG-19), decided when the document is rendered: a direct debit
+    when the buyer has an active mandate, a card when one is on file, otherwise a transfer to the
+    seller's account quoting the RF creditor reference (ISO 11649, the one payments matches by)."""
+
+    means: PaymentMeans
+    creditor_reference: str | None = None
+    iban: str | None = None
+    bic: str | None = None
+    account_name: str | None = None
+    mandate_reference: str | None = None
+    creditor_identifier: str | None = None
+    card_last4: str | None = None
+
+    @property
+    def code(self) -> str:
+        if self.means == "direct_debit":
+            return "59"
+        if self.means == "card":
+            return "48"
+        return "58" if self.iban and self.iban[:2] in SEPA_COUNTRIES else "30"
+
+
+# Countries of the SEPA schemes (EPC list): a transfer to an IBAN there is a SEPA credit transfer.
+SEPA_COUNTRIES = frozenset(
+    "AD AT BE BG CH CY CZ DE DK EE ES FI FR GB GI GR HR HU IE IS IT LI LT LU LV MC MT NL NO PL PT RO SE SI SK SM VA".split()
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +93,9 @@ class DocContent:
     reason: str | None = None
     brand_color: str = "#1f4e79"
     flags: tuple[str, ...] = ()
+    payment: DocPayment | None = None
+    logo: str | None = None  # a data: URI (PNG, JPEG or SVG) from the seller profile
+    schemes: tuple[str, ...] = ()  # the lines' tax schemes (reverse_charge, oss, ...), for the legal mentions
 
     @property
     def title(self) -> str:
@@ -92,7 +130,28 @@ def _line(li: Any) -> DocLine:
     )
 
 
-def invoice_content(row: Any, lines: list[Any], brand_color: str | None) -> DocContent:
+def payment_for(seller: Any, mandate: Any, number: str) -> DocPayment:
+    """The payment instructions of invoice `number`: a direct debit under the buyer's active
+    mandate, otherwise a transfer to the seller's account quoting the RF reference. `seller` is the
+    seller profile row (None when never saved), `mandate` the buyer's mandate row or None."""
+    if mandate is not None and mandate.status == "active":
+        return DocPayment(means="direct_debit", mandate_reference=mandate.mandate_id, creditor_identifier=getattr(seller, "sepa_creditor_id", None))
+    return DocPayment(
+        means="credit_transfer",
+        creditor_reference=creditor_reference(number),
+        iban=getattr(seller, "iban", None),
+        bic=getattr(seller, "bic", None),
+        account_name=getattr(seller, "name", None),
+    )
+
+
+def _schemes(lines: list[Any]) -> tuple[str, ...]:
+    return tuple(sorted({s for s in (getattr(li, "tax_scheme", None) for li in lines) if s}))
+
+
+def invoice_content(
+    row: Any, lines: list[Any], brand_color: str | None, *, payment: DocPayment | None = None, logo: str | None = None
+) -> DocContent:
     return DocContent(
         kind="invoice",
         number=row.number,
@@ -111,10 +170,13 @@ def invoice_content(row: Any, lines: list[Any], brand_color: str | None) -> DocC
         # The amount due printed is the invoice's total: payments after issue do not change the document.
         brand_color=brand_color or DocContent.brand_color,
         flags=tuple(row.flags),
+        payment=payment,
+        logo=logo,
+        schemes=_schemes(lines),
     )
 
 
-def credit_note_content(row: Any, lines: list[Any], invoice: Any, brand_color: str | None) -> DocContent:
+def credit_note_content(row: Any, lines: list[Any], invoice: Any, brand_color: str | None, *, logo: str | None = None) -> DocContent:
     return DocContent(
         kind="credit_note",
         number=row.number,
@@ -133,4 +195,6 @@ def credit_note_content(row: Any, lines: list[Any], invoice: Any, brand_color: s
         invoice_number=invoice.number,
         reason=row.reason,
         brand_color=brand_color or DocContent.brand_color,
+        logo=logo,
+        schemes=_schemes(lines),
     )
