@@ -7,8 +7,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+from babel import Locale
+
 from billing_events.money import open_amount
-from billing_events.references import creditor_reference
+from billing_events.references import creditor_reference, printed
 
 # How the buyer pays (EN 16931 BG-16, UNTDID 4461 codes): 58 SEPA credit transfer, 30 credit
 # transfer outside SEPA, 59 SEPA direct debit, 48 bank card.
@@ -29,6 +31,15 @@ class DocPayment:
     mandate_reference: str | None = None
     creditor_identifier: str | None = None
     card_last4: str | None = None
+
+    @property
+    def iban_printed(self) -> str:
+        """The IBAN in groups of four, as banks print it."""
+        return printed(self.iban or "")
+
+    @property
+    def reference_printed(self) -> str:
+        return printed(self.creditor_reference or "")
 
     @property
     def code(self) -> str:
@@ -60,6 +71,10 @@ class DocLine:
     service_period_end: date
     end_customer_name: str | None = None
 
+    @property
+    def words(self) -> str:
+        return category_words(self.tax_category)
+
 
 @dataclass(frozen=True)
 class DocTax:
@@ -68,6 +83,11 @@ class DocTax:
     taxable: Decimal
     tax: Decimal
     note: str | None
+
+    @property
+    def words(self) -> str:
+        """The category in words ("Reverse charge"), not its code ("AE")."""
+        return category_words(self.category)
 
 
 @dataclass(frozen=True)
@@ -96,6 +116,26 @@ class DocContent:
     payment: DocPayment | None = None
     logo: str | None = None  # a data: URI (PNG, JPEG or SVG) from the seller profile
     schemes: tuple[str, ...] = ()  # the lines' tax schemes (reverse_charge, oss, ...), for the legal mentions
+
+    @property
+    def parties(self) -> list[tuple[str, dict[str, Any], str]]:
+        """(heading, party, its country's name) of the seller and the buyer."""
+        out = []
+        for label, party in (("From", self.seller), ("Bill to", self.buyer)):
+            country = (party.get("address") or {}).get("country") or party.get("country")
+            out.append((label, party, country_name(country)))
+        return out
+
+    @property
+    def tax_mentions(self) -> list[str]:
+        """The legal mentions in words: each VAT breakdown's note, and what the schemes without one
+        mean (art. 226 of Directive 2006/112/EC)."""
+        notes = [t.note for t in self.taxes if t.note]
+        if "oss" in self.schemes:
+            notes.append(
+                "VAT of the customer's country of residence, declared under the One-Stop Shop scheme (Articles 369a to 369k of Directive 2006/112/EC)"
+            )
+        return list(dict.fromkeys(notes))
 
     @property
     def title(self) -> str:
@@ -198,3 +238,27 @@ def credit_note_content(row: Any, lines: list[Any], invoice: Any, brand_color: s
         logo=logo,
         schemes=_schemes(lines),
     )
+
+
+# What each EN 16931 VAT category (UNCL 5305) is called on the PDF: a reader need not know the codes.
+CATEGORY_WORDS = {
+    "S": "VAT",
+    "Z": "Zero-rated",
+    "E": "Exempt from VAT",
+    "AE": "Reverse charge",
+    "O": "Not subject to VAT",
+    "K": "Intra-community supply",
+    "G": "Export outside the EU",
+}
+
+
+def category_words(category: str) -> str:
+    return CATEGORY_WORDS.get(category, category)
+
+
+def country_name(code: str | None) -> str:
+    """"Ireland" for IE; the code itself when ISO 3166 does not know it."""
+    if not code:
+        return ""
+    name: str = Locale("en").territories.get(code, code)
+    return name
