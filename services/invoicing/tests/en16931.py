@@ -89,3 +89,52 @@ def assert_valid(xml: bytes, syntax: Syntax) -> None:
     """No fatal, no error and no warning from the official EN 16931 rules."""
     problems = findings(xml, syntax)
     assert not problems, "EN 16931 validation:\n" + "\n".join(map(str, problems))
+
+
+async def problems_in_database(database_url: str, checked: set[tuple[str, str, str]]) -> list[str]:
+    """Validate what the tests produced in this database and `checked` does not list yet: the
+    stored e-invoices (the bytes a download answers) and, for every invoice and credit note, both
+    syntaxes built from its content as a download would build them now. One whose seller or buyer
+    has no country cannot be an EN 16931 document (a 409 `document_unavailable`) and is left out."""
+    from sqlalchemy import text
+
+    from billing_runtime.service import ServiceRuntime
+    from invoicing.config import Settings
+    from invoicing.db import metadata
+    from invoicing.documents import service
+    from invoicing.documents.facturx import cii_xml
+    from invoicing.documents.ubl import ubl_xml
+
+    runtime = ServiceRuntime("invoicing", Settings(database_url=database_url), metadata)
+    out: list[str] = []
+    try:
+        async with runtime.sessions() as session:
+            stored = (await session.execute(text("SELECT owner_kind, owner_id, format, content FROM invoicing.document WHERE format IN ('xml', 'ubl')"))).all()
+            owners = (
+                await session.execute(
+                    text(
+                        "SELECT 'invoice', invoice_id, seller_id FROM invoicing.invoice"
+                        " UNION ALL SELECT 'credit_note', credit_note_id, seller_id FROM invoicing.credit_note"
+                    )
+                )
+            ).all()
+        for kind, owner_id, fmt, content in stored:
+            key = (kind, owner_id, f"stored-{fmt}")
+            if key not in checked:
+                checked.add(key)
+                out += [f"stored {fmt} of {kind} {owner_id}: {p}" for p in findings(content, "ubl" if fmt == "ubl" else "cii")]
+        for kind, owner_id, seller_id in owners:
+            key = (kind, owner_id, "content")
+            if key in checked:
+                continue
+            checked.add(key)
+            try:
+                doc = await service._content(runtime, seller_id, kind, owner_id)
+                cii, ubl = cii_xml(doc), ubl_xml(doc)
+            except service.DocumentUnavailable:
+                continue
+            out += [f"CII of {kind} {doc.number}: {p}" for p in findings(cii, "cii")]
+            out += [f"UBL of {kind} {doc.number}: {p}" for p in findings(ubl, "ubl")]
+    finally:
+        await runtime.engine.dispose()
+    return out
