@@ -82,6 +82,7 @@ def _en16931() -> Any:
     spec = importlib.util.spec_from_file_location("invoicing_en16931", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
