@@ -315,3 +315,11 @@ def test_credit_note_and_invoice_of_one_content_differ_only_where_they_should() 
     assert ubl.findtext("cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID", namespaces=NS) == doc.number
     assert ubl.find("cac:PaymentMeans", NS) is None  # nothing to pay on a credit note
     assert_valid(etree.tostring(ubl, xml_declaration=True, encoding="UTF-8"), "ubl")
+
+
+async def test_openapi_declares_the_ubl_syntax(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    for path in ("/v1/invoices/{invoice_id}/xml", "/v1/credit-notes/{credit_note_id}/xml"):
+        (syntax,) = [p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "syntax"]
+        assert syntax["in"] == "query" and syntax["schema"]["enum"] == ["cii", "ubl"] and syntax["schema"]["default"] == "cii"
+        assert "application/xml" in spec["paths"][path]["get"]["responses"]["200"]["content"]
