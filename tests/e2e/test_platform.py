@@ -74,6 +74,45 @@ def test_demo_month_end_to_end(platform: Platform) -> None:
     assert run_demo(platform)
 
 
+def _en16931() -> Any:
+    """services/invoicing/tests/en16931.py (the official EN 16931 rules run with saxonche), loaded by path: tests run in importlib mode."""
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "services" / "invoicing" / "tests" / "en16931.py"
+    spec = importlib.util.spec_from_file_location("invoicing_en16931", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_invoice_and_credit_note_of_the_month_passes_en16931(platform: Platform) -> None:
+    """After the demo's month: each partner's invoices and their credit notes, downloaded as CII
+    (the Factur-X XML) and as UBL, pass the official EN 16931 rules with no error and no warning."""
+    from billing_cli.demo import EXPECTED
+
+    en16931 = _en16931()
+    checked: list[str] = []
+    problems: list[str] = []
+    for tenant in sorted({e.partner for e in EXPECTED}):
+        listed = call(platform, "GET", "invoicing", "/v1/invoices?limit=200", tenant)
+        assert listed.status_code == 200, listed.text
+        documents = [("invoices", i["id"], i["number"]) for i in listed.json()["items"]]
+        for _, invoice_id, _ in list(documents):
+            notes = call(platform, "GET", "invoicing", f"/v1/invoices/{invoice_id}/credit-notes", tenant)
+            assert notes.status_code == 200, notes.text
+            documents += [("credit-notes", n["id"], n["number"]) for n in notes.json()["items"]]
+        for path, owner_id, number in documents:
+            for syntax in ("cii", "ubl"):
+                r = call(platform, "GET", "invoicing", f"/v1/{path}/{owner_id}/xml?syntax={syntax}", tenant)
+                assert r.status_code == 200, (number, syntax, r.text)
+                problems += [f"{tenant} {number} {syntax}: {p}" for p in en16931.findings(r.content, syntax)]
+                checked.append(f"{number}/{syntax}")
+    assert not problems, "\n".join(problems)
+    assert len(checked) >= 2 * len(EXPECTED), checked
+
+
 def test_no_secret_issued_in_the_run_is_anywhere_in_the_clear(platform: Platform) -> None:
     """After the demo's month (providers configured for both partners) and a partner that also
     registers and rotates webhook endpoints and calls with an API key: no provider secret, webhook

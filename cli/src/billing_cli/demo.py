@@ -231,6 +231,7 @@ def post_month(api: Api) -> dict[str, int]:
             "invoice_prefix": "NW",
             "due_rule": {"day_of_next_month": 5},
             "email": "billing@northwind.example",
+            "address": {"lines": ["400 Pine Street"], "city": "Seattle", "postal_code": "98101", "region": "WA", "country": "US"},
         },
     )
     api.call(
@@ -245,6 +246,10 @@ def post_month(api: Api) -> dict[str, int]:
             "invoice_prefix": "CL",
             "due_rule": {"net_days": 14},
             "email": "accounts@cloudy.example",
+            "address": {"lines": ["1 Grand Canal Square"], "city": "Dublin", "postal_code": "D02 P820", "country": "IE"},
+            "registration": "IE-CRO 123456",
+            "iban": "IE29AIBK93115212345678",
+            "bic": "AIBKIE2D",
         },
     )
     api.call(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -50,3 +50,19 @@ async def runtime(migrated: str) -> AsyncIterator[ServiceRuntime]:
     rt = ServiceRuntime("invoicing", Settings(database_url=migrated, clock_fixed_at=INVOICE_DATE), metadata)
     yield rt
     await rt.engine.dispose()
+
+
+_VALIDATED: set[tuple[str, str, str]] = set()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_document_passes_en16931(migrated: str) -> Iterator[None]:
+    """After each module: every invoice and credit note it left in the database, and every
+    e-invoice stored, pass the official EN 16931 rules (CII and UBL) with no error and no warning."""
+    import asyncio
+
+    from en16931 import problems_in_database
+
+    yield
+    problems = asyncio.run(problems_in_database(migrated, _VALIDATED))
+    assert not problems, "documents failing the EN 16931 rules:\n" + "\n".join(problems[:40])

@@ -246,6 +246,10 @@ async def test_seller_settings(client: httpx.AsyncClient, tenant: str) -> None:
         "address": None,
         "registration": None,
         "brand_color": None,
+        "logo": None,
+        "iban": None,
+        "bic": None,
+        "sepa_creditor_id": None,
         "configured": False,
     }
     saved = await put_seller(client, tenant, country="IE", vat_id="IE6388047V", due_rule={"net_days": 14})

@@ -1,6 +1,6 @@
 """Every table of invoicing, imported in one place for the app and for Alembic."""
 
-from invoicing.buyer.models import Buyer
+from invoicing.buyer.models import Buyer, BuyerMandate
 from invoicing.comparison.models import ComparisonReport
 from invoicing.creditnote.models import CreditNote, CreditNoteLine
 from invoicing.documents.models import DocumentShare, RenderedDocument
@@ -11,6 +11,7 @@ from invoicing.tax.models import VatCheck
 
 __all__ = [
     "Buyer",
+    "BuyerMandate",
     "ComparisonReport",
     "CreditNote",
     "CreditNoteLine",

@@ -29,3 +29,16 @@ class Buyer(Base, table=True):
     # The VAT id passed its checks (checksum, and VIES when configured): reverse charge allowed.
     vat_id_valid: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     vat_id_note: str | None = None
+
+
+class BuyerMandate(Base, table=True):
+    """The buyer's direct-debit mandate as payments last announced it (MandateChanged): an active
+    one makes its invoices say "collected by direct debit" with the mandate reference (BT-89)."""
+
+    __tablename__ = "buyer_mandate"
+
+    account_id: str = Field(primary_key=True)
+    seller_id: str = Field(index=True)
+    mandate_id: str
+    provider: str
+    status: str

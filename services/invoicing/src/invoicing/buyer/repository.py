@@ -9,12 +9,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import scoped_pairs, select_scoped, tenant_owned
-from invoicing.buyer.models import Buyer
+from invoicing.buyer.models import Buyer, BuyerMandate
 from invoicing.tax.models import VatCheck
 
 # A buyer is its partner's (the seller that announced it): every read is scoped to it.
 BUYER: Table = tenant_owned(Buyer, "partner_id")
 VAT_CHECK: Table = VatCheck.__table__  # type: ignore[attr-defined]
+MANDATE: Table = tenant_owned(BuyerMandate, "seller_id")
 
 
 async def upsert_if_newer(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -48,3 +49,21 @@ async def get_many(session: AsyncSession, keys: list[tuple[str, str]]) -> list[A
     if not keys:
         return []
     return list((await session.execute(scoped_pairs(select(BUYER), BUYER, BUYER.c.account_id, keys))).all())
+
+
+async def put_mandate(session: AsyncSession, row: dict[str, Any]) -> None:
+    """The buyer's latest mandate state. A mandate other than the stored one replaces it only when
+    it is active, or when the stored one no longer is (a new mandate supersedes the old one; a late
+    'cancelled' of an old mandate does not undo a newer active one)."""
+    insert = pg_insert(MANDATE).values(**row)
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["account_id"],
+            set_={k: insert.excluded[k] for k in row if k != "account_id"},
+            where=(MANDATE.c.mandate_id == insert.excluded.mandate_id) | (insert.excluded.status == "active") | (MANDATE.c.status != "active"),
+        )
+    )
+
+
+async def get_mandate(session: AsyncSession, tenant: str, account_id: str) -> Any:
+    return (await session.execute(select_scoped(MANDATE, tenant).where(MANDATE.c.account_id == account_id))).first()

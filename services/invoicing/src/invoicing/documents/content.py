@@ -7,7 +7,53 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+from babel import Locale
+
 from billing_events.money import open_amount
+from billing_events.references import creditor_reference, printed
+
+# How the buyer pays (EN 16931 BG-16, UNTDID 4461 codes): 58 SEPA credit transfer, 30 credit
+# transfer outside SEPA, 59 SEPA direct debit, 48 bank card.
+PaymentMeans = Literal["credit_transfer", "direct_debit", "card"]
+
+
+@dataclass(frozen=True)
+class DocPayment:
+    """Payment instructions (BG-16..BG-19), decided when the document is rendered: a direct debit
+    when the buyer has an active mandate, a card when one is on file, otherwise a transfer to the
+    seller's account quoting the RF creditor reference (ISO 11649, the one payments matches by)."""
+
+    means: PaymentMeans
+    creditor_reference: str | None = None
+    iban: str | None = None
+    bic: str | None = None
+    account_name: str | None = None
+    mandate_reference: str | None = None
+    creditor_identifier: str | None = None
+    card_last4: str | None = None
+
+    @property
+    def iban_printed(self) -> str:
+        """The IBAN in groups of four, as banks print it."""
+        return printed(self.iban or "")
+
+    @property
+    def reference_printed(self) -> str:
+        return printed(self.creditor_reference or "")
+
+    @property
+    def code(self) -> str:
+        if self.means == "direct_debit":
+            return "59"
+        if self.means == "card":
+            return "48"
+        return "58" if self.iban and self.iban[:2] in SEPA_COUNTRIES else "30"
+
+
+# Countries of the SEPA schemes (EPC list): a transfer to an IBAN there is a SEPA credit transfer.
+SEPA_COUNTRIES = frozenset(
+    "AD AT BE BG CH CY CZ DE DK EE ES FI FR GB GI GR HR HU IE IS IT LI LT LU LV MC MT NL NO PL PT RO SE SI SK SM VA".split()
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +71,10 @@ class DocLine:
     service_period_end: date
     end_customer_name: str | None = None
 
+    @property
+    def words(self) -> str:
+        return category_words(self.tax_category)
+
 
 @dataclass(frozen=True)
 class DocTax:
@@ -33,6 +83,11 @@ class DocTax:
     taxable: Decimal
     tax: Decimal
     note: str | None
+
+    @property
+    def words(self) -> str:
+        """The category in words ("Reverse charge"), not its code ("AE")."""
+        return category_words(self.category)
 
 
 @dataclass(frozen=True)
@@ -58,6 +113,29 @@ class DocContent:
     reason: str | None = None
     brand_color: str = "#1f4e79"
     flags: tuple[str, ...] = ()
+    payment: DocPayment | None = None
+    logo: str | None = None  # a data: URI (PNG, JPEG or SVG) from the seller profile
+    schemes: tuple[str, ...] = ()  # the lines' tax schemes (reverse_charge, oss, ...), for the legal mentions
+
+    @property
+    def parties(self) -> list[tuple[str, dict[str, Any], str]]:
+        """(heading, party, its country's name) of the seller and the buyer."""
+        out = []
+        for label, party in (("From", self.seller), ("Bill to", self.buyer)):
+            country = (party.get("address") or {}).get("country") or party.get("country")
+            out.append((label, party, country_name(country)))
+        return out
+
+    @property
+    def tax_mentions(self) -> list[str]:
+        """The legal mentions in words: each VAT breakdown's note, and what the schemes without one
+        mean (art. 226 of Directive 2006/112/EC)."""
+        notes = [t.note for t in self.taxes if t.note]
+        if "oss" in self.schemes:
+            notes.append(
+                "VAT of the customer's country of residence, declared under the One-Stop Shop scheme (Articles 369a to 369k of Directive 2006/112/EC)"
+            )
+        return list(dict.fromkeys(notes))
 
     @property
     def title(self) -> str:
@@ -92,7 +170,28 @@ def _line(li: Any) -> DocLine:
     )
 
 
-def invoice_content(row: Any, lines: list[Any], brand_color: str | None) -> DocContent:
+def payment_for(seller: Any, mandate: Any, number: str) -> DocPayment:
+    """The payment instructions of invoice `number`: a direct debit under the buyer's active
+    mandate, otherwise a transfer to the seller's account quoting the RF reference. `seller` is the
+    seller profile row (None when never saved), `mandate` the buyer's mandate row or None."""
+    if mandate is not None and mandate.status == "active":
+        return DocPayment(means="direct_debit", mandate_reference=mandate.mandate_id, creditor_identifier=getattr(seller, "sepa_creditor_id", None))
+    return DocPayment(
+        means="credit_transfer",
+        creditor_reference=creditor_reference(number),
+        iban=getattr(seller, "iban", None),
+        bic=getattr(seller, "bic", None),
+        account_name=getattr(seller, "name", None),
+    )
+
+
+def _schemes(lines: list[Any]) -> tuple[str, ...]:
+    return tuple(sorted({s for s in (getattr(li, "tax_scheme", None) for li in lines) if s}))
+
+
+def invoice_content(
+    row: Any, lines: list[Any], brand_color: str | None, *, payment: DocPayment | None = None, logo: str | None = None
+) -> DocContent:
     return DocContent(
         kind="invoice",
         number=row.number,
@@ -111,10 +210,13 @@ def invoice_content(row: Any, lines: list[Any], brand_color: str | None) -> DocC
         # The amount due printed is the invoice's total: payments after issue do not change the document.
         brand_color=brand_color or DocContent.brand_color,
         flags=tuple(row.flags),
+        payment=payment,
+        logo=logo,
+        schemes=_schemes(lines),
     )
 
 
-def credit_note_content(row: Any, lines: list[Any], invoice: Any, brand_color: str | None) -> DocContent:
+def credit_note_content(row: Any, lines: list[Any], invoice: Any, brand_color: str | None, *, logo: str | None = None) -> DocContent:
     return DocContent(
         kind="credit_note",
         number=row.number,
@@ -133,4 +235,30 @@ def credit_note_content(row: Any, lines: list[Any], invoice: Any, brand_color: s
         invoice_number=invoice.number,
         reason=row.reason,
         brand_color=brand_color or DocContent.brand_color,
+        logo=logo,
+        schemes=_schemes(lines),
     )
+
+
+# What each EN 16931 VAT category (UNCL 5305) is called on the PDF: a reader need not know the codes.
+CATEGORY_WORDS = {
+    "S": "VAT",
+    "Z": "Zero-rated",
+    "E": "Exempt from VAT",
+    "AE": "Reverse charge",
+    "O": "Not subject to VAT",
+    "K": "Intra-community supply",
+    "G": "Export outside the EU",
+}
+
+
+def category_words(category: str) -> str:
+    return CATEGORY_WORDS.get(category, category)
+
+
+def country_name(code: str | None) -> str:
+    """"Ireland" for IE; the code itself when ISO 3166 does not know it."""
+    if not code:
+        return ""
+    name: str = Locale("en").territories.get(code, code)
+    return name

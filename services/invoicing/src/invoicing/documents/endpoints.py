@@ -3,7 +3,9 @@ with the seller's API key, or by a shared link (invoicing.documents.shares) with
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
+
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from opentelemetry import trace
 
@@ -17,7 +19,16 @@ tracer = trace.get_tracer(__name__)
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
-MEDIA_TYPES: dict[str, str] = {"pdf": "application/pdf", "xml": "application/xml"}
+MEDIA_TYPES: dict[str, str] = {"pdf": "application/pdf", "xml": "application/xml", "ubl": "application/xml"}
+Syntax = Literal["cii", "ubl"]
+SYNTAX = Query(
+    "cii",
+    description="cii: UN/CEFACT Cross Industry Invoice, Factur-X EN 16931 profile (the XML inside the PDF); "
+    "ubl: OASIS UBL 2.1 as Peppol BIS Billing 3.0. Both EN 16931.",
+)
+XML_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"application/xml": {}}, "description": "The EN 16931 e-invoice in the syntax asked for."}
+}
 
 
 async def _download(runtime: Runtime, tenant: str, kind: OwnerKind, owner_id: str, fmt: Format, account: str | None) -> Response:
@@ -30,9 +41,10 @@ async def invoice_pdf(invoice_id: str, tenant: Tenant, runtime: Runtime, account
     return await _download(runtime, tenant, "invoice", invoice_id, "pdf", account)
 
 
-@router.get("/invoices/{invoice_id}/xml", dependencies=[Read, ForAccount], response_class=Response)
-async def invoice_xml(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
-    return await _download(runtime, tenant, "invoice", invoice_id, "xml", account)
+@router.get("/invoices/{invoice_id}/xml", dependencies=[Read, ForAccount], response_class=Response, responses=XML_RESPONSES)
+async def invoice_xml(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount, syntax: Syntax = SYNTAX) -> Response:
+    """The invoice's EN 16931 e-invoice: CII (default) or UBL 2.1 / Peppol BIS Billing 3.0."""
+    return await _download(runtime, tenant, "invoice", invoice_id, "ubl" if syntax == "ubl" else "xml", account)
 
 
 @router.get("/credit-notes/{credit_note_id}/pdf", dependencies=[Read, ForAccount], response_class=Response)
@@ -40,9 +52,10 @@ async def credit_note_pdf(credit_note_id: str, tenant: Tenant, runtime: Runtime,
     return await _download(runtime, tenant, "credit_note", credit_note_id, "pdf", account)
 
 
-@router.get("/credit-notes/{credit_note_id}/xml", dependencies=[Read, ForAccount], response_class=Response)
-async def credit_note_xml(credit_note_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
-    return await _download(runtime, tenant, "credit_note", credit_note_id, "xml", account)
+@router.get("/credit-notes/{credit_note_id}/xml", dependencies=[Read, ForAccount], response_class=Response, responses=XML_RESPONSES)
+async def credit_note_xml(credit_note_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount, syntax: Syntax = SYNTAX) -> Response:
+    """The credit note's EN 16931 e-invoice: CII (default) or UBL 2.1 CreditNote / Peppol BIS Billing 3.0."""
+    return await _download(runtime, tenant, "credit_note", credit_note_id, "ubl" if syntax == "ubl" else "xml", account)
 
 
 @router.get(

@@ -11,11 +11,11 @@ from drafthorse.models.accounting import ApplicableTradeTax
 from drafthorse.models.document import Document
 from drafthorse.models.note import IncludedNote
 from drafthorse.models.party import TaxRegistration
-from drafthorse.models.payment import PaymentTerms
+from drafthorse.models.payment import PaymentMeans, PaymentTerms
 from drafthorse.models.tradelines import LineItem
 
 from billing_events.money import quantize
-from invoicing.documents.content import DocContent
+from invoicing.documents.content import DocContent, DocPayment
 
 GUIDELINE = "urn:cen.eu:en16931:2017"
 # UNCL 1001: 380 commercial invoice, 381 credit note (amounts positive on both).
@@ -30,12 +30,25 @@ class DocumentUnavailable(ValueError):
     """The invoice lacks what EN 16931 requires (a country for the seller or the buyer)."""
 
 
-def _party(target: Any, party: dict[str, Any], role: str) -> None:
-    target.name = party["name"]
+def vat_ids_allowed(doc: DocContent) -> bool:
+    """BR-O-02: an invoice with a line not subject to VAT (category O) carries no VAT identifier
+    of the seller (BT-31) or the buyer (BT-48); the seller's number then goes as its tax
+    registration (BT-32, scheme FC)."""
+    return "O" not in {line.tax_category for line in doc.lines}
+
+
+def party_country(party: dict[str, Any], role: str) -> str:
     address = party.get("address") or {}
     country = address.get("country") or party.get("country")
     if not country:
         raise DocumentUnavailable(f"the {role} has no country: an EN 16931 invoice needs one (BT-40/BT-55)")
+    return str(country)
+
+
+def _party(target: Any, party: dict[str, Any], role: str, vat_allowed: bool) -> None:
+    target.name = party["name"]
+    address = party.get("address") or {}
+    country = party_country(party, role)
     lines = address.get("lines") or []
     for field, value in zip(("line_one", "line_two", "line_three"), lines, strict=False):
         setattr(target.address, field, value)
@@ -43,9 +56,48 @@ def _party(target: Any, party: dict[str, Any], role: str) -> None:
         target.address.postcode = address["postal_code"]
     if address.get("city"):
         target.address.city_name = address["city"]
+    if address.get("region"):
+        target.address.country_subdivision = address["region"]
     target.address.country_id = country
+    if party.get("email"):
+        target.electronic_address.uri_ID = ("EM", party["email"])  # BT-34/BT-49, EAS code EM
+    if role == "seller" and party.get("registration"):
+        target.legal_organization.id = ("", party["registration"])  # BT-30
     if party.get("vat_id"):
-        target.tax_registrations.add(TaxRegistration(id=("VA", party["vat_id"])))
+        if vat_allowed:
+            target.tax_registrations.add(TaxRegistration(id=("VA", party["vat_id"])))
+        elif role == "seller":
+            target.tax_registrations.add(TaxRegistration(id=("FC", party["vat_id"])))
+    if role == "seller" and not party.get("registration") and not (party.get("vat_id") and vat_allowed):
+        # BR-CO-26: a seller identifier (BT-29) when neither a registration nor a VAT id is printed.
+        target.id = party.get("account_id") or party["name"]
+
+
+def terms_text(doc: DocContent) -> str:
+    """BT-20: the payment terms in words."""
+    payment = doc.payment
+    if doc.due_on is None:
+        return "Nothing to pay: credit note"
+    if payment is not None and payment.means == "direct_debit":
+        return f"Collected by SEPA direct debit on {doc.due_on.isoformat()}"
+    if payment is not None and payment.means == "card":
+        return f"Charged to the card on file (ending {payment.card_last4}); due {doc.due_on.isoformat()}"
+    return f"Due on {doc.due_on.isoformat()}" + (f", by transfer quoting {payment.creditor_reference}" if payment and payment.creditor_reference else "")
+
+
+def _payment_means(payment: DocPayment) -> PaymentMeans:
+    means = PaymentMeans()
+    means.type_code = payment.code
+    if payment.means == "credit_transfer":
+        if payment.iban:
+            means.payee_account.iban = payment.iban
+        if payment.account_name:
+            means.payee_account.account_name = payment.account_name
+        if payment.bic:
+            means.payee_institution.bic = payment.bic
+    elif payment.means == "card" and payment.card_last4:
+        means.financial_card.id = payment.card_last4  # BT-87: the last digits only
+    return means
 
 
 def _plain(value: Decimal) -> Decimal:
@@ -64,8 +116,9 @@ def cii_xml(doc: DocContent) -> bytes:
         note.content = text
         x.header.notes.add(note)
 
-    _party(x.trade.agreement.seller, doc.seller, "seller")
-    _party(x.trade.agreement.buyer, doc.buyer, "buyer")
+    vat_allowed = vat_ids_allowed(doc)
+    _party(x.trade.agreement.seller, doc.seller, "seller", vat_allowed)
+    _party(x.trade.agreement.buyer, doc.buyer, "buyer", vat_allowed)
     x.trade.delivery.event.occurrence = doc.period_end
 
     currency = doc.currency
@@ -73,10 +126,21 @@ def cii_xml(doc: DocContent) -> bytes:
     settlement.currency_code = currency
     settlement.period.start = doc.period_start
     settlement.period.end = doc.period_end
+    payment = doc.payment
+    if payment is not None and doc.kind == "invoice":
+        if payment.creditor_reference:
+            settlement.payment_reference = payment.creditor_reference  # BT-83
+        if payment.creditor_identifier:
+            settlement.creditor_reference_id = payment.creditor_identifier  # BT-90
+        if payment.means != "credit_transfer" or payment.iban:
+            settlement.payment_means.add(_payment_means(payment))
+    terms = PaymentTerms()
+    terms.description = terms_text(doc)
     if doc.due_on is not None:
-        terms = PaymentTerms()
         terms.due = doc.due_on
-        settlement.terms.add(terms)
+    if payment is not None and payment.mandate_reference and doc.kind == "invoice":
+        terms.debit_mandate_id = payment.mandate_reference  # BT-89
+    settlement.terms.add(terms)
     if doc.invoice_number:
         settlement.invoice_referenced_document.issuer_assigned_id = doc.invoice_number
 
@@ -94,7 +158,8 @@ def cii_xml(doc: DocContent) -> bytes:
         item.settlement.period.end = line.service_period_end
         item.settlement.trade_tax.type_code = "VAT"
         item.settlement.trade_tax.category_code = line.tax_category
-        item.settlement.trade_tax.rate_applicable_percent = _plain(line.tax_rate)
+        if line.tax_category != "O":  # BR-O-05: a line not subject to VAT has no rate
+            item.settlement.trade_tax.rate_applicable_percent = _plain(line.tax_rate)
         item.settlement.monetary_summation.total_amount = quantize(line.net, currency)
         x.trade.items.add(item)
 
@@ -115,9 +180,11 @@ def cii_xml(doc: DocContent) -> bytes:
     totals.line_total = quantize(doc.net_total, currency)
     totals.charge_total = Decimal(0)
     totals.allowance_total = Decimal(0)
-    totals.tax_basis_total = (quantize(doc.net_total, currency), currency)
+    # CII-DT-031: only the VAT total (BT-110) carries a currencyID; the other amounts are in the
+    # invoice currency (BT-5).
+    totals.tax_basis_total = (quantize(doc.net_total, currency), None)
     totals.tax_total = (quantize(doc.tax_total, currency), currency)
-    totals.grand_total = (quantize(doc.total, currency), currency)
+    totals.grand_total = (quantize(doc.total, currency), None)
     totals.prepaid_total = Decimal(0)
     totals.due_amount = quantize(doc.total, currency)
     xml: bytes = x.serialize(schema="FACTUR-X_EN16931")

@@ -19,20 +19,24 @@ from prometheus_client import Counter, Histogram
 
 from billing_runtime.errors import Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
+from invoicing.buyer import repository as buyer_repo
 from invoicing.creditnote import repository as credit_repo
 from invoicing.documents import repository as repo
-from invoicing.documents.content import DocContent, credit_note_content, invoice_content
+from invoicing.documents.content import DocContent, credit_note_content, invoice_content, payment_for
 from invoicing.documents.facturx import DocumentUnavailable
 from invoicing.documents.rendering import render, warm
+from invoicing.documents.ubl import ubl_xml
 from invoicing.invoice import repository as invoice_repo
 from invoicing.seller import repository as seller_repo
 
 tracer = trace.get_tracer(__name__)
 DOCUMENTS_RENDERED = Counter("billing_documents_rendered_total", "Documents rendered (PDF with Factur-X XML)", ["kind"])
+UBL_RENDERED = Counter("billing_documents_ubl_rendered_total", "UBL 2.1 (Peppol BIS 3.0) e-invoices written", ["kind"])
 RENDER_SECONDS = Histogram("billing_document_render_seconds", "Time to render one document (PDF and XML)", buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10))
 
 OwnerKind = Literal["invoice", "credit_note"]
-Format = Literal["pdf", "xml"]
+Format = Literal["pdf", "xml", "ubl"]
+FILE_SUFFIX: dict[str, str] = {"pdf": "pdf", "xml": "xml", "ubl": "ubl.xml"}
 
 
 class DocumentNotAvailable(Conflict):
@@ -119,16 +123,35 @@ async def _content(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, own
     async with runtime.sessions() as session:
         seller = await seller_repo.get(session, seller_id)
         brand = seller.brand_color if seller is not None else None
+        logo = seller.logo if seller is not None else None
         if kind == "invoice":
             row = await invoice_repo.get_invoice(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
             if row is None:
                 raise NotFound(f"no invoice {owner_id!r}", code="invoice_not_found")
-            return invoice_content(row, await invoice_repo.get_lines(session, owner_id), brand)
+            # How the buyer pays, from the seller's profile (bank account) and the buyer's mandate
+            # (MandateChanged), as they stand when the document is first rendered; kept with it.
+            mandate = await buyer_repo.get_mandate(session, seller_id, row.buyer_account_id)
+            payment = payment_for(seller, mandate, row.number)
+            return invoice_content(row, await invoice_repo.get_lines(session, owner_id), brand, payment=payment, logo=logo)
         note = await credit_repo.get(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
         if note is None:
             raise NotFound(f"no credit note {owner_id!r}", code="credit_note_not_found")
         invoice = await invoice_repo.get_invoice(session, seller_id, note.invoice_id)
-        return credit_note_content(note, await credit_repo.get_lines(session, owner_id), invoice, brand)
+        return credit_note_content(note, await credit_repo.get_lines(session, owner_id), invoice, brand, logo=logo)
+
+
+async def _ubl(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_id: str, content: DocContent) -> bytes:
+    """The UBL rendering, in this process (lxml, a few milliseconds: no worker needed), stored like
+    the others so that every download answers the same bytes."""
+    try:
+        made = ubl_xml(content)
+    except DocumentUnavailable as exc:
+        raise DocumentNotAvailable(str(exc)) from exc
+    async with runtime.transaction() as session:
+        row = {"owner_kind": kind, "owner_id": owner_id, "seller_id": seller_id, "rendered_at": runtime.clock.now(), "format": "ubl", "content": made}
+        await repo.store(session, [row])
+    async with runtime.sessions() as session:
+        return await repo.get(session, kind, owner_id, "ubl") or made
 
 
 async def document(
@@ -141,8 +164,11 @@ async def document(
         async with runtime.sessions() as session:
             kept = await repo.stored(session, seller_id, kind, owner_id, fmt, buyer_account_id=buyer_account_id)
         if kept is not None:
-            return f"{kept[0]}.{fmt}", kept[1]
+            return f"{kept[0]}.{FILE_SUFFIX[fmt]}", kept[1]
         content = await _content(runtime, seller_id, kind, owner_id, buyer_account_id)
-        name = f"{content.number}.{fmt}"
+        name = f"{content.number}.{FILE_SUFFIX[fmt]}"
         span.set_attribute("billing.rendered", True)
+        if fmt == "ubl":
+            UBL_RENDERED.labels(kind).inc()
+            return name, await _ubl(runtime, seller_id, kind, owner_id, content)
         return name, (await rendered(runtime, seller_id, kind, owner_id, content))[fmt]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, DateTime
+from sqlalchemy import CheckConstraint, Column, DateTime, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
@@ -28,4 +28,12 @@ class SellerSettings(Base, table=True):
     registration: str | None = None
     # Brand for the documents (BILLING-RULES §7: a PDF in the seller's brand).
     brand_color: str | None = None
+    # The logo printed on the documents: a data: URI (PNG or JPEG), kept here so that a document
+    # renders the same every time and rendering never fetches anything from the network.
+    logo: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Where buyers pay by transfer (EN 16931 BT-84/BT-86), and the SEPA creditor identifier
+    # (BT-90) printed on direct-debit invoices.
+    iban: str | None = None
+    bic: str | None = None
+    sepa_creditor_id: str | None = None
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import Annotated
 
 from iso3166 import countries_by_alpha2
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from stdnum import bic as stdnum_bic
+from stdnum import iban as stdnum_iban
+from stdnum.exceptions import ValidationError
 
 from billing_events import Address
 
@@ -33,6 +39,45 @@ def _iso_country(code: str) -> str:
     return code
 
 
+def _iban(value: str) -> str:
+    try:
+        return str(stdnum_iban.validate(value))
+    except ValidationError as exc:
+        raise ValueError(f"not a valid IBAN: {exc}") from None
+
+
+def _bic(value: str) -> str:
+    try:
+        return str(stdnum_bic.validate(value))
+    except ValidationError as exc:
+        raise ValueError(f"not a valid BIC: {exc}") from None
+
+
+LOGO_MAX_BYTES = 256 * 1024
+_LOGO = re.compile(r"^data:image/(png|jpeg);base64,([A-Za-z0-9+/=]+)$")
+_MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff"}
+
+
+def _logo(value: str) -> str:
+    """A PNG or JPEG as a data: URI, at most 256 KiB decoded, whose bytes are what it says."""
+    match = _LOGO.match(value)
+    if match is None:
+        raise ValueError("the logo must be a data:image/png;base64,… or data:image/jpeg;base64,… URI")
+    try:
+        raw = base64.b64decode(match.group(2), validate=True)
+    except binascii.Error:
+        raise ValueError("the logo's base64 does not decode") from None
+    if len(raw) > LOGO_MAX_BYTES:
+        raise ValueError(f"the logo is {len(raw)} bytes; at most {LOGO_MAX_BYTES}")
+    if not raw.startswith(_MAGIC[match.group(1)]):
+        raise ValueError(f"the logo is not a {match.group(1).upper()} image")
+    return value
+
+
+Iban = Annotated[str, StringConstraints(max_length=42), AfterValidator(_iban)]
+Bic = Annotated[str, StringConstraints(max_length=11), AfterValidator(_bic)]
+Logo = Annotated[str, StringConstraints(max_length=LOGO_MAX_BYTES * 4 // 3 + 64), AfterValidator(_logo)]
+CreditorId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{3}[A-Z0-9]{1,28}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_iso_country)]
 Prefix = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{1,10}$")]
 
@@ -49,6 +94,10 @@ class SellerSettingsIn(BaseModel):
     address: Address | None = None
     registration: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)] | None = None
     brand_color: Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
+    logo: Logo | None = Field(default=None, description="Printed on the PDFs: a PNG or JPEG as a data: URI, at most 256 KiB.")
+    iban: Iban | None = Field(default=None, description="Account buyers pay into by transfer (BT-84), printed with the RF reference.")
+    bic: Bic | None = Field(default=None, description="BT-86.")
+    sepa_creditor_id: CreditorId | None = Field(default=None, description="SEPA creditor identifier (BT-90) for direct-debit invoices.")
 
 
 class SellerSettingsOut(BaseModel):
@@ -62,4 +111,8 @@ class SellerSettingsOut(BaseModel):
     address: Address | None = None
     registration: str | None = None
     brand_color: str | None = None
+    logo: str | None = None
+    iban: str | None = None
+    bic: str | None = None
+    sepa_creditor_id: str | None = None
     configured: bool = Field(description="False while the seller has never saved settings and defaults apply.")

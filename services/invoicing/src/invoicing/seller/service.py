@@ -30,6 +30,10 @@ class Seller:
     address: Address | None = None
     registration: str | None = None
     brand_color: str | None = None
+    logo: str | None = None
+    iban: str | None = None
+    bic: str | None = None
+    sepa_creditor_id: str | None = None
 
     def party(self) -> Party:
         return Party(
@@ -55,6 +59,10 @@ class Seller:
             address=self.address,
             registration=self.registration,
             brand_color=self.brand_color,
+            logo=self.logo,
+            iban=self.iban,
+            bic=self.bic,
+            sepa_creditor_id=self.sepa_creditor_id,
             configured=self.configured,
         )
 
@@ -98,6 +106,10 @@ def _from_row(row: Any) -> Seller:
         address=Address.model_validate(row.address) if row.address else None,
         registration=row.registration,
         brand_color=row.brand_color,
+        logo=row.logo,
+        iban=row.iban,
+        bic=row.bic,
+        sepa_creditor_id=row.sepa_creditor_id,
     )
 
 
@@ -151,6 +163,10 @@ async def put_seller(runtime: ServiceRuntime, session: AsyncSession, seller_id: 
             "address": body.address.model_dump(mode="json") if body.address else None,
             "registration": body.registration,
             "brand_color": body.brand_color,
+            "logo": body.logo,
+            "iban": body.iban,
+            "bic": body.bic,
+            "sepa_creditor_id": body.sepa_creditor_id,
             "updated_at": runtime.clock.now(),
         },
     )

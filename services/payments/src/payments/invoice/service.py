@@ -7,7 +7,7 @@ from typing import Any
 
 from billing_events import CloudEvent, InvoiceIssued
 from billing_events.money import open_amount, quantize
-from payments.banking.reference import creditor_reference
+from billing_events.references import creditor_reference
 
 
 def invoice_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
