@@ -82,6 +82,7 @@ async def save_card_at_checkout(keys: Keys, who: dict[str, str], account: str, m
     assert r.status_code == 201, r.text
     pending = r.json()
     assert pending["status"] == "pending" and pending["client_secret"] is None and "/checkout/cs_test_" in pending["setup_url"]
+    assert pending["is_default"] is False
     # The buyer's browser on Stripe's hosted page: the card number goes there, never to us.
     done = await asyncio.to_thread(httpx.post, pending["setup_url"], data={"cardnumber": number, "exp": "12/34", "cvc": "123", "name": "Ann"})
     assert done.status_code == 303 and done.headers["location"] == f"{BACK}/{method_id}"
@@ -102,7 +103,8 @@ async def test_a_buyer_saves_cards_at_checkout_chooses_the_default_and_removes_o
     again = await keys.call("POST", f"/v1/accounts/{alpha}/payment-methods/card-a/confirm", mine)
     assert again.json() == first  # asking again answers the same
     second = await save_card_at_checkout(keys, mine, alpha, "card-b", "5555 5555 5555 4444")
-    assert (second["status"], second["is_default"], second["details"]["brand"]) == ("active", False, "mastercard")
+    # The card saved last is the default (collection has always used the newest); the first is not any more.
+    assert (second["status"], second["is_default"], second["details"]["brand"]) == ("active", True, "mastercard")
 
     # Another buyer's ids, by its own account or by alpha's: 404, and nothing changes.
     for method, path, code in (
@@ -115,19 +117,21 @@ async def test_a_buyer_saves_cards_at_checkout_chooses_the_default_and_removes_o
     ):
         r = await keys.call(method, path, theirs)
         assert (r.status_code, r.json()["code"]) == (404, code), (method, path)
-    r = await keys.call("PUT", f"/v1/accounts/{beta}/default-payment-method", theirs, {"method_id": "card-b"})
+    r = await keys.call("PUT", f"/v1/accounts/{beta}/default-payment-method", theirs, {"method_id": "card-a"})
     assert (r.status_code, r.json()["code"]) == (404, "payment_method_not_found")
     # A read-only key of the buyer may look, not change; a restricted key reaches no seller route.
-    r = await keys.call("PUT", f"/v1/accounts/{alpha}/default-payment-method", viewer, {"method_id": "card-b"})
+    r = await keys.call("PUT", f"/v1/accounts/{alpha}/default-payment-method", viewer, {"method_id": "card-a"})
     assert (r.status_code, r.json()["code"]) == (403, "insufficient_scope")
     assert (await keys.call("GET", f"/v1/accounts/{alpha}/payment-methods", viewer)).status_code == 200
     r = await keys.call("GET", "/v1/bank-statements/unmatched", mine)
     assert (r.status_code, r.json()["code"]) == (403, "account_restricted")
 
-    r = await keys.call("PUT", f"/v1/accounts/{alpha}/default-payment-method", mine, {"method_id": "card-b"})
+    r = await keys.call("PUT", f"/v1/accounts/{alpha}/default-payment-method", mine, {"method_id": "card-a"})
     assert r.status_code == 200 and r.json()["is_default"] is True
     listed = (await keys.call("GET", f"/v1/accounts/{alpha}/payment-methods", mine)).json()["items"]
-    assert {m["method_id"]: m["is_default"] for m in listed} == {"card-a": False, "card-b": True}
+    assert {m["method_id"]: m["is_default"] for m in listed} == {"card-a": True, "card-b": False}
+    r = await keys.call("PUT", f"/v1/accounts/{alpha}/default-payment-method", mine, {"method_id": "card-b"})
+    assert r.json()["is_default"] is True  # and back: the one the buyer is removing next
 
     removed = await keys.call("DELETE", f"/v1/accounts/{alpha}/payment-methods/card-b", mine)
     assert removed.status_code == 200 and removed.json()["removed_at"] and removed.json()["status"] == "cancelled"
@@ -152,6 +156,7 @@ async def test_a_declined_card_stays_pending_and_the_default_cannot_be_a_pending
     assert declined.status_code == 402 and "declined" in declined.text
     confirmed = await keys.call("POST", f"/v1/accounts/{alpha}/payment-methods/card-x/confirm", mine)
     assert confirmed.json()["status"] == "pending" and confirmed.json()["setup_url"] == pending["setup_url"]
+    assert confirmed.json()["is_default"] is False
     r = await keys.call("PUT", f"/v1/accounts/{alpha}/default-payment-method", mine, {"method_id": "card-x"})
     assert (r.status_code, r.json()["code"]) == (409, "payment_method_not_active")
 

@@ -4,8 +4,9 @@ A card is saved through a Stripe SetupIntent that the buyer's browser confirms w
 on Stripe Checkout's hosted page in setup mode; a direct debit mandate through a GoCardless billing
 request whose hosted page the payer fills in. Neither card nor bank details reach this service.
 Bank transfer needs no setup. When the browser comes back from the hosted page, `confirm_method`
-reads the outcome from the provider (the webhook says the same, whichever comes first). The first
-method that becomes active is the buyer's default; the buyer may choose another or remove one.
+reads the outcome from the provider (the webhook says the same, whichever comes first). The method
+activated last becomes the buyer's default (collection has always used the newest one); the buyer
+may choose another or remove one.
 """
 
 from __future__ import annotations
@@ -57,11 +58,10 @@ class MethodNotActive(Conflict):
 def method_out(row: Any) -> PaymentMethodOut:
     details = dict(row.details or {})
     secret, authorisation, checkout = details.pop("client_secret", None), details.pop("authorisation_url", None), details.pop("checkout_url", None)
-    pending = row.status == "pending"
     return PaymentMethodOut(
         method_id=row.method_id, account_id=row.account_id, type=row.type, provider=row.provider, status=row.status,
-        client_secret=secret if pending else None, authorisation_url=authorisation if pending else None,
-        setup_url=(checkout or authorisation) if pending else None, method_ref=row.method_ref, is_default=row.is_default,
+        client_secret=secret, authorisation_url=authorisation,
+        setup_url=(checkout or authorisation) if row.status == "pending" else None, method_ref=row.method_ref, is_default=row.is_default,
         details=details, removed_at=row.removed_at, created_at=row.created_at, updated_at=row.updated_at,
     )
 
@@ -127,11 +127,10 @@ async def get_method(session: AsyncSession, tenant: str, account_id: str, method
     return method_out(row)
 
 
-async def _default_if_none(session: AsyncSession, tenant: str, account_id: str, method_id: str) -> None:
-    """A buyer's first active method becomes its default (collection uses it)."""
-    rows = await repo.lock_account_methods(session, tenant, account_id)
-    if not any(r.is_default and r.removed_at is None and r.status == "active" for r in rows):
-        await repo.make_default(session, tenant, account_id, method_id)
+async def _newly_active(session: AsyncSession, tenant: str, account_id: str, method_id: str) -> None:
+    """A method just activated becomes the buyer's default (collection uses it)."""
+    await repo.lock_account_methods(session, tenant, account_id)
+    await repo.make_default(session, tenant, account_id, method_id)
 
 
 async def _card_active(
@@ -143,7 +142,7 @@ async def _card_active(
     )
     if row.status != "active":
         METHOD_CHANGES.labels("card", "active").inc()
-    await _default_if_none(session, row.tenant, row.account_id, row.method_id)
+        await _newly_active(session, row.tenant, row.account_id, row.method_id)
 
 
 async def card_setup_finished(
@@ -271,8 +270,8 @@ async def mandate_changed(runtime: ServiceRuntime, session: AsyncSession, tenant
         return "already_applied"
     await repo.update_method(session, tenant, method_id, status=status, method_ref=mandate_id, updated_at=runtime.clock.now())
     METHOD_CHANGES.labels("direct_debit", status).inc()
-    if status == "active" and row.removed_at is None:
-        await _default_if_none(session, tenant, row.account_id, method_id)
+    if status == "active" and row.status != "active":
+        await _newly_active(session, tenant, row.account_id, method_id)
     seller_id = await invoice_repo.seller_of(session, tenant, row.account_id) or tenant
     event = MandateChanged(mandate_id=mandate_id, seller_id=seller_id, account_id=row.account_id, provider="gocardless", status=status)  # type: ignore[arg-type]
     event_id = derived_event_id("mandate_changed", tenant, mandate_id, status)
