@@ -470,6 +470,7 @@ def test_a_customer_adds_a_card_and_a_mandate_at_the_providers_pages_and_chooses
     mandate_id = next(m for m in rows if m != card["method_id"])
     assert "Direct Debit · MD" in rows[mandate_id].inner_text() and rows[mandate_id].locator(".default").count() == 1
     assert rows[card["method_id"]].locator(".default").count() == 0
+    pay_shots(page, "payment-methods-card-and-mandate")
 
     # Back to the card as the default, then the mandate removed (cancelled at GoCardless).
     rows[card["method_id"]].locator("text=Make default").click()
@@ -570,8 +571,16 @@ def test_a_customer_sees_its_payments_received_with_their_receipts(
     assert "Acme IT" in page.content() and FMT.money(Decimal(beta["total"]) - Decimal("10.00"), "EUR") in page.content()
     pay_shots(page, "payment-receipt")
     # A viewer sees the payment methods and the profile, and may change neither.
+    # (The module's tests run in order on one worker, `--dist loadscope`: beta's card is on file.)
+    [card] = api.ok("GET", "payments", f"/v1/accounts/{billed['accounts']['beta']}/payment-methods", "partner")["items"]
     page.click("nav >> text=Payment methods")
-    assert page.locator("#add-card").count() == 0
+    assert page.locator("#add-card").count() == 0 and page.locator("#methods tbody tr").count() == 1
+    page.locator(f"tr[data-method='{card['method_id']}'] a").click()
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text().startswith("Visa •••• 4242") and page.locator("#method-status").inner_text() == "Active"
+    pay_shots(page, "payment-method-viewer")
     page.click("nav >> text=Billing profile")
-    assert page.locator("#save-profile").count() == 0
+    billing_email = api.ok("GET", "usage-ingest", "/v1/customers/beta", "partner")["billing_email"]
+    assert page.locator("#save-profile").count() == 0 and page.locator("#billing_email").input_value() == billing_email
+    pay_shots(page, "billing-profile-viewer")
     page.context.close()

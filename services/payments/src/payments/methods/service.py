@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import MandateChanged, derived_event_id
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from payments.invoice import repository as invoice_repo
 from payments.keys import provider_key
 from payments.methods import repository as repo
@@ -29,6 +30,12 @@ from payments.providers.gateways import Gateways, ProviderRefused, ProviderUnava
 
 tracer = trace.get_tracer(__name__)
 METHOD_CHANGES = Counter("billing_payment_methods_total", "Payment method state changes, by type and status", ["type", "status"])
+SETUP_CALLS = Counter(
+    "billing_payment_method_provider_calls_total",
+    "Provider calls setting up, confirming or removing a buyer's payment method, by provider, operation and result (ok, unavailable, refused)",
+    ["provider", "operation", "result"],
+)
+start_at_zero(SETUP_CALLS, ("stripe", "gocardless"), ("setup", "confirm", "remove"), ("ok", "unavailable", "refused"))
 
 PROVIDER_OF = {"card": "stripe", "direct_debit": "gocardless", "bank_transfer": "bank_transfer"}
 
@@ -105,9 +112,12 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
                 )
                 details = {"authorisation_url": url}
         except ProviderUnavailable as exc:
+            SETUP_CALLS.labels(provider, "setup", "unavailable").inc()
             raise ProviderUnavailableError(f"{provider} did not answer; send the same request again") from exc
         except ProviderRefused as exc:
+            SETUP_CALLS.labels(provider, "setup", "refused").inc()
             raise ProviderRefusedError(f"{provider} refused the setup: {exc}", provider_code=exc.code) from exc
+        SETUP_CALLS.labels(provider, "setup", "ok").inc()
 
         async with runtime.transaction(own=True) as session:  # committed before and after the provider calls
             await repo.insert_customer(session, tenant, account_id, provider, customer)
@@ -189,9 +199,12 @@ async def confirm_method(runtime: ServiceRuntime, gateways: Gateways, tenant: st
                 mandate = await gateways.gocardless.billing_request_mandate(creds.api_key, row.setup_ref)
                 status, _ = await gateways.gocardless.mandate(creds.api_key, mandate) if mandate else ("pending", {})
         except ProviderUnavailable as exc:
+            SETUP_CALLS.labels(row.provider, "confirm", "unavailable").inc()
             raise ProviderUnavailableError(f"{row.provider} did not answer; ask again") from exc
         except ProviderRefused as exc:
+            SETUP_CALLS.labels(row.provider, "confirm", "refused").inc()
             raise ProviderRefusedError(f"{row.provider} refused to say: {exc}", provider_code=exc.code) from exc
+        SETUP_CALLS.labels(row.provider, "confirm", "ok").inc()
         async with runtime.transaction() as session:
             row = await repo.get_method(session, tenant, method_id, account_id=account_id, lock=True)
             if row.provider == "stripe" and status == "active":
@@ -238,9 +251,13 @@ async def remove_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str
             elif creds is not None and row.status not in ("cancelled", "failed", "expired"):
                 await gateways.gocardless.cancel_mandate(creds.api_key, row.method_ref)
         except ProviderUnavailable as exc:
+            SETUP_CALLS.labels(row.provider, "remove", "unavailable").inc()
             raise ProviderUnavailableError(f"{row.provider} did not answer; send the same request again") from exc
         except ProviderRefused as exc:
+            SETUP_CALLS.labels(row.provider, "remove", "refused").inc()
             raise ProviderRefusedError(f"{row.provider} refused the removal: {exc}", provider_code=exc.code) from exc
+        if creds is not None:
+            SETUP_CALLS.labels(row.provider, "remove", "ok").inc()
         async with runtime.transaction() as session:
             await repo.lock_account_methods(session, tenant, account_id)
             row = await repo.get_method(session, tenant, method_id, account_id=account_id)
