@@ -335,6 +335,8 @@ EXAMPLES: dict[tuple[str, str, str], Callable[[World], list[Body]]] = {
     ],
     ("payments", "POST", "/v1/accounts/{account_id}/payment-methods"): lambda w: [{"id": "attack-pm", "type": "bank_transfer", "name": "Attacker"}],
     ("payments", "PUT", "/v1/accounts/{account_id}/default-payment-method"): lambda w: [{"method_id": w.ids["method_id"]}],
+    ("payments", "POST", "/v1/accounts/{account_id}/payment-methods/{method_id}/confirm"): lambda w: [None],
+    ("payments", "DELETE", "/v1/accounts/{account_id}/payment-methods/{method_id}"): lambda w: [None],
     ("payments", "PUT", "/v1/collection-settings"): lambda w: [{"surplus": "credit"}],
     ("payments", "PUT", "/v1/bank-account"): lambda w: [{"name": "Attacker", "iban": IBAN_ATTACKER}],
     ("payments", "PUT", "/v1/accounts/{account_id}/bank-account"): lambda w: [{"name": "Attacker", "iban": IBAN_ATTACKER}],
