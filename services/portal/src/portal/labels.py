@@ -1,4 +1,5 @@
-"""How a payment method reads on the pages."""
+"""How a payment method reads on the pages (the brand and mandate reference as the provider
+gives them; the words around them are few and English for now, like the rest of the catalogue)."""
 
 from __future__ import annotations
 

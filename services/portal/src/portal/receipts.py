@@ -18,14 +18,14 @@ router = APIRouter(include_in_schema=False)
 METHODS = {"card": "Card", "direct_debit": "Direct Debit", "bank_transfer": "Bank transfer"}
 
 
-def source(payment: dict[str, Any]) -> str | None:
-    """Where the money came from, beyond the method: the bank statement line it was matched from,
-    or the account's credit."""
+def source(payment: dict[str, Any]) -> dict[str, str] | None:
+    """Where the money came from, beyond the method: the bank statement line it was matched from
+    (`stmt:<statement>:<line>`), or the account's credit."""
     parts = payment["payment_id"].split(":")
     if parts[0] == "stmt" and len(parts) >= 3:
-        return f"Bank statement {':'.join(parts[1:-1])}, line {parts[-1]}"
+        return {"kind": "statement", "statement": ":".join(parts[1:-1]), "line": parts[-1]}
     if payment.get("provider") == "account_credit":
-        return "Your account credit"
+        return {"kind": "credit"}
     return None
 
 
