@@ -228,6 +228,7 @@ def test_a_customer_signs_in_sees_its_invoices_and_downloads_the_same_pdf(
     assert page.locator("#period-total").inner_text() == FMT.money(live["total"]["amount"], "EUR", exact=False)
 
     page.click("text=Billing history")
+    page.wait_for_url(f"**/p/{PARTNER}/invoices")  # count() does not wait for the page it counts on
     rows = page.locator("#history tbody tr")
     assert rows.count() == 1
     row = rows.first
@@ -352,6 +353,12 @@ def pay_shots(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return snap
 
 
+def open_page(page: Any, label: str, path: str) -> None:
+    """Follow a link of the top navigation and wait for its page (a locator's count() does not wait)."""
+    page.click(f"nav >> text={label}")
+    page.wait_for_url(f"**/p/{PARTNER}/{path}")
+
+
 def invite(api: Api, email_: str, name: str, role: str, customer: str) -> None:
     api.ok("POST", "portal", "/v1/portal/invitations", "partner", {"email": email_, "name": name, "role": role, "customer_id": customer})
 
@@ -411,7 +418,7 @@ def test_a_customer_adds_a_card_and_a_mandate_at_the_providers_pages_and_chooses
     api, accounts = billed["api"], billed["accounts"]
     invite(api, "bob@beta.example", "Bob Beta", "customer_admin", "beta")
     page = sign_in(browser, link_for(platform, "bob@beta.example", set()))
-    page.click("nav >> text=Payment methods")
+    open_page(page, "Payment methods", "payment-methods")
     assert page.locator("#no-methods").is_visible()
     pay_shots(page, "payment-methods-empty")
 
@@ -458,7 +465,7 @@ def test_a_customer_adds_a_card_and_a_mandate_at_the_providers_pages_and_chooses
     pay_shots(page, "account-summary-subscriptions")
 
     # A Direct Debit mandate on GoCardless's page: the newest method becomes the default.
-    page.click("nav >> text=Payment methods")
+    open_page(page, "Payment methods", "payment-methods")
     page.click("#add-direct-debit")
     page.wait_for_url(f"{collecting['gocardless']}/_sandbox/flows/**")
     page.fill("input[name=account_holder_name]", "Beta Law")
@@ -510,7 +517,7 @@ def test_a_customer_edits_its_billing_profile_and_the_partner_system_receives_it
     api, accounts = billed["api"], billed["accounts"]
     invite(api, "bea@beta.example", "Bea Beta", "customer_admin", "beta")
     page = sign_in(browser, link_for(platform, "bea@beta.example", set()))
-    page.click("nav >> text=Billing profile")
+    open_page(page, "Billing profile", "profile")
     assert page.locator("#billing_email").input_value() == "billing@beta.example"
     page.fill("#contact_name", "Bea Beta")
     page.fill("#contact_phone", "+353 1 555 0100")
@@ -559,27 +566,27 @@ def test_a_customer_sees_its_payments_received_with_their_receipts(
     api.ok("POST", "payments", "/v1/payments", "partner", transfer)
     invite(api, "vic@beta.example", "Vic Viewer", "customer_viewer", "beta")
     page = sign_in(browser, link_for(platform, "vic@beta.example", set()))
-    page.click("nav >> text=Billing history")
+    open_page(page, "Billing history", "invoices")
     row = page.locator("#payments tr[data-payment='bank-beta-1']")
     assert row.locator("td.amount").inner_text() == FMT.money("10.00", "EUR") == "€10.00"
     assert beta["number"] in row.inner_text() and FMT.date("2026-11-12") in row.inner_text()
     assert page.locator("#payments tbody tr").count() == 1  # alpha's payments are not beta's
     pay_shots(page, "billing-history-payments")
     row.locator("text=Receipt").click()
-    page.wait_for_load_state()
+    page.wait_for_url("**/payments/bank-beta-1")
     assert page.locator("#receipt-amount").inner_text() == "€10.00"
     assert "Acme IT" in page.content() and FMT.money(Decimal(beta["total"]) - Decimal("10.00"), "EUR") in page.content()
     pay_shots(page, "payment-receipt")
     # A viewer sees the payment methods and the profile, and may change neither.
     # (The module's tests run in order on one worker, `--dist loadscope`: beta's card is on file.)
     [card] = api.ok("GET", "payments", f"/v1/accounts/{billed['accounts']['beta']}/payment-methods", "partner")["items"]
-    page.click("nav >> text=Payment methods")
+    open_page(page, "Payment methods", "payment-methods")
     assert page.locator("#add-card").count() == 0 and page.locator("#methods tbody tr").count() == 1
     page.locator(f"tr[data-method='{card['method_id']}'] a").click()
-    page.wait_for_load_state()
+    page.wait_for_url(f"**/payment-methods/{card['method_id']}")
     assert page.locator("h1").inner_text().startswith("Visa •••• 4242") and page.locator("#method-status").inner_text() == "Active"
     pay_shots(page, "payment-method-viewer")
-    page.click("nav >> text=Billing profile")
+    open_page(page, "Billing profile", "profile")
     billing_email = api.ok("GET", "usage-ingest", "/v1/customers/beta", "partner")["billing_email"]
     assert page.locator("#save-profile").count() == 0 and page.locator("#billing_email").input_value() == billing_email
     pay_shots(page, "billing-profile-viewer")
