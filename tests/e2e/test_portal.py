@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import email
 import hashlib
+import json
 import os
 import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -226,6 +228,7 @@ def test_a_customer_signs_in_sees_its_invoices_and_downloads_the_same_pdf(
     assert page.locator("#period-total").inner_text() == FMT.money(live["total"]["amount"], "EUR", exact=False)
 
     page.click("text=Billing history")
+    page.wait_for_url(f"**/p/{PARTNER}/invoices")  # count() does not wait for the page it counts on
     rows = page.locator("#history tbody tr")
     assert rows.count() == 1
     row = rows.first
@@ -328,4 +331,263 @@ def test_an_expired_link_is_refused_and_a_partner_sees_its_statement_and_custome
     assert FMT.money(invoices["beta"]["total"], "EUR") in page.content()
     # Finance is not admin: the people page is not for it.
     assert page.goto(platform.url("portal") + f"/p/{PARTNER}/users").status == 403  # type: ignore[union-attr]
+    page.context.close()
+
+
+# --- an end customer's payment methods, billing profile, subscriptions and payments received ----------
+# (portal-pay) Screenshots of these pages go to a folder of their own under the test's temporary
+# directory and are copied to /tmp/portal-pay-shots/ for a person to look at.
+
+PAY_SHOTS_COPY = Path("/tmp/portal-pay-shots")
+
+
+@pytest.fixture(scope="module")
+def pay_shots(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    where = tmp_path_factory.mktemp("portal-pay-screenshots")
+    PAY_SHOTS_COPY.mkdir(parents=True, exist_ok=True)
+
+    def snap(page: Any, name: str) -> None:
+        page.screenshot(path=str(where / f"{name}.png"), full_page=True)
+        (PAY_SHOTS_COPY / f"{name}.png").write_bytes((where / f"{name}.png").read_bytes())
+
+    return snap
+
+
+def open_page(page: Any, label: str, path: str) -> None:
+    """Follow a link of the top navigation and wait for its page (a locator's count() does not wait)."""
+    page.click(f"nav >> text={label}")
+    page.wait_for_url(f"**/p/{PARTNER}/{path}")
+
+
+def invite(api: Api, email_: str, name: str, role: str, customer: str) -> None:
+    api.ok("POST", "portal", "/v1/portal/invitations", "partner", {"email": email_, "name": name, "role": role, "customer_id": customer})
+
+
+@dataclass
+class Hooks:
+    """A partner system's webhook receiver (notify posts to it)."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    async def hook(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        self.received.append(json.loads(await request.body()))
+        return Response(status_code=204)
+
+
+@pytest.fixture(scope="module")
+def collecting(platform: Platform, billed: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The partner collects into its own Stripe and GoCardless accounts (the sandboxes), with
+    their webhooks pointed at payments; beta has subscriptions (one annual); the partner's system
+    of record subscribes to customer changes."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from provider_sandboxes import running
+
+    api = billed["api"]
+    stripe_url, gocardless_url = platform.provider_url("stripe"), platform.provider_url("gocardless")
+    stripe_key, gc_token, gc_secret = f"sk_test_{PARTNER}-portal", f"sandbox_{PARTNER}-portal", "gc-portal-" + "s" * 32
+    hook = httpx.post(f"{stripe_url}/v1/webhook_endpoints", data={"url": f"{platform.url('payments')}/v1/webhooks/stripe/{PARTNER}"},
+                      headers={"Authorization": f"Bearer {stripe_key}"})
+    api.ok("PUT", "payments", "/v1/providers/stripe", "partner", {"api_key": stripe_key, "webhook_secret": hook.json()["secret"]})
+    gc_hook = {"url": f"{platform.url('payments')}/v1/webhooks/gocardless/{PARTNER}", "secret": gc_secret}
+    httpx.post(f"{gocardless_url}/_sandbox/webhook_endpoints", json=gc_hook, headers={"Authorization": f"Bearer {gc_token}"})
+    api.ok("PUT", "payments", "/v1/providers/gocardless", "partner", {"api_key": gc_token, "webhook_secret": gc_secret})
+
+    monthly = {"name": "Microsoft 365 Business", "quantity_rule": "contracted", "unit_price": "11.70", "currency": "EUR", "unit": "user"}
+    annual = {**monthly, "name": "Firewall licence", "unit_price": "240.00", "unit": "device", "policy": {"interval": "year", "timing": "advance"}}
+    api.ok("PUT", "rating", "/v1/products/M365-BP", "partner", monthly)
+    api.ok("PUT", "rating", "/v1/products/FW-YEAR", "partner", annual)
+    today = datetime.now(UTC).date().isoformat()
+    orders = [
+        {"id": "beta-m365", "customer_id": "beta", "product_code": "M365-BP", "quantity": "12", "start_date": today},
+        {"id": "beta-fw", "customer_id": "beta", "product_code": "FW-YEAR", "quantity": "2", "start_date": today},
+    ]
+    api.ok("POST", "usage-ingest", "/v1/orders", "partner", {"records": orders})
+    hooks = Hooks()
+    with running(Starlette(routes=[Route("/hook", hooks.hook, methods=["POST"])])) as receiver:
+        api.ok("POST", "notify", "/v1/webhook-endpoints", "partner", {"url": f"{receiver.url}/hook", "event_types": ["billing.customer.upserted.v1"]})
+        yield {"stripe": stripe_url, "stripe_key": stripe_key, "gocardless": gocardless_url, "gc_token": gc_token, "hooks": hooks}
+
+
+def test_a_customer_adds_a_card_and_a_mandate_at_the_providers_pages_and_chooses_the_default(
+    platform: Platform, billed: dict[str, Any], collecting: dict[str, Any], browser: Any, pay_shots: Any
+) -> None:
+    api, accounts = billed["api"], billed["accounts"]
+    invite(api, "bob@beta.example", "Bob Beta", "customer_admin", "beta")
+    page = sign_in(browser, link_for(platform, "bob@beta.example", set()))
+    open_page(page, "Payment methods", "payment-methods")
+    assert page.locator("#no-methods").is_visible()
+    pay_shots(page, "payment-methods-empty")
+
+    # The card: the portal sends the browser to the provider's page, the card number is typed there.
+    page.click("#add-card")
+    page.wait_for_url(f"{collecting['stripe']}/checkout/**")
+    assert "Set up a card" in page.content() and "Beta Law" in page.content()
+    page.fill("input[name=cardnumber]", "4000 0000 0000 0002")
+    page.fill("input[name=exp]", "12 / 34")
+    page.fill("input[name=cvc]", "123")
+    page.fill("input[name=name]", "Bob Beta")
+    page.click("#submit")
+    assert "Your card was declined." in page.content()  # the provider's page says so; nothing is saved
+    page.fill("input[name=cardnumber]", "4242 4242 4242 4242")
+    page.fill("input[name=exp]", "12 / 34")
+    page.fill("input[name=cvc]", "123")
+    page.fill("input[name=name]", "Bob Beta")
+    pay_shots(page, "stripe-checkout-sandbox")
+    page.click("#submit")
+    page.wait_for_url(f"{platform.url('portal')}/p/{PARTNER}/payment-methods?added=*")
+    assert "saved and is now the default" in page.locator("#flash").inner_text()
+    row = page.locator("#methods tbody tr").first
+    assert "Visa •••• 4242" in row.inner_text() and row.locator(".default").inner_text() == "Default"
+    assert "Expires 12/2034" in row.inner_text()
+    pay_shots(page, "payment-methods-card-default")
+
+    # What payments and Stripe hold: the card is the buyer's default, saved to its Stripe customer.
+    methods = api.ok("GET", "payments", f"/v1/accounts/{accounts['beta']}/payment-methods", "partner")["items"]
+    [card] = methods
+    assert (card["type"], card["status"], card["is_default"], card["details"]["last4"]) == ("card", "active", True, "4242")
+    pm = httpx.get(f"{collecting['stripe']}/v1/payment_methods/{card['method_ref']}", headers={"Authorization": f"Bearer {collecting['stripe_key']}"}).json()
+    assert pm["customer"] and pm["card"]["last4"] == "4242"
+
+    def summary_with_both_subscriptions() -> bool:  # rating learns the orders from usage-ingest's events
+        page.goto(platform.url("portal") + f"/p/{PARTNER}/account")
+        return page.locator("#subscriptions tbody tr").count() == 2
+
+    eventually_sync(summary_with_both_subscriptions, "beta's two subscriptions on its account summary")
+    assert page.locator("#default-method").inner_text() == "Visa •••• 4242"
+    subscriptions = {r.get_attribute("data-subscription"): r.inner_text() for r in page.locator("#subscriptions tbody tr").all()}
+    assert len(subscriptions) == 2
+    annual, monthly = (next(t for t in subscriptions.values() if name in t) for name in ("Firewall licence", "Microsoft 365 Business"))
+    assert "2 device" in annual and "Annual" in annual and "12 user" in monthly and "Monthly" in monthly
+    pay_shots(page, "account-summary-subscriptions")
+
+    # A Direct Debit mandate on GoCardless's page: the newest method becomes the default.
+    open_page(page, "Payment methods", "payment-methods")
+    page.click("#add-direct-debit")
+    page.wait_for_url(f"{collecting['gocardless']}/_sandbox/flows/**")
+    page.fill("input[name=account_holder_name]", "Beta Law")
+    page.fill("input[name=iban]", "DE89 3704 0044 0532 0130 00")
+    pay_shots(page, "gocardless-flow-sandbox")
+    page.click("#submit")
+    page.wait_for_url(f"{platform.url('portal')}/p/{PARTNER}/payment-methods?added=*")
+    rows = {r.get_attribute("data-method"): r for r in page.locator("#methods tbody tr").all()}
+    mandate_id = next(m for m in rows if m != card["method_id"])
+    assert "Direct Debit · MD" in rows[mandate_id].inner_text() and rows[mandate_id].locator(".default").count() == 1
+    assert rows[card["method_id"]].locator(".default").count() == 0
+    pay_shots(page, "payment-methods-card-and-mandate")
+
+    # Back to the card as the default, then the mandate removed (cancelled at GoCardless).
+    rows[card["method_id"]].locator("text=Make default").click()
+    page.wait_for_url("**?default=*")
+    assert page.locator(f"tr[data-method='{card['method_id']}'] .default").count() == 1
+    page.locator(f"tr[data-method='{mandate_id}']").locator("text=Remove").click()
+    page.wait_for_url("**?removed=*")
+    assert page.locator("#methods tbody tr").count() == 1
+    pay_shots(page, "payment-methods-after-remove")
+    mandate = api.ok("GET", "payments", f"/v1/accounts/{accounts['beta']}/payment-methods/{mandate_id}", "partner")
+    assert mandate["removed_at"] and mandate["status"] == "cancelled"
+    gc_mandate = httpx.get(f"{collecting['gocardless']}/mandates/{mandate['method_ref']}", headers={"Authorization": f"Bearer {collecting['gc_token']}"}).json()
+    assert gc_mandate["mandates"]["status"] == "cancelled"
+    # A form without its CSRF token changes nothing.
+    refused = page.context.request.post(platform.url("portal") + f"/p/{PARTNER}/payment-methods/{card['method_id']}/remove", form={"x": "y"})
+    assert refused.status == 403
+    page.context.close()
+
+    # Another customer's session edits the URL to beta's card: the service says 404, and a
+    # removal posted with a good CSRF token finds nothing either.
+    invite(api, "carl@alpha.example", "Carl Alpha", "customer_admin", "alpha")
+    page = sign_in(browser, link_for(platform, "carl@alpha.example", set()))
+    response = page.goto(platform.url("portal") + f"/p/{PARTNER}/payment-methods/{card['method_id']}")
+    assert response is not None and response.status == 404
+    pay_shots(page, "payment-method-other-account-404")
+    page.goto(platform.url("portal") + f"/p/{PARTNER}/payment-methods")
+    csrf = page.locator("input[name=csrf_token]").first.input_value()
+    removal = page.context.request.post(platform.url("portal") + f"/p/{PARTNER}/payment-methods/{card['method_id']}/remove", form={"csrf_token": csrf})
+    assert removal.status == 404
+    assert api.ok("GET", "payments", f"/v1/accounts/{accounts['beta']}/payment-methods/{card['method_id']}", "partner")["removed_at"] is None
+    page.context.close()
+
+
+def test_a_customer_edits_its_billing_profile_and_the_partner_system_receives_it(
+    platform: Platform, billed: dict[str, Any], collecting: dict[str, Any], browser: Any, pay_shots: Any
+) -> None:
+    api, accounts = billed["api"], billed["accounts"]
+    invite(api, "bea@beta.example", "Bea Beta", "customer_admin", "beta")
+    page = sign_in(browser, link_for(platform, "bea@beta.example", set()))
+    open_page(page, "Billing profile", "profile")
+    assert page.locator("#billing_email").input_value() == "billing@beta.example"
+    page.fill("#contact_name", "Bea Beta")
+    page.fill("#contact_phone", "+353 1 555 0100")
+    page.fill("#billing_email", "accounts@beta.example")
+    page.fill("#address_line1", "7 Merrion Square")
+    page.fill("#postal_code", "D02 X285")
+    page.fill("#city", "Dublin")
+    page.fill("#vat_id", "IE1234567X")  # a wrong check letter
+    page.click("#save-profile")
+    assert page.locator("#vat_id-error").inner_text() == "This is not a valid VAT number for your country. Check the digits, or leave it empty."
+    assert page.locator("#city").input_value() == "Dublin"  # what was typed stays on the form
+    pay_shots(page, "billing-profile-invalid-vat")
+    assert api.ok("GET", "usage-ingest", "/v1/customers/beta", "partner")["revision"] == 1  # nothing saved
+    page.fill("#vat_id", "IE 6388047 V")
+    page.click("#save-profile")
+    page.wait_for_url("**/profile?saved=1")
+    assert page.locator("#vat_id").input_value() == "IE6388047V"
+    pay_shots(page, "billing-profile-saved")
+
+    customer = api.ok("GET", "usage-ingest", "/v1/customers/beta", "partner")
+    assert (customer["billing_email"], customer["contact_name"], customer["vat_id"]) == ("accounts@beta.example", "Bea Beta", "IE6388047V")
+    assert customer["revision"] == 2
+    assert customer["address"] == {"lines": ["7 Merrion Square"], "city": "Dublin", "postal_code": "D02 X285", "region": None, "country": "IE"}
+
+    def delivered() -> dict[str, Any] | None:
+        return next((h["data"] for h in collecting["hooks"].received if h["data"]["revision"] == 2 and h["data"]["external_id"] == "beta"), None)
+
+    data = eventually_sync(delivered, "CustomerUpserted at the partner's webhook")
+    assert (data["billing_email"], data["contact_phone"], data["address"]["city"]) == ("accounts@beta.example", "+353 1 555 0100", "Dublin")
+    refused = page.context.request.post(platform.url("portal") + f"/p/{PARTNER}/profile", form={"billing_email": "x@y.example"})
+    assert refused.status == 403
+    # Another account's profile through the session's key: the service's 404.
+    api.issue("alpha-writer", PARTNER, "write", account=accounts["alpha"])
+    other = api.request("PUT", "usage-ingest", f"/v1/accounts/{accounts['beta']}/billing-profile", "alpha-writer", {"billing_email": "evil@x.example"})
+    assert (other.status_code, other.json()["code"]) == (404, "account_not_found")
+    page.context.close()
+
+
+def test_a_customer_sees_its_payments_received_with_their_receipts(
+    platform: Platform, billed: dict[str, Any], collecting: dict[str, Any], browser: Any, pay_shots: Any
+) -> None:
+    api, invoices = billed["api"], billed["invoices"]
+    beta = invoices["beta"]
+    eventually_sync(lambda: api.request("GET", "payments", f"/v1/invoices/{beta['id']}", "partner").status_code == 200, "payments to know beta's invoice")
+    transfer = {"id": "bank-beta-1", "invoice_id": beta["id"], "amount": "10.00", "currency": "EUR", "received_on": "2026-11-12", "reference": beta["number"]}
+    api.ok("POST", "payments", "/v1/payments", "partner", transfer)
+    invite(api, "vic@beta.example", "Vic Viewer", "customer_viewer", "beta")
+    page = sign_in(browser, link_for(platform, "vic@beta.example", set()))
+    open_page(page, "Billing history", "invoices")
+    row = page.locator("#payments tr[data-payment='bank-beta-1']")
+    assert row.locator("td.amount").inner_text() == FMT.money("10.00", "EUR") == "€10.00"
+    assert beta["number"] in row.inner_text() and FMT.date("2026-11-12") in row.inner_text()
+    assert page.locator("#payments tbody tr").count() == 1  # alpha's payments are not beta's
+    pay_shots(page, "billing-history-payments")
+    row.locator("text=Receipt").click()
+    page.wait_for_url("**/payments/bank-beta-1")
+    assert page.locator("#receipt-amount").inner_text() == "€10.00"
+    assert "Acme IT" in page.content() and FMT.money(Decimal(beta["total"]) - Decimal("10.00"), "EUR") in page.content()
+    pay_shots(page, "payment-receipt")
+    # A viewer sees the payment methods and the profile, and may change neither.
+    # (The module's tests run in order on one worker, `--dist loadscope`: beta's card is on file.)
+    [card] = api.ok("GET", "payments", f"/v1/accounts/{billed['accounts']['beta']}/payment-methods", "partner")["items"]
+    open_page(page, "Payment methods", "payment-methods")
+    assert page.locator("#add-card").count() == 0 and page.locator("#methods tbody tr").count() == 1
+    page.locator(f"tr[data-method='{card['method_id']}'] a").click()
+    page.wait_for_url(f"**/payment-methods/{card['method_id']}")
+    assert page.locator("h1").inner_text().startswith("Visa •••• 4242") and page.locator("#method-status").inner_text() == "Active"
+    pay_shots(page, "payment-method-viewer")
+    open_page(page, "Billing profile", "profile")
+    billing_email = api.ok("GET", "usage-ingest", "/v1/customers/beta", "partner")["billing_email"]
+    assert page.locator("#save-profile").count() == 0 and page.locator("#billing_email").input_value() == billing_email
+    pay_shots(page, "billing-profile-viewer")
     page.context.close()

@@ -211,6 +211,7 @@ async def build_world(platform: Platform, p: Partner) -> World:
     await ok("payments", "PUT", "/v1/bank-account", {"name": f"{m} Seller Account", "iban": "IE29AIBK93115212345678"})
     await ok("payments", "PUT", f"/v1/accounts/{acct}/bank-account", {"name": f"{m} Dental", "iban": "DE89370400440532013000"})
     await ok("payments", "POST", f"/v1/accounts/{acct}/payment-methods", {"id": f"{t}-pm", "type": "bank_transfer", "name": f"{m} Dental"})
+    w.ids["method_id"] = f"{t}-pm"
     # Subscribed to an event this world never emits: no delivery keeps retrying during the matrix.
     quiet = next(kind for kind in sorted(WEBHOOK_EVENT_TYPES) if "suspended" in kind)
     hook = await ok("notify", "POST", "/v1/webhook-endpoints", {"url": f"https://localhost:9/hooks/{t}/billing", "event_types": [quiet], "description": m})
@@ -306,6 +307,9 @@ EXAMPLES: dict[tuple[str, str, str], Callable[[World], list[Body]]] = {
             ]
         }
     ],
+    ("usage-ingest", "PUT", "/v1/accounts/{account_id}/billing-profile"): lambda w: [
+        {"billing_email": "spy@attacker.example", "address_lines": ["1 Spy Street"], "city": "Spyville"}
+    ],
     ("usage-ingest", "POST", "/v1/orders/{order_id}/changes"): lambda w: [{"id": "attack-change", "quantity": "9", "effective_date": "2026-11-01"}],
     ("usage-ingest", "POST", "/v1/orders/{order_id}/cancellation"): lambda w: [{"id": "attack-cancel", "effective_date": "2026-12-01"}],
     ("rating", "PUT", "/v1/products/{code}"): lambda w: [{"name": "Attacker product", "unit_price": "1.00", "currency": "EUR", "quantity_rule": "contracted"}],
@@ -345,6 +349,9 @@ EXAMPLES: dict[tuple[str, str, str], Callable[[World], list[Body]]] = {
         {"api_key": "sk_test_attacker_0123456789abcdef", "webhook_secret": "whsec_attacker_0123456789abcdef0123"}
     ],
     ("payments", "POST", "/v1/accounts/{account_id}/payment-methods"): lambda w: [{"id": "attack-pm", "type": "bank_transfer", "name": "Attacker"}],
+    ("payments", "PUT", "/v1/accounts/{account_id}/default-payment-method"): lambda w: [{"method_id": w.ids["method_id"]}],
+    ("payments", "POST", "/v1/accounts/{account_id}/payment-methods/{method_id}/confirm"): lambda w: [None],
+    ("payments", "DELETE", "/v1/accounts/{account_id}/payment-methods/{method_id}"): lambda w: [None],
     ("payments", "PUT", "/v1/collection-settings"): lambda w: [{"surplus": "credit"}],
     ("payments", "PUT", "/v1/bank-account"): lambda w: [{"name": "Attacker", "iban": IBAN_ATTACKER}],
     ("payments", "PUT", "/v1/accounts/{account_id}/bank-account"): lambda w: [{"name": "Attacker", "iban": IBAN_ATTACKER}],

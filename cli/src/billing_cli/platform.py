@@ -310,7 +310,7 @@ class Platform:
         env.setdefault("INVOICING_PUBLIC_BASE_URL", self.url("invoicing"))
         env.setdefault("NOTIFY_DOCUMENTS_BASE_URL", self.url("invoicing"))
         # The portal calls the services' public APIs and signs people in at its own public address.
-        for name in ("invoicing", "rating", "dunning", "notify", "usage-ingest"):
+        for name in ("invoicing", "rating", "dunning", "notify", "usage-ingest", "payments"):
             env.setdefault(f"PORTAL_{name.upper().replace('-', '_')}_URL", self.url(name))
         env.setdefault("PORTAL_PUBLIC_BASE_URL", self.url("portal"))
         env.setdefault("PORTAL_SECRET_KEY", self.portal_secret())

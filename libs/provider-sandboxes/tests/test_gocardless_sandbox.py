@@ -146,3 +146,23 @@ def test_payment_webhooks_dropped_twice_or_out_of_order(gocardless_server: Sandb
     gc.payments.create(params={"amount": 800, "currency": "EUR", "links": {"mandate": mandate_id}})
     assert actions(4)[2:] == ["created", "created"]
     assert [e.action for e in gc.events.list(params={"payment": first.id}).records] == ["created", "submitted", "confirmed"]
+
+
+def test_the_hosted_billing_request_flow_in_a_browser_redirects_back(gocardless_server: SandboxServer) -> None:
+    """The payer opens the flow's `authorisation_url`, gives a bank account on the form, and is
+    sent to the merchant's `redirect_uri`; the merchant finds the mandate through the SDK."""
+    gc, _ = client(gocardless_server)
+    customer = gc.customers.create(params={"email": "ap@contoso.example", "company_name": "Contoso Dental"})
+    brq = gc.billing_requests.create(params={"mandate_request": {"scheme": "sepa_core", "currency": "EUR"}, "links": {"customer": customer.id}})
+    flow = gc.billing_request_flows.create(params={"links": {"billing_request": brq.id}, "redirect_uri": "https://merchant.example/back"})
+    with httpx.Client() as browser:
+        page = browser.get(flow.authorisation_url)
+        assert page.status_code == 200 and "Contoso Dental" in page.text and 'name="iban"' in page.text
+        wrong = browser.post(flow.authorisation_url, data={"account_holder_name": "Contoso", "iban": "12"})
+        assert wrong.status_code == 422 and "valid IBAN" in wrong.text
+        done = browser.post(flow.authorisation_url, data={"account_holder_name": "Contoso", "iban": "DE89 3704 0044 0532 0130 00"})
+        assert done.status_code == 303 and done.headers["location"] == "https://merchant.example/back"
+        assert browser.get(flow.authorisation_url).status_code == 404  # used
+    found = gc.billing_requests.get(brq.id)
+    assert found.status == "fulfilled"
+    assert gc.mandates.get(found.links.mandate_request_mandate).status == "active"

@@ -220,3 +220,39 @@ def test_a_key_whose_request_is_still_in_flight_is_a_409_then_replays(stripe_ser
     made = sc.v1.payment_intents.list({"customer": customer.id}).data
     assert sc.v1.payment_intents.create(params, {"idempotency_key": "in-flight"}).id == made[0].id
     assert len(made) == 1
+
+
+def test_checkout_in_setup_mode_saves_a_card_on_the_hosted_page(stripe_server: SandboxServer, receiver: Receiver) -> None:
+    """The merchant creates a Checkout Session (mode=setup) with the SDK, the customer's browser
+    opens its `url`, a declined card is shown on the page, 4242… saves, the browser goes to
+    `success_url` with the session id, and the merchant reads the outcome back with the SDK."""
+    sc = client(stripe_server)
+    sc.v1.webhook_endpoints.create({"url": receiver.url, "enabled_events": ["checkout.session.completed"]})
+    customer = sc.v1.customers.create({"email": "ap@contoso.example", "name": "Contoso Dental"})
+    session = sc.v1.checkout.sessions.create({
+        "mode": "setup", "customer": customer.id, "currency": "eur", "payment_method_types": ["card"],
+        "success_url": "https://merchant.example/done?session={CHECKOUT_SESSION_ID}", "cancel_url": "https://merchant.example/cancel",
+        "setup_intent_data": {"metadata": {"method_id": "pm-1"}},
+    })
+    assert (session.status, session.setup_intent) == ("open", None) and session.url.startswith(stripe_server.url)
+    with httpx.Client() as browser:
+        page = browser.get(session.url)
+        assert page.status_code == 200 and "Contoso Dental" in page.text and 'name="cardnumber"' in page.text
+        declined = browser.post(session.url, data={"cardnumber": "4000 0000 0000 0002", "exp": "12/34", "cvc": "123", "name": "Ann"})
+        assert declined.status_code == 402 and "Your card was declined." in declined.text
+        assert sc.v1.checkout.sessions.retrieve(session.id).status == "open"
+        saved = browser.post(session.url, data={"cardnumber": "4242 4242 4242 4242", "exp": "12/34", "cvc": "123", "name": "Ann"})
+    assert saved.status_code == 303 and saved.headers["location"] == f"https://merchant.example/done?session={session.id}"
+    done = sc.v1.checkout.sessions.retrieve(session.id)
+    assert done.status == "complete" and done.setup_intent
+    intent = sc.v1.setup_intents.retrieve(done.setup_intent)
+    assert (intent.status, intent.metadata["method_id"]) == ("succeeded", "pm-1")
+    pm = sc.v1.payment_methods.retrieve(intent.payment_method)
+    assert (pm.customer, pm.card.last4, pm.card.brand) == (customer.id, "4242", "visa")
+    body, _ = receiver.wait_for(1)[0]
+    event = json.loads(body)
+    assert (event["type"], event["data"]["object"]["id"]) == ("checkout.session.completed", session.id)
+    detached = sc.v1.payment_methods.detach(pm.id)
+    assert detached.customer is None
+    with pytest.raises(stripe.InvalidRequestError):
+        sc.v1.payment_methods.detach(pm.id)

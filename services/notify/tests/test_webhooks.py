@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from billing_events import InvoiceIssued, Money, PaymentSucceeded, account_id, new_event
+from billing_events import Address, CustomerUpserted, InvoiceIssued, Money, PaymentSucceeded, account_id, new_event
 from notify.webhook.service import verify, webhook_delivery_id
 
 
@@ -121,3 +121,22 @@ async def test_a_rotated_secret_signs_beside_the_old_one_for_the_grace_period(
     # A stale signature (replayed an hour later) is refused by the receiver's tolerance.
     later = datetime.fromtimestamp(now.timestamp() + 3600, UTC)
     assert not verify(after.body.decode(), after.headers["billing-signature"], final["secret"], later)
+
+
+async def test_a_customer_changed_in_the_portal_reaches_the_partner_system(client: httpx.AsyncClient, tenant: str, receiver: Any, publish: Any) -> None:
+    """CustomerUpserted (an end customer's billing profile, saved in the portal) is a webhook the
+    partner's system of record subscribes to."""
+    endpoint = await create(client, tenant, receiver.url, ["billing.customer.upserted.v1"])
+    data = CustomerUpserted(
+        account_id=account_id(tenant, "alpha"), partner_id=tenant, external_id="alpha", name="Alpha Dental", billing_email="accounts@alpha.example",
+        country="IE", currency="EUR", vat_id="IE6388047V", address=Address(lines=["1 Main Street"], city="Dublin", country="IE"),
+        contact_name="Ann Alpha", revision=2,
+    )
+    event = new_event(data, source="/usage-ingest", tenant=tenant)
+    await publish(event)
+    [request] = await receiver.wait_for(1)
+    assert verify(request.body.decode(), request.headers["billing-signature"], endpoint["secret"], datetime.now(UTC))
+    document = json.loads(request.body)
+    assert (document["type"], document["data"]["billing_email"], document["data"]["contact_name"], document["data"]["revision"]) == (
+        "billing.customer.upserted.v1", "accounts@alpha.example", "Ann Alpha", 2,
+    )

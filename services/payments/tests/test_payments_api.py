@@ -107,7 +107,8 @@ async def test_bank_transfer_emits_payment_succeeded(client: httpx.AsyncClient, 
     r = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-0001", invoice_id))
     assert r.status_code == 201, r.text
     assert r.json() == {
-        "payment_id": "bank-0001", "invoice_id": invoice_id, "invoice_number": "NW-2026-0007", "amount": "1516.25",
+        "payment_id": "bank-0001", "invoice_id": invoice_id, "invoice_number": "NW-2026-0007", "account_id": account_id(tenant, "c-1"),
+        "provider": "bank_transfer", "amount": "1516.25",
         "currency": "USD", "received_on": "2026-11-20", "reference": "NW-2026-0007", "method": "bank_transfer",
         "status": "succeeded", "open_after": "0.00", "overpaid": "0.00",
     }

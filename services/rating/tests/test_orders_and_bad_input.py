@@ -236,3 +236,34 @@ async def test_late_usage_bills_in_the_next_open_period_with_its_own_service_dat
                    ("2026-11-01", False, "discount", Decimal("-0.8"))]
     october = next(e.data for e in events if e.data.period_start.month == 10)
     assert [line.amount.amount for line in october.lines] == [Decimal("10.00")]
+
+
+async def test_a_buyer_sees_its_subscriptions_with_quantity_and_term(client: httpx.AsyncClient, ingest: httpx.AsyncClient) -> None:
+    """What the customer portal's account summary shows: each subscription's quantity in force
+    today and whether it bills monthly or annually."""
+    partner = f"p-{uuid.uuid4().hex[:8]}"
+    await setup(client, ingest, partner)
+    annual = {"name": "Firewall licence", "quantity_rule": "contracted", "unit_price": "1200.00", "currency": "USD", "unit": "device",
+              "policy": {"interval": "year", "timing": "advance"}}
+    assert (await client.put("/v1/products/FW-YEAR", headers=h(partner), json=annual)).status_code == 200
+    ingest.app_clock.set(datetime.fromisoformat("2026-01-05T09:00:00+00:00"))  # type: ignore[attr-defined]
+    orders = [
+        {"id": "siem-1", "customer_id": "c1", "product_code": "SIEM", "quantity": "2", "start_date": "2026-01-05"},
+        {"id": "fw-1", "customer_id": "c1", "product_code": "FW-YEAR", "quantity": "3", "start_date": "2026-01-05"},
+    ]
+    assert (await ingest.post("/v1/orders", headers=h(partner), json={"records": orders})).json()["accepted"] == 2
+    change = {"id": "siem-1-up", "quantity": "5", "effective_date": "2026-01-20"}
+    assert (await ingest.post("/v1/orders/siem-1/changes", headers=h(partner), json=change)).status_code == 200
+    path = f"/v1/accounts/{account_id(partner, 'c1')}/subscriptions"
+
+    async def both() -> list[dict[str, Any]] | None:
+        items = (await client.get(path, headers=h(partner))).json()["items"]
+        return items if len(items) == 2 and any(i["quantity"] == "5" for i in items) else None
+
+    items = {i["product_code"]: i for i in await eventually(both, "both subscriptions in rating")}
+    assert {k: items["FW-YEAR"][k] for k in ("product_name", "quantity", "unit", "term", "timing", "status")} == {
+        "product_name": "Firewall licence", "quantity": "3", "unit": "device", "term": "annual", "timing": "advance", "status": "active",
+    }
+    assert (items["SIEM"]["quantity"], items["SIEM"]["term"], items["SIEM"]["starts_on"]) == ("5", "monthly", "2026-01-05")
+    assert (await client.get(f"/v1/accounts/{account_id(partner, 'nobody')}/subscriptions", headers=h(partner))).json()["items"] == []
+    assert (await client.get(path, headers=h(f"{partner}-other"))).json()["items"] == []

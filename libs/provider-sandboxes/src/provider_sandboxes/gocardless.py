@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from provider_sandboxes import hosted
 from provider_sandboxes.common import Sandbox, apply_fault_after, bearer, new_id
 from provider_sandboxes.signing import gocardless_signature
 
@@ -111,7 +113,7 @@ class GoCardlessSandbox(Sandbox):
             Route("/mandates/{id}/actions/cancel", self._action("mandates", self.cancel_mandate), methods=["POST"]),
             Route("/payments/{id}/actions/cancel", self._action("payments", self.cancel_payment), methods=["POST"]),
             Route("/scenario_simulators/{id}/actions/run", self._action("scenario_simulators", self.run_scenario), methods=["POST"]),
-            Route("/_sandbox/flows/{id}/complete", self.complete_flow, methods=["POST"]),
+            Route("/_sandbox/flows/{id}/complete", self.complete_flow, methods=["GET", "POST"]),
             Route("/_sandbox/webhook_endpoints", self.add_webhook_endpoint, methods=["POST"]),
             Route("/_sandbox/webhook_endpoints", self.remove_webhook_endpoints, methods=["DELETE"]),
             Route("/_sandbox/faults", self.add_fault, methods=["POST"]),
@@ -341,13 +343,45 @@ class GoCardlessSandbox(Sandbox):
     # --- the payer's side and the dashboard -------------------------------------------------
 
     async def complete_flow(self, request: Request) -> Response:
-        """The payer fills in the hosted page: a bank account and an active mandate appear."""
+        """The payer's hosted page (the flow's `authorisation_url`). A browser gets a bank details
+        form (GET), posts it, and is sent to the flow's `redirect_uri`; a test may post JSON
+        `{"iban", "account_holder_name", "activate"}` and get the ids back."""
         flow_id = request.path_params["id"]
+        browser = "application/json" not in request.headers.get("content-type", "")
         if flow_id not in self.flows:
+            if browser:
+                return HTMLResponse("<!DOCTYPE html><title>Not found</title><p>This link has expired or was already used.</p>", status_code=404)
             return JSONResponse({"error": "no such flow"}, status_code=404)
-        token, brq_id = self.flows.pop(flow_id)
+        token, brq_id = self.flows[flow_id]
         account = self.accounts[token]
-        body = json.loads(await request.body() or b"{}")
+        flow = account.table("billing_request_flows")[flow_id]
+        if request.method == "GET":
+            return self._flow_page(account, brq_id)
+        if browser:
+            form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+            iban = form.get("iban", "").replace(" ", "").upper()
+            if len(iban) < 15 or not iban[:2].isalpha() or not iban[2:].isalnum():
+                return self._flow_page(account, brq_id, error="Enter a valid IBAN (for example DE89 3704 0044 0532 0130 00).")
+            body: dict[str, Any] = {"iban": iban, "account_holder_name": form.get("account_holder_name") or "Payer", "activate": True}
+        else:
+            body = json.loads(await request.body() or b"{}")
+        del self.flows[flow_id]
+        done = self._fulfil(account, brq_id, body)
+        if browser:
+            return RedirectResponse(flow.get("redirect_uri") or f"{str(request.base_url).rstrip('/')}/", status_code=303)
+        return JSONResponse(done)
+
+    def _flow_page(self, account: GoCardlessAccount, brq_id: str, error: str | None = None) -> HTMLResponse:
+        brq = account.table("billing_requests")[brq_id]
+        customer = account.table("customers").get(brq["links"].get("customer") or "", {})
+        scheme = brq["mandate_request"]["scheme"].replace("_", " ").upper()
+        intro = f"Set up a {scheme} Direct Debit for {customer.get('company_name') or customer.get('email') or 'your account'}."
+        fields = hosted.field("Account holder name", "account_holder_name", autocomplete="name")
+        fields += hosted.field("IBAN", "iban", placeholder="DE89 3704 0044 0532 0130 00")
+        html = hosted.page("Set up a Direct Debit", intro, fields, "Confirm mandate", error=error, accent="#1c1b45")
+        return HTMLResponse(html, status_code=422 if error else 200)
+
+    def _fulfil(self, account: GoCardlessAccount, brq_id: str, body: dict[str, Any]) -> dict[str, str]:
         brq = account.table("billing_requests")[brq_id]
         customer_id = brq["links"]["customer"]
         iban = str(body.get("iban", "DE89370400440532013000"))
@@ -369,7 +403,7 @@ class GoCardlessSandbox(Sandbox):
             for action in ("submitted", "active"):
                 mandate["status"] = action
                 self._emit(account, "mandates", action, {"mandate": mandate["id"]}, metadata=mandate["metadata"])
-        return JSONResponse({"billing_request": brq_id, "mandate": mandate["id"]})
+        return {"billing_request": brq_id, "mandate": mandate["id"]}
 
     async def add_webhook_endpoint(self, request: Request) -> Response:
         try:

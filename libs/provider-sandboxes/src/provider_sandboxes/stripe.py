@@ -17,9 +17,10 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from provider_sandboxes import hosted
 from provider_sandboxes.common import Sandbox, apply_fault_after, bearer, fingerprint, new_id
 from provider_sandboxes.signing import stripe_signature
 
@@ -98,11 +99,13 @@ class StripeAccount:
     idempotent: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
     card_numbers: dict[str, str] = field(default_factory=dict)  # payment method id → test card number
     in_flight: set[str] = field(default_factory=set)  # idempotency keys of requests still being worked on
+    setup_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # checkout session → its SetupIntent's metadata
 
 
 @dataclass
 class StripeSandbox(Sandbox):
     accounts: dict[str, StripeAccount] = field(default_factory=dict)
+    checkouts: dict[str, str] = field(default_factory=dict)  # checkout session id → the secret key of its account
 
     def app(self) -> Starlette:
         post = self._mutation
@@ -112,6 +115,10 @@ class StripeSandbox(Sandbox):
             Route("/v1/payment_methods", post(self.create_payment_method), methods=["POST"]),
             Route("/v1/payment_methods/{id}", self._get("payment_method"), methods=["GET"]),
             Route("/v1/payment_methods/{id}/attach", post(self.attach_payment_method), methods=["POST"]),
+            Route("/v1/payment_methods/{id}/detach", post(self.detach_payment_method), methods=["POST"]),
+            Route("/v1/checkout/sessions", post(self.create_checkout_session), methods=["POST"]),
+            Route("/v1/checkout/sessions/{id}", self._get("checkout.session"), methods=["GET"]),
+            Route("/checkout/{id}", self.checkout_page, methods=["GET", "POST"]),
             Route("/v1/setup_intents", post(self.create_setup_intent), methods=["POST"]),
             Route("/v1/setup_intents/{id}", self._get("setup_intent"), methods=["GET"]),
             Route("/v1/setup_intents/{id}/confirm", post(self.confirm_setup_intent), methods=["POST"]),
@@ -293,6 +300,87 @@ class StripeSandbox(Sandbox):
         pm["customer"] = customer["id"]
         self._emit(account, "payment_method.attached", pm, request)
         return pm
+
+    async def detach_payment_method(self, account: StripeAccount, params: dict[str, Any], request: Request) -> dict[str, Any]:
+        pm = self._find(account, "payment_method", request.path_params["id"])
+        if pm["customer"] is None:
+            raise StripeError(400, "invalid_request_error", "The payment method you provided is not attached to a customer so detachment is impossible.")
+        pm["customer"] = None
+        self._emit(account, "payment_method.detached", pm, request)
+        return pm
+
+    # --- Checkout in setup mode: the hosted page that saves a card ------------------------------
+
+    async def create_checkout_session(self, account: StripeAccount, params: dict[str, Any], request: Request) -> dict[str, Any]:
+        if params.get("mode") != "setup":
+            raise StripeError(400, "invalid_request_error", "The sandbox's Checkout takes mode=setup (saving a card).", param="mode")
+        if not params.get("success_url"):
+            raise StripeError(400, "invalid_request_error", "Missing required param: success_url.", param="success_url")
+        if params.get("customer"):
+            self._find(account, "customer", params["customer"], "customer")
+        session_id = new_id("cs_test_", 40)
+        base = str(request.base_url).rstrip("/")
+        session = {
+            "id": session_id, "object": "checkout.session", "created": int(time.time()), "expires_at": int(time.time()) + 86400,
+            "livemode": False, "mode": "setup", "status": "open", "payment_status": "no_payment_required",
+            "customer": params.get("customer"), "currency": (params.get("currency") or "").lower() or None,
+            "success_url": params["success_url"], "cancel_url": params.get("cancel_url"), "metadata": params.get("metadata", {}),
+            "payment_method_types": params.get("payment_method_types", ["card"]), "setup_intent": None,
+            "client_reference_id": params.get("client_reference_id"), "url": f"{base}/checkout/{session_id}",
+        }
+        account.setup_metadata[session_id] = dict((params.get("setup_intent_data") or {}).get("metadata") or {})
+        self.checkouts[session_id] = bearer(request) or ""
+        return self._store(account, session)
+
+    async def checkout_page(self, request: Request) -> Response:
+        """The customer's side: a card form. A good test card saves (a SetupIntent succeeds, the
+        session completes, `checkout.session.completed` is sent) and the browser goes to
+        `success_url`; a declined one is shown on the page, as Checkout shows it."""
+        session_id = request.path_params["id"]
+        account = self.accounts.get(self.checkouts.get(session_id, ""))
+        session = account.objects.get(session_id) if account else None
+        if account is None or session is None:
+            return HTMLResponse("<!DOCTYPE html><title>Not found</title><p>No such checkout session.</p>", status_code=404)
+        if session["status"] != "open":
+            return RedirectResponse(self._success_url(session), status_code=303)
+        error = None
+        if request.method == "POST":
+            form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+            try:
+                pm = self._new_payment_method(account, form.get("cardnumber", "").replace(" ", ""), session["customer"])
+                if session["customer"]:
+                    pm["customer"] = session["customer"]
+                pm["billing_details"] = {"name": form.get("name") or None}
+                seti_id = new_id("seti_", 24)
+                intent = self._store(account, {
+                    "id": seti_id, "object": "setup_intent", "created": int(time.time()), "livemode": False, "customer": session["customer"],
+                    "payment_method": None, "status": "requires_payment_method", "usage": "off_session", "payment_method_types": ["card"],
+                    "client_secret": f"{seti_id}_secret_{new_id('', 24)}", "metadata": account.setup_metadata.get(session_id, {}),
+                    "last_setup_error": None,
+                })
+                session["setup_intent"] = seti_id
+                self._emit(account, "setup_intent.created", intent, request)
+                self._confirm_setup(account, intent, pm["id"], request)
+            except StripeError as exc:
+                error = exc.body["error"]["message"]
+            else:
+                session["status"] = "complete"
+                self._emit(account, "checkout.session.completed", session, request)
+                return RedirectResponse(self._success_url(session), status_code=303)
+        fields = (
+            hosted.field("Card number", "cardnumber", placeholder="4242 4242 4242 4242", autocomplete="cc-number")
+            + '<div class="row">' + hosted.field("Expiry", "exp", placeholder="MM / YY", autocomplete="cc-exp")
+            + hosted.field("CVC", "cvc", placeholder="123", autocomplete="cc-csc") + "</div>"
+            + hosted.field("Name on card", "name", autocomplete="cc-name")
+        )
+        customer = account.objects.get(session["customer"] or "", {})
+        intro = f"Save a card for {customer.get('name') or customer.get('email') or 'future payments'}. You will not be charged now."
+        html = hosted.page("Set up a card", intro, fields, "Save card", error=error, cancel_url=session["cancel_url"])
+        return HTMLResponse(html, status_code=402 if error else 200)
+
+    @staticmethod
+    def _success_url(session: dict[str, Any]) -> str:
+        return str(session["success_url"]).replace("{CHECKOUT_SESSION_ID}", session["id"])
 
     async def create_setup_intent(self, account: StripeAccount, params: dict[str, Any], request: Request) -> dict[str, Any]:
         if params.get("customer"):

@@ -44,8 +44,8 @@ def build(settings: Settings | None = None) -> FastAPI:
         AccountSuspended.event_type: consumers.on_account_suspended(runtime, settings),
         AccountReinstated.event_type: consumers.on_account_reinstated(runtime, settings),
         ComparisonReportReady.event_type: consumers.on_comparison_report_ready(runtime, settings),
+        CustomerUpserted.event_type: on_customer_upserted(runtime),  # the contact projection (and the partner's webhooks)
     }
-    runtime.on(CustomerUpserted, on_customer_upserted(runtime))
     runtime.on(PortalSignInLinkIssued, consumers.on_portal_sign_in_link(runtime, settings))
     for model in WEBHOOK_EVENTS:
         if model is not InvoiceIssued:

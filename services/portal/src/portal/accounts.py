@@ -8,8 +8,9 @@
   `expires_at`.
 - A **session** is another random token, the cookie; only its SHA-256 is kept. Signing in mints the
   session's API keys in the key registry (`billing_auth.api_key`), announced through the portal's
-  outbox: for a customer one `read` key of the partner's tenant **restricted to the user's
-  account**; for a partner's staff one tenant-wide `read` key and one `read` key of the distributor
+  outbox: for a customer one key of the partner's tenant **restricted to the user's account**
+  (`write` for a customer admin, who keeps its payment methods and billing profile; `read` for a
+  viewer); for a partner's staff one tenant-wide `read` key and one `read` key of the distributor
   restricted to the partner's own account there (its statement). The keys' secrets are derived
   from the session token and the portal's secret key, so the database holds nothing that calls a
   service. Signing out, or the session expiring, revokes them.
@@ -76,6 +77,11 @@ class User:
     @property
     def is_admin(self) -> bool:
         return self.role == "partner_admin"
+
+    @property
+    def may_change_account(self) -> bool:
+        """A customer admin changes its own payment methods and billing profile; a viewer looks."""
+        return self.role == "customer_admin"
 
 
 @dataclass(frozen=True)
@@ -222,7 +228,10 @@ def _keys_for(user: User, token: str, secrets_: Secrets, distributor: str) -> li
         ]
     if user.account_id is None:  # the table's check constraint makes this impossible; refuse rather than widen
         raise LinkRefused("this user has no account")
-    return [("tenant", generate_key(user.tenant, scope, account_id=user.account_id, secret=secrets_.key_secret(token, "tenant")))]
+    # A customer admin keeps its payment methods and billing profile: `write`, still restricted to
+    # its account (only routes declaring ForAccount take the key, and they scope to the account).
+    customer_scope: Scope = "write" if user.role == "customer_admin" else scope
+    return [("tenant", generate_key(user.tenant, customer_scope, account_id=user.account_id, secret=secrets_.key_secret(token, "tenant")))]
 
 
 async def sign_in(

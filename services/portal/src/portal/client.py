@@ -29,6 +29,12 @@ class ServiceUnavailable(BillingError):
     code = "service_unavailable"
 
 
+class ServiceInvalid(BillingError):
+    """A service refused what a form sent (422): its stable `code` and `field`, for the form to show."""
+
+    status_code = 422
+
+
 class Services:
     def __init__(self, urls: dict[str, str], *, timeout: float, key_wait_seconds: float) -> None:
         self.urls = urls
@@ -38,12 +44,14 @@ class Services:
     async def close(self) -> None:
         await self.http.aclose()
 
-    async def request(self, service: str, path: str, key: str, params: dict[str, Any] | None = None) -> httpx.Response:
+    async def request(
+        self, service: str, path: str, key: str, params: dict[str, Any] | None = None, *, method: str = "GET", body: Any = None
+    ) -> httpx.Response:
         deadline = time.monotonic() + self.key_wait_seconds
         with tracer.start_as_current_span(f"portal call {service}", attributes={"http.route": path}), CALL_SECONDS.labels(service).time():
             while True:
                 try:
-                    r = await self.http.get(self.urls[service] + path, params=params, headers={"Authorization": f"Bearer {key}"})
+                    r = await self.http.request(method, self.urls[service] + path, params=params, json=body, headers={"Authorization": f"Bearer {key}"})
                 except httpx.HTTPError as exc:
                     CALLS.labels(service, "error").inc()
                     raise ServiceUnavailable(f"{service} did not answer") from exc
@@ -51,6 +59,12 @@ class Services:
                     await asyncio.sleep(0.2)
                     continue
                 CALLS.labels(service, f"{r.status_code // 100}xx").inc()
+                if r.status_code == 422 and method != "GET":
+                    problem = r.json()
+                    first = (problem.get("errors") or [{}])[0]  # a validation_error names its fields in `errors`
+                    field = problem.get("field") or str(first.get("field") or "").split(".")[0] or None
+                    CALLS.labels(service, "4xx").inc()
+                    raise ServiceInvalid(problem.get("title") or "refused", code=problem.get("code"), field=field)
                 if r.status_code >= 400:
                     code = _code(r) or "service_error"
                     status = r.status_code if r.status_code in (401, 403, 404, 409, 410) else 502
@@ -59,6 +73,10 @@ class Services:
 
     async def json(self, service: str, path: str, key: str, params: dict[str, Any] | None = None) -> Any:
         return (await self.request(service, path, key, params)).json()
+
+    async def send(self, method: str, service: str, path: str, key: str, body: Any = None) -> Any:
+        """A write on the session's behalf (the services decide whether its key may)."""
+        return (await self.request(service, path, key, method=method, body=body)).json()
 
 
 def _code(r: httpx.Response) -> str | None:

@@ -20,6 +20,7 @@ class Settings(CommonSettings):
     dunning_url: str = "http://127.0.0.1:8105"
     notify_url: str = "http://127.0.0.1:8106"
     usage_ingest_url: str = "http://127.0.0.1:8101"
+    payments_url: str = "http://127.0.0.1:8104"
     distributor_tenant: str = Field(default="distributor", description="The tenant that bills partners (their statement).")
     link_minutes: int = Field(default=15, ge=1, le=1440, description="How long a sign-in link works.")
     session_hours: int = Field(default=8, ge=1, le=720, description="How long a session lasts.")

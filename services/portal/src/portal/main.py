@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from billing_runtime.auth import ensure_registry
 from billing_runtime.errors import BillingError
 from billing_runtime.service import ServiceRuntime, create_app
-from portal import accounts, web
+from portal import accounts, payment_methods, profile, receipts, web
 from portal.accounts import Secrets
 from portal.api import router as api_router
 from portal.client import Services
@@ -46,7 +46,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime.run_in_background("session-sweeper", sweep)
     app = create_app(
         runtime,
-        [api_router, web.router],
+        [api_router, payment_methods.router, profile.router, receipts.router, web.router],
         title="portal",
         description="The white-label portal for partners' staff and end customers; and the API that invites them.",
     )
@@ -57,6 +57,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         {
             "invoicing": settings.invoicing_url, "rating": settings.rating_url, "dunning": settings.dunning_url,
             "notify": settings.notify_url, "usage-ingest": settings.usage_ingest_url,
+            "payments": settings.payments_url,
         },
         timeout=settings.api_timeout,
         key_wait_seconds=settings.key_wait_seconds,

@@ -24,6 +24,7 @@ from portal.accounts import Session
 from portal.client import ServiceRefused, Services
 from portal.config import Settings
 from portal.i18n import Formatter, negotiate
+from portal.labels import describe
 
 router = APIRouter(include_in_schema=False)
 
@@ -254,16 +255,21 @@ async def account_summary(request: Request, partner: str) -> Response:
     who = await _signed_in(request, partner)
     _require(not who.user.is_partner)
     services, acct = _services(request), who.user.account_id or ""
-    brand, standing, charges, invoices = await asyncio.gather(
+    brand, standing, charges, invoices, subscriptions, methods = await asyncio.gather(
         _load_brand(request, who),
         services.json("dunning", f"/v1/accounts/{acct}/standing", who.key),
         _charges(services, acct, who.key),
         services.json("invoicing", "/v1/invoices", who.key, {"limit": 100}),
+        services.json("rating", f"/v1/accounts/{acct}/subscriptions", who.key),
+        services.json("payments", f"/v1/accounts/{acct}/payment-methods", who.key),
     )
     items = invoices["items"]
+    active = [m for m in methods["items"] if m["status"] == "active" and m["type"] != "bank_transfer"]
+    method = next((m for m in active if m["is_default"]), active[-1] if active else None)  # what collection uses
     return render(
         request, partner, "account.html", who=who, brand=brand, standing=standing, charges=charges,
         invoices=items[:3], buyer_name=items[0]["buyer_name"] if items else who.user.name or who.user.email,
+        subscriptions=[s for s in subscriptions["items"] if s["status"] != "ended"], method=method, describe_method=describe,
     )
 
 
@@ -308,11 +314,27 @@ async def _history(services: Services, key: str) -> list[dict[str, Any]]:
 @router.get("/p/{partner}/invoices")
 async def billing_history(request: Request, partner: str) -> Response:
     who = await _signed_in(request, partner)
-    brand, rows = await asyncio.gather(_load_brand(request, who), _history(_services(request), who.key))
+    services = _services(request)
+    brand, rows, received = await asyncio.gather(
+        _load_brand(request, who), _history(services, who.key),
+        _payments_received(services, who.key) if not who.user.is_partner else asyncio.sleep(0, None),
+    )
     return render(
         request, partner, "invoices.html", who=who, brand=brand, rows=rows, title="Billing history",
-        base=f"/p/{partner}/invoices", notes_base=f"/p/{partner}/credit-notes",
+        base=f"/p/{partner}/invoices", notes_base=f"/p/{partner}/credit-notes", payments=received,
     )
+
+
+async def _payments_received(services: Services, key: str) -> list[dict[str, Any]]:
+    """The customer's payments (its key sees its own only), newest first."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 500}
+    while True:
+        page = await services.json("payments", "/v1/payments", key, params)
+        items.extend(page["items"])
+        if not page.get("next_cursor"):
+            return sorted(items, key=lambda p: (p["received_on"], p["payment_id"]), reverse=True)
+        params = {"limit": 500, "cursor": page["next_cursor"]}
 
 
 @router.get("/p/{partner}/invoices/{invoice_id}")

@@ -13,6 +13,7 @@ from rating.config import Settings
 from rating.db import metadata
 from rating.discount.endpoints import router as discount_router
 from rating.subscription.consumers import batch_handlers, handlers
+from rating.subscription.endpoints import accounts as account_subscription_router
 from rating.subscription.endpoints import router as subscription_router
 
 SERVICE = "rating"
@@ -29,7 +30,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         runtime.run_in_background("bill-run-scheduler", Scheduler(runtime, settings.distributor_id, settings.scheduler_interval_seconds).run)
     return create_app(
         runtime,
-        [catalogue_router, billrun_router, subscription_router, discount_router],
+        [catalogue_router, billrun_router, subscription_router, account_subscription_router, discount_router],
         title="rating",
         description="Catalogue, price lists and billing policies; subscriptions and usage as rated; bill runs that close a period in two tiers.",
     )

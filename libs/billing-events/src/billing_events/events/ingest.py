@@ -37,6 +37,8 @@ class CustomerUpserted(EventData):
     vat_id: str | None = None
     address: Address | None = None
     tax_exempt: bool = Field(default=False, description="The buyer is exempt from VAT (e.g. a charity or a diplomatic mission).")
+    contact_name: str | None = Field(default=None, description="The person to contact about billing (the billing profile).")
+    contact_phone: str | None = None
     revision: int = Field(ge=1, description="Increases with every accepted change of this customer.")
 
     def partition_key(self) -> str:

@@ -27,6 +27,7 @@ from billing_events import (
     CloudEvent,
     ComparisonReportReady,
     CreditNoteIssued,
+    CustomerUpserted,
     DunningCaseClosed,
     DunningCaseOpened,
     DunningStepReached,
@@ -57,10 +58,12 @@ start_at_zero(WEBHOOKS, ("queued", "sent", "retry", "failed"))
 
 # What a partner system can subscribe to: what happens to its invoices, payments and accounts.
 WEBHOOK_EVENTS: tuple[type[EventData], ...] = (
+    CustomerUpserted,  # e.g. a billing profile its end customer changed in the portal
     InvoiceIssued,
     CreditNoteIssued,
     InvoiceSettled,
     ComparisonReportReady,
+    CustomerUpserted,
     PaymentSucceeded,
     PaymentFailed,
     PaymentRefunded,

@@ -22,8 +22,12 @@ async def insert_method(session: AsyncSession, row: dict[str, Any]) -> bool:
     return result.first() is not None
 
 
-async def get_method(session: AsyncSession, tenant: str, method_id: str, *, lock: bool = False) -> Any:
+async def get_method(session: AsyncSession, tenant: str, method_id: str, *, account_id: str | None = None, lock: bool = False) -> Any:
+    """A method by id within the tenant; with `account_id`, only if it is that buyer's (another
+    buyer's id finds nothing, as an unknown one)."""
     query = select_scoped(METHOD, tenant).where(METHOD.c.method_id == method_id)
+    if account_id is not None:
+        query = query.where(METHOD.c.account_id == account_id)
     return (await session.execute(query.with_for_update() if lock else query)).first()
 
 
@@ -33,17 +37,20 @@ async def find_method(session: AsyncSession, tenant: str, provider: str, *, setu
     return (await session.execute(query)).first()
 
 
-async def list_methods(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
-    query = select_scoped(METHOD, tenant).where(METHOD.c.account_id == account_id).order_by(METHOD.c.created_at, METHOD.c.method_id)
-    return list((await session.execute(query)).all())
+async def list_methods(session: AsyncSession, tenant: str, account_id: str, *, include_removed: bool = False) -> list[Any]:
+    query = select_scoped(METHOD, tenant).where(METHOD.c.account_id == account_id)
+    if not include_removed:
+        query = query.where(METHOD.c.removed_at.is_(None))
+    return list((await session.execute(query.order_by(METHOD.c.created_at, METHOD.c.method_id))).all())
 
 
 async def collecting_method(session: AsyncSession, tenant: str, account_id: str) -> Any:
-    """The buyer's method to collect from: the most recently activated card or mandate."""
+    """The buyer's method to collect from: its default, if active; else the most recently
+    activated card or mandate."""
     query = (
         select_scoped(METHOD, tenant)
-        .where(METHOD.c.account_id == account_id, METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]))
-        .order_by(METHOD.c.updated_at.desc())
+        .where(METHOD.c.account_id == account_id, METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]), METHOD.c.removed_at.is_(None))
+        .order_by(METHOD.c.is_default.desc(), METHOD.c.updated_at.desc())
         .limit(1)
     )
     return (await session.execute(query)).first()
@@ -54,9 +61,29 @@ async def accounts_with_collecting_method(session: AsyncSession, accounts: list[
     accounts = sorted(set(accounts))
     if not accounts:
         return set()
-    query = select(METHOD.c.tenant, METHOD.c.account_id).distinct().where(METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]))
+    query = (
+        select(METHOD.c.tenant, METHOD.c.account_id)
+        .distinct()
+        .where(METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]), METHOD.c.removed_at.is_(None))
+    )
     rows = await session.execute(scoped_pairs(query, METHOD, METHOD.c.account_id, accounts))
     return {(r.tenant, r.account_id) for r in rows}
+async def make_default(session: AsyncSession, tenant: str, account_id: str, method_id: str | None) -> None:
+    """`method_id` the buyer's one default (None: no default). The old default is cleared first:
+    a unique index is checked row by row, so one statement flipping both could trip it."""
+    await session.execute(
+        scoped(update(METHOD), METHOD, tenant).where(METHOD.c.account_id == account_id, METHOD.c.is_default.is_(True)).values(is_default=False)
+    )
+    if method_id is not None:
+        await session.execute(
+            scoped(update(METHOD), METHOD, tenant).where(METHOD.c.account_id == account_id, METHOD.c.method_id == method_id).values(is_default=True)
+        )
+
+
+async def lock_account_methods(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
+    """The buyer's methods, locked, in one order (two changes of its default wait for each other)."""
+    query = select_scoped(METHOD, tenant).where(METHOD.c.account_id == account_id).order_by(METHOD.c.method_id).with_for_update()
+    return list((await session.execute(query)).all())
 
 
 async def update_method(session: AsyncSession, tenant: str, method_id: str, **values: Any) -> None:

@@ -20,7 +20,21 @@ class PaymentMethodIn(BaseModel):
     email: str | None = Field(default=None, max_length=254)
     name: str | None = Field(default=None, max_length=200)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="direct debit: the mandate's currency (picks the scheme)")
-    redirect_uri: str | None = Field(default=None, max_length=500)
+    redirect_uri: str | None = Field(
+        default=None, max_length=500, pattern=r"^https?://",
+        description="Where the provider's hosted page sends the buyer's browser back to. Direct debit: the billing request flow's "
+        "`redirect_uri`. Card: given, the card is saved on Stripe Checkout's hosted page in setup mode (answered with `setup_url`); "
+        "not given, a SetupIntent for Stripe.js (answered with `client_secret`).",
+    )
+    cancel_uri: str | None = Field(
+        default=None, max_length=500, pattern=r"^https?://", description="Card on Checkout: where Cancel goes (default `redirect_uri`)."
+    )
+
+
+class DefaultMethodIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method_id: str = Field(min_length=1, max_length=128)
 
 
 class PaymentMethodOut(BaseModel):
@@ -34,7 +48,10 @@ class PaymentMethodOut(BaseModel):
     # go to the provider, never to us.
     client_secret: str | None = None
     authorisation_url: str | None = None
+    setup_url: str | None = Field(default=None, description="The provider's hosted page to send the buyer to while the method is pending.")
     method_ref: str | None = None
-    details: dict[str, Any] = {}
+    is_default: bool = False
+    details: dict[str, Any] = Field(default={}, description="card: `brand`, `last4`, `exp_month`, `exp_year`; direct debit: `scheme`")
+    removed_at: datetime | None = None
     created_at: datetime
     updated_at: datetime

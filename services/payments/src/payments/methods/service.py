@@ -1,8 +1,12 @@
 """Setting up payment methods for buyers and following them through the providers' webhooks.
 
-A card is saved through a Stripe SetupIntent that the buyer's browser confirms with Stripe.js; a
-direct debit mandate through a GoCardless billing request whose hosted page the payer fills in.
-Neither card nor bank details reach this service. Bank transfer needs no setup.
+A card is saved through a Stripe SetupIntent that the buyer's browser confirms with Stripe.js, or
+on Stripe Checkout's hosted page in setup mode; a direct debit mandate through a GoCardless billing
+request whose hosted page the payer fills in. Neither card nor bank details reach this service.
+Bank transfer needs no setup. When the browser comes back from the hosted page, `confirm_method`
+reads the outcome from the provider (the webhook says the same, whichever comes first). The method
+activated last becomes the buyer's default (collection has always used the newest one); the buyer
+may choose another or remove one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import MandateChanged, derived_event_id
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.telemetry import start_at_zero
 from payments.invoice import repository as invoice_repo
 from payments.keys import provider_key
 from payments.methods import repository as repo
@@ -25,6 +30,12 @@ from payments.providers.gateways import Gateways, ProviderRefused, ProviderUnava
 
 tracer = trace.get_tracer(__name__)
 METHOD_CHANGES = Counter("billing_payment_methods_total", "Payment method state changes, by type and status", ["type", "status"])
+SETUP_CALLS = Counter(
+    "billing_payment_method_provider_calls_total",
+    "Provider calls setting up, confirming or removing a buyer's payment method, by provider, operation and result (ok, unavailable, refused)",
+    ["provider", "operation", "result"],
+)
+start_at_zero(SETUP_CALLS, ("stripe", "gocardless"), ("setup", "confirm", "remove"), ("ok", "unavailable", "refused"))
 
 PROVIDER_OF = {"card": "stripe", "direct_debit": "gocardless", "bank_transfer": "bank_transfer"}
 
@@ -47,12 +58,18 @@ class ProviderRefusedError(BillingError):
     code = "provider_refused"
 
 
+class MethodNotActive(Conflict):
+    code = "payment_method_not_active"
+
+
 def method_out(row: Any) -> PaymentMethodOut:
     details = dict(row.details or {})
+    secret, authorisation, checkout = details.pop("client_secret", None), details.pop("authorisation_url", None), details.pop("checkout_url", None)
     return PaymentMethodOut(
         method_id=row.method_id, account_id=row.account_id, type=row.type, provider=row.provider, status=row.status,
-        client_secret=details.pop("client_secret", None), authorisation_url=details.pop("authorisation_url", None),
-        method_ref=row.method_ref, details=details, created_at=row.created_at, updated_at=row.updated_at,
+        client_secret=secret, authorisation_url=authorisation,
+        setup_url=(checkout or authorisation) if row.status == "pending" else None, method_ref=row.method_ref, is_default=row.is_default,
+        details=details, removed_at=row.removed_at, created_at=row.created_at, updated_at=row.updated_at,
     )
 
 
@@ -81,18 +98,26 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
             if customer is None:
                 gateway = gateways.stripe if provider == "stripe" else gateways.gocardless
                 customer = await gateway.create_customer(creds.api_key, provider_key("customer", tenant, account_id, provider), body.email, body.name, metadata)
-            if provider == "stripe":
+            if provider == "stripe" and body.redirect_uri:
+                setup_ref, url = await gateways.stripe.create_checkout_setup(
+                    creds.api_key, customer, provider_key("checkout", tenant, body.id), metadata, body.redirect_uri, body.cancel_uri, body.currency
+                )
+                details: dict[str, Any] = {"checkout_url": url}
+            elif provider == "stripe":
                 setup_ref, secret = await gateways.stripe.create_setup_intent(creds.api_key, customer, provider_key("setup", tenant, body.id), metadata)
-                details: dict[str, Any] = {"client_secret": secret}
+                details = {"client_secret": secret}
             else:
                 setup_ref, url = await gateways.gocardless.start_mandate(
                     creds.api_key, customer, body.currency, provider_key("mandate", tenant, body.id), metadata, body.redirect_uri
                 )
                 details = {"authorisation_url": url}
         except ProviderUnavailable as exc:
+            SETUP_CALLS.labels(provider, "setup", "unavailable").inc()
             raise ProviderUnavailableError(f"{provider} did not answer; send the same request again") from exc
         except ProviderRefused as exc:
+            SETUP_CALLS.labels(provider, "setup", "refused").inc()
             raise ProviderRefusedError(f"{provider} refused the setup: {exc}", provider_code=exc.code) from exc
+        SETUP_CALLS.labels(provider, "setup", "ok").inc()
 
         async with runtime.transaction(own=True) as session:  # committed before and after the provider calls
             await repo.insert_customer(session, tenant, account_id, provider, customer)
@@ -105,17 +130,149 @@ async def list_methods(session: AsyncSession, tenant: str, account_id: str) -> l
     return [method_out(r) for r in await repo.list_methods(session, tenant, account_id)]
 
 
-async def card_setup_finished(runtime: ServiceRuntime, session: AsyncSession, tenant: str, setup_ref: str, payment_method: str | None, ok: bool) -> str:
-    """A SetupIntent succeeded (the card is saved: the method becomes active) or failed."""
-    row = await repo.find_method(session, tenant, "stripe", setup_ref=setup_ref)
+async def get_method(session: AsyncSession, tenant: str, account_id: str, method_id: str) -> PaymentMethodOut:
+    row = await repo.get_method(session, tenant, method_id, account_id=account_id)
     if row is None:
+        raise MethodNotFound(f"no payment method {method_id!r} for this account")
+    return method_out(row)
+
+
+async def _newly_active(session: AsyncSession, tenant: str, account_id: str, method_id: str) -> None:
+    """A method just activated becomes the buyer's default (collection uses it)."""
+    await repo.lock_account_methods(session, tenant, account_id)
+    await repo.make_default(session, tenant, account_id, method_id)
+
+
+async def _card_active(
+    runtime: ServiceRuntime, session: AsyncSession, row: Any, payment_method: str | None, card: dict[str, Any] | None
+) -> None:
+    details = {**(row.details or {}), **(card or {})}
+    await repo.update_method(
+        session, row.tenant, row.method_id, status="active", method_ref=payment_method or row.method_ref, details=details, updated_at=runtime.clock.now()
+    )
+    if row.status != "active":
+        METHOD_CHANGES.labels("card", "active").inc()
+        await _newly_active(session, row.tenant, row.account_id, row.method_id)
+
+
+async def card_setup_finished(
+    runtime: ServiceRuntime, session: AsyncSession, tenant: str, setup_ref: str, payment_method: str | None, ok: bool, metadata: dict[str, Any] | None = None
+) -> str:
+    """A SetupIntent succeeded (the card is saved: the method becomes active) or failed. One made
+    by Checkout is found by the method id in its metadata (the method's `setup_ref` is the session)."""
+    row = await repo.find_method(session, tenant, "stripe", setup_ref=setup_ref)
+    if row is None and metadata and metadata.get("method_id") and metadata.get("tenant") == tenant:
+        row = await repo.get_method(session, tenant, str(metadata["method_id"]), account_id=metadata.get("account_id"), lock=True)
+    if row is None or row.provider != "stripe":
         return "unknown_setup_intent"
     status = "active" if ok else "failed"
-    if row.status == "active" or row.status == status:
+    if row.status == "active" or row.status == status or row.removed_at is not None:
         return "already_applied"  # a late setup_failed never undoes a saved card
-    await repo.update_method(session, tenant, row.method_id, status=status, method_ref=payment_method or row.method_ref, updated_at=runtime.clock.now())
-    METHOD_CHANGES.labels("card", status).inc()
+    if ok:
+        await _card_active(runtime, session, row, payment_method, None)
+    elif not row.setup_ref or not row.setup_ref.startswith("cs_"):  # Checkout lets the buyer try another card: still pending
+        await repo.update_method(session, tenant, row.method_id, status=status, updated_at=runtime.clock.now())
+        METHOD_CHANGES.labels("card", status).inc()
+    else:
+        return "ignored"
     return f"method_{status}"
+
+
+async def confirm_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, account_id: str, method_id: str) -> PaymentMethodOut:
+    """The buyer's browser is back from the provider's hosted page: ask the provider (through its
+    SDK) what became of the setup and apply it. A method already decided is answered as it is;
+    a card saved without its details yet gets them."""
+    with tracer.start_as_current_span("confirm_payment_method", attributes={"billing.tenant": tenant}):
+        async with runtime.transaction(own=True) as session:
+            row = await repo.get_method(session, tenant, method_id, account_id=account_id)
+            if row is None:
+                raise MethodNotFound(f"no payment method {method_id!r} for this account")
+            needs_card = row.provider == "stripe" and row.status == "active" and "last4" not in (row.details or {})
+            if row.setup_ref is None or row.removed_at is not None or (row.status != "pending" and not needs_card):
+                return method_out(row)
+            creds = await providers.credentials(runtime, session, tenant, row.provider)
+        try:
+            if row.provider == "stripe":
+                status, payment_method, card = await gateways.stripe.saved_card(creds.api_key, row.setup_ref)
+                mandate: str | None = None
+            else:
+                mandate = await gateways.gocardless.billing_request_mandate(creds.api_key, row.setup_ref)
+                status, _ = await gateways.gocardless.mandate(creds.api_key, mandate) if mandate else ("pending", {})
+        except ProviderUnavailable as exc:
+            SETUP_CALLS.labels(row.provider, "confirm", "unavailable").inc()
+            raise ProviderUnavailableError(f"{row.provider} did not answer; ask again") from exc
+        except ProviderRefused as exc:
+            SETUP_CALLS.labels(row.provider, "confirm", "refused").inc()
+            raise ProviderRefusedError(f"{row.provider} refused to say: {exc}", provider_code=exc.code) from exc
+        SETUP_CALLS.labels(row.provider, "confirm", "ok").inc()
+        async with runtime.transaction() as session:
+            row = await repo.get_method(session, tenant, method_id, account_id=account_id, lock=True)
+            if row.provider == "stripe" and status == "active":
+                await _card_active(runtime, session, row, payment_method, card)
+            elif row.provider == "stripe" and status == "failed" and row.status == "pending":
+                await repo.update_method(session, tenant, method_id, status="failed", updated_at=runtime.clock.now())
+                METHOD_CHANGES.labels("card", "failed").inc()
+            elif mandate is not None:
+                await mandate_changed(runtime, session, tenant, method_id, mandate, status)
+            return method_out(await repo.get_method(session, tenant, method_id, account_id=account_id))
+
+
+async def set_default(runtime: ServiceRuntime, tenant: str, account_id: str, method_id: str) -> PaymentMethodOut:
+    """The buyer's choice of method to collect from; the same choice again changes nothing."""
+    with tracer.start_as_current_span("set_default_payment_method", attributes={"billing.tenant": tenant}):
+        async with runtime.transaction() as session:
+            rows = {r.method_id: r for r in await repo.lock_account_methods(session, tenant, account_id)}
+            row = rows.get(method_id)
+            if row is None or row.removed_at is not None:
+                raise MethodNotFound(f"no payment method {method_id!r} for this account")
+            if row.status != "active" or row.type == "bank_transfer":
+                raise MethodNotActive(f"payment method {method_id!r} is {row.status}: only an active card or mandate can be the default", field="method_id")
+            if not row.is_default:
+                await repo.make_default(session, tenant, account_id, method_id)
+            return method_out(await repo.get_method(session, tenant, method_id, account_id=account_id))
+
+
+async def remove_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, account_id: str, method_id: str) -> PaymentMethodOut:
+    """The buyer removes a method: the card is detached at Stripe, the mandate cancelled at
+    GoCardless (MandateChanged `cancelled`), and it is collected from no more. If it was the
+    default, the most recently activated remaining one becomes the default. Removing it again
+    answers the same."""
+    with tracer.start_as_current_span("remove_payment_method", attributes={"billing.tenant": tenant}):
+        async with runtime.transaction(own=True) as session:
+            row = await repo.get_method(session, tenant, method_id, account_id=account_id)
+            if row is None:
+                raise MethodNotFound(f"no payment method {method_id!r} for this account")
+            if row.removed_at is not None:
+                return method_out(row)
+            creds = None if row.provider == "bank_transfer" or not row.method_ref else await providers.credentials(runtime, session, tenant, row.provider)
+        try:
+            if creds is not None and row.provider == "stripe":
+                await gateways.stripe.detach(creds.api_key, row.method_ref)
+            elif creds is not None and row.status not in ("cancelled", "failed", "expired"):
+                await gateways.gocardless.cancel_mandate(creds.api_key, row.method_ref)
+        except ProviderUnavailable as exc:
+            SETUP_CALLS.labels(row.provider, "remove", "unavailable").inc()
+            raise ProviderUnavailableError(f"{row.provider} did not answer; send the same request again") from exc
+        except ProviderRefused as exc:
+            SETUP_CALLS.labels(row.provider, "remove", "refused").inc()
+            raise ProviderRefusedError(f"{row.provider} refused the removal: {exc}", provider_code=exc.code) from exc
+        if creds is not None:
+            SETUP_CALLS.labels(row.provider, "remove", "ok").inc()
+        async with runtime.transaction() as session:
+            await repo.lock_account_methods(session, tenant, account_id)
+            row = await repo.get_method(session, tenant, method_id, account_id=account_id)
+            if row.removed_at is None:
+                if row.provider == "gocardless" and row.method_ref and row.status not in ("cancelled", "failed", "expired"):
+                    await mandate_changed(runtime, session, tenant, method_id, row.method_ref, "cancelled")
+                status = row.status if row.status in ("failed", "expired") else "cancelled"
+                now = runtime.clock.now()
+                await repo.update_method(session, tenant, method_id, status=status, is_default=False, removed_at=now, updated_at=now)
+                METHOD_CHANGES.labels(row.type, "removed").inc()
+                if row.is_default:
+                    successor = await repo.collecting_method(session, tenant, account_id)
+                    if successor is not None:
+                        await repo.make_default(session, tenant, account_id, successor.method_id)
+            return method_out(await repo.get_method(session, tenant, method_id, account_id=account_id))
 
 
 async def mandate_changed(runtime: ServiceRuntime, session: AsyncSession, tenant: str, method_id: str, mandate_id: str, status: str) -> str:
@@ -124,10 +281,14 @@ async def mandate_changed(runtime: ServiceRuntime, session: AsyncSession, tenant
     row = await repo.get_method(session, tenant, method_id, lock=True)
     if row is None:
         return "unknown_mandate"
+    if row.removed_at is not None:
+        return "already_removed"  # the buyer removed it, and its mandate was cancelled then
     if row.status == status and row.method_ref == mandate_id:
         return "already_applied"
     await repo.update_method(session, tenant, method_id, status=status, method_ref=mandate_id, updated_at=runtime.clock.now())
     METHOD_CHANGES.labels("direct_debit", status).inc()
+    if status == "active" and row.status != "active":
+        await _newly_active(session, tenant, row.account_id, method_id)
     seller_id = await invoice_repo.seller_of(session, tenant, row.account_id) or tenant
     event = MandateChanged(mandate_id=mandate_id, seller_id=seller_id, account_id=row.account_id, provider="gocardless", status=status)  # type: ignore[arg-type]
     event_id = derived_event_id("mandate_changed", tenant, mandate_id, status)

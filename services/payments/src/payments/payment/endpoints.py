@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from billing_runtime.api import Read, Runtime, Tenant, Write, page
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
 from payments.payment import service
 from payments.payment.schemas import BankTransferIn, PaymentOut
 
@@ -22,20 +22,24 @@ async def post_payment(body: BankTransferIn, tenant: Tenant, runtime: Runtime, r
     return payment
 
 
-@router.get("/payments", dependencies=[Read])
+@router.get("/payments", dependencies=[Read, ForAccount])
 async def list_payments(
     tenant: Tenant,
     runtime: Runtime,
+    account: OwnAccount,
     invoice_id: str | None = None,
+    account_id: str | None = Query(default=None, description="Only this buyer's payments (a key restricted to one account: its own, always)."),
     limit: int = Query(default=100, ge=1, le=500),
     cursor: str | None = None,
 ) -> dict[str, Any]:
+    buyer = own_account(account, account_id)
     async with runtime.sessions() as session:
-        items, next_cursor = await service.list_payments(session, tenant, invoice_id=invoice_id, limit=limit, cursor=cursor)
+        items, next_cursor = await service.list_payments(session, tenant, invoice_id=invoice_id, account_id=buyer, limit=limit, cursor=cursor)
     return page([i.model_dump(mode="json") for i in items], limit, next_cursor)
 
 
-@router.get("/payments/{payment_id}", dependencies=[Read], response_model=PaymentOut)
-async def get_payment(payment_id: str, tenant: Tenant, runtime: Runtime) -> PaymentOut:
+@router.get("/payments/{payment_id}", dependencies=[Read, ForAccount], response_model=PaymentOut)
+async def get_payment(payment_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> PaymentOut:
+    """One payment: its receipt (a key restricted to one account: only that buyer's; another's is a 404)."""
     async with runtime.sessions() as session:
-        return await service.get_payment(session, tenant, payment_id)
+        return await service.get_payment(session, tenant, payment_id, account_id=account)

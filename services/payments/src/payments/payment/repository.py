@@ -15,8 +15,11 @@ from payments.payment.models import Payment
 PAYMENT: Table = tenant_owned(Payment, "tenant")
 
 
-async def get_payment(session: AsyncSession, tenant: str, payment_id: str) -> Any:
-    return (await session.execute(select_scoped(PAYMENT, tenant).where(PAYMENT.c.payment_id == payment_id))).first()
+async def get_payment(session: AsyncSession, tenant: str, payment_id: str, *, account_id: str | None = None) -> Any:
+    query = select_scoped(PAYMENT, tenant).where(PAYMENT.c.payment_id == payment_id)
+    if account_id is not None:
+        query = query.where(PAYMENT.c.account_id == account_id)
+    return (await session.execute(query)).first()
 
 
 async def insert_payment(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -28,10 +31,12 @@ async def insert_payment(session: AsyncSession, row: dict[str, Any]) -> bool:
 
 
 async def list_payments(
-    session: AsyncSession, tenant: str, *, invoice_id: str | None, after: tuple[datetime, str] | None, limit: int
+    session: AsyncSession, tenant: str, *, invoice_id: str | None, after: tuple[datetime, str] | None, limit: int, account_id: str | None = None
 ) -> list[Any]:
-    """Payments in the order they were recorded, after the keyset `after`."""
+    """Payments in the order they were recorded, after the keyset `after` (with `account_id`: that buyer's)."""
     query = select_scoped(PAYMENT, tenant)
+    if account_id is not None:
+        query = query.where(PAYMENT.c.account_id == account_id)
     if invoice_id is not None:
         query = query.where(PAYMENT.c.invoice_id == invoice_id)
     if after is not None:

@@ -32,6 +32,8 @@ class PaymentOut(BaseModel):
     payment_id: str
     invoice_id: str
     invoice_number: str
+    account_id: str | None = Field(default=None, description="The buyer who paid.")
+    provider: str | None = Field(default=None, description="`bank_transfer`, `stripe`, `gocardless` or `account_credit`.")
     amount: DecimalStr
     currency: str
     received_on: date

@@ -240,16 +240,16 @@ async def record_received(
     return row
 
 
-async def get_payment(session: AsyncSession, tenant: str, payment_id: str) -> PaymentOut:
-    """One of the seller's payments."""
-    row = await repo.get_payment(session, tenant, payment_id)
+async def get_payment(session: AsyncSession, tenant: str, payment_id: str, *, account_id: str | None = None) -> PaymentOut:
+    """One of the seller's payments (with `account_id`: only if that buyer made it)."""
+    row = await repo.get_payment(session, tenant, payment_id, account_id=account_id)
     if row is None:
         raise PaymentNotFound(f"no payment {payment_id!r}")
     return payment_out(row._mapping)
 
 
 async def list_payments(
-    session: AsyncSession, tenant: str, *, invoice_id: str | None, limit: int, cursor: str | None
+    session: AsyncSession, tenant: str, *, invoice_id: str | None, limit: int, cursor: str | None, account_id: str | None = None
 ) -> tuple[list[PaymentOut], str | None]:
     """A page of the seller's payments in the order they were recorded, and the next cursor."""
     after = None
@@ -259,7 +259,7 @@ async def list_payments(
             after = (datetime.fromisoformat(recorded_at), payment_id)
         except ValueError as exc:
             raise BillingError("cursor is not one this API returned", code="invalid_cursor", status_code=422) from exc
-    rows = await repo.list_payments(session, tenant, invoice_id=invoice_id, after=after, limit=limit + 1)
+    rows = await repo.list_payments(session, tenant, invoice_id=invoice_id, account_id=account_id, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].recorded_at.isoformat(), rows[-1].payment_id) if more else None

@@ -117,6 +117,50 @@ class StripeGateway:
         intent = await self._call(lambda: self.client(api_key).v1.setup_intents.create_async(params, {"idempotency_key": key}))
         return str(intent.id), str(intent.client_secret)
 
+    async def create_checkout_setup(
+        self, api_key: str, customer: str, key: str, metadata: dict[str, str], success_url: str, cancel_url: str | None, currency: str
+    ) -> tuple[str, str]:
+        """A Checkout Session in setup mode: (its id, the hosted page the buyer's browser is sent
+        to). Stripe saves the card there and sends the browser back to `success_url`."""
+        params: Any = {
+            "mode": "setup", "customer": customer, "currency": currency.lower(), "payment_method_types": ["card"],
+            "success_url": success_url, "cancel_url": cancel_url or success_url, "metadata": metadata,
+            "setup_intent_data": {"metadata": metadata},
+        }
+        session = await self._call(lambda: self.client(api_key).v1.checkout.sessions.create_async(params, {"idempotency_key": key}))
+        return str(session.id), str(session.url)
+
+    async def saved_card(self, api_key: str, setup_ref: str) -> tuple[str, str | None, dict[str, Any]]:
+        """What became of a card setup, read back from Stripe: (`active` | `pending` | `failed`,
+        the payment method, the card's brand, last four digits and expiry). `setup_ref` is a
+        Checkout Session (`cs_…`) or a SetupIntent (`seti_…`)."""
+        client = self.client(api_key)
+        intent_id: str | None = setup_ref
+        if setup_ref.startswith("cs_"):
+            session = await self._call(lambda: client.v1.checkout.sessions.retrieve_async(setup_ref))
+            intent_id = session.setup_intent if isinstance(session.setup_intent, str) or session.setup_intent is None else session.setup_intent.id
+            if session.status == "expired":
+                return "failed", None, {}
+            if session.status != "complete" or intent_id is None:
+                return "pending", None, {}
+        assert intent_id is not None
+        intent = await self._call(lambda: client.v1.setup_intents.retrieve_async(intent_id))
+        if intent.status != "succeeded" or not intent.payment_method:
+            return ("failed" if intent.status == "canceled" else "pending"), None, {}
+        pm_id = intent.payment_method if isinstance(intent.payment_method, str) else intent.payment_method.id
+        pm = await self._call(lambda: client.v1.payment_methods.retrieve_async(pm_id))
+        card = pm.card
+        details = {} if card is None else {"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month, "exp_year": card.exp_year}
+        return "active", pm_id, details
+
+    async def detach(self, api_key: str, payment_method: str) -> None:
+        """The card is no longer the customer's at Stripe (one already detached counts as done)."""
+        try:
+            await self._call(lambda: self.client(api_key).v1.payment_methods.detach_async(payment_method))
+        except ProviderRefused as exc:
+            if "not attached" not in str(exc):
+                raise
+
     async def charge(
         self, api_key: str, customer: str, payment_method: str, amount_minor: int, currency: str, key: str, metadata: dict[str, str]
     ) -> Outcome:
@@ -271,6 +315,16 @@ class GoCardlessGateway:
         """(status in MandateChanged's words, metadata) as GoCardless has it now."""
         found = await self._call(lambda: self.client(token).mandates.get(mandate_id))
         return GOCARDLESS_MANDATE_STATUS.get(found.status, "pending"), dict(found.metadata or {})
+
+    async def cancel_mandate(self, token: str, mandate_id: str) -> None:
+        """Cancel the mandate at GoCardless (one already cancelled, failed or expired counts as done)."""
+        try:
+            await self._call(lambda: self.client(token).mandates.cancel(mandate_id))
+        except gc_errors.InvalidStateError as exc:
+            if not any(e.get("reason") == "mandate_already_cancelled" for e in exc.errors or []):
+                raise ProviderRefused("provider_refused", str(exc)) from exc
+        except gc_errors.ApiError as exc:
+            raise ProviderRefused("provider_refused", str(exc)) from exc
 
     async def billing_request_mandate(self, token: str, billing_request_id: str) -> str | None:
         found = await self._call(lambda: self.client(token).billing_requests.get(billing_request_id))

@@ -60,7 +60,7 @@ async def apply_stripe_event(runtime: ServiceRuntime, session: AsyncSession, ten
                 effect = await refunds.apply_stripe_refund(runtime, session, tenant, obj)
             elif event.type in {"setup_intent.succeeded", "setup_intent.setup_failed"}:
                 ok = event.type == "setup_intent.succeeded"
-                effect = await methods.card_setup_finished(runtime, session, tenant, obj["id"], obj.get("payment_method"), ok)
+                effect = await methods.card_setup_finished(runtime, session, tenant, obj["id"], obj.get("payment_method"), ok, dict(obj.get("metadata") or {}))
             else:
                 effect = "ignored"
             await repo.set_effect(session, tenant, "stripe", event.id, effect)

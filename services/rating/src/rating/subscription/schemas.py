@@ -38,3 +38,20 @@ class SubscriptionOut(BaseModel):
     pricing: PricingOut | None = Field(
         default=None, description="Whether the product has a price in the buyer's currency for the current (or first) billed period."
     )
+
+
+class AccountSubscriptionOut(BaseModel):
+    """One subscription of a buyer as its end customer sees it (the portal's account summary)."""
+
+    subscription_id: str
+    product_code: str
+    product_name: str | None
+    quantity: DecimalStr = Field(description="The quantity in force on `as_of` (the ordered one before the subscription starts).")
+    unit: str | None
+    term: str = Field(description="`monthly` or `annual`: the billing interval of its policy.")
+    timing: str = Field(description="`advance` or `arrears`.")
+    status: str = Field(description="`upcoming` (starts later), `active`, `ending` (cancelled, ends on `ends_on`), `ended`.")
+    starts_on: date
+    ends_on: date | None
+    commitment_ends_on: date | None
+    as_of: date

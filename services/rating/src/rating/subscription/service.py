@@ -4,6 +4,7 @@ overwritten by an older one, so redelivery and replay change nothing."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from prometheus_client import Counter
@@ -24,7 +25,7 @@ from rating.errors import ProductNotFound, SubscriptionNotFound
 from rating.period import Period
 from rating.policy import PolicyIn
 from rating.subscription import repository as repo
-from rating.subscription.schemas import StepOut, SubscriptionOut
+from rating.subscription.schemas import AccountSubscriptionOut, StepOut, SubscriptionOut
 
 PROJECTED = Counter("billing_rating_projected_total", "Events projected into rating's state, by kind", ["kind"])
 POLICY_OVERRIDES = Counter("billing_rating_policy_overrides_total", "Subscription policy overrides stored")
@@ -214,3 +215,36 @@ async def describe(session: AsyncSession, seller_id: str, distributor_id: str | 
         ends_on=plan.ends_on,
         last_billed_period=Period.containing(plan.ends_on).label if plan.ends_on is not None else None,
     )
+
+
+TERMS = {"month": "monthly", "year": "annual"}
+
+
+async def account_subscriptions(
+    session: AsyncSession, seller_id: str, distributor_id: str | None, account_id: str, today: date
+) -> list[AccountSubscriptionOut]:
+    """The buyer's subscriptions with this seller: quantity in force today, monthly or annual
+    term, and whether running, upcoming, ending or ended (from the same schedule a bill run uses)."""
+    found = await repo.subscriptions(session, seller_id, date.max, account_id)
+    if not found:
+        return []
+    ids = [f.subscription_id for f in found]
+    book = await price_book(session, seller_id, distributor_id)
+    terms = await seller_terms(session, seller_id)
+    planned = subscription_terms(found, await repo.changes(session, seller_id, ids), await repo.policies(session, seller_id, ids), book, terms)
+    out = []
+    for sub in planned:
+        plan, product = sub.schedule, book.products.get(sub.product_code)
+        if plan.ends_on is not None and plan.ends_on < today:
+            status = "ended"
+        elif plan.starts_on > today:
+            status = "upcoming"
+        else:
+            status = "ending" if plan.ends_on is not None else "active"
+        out.append(AccountSubscriptionOut(
+            subscription_id=sub.subscription_id, product_code=sub.product_code, product_name=product.name if product else None,
+            quantity=plan.quantity_on(max(today, plan.starts_on)), unit=product.unit if product else None,
+            term=TERMS.get(sub.policy.interval, sub.policy.interval), timing=sub.policy.timing, status=status,
+            starts_on=plan.starts_on, ends_on=plan.ends_on, commitment_ends_on=plan.commitment_ends_on, as_of=today,
+        ))
+    return out

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from billing_runtime.api import Read, Runtime, Tenant, Write, page
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
 from billing_runtime.conventions import record_audit_in
 from billing_runtime.errors import NotFound
-from usage_ingest.ingest import changes, service
+from usage_ingest.ingest import changes, profile, service
 from usage_ingest.ingest import repository as repo
 from usage_ingest.ingest.limits import take_records
 from usage_ingest.ingest.schemas import Batch, BatchResult, parse_batch
@@ -112,3 +112,21 @@ async def get_usage(record_id: str, tenant: Tenant, runtime: Runtime) -> dict[st
     if row is None:
         raise NotFound(f"no usage record {record_id!r}", code="usage_not_found")
     return _public(row)
+
+
+@router.get("/accounts/{account_id}/billing-profile", dependencies=[Read, ForAccount])
+async def get_billing_profile(account_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
+    """The customer's billing profile, by its billing account (a key restricted to one account: only its own)."""
+    own_account(account, account_id)
+    async with runtime.sessions() as session:
+        return await profile.get_profile(session, tenant, account_id)
+
+
+@router.put("/accounts/{account_id}/billing-profile", dependencies=[Write, ForAccount])
+async def put_billing_profile(account_id: str, body: profile.BillingProfileIn, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
+    """The customer keeps its own billing profile (contact, billing email, address, VAT id): a new
+    revision of the customer and `CustomerUpserted`, unless nothing changed (`changed: false`).
+    422 `invalid_email`, `invalid_phone`, `invalid_vat_id`, `incomplete_address`, `validation_error`."""
+    own_account(account, account_id)
+    async with runtime.transaction() as session:
+        return await profile.save_profile(runtime, session, tenant, account_id, body)

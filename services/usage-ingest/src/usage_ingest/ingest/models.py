@@ -27,6 +27,8 @@ class Customer(Base, table=True):
     vat_id: str | None = None
     address: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     tax_exempt: bool = False
+    contact_name: str | None = None  # the person to contact about billing
+    contact_phone: str | None = None
     revision: int
     content_hash: str
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

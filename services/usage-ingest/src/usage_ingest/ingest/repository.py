@@ -92,6 +92,12 @@ async def get_customer(session: AsyncSession, tenant: str, external_id: str) -> 
     return (await session.execute(select_scoped(CUSTOMER, tenant).where(CUSTOMER.c.external_id == external_id))).first()
 
 
+async def customer_by_account(session: AsyncSession, tenant: str, account_id: str, *, lock: bool = False) -> Any:
+    """The tenant's customer whose billing account this is (another tenant's finds nothing)."""
+    query = select_scoped(CUSTOMER, tenant).where(CUSTOMER.c.account_id == account_id)
+    return (await session.execute(query.with_for_update() if lock else query)).first()
+
+
 async def list_customers(session: AsyncSession, tenant: str, after: str | None, limit: int) -> list[Any]:
     query = select(CUSTOMER).where(CUSTOMER.c.tenant == tenant).order_by(CUSTOMER.c.external_id).limit(limit)
     if after:

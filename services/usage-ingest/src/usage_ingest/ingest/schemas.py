@@ -30,6 +30,8 @@ class CustomerIn(Record):
     vat_id: str | None = Field(default=None, max_length=20)
     address: Address | None = None
     tax_exempt: bool = False
+    contact_name: str | None = Field(default=None, min_length=1, max_length=200, description="The person to contact about billing.")
+    contact_phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 ()./-]{3,28}[0-9]$")
 
 
 class OrderIn(Record):

@@ -73,7 +73,7 @@ _PYDANTIC_CODES = {
 
 # Fields added after records were first stored: left out of the hash while they hold their
 # default, so a record posted again as before stays a duplicate.
-_ADDED_LATER = {"address": None, "tax_exempt": False, "setup_exempt": False}
+_ADDED_LATER = {"address": None, "tax_exempt": False, "setup_exempt": False, "contact_name": None, "contact_phone": None}
 
 
 def content_hash(record: BaseModel) -> str:
@@ -462,6 +462,8 @@ async def _upsert_customers(runtime: ServiceRuntime, session: AsyncSession, tena
             "vat_id": record.vat_id,
             "address": record.address.model_dump(mode="json") if record.address else None,
             "tax_exempt": record.tax_exempt,
+            "contact_name": record.contact_name,
+            "contact_phone": record.contact_phone,
             "content_hash": content_hash(record),
             "updated_at": runtime.clock.now(),
         }
@@ -485,6 +487,8 @@ async def _upsert_customers(runtime: ServiceRuntime, session: AsyncSession, tena
                     vat_id=record.vat_id,
                     address=record.address,
                     tax_exempt=record.tax_exempt,
+                    contact_name=record.contact_name,
+                    contact_phone=record.contact_phone,
                     revision=revision,
                 ),
                 tenant=tenant,
