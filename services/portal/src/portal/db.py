@@ -90,5 +90,17 @@ brand = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# The write keys the portal minted for one call each (a partner admin saving the brand): revoked
+# by the request that made them, or by the session sweeper if that request died before it could.
+write_key = Table(
+    "write_key",
+    metadata,
+    Column("key_id", String(17), primary_key=True),
+    Column("tenant", String, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index("ix_write_key_unrevoked", "issued_at", postgresql_where="revoked_at IS NULL"),
+)
+
 outbox, inbox = runtime_tables(metadata)
 idempotency, audit = http_tables(metadata)

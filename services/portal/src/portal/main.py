@@ -39,10 +39,11 @@ def build(settings: Settings | None = None) -> FastAPI:
         key = settings.secret_key.get_secret_value().encode()
 
     async def sweep() -> None:
-        """End expired sessions and revoke their keys, once a minute."""
+        """End expired sessions and revoke their keys, and any brand edit's key left over, once a minute."""
         while True:
             async with runtime.transaction() as session:
                 await accounts.end_sessions(runtime, session, why="expired")
+                await partner_pages.sweep_write_keys(runtime, session)
             await asyncio.sleep(60)
 
     runtime.run_in_background("session-sweeper", sweep)

@@ -16,7 +16,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,9 +24,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from opentelemetry import trace
 from prometheus_client import Counter
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import account_id
 from billing_runtime.auth import generate_key, register, revocation, revoke_in_registry
+from portal import db
 from portal.accounts import Session
 from portal.brands import Brand
 from portal.client import ServiceRefused
@@ -36,6 +39,10 @@ from portal.web import PageError, _check_id, _csrf_ok, _form, _load_brand, _refu
 router = APIRouter(include_in_schema=False)
 tracer = trace.get_tracer(__name__)
 BRAND_EDITS = Counter("portal_brand_edits_total", "Brands saved from the portal, by outcome", ["outcome"])
+WRITE_KEYS_SWEPT = Counter("portal_write_keys_swept_total", "Write keys of brand edits revoked by the sweeper, not by their own request")
+# A brand edit's key lives for one call (the call waits up to PORTAL_KEY_WAIT_SECONDS for the services
+# to learn it, then PORTAL_API_TIMEOUT): one still alive after this was left over.
+WRITE_KEY_GRACE = timedelta(minutes=5)
 
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 CASE_FILTERS = ("open", "closed", "all")
@@ -243,24 +250,47 @@ async def brand_page(request: Request, partner: str) -> Response:
     )
 
 
+async def _revoke(runtime: Any, session: AsyncSession, key_id: str, reason: str) -> None:
+    """Revoke a minted write key: registry row, ApiKeyRevoked through the outbox, the ledger row."""
+    now = runtime.clock.now()
+    known = await revoke_in_registry(await session.connection(), key_id, reason=reason, now=now)
+    if known is not None:
+        await runtime.outbox.add(session, revocation(key_id, known.tenant, reason=reason, now=now, source="/portal"))
+    await session.execute(update(db.write_key).where(db.write_key.c.key_id == key_id, db.write_key.c.revoked_at.is_(None)).values(revoked_at=now))
+
+
 @contextlib.asynccontextmanager
 async def _brand_key(request: Request, who: Session) -> AsyncIterator[str]:
-    """A `write` key of the partner for one call to notify, revoked when the call is done."""
+    """A `write` key of the partner for one call to notify, revoked when the call is done (and by
+    `sweep_write_keys` should this request die first)."""
     runtime = request.app.state.runtime
     key = generate_key(who.user.tenant, "write")
     label = f"portal brand edit by {who.user.email}"
     async with runtime.transaction(own=True) as session:
         await register(await session.connection(), key, label=label, now=runtime.clock.now())
+        await session.execute(insert(db.write_key).values(key_id=key.key_id, tenant=key.tenant, issued_at=runtime.clock.now()))
         await runtime.outbox.add(session, key.event(label=label, now=runtime.clock.now(), source="/portal"))
     try:
         yield key.key
     finally:
         async with runtime.transaction(own=True) as session:
-            known = await revoke_in_registry(await session.connection(), key.key_id, reason="portal brand edit done", now=runtime.clock.now())
-            if known is not None:
-                await runtime.outbox.add(
-                    session, revocation(key.key_id, known.tenant, reason="portal brand edit done", now=runtime.clock.now(), source="/portal")
-                )
+            await _revoke(runtime, session, key.key_id, "portal brand edit done")
+
+
+async def sweep_write_keys(runtime: Any, session: AsyncSession) -> int:
+    """Revoke the write keys whose request did not (it died between minting and revoking): an
+    operator should find out why (`PortalWriteKeyLeftOver`). How many were revoked."""
+    stale = runtime.clock.now() - WRITE_KEY_GRACE
+    rows = (
+        await session.execute(
+            select(db.write_key.c.key_id).where(db.write_key.c.revoked_at.is_(None), db.write_key.c.issued_at < stale).with_for_update(skip_locked=True)
+        )
+    ).all()
+    for row in rows:
+        await _revoke(runtime, session, row.key_id, "portal brand edit key left over")
+    if rows:
+        WRITE_KEYS_SWEPT.inc(len(rows))
+    return len(rows)
 
 
 @router.post("/p/{partner}/brand")

@@ -1,4 +1,4 @@
-"""portal: host names of partners' portals, the brands shown before sign-in, a session's host, a user's locale
+"""portal: host names of partners' portals, the brands shown before sign-in, a session's host, a user's locale, the brand edits' write keys
 
 Revision ID: 0002_hosts
 Revises: 0001
@@ -39,6 +39,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant", name=op.f("pk_portal_brand")),
         schema=S,
     )
+    op.create_table(
+        "write_key",
+        sa.Column("key_id", sa.String(17), nullable=False),
+        sa.Column("tenant", sa.String(), nullable=False),
+        sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("key_id", name=op.f("pk_write_key")),
+        schema=S,
+    )
+    op.create_index("ix_write_key_unrevoked", "write_key", ["issued_at"], schema=S, postgresql_where=sa.text("revoked_at IS NULL"))
     op.add_column("portal_session", sa.Column("host", sa.String(253), nullable=True), schema=S)
     op.add_column("portal_user", sa.Column("locale", sa.String(20), nullable=True), schema=S)
 
@@ -46,5 +56,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("portal_user", "locale", schema=S)
     op.drop_column("portal_session", "host", schema=S)
+    op.drop_table("write_key", schema=S)
     op.drop_table("portal_brand", schema=S)
     op.drop_table("portal_host", schema=S)
