@@ -8,7 +8,7 @@ PACKAGES := -e libs/billing-events -e "libs/billing-runtime[embedded]" -e libs/p
 STAMP := $(VENV)/.installed
 SOURCES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml cli/pyproject.toml) requirements-dev.txt constraints.txt
 
-.PHONY: demo up test bench lint schemas clean install tools
+.PHONY: demo up test bench lint schemas messages clean install tools
 
 $(STAMP): $(SOURCES)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed" if sys.version_info < (3, 11) else 0)'
@@ -61,6 +61,13 @@ lint: $(STAMP)
 schemas: $(STAMP)  ## regenerate the committed event JSON Schemas and the AsyncAPI document
 	$(BIN)/python -m billing_events.schemas --write libs/billing-events/schemas
 	$(BIN)/python -m billing_events.asyncapi --write libs/billing-events/asyncapi.yaml
+
+# The portal's translations: every _() of its templates and N_() of its code into messages.pot
+# (babel), and each catalogue beside it (locale/<lang>/LC_MESSAGES/messages.po) updated from it.
+PORTAL_LOCALE_DIR := services/portal/src/portal/locale
+messages: $(STAMP)  ## the portal's translation template and catalogues
+	$(BIN)/pybabel extract -F services/portal/babel.cfg -k N_ --no-location --sort-output --omit-header -o $(PORTAL_LOCALE_DIR)/messages.pot services/portal
+	$(BIN)/pybabel update -i $(PORTAL_LOCALE_DIR)/messages.pot -d $(PORTAL_LOCALE_DIR) --no-fuzzy-matching --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) .billing

@@ -591,3 +591,259 @@ def test_a_customer_sees_its_payments_received_with_their_receipts(
     assert page.locator("#save-profile").count() == 0 and page.locator("#billing_email").input_value() == billing_email
     pay_shots(page, "billing-profile-viewer")
     page.context.close()
+
+# --- the partner's pages: margins, comparison reports, dunning cases, delivery log, brand -------
+
+SHOTS_COPY = Path("/tmp/portal-partner-shots")
+
+
+def shot(page: Any, shots: Path, name: str) -> None:
+    """A full-page screenshot into the run's screenshots (and a copy for people to look at)."""
+    page.screenshot(path=str(shots / name), full_page=True)
+    SHOTS_COPY.mkdir(parents=True, exist_ok=True)
+    (SHOTS_COPY / name).write_bytes((shots / name).read_bytes())
+
+
+def money_sum(values: list[str]) -> Decimal:
+    return sum((Decimal(v) for v in values), Decimal(0))
+
+
+def test_a_partner_sees_its_margins_reports_cases_and_deliveries(platform: Platform, billed: dict[str, Any], browser: Any, shots: Path) -> None:
+    api, invoices, wholesale = billed["api"], billed["invoices"], billed["wholesale"]
+    api.ok("POST", "portal", "/v1/portal/invitations", "partner", {"email": "fred@acme.example", "name": "Fred Finance", "role": "partner_finance"})
+    page = sign_in(browser, link_for(platform, "fred@acme.example", set()))
+    base = platform.url("portal") + f"/p/{PARTNER}"
+
+    # Margins: rating's report for October, line by line and in total, as the viewer's locale writes it.
+    margins = api.ok("GET", "rating", f"/v1/margins?period={PERIOD}", "partner")
+    assert {line["end_customer_id"] for line in margins["lines"]} == set(billed["accounts"].values())
+    page.goto(f"{base}/margins?period={PERIOD}")
+    for line in margins["lines"]:
+        row = page.locator(f"#margins tr[data-customer='{line['end_customer_id']}'][data-product='BKP-GB']")
+        assert row.locator("td.margin").inner_text() == FMT.money(line["margin"], "EUR", exact=False)
+    total = money_sum([line["margin"] for line in margins["lines"]])
+    assert total > 0
+    assert page.locator(".margin-total[data-currency=EUR]").inner_text() == FMT.money(total, "EUR", exact=False)
+    assert "Alpha Dental" in page.locator("#margins").inner_text()
+    shot(page, shots, "partner-margins.png")
+
+    # Comparison reports: the distributor's, about this partner's invoice, with its spreadsheet.
+    [report] = api.ok("GET", "invoicing", "/v1/comparison-reports", "distributor")["items"]
+    assert report["invoice_id"] == wholesale["id"]
+    page.click("nav >> text=Comparison reports")
+    rows = page.locator("#reports tbody tr")
+    assert rows.count() == 1 and rows.first.get_attribute("data-id") == report["id"]
+    assert rows.first.locator("td.difference").inner_text() == FMT.money(report["difference"], "EUR")
+    shot(page, shots, "partner-reports.png")
+    rows.first.locator("a", has_text="View").click()
+    page.wait_for_load_state()
+    assert page.locator("#report-difference").inner_text() == FMT.money(report["difference"], "EUR")
+    assert page.locator("#report-rows tbody tr").count() == len(report["rows"])
+    shot(page, shots, "partner-report.png")
+    with page.expect_download() as download:
+        page.click("#download-xlsx")
+    xlsx = Path(download.value.path()).read_bytes()
+    assert xlsx[:2] == b"PK" and xlsx == api.ok("GET", "invoicing", f"/v1/comparison-reports/{report['id']}/xlsx", "distributor")
+    assert download.value.suggested_filename.endswith(".xlsx")
+
+    # Dunning: both October invoices are open cases (due in 14 days, not yet overdue).
+    def open_cases() -> list[dict[str, Any]] | None:
+        items: list[dict[str, Any]] = api.ok("GET", "dunning", "/v1/cases?status=open", "partner")["items"]
+        return items if {c["invoice_id"] for c in items} == {i["id"] for i in invoices.values()} else None
+
+    cases = eventually_sync(open_cases, "dunning's cases of the October invoices")
+    page.click("nav >> text=Dunning")
+    for c in cases:
+        row = page.locator(f"#cases tr[data-invoice='{c['invoice_id']}']")
+        assert c["invoice_number"] in row.inner_text()
+        assert row.locator("td.open").inner_text() == FMT.money(c["amount_open"], "EUR")
+    assert "Beta Law" in page.locator("#cases").inner_text()
+    shot(page, shots, "partner-dunning.png")
+    page.click(".periods >> text=Closed")
+    assert "No case here." in page.content()
+
+    # The delivery log: the invoice emails and this user's own sign-in email, whose link is not shown.
+    def logged() -> bool:
+        recipients = {d["recipient"] for d in api.ok("GET", "notify", "/v1/deliveries?limit=200", "partner")["items"]}
+        return {"billing@alpha.example", "fred@acme.example"} <= recipients
+
+    eventually_sync(logged, "notify's log of the invoice and sign-in emails")
+    page.click("nav >> text=Delivery log")
+    log = page.locator("#deliveries")
+    assert "billing@alpha.example" in log.inner_text() and "fred@acme.example" in log.inner_text()
+    shot(page, shots, "partner-deliveries.png")
+    page.locator("#deliveries tr[data-template=portal_sign_in]", has_text="fred@acme.example").first.locator("a").click()
+    page.wait_for_load_state()
+    email_html = page.locator("iframe.email").get_attribute("srcdoc") or ""
+    assert "/sign-in/…" in email_html and not re.search(r"/sign-in/[A-Za-z0-9_-]{20,}", email_html + page.content())
+    assert page.locator("iframe.email").get_attribute("sandbox") == ""
+    shot(page, shots, "partner-delivery.png")
+
+    # Another partner's or nobody's ids: the services' 404, as a page.
+    for path in ("/reports/nobody-report", "/reports/nobody-report/xlsx", "/deliveries/nobody-delivery"):
+        assert page.goto(base + path).status == 404, path  # type: ignore[union-attr]
+
+    # In German: the sign-in page for a browser that asks for it (Accept-Language), and every page
+    # for a user invited with the locale `de`, whatever its browser asks; the navigation and headings
+    # from the catalogue, the amounts as Germans write them.
+    german = browser.new_context(locale="de-DE")
+    greeting = german.new_page()
+    greeting.goto(f"{base}/")
+    assert greeting.locator("h1").inner_text().startswith("Bei ") and greeting.locator("html").get_attribute("lang") == "de"
+    german.close()
+    api.ok("POST", "portal", "/v1/portal/invitations", "partner", {"email": "fritz@acme.example", "role": "partner_finance", "locale": "de"})
+    fritz = sign_in(browser, link_for(platform, "fritz@acme.example", set()))
+    fritz.goto(f"{base}/margins?period={PERIOD}")
+    assert fritz.locator("h1").first.inner_text().startswith("Margen")
+    assert fritz.locator("nav >> text=Vergleichsberichte").count() == 1 and fritz.locator("nav >> text=Kontoauszug").count() == 1
+    assert fritz.locator(".margin-total[data-currency=EUR]").inner_text() == Formatter("de").money(total, "EUR", exact=False)
+    shot(fritz, shots, "partner-margins-de.png")
+    fritz.context.close()
+
+    # Finance may look at the brand but not change it.
+    page.goto(f"{base}/brand")
+    assert page.locator("#brand-form fieldset").get_attribute("disabled") is not None and page.locator("#save-brand").count() == 0
+    csrf = page.locator("input[name=csrf_token]").first.input_value()
+    assert page.context.request.post(f"{base}/brand", form={"csrf_token": csrf, "sender_name": "Finance was here"}).status == 403
+    assert api.ok("GET", "notify", "/v1/brand", "partner")["sender_name"] == "Acme IT"
+    page.context.close()
+
+
+def registry_rows(platform: Platform, label: str) -> list[Any]:
+    async def run() -> list[Any]:
+        engine = create_engine(platform.database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                return list((await conn.execute(text("SELECT scope, tenant, revoked_at FROM billing_auth.api_key WHERE label = :l"), {"l": label})).all())
+        finally:
+            await engine.dispose()
+
+    return list(run_async(run()))
+
+
+def test_a_partner_admin_previews_and_saves_its_brand(platform: Platform, billed: dict[str, Any], browser: Any, shots: Path) -> None:
+    api = billed["api"]
+    api.ok("POST", "portal", "/v1/portal/invitations", "partner", {"email": "adam@acme.example", "name": "Adam Admin", "role": "partner_admin"})
+    page = sign_in(browser, link_for(platform, "adam@acme.example", set()))
+    page.click("nav >> text=Brand")
+    assert page.locator("input[name=sender_name]").input_value() == "Acme IT"
+    assert page.locator("input[name=primary_color]").input_value() == "#0B6E4F"
+
+    # The preview follows the form as it is typed, before anything is saved.
+    page.fill("input[name=sender_name]", "Acme IT Services")
+    page.fill("input[name=primary_color]", "#7A1F5C")
+    page.fill("textarea[name=footer]", "Acme IT Services Ltd, 1 Quay Street, Dublin")
+    assert page.locator("#preview-name").inner_text() == "Acme IT Services"
+    assert page.locator("#preview-footer").inner_text() == "Acme IT Services Ltd, 1 Quay Street, Dublin"
+    top = page.locator(".preview-top").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert top == "rgb(122, 31, 92)"
+    assert api.ok("GET", "notify", "/v1/brand", "partner")["sender_name"] == "Acme IT"  # nothing saved yet
+    shot(page, shots, "partner-brand-preview.png")
+
+    # A colour notify refuses: the form again, the field marked, nothing saved.
+    page.fill("input[name=primary_color]", "#7A1F5")
+    page.locator("input[name=primary_color]").evaluate("e => e.removeAttribute('pattern')")
+    page.click("#save-brand")
+    page.wait_for_load_state()
+    assert page.locator("label.invalid input[name=primary_color]").count() == 1
+    assert api.ok("GET", "notify", "/v1/brand", "partner")["primary_color"] == "#0B6E4F"
+
+    page.fill("input[name=sender_name]", "Acme IT Services")
+    page.fill("input[name=primary_color]", "#7A1F5C")
+    page.fill("textarea[name=footer]", "Acme IT Services Ltd, 1 Quay Street, Dublin")
+    page.click("#save-brand")
+    page.wait_for_load_state()
+    assert "Saved" in page.locator("p.ok").inner_text()
+    saved = api.ok("GET", "notify", "/v1/brand", "partner")
+    assert (saved["sender_name"], saved["primary_color"], saved["footer"], saved["sender_email"]) == (
+        "Acme IT Services", "#7A1F5C", "Acme IT Services Ltd, 1 Quay Street, Dublin", "billing@acme.example",
+    )
+    assert page.locator("header.top").evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(122, 31, 92)"
+    assert "Acme IT Services Ltd" in page.locator("footer").inner_text()
+    shot(page, shots, "partner-brand-saved.png")
+    # The write key the save needed exists no more: minted for the one call, then revoked.
+    keys = registry_rows(platform, "portal brand edit by adam@acme.example")
+    assert [(k.scope, k.tenant) for k in keys] == [("write", PARTNER), ("write", PARTNER)] and all(k.revoked_at is not None for k in keys)
+    page.context.close()
+
+
+def test_a_partner_portal_at_its_own_host_name(platform: Platform, billed: dict[str, Any], browser: Any, shots: Path) -> None:
+    """`acme-it.localhost` (Chromium sends *.localhost to this machine) mapped to the partner: the
+    sign-in page there wears the brand before anyone signs in, the emailed link names that host,
+    and its session works there only."""
+    api = billed["api"]
+    port = platform.url("portal").rsplit(":", 1)[1]
+    host = f"{PARTNER}.localhost"
+    try:
+        mapped = api.ok("PUT", "portal", "/v1/portal/host", "partner", {"host": host})
+        assert mapped == {"host": host, "tenant": PARTNER, "portal_url": f"http://{host}:{port}"}
+        assert api.request("PUT", "portal", "/v1/portal/host", "distributor", {"host": host}).status_code == 409
+        brand = api.ok("GET", "notify", "/v1/brand", "partner")
+
+        context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        assert page.goto(f"http://{host}:{port}/").status == 200  # type: ignore[union-attr]
+        assert page.locator("h1").inner_text() == f"Sign in to {brand['sender_name']}"
+        color = page.locator("header.top").evaluate("e => getComputedStyle(e).backgroundColor")
+        assert color == "rgb({}, {}, {})".format(*(int(brand["primary_color"][i : i + 2], 16) for i in (1, 3, 5)))
+        shot(page, shots, "host-sign-in.png")
+        # Another partner's portal is not on this host.
+        assert page.goto(f"http://{host}:{port}/p/{DISTRIBUTOR}/").status == 404  # type: ignore[union-attr]
+
+        carl = {"email": "carl@beta.example", "name": "Carl Beta", "role": "customer_admin", "customer_id": "beta"}
+        api.ok("POST", "portal", "/v1/portal/invitations", "partner", carl)
+
+        def host_link() -> str | None:
+            for message in reversed(mails(platform)):
+                if message["To"] and "carl@beta.example" in message["To"]:
+                    body = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+                    found = re.findall(rf"http://{re.escape(host)}:{port}/sign-in/[A-Za-z0-9_-]+", body)
+                    return found[0] if found else None
+            return None
+
+        link = str(eventually_sync(host_link, "a sign-in link on the partner's host"))
+        page.goto(link)
+        page.click("#sign-in")
+        page.wait_for_load_state()
+        assert page.url.startswith(f"http://{host}:{port}/") and page.url.endswith("/account")
+        assert page.locator("h1").first.inner_text() == "Beta Law"
+        shot(page, shots, "host-account.png")
+        cookie = next(c for c in context.cookies() if c["name"] == "portal_session")
+        assert (cookie["domain"], cookie["path"], cookie["httpOnly"]) == (host, "/", True)
+
+        # The same cookie on the portal's own address (or another host) signs no one in.
+        other = browser.new_context(locale="en-GB")
+        other.add_cookies([{"name": "portal_session", "value": cookie["value"], "domain": "127.0.0.1", "path": f"/p/{PARTNER}"}])
+        elsewhere = other.new_page()
+        elsewhere.goto(platform.url("portal") + f"/p/{PARTNER}/account")
+        assert "Sign in to" in elsewhere.locator("h1").inner_text()
+        other.close()
+        context.close()
+    finally:
+        api.request("DELETE", "portal", "/v1/portal/host", "partner")
+    assert api.request("GET", "portal", "/v1/portal/host", "partner").status_code == 404
+
+
+def test_api_docs_render_offline(platform: Platform, browser: Any, shots: Path) -> None:
+    """invoicing's /docs with every request to anything but this machine refused: Swagger UI comes
+    from the service's own assets and renders the operations."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    refused: list[str] = []
+
+    def only_local(route: Any) -> None:
+        host = httpx.URL(route.request.url).host
+        if host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    page = context.new_page()
+    page.goto(platform.url("invoicing") + "/docs")
+    page.wait_for_selector(".opblock", timeout=60_000)
+    assert page.locator(".opblock").count() >= 10
+    assert page.locator(".opblock-summary-path", has_text="/v1/invoices/{invoice_id}/pdf").count() >= 1
+    assert refused == []
+    shot(page, shots, "docs-offline.png")
+    context.close()

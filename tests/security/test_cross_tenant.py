@@ -364,6 +364,9 @@ EXAMPLES: dict[tuple[str, str, str], Callable[[World], list[Body]]] = {
     ("notify", "POST", "/v1/webhook-endpoints"): lambda w: [{"url": "https://hooks.attacker.example/x", "event_types": ["*"]}],
     ("notify", "POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): lambda w: [{"grace_seconds": 0}],
     ("notify", "DELETE", "/v1/webhook-endpoints/{endpoint_id}"): lambda w: [None],
+    # The attacker claims a host name after the victim's: first come, and its own portal's only.
+    ("portal", "PUT", "/v1/portal/host"): lambda w: [{"host": f"billing.{w.tenant}.example"}],
+    ("portal", "DELETE", "/v1/portal/host"): lambda w: [None],
     ("portal", "POST", "/v1/portal/invitations"): lambda w: [
         {"email": "spy@attacker.example", "role": "customer_admin", "customer_id": w.ids["customer_id"]},
         {"email": "spy@attacker.example", "role": "customer_viewer", "customer_id": w.ids["account_id"]},

@@ -25,6 +25,7 @@ from billing_runtime.config import CommonSettings
 from billing_runtime.conventions import install_http_conventions
 from billing_runtime.crypto import Keyring, SecretsKeyMissing
 from billing_runtime.db import create_engine, session_factory
+from billing_runtime.docs import install_docs
 from billing_runtime.errors import install_error_handlers
 from billing_runtime.inbox import EVENTS_APPLIED, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, BatchHandler, Handler, InboxConsumer, Route, inbox_table
 from billing_runtime.kafka import make_producer, start_with_retry
@@ -281,7 +282,9 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, lifespan=lifespan)
+    # docs_url=None: FastAPI's /docs and /redoc load from a CDN; install_docs serves local assets.
+    app = FastAPI(title=title, description=description, lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_docs(app, title)
     setup_telemetry(app, runtime.name, runtime.settings.otel_exporter_otlp_endpoint)
     app.state.runtime = runtime
     install_error_handlers(app)

@@ -40,6 +40,7 @@ from billing_runtime.auth import IssuedKey, Scope, generate_key, register, revoc
 from billing_runtime.errors import BillingError
 from billing_runtime.service import ServiceRuntime
 from portal import db
+from portal.i18n import SUPPORTED
 
 tracer = trace.get_tracer(__name__)
 
@@ -69,6 +70,7 @@ class User:
     name: str | None
     role: str
     account_id: str | None
+    locale: str | None = None
 
     @property
     def is_partner(self) -> bool:
@@ -97,7 +99,7 @@ class Session:
 
 
 def _user(row: Any) -> User:
-    return User(row.user_id, row.tenant, row.email, row.name, row.role, row.account_id)
+    return User(row.user_id, row.tenant, row.email, row.name, row.role, row.account_id, row.locale)
 
 
 class Secrets:
@@ -133,8 +135,9 @@ async def invite(
     role: str,
     customer_id: str | None,
     invited_by: str | None,
-    public_base_url: str,
+    portal_url: str,
     link_minutes: int,
+    locale: str | None = None,
 ) -> tuple[User, str]:
     """Create (or find) the user and email it a first sign-in link; (user, link URL). Inviting the
     same address again sends a new link and changes nothing else (the first role stands)."""
@@ -148,16 +151,18 @@ async def invite(
         raise InvalidInvitation("a customer's contact needs the customer's id", field="customer_id")
     if role in PARTNER_ROLES and customer_id is not None:
         raise InvalidInvitation("a partner's staff sees the whole tenant: give no customer id", field="customer_id")
+    if locale is not None and locale not in SUPPORTED:
+        raise InvalidInvitation(f"locale must be one of {', '.join(SUPPORTED)}", field="locale")
     account = account_id(tenant, customer_id) if customer_id else None
     now = runtime.clock.now()
     values = {
         "user_id": str(uuid.uuid4()), "tenant": tenant, "email": email, "name": (name or "").strip() or None,
-        "role": role, "account_id": account, "invited_by": invited_by, "invited_at": now,
+        "role": role, "account_id": account, "invited_by": invited_by, "invited_at": now, "locale": locale,
     }
     await session.execute(pg_insert(db.user).values(**values).on_conflict_do_nothing(constraint="uq_portal_user_tenant_email"))
     row = (await session.execute(select(db.user).where(db.user.c.tenant == tenant, db.user.c.email == email))).one()
     user = _user(row)
-    link = await send_link(runtime, session, user, public_base_url=public_base_url, link_minutes=link_minutes, invitation=True, invited_by=invited_by)
+    link = await send_link(runtime, session, user, portal_url=portal_url, link_minutes=link_minutes, invitation=True, invited_by=invited_by)
     INVITATIONS.inc()
     return user, link
 
@@ -167,19 +172,20 @@ async def send_link(
     session: AsyncSession,
     user: User,
     *,
-    public_base_url: str,
+    portal_url: str,
     link_minutes: int,
     invitation: bool = False,
     invited_by: str | None = None,
 ) -> str:
-    """A new one-time link for `user`, emailed by notify; the URL (for the caller's log, never shown to a browser)."""
+    """A new one-time link for `user`, emailed by notify; the URL (for the caller's log, never shown to a browser).
+    `portal_url` is the root of the tenant's portal (`hosts.portal_url`: its own host, or `/p/<tenant>`)."""
     token = secrets.token_urlsafe(32)
     now = runtime.clock.now()
     expires = now + timedelta(minutes=link_minutes)
     await session.execute(
         insert(db.sign_in_link).values(token_sha256=sha256(token), user_id=user.user_id, tenant=user.tenant, created_at=now, expires_at=expires)
     )
-    url = f"{public_base_url.rstrip('/')}/p/{user.tenant}/sign-in/{token}"
+    url = f"{portal_url.rstrip('/')}/sign-in/{token}"
     data = PortalSignInLinkIssued(
         user_id=user.user_id, email=user.email, name=user.name, role=user.role, account_id=user.account_id,  # type: ignore[arg-type]
         link=url, expires_at=expires, invitation=invitation, invited_by=invited_by,
@@ -235,7 +241,15 @@ def _keys_for(user: User, token: str, secrets_: Secrets, distributor: str) -> li
 
 
 async def sign_in(
-    runtime: ServiceRuntime, session: AsyncSession, tenant: str, link_token: str, secrets_: Secrets, *, distributor: str, session_hours: int
+    runtime: ServiceRuntime,
+    session: AsyncSession,
+    tenant: str,
+    link_token: str,
+    secrets_: Secrets,
+    *,
+    distributor: str,
+    session_hours: int,
+    host: str | None = None,
 ) -> Session:
     """Use a link (once: the UPDATE that marks it used is the one check that counts) and open a
     session with its keys, in one transaction; LinkRefused for an unknown, used or expired link."""
@@ -270,15 +284,18 @@ async def sign_in(
         await session.execute(
             insert(db.session).values(
                 session_sha256=sha256(token), user_id=user.user_id, tenant=user.tenant, key_id=keys["tenant"].key_id,
-                statement_key_id=statement.key_id if statement else None, created_at=now, expires_at=expires,
+                statement_key_id=statement.key_id if statement else None, created_at=now, expires_at=expires, host=host,
             )
         )
         SIGN_INS.labels("signed_in").inc()
         return Session(user, token, keys["tenant"].key, statement.key if statement else None, secrets_.csrf(token), expires)
 
 
-async def current(session: AsyncSession, tenant: str, token: str | None, secrets_: Secrets, now: datetime) -> Session | None:
-    """The session a cookie stands for, on this partner's portal; None when it is unknown, ended or expired."""
+async def current(
+    session: AsyncSession, tenant: str, token: str | None, secrets_: Secrets, now: datetime, host: str | None = None
+) -> Session | None:
+    """The session a cookie stands for, on this partner's portal at this host (None: the portal's own
+    address); None when it is unknown, ended, expired or opened at another host."""
     if not token:
         return None
     query = (
@@ -286,7 +303,7 @@ async def current(session: AsyncSession, tenant: str, token: str | None, secrets
         .join(db.user, db.user.c.user_id == db.session.c.user_id)
         .where(
             db.session.c.session_sha256 == sha256(token), db.session.c.tenant == tenant, db.session.c.ended_at.is_(None),
-            db.session.c.expires_at > now, db.user.c.disabled_at.is_(None),
+            db.session.c.expires_at > now, db.user.c.disabled_at.is_(None), db.session.c.host.is_not_distinct_from(host),
         )
     )
     row = (await session.execute(query)).first()

@@ -29,7 +29,7 @@ class ServiceUnavailable(BillingError):
     code = "service_unavailable"
 
 
-class ServiceInvalid(BillingError):
+class ServiceInvalid(ServiceRefused):
     """A service refused what a form sent (422): its stable `code` and `field`, for the form to show."""
 
     status_code = 422
@@ -45,13 +45,24 @@ class Services:
         await self.http.aclose()
 
     async def request(
-        self, service: str, path: str, key: str, params: dict[str, Any] | None = None, *, method: str = "GET", body: Any = None
+        self,
+        service: str,
+        path: str,
+        key: str,
+        params: dict[str, Any] | None = None,
+        *,
+        method: str = "GET",
+        json: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        """One call (GET unless `method` says otherwise; a write carries its own `Idempotency-Key` in `headers`)."""
         deadline = time.monotonic() + self.key_wait_seconds
         with tracer.start_as_current_span(f"portal call {service}", attributes={"http.route": path}), CALL_SECONDS.labels(service).time():
             while True:
                 try:
-                    r = await self.http.request(method, self.urls[service] + path, params=params, json=body, headers={"Authorization": f"Bearer {key}"})
+                    r = await self.http.request(
+                        method, self.urls[service] + path, params=params, json=json, headers={**(headers or {}), "Authorization": f"Bearer {key}"}
+                    )
                 except httpx.HTTPError as exc:
                     CALLS.labels(service, "error").inc()
                     raise ServiceUnavailable(f"{service} did not answer") from exc
@@ -67,16 +78,32 @@ class Services:
                     raise ServiceInvalid(problem.get("title") or "refused", code=problem.get("code"), field=field)
                 if r.status_code >= 400:
                     code = _code(r) or "service_error"
-                    status = r.status_code if r.status_code in (401, 403, 404, 409, 410) else 502
-                    raise ServiceRefused(f"{service} answered {r.status_code} ({code})", code=code, status_code=status)
+                    status = r.status_code if r.status_code in (401, 403, 404, 409, 410, 422) else 502
+                    raise ServiceRefused(f"{service} answered {r.status_code} ({code})", code=code, status_code=status, field=_field(r))
                 return r
 
-    async def json(self, service: str, path: str, key: str, params: dict[str, Any] | None = None) -> Any:
-        return (await self.request(service, path, key, params)).json()
+    async def json(self, service: str, path: str, key: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return (await self.request(service, path, key, params, **kwargs)).json()
 
     async def send(self, method: str, service: str, path: str, key: str, body: Any = None) -> Any:
         """A write on the session's behalf (the services decide whether its key may)."""
-        return (await self.request(service, path, key, method=method, body=body)).json()
+        return (await self.request(service, path, key, method=method, json=body)).json()
+
+
+def _field(r: httpx.Response) -> str | None:
+    """The field a 422 names (the first error's), for the form to show next to it."""
+    try:
+        body = r.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    errors = body.get("errors") or []
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        loc = errors[0].get("loc") or errors[0].get("field")
+        return str(loc[-1]) if isinstance(loc, list) and loc else (str(loc) if loc else None)
+    field = body.get("field")
+    return str(field) if field else None
 
 
 def _code(r: httpx.Response) -> str | None:

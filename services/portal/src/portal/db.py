@@ -27,6 +27,8 @@ user = Table(
     Column("invited_by", String, nullable=True),
     Column("invited_at", DateTime(timezone=True), nullable=False),
     Column("disabled_at", DateTime(timezone=True), nullable=True),
+    # The user's language for the pages (`de`, `en_GB`); NULL: the browser's Accept-Language.
+    Column("locale", String(20), nullable=True),
     UniqueConstraint("tenant", "email", name="uq_portal_user_tenant_email"),
     CheckConstraint("role IN ('partner_admin', 'partner_finance', 'customer_admin', 'customer_viewer')", name="ck_portal_user_role"),
     CheckConstraint("(role LIKE 'customer_%') = (account_id IS NOT NULL)", name="ck_portal_user_account"),
@@ -58,7 +60,46 @@ session = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True), nullable=True),
+    # The host name the session was opened at (a partner's own host), NULL on the portal's own
+    # address: a session is accepted only where it was opened.
+    Column("host", String(253), nullable=True),
     Index("ix_portal_session_expires_at", "expires_at", postgresql_where="ended_at IS NULL"),
+)
+
+# A partner's portal at its own host name (`billing.acme.example`): one host per tenant.
+host = Table(
+    "portal_host",
+    metadata,
+    Column("host", String(253), primary_key=True),
+    Column("tenant", String, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant", name="uq_portal_host_tenant"),
+    CheckConstraint("host = lower(host)", name="ck_portal_host_lower"),
+)
+
+# The partner's brand as notify last showed it to the portal, so that the pages before sign-in
+# (a partner's own host, the sign-in form) wear it too; notify stays its owner.
+brand = Table(
+    "portal_brand",
+    metadata,
+    Column("tenant", String, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("color", String(7), nullable=False),
+    Column("logo_url", String(2000), nullable=True),
+    Column("footer", String(2000), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The write keys the portal minted for one call each (a partner admin saving the brand): revoked
+# by the request that made them, or by the session sweeper if that request died before it could.
+write_key = Table(
+    "write_key",
+    metadata,
+    Column("key_id", String(17), primary_key=True),
+    Column("tenant", String, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index("ix_write_key_unrevoked", "issued_at", postgresql_where="revoked_at IS NULL"),
 )
 
 outbox, inbox = runtime_tables(metadata)

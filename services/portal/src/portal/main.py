@@ -16,12 +16,14 @@ from fastapi.staticfiles import StaticFiles
 from billing_runtime.auth import ensure_registry
 from billing_runtime.errors import BillingError
 from billing_runtime.service import ServiceRuntime, create_app
-from portal import accounts, payment_methods, profile, receipts, web
+from portal import accounts, hosts, partner_pages, payment_methods, profile, receipts, web
 from portal.accounts import Secrets
 from portal.api import router as api_router
+from portal.brands import Brands
 from portal.client import Services
 from portal.config import Settings
 from portal.db import metadata
+from portal.i18n import N_
 
 SERVICE = "portal"
 log = logging.getLogger(__name__)
@@ -37,22 +39,24 @@ def build(settings: Settings | None = None) -> FastAPI:
         key = settings.secret_key.get_secret_value().encode()
 
     async def sweep() -> None:
-        """End expired sessions and revoke their keys, once a minute."""
+        """End expired sessions and revoke their keys, and any brand edit's key left over, once a minute."""
         while True:
             async with runtime.transaction() as session:
                 await accounts.end_sessions(runtime, session, why="expired")
+                await partner_pages.sweep_write_keys(runtime, session)
             await asyncio.sleep(60)
 
     runtime.run_in_background("session-sweeper", sweep)
     app = create_app(
         runtime,
-        [api_router, payment_methods.router, profile.router, receipts.router, web.router],
+        [api_router, hosts.router, partner_pages.router, payment_methods.router, profile.router, receipts.router, web.router],
         title="portal",
         description="The white-label portal for partners' staff and end customers; and the API that invites them.",
     )
     app.state.secrets = Secrets(key)
     app.state.new_token = lambda: secrets.token_urlsafe(32)
-    app.state.brands = {}
+    app.state.brands = Brands(runtime)
+    app.state.hosts = hosts.HostMap(runtime)
     app.state.services = Services(
         {
             "invoicing": settings.invoicing_url, "rating": settings.rating_url, "dunning": settings.dunning_url,
@@ -63,6 +67,8 @@ def build(settings: Settings | None = None) -> FastAPI:
         key_wait_seconds=settings.key_wait_seconds,
     )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    # Outermost: a partner's own host name is resolved before anything else sees the path.
+    app.add_middleware(hosts.PortalHosts, hosts=app.state.hosts, brands=app.state.brands)
 
     inner = app.router.lifespan_context
 
@@ -90,11 +96,11 @@ def build(settings: Settings | None = None) -> FastAPI:
             return await problem(request, exc)
         partner = path.split("/")[2]
         if exc.status_code == 401:
-            return web._sign_in_page(request, partner, message="Sign in to see this page.")
-        titles = {403: "Not for you", 404: "Not found", 410: "Gone"}
+            return web._sign_in_page(request, partner, message=N_("Sign in to see this page."))
+        titles = {403: N_("Not for you"), 404: N_("Not found"), 410: N_("Gone")}
         status = exc.status_code if exc.status_code in titles else 502
-        title = titles.get(status, "Something went wrong on our side")
-        detail = "There is nothing here for your account." if status in (403, 404) else "Try again in a moment."
+        title = titles.get(status, N_("Something went wrong on our side"))
+        detail = N_("There is nothing here for your account.") if status in (403, 404) else N_("Try again in a moment.")
         return web.render(request, partner, "error.html", status=status, who=None, title=title, detail=detail)
 
     app.add_exception_handler(BillingError, pages)

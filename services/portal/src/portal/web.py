@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -19,24 +18,25 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from billing_events import account_id
 from billing_runtime.auth import TENANT_PATTERN
 from billing_runtime.errors import BillingError
-from portal import accounts
+from portal import accounts, hosts
 from portal.accounts import Session
+from portal.brands import Brand
 from portal.client import ServiceRefused, Services
 from portal.config import Settings
-from portal.i18n import Formatter, negotiate
+from portal.i18n import N_, Formatter, formatter_for
 from portal.labels import describe
 
 router = APIRouter(include_in_schema=False)
 
 SESSION_COOKIE = "portal_session"
 PRE_COOKIE = "portal_pre"  # before signing in: what the sign-in forms' CSRF tokens are bound to
-DEFAULT_COLOR = "#1F4E79"
 ROLE_NAMES = {
-    "partner_admin": "Partner admin",
-    "partner_finance": "Partner finance",
-    "customer_admin": "Customer admin",
-    "customer_viewer": "Customer viewer",
+    "partner_admin": N_("Partner admin"),
+    "partner_finance": N_("Partner finance"),
+    "customer_admin": N_("Customer admin"),
+    "customer_viewer": N_("Customer viewer"),
 }
+LINK_REFUSED = N_("This sign-in link has expired or was already used. Ask for a new one below.")
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 
 templates = Environment(loader=PackageLoader("portal", "templates"), autoescape=select_autoescape(["html"]), undefined=StrictUndefined)
@@ -44,14 +44,6 @@ templates = Environment(loader=PackageLoader("portal", "templates"), autoescape=
 
 class PageError(BillingError):
     """Shown as a page (not problem+json): 403, 404, 410."""
-
-
-@dataclass
-class Brand:
-    name: str
-    color: str
-    logo_url: str | None
-    footer: str | None
 
 
 def _state(request: Request) -> Any:
@@ -75,7 +67,8 @@ def _partner(partner: str) -> str:
 
 
 def _brand(request: Request, partner: str) -> Brand:
-    return _state(request).brands.get(partner) or Brand(partner, DEFAULT_COLOR, None, None)
+    brand: Brand = _state(request).brands.get(partner)
+    return brand
 
 
 async def _load_brand(request: Request, who: Session) -> Brand:
@@ -83,19 +76,20 @@ async def _load_brand(request: Request, who: Session) -> Brand:
         b = await _services(request).json("notify", "/v1/brand", who.key)
     except BillingError:
         return _brand(request, who.user.tenant)
-    brand = Brand(b["sender_name"], b["primary_color"], b.get("logo_url"), b.get("footer"))
-    _state(request).brands[who.user.tenant] = brand  # the sign-in pages show it before anyone signs in
+    brand = Brand.from_notify(b)
+    await _state(request).brands.remember(who.user.tenant, brand)  # the sign-in pages show it before anyone signs in
     return brand
 
 
-def _fmt(request: Request) -> Formatter:
-    return Formatter(negotiate(request.headers.get("accept-language"), _settings(request).locale))
+def _fmt(request: Request, who: Session | None = None) -> Formatter:
+    """The user's own locale, else the browser's (Accept-Language), else PORTAL_LOCALE."""
+    return formatter_for(who.user.locale if who else None, request.headers.get("accept-language"), _settings(request).locale)
 
 
 def render(
     request: Request, partner: str, template: str, *, status: int = 200, who: Session | None = None, brand: Brand | None = None, **context: Any
 ) -> HTMLResponse:
-    fmt = _fmt(request)
+    fmt = _fmt(request, who)
     html = templates.get_template(template).render(
         partner=partner, brand=brand or _brand(request, partner), who=who, role_names=ROLE_NAMES, fmt=fmt, _=fmt.gettext,
         csrf=context.pop("csrf", who.csrf if who else None), **context,
@@ -112,7 +106,7 @@ def render(
 
 def _cookie(response: Response, request: Request, partner: str, name: str, value: str, max_age: int | None) -> None:
     response.set_cookie(
-        name, value, max_age=max_age, path=f"/p/{partner}", httponly=True, samesite="lax", secure=request.url.scheme == "https"
+        name, value, max_age=max_age, path=hosts.cookie_path(request, partner), httponly=True, samesite="lax", secure=request.url.scheme == "https"
     )
 
 
@@ -124,7 +118,9 @@ async def _form(request: Request) -> dict[str, str]:
 async def _who(request: Request, partner: str) -> Session | None:
     runtime = request.app.state.runtime
     async with runtime.sessions() as session:
-        return await accounts.current(session, partner, request.cookies.get(SESSION_COOKIE), request.app.state.secrets, runtime.clock.now())
+        return await accounts.current(
+            session, partner, request.cookies.get(SESSION_COOKIE), request.app.state.secrets, runtime.clock.now(), host=hosts.request_host(request)
+        )
 
 
 def _sign_in_page(request: Request, partner: str, *, status: int = 200, message: str | None = None, sent: bool = False) -> HTMLResponse:
@@ -160,7 +156,7 @@ def _csrf_ok(request: Request, who: Session | None, form: dict[str, str]) -> boo
 
 
 def _refuse_csrf(request: Request, partner: str, who: Session | None) -> HTMLResponse:
-    return render(request, partner, "error.html", status=403, who=who, title="This form has expired", detail="Reload the page and send it again.")
+    return render(request, partner, "error.html", status=403, who=who, title=N_("This form has expired"), detail=N_("Reload the page and send it again."))
 
 
 # --- signing in -------------------------------------------------------------------------------
@@ -190,7 +186,7 @@ async def request_link(request: Request, partner: str) -> Response:
     async with runtime.transaction() as session:
         user = await accounts.user_by_email(session, partner, form.get("email", ""))
         if user is not None:
-            await accounts.send_link(runtime, session, user, public_base_url=settings.public_base_url, link_minutes=settings.link_minutes)
+            await accounts.send_link(runtime, session, user, portal_url=await hosts.portal_url(request, partner), link_minutes=settings.link_minutes)
     return _sign_in_page(request, partner, sent=True)
 
 
@@ -202,7 +198,7 @@ async def confirm_page(request: Request, partner: str, token: str) -> Response:
     async with runtime.sessions() as session:
         user = await accounts.link_user(session, _partner(partner), token, runtime.clock.now())
     if user is None:
-        return _sign_in_page(request, partner, status=410, message="This sign-in link has expired or was already used. Ask for a new one below.")
+        return _sign_in_page(request, partner, status=410, message=LINK_REFUSED)
     pre = request.cookies.get(PRE_COOKIE) or request.app.state.new_token()
     response = render(request, partner, "confirm.html", csrf=request.app.state.secrets.csrf(pre), user=user, token=token)
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -220,13 +216,14 @@ async def sign_in(request: Request, partner: str, token: str) -> Response:
     try:
         async with runtime.transaction() as session:
             who = await accounts.sign_in(
-                runtime, session, partner, token, request.app.state.secrets, distributor=settings.distributor_tenant, session_hours=settings.session_hours
+                runtime, session, partner, token, request.app.state.secrets, distributor=settings.distributor_tenant, session_hours=settings.session_hours,
+                host=hosts.request_host(request),
             )
     except accounts.LinkRefused:
-        return _sign_in_page(request, partner, status=410, message="This sign-in link has expired or was already used. Ask for a new one below.")
+        return _sign_in_page(request, partner, status=410, message=LINK_REFUSED)
     response = RedirectResponse(f"/p/{partner}/", status_code=303)
     _cookie(response, request, partner, SESSION_COOKIE, who.token, settings.session_hours * 3600)
-    response.delete_cookie(PRE_COOKIE, path=f"/p/{partner}")
+    response.delete_cookie(PRE_COOKIE, path=hosts.cookie_path(request, partner))
     return response
 
 
@@ -239,7 +236,7 @@ async def sign_out(request: Request, partner: str) -> Response:
     async with runtime.transaction() as session:
         await accounts.end_sessions(runtime, session, token=who.token, why="signed out")
     response = RedirectResponse(f"/p/{partner}/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path=f"/p/{partner}")
+    response.delete_cookie(SESSION_COOKIE, path=hosts.cookie_path(request, partner))
     return response
 
 
@@ -452,7 +449,8 @@ async def invite_user(request: Request, partner: str) -> Response:
         async with runtime.transaction() as session:
             user, _ = await accounts.invite(
                 runtime, session, tenant=partner, email=form.get("email", ""), name=form.get("name"), role=form.get("role", ""),
-                customer_id=form.get("customer_id"), invited_by=who.user.email, public_base_url=settings.public_base_url, link_minutes=settings.link_minutes,
+                customer_id=form.get("customer_id"), invited_by=who.user.email, portal_url=await hosts.portal_url(request, partner),
+                link_minutes=settings.link_minutes, locale=form.get("locale") or None,
             )
     except accounts.InvalidInvitation as bad:
         async with runtime.sessions() as session:

@@ -1,4 +1,6 @@
-"""Comparison report HTTP: the seller's reports per buyer and period, as JSON and as XLSX."""
+"""Comparison report HTTP: the seller's reports per buyer and period, as JSON and as XLSX. A key
+restricted to one billing account (the portal's statement key of a partner) sees the reports about
+that account only: another's is a 404, as for a report that does not exist."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from billing_runtime.api import Read, Runtime, Tenant
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, own_account
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.comparison import repository as repo
 from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_json, report_xlsx
@@ -20,13 +22,15 @@ class InvalidPeriod(BillingError):
     code = "invalid_period"
 
 
-@router.get("/comparison-reports", dependencies=[Read])
+@router.get("/comparison-reports", dependencies=[Read, ForAccount])
 async def list_reports(
     tenant: Tenant,
     runtime: Runtime,
+    account: OwnAccount,
     buyer_account_id: str | None = None,
     period: str | None = Query(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$"),
 ) -> dict[str, Any]:
+    buyer_account_id = own_account(account, buyer_account_id)
     period_from = period_until = None
     if period:
         try:
@@ -39,19 +43,19 @@ async def list_reports(
     return {"items": [report_json(r) for r in rows]}
 
 
-@router.get("/comparison-reports/{report_id}", dependencies=[Read])
-async def get_report(report_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
+@router.get("/comparison-reports/{report_id}", dependencies=[Read, ForAccount])
+async def get_report(report_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
     async with runtime.sessions() as session:
-        row = await repo.get(session, tenant, report_id)
+        row = await repo.get(session, tenant, report_id, buyer_account_id=account)
     if row is None:
         raise NotFound(f"no comparison report {report_id!r}", code="comparison_report_not_found")
     return report_json(row)
 
 
-@router.get("/comparison-reports/{report_id}/xlsx", dependencies=[Read], response_class=Response)
-async def get_report_xlsx(report_id: str, tenant: Tenant, runtime: Runtime) -> Response:
+@router.get("/comparison-reports/{report_id}/xlsx", dependencies=[Read, ForAccount], response_class=Response)
+async def get_report_xlsx(report_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
     async with runtime.sessions() as session:
-        row = await repo.get(session, tenant, report_id)
+        row = await repo.get(session, tenant, report_id, buyer_account_id=account)
     if row is None:
         raise NotFound(f"no comparison report {report_id!r}", code="comparison_report_not_found")
     return Response(report_xlsx(row), media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{report_filename(row)}"'})

@@ -31,8 +31,12 @@ async def insert_report(session: AsyncSession, row: dict[str, Any]) -> None:
     await session.execute(insert(REPORT).values(**row))
 
 
-async def get(session: AsyncSession, seller_id: str, report_id: str) -> Any:
-    return (await session.execute(select_scoped(REPORT, seller_id).where(REPORT.c.report_id == report_id))).first()
+async def get(session: AsyncSession, seller_id: str, report_id: str, *, buyer_account_id: str | None = None) -> Any:
+    """The seller's report; with `buyer_account_id` (a key restricted to that account), only if it is about that buyer."""
+    query = select_scoped(REPORT, seller_id).where(REPORT.c.report_id == report_id)
+    if buyer_account_id is not None:
+        query = query.where(REPORT.c.buyer_account_id == buyer_account_id)
+    return (await session.execute(query)).first()
 
 
 async def list_reports(
