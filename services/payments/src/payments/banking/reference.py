@@ -1,4 +1,5 @@
-"""ISO 11649 structured creditor references (RF), one per invoice, quoted by the buyer on a transfer."""
+"""ISO 11649 structured creditor references (RF), one per invoice, quoted by the buyer on a transfer.
+The reference itself is computed in billing_events.references, where invoicing prints it from."""
 
 from __future__ import annotations
 
@@ -7,19 +8,11 @@ import re
 from stdnum import iso11649
 from stdnum.exceptions import ValidationError
 
+from billing_events.references import creditor_reference
+
+__all__ = ["creditor_reference", "references_in"]
+
 _START = re.compile(r"RF\s?\d{2}")
-
-
-def _base10(text: str) -> int:
-    return int("".join(str(int(c, 36)) for c in text))
-
-
-def creditor_reference(invoice_number: str) -> str:
-    """`RF` + two check digits + the invoice number's letters and digits (at most 21), e.g.
-    NW-2026-0007 → RF50NW20260007. Invoice numbers are unique per seller, so is the reference."""
-    body = re.sub(r"[^A-Z0-9]", "", invoice_number.upper())[-21:] or "0"
-    check = 98 - _base10(body + "RF00") % 97  # ISO 7064 MOD 97-10 over body + "RF00"
-    return f"RF{check:02d}{body}"
 
 
 def references_in(text: str | None) -> list[str]:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, InvoiceIssued
 from billing_events.money import open_amount, quantize
-from payments.banking.reference import creditor_reference
+from billing_events.references import creditor_reference
 from payments.invoice import repository as repo
 
 log = logging.getLogger(__name__)
