@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from billing_events.money import open_amount
+
+if TYPE_CHECKING:
+    from invoicing.documents.consolidated import ConsolidatedSections
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class DocContent:
     reason: str | None = None
     brand_color: str = "#1f4e79"
     flags: tuple[str, ...] = ()
+    # The partner's consolidated invoice (seed 001): laid out in sections instead of a flat list.
+    sections: ConsolidatedSections | None = None
 
     @property
     def title(self) -> str:

@@ -9,6 +9,7 @@ the first stored wins and both answer its bytes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +22,7 @@ from billing_runtime.errors import Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
 from invoicing.creditnote import repository as credit_repo
 from invoicing.documents import repository as repo
+from invoicing.documents.consolidated import consolidated_sections, is_consolidated
 from invoicing.documents.content import DocContent, credit_note_content, invoice_content
 from invoicing.documents.facturx import DocumentUnavailable
 from invoicing.documents.rendering import render, warm
@@ -123,7 +125,11 @@ async def _content(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, own
             row = await invoice_repo.get_invoice(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
             if row is None:
                 raise NotFound(f"no invoice {owner_id!r}", code="invoice_not_found")
-            return invoice_content(row, await invoice_repo.get_lines(session, owner_id), brand)
+            lines = await invoice_repo.get_lines(session, owner_id)
+            content = invoice_content(row, lines, brand)
+            if is_consolidated(row.tier, lines):
+                content = dataclasses.replace(content, sections=consolidated_sections(lines))
+            return content
         note = await credit_repo.get(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
         if note is None:
             raise NotFound(f"no credit note {owner_id!r}", code="credit_note_not_found")
