@@ -148,6 +148,7 @@ class ComparisonReportReady(EventData):
     seller_id: str
     buyer_account_id: str
     invoice_id: str
+    invoice_number: str | None = Field(default=None, description="The number of the invoice the report is for, as the buyer knows it.")
     previous_invoice_id: str | None = None
     period_start: date
     period_end: date
