@@ -28,6 +28,7 @@ from billing_events import (
     account_id,
     new_event,
 )
+from billing_events.references import creditor_reference, printed
 from billing_runtime.testing import serve
 from notify.config import Settings
 from notify.main import build
@@ -35,6 +36,9 @@ from notify.main import build
 BRAND = {
     "sender_name": "Northwind IT", "sender_email": "billing@northwind.example", "primary_color": "#0A7E3C",
     "logo_url": "https://cdn.northwind.example/logo.png", "footer": "Northwind IT Ltd, 1 Harbour Road",
+    # How to pay and whom to ask, which the collection mails give (IBAN as a person types it).
+    "iban": "DE89 3704 0044 0532 0130 00", "bic": "COBADEFFXXX", "support_email": "help@northwind.example",
+    "portal_url": "https://portal.northwind.example/p/northwind/",
 }
 PDF = b"%PDF-1.7\n% an invoice\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 
@@ -157,7 +161,8 @@ async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_
     assert set(fetched) == {f"/v1/shared/{token}"} and "x-tenant-id" not in fetched[f"/v1/shared/{token}"]
     html, text = mail.get_body(("html",)).get_content(), mail.get_body(("plain",)).get_content()
     # The buyer can open the absolute link; the relative ones (API paths) are not shown.
-    assert f'href="{shared_pdf}"' in html and f"PDF: {shared_pdf}" in text
+    assert f'href="{shared_pdf}"' in html and "Download the invoice (PDF)" in html
+    assert shared_pdf in text.splitlines() and "Download the invoice (PDF):" in text.splitlines()
     assert "/v1/invoices/" not in html and "/v1/invoices/" not in text and "CII_XML" not in html
 
 
@@ -217,8 +222,8 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     assert subjects == sorted([
         "Invoice NW-9 from Northwind IT Ltd",
         "Payment for invoice NW-9 failed",
-        "Reminder: invoice NW-9 is 1 day overdue",
-        "Final notice: invoice NW-9",
+        "Reminder: invoice NW-9 is 1 day overdue (599.25 USD)",
+        "Final notice: invoice NW-9 (599.25 USD) is 14 days overdue",
         "Your service with Northwind IT is suspended",
         "Your service with Northwind IT is reinstated",
     ])
@@ -228,9 +233,16 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     by_subject = {m["Subject"]: m for m in mails}
     failed_text = by_subject["Payment for invoice NW-9 failed"].get_body(("plain",)).get_content()
     assert "Insufficient funds" in failed_text and "599.25 USD" in failed_text and "2026-12-05" in failed_text
-    final_html = by_subject["Final notice: invoice NW-9"].get_body(("html",)).get_content()
+    final_html = by_subject["Final notice: invoice NW-9 (599.25 USD) is 14 days overdue"].get_body(("html",)).get_content()
     assert "14 days" in final_html and "599.25 USD" in final_html
     assert "2026-12-26" in by_subject["Your service with Northwind IT is suspended"].get_body(("plain",)).get_content()
+    # The reminder says how to pay: the portal, the seller's account and the RF reference payments matches by.
+    reminder = by_subject["Reminder: invoice NW-9 is 1 day overdue (599.25 USD)"].get_body(("plain",)).get_content().splitlines()
+    for expected in (
+        f"Payment reference: {printed(creditor_reference('NW-9'))}", "IBAN:              DE89 3704 0044 0532 0130 00",
+        "Due date:          2026-12-05", "https://portal.northwind.example/p/northwind/", "Questions? Write to help@northwind.example.",
+    ):
+        assert expected in reminder, (expected, reminder)
     for e in events:
         assert await applied(e.id) == "applied"
     reminders = (await client.get("/v1/deliveries", headers=headers(tenant), params={"template": "reminder"})).json()["items"]

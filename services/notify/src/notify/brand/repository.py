@@ -11,7 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notify.brand.models import Brand
 
 BRAND: Table = Brand.__table__  # type: ignore[attr-defined]
-_FIELDS = ("sender_name", "sender_email", "logo_url", "primary_color", "footer")
+_FIELDS = (
+    "sender_name", "sender_email", "logo_url", "primary_color", "footer",
+    "support_email", "support_phone", "portal_url", "bank_account_name", "iban", "bic",
+)
 
 
 async def get(session: AsyncSession, tenant: str) -> Brand | None:
