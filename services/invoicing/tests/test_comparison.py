@@ -94,6 +94,16 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
     assert [(e["period_start"], e["lines_added"], e["lines_removed"], e["lines_changed"]) for e in events] == [("2026-09-01", 4, 0, 0), ("2026-10-01", 1, 1, 1)]
     assert events[1]["difference"] == {"amount": "65.00", "currency": "USD"}
     assert events[1]["invoice_number"] == "TSD-000002"
+    async with runtime.sessions() as session:
+        order = (await session.execute(
+            text(
+                "SELECT event_type FROM invoicing.outbox WHERE key = :k"
+                " AND event_type IN ('billing.comparison_report.ready.v1', 'billing.invoice.issued.v1') ORDER BY id"
+            ),
+            {"k": partner.encode()},
+        )).scalars().all()
+    # Seed 001: the report reaches the partner ahead of its invoice (published first on the buyer's partition).
+    assert order == ["billing.comparison_report.ready.v1", "billing.invoice.issued.v1"] * 2
     assert [d["kind"] for d in events[1]["documents"]] == ["json", "xlsx"]
     # The spreadsheet's shared link opens it without a key (the JSON is for API callers only).
     json_doc, xlsx_doc = events[1]["documents"]

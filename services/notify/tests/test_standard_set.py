@@ -222,7 +222,7 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     assert subjects == sorted([
         "Invoice NW-9 from Northwind IT Ltd",
         "Payment for invoice NW-9 failed",
-        "Reminder: invoice NW-9 is 1 day overdue (599.25 USD)",
+        "Reminder: invoice NW-9 is 1 day overdue",
         "Final notice: invoice NW-9 (599.25 USD) is 14 days overdue",
         "Your service with Northwind IT is suspended",
         "Your service with Northwind IT is reinstated",
@@ -237,7 +237,7 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     assert "14 days" in final_html and "599.25 USD" in final_html
     assert "2026-12-26" in by_subject["Your service with Northwind IT is suspended"].get_body(("plain",)).get_content()
     # The reminder says how to pay: the portal, the seller's account and the RF reference payments matches by.
-    reminder = by_subject["Reminder: invoice NW-9 is 1 day overdue (599.25 USD)"].get_body(("plain",)).get_content().splitlines()
+    reminder = by_subject["Reminder: invoice NW-9 is 1 day overdue"].get_body(("plain",)).get_content().splitlines()
     for expected in (
         f"Payment reference: {printed(creditor_reference('NW-9'))}", "IBAN:              DE89 3704 0044 0532 0130 00",
         "Due date:          2026-12-05", "https://portal.northwind.example/p/northwind/", "Questions? Write to help@northwind.example.",
