@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -63,6 +64,12 @@ def emails(make_invoice: Callable[..., InvoiceIssued]) -> dict[str, RenderedEmai
     paid = SimpleNamespace(amount=OVERDUE, paid_on=date(2026, 12, 8), reference=REFERENCE)
     final = SimpleNamespace(days_overdue=21, amount_overdue=OVERDUE)
     suspended = SimpleNamespace(suspended_on=date(2026, 12, 26), cascaded_from=None)
+    work = SimpleNamespace(
+        number="TSD-PW-000001", seller=SimpleNamespace(name="Tailspin Distribution Inc."), end_customer_name="Contoso Dental", end_customer_id="c",
+        description="Project work: server build", product_code="PROJ-TM", performed_on=date(2026, 10, 14), quantity=Decimal("2.5"),
+        unit_price=Money.of("125.00", "USD"), amount=Money.of("312.50", "USD"),
+        billed_with_period_start=date(2026, 10, 1), billed_with_period_end=date(2026, 10, 31),
+    )
     return {
         "invoice_issued": render("invoice_issued", {**who, "invoice": invoice, "pay": pay(invoice.total)}),
         "reminder": render("reminder", {**who, "step": step, "invoice_number": NUMBER, "due_on": DUE, "pay": pay()}),
@@ -71,6 +78,7 @@ def emails(make_invoice: Callable[..., InvoiceIssued]) -> dict[str, RenderedEmai
         "payment_received": render("payment_received", {**who, "payment": paid, "invoice_number": NUMBER, "portal_url": PORTAL}),
         "suspension": render("suspension", {**who, "suspension": suspended, "invoice_number": None, "pay": pay(None, None)}),
         "reinstatement": render("reinstatement", {**who, "reinstatement": SimpleNamespace(reinstated_on=date(2026, 12, 28))}),
+        "project_work_statement": render("project_work_statement", {**who, "statement": work, "filename": "TSD-PW-000001.pdf"}),
         "comparison_report": render("comparison_report", {**who, "report": report, "invoice_number": NUMBER, "filename": f"{NUMBER}-comparison.xlsx"}),
     }
 
@@ -108,6 +116,7 @@ EXPECTED = {
     "payment_received": ["599.25 USD", "2026-12-08", "nothing more to do", "billing@northwind.example"],
     "suspension": ["2026-12-26", "an overdue invoice", "pay the overdue amount", "DE89 3704 0044 0532 0130 00", "billing@northwind.example"],
     "reinstatement": ["2026-12-28", "billing@northwind.example"],
+    "project_work_statement": ["TSD-PW-000001", "No payment is due now", "312.50 USD", "2.5 at 125.00 USD", "next regular invoice", "northwind.example"],
     "comparison_report": [NUMBER, "1516.25 USD", "35.00 USD", "Nothing is to be paid", "one sheet per customer", "billing@northwind.example"],
 }
 

@@ -123,10 +123,14 @@ def test_collection_and_dunning_templates(template: str, context: dict[str, obje
     assert "#AA3300" in mail.html and "<i>Contoso</i>" in mail.text
 
 
-def test_document_mails_name_their_attachment(make_invoice: Callable[..., InvoiceIssued]) -> None:
-    invoice = make_invoice(buyer_account_id="acc-1", number="NW-1")
-    statement = render("project_work_statement", {"invoice": invoice, "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-1-work.pdf"})
-    assert statement.subject == "Project work statement for 2026-10-01 to 2026-10-31" and "NW-1-work.pdf" in statement.text
+def test_document_mails_name_their_attachment() -> None:
+    work = SimpleNamespace(
+        number="NW-PW-000001", seller=SimpleNamespace(name="Northwind IT Ltd"), end_customer_name="Contoso", end_customer_id="c", description="Server build",
+        product_code="PROJ-TM", performed_on="2026-10-14", quantity=Decimal("2.5"), unit_price=Money.of("125.00", "USD"), amount=Money.of("312.50", "USD"),
+        billed_with_period_start="2026-10-01", billed_with_period_end="2026-10-31",
+    )
+    statement = render("project_work_statement", {"statement": work, "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-PW-000001.pdf"})
+    assert statement.subject == "Project work statement NW-PW-000001 for Contoso: no payment due" and "NW-PW-000001.pdf" in statement.text
     report = SimpleNamespace(
         period_start="2026-11-01", period_end="2026-11-30", this_period_total=Money.of("1516.25", "USD"), last_period_total=Money.of("1481.25", "USD"),
         difference=Money.of("35.00", "USD"), lines_added=1, lines_removed=0, lines_changed=2,

@@ -8,6 +8,7 @@ import io
 import uuid
 from collections.abc import Callable
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -24,7 +25,9 @@ from billing_events import (
     DunningStepReached,
     InvoiceIssued,
     Money,
+    Party,
     PaymentFailed,
+    ProjectWorkStatementIssued,
     account_id,
     new_event,
 )
@@ -260,3 +263,36 @@ def test_shared_links_are_fetched_from_invoicing_inside_the_platform() -> None:
     assert document_url("/v1/invoices/i-1/pdf", "http://invoicing:8000") == "http://invoicing:8000/v1/invoices/i-1/pdf"
     assert document_url("https://cdn.example/report.xlsx", "http://invoicing:8000") == "https://cdn.example/report.xlsx"
     assert document_url("/v1/invoices/i-1/pdf", None) is None
+
+
+async def test_a_project_work_statement_goes_out_at_once_with_its_pdf(
+    settings: Settings, tenant: str, mailbox: Any, publish: Any, applied: Any, document_server: Any,
+) -> None:
+    # Seed 001: the statement reaches the partner as soon as the work is entered; nothing to pay.
+    async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
+        assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+        recipient = f"ap-{tenant}@northwind.example"
+        upserted = contact(tenant, "northwind", recipient)
+        await publish(upserted)
+        assert await applied(upserted.id) == "applied"
+        shared = document_server.put(f"/v1/shared/{uuid.uuid4().hex}", "application/pdf", PDF)
+        usd = "USD"
+        statement = ProjectWorkStatementIssued(
+            statement_id=str(uuid.uuid4()), number="TSD-PW-000001", entry_id="tm-42",
+            seller=Party(account_id=tenant, name="Tailspin Distribution Inc."),
+            buyer=Party(account_id=account_id(tenant, "northwind"), name="Northwind IT LLC"),
+            issued_on=date(2026, 10, 14), end_customer_id="contoso", end_customer_name="Contoso Dental", product_code="PROJ-TM",
+            description="Project work: server build", performed_on=date(2026, 10, 14), quantity=Decimal("2.5"),
+            unit_price=Money.of("125.00", usd), amount=Money.of("312.50", usd),
+            billed_with_period_start=date(2026, 10, 1), billed_with_period_end=date(2026, 10, 31),
+            documents=[DocumentLink(kind="pdf", url="/v1/project-work-statements/s/pdf", shared_url=shared)],
+        )
+        issued = new_event(statement, source="/tests", tenant=tenant)
+        await publish(issued)
+        assert await applied(issued.id) == "applied"
+        [mail] = await mailbox.wait_for(recipient, count=1)
+    assert mail["Subject"] == "Project work statement TSD-PW-000001 for Contoso Dental: no payment due"
+    assert attachments(mail) == [("TSD-PW-000001.pdf", "application/pdf", PDF)]
+    text = mail.get_body(("plain",)).get_content()
+    for expected in ("NO PAYMENT IS DUE NOW.", "312.50 USD", "2.5 at 125.00 USD", "2026-10-01 to 2026-10-31", "Contoso Dental", "help@northwind.example"):
+        assert expected in text, (expected, text)

@@ -36,6 +36,7 @@ from billing_events import (
     PaymentFailed,
     PaymentSucceeded,
     PortalSignInLinkIssued,
+    ProjectWorkStatementIssued,
     derived_event_id,
 )
 from billing_runtime.service import ServiceRuntime
@@ -70,9 +71,6 @@ TEMPLATES = (
     COMPARISON_REPORT, PROJECT_WORK_STATEMENT, PORTAL_SIGN_IN,
 )
 start_at_zero(EMAILS, TEMPLATES, ("sent", "retry", "failed", "no_recipient"))
-# Documents of an InvoiceIssued (by kind) that go out as an email of their own, and the file
-# extension they get when their URL names none.
-DOCUMENT_TEMPLATES = {PROJECT_WORK_STATEMENT: "pdf"}
 STEP_TEMPLATES = {"remind": REMINDER, "final_notice": FINAL_NOTICE}
 
 # Fixed: changing it would give every queued message a new id (and a second copy).
@@ -180,9 +178,8 @@ def _known_invoice(event: CloudEvent[Any]) -> KnownInvoice:
 def _invoice_deliveries(
     event: CloudEvent[Any], contact: Contact | None, stored_brand: Brand | None, *, now: datetime, default_sender_email: str
 ) -> list[Delivery]:
-    """The invoice email (its PDF attached) and, when the invoice carries one, the project-work
-    statement email: to the buyer's billing contact (else the invoice's buyer email), in the
-    seller's brand."""
+    """The invoice email (its PDF attached): to the buyer's billing contact (else the invoice's
+    buyer email), in the seller's brand."""
     invoice: InvoiceIssued = event.data
     recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(invoice.buyer.email)
     brand = effective(stored_brand, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email)
@@ -198,11 +195,6 @@ def _invoice_deliveries(
         "recipient": recipient, "brand": brand, "now": now,
     }
     deliveries = [_delivery(event, template=INVOICE_ISSUED, rendered=rendered, attachments=pdfs, **common)]
-    for template, extension in DOCUMENT_TEMPLATES.items():
-        for document in [d for d in invoice.documents if d.kind == template][:1]:
-            attached = attachment(document, f"{invoice.number}-{template}.{extension}")
-            context = {"invoice": invoice, "brand": brand, "buyer_name": buyer_name, "filename": attached["filename"]}
-            deliveries.append(_delivery(event, template=template, rendered=render(template, context), attachments=[attached], **common))
     return deliveries
 
 
@@ -217,8 +209,8 @@ async def record_invoice_issued(
     session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str
 ) -> Delivery:
     """Queue the invoice email (its PDF attached) to the buyer's billing contact (else the
-    invoice's buyer email) in the seller's brand, a project-work statement email when the
-    invoice carries one, and remember the invoice for later notifications about it."""
+    invoice's buyer email) in the seller's brand, and remember the invoice for later
+    notifications about it."""
     invoice: InvoiceIssued = event.data
     span_attributes = {"notify.template": INVOICE_ISSUED, "billing.invoice_id": invoice.invoice_id}
     with tracer.start_as_current_span("notify decide", attributes=span_attributes):
@@ -312,6 +304,25 @@ async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any]
             session, event, template=COMPARISON_REPORT, account_id=report.buyer_account_id, seller_id=report.seller_id,
             invoice_id=report.invoice_id, recipient=who.recipient, brand=who.brand, rendered=render(COMPARISON_REPORT, context), now=now,
             attachments=attached,
+        )
+
+
+async def record_project_work_statement(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
+    """The project-work statement (seed 001) to the buyer at once, its PDF attached: informational,
+    nothing to pay now; the charge comes on the next invoice."""
+    statement: ProjectWorkStatementIssued = event.data
+    with tracer.start_as_current_span("notify decide", attributes={"notify.template": PROJECT_WORK_STATEMENT, "billing.statement_id": statement.statement_id}):
+        contact = await contacts.get(session, statement.buyer.account_id)
+        recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(statement.buyer.email)
+        brand = await effective_brand(session, event.tenant, seller_name=statement.seller.name, default_sender_email=default_sender_email)
+        attached = [attachment(d, f"{statement.number}.pdf") for d in statement.documents if d.kind == "pdf"][:1]
+        context = {
+            "statement": statement, "brand": brand, "buyer_name": contact.name if contact else statement.buyer.name,
+            "filename": attached[0]["filename"] if attached else None,
+        }
+        return await _record(
+            session, event, template=PROJECT_WORK_STATEMENT, account_id=statement.buyer.account_id, seller_id=statement.seller.account_id,
+            invoice_id=None, recipient=recipient, brand=brand, rendered=render(PROJECT_WORK_STATEMENT, context), now=now, attachments=attached,
         )
 
 

@@ -12,14 +12,23 @@ from billing_events import (
     CloudEvent,
     CustomerUpserted,
     EventData,
+    ProjectWorkRecorded,
     QuantityObserved,
     SubscriptionCancelled,
     SubscriptionChanged,
     SubscriptionOrdered,
     UsageRecorded,
+    derived_event_id,
 )
 from billing_runtime.inbox import BatchHandler, Handler, RejectedEvents
-from rating.subscription import service
+from billing_runtime.service import ServiceRuntime
+from rating.subscription import project_work, service
+
+
+def _project_work_event(runtime: ServiceRuntime, data: ProjectWorkRecorded) -> CloudEvent[Any]:
+    # One announcement per (seller of the usage, entry): a replayed usage record announces nothing new.
+    event_id = derived_event_id("project_work_recorded", data.buyer_account_id if data.tier == "wholesale" else data.seller_id, data.entry_id)
+    return runtime.event(data, tenant=data.seller_id, event_id=event_id, subject=data.entry_id)
 
 
 class ForeignTenant(ValueError):
@@ -51,8 +60,10 @@ def handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], Handler
     )
 
 
-def batch_handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], BatchHandler], ...]:
-    """The events applied a run at a time (`runtime.on_batch`): usage, one insert per run."""
+def batch_handlers(distributor_id: str | None, runtime: ServiceRuntime | None = None) -> tuple[tuple[type[EventData], BatchHandler], ...]:
+    """The events applied a run at a time (`runtime.on_batch`): usage, one insert per run; the
+    run's project-work entries announced (`ProjectWorkRecorded`, through `runtime`'s outbox, in the
+    same transaction) for their statements."""
 
     async def record_usage(session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
         refused: dict[str, BaseException] = {}
@@ -67,5 +78,9 @@ def batch_handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], B
         if refused:
             raise RejectedEvents(refused)  # dead-lettered alone; the rest of the run is applied again without them
         await service.record_usage(session, [e.data for e in events])
+        if runtime is not None:
+            announced = await project_work.announce(session, [e.data for e in events], distributor_id)
+            if announced:
+                await runtime.outbox.add(session, *[_project_work_event(runtime, a) for a in announced])
 
     return ((UsageRecorded, record_usage),)
