@@ -53,20 +53,30 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
         billing_email="ap@contoso.example", country="US", currency="USD", revision=1,
     )
     await publish(producer, partner, contoso)
+    # The partner's billing account at the distributor (the buyer of its wholesale invoice).
+    at_distributor = CustomerUpserted(
+        account_id=account_id(distributor, partner), partner_id=distributor, external_id=partner, name="Northwind IT",
+        billing_email="ap@northwind.example", country="US", currency="USD", revision=1,
+    )
+    await publish(producer, distributor, at_distributor)
 
-    async def known() -> bool:  # customers and usage travel on different topics: the name first
-        body = {"account_id": contoso.account_id, "product_code": "PROJ-TM", "start_on": "2026-10-14"}
-        r = await client.post("/v1/order-checks", headers=headers(partner), json=body)
-        return r.status_code != 404  # 404 account_not_found until the customer is applied
+    async def known() -> bool:  # customers and usage travel on different topics: both accounts first
+        checks = ((partner, contoso.account_id), (distributor, at_distributor.account_id))
+        for tenant_id, account in checks:
+            body = {"account_id": account, "product_code": "PROJ-TM", "start_on": "2026-10-14"}
+            if (await client.post("/v1/order-checks", headers=headers(tenant_id), json=body)).status_code == 404:
+                return False  # account_not_found until the customer is applied
+        return True
 
     await eventually(known, "rating to know Contoso")
+
     entry = await publish(producer, partner, usage(partner, "tm-42", "PROJ-TM", "2.5"))
     await publish(producer, partner, usage(partner, "bk-1", "BKP-GB", "40"))
     await publish(producer, partner, usage(partner, "tm-42", "PROJ-TM", "2.5"))  # posted again
 
     [announced] = await read_events(
         kafka_bootstrap, PERIODS.name, until=lambda found: len(found) >= 1,
-        match=lambda e: e.type == ProjectWorkRecorded.event_type and e.data.buyer_account_id == partner,
+        match=lambda e: e.type == ProjectWorkRecorded.event_type and e.data.buyer_account_id == at_distributor.account_id,
     )
     work: ProjectWorkRecorded = announced.data
     assert announced.tenant == distributor and entry.data.record_id == work.entry_id
@@ -79,5 +89,21 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
 
     # Once rating's outbox is drained, the entry posted twice and the backup usage announced nothing more.
     await eventually(lambda: outbox_drained(app.state.runtime), "rating's outbox drained")
-    every = await all_events(kafka_bootstrap, PERIODS.name, match=lambda e: e.type == ProjectWorkRecorded.event_type and e.data.buyer_account_id == partner)
+    every = await all_events(
+        kafka_bootstrap, PERIODS.name, match=lambda e: e.type == ProjectWorkRecorded.event_type and e.data.buyer_account_id == at_distributor.account_id
+    )
     assert [e.data.entry_id for e in every] == ["tm-42"]
+
+    # The charge itself comes on the next regular invoice: the distributor's bill run for October
+    # bills the partner for it, as project work in Contoso's section (invoicing groups by end customer).
+    run = await client.post("/v1/bill-runs", headers=headers(distributor), json={"period": "2026-10"})
+    assert run.status_code == 201, run.text
+    [closed] = await read_events(
+        kafka_bootstrap, PERIODS.name, until=lambda found: len(found) >= 1,
+        match=lambda e: e.type == "billing.period.closed.v1" and e.tenant == distributor and e.data.buyer_account_id == at_distributor.account_id,
+    )
+    billed = [
+        (li.product_code, li.kind, li.end_customer_id, li.end_customer_name, li.amount.amount) for li in closed.data.lines if li.product_code == "PROJ-TM"
+    ]
+    assert billed == [("PROJ-TM", "project_work", account_id(partner, "contoso"), "Contoso Dental", Decimal("312.500"))]
+    assert closed.data.tier == "wholesale"

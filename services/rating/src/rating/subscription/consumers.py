@@ -26,8 +26,8 @@ from rating.subscription import project_work, service
 
 
 def _project_work_event(runtime: ServiceRuntime, data: ProjectWorkRecorded) -> CloudEvent[Any]:
-    # One announcement per (seller of the usage, entry): a replayed usage record announces nothing new.
-    event_id = derived_event_id("project_work_recorded", data.buyer_account_id if data.tier == "wholesale" else data.seller_id, data.entry_id)
+    # One announcement per (seller, buyer, entry): a replayed usage record announces nothing new.
+    event_id = derived_event_id("project_work_recorded", data.seller_id, data.buyer_account_id, data.entry_id)
     return runtime.event(data, tenant=data.seller_id, event_id=event_id, subject=data.entry_id)
 
 

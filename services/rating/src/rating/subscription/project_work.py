@@ -5,8 +5,10 @@ invoicing sends the buyer its informational statement ("no payment is required")
 
 Seed 001's case is the distributor's technicians working for a partner's end customer: the
 statement goes from the distributor to the partner at the wholesale price, and the charge lands in
-that end customer's section of the partner's next invoice. A seller without a distributor above it
-bills its own customer at its retail price."""
+that end customer's section of the partner's next invoice (the buyer is the partner's billing account
+at the distributor, as on that invoice). Work the distributor posts on a partner's own account is the
+partner's own project work. A seller without a distributor above it bills its own customer at its
+retail price."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import Money, ProjectWorkRecorded, UsageRecorded
+from billing_events import Money, ProjectWorkRecorded, UsageRecorded, account_id
 from rating.catalogue import repository as catalogue_repo
 from rating.catalogue.service import price_book, seller_terms
 from rating.period import Period
@@ -44,12 +46,19 @@ async def announce(session: AsyncSession, records: Sequence[UsageRecorded], dist
         terms = await seller_terms(session, seller_id)
         buyers = {b.account_id: b for b in await repo.buyers(session, seller_id)}
         wholesale = distributor_id is not None and seller_id != distributor_id
+        # Wholesale, the statement goes to the partner's billing account at the distributor (the
+        # buyer of its wholesale invoice), in that account's currency.
+        partner_account = account_id(distributor_id, seller_id) if wholesale and distributor_id else None
+        at_distributor = await repo.buyers(session, distributor_id, partner_account) if partner_account and distributor_id else []
         for record in mine:
             info = book.products.get(record.product_code)
             buyer = buyers.get(record.account_id)
-            currency = (buyer.currency if buyer is not None else None) or terms.currency
+            if wholesale:
+                currency = at_distributor[0].currency if at_distributor else None
+            else:
+                currency = (buyer.currency if buyer is not None else None) or terms.currency
             if info is None or info.kind != "project_work" or currency is None:
-                ANNOUNCED.labels("unpriced").inc()
+                ANNOUNCED.labels("unpriced").inc()  # no price, or no account at the distributor: nothing to bill either
                 continue
             performed_on = record.occurred_at.astimezone(terms.tz).date()
             period = Period.containing(performed_on, terms.tz)
@@ -64,8 +73,9 @@ async def announce(session: AsyncSession, records: Sequence[UsageRecorded], dist
                 ProjectWorkRecorded(
                     entry_id=record.record_id,
                     seller_id=distributor_id if wholesale and distributor_id else seller_id,
-                    buyer_account_id=seller_id if wholesale else record.account_id,
-                    tier="wholesale" if wholesale else "retail",
+                    buyer_account_id=partner_account if partner_account else record.account_id,
+                    # With a distributor, its invoices are the wholesale ones (also for work it posts on a partner's own account).
+                    tier="wholesale" if distributor_id else "retail",
                     end_customer_id=record.account_id,
                     end_customer_name=buyer.name if buyer is not None else None,
                     product_code=record.product_code,
