@@ -21,12 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import Money, ProjectWorkRecorded, UsageRecorded, account_id
+from billing_runtime.telemetry import start_at_zero
 from rating.catalogue import repository as catalogue_repo
 from rating.catalogue.service import price_book, seller_terms
 from rating.period import Period
 from rating.subscription import repository as repo
 
 ANNOUNCED = Counter("billing_project_work_recorded_total", "Project-work entries announced for a statement, by outcome", ["outcome"])
+start_at_zero(ANNOUNCED, ("announced", "unpriced"))
 
 
 async def announce(session: AsyncSession, records: Sequence[UsageRecorded], distributor_id: str | None) -> list[ProjectWorkRecorded]:
