@@ -12,12 +12,12 @@ def _base10(text: str) -> int:
 
 def creditor_reference(invoice_number: str) -> str:
     """`RF` + two check digits + the invoice number's letters and digits (at most 21), e.g.
-    NW-2026-0007 → RF50NW20260007. Invoice numbers are unique per seller, so is the reference."""
+    NW-2026-0007 → RF45NW20260007. Invoice numbers are unique per seller, so is the reference."""
     body = re.sub(r"[^A-Z0-9]", "", invoice_number.upper())[-21:] or "0"
     check = 98 - _base10(body + "RF00") % 97  # ISO 7064 MOD 97-10 over body + "RF00"
     return f"RF{check:02d}{body}"
 
 
 def printed(reference: str) -> str:
-    """The reference in groups of four, as ISO 11649 prints it (RF50 NW20 2600 07)."""
+    """The reference in groups of four, as ISO 11649 prints it (RF45 NW20 2600 07)."""
     return " ".join(reference[i : i + 4] for i in range(0, len(reference), 4))
