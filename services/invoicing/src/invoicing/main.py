@@ -30,11 +30,11 @@ SERVICE = "invoicing"
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SERVICE, settings, metadata)
+    runtime.on(ProjectWorkRecorded, partial(on_project_work_recorded, runtime))  # seed 001's statements
     runtime.on(CustomerUpserted, partial(on_customer_upserted, runtime))
     runtime.on_batch(PeriodClosed, partial(on_period_closed_batch, runtime))
     runtime.on(PaymentSucceeded, partial(on_payment_succeeded, runtime))
     runtime.on(PaymentRefunded, partial(on_payment_refunded, runtime))
-    runtime.on(ProjectWorkRecorded, partial(on_project_work_recorded, runtime))
     runtime.run_in_background("render-pool", documents.keep_pool)
     if settings.render_ahead:
         ahead = RenderAhead(runtime, batch=settings.render_ahead_batch, poll_seconds=settings.render_ahead_poll_ms / 1000)

@@ -9,9 +9,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from billing_events.money import open_amount
 
-if TYPE_CHECKING:
-    from invoicing.documents.consolidated import ConsolidatedSections
-
 
 @dataclass(frozen=True)
 class DocLine:
@@ -38,6 +35,10 @@ class DocTax:
     note: str | None
 
 
+if TYPE_CHECKING:  # rendering processes import this module: not the invoice service's
+    from invoicing.documents.consolidated import ConsolidatedSections
+
+
 @dataclass(frozen=True)
 class DocContent:
     """Amounts positive; `kind` says whether they are owed (invoice) or given back (credit note)."""
@@ -57,12 +58,12 @@ class DocContent:
     tax_total: Decimal
     total: Decimal
     amount_paid: Decimal = Decimal(0)
+    # The partner's consolidated invoice (seed 001), laid out in sections instead of a flat list.
+    sections: ConsolidatedSections | None = None
     invoice_number: str | None = None  # the invoice a credit note corrects
     reason: str | None = None
     brand_color: str = "#1f4e79"
     flags: tuple[str, ...] = ()
-    # The partner's consolidated invoice (seed 001): laid out in sections instead of a flat list.
-    sections: ConsolidatedSections | None = None
 
     @property
     def title(self) -> str:
