@@ -26,9 +26,10 @@ $(STAMP): $(SOURCES)
 install: $(STAMP) tools
 
 # Debian's tools the ops tests run: promtool (prometheus: rule tests, and the server the dashboard
-# test scrapes with) and docker-compose v1 (checks docker-compose.yml where the v2 plugin is absent).
+# test scrapes with), docker-compose v1 (checks docker-compose.yml where the v2 plugin is absent) and
+# poppler-utils (pdftotext: the document tests read PDFs as a reader sees them).
 # Installed only when missing; needs root (CI) or sudo.
-DEBIAN_TOOLS := prometheus:promtool docker-compose:docker-compose
+DEBIAN_TOOLS := prometheus:promtool docker-compose:docker-compose poppler-utils:pdftotext
 tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do command -v $${pair#*:} >/dev/null || missing="$$missing $${pair%%:*}"; done; \
 	if [ -n "$$missing" ]; then \

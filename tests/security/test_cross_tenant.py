@@ -59,7 +59,7 @@ SIGNED_WEBHOOK = re.compile(r"^/v1/webhooks/")
 SHARED = re.compile(r"^/v1/shared/")
 # Path parameters with no object of the victim's to name (no refund file is cheap to make): an id
 # nobody has, so the route is still run.
-NOBODY = {"token", "file_id"}
+NOBODY = {"token", "file_id", "statement_id"}  # statement_id: a project-work statement needs a priced time entry
 IBAN_ATTACKER = "GB82WEST12345698765432"
 # The sender works on deliveries while the matrix runs (the security platform has no mail server, so
 # emails are retried): these columns of delivery tables change on their own, and so do the reads of them.

@@ -64,12 +64,27 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
 
     r = await client.get(f"/v1/comparison-reports/{report['id']}/xlsx", headers=headers(tenant))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/vnd.openxmlformats")
-    sheet = load_workbook(io.BytesIO(r.content)).active
-    assert sheet is not None
-    values = [[cell.value for cell in row] for row in sheet.iter_rows(min_row=3)]
-    assert values[0][:3] == ["End customer", "Product", "Description"]
-    assert values[3][:10] == ["Contoso", "USR-SUP", "USR-SUP", 14, 490, 15, 525, 1, 35, "changed"]
-    assert values[-1][0] == "Total" and Decimal(str(values[-1][6])) == Decimal("887.00") and Decimal(str(values[-1][8])) == Decimal("65.00")
+    book = load_workbook(io.BytesIO(r.content))
+    assert book.sheetnames == ["Summary", "Own environment", "Contoso", "Fabrikam", "Woodgrove"]
+    assert book.active is not None and book.active.title == "Summary"
+    contoso = book["Contoso"]
+    # Both invoices by number; the header row frozen and filterable.
+    assert [contoso.cell(2, c).value for c in (1, 2, 3, 4)] == ["This invoice", "TSD-000002", "Previous invoice", "TSD-000001"]
+    assert [c.value for c in contoso[4]][:3] == ["End customer", "Product", "Description"]
+    assert (contoso.freeze_panes, contoso.auto_filter.ref) == ("A5", "A4:J6")
+    assert [c.value for c in contoso[6]] == ["Contoso", "USR-SUP", "USR-SUP", 14, 490, 15, 525, "=F6-D6", "=G6-E6", "changed"]
+    # Totals and differences are formulas (SUBTOTAL, so a filtered view totals what it shows).
+    assert [contoso.cell(7, c).value for c in (1, 5, 7, 9)] == ["Total", "=SUBTOTAL(9,E5:E6)", "=SUBTOTAL(9,G5:G6)", "=SUBTOTAL(9,I5:I6)"]
+    summary = book["Summary"]
+    assert (summary.freeze_panes, summary.auto_filter.ref) == ("A5", "A4:H8")
+    counts = [f"=COUNTIF('Contoso'!J5:J6,\"{change}\")" for change in ("added", "removed", "changed")]
+    assert [c.value for c in summary[6]] == ["Contoso", 2, "='Contoso'!E7", "='Contoso'!G7", "=D6-C6", *counts]
+    assert [summary.cell(9, c).value for c in (1, 3, 4, 5)] == ["Total", "=SUBTOTAL(9,C5:C8)", "=SUBTOTAL(9,D5:D8)", "=SUBTOTAL(9,E5:E8)"]
+    # The values a spreadsheet shows before it recalculates are the report's own figures.
+    cached = load_workbook(io.BytesIO(r.content), data_only=True)["Summary"]
+    assert [Decimal(str(cached.cell(9, c).value)) for c in (3, 4, 5)] == [Decimal("822.00"), Decimal("887.00"), Decimal("65.00")]
+    assert [cached.cell(r, 5).value for r in range(5, 9)] == [0, 35, -170, 200]
+    assert (report["invoice_number"], report["previous_invoice_number"]) == ("TSD-000002", "TSD-000001")
 
     async with runtime.sessions() as session:
         rows = await session.execute(
@@ -78,6 +93,17 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
         events = [json.loads(v) for (v,) in rows]
     assert [(e["period_start"], e["lines_added"], e["lines_removed"], e["lines_changed"]) for e in events] == [("2026-09-01", 4, 0, 0), ("2026-10-01", 1, 1, 1)]
     assert events[1]["difference"] == {"amount": "65.00", "currency": "USD"}
+    assert events[1]["invoice_number"] == "TSD-000002"
+    async with runtime.sessions() as session:
+        order = (await session.execute(
+            text(
+                "SELECT event_type FROM invoicing.outbox WHERE key = :k"
+                " AND event_type IN ('billing.comparison_report.ready.v1', 'billing.invoice.issued.v1') ORDER BY id"
+            ),
+            {"k": partner.encode()},
+        )).scalars().all()
+    # Seed 001: the report reaches the partner ahead of its invoice (published first on the buyer's partition).
+    assert order == ["billing.comparison_report.ready.v1", "billing.invoice.issued.v1"] * 2
     assert [d["kind"] for d in events[1]["documents"]] == ["json", "xlsx"]
     # The spreadsheet's shared link opens it without a key (the JSON is for API callers only).
     json_doc, xlsx_doc = events[1]["documents"]
@@ -91,7 +117,9 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
 def test_the_same_report_is_the_same_spreadsheet_whenever_it_is_downloaded() -> None:
     # Its shared link and its API download must give one file: the workbook is dated by the report.
     row = SimpleNamespace(
-        period_start=date(2026, 10, 1), currency="USD", rows=[], this_period_total=0, last_period_total=0, created_at=datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+        period_start=date(2026, 10, 1), currency="USD", rows=[], this_period_total=Decimal(0), last_period_total=Decimal(0),
+        created_at=datetime(2026, 11, 22, 10, 0, tzinfo=UTC),
+        invoice_id="inv-1", invoice_number="TSD-000002", previous_invoice_id=None, previous_invoice_number=None,
     )
     first = report_xlsx(row)
     time.sleep(1.1)  # the workbook's own date has one-second resolution

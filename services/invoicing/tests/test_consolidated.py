@@ -3,14 +3,19 @@ partner's retail invoice in its own name, and the preview that equals the invoic
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from typing import Any
 
 import httpx
 from invoicing_testkit import buyer_known, customer, event, headers, period_closed, publish, put_seller, rated, wait_for_invoices
 
 from billing_events import RatedLine, account_id
+from billing_runtime.service import ServiceRuntime
 from billing_runtime.testing import serve
 from invoicing.config import Settings
+from invoicing.invoice.service import issue_invoice
 from invoicing.main import build
 
 NORTHWIND = {
@@ -148,3 +153,71 @@ async def test_preview_rejects_bad_input(client: httpx.AsyncClient, settings: Se
     ):
         r = await client.post("/v1/invoices/preview", headers=headers(tenant), json=body)
         assert (r.status_code, r.json()["code"]) == (status, code), body
+
+
+def keep_for_review(pdf: bytes, name: str) -> None:
+    """With DOCS_SHOTS_DIR set, the PDF and its pages as PNG (pdftoppm) for a person to look at."""
+    directory = os.environ.get("DOCS_SHOTS_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, f"{name}.pdf")
+        with open(path, "wb") as f:
+            f.write(pdf)
+        subprocess.run(["pdftoppm", "-png", "-r", "80", path, os.path.join(directory, name)], check=True)
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The PDF's text as a reader sees it, in reading order (poppler's pdftotext, layout kept)."""
+    done = subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, check=True)
+    return done.stdout.decode()
+
+
+async def test_consolidated_pdf_is_laid_out_in_seed_001s_sections(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    """Worked example A as the distributor's PDF: own environment, customers' summary by product,
+    one section per end customer with its project work inside it, shipping, product codes and
+    category totals, each with its subtotal; 2.5 hours of Contoso's project work on top."""
+    distributor, partner = tenant, f"{tenant}-northwind"
+    await put_seller(client, distributor, name="Tailspin Distribution Inc.", invoice_prefix="TSD", due_rule={"day_of_next_month": 5})
+    await put_seller(client, partner, **NORTHWIND)
+    contoso = (account_id(partner, "contoso"), "Contoso Dental")
+    project = line("c-proj", "PROJ-TM", "2.5", "125.00", "Hardware as a Project", kind="project_work", who=contoso)
+    async with runtime.transaction() as session:
+        invoice_id = await issue_invoice(runtime, session, period_closed(distributor, partner, [*example_a_wholesale(partner), project], tier="wholesale"))
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(distributor))).json()
+    assert invoice["total"] == "1828.75"
+    contoso_section = invoice["sections"]["end_customers"][0]
+    assert (contoso_section["end_customer_name"], contoso_section["net"], contoso_section["line_ids"][-1]) == ("Contoso Dental", "1391.75", "c-proj")
+    assert invoice["sections"]["project_work"] == ["c-proj"]
+
+    r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(distributor))
+    assert r.status_code == 200, r.text
+    keep_for_review(r.content, "consolidated-invoice")
+    text = pdf_text(r.content)
+    headings = [
+        "Charges for your internal environment",
+        "Summary by product of charges relating to your customers",
+        "Detailed subscriber report",
+        "Contoso Dental",
+        "Project work (time and materials)",
+        "Fabrikam Law",
+        "Shipping and handling",
+        "Summary of product codes",
+        "Totals by category",
+    ]
+    positions = [text.find(h, text.find("Charges for your internal environment")) for h in headings]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(headings, positions, strict=True))
+    # Each section's subtotal, as the JSON sections and worked example A have them.
+    for label, amount in (
+        ("Subtotal, your internal environment", "184.50"),
+        ("Subtotal, your customers", "1591.75"),
+        ("Subtotal, Contoso Dental", "1391.75"),
+        ("Subtotal, Fabrikam Law", "200.00"),
+        ("Subtotal, shipping and handling", "52.50"),
+    ):
+        assert re.search(rf"{re.escape(label)}\s+{re.escape(amount)} USD", text), label
+    contoso_block = text[text.find("Contoso Dental", positions[2]) : text.find("Fabrikam Law", positions[2])]
+    assert "PROJ-TM" in contoso_block and re.search(r"2\.5\s+125\s+312\.50", contoso_block), contoso_block
+    categories = text[positions[-1] :]
+    for category, amount in (("Hardware as a Project", "312.50"), ("Remote Monitoring and Management", "1005.00"), ("Software as a Service", "184.50")):
+        assert re.search(rf"{category}\s+{re.escape(amount)}", categories), category
+    assert re.search(r"Net total\s+1828\.75 USD", categories)

@@ -47,6 +47,10 @@ async def test_brand_rejects_bad_values(client: httpx.AsyncClient, tenant: str) 
         {"sender_name": "NW", "logo_url": "javascript:alert(1)"},
         {"sender_name": ""},
         {"sender_name": "NW", "colour": "#000000"},
+        {"sender_name": "NW", "iban": "DE89 3704 0044 0532 0130 01"},  # wrong check digits
+        {"sender_name": "NW", "bic": "NOTABIC"},
+        {"sender_name": "NW", "portal_url": "javascript:alert(1)"},
+        {"sender_name": "NW", "support_email": "help"},
     ):
         r = await client.put("/v1/brand", headers=headers(tenant), json=bad)
         assert r.status_code == 422, bad

@@ -11,6 +11,7 @@ from jinja2 import UndefinedError
 
 from billing_events import InvoiceIssued, Money
 from notify.brand.service import EffectiveBrand
+from notify.delivery.instructions import how_to_pay
 from notify.templates.render import money, render
 
 BRAND = EffectiveBrand(
@@ -19,12 +20,23 @@ BRAND = EffectiveBrand(
     logo_url="https://cdn.example/logo.png",
     primary_color="#AA3300",
     footer="Northwind IT Ltd, 1 Main St",
+    support_email="billing@northwind.example",
+    support_phone="+1 319 555 0100",
+    portal_url="https://portal.northwind.example/p/northwind/",
+    bank_account_name="Northwind IT Ltd",
+    iban="DE89370400440532013000",
+    bic="COBADEFFXXX",
 )
+PLAIN_BRAND = EffectiveBrand("Northwind IT", "invoices@northwind.example", None, "#AA3300", None)
+
+
+def pay(invoice_number: str | None = "INV-1", amount: Money | None = None, brand: EffectiveBrand = BRAND) -> object:
+    return how_to_pay(brand, amount=amount or Money.of("10.50", "EUR"), due_on=None, invoice_number=invoice_number, document_url=None)
 
 
 def test_invoice_email_has_subject_dates_lines_and_totals(make_invoice: Callable[..., InvoiceIssued]) -> None:
     invoice = make_invoice(buyer_account_id="acc-1", number="NW-2026-000318")
-    mail = render("invoice_issued", {"invoice": invoice, "brand": BRAND, "buyer_name": "Contoso Dental"})
+    mail = render("invoice_issued", {"invoice": invoice, "brand": BRAND, "buyer_name": "Contoso Dental", "pay": pay(invoice.number, invoice.total)})
     assert mail.subject == "Invoice NW-2026-000318 from Northwind IT Ltd"
     for body in (mail.text, mail.html):
         assert "NW-2026-000318" in body
@@ -42,7 +54,7 @@ def test_invoice_email_has_subject_dates_lines_and_totals(make_invoice: Callable
 def test_customer_name_is_escaped_in_html_but_kept_in_text(make_invoice: Callable[..., InvoiceIssued]) -> None:
     name = "<script>alert('x')</script> & Sons"
     invoice = make_invoice(buyer_account_id="acc-1", seller_name="Tom & Jerry <Ltd>")
-    mail = render("invoice_issued", {"invoice": invoice, "brand": BRAND, "buyer_name": name})
+    mail = render("invoice_issued", {"invoice": invoice, "brand": BRAND, "buyer_name": name, "pay": pay()})
     assert "<script>" not in mail.html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; Sons" in mail.html
     assert "Tom &amp; Jerry &lt;Ltd&gt;" in mail.html
@@ -58,7 +70,7 @@ def test_missing_variable_raises(make_invoice: Callable[..., InvoiceIssued]) -> 
 
 def test_subject_is_one_line(make_invoice: Callable[..., InvoiceIssued]) -> None:
     invoice = make_invoice(buyer_account_id="acc-1", seller_name="Evil\r\nBcc: someone@example.com")
-    mail = render("invoice_issued", {"invoice": invoice, "brand": BRAND, "buyer_name": "x"})
+    mail = render("invoice_issued", {"invoice": invoice, "brand": BRAND, "buyer_name": "x", "pay": pay()})
     assert "\n" not in mail.subject and "\r" not in mail.subject
 
 
@@ -78,7 +90,7 @@ def test_payment_received_names_the_invoice() -> None:
         payment_id="p-1", invoice_id="inv-1", seller_id="s", account_id="a", amount=Money.of("599.25", "USD"),
         method="card", provider="stripe", paid_on="2026-12-01", reference=None,  # type: ignore[arg-type]
     )
-    mail = render("payment_received", {"payment": payment, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso"})
+    mail = render("payment_received", {"payment": payment, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso", "portal_url": None})
     assert mail.subject == "Payment received for invoice NW-1"
     assert "599.25 USD" in mail.text and "599.25 USD" in mail.html
     assert "2026-12-01" in mail.text
@@ -89,18 +101,19 @@ def test_payment_received_names_the_invoice() -> None:
     [
         (
             "payment_failed",
-            {"payment": SimpleNamespace(amount=Money.of("10.50", "EUR"), failed_on="2026-12-05", reason="<b>Refused</b>"), "due_on": None},
+            {"payment": SimpleNamespace(amount=Money.of("10.50", "EUR"), failed_on="2026-12-05", reason="<b>Refused</b>", method="card"), "due_on": None},
             "Payment for invoice INV-1 failed",
             ["10.50 EUR", "2026-12-05"],
         ),
         ("reminder", {"step": SimpleNamespace(days_overdue=3, amount_overdue=Money.of("10.50", "EUR")), "due_on": "2026-12-01"}, None, ["10.50 EUR", "3 days"]),
         ("final_notice", {"step": SimpleNamespace(days_overdue=14, amount_overdue=Money.of("10.50", "EUR")), "due_on": None}, None, ["14 days"]),
-        ("suspension", {"suspension": SimpleNamespace(suspended_on="2026-12-26", cascaded_from=None)}, None, ["2026-12-26", "INV-1"]),
+        ("suspension", {"suspension": SimpleNamespace(suspended_on="2026-12-26", cascaded_from=None)}, None, ["2026-12-26", "an overdue invoice"]),
         ("reinstatement", {"reinstatement": SimpleNamespace(reinstated_on="2026-12-28")}, None, ["2026-12-28"]),
     ],
 )
 def test_collection_and_dunning_templates(template: str, context: dict[str, object], subject: str | None, facts: list[str]) -> None:
-    mail = render(template, {**context, "brand": BRAND, "buyer_name": "<i>Contoso</i>", "invoice_number": "INV-1"})
+    number = None if template == "suspension" else "INV-1"
+    mail = render(template, {**context, "brand": BRAND, "buyer_name": "<i>Contoso</i>", "invoice_number": number, "pay": pay(number)})
     if subject is not None:
         assert mail.subject == subject
     for body in (mail.text, mail.html):
@@ -110,10 +123,14 @@ def test_collection_and_dunning_templates(template: str, context: dict[str, obje
     assert "#AA3300" in mail.html and "<i>Contoso</i>" in mail.text
 
 
-def test_document_mails_name_their_attachment(make_invoice: Callable[..., InvoiceIssued]) -> None:
-    invoice = make_invoice(buyer_account_id="acc-1", number="NW-1")
-    statement = render("project_work_statement", {"invoice": invoice, "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-1-work.pdf"})
-    assert statement.subject == "Project work statement for 2026-10-01 to 2026-10-31" and "NW-1-work.pdf" in statement.text
+def test_document_mails_name_their_attachment() -> None:
+    work = SimpleNamespace(
+        number="NW-PW-000001", seller=SimpleNamespace(name="Northwind IT Ltd"), end_customer_name="Contoso", end_customer_id="c", description="Server build",
+        product_code="PROJ-TM", performed_on="2026-10-14", quantity=Decimal("2.5"), unit_price=Money.of("125.00", "USD"), amount=Money.of("312.50", "USD"),
+        billed_with_period_start="2026-10-01", billed_with_period_end="2026-10-31",
+    )
+    statement = render("project_work_statement", {"statement": work, "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-PW-000001.pdf"})
+    assert statement.subject == "Project work statement NW-PW-000001 for Contoso: no payment due" and "NW-PW-000001.pdf" in statement.text
     report = SimpleNamespace(
         period_start="2026-11-01", period_end="2026-11-30", this_period_total=Money.of("1516.25", "USD"), last_period_total=Money.of("1481.25", "USD"),
         difference=Money.of("35.00", "USD"), lines_added=1, lines_removed=0, lines_changed=2,

@@ -8,6 +8,7 @@ import io
 import uuid
 from collections.abc import Callable
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -24,10 +25,13 @@ from billing_events import (
     DunningStepReached,
     InvoiceIssued,
     Money,
+    Party,
     PaymentFailed,
+    ProjectWorkStatementIssued,
     account_id,
     new_event,
 )
+from billing_events.references import creditor_reference, printed
 from billing_runtime.testing import serve
 from notify.config import Settings
 from notify.main import build
@@ -35,6 +39,9 @@ from notify.main import build
 BRAND = {
     "sender_name": "Northwind IT", "sender_email": "billing@northwind.example", "primary_color": "#0A7E3C",
     "logo_url": "https://cdn.northwind.example/logo.png", "footer": "Northwind IT Ltd, 1 Harbour Road",
+    # How to pay and whom to ask, which the collection mails give (IBAN as a person types it).
+    "iban": "DE89 3704 0044 0532 0130 00", "bic": "COBADEFFXXX", "support_email": "help@northwind.example",
+    "portal_url": "https://portal.northwind.example/p/northwind/",
 }
 PDF = b"%PDF-1.7\n% an invoice\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 
@@ -157,7 +164,8 @@ async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_
     assert set(fetched) == {f"/v1/shared/{token}"} and "x-tenant-id" not in fetched[f"/v1/shared/{token}"]
     html, text = mail.get_body(("html",)).get_content(), mail.get_body(("plain",)).get_content()
     # The buyer can open the absolute link; the relative ones (API paths) are not shown.
-    assert f'href="{shared_pdf}"' in html and f"PDF: {shared_pdf}" in text
+    assert f'href="{shared_pdf}"' in html and "Download the invoice (PDF)" in html
+    assert shared_pdf in text.splitlines() and "Download the invoice (PDF):" in text.splitlines()
     assert "/v1/invoices/" not in html and "/v1/invoices/" not in text and "CII_XML" not in html
 
 
@@ -218,7 +226,7 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
         "Invoice NW-9 from Northwind IT Ltd",
         "Payment for invoice NW-9 failed",
         "Reminder: invoice NW-9 is 1 day overdue",
-        "Final notice: invoice NW-9",
+        "Final notice: invoice NW-9 (599.25 USD) is 14 days overdue",
         "Your service with Northwind IT is suspended",
         "Your service with Northwind IT is reinstated",
     ])
@@ -228,9 +236,16 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     by_subject = {m["Subject"]: m for m in mails}
     failed_text = by_subject["Payment for invoice NW-9 failed"].get_body(("plain",)).get_content()
     assert "Insufficient funds" in failed_text and "599.25 USD" in failed_text and "2026-12-05" in failed_text
-    final_html = by_subject["Final notice: invoice NW-9"].get_body(("html",)).get_content()
+    final_html = by_subject["Final notice: invoice NW-9 (599.25 USD) is 14 days overdue"].get_body(("html",)).get_content()
     assert "14 days" in final_html and "599.25 USD" in final_html
     assert "2026-12-26" in by_subject["Your service with Northwind IT is suspended"].get_body(("plain",)).get_content()
+    # The reminder says how to pay: the portal, the seller's account and the RF reference payments matches by.
+    reminder = by_subject["Reminder: invoice NW-9 is 1 day overdue"].get_body(("plain",)).get_content().splitlines()
+    for expected in (
+        f"Payment reference: {printed(creditor_reference('NW-9'))}", "IBAN:              DE89 3704 0044 0532 0130 00",
+        "Due date:          2026-12-05", "https://portal.northwind.example/p/northwind/", "Questions? Write to help@northwind.example.",
+    ):
+        assert expected in reminder, (expected, reminder)
     for e in events:
         assert await applied(e.id) == "applied"
     reminders = (await client.get("/v1/deliveries", headers=headers(tenant), params={"template": "reminder"})).json()["items"]
@@ -248,3 +263,36 @@ def test_shared_links_are_fetched_from_invoicing_inside_the_platform() -> None:
     assert document_url("/v1/invoices/i-1/pdf", "http://invoicing:8000") == "http://invoicing:8000/v1/invoices/i-1/pdf"
     assert document_url("https://cdn.example/report.xlsx", "http://invoicing:8000") == "https://cdn.example/report.xlsx"
     assert document_url("/v1/invoices/i-1/pdf", None) is None
+
+
+async def test_a_project_work_statement_goes_out_at_once_with_its_pdf(
+    settings: Settings, tenant: str, mailbox: Any, publish: Any, applied: Any, document_server: Any,
+) -> None:
+    # Seed 001: the statement reaches the partner as soon as the work is entered; nothing to pay.
+    async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
+        assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+        recipient = f"ap-{tenant}@northwind.example"
+        upserted = contact(tenant, "northwind", recipient)
+        await publish(upserted)
+        assert await applied(upserted.id) == "applied"
+        shared = document_server.put(f"/v1/shared/{uuid.uuid4().hex}", "application/pdf", PDF)
+        usd = "USD"
+        statement = ProjectWorkStatementIssued(
+            statement_id=str(uuid.uuid4()), number="TSD-PW-000001", entry_id="tm-42",
+            seller=Party(account_id=tenant, name="Tailspin Distribution Inc."),
+            buyer=Party(account_id=account_id(tenant, "northwind"), name="Northwind IT LLC"),
+            issued_on=date(2026, 10, 14), end_customer_id="contoso", end_customer_name="Contoso Dental", product_code="PROJ-TM",
+            description="Project work: server build", performed_on=date(2026, 10, 14), quantity=Decimal("2.5"),
+            unit_price=Money.of("125.00", usd), amount=Money.of("312.50", usd),
+            billed_with_period_start=date(2026, 10, 1), billed_with_period_end=date(2026, 10, 31),
+            documents=[DocumentLink(kind="pdf", url="/v1/project-work-statements/s/pdf", shared_url=shared)],
+        )
+        issued = new_event(statement, source="/tests", tenant=tenant)
+        await publish(issued)
+        assert await applied(issued.id) == "applied"
+        [mail] = await mailbox.wait_for(recipient, count=1)
+    assert mail["Subject"] == "Project work statement TSD-PW-000001 for Contoso Dental: no payment due"
+    assert attachments(mail) == [("TSD-PW-000001.pdf", "application/pdf", PDF)]
+    text = mail.get_body(("plain",)).get_content()
+    for expected in ("NO PAYMENT IS DUE NOW.", "312.50 USD", "2.5 at 125.00 USD", "2026-10-01 to 2026-10-31", "Contoso Dental", "help@northwind.example"):
+        assert expected in text, (expected, text)

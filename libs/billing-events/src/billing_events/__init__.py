@@ -38,12 +38,13 @@ from billing_events.events.invoicing import (
     InvoiceLine,
     InvoiceSettled,
     Party,
+    ProjectWorkStatementIssued,
     TaxBreakdown,
 )
 from billing_events.events.notify import NotificationDelivered
 from billing_events.events.payments import MandateChanged, PaymentFailed, PaymentRefunded, PaymentSucceeded
 from billing_events.events.portal import PortalRole, PortalSignInLinkIssued
-from billing_events.events.rating import ChargesRated, PeriodClosed, ProductPublished, RatedLine
+from billing_events.events.rating import ChargesRated, PeriodClosed, ProductPublished, ProjectWorkRecorded, RatedLine
 from billing_events.ids import account_id, derived_event_id, subscription_id
 from billing_events.money import (
     MINOR_UNITS,
@@ -104,6 +105,8 @@ __all__ = [
     "PaymentSucceeded",
     "PeriodClosed",
     "ProductPublished",
+    "ProjectWorkRecorded",
+    "ProjectWorkStatementIssued",
     "QuantityObserved",
     "REGISTRY",
     "RatedLine",

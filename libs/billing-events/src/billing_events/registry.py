@@ -33,6 +33,8 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     auth.ApiKeyRevoked,
     invoicing.ComparisonReportReady,
     portal.PortalSignInLinkIssued,
+    rating.ProjectWorkRecorded,
+    invoicing.ProjectWorkStatementIssued,
 )
 
 REGISTRY: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}

@@ -6,7 +6,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from billing_events import CustomerUpserted, MandateChanged, PaymentRefunded, PaymentSucceeded, PeriodClosed
+from billing_events import CustomerUpserted, MandateChanged, PaymentRefunded, PaymentSucceeded, PeriodClosed, ProjectWorkRecorded
 from billing_runtime.service import ServiceRuntime, create_app
 from invoicing import models  # noqa: F401  (registers the tables)
 from invoicing.buyer.consumers import on_customer_upserted, on_mandate_changed
@@ -19,6 +19,8 @@ from invoicing.documents.ahead import RenderAhead
 from invoicing.documents.endpoints import router as documents_router
 from invoicing.invoice.consumers import on_payment_refunded, on_payment_succeeded, on_period_closed_batch
 from invoicing.invoice.endpoints import router as invoice_router
+from invoicing.projectwork.consumers import on_project_work_recorded
+from invoicing.projectwork.endpoints import router as project_work_router
 from invoicing.seller.endpoints import router as seller_router
 from invoicing.tax.endpoints import router as tax_router
 
@@ -28,6 +30,7 @@ SERVICE = "invoicing"
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SERVICE, settings, metadata)
+    runtime.on(ProjectWorkRecorded, partial(on_project_work_recorded, runtime))  # seed 001's statements
     runtime.on(CustomerUpserted, partial(on_customer_upserted, runtime))
     runtime.on_batch(PeriodClosed, partial(on_period_closed_batch, runtime))
     runtime.on(PaymentSucceeded, partial(on_payment_succeeded, runtime))
@@ -39,7 +42,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         runtime.run_in_background("render-ahead", ahead.run)
     return create_app(
         runtime,
-        [seller_router, invoice_router, credit_note_router, documents_router, comparison_router, tax_router],
+        [seller_router, invoice_router, credit_note_router, documents_router, comparison_router, tax_router, project_work_router],
         title="invoicing",
         description="Invoices issued from closed billing periods: tax, numbering, totals, due dates, settlement, credit notes, documents.",
     )

@@ -6,6 +6,7 @@ from invoicing.creditnote.models import CreditNote, CreditNoteLine
 from invoicing.documents.models import DocumentShare, RenderedDocument
 from invoicing.invoice.models import Invoice, InvoiceLine, Payment, Refund
 from invoicing.numbering.models import CreditNoteNumberCounter, InvoiceNumberCounter
+from invoicing.projectwork.models import ProjectWorkStatement, ProjectWorkStatementCounter
 from invoicing.seller.models import SellerSettings
 from invoicing.tax.models import VatCheck
 
@@ -21,6 +22,8 @@ __all__ = [
     "InvoiceLine",
     "InvoiceNumberCounter",
     "Payment",
+    "ProjectWorkStatement",
+    "ProjectWorkStatementCounter",
     "Refund",
     "RenderedDocument",
     "SellerSettings",

@@ -14,6 +14,7 @@ from billing_events import (
     PaymentFailed,
     PaymentSucceeded,
     PortalSignInLinkIssued,
+    ProjectWorkStatementIssued,
 )
 from billing_runtime.inbox import Handler
 from billing_runtime.service import ServiceRuntime, create_app
@@ -45,6 +46,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         AccountReinstated.event_type: consumers.on_account_reinstated(runtime, settings),
         ComparisonReportReady.event_type: consumers.on_comparison_report_ready(runtime, settings),
         CustomerUpserted.event_type: on_customer_upserted(runtime),  # the contact projection (and the partner's webhooks)
+        ProjectWorkStatementIssued.event_type: consumers.on_project_work_statement(runtime, settings),
     }
     runtime.on(PortalSignInLinkIssued, consumers.on_portal_sign_in_link(runtime, settings))
     for model in WEBHOOK_EVENTS:
@@ -52,7 +54,10 @@ def build(settings: Settings | None = None) -> FastAPI:
             runtime.on(model, with_webhooks(runtime, emails.get(model.event_type)))
     # A month close's invoices: emails and webhooks decided a batch at a time.
     runtime.on_batch(InvoiceIssued, consumers.on_invoices_issued(runtime, settings))
-    for model in (InvoiceIssued, PaymentSucceeded, PaymentFailed, DunningStepReached, AccountSuspended, AccountReinstated, ComparisonReportReady):
+    for model in (
+        InvoiceIssued, PaymentSucceeded, PaymentFailed, DunningStepReached, AccountSuspended, AccountReinstated, ComparisonReportReady,
+        ProjectWorkStatementIssued,
+    ):
         if model not in WEBHOOK_EVENTS:
             runtime.on(model, emails[model.event_type])
     runtime.run_in_background("email-sender", EmailSender(runtime, settings).run)

@@ -24,7 +24,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings, metadata)
     for model, handler in handlers(settings.distributor_id):
         runtime.on(model, handler)
-    for model, batch in batch_handlers(settings.distributor_id):
+    for model, batch in batch_handlers(settings.distributor_id, runtime):
         runtime.on_batch(model, batch)
     if settings.scheduler_enabled:
         runtime.run_in_background("bill-run-scheduler", Scheduler(runtime, settings.distributor_id, settings.scheduler_interval_seconds).run)

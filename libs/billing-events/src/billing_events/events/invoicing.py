@@ -148,6 +148,7 @@ class ComparisonReportReady(EventData):
     seller_id: str
     buyer_account_id: str
     invoice_id: str
+    invoice_number: str | None = Field(default=None, description="The number of the invoice the report is for, as the buyer knows it.")
     previous_invoice_id: str | None = None
     period_start: date
     period_end: date
@@ -162,3 +163,32 @@ class ComparisonReportReady(EventData):
 
     def partition_key(self) -> str:
         return self.buyer_account_id
+
+
+class ProjectWorkStatementIssued(EventData):
+    """A numbered, informational project-work statement (seed 001): what was done, how long it took
+    and what it will cost; no payment is due, the charges come on the next regular invoice."""
+
+    event_type: ClassVar[str] = "billing.project_work_statement.issued.v1"
+    topic: ClassVar[topics.Topic] = topics.INVOICES
+
+    statement_id: str
+    number: str = Field(description="Gapless per seller, in its own series ({prefix}-PW-{seq:06d}).")
+    entry_id: str
+    seller: Party
+    buyer: Party
+    issued_on: date
+    end_customer_id: str
+    end_customer_name: str | None = None
+    product_code: str
+    description: str
+    performed_on: date
+    quantity: DecimalStr
+    unit_price: Money
+    amount: Money = Field(description="Net, rounded once to the currency's minor unit; no VAT is charged on a statement.")
+    billed_with_period_start: date
+    billed_with_period_end: date
+    documents: list[DocumentLink] = Field(default_factory=list, description="The statement as a PDF (with its shared link).")
+
+    def partition_key(self) -> str:
+        return self.buyer.account_id

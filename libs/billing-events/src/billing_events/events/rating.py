@@ -95,3 +95,31 @@ class ProductPublished(EventData):
 
     def partition_key(self) -> str:
         return self.seller_id
+
+class ProjectWorkRecorded(EventData):
+    """Time and materials entered for an end customer (seed 001's project work): priced as the
+    next bill run will bill them, so that invoicing can send the buyer an informational statement
+    at once ("no payment is required"); the charges themselves come on the next regular invoice."""
+
+    event_type: ClassVar[str] = "billing.project_work.recorded.v1"
+    topic: ClassVar[topics.Topic] = topics.PERIODS
+
+    entry_id: str = Field(description="The usage record id the entry was posted with; one statement per entry.")
+    seller_id: str = Field(description="Who bills the work: the distributor (wholesale), else the partner.")
+    buyer_account_id: str = Field(description="Who receives the statement and, later, the invoice: the partner (wholesale), else the end customer.")
+    tier: Literal["retail", "wholesale"]
+    end_customer_id: str
+    end_customer_name: str | None = None
+    product_code: str
+    description: str
+    category: str | None = None
+    unit: str | None = None
+    performed_on: date
+    quantity: DecimalStr
+    unit_price: Money
+    amount: Money = Field(description="quantity × unit price, unrounded, as the bill run will rate it.")
+    billed_with_period_start: date = Field(description="The billing period whose invoice will carry the charge.")
+    billed_with_period_end: date
+
+    def partition_key(self) -> str:
+        return self.buyer_account_id

@@ -31,18 +31,29 @@ async def insert_report(session: AsyncSession, row: dict[str, Any]) -> None:
     await session.execute(insert(REPORT).values(**row))
 
 
+def _with_numbers(query: Any) -> Any:
+    """The report's row with the numbers of the two invoices it compares (`invoice_number`,
+    `previous_invoice_number`): the spreadsheet and the JSON name invoices as people know them."""
+    this, previous = INVOICE.alias("this_invoice"), INVOICE.alias("previous_invoice")
+    return (
+        query.add_columns(this.c.number.label("invoice_number"), previous.c.number.label("previous_invoice_number"))
+        .outerjoin(this, this.c.invoice_id == REPORT.c.invoice_id)
+        .outerjoin(previous, previous.c.invoice_id == REPORT.c.previous_invoice_id)
+    )
+
+
 async def get(session: AsyncSession, seller_id: str, report_id: str, *, buyer_account_id: str | None = None) -> Any:
     """The seller's report; with `buyer_account_id` (a key restricted to that account), only if it is about that buyer."""
     query = select_scoped(REPORT, seller_id).where(REPORT.c.report_id == report_id)
     if buyer_account_id is not None:
         query = query.where(REPORT.c.buyer_account_id == buyer_account_id)
-    return (await session.execute(query)).first()
+    return (await session.execute(_with_numbers(query))).first()
 
 
 async def list_reports(
     session: AsyncSession, seller_id: str, *, buyer_account_id: str | None, period_from: date | None, period_until: date | None
 ) -> list[Any]:
-    query = select(REPORT).where(REPORT.c.seller_id == seller_id).order_by(REPORT.c.period_start.desc(), REPORT.c.buyer_account_id)
+    query = _with_numbers(select(REPORT).where(REPORT.c.seller_id == seller_id)).order_by(REPORT.c.period_start.desc(), REPORT.c.buyer_account_id)
     if buyer_account_id is not None:
         query = query.where(REPORT.c.buyer_account_id == buyer_account_id)
     if period_from is not None:

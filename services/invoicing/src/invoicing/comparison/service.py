@@ -128,6 +128,7 @@ async def create_report(runtime: ServiceRuntime, session: AsyncSession, invoice:
             seller_id=invoice.seller_id,
             buyer_account_id=invoice.buyer_account_id,
             invoice_id=invoice.invoice_id,
+            invoice_number=invoice.number,
             previous_invoice_id=previous.invoice_id if previous is not None else None,
             period_start=invoice.period_start,
             period_end=invoice.period_end,
@@ -152,7 +153,9 @@ def report_json(row: Any) -> dict[str, Any]:
         "id": row.report_id,
         "buyer_account_id": row.buyer_account_id,
         "invoice_id": row.invoice_id,
+        "invoice_number": row.invoice_number,
         "previous_invoice_id": row.previous_invoice_id,
+        "previous_invoice_number": row.previous_invoice_number,
         "period_start": row.period_start.isoformat(),
         "period_end": row.period_end.isoformat(),
         "currency": c,
@@ -163,32 +166,108 @@ def report_json(row: Any) -> dict[str, Any]:
     }
 
 
+HEADERS = (
+    "End customer", "Product", "Description", "Last qty", "Last amount", "This qty", "This amount", "Qty difference", "Amount difference", "Change",
+)
+_SUMMARY_HEADERS = ("End customer", "Products", "Last amount", "This amount", "Amount difference", "Added", "Removed", "Changed")
+
+
+def _sheet_name(name: str, taken: set[str]) -> str:
+    """An Excel sheet name: at most 31 characters, none of []:*?/\\, unique in the workbook."""
+    base = "".join("_" if c in "[]:*?/\\" else c for c in name).strip("'") or "Customer"
+    candidate, n = base[:31], 2
+    while candidate.lower() in taken:
+        suffix = f" ({n})"
+        candidate, n = base[: 31 - len(suffix)] + suffix, n + 1
+    taken.add(candidate.lower())
+    return candidate
+
+
 def report_xlsx(row: Any) -> bytes:
-    """The report as a spreadsheet: numbers as numbers (exact decimals formatted to the currency's digits)."""
+    """The report as a spreadsheet (seed 001): a summary sheet (one row per end customer, the
+    partner's own environment first) and a sheet per end customer, each row with last and this
+    period's quantity and amount; differences and totals are formulas, so a partner who corrects a
+    figure sees them follow. Each sheet names both invoices by number, its header row is frozen and
+    filterable. Amounts are written as numbers with the currency's digits (an exact decimal string
+    in the JSON report)."""
     buffer = io.BytesIO()
     book = xlsxwriter.Workbook(buffer, {"in_memory": True})
     # Dated by the report, not by the download: the same report is the same file, byte for byte.
-    book.set_properties({"created": row.created_at})
-    sheet = book.add_worksheet("Comparison")
+    book.set_properties({"created": row.created_at, "title": f"Invoice comparison {row.period_start:%B %Y}"})
+    digits = Decimal(money_str(Decimal(0), row.currency)).as_tuple().exponent
+    amount_format = "#,##0" + ("." + "0" * -int(digits) if int(digits) < 0 else "")
     bold = book.add_format({"bold": True})
-    money = book.add_format({"num_format": "#,##0.00"})
-    sheet.write_row(0, 0, [f"Invoice comparison {row.period_start:%B %Y}", row.currency], bold)
-    headers = ["End customer", "Product", "Description", "Last qty", "Last amount", "This qty", "This amount", "Qty difference", "Amount difference", "Change"]
-    sheet.write_row(2, 0, headers, bold)
-    numeric = {"last_quantity", "last_amount", "this_quantity", "this_amount", "quantity_difference", "amount_difference"}
-    for r, entry in enumerate(row.rows, start=3):
-        for col, key in enumerate(COLUMNS):
-            value = entry[key]
-            if key in numeric:
-                sheet.write_number(r, col, float(Decimal(value)), money if key.endswith("amount") or key == "amount_difference" else None)
-            else:
-                sheet.write_string(r, col, value or "")
-    total_row = len(row.rows) + 3
-    sheet.write_string(total_row, 0, "Total", bold)
-    sheet.write_number(total_row, 4, float(row.last_period_total), money)
-    sheet.write_number(total_row, 6, float(row.this_period_total), money)
-    sheet.write_number(total_row, 8, float(row.this_period_total - row.last_period_total), money)
-    sheet.set_column(0, 2, 24)
-    sheet.set_column(3, 9, 14)
+    title = book.add_format({"bold": True, "font_size": 13})
+    header = book.add_format({"bold": True, "bg_color": "#1F4E79", "font_color": "#FFFFFF", "border": 1})
+    money = book.add_format({"num_format": amount_format})
+    money_bold = book.add_format({"num_format": amount_format, "bold": True, "top": 1})
+    quantity = book.add_format({"num_format": "0.####"})
+    total_label = book.add_format({"bold": True, "top": 1})
+    invoice_number = getattr(row, "invoice_number", None) or row.invoice_id
+    previous_number = getattr(row, "previous_invoice_number", None) or row.previous_invoice_id or "none"
+
+    def heading(sheet: Any, subtitle: str) -> None:
+        sheet.write_string(0, 0, f"Invoice comparison {row.period_start:%B %Y}: {subtitle}", title)
+        sheet.write_row(1, 0, ["This invoice", invoice_number, "Previous invoice", previous_number, "Currency", row.currency], bold)
+
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in row.rows:
+        groups[entry["end_customer_name"] or entry.get("end_customer_id") or ""].append(entry)
+
+    summary = book.add_worksheet("Summary")
+    heading(summary, "summary")
+    first = 3  # the header row (0-based); data starts below it
+    summary.write_row(first, 0, _SUMMARY_HEADERS, header)
+    taken = {"summary"}
+    for index, (customer, entries) in enumerate(groups.items()):
+        sheet = book.add_worksheet(_sheet_name(customer, taken))
+        heading(sheet, customer)
+        sheet.write_row(first, 0, HEADERS, header)
+        for r, entry in enumerate(entries, start=first + 1):
+            n = r + 1  # the row's number as Excel shows it
+            sheet.write_string(r, 0, entry["end_customer_name"] or "")
+            sheet.write_string(r, 1, entry["product_code"])
+            sheet.write_string(r, 2, entry["description"] or "")
+            for col, key, fmt in ((3, "last_quantity", quantity), (4, "last_amount", money), (5, "this_quantity", quantity), (6, "this_amount", money)):
+                sheet.write_number(r, col, float(Decimal(entry[key])), fmt)
+            sheet.write_formula(r, 7, f"=F{n}-D{n}", quantity, float(Decimal(entry["quantity_difference"])))
+            sheet.write_formula(r, 8, f"=G{n}-E{n}", money, float(Decimal(entry["amount_difference"])))
+            sheet.write_string(r, 9, entry["change"])
+        last = first + len(entries)  # 0-based index of the last data row
+        total = last + 1
+        sheet.write_string(total, 0, "Total", total_label)
+        for col in (4, 6, 8):
+            letter = "ABCDEFGHIJ"[col]
+            value = sum((Decimal(e[COLUMNS[col]]) for e in entries), Decimal(0))
+            sheet.write_formula(total, col, f"=SUBTOTAL(9,{letter}{first + 2}:{letter}{last + 1})", money_bold, float(value))
+        sheet.freeze_panes(first + 1, 0)
+        sheet.autofilter(first, 0, last, len(HEADERS) - 1)
+        sheet.set_column(0, 2, 26)
+        sheet.set_column(3, 9, 15)
+
+        # The summary's row of this customer refers to the customer's sheet: one set of figures.
+        r, n = first + 1 + index, first + 2 + index
+        ref = "'" + sheet.get_name().replace("'", "''") + "'!"
+        last_amount = sum((Decimal(e["last_amount"]) for e in entries), Decimal(0))
+        this_amount = sum((Decimal(e["this_amount"]) for e in entries), Decimal(0))
+        summary.write_url(r, 0, f"internal:{ref}A1", string=customer)
+        summary.write_number(r, 1, len(entries))
+        summary.write_formula(r, 2, f"={ref}E{total + 1}", money, float(last_amount))
+        summary.write_formula(r, 3, f"={ref}G{total + 1}", money, float(this_amount))
+        summary.write_formula(r, 4, f"=D{n}-C{n}", money, float(this_amount - last_amount))
+        for col, change in ((5, "added"), (6, "removed"), (7, "changed")):
+            summary.write_formula(r, col, f'=COUNTIF({ref}J{first + 2}:J{last + 1},"{change}")', None, sum(1 for e in entries if e["change"] == change))
+    last = first + len(groups)
+    total = last + 1
+    summary.write_string(total, 0, "Total", total_label)
+    difference = row.this_period_total - row.last_period_total
+    for col, value in ((2, row.last_period_total), (3, row.this_period_total), (4, difference)):
+        letter = "ABCDE"[col]
+        summary.write_formula(total, col, f"=SUBTOTAL(9,{letter}{first + 2}:{letter}{max(last, first + 1) + 1})", money_bold, float(value))
+    summary.freeze_panes(first + 1, 0)
+    summary.autofilter(first, 0, max(last, first + 1), len(_SUMMARY_HEADERS) - 1)
+    summary.set_column(0, 0, 28)
+    summary.set_column(1, 7, 15)
+    summary.activate()
     book.close()
     return buffer.getvalue()

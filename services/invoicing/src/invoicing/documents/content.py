@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from babel import Locale
 
@@ -90,6 +90,10 @@ class DocTax:
         return category_words(self.category)
 
 
+if TYPE_CHECKING:  # rendering processes import this module: not the invoice service's
+    from invoicing.documents.consolidated import ConsolidatedSections
+
+
 @dataclass(frozen=True)
 class DocContent:
     """Amounts positive; `kind` says whether they are owed (invoice) or given back (credit note)."""
@@ -109,6 +113,8 @@ class DocContent:
     tax_total: Decimal
     total: Decimal
     amount_paid: Decimal = Decimal(0)
+    # The partner's consolidated invoice (seed 001), laid out in sections instead of a flat list.
+    sections: ConsolidatedSections | None = None
     invoice_number: str | None = None  # the invoice a credit note corrects
     reason: str | None = None
     brand_color: str = "#1f4e79"

@@ -14,6 +14,7 @@ from invoicing.comparison import repository as comparison_repo
 from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_xlsx
 from invoicing.documents.service import Format, OwnerKind, document
 from invoicing.documents.shares import SHARED_DOWNLOADS, ShareNotFound, resolve
+from invoicing.projectwork.service import statement_pdf
 
 tracer = trace.get_tracer(__name__)
 
@@ -77,6 +78,9 @@ async def shared_document(token: str, runtime: Runtime) -> Response:
                 SHARED_DOWNLOADS.labels(found.owner_kind, found.format, "not_found").inc()
                 raise ShareNotFound("no shared document at this link")
             name, content, media_type = report_filename(row), report_xlsx(row), XLSX_MEDIA_TYPE
+        elif found.owner_kind == "project_work_statement":
+            name, content = await statement_pdf(runtime, found.seller_id, found.owner_id)
+            media_type = MEDIA_TYPES["pdf"]
         else:
             fmt: Format = "xml" if found.format == "xml" else "pdf"
             kind: OwnerKind = "credit_note" if found.owner_kind == "credit_note" else "invoice"

@@ -9,6 +9,7 @@ the first stored wins and both answer its bytes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +23,7 @@ from billing_runtime.service import ServiceRuntime
 from invoicing.buyer import repository as buyer_repo
 from invoicing.creditnote import repository as credit_repo
 from invoicing.documents import repository as repo
+from invoicing.documents.consolidated import consolidated_sections, is_consolidated
 from invoicing.documents.content import DocContent, credit_note_content, invoice_content, payment_for
 from invoicing.documents.facturx import DocumentUnavailable
 from invoicing.documents.rendering import render, warm
@@ -132,7 +134,11 @@ async def _content(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, own
             # (MandateChanged), as they stand when the document is first rendered; kept with it.
             mandate = await buyer_repo.get_mandate(session, seller_id, row.buyer_account_id)
             payment = payment_for(seller, mandate, row.number)
-            return invoice_content(row, await invoice_repo.get_lines(session, owner_id), brand, payment=payment, logo=logo)
+            lines = await invoice_repo.get_lines(session, owner_id)
+            content = invoice_content(row, lines, brand, payment=payment, logo=logo)
+            if is_consolidated(row.tier, lines):
+                content = dataclasses.replace(content, sections=consolidated_sections(lines))
+            return content
         note = await credit_repo.get(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
         if note is None:
             raise NotFound(f"no credit note {owner_id!r}", code="credit_note_not_found")

@@ -31,7 +31,7 @@ SHARE: Table = DocumentShare.__table__  # type: ignore[attr-defined]
 SHARED_LINKS = Counter("billing_shared_links_total", "Shared document links made or rotated", ["kind", "action"])
 SHARED_DOWNLOADS = Counter("billing_shared_document_downloads_total", "Documents fetched by their shared link", ["kind", "format", "outcome"])
 
-SharedKind = Literal["invoice", "credit_note", "comparison_report"]
+SharedKind = Literal["invoice", "credit_note", "comparison_report", "project_work_statement"]
 
 
 class ShareNotFound(NotFound):

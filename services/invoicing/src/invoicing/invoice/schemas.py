@@ -194,11 +194,23 @@ def detail_fields(row: Any, lines: list[Any]) -> dict[str, Any]:
     }
 
 
+def customer_section_lines(lines: list[Any]) -> dict[str, list[Any]]:
+    """The lines of each end customer's section, by end customer id, ordered by the customer's name:
+    its services and its project work (time and materials are re-billed to that customer), not
+    shipping, which is the partner's own."""
+    customers: dict[str, list[Any]] = defaultdict(list)
+    for li in lines:
+        if li.end_customer_id is not None and li.kind != "shipping":
+            customers[li.end_customer_id].append(li)
+    return dict(sorted(customers.items(), key=lambda kv: next((li.end_customer_name for li in kv[1] if li.end_customer_name), None) or kv[0]))
+
+
 def sections(lines: list[Any], currency: str) -> Sections:
     """Seed 001's consolidated invoice: the partner's own environment (lines without an end
-    customer), customer charges summed by product, one section per end customer, project work,
-    shipping, a summary of product codes and totals per category."""
-    special = {"project_work", "shipping"}
+    customer, its own project work included), customer charges summed by product, one section per
+    end customer (with that customer's project work), project work and shipping as lists, a summary
+    of product codes and totals per category. The PDF lays out the same figures
+    (`documents/consolidated.py`)."""
 
     def by_product(selected: list[Any]) -> list[ProductTotal]:
         qty: dict[str, Decimal] = defaultdict(Decimal)
@@ -210,15 +222,13 @@ def sections(lines: list[Any], currency: str) -> Sections:
             names.setdefault(li.product_code, li.description)
         return [ProductTotal(product_code=c, description=names[c], quantity=_plain(qty[c]), net=money_str(net[c], currency)) for c in sorted(qty)]
 
-    customer_lines = [li for li in lines if li.end_customer_id is not None and li.kind not in special]
-    customers: dict[str, list[Any]] = defaultdict(list)
-    for li in customer_lines:
-        customers[li.end_customer_id].append(li)
+    customers = customer_section_lines(lines)
+    customer_lines = [li for cl in customers.values() for li in cl]
     categories: dict[str, Decimal] = defaultdict(Decimal)
     for li in lines:
         categories[li.category or "uncategorised"] += li.net
     return Sections(
-        own_environment=[li.line_id for li in lines if li.end_customer_id is None and li.kind not in special],
+        own_environment=[li.line_id for li in lines if li.end_customer_id is None and li.kind != "shipping"],
         customer_charges_by_product=by_product(customer_lines),
         end_customers=[
             EndCustomerSection(
@@ -227,7 +237,7 @@ def sections(lines: list[Any], currency: str) -> Sections:
                 line_ids=[li.line_id for li in cl],
                 net=money_str(sum((li.net for li in cl), Decimal(0)), currency),
             )
-            for cid, cl in sorted(customers.items(), key=lambda kv: kv[1][0].end_customer_name or kv[0])
+            for cid, cl in customers.items()
         ],
         project_work=[li.line_id for li in lines if li.kind == "project_work"],
         shipping=[li.line_id for li in lines if li.kind == "shipping"],

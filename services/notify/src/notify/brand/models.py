@@ -19,4 +19,11 @@ class Brand(Base, table=True):
     logo_url: str | None = None
     primary_color: str
     footer: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # What a mail tells the reader to do next: whom to ask, where to pay, the account to transfer to.
+    support_email: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    support_phone: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    portal_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    bank_account_name: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    iban: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    bic: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

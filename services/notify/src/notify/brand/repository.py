@@ -12,7 +12,10 @@ from billing_runtime.tenancy import select_scoped, tenant_owned
 from notify.brand.models import Brand
 
 BRAND: Table = tenant_owned(Brand, "tenant")
-_FIELDS = ("sender_name", "sender_email", "logo_url", "primary_color", "footer")
+_FIELDS = (
+    "sender_name", "sender_email", "logo_url", "primary_color", "footer",
+    "support_email", "support_phone", "portal_url", "bank_account_name", "iban", "bic",
+)
 
 
 async def get(session: AsyncSession, tenant: str) -> Brand | None:

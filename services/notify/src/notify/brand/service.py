@@ -21,6 +21,23 @@ class EffectiveBrand:
     logo_url: str | None
     primary_color: str
     footer: str | None
+    support_email: str | None = None
+    support_phone: str | None = None
+    portal_url: str | None = None
+    bank_account_name: str | None = None
+    iban: str | None = None
+    bic: str | None = None
+
+    @property
+    def iban_printed(self) -> str | None:
+        """The IBAN in groups of four, as printed on paper."""
+        return " ".join(self.iban[i : i + 4] for i in range(0, len(self.iban), 4)) if self.iban else None
+
+    @property
+    def contact(self) -> str:
+        """Whom to ask: the support address (and phone), else the sender's address."""
+        address = self.support_email or self.sender_email
+        return f"{address} or {self.support_phone}" if self.support_phone else address
 
 
 async def get_brand(session: AsyncSession, tenant: str) -> BrandOut:
@@ -58,4 +75,10 @@ def effective(brand: Brand | None, tenant: str, *, seller_name: str | None, defa
         logo_url=brand.logo_url,
         primary_color=brand.primary_color,
         footer=brand.footer,
+        support_email=brand.support_email,
+        support_phone=brand.support_phone,
+        portal_url=brand.portal_url,
+        bank_account_name=brand.bank_account_name,
+        iban=brand.iban,
+        bic=brand.bic,
     )

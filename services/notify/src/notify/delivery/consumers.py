@@ -73,5 +73,9 @@ def on_comparison_report_ready(runtime: ServiceRuntime, settings: Settings) -> H
     return _bind(runtime, settings, service.record_comparison_report)
 
 
+def on_project_work_statement(runtime: ServiceRuntime, settings: Settings) -> Handler:
+    return _bind(runtime, settings, service.record_project_work_statement)
+
+
 def on_portal_sign_in_link(runtime: ServiceRuntime, settings: Settings) -> Handler:
     return _bind(runtime, settings, service.record_portal_sign_in)

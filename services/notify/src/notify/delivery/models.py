@@ -67,3 +67,5 @@ class KnownInvoice(Base, table=True):
     currency: str
     issued_on: date
     due_on: date
+    # The invoice's PDF as its buyer opens it (an absolute shared link), for later mails about it.
+    document_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

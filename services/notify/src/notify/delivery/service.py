@@ -31,10 +31,12 @@ from billing_events import (
     DocumentLink,
     DunningStepReached,
     InvoiceIssued,
+    Money,
     NotificationDelivered,
     PaymentFailed,
     PaymentSucceeded,
     PortalSignInLinkIssued,
+    ProjectWorkStatementIssued,
     derived_event_id,
 )
 from billing_runtime.service import ServiceRuntime
@@ -44,6 +46,7 @@ from notify.brand.service import EffectiveBrand, effective, effective_brand
 from notify.contact import repository as contacts
 from notify.contact.models import Contact
 from notify.delivery import repository as repo
+from notify.delivery.instructions import HowToPay, how_to_pay, is_public
 from notify.delivery.models import Delivery, KnownInvoice
 from notify.templates.render import RenderedEmail, render
 
@@ -68,9 +71,6 @@ TEMPLATES = (
     COMPARISON_REPORT, PROJECT_WORK_STATEMENT, PORTAL_SIGN_IN,
 )
 start_at_zero(EMAILS, TEMPLATES, ("sent", "retry", "failed", "no_recipient"))
-# Documents of an InvoiceIssued (by kind) that go out as an email of their own, and the file
-# extension they get when their URL names none.
-DOCUMENT_TEMPLATES = {PROJECT_WORK_STATEMENT: "pdf"}
 STEP_TEMPLATES = {"remind": REMINDER, "final_notice": FINAL_NOTICE}
 
 # Fixed: changing it would give every queued message a new id (and a second copy).
@@ -171,31 +171,30 @@ def _known_invoice(event: CloudEvent[Any]) -> KnownInvoice:
         currency=invoice.total.currency,
         issued_on=invoice.issued_on,
         due_on=invoice.due_on,
+        document_url=next((d.shared_url for d in invoice.documents if d.kind == "pdf" and is_public(d.shared_url)), None),
     )
 
 
 def _invoice_deliveries(
     event: CloudEvent[Any], contact: Contact | None, stored_brand: Brand | None, *, now: datetime, default_sender_email: str
 ) -> list[Delivery]:
-    """The invoice email (its PDF attached) and, when the invoice carries one, the project-work
-    statement email: to the buyer's billing contact (else the invoice's buyer email), in the
-    seller's brand."""
+    """The invoice email (its PDF attached): to the buyer's billing contact (else the invoice's
+    buyer email), in the seller's brand."""
     invoice: InvoiceIssued = event.data
     recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(invoice.buyer.email)
     brand = effective(stored_brand, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email)
     buyer_name = contact.name if contact else invoice.buyer.name
     pdfs = [attachment(d, f"{invoice.number}.pdf") for d in invoice.documents if d.kind == "pdf"]
-    rendered = render(INVOICE_ISSUED, {"invoice": invoice, "brand": brand, "buyer_name": buyer_name})
+    pay = how_to_pay(
+        brand, amount=invoice.total, due_on=invoice.due_on, invoice_number=invoice.number,
+        document_url=next((d.shared_url for d in invoice.documents if d.kind == "pdf"), None),
+    )
+    rendered = render(INVOICE_ISSUED, {"invoice": invoice, "brand": brand, "buyer_name": buyer_name, "pay": pay})
     common = {
         "account_id": invoice.buyer.account_id, "seller_id": invoice.seller.account_id, "invoice_id": invoice.invoice_id,
         "recipient": recipient, "brand": brand, "now": now,
     }
     deliveries = [_delivery(event, template=INVOICE_ISSUED, rendered=rendered, attachments=pdfs, **common)]
-    for template, extension in DOCUMENT_TEMPLATES.items():
-        for document in [d for d in invoice.documents if d.kind == template][:1]:
-            attached = attachment(document, f"{invoice.number}-{template}.{extension}")
-            context = {"invoice": invoice, "brand": brand, "buyer_name": buyer_name, "filename": attached["filename"]}
-            deliveries.append(_delivery(event, template=template, rendered=render(template, context), attachments=[attached], **common))
     return deliveries
 
 
@@ -210,8 +209,8 @@ async def record_invoice_issued(
     session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str
 ) -> Delivery:
     """Queue the invoice email (its PDF attached) to the buyer's billing contact (else the
-    invoice's buyer email) in the seller's brand, a project-work statement email when the
-    invoice carries one, and remember the invoice for later notifications about it."""
+    invoice's buyer email) in the seller's brand, and remember the invoice for later
+    notifications about it."""
     invoice: InvoiceIssued = event.data
     span_attributes = {"notify.template": INVOICE_ISSUED, "billing.invoice_id": invoice.invoice_id}
     with tracer.start_as_current_span("notify decide", attributes=span_attributes):
@@ -259,6 +258,16 @@ async def audience(session: AsyncSession, tenant: str, account_id: str, invoice_
     return Audience(recipient, buyer_name, brand, invoice)
 
 
+def invoice_how_to_pay(who: Audience, amount: Money | None) -> HowToPay:
+    """Payment instructions for the invoice a message is about, as far as notify knows it: its
+    number (for the RF reference), due date and PDF link when it saw the invoice issued."""
+    known = who.invoice
+    return how_to_pay(
+        who.brand, amount=amount, due_on=known.due_on if known else None, invoice_number=known.number if known else None,
+        document_url=known.document_url if known else None,
+    )
+
+
 async def record_payment_succeeded(
     session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str
 ) -> Delivery:
@@ -270,7 +279,8 @@ async def record_payment_succeeded(
         who = await audience(session, event.tenant, payment.account_id, payment.invoice_id, default_sender_email)
         invoice_number = who.invoice.number if who.invoice else payment.invoice_id
         rendered = render(
-            PAYMENT_RECEIVED, {"payment": payment, "invoice_number": invoice_number, "brand": who.brand, "buyer_name": who.buyer_name}
+            PAYMENT_RECEIVED,
+            {"payment": payment, "invoice_number": invoice_number, "brand": who.brand, "buyer_name": who.buyer_name, "portal_url": who.brand.portal_url},
         )
         return await _record(
             session, event, template=PAYMENT_RECEIVED, account_id=payment.account_id, seller_id=payment.seller_id,
@@ -283,8 +293,9 @@ async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any]
     report: ComparisonReportReady = event.data
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": COMPARISON_REPORT, "billing.invoice_id": report.invoice_id}):
         who = await audience(session, event.tenant, report.buyer_account_id, report.invoice_id, default_sender_email)
-        invoice_number = who.invoice.number if who.invoice else report.invoice_id
-        attached = [attachment(d, f"{invoice_number}-comparison.xlsx") for d in report.documents if d.kind == "xlsx"][:1]
+        invoice_number = report.invoice_number or (who.invoice.number if who.invoice else None)
+        fallback = f"{invoice_number}-comparison.xlsx" if invoice_number else f"comparison-{report.period_start:%Y-%m}.xlsx"
+        attached = [attachment(d, fallback) for d in report.documents if d.kind == "xlsx"][:1]
         context = {
             "report": report, "invoice_number": invoice_number, "brand": who.brand, "buyer_name": who.buyer_name,
             "filename": attached[0]["filename"] if attached else None,
@@ -296,6 +307,25 @@ async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any]
         )
 
 
+async def record_project_work_statement(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
+    """The project-work statement (seed 001) to the buyer at once, its PDF attached: informational,
+    nothing to pay now; the charge comes on the next invoice."""
+    statement: ProjectWorkStatementIssued = event.data
+    with tracer.start_as_current_span("notify decide", attributes={"notify.template": PROJECT_WORK_STATEMENT, "billing.statement_id": statement.statement_id}):
+        contact = await contacts.get(session, statement.buyer.account_id)
+        recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(statement.buyer.email)
+        brand = await effective_brand(session, event.tenant, seller_name=statement.seller.name, default_sender_email=default_sender_email)
+        attached = [attachment(d, f"{statement.number}.pdf") for d in statement.documents if d.kind == "pdf"][:1]
+        context = {
+            "statement": statement, "brand": brand, "buyer_name": contact.name if contact else statement.buyer.name,
+            "filename": attached[0]["filename"] if attached else None,
+        }
+        return await _record(
+            session, event, template=PROJECT_WORK_STATEMENT, account_id=statement.buyer.account_id, seller_id=statement.seller.account_id,
+            invoice_id=None, recipient=recipient, brand=brand, rendered=render(PROJECT_WORK_STATEMENT, context), now=now, attachments=attached,
+        )
+
+
 async def record_payment_failed(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
     """Tell the buyer a collection failed, with the provider's reason."""
     payment: PaymentFailed = event.data
@@ -304,6 +334,7 @@ async def record_payment_failed(session: AsyncSession, event: CloudEvent[Any], *
         context = {
             "payment": payment, "brand": who.brand, "buyer_name": who.buyer_name,
             "invoice_number": who.invoice.number if who.invoice else payment.invoice_id, "due_on": who.invoice.due_on if who.invoice else None,
+            "pay": invoice_how_to_pay(who, payment.amount),
         }
         return await _record(
             session, event, template=PAYMENT_FAILED, account_id=payment.account_id, seller_id=payment.seller_id,
@@ -323,6 +354,7 @@ async def record_dunning_step(session: AsyncSession, event: CloudEvent[Any], *, 
         context = {
             "step": step, "brand": who.brand, "buyer_name": who.buyer_name,
             "invoice_number": who.invoice.number if who.invoice else step.invoice_id, "due_on": who.invoice.due_on if who.invoice else None,
+            "pay": invoice_how_to_pay(who, step.amount_overdue),
         }
         return await _record(
             session, event, template=template, account_id=step.account_id, seller_id=step.seller_id,
@@ -336,7 +368,9 @@ async def record_account_suspended(session: AsyncSession, event: CloudEvent[Any]
         who = await audience(session, event.tenant, suspension.account_id, None, default_sender_email)
         context = {
             "suspension": suspension, "brand": who.brand, "buyer_name": who.buyer_name,
-            "invoice_number": who.invoice.number if who.invoice else suspension.case_id,
+            # AccountSuspended names the dunning case, not its invoice: a case id means nothing to a reader.
+            "invoice_number": None,
+            "pay": invoice_how_to_pay(who, None),
         }
         return await _record(
             session, event, template=SUSPENSION, account_id=suspension.account_id, seller_id=suspension.seller_id,

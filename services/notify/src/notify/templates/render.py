@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from billing_events import Money
+from notify.delivery.instructions import document_label, tax_words
 
 
 def money(value: Money | Decimal, currency: str | None = None) -> str:
@@ -46,6 +47,8 @@ def make_environment() -> Environment:
     env.filters["money"] = money
     env.filters["decimal"] = decimal
     env.filters["public_links"] = public_links
+    env.filters["document_label"] = document_label
+    env.filters["tax_words"] = tax_words
     return env
 
 

@@ -13,14 +13,23 @@ from billing_events import (
     CloudEvent,
     CustomerUpserted,
     EventData,
+    ProjectWorkRecorded,
     QuantityObserved,
     SubscriptionCancelled,
     SubscriptionChanged,
     SubscriptionOrdered,
     UsageRecorded,
+    derived_event_id,
 )
 from billing_runtime.inbox import BatchHandler, Handler, RejectedEvents
-from rating.subscription import service
+from billing_runtime.service import ServiceRuntime
+from rating.subscription import project_work, service
+
+
+def _project_work_event(runtime: ServiceRuntime, data: ProjectWorkRecorded) -> CloudEvent[Any]:
+    # One announcement per (seller, buyer, entry): a replayed usage record announces nothing new.
+    event_id = derived_event_id("project_work_recorded", data.seller_id, data.buyer_account_id, data.entry_id)
+    return runtime.event(data, tenant=data.seller_id, event_id=event_id, subject=data.entry_id)
 
 
 class ForeignTenant(ValueError):
@@ -71,9 +80,10 @@ def _batch(apply: Callable[[AsyncSession, list[Any]], Awaitable[None]]) -> Batch
     return handle
 
 
-def batch_handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], BatchHandler], ...]:
+def batch_handlers(distributor_id: str | None, runtime: ServiceRuntime | None = None) -> tuple[tuple[type[EventData], BatchHandler], ...]:
     """The events applied a run at a time (`runtime.on_batch`), one statement per run: customers,
-    orders and usage (the bulk of the traffic)."""
+    orders and usage (the bulk of the traffic); the run's project-work entries announced
+    (`ProjectWorkRecorded`, through `runtime`'s outbox, in the same transaction) for their statements."""
 
     async def record_usage(session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
         refused = _foreign(events)
@@ -85,6 +95,10 @@ def batch_handlers(distributor_id: str | None) -> tuple[tuple[type[EventData], B
         if refused:
             raise RejectedEvents(refused)  # dead-lettered alone; the rest of the run is applied again without them
         await service.record_usage(session, [e.data for e in events])
+        if runtime is not None:
+            announced = await project_work.announce(session, [e.data for e in events], distributor_id)
+            if announced:
+                await runtime.outbox.add(session, *[_project_work_event(runtime, a) for a in announced])
 
     return (
         (CustomerUpserted, _batch(service.record_customers)),
