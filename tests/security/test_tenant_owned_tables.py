@@ -14,8 +14,7 @@ from billing_runtime.tenancy import TENANT_COLUMN
 TENANT_COLUMNS = ("tenant", "seller_id", "partner_id")
 # The runtime's own tables (keyed by tenant by billing_runtime.conventions and the inbox/outbox).
 RUNTIME_TABLES = {"audit_log", "idempotency_key", "inbox", "outbox"}
-# invoicing's repositories are not moved onto the helpers yet.
-SERVICES = ("usage_ingest", "rating", "payments", "dunning", "notify")
+SERVICES = ("usage_ingest", "rating", "invoicing", "payments", "dunning", "notify")
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import select_scoped, tenant_owned
@@ -13,14 +13,14 @@ from invoicing.comparison.models import ComparisonReport
 from invoicing.invoice.models import Invoice
 
 REPORT: Table = tenant_owned(ComparisonReport, "seller_id")
-INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
+INVOICE: Table = tenant_owned(Invoice, "seller_id")
 
 
 async def previous_invoice(session: AsyncSession, seller_id: str, buyer_account_id: str, before: date) -> Any:
     """The buyer's latest invoice from this seller for a period that started before `before`."""
     query = (
-        select(INVOICE)
-        .where(INVOICE.c.seller_id == seller_id, INVOICE.c.buyer_account_id == buyer_account_id, INVOICE.c.period_start < before)
+        select_scoped(INVOICE, seller_id)
+        .where(INVOICE.c.buyer_account_id == buyer_account_id, INVOICE.c.period_start < before)
         .order_by(INVOICE.c.period_start.desc())
         .limit(1)
     )
@@ -53,7 +53,7 @@ async def get(session: AsyncSession, seller_id: str, report_id: str, *, buyer_ac
 async def list_reports(
     session: AsyncSession, seller_id: str, *, buyer_account_id: str | None, period_from: date | None, period_until: date | None
 ) -> list[Any]:
-    query = _with_numbers(select(REPORT).where(REPORT.c.seller_id == seller_id)).order_by(REPORT.c.period_start.desc(), REPORT.c.buyer_account_id)
+    query = _with_numbers(select_scoped(REPORT, seller_id)).order_by(REPORT.c.period_start.desc(), REPORT.c.buyer_account_id)
     if buyer_account_id is not None:
         query = query.where(REPORT.c.buyer_account_id == buyer_account_id)
     if period_from is not None:

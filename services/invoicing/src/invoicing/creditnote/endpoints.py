@@ -35,7 +35,7 @@ async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime, a
     async with runtime.sessions() as session:
         if await invoice_repo.get_invoice(session, tenant, invoice_id, buyer_account_id=account) is None:
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
-        rows = await repo.for_invoice(session, invoice_id)
+        rows = await repo.for_invoice(session, tenant, invoice_id)
         items = [CreditNoteOut.from_rows(row, await repo.get_lines(session, row.credit_note_id)).model_dump(mode="json") for row in rows]
     return {"items": items}
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from invoicing.creditnote.models import CreditNote, CreditNoteLine
 
 CREDIT_NOTE: Table = tenant_owned(CreditNote, "seller_id")
@@ -16,7 +16,7 @@ LINE: Table = CreditNoteLine.__table__  # type: ignore[attr-defined]
 
 
 async def find_by_key(session: AsyncSession, seller_id: str, idempotency_key: str) -> Any:
-    query = select(CREDIT_NOTE).where(CREDIT_NOTE.c.seller_id == seller_id, CREDIT_NOTE.c.idempotency_key == idempotency_key)
+    query = select_scoped(CREDIT_NOTE, seller_id).where(CREDIT_NOTE.c.idempotency_key == idempotency_key)
     return (await session.execute(query)).first()
 
 
@@ -29,18 +29,18 @@ async def get(session: AsyncSession, seller_id: str, credit_note_id: str, *, buy
 
 
 async def get_lines(session: AsyncSession, credit_note_id: str) -> list[Any]:
+    # Lines have no tenant column: they are read by the id of a credit note the caller read scoped.
     return list((await session.execute(select(LINE).where(LINE.c.credit_note_id == credit_note_id).order_by(LINE.c.position))).all())
 
 
-async def for_invoice(session: AsyncSession, invoice_id: str) -> list[Any]:
-    return list((await session.execute(select(CREDIT_NOTE).where(CREDIT_NOTE.c.invoice_id == invoice_id).order_by(CREDIT_NOTE.c.seq))).all())
+async def for_invoice(session: AsyncSession, seller_id: str, invoice_id: str) -> list[Any]:
+    return list((await session.execute(select_scoped(CREDIT_NOTE, seller_id).where(CREDIT_NOTE.c.invoice_id == invoice_id).order_by(CREDIT_NOTE.c.seq))).all())
 
 
-async def credited_per_line(session: AsyncSession, invoice_id: str) -> dict[str, Decimal]:
+async def credited_per_line(session: AsyncSession, seller_id: str, invoice_id: str) -> dict[str, Decimal]:
     """Σ credited net per invoice line id."""
     query = (
-        select(LINE.c.line_id, func.sum(LINE.c.net))
-        .join(CREDIT_NOTE, CREDIT_NOTE.c.credit_note_id == LINE.c.credit_note_id)
+        scoped(select(LINE.c.line_id, func.sum(LINE.c.net)).join(CREDIT_NOTE, CREDIT_NOTE.c.credit_note_id == LINE.c.credit_note_id), CREDIT_NOTE, seller_id)
         .where(CREDIT_NOTE.c.invoice_id == invoice_id)
         .group_by(LINE.c.line_id)
     )

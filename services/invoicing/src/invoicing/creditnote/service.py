@@ -149,7 +149,7 @@ async def issue_credit_note(
             raise InvoiceNotCreditable(f"invoice {invoice.number} is credited in full already: nothing is left to credit")
         currency = invoice.currency
         invoice_lines = await invoice_repo.get_lines(session, invoice_id)
-        credited = await repo.credited_per_line(session, invoice_id)
+        credited = await repo.credited_per_line(session, seller_id, invoice_id)
         remaining = {li.line_id: li.net - credited.get(li.line_id, Decimal(0)) for li in invoice_lines}
         by_id = {li.line_id: li for li in invoice_lines}
         if amount is not None:
@@ -223,6 +223,7 @@ async def issue_credit_note(
         status = ("void" if invoice.amount_paid == 0 else "paid") if settles else invoice.status
         await invoice_repo.record_credit(
             session,
+            seller_id,
             invoice_id,
             credited_total,
             status=status,

@@ -42,7 +42,10 @@ OPEN_TRANSACTION_MARGIN = timedelta(minutes=1)
 
 async def unrendered(runtime: ServiceRuntime, floor: datetime, skipped: set[str], limit: int) -> list[tuple[str, str, datetime]]:
     """(invoice id, seller id, issued at) of invoices issued at or after `floor` with no stored
-    PDF, oldest first, leaving out `skipped`."""
+    PDF, oldest first, leaving out `skipped`.
+
+    Spans tenants on purpose: the background renderer serves every seller; each row carries its
+    seller id, and rendering it reads the invoice scoped to that seller (service._content)."""
     has_pdf = exists().where(and_(DOCUMENT.c.owner_kind == "invoice", DOCUMENT.c.owner_id == INVOICE.c.invoice_id, DOCUMENT.c.format == "pdf"))
     query = select(INVOICE.c.invoice_id, INVOICE.c.seller_id, INVOICE.c.issued_at).where(INVOICE.c.issued_at >= floor, not_(has_pdf))
     if skipped:

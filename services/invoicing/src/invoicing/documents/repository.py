@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from invoicing.creditnote.models import CreditNote
 from invoicing.documents.models import RenderedDocument
 from invoicing.invoice.models import Invoice
 
-DOCUMENT: Table = RenderedDocument.__table__  # type: ignore[attr-defined]
-INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
-CREDIT_NOTE: Table = CreditNote.__table__  # type: ignore[attr-defined]
+DOCUMENT: Table = tenant_owned(RenderedDocument, "seller_id")
+INVOICE: Table = tenant_owned(Invoice, "seller_id")
+CREDIT_NOTE: Table = tenant_owned(CreditNote, "seller_id")
 
 
-async def get(session: AsyncSession, owner_kind: str, owner_id: str, fmt: str) -> bytes | None:
-    query = select(DOCUMENT.c.content).where(DOCUMENT.c.owner_kind == owner_kind, DOCUMENT.c.owner_id == owner_id, DOCUMENT.c.format == fmt)
+async def get(session: AsyncSession, seller_id: str, owner_kind: str, owner_id: str, fmt: str) -> bytes | None:
+    query = select_scoped(DOCUMENT, seller_id, DOCUMENT.c.content)
+    query = query.where(DOCUMENT.c.owner_kind == owner_kind, DOCUMENT.c.owner_id == owner_id, DOCUMENT.c.format == fmt)
     content: bytes | None = await session.scalar(query)
     return content
 
@@ -30,13 +32,12 @@ async def stored(
     a document rendered before needs (the invoice email's attachment, most of all); with
     `buyer_account_id` (a key restricted to one account), only if it is that buyer's."""
     owner, owner_key = (INVOICE, INVOICE.c.invoice_id) if owner_kind == "invoice" else (CREDIT_NOTE, CREDIT_NOTE.c.credit_note_id)
-    query = (
-        select(owner.c.number, DOCUMENT.c.content)
+    query = scoped(
+        select_scoped(DOCUMENT, seller_id, owner.c.number, DOCUMENT.c.content)
         .join_from(DOCUMENT, owner, owner_key == DOCUMENT.c.owner_id)
-        .where(
-            DOCUMENT.c.owner_kind == owner_kind, DOCUMENT.c.owner_id == owner_id, DOCUMENT.c.format == fmt,
-            DOCUMENT.c.seller_id == seller_id, owner.c.seller_id == seller_id,
-        )
+        .where(DOCUMENT.c.owner_kind == owner_kind, DOCUMENT.c.owner_id == owner_id, DOCUMENT.c.format == fmt),
+        owner,
+        seller_id,
     )
     if buyer_account_id is not None:
         query = query.where(owner.c.buyer_account_id == buyer_account_id)

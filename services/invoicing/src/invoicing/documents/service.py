@@ -108,7 +108,7 @@ async def rendered(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, own
             key_row = {"owner_kind": kind, "owner_id": owner_id, "seller_id": seller_id, "rendered_at": now}
             await repo.store(session, [{**key_row, "format": f, "content": b} for f, b in made.items()])
         async with runtime.sessions() as session:
-            kept = {f: await repo.get(session, kind, owner_id, f) for f in made}
+            kept = {f: await repo.get(session, seller_id, kind, owner_id, f) for f in made}
         DOCUMENTS_RENDERED.labels(kind).inc()
         result = {f: kept[f] or b for f, b in made.items()}
     except BaseException as exc:

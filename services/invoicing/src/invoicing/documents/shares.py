@@ -16,18 +16,18 @@ from typing import Literal
 
 from opentelemetry import trace
 from prometheus_client import Counter
-from sqlalchemy import String, Table, any_, bindparam, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.conventions import SHARED_PATH_PREFIX
 from billing_runtime.errors import NotFound
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.tenancy import scoped, scoped_pairs, select_scoped, tenant_owned
 from invoicing.documents.models import DocumentShare
 
 tracer = trace.get_tracer(__name__)
-SHARE: Table = DocumentShare.__table__  # type: ignore[attr-defined]
+SHARE: Table = tenant_owned(DocumentShare, "seller_id")
 SHARED_LINKS = Counter("billing_shared_links_total", "Shared document links made or rotated", ["kind", "action"])
 SHARED_DOWNLOADS = Counter("billing_shared_document_downloads_total", "Documents fetched by their shared link", ["kind", "format", "outcome"])
 
@@ -52,7 +52,9 @@ async def share(session: AsyncSession, seller_id: str, kind: SharedKind, owner_i
         SHARED_LINKS.labels(kind, "created").inc()
         return made
     token: str = (
-        await session.execute(select(SHARE.c.token).where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id, SHARE.c.format == fmt))
+        await session.execute(
+            select_scoped(SHARE, seller_id, SHARE.c.token).where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id, SHARE.c.format == fmt)
+        )
     ).scalar_one()
     return token
 
@@ -86,9 +88,13 @@ async def share_many(
         SHARED_LINKS.labels(kind, "created").inc(len(tokens))
     missing = [(owner_id, fmt) for _, owner_id, fmt in documents if (owner_id, fmt) not in tokens]
     if missing:  # links that existed already (rare: a retried batch finds none, its transaction rolled back)
+        wanted = {owner_id for owner_id, _ in missing}
         rows = await session.execute(
-            select(SHARE.c.owner_id, SHARE.c.format, SHARE.c.token).where(
-                SHARE.c.owner_kind == kind, SHARE.c.owner_id == any_(bindparam("owner_ids", sorted({o for o, _ in missing}), type_=ARRAY(String)))
+            scoped_pairs(
+                select(SHARE.c.owner_id, SHARE.c.format, SHARE.c.token).where(SHARE.c.owner_kind == kind),
+                SHARE,
+                SHARE.c.owner_id,
+                sorted({(seller_id, owner_id) for seller_id, owner_id in owners if owner_id in wanted}),
             )
         )
         tokens.update({(owner_id, fmt): token for owner_id, fmt, token in rows.all()})
@@ -100,16 +106,16 @@ async def rotate(session: AsyncSession, seller_id: str, kind: SharedKind, owner_
     transaction commits. Returns the tokens by format."""
     with tracer.start_as_current_span("shared_links.rotate", attributes={"billing.document_kind": kind, "billing.owner_id": owner_id}):
         await session.execute(
-            SHARE.delete().where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id, SHARE.c.seller_id == seller_id, SHARE.c.format.in_(formats))
+            scoped(SHARE.delete(), SHARE, seller_id).where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id, SHARE.c.format.in_(formats))
         )
         tokens = {fmt: await share(session, seller_id, kind, owner_id, fmt, now) for fmt in formats}
     SHARED_LINKS.labels(kind, "rotated").inc()
     return tokens
 
 
-async def tokens_of(session: AsyncSession, kind: SharedKind, owner_id: str) -> dict[str, str]:
+async def tokens_of(session: AsyncSession, seller_id: str, kind: SharedKind, owner_id: str) -> dict[str, str]:
     """The document's shared links by format."""
-    rows = await session.execute(select(SHARE.c.format, SHARE.c.token).where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id))
+    rows = await session.execute(select_scoped(SHARE, seller_id, SHARE.c.format, SHARE.c.token).where(SHARE.c.owner_kind == kind, SHARE.c.owner_id == owner_id))
     return {fmt: token for fmt, token in rows.all()}
 
 
@@ -124,6 +130,8 @@ async def resolve(runtime: ServiceRuntime, token: str) -> DocumentShare:
     unknown or guessed token)."""
     with tracer.start_as_current_span("shared_document.resolve"):
         async with runtime.sessions() as session:
+            # Unscoped on purpose: the caller has no key and no tenant; the token is the credential,
+            # and the share it finds names its seller (every read after this one is scoped to it).
             row = (await session.execute(select(SHARE).where(SHARE.c.token == token))).one_or_none()
     if row is None:
         SHARED_DOWNLOADS.labels("unknown", "unknown", "not_found").inc()

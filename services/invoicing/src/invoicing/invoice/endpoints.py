@@ -98,7 +98,7 @@ async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime, account
             # Another seller's invoice is equally "not found": its existence is not ours to reveal.
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
         lines = await repo.get_lines(session, invoice_id)
-        tokens = await tokens_of(session, "invoice", invoice_id)
+        tokens = await tokens_of(session, tenant, "invoice", invoice_id)
     return InvoiceDetail.from_rows(row, lines, invoice_links(runtime, invoice_id, tokens))
 
 

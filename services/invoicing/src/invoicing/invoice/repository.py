@@ -6,24 +6,23 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.tenancy import scoped, scoped_pairs, select_scoped, tenant_owned
 from invoicing.db import copy_rows
 from invoicing.invoice.models import Invoice, InvoiceLine, Payment, Refund
 
 INVOICE: Table = tenant_owned(Invoice, "seller_id")
 LINE: Table = InvoiceLine.__table__  # type: ignore[attr-defined]
-PAYMENT: Table = Payment.__table__  # type: ignore[attr-defined]
-REFUND: Table = Refund.__table__  # type: ignore[attr-defined]
+PAYMENT: Table = tenant_owned(Payment, "seller_id")
+REFUND: Table = tenant_owned(Refund, "seller_id")
 
 
 async def find_for_period(session: AsyncSession, seller_id: str, buyer_account_id: str, start: date, end: date) -> str | None:
     return await session.scalar(
-        select(INVOICE.c.invoice_id).where(
-            INVOICE.c.seller_id == seller_id,
+        select_scoped(INVOICE, seller_id, INVOICE.c.invoice_id).where(
             INVOICE.c.buyer_account_id == buyer_account_id,
             INVOICE.c.period_start == start,
             INVOICE.c.period_end == end,
@@ -46,6 +45,7 @@ async def get_invoice(session: AsyncSession, seller_id: str, invoice_id: str, *,
 
 
 async def get_lines(session: AsyncSession, invoice_id: str) -> list[Any]:
+    # Lines have no tenant column: they are read by the id of an invoice the caller read scoped.
     return list((await session.execute(select(LINE).where(LINE.c.invoice_id == invoice_id).order_by(LINE.c.position))).all())
 
 
@@ -61,7 +61,7 @@ async def list_invoices(
     limit: int,
 ) -> list[Any]:
     """Newest number first; `before_seq` is the keyset cursor."""
-    query = select(INVOICE).where(INVOICE.c.seller_id == seller_id).order_by(INVOICE.c.seq.desc()).limit(limit)
+    query = select_scoped(INVOICE, seller_id).order_by(INVOICE.c.seq.desc()).limit(limit)
     if buyer_account_id is not None:
         query = query.where(INVOICE.c.buyer_account_id == buyer_account_id)
     if status is not None:
@@ -85,35 +85,37 @@ async def insert_payment(session: AsyncSession, row: dict[str, Any]) -> bool:
     return result.first() is not None
 
 
-async def record_paid(session: AsyncSession, invoice_id: str, amount_paid: Decimal, *, paid_on: date | None) -> None:
+async def record_paid(session: AsyncSession, seller_id: str, invoice_id: str, amount_paid: Decimal, *, paid_on: date | None) -> None:
     """Set the amount paid; with `paid_on`, the invoice is paid in full as of that date."""
     values: dict[str, Any] = {"amount_paid": amount_paid}
     if paid_on is not None:
         values.update(status="paid", paid_on=paid_on)
-    await session.execute(update(INVOICE).where(INVOICE.c.invoice_id == invoice_id).values(**values))
+    await session.execute(scoped(update(INVOICE), INVOICE, seller_id).where(INVOICE.c.invoice_id == invoice_id).values(**values))
 
 
-async def record_credit(session: AsyncSession, invoice_id: str, credited_total: Decimal, *, status: str, paid_on: date | None, voided_on: date | None) -> None:
+async def record_credit(
+    session: AsyncSession, seller_id: str, invoice_id: str, credited_total: Decimal, *, status: str, paid_on: date | None, voided_on: date | None
+) -> None:
     """Set the credited total and the status it leads to."""
     values: dict[str, Any] = {"credited_total": credited_total, "status": status}
     if paid_on is not None:
         values["paid_on"] = paid_on
     if voided_on is not None:
         values["voided_on"] = voided_on
-    await session.execute(update(INVOICE).where(INVOICE.c.invoice_id == invoice_id).values(**values))
+    await session.execute(scoped(update(INVOICE), INVOICE, seller_id).where(INVOICE.c.invoice_id == invoice_id).values(**values))
 
 
-async def get_payment(session: AsyncSession, payment_id: str) -> Any:
-    return (await session.execute(select(PAYMENT).where(PAYMENT.c.payment_id == payment_id))).first()
+async def get_payment(session: AsyncSession, seller_id: str, payment_id: str) -> Any:
+    return (await session.execute(select_scoped(PAYMENT, seller_id).where(PAYMENT.c.payment_id == payment_id))).first()
 
 
-async def refunded_on_payment(session: AsyncSession, payment_id: str) -> Decimal:
-    total = await session.scalar(select(func.coalesce(func.sum(REFUND.c.amount), 0)).where(REFUND.c.payment_id == payment_id))
+async def refunded_on_payment(session: AsyncSession, seller_id: str, payment_id: str) -> Decimal:
+    total = await session.scalar(select_scoped(REFUND, seller_id, func.coalesce(func.sum(REFUND.c.amount), 0)).where(REFUND.c.payment_id == payment_id))
     return Decimal(total or 0)
 
 
-async def refund_recorded(session: AsyncSession, refund_id: str) -> bool:
-    return (await session.scalar(select(REFUND.c.refund_id).where(REFUND.c.refund_id == refund_id))) is not None
+async def refund_recorded(session: AsyncSession, seller_id: str, refund_id: str) -> bool:
+    return (await session.scalar(select_scoped(REFUND, seller_id, REFUND.c.refund_id).where(REFUND.c.refund_id == refund_id))) is not None
 
 
 async def insert_refund(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -122,26 +124,19 @@ async def insert_refund(session: AsyncSession, row: dict[str, Any]) -> bool:
     return result.first() is not None
 
 
-async def record_refund(session: AsyncSession, invoice_id: str, amount_paid: Decimal, *, reopen: bool) -> None:
+async def record_refund(session: AsyncSession, seller_id: str, invoice_id: str, amount_paid: Decimal, *, reopen: bool) -> None:
     """Lower the amount paid; `reopen`: the invoice is owed again (open, no paid date)."""
     values: dict[str, Any] = {"amount_paid": amount_paid}
     if reopen:
         values.update(status="open", paid_on=None)
-    await session.execute(update(INVOICE).where(INVOICE.c.invoice_id == invoice_id).values(**values))
+    await session.execute(scoped(update(INVOICE), INVOICE, seller_id).where(INVOICE.c.invoice_id == invoice_id).values(**values))
 
 
 async def issued_among(session: AsyncSession, seller_ids: list[str], invoice_ids: list[str]) -> set[str]:
     """Which of these invoice ids (each of its seller, `seller_ids[i]`) are issued already: one query for a batch."""
     if not invoice_ids:
         return set()
-    rows = await session.execute(
-        text(
-            f"SELECT i.invoice_id FROM {INVOICE.fullname} AS i"
-            " JOIN unnest(CAST(:sellers AS text[]), CAST(:ids AS text[])) AS w(seller_id, invoice_id)"
-            " ON i.invoice_id = w.invoice_id AND i.seller_id = w.seller_id"
-        ),
-        {"sellers": seller_ids, "ids": invoice_ids},
-    )
+    rows = await session.execute(scoped_pairs(select(INVOICE.c.invoice_id), INVOICE, INVOICE.c.invoice_id, list(zip(seller_ids, invoice_ids, strict=True))))
     return {row[0] for row in rows}
 
 

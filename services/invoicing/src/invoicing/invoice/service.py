@@ -521,7 +521,7 @@ async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, payment:
             return  # the same payment under another event id: already counted
         amount_paid = invoice.amount_paid + payment.amount.amount
         settles = invoice.status == "open" and open_amount(invoice.total, amount_paid, invoice.credited_total) <= 0
-        await repo.record_paid(session, invoice.invoice_id, amount_paid, paid_on=payment.paid_on if settles else None)
+        await repo.record_paid(session, invoice.seller_id, invoice.invoice_id, amount_paid, paid_on=payment.paid_on if settles else None)
         PAYMENTS_APPLIED.labels(invoice.currency).inc()
         AMOUNT_COLLECTED.labels(invoice.currency).inc(float(payment.amount.amount))
         if settles:
@@ -548,16 +548,16 @@ async def apply_refund(runtime: ServiceRuntime, session: AsyncSession, refund: P
         invoice = await repo.lock_invoice(session, refund.seller_id, refund.invoice_id)
         if invoice is None:
             raise UnknownInvoice(f"refund {refund.refund_id!r} is for invoice {refund.invoice_id!r}, which was never issued")
-        if await repo.refund_recorded(session, refund.refund_id):
+        if await repo.refund_recorded(session, refund.seller_id, refund.refund_id):
             return  # the same refund again (a replay under another event id): counted already
-        paid = await repo.get_payment(session, refund.payment_id)
+        paid = await repo.get_payment(session, refund.seller_id, refund.payment_id)
         where = f"refund {refund.refund_id!r} of payment {refund.payment_id!r}"
         if paid is None or paid.invoice_id != invoice.invoice_id:
             raise InvalidPayment(f"{where}: no such payment on invoice {invoice.number}")
         amount = refund.amount.amount
         if refund.amount.currency != invoice.currency or amount <= 0 or not fits_minor_units(amount, invoice.currency):
             raise InvalidPayment(f"{where}: {refund.amount.amount} {refund.amount.currency} is not a positive {invoice.currency} amount")
-        if await repo.refunded_on_payment(session, refund.payment_id) + refund.amount.amount > paid.amount:
+        if await repo.refunded_on_payment(session, refund.seller_id, refund.payment_id) + refund.amount.amount > paid.amount:
             raise InvalidPayment(f"{where}: more than the {paid.amount} {invoice.currency} paid")
         recorded = await repo.insert_refund(
             session,
@@ -577,7 +577,7 @@ async def apply_refund(runtime: ServiceRuntime, session: AsyncSession, refund: P
             return
         amount_paid = invoice.amount_paid - refund.amount.amount
         reopen = invoice.status == "paid" and refund.credit_note_id is None and open_amount(invoice.total, amount_paid, invoice.credited_total) > 0
-        await repo.record_refund(session, invoice.invoice_id, amount_paid, reopen=reopen)
+        await repo.record_refund(session, invoice.seller_id, invoice.invoice_id, amount_paid, reopen=reopen)
         REFUNDS_APPLIED.labels(invoice.currency, "reopened" if reopen else "kept").inc()
 
 

@@ -8,10 +8,13 @@ from sqlalchemy import Table, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_runtime.tenancy import scoped, tenant_owned
 from invoicing.numbering.models import CreditNoteNumberCounter, InvoiceNumberCounter
 
-COUNTER: Table = InvoiceNumberCounter.__table__  # type: ignore[attr-defined]
-CREDIT_NOTE_COUNTER: Table = CreditNoteNumberCounter.__table__  # type: ignore[attr-defined]
+# One counter row per seller, keyed by the seller's id (its tenant): the upserts below insert the
+# tenant's own row; the batch statements name each seller of the batch (its tenant) explicitly.
+COUNTER: Table = tenant_owned(InvoiceNumberCounter, "seller_id")
+CREDIT_NOTE_COUNTER: Table = tenant_owned(CreditNoteNumberCounter, "seller_id")
 
 
 async def lock_counter(session: AsyncSession, seller_id: str, table: Table = COUNTER) -> int:
@@ -26,7 +29,7 @@ async def lock_counter(session: AsyncSession, seller_id: str, table: Table = COU
 
 
 async def set_last(session: AsyncSession, seller_id: str, seq: int, table: Table = COUNTER) -> None:
-    await session.execute(update(table).where(table.c.seller_id == seller_id).values(last_seq=seq))
+    await session.execute(scoped(update(table), table, seller_id).values(last_seq=seq))
 
 
 async def lock_counters(session: AsyncSession, seller_ids: Sequence[str], table: Table = COUNTER) -> dict[str, int]:
