@@ -82,9 +82,12 @@ class Sink:
         self.first_at: float | None = None
         self.last_at: float | None = None
         self.times: list[float] = []
+        self.sample: tuple[str, list[str], bytes] | None = None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        if self.sample is None:
+            self.sample = (envelope.mail_from or "", list(envelope.rcpt_tos), content)
         # "JVBERi0" is "%PDF-" in base64: the attachment is a real PDF, not an empty part.
         has_pdf = b"application/pdf" in content and b"JVBERi0" in content
         now = time.perf_counter()
@@ -250,6 +253,14 @@ def metric_histogram(body: str, name: str) -> tuple[list[tuple[float, float]], f
     return sorted(buckets), total, count
 
 
+def metric_value(body: str, name: str) -> float | None:
+    """The value of a metric without labels (None when the service does not export it)."""
+    for line in body.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     """As Prometheus' histogram_quantile: linear within the bucket the rank falls in."""
     if not buckets or buckets[-1][1] == 0:
@@ -303,6 +314,30 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+async def bare_smtp(port: int, sample: tuple[str, list[str], bytes], n: int, connections: int) -> dict[str, Any]:
+    """The ceiling: a bare aiosmtplib client sending `n` copies of a real invoice email (as notify
+    sent it, PDF included) to the same SMTP server, over `connections` connections kept open."""
+    import aiosmtplib
+
+    sender, recipients, content = sample
+    left = list(range(n))
+
+    async def one_connection() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
+        await smtp.connect()
+        try:
+            while left:
+                left.pop()
+                await smtp.sendmail(sender, recipients, content)
+        finally:
+            await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return {"bare_smtp_emails_per_s": round(n / elapsed, 2), "bare_smtp_connections": connections, "email_bytes": len(content)}
+
+
 def drain(platform: Platform, sink: Sink, n: int) -> dict[str, Any]:
     """The sending alone: every invoice email marked due again while notify is stopped, then
     notify started; the rate from the first to the last message of that round (the consumer has
@@ -348,6 +383,12 @@ def main() -> None:
     parser.add_argument("--warm-documents", action="store_true", help="with --render-while-sending: fetch every PDF once before the timed phase")
     parser.add_argument("--render-workers", type=int, default=None, help="INVOICING_RENDER_WORKERS (default: invoicing's own)")
     parser.add_argument("--no-drain", dest="drain", action="store_false", help="skip phase 4 (the sending alone)")
+    parser.add_argument(
+        "--limit-notify",
+        action="store_true",
+        help="invoicing limits notify's shared-link fetches per address like any caller's (no PUBLIC_RATE_LIMIT_EXEMPT for 127.0.0.1)",
+    )
+    parser.add_argument("--smtp-connections", type=int, default=16, help="connections of the bare SMTP client (notify's SENDER_CONCURRENCY)")
     parser.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     args = parser.parse_args()
 
@@ -360,6 +401,9 @@ def main() -> None:
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env["INVOICING_RENDER_AHEAD"] = "false" if args.render_while_sending else "true"
+    if not args.limit_notify:
+        # notify, as deployed beside invoicing, is exempt from the per-address limit on shared links (README).
+        env["PUBLIC_RATE_LIMIT_EXEMPT"] = '["127.0.0.1/32"]'
     if args.render_workers:
         env["INVOICING_RENDER_WORKERS"] = str(args.render_workers)
     if "DATABASE_URL" not in env and asyncio.run(postgres_answers(LOCAL_SERVER)):
@@ -440,6 +484,10 @@ def main() -> None:
         metrics = httpx.get(f"{platform.url('invoicing')}/metrics/", timeout=30).text
         buckets, render_sum, render_count = metric_histogram(metrics, "billing_document_render_seconds")
         by_service = {name: rss_mb(p.pid) for name, p in platform.processes.items()}
+        notify_metrics = httpx.get(f"{platform.url('notify')}/metrics/", timeout=30).text
+        figures["document_fetches_throttled"] = metric_value(notify_metrics, "billing_email_document_fetch_throttled_total")
+        if sink.sample is not None:
+            figures.update(asyncio.run(bare_smtp(smtp_port, sink.sample, n, args.smtp_connections)))
         if args.drain:
             figures.update(drain(platform, sink, n))
         figures.update(
@@ -470,7 +518,8 @@ def main() -> None:
         f"({'rendered while sending' if args.render_while_sending and not args.warm_documents else 'rendered before the timed phase'}); "
         f"rendering ahead {figures.get('renders_per_s')} PDFs/s at {figures.get('render_cpu_ms_per_pdf')} ms CPU each; "
         f"CPU per email (ms) {figures['cpu_ms_per_email']}; RSS {figures['rss_mb_by_service']} MB; "
-        f"consumer recorded all in {figures['decided_s']}s; sending alone {figures.get('drain_emails_per_s')} emails/s"
+        f"consumer recorded all in {figures['decided_s']}s; sending alone {figures.get('drain_emails_per_s')} emails/s; "
+        f"a bare SMTP client {figures.get('bare_smtp_emails_per_s')} emails/s; fetches throttled {figures.get('document_fetches_throttled')}"
     )
     if args.json:
         print(json.dumps(figures))
