@@ -18,7 +18,15 @@ are published again, byte for byte; it stops when the SMTP server (aiosmtpd in t
 received the last invoice email. Each received message must carry a PDF.
 
 (4) The sending alone ("drain"): notify stopped, every invoice email marked due again, notify
-started; `drain_emails_per_s` from the first to the last message of that round.
+started; `drain_emails_per_s` from the first to the last message of that round, and
+`drain_cpu_ms_per_email` of each service over it. Between (3) and (4), the ceiling:
+`bare_smtp_emails_per_s`, a bare aiosmtplib client sending the first email notify sent (PDF
+included) `--invoices` times to the same SMTP server over `--smtp-connections` connections.
+
+invoicing lists 127.0.0.1 in `PUBLIC_RATE_LIMIT_EXEMPT`, as it should list notify's addresses in a
+deployment (notify fetches every PDF through its shared link); `--limit-notify` leaves notify to
+the per-address limit like any caller (10/s, burst 100): `document_fetches_throttled` counts the
+429s notify waited out.
 
 `--render-while-sending` turns rendering ahead off: the PDFs render on their first download, when
 notify fetches them in the timed phase (the behaviour before rendering ahead). `--warm-documents`
@@ -361,16 +369,27 @@ def drain(platform: Platform, sink: Sink, n: int) -> dict[str, Any]:
     asyncio.run(due_again())
     mark = sink.received
     platform.start_service("notify", {"CONSUMER_AUTO_OFFSET_RESET": "latest"})
+    pids = {name: p.pid for name, p in platform.processes.items()}
     last, moved = -1, time.monotonic()
+    cpu_at_first: dict[str, float] | None = None
     while sink.received < mark + n and time.monotonic() - moved < 180:
+        if cpu_at_first is None and sink.received > mark:
+            cpu_at_first = {name: cpu_s(pid) for name, pid in pids.items()}
         if sink.received != last:
             last, moved = sink.received, time.monotonic()
             print(f"  received {sink.received - mark}/{n}", flush=True)
-        time.sleep(0.5)
+        time.sleep(0.05 if cpu_at_first is None else 0.5)
     with sink.lock:
         times = sink.times[mark:]
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    return {"drain_emails": len(times), "drain_s": round(span, 2), "drain_emails_per_s": round((len(times) - 1) / span, 2) if span else None}
+    # CPU from (about) the first message of the round to the last, per email: notify's restart is not in it.
+    cpu_ms = {name: round((cpu_s(pid) - (cpu_at_first or {}).get(name, 0.0)) / max(len(times), 1) * 1000, 2) for name, pid in pids.items()}
+    return {
+        "drain_emails": len(times),
+        "drain_s": round(span, 2),
+        "drain_emails_per_s": round((len(times) - 1) / span, 2) if span else None,
+        "drain_cpu_ms_per_email": cpu_ms,
+    }
 
 
 def main() -> None:
