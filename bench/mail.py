@@ -346,12 +346,18 @@ async def bare_smtp(port: int, sample: tuple[str, list[str], bytes], n: int, con
     return {"bare_smtp_emails_per_s": round(n / elapsed, 2), "bare_smtp_connections": connections, "email_bytes": len(content)}
 
 
-def drain(platform: Platform, sink: Sink, n: int) -> dict[str, Any]:
+def max_rss_mb(pid: int) -> float:
+    """The largest peak RSS of a process and those below it (uvicorn's worker processes)."""
+    return max(rss_mb(p) for p in descendants(pid))
+
+
+def drain(platform: Platform, sink: Sink, n: int, workers: int = 1) -> dict[str, Any]:
     """The sending alone: every invoice email marked due again while notify is stopped, then
     notify started; the rate from the first to the last message of that round (the consumer has
     nothing to do; documents come from invoicing's store through the shared links again)."""
-    print(f"phase 4 (drain): the {n} invoice emails due again, notify restarted", flush=True)
+    print(f"phase 4 (drain): the {n} invoice emails due again, notify restarted ({workers} worker processes)", flush=True)
     platform.stop_service("notify")
+    platform.env["BILLING_NOTIFY_WORKERS"] = str(workers)
 
     async def due_again() -> None:
         engine = create_engine(platform.database_url, pool_size=1)
@@ -385,6 +391,8 @@ def drain(platform: Platform, sink: Sink, n: int) -> dict[str, Any]:
     # CPU from (about) the first message of the round to the last, per email: notify's restart is not in it.
     cpu_ms = {name: round((cpu_s(pid) - (cpu_at_first or {}).get(name, 0.0)) / max(len(times), 1) * 1000, 2) for name, pid in pids.items()}
     return {
+        "drain_notify_workers": workers,
+        "drain_rss_mb_notify": max_rss_mb(pids["notify"]),
         "drain_emails": len(times),
         "drain_s": round(span, 2),
         "drain_emails_per_s": round((len(times) - 1) / span, 2) if span else None,
@@ -406,6 +414,12 @@ def main() -> None:
         "--limit-notify",
         action="store_true",
         help="invoicing limits notify's shared-link fetches per address like any caller's (no PUBLIC_RATE_LIMIT_EXEMPT for 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--drain-notify-workers",
+        type=lambda v: [int(w) for w in v.split(",")],
+        default=[1],
+        help="phase 4 once per number of notify worker processes given (`1,2`: paired rounds in one run)",
     )
     parser.add_argument("--smtp-connections", type=int, default=16, help="connections of the bare SMTP client (notify's SENDER_CONCURRENCY)")
     parser.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
@@ -508,7 +522,10 @@ def main() -> None:
         if sink.sample is not None:
             figures.update(asyncio.run(bare_smtp(smtp_port, sink.sample, n, args.smtp_connections)))
         if args.drain:
-            figures.update(drain(platform, sink, n))
+            rounds = [drain(platform, sink, n, w) for w in args.drain_notify_workers]
+            figures.update(rounds[0])
+            if len(rounds) > 1:
+                figures["drain_rounds"] = rounds
         figures.update(
             emails=emails,
             emails_with_pdf=with_pdf,
