@@ -26,7 +26,8 @@ included) `--invoices` times to the same SMTP server over `--smtp-connections` c
 invoicing lists 127.0.0.1 in `PUBLIC_RATE_LIMIT_EXEMPT`, as it should list notify's addresses in a
 deployment (notify fetches every PDF through its shared link); `--limit-notify` leaves notify to
 the per-address limit like any caller (10/s, burst 100): `document_fetches_throttled` counts the
-429s notify waited out.
+429s notify waited out (`document_fetches`: notify's fetches over HTTP and from memory, phase 3).
+`--drain-notify-workers 1,2,1,2` runs phase 4 once per number of notify processes (`drain_rounds`).
 
 `--render-while-sending` turns rendering ahead off: the PDFs render on their first download, when
 notify fetches them in the timed phase (the behaviour before rendering ahead). `--warm-documents`
@@ -519,6 +520,9 @@ def main() -> None:
         by_service = {name: rss_mb(p.pid) for name, p in platform.processes.items()}
         notify_metrics = httpx.get(f"{platform.url('notify')}/metrics/", timeout=30).text
         figures["document_fetches_throttled"] = metric_value(notify_metrics, "billing_email_document_fetch_throttled_total")
+        figures["document_fetches"] = {
+            source: metric_value(notify_metrics, f'billing_email_document_fetch_seconds_count{{source="{source}"}}') for source in ("http", "memory")
+        }
         if sink.sample is not None:
             figures.update(asyncio.run(bare_smtp(smtp_port, sink.sample, n, args.smtp_connections)))
         if args.drain:
