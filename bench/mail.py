@@ -18,7 +18,16 @@ are published again, byte for byte; it stops when the SMTP server (aiosmtpd in t
 received the last invoice email. Each received message must carry a PDF.
 
 (4) The sending alone ("drain"): notify stopped, every invoice email marked due again, notify
-started; `drain_emails_per_s` from the first to the last message of that round.
+started; `drain_emails_per_s` from the first to the last message of that round, and
+`drain_cpu_ms_per_email` of each service over it. Between (3) and (4), the ceiling:
+`bare_smtp_emails_per_s`, a bare aiosmtplib client sending the first email notify sent (PDF
+included) `--invoices` times to the same SMTP server over `--smtp-connections` connections.
+
+invoicing lists 127.0.0.1 in `PUBLIC_RATE_LIMIT_EXEMPT`, as it should list notify's addresses in a
+deployment (notify fetches every PDF through its shared link); `--limit-notify` leaves notify to
+the per-address limit like any caller (10/s, burst 100): `document_fetches_throttled` counts the
+429s notify waited out (`document_fetches`: notify's fetches over HTTP and from memory, phase 3).
+`--drain-notify-workers 1,2,1,2` runs phase 4 once per number of notify processes (`drain_rounds`).
 
 `--render-while-sending` turns rendering ahead off: the PDFs render on their first download, when
 notify fetches them in the timed phase (the behaviour before rendering ahead). `--warm-documents`
@@ -82,9 +91,12 @@ class Sink:
         self.first_at: float | None = None
         self.last_at: float | None = None
         self.times: list[float] = []
+        self.sample: tuple[str, list[str], bytes] | None = None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
+        if self.sample is None:
+            self.sample = (envelope.mail_from or "", list(envelope.rcpt_tos), content)
         # "JVBERi0" is "%PDF-" in base64: the attachment is a real PDF, not an empty part.
         has_pdf = b"application/pdf" in content and b"JVBERi0" in content
         now = time.perf_counter()
@@ -250,6 +262,14 @@ def metric_histogram(body: str, name: str) -> tuple[list[tuple[float, float]], f
     return sorted(buckets), total, count
 
 
+def metric_value(body: str, name: str) -> float | None:
+    """The value of a metric without labels (None when the service does not export it)."""
+    for line in body.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     """As Prometheus' histogram_quantile: linear within the bucket the rank falls in."""
     if not buckets or buckets[-1][1] == 0:
@@ -303,12 +323,42 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def drain(platform: Platform, sink: Sink, n: int) -> dict[str, Any]:
+async def bare_smtp(port: int, sample: tuple[str, list[str], bytes], n: int, connections: int) -> dict[str, Any]:
+    """The ceiling: a bare aiosmtplib client sending `n` copies of a real invoice email (as notify
+    sent it, PDF included) to the same SMTP server, over `connections` connections kept open."""
+    import aiosmtplib
+
+    sender, recipients, content = sample
+    left = list(range(n))
+
+    async def one_connection() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
+        await smtp.connect()
+        try:
+            while left:
+                left.pop()
+                await smtp.sendmail(sender, recipients, content)
+        finally:
+            await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return {"bare_smtp_emails_per_s": round(n / elapsed, 2), "bare_smtp_connections": connections, "email_bytes": len(content)}
+
+
+def max_rss_mb(pid: int) -> float:
+    """The largest peak RSS of a process and those below it (uvicorn's worker processes)."""
+    return max(rss_mb(p) for p in descendants(pid))
+
+
+def drain(platform: Platform, sink: Sink, n: int, workers: int = 1) -> dict[str, Any]:
     """The sending alone: every invoice email marked due again while notify is stopped, then
     notify started; the rate from the first to the last message of that round (the consumer has
     nothing to do; documents come from invoicing's store through the shared links again)."""
-    print(f"phase 4 (drain): the {n} invoice emails due again, notify restarted", flush=True)
+    print(f"phase 4 (drain): the {n} invoice emails due again, notify restarted ({workers} worker processes)", flush=True)
     platform.stop_service("notify")
+    platform.env["BILLING_NOTIFY_WORKERS"] = str(workers)
 
     async def due_again() -> None:
         engine = create_engine(platform.database_url, pool_size=1)
@@ -326,16 +376,29 @@ def drain(platform: Platform, sink: Sink, n: int) -> dict[str, Any]:
     asyncio.run(due_again())
     mark = sink.received
     platform.start_service("notify", {"CONSUMER_AUTO_OFFSET_RESET": "latest"})
+    pids = {name: p.pid for name, p in platform.processes.items()}
     last, moved = -1, time.monotonic()
+    cpu_at_first: dict[str, float] | None = None
     while sink.received < mark + n and time.monotonic() - moved < 180:
+        if cpu_at_first is None and sink.received > mark:
+            cpu_at_first = {name: cpu_s(pid) for name, pid in pids.items()}
         if sink.received != last:
             last, moved = sink.received, time.monotonic()
             print(f"  received {sink.received - mark}/{n}", flush=True)
-        time.sleep(0.5)
+        time.sleep(0.05 if cpu_at_first is None else 0.5)
     with sink.lock:
         times = sink.times[mark:]
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    return {"drain_emails": len(times), "drain_s": round(span, 2), "drain_emails_per_s": round((len(times) - 1) / span, 2) if span else None}
+    # CPU from (about) the first message of the round to the last, per email: notify's restart is not in it.
+    cpu_ms = {name: round((cpu_s(pid) - (cpu_at_first or {}).get(name, 0.0)) / max(len(times), 1) * 1000, 2) for name, pid in pids.items()}
+    return {
+        "drain_notify_workers": workers,
+        "drain_rss_mb_notify": max_rss_mb(pids["notify"]),
+        "drain_emails": len(times),
+        "drain_s": round(span, 2),
+        "drain_emails_per_s": round((len(times) - 1) / span, 2) if span else None,
+        "drain_cpu_ms_per_email": cpu_ms,
+    }
 
 
 def main() -> None:
@@ -348,6 +411,18 @@ def main() -> None:
     parser.add_argument("--warm-documents", action="store_true", help="with --render-while-sending: fetch every PDF once before the timed phase")
     parser.add_argument("--render-workers", type=int, default=None, help="INVOICING_RENDER_WORKERS (default: invoicing's own)")
     parser.add_argument("--no-drain", dest="drain", action="store_false", help="skip phase 4 (the sending alone)")
+    parser.add_argument(
+        "--limit-notify",
+        action="store_true",
+        help="invoicing limits notify's shared-link fetches per address like any caller's (no PUBLIC_RATE_LIMIT_EXEMPT for 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--drain-notify-workers",
+        type=lambda v: [int(w) for w in v.split(",")],
+        default=[1],
+        help="phase 4 once per number of notify worker processes given (`1,2`: paired rounds in one run)",
+    )
+    parser.add_argument("--smtp-connections", type=int, default=16, help="connections of the bare SMTP client (notify's SENDER_CONCURRENCY)")
     parser.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     args = parser.parse_args()
 
@@ -360,6 +435,9 @@ def main() -> None:
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env["INVOICING_RENDER_AHEAD"] = "false" if args.render_while_sending else "true"
+    if not args.limit_notify:
+        # notify, as deployed beside invoicing, is exempt from the per-address limit on shared links (README).
+        env["PUBLIC_RATE_LIMIT_EXEMPT"] = '["127.0.0.1/32"]'
     if args.render_workers:
         env["INVOICING_RENDER_WORKERS"] = str(args.render_workers)
     if "DATABASE_URL" not in env and asyncio.run(postgres_answers(LOCAL_SERVER)):
@@ -440,8 +518,18 @@ def main() -> None:
         metrics = httpx.get(f"{platform.url('invoicing')}/metrics/", timeout=30).text
         buckets, render_sum, render_count = metric_histogram(metrics, "billing_document_render_seconds")
         by_service = {name: rss_mb(p.pid) for name, p in platform.processes.items()}
+        notify_metrics = httpx.get(f"{platform.url('notify')}/metrics/", timeout=30).text
+        figures["document_fetches_throttled"] = metric_value(notify_metrics, "billing_email_document_fetch_throttled_total")
+        figures["document_fetches"] = {
+            source: metric_value(notify_metrics, f'billing_email_document_fetch_seconds_count{{source="{source}"}}') for source in ("http", "memory")
+        }
+        if sink.sample is not None:
+            figures.update(asyncio.run(bare_smtp(smtp_port, sink.sample, n, args.smtp_connections)))
         if args.drain:
-            figures.update(drain(platform, sink, n))
+            rounds = [drain(platform, sink, n, w) for w in args.drain_notify_workers]
+            figures.update(rounds[0])
+            if len(rounds) > 1:
+                figures["drain_rounds"] = rounds
         figures.update(
             emails=emails,
             emails_with_pdf=with_pdf,
@@ -470,7 +558,8 @@ def main() -> None:
         f"({'rendered while sending' if args.render_while_sending and not args.warm_documents else 'rendered before the timed phase'}); "
         f"rendering ahead {figures.get('renders_per_s')} PDFs/s at {figures.get('render_cpu_ms_per_pdf')} ms CPU each; "
         f"CPU per email (ms) {figures['cpu_ms_per_email']}; RSS {figures['rss_mb_by_service']} MB; "
-        f"consumer recorded all in {figures['decided_s']}s; sending alone {figures.get('drain_emails_per_s')} emails/s"
+        f"consumer recorded all in {figures['decided_s']}s; sending alone {figures.get('drain_emails_per_s')} emails/s; "
+        f"a bare SMTP client {figures.get('bare_smtp_emails_per_s')} emails/s; fetches throttled {figures.get('document_fetches_throttled')}"
     )
     if args.json:
         print(json.dumps(figures))

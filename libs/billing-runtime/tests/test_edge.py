@@ -253,6 +253,19 @@ async def test_shared_links_and_webhooks_are_rate_limited_per_address(edge: dict
         assert (await other.post(f"/v1/webhooks/{edge['tenant']}", content=b"{}")).status_code == 200
 
 
+async def test_addresses_exempt_from_the_public_limit_fetch_shared_links_unlimited(database_url: str, kafka_bootstrap: str, schema: str) -> None:
+    """PUBLIC_RATE_LIMIT_EXEMPT: the platform's own callers (notify attaching a month close's PDFs
+    through their shared links) are not held to the per-address limit; every other address is."""
+    app = toy_app(
+        database_url, kafka_bootstrap, schema, public_rate_limit_per_second=0.01, public_rate_limit_burst=3, public_rate_limit_exempt=["10.9.2.0/24"]
+    )
+    async with serve(app):
+        async with client_from(app, "10.9.2.7") as notify, client_from(app, "10.9.3.1") as outsider, client_from(app, "unknown") as unnamed:
+            assert [(await notify.get(f"/v1/shared/t{i}")).status_code for i in range(6)] == [200] * 6
+            assert [(await outsider.get(f"/v1/shared/t{i}")).status_code for i in range(4)] == [200, 200, 200, 429]
+            assert [(await unnamed.get(f"/v1/shared/t{i}")).status_code for i in range(4)] == [200, 200, 200, 429]
+
+
 # --- input ------------------------------------------------------------------------------------
 
 

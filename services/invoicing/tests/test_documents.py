@@ -23,6 +23,7 @@ from billing_runtime.testing import serve
 from invoicing.buyer.service import record_customer
 from invoicing.config import Settings
 from invoicing.db import metadata
+from invoicing.documents import service as documents_service
 from invoicing.invoice.service import issue_invoice
 from invoicing.main import build
 
@@ -233,3 +234,34 @@ async def test_documents_render_ahead_once_and_a_download_joins_a_rendering(migr
             assert REGISTRY.get_sample_value("billing_documents_rendered_total", {"kind": "credit_note"}) == before + 1
     finally:
         await lazy.engine.dispose()
+
+
+async def test_a_rendering_that_lost_the_race_answers_the_bytes_stored_first(migrated: str, kafka_bootstrap: str, tenant: str) -> None:
+    """Two processes may render one document at once: the first stored wins, and the other answers
+    the stored bytes, not its own rendering (only the formats it did not store are read back)."""
+    at = INVOICE_DATE + timedelta(days=41, microseconds=uuid.uuid4().int % 1_000_000)
+    runtime = ServiceRuntime("invoicing", Settings(database_url=migrated, clock_fixed_at=at, render_ahead=False), metadata)
+    try:
+        async with serve(build(Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=at, render_ahead=False))) as client:
+            await put_seller(client, tenant, **CLOUDY)
+        invoice_id = await issue(runtime, tenant, "racer", [rated("l1", "M365-BP", "2", "20.60", "EUR")], country="IE")
+        first = b"%PDF-1.7 stored first by another process"
+        async with runtime.transaction() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO invoicing.document (owner_kind, owner_id, seller_id, format, content, rendered_at)"
+                    " VALUES ('invoice', :id, :seller, 'pdf', :content, :at)"
+                ),
+                {"id": invoice_id, "seller": tenant, "content": first, "at": at},
+            )
+        content = await documents_service._content(runtime, tenant, "invoice", invoice_id)
+        made = await documents_service.rendered(runtime, tenant, "invoice", invoice_id, content)
+        assert made["pdf"] == first
+        async with runtime.engine.connect() as conn:
+            query = text("SELECT format, content FROM invoicing.document WHERE owner_kind = 'invoice' AND owner_id = :id")
+            rows = dict((await conn.execute(query, {"id": invoice_id})).all())
+        assert rows["pdf"] == first and made["xml"] == rows["xml"]
+        assert b"CrossIndustryInvoice" in made["xml"]
+    finally:
+        documents_service.shutdown_pool()
+        await runtime.engine.dispose()

@@ -230,6 +230,9 @@ class DocumentServer:
     base_url: str
     documents: dict[str, tuple[str, bytes]]
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    # path -> how many more requests for it are answered 429 with `Retry-After: 1` (as invoicing's
+    # per-address limit on shared links answers).
+    throttled: dict[str, int] = field(default_factory=dict)
 
     def put(self, path: str, content_type: str, content: bytes) -> str:
         self.documents[path] = (content_type, content)
@@ -246,6 +249,13 @@ def document_server() -> Iterator[DocumentServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             served.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            if served.throttled.get(self.path, 0) > 0:
+                served.throttled[self.path] -= 1
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             found = served.documents.get(self.path)
             if found is None:
                 self.send_error(404)

@@ -144,6 +144,33 @@ async def test_a_document_is_fetched_once_across_retries(
     assert [path for path, _ in document_server.requests] == [f"/{tenant}/once.pdf"]
 
 
+async def test_a_throttled_document_fetch_waits_for_retry_after_and_the_email_goes_out_on_its_first_attempt(
+    settings: Settings, tenant: str, smtp_port: int, publish: Any, document_server: Any,
+    make_invoice: Callable[..., InvoiceIssued], nothing_left_to_send: Any,
+) -> None:
+    """invoicing answers 429 with Retry-After once the per-address limit on shared links is spent:
+    notify waits that long and fetches again within the same attempt, rather than failing the
+    attempt (which put the email back by the retry backoff, and a month close's mail trickled)."""
+    path = f"/{tenant}/throttled.pdf"
+    url = document_server.put(path, "application/pdf", pdf(3))
+    document_server.throttled[path] = 2
+    recipient = f"ap@{tenant}.example"
+    invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient, documents=[DocumentLink(kind="pdf", url=url)])
+    with counting_smtp(smtp_port) as box:
+        async with serve(build(settings)) as client:
+            await publish(new_event(invoice, source="/tests", tenant=tenant))
+            [(_, mail)] = await box.wait_for(f"@{tenant}.example", 1)
+            await nothing_left_to_send("delivery", tenant, "email")
+            [row] = (await client.get("/v1/deliveries", headers={"X-Tenant-Id": tenant})).json()["items"]
+            metrics = (await client.get("/metrics/")).text
+    [(name, content)] = [(p.get_filename(), p.get_content()) for p in mail.iter_attachments()]
+    assert (name, content) == ("throttled.pdf", pdf(3))
+    assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 1, None)
+    assert [p for p, _ in document_server.requests] == [path] * 3
+    throttled = [line for line in metrics.splitlines() if line.startswith("billing_email_document_fetch_throttled_total ")]
+    assert throttled and float(throttled[0].split()[1]) >= 2
+
+
 async def test_concurrent_fetches_of_one_document_make_one_request(document_server: Any) -> None:
     url = document_server.put("/shared/one.pdf", "application/pdf", pdf(7))
     async with httpx.AsyncClient() as client:

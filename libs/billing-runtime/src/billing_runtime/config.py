@@ -102,6 +102,13 @@ class CommonSettings(BaseSettings):
         description="Before authentication, per client address: requests to shared links (`/v1/shared/`) and provider webhooks.",
     )
     public_rate_limit_burst: int = Field(default=100, ge=1, validation_alias=_env("PUBLIC_RATE_LIMIT_BURST"))
+    public_rate_limit_exempt: list[str] = Field(
+        default_factory=list,
+        validation_alias=_env("PUBLIC_RATE_LIMIT_EXEMPT"),
+        description='Client addresses (JSON list of CIDRs: `["10.42.0.0/16"]`) the per-address limit on shared links and webhooks '
+        "does not apply to: the platform's own callers, as notify fetching the PDFs it attaches through their shared links "
+        "(a month close's thousands of documents from one address). Empty: every address is limited.",
+    )
     auth_failure_rate_limit_per_second: float = Field(
         default=1.0,
         gt=0,

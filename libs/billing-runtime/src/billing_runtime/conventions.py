@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -153,6 +154,7 @@ class HttpConventions:
         self.keys = KeyStore(self.service)
         self.limiter = RateLimiter(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
         self.public_limiter = RateLimiter(self.settings.public_rate_limit_per_second, self.settings.public_rate_limit_burst)
+        self.public_exempt = [ipaddress.ip_network(cidr, strict=False) for cidr in self.settings.public_rate_limit_exempt]
         self.failure_limiter = RateLimiter(self.settings.auth_failure_rate_limit_per_second, self.settings.auth_failure_rate_limit_burst)
         self._tasks: list[asyncio.Task[None]] = []
         self._routes: list[_ApiRoute] | None = None
@@ -314,7 +316,7 @@ class _Middleware:
         headers = Headers(scope=scope)
         # Limits before anything is read or verified.
         if path.startswith(PUBLIC_PREFIXES):
-            retry_after = c.public_limiter.take(client)
+            retry_after = 0 if _within(client, c.public_exempt) else c.public_limiter.take(client)
             if retry_after:
                 PREAUTH_LIMITED.labels(c.service, "public").inc()
                 raise _Refused(_too_many("too many requests from this address", "rate_limited"), retry_after)
@@ -567,6 +569,16 @@ def _client_address(scope: Scope) -> str:
     `--proxy-headers --forwarded-allow-ips` so this is the client's, not the proxy's)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+def _within(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    if not networks:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # "unknown", a test client's name
+        return False
+    return any(ip in network for network in networks)
 
 
 def _too_many(what: str, code: str) -> BillingError:

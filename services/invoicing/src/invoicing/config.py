@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -24,8 +26,11 @@ class Settings(CommonSettings):
     )
     vies_requester_vat_id: str | None = Field(default=None, description="Our own VAT number, sent to VIES so that its answer carries a consultation number.")
     render_workers: int = Field(
-        default=1, ge=1, le=32,
-        description="Processes rendering documents (WeasyPrint is CPU-bound: off the event loop and the GIL, at most this many at once).",
+        default_factory=lambda: default_render_workers(),
+        ge=1,
+        le=32,
+        description="Processes rendering documents (WeasyPrint is CPU-bound: off the event loop and the GIL, at most this many at once). "
+        "Default: the cores this process may run on, at most 4 (about 110 MB each).",
     )
     render_ahead: bool = Field(
         default=True,
@@ -34,3 +39,9 @@ class Settings(CommonSettings):
     )
     render_ahead_batch: int = Field(default=8, ge=1, le=500, description="Invoices the background renderer takes per look.")
     render_ahead_poll_ms: int = Field(default=1000, ge=10, description="Wait before looking again when no invoice was left to render.")
+
+
+def default_render_workers() -> int:
+    """One rendering process per core this process may run on (a month close renders a PDF per
+    invoice, about 90 ms of CPU each), at most 4: each holds about 110 MB."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))

@@ -45,6 +45,10 @@ async def stored(
     return (row.number, row.content) if row is not None else None
 
 
-async def store(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Keep the first rendering: a concurrent one that lost the race is dropped."""
-    await session.execute(pg_insert(DOCUMENT).values(rows).on_conflict_do_nothing(index_elements=["owner_kind", "owner_id", "format"]))
+async def store(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """Keep the first rendering: a concurrent one that lost the race is dropped. Returns the
+    formats this call stored (the others were there already)."""
+    result = await session.execute(
+        pg_insert(DOCUMENT).values(rows).on_conflict_do_nothing(index_elements=["owner_kind", "owner_id", "format"]).returning(DOCUMENT.c.format)
+    )
+    return set(result.scalars())

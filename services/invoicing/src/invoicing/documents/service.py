@@ -106,11 +106,13 @@ async def rendered(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, own
         now = runtime.clock.now()
         async with runtime.transaction() as session:
             key_row = {"owner_kind": kind, "owner_id": owner_id, "seller_id": seller_id, "rendered_at": now}
-            await repo.store(session, [{**key_row, "format": f, "content": b} for f, b in made.items()])
-        async with runtime.sessions() as session:
-            kept = {f: await repo.get(session, seller_id, kind, owner_id, f) for f in made}
+            ours = await repo.store(session, [{**key_row, "format": f, "content": b} for f, b in made.items()])
+        result = dict(made)
+        if ours != set(made):  # another process stored its rendering first: answer its bytes
+            async with runtime.sessions() as session:
+                for f in set(made) - ours:
+                    result[f] = await repo.get(session, seller_id, kind, owner_id, f) or made[f]
         DOCUMENTS_RENDERED.labels(kind).inc()
-        result = {f: kept[f] or b for f, b in made.items()}
     except BaseException as exc:
         future.set_exception(exc)
         future.exception()  # retrieved: nobody else may be waiting

@@ -30,7 +30,7 @@ from urllib.parse import urljoin, urlsplit
 import aiosmtplib
 import httpx
 from opentelemetry import trace
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent
@@ -54,6 +54,19 @@ FETCH_SECONDS = Histogram(
     "billing_email_document_fetch_seconds", "Time to fetch one document to attach (from memory when fetched before)", ["source"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+FETCH_THROTTLED = Counter(
+    "billing_email_document_fetch_throttled_total",
+    "Document fetches invoicing answered 429/503 with a Retry-After: every fetch of the process paused that long, then the fetch was tried again",
+)
+THROTTLED_STATUSES = (429, 503)
+
+
+def retry_after_seconds(response: httpx.Response) -> float:
+    """The wait a 429/503 asks for (`Retry-After` in seconds; 1 s when absent or an HTTP date)."""
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
 
 
 class AttachmentUnavailable(Exception):
@@ -88,16 +101,32 @@ class Documents:
 
     A relative URL is resolved against invoicing's `base_url` (left out when none is configured);
     a shared link needs no credential, any other relative URL is fetched as the seller
-    (`X-Tenant-Id`, for invoicing behind a trusted gateway)."""
+    (`X-Tenant-Id`, for invoicing behind a trusted gateway).
+
+    Throttled (429 or 503 with `Retry-After`, as invoicing's per-address limit on shared links
+    answers): every fetch of the process waits that long, then the refused one is tried again,
+    for at most `throttled_wait` seconds in all, and the delivery does not fail over it. Each
+    refused fetch failing its delivery instead put the email back by the retry backoff (30 s,
+    doubling), and a month close's mail trickled out at a few emails a second."""
 
     def __init__(
-        self, client: httpx.AsyncClient, *, base_url: str | None, max_bytes: int, concurrency: int, cache_bytes: int, ttl: float = 300.0
+        self,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str | None,
+        max_bytes: int,
+        concurrency: int,
+        cache_bytes: int,
+        ttl: float = 300.0,
+        throttled_wait: float = 30.0,
     ) -> None:
         self.client = client
         self.base_url = base_url
         self.max_bytes = max_bytes
         self.cache_bytes = cache_bytes
         self.ttl = ttl
+        self.throttled_wait = throttled_wait
+        self._resume_at = 0.0
         self._slots = asyncio.Semaphore(concurrency)
         self._fetching: dict[tuple[str, str | None], asyncio.Future[bytes]] = {}
         self._kept: OrderedDict[tuple[str, str | None], tuple[float, bytes]] = OrderedDict()
@@ -142,21 +171,35 @@ class Documents:
 
     async def _fetch(self, url: str, as_tenant: str | None) -> bytes:
         headers = {"X-Tenant-Id": as_tenant} if as_tenant else {}
-        async with self._slots:
-            with tracer.start_as_current_span("notify fetch document", kind=trace.SpanKind.CLIENT, attributes={"url.path": urlsplit(url).path}):
-                started = time.perf_counter()
-                try:
-                    response = await self.client.get(url, headers=headers)
-                except httpx.HTTPError as exc:
-                    raise AttachmentUnavailable(f"{url}: {type(exc).__name__}: {exc}", permanent=False) from exc
-                finally:
-                    FETCH_SECONDS.labels("http").observe(time.perf_counter() - started)
+        give_up_at = time.monotonic() + self.throttled_wait
+        while True:
+            await self._not_throttled()
+            async with self._slots:
+                with tracer.start_as_current_span("notify fetch document", kind=trace.SpanKind.CLIENT, attributes={"url.path": urlsplit(url).path}):
+                    started = time.perf_counter()
+                    try:
+                        response = await self.client.get(url, headers=headers)
+                    except httpx.HTTPError as exc:
+                        raise AttachmentUnavailable(f"{url}: {type(exc).__name__}: {exc}", permanent=False) from exc
+                    finally:
+                        FETCH_SECONDS.labels("http").observe(time.perf_counter() - started)
+            if response.status_code not in THROTTLED_STATUSES or "retry-after" not in response.headers:
+                break
+            wait = retry_after_seconds(response)
+            if time.monotonic() + wait > give_up_at:
+                break
+            FETCH_THROTTLED.inc()
+            self._resume_at = max(self._resume_at, time.monotonic() + wait)
         if response.status_code != 200:
             permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
             raise AttachmentUnavailable(f"{url}: HTTP {response.status_code}", permanent=permanent)
         if len(response.content) > self.max_bytes:
             raise AttachmentUnavailable(f"{url}: {len(response.content)} bytes, more than {self.max_bytes}", permanent=True)
         return response.content
+
+    async def _not_throttled(self) -> None:
+        while (wait := self._resume_at - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
 
     def _keep(self, key: tuple[str, str | None], content: bytes) -> None:
         if len(content) > self.cache_bytes:
@@ -267,7 +310,8 @@ class EmailSender:
         rounds = 1 + math.ceil(settings.sender_batch_size / settings.sender_concurrency)
         waiting_for_documents = math.ceil(settings.sender_concurrency / settings.documents_concurrency)
         # Long enough for a claimed row to wait for a round of deliveries that all time out, then time out itself.
-        self.lease = timedelta(seconds=(settings.smtp_timeout + settings.attachment_timeout * waiting_for_documents) * rounds + 30)
+        # A fetch may wait as long again while invoicing throttles it (Documents).
+        self.lease = timedelta(seconds=(settings.smtp_timeout + 2 * settings.attachment_timeout * waiting_for_documents) * rounds + 30)
         self.pool: SendingPool[Delivery, EmailOutcome] = SendingPool(
             runtime, self, PoolSettings(settings.sender_concurrency, settings.sender_batch_size, settings.sender_poll_ms / 1000)
         )
@@ -290,6 +334,7 @@ class EmailSender:
                 max_bytes=self.settings.attachment_max_bytes,
                 concurrency=self.settings.documents_concurrency,
                 cache_bytes=self.settings.document_cache_bytes,
+                throttled_wait=self.settings.attachment_timeout,
             )
             try:
                 yield
