@@ -435,9 +435,9 @@ def main() -> None:
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env["INVOICING_RENDER_AHEAD"] = "false" if args.render_while_sending else "true"
-    if not args.limit_notify:
-        # notify, as deployed beside invoicing, is exempt from the per-address limit on shared links (README).
-        env["PUBLIC_RATE_LIMIT_EXEMPT"] = '["127.0.0.1/32"]'
+    # notify, as deployed beside invoicing, is exempt from the per-address limit on shared links
+    # (README; a development platform exempts this machine by default): --limit-notify takes it away.
+    env["PUBLIC_RATE_LIMIT_EXEMPT"] = "[]" if args.limit_notify else '["127.0.0.1/32"]'
     if args.render_workers:
         env["INVOICING_RENDER_WORKERS"] = str(args.render_workers)
     if "DATABASE_URL" not in env and asyncio.run(postgres_answers(LOCAL_SERVER)):

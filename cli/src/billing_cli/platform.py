@@ -213,6 +213,10 @@ class Platform:
         if not self.env.get("SECRETS_KEYS"):
             self.env.setdefault("SECRETS_DEV_KEY_FILE", str((self.state_dir / "secrets-dev-key.json").resolve()))
         self.env.setdefault("NOTIFY_WEBHOOK_ALLOWED_DESTINATIONS", '["127.0.0.1/32", "localhost"]')
+        # notify fetches every PDF it attaches through the document's shared link, from this machine:
+        # invoicing's per-address limit on shared links would hold a month close's mail to 10/s.
+        # A deployment lists notify's own addresses instead (deploy/README.md).
+        self.env.setdefault("PUBLIC_RATE_LIMIT_EXEMPT", '["127.0.0.1/32", "::1/128"]')
 
     def _start_postgres(self) -> None:
         given = self.env.get("DATABASE_URL")
