@@ -41,8 +41,9 @@ if TYPE_CHECKING:  # the fixtures give them; conftest is not importable as a mod
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 FMT = Formatter("en")
-SERVICES = ("invoicing", "rating", "dunning", "notify", "usage-ingest")
+SERVICES = ("invoicing", "rating", "dunning", "notify", "usage-ingest", "payments")
 PARTNER_PAGES = {"statement", "customers", "users", "margins", "reports", "dunning", "deliveries", "brand"}
+CUSTOMER_PAGES = {"payment-methods", "payments", "profile"}  # a partner's staff have no account of their own: 403
 PRICES = ("1440.29", "1234.57")  # A's and B's: their amounts differ, so either one found in a page is a leak
 
 
@@ -59,6 +60,8 @@ class World:
     report_id: str = ""
     delivery_id: str = ""
     link_token: str = ""
+    method_ids: tuple[str, str] = ("", "")  # a payment method of each customer
+    payment_id: str = ""  # a payment received on the second customer's invoice
 
     @property
     def tenant(self) -> str:
@@ -70,6 +73,7 @@ class World:
     def data(self) -> set[str]:
         """Everything of this partner's that another partner must never see."""
         found = {self.partner.marker, self.credit_note["id"], self.credit_note["number"], self.report_id, self.delivery_id, self.wholesale["id"]}
+        found |= {*self.method_ids, self.payment_id}
         found |= {self.wholesale["number"], FMT.money(self.wholesale["total"], "EUR")}
         for invoice in self.invoices.values():
             found |= {invoice["id"], invoice["number"], FMT.money(invoice["total"], "EUR"), invoice["total"]}
@@ -78,7 +82,8 @@ class World:
     def of_second_customer(self) -> set[str]:
         """What a contact of the first customer must never see of the second."""
         second = self.invoices[self.customers[1]]
-        return {self.name(self.customers[1]), second["id"], second["number"], self.credit_note["id"], self.credit_note["number"]}
+        found = {self.name(self.customers[1]), second["id"], second["number"], self.credit_note["id"], self.credit_note["number"]}
+        return found | {self.method_ids[1], self.payment_id}
 
 
 def wire(platform: Platform) -> FastAPI:
@@ -173,6 +178,12 @@ async def build_world(platform: Platform, p: Partner, price: str) -> World:
 
     await eventually(known_to_payments, "payments to learn the invoice", timeout=90)
     w.credit_note = await ok("invoicing", "POST", f"/v1/invoices/{second}/credit-notes", {"amount": "100.00", "reason": f"{m} goodwill"})
+    for n, cust in enumerate(w.customers):
+        method = {"id": f"{t}-pm{n}", "type": "bank_transfer", "name": w.name(cust)}
+        await ok("payments", "POST", f"/v1/accounts/{account_id(t, cust)}/payment-methods", method)
+    w.method_ids = (f"{t}-pm0", f"{t}-pm1")
+    transfer = {"id": f"{t}-pay", "invoice_id": second, "amount": "500.00", "currency": "EUR", "received_on": "2026-11-15", "reference": m}
+    w.payment_id = (await ok("payments", "POST", "/v1/payments", transfer))["payment_id"]
 
     async def delivered() -> str | None:
         items = (await c["notify"].get("/v1/deliveries", headers=p.headers("admin"))).json()["items"]
@@ -270,12 +281,16 @@ def ids_for(path: str, victim: World, customer_view: World | None) -> list[str]:
         "credit_note_id": [victim.credit_note["id"]],
         "report_id": [victim.report_id],
         "delivery_id": [victim.delivery_id],
+        "method_id": [*victim.method_ids],
+        "payment_id": [victim.payment_id],
         "token": [victim.link_token],
         "fmt": ["pdf", "xml"],
     }
     if customer_view is not None:  # the customer also tries its own partner's other customer
         choices["invoice_id"].append(customer_view.invoices[customer_view.customers[1]]["id"])
         choices["credit_note_id"].append(customer_view.credit_note["id"])
+        choices["method_id"].append(customer_view.method_ids[1])
+        choices["payment_id"].append(customer_view.payment_id)
     paths = [path]
     for name in re.findall(r"{([^}]+)}", path):
         if name == "partner":
@@ -307,7 +322,8 @@ async def test_every_page_refuses_another_partners_and_another_accounts_objects(
                 requests += 1
                 page = own.split("/")[3]
                 if re.search(r"{(?!partner})", route):  # the route names an object
-                    expected = {410} if "{token}" in route else ({403} if who == "customer" and page in PARTNER_PAGES else {404})
+                    not_for_role = (who == "customer" and page in PARTNER_PAGES) or (who == "staff" and page in CUSTOMER_PAGES)
+                    expected = {410} if "{token}" in route else ({403} if not_for_role else {404})
                     if r.status_code not in expected:
                         failures.append(f"{who} GET {own} → {r.status_code}, expected {sorted(expected)}")
                 elif r.status_code >= 500:
