@@ -54,7 +54,7 @@ async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: Serv
         await apply_refund(runtime, session, refund)
         credit_note_id = await issue_credit_note(runtime, session, victim, invoice_id, "key-1", reason="goodwill", lines=None, amount=Decimal("5.00"))
         await documents_repo.store(
-            session, [{"owner_kind": "invoice", "owner_id": invoice_id, "seller_id": victim, "rendered_at": now, "format": "xml", "content": b"<x/>"}]
+            session, [{"owner_kind": "invoice", "owner_id": invoice_id, "seller_id": victim, "rendered_at": now, "format": "pdf", "content": b"%PDF-victim"}]
         )
         token = await share(session, victim, "invoice", invoice_id, "pdf", now)
     before = await victims_rows(runtime, victim, invoice_id)
@@ -77,8 +77,8 @@ async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: Serv
         assert await credit_repo.find_by_key(session, attacker, "key-1") is None
         assert await credit_repo.for_invoice(session, attacker, invoice_id) == []
         assert await credit_repo.credited_per_line(session, attacker, invoice_id) == {}
-        assert await documents_repo.get(session, attacker, "invoice", invoice_id, "xml") is None
-        assert await documents_repo.stored(session, attacker, "invoice", invoice_id, "xml") is None
+        assert await documents_repo.get(session, attacker, "invoice", invoice_id, "pdf") is None
+        assert await documents_repo.stored(session, attacker, "invoice", invoice_id, "pdf") is None
         assert await tokens_of(session, attacker, "invoice", invoice_id) == {}
         assert await seller_repo.get(session, attacker) is None
         assert await comparison_repo.previous_invoice(session, attacker, buyer.account_id, date(2026, 12, 1)) is None
@@ -106,8 +106,8 @@ async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: Serv
         assert await invoice_repo.issued_among(session, [attacker, victim], [invoice_id, invoice_id]) == {invoice_id}
         assert [r.credit_note_id for r in await credit_repo.for_invoice(session, victim, invoice_id)] == [credit_note_id]
         assert sum((await credit_repo.credited_per_line(session, victim, invoice_id)).values()) == Decimal("5.00")
-        assert await documents_repo.stored(session, victim, "invoice", invoice_id, "xml") == (before["invoice"][0]["number"], b"<x/>")
-        assert await documents_repo.get(session, victim, "invoice", invoice_id, "xml") == b"<x/>"
+        assert await documents_repo.stored(session, victim, "invoice", invoice_id, "pdf") == (before["invoice"][0]["number"], b"%PDF-victim")
+        assert await documents_repo.get(session, victim, "invoice", invoice_id, "pdf") == b"%PDF-victim"
         links = {r["format"]: r["token"] for r in before["document_share"] if r["owner_id"] == invoice_id}
         assert links["pdf"] == token
         assert await tokens_of(session, victim, "invoice", invoice_id) == links

@@ -159,7 +159,7 @@ async def _ubl(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_i
         row = {"owner_kind": kind, "owner_id": owner_id, "seller_id": seller_id, "rendered_at": runtime.clock.now(), "format": "ubl", "content": made}
         await repo.store(session, [row])
     async with runtime.sessions() as session:
-        return await repo.get(session, kind, owner_id, "ubl") or made
+        return await repo.get(session, seller_id, kind, owner_id, "ubl") or made
 
 
 async def document(

@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import Counter
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +35,7 @@ from invoicing.seller.service import find_seller, get_seller
 tracer = trace.get_tracer(__name__)
 STATEMENTS = Counter("billing_project_work_statements_issued_total", "Project-work statements issued", ["currency"])
 STATEMENT: Table = tenant_owned(ProjectWorkStatement, "seller_id")
-COUNTER: Table = ProjectWorkStatementCounter.__table__  # type: ignore[attr-defined]
+COUNTER: Table = tenant_owned(ProjectWorkStatementCounter, "seller_id")
 KIND = "project_work_statement"
 _NAMESPACE = uuid.UUID("6f1c2b7e-3d4a-5b8c-9e0f-1a2b3c4d5e6f")
 
@@ -64,7 +64,8 @@ async def issue_statement(runtime: ServiceRuntime, session: AsyncSession, record
     with tracer.start_as_current_span("issue_project_work_statement", attributes={"billing.entry_id": recorded.entry_id}) as span:
         last = await counters.lock_counter(session, recorded.seller_id, COUNTER)  # before the check: see every committed statement
         statement_id = statement_id_for(recorded.seller_id, recorded.entry_id)
-        if await session.scalar(select(STATEMENT.c.statement_id).where(STATEMENT.c.statement_id == statement_id)) is not None:
+        known = select_scoped(STATEMENT, recorded.seller_id, STATEMENT.c.statement_id).where(STATEMENT.c.statement_id == statement_id)
+        if await session.scalar(known) is not None:
             return None
         seller = await get_seller(runtime, session, recorded.seller_id)
         seq = last + 1
@@ -134,7 +135,7 @@ async def statement_pdf(runtime: ServiceRuntime, seller_id: str, statement_id: s
             row = await get(session, seller_id, statement_id, buyer_account_id=buyer_account_id)
             if row is None:
                 raise NotFound(f"no project-work statement {statement_id!r}", code="project_work_statement_not_found")
-            kept = await documents.get(session, KIND, statement_id, "pdf")
+            kept = await documents.get(session, seller_id, KIND, statement_id, "pdf")
             seller = await find_seller(session, seller_id)
         name = f"{row.number}.pdf"
         if kept is not None:
@@ -145,4 +146,4 @@ async def statement_pdf(runtime: ServiceRuntime, seller_id: str, statement_id: s
             await documents.store(session, [{"owner_kind": KIND, "owner_id": statement_id, "seller_id": seller_id, "format": "pdf", "content": made,
                                              "rendered_at": runtime.clock.now()}])
         async with runtime.sessions() as session:
-            return name, (await documents.get(session, KIND, statement_id, "pdf")) or made
+            return name, (await documents.get(session, seller_id, KIND, statement_id, "pdf")) or made

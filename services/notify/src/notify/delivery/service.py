@@ -312,7 +312,7 @@ async def record_project_work_statement(session: AsyncSession, event: CloudEvent
     nothing to pay now; the charge comes on the next invoice."""
     statement: ProjectWorkStatementIssued = event.data
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": PROJECT_WORK_STATEMENT, "billing.statement_id": statement.statement_id}):
-        contact = await contacts.get(session, statement.buyer.account_id)
+        contact = await contacts.get(session, event.tenant, statement.buyer.account_id)
         recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(statement.buyer.email)
         brand = await effective_brand(session, event.tenant, seller_name=statement.seller.name, default_sender_email=default_sender_email)
         attached = [attachment(d, f"{statement.number}.pdf") for d in statement.documents if d.kind == "pdf"][:1]
