@@ -335,12 +335,12 @@ async def issue_invoices(runtime: ServiceRuntime, session: AsyncSession, periods
 
 @contextlib.contextmanager
 def _batch_without_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is issued, awaits included. A batch of 500
-    periods builds about a million short-lived objects (drafts, lines, taxes, events, rows) that
-    their reference counts free; collections meanwhile would walk them all again and again: 40%
-    of the batch's CPU. The batch is bounded (the consumer's poll), so is what it holds; what else
-    runs in the process meanwhile keeps its cyclic garbage until the batch ends. The collector
-    resumes after the batch, also when it fails (a rejected period). Counted in
+    """Pause the cyclic garbage collector while a batch is issued, awaits included. A batch builds
+    many short-lived objects (drafts, lines, taxes, events, rows) that their reference counts free;
+    collections meanwhile walk them again and again (15% of a batch's CPU with the startup heap
+    frozen, as in a running service). The batch is bounded (the consumer's poll), so is what it
+    holds; what else runs in the process meanwhile keeps its cyclic garbage until the batch ends.
+    The collector resumes after the batch, also when it fails (a rejected period). Counted in
     `billing_invoice_batch_gc_paused_seconds_total`."""
     enabled = gc.isenabled()
     started = time.perf_counter()

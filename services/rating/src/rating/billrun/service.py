@@ -312,9 +312,9 @@ def _close_without_gc() -> Iterator[None]:
     than saving it: every object rated while paused is still young when collection resumes, so
     the first collections after it (building the slice's PeriodClosed events, decoding the next
     rows) walk all of them: a fifth of the close's CPU. Each slice's objects are freed by their
-    reference counts once it is written, so memory stays one slice (the close leaves about 2,000
-    objects in cycles, whatever its size); what else runs in the process meanwhile keeps its
-    cyclic garbage until the close ends. The pauses are counted in
+    reference counts once it is written, so memory stays one slice (a collection after a close of
+    50,000 subscriptions finds no garbage in cycles); what else runs in the process meanwhile keeps
+    its cyclic garbage until the close ends. The pauses are counted in
     `billing_bill_run_gc_paused_seconds_total`."""
     enabled = gc.isenabled()
     started = time.perf_counter()
