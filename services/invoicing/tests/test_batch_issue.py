@@ -5,6 +5,7 @@ a period that cannot be invoiced names itself and leaves nothing written."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import text
 from billing_events import InvoiceIssued, account_id
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import record_customer
+from invoicing.invoice import repository as invoice_repo
 from invoicing.invoice.consumers import on_periods_closed
 from invoicing.invoice.service import PeriodClosedRejected, issue_invoice, issue_invoices
 from invoicing.seller.schemas import NetDays, SellerSettingsIn
@@ -170,6 +172,7 @@ async def test_concurrent_batches_over_the_same_sellers_stay_gapless(runtime: Se
     chunks = [periods[i : i + 7] for i in range(0, 30, 7)]
     issued = await asyncio.gather(*(batch(c) for c in chunks), *(batch(list(reversed(c))) for c in reversed(chunks)), batch(periods))
     assert sum(issued) == 30
+    assert gc.isenabled()  # each batch paused the collector; whichever ended last left it running
     for seller in sellers:
         rows = await _rows(runtime, "SELECT seq FROM invoicing.invoice WHERE seller_id = :s ORDER BY seq", s=seller)
         assert [r.seq for r in rows] == list(range(1, 11))
@@ -192,3 +195,29 @@ async def test_every_period_of_a_batch_that_cannot_be_invoiced_is_named_at_once(
         events[3].id: "unknown_currency",
     }
     assert await _rows(runtime, "SELECT 1 FROM invoicing.invoice WHERE seller_id = :s", s=tenant) == []
+
+
+async def test_a_batch_is_issued_with_the_collector_paused_and_resumes_it_also_when_rejected(
+    runtime: ServiceRuntime, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _irish_seller(runtime, tenant, "G")
+    buyers = await _buyers(runtime, tenant, 3)
+    periods = [period_closed(tenant, b, _lines(i), currency="EUR") for i, b in enumerate(buyers)]
+    collecting: list[bool] = []
+    copy = invoice_repo.copy_invoices
+
+    async def recorded(*args: Any) -> Any:
+        collecting.append(gc.isenabled())
+        return await copy(*args)
+
+    monkeypatch.setattr(invoice_repo, "copy_invoices", recorded)
+    spoiled = periods[1].model_copy(update={"currency": "ZZZ"})
+    with pytest.raises(PeriodClosedRejected):
+        async with runtime.transaction() as session:
+            await issue_invoices(runtime, session, [periods[0], spoiled])
+    assert gc.isenabled() and collecting == []  # rejected before anything was written, the collector running again
+
+    async with runtime.transaction() as session:
+        ids = await issue_invoices(runtime, session, periods)
+    assert all(ids) and collecting == [False]  # written with the collector paused
+    assert gc.isenabled()

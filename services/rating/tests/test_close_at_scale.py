@@ -5,16 +5,19 @@ events or HTTP calls: what is under test is the close, not the way in."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from billing_events import derived_event_id
 from billing_runtime.service import ServiceRuntime
+from rating.billrun import service
 from rating.billrun.service import bill_run_id, close_period
 from rating.config import Settings
 from rating.db import metadata
@@ -102,11 +105,28 @@ async def written(runtime: ServiceRuntime, seller: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-async def test_a_seller_with_40000_subscriptions_closes_its_period_once(runtime: ServiceRuntime, tenant: str, distributor: str) -> None:
+async def test_a_seller_with_40000_subscriptions_closes_its_period_once(
+    runtime: ServiceRuntime, tenant: str, distributor: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await seed_large_seller(runtime, tenant)
+    # Whether the cyclic collector ran while each slice's PeriodClosed events were built.
+    collecting: list[bool] = []
+    build = service._period_closed
+
+    def recorded(*args: Any) -> Any:
+        collecting.append(gc.isenabled())
+        return build(*args)
+
+    monkeypatch.setattr(service, "_period_closed", recorded)
+    paused_before = REGISTRY.get_sample_value("billing_bill_run_gc_paused_seconds_total") or 0.0
 
     async with runtime.transaction() as session:
         run = await close_period(runtime, session, tenant, "2026-10", distributor)
+
+    # Several slices, each emitted with collection paused; the collector runs again after the close.
+    assert len(collecting) >= SUBSCRIPTIONS // service.SLICE_SUBSCRIPTIONS and not any(collecting)
+    assert gc.isenabled()
+    assert (REGISTRY.get_sample_value("billing_bill_run_gc_paused_seconds_total") or 0.0) > paused_before
 
     buyers = SUBSCRIPTIONS // PER_BUYER
     assert run.created
@@ -173,3 +193,22 @@ async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previe
     assert r.status_code == 200, r.text
     november = r.json()["lines"]
     assert [(line["service_period_start"], line["late"]) for line in november] == [("2026-11-01", False)]  # October not again
+
+
+async def test_a_close_that_fails_leaves_the_collector_running(
+    runtime: ServiceRuntime, tenant: str, distributor: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A close that fails midway (here the charges' write) rolls back, and the cyclic collector it
+    paused runs again."""
+    await seed_large_seller(runtime, tenant)
+
+    async def failing(*args: Any) -> int:
+        assert not gc.isenabled()  # paused while the slice is written
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(service.repo, "add_charges", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        async with runtime.transaction() as session:
+            await close_period(runtime, session, tenant, "2026-10", distributor)
+    assert gc.isenabled()
+    assert await written(runtime, tenant) == {"charges": 0, "amount": 0, "events": 0, "runs": 0}

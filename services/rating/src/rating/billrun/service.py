@@ -57,6 +57,9 @@ UNPRICED_BUYERS = Counter(
     "Buyers a bill run could not bill in full because a product has no price in their currency, by that currency",
     ["currency"],
 )
+GC_PAUSED_SECONDS = Counter(
+    "billing_bill_run_gc_paused_seconds", "Time bill runs paused the cyclic garbage collector (a close's slices, rated, written and emitted)"
+)
 CHARGES_WRITTEN = Counter("billing_bill_run_charges_written_total", "Rated charges written by bill runs, by tier", ["tier"])
 
 
@@ -133,18 +136,21 @@ async def close_period(
 
         buyers = lines = charges_written = 0
         unrated_found: set[Unrated] = set()
-        async for closing in _closings(session, seller_id, distributor_id, tier, period, run_id, terms):
-            with _phase("write"):
-                charges_written += await repo.add_charges(session, _charge_columns(seller_id, run_id, closing))
-                for (owner, column), ids in closing.billed_usage.items():
-                    await projections.mark_billed(session, projections.USAGE, "record_id", owner, ids, run_id, column)
-                for owner, ids in closing.billed_observations.items():
-                    await projections.mark_billed(session, projections.OBSERVATION, "observation_id", owner, ids, run_id)
-            with _phase("emit"):
-                await runtime.outbox.add(session, *_period_closed(runtime, seller_id, run_id, period, closing))
-            buyers += len(closing.lines)
-            lines += closing.line_count
-            unrated_found.update(closing.unrated)
+        with _close_without_gc():
+            async for closing in _closings(session, seller_id, distributor_id, tier, period, run_id, terms):
+                with _phase("write"):
+                    charges_written += await repo.add_charges(session, _charge_columns(seller_id, run_id, closing))
+                    for (owner, column), ids in closing.billed_usage.items():
+                        await projections.mark_billed(session, projections.USAGE, "record_id", owner, ids, run_id, column)
+                    for owner, ids in closing.billed_observations.items():
+                        await projections.mark_billed(session, projections.OBSERVATION, "observation_id", owner, ids, run_id)
+                with _phase("emit"):
+                    # One INSERT … unnest for the slice's PeriodClosed events (not one parameter set each).
+                    await runtime.outbox.add_many(session, _period_closed(runtime, seller_id, run_id, period, closing))
+                buyers += len(closing.lines)
+                lines += closing.line_count
+                unrated_found.update(closing.unrated)
+                del closing  # the slice's lines freed now, before the next is rated (and before collection resumes)
         unrated = [_unrated_out(u).model_dump() for u in sorted(unrated_found)]
         await repo.finish_run(session, run_id, buyers, lines, unrated)
         BILL_RUNS.labels("created").inc()
@@ -318,6 +324,28 @@ def _without_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+@contextlib.contextmanager
+def _close_without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a close's slices (rating, writing, emitting each),
+    awaits included. Pausing only the synchronous stretches (`_without_gc`) defers the cost rather
+    than saving it: every object rated while paused is still young when collection resumes, so
+    the first collections after it (building the slice's PeriodClosed events, decoding the next
+    rows) walk all of them: a fifth of the close's CPU. Each slice's objects are freed by their
+    reference counts once it is written, so memory stays one slice (a collection after a close of
+    50,000 subscriptions finds no garbage in cycles); what else runs in the process meanwhile keeps
+    its cyclic garbage until the close ends. The pauses are counted in
+    `billing_bill_run_gc_paused_seconds_total`."""
+    enabled = gc.isenabled()
+    started = time.perf_counter()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+            GC_PAUSED_SECONDS.inc(time.perf_counter() - started)
 
 
 async def rate_retail(
