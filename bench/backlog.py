@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -35,6 +36,7 @@ from typing import Any
 import httpx
 import psutil
 from aiokafka import AIOKafkaProducer
+from process_cpu import CpuMeter, per_thousand
 from sqlalchemy import text
 
 from billing_cli.platform import Platform
@@ -203,9 +205,12 @@ def main() -> None:
         wait_ready(url)
         ready_at = time.perf_counter()
         cpu_at_ready = sum(process.cpu_times()[:2])
+        broker = platform.broker.process.pid if platform.broker and platform.broker.process else None
+        meter = CpuMeter(services={"rating": process.pid}, pgdata=state / "pgdata", broker_pid=broker)
         profiler = None
         if args.py_spy:
-            command = ["py-spy", "record", "--pid", str(process.pid), "--format", "raw", "--rate", "200", "--output", args.py_spy, "--nonblocking"]
+            spy = str(Path(sys.executable).parent / "py-spy")
+            command = [spy, "record", "--pid", str(process.pid), "--format", "raw", "--rate", "200", "--output", args.py_spy, "--nonblocking"]
             profiler = subprocess.Popen(command)
 
         def sample() -> None:
@@ -219,6 +224,7 @@ def main() -> None:
             wait_for(platform.database_url, "SELECT count(*) FROM rating.usage_record WHERE seller_id = :t", args.events, args.timeout, sample)
         )
         cpu_s = sum(process.cpu_times()[:2]) - cpu_at_ready
+        spent = meter.spent()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
@@ -239,6 +245,7 @@ def main() -> None:
     if args.json:
         figures = {"drain_events_per_s": round(rate, 1), "events": args.events, "seconds": round(seconds, 3), "rss_mb": round(peak_rss, 1)}
         figures |= {"cpu_s": round(cpu_s, 2), "events_per_cpu_s": round(drained / cpu_s, 1) if cpu_s else None}
+        figures |= {"cpu_s_per_1000": per_thousand(spent, drained)}
         figures |= {"already_applied_when_ready": at_ready, "xact_commit": xacts[0], "xact_rollback": xacts[1]}
         print(json.dumps(figures | {"publish_s": round(publish_s, 2), "customers": args.customers}))
 

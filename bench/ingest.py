@@ -14,6 +14,7 @@ figures; with `--json` the last line is one JSON object:
     bare_events_per_s   the bare producer, same broker, same number of events
     ratio               http_events_per_s / bare_events_per_s
     cpu_s_per_1000      usage-ingest CPU seconds (user + system, relay included) per 1,000 events
+    cpu_s_per_1000_by_process  the same for usage-ingest, PostgreSQL and the broker
     rss_mb              usage-ingest resident memory at the end of the run (all its processes)
 
 `--py-spy FILE` records the service with py-spy during the HTTP run (collapsed stacks, for
@@ -40,6 +41,7 @@ from typing import Any
 import httpx
 import psutil
 from aiokafka import AIOKafkaProducer
+from process_cpu import CpuMeter, per_thousand
 
 from billing_cli.platform import Platform
 from billing_events import UsageRecorded, account_id, new_event, to_kafka
@@ -196,6 +198,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         service = service_processes(platform.processes["usage-ingest"].pid)
         cpu_before = sum(sum(p.cpu_times()[:2]) for p in service)
+        broker = platform.broker.process.pid if platform.broker and platform.broker.process else None
+        meter = CpuMeter(services={"usage-ingest": service[0].pid}, pgdata=state / "pgdata", broker_pid=broker)
         if args.py_spy:
             spy = start_py_spy(service[0].pid, args.py_spy)
             time.sleep(1.0)
@@ -205,6 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_published(platform, url, args.workers, args.events)
         http_seconds = time.perf_counter() - started
         cpu_service = sum(sum(p.cpu_times()[:2]) for p in service) - cpu_before
+        spent = meter.spent()
         rss = sum(p.memory_info().rss for p in service)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -233,6 +238,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bare_events_per_s": round(bare_rate, 1),
         "ratio": round(http_rate / bare_rate, 3),
         "cpu_s_per_1000": round(cpu_service / args.events * 1000, 4),
+        "cpu_s_per_1000_by_process": per_thousand(spent, args.events),
         "rss_mb": round(rss / 2**20, 1),
     }
 
@@ -258,6 +264,7 @@ def main() -> None:
     print(f"bare aiokafka producer, same messages:            {figures['bare_events_per_s']:,.0f} events/s  ({figures['bare_seconds']:.2f}s)")
     print(f"ratio HTTP / bare: {figures['ratio']:.2f}")
     print(f"usage-ingest: {figures['cpu_s_per_1000']:.3f} CPU s per 1,000 events, {figures['rss_mb']:.0f} MB resident")
+    print("CPU s per 1,000 events: " + ", ".join(f"{k} {v:.3f}" for k, v in figures["cpu_s_per_1000_by_process"].items()))
 
 
 if __name__ == "__main__":
