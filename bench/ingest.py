@@ -11,8 +11,11 @@ figures; with `--json` the last line is one JSON object:
 
     http_events_per_s   events posted, stored and on the topic, per second of the HTTP run
     accepted_events_per_s  the same events, counting up to the last POST answered (relay not awaited)
-    bare_events_per_s   the bare producer, same broker, same number of events
+    bare_events_per_s   the bare producer, same broker, same number of events, same compression as
+                        the services (KAFKA_COMPRESSION, `compression`)
     ratio               http_events_per_s / bare_events_per_s
+    bare_gzip_events_per_s, ratio_vs_bare_gzip  the bare producer with gzip (the services' codec before
+                        zstd), and the ratio against it: the figure earlier runs reported as `ratio`
     cpu_s_per_1000      usage-ingest CPU seconds (user + system, relay included) per 1,000 events
     cpu_s_per_1000_by_process  the same for usage-ingest, PostgreSQL and the broker
     rss_mb              usage-ingest resident memory at the end of the run (all its processes)
@@ -47,6 +50,7 @@ from billing_cli.platform import Platform
 from billing_events import UsageRecorded, account_id, new_event, to_kafka
 from billing_events.topics import USAGE
 from billing_runtime.auth import generate_key, publish
+from billing_runtime.config import CommonSettings
 from billing_runtime.embedded import free_port
 
 TENANT = "bench"
@@ -117,7 +121,7 @@ def wait_published(platform: Platform, url: str, workers: int, expected: int, ti
         time.sleep(0.05)
 
 
-async def bare_producer(bootstrap: str, n: int) -> float:
+async def bare_producer(bootstrap: str, n: int, compression: str) -> float:
     account = account_id(TENANT, CUSTOMER)
     messages = []
     base = datetime(2026, 10, 1, tzinfo=UTC)
@@ -127,7 +131,8 @@ async def bare_producer(bootstrap: str, n: int) -> float:
         )
         messages.append(to_kafka(new_event(data, source="bench", tenant=TENANT)))
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5, max_batch_size=1024 * 1024, compression_type="gzip"
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5, max_batch_size=1024 * 1024,
+        compression_type=None if compression == "none" else compression,
     )
     await producer.start()
     try:
@@ -216,7 +221,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spy.wait(30)
             spy = None
 
-        bare_seconds = asyncio.run(bare_producer(platform.bootstrap, args.events))
+        # The services' producer settings (billing_runtime.kafka.make_producer), compression included;
+        # and gzip, the bare figure of earlier runs (the services compressed with gzip then).
+        compression = CommonSettings().kafka_compression
+        bare_seconds = asyncio.run(bare_producer(platform.bootstrap, args.events, compression))
+        bare_gzip_seconds = asyncio.run(bare_producer(platform.bootstrap, args.events, "gzip"))
     finally:
         if spy is not None:
             spy.kill()
@@ -230,6 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "workers": args.workers,
         "cores": os.cpu_count(),
+        "compression": CommonSettings().kafka_compression,
         "http_seconds": round(http_seconds, 3),
         "accepted_seconds": round(accepted_seconds, 3),
         "bare_seconds": round(bare_seconds, 3),
@@ -237,6 +247,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "accepted_events_per_s": round(args.events / accepted_seconds, 1),
         "bare_events_per_s": round(bare_rate, 1),
         "ratio": round(http_rate / bare_rate, 3),
+        "bare_gzip_events_per_s": round(args.events / bare_gzip_seconds, 1),
+        "ratio_vs_bare_gzip": round(http_rate / (args.events / bare_gzip_seconds), 3),
         "cpu_s_per_1000": round(cpu_service / args.events * 1000, 4),
         "cpu_s_per_1000_by_process": per_thousand(spent, args.events),
         "rss_mb": round(rss / 2**20, 1),
