@@ -219,6 +219,9 @@ class OutboxRelay:
     async def _loop(self) -> None:
         probe = True
         while True:
+            # Cleared before the batch is read, not when the relay goes to sleep: a commit that
+            # wakes it while it publishes (rows its read may have missed) has it go again at once.
+            self._wake.clear()
             sent = await self.publish_batch(probe=probe)
             # Only a poll that finds nothing to do asks "anything unsent?" first: after a batch, or
             # when a commit that wrote outbox rows woke the relay, there is work, and the probe's
@@ -232,8 +235,8 @@ class OutboxRelay:
                 probe = not await self._sleep(self.poll_interval)
 
     async def _sleep(self, seconds: float) -> bool:
-        """Wait for a wake or `seconds`; whether something woke the relay."""
-        self._wake.clear()
+        """Wait for a wake (or one that came since the last batch began) or `seconds`; whether
+        something woke the relay."""
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
             return True
