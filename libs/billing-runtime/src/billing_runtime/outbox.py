@@ -270,7 +270,7 @@ class OutboxRelay:
             for topic, n in Tally(row.topic for row in rows).items():
                 EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
             # A short batch took everything unsent; only after a full one is there a backlog to
-            # count, and then at most once a second (a count per batch slowed the catching up).
+            # count, and then at most once a second (each count walks the backlog in the index).
             if len(rows) < self.batch_size:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
             else:
