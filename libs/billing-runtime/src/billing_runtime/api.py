@@ -1,9 +1,4 @@
-"""HTTP helpers every service's endpoints share.
-
-The dependencies here do no I/O and are `async def` on purpose: FastAPI runs a plain `def`
-dependency in its thread pool, a hop to a worker thread and back for each one of every request,
-and the threads' turns at the GIL delayed the event loop's own work (the outbox relay, the
-database round trips) under load (bench/rating_latency.py)."""
+"""HTTP helpers every service's endpoints share."""
 
 from __future__ import annotations
 
@@ -22,7 +17,7 @@ from billing_runtime.service import ServiceRuntime
 DISTRIBUTOR = "distributor"
 
 
-async def get_runtime(request: Request) -> ServiceRuntime:
+def get_runtime(request: Request) -> ServiceRuntime:
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime
 
@@ -30,7 +25,7 @@ async def get_runtime(request: Request) -> ServiceRuntime:
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer bk_live_<key id>_<secret>`.")
 
 
-async def principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
+def principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
     """The caller, as `install_http_conventions` authenticated it: from the API key (`AUTH_MODE=api_key`)
     or from a trusted gateway's `X-Tenant-Id` (`AUTH_MODE=trusted_header`). Never from the path or body."""
     state = request.scope.get("state", {})
@@ -64,12 +59,12 @@ def _trusted_header(x_tenant_id: str | None) -> Principal | None:
     return Principal(tenant=x_tenant_id, key_id="gateway", scope="admin")
 
 
-async def tenant_id(caller: Annotated[Principal, Depends(principal)]) -> str:
+def tenant_id(caller: Annotated[Principal, Depends(principal)]) -> str:
     """The calling partner (or `distributor`): the tenant of the caller's API key."""
     return caller.tenant
 
 
-async def admin_tenant_id(caller: Annotated[Principal, Depends(principal)]) -> str:
+def admin_tenant_id(caller: Annotated[Principal, Depends(principal)]) -> str:
     """As `tenant_id`, for endpoints that need a key with the `admin` scope."""
     caller.require("admin")
     return caller.tenant
@@ -85,7 +80,7 @@ class RequireScope:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
-    async def __call__(self, caller: Annotated[Principal, Depends(principal)]) -> None:
+    def __call__(self, caller: Annotated[Principal, Depends(principal)]) -> None:
         caller.require(self.scope)
 
     def __repr__(self) -> str:
@@ -99,7 +94,7 @@ class ServesOneAccount:
     `principal`). A route that declares it must scope what it reads to `OwnAccount` (or check a path
     account with `own_account`), so another account's ids answer 404."""
 
-    async def __call__(self) -> None:
+    def __call__(self) -> None:
         return None
 
     def __repr__(self) -> str:
@@ -113,7 +108,7 @@ def serves_one_account(route: Any) -> bool:
     return any(isinstance(d.dependency, ServesOneAccount) for d in getattr(route, "dependencies", ()))
 
 
-async def account_restriction(caller: Annotated[Principal, Depends(principal)]) -> str | None:
+def account_restriction(caller: Annotated[Principal, Depends(principal)]) -> str | None:
     """The one account the caller's key may see; None for a tenant-wide key."""
     return caller.account_id
 
