@@ -20,12 +20,6 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     database_url: str = Field(default="postgresql://postgres@127.0.0.1:5432/billing", validation_alias=_env("DATABASE_URL"))
-    database_pool_size: int = Field(
-        default=10,
-        ge=1,
-        validation_alias=_env("DATABASE_POOL_SIZE"),
-        description="Connections a service process keeps open (10 more may be opened for a burst, and are closed after it).",
-    )
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:19092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
     kafka_enable_idempotence: bool = Field(default=False, validation_alias=_env("KAFKA_ENABLE_IDEMPOTENCE"))
     kafka_topic_replication: int = Field(default=1, validation_alias=_env("KAFKA_TOPIC_REPLICATION"))

@@ -77,7 +77,7 @@ class ServiceRuntime:
 
     def __post_init__(self) -> None:
         self.clock = clock_from(self.settings.clock_fixed_at)
-        self.engine = create_engine(self.settings.database_url, pool_size=self.settings.database_pool_size)
+        self.engine = create_engine(self.settings.database_url)
         # A commit that wrote outbox rows wakes the relay (whoever commits: an endpoint, the
         # consumer, a background loop); one that wrote none does not.
         self.sessions = RequestSessions(session_factory(self.engine, sync_session_class=outbox_session_class(self.name, self._wake_relay)))

@@ -10,10 +10,6 @@ class Settings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="USAGE_INGEST_", extra="ignore")
 
     max_batch: int = 1000
-    # Partners post batches concurrently: a pool smaller than the requests in flight overflows, and
-    # the connections opened for the burst are closed after it and opened again for the next (each
-    # new one prepares every statement again), which showed as multi-second stalls of the relay.
-    database_pool_size: int = Field(default=32, ge=1, validation_alias=AliasChoices("USAGE_INGEST_DATABASE_POOL_SIZE", "DATABASE_POOL_SIZE"))
     # Partners stream usage: the per-request limit is raised here (a 10-record POST is a request
     # like a 1,000-record one) and the create-only batch endpoints charge a records budget instead.
     rate_limit_per_second: float = Field(default=1000.0, gt=0, validation_alias=AliasChoices("USAGE_INGEST_RATE_LIMIT_PER_SECOND", "RATE_LIMIT_PER_SECOND"))
