@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -35,6 +36,7 @@ from typing import Any
 import httpx
 import psutil
 from aiokafka import AIOKafkaProducer
+from process_cpu import CpuMeter, per_thousand
 from sqlalchemy import text
 
 from billing_cli.platform import Platform
@@ -166,11 +168,13 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1000, help="customers, each with one subscription")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on the drain after this many seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    parser.add_argument("--workers", type=int, default=1, help="rating processes (uvicorn workers: consumers in one group, sharing the partitions)")
     parser.add_argument("--py-spy", metavar="FILE", help="profile rating during the drain with py-spy (installed apart) into FILE (raw collapsed stacks)")
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="billing-bench-backlog-"))
     env = {**os.environ, "AUTH_MODE": "trusted_header", "BILLING_KAFKA_PORT": str(free_port()), "BILLING_RATING_PORT": str(free_port())}
+    env["BILLING_RATING_WORKERS"] = str(args.workers)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=args.json)
     platform.state_dir.mkdir(parents=True, exist_ok=True)
@@ -203,22 +207,26 @@ def main() -> None:
         wait_ready(url)
         ready_at = time.perf_counter()
         cpu_at_ready = sum(process.cpu_times()[:2])
+        broker = platform.broker.process.pid if platform.broker and platform.broker.process else None
+        meter = CpuMeter(services={"rating": process.pid}, pgdata=state / "pgdata", broker_pid=broker)
         profiler = None
         if args.py_spy:
-            command = ["py-spy", "record", "--pid", str(process.pid), "--format", "raw", "--rate", "200", "--output", args.py_spy, "--nonblocking"]
+            spy = str(Path(sys.executable).parent / "py-spy")
+            command = [spy, "record", "--pid", str(process.pid), "--format", "raw", "--rate", "200", "--output", args.py_spy, "--nonblocking"]
             profiler = subprocess.Popen(command)
 
         def sample() -> None:
             nonlocal peak_rss
             try:
-                peak_rss = max(peak_rss, process.memory_info().rss / 1e6)
+                peak_rss = max(peak_rss, sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 1e6)
             except psutil.Error:
                 pass
 
         done_at, at_ready = asyncio.run(
             wait_for(platform.database_url, "SELECT count(*) FROM rating.usage_record WHERE seller_id = :t", args.events, args.timeout, sample)
         )
-        cpu_s = sum(process.cpu_times()[:2]) - cpu_at_ready
+        spent = meter.spent()
+        cpu_s = spent["rating"] if args.workers > 1 else sum(process.cpu_times()[:2]) - cpu_at_ready
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
@@ -239,8 +247,9 @@ def main() -> None:
     if args.json:
         figures = {"drain_events_per_s": round(rate, 1), "events": args.events, "seconds": round(seconds, 3), "rss_mb": round(peak_rss, 1)}
         figures |= {"cpu_s": round(cpu_s, 2), "events_per_cpu_s": round(drained / cpu_s, 1) if cpu_s else None}
+        figures |= {"cpu_s_per_1000": per_thousand(spent, drained)}
         figures |= {"already_applied_when_ready": at_ready, "xact_commit": xacts[0], "xact_rollback": xacts[1]}
-        print(json.dumps(figures | {"publish_s": round(publish_s, 2), "customers": args.customers}))
+        print(json.dumps(figures | {"publish_s": round(publish_s, 2), "customers": args.customers, "workers": args.workers}))
 
 
 if __name__ == "__main__":

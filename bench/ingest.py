@@ -11,9 +11,13 @@ figures; with `--json` the last line is one JSON object:
 
     http_events_per_s   events posted, stored and on the topic, per second of the HTTP run
     accepted_events_per_s  the same events, counting up to the last POST answered (relay not awaited)
-    bare_events_per_s   the bare producer, same broker, same number of events
+    bare_events_per_s   the bare producer, same broker, same number of events, same compression as
+                        the services (KAFKA_COMPRESSION, `compression`)
     ratio               http_events_per_s / bare_events_per_s
+    bare_gzip_events_per_s, ratio_vs_bare_gzip  the bare producer with gzip (the services' codec before
+                        zstd), and the ratio against it: the figure earlier runs reported as `ratio`
     cpu_s_per_1000      usage-ingest CPU seconds (user + system, relay included) per 1,000 events
+    cpu_s_per_1000_by_process  the same for usage-ingest, PostgreSQL and the broker
     rss_mb              usage-ingest resident memory at the end of the run (all its processes)
 
 `--py-spy FILE` records the service with py-spy during the HTTP run (collapsed stacks, for
@@ -40,11 +44,13 @@ from typing import Any
 import httpx
 import psutil
 from aiokafka import AIOKafkaProducer
+from process_cpu import CpuMeter, per_thousand
 
 from billing_cli.platform import Platform
 from billing_events import UsageRecorded, account_id, new_event, to_kafka
 from billing_events.topics import USAGE
 from billing_runtime.auth import generate_key, publish
+from billing_runtime.config import CommonSettings
 from billing_runtime.embedded import free_port
 
 TENANT = "bench"
@@ -115,7 +121,7 @@ def wait_published(platform: Platform, url: str, workers: int, expected: int, ti
         time.sleep(0.05)
 
 
-async def bare_producer(bootstrap: str, n: int) -> float:
+async def bare_producer(bootstrap: str, n: int, compression: str) -> float:
     account = account_id(TENANT, CUSTOMER)
     messages = []
     base = datetime(2026, 10, 1, tzinfo=UTC)
@@ -125,7 +131,8 @@ async def bare_producer(bootstrap: str, n: int) -> float:
         )
         messages.append(to_kafka(new_event(data, source="bench", tenant=TENANT)))
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5, max_batch_size=1024 * 1024, compression_type="gzip"
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5, max_batch_size=1024 * 1024,
+        compression_type=None if compression == "none" else compression,
     )
     await producer.start()
     try:
@@ -196,6 +203,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         service = service_processes(platform.processes["usage-ingest"].pid)
         cpu_before = sum(sum(p.cpu_times()[:2]) for p in service)
+        broker = platform.broker.process.pid if platform.broker and platform.broker.process else None
+        meter = CpuMeter(services={"usage-ingest": service[0].pid}, pgdata=state / "pgdata", broker_pid=broker)
         if args.py_spy:
             spy = start_py_spy(service[0].pid, args.py_spy)
             time.sleep(1.0)
@@ -205,13 +214,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_published(platform, url, args.workers, args.events)
         http_seconds = time.perf_counter() - started
         cpu_service = sum(sum(p.cpu_times()[:2]) for p in service) - cpu_before
+        spent = meter.spent()
         rss = sum(p.memory_info().rss for p in service)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
             spy = None
 
-        bare_seconds = asyncio.run(bare_producer(platform.bootstrap, args.events))
+        # The services' producer settings (billing_runtime.kafka.make_producer), compression included;
+        # and gzip, the bare figure of earlier runs (the services compressed with gzip then).
+        compression = getattr(CommonSettings(), "kafka_compression", "gzip")
+        bare_seconds = asyncio.run(bare_producer(platform.bootstrap, args.events, compression))
+        bare_gzip_seconds = asyncio.run(bare_producer(platform.bootstrap, args.events, "gzip"))
     finally:
         if spy is not None:
             spy.kill()
@@ -225,6 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "workers": args.workers,
         "cores": os.cpu_count(),
+        "compression": getattr(CommonSettings(), "kafka_compression", "gzip"),
         "http_seconds": round(http_seconds, 3),
         "accepted_seconds": round(accepted_seconds, 3),
         "bare_seconds": round(bare_seconds, 3),
@@ -232,7 +247,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "accepted_events_per_s": round(args.events / accepted_seconds, 1),
         "bare_events_per_s": round(bare_rate, 1),
         "ratio": round(http_rate / bare_rate, 3),
+        "bare_gzip_events_per_s": round(args.events / bare_gzip_seconds, 1),
+        "ratio_vs_bare_gzip": round(http_rate / (args.events / bare_gzip_seconds), 3),
         "cpu_s_per_1000": round(cpu_service / args.events * 1000, 4),
+        "cpu_s_per_1000_by_process": per_thousand(spent, args.events),
         "rss_mb": round(rss / 2**20, 1),
     }
 
@@ -258,6 +276,7 @@ def main() -> None:
     print(f"bare aiokafka producer, same messages:            {figures['bare_events_per_s']:,.0f} events/s  ({figures['bare_seconds']:.2f}s)")
     print(f"ratio HTTP / bare: {figures['ratio']:.2f}")
     print(f"usage-ingest: {figures['cpu_s_per_1000']:.3f} CPU s per 1,000 events, {figures['rss_mb']:.0f} MB resident")
+    print("CPU s per 1,000 events: " + ", ".join(f"{k} {v:.3f}" for k, v in figures["cpu_s_per_1000_by_process"].items()))
 
 
 if __name__ == "__main__":

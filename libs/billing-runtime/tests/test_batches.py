@@ -5,6 +5,7 @@ doubled, and the relay leaves VACUUM free to remove what it sent. Real PostgreSQ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from datetime import timedelta
@@ -143,6 +144,10 @@ async def dead_letters(bootstrap: str, ids: set[str]) -> dict[str, dict[str, str
         await consumer.stop()
 
 
+async def _equals(count: Any, expected: int) -> bool:
+    return bool(await count == expected)
+
+
 def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -247,6 +252,9 @@ async def test_vacuum_removes_the_sent_rows_purged_while_a_relay_runs(database_u
                 return not await session.scalar(select(func.count()).select_from(t).where(t.c.sent_at.is_(None)))
 
         await eventually(all_sent, "the relay sent every row")
+        # And the toy's consumer has caught up (it reads the whole topic, other tests' events too):
+        # a batch it is still applying is an open transaction, whose snapshot VACUUM would honour.
+        await eventually(lambda: _equals(toy.applied(tenant), 300), "the consumer applied the 300 events")
         async with toy.runtime.transaction() as session:
             # Sent before the retention window (0 days here) began, as if days ago.
             await session.execute(update(t).values(sent_at=func.now() - timedelta(seconds=1), created_at=func.now() - timedelta(seconds=1)))
@@ -291,5 +299,54 @@ async def test_the_relay_is_woken_by_commits_that_wrote_outbox_rows_only(databas
         async with toy.runtime.transaction() as session:
             await toy.runtime.outbox.add(session, toy.runtime.event(customer(tenant), tenant=tenant))
         assert metric("billing_outbox_relay_wakes_total", service=toy.name) == wakes + 1
+    finally:
+        await toy.runtime.stop()
+
+
+async def test_a_transaction_without_savepoint_commits_and_fails_with_the_request(database_url: str, kafka_bootstrap: str) -> None:
+    """`runtime.transaction(savepoint=False)` inside a request's unit: no SAVEPOINT of its own, the
+    rows and outbox events commit only when the request does (the relay woken after that), and a
+    failure inside it rolls back the whole request."""
+    from billing_runtime.unit import enter, leave
+
+    toy = await toy_of(database_url, kafka_bootstrap, batch=False)
+    try:
+        tenant = f"t-{uuid.uuid4().hex[:8]}"
+        t = toy.runtime.outbox_table
+
+        async def outbox_rows() -> int:
+            async with toy.runtime.engine.connect() as conn:
+                query = select(func.count()).select_from(t).where(t.c.headers.contains([["ce_tenant", tenant]]))
+                return int(await conn.scalar(query) or 0)
+
+        async def request(fail: bool) -> tuple[bool, int, bool]:
+            """A write request's unit as the conventions middleware runs it: what the handler saw
+            (in a savepoint?, rows visible to another connection before the commit), and whether
+            the unit's transaction was still there to commit."""
+            async with toy.runtime.engine.connect() as conn:
+                transaction = await conn.begin()
+                unit, token = enter(conn)
+                try:
+                    with pytest.raises(RuntimeError) if fail else contextlib.nullcontext():
+                        async with toy.runtime.transaction(savepoint=False) as session:
+                            in_savepoint = session.in_nested_transaction()
+                            await toy.runtime.outbox.add(session, toy.runtime.event(customer(tenant, revision=2 if fail else 1), tenant=tenant))
+                            if fail:
+                                raise RuntimeError("the handler failed")
+                    seen_before_commit = await outbox_rows()
+                    active = transaction.is_active
+                    if active:
+                        await transaction.commit()
+                finally:
+                    leave(token)
+            return in_savepoint, seen_before_commit, active and unit.wrote_outbox
+
+        # Not in a savepoint, nothing visible before the request commits, and the unit told to wake
+        # the relay once it has (the middleware does).
+        assert await request(fail=False) == (False, 0, True)
+        assert await outbox_rows() == 1
+        in_savepoint, _, committed = await request(fail=True)
+        assert (in_savepoint, committed) == (False, False)
+        assert await outbox_rows() == 1  # the failed request's event was rolled back with it
     finally:
         await toy.runtime.stop()

@@ -23,6 +23,12 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:19092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
     kafka_enable_idempotence: bool = Field(default=False, validation_alias=_env("KAFKA_ENABLE_IDEMPOTENCE"))
     kafka_topic_replication: int = Field(default=1, validation_alias=_env("KAFKA_TOPIC_REPLICATION"))
+    kafka_compression: Literal["zstd", "lz4", "snappy", "gzip", "none"] = Field(
+        default="zstd",
+        validation_alias=_env("KAFKA_COMPRESSION"),
+        description="Compression of the batches the producers send. zstd packs as tightly as gzip at a third of its CPU "
+        "(aiokafka's gzip is level 9: 6 µs a usage event against 1.8 µs); codecs other than gzip come from cramjam.",
+    )
     outbox_retention_days: int = Field(default=7, validation_alias=_env("OUTBOX_RETENTION_DAYS"))
     outbox_poll_ms: int = Field(default=50, validation_alias=_env("OUTBOX_POLL_MS"))
     consumer_max_attempts: int = Field(default=3, validation_alias=_env("CONSUMER_MAX_ATTEMPTS"))

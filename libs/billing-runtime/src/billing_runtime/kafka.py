@@ -50,7 +50,7 @@ def make_producer(settings: CommonSettings, *, client_id: str) -> AIOKafkaProduc
         enable_idempotence=settings.kafka_enable_idempotence,
         linger_ms=5,
         max_batch_size=1024 * 1024,
-        compression_type="gzip",
+        compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
         request_timeout_ms=30000,
     )
 

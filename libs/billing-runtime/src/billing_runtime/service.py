@@ -127,12 +127,21 @@ class ServiceRuntime:
         return new_event(data, source=self.name, tenant=tenant, event_id=event_id, subject=subject, time=self.clock.now())
 
     @contextlib.asynccontextmanager
-    async def transaction(self, *, own: bool = False) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, own: bool = False, savepoint: bool = True) -> AsyncIterator[AsyncSession]:
         """One unit of work: state and outbox rows commit together; the relay is woken after
         (only if outbox rows were written). Inside a write request, this is a savepoint of the
         request's transaction, which commits with its audit row (see `unit.py`). `own=True`: a
         transaction of its own that commits when the block ends, even inside a request, for what
-        must be durable before an outside call (a provider) whatever the request's end."""
+        must be durable before an outside call (a provider) whatever the request's end.
+        `savepoint=False`: inside a write request, the session joins the request's transaction
+        itself, with no SAVEPOINT and RELEASE round trips: the block's end commits nothing (the
+        request commits), and a failure in it rolls back the whole request. For a handler whose
+        every failure fails the request anyway (the usage batch path)."""
+        unit = None if own or savepoint else current_unit()
+        if unit is not None:
+            async with self.sessions.maker(bind=unit.connection, join_transaction_mode="rollback_only") as session, session.begin():
+                yield session
+            return
         sessions = self.sessions.maker if own else self.sessions
         async with sessions() as session, session.begin():
             yield session

@@ -64,7 +64,8 @@ async def _create_only(request: Request, tenant: Tenant, runtime: Runtime, kind:
     refused = take_records(request, tenant, len(records), kind.name)
     if refused is not None:
         return refused
-    async with runtime.transaction() as session:
+    # In the request's own transaction (no savepoint): any failure here fails the request whole.
+    async with runtime.transaction(savepoint=False) as session:
         outcome = await service.ingest_records(runtime, session, tenant, kind, records, atomic=atomic)
         answer = outcome.body()
         # In the same transaction as the records: the audit row commits with what it records.
