@@ -194,7 +194,6 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._lock_key = _advisory_key(f"outbox:{service}")
         self._last_purge = float("-inf")
-        self._last_count = float("-inf")
         t = table
         self._any_unsent = select(exists().where(t.c.sent_at.is_(None)))
         # The headers as the text of their JSON, parsed here in one Rust call each: the driver's
@@ -217,41 +216,29 @@ class OutboxRelay:
                 await asyncio.sleep(1.0)
 
     async def _loop(self) -> None:
-        probe = True
         while True:
-            # Cleared before the batch is read, not when the relay goes to sleep: a commit that
-            # wakes it while it publishes (rows its read may have missed) has it go again at once.
-            self._wake.clear()
-            sent = await self.publish_batch(probe=probe)
-            # Only a poll that finds nothing to do asks "anything unsent?" first: after a batch, or
-            # when a commit that wrote outbox rows woke the relay, there is work, and the probe's
-            # round trip would be one more turn of a busy event loop before it is sent.
-            probe = False
+            sent = await self.publish_batch()
             if sent is None:  # another replica's relay is publishing
                 await self._sleep(1.0)
             elif sent < self.batch_size:
                 if sent == 0:
                     await self._purge_if_due()
-                probe = not await self._sleep(self.poll_interval)
+                await self._sleep(self.poll_interval)
 
-    async def _sleep(self, seconds: float) -> bool:
-        """Wait for a wake (or one that came since the last batch began) or `seconds`; whether
-        something woke the relay."""
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-            return True
         except TimeoutError:
-            return False
+            pass
 
-    async def publish_batch(self, *, probe: bool = True) -> int | None:
-        """Publish one batch: the number of rows sent, or None if another relay holds the lock.
-        `probe`: first ask, outside any transaction, whether anything is unsent at all."""
-        if probe:
-            async with self.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                if not await conn.scalar(self._any_unsent):
-                    OUTBOX_BACKLOG.labels(self.service).set(0)
-                    return 0
+    async def publish_batch(self) -> int | None:
+        """Publish one batch: the number of rows sent, or None if another relay holds the lock."""
+        async with self.engine.connect() as probe:
+            await probe.execution_options(isolation_level="AUTOCOMMIT")
+            if not await probe.scalar(self._any_unsent):
+                OUTBOX_BACKLOG.labels(self.service).set(0)
+                return 0
         t = self.table
         async with self.engine.begin() as conn:
             if not await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key))):
@@ -269,15 +256,11 @@ class OutboxRelay:
             await conn.execute(self._mark_sent, {"ids": [r.id for r in rows]})
             for topic, n in Tally(row.topic for row in rows).items():
                 EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
-            # A short batch took everything unsent; only after a full one is there a backlog to
-            # count, and then at most once a second (each count walks the backlog in the index).
-            if len(rows) < self.batch_size:
-                OUTBOX_BACKLOG.labels(self.service).set(0)
-            else:
-                now = asyncio.get_running_loop().time()
-                if now - self._last_count >= 1.0:
-                    self._last_count = now
-                    OUTBOX_BACKLOG.labels(self.service).set(await conn.scalar(select(func.count()).select_from(t).where(t.c.sent_at.is_(None))) or 0)
+            # A short batch took everything unsent; only after a full one is there a backlog to count.
+            backlog = 0
+            if len(rows) == self.batch_size:
+                backlog = await conn.scalar(select(func.count()).select_from(t).where(t.c.sent_at.is_(None))) or 0
+            OUTBOX_BACKLOG.labels(self.service).set(backlog)
             return len(rows)
 
     async def _purge_if_due(self) -> None:
