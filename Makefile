@@ -49,15 +49,17 @@ up: $(STAMP)  ## keep the platform running (Ctrl-C stops it)
 # database, broker and ports; a module stays on one worker (its module-scoped services start once).
 TEST_WORKERS ?= 2
 
-test: $(STAMP) tools  ## lint, then every test: unit, integration (real PostgreSQL and Tansu), contract, end to end
+test: $(STAMP) tools  ## lint and formatting, then every test: unit, integration (real PostgreSQL and Tansu), contract, end to end
 	$(BIN)/ruff check libs services cli bench tests
+	$(BIN)/ruff format --check libs services cli bench tests
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 bench: $(STAMP)  ## ingest throughput against a bare Kafka producer
 	$(BIN)/python bench/ingest.py
 
-lint: $(STAMP)
+lint: $(STAMP)  ## what `make test` checks first: lint rules, then the formatting (`ruff format` fixes it)
 	$(BIN)/ruff check libs services cli tests bench
+	$(BIN)/ruff format --check libs services cli tests bench
 
 schemas: $(STAMP)  ## regenerate the committed event JSON Schemas and the AsyncAPI document
 	$(BIN)/python -m billing_events.schemas --write libs/billing-events/schemas

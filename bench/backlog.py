@@ -56,8 +56,14 @@ def customers(n: int) -> list[CloudEvent[Any]]:
         events.append(
             new_event(
                 CustomerUpserted(
-                    account_id=account, partner_id=TENANT, external_id=external, name=f"Customer {i}",
-                    billing_email=f"ap{i}@example.com", country="IE", currency="EUR", revision=1,
+                    account_id=account,
+                    partner_id=TENANT,
+                    external_id=external,
+                    name=f"Customer {i}",
+                    billing_email=f"ap{i}@example.com",
+                    country="IE",
+                    currency="EUR",
+                    revision=1,
                 ),
                 source="usage-ingest",
                 tenant=TENANT,
@@ -67,8 +73,14 @@ def customers(n: int) -> list[CloudEvent[Any]]:
         events.append(
             new_event(
                 SubscriptionOrdered(
-                    subscription_id=subscription_id(TENANT, order), order_id=order, account_id=account, partner_id=TENANT,
-                    product_code=PRODUCT, quantity=Decimal(1), start_on=date(2026, 10, 1), ordered_at=datetime(2026, 10, 1, tzinfo=UTC),
+                    subscription_id=subscription_id(TENANT, order),
+                    order_id=order,
+                    account_id=account,
+                    partner_id=TENANT,
+                    product_code=PRODUCT,
+                    quantity=Decimal(1),
+                    start_on=date(2026, 10, 1),
+                    ordered_at=datetime(2026, 10, 1, tzinfo=UTC),
                 ),
                 source="usage-ingest",
                 tenant=TENANT,
@@ -83,8 +95,12 @@ def usage(n: int, n_customers: int, run: str) -> list[CloudEvent[Any]]:
     return [
         new_event(
             UsageRecorded(
-                record_id=f"{run}-{i}", account_id=accounts[i % n_customers], partner_id=TENANT, product_code=PRODUCT,
-                quantity=Decimal("1.25"), occurred_at=base + timedelta(seconds=i),
+                record_id=f"{run}-{i}",
+                account_id=accounts[i % n_customers],
+                partner_id=TENANT,
+                product_code=PRODUCT,
+                quantity=Decimal("1.25"),
+                occurred_at=base + timedelta(seconds=i),
             ),
             source="usage-ingest",
             tenant=TENANT,
@@ -239,10 +255,14 @@ def main() -> None:
     drained = args.events - at_ready
     rate = drained / seconds if seconds > 0 else float("inf")
     print(f"published {args.events:,} usage events for {args.customers:,} subscriptions in {publish_s:.1f} s, on {os.cpu_count()} cores")
-    print(f"rating drained {drained:,} in {seconds:.2f} s after it was ready ({at_ready:,} already applied by then): "
-          f"{rate:,.0f} events/s (goal >= 15,000/s); peak RSS {peak_rss:.0f} MB")
-    print(f"rating used {cpu_s:.1f} s of CPU for the drain: {cpu_s / drained * 1e6:.0f} µs per event, "
-          f"{drained / cpu_s if cpu_s else float('inf'):,.0f} events per CPU second (what one free core would drain)")
+    print(
+        f"rating drained {drained:,} in {seconds:.2f} s after it was ready ({at_ready:,} already applied by then): "
+        f"{rate:,.0f} events/s (goal >= 15,000/s); peak RSS {peak_rss:.0f} MB"
+    )
+    print(
+        f"rating used {cpu_s:.1f} s of CPU for the drain: {cpu_s / drained * 1e6:.0f} µs per event, "
+        f"{drained / cpu_s if cpu_s else float('inf'):,.0f} events per CPU second (what one free core would drain)"
+    )
     print(f"the database saw {xacts[0]:,} commits and {xacts[1]:,} rollbacks from rating's start to the end of the drain (the bench's own probes included)")
     if args.json:
         figures = {"drain_events_per_s": round(rate, 1), "events": args.events, "seconds": round(seconds, 3), "rss_mb": round(peak_rss, 1)}

@@ -131,7 +131,11 @@ async def bare_producer(bootstrap: str, n: int, compression: str) -> float:
         )
         messages.append(to_kafka(new_event(data, source="bench", tenant=TENANT)))
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=5, max_batch_size=1024 * 1024,
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
         compression_type=None if compression == "none" else compression,
     )
     await producer.start()

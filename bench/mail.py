@@ -112,8 +112,15 @@ class Sink:
 def customers(n: int) -> list[CustomerUpserted]:
     return [
         CustomerUpserted(
-            account_id=account_id(SELLER, f"c{i}"), partner_id=SELLER, external_id=f"c{i}", name=f"Customer {i}",
-            billing_email=f"c{i}@example.com", country="IE", currency="EUR", business=True, revision=1,
+            account_id=account_id(SELLER, f"c{i}"),
+            partner_id=SELLER,
+            external_id=f"c{i}",
+            name=f"Customer {i}",
+            billing_email=f"c{i}@example.com",
+            country="IE",
+            currency="EUR",
+            business=True,
+            revision=1,
         )
         for i in range(n)
     ]
@@ -129,10 +136,16 @@ def closed_period(i: int, lines: int) -> PeriodClosed:
         currency="EUR",
         lines=[
             RatedLine(
-                line_id=f"c{i}-s{j}", product_code=f"SKU-{j:02d}", description=f"Subscription {j}",
-                service_period_start=OCT_START, service_period_end=OCT_END, quantity=Decimal(1 + (i + j) % 7),
-                unit_price=Money.of("20.60", "EUR"), amount=Money.of(Decimal(1 + (i + j) % 7) * Decimal("20.60"), "EUR"),
-                quantity_rule="contracted", timing="advance",
+                line_id=f"c{i}-s{j}",
+                product_code=f"SKU-{j:02d}",
+                description=f"Subscription {j}",
+                service_period_start=OCT_START,
+                service_period_end=OCT_END,
+                quantity=Decimal(1 + (i + j) % 7),
+                unit_price=Money.of("20.60", "EUR"),
+                amount=Money.of(Decimal(1 + (i + j) % 7) * Decimal("20.60"), "EUR"),
+                quantity_rule="contracted",
+                timing="advance",
             )
             for j in range(lines)
         ],

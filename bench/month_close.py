@@ -367,15 +367,11 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
                 marks = {
                     "close": closed - started,
                     "periods_sent": await epoch(engine, f"SELECT max(sent_at) FROM rating.outbox WHERE event_type = '{PeriodClosed.event_type}'"),
-                    "periods_applied": await epoch(
-                        engine, f"SELECT max(applied_at) FROM invoicing.inbox WHERE event_type = '{PeriodClosed.event_type}'"
-                    ),
+                    "periods_applied": await epoch(engine, f"SELECT max(applied_at) FROM invoicing.inbox WHERE event_type = '{PeriodClosed.event_type}'"),
                     "invoices": seconds,
                 }
                 for name in followers:
-                    marks[f"{name}_applied"] = await epoch(
-                        engine, f"SELECT max(applied_at) FROM {name}.inbox WHERE event_type = '{InvoiceIssued.event_type}'"
-                    )
+                    marks[f"{name}_applied"] = await epoch(engine, f"SELECT max(applied_at) FROM {name}.inbox WHERE event_type = '{InvoiceIssued.event_type}'")
                 for key in ("periods_sent", "periods_applied", *(f"{name}_applied" for name in followers)):
                     marks[key] = marks[key] - started_at if marks[key] is not None else None
                 last_follow = max([marks[f"{name}_applied"] or 0.0 for name in followers], default=None)

@@ -241,8 +241,7 @@ def main() -> None:
                     spies.append(subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--output", out, "--nonblocking"]))
 
         outcome = asyncio.run(
-            run(platform.url("usage-ingest"), platform.url("rating"), platform.database_url, args.rate, args.seconds, batch, args.connections,
-                on_start=started)
+            run(platform.url("usage-ingest"), platform.url("rating"), platform.database_url, args.rate, args.seconds, batch, args.connections, on_start=started)
         )
         spent = meter[0].spent()
         for spy_process in spies:
@@ -276,8 +275,10 @@ def main() -> None:
     print(f"offered {figures['offered_per_s']:,.0f} events/s (the sender fell {figures['client_late_ms']:.0f} ms behind its schedule at worst)")
     print(f"sent {outcome.sent:,}, failed {outcome.failures:,}, rated {len(lat):,}")
     if lat:
-        print(f"POST → rated and queryable: p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms, "
-              f"max {figures['max_ms']:.0f} ms (probe resolution {POLL_SECONDS * 1000:.0f} ms; goal p99 < 500 ms)")
+        print(
+            f"POST → rated and queryable: p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms, "
+            f"max {figures['max_ms']:.0f} ms (probe resolution {POLL_SECONDS * 1000:.0f} ms; goal p99 < 500 ms)"
+        )
     print("where the time went (p50/p99 ms): " + ", ".join(f"{k} {stages[k][0]:.0f}/{stages[k][1]:.0f}" for k in ("relayed", "applied")))
     print("CPU s per 1,000 events: " + ", ".join(f"{k} {v:.3f}" for k, v in figures["cpu_s_per_1000"].items()))
     if args.json:

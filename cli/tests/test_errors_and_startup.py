@@ -140,8 +140,14 @@ def test_lag_counts_published_events_the_inbox_has_not_applied(capsys: pytest.Ca
     events = [
         new_event(
             CustomerUpserted(
-                account_id=account_id(tenant, f"c{i}"), partner_id=tenant, external_id=f"c{i}", name="C",
-                billing_email="c@example.com", country="IE", currency="EUR", revision=1,
+                account_id=account_id(tenant, f"c{i}"),
+                partner_id=tenant,
+                external_id=f"c{i}",
+                name="C",
+                billing_email="c@example.com",
+                country="IE",
+                currency="EUR",
+                revision=1,
             ),
             source="usage-ingest",
             tenant=tenant,

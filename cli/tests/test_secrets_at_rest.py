@@ -52,25 +52,53 @@ def test_the_migrations_seal_plaintext_rows_and_redact_old_audit_rows(fresh_data
     upgrade(migrations_dir("notify"), url, "0005")
     api_key, secret, hook = "sk_live_" + "a" * 24 + "1111", "whsec_" + "b" * 32 + "2222", "whsec_" + "c" * 32 + "3333"
     asyncio.run(sql(url, "INSERT INTO payments.provider_account VALUES ('t-1', 'stripe', :k, :s, now())", k=api_key, s=secret))
-    asyncio.run(sql(url, "INSERT INTO payments.audit_log (occurred_at, tenant, key_id, method, path, status_code, request) "
-                         "VALUES (now(), 't-1', 'k', 'PUT', '/v1/providers/stripe', 200, CAST(:r AS jsonb))",
-                    r=json.dumps({"api_key": api_key, "webhook_secret": secret})))
-    asyncio.run(sql(url, "INSERT INTO notify.webhook_endpoint (endpoint_id, tenant, url, event_types, secret, created_at) "
-                         "VALUES ('e-1', 't-1', 'https://x.example', '[\"*\"]', :s, now())", s=hook))
-    asyncio.run(sql(url, "INSERT INTO notify.audit_log (occurred_at, tenant, key_id, method, path, status_code, after) "
-                         "VALUES (now(), 't-1', 'k', 'POST', '/v1/webhook-endpoints', 201, CAST(:a AS jsonb))", a=json.dumps({"secret": hook})))
-    asyncio.run(sql(url, "INSERT INTO notify.idempotency_key VALUES ('t-1', 'ep-1', 'x', 'POST', '/v1/webhook-endpoints', 201, "
-                         "'application/json', :b, now(), now())", b=json.dumps({"secret": hook}).encode()))
+    asyncio.run(
+        sql(
+            url,
+            "INSERT INTO payments.audit_log (occurred_at, tenant, key_id, method, path, status_code, request) "
+            "VALUES (now(), 't-1', 'k', 'PUT', '/v1/providers/stripe', 200, CAST(:r AS jsonb))",
+            r=json.dumps({"api_key": api_key, "webhook_secret": secret}),
+        )
+    )
+    asyncio.run(
+        sql(
+            url,
+            "INSERT INTO notify.webhook_endpoint (endpoint_id, tenant, url, event_types, secret, created_at) "
+            "VALUES ('e-1', 't-1', 'https://x.example', '[\"*\"]', :s, now())",
+            s=hook,
+        )
+    )
+    asyncio.run(
+        sql(
+            url,
+            "INSERT INTO notify.audit_log (occurred_at, tenant, key_id, method, path, status_code, after) "
+            "VALUES (now(), 't-1', 'k', 'POST', '/v1/webhook-endpoints', 201, CAST(:a AS jsonb))",
+            a=json.dumps({"secret": hook}),
+        )
+    )
+    asyncio.run(
+        sql(
+            url,
+            "INSERT INTO notify.idempotency_key VALUES ('t-1', 'ep-1', 'x', 'POST', '/v1/webhook-endpoints', 201, 'application/json', :b, now(), now())",
+            b=json.dumps({"secret": hook}).encode(),
+        )
+    )
 
     upgrade(migrations_dir("payments"), url)
     upgrade(migrations_dir("notify"), url)
-    everything = json.dumps([[str(v) for v in row] for row in (
-        asyncio.run(sql(url, "SELECT api_key, webhook_secret FROM payments.provider_account"))
-        + asyncio.run(sql(url, "SELECT request::text FROM payments.audit_log"))
-        + asyncio.run(sql(url, "SELECT secret FROM notify.webhook_endpoint"))
-        + asyncio.run(sql(url, "SELECT after::text FROM notify.audit_log"))
-        + asyncio.run(sql(url, "SELECT convert_from(response_body, 'UTF8') FROM notify.idempotency_key"))
-    )], ensure_ascii=False)
+    everything = json.dumps(
+        [
+            [str(v) for v in row]
+            for row in (
+                asyncio.run(sql(url, "SELECT api_key, webhook_secret FROM payments.provider_account"))
+                + asyncio.run(sql(url, "SELECT request::text FROM payments.audit_log"))
+                + asyncio.run(sql(url, "SELECT secret FROM notify.webhook_endpoint"))
+                + asyncio.run(sql(url, "SELECT after::text FROM notify.audit_log"))
+                + asyncio.run(sql(url, "SELECT convert_from(response_body, 'UTF8') FROM notify.idempotency_key"))
+            )
+        ],
+        ensure_ascii=False,
+    )
     for plain in (api_key, secret, hook):
         assert plain not in everything and f"…{plain[-4:]}" in everything
     assert everything.count("sealed:v1:m1:") == 4

@@ -62,8 +62,12 @@ def migrated(database_url: str) -> str:
 async def services(migrated: str, kafka_bootstrap: str, stripe_sandbox: SandboxServer) -> AsyncIterator[Services]:
     database_url = migrated
     payments_settings = PaymentsSettings(
-        database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap, stripe_api_base=stripe_sandbox.url,
-        provider_timeout_seconds=1.5, collector_interval_seconds=0.1, reconcile_after_seconds=0.5,
+        database_url=database_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        stripe_api_base=stripe_sandbox.url,
+        provider_timeout_seconds=1.5,
+        collector_interval_seconds=0.1,
+        reconcile_after_seconds=0.5,
     )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(build_payments(payments_settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -74,9 +78,10 @@ async def services(migrated: str, kafka_bootstrap: str, stripe_sandbox: SandboxS
         await asyncio.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=30.0) as payments, serve(
-            build_invoicing(InvoicingSettings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap))
-        ) as invoicing:
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=30.0) as payments,
+            serve(build_invoicing(InvoicingSettings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap))) as invoicing,
+        ):
             yield Services(invoicing, payments, url, stripe_sandbox)
     finally:
         server.should_exit = True
@@ -104,12 +109,25 @@ async def card_on_file(s: Services, tenant: str, buyer: str) -> tuple[stripe.Str
 
 async def close_period(kafka_bootstrap: str, tenant: str, buyer: str, amount: str) -> None:
     line = RatedLine(
-        line_id="l1", product_code="USR-SUP", description="User support", service_period_start=START, service_period_end=END,
-        quantity=Decimal(1), unit_price=Money.of(amount, "USD"), amount=Money.of(amount, "USD"), quantity_rule="contracted",
+        line_id="l1",
+        product_code="USR-SUP",
+        description="User support",
+        service_period_start=START,
+        service_period_end=END,
+        quantity=Decimal(1),
+        unit_price=Money.of(amount, "USD"),
+        amount=Money.of(amount, "USD"),
+        quantity_rule="contracted",
     )
     closed = PeriodClosed(
-        tier="retail", bill_run_id=f"run-{tenant}", seller_id=tenant, buyer_account_id=buyer, period_start=START, period_end=END,
-        currency="USD", lines=[line],
+        tier="retail",
+        bill_run_id=f"run-{tenant}",
+        seller_id=tenant,
+        buyer_account_id=buyer,
+        period_start=START,
+        period_end=END,
+        currency="USD",
+        lines=[line],
     )
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
     await producer.start()
@@ -145,6 +163,7 @@ async def test_a_paid_card_invoice_credited_in_full_is_refunded_once(services: S
     fault = {"method": "POST", "path_prefix": "/v1/refunds", "mode": "error_after_commit", "times": 1}
     assert httpx.post(f"{s.stripe.url}/_sandbox/faults", json=fault).status_code == 201
     body = {"reason": "Order cancelled", "refund_to": "original_method"}
+
     def send() -> Awaitable[httpx.Response]:
         return s.invoicing.post(f"/v1/invoices/{invoice_id}/credit-notes", headers={**headers, "Idempotency-Key": "cancel-1"}, json=body)
 
@@ -175,7 +194,9 @@ async def test_a_paid_card_invoice_credited_in_full_is_refunded_once(services: S
     refunds = (await asyncio.to_thread(sc.v1.refunds.list, {"payment_intent": intents[0].id})).data
     assert [(r.amount, r.currency) for r in refunds] == [(151625, "usd")]
     events = await read_events(
-        kafka_bootstrap, PAYMENTS.name, until=lambda seen: len(seen) >= 1,
+        kafka_bootstrap,
+        PAYMENTS.name,
+        until=lambda seen: len(seen) >= 1,
         match=lambda e: e.tenant == tenant and e.type == "billing.payment.refunded.v1",
     )
     assert (events[0].data.credit_note_id, events[0].data.credit_note_number, events[0].data.provider_ref) == (note["id"], note["number"], refunds[0].id)

@@ -38,7 +38,6 @@ def call(platform: Platform, method: str, service: str, path: str, tenant: str, 
     return httpx.request(method, platform.url(service) + path, json=body, headers={"X-Tenant-Id": tenant}, timeout=30)
 
 
-
 def setup_partner(platform: Platform, tenant: str, customers: list[str]) -> None:
     r = call(
         platform,
@@ -176,15 +175,22 @@ async def _everything_stored(platform: Platform) -> list[tuple[str, str]]:
     engine = create_engine(platform.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            tables = (await conn.execute(text(
-                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-                "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
-            ))).all()
+            tables = (
+                await conn.execute(
+                    text(
+                        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+                        "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+                    )
+                )
+            ).all()
             for schema, table in tables:
-                columns = (await conn.execute(text(
-                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = :s AND table_name = :t"
-                ), {"s": schema, "t": table})).all()
-                shown = [f"encode(\"{c}\", 'escape')" if kind == "bytea" else f"\"{c}\"::text" for c, kind in columns]
+                columns = (
+                    await conn.execute(
+                        text("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = :s AND table_name = :t"),
+                        {"s": schema, "t": table},
+                    )
+                ).all()
+                shown = [f"encode(\"{c}\", 'escape')" if kind == "bytea" else f'"{c}"::text' for c, kind in columns]
                 for row in (await conn.execute(text(f'SELECT {", ".join(shown)} FROM "{schema}"."{table}"'))).all():
                     places.append((f"table {schema}.{table}", "\x1f".join(v for v in row if v is not None)))
     finally:

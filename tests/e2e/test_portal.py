@@ -37,8 +37,14 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PARTNER, DISTRIBUTOR = "acme-it", "distributor"
 PERIOD = "2026-10"
@@ -53,7 +59,6 @@ def run_async(coro: Any) -> Any:
     sync API keeps an event loop running on this one)."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
-
 
 
 class Api:
@@ -136,15 +141,21 @@ def billed(platform: Platform) -> dict[str, Any]:
     product = {"name": "Backup per GB", "description": None, "category": None, "quantity_rule": "usage_sum", "currency": "EUR"}
     api.ok("PUT", "rating", "/v1/products/BKP-GB", "partner", {**product, "unit_price": "0.10"})
     api.ok("PUT", "rating", "/v1/products/BKP-GB", "distributor", {**product, "unit_price": "0.06"})
-    api.ok("POST", "usage-ingest", "/v1/customers", "distributor",
-           {"records": [{"id": PARTNER, "name": "Acme IT", "billing_email": "ap@acme.example", "country": "IE", "currency": "EUR"}]})
+    api.ok(
+        "POST",
+        "usage-ingest",
+        "/v1/customers",
+        "distributor",
+        {"records": [{"id": PARTNER, "name": "Acme IT", "billing_email": "ap@acme.example", "country": "IE", "currency": "EUR"}]},
+    )
     names = (("alpha", "Alpha Dental"), ("beta", "Beta Law"))
     records = [{"id": c, "name": n, "billing_email": f"billing@{c}.example", "country": "IE", "currency": "EUR"} for c, n in names]
     api.ok("POST", "usage-ingest", "/v1/customers", "partner", {"records": records})
     now = datetime.now(UTC) - timedelta(minutes=5)
     usage = [
         {"id": f"{c}-{i}", "customer_id": c, "product_code": "BKP-GB", "quantity": q, "timestamp": f"2026-10-{1 + i:02d}T12:00:00Z"}
-        for c, q, n in (("alpha", "12.5", 8), ("beta", "40", 3)) for i in range(n)
+        for c, q, n in (("alpha", "12.5", 8), ("beta", "40", 3))
+        for i in range(n)
     ] + [{"id": "alpha-now", "customer_id": "alpha", "product_code": "BKP-GB", "quantity": "7", "timestamp": now.isoformat()}]
     api.ok("POST", "usage-ingest", "/v1/usage", "partner", {"records": usage})
     accounts = {c: account_id(PARTNER, c) for c in ("alpha", "beta")}
@@ -203,8 +214,11 @@ def test_account_restricted_keys_are_enforced_by_the_services(platform: Platform
     assert asked_for_beta.status_code == 404 and asked_for_beta.json()["code"] == "account_not_found"
     beta = invoices["beta"]["id"]
     for service, path in (
-        ("invoicing", f"/v1/invoices/{beta}"), ("invoicing", f"/v1/invoices/{beta}/pdf"), ("invoicing", f"/v1/invoices/{beta}/xml"),
-        ("invoicing", f"/v1/invoices/{beta}/credit-notes"), ("rating", f"/v1/accounts/{accounts['beta']}/charges"),
+        ("invoicing", f"/v1/invoices/{beta}"),
+        ("invoicing", f"/v1/invoices/{beta}/pdf"),
+        ("invoicing", f"/v1/invoices/{beta}/xml"),
+        ("invoicing", f"/v1/invoices/{beta}/credit-notes"),
+        ("rating", f"/v1/accounts/{accounts['beta']}/charges"),
         ("dunning", f"/v1/accounts/{accounts['beta']}/standing"),
     ):
         assert api.request("GET", service, path, "alpha-only").status_code == 404, path
@@ -214,12 +228,15 @@ def test_account_restricted_keys_are_enforced_by_the_services(platform: Platform
     assert api.ok("GET", "invoicing", f"/v1/invoices/{invoices['alpha']['id']}", "alpha-only")["total"] == invoices["alpha"]["total"]
 
 
-def test_a_customer_signs_in_sees_its_invoices_and_downloads_the_same_pdf(
-    platform: Platform, billed: dict[str, Any], browser: Any, shots: Path
-) -> None:
+def test_a_customer_signs_in_sees_its_invoices_and_downloads_the_same_pdf(platform: Platform, billed: dict[str, Any], browser: Any, shots: Path) -> None:
     api, invoices = billed["api"], billed["invoices"]
-    invited = api.ok("POST", "portal", "/v1/portal/invitations", "partner",
-                     {"email": "Ann@Alpha.example", "name": "Ann Alpha", "role": "customer_viewer", "customer_id": "alpha"})
+    invited = api.ok(
+        "POST",
+        "portal",
+        "/v1/portal/invitations",
+        "partner",
+        {"email": "Ann@Alpha.example", "name": "Ann Alpha", "role": "customer_viewer", "customer_id": "alpha"},
+    )
     assert (invited["email"], invited["account_id"]) == ("ann@alpha.example", billed["accounts"]["alpha"])
     seen: set[str] = set()
     link = link_for(platform, "ann@alpha.example", seen)
@@ -402,8 +419,11 @@ def collecting(platform: Platform, billed: dict[str, Any]) -> Iterator[dict[str,
     api = billed["api"]
     stripe_url, gocardless_url = platform.provider_url("stripe"), platform.provider_url("gocardless")
     stripe_key, gc_token, gc_secret = f"sk_test_{PARTNER}-portal", f"sandbox_{PARTNER}-portal", "gc-portal-" + "s" * 32
-    hook = httpx.post(f"{stripe_url}/v1/webhook_endpoints", data={"url": f"{platform.url('payments')}/v1/webhooks/stripe/{PARTNER}"},
-                      headers={"Authorization": f"Bearer {stripe_key}"})
+    hook = httpx.post(
+        f"{stripe_url}/v1/webhook_endpoints",
+        data={"url": f"{platform.url('payments')}/v1/webhooks/stripe/{PARTNER}"},
+        headers={"Authorization": f"Bearer {stripe_key}"},
+    )
     api.ok("PUT", "payments", "/v1/providers/stripe", "partner", {"api_key": stripe_key, "webhook_secret": hook.json()["secret"]})
     gc_hook = {"url": f"{platform.url('payments')}/v1/webhooks/gocardless/{PARTNER}", "secret": gc_secret}
     httpx.post(f"{gocardless_url}/_sandbox/webhook_endpoints", json=gc_hook, headers={"Authorization": f"Bearer {gc_token}"})
@@ -605,6 +625,7 @@ def test_a_customer_sees_its_payments_received_with_their_receipts(
     pay_shots(page, "billing-profile-viewer")
     page.context.close()
 
+
 # --- the partner's pages: margins, comparison reports, dunning cases, delivery log, brand -------
 
 SHOTS_COPY = Path("/tmp/portal-partner-shots")
@@ -769,7 +790,10 @@ def test_a_partner_admin_previews_and_saves_its_brand(platform: Platform, billed
     assert "Saved" in page.locator("p.ok").inner_text()
     saved = api.ok("GET", "notify", "/v1/brand", "partner")
     assert (saved["sender_name"], saved["primary_color"], saved["footer"], saved["sender_email"]) == (
-        "Acme IT Services", "#7A1F5C", "Acme IT Services Ltd, 1 Quay Street, Dublin", "billing@acme.example",
+        "Acme IT Services",
+        "#7A1F5C",
+        "Acme IT Services Ltd, 1 Quay Street, Dublin",
+        "billing@acme.example",
     )
     assert page.locator("header.top").evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(122, 31, 92)"
     assert "Acme IT Services Ltd" in page.locator("footer").inner_text()

@@ -115,7 +115,5 @@ async def test_every_dashboard_metric_is_exported_by_a_running_service(migrated:
             assert scraped.status_code == 200, spec.name
             exported |= exported_series(scraped.text)
     assert "billing_http_requests_total" in exported
-    missing = sorted(
-        f"{dashboard} / {panel}: {name}" for dashboard, panel, expr in dashboard_exprs() for name in metric_names(expr) if name not in exported
-    )
+    missing = sorted(f"{dashboard} / {panel}: {name}" for dashboard, panel, expr in dashboard_exprs() for name in metric_names(expr) if name not in exported)
     assert not missing, "dashboards query metrics no service exports:\n" + "\n".join(missing)

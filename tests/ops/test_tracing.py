@@ -22,11 +22,7 @@ def _service(span: ReadableSpan) -> str:
 
 
 def _rating_consumed(spans: tuple[ReadableSpan, ...], record_type: str) -> list[ReadableSpan]:
-    return [
-        s
-        for s in spans
-        if s.kind == SpanKind.CONSUMER and s.name == f"consume {record_type}" and (s.attributes or {}).get("billing.service") == "rating"
-    ]
+    return [s for s in spans if s.kind == SpanKind.CONSUMER and s.name == f"consume {record_type}" and (s.attributes or {}).get("billing.service") == "rating"]
 
 
 async def test_usage_post_is_one_trace_across_ingest_kafka_and_rating(migrated: str, kafka_bootstrap: str) -> None:

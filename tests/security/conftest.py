@@ -25,7 +25,12 @@ from billing_runtime.migrations import migrations_dir, upgrade
 from billing_runtime.testing import serve_all
 
 SERVICES = {
-    "usage-ingest": "usage_ingest", "rating": "rating", "invoicing": "invoicing", "payments": "payments", "dunning": "dunning", "notify": "notify",
+    "usage-ingest": "usage_ingest",
+    "rating": "rating",
+    "invoicing": "invoicing",
+    "payments": "payments",
+    "dunning": "dunning",
+    "notify": "notify",
     "portal": "portal",
 }
 TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)

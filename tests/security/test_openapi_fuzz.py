@@ -179,7 +179,9 @@ def test_openapi_fuzz(service: str, build_service: Callable[..., FastAPI], fuzz_
         tally = fuzz(schema, served.base_url, fuzz_key)
     with capsys.disabled():
         elapsed = time.monotonic() - started
-        print(f"\nschemathesis {service}: {tally.operations} operations, {tally.cases} cases, {len(tally.failures)} failures, "
-              f"{tally.generation_errors} generation errors, {elapsed:.0f} s")
+        print(
+            f"\nschemathesis {service}: {tally.operations} operations, {tally.cases} cases, {len(tally.failures)} failures, "
+            f"{tally.generation_errors} generation errors, {elapsed:.0f} s"
+        )
     assert tally.operations > 0
     assert not tally.failures, "\n\n".join(tally.failures)

@@ -98,10 +98,17 @@ def wire(platform: Platform) -> FastAPI:
 
 def period_closed(seller: str, buyer: str, price: str, marker: str, tier: str) -> PeriodClosed:
     line = {
-        "line_id": str(uuid.uuid4()), "product_code": "SUP", "description": f"Support, {marker}", "category": None,
-        "service_period_start": "2026-10-01", "service_period_end": "2026-10-31", "quantity": "3",
-        "unit_price": {"amount": price, "currency": "EUR"}, "amount": {"amount": str(Decimal(price) * 3), "currency": "EUR"},
-        "quantity_rule": "contracted", "end_customer_id": None,
+        "line_id": str(uuid.uuid4()),
+        "product_code": "SUP",
+        "description": f"Support, {marker}",
+        "category": None,
+        "service_period_start": "2026-10-01",
+        "service_period_end": "2026-10-31",
+        "quantity": "3",
+        "unit_price": {"amount": price, "currency": "EUR"},
+        "amount": {"amount": str(Decimal(price) * 3), "currency": "EUR"},
+        "quantity_rule": "contracted",
+        "end_customer_id": None,
     }
     closed = {"bill_run_id": str(uuid.uuid4()), "seller_id": seller, "buyer_account_id": buyer, "period_start": "2026-10-01", "period_end": "2026-10-31"}
     return PeriodClosed.model_validate({**closed, "currency": "EUR", "tier": tier, "lines": [line]})
@@ -244,8 +251,16 @@ async def invite(portal: FastAPI, tenant: str, email: str, role: str, customer: 
     url = await hosts.portal_url(portal, tenant) if host else f"{runtime.settings.public_base_url}/p/{tenant}"
     async with runtime.transaction() as session:
         _, link = await accounts.invite(
-            runtime, session, tenant=tenant, email=email, name=None, role=role, customer_id=customer, invited_by="security test",
-            portal_url=url, link_minutes=15,
+            runtime,
+            session,
+            tenant=tenant,
+            email=email,
+            name=None,
+            role=role,
+            customer_id=customer,
+            invited_by="security test",
+            portal_url=url,
+            link_minutes=15,
         )
     return link
 

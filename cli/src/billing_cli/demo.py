@@ -479,8 +479,13 @@ def set_up_methods(api: Api) -> dict[str, Provider]:
         name = "stripe" if e.via == "card" else "gocardless"
         provider = providers.get(e.partner) or Provider(api, name, e.partner)
         providers[e.partner] = provider
-        body = {"id": f"{e.via}-{e.customer}", "type": e.via, "email": f"billing@{e.customer}.example", "name": e.customer.replace("-", " ").title(),
-                "currency": "USD" if e.partner == "northwind-it" else "EUR"}
+        body = {
+            "id": f"{e.via}-{e.customer}",
+            "type": e.via,
+            "email": f"billing@{e.customer}.example",
+            "name": e.customer.replace("-", " ").title(),
+            "currency": "USD" if e.partner == "northwind-it" else "EUR",
+        }
         method = api.call("POST", "payments", f"/v1/accounts/{account_of(e)}/payment-methods", e.partner, body)
         if e.via == "card":
             setup_intent = method["client_secret"].split("_secret_")[0]
@@ -720,8 +725,10 @@ def show_paths(paths: dict[str, dict[str, Any]]) -> None:
     log(f"   email: {'; '.join(card['mails'])}")
     i = dd["invoice"]
     log(f"\n2. Direct debit (GoCardless): {dd['expected'].customer}, {i['number']}, {i['total']} {i['currency']}, due {i['due_on']}")
-    log(f"   mandate via billing request; {dd['payment']['id']} for {dd['payment']['charge_date']} returned by the bank: "
-        f"{dd['attempt']['reason_code']} → PaymentFailed")
+    log(
+        f"   mandate via billing request; {dd['payment']['id']} for {dd['payment']['charge_date']} returned by the bank: "
+        f"{dd['attempt']['reason_code']} → PaymentFailed"
+    )
     for day in dd["walked"]:
         others = sum(1 for r in day["reached"] if r["invoice_id"] != i["id"])
         steps = ", ".join(f"step {n} {a}" for n, a in day["mine"])

@@ -34,9 +34,7 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
-secrets_app = typer.Typer(
-    help="Secrets at rest (provider credentials, webhook signing secrets), sealed with the keys in SECRETS_KEYS.", no_args_is_help=True
-)
+secrets_app = typer.Typer(help="Secrets at rest (provider credentials, webhook signing secrets), sealed with the keys in SECRETS_KEYS.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
 
 Bootstrap = Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.")]

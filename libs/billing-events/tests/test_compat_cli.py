@@ -41,9 +41,7 @@ def test_an_optional_field_added_to_event_data_is_not_breaking_a_required_one_is
     optional = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "required": ["a"]}
     required = {**optional, "required": ["a", "b"]}
     assert compat.breaking_changes(old, optional) == []
-    assert compat.breaking_changes(old, required) == [
-        "b: property added as required; events already on the topics lack it (add it optional)"
-    ]
+    assert compat.breaking_changes(old, required) == ["b: property added as required; events already on the topics lack it (add it optional)"]
     closed = {**old, "additionalProperties": False}
     assert compat.breaking_changes(closed, optional)[0].startswith("b: property added; old consumers reject")
 

@@ -25,6 +25,7 @@ from billing_events.money import (
 
 ALL = sorted(MINOR_UNITS)
 
+
 def test_the_table_is_iso_4217_list_one() -> None:
     # Checked against ISO 4217 List One (SIX, published 2026-01-01), column "Minor unit".
     assert money.ISO_4217_PUBLISHED == iso4217.__published__

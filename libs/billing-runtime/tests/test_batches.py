@@ -202,6 +202,7 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resume
     try:
         consumer = toy.runtime.consumer
         assert consumer is not None
+
         async def lost(*args: Any) -> None:
             return None  # each batch's transaction commits, its offset commit never reaches the broker
 
@@ -224,7 +225,7 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resume
         # The restarted consumer read the first events again and skipped each through the inbox:
         # once it has, nothing is left unread that could apply one twice.
         await eventually(
-            lambda: (metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type) - duplicates >= len(first)),
+            lambda: metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type) - duplicates >= len(first),
             "the first events read again and skipped",
         )
         assert [await toy.applied(t) for t in first + later] == [1] * len(first + later)

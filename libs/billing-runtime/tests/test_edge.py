@@ -256,9 +256,7 @@ async def test_shared_links_and_webhooks_are_rate_limited_per_address(edge: dict
 async def test_addresses_exempt_from_the_public_limit_fetch_shared_links_unlimited(database_url: str, kafka_bootstrap: str, schema: str) -> None:
     """PUBLIC_RATE_LIMIT_EXEMPT: the platform's own callers (notify attaching a month close's PDFs
     through their shared links) are not held to the per-address limit; every other address is."""
-    app = toy_app(
-        database_url, kafka_bootstrap, schema, public_rate_limit_per_second=0.01, public_rate_limit_burst=3, public_rate_limit_exempt=["10.9.2.0/24"]
-    )
+    app = toy_app(database_url, kafka_bootstrap, schema, public_rate_limit_per_second=0.01, public_rate_limit_burst=3, public_rate_limit_exempt=["10.9.2.0/24"])
     async with serve(app):
         async with client_from(app, "10.9.2.7") as notify, client_from(app, "10.9.3.1") as outsider, client_from(app, "unknown") as unnamed:
             assert [(await notify.get(f"/v1/shared/t{i}")).status_code for i in range(6)] == [200] * 6
@@ -323,8 +321,11 @@ def test_json_input_that_passes(body: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("query", "code", "field"),
-    [(b"period=9999-12", "date_out_of_range", "query.period"), (b"quarter=0000-Q1", "date_out_of_range", "query.quarter"),
-     (b"currency=ZZZ", "unknown_currency", "query.currency")],
+    [
+        (b"period=9999-12", "date_out_of_range", "query.period"),
+        (b"quarter=0000-Q1", "date_out_of_range", "query.quarter"),
+        (b"currency=ZZZ", "unknown_currency", "query.currency"),
+    ],
 )
 def test_query_input_no_service_can_take(query: bytes, code: str, field: str) -> None:
     with pytest.raises(InvalidInput) as refused:

@@ -38,7 +38,11 @@ async def test_every_codec_reaches_the_broker_and_reads_back(codec: str, kafka_b
     events = [
         new_event(
             UsageRecorded(
-                record_id=f"{run}-{i}", account_id=f"acc-{run}", partner_id="t", product_code="GB", quantity=Decimal("1.25"),
+                record_id=f"{run}-{i}",
+                account_id=f"acc-{run}",
+                partner_id="t",
+                product_code="GB",
+                quantity=Decimal("1.25"),
                 occurred_at=datetime(2026, 10, 2, tzinfo=UTC),
             ),
             source="test",

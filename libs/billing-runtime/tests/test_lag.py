@@ -70,6 +70,7 @@ async def test_lag_is_what_the_outbox_published_and_the_inbox_has_not_applied(so
 
     await toy.runtime.start()  # resumes from its committed offsets
     try:
+
         async def applied() -> bool:
             return all([await toy.applied(t) == 1 for t in tenants])
 

@@ -162,7 +162,7 @@ async def test_outbox_publishes_committed_events_only_and_republishes_a_range(to
     again = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 2, match=lambda e: e.tenant == tenant)
     assert [e.id for e in again] == [kept.id, kept.id]
     # The consumer read the republished copy and skipped it through the inbox.
-    await eventually(lambda: (toy.duplicates() == duplicates + 1), "the republished copy read and skipped")
+    await eventually(lambda: toy.duplicates() == duplicates + 1, "the republished copy read and skipped")
     assert await toy.applied(tenant) == 1  # the consumer applied the republished event once
     assert await toy.inbox([kept.id]) == {kept.id: "applied"}
 
@@ -184,9 +184,7 @@ async def test_trace_context_rides_in_the_event_headers(toy: Toy, kafka_bootstra
     assert seen[0].traceparent.split("-")[1] == trace_id
 
 
-async def test_a_restarted_consumer_applies_what_was_published_while_it_was_down(
-    toy: Toy, producer: AIOKafkaProducer, own_consumer_groups: str
-) -> None:
+async def test_a_restarted_consumer_applies_what_was_published_while_it_was_down(toy: Toy, producer: AIOKafkaProducer, own_consumer_groups: str) -> None:
     # The consumer group is this test's own and starts at the end of each topic; on its first
     # assignment it commits where every partition starts, so nothing sent while it is down is skipped.
     assert toy.runtime.consumer is not None and toy.runtime.consumer.group_id == f"{own_consumer_groups}{toy.runtime.name}"

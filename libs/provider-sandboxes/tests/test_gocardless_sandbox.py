@@ -35,8 +35,9 @@ def mandate_for(server: SandboxServer, gc: gocardless_pro.Client, activate: bool
 
 def test_mandate_payment_and_signed_webhooks(gocardless_server: SandboxServer, receiver: Receiver) -> None:
     gc, token = client(gocardless_server)
-    httpx.post(f"{gocardless_server.url}/_sandbox/webhook_endpoints", json={"url": receiver.url, "secret": "wh-secret"},
-               headers={"Authorization": f"Bearer {token}"})
+    httpx.post(
+        f"{gocardless_server.url}/_sandbox/webhook_endpoints", json={"url": receiver.url, "secret": "wh-secret"}, headers={"Authorization": f"Bearer {token}"}
+    )
     _, mandate_id = mandate_for(gocardless_server, gc)
     assert gc.mandates.get(mandate_id).status == "active"
 

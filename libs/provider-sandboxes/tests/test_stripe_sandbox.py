@@ -22,7 +22,10 @@ def client(server: SandboxServer, key: str | None = None) -> stripe.StripeClient
 
 def test_form_decoding_nests_like_stripe() -> None:
     assert decode_form(b"a[b]=1&c[0]=x&c[1]=y&d=&metadata[invoice_id]=inv-1") == {
-        "a": {"b": "1"}, "c": ["x", "y"], "d": "", "metadata": {"invoice_id": "inv-1"},
+        "a": {"b": "1"},
+        "c": ["x", "y"],
+        "d": "",
+        "metadata": {"invoice_id": "inv-1"},
     }
 
 
@@ -38,8 +41,15 @@ def test_save_a_card_then_charge_it_off_session(stripe_server: SandboxServer, re
     assert (pm.customer, pm.card.last4) == (customer.id, "4242")
 
     intent = sc.v1.payment_intents.create(
-        {"amount": 151625, "currency": "usd", "customer": customer.id, "payment_method": pm.id, "off_session": True, "confirm": True,
-         "metadata": {"invoice_id": "inv-1"}},
+        {
+            "amount": 151625,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": pm.id,
+            "off_session": True,
+            "confirm": True,
+            "metadata": {"invoice_id": "inv-1"},
+        },
         {"idempotency_key": "inv-1:1"},
     )
     assert (intent.status, intent.amount_received, intent.metadata["invoice_id"]) == ("succeeded", 151625, "inv-1")
@@ -56,8 +66,12 @@ def test_save_a_card_then_charge_it_off_session(stripe_server: SandboxServer, re
 
 @pytest.mark.parametrize(
     ("card", "code", "decline_code"),
-    [("4000000000000002", "card_declined", "generic_decline"), ("4000000000009995", "card_declined", "insufficient_funds"),
-     ("4000000000000341", "card_declined", "generic_decline"), ("4000002760003184", "authentication_required", "authentication_required")],
+    [
+        ("4000000000000002", "card_declined", "generic_decline"),
+        ("4000000000009995", "card_declined", "insufficient_funds"),
+        ("4000000000000341", "card_declined", "generic_decline"),
+        ("4000002760003184", "authentication_required", "authentication_required"),
+    ],
 )
 def test_documented_test_cards_decline_when_charged(stripe_server: SandboxServer, card: str, code: str, decline_code: str) -> None:
     sc = client(stripe_server)
@@ -229,11 +243,17 @@ def test_checkout_in_setup_mode_saves_a_card_on_the_hosted_page(stripe_server: S
     sc = client(stripe_server)
     sc.v1.webhook_endpoints.create({"url": receiver.url, "enabled_events": ["checkout.session.completed"]})
     customer = sc.v1.customers.create({"email": "ap@contoso.example", "name": "Contoso Dental"})
-    session = sc.v1.checkout.sessions.create({
-        "mode": "setup", "customer": customer.id, "currency": "eur", "payment_method_types": ["card"],
-        "success_url": "https://merchant.example/done?session={CHECKOUT_SESSION_ID}", "cancel_url": "https://merchant.example/cancel",
-        "setup_intent_data": {"metadata": {"method_id": "pm-1"}},
-    })
+    session = sc.v1.checkout.sessions.create(
+        {
+            "mode": "setup",
+            "customer": customer.id,
+            "currency": "eur",
+            "payment_method_types": ["card"],
+            "success_url": "https://merchant.example/done?session={CHECKOUT_SESSION_ID}",
+            "cancel_url": "https://merchant.example/cancel",
+            "setup_intent_data": {"metadata": {"method_id": "pm-1"}},
+        }
+    )
     assert (session.status, session.setup_intent) == ("open", None) and session.url.startswith(stripe_server.url)
     with httpx.Client() as browser:
         page = browser.get(session.url)

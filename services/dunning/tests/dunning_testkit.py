@@ -77,9 +77,7 @@ def invoice_issued(tenant: str, invoice_id: str, *, customer: str = "c-1", total
     return event(data, tenant)
 
 
-def payment_succeeded(
-    tenant: str, invoice_id: str, payment_id: str, amount: str, customer: str = "c-1", paid_on: date = date(2026, 12, 10)
-) -> CloudEvent[Any]:
+def payment_succeeded(tenant: str, invoice_id: str, payment_id: str, amount: str, customer: str = "c-1", paid_on: date = date(2026, 12, 10)) -> CloudEvent[Any]:
     data = PaymentSucceeded(
         payment_id=payment_id,
         invoice_id=invoice_id,
@@ -173,8 +171,14 @@ def credit_note(tenant: str, invoice_id: str, total: str, issued_on: date, custo
 
 def customer_upserted(partner: str, external_id: str) -> CloudEvent[Any]:
     data = CustomerUpserted(
-        account_id=account_id(partner, external_id), partner_id=partner, external_id=external_id, name=f"Customer {external_id}",
-        billing_email=f"{external_id}@example.com", country="US", currency="USD", revision=1,
+        account_id=account_id(partner, external_id),
+        partner_id=partner,
+        external_id=external_id,
+        name=f"Customer {external_id}",
+        billing_email=f"{external_id}@example.com",
+        country="US",
+        currency="USD",
+        revision=1,
     )
     return event(data, partner)
 

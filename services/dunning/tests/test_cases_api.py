@@ -36,8 +36,11 @@ async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, ten
     await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "516.25")
     standing = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
     assert {k: standing[k] for k in ("account_id", "open_cases", "overdue_cases", "amount_open", "amount_overdue", "suspended")} == {
-        "account_id": buyer, "open_cases": 1, "overdue_cases": 1,
-        "amount_open": [{"amount": "516.25", "currency": "USD"}], "amount_overdue": [{"amount": "516.25", "currency": "USD"}],
+        "account_id": buyer,
+        "open_cases": 1,
+        "overdue_cases": 1,
+        "amount_open": [{"amount": "516.25", "currency": "USD"}],
+        "amount_overdue": [{"amount": "516.25", "currency": "USD"}],
         "suspended": False,
     }
     # Ten days overdue under the default policy: +1 remind, +7 retry, +7 remind reached on arrival.

@@ -72,7 +72,11 @@ async def test_policy_default_replace_and_refusals(client: httpx.AsyncClient, te
     default = (await client.get("/v1/dunning-policy", headers=headers(tenant))).json()
     assert default["configured"] is False and default["cascade_to_customers"] is False
     assert [(s["step"], s["days_after_due"], s["action"]) for s in default["steps"]] == [
-        (1, 1, "remind"), (2, 7, "retry"), (3, 7, "remind"), (4, 14, "final_notice"), (5, 21, "suspend"),
+        (1, 1, "remind"),
+        (2, 7, "retry"),
+        (3, 7, "remind"),
+        (4, 14, "final_notice"),
+        (5, 21, "suspend"),
     ]
     body = {"steps": [{"days_after_due": 30, "action": "suspend"}, {"days_after_due": 3, "action": "remind"}]}
     stored = await client.put("/v1/dunning-policy", headers=headers(tenant), json=body)
@@ -186,9 +190,7 @@ async def test_a_credit_note_clearing_the_balance_closes_and_reinstates(client: 
     assert clear["open_cases"] == 0
 
 
-async def test_a_partly_paid_overdue_invoice_credited_in_full_closes_once_and_reinstates(
-    client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str
-) -> None:
+async def test_a_partly_paid_overdue_invoice_credited_in_full_closes_once_and_reinstates(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     # Credit notes may now take off more than is open (the rest of what was paid goes back): the case closes as credited.
     invoice_id, buyer = str(uuid.uuid4()), account_id(tenant, "c-1")
     await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, total="100.00", due_on=date(2026, 11, 15)))
@@ -254,8 +256,11 @@ async def test_hierarchy_customer_suspension_stays_below_partner_cascade_goes_do
     assert late_standing["suspended"] is True
 
     seen = await read_events(
-        kafka_bootstrap, DUNNING.name, until=lambda s: bool(of_type(s, AccountReinstated, account_id=loyal)),
-        match=lambda e: e.tenant in (partner, DISTRIBUTOR), timeout=60,
+        kafka_bootstrap,
+        DUNNING.name,
+        until=lambda s: bool(of_type(s, AccountReinstated, account_id=loyal)),
+        match=lambda e: e.tenant in (partner, DISTRIBUTOR),
+        timeout=60,
     )
     [cascaded] = of_type(seen, AccountSuspended, account_id=loyal)
     assert (cascaded.cascaded_from, cascaded.seller_id) == (partner_account, partner_account)

@@ -103,7 +103,11 @@ class TestPolicySteps:
     def test_default_is_remind_retry_remind_final_notice_suspend(self) -> None:
         policy = default_policy("p")
         assert [(s.step, s.days_after_due, s.action) for s in policy.steps] == [
-            (1, 1, "remind"), (2, 7, "retry"), (3, 7, "remind"), (4, 14, "final_notice"), (5, 21, "suspend"),
+            (1, 1, "remind"),
+            (2, 7, "retry"),
+            (3, 7, "remind"),
+            (4, 14, "final_notice"),
+            (5, 21, "suspend"),
         ]
 
     def test_steps_fire_by_day_and_same_day_steps_keep_their_order(self) -> None:

@@ -95,13 +95,19 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
     assert events[1]["difference"] == {"amount": "65.00", "currency": "USD"}
     assert events[1]["invoice_number"] == "TSD-000002"
     async with runtime.sessions() as session:
-        order = (await session.execute(
-            text(
-                "SELECT event_type FROM invoicing.outbox WHERE key = :k"
-                " AND event_type IN ('billing.comparison_report.ready.v1', 'billing.invoice.issued.v1') ORDER BY id"
-            ),
-            {"k": partner.encode()},
-        )).scalars().all()
+        order = (
+            (
+                await session.execute(
+                    text(
+                        "SELECT event_type FROM invoicing.outbox WHERE key = :k"
+                        " AND event_type IN ('billing.comparison_report.ready.v1', 'billing.invoice.issued.v1') ORDER BY id"
+                    ),
+                    {"k": partner.encode()},
+                )
+            )
+            .scalars()
+            .all()
+        )
     # Seed 001: the report reaches the partner ahead of its invoice (published first on the buyer's partition).
     assert order == ["billing.comparison_report.ready.v1", "billing.invoice.issued.v1"] * 2
     assert [d["kind"] for d in events[1]["documents"]] == ["json", "xlsx"]
@@ -117,9 +123,16 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
 def test_the_same_report_is_the_same_spreadsheet_whenever_it_is_downloaded() -> None:
     # Its shared link and its API download must give one file: the workbook is dated by the report.
     row = SimpleNamespace(
-        period_start=date(2026, 10, 1), currency="USD", rows=[], this_period_total=Decimal(0), last_period_total=Decimal(0),
+        period_start=date(2026, 10, 1),
+        currency="USD",
+        rows=[],
+        this_period_total=Decimal(0),
+        last_period_total=Decimal(0),
         created_at=datetime(2026, 11, 22, 10, 0, tzinfo=UTC),
-        invoice_id="inv-1", invoice_number="TSD-000002", previous_invoice_id=None, previous_invoice_number=None,
+        invoice_id="inv-1",
+        invoice_number="TSD-000002",
+        previous_invoice_id=None,
+        previous_invoice_number=None,
     )
     first = report_xlsx(row)
     time.sleep(1.1)  # the workbook's own date has one-second resolution

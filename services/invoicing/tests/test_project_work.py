@@ -20,11 +20,22 @@ from invoicing.projectwork.service import issue_statement
 
 def entry(distributor: str, partner: str, entry_id: str, hours: str, *, rate: str = "125.00") -> ProjectWorkRecorded:
     return ProjectWorkRecorded(
-        entry_id=entry_id, seller_id=distributor, buyer_account_id=partner, tier="wholesale",
-        end_customer_id=account_id(partner, "contoso"), end_customer_name="Contoso Dental",
-        product_code="PROJ-TM", description="Project work: server build", category="Hardware as a Project", unit="hour",
-        performed_on=date(2026, 10, 14), quantity=Decimal(hours), unit_price=Money.of(rate, "USD"),
-        amount=Money.of(Decimal(hours) * Decimal(rate), "USD"), billed_with_period_start=date(2026, 10, 1), billed_with_period_end=date(2026, 10, 31),
+        entry_id=entry_id,
+        seller_id=distributor,
+        buyer_account_id=partner,
+        tier="wholesale",
+        end_customer_id=account_id(partner, "contoso"),
+        end_customer_name="Contoso Dental",
+        product_code="PROJ-TM",
+        description="Project work: server build",
+        category="Hardware as a Project",
+        unit="hour",
+        performed_on=date(2026, 10, 14),
+        quantity=Decimal(hours),
+        unit_price=Money.of(rate, "USD"),
+        amount=Money.of(Decimal(hours) * Decimal(rate), "USD"),
+        billed_with_period_start=date(2026, 10, 1),
+        billed_with_period_end=date(2026, 10, 31),
     )
 
 
@@ -53,8 +64,18 @@ async def test_time_and_materials_make_a_numbered_statement_with_no_payment_due(
     keep_for_review(r.content, "project-work-statement")
     pdf_text = subprocess.run(["pdftotext", "-layout", "-", "-"], input=r.content, capture_output=True, check=True).stdout.decode()
     for expected in (
-        "Project work statement TSD-PW-000001", "No payment is due.", "Tailspin Distribution Inc.", "Northwind IT LLC", "Cedar Rapids",
-        "Contoso Dental", "PROJ-TM", "2026-10-14", "2.5 hour", "312.50 USD", "Amount due now: 0.00 USD", "2026-10-01 – 2026-10-31",
+        "Project work statement TSD-PW-000001",
+        "No payment is due.",
+        "Tailspin Distribution Inc.",
+        "Northwind IT LLC",
+        "Cedar Rapids",
+        "Contoso Dental",
+        "PROJ-TM",
+        "2026-10-14",
+        "2.5 hour",
+        "312.50 USD",
+        "Amount due now: 0.00 USD",
+        "2026-10-01 – 2026-10-31",
     ):
         assert expected in pdf_text, (expected, pdf_text)
 
@@ -65,7 +86,8 @@ async def test_time_and_materials_make_a_numbered_statement_with_no_payment_due(
         )
         events = [json.loads(v) for (v,) in rows]
     assert [(e["number"], e["amount"]["amount"], e["buyer"]["name"]) for e in events] == [
-        ("TSD-PW-000001", "312.50", "Northwind IT LLC"), ("TSD-PW-000002", "118.88", "Northwind IT LLC"),
+        ("TSD-PW-000001", "312.50", "Northwind IT LLC"),
+        ("TSD-PW-000002", "118.88", "Northwind IT LLC"),
     ]
     # The email's attachment comes through the statement's shared link: no key, the same bytes.
     [pdf_link] = events[0]["documents"]

@@ -144,9 +144,7 @@ def nothing_left_to_send(db: AsyncEngine) -> NothingLeft:
     async def wait(table: str, tenant: str, channel: str) -> None:
         async def settled() -> bool:
             async with db.connect() as conn:
-                due = await conn.scalar(
-                    text(f"SELECT count(*) FROM notify.{table} WHERE tenant = :t AND status IN ('pending', 'sending')"), {"t": tenant}
-                )
+                due = await conn.scalar(text(f"SELECT count(*) FROM notify.{table} WHERE tenant = :t AND status IN ('pending', 'sending')"), {"t": tenant})
             return due == 0 and in_flight(channel) == 0
 
         await eventually(settled, f"{tenant}'s {channel} deliveries settled")
@@ -189,14 +187,28 @@ def invoice_data(
 
     lines = [
         InvoiceLine(
-            line_id="l-1", product_code="USR-SUP", description="User support", service_period_start=date(2026, 10, 1),
-            service_period_end=date(2026, 10, 31), quantity=Decimal("15"), unit_price=usd("35.00"), net=usd("525.00"),
-            tax_rate=Decimal("0"), tax_category="O",
+            line_id="l-1",
+            product_code="USR-SUP",
+            description="User support",
+            service_period_start=date(2026, 10, 1),
+            service_period_end=date(2026, 10, 31),
+            quantity=Decimal("15"),
+            unit_price=usd("35.00"),
+            net=usd("525.00"),
+            tax_rate=Decimal("0"),
+            tax_category="O",
         ),
         InvoiceLine(
-            line_id="l-2", product_code="EML-HST", description="Hosted email", service_period_start=date(2026, 10, 1),
-            service_period_end=date(2026, 10, 31), quantity=Decimal("11"), unit_price=usd("6.75"), net=usd("74.25"),
-            tax_rate=Decimal("0"), tax_category="O",
+            line_id="l-2",
+            product_code="EML-HST",
+            description="Hosted email",
+            service_period_start=date(2026, 10, 1),
+            service_period_end=date(2026, 10, 31),
+            quantity=Decimal("11"),
+            unit_price=usd("6.75"),
+            net=usd("74.25"),
+            tax_rate=Decimal("0"),
+            tax_category="O",
         ),
     ]
     return InvoiceIssued(

@@ -25,8 +25,13 @@ async def test_brand_defaults_then_put_replaces(client: httpx.AsyncClient, tenan
     assert r.status_code == 200
     assert r.json()["sender_name"] == tenant and r.json()["configured"] is False and r.json()["sender_email"] is None
 
-    body = {"sender_name": "Northwind IT", "sender_email": "billing@northwind.example", "logo_url": "https://cdn.example/l.png",
-            "primary_color": "#112233", "footer": "Northwind IT Ltd\n1 Main St"}
+    body = {
+        "sender_name": "Northwind IT",
+        "sender_email": "billing@northwind.example",
+        "logo_url": "https://cdn.example/l.png",
+        "primary_color": "#112233",
+        "footer": "Northwind IT Ltd\n1 Main St",
+    }
     first = await client.put("/v1/brand", headers=headers(tenant), json=body)
     again = await client.put("/v1/brand", headers=headers(tenant), json=body)
     assert first.status_code == again.status_code == 200
@@ -113,8 +118,13 @@ async def test_deliveries_reject_bad_query(client: httpx.AsyncClient, tenant: st
 async def test_the_delivery_log_shows_a_sign_in_email_without_its_link(client: httpx.AsyncClient, tenant: str, db: AsyncEngine) -> None:
     token = "Tok3n_" + uuid.uuid4().hex
     link = PortalSignInLinkIssued(
-        user_id=f"user-{tenant}", email="ann@customer.example", name="Ann", role="customer_viewer", account_id=account_id(tenant, "c-1"),
-        link=f"https://portal.example/p/{tenant}/sign-in/{token}", expires_at=datetime(2026, 11, 2, 11, 15, tzinfo=UTC),
+        user_id=f"user-{tenant}",
+        email="ann@customer.example",
+        name="Ann",
+        role="customer_viewer",
+        account_id=account_id(tenant, "c-1"),
+        link=f"https://portal.example/p/{tenant}/sign-in/{token}",
+        expires_at=datetime(2026, 11, 2, 11, 15, tzinfo=UTC),
     )
     event = new_event(link, source="/tests", tenant=tenant)
     sessions = async_sessionmaker(db, expire_on_commit=False)

@@ -30,9 +30,7 @@ async def test_recording_the_same_event_twice_keeps_one_delivery(db: AsyncEngine
     await _forget(sessions, tenant)
 
 
-async def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(
-    db: AsyncEngine, make_invoice: Callable[..., InvoiceIssued]
-) -> None:
+async def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(db: AsyncEngine, make_invoice: Callable[..., InvoiceIssued]) -> None:
     tenant = f"partner-{uuid.uuid4().hex[:8]}"
     # Far in the past, so no running sender of another test would find it due on its own clock.
     long_ago = NOW - timedelta(days=3650)
@@ -40,9 +38,7 @@ async def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(
     sessions = async_sessionmaker(db, expire_on_commit=False)
     async with sessions() as session, session.begin():
         delivery = await record_invoice_issued(session, event, now=long_ago, default_sender_email="billing@localhost")
-        await session.execute(
-            repo.DELIVERY.update().where(repo.DELIVERY.c.delivery_id == delivery.delivery_id).values(next_attempt_at=long_ago)
-        )
+        await session.execute(repo.DELIVERY.update().where(repo.DELIVERY.c.delivery_id == delivery.delivery_id).values(next_attempt_at=long_ago))
 
     def mine(claimed: list) -> list:  # type: ignore[type-arg]
         return [d for d in claimed if d.delivery_id == delivery.delivery_id]

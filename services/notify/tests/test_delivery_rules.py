@@ -83,8 +83,10 @@ def _tree(message: EmailMessage) -> list[object]:
     [
         {},
         {
-            "from_name": "Société Générale — Facturation", "subject": "Facture n° FR-000123 de Société Générale, à régler avant le 16 novembre 2026 " * 2,
-            "body_text": "Bonjour Zoë,\r\nvotre facture…\n\n" + "x" * 1200, "body_html": "<p>Ça va</p>\n<p>" + "y" * 1500 + "</p>\n",
+            "from_name": "Société Générale — Facturation",
+            "subject": "Facture n° FR-000123 de Société Générale, à régler avant le 16 novembre 2026 " * 2,
+            "body_text": "Bonjour Zoë,\r\nvotre facture…\n\n" + "x" * 1200,
+            "body_html": "<p>Ça va</p>\n<p>" + "y" * 1500 + "</p>\n",
         },
         {"recipient": "rené@exemple.fr", "from_email": "factures@société.example", "body_text": "no newline at the end"},
     ],

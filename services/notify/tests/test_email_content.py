@@ -57,18 +57,32 @@ def emails(make_invoice: Callable[..., InvoiceIssued]) -> dict[str, RenderedEmai
     who = {"brand": BRAND, "buyer_name": "Contoso Dental"}
     step = SimpleNamespace(days_overdue=7, amount_overdue=OVERDUE)
     report = SimpleNamespace(
-        period_start=date(2026, 10, 1), period_end=date(2026, 10, 31), this_period_total=Money.of("1516.25", "USD"),
-        last_period_total=Money.of("1481.25", "USD"), difference=Money.of("35.00", "USD"), lines_added=1, lines_removed=0, lines_changed=2,
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        this_period_total=Money.of("1516.25", "USD"),
+        last_period_total=Money.of("1481.25", "USD"),
+        difference=Money.of("35.00", "USD"),
+        lines_added=1,
+        lines_removed=0,
+        lines_changed=2,
     )
     failed = SimpleNamespace(amount=OVERDUE, failed_on=date(2026, 12, 5), reason="Insufficient funds", method="card")
     paid = SimpleNamespace(amount=OVERDUE, paid_on=date(2026, 12, 8), reference=REFERENCE)
     final = SimpleNamespace(days_overdue=21, amount_overdue=OVERDUE)
     suspended = SimpleNamespace(suspended_on=date(2026, 12, 26), cascaded_from=None)
     work = SimpleNamespace(
-        number="TSD-PW-000001", seller=SimpleNamespace(name="Tailspin Distribution Inc."), end_customer_name="Contoso Dental", end_customer_id="c",
-        description="Project work: server build", product_code="PROJ-TM", performed_on=date(2026, 10, 14), quantity=Decimal("2.5"),
-        unit_price=Money.of("125.00", "USD"), amount=Money.of("312.50", "USD"),
-        billed_with_period_start=date(2026, 10, 1), billed_with_period_end=date(2026, 10, 31),
+        number="TSD-PW-000001",
+        seller=SimpleNamespace(name="Tailspin Distribution Inc."),
+        end_customer_name="Contoso Dental",
+        end_customer_id="c",
+        description="Project work: server build",
+        product_code="PROJ-TM",
+        performed_on=date(2026, 10, 14),
+        quantity=Decimal("2.5"),
+        unit_price=Money.of("125.00", "USD"),
+        amount=Money.of("312.50", "USD"),
+        billed_with_period_start=date(2026, 10, 1),
+        billed_with_period_end=date(2026, 10, 31),
     )
     return {
         "invoice_issued": render("invoice_issued", {**who, "invoice": invoice, "pay": pay(invoice.total)}),
@@ -153,7 +167,16 @@ def test_no_reference_without_the_invoice_number_nor_bank_details_without_an_acc
     no_bank = EffectiveBrand("Northwind IT", "invoices@northwind.example", None, "#AA3300", None)
     plain = how_to_pay(no_bank, amount=OVERDUE, due_on=DUE, invoice_number=NUMBER, document_url="/v1/invoices/i/pdf")
     assert (plain.reference, plain.bank_transfer, plain.document_url) == (None, False, None)  # a relative link opens nothing
-    mail = render("reminder", {"brand": no_bank, "buyer_name": "Contoso", "step": SimpleNamespace(days_overdue=1, amount_overdue=OVERDUE),
-                               "invoice_number": NUMBER, "due_on": DUE, "pay": plain})
+    mail = render(
+        "reminder",
+        {
+            "brand": no_bank,
+            "buyer_name": "Contoso",
+            "step": SimpleNamespace(days_overdue=1, amount_overdue=OVERDUE),
+            "invoice_number": NUMBER,
+            "due_on": DUE,
+            "pay": plain,
+        },
+    )
     assert "bank transfer" not in mail.text and "IBAN" not in mail.html
     assert "1 day overdue" in mail.text and "Questions? Write to invoices@northwind.example." in mail.text

@@ -36,8 +36,14 @@ def headers(tenant: str) -> dict[str, str]:
 
 def customer(tenant: str, external_id: str, email: str, *, name: str = "Contoso Dental", revision: int = 1) -> CloudEvent[Any]:
     data = CustomerUpserted(
-        account_id=account_id(tenant, external_id), partner_id=tenant, external_id=external_id, name=name,
-        billing_email=email, country="US", currency="USD", revision=revision,
+        account_id=account_id(tenant, external_id),
+        partner_id=tenant,
+        external_id=external_id,
+        name=name,
+        billing_email=email,
+        country="US",
+        currency="USD",
+        revision=revision,
     )
     return new_event(data, source="/tests", tenant=tenant)
 
@@ -52,9 +58,7 @@ async def deliveries(client: httpx.AsyncClient, tenant: str, **params: Any) -> l
     return list(r.json()["items"])
 
 
-async def wait_delivery(
-    client: httpx.AsyncClient, tenant: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
-) -> list[dict[str, Any]]:
+async def wait_delivery(client: httpx.AsyncClient, tenant: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0) -> list[dict[str, Any]]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         items = await deliveries(client, tenant)
@@ -66,11 +70,21 @@ async def wait_delivery(
 
 
 async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(
-    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, applied: Any,
-    make_invoice: Callable[..., InvoiceIssued], kafka_bootstrap: str,
+    client: httpx.AsyncClient,
+    tenant: str,
+    mailbox: Any,
+    publish: Publish,
+    applied: Any,
+    make_invoice: Callable[..., InvoiceIssued],
+    kafka_bootstrap: str,
 ) -> None:
-    brand = {"sender_name": "Northwind IT", "sender_email": "invoices@northwind.example", "primary_color": "#AA3300",
-             "logo_url": None, "footer": "Northwind IT Ltd"}
+    brand = {
+        "sender_name": "Northwind IT",
+        "sender_email": "invoices@northwind.example",
+        "primary_color": "#AA3300",
+        "logo_url": None,
+        "footer": "Northwind IT Ltd",
+    }
     assert (await client.put("/v1/brand", headers=headers(tenant), json=brand)).status_code == 200
     contact_email = f"ap-{tenant}@contoso.example"
     upserted = customer(tenant, "c-1", contact_email, name="<script>alert(1)</script> Dental")
@@ -96,9 +110,7 @@ async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(
     assert row["recipient"] == contact_email and row["attempts"] == 1 and row["template"] == "invoice_issued"
     assert row["cause_event_id"] == event.id and row["sent_at"] is not None
 
-    delivered = await read_events(
-        kafka_bootstrap, NOTIFICATIONS.name, until=lambda seen: len(seen) >= 1, match=lambda e: e.tenant == tenant
-    )
+    delivered = await read_events(kafka_bootstrap, NOTIFICATIONS.name, until=lambda seen: len(seen) >= 1, match=lambda e: e.tenant == tenant)
     assert delivered[0].data.cause_event_id == event.id
     assert delivered[0].data.notification_id == row["delivery_id"]
     assert delivered[0].data.recipient == contact_email
@@ -109,7 +121,11 @@ async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(
 
 
 async def test_same_invoice_event_twice_sends_one_email(
-    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, make_invoice: Callable[..., InvoiceIssued],
+    client: httpx.AsyncClient,
+    tenant: str,
+    mailbox: Any,
+    publish: Publish,
+    make_invoice: Callable[..., InvoiceIssued],
     nothing_left_to_send: Any,
 ) -> None:
     buyer = account_id(tenant, "c-1")
@@ -124,14 +140,19 @@ async def test_same_invoice_event_twice_sends_one_email(
     mails = await mailbox.wait_for(recipient, count=2)
     await nothing_left_to_send("delivery", tenant, "email")  # no wrongly queued third copy is still to go out
     assert sorted(m["Subject"] for m in mailbox.to(recipient)) == [
-        "Invoice NW-1 from Northwind IT Ltd", "Invoice NW-2 from Northwind IT Ltd",
+        "Invoice NW-1 from Northwind IT Ltd",
+        "Invoice NW-2 from Northwind IT Ltd",
     ]
     assert len(mails) == 2
     assert len(await deliveries(client, tenant, template="invoice_issued")) == 2
 
 
 async def test_no_contact_falls_back_to_invoice_email_and_no_email_is_logged(
-    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, applied: Any,
+    client: httpx.AsyncClient,
+    tenant: str,
+    mailbox: Any,
+    publish: Publish,
+    applied: Any,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     fallback = f"buyer-{tenant}@example.com"
@@ -149,7 +170,11 @@ async def test_no_contact_falls_back_to_invoice_email_and_no_email_is_logged(
 
 
 async def test_latest_contact_revision_wins(
-    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, applied: Any,
+    client: httpx.AsyncClient,
+    tenant: str,
+    mailbox: Any,
+    publish: Publish,
+    applied: Any,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     newer = customer(tenant, "c-1", f"new-{tenant}@example.com", revision=2)
@@ -163,8 +188,13 @@ async def test_latest_contact_revision_wins(
 
 
 async def test_smtp_down_at_first_is_retried_and_sent_once_up(
-    client: httpx.AsyncClient, tenant: str, smtp_port: int, start_smtp: Any, publish: Publish,
-    make_invoice: Callable[..., InvoiceIssued], nothing_left_to_send: Any,
+    client: httpx.AsyncClient,
+    tenant: str,
+    smtp_port: int,
+    start_smtp: Any,
+    publish: Publish,
+    make_invoice: Callable[..., InvoiceIssued],
+    nothing_left_to_send: Any,
 ) -> None:
     recipient = f"ap-{tenant}@example.com"
     await publish(issued(tenant, make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient)))
@@ -181,7 +211,11 @@ async def test_smtp_down_at_first_is_retried_and_sent_once_up(
 
 
 async def test_payment_received_names_the_invoice_number_or_its_id(
-    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, make_invoice: Callable[..., InvoiceIssued],
+    client: httpx.AsyncClient,
+    tenant: str,
+    mailbox: Any,
+    publish: Publish,
+    make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     buyer = account_id(tenant, "c-1")
     recipient = f"ap-{tenant}@example.com"
@@ -192,8 +226,14 @@ async def test_payment_received_names_the_invoice_number_or_its_id(
 
     def paid(invoice_id: str) -> CloudEvent[Any]:
         data = PaymentSucceeded(
-            payment_id=str(uuid.uuid4()), invoice_id=invoice_id, seller_id="seller-account", account_id=buyer,
-            amount=Money.of("599.25", "USD"), method="card", provider="stripe", paid_on=date(2026, 12, 1),
+            payment_id=str(uuid.uuid4()),
+            invoice_id=invoice_id,
+            seller_id="seller-account",
+            account_id=buyer,
+            amount=Money.of("599.25", "USD"),
+            method="card",
+            provider="stripe",
+            paid_on=date(2026, 12, 1),
         )
         return new_event(data, source="/tests", tenant=tenant)
 
@@ -227,21 +267,28 @@ async def _dead_letters(bootstrap: str, event_id: str, timeout: float = 20.0) ->
 
 
 async def test_poison_event_is_dead_lettered_and_the_next_applied(
-    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Publish, producer: AIOKafkaProducer,
-    make_invoice: Callable[..., InvoiceIssued], kafka_bootstrap: str,
+    client: httpx.AsyncClient,
+    tenant: str,
+    mailbox: Any,
+    publish: Publish,
+    producer: AIOKafkaProducer,
+    make_invoice: Callable[..., InvoiceIssued],
+    kafka_bootstrap: str,
 ) -> None:
     buyer = account_id(tenant, "c-1")
     recipient = f"ap-{tenant}@example.com"
     good = issued(tenant, make_invoice(buyer_account_id=buyer, buyer_email=recipient))
     poison_id = str(uuid.uuid4())
     poison_headers = [
-        ("ce_specversion", b"1.0"), ("ce_id", poison_id.encode()), ("ce_source", b"/tests"),
-        ("ce_type", InvoiceIssued.event_type.encode()), ("ce_time", b"2026-11-02T11:00:00+00:00"),
-        ("ce_tenant", tenant.encode()), ("content-type", b"application/json"),
+        ("ce_specversion", b"1.0"),
+        ("ce_id", poison_id.encode()),
+        ("ce_source", b"/tests"),
+        ("ce_type", InvoiceIssued.event_type.encode()),
+        ("ce_time", b"2026-11-02T11:00:00+00:00"),
+        ("ce_tenant", tenant.encode()),
+        ("content-type", b"application/json"),
     ]
-    await producer.send_and_wait(
-        INVOICES.name, value=b'{"invoice_id": "x", "total": 12.5}', key=buyer.encode(), headers=poison_headers
-    )
+    await producer.send_and_wait(INVOICES.name, value=b'{"invoice_id": "x", "total": 12.5}', key=buyer.encode(), headers=poison_headers)
     await publish(good)
     [mail] = await mailbox.wait_for(recipient)
     assert mail["Subject"] == "Invoice NW-2026-000001 from Northwind IT Ltd"

@@ -87,8 +87,15 @@ def test_payment_received_names_the_invoice() -> None:
     from billing_events import PaymentSucceeded
 
     payment = PaymentSucceeded(
-        payment_id="p-1", invoice_id="inv-1", seller_id="s", account_id="a", amount=Money.of("599.25", "USD"),
-        method="card", provider="stripe", paid_on="2026-12-01", reference=None,  # type: ignore[arg-type]
+        payment_id="p-1",
+        invoice_id="inv-1",
+        seller_id="s",
+        account_id="a",
+        amount=Money.of("599.25", "USD"),
+        method="card",
+        provider="stripe",
+        paid_on="2026-12-01",
+        reference=None,  # type: ignore[arg-type]
     )
     mail = render("payment_received", {"payment": payment, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso", "portal_url": None})
     assert mail.subject == "Payment received for invoice NW-1"
@@ -125,15 +132,30 @@ def test_collection_and_dunning_templates(template: str, context: dict[str, obje
 
 def test_document_mails_name_their_attachment() -> None:
     work = SimpleNamespace(
-        number="NW-PW-000001", seller=SimpleNamespace(name="Northwind IT Ltd"), end_customer_name="Contoso", end_customer_id="c", description="Server build",
-        product_code="PROJ-TM", performed_on="2026-10-14", quantity=Decimal("2.5"), unit_price=Money.of("125.00", "USD"), amount=Money.of("312.50", "USD"),
-        billed_with_period_start="2026-10-01", billed_with_period_end="2026-10-31",
+        number="NW-PW-000001",
+        seller=SimpleNamespace(name="Northwind IT Ltd"),
+        end_customer_name="Contoso",
+        end_customer_id="c",
+        description="Server build",
+        product_code="PROJ-TM",
+        performed_on="2026-10-14",
+        quantity=Decimal("2.5"),
+        unit_price=Money.of("125.00", "USD"),
+        amount=Money.of("312.50", "USD"),
+        billed_with_period_start="2026-10-01",
+        billed_with_period_end="2026-10-31",
     )
     statement = render("project_work_statement", {"statement": work, "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-PW-000001.pdf"})
     assert statement.subject == "Project work statement NW-PW-000001 for Contoso: no payment due" and "NW-PW-000001.pdf" in statement.text
     report = SimpleNamespace(
-        period_start="2026-11-01", period_end="2026-11-30", this_period_total=Money.of("1516.25", "USD"), last_period_total=Money.of("1481.25", "USD"),
-        difference=Money.of("35.00", "USD"), lines_added=1, lines_removed=0, lines_changed=2,
+        period_start="2026-11-01",
+        period_end="2026-11-30",
+        this_period_total=Money.of("1516.25", "USD"),
+        last_period_total=Money.of("1481.25", "USD"),
+        difference=Money.of("35.00", "USD"),
+        lines_added=1,
+        lines_removed=0,
+        lines_changed=2,
     )
     mail = render("comparison_report", {"report": report, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-1.xlsx"})
     assert mail.subject == "Comparison report for invoice NW-1"

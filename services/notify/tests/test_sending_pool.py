@@ -77,8 +77,14 @@ def pdf(i: int) -> bytes:
 
 
 async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_kept_connections(
-    settings: Settings, tenant: str, smtp_port: int, publish: Any, document_server: Any, kafka_bootstrap: str,
-    make_invoice: Callable[..., InvoiceIssued], nothing_left_to_send: Any,
+    settings: Settings,
+    tenant: str,
+    smtp_port: int,
+    publish: Any,
+    document_server: Any,
+    kafka_bootstrap: str,
+    make_invoice: Callable[..., InvoiceIssued],
+    nothing_left_to_send: Any,
 ) -> None:
     burst = 30
     pool = settings.model_copy(update={"sender_concurrency": 4, "sender_batch_size": 5, "documents_concurrency": 2})
@@ -88,7 +94,9 @@ async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_ke
             for i in range(burst):
                 url = document_server.put(f"/{tenant}/inv-{i}.pdf", "application/pdf", pdf(i))
                 invoice = make_invoice(
-                    buyer_account_id=account_id(tenant, f"c-{i}"), buyer_email=f"c{i}@{tenant}.example", number=f"NW-{i}",
+                    buyer_account_id=account_id(tenant, f"c-{i}"),
+                    buyer_email=f"c{i}@{tenant}.example",
+                    number=f"NW-{i}",
                     documents=[DocumentLink(kind="pdf", url=url)],
                 )
                 events.append(new_event(invoice, source="/tests", tenant=tenant))
@@ -112,16 +120,18 @@ async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_ke
     fetched = [path for path, _ in document_server.requests]
     assert sorted(fetched) == sorted(f"/{tenant}/inv-{i}.pdf" for i in range(burst))
     assert len(rows) == burst and {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}
-    delivered = await read_events(
-        kafka_bootstrap, NOTIFICATIONS.name, until=lambda seen: len(seen) >= burst, match=lambda e: e.tenant == tenant
-    )
+    delivered = await read_events(kafka_bootstrap, NOTIFICATIONS.name, until=lambda seen: len(seen) >= burst, match=lambda e: e.tenant == tenant)
     assert sorted(e.data.notification_id for e in delivered) == sorted(r["delivery_id"] for r in rows)
     assert 'billing_deliveries_in_flight{channel="email"}' in metrics
     assert "billing_email_send_seconds_bucket" in metrics
 
 
 async def test_a_document_is_fetched_once_across_retries(
-    settings: Settings, tenant: str, smtp_port: int, publish: Any, document_server: Any,
+    settings: Settings,
+    tenant: str,
+    smtp_port: int,
+    publish: Any,
+    document_server: Any,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     url = document_server.put(f"/{tenant}/once.pdf", "application/pdf", pdf(1))
@@ -145,8 +155,13 @@ async def test_a_document_is_fetched_once_across_retries(
 
 
 async def test_a_throttled_document_fetch_waits_for_retry_after_and_the_email_goes_out_on_its_first_attempt(
-    settings: Settings, tenant: str, smtp_port: int, publish: Any, document_server: Any,
-    make_invoice: Callable[..., InvoiceIssued], nothing_left_to_send: Any,
+    settings: Settings,
+    tenant: str,
+    smtp_port: int,
+    publish: Any,
+    document_server: Any,
+    make_invoice: Callable[..., InvoiceIssued],
+    nothing_left_to_send: Any,
 ) -> None:
     """invoicing answers 429 with Retry-After once the per-address limit on shared links is spent:
     notify waits that long and fetches again within the same attempt, rather than failing the
@@ -205,11 +220,8 @@ async def test_emails_and_webhooks_share_one_claim_that_never_hands_a_row_out_tw
     first, second = await asyncio.gather(claim(), claim())
     assert len(first) + len(second) == 6 and not set(first) & set(second)
     async with sessions() as session:
-        attempts = await session.scalar(
-            select(func.sum(webhook_repo.DELIVERY.c.attempts)).where(webhook_repo.DELIVERY.c.tenant == tenant)
-        )
+        attempts = await session.scalar(select(func.sum(webhook_repo.DELIVERY.c.attempts)).where(webhook_repo.DELIVERY.c.tenant == tenant))
     assert attempts == 6
     async with sessions() as session, session.begin():
         await session.execute(delete(webhook_repo.DELIVERY).where(webhook_repo.DELIVERY.c.tenant == tenant))
     assert repo.DUE_STATUSES == ("pending", "sending")
-

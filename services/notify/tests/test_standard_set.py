@@ -37,10 +37,15 @@ from notify.config import Settings
 from notify.main import build
 
 BRAND = {
-    "sender_name": "Northwind IT", "sender_email": "billing@northwind.example", "primary_color": "#0A7E3C",
-    "logo_url": "https://cdn.northwind.example/logo.png", "footer": "Northwind IT Ltd, 1 Harbour Road",
+    "sender_name": "Northwind IT",
+    "sender_email": "billing@northwind.example",
+    "primary_color": "#0A7E3C",
+    "logo_url": "https://cdn.northwind.example/logo.png",
+    "footer": "Northwind IT Ltd, 1 Harbour Road",
     # How to pay and whom to ask, which the collection mails give (IBAN as a person types it).
-    "iban": "DE89 3704 0044 0532 0130 00", "bic": "COBADEFFXXX", "support_email": "help@northwind.example",
+    "iban": "DE89 3704 0044 0532 0130 00",
+    "bic": "COBADEFFXXX",
+    "support_email": "help@northwind.example",
     "portal_url": "https://portal.northwind.example/p/northwind/",
 }
 PDF = b"%PDF-1.7\n% an invoice\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
@@ -62,8 +67,14 @@ def comparison_xlsx() -> bytes:
 
 def contact(tenant: str, external_id: str, email: str) -> CloudEvent[Any]:
     data = CustomerUpserted(
-        account_id=account_id(tenant, external_id), partner_id=tenant, external_id=external_id, name="Contoso Dental",
-        billing_email=email, country="US", currency="USD", revision=1,
+        account_id=account_id(tenant, external_id),
+        partner_id=tenant,
+        external_id=external_id,
+        name="Contoso Dental",
+        billing_email=email,
+        country="US",
+        currency="USD",
+        revision=1,
     )
     return new_event(data, source="/tests", tenant=tenant)
 
@@ -81,7 +92,12 @@ def branded(mail: Any) -> None:
 
 
 async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
-    settings: Settings, tenant: str, mailbox: Any, publish: Any, applied: Any, document_server: Any,
+    settings: Settings,
+    tenant: str,
+    mailbox: Any,
+    publish: Any,
+    applied: Any,
+    document_server: Any,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     # Invoicing links its documents relative to its own API; notify fetches them from there as the seller.
@@ -97,16 +113,28 @@ async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
         xlsx = comparison_xlsx()
         xlsx_url = document_server.put(f"/{tenant}/NW-7-comparison.xlsx", "application/octet-stream", xlsx)
         invoice = make_invoice(
-            buyer_account_id=account_id(tenant, "c-1"), number="NW-7", invoice_id=invoice_id,
+            buyer_account_id=account_id(tenant, "c-1"),
+            number="NW-7",
+            invoice_id=invoice_id,
             documents=[DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf"), DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml")],
         )
         issued = new_event(invoice, source="/tests", tenant=tenant)
         await publish(issued)
         assert await applied(issued.id) == "applied"
         report = ComparisonReportReady(
-            report_id=str(uuid.uuid4()), seller_id="seller-account", buyer_account_id=account_id(tenant, "c-1"), invoice_id=invoice_id,
-            period_start=date(2026, 10, 1), period_end=date(2026, 10, 31), currency="USD", this_period_total=Money.of("599.25", "USD"),
-            last_period_total=Money.of("564.25", "USD"), difference=Money.of("35.00", "USD"), lines_added=0, lines_removed=0, lines_changed=1,
+            report_id=str(uuid.uuid4()),
+            seller_id="seller-account",
+            buyer_account_id=account_id(tenant, "c-1"),
+            invoice_id=invoice_id,
+            period_start=date(2026, 10, 1),
+            period_end=date(2026, 10, 31),
+            currency="USD",
+            this_period_total=Money.of("599.25", "USD"),
+            last_period_total=Money.of("564.25", "USD"),
+            difference=Money.of("35.00", "USD"),
+            lines_added=0,
+            lines_removed=0,
+            lines_changed=1,
             documents=[DocumentLink(kind="json", url=f"{document_server.base_url}/{tenant}/report.json"), DocumentLink(kind="xlsx", url=xlsx_url)],
         )
         await publish(new_event(report, source="/tests", tenant=tenant))
@@ -134,7 +162,12 @@ async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
 
 
 async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_mail(
-    settings: Settings, tenant: str, mailbox: Any, publish: Any, applied: Any, document_server: Any,
+    settings: Settings,
+    tenant: str,
+    mailbox: Any,
+    publish: Any,
+    applied: Any,
+    document_server: Any,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     # Invoicing with a public address: each document has an absolute shared link, which needs no key.
@@ -149,7 +182,9 @@ async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_
         shared_pdf = document_server.put(f"/v1/shared/{token}", "application/pdf", PDF)
         document_server.put(f"/v1/invoices/{invoice_id}/pdf", "application/pdf", b"%PDF-1.7 not this one")
         invoice = make_invoice(
-            buyer_account_id=account_id(tenant, "c-2"), number="NW-8", invoice_id=invoice_id,
+            buyer_account_id=account_id(tenant, "c-2"),
+            number="NW-8",
+            invoice_id=invoice_id,
             documents=[
                 DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf", shared_url=shared_pdf),
                 DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml", shared_url=f"/v1/shared/{uuid.uuid4().hex}"),
@@ -170,11 +205,17 @@ async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_
 
 
 async def test_a_missing_document_fails_the_delivery_with_the_reason(
-    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Any, document_server: Any, make_invoice: Callable[..., InvoiceIssued],
+    client: httpx.AsyncClient,
+    tenant: str,
+    mailbox: Any,
+    publish: Any,
+    document_server: Any,
+    make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     recipient = f"ap-{tenant}@contoso.example"
     invoice = make_invoice(
-        buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient,
+        buyer_account_id=account_id(tenant, "c-1"),
+        buyer_email=recipient,
         documents=[DocumentLink(kind="pdf", url=f"{document_server.base_url}/{tenant}/gone.pdf")],
     )
     await publish(new_event(invoice, source="/tests", tenant=tenant))
@@ -194,8 +235,16 @@ def dunning_events(tenant: str, buyer: str, invoice_id: str) -> list[CloudEvent[
     common = {"case_id": "case-1", "invoice_id": invoice_id, "seller_id": "seller-account", "account_id": buyer}
     data: list[Any] = [
         PaymentFailed(
-            payment_id="dd-1", invoice_id=invoice_id, seller_id="seller-account", account_id=buyer, amount=overdue, method="direct_debit",
-            provider="gocardless", failed_on=date(2026, 12, 5), reason_code="insufficient_funds", reason="Insufficient funds",
+            payment_id="dd-1",
+            invoice_id=invoice_id,
+            seller_id="seller-account",
+            account_id=buyer,
+            amount=overdue,
+            method="direct_debit",
+            provider="gocardless",
+            failed_on=date(2026, 12, 5),
+            reason_code="insufficient_funds",
+            reason="Insufficient funds",
         ),
         DunningStepReached(**common, step=1, action="remind", days_overdue=1, amount_overdue=overdue, reached_on=date(2026, 12, 6)),
         DunningStepReached(**common, step=2, action="retry", days_overdue=7, amount_overdue=overdue, reached_on=date(2026, 12, 12)),
@@ -207,7 +256,12 @@ def dunning_events(tenant: str, buyer: str, invoice_id: str) -> list[CloudEvent[
 
 
 async def test_collection_and_dunning_mails_reach_the_billing_contact(
-    client: httpx.AsyncClient, tenant: str, mailbox: Any, publish: Any, applied: Any, make_invoice: Callable[..., InvoiceIssued],
+    client: httpx.AsyncClient,
+    tenant: str,
+    mailbox: Any,
+    publish: Any,
+    applied: Any,
+    make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
     recipient = f"ap-{tenant}@contoso.example"
@@ -222,14 +276,16 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     # invoice + payment failed + reminder + final notice + suspension + reinstatement; no mail for the retry step.
     mails = await mailbox.wait_for(recipient, count=6)
     subjects = sorted(m["Subject"] for m in mails)
-    assert subjects == sorted([
-        "Invoice NW-9 from Northwind IT Ltd",
-        "Payment for invoice NW-9 failed",
-        "Reminder: invoice NW-9 is 1 day overdue",
-        "Final notice: invoice NW-9 (599.25 USD) is 14 days overdue",
-        "Your service with Northwind IT is suspended",
-        "Your service with Northwind IT is reinstated",
-    ])
+    assert subjects == sorted(
+        [
+            "Invoice NW-9 from Northwind IT Ltd",
+            "Payment for invoice NW-9 failed",
+            "Reminder: invoice NW-9 is 1 day overdue",
+            "Final notice: invoice NW-9 (599.25 USD) is 14 days overdue",
+            "Your service with Northwind IT is suspended",
+            "Your service with Northwind IT is reinstated",
+        ]
+    )
     for mail in mails:
         branded(mail)
         assert mail["To"] == recipient and list(mail.iter_attachments()) == []
@@ -242,8 +298,11 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     # The reminder says how to pay: the portal, the seller's account and the RF reference payments matches by.
     reminder = by_subject["Reminder: invoice NW-9 is 1 day overdue"].get_body(("plain",)).get_content().splitlines()
     for expected in (
-        f"Payment reference: {printed(creditor_reference('NW-9'))}", "IBAN:              DE89 3704 0044 0532 0130 00",
-        "Due date:          2026-12-05", "https://portal.northwind.example/p/northwind/", "Questions? Write to help@northwind.example.",
+        f"Payment reference: {printed(creditor_reference('NW-9'))}",
+        "IBAN:              DE89 3704 0044 0532 0130 00",
+        "Due date:          2026-12-05",
+        "https://portal.northwind.example/p/northwind/",
+        "Questions? Write to help@northwind.example.",
     ):
         assert expected in reminder, (expected, reminder)
     for e in events:
@@ -266,7 +325,12 @@ def test_shared_links_are_fetched_from_invoicing_inside_the_platform() -> None:
 
 
 async def test_a_project_work_statement_goes_out_at_once_with_its_pdf(
-    settings: Settings, tenant: str, mailbox: Any, publish: Any, applied: Any, document_server: Any,
+    settings: Settings,
+    tenant: str,
+    mailbox: Any,
+    publish: Any,
+    applied: Any,
+    document_server: Any,
 ) -> None:
     # Seed 001: the statement reaches the partner as soon as the work is entered; nothing to pay.
     async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
@@ -278,13 +342,22 @@ async def test_a_project_work_statement_goes_out_at_once_with_its_pdf(
         shared = document_server.put(f"/v1/shared/{uuid.uuid4().hex}", "application/pdf", PDF)
         usd = "USD"
         statement = ProjectWorkStatementIssued(
-            statement_id=str(uuid.uuid4()), number="TSD-PW-000001", entry_id="tm-42",
+            statement_id=str(uuid.uuid4()),
+            number="TSD-PW-000001",
+            entry_id="tm-42",
             seller=Party(account_id=tenant, name="Tailspin Distribution Inc."),
             buyer=Party(account_id=account_id(tenant, "northwind"), name="Northwind IT LLC"),
-            issued_on=date(2026, 10, 14), end_customer_id="contoso", end_customer_name="Contoso Dental", product_code="PROJ-TM",
-            description="Project work: server build", performed_on=date(2026, 10, 14), quantity=Decimal("2.5"),
-            unit_price=Money.of("125.00", usd), amount=Money.of("312.50", usd),
-            billed_with_period_start=date(2026, 10, 1), billed_with_period_end=date(2026, 10, 31),
+            issued_on=date(2026, 10, 14),
+            end_customer_id="contoso",
+            end_customer_name="Contoso Dental",
+            product_code="PROJ-TM",
+            description="Project work: server build",
+            performed_on=date(2026, 10, 14),
+            quantity=Decimal("2.5"),
+            unit_price=Money.of("125.00", usd),
+            amount=Money.of("312.50", usd),
+            billed_with_period_start=date(2026, 10, 1),
+            billed_with_period_end=date(2026, 10, 31),
             documents=[DocumentLink(kind="pdf", url="/v1/project-work-statements/s/pdf", shared_url=shared)],
         )
         issued = new_event(statement, source="/tests", tenant=tenant)

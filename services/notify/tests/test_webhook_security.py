@@ -91,7 +91,12 @@ async def test_registration_refuses_plain_http_and_non_public_destinations(setti
 
 
 async def test_each_send_checks_again_and_posts_to_the_address_checked(
-    settings: Settings, tenant: str, receiver: Any, publish: Any, db: AsyncEngine, make_invoice: Callable[..., InvoiceIssued],
+    settings: Settings,
+    tenant: str,
+    receiver: Any,
+    publish: Any,
+    db: AsyncEngine,
+    make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     port = receiver.url.rsplit(":", 1)[1].split("/", 1)[0]
     named = f"http://localhost:{port}/"

@@ -23,8 +23,14 @@ def headers(tenant: str, **extra: str) -> dict[str, str]:
 
 def payment(tenant: str, invoice_id: str) -> Any:
     data = PaymentSucceeded(
-        payment_id=str(uuid.uuid4()), invoice_id=invoice_id, seller_id="seller-account", account_id=account_id(tenant, "c-1"),
-        amount=Money.of("10.00", "USD"), method="card", provider="stripe", paid_on=date(2026, 12, 1),
+        payment_id=str(uuid.uuid4()),
+        invoice_id=invoice_id,
+        seller_id="seller-account",
+        account_id=account_id(tenant, "c-1"),
+        amount=Money.of("10.00", "USD"),
+        method="card",
+        provider="stripe",
+        paid_on=date(2026, 12, 1),
     )
     return new_event(data, source="/tests", tenant=tenant)
 
@@ -62,7 +68,12 @@ async def test_endpoints_are_created_once_listed_without_secret_and_deleted(clie
 
 
 async def test_a_signed_delivery_is_retried_under_one_id_until_accepted(
-    client: httpx.AsyncClient, tenant: str, receiver: Any, publish: Any, applied: Any, make_invoice: Callable[..., InvoiceIssued],
+    client: httpx.AsyncClient,
+    tenant: str,
+    receiver: Any,
+    publish: Any,
+    applied: Any,
+    make_invoice: Callable[..., InvoiceIssued],
     nothing_left_to_send: Any,
 ) -> None:
     receiver.fail_first = 2
@@ -100,7 +111,11 @@ async def test_a_signed_delivery_is_retried_under_one_id_until_accepted(
 
 
 async def test_a_rotated_secret_signs_beside_the_old_one_for_the_grace_period(
-    client: httpx.AsyncClient, tenant: str, receiver: Any, publish: Any, make_invoice: Callable[..., InvoiceIssued],
+    client: httpx.AsyncClient,
+    tenant: str,
+    receiver: Any,
+    publish: Any,
+    make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     endpoint = await create(client, tenant, receiver.url, ["*"])
     path = f"/v1/webhook-endpoints/{endpoint['endpoint_id']}/rotate-secret"
@@ -128,9 +143,17 @@ async def test_a_customer_changed_in_the_portal_reaches_the_partner_system(clien
     partner's system of record subscribes to."""
     endpoint = await create(client, tenant, receiver.url, ["billing.customer.upserted.v1"])
     data = CustomerUpserted(
-        account_id=account_id(tenant, "alpha"), partner_id=tenant, external_id="alpha", name="Alpha Dental", billing_email="accounts@alpha.example",
-        country="IE", currency="EUR", vat_id="IE6388047V", address=Address(lines=["1 Main Street"], city="Dublin", country="IE"),
-        contact_name="Ann Alpha", revision=2,
+        account_id=account_id(tenant, "alpha"),
+        partner_id=tenant,
+        external_id="alpha",
+        name="Alpha Dental",
+        billing_email="accounts@alpha.example",
+        country="IE",
+        currency="EUR",
+        vat_id="IE6388047V",
+        address=Address(lines=["1 Main Street"], city="Dublin", country="IE"),
+        contact_name="Ann Alpha",
+        revision=2,
     )
     event = new_event(data, source="/usage-ingest", tenant=tenant)
     await publish(event)
@@ -138,5 +161,8 @@ async def test_a_customer_changed_in_the_portal_reaches_the_partner_system(clien
     assert verify(request.body.decode(), request.headers["billing-signature"], endpoint["secret"], datetime.now(UTC))
     document = json.loads(request.body)
     assert (document["type"], document["data"]["billing_email"], document["data"]["contact_name"], document["data"]["revision"]) == (
-        "billing.customer.upserted.v1", "accounts@alpha.example", "Ann Alpha", 2,
+        "billing.customer.upserted.v1",
+        "accounts@alpha.example",
+        "Ann Alpha",
+        2,
     )

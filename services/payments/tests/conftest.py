@@ -65,11 +65,18 @@ def live_settings() -> dict[str, Any]:
 async def live(
     migrated: str, kafka_bootstrap: str, stripe_sandbox: SandboxServer, gocardless_sandbox: SandboxServer, live_settings: dict[str, Any]
 ) -> AsyncIterator[Live]:
-    settings = Settings(**{
-        "database_url": migrated, "kafka_bootstrap_servers": kafka_bootstrap, "stripe_api_base": stripe_sandbox.url,
-        "gocardless_base_url": gocardless_sandbox.url, "provider_timeout_seconds": 1.5, "collector_interval_seconds": 0.1,
-        "reconcile_after_seconds": 0.5, **live_settings,
-    })
+    settings = Settings(
+        **{
+            "database_url": migrated,
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "stripe_api_base": stripe_sandbox.url,
+            "gocardless_base_url": gocardless_sandbox.url,
+            "provider_timeout_seconds": 1.5,
+            "collector_interval_seconds": 0.1,
+            "reconcile_after_seconds": 0.5,
+            **live_settings,
+        }
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(build(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())

@@ -26,7 +26,7 @@ def camt053(message_id: str, entries: list[tuple[str, str, str, str | None, str 
         party = f"<RltdPties><Dbtr><Nm>{debtor}</Nm></Dbtr></RltdPties>" if debtor else ""
         info = f"<RmtInf><Ustrd>{remittance}</Ustrd></RmtInf>" if remittance else ""
         rows.append(
-            f"<Ntry><Amt Ccy=\"EUR\">{amount}</Amt><CdtDbtInd>{direction}</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>"
+            f'<Ntry><Amt Ccy="EUR">{amount}</Amt><CdtDbtInd>{direction}</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>'
             f"<BookgDt><Dt>{booked}</Dt></BookgDt><NtryDtls><TxDtls>{party}{info}</TxDtls></NtryDtls></Ntry>"
         )
     return (
@@ -77,17 +77,21 @@ async def test_statements_match_by_reference_then_amount_and_buyer_with_partial_
     reference = (await client.get(f"/v1/invoices/{first}", headers=headers(tenant))).json()["creditor_reference"]
     assert reference == creditor_reference("BT-0001")
 
-    statement = camt053("CAMT-20261120", [
-        ("100.00", "CRDT", "2026-11-20", f"Payment {iso11649.format(reference)}", "Contoso Dental"),
-        ("999.99", "CRDT", "2026-11-20", "no idea", "Someone Else"),
-        ("40.00", "DBIT", "2026-11-20", "bank fee", None),
-    ])
+    statement = camt053(
+        "CAMT-20261120",
+        [
+            ("100.00", "CRDT", "2026-11-20", f"Payment {iso11649.format(reference)}", "Contoso Dental"),
+            ("999.99", "CRDT", "2026-11-20", "no idea", "Someone Else"),
+            ("40.00", "DBIT", "2026-11-20", "bank fee", None),
+        ],
+    )
     r = await client.post("/v1/bank-statements", headers={**headers(tenant), "Content-Type": "application/xml"}, content=statement)
     assert r.status_code == 201, r.text
     result = r.json()
     assert (result["matched"], result["unmatched"]) == (1, 1)
     assert [(line["status"], line["matched_by"], line["invoice_id"]) for line in result["lines"]] == [
-        ("matched", "reference", first), ("unmatched", None, None),
+        ("matched", "reference", first),
+        ("unmatched", None, None),
     ]
     assert (await client.get(f"/v1/invoices/{first}", headers=headers(tenant))).json()["amount_open"] == "26.69"
 
@@ -125,5 +129,8 @@ async def test_statements_match_by_reference_then_amount_and_buyer_with_partial_
 
     events = await payments_of(kafka_bootstrap, tenant, 4)
     assert [(e.data.invoice_id, str(e.data.amount.amount), e.data.provider) for e in events] == [
-        (first, "100.00", "bank_transfer"), (first, "36.69", "bank_transfer"), (second, "10.00", "account_credit"), (second, "40.00", "bank_transfer"),
+        (first, "100.00", "bank_transfer"),
+        (first, "36.69", "bank_transfer"),
+        (second, "10.00", "account_credit"),
+        (second, "40.00", "bank_transfer"),
     ]

@@ -44,9 +44,7 @@ async def setup_stripe(live: Live, tenant: str, events: list[str] | None = None)
     credentials given to payments."""
     api_key = f"sk_test_{tenant}"
     sc = stripe.StripeClient(api_key, base_addresses={"api": live.stripe.url}, max_network_retries=0)
-    endpoint = await asyncio.to_thread(
-        sc.v1.webhook_endpoints.create, {"url": f"{live.url}/v1/webhooks/stripe/{tenant}", "enabled_events": events or ["*"]}
-    )
+    endpoint = await asyncio.to_thread(sc.v1.webhook_endpoints.create, {"url": f"{live.url}/v1/webhooks/stripe/{tenant}", "enabled_events": events or ["*"]})
     r = await live.client.put("/v1/providers/stripe", headers=headers(tenant), json={"api_key": api_key, "webhook_secret": endpoint.secret})
     assert r.status_code == 200, r.text
     assert r.json()["api_key_last4"] == api_key[-4:] and api_key not in r.text
@@ -117,15 +115,25 @@ async def test_card_on_file_is_charged_on_issue_and_refunded_by_a_credit_note(li
     assert customer[0].amount == 12669 and customer[0].currency == "eur"
 
     note = CreditNoteIssued(
-        credit_note_id=str(uuid.uuid4()), number="CN-0001", invoice_id=invoice_id, invoice_number="CL-0001", seller_id=paid.data.seller_id,
-        buyer_account_id=buyer(tenant), issued_on=date(2026, 11, 25), currency="EUR", net_total=Money.of("26.69", "EUR"),
-        tax_total=Money.of("0.00", "EUR"), total=Money.of("26.69", "EUR"),
+        credit_note_id=str(uuid.uuid4()),
+        number="CN-0001",
+        invoice_id=invoice_id,
+        invoice_number="CL-0001",
+        seller_id=paid.data.seller_id,
+        buyer_account_id=buyer(tenant),
+        issued_on=date(2026, 11, 25),
+        currency="EUR",
+        net_total=Money.of("26.69", "EUR"),
+        tax_total=Money.of("0.00", "EUR"),
+        total=Money.of("26.69", "EUR"),
     )
     await publish(kafka_bootstrap, new_event(note, source="invoicing", tenant=tenant, event_id=str(uuid.uuid4())))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     refunded = of_type(events, "payment.refunded")[0]
     assert (refunded.data.amount, refunded.data.payment_id, refunded.data.credit_note_id) == (
-        Money.of("26.69", "EUR"), f"{invoice_id}:1", note.credit_note_id,
+        Money.of("26.69", "EUR"),
+        f"{invoice_id}:1",
+        note.credit_note_id,
     )
     refunds = (await asyncio.to_thread(sc.v1.refunds.list, {"payment_intent": customer[0].id})).data
     assert [r.amount for r in refunds] == [2669]
@@ -189,9 +197,20 @@ async def test_forged_stale_or_altered_stripe_webhooks_have_no_effect(live: Live
 
         await eventually(unknown)
         event = {
-            "id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded", "created": int(time.time()),
-            "data": {"object": {"id": "pi_forged", "object": "payment_intent", "status": "succeeded", "amount": 7500, "currency": "eur",
-                                "metadata": {"attempt_id": f"{invoice_id}:1"}}},
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "created": int(time.time()),
+            "data": {
+                "object": {
+                    "id": "pi_forged",
+                    "object": "payment_intent",
+                    "status": "succeeded",
+                    "amount": 7500,
+                    "currency": "eur",
+                    "metadata": {"attempt_id": f"{invoice_id}:1"},
+                }
+            },
         }
         body = json.dumps(event).encode()
         url = f"/v1/webhooks/stripe/{tenant}"
@@ -229,7 +248,8 @@ async def setup_gocardless(live: Live, tenant: str) -> tuple[gocardless_pro.Clie
 
 async def set_up_mandate(live: Live, tenant: str) -> None:
     r = await live.client.post(
-        f"/v1/accounts/{buyer(tenant)}/payment-methods", headers=headers(tenant),
+        f"/v1/accounts/{buyer(tenant)}/payment-methods",
+        headers=headers(tenant),
         json={"id": "dd-1", "type": "direct_debit", "email": "ap@acme.example", "name": "Acme GmbH", "currency": "EUR"},
     )
     assert r.status_code == 201, r.text
@@ -302,8 +322,11 @@ async def test_the_same_gocardless_webhook_ten_times_at_once_has_one_effect(live
     body = json.dumps({"events": [confirmed.attributes]}).encode()
     url = f"/v1/webhooks/gocardless/{tenant}"
 
-    for payload, signature in [(body, gocardless_signature(body, "wrong")), (body.replace(b"confirmed", b"failed"), gocardless_signature(body, secret)),
-                               (body, "")]:
+    for payload, signature in [
+        (body, gocardless_signature(body, "wrong")),
+        (body.replace(b"confirmed", b"failed"), gocardless_signature(body, secret)),
+        (body, ""),
+    ]:
         r = await live.client.post(url, content=payload, headers={"Webhook-Signature": signature})
         assert (r.status_code, r.json()["code"]) == (498, "invalid_signature")
     assert (await attempts(live, tenant, invoice_id))["items"][0]["status"] == "processing"  # GoCardless has it, undecided
@@ -314,9 +337,17 @@ async def test_the_same_gocardless_webhook_ten_times_at_once_has_one_effect(live
     assert effects == ["duplicate"] * 9 + ["succeeded"]
     assert (await invoice(live, tenant, invoice_id))["amount_received"] == "24.72"
     # A later marker payment: had a second PaymentSucceeded been emitted, it would come before it.
-    await live.client.post("/v1/payments", headers=headers(tenant), json={
-        "id": "marker", "invoice_id": invoice_id, "amount": "0.01", "currency": "EUR", "received_on": "2026-11-21",
-    })
+    await live.client.post(
+        "/v1/payments",
+        headers=headers(tenant),
+        json={
+            "id": "marker",
+            "invoice_id": invoice_id,
+            "amount": "0.01",
+            "currency": "EUR",
+            "received_on": "2026-11-21",
+        },
+    )
     events = await payment_events(kafka_bootstrap, tenant, lambda s: any(e.data.payment_id == "marker" for e in of_type(s, "payment.succeeded")))
     assert [e.data.payment_id for e in of_type(events, "payment.succeeded")] == [f"{invoice_id}:1", "marker"]
     credit = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=headers(tenant))).json()

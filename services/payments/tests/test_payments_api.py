@@ -98,8 +98,16 @@ async def issue(client: httpx.AsyncClient, bootstrap: str, tenant: str, number: 
 
 
 def transfer(pid: str, invoice_id: str | None, amount: Any = "1516.25", **kw: Any) -> dict[str, Any]:
-    return {"id": pid, "invoice_id": invoice_id, "invoice_number": None, "amount": amount, "currency": "USD",
-            "received_on": "2026-11-20", "reference": "NW-2026-0007", **kw}
+    return {
+        "id": pid,
+        "invoice_id": invoice_id,
+        "invoice_number": None,
+        "amount": amount,
+        "currency": "USD",
+        "received_on": "2026-11-20",
+        "reference": "NW-2026-0007",
+        **kw,
+    }
 
 
 async def test_bank_transfer_emits_payment_succeeded(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
@@ -107,10 +115,19 @@ async def test_bank_transfer_emits_payment_succeeded(client: httpx.AsyncClient, 
     r = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-0001", invoice_id))
     assert r.status_code == 201, r.text
     assert r.json() == {
-        "payment_id": "bank-0001", "invoice_id": invoice_id, "invoice_number": "NW-2026-0007", "account_id": account_id(tenant, "c-1"),
-        "provider": "bank_transfer", "amount": "1516.25",
-        "currency": "USD", "received_on": "2026-11-20", "reference": "NW-2026-0007", "method": "bank_transfer",
-        "status": "succeeded", "open_after": "0.00", "overpaid": "0.00",
+        "payment_id": "bank-0001",
+        "invoice_id": invoice_id,
+        "invoice_number": "NW-2026-0007",
+        "account_id": account_id(tenant, "c-1"),
+        "provider": "bank_transfer",
+        "amount": "1516.25",
+        "currency": "USD",
+        "received_on": "2026-11-20",
+        "reference": "NW-2026-0007",
+        "method": "bank_transfer",
+        "status": "succeeded",
+        "open_after": "0.00",
+        "overpaid": "0.00",
     }
 
     events = await read_events(kafka_bootstrap, PAYMENTS.name, until=lambda s: len(s) >= 1, match=lambda e: e.tenant == tenant)

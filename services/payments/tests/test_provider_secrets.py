@@ -58,16 +58,21 @@ async def test_credentials_are_sealed_and_never_in_audit_rows_or_stored_replies(
 
     stored = await rows(migrated, "SELECT * FROM payments.provider_account WHERE tenant = :t", t=tenant)
     assert stored[0].api_key.startswith("sealed:v1:") and stored[0].webhook_secret.startswith("sealed:v1:")
-    dumped = json.dumps([list(map(str, r)) for r in
-        await rows(migrated, "SELECT * FROM payments.audit_log WHERE tenant = :t", t=tenant)
-        + await rows(migrated, "SELECT tenant, key, convert_from(response_body, 'UTF8') FROM payments.idempotency_key WHERE tenant = :t", t=tenant)
-    ], ensure_ascii=False)
+    dumped = json.dumps(
+        [
+            list(map(str, r))
+            for r in await rows(migrated, "SELECT * FROM payments.audit_log WHERE tenant = :t", t=tenant)
+            + await rows(migrated, "SELECT tenant, key, convert_from(response_body, 'UTF8') FROM payments.idempotency_key WHERE tenant = :t", t=tenant)
+        ],
+        ensure_ascii=False,
+    )
     assert f"…{api_key[-4:]}" in dumped and "/v1/providers/stripe" in dumped
     assert api_key not in dumped and STRIPE_SECRET not in dumped
 
     # A ciphertext copied into another seller's row opens nowhere: it is bound to its tenant.
-    await rows(migrated, "UPDATE payments.provider_account SET api_key = :k WHERE tenant = :t AND provider = 'stripe' RETURNING tenant",
-               k=stored[0].api_key, t=other)
+    await rows(
+        migrated, "UPDATE payments.provider_account SET api_key = :k WHERE tenant = :t AND provider = 'stripe' RETURNING tenant", k=stored[0].api_key, t=other
+    )
     swapped = await client.get("/v1/providers/stripe", headers=headers(other))
     assert (swapped.status_code, swapped.json()["code"]) == (409, "provider_credentials_unreadable")
     assert api_key not in swapped.text and (await client.get("/v1/providers/stripe", headers=headers(tenant))).status_code == 200

@@ -31,9 +31,18 @@ PAIN_001 = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"}
 def credit_note(tenant: str, invoice_id: str, total: str, refund_to: RefundDestination | None, number: str = "CL-CN-000001") -> CreditNoteIssued:
     """A CreditNoteIssued as invoicing emits it: amounts negative."""
     return CreditNoteIssued(
-        credit_note_id=str(uuid.uuid4()), number=number, invoice_id=invoice_id, invoice_number="CL-0001",
-        seller_id=f"seller-of-{tenant}", buyer_account_id=buyer(tenant), issued_on=date(2026, 11, 25), currency="EUR",
-        net_total=Money.of(f"-{total}", "EUR"), tax_total=Money.of("0.00", "EUR"), total=Money.of(f"-{total}", "EUR"), refund_to=refund_to,
+        credit_note_id=str(uuid.uuid4()),
+        number=number,
+        invoice_id=invoice_id,
+        invoice_number="CL-0001",
+        seller_id=f"seller-of-{tenant}",
+        buyer_account_id=buyer(tenant),
+        issued_on=date(2026, 11, 25),
+        currency="EUR",
+        net_total=Money.of(f"-{total}", "EUR"),
+        tax_total=Money.of("0.00", "EUR"),
+        total=Money.of(f"-{total}", "EUR"),
+        refund_to=refund_to,
     )
 
 
@@ -70,7 +79,10 @@ async def test_a_paid_card_invoice_credited_in_full_is_refunded_once(live: Live,
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     refunded = of_type(events, "payment.refunded")[0].data
     assert (refunded.amount, refunded.payment_id, refunded.credit_note_id, refunded.credit_note_number) == (
-        Money.of("126.69", "EUR"), f"{invoice_id}:1", note.credit_note_id, note.number,
+        Money.of("126.69", "EUR"),
+        f"{invoice_id}:1",
+        note.credit_note_id,
+        note.number,
     )
     assert (refunded.refund_to, refunded.method, refunded.provider) == ("original_method", "card", "stripe")
     assert refunded.provider_ref is not None and refunded.provider_ref.startswith("re_")
@@ -122,7 +134,11 @@ async def test_a_credit_kept_as_the_buyers_balance_pays_the_next_invoice_first(l
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     kept = of_type(events, "payment.refunded")[0].data
     assert (kept.amount, kept.refund_to, kept.method, kept.provider, kept.credit_note_id) == (
-        Money.of("26.69", "EUR"), "buyer_balance", "account_credit", "account_credit", note.credit_note_id,
+        Money.of("26.69", "EUR"),
+        "buyer_balance",
+        "account_credit",
+        "account_credit",
+        note.credit_note_id,
     )
     balance = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=headers(tenant))).json()["credit"]
     assert balance == [{"amount": "26.69", "currency": "EUR"}]
@@ -180,16 +196,26 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     refunded = of_type(events, "payment.refunded")[0].data
     assert (refunded.amount, refunded.payment_id, refunded.method, refunded.provider) == (
-        Money.of("64.58", "EUR"), payment_id, "bank_transfer", "sepa_credit_transfer",
+        Money.of("64.58", "EUR"),
+        payment_id,
+        "bank_transfer",
+        "sepa_credit_transfer",
     )
     listed = (await attempts(live, tenant, invoice_id))["refunds"]
     assert listed[0]["file_url"] == f"/v1/refund-files/{refunded.provider_ref}"
     r = await live.client.get(listed[0]["file_url"], headers=headers(tenant))
     assert (r.status_code, r.headers["content-type"]) == (200, "application/xml")
     root = ET.fromstring(r.content)
-    found = {path: root.findtext(path, namespaces=PAIN_001) for path in (
-        ".//p:GrpHdr/p:CtrlSum", ".//p:DbtrAcct/p:Id/p:IBAN", ".//p:CdtrAcct/p:Id/p:IBAN", ".//p:Cdtr/p:Nm", ".//p:RmtInf/p:Ustrd",
-    )}
+    found = {
+        path: root.findtext(path, namespaces=PAIN_001)
+        for path in (
+            ".//p:GrpHdr/p:CtrlSum",
+            ".//p:DbtrAcct/p:Id/p:IBAN",
+            ".//p:CdtrAcct/p:Id/p:IBAN",
+            ".//p:Cdtr/p:Nm",
+            ".//p:RmtInf/p:Ustrd",
+        )
+    }
     assert list(found.values()) == ["64.58", "IE29AIBK93115212345678", "DE89370400440532013000", "Dublin Bakery", f"Refund {note.number} for invoice CL-0001"]
     assert root.find(".//p:InstdAmt", PAIN_001).attrib["Ccy"] == "EUR"  # type: ignore[union-attr]
     assert (await live.client.get(listed[0]["file_url"], headers=headers(f"other-{tenant}"))).status_code == 404
@@ -219,7 +245,10 @@ async def test_a_collected_direct_debit_is_refunded_through_gocardless_to_the_ce
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     refunded = of_type(events, "payment.refunded")[0].data
     assert (refunded.amount, refunded.method, refunded.provider, refunded.payment_id) == (
-        Money.of("39.87", "EUR"), "direct_debit", "gocardless", f"{invoice_id}:1",
+        Money.of("39.87", "EUR"),
+        "direct_debit",
+        "gocardless",
+        f"{invoice_id}:1",
     )
     made = (await asyncio.to_thread(gc.refunds.list, {"payment": payment_ref})).records
     assert [(r.id, r.amount, r.currency) for r in made] == [(refunded.provider_ref, 3987, "EUR")]

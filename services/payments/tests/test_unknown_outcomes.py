@@ -82,9 +82,17 @@ async def events_until_marker(live: Live, kafka_bootstrap: str, tenant: str, inv
     """The seller's payment events up to a marker payment recorded after every webhook was
     applied: a PaymentFailed emitted by any of them would come before it."""
     await webhooks_delivered(server, tenant)
-    r = await live.client.post("/v1/payments", headers=headers(tenant), json={
-        "id": "marker", "invoice_id": invoice_id, "amount": "0.01", "currency": "EUR", "received_on": "2026-11-21",
-    })
+    r = await live.client.post(
+        "/v1/payments",
+        headers=headers(tenant),
+        json={
+            "id": "marker",
+            "invoice_id": invoice_id,
+            "amount": "0.01",
+            "currency": "EUR",
+            "received_on": "2026-11-21",
+        },
+    )
     assert r.status_code == 201, r.text
     return await payment_events(kafka_bootstrap, tenant, lambda s: any(e.data.payment_id == "marker" for e in of_type(s, "payment.succeeded")))
 
@@ -241,15 +249,24 @@ async def test_a_second_success_for_a_paid_invoice_is_refunded_or_credited_as_th
 
     await eventually(counted)
     surpluses_before = await metric(live, "billing_payment_surplus_total", provider="stripe", action=surplus)
-    r = await live.client.post("/v1/payments", headers=headers(tenant), json={
-        "id": "bank-1", "invoice_id": invoice_id, "amount": "12.00", "currency": "EUR", "received_on": "2026-11-21",
-    })
+    r = await live.client.post(
+        "/v1/payments",
+        headers=headers(tenant),
+        json={
+            "id": "bank-1",
+            "invoice_id": invoice_id,
+            "amount": "12.00",
+            "currency": "EUR",
+            "received_on": "2026-11-21",
+        },
+    )
     assert r.status_code == 201, r.text
     httpx.delete(f"{live.stripe.url}/_sandbox/faults", headers={"Authorization": f"Bearer {key}"})
 
     listed = await settled(live, tenant, invoice_id, ["succeeded"])
     assert (listed["items"][0]["surplus"], listed["items"][0]["surplus_action"]) == ("12.00", surplus)
     if surplus == "refund":
+
         async def refund_done() -> bool:
             return [r["status"] for r in (await attempts(live, tenant, invoice_id))["refunds"]] == ["succeeded"]
 

@@ -40,12 +40,22 @@ async def test_a_left_over_write_key_is_revoked_and_a_live_one_is_not(migrated: 
         async with runtime.transaction() as session:
             assert await sweep_write_keys(runtime, session) == 0  # done once
         async with runtime.engine.connect() as conn:
-            revoked = dict((await conn.execute(select(api_key_table.c.key_id, api_key_table.c.revoked_at).where(
-                api_key_table.c.key_id.in_([left.key_id, live.key_id])))).all())
-            ledger = dict((await conn.execute(select(db.write_key.c.key_id, db.write_key.c.revoked_at).where(
-                db.write_key.c.key_id.in_([left.key_id, live.key_id])))).all())
-            events = (await conn.execute(text("SELECT count(*) FROM portal.outbox WHERE event_type LIKE '%revoked%' AND convert_from(value, 'UTF8') LIKE :k"),
-                                         {"k": f"%{left.key_id}%"})).scalar()
+            revoked = dict(
+                (
+                    await conn.execute(select(api_key_table.c.key_id, api_key_table.c.revoked_at).where(api_key_table.c.key_id.in_([left.key_id, live.key_id])))
+                ).all()
+            )
+            ledger = dict(
+                (
+                    await conn.execute(select(db.write_key.c.key_id, db.write_key.c.revoked_at).where(db.write_key.c.key_id.in_([left.key_id, live.key_id])))
+                ).all()
+            )
+            events = (
+                await conn.execute(
+                    text("SELECT count(*) FROM portal.outbox WHERE event_type LIKE '%revoked%' AND convert_from(value, 'UTF8') LIKE :k"),
+                    {"k": f"%{left.key_id}%"},
+                )
+            ).scalar()
         assert revoked == {left.key_id: NOW, live.key_id: None} and ledger == {left.key_id: NOW, live.key_id: None}
         assert events == 1 and WRITE_KEYS_SWEPT._value.get() == before + 1
     finally:

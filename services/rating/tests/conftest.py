@@ -32,7 +32,10 @@ def distributor() -> str:
 @pytest.fixture
 def settings(migrated: str, kafka_bootstrap: str, distributor: str) -> Settings:
     return Settings(
-        database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=TODAY, distributor_id=distributor,
+        database_url=migrated,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        clock_fixed_at=TODAY,
+        distributor_id=distributor,
         scheduler_enabled=False,  # tests call run_due with the instant they mean
     )
 

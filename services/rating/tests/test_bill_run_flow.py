@@ -50,29 +50,50 @@ async def publish(producer: AIOKafkaProducer, tenant: str, data: EventData, even
 
 def customer(tenant: str, ext: str, currency: str = "USD", revision: int = 1, name: str = "Contoso Dental") -> CustomerUpserted:
     return CustomerUpserted(
-        account_id=account_id(tenant, ext), partner_id=tenant, external_id=ext, name=name,
-        billing_email=f"ap@{ext}.example", country="US", currency=currency, revision=revision,
+        account_id=account_id(tenant, ext),
+        partner_id=tenant,
+        external_id=ext,
+        name=name,
+        billing_email=f"ap@{ext}.example",
+        country="US",
+        currency=currency,
+        revision=revision,
     )
 
 
 def order(tenant: str, oid: str, ext: str, product: str, quantity: str, start: date) -> SubscriptionOrdered:
     return SubscriptionOrdered(
-        subscription_id=subscription_id(tenant, oid), order_id=oid, account_id=account_id(tenant, ext), partner_id=tenant,
-        product_code=product, quantity=Decimal(quantity), start_on=start, ordered_at=ORDERED_AT,
+        subscription_id=subscription_id(tenant, oid),
+        order_id=oid,
+        account_id=account_id(tenant, ext),
+        partner_id=tenant,
+        product_code=product,
+        quantity=Decimal(quantity),
+        start_on=start,
+        ordered_at=ORDERED_AT,
     )
 
 
 def usage(tenant: str, rid: str, ext: str, product: str, quantity: str, when: datetime) -> UsageRecorded:
     return UsageRecorded(
-        record_id=rid, account_id=account_id(tenant, ext), partner_id=tenant, product_code=product,
-        quantity=Decimal(quantity), occurred_at=when,
+        record_id=rid,
+        account_id=account_id(tenant, ext),
+        partner_id=tenant,
+        product_code=product,
+        quantity=Decimal(quantity),
+        occurred_at=when,
     )
 
 
 def count(tenant: str, oid: str, ext: str, product: str, quantity: str, when: datetime) -> QuantityObserved:
     return QuantityObserved(
-        observation_id=oid, account_id=account_id(tenant, ext), partner_id=tenant, product_code=product,
-        observed_at=when, source="directory", quantity=Decimal(quantity),
+        observation_id=oid,
+        account_id=account_id(tenant, ext),
+        partner_id=tenant,
+        product_code=product,
+        observed_at=when,
+        source="directory",
+        quantity=Decimal(quantity),
     )
 
 
@@ -84,7 +105,12 @@ async def put_products(client: httpx.AsyncClient, tenant: str) -> None:
         ("M365-BP", "Microsoft 365 Business Premium", "20.60", "EUR", "contracted"),
     ):
         body = {
-            "name": name, "unit_price": price, "currency": currency, "description": None, "category": None, "quantity_rule": rule,
+            "name": name,
+            "unit_price": price,
+            "currency": currency,
+            "description": None,
+            "category": None,
+            "quantity_rule": rule,
         }
         r = await client.put(f"/v1/products/{code}", headers=headers(tenant), json=body)
         assert r.status_code == 200, r.text
@@ -114,19 +140,45 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
 
     sub = subscription_id(tenant, "o-1")
     await publish(producer, tenant, order(tenant, "o-1", "c-1", "EML-HST", "11", date(2026, 9, 1)))
-    await publish(producer, tenant, SubscriptionChanged(
-        subscription_id=sub, order_id="o-1-up", account_id=account_id(tenant, "c-1"), partner_id=tenant,
-        quantity=Decimal("12"), requested_at=at("2026-10-18T10:00:00"), effective_on=date(2026, 10, 20),
-    ))
-    await publish(producer, tenant, SubscriptionChanged(
-        subscription_id=sub, order_id="o-1-up2", account_id=account_id(tenant, "c-1"), partner_id=tenant,
-        quantity=Decimal("20"), requested_at=at("2026-11-02T10:00:00"), effective_on=date(2026, 11, 5),
-    ))
+    await publish(
+        producer,
+        tenant,
+        SubscriptionChanged(
+            subscription_id=sub,
+            order_id="o-1-up",
+            account_id=account_id(tenant, "c-1"),
+            partner_id=tenant,
+            quantity=Decimal("12"),
+            requested_at=at("2026-10-18T10:00:00"),
+            effective_on=date(2026, 10, 20),
+        ),
+    )
+    await publish(
+        producer,
+        tenant,
+        SubscriptionChanged(
+            subscription_id=sub,
+            order_id="o-1-up2",
+            account_id=account_id(tenant, "c-1"),
+            partner_id=tenant,
+            quantity=Decimal("20"),
+            requested_at=at("2026-11-02T10:00:00"),
+            effective_on=date(2026, 11, 5),
+        ),
+    )
     await publish(producer, tenant, order(tenant, "o-2", "c-2", "EML-HST", "8", date(2026, 8, 1)))
-    await publish(producer, tenant, SubscriptionCancelled(
-        subscription_id=subscription_id(tenant, "o-2"), order_id="o-2-cancel", account_id=account_id(tenant, "c-2"),
-        partner_id=tenant, requested_at=at("2026-09-01T10:00:00"), effective_on=date(2026, 9, 30),
-    ))
+    await publish(
+        producer,
+        tenant,
+        SubscriptionCancelled(
+            subscription_id=subscription_id(tenant, "o-2"),
+            order_id="o-2-cancel",
+            account_id=account_id(tenant, "c-2"),
+            partner_id=tenant,
+            requested_at=at("2026-09-01T10:00:00"),
+            effective_on=date(2026, 9, 30),
+        ),
+    )
     await publish(producer, tenant, order(tenant, "o-3", "c-2", "EML-HST", "3", date(2026, 10, 31)))
     await publish(producer, tenant, order(tenant, "o-4", "c-2", "M365-BP", "5", date(2026, 10, 1)))  # EUR price, USD buyer
 
@@ -138,8 +190,12 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
     ):
         await publish(producer, tenant, usage(tenant, rid, "c-1", "BKP-GB", qty, when))
     await publish(producer, tenant, usage(tenant, "u-unknown", "c-1", "NOT-IN-CATALOGUE", "1", at("2026-10-10T00:00:00")))
-    for oid, qty, observed in (("q-1", "14", "2026-10-01T23:00:00"), ("q-2", "16", "2026-10-15T23:00:00"),
-                               ("q-3", "15", "2026-10-30T23:00:00"), ("q-nov", "99", "2026-11-01T08:00:00")):
+    for oid, qty, observed in (
+        ("q-1", "14", "2026-10-01T23:00:00"),
+        ("q-2", "16", "2026-10-15T23:00:00"),
+        ("q-3", "15", "2026-10-30T23:00:00"),
+        ("q-nov", "99", "2026-11-01T08:00:00"),
+    ):
         await publish(producer, tenant, count(tenant, oid, "c-1", "USR-SUP", qty, at(observed)))
 
     want_c1 = {"EML-HST": ("12", "81.00"), "BKP-GB": ("4.0", "0.400"), "USR-SUP": ("15", "525.00")}
@@ -158,13 +214,20 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
     assert first.status_code == 201, first.text
     run = first.json()
     assert {k: run[k] for k in ("seller_id", "period", "period_start", "period_end", "created", "buyers", "lines")} == {
-        "seller_id": tenant, "period": "2026-10", "period_start": "2026-10-01", "period_end": "2026-10-31",
-        "created": True, "buyers": 2, "lines": 4,
+        "seller_id": tenant,
+        "period": "2026-10",
+        "period_start": "2026-10-01",
+        "period_end": "2026-10-31",
+        "created": True,
+        "buyers": 2,
+        "lines": 4,
     }
-    assert sorted((u["account_id"], u["product_code"], u["reason"]) for u in run["unrated"]) == sorted([
-        (account_id(tenant, "c-1"), "NOT-IN-CATALOGUE", "unknown_product"),
-        (account_id(tenant, "c-2"), "M365-BP", "currency_mismatch"),
-    ])
+    assert sorted((u["account_id"], u["product_code"], u["reason"]) for u in run["unrated"]) == sorted(
+        [
+            (account_id(tenant, "c-1"), "NOT-IN-CATALOGUE", "unknown_product"),
+            (account_id(tenant, "c-2"), "M365-BP", "currency_mismatch"),
+        ]
+    )
 
     again = await client.post("/v1/bill-runs", headers=headers(tenant), json={"period": "2026-10"})
     assert again.status_code == 200
@@ -176,7 +239,11 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
     by_buyer = {e.data.buyer_account_id: e for e in closed}
     c1 = by_buyer[account_id(tenant, "c-1")].data
     assert (c1.bill_run_id, c1.seller_id, c1.currency, c1.period_start, c1.period_end) == (
-        run["bill_run_id"], tenant, "USD", date(2026, 10, 1), date(2026, 10, 31)
+        run["bill_run_id"],
+        tenant,
+        "USD",
+        date(2026, 10, 1),
+        date(2026, 10, 31),
     )
     assert {line.product_code: (line.quantity, line.unit_price.amount, line.amount.amount) for line in c1.lines} == {
         "BKP-GB": (Decimal("4.0"), Decimal("0.10"), Decimal("0.400")),
@@ -226,9 +293,7 @@ async def test_only_an_ended_period_can_be_closed(client: httpx.AsyncClient, ten
     assert (r.status_code, r.json()["code"]) == (404, "account_not_found")
 
 
-async def test_concurrent_bill_runs_emit_once(
-    app: FastAPI, client: httpx.AsyncClient, producer: AIOKafkaProducer, tenant: str, kafka_bootstrap: str
-) -> None:
+async def test_concurrent_bill_runs_emit_once(app: FastAPI, client: httpx.AsyncClient, producer: AIOKafkaProducer, tenant: str, kafka_bootstrap: str) -> None:
     await put_products(client, tenant)
     await publish(producer, tenant, customer(tenant, "c-1"))
     await publish(producer, tenant, order(tenant, "o-1", "c-1", "EML-HST", "2", date(2026, 10, 1)))

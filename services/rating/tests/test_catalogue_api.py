@@ -19,7 +19,11 @@ def headers(tenant: str) -> dict[str, str]:
 
 def product(**changes: Any) -> dict[str, Any]:
     body = {
-        "name": "User support", "unit_price": "35.00", "currency": "USD", "description": None, "category": "Support",
+        "name": "User support",
+        "unit_price": "35.00",
+        "currency": "USD",
+        "description": None,
+        "category": "Support",
         "quantity_rule": "latest",
     }
     return {**body, **changes}
@@ -29,13 +33,31 @@ async def test_put_is_idempotent_and_a_change_is_stored(client: httpx.AsyncClien
     first = await client.put("/v1/products/USR-SUP", headers=headers(tenant), json=product())
     assert first.status_code == 200, first.text
     assert first.json() == {
-        "code": "USR-SUP", "name": "User support", "description": None, "category": "Support", "unit_price": "35.00",
-        "currency": "USD", "quantity_rule": "latest", "updated_at": first.json()["updated_at"], "unit": None,
-        "tax_category": None, "kind": "recurring",
+        "code": "USR-SUP",
+        "name": "User support",
+        "description": None,
+        "category": "Support",
+        "unit_price": "35.00",
+        "currency": "USD",
+        "quantity_rule": "latest",
+        "updated_at": first.json()["updated_at"],
+        "unit": None,
+        "tax_category": None,
+        "kind": "recurring",
         "policy": {
-            "quantity_rule": "latest", "snapshot_day": None, "timing": "arrears", "interval": "month", "proration": "none",
-            "first_period": "order_period", "setup_product": None, "commitment_months": 0, "notice_business_days": 0,
-            "vendor_cutoff_day": None, "change_cutoff_business_days": 0, "true_up": False, "allows_credits": False,
+            "quantity_rule": "latest",
+            "snapshot_day": None,
+            "timing": "arrears",
+            "interval": "month",
+            "proration": "none",
+            "first_period": "order_period",
+            "setup_product": None,
+            "commitment_months": 0,
+            "notice_business_days": 0,
+            "vendor_cutoff_day": None,
+            "change_cutoff_business_days": 0,
+            "true_up": False,
+            "allows_credits": False,
         },
     }
     clock = app.state.runtime.clock
@@ -89,9 +111,7 @@ async def test_list_pages_with_a_cursor(client: httpx.AsyncClient, tenant: str) 
     assert rest["next_cursor"] is None
 
 
-async def test_a_new_or_changed_product_is_published_once_per_revision(
-    client: httpx.AsyncClient, tenant: str, distributor: str, kafka_bootstrap: str
-) -> None:
+async def test_a_new_or_changed_product_is_published_once_per_revision(client: httpx.AsyncClient, tenant: str, distributor: str, kafka_bootstrap: str) -> None:
     """ProductPublished on billing.catalogue (usage-ingest's projection): a PUT that changes
     nothing publishes nothing; the distributor's products are the wholesale ones."""
     assert (await client.put("/v1/products/CRD", headers=headers(tenant), json=product(quantity_rule="usage_sum"))).status_code == 200

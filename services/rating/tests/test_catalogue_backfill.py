@@ -32,11 +32,16 @@ def test_products_stored_before_0006_are_published_once(postgres_server: str, mo
     monkeypatch.setenv("RATING_DISTRIBUTOR_ID", "dist-old")
     try:
         upgrade(migrations_dir("rating"), url, "0005")
-        asyncio.run(_sql(url, """
+        asyncio.run(
+            _sql(
+                url,
+                """
             INSERT INTO rating.product (seller_id, code, name, quantity_rule, kind, policy, updated_at) VALUES
               ('dist-old', 'AZ-VM', 'Azure VM', 'usage_sum', 'usage', '{"allows_credits": true}', '2026-09-01T00:00:00Z'),
               ('partner-old', 'SUP', 'Support', 'contracted', 'recurring', NULL, '2026-09-02T00:00:00Z')
-        """))
+        """,
+            )
+        )
         upgrade(migrations_dir("rating"), url)
         rows = asyncio.run(_sql(url, "SELECT headers, value FROM rating.outbox WHERE event_type = 'billing.product.published.v1' ORDER BY id"))
         events = [from_kafka([(k, v.encode()) for k, v in headers], bytes(value), ProductPublished) for headers, value in rows]  # type: ignore[misc]

@@ -10,9 +10,7 @@ from rating.catalogue.service import parse_currency, parse_price
 from rating.errors import InvalidCurrency, InvalidPrice
 
 
-@pytest.mark.parametrize(
-    ("sent", "price"), [("35.00", Decimal("35.00")), ("0", Decimal("0")), (12, Decimal("12")), ("0.0035", Decimal("0.0035"))]
-)
+@pytest.mark.parametrize(("sent", "price"), [("35.00", Decimal("35.00")), ("0", Decimal("0")), (12, Decimal("12")), ("0.0035", Decimal("0.0035"))])
 def test_prices_are_exact(sent: object, price: Decimal) -> None:
     parsed = parse_price(sent)  # type: ignore[arg-type]
     assert parsed == price and str(parsed) == str(price)
@@ -43,21 +41,38 @@ def test_a_price_book_finds_the_price_in_the_buyers_currency_and_marks_up_wholes
     from rating.period import Period
 
     def product(seller: str, code: str) -> SimpleNamespace:
-        return SimpleNamespace(seller_id=seller, code=code, name=code, category=None, unit=None, tax_category=None, kind="recurring",
-                               quantity_rule="contracted", policy=None, unit_price=None, currency=None)
+        return SimpleNamespace(
+            seller_id=seller,
+            code=code,
+            name=code,
+            category=None,
+            unit=None,
+            tax_category=None,
+            kind="recurring",
+            quantity_rule="contracted",
+            policy=None,
+            unit_price=None,
+            currency=None,
+        )
 
     def price(seller: str, code: str, currency: str, model: dict[str, str], on: date = date(2026, 1, 1)) -> SimpleNamespace:
-        return SimpleNamespace(seller_id=seller, product_code=code, effective_from=on, currency=currency, model=model,
-                               updated_at=datetime(2026, 1, 1, tzinfo=UTC))
+        return SimpleNamespace(
+            seller_id=seller, product_code=code, effective_from=on, currency=currency, model=model, updated_at=datetime(2026, 1, 1, tzinfo=UTC)
+        )
 
     unit = {"model": "per_unit", "unit_price": "10.00"}
-    book = PriceBook("p", "d", [product("d", "M365"), product("d", "SUP")], [
-        price("d", "M365", "EUR", {"model": "per_unit", "unit_price": "10.00"}),
-        price("d", "M365", "USD", {"model": "per_unit", "unit_price": "11.00"}),
-        price("d", "SUP", "EUR", unit),
-        price("p", "*", "", {"model": "markup", "markup_percent": "20"}),
-        price("p", "M365", "USD", {"model": "per_unit", "unit_price": "12.50"}, date(2026, 10, 1)),
-    ])
+    book = PriceBook(
+        "p",
+        "d",
+        [product("d", "M365"), product("d", "SUP")],
+        [
+            price("d", "M365", "EUR", {"model": "per_unit", "unit_price": "10.00"}),
+            price("d", "M365", "USD", {"model": "per_unit", "unit_price": "11.00"}),
+            price("d", "SUP", "EUR", unit),
+            price("p", "*", "", {"model": "markup", "markup_percent": "20"}),
+            price("p", "M365", "USD", {"model": "per_unit", "unit_price": "12.50"}, date(2026, 10, 1)),
+        ],
+    )
     october, september = Period.parse("2026-10"), Period.parse("2026-09")
 
     def unit_price(found: object) -> tuple[str, Decimal]:

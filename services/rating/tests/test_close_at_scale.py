@@ -144,9 +144,7 @@ def headers(tenant: str) -> dict[str, str]:
     return {"X-Tenant-Id": tenant}
 
 
-async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previewed(
-    client: httpx.AsyncClient, app: Any, tenant: str
-) -> None:
+async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previewed(client: httpx.AsyncClient, app: Any, tenant: str) -> None:
     """Frozen clock: the order arrives at the very instant the run claims the period. The run
     bills the order's October as the preview showed it, and November does not bill October again."""
     body = {"name": "Hosted email", "unit_price": "6.75", "currency": "USD", "quantity_rule": "contracted"}
@@ -185,9 +183,7 @@ async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previe
                 {"s": tenant, "r": bill_run_id(tenant, Period.parse("2026-10"))},
             )
         ).all()
-    assert [(b.line_id, b.amount, b.late) for b in billed] == [
-        (line["line_id"], Decimal(line["amount"]["amount"]), line["late"]) for line in preview["lines"]
-    ]
+    assert [(b.line_id, b.amount, b.late) for b in billed] == [(line["line_id"], Decimal(line["amount"]["amount"]), line["late"]) for line in preview["lines"]]
 
     r = await client.get("/v1/accounts/acct-now/charges", params={"period": "2026-11"}, headers=headers(tenant))
     assert r.status_code == 200, r.text
@@ -195,9 +191,7 @@ async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previe
     assert [(line["service_period_start"], line["late"]) for line in november] == [("2026-11-01", False)]  # October not again
 
 
-async def test_a_close_that_fails_leaves_the_collector_running(
-    runtime: ServiceRuntime, tenant: str, distributor: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_close_that_fails_leaves_the_collector_running(runtime: ServiceRuntime, tenant: str, distributor: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A close that fails midway (here the charges' write) rolls back, and the cyclic collector it
     paused runs again."""
     await seed_large_seller(runtime, tenant)

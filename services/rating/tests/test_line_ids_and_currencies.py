@@ -51,9 +51,7 @@ async def charges(runtime: ServiceRuntime, seller: str) -> list[tuple[str, str, 
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
-async def test_two_daily_subscriptions_starting_the_same_day_are_both_written_and_emitted(
-    runtime: ServiceRuntime, tenant: str, distributor: str
-) -> None:
+async def test_two_daily_subscriptions_starting_the_same_day_are_both_written_and_emitted(runtime: ServiceRuntime, tenant: str, distributor: str) -> None:
     """Both start on 1 October; one is cancelled from 16 October. Before the fix both lines had one
     id: the insert kept one charge and PeriodClosed carried two lines with the same id."""
     p = {"s": tenant, "at": TODAY}
@@ -159,8 +157,10 @@ async def seller_with_two_price_lists(client: Any, seller: str) -> None:
         r = await client.put(f"/v1/products/{code}", headers=h(seller), json={"name": code, "quantity_rule": rule})
         assert r.status_code == 200, r.text
     for code, body in (
-        ("M365", per_unit("EUR", "20.60")), ("M365", per_unit("USD", "22.40")),
-        ("BKP-GB", per_unit("EUR", "0.10")), ("BKP-GB", per_unit("USD", "0.12")),
+        ("M365", per_unit("EUR", "20.60")),
+        ("M365", per_unit("USD", "22.40")),
+        ("BKP-GB", per_unit("EUR", "0.10")),
+        ("BKP-GB", per_unit("USD", "0.12")),
         ("SUP", per_unit("EUR", "49.00")),  # no USD price: the USD buyer's support is reported
     ):
         r = await client.put(f"/v1/price-list/{code}", headers=h(seller), json=body)
@@ -179,7 +179,8 @@ async def test_a_seller_bills_eur_and_usd_buyers_from_a_price_list_per_currency(
     entries = listed["items"] if isinstance(listed, dict) else listed
     # One entry per currency at one date: the USD entry did not replace the EUR one.
     assert sorted((e["product_code"], e["currency"], e["price"]["unit_price"]) for e in entries if e["product_code"] == "M365") == [
-        ("M365", "EUR", "20.60"), ("M365", "USD", "22.40"),
+        ("M365", "EUR", "20.60"),
+        ("M365", "USD", "22.40"),
     ]
     gbp = await client.put("/v1/price-list/M365", headers=h(tenant), json=per_unit("GBP", "18.00"))
     assert (gbp.status_code, gbp.json()["code"]) == (422, "price_currency_mismatch")  # GBP is not one of the seller's currencies
@@ -208,10 +209,12 @@ async def test_a_seller_bills_eur_and_usd_buyers_from_a_price_list_per_currency(
     assert eu is not None and us is not None and await period_closed(runtime, tenant, "acct-gb") is None
     assert eu["currency"] == "EUR" and us["currency"] == "USD"
     assert sorted((line["product_code"], line["amount"]["amount"], line["amount"]["currency"]) for line in eu["lines"]) == [
-        ("BKP-GB", "1.250", "EUR"), ("M365", "103.00", "EUR"),  # 12.5 × 0.10; 5 × 20.60
+        ("BKP-GB", "1.250", "EUR"),
+        ("M365", "103.00", "EUR"),  # 12.5 × 0.10; 5 × 20.60
     ]
     assert sorted((line["product_code"], line["amount"]["amount"], line["amount"]["currency"]) for line in us["lines"]) == [
-        ("BKP-GB", "0.8700", "USD"), ("M365", "67.20", "USD"),  # 7.25 × 0.12; 3 × 22.40
+        ("BKP-GB", "0.8700", "USD"),
+        ("M365", "67.20", "USD"),  # 7.25 × 0.12; 3 × 22.40
     ]
     assert sum(Decimal(line["amount"]["amount"]) for line in eu["lines"]).quantize(Decimal("0.01")) == Decimal("104.25")
     assert sum(Decimal(line["amount"]["amount"]) for line in us["lines"]).quantize(Decimal("0.01")) == Decimal("68.07")
@@ -224,8 +227,7 @@ async def test_an_order_is_checked_for_a_price_in_its_buyers_currency(client: An
     async with app.state.runtime.transaction() as session:
         await session.execute(
             text(
-                "INSERT INTO rating.buyer_account (seller_id, account_id, external_id, name, currency, revision)"
-                " VALUES (:d, :a, :t, 'The partner', 'USD', 1)"
+                "INSERT INTO rating.buyer_account (seller_id, account_id, external_id, name, currency, revision) VALUES (:d, :a, :t, 'The partner', 'USD', 1)"
             ),
             {"d": distributor, "a": account_id(distributor, tenant), "t": tenant},
         )
@@ -240,13 +242,20 @@ async def test_an_order_is_checked_for_a_price_in_its_buyers_currency(client: An
     ok = await client.post("/v1/order-checks", headers=h(tenant), json={"product_code": "M365", "start_on": "2026-12-01", "account_id": "acct-us"})
     assert ok.status_code == 200, ok.text
     assert {k: ok.json()[k] for k in ("currency", "period", "priced", "wholesale_priced")} == {
-        "currency": "USD", "period": "2026-12", "priced": True, "wholesale_priced": False,  # reported, not refused: the distributor's list
+        "currency": "USD",
+        "period": "2026-12",
+        "priced": True,
+        "wholesale_priced": False,  # reported, not refused: the distributor's list
     }
 
     no = await client.post("/v1/order-checks", headers=h(tenant), json={"product_code": "SUP", "start_on": "2026-12-01", "account_id": "acct-us"})
     assert no.status_code == 422 and no.headers["content-type"].startswith("application/problem+json")
     assert {k: no.json()[k] for k in ("code", "currency", "priced_in", "unpriced_products", "period")} == {
-        "code": "no_price_in_currency", "currency": "USD", "priced_in": "EUR", "unpriced_products": ["SUP"], "period": "2026-12",
+        "code": "no_price_in_currency",
+        "currency": "USD",
+        "priced_in": "EUR",
+        "unpriced_products": ["SUP"],
+        "period": "2026-12",
     }
     # A buyer not posted yet is checked by the currency it will have.
     gbp = await client.post("/v1/order-checks", headers=h(tenant), json={"product_code": "M365", "start_on": "2026-12-01", "currency": "GBP"})
@@ -262,7 +271,10 @@ async def test_an_order_is_checked_for_a_price_in_its_buyers_currency(client: An
     # The order posted anyway is visible as unbillable on the subscription, as rating sees it.
     sub = (await client.get("/v1/subscriptions/sub-us-sup", headers=h(tenant))).json()
     assert {k: sub["pricing"][k] for k in ("currency", "priced", "problem", "priced_in")} == {
-        "currency": "USD", "priced": False, "problem": "no_price_in_currency", "priced_in": "EUR",
+        "currency": "USD",
+        "priced": False,
+        "problem": "no_price_in_currency",
+        "priced_in": "EUR",
     }
     billable = (await client.get("/v1/subscriptions/sub-us", headers=h(tenant))).json()
     assert billable["pricing"]["priced"] is True

@@ -31,8 +31,15 @@ async def setup(client: httpx.AsyncClient, ingest: httpx.AsyncClient, partner: s
     assert r.status_code == 200, r.text
     body = {"name": "SIEM", "quantity_rule": "contracted", "unit_price": "100.00", "currency": "USD", "policy": policy}
     assert (await client.put("/v1/products/SIEM", headers=h(partner), json=body)).status_code == 200
-    customer = {"id": "c1", "name": "Contoso", "billing_email": "ap@c.example", "country": "US", "currency": "USD",
-                "address": {"lines": ["1 Main St"], "city": "Cedar Rapids", "postal_code": "52401", "country": "US"}, "tax_exempt": True}
+    customer = {
+        "id": "c1",
+        "name": "Contoso",
+        "billing_email": "ap@c.example",
+        "country": "US",
+        "currency": "USD",
+        "address": {"lines": ["1 Main St"], "city": "Cedar Rapids", "postal_code": "52401", "country": "US"},
+        "tax_exempt": True,
+    }
     assert (await ingest.post("/v1/customers", headers=h(partner), json={"records": [customer]})).json()["accepted"] == 1
 
 
@@ -71,8 +78,12 @@ async def test_a_cancellation_shows_its_effective_dates_and_refuses_later_change
     # Requested 16 March: 30 business days' notice ends 28 April, after the 10th so one more
     # period (May), and the 12-month commitment from 5 January runs to 4 January 2027.
     assert {k: sub[k] for k in ("starts_on", "billing_starts_on", "cancel_requested_on", "commitment_ends_on", "ends_on", "last_billed_period")} == {
-        "starts_on": "2026-01-05", "billing_starts_on": "2026-01-05", "cancel_requested_on": "2026-03-16",
-        "commitment_ends_on": "2027-01-04", "ends_on": "2027-01-04", "last_billed_period": "2027-01",
+        "starts_on": "2026-01-05",
+        "billing_starts_on": "2026-01-05",
+        "cancel_requested_on": "2026-03-16",
+        "commitment_ends_on": "2027-01-04",
+        "ends_on": "2027-01-04",
+        "last_billed_period": "2027-01",
     }
     assert [(s["quantity"], s["effective_on"]) for s in sub["steps"]] == [("2", "2026-01-05"), ("3", "2026-03-20")]
     assert sub["setup_exempt"] is True
@@ -95,8 +106,13 @@ async def test_catalogue_and_price_list_bad_input(client: httpx.AsyncClient, dis
         ("/v1/products/SNAP", "put", {"name": "x", "quantity_rule": "snapshot"}, 422, "invalid_snapshot_day"),
         ("/v1/products/ADV", "put", {"name": "x", "quantity_rule": "usage_sum", "policy": {"timing": "advance"}}, 422, "invalid_policy"),
         ("/v1/products/USD1", "put", {"name": "x", "quantity_rule": "contracted", "unit_price": "1", "currency": "USD"}, 422, "price_currency_mismatch"),
-        ("/v1/price-list/NOPE", "put", {"effective_from": "2026-01-01", "currency": "EUR", "price": {"model": "per_unit", "unit_price": "1"}},
-         404, "product_not_found"),
+        (
+            "/v1/price-list/NOPE",
+            "put",
+            {"effective_from": "2026-01-01", "currency": "EUR", "price": {"model": "per_unit", "unit_price": "1"}},
+            404,
+            "product_not_found",
+        ),
     ]
     for path, _, body, status, code in cases:
         r = await client.put(path, headers=h(partner), json=body)
@@ -162,7 +178,11 @@ async def test_negative_usage_without_credits_is_refused_at_the_edge_and_dead_le
     acct = account_id(partner, "c1")
     # The same negative record as another producer might publish it: rating dead-letters it alone.
     smuggled = UsageRecorded(
-        record_id="neg-direct", account_id=acct, partner_id=partner, product_code="BKP", quantity=Decimal("-5"),
+        record_id="neg-direct",
+        account_id=acct,
+        partner_id=partner,
+        product_code="BKP",
+        quantity=Decimal("-5"),
         occurred_at=datetime.fromisoformat("2026-10-07T00:00:00+00:00"),
     )
     await publish(new_event(smuggled, source="elsewhere", tenant=partner))
@@ -176,6 +196,7 @@ async def test_negative_usage_without_credits_is_refused_at_the_edge_and_dead_le
     consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=kafka_bootstrap, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     try:
+
         async def dead() -> str | None:
             for messages in (await consumer.getmany(timeout_ms=200)).values():
                 for message in messages:
@@ -232,8 +253,11 @@ async def test_late_usage_bills_in_the_next_open_period_with_its_own_service_dat
     events = await read_events(kafka_bootstrap, PERIODS.name, until=lambda s: len(s) >= 2, match=lambda e: e.tenant == partner)
     november = next(e.data for e in events if e.data.period_start.month == 11)
     got = [(str(line.service_period_start), line.late, line.kind, line.amount.amount) for line in november.lines]
-    assert got == [("2026-10-01", True, "usage", Decimal("5.00")), ("2026-11-01", False, "usage", Decimal("3.00")),
-                   ("2026-11-01", False, "discount", Decimal("-0.8"))]
+    assert got == [
+        ("2026-10-01", True, "usage", Decimal("5.00")),
+        ("2026-11-01", False, "usage", Decimal("3.00")),
+        ("2026-11-01", False, "discount", Decimal("-0.8")),
+    ]
     october = next(e.data for e in events if e.data.period_start.month == 10)
     assert [line.amount.amount for line in october.lines] == [Decimal("10.00")]
 
@@ -243,8 +267,14 @@ async def test_a_buyer_sees_its_subscriptions_with_quantity_and_term(client: htt
     today and whether it bills monthly or annually."""
     partner = f"p-{uuid.uuid4().hex[:8]}"
     await setup(client, ingest, partner)
-    annual = {"name": "Firewall licence", "quantity_rule": "contracted", "unit_price": "1200.00", "currency": "USD", "unit": "device",
-              "policy": {"interval": "year", "timing": "advance"}}
+    annual = {
+        "name": "Firewall licence",
+        "quantity_rule": "contracted",
+        "unit_price": "1200.00",
+        "currency": "USD",
+        "unit": "device",
+        "policy": {"interval": "year", "timing": "advance"},
+    }
     assert (await client.put("/v1/products/FW-YEAR", headers=h(partner), json=annual)).status_code == 200
     ingest.app_clock.set(datetime.fromisoformat("2026-01-05T09:00:00+00:00"))  # type: ignore[attr-defined]
     orders = [
@@ -263,7 +293,12 @@ async def test_a_buyer_sees_its_subscriptions_with_quantity_and_term(client: htt
 
     items = {i["product_code"]: i for i in await eventually(both, "both subscriptions in rating")}
     assert {k: items["FW-YEAR"][k] for k in ("product_name", "quantity", "unit", "term", "timing", "status")} == {
-        "product_name": "Firewall licence", "quantity": "3", "unit": "device", "term": "annual", "timing": "advance", "status": "active",
+        "product_name": "Firewall licence",
+        "quantity": "3",
+        "unit": "device",
+        "term": "annual",
+        "timing": "advance",
+        "status": "active",
     }
     assert (items["SIEM"]["quantity"], items["SIEM"]["term"], items["SIEM"]["starts_on"]) == ("5", "monthly", "2026-01-05")
     assert (await client.get(f"/v1/accounts/{account_id(partner, 'nobody')}/subscriptions", headers=h(partner))).json()["items"] == []

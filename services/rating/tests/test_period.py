@@ -13,8 +13,12 @@ from rating.period import Period
 
 @pytest.mark.parametrize(
     ("label", "start", "end"),
-    [("2026-10", date(2026, 10, 1), date(2026, 10, 31)), ("2028-02", date(2028, 2, 1), date(2028, 2, 29)),
-     ("2026-12", date(2026, 12, 1), date(2026, 12, 31)), ("2026-11", date(2026, 11, 1), date(2026, 11, 30))],
+    [
+        ("2026-10", date(2026, 10, 1), date(2026, 10, 31)),
+        ("2028-02", date(2028, 2, 1), date(2028, 2, 29)),
+        ("2026-12", date(2026, 12, 1), date(2026, 12, 31)),
+        ("2026-11", date(2026, 11, 1), date(2026, 11, 30)),
+    ],
 )
 def test_a_period_is_a_calendar_month(label: str, start: date, end: date) -> None:
     period = Period.parse(label)

@@ -33,7 +33,12 @@ async def publish(producer: AIOKafkaProducer, tenant: str, data: EventData) -> C
 
 def usage(tenant: str, record_id: str, product: str, quantity: str) -> UsageRecorded:
     return UsageRecorded(
-        record_id=record_id, account_id=account_id(tenant, "contoso"), partner_id=tenant, product_code=product, quantity=Decimal(quantity), occurred_at=WHEN,
+        record_id=record_id,
+        account_id=account_id(tenant, "contoso"),
+        partner_id=tenant,
+        product_code=product,
+        quantity=Decimal(quantity),
+        occurred_at=WHEN,
     )
 
 
@@ -49,14 +54,26 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
         r = await client.put(f"/v1/products/{code}", headers=headers(distributor), json={**body, **({"kind": kind} if kind else {})})
         assert r.status_code == 200, r.text
     contoso = CustomerUpserted(
-        account_id=account_id(partner, "contoso"), partner_id=partner, external_id="contoso", name="Contoso Dental",
-        billing_email="ap@contoso.example", country="US", currency="USD", revision=1,
+        account_id=account_id(partner, "contoso"),
+        partner_id=partner,
+        external_id="contoso",
+        name="Contoso Dental",
+        billing_email="ap@contoso.example",
+        country="US",
+        currency="USD",
+        revision=1,
     )
     await publish(producer, partner, contoso)
     # The partner's billing account at the distributor (the buyer of its wholesale invoice).
     at_distributor = CustomerUpserted(
-        account_id=account_id(distributor, partner), partner_id=distributor, external_id=partner, name="Northwind IT",
-        billing_email="ap@northwind.example", country="US", currency="USD", revision=1,
+        account_id=account_id(distributor, partner),
+        partner_id=distributor,
+        external_id=partner,
+        name="Northwind IT",
+        billing_email="ap@northwind.example",
+        country="US",
+        currency="USD",
+        revision=1,
     )
     await publish(producer, distributor, at_distributor)
 
@@ -75,7 +92,9 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
     await publish(producer, partner, usage(partner, "tm-42", "PROJ-TM", "2.5"))  # posted again
 
     [announced] = await read_events(
-        kafka_bootstrap, PERIODS.name, until=lambda found: len(found) >= 1,
+        kafka_bootstrap,
+        PERIODS.name,
+        until=lambda found: len(found) >= 1,
         match=lambda e: e.type == ProjectWorkRecorded.event_type and e.data.buyer_account_id == at_distributor.account_id,
     )
     work: ProjectWorkRecorded = announced.data
@@ -83,7 +102,11 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
     who = (work.seller_id, work.tier, work.end_customer_id, work.end_customer_name)
     assert who == (distributor, "wholesale", account_id(partner, "contoso"), "Contoso Dental")
     assert (work.product_code, work.quantity, work.unit_price.amount, work.amount.amount, work.amount.currency) == (
-        "PROJ-TM", Decimal("2.5"), Decimal("125.00"), Decimal("312.500"), "USD",
+        "PROJ-TM",
+        Decimal("2.5"),
+        Decimal("125.00"),
+        Decimal("312.500"),
+        "USD",
     )
     assert (work.performed_on, work.billed_with_period_start, work.billed_with_period_end) == (date(2026, 10, 14), date(2026, 10, 1), date(2026, 10, 31))
 
@@ -99,7 +122,9 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
     run = await client.post("/v1/bill-runs", headers=headers(distributor), json={"period": "2026-10"})
     assert run.status_code == 201, run.text
     [closed] = await read_events(
-        kafka_bootstrap, PERIODS.name, until=lambda found: len(found) >= 1,
+        kafka_bootstrap,
+        PERIODS.name,
+        until=lambda found: len(found) >= 1,
         match=lambda e: e.type == "billing.period.closed.v1" and e.tenant == distributor and e.data.buyer_account_id == at_distributor.account_id,
     )
     billed = [

@@ -37,15 +37,27 @@ def event(data: EventData, tenant: str) -> CloudEvent[Any]:
 
 def customer(partner: str, external_id: str, name: str, revision: int) -> CustomerUpserted:
     return CustomerUpserted(
-        account_id=f"{partner}:{external_id}", partner_id=partner, external_id=external_id, name=name,
-        billing_email=f"{external_id}@example.com", country="IE", currency="EUR", revision=revision,
+        account_id=f"{partner}:{external_id}",
+        partner_id=partner,
+        external_id=external_id,
+        name=name,
+        billing_email=f"{external_id}@example.com",
+        country="IE",
+        currency="EUR",
+        revision=revision,
     )
 
 
 def order(partner: str, subscription: str, order_id: str, quantity: str) -> SubscriptionOrdered:
     return SubscriptionOrdered(
-        subscription_id=subscription, order_id=order_id, account_id=f"{partner}:c1", partner_id=partner, product_code="SKU",
-        quantity=Decimal(quantity), start_on=date(2026, 10, 1), ordered_at=datetime(2026, 9, 30, 9, tzinfo=UTC),
+        subscription_id=subscription,
+        order_id=order_id,
+        account_id=f"{partner}:c1",
+        partner_id=partner,
+        product_code="SKU",
+        quantity=Decimal(quantity),
+        start_on=date(2026, 10, 1),
+        ordered_at=datetime(2026, 9, 30, 9, tzinfo=UTC),
     )
 
 
@@ -57,12 +69,14 @@ async def apply(runtime: ServiceRuntime, model: type[EventData], events: list[Cl
 
 async def rows(runtime: ServiceRuntime, partner: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     async with runtime.transaction() as session:
-        buyers = (await session.execute(
-            text("SELECT account_id, name, revision FROM rating.buyer_account WHERE seller_id = :p ORDER BY account_id"), {"p": partner}
-        )).all()
-        subscriptions = (await session.execute(
-            text("SELECT subscription_id, order_id, quantity FROM rating.subscription WHERE seller_id = :p ORDER BY subscription_id"), {"p": partner}
-        )).all()
+        buyers = (
+            await session.execute(text("SELECT account_id, name, revision FROM rating.buyer_account WHERE seller_id = :p ORDER BY account_id"), {"p": partner})
+        ).all()
+        subscriptions = (
+            await session.execute(
+                text("SELECT subscription_id, order_id, quantity FROM rating.subscription WHERE seller_id = :p ORDER BY subscription_id"), {"p": partner}
+            )
+        ).all()
     return [tuple(b) for b in buyers], [tuple(s) for s in subscriptions]
 
 

@@ -53,8 +53,15 @@ def orders(draw: st.DrawFn) -> tuple[Subscription, date]:
         asked = start + timedelta(days=draw(st.integers(0, 500)))
         changes.append(Change("cancel", datetime.combine(asked, time(9), UTC), asked, None))
     planned = schedule(
-        subscription_id="s", quantity=Decimal(draw(st.integers(1, 50))), start_on=start, ordered_at=datetime.combine(ordered_on, time(9), UTC),
-        order_id="o", changes=tuple(changes), policy=policy, calendar=BusinessCalendar("US"), tz=UTC,
+        subscription_id="s",
+        quantity=Decimal(draw(st.integers(1, 50))),
+        start_on=start,
+        ordered_at=datetime.combine(ordered_on, time(9), UTC),
+        order_id="o",
+        changes=tuple(changes),
+        policy=policy,
+        calendar=BusinessCalendar("US"),
+        tz=UTC,
     )
     return Subscription("s", BUYER.account_id, "P", planned, policy), ordered_on
 
@@ -98,14 +105,32 @@ def test_a_full_month_prorated_daily_bills_exactly_the_full_price_in_every_month
     period = Period.of_month(year, month)
     assert period.days in (28, 29, 30, 31) and (period.days == 29) == (month == 2 and (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)))
     policy = BillingPolicy(proration="daily")
-    plan = schedule(subscription_id="s", quantity=Decimal(quantity), start_on=period.start - timedelta(days=3), ordered_at=datetime(2019, 1, 1, tzinfo=UTC),
-                    order_id="o", changes=(), policy=policy, calendar=BusinessCalendar(None), tz=UTC)
+    plan = schedule(
+        subscription_id="s",
+        quantity=Decimal(quantity),
+        start_on=period.start - timedelta(days=3),
+        ordered_at=datetime(2019, 1, 1, tzinfo=UTC),
+        order_id="o",
+        changes=(),
+        policy=policy,
+        calendar=BusinessCalendar(None),
+        tz=UTC,
+    )
     product = ProductInfo("P", "Licence", None, None, None, "recurring", policy)
     result = rate_period("r", period, buyers=[BUYER], products={"P": product}, price_of=price_of, subscriptions=[Subscription("s", "acct", "P", plan, policy)])
     (line,) = result.lines["acct"]
     assert line.amount.amount == Decimal(quantity) * UNIT
-    last_day = schedule(subscription_id="s", quantity=Decimal(quantity), start_on=period.end, ordered_at=datetime(2019, 1, 1, tzinfo=UTC),
-                        order_id="o", changes=(), policy=policy, calendar=BusinessCalendar(None), tz=UTC)
+    last_day = schedule(
+        subscription_id="s",
+        quantity=Decimal(quantity),
+        start_on=period.end,
+        ordered_at=datetime(2019, 1, 1, tzinfo=UTC),
+        order_id="o",
+        changes=(),
+        policy=policy,
+        calendar=BusinessCalendar(None),
+        tz=UTC,
+    )
     one = rate_period("r", period, buyers=[BUYER], products={"P": product}, price_of=price_of, subscriptions=[Subscription("s", "acct", "P", last_day, policy)])
     (single,) = one.lines["acct"]
     assert (single.amount.amount * period.days).quantize(Decimal("0.0001")) == (Decimal(quantity) * UNIT).quantize(Decimal("0.0001"))

@@ -67,13 +67,28 @@ def at(text: str) -> datetime:
 
 
 def sub(
-    sid: str, code: str, quantity: str, start: date, ordered: str = "2026-08-01T09:00:00", *, changes: tuple[Change, ...] = (),
-    account: str = ALICE.account_id, exempt: bool = False, **knobs: Any,
+    sid: str,
+    code: str,
+    quantity: str,
+    start: date,
+    ordered: str = "2026-08-01T09:00:00",
+    *,
+    changes: tuple[Change, ...] = (),
+    account: str = ALICE.account_id,
+    exempt: bool = False,
+    **knobs: Any,
 ) -> Subscription:
     policy = replace(PRODUCTS[code].policy, **knobs) if code in PRODUCTS else BillingPolicy(**knobs)
     planned = schedule(
-        subscription_id=sid, quantity=Decimal(quantity), start_on=start, ordered_at=at(ordered), order_id=f"o-{sid}", changes=changes,
-        policy=policy, calendar=BusinessCalendar("US"), tz=UTC,
+        subscription_id=sid,
+        quantity=Decimal(quantity),
+        start_on=start,
+        ordered_at=at(ordered),
+        order_id=f"o-{sid}",
+        changes=changes,
+        policy=policy,
+        calendar=BusinessCalendar("US"),
+        tz=UTC,
     )
     return Subscription(sid, account, code, planned, policy, exempt)
 
@@ -100,10 +115,7 @@ def rate(period: Period = OCTOBER, **inputs: Any) -> Rating:
 
 def table(result: Rating, account: str = ALICE.account_id) -> list[tuple[str, str, str, str, str]]:
     """(product, kind, quantity, unit price, amount) per line, amounts as exact strings."""
-    return [
-        (line.product_code, line.kind, str(line.quantity), str(line.unit_price.amount), str(line.amount.amount))
-        for line in result.lines.get(account, ())
-    ]
+    return [(line.product_code, line.kind, str(line.quantity), str(line.unit_price.amount), str(line.amount.amount)) for line in result.lines.get(account, ())]
 
 
 def cents(result: Rating, account: str = ALICE.account_id) -> Decimal:
@@ -117,7 +129,10 @@ class TestContracted:
         assert table(result) == [("EML-HST", "recurring", "12", "6.75", "81.00")]
         (line,) = result.lines[ALICE.account_id]
         assert (line.service_period_start, line.service_period_end, line.timing, line.tax_category) == (
-            date(2026, 10, 1), date(2026, 10, 31), "arrears", "standard"
+            date(2026, 10, 1),
+            date(2026, 10, 31),
+            "arrears",
+            "standard",
         )
 
     def test_a_subscription_starting_on_the_last_day_bills_the_whole_month(self) -> None:
@@ -133,7 +148,8 @@ class TestContracted:
         assert rate(Period.parse("2026-09"), subscriptions=[backdated], closed=closed).lines == {}
         lines = rate(subscriptions=[backdated], closed=closed).lines[ALICE.account_id]
         assert [(line.service_period_start, line.late, line.amount.amount) for line in lines] == [
-            (date(2026, 9, 1), True, Decimal("13.50")), (date(2026, 10, 1), False, Decimal("13.50")),
+            (date(2026, 9, 1), True, Decimal("13.50")),
+            (date(2026, 10, 1), False, Decimal("13.50")),
         ]
         # Had September been closed after the order arrived, its run billed it: nothing late now.
         assert len(rate(subscriptions=[backdated], closed={"2026-09": at("2026-10-06T08:00:00")}).lines[ALICE.account_id]) == 1
@@ -174,8 +190,12 @@ class TestUsageSum:
 
 class TestObservedRules:
     def test_latest(self) -> None:
-        counts = [count("q-1", "14", "2026-10-01T23:00:00"), count("q-3", "15", "2026-10-30T23:00:00"), count("q-2", "16", "2026-10-15T23:00:00"),
-                  count("q-next", "99", "2026-11-01T00:00:00")]
+        counts = [
+            count("q-1", "14", "2026-10-01T23:00:00"),
+            count("q-3", "15", "2026-10-30T23:00:00"),
+            count("q-2", "16", "2026-10-15T23:00:00"),
+            count("q-next", "99", "2026-11-01T00:00:00"),
+        ]
         result = rate(observations=counts)
         assert table(result) == [("USR-SUP", "recurring", "15", "35.00", "525.00")]
         assert result.billed_observations == ("q-3",)
@@ -226,7 +246,8 @@ class TestProration:
         s = sub("s-1", "EML-HST", "10", date(2026, 10, 1), "2026-09-20T00:00:00", changes=changes, proration="daily")
         lines = rate(subscriptions=[s]).lines[ALICE.account_id]
         assert [(line.quantity, line.service_period_start, line.service_period_end) for line in lines] == [
-            (Decimal("10"), date(2026, 10, 1), date(2026, 10, 16)), (Decimal("14"), date(2026, 10, 17), date(2026, 10, 31)),
+            (Decimal("10"), date(2026, 10, 1), date(2026, 10, 16)),
+            (Decimal("14"), date(2026, 10, 17), date(2026, 10, 31)),
         ]
         # 10 × 6.75 × 16/31 + 14 × 6.75 × 15/31
         assert cents(rate(subscriptions=[s])) == Decimal("80.56")
@@ -254,7 +275,8 @@ class TestProration:
             assert table(september) == [("M365", "recurring", "10", "20.60", "206.00")]
             october = rate(subscriptions=[s]).lines[ALICE.account_id]
             assert [(line.service_period_start, line.quantity, line.amount.amount.quantize(Decimal("0.01"))) for line in october] == [
-                (date(2026, 10, 17), Decimal("4"), Decimal("39.87")), (date(2026, 11, 1), Decimal("14"), Decimal("288.40")),
+                (date(2026, 10, 17), Decimal("4"), Decimal("39.87")),
+                (date(2026, 11, 1), Decimal("14"), Decimal("288.40")),
             ]
             assert all(line.timing == "advance" for line in october)
         finally:
@@ -300,8 +322,11 @@ class TestSetupAndTrueUp:
 
 class TestPricesAndTiers:
     def test_cost_plus_example_c(self) -> None:
-        records = [usage("a1", "1", "2026-10-05T00:00:00", "AZURE", "1234.56"), usage("a2", "1", "2026-10-15T00:00:00", "AZURE", "789.01"),
-                   usage("a3", "1", "2026-10-25T00:00:00", "AZURE", "0.43")]
+        records = [
+            usage("a1", "1", "2026-10-05T00:00:00", "AZURE", "1234.56"),
+            usage("a2", "1", "2026-10-15T00:00:00", "AZURE", "789.01"),
+            usage("a3", "1", "2026-10-25T00:00:00", "AZURE", "0.43"),
+        ]
         result = rate(usage=records)
         assert table(result) == [("AZURE", "usage", "2024.00", "1.15", "2327.6000")]
         assert cents(result) == Decimal("2327.60")
@@ -331,8 +356,9 @@ class TestPricesAndTiers:
 
     def test_wholesale_lines_are_billed_to_the_partner_and_attributed_to_the_end_customer(self) -> None:
         partner = Buyer("acct-partner", "USD", "Northwind IT")
-        result = rate_period(RUN, OCTOBER, buyers=[ALICE], products=PRODUCTS, price_of=price_of, bill_to=partner,
-                             observations=[count("q", "15", "2026-10-30T00:00:00")])
+        result = rate_period(
+            RUN, OCTOBER, buyers=[ALICE], products=PRODUCTS, price_of=price_of, bill_to=partner, observations=[count("q", "15", "2026-10-30T00:00:00")]
+        )
         (line,) = result.lines[ALICE.account_id]
         assert (line.end_customer_id, line.end_customer_name, line.amount.amount) == (ALICE.account_id, "Alice Ltd", Decimal("525.00"))
         assert result.currencies == {ALICE.account_id: "USD"}
@@ -346,8 +372,11 @@ class TestDiscounts:
         ]
         subs = [sub("s", "EML-HST", "10", date(2026, 9, 1))]
         october = table(rate(subscriptions=subs, discounts=discounts))
-        assert october == [("EML-HST", "recurring", "10", "6.75", "67.50"), ("DISCOUNT", "discount", "1", "-5.00", "-5.00"),
-                           ("EML-HST", "discount", "1", "-6.75", "-6.75")]
+        assert october == [
+            ("EML-HST", "recurring", "10", "6.75", "67.50"),
+            ("DISCOUNT", "discount", "1", "-5.00", "-5.00"),
+            ("EML-HST", "discount", "1", "-6.75", "-6.75"),
+        ]
         november = table(rate(Period.parse("2026-11"), subscriptions=subs, discounts=discounts))
         assert [row[4] for row in november] == ["67.50", "-6.75"]
         assert [row[4] for row in table(rate(Period.parse("2026-12"), subscriptions=subs, discounts=discounts))] == ["67.50"]
@@ -363,8 +392,12 @@ class TestOneTimeKinds:
         PRODUCTS["SHIP-2D"] = product("SHIP-2D", QuantityRule.USAGE_SUM, "shipping")
         PRICES["PROJ"], PRICES["SHIP-2D"] = {"model": "per_unit", "unit_price": "125.00"}, {"model": "per_unit", "unit_price": "89.25"}
         try:
-            entries = [usage("p1", "2.5", "2026-10-03T20:00:00", "PROJ"), usage("p2", "1.25", "2026-10-04T21:00:00", "PROJ"),
-                       usage("s1", "1", "2026-10-09T10:00:00", "SHIP-2D"), usage("s2", "1", "2026-10-19T10:00:00", "SHIP-2D")]
+            entries = [
+                usage("p1", "2.5", "2026-10-03T20:00:00", "PROJ"),
+                usage("p2", "1.25", "2026-10-04T21:00:00", "PROJ"),
+                usage("s1", "1", "2026-10-09T10:00:00", "SHIP-2D"),
+                usage("s2", "1", "2026-10-19T10:00:00", "SHIP-2D"),
+            ]
             assert table(rate(usage=entries)) == [("PROJ", "project_work", "3.75", "125.00", "468.7500"), ("SHIP-2D", "shipping", "2", "89.25", "178.50")]
         finally:
             del PRODUCTS["PROJ"], PRODUCTS["SHIP-2D"], PRICES["PROJ"], PRICES["SHIP-2D"]
@@ -378,7 +411,11 @@ class TestUnrated:
             return price_of(code, period) if code != "PEAK" else None
 
         result = rate_period(
-            RUN, OCTOBER, buyers=[ALICE], products=PRODUCTS, price_of=usd_only,
+            RUN,
+            OCTOBER,
+            buyers=[ALICE],
+            products=PRODUCTS,
+            price_of=usd_only,
             usage=[usage("u-1", "1", "2026-10-02T00:00:00", code="NOPE")],
             subscriptions=[sub("s-1", "EML-HST", "5", date(2026, 10, 1))],
             observations=[count("p", "3", "2026-10-02T00:00:00", "PEAK")],
@@ -418,8 +455,12 @@ class TestYearlyInterval:
         try:
             arrears = sub("s-1", "YEAR", "2", date(2026, 2, 10), "2026-02-01T00:00:00")
             billed = {m: table(rate(Period.parse(m), subscriptions=[arrears])) for m in ("2026-02", "2026-12", "2027-01", "2028-01")}
-            assert billed == {"2026-02": [], "2026-12": [], "2027-01": [("YEAR", "recurring", "2", "240.00", "480.00")],
-                              "2028-01": [("YEAR", "recurring", "2", "240.00", "480.00")]}
+            assert billed == {
+                "2026-02": [],
+                "2026-12": [],
+                "2027-01": [("YEAR", "recurring", "2", "240.00", "480.00")],
+                "2028-01": [("YEAR", "recurring", "2", "240.00", "480.00")],
+            }
             (line,) = rate(Period.parse("2027-01"), subscriptions=[arrears]).lines[ALICE.account_id]
             assert (line.service_period_start, line.service_period_end) == (date(2026, 2, 1), date(2027, 1, 31))
             advance = sub("s-2", "YEAR", "1", date(2026, 3, 1), "2026-01-15T00:00:00", timing="advance")
@@ -435,12 +476,20 @@ class TestDistinctChargesHaveDistinctIds:
     line id already stored, so two charges sharing one would lose one of them (money not billed)."""
 
     def test_two_daily_subscriptions_starting_the_same_day_one_cancelled_mid_month(self) -> None:
-        cancelled = sub("s-1", "EML-HST", "4", date(2026, 10, 1), "2026-09-20T00:00:00", proration="daily",
-                        changes=(change("x", "2026-09-25T00:00:00", date(2026, 10, 15), None),))
+        cancelled = sub(
+            "s-1",
+            "EML-HST",
+            "4",
+            date(2026, 10, 1),
+            "2026-09-20T00:00:00",
+            proration="daily",
+            changes=(change("x", "2026-09-25T00:00:00", date(2026, 10, 15), None),),
+        )
         running = sub("s-2", "EML-HST", "2", date(2026, 10, 1), "2026-09-20T00:00:00", proration="daily")
         lines = rate(subscriptions=[cancelled, running]).lines[ALICE.account_id]
         assert [(line.quantity, line.service_period_start, line.service_period_end) for line in lines] == [
-            (Decimal("4"), date(2026, 10, 1), date(2026, 10, 15)), (Decimal("2"), date(2026, 10, 1), date(2026, 10, 31)),
+            (Decimal("4"), date(2026, 10, 1), date(2026, 10, 15)),
+            (Decimal("2"), date(2026, 10, 1), date(2026, 10, 31)),
         ]
         assert len({line.line_id for line in lines}) == 2
         # 4 × 6.75 × 15/31 + 2 × 6.75 = 13.06 + 13.50
@@ -461,7 +510,11 @@ class TestDistinctChargesHaveDistinctIds:
         result = rate(subscriptions=[plain, counted], observations=[count("q-1", "5", "2026-10-10T00:00:00", "EML-HST")])
         lines = result.lines[ALICE.account_id]
         assert len({line.line_id for line in lines}) == len(lines)
-        assert sorted(table(result)) == sorted([
-            ("EML-HST", "recurring", "3", "6.75", "20.25"), ("EML-HST", "recurring", "5", "6.75", "33.75"),
-            ("SETUP-CORE", "one_time", "3", "25.00", "75.00"), ("SETUP-CORE", "one_time", "5", "25.00", "125.00"),
-        ])
+        assert sorted(table(result)) == sorted(
+            [
+                ("EML-HST", "recurring", "3", "6.75", "20.25"),
+                ("EML-HST", "recurring", "5", "6.75", "33.75"),
+                ("SETUP-CORE", "one_time", "3", "25.00", "75.00"),
+                ("SETUP-CORE", "one_time", "5", "25.00", "125.00"),
+            ]
+        )

@@ -46,8 +46,12 @@ async def test_two_replicas_share_the_partitions_and_apply_every_usage_event_onc
         events = [
             new_event(
                 UsageRecorded(
-                    record_id=f"u-{i}", account_id=account_id(tenant, f"c{i % 40}"), partner_id=tenant, product_code="BKP-GB",
-                    quantity=Decimal("1.5"), occurred_at=base + timedelta(minutes=i),
+                    record_id=f"u-{i}",
+                    account_id=account_id(tenant, f"c{i % 40}"),
+                    partner_id=tenant,
+                    product_code="BKP-GB",
+                    quantity=Decimal("1.5"),
+                    occurred_at=base + timedelta(minutes=i),
                 ),
                 source="usage-ingest",
                 tenant=tenant,

@@ -24,8 +24,15 @@ def at(text: str) -> datetime:
 
 def plan(ordered: str, start: date, changes: tuple[Change, ...] = (), **knobs: Any) -> Schedule:
     return schedule(
-        subscription_id="s", quantity=Decimal(10), start_on=start, ordered_at=at(ordered), order_id="o", changes=changes,
-        policy=BillingPolicy(**knobs), calendar=US, tz=UTC,
+        subscription_id="s",
+        quantity=Decimal(10),
+        start_on=start,
+        ordered_at=at(ordered),
+        order_id="o",
+        changes=changes,
+        policy=BillingPolicy(**knobs),
+        calendar=US,
+        tz=UTC,
     )
 
 
@@ -95,8 +102,12 @@ class TestPolicyChecks:
 
     @pytest.mark.parametrize(
         "knobs",
-        [{"quantity_rule": QuantityRule.LATEST, "timing": "advance"}, {"quantity_rule": QuantityRule.USAGE_SUM, "true_up": True},
-         {"interval": "year", "proration": "daily"}, {"quantity_rule": QuantityRule.PEAK, "interval": "year"}],
+        [
+            {"quantity_rule": QuantityRule.LATEST, "timing": "advance"},
+            {"quantity_rule": QuantityRule.USAGE_SUM, "true_up": True},
+            {"interval": "year", "proration": "daily"},
+            {"quantity_rule": QuantityRule.PEAK, "interval": "year"},
+        ],
     )
     def test_combinations_that_make_no_sense(self, knobs: dict[str, Any]) -> None:
         with pytest.raises(InvalidPolicy):
@@ -139,10 +150,17 @@ class TestPriceModels:
 
     @pytest.mark.parametrize(
         "model",
-        [{"model": "per_unit", "unit_price": 35.5}, {"model": "per_unit", "unit_price": "-1"}, {"model": "per_unit"}, {"model": "bogus"},
-         {"model": "graduated", "tiers": []}, {"model": "graduated", "tiers": [{"up_to": "5", "unit_price": "1"}]},
-         {"model": "graduated", "tiers": [{"up_to": "5", "unit_price": "1"}, {"up_to": "3", "unit_price": "1"}, {"up_to": None, "unit_price": "1"}]},
-         {"model": "package", "package_size": "0", "package_price": "1"}, {"model": "per_unit", "unit_price": "1", "amount": "2"}],
+        [
+            {"model": "per_unit", "unit_price": 35.5},
+            {"model": "per_unit", "unit_price": "-1"},
+            {"model": "per_unit"},
+            {"model": "bogus"},
+            {"model": "graduated", "tiers": []},
+            {"model": "graduated", "tiers": [{"up_to": "5", "unit_price": "1"}]},
+            {"model": "graduated", "tiers": [{"up_to": "5", "unit_price": "1"}, {"up_to": "3", "unit_price": "1"}, {"up_to": None, "unit_price": "1"}]},
+            {"model": "package", "package_size": "0", "package_price": "1"},
+            {"model": "per_unit", "unit_price": "1", "amount": "2"},
+        ],
     )
     def test_bad_models_are_refused(self, model: dict[str, Any]) -> None:
         with pytest.raises(InvalidPriceModel):

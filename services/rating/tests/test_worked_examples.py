@@ -85,8 +85,9 @@ async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_b
     await ok(client.put("/v1/seller", headers=h(d), json={"currency": "USD", "country": "US", "time_zone": "America/Chicago", "scheduled": False}))
     await ok(client.put("/v1/seller", headers=h(nw), json={"currency": "USD", "country": "US", "time_zone": "America/Chicago"}))
     rmm = "Remote Monitoring and Management"
-    await product(client, d, "USR-SUP", "User support", "latest", category=rmm, unit="user",
-                  policy={"first_period": "next_period", "setup_product": "SETUP-CORE"})
+    await product(
+        client, d, "USR-SUP", "User support", "latest", category=rmm, unit="user", policy={"first_period": "next_period", "setup_product": "SETUP-CORE"}
+    )
     await product(client, d, "SRV-SUP", "Server support", "snapshot", snapshot_day=23, category=rmm, unit="server")
     await product(client, d, "WKS-SUP", "Workstation support", "snapshot", snapshot_day=23, category=rmm, unit="device")
     await product(client, d, "EML-HST", "Hosted email", "distinct_active", category="Communications", unit="mailbox")
@@ -94,8 +95,16 @@ async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_b
     await product(client, d, "STL-LIC", "StreamlineIT PSA licence", "contracted", category="Software as a Service")
     await product(client, d, "ITG-LIC", "IT Glue documentation licence", "contracted", category="Software as a Service")
     await product(client, d, "SHIP-GND", "Ground shipping", "usage_sum", kind="shipping", category="Miscellaneous")
-    for code, amount in (("USR-SUP", "35.00"), ("SRV-SUP", "85.00"), ("WKS-SUP", "12.50"), ("EML-HST", "6.75"), ("SETUP-CORE", "25.00"),
-                         ("STL-LIC", "47.25"), ("ITG-LIC", "30.00"), ("SHIP-GND", "52.50")):
+    for code, amount in (
+        ("USR-SUP", "35.00"),
+        ("SRV-SUP", "85.00"),
+        ("WKS-SUP", "12.50"),
+        ("EML-HST", "6.75"),
+        ("SETUP-CORE", "25.00"),
+        ("STL-LIC", "47.25"),
+        ("ITG-LIC", "30.00"),
+        ("SHIP-GND", "52.50"),
+    ):
         await price(client, d, code, per_unit(amount))
     # Northwind's retail prices: 20% over wholesale, a price of its own for hosted email.
     await ok(client.put("/v1/markup-rule", headers=h(nw), json={"effective_from": "2026-01-01", "markup_percent": "20"}))
@@ -105,17 +114,37 @@ async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_b
     await customers(ingest, d, (nw, "Northwind IT"))
     await customers(ingest, nw, ("contoso", "Contoso Dental"), ("fabrikam", "Fabrikam Law"))
     ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00-05:00"))  # type: ignore[attr-defined]
-    await ordered(ingest, headers=h(d), json={"records": [
-        {"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"},
-        {"id": "nw-itg", "customer_id": nw, "product_code": "ITG-LIC", "quantity": "3", "start_date": "2026-09-01"},
-    ]})
-    await ok(ingest.post("/v1/usage", headers=h(d), json={"records": [
-        {"id": "ship-1", "customer_id": nw, "product_code": "SHIP-GND", "quantity": "1", "timestamp": "2026-10-08T14:00:00-05:00"},
-    ]}))
+    await ordered(
+        ingest,
+        headers=h(d),
+        json={
+            "records": [
+                {"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"},
+                {"id": "nw-itg", "customer_id": nw, "product_code": "ITG-LIC", "quantity": "3", "start_date": "2026-09-01"},
+            ]
+        },
+    )
+    await ok(
+        ingest.post(
+            "/v1/usage",
+            headers=h(d),
+            json={
+                "records": [
+                    {"id": "ship-1", "customer_id": nw, "product_code": "SHIP-GND", "quantity": "1", "timestamp": "2026-10-08T14:00:00-05:00"},
+                ]
+            },
+        )
+    )
     ingest.app_clock.set(datetime.fromisoformat("2026-10-14T10:00:00-05:00"))  # type: ignore[attr-defined]
-    await ordered(ingest, headers=h(nw), json={"records": [
-        {"id": "fab-users", "customer_id": "fabrikam", "product_code": "USR-SUP", "quantity": "8", "start_date": "2026-10-14"},
-    ]})
+    await ordered(
+        ingest,
+        headers=h(nw),
+        json={
+            "records": [
+                {"id": "fab-users", "customer_id": "fabrikam", "product_code": "USR-SUP", "quantity": "8", "start_date": "2026-10-14"},
+            ]
+        },
+    )
 
     def count(oid: str, code: str, when: str, quantity: str) -> dict[str, Any]:
         return {"id": oid, "customer_id": "contoso", "product_code": code, "observed_at": when, "source": "rmm", "quantity": quantity}
@@ -124,16 +153,27 @@ async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_b
         items = [{"item_id": k, "state": v} for k, v in states.items()]
         return {"id": oid, "customer_id": "contoso", "product_code": "EML-HST", "observed_at": when, "source": "vendor", "items": items}
 
-    await ok(ingest.post("/v1/quantities", headers=h(nw), json={"records": [
-        count("u1", "USR-SUP", "2026-10-01T08:00:00-05:00", "14"), count("u2", "USR-SUP", "2026-10-15T08:00:00-05:00", "16"),
-        count("u3", "USR-SUP", "2026-10-30T08:00:00-05:00", "15"),
-        count("s1", "SRV-SUP", "2026-10-05T08:00:00-05:00", "2"), count("s2", "SRV-SUP", "2026-10-23T08:00:00-05:00", "3"),
-        count("s3", "SRV-SUP", "2026-10-27T08:00:00-05:00", "2"),
-        count("w1", "WKS-SUP", "2026-09-23T08:00:00-05:00", "18"), count("w2", "WKS-SUP", "2026-10-25T08:00:00-05:00", "20"),
-        mailboxes("m-oct1", "2026-10-01T00:00:00-05:00", **{f"m{i}": "active" for i in range(1, 11)}),
-        mailboxes("m-oct12", "2026-10-12T09:00:00-05:00", m11="active"),
-        mailboxes("m-oct20", "2026-10-20T09:00:00-05:00", m3="deleted"),
-    ]}))
+    await ok(
+        ingest.post(
+            "/v1/quantities",
+            headers=h(nw),
+            json={
+                "records": [
+                    count("u1", "USR-SUP", "2026-10-01T08:00:00-05:00", "14"),
+                    count("u2", "USR-SUP", "2026-10-15T08:00:00-05:00", "16"),
+                    count("u3", "USR-SUP", "2026-10-30T08:00:00-05:00", "15"),
+                    count("s1", "SRV-SUP", "2026-10-05T08:00:00-05:00", "2"),
+                    count("s2", "SRV-SUP", "2026-10-23T08:00:00-05:00", "3"),
+                    count("s3", "SRV-SUP", "2026-10-27T08:00:00-05:00", "2"),
+                    count("w1", "WKS-SUP", "2026-09-23T08:00:00-05:00", "18"),
+                    count("w2", "WKS-SUP", "2026-10-25T08:00:00-05:00", "20"),
+                    mailboxes("m-oct1", "2026-10-01T00:00:00-05:00", **{f"m{i}": "active" for i in range(1, 11)}),
+                    mailboxes("m-oct12", "2026-10-12T09:00:00-05:00", m11="active"),
+                    mailboxes("m-oct20", "2026-10-20T09:00:00-05:00", m3="deleted"),
+                ]
+            },
+        )
+    )
 
     partner = account_id(d, nw)
     live = await eventually(
@@ -205,8 +245,14 @@ async def test_example_c_cost_plus_pass_through_closed_by_the_scheduler_on_the_i
     await customers(ingest, distributor, (partner, "Partner Ltd"))
     await customers(ingest, partner, ("acme", "Acme Corp"))
     records = [
-        {"id": f"az-{i}", "customer_id": "acme", "product_code": "AZURE", "quantity": "1", "timestamp": f"2026-10-{day}T12:00:00Z",
-         "cost": {"amount": cost, "currency": "USD"}}
+        {
+            "id": f"az-{i}",
+            "customer_id": "acme",
+            "product_code": "AZURE",
+            "quantity": "1",
+            "timestamp": f"2026-10-{day}T12:00:00Z",
+            "cost": {"amount": cost, "currency": "USD"},
+        }
         for i, (day, cost) in enumerate((("03", "1234.56"), ("14", "789.01"), ("31", "0.43")))
     ]
     await ok(ingest.post("/v1/usage", headers=h(partner), json={"records": records}))
@@ -224,6 +270,7 @@ async def test_example_c_cost_plus_pass_through_closed_by_the_scheduler_on_the_i
     assert event.data.bill_run_id in created
     assert sum((line.amount.amount for line in event.data.lines), Decimal(0)).quantize(CENT) == Decimal("2327.60")
     assert event.data.bill_run_id not in await run_due(runtime, distributor, datetime.fromisoformat("2026-11-03T08:00:00+00:00"))
+
     # The margin against the distributor's cost-plus 5%: 2,024.00 × (1.15 − 1.05).
     async def margin_lines() -> list[dict[str, Any]] | None:
         lines: list[dict[str, Any]] = (await client.get("/v1/margins?period=2026-10", headers=h(partner))).json()["lines"]
@@ -233,20 +280,40 @@ async def test_example_c_cost_plus_pass_through_closed_by_the_scheduler_on_the_i
     assert (margin["end_customer_name"], margin["retail"], margin["wholesale"], margin["margin"]) == ("Acme Corp", "2327.6000", "2125.2000", "202.4000")
 
 
-async def test_example_d_true_up_over_three_bill_runs(
-    client: httpx.AsyncClient, ingest: httpx.AsyncClient, kafka_bootstrap: str
-) -> None:
+async def test_example_d_true_up_over_three_bill_runs(client: httpx.AsyncClient, ingest: httpx.AsyncClient, kafka_bootstrap: str) -> None:
     partner = f"p-{uuid.uuid4().hex[:8]}"
-    await product(client, partner, "USR-SUP", "User support", "contracted", unit_price="35.00", currency="USD",
-                  policy={"first_period": "next_period", "true_up": True})
+    await product(
+        client, partner, "USR-SUP", "User support", "contracted", unit_price="35.00", currency="USD", policy={"first_period": "next_period", "true_up": True}
+    )
     await customers(ingest, partner, ("globex", "Globex"))
     ingest.app_clock.set(datetime.fromisoformat("2026-07-06T10:00:00+00:00"))  # type: ignore[attr-defined]
-    await ordered(ingest, headers=h(partner), json={"records": [
-        {"id": "gx-users", "customer_id": "globex", "product_code": "USR-SUP", "quantity": "10", "start_date": "2026-07-06"},
-    ]})
-    await ok(ingest.post("/v1/quantities", headers=h(partner), json={"records": [
-        {"id": "dir-oct", "customer_id": "globex", "product_code": "USR-SUP", "observed_at": "2026-10-29T18:00:00Z", "source": "directory", "quantity": "12"},
-    ]}))
+    await ordered(
+        ingest,
+        headers=h(partner),
+        json={
+            "records": [
+                {"id": "gx-users", "customer_id": "globex", "product_code": "USR-SUP", "quantity": "10", "start_date": "2026-07-06"},
+            ]
+        },
+    )
+    await ok(
+        ingest.post(
+            "/v1/quantities",
+            headers=h(partner),
+            json={
+                "records": [
+                    {
+                        "id": "dir-oct",
+                        "customer_id": "globex",
+                        "product_code": "USR-SUP",
+                        "observed_at": "2026-10-29T18:00:00Z",
+                        "source": "directory",
+                        "quantity": "12",
+                    },
+                ]
+            },
+        )
+    )
     globex = account_id(partner, "globex")
     await eventually(lambda: _when(charges(client, partner, globex, "2026-10"), lambda c: total(c) == Decimal("560.00")), "the order and count")
     sub = (await client.get(f"/v1/subscriptions/{subscription_id(partner, 'gx-users')}", headers=h(partner))).json()
@@ -256,26 +323,39 @@ async def test_example_d_true_up_over_three_bill_runs(
         await ok(client.post("/v1/bill-runs", headers=h(partner), json={"period": month}))
     events = sorted(await closed_events(kafka_bootstrap, partner, 3), key=lambda e: e.data.period_start)
     assert [(e.data.period_start, sum((line.amount.amount for line in e.data.lines), Decimal(0))) for e in events] == [
-        (date(2026, 8, 1), Decimal("350.00")), (date(2026, 9, 1), Decimal("350.00")), (date(2026, 10, 1), Decimal("560.00")),
+        (date(2026, 8, 1), Decimal("350.00")),
+        (date(2026, 9, 1), Decimal("350.00")),
+        (date(2026, 10, 1), Decimal("560.00")),
     ]
     october = {line.kind: (line.quantity, line.unit_price.amount, line.amount.amount) for line in events[-1].data.lines}
     assert october == {"recurring": (Decimal("12"), Decimal("35.00"), Decimal("420.00")), "true_up": (Decimal("4"), Decimal("35.00"), Decimal("140.00"))}
 
 
-async def test_example_b_advance_billing_with_a_daily_prorated_addition(
-    client: httpx.AsyncClient, ingest: httpx.AsyncClient, kafka_bootstrap: str
-) -> None:
+async def test_example_b_advance_billing_with_a_daily_prorated_addition(client: httpx.AsyncClient, ingest: httpx.AsyncClient, kafka_bootstrap: str) -> None:
     partner = f"cloudy-{uuid.uuid4().hex[:8]}"
     await ok(client.put("/v1/seller", headers=h(partner), json={"currency": "EUR", "country": "IE", "time_zone": "Europe/Dublin"}))
-    await product(client, partner, "M365-BP", "Microsoft 365 Business Premium", "contracted", category="Communications",
-                  policy={"timing": "advance", "proration": "daily"})
+    await product(
+        client,
+        partner,
+        "M365-BP",
+        "Microsoft 365 Business Premium",
+        "contracted",
+        category="Communications",
+        policy={"timing": "advance", "proration": "daily"},
+    )
     await price(client, partner, "M365-BP", per_unit("20.60"), currency="EUR")
     records = [{"id": "acme", "name": "Acme GmbH", "billing_email": "ap@acme.example", "country": "DE", "currency": "EUR", "vat_id": "DE136695976"}]
     await ok(ingest.post("/v1/customers", headers=h(partner), json={"records": records}))
     ingest.app_clock.set(datetime.fromisoformat("2026-09-25T10:00:00+01:00"))  # type: ignore[attr-defined]
-    await ordered(ingest, headers=h(partner), json={"records": [
-        {"id": "acme-m365", "customer_id": "acme", "product_code": "M365-BP", "quantity": "10", "start_date": "2026-10-01"},
-    ]})
+    await ordered(
+        ingest,
+        headers=h(partner),
+        json={
+            "records": [
+                {"id": "acme-m365", "customer_id": "acme", "product_code": "M365-BP", "quantity": "10", "start_date": "2026-10-01"},
+            ]
+        },
+    )
     ingest.app_clock.set(datetime.fromisoformat("2026-10-17T09:00:00+01:00"))  # type: ignore[attr-defined]
     await ok(ingest.post("/v1/orders/acme-m365/changes", headers=h(partner), json={"id": "acme-m365-plus4", "quantity": "14", "effective_date": "2026-10-17"}))
     acme = account_id(partner, "acme")

@@ -35,8 +35,15 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 def product_event(seller: str, code: str, *, allows_credits: bool = False, wholesale: bool = False, revision: int = 1) -> ProductPublished:
     return ProductPublished(
-        seller_id=seller, product_code=code, name=code.title(), quantity_rule="usage_sum", kind="usage", allows_credits=allows_credits,
-        wholesale=wholesale, revision=revision, updated_at=datetime(2026, 10, 1, tzinfo=UTC),
+        seller_id=seller,
+        product_code=code,
+        name=code.title(),
+        quantity_rule="usage_sum",
+        kind="usage",
+        allows_credits=allows_credits,
+        wholesale=wholesale,
+        revision=revision,
+        updated_at=datetime(2026, 10, 1, tzinfo=UTC),
     )
 
 

@@ -21,8 +21,13 @@ async def test_a_customer_saves_its_billing_profile_and_the_partner_hears_of_it(
     assert (shown["billing_email"], shown["contact_name"], shown["revision"], shown["address_lines"]) == ("billing@alpha.example", None, 1, [])
 
     profile = {
-        "billing_email": "accounts@alpha.example", "contact_name": "Ann Alpha", "contact_phone": "+353 1 234 5678",
-        "address_lines": ["1 Main Street", ""], "city": "Dublin", "postal_code": "D02 X285", "vat_id": "ie 6388047 v",
+        "billing_email": "accounts@alpha.example",
+        "contact_name": "Ann Alpha",
+        "contact_phone": "+353 1 234 5678",
+        "address_lines": ["1 Main Street", ""],
+        "city": "Dublin",
+        "postal_code": "D02 X285",
+        "vat_id": "ie 6388047 v",
     }
     saved = await client.put(path, headers=headers(tenant), json=profile)
     assert saved.status_code == 200, saved.text
@@ -37,7 +42,10 @@ async def test_a_customer_saves_its_billing_profile_and_the_partner_hears_of_it(
     assert [u.revision for u in upserted] == [1, 2]
     latest = upserted[-1]
     assert (latest.billing_email, latest.contact_name, latest.contact_phone, latest.vat_id) == (
-        "accounts@alpha.example", "Ann Alpha", "+353 1 234 5678", "IE6388047V",
+        "accounts@alpha.example",
+        "Ann Alpha",
+        "+353 1 234 5678",
+        "IE6388047V",
     )
     assert latest.address is not None and (latest.address.lines, latest.address.city, latest.address.country) == (["1 Main Street"], "Dublin", "IE")
     listed = (await client.get("/v1/customers/alpha", headers=headers(tenant))).json()

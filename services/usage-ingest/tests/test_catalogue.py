@@ -59,9 +59,7 @@ async def test_an_order_of_a_product_the_catalogue_does_not_know_is_refused_unti
     assert outcomes(again.json()) == [("accepted", None, None)]
 
 
-async def test_a_partner_orders_its_own_products_and_the_distributors_not_another_partners(
-    client: httpx.AsyncClient, tenant: str, products: Products
-) -> None:
+async def test_a_partner_orders_its_own_products_and_the_distributors_not_another_partners(client: httpx.AsyncClient, tenant: str, products: Products) -> None:
     distributor, other = f"dist-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
     await products(distributor, "AZ-VM", wholesale=True)
     await products(other, "OTHER-ONLY")
@@ -119,9 +117,7 @@ async def test_an_atomic_usage_batch_with_negative_usage_is_a_422_naming_the_rec
         assert (await client.get(f"/v1/usage/a-{i}", headers=headers(tenant))).status_code == 404
 
 
-async def test_the_catalogue_arrives_as_rating_publishes_it_and_the_latest_revision_wins(
-    client: httpx.AsyncClient, tenant: str, publish: Publish
-) -> None:
+async def test_the_catalogue_arrives_as_rating_publishes_it_and_the_latest_revision_wins(client: httpx.AsyncClient, tenant: str, publish: Publish) -> None:
     """Through the real broker: ProductPublished on billing.catalogue, applied by usage-ingest's consumer."""
     await add_customer(client, tenant)
     await publish(new_event(product_event(tenant, "LIVE", revision=1), source="rating", tenant=tenant))
@@ -180,4 +176,3 @@ async def test_a_batch_is_checked_with_one_statement_whatever_its_size(migrated:
         assert [s for s in statements if "catalogue_product" in s] == []
     finally:
         await engine.dispose()
-

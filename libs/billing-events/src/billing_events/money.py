@@ -114,9 +114,7 @@ class NotInMinorUnits(CurrencyError):
     code = "amount_not_in_minor_units"
 
 
-MINOR_UNITS: Mapping[str, int] = MappingProxyType(
-    {c.code: int(c.exponent) for c in iso4217.Currency if c.exponent is not None}
-)
+MINOR_UNITS: Mapping[str, int] = MappingProxyType({c.code: int(c.exponent) for c in iso4217.Currency if c.exponent is not None})
 """ISO 4217 currency code → its minor unit (decimals), for every active currency that has one."""
 
 ISO_4217_PUBLISHED: date = iso4217.__published__

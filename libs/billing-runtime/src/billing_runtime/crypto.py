@@ -125,7 +125,7 @@ class Keyring:
     def _parts(sealed: str) -> tuple[str, str]:
         if not is_sealed(sealed):
             raise SecretUnreadable("not a sealed value")
-        key_id, _, blob = sealed[len(PREFIX):].partition(":")
+        key_id, _, blob = sealed[len(PREFIX) :].partition(":")
         return key_id, blob
 
     @classmethod

@@ -50,9 +50,7 @@ POOL_RECYCLE_SECONDS = 1800
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    engine = create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=10, pool_recycle=POOL_RECYCLE_SECONDS, hide_parameters=True
-    )
+    engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=10, pool_recycle=POOL_RECYCLE_SECONDS, hide_parameters=True)
     _ping_when_stale(engine)
     return engine
 

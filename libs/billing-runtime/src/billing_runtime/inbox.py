@@ -524,10 +524,10 @@ class InboxConsumer:
     def _record_statement(table: Table) -> Any:
         name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
         return text(
-            f"INSERT INTO {name} (event_id, event_type, topic, partition, \"offset\", status, error) "
-            "SELECT m.event_id, m.event_type, CAST(:topic AS text), CAST(:partition AS int), m.\"offset\", m.status, m.error "
+            f'INSERT INTO {name} (event_id, event_type, topic, partition, "offset", status, error) '
+            'SELECT m.event_id, m.event_type, CAST(:topic AS text), CAST(:partition AS int), m."offset", m.status, m.error '
             "FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), CAST(:offsets AS bigint[]), CAST(:statuses AS text[]), "
-            "CAST(:errors AS text[])) AS m(event_id, event_type, \"offset\", status, error) "
+            'CAST(:errors AS text[])) AS m(event_id, event_type, "offset", status, error) '
             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         ).bindparams(
             bindparam("ids", type_=ARRAY(String)),

@@ -43,9 +43,7 @@ class TopicLag:
 
 async def producer_schemas(conn: AsyncConnection) -> list[str]:
     """Every schema with an outbox table: the producing services in this database."""
-    rows = await conn.execute(
-        text("SELECT table_schema FROM information_schema.tables WHERE table_name = 'outbox' AND table_type = 'BASE TABLE' ORDER BY 1")
-    )
+    rows = await conn.execute(text("SELECT table_schema FROM information_schema.tables WHERE table_name = 'outbox' AND table_type = 'BASE TABLE' ORDER BY 1"))
     return [r[0] for r in rows]
 
 
@@ -71,7 +69,7 @@ class LagMeter:
             rows = (
                 await conn.execute(
                     text(
-                        f'SELECT o.topic, count(*), count(*) FILTER (WHERE i.event_id IS NULL), min(o.id) FILTER (WHERE i.event_id IS NULL), max(o.id) '
+                        f"SELECT o.topic, count(*), count(*) FILTER (WHERE i.event_id IS NULL), min(o.id) FILTER (WHERE i.event_id IS NULL), max(o.id) "
                         f'FROM "{schema}".outbox o LEFT JOIN {inbox} i ON i.event_id = o.event_id '
                         "WHERE o.id > :low AND o.sent_at IS NOT NULL AND o.event_type = ANY(:types) GROUP BY o.topic"
                     ),

@@ -203,4 +203,3 @@ def context_from_traceparent(traceparent: str | None) -> Context:
     if not traceparent:
         return context.get_current()
     return propagate.extract({"traceparent": traceparent})
-

@@ -31,7 +31,13 @@ def new_id(prefix: str, length: int = 14) -> str:
 
 
 FaultMode = Literal[
-    "error_before", "error_after_commit", "delay_after_commit", "delay_before_commit", "drop_webhook", "duplicate_webhook", "reorder_webhooks",
+    "error_before",
+    "error_after_commit",
+    "delay_after_commit",
+    "delay_before_commit",
+    "drop_webhook",
+    "duplicate_webhook",
+    "reorder_webhooks",
 ]
 WEBHOOK_FAULTS = {"drop_webhook", "duplicate_webhook", "reorder_webhooks"}
 
@@ -122,15 +128,10 @@ class Sandbox:
     async def list_deliveries(self, request: Request) -> Response:
         return JSONResponse([d.__dict__ for d in self.deliveries])
 
-    def send_webhook(
-        self, url: str, body: bytes, headers: dict[str, str], event_ids: list[str], event_type: str = "", account: str | None = None
-    ) -> None:
+    def send_webhook(self, url: str, body: bytes, headers: dict[str, str], event_ids: list[str], event_type: str = "", account: str | None = None) -> None:
         """Deliver in the background, retrying a few times as the providers do (with short
         pauses here, so tests do not wait), unless a webhook fault of this account says otherwise."""
-        fault = next((
-            f for f in self.faults
-            if f.mode in WEBHOOK_FAULTS and f.account in (None, account) and event_type.startswith(f.event_type)
-        ), None)
+        fault = next((f for f in self.faults if f.mode in WEBHOOK_FAULTS and f.account in (None, account) and event_type.startswith(f.event_type)), None)
         if fault is None:
             self._spawn(self._deliver(url, body, headers, event_ids))
             return

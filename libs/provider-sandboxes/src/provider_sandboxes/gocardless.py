@@ -29,19 +29,31 @@ from provider_sandboxes.signing import gocardless_signature
 # Why a payment fails, as GoCardless reports it in an event's details.
 FAILURE_DETAILS: dict[str, dict[str, str]] = {
     "payment_failed": {
-        "origin": "bank", "cause": "insufficient_funds", "scheme": "sepa_core", "reason_code": "AM04",
+        "origin": "bank",
+        "cause": "insufficient_funds",
+        "scheme": "sepa_core",
+        "reason_code": "AM04",
         "description": "The customer's account had insufficient funds to make this payment.",
     },
     "payment_late_failure": {
-        "origin": "bank", "cause": "refer_to_payer", "scheme": "sepa_core", "reason_code": "MS03",
+        "origin": "bank",
+        "cause": "refer_to_payer",
+        "scheme": "sepa_core",
+        "reason_code": "MS03",
         "description": "The customer's bank returned this payment after it was collected.",
     },
     "payment_charged_back": {
-        "origin": "bank", "cause": "payment_chargeback", "scheme": "sepa_core", "reason_code": "MD06",
+        "origin": "bank",
+        "cause": "payment_chargeback",
+        "scheme": "sepa_core",
+        "reason_code": "MD06",
         "description": "The customer disputed this payment with their bank.",
     },
     "mandate_failed": {
-        "origin": "bank", "cause": "invalid_bank_details", "scheme": "sepa_core", "reason_code": "AC01",
+        "origin": "bank",
+        "cause": "invalid_bank_details",
+        "scheme": "sepa_core",
+        "reason_code": "AC01",
         "description": "The bank account details are invalid.",
     },
 }
@@ -59,18 +71,32 @@ SCENARIOS: dict[str, tuple[str, set[str], list[str]]] = {
     "mandate_expired": ("mandates", {"pending_submission", "submitted", "active"}, ["expired"]),
 }
 _STATUS_OF_ACTION = {"paid_out": "paid_out", "late_failure": "failed", "charged_back": "charged_back", "active": "active"}
-_PREFIX = {"customers": "CU", "billing_requests": "BRQ", "billing_request_flows": "BRF", "mandates": "MD", "payments": "PM",
-           "refunds": "RF", "customer_bank_accounts": "BA", "events": "EV"}
+_PREFIX = {
+    "customers": "CU",
+    "billing_requests": "BRQ",
+    "billing_request_flows": "BRF",
+    "mandates": "MD",
+    "payments": "PM",
+    "refunds": "RF",
+    "customer_bank_accounts": "BA",
+    "events": "EV",
+}
 
 
 class GoCardlessError(Exception):
     def __init__(self, status: int, type_: str, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.body = {"error": {
-            "message": message, "type": type_, "code": status, "request_id": new_id("", 20),
-            "documentation_url": f"https://developer.gocardless.com/api-reference#{type_}", "errors": errors or [{"message": message, "reason": type_}],
-        }}
+        self.body = {
+            "error": {
+                "message": message,
+                "type": type_,
+                "code": status,
+                "request_id": new_id("", 20),
+                "documentation_url": f"https://developer.gocardless.com/api-reference#{type_}",
+                "errors": errors or [{"message": message, "reason": type_}],
+            }
+        }
 
 
 _LOST = GoCardlessError(500, "gocardless", "sandbox: injected failure")
@@ -146,19 +172,25 @@ class GoCardlessSandbox(Sandbox):
             raise GoCardlessError(400, "invalid_api_usage", f"Expected an object under {envelope!r}.")
         return inner
 
-    def _create(
-        self, kind: str, handler: Callable[[GoCardlessAccount, dict[str, Any], Request], dict[str, Any]]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def _create(self, kind: str, handler: Callable[[GoCardlessAccount, dict[str, Any], Request], dict[str, Any]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
                 _, account = self._account(request)
                 params = await self._body(request, kind)
                 key = request.headers.get("idempotency-key")
                 if key and (kind, key) in account.idempotent:
-                    raise GoCardlessError(409, "invalid_state", "A resource has already been created with this idempotency key", [{
-                        "reason": "idempotent_creation_conflict", "message": "A resource has already been created with this idempotency key",
-                        "links": {"conflicting_resource_id": account.idempotent[(kind, key)]},
-                    }])
+                    raise GoCardlessError(
+                        409,
+                        "invalid_state",
+                        "A resource has already been created with this idempotency key",
+                        [
+                            {
+                                "reason": "idempotent_creation_conflict",
+                                "message": "A resource has already been created with this idempotency key",
+                                "links": {"conflicting_resource_id": account.idempotent[(kind, key)]},
+                            }
+                        ],
+                    )
                 fault = self.take_fault(request)
                 if fault is not None and fault.mode == "error_before":
                     return JSONResponse(_LOST.body, status_code=500)
@@ -225,18 +257,33 @@ class GoCardlessSandbox(Sandbox):
         account.table(kind)[resource["id"]] = resource
         return resource
 
-    def _emit(self, account: GoCardlessAccount, resource_type: str, action: str, links: dict[str, str],
-              details: dict[str, str] | None = None, metadata: dict[str, Any] | None = None) -> None:
+    def _emit(
+        self,
+        account: GoCardlessAccount,
+        resource_type: str,
+        action: str,
+        links: dict[str, str],
+        details: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         event = {
-            "id": new_id("EV", 12).upper(), "created_at": _now(), "resource_type": resource_type, "action": action,
-            "links": links, "details": details or {"origin": "gocardless", "cause": action, "description": f"{resource_type} {action}"},
+            "id": new_id("EV", 12).upper(),
+            "created_at": _now(),
+            "resource_type": resource_type,
+            "action": action,
+            "links": links,
+            "details": details or {"origin": "gocardless", "cause": action, "description": f"{resource_type} {action}"},
             "metadata": metadata or {},
         }
         account.events.append(event)
         for endpoint in account.webhooks:
             body = json.dumps({"events": [event], "meta": {"webhook_id": new_id("WB", 12).upper()}}).encode()
             self.send_webhook(
-                endpoint["url"], body, {"Webhook-Signature": gocardless_signature(body, endpoint["secret"])}, [event["id"]], f"{resource_type}.{action}",
+                endpoint["url"],
+                body,
+                {"Webhook-Signature": gocardless_signature(body, endpoint["secret"])},
+                [event["id"]],
+                f"{resource_type}.{action}",
                 account.token,
             )
 
@@ -256,7 +303,10 @@ class GoCardlessSandbox(Sandbox):
         if not mandate_request:
             raise GoCardlessError(422, "validation_failed", "Validation failed", [{"field": "mandate_request", "message": "is required"}])
         brq = self._new(
-            account, "billing_requests", status="pending", metadata=params.get("metadata", {}),
+            account,
+            "billing_requests",
+            status="pending",
+            metadata=params.get("metadata", {}),
             mandate_request={"scheme": mandate_request.get("scheme", "sepa_core"), "currency": mandate_request.get("currency", "EUR")},
             links={"customer": links.get("customer"), "creditor": account.creditor_id},
         )
@@ -267,7 +317,10 @@ class GoCardlessSandbox(Sandbox):
         brq = self._find(account, "billing_requests", params.get("links", {}).get("billing_request", ""))
         token = bearer(request) or ""
         flow = self._new(
-            account, "billing_request_flows", redirect_uri=params.get("redirect_uri"), links={"billing_request": brq["id"]},
+            account,
+            "billing_request_flows",
+            redirect_uri=params.get("redirect_uri"),
+            links={"billing_request": brq["id"]},
             expires_at=(datetime.now(UTC) + timedelta(days=7)).isoformat(),
         )
         flow["authorisation_url"] = f"{str(request.base_url).rstrip('/')}/_sandbox/flows/{flow['id']}/complete"
@@ -284,9 +337,17 @@ class GoCardlessSandbox(Sandbox):
         earliest = date.fromisoformat(mandate["next_possible_charge_date"])
         charge_date = date.fromisoformat(params["charge_date"]) if params.get("charge_date") else earliest
         payment = self._new(
-            account, "payments", amount=amount, amount_refunded=0, currency=params.get("currency", "EUR"),
-            charge_date=max(charge_date, earliest).isoformat(), reference=params.get("reference"), description=params.get("description"),
-            status="pending_submission", metadata=params.get("metadata", {}), links={"mandate": mandate["id"], "creditor": account.creditor_id},
+            account,
+            "payments",
+            amount=amount,
+            amount_refunded=0,
+            currency=params.get("currency", "EUR"),
+            charge_date=max(charge_date, earliest).isoformat(),
+            reference=params.get("reference"),
+            description=params.get("description"),
+            status="pending_submission",
+            metadata=params.get("metadata", {}),
+            links={"mandate": mandate["id"], "creditor": account.creditor_id},
         )
         self._emit(account, "payments", "created", {"payment": payment["id"]}, metadata=payment["metadata"])
         return payment
@@ -302,8 +363,14 @@ class GoCardlessSandbox(Sandbox):
             raise _state("total_amount_confirmation_invalid", "total_amount_confirmation does not match")
         payment["amount_refunded"] += amount
         refund = self._new(
-            account, "refunds", amount=amount, currency=payment["currency"], status="created", reference=params.get("reference"),
-            metadata=params.get("metadata", {}), links={"payment": payment["id"], "mandate": payment["links"]["mandate"]},
+            account,
+            "refunds",
+            amount=amount,
+            currency=payment["currency"],
+            status="created",
+            reference=params.get("reference"),
+            metadata=params.get("metadata", {}),
+            links={"payment": payment["id"], "mandate": payment["links"]["mandate"]},
         )
         self._emit(account, "refunds", "created", {"refund": refund["id"], "payment": payment["id"]}, metadata=refund["metadata"])
         return refund
@@ -386,13 +453,22 @@ class GoCardlessSandbox(Sandbox):
         customer_id = brq["links"]["customer"]
         iban = str(body.get("iban", "DE89370400440532013000"))
         bank_account = self._new(
-            account, "customer_bank_accounts", account_holder_name=body.get("account_holder_name", "Payer"),
-            account_number_ending=iban[-2:], country_code=iban[:2], currency=brq["mandate_request"]["currency"], enabled=True,
+            account,
+            "customer_bank_accounts",
+            account_holder_name=body.get("account_holder_name", "Payer"),
+            account_number_ending=iban[-2:],
+            country_code=iban[:2],
+            currency=brq["mandate_request"]["currency"],
+            enabled=True,
             links={"customer": customer_id},
         )
         mandate = self._new(
-            account, "mandates", scheme=brq["mandate_request"]["scheme"], status="pending_submission",
-            next_possible_charge_date=(date.today() + timedelta(days=3)).isoformat(), metadata=brq.get("metadata", {}),
+            account,
+            "mandates",
+            scheme=brq["mandate_request"]["scheme"],
+            status="pending_submission",
+            next_possible_charge_date=(date.today() + timedelta(days=3)).isoformat(),
+            metadata=brq.get("metadata", {}),
             links={"customer": customer_id, "customer_bank_account": bank_account["id"], "creditor": account.creditor_id},
         )
         brq["status"] = "fulfilled"

@@ -146,9 +146,7 @@ class StripeSandbox(Sandbox):
             raise StripeError(401, "invalid_request_error", "Invalid API Key provided. The sandbox takes test keys (sk_test_...).")
         return self.accounts.setdefault(key, StripeAccount())
 
-    def _mutation(
-        self, handler: Callable[[StripeAccount, dict[str, Any], Request], Awaitable[dict[str, Any]]]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def _mutation(self, handler: Callable[[StripeAccount, dict[str, Any], Request], Awaitable[dict[str, Any]]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
                 account = self._account(request)
@@ -159,14 +157,16 @@ class StripeSandbox(Sandbox):
                     seen, status, body = account.idempotent[key]
                     if seen != print_:
                         raise StripeError(
-                            400, "idempotency_error",
+                            400,
+                            "idempotency_error",
                             "Keys for idempotent requests can only be used with the same parameters they were first used with. "
                             f"Try using a key other than '{key}'.",
                         )
                     return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
                 if key and key in account.in_flight:
                     raise StripeError(
-                        409, "idempotency_error",
+                        409,
+                        "idempotency_error",
                         "There is currently another in-progress request using this Idempotent Key (that probably means you submitted "
                         "twice, and the other request is still going through). Please retry your request at a later time.",
                     )
@@ -270,8 +270,13 @@ class StripeSandbox(Sandbox):
             raise StripeError(402, "card_error", "Your card number is incorrect.", code="incorrect_number", param="card[number]")
         brand = TEST_CARDS[number][0]
         pm = {
-            "id": new_id("pm_", 24), "object": "payment_method", "type": "card", "created": int(time.time()), "customer": customer,
-            "livemode": False, "metadata": {},
+            "id": new_id("pm_", 24),
+            "object": "payment_method",
+            "type": "card",
+            "created": int(time.time()),
+            "customer": customer,
+            "livemode": False,
+            "metadata": {},
             "card": {"brand": brand, "last4": number[-4:], "exp_month": 12, "exp_year": 2034, "country": "US", "funding": "credit"},
         }
         account.card_numbers[pm["id"]] = number
@@ -281,9 +286,15 @@ class StripeSandbox(Sandbox):
 
     async def create_customer(self, account: StripeAccount, params: dict[str, Any], request: Request) -> dict[str, Any]:
         customer = {
-            "id": new_id("cus_"), "object": "customer", "created": int(time.time()), "livemode": False,
-            "email": params.get("email"), "name": params.get("name"), "description": params.get("description"),
-            "metadata": params.get("metadata", {}), "invoice_settings": {"default_payment_method": None},
+            "id": new_id("cus_"),
+            "object": "customer",
+            "created": int(time.time()),
+            "livemode": False,
+            "email": params.get("email"),
+            "name": params.get("name"),
+            "description": params.get("description"),
+            "metadata": params.get("metadata", {}),
+            "invoice_settings": {"default_payment_method": None},
         }
         self._store(account, customer)
         self._emit(account, "customer.created", customer, request)
@@ -321,12 +332,23 @@ class StripeSandbox(Sandbox):
         session_id = new_id("cs_test_", 40)
         base = str(request.base_url).rstrip("/")
         session = {
-            "id": session_id, "object": "checkout.session", "created": int(time.time()), "expires_at": int(time.time()) + 86400,
-            "livemode": False, "mode": "setup", "status": "open", "payment_status": "no_payment_required",
-            "customer": params.get("customer"), "currency": (params.get("currency") or "").lower() or None,
-            "success_url": params["success_url"], "cancel_url": params.get("cancel_url"), "metadata": params.get("metadata", {}),
-            "payment_method_types": params.get("payment_method_types", ["card"]), "setup_intent": None,
-            "client_reference_id": params.get("client_reference_id"), "url": f"{base}/checkout/{session_id}",
+            "id": session_id,
+            "object": "checkout.session",
+            "created": int(time.time()),
+            "expires_at": int(time.time()) + 86400,
+            "livemode": False,
+            "mode": "setup",
+            "status": "open",
+            "payment_status": "no_payment_required",
+            "customer": params.get("customer"),
+            "currency": (params.get("currency") or "").lower() or None,
+            "success_url": params["success_url"],
+            "cancel_url": params.get("cancel_url"),
+            "metadata": params.get("metadata", {}),
+            "payment_method_types": params.get("payment_method_types", ["card"]),
+            "setup_intent": None,
+            "client_reference_id": params.get("client_reference_id"),
+            "url": f"{base}/checkout/{session_id}",
         }
         account.setup_metadata[session_id] = dict((params.get("setup_intent_data") or {}).get("metadata") or {})
         self.checkouts[session_id] = bearer(request) or ""
@@ -352,12 +374,23 @@ class StripeSandbox(Sandbox):
                     pm["customer"] = session["customer"]
                 pm["billing_details"] = {"name": form.get("name") or None}
                 seti_id = new_id("seti_", 24)
-                intent = self._store(account, {
-                    "id": seti_id, "object": "setup_intent", "created": int(time.time()), "livemode": False, "customer": session["customer"],
-                    "payment_method": None, "status": "requires_payment_method", "usage": "off_session", "payment_method_types": ["card"],
-                    "client_secret": f"{seti_id}_secret_{new_id('', 24)}", "metadata": account.setup_metadata.get(session_id, {}),
-                    "last_setup_error": None,
-                })
+                intent = self._store(
+                    account,
+                    {
+                        "id": seti_id,
+                        "object": "setup_intent",
+                        "created": int(time.time()),
+                        "livemode": False,
+                        "customer": session["customer"],
+                        "payment_method": None,
+                        "status": "requires_payment_method",
+                        "usage": "off_session",
+                        "payment_method_types": ["card"],
+                        "client_secret": f"{seti_id}_secret_{new_id('', 24)}",
+                        "metadata": account.setup_metadata.get(session_id, {}),
+                        "last_setup_error": None,
+                    },
+                )
                 session["setup_intent"] = seti_id
                 self._emit(account, "setup_intent.created", intent, request)
                 self._confirm_setup(account, intent, pm["id"], request)
@@ -369,8 +402,10 @@ class StripeSandbox(Sandbox):
                 return RedirectResponse(self._success_url(session), status_code=303)
         fields = (
             hosted.field("Card number", "cardnumber", placeholder="4242 4242 4242 4242", autocomplete="cc-number")
-            + '<div class="row">' + hosted.field("Expiry", "exp", placeholder="MM / YY", autocomplete="cc-exp")
-            + hosted.field("CVC", "cvc", placeholder="123", autocomplete="cc-csc") + "</div>"
+            + '<div class="row">'
+            + hosted.field("Expiry", "exp", placeholder="MM / YY", autocomplete="cc-exp")
+            + hosted.field("CVC", "cvc", placeholder="123", autocomplete="cc-csc")
+            + "</div>"
             + hosted.field("Name on card", "name", autocomplete="cc-name")
         )
         customer = account.objects.get(session["customer"] or "", {})
@@ -387,10 +422,18 @@ class StripeSandbox(Sandbox):
             self._find(account, "customer", params["customer"], "customer")
         seti_id = new_id("seti_", 24)
         intent = {
-            "id": seti_id, "object": "setup_intent", "created": int(time.time()), "livemode": False,
-            "customer": params.get("customer"), "payment_method": None, "status": "requires_payment_method",
-            "usage": params.get("usage", "off_session"), "payment_method_types": params.get("payment_method_types", ["card"]),
-            "client_secret": f"{seti_id}_secret_{new_id('', 24)}", "metadata": params.get("metadata", {}), "last_setup_error": None,
+            "id": seti_id,
+            "object": "setup_intent",
+            "created": int(time.time()),
+            "livemode": False,
+            "customer": params.get("customer"),
+            "payment_method": None,
+            "status": "requires_payment_method",
+            "usage": params.get("usage", "off_session"),
+            "payment_method_types": params.get("payment_method_types", ["card"]),
+            "client_secret": f"{seti_id}_secret_{new_id('', 24)}",
+            "metadata": params.get("metadata", {}),
+            "last_setup_error": None,
         }
         self._store(account, intent)
         self._emit(account, "setup_intent.created", intent, request)
@@ -432,11 +475,22 @@ class StripeSandbox(Sandbox):
             self._find(account, "customer", params["customer"], "customer")
         pi_id = new_id("pi_", 24)
         intent = {
-            "id": pi_id, "object": "payment_intent", "created": int(time.time()), "livemode": False,
-            "amount": amount, "amount_received": 0, "currency": params["currency"].lower(), "customer": params.get("customer"),
-            "payment_method": None, "status": "requires_payment_method", "metadata": params.get("metadata", {}),
-            "description": params.get("description"), "client_secret": f"{pi_id}_secret_{new_id('', 24)}",
-            "latest_charge": None, "last_payment_error": None, "setup_future_usage": None,
+            "id": pi_id,
+            "object": "payment_intent",
+            "created": int(time.time()),
+            "livemode": False,
+            "amount": amount,
+            "amount_received": 0,
+            "currency": params["currency"].lower(),
+            "customer": params.get("customer"),
+            "payment_method": None,
+            "status": "requires_payment_method",
+            "metadata": params.get("metadata", {}),
+            "description": params.get("description"),
+            "client_secret": f"{pi_id}_secret_{new_id('', 24)}",
+            "latest_charge": None,
+            "last_payment_error": None,
+            "setup_future_usage": None,
         }
         self._store(account, intent)
         self._emit(account, "payment_intent.created", intent, request)
@@ -450,8 +504,11 @@ class StripeSandbox(Sandbox):
         intent = self._find(account, "payment_intent", request.path_params["id"])
         if intent["status"] == "succeeded":
             raise StripeError(
-                400, "invalid_request_error", "This PaymentIntent's payment_method could not be updated because it has a status of succeeded.",
-                code="payment_intent_unexpected_state", payment_intent=intent,
+                400,
+                "invalid_request_error",
+                "This PaymentIntent's payment_method could not be updated because it has a status of succeeded.",
+                code="payment_intent_unexpected_state",
+                payment_intent=intent,
             )
         return self._charge(account, intent, params.get("payment_method") or intent["payment_method"], request)
 
@@ -465,18 +522,27 @@ class StripeSandbox(Sandbox):
         if failure is not None:
             code, decline_code, message = failure
             intent.update(
-                status="requires_payment_method", latest_charge=charge_id,
+                status="requires_payment_method",
+                latest_charge=charge_id,
                 last_payment_error={"type": "card_error", "code": code, "decline_code": decline_code, "message": message, "charge": charge_id},
             )
             self._emit(account, "payment_intent.payment_failed", intent, request)
-            raise StripeError(
-                402, "card_error", message, code=code, decline_code=decline_code, charge=charge_id, payment_intent=json.loads(json.dumps(intent))
-            )
+            raise StripeError(402, "card_error", message, code=code, decline_code=decline_code, charge=charge_id, payment_intent=json.loads(json.dumps(intent)))
         intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=charge_id, last_payment_error=None)
-        self._store(account, {
-            "id": charge_id, "object": "charge", "created": int(time.time()), "amount": intent["amount"], "amount_refunded": 0,
-            "currency": intent["currency"], "payment_intent": intent["id"], "refunded": False, "status": "succeeded",
-        })
+        self._store(
+            account,
+            {
+                "id": charge_id,
+                "object": "charge",
+                "created": int(time.time()),
+                "amount": intent["amount"],
+                "amount_refunded": 0,
+                "currency": intent["currency"],
+                "payment_intent": intent["id"],
+                "refunded": False,
+                "status": "succeeded",
+            },
+        )
         self._emit(account, "payment_intent.succeeded", intent, request)
         return intent
 
@@ -496,12 +562,22 @@ class StripeSandbox(Sandbox):
             raise StripeError(400, "invalid_request_error", f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded")
         if amount < 1 or amount > remaining:
             raise StripeError(
-                400, "invalid_request_error", f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
-                code="amount_too_large", param="amount",
+                400,
+                "invalid_request_error",
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
+                code="amount_too_large",
+                param="amount",
             )
         refund = {
-            "id": new_id("re_", 24), "object": "refund", "created": int(time.time()), "amount": amount, "currency": intent["currency"],
-            "payment_intent": intent["id"], "charge": charge["id"], "status": "succeeded", "metadata": params.get("metadata", {}),
+            "id": new_id("re_", 24),
+            "object": "refund",
+            "created": int(time.time()),
+            "amount": amount,
+            "currency": intent["currency"],
+            "payment_intent": intent["id"],
+            "charge": charge["id"],
+            "status": "succeeded",
+            "metadata": params.get("metadata", {}),
             "reason": params.get("reason"),
         }
         charge["amount_refunded"] += amount
@@ -515,7 +591,12 @@ class StripeSandbox(Sandbox):
         if not params.get("url"):
             raise StripeError(400, "invalid_request_error", "url is required", param="url")
         endpoint = {
-            "id": new_id("we_", 24), "object": "webhook_endpoint", "created": int(time.time()), "url": params["url"],
-            "enabled_events": params.get("enabled_events", ["*"]), "secret": new_id("whsec_", 32), "status": "enabled",
+            "id": new_id("we_", 24),
+            "object": "webhook_endpoint",
+            "created": int(time.time()),
+            "url": params["url"],
+            "enabled_events": params.get("enabled_events", ["*"]),
+            "secret": new_id("whsec_", 32),
+            "status": "enabled",
         }
         return self._store(account, endpoint)

@@ -22,12 +22,8 @@ class Settings(CommonSettings):
     sender_concurrency: int = Field(default=16, ge=1, le=256, description="Emails delivered at once (and SMTP connections kept open).")
     sender_poll_ms: int = Field(default=500, ge=10, description="Wait before claiming again when nothing was due.")
     smtp_idle_seconds: float = Field(default=30.0, gt=0, description="An SMTP connection idle longer is closed, not reused.")
-    documents_concurrency: int = Field(
-        default=4, ge=1, le=64, description="Documents fetched at once (invoicing renders a PDF on its first download)."
-    )
-    document_cache_bytes: int = Field(
-        default=32_000_000, ge=0, description="Fetched documents kept in memory for a few minutes, so each is fetched once."
-    )
+    documents_concurrency: int = Field(default=4, ge=1, le=64, description="Documents fetched at once (invoicing renders a PDF on its first download).")
+    document_cache_bytes: int = Field(default=32_000_000, ge=0, description="Fetched documents kept in memory for a few minutes, so each is fetched once.")
     attachment_timeout: float = Field(default=30.0, gt=0, description="Seconds to fetch one document to attach.")
     attachment_max_bytes: int = Field(default=20_000_000, gt=0, description="A larger document is not attached (the delivery fails).")
     webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds for one webhook POST.")

@@ -55,7 +55,13 @@ def build(settings: Settings | None = None) -> FastAPI:
     # A month close's invoices: emails and webhooks decided a batch at a time.
     runtime.on_batch(InvoiceIssued, consumers.on_invoices_issued(runtime, settings))
     for model in (
-        InvoiceIssued, PaymentSucceeded, PaymentFailed, DunningStepReached, AccountSuspended, AccountReinstated, ComparisonReportReady,
+        InvoiceIssued,
+        PaymentSucceeded,
+        PaymentFailed,
+        DunningStepReached,
+        AccountSuspended,
+        AccountReinstated,
+        ComparisonReportReady,
         ProjectWorkStatementIssued,
     ):
         if model not in WEBHOOK_EVENTS:

@@ -226,7 +226,8 @@ class SendingPool(Generic[T, R]):
                             SETTLE_FAILURES.labels(self.channel.name).inc()
                             log.exception(
                                 "%s pool: %d outcomes could not be recorded; their rows come back when their lease ends",
-                                self.channel.name, len(outcomes),
+                                self.channel.name,
+                                len(outcomes),
                             )
                         else:
                             await asyncio.sleep(0.5 * attempt)

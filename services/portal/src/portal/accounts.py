@@ -156,8 +156,15 @@ async def invite(
     account = account_id(tenant, customer_id) if customer_id else None
     now = runtime.clock.now()
     values = {
-        "user_id": str(uuid.uuid4()), "tenant": tenant, "email": email, "name": (name or "").strip() or None,
-        "role": role, "account_id": account, "invited_by": invited_by, "invited_at": now, "locale": locale,
+        "user_id": str(uuid.uuid4()),
+        "tenant": tenant,
+        "email": email,
+        "name": (name or "").strip() or None,
+        "role": role,
+        "account_id": account,
+        "invited_by": invited_by,
+        "invited_at": now,
+        "locale": locale,
     }
     await session.execute(pg_insert(db.user).values(**values).on_conflict_do_nothing(constraint="uq_portal_user_tenant_email"))
     row = (await session.execute(select(db.user).where(db.user.c.tenant == tenant, db.user.c.email == email))).one()
@@ -187,8 +194,15 @@ async def send_link(
     )
     url = f"{portal_url.rstrip('/')}/sign-in/{token}"
     data = PortalSignInLinkIssued(
-        user_id=user.user_id, email=user.email, name=user.name, role=user.role, account_id=user.account_id,  # type: ignore[arg-type]
-        link=url, expires_at=expires, invitation=invitation, invited_by=invited_by,
+        user_id=user.user_id,
+        email=user.email,
+        name=user.name,
+        role=user.role,
+        account_id=user.account_id,  # type: ignore[arg-type]
+        link=url,
+        expires_at=expires,
+        invitation=invitation,
+        invited_by=invited_by,
     )
     await runtime.outbox.add(session, runtime.event(data, tenant=user.tenant, subject=user.user_id))
     return url
@@ -196,9 +210,7 @@ async def send_link(
 
 async def user_by_email(session: AsyncSession, tenant: str, email: str) -> User | None:
     row = (
-        await session.execute(
-            select(db.user).where(db.user.c.tenant == tenant, db.user.c.email == email.strip().lower(), db.user.c.disabled_at.is_(None))
-        )
+        await session.execute(select(db.user).where(db.user.c.tenant == tenant, db.user.c.email == email.strip().lower(), db.user.c.disabled_at.is_(None)))
     ).first()
     return None if row is None else _user(row)
 
@@ -213,8 +225,11 @@ async def link_user(session: AsyncSession, tenant: str, token: str, now: datetim
         select(db.user)
         .join(db.sign_in_link, db.sign_in_link.c.user_id == db.user.c.user_id)
         .where(
-            db.sign_in_link.c.token_sha256 == sha256(token), db.sign_in_link.c.tenant == tenant, db.sign_in_link.c.used_at.is_(None),
-            db.sign_in_link.c.expires_at > now, db.user.c.disabled_at.is_(None),
+            db.sign_in_link.c.token_sha256 == sha256(token),
+            db.sign_in_link.c.tenant == tenant,
+            db.sign_in_link.c.used_at.is_(None),
+            db.sign_in_link.c.expires_at > now,
+            db.user.c.disabled_at.is_(None),
         )
     )
     row = (await session.execute(query)).first()
@@ -258,16 +273,16 @@ async def sign_in(
         used = await session.execute(
             update(db.sign_in_link)
             .where(
-                db.sign_in_link.c.token_sha256 == sha256(link_token), db.sign_in_link.c.tenant == tenant,
-                db.sign_in_link.c.used_at.is_(None), db.sign_in_link.c.expires_at > now,
+                db.sign_in_link.c.token_sha256 == sha256(link_token),
+                db.sign_in_link.c.tenant == tenant,
+                db.sign_in_link.c.used_at.is_(None),
+                db.sign_in_link.c.expires_at > now,
             )
             .values(used_at=now)
             .returning(db.sign_in_link.c.user_id)
         )
         user_id = used.scalar()
-        row = None if user_id is None else (
-            await session.execute(select(db.user).where(db.user.c.user_id == user_id, db.user.c.disabled_at.is_(None)))
-        ).first()
+        row = None if user_id is None else (await session.execute(select(db.user).where(db.user.c.user_id == user_id, db.user.c.disabled_at.is_(None)))).first()
         if row is None:
             SIGN_INS.labels("refused").inc()
             raise LinkRefused("this sign-in link has expired or was already used")
@@ -283,17 +298,21 @@ async def sign_in(
         statement = keys.get("statement")
         await session.execute(
             insert(db.session).values(
-                session_sha256=sha256(token), user_id=user.user_id, tenant=user.tenant, key_id=keys["tenant"].key_id,
-                statement_key_id=statement.key_id if statement else None, created_at=now, expires_at=expires, host=host,
+                session_sha256=sha256(token),
+                user_id=user.user_id,
+                tenant=user.tenant,
+                key_id=keys["tenant"].key_id,
+                statement_key_id=statement.key_id if statement else None,
+                created_at=now,
+                expires_at=expires,
+                host=host,
             )
         )
         SIGN_INS.labels("signed_in").inc()
         return Session(user, token, keys["tenant"].key, statement.key if statement else None, secrets_.csrf(token), expires)
 
 
-async def current(
-    session: AsyncSession, tenant: str, token: str | None, secrets_: Secrets, now: datetime, host: str | None = None
-) -> Session | None:
+async def current(session: AsyncSession, tenant: str, token: str | None, secrets_: Secrets, now: datetime, host: str | None = None) -> Session | None:
     """The session a cookie stands for, on this partner's portal at this host (None: the portal's own
     address); None when it is unknown, ended, expired or opened at another host."""
     if not token:
@@ -302,8 +321,12 @@ async def current(
         select(db.session, db.user)
         .join(db.user, db.user.c.user_id == db.session.c.user_id)
         .where(
-            db.session.c.session_sha256 == sha256(token), db.session.c.tenant == tenant, db.session.c.ended_at.is_(None),
-            db.session.c.expires_at > now, db.user.c.disabled_at.is_(None), db.session.c.host.is_not_distinct_from(host),
+            db.session.c.session_sha256 == sha256(token),
+            db.session.c.tenant == tenant,
+            db.session.c.ended_at.is_(None),
+            db.session.c.expires_at > now,
+            db.user.c.disabled_at.is_(None),
+            db.session.c.host.is_not_distinct_from(host),
         )
     )
     row = (await session.execute(query)).first()
@@ -335,4 +358,3 @@ async def end_sessions(runtime: ServiceRuntime, session: AsyncSession, *, token:
     if rows:
         SESSIONS_ENDED.labels(why).inc(len(rows))
     return len(rows)
-

@@ -40,8 +40,16 @@ async def post_invitation(body: InvitationIn, caller: Caller, runtime: Runtime, 
     assert isinstance(settings, Settings)
     async with runtime.transaction() as session:
         user, _ = await accounts.invite(
-            runtime, session, tenant=caller.tenant, email=body.email, name=body.name, role=body.role, customer_id=body.customer_id,
-            invited_by=f"api key {caller.key_id}", portal_url=await hosts.portal_url(request, caller.tenant), link_minutes=settings.link_minutes,
+            runtime,
+            session,
+            tenant=caller.tenant,
+            email=body.email,
+            name=body.name,
+            role=body.role,
+            customer_id=body.customer_id,
+            invited_by=f"api key {caller.key_id}",
+            portal_url=await hosts.portal_url(request, caller.tenant),
+            link_minutes=settings.link_minutes,
             locale=body.locale,
         )
     return InvitationOut(user_id=user.user_id, email=user.email, role=user.role, account_id=user.account_id, link_expires_in_minutes=settings.link_minutes)

@@ -59,8 +59,11 @@ def build(settings: Settings | None = None) -> FastAPI:
     app.state.hosts = hosts.HostMap(runtime)
     app.state.services = Services(
         {
-            "invoicing": settings.invoicing_url, "rating": settings.rating_url, "dunning": settings.dunning_url,
-            "notify": settings.notify_url, "usage-ingest": settings.usage_ingest_url,
+            "invoicing": settings.invoicing_url,
+            "rating": settings.rating_url,
+            "dunning": settings.dunning_url,
+            "notify": settings.notify_url,
+            "usage-ingest": settings.usage_ingest_url,
             "payments": settings.payments_url,
         },
         timeout=settings.api_timeout,

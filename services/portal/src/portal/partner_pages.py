@@ -61,9 +61,21 @@ TEMPLATE_NAMES = {
 ACTION_NAMES = {"remind": N_("Reminder"), "retry": N_("Payment retry"), "final_notice": N_("Final notice"), "suspend": N_("Suspension")}
 # The words of filters and statuses, marked here for extraction and translated where shown.
 LABELS = {
-    "open": N_("Open"), "closed": N_("Closed"), "all": N_("All"), "sent": N_("Sent"), "pending": N_("Pending"), "sending": N_("Sending"),
-    "failed": N_("Failed"), "no_recipient": N_("No recipient"), "paid": N_("Paid"), "credited": N_("Credited"), "written_off": N_("Written off"),
-    "added": N_("Added"), "removed": N_("Removed"), "changed": N_("Changed"), "unchanged": N_("Unchanged"),
+    "open": N_("Open"),
+    "closed": N_("Closed"),
+    "all": N_("All"),
+    "sent": N_("Sent"),
+    "pending": N_("Pending"),
+    "sending": N_("Sending"),
+    "failed": N_("Failed"),
+    "no_recipient": N_("No recipient"),
+    "paid": N_("Paid"),
+    "credited": N_("Credited"),
+    "written_off": N_("Written off"),
+    "added": N_("Added"),
+    "removed": N_("Removed"),
+    "changed": N_("Changed"),
+    "unchanged": N_("Unchanged"),
 }
 
 
@@ -159,9 +171,7 @@ async def reports(request: Request, partner: str) -> Response:
 async def report_page(request: Request, partner: str, report_id: str) -> Response:
     who = await _signed_in(request, partner)
     key = _statement_key(who)
-    brand, report = await asyncio.gather(
-        _load_brand(request, who), _services(request).json("invoicing", f"/v1/comparison-reports/{_check_id(report_id)}", key)
-    )
+    brand, report = await asyncio.gather(_load_brand(request, who), _services(request).json("invoicing", f"/v1/comparison-reports/{_check_id(report_id)}", key))
     return render(request, partner, "report.html", who=who, brand=brand, report=report, counts=_counts(report), labels=LABELS)
 
 
@@ -193,8 +203,19 @@ async def dunning_cases(request: Request, partner: str) -> Response:
     brand, listed, names = await asyncio.gather(
         _load_brand(request, who), _services(request).json("dunning", "/v1/cases", who.key, params), _customer_names(request, who)
     )
-    return render(request, partner, "dunning.html", who=who, brand=brand, cases=listed["items"], names=names, shown=shown, filters=CASE_FILTERS,
-                  action_names=ACTION_NAMES, labels=LABELS)
+    return render(
+        request,
+        partner,
+        "dunning.html",
+        who=who,
+        brand=brand,
+        cases=listed["items"],
+        names=names,
+        shown=shown,
+        filters=CASE_FILTERS,
+        action_names=ACTION_NAMES,
+        labels=LABELS,
+    )
 
 
 # --- the delivery log ----------------------------------------------------------------------------
@@ -212,8 +233,19 @@ async def deliveries(request: Request, partner: str) -> Response:
     brand, listed, names = await asyncio.gather(
         _load_brand(request, who), _services(request).json("notify", "/v1/deliveries", who.key, params), _customer_names(request, who)
     )
-    return render(request, partner, "deliveries.html", who=who, brand=brand, deliveries=listed["items"], names=names, shown=shown,
-                  filters=DELIVERY_FILTERS, template_names=TEMPLATE_NAMES, labels=LABELS)
+    return render(
+        request,
+        partner,
+        "deliveries.html",
+        who=who,
+        brand=brand,
+        deliveries=listed["items"],
+        names=names,
+        shown=shown,
+        filters=DELIVERY_FILTERS,
+        template_names=TEMPLATE_NAMES,
+        labels=LABELS,
+    )
 
 
 @router.get("/p/{partner}/deliveries/{delivery_id}")
@@ -221,9 +253,7 @@ async def delivery_page(request: Request, partner: str, delivery_id: str) -> Res
     """One email as it was sent (a sign-in email without its link: notify leaves it out)."""
     who = await _signed_in(request, partner)
     _partner_only(who)
-    brand, delivery = await asyncio.gather(
-        _load_brand(request, who), _services(request).json("notify", f"/v1/deliveries/{_check_id(delivery_id)}", who.key)
-    )
+    brand, delivery = await asyncio.gather(_load_brand(request, who), _services(request).json("notify", f"/v1/deliveries/{_check_id(delivery_id)}", who.key))
     return render(request, partner, "delivery.html", who=who, brand=brand, delivery=delivery, template_names=TEMPLATE_NAMES, labels=LABELS)
 
 
@@ -245,8 +275,17 @@ async def brand_page(request: Request, partner: str) -> Response:
     brand = Brand.from_notify(current)
     await request.app.state.brands.remember(who.user.tenant, brand)
     return render(
-        request, partner, "brand.html", who=who, brand=brand, form=_brand_form(current), configured=current["configured"],
-        saved=request.query_params.get("saved") == "1", error=None, error_field=None, idempotency_key=str(uuid.uuid4()),
+        request,
+        partner,
+        "brand.html",
+        who=who,
+        brand=brand,
+        form=_brand_form(current),
+        configured=current["configured"],
+        saved=request.query_params.get("saved") == "1",
+        error=None,
+        error_field=None,
+        idempotency_key=str(uuid.uuid4()),
     )
 
 
@@ -315,8 +354,17 @@ async def save_brand(request: Request, partner: str) -> Response:
             BRAND_EDITS.labels("refused").inc()
             current = await _services(request).json("notify", "/v1/brand", who.key)
             return render(
-                request, partner, "brand.html", status=422, who=who, brand=Brand.from_notify(current), form={f: form.get(f, "") for f in BRAND_FIELDS},
-                configured=current["configured"], saved=False, error=N_("Check the highlighted field."), error_field=refused.field,
+                request,
+                partner,
+                "brand.html",
+                status=422,
+                who=who,
+                brand=Brand.from_notify(current),
+                form={f: form.get(f, "") for f in BRAND_FIELDS},
+                configured=current["configured"],
+                saved=False,
+                error=N_("Check the highlighted field."),
+                error_field=refused.field,
                 idempotency_key=str(uuid.uuid4()),
             )
     BRAND_EDITS.labels("saved").inc()

@@ -57,8 +57,17 @@ async def payment_methods(request: Request, partner: str) -> Response:
     methods = await _list(request, who)
     flash = {k: request.query_params.get(k) for k in ("added", "removed", "default", "pending", "failed", "cancelled")}
     return web.render(
-        request, partner, "payment_methods.html", who=who, brand=brand, methods=methods, describe=describe, expiry=expiry,
-        providers=PROVIDER_NAMES, request_id=str(uuid.uuid4()), flash=flash,
+        request,
+        partner,
+        "payment_methods.html",
+        who=who,
+        brand=brand,
+        methods=methods,
+        describe=describe,
+        expiry=expiry,
+        providers=PROVIDER_NAMES,
+        request_id=str(uuid.uuid4()),
+        flash=flash,
     )
 
 
@@ -79,8 +88,12 @@ async def add_payment_method(request: Request, partner: str) -> Response:
     public = settings.public_base_url.rstrip("/")
     profile = await services.json("usage-ingest", f"/v1/accounts/{who.user.account_id}/billing-profile", who.key)
     body = {
-        "id": method_id, "type": kind, "email": profile.get("billing_email") or who.user.email, "name": profile.get("name"),
-        "currency": profile.get("currency") or "EUR", "redirect_uri": f"{public}/p/{partner}/payment-methods/{method_id}/return",
+        "id": method_id,
+        "type": kind,
+        "email": profile.get("billing_email") or who.user.email,
+        "name": profile.get("name"),
+        "currency": profile.get("currency") or "EUR",
+        "redirect_uri": f"{public}/p/{partner}/payment-methods/{method_id}/return",
         "cancel_uri": f"{public}/p/{partner}/payment-methods?cancelled=1",
     }
     with tracer.start_as_current_span("portal.add_payment_method", attributes={"billing.method_type": kind}):
@@ -96,8 +109,15 @@ async def add_payment_method(request: Request, partner: str) -> Response:
     # to the page's form-action policy, which allows only the portal).
     scheme = SCHEMES.get(body["currency"], body["currency"]) if kind == "direct_debit" else None
     return web.render(
-        request, partner, "setup_redirect.html", who=who, brand=await web._load_brand(request, who), setup_url=method["setup_url"],
-        provider=PROVIDER_NAMES.get(method["provider"], method["provider"]), kind=kind, scheme=scheme,
+        request,
+        partner,
+        "setup_redirect.html",
+        who=who,
+        brand=await web._load_brand(request, who),
+        setup_url=method["setup_url"],
+        provider=PROVIDER_NAMES.get(method["provider"], method["provider"]),
+        kind=kind,
+        scheme=scheme,
     )
 
 
@@ -117,8 +137,15 @@ async def payment_method(request: Request, partner: str, method_id: str) -> Resp
     who = await _customer(request, partner)
     method = await web._services(request).json("payments", f"{_base(who)}/{web._check_id(method_id)}", who.key)
     return web.render(
-        request, partner, "payment_method.html", who=who, brand=await web._load_brand(request, who), method=method, describe=describe,
-        expiry=expiry, providers=PROVIDER_NAMES,
+        request,
+        partner,
+        "payment_method.html",
+        who=who,
+        brand=await web._load_brand(request, who),
+        method=method,
+        describe=describe,
+        expiry=expiry,
+        providers=PROVIDER_NAMES,
     )
 
 

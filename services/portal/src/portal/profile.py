@@ -53,11 +53,19 @@ def _values(profile: dict[str, Any]) -> dict[str, str]:
     return {**values, "address_line1": lines[0], "address_line2": lines[1]}
 
 
-def _page(request: Request, partner: str, who: Session, brand: Any, profile: dict[str, Any], values: dict[str, str], *,
-          errors: dict[str, str] | None = None, saved: str | None = None, status: int = 200) -> Response:
-    return web.render(
-        request, partner, "profile.html", status=status, who=who, brand=brand, profile=profile, values=values, errors=errors or {}, saved=saved
-    )
+def _page(
+    request: Request,
+    partner: str,
+    who: Session,
+    brand: Any,
+    profile: dict[str, Any],
+    values: dict[str, str],
+    *,
+    errors: dict[str, str] | None = None,
+    saved: str | None = None,
+    status: int = 200,
+) -> Response:
+    return web.render(request, partner, "profile.html", status=status, who=who, brand=brand, profile=profile, values=values, errors=errors or {}, saved=saved)
 
 
 @router.get("/p/{partner}/profile")
@@ -77,9 +85,13 @@ async def save_billing_profile(request: Request, partner: str) -> Response:
     web._require(who.user.may_change_account)
     values = {k: form.get(k, "").strip() for k in FIELDS}
     body = {
-        "billing_email": values["billing_email"], "contact_name": values["contact_name"] or None, "contact_phone": values["contact_phone"] or None,
+        "billing_email": values["billing_email"],
+        "contact_name": values["contact_name"] or None,
+        "contact_phone": values["contact_phone"] or None,
         "address_lines": [line for line in (values["address_line1"], values["address_line2"]) if line],
-        "city": values["city"] or None, "postal_code": values["postal_code"] or None, "region": values["region"] or None,
+        "city": values["city"] or None,
+        "postal_code": values["postal_code"] or None,
+        "region": values["region"] or None,
         "vat_id": values["vat_id"] or None,
     }
     services = web._services(request)

@@ -91,8 +91,14 @@ def render(
 ) -> HTMLResponse:
     fmt = _fmt(request, who)
     html = templates.get_template(template).render(
-        partner=partner, brand=brand or _brand(request, partner), who=who, role_names=ROLE_NAMES, fmt=fmt, _=fmt.gettext,
-        csrf=context.pop("csrf", who.csrf if who else None), **context,
+        partner=partner,
+        brand=brand or _brand(request, partner),
+        who=who,
+        role_names=ROLE_NAMES,
+        fmt=fmt,
+        _=fmt.gettext,
+        csrf=context.pop("csrf", who.csrf if who else None),
+        **context,
     )
     response = HTMLResponse(html, status_code=status)
     response.headers["Cache-Control"] = "no-store"
@@ -216,7 +222,13 @@ async def sign_in(request: Request, partner: str, token: str) -> Response:
     try:
         async with runtime.transaction() as session:
             who = await accounts.sign_in(
-                runtime, session, partner, token, request.app.state.secrets, distributor=settings.distributor_tenant, session_hours=settings.session_hours,
+                runtime,
+                session,
+                partner,
+                token,
+                request.app.state.secrets,
+                distributor=settings.distributor_tenant,
+                session_hours=settings.session_hours,
                 host=hosts.request_host(request),
             )
     except accounts.LinkRefused:
@@ -264,9 +276,18 @@ async def account_summary(request: Request, partner: str) -> Response:
     active = [m for m in methods["items"] if m["status"] == "active" and m["type"] != "bank_transfer"]
     method = next((m for m in active if m["is_default"]), active[-1] if active else None)  # what collection uses
     return render(
-        request, partner, "account.html", who=who, brand=brand, standing=standing, charges=charges,
-        invoices=items[:3], buyer_name=items[0]["buyer_name"] if items else who.user.name or who.user.email,
-        subscriptions=[s for s in subscriptions["items"] if s["status"] != "ended"], method=method, describe_method=describe,
+        request,
+        partner,
+        "account.html",
+        who=who,
+        brand=brand,
+        standing=standing,
+        charges=charges,
+        invoices=items[:3],
+        buyer_name=items[0]["buyer_name"] if items else who.user.name or who.user.email,
+        subscriptions=[s for s in subscriptions["items"] if s["status"] != "ended"],
+        method=method,
+        describe_method=describe,
     )
 
 
@@ -298,10 +319,21 @@ async def _history(services: Services, key: str) -> list[dict[str, Any]]:
             if found["id"] == invoice["id"]:
                 rows.extend(
                     {
-                        "kind": "credit_note", "id": n["id"], "number": n["number"], "description": n.get("reason") or "Credit note",
-                        "period_start": invoice["period_start"], "period_end": invoice["period_end"], "issued_on": n["issued_on"],
-                        "due_on": None, "paid_on": None, "status": "credited", "currency": n["currency"], "net_total": n["net_total"],
-                        "tax_total": n["tax_total"], "total": n["total"], "buyer_name": invoice["buyer_name"],
+                        "kind": "credit_note",
+                        "id": n["id"],
+                        "number": n["number"],
+                        "description": n.get("reason") or "Credit note",
+                        "period_start": invoice["period_start"],
+                        "period_end": invoice["period_end"],
+                        "issued_on": n["issued_on"],
+                        "due_on": None,
+                        "paid_on": None,
+                        "status": "credited",
+                        "currency": n["currency"],
+                        "net_total": n["net_total"],
+                        "tax_total": n["tax_total"],
+                        "total": n["total"],
+                        "buyer_name": invoice["buyer_name"],
                     }
                     for n in batch["items"]
                 )
@@ -313,12 +345,21 @@ async def billing_history(request: Request, partner: str) -> Response:
     who = await _signed_in(request, partner)
     services = _services(request)
     brand, rows, received = await asyncio.gather(
-        _load_brand(request, who), _history(services, who.key),
+        _load_brand(request, who),
+        _history(services, who.key),
         _payments_received(services, who.key) if not who.user.is_partner else asyncio.sleep(0, None),
     )
     return render(
-        request, partner, "invoices.html", who=who, brand=brand, rows=rows, title="Billing history",
-        base=f"/p/{partner}/invoices", notes_base=f"/p/{partner}/credit-notes", payments=received,
+        request,
+        partner,
+        "invoices.html",
+        who=who,
+        brand=brand,
+        rows=rows,
+        title="Billing history",
+        base=f"/p/{partner}/invoices",
+        notes_base=f"/p/{partner}/credit-notes",
+        payments=received,
     )
 
 
@@ -380,8 +421,15 @@ async def statement(request: Request, partner: str) -> Response:
     _require(who.user.is_partner and who.statement_key is not None)
     brand, rows = await asyncio.gather(_load_brand(request, who), _history(_services(request), who.statement_key or ""))
     return render(
-        request, partner, "invoices.html", who=who, brand=brand, rows=rows, title="Account statement",
-        base=f"/p/{partner}/statement", notes_base=f"/p/{partner}/statement/credit-notes",
+        request,
+        partner,
+        "invoices.html",
+        who=who,
+        brand=brand,
+        rows=rows,
+        title="Account statement",
+        base=f"/p/{partner}/statement",
+        notes_base=f"/p/{partner}/statement/credit-notes",
     )
 
 
@@ -448,9 +496,17 @@ async def invite_user(request: Request, partner: str) -> Response:
     try:
         async with runtime.transaction() as session:
             user, _ = await accounts.invite(
-                runtime, session, tenant=partner, email=form.get("email", ""), name=form.get("name"), role=form.get("role", ""),
-                customer_id=form.get("customer_id"), invited_by=who.user.email, portal_url=await hosts.portal_url(request, partner),
-                link_minutes=settings.link_minutes, locale=form.get("locale") or None,
+                runtime,
+                session,
+                tenant=partner,
+                email=form.get("email", ""),
+                name=form.get("name"),
+                role=form.get("role", ""),
+                customer_id=form.get("customer_id"),
+                invited_by=who.user.email,
+                portal_url=await hosts.portal_url(request, partner),
+                link_minutes=settings.link_minutes,
+                locale=form.get("locale") or None,
             )
     except accounts.InvalidInvitation as bad:
         async with runtime.sessions() as session:

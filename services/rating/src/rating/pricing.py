@@ -118,7 +118,7 @@ class PriceModel:
 def _dec(body: dict[str, Any], name: str, *, positive: bool = False) -> Decimal:
     value = body.get(name)
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not _DECIMAL.fullmatch(str(value).strip()):
-        raise InvalidPriceModel(f"{name} must be a non-negative decimal string such as \"35.00\"", field=name)
+        raise InvalidPriceModel(f'{name} must be a non-negative decimal string such as "35.00"', field=name)
     number = Decimal(str(value).strip())
     if positive and number <= 0:
         raise InvalidPriceModel(f"{name} must be greater than zero", field=name)

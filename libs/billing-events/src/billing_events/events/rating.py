@@ -87,14 +87,13 @@ class ProductPublished(EventData):
     quantity_rule: str
     kind: str
     allows_credits: bool = Field(description="Negative usage of this product is a credit, rated (else refused).")
-    wholesale: bool = Field(
-        description="The seller is the distributor: a partner's order or usage of a code it does not define itself is of this product."
-    )
+    wholesale: bool = Field(description="The seller is the distributor: a partner's order or usage of a code it does not define itself is of this product.")
     revision: int = Field(ge=1, description="Increases with every change of the product; the latest revision wins.")
     updated_at: AwareDatetime
 
     def partition_key(self) -> str:
         return self.seller_id
+
 
 class ProjectWorkRecorded(EventData):
     """Time and materials entered for an end customer (seed 001's project work): priced as the

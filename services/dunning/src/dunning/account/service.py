@@ -74,8 +74,15 @@ async def link_customers(runtime: ServiceRuntime, session: AsyncSession, tenant:
     if own and (await policy_of(session, DISTRIBUTOR)).cascade_to_customers:
         for customer_account_id in new:
             await suspend(
-                runtime, session, tenant=tenant, account=customer_account_id, seller_id=partner_account, case_id=own[0].case_id, on=today,
-                cascade=False, cascaded_from=partner_account,
+                runtime,
+                session,
+                tenant=tenant,
+                account=customer_account_id,
+                seller_id=partner_account,
+                case_id=own[0].case_id,
+                on=today,
+                cascade=False,
+                cascaded_from=partner_account,
             )
 
 

@@ -23,9 +23,7 @@ async def list_cases(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     async with runtime.sessions() as session:
-        items, next_cursor = await service.list_cases(
-            session, tenant, runtime.clock.today(), status=status, account_id=account_id, limit=limit, cursor=cursor
-        )
+        items, next_cursor = await service.list_cases(session, tenant, runtime.clock.today(), status=status, account_id=account_id, limit=limit, cursor=cursor)
     return page([i.model_dump(mode="json") for i in items], limit, next_cursor)
 
 

@@ -71,9 +71,7 @@ async def insert_payment(session: AsyncSession, row: dict[str, Any]) -> bool:
 
 
 async def insert_settlement(session: AsyncSession, row: dict[str, Any]) -> bool:
-    result = await session.execute(
-        pg_insert(SETTLEMENT).values(**row).on_conflict_do_nothing(index_elements=["invoice_id"]).returning(SETTLEMENT.c.invoice_id)
-    )
+    result = await session.execute(pg_insert(SETTLEMENT).values(**row).on_conflict_do_nothing(index_elements=["invoice_id"]).returning(SETTLEMENT.c.invoice_id))
     return result.first() is not None
 
 
@@ -111,7 +109,6 @@ async def list_cases(
 async def open_cases_of_account(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
     query = select_scoped(CASE, tenant).where(CASE.c.account_id == account_id, CASE.c.status == "open")
     return list((await session.execute(query)).all())
-
 
 
 async def insert_failure(session: AsyncSession, row: dict[str, Any]) -> bool:

@@ -186,8 +186,12 @@ async def open_cases(runtime: ServiceRuntime, session: AsyncSession, events: lis
                 continue
             customers.setdefault(event.tenant, []).append(row["account_id"])
             data = DunningCaseOpened(
-                case_id=row["case_id"], invoice_id=invoice_id, seller_id=row["seller_id"], account_id=row["account_id"],
-                due_on=row["due_on"], amount_open=Money.of(row["amount_open"], row["currency"]),
+                case_id=row["case_id"],
+                invoice_id=invoice_id,
+                seller_id=row["seller_id"],
+                account_id=row["account_id"],
+                due_on=row["due_on"],
+                amount_open=Money.of(row["amount_open"], row["currency"]),
             )
             opened.append(runtime.event(data, tenant=event.tenant, event_id=derived_event_id("dunning_case_opened", row["case_id"]), subject=row["case_id"]))
         for tenant, account_ids in customers.items():
@@ -409,4 +413,3 @@ async def account_standing(session: AsyncSession, tenant: str, account_id: str, 
 
 def _amounts(by_currency: dict[str, Decimal]) -> list[AmountOut]:
     return [AmountOut(amount=amount, currency=currency) for currency, amount in sorted(by_currency.items())]
-

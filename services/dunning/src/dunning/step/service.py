@@ -90,9 +90,7 @@ async def evaluate_case(runtime: ServiceRuntime, session: AsyncSession, invoice_
             retry = PaymentRetryRequested(
                 case_id=case.case_id, invoice_id=case.invoice_id, seller_id=case.seller_id, account_id=case.account_id, attempt=attempt
             )
-            await runtime.outbox.add(
-                session, runtime.event(retry, tenant=case.tenant, event_id=derived_event_id("payment_retry", *key), subject=case.case_id)
-            )
+            await runtime.outbox.add(session, runtime.event(retry, tenant=case.tenant, event_id=derived_event_id("payment_retry", *key), subject=case.case_id))
             RETRIES_REQUESTED.inc()
         elif step.action == "suspend":
             await accounts.suspend(

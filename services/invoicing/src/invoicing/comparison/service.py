@@ -167,7 +167,16 @@ def report_json(row: Any) -> dict[str, Any]:
 
 
 HEADERS = (
-    "End customer", "Product", "Description", "Last qty", "Last amount", "This qty", "This amount", "Qty difference", "Amount difference", "Change",
+    "End customer",
+    "Product",
+    "Description",
+    "Last qty",
+    "Last amount",
+    "This qty",
+    "This amount",
+    "Qty difference",
+    "Amount difference",
+    "Change",
 )
 _SUMMARY_HEADERS = ("End customer", "Products", "Last amount", "This amount", "Amount difference", "Added", "Removed", "Changed")
 

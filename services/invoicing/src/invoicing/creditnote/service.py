@@ -183,9 +183,7 @@ async def issue_credit_note(
         if total <= 0:
             raise InvalidCreditLine(f"nothing to credit on invoice {invoice.number}", field="lines")
         if total > creditable:
-            raise CreditExceedsCreditableAmount(
-                f"credit of {total} {currency} exceeds the {creditable} {currency} left creditable on invoice {invoice.number}"
-            )
+            raise CreditExceedsCreditableAmount(f"credit of {total} {currency} exceeds the {creditable} {currency} left creditable on invoice {invoice.number}")
         destination: RefundDestination = refund_to or "original_method"
         to_return = amount_to_return(invoice.total, invoice.amount_paid, invoice.credited_total, total)
 

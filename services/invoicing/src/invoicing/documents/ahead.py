@@ -110,4 +110,3 @@ class RenderAhead:
             self.floor = candidate
             self.skipped = {i: at for i, at in self.skipped.items() if at >= candidate}
         return len(todo)
-

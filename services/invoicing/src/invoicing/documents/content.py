@@ -51,9 +51,7 @@ class DocPayment:
 
 
 # Countries of the SEPA schemes (EPC list): a transfer to an IBAN there is a SEPA credit transfer.
-SEPA_COUNTRIES = frozenset(
-    "AD AT BE BG CH CY CZ DE DK EE ES FI FR GB GI GR HR HU IE IS IT LI LT LU LV MC MT NL NO PL PT RO SE SI SK SM VA".split()
-)
+SEPA_COUNTRIES = frozenset("AD AT BE BG CH CY CZ DE DK EE ES FI FR GB GI GR HR HU IE IS IT LI LT LU LV MC MT NL NO PL PT RO SE SI SK SM VA".split())
 
 
 @dataclass(frozen=True)
@@ -138,9 +136,7 @@ class DocContent:
         mean (art. 226 of Directive 2006/112/EC)."""
         notes = [t.note for t in self.taxes if t.note]
         if "oss" in self.schemes:
-            notes.append(
-                "VAT of the customer's country of residence, declared under the One-Stop Shop scheme (Articles 369a to 369k of Directive 2006/112/EC)"
-            )
+            notes.append("VAT of the customer's country of residence, declared under the One-Stop Shop scheme (Articles 369a to 369k of Directive 2006/112/EC)")
         return list(dict.fromkeys(notes))
 
     @property
@@ -195,9 +191,7 @@ def _schemes(lines: list[Any]) -> tuple[str, ...]:
     return tuple(sorted({s for s in (getattr(li, "tax_scheme", None) for li in lines) if s}))
 
 
-def invoice_content(
-    row: Any, lines: list[Any], brand_color: str | None, *, payment: DocPayment | None = None, logo: str | None = None
-) -> DocContent:
+def invoice_content(row: Any, lines: list[Any], brand_color: str | None, *, payment: DocPayment | None = None, logo: str | None = None) -> DocContent:
     return DocContent(
         kind="invoice",
         number=row.number,
@@ -263,7 +257,7 @@ def category_words(category: str) -> str:
 
 
 def country_name(code: str | None) -> str:
-    """"Ireland" for IE; the code itself when ISO 3166 does not know it."""
+    """ "Ireland" for IE; the code itself when ISO 3166 does not know it."""
     if not code:
         return ""
     name: str = Locale("en").territories.get(code, code)

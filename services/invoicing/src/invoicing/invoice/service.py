@@ -68,9 +68,7 @@ INVOICE_BATCH_PERIODS = Histogram("billing_invoice_batch_periods", "Closed perio
 INVOICE_BATCH_SECONDS = Histogram(
     "billing_invoice_batch_seconds", "Time to issue one batch of closed periods", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 )
-BATCH_GC_PAUSED_SECONDS = Counter(
-    "billing_invoice_batch_gc_paused_seconds", "Time issuing batches paused the cyclic garbage collector (see _batch_without_gc)"
-)
+BATCH_GC_PAUSED_SECONDS = Counter("billing_invoice_batch_gc_paused_seconds", "Time issuing batches paused the cyclic garbage collector (see _batch_without_gc)")
 PERIODS_ALREADY_INVOICED = Counter("billing_periods_already_invoiced_total", "Closed periods whose invoice was issued already: nothing written")
 PERIODS_REJECTED = Counter("billing_periods_rejected_total", "Closed periods that cannot be invoiced, by code", ["code"])
 INVOICES_SETTLED = Counter("billing_invoices_settled_total", "Invoices paid in full", ["currency"])

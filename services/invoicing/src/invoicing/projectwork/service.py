@@ -75,25 +75,51 @@ async def issue_statement(runtime: ServiceRuntime, session: AsyncSession, record
         buyer = await _buyer(session, recorded)
         now = runtime.clock.now()
         row = {
-            "statement_id": statement_id, "seller_id": recorded.seller_id, "buyer_account_id": recorded.buyer_account_id,
-            "entry_id": recorded.entry_id, "seq": seq, "number": number, "issued_on": now.date(), "tier": recorded.tier,
-            "currency": currency, "seller": seller.party().model_dump(mode="json"), "buyer": buyer.model_dump(mode="json"),
-            "end_customer_id": recorded.end_customer_id, "end_customer_name": recorded.end_customer_name,
-            "product_code": recorded.product_code, "description": recorded.description, "category": recorded.category,
-            "unit": recorded.unit, "performed_on": recorded.performed_on, "quantity": recorded.quantity,
-            "unit_price": recorded.unit_price.amount, "amount": amount,
-            "billed_with_period_start": recorded.billed_with_period_start, "billed_with_period_end": recorded.billed_with_period_end,
+            "statement_id": statement_id,
+            "seller_id": recorded.seller_id,
+            "buyer_account_id": recorded.buyer_account_id,
+            "entry_id": recorded.entry_id,
+            "seq": seq,
+            "number": number,
+            "issued_on": now.date(),
+            "tier": recorded.tier,
+            "currency": currency,
+            "seller": seller.party().model_dump(mode="json"),
+            "buyer": buyer.model_dump(mode="json"),
+            "end_customer_id": recorded.end_customer_id,
+            "end_customer_name": recorded.end_customer_name,
+            "product_code": recorded.product_code,
+            "description": recorded.description,
+            "category": recorded.category,
+            "unit": recorded.unit,
+            "performed_on": recorded.performed_on,
+            "quantity": recorded.quantity,
+            "unit_price": recorded.unit_price.amount,
+            "amount": amount,
+            "billed_with_period_start": recorded.billed_with_period_start,
+            "billed_with_period_end": recorded.billed_with_period_end,
             "issued_at": now,
         }
         await session.execute(pg_insert(STATEMENT).values(**row))
         await counters.set_last(session, recorded.seller_id, seq, COUNTER)
         token = await share(session, recorded.seller_id, KIND, statement_id, "pdf", now)
         issued = ProjectWorkStatementIssued(
-            statement_id=statement_id, number=number, entry_id=recorded.entry_id, seller=seller.party(), buyer=buyer,
-            issued_on=now.date(), end_customer_id=recorded.end_customer_id, end_customer_name=recorded.end_customer_name,
-            product_code=recorded.product_code, description=recorded.description, performed_on=recorded.performed_on,
-            quantity=recorded.quantity, unit_price=recorded.unit_price, amount=Money.of(amount, currency),
-            billed_with_period_start=recorded.billed_with_period_start, billed_with_period_end=recorded.billed_with_period_end,
+            statement_id=statement_id,
+            number=number,
+            entry_id=recorded.entry_id,
+            seller=seller.party(),
+            buyer=buyer,
+            issued_on=now.date(),
+            end_customer_id=recorded.end_customer_id,
+            end_customer_name=recorded.end_customer_name,
+            product_code=recorded.product_code,
+            description=recorded.description,
+            performed_on=recorded.performed_on,
+            quantity=recorded.quantity,
+            unit_price=recorded.unit_price,
+            amount=Money.of(amount, currency),
+            billed_with_period_start=recorded.billed_with_period_start,
+            billed_with_period_end=recorded.billed_with_period_end,
             documents=[DocumentLink(kind="pdf", url=f"/v1/project-work-statements/{statement_id}/pdf", shared_url=shared_url(runtime, token))],
         )
         event_id = derived_event_id("project_work_statement_issued", statement_id)
@@ -119,10 +145,21 @@ async def list_statements(session: AsyncSession, seller_id: str, buyer_account_i
 
 def content(row: Any, brand_color: str | None) -> StatementContent:
     return StatementContent(
-        number=row.number, issued_on=row.issued_on, seller=row.seller, buyer=row.buyer, currency=row.currency,
-        end_customer_name=row.end_customer_name or row.end_customer_id, product_code=row.product_code, description=row.description,
-        unit=row.unit, performed_on=row.performed_on, quantity=row.quantity, unit_price=row.unit_price, amount=row.amount,
-        billed_with_period_start=row.billed_with_period_start, billed_with_period_end=row.billed_with_period_end,
+        number=row.number,
+        issued_on=row.issued_on,
+        seller=row.seller,
+        buyer=row.buyer,
+        currency=row.currency,
+        end_customer_name=row.end_customer_name or row.end_customer_id,
+        product_code=row.product_code,
+        description=row.description,
+        unit=row.unit,
+        performed_on=row.performed_on,
+        quantity=row.quantity,
+        unit_price=row.unit_price,
+        amount=row.amount,
+        billed_with_period_start=row.billed_with_period_start,
+        billed_with_period_end=row.billed_with_period_end,
         brand_color=brand_color or "#1f4e79",
     )
 
@@ -143,7 +180,9 @@ async def statement_pdf(runtime: ServiceRuntime, seller_id: str, statement_id: s
         workers = getattr(runtime.settings, "render_workers", 1)
         made = await asyncio.get_running_loop().run_in_executor(render_pool(workers), render_statement, content(row, seller.brand_color if seller else None))
         async with runtime.transaction() as session:
-            await documents.store(session, [{"owner_kind": KIND, "owner_id": statement_id, "seller_id": seller_id, "format": "pdf", "content": made,
-                                             "rendered_at": runtime.clock.now()}])
+            await documents.store(
+                session,
+                [{"owner_kind": KIND, "owner_id": statement_id, "seller_id": seller_id, "format": "pdf", "content": made, "rendered_at": runtime.clock.now()}],
+            )
         async with runtime.sessions() as session:
             return name, (await documents.get(session, seller_id, KIND, statement_id, "pdf")) or made

@@ -13,8 +13,17 @@ from notify.brand.models import Brand
 
 BRAND: Table = tenant_owned(Brand, "tenant")
 _FIELDS = (
-    "sender_name", "sender_email", "logo_url", "primary_color", "footer",
-    "support_email", "support_phone", "portal_url", "bank_account_name", "iban", "bic",
+    "sender_name",
+    "sender_email",
+    "logo_url",
+    "primary_color",
+    "footer",
+    "support_email",
+    "support_phone",
+    "portal_url",
+    "bank_account_name",
+    "iban",
+    "bic",
 )
 
 
@@ -25,8 +34,6 @@ async def get(session: AsyncSession, tenant: str) -> Brand | None:
 
 async def put(session: AsyncSession, tenant: str, values: dict[str, str | None], at: datetime) -> Brand:
     stmt = pg_insert(BRAND).values(tenant=tenant, updated_at=at, **values)
-    upsert = stmt.on_conflict_do_update(
-        index_elements=["tenant"], set_={k: stmt.excluded[k] for k in (*_FIELDS, "updated_at")}
-    ).returning(*BRAND.c)
+    upsert = stmt.on_conflict_do_update(index_elements=["tenant"], set_={k: stmt.excluded[k] for k in (*_FIELDS, "updated_at")}).returning(*BRAND.c)
     row = (await session.execute(upsert)).one()
     return Brand.model_validate(row._mapping)

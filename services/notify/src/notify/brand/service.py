@@ -45,8 +45,14 @@ async def get_brand(session: AsyncSession, tenant: str) -> BrandOut:
     brand = await repo.get(session, tenant)
     if brand is None:
         return BrandOut(
-            tenant=tenant, sender_name=tenant, sender_email=None, logo_url=None, primary_color=DEFAULT_COLOR,
-            footer=None, configured=False, updated_at=None,
+            tenant=tenant,
+            sender_name=tenant,
+            sender_email=None,
+            logo_url=None,
+            primary_color=DEFAULT_COLOR,
+            footer=None,
+            configured=False,
+            updated_at=None,
         )
     return BrandOut(**brand.model_dump(), configured=True)
 
@@ -57,9 +63,7 @@ async def put_brand(session: AsyncSession, tenant: str, brand: BrandIn, at: date
     return BrandOut(**stored.model_dump(), configured=True)
 
 
-async def effective_brand(
-    session: AsyncSession, tenant: str, *, seller_name: str | None, default_sender_email: str
-) -> EffectiveBrand:
+async def effective_brand(session: AsyncSession, tenant: str, *, seller_name: str | None, default_sender_email: str) -> EffectiveBrand:
     """The brand to send in."""
     return effective(await repo.get(session, tenant), tenant, seller_name=seller_name, default_sender_email=default_sender_email)
 

@@ -15,13 +15,9 @@ from notify.contact.models import Contact
 CONTACT: Table = tenant_owned(Contact, "partner_id")
 
 
-async def upsert(
-    session: AsyncSession, *, account_id: str, partner_id: str, name: str, billing_email: str, revision: int, at: datetime
-) -> bool:
+async def upsert(session: AsyncSession, *, account_id: str, partner_id: str, name: str, billing_email: str, revision: int, at: datetime) -> bool:
     """Store this revision unless a later (or the same) one is already there; True if stored."""
-    stmt = pg_insert(CONTACT).values(
-        account_id=account_id, partner_id=partner_id, name=name, billing_email=billing_email, revision=revision, updated_at=at
-    )
+    stmt = pg_insert(CONTACT).values(account_id=account_id, partner_id=partner_id, name=name, billing_email=billing_email, revision=revision, updated_at=at)
     upsert = stmt.on_conflict_do_update(
         index_elements=["account_id"],
         set_={k: stmt.excluded[k] for k in ("partner_id", "name", "billing_email", "revision", "updated_at")},

@@ -42,8 +42,9 @@ async def remember_invoice_and_look_up(session: AsyncSession, invoice: KnownInvo
         *[c.label(f"brand_{c.name}") for c in BRAND.c],
         select(func.count()).select_from(remembered).scalar_subquery().label("remembered"),
     ).select_from(
-        anchor.outerjoin(CONTACT, and_(CONTACT.c.account_id == invoice.buyer_account_id, tenant_column(CONTACT) == invoice.tenant))
-        .outerjoin(BRAND, tenant_column(BRAND) == invoice.tenant)
+        anchor.outerjoin(CONTACT, and_(CONTACT.c.account_id == invoice.buyer_account_id, tenant_column(CONTACT) == invoice.tenant)).outerjoin(
+            BRAND, tenant_column(BRAND) == invoice.tenant
+        )
     )
     row = (await session.execute(query)).one()._mapping
     contact = Contact.model_validate({c.name: row[f"contact_{c.name}"] for c in CONTACT.c}) if row["contact_account_id"] is not None else None
@@ -51,9 +52,7 @@ async def remember_invoice_and_look_up(session: AsyncSession, invoice: KnownInvo
     return contact, brand
 
 
-async def remember_invoices_and_look_up(
-    session: AsyncSession, invoices: list[KnownInvoice]
-) -> tuple[dict[str, Contact], dict[str, Brand]]:
+async def remember_invoices_and_look_up(session: AsyncSession, invoices: list[KnownInvoice]) -> tuple[dict[str, Contact], dict[str, Brand]]:
     """Remember a batch of invoices (one multi-row insert), and read their buyers' contacts and
     their sellers' brands (one query each): the batch form of `remember_invoice_and_look_up`."""
     if not invoices:
@@ -87,12 +86,7 @@ async def latest_invoice_of_account(session: AsyncSession, tenant: str, account_
 
 async def insert_delivery(session: AsyncSession, delivery: Delivery) -> bool:
     """Insert unless a delivery with this id exists; True if this call inserted it."""
-    stmt = (
-        pg_insert(DELIVERY)
-        .values(**delivery.model_dump())
-        .on_conflict_do_nothing(index_elements=["delivery_id"])
-        .returning(DELIVERY.c.delivery_id)
-    )
+    stmt = pg_insert(DELIVERY).values(**delivery.model_dump()).on_conflict_do_nothing(index_elements=["delivery_id"]).returning(DELIVERY.c.delivery_id)
     return (await session.execute(stmt)).first() is not None
 
 
@@ -133,9 +127,7 @@ async def mark_sent_many(session: AsyncSession, sent: list[tuple[str, datetime]]
     return set(result.scalars())
 
 
-async def mark_unsent(
-    session: AsyncSession, delivery_id: str, *, status: str, next_attempt_at: datetime | None, error: str
-) -> bool:
+async def mark_unsent(session: AsyncSession, delivery_id: str, *, status: str, next_attempt_at: datetime | None, error: str) -> bool:
     result = await session.execute(
         update(DELIVERY)
         .where(DELIVERY.c.delivery_id == delivery_id, DELIVERY.c.status == "sending")
@@ -146,9 +138,7 @@ async def mark_unsent(
 
 
 async def get_delivery(session: AsyncSession, tenant: str, delivery_id: str) -> Delivery | None:
-    row = (
-        await session.execute(select_scoped(DELIVERY, tenant).where(DELIVERY.c.delivery_id == delivery_id))
-    ).first()
+    row = (await session.execute(select_scoped(DELIVERY, tenant).where(DELIVERY.c.delivery_id == delivery_id))).first()
     return Delivery.model_validate(row._mapping) if row is not None else None
 
 

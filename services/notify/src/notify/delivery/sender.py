@@ -47,11 +47,15 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 SEND_SECONDS = Histogram(
-    "billing_email_send_seconds", "Time of one delivery attempt (documents, message, SMTP hand-over)", ["outcome"],
+    "billing_email_send_seconds",
+    "Time of one delivery attempt (documents, message, SMTP hand-over)",
+    ["outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 FETCH_SECONDS = Histogram(
-    "billing_email_document_fetch_seconds", "Time to fetch one document to attach (from memory when fetched before)", ["source"],
+    "billing_email_document_fetch_seconds",
+    "Time to fetch one document to attach (from memory when fetched before)",
+    ["source"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 FETCH_THROTTLED = Counter(
@@ -222,8 +226,6 @@ def is_permanent(exc: BaseException) -> bool:
     if isinstance(exc, (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError)):
         return exc.code >= 500
     return False
-
-
 
 
 class SmtpConnections:

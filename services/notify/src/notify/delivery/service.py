@@ -52,9 +52,7 @@ from notify.templates.render import RenderedEmail, render
 
 tracer = trace.get_tracer(__name__)
 
-EMAILS = Counter(
-    "billing_emails_total", "Emails by template and outcome (sent, retry, failed, no_recipient)", ["template", "outcome"]
-)
+EMAILS = Counter("billing_emails_total", "Emails by template and outcome (sent, retry, failed, no_recipient)", ["template", "outcome"])
 
 INVOICE_ISSUED = "invoice_issued"
 PAYMENT_RECEIVED = "payment_received"
@@ -67,8 +65,16 @@ COMPARISON_REPORT = "comparison_report"
 PROJECT_WORK_STATEMENT = "project_work_statement"
 PORTAL_SIGN_IN = "portal_sign_in"
 TEMPLATES = (
-    INVOICE_ISSUED, PAYMENT_RECEIVED, PAYMENT_FAILED, REMINDER, FINAL_NOTICE, SUSPENSION, REINSTATEMENT,
-    COMPARISON_REPORT, PROJECT_WORK_STATEMENT, PORTAL_SIGN_IN,
+    INVOICE_ISSUED,
+    PAYMENT_RECEIVED,
+    PAYMENT_FAILED,
+    REMINDER,
+    FINAL_NOTICE,
+    SUSPENSION,
+    REINSTATEMENT,
+    COMPARISON_REPORT,
+    PROJECT_WORK_STATEMENT,
+    PORTAL_SIGN_IN,
 )
 start_at_zero(EMAILS, TEMPLATES, ("sent", "retry", "failed", "no_recipient"))
 STEP_TEMPLATES = {"remind": REMINDER, "final_notice": FINAL_NOTICE}
@@ -186,13 +192,20 @@ def _invoice_deliveries(
     buyer_name = contact.name if contact else invoice.buyer.name
     pdfs = [attachment(d, f"{invoice.number}.pdf") for d in invoice.documents if d.kind == "pdf"]
     pay = how_to_pay(
-        brand, amount=invoice.total, due_on=invoice.due_on, invoice_number=invoice.number,
+        brand,
+        amount=invoice.total,
+        due_on=invoice.due_on,
+        invoice_number=invoice.number,
         document_url=next((d.shared_url for d in invoice.documents if d.kind == "pdf"), None),
     )
     rendered = render(INVOICE_ISSUED, {"invoice": invoice, "brand": brand, "buyer_name": buyer_name, "pay": pay})
     common = {
-        "account_id": invoice.buyer.account_id, "seller_id": invoice.seller.account_id, "invoice_id": invoice.invoice_id,
-        "recipient": recipient, "brand": brand, "now": now,
+        "account_id": invoice.buyer.account_id,
+        "seller_id": invoice.seller.account_id,
+        "invoice_id": invoice.invoice_id,
+        "recipient": recipient,
+        "brand": brand,
+        "now": now,
     }
     deliveries = [_delivery(event, template=INVOICE_ISSUED, rendered=rendered, attachments=pdfs, **common)]
     return deliveries
@@ -205,9 +218,7 @@ async def _insert(session: AsyncSession, deliveries: list[Delivery]) -> None:
             EMAILS.labels(d.template, "no_recipient").inc()
 
 
-async def record_invoice_issued(
-    session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str
-) -> Delivery:
+async def record_invoice_issued(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
     """Queue the invoice email (its PDF attached) to the buyer's billing contact (else the
     invoice's buyer email) in the seller's brand, and remember the invoice for later
     notifications about it."""
@@ -263,14 +274,15 @@ def invoice_how_to_pay(who: Audience, amount: Money | None) -> HowToPay:
     number (for the RF reference), due date and PDF link when it saw the invoice issued."""
     known = who.invoice
     return how_to_pay(
-        who.brand, amount=amount, due_on=known.due_on if known else None, invoice_number=known.number if known else None,
+        who.brand,
+        amount=amount,
+        due_on=known.due_on if known else None,
+        invoice_number=known.number if known else None,
         document_url=known.document_url if known else None,
     )
 
 
-async def record_payment_succeeded(
-    session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str
-) -> Delivery:
+async def record_payment_succeeded(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
     """Queue the payment confirmation. The invoice is named by its number when notify has seen
     it issued, by its id otherwise (payments and invoices travel on different topics)."""
     payment: PaymentSucceeded = event.data
@@ -283,8 +295,16 @@ async def record_payment_succeeded(
             {"payment": payment, "invoice_number": invoice_number, "brand": who.brand, "buyer_name": who.buyer_name, "portal_url": who.brand.portal_url},
         )
         return await _record(
-            session, event, template=PAYMENT_RECEIVED, account_id=payment.account_id, seller_id=payment.seller_id,
-            invoice_id=payment.invoice_id, recipient=who.recipient, brand=who.brand, rendered=rendered, now=now,
+            session,
+            event,
+            template=PAYMENT_RECEIVED,
+            account_id=payment.account_id,
+            seller_id=payment.seller_id,
+            invoice_id=payment.invoice_id,
+            recipient=who.recipient,
+            brand=who.brand,
+            rendered=rendered,
+            now=now,
         )
 
 
@@ -297,12 +317,23 @@ async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any]
         fallback = f"{invoice_number}-comparison.xlsx" if invoice_number else f"comparison-{report.period_start:%Y-%m}.xlsx"
         attached = [attachment(d, fallback) for d in report.documents if d.kind == "xlsx"][:1]
         context = {
-            "report": report, "invoice_number": invoice_number, "brand": who.brand, "buyer_name": who.buyer_name,
+            "report": report,
+            "invoice_number": invoice_number,
+            "brand": who.brand,
+            "buyer_name": who.buyer_name,
             "filename": attached[0]["filename"] if attached else None,
         }
         return await _record(
-            session, event, template=COMPARISON_REPORT, account_id=report.buyer_account_id, seller_id=report.seller_id,
-            invoice_id=report.invoice_id, recipient=who.recipient, brand=who.brand, rendered=render(COMPARISON_REPORT, context), now=now,
+            session,
+            event,
+            template=COMPARISON_REPORT,
+            account_id=report.buyer_account_id,
+            seller_id=report.seller_id,
+            invoice_id=report.invoice_id,
+            recipient=who.recipient,
+            brand=who.brand,
+            rendered=render(COMPARISON_REPORT, context),
+            now=now,
             attachments=attached,
         )
 
@@ -317,12 +348,23 @@ async def record_project_work_statement(session: AsyncSession, event: CloudEvent
         brand = await effective_brand(session, event.tenant, seller_name=statement.seller.name, default_sender_email=default_sender_email)
         attached = [attachment(d, f"{statement.number}.pdf") for d in statement.documents if d.kind == "pdf"][:1]
         context = {
-            "statement": statement, "brand": brand, "buyer_name": contact.name if contact else statement.buyer.name,
+            "statement": statement,
+            "brand": brand,
+            "buyer_name": contact.name if contact else statement.buyer.name,
             "filename": attached[0]["filename"] if attached else None,
         }
         return await _record(
-            session, event, template=PROJECT_WORK_STATEMENT, account_id=statement.buyer.account_id, seller_id=statement.seller.account_id,
-            invoice_id=None, recipient=recipient, brand=brand, rendered=render(PROJECT_WORK_STATEMENT, context), now=now, attachments=attached,
+            session,
+            event,
+            template=PROJECT_WORK_STATEMENT,
+            account_id=statement.buyer.account_id,
+            seller_id=statement.seller.account_id,
+            invoice_id=None,
+            recipient=recipient,
+            brand=brand,
+            rendered=render(PROJECT_WORK_STATEMENT, context),
+            now=now,
+            attachments=attached,
         )
 
 
@@ -332,13 +374,24 @@ async def record_payment_failed(session: AsyncSession, event: CloudEvent[Any], *
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": PAYMENT_FAILED, "billing.invoice_id": payment.invoice_id}):
         who = await audience(session, event.tenant, payment.account_id, payment.invoice_id, default_sender_email)
         context = {
-            "payment": payment, "brand": who.brand, "buyer_name": who.buyer_name,
-            "invoice_number": who.invoice.number if who.invoice else payment.invoice_id, "due_on": who.invoice.due_on if who.invoice else None,
+            "payment": payment,
+            "brand": who.brand,
+            "buyer_name": who.buyer_name,
+            "invoice_number": who.invoice.number if who.invoice else payment.invoice_id,
+            "due_on": who.invoice.due_on if who.invoice else None,
             "pay": invoice_how_to_pay(who, payment.amount),
         }
         return await _record(
-            session, event, template=PAYMENT_FAILED, account_id=payment.account_id, seller_id=payment.seller_id,
-            invoice_id=payment.invoice_id, recipient=who.recipient, brand=who.brand, rendered=render(PAYMENT_FAILED, context), now=now,
+            session,
+            event,
+            template=PAYMENT_FAILED,
+            account_id=payment.account_id,
+            seller_id=payment.seller_id,
+            invoice_id=payment.invoice_id,
+            recipient=who.recipient,
+            brand=who.brand,
+            rendered=render(PAYMENT_FAILED, context),
+            now=now,
         )
 
 
@@ -352,13 +405,24 @@ async def record_dunning_step(session: AsyncSession, event: CloudEvent[Any], *, 
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": template, "billing.invoice_id": step.invoice_id}):
         who = await audience(session, event.tenant, step.account_id, step.invoice_id, default_sender_email)
         context = {
-            "step": step, "brand": who.brand, "buyer_name": who.buyer_name,
-            "invoice_number": who.invoice.number if who.invoice else step.invoice_id, "due_on": who.invoice.due_on if who.invoice else None,
+            "step": step,
+            "brand": who.brand,
+            "buyer_name": who.buyer_name,
+            "invoice_number": who.invoice.number if who.invoice else step.invoice_id,
+            "due_on": who.invoice.due_on if who.invoice else None,
             "pay": invoice_how_to_pay(who, step.amount_overdue),
         }
         return await _record(
-            session, event, template=template, account_id=step.account_id, seller_id=step.seller_id,
-            invoice_id=step.invoice_id, recipient=who.recipient, brand=who.brand, rendered=render(template, context), now=now,
+            session,
+            event,
+            template=template,
+            account_id=step.account_id,
+            seller_id=step.seller_id,
+            invoice_id=step.invoice_id,
+            recipient=who.recipient,
+            brand=who.brand,
+            rendered=render(template, context),
+            now=now,
         )
 
 
@@ -367,14 +431,24 @@ async def record_account_suspended(session: AsyncSession, event: CloudEvent[Any]
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": SUSPENSION, "billing.account_id": suspension.account_id}):
         who = await audience(session, event.tenant, suspension.account_id, None, default_sender_email)
         context = {
-            "suspension": suspension, "brand": who.brand, "buyer_name": who.buyer_name,
+            "suspension": suspension,
+            "brand": who.brand,
+            "buyer_name": who.buyer_name,
             # AccountSuspended names the dunning case, not its invoice: a case id means nothing to a reader.
             "invoice_number": None,
             "pay": invoice_how_to_pay(who, None),
         }
         return await _record(
-            session, event, template=SUSPENSION, account_id=suspension.account_id, seller_id=suspension.seller_id,
-            invoice_id=None, recipient=who.recipient, brand=who.brand, rendered=render(SUSPENSION, context), now=now,
+            session,
+            event,
+            template=SUSPENSION,
+            account_id=suspension.account_id,
+            seller_id=suspension.seller_id,
+            invoice_id=None,
+            recipient=who.recipient,
+            brand=who.brand,
+            rendered=render(SUSPENSION, context),
+            now=now,
         )
 
 
@@ -386,8 +460,16 @@ async def record_portal_sign_in(session: AsyncSession, event: CloudEvent[Any], *
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": PORTAL_SIGN_IN, "portal.user_id": link.user_id}):
         brand = await effective_brand(session, event.tenant, seller_name=None, default_sender_email=default_sender_email)
         return await _record(
-            session, event, template=PORTAL_SIGN_IN, account_id=link.account_id or event.tenant, seller_id=event.tenant,
-            invoice_id=None, recipient=_recipient_or_none(link.email), brand=brand, rendered=render(PORTAL_SIGN_IN, {"link": link, "brand": brand}), now=now,
+            session,
+            event,
+            template=PORTAL_SIGN_IN,
+            account_id=link.account_id or event.tenant,
+            seller_id=event.tenant,
+            invoice_id=None,
+            recipient=_recipient_or_none(link.email),
+            brand=brand,
+            rendered=render(PORTAL_SIGN_IN, {"link": link, "brand": brand}),
+            now=now,
         )
 
 
@@ -397,8 +479,16 @@ async def record_account_reinstated(session: AsyncSession, event: CloudEvent[Any
         who = await audience(session, event.tenant, reinstatement.account_id, None, default_sender_email)
         context = {"reinstatement": reinstatement, "brand": who.brand, "buyer_name": who.buyer_name}
         return await _record(
-            session, event, template=REINSTATEMENT, account_id=reinstatement.account_id, seller_id=reinstatement.seller_id,
-            invoice_id=None, recipient=who.recipient, brand=who.brand, rendered=render(REINSTATEMENT, context), now=now,
+            session,
+            event,
+            template=REINSTATEMENT,
+            account_id=reinstatement.account_id,
+            seller_id=reinstatement.seller_id,
+            invoice_id=None,
+            recipient=who.recipient,
+            brand=who.brand,
+            rendered=render(REINSTATEMENT, context),
+            now=now,
         )
 
 
@@ -443,9 +533,7 @@ def delivered_event(runtime: ServiceRuntime, delivery: Delivery, at: datetime) -
     )
 
 
-async def settle_sent_many(
-    runtime: ServiceRuntime, session: AsyncSession, sent: list[tuple[Delivery, datetime, CloudEvent[Any] | None]]
-) -> set[str]:
+async def settle_sent_many(runtime: ServiceRuntime, session: AsyncSession, sent: list[tuple[Delivery, datetime, CloudEvent[Any] | None]]) -> set[str]:
     """Mark deliveries sent (each at the time its SMTP hand-over finished) and emit their
     NotificationDelivered, in the caller's transaction, in one statement each; returns the ids
     marked (a row no longer `sending` is another sender's, and gets no event from us)."""

@@ -132,7 +132,8 @@ async def check(url: str, allow: AllowList, stage: str) -> Target:
         if not allowed and not all(public(a) or allow.address(a) for a in addresses):
             raise DestinationRefused(
                 "the webhook URL must reach a public address (not loopback, private, link-local, multicast or metadata)",
-                code="webhook_url_not_allowed", field="url",
+                code="webhook_url_not_allowed",
+                field="url",
             )
     except DestinationRefused as refused:
         REFUSED.labels(stage, refused.code).inc()

@@ -28,10 +28,12 @@ def where(endpoint: WebhookEndpoint, column: str) -> bytes:
 def opened(keyring: Keyring, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """The endpoint with its secrets readable (they are sealed in the table)."""
     previous = endpoint.previous_secret
-    return endpoint.model_copy(update={
-        "secret": keyring.open(endpoint.secret, where(endpoint, "secret")),
-        "previous_secret": keyring.open(previous, where(endpoint, "previous_secret")) if previous else None,
-    })
+    return endpoint.model_copy(
+        update={
+            "secret": keyring.open(endpoint.secret, where(endpoint, "secret")),
+            "previous_secret": keyring.open(previous, where(endpoint, "previous_secret")) if previous else None,
+        }
+    )
 
 
 async def insert_endpoint(session: AsyncSession, keyring: Keyring, endpoint: WebhookEndpoint) -> bool:

@@ -114,9 +114,7 @@ class WebhookSender:
             headers["Host"] = target.host
             started = time.perf_counter()
             try:
-                response = await self.http.post(
-                    target.url, content=delivery.payload.encode(), headers=headers, extensions={"sni_hostname": target.server_name}
-                )
+                response = await self.http.post(target.url, content=delivery.payload.encode(), headers=headers, extensions={"sni_hostname": target.server_name})
             except httpx.HTTPError as exc:
                 SEND_SECONDS.labels("error").observe(time.perf_counter() - started)
                 span.record_exception(exc)

@@ -242,5 +242,3 @@ def delivered_event(runtime: ServiceRuntime, delivery: WebhookDelivery, endpoint
     )
     event_id = derived_event_id("notify", "delivered", delivery.delivery_id)
     return runtime.event(data, tenant=delivery.tenant, event_id=event_id, subject=delivery.event_id)
-
-

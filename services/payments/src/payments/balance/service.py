@@ -46,8 +46,16 @@ async def pay_from_balance(runtime: ServiceRuntime, session: AsyncSession, tenan
         if use <= 0:
             return Decimal(0)
         row = await record_received(
-            runtime, session, tenant, invoice, payment_id=f"credit:{invoice.invoice_id}", amount=use, method="bank_transfer",
-            provider=ACCOUNT_CREDIT, paid_on=paid_on, reference=invoice.creditor_reference,
+            runtime,
+            session,
+            tenant,
+            invoice,
+            payment_id=f"credit:{invoice.invoice_id}",
+            amount=use,
+            method="bank_transfer",
+            provider=ACCOUNT_CREDIT,
+            paid_on=paid_on,
+            reference=invoice.creditor_reference,
         )
         if row is None:
             return Decimal(0)  # used before for this invoice

@@ -55,8 +55,11 @@ async def _match(session: AsyncSession, tenant: str, line: Line) -> tuple[Any, s
     if not payer:
         return None, None
     candidates = [
-        i for i in await invoice_repo.open_invoices_of(session, tenant)
-        if i.currency == line.currency and open_amount(i.total, i.amount_received, i.amount_credited) == line.amount and _words(i.buyer_name)
+        i
+        for i in await invoice_repo.open_invoices_of(session, tenant)
+        if i.currency == line.currency
+        and open_amount(i.total, i.amount_received, i.amount_credited) == line.amount
+        and _words(i.buyer_name)
         and _words(i.buyer_name) in payer
     ]
     if len(candidates) == 1:
@@ -72,10 +75,17 @@ async def import_statement(runtime: ServiceRuntime, session: AsyncSession, tenan
         except StatementUnreadable as exc:
             raise InvalidStatement(str(exc), field="body") from exc
         digest = hashlib.sha256(data).hexdigest()
-        created = await repo.insert_statement(session, {
-            "tenant": tenant, "statement_id": parsed.statement_id, "format": parsed.format, "account": parsed.account, "digest": digest,
-            "imported_at": runtime.clock.now(),
-        })
+        created = await repo.insert_statement(
+            session,
+            {
+                "tenant": tenant,
+                "statement_id": parsed.statement_id,
+                "format": parsed.format,
+                "account": parsed.account,
+                "digest": digest,
+                "imported_at": runtime.clock.now(),
+            },
+        )
         if not created:
             stored = await repo.get_statement(session, tenant, parsed.statement_id)
             if stored.digest != digest:
@@ -88,16 +98,35 @@ async def import_statement(runtime: ServiceRuntime, session: AsyncSession, tenan
             payment_id = f"stmt:{parsed.statement_id}:{line_no}" if invoice is not None else None
             if invoice is not None:
                 await record_received(
-                    runtime, session, tenant, invoice, payment_id=payment_id or "", amount=line.amount, method="bank_transfer",
-                    provider="bank_transfer", paid_on=line.booked_on, reference=(line.remittance or "")[:140] or None,
+                    runtime,
+                    session,
+                    tenant,
+                    invoice,
+                    payment_id=payment_id or "",
+                    amount=line.amount,
+                    method="bank_transfer",
+                    provider="bank_transfer",
+                    paid_on=line.booked_on,
+                    reference=(line.remittance or "")[:140] or None,
                 )
                 await remember_payer_account(runtime, session, tenant, invoice.account_id, line.counterparty, line.counterparty_iban)
-            await repo.insert_line(session, {
-                "tenant": tenant, "statement_id": parsed.statement_id, "line_no": line_no, "booked_on": line.booked_on, "amount": line.amount,
-                "currency": line.currency, "remittance": line.remittance, "counterparty": line.counterparty,
-                "status": "matched" if invoice is not None else "unmatched", "matched_by": matched_by,
-                "invoice_id": invoice.invoice_id if invoice is not None else None, "payment_id": payment_id,
-            })
+            await repo.insert_line(
+                session,
+                {
+                    "tenant": tenant,
+                    "statement_id": parsed.statement_id,
+                    "line_no": line_no,
+                    "booked_on": line.booked_on,
+                    "amount": line.amount,
+                    "currency": line.currency,
+                    "remittance": line.remittance,
+                    "counterparty": line.counterparty,
+                    "status": "matched" if invoice is not None else "unmatched",
+                    "matched_by": matched_by,
+                    "invoice_id": invoice.invoice_id if invoice is not None else None,
+                    "payment_id": payment_id,
+                },
+            )
             STATEMENT_LINES.labels(matched_by or "unmatched").inc()
         return await statement_out(session, tenant, await repo.get_statement(session, tenant, parsed.statement_id)), True
 

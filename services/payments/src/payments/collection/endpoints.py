@@ -29,17 +29,38 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
         rows = await repo.attempts_of(session, tenant, invoice_id)
         refunds = await refund_repo.refunds_of(session, tenant, invoice_id)
     items = [
-        {"attempt_id": r.attempt_id, "attempt_no": r.attempt_no, "method": r.method, "provider": r.provider, "status": r.status,
-         "amount": money_str(r.amount, r.currency), "currency": r.currency, "charge_on": r.charge_on.isoformat(),
-         "provider_ref": r.provider_ref, "reason_code": r.reason_code, "reason": r.reason,
-         "surplus": None if r.surplus is None else money_str(r.surplus, r.currency), "surplus_action": r.surplus_action}
+        {
+            "attempt_id": r.attempt_id,
+            "attempt_no": r.attempt_no,
+            "method": r.method,
+            "provider": r.provider,
+            "status": r.status,
+            "amount": money_str(r.amount, r.currency),
+            "currency": r.currency,
+            "charge_on": r.charge_on.isoformat(),
+            "provider_ref": r.provider_ref,
+            "reason_code": r.reason_code,
+            "reason": r.reason,
+            "surplus": None if r.surplus is None else money_str(r.surplus, r.currency),
+            "surplus_action": r.surplus_action,
+        }
         for r in rows
     ]
     refunds_out = [
-        {"refund_id": r.refund_id, "payment_id": r.payment_id, "credit_note_id": r.credit_note_id, "status": r.status,
-         "amount": money_str(r.amount, r.currency), "currency": r.currency, "provider_ref": r.provider_ref,
-         "provider": r.provider, "method": r.method, "refund_to": r.refund_to, "reason": r.reason,
-         "file_url": f"/v1/refund-files/{r.provider_ref}" if r.provider == SEPA and r.provider_ref else None}
+        {
+            "refund_id": r.refund_id,
+            "payment_id": r.payment_id,
+            "credit_note_id": r.credit_note_id,
+            "status": r.status,
+            "amount": money_str(r.amount, r.currency),
+            "currency": r.currency,
+            "provider_ref": r.provider_ref,
+            "provider": r.provider,
+            "method": r.method,
+            "refund_to": r.refund_to,
+            "reason": r.reason,
+            "file_url": f"/v1/refund-files/{r.provider_ref}" if r.provider == SEPA and r.provider_ref else None,
+        }
         for r in refunds
     ]
     return {**page(items, len(items), None), "refunds": refunds_out}

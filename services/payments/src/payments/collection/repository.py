@@ -58,9 +58,7 @@ async def next_attempt_to_call(session: AsyncSession, now: datetime) -> Any:
     ones due for reconciliation, processing ones due for a check. Locked (others skip it) until
     the caller's transaction ends."""
     due = or_(ATTEMPT.c.next_call_at.is_(None), ATTEMPT.c.next_call_at <= now)
-    query = (
-        select(ATTEMPT).where(ATTEMPT.c.status.in_(OPEN_STATES), due).order_by(ATTEMPT.c.created_at).limit(1).with_for_update(skip_locked=True)
-    )
+    query = select(ATTEMPT).where(ATTEMPT.c.status.in_(OPEN_STATES), due).order_by(ATTEMPT.c.created_at).limit(1).with_for_update(skip_locked=True)
     return (await session.execute(query)).first()
 
 
@@ -105,9 +103,7 @@ async def update_attempt(session: AsyncSession, attempt_id: str, **values: Any) 
 
 async def lock_credit(session: AsyncSession, tenant: str, account_id: str, currency: str) -> Decimal:
     """The buyer's credit, locked until the transaction ends (0 when there is none)."""
-    await session.execute(
-        pg_insert(CREDIT).values(tenant=tenant, account_id=account_id, currency=currency, amount=Decimal(0)).on_conflict_do_nothing()
-    )
+    await session.execute(pg_insert(CREDIT).values(tenant=tenant, account_id=account_id, currency=currency, amount=Decimal(0)).on_conflict_do_nothing())
     query = select_scoped(CREDIT, tenant, CREDIT.c.amount).where(CREDIT.c.account_id == account_id, CREDIT.c.currency == currency).with_for_update()
     return Decimal((await session.execute(query)).scalar_one())
 
@@ -121,10 +117,14 @@ async def lock_credits(session: AsyncSession, keys: list[tuple[str, str, str]]) 
     await session.execute(
         pg_insert(CREDIT).values([{"tenant": t, "account_id": a, "currency": c, "amount": Decimal(0)} for t, a, c in keys]).on_conflict_do_nothing()
     )
-    wanted = text(
-        "SELECT k.tenant, k.account_id, k.currency FROM unnest(CAST(:tenant AS text[]), CAST(:account AS text[]), CAST(:currency AS text[]))"
-        " AS k(tenant, account_id, currency)"
-    ).columns(tenant=String, account_id=String, currency=String).subquery("k")
+    wanted = (
+        text(
+            "SELECT k.tenant, k.account_id, k.currency FROM unnest(CAST(:tenant AS text[]), CAST(:account AS text[]), CAST(:currency AS text[]))"
+            " AS k(tenant, account_id, currency)"
+        )
+        .columns(tenant=String, account_id=String, currency=String)
+        .subquery("k")
+    )
     query = (
         select(CREDIT.c.tenant, CREDIT.c.account_id, CREDIT.c.currency, CREDIT.c.amount)
         .join(wanted, and_(CREDIT.c.tenant == wanted.c.tenant, CREDIT.c.account_id == wanted.c.account_id, CREDIT.c.currency == wanted.c.currency))
@@ -138,9 +138,7 @@ async def lock_credits(session: AsyncSession, keys: list[tuple[str, str, str]]) 
 async def add_credit(session: AsyncSession, tenant: str, account_id: str, currency: str, amount: Decimal) -> None:
     await lock_credit(session, tenant, account_id, currency)
     await session.execute(
-        scoped(update(CREDIT), CREDIT, tenant)
-        .where(CREDIT.c.account_id == account_id, CREDIT.c.currency == currency)
-        .values(amount=CREDIT.c.amount + amount)
+        scoped(update(CREDIT), CREDIT, tenant).where(CREDIT.c.account_id == account_id, CREDIT.c.currency == currency).values(amount=CREDIT.c.amount + amount)
     )
 
 

@@ -133,13 +133,26 @@ async def schedule_attempt(runtime: ServiceRuntime, session: AsyncSession, tenan
         today = runtime.clock.today()
         attempt_id = make_attempt_id(invoice_id, attempt_no)
         now = runtime.clock.now()
-        created = await repo.insert_attempt(session, {
-            "attempt_id": attempt_id, "tenant": tenant, "invoice_id": invoice_id, "attempt_no": attempt_no, "method_id": method.method_id,
-            "provider": method.provider, "method": method.type, "amount": open_of(invoice), "currency": invoice.currency,
-            "charge_on": max(invoice.due_on, today) if method.type == "direct_debit" else today,
-            "idempotency_key": provider_key("attempt", tenant, invoice_id, str(attempt_no)),
-            "status": "pending", "calls": 0, "created_at": now, "updated_at": now,
-        })
+        created = await repo.insert_attempt(
+            session,
+            {
+                "attempt_id": attempt_id,
+                "tenant": tenant,
+                "invoice_id": invoice_id,
+                "attempt_no": attempt_no,
+                "method_id": method.method_id,
+                "provider": method.provider,
+                "method": method.type,
+                "amount": open_of(invoice),
+                "currency": invoice.currency,
+                "charge_on": max(invoice.due_on, today) if method.type == "direct_debit" else today,
+                "idempotency_key": provider_key("attempt", tenant, invoice_id, str(attempt_no)),
+                "status": "pending",
+                "calls": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
         return attempt_id if created else None
 
 
@@ -171,8 +184,16 @@ async def apply_outcome(
         invoice = await invoice_repo.lock_invoice(session, attempt.tenant, invoice_id=attempt.invoice_id, number=None)
         surplus = min(max(attempt.amount - max(open_of(invoice), Decimal(0)), Decimal(0)), attempt.amount)
         recorded = await record_received(
-            runtime, session, attempt.tenant, invoice, payment_id=attempt.attempt_id, amount=attempt.amount, method=attempt.method,
-            provider=attempt.provider, paid_on=runtime.clock.today(), reference=outcome.provider_ref or attempt.provider_ref,
+            runtime,
+            session,
+            attempt.tenant,
+            invoice,
+            payment_id=attempt.attempt_id,
+            amount=attempt.amount,
+            method=attempt.method,
+            provider=attempt.provider,
+            paid_on=runtime.clock.today(),
+            reference=outcome.provider_ref or attempt.provider_ref,
         )
         # Recorded before and failed since: a collected direct debit the bank returned. That stands.
         if recorded is not None or attempt.status != "failed":
@@ -212,7 +233,11 @@ async def _surplus(runtime: ServiceRuntime, session: AsyncSession, attempt: Any,
     SURPLUSES.labels(attempt.provider, action).inc()
     log.warning(
         "attempt %s succeeded with %s %s beyond what invoice %s still asked (a second success): %s",
-        attempt.attempt_id, surplus, attempt.currency, attempt.invoice_id, "refunded" if action == "refund" else "kept as the buyer's credit",
+        attempt.attempt_id,
+        surplus,
+        attempt.currency,
+        attempt.invoice_id,
+        "refunded" if action == "refund" else "kept as the buyer's credit",
     )
     return {"surplus": surplus, "surplus_action": action}
 
@@ -225,9 +250,16 @@ async def _reverse(session: AsyncSession, attempt: Any) -> None:
 async def _emit_failed(runtime: ServiceRuntime, session: AsyncSession, attempt: Any, outcome: Outcome) -> None:
     invoice = await invoice_repo.get_invoice(session, attempt.tenant, attempt.invoice_id)
     event = PaymentFailed(
-        payment_id=attempt.attempt_id, invoice_id=attempt.invoice_id, seller_id=invoice.seller_id, account_id=invoice.account_id,
-        amount=EventMoney.of(attempt.amount, attempt.currency), method=attempt.method, provider=attempt.provider,
-        failed_on=runtime.clock.today(), reason_code=outcome.reason_code or "unknown", reason=outcome.reason or "the provider gave no reason",
+        payment_id=attempt.attempt_id,
+        invoice_id=attempt.invoice_id,
+        seller_id=invoice.seller_id,
+        account_id=invoice.account_id,
+        amount=EventMoney.of(attempt.amount, attempt.currency),
+        method=attempt.method,
+        provider=attempt.provider,
+        failed_on=runtime.clock.today(),
+        reason_code=outcome.reason_code or "unknown",
+        reason=outcome.reason or "the provider gave no reason",
     )
     kind = "reversed" if attempt.status == "succeeded" else "failed"
     event_id = derived_event_id("payment_failed", attempt.tenant, attempt.attempt_id, kind)
@@ -391,8 +423,14 @@ async def _unanswered(runtime: ServiceRuntime, session: AsyncSession, reconcilin
 async def _cancel(runtime: ServiceRuntime, session: AsyncSession, attempt: Any) -> None:
     """Nothing is open any more and nothing was charged for this attempt: it is not sent."""
     await repo.update_attempt(
-        session, attempt.attempt_id, status="canceled", reason_code="nothing_open", reason="the invoice was settled before this attempt was sent",
-        next_call_at=None, unknown_since=None, updated_at=runtime.clock.now(),
+        session,
+        attempt.attempt_id,
+        status="canceled",
+        reason_code="nothing_open",
+        reason="the invoice was settled before this attempt was sent",
+        next_call_at=None,
+        unknown_since=None,
+        updated_at=runtime.clock.now(),
     )
     ATTEMPTS.labels(attempt.provider, "canceled").inc()
 
@@ -410,4 +448,3 @@ async def measure_open_attempts(runtime: ServiceRuntime) -> None:
         OPEN_ATTEMPTS.labels(row.provider, row.status).set(row.attempts)
         if row.status == "unknown" and row.unknown_since is not None:
             UNKNOWN_AGE.labels(row.provider).set((now - row.unknown_since).total_seconds())
-

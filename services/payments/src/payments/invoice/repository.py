@@ -18,9 +18,7 @@ INVOICE: Table = tenant_owned(Invoice, "tenant")
 async def insert_invoice(session: AsyncSession, row: dict[str, Any]) -> bool:
     """Store a newly issued invoice; False if it is already known. Another invoice with the same
     number for the same seller is an IntegrityError on purpose: the event is poison."""
-    result = await session.execute(
-        pg_insert(INVOICE).values(**row).on_conflict_do_nothing(index_elements=["invoice_id"]).returning(INVOICE.c.invoice_id)
-    )
+    result = await session.execute(pg_insert(INVOICE).values(**row).on_conflict_do_nothing(index_elements=["invoice_id"]).returning(INVOICE.c.invoice_id))
     return result.first() is not None
 
 
@@ -48,9 +46,7 @@ async def lock_invoice(session: AsyncSession, tenant: str, *, invoice_id: str | 
 
 
 async def add_received(session: AsyncSession, invoice_id: str, amount: Decimal) -> None:
-    await session.execute(
-        update(INVOICE).where(INVOICE.c.invoice_id == invoice_id).values(amount_received=INVOICE.c.amount_received + amount)
-    )
+    await session.execute(update(INVOICE).where(INVOICE.c.invoice_id == invoice_id).values(amount_received=INVOICE.c.amount_received + amount))
 
 
 async def seller_of(session: AsyncSession, tenant: str, account_id: str) -> str | None:
@@ -60,9 +56,7 @@ async def seller_of(session: AsyncSession, tenant: str, account_id: str) -> str 
 
 
 async def add_credited(session: AsyncSession, invoice_id: str, amount: Decimal) -> None:
-    await session.execute(
-        update(INVOICE).where(INVOICE.c.invoice_id == invoice_id).values(amount_credited=INVOICE.c.amount_credited + amount)
-    )
+    await session.execute(update(INVOICE).where(INVOICE.c.invoice_id == invoice_id).values(amount_credited=INVOICE.c.amount_credited + amount))
 
 
 async def open_invoices_of(session: AsyncSession, tenant: str, account_id: str | None = None) -> list[Any]:

@@ -62,9 +62,7 @@ async def confirm_payment_method(
     return await service.confirm_method(runtime, gateways, tenant, account_id, method_id)
 
 
-@router.delete(
-    "/accounts/{account_id}/payment-methods/{method_id}", dependencies=[Write, ForAccount], response_model=PaymentMethodOut, responses=_UNAVAILABLE
-)
+@router.delete("/accounts/{account_id}/payment-methods/{method_id}", dependencies=[Write, ForAccount], response_model=PaymentMethodOut, responses=_UNAVAILABLE)
 async def delete_payment_method(
     account_id: str, method_id: str, tenant: Tenant, runtime: Runtime, gateways: GatewaysDep, account: OwnAccount
 ) -> PaymentMethodOut:

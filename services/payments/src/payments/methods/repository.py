@@ -16,9 +16,7 @@ CUSTOMER: Table = tenant_owned(ProviderCustomer, "tenant")
 
 
 async def insert_method(session: AsyncSession, row: dict[str, Any]) -> bool:
-    result = await session.execute(
-        pg_insert(METHOD).values(**row).on_conflict_do_nothing(index_elements=["tenant", "method_id"]).returning(METHOD.c.method_id)
-    )
+    result = await session.execute(pg_insert(METHOD).values(**row).on_conflict_do_nothing(index_elements=["tenant", "method_id"]).returning(METHOD.c.method_id))
     return result.first() is not None
 
 
@@ -68,6 +66,8 @@ async def accounts_with_collecting_method(session: AsyncSession, accounts: list[
     )
     rows = await session.execute(scoped_pairs(query, METHOD, METHOD.c.account_id, accounts))
     return {(r.tenant, r.account_id) for r in rows}
+
+
 async def make_default(session: AsyncSession, tenant: str, account_id: str, method_id: str | None) -> None:
     """`method_id` the buyer's one default (None: no default). The old default is cleared first:
     a unique index is checked row by row, so one statement flipping both could trip it."""

@@ -21,7 +21,9 @@ class PaymentMethodIn(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="direct debit: the mandate's currency (picks the scheme)")
     redirect_uri: str | None = Field(
-        default=None, max_length=500, pattern=r"^https?://",
+        default=None,
+        max_length=500,
+        pattern=r"^https?://",
         description="Where the provider's hosted page sends the buyer's browser back to. Direct debit: the billing request flow's "
         "`redirect_uri`. Card: given, the card is saved on Stripe Checkout's hosted page in setup mode (answered with `setup_url`); "
         "not given, a SetupIntent for Stripe.js (answered with `client_secret`).",

@@ -66,10 +66,20 @@ def method_out(row: Any) -> PaymentMethodOut:
     details = dict(row.details or {})
     secret, authorisation, checkout = details.pop("client_secret", None), details.pop("authorisation_url", None), details.pop("checkout_url", None)
     return PaymentMethodOut(
-        method_id=row.method_id, account_id=row.account_id, type=row.type, provider=row.provider, status=row.status,
-        client_secret=secret, authorisation_url=authorisation,
-        setup_url=(checkout or authorisation) if row.status == "pending" else None, method_ref=row.method_ref, is_default=row.is_default,
-        details=details, removed_at=row.removed_at, created_at=row.created_at, updated_at=row.updated_at,
+        method_id=row.method_id,
+        account_id=row.account_id,
+        type=row.type,
+        provider=row.provider,
+        status=row.status,
+        client_secret=secret,
+        authorisation_url=authorisation,
+        setup_url=(checkout or authorisation) if row.status == "pending" else None,
+        method_ref=row.method_ref,
+        is_default=row.is_default,
+        details=details,
+        removed_at=row.removed_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -80,10 +90,20 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
         async with runtime.transaction(own=True) as session:  # committed before and after the provider calls
             creds = None if provider == "bank_transfer" else await providers.credentials(runtime, session, tenant, provider)
             now = runtime.clock.now()
-            created = await repo.insert_method(session, {
-                "tenant": tenant, "method_id": body.id, "account_id": account_id, "type": body.type, "provider": provider,
-                "status": "active" if provider == "bank_transfer" else "pending", "details": {}, "created_at": now, "updated_at": now,
-            })
+            created = await repo.insert_method(
+                session,
+                {
+                    "tenant": tenant,
+                    "method_id": body.id,
+                    "account_id": account_id,
+                    "type": body.type,
+                    "provider": provider,
+                    "status": "active" if provider == "bank_transfer" else "pending",
+                    "details": {},
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
             row = await repo.get_method(session, tenant, body.id)
             if row.account_id != account_id or row.type != body.type:
                 raise MethodIdConflict(f"payment method {body.id!r} exists for another buyer or type", field="id")
@@ -143,9 +163,7 @@ async def _newly_active(session: AsyncSession, tenant: str, account_id: str, met
     await repo.make_default(session, tenant, account_id, method_id)
 
 
-async def _card_active(
-    runtime: ServiceRuntime, session: AsyncSession, row: Any, payment_method: str | None, card: dict[str, Any] | None
-) -> None:
+async def _card_active(runtime: ServiceRuntime, session: AsyncSession, row: Any, payment_method: str | None, card: dict[str, Any] | None) -> None:
     details = {**(row.details or {}), **(card or {})}
     await repo.update_method(
         session, row.tenant, row.method_id, status="active", method_ref=payment_method or row.method_ref, details=details, updated_at=runtime.clock.now()

@@ -79,10 +79,10 @@ def parse_amount(raw: object) -> Decimal:
     """A positive amount from a decimal string (or a whole number). Floats are refused: they
     have already lost the exact amount."""
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise InvalidAmount("amount must be a decimal string such as \"1516.25\"", field="amount")
+        raise InvalidAmount('amount must be a decimal string such as "1516.25"', field="amount")
     text = str(raw).strip()
     if not _PLAIN_DECIMAL.fullmatch(text):
-        raise InvalidAmount("amount must be a positive decimal string such as \"1516.25\"", field="amount")
+        raise InvalidAmount('amount must be a positive decimal string such as "1516.25"', field="amount")
     amount = Decimal(text)
     if amount <= 0:
         raise InvalidAmount("amount must be greater than zero", field="amount")
@@ -100,18 +100,14 @@ def invoice_reference(request: BankTransferIn) -> InvoiceRef:
     if request.invoice_id is None and request.invoice_number is None:
         raise InvalidInvoiceReference("give invoice_id or invoice_number", field="invoice_id")
     if request.invoice_id is not None and request.invoice_number is not None:
-        raise InvalidInvoiceReference(
-            "give invoice_id or invoice_number, not both", code="invoice_reference_ambiguous", field="invoice_number"
-        )
+        raise InvalidInvoiceReference("give invoice_id or invoice_number, not both", code="invoice_reference_ambiguous", field="invoice_number")
     return InvoiceRef(request.invoice_id, request.invoice_number)
 
 
 def is_same_payment(stored: Any, request: BankTransferIn, amount: Decimal) -> bool:
     """Whether a repeated request asks for the payment already recorded under its id. Compared
     by meaning, not text: "100.0" and "100.00" are the same amount."""
-    same_invoice = (
-        stored.invoice_id == request.invoice_id if request.invoice_id is not None else stored.invoice_number == request.invoice_number
-    )
+    same_invoice = stored.invoice_id == request.invoice_id if request.invoice_id is not None else stored.invoice_number == request.invoice_number
     return (
         same_invoice
         and stored.amount == amount
@@ -129,16 +125,12 @@ def payment_out(values: Mapping[str, Any]) -> PaymentOut:
 def _repeat(stored: Any, request: BankTransferIn, amount: Decimal) -> PaymentOut:
     if not is_same_payment(stored, request, amount):
         PAYMENTS.labels(stored.provider, Outcome.CONFLICT).inc()
-        raise PaymentIdConflict(
-            f"payment {request.id!r} was already recorded with other details; nothing was changed", field="id"
-        )
+        raise PaymentIdConflict(f"payment {request.id!r} was already recorded with other details; nothing was changed", field="id")
     PAYMENTS.labels(stored.provider, Outcome.DUPLICATE).inc()
     return payment_out(stored._mapping)
 
 
-async def record_bank_transfer(
-    runtime: ServiceRuntime, session: AsyncSession, tenant: str, request: BankTransferIn
-) -> tuple[PaymentOut, bool]:
+async def record_bank_transfer(runtime: ServiceRuntime, session: AsyncSession, tenant: str, request: BankTransferIn) -> tuple[PaymentOut, bool]:
     """Record a bank transfer the seller `tenant` received; returns (payment, newly recorded)."""
     with tracer.start_as_current_span(
         "record_payment", attributes={"billing.tenant": tenant, "billing.payment_id": request.id, "billing.provider": BANK_TRANSFER}
@@ -168,8 +160,16 @@ async def _record(runtime: ServiceRuntime, session: AsyncSession, tenant: str, r
         raise InvalidAmount(f"{invoice.currency} amounts have at most {minor_units(invoice.currency)} decimals", field="amount")
 
     row = await record_received(
-        runtime, session, tenant, invoice, payment_id=request.id, amount=amount, method=BANK_TRANSFER, provider=BANK_TRANSFER,
-        paid_on=request.received_on, reference=request.reference,
+        runtime,
+        session,
+        tenant,
+        invoice,
+        payment_id=request.id,
+        amount=amount,
+        method=BANK_TRANSFER,
+        provider=BANK_TRANSFER,
+        paid_on=request.received_on,
+        reference=request.reference,
     )
     if row is None:
         # A concurrent request with the same id committed first: answer as for a repeat.
@@ -264,4 +264,3 @@ async def list_payments(
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].recorded_at.isoformat(), rows[-1].payment_id) if more else None
     return [payment_out(r._mapping) for r in rows], next_cursor
-

@@ -123,8 +123,13 @@ class StripeGateway:
         """A Checkout Session in setup mode: (its id, the hosted page the buyer's browser is sent
         to). Stripe saves the card there and sends the browser back to `success_url`."""
         params: Any = {
-            "mode": "setup", "customer": customer, "currency": currency.lower(), "payment_method_types": ["card"],
-            "success_url": success_url, "cancel_url": cancel_url or success_url, "metadata": metadata,
+            "mode": "setup",
+            "customer": customer,
+            "currency": currency.lower(),
+            "payment_method_types": ["card"],
+            "success_url": success_url,
+            "cancel_url": cancel_url or success_url,
+            "metadata": metadata,
             "setup_intent_data": {"metadata": metadata},
         }
         session = await self._call(lambda: self.client(api_key).v1.checkout.sessions.create_async(params, {"idempotency_key": key}))
@@ -161,12 +166,15 @@ class StripeGateway:
             if "not attached" not in str(exc):
                 raise
 
-    async def charge(
-        self, api_key: str, customer: str, payment_method: str, amount_minor: int, currency: str, key: str, metadata: dict[str, str]
-    ) -> Outcome:
+    async def charge(self, api_key: str, customer: str, payment_method: str, amount_minor: int, currency: str, key: str, metadata: dict[str, str]) -> Outcome:
         params: Any = {
-            "amount": amount_minor, "currency": currency.lower(), "customer": customer, "payment_method": payment_method,
-            "off_session": True, "confirm": True, "metadata": metadata,
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "customer": customer,
+            "payment_method": payment_method,
+            "off_session": True,
+            "confirm": True,
+            "metadata": metadata,
         }
         try:
             intent = await self.client(api_key).v1.payment_intents.create_async(params, {"idempotency_key": key})
@@ -282,7 +290,11 @@ class GoCardlessGateway:
         try:
             return await asyncio.to_thread(call)
         except (
-            requests.Timeout, requests.ConnectionError, gc_errors.GoCardlessInternalError, gc_errors.MalformedResponseError, gc_errors.RateLimitError,
+            requests.Timeout,
+            requests.ConnectionError,
+            gc_errors.GoCardlessInternalError,
+            gc_errors.MalformedResponseError,
+            gc_errors.RateLimitError,
         ) as exc:
             raise ProviderUnavailable(str(exc)) from exc
 
@@ -294,9 +306,7 @@ class GoCardlessGateway:
             raise ProviderRefused("provider_refused", str(exc)) from exc
         return str(customer.id)
 
-    async def start_mandate(
-        self, token: str, customer: str, currency: str, key: str, metadata: dict[str, str], redirect_uri: str | None
-    ) -> tuple[str, str]:
+    async def start_mandate(self, token: str, customer: str, currency: str, key: str, metadata: dict[str, str], redirect_uri: str | None) -> tuple[str, str]:
         """A billing request for a mandate and its hosted flow: (billing request id, the URL the
         payer opens to give their bank details to GoCardless, never to us)."""
         scheme = SCHEME_BY_CURRENCY.get(currency, "sepa_core")
@@ -334,7 +344,11 @@ class GoCardlessGateway:
         self, token: str, mandate: str, amount_minor: int, currency: str, charge_on: date, key: str, metadata: dict[str, str], reference: str | None
     ) -> Outcome:
         params: dict[str, Any] = {
-            "amount": amount_minor, "currency": currency, "charge_date": charge_on.isoformat(), "metadata": metadata, "links": {"mandate": mandate},
+            "amount": amount_minor,
+            "currency": currency,
+            "charge_date": charge_on.isoformat(),
+            "metadata": metadata,
+            "links": {"mandate": mandate},
         }
         if reference:
             params["reference"] = reference[:140]

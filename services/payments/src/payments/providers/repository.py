@@ -36,7 +36,9 @@ def where(tenant: str, provider: str, column: str) -> bytes:
 
 async def upsert(session: AsyncSession, keyring: Keyring, tenant: str, provider: str, api_key: str, webhook_secret: str, at: datetime) -> None:
     row = {
-        "tenant": tenant, "provider": provider, "updated_at": at,
+        "tenant": tenant,
+        "provider": provider,
+        "updated_at": at,
         "api_key": keyring.seal(api_key, where(tenant, provider, "api_key")),
         "webhook_secret": keyring.seal(webhook_secret, where(tenant, provider, "webhook_secret")),
     }
@@ -55,7 +57,9 @@ async def get(session: AsyncSession, keyring: Keyring, tenant: str, provider: st
     if row is None:
         return None
     return Credentials(
-        tenant=row.tenant, provider=row.provider, updated_at=row.updated_at,
+        tenant=row.tenant,
+        provider=row.provider,
+        updated_at=row.updated_at,
         api_key=keyring.open(row.api_key, where(tenant, provider, "api_key")),
         webhook_secret=keyring.open(row.webhook_secret, where(tenant, provider, "webhook_secret")),
     )
@@ -73,7 +77,5 @@ async def reseal_all(conn: AsyncConnection, keyring: Keyring) -> int:
             resealed = keyring.reseal(getattr(row, column), where(row.tenant, row.provider, column))
             if resealed is not None:
                 values[column] = resealed
-        await conn.execute(
-            scoped(update(PROVIDER_ACCOUNT), PROVIDER_ACCOUNT, row.tenant).where(PROVIDER_ACCOUNT.c.provider == row.provider).values(**values)
-        )
+        await conn.execute(scoped(update(PROVIDER_ACCOUNT), PROVIDER_ACCOUNT, row.tenant).where(PROVIDER_ACCOUNT.c.provider == row.provider).values(**values))
     return len(rows)

@@ -59,7 +59,8 @@ async def set_account(runtime: ServiceRuntime, session: AsyncSession, tenant: st
     if len(webhook_secret.strip()) < MIN_WEBHOOK_SECRET_LENGTH:
         raise WebhookSecretTooShort(
             f"webhook_secret must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters: copy the endpoint secret {provider} shows",
-            field="webhook_secret", min_length=MIN_WEBHOOK_SECRET_LENGTH,
+            field="webhook_secret",
+            min_length=MIN_WEBHOOK_SECRET_LENGTH,
         )
     with tracer.start_as_current_span("set_provider_account", attributes={"billing.tenant": tenant, "billing.provider": provider}):
         await repo.upsert(session, keyring(runtime), tenant, provider, api_key, webhook_secret, runtime.clock.now())

@@ -25,8 +25,14 @@ async def _put(runtime: Runtime, tenant: str, owner: str, body: BankAccountIn) -
         raise InvalidBankAccount(f"{body.iban!r} is not a valid IBAN", field="iban")
     if body.bic is not None and not bic_number.is_valid(body.bic):
         raise InvalidBankAccount(f"{body.bic!r} is not a valid BIC", field="bic")
-    row = {"tenant": tenant, "owner": owner, "name": body.name, "iban": iban_number.compact(body.iban),
-           "bic": bic_number.compact(body.bic) if body.bic else None, "updated_at": runtime.clock.now()}
+    row = {
+        "tenant": tenant,
+        "owner": owner,
+        "name": body.name,
+        "iban": iban_number.compact(body.iban),
+        "bic": bic_number.compact(body.bic) if body.bic else None,
+        "updated_at": runtime.clock.now(),
+    }
     async with runtime.transaction() as session:
         await repo.put_bank_account(session, row)
     return BankAccountOut(owner=owner, name=row["name"], iban=row["iban"], bic=row["bic"])

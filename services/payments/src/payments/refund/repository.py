@@ -104,4 +104,3 @@ async def insert_refund_file(session: AsyncSession, row: dict[str, Any]) -> None
 
 async def get_refund_file(session: AsyncSession, tenant: str, file_id: str) -> Any:
     return (await session.execute(select_scoped(REFUND_FILE, tenant).where(REFUND_FILE.c.file_id == file_id))).first()
-

@@ -99,10 +99,19 @@ async def on_credit_note_issued(runtime: ServiceRuntime, session: AsyncSession, 
         refund_to = data.refund_to or "original_method"
         excess = to_return(invoice.total, invoice.amount_credited, invoice.amount_received, credited)
         span.set_attributes({"billing.refund_to": refund_to, "billing.to_return": str(excess)})
-        claimed = await repo.claim_credit_note(session, {
-            "tenant": tenant, "credit_note_id": data.credit_note_id, "invoice_id": data.invoice_id, "amount": credited,
-            "currency": invoice.currency, "refund_to": refund_to, "to_return": excess, "applied_at": runtime.clock.now(),
-        })
+        claimed = await repo.claim_credit_note(
+            session,
+            {
+                "tenant": tenant,
+                "credit_note_id": data.credit_note_id,
+                "invoice_id": data.invoice_id,
+                "amount": credited,
+                "currency": invoice.currency,
+                "refund_to": refund_to,
+                "to_return": excess,
+                "applied_at": runtime.clock.now(),
+            },
+        )
         if not claimed:
             CREDIT_NOTES_APPLIED.labels(refund_to, "duplicate").inc()
             return
@@ -118,13 +127,27 @@ async def on_credit_note_issued(runtime: ServiceRuntime, session: AsyncSession, 
                 continue
             provider, method = route(refund_to, paid.provider, paid.method)
             refund_id = f"{data.credit_note_id}:{paid.payment_id}"
-            rows.append({
-                "refund_id": refund_id, "tenant": tenant, "credit_note_id": data.credit_note_id, "credit_note_number": data.number,
-                "invoice_id": data.invoice_id, "payment_id": paid.payment_id,
-                "attempt_id": paid.payment_id if provider in PROVIDER_REFUNDS else None, "provider": provider, "method": method,
-                "refund_to": refund_to, "amount": amount, "currency": invoice.currency, "idempotency_key": provider_key("refund", tenant, refund_id),
-                "status": "pending", "calls": 0, "created_at": now, "updated_at": now,
-            })
+            rows.append(
+                {
+                    "refund_id": refund_id,
+                    "tenant": tenant,
+                    "credit_note_id": data.credit_note_id,
+                    "credit_note_number": data.number,
+                    "invoice_id": data.invoice_id,
+                    "payment_id": paid.payment_id,
+                    "attempt_id": paid.payment_id if provider in PROVIDER_REFUNDS else None,
+                    "provider": provider,
+                    "method": method,
+                    "refund_to": refund_to,
+                    "amount": amount,
+                    "currency": invoice.currency,
+                    "idempotency_key": provider_key("refund", tenant, refund_id),
+                    "status": "pending",
+                    "calls": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             excess -= amount
             if excess <= 0:
                 break
@@ -153,10 +176,19 @@ async def _refunded(runtime: ServiceRuntime, session: AsyncSession, invoice: Any
     r = refund if isinstance(refund, dict) else dict(refund._mapping)
     await invoice_repo.add_received(session, r["invoice_id"], -r["amount"])
     event = PaymentRefunded(
-        refund_id=r["refund_id"], payment_id=r["payment_id"], invoice_id=r["invoice_id"], seller_id=invoice.seller_id, account_id=invoice.account_id,
-        amount=EventMoney.of(r["amount"], r["currency"]), refunded_on=runtime.clock.today(), credit_note_id=r["credit_note_id"],
-        credit_note_number=r.get("credit_note_number"), refund_to=r.get("refund_to") or "original_method", method=r.get("method"),
-        provider=r["provider"], provider_ref=r.get("provider_ref"),
+        refund_id=r["refund_id"],
+        payment_id=r["payment_id"],
+        invoice_id=r["invoice_id"],
+        seller_id=invoice.seller_id,
+        account_id=invoice.account_id,
+        amount=EventMoney.of(r["amount"], r["currency"]),
+        refunded_on=runtime.clock.today(),
+        credit_note_id=r["credit_note_id"],
+        credit_note_number=r.get("credit_note_number"),
+        refund_to=r.get("refund_to") or "original_method",
+        method=r.get("method"),
+        provider=r["provider"],
+        provider_ref=r.get("provider_ref"),
     )
     event_id = derived_event_id("payment_refunded", r["tenant"], r["refund_id"])
     await runtime.outbox.add(session, runtime.event(event, tenant=r["tenant"], event_id=event_id, subject=r["refund_id"]))
@@ -172,10 +204,23 @@ async def refund_surplus(runtime: ServiceRuntime, session: AsyncSession, attempt
     now = runtime.clock.now()
     refund_id = f"surplus:{attempt.attempt_id}"
     row = {
-        "refund_id": refund_id, "tenant": attempt.tenant, "credit_note_id": None, "credit_note_number": None, "invoice_id": attempt.invoice_id,
-        "payment_id": attempt.attempt_id, "attempt_id": attempt.attempt_id, "provider": attempt.provider, "method": attempt.method,
-        "refund_to": "original_method", "amount": surplus, "currency": attempt.currency,
-        "idempotency_key": provider_key("refund", attempt.tenant, refund_id), "status": "pending", "calls": 0, "created_at": now, "updated_at": now,
+        "refund_id": refund_id,
+        "tenant": attempt.tenant,
+        "credit_note_id": None,
+        "credit_note_number": None,
+        "invoice_id": attempt.invoice_id,
+        "payment_id": attempt.attempt_id,
+        "attempt_id": attempt.attempt_id,
+        "provider": attempt.provider,
+        "method": attempt.method,
+        "refund_to": "original_method",
+        "amount": surplus,
+        "currency": attempt.currency,
+        "idempotency_key": provider_key("refund", attempt.tenant, refund_id),
+        "status": "pending",
+        "calls": 0,
+        "created_at": now,
+        "updated_at": now,
     }
     with tracer.start_as_current_span("refund_surplus", attributes={"billing.refund_id": refund_id, "billing.amount": str(surplus)}):
         if not await repo.insert_refunds(session, [row]):
@@ -225,8 +270,12 @@ async def call_next_refund(runtime: ServiceRuntime, gateways: Gateways, reconcil
             except ProviderUnavailable:
                 REFUND_PROVIDER_CALLS.labels(refund.provider, "unavailable").inc()
                 await repo.update_refund(
-                    session, refund.refund_id, status="unknown", calls=calls,
-                    next_call_at=runtime.clock.now() + timedelta(seconds=reconcile_after * min(calls, 10)), updated_at=runtime.clock.now(),
+                    session,
+                    refund.refund_id,
+                    status="unknown",
+                    calls=calls,
+                    next_call_at=runtime.clock.now() + timedelta(seconds=reconcile_after * min(calls, 10)),
+                    updated_at=runtime.clock.now(),
                 )
                 return True
             REFUND_PROVIDER_CALLS.labels(refund.provider, outcome.status).inc()
@@ -291,23 +340,41 @@ async def _write_refund_file(runtime: ServiceRuntime, session: AsyncSession, ref
     buyer = await repo.get_bank_account(session, refund.tenant, invoice.account_id)
     if seller is None or buyer is None:
         missing = (
-            "the seller's bank account (PUT /v1/bank-account)" if seller is None
+            "the seller's bank account (PUT /v1/bank-account)"
+            if seller is None
             else f"the buyer's bank account (PUT /v1/accounts/{invoice.account_id}/bank-account)"
         )
         await repo.update_refund(
-            session, refund.refund_id, calls=calls, reason=f"waiting for {missing}", updated_at=runtime.clock.now(),
+            session,
+            refund.refund_id,
+            calls=calls,
+            reason=f"waiting for {missing}",
+            updated_at=runtime.clock.now(),
             next_call_at=runtime.clock.now() + timedelta(seconds=reconcile_after * min(calls, 10)),
         )
         return
     remittance = f"Refund {refund.credit_note_number or refund.credit_note_id} for invoice {invoice.number}"
     content = refund_file(
-        Account(seller.name, seller.iban, seller.bic), Account(buyer.name, buyer.iban, buyer.bic), refund.amount, refund.currency,
-        runtime.clock.today(), refund.refund_id, remittance,
+        Account(seller.name, seller.iban, seller.bic),
+        Account(buyer.name, buyer.iban, buyer.bic),
+        refund.amount,
+        refund.currency,
+        runtime.clock.today(),
+        refund.refund_id,
+        remittance,
     )
     file_id = str(uuid.uuid5(_FILE_NAMESPACE, f"{refund.tenant}:{refund.refund_id}"))
-    await repo.insert_refund_file(session, {
-        "tenant": refund.tenant, "file_id": file_id, "refund_id": refund.refund_id, "message_id": content.message_id,
-        "end_to_end_id": content.end_to_end_id, "content": content.content, "created_at": runtime.clock.now(),
-    })
+    await repo.insert_refund_file(
+        session,
+        {
+            "tenant": refund.tenant,
+            "file_id": file_id,
+            "refund_id": refund.refund_id,
+            "message_id": content.message_id,
+            "end_to_end_id": content.end_to_end_id,
+            "content": content.content,
+            "created_at": runtime.clock.now(),
+        },
+    )
     await repo.update_refund(session, refund.refund_id, calls=calls, next_call_at=None, reason=None)
     await settle_refund(runtime, session, refund, Outcome("succeeded", file_id))

@@ -278,8 +278,19 @@ def _distinct_id(run_id: str, account: str, q: Quantity, index: int) -> str:
     that is not merged (a setup fee), on top of the usual id's parts."""
     fraction = f"{q.fraction[0]}/{q.fraction[1]}" if q.fraction is not None else ""
     return line_id(
-        run_id, account, q.product_code, q.kind, q.service[0].isoformat(), q.note or "", str(index), "late" if q.late else "",
-        q.service[1].isoformat(), fraction, str(q.periods or ""), q.rule, q.subscription_id or "",
+        run_id,
+        account,
+        q.product_code,
+        q.kind,
+        q.service[0].isoformat(),
+        q.note or "",
+        str(index),
+        "late" if q.late else "",
+        q.service[1].isoformat(),
+        fraction,
+        str(q.periods or ""),
+        q.rule,
+        q.subscription_id or "",
     )
 
 
@@ -317,9 +328,7 @@ def _observed_in(found: _Key, period: Period) -> bool:
 # --- quantities -------------------------------------------------------------------------------
 
 
-def _quantities(
-    period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]
-) -> tuple[list[Quantity], list[str], list[str], bool]:
+def _quantities(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> tuple[list[Quantity], list[str], list[str], bool]:
     """The quantities the run bills for one account and product, with the usage and observation
     ids they consumed, and whether inputs the rule ignores were reported (a partner's mistake)."""
     rule = product.policy.quantity_rule
@@ -418,8 +427,16 @@ def _contracted(period: Period, product: ProductInfo, sub: Subscription, closed_
             for first, last, quantity in schedule.quantity_spans(*days) if days else []:
                 if quantity > billed:
                     out.append(
-                        Quantity(product.code, product.kind, (first, last), quantity - billed, "contracted",
-                                 fraction=((last - first).days + 1, period.days), note="addition", subscription_id=sub.subscription_id)
+                        Quantity(
+                            product.code,
+                            product.kind,
+                            (first, last),
+                            quantity - billed,
+                            "contracted",
+                            fraction=((last - first).days + 1, period.days),
+                            note="addition",
+                            subscription_id=sub.subscription_id,
+                        )
                     )
     return out
 
@@ -480,9 +497,15 @@ def _recurring(product: ProductInfo, sub: Subscription, service: tuple[date, dat
             ahead = Quantity(product.code, product.kind, (first, last), quantity, "contracted", fraction=fraction, subscription_id=sub.subscription_id)
             return [ahead] if quantity else []
         return [
-            Quantity(product.code, product.kind, (first, last), quantity, "contracted",
-                     fraction=None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days),
-                     subscription_id=sub.subscription_id)
+            Quantity(
+                product.code,
+                product.kind,
+                (first, last),
+                quantity,
+                "contracted",
+                fraction=None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days),
+                subscription_id=sub.subscription_id,
+            )
             for first, last, quantity in schedule.quantity_spans(*days)
             if quantity != 0
         ]
@@ -515,9 +538,16 @@ def _true_up(period: Period, product: ProductInfo, sub: Subscription, history: l
         billed_before = sum(1 for m in range(period.months_since(first_billed)) if schedule.billed_in(first_billed.shift(m)))
         if actual > contracted and billed_before:
             out.append(
-                Quantity(product.code, "true_up", service, actual - contracted, "true_up",
-                         periods=billed_before, note=f"reconciliation: {actual - contracted} × {billed_before} periods",
-                         subscription_id=sub.subscription_id)
+                Quantity(
+                    product.code,
+                    "true_up",
+                    service,
+                    actual - contracted,
+                    "true_up",
+                    periods=billed_before,
+                    note=f"reconciliation: {actual - contracted} × {billed_before} periods",
+                    subscription_id=sub.subscription_id,
+                )
             )
     return out, [latest.observation_id]
 
@@ -542,8 +572,9 @@ def _merge(quantities: list[Quantity]) -> list[Quantity]:
         key = (q.product_code, q.kind, q.service, q.fraction, q.periods, q.note, q.rule, q.late)
         if key in merged:
             prev = merged[key]
-            merged[key] = Quantity(q.product_code, q.kind, q.service, prev.quantity + q.quantity, q.rule, fraction=q.fraction,
-                                   late=q.late, note=q.note, periods=q.periods)
+            merged[key] = Quantity(
+                q.product_code, q.kind, q.service, prev.quantity + q.quantity, q.rule, fraction=q.fraction, late=q.late, note=q.note, periods=q.periods
+            )
         else:
             merged[key] = q
     return list(merged.values())
@@ -570,7 +601,14 @@ def _price(q: Quantity, price: Price) -> list[Segment] | None:
 
 
 def _line(
-    run_id: str, account: str, buyer: Buyer, product: ProductInfo, q: Quantity, segment: Segment, index: int, currency: str,
+    run_id: str,
+    account: str,
+    buyer: Buyer,
+    product: ProductInfo,
+    q: Quantity,
+    segment: Segment,
+    index: int,
+    currency: str,
     bill_to: Buyer | None,
 ) -> RatedLine:
     notes = [n for n in (q.note if q.kind != "true_up" else None, segment.note) if n]

@@ -47,9 +47,7 @@ start_at_zero(BILL_RUNS, ("created", "repeated", "period_not_ended"))
 start_at_zero(UNRATED, [reason.value for reason in rating.UnratedReason])
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 BILL_RUN_SECONDS = Histogram("billing_bill_run_duration_seconds", "Time to rate and close one seller's period", buckets=_SECONDS)
-CLOSE_PHASE_SECONDS = Histogram(
-    "billing_bill_run_phase_seconds", "Time of each phase of closing a period (rate, write, emit)", ["phase"], buckets=_SECONDS
-)
+CLOSE_PHASE_SECONDS = Histogram("billing_bill_run_phase_seconds", "Time of each phase of closing a period (rate, write, emit)", ["phase"], buckets=_SECONDS)
 # A retail close rates and writes this many subscriptions' accounts at a time (memory: one slice).
 SLICE_SUBSCRIPTIONS = 10_000
 UNPRICED_BUYERS = Counter(
@@ -99,9 +97,7 @@ class Closing:
         return sum(len(v) for v in self.lines.values())
 
 
-async def close_period(
-    runtime: ServiceRuntime, session: AsyncSession, seller_id: str, period_label: str, distributor_id: str | None
-) -> BillRunOut:
+async def close_period(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, period_label: str, distributor_id: str | None) -> BillRunOut:
     """Close the seller's period (a `YYYY-MM` in its time zone): rate it and emit PeriodClosed per
     buyer, once. A repeat (or a concurrent duplicate) returns the first run with `created=False`."""
     terms = await seller_terms(session, seller_id)
@@ -186,8 +182,12 @@ async def _closings(
         with _phase("rate"):
             result = await rate_retail(session, seller_id, distributor_id, period, run_id, terms, between=between)
         yield Closing(
-            "retail", {a: list(v) for a, v in result.lines.items()}, dict(result.currencies), list(result.unrated),
-            {(seller_id, "bill_run_id"): list(result.billed_usage)}, {seller_id: list(result.billed_observations)},
+            "retail",
+            {a: list(v) for a, v in result.lines.items()},
+            dict(result.currencies),
+            list(result.unrated),
+            {(seller_id, "bill_run_id"): list(result.billed_usage)},
+            {seller_id: list(result.billed_observations)},
         )
 
 
@@ -232,7 +232,13 @@ async def list_bill_runs(
     """The seller's runs, newest period first, a page at a time."""
     after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
     rows = await repo.list_runs(
-        session, seller_id, period_from=period_from, period_to=period_to, tier=tier, after=after, limit=limit + 1  # type: ignore[arg-type]
+        session,
+        seller_id,
+        period_from=period_from,
+        period_to=period_to,
+        tier=tier,
+        after=after,
+        limit=limit + 1,  # type: ignore[arg-type]
     )
     items = [_run_out(row, created=False) for row in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].period, rows[limit - 1].id) if len(rows) > limit else None
@@ -349,8 +355,15 @@ def _close_without_gc() -> Iterator[None]:
 
 
 async def rate_retail(
-    session: AsyncSession, seller_id: str, distributor_id: str | None, period: Period, run_id: str, terms: SellerTerms,
-    *, account_id: str | None = None, between: projections.AccountRange | None = None,
+    session: AsyncSession,
+    seller_id: str,
+    distributor_id: str | None,
+    period: Period,
+    run_id: str,
+    terms: SellerTerms,
+    *,
+    account_id: str | None = None,
+    between: projections.AccountRange | None = None,
 ) -> Rating:
     """The seller's own book at its own prices (a partner's customers, or the distributor's
     partners); with `between`, the accounts of that range only."""
@@ -362,9 +375,7 @@ async def rate_retail(
         return rating.rate_period(run_id, period, products=book.products, price_of=book.retail, closed=closed, discounts=discounts, **inputs)
 
 
-async def rate_wholesale(
-    session: AsyncSession, distributor_id: str, period: Period, run_id: str, terms: SellerTerms, *, only: str | None = None
-) -> Closing:
+async def rate_wholesale(session: AsyncSession, distributor_id: str, period: Period, run_id: str, terms: SellerTerms, *, only: str | None = None) -> Closing:
     """The distributor's run: for each partner account, its own purchases at the distributor's
     prices and its customers' quantities at wholesale, each attributed to the end customer."""
     own = await rate_retail(session, distributor_id, distributor_id, period, run_id, terms, account_id=only)
@@ -392,7 +403,13 @@ async def _partner_buyer(session: AsyncSession, distributor_id: str, partner_id:
 
 
 async def _partner_book(
-    session: AsyncSession, distributor_id: str, partner_id: str, bill_to: Buyer, period: Period, run_id: str, terms: SellerTerms,
+    session: AsyncSession,
+    distributor_id: str,
+    partner_id: str,
+    bill_to: Buyer,
+    period: Period,
+    run_id: str,
+    terms: SellerTerms,
     closed: frozenset[str] | dict[str, datetime],
 ) -> Rating:
     """A partner's customers rated at the distributor's wholesale prices, billed to the partner.
@@ -406,8 +423,16 @@ async def _partner_book(
 
 
 async def _inputs(
-    session: AsyncSession, seller_id: str, period: Period, run_id: str, terms: SellerTerms, book: PriceBook,
-    *, account_id: str | None = None, wholesale: bool, between: projections.AccountRange | None = None,
+    session: AsyncSession,
+    seller_id: str,
+    period: Period,
+    run_id: str,
+    terms: SellerTerms,
+    book: PriceBook,
+    *,
+    account_id: str | None = None,
+    wholesale: bool,
+    between: projections.AccountRange | None = None,
 ) -> dict[str, Any]:
     buyers = await projections.buyers(session, seller_id, account_id, between=between)
     # Advance billing bills the next period in this run: load what starts by its end.
@@ -421,8 +446,14 @@ async def _inputs(
 
 
 def _rating_inputs(
-    buyers: list[Any], subscriptions: list[Any], changes: list[Any], overrides: dict[str, dict[str, Any]], usage: list[Any],
-    observations: list[Any], book: PriceBook, terms: SellerTerms,
+    buyers: list[Any],
+    subscriptions: list[Any],
+    changes: list[Any],
+    overrides: dict[str, dict[str, Any]],
+    usage: list[Any],
+    observations: list[Any],
+    book: PriceBook,
+    terms: SellerTerms,
 ) -> dict[str, Any]:
     return {
         "buyers": [Buyer(b.account_id, b.currency, b.name) for b in buyers],
@@ -430,7 +461,11 @@ def _rating_inputs(
         "usage": [rating.Usage(u.record_id, u.account_id, u.product_code, u.quantity, u.occurred_at, u.cost) for u in usage],
         "observations": [
             rating.Observation(
-                o.observation_id, o.account_id, o.product_code, o.quantity, o.observed_at,
+                o.observation_id,
+                o.account_id,
+                o.product_code,
+                o.quantity,
+                o.observed_at,
                 tuple((i["item_id"], i["state"]) for i in o.items) if o.items is not None else None,
             )
             for o in observations

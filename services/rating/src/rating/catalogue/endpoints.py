@@ -27,9 +27,7 @@ async def put_product(code: ProductCode, body: ProductIn, tenant: Tenant, runtim
 
 
 @router.get("/products", dependencies=[Read])
-async def list_products(
-    tenant: Tenant, runtime: Runtime, after: str | None = None, limit: int = Query(default=100, ge=1, le=1000)
-) -> dict[str, Any]:
+async def list_products(tenant: Tenant, runtime: Runtime, after: str | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
     async with runtime.sessions() as session:
         rows = await repo.list_products(session, tenant, after, limit + 1)
     items = [service.to_out(r).model_dump(mode="json") for r in rows[:limit]]

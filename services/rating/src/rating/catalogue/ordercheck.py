@@ -26,8 +26,14 @@ ORDER_CHECKS = Counter("billing_rating_order_checks_total", "Order checks (and s
 
 
 async def pricing(
-    session: AsyncSession, seller_id: str, distributor_id: str | None, product_code: str, on: date,
-    *, account_id: str | None = None, currency: str | None = None,
+    session: AsyncSession,
+    seller_id: str,
+    distributor_id: str | None,
+    product_code: str,
+    on: date,
+    *,
+    account_id: str | None = None,
+    currency: str | None = None,
 ) -> PricingOut:
     """The product's price finding for the buyer's currency in the period containing `on`."""
     with tracer.start_as_current_span("order_pricing", attributes={"billing.seller_id": seller_id, "billing.product_code": product_code}):
@@ -46,9 +52,14 @@ async def pricing(
             return PricingOut(product_code=product_code, period=period.label, currency=currency, priced=True, wholesale_priced=wholesale)
         other = book.retail(unpriced[0], period, currency)
         return PricingOut(
-            product_code=product_code, period=period.label, currency=currency, priced=False,
-            problem="no_price_in_currency" if other is not None else "no_price", unpriced_products=unpriced,
-            priced_in=other.currency if other is not None else None, wholesale_priced=wholesale,
+            product_code=product_code,
+            period=period.label,
+            currency=currency,
+            priced=False,
+            problem="no_price_in_currency" if other is not None else "no_price",
+            unpriced_products=unpriced,
+            priced_in=other.currency if other is not None else None,
+            wholesale_priced=wholesale,
         )
 
 
@@ -86,7 +97,10 @@ async def check_order(session: AsyncSession, seller_id: str, distributor_id: str
         where = f"; this seller prices it in {found.priced_in}" if found.priced_in else ""
         raise NoPriceInCurrency(
             f"{', '.join(found.unpriced_products)} has no price in {found.currency} for {found.period}{where}: the order could not be billed",
-            field="currency", currency=found.currency, period=found.period, unpriced_products=found.unpriced_products,
+            field="currency",
+            currency=found.currency,
+            period=found.period,
+            unpriced_products=found.unpriced_products,
             priced_in=found.priced_in,
         )
     ORDER_CHECKS.labels("priced").inc()

@@ -88,7 +88,8 @@ class SellerIn(BaseModel):
 
     currency: str | None = Field(default=None, pattern="^[A-Z]{3}$", description="The main currency.")
     currencies: list[Annotated[str, Field(pattern="^[A-Z]{3}$")]] = Field(
-        default_factory=list, max_length=50,
+        default_factory=list,
+        max_length=50,
         description="Every other currency the seller bills buyers in; each needs its own price list (its prices in that currency).",
     )
     country: str | None = Field(default=None, pattern="^[A-Z]{2}$")

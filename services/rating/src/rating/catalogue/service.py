@@ -43,7 +43,7 @@ def parse_price(value: JsonValue, field: str = "unit_price") -> Decimal:
     """A price as sent: a plain decimal string (or an integer), never a float, not negative."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         # A float has already lost the exact amount the partner meant.
-        raise InvalidPrice(f"{field} must be a decimal string such as \"35.00\"", field=field)
+        raise InvalidPrice(f'{field} must be a decimal string such as "35.00"', field=field)
     text = str(value).strip()
     if text.startswith("-"):
         raise InvalidPrice(f"{field} cannot be negative", field=field)
@@ -62,7 +62,7 @@ def parse_price(value: JsonValue, field: str = "unit_price") -> Decimal:
 
 def parse_currency(value: JsonValue) -> str:
     if not isinstance(value, str) or value not in MINOR_UNITS:
-        raise InvalidCurrency("currency must be an ISO 4217 code in capitals, such as \"USD\"", field="currency")
+        raise InvalidCurrency('currency must be an ISO 4217 code in capitals, such as "USD"', field="currency")
     return value
 
 
@@ -77,9 +77,7 @@ async def _seller_currency_check(session: AsyncSession, seller_id: str, currency
     """A price list is in one of its seller's currencies (when the seller has set them)."""
     allowed = seller_currencies(await repo.get_seller(session, seller_id))
     if allowed and currency is not None and currency not in allowed:
-        raise PriceCurrencyMismatch(
-            f"prices of this seller are in {', '.join(allowed)}, not {currency} (add it to the seller's currencies)", field="currency"
-        )
+        raise PriceCurrencyMismatch(f"prices of this seller are in {', '.join(allowed)}, not {currency} (add it to the seller's currencies)", field="currency")
 
 
 def to_out(row: Any) -> ProductOut:
@@ -123,9 +121,7 @@ def product_published(row: Any, distributor_id: str | None, source: str, now: da
     return new_event(data, source=source, tenant=row.seller_id, event_id=event_id, subject=row.code, time=now)
 
 
-async def put_product(
-    runtime: ServiceRuntime, session: AsyncSession, seller_id: str, distributor_id: str | None, code: str, body: ProductIn
-) -> ProductOut:
+async def put_product(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, distributor_id: str | None, code: str, body: ProductIn) -> ProductOut:
     """Create or replace a product of the seller's catalogue. The same body again changes nothing;
     a new or changed product is published (`ProductPublished`, in the same transaction)."""
     knobs = body.policy.model_dump(exclude_none=True) if body.policy else {}
@@ -167,14 +163,10 @@ async def get_product(session: AsyncSession, seller_id: str, code: str) -> Produ
 
 
 def price_out(row: Any) -> PriceOut:
-    return PriceOut(
-        product_code=row.product_code, effective_from=row.effective_from, currency=row.currency or None, price=row.model, updated_at=row.updated_at
-    )
+    return PriceOut(product_code=row.product_code, effective_from=row.effective_from, currency=row.currency or None, price=row.model, updated_at=row.updated_at)
 
 
-async def put_price(
-    runtime: ServiceRuntime, session: AsyncSession, seller_id: str, distributor_id: str | None, code: str, body: PriceIn
-) -> PriceOut:
+async def put_price(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, distributor_id: str | None, code: str, body: PriceIn) -> PriceOut:
     """A dated entry of the seller's price list for one of its products (or the distributor's)."""
     with tracer.start_as_current_span("put_price", attributes={"billing.seller_id": seller_id, "billing.product_code": code}):
         known = await repo.get_product(session, seller_id, code)
@@ -302,10 +294,7 @@ class PriceBook:
 
     def _in_force(self, seller_id: str, code: str, period: Period, currency: str) -> _Entry | None:
         """The latest entry on or before the period's first day in `currency` (or a markup entry)."""
-        found = [
-            e for e in self._entries.get((seller_id, code), [])
-            if e.effective_from <= period.start and (e.currency is None or e.currency == currency)
-        ]
+        found = [e for e in self._entries.get((seller_id, code), []) if e.effective_from <= period.start and (e.currency is None or e.currency == currency)]
         return found[-1] if found else None
 
     def _other_currency(self, lookup: Callable[[str, Period, str], TierPrice | None], code: str, period: Period, currency: str) -> TierPrice | None:

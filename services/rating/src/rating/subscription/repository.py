@@ -168,7 +168,13 @@ async def changes(session: AsyncSession, seller_id: str, subscription_ids: Itera
 
 
 async def usage_before(
-    session: AsyncSession, seller_id: str, before: datetime, run_id: str, account_id: str | None = None, *, wholesale: bool = False,
+    session: AsyncSession,
+    seller_id: str,
+    before: datetime,
+    run_id: str,
+    account_id: str | None = None,
+    *,
+    wholesale: bool = False,
     between: AccountRange | None = None,
 ) -> list[Any]:
     """Usage before `before` not billed by another run of the tier (the period's own, and late usage)."""

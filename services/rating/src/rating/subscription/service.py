@@ -241,10 +241,20 @@ async def account_subscriptions(
             status = "upcoming"
         else:
             status = "ending" if plan.ends_on is not None else "active"
-        out.append(AccountSubscriptionOut(
-            subscription_id=sub.subscription_id, product_code=sub.product_code, product_name=product.name if product else None,
-            quantity=plan.quantity_on(max(today, plan.starts_on)), unit=product.unit if product else None,
-            term=TERMS.get(sub.policy.interval, sub.policy.interval), timing=sub.policy.timing, status=status,
-            starts_on=plan.starts_on, ends_on=plan.ends_on, commitment_ends_on=plan.commitment_ends_on, as_of=today,
-        ))
+        out.append(
+            AccountSubscriptionOut(
+                subscription_id=sub.subscription_id,
+                product_code=sub.product_code,
+                product_name=product.name if product else None,
+                quantity=plan.quantity_on(max(today, plan.starts_on)),
+                unit=product.unit if product else None,
+                term=TERMS.get(sub.policy.interval, sub.policy.interval),
+                timing=sub.policy.timing,
+                status=status,
+                starts_on=plan.starts_on,
+                ends_on=plan.ends_on,
+                commitment_ends_on=plan.commitment_ends_on,
+                as_of=today,
+            )
+        )
     return out

@@ -58,9 +58,7 @@ async def change_order(runtime: ServiceRuntime, session: AsyncSession, tenant: s
         digest = content_hash(record)
         # One change at a time per order: the order row is the lock, so a change racing a
         # cancellation sees it.
-        order = (
-            await session.execute(select_scoped(repo.ORDER, tenant).where(repo.ORDER.c.order_id == order_id).with_for_update())
-        ).first()
+        order = (await session.execute(select_scoped(repo.ORDER, tenant).where(repo.ORDER.c.order_id == order_id).with_for_update())).first()
         if order is None:
             raise NotFound(f"no order {order_id!r}", code="order_not_found", field="order_id")
         previous = await repo.get_row(session, repo.CHANGE, "change_id", tenant, record.id)

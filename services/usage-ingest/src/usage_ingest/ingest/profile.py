@@ -87,10 +87,21 @@ def check_vat_id(vat_id: str, country: str) -> str:
 def profile_view(row: Any) -> dict[str, Any]:
     address = row.address or {}
     return {
-        "account_id": row.account_id, "customer_id": row.external_id, "name": row.name, "country": row.country, "currency": row.currency,
-        "billing_email": row.billing_email, "contact_name": row.contact_name, "contact_phone": row.contact_phone,
-        "address_lines": list(address.get("lines") or []), "city": address.get("city"), "postal_code": address.get("postal_code"),
-        "region": address.get("region"), "vat_id": row.vat_id, "revision": row.revision, "updated_at": row.updated_at,
+        "account_id": row.account_id,
+        "customer_id": row.external_id,
+        "name": row.name,
+        "country": row.country,
+        "currency": row.currency,
+        "billing_email": row.billing_email,
+        "contact_name": row.contact_name,
+        "contact_phone": row.contact_phone,
+        "address_lines": list(address.get("lines") or []),
+        "city": address.get("city"),
+        "postal_code": address.get("postal_code"),
+        "region": address.get("region"),
+        "vat_id": row.vat_id,
+        "revision": row.revision,
+        "updated_at": row.updated_at,
     }
 
 
@@ -129,14 +140,23 @@ async def _save(runtime: ServiceRuntime, session: AsyncSession, tenant: str, acc
     address_given = lines or _blank(body.city) or _blank(body.postal_code) or _blank(body.region)
     address = (
         {"lines": lines, "city": _blank(body.city), "postal_code": _blank(body.postal_code), "region": _blank(body.region), "country": row.country}
-        if address_given else None
+        if address_given
+        else None
     )
     if address is not None and (not lines or address["city"] is None):
         raise InvalidProfile("an address needs a street line and a city", code="incomplete_address", field="address_lines" if not lines else "city")
     record = {
-        "id": row.external_id, "name": row.name, "billing_email": email, "country": row.country, "currency": row.currency,
-        "business": row.business, "vat_id": vat_id, "address": address, "tax_exempt": row.tax_exempt,
-        "contact_name": _blank(body.contact_name), "contact_phone": phone,
+        "id": row.external_id,
+        "name": row.name,
+        "billing_email": email,
+        "country": row.country,
+        "currency": row.currency,
+        "business": row.business,
+        "vat_id": vat_id,
+        "address": address,
+        "tax_exempt": row.tax_exempt,
+        "contact_name": _blank(body.contact_name),
+        "contact_phone": phone,
     }
     result = (await upsert_customers(runtime, session, tenant, [record])).results[0]
     if result.status == "rejected":
