@@ -91,6 +91,28 @@ def assert_valid(xml: bytes, syntax: Syntax) -> None:
     assert not problems, "EN 16931 validation:\n" + "\n".join(map(str, problems))
 
 
+async def documents_in_database(database_url: str) -> set[tuple[str, str, str]]:
+    """The keys `problems_in_database` would check now: what a module finds in the database when
+    it starts is another suite's (the database is shared by every module a test worker runs, the
+    security and end-to-end suites' sellers among them), not this module's to answer for."""
+    from sqlalchemy import text
+
+    from billing_runtime.db import create_engine
+
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            stored = (await conn.execute(text("SELECT owner_kind, owner_id, format FROM invoicing.document WHERE format IN ('xml', 'ubl')"))).all()
+            owners = (
+                await conn.execute(
+                    text("SELECT 'invoice', invoice_id FROM invoicing.invoice UNION ALL SELECT 'credit_note', credit_note_id FROM invoicing.credit_note")
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    return {(kind, owner_id, f"stored-{fmt}") for kind, owner_id, fmt in stored} | {(kind, owner_id, "content") for kind, owner_id in owners}
+
+
 async def problems_in_database(database_url: str, checked: set[tuple[str, str, str]]) -> list[str]:
     """Validate what the tests produced in this database and `checked` does not list yet: the
     stored e-invoices (the bytes a download answers) and, for every invoice and credit note, both
