@@ -38,7 +38,7 @@ from billing_runtime.embedded import free_port
 
 # The services run on the fixed clock of conftest (2026-11-21 09:00 UTC).
 ISSUED_AT = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
-SERVICES = ["usage-ingest", "rating", "invoicing", "payments", "dunning", "notify"]
+SERVICES = ["usage-ingest", "rating", "invoicing", "payments", "dunning", "notify", "portal"]
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
 FUZZ_EXAMPLES_NO_KEY = int(os.environ.get("FUZZ_EXAMPLES_NO_KEY", "2"))
 
