@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from billing_runtime.config import CommonSettings
@@ -17,14 +17,6 @@ class Settings(CommonSettings):
         description="The distributor's tenant: the one seller whose wholesale previews may name a partner (its seller profile is the buyer).",
     )
     max_page_size: int = Field(default=200, ge=1, le=1000)
-    consumer_max_batch: int = Field(
-        default=100,
-        ge=1,
-        validation_alias=AliasChoices("CONSUMER_MAX_BATCH"),
-        description="Most messages polled at once (the runtime's default is 1,000). A PeriodClosed carries every line of "
-        "an invoice, and a polled batch is decoded whole: at 1,000 the 10,000-invoice close peaked at 326 MB, at 100 "
-        "at 193 MB, in 29.5 s instead of 28.6 s (bench/month_close.py, 2026-12-01).",
-    )
     vies_url: str | None = Field(default=None, description="VIES check-vat-number endpoint; unset: VAT numbers are checked offline only.")
     vies_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     public_base_url: str | None = Field(
