@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import CloudEvent, Money, PeriodClosed, RatedLine, derived_event_id
 from billing_events import account_id as billing_account_id
 from billing_runtime.api import decode_cursor, encode_cursor
+from billing_runtime.collector import collector_paused
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
 from rating.billrun import rating
@@ -132,7 +133,9 @@ async def close_period(runtime: ServiceRuntime, session: AsyncSession, seller_id
 
         buyers = lines = charges_written = 0
         unrated_found: set[Unrated] = set()
-        with _close_without_gc():
+        # Over the whole close, not only its synchronous stretches (`_without_gc`): objects rated
+        # while paused are still young when collection resumes, so pausing less defers the cost.
+        with collector_paused(GC_PAUSED_SECONDS):
             async for closing in _closings(session, seller_id, distributor_id, tier, period, run_id, terms):
                 with _phase("write"):
                     charges_written += await repo.add_charges(session, _charge_columns(seller_id, run_id, closing))
@@ -330,28 +333,6 @@ def _without_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-@contextlib.contextmanager
-def _close_without_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a close's slices (rating, writing, emitting each),
-    awaits included. Pausing only the synchronous stretches (`_without_gc`) defers the cost rather
-    than saving it: every object rated while paused is still young when collection resumes, so
-    the first collections after it (building the slice's PeriodClosed events, decoding the next
-    rows) walk all of them: a fifth of the close's CPU. Each slice's objects are freed by their
-    reference counts once it is written, so memory stays one slice (a collection after a close of
-    50,000 subscriptions finds no garbage in cycles); what else runs in the process meanwhile keeps
-    its cyclic garbage until the close ends. The pauses are counted in
-    `billing_bill_run_gc_paused_seconds_total`."""
-    enabled = gc.isenabled()
-    started = time.perf_counter()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-            GC_PAUSED_SECONDS.inc(time.perf_counter() - started)
 
 
 async def rate_retail(
