@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
@@ -249,3 +250,9 @@ async def wait_dead_letter(bootstrap: str, event_id: str, *, timeout: float = 90
     finally:
         await consumer.stop()
     raise AssertionError(f"event {event_id} was not dead-lettered within {timeout}s")
+
+
+def pdf_fonts(pdf: bytes) -> set[str]:
+    """The font families a PDF embeds (poppler's pdffonts, subset prefix dropped): "DejaVu-Sans-Bold" -> "DejaVu-Sans"."""
+    done = subprocess.run(["pdffonts", "-"], input=pdf, capture_output=True, check=True).stdout.decode().splitlines()[2:]
+    return {line.split()[0].split("+", 1)[-1].removesuffix("-Bold") for line in done if line.strip()}

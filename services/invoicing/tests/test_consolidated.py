@@ -9,7 +9,7 @@ import subprocess
 from typing import Any
 
 import httpx
-from invoicing_testkit import buyer_known, customer, event, headers, period_closed, publish, put_seller, rated, wait_for_invoices
+from invoicing_testkit import buyer_known, customer, event, headers, pdf_fonts, period_closed, publish, put_seller, rated, wait_for_invoices
 
 from billing_events import RatedLine, account_id
 from billing_runtime.service import ServiceRuntime
@@ -192,6 +192,7 @@ async def test_consolidated_pdf_is_laid_out_in_seed_001s_sections(client: httpx.
     r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(distributor))
     assert r.status_code == 200, r.text
     keep_for_review(r.content, "consolidated-invoice")
+    assert not {f for f in pdf_fonts(r.content) if "Serif" in f}  # footer and body in the one sans typeface
     text = pdf_text(r.content)
     headings = [
         "Charges for your internal environment",

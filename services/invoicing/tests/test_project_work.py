@@ -9,7 +9,7 @@ from datetime import date
 from decimal import Decimal
 
 import httpx
-from invoicing_testkit import headers, put_seller
+from invoicing_testkit import headers, pdf_fonts, put_seller
 from sqlalchemy import text
 from test_consolidated import NORTHWIND, keep_for_review
 
@@ -78,6 +78,8 @@ async def test_time_and_materials_make_a_numbered_statement_with_no_payment_due(
         "2026-10-01 – 2026-10-31",
     ):
         assert expected in pdf_text, (expected, pdf_text)
+    # One typeface throughout: the page-number footer included (it printed in the default serif).
+    assert pdf_fonts(r.content) == {"DejaVu-Sans"}
 
     async with runtime.sessions() as session:
         rows = await session.execute(
