@@ -71,11 +71,11 @@ async def test_a_batch_numbers_each_seller_gaplessly_in_batch_order(runtime: Ser
                          keys=[b.encode() for s in sellers for b in buyers[s]])  # fmt: skip
     shares = await _rows(runtime, "SELECT owner_id, format, token FROM invoicing.document_share WHERE owner_id = ANY(:ids)", ids=ids)
     stored = {(r.owner_id, r.format): r.token for r in shares}
-    assert len(outbox) == 12 and len(stored) == 24
+    assert len(outbox) == 12 and len(stored) == 36
     for (value,) in outbox:
         issued = InvoiceIssued.model_validate(json.loads(value))
         tokens = {link.kind: (link.shared_url or "").rsplit("/", 1)[-1] for link in issued.documents}
-        assert tokens == {"pdf": stored[(issued.invoice_id, "pdf")], "cii_xml": stored[(issued.invoice_id, "xml")]}
+        assert tokens == {f: stored[(issued.invoice_id, fmt)] for f, fmt in (("pdf", "pdf"), ("cii_xml", "xml"), ("ubl_xml", "ubl"))}
 
 
 async def test_a_batch_issues_what_one_issue_at_a_time_does(runtime: ServiceRuntime, tenant: str) -> None:

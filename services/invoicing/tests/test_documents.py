@@ -147,11 +147,12 @@ async def test_shared_links_open_the_invoice_documents_without_a_key(client: htt
     invoice_id = await issue(runtime, tenant, "bakery", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
     detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
     links = {d["kind"]: d for d in detail["documents"]}
-    assert set(links) == {"pdf", "cii_xml"} and links["pdf"]["url"] == f"/v1/invoices/{invoice_id}/pdf"
+    assert set(links) == {"pdf", "cii_xml", "ubl_xml"} and links["pdf"]["url"] == f"/v1/invoices/{invoice_id}/pdf"
+    assert links["ubl_xml"]["url"] == f"/v1/invoices/{invoice_id}/xml?syntax=ubl"
     # The event announces the same links; without INVOICING_PUBLIC_BASE_URL they are relative to invoicing.
     assert {d["kind"]: d["shared_url"] for d in await issued_documents(runtime, invoice_id)} == {k: d["shared_url"] for k, d in links.items()}
-    pdf_link, xml_link = links["pdf"]["shared_url"], links["cii_xml"]["shared_url"]
-    assert pdf_link.startswith("/v1/shared/") and len(pdf_link) > len("/v1/shared/") + 40 and pdf_link != xml_link
+    pdf_link, xml_link, ubl_link = links["pdf"]["shared_url"], links["cii_xml"]["shared_url"], links["ubl_xml"]["shared_url"]
+    assert pdf_link.startswith("/v1/shared/") and len(pdf_link) > len("/v1/shared/") + 40 and len({pdf_link, xml_link, ubl_link}) == 3
 
     shared = await client.get(pdf_link)  # no X-Tenant-Id, no key
     assert shared.status_code == 200, shared.text
@@ -161,6 +162,12 @@ async def test_shared_links_open_the_invoice_documents_without_a_key(client: htt
     assert shared.content == (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content
     xml = await client.get(xml_link)
     assert xml.status_code == 200 and etree.fromstring(xml.content).findtext("rsm:ExchangedDocument/ram:ID", namespaces=NS) == detail["number"]
+    # The UBL link serves the same UBL as the API's ?syntax=ubl, for accounting tools that take UBL.
+    ubl = await client.get(ubl_link)
+    assert ubl.status_code == 200 and ubl.headers["content-type"] == "application/xml"
+    assert ubl.headers["content-disposition"] == f'attachment; filename="{detail["number"]}.ubl.xml"'
+    assert etree.fromstring(ubl.content).tag == "{urn:oasis:names:specification:ubl:schema:xsd:Invoice-2}Invoice"
+    assert ubl.content == (await client.get(links["ubl_xml"]["url"], headers=headers(tenant))).content
 
     for guess in ("/v1/shared/" + "A" * 43, "/v1/shared/" + invoice_id, "/v1/shared/%27%20OR%201%3D1"):
         r = await client.get(guess)
@@ -173,11 +180,12 @@ async def test_shared_links_open_the_invoice_documents_without_a_key(client: htt
     rotated = await client.post(f"/v1/invoices/{invoice_id}/shared-links/rotate", headers=headers(tenant))
     assert rotated.status_code == 200, rotated.text
     new = {d["kind"]: d["shared_url"] for d in rotated.json()["documents"]}
-    assert set(new) == {"pdf", "cii_xml"} and not {pdf_link, xml_link} & set(new.values())
-    for old in (pdf_link, xml_link):
+    assert set(new) == {"pdf", "cii_xml", "ubl_xml"} and not {pdf_link, xml_link, ubl_link} & set(new.values())
+    for old in (pdf_link, xml_link, ubl_link):
         assert (await client.get(old)).status_code == 404
     assert (await client.get(new["pdf"])).content == shared.content
     assert (await client.get(new["cii_xml"])).content == xml.content
+    assert (await client.get(new["ubl_xml"])).content == ubl.content
     detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
     assert {d["kind"]: d["shared_url"] for d in detail["documents"]} == new
 

@@ -98,7 +98,11 @@ async def test_worked_example_b_and_the_oss_report(client: httpx.AsyncClient, te
     )
     assert [(li.tax_category, li.tax_rate, li.tax_scheme, li.tax_country) for li in data.lines] == [("AE", 0, "reverse_charge", "DE")]
     assert [(t.tax_category, t.note) for t in data.tax_breakdown] == [("AE", NOTES[Scheme.REVERSE_CHARGE])]
-    assert [(d.kind, d.url) for d in data.documents] == [("pdf", f"/v1/invoices/{acme['id']}/pdf"), ("cii_xml", f"/v1/invoices/{acme['id']}/xml")]
+    assert [(d.kind, d.url) for d in data.documents] == [
+        ("pdf", f"/v1/invoices/{acme['id']}/pdf"),
+        ("cii_xml", f"/v1/invoices/{acme['id']}/xml"),
+        ("ubl_xml", f"/v1/invoices/{acme['id']}/xml?syntax=ubl"),
+    ]
     assert (data.tier, data.flags, str(data.total.amount)) == ("retail", [], "206.00")
 
     checks = (await client.get(f"/v1/buyers/{people['badvat'].account_id}/vat-checks", headers=headers(tenant))).json()

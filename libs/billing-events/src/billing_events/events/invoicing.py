@@ -86,7 +86,11 @@ class InvoiceIssued(EventData):
     net_total: Money
     tax_total: Money
     total: Money
-    documents: list[DocumentLink] = []
+    documents: list[DocumentLink] = Field(
+        default_factory=list,
+        description="The invoice's documents, by kind: pdf (PDF/A-3 with the Factur-X XML inside), cii_xml (EN 16931 CII, Factur-X) and "
+        "ubl_xml (UBL 2.1, Peppol BIS Billing 3.0), each with its shared link; consumers ignore kinds they do not know.",
+    )
     tier: str | None = Field(default=None, description="retail (a partner to its customer) or wholesale (the distributor to a partner).")
     flags: list[str] = Field(default_factory=list, description="Warnings a person should see, e.g. buyer_vat_id_invalid (taxed as a consumer).")
 

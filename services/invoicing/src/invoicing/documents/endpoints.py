@@ -82,7 +82,7 @@ async def shared_document(token: str, runtime: Runtime) -> Response:
             name, content = await statement_pdf(runtime, found.seller_id, found.owner_id)
             media_type = MEDIA_TYPES["pdf"]
         else:
-            fmt: Format = "xml" if found.format == "xml" else "pdf"
+            fmt: Format = "ubl" if found.format == "ubl" else "xml" if found.format == "xml" else "pdf"
             kind: OwnerKind = "credit_note" if found.owner_kind == "credit_note" else "invoice"
             name, content = await document(runtime, found.seller_id, kind, found.owner_id, fmt)
             media_type = MEDIA_TYPES[fmt]

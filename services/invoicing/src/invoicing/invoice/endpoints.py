@@ -15,7 +15,7 @@ from invoicing.config import Settings
 from invoicing.documents.shares import rotate, tokens_of
 from invoicing.invoice import repository as repo
 from invoicing.invoice.schemas import InvoiceDetail, InvoicePreview, InvoiceSummary, Status
-from invoicing.invoice.service import DOCUMENT_FORMATS, InvalidPeriodClosed, invoice_links, preview_invoice
+from invoicing.invoice.service import SHARED_FORMATS, InvalidPeriodClosed, invoice_links, preview_invoice
 from invoicing.tax.engine import TaxError
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
@@ -109,7 +109,7 @@ async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime)
     async with runtime.transaction() as session:
         if await repo.get_invoice(session, tenant, invoice_id) is None:
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
-        tokens = await rotate(session, tenant, "invoice", invoice_id, tuple(fmt for _, fmt in DOCUMENT_FORMATS), runtime.clock.now())
+        tokens = await rotate(session, tenant, "invoice", invoice_id, SHARED_FORMATS, runtime.clock.now())
     return {"documents": invoice_links(runtime, invoice_id, tokens)}
 
 

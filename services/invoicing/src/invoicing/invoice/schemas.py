@@ -121,7 +121,9 @@ class InvoiceDetail(InvoiceSummary):
     lines: list[InvoiceLineOut]
     sections: Sections
     documents: list[DocumentLink] = Field(
-        default=[], description="pdf (Factur-X PDF/A-3) and cii_xml (EN 16931 CII); `shared_url` is null for invoices issued before shared links existed."
+        default=[],
+        description="pdf (Factur-X PDF/A-3), cii_xml (EN 16931 CII) and ubl_xml (UBL 2.1, Peppol BIS Billing 3.0); `shared_url` is null "
+        "for invoices issued before shared links (or, for ubl_xml, before its shared link) existed.",
     )
 
     @classmethod

@@ -363,7 +363,7 @@ async def _store(runtime: ServiceRuntime, session: AsyncSession, batch: list[Com
     if not batch:
         return
     now = runtime.clock.now()
-    tokens = await share_many(session, "invoice", [(c.closed.seller_id, c.invoice_id) for c in batch], tuple(fmt for _, fmt in DOCUMENT_FORMATS), now)
+    tokens = await share_many(session, "invoice", [(c.closed.seller_id, c.invoice_id) for c in batch], SHARED_FORMATS, now)
     invoices: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
     events: list[CloudEvent[Any]] = []
@@ -422,7 +422,7 @@ async def _store(runtime: ServiceRuntime, session: AsyncSession, batch: list[Com
             net_total=Money.of(draft.net_total, draft.currency),
             tax_total=Money.of(draft.tax_total, draft.currency),
             total=Money.of(draft.total, draft.currency),
-            documents=invoice_links(runtime, invoice_id, {fmt: tokens[(invoice_id, fmt)] for _, fmt in DOCUMENT_FORMATS}),
+            documents=invoice_links(runtime, invoice_id, {fmt: tokens[(invoice_id, fmt)] for fmt in SHARED_FORMATS}),
             tier=closed.tier,
             flags=composed.flags,
         )
@@ -488,14 +488,17 @@ async def preview_invoice(runtime: ServiceRuntime, session: AsyncSession, closed
     )
 
 
-DOCUMENT_FORMATS = (("pdf", "pdf"), ("cii_xml", "xml"))  # an invoice's documents: (kind in events and the API, format)
+# An invoice's documents: (kind in events and the API, stored format, path under the invoice).
+DOCUMENT_FORMATS = (("pdf", "pdf", "pdf"), ("cii_xml", "xml", "xml"), ("ubl_xml", "ubl", "xml?syntax=ubl"))
+SHARED_FORMATS = tuple(fmt for _, fmt, _ in DOCUMENT_FORMATS)
 
 
 def invoice_links(runtime: ServiceRuntime, invoice_id: str, tokens: dict[str, str]) -> list[DocumentLink]:
-    """The invoice's documents with their shared links by format (none for a format without one)."""
+    """The invoice's documents with their shared links by format (none for a format without one:
+    invoices issued before shared links, or before the UBL's, existed)."""
     return [
-        DocumentLink(kind=kind, url=f"/v1/invoices/{invoice_id}/{fmt}", shared_url=shared_url(runtime, tokens[fmt]) if fmt in tokens else None)
-        for kind, fmt in DOCUMENT_FORMATS
+        DocumentLink(kind=kind, url=f"/v1/invoices/{invoice_id}/{path}", shared_url=shared_url(runtime, tokens[fmt]) if fmt in tokens else None)
+        for kind, fmt, path in DOCUMENT_FORMATS
     ]
 
 
