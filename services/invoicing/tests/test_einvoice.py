@@ -9,7 +9,7 @@ import io
 import struct
 import subprocess
 import zlib
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,14 +18,14 @@ import facturx
 import httpx
 import pytest
 from en16931 import assert_valid, findings, rules_ran
-from invoicing_testkit import customer, event, headers, period_closed, put_seller, rated
+from invoicing_testkit import customer, event, headers, pdf_fonts, period_closed, put_seller, rated
 from lxml import etree
 from pypdf import PdfReader
 
-from billing_events import MandateChanged
+from billing_events import CollectingMethodChanged, MandateChanged
 from billing_events.references import creditor_reference, printed
 from billing_runtime.service import ServiceRuntime
-from invoicing.buyer.consumers import on_mandate_changed
+from invoicing.buyer.consumers import on_collecting_method_changed, on_mandate_changed
 from invoicing.buyer.service import record_customer
 from invoicing.documents.content import DocContent, DocLine, DocPayment, DocTax
 from invoicing.documents.facturx import cii_xml
@@ -124,7 +124,7 @@ def content(kind: str = "invoice", payment: DocPayment | None = None, category: 
 
 TRANSFER = DocPayment("credit_transfer", creditor_reference=creditor_reference("CLD-000042"), iban=IBAN, bic=BIC, account_name="Cloudy Ltd")
 DEBIT = DocPayment("direct_debit", mandate_reference="MD000123", creditor_identifier="IE98ZZZ123456")
-CARD = DocPayment("card", card_last4="4242")
+CARD = DocPayment("card", card_last4="4242", card_brand="visa")
 
 
 def test_the_official_rules_reject_what_strict_receivers_reject() -> None:
@@ -186,6 +186,10 @@ def test_payment_means_in_cii_and_ubl() -> None:
     card = etree.fromstring(cii_xml(content(payment=CARD)))
     assert card.findtext(means + "ram:TypeCode", namespaces=NS) == "48"
     assert card.findtext(means + "ram:ApplicableTradeSettlementFinancialCard/ram:ID", namespaces=NS) == "4242"
+    card_ubl = etree.fromstring(ubl_xml(content(payment=CARD)))
+    assert card_ubl.findtext("cac:PaymentMeans/cbc:PaymentMeansCode", namespaces=NS) == "48"
+    assert card_ubl.findtext("cac:PaymentMeans/cac:CardAccount/cbc:PrimaryAccountNumberID", namespaces=NS) == "4242"
+    assert card_ubl.findtext("cac:PaymentMeans/cac:CardAccount/cbc:NetworkID", namespaces=NS) == "Visa"
 
 
 NS_UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
@@ -274,6 +278,70 @@ async def test_direct_debit_invoice_after_a_mandate(client: httpx.AsyncClient, r
     xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))).content
     assert_valid(xml, "cii")
     assert etree.fromstring(xml).findtext(SETTLEMENT + "ram:SpecifiedTradePaymentTerms/ram:DirectDebitMandateID", namespaces=NS) == "MD-NEW"
+
+
+def collecting(tenant: str, account: str, minute: int, method: str | None, **fields: Any) -> CollectingMethodChanged:
+    """What payments announces when the method it collects `account` from changes, at 10:`minute`."""
+    changed_at = datetime(2026, 10, 2, 10, minute, tzinfo=UTC)
+    provider = {"card": "stripe", "direct_debit": "gocardless"}.get(method or "")
+    return CollectingMethodChanged(seller_id=tenant, account_id=account, changed_at=changed_at, method=method, provider=provider, **fields)  # type: ignore[arg-type]
+
+
+async def test_card_invoice_after_payments_announces_the_card(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    """The buyer's card, as payments announced it (CollectingMethodChanged), is what its invoice
+    says: paid by that card on the invoice date (charged on issue), in the PDF and both XMLs. It
+    wins over a mandate still active at GoCardless: payments collects from the buyer's default."""
+    await put_seller(client, tenant, **CLOUDY)
+    buyer = customer(tenant, "acme", "Acme GmbH", currency="EUR", country="DE", vat_id="DE136695976")
+    account = buyer.account_id
+    async with runtime.transaction() as session:
+        await on_mandate_changed(
+            runtime, session, event(MandateChanged(mandate_id="MD-1", seller_id=tenant, account_id=account, provider="gocardless", status="active"), tenant)
+        )  # type: ignore[arg-type]
+        for changed in (
+            collecting(tenant, account, 0, "direct_debit", method_id="dd-1", mandate_id="MD-1"),
+            collecting(tenant, account, 5, "card", method_id="card-1", card_brand="visa", card_last4="4242", card_exp_month=12, card_exp_year=2034),
+            collecting(tenant, account, 1, "direct_debit", method_id="dd-1", mandate_id="MD-1"),  # late, older: changes nothing
+            collecting(f"other-{tenant}", account, 9, None),  # another seller's word about the account: not this seller's
+        ):
+            await on_collecting_method_changed(runtime, session, event(changed, changed.seller_id))
+    invoice_id = await issue_to_acme(runtime, tenant)
+    pdf = (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content
+    keep_pages(pdf, "invoice-card")
+    text = " ".join(pdf_text(pdf).split())
+    assert "Paid by Visa card ending 4242 on 2026-11-02: 206.00 EUR is charged to the card on file on the invoice date; nothing to do." in text, text
+    assert "IBAN" not in text and "direct debit" not in text and "MD-1" not in text
+    assert not {f for f in pdf_fonts(pdf) if "Serif" in f}
+    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))).content
+    assert_valid(xml, "cii")
+    tree = etree.fromstring(xml)
+    means = SETTLEMENT + "ram:SpecifiedTradeSettlementPaymentMeans/"
+    assert tree.findtext(means + "ram:TypeCode", namespaces=NS) == "48"
+    assert tree.findtext(means + "ram:ApplicableTradeSettlementFinancialCard/ram:ID", namespaces=NS) == "4242"
+    assert tree.findtext(SETTLEMENT + "ram:SpecifiedTradePaymentTerms/ram:Description", namespaces=NS) == (
+        "Paid by Visa card ending 4242 on 2026-11-02: the card on file is charged on the invoice date"
+    )
+    ubl = (await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=headers(tenant))).content
+    assert_valid(ubl, "ubl")
+    assert etree.fromstring(ubl).findtext("cac:PaymentMeans/cac:CardAccount/cbc:PrimaryAccountNumberID", namespaces=NS) == "4242"
+
+
+async def test_no_card_or_mandate_left_means_a_transfer(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    """The card removed and nothing left to collect from (payments' last word, `method` null): the
+    invoice asks for a transfer quoting its RF reference, although a mandate was once active."""
+    await put_seller(client, tenant, **CLOUDY)
+    account = customer(tenant, "acme", "Acme GmbH", currency="EUR", country="DE", vat_id="DE136695976").account_id
+    async with runtime.transaction() as session:
+        await on_mandate_changed(
+            runtime, session, event(MandateChanged(mandate_id="MD-1", seller_id=tenant, account_id=account, provider="gocardless", status="active"), tenant)
+        )  # type: ignore[arg-type]
+        for changed in (collecting(tenant, account, 0, "card", method_id="card-1", card_brand="visa", card_last4="4242"), collecting(tenant, account, 7, None)):
+            await on_collecting_method_changed(runtime, session, event(changed, tenant))
+    invoice_id = await issue_to_acme(runtime, tenant)
+    number = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()["number"]
+    text = pdf_text((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content)
+    assert printed(creditor_reference(number)) in text and "IE29 AIBK" in text
+    assert "card" not in text.lower() and "direct debit" not in text
 
 
 async def test_an_invoice_from_a_profile_without_bank_details_still_renders(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:

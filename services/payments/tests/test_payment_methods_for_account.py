@@ -16,7 +16,7 @@ import httpx
 import pytest
 import stripe
 
-from billing_events import MandateChanged, Party, account_id, new_event
+from billing_events import CollectingMethodChanged, MandateChanged, Party, account_id, new_event
 from billing_events.topics import PAYMENTS
 from billing_runtime.auth import issue
 from billing_runtime.db import create_engine
@@ -91,7 +91,20 @@ async def save_card_at_checkout(keys: Keys, who: dict[str, str], account: str, m
     return dict(r.json())
 
 
-async def test_a_buyer_saves_cards_at_checkout_chooses_the_default_and_removes_one(live: Live, keys: Keys) -> None:
+def collecting(events: list[Any], account: str) -> list[CollectingMethodChanged]:
+    """The buyer's CollectingMethodChanged, in order, one per run of the same method (a card's
+    webhook and its confirmation may each announce it)."""
+    runs: list[CollectingMethodChanged] = []
+    for e in events:
+        if isinstance(e.data, CollectingMethodChanged) and e.data.account_id == account:
+            if runs and runs[-1].method_id == e.data.method_id:
+                runs[-1] = e.data
+            else:
+                runs.append(e.data)
+    return runs
+
+
+async def test_a_buyer_saves_cards_at_checkout_chooses_the_default_and_removes_one(live: Live, keys: Keys, kafka_bootstrap: str) -> None:
     tenant, admin, sc, _ = await setup_tenant(live, keys)
     alpha, beta = account_id(tenant, "alpha"), account_id(tenant, "beta")
     mine, theirs = await keys.issue(tenant, "write", alpha), await keys.issue(tenant, "write", beta)
@@ -145,6 +158,19 @@ async def test_a_buyer_saves_cards_at_checkout_chooses_the_default_and_removes_o
     # The partner's tenant-wide key sees the buyer's methods too.
     assert [m["method_id"] for m in (await keys.call("GET", f"/v1/accounts/{alpha}/payment-methods", admin)).json()["items"]] == ["card-a"]
 
+    # Each change of the card collection uses was announced, with what Stripe shows of the card
+    # (invoicing prints "Paid by card ending 4242"): saved a, saved b, chose a, chose b, removed b.
+    expected = ["card-a", "card-b", "card-a", "card-b", "card-a"]
+    events = await read_events(kafka_bootstrap, PAYMENTS.name, until=lambda es: len(collecting(es, alpha)) >= 5, match=lambda e: e.tenant == tenant)
+    runs = collecting(events, alpha)
+    assert [c.method_id for c in runs] == expected
+    assert [(c.method, c.provider, c.card_brand, c.card_last4) for c in runs[:2]] == [
+        ("card", "stripe", "visa", "4242"),
+        ("card", "stripe", "mastercard", "4444"),
+    ]
+    assert (runs[-1].card_brand, runs[-1].card_last4, runs[-1].card_exp_month, runs[-1].card_exp_year, runs[-1].mandate_id) == ("visa", "4242", 12, 2034, None)
+    assert not collecting(events, beta)
+
 
 async def test_a_declined_card_stays_pending_and_the_default_cannot_be_a_pending_one(live: Live, keys: Keys) -> None:
     tenant, _, _, _ = await setup_tenant(live, keys)
@@ -185,6 +211,13 @@ async def test_a_mandate_set_up_on_the_hosted_flow_then_removed_is_cancelled_at_
     events = await read_events(kafka_bootstrap, PAYMENTS.name, until=cancelled, match=lambda e: e.tenant == tenant)
     changes = [e.data.status for e in events if isinstance(e.data, MandateChanged)]
     assert changes[-1] == "cancelled" and "active" in changes
+    # Collection used the mandate once it was active, and nothing once it was removed.
+    events = await read_events(kafka_bootstrap, PAYMENTS.name, until=lambda es: len(collecting(es, alpha)) >= 2, match=lambda e: e.tenant == tenant)
+    runs = collecting(events, alpha)
+    assert [(c.method_id, c.method, c.mandate_id, c.card_last4) for c in runs] == [
+        ("dd-1", "direct_debit", method["method_ref"], None),
+        (None, None, None, None),
+    ]
 
 
 async def test_a_buyer_lists_its_own_payments_and_reads_their_receipts(live: Live, keys: Keys, kafka_bootstrap: str) -> None:

@@ -42,7 +42,7 @@ from billing_events.events.invoicing import (
     TaxBreakdown,
 )
 from billing_events.events.notify import NotificationDelivered
-from billing_events.events.payments import MandateChanged, PaymentFailed, PaymentRefunded, PaymentSucceeded
+from billing_events.events.payments import CollectingMethodChanged, MandateChanged, PaymentFailed, PaymentRefunded, PaymentSucceeded
 from billing_events.events.portal import PortalRole, PortalSignInLinkIssued
 from billing_events.events.rating import ChargesRated, PeriodClosed, ProductPublished, ProjectWorkRecorded, RatedLine
 from billing_events.ids import account_id, derived_event_id, subscription_id
@@ -74,6 +74,7 @@ __all__ = [
     "PortalRole",
     "PortalSignInLinkIssued",
     "ChargesRated",
+    "CollectingMethodChanged",
     "ComparisonReportReady",
     "CloudEvent",
     "CreditNoteIssued",

@@ -6,10 +6,10 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from billing_events import CustomerUpserted, MandateChanged, PaymentRefunded, PaymentSucceeded, PeriodClosed, ProjectWorkRecorded
+from billing_events import CollectingMethodChanged, CustomerUpserted, MandateChanged, PaymentRefunded, PaymentSucceeded, PeriodClosed, ProjectWorkRecorded
 from billing_runtime.service import ServiceRuntime, create_app
 from invoicing import models  # noqa: F401  (registers the tables)
-from invoicing.buyer.consumers import on_customer_upserted, on_mandate_changed
+from invoicing.buyer.consumers import on_collecting_method_changed, on_customer_upserted, on_mandate_changed
 from invoicing.comparison.endpoints import router as comparison_router
 from invoicing.config import Settings
 from invoicing.creditnote.endpoints import router as credit_note_router
@@ -36,6 +36,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime.on(PaymentSucceeded, partial(on_payment_succeeded, runtime))
     runtime.on(PaymentRefunded, partial(on_payment_refunded, runtime))
     runtime.on(MandateChanged, partial(on_mandate_changed, runtime))
+    runtime.on(CollectingMethodChanged, partial(on_collecting_method_changed, runtime))
     runtime.run_in_background("render-pool", documents.keep_pool)
     if settings.render_ahead:
         ahead = RenderAhead(runtime, batch=settings.render_ahead_batch, poll_seconds=settings.render_ahead_poll_ms / 1000)

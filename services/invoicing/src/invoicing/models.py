@@ -1,6 +1,6 @@
 """Every table of invoicing, imported in one place for the app and for Alembic."""
 
-from invoicing.buyer.models import Buyer, BuyerMandate
+from invoicing.buyer.models import Buyer, BuyerCollectingMethod, BuyerMandate
 from invoicing.comparison.models import ComparisonReport
 from invoicing.creditnote.models import CreditNote, CreditNoteLine
 from invoicing.documents.models import DocumentShare, RenderedDocument
@@ -12,6 +12,7 @@ from invoicing.tax.models import VatCheck
 
 __all__ = [
     "Buyer",
+    "BuyerCollectingMethod",
     "BuyerMandate",
     "ComparisonReport",
     "CreditNote",

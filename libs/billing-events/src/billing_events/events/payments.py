@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import ClassVar, Literal
 
 from pydantic import Field
@@ -85,6 +85,31 @@ class MandateChanged(EventData):
     account_id: str
     provider: str
     status: Literal["pending", "active", "failed", "cancelled", "expired"]
+
+    def partition_key(self) -> str:
+        return self.account_id
+
+
+class CollectingMethodChanged(EventData):
+    """The method payments now collects the buyer's invoices from changed: a card saved or removed,
+    a mandate activated or cancelled, another default chosen. `method` None: none left (the buyer
+    pays by bank transfer). Invoicing prints it as the invoice's payment instructions ("Paid by card
+    ending 4242", EN 16931 BG-16); the card's number never reaches payments, only what Stripe shows."""
+
+    event_type: ClassVar[str] = "billing.collecting_method.changed.v1"
+    topic: ClassVar[topics.Topic] = topics.PAYMENTS
+
+    seller_id: str
+    account_id: str
+    changed_at: datetime = Field(description="When payments made the change: a consumer keeps the latest and ignores an older one.")
+    method_id: str | None = Field(default=None, description="Payments' id of the method; None when no card or mandate is left.")
+    method: Literal["card", "direct_debit"] | None = None
+    provider: str | None = Field(default=None, description="stripe (card) or gocardless (direct debit).")
+    card_brand: str | None = Field(default=None, description="As Stripe names it: visa, mastercard, amex...")
+    card_last4: str | None = Field(default=None, description="The card's last four digits, as Stripe gives them (card.last4).")
+    card_exp_month: int | None = None
+    card_exp_year: int | None = None
+    mandate_id: str | None = Field(default=None, description="The GoCardless mandate of a direct debit (the reference printed as BT-89).")
 
     def partition_key(self) -> str:
         return self.account_id

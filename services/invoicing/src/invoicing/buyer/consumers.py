@@ -1,14 +1,22 @@
-"""Events in: customers announced by usage-ingest; their direct-debit mandates, from payments."""
+"""Events in: customers announced by usage-ingest; their direct-debit mandates and the method their
+invoices are collected from, from payments."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent, CustomerUpserted, MandateChanged
+from billing_events import CloudEvent, CollectingMethodChanged, CustomerUpserted, MandateChanged
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer import repository, service
+
+COLLECTING_APPLIED = Counter(
+    "billing_buyer_collecting_methods_applied_total",
+    "CollectingMethodChanged applied (stored) or ignored (an older announcement than the one kept), by method",
+    ["method", "outcome"],
+)
 
 
 async def on_customer_upserted(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
@@ -20,3 +28,20 @@ async def on_mandate_changed(runtime: ServiceRuntime, session: AsyncSession, eve
     data: MandateChanged = event.data
     row = {"account_id": data.account_id, "seller_id": data.seller_id, "mandate_id": data.mandate_id, "provider": data.provider, "status": data.status}
     await repository.put_mandate(session, row)
+
+
+async def on_collecting_method_changed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
+    data: CollectingMethodChanged = event.data
+    row = {
+        "account_id": data.account_id,
+        "seller_id": data.seller_id,
+        "method_id": data.method_id,
+        "method": data.method,
+        "provider": data.provider,
+        "card_brand": data.card_brand,
+        "card_last4": data.card_last4,
+        "mandate_id": data.mandate_id,
+        "changed_at": data.changed_at,
+    }
+    stored = await repository.put_collecting_method(session, row)
+    COLLECTING_APPLIED.labels(data.method or "none", "stored" if stored else "older").inc()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Column, false
+from sqlalchemy import Boolean, Column, DateTime, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
@@ -42,3 +43,21 @@ class BuyerMandate(Base, table=True):
     mandate_id: str
     provider: str
     status: str
+
+
+class BuyerCollectingMethod(Base, table=True):
+    """The card or mandate payments collects the buyer's invoices from, as it last announced it
+    (CollectingMethodChanged); `method` None: none left. A card makes the buyer's invoices say
+    "Paid by card ending 4242" (BT-87); a mandate, "collected by direct debit" (BT-89)."""
+
+    __tablename__ = "buyer_collecting_method"
+
+    seller_id: str = Field(primary_key=True)
+    account_id: str = Field(primary_key=True)
+    method_id: str | None = None
+    method: str | None = None  # card | direct_debit
+    provider: str | None = None
+    card_brand: str | None = None
+    card_last4: str | None = None
+    mandate_id: str | None = None
+    changed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

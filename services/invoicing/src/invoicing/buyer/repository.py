@@ -9,13 +9,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import scoped_pairs, select_scoped, tenant_owned
-from invoicing.buyer.models import Buyer, BuyerMandate
+from invoicing.buyer.models import Buyer, BuyerCollectingMethod, BuyerMandate
 from invoicing.tax.models import VatCheck
 
 # A buyer is its partner's (the seller that announced it): every read is scoped to it.
 BUYER: Table = tenant_owned(Buyer, "partner_id")
 VAT_CHECK: Table = VatCheck.__table__  # type: ignore[attr-defined]
 MANDATE: Table = tenant_owned(BuyerMandate, "seller_id")
+COLLECTING: Table = tenant_owned(BuyerCollectingMethod, "seller_id")
 
 
 async def upsert_if_newer(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -67,3 +68,19 @@ async def put_mandate(session: AsyncSession, row: dict[str, Any]) -> None:
 
 async def get_mandate(session: AsyncSession, tenant: str, account_id: str) -> Any:
     return (await session.execute(select_scoped(MANDATE, tenant).where(MANDATE.c.account_id == account_id))).first()
+
+
+async def put_collecting_method(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """The buyer's collecting method as payments announced it, unless a later announcement is
+    stored (a replayed or late event changes nothing); True when stored."""
+    insert = pg_insert(COLLECTING).values(**row)
+    upsert = insert.on_conflict_do_update(
+        index_elements=["seller_id", "account_id"],
+        set_={k: insert.excluded[k] for k in row if k not in ("seller_id", "account_id")},
+        where=COLLECTING.c.changed_at < insert.excluded.changed_at,
+    ).returning(COLLECTING.c.account_id)
+    return (await session.execute(upsert)).first() is not None
+
+
+async def get_collecting_method(session: AsyncSession, tenant: str, account_id: str) -> Any:
+    return (await session.execute(select_scoped(COLLECTING, tenant).where(COLLECTING.c.account_id == account_id))).first()

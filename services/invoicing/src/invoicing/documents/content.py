@@ -31,6 +31,21 @@ class DocPayment:
     mandate_reference: str | None = None
     creditor_identifier: str | None = None
     card_last4: str | None = None
+    card_brand: str | None = None  # as Stripe names it: visa, mastercard, amex...
+
+    @property
+    def card_words(self) -> str:
+        """The card as the buyer knows it: "Visa card ending 4242" (no brand: "card ending 4242";
+        digits unknown yet: "the card on file")."""
+        if not self.card_last4:
+            return "the card on file"
+        brand = CARD_BRANDS.get(self.card_brand or "", "")
+        return f"{brand} card ending {self.card_last4}" if brand else f"card ending {self.card_last4}"
+
+    @property
+    def card_network(self) -> str:
+        """UBL's CardAccount/NetworkID: the card's scheme when known."""
+        return CARD_BRANDS.get(self.card_brand or "", "card")
 
     @property
     def iban_printed(self) -> str:
@@ -49,6 +64,19 @@ class DocPayment:
             return "48"
         return "58" if self.iban and self.iban[:2] in SEPA_COUNTRIES else "30"
 
+
+# Stripe's card brands (PaymentMethod card.brand) as printed; "unknown" and others print no brand.
+CARD_BRANDS = {
+    "visa": "Visa",
+    "mastercard": "Mastercard",
+    "amex": "American Express",
+    "discover": "Discover",
+    "diners": "Diners Club",
+    "jcb": "JCB",
+    "unionpay": "UnionPay",
+    "cartes_bancaires": "Cartes Bancaires",
+    "eftpos_au": "eftpos",
+}
 
 # Countries of the SEPA schemes (EPC list): a transfer to an IBAN there is a SEPA credit transfer.
 SEPA_COUNTRIES = frozenset("AD AT BE BG CH CY CZ DE DK EE ES FI FR GB GI GR HR HU IE IS IT LI LT LU LV MC MT NL NO PL PT RO SE SI SK SM VA".split())
@@ -172,12 +200,21 @@ def _line(li: Any) -> DocLine:
     )
 
 
-def payment_for(seller: Any, mandate: Any, number: str) -> DocPayment:
-    """The payment instructions of invoice `number`: a direct debit under the buyer's active
-    mandate, otherwise a transfer to the seller's account quoting the RF reference. `seller` is the
-    seller profile row (None when never saved), `mandate` the buyer's mandate row or None."""
-    if mandate is not None and mandate.status == "active":
-        return DocPayment(means="direct_debit", mandate_reference=mandate.mandate_id, creditor_identifier=getattr(seller, "sepa_creditor_id", None))
+def payment_for(seller: Any, mandate: Any, number: str, collecting: Any = None) -> DocPayment:
+    """The payment instructions of invoice `number`: what payments collects the buyer's invoices
+    from (`collecting`, its CollectingMethodChanged row): the card, with its brand and last digits,
+    or the direct debit under its mandate; without a card or mandate, a transfer to the seller's
+    account quoting the RF reference. A buyer payments never announced a collecting method for
+    (set up before it did) is collected by direct debit if `mandate` (its MandateChanged row) is
+    active. `seller` is the seller profile row (None when never saved)."""
+    creditor_identifier = getattr(seller, "sepa_creditor_id", None)
+    if collecting is not None and collecting.method == "card":
+        return DocPayment(means="card", card_last4=collecting.card_last4, card_brand=collecting.card_brand)
+    if collecting is not None and collecting.method == "direct_debit":
+        reference = collecting.mandate_id or (mandate.mandate_id if mandate is not None else None)
+        return DocPayment(means="direct_debit", mandate_reference=reference, creditor_identifier=creditor_identifier)
+    if collecting is None and mandate is not None and mandate.status == "active":
+        return DocPayment(means="direct_debit", mandate_reference=mandate.mandate_id, creditor_identifier=creditor_identifier)
     return DocPayment(
         means="credit_transfer",
         creditor_reference=creditor_reference(number),

@@ -81,7 +81,7 @@ def terms_text(doc: DocContent) -> str:
     if payment is not None and payment.means == "direct_debit":
         return f"Collected by SEPA direct debit on {doc.due_on.isoformat()}"
     if payment is not None and payment.means == "card":
-        return f"Charged to the card on file (ending {payment.card_last4}); due {doc.due_on.isoformat()}"
+        return f"Paid by {payment.card_words} on {doc.issued_on.isoformat()}: the card on file is charged on the invoice date"
     return f"Due on {doc.due_on.isoformat()}" + (f", by transfer quoting {payment.creditor_reference}" if payment and payment.creditor_reference else "")
 
 

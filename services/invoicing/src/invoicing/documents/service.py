@@ -132,10 +132,13 @@ async def _content(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, own
             row = await invoice_repo.get_invoice(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
             if row is None:
                 raise NotFound(f"no invoice {owner_id!r}", code="invoice_not_found")
-            # How the buyer pays, from the seller's profile (bank account) and the buyer's mandate
-            # (MandateChanged), as they stand when the document is first rendered; kept with it.
+            # How the buyer pays, from the seller's profile (bank account) and what payments collects
+            # the buyer from (CollectingMethodChanged: card or mandate; MandateChanged for buyers set up
+            # before), as they stand when the document is first rendered (rendered ahead, just after
+            # issue: the method that will be charged, not a payment made later); kept with it.
             mandate = await buyer_repo.get_mandate(session, seller_id, row.buyer_account_id)
-            payment = payment_for(seller, mandate, row.number)
+            collecting = await buyer_repo.get_collecting_method(session, seller_id, row.buyer_account_id)
+            payment = payment_for(seller, mandate, row.number, collecting)
             lines = await invoice_repo.get_lines(session, owner_id)
             content = invoice_content(row, lines, brand, payment=payment, logo=logo)
             if is_consolidated(row.tier, lines):

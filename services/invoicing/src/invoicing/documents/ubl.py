@@ -90,7 +90,7 @@ def _payment_means(w: _Writer, root: etree._Element, payment: DocPayment) -> Non
     if payment.means == "card" and payment.card_last4:
         card = w.cac(means, "CardAccount")
         w.cbc(card, "PrimaryAccountNumberID", payment.card_last4)  # BT-87: the last digits only
-        w.cbc(card, "NetworkID", "card")
+        w.cbc(card, "NetworkID", payment.card_network)
     if payment.means == "credit_transfer" and payment.iban:
         account = w.cac(means, "PayeeFinancialAccount")
         w.cbc(account, "ID", payment.iban)

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import MandateChanged, derived_event_id
+from billing_events import CollectingMethodChanged, MandateChanged, derived_event_id
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
@@ -36,6 +36,10 @@ SETUP_CALLS = Counter(
     ["provider", "operation", "result"],
 )
 start_at_zero(SETUP_CALLS, ("stripe", "gocardless"), ("setup", "confirm", "remove"), ("ok", "unavailable", "refused"))
+COLLECTING_ANNOUNCED = Counter(
+    "billing_collecting_method_changes_total", "CollectingMethodChanged emitted, by the method collection uses now (card, direct_debit, none)", ["method"]
+)
+start_at_zero(COLLECTING_ANNOUNCED, ("card", "direct_debit", "none"))
 
 PROVIDER_OF = {"card": "stripe", "direct_debit": "gocardless", "bank_transfer": "bank_transfer"}
 
@@ -171,6 +175,8 @@ async def _card_active(runtime: ServiceRuntime, session: AsyncSession, row: Any,
     if row.status != "active":
         METHOD_CHANGES.labels("card", "active").inc()
         await _newly_active(session, row.tenant, row.account_id, row.method_id)
+    if row.status != "active" or details != (row.details or {}):  # newly saved, or its brand and digits just read
+        await announce_collecting_method(runtime, session, row.tenant, row.account_id)
 
 
 async def card_setup_finished(
@@ -247,6 +253,7 @@ async def set_default(runtime: ServiceRuntime, tenant: str, account_id: str, met
                 raise MethodNotActive(f"payment method {method_id!r} is {row.status}: only an active card or mandate can be the default", field="method_id")
             if not row.is_default:
                 await repo.make_default(session, tenant, account_id, method_id)
+                await announce_collecting_method(runtime, session, tenant, account_id)
             return method_out(await repo.get_method(session, tenant, method_id, account_id=account_id))
 
 
@@ -290,6 +297,7 @@ async def remove_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str
                     successor = await repo.collecting_method(session, tenant, account_id)
                     if successor is not None:
                         await repo.make_default(session, tenant, account_id, successor.method_id)
+                await announce_collecting_method(runtime, session, tenant, account_id)
             return method_out(await repo.get_method(session, tenant, method_id, account_id=account_id))
 
 
@@ -311,4 +319,33 @@ async def mandate_changed(runtime: ServiceRuntime, session: AsyncSession, tenant
     event = MandateChanged(mandate_id=mandate_id, seller_id=seller_id, account_id=row.account_id, provider="gocardless", status=status)  # type: ignore[arg-type]
     event_id = derived_event_id("mandate_changed", tenant, mandate_id, status)
     await runtime.outbox.add(session, runtime.event(event, tenant=tenant, event_id=event_id, subject=mandate_id))
+    if "active" in (status, row.status):  # only a mandate becoming or ceasing to be active moves what collection uses
+        await announce_collecting_method(runtime, session, tenant, row.account_id, seller_id=seller_id)
     return f"mandate_{status}"
+
+
+async def announce_collecting_method(runtime: ServiceRuntime, session: AsyncSession, tenant: str, account_id: str, *, seller_id: str | None = None) -> None:
+    """Emit CollectingMethodChanged: the card (brand, last four digits) or mandate collection now
+    uses for the buyer (`collecting_method`), or none. Called in the transaction of each change that
+    can move it (a card saved or its details read, a mandate's status, a default chosen, a method
+    removed), after the change; invoicing prints it as the payment instructions of the buyer's
+    next invoices."""
+    method = await repo.collecting_method(session, tenant, account_id)
+    details = dict(method.details or {}) if method is not None else {}
+    now = runtime.clock.now()
+    event = CollectingMethodChanged(
+        seller_id=seller_id or await invoice_repo.seller_of(session, tenant, account_id) or tenant,
+        account_id=account_id,
+        changed_at=now,
+        method_id=method.method_id if method is not None else None,
+        method=method.type if method is not None else None,
+        provider=method.provider if method is not None else None,
+        card_brand=details.get("brand") if method is not None and method.type == "card" else None,
+        card_last4=details.get("last4") if method is not None and method.type == "card" else None,
+        card_exp_month=details.get("exp_month") if method is not None and method.type == "card" else None,
+        card_exp_year=details.get("exp_year") if method is not None and method.type == "card" else None,
+        mandate_id=method.method_ref if method is not None and method.type == "direct_debit" else None,
+    )
+    event_id = derived_event_id("collecting_method_changed", tenant, account_id, event.method_id or "none", event.card_last4 or "", now.isoformat())
+    await runtime.outbox.add(session, runtime.event(event, tenant=tenant, event_id=event_id, subject=account_id))
+    COLLECTING_ANNOUNCED.labels(event.method or "none").inc()
