@@ -217,8 +217,49 @@ async def test_consolidated_pdf_is_laid_out_in_seed_001s_sections(client: httpx.
     ):
         assert re.search(rf"{re.escape(label)}\s+{re.escape(amount)} USD", text), label
     contoso_block = text[text.find("Contoso Dental", positions[2]) : text.find("Fabrikam Law", positions[2])]
-    assert "PROJ-TM" in contoso_block and re.search(r"2\.5\s+125\s+312\.50", contoso_block), contoso_block
+    # Each line says its VAT (here none: a US distributor billing a US partner).
+    assert "PROJ-TM" in contoso_block and re.search(r"2\.5\s+125\s+Not subject to VAT\s+312\.50", contoso_block), contoso_block
     categories = text[positions[-1] :]
     for category, amount in (("Hardware as a Project", "312.50"), ("Remote Monitoring and Management", "1005.00"), ("Software as a Service", "184.50")):
         assert re.search(rf"{category}\s+{re.escape(amount)}", categories), category
     assert re.search(r"Net total\s+1828\.75 USD", categories)
+
+
+def eur(line_id: str, code: str, qty: str, price: str, category: str, *, kind: str = "recurring", who: tuple[str, str] | None = None) -> RatedLine:
+    priced = rated(line_id, code, qty, price, "EUR")
+    return line(line_id, code, qty, price, category, kind=kind, who=who).model_copy(update={"unit_price": priced.unit_price, "amount": priced.amount})
+
+
+async def test_consolidated_pdf_lines_say_their_vat(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    """An Irish distributor billing an Irish partner (domestic, 23 %): every line of every section
+    says its VAT rate; the VAT itself is computed once per rate over the invoice (BILLING-RULES §6)
+    and printed in the totals, so the sections' net subtotals and the totals add up to the cent."""
+    distributor, partner = tenant, f"{tenant}-partner"
+    irish = {"country": "IE", "address": {"lines": ["1 Grand Canal Square"], "city": "Dublin", "postal_code": "D02 P820", "country": "IE"}}
+    await put_seller(client, distributor, name="Tailspin Ireland Ltd", vat_id="IE6388047V", invoice_prefix="TSI", **irish)
+    await put_seller(client, partner, name="Northwind IT Ltd", invoice_prefix="NWI", **irish)
+    contoso = (account_id(partner, "contoso"), "Contoso Dental")
+    lines = [
+        eur("c-usr", "USR-SUP", "15", "35.00", "Remote Monitoring and Management", who=contoso),
+        eur("c-proj", "PROJ-TM", "2.5", "125.00", "Hardware as a Project", kind="project_work", who=contoso),
+        eur("p-stl", "STL-LIC", "2", "47.25", "Software as a Service"),
+        eur("p-ship", "SHIP-GND", "1", "52.50", "Miscellaneous", kind="shipping"),
+    ]
+    async with runtime.transaction() as session:
+        invoice_id = await issue_invoice(runtime, session, period_closed(distributor, partner, lines, currency="EUR", tier="wholesale"))
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(distributor))).json()
+    # 525.00 + 312.50 + 94.50 + 52.50 = 984.50 net; 23 % of it, rounded once: 226.435 -> 226.44.
+    assert (invoice["net_total"], invoice["tax_total"], invoice["total"]) == ("984.50", "226.44", "1210.94")
+    r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(distributor))
+    assert r.status_code == 200, r.text
+    keep_for_review(r.content, "consolidated-invoice-vat")
+    text = pdf_text(r.content)
+    for code, qty, price, net in (
+        ("USR-SUP", "15", "35", "525.00"),
+        ("PROJ-TM", "2.5", "125", "312.50"),
+        ("STL-LIC", "2", "47.25", "94.50"),
+        ("SHIP-GND", "1", "52.50", "52.50"),
+    ):
+        assert re.search(rf"{code}\s.*\s{re.escape(qty)}\s+{re.escape(price)}\s+23%\s+{re.escape(net)}", text), (code, text)
+    assert re.search(r"Subtotal, Contoso Dental\s+837\.50 EUR", text)
+    assert re.search(r"VAT 23% on 984\.50\s+226\.44 EUR", text) and re.search(r"Total\s+1210\.94 EUR", text)

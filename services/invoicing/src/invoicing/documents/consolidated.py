@@ -12,6 +12,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from invoicing.documents.content import category_words
 from invoicing.invoice.schemas import customer_section_lines
 
 
@@ -27,6 +28,13 @@ class SectionLine:
     net: Decimal
     service_period_start: date
     service_period_end: date
+    tax_category: str = "S"
+    tax_rate: Decimal = Decimal(0)
+
+    @property
+    def words(self) -> str:
+        """The VAT category in words ("Reverse charge"), for a line not taxed at a rate."""
+        return category_words(self.tax_category)
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,8 @@ def _line(li: Any) -> SectionLine:
         net=li.net,
         service_period_start=li.service_period_start,
         service_period_end=li.service_period_end,
+        tax_category=li.tax_category,
+        tax_rate=li.tax_rate,
     )
 
 
