@@ -326,6 +326,26 @@ async def test_card_invoice_after_payments_announces_the_card(client: httpx.Asyn
     assert etree.fromstring(ubl).findtext("cac:PaymentMeans/cac:CardAccount/cbc:PrimaryAccountNumberID", namespaces=NS) == "4242"
 
 
+async def test_direct_debit_invoice_after_payments_announces_the_mandate(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    """A buyer whose card was replaced by a mandate as payments' default: collected by direct debit
+    on the due date under the announced mandate, not charged to the card."""
+    await put_seller(client, tenant, **CLOUDY)
+    account = customer(tenant, "acme", "Acme GmbH", currency="EUR", country="DE", vat_id="DE136695976").account_id
+    async with runtime.transaction() as session:
+        for changed in (
+            collecting(tenant, account, 0, "card", method_id="card-1", card_brand="visa", card_last4="4242"),
+            collecting(tenant, account, 3, "direct_debit", method_id="dd-2", mandate_id="MD-2"),
+        ):
+            await on_collecting_method_changed(runtime, session, event(changed, tenant))
+    invoice_id = await issue_to_acme(runtime, tenant)
+    text = " ".join(pdf_text((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content).split())
+    assert "Collected by SEPA direct debit on 2026-11-16: nothing to do. Mandate reference MD-2, creditor identifier IE98ZZZ123456." in text, text
+    assert "card" not in text.lower() and "IBAN" not in text
+    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))).content
+    assert_valid(xml, "cii")
+    assert etree.fromstring(xml).findtext(SETTLEMENT + "ram:SpecifiedTradePaymentTerms/ram:DirectDebitMandateID", namespaces=NS) == "MD-2"
+
+
 async def test_no_card_or_mandate_left_means_a_transfer(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
     """The card removed and nothing left to collect from (payments' last word, `method` null): the
     invoice asks for a transfer quoting its RF reference, although a mandate was once active."""
