@@ -72,12 +72,14 @@ async def get_mandate(session: AsyncSession, tenant: str, account_id: str) -> An
 
 async def put_collecting_method(session: AsyncSession, row: dict[str, Any]) -> bool:
     """The buyer's collecting method as payments announced it, unless a later announcement is
-    stored (a replayed or late event changes nothing); True when stored."""
+    stored (a replayed or late older event changes nothing); True when stored. Announcements of
+    the same instant (a fixed clock) apply in the order they arrive: the buyer's partition's order,
+    the order payments made them."""
     insert = pg_insert(COLLECTING).values(**row)
     upsert = insert.on_conflict_do_update(
         index_elements=["seller_id", "account_id"],
         set_={k: insert.excluded[k] for k in row if k not in ("seller_id", "account_id")},
-        where=COLLECTING.c.changed_at < insert.excluded.changed_at,
+        where=COLLECTING.c.changed_at <= insert.excluded.changed_at,
     ).returning(COLLECTING.c.account_id)
     return (await session.execute(upsert)).first() is not None
 
