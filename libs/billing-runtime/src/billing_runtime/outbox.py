@@ -259,6 +259,7 @@ class OutboxRelay:
         columns = (t.c.id, t.c.topic, t.c.key, headers, t.c.value)
         ids = bindparam("ids", type_=ARRAY(BigInteger))
         self.pending = p = pending_of(table)
+        self._unsent_by = "partial_index" if p is None else PENDING_TABLE  # on the publish span
         if p is None:
             self._any_unsent = select(exists().where(t.c.sent_at.is_(None)))
             self._unsent = select(*columns).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(batch_size)
@@ -318,7 +319,8 @@ class OutboxRelay:
             if not rows:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
-            with tracer.start_as_current_span("outbox publish", attributes={"billing.service": self.service, "messaging.batch.message_count": len(rows)}):
+            attributes = {"billing.service": self.service, "messaging.batch.message_count": len(rows), "billing.outbox.unsent": self._unsent_by}
+            with tracer.start_as_current_span("outbox publish", attributes=attributes):
                 futures = []
                 for row in rows:
                     headers = [(name, value.encode()) for name, value in from_json(row.headers)]
