@@ -342,13 +342,16 @@ class OutboxRelay:
         producer = self.producer
         open_batches: dict[tuple[str, int], Any] = {}
         futures: list[asyncio.Future[Any]] = []
-        known: set[str] = set()
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
         for row in rows:
             topic = row.topic
-            if topic not in known:
+            known = partitions.get(topic)
+            if known is None:
                 await producer.partitions_for(topic)  # the topic's metadata, as `send` waits for it
-                known.add(topic)
-            partition = producer._partition(topic, None, row.key, row.value, row.key, row.value)
+                # What `send` hands the partitioner (its `_partition`), listed once per topic, not per message.
+                metadata = producer._metadata
+                known = partitions[topic] = (list(metadata.partitions_for_topic(topic)), list(metadata.available_partitions_for_topic(topic)))
+            partition = producer._partitioner(row.key, *known)
             headers = [(name, value.encode()) for name, value in from_json(row.headers)]
             batch = open_batches.get((topic, partition))
             if batch is None:
