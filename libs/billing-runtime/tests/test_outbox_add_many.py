@@ -7,14 +7,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_events import CustomerUpserted, account_id, new_event
+from billing_events.topics import CUSTOMERS
 from billing_runtime.db import create_engine, schema_metadata
-from billing_runtime.outbox import Outbox, outbox_table
+from billing_runtime.kafka import CachedPartitioner
+from billing_runtime.outbox import Outbox, OutboxRelay, outbox_table
+from billing_runtime.testing import all_events
 
 
 @pytest.fixture
@@ -24,9 +28,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await e.dispose()
 
 
-async def new_outbox(engine: AsyncEngine) -> Outbox:
+async def new_outbox(engine: AsyncEngine, *, pending: bool = False) -> Outbox:
     metadata = schema_metadata(f"ob_{uuid.uuid4().hex[:8]}")
-    table = outbox_table(metadata)
+    table = outbox_table(metadata, pending=pending)
     async with engine.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA "{metadata.schema}"'))
         await conn.run_sync(metadata.create_all)
@@ -85,3 +89,83 @@ async def test_add_many_of_nothing_writes_nothing(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await outbox.add_many(conn, [])
     assert await stored(engine, outbox) == []
+
+
+async def pending_ids(engine: AsyncEngine, outbox: Outbox) -> list[int]:
+    assert outbox.pending is not None
+    async with engine.connect() as conn:
+        return list((await conn.scalars(select(outbox.pending.c.id).order_by(outbox.pending.c.id))).all())
+
+
+async def test_with_outbox_pending_the_same_rows_are_written_and_their_ids_listed_as_unsent(engine: AsyncEngine) -> None:
+    plain, pending = await new_outbox(engine), await new_outbox(engine, pending=True)
+    batch = events("partner-b", 12)
+    async with engine.begin() as conn:
+        await plain.add_many(conn, batch)
+    async with engine.begin() as conn:
+        await pending.add_many(conn, batch[:8])
+    async with engine.begin() as conn:
+        await pending.add(conn, *batch[6:])  # two already written: no second row, no second pending id
+    assert await stored(engine, pending) == await stored(engine, plain)
+    t = pending.table
+    async with engine.connect() as conn:
+        ids = list((await conn.scalars(select(t.c.id).order_by(t.c.id))).all())
+    assert len(ids) == 12
+    assert await pending_ids(engine, pending) == ids
+
+
+async def test_with_outbox_pending_marking_sent_is_one_statement_of_hot_updates(engine: AsyncEngine) -> None:
+    """The relay's mark-sent leaves the rows' indexes alone (PostgreSQL's own count of the
+    transaction's HOT updates), empties the pending ids, and sets `sent_at`."""
+    outbox = await new_outbox(engine, pending=True)
+    async with engine.begin() as conn:
+        await outbox.add_many(conn, events("partner-c", 20))
+    relay = OutboxRelay(service="test", engine=engine, table=outbox.table, producer=None)  # type: ignore[arg-type]
+    t = outbox.table
+    async with engine.begin() as conn:
+        rows = (await conn.execute(relay._unsent)).all()
+        assert len(rows) == 20
+        await conn.execute(relay._mark_sent, {"ids": [r.id for r in rows]})
+        hot = await conn.scalar(text(f"SELECT pg_stat_get_xact_tuples_hot_updated('\"{t.schema}\".outbox'::regclass)"))
+    assert hot == 20
+    assert await pending_ids(engine, outbox) == []
+    assert all(r[6] is not None for r in await stored(engine, outbox))
+
+
+async def test_the_relay_sends_record_batches_that_keep_each_accounts_order_across_full_batches(engine: AsyncEngine, kafka_bootstrap: str) -> None:
+    """The relay fills one record batch per partition; with batches of 4 kB (a few events each) an
+    account's events span many of them, and still arrive once each, in the order written."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    written = [
+        new_event(
+            CustomerUpserted(
+                account_id=account_id(tenant, f"c{i % 5}"),
+                partner_id=tenant,
+                external_id=f"c{i % 5}",
+                name=f"Customer {i}",
+                billing_email="ap@example.com",
+                country="IE",
+                currency="EUR",
+                revision=i // 5 + 1,
+            ),
+            source="test",
+            tenant=tenant,
+        )
+        for i in range(150)
+    ]
+    outbox = await new_outbox(engine, pending=True)
+    async with engine.begin() as conn:
+        await outbox.add_many(conn, written)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, partitioner=CachedPartitioner(), acks="all", enable_idempotence=False, max_batch_size=4096)
+    await producer.start()
+    try:
+        relay = OutboxRelay(service=f"test-{tenant}", engine=engine, table=outbox.table, producer=producer)
+        assert await relay.publish_batch() == 150
+        assert await relay.publish_batch() == 0  # all marked sent
+    finally:
+        await producer.stop()
+    seen = await all_events(kafka_bootstrap, CUSTOMERS.name, match=lambda e: e.tenant == tenant)
+    assert len(seen) == 150
+    for n in range(5):
+        account = account_id(tenant, f"c{n}")
+        assert [e.id for e in seen if e.data.account_id == account] == [e.id for e in written if e.data.account_id == account]

@@ -40,11 +40,11 @@ def customer(tenant: str, name: str = "Contoso", revision: int = 1) -> CustomerU
 class Toy:
     """A throwaway service: counts the CustomerUpserted events it applies, per tenant."""
 
-    def __init__(self, database_url: str, bootstrap: str) -> None:
+    def __init__(self, database_url: str, bootstrap: str, *, outbox_pending: bool = False) -> None:
         self.schema = f"toy_{uuid.uuid4().hex[:8]}"
         self.metadata = schema_metadata(self.schema)
         self.tally = Table("tally", self.metadata, Column("tenant", String, primary_key=True), Column("applied", Integer, nullable=False))
-        runtime_tables(self.metadata)
+        runtime_tables(self.metadata, outbox_pending=outbox_pending)
         settings = CommonSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, consumer_max_attempts=2)
         self.runtime = ServiceRuntime(f"toy-{self.schema}", settings, self.metadata)
         self.fail_names: set[str] = set()
@@ -83,9 +83,10 @@ class Toy:
         return REGISTRY.get_sample_value("billing_events_duplicate_total", {"service": self.runtime.name, "type": CustomerUpserted.event_type}) or 0.0
 
 
-@pytest.fixture
-async def toy(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Toy]:
-    toy = Toy(database_url, kafka_bootstrap)
+@pytest.fixture(params=[False, True], ids=["unsent-index", "outbox-pending"])
+async def toy(request: pytest.FixtureRequest, database_url: str, kafka_bootstrap: str) -> AsyncIterator[Toy]:
+    """Each test twice: the outbox's unsent rows found by the partial index, and by `outbox_pending`."""
+    toy = Toy(database_url, kafka_bootstrap, outbox_pending=request.param)
     await toy.create()
     await toy.runtime.start()
     await toy.runtime.wait_consuming()

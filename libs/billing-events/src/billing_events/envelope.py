@@ -104,24 +104,30 @@ class KafkaMessage(BaseModel):
     value: bytes
 
 
-def to_kafka(event: CloudEvent[Any]) -> KafkaMessage:
-    headers: list[tuple[str, bytes]] = [
-        ("ce_specversion", event.specversion.encode()),
-        ("ce_id", event.id.encode()),
-        ("ce_source", event.source.encode()),
-        ("ce_type", event.type.encode()),
-        ("ce_time", event.time.isoformat().encode()),
-        ("ce_tenant", event.tenant.encode()),
-        ("content-type", event.datacontenttype.encode()),
+def header_texts(event: CloudEvent[Any]) -> list[tuple[str, str]]:
+    """The event's Kafka headers (binary mode) as text, in order: `to_kafka` sends them encoded,
+    an outbox stores them as JSON without building the message."""
+    headers = [
+        ("ce_specversion", event.specversion),
+        ("ce_id", event.id),
+        ("ce_source", event.source),
+        ("ce_type", event.type),
+        ("ce_time", event.time.isoformat()),
+        ("ce_tenant", event.tenant),
+        ("content-type", event.datacontenttype),
     ]
     if event.subject is not None:
-        headers.append(("ce_subject", event.subject.encode()))
+        headers.append(("ce_subject", event.subject))
     if event.traceparent is not None:
-        headers.append(("traceparent", event.traceparent.encode()))
+        headers.append(("traceparent", event.traceparent))
+    return headers
+
+
+def to_kafka(event: CloudEvent[Any]) -> KafkaMessage:
     return KafkaMessage(
         topic=event.topic.name,
         key=event.key.encode(),
-        headers=headers,
+        headers=[(name, value.encode()) for name, value in header_texts(event)],
         value=event.data.model_dump_json().encode(),
     )
 

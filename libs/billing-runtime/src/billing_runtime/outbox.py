@@ -3,6 +3,15 @@ implies them, and a relay publishes them to Kafka afterwards and marks them sent
 
 Rows stay for a retention window after they are sent, so a lost topic (a broker that kept
 nothing) can be healed by `republish(since, until)`.
+
+Where the relay finds the unsent rows: by default the partial index `ix_outbox_unsent` (`sent_at IS
+NULL`). A service that declares `outbox_table(metadata, pending=True)` keeps them in a narrow
+side table instead, `outbox_pending` (the unsent rows' ids): the writer adds the id in the same
+statement as the row, the relay deletes it in the same statement that sets `sent_at`. `sent_at` is
+then in no index, so marking a row sent is a HOT update in place (the table has fillfactor 50 for
+the room): no new index entries and a WAL record of some 150 bytes instead of a second copy of the
+row (about 1.2 kB). Measured on usage-ingest's rows, 50,000 events: the outbox's WAL per event
+2.4 kB to 1.5 kB. Everything else reads the outbox as before (`sent_at`, one row per event).
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from billing_events import CloudEvent, to_kafka
+from billing_events.envelope import header_texts
 from billing_runtime.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
@@ -62,7 +72,16 @@ RELAY_WAKES = Counter("billing_outbox_relay_wakes_total", "Commits that wrote ou
 _WROTE_OUTBOX = "billing_runtime.outbox.wrote"
 
 
-def outbox_table(metadata: MetaData) -> Table:
+PENDING_TABLE = "outbox_pending"
+PENDING_FILLFACTOR = 50
+
+
+def outbox_table(metadata: MetaData, *, pending: bool = False) -> Table:
+    """The outbox; `pending`: with its `outbox_pending` side table (see the module docstring) in
+    place of the partial index of unsent rows. A migration of either shape: `add_pending_sql`."""
+    if pending:
+        Table(PENDING_TABLE, metadata, Column("id", BigInteger, primary_key=True, autoincrement=False))
+    unsent = () if pending else (Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
     return Table(
         "outbox",
         metadata,
@@ -75,9 +94,36 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("value", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("sent_at", DateTime(timezone=True), nullable=True),
-        Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+        *unsent,
         Index("ix_outbox_created_at", "created_at"),
+        # Room on each page for the row's version marked sent (a HOT update) when `pending`.
+        **({"postgresql_with": {"fillfactor": PENDING_FILLFACTOR}} if pending else {}),
     )
+
+
+def pending_of(table: Table) -> Table | None:
+    """The outbox's `outbox_pending` table when its service declared one (same metadata)."""
+    return table.metadata.tables.get(f"{table.schema}.{PENDING_TABLE}" if table.schema else PENDING_TABLE)
+
+
+def add_pending_sql(schema: str) -> list[str]:
+    """For a service's migration to the `pending` shape: the side table, filled with the rows not
+    sent yet, the partial index dropped, the fillfactor set (new pages; old ones as they were)."""
+    return [
+        f'CREATE TABLE "{schema}".{PENDING_TABLE} (id BIGINT NOT NULL, CONSTRAINT pk_{PENDING_TABLE} PRIMARY KEY (id))',
+        f'INSERT INTO "{schema}".{PENDING_TABLE} (id) SELECT id FROM "{schema}".outbox WHERE sent_at IS NULL',
+        f'DROP INDEX IF EXISTS "{schema}".ix_outbox_unsent',
+        f'ALTER TABLE "{schema}".outbox SET (fillfactor = {PENDING_FILLFACTOR})',
+    ]
+
+
+def drop_pending_sql(schema: str) -> list[str]:
+    """The way back: the partial index again, the side table dropped (its rows are `sent_at IS NULL`)."""
+    return [
+        f'CREATE INDEX ix_outbox_unsent ON "{schema}".outbox (id) WHERE sent_at IS NULL',
+        f'ALTER TABLE "{schema}".outbox RESET (fillfactor)',
+        f'DROP TABLE "{schema}".{PENDING_TABLE}',
+    ]
 
 
 def _row(event: CloudEvent[Any]) -> dict[str, Any]:
@@ -101,10 +147,14 @@ class Outbox:
 
     def __init__(self, table: Table) -> None:
         self.table = table
+        self.pending = pending_of(table)
         self._insert_many: TextClause | None = None
 
     async def add(self, session: AsyncSession | AsyncConnection, *events: CloudEvent[Any]) -> None:
         if not events:
+            return
+        if self.pending is not None:  # the row and its pending id in one statement: add_many's
+            await self.add_many(session, events)
             return
         # Same event id twice (a re-derived event) is written once: the first one stands.
         # Rows go as executemany parameters: one cached statement, not a 500-row VALUES to compile.
@@ -121,22 +171,28 @@ class Outbox:
         traceparent = current_traceparent()  # one request, one trace: looked up once for the batch
         columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
         for cloud_event in events:
-            message = to_kafka(cloud_event)
-            headers = [[name, value.decode()] for name, value in message.headers]
+            # What to_kafka makes of the event, without building (and validating) its message.
+            headers = header_texts(cloud_event)
             if cloud_event.traceparent is None and traceparent is not None:
-                headers.append(["traceparent", traceparent])  # where to_kafka puts it
-            row = (cloud_event.id, cloud_event.type, message.topic, message.key, to_json(headers).decode(), message.value)
+                headers.append(("traceparent", traceparent))  # where to_kafka puts it
+            data = cloud_event.data
+            row = (cloud_event.id, cloud_event.type, data.topic.name, data.partition_key().encode(), to_json(headers).decode(), data.model_dump_json().encode())
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
         if self._insert_many is None:
             t = self.table
-            self._insert_many = text(
+            insert = (
                 f'INSERT INTO "{t.schema}"."{t.name}" (event_id, event_type, topic, key, headers, value) '
                 "SELECT e.event_id, e.event_type, e.topic, e.key, e.headers, e.value "
                 "FROM unnest(CAST(:event_id AS text[]), CAST(:event_type AS text[]), CAST(:topic AS text[]), CAST(:key AS bytea[]), "
                 "CAST(:headers AS jsonb[]), CAST(:value AS bytea[])) WITH ORDINALITY AS e(event_id, event_type, topic, key, headers, value, n) "
                 "ORDER BY e.n ON CONFLICT (event_id) DO NOTHING"
             )
+            if self.pending is not None:
+                # The ids of the rows written (not of those already there) are the pending ones.
+                p = self.pending
+                insert = f'WITH written AS ({insert} RETURNING id) INSERT INTO "{p.schema}"."{p.name}" (id) SELECT id FROM written'
+            self._insert_many = text(insert)
         names = ("event_id", "event_type", "topic", "key", "headers", "value")
         with tracer.start_as_current_span("outbox add_many", attributes={"messaging.batch.message_count": len(events)}):
             await session.execute(self._insert_many, dict(zip(names, columns, strict=True)))
@@ -170,7 +226,9 @@ class OutboxRelay:
     advisory lock (`pg_try_advisory_xact_lock`), released by the batch's commit. No transaction
     stays open between polls (an idle one would pin the xmin horizon, so VACUUM could not remove
     the rows marked sent and later purged, and every poll would wade through them); an idle poll
-    is one autocommit query on the partial index of unsent rows.
+    is one autocommit query on the partial index of unsent rows (or on `outbox_pending`, when the
+    service declared it: then marking a batch sent is one statement that deletes its pending ids
+    and sets its rows' `sent_at`).
     """
 
     def __init__(
@@ -195,12 +253,27 @@ class OutboxRelay:
         self._lock_key = _advisory_key(f"outbox:{service}")
         self._last_purge = float("-inf")
         t = table
-        self._any_unsent = select(exists().where(t.c.sent_at.is_(None)))
         # The headers as the text of their JSON, parsed here in one Rust call each: the driver's
         # JSONB codec (the standard library's json) was 7% of usage-ingest's CPU (bench/ingest.py).
         headers = cast(t.c.headers, Text).label("headers")
-        self._unsent = select(t.c.id, t.c.topic, t.c.key, headers, t.c.value).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(batch_size)
-        self._mark_sent = update(t).where(t.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))).values(sent_at=func.now())
+        columns = (t.c.id, t.c.topic, t.c.key, headers, t.c.value)
+        ids = bindparam("ids", type_=ARRAY(BigInteger))
+        self.pending = p = pending_of(table)
+        self._unsent_by = "partial_index" if p is None else PENDING_TABLE  # on the publish span
+        if p is None:
+            self._any_unsent = select(exists().where(t.c.sent_at.is_(None)))
+            self._unsent = select(*columns).where(t.c.sent_at.is_(None)).order_by(t.c.id).limit(batch_size)
+            self._mark_sent: Any = update(t).where(t.c.id == any_(ids)).values(sent_at=func.now())
+            self._count_unsent = select(func.count()).select_from(t).where(t.c.sent_at.is_(None))
+        else:
+            self._any_unsent = select(exists().select_from(p))
+            self._unsent = select(*columns).select_from(p.join(t, t.c.id == p.c.id)).order_by(p.c.id).limit(batch_size)
+            # One statement: the ids leave the pending table and their rows get `sent_at` (HOT).
+            self._mark_sent = text(
+                f'WITH sent AS (DELETE FROM "{p.schema}"."{p.name}" WHERE id = ANY(:ids) RETURNING id) '
+                f'UPDATE "{t.schema}"."{t.name}" SET sent_at = now() WHERE id IN (SELECT id FROM sent)'
+            ).bindparams(ids)
+            self._count_unsent = select(func.count()).select_from(p)
 
     def wake(self) -> None:
         self._wake.set()
@@ -239,7 +312,6 @@ class OutboxRelay:
             if not await probe.scalar(self._any_unsent):
                 OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
-        t = self.table
         async with self.engine.begin() as conn:
             if not await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key))):
                 return None
@@ -247,21 +319,53 @@ class OutboxRelay:
             if not rows:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
-            with tracer.start_as_current_span("outbox publish", attributes={"billing.service": self.service, "messaging.batch.message_count": len(rows)}):
-                futures = []
-                for row in rows:
-                    headers = [(name, value.encode()) for name, value in from_json(row.headers)]
-                    futures.append(await self.producer.send(row.topic, value=row.value, key=row.key, headers=headers))
-                await asyncio.gather(*futures)
+            attributes = {"billing.service": self.service, "messaging.batch.message_count": len(rows), "billing.outbox.unsent": self._unsent_by}
+            with tracer.start_as_current_span("outbox publish", attributes=attributes):
+                await asyncio.gather(*await self._send(rows))
             await conn.execute(self._mark_sent, {"ids": [r.id for r in rows]})
             for topic, n in Tally(row.topic for row in rows).items():
                 EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
             # A short batch took everything unsent; only after a full one is there a backlog to count.
             backlog = 0
             if len(rows) == self.batch_size:
-                backlog = await conn.scalar(select(func.count()).select_from(t).where(t.c.sent_at.is_(None))) or 0
+                backlog = await conn.scalar(self._count_unsent) or 0
             OUTBOX_BACKLOG.labels(self.service).set(backlog)
             return len(rows)
+
+    async def _send(self, rows: Sequence[Any]) -> list[asyncio.Future[Any]]:
+        """Queue the rows' messages in the producer, in id order per partition: one record batch
+        per (topic, partition) filled here (`create_batch`, `send_batch`), not one `send` per
+        message, whose per-message accumulator path was 40% of the relay's CPU (bench/ingest.py).
+        The partition is the one `send` would choose (the producer's own partitioner), so an
+        account's events keep their partition and order; a full batch is submitted before the
+        next one for its partition is started. The futures resolve when the broker has them."""
+        producer = self.producer
+        open_batches: dict[tuple[str, int], Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
+        for row in rows:
+            topic = row.topic
+            known = partitions.get(topic)
+            if known is None:
+                await producer.partitions_for(topic)  # the topic's metadata, as `send` waits for it
+                # What `send` hands the partitioner (its `_partition`), listed once per topic, not per message.
+                metadata = producer._metadata
+                known = partitions[topic] = (list(metadata.partitions_for_topic(topic)), list(metadata.available_partitions_for_topic(topic)))
+            partition = producer._partitioner(row.key, *known)
+            headers = [(name, value.encode()) for name, value in from_json(row.headers)]
+            batch = open_batches.get((topic, partition))
+            if batch is None:
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+            if batch.append(key=row.key, value=row.value, timestamp=None, headers=headers) is None:  # full
+                batch.close()
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+                if batch.append(key=row.key, value=row.value, timestamp=None, headers=headers) is None:
+                    raise ValueError(f"outbox row {row.id} does not fit in a record batch of the producer")
+        for (topic, partition), batch in open_batches.items():
+            batch.close()
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def _purge_if_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -287,9 +391,17 @@ async def republish(engine: AsyncEngine, table: Table, since: datetime, until: d
     """Mark the rows created in [since, until) unsent, so the relay publishes them again.
     Consumers drop the duplicates through their inbox."""
     t = table
+    window = (t.c.created_at >= since, t.c.created_at < until)
     async with engine.begin() as conn:
-        result = await conn.execute(update(t).where(t.c.created_at >= since, t.c.created_at < until).values(sent_at=None))
-        return result.rowcount or 0
+        p = pending_of(t)
+        if p is None:
+            result = await conn.execute(update(t).where(*window).values(sent_at=None))
+            return result.rowcount or 0
+        ids = [r[0] for r in await conn.execute(update(t).where(*window).values(sent_at=None).returning(t.c.id))]
+        if ids:
+            pending = text(f'INSERT INTO "{p.schema}"."{p.name}" (id) SELECT unnest(CAST(:ids AS bigint[])) ON CONFLICT DO NOTHING')
+            await conn.execute(pending, {"ids": ids})
+        return len(ids)
 
 
 def _advisory_key(name: str) -> int:

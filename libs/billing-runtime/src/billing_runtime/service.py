@@ -51,9 +51,10 @@ class RequestSessions:
         return self.maker(**kw)
 
 
-def runtime_tables(metadata: MetaData) -> tuple[Table, Table]:
-    """The outbox and inbox tables, created in the service's own schema."""
-    return outbox_table(metadata), inbox_table(metadata)
+def runtime_tables(metadata: MetaData, *, outbox_pending: bool = False) -> tuple[Table, Table]:
+    """The outbox and inbox tables, created in the service's own schema. `outbox_pending`: the
+    outbox keeps its unsent rows' ids in `outbox_pending` (see `billing_runtime.outbox`)."""
+    return outbox_table(metadata, pending=outbox_pending), inbox_table(metadata)
 
 
 @dataclass

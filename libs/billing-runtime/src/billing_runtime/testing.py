@@ -303,6 +303,10 @@ async def outbox_drained(runtime: Any) -> bool:
     known without waiting."""
     from sqlalchemy import func, select
 
+    from billing_runtime.outbox import pending_of
+
     table = runtime.outbox_table
+    pending = pending_of(table)  # the unsent rows' ids, when the service keeps them apart
+    query = select(func.count()).select_from(table).where(table.c.sent_at.is_(None)) if pending is None else select(func.count()).select_from(pending)
     async with runtime.engine.connect() as conn:
-        return not await conn.scalar(select(func.count()).select_from(table).where(table.c.sent_at.is_(None)))
+        return not await conn.scalar(query)

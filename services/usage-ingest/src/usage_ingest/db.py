@@ -15,5 +15,6 @@ class Base(SQLModel, registry=registry):
     pass
 
 
-outbox, inbox = runtime_tables(metadata)
+# The unsent rows' ids in `outbox_pending`: the relay's mark-sent is a HOT update (billing_runtime.outbox).
+outbox, inbox = runtime_tables(metadata, outbox_pending=True)
 idempotency, audit = http_tables(metadata)
