@@ -139,7 +139,10 @@ class InvoiceSettled(EventData):
 
 class ComparisonReportReady(EventData):
     """The invoice comparison report of seed 001 (this period against the last, per end customer and
-    product) is ready, on the invoice date: notify sends it to the partner with its spreadsheet."""
+    product) is ready: notify sends it to the partner with its spreadsheet. Made from the period's
+    rated charges on the first business day after the period (`basis` `rated_charges`, the invoice
+    still to come: `invoice_number` is then null and `invoice_id` the id the invoice will have), or
+    with the invoice when the bill run came first (`basis` `invoice`)."""
 
     event_type: ClassVar[str] = "billing.comparison_report.ready.v1"
     topic: ClassVar[topics.Topic] = topics.INVOICES
@@ -160,6 +163,12 @@ class ComparisonReportReady(EventData):
     lines_removed: int
     lines_changed: int
     documents: list[DocumentLink] = Field(default_factory=list, description="The report as JSON and as an XLSX spreadsheet.")
+    basis: Literal["invoice", "rated_charges"] = Field(
+        default="invoice", description="invoice: the issued invoice's lines; rated_charges: the period's charges as rated before its bill run."
+    )
+    invoice_expected_on: date | None = Field(default=None, description="With basis rated_charges: the day the invoice is due to be issued.")
+    revised: bool = Field(default=False, description="The invoice differs from the report sent ahead of it: this is the report as invoiced.")
+    buyer_name: str | None = Field(default=None, description="The buyer (the partner) by name, for the subject and greeting.")
 
     def partition_key(self) -> str:
         return self.buyer_account_id
