@@ -9,16 +9,23 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import select_scoped, tenant_owned
-from rating.billrun.models import BillRun, RatedCharge
+from rating.billrun.models import BillRun, ChargesPreview, RatedCharge
 
 BILL_RUN: Table = tenant_owned(BillRun, "seller_id")
 RATED_CHARGE: Table = tenant_owned(RatedCharge, "seller_id")
+CHARGES_PREVIEW: Table = tenant_owned(ChargesPreview, "seller_id")
 
 
 async def claim_run(session: AsyncSession, row: dict[str, Any]) -> bool:
     """Insert the run if it is not there. A concurrent claim of the same run waits on the unique
     index until the first commits, then finds it taken: exactly one caller rates the period."""
     stmt = pg_insert(BILL_RUN).values(**row).on_conflict_do_nothing().returning(BILL_RUN.c.id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def claim_preview(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """Record that a seller's period is being announced ahead of its run; False when it was already."""
+    stmt = pg_insert(CHARGES_PREVIEW).values(**row).on_conflict_do_nothing().returning(CHARGES_PREVIEW.c.seller_id)
     return (await session.execute(stmt)).first() is not None
 
 
