@@ -93,7 +93,21 @@ def emails(make_invoice: Callable[..., InvoiceIssued]) -> dict[str, RenderedEmai
         "suspension": render("suspension", {**who, "suspension": suspended, "invoice_number": None, "pay": pay(None, None)}),
         "reinstatement": render("reinstatement", {**who, "reinstatement": SimpleNamespace(reinstated_on=date(2026, 12, 28))}),
         "project_work_statement": render("project_work_statement", {**who, "statement": work, "filename": "TSD-PW-000001.pdf"}),
-        "comparison_report": render("comparison_report", {**who, "report": report, "invoice_number": NUMBER, "filename": f"{NUMBER}-comparison.xlsx"}),
+        "comparison_report": render(
+            "comparison_report",
+            {**who, "report": report, "invoice_number": NUMBER, "filename": f"{NUMBER}-comparison.xlsx", "invoice_expected_on": None, "revised": False},
+        ),
+        "comparison_report_ahead": render(
+            "comparison_report",
+            {
+                **who,
+                "report": report,
+                "invoice_number": None,
+                "filename": "comparison-2026-10.xlsx",
+                "invoice_expected_on": date(2026, 11, 10),
+                "revised": False,
+            },
+        ),
     }
 
 
@@ -132,6 +146,14 @@ EXPECTED = {
     "reinstatement": ["2026-12-28", "billing@northwind.example"],
     "project_work_statement": ["TSD-PW-000001", "No payment is due now", "312.50 USD", "2.5 at 125.00 USD", "next regular invoice", "northwind.example"],
     "comparison_report": [NUMBER, "1516.25 USD", "35.00 USD", "Nothing is to be paid", "one sheet per customer", "billing@northwind.example"],
+    "comparison_report_ahead": [
+        "October 2026",
+        "1516.25 USD",
+        "follows on 10 November 2026",
+        "Nothing is to be paid",
+        "one sheet per customer",
+        "billing@northwind.example",
+    ],
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -148,8 +149,8 @@ def test_document_mails_name_their_attachment() -> None:
     statement = render("project_work_statement", {"statement": work, "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-PW-000001.pdf"})
     assert statement.subject == "Project work statement NW-PW-000001 for Contoso: no payment due" and "NW-PW-000001.pdf" in statement.text
     report = SimpleNamespace(
-        period_start="2026-11-01",
-        period_end="2026-11-30",
+        period_start=date(2026, 11, 1),
+        period_end=date(2026, 11, 30),
         this_period_total=Money.of("1516.25", "USD"),
         last_period_total=Money.of("1481.25", "USD"),
         difference=Money.of("35.00", "USD"),
@@ -157,7 +158,16 @@ def test_document_mails_name_their_attachment() -> None:
         lines_removed=0,
         lines_changed=2,
     )
-    mail = render("comparison_report", {"report": report, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-1.xlsx"})
-    assert mail.subject == "Comparison report for invoice NW-1"
+    context = {"report": report, "brand": BRAND, "buyer_name": "Contoso", "invoice_expected_on": None, "revised": False}
+    mail = render("comparison_report", {**context, "invoice_number": "NW-1", "filename": "NW-1.xlsx"})
+    assert mail.subject == "Invoice comparison for November 2026, Contoso: invoice NW-1"
     for body in (mail.text, mail.html):
-        assert "NW-1.xlsx" in body and "35.00 USD" in body and "1481.25 USD" in body and "1 / 0 / 2" in body
+        assert "NW-1.xlsx" in body and "35.00 USD" in body and "1481.25 USD" in body and "November 2026" in body
+    # Seed 001: sent on the first business day, the invoice a week or two later.
+    ahead = render("comparison_report", {**context, "invoice_number": None, "filename": "comparison-2026-11.xlsx", "invoice_expected_on": date(2026, 12, 10)})
+    assert ahead.subject == "Invoice comparison for November 2026, Contoso: to be invoiced"
+    for body in (ahead.text, ahead.html):
+        assert "The invoice itself follows on 10 December 2026" in body and "the charges your invoice will show" in body
+    revised = render("comparison_report", {**context, "invoice_number": "NW-1", "filename": "NW-1.xlsx", "revised": True})
+    assert revised.subject == "Updated invoice comparison for November 2026, Contoso: invoice NW-1"
+    assert "differs from the comparison report we sent you ahead of it" in revised.text

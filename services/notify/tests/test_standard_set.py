@@ -142,7 +142,9 @@ async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
         mails = await mailbox.wait_for(recipient, count=2)
     by_subject = {m["Subject"]: m for m in mails}
     invoice_mail = by_subject["Invoice NW-7 from Northwind IT Ltd"]
-    report_mail = by_subject["Comparison report for invoice NW-7"]
+    [report_subject] = [s for s in by_subject if s.startswith("Invoice comparison for October 2026")]
+    assert report_subject.endswith(": invoice NW-7") and invoice_id not in report_subject
+    report_mail = by_subject[report_subject]
     for mail in (invoice_mail, report_mail):
         branded(mail)
         assert mail["To"] == recipient

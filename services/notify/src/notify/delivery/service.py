@@ -320,8 +320,11 @@ async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any]
             "report": report,
             "invoice_number": invoice_number,
             "brand": who.brand,
-            "buyer_name": who.buyer_name,
+            "buyer_name": report.buyer_name or who.buyer_name,
             "filename": attached[0]["filename"] if attached else None,
+            # Sent ahead of its invoice (seed 001: the first business day), or again when the invoice differs.
+            "invoice_expected_on": report.invoice_expected_on,
+            "revised": report.revised,
         }
         return await _record(
             session,
