@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from billing_events import topics
 from billing_events.envelope import EventData, Part
@@ -201,3 +201,22 @@ class ProjectWorkStatementIssued(EventData):
 
     def partition_key(self) -> str:
         return self.buyer.account_id
+
+
+class SellerPaymentAccountChanged(EventData):
+    """The bank account a seller's buyers pay into by transfer, as its invoicing profile now has it
+    (`PUT /v1/seller` on invoicing, the one place it is kept): sent when it changes, and once for
+    every profile that had one when the event was introduced. The PDF, the e-invoice and the
+    emails' "how to pay" all show this account; `updated_at` orders the versions (latest wins)."""
+
+    event_type: ClassVar[str] = "billing.seller.payment_account_changed.v1"
+    topic: ClassVar[topics.Topic] = topics.INVOICES
+
+    seller_id: str
+    account_name: str | None = Field(default=None, description="The account holder (BT-85); the seller's name when not set.")
+    iban: str | None = Field(default=None, description="BT-84, compact (no spaces); null: the seller takes no bank transfers.")
+    bic: str | None = Field(default=None, description="BT-86.")
+    updated_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return self.seller_id
