@@ -29,6 +29,11 @@ async def claim_preview(session: AsyncSession, row: dict[str, Any]) -> bool:
     return (await session.execute(stmt)).first() is not None
 
 
+async def preview_claimed(session: AsyncSession, seller_id: str, period: str) -> bool:
+    query = select_scoped(CHARGES_PREVIEW, seller_id, CHARGES_PREVIEW.c.period).where(CHARGES_PREVIEW.c.period == period)
+    return (await session.execute(query)).first() is not None
+
+
 async def finish_run(session: AsyncSession, run_id: str, buyers: int, lines: int, unrated: list[dict[str, Any]]) -> None:
     await session.execute(update(BILL_RUN).where(BILL_RUN.c.id == run_id).values(buyers=buyers, lines=lines, unrated=unrated))
 

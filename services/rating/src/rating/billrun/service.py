@@ -177,12 +177,16 @@ async def announce_charges(runtime: ServiceRuntime, session: AsyncSession, distr
     partner account (the wholesale tier: what the partner's invoice will bill, rated as the bill
     run rates it, nothing stored or marked billed), so that invoicing sends the partner its
     comparison report ahead of the invoice. Once per period (`charges_preview`): returns the
-    accounts announced, 0 when they were already."""
+    accounts announced, 0 when they were already (or there is nothing to announce)."""
     attributes = {"billing.seller_id": distributor_id, "billing.period": period.label}
     with tracer.start_as_current_span("announce_charges", attributes=attributes) as span:
+        if await repo.preview_claimed(session, distributor_id, period.label):
+            return 0  # announced before: not rated again on every pass
         run_id = bill_run_id(distributor_id, period)
         with collector_paused(GC_PAUSED_SECONDS):
             closing = await rate_wholesale(session, distributor_id, period, run_id, terms)
+        if not closing.lines:
+            return 0  # nothing to announce yet (not claimed: a later pass may find charges)
         bill_run_on = terms.issue_date(period)
         claimed = await repo.claim_preview(
             session,
