@@ -183,6 +183,9 @@ def test_the_invoice_email_links_what_a_reader_can_open(browser: Browser, make_i
     assert {"Net total:              599.25 USD", "Not subject to VAT:     0.00 USD", "Total to pay:           599.25 USD"} <= set(lines)
     assert lines.count(PDF) == 1 and mail.html.count(f'href="{PDF}"') == 1
     assert "Download the invoice (PDF)" not in mail.text and "Open the invoice (PDF)" in mail.text
+    # An overdue invoice's date says it has passed.
+    reminder = emails(make_invoice)["reminder"]
+    assert "Was due on:        5 December 2026" in reminder.text.splitlines() and "Was due on" in reminder.html
     # Dates and periods in words.
     assert "Northwind IT Ltd has issued invoice NW-2026-000318 for October 2026:" in lines and "Due on:         5 December 2026" in lines
 
