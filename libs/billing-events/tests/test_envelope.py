@@ -112,6 +112,9 @@ def test_partition_key_is_the_buyer_account(event_type: str) -> None:
     if event.data.topic is topics.CATALOGUE:  # a seller's products, in order; a product is no account's
         assert to_kafka(event).key == data["seller_id"].encode()
         return
+    if event_type == "billing.seller.payment_account_changed.v1":  # a seller's own account, in order; no buyer's
+        assert to_kafka(event).key == data["seller_id"].encode()
+        return
     if event_type == "billing.portal.sign_in_link_issued.v1":  # a portal user's links, in order; staff have no account
         assert to_kafka(event).key == data["user_id"].encode()
         return

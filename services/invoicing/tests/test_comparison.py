@@ -8,14 +8,17 @@ import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 from invoicing_testkit import headers, period_closed, put_seller, rated
 from openpyxl import load_workbook
 from sqlalchemy import text
 
-from billing_events import RatedLine
+from billing_events import ChargesRated, RatedLine
+from billing_runtime.clock import FixedClock
 from billing_runtime.service import ServiceRuntime
+from invoicing.comparison.consumers import on_charges_rated
 from invoicing.comparison.service import report_xlsx
 from invoicing.invoice.service import issue_invoice
 
@@ -137,3 +140,86 @@ def test_the_same_report_is_the_same_spreadsheet_whenever_it_is_downloaded() -> 
     first = report_xlsx(row)
     time.sleep(1.1)  # the workbook's own date has one-second resolution
     assert report_xlsx(row) == first
+
+
+async def _ready_events(runtime: ServiceRuntime, partner: str) -> list[tuple[str, dict[str, Any]]]:
+    async with runtime.sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT event_type, value FROM invoicing.outbox WHERE key = :k"
+                " AND event_type IN ('billing.comparison_report.ready.v1', 'billing.invoice.issued.v1') ORDER BY id"
+            ),
+            {"k": partner.encode()},
+        )
+        return [(t, json.loads(v)) for t, v in rows]
+
+
+async def test_the_report_goes_out_on_the_first_business_day_from_the_rated_charges_before_the_invoice(
+    client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str
+) -> None:
+    """Seed 001: the comparison spreadsheet on the first business day after the period (rating's
+    ChargesRated, Monday 2 November 2026), the invoice a week later (the bill run of the 10th). The
+    report sent ahead says "to be invoiced"; once the invoice is issued the same report names it,
+    and only a report whose figures changed is sent again (revised)."""
+    partner, other = f"{tenant}-partner", f"{tenant}-other"
+    await put_seller(client, tenant, name="Tailspin Distribution Inc.", invoice_prefix="TSD")
+    september = [line("s1", "USR-SUP", "14", "35.00", "contoso", SEP), line("s4", "STL-LIC", "2", "47.25", None, SEP)]
+    october = [line("o1", "USR-SUP", "15", "35.00", "contoso", OCT), line("o4", "STL-LIC", "2", "47.25", None, OCT)]
+    clock = runtime.clock
+    assert isinstance(clock, FixedClock)
+    clock.set(datetime(2026, 10, 1, 9, tzinfo=UTC))
+    async with runtime.transaction() as session:
+        for buyer in (partner, other):
+            await issue_invoice(runtime, session, period_closed(tenant, buyer, september, start=SEP[0], end=SEP[1], tier="wholesale"))
+
+    clock.set(datetime(2026, 11, 2, 8, tzinfo=UTC))
+    async with runtime.transaction() as session:
+        for buyer in (partner, other):
+            charges = ChargesRated(
+                account_id=buyer,
+                seller_id=tenant,
+                period_start=OCT[0],
+                period_end=OCT[1],
+                currency="USD",
+                lines=october,
+                tier="wholesale",
+                rated_on=date(2026, 11, 2),
+                bill_run_on=date(2026, 11, 10),
+            )
+            event = runtime.event(charges, tenant=tenant, event_id=f"charges-{buyer}", subject=buyer)
+            await on_charges_rated(runtime, session, event)
+            await on_charges_rated(runtime, session, event)  # applied again (a replay): nothing more
+    [ahead] = (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"buyer_account_id": partner, "period": "2026-10"})).json()["items"]
+    assert (ahead["basis"], ahead["invoice_number"], ahead["invoice_expected_on"]) == ("rated_charges", None, "2026-11-10")
+    assert (ahead["this_period_total"], ahead["last_period_total"], ahead["previous_invoice_number"]) == ("619.50", "584.50", "TSD-000001")
+    sheet = load_workbook(io.BytesIO((await client.get(f"/v1/comparison-reports/{ahead['id']}/xlsx", headers=headers(tenant))).content))["Summary"]
+    assert [sheet.cell(2, c).value for c in (1, 2, 3, 4)] == ["This invoice", "to be invoiced on 10 November 2026", "Previous invoice", "TSD-000001"]
+    sent = await _ready_events(runtime, partner)
+    assert [(t, e.get("basis"), e.get("invoice_number")) for t, e in sent][-1:] == [("billing.comparison_report.ready.v1", "rated_charges", None)]
+
+    # The bill run of the 10th: the partner's invoice as announced, the other's with a late line.
+    clock.set(datetime(2026, 11, 10, 8, tzinfo=UTC))
+    late = line("o9", "SHIP-GND", "1", "52.50", None, OCT)
+    async with runtime.transaction() as session:
+        invoice_id = await issue_invoice(runtime, session, period_closed(tenant, partner, october, start=OCT[0], end=OCT[1], tier="wholesale"))
+        await issue_invoice(runtime, session, period_closed(tenant, other, [*october, late], start=OCT[0], end=OCT[1], tier="wholesale"))
+    [invoiced] = (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"buyer_account_id": partner, "period": "2026-10"})).json()[
+        "items"
+    ]
+    assert (invoiced["id"], invoiced["invoice_id"], invoiced["basis"], invoiced["invoice_number"]) == (ahead["id"], invoice_id, "invoice", "TSD-000003")
+    assert invoiced["rows"] == ahead["rows"]
+    # One report for the partner, sent on the 2nd, before the invoice; the invoice issued on the 10th.
+    october_sent = [(t, e) for t, e in await _ready_events(runtime, partner) if e["period_start"] == "2026-10-01"]
+    assert [t for t, _ in october_sent] == ["billing.comparison_report.ready.v1", "billing.invoice.issued.v1"]
+    assert october_sent[1][1]["issued_on"] == "2026-11-10"
+    async with runtime.sessions() as session:
+        created = await session.scalar(text("SELECT created_at FROM invoicing.comparison_report WHERE report_id = :r"), {"r": ahead["id"]})
+    assert created == datetime(2026, 11, 2, 8, tzinfo=UTC)
+    # The other partner's invoice differs from what was announced: its report is sent again, revised.
+    other_sent = [(t, e) for t, e in await _ready_events(runtime, other) if e["period_start"] == "2026-10-01"]
+    assert [(t, e.get("basis"), e.get("revised"), e.get("invoice_number")) for t, e in other_sent] == [
+        ("billing.comparison_report.ready.v1", "rated_charges", False, None),
+        ("billing.comparison_report.ready.v1", "invoice", True, "TSD-000004"),
+        ("billing.invoice.issued.v1", None, None, None),
+    ]
+    assert other_sent[1][1]["lines_added"] == 1 and other_sent[1][1]["this_period_total"]["amount"] == "672.00"

@@ -249,6 +249,7 @@ async def test_seller_settings(client: httpx.AsyncClient, tenant: str) -> None:
         "logo": None,
         "iban": None,
         "bic": None,
+        "bank_account_name": None,
         "sepa_creditor_id": None,
         "configured": False,
     }

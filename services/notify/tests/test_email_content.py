@@ -93,7 +93,21 @@ def emails(make_invoice: Callable[..., InvoiceIssued]) -> dict[str, RenderedEmai
         "suspension": render("suspension", {**who, "suspension": suspended, "invoice_number": None, "pay": pay(None, None)}),
         "reinstatement": render("reinstatement", {**who, "reinstatement": SimpleNamespace(reinstated_on=date(2026, 12, 28))}),
         "project_work_statement": render("project_work_statement", {**who, "statement": work, "filename": "TSD-PW-000001.pdf"}),
-        "comparison_report": render("comparison_report", {**who, "report": report, "invoice_number": NUMBER, "filename": f"{NUMBER}-comparison.xlsx"}),
+        "comparison_report": render(
+            "comparison_report",
+            {**who, "report": report, "invoice_number": NUMBER, "filename": f"{NUMBER}-comparison.xlsx", "invoice_expected_on": None, "revised": False},
+        ),
+        "comparison_report_ahead": render(
+            "comparison_report",
+            {
+                **who,
+                "report": report,
+                "invoice_number": None,
+                "filename": "comparison-2026-10.xlsx",
+                "invoice_expected_on": date(2026, 11, 10),
+                "revised": False,
+            },
+        ),
     }
 
 
@@ -123,15 +137,23 @@ def seen(browser: Browser, name: str, mail: RenderedEmail) -> str:
 
 # What each email must tell: the figures and the next step, in both parts.
 EXPECTED = {
-    "invoice_issued": ["599.25 USD", "2026-12-05", "How to pay", "DE89 3704 0044 0532 0130 00", "COBADEFFXXX", REFERENCE, "billing@northwind.example"],
-    "reminder": ["7 days", "599.25 USD", "2026-12-05", REFERENCE, "DE89 3704 0044 0532 0130 00", "+1 319 555 0100"],
+    "invoice_issued": ["599.25 USD", "5 December 2026", "How to pay", "DE89 3704 0044 0532 0130 00", "COBADEFFXXX", REFERENCE, "billing@northwind.example"],
+    "reminder": ["7 days", "599.25 USD", "5 December 2026", REFERENCE, "DE89 3704 0044 0532 0130 00", "+1 319 555 0100"],
     "final_notice": ["final notice", "599.25 USD", "suspended", REFERENCE, "billing@northwind.example"],
     "payment_failed": ["Insufficient funds", "add another card", "599.25 USD", REFERENCE, "billing@northwind.example"],
-    "payment_received": ["599.25 USD", "2026-12-08", "nothing more to do", "billing@northwind.example"],
-    "suspension": ["2026-12-26", "an overdue invoice", "pay the overdue amount", "DE89 3704 0044 0532 0130 00", "billing@northwind.example"],
-    "reinstatement": ["2026-12-28", "billing@northwind.example"],
+    "payment_received": ["599.25 USD", "8 December 2026", "nothing more to do", "billing@northwind.example"],
+    "suspension": ["26 December 2026", "an overdue invoice", "pay the overdue amount", "DE89 3704 0044 0532 0130 00", "billing@northwind.example"],
+    "reinstatement": ["28 December 2026", "billing@northwind.example"],
     "project_work_statement": ["TSD-PW-000001", "No payment is due now", "312.50 USD", "2.5 at 125.00 USD", "next regular invoice", "northwind.example"],
     "comparison_report": [NUMBER, "1516.25 USD", "35.00 USD", "Nothing is to be paid", "one sheet per customer", "billing@northwind.example"],
+    "comparison_report_ahead": [
+        "October 2026",
+        "1516.25 USD",
+        "follows on 10 November 2026",
+        "Nothing is to be paid",
+        "one sheet per customer",
+        "billing@northwind.example",
+    ],
 }
 
 
@@ -157,7 +179,15 @@ def test_the_invoice_email_links_what_a_reader_can_open(browser: Browser, make_i
     assert PORTAL in lines and PDF in lines and XML in lines
     assert f"Payment reference: {REFERENCE}" in lines
     assert "Please quote the payment reference exactly, so that your payment is matched to this invoice." in lines
-    assert "Not subject to VAT: 0.00 USD" in lines
+    # Totals aligned as a column; the PDF linked once (in How to pay), not again under the downloads.
+    assert {"Net total:              599.25 USD", "Not subject to VAT:     0.00 USD", "Total to pay:           599.25 USD"} <= set(lines)
+    assert lines.count(PDF) == 1 and mail.html.count(f'href="{PDF}"') == 1
+    assert "Download the invoice (PDF)" not in mail.text and "Open the invoice (PDF)" in mail.text
+    # An overdue invoice's date says it has passed.
+    reminder = emails(make_invoice)["reminder"]
+    assert "Was due on:        5 December 2026" in reminder.text.splitlines() and "Was due on" in reminder.html
+    # Dates and periods in words.
+    assert "Northwind IT Ltd has issued invoice NW-2026-000318 for October 2026:" in lines and "Due on:         5 December 2026" in lines
 
 
 def test_no_reference_without_the_invoice_number_nor_bank_details_without_an_account() -> None:

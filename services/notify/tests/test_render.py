@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -40,9 +41,9 @@ def test_invoice_email_has_subject_dates_lines_and_totals(make_invoice: Callable
     assert mail.subject == "Invoice NW-2026-000318 from Northwind IT Ltd"
     for body in (mail.text, mail.html):
         assert "NW-2026-000318" in body
-        assert "2026-10-01" in body and "2026-10-31" in body  # period
-        assert "2026-11-02" in body  # issued on
-        assert "2026-12-05" in body  # due on
+        assert "October 2026" in body  # period
+        assert "2 November 2026" in body  # issued on
+        assert "5 December 2026" in body  # due on
         assert "User support" in body and "Hosted email" in body
         assert "525.00 USD" in body and "6.75 USD" in body
         assert "599.25 USD" in body
@@ -100,7 +101,7 @@ def test_payment_received_names_the_invoice() -> None:
     mail = render("payment_received", {"payment": payment, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso", "portal_url": None})
     assert mail.subject == "Payment received for invoice NW-1"
     assert "599.25 USD" in mail.text and "599.25 USD" in mail.html
-    assert "2026-12-01" in mail.text
+    assert "1 December 2026" in mail.text
 
 
 @pytest.mark.parametrize(
@@ -110,12 +111,12 @@ def test_payment_received_names_the_invoice() -> None:
             "payment_failed",
             {"payment": SimpleNamespace(amount=Money.of("10.50", "EUR"), failed_on="2026-12-05", reason="<b>Refused</b>", method="card"), "due_on": None},
             "Payment for invoice INV-1 failed",
-            ["10.50 EUR", "2026-12-05"],
+            ["10.50 EUR", "5 December 2026"],
         ),
         ("reminder", {"step": SimpleNamespace(days_overdue=3, amount_overdue=Money.of("10.50", "EUR")), "due_on": "2026-12-01"}, None, ["10.50 EUR", "3 days"]),
         ("final_notice", {"step": SimpleNamespace(days_overdue=14, amount_overdue=Money.of("10.50", "EUR")), "due_on": None}, None, ["14 days"]),
-        ("suspension", {"suspension": SimpleNamespace(suspended_on="2026-12-26", cascaded_from=None)}, None, ["2026-12-26", "an overdue invoice"]),
-        ("reinstatement", {"reinstatement": SimpleNamespace(reinstated_on="2026-12-28")}, None, ["2026-12-28"]),
+        ("suspension", {"suspension": SimpleNamespace(suspended_on="2026-12-26", cascaded_from=None)}, None, ["26 December 2026", "an overdue invoice"]),
+        ("reinstatement", {"reinstatement": SimpleNamespace(reinstated_on="2026-12-28")}, None, ["28 December 2026"]),
     ],
 )
 def test_collection_and_dunning_templates(template: str, context: dict[str, object], subject: str | None, facts: list[str]) -> None:
@@ -148,8 +149,8 @@ def test_document_mails_name_their_attachment() -> None:
     statement = render("project_work_statement", {"statement": work, "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-PW-000001.pdf"})
     assert statement.subject == "Project work statement NW-PW-000001 for Contoso: no payment due" and "NW-PW-000001.pdf" in statement.text
     report = SimpleNamespace(
-        period_start="2026-11-01",
-        period_end="2026-11-30",
+        period_start=date(2026, 11, 1),
+        period_end=date(2026, 11, 30),
         this_period_total=Money.of("1516.25", "USD"),
         last_period_total=Money.of("1481.25", "USD"),
         difference=Money.of("35.00", "USD"),
@@ -157,7 +158,16 @@ def test_document_mails_name_their_attachment() -> None:
         lines_removed=0,
         lines_changed=2,
     )
-    mail = render("comparison_report", {"report": report, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-1.xlsx"})
-    assert mail.subject == "Comparison report for invoice NW-1"
+    context = {"report": report, "brand": BRAND, "buyer_name": "Contoso", "invoice_expected_on": None, "revised": False}
+    mail = render("comparison_report", {**context, "invoice_number": "NW-1", "filename": "NW-1.xlsx"})
+    assert mail.subject == "Invoice comparison for November 2026, Contoso: invoice NW-1"
     for body in (mail.text, mail.html):
-        assert "NW-1.xlsx" in body and "35.00 USD" in body and "1481.25 USD" in body and "1 / 0 / 2" in body
+        assert "NW-1.xlsx" in body and "35.00 USD" in body and "1481.25 USD" in body and "November 2026" in body
+    # Seed 001: sent on the first business day, the invoice a week or two later.
+    ahead = render("comparison_report", {**context, "invoice_number": None, "filename": "comparison-2026-11.xlsx", "invoice_expected_on": date(2026, 12, 10)})
+    assert ahead.subject == "Invoice comparison for November 2026, Contoso: to be invoiced"
+    for body in (ahead.text, ahead.html):
+        assert "The invoice itself follows on 10 December 2026" in body and "the charges your invoice will show" in body
+    revised = render("comparison_report", {**context, "invoice_number": "NW-1", "filename": "NW-1.xlsx", "revised": True})
+    assert revised.subject == "Updated invoice comparison for November 2026, Contoso: invoice NW-1"
+    assert "differs from the comparison report we sent you ahead of it" in revised.text

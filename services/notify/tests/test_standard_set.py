@@ -7,13 +7,14 @@ import asyncio
 import io
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import openpyxl
 import xlsxwriter
+from sqlalchemy import text
 
 from billing_events import (
     AccountReinstated,
@@ -28,6 +29,7 @@ from billing_events import (
     Party,
     PaymentFailed,
     ProjectWorkStatementIssued,
+    SellerPaymentAccountChanged,
     account_id,
     new_event,
 )
@@ -42,13 +44,20 @@ BRAND = {
     "primary_color": "#0A7E3C",
     "logo_url": "https://cdn.northwind.example/logo.png",
     "footer": "Northwind IT Ltd, 1 Harbour Road",
-    # How to pay and whom to ask, which the collection mails give (IBAN as a person types it).
-    "iban": "DE89 3704 0044 0532 0130 00",
-    "bic": "COBADEFFXXX",
+    # Whom to ask and where to pay, which the collection mails give (the bank account comes from
+    # invoicing's seller profile: `payment_account`).
     "support_email": "help@northwind.example",
     "portal_url": "https://portal.northwind.example/p/northwind/",
 }
 PDF = b"%PDF-1.7\n% an invoice\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
+
+
+def payment_account(tenant: str, iban: str | None = "DE89370400440532013000", at: str = "2026-12-01T10:00:00+00:00") -> CloudEvent[Any]:
+    """The seller's bank account as invoicing announces it from its seller profile."""
+    data = SellerPaymentAccountChanged(
+        seller_id=tenant, account_name="Northwind IT Ltd", iban=iban, bic="COBADEFFXXX" if iban else None, updated_at=datetime.fromisoformat(at)
+    )
+    return new_event(data, source="/services/invoicing", tenant=tenant)
 
 
 def headers(tenant: str) -> dict[str, str]:
@@ -142,7 +151,9 @@ async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
         mails = await mailbox.wait_for(recipient, count=2)
     by_subject = {m["Subject"]: m for m in mails}
     invoice_mail = by_subject["Invoice NW-7 from Northwind IT Ltd"]
-    report_mail = by_subject["Comparison report for invoice NW-7"]
+    [report_subject] = [s for s in by_subject if s.startswith("Invoice comparison for October 2026")]
+    assert report_subject.endswith(": invoice NW-7") and invoice_id not in report_subject
+    report_mail = by_subject[report_subject]
     for mail in (invoice_mail, report_mail):
         branded(mail)
         assert mail["To"] == recipient
@@ -199,8 +210,9 @@ async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_
     assert set(fetched) == {f"/v1/shared/{token}"} and "x-tenant-id" not in fetched[f"/v1/shared/{token}"]
     html, text = mail.get_body(("html",)).get_content(), mail.get_body(("plain",)).get_content()
     # The buyer can open the absolute link; the relative ones (API paths) are not shown.
-    assert f'href="{shared_pdf}"' in html and "Download the invoice (PDF)" in html
-    assert shared_pdf in text.splitlines() and "Download the invoice (PDF):" in text.splitlines()
+    # Linked once, under How to pay ("Open the invoice (PDF)"), not a second time under the downloads.
+    assert html.count(f'href="{shared_pdf}"') == 1 and "Open the invoice (PDF)" in html
+    assert text.splitlines().count(shared_pdf) == 1 and "Open the invoice (PDF):" in text.splitlines()
     assert "/v1/invoices/" not in html and "/v1/invoices/" not in text and "CII_XML" not in html
 
 
@@ -264,6 +276,9 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+    account = payment_account(tenant)
+    await publish(account)
+    assert await applied(account.id) == "applied"
     recipient = f"ap-{tenant}@contoso.example"
     buyer = account_id(tenant, "c-1")
     invoice = make_invoice(buyer_account_id=buyer, buyer_email=recipient, number="NW-9", invoice_id=str(uuid.uuid4()))
@@ -291,16 +306,16 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
         assert mail["To"] == recipient and list(mail.iter_attachments()) == []
     by_subject = {m["Subject"]: m for m in mails}
     failed_text = by_subject["Payment for invoice NW-9 failed"].get_body(("plain",)).get_content()
-    assert "Insufficient funds" in failed_text and "599.25 USD" in failed_text and "2026-12-05" in failed_text
+    assert "Insufficient funds" in failed_text and "599.25 USD" in failed_text and "5 December 2026" in failed_text
     final_html = by_subject["Final notice: invoice NW-9 (599.25 USD) is 14 days overdue"].get_body(("html",)).get_content()
     assert "14 days" in final_html and "599.25 USD" in final_html
-    assert "2026-12-26" in by_subject["Your service with Northwind IT is suspended"].get_body(("plain",)).get_content()
+    assert "26 December 2026" in by_subject["Your service with Northwind IT is suspended"].get_body(("plain",)).get_content()
     # The reminder says how to pay: the portal, the seller's account and the RF reference payments matches by.
     reminder = by_subject["Reminder: invoice NW-9 is 1 day overdue"].get_body(("plain",)).get_content().splitlines()
     for expected in (
         f"Payment reference: {printed(creditor_reference('NW-9'))}",
         "IBAN:              DE89 3704 0044 0532 0130 00",
-        "Due date:          2026-12-05",
+        "Was due on:        5 December 2026",  # the due date has passed
         "https://portal.northwind.example/p/northwind/",
         "Questions? Write to help@northwind.example.",
     ):
@@ -367,5 +382,57 @@ async def test_a_project_work_statement_goes_out_at_once_with_its_pdf(
     assert mail["Subject"] == "Project work statement TSD-PW-000001 for Contoso Dental: no payment due"
     assert attachments(mail) == [("TSD-PW-000001.pdf", "application/pdf", PDF)]
     text = mail.get_body(("plain",)).get_content()
-    for expected in ("NO PAYMENT IS DUE NOW.", "312.50 USD", "2.5 at 125.00 USD", "2026-10-01 to 2026-10-31", "Contoso Dental", "help@northwind.example"):
+    for expected in ("NO PAYMENT IS DUE NOW.", "312.50 USD", "2.5 at 125.00 USD", "October 2026", "Contoso Dental", "help@northwind.example"):
         assert expected in text, (expected, text)
+
+
+async def test_the_bank_account_is_invoicings_and_the_brand_points_there(
+    client: httpx.AsyncClient, tenant: str, publish: Any, applied: Any, db: Any, mailbox: Any, make_invoice: Callable[..., InvoiceIssued]
+) -> None:
+    """One place for a seller's bank account: invoicing's seller profile (which the PDF prints),
+    announced by SellerPaymentAccountChanged. The brand's own bank fields, set before, are shown
+    until invoicing announces the seller's account; a brand PUT may carry them only unchanged."""
+    brand = {k: v for k, v in BRAND.items() if k != "support_email"}
+    refused = await client.put("/v1/brand", headers=headers(tenant), json={**brand, "iban": "DE89 3704 0044 0532 0130 00"})
+    assert refused.status_code == 422 and refused.json()["code"] == "bank_details_owned_by_invoicing"
+    assert "PUT /v1/seller on invoicing" in refused.json()["title"] and refused.json()["owner"] == "invoicing"
+    assert (await client.put("/v1/brand", headers=headers(tenant), json=brand)).status_code == 200
+    # A brand saved with an account before this change (migration 0007's columns): still shown.
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE notify.brand SET iban = 'GB33BUKB20201555555555', bic = 'BUKBGB22' WHERE tenant = :t"), {"t": tenant})
+    legacy = (await client.get("/v1/brand", headers=headers(tenant))).json()
+    assert (legacy["iban"], legacy["bank_details_source"]) == ("GB33BUKB20201555555555", "brand")
+    assert (
+        await client.put("/v1/brand", headers=headers(tenant), json={k: v for k, v in legacy.items() if k in BRAND or k in ("iban", "bic")})
+    ).status_code == 200
+
+    newer, older = (
+        payment_account(tenant, at="2026-12-01T10:00:00+00:00"),
+        payment_account(tenant, iban="IE29AIBK93115212345678", at="2026-11-01T10:00:00+00:00"),
+    )
+    for event in (newer, older):  # the older version arrives late: the newer stays
+        await publish(event)
+        assert await applied(event.id) == "applied"
+    shown = (await client.get("/v1/brand", headers=headers(tenant))).json()
+    assert (shown["iban"], shown["bic"], shown["bank_account_name"], shown["bank_details_source"]) == (
+        "DE89370400440532013000",
+        "COBADEFFXXX",
+        "Northwind IT Ltd",
+        "invoicing",
+    )
+    moved = await client.put("/v1/brand", headers=headers(tenant), json={**brand, "iban": "GB33BUKB20201555555555"})
+    assert moved.status_code == 422 and moved.json()["field"] == "iban"
+
+    recipient = f"ap-{tenant}@contoso.example"
+    invoice = make_invoice(buyer_account_id=account_id(tenant, "c-2"), buyer_email=recipient, number="NW-11", invoice_id=str(uuid.uuid4()))
+    issued = new_event(invoice, source="/tests", tenant=tenant)
+    await publish(issued)
+    [mail] = await mailbox.wait_for(recipient, count=1)
+    text_part = mail.get_body(("plain",)).get_content()
+    assert "IBAN:              DE89 3704 0044 0532 0130 00" in text_part and "GB33" not in text_part
+
+    # The seller stops taking transfers: no bank details in the mails any more, not even the old brand's.
+    stopped = payment_account(tenant, iban=None, at="2026-12-02T10:00:00+00:00")
+    await publish(stopped)
+    assert await applied(stopped.id) == "applied"
+    assert (await client.get("/v1/brand", headers=headers(tenant))).json()["iban"] is None

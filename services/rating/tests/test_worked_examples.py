@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -18,6 +18,8 @@ from billing_events import CloudEvent, account_id, subscription_id
 from billing_events.topics import PERIODS
 from billing_runtime.testing import eventually, read_events
 from rating.billrun.scheduler import run_due
+from rating.billrun.service import bill_run_id
+from rating.period import Period
 
 from .conftest import ordered
 
@@ -370,3 +372,53 @@ async def test_example_b_advance_billing_with_a_daily_prorated_addition(client: 
         (date(2026, 10, 17), date(2026, 10, 31), Decimal("4"), Decimal("39.87")),  # 4 × 20.60 × 15/31
         (date(2026, 11, 1), date(2026, 11, 30), Decimal("14"), Decimal("288.40")),
     ]
+
+
+async def test_the_wholesale_charges_are_announced_on_the_first_business_day_ahead_of_a_later_bill_run(
+    client: httpx.AsyncClient, ingest: httpx.AsyncClient, app: FastAPI, distributor: str, kafka_bootstrap: str
+) -> None:
+    """Seed 001: the comparison report goes out on the first business day after the period, the
+    invoice a week or two later. The distributor's run is due on the 10th (`issue_day`): rating
+    announces the partner's October on Monday 2 November (not on Sunday the 1st), once, and the
+    PeriodClosed of the 10th follows it on the partner's partition."""
+    d, nw = distributor, f"nw-{uuid.uuid4().hex[:8]}"
+    await ok(client.put("/v1/seller", headers=h(d), json={"currency": "USD", "country": "US", "issue_day": 10, "scheduled": True}))
+    await product(client, d, "STL-LIC", "StreamlineIT PSA licence", "contracted", category="Software as a Service")
+    await price(client, d, "STL-LIC", per_unit("47.25"))
+    await customers(ingest, d, (nw, "Northwind IT"))
+    ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00+00:00"))  # type: ignore[attr-defined]
+    await ordered(
+        ingest,
+        headers=h(d),
+        json={"records": [{"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"}]},
+    )
+    partner = account_id(d, nw)
+    await eventually(lambda: _when(charges(client, d, partner, "2026-10"), lambda c: total(c) == Decimal("94.50")), "the partner's October")
+
+    runtime = app.state.runtime
+    october = bill_run_id(d, Period.parse("2026-10", UTC))
+    announced = REGISTRY.get_sample_value("billing_charges_announced_total", {"tier": "wholesale"}) or 0.0
+    for day in ("2026-10-31T12:00:00+00:00", "2026-11-01T12:00:00+00:00"):  # Saturday: October not over; Sunday: no business day
+        runtime.clock.set(datetime.fromisoformat(day))
+        assert october not in await run_due(runtime, d)  # (other tests' scheduled sellers may be due)
+    assert REGISTRY.get_sample_value("billing_charges_announced_total", {"tier": "wholesale"}) == announced
+    runtime.clock.set(datetime.fromisoformat("2026-11-02T08:00:00+00:00"))
+    assert october not in await run_due(runtime, d)  # announced; the run is due on the 10th
+    assert REGISTRY.get_sample_value("billing_charges_announced_total", {"tier": "wholesale"}) == announced + 1
+    runtime.clock.set(datetime.fromisoformat("2026-11-03T08:00:00+00:00"))
+    assert october not in await run_due(runtime, d)
+    assert REGISTRY.get_sample_value("billing_charges_announced_total", {"tier": "wholesale"}) == announced + 1  # once
+    runtime.clock.set(datetime.fromisoformat("2026-11-10T08:00:00+00:00"))
+    assert october in await run_due(runtime, d)
+
+    # (Saturday's pass closed September, due since 10 October, for this new seller: its own event.)
+    seen = [e for e in await closed_events(kafka_bootstrap, d, 3) if e.data.period_start == date(2026, 10, 1)]
+    rated, closed = seen
+    assert (rated.type, closed.type) == ("billing.charges.rated.v1", "billing.period.closed.v1")  # the announcement first
+    assert (rated.data.account_id, rated.data.tier, rated.data.rated_on, rated.data.bill_run_on) == (
+        partner,
+        "wholesale",
+        date(2026, 11, 2),
+        date(2026, 11, 10),
+    )
+    assert [(line.line_id, line.amount) for line in rated.data.lines] == [(line.line_id, line.amount) for line in closed.data.lines]

@@ -39,6 +39,7 @@ from billing_events.events.invoicing import (
     InvoiceSettled,
     Party,
     ProjectWorkStatementIssued,
+    SellerPaymentAccountChanged,
     TaxBreakdown,
 )
 from billing_events.events.notify import NotificationDelivered
@@ -108,6 +109,7 @@ __all__ = [
     "ProductPublished",
     "ProjectWorkRecorded",
     "ProjectWorkStatementIssued",
+    "SellerPaymentAccountChanged",
     "QuantityObserved",
     "REGISTRY",
     "RatedLine",

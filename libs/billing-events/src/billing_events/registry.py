@@ -36,6 +36,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     rating.ProjectWorkRecorded,
     invoicing.ProjectWorkStatementIssued,
     payments.CollectingMethodChanged,
+    invoicing.SellerPaymentAccountChanged,
 )
 
 REGISTRY: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}

@@ -6,10 +6,11 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from billing_events import CollectingMethodChanged, CustomerUpserted, MandateChanged, PaymentRefunded, PaymentSucceeded, PeriodClosed, ProjectWorkRecorded
+from billing_events import ChargesRated, CollectingMethodChanged, CustomerUpserted, MandateChanged, PaymentRefunded, PaymentSucceeded, PeriodClosed, ProjectWorkRecorded
 from billing_runtime.service import ServiceRuntime, create_app
 from invoicing import models  # noqa: F401  (registers the tables)
 from invoicing.buyer.consumers import on_collecting_method_changed, on_customer_upserted, on_mandate_changed
+from invoicing.comparison.consumers import on_charges_rated
 from invoicing.comparison.endpoints import router as comparison_router
 from invoicing.config import Settings
 from invoicing.creditnote.endpoints import router as credit_note_router
@@ -32,6 +33,7 @@ def build(settings: Settings | None = None) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings, metadata)
     runtime.on(ProjectWorkRecorded, partial(on_project_work_recorded, runtime))  # seed 001's statements
     runtime.on(CustomerUpserted, partial(on_customer_upserted, runtime))
+    runtime.on(ChargesRated, partial(on_charges_rated, runtime))  # seed 001's comparison report, ahead of the invoice
     runtime.on_batch(PeriodClosed, partial(on_period_closed_batch, runtime))
     runtime.on(PaymentSucceeded, partial(on_payment_succeeded, runtime))
     runtime.on(PaymentRefunded, partial(on_payment_refunded, runtime))

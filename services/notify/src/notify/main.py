@@ -15,10 +15,12 @@ from billing_events import (
     PaymentSucceeded,
     PortalSignInLinkIssued,
     ProjectWorkStatementIssued,
+    SellerPaymentAccountChanged,
 )
 from billing_runtime.inbox import Handler
 from billing_runtime.service import ServiceRuntime, create_app
 from notify import brand, contact, delivery, webhook  # noqa: F401  (registers the tables)
+from notify.brand.consumers import on_payment_account_changed
 from notify.brand.endpoints import router as brand_router
 from notify.config import Settings
 from notify.contact.consumers import on_customer_upserted
@@ -49,6 +51,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         ProjectWorkStatementIssued.event_type: consumers.on_project_work_statement(runtime, settings),
     }
     runtime.on(PortalSignInLinkIssued, consumers.on_portal_sign_in_link(runtime, settings))
+    runtime.on(SellerPaymentAccountChanged, on_payment_account_changed(runtime))  # the bank account how-to-pay shows
     for model in WEBHOOK_EVENTS:
         if model is not InvoiceIssued:
             runtime.on(model, with_webhooks(runtime, emails.get(model.event_type)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from billing_events import topics
 from billing_events.envelope import EventData, Part
@@ -143,7 +143,10 @@ class InvoiceSettled(EventData):
 
 class ComparisonReportReady(EventData):
     """The invoice comparison report of seed 001 (this period against the last, per end customer and
-    product) is ready, on the invoice date: notify sends it to the partner with its spreadsheet."""
+    product) is ready: notify sends it to the partner with its spreadsheet. Made from the period's
+    rated charges on the first business day after the period (`basis` `rated_charges`, the invoice
+    still to come: `invoice_number` is then null and `invoice_id` the id the invoice will have), or
+    with the invoice when the bill run came first (`basis` `invoice`)."""
 
     event_type: ClassVar[str] = "billing.comparison_report.ready.v1"
     topic: ClassVar[topics.Topic] = topics.INVOICES
@@ -164,6 +167,12 @@ class ComparisonReportReady(EventData):
     lines_removed: int
     lines_changed: int
     documents: list[DocumentLink] = Field(default_factory=list, description="The report as JSON and as an XLSX spreadsheet.")
+    basis: Literal["invoice", "rated_charges"] = Field(
+        default="invoice", description="invoice: the issued invoice's lines; rated_charges: the period's charges as rated before its bill run."
+    )
+    invoice_expected_on: date | None = Field(default=None, description="With basis rated_charges: the day the invoice is due to be issued.")
+    revised: bool = Field(default=False, description="The invoice differs from the report sent ahead of it: this is the report as invoiced.")
+    buyer_name: str | None = Field(default=None, description="The buyer (the partner) by name, for the subject and greeting.")
 
     def partition_key(self) -> str:
         return self.buyer_account_id
@@ -196,3 +205,22 @@ class ProjectWorkStatementIssued(EventData):
 
     def partition_key(self) -> str:
         return self.buyer.account_id
+
+
+class SellerPaymentAccountChanged(EventData):
+    """The bank account a seller's buyers pay into by transfer, as its invoicing profile now has it
+    (`PUT /v1/seller` on invoicing, the one place it is kept): sent when it changes, and once for
+    every profile that had one when the event was introduced. The PDF, the e-invoice and the
+    emails' "how to pay" all show this account; `updated_at` orders the versions (latest wins)."""
+
+    event_type: ClassVar[str] = "billing.seller.payment_account_changed.v1"
+    topic: ClassVar[topics.Topic] = topics.INVOICES
+
+    seller_id: str
+    account_name: str | None = Field(default=None, description="The account holder (BT-85); the seller's name when not set.")
+    iban: str | None = Field(default=None, description="BT-84, compact (no spaces); null: the seller takes no bank transfers.")
+    bic: str | None = Field(default=None, description="BT-86.")
+    updated_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return self.seller_id

@@ -37,6 +37,10 @@ class RatedLine(Part):
 
 
 class ChargesRated(EventData):
+    """An account's charges for a period as rated so far, before its bill run. Rating sends the
+    wholesale tier's on the first business day after the period (seed 001's comparison report goes
+    out then, ahead of the invoice); the bill run's PeriodClosed carries the final lines."""
+
     event_type: ClassVar[str] = "billing.charges.rated.v1"
     topic: ClassVar[topics.Topic] = topics.PERIODS
 
@@ -46,6 +50,9 @@ class ChargesRated(EventData):
     period_end: date
     currency: str
     lines: list[RatedLine]
+    tier: Literal["retail", "wholesale"] = Field(default="retail", description="As PeriodClosed's: wholesale is the distributor billing a partner.")
+    rated_on: date | None = Field(default=None, description="The seller's business day the charges were rated on.")
+    bill_run_on: date | None = Field(default=None, description="The day the period's bill run is due (the invoice date), on the seller's calendar.")
 
     def partition_key(self) -> str:
         return self.account_id

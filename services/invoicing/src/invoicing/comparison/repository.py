@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from invoicing.comparison.models import ComparisonReport
 from invoicing.invoice.models import Invoice
 
@@ -29,6 +29,10 @@ async def previous_invoice(session: AsyncSession, seller_id: str, buyer_account_
 
 async def insert_report(session: AsyncSession, row: dict[str, Any]) -> None:
     await session.execute(insert(REPORT).values(**row))
+
+
+async def update_report(session: AsyncSession, seller_id: str, report_id: str, values: dict[str, Any]) -> None:
+    await session.execute(scoped(update(REPORT).where(REPORT.c.report_id == report_id), REPORT, seller_id).values(**values))
 
 
 def _with_numbers(query: Any) -> Any:

@@ -8,6 +8,7 @@ import io
 import uuid
 from collections import defaultdict
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import xlsxwriter
@@ -15,15 +16,19 @@ from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import ComparisonReportReady, DocumentLink, Money, derived_event_id
-from billing_events.money import money_str
+from billing_events import ChargesRated, ComparisonReportReady, DocumentLink, Money, derived_event_id
+from billing_events.money import money_str, round_half_up
 from billing_runtime.service import ServiceRuntime
 from invoicing.comparison import repository as repo
 from invoicing.documents.shares import share, shared_url
 from invoicing.invoice import repository as invoice_repo
 
 tracer = trace.get_tracer(__name__)
-REPORTS = Counter("billing_comparison_reports_total", "Invoice comparison reports created")
+REPORTS = Counter(
+    "billing_comparison_reports_total", "Invoice comparison reports announced, by basis (rated_charges: ahead of the invoice; invoice; revised)", ["basis"]
+)
+for _basis in ("rated_charges", "invoice", "revised"):
+    REPORTS.labels(_basis)
 _NAMESPACE = uuid.UUID("3e1d2c4b-7a6f-5e8d-9c0b-1a2f3e4d5c6b")
 COLUMNS = (
     "end_customer_name",
@@ -94,57 +99,134 @@ async def report_links(runtime: ServiceRuntime, session: AsyncSession, seller_id
     ]
 
 
-async def create_report(runtime: ServiceRuntime, session: AsyncSession, invoice: Any) -> str:
-    """Compare a just-issued invoice with the buyer's previous one and announce the report, in the
-    issuing transaction."""
-    with tracer.start_as_current_span("create_comparison_report", attributes={"billing.invoice_id": invoice.invoice_id}):
-        previous = await repo.previous_invoice(session, invoice.seller_id, invoice.buyer_account_id, invoice.period_start)
-        last_lines = await invoice_repo.get_lines(session, previous.invoice_id) if previous is not None else []
-        this_lines = await invoice_repo.get_lines(session, invoice.invoice_id)
-        currency = invoice.currency
-        rows = compare(last_lines, this_lines, currency)
-        this_total = sum((li.net for li in this_lines), Decimal(0))
-        last_total = sum((li.net for li in last_lines), Decimal(0))
-        report_id = report_id_for(invoice.invoice_id)
-        await repo.insert_report(
+def _summary(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {f"lines_{change}": sum(1 for r in rows if r["change"] == change) for change in ("added", "removed", "changed")}
+
+
+async def announce(
+    runtime: ServiceRuntime, session: AsyncSession, report: dict[str, Any], *, invoice_number: str | None, revised: bool = False, buyer_name: str | None = None
+) -> None:
+    """ComparisonReportReady for a stored report, through the outbox (notify sends it)."""
+    currency, report_id = report["currency"], report["report_id"]
+    this_total, last_total = report["this_period_total"], report["last_period_total"]
+    ready = ComparisonReportReady(
+        report_id=report_id,
+        seller_id=report["seller_id"],
+        buyer_account_id=report["buyer_account_id"],
+        invoice_id=report["invoice_id"],
+        invoice_number=invoice_number,
+        previous_invoice_id=report["previous_invoice_id"],
+        period_start=report["period_start"],
+        period_end=report["period_end"],
+        currency=currency,
+        this_period_total=Money.of(this_total, currency),
+        last_period_total=Money.of(last_total, currency),
+        difference=Money.of(this_total - last_total, currency),
+        documents=await report_links(runtime, session, report["seller_id"], report_id),
+        basis=report["basis"],
+        invoice_expected_on=report.get("invoice_expected_on"),
+        revised=revised,
+        buyer_name=buyer_name,
+        **_summary(report["rows"]),
+    )
+    # The report sent ahead keeps the first id; the one revised at the invoice has its own.
+    event_id = derived_event_id("comparison_report_ready", report_id, *(("revised",) if revised else ()))
+    await runtime.outbox.add(session, runtime.event(ready, tenant=report["seller_id"], event_id=event_id, subject=report_id))
+    REPORTS.labels(report["basis"] if not revised else "revised").inc()
+
+
+async def _report_row(
+    session: AsyncSession, *, seller_id: str, buyer_account_id: str, invoice_id: str, period_start: Any, period_end: Any, currency: str, this_lines: list[Any]
+) -> dict[str, Any]:
+    """The report's content: this period's lines against the buyer's previous invoice from the seller."""
+    previous = await repo.previous_invoice(session, seller_id, buyer_account_id, period_start)
+    last_lines = await invoice_repo.get_lines(session, previous.invoice_id) if previous is not None else []
+    return {
+        "report_id": report_id_for(invoice_id),
+        "seller_id": seller_id,
+        "buyer_account_id": buyer_account_id,
+        "invoice_id": invoice_id,
+        "previous_invoice_id": previous.invoice_id if previous is not None else None,
+        "period_start": period_start,
+        "period_end": period_end,
+        "currency": currency,
+        "this_period_total": sum((li.net for li in this_lines), Decimal(0)),
+        "last_period_total": sum((li.net for li in last_lines), Decimal(0)),
+        "rows": compare(last_lines, this_lines, currency),
+    }
+
+
+async def create_report_ahead(runtime: ServiceRuntime, session: AsyncSession, charges: ChargesRated, invoice_id: str) -> str | None:
+    """Seed 001's first business day: the report from the period's charges as rated so far (each
+    line net rounded once, as the invoice will round it), sent before the invoice, which it names
+    by the id it will have and as "to be invoiced". None when the invoice or the report exists
+    already (the bill run came first, or the event is replayed)."""
+    with tracer.start_as_current_span("create_comparison_report", attributes={"billing.invoice_id": invoice_id, "billing.basis": "rated_charges"}):
+        report_id = report_id_for(invoice_id)
+        if await repo.get(session, charges.seller_id, report_id) is not None:
+            return None
+        if await invoice_repo.find_for_period(session, charges.seller_id, charges.account_id, charges.period_start, charges.period_end) is not None:
+            return None
+        currency = charges.currency
+        this_lines = [
+            SimpleNamespace(
+                end_customer_id=li.end_customer_id,
+                end_customer_name=li.end_customer_name,
+                product_code=li.product_code,
+                description=li.description,
+                quantity=li.quantity,
+                net=round_half_up(li.amount.amount, currency),
+            )
+            for li in charges.lines
+        ]
+        report = await _report_row(
             session,
-            {
-                "report_id": report_id,
-                "seller_id": invoice.seller_id,
-                "buyer_account_id": invoice.buyer_account_id,
-                "invoice_id": invoice.invoice_id,
-                "previous_invoice_id": previous.invoice_id if previous is not None else None,
-                "period_start": invoice.period_start,
-                "period_end": invoice.period_end,
-                "currency": currency,
-                "this_period_total": this_total,
-                "last_period_total": last_total,
-                "rows": rows,
-                "created_at": runtime.clock.now(),
-            },
+            seller_id=charges.seller_id,
+            buyer_account_id=charges.account_id,
+            invoice_id=invoice_id,
+            period_start=charges.period_start,
+            period_end=charges.period_end,
+            currency=currency,
+            this_lines=this_lines,
         )
-        ready = ComparisonReportReady(
-            report_id=report_id,
+        report |= {"basis": "rated_charges", "invoice_expected_on": charges.bill_run_on, "created_at": runtime.clock.now()}
+        await repo.insert_report(session, report)
+        await announce(runtime, session, report, invoice_number=None)
+        return report_id
+
+
+async def create_report(runtime: ServiceRuntime, session: AsyncSession, invoice: Any) -> str:
+    """Compare a just-issued invoice with the buyer's previous one, in the issuing transaction. A
+    report sent ahead of the invoice (`create_report_ahead`) is brought to the invoice's lines and
+    names it; it is announced again (`revised`) only when its figures changed. Without one, the
+    report is made and announced now, with the invoice (its ComparisonReportReady goes into the
+    outbox before the InvoiceIssued, on the same partition)."""
+    with tracer.start_as_current_span("create_comparison_report", attributes={"billing.invoice_id": invoice.invoice_id, "billing.basis": "invoice"}):
+        this_lines = await invoice_repo.get_lines(session, invoice.invoice_id)
+        report = await _report_row(
+            session,
             seller_id=invoice.seller_id,
             buyer_account_id=invoice.buyer_account_id,
             invoice_id=invoice.invoice_id,
-            invoice_number=invoice.number,
-            previous_invoice_id=previous.invoice_id if previous is not None else None,
             period_start=invoice.period_start,
             period_end=invoice.period_end,
-            currency=currency,
-            this_period_total=Money.of(this_total, currency),
-            last_period_total=Money.of(last_total, currency),
-            difference=Money.of(this_total - last_total, currency),
-            lines_added=sum(1 for r in rows if r["change"] == "added"),
-            lines_removed=sum(1 for r in rows if r["change"] == "removed"),
-            lines_changed=sum(1 for r in rows if r["change"] == "changed"),
-            documents=await report_links(runtime, session, invoice.seller_id, report_id),
+            currency=invoice.currency,
+            this_lines=this_lines,
         )
-        event_id = derived_event_id("comparison_report_ready", report_id)
-        await runtime.outbox.add(session, runtime.event(ready, tenant=invoice.seller_id, event_id=event_id, subject=report_id))
-        REPORTS.inc()
-        return report_id
+        buyer_name = (invoice.buyer or {}).get("name")
+        ahead = await repo.get(session, invoice.seller_id, report["report_id"])
+        if ahead is None:
+            report |= {"basis": "invoice", "invoice_expected_on": None, "created_at": runtime.clock.now()}
+            await repo.insert_report(session, report)
+            await announce(runtime, session, report, invoice_number=invoice.number, buyer_name=buyer_name)
+            return str(report["report_id"])
+        same = (ahead.rows, ahead.this_period_total, ahead.last_period_total) == (report["rows"], report["this_period_total"], report["last_period_total"])
+        changes = {k: report[k] for k in ("previous_invoice_id", "this_period_total", "last_period_total", "rows")}
+        await repo.update_report(session, invoice.seller_id, report["report_id"], {**changes, "basis": "invoice"})
+        if not same:
+            report |= {"basis": "invoice", "invoice_expected_on": ahead.invoice_expected_on}
+            await announce(runtime, session, report, invoice_number=invoice.number, revised=True, buyer_name=buyer_name)
+        return str(report["report_id"])
 
 
 def report_json(row: Any) -> dict[str, Any]:
@@ -163,6 +245,9 @@ def report_json(row: Any) -> dict[str, Any]:
         "last_period_total": money_str(row.last_period_total, c),
         "difference": money_str(row.this_period_total - row.last_period_total, c),
         "rows": row.rows,
+        # rated_charges: sent ahead of the invoice, from the period's charges as rated then
+        "basis": row.basis,
+        "invoice_expected_on": row.invoice_expected_on.isoformat() if row.invoice_expected_on else None,
     }
 
 
@@ -212,7 +297,9 @@ def report_xlsx(row: Any) -> bytes:
     money_bold = book.add_format({"num_format": amount_format, "bold": True, "top": 1})
     quantity = book.add_format({"num_format": "0.####"})
     total_label = book.add_format({"bold": True, "top": 1})
-    invoice_number = getattr(row, "invoice_number", None) or row.invoice_id
+    expected_on = getattr(row, "invoice_expected_on", None)
+    # A report sent ahead of its invoice (seed 001) has no number to show yet.
+    invoice_number = getattr(row, "invoice_number", None) or (f"to be invoiced on {expected_on:%d %B %Y}" if expected_on else "to be invoiced")
     previous_number = getattr(row, "previous_invoice_number", None) or row.previous_invoice_id or "none"
 
     def heading(sheet: Any, subtitle: str) -> None:

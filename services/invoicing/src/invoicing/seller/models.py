@@ -35,5 +35,8 @@ class SellerSettings(Base, table=True):
     # (BT-90) printed on direct-debit invoices.
     iban: str | None = None
     bic: str | None = None
+    # The account holder (BT-85), when it is not the seller's name. This profile is the one place a
+    # seller's bank account is kept: notify's emails learn it from SellerPaymentAccountChanged.
+    bank_account_name: str | None = None
     sepa_creditor_id: str | None = None
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

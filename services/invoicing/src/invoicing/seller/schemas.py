@@ -97,6 +97,9 @@ class SellerSettingsIn(BaseModel):
     logo: Logo | None = Field(default=None, description="Printed on the PDFs: a PNG or JPEG as a data: URI, at most 256 KiB.")
     iban: Iban | None = Field(default=None, description="Account buyers pay into by transfer (BT-84), printed with the RF reference.")
     bic: Bic | None = Field(default=None, description="BT-86.")
+    bank_account_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140, pattern=r"^[^\x00-\x1f\x7f]+$")] | None = Field(
+        default=None, description="The account holder (BT-85), when it is not `name`. The emails' how-to-pay shows this account too."
+    )
     sepa_creditor_id: CreditorId | None = Field(default=None, description="SEPA creditor identifier (BT-90) for direct-debit invoices.")
 
 
@@ -114,5 +117,6 @@ class SellerSettingsOut(BaseModel):
     logo: str | None = None
     iban: str | None = None
     bic: str | None = None
+    bank_account_name: str | None = None
     sepa_creditor_id: str | None = None
     configured: bool = Field(description="False while the seller has never saved settings and defaults apply.")

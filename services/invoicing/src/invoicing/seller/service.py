@@ -8,13 +8,18 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import Address, Party
+from billing_events import Address, CloudEvent, Party, SellerPaymentAccountChanged, derived_event_id, new_event
 from billing_runtime.service import ServiceRuntime
 from invoicing.config import Settings
 from invoicing.seller import repository as repo
 from invoicing.seller.schemas import DayOfNextMonth, DueRule, NetDays, SellerSettingsIn, SellerSettingsOut
+
+PAYMENT_ACCOUNTS_ANNOUNCED = Counter(
+    "billing_seller_payment_accounts_announced_total", "Changes of a seller's bank account announced to notify (SellerPaymentAccountChanged)"
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Seller:
     iban: str | None = None
     bic: str | None = None
     sepa_creditor_id: str | None = None
+    bank_account_name: str | None = None
 
     def party(self) -> Party:
         return Party(
@@ -62,6 +68,7 @@ class Seller:
             logo=self.logo,
             iban=self.iban,
             bic=self.bic,
+            bank_account_name=self.bank_account_name,
             sepa_creditor_id=self.sepa_creditor_id,
             configured=self.configured,
         )
@@ -110,6 +117,7 @@ def _from_row(row: Any) -> Seller:
         iban=row.iban,
         bic=row.bic,
         sepa_creditor_id=row.sepa_creditor_id,
+        bank_account_name=row.bank_account_name,
     )
 
 
@@ -146,9 +154,32 @@ def default_seller(runtime: ServiceRuntime, seller_id: str) -> Seller:
     )
 
 
+def payment_account_changed(row: Any, source: str, *, derived: bool = False) -> CloudEvent[SellerPaymentAccountChanged]:
+    """The seller's bank account as its profile row has it, for notify's how-to-pay. `derived`:
+    the event id from the seller and the row's `updated_at` (the migration that announces the
+    profiles stored before the event existed, run again, adds nothing); else a new id, as each
+    change is one (a PUT that changes nothing announces nothing)."""
+    data = SellerPaymentAccountChanged(
+        seller_id=row.seller_id,
+        account_name=(row.bank_account_name or row.name) if row.iban else None,
+        iban=row.iban,
+        bic=row.bic if row.iban else None,
+        updated_at=row.updated_at,
+    )
+    event_id = derived_event_id("seller_payment_account", row.seller_id, row.updated_at.isoformat()) if derived else None
+    return new_event(data, source=source, tenant=row.seller_id, event_id=event_id, subject=row.seller_id, time=row.updated_at)
+
+
+def _payment_account(row: Any) -> tuple[str | None, str | None, str | None]:
+    return ((row.bank_account_name or row.name) if row.iban else None, row.iban, row.bic if row.iban else None)
+
+
 async def put_seller(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, body: SellerSettingsIn) -> Seller:
-    """Replace the seller's settings. They apply to invoices issued from now on; issued ones keep theirs."""
+    """Replace the seller's settings. They apply to invoices issued from now on; issued ones keep
+    theirs. A changed bank account (holder, IBAN, BIC) is announced in the same transaction
+    (SellerPaymentAccountChanged), so the emails' how-to-pay shows what the PDF prints."""
     kind, value = ("net_days", body.due_rule.net_days) if isinstance(body.due_rule, NetDays) else ("day_of_next_month", body.due_rule.day_of_next_month)
+    before = await repo.get(session, seller_id)
     row = await repo.upsert(
         session,
         {
@@ -166,8 +197,12 @@ async def put_seller(runtime: ServiceRuntime, session: AsyncSession, seller_id: 
             "logo": body.logo,
             "iban": body.iban,
             "bic": body.bic,
+            "bank_account_name": body.bank_account_name,
             "sepa_creditor_id": body.sepa_creditor_id,
             "updated_at": runtime.clock.now(),
         },
     )
+    if _payment_account(row) != (_payment_account(before) if before is not None else (None, None, None)):
+        await runtime.outbox.add(session, payment_account_changed(row, runtime.name))
+        PAYMENT_ACCOUNTS_ANNOUNCED.inc()
     return _from_row(row)

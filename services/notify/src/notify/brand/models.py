@@ -27,3 +27,17 @@ class Brand(Base, table=True):
     iban: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     bic: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class PaymentAccount(Base, table=True):
+    """The bank account a seller's buyers pay into, as invoicing's seller profile announces it
+    (SellerPaymentAccountChanged): invoicing keeps it, notify only shows it in how-to-pay. While a
+    seller has no row here, the bank columns its brand had before are shown (legacy, read-only)."""
+
+    __tablename__ = "payment_account"
+
+    tenant: str = Field(primary_key=True)
+    account_name: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    iban: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # null: no bank transfers
+    bic: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))  # the profile's, from the event

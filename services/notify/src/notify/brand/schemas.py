@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from stdnum import bic as stdnum_bic
@@ -48,9 +48,13 @@ class BrandIn(BaseModel):
     support_email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN, description="Whom a reader writes to with a question.")
     support_phone: str | None = Field(default=None, max_length=40, pattern=HEADER_TEXT)
     portal_url: str | None = Field(default=None, max_length=2000, pattern=URL_PATTERN, description="Where a reader signs in to see and pay invoices.")
-    bank_account_name: str | None = Field(default=None, max_length=140, pattern=HEADER_TEXT, description="The account holder a transfer is made to.")
-    iban: Iban | None = Field(default=None, description="The account a transfer is made to; the mails give the invoice's RF reference with it.")
-    bic: Bic | None = None
+    # Deprecated: the bank account is kept in invoicing's seller profile (PUT /v1/seller there), which
+    # the PDF prints and notify's mails show. Accepted here only unchanged (a GET body sent back).
+    bank_account_name: str | None = Field(
+        default=None, max_length=140, pattern=HEADER_TEXT, description="Deprecated: set `bank_account_name` of invoicing's `PUT /v1/seller`."
+    )
+    iban: Iban | None = Field(default=None, description="Deprecated: set `iban` of invoicing's `PUT /v1/seller`.")
+    bic: Bic | None = Field(default=None, description="Deprecated: set `bic` of invoicing's `PUT /v1/seller`.")
 
 
 class BrandOut(BaseModel):
@@ -66,5 +70,10 @@ class BrandOut(BaseModel):
     bank_account_name: str | None = None
     iban: str | None = None
     bic: str | None = None
+    bank_details_source: Literal["invoicing", "brand"] | None = Field(
+        default=None,
+        description="invoicing: the bank account of the seller's invoicing profile (the one place it is kept); "
+        "brand: one set here before, shown until invoicing announces the seller's account.",
+    )
     configured: bool = Field(description="False while the seller has not set a brand and defaults apply.")
     updated_at: datetime | None

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import scoped_pairs, select_scoped, tenant_column, tenant_owned
 from notify import sending
-from notify.brand.models import Brand
-from notify.brand.repository import BRAND
+from notify.brand.models import Brand, PaymentAccount
+from notify.brand.repository import BRAND, PAYMENT_ACCOUNT, get_accounts
 from notify.contact.models import Contact
 from notify.contact.repository import CONTACT
 from notify.delivery.models import Delivery, KnownInvoice
@@ -24,8 +24,8 @@ KNOWN_INVOICE: Table = tenant_owned(KnownInvoice, "tenant")
 DUE_STATUSES = sending.DUE_STATUSES
 
 
-async def remember_invoice_and_look_up(session: AsyncSession, invoice: KnownInvoice) -> tuple[Contact | None, Brand | None]:
-    """Remember the invoice, and read its buyer's contact and its seller's brand, in one statement:
+async def remember_invoice_and_look_up(session: AsyncSession, invoice: KnownInvoice) -> tuple[Contact | None, Brand | None, PaymentAccount | None]:
+    """Remember the invoice, and read its buyer's contact, its seller's brand and bank account, in one statement:
     an invoice email is decided once per invoice of a month close, and three round trips were most
     of its cost. (Reads the contact and brand tables of the sibling packages, as their own
     repositories would.)"""
@@ -40,23 +40,28 @@ async def remember_invoice_and_look_up(session: AsyncSession, invoice: KnownInvo
     query = select(
         *[c.label(f"contact_{c.name}") for c in CONTACT.c],
         *[c.label(f"brand_{c.name}") for c in BRAND.c],
+        *[c.label(f"account_{c.name}") for c in PAYMENT_ACCOUNT.c],
         select(func.count()).select_from(remembered).scalar_subquery().label("remembered"),
     ).select_from(
-        anchor.outerjoin(CONTACT, and_(CONTACT.c.account_id == invoice.buyer_account_id, tenant_column(CONTACT) == invoice.tenant)).outerjoin(
-            BRAND, tenant_column(BRAND) == invoice.tenant
-        )
+        anchor.outerjoin(CONTACT, and_(CONTACT.c.account_id == invoice.buyer_account_id, tenant_column(CONTACT) == invoice.tenant))
+        .outerjoin(BRAND, tenant_column(BRAND) == invoice.tenant)
+        .outerjoin(PAYMENT_ACCOUNT, tenant_column(PAYMENT_ACCOUNT) == invoice.tenant)
     )
     row = (await session.execute(query)).one()._mapping
     contact = Contact.model_validate({c.name: row[f"contact_{c.name}"] for c in CONTACT.c}) if row["contact_account_id"] is not None else None
     brand = Brand.model_validate({c.name: row[f"brand_{c.name}"] for c in BRAND.c}) if row["brand_tenant"] is not None else None
-    return contact, brand
+    account = PaymentAccount.model_validate({c.name: row[f"account_{c.name}"] for c in PAYMENT_ACCOUNT.c}) if row["account_tenant"] is not None else None
+    return contact, brand, account
 
 
-async def remember_invoices_and_look_up(session: AsyncSession, invoices: list[KnownInvoice]) -> tuple[dict[str, Contact], dict[str, Brand]]:
-    """Remember a batch of invoices (one multi-row insert), and read their buyers' contacts and
-    their sellers' brands (one query each): the batch form of `remember_invoice_and_look_up`."""
+async def remember_invoices_and_look_up(
+    session: AsyncSession, invoices: list[KnownInvoice]
+) -> tuple[dict[str, Contact], dict[str, Brand], dict[str, PaymentAccount]]:
+    """Remember a batch of invoices (one multi-row insert), and read their buyers' contacts,
+    their sellers' brands and bank accounts (one query each): the batch form of
+    `remember_invoice_and_look_up`."""
     if not invoices:
-        return {}, {}
+        return {}, {}, {}
     await session.execute(pg_insert(KNOWN_INVOICE).values([i.model_dump() for i in invoices]).on_conflict_do_nothing(index_elements=["invoice_id"]))
     buyers = sorted({(i.tenant, i.buyer_account_id) for i in invoices})
     tenants = sorted({i.tenant for i in invoices})
@@ -64,7 +69,7 @@ async def remember_invoices_and_look_up(session: AsyncSession, invoices: list[Kn
     brand_rows = await session.execute(select(BRAND).where(BRAND.c.tenant == any_(bindparam("tenants", tenants, type_=ARRAY(Text)))))
     contacts = {r.account_id: Contact.model_validate(r._mapping) for r in contact_rows}
     brands = {r.tenant: Brand.model_validate(r._mapping) for r in brand_rows}
-    return contacts, brands
+    return contacts, brands, await get_accounts(session, tenants)
 
 
 async def known_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> KnownInvoice | None:

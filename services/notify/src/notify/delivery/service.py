@@ -41,7 +41,7 @@ from billing_events import (
 )
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
-from notify.brand.models import Brand
+from notify.brand.models import Brand, PaymentAccount
 from notify.brand.service import EffectiveBrand, effective, effective_brand
 from notify.contact import repository as contacts
 from notify.contact.models import Contact
@@ -182,13 +182,19 @@ def _known_invoice(event: CloudEvent[Any]) -> KnownInvoice:
 
 
 def _invoice_deliveries(
-    event: CloudEvent[Any], contact: Contact | None, stored_brand: Brand | None, *, now: datetime, default_sender_email: str
+    event: CloudEvent[Any],
+    contact: Contact | None,
+    stored_brand: Brand | None,
+    *,
+    now: datetime,
+    default_sender_email: str,
+    account: PaymentAccount | None = None,
 ) -> list[Delivery]:
     """The invoice email (its PDF attached): to the buyer's billing contact (else the invoice's
     buyer email), in the seller's brand."""
     invoice: InvoiceIssued = event.data
     recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(invoice.buyer.email)
-    brand = effective(stored_brand, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email)
+    brand = effective(stored_brand, event.tenant, seller_name=invoice.seller.name, default_sender_email=default_sender_email, account=account)
     buyer_name = contact.name if contact else invoice.buyer.name
     pdfs = [attachment(d, f"{invoice.number}.pdf") for d in invoice.documents if d.kind == "pdf"]
     pay = how_to_pay(
@@ -225,22 +231,27 @@ async def record_invoice_issued(session: AsyncSession, event: CloudEvent[Any], *
     invoice: InvoiceIssued = event.data
     span_attributes = {"notify.template": INVOICE_ISSUED, "billing.invoice_id": invoice.invoice_id}
     with tracer.start_as_current_span("notify decide", attributes=span_attributes):
-        contact, stored_brand = await repo.remember_invoice_and_look_up(session, _known_invoice(event))
-        deliveries = _invoice_deliveries(event, contact, stored_brand, now=now, default_sender_email=default_sender_email)
+        contact, stored_brand, account = await repo.remember_invoice_and_look_up(session, _known_invoice(event))
+        deliveries = _invoice_deliveries(event, contact, stored_brand, now=now, default_sender_email=default_sender_email, account=account)
         await _insert(session, deliveries)
         return deliveries[0]
 
 
 async def record_invoices_issued(session: AsyncSession, events: list[CloudEvent[Any]], *, now: datetime, default_sender_email: str) -> list[Delivery]:
-    """`record_invoice_issued` for a batch of InvoiceIssued (a month close), in three statements
-    whatever its size: remember the invoices, read their contacts and brands, insert the deliveries."""
+    """`record_invoice_issued` for a batch of InvoiceIssued (a month close), in four statements
+    whatever its size: remember the invoices, read their contacts, brands and bank accounts, insert the deliveries."""
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": INVOICE_ISSUED, "notify.events": len(events)}):
-        contacts_by_account, brands_by_tenant = await repo.remember_invoices_and_look_up(session, [_known_invoice(e) for e in events])
+        contacts_by_account, brands_by_tenant, accounts = await repo.remember_invoices_and_look_up(session, [_known_invoice(e) for e in events])
         deliveries = [
             d
             for e in events
             for d in _invoice_deliveries(
-                e, contacts_by_account.get(e.data.buyer.account_id), brands_by_tenant.get(e.tenant), now=now, default_sender_email=default_sender_email
+                e,
+                contacts_by_account.get(e.data.buyer.account_id),
+                brands_by_tenant.get(e.tenant),
+                now=now,
+                default_sender_email=default_sender_email,
+                account=accounts.get(e.tenant),
             )
         ]
         await _insert(session, deliveries)
@@ -320,8 +331,11 @@ async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any]
             "report": report,
             "invoice_number": invoice_number,
             "brand": who.brand,
-            "buyer_name": who.buyer_name,
+            "buyer_name": report.buyer_name or who.buyer_name,
             "filename": attached[0]["filename"] if attached else None,
+            # Sent ahead of its invoice (seed 001: the first business day), or again when the invoice differs.
+            "invoice_expected_on": report.invoice_expected_on,
+            "revised": report.revised,
         }
         return await _record(
             session,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -30,10 +31,30 @@ def decimal(value: Decimal) -> str:
     return format(value, "f")
 
 
-def public_links(documents: list[Any]) -> list[tuple[str, str]]:
+def day(value: date | str) -> str:
+    """A date as a reader says it, `5 December 2026`, not `2026-12-05`."""
+    d = date.fromisoformat(value) if isinstance(value, str) else value
+    return f"{d.day} {d:%B %Y}"
+
+
+def period(start: date | str, end: date | str) -> str:
+    """A period in words: a whole calendar month is `October 2026`; else `1 to 15 October 2026`
+    or `17 October 2026 to 16 November 2026`."""
+    first = date.fromisoformat(start) if isinstance(start, str) else start
+    last = date.fromisoformat(end) if isinstance(end, str) else end
+    if first.day == 1 and last == (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1):
+        return f"{first:%B %Y}"
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{first.day} to {day(last)}"
+    return f"{day(first)} to {day(last)}"
+
+
+def public_links(documents: list[Any], shown: str | None = None) -> list[tuple[str, str]]:
     """(kind, URL) of the documents a recipient can open: those whose shared link is absolute.
-    A link relative to invoicing's API means nothing in someone's mailbox."""
-    return [(d.kind, d.shared_url) for d in documents if d.shared_url and d.shared_url.startswith(("https://", "http://"))]
+    A link relative to invoicing's API means nothing in someone's mailbox. `shown`: a link the
+    mail gives already (How to pay's "Open the invoice"), left out rather than given twice."""
+    absolute = [(d.kind, d.shared_url) for d in documents if d.shared_url and d.shared_url.startswith(("https://", "http://"))]
+    return [(kind, url) for kind, url in absolute if url != shown]
 
 
 def make_environment() -> Environment:
@@ -47,6 +68,8 @@ def make_environment() -> Environment:
     env.filters["money"] = money
     env.filters["decimal"] = decimal
     env.filters["public_links"] = public_links
+    env.filters["day"] = day
+    env.filters["period"] = period
     env.filters["document_label"] = document_label
     env.filters["tax_words"] = tax_words
     return env

@@ -52,3 +52,17 @@ class RatedCharge(Base, table=True):
     quantity_rule: str
     kind: str = "recurring"
     late: bool = False
+
+
+class ChargesPreview(Base, table=True):
+    """A seller's period whose charges were announced ahead of its bill run (ChargesRated, one per
+    buyer account), on the first business day after the period: once per seller and period."""
+
+    __tablename__ = "charges_preview"
+
+    seller_id: str = Field(primary_key=True)
+    period: str = Field(primary_key=True)
+    accounts: int
+    rated_on: date
+    bill_run_on: date
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -9,10 +9,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import select_scoped, tenant_owned
-from rating.billrun.models import BillRun, RatedCharge
+from rating.billrun.models import BillRun, ChargesPreview, RatedCharge
 
 BILL_RUN: Table = tenant_owned(BillRun, "seller_id")
 RATED_CHARGE: Table = tenant_owned(RatedCharge, "seller_id")
+CHARGES_PREVIEW: Table = tenant_owned(ChargesPreview, "seller_id")
 
 
 async def claim_run(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -20,6 +21,17 @@ async def claim_run(session: AsyncSession, row: dict[str, Any]) -> bool:
     index until the first commits, then finds it taken: exactly one caller rates the period."""
     stmt = pg_insert(BILL_RUN).values(**row).on_conflict_do_nothing().returning(BILL_RUN.c.id)
     return (await session.execute(stmt)).first() is not None
+
+
+async def claim_preview(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """Record that a seller's period is being announced ahead of its run; False when it was already."""
+    stmt = pg_insert(CHARGES_PREVIEW).values(**row).on_conflict_do_nothing().returning(CHARGES_PREVIEW.c.seller_id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def preview_claimed(session: AsyncSession, seller_id: str, period: str) -> bool:
+    query = select_scoped(CHARGES_PREVIEW, seller_id, CHARGES_PREVIEW.c.period).where(CHARGES_PREVIEW.c.period == period)
+    return (await session.execute(query)).first() is not None
 
 
 async def finish_run(session: AsyncSession, run_id: str, buyers: int, lines: int, unrated: list[dict[str, Any]]) -> None:

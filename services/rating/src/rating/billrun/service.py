@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent, Money, PeriodClosed, RatedLine, derived_event_id
+from billing_events import ChargesRated, CloudEvent, Money, PeriodClosed, RatedLine, derived_event_id
 from billing_events import account_id as billing_account_id
 from billing_runtime.api import decode_cursor, encode_cursor
 from billing_runtime.collector import collector_paused
@@ -59,6 +59,10 @@ UNPRICED_BUYERS = Counter(
 GC_PAUSED_SECONDS = Counter(
     "billing_bill_run_gc_paused_seconds", "Time bill runs paused the cyclic garbage collector (a close's slices, rated, written and emitted)"
 )
+CHARGES_ANNOUNCED = Counter(
+    "billing_charges_announced_total", "Buyer accounts whose period's charges were announced ahead of the bill run (ChargesRated), by tier", ["tier"]
+)
+start_at_zero(CHARGES_ANNOUNCED, ("wholesale",))
 CHARGES_WRITTEN = Counter("billing_bill_run_charges_written_total", "Rated charges written by bill runs, by tier", ["tier"])
 
 
@@ -166,6 +170,60 @@ async def close_period(runtime: ServiceRuntime, session: AsyncSession, seller_id
         span.set_attribute("billing.lines", lines)
         span.set_attribute("billing.charges_written", charges_written)
         return _run_out(await repo.get_run(session, seller_id, run_id), created=True)
+
+
+async def announce_charges(runtime: ServiceRuntime, session: AsyncSession, distributor_id: str, period: Period, terms: SellerTerms, rated_on: date) -> int:
+    """Seed 001's first business day: the distributor's period as rated so far, one ChargesRated per
+    partner account (the wholesale tier: what the partner's invoice will bill, rated as the bill
+    run rates it, nothing stored or marked billed), so that invoicing sends the partner its
+    comparison report ahead of the invoice. Once per period (`charges_preview`): returns the
+    accounts announced, 0 when they were already (or there is nothing to announce)."""
+    attributes = {"billing.seller_id": distributor_id, "billing.period": period.label}
+    with tracer.start_as_current_span("announce_charges", attributes=attributes) as span:
+        if await repo.preview_claimed(session, distributor_id, period.label):
+            return 0  # announced before: not rated again on every pass
+        run_id = bill_run_id(distributor_id, period)
+        with collector_paused(GC_PAUSED_SECONDS):
+            closing = await rate_wholesale(session, distributor_id, period, run_id, terms)
+        if not closing.lines:
+            return 0  # nothing to announce yet (not claimed: a later pass may find charges)
+        bill_run_on = terms.issue_date(period)
+        claimed = await repo.claim_preview(
+            session,
+            {
+                "seller_id": distributor_id,
+                "period": period.label,
+                "accounts": len(closing.lines),
+                "rated_on": rated_on,
+                "bill_run_on": bill_run_on,
+                "created_at": runtime.clock.now(),
+            },
+        )
+        if not claimed:
+            return 0
+        events = [
+            runtime.event(
+                ChargesRated(
+                    account_id=account,
+                    seller_id=distributor_id,
+                    period_start=period.start,
+                    period_end=period.end,
+                    currency=closing.currencies[account],
+                    lines=lines,
+                    tier="wholesale",
+                    rated_on=rated_on,
+                    bill_run_on=bill_run_on,
+                ),
+                tenant=distributor_id,
+                event_id=derived_event_id("charges_rated", distributor_id, period.label, account),
+                subject=account,
+            )
+            for account, lines in sorted(closing.lines.items())
+        ]
+        await runtime.outbox.add_many(session, events)
+        CHARGES_ANNOUNCED.labels("wholesale").inc(len(events))
+        span.set_attribute("billing.accounts", len(events))
+        return len(events)
 
 
 async def _closings(
