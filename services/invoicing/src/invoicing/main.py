@@ -6,7 +6,16 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from billing_events import ChargesRated, CollectingMethodChanged, CustomerUpserted, MandateChanged, PaymentRefunded, PaymentSucceeded, PeriodClosed, ProjectWorkRecorded
+from billing_events import (
+    ChargesRated,
+    CollectingMethodChanged,
+    CustomerUpserted,
+    MandateChanged,
+    PaymentRefunded,
+    PaymentSucceeded,
+    PeriodClosed,
+    ProjectWorkRecorded,
+)
 from billing_runtime.service import ServiceRuntime, create_app
 from invoicing import models  # noqa: F401  (registers the tables)
 from invoicing.buyer.consumers import on_collecting_method_changed, on_customer_upserted, on_mandate_changed
