@@ -16,6 +16,7 @@ from billing_events import (
     CloudEvent,
     ComparisonReportReady,
     DunningStepReached,
+    EventData,
     InvoiceIssued,
     PaymentFailed,
     PaymentSucceeded,
@@ -30,45 +31,26 @@ from notify.webhook import service as webhooks
 
 Decide = Callable[..., Awaitable[Any]]
 
+# The email each event type makes (notify.delivery.service); InvoiceIssued's is BATCH_HANDLERS'.
+EMAILS: dict[type[EventData], Decide] = {
+    PaymentSucceeded: service.record_payment_succeeded,
+    PaymentFailed: service.record_payment_failed,
+    DunningStepReached: service.record_dunning_step,
+    AccountSuspended: service.record_account_suspended,
+    AccountReinstated: service.record_account_reinstated,
+    ComparisonReportReady: service.record_comparison_report,
+    ProjectWorkStatementIssued: service.record_project_work_statement,
+    PortalSignInLinkIssued: service.record_portal_sign_in,
+}
 
-async def _email(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any], decide: Decide) -> None:
-    """Queue the email `decide` makes of the event; then its webhooks, if partners may subscribe to its type."""
+
+async def on_emailed_event(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[EventData]) -> None:
+    """Queue the email the event's type makes (`EMAILS`); then its webhooks, if partners may
+    subscribe to its type."""
     now: datetime = runtime.clock.now()
-    await decide(session, event, now=now, default_sender_email=settings_of(runtime).sender_email)
+    await EMAILS[type(event.data)](session, event, now=now, default_sender_email=settings_of(runtime).sender_email)
     if event.type in webhooks.WEBHOOK_EVENT_TYPES:
         await webhooks.fan_out(session, event, now)
-
-
-async def on_payment_succeeded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PaymentSucceeded]) -> None:
-    await _email(runtime, session, event, service.record_payment_succeeded)
-
-
-async def on_payment_failed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PaymentFailed]) -> None:
-    await _email(runtime, session, event, service.record_payment_failed)
-
-
-async def on_dunning_step_reached(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[DunningStepReached]) -> None:
-    await _email(runtime, session, event, service.record_dunning_step)
-
-
-async def on_account_suspended(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[AccountSuspended]) -> None:
-    await _email(runtime, session, event, service.record_account_suspended)
-
-
-async def on_account_reinstated(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[AccountReinstated]) -> None:
-    await _email(runtime, session, event, service.record_account_reinstated)
-
-
-async def on_comparison_report_ready(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[ComparisonReportReady]) -> None:
-    await _email(runtime, session, event, service.record_comparison_report)
-
-
-async def on_project_work_statement(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[ProjectWorkStatementIssued]) -> None:
-    await _email(runtime, session, event, service.record_project_work_statement)
-
-
-async def on_portal_sign_in_link(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PortalSignInLinkIssued]) -> None:
-    await _email(runtime, session, event, service.record_portal_sign_in)
 
 
 async def on_invoices_issued(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[InvoiceIssued]]) -> None:
@@ -85,16 +67,7 @@ async def on_invoices_issued(runtime: ServiceRuntime, session: AsyncSession, eve
             await webhooks.fan_out(session, event, now)
 
 
-HANDLERS: Handlers = {
-    PaymentSucceeded: on_payment_succeeded,
-    PaymentFailed: on_payment_failed,
-    DunningStepReached: on_dunning_step_reached,
-    AccountSuspended: on_account_suspended,
-    AccountReinstated: on_account_reinstated,
-    ComparisonReportReady: on_comparison_report_ready,
-    ProjectWorkStatementIssued: on_project_work_statement,
-    PortalSignInLinkIssued: on_portal_sign_in_link,
-}
+HANDLERS: Handlers = {model: on_emailed_event for model in EMAILS}
 
 # A month close's invoices: emails and webhooks decided a batch at a time.
 BATCH_HANDLERS: BatchHandlers = {InvoiceIssued: on_invoices_issued}
