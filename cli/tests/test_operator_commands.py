@@ -74,6 +74,7 @@ def test_dead_letters_shows_where_and_why(kafka_bootstrap: str) -> None:
             ("dlq_partition", b"2"),
             ("dlq_offset", b"17"),
             ("dlq_error", f"ValueError: broken {marker}".encode()),
+            ("dlq_code", b"handler_failed"),
         ]
         await producer.send_and_wait(DEAD_LETTER.name, b"{}", key=b"k", headers=headers)
         await producer.stop()
@@ -81,7 +82,7 @@ def test_dead_letters_shows_where_and_why(kafka_bootstrap: str) -> None:
     asyncio.run(send())
     out = billing("dead-letters", "--bootstrap", kafka_bootstrap)
     line = next(i for i, text in enumerate(out.splitlines()) if marker in text and "rating" in text)
-    assert "billing.customers[2]@17" in out.splitlines()[line]
+    assert "billing.customers[2]@17" in out.splitlines()[line] and "handler_failed" in out.splitlines()[line]
     assert f"broken {marker}" in out
 
 

@@ -375,7 +375,7 @@ def dead_letters(
     TARGETS.kafka = bootstrap
     rows = asyncio.run(read_dead_letters(bootstrap, limit))
     for r in rows:
-        log(f"{r['at']}  {r['service']:<13} {r['from']:<28} {r['type'] or '(no type)'} {r['id']}\n    {r['error'][:300]}")
+        log(f"{r['at']}  {r['service']:<13} {r['from']:<28} {r['type'] or '(no type)'} {r['id']}  {r['code'] or '(no code)'}\n    {r['error'][:300]}")
     log(f"{len(rows)} dead letters")
 
 

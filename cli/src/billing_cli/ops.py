@@ -181,6 +181,7 @@ async def dead_letters(bootstrap: str, limit: int) -> list[dict[str, Any]]:
                             "from": f"{headers.get('dlq_topic', '?')}[{headers.get('dlq_partition', '?')}]@{headers.get('dlq_offset', '?')}",
                             "type": headers.get("ce_type", ""),
                             "id": headers.get("ce_id", ""),
+                            "code": headers.get("dlq_code", ""),
                             "error": headers.get("dlq_error", ""),
                         }
                     )

@@ -64,18 +64,20 @@ class Toy:
     def new_runtime(self) -> ServiceRuntime:
         runtime = ServiceRuntime(self.name, self.settings, self.metadata)
         if self.batch:
-            runtime.on_batch(CustomerUpserted, self.apply_run)
+            runtime.consume(batch={CustomerUpserted: self.apply_run})
         else:
-            runtime.on(CustomerUpserted, self.apply)
+            runtime.consume({CustomerUpserted: self.apply})
         return runtime
 
-    async def apply(self, session: Any, event: CloudEvent[Any]) -> None:
+    async def apply(self, runtime: ServiceRuntime, session: Any, event: CloudEvent[CustomerUpserted]) -> None:
+        assert runtime is self.runtime
         if event.data.name in self.fail_names:
             raise RuntimeError(f"cannot apply {event.data.name}")
         stmt = pg_insert(self.tally).values(tenant=event.tenant, applied=1)
         await session.execute(stmt.on_conflict_do_update(index_elements=["tenant"], set_={"applied": self.tally.c.applied + 1}))
 
-    async def apply_run(self, session: Any, events: list[CloudEvent[Any]]) -> None:
+    async def apply_run(self, runtime: ServiceRuntime, session: Any, events: list[CloudEvent[CustomerUpserted]]) -> None:
+        assert runtime is self.runtime
         refused = {e.id: Unwelcome(f"{e.data.name} is not welcome") for e in events if e.data.name in self.reject_names}
         if refused:
             raise RejectedEvents(refused)
@@ -100,6 +102,11 @@ class Toy:
         t = self.runtime.inbox_table
         async with self.runtime.sessions() as session:
             return {r.event_id: (r.status, r.error) for r in (await session.execute(select(t.c.event_id, t.c.status, t.c.error))).all()}
+
+    async def error_codes(self) -> dict[str, str | None]:
+        t = self.runtime.inbox_table
+        async with self.runtime.sessions() as session:
+            return {r.event_id: r.error_code for r in (await session.execute(select(t.c.event_id, t.c.error_code))).all()}
 
     async def restart(self) -> None:
         """Stop (leaving the group with its offsets committed) and start a new runtime in the same group."""
@@ -166,7 +173,9 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_alone_while_the_rest_a
         if batch:
             events[9] = new_event(customer(tenant, name="Unwelcome", revision=10), source="test", tenant=tenant)
             toy.reject_names.add("Unwelcome")
-        poison = {events[4].id} | ({events[9].id} if batch else set())
+        # Data naming another partner than the envelope: refused by the runtime, before any handler.
+        events[7] = new_event(customer(f"{tenant}-other", revision=8), source="test", tenant=tenant)
+        poison = {events[4].id, events[7].id} | ({events[9].id} if batch else set())
         await toy.runtime.stop()
         await send_all(producer, events)
         sizes = metric("billing_consumer_batch_size_count", service=toy.name, topic=CUSTOMERS.name)
@@ -175,7 +184,8 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_alone_while_the_rest_a
         await eventually(lambda: _is(toy.applied(tenant), len(events) - len(poison)), "the good events applied")
         dead = await dead_letters(kafka_bootstrap, poison)
         assert set(dead) == poison
-        assert "cannot apply" in dead[events[4].id]["dlq_error"] and "dlq_code" not in dead[events[4].id]
+        assert "cannot apply" in dead[events[4].id]["dlq_error"] and dead[events[4].id]["dlq_code"] == "handler_failed"
+        assert dead[events[7].id]["dlq_code"] == "foreign_tenant" and "its partner_id is" in dead[events[7].id]["dlq_error"]
         if batch:
             assert dead[events[9].id]["dlq_code"] == "customer_unwelcome"
             assert "Unwelcome [customer_unwelcome]: Unwelcome is not welcome" in dead[events[9].id]["dlq_error"]
@@ -184,6 +194,11 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_alone_while_the_rest_a
         assert {k for k, (status, _) in inbox.items() if status == "dead_lettered"} == poison
         assert all(inbox[e.id][0] == "applied" for e in events if e.id not in poison)
         assert "cannot apply" in (inbox[events[4].id][1] or "")
+        codes = await toy.error_codes()
+        assert {e: codes[e] for e in poison} == {events[4].id: "handler_failed", events[7].id: "foreign_tenant"} | (
+            {events[9].id: "customer_unwelcome"} if batch else {}
+        )
+        assert all(codes[e.id] is None for e in events if e.id not in poison)
         # The twelve came in fewer polled batches than events (the point of the test is a poison inside a batch).
         assert metric("billing_consumer_batch_size_count", service=toy.name, topic=CUSTOMERS.name) - sizes < len(events)
         assert metric("billing_consumer_batch_isolations_total", service=toy.name, topic=CUSTOMERS.name) >= 1

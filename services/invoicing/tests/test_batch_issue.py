@@ -147,7 +147,6 @@ async def test_a_period_that_cannot_be_invoiced_names_itself_and_the_batch_write
         async with runtime.transaction() as session:
             await on_periods_closed(runtime, session, events)
     assert (raised.value.index, raised.value.event_id, raised.value.code) == (2, events[2].id, code)
-    assert str(raised.value).startswith(code)
     assert list(raised.value.errors) == [events[2].id]
     assert await _rows(runtime, "SELECT 1 FROM invoicing.invoice WHERE seller_id = :s", s=tenant) == []
 
@@ -190,7 +189,7 @@ async def test_every_period_of_a_batch_that_cannot_be_invoiced_is_named_at_once(
         async with runtime.transaction() as session:
             await on_periods_closed(runtime, session, events)
     assert raised.value.event_id == events[1].id
-    assert {event_id: str(error).split(":")[0] for event_id, error in raised.value.errors.items()} == {
+    assert {event_id: error.code for event_id, error in raised.value.errors.items()} == {
         events[1].id: "buyer_country_missing",
         events[3].id: "unknown_currency",
     }

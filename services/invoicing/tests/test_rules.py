@@ -73,17 +73,18 @@ class TestDraft:
         assert kwd.total == Decimal("1.235")
 
     @pytest.mark.parametrize(
-        ("closed", "message"),
+        ("closed", "code", "message"),
         [
-            (period_closed("s", "b", [rated("l1", "X", "1", "1", "ZZZ")], currency="ZZZ"), "unknown_currency: .*ISO 4217"),
-            (period_closed("s", "b", [rated("l1", "X", "1", "1", "EUR")], currency="USD"), "in EUR"),
-            (period_closed("s", "b", [rated("l1", "X", "1", "1"), rated("l1", "Y", "1", "1")]), "twice"),
-            (period_closed("s", "b", [rated("l1", "X", "1", "1")], start=date(2026, 10, 31), end=date(2026, 10, 1)), "before"),
+            (period_closed("s", "b", [rated("l1", "X", "1", "1", "ZZZ")], currency="ZZZ"), "unknown_currency", "ISO 4217"),
+            (period_closed("s", "b", [rated("l1", "X", "1", "1", "EUR")], currency="USD"), "currency_mismatch", "in EUR"),
+            (period_closed("s", "b", [rated("l1", "X", "1", "1"), rated("l1", "Y", "1", "1")]), "duplicate_line", "twice"),
+            (period_closed("s", "b", [rated("l1", "X", "1", "1")], start=date(2026, 10, 31), end=date(2026, 10, 1)), "invalid_period", "before"),
         ],
     )
-    def test_poison(self, closed: object, message: str) -> None:
-        with pytest.raises(InvalidPeriodClosed, match=message):
+    def test_poison(self, closed: object, code: str, message: str) -> None:
+        with pytest.raises(InvalidPeriodClosed, match=message) as raised:
             build_draft(closed)  # type: ignore[arg-type]
+        assert (raised.value.code, raised.value.status) == (code, 422)
 
 
 def test_period_description() -> None:

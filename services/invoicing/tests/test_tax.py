@@ -148,10 +148,12 @@ class TestDetermineTax:
         assert determine_tax(IE_SELLER, BuyerTax("DE", vat_id_valid=True, tax_exempt=True), None, OCT_31).scheme == Scheme.REVERSE_CHARGE
 
     def test_bad_input(self) -> None:
-        with pytest.raises(BuyerCountryMissing, match="buyer_country_missing"):
+        with pytest.raises(BuyerCountryMissing, match="buyer without a country") as missing:
             determine_tax(IE_SELLER, BuyerTax(None), None, OCT_31)
-        with pytest.raises(UnsupportedTaxCategory, match="unsupported_tax_category"):
+        assert missing.value.code == "buyer_country_missing"
+        with pytest.raises(UnsupportedTaxCategory, match="'luxury'") as unsupported:
             determine_tax(IE_SELLER, BuyerTax("IE"), "luxury", OCT_31)
+        assert unsupported.value.code == "unsupported_tax_category"
 
 
 def _example_b_line(line_id: str, qty: str, *, amount: str | None = None, start: date, end: date) -> RatedLine:

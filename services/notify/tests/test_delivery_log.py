@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_events import InvoiceIssued, new_event
 from notify.delivery import repository as repo
+from notify.delivery.models import Delivery
 from notify.delivery.service import record_invoice_issued
+from notify.sending import LeasedQueue
 
 NOW = datetime(2026, 11, 2, 11, 0, tzinfo=UTC)
 
@@ -40,16 +42,18 @@ async def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(db: 
         delivery = await record_invoice_issued(session, event, now=long_ago, default_sender_email="billing@localhost")
         await session.execute(repo.DELIVERY.update().where(repo.DELIVERY.c.delivery_id == delivery.delivery_id).values(next_attempt_at=long_ago))
 
+    queue = LeasedQueue(repo.DELIVERY, Delivery, timedelta(minutes=5))
+
     def mine(claimed: list) -> list:  # type: ignore[type-arg]
         return [d for d in claimed if d.delivery_id == delivery.delivery_id]
 
     async with sessions() as session, session.begin():
-        [first] = mine(await repo.claim_due(session, long_ago, timedelta(minutes=5), 500))
+        [first] = mine(await queue.claim(session, long_ago, 500))
     assert first.status == "sending" and first.attempts == 1
     async with sessions() as session, session.begin():
-        assert mine(await repo.claim_due(session, long_ago + timedelta(minutes=4), timedelta(minutes=5), 500)) == []
+        assert mine(await queue.claim(session, long_ago + timedelta(minutes=4), 500)) == []
     async with sessions() as session, session.begin():
-        [again] = mine(await repo.claim_due(session, long_ago + timedelta(minutes=6), timedelta(minutes=5), 500))
+        [again] = mine(await queue.claim(session, long_ago + timedelta(minutes=6), 500))
     assert again.attempts == 2
     await _forget(sessions, tenant)
 

@@ -28,7 +28,9 @@ from notify.config import Settings
 from notify.delivery import repository as repo
 from notify.delivery.sender import Documents
 from notify.main import build
+from notify.sending import LeasedQueue
 from notify.webhook import repository as webhook_repo
+from notify.webhook.models import WebhookDelivery
 
 
 class CountingMailbox:
@@ -213,7 +215,7 @@ async def test_emails_and_webhooks_share_one_claim_that_never_hands_a_row_out_tw
 
     async def claim() -> list[str]:
         async with sessions() as session, session.begin():
-            claimed = await webhook_repo.claim_due(session, now, timedelta(minutes=5), 4)
+            claimed = await LeasedQueue(webhook_repo.DELIVERY, WebhookDelivery, timedelta(minutes=5)).claim(session, now, 4)
             await asyncio.sleep(0.2)  # hold the row locks while the other claim runs
         return [d.delivery_id for d in claimed if d.tenant == tenant]
 

@@ -343,7 +343,7 @@ async def test_poison_events_are_dead_lettered_and_the_next_applied(
     good = to_kafka(new_event(usage(tenant, "u-ok", "c-1", "BKP-GB", "3", at("2026-10-05T00:00:00")), source="t", tenant=tenant))
     poison_headers = [(k, poison_id.encode() if k == "ce_id" else v) for k, v in good.headers]
     await producer.send_and_wait(USAGE.name, key=key, headers=poison_headers, value=b'{"record_id": "u-bad", "quantity": 1.5}')
-    # Valid data naming another partner than the envelope's tenant: refused by the handler.
+    # Valid data naming another partner than the envelope's tenant: refused by the runtime.
     elsewhere = usage(f"{tenant}-other", "u-foreign", "c-1", "BKP-GB", "50", at("2026-10-05T00:00:00"))
     foreign = await publish(producer, tenant, elsewhere)
     await producer.send_and_wait(good.topic, key=good.key, headers=good.headers, value=good.value)
@@ -356,7 +356,7 @@ async def test_poison_events_are_dead_lettered_and_the_next_applied(
     dead = await _dead_letters(kafka_bootstrap, {poison_id, foreign.id})
     assert set(dead) == {poison_id, foreign.id}
     assert all(h["dlq_service"] == "rating" for h in dead.values())
-    assert "ForeignTenant" in dead[foreign.id]["dlq_error"]
+    assert "ForeignTenant" in dead[foreign.id]["dlq_error"] and dead[foreign.id]["dlq_code"] == "foreign_tenant"
 
 
 async def _dead_letters(bootstrap: str, ids: set[str], timeout: float = 20.0) -> dict[str, dict[str, str]]:

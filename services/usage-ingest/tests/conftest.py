@@ -5,14 +5,14 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import ProductPublished, new_event
-from billing_runtime.db import create_engine
+from billing_runtime.service import ServiceRuntime
 from billing_runtime.testing import migrate, serve
-from usage_ingest.catalogue.consumers import on_product_published
+from usage_ingest.catalogue.consumers import HANDLERS
 from usage_ingest.config import Settings
-from usage_ingest.main import build
+from usage_ingest.db import metadata
+from usage_ingest.main import SERVICE, build
 
 Products = Callable[..., Awaitable[None]]
 
@@ -48,16 +48,16 @@ def product_event(seller: str, code: str, *, allows_credits: bool = False, whole
 
 
 @pytest.fixture
-async def products(migrated: str) -> AsyncIterator[Products]:
+async def products(settings: Settings) -> AsyncIterator[Products]:
     """`await products(seller, *codes, allows_credits=…, wholesale=…)`: rating's ProductPublished of
     each code delivered in process to usage-ingest's consumer handler (its inbox's transaction
     aside), as if rating had published them. The broker path has its own test (test_catalogue)."""
-    engine = create_engine(migrated, pool_size=1)
+    runtime = ServiceRuntime(SERVICE, settings, metadata)
 
     async def deliver(seller: str, *codes: str, **knobs: bool | int) -> None:
-        async with AsyncSession(engine) as session, session.begin():
+        async with runtime.transaction() as session:
             for code in codes:
-                await on_product_published(session, new_event(product_event(seller, code, **knobs), source="rating", tenant=seller))  # type: ignore[arg-type]
+                await HANDLERS[ProductPublished](runtime, session, new_event(product_event(seller, code, **knobs), source="rating", tenant=seller))
 
     yield deliver
-    await engine.dispose()
+    await runtime.engine.dispose()

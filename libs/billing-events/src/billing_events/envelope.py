@@ -39,6 +39,9 @@ class EventData(BaseModel):
 
     event_type: ClassVar[str]
     topic: ClassVar[Topic]
+    tenant_field: ClassVar[str | None] = None
+    """The data field that names the event's tenant, when one must: every consumer refuses (dead-
+    letters, `foreign_tenant`) an event whose field names another tenant than its envelope."""
 
     def partition_key(self) -> str:
         """The buyer's billing account, so one account's events stay in order."""

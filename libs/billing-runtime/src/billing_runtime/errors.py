@@ -1,4 +1,8 @@
-"""One error base class with a stable code, rendered as RFC 9457 problem+json by one handler."""
+"""One error base class with a stable code, rendered as RFC 9457 problem+json by one handler.
+
+Raised the same way by endpoints and consumers: an endpoint's becomes the problem+json answer; a
+consumer's dead-letters the event with the code in the `dlq_code` header and the inbox row's
+`error_code` (billing_runtime.inbox)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ PROBLEM_JSON = "application/problem+json"
 
 
 class BillingError(Exception):
-    """An expected failure a caller can act on. Subclass per case; `code` never changes."""
+    """An expected failure a caller can act on: a stable `code` (never changes), an HTTP `status`
+    and a `message`. Subclass per case."""
 
     status_code = 400
     code = "bad_request"
@@ -30,6 +35,17 @@ class BillingError(Exception):
             self.status_code = status_code
         self.field = field
         self.extra = extra
+
+    @property
+    def status(self) -> int:
+        return self.status_code
+
+
+class Unprocessable(BillingError):
+    """Well-formed input that a rule refuses (an event's data, a preview's lines)."""
+
+    status_code = 422
+    code = "unprocessable"
 
 
 class NotFound(BillingError):

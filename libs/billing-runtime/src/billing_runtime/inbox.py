@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_events import CloudEvent, EnvelopeError, EventData, attributes_from_headers
 from billing_events.topics import DEAD_LETTER
+from billing_runtime.errors import BillingError, Unprocessable
 from billing_runtime.tracing import context_from_traceparent, tracing_enabled
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ tracer = trace.get_tracer("billing_runtime.inbox")
 EVENTS_APPLIED = Counter("billing_events_applied_total", "Events applied by a consumer", ["service", "type"])
 EVENTS_DUPLICATE = Counter("billing_events_duplicate_total", "Events already applied, skipped", ["service", "type"])
 EVENTS_DEAD_LETTERED = Counter("billing_events_dead_lettered_total", "Events sent to the dead-letter topic", ["service", "type"])
+DEAD_LETTER_CODES = Counter(
+    "billing_events_dead_lettered_by_code_total", "Events sent to the dead-letter topic, by the code of their error", ["service", "code"]
+)
 # The broker's view (wrong on the embedded Tansu); the platform's own count is `billing_consumer_lag` (lag.py).
 BROKER_LAG = Gauge(
     "billing_consumer_broker_lag", "Messages behind the partition end, as the broker reports it (wrong on Tansu)", ["service", "topic", "partition"]
@@ -71,6 +75,18 @@ offset order, in the batch's transaction: for set-based SQL."""
 _MAX_LINKS = 64
 
 
+class ForeignTenant(Unprocessable):
+    """An event whose data names another tenant than its envelope (the field its model declares
+    in `tenant_field`): dead-lettered by the consumer before any handler sees it."""
+
+    code = "foreign_tenant"
+
+
+# The code of a dead letter whose handler failed with an exception that carries none (a bug, or a
+# constraint the database enforces): a failure the event's producer cannot act on by itself.
+HANDLER_FAILED = "handler_failed"
+
+
 class RejectedEvents(Exception):  # noqa: N818  (a signal, like StopIteration)
     """Raised by a batch handler that found some of its events cannot be applied (a domain rule
     refuses them): those are dead-lettered alone, each with its error, and the rest of the run is
@@ -92,6 +108,7 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("offset", BigInteger, nullable=False),
         Column("status", String, nullable=False, server_default="applied"),
         Column("error", Text, nullable=True),
+        Column("error_code", String, nullable=True),
         Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
 
@@ -103,6 +120,16 @@ def widen_inbox_offset(op: Any, schema: str) -> None:
 
 def narrow_inbox_offset(op: Any, schema: str) -> None:
     op.alter_column("inbox", "offset", type_=Integer(), existing_type=BigInteger(), existing_nullable=False, schema=schema)
+
+
+def add_inbox_error_code(op: Any, schema: str) -> None:
+    """For a service's Alembic migration: the inbox's `error_code`, the stable code of a
+    dead-lettered event's error (as in its `dlq_code` header)."""
+    op.add_column("inbox", Column("error_code", String(), nullable=True), schema=schema, if_not_exists=True)
+
+
+def drop_inbox_error_code(op: Any, schema: str) -> None:
+    op.drop_column("inbox", "error_code", schema=schema, if_exists=True)
 
 
 @dataclass(frozen=True)
@@ -165,13 +192,25 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _error_code(exc: BaseException) -> str | None:
-    code = getattr(exc, "code", None)
-    return code if isinstance(code, str) and code else None
+def _error_code(exc: BaseException) -> str:
+    """A dead letter's code: a BillingError's own, else `handler_failed` (never read out of a message)."""
+    return exc.code if isinstance(exc, BillingError) else HANDLER_FAILED
+
+
+def _foreign_tenant(route: Route, event: CloudEvent[Any]) -> ForeignTenant | None:
+    """The check every consumer makes of an event whose model declares the data field naming its
+    tenant: that field must be the envelope's tenant."""
+    field_name = route.model.tenant_field
+    if field_name is None:
+        return None
+    named = getattr(event.data, field_name)
+    if named == event.tenant:
+        return None
+    return ForeignTenant(f"event {event.id} is for tenant {event.tenant!r} but its {field_name} is {named!r}")
 
 
 def _describe(exc: BaseException) -> str:
-    code = _error_code(exc)
+    code = exc.code if isinstance(exc, BillingError) else None
     return f"{type(exc).__name__}{f' [{code}]' if code else ''}: {exc}"
 
 
@@ -194,7 +233,7 @@ class _Outcome:
 
     applied: list[_Item] = field(default_factory=list)
     duplicates: list[_Item] = field(default_factory=list)
-    dead: list[tuple[_Item, str, str | None]] = field(default_factory=list)
+    dead: list[tuple[_Item, str, str]] = field(default_factory=list)
 
 
 class InboxConsumer:
@@ -339,6 +378,9 @@ class InboxConsumer:
                 if isinstance(decoded, EnvelopeError):
                     item.error = str(decoded)
                     item.code = "invalid_event"
+                elif (foreign := _foreign_tenant(route, decoded)) is not None:
+                    item.error = _describe(foreign)
+                    item.code = foreign.code
                 else:
                     item.event = decoded
         return items, repeats
@@ -375,6 +417,8 @@ class InboxConsumer:
                     isolating = True
         BATCH_APPLY_SECONDS.labels(self.service, tp.topic).observe(time.perf_counter() - started)
         dead = [i for i, _, _ in outcome.dead]
+        for code, n in Tally(c for _, _, c in outcome.dead).items():
+            DEAD_LETTER_CODES.labels(self.service, code).inc(n)
         for metric, items_of in ((EVENTS_APPLIED, outcome.applied), (EVENTS_DUPLICATE, outcome.duplicates), (EVENTS_DEAD_LETTERED, dead)):
             for event_type, n in Tally(i.event_type or "unknown" for i in items_of).items():
                 metric.labels(self.service, event_type).inc(n)
@@ -415,7 +459,7 @@ class InboxConsumer:
                     if item.key not in new:
                         outcome.duplicates.append(item)
                     elif item.event is None:
-                        outcome.dead.append((item, item.error or "undecodable", item.code))
+                        outcome.dead.append((item, item.error or "undecodable", item.code or "invalid_event"))
                     else:
                         fresh.append(item)
                 for route, run in _runs(fresh):
@@ -428,7 +472,7 @@ class InboxConsumer:
                 if poisoned:
                     await session.execute(
                         self._mark_dead,
-                        {"ids": [i.key for i, _, _ in poisoned], "errors": [e[:4000] for _, e, _ in poisoned]},
+                        {"ids": [i.key for i, _, _ in poisoned], "errors": [e[:4000] for _, e, _ in poisoned], "codes": [c for _, _, c in poisoned]},
                     )
                 await self._send_dead_letters(outcome.dead)
         return outcome
@@ -498,11 +542,12 @@ class InboxConsumer:
                 "offsets": [i.message.offset for i in items],
                 "statuses": ["applied" if i.event is not None else "dead_lettered" for i in items],
                 "errors": [i.error[:4000] if i.error else None for i in items],
+                "codes": [i.code for i in items],
             },
         )
         return {row[0] for row in rows}
 
-    async def _send_dead_letters(self, dead: list[tuple[_Item, str, str | None]]) -> None:
+    async def _send_dead_letters(self, dead: list[tuple[_Item, str, str]]) -> None:
         # Handed over in the transaction that records them, so a replay does not send them twice.
         futures = []
         for item, error, code in dead:
@@ -513,9 +558,8 @@ class InboxConsumer:
                 ("dlq_partition", str(message.partition).encode()),
                 ("dlq_offset", str(message.offset).encode()),
                 ("dlq_error", error[:4000].encode()),
+                ("dlq_code", code.encode()),
             ]
-            if code:
-                headers.append(("dlq_code", code.encode()))
             futures.append(await self.producer.send(DEAD_LETTER.name, value=message.value, key=message.key, headers=headers))
         if futures:
             await asyncio.gather(*futures)
@@ -524,10 +568,10 @@ class InboxConsumer:
     def _record_statement(table: Table) -> Any:
         name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
         return text(
-            f'INSERT INTO {name} (event_id, event_type, topic, partition, "offset", status, error) '
-            'SELECT m.event_id, m.event_type, CAST(:topic AS text), CAST(:partition AS int), m."offset", m.status, m.error '
+            f'INSERT INTO {name} (event_id, event_type, topic, partition, "offset", status, error, error_code) '
+            'SELECT m.event_id, m.event_type, CAST(:topic AS text), CAST(:partition AS int), m."offset", m.status, m.error, m.error_code '
             "FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), CAST(:offsets AS bigint[]), CAST(:statuses AS text[]), "
-            'CAST(:errors AS text[])) AS m(event_id, event_type, "offset", status, error) '
+            'CAST(:errors AS text[]), CAST(:codes AS text[])) AS m(event_id, event_type, "offset", status, error, error_code) '
             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         ).bindparams(
             bindparam("ids", type_=ARRAY(String)),
@@ -537,15 +581,17 @@ class InboxConsumer:
             bindparam("offsets", type_=ARRAY(BigInteger)),
             bindparam("statuses", type_=ARRAY(String)),
             bindparam("errors", type_=ARRAY(Text)),
+            bindparam("codes", type_=ARRAY(String)),
         )
 
     @staticmethod
     def _mark_dead_statement(table: Table) -> Any:
         name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
         return text(
-            f"UPDATE {name} AS i SET status = 'dead_lettered', error = d.error "
-            "FROM unnest(CAST(:ids AS text[]), CAST(:errors AS text[])) AS d(event_id, error) WHERE i.event_id = d.event_id"
-        ).bindparams(bindparam("ids", type_=ARRAY(String)), bindparam("errors", type_=ARRAY(Text)))
+            f"UPDATE {name} AS i SET status = 'dead_lettered', error = d.error, error_code = d.error_code "
+            "FROM unnest(CAST(:ids AS text[]), CAST(:errors AS text[]), CAST(:codes AS text[])) AS d(event_id, error, error_code) "
+            "WHERE i.event_id = d.event_id"
+        ).bindparams(bindparam("ids", type_=ARRAY(String)), bindparam("errors", type_=ARRAY(Text)), bindparam("codes", type_=ARRAY(String)))
 
 
 async def _settle(session: AsyncSession) -> None:

@@ -7,16 +7,18 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
-from sqlalchemy import MetaData, Table, text
+from prometheus_client import Counter, Histogram, make_asgi_app
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, Table, UniqueConstraint, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_events import CloudEvent, EventData, new_event
@@ -35,6 +37,31 @@ from billing_runtime.telemetry import setup_telemetry
 from billing_runtime.unit import current_unit
 
 log = logging.getLogger(__name__)
+
+PERIODIC_RUNS = Counter("billing_periodic_runs_total", "Runs of a service's periodic work (`ServiceRuntime.every`), by outcome", ["service", "task", "outcome"])
+PERIODIC_SECONDS = Histogram(
+    "billing_periodic_run_seconds",
+    "Time of one run of a service's periodic work (`ServiceRuntime.every`)",
+    ["service", "task"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+
+EventHandler = Callable[["ServiceRuntime", AsyncSession, CloudEvent[Any]], Awaitable[None]]
+"""A consumer's handler of one event: `async def on_x(runtime, session, event: CloudEvent[X]) -> None`,
+in the transaction of the polled batch the event came in."""
+
+EventBatchHandler = Callable[["ServiceRuntime", AsyncSession, list[CloudEvent[Any]]], Awaitable[None]]
+"""A consumer's handler of a run of events of one type: `async def on_xs(runtime, session,
+events: list[CloudEvent[X]]) -> None` (see `ServiceRuntime.on_batch`)."""
+
+Handlers = Mapping[type[EventData], EventHandler]
+"""What a consumers module exports as `HANDLERS`: each event model and its handler."""
+
+BatchHandlers = Mapping[type[EventData], EventBatchHandler]
+"""What a consumers module exports as `BATCH_HANDLERS`."""
+
+Periodic = Callable[[], Awaitable[bool | None]]
+"""One run of periodic work (`ServiceRuntime.every`); True: it found more than it took, run again at once."""
 
 
 class RequestSessions:
@@ -55,6 +82,24 @@ def runtime_tables(metadata: MetaData, *, outbox_pending: bool = False) -> tuple
     """The outbox and inbox tables, created in the service's own schema. `outbox_pending`: the
     outbox keeps its unsent rows' ids in `outbox_pending` (see `billing_runtime.outbox`)."""
     return outbox_table(metadata, pending=outbox_pending), inbox_table(metadata)
+
+
+def add_runtime_tables(op: Any, schema: str) -> None:
+    """For a new service's first Alembic migration, beside `add_http_tables`: the outbox and the
+    inbox as `runtime_tables` declares them (columns, keys, indexes), created if not there yet."""
+    for table in runtime_tables(MetaData(schema=schema)):
+        columns = [Column(c.name, c.type, nullable=c.nullable, autoincrement=c.autoincrement, server_default=c.server_default) for c in table.columns]
+        constraints: list[Any] = [PrimaryKeyConstraint(*[c.name for c in table.primary_key.columns], name=f"pk_{table.name}")]
+        constraints += [UniqueConstraint(c.name, name=f"uq_{table.name}_{c.name}") for c in table.columns if c.unique]
+        op.create_table(table.name, *columns, *constraints, schema=schema, if_not_exists=True)
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            where = index.dialect_options["postgresql"].get("where")
+            op.create_index(str(index.name), table.name, [c.name for c in index.columns], schema=schema, postgresql_where=where, if_not_exists=True)
+
+
+def drop_runtime_tables(op: Any, schema: str) -> None:
+    op.execute(f'DROP TABLE IF EXISTS "{schema}".outbox')
+    op.execute(f'DROP TABLE IF EXISTS "{schema}".inbox')
 
 
 @dataclass
@@ -111,6 +156,24 @@ class ServiceRuntime:
         any other exception has the run bisected to find the event that fails."""
         self.routes[model.event_type] = Route(model, batch_handler=handler)
 
+    def consume(self, *handlers: Handlers, batch: BatchHandlers | None = None) -> None:
+        """Register a service's consumers at once: each `HANDLERS` mapping (event model → handler,
+        called once per event, `on`) and the `BATCH_HANDLERS` (called with runs of events,
+        `on_batch`). Every handler is given this runtime, the batch's session and its event(s).
+        A model handled twice is a wiring mistake and refused."""
+        seen: set[type[EventData]] = set()
+        for model, handler in [(m, h) for mapping in handlers for m, h in mapping.items()]:
+            self._consumes(model, seen)
+            self.on(model, partial(handler, self))
+        for model, batch_handler in (batch or {}).items():
+            self._consumes(model, seen)
+            self.on_batch(model, partial(batch_handler, self))
+
+    def _consumes(self, model: type[EventData], seen: set[type[EventData]]) -> None:
+        if model in seen or model.event_type in self.routes:
+            raise ValueError(f"{self.name} has two handlers of {model.__name__}")
+        seen.add(model)
+
     def _wake_relay(self) -> None:
         unit = current_unit()
         if unit is not None:  # the request's transaction has not committed yet: the middleware wakes it
@@ -121,8 +184,33 @@ class ServiceRuntime:
 
     def run_in_background(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run `loop` for as long as the service runs (started after the relay and consumer,
-        restarted if it fails, cancelled on stop)."""
+        restarted if it fails, cancelled on stop). For work that repeats, use `every`."""
         self.background.append((name, loop))
+
+    def every(self, name: str, seconds: float, run: Periodic) -> None:
+        """Run `run` now and then every `seconds` for as long as the service runs; a run that
+        returns True (it found more than it took) is followed at once by the next. A failing run
+        is logged and counted (`billing_periodic_runs_total{outcome="failed"}`), and the next
+        comes after the interval as usual."""
+        for outcome in ("ok", "failed"):
+            PERIODIC_RUNS.labels(self.name, name, outcome)
+        self.background.append((name, partial(self._every, name, seconds, run)))
+
+    async def _every(self, name: str, seconds: float, run: Periodic) -> None:
+        while True:
+            started = time.perf_counter()
+            try:
+                more = await run()
+                outcome = "ok"
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database may be away for a moment; the work must outlive it
+                log.exception("%s %s failed; next run in %g s", self.name, name, seconds)
+                more, outcome = False, "failed"
+            PERIODIC_RUNS.labels(self.name, name, outcome).inc()
+            PERIODIC_SECONDS.labels(self.name, name).observe(time.perf_counter() - started)
+            if not more:
+                await asyncio.sleep(seconds)
 
     def event(self, data: EventData, *, tenant: str, event_id: str | None = None, subject: str | None = None) -> CloudEvent[Any]:
         return new_event(data, source=self.name, tenant=tenant, event_id=event_id, subject=subject, time=self.clock.now())

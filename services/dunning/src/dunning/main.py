@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from billing_events import CreditNoteIssued, CustomerUpserted, InvoiceIssued, InvoiceSettled, PaymentFailed, PaymentSucceeded
 from billing_runtime.service import ServiceRuntime, create_app
 from dunning.account import models as account_models  # noqa: F401  (registers the tables)
 from dunning.case import consumers
@@ -16,7 +15,7 @@ from dunning.policy import models as policy_models  # noqa: F401
 from dunning.policy.endpoints import router as policy_router
 from dunning.step import models as step_models  # noqa: F401
 from dunning.step.endpoints import router as step_router
-from dunning.step.service import DailyEvaluation
+from dunning.step.service import evaluation_round
 
 SERVICE = "dunning"
 
@@ -24,14 +23,9 @@ SERVICE = "dunning"
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SERVICE, settings, metadata)
-    handlers = consumers.handlers(runtime)
-    for model in (PaymentSucceeded, InvoiceSettled, CreditNoteIssued, PaymentFailed):
-        runtime.on(model, handlers[model.__name__])
-    batches = consumers.batch_handlers(runtime)
-    for model in (InvoiceIssued, CustomerUpserted):
-        runtime.on_batch(model, batches[model.__name__])
+    runtime.consume(consumers.HANDLERS, batch=consumers.BATCH_HANDLERS)
     if settings.evaluate_in_background:
-        runtime.run_in_background("evaluation", DailyEvaluation(runtime, settings.evaluate_interval_seconds).run)
+        runtime.every("evaluation", settings.evaluate_interval_seconds, evaluation_round(runtime))
     return create_app(
         runtime,
         [case_router, policy_router, step_router],

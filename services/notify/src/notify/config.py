@@ -4,6 +4,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from billing_runtime.config import CommonSettings
+from billing_runtime.service import ServiceRuntime
 
 
 class Settings(CommonSettings):
@@ -39,3 +40,11 @@ class Settings(CommonSettings):
         description="Where relative document URLs (invoicing's `/v1/invoices/{id}/pdf`) are fetched: invoicing's base URL. "
         "Unset: such documents are not attached (the mail still links them).",
     )
+
+
+def settings_of(runtime: ServiceRuntime) -> Settings:
+    """notify's own settings of a runtime `notify.main.build` made (the runtime holds them as its
+    CommonSettings): what a consumer needs beyond the runtime (the default sender address)."""
+    if not isinstance(runtime.settings, Settings):
+        raise TypeError(f"{runtime.name} was built with {type(runtime.settings).__name__}, not notify's Settings")
+    return runtime.settings

@@ -32,6 +32,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
+from pydantic import BaseModel
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,6 +75,20 @@ async def claim_due(session: AsyncSession, table: Table, now: datetime, lease: t
 
 T = TypeVar("T")
 R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
+
+
+class LeasedQueue(Generic[M]):
+    """A delivery table read as a leased queue, the one both senders claim from: `claim` takes up
+    to `limit` due rows (`claim_due`, leased for `lease`) and returns them as `row` models."""
+
+    def __init__(self, table: Table, row: type[M], lease: timedelta) -> None:
+        self.table = table
+        self.row = row
+        self.lease = lease
+
+    async def claim(self, session: AsyncSession, now: datetime, limit: int) -> list[M]:
+        return [self.row.model_validate(r._mapping) for r in await claim_due(session, self.table, now, self.lease, limit)]
 
 
 class Channel(Protocol[T, R]):

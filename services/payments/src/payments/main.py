@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from billing_events import CreditNoteIssued, InvoiceIssued, PaymentRetryRequested
 from billing_runtime.service import ServiceRuntime, create_app
 from payments.banking import models as banking_models  # noqa: F401  (registers the tables)
 from payments.banking.endpoints import router as banking_router
 from payments.collection import consumers as collection_consumers
 from payments.collection import models as collection_models  # noqa: F401  (registers the tables)
 from payments.collection.endpoints import router as collection_router
-from payments.collection.worker import collector
+from payments.collection.worker import collect
 from payments.config import Settings
 from payments.db import metadata
 from payments.invoice import models as invoice_models  # noqa: F401  (registers the tables)
@@ -39,11 +38,8 @@ def build(settings: Settings | None = None) -> FastAPI:
         stripe=StripeGateway(settings.stripe_api_base, settings.provider_timeout_seconds),
         gocardless=GoCardlessGateway(settings.gocardless_base_url, settings.gocardless_environment, settings.provider_timeout_seconds),
     )
-    on = collection_consumers.handlers(runtime)
-    runtime.on_batch(InvoiceIssued, collection_consumers.batch_handlers(runtime)["invoice_issued"])
-    runtime.on(CreditNoteIssued, on["credit_note_issued"])
-    runtime.on(PaymentRetryRequested, on["retry_requested"])
-    runtime.run_in_background("collector", collector(runtime, gateways, settings))
+    runtime.consume(collection_consumers.HANDLERS, batch=collection_consumers.BATCH_HANDLERS)
+    collect(runtime, gateways, settings)
     app = create_app(
         runtime,
         [payment_router, invoice_router, providers_router, methods_router, collection_router, webhooks_router, banking_router, refund_router],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -39,14 +38,12 @@ def build(settings: Settings | None = None) -> FastAPI:
         key = settings.secret_key.get_secret_value().encode()
 
     async def sweep() -> None:
-        """End expired sessions and revoke their keys, and any brand edit's key left over, once a minute."""
-        while True:
-            async with runtime.transaction() as session:
-                await accounts.end_sessions(runtime, session, why="expired")
-                await partner_pages.sweep_write_keys(runtime, session)
-            await asyncio.sleep(60)
+        """End expired sessions and revoke their keys, and any brand edit's key left over."""
+        async with runtime.transaction() as session:
+            await accounts.end_sessions(runtime, session, why="expired")
+            await partner_pages.sweep_write_keys(runtime, session)
 
-    runtime.run_in_background("session-sweeper", sweep)
+    runtime.every("session-sweeper", 60, sweep)
     app = create_app(
         runtime,
         [api_router, hosts.router, partner_pages.router, payment_methods.router, profile.router, receipts.router, web.router],

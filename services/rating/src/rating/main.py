@@ -7,12 +7,12 @@ from fastapi import FastAPI
 from billing_runtime.service import ServiceRuntime, create_app
 from rating import billrun, catalogue, discount, subscription  # noqa: F401  (registers the tables)
 from rating.billrun.endpoints import router as billrun_router
-from rating.billrun.scheduler import Scheduler
+from rating.billrun.scheduler import scheduled_runs
 from rating.catalogue.endpoints import router as catalogue_router
 from rating.config import Settings
 from rating.db import metadata
 from rating.discount.endpoints import router as discount_router
-from rating.subscription.consumers import batch_handlers, handlers
+from rating.subscription.consumers import BATCH_HANDLERS, HANDLERS
 from rating.subscription.endpoints import accounts as account_subscription_router
 from rating.subscription.endpoints import router as subscription_router
 
@@ -22,12 +22,9 @@ SERVICE = "rating"
 def build(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SERVICE, settings, metadata)
-    for model, handler in handlers(settings.distributor_id):
-        runtime.on(model, handler)
-    for model, batch in batch_handlers(settings.distributor_id, runtime):
-        runtime.on_batch(model, batch)
+    runtime.consume(HANDLERS, batch=BATCH_HANDLERS)
     if settings.scheduler_enabled:
-        runtime.run_in_background("bill-run-scheduler", Scheduler(runtime, settings.distributor_id, settings.scheduler_interval_seconds).run)
+        runtime.every("bill-run-scheduler", settings.scheduler_interval_seconds, scheduled_runs(runtime, settings.distributor_id))
     return create_app(
         runtime,
         [catalogue_router, billrun_router, subscription_router, account_subscription_router, discount_router],

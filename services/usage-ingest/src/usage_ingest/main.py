@@ -16,8 +16,7 @@ SERVICE = "usage-ingest"
 
 def build(settings: Settings | None = None) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings or Settings(), metadata)
-    for model, handler in HANDLERS.items():
-        runtime.on(model, handler)
+    runtime.consume(HANDLERS)
     return create_app(runtime, [router], title="usage-ingest", description="Partners post customers, orders, usage and quantity counts.")
 
 

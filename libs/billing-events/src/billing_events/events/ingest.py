@@ -25,6 +25,7 @@ class Address(Part):
 class CustomerUpserted(EventData):
     event_type: ClassVar[str] = "billing.customer.upserted.v1"
     topic: ClassVar[topics.Topic] = topics.CUSTOMERS
+    tenant_field: ClassVar[str | None] = "partner_id"
 
     account_id: str
     partner_id: str
@@ -48,6 +49,7 @@ class CustomerUpserted(EventData):
 class SubscriptionOrdered(EventData):
     event_type: ClassVar[str] = "billing.subscription.ordered.v1"
     topic: ClassVar[topics.Topic] = topics.ORDERS
+    tenant_field: ClassVar[str | None] = "partner_id"
 
     subscription_id: str
     order_id: str
@@ -66,6 +68,7 @@ class SubscriptionOrdered(EventData):
 class SubscriptionChanged(EventData):
     event_type: ClassVar[str] = "billing.subscription.changed.v1"
     topic: ClassVar[topics.Topic] = topics.ORDERS
+    tenant_field: ClassVar[str | None] = "partner_id"
 
     subscription_id: str
     order_id: str
@@ -82,6 +85,7 @@ class SubscriptionChanged(EventData):
 class SubscriptionCancelled(EventData):
     event_type: ClassVar[str] = "billing.subscription.cancelled.v1"
     topic: ClassVar[topics.Topic] = topics.ORDERS
+    tenant_field: ClassVar[str | None] = "partner_id"
 
     subscription_id: str
     order_id: str
@@ -97,6 +101,7 @@ class SubscriptionCancelled(EventData):
 class UsageRecorded(EventData):
     event_type: ClassVar[str] = "billing.usage.recorded.v1"
     topic: ClassVar[topics.Topic] = topics.USAGE
+    tenant_field: ClassVar[str | None] = "partner_id"
 
     record_id: str
     account_id: str
@@ -118,6 +123,7 @@ class ObservedItem(Part):
 class QuantityObserved(EventData):
     event_type: ClassVar[str] = "billing.quantity.observed.v1"
     topic: ClassVar[topics.Topic] = topics.USAGE
+    tenant_field: ClassVar[str | None] = "partner_id"
 
     observation_id: str
     account_id: str

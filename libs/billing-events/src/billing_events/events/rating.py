@@ -87,6 +87,7 @@ class ProductPublished(EventData):
 
     event_type: ClassVar[str] = "billing.product.published.v1"
     topic: ClassVar[topics.Topic] = topics.CATALOGUE
+    tenant_field: ClassVar[str | None] = "seller_id"
 
     seller_id: str = Field(description="The tenant whose catalogue holds the product.")
     product_code: str
@@ -109,6 +110,7 @@ class ProjectWorkRecorded(EventData):
 
     event_type: ClassVar[str] = "billing.project_work.recorded.v1"
     topic: ClassVar[topics.Topic] = topics.PERIODS
+    tenant_field: ClassVar[str | None] = "seller_id"
 
     entry_id: str = Field(description="The usage record id the entry was posted with; one statement per entry.")
     seller_id: str = Field(description="Who bills the work: the distributor (wholesale), else the partner.")

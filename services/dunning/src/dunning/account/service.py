@@ -86,12 +86,9 @@ async def link_customers(runtime: ServiceRuntime, session: AsyncSession, tenant:
             )
 
 
-async def apply_customer(runtime: ServiceRuntime, session: AsyncSession, event_tenant: str, customer: CustomerUpserted) -> None:
-    await link_customer(runtime, session, customer.partner_id or event_tenant, customer.account_id, runtime.clock.today())
-
-
 async def apply_customers(runtime: ServiceRuntime, session: AsyncSession, customers: list[tuple[str, CustomerUpserted]]) -> None:
-    """`apply_customer` for a batch of (event tenant, customer): one link insert per partner."""
+    """Link a batch of (event tenant, customer) to their partners (the customer's `partner_id`, else
+    the event's tenant): one link insert per partner."""
     by_partner: dict[str, list[str]] = {}
     for event_tenant, customer in customers:
         by_partner.setdefault(customer.partner_id or event_tenant, []).append(customer.account_id)

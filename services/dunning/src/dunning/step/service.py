@@ -9,8 +9,8 @@ same key, so even a replayed outbox carries no second copy.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -137,21 +137,14 @@ async def refresh_open_cases(runtime: ServiceRuntime) -> None:
         OPEN_CASES.labels(step).set(count)
 
 
-class DailyEvaluation:
-    """The background loop: evaluates all open cases every `interval` seconds (the clock decides
-    what day it is; stepping more often than daily is harmless, each step happens once)."""
+def evaluation_round(runtime: ServiceRuntime) -> Callable[[], Awaitable[None]]:
+    """The periodic round (`runtime.every`, each `DUNNING_EVALUATE_INTERVAL_SECONDS`): evaluates all
+    open cases (the clock decides what day it is; stepping more often than daily is harmless, each
+    step happens once) and refreshes the open-cases gauge. A failed round is logged and counted by
+    the runtime and retried next round."""
 
-    def __init__(self, runtime: ServiceRuntime, interval_seconds: float) -> None:
-        self.runtime = runtime
-        self.interval = interval_seconds
+    async def run() -> None:
+        await evaluate_due(runtime, runtime.clock.today(), trigger="schedule")
+        await refresh_open_cases(runtime)
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await evaluate_due(self.runtime, self.runtime.clock.today(), trigger="schedule")
-                await refresh_open_cases(self.runtime)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database may be away for a moment; the loop must outlive it
-                log.exception("dunning evaluation round failed; retrying next round")
-            await asyncio.sleep(self.interval)
+    return run

@@ -3,13 +3,11 @@ invoices are collected from, from payments."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, CollectingMethodChanged, CustomerUpserted, MandateChanged
-from billing_runtime.service import ServiceRuntime
+from billing_runtime.service import Handlers, ServiceRuntime
 from invoicing.buyer import repository, service
 
 COLLECTING_APPLIED = Counter(
@@ -19,19 +17,18 @@ COLLECTING_APPLIED = Counter(
 )
 
 
-async def on_customer_upserted(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
-    data: CustomerUpserted = event.data
-    await service.record_customer(runtime, session, data)
+async def on_customer_upserted(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[CustomerUpserted]) -> None:
+    await service.record_customer(runtime, session, event.data)
 
 
-async def on_mandate_changed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
-    data: MandateChanged = event.data
+async def on_mandate_changed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[MandateChanged]) -> None:
+    data = event.data
     row = {"account_id": data.account_id, "seller_id": data.seller_id, "mandate_id": data.mandate_id, "provider": data.provider, "status": data.status}
     await repository.put_mandate(session, row)
 
 
-async def on_collecting_method_changed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
-    data: CollectingMethodChanged = event.data
+async def on_collecting_method_changed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[CollectingMethodChanged]) -> None:
+    data = event.data
     row = {
         "account_id": data.account_id,
         "seller_id": data.seller_id,
@@ -45,3 +42,10 @@ async def on_collecting_method_changed(runtime: ServiceRuntime, session: AsyncSe
     }
     stored = await repository.put_collecting_method(session, row)
     COLLECTING_APPLIED.labels(data.method or "none", "stored" if stored else "older").inc()
+
+
+HANDLERS: Handlers = {
+    CustomerUpserted: on_customer_upserted,
+    MandateChanged: on_mandate_changed,
+    CollectingMethodChanged: on_collecting_method_changed,
+}

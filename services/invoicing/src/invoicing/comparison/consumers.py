@@ -3,19 +3,20 @@ business day after it, ahead of the bill run) becomes the partner's comparison r
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import ChargesRated, CloudEvent
-from billing_runtime.service import ServiceRuntime
+from billing_runtime.service import Handlers, ServiceRuntime
 from invoicing.comparison.service import create_report_ahead
 from invoicing.invoice.service import invoice_id_for
 
 
-async def on_charges_rated(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
-    charges: ChargesRated = event.data
+async def on_charges_rated(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[ChargesRated]) -> None:
+    charges = event.data
     if charges.tier != "wholesale":
         return  # a retail buyer gets no comparison report (seed 001's is the partner's)
     invoice_id = invoice_id_for(charges.seller_id, charges.account_id, charges.period_start, charges.period_end)
     await create_report_ahead(runtime, session, charges, invoice_id)
+
+
+HANDLERS: Handlers = {ChargesRated: on_charges_rated}

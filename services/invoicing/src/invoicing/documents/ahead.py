@@ -68,27 +68,18 @@ async def render_one(runtime: ServiceRuntime, invoice_id: str, seller_id: str) -
 
 
 class RenderAhead:
-    def __init__(self, runtime: ServiceRuntime, *, batch: int, poll_seconds: float) -> None:
+    """Run by `runtime.every` (each `INVOICING_RENDER_AHEAD_POLL_MS`; at once again after a full
+    batch); a failed look (the database away) is logged and counted there, and tried again."""
+
+    def __init__(self, runtime: ServiceRuntime, *, batch: int) -> None:
         self.runtime = runtime
         self.batch = batch
-        self.poll_seconds = poll_seconds
         self.floor: datetime | None = None
         self.skipped: dict[str, datetime] = {}
 
-    async def run(self) -> None:
-        while True:
-            try:
-                found = await self.once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database may be away for a moment; the loop must outlive it
-                log.exception("render ahead failed; trying again")
-                found = 0
-            if found < self.batch:
-                await asyncio.sleep(self.poll_seconds)
-
-    async def once(self) -> int:
-        """One look: render what was found (at most `batch`, at once); returns how many."""
+    async def once(self) -> bool:
+        """One look: render what was found (at most `batch`, at once); True when it found a full
+        batch (there may be more)."""
         now = self.runtime.clock.now()
         if self.floor is None:
             self.floor = now - START_LOOKBACK
@@ -109,4 +100,4 @@ class RenderAhead:
         if candidate > self.floor:
             self.floor = candidate
             self.skipped = {i: at for i, at in self.skipped.items() if at >= candidate}
-        return len(todo)
+        return len(todo) >= self.batch

@@ -3,17 +3,15 @@ unpack the event, call one service function in the transaction the inbox gives."
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, PaymentRefunded, PaymentSucceeded, PeriodClosed
 from billing_runtime.inbox import RejectedEvents
-from billing_runtime.service import ServiceRuntime
+from billing_runtime.service import BatchHandlers, Handlers, ServiceRuntime
 from invoicing.invoice import service
 
 
-async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[PeriodClosed]]) -> None:
     """Issue the invoices of a run of PeriodClosed events in one transaction. Periods that cannot
     be invoiced raise PeriodClosedRejected before anything is written, naming the first by
     `event_id` and every one in `errors` (event id → error)."""
@@ -26,10 +24,10 @@ async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, even
         raise
 
 
-async def on_period_closed_batch(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
-    """`ServiceRuntime.on_batch` for PeriodClosed: the periods that cannot be invoiced go to the
-    runtime as RejectedEvents, each with its own PeriodClosedRejected (its stable `code`), to be
-    dead-lettered alone while the rest of the run is issued."""
+async def on_period_closed_batch(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[PeriodClosed]]) -> None:
+    """The batch handler of PeriodClosed: the periods that cannot be invoiced go to the runtime as
+    RejectedEvents, each with its own PeriodClosedRejected (its stable `code`), to be dead-lettered
+    alone while the rest of the run is issued."""
     try:
         await on_periods_closed(runtime, session, events)
     except service.PeriodClosedRejected as exc:
@@ -39,11 +37,14 @@ async def on_period_closed_batch(runtime: ServiceRuntime, session: AsyncSession,
         ) from exc
 
 
-async def on_payment_succeeded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
-    data: PaymentSucceeded = event.data
-    await service.apply_payment(runtime, session, data)
+async def on_payment_succeeded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PaymentSucceeded]) -> None:
+    await service.apply_payment(runtime, session, event.data)
 
 
-async def on_payment_refunded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
-    data: PaymentRefunded = event.data
-    await service.apply_refund(runtime, session, data)
+async def on_payment_refunded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PaymentRefunded]) -> None:
+    await service.apply_refund(runtime, session, event.data)
+
+
+HANDLERS: Handlers = {PaymentSucceeded: on_payment_succeeded, PaymentRefunded: on_payment_refunded}
+
+BATCH_HANDLERS: BatchHandlers = {PeriodClosed: on_period_closed_batch}

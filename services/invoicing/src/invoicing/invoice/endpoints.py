@@ -131,6 +131,4 @@ async def post_preview(body: PreviewIn, tenant: Tenant, runtime: Runtime) -> Inv
         try:
             return await preview_invoice(runtime, session, closed)
         except (InvalidPeriodClosed, TaxError) as exc:
-            # Messages start with their stable code ("unknown_currency: ...").
-            code, _, message = str(exc).partition(": ")
-            raise InvalidPreview(message or code, code=code if message else None) from exc
+            raise InvalidPreview(exc.message, code=exc.code) from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -40,7 +40,7 @@ from billing_events import InvoiceLine as InvoiceLineEvent
 from billing_events.money import UnknownCurrency, fits_minor_units, minor_units, money_str, open_amount, round_half_up
 from billing_runtime.api import DISTRIBUTOR
 from billing_runtime.collector import collector_paused
-from billing_runtime.errors import NotFound
+from billing_runtime.errors import NotFound, Unprocessable
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import BuyerInfo, buyer_info, buyer_infos
 from invoicing.comparison.service import create_report
@@ -81,35 +81,43 @@ class BuyerNotFound(NotFound):
     code = "buyer_not_found"
 
 
-class InvalidPeriodClosed(ValueError):
-    """A PeriodClosed that cannot become an invoice (unknown currency, mixed currencies, bad period)."""
+class InvalidPeriodClosed(Unprocessable, ValueError):
+    """A PeriodClosed that cannot become an invoice; raised with its code: `unknown_currency`,
+    `currency_mismatch`, `duplicate_line`, `invalid_period`."""
+
+    code = "invalid_period_closed"
 
 
 class PeriodClosedRejected(InvalidPeriodClosed):
     """A PeriodClosed of a batch that cannot be invoiced (its own data is at fault: currency,
     period, a buyer without a country, a tax category). Raised before the batch writes anything,
-    for the first such period; `index` is its place in the batch, `code` its stable code (the
-    message starts with it), and `rejected` maps the index of every period of the batch that cannot
-    be invoiced to its error, so all of them can be dead-lettered at once and the rest of the batch
-    applied again without them. The consumer sets `event_id` and `errors` (the same by event id)."""
+    for the first such period; `index` is its place in the batch, `code` its cause's stable code, and
+    `rejected` maps the index of every period of the batch that cannot be invoiced to its error, so
+    all of them can be dead-lettered at once and the rest of the batch applied again without them.
+    The consumer sets `event_id` and `errors` (the same by event id)."""
 
-    def __init__(self, index: int, closed: PeriodClosed, cause: Exception, rejected: dict[int, Exception] | None = None) -> None:
-        super().__init__(str(cause))
+    def __init__(
+        self, index: int, closed: PeriodClosed, cause: InvalidPeriodClosed | TaxError, rejected: Mapping[int, InvalidPeriodClosed | TaxError] | None = None
+    ) -> None:
+        super().__init__(cause.message, code=cause.code)
         self.index = index
         self.closed = closed
-        self.code = _rejection_code(cause)
-        self.rejected: dict[int, Exception] = rejected if rejected is not None else {index: cause}
+        self.rejected: dict[int, InvalidPeriodClosed | TaxError] = dict(rejected) if rejected is not None else {index: cause}
         self.event_id: str | None = None
-        self.errors: dict[str, Exception] = {}
+        self.errors: dict[str, InvalidPeriodClosed | TaxError] = {}
 
 
-class UnknownInvoice(LookupError):
+class UnknownInvoice(Unprocessable, LookupError):
     """A payment for an invoice this service never issued: payments only learn of invoices from
     InvoiceIssued, so this is bad data, not an ordering problem."""
 
+    code = "unknown_invoice"
 
-class InvalidPayment(ValueError):
+
+class InvalidPayment(Unprocessable, ValueError):
     """A payment that does not fit its invoice (other seller, buyer or currency; not a positive amount)."""
+
+    code = "invalid_payment"
 
 
 @dataclass(frozen=True)
@@ -204,18 +212,18 @@ def build_draft(closed: PeriodClosed, seller: SellerTax | None = None, buyer: Bu
     try:
         minor_units(currency)
     except UnknownCurrency as exc:
-        raise InvalidPeriodClosed(f"unknown_currency: {exc}") from exc
+        raise InvalidPeriodClosed(str(exc), code="unknown_currency") from exc
     if closed.period_end < closed.period_start:
-        raise InvalidPeriodClosed(f"invalid_period: period ends ({closed.period_end}) before it starts ({closed.period_start})")
+        raise InvalidPeriodClosed(f"period ends ({closed.period_end}) before it starts ({closed.period_start})", code="invalid_period")
     seen: set[str] = set()
     lines: list[DraftLine] = []
     for rated in closed.lines:
         if rated.line_id in seen:
-            raise InvalidPeriodClosed(f"duplicate_line: line id {rated.line_id!r} appears twice")
+            raise InvalidPeriodClosed(f"line id {rated.line_id!r} appears twice", code="duplicate_line")
         seen.add(rated.line_id)
         for what, money in (("unit price", rated.unit_price), ("amount", rated.amount)):
             if money.currency != currency:
-                raise InvalidPeriodClosed(f"currency_mismatch: line {rated.line_id!r}: {what} in {money.currency}, invoice in {currency}")
+                raise InvalidPeriodClosed(f"line {rated.line_id!r}: {what} in {money.currency}, invoice in {currency}", code="currency_mismatch")
         on = tax_date(rated.timing, rated.service_period_start, rated.service_period_end)
         tax = determine_tax(seller, buyer, rated.tax_category, on)
         lines.append(DraftLine(rated=rated, net=round_half_up(rated.amount.amount, currency), tax=tax))
@@ -283,11 +291,6 @@ async def issue_invoice(runtime: ServiceRuntime, session: AsyncSession, closed: 
     return (await issue_invoices(runtime, session, [closed]))[0]
 
 
-def _rejection_code(exc: Exception) -> str:
-    head = str(exc).split(":", 1)[0]
-    return head if head.isidentifier() else getattr(exc, "code", "invalid_period_closed")
-
-
 async def issue_invoices(runtime: ServiceRuntime, session: AsyncSession, periods: Sequence[PeriodClosed]) -> list[str | None]:
     """Issue the invoices of a batch of closed periods in the caller's transaction, set-based: each
     numbered (gapless per seller), dated and stored, with its InvoiceIssued (and, wholesale, its
@@ -342,7 +345,7 @@ async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods
     buyers = await buyer_infos(session, looked_up)
     today = runtime.clock.today()
     composed: dict[int, Composed] = {}
-    rejected: dict[int, Exception] = {}
+    rejected: dict[int, InvalidPeriodClosed | TaxError] = {}
     for i in todo:
         closed = periods[i]
         seller = profiles.get(closed.seller_id) or default_seller(runtime, closed.seller_id)
@@ -350,7 +353,7 @@ async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods
         try:
             composed[i] = compose_with(closed, seller, buyer_for(closed, partner, buyers.get((closed.seller_id, closed.buyer_account_id))), today)
         except (InvalidPeriodClosed, TaxError) as exc:
-            PERIODS_REJECTED.labels(_rejection_code(exc)).inc()
+            PERIODS_REJECTED.labels(exc.code).inc()
             rejected[i] = exc
     if rejected:
         first = min(rejected)

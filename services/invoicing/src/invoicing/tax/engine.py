@@ -15,6 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
+from billing_runtime.errors import Unprocessable
 from invoicing.tax.rates import EU_MEMBER_STATES, RateNotFound, RateTable, default_rate_table
 
 
@@ -49,7 +50,7 @@ NOTES: dict[Scheme, str] = {
 UK_REVERSE_CHARGE = "Outside the scope of UK VAT: the customer accounts for any VAT due (reverse charge)"
 
 
-class TaxError(ValueError):
+class TaxError(Unprocessable, ValueError):
     """The line's tax cannot be determined from what we know; the invoice must not be issued."""
 
     code = "tax_undeterminable"
@@ -103,7 +104,7 @@ def product_category(tax_category: str | None) -> ProductCategory:
     try:
         return _PRODUCT_CATEGORIES[tax_category]
     except KeyError:
-        raise UnsupportedTaxCategory(f"unsupported_tax_category: product tax category {tax_category!r} (known: standard, zero, exempt)") from None
+        raise UnsupportedTaxCategory(f"product tax category {tax_category!r} (known: standard, zero, exempt)") from None
 
 
 def _vat_area(country: str) -> str | None:
@@ -126,7 +127,7 @@ def determine_tax(seller: SellerTax, buyer: BuyerTax, tax_category: str | None, 
         # Neither EU nor UK: outside the scope of the VAT systems this service determines.
         return TaxDecision(Category.OUTSIDE_SCOPE, Decimal(0), Scheme.OUTSIDE_SCOPE, None, NOTES[Scheme.OUTSIDE_SCOPE])
     if buyer.country is None:
-        raise BuyerCountryMissing(f"buyer_country_missing: a seller in {seller.country} cannot determine VAT for a buyer without a country")
+        raise BuyerCountryMissing(f"a seller in {seller.country} cannot determine VAT for a buyer without a country")
     buyer_area = _vat_area(buyer.country)
     domestic = buyer.country == seller.country
     cross_border_b2b = buyer.business and buyer.vat_id_valid and not domestic
@@ -157,7 +158,7 @@ def _taxed(category: ProductCategory, country: str, scheme: Scheme, on: date, ra
     try:
         rate = rates.standard_rate(country, on)
     except RateNotFound as exc:
-        raise TaxError(f"tax_rate_unknown: {exc}") from exc
+        raise TaxError(str(exc), code="tax_rate_unknown") from exc
     return TaxDecision(Category.STANDARD, rate, scheme, country)
 
 

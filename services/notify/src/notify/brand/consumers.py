@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent
-from billing_runtime.inbox import Handler
-from billing_runtime.service import ServiceRuntime
+from billing_events import CloudEvent, SellerPaymentAccountChanged
+from billing_runtime.service import Handlers, ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
 from notify.brand import service
 
@@ -17,9 +14,10 @@ PAYMENT_ACCOUNTS = Counter("billing_notify_payment_accounts_total", "Sellers' ba
 start_at_zero(PAYMENT_ACCOUNTS, ("applied", "stale"))
 
 
-def on_payment_account_changed(runtime: ServiceRuntime) -> Handler:
-    async def handle(session: AsyncSession, event: CloudEvent[Any]) -> None:
-        applied = await service.record_payment_account(session, event.tenant, event.data)
-        PAYMENT_ACCOUNTS.labels("applied" if applied else "stale").inc()
+async def on_payment_account_changed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[SellerPaymentAccountChanged]) -> None:
+    """The bank account the how-to-pay part of the mails shows (invoicing's seller profile owns it)."""
+    applied = await service.record_payment_account(session, event.tenant, event.data)
+    PAYMENT_ACCOUNTS.labels("applied" if applied else "stale").inc()
 
-    return handle
+
+HANDLERS: Handlers = {SellerPaymentAccountChanged: on_payment_account_changed}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Table, Text, and_, any_, bindparam, func, literal, or_, select, update
@@ -106,12 +106,6 @@ async def insert_deliveries(session: AsyncSession, deliveries: list[Delivery]) -
         .returning(DELIVERY.c.delivery_id)
     )
     return set((await session.execute(stmt)).scalars())
-
-
-async def claim_due(session: AsyncSession, now: datetime, lease: timedelta, limit: int) -> list[Delivery]:
-    """Take up to `limit` due deliveries for this sender (notify.sending.claim_due: SKIP LOCKED,
-    a lease, each claim an attempt)."""
-    return [Delivery.model_validate(r._mapping) for r in await sending.claim_due(session, DELIVERY, now, lease, limit)]
 
 
 async def mark_sent_many(session: AsyncSession, sent: list[tuple[str, datetime]]) -> set[str]:

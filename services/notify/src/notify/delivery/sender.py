@@ -41,7 +41,7 @@ from notify.config import Settings
 from notify.delivery import mime, service
 from notify.delivery import repository as repo
 from notify.delivery.models import Delivery
-from notify.sending import PoolSettings, SendingPool
+from notify.sending import LeasedQueue, PoolSettings, SendingPool
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -314,6 +314,7 @@ class EmailSender:
         # Long enough for a claimed row to wait for a round of deliveries that all time out, then time out itself.
         # A fetch may wait as long again while invoicing throttles it (Documents).
         self.lease = timedelta(seconds=(settings.smtp_timeout + 2 * settings.attachment_timeout * waiting_for_documents) * rounds + 30)
+        self.queue = LeasedQueue(repo.DELIVERY, Delivery, self.lease)
         self.pool: SendingPool[Delivery, EmailOutcome] = SendingPool(
             runtime, self, PoolSettings(settings.sender_concurrency, settings.sender_batch_size, settings.sender_poll_ms / 1000)
         )
@@ -344,7 +345,7 @@ class EmailSender:
                 await self.smtp.close()
 
     async def claim(self, session: AsyncSession, now: datetime, limit: int) -> list[Delivery]:
-        return await repo.claim_due(session, now, self.lease, limit)
+        return await self.queue.claim(session, now, limit)
 
     async def deliver(self, delivery: Delivery) -> EmailOutcome:
         with tracer.start_as_current_span(

@@ -1,5 +1,7 @@
-"""Events in: every event a partner system may subscribe to is queued for the tenant's endpoints,
-beside whatever email it also causes (one handler per event type, one transaction)."""
+"""Events in: every event a partner system may subscribe to is queued for the tenant's endpoints
+(`fan_out`). The types that also cause an email or feed the contact projection fan out in their own
+handlers (delivery/consumers.py, contact/consumers.py), in the same transaction; the rest are
+here."""
 
 from __future__ import annotations
 
@@ -7,16 +9,25 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent
-from billing_runtime.inbox import Handler
-from billing_runtime.service import ServiceRuntime
+from billing_events import (
+    CloudEvent,
+    CreditNoteIssued,
+    DunningCaseClosed,
+    DunningCaseOpened,
+    InvoiceSettled,
+    MandateChanged,
+    PaymentRefunded,
+    PaymentRetryRequested,
+)
+from billing_runtime.service import Handlers, ServiceRuntime
 from notify.webhook import service
 
 
-def with_webhooks(runtime: ServiceRuntime, handler: Handler | None) -> Handler:
-    async def handle(session: AsyncSession, event: CloudEvent[Any]) -> None:
-        if handler is not None:
-            await handler(session, event)
-        await service.fan_out(session, event, runtime.clock.now())
+async def fan_out(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[Any]) -> None:
+    """Queue the event for each of its tenant's endpoints subscribed to its type."""
+    await service.fan_out(session, event, runtime.clock.now())
 
-    return handle
+
+HANDLERS: Handlers = {
+    model: fan_out for model in (CreditNoteIssued, InvoiceSettled, PaymentRefunded, MandateChanged, DunningCaseOpened, PaymentRetryRequested, DunningCaseClosed)
+}

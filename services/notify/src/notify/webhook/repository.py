@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, Table, Text, and_, any_, bindparam, func, or_, select, update
@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from billing_runtime.crypto import PREFIX, Keyring, context
 from billing_runtime.tenancy import select_scoped, tenant_owned
-from notify import sending
 from notify.webhook.models import WebhookDelivery, WebhookEndpoint
 
 ENDPOINT: Table = tenant_owned(WebhookEndpoint, "tenant")
@@ -103,12 +102,6 @@ async def reseal_all(conn: AsyncConnection, keyring: Keyring) -> int:
 async def insert_delivery(session: AsyncSession, delivery: WebhookDelivery) -> bool:
     stmt = pg_insert(DELIVERY).values(**delivery.model_dump()).on_conflict_do_nothing(index_elements=["delivery_id"]).returning(DELIVERY.c.delivery_id)
     return (await session.execute(stmt)).first() is not None
-
-
-async def claim_due(session: AsyncSession, now: datetime, lease: timedelta, limit: int) -> list[WebhookDelivery]:
-    """Take due deliveries for this sender (notify.sending.claim_due: SKIP LOCKED, a lease, each
-    claim an attempt)."""
-    return [WebhookDelivery.model_validate(r._mapping) for r in await sending.claim_due(session, DELIVERY, now, lease, limit)]
 
 
 async def endpoints_by_id(session: AsyncSession, keyring: Keyring, endpoint_ids: list[str]) -> dict[str, WebhookEndpoint]:

@@ -30,7 +30,7 @@ from billing_runtime.service import ServiceRuntime
 from billing_runtime.tracing import current_traceparent
 from notify.config import Settings
 from notify.delivery.service import backoff
-from notify.sending import PoolSettings, SendingPool
+from notify.sending import LeasedQueue, PoolSettings, SendingPool
 from notify.webhook import destination, service
 from notify.webhook import repository as repo
 from notify.webhook.destination import AllowList, DestinationRefused
@@ -68,6 +68,7 @@ class WebhookSender:
         self.settings = settings
         rounds = 1 + math.ceil(settings.sender_batch_size / settings.webhook_concurrency)
         self.lease = timedelta(seconds=settings.webhook_timeout * rounds + 30)
+        self.queue = LeasedQueue(repo.DELIVERY, WebhookDelivery, self.lease)
         self.pool: SendingPool[Claimed, WebhookOutcome] = SendingPool(
             runtime, self, PoolSettings(settings.webhook_concurrency, settings.sender_batch_size, settings.sender_poll_ms / 1000)
         )
@@ -86,7 +87,7 @@ class WebhookSender:
             yield
 
     async def claim(self, session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
-        claimed = await repo.claim_due(session, now, self.lease, limit)
+        claimed = await self.queue.claim(session, now, limit)
         endpoints = await repo.endpoints_by_id(session, self.runtime.sealing(), sorted({d.endpoint_id for d in claimed}))
         return [Claimed(d, endpoints.get(d.endpoint_id)) for d in claimed]
 

@@ -1,44 +1,32 @@
-"""Events in: each handler turns one event (or a batch of issued invoices) into one call of the collection service."""
+"""Events in: each handler turns one event (or a batch of issued invoices) into one call of the
+collection or refund service, with the runtime, the inbox's session and the typed event(s)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent
-from billing_runtime.inbox import BatchHandler, RejectedEvents
-from billing_runtime.service import ServiceRuntime
+from billing_events import CloudEvent, CreditNoteIssued, InvoiceIssued, PaymentRetryRequested
+from billing_runtime.inbox import RejectedEvents
+from billing_runtime.service import BatchHandlers, Handlers, ServiceRuntime
 from payments.collection import service
-from payments.invoice.service import invoice_row
+from payments.invoice.service import InvoiceCurrencyMismatch, invoice_row
 from payments.refund import service as refunds
 
-Handler = Callable[[AsyncSession, CloudEvent[Any]], Awaitable[None]]
+
+async def on_invoices_issued(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[InvoiceIssued]]) -> None:
+    """A run of issued invoices, projected and collected set-based; an invoice whose total is in
+    another currency is refused alone (`invoice_currency_mismatch`)."""
+    refused: dict[str, BaseException] = {}
+    for event in events:
+        try:
+            invoice_row(event)
+        except InvoiceCurrencyMismatch as exc:
+            refused[event.id] = exc
+    if refused:
+        raise RejectedEvents(refused)  # dead-lettered alone; the rest of the run is applied again without them
+    await service.on_invoices_issued(runtime, session, events)
 
 
-def handlers(runtime: ServiceRuntime) -> dict[str, Handler]:
-    async def credit_note_issued(session: AsyncSession, event: CloudEvent[Any]) -> None:
-        await refunds.on_credit_note_issued(runtime, session, event)
+HANDLERS: Handlers = {CreditNoteIssued: refunds.on_credit_note_issued, PaymentRetryRequested: service.on_retry_requested}
 
-    async def retry_requested(session: AsyncSession, event: CloudEvent[Any]) -> None:
-        await service.on_retry_requested(runtime, session, event)
-
-    return {"credit_note_issued": credit_note_issued, "retry_requested": retry_requested}
-
-
-def batch_handlers(runtime: ServiceRuntime) -> dict[str, BatchHandler]:
-    """The events applied a polled run at a time (`runtime.on_batch`), set-based."""
-
-    async def invoices_issued(session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
-        refused: dict[str, BaseException] = {}
-        for event in events:
-            try:
-                invoice_row(event)
-            except ValueError as exc:
-                refused[event.id] = exc
-        if refused:
-            raise RejectedEvents(refused)  # dead-lettered alone; the rest of the run is applied again without them
-        await service.on_invoices_issued(runtime, session, events)
-
-    return {"invoice_issued": invoices_issued}
+BATCH_HANDLERS: BatchHandlers = {InvoiceIssued: on_invoices_issued}

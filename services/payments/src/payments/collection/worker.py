@@ -1,11 +1,7 @@
-"""The loop that sends waiting attempts and refunds, reconciles the unknown and undecided ones,
-and keeps the gauges of open attempts current."""
+"""The periodic work of payments (`runtime.every`): send waiting attempts and refunds, reconcile
+the unknown and undecided ones, and keep the gauges of open attempts current."""
 
 from __future__ import annotations
-
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 
 from billing_runtime.service import ServiceRuntime
 from payments.collection.service import Reconciling, call_next_attempt, measure_open_attempts
@@ -16,18 +12,17 @@ from payments.refund.service import call_next_refund
 GAUGE_INTERVAL_SECONDS = 5.0
 
 
-def collector(runtime: ServiceRuntime, gateways: Gateways, settings: Settings) -> Callable[[], Awaitable[None]]:
+def collect(runtime: ServiceRuntime, gateways: Gateways, settings: Settings) -> None:
+    """Register the collector (each `PAYMENTS_COLLECTOR_INTERVAL_SECONDS` when idle, at once again
+    while it finds work) and the open-attempt gauges (every 5 s) with the runtime."""
     reconciling = Reconciling(settings.reconcile_after_seconds, settings.reconcile_max_interval_seconds, settings.processing_check_seconds)
 
-    async def run() -> None:
-        measured = 0.0
-        while True:
-            if time.monotonic() - measured >= GAUGE_INTERVAL_SECONDS:
-                await measure_open_attempts(runtime)
-                measured = time.monotonic()
-            worked = await call_next_attempt(runtime, gateways, reconciling)
-            worked = await call_next_refund(runtime, gateways, settings.reconcile_after_seconds) or worked
-            if not worked:
-                await asyncio.sleep(settings.collector_interval_seconds)
+    async def one_round() -> bool:
+        worked = await call_next_attempt(runtime, gateways, reconciling)
+        return await call_next_refund(runtime, gateways, settings.reconcile_after_seconds) or worked
 
-    return run
+    async def measure() -> None:
+        await measure_open_attempts(runtime)
+
+    runtime.every("open-attempts-gauge", GAUGE_INTERVAL_SECONDS, measure)
+    runtime.every("collector", settings.collector_interval_seconds, one_round)

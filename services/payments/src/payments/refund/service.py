@@ -39,6 +39,7 @@ from stdnum import iban as iban_number
 from billing_events import CloudEvent, CreditNoteIssued, PaymentRefunded, derived_event_id
 from billing_events import Money as EventMoney
 from billing_events.money import open_amount
+from billing_runtime.errors import Unprocessable
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
 from payments.balance.service import ACCOUNT_CREDIT, credit_balance
@@ -87,6 +88,12 @@ def to_return(total: Decimal, credited_before: Decimal, received: Decimal, credi
 # --- the credit note -------------------------------------------------------------------------
 
 
+class CreditedInvoiceUnknown(Unprocessable, ValueError):
+    """A CreditNoteIssued for an invoice payments never learnt of: not applied (dead-lettered)."""
+
+    code = "unknown_invoice"
+
+
 async def on_credit_note_issued(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[CreditNoteIssued]) -> None:
     """Lower what the invoice asks and give back what that makes too much, as the seller chose."""
     data, tenant = event.data, event.tenant
@@ -94,7 +101,7 @@ async def on_credit_note_issued(runtime: ServiceRuntime, session: AsyncSession, 
     with tracer.start_as_current_span("apply_credit_note", attributes=attributes) as span:
         invoice = await invoice_repo.lock_invoice(session, tenant, invoice_id=data.invoice_id, number=None)
         if invoice is None:
-            raise ValueError(f"credit note {data.credit_note_id} is for invoice {data.invoice_id}, unknown here")
+            raise CreditedInvoiceUnknown(f"credit note {data.credit_note_id} is for invoice {data.invoice_id}, unknown here")
         credited = abs(data.total.amount)
         refund_to = data.refund_to or "original_method"
         excess = to_return(invoice.total, invoice.amount_credited, invoice.amount_received, credited)

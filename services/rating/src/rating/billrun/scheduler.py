@@ -8,8 +8,8 @@ clock, so tests move time instead of waiting for it."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from opentelemetry import trace
@@ -90,15 +90,15 @@ async def run_due(runtime: ServiceRuntime, distributor_id: str | None, now: date
     return created
 
 
-class Scheduler:
-    def __init__(self, runtime: ServiceRuntime, distributor_id: str | None, interval_seconds: float) -> None:
-        self.runtime, self.distributor_id, self.interval = runtime, distributor_id, interval_seconds
+def scheduled_runs(runtime: ServiceRuntime, distributor_id: str | None) -> Callable[[], Awaitable[None]]:
+    """One pass of the scheduler, for `runtime.every`: a failed pass (logged and counted by the
+    runtime) is also a failed scheduled run here, and retried on the next tick."""
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await run_due(self.runtime, self.distributor_id)
-            except Exception:  # a failed pass is retried on the next tick; the error is logged
-                SCHEDULED.labels("failed").inc()
-                log.exception("scheduled bill runs failed")
-            await asyncio.sleep(self.interval)
+    async def run() -> None:
+        try:
+            await run_due(runtime, distributor_id)
+        except Exception:
+            SCHEDULED.labels("failed").inc()
+            raise
+
+    return run

@@ -1,24 +1,17 @@
-"""Events in: rating's catalogue, applied one at a time in the inbox's transaction."""
+"""Events in: rating's catalogue, applied one at a time in the inbox's transaction. (A product
+naming another seller than its envelope's tenant never gets here: the runtime refuses it.)"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent, EventData, ProductPublished
-from billing_runtime.inbox import Handler
+from billing_events import CloudEvent, ProductPublished
+from billing_runtime.service import Handlers, ServiceRuntime
 from usage_ingest.catalogue import service
 
 
-class ForeignTenant(ValueError):
-    """A product whose seller is not its envelope's tenant: not applied (dead-lettered)."""
-
-
-async def on_product_published(session: AsyncSession, event: CloudEvent[Any]) -> None:
-    if event.data.seller_id != event.tenant:
-        raise ForeignTenant(f"event {event.id} is for tenant {event.tenant!r} but names seller {event.data.seller_id!r}")
+async def on_product_published(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[ProductPublished]) -> None:
     await service.record_product(session, event.data)
 
 
-HANDLERS: dict[type[EventData], Handler] = {ProductPublished: on_product_published}
+HANDLERS: Handlers = {ProductPublished: on_product_published}

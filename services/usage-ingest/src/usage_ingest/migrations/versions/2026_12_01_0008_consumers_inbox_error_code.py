@@ -1,0 +1,25 @@
+"""the inbox's error_code: the stable code of a dead-lettered event's error, as in its dlq_code header (billing_runtime.inbox)
+
+Revision ID: consumers_0007
+Revises: 0006
+Create Date: 2026-12-01 19:30:00
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+from billing_runtime.inbox import add_inbox_error_code, drop_inbox_error_code
+
+revision: str = "consumers_0007"
+down_revision: str | None = "perf_ingest_0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    add_inbox_error_code(op, "usage_ingest")
+
+
+def downgrade() -> None:
+    drop_inbox_error_code(op, "usage_ingest")
