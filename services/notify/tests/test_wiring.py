@@ -15,6 +15,7 @@ from billing_events import (
     PaymentSucceeded,
     PortalSignInLinkIssued,
     ProjectWorkStatementIssued,
+    SellerPaymentAccountChanged,
 )
 from billing_runtime.service import ServiceRuntime
 from notify.config import Settings
@@ -38,7 +39,8 @@ async def test_every_webhook_type_and_every_emailed_type_has_its_handler(setting
     runtime: ServiceRuntime = build(settings).state.runtime
     try:
         routed = set(runtime.routes)
-        assert routed == set(WEBHOOK_EVENT_TYPES) | {model.event_type for model in EMAILED}
+        projections = {SellerPaymentAccountChanged.event_type}  # the bank account the emails' how-to-pay shows
+        assert routed == set(WEBHOOK_EVENT_TYPES) | {model.event_type for model in EMAILED} | projections
         assert runtime.routes[InvoiceIssued.event_type].batch_handler is not None  # a month close's invoices, a batch at a time
         assert runtime.routes[CustomerUpserted.event_type].handler is not None  # the contact projection, then its webhooks
     finally:

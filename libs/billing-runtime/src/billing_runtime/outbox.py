@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind
 from prometheus_client import Counter, Gauge
 from pydantic_core import from_json, to_json
 from sqlalchemy import (
@@ -57,7 +58,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from billing_events import CloudEvent, to_kafka
 from billing_events.envelope import header_texts
-from billing_runtime.tracing import current_traceparent
+from billing_runtime.tracing import context_from_traceparent, current_traceparent, tracing_enabled
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("billing_runtime.outbox")
@@ -321,7 +322,12 @@ class OutboxRelay:
                 return 0
             attributes = {"billing.service": self.service, "messaging.batch.message_count": len(rows), "billing.outbox.unsent": self._unsent_by}
             with tracer.start_as_current_span("outbox publish", attributes=attributes):
-                await asyncio.gather(*await self._send(rows))
+                futures, produce_spans = await self._send(rows)
+                try:
+                    await asyncio.gather(*futures)
+                finally:
+                    for span in produce_spans.values():
+                        span.end()
             await conn.execute(self._mark_sent, {"ids": [r.id for r in rows]})
             for topic, n in Tally(row.topic for row in rows).items():
                 EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
@@ -332,14 +338,21 @@ class OutboxRelay:
             OUTBOX_BACKLOG.labels(self.service).set(backlog)
             return len(rows)
 
-    async def _send(self, rows: Sequence[Any]) -> list[asyncio.Future[Any]]:
+    async def _send(self, rows: Sequence[Any]) -> tuple[list[asyncio.Future[Any]], dict[tuple[str, str], Span]]:
         """Queue the rows' messages in the producer, in id order per partition: one record batch
         per (topic, partition) filled here (`create_batch`, `send_batch`), not one `send` per
         message, whose per-message accumulator path was 40% of the relay's CPU (bench/ingest.py).
         The partition is the one `send` would choose (the producer's own partitioner), so an
         account's events keep their partition and order; a full batch is submitted before the
-        next one for its partition is started. The futures resolve when the broker has them."""
+        next one for its partition is started. The futures resolve when the broker has them.
+
+        Tracing: a row carries the `traceparent` of the request that wrote it. Per (topic, carried
+        trace) the relay opens one PRODUCER span `<topic> send`, a child of that request, and the
+        messages carry the produce span's own `traceparent` instead, so the consumers' spans
+        descend from the produce (what the aiokafka instrumentation does for `send`, done here
+        once per request's batch rather than once per message)."""
         producer = self.producer
+        produce_spans: dict[tuple[str, str], Span] = {}
         open_batches: dict[tuple[str, int], Any] = {}
         futures: list[asyncio.Future[Any]] = []
         partitions: dict[str, tuple[list[int], list[int]]] = {}
@@ -353,6 +366,8 @@ class OutboxRelay:
                 known = partitions[topic] = (list(metadata.partitions_for_topic(topic)), list(metadata.available_partitions_for_topic(topic)))
             partition = producer._partitioner(row.key, *known)
             headers = [(name, value.encode()) for name, value in from_json(row.headers)]
+            if tracing_enabled():
+                headers = self._traced(topic, headers, produce_spans)
             batch = open_batches.get((topic, partition))
             if batch is None:
                 batch = open_batches[(topic, partition)] = producer.create_batch()
@@ -365,7 +380,24 @@ class OutboxRelay:
         for (topic, partition), batch in open_batches.items():
             batch.close()
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
+        return futures, produce_spans
+
+    def _traced(self, topic: str, headers: list[tuple[str, bytes]], spans: dict[tuple[str, str], Span]) -> list[tuple[str, bytes]]:
+        """The message's headers with its carried `traceparent` replaced by its produce span's."""
+        carried = next((value.decode() for name, value in headers if name == "traceparent" and value), None)
+        if carried is None:
+            return headers
+        span = spans.get((topic, carried))
+        if span is None:
+            span = spans[(topic, carried)] = tracer.start_span(
+                f"{topic} send",
+                context=context_from_traceparent(carried),
+                kind=SpanKind.PRODUCER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": topic, "billing.service": self.service},
+            )
+        own: dict[str, str] = {}
+        propagate.inject(own, context=trace.set_span_in_context(span))
+        return [(name, value) for name, value in headers if name not in ("traceparent", "tracestate")] + [(k, v.encode()) for k, v in own.items()]
 
     async def _purge_if_due(self) -> None:
         loop = asyncio.get_running_loop()
