@@ -24,7 +24,9 @@ notify). The marks come from the bench's clock and the services' outbox `sent_at
 apply). `cpu_s` is each service's CPU from the POST until everything followed (`posting_cpu_s`:
 over posting and catch-up), `cpu_ms_per_invoice` the same per invoice, `rss_mb` its peak resident
 memory over the whole run (every process of the service: invoicing's rendering processes too;
-`rss_main_mb`: its own process alone).
+`rss_main_mb`: its own process alone). A sum of RSS counts the pages the processes share (the
+interpreter's and C libraries' code, about 35 MB each) once per process: `pss_mb` is the peak of
+the processes' proportional set sizes summed (a shared page divided among those that map it).
 `rerun_rows_written`: rows added to rating's and invoicing's tables by the second run (every table
 but `audit_log`, which records the request itself, and the rendered documents, which invoicing's
 background renderer keeps adding for the first run's invoices); `rerun_rows_by_table` names them.
@@ -82,6 +84,7 @@ class Sampler:
         self.names = names
         self.peak_kb: dict[str, int] = dict.fromkeys(names, 0)
         self.peak_main_kb: dict[str, int] = dict.fromkeys(names, 0)  # the service's own process, without its workers
+        self.peak_pss_kb: dict[str, int] = dict.fromkeys(names, 0)  # every process, shared pages divided among them
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -109,6 +112,15 @@ class Sampler:
                         total += int(line.split()[1])
         return total
 
+    def pss_kb(self, name: str) -> int:
+        total = 0
+        for pid in self._members(name):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        return total
+
     def cpu_s(self, name: str) -> float:
         ticks = 0
         for pid in self._members(name):
@@ -123,6 +135,7 @@ class Sampler:
             for name in self.names:
                 self.peak_kb[name] = max(self.peak_kb[name], self.rss_kb(name))
                 self.peak_main_kb[name] = max(self.peak_main_kb[name], self.rss_kb(name, main_only=True))
+                self.peak_pss_kb[name] = max(self.peak_pss_kb[name], self.pss_kb(name))
             self._stop.wait(0.5)
 
     def start(self) -> None:
@@ -453,6 +466,7 @@ def main() -> None:
         result = asyncio.run(run(platform, {seller: k.key for seller, k in issued.items()}, args, sampler, say))
         result["rss_mb"] = sampler.stop()
         result["rss_main_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_main_kb.items()}
+        result["pss_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_pss_kb.items()}
     finally:
         sampler.stop()
         platform.stop()
@@ -464,7 +478,7 @@ def main() -> None:
     )
     say(f"phases (s since the POST): {result['phases']}; following the last invoice: {result['following_seconds']}s")
     say(f"cpu ms per invoice: {result['cpu_ms_per_invoice']}; during posting and catch-up, cpu s: {result['posting_cpu_s']}")
-    say(f"cpu s: {result['cpu_s']}; peak rss MB: {result['rss_mb']} (the service's own process: {result['rss_main_mb']})")
+    say(f"cpu s: {result['cpu_s']}; peak rss MB: {result['rss_mb']} (the service's own process: {result['rss_main_mb']}; PSS: {result['pss_mb']})")
     say(f"re-run of the same bill run: {result['rerun_rows_written']} rows written {result['rerun_rows_by_table']}, {result['rerun_invoices']} invoices")
     if args.json:
         print(json.dumps(result))

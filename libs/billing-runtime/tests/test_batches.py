@@ -49,12 +49,18 @@ class Toy:
     """A throwaway service counting the CustomerUpserted events it applies per tenant, one at a
     time (`on`) or a run at a time (`on_batch`, one set-based upsert per run)."""
 
-    def __init__(self, database_url: str, bootstrap: str, *, batch: bool) -> None:
+    def __init__(self, database_url: str, bootstrap: str, *, batch: bool, max_batch_bytes: int = 1_048_576) -> None:
         self.schema = f"toy_{uuid.uuid4().hex[:8]}"
         self.metadata = schema_metadata(self.schema)
         self.tally = Table("tally", self.metadata, Column("tenant", String, primary_key=True), Column("applied", Integer, nullable=False))
         runtime_tables(self.metadata)
-        self.settings = CommonSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, consumer_max_attempts=2, outbox_retention_days=0)
+        self.settings = CommonSettings(
+            database_url=database_url,
+            kafka_bootstrap_servers=bootstrap,
+            consumer_max_attempts=2,
+            outbox_retention_days=0,
+            consumer_max_batch_bytes=max_batch_bytes,
+        )
         self.name = f"toy-{self.schema}"
         self.batch = batch
         self.fail_names: set[str] = set()  # the handler raises on these
@@ -116,8 +122,8 @@ class Toy:
         await self.runtime.wait_consuming()
 
 
-async def toy_of(database_url: str, kafka_bootstrap: str, *, batch: bool) -> Toy:
-    toy = Toy(database_url, kafka_bootstrap, batch=batch)
+async def toy_of(database_url: str, kafka_bootstrap: str, *, batch: bool, max_batch_bytes: int = 1_048_576) -> Toy:
+    toy = Toy(database_url, kafka_bootstrap, batch=batch, max_batch_bytes=max_batch_bytes)
     await toy.create()
     await toy.runtime.start()
     await toy.runtime.wait_consuming()
@@ -208,6 +214,48 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_alone_while_the_rest_a
 
 async def _is(coro: Any, value: int) -> bool:
     return bool(await coro == value)
+
+
+async def test_a_polled_batch_heavier_than_the_byte_bound_is_applied_in_order_in_several_transactions(
+    database_url: str, kafka_bootstrap: str, producer: AIOKafkaProducer
+) -> None:
+    # Twelve events of one account (one partition), polled as one batch while the bound takes
+    # three of them: four transactions, each with its own offset commit.
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    events = [new_event(customer(tenant, name=f"Contoso {i:02d}", revision=10 + i), source="test", tenant=tenant) for i in range(12)]
+    sizes = {len(to_kafka(e).value) for e in events}
+    assert len(sizes) == 1  # the same size each (two-digit names and revisions), so three fill the bound exactly
+    bound = 3 * sizes.pop()
+    toy = await toy_of(database_url, kafka_bootstrap, batch=True, max_batch_bytes=bound)
+    try:
+        await toy.runtime.stop()
+        await send_all(producer, events)
+        labels = {"service": toy.name, "topic": CUSTOMERS.name}
+        batches = metric("billing_consumer_batch_size_count", **labels)
+        splits = metric("billing_consumer_batch_splits_total", **labels)
+        within = metric("billing_consumer_batch_bytes_bucket", **labels, le="1000.0")
+        everything = metric("billing_consumer_batch_bytes_count", **labels)
+        await toy.restart()
+
+        await eventually(lambda: _is(toy.applied(tenant), len(events)), "every event applied")
+        assert metric("billing_consumer_batch_splits_total", **labels) - splits >= 1
+        assert metric("billing_consumer_batch_size_count", **labels) - batches >= 4
+        # Every applied batch within the bound (under 1,000 bytes: the histogram's bucket holds them all).
+        assert bound <= 1000
+        applied = metric("billing_consumer_batch_bytes_count", **labels) - everything
+        assert metric("billing_consumer_batch_bytes_bucket", **labels, le="1000.0") - within == applied
+        t = toy.runtime.inbox_table
+        async with toy.runtime.sessions() as session:
+            rows = (await session.execute(select(t.c.event_id, t.c.status, t.c.offset, t.c.applied_at).where(t.c.event_id.in_([e.id for e in events])))).all()
+        by_id = {r.event_id: r for r in rows}
+        assert [by_id[e.id].status for e in events] == ["applied"] * len(events)
+        # In offset order, and in several transactions: a later run's transaction started after an earlier one's.
+        offsets = [by_id[e.id].offset for e in events]
+        assert offsets == sorted(offsets)
+        started = [by_id[e.id].applied_at for e in events]
+        assert started == sorted(started) and len(set(started)) >= 4
+    finally:
+        await toy.runtime.stop()
 
 
 async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resumes_with_nothing_lost_or_doubled(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from billing_events import EnvelopeError, UsageRecorded, attributes_from_headers, new_event, to_kafka
-from billing_runtime.inbox import Route
+from billing_runtime.inbox import Route, byte_bounded
 from billing_runtime.kafka import _DEFAULT_PARTITIONER, CachedPartitioner
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -60,3 +60,17 @@ def test_the_cached_partitioner_picks_the_default_partitioners_partition() -> No
             assert partitioner(key, partitions, partitions) == expected
             assert partitioner(key, partitions, partitions[:1]) == expected  # by key, whatever is available
     assert partitioner(None, [0, 1, 2], [1]) == 1
+
+
+def test_byte_bounded_runs_keep_the_order_and_put_an_oversized_message_alone() -> None:
+    from aiokafka import ConsumerRecord
+
+    def record(offset: int, size: int) -> ConsumerRecord[bytes, bytes]:
+        return ConsumerRecord("t", 0, offset, 0, 0, None, b"x" * size, None, size, 0, [])
+
+    messages = [record(i, size) for i, size in enumerate([400, 400, 300, 900, 2500, 100, 100, 0, 1000])]
+    runs = list(byte_bounded(messages, 1000))
+    assert [[m.offset for m in run] for run in runs] == [[0, 1], [2], [3], [4], [5, 6, 7], [8]]
+    assert [m for run in runs for m in run] == messages
+    assert list(byte_bounded(messages, 10_000)) == [messages]
+    assert list(byte_bounded([], 1000)) == []

@@ -58,6 +58,17 @@ BATCH_APPLY_SECONDS = Histogram(
     ["service", "topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+BATCH_BYTES = Histogram(
+    "billing_consumer_batch_bytes",
+    "Bytes of message values in one applied batch (one transaction), bounded by CONSUMER_MAX_BATCH_BYTES",
+    ["service", "topic"],
+    buckets=(1_000, 10_000, 100_000, 250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000, 16_000_000),
+)
+BATCH_SPLITS = Counter(
+    "billing_consumer_batch_splits_total",
+    "Polled batches of a partition applied in more than one transaction because their values passed CONSUMER_MAX_BATCH_BYTES",
+    ["service", "topic"],
+)
 BATCH_ISOLATIONS = Counter(
     "billing_consumer_batch_isolations_total",
     "Batches whose handlers failed and were applied again with each handler call in a savepoint, to isolate the poison",
@@ -257,6 +268,7 @@ class InboxConsumer:
         group_id: str | None = None,
         auto_offset_reset: str = "earliest",
         max_batch: int = 1000,
+        max_batch_bytes: int = 1_048_576,
         concurrency: int = 1,
     ) -> None:
         self.service = service
@@ -270,6 +282,7 @@ class InboxConsumer:
         self.group_id = group_id or service
         self.auto_offset_reset = auto_offset_reset
         self.max_batch = max_batch
+        self.max_batch_bytes = max_batch_bytes
         self.concurrency = concurrency
         self.topics = sorted({route.model.topic.name for route in routes.values()})
         self.ready = asyncio.Event()
@@ -325,12 +338,18 @@ class InboxConsumer:
     async def _partition_batch(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]], slots: asyncio.Semaphore | None = None
     ) -> None:
-        if slots is not None:
-            async with slots:
-                await self.apply_batch(tp, messages)
-        else:
-            await self.apply_batch(tp, messages)
-        await self._commit_offset(consumer, tp, messages[-1].offset + 1)
+        # A polled batch is applied in runs bounded by bytes: a run is decoded whole, and events
+        # that carry an invoice's every line weigh ten thousand times a usage record.
+        runs = list(byte_bounded(messages, self.max_batch_bytes))
+        if len(runs) > 1:
+            BATCH_SPLITS.labels(self.service, tp.topic).inc()
+        for run in runs:
+            if slots is not None:
+                async with slots:
+                    await self.apply_batch(tp, run)
+            else:
+                await self.apply_batch(tp, run)
+            await self._commit_offset(consumer, tp, run[-1].offset + 1)
         self._record_lag(consumer, tp, messages[-1].offset)
 
     async def _commit_offset(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
@@ -394,6 +413,7 @@ class InboxConsumer:
         if not items:
             return
         BATCH_SIZE.labels(self.service, tp.topic).observe(len(items))
+        BATCH_BYTES.labels(self.service, tp.topic).observe(sum(len(m.value or b"") for m in messages))
         started = time.perf_counter()
         isolating = False
         attempt = 0
@@ -612,6 +632,22 @@ def _runs(items: list[_Item]) -> Iterator[tuple[Route, list[_Item]]]:
         run.append(item)
     if run:
         yield run[0].route, run
+
+
+def byte_bounded(messages: list[ConsumerRecord[bytes, bytes]], max_bytes: int) -> Iterator[list[ConsumerRecord[bytes, bytes]]]:
+    """`messages` in consecutive runs, in order, of at most `max_bytes` of values each; a message
+    larger than that alone."""
+    run: list[ConsumerRecord[bytes, bytes]] = []
+    size = 0
+    for message in messages:
+        weight = len(message.value or b"")
+        if run and size + weight > max_bytes:
+            yield run
+            run, size = [], 0
+        run.append(message)
+        size += weight
+    if run:
+        yield run
 
 
 def _position_key(message: ConsumerRecord[bytes, bytes]) -> str:

@@ -266,6 +266,7 @@ class ServiceRuntime:
                 group_id=f"{self.settings.consumer_group_prefix}{self.name}",
                 auto_offset_reset=self.settings.consumer_auto_offset_reset,
                 max_batch=self.settings.consumer_max_batch,
+                max_batch_bytes=self.settings.consumer_max_batch_bytes,
                 concurrency=self.settings.consumer_concurrency,
             )
             self._tasks.append(asyncio.create_task(_forever(self.consumer.run, f"{self.name} consumer"), name=f"{self.name}-consumer"))

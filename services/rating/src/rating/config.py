@@ -29,3 +29,10 @@ class Settings(CommonSettings):
         "transaction's fixed cost (inbox and usage statements, commit, offset commit) is shared by more events: a "
         "backlog drained at 60 µs of rating CPU per event with 5,000, 89 µs with 1,000 (bench/backlog.py).",
     )
+    consumer_max_batch_bytes: int = Field(
+        default=4_194_304,
+        ge=1,
+        validation_alias=AliasChoices("CONSUMER_MAX_BATCH_BYTES"),
+        description="Most bytes of message values applied in one transaction. 4 MiB keeps 5,000 usage events "
+        "(about 150 bytes each) in one transaction; rating reads no event that carries lines.",
+    )

@@ -1,5 +1,6 @@
 """The statement as a PDF (WeasyPrint, PDF/A-3b like the invoices, without an e-invoice inside:
-a statement is not an invoice). Imports only the renderer, so a rendering process can run it."""
+a statement is not an invoice). Imports only the renderer, so a rendering process can run it;
+WeasyPrint itself when it renders (see invoicing.documents.pdf)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
-
-import weasyprint
 
 from billing_events.money import money_str
 from invoicing.documents.pdf import _environment, _font_config
@@ -45,5 +44,7 @@ def render_statement_html(doc: StatementContent) -> str:
 
 
 def render_statement(doc: StatementContent) -> bytes:
+    import weasyprint
+
     pdf: bytes = weasyprint.HTML(string=render_statement_html(doc)).write_pdf(pdf_variant="pdf/a-3b", font_config=_font_config())
     return pdf
