@@ -20,7 +20,7 @@ from typing import Any
 
 from billing_events import Money, RatedLine, derived_event_id
 from rating.period import Period, local_midnight
-from rating.policy import BillingPolicy, QuantityRule
+from rating.policy import BillingPolicy, Proration, QuantityRule
 from rating.pricing import PriceModel, Segment
 from rating.schedule import Schedule
 
@@ -325,57 +325,67 @@ def _observed_in(found: _Key, period: Period) -> bool:
     return any(period.contains(o.observed_at) for o in found.observations)
 
 
-# --- quantities -------------------------------------------------------------------------------
+# --- quantity rules (BILLING-RULES §2): one function per rule, chosen by QUANTITY_RULES ---------
+
+# What a rule yields for one account and product: the quantities the run bills, the usage and
+# observation ids they consumed, and whether inputs the rule ignores were reported (a partner's mistake).
+RuleResult = tuple[list[Quantity], list[str], list[str], bool]
 
 
-def _quantities(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> tuple[list[Quantity], list[str], list[str], bool]:
-    """The quantities the run bills for one account and product, with the usage and observation
-    ids they consumed, and whether inputs the rule ignores were reported (a partner's mistake)."""
-    rule = product.policy.quantity_rule
-    in_period = [o for o in found.observations if period.contains(o.observed_at)]
-    kind = product.kind
+def _quantities(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> RuleResult:
+    """The quantities the run bills for one account and product, by the product's quantity rule."""
+    return QUANTITY_RULES[product.policy.quantity_rule](period, product, found, closed_at)
+
+
+def usage_sum(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> RuleResult:
+    """`usage_sum`: the sum of the period's usage (with its summed cost, when every record has one,
+    for cost-plus), and one late line per earlier closed period with usage no run billed."""
+    service = (period.start, period.end)
     out: list[Quantity] = []
     used_usage: list[str] = []
+    groups = [(service, found.usage, False)] + [((own.start, own.end), records, True) for own, records in sorted(found.late.items())]
+    for span, records, late in groups:
+        if not records:
+            continue
+        total = sum((u.quantity for u in records), Decimal(0))
+        costs = [u.cost for u in records]
+        cost = sum((c for c in costs if c is not None), Decimal(0)) if all(c is not None for c in costs) else None
+        out.append(Quantity(product.code, product.kind, span, total, QuantityRule.USAGE_SUM.value, cost=cost, late=late))
+        used_usage.extend(u.record_id for u in records)
+    return out, used_usage, [], _observed_in(found, period)
+
+
+def contracted(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> RuleResult:
+    """`contracted`: each subscription's ordered quantity for the terms this run bills (true-up
+    subscriptions reconcile it with counts), subscriptions of one product and term merged."""
+    out: list[Quantity] = []
     used_obs: list[str] = []
-    service = (period.start, period.end)
+    for sub in found.subscriptions:
+        if sub.policy.true_up:
+            quantities, obs_used = _true_up(period, product, sub, found.observations)
+            out += quantities
+            used_obs += obs_used
+        else:
+            out += _contracted_terms(period, product, sub, closed_at)
+    mismatch = bool(found.usage or found.late) or (_observed_in(found, period) and not any(s.policy.true_up for s in found.subscriptions))
+    return _merge(out), [], used_obs, mismatch
 
-    if rule is QuantityRule.USAGE_SUM:
-        mismatch = bool(in_period)
-        groups = [(service, found.usage, False)] + [((own.start, own.end), records, True) for own, records in sorted(found.late.items())]
-        for span, records, late in groups:
-            if not records:
-                continue
-            total = sum((u.quantity for u in records), Decimal(0))
-            costs = [u.cost for u in records]
-            cost = sum((c for c in costs if c is not None), Decimal(0)) if all(c is not None for c in costs) else None
-            out.append(Quantity(product.code, kind, span, total, rule.value, cost=cost, late=late))
-            used_usage.extend(u.record_id for u in records)
-        return out, used_usage, used_obs, mismatch
 
+def observed(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> RuleResult:
+    """The observed rules (snapshot, latest, peak, distinct_active): the count the rule's function
+    in OBSERVED_COUNTS finds. Counts bill on their own; with subscriptions, only while one of them
+    bills, and the ordered quantity stands in until a count arrives (seed 001, example A's Fabrikam)."""
     mismatch = bool(found.usage or found.late)
-    if rule is QuantityRule.CONTRACTED:
-        mismatch = mismatch or (bool(in_period) and not any(s.policy.true_up for s in found.subscriptions))
-        for sub in found.subscriptions:
-            if sub.policy.true_up:
-                q, obs_used = _true_up(period, product, sub, found.observations)
-                out += q
-                used_obs += obs_used
-            else:
-                out += _contracted(period, product, sub, closed_at)
-        return _merge(out), used_usage, used_obs, mismatch
-
-    # Observed rules: counts bill on their own; with subscriptions, only while one of them bills,
-    # and the ordered quantity stands in until a count arrives (seed 001, example A's Fabrikam).
     billing = [s for s in found.subscriptions if s.schedule.billed_in(period)]
     if found.subscriptions and not billing:
-        return out, used_usage, used_obs, mismatch
-    observed, obs_ids = _observed(period, product.policy, found.observations, in_period)
-    if observed is None and billing:
-        observed = sum((s.schedule.quantity_on(period.end) for s in billing), Decimal(0))
-    if observed is not None and observed != 0:
-        out.append(Quantity(product.code, kind, service, observed, _rule_label(product.policy)))
-        used_obs += obs_ids
-    return out, used_usage, used_obs, mismatch
+        return [], [], [], mismatch
+    in_period = [o for o in found.observations if period.contains(o.observed_at)]
+    count, obs_ids = OBSERVED_COUNTS[product.policy.quantity_rule](period, product.policy, found.observations, in_period)
+    if count is None and billing:
+        count = sum((s.schedule.quantity_on(period.end) for s in billing), Decimal(0))
+    if count is None or count == 0:
+        return [], [], [], mismatch
+    return [Quantity(product.code, product.kind, (period.start, period.end), count, _rule_label(product.policy))], [], obs_ids, mismatch
 
 
 def _rule_label(policy: BillingPolicy) -> str:
@@ -384,24 +394,40 @@ def _rule_label(policy: BillingPolicy) -> str:
     return policy.quantity_rule.value
 
 
-def _observed(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> tuple[Decimal | None, list[str]]:
-    def newest(obs: Iterable[Observation]) -> Observation | None:
-        return max(obs, key=lambda o: (o.observed_at, o.observation_id), default=None)
+# An observed rule's count for the period from the account's observations (`history`: all up to
+# the period's end; `in_period`: those inside it), with the ids of the observations it bills; None
+# when there is none to go by.
+Count = tuple[Decimal | None, list[str]]
 
-    rule = policy.quantity_rule
-    if rule is QuantityRule.LATEST:
-        found = newest(in_period)
-        return (found.count, [found.observation_id]) if found else (None, [])
-    if rule is QuantityRule.PEAK:
-        found = max(in_period, key=lambda o: (o.count, o.observed_at, o.observation_id), default=None)
-        return (found.count, [found.observation_id]) if found else (None, [])
-    if rule is QuantityRule.SNAPSHOT:
-        # "On or before day N": before the first instant of day N + 1, local time.
-        cutoff = local_midnight(period.start + timedelta(days=policy.snapshot_day or 1), period.tz)
-        found = newest(o for o in in_period if o.observed_at < cutoff) or newest(o for o in history if o.observed_at < period.starts_at)
-        return (found.count, [found.observation_id]) if found else (None, [])
-    # distinct_active: an item bills the period if it was active at its start (its last state
-    # before it) or reported active inside it; a deletion drops it from the next period (seed 001).
+
+def _newest(obs: Iterable[Observation]) -> Observation | None:
+    return max(obs, key=lambda o: (o.observed_at, o.observation_id), default=None)
+
+
+def latest(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> Count:
+    """`latest`: the latest count in the period."""
+    found = _newest(in_period)
+    return (found.count, [found.observation_id]) if found else (None, [])
+
+
+def peak(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> Count:
+    """`peak`: the highest count in the period."""
+    found = max(in_period, key=lambda o: (o.count, o.observed_at, o.observation_id), default=None)
+    return (found.count, [found.observation_id]) if found else (None, [])
+
+
+def snapshot(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> Count:
+    """`snapshot(day=N)`: the latest count on or before the end of local day N; none yet in the
+    period: the latest earlier one carries forward."""
+    # "On or before day N": before the first instant of day N + 1, local time.
+    cutoff = local_midnight(period.start + timedelta(days=policy.snapshot_day or 1), period.tz)
+    found = _newest(o for o in in_period if o.observed_at < cutoff) or _newest(o for o in history if o.observed_at < period.starts_at)
+    return (found.count, [found.observation_id]) if found else (None, [])
+
+
+def distinct_active(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> Count:
+    """`distinct_active`: the items active at the period's start (their last state before it) or
+    reported active inside it; a deletion drops an item from the next period (seed 001)."""
     state: dict[str, str] = {}
     for obs in sorted((o for o in history if o.observed_at < period.starts_at), key=lambda o: (o.observed_at, o.observation_id)):
         for item, item_state in obs.items or ():
@@ -414,31 +440,30 @@ def _observed(period: Period, policy: BillingPolicy, history: list[Observation],
     return Decimal(len(active)), sorted(o.observation_id for o in in_period)
 
 
-def _contracted(period: Period, product: ProductInfo, sub: Subscription, closed_at: dict[str, datetime]) -> list[Quantity]:
-    policy, schedule = sub.policy, sub.schedule
+OBSERVED_COUNTS: dict[QuantityRule, Callable[[Period, BillingPolicy, list[Observation], list[Observation]], Count]] = {
+    QuantityRule.SNAPSHOT: snapshot,
+    QuantityRule.LATEST: latest,
+    QuantityRule.PEAK: peak,
+    QuantityRule.DISTINCT_ACTIVE: distinct_active,
+}
+
+QUANTITY_RULES: dict[QuantityRule, Callable[[Period, ProductInfo, _Key, dict[str, datetime]], RuleResult]] = {
+    QuantityRule.CONTRACTED: contracted,
+    QuantityRule.USAGE_SUM: usage_sum,
+    **{rule: observed for rule in OBSERVED_COUNTS},
+}
+
+
+# --- contracted terms and proration (BILLING-RULES §1, §3) -------------------------------------
+
+
+def _contracted_terms(period: Period, product: ProductInfo, sub: Subscription, closed_at: dict[str, datetime]) -> list[Quantity]:
+    """One subscription's recurring quantities for the terms this run bills (late ones marked),
+    and the pro-rata additions of daily proration in advance."""
     out: list[Quantity] = []
-    for service, late in _service_periods(period, policy, schedule, closed_at):
+    for service, late in _service_periods(period, sub.policy, sub.schedule, closed_at):
         out += [replace(q, late=True) if late else q for q in _recurring(product, sub, service, period)]
-    if policy.timing == "advance" and policy.proration == "daily" and schedule.billed_in(period):
-        # Additions inside a period billed in advance are billed pro rata in the next run (seed 000).
-        billed = schedule.quantity_on(period.start) if schedule.billing_starts_on <= period.start else None
-        if billed is not None:
-            days = schedule.active_days(period)
-            for first, last, quantity in schedule.quantity_spans(*days) if days else []:
-                if quantity > billed:
-                    out.append(
-                        Quantity(
-                            product.code,
-                            product.kind,
-                            (first, last),
-                            quantity - billed,
-                            "contracted",
-                            fraction=((last - first).days + 1, period.days),
-                            note="addition",
-                            subscription_id=sub.subscription_id,
-                        )
-                    )
-    return out
+    return out + daily_advance_additions(period, product, sub)
 
 
 def _service_periods(run: Period, policy: BillingPolicy, schedule: Schedule, closed_at: dict[str, datetime]) -> list[tuple[tuple[date, date], bool]]:
@@ -483,39 +508,93 @@ def _closed_before(period: Period, closed_at: dict[str, datetime], ordered_at: d
 
 
 def _recurring(product: ProductInfo, sub: Subscription, service: tuple[date, date], run: Period) -> list[Quantity]:
-    policy, schedule = sub.policy, sub.schedule
-    period = Period.containing(service[0], run.tz)
-    if policy.proration == "daily" and policy.interval == "month":
-        days = schedule.active_days(period)
-        if days is None:
-            return []
-        if policy.timing == "advance":
-            # Billed ahead at the quantity of its first billed day; later additions follow in arrears.
-            first, last = days
-            quantity = schedule.quantity_on(first)
-            fraction = None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days)
-            ahead = Quantity(product.code, product.kind, (first, last), quantity, "contracted", fraction=fraction, subscription_id=sub.subscription_id)
-            return [ahead] if quantity else []
-        return [
-            Quantity(
-                product.code,
-                product.kind,
-                (first, last),
-                quantity,
-                "contracted",
-                fraction=None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days),
-                subscription_id=sub.subscription_id,
-            )
-            for first, last, quantity in schedule.quantity_spans(*days)
-            if quantity != 0
-        ]
-    # No proration: the quantity in force on the term's last day (arrears; seed 001 "changes are
-    # not prorated") or first day (advance), billed in full.
-    at = service[1] if policy.timing == "arrears" else max(service[0], schedule.billing_starts_on)
+    """A term's recurring quantities, by the policy's proration rule (PRORATION); a yearly term
+    is never prorated (`policy.check` refuses daily proration for it)."""
+    proration = Proration(sub.policy.proration) if sub.policy.interval == "month" else Proration.NONE
+    return PRORATION[proration](product, sub, service, run)
+
+
+def no_proration(product: ProductInfo, sub: Subscription, service: tuple[date, date], run: Period) -> list[Quantity]:
+    """`proration: none`: the quantity in force on the term's last day (arrears; seed 001 "changes
+    are not prorated") or first billed day (advance), billed in full; a cancelled one's last day."""
+    schedule = sub.schedule
+    at = service[1] if sub.policy.timing == "arrears" else max(service[0], schedule.billing_starts_on)
     if schedule.ends_on is not None and at > schedule.ends_on:
         at = schedule.ends_on
     quantity = schedule.quantity_on(at)
     return [Quantity(product.code, product.kind, service, quantity, "contracted", subscription_id=sub.subscription_id)] if quantity != 0 else []
+
+
+def daily_proration(product: ProductInfo, sub: Subscription, service: tuple[date, date], run: Period) -> list[Quantity]:
+    """`proration: daily` (monthly terms): quantity × price × active days ÷ days in the month,
+    both ends inclusive. Arrears: one quantity per span of equal quantity. Advance: billed ahead
+    at the quantity of its first billed day (later additions: `daily_advance_additions`)."""
+    schedule = sub.schedule
+    period = Period.containing(service[0], run.tz)
+    days = schedule.active_days(period)
+    if days is None:
+        return []
+    if sub.policy.timing == "advance":
+        first, last = days
+        spans = [(first, last, schedule.quantity_on(first))]
+    else:
+        spans = schedule.quantity_spans(*days)
+    return [
+        Quantity(
+            product.code,
+            product.kind,
+            (first, last),
+            quantity,
+            "contracted",
+            fraction=daily_fraction(first, last, period),
+            subscription_id=sub.subscription_id,
+        )
+        for first, last, quantity in spans
+        if quantity != 0
+    ]
+
+
+def daily_advance_additions(period: Period, product: ProductInfo, sub: Subscription) -> list[Quantity]:
+    """Daily proration in advance (seed 000): what was added inside a period already billed ahead
+    is billed pro rata, for the days it was in force, by the run closing that period."""
+    policy, schedule = sub.policy, sub.schedule
+    if policy.timing != "advance" or policy.proration != Proration.DAILY or not schedule.billed_in(period):
+        return []
+    if schedule.billing_starts_on > period.start:
+        return []
+    billed = schedule.quantity_on(period.start)
+    days = schedule.active_days(period)
+    return [
+        Quantity(
+            product.code,
+            product.kind,
+            (first, last),
+            quantity - billed,
+            "contracted",
+            fraction=((last - first).days + 1, period.days),
+            note="addition",
+            subscription_id=sub.subscription_id,
+        )
+        for first, last, quantity in (schedule.quantity_spans(*days) if days else [])
+        if quantity > billed
+    ]
+
+
+def daily_fraction(first: date, last: date, period: Period) -> tuple[int, int] | None:
+    """Active days ÷ days in the month, both ends inclusive; None for the whole month."""
+    return None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days)
+
+
+def prorated(segments: list[Segment], fraction: tuple[int, int]) -> list[Segment]:
+    """Daily proration of priced segments: each unit price × active days ÷ days in the month."""
+    share = Decimal(fraction[0]) / Decimal(fraction[1])
+    return [Segment(s.quantity, s.unit_price * share, f"{fraction[0]}/{fraction[1]} days") for s in segments]
+
+
+PRORATION: dict[Proration, Callable[[ProductInfo, Subscription, tuple[date, date], Period], list[Quantity]]] = {
+    Proration.NONE: no_proration,
+    Proration.DAILY: daily_proration,
+}
 
 
 def _true_up(period: Period, product: ProductInfo, sub: Subscription, history: list[Observation]) -> tuple[list[Quantity], list[str]]:
@@ -530,26 +609,26 @@ def _true_up(period: Period, product: ProductInfo, sub: Subscription, history: l
     service = (period.start, period.end)
     if first_count is None or period < first_count:
         return _recurring(product, sub, service, period), []
-    latest = [o for o in counted if o.observed_at < period.ends_before][-1]
-    actual = latest.count
+    last_count = [o for o in counted if o.observed_at < period.ends_before][-1]
+    actual = last_count.count
     out = [Quantity(product.code, product.kind, service, actual, "contracted+true_up", subscription_id=sub.subscription_id)] if actual else []
     if period == first_count:
-        contracted = schedule.quantity_on(period.end)
+        ordered = schedule.quantity_on(period.end)
         billed_before = sum(1 for m in range(period.months_since(first_billed)) if schedule.billed_in(first_billed.shift(m)))
-        if actual > contracted and billed_before:
+        if actual > ordered and billed_before:
             out.append(
                 Quantity(
                     product.code,
                     "true_up",
                     service,
-                    actual - contracted,
+                    actual - ordered,
                     "true_up",
                     periods=billed_before,
-                    note=f"reconciliation: {actual - contracted} × {billed_before} periods",
+                    note=f"reconciliation: {actual - ordered} × {billed_before} periods",
                     subscription_id=sub.subscription_id,
                 )
             )
-    return out, [latest.observation_id]
+    return out, [last_count.observation_id]
 
 
 def _setup_fees(period: Period, subscriptions: list[Subscription]) -> list[Quantity]:
@@ -595,8 +674,7 @@ def _price(q: Quantity, price: Price) -> list[Segment] | None:
             return [Segment(q.quantity * periods, s.unit_price, q.note) for s in segments]
         return [Segment(periods, s.amount, q.note) for s in segments]
     if q.fraction is not None:
-        share = Decimal(q.fraction[0]) / Decimal(q.fraction[1])
-        return [Segment(s.quantity, s.unit_price * share, f"{q.fraction[0]}/{q.fraction[1]} days") for s in segments]
+        return prorated(segments, q.fraction)
     return segments
 
 
