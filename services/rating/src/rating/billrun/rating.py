@@ -191,7 +191,54 @@ def rate_period(
     attributed to its account as end customer (the wholesale tier)."""
     # When each closed period of the tier was closed: an order that arrived after decides late terms.
     closed_at: dict[str, datetime] = closed if isinstance(closed, dict) else {label: datetime.max.replace(tzinfo=UTC) for label in closed}
-    buyer_by_id = {b.account_id: b for b in buyers}
+    run = _Run(run_id, period, {b.account_id: b for b in buyers}, products, price_of, closed_at, bill_to)
+    keys = _inputs_by_key(period, subscriptions, usage, observations, closed)
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        for (account, code), found in sorted(keys.items()):
+            _rate_key(run, account, code, found)
+        _tell_twins_apart(run_id, run.lines, run.twins)
+        discount_list = list(discounts)
+        for account, found_lines in run.lines.items():
+            found_lines.sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind, line.service_period_end))
+            found_lines.extend(_discount_lines(run_id, period, account, found_lines, discount_list, bill_to, run.buyers[account]))
+    return Rating(
+        lines={account: tuple(found) for account, found in sorted(run.lines.items()) if found},
+        currencies={account: (bill_to or run.buyers[account]).currency for account, found in run.lines.items() if found},
+        unrated=tuple(sorted(run.unrated)),
+        billed_usage=tuple(sorted(set(run.billed_usage))),
+        billed_observations=tuple(sorted(set(run.billed_observations))),
+    )
+
+
+@dataclass
+class _Run:
+    """One rating's inputs shared by every account and product, and what it has found so far."""
+
+    run_id: str
+    period: Period
+    buyers: dict[str, Buyer]
+    products: dict[str, ProductInfo]
+    price_of: PriceOf
+    closed_at: dict[str, datetime]
+    bill_to: Buyer | None
+    lines: dict[str, list[RatedLine]] = field(default_factory=lambda: defaultdict(list))
+    unrated: set[Unrated] = field(default_factory=set)
+    billed_usage: list[str] = field(default_factory=list)
+    billed_observations: list[str] = field(default_factory=list)
+    # Lines by their id, each with what it was rated from (see _tell_twins_apart).
+    twins: dict[str, list[tuple[RatedLine, str, Quantity, int]]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _inputs_by_key(
+    period: Period,
+    subscriptions: Iterable[Subscription],
+    usage: Iterable[Usage],
+    observations: Iterable[Observation],
+    closed: frozenset[str] | dict[str, datetime],
+) -> dict[tuple[str, str], _Key]:
+    """The run's inputs by (account, product): subscriptions, the period's usage, earlier usage of
+    closed periods (late), and observations up to the period's end (history)."""
     keys: dict[tuple[str, str], _Key] = defaultdict(_Key)
     for sub in subscriptions:
         keys[(sub.account_id, sub.product_code)].subscriptions.append(sub)
@@ -205,71 +252,66 @@ def rate_period(
     for obs in observations:
         if obs.observed_at < period.ends_before:
             keys[(obs.account_id, obs.product_code)].observations.append(obs)
+    return keys
 
-    lines: dict[str, list[RatedLine]] = defaultdict(list)
-    unrated: set[Unrated] = set()
-    billed_usage: list[str] = []
-    billed_observations: list[str] = []
-    discount_list = list(discounts)
-    # Lines by their id, each with what it was rated from (see _tell_twins_apart).
-    twins: dict[str, list[tuple[RatedLine, str, Quantity, int]]] = defaultdict(list)
 
-    with localcontext() as ctx:
-        ctx.prec = PRECISION
-        for (account, code), found in sorted(keys.items()):
-            buyer = buyer_by_id.get(account)
-            if buyer is None:
-                if found.usage or found.late or _observed_in(found, period) or any(_bills(s, period) for s in found.subscriptions):
-                    unrated.add(Unrated(account, code, UnratedReason.UNKNOWN_ACCOUNT))
-                continue
-            product = products.get(code)
-            if product is None:
-                if found.usage or found.late or _observed_in(found, period) or any(_bills(s, period) for s in found.subscriptions):
-                    unrated.add(Unrated(account, code, UnratedReason.UNKNOWN_PRODUCT))
-                continue
-            quantities, used_usage, used_obs, mismatch = _quantities(period, product, found, closed_at)
-            if mismatch:
-                unrated.add(Unrated(account, code, UnratedReason.RULE_MISMATCH))
-            quantities += _setup_fees(period, found.subscriptions)
-            invoice_currency = (bill_to or buyer).currency
-            priced_any = False
-            for q in quantities:
-                target = products.get(q.product_code)
-                if target is None:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.UNKNOWN_PRODUCT))
-                    continue
-                service = Period.containing(q.service[0], period.tz)
-                price = price_of(q.product_code, service, invoice_currency)
-                if price is None:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.NO_PRICE))
-                    continue
-                if price.currency != invoice_currency:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.CURRENCY_MISMATCH, invoice_currency, price.currency))
-                    continue
-                segments = _price(q, price)
-                if segments is None:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.NO_COST))
-                    continue
-                for index, segment in enumerate(segments):
-                    line = _line(run_id, account, buyer, target, q, segment, index, price.currency, bill_to)
-                    lines[account].append(line)
-                    twins[line.line_id].append((line, account, q, index))
-                    priced_any = True
-            if priced_any:
-                billed_usage.extend(used_usage)
-                billed_observations.extend(used_obs)
-        _tell_twins_apart(run_id, lines, twins)
-        for account in list(lines):
-            lines[account].sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind, line.service_period_end))
-            lines[account].extend(_discount_lines(run_id, period, account, lines[account], discount_list, bill_to, buyer_by_id[account]))
+def _rate_key(run: _Run, account: str, code: str, found: _Key) -> None:
+    """Rate one account's product: its quantities by the product's rule, its setup fees, each
+    priced into lines; an unknown buyer or product is reported when there is something to bill."""
+    buyer = run.buyers.get(account)
+    product = run.products.get(code)
+    if buyer is None or product is None:
+        if _has_inputs(found, run.period):
+            run.unrated.add(Unrated(account, code, UnratedReason.UNKNOWN_ACCOUNT if buyer is None else UnratedReason.UNKNOWN_PRODUCT))
+        return
+    quantities, used_usage, used_obs, mismatch = _quantities(run.period, product, found, run.closed_at)
+    if mismatch:
+        run.unrated.add(Unrated(account, code, UnratedReason.RULE_MISMATCH))
+    quantities += _setup_fees(run.period, found.subscriptions)
+    priced = [_price_quantity(run, account, buyer, q) for q in quantities]
+    if any(priced):
+        run.billed_usage.extend(used_usage)
+        run.billed_observations.extend(used_obs)
 
-    return Rating(
-        lines={account: tuple(found) for account, found in sorted(lines.items()) if found},
-        currencies={account: (bill_to or buyer_by_id[account]).currency for account, found in lines.items() if found},
-        unrated=tuple(sorted(unrated)),
-        billed_usage=tuple(sorted(set(billed_usage))),
-        billed_observations=tuple(sorted(set(billed_observations))),
-    )
+
+def _has_inputs(found: _Key, period: Period) -> bool:
+    """Whether an account's product has anything this run would bill: usage, late usage, a count
+    in the period, or a subscription billed in it or ordered in it."""
+    return bool(found.usage or found.late) or _observed_in(found, period) or any(_bills(s, period) for s in found.subscriptions)
+
+
+def _price_quantity(run: _Run, account: str, buyer: Buyer, q: Quantity) -> bool:
+    """Price one quantity in the invoice's currency into the run's lines; whether any line came of
+    it (what cannot be priced is reported in `unrated`)."""
+    target = run.products.get(q.product_code)
+    if target is None:
+        run.unrated.add(Unrated(account, q.product_code, UnratedReason.UNKNOWN_PRODUCT))
+        return False
+    price = _price_in_currency(run, account, q, (run.bill_to or buyer).currency)
+    if price is None:
+        return False
+    segments = _price(q, price)
+    if segments is None:
+        run.unrated.add(Unrated(account, q.product_code, UnratedReason.NO_COST))
+        return False
+    for index, segment in enumerate(segments):
+        line = _line(run.run_id, account, buyer, target, q, segment, index, price.currency, run.bill_to)
+        run.lines[account].append(line)
+        run.twins[line.line_id].append((line, account, q, index))
+    return bool(segments)
+
+
+def _price_in_currency(run: _Run, account: str, q: Quantity, invoice_currency: str) -> Price | None:
+    """The quantity's price for its service period in the invoice currency; none (`no_price`) or
+    one only in another currency (`currency_mismatch`) is reported and gives None."""
+    price = run.price_of(q.product_code, Period.containing(q.service[0], run.period.tz), invoice_currency)
+    if price is None:
+        run.unrated.add(Unrated(account, q.product_code, UnratedReason.NO_PRICE))
+        return None
+    if price.currency != invoice_currency:
+        run.unrated.add(Unrated(account, q.product_code, UnratedReason.CURRENCY_MISMATCH, invoice_currency, price.currency))
+        return None
+    return price
 
 
 def _distinct_id(run_id: str, account: str, q: Quantity, index: int) -> str:
