@@ -267,7 +267,7 @@ def _rate_key(run: _Run, account: str, code: str, found: _Key) -> None:
     quantities, used_usage, used_obs, mismatch = _quantities(run.period, product, found, run.closed_at)
     if mismatch:
         run.unrated.add(Unrated(account, code, UnratedReason.RULE_MISMATCH))
-    quantities += _setup_fees(run.period, found.subscriptions)
+    quantities += setup_fees(run.period, found.subscriptions)
     priced = [_price_quantity(run, account, buyer, q) for q in quantities]
     if any(priced):
         run.billed_usage.extend(used_usage)
@@ -404,7 +404,7 @@ def contracted(period: Period, product: ProductInfo, found: _Key, closed_at: dic
     used_obs: list[str] = []
     for sub in found.subscriptions:
         if sub.policy.true_up:
-            quantities, obs_used = _true_up(period, product, sub, found.observations)
+            quantities, obs_used = true_up(period, product, sub, found.observations)
             out += quantities
             used_obs += obs_used
         else:
@@ -639,7 +639,7 @@ PRORATION: dict[Proration, Callable[[ProductInfo, Subscription, tuple[date, date
 }
 
 
-def _true_up(period: Period, product: ProductInfo, sub: Subscription, history: list[Observation]) -> tuple[list[Quantity], list[str]]:
+def true_up(period: Period, product: ProductInfo, sub: Subscription, history: list[Observation]) -> tuple[list[Quantity], list[str]]:
     """Contracted until the first count; from the period of the first count, actuals; in that
     period once, (actual − contracted) × the periods already billed at the lower count (BILLING-RULES §3)."""
     schedule = sub.schedule
@@ -673,7 +673,7 @@ def _true_up(period: Period, product: ProductInfo, sub: Subscription, history: l
     return out, [last_count.observation_id]
 
 
-def _setup_fees(period: Period, subscriptions: list[Subscription]) -> list[Quantity]:
+def setup_fees(period: Period, subscriptions: list[Subscription]) -> list[Quantity]:
     """Setup: one-time, per ordered unit, never prorated, in the period the order was received (seed 001)."""
     out = []
     for sub in subscriptions:
