@@ -23,6 +23,13 @@ class QuantityRule(StrEnum):
     DISTINCT_ACTIVE = "distinct_active"
 
 
+class Proration(StrEnum):
+    """How a part period is charged: in full, or by its days."""
+
+    NONE = "none"
+    DAILY = "daily"
+
+
 OBSERVED_RULES = frozenset({QuantityRule.SNAPSHOT, QuantityRule.LATEST, QuantityRule.PEAK, QuantityRule.DISTINCT_ACTIVE})
 
 

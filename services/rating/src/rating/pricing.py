@@ -17,13 +17,28 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from rating.errors import InvalidPriceModel
 
-MODELS = ("per_unit", "graduated", "volume", "package", "flat", "cost_plus", "markup")
+
+class PriceModelKind(StrEnum):
+    """How a price turns a quantity into money (BILLING-RULES §4)."""
+
+    PER_UNIT = "per_unit"
+    GRADUATED = "graduated"
+    VOLUME = "volume"
+    PACKAGE = "package"
+    FLAT = "flat"
+    COST_PLUS = "cost_plus"
+    MARKUP = "markup"
+
+
+MODELS = tuple(PriceModelKind)
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]{1,10})?$")
 HUNDRED = Decimal(100)
 
@@ -66,40 +81,8 @@ class PriceModel:
 
     def segments(self, quantity: Decimal, cost: Decimal | None = None, base: PriceModel | None = None) -> list[Segment]:
         """The priced segments of `quantity` (with the usage's `cost` for cost-plus; with the
-        wholesale model as `base` for a markup)."""
-        if self.model == "markup":
-            if base is None or base.model == "markup":
-                return []
-            factor = 1 + self.markup_percent / HUNDRED  # type: ignore[operator]
-            return [Segment(s.quantity, s.unit_price * factor, s.note) for s in base.segments(quantity, cost)]
-        if self.model == "cost_plus":
-            if cost is None:
-                return []
-            return [Segment(cost, 1 + self.markup_percent / HUNDRED, f"cost plus {self.markup_percent}%")]  # type: ignore[operator]
-        if quantity == 0:
-            return []
-        if self.model == "per_unit":
-            return [Segment(quantity, self.unit_price)]  # type: ignore[arg-type]
-        sign = Decimal(1) if quantity > 0 else Decimal(-1)
-        units = abs(quantity)
-        if self.model == "flat":
-            return [Segment(sign, self.amount)]  # type: ignore[arg-type]
-        if self.model == "package":
-            packages = Decimal(math.ceil(units / self.package_size))  # type: ignore[operator]
-            return [Segment(sign * packages, self.package_price, f"packages of {self.package_size}")]  # type: ignore[arg-type]
-        if self.model == "volume":
-            tier = next(t for t in self.tiers if t.up_to is None or units <= t.up_to)
-            return [Segment(quantity, tier.unit_price)]
-        # graduated
-        segments, below = [], Decimal(0)
-        for number, tier in enumerate(self.tiers, start=1):
-            top = units if tier.up_to is None else min(units, tier.up_to)
-            if top > below:
-                segments.append(Segment(sign * (top - below), tier.unit_price, f"tier {number}"))
-            below = top if tier.up_to is None else tier.up_to
-            if units <= below:
-                break
-        return segments
+        wholesale model as `base` for a markup): the model's function in `PRICE_MODELS`."""
+        return PRICE_MODELS[PriceModelKind(self.model)](self, quantity, cost, base)
 
     def total(self, quantity: Decimal, cost: Decimal | None = None, base: PriceModel | None = None) -> Decimal:
         return sum((s.amount for s in self.segments(quantity, cost, base)), Decimal(0))
@@ -113,6 +96,86 @@ class PriceModel:
         if self.tiers:
             out["tiers"] = [{"up_to": None if t.up_to is None else str(t.up_to), "unit_price": str(t.unit_price)} for t in self.tiers]
         return out
+
+
+# --- one function per price model (BILLING-RULES §4), chosen by `PRICE_MODELS` -------------------
+# Each takes the model, the quantity, the usage's cost and the wholesale model (for a markup).
+# A negative quantity (credits) bills negative units at the same prices.
+
+
+def per_unit(model: PriceModel, quantity: Decimal, cost: Decimal | None, base: PriceModel | None) -> list[Segment]:
+    """Q × unit price."""
+    return [Segment(quantity, model.unit_price)] if quantity != 0 else []  # type: ignore[arg-type]
+
+
+def graduated(model: PriceModel, quantity: Decimal, cost: Decimal | None, base: PriceModel | None) -> list[Segment]:
+    """Each unit at its tier's price: one segment per tier the quantity reaches."""
+    sign, units = _sign_and_units(quantity)
+    segments, below = [], Decimal(0)
+    for number, tier in enumerate(model.tiers, start=1):
+        top = units if tier.up_to is None else min(units, tier.up_to)
+        if top > below:
+            segments.append(Segment(sign * (top - below), tier.unit_price, f"tier {number}"))
+        below = top if tier.up_to is None else tier.up_to
+        if units <= below:
+            break
+    return segments
+
+
+def volume(model: PriceModel, quantity: Decimal, cost: Decimal | None, base: PriceModel | None) -> list[Segment]:
+    """All Q units at the price of the tier Q falls in."""
+    if quantity == 0:
+        return []
+    units = abs(quantity)
+    tier = next(t for t in model.tiers if t.up_to is None or units <= t.up_to)
+    return [Segment(quantity, tier.unit_price)]
+
+
+def package(model: PriceModel, quantity: Decimal, cost: Decimal | None, base: PriceModel | None) -> list[Segment]:
+    """⌈Q ÷ size⌉ packages × package price."""
+    if quantity == 0:
+        return []
+    sign, units = _sign_and_units(quantity)
+    packages = Decimal(math.ceil(units / model.package_size))  # type: ignore[operator]
+    return [Segment(sign * packages, model.package_price, f"packages of {model.package_size}")]  # type: ignore[arg-type]
+
+
+def flat(model: PriceModel, quantity: Decimal, cost: Decimal | None, base: PriceModel | None) -> list[Segment]:
+    """1 × amount for any quantity (−1 × amount for a credit)."""
+    if quantity == 0:
+        return []
+    sign, _ = _sign_and_units(quantity)
+    return [Segment(sign, model.amount)]  # type: ignore[arg-type]
+
+
+def cost_plus(model: PriceModel, quantity: Decimal, cost: Decimal | None, base: PriceModel | None) -> list[Segment]:
+    """The usage's cost × (1 + markup): quantity = cost, unit price = 1 + markup; nothing without a cost."""
+    if cost is None:
+        return []
+    return [Segment(cost, 1 + model.markup_percent / HUNDRED, f"cost plus {model.markup_percent}%")]  # type: ignore[operator]
+
+
+def markup(model: PriceModel, quantity: Decimal, cost: Decimal | None, base: PriceModel | None) -> list[Segment]:
+    """(Retail only) the wholesale model's segments with unit prices × (1 + markup)."""
+    if base is None or base.model == PriceModelKind.MARKUP:
+        return []
+    factor = 1 + model.markup_percent / HUNDRED  # type: ignore[operator]
+    return [Segment(s.quantity, s.unit_price * factor, s.note) for s in base.segments(quantity, cost)]
+
+
+def _sign_and_units(quantity: Decimal) -> tuple[Decimal, Decimal]:
+    return (Decimal(1) if quantity > 0 else Decimal(-1)), abs(quantity)
+
+
+PRICE_MODELS: dict[PriceModelKind, Callable[[PriceModel, Decimal, Decimal | None, PriceModel | None], list[Segment]]] = {
+    PriceModelKind.PER_UNIT: per_unit,
+    PriceModelKind.GRADUATED: graduated,
+    PriceModelKind.VOLUME: volume,
+    PriceModelKind.PACKAGE: package,
+    PriceModelKind.FLAT: flat,
+    PriceModelKind.COST_PLUS: cost_plus,
+    PriceModelKind.MARKUP: markup,
+}
 
 
 def _dec(body: dict[str, Any], name: str, *, positive: bool = False) -> Decimal:

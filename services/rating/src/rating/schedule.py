@@ -1,6 +1,7 @@
 """When a subscription bills: its orders, changes and cancellation made effective by the billing
-policy (BILLING-RULES §1 change cut-off, §3 first period, commitment, notice, vendor cut-off).
-Pure; the dates computed here are the ones the subscription API shows.
+policy's rules in `effective_dates.py` (BILLING-RULES §1 change cut-off, §3 first period,
+commitment, notice, vendor cut-off). Pure; the dates computed here are the ones the subscription
+API shows.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from rating.business_days import BusinessCalendar
+from rating.effective_dates import cancellation_end, change_cutoff, commitment_end, first_billed_day, service_start
 from rating.period import Period, local_day
 from rating.policy import BillingPolicy
 
@@ -77,23 +79,6 @@ class Schedule:
         return spans
 
 
-def _after_cutoff(requested_on: date, asked_for: date, policy: BillingPolicy, calendar: BusinessCalendar) -> date:
-    """Orders, changes and cancellations received in the last K business days of a period take
-    effect from the next period (BILLING-RULES §1, seed 001 "last 3 business days")."""
-    received_in = Period.containing(requested_on)
-    window = calendar.last_business_days_start(received_in.end, policy.change_cutoff_business_days)
-    if window is not None and requested_on >= window and asked_for <= received_in.end:
-        return received_in.end + timedelta(days=1)
-    return asked_for
-
-
-def add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    year, month = index // 12, index % 12 + 1
-    last = Period.of_month(year, month).end.day
-    return date(year, month, min(day.day, last))
-
-
 def schedule(
     *,
     subscription_id: str,
@@ -107,12 +92,8 @@ def schedule(
     tz: tzinfo,
 ) -> Schedule:
     ordered_on = local_day(ordered_at, tz)
-    starts_on = _after_cutoff(ordered_on, start_on, policy, calendar) if start_on >= ordered_on else start_on
-    if policy.first_period == "next_period":
-        # Seed 001: "billed in full the month after the order submission date".
-        billing_starts_on = Period.containing(max(ordered_on, starts_on)).next().start
-    else:
-        billing_starts_on = starts_on
+    starts_on = service_start(ordered_on, start_on, policy, calendar)
+    billing_starts_on = first_billed_day(ordered_on, starts_on, policy)
     steps = [Step(starts_on, ordered_at, quantity, order_id, ordered_on, start_on)]
     cancellation: Change | None = None
     for change in changes:
@@ -121,22 +102,15 @@ def schedule(
             if cancellation is None or (change.requested_at, change.order_id) < (cancellation.requested_at, cancellation.order_id):
                 cancellation = change
             continue
-        effective = _after_cutoff(requested_on, change.effective_on, policy, calendar)
+        effective = change_cutoff(requested_on, change.effective_on, policy, calendar)
         steps.append(Step(effective, change.requested_at, change.quantity, change.order_id, requested_on, change.effective_on))
     steps.sort(key=lambda s: (s.effective_on, s.requested_at, s.order_id))
 
-    commitment_ends_on = add_months(billing_starts_on, policy.commitment_months) - timedelta(days=1) if policy.commitment_months else None
+    commitment_ends_on = commitment_end(billing_starts_on, policy)
     ends_on = cancel_requested_on = None
     if cancellation is not None:
         cancel_requested_on = local_day(cancellation.requested_at, tz)
-        ends_on = max(cancellation.effective_on, calendar.add_business_days(cancel_requested_on, policy.notice_business_days))
-        ends_on = max(ends_on, _after_cutoff(cancel_requested_on, ends_on, policy, calendar))
-        if policy.vendor_cutoff_day is not None and cancel_requested_on.day > policy.vendor_cutoff_day:
-            # Seed 001 (Datto): notice after day D of the month bills "an additional month of
-            # service": one more full period after the one the cancellation takes effect in.
-            ends_on = Period.containing(ends_on).next().end
-        if commitment_ends_on is not None:
-            ends_on = max(ends_on, commitment_ends_on)
+        ends_on = cancellation_end(cancel_requested_on, cancellation.effective_on, policy, calendar, commitment_ends_on)
     return Schedule(
         subscription_id=subscription_id,
         ordered_at=ordered_at,

@@ -20,7 +20,7 @@ from typing import Any
 
 from billing_events import Money, RatedLine, derived_event_id
 from rating.period import Period, local_midnight
-from rating.policy import BillingPolicy, QuantityRule
+from rating.policy import BillingPolicy, Proration, QuantityRule
 from rating.pricing import PriceModel, Segment
 from rating.schedule import Schedule
 
@@ -191,7 +191,54 @@ def rate_period(
     attributed to its account as end customer (the wholesale tier)."""
     # When each closed period of the tier was closed: an order that arrived after decides late terms.
     closed_at: dict[str, datetime] = closed if isinstance(closed, dict) else {label: datetime.max.replace(tzinfo=UTC) for label in closed}
-    buyer_by_id = {b.account_id: b for b in buyers}
+    run = _Run(run_id, period, {b.account_id: b for b in buyers}, products, price_of, closed_at, bill_to)
+    keys = _inputs_by_key(period, subscriptions, usage, observations, closed)
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        for (account, code), found in sorted(keys.items()):
+            _rate_key(run, account, code, found)
+        _tell_twins_apart(run_id, run.lines, run.twins)
+        discount_list = list(discounts)
+        for account, found_lines in run.lines.items():
+            found_lines.sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind, line.service_period_end))
+            found_lines.extend(_discount_lines(run_id, period, account, found_lines, discount_list, bill_to, run.buyers[account]))
+    return Rating(
+        lines={account: tuple(found) for account, found in sorted(run.lines.items()) if found},
+        currencies={account: (bill_to or run.buyers[account]).currency for account, found in run.lines.items() if found},
+        unrated=tuple(sorted(run.unrated)),
+        billed_usage=tuple(sorted(set(run.billed_usage))),
+        billed_observations=tuple(sorted(set(run.billed_observations))),
+    )
+
+
+@dataclass
+class _Run:
+    """One rating's inputs shared by every account and product, and what it has found so far."""
+
+    run_id: str
+    period: Period
+    buyers: dict[str, Buyer]
+    products: dict[str, ProductInfo]
+    price_of: PriceOf
+    closed_at: dict[str, datetime]
+    bill_to: Buyer | None
+    lines: dict[str, list[RatedLine]] = field(default_factory=lambda: defaultdict(list))
+    unrated: set[Unrated] = field(default_factory=set)
+    billed_usage: list[str] = field(default_factory=list)
+    billed_observations: list[str] = field(default_factory=list)
+    # Lines by their id, each with what it was rated from (see _tell_twins_apart).
+    twins: dict[str, list[tuple[RatedLine, str, Quantity, int]]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _inputs_by_key(
+    period: Period,
+    subscriptions: Iterable[Subscription],
+    usage: Iterable[Usage],
+    observations: Iterable[Observation],
+    closed: frozenset[str] | dict[str, datetime],
+) -> dict[tuple[str, str], _Key]:
+    """The run's inputs by (account, product): subscriptions, the period's usage, earlier usage of
+    closed periods (late), and observations up to the period's end (history)."""
     keys: dict[tuple[str, str], _Key] = defaultdict(_Key)
     for sub in subscriptions:
         keys[(sub.account_id, sub.product_code)].subscriptions.append(sub)
@@ -205,71 +252,66 @@ def rate_period(
     for obs in observations:
         if obs.observed_at < period.ends_before:
             keys[(obs.account_id, obs.product_code)].observations.append(obs)
+    return keys
 
-    lines: dict[str, list[RatedLine]] = defaultdict(list)
-    unrated: set[Unrated] = set()
-    billed_usage: list[str] = []
-    billed_observations: list[str] = []
-    discount_list = list(discounts)
-    # Lines by their id, each with what it was rated from (see _tell_twins_apart).
-    twins: dict[str, list[tuple[RatedLine, str, Quantity, int]]] = defaultdict(list)
 
-    with localcontext() as ctx:
-        ctx.prec = PRECISION
-        for (account, code), found in sorted(keys.items()):
-            buyer = buyer_by_id.get(account)
-            if buyer is None:
-                if found.usage or found.late or _observed_in(found, period) or any(_bills(s, period) for s in found.subscriptions):
-                    unrated.add(Unrated(account, code, UnratedReason.UNKNOWN_ACCOUNT))
-                continue
-            product = products.get(code)
-            if product is None:
-                if found.usage or found.late or _observed_in(found, period) or any(_bills(s, period) for s in found.subscriptions):
-                    unrated.add(Unrated(account, code, UnratedReason.UNKNOWN_PRODUCT))
-                continue
-            quantities, used_usage, used_obs, mismatch = _quantities(period, product, found, closed_at)
-            if mismatch:
-                unrated.add(Unrated(account, code, UnratedReason.RULE_MISMATCH))
-            quantities += _setup_fees(period, found.subscriptions)
-            invoice_currency = (bill_to or buyer).currency
-            priced_any = False
-            for q in quantities:
-                target = products.get(q.product_code)
-                if target is None:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.UNKNOWN_PRODUCT))
-                    continue
-                service = Period.containing(q.service[0], period.tz)
-                price = price_of(q.product_code, service, invoice_currency)
-                if price is None:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.NO_PRICE))
-                    continue
-                if price.currency != invoice_currency:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.CURRENCY_MISMATCH, invoice_currency, price.currency))
-                    continue
-                segments = _price(q, price)
-                if segments is None:
-                    unrated.add(Unrated(account, q.product_code, UnratedReason.NO_COST))
-                    continue
-                for index, segment in enumerate(segments):
-                    line = _line(run_id, account, buyer, target, q, segment, index, price.currency, bill_to)
-                    lines[account].append(line)
-                    twins[line.line_id].append((line, account, q, index))
-                    priced_any = True
-            if priced_any:
-                billed_usage.extend(used_usage)
-                billed_observations.extend(used_obs)
-        _tell_twins_apart(run_id, lines, twins)
-        for account in list(lines):
-            lines[account].sort(key=lambda line: (line.product_code, line.service_period_start, line.kind != "recurring", line.kind, line.service_period_end))
-            lines[account].extend(_discount_lines(run_id, period, account, lines[account], discount_list, bill_to, buyer_by_id[account]))
+def _rate_key(run: _Run, account: str, code: str, found: _Key) -> None:
+    """Rate one account's product: its quantities by the product's rule, its setup fees, each
+    priced into lines; an unknown buyer or product is reported when there is something to bill."""
+    buyer = run.buyers.get(account)
+    product = run.products.get(code)
+    if buyer is None or product is None:
+        if _has_inputs(found, run.period):
+            run.unrated.add(Unrated(account, code, UnratedReason.UNKNOWN_ACCOUNT if buyer is None else UnratedReason.UNKNOWN_PRODUCT))
+        return
+    quantities, used_usage, used_obs, mismatch = _quantities(run.period, product, found, run.closed_at)
+    if mismatch:
+        run.unrated.add(Unrated(account, code, UnratedReason.RULE_MISMATCH))
+    quantities += setup_fees(run.period, found.subscriptions)
+    priced = [_price_quantity(run, account, buyer, q) for q in quantities]
+    if any(priced):
+        run.billed_usage.extend(used_usage)
+        run.billed_observations.extend(used_obs)
 
-    return Rating(
-        lines={account: tuple(found) for account, found in sorted(lines.items()) if found},
-        currencies={account: (bill_to or buyer_by_id[account]).currency for account, found in lines.items() if found},
-        unrated=tuple(sorted(unrated)),
-        billed_usage=tuple(sorted(set(billed_usage))),
-        billed_observations=tuple(sorted(set(billed_observations))),
-    )
+
+def _has_inputs(found: _Key, period: Period) -> bool:
+    """Whether an account's product has anything this run would bill: usage, late usage, a count
+    in the period, or a subscription billed in it or ordered in it."""
+    return bool(found.usage or found.late) or _observed_in(found, period) or any(_bills(s, period) for s in found.subscriptions)
+
+
+def _price_quantity(run: _Run, account: str, buyer: Buyer, q: Quantity) -> bool:
+    """Price one quantity in the invoice's currency into the run's lines; whether any line came of
+    it (what cannot be priced is reported in `unrated`)."""
+    target = run.products.get(q.product_code)
+    if target is None:
+        run.unrated.add(Unrated(account, q.product_code, UnratedReason.UNKNOWN_PRODUCT))
+        return False
+    price = _price_in_currency(run, account, q, (run.bill_to or buyer).currency)
+    if price is None:
+        return False
+    segments = _price(q, price)
+    if segments is None:
+        run.unrated.add(Unrated(account, q.product_code, UnratedReason.NO_COST))
+        return False
+    for index, segment in enumerate(segments):
+        line = _line(run.run_id, account, buyer, target, q, segment, index, price.currency, run.bill_to)
+        run.lines[account].append(line)
+        run.twins[line.line_id].append((line, account, q, index))
+    return bool(segments)
+
+
+def _price_in_currency(run: _Run, account: str, q: Quantity, invoice_currency: str) -> Price | None:
+    """The quantity's price for its service period in the invoice currency; none (`no_price`) or
+    one only in another currency (`currency_mismatch`) is reported and gives None."""
+    price = run.price_of(q.product_code, Period.containing(q.service[0], run.period.tz), invoice_currency)
+    if price is None:
+        run.unrated.add(Unrated(account, q.product_code, UnratedReason.NO_PRICE))
+        return None
+    if price.currency != invoice_currency:
+        run.unrated.add(Unrated(account, q.product_code, UnratedReason.CURRENCY_MISMATCH, invoice_currency, price.currency))
+        return None
+    return price
 
 
 def _distinct_id(run_id: str, account: str, q: Quantity, index: int) -> str:
@@ -325,57 +367,67 @@ def _observed_in(found: _Key, period: Period) -> bool:
     return any(period.contains(o.observed_at) for o in found.observations)
 
 
-# --- quantities -------------------------------------------------------------------------------
+# --- quantity rules (BILLING-RULES §2): one function per rule, chosen by QUANTITY_RULES ---------
+
+# What a rule yields for one account and product: the quantities the run bills, the usage and
+# observation ids they consumed, and whether inputs the rule ignores were reported (a partner's mistake).
+RuleResult = tuple[list[Quantity], list[str], list[str], bool]
 
 
-def _quantities(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> tuple[list[Quantity], list[str], list[str], bool]:
-    """The quantities the run bills for one account and product, with the usage and observation
-    ids they consumed, and whether inputs the rule ignores were reported (a partner's mistake)."""
-    rule = product.policy.quantity_rule
-    in_period = [o for o in found.observations if period.contains(o.observed_at)]
-    kind = product.kind
+def _quantities(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> RuleResult:
+    """The quantities the run bills for one account and product, by the product's quantity rule."""
+    return QUANTITY_RULES[product.policy.quantity_rule](period, product, found, closed_at)
+
+
+def usage_sum(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> RuleResult:
+    """`usage_sum`: the sum of the period's usage (with its summed cost, when every record has one,
+    for cost-plus), and one late line per earlier closed period with usage no run billed."""
+    service = (period.start, period.end)
     out: list[Quantity] = []
     used_usage: list[str] = []
+    groups = [(service, found.usage, False)] + [((own.start, own.end), records, True) for own, records in sorted(found.late.items())]
+    for span, records, late in groups:
+        if not records:
+            continue
+        total = sum((u.quantity for u in records), Decimal(0))
+        costs = [u.cost for u in records]
+        cost = sum((c for c in costs if c is not None), Decimal(0)) if all(c is not None for c in costs) else None
+        out.append(Quantity(product.code, product.kind, span, total, QuantityRule.USAGE_SUM.value, cost=cost, late=late))
+        used_usage.extend(u.record_id for u in records)
+    return out, used_usage, [], _observed_in(found, period)
+
+
+def contracted(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> RuleResult:
+    """`contracted`: each subscription's ordered quantity for the terms this run bills (true-up
+    subscriptions reconcile it with counts), subscriptions of one product and term merged."""
+    out: list[Quantity] = []
     used_obs: list[str] = []
-    service = (period.start, period.end)
+    for sub in found.subscriptions:
+        if sub.policy.true_up:
+            quantities, obs_used = true_up(period, product, sub, found.observations)
+            out += quantities
+            used_obs += obs_used
+        else:
+            out += _contracted_terms(period, product, sub, closed_at)
+    mismatch = bool(found.usage or found.late) or (_observed_in(found, period) and not any(s.policy.true_up for s in found.subscriptions))
+    return _merge(out), [], used_obs, mismatch
 
-    if rule is QuantityRule.USAGE_SUM:
-        mismatch = bool(in_period)
-        groups = [(service, found.usage, False)] + [((own.start, own.end), records, True) for own, records in sorted(found.late.items())]
-        for span, records, late in groups:
-            if not records:
-                continue
-            total = sum((u.quantity for u in records), Decimal(0))
-            costs = [u.cost for u in records]
-            cost = sum((c for c in costs if c is not None), Decimal(0)) if all(c is not None for c in costs) else None
-            out.append(Quantity(product.code, kind, span, total, rule.value, cost=cost, late=late))
-            used_usage.extend(u.record_id for u in records)
-        return out, used_usage, used_obs, mismatch
 
+def observed(period: Period, product: ProductInfo, found: _Key, closed_at: dict[str, datetime]) -> RuleResult:
+    """The observed rules (snapshot, latest, peak, distinct_active): the count the rule's function
+    in OBSERVED_COUNTS finds. Counts bill on their own; with subscriptions, only while one of them
+    bills, and the ordered quantity stands in until a count arrives (seed 001, example A's Fabrikam)."""
     mismatch = bool(found.usage or found.late)
-    if rule is QuantityRule.CONTRACTED:
-        mismatch = mismatch or (bool(in_period) and not any(s.policy.true_up for s in found.subscriptions))
-        for sub in found.subscriptions:
-            if sub.policy.true_up:
-                q, obs_used = _true_up(period, product, sub, found.observations)
-                out += q
-                used_obs += obs_used
-            else:
-                out += _contracted(period, product, sub, closed_at)
-        return _merge(out), used_usage, used_obs, mismatch
-
-    # Observed rules: counts bill on their own; with subscriptions, only while one of them bills,
-    # and the ordered quantity stands in until a count arrives (seed 001, example A's Fabrikam).
     billing = [s for s in found.subscriptions if s.schedule.billed_in(period)]
     if found.subscriptions and not billing:
-        return out, used_usage, used_obs, mismatch
-    observed, obs_ids = _observed(period, product.policy, found.observations, in_period)
-    if observed is None and billing:
-        observed = sum((s.schedule.quantity_on(period.end) for s in billing), Decimal(0))
-    if observed is not None and observed != 0:
-        out.append(Quantity(product.code, kind, service, observed, _rule_label(product.policy)))
-        used_obs += obs_ids
-    return out, used_usage, used_obs, mismatch
+        return [], [], [], mismatch
+    in_period = [o for o in found.observations if period.contains(o.observed_at)]
+    count, obs_ids = OBSERVED_COUNTS[product.policy.quantity_rule](period, product.policy, found.observations, in_period)
+    if count is None and billing:
+        count = sum((s.schedule.quantity_on(period.end) for s in billing), Decimal(0))
+    if count is None or count == 0:
+        return [], [], [], mismatch
+    return [Quantity(product.code, product.kind, (period.start, period.end), count, _rule_label(product.policy))], [], obs_ids, mismatch
 
 
 def _rule_label(policy: BillingPolicy) -> str:
@@ -384,24 +436,40 @@ def _rule_label(policy: BillingPolicy) -> str:
     return policy.quantity_rule.value
 
 
-def _observed(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> tuple[Decimal | None, list[str]]:
-    def newest(obs: Iterable[Observation]) -> Observation | None:
-        return max(obs, key=lambda o: (o.observed_at, o.observation_id), default=None)
+# An observed rule's count for the period from the account's observations (`history`: all up to
+# the period's end; `in_period`: those inside it), with the ids of the observations it bills; None
+# when there is none to go by.
+Count = tuple[Decimal | None, list[str]]
 
-    rule = policy.quantity_rule
-    if rule is QuantityRule.LATEST:
-        found = newest(in_period)
-        return (found.count, [found.observation_id]) if found else (None, [])
-    if rule is QuantityRule.PEAK:
-        found = max(in_period, key=lambda o: (o.count, o.observed_at, o.observation_id), default=None)
-        return (found.count, [found.observation_id]) if found else (None, [])
-    if rule is QuantityRule.SNAPSHOT:
-        # "On or before day N": before the first instant of day N + 1, local time.
-        cutoff = local_midnight(period.start + timedelta(days=policy.snapshot_day or 1), period.tz)
-        found = newest(o for o in in_period if o.observed_at < cutoff) or newest(o for o in history if o.observed_at < period.starts_at)
-        return (found.count, [found.observation_id]) if found else (None, [])
-    # distinct_active: an item bills the period if it was active at its start (its last state
-    # before it) or reported active inside it; a deletion drops it from the next period (seed 001).
+
+def _newest(obs: Iterable[Observation]) -> Observation | None:
+    return max(obs, key=lambda o: (o.observed_at, o.observation_id), default=None)
+
+
+def latest(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> Count:
+    """`latest`: the latest count in the period."""
+    found = _newest(in_period)
+    return (found.count, [found.observation_id]) if found else (None, [])
+
+
+def peak(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> Count:
+    """`peak`: the highest count in the period."""
+    found = max(in_period, key=lambda o: (o.count, o.observed_at, o.observation_id), default=None)
+    return (found.count, [found.observation_id]) if found else (None, [])
+
+
+def snapshot(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> Count:
+    """`snapshot(day=N)`: the latest count on or before the end of local day N; none yet in the
+    period: the latest earlier one carries forward."""
+    # "On or before day N": before the first instant of day N + 1, local time.
+    cutoff = local_midnight(period.start + timedelta(days=policy.snapshot_day or 1), period.tz)
+    found = _newest(o for o in in_period if o.observed_at < cutoff) or _newest(o for o in history if o.observed_at < period.starts_at)
+    return (found.count, [found.observation_id]) if found else (None, [])
+
+
+def distinct_active(period: Period, policy: BillingPolicy, history: list[Observation], in_period: list[Observation]) -> Count:
+    """`distinct_active`: the items active at the period's start (their last state before it) or
+    reported active inside it; a deletion drops an item from the next period (seed 001)."""
     state: dict[str, str] = {}
     for obs in sorted((o for o in history if o.observed_at < period.starts_at), key=lambda o: (o.observed_at, o.observation_id)):
         for item, item_state in obs.items or ():
@@ -414,31 +482,30 @@ def _observed(period: Period, policy: BillingPolicy, history: list[Observation],
     return Decimal(len(active)), sorted(o.observation_id for o in in_period)
 
 
-def _contracted(period: Period, product: ProductInfo, sub: Subscription, closed_at: dict[str, datetime]) -> list[Quantity]:
-    policy, schedule = sub.policy, sub.schedule
+OBSERVED_COUNTS: dict[QuantityRule, Callable[[Period, BillingPolicy, list[Observation], list[Observation]], Count]] = {
+    QuantityRule.SNAPSHOT: snapshot,
+    QuantityRule.LATEST: latest,
+    QuantityRule.PEAK: peak,
+    QuantityRule.DISTINCT_ACTIVE: distinct_active,
+}
+
+QUANTITY_RULES: dict[QuantityRule, Callable[[Period, ProductInfo, _Key, dict[str, datetime]], RuleResult]] = {
+    QuantityRule.CONTRACTED: contracted,
+    QuantityRule.USAGE_SUM: usage_sum,
+    **{rule: observed for rule in OBSERVED_COUNTS},
+}
+
+
+# --- contracted terms and proration (BILLING-RULES §1, §3) -------------------------------------
+
+
+def _contracted_terms(period: Period, product: ProductInfo, sub: Subscription, closed_at: dict[str, datetime]) -> list[Quantity]:
+    """One subscription's recurring quantities for the terms this run bills (late ones marked),
+    and the pro-rata additions of daily proration in advance."""
     out: list[Quantity] = []
-    for service, late in _service_periods(period, policy, schedule, closed_at):
+    for service, late in _service_periods(period, sub.policy, sub.schedule, closed_at):
         out += [replace(q, late=True) if late else q for q in _recurring(product, sub, service, period)]
-    if policy.timing == "advance" and policy.proration == "daily" and schedule.billed_in(period):
-        # Additions inside a period billed in advance are billed pro rata in the next run (seed 000).
-        billed = schedule.quantity_on(period.start) if schedule.billing_starts_on <= period.start else None
-        if billed is not None:
-            days = schedule.active_days(period)
-            for first, last, quantity in schedule.quantity_spans(*days) if days else []:
-                if quantity > billed:
-                    out.append(
-                        Quantity(
-                            product.code,
-                            product.kind,
-                            (first, last),
-                            quantity - billed,
-                            "contracted",
-                            fraction=((last - first).days + 1, period.days),
-                            note="addition",
-                            subscription_id=sub.subscription_id,
-                        )
-                    )
-    return out
+    return out + daily_advance_additions(period, product, sub)
 
 
 def _service_periods(run: Period, policy: BillingPolicy, schedule: Schedule, closed_at: dict[str, datetime]) -> list[tuple[tuple[date, date], bool]]:
@@ -483,42 +550,96 @@ def _closed_before(period: Period, closed_at: dict[str, datetime], ordered_at: d
 
 
 def _recurring(product: ProductInfo, sub: Subscription, service: tuple[date, date], run: Period) -> list[Quantity]:
-    policy, schedule = sub.policy, sub.schedule
-    period = Period.containing(service[0], run.tz)
-    if policy.proration == "daily" and policy.interval == "month":
-        days = schedule.active_days(period)
-        if days is None:
-            return []
-        if policy.timing == "advance":
-            # Billed ahead at the quantity of its first billed day; later additions follow in arrears.
-            first, last = days
-            quantity = schedule.quantity_on(first)
-            fraction = None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days)
-            ahead = Quantity(product.code, product.kind, (first, last), quantity, "contracted", fraction=fraction, subscription_id=sub.subscription_id)
-            return [ahead] if quantity else []
-        return [
-            Quantity(
-                product.code,
-                product.kind,
-                (first, last),
-                quantity,
-                "contracted",
-                fraction=None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days),
-                subscription_id=sub.subscription_id,
-            )
-            for first, last, quantity in schedule.quantity_spans(*days)
-            if quantity != 0
-        ]
-    # No proration: the quantity in force on the term's last day (arrears; seed 001 "changes are
-    # not prorated") or first day (advance), billed in full.
-    at = service[1] if policy.timing == "arrears" else max(service[0], schedule.billing_starts_on)
+    """A term's recurring quantities, by the policy's proration rule (PRORATION); a yearly term
+    is never prorated (`policy.check` refuses daily proration for it)."""
+    proration = Proration(sub.policy.proration) if sub.policy.interval == "month" else Proration.NONE
+    return PRORATION[proration](product, sub, service, run)
+
+
+def no_proration(product: ProductInfo, sub: Subscription, service: tuple[date, date], run: Period) -> list[Quantity]:
+    """`proration: none`: the quantity in force on the term's last day (arrears; seed 001 "changes
+    are not prorated") or first billed day (advance), billed in full; a cancelled one's last day."""
+    schedule = sub.schedule
+    at = service[1] if sub.policy.timing == "arrears" else max(service[0], schedule.billing_starts_on)
     if schedule.ends_on is not None and at > schedule.ends_on:
         at = schedule.ends_on
     quantity = schedule.quantity_on(at)
     return [Quantity(product.code, product.kind, service, quantity, "contracted", subscription_id=sub.subscription_id)] if quantity != 0 else []
 
 
-def _true_up(period: Period, product: ProductInfo, sub: Subscription, history: list[Observation]) -> tuple[list[Quantity], list[str]]:
+def daily_proration(product: ProductInfo, sub: Subscription, service: tuple[date, date], run: Period) -> list[Quantity]:
+    """`proration: daily` (monthly terms): quantity × price × active days ÷ days in the month,
+    both ends inclusive. Arrears: one quantity per span of equal quantity. Advance: billed ahead
+    at the quantity of its first billed day (later additions: `daily_advance_additions`)."""
+    schedule = sub.schedule
+    period = Period.containing(service[0], run.tz)
+    days = schedule.active_days(period)
+    if days is None:
+        return []
+    if sub.policy.timing == "advance":
+        first, last = days
+        spans = [(first, last, schedule.quantity_on(first))]
+    else:
+        spans = schedule.quantity_spans(*days)
+    return [
+        Quantity(
+            product.code,
+            product.kind,
+            (first, last),
+            quantity,
+            "contracted",
+            fraction=daily_fraction(first, last, period),
+            subscription_id=sub.subscription_id,
+        )
+        for first, last, quantity in spans
+        if quantity != 0
+    ]
+
+
+def daily_advance_additions(period: Period, product: ProductInfo, sub: Subscription) -> list[Quantity]:
+    """Daily proration in advance (seed 000): what was added inside a period already billed ahead
+    is billed pro rata, for the days it was in force, by the run closing that period."""
+    policy, schedule = sub.policy, sub.schedule
+    if policy.timing != "advance" or policy.proration != Proration.DAILY or not schedule.billed_in(period):
+        return []
+    if schedule.billing_starts_on > period.start:
+        return []
+    billed = schedule.quantity_on(period.start)
+    days = schedule.active_days(period)
+    return [
+        Quantity(
+            product.code,
+            product.kind,
+            (first, last),
+            quantity - billed,
+            "contracted",
+            fraction=((last - first).days + 1, period.days),
+            note="addition",
+            subscription_id=sub.subscription_id,
+        )
+        for first, last, quantity in (schedule.quantity_spans(*days) if days else [])
+        if quantity > billed
+    ]
+
+
+def daily_fraction(first: date, last: date, period: Period) -> tuple[int, int] | None:
+    """Active days ÷ days in the month, both ends inclusive; None for the whole month."""
+    return None if (first, last) == (period.start, period.end) else ((last - first).days + 1, period.days)
+
+
+def prorated(segments: list[Segment], fraction: tuple[int, int]) -> list[Segment]:
+    """Daily proration of priced segments: each unit price × active days ÷ days in the month."""
+    share = Decimal(fraction[0]) / Decimal(fraction[1])
+    return [Segment(s.quantity, s.unit_price * share, f"{fraction[0]}/{fraction[1]} days") for s in segments]
+
+
+PRORATION: dict[Proration, Callable[[ProductInfo, Subscription, tuple[date, date], Period], list[Quantity]]] = {
+    Proration.NONE: no_proration,
+    Proration.DAILY: daily_proration,
+}
+
+
+def true_up(period: Period, product: ProductInfo, sub: Subscription, history: list[Observation]) -> tuple[list[Quantity], list[str]]:
     """Contracted until the first count; from the period of the first count, actuals; in that
     period once, (actual − contracted) × the periods already billed at the lower count (BILLING-RULES §3)."""
     schedule = sub.schedule
@@ -530,29 +651,29 @@ def _true_up(period: Period, product: ProductInfo, sub: Subscription, history: l
     service = (period.start, period.end)
     if first_count is None or period < first_count:
         return _recurring(product, sub, service, period), []
-    latest = [o for o in counted if o.observed_at < period.ends_before][-1]
-    actual = latest.count
+    last_count = [o for o in counted if o.observed_at < period.ends_before][-1]
+    actual = last_count.count
     out = [Quantity(product.code, product.kind, service, actual, "contracted+true_up", subscription_id=sub.subscription_id)] if actual else []
     if period == first_count:
-        contracted = schedule.quantity_on(period.end)
+        ordered = schedule.quantity_on(period.end)
         billed_before = sum(1 for m in range(period.months_since(first_billed)) if schedule.billed_in(first_billed.shift(m)))
-        if actual > contracted and billed_before:
+        if actual > ordered and billed_before:
             out.append(
                 Quantity(
                     product.code,
                     "true_up",
                     service,
-                    actual - contracted,
+                    actual - ordered,
                     "true_up",
                     periods=billed_before,
-                    note=f"reconciliation: {actual - contracted} × {billed_before} periods",
+                    note=f"reconciliation: {actual - ordered} × {billed_before} periods",
                     subscription_id=sub.subscription_id,
                 )
             )
-    return out, [latest.observation_id]
+    return out, [last_count.observation_id]
 
 
-def _setup_fees(period: Period, subscriptions: list[Subscription]) -> list[Quantity]:
+def setup_fees(period: Period, subscriptions: list[Subscription]) -> list[Quantity]:
     """Setup: one-time, per ordered unit, never prorated, in the period the order was received (seed 001)."""
     out = []
     for sub in subscriptions:
@@ -595,8 +716,7 @@ def _price(q: Quantity, price: Price) -> list[Segment] | None:
             return [Segment(q.quantity * periods, s.unit_price, q.note) for s in segments]
         return [Segment(periods, s.amount, q.note) for s in segments]
     if q.fraction is not None:
-        share = Decimal(q.fraction[0]) / Decimal(q.fraction[1])
-        return [Segment(s.quantity, s.unit_price * share, f"{q.fraction[0]}/{q.fraction[1]} days") for s in segments]
+        return prorated(segments, q.fraction)
     return segments
 
 
