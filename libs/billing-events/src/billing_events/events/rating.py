@@ -24,7 +24,10 @@ class RatedLine(Part):
     amount: Money = Field(description="quantity × unit price, unrounded; invoicing rounds once.")
     quantity_rule: str
     end_customer_id: str | None = None
-    late: bool = False
+    late: bool = Field(
+        default=False,
+        description="Usage (or a term) of an earlier period that arrived after that period closed; the service period is that earlier period.",
+    )
     end_customer_name: str | None = Field(default=None, description="For the per-customer sections of a partner's consolidated invoice.")
     kind: Literal["recurring", "usage", "one_time", "project_work", "shipping", "true_up", "discount"] = Field(
         default="recurring", description="What produced the line; discounts are negative lines."

@@ -71,6 +71,10 @@ class InvoiceLineOut(BaseModel):
     tax_category: str
     tax_scheme: str
     tax_country: str | None
+    late: bool = Field(
+        description="Usage (or a term) of an earlier period that arrived after that period was closed: billed now, "
+        "its service_period_start/end are that earlier period's."
+    )
 
 
 class TaxBreakdownOut(BaseModel):
@@ -177,6 +181,7 @@ def detail_fields(row: Any, lines: list[Any]) -> dict[str, Any]:
             tax_category=li.tax_category,
             tax_scheme=li.tax_scheme,
             tax_country=li.tax_country,
+            late=li.late,
         )
         for li in lines
     ]

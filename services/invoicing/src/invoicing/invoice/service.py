@@ -644,6 +644,7 @@ def line_values(line: DraftLine) -> dict[str, object]:
         "end_customer_name": rated.end_customer_name,
         "tax_scheme": line.tax_scheme,
         "tax_country": line.tax.country,
+        "late": rated.late,
     }
 
 
@@ -665,4 +666,5 @@ def line_event(line: DraftLine, currency: str) -> InvoiceLineEvent:
         end_customer_name=rated.end_customer_name,
         tax_scheme=line.tax_scheme,
         tax_country=line.tax.country,
+        late=rated.late,
     )
