@@ -391,3 +391,18 @@ async def test_late_lines_through_the_api_and_the_event(client: httpx.AsyncClien
             )
         ).scalar_one()
     assert [li["late"] for li in json.loads(value)["lines"]] == [False, True]
+
+
+async def test_invoices_by_the_partners_customer_id(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    """`?customer_id=` in place of `buyer_account_id`, under the caller's tenant (another tenant's
+    same customer id finds nothing); both at once is a 422."""
+    await put_seller(client, tenant, **CLOUDY)
+    invoice_id = await issue_to_acme(runtime, tenant)
+    mine = (await client.get("/v1/invoices", params={"customer_id": "acme"}, headers=headers(tenant))).json()
+    assert [i["id"] for i in mine["items"]] == [invoice_id]
+    assert (await client.get("/v1/invoices", params={"customer_id": "someone"}, headers=headers(tenant))).json()["items"] == []
+    assert (await client.get("/v1/invoices", params={"customer_id": "acme"}, headers=headers(f"x{tenant}"))).json()["items"] == []
+    both = await client.get("/v1/invoices", params={"customer_id": "acme", "buyer_account_id": mine["items"][0]["buyer_account_id"]}, headers=headers(tenant))
+    assert (both.status_code, both.json()["code"], both.json()["field"]) == (422, "ambiguous_account", "customer_id")
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/invoices"]["get"]
+    assert "customer_id" in [p["name"] for p in operation["parameters"]]

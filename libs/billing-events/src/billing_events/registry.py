@@ -35,6 +35,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     portal.PortalSignInLinkIssued,
     rating.ProjectWorkRecorded,
     invoicing.ProjectWorkStatementIssued,
+    rating.BillRunClosed,
 )
 
 REGISTRY: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}

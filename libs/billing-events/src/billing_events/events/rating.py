@@ -74,6 +74,27 @@ class PeriodClosed(EventData):
         return self.buyer_account_id
 
 
+class BillRunClosed(EventData):
+    """A seller's billing period is closed: its bill run has rated it and emitted every PeriodClosed.
+
+    One per bill run (seller and period), on rating's reference topic, so another service can know
+    which periods are closed without reading every invoice's lines (usage-ingest refuses a historic
+    order, change or cancellation dated in a closed period)."""
+
+    event_type: ClassVar[str] = "billing.bill_run.closed.v1"
+    topic: ClassVar[topics.Topic] = topics.CATALOGUE
+
+    bill_run_id: str
+    seller_id: str = Field(description="The tenant whose period closed: a partner (retail) or the distributor (wholesale, all partners).")
+    tier: Literal["retail", "wholesale"]
+    period_start: date = Field(description="First day of the period, in the seller's time zone.")
+    period_end: date = Field(description="Last day of the period, inclusive.")
+    closed_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return self.seller_id
+
+
 class ProductPublished(EventData):
     """A product of a seller's catalogue as it now stands, sent when it is created and whenever it changes.
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
+from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
 from billing_runtime.conventions import record_audit_in
 from billing_runtime.errors import NotFound
-from usage_ingest.ingest import changes, profile, service
+from usage_ingest.ingest import changes, history, profile, service
 from usage_ingest.ingest import repository as repo
 from usage_ingest.ingest.limits import take_records
-from usage_ingest.ingest.schemas import Batch, BatchResult, parse_batch
+from usage_ingest.ingest.schemas import AccountRef, Batch, BatchResult, history_item_schema, parse_batch
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -58,6 +58,40 @@ async def post_quantities(request: Request, tenant: Tenant, runtime: Runtime, at
     return await _create_only(request, tenant, runtime, service.QUANTITIES, atomic)
 
 
+_HISTORY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["records"],
+                    "additionalProperties": False,
+                    "properties": {"records": {"type": "array", "minItems": 1, "maxItems": 1000, "items": history_item_schema()}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/admin/order-history", dependencies=[Admin], response_model=BatchResult, openapi_extra=_HISTORY_BODY)
+async def post_order_history(request: Request, tenant: Tenant, runtime: Runtime) -> Response:
+    """A partner's history from its previous system: orders, quantity changes and cancellations, each
+    `{"kind": "order" | "change" | "cancellation", "id", "requested_at", ...}`, in the order they
+    happened. All or nothing: 422 `batch_rejected` (each refused item's `code`, e.g. `period_closed`)."""
+    body = await request.body()
+    records = parse_batch(body)
+    refused = take_records(request, tenant, len(records), "history")
+    if refused is not None:
+        return refused
+    async with runtime.transaction(savepoint=False) as session:
+        outcome = await history.import_history(runtime, session, tenant, records)
+        answer = outcome.body()
+        await record_audit_in(await session.connection(), request, request_json=body, response_json=answer)
+    return Response(answer, media_type="application/json")
+
+
 async def _create_only(request: Request, tenant: Tenant, runtime: Runtime, kind: service.Kind, atomic: bool) -> Response:
     body = await request.body()
     records = parse_batch(body)
@@ -95,6 +129,18 @@ async def get_customer(customer_id: str, tenant: Tenant, runtime: Runtime) -> di
     if row is None:
         raise NotFound(f"no customer {customer_id!r}", code="customer_not_found")
     return _public(row)
+
+
+@router.get("/accounts/by-customer/{customer_id}", dependencies=[Read], response_model=AccountRef)
+async def get_account_by_customer(customer_id: str, tenant: Tenant, runtime: Runtime) -> AccountRef:
+    """The billing account of one of the partner's customers, by the partner's own id: the
+    `account_id` every other service's routes take (they also take `/v1/accounts/by-customer/{customer_id}/…`
+    and `?customer_id=` themselves). 404 `customer_not_found` for a customer this tenant does not have."""
+    async with runtime.sessions() as session:
+        row = await repo.get_customer(session, tenant, customer_id)
+    if row is None:
+        raise NotFound(f"no customer {customer_id!r}", code="customer_not_found", field="customer_id")
+    return AccountRef(customer_id=row.external_id, account_id=row.account_id, name=row.name, revision=row.revision)
 
 
 @router.get("/orders/{order_id}", dependencies=[Read])
