@@ -40,6 +40,10 @@ class RatedLine(Part):
 
 
 class ChargesRated(EventData):
+    """Deprecated: never produced; retired at the next release (billing-events README, changelog).
+
+    Live spend is rating's `GET /v1/accounts/{account_id}/charges`; a consumer must not wait for this type."""
+
     event_type: ClassVar[str] = "billing.charges.rated.v1"
     topic: ClassVar[topics.Topic] = topics.PERIODS
 
