@@ -406,3 +406,5 @@ async def test_invoices_by_the_partners_customer_id(client: httpx.AsyncClient, r
     assert (both.status_code, both.json()["code"], both.json()["field"]) == (422, "ambiguous_account", "customer_id")
     operation = (await client.get("/openapi.json")).json()["paths"]["/v1/invoices"]["get"]
     assert "customer_id" in [p["name"] for p in operation["parameters"]]
+    # The list is documented field by field (InvoicePage of InvoiceSummary), not as a bare object.
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/InvoicePage")

@@ -190,3 +190,19 @@ async def test_the_partners_customer_id_finds_its_account(client: httpx.AsyncCli
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "/v1/accounts/by-customer/{customer_id}/billing-profile" in paths
     assert [p["name"] for p in paths["/v1/accounts/by-customer/{customer_id}/billing-profile"]["get"]["parameters"] if p["in"] == "path"] == ["customer_id"]
+
+
+async def test_the_openapi_documents_what_the_read_routes_answer(client: httpx.AsyncClient) -> None:
+    """Customers, orders and changes have response models: the OpenAPI names every field, not a bare object."""
+    doc = (await client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+
+    def answered(path: str, method: str) -> str:
+        ref: str = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        return ref.rsplit("/", 1)[-1]
+
+    assert answered("/v1/customers", "get") == "CustomerPage"
+    assert {"external_id", "account_id", "billing_email", "address", "revision"} <= set(schemas[answered("/v1/customers/{customer_id}", "get")]["properties"])
+    assert {"order_id", "subscription_id", "quantity", "start_on", "requested_at"} <= set(schemas[answered("/v1/orders/{order_id}", "get")]["properties"])
+    assert answered("/v1/orders/{order_id}/changes", "post") == answered("/v1/orders/{order_id}/cancellation", "post") == "OrderChangeOut"
+    assert answered("/v1/accounts/by-customer/{customer_id}", "get") == "AccountRef"

@@ -53,6 +53,14 @@ class InvoiceSummary(BaseModel):
         return cls(**_summary_fields(row))
 
 
+class InvoicePage(BaseModel):
+    """One page of the seller's invoices, newest number first."""
+
+    items: list[InvoiceSummary]
+    limit: int
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
 class InvoiceLineOut(BaseModel):
     line_id: str
     product_code: str

@@ -42,3 +42,11 @@ class PaymentOut(BaseModel):
     status: Literal["succeeded", "reversed"]
     open_after: DecimalStr
     overpaid: DecimalStr
+
+
+class PaymentPage(BaseModel):
+    """One page of the seller's payments."""
+
+    items: list[PaymentOut]
+    limit: int
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

@@ -12,7 +12,7 @@ from billing_runtime.errors import NotFound
 from usage_ingest.ingest import changes, history, profile, service
 from usage_ingest.ingest import repository as repo
 from usage_ingest.ingest.limits import take_records
-from usage_ingest.ingest.schemas import AccountRef, Batch, BatchResult, history_item_schema, parse_batch
+from usage_ingest.ingest.schemas import AccountRef, Batch, BatchResult, CustomerOut, CustomerPage, OrderChangeOut, OrderOut, history_item_schema, parse_batch
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -23,14 +23,14 @@ async def post_customers(batch: Batch, tenant: Tenant, runtime: Runtime) -> Batc
         return await service.upsert_customers(runtime, session, tenant, batch.records)
 
 
-@router.post("/orders/{order_id}/changes", dependencies=[Write])
+@router.post("/orders/{order_id}/changes", dependencies=[Write], response_model=OrderChangeOut)
 async def post_order_change(order_id: str, body: dict[str, Any], tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """A new quantity for the subscription this order opened: `{"id", "quantity", "effective_date"?}`."""
     async with runtime.transaction() as session:
         return await changes.change_order(runtime, session, tenant, order_id, body, "quantity")
 
 
-@router.post("/orders/{order_id}/cancellation", dependencies=[Write])
+@router.post("/orders/{order_id}/cancellation", dependencies=[Write], response_model=OrderChangeOut)
 async def post_cancellation(order_id: str, body: dict[str, Any], tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """Cancel the subscription this order opened: `{"id", "effective_date"?}` (the request date is today)."""
     async with runtime.transaction() as session:
@@ -114,7 +114,7 @@ def _public(row: Any, drop: tuple[str, ...] = ("tenant", "content_hash")) -> dic
     return data
 
 
-@router.get("/customers", dependencies=[Read])
+@router.get("/customers", dependencies=[Read], response_model=CustomerPage)
 async def list_customers(tenant: Tenant, runtime: Runtime, after: str | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
     async with runtime.sessions() as session:
         rows = await repo.list_customers(session, tenant, after, limit + 1)
@@ -122,7 +122,7 @@ async def list_customers(tenant: Tenant, runtime: Runtime, after: str | None = N
     return page(items, limit, items[-1]["external_id"] if len(rows) > limit else None)
 
 
-@router.get("/customers/{customer_id}", dependencies=[Read])
+@router.get("/customers/{customer_id}", dependencies=[Read], response_model=CustomerOut)
 async def get_customer(customer_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get_customer(session, tenant, customer_id)
@@ -143,7 +143,7 @@ async def get_account_by_customer(customer_id: str, tenant: Tenant, runtime: Run
     return AccountRef(customer_id=row.external_id, account_id=row.account_id, name=row.name, revision=row.revision)
 
 
-@router.get("/orders/{order_id}", dependencies=[Read])
+@router.get("/orders/{order_id}", dependencies=[Read], response_model=OrderOut)
 async def get_order(order_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get_row(session, repo.ORDER, "order_id", tenant, order_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -185,6 +185,61 @@ class RecordResult(BaseModel):
     field: str | None = None
     message: str | None = None
     result: dict[str, Any] | None = None
+
+
+class CustomerOut(BaseModel):
+    """A customer as accepted, at its latest revision."""
+
+    external_id: str = Field(description="The partner's own id of the customer.")
+    account_id: str = Field(description="Its billing account id, which the other services take.")
+    name: str
+    billing_email: str
+    country: str
+    currency: str
+    business: bool
+    vat_id: str | None
+    address: Address | None
+    tax_exempt: bool
+    contact_name: str | None
+    contact_phone: str | None
+    revision: int
+    updated_at: datetime
+
+
+class CustomerPage(BaseModel):
+    """One page of the partner's customers, by id."""
+
+    items: list[CustomerOut]
+    limit: int
+    next_cursor: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
+
+
+class OrderOut(BaseModel):
+    """An order as accepted."""
+
+    order_id: str
+    subscription_id: str
+    account_id: str
+    product_code: str
+    quantity: DecimalStr
+    start_on: date
+    setup_exempt: bool
+    received_at: datetime
+    requested_at: datetime | None = Field(
+        description="When the customer asked, for an order imported from history; null for a live order (its request is received_at)."
+    )
+
+
+class OrderChangeOut(BaseModel):
+    """A quantity change or cancellation as accepted (or as first accepted, for a repeat)."""
+
+    id: str
+    order_id: str
+    kind: Literal["quantity", "cancellation"]
+    quantity: str | None
+    effective_on: str = Field(description="ISO date.")
+    received_at: str = Field(description="ISO date-time.")
+    status: Literal["accepted", "duplicate"]
 
 
 class AccountRef(BaseModel):
