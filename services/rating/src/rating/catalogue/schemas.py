@@ -127,3 +127,28 @@ class PricingOut(BaseModel):
         default=None,
         description="A partner's order: whether the distributor's wholesale list prices it in the partner account's currency (null: no such account).",
     )
+
+
+class ProductPage(BaseModel):
+    """One page of the caller's products, by code."""
+
+    items: list[ProductOut]
+    limit: int
+    next_cursor: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
+
+
+class PriceList(BaseModel):
+    """The caller's dated price-list entries (and markup rules)."""
+
+    items: list[PriceOut]
+
+
+class CategoryOut(BaseModel):
+    name: str
+    examples: str = Field(description="What belongs in it, in seed 001's words.")
+
+
+class CategoryList(BaseModel):
+    """The invoice categories of seed 001."""
+
+    items: list[CategoryOut]

@@ -55,3 +55,11 @@ class AccountSubscriptionOut(BaseModel):
     ends_on: date | None
     commitment_ends_on: date | None
     as_of: date
+
+
+class AccountSubscriptionPage(BaseModel):
+    """All of one buyer's subscriptions with the caller, on one page (the shape of every list)."""
+
+    items: list[AccountSubscriptionOut]
+    limit: int
+    next_cursor: str | None = Field(default=None, description="Always null: the whole list is one page.")
