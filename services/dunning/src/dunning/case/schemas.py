@@ -56,3 +56,11 @@ class StandingOut(BaseModel):
     suspended_by_case: str | None
     cascaded_from: str | None = Field(description="The partner account whose suspension by the distributor suspended this one.")
     last_payment_failure: PaymentFailureOut | None
+
+
+class CasePage(BaseModel):
+    """One page of the seller's dunning cases, the earliest due first."""
+
+    items: list[CaseOut]
+    limit: int
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
