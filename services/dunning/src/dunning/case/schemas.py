@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from billing_events import DecimalStr
+from billing_runtime.api import Page
 
 
 class CaseOut(BaseModel):
@@ -58,9 +59,5 @@ class StandingOut(BaseModel):
     last_payment_failure: PaymentFailureOut | None
 
 
-class CasePage(BaseModel):
+class CasePage(Page[CaseOut]):
     """One page of the seller's dunning cases, the earliest due first."""
-
-    items: list[CaseOut]
-    limit: int
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

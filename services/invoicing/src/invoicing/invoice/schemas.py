@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from billing_events import Address, DocumentLink
 from billing_events.money import money_str, open_amount
+from billing_runtime.api import Page
 
 Status = Literal["open", "paid", "void"]
 
@@ -53,12 +54,8 @@ class InvoiceSummary(BaseModel):
         return cls(**_summary_fields(row))
 
 
-class InvoicePage(BaseModel):
+class InvoicePage(Page[InvoiceSummary]):
     """One page of the seller's invoices, newest number first."""
-
-    items: list[InvoiceSummary]
-    limit: int
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class InvoiceLineOut(BaseModel):

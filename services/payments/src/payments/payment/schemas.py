@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events import DecimalStr
+from billing_runtime.api import Page
 
 ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
 
@@ -44,9 +45,5 @@ class PaymentOut(BaseModel):
     overpaid: DecimalStr
 
 
-class PaymentPage(BaseModel):
+class PaymentPage(Page[PaymentOut]):
     """One page of the seller's payments."""
-
-    items: list[PaymentOut]
-    limit: int
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

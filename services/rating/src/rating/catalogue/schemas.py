@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from billing_events import DecimalStr
+from billing_runtime.api import Page
 from rating.policy import PolicyIn, QuantityRule
 
 PRODUCT_CODE = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
@@ -129,12 +130,8 @@ class PricingOut(BaseModel):
     )
 
 
-class ProductPage(BaseModel):
-    """One page of the caller's products, by code."""
-
-    items: list[ProductOut]
-    limit: int
-    next_cursor: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
+class ProductPage(Page[ProductOut]):
+    """One page of the caller's products, by code (`next_cursor` goes in `after`)."""
 
 
 class PriceList(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from billing_events import DecimalStr
+from billing_runtime.api import Page
 from rating.catalogue.schemas import PricingOut
 
 
@@ -57,9 +58,5 @@ class AccountSubscriptionOut(BaseModel):
     as_of: date
 
 
-class AccountSubscriptionPage(BaseModel):
-    """All of one buyer's subscriptions with the caller, on one page (the shape of every list)."""
-
-    items: list[AccountSubscriptionOut]
-    limit: int
-    next_cursor: str | None = Field(default=None, description="Always null: the whole list is one page.")
+class AccountSubscriptionPage(Page[AccountSubscriptionOut]):
+    """All of one buyer's subscriptions with the caller, on one page (`next_cursor` is always null)."""

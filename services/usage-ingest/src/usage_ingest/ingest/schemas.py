@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 from pydantic_core import from_json
 
 from billing_events import Address, DecimalStr, Money, ObservedItem
+from billing_runtime.api import Page
 
 MAX_BATCH = 1000
 ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
@@ -206,12 +207,8 @@ class CustomerOut(BaseModel):
     updated_at: datetime
 
 
-class CustomerPage(BaseModel):
-    """One page of the partner's customers, by id."""
-
-    items: list[CustomerOut]
-    limit: int
-    next_cursor: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
+class CustomerPage(Page[CustomerOut]):
+    """One page of the partner's customers, by id (`next_cursor` goes in `after`)."""
 
 
 class OrderOut(BaseModel):
