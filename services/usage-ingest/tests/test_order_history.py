@@ -37,11 +37,13 @@ def order(oid: str, start: str, requested: str, *, quantity: str = "8", code: st
     return {"kind": "order", "id": oid, "customer_id": "c-1", "product_code": code, "quantity": quantity, "start_date": start, "requested_at": requested}
 
 
+# 2023: no other suite closes it. Rating's suites run the distributor's wholesale runs of 2026, and
+# a wholesale run closes its month for every partner (in the database the suites share).
 def history() -> list[dict[str, Any]]:
     return [
-        order("o-1", "2026-10-14", "2026-10-14T09:30:00+02:00"),
-        {"kind": "change", "id": "ch-1", "order_id": "o-1", "quantity": "12", "effective_date": "2026-10-17", "requested_at": "2026-10-16T15:00:00Z"},
-        {"kind": "cancellation", "id": "cx-1", "order_id": "o-1", "requested_at": "2026-11-03T08:00:00Z"},
+        order("o-1", "2023-10-14", "2023-10-14T09:30:00+02:00"),
+        {"kind": "change", "id": "ch-1", "order_id": "o-1", "quantity": "12", "effective_date": "2023-10-17", "requested_at": "2023-10-16T15:00:00Z"},
+        {"kind": "cancellation", "id": "cx-1", "order_id": "o-1", "requested_at": "2023-11-03T08:00:00Z"},
     ]  # fmt: skip
 
 
@@ -76,15 +78,15 @@ async def test_history_is_emitted_with_its_dates_once(client: httpx.AsyncClient,
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["accepted"], body["duplicate"], body["rejected"]) == (3, 0, 0)
-    assert body["results"][2]["result"]["effective_on"] == "2026-11-03"  # a cancellation without a date: the request's day
+    assert body["results"][2]["result"]["effective_on"] == "2023-11-03"  # a cancellation without a date: the request's day
     events = await outbox(migrated, tenant)
     assert [t for t, _ in events] == ["billing.subscription.ordered.v1", "billing.subscription.changed.v1", "billing.subscription.cancelled.v1"]
     ordered, changed, cancelled = (data for _, data in events)
-    assert (ordered["ordered_at"], ordered["start_on"]) == ("2026-10-14T09:30:00+02:00", "2026-10-14")
-    assert (changed["requested_at"], changed["effective_on"], changed["quantity"]) == ("2026-10-16T15:00:00Z", "2026-10-17", "12")
-    assert cancelled["requested_at"] == "2026-11-03T08:00:00Z" and cancelled["subscription_id"] == ordered["subscription_id"]
+    assert (ordered["ordered_at"], ordered["start_on"]) == ("2023-10-14T09:30:00+02:00", "2023-10-14")
+    assert (changed["requested_at"], changed["effective_on"], changed["quantity"]) == ("2023-10-16T15:00:00Z", "2023-10-17", "12")
+    assert cancelled["requested_at"] == "2023-11-03T08:00:00Z" and cancelled["subscription_id"] == ordered["subscription_id"]
     order = (await client.get("/v1/orders/o-1", headers=headers(tenant))).json()
-    assert order["requested_at"].startswith("2026-10-14T07:30:00")
+    assert order["requested_at"].startswith("2023-10-14T07:30:00")
 
     again = await client.post(PATH, headers=headers(tenant), json={"records": history()})
     assert (again.status_code, again.json()["duplicate"]) == (200, 3)
@@ -103,8 +105,8 @@ async def test_history_is_emitted_with_its_dates_once(client: httpx.AsyncClient,
 
 async def test_nothing_goes_into_a_closed_period(client: httpx.AsyncClient, tenant: str, products: Products, migrated: str) -> None:
     await setup(client, tenant, products)
-    await close(migrated, tenant, date(2026, 10, 1), date(2026, 10, 31))
-    await close(migrated, f"other-{tenant}", date(2026, 11, 1), date(2026, 11, 30))  # another partner's run: not ours
+    await close(migrated, tenant, date(2023, 10, 1), date(2023, 10, 31))
+    await close(migrated, f"other-{tenant}", date(2023, 11, 1), date(2023, 11, 30))  # another partner's run: not ours
     r = await client.post(PATH, headers=headers(tenant), json={"records": history()})
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "batch_rejected"
@@ -114,15 +116,15 @@ async def test_nothing_goes_into_a_closed_period(client: httpx.AsyncClient, tena
         (1, "period_closed", "requested_at"),
         (2, "order_not_found", "order_id"),
     ]
-    assert "2026-10-01 to 2026-10-31" in r.json()["errors"][0]["message"]
+    assert "2023-10-01 to 2023-10-31" in r.json()["errors"][0]["message"]
     assert (await client.get("/v1/orders/o-1", headers=headers(tenant))).status_code == 404  # nothing written
     assert await outbox(migrated, tenant) == []
 
     # November is open for this partner: history from then on is taken.
-    november = [order("o-2", "2026-11-02", "2026-11-01T10:00:00Z", quantity="2")]
+    november = [order("o-2", "2023-11-02", "2023-11-01T10:00:00Z", quantity="2")]
     assert (await client.post(PATH, headers=headers(tenant), json={"records": november})).json()["accepted"] == 1
     # A start date inside the closed month is refused too, on its own field.
-    back = [{**november[0], "id": "o-3", "start_date": "2026-10-20"}]
+    back = [{**november[0], "id": "o-3", "start_date": "2023-10-20"}]
     r = await client.post(PATH, headers=headers(tenant), json={"records": back})
     assert [(e["code"], e["field"]) for e in r.json()["errors"]] == [("period_closed", "start_date")]
 
@@ -147,12 +149,12 @@ async def test_a_wholesale_run_closes_the_period_for_every_partner(client: httpx
 @pytest.mark.parametrize(
     "item,code,field",
     [
-        ({"kind": "change", "id": "ch-9", "order_id": "nope", "quantity": "1", "requested_at": "2026-11-05T10:00:00Z"}, "order_not_found", "order_id"),
-        ({"kind": "change", "id": "ch-9", "order_id": "o-1", "quantity": "1", "requested_at": "2026-10-01T10:00:00Z"}, "invalid_value", "requested_at"),
+        ({"kind": "change", "id": "ch-9", "order_id": "nope", "quantity": "1", "requested_at": "2023-11-05T10:00:00Z"}, "order_not_found", "order_id"),
+        ({"kind": "change", "id": "ch-9", "order_id": "o-1", "quantity": "1", "requested_at": "2023-10-01T10:00:00Z"}, "invalid_value", "requested_at"),
         ({"kind": "cancellation", "id": "cx-9", "order_id": "o-1", "requested_at": "2099-01-01T10:00:00Z"}, "not_historic", "requested_at"),
-        ({"kind": "cancellation", "id": "cx-9", "order_id": "o-1", "requested_at": "2026-11-05T10:00:00"}, "timezone_required", "cancellation.requested_at"),
+        ({"kind": "cancellation", "id": "cx-9", "order_id": "o-1", "requested_at": "2023-11-05T10:00:00"}, "timezone_required", "cancellation.requested_at"),
         ({"kind": "refund", "id": "r-1"}, "invalid_value", None),
-        (order("o-9", "2026-11-01", "2026-11-01T10:00:00Z", code="NOPE"), "unknown_product", "product_code"),
+        (order("o-9", "2023-11-01", "2023-11-01T10:00:00Z", code="NOPE"), "unknown_product", "product_code"),
     ],
 )  # fmt: skip
 async def test_bad_history_is_refused_with_a_code(
@@ -167,7 +169,7 @@ async def test_bad_history_is_refused_with_a_code(
 
 async def test_a_bill_run_of_another_tenant_is_not_applied(migrated: str, tenant: str) -> None:
     with pytest.raises(ForeignTenant):
-        await close(migrated, tenant, date(2026, 9, 1), date(2026, 9, 30), tenant=f"someone-else-{tenant}")
+        await close(migrated, tenant, date(2023, 9, 1), date(2023, 9, 30), tenant=f"someone-else-{tenant}")
 
 
 async def test_the_partners_customer_id_finds_its_account(client: httpx.AsyncClient, tenant: str, products: Products) -> None:
