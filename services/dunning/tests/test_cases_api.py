@@ -225,3 +225,10 @@ async def test_a_polled_batch_of_issued_invoices_opens_each_case_once(settings: 
         assert len(case_events(seen, DunningCaseOpened, invoice_id)) == 1, invoice_id
     assert len(case_events(seen, DunningCaseClosed, paid_first)) == 1
     assert case_events(seen, DunningCaseOpened, poison.data.invoice_id) == []
+
+
+async def test_the_openapi_documents_the_case_list(client: httpx.AsyncClient) -> None:
+    """GET /v1/cases is documented field by field (CasePage of CaseOut) and takes the partner's customer id."""
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/cases"]["get"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/CasePage")
+    assert {"account_id", "customer_id"} <= {p["name"] for p in operation["parameters"]}

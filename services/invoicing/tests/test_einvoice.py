@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 import struct
 import subprocess
 import zlib
@@ -21,8 +22,9 @@ from en16931 import assert_valid, findings, rules_ran
 from invoicing_testkit import customer, event, headers, pdf_fonts, period_closed, put_seller, rated
 from lxml import etree
 from pypdf import PdfReader
+from sqlalchemy import text
 
-from billing_events import CollectingMethodChanged, MandateChanged
+from billing_events import CollectingMethodChanged, InvoiceIssued, MandateChanged
 from billing_events.references import creditor_reference, printed
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.consumers import on_collecting_method_changed, on_mandate_changed
@@ -411,3 +413,86 @@ async def test_openapi_declares_the_ubl_syntax(client: httpx.AsyncClient) -> Non
         (syntax,) = [p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "syntax"]
         assert syntax["in"] == "query" and syntax["schema"]["enum"] == ["cii", "ubl"] and syntax["schema"]["default"] == "cii"
         assert "application/xml" in spec["paths"][path]["get"]["responses"]["200"]["content"]
+
+
+def test_a_late_line_keeps_its_own_period_and_says_why() -> None:
+    """Usage of September that arrived after September closed is billed on October's invoice: the
+    line's period (BG-26) is September's, with a line note (BT-127) saying why, and both syntaxes
+    still pass the official rules."""
+    doc = content(category="S", rate="23")
+    september = DocLine(
+        "l2",
+        "AZ-CONS",
+        "Azure consumption",
+        Decimal(1),
+        None,
+        Decimal("10.00"),
+        Decimal("10.00"),
+        "S",
+        Decimal(23),
+        date(2026, 9, 1),
+        date(2026, 9, 30),
+        late=True,
+    )
+    tax = DocTax("S", Decimal(23), Decimal("216.00"), Decimal("49.68"), None)
+    doc = dataclasses.replace(doc, lines=[*doc.lines, september], taxes=[tax], net_total=Decimal("216.00"), tax_total=Decimal("49.68"), total=Decimal("265.68"))
+    cii, ubl = cii_xml(doc), ubl_xml(doc)
+    assert_valid(cii, "cii")
+    assert_valid(ubl, "ubl")
+    items = etree.fromstring(cii).findall("rsm:SupplyChainTradeTransaction/ram:IncludedSupplyChainTradeLineItem", NS)
+    start = "ram:SpecifiedLineTradeSettlement/ram:BillingSpecifiedPeriod/ram:StartDateTime/udt:DateTimeString"
+    note = "ram:AssociatedDocumentLineDocument/ram:IncludedNote/ram:Content"
+    periods = [(i.findtext(start, namespaces={**NS, "udt": NS_UDT}), i.findtext(note, namespaces=NS)) for i in items]
+    assert periods[0] == ("20261001", None)
+    assert periods[1][0] == "20260901" and periods[1][1] is not None and "2026-09-01 to 2026-09-30" in periods[1][1]
+    lines = etree.fromstring(ubl).findall("cac:InvoiceLine", NS)
+    assert [(li.findtext("cac:InvoicePeriod/cbc:StartDate", namespaces=NS), li.findtext("cbc:Note", namespaces=NS) is not None) for li in lines] == [
+        ("2026-10-01", False),
+        ("2026-09-01", True),
+    ]
+
+
+async def test_late_lines_through_the_api_and_the_event(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    """Rating's late flag and the line's own service dates reach the stored line, the API, the
+    e-invoice and InvoiceIssued."""
+    await put_seller(client, tenant, **CLOUDY)
+    buyer = customer(tenant, "acme", "Acme GmbH", currency="EUR", country="DE", vat_id="DE136695976")
+    late = rated("l2", "AZ-CONS", "1", "10.00", "EUR", start=date(2026, 9, 1), end=date(2026, 9, 30)).model_copy(update={"late": True, "kind": "usage"})
+    async with runtime.transaction() as session:
+        await record_customer(runtime, session, buyer)
+        closed = period_closed(tenant, buyer.account_id, [rated("l1", "M365-BP", "10", "20.60", "EUR"), late], currency="EUR")
+        invoice_id = await issue_invoice(runtime, session, closed)
+    assert invoice_id is not None
+    detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    assert [(li["line_id"], li["late"], li["service_period_start"], li["service_period_end"]) for li in detail["lines"]] == [
+        ("l1", False, "2026-10-01", "2026-10-31"),
+        ("l2", True, "2026-09-01", "2026-09-30"),
+    ]
+    ubl = await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=headers(tenant))
+    assert_valid(ubl.content, "ubl")
+    notes = [li.findtext("cbc:Note", namespaces=NS) for li in etree.fromstring(ubl.content).findall("cac:InvoiceLine", NS)]
+    assert notes[0] is None and notes[1] is not None and notes[1].startswith("Late")
+    async with runtime.sessions() as session:
+        value = (
+            await session.execute(
+                text("SELECT value FROM invoicing.outbox WHERE event_type = :t AND key = :k"), {"t": InvoiceIssued.event_type, "k": buyer.account_id.encode()}
+            )
+        ).scalar_one()
+    assert [li["late"] for li in json.loads(value)["lines"]] == [False, True]
+
+
+async def test_invoices_by_the_partners_customer_id(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+    """`?customer_id=` in place of `buyer_account_id`, under the caller's tenant (another tenant's
+    same customer id finds nothing); both at once is a 422."""
+    await put_seller(client, tenant, **CLOUDY)
+    invoice_id = await issue_to_acme(runtime, tenant)
+    mine = (await client.get("/v1/invoices", params={"customer_id": "acme"}, headers=headers(tenant))).json()
+    assert [i["id"] for i in mine["items"]] == [invoice_id]
+    assert (await client.get("/v1/invoices", params={"customer_id": "someone"}, headers=headers(tenant))).json()["items"] == []
+    assert (await client.get("/v1/invoices", params={"customer_id": "acme"}, headers=headers(f"x{tenant}"))).json()["items"] == []
+    both = await client.get("/v1/invoices", params={"customer_id": "acme", "buyer_account_id": mine["items"][0]["buyer_account_id"]}, headers=headers(tenant))
+    assert (both.status_code, both.json()["code"], both.json()["field"]) == (422, "ambiguous_account", "customer_id")
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/invoices"]["get"]
+    assert "customer_id" in [p["name"] for p in operation["parameters"]]
+    # The list is documented field by field (InvoicePage of InvoiceSummary), not as a bare object.
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/InvoicePage")

@@ -14,8 +14,8 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from billing_events import CloudEvent, account_id, subscription_id
-from billing_events.topics import PERIODS
+from billing_events import BillRunClosed, CloudEvent, account_id, subscription_id
+from billing_events.topics import CATALOGUE, PERIODS
 from billing_runtime.testing import eventually, read_events
 from rating.billrun.scheduler import run_due
 from rating.billrun.service import bill_run_id
@@ -422,3 +422,66 @@ async def test_the_wholesale_charges_are_announced_on_the_first_business_day_ahe
         date(2026, 11, 10),
     )
     assert [(line.line_id, line.amount) for line in rated.data.lines] == [(line.line_id, line.amount) for line in closed.data.lines]
+
+
+async def test_example_b_imported_as_history_rates_with_its_real_dates(client: httpx.AsyncClient, ingest: httpx.AsyncClient, kafka_bootstrap: str) -> None:
+    """The same business as example B, posted in one batch weeks later through the historic import
+    (`POST /v1/admin/order-history`) as a partner migrating from another system would: rating takes
+    the request dates, so the runs bill exactly what example B bills (the addition prorated 15/31)."""
+    partner = f"cloudy-{uuid.uuid4().hex[:8]}"
+    await ok(client.put("/v1/seller", headers=h(partner), json={"currency": "EUR", "country": "IE", "time_zone": "Europe/Dublin"}))
+    policy = {"timing": "advance", "proration": "daily"}
+    await product(client, partner, "M365-BP", "Microsoft 365 Business Premium", "contracted", category="Communications", policy=policy)
+    # A year before the other examples: their distributor's runs close 2026's months for every partner in usage-ingest.
+    body = {"effective_from": "2025-01-01", "currency": "EUR", "price": per_unit("20.60")}
+    await ok(client.put("/v1/price-list/M365-BP", headers=h(partner), json=body))
+    records = [{"id": "acme", "name": "Acme GmbH", "billing_email": "ap@acme.example", "country": "DE", "currency": "EUR", "vat_id": "DE136695976"}]
+    await ok(ingest.post("/v1/customers", headers=h(partner), json={"records": records}))
+    ingest.app_clock.set(datetime.fromisoformat("2026-11-20T10:00:00+00:00"))  # type: ignore[attr-defined]
+    history = [
+        {
+            "kind": "order",
+            "id": "acme-m365",
+            "customer_id": "acme",
+            "product_code": "M365-BP",
+            "quantity": "10",
+            "start_date": "2025-10-01",
+            "requested_at": "2025-09-25T10:00:00+01:00",
+        },
+        {
+            "kind": "change",
+            "id": "acme-m365-plus4",
+            "order_id": "acme-m365",
+            "quantity": "14",
+            "effective_date": "2025-10-17",
+            "requested_at": "2025-10-17T09:00:00+01:00",
+        },
+    ]
+
+    async def imported() -> dict[str, Any] | None:
+        r = await ingest.post("/v1/admin/order-history", headers=h(partner), json={"records": history})
+        if r.status_code == 422 and any(e["code"] == "unknown_product" for e in r.json().get("errors", [])):
+            return None  # the product has not reached usage-ingest yet
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert (await eventually(imported, "usage-ingest to know the product", interval=0.1))["accepted"] == 2
+    acme = account_id(partner, "acme")
+    await eventually(lambda: _when(charges(client, partner, acme, "2025-10"), lambda c: total(c).quantize(CENT) == Decimal("328.27")), "the addition")
+    for month in ("2025-09", "2025-10"):
+        await ok(client.post("/v1/bill-runs", headers=h(partner), json={"period": month}))
+    events = sorted(await closed_events(kafka_bootstrap, partner, 2), key=lambda e: e.data.period_start)
+    september, october = (e.data for e in events)
+    assert [(line.service_period_start, line.amount.amount, line.late) for line in september.lines] == [(date(2025, 10, 1), Decimal("206.00"), False)]
+    assert [(line.service_period_start, line.service_period_end, line.quantity, line.amount.amount.quantize(CENT), line.late) for line in october.lines] == [
+        (date(2025, 10, 17), date(2025, 10, 31), Decimal("4"), Decimal("39.87"), False),  # 4 × 20.60 × 15/31, from the change's real date
+        (date(2025, 11, 1), date(2025, 11, 30), Decimal("14"), Decimal("288.40"), False),
+    ]
+    # Each run also tells usage-ingest its period is closed (BillRunClosed on the catalogue topic).
+    runs = await read_events(
+        kafka_bootstrap, CATALOGUE.name, until=lambda s: len(s) >= 2, match=lambda e: e.tenant == partner and e.type == BillRunClosed.event_type
+    )
+    assert sorted((e.data.period_start, e.data.period_end, e.data.tier) for e in runs) == [
+        (date(2025, 9, 1), date(2025, 9, 30), "retail"),
+        (date(2025, 10, 1), date(2025, 10, 31), "retail"),
+    ]

@@ -45,7 +45,7 @@ from billing_events.events.invoicing import (
 from billing_events.events.notify import NotificationDelivered
 from billing_events.events.payments import CollectingMethodChanged, MandateChanged, PaymentFailed, PaymentRefunded, PaymentSucceeded
 from billing_events.events.portal import PortalRole, PortalSignInLinkIssued
-from billing_events.events.rating import ChargesRated, PeriodClosed, ProductPublished, ProjectWorkRecorded, RatedLine
+from billing_events.events.rating import BillRunClosed, ChargesRated, PeriodClosed, ProductPublished, ProjectWorkRecorded, RatedLine
 from billing_events.ids import account_id, derived_event_id, subscription_id
 from billing_events.money import (
     MINOR_UNITS,
@@ -74,6 +74,7 @@ __all__ = [
     "ApiKeyRevoked",
     "PortalRole",
     "PortalSignInLinkIssued",
+    "BillRunClosed",
     "ChargesRated",
     "CollectingMethodChanged",
     "ComparisonReportReady",

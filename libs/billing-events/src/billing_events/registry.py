@@ -37,6 +37,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     invoicing.ProjectWorkStatementIssued,
     payments.CollectingMethodChanged,
     invoicing.SellerPaymentAccountChanged,
+    rating.BillRunClosed,
 )
 
 REGISTRY: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}

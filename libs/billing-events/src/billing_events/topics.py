@@ -19,8 +19,9 @@ INVOICES = Topic("billing.invoices", 4)
 PAYMENTS = Topic("billing.payments", 4)
 DUNNING = Topic("billing.dunning", 4)
 NOTIFICATIONS = Topic("billing.notifications", 4)
-# Rating's catalogue as other services need it (usage-ingest checks orders and credits against
-# it): little traffic, one partition, so every reader sees one seller's products in one order.
+# Rating's catalogue and calendar as other services need them (usage-ingest checks orders and
+# credits against the products, historic imports against the closed periods): little traffic,
+# one partition, so every reader sees one seller's products and runs in one order.
 CATALOGUE = Topic("billing.catalogue", 1)
 DEAD_LETTER = Topic("billing.deadletter", 1)
 # API key lifecycle: one partition, so every reader folds issue and revoke in one order.

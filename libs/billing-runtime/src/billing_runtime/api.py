@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 
 from billing_runtime.auth import TENANT_PATTERN, Forbidden, Principal, Scope
 from billing_runtime.errors import BillingError, NotFound, Unauthorized
 from billing_runtime.service import ServiceRuntime
 
 DISTRIBUTOR = "distributor"
+T = TypeVar("T")
 
 
 def get_runtime(request: Request) -> ServiceRuntime:
@@ -145,6 +147,15 @@ OwnAccount = Annotated[str | None, Depends(account_restriction)]
 def page(items: list[Any], limit: int, next_cursor: str | None) -> dict[str, Any]:
     """The one pagination shape: `{"items": [...], "next_cursor": "..." | null}`."""
     return {"items": items, "limit": limit, "next_cursor": next_cursor}
+
+
+class Page(BaseModel, Generic[T]):
+    """The one pagination shape as a response model: a route's `class InvoicePage(Page[InvoiceSummary])`
+    names it in the OpenAPI with every field of its items."""
+
+    items: list[T]
+    limit: int
+    next_cursor: str | None = Field(default=None, description="Pass as the route's cursor (`cursor` or `after`) for the next page; null on the last page.")
 
 
 class LimitTooLarge(BillingError):

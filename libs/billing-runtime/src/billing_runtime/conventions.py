@@ -46,7 +46,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from billing_runtime import crypto
+from billing_runtime import by_customer, crypto
 from billing_runtime.audit import AUDIT_RECORDS, append_only_sql, audit_table, record
 from billing_runtime.auth import AUTH_FAILURES, SCOPES, TENANT_PATTERN, KeyStore, Principal, ensure_registry, key_from_headers, scope_allows
 from billing_runtime.edge import BODY_TOO_LARGE, INPUT_REJECTED, BodyTooLarge, body_limit, check_json, check_path, check_query
@@ -220,6 +220,11 @@ class HttpConventions:
         route = self._route(scope)
         return route is not None and route.for_account
 
+    def route_account_query(self, scope: Scope) -> str | None:
+        """The query parameter by which the request's route filters on an account, if any."""
+        route = self._route(scope)
+        return route.account_query if route is not None else None
+
     def _route(self, scope: Scope) -> _ApiRoute | None:
         method, path = scope["method"], scope["path"]
         if self.app is None:
@@ -339,6 +344,12 @@ class _Middleware:
                 raise _Refused(refused) from None
             scope.setdefault("state", {})["principal"] = principal
             if principal is not None:
+                # The partner's customer id for an account (`by_customer.py`), before the route is matched.
+                by_customer.resolve_path(scope, principal.tenant, c.service)
+                try:
+                    by_customer.resolve_query(scope, principal.tenant, c.service, c.route_account_query(scope))
+                except BillingError as refused:
+                    raise _Refused(refused) from None
                 needed = c.route_scope(scope)
                 if not scope_allows(principal.scope, needed):
                     AUTH_FAILURES.labels(c.service, "insufficient_scope").inc()
@@ -598,6 +609,7 @@ class _ApiRoute:
     methods: frozenset[str]
     scope: str | None
     for_account: bool = False
+    account_query: str | None = None  # the query parameter filtering by account, for `?customer_id=`
 
 
 def _api_routes(app: FastAPI) -> list[_ApiRoute]:
@@ -610,7 +622,8 @@ def _api_routes(app: FastAPI) -> list[_ApiRoute]:
     for context in iter_route_contexts(app.routes):
         if isinstance(context.original_route, APIRoute):
             methods = frozenset(context.methods or ())
-            found.append(_ApiRoute(context.path, context.path_regex, methods, declared_scope(context), serves_one_account(context)))
+            account_query = by_customer.account_param(context.original_route)
+            found.append(_ApiRoute(context.path, context.path_regex, methods, declared_scope(context), serves_one_account(context), account_query))
     return found
 
 
@@ -683,6 +696,7 @@ def _add_scopes_to_openapi(app: FastAPI) -> None:
             for status, given in responses.items():  # a route's own error answers (a 503) are problem+json too
                 if status[:1] in ("4", "5") and "content" not in given:
                     given["content"] = problem_content
+        by_customer.add_to_openapi(document)
         schemas = document["components"]["schemas"]
         if not any("HTTPValidationError" in json.dumps(op) for item in document.get("paths", {}).values() for op in item.values()):
             schemas.pop("HTTPValidationError", None)

@@ -48,6 +48,11 @@ class InvoiceLine(Part):
         description="Why this VAT: domestic, reverse_charge, oss, outside_scope, exempt_buyer, exempt_product, zero_rated, not_assessed.",
     )
     tax_country: str | None = Field(default=None, description="The country whose VAT applies (ISO 3166 alpha-2), when any does.")
+    late: bool = Field(
+        default=False,
+        description="Usage (or a term) of an earlier period that arrived after that period closed; "
+        "service_period_start/end are that period's, not the invoice's.",
+    )
 
 
 class TaxBreakdown(Part):

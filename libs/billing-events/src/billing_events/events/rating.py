@@ -24,7 +24,10 @@ class RatedLine(Part):
     amount: Money = Field(description="quantity × unit price, unrounded; invoicing rounds once.")
     quantity_rule: str
     end_customer_id: str | None = None
-    late: bool = False
+    late: bool = Field(
+        default=False,
+        description="Usage (or a term) of an earlier period that arrived after that period closed; the service period is that earlier period.",
+    )
     end_customer_name: str | None = Field(default=None, description="For the per-customer sections of a partner's consolidated invoice.")
     kind: Literal["recurring", "usage", "one_time", "project_work", "shipping", "true_up", "discount"] = Field(
         default="recurring", description="What produced the line; discounts are negative lines."
@@ -76,6 +79,28 @@ class PeriodClosed(EventData):
 
     def partition_key(self) -> str:
         return self.buyer_account_id
+
+
+class BillRunClosed(EventData):
+    """A seller's billing period is closed: its bill run has rated it and emitted every PeriodClosed.
+
+    One per bill run (seller and period), on rating's reference topic, so another service can know
+    which periods are closed without reading every invoice's lines (usage-ingest refuses a historic
+    order, change or cancellation dated in a closed period)."""
+
+    event_type: ClassVar[str] = "billing.bill_run.closed.v1"
+    topic: ClassVar[topics.Topic] = topics.CATALOGUE
+    tenant_field: ClassVar[str | None] = "seller_id"
+
+    bill_run_id: str
+    seller_id: str = Field(description="The tenant whose period closed: a partner (retail) or the distributor (wholesale, all partners).")
+    tier: Literal["retail", "wholesale"]
+    period_start: date = Field(description="First day of the period, in the seller's time zone.")
+    period_end: date = Field(description="Last day of the period, inclusive.")
+    closed_at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return self.seller_id
 
 
 class ProductPublished(EventData):

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Query
 
-from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, own_account, page
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, own_account
 from dunning.case import service
-from dunning.case.schemas import StandingOut
+from dunning.case.schemas import CasePage, StandingOut
 
 router = APIRouter(prefix="/v1", tags=["cases"])
 
 
-@router.get("/cases", dependencies=[Read])
+@router.get("/cases", dependencies=[Read], response_model=CasePage)
 async def list_cases(
     tenant: Tenant,
     runtime: Runtime,
@@ -21,10 +21,10 @@ async def list_cases(
     account_id: str | None = None,
     limit: int = Query(default=100, ge=1, le=500),
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> CasePage:
     async with runtime.sessions() as session:
         items, next_cursor = await service.list_cases(session, tenant, runtime.clock.today(), status=status, account_id=account_id, limit=limit, cursor=cursor)
-    return page([i.model_dump(mode="json") for i in items], limit, next_cursor)
+    return CasePage(items=items, limit=limit, next_cursor=next_cursor)
 
 
 @router.get("/accounts/{account_id}/standing", dependencies=[Read, ForAccount], response_model=StandingOut)

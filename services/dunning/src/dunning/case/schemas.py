@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from billing_events import DecimalStr
+from billing_runtime.api import Page
 
 
 class CaseOut(BaseModel):
@@ -56,3 +57,7 @@ class StandingOut(BaseModel):
     suspended_by_case: str | None
     cascaded_from: str | None = Field(description="The partner account whose suspension by the distributor suspended this one.")
     last_payment_failure: PaymentFailureOut | None
+
+
+class CasePage(Page[CaseOut]):
+    """One page of the seller's dunning cases, the earliest due first."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header
 
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write
 from billing_runtime.errors import NotFound
 from invoicing.creditnote import repository as repo
-from invoicing.creditnote.schemas import CreditNoteIn, CreditNoteOut
+from invoicing.creditnote.schemas import CreditNoteIn, CreditNoteList, CreditNoteOut
 from invoicing.creditnote.service import CreditRequestLine, InvalidCreditLine, issue_credit_note
 from invoicing.invoice import repository as invoice_repo
 
@@ -30,14 +30,14 @@ async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, 
     return await get_credit_note(credit_note_id, tenant, runtime, None)
 
 
-@router.get("/invoices/{invoice_id}/credit-notes", dependencies=[Read, ForAccount])
-async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
+@router.get("/invoices/{invoice_id}/credit-notes", dependencies=[Read, ForAccount], response_model=CreditNoteList)
+async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> CreditNoteList:
     async with runtime.sessions() as session:
         if await invoice_repo.get_invoice(session, tenant, invoice_id, buyer_account_id=account) is None:
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
         rows = await repo.for_invoice(session, tenant, invoice_id)
-        items = [CreditNoteOut.from_rows(row, await repo.get_lines(session, row.credit_note_id)).model_dump(mode="json") for row in rows]
-    return {"items": items}
+        items = [CreditNoteOut.from_rows(row, await repo.get_lines(session, row.credit_note_id)) for row in rows]
+    return CreditNoteList(items=items)
 
 
 @router.get("/credit-notes/{credit_note_id}", dependencies=[Read, ForAccount], response_model=CreditNoteOut)

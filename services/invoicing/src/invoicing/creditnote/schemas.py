@@ -108,3 +108,9 @@ class CreditNoteOut(BaseModel):
                 for li in lines
             ],
         )
+
+
+class CreditNoteList(BaseModel):
+    """The credit notes issued against one invoice, oldest first."""
+
+    items: list[CreditNoteOut]

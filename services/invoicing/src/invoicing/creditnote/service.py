@@ -297,6 +297,7 @@ def _line_event(line: CreditLine, currency: str) -> InvoiceLineEvent:
         category=src.category,
         tax_scheme=src.tax_scheme,
         tax_country=src.tax_country,
+        late=src.late,
     )
 
 

@@ -96,10 +96,19 @@ class DocLine:
     service_period_start: date
     service_period_end: date
     end_customer_name: str | None = None
+    late: bool = False
 
     @property
     def words(self) -> str:
         return category_words(self.tax_category)
+
+    @property
+    def note(self) -> str | None:
+        """The line note (EN 16931 BT-127) of a late line: its service period is an earlier one than
+        the invoice's, so the buyer is told why it is billed now."""
+        if not self.late:
+            return None
+        return f"Late: service of {self.service_period_start.isoformat()} to {self.service_period_end.isoformat()}, received after that period was invoiced"
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,7 @@ def _line(li: Any) -> DocLine:
         service_period_start=li.service_period_start,
         service_period_end=li.service_period_end,
         end_customer_name=getattr(li, "end_customer_name", None),
+        late=getattr(li, "late", False),
     )
 
 

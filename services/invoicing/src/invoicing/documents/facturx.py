@@ -147,6 +147,10 @@ def cii_xml(doc: DocContent) -> bytes:
     for position, line in enumerate(doc.lines, start=1):
         item = LineItem()
         item.document.line_id = str(position)
+        if line.note:
+            line_note = IncludedNote()
+            line_note.content = line.note
+            item.document.notes.add(line_note)
         item.product.seller_assigned_id = line.product_code
         item.product.name = line.description + (f" ({line.end_customer_name})" if line.end_customer_name else "")
         unit = UNIT_CODES.get((line.unit or "").lower(), "C62")

@@ -166,6 +166,8 @@ def ubl_xml(doc: DocContent) -> bytes:
     for position, line in enumerate(doc.lines, start=1):
         node = w.cac(root, line_tag)
         w.cbc(node, "ID", str(position))
+        if line.note:
+            w.cbc(node, "Note", line.note)  # BT-127, before the quantity in the schema's order
         w.cbc(node, quantity_tag, _plain(line.quantity), unitCode=UNIT_CODES.get((line.unit or "").lower(), "C62"))
         w.amount(node, "LineExtensionAmount", line.net)
         line_period = w.cac(node, "InvoicePeriod")

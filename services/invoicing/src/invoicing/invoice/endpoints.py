@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events import DocumentLink, PeriodClosed, RatedLine
-from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, checked_limit, own_account, page
+from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, checked_limit, own_account
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.config import Settings
 from invoicing.documents.shares import rotate, tokens_of
 from invoicing.invoice import repository as repo
-from invoicing.invoice.schemas import InvoiceDetail, InvoicePreview, InvoiceSummary, Status
+from invoicing.invoice.schemas import InvoiceDetail, InvoicePage, InvoicePreview, InvoiceSummary, Status
 from invoicing.invoice.service import SHARED_FORMATS, InvalidPeriodClosed, invoice_links, preview_invoice
 from invoicing.tax.engine import TaxError
 
@@ -60,7 +60,7 @@ def _cursor(cursor: str) -> int:
     return int(cursor)
 
 
-@router.get("/invoices", dependencies=[Read, ForAccount])
+@router.get("/invoices", dependencies=[Read, ForAccount], response_model=InvoicePage)
 async def list_invoices(
     tenant: Tenant,
     runtime: Runtime,
@@ -70,7 +70,7 @@ async def list_invoices(
     period: str | None = Query(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$", description="Month the billing period starts in."),
     limit: int = Query(default=50, ge=1),
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> InvoicePage:
     """The seller's invoices, newest number first (a key restricted to one account: that account's only)."""
     buyer_account_id = own_account(account, buyer_account_id)
     limit = checked_limit(limit, runtime.settings.max_page_size if isinstance(runtime.settings, Settings) else 200)
@@ -86,8 +86,8 @@ async def list_invoices(
             before_seq=_cursor(cursor) if cursor else None,
             limit=limit + 1,
         )
-    items = [InvoiceSummary.from_row(r).model_dump(mode="json") for r in rows[:limit]]
-    return page(items, limit, str(rows[limit - 1].seq) if len(rows) > limit else None)
+    items = [InvoiceSummary.from_row(r) for r in rows[:limit]]
+    return InvoicePage(items=items, limit=limit, next_cursor=str(rows[limit - 1].seq) if len(rows) > limit else None)
 
 
 @router.get("/invoices/{invoice_id}", dependencies=[Read, ForAccount], response_model=InvoiceDetail)

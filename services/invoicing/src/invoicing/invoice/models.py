@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Index, Numeric, UniqueConstraint, text
+from sqlalchemy import Boolean, CheckConstraint, Column, DateTime, Index, Numeric, UniqueConstraint, false, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
@@ -88,6 +88,8 @@ class InvoiceLine(Base, table=True):
     end_customer_name: str | None = None
     tax_scheme: str = Field(default="not_assessed")
     tax_country: str | None = None
+    # Usage or a term of an earlier period, closed before it arrived: its service dates are that period's.
+    late: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class Payment(Base, table=True):

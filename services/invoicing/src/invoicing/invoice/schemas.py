@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from billing_events import Address, DocumentLink
 from billing_events.money import money_str, open_amount
+from billing_runtime.api import Page
 
 Status = Literal["open", "paid", "void"]
 
@@ -53,6 +54,10 @@ class InvoiceSummary(BaseModel):
         return cls(**_summary_fields(row))
 
 
+class InvoicePage(Page[InvoiceSummary]):
+    """One page of the seller's invoices, newest number first."""
+
+
 class InvoiceLineOut(BaseModel):
     line_id: str
     product_code: str
@@ -71,6 +76,10 @@ class InvoiceLineOut(BaseModel):
     tax_category: str
     tax_scheme: str
     tax_country: str | None
+    late: bool = Field(
+        description="Usage (or a term) of an earlier period that arrived after that period was closed: billed now, "
+        "its service_period_start/end are that earlier period's."
+    )
 
 
 class TaxBreakdownOut(BaseModel):
@@ -179,6 +188,7 @@ def detail_fields(row: Any, lines: list[Any]) -> dict[str, Any]:
             tax_category=li.tax_category,
             tax_scheme=li.tax_scheme,
             tax_country=li.tax_country,
+            late=li.late,
         )
         for li in lines
     ]

@@ -650,6 +650,7 @@ def line_values(line: DraftLine) -> dict[str, object]:
         "end_customer_name": rated.end_customer_name,
         "tax_scheme": line.tax_scheme,
         "tax_country": line.tax.country,
+        "late": rated.late,
     }
 
 
@@ -671,4 +672,5 @@ def line_event(line: DraftLine, currency: str) -> InvoiceLineEvent:
         end_customer_name=rated.end_customer_name,
         tax_scheme=line.tax_scheme,
         tax_country=line.tax.country,
+        late=rated.late,
     )

@@ -6,15 +6,14 @@ import base64
 import binascii
 import re
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Query
 
-from billing_runtime.api import Read, Runtime, Tenant, page
+from billing_runtime.api import Read, Runtime, Tenant
 from billing_runtime.errors import BillingError, NotFound
 from notify.delivery import repository as repo
 from notify.delivery.models import Delivery
-from notify.delivery.schemas import DeliveryDetail, DeliveryOut, DeliveryStatus
+from notify.delivery.schemas import DeliveryDetail, DeliveryOut, DeliveryPage, DeliveryStatus
 from notify.delivery.service import PORTAL_SIGN_IN
 
 SIGN_IN_TOKEN = re.compile(r"(/sign-in/)[A-Za-z0-9_-]+")
@@ -42,7 +41,7 @@ def _after(cursor: str) -> tuple[datetime, str]:
     return at, delivery_id
 
 
-@router.get("/deliveries", dependencies=[Read])
+@router.get("/deliveries", dependencies=[Read], response_model=DeliveryPage)
 async def list_deliveries(
     tenant: Tenant,
     runtime: Runtime,
@@ -51,7 +50,7 @@ async def list_deliveries(
     template: str | None = None,
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> DeliveryPage:
     after = _after(cursor) if cursor else None
     async with runtime.sessions() as session:
         rows = await repo.list_deliveries(
@@ -63,8 +62,8 @@ async def list_deliveries(
             after=after,
             limit=limit + 1,
         )
-    items = [DeliveryOut.model_validate(r.model_dump()).model_dump(mode="json") for r in rows[:limit]]
-    return page(items, limit, _cursor(rows[limit - 1]) if len(rows) > limit else None)
+    items = [DeliveryOut.model_validate(r.model_dump()) for r in rows[:limit]]
+    return DeliveryPage(items=items, limit=limit, next_cursor=_cursor(rows[limit - 1]) if len(rows) > limit else None)
 
 
 @router.get("/deliveries/{delivery_id}", dependencies=[Read], response_model=DeliveryDetail)

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from billing_runtime.api import Page
+
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
@@ -31,6 +33,10 @@ class DeliveryOut(BaseModel):
     created_at: datetime
     sent_at: datetime | None
     cause_event_id: str
+
+
+class DeliveryPage(Page[DeliveryOut]):
+    """One page of the seller's delivery log."""
 
 
 class DeliveryDetail(DeliveryOut):

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from billing_runtime.api import Admin, Runtime, Tenant, page
+from billing_runtime.api import Admin, Runtime, Tenant
 from billing_runtime.conventions import response_holds_secret
 from notify.webhook import destination, service
 from notify.webhook import repository as repo
 from notify.webhook.destination import AllowList
-from notify.webhook.schemas import EndpointIn, EndpointOut, EndpointWithSecret, RotateIn, WebhookDeliveryOut
+from notify.webhook.schemas import EndpointIn, EndpointList, EndpointOut, EndpointWithSecret, RotateIn, WebhookDeliveryOut, WebhookDeliveryPage
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
@@ -36,11 +36,11 @@ async def create_endpoint(
     return endpoint
 
 
-@router.get("/webhook-endpoints", dependencies=[Admin])
-async def list_endpoints(tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
+@router.get("/webhook-endpoints", dependencies=[Admin], response_model=EndpointList)
+async def list_endpoints(tenant: Tenant, runtime: Runtime) -> EndpointList:
     async with runtime.sessions() as session:
         items = await service.list_endpoints(session, tenant)
-    return page([i.model_dump(mode="json") for i in items], len(items), None)
+    return EndpointList(items=items, limit=len(items), next_cursor=None)
 
 
 @router.get("/webhook-endpoints/{endpoint_id}", dependencies=[Admin], response_model=EndpointOut)
@@ -63,9 +63,9 @@ async def rotate_secret(endpoint_id: str, tenant: Tenant, runtime: Runtime, requ
         return await service.rotate_secret(session, runtime.sealing(), tenant, endpoint_id, grace, runtime.clock.now())
 
 
-@router.get("/webhook-endpoints/{endpoint_id}/deliveries", dependencies=[Admin])
-async def list_deliveries(endpoint_id: str, tenant: Tenant, runtime: Runtime, limit: int = Query(default=50, ge=1, le=500)) -> dict[str, Any]:
+@router.get("/webhook-endpoints/{endpoint_id}/deliveries", dependencies=[Admin], response_model=WebhookDeliveryPage)
+async def list_deliveries(endpoint_id: str, tenant: Tenant, runtime: Runtime, limit: int = Query(default=50, ge=1, le=500)) -> WebhookDeliveryPage:
     async with runtime.sessions() as session:
         await service.get_endpoint(session, tenant, endpoint_id)
         rows = await repo.deliveries_of(session, tenant, endpoint_id, limit)
-    return page([WebhookDeliveryOut.model_validate(r.model_dump()).model_dump(mode="json") for r in rows], limit, None)
+    return WebhookDeliveryPage(items=[WebhookDeliveryOut.model_validate(r.model_dump()) for r in rows], limit=limit, next_cursor=None)

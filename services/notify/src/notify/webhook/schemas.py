@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing_runtime.api import Page
+
 
 class EndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -46,3 +48,11 @@ class WebhookDeliveryOut(BaseModel):
     last_status_code: int | None
     created_at: datetime
     delivered_at: datetime | None
+
+
+class EndpointList(Page[EndpointOut]):
+    """The seller's webhook endpoints, on one page."""
+
+
+class WebhookDeliveryPage(Page[WebhookDeliveryOut]):
+    """The latest deliveries to one endpoint (`limit` of them, newest first; `next_cursor` is always null)."""

@@ -4,14 +4,12 @@ answers 404, as an unknown one."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response, status
 
-from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account
 from payments.deps import GatewaysDep
 from payments.methods import service
-from payments.methods.schemas import DefaultMethodIn, PaymentMethodIn, PaymentMethodOut
+from payments.methods.schemas import DefaultMethodIn, PaymentMethodIn, PaymentMethodList, PaymentMethodOut
 
 router = APIRouter(prefix="/v1", tags=["payment methods"])
 _UNAVAILABLE = {503: {"description": "provider_unavailable: the provider did not answer; send the same request again"}}
@@ -34,13 +32,13 @@ async def post_payment_method(
     return method
 
 
-@router.get("/accounts/{account_id}/payment-methods", dependencies=[Read, ForAccount])
-async def list_payment_methods(account_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
+@router.get("/accounts/{account_id}/payment-methods", dependencies=[Read, ForAccount], response_model=PaymentMethodList)
+async def list_payment_methods(account_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> PaymentMethodList:
     """The buyer's methods, removed ones left out."""
     own_account(account, account_id)
     async with runtime.sessions() as session:
         items = await service.list_methods(session, tenant, account_id)
-    return page([i.model_dump(mode="json") for i in items], len(items), None)
+    return PaymentMethodList(items=items, limit=len(items), next_cursor=None)
 
 
 @router.get("/accounts/{account_id}/payment-methods/{method_id}", dependencies=[Read, ForAccount], response_model=PaymentMethodOut)

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing_runtime.api import Page
+
 MethodType = Literal["card", "direct_debit", "bank_transfer"]
 
 
@@ -57,3 +59,7 @@ class PaymentMethodOut(BaseModel):
     removed_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class PaymentMethodList(Page[PaymentMethodOut]):
+    """The buyer's payment methods (removed ones left out), on one page."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Query, Response, status
 
-from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account
 from payments.payment import service
-from payments.payment.schemas import BankTransferIn, PaymentOut
+from payments.payment.schemas import BankTransferIn, PaymentOut, PaymentPage
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -22,7 +20,7 @@ async def post_payment(body: BankTransferIn, tenant: Tenant, runtime: Runtime, r
     return payment
 
 
-@router.get("/payments", dependencies=[Read, ForAccount])
+@router.get("/payments", dependencies=[Read, ForAccount], response_model=PaymentPage)
 async def list_payments(
     tenant: Tenant,
     runtime: Runtime,
@@ -31,11 +29,11 @@ async def list_payments(
     account_id: str | None = Query(default=None, description="Only this buyer's payments (a key restricted to one account: its own, always)."),
     limit: int = Query(default=100, ge=1, le=500),
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> PaymentPage:
     buyer = own_account(account, account_id)
     async with runtime.sessions() as session:
         items, next_cursor = await service.list_payments(session, tenant, invoice_id=invoice_id, account_id=buyer, limit=limit, cursor=cursor)
-    return page([i.model_dump(mode="json") for i in items], limit, next_cursor)
+    return PaymentPage(items=items, limit=limit, next_cursor=next_cursor)
 
 
 @router.get("/payments/{payment_id}", dependencies=[Read, ForAccount], response_model=PaymentOut)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events import DecimalStr
+from billing_runtime.api import Page
 
 ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
 
@@ -42,3 +43,7 @@ class PaymentOut(BaseModel):
     status: Literal["succeeded", "reversed"]
     open_after: DecimalStr
     overpaid: DecimalStr
+
+
+class PaymentPage(Page[PaymentOut]):
+    """One page of the seller's payments."""

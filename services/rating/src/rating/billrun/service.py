@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import ChargesRated, CloudEvent, Money, PeriodClosed, RatedLine, derived_event_id
+from billing_events import BillRunClosed, ChargesRated, CloudEvent, Money, PeriodClosed, RatedLine, derived_event_id
 from billing_events import account_id as billing_account_id
 from billing_runtime.api import decode_cursor, encode_cursor
 from billing_runtime.collector import collector_paused
@@ -116,7 +116,7 @@ async def close_period(runtime: ServiceRuntime, session: AsyncSession, seller_id
             BILL_RUNS.labels("period_not_ended").inc()
             raise PeriodNotEnded(f"period {period.label} ends on {period.end}; it can be closed from the day after")
         run_id = bill_run_id(seller_id, period)
-        tier = "wholesale" if seller_id == distributor_id else "retail"
+        tier: Literal["retail", "wholesale"] = "wholesale" if seller_id == distributor_id else "retail"
         span.set_attribute("billing.bill_run_id", run_id)
         started = time.perf_counter()
         claimed = await repo.claim_run(
@@ -159,6 +159,11 @@ async def close_period(runtime: ServiceRuntime, session: AsyncSession, seller_id
                 del closing  # the slice's lines freed now, before the next is rated (and before collection resumes)
         unrated = [_unrated_out(u).model_dump() for u in sorted(unrated_found)]
         await repo.finish_run(session, run_id, buyers, lines, unrated)
+        # The period is closed for everyone once this commits: usage-ingest refuses historic imports into it.
+        closed = BillRunClosed(
+            bill_run_id=run_id, seller_id=seller_id, tier=tier, period_start=period.start, period_end=period.end, closed_at=runtime.clock.now()
+        )
+        await runtime.outbox.add(session, runtime.event(closed, tenant=seller_id, event_id=derived_event_id("bill_run_closed", run_id), subject=run_id))
         BILL_RUNS.labels("created").inc()
         RATED_LINES.labels(tier).inc(lines)
         for u in unrated_found:

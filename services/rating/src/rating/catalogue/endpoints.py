@@ -6,10 +6,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from billing_runtime.api import Read, Runtime, Tenant, Write, page
+from billing_runtime.api import Read, Runtime, Tenant, Write
 from rating.catalogue import ordercheck, service
 from rating.catalogue import repository as repo
-from rating.catalogue.schemas import CATEGORIES, PRODUCT_CODE, MarkupIn, OrderCheckIn, PriceIn, PriceOut, PricingOut, ProductIn, ProductOut, SellerIn, SellerOut
+from rating.catalogue.schemas import (
+    CATEGORIES,
+    PRODUCT_CODE,
+    CategoryList,
+    CategoryOut,
+    MarkupIn,
+    OrderCheckIn,
+    PriceIn,
+    PriceList,
+    PriceOut,
+    PricingOut,
+    ProductIn,
+    ProductOut,
+    ProductPage,
+    SellerIn,
+    SellerOut,
+)
 from rating.errors import SellerNotConfigured
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
@@ -26,12 +42,12 @@ async def put_product(code: ProductCode, body: ProductIn, tenant: Tenant, runtim
         return await service.put_product(runtime, session, tenant, _distributor(runtime), code, body)
 
 
-@router.get("/products", dependencies=[Read])
-async def list_products(tenant: Tenant, runtime: Runtime, after: str | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
+@router.get("/products", dependencies=[Read], response_model=ProductPage)
+async def list_products(tenant: Tenant, runtime: Runtime, after: str | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> ProductPage:
     async with runtime.sessions() as session:
         rows = await repo.list_products(session, tenant, after, limit + 1)
-    items = [service.to_out(r).model_dump(mode="json") for r in rows[:limit]]
-    return page(items, limit, items[-1]["code"] if len(rows) > limit else None)
+    items = [service.to_out(r) for r in rows[:limit]]
+    return ProductPage(items=items, limit=limit, next_cursor=items[-1].code if len(rows) > limit else None)
 
 
 @router.get("/products/{code}", dependencies=[Read], response_model=ProductOut)
@@ -40,10 +56,10 @@ async def get_product(code: str, tenant: Tenant, runtime: Runtime) -> ProductOut
         return await service.get_product(session, tenant, code)
 
 
-@router.get("/categories", dependencies=[Read])
-async def list_categories() -> dict[str, Any]:
+@router.get("/categories", dependencies=[Read], response_model=CategoryList)
+async def list_categories() -> CategoryList:
     """The invoice categories of seed 001, for products and the partner invoice's totals."""
-    return {"items": [{"name": name, "examples": examples} for name, examples in CATEGORIES]}
+    return CategoryList(items=[CategoryOut(name=name, examples=examples) for name, examples in CATEGORIES])
 
 
 @router.put("/price-list/{code}", dependencies=[Write], response_model=PriceOut)
@@ -60,11 +76,11 @@ async def put_markup(body: MarkupIn, tenant: Tenant, runtime: Runtime) -> PriceO
         return await service.put_markup(runtime, session, tenant, _distributor(runtime), body)
 
 
-@router.get("/price-list", dependencies=[Read])
-async def list_prices(tenant: Tenant, runtime: Runtime, product_code: str | None = None) -> dict[str, Any]:
+@router.get("/price-list", dependencies=[Read], response_model=PriceList)
+async def list_prices(tenant: Tenant, runtime: Runtime, product_code: str | None = None) -> PriceList:
     async with runtime.sessions() as session:
         rows = await repo.prices_of(session, [tenant], product_code)
-    return {"items": [service.price_out(r).model_dump(mode="json") for r in rows]}
+    return PriceList(items=[service.price_out(r) for r in rows])
 
 
 @router.put("/seller", dependencies=[Write], response_model=SellerOut)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from billing_events import DecimalStr
+from billing_runtime.api import Page
 from rating.policy import PolicyIn, QuantityRule
 
 PRODUCT_CODE = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
@@ -127,3 +128,24 @@ class PricingOut(BaseModel):
         default=None,
         description="A partner's order: whether the distributor's wholesale list prices it in the partner account's currency (null: no such account).",
     )
+
+
+class ProductPage(Page[ProductOut]):
+    """One page of the caller's products, by code (`next_cursor` goes in `after`)."""
+
+
+class PriceList(BaseModel):
+    """The caller's dated price-list entries (and markup rules)."""
+
+    items: list[PriceOut]
+
+
+class CategoryOut(BaseModel):
+    name: str
+    examples: str = Field(description="What belongs in it, in seed 001's words.")
+
+
+class CategoryList(BaseModel):
+    """The invoice categories of seed 001."""
+
+    items: list[CategoryOut]

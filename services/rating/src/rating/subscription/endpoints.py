@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
-from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
+from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account
 from rating.catalogue import ordercheck
 from rating.policy import PolicyIn
 from rating.subscription import service
-from rating.subscription.schemas import SubscriptionOut
+from rating.subscription.schemas import AccountSubscriptionPage, SubscriptionOut
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 accounts = APIRouter(prefix="/v1/accounts", tags=["subscriptions"])
 
 
-@accounts.get("/{account_id}/subscriptions", dependencies=[Read, ForAccount])
-async def list_account_subscriptions(account_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
+@accounts.get("/{account_id}/subscriptions", dependencies=[Read, ForAccount], response_model=AccountSubscriptionPage)
+async def list_account_subscriptions(account_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> AccountSubscriptionPage:
     """The buyer's subscriptions with the caller (its seller): product, quantity in force today,
     monthly or annual term, status. A key restricted to one account: only its own (another: 404)."""
     own_account(account, account_id)
     async with runtime.sessions() as session:
         items = await service.account_subscriptions(session, tenant, _distributor(runtime), account_id, runtime.clock.now().date())
-    return page([i.model_dump(mode="json") for i in items], len(items), None)
+    return AccountSubscriptionPage(items=items, limit=len(items), next_cursor=None)
 
 
 @router.get("/{subscription_id}", dependencies=[Read], response_model=SubscriptionOut)

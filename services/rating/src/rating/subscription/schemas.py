@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from billing_events import DecimalStr
+from billing_runtime.api import Page
 from rating.catalogue.schemas import PricingOut
 
 
@@ -55,3 +56,7 @@ class AccountSubscriptionOut(BaseModel):
     ends_on: date | None
     commitment_ends_on: date | None
     as_of: date
+
+
+class AccountSubscriptionPage(Page[AccountSubscriptionOut]):
+    """All of one buyer's subscriptions with the caller, on one page (`next_cursor` is always null)."""

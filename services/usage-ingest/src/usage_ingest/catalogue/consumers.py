@@ -1,11 +1,12 @@
-"""Events in: rating's catalogue, applied one at a time in the inbox's transaction. (A product
-naming another seller than its envelope's tenant never gets here: the runtime refuses it.)"""
+"""Events in: rating's catalogue and closed periods, applied one at a time in the inbox's
+transaction. (A product or bill run naming another seller than its envelope's tenant never gets
+here: the runtime refuses it.)"""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent, ProductPublished
+from billing_events import BillRunClosed, CloudEvent, ProductPublished
 from billing_runtime.service import Handlers, ServiceRuntime
 from usage_ingest.catalogue import service
 
@@ -14,4 +15,8 @@ async def on_product_published(runtime: ServiceRuntime, session: AsyncSession, e
     await service.record_product(session, event.data)
 
 
-HANDLERS: Handlers = {ProductPublished: on_product_published}
+async def on_bill_run_closed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[BillRunClosed]) -> None:
+    await service.record_closed_run(session, event.data)
+
+
+HANDLERS: Handlers = {ProductPublished: on_product_published, BillRunClosed: on_bill_run_closed}

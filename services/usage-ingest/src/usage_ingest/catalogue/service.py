@@ -14,19 +14,21 @@ was chosen over accepting it unchecked: an accepted order for a product that nev
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import ProductPublished
+from billing_events import BillRunClosed, ProductPublished
 from billing_runtime.telemetry import start_at_zero
 from usage_ingest.catalogue import repository as repo
 
 tracer = trace.get_tracer(__name__)
 REFUSED = Counter("billing_ingest_catalogue_refusals_total", "Records refused against rating's catalogue, by kind and code", ["kind", "code"])
 PROJECTED = Counter("billing_ingest_catalogue_products_total", "ProductPublished events applied to the catalogue projection, by outcome", ["outcome"])
+CLOSED_RUNS = Counter("billing_ingest_closed_periods_total", "BillRunClosed events applied to the closed periods, by tier and outcome", ["tier", "outcome"])
 
 UNKNOWN_PRODUCT = "unknown_product"
 NEGATIVE_QUANTITY = "negative_quantity"
@@ -46,6 +48,30 @@ async def record_product(session: AsyncSession, data: ProductPublished) -> None:
     }
     changed = await repo.upsert(session, row)
     PROJECTED.labels("applied" if changed else "stale").inc()
+
+
+async def record_closed_run(session: AsyncSession, data: BillRunClosed) -> None:
+    """A period a bill run has closed; the same run again changes nothing."""
+    row = {
+        "bill_run_id": data.bill_run_id,
+        "seller_id": data.seller_id,
+        "tier": data.tier,
+        "period_start": data.period_start,
+        "period_end": data.period_end,
+        "closed_at": data.closed_at,
+    }
+    new = await repo.insert_closed(session, row)
+    CLOSED_RUNS.labels(data.tier, "applied" if new else "repeated").inc()
+
+
+async def closed_periods(session: AsyncSession, tenant: str, days: Iterable[date]) -> list[tuple[date, date]]:
+    """The closed periods (first and last day) that any of `days` falls in, for `tenant`: one
+    statement for the whole span of the days."""
+    wanted = sorted(set(days))
+    if not wanted:
+        return []
+    rows = await repo.closed_between(session, tenant, wanted[0], wanted[-1])
+    return sorted({(r.period_start, r.period_end) for r in rows})
 
 
 async def products_of(session: AsyncSession, tenant: str, codes: Iterable[str]) -> dict[str, bool]:

@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
+from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
 from billing_runtime.conventions import record_audit_in
 from billing_runtime.errors import NotFound
-from usage_ingest.ingest import changes, profile, service
+from usage_ingest.ingest import changes, history, profile, service
 from usage_ingest.ingest import repository as repo
 from usage_ingest.ingest.limits import take_records
-from usage_ingest.ingest.schemas import Batch, BatchResult, parse_batch
+from usage_ingest.ingest.schemas import AccountRef, Batch, BatchResult, CustomerOut, CustomerPage, OrderChangeOut, OrderOut, history_item_schema, parse_batch
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -23,14 +23,14 @@ async def post_customers(batch: Batch, tenant: Tenant, runtime: Runtime) -> Batc
         return await service.upsert_customers(runtime, session, tenant, batch.records)
 
 
-@router.post("/orders/{order_id}/changes", dependencies=[Write])
+@router.post("/orders/{order_id}/changes", dependencies=[Write], response_model=OrderChangeOut)
 async def post_order_change(order_id: str, body: dict[str, Any], tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """A new quantity for the subscription this order opened: `{"id", "quantity", "effective_date"?}`."""
     async with runtime.transaction() as session:
         return await changes.change_order(runtime, session, tenant, order_id, body, "quantity")
 
 
-@router.post("/orders/{order_id}/cancellation", dependencies=[Write])
+@router.post("/orders/{order_id}/cancellation", dependencies=[Write], response_model=OrderChangeOut)
 async def post_cancellation(order_id: str, body: dict[str, Any], tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """Cancel the subscription this order opened: `{"id", "effective_date"?}` (the request date is today)."""
     async with runtime.transaction() as session:
@@ -58,6 +58,40 @@ async def post_quantities(request: Request, tenant: Tenant, runtime: Runtime, at
     return await _create_only(request, tenant, runtime, service.QUANTITIES, atomic)
 
 
+_HISTORY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["records"],
+                    "additionalProperties": False,
+                    "properties": {"records": {"type": "array", "minItems": 1, "maxItems": 1000, "items": history_item_schema()}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/admin/order-history", dependencies=[Admin], response_model=BatchResult, openapi_extra=_HISTORY_BODY)
+async def post_order_history(request: Request, tenant: Tenant, runtime: Runtime) -> Response:
+    """A partner's history from its previous system: orders, quantity changes and cancellations, each
+    `{"kind": "order" | "change" | "cancellation", "id", "requested_at", ...}`, in the order they
+    happened. All or nothing: 422 `batch_rejected` (each refused item's `code`, e.g. `period_closed`)."""
+    body = await request.body()
+    records = parse_batch(body)
+    refused = take_records(request, tenant, len(records), "history")
+    if refused is not None:
+        return refused
+    async with runtime.transaction(savepoint=False) as session:
+        outcome = await history.import_history(runtime, session, tenant, records)
+        answer = outcome.body()
+        await record_audit_in(await session.connection(), request, request_json=body, response_json=answer)
+    return Response(answer, media_type="application/json")
+
+
 async def _create_only(request: Request, tenant: Tenant, runtime: Runtime, kind: service.Kind, atomic: bool) -> Response:
     body = await request.body()
     records = parse_batch(body)
@@ -80,7 +114,7 @@ def _public(row: Any, drop: tuple[str, ...] = ("tenant", "content_hash")) -> dic
     return data
 
 
-@router.get("/customers", dependencies=[Read])
+@router.get("/customers", dependencies=[Read], response_model=CustomerPage)
 async def list_customers(tenant: Tenant, runtime: Runtime, after: str | None = None, limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
     async with runtime.sessions() as session:
         rows = await repo.list_customers(session, tenant, after, limit + 1)
@@ -88,7 +122,7 @@ async def list_customers(tenant: Tenant, runtime: Runtime, after: str | None = N
     return page(items, limit, items[-1]["external_id"] if len(rows) > limit else None)
 
 
-@router.get("/customers/{customer_id}", dependencies=[Read])
+@router.get("/customers/{customer_id}", dependencies=[Read], response_model=CustomerOut)
 async def get_customer(customer_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get_customer(session, tenant, customer_id)
@@ -97,7 +131,19 @@ async def get_customer(customer_id: str, tenant: Tenant, runtime: Runtime) -> di
     return _public(row)
 
 
-@router.get("/orders/{order_id}", dependencies=[Read])
+@router.get("/accounts/by-customer/{customer_id}", dependencies=[Read], response_model=AccountRef)
+async def get_account_by_customer(customer_id: str, tenant: Tenant, runtime: Runtime) -> AccountRef:
+    """The billing account of one of the partner's customers, by the partner's own id: the
+    `account_id` every other service's routes take (they also take `/v1/accounts/by-customer/{customer_id}/…`
+    and `?customer_id=` themselves). 404 `customer_not_found` for a customer this tenant does not have."""
+    async with runtime.sessions() as session:
+        row = await repo.get_customer(session, tenant, customer_id)
+    if row is None:
+        raise NotFound(f"no customer {customer_id!r}", code="customer_not_found", field="customer_id")
+    return AccountRef(customer_id=row.external_id, account_id=row.account_id, name=row.name, revision=row.revision)
+
+
+@router.get("/orders/{order_id}", dependencies=[Read], response_model=OrderOut)
 async def get_order(order_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get_row(session, repo.ORDER, "order_id", tenant, order_id)

@@ -47,6 +47,9 @@ class Order(Base, table=True):
     setup_exempt: bool = False
     content_hash: str
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # When the partner's customer asked for it, for an order imported from another system's history
+    # (`POST /v1/admin/order-history`); None: the order was posted live and received_at is that moment.
+    requested_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class OrderChange(Base, table=True):
@@ -62,6 +65,7 @@ class OrderChange(Base, table=True):
     effective_on: date
     content_hash: str
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    requested_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class UsageRecord(Base, table=True):

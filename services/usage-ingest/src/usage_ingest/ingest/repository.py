@@ -110,3 +110,11 @@ async def get_row(session: AsyncSession, table: Table, id_column: str, tenant: s
 
 
 __all__ = ["CHANGE", "CUSTOMER", "ORDER", "QUANTITY", "USAGE"]
+
+
+async def cancelled_orders(session: AsyncSession, tenant: str, order_ids: Sequence[str]) -> set[str]:
+    """Which of these orders' subscriptions are cancelled, in one statement."""
+    if not order_ids:
+        return set()
+    query = select(CHANGE.c.order_id).where(CHANGE.c.tenant == tenant, CHANGE.c.kind == "cancellation", CHANGE.c.order_id == any_(_texts(list(order_ids))))
+    return {r.order_id for r in await session.execute(query)}

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import from_json
 
 from billing_events import Address, DecimalStr, Money, ObservedItem
+from billing_runtime.api import Page
 
 MAX_BATCH = 1000
 ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
@@ -69,6 +70,41 @@ class CancellationIn(Record):
 
     id: str = ID
     effective_date: date | None = None
+
+
+class HistoricOrderIn(OrderIn):
+    """An order from the partner's previous system: `requested_at` is when its customer asked for it
+    (rating takes it as the order's date: cut-off, first period, setup fee's period)."""
+
+    kind: Literal["order"]
+    requested_at: AwareDatetime
+
+
+class HistoricChangeIn(OrderChangeIn):
+    """A quantity change from the previous system's history; `effective_date` defaults to the request's day."""
+
+    kind: Literal["change"]
+    order_id: str = ID
+    requested_at: AwareDatetime
+
+
+class HistoricCancellationIn(CancellationIn):
+    """A cancellation from the previous system's history; rating applies notice and commitment from `requested_at`."""
+
+    kind: Literal["cancellation"]
+    order_id: str = ID
+    requested_at: AwareDatetime
+
+
+HistoryItem = Annotated[HistoricOrderIn | HistoricChangeIn | HistoricCancellationIn, Field(discriminator="kind")]
+
+
+def history_item_schema() -> dict[str, Any]:
+    """The JSON Schema of one history item with its three shapes inline (`oneOf`, told apart by
+    `kind`), for the OpenAPI of a route that reads its body raw: pydantic's `$defs` would not resolve there."""
+    schema = TypeAdapter(HistoryItem).json_schema()
+    defs = schema.pop("$defs", {})
+    return {"oneOf": [defs[ref["$ref"].rsplit("/", 1)[-1]] for ref in schema["oneOf"]]}
 
 
 class UsageIn(Record):
@@ -150,6 +186,66 @@ class RecordResult(BaseModel):
     field: str | None = None
     message: str | None = None
     result: dict[str, Any] | None = None
+
+
+class CustomerOut(BaseModel):
+    """A customer as accepted, at its latest revision."""
+
+    external_id: str = Field(description="The partner's own id of the customer.")
+    account_id: str = Field(description="Its billing account id, which the other services take.")
+    name: str
+    billing_email: str
+    country: str
+    currency: str
+    business: bool
+    vat_id: str | None
+    address: Address | None
+    tax_exempt: bool
+    contact_name: str | None
+    contact_phone: str | None
+    revision: int
+    updated_at: datetime
+
+
+class CustomerPage(Page[CustomerOut]):
+    """One page of the partner's customers, by id (`next_cursor` goes in `after`)."""
+
+
+class OrderOut(BaseModel):
+    """An order as accepted."""
+
+    order_id: str
+    subscription_id: str
+    account_id: str
+    product_code: str
+    quantity: DecimalStr
+    start_on: date
+    setup_exempt: bool
+    received_at: datetime
+    requested_at: datetime | None = Field(
+        description="When the customer asked, for an order imported from history; null for a live order (its request is received_at)."
+    )
+
+
+class OrderChangeOut(BaseModel):
+    """A quantity change or cancellation as accepted (or as first accepted, for a repeat)."""
+
+    id: str
+    order_id: str
+    kind: Literal["quantity", "cancellation"]
+    quantity: str | None
+    effective_on: str = Field(description="ISO date.")
+    received_at: str = Field(description="ISO date-time.")
+    status: Literal["accepted", "duplicate"]
+
+
+class AccountRef(BaseModel):
+    """A partner's customer and the billing account id the other services know it by."""
+
+    customer_id: str = Field(description="The partner's own id of the customer.")
+    account_id: str = Field(description="The billing account id (derived from the tenant and the customer id).")
+    name: str
+    revision: int
 
 
 class BatchResult(BaseModel):
