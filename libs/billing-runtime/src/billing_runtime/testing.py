@@ -17,18 +17,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
 
 from billing_events import CloudEvent, EnvelopeError, attributes_from_headers, from_kafka, model_for, to_kafka
 from billing_runtime.embedded import (
@@ -41,9 +44,13 @@ from billing_runtime.embedded import (
     start_embedded_postgres,
     with_database,
 )
+from billing_runtime.kafka import CachedPartitioner
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 T = TypeVar("T")
+
+DELIVERED = Counter("billing_test_events_delivered_total", "Events handed to a service in process by the test harness's deliver()")
+DELIVER_SECONDS = Histogram("billing_test_deliver_seconds", "Time of one in-process deliver() call of the test harness")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -198,19 +205,23 @@ def eventually_sync(probe: Callable[[], T], what: str = "the expected effect", t
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(app: FastAPI, *, consume: bool = True) -> AsyncIterator[httpx.AsyncClient]:
     """Run a service app in this process (lifespan included: relay and consumers) and give an
-    HTTP client to it, once its consumer has its partitions (nothing published after is missed)."""
-    async with serve_all({"app": app}) as clients:
+    HTTP client to it, once its consumer has its partitions (nothing published after is missed).
+    `consume=False`: no broker consumer (no JoinGroup to wait for); the test hands events to the
+    service with `deliver(app, event)`. The relay still publishes what the service emits."""
+    async with serve_all({"app": app}, consume=consume) as clients:
         yield clients["app"]
 
 
 @contextlib.asynccontextmanager
-async def serve_all(apps: dict[str, FastAPI]) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+async def serve_all(apps: dict[str, FastAPI], *, consume: bool = True) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """`serve` for several apps at once: started one after the other, then their consumers wait
     for their partitions side by side (Tansu answers each JoinGroup only after half the session
     timeout), so six services start in about the time of one. Stopped in reverse order."""
     runtimes = [runtime for app in apps.values() if (runtime := getattr(app.state, "runtime", None)) is not None]
+    for runtime in runtimes:
+        runtime.consume_from_broker = consume
     async with contextlib.AsyncExitStack() as stack:
         clients: dict[str, httpx.AsyncClient] = {}
         for name, app in apps.items():
@@ -306,3 +317,142 @@ async def outbox_drained(runtime: Any) -> bool:
     table = runtime.outbox_table
     async with runtime.engine.connect() as conn:
         return not await conn.scalar(select(func.count()).select_from(table).where(table.c.sent_at.is_(None)))
+
+
+# -- in-process delivery ------------------------------------------------------------------------
+
+
+@dataclass
+class DeadLetter:
+    """A dead letter the in-process dispatch handed over: the event's id and the `dlq_*` headers."""
+
+    event_id: str
+    topic: str
+    headers: dict[str, str]
+
+    @property
+    def code(self) -> str | None:
+        return self.headers.get("dlq_code")
+
+    @property
+    def error(self) -> str:
+        return self.headers.get("dlq_error", "")
+
+
+class _DeadLetterSink:
+    """What `deliver` gives the dispatch in place of a producer for its dead letters: they are kept
+    for the test to read (as FastStream's test broker keeps what a handler publishes) instead of
+    going to `billing.deadletter`. Nothing else is ever sent through it."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def send(
+        self, topic: str, *, value: bytes | None = None, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> asyncio.Future[None]:
+        decoded = {name: raw.decode() for name, raw in headers or []}
+        self.letters.append(DeadLetter(decoded.get("ce_id", ""), topic, decoded))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+@dataclass
+class Delivery:
+    """What the service's inbox made of the events `deliver` handed it, read back from its inbox
+    rows: event ids applied now, already there before (`duplicates`: applied earlier, nothing
+    changed), and dead-lettered now (with the dead letter each produced)."""
+
+    applied: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    dead_lettered: list[DeadLetter] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Events of a type the service does not route (another service's business on the topic)."""
+
+    @property
+    def codes(self) -> list[str | None]:
+        return [letter.code for letter in self.dead_lettered]
+
+
+_offsets: dict[tuple[str, str, int], itertools.count[int]] = {}
+
+
+_partitioner = CachedPartitioner()
+
+
+def _partition_of(key: bytes, partitions: int) -> int:
+    """The partition the services' producers put `key` on."""
+    every = list(range(partitions))
+    return _partitioner(key, every, every)
+
+
+def _records(service: str, events: tuple[CloudEvent[Any], ...]) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    """The events as the broker would hand them to one consumer: on the partition their key
+    hashes to (as the producer's partitioner puts them), in the order given, with offsets that
+    grow per partition; one polled batch per partition."""
+    from billing_events.topics import ALL_TOPICS
+
+    partitions = {topic.name: topic.partitions for topic in ALL_TOPICS}
+    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+    for event in events:
+        message = to_kafka(event)
+        tp = TopicPartition(message.topic, _partition_of(message.key, partitions.get(message.topic, 1)))
+        offset = next(_offsets.setdefault((service, tp.topic, tp.partition), itertools.count()))
+        batches.setdefault(tp, []).append(
+            ConsumerRecord(
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=offset,
+                timestamp=int(event.time.timestamp() * 1000),
+                timestamp_type=0,
+                key=message.key,
+                value=message.value,
+                checksum=None,
+                serialized_key_size=len(message.key),
+                serialized_value_size=len(message.value),
+                headers=tuple(message.headers),
+            )
+        )
+    return batches
+
+
+async def _inbox_statuses(runtime: Any, ids: list[str]) -> dict[str, str]:
+    from sqlalchemy import select
+
+    table = runtime.inbox_table
+    async with runtime.engine.connect() as conn:
+        rows = await conn.execute(select(table.c.event_id, table.c.status).where(table.c.event_id.in_(ids)))
+        return {event_id: status for event_id, status in rows}
+
+
+async def deliver(target: Any, *events: CloudEvent[Any]) -> Delivery:
+    """Hand `events` to a service in this process, through the runtime's own dispatch
+    (`ServiceRuntime.inbox_consumer().apply_batch`: inbox insert, one transaction per partition's
+    batch, the handlers, poison isolation, dead letters), without the broker: the way FastStream's
+    `TestKafkaBroker` delivers to its subscribers. `target` is a `ServiceRuntime` or an app built
+    on one (served with `serve(app, consume=False)`, or not started at all). Events of one
+    partition are one batch, in the order given. Returns what the inbox made of them; dead letters
+    are kept in it instead of being published. The broker path stays under test in
+    libs/billing-runtime and the end-to-end suites."""
+    runtime = getattr(getattr(target, "state", None), "runtime", target)
+    ids = [event.id for event in events]
+    before = await _inbox_statuses(runtime, ids)
+    sink = _DeadLetterSink()
+    consumer = runtime.inbox_consumer(producer=sink)
+    with DELIVER_SECONDS.time():
+        for tp, records in _records(runtime.name, events).items():
+            await consumer.apply_batch(tp, records)
+    after = await _inbox_statuses(runtime, ids)
+    delivery = Delivery()
+    letters = {letter.event_id: letter for letter in sink.letters}
+    for event in events:
+        if event.type not in runtime.routes:
+            delivery.skipped.append(event.id)
+        elif event.id in before:
+            delivery.duplicates.append(event.id)
+        elif after.get(event.id) == "dead_lettered":
+            delivery.dead_lettered.append(letters.get(event.id) or DeadLetter(event.id, "", {}))
+        elif event.id in after:
+            delivery.applied.append(event.id)
+    DELIVERED.inc(len(events))
+    return delivery
