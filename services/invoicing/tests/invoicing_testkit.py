@@ -29,6 +29,7 @@ from billing_events import (
 )
 from billing_events.topics import DEAD_LETTER
 from billing_runtime.db import async_url
+from billing_runtime.testing import eventually
 from invoicing.config import Settings
 
 T = TypeVar("T")
@@ -162,15 +163,20 @@ async def publish(bootstrap: str, *events: CloudEvent[Any]) -> None:
 
 
 async def poll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 60.0) -> T:
-    """Call `fetch` until `done(result)`; fail after `timeout` seconds with the last result."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    """`fetch()` until `done(result)`, through the harness's one `eventually` (the result is
+    given even when falsy, such as an empty list that is what the test waits for)."""
+    last: list[T] = []
+
+    async def probe() -> tuple[T] | None:
         result = await fetch()
-        if done(result):
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met after {timeout}s; last result: {result!r}")
-        await asyncio.sleep(0.1)
+        last[:] = [result]
+        return (result,) if done(result) else None
+
+    try:
+        [result] = await eventually(probe, "the condition", timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last result: {last[0] if last else None!r}") from None
+    return result
 
 
 async def invoices(client: httpx.AsyncClient, tenant: str, **params: Any) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import httpx
+import pytest
 from invoicing_testkit import headers, period_closed, put_seller, rated
 from openpyxl import load_workbook
 from sqlalchemy import text
@@ -18,6 +19,9 @@ from billing_events import RatedLine
 from billing_runtime.service import ServiceRuntime
 from invoicing.comparison.service import report_xlsx
 from invoicing.invoice.service import issue_invoice
+
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 SEP = (date(2026, 9, 1), date(2026, 9, 30))
 OCT = (date(2026, 10, 1), date(2026, 10, 31))

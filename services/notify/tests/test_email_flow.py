@@ -24,7 +24,7 @@ from billing_events import (
     new_event,
 )
 from billing_events.topics import DEAD_LETTER, INVOICES, NOTIFICATIONS
-from billing_runtime.testing import read_events
+from billing_runtime.testing import eventually, read_events
 from notify.delivery.service import delivery_id
 
 Publish = Callable[[CloudEvent[Any]], Any]
@@ -59,14 +59,12 @@ async def deliveries(client: httpx.AsyncClient, tenant: str, **params: Any) -> l
 
 
 async def wait_delivery(client: httpx.AsyncClient, tenant: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0) -> list[dict[str, Any]]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    async def matched() -> tuple[list[dict[str, Any]]] | None:
         items = await deliveries(client, tenant)
-        if until(items):
-            return items
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"deliveries never matched: {items}")
-        await asyncio.sleep(0.1)
+        return (items,) if until(items) else None
+
+    [items] = await eventually(matched, "the deliveries to match", timeout)
+    return items
 
 
 async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(

@@ -7,20 +7,18 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from billing_runtime.testing import eventually, migrate, serve
+from billing_runtime.testing import eventually, serve, service_under_test
 from rating.config import Settings
-from rating.main import build
 
 # A day after October 2026 has ended, so that October can be closed and November cannot.
 TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="session")
-def migrated(database_url: str) -> str:
-    # The worked examples are posted through usage-ingest, as partners do.
-    return migrate(database_url, "rating", "usage_ingest")
+# The harness's `migrated`, `app` and `client` (billing_runtime.testing) follow from it; `settings`
+# is this suite's own (a distributor per test). The worked examples are posted through
+# usage-ingest, as partners do: its schema too.
+service = service_under_test("rating", migrate=("usage_ingest",))
 
 
 @pytest.fixture
@@ -49,17 +47,6 @@ async def ingest(migrated: str, kafka_bootstrap: str) -> AsyncIterator[httpx.Asy
     ingest_app = build_ingest(IngestSettings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=TODAY))
     async with serve(ingest_app) as c:
         c.app_clock = ingest_app.state.runtime.clock  # type: ignore[attr-defined]
-        yield c
-
-
-@pytest.fixture
-def app(settings: Settings) -> FastAPI:
-    return build(settings)
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(app) as c:
         yield c
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import inspect
 import itertools
 import os
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +56,7 @@ DELIVER_SECONDS = Histogram("billing_test_deliver_seconds", "Time of one in-proc
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "consume(enabled): whether the test's served services consume from the broker (see `consumes`)")
     # Tansu answers a JoinGroup only after half the session timeout (it waits for other members),
     # and every test's services join groups of their own: keep it short, but not so short that a
     # busy test process misses its heartbeats and is expelled.
@@ -143,6 +146,79 @@ def migrate(database_url: str, *packages: str) -> str:
     return database_url
 
 
+@dataclass(frozen=True)
+class ServiceUnderTest:
+    """What a service's conftest declares once (`service = service_under_test("dunning", …)`), and
+    the harness's `migrated`, `settings`, `app` and `client` fixtures build from: the package
+    (`<package>.main.build`, `<package>.config.Settings`), the schemas its tests need at head, the
+    settings its tests share beyond the database and broker, and whether `client` consumes from
+    the broker (False: events reach it through `deliver`)."""
+
+    package: str
+    migrations: tuple[str, ...]
+    settings: dict[str, Any]
+    consume: bool = True
+
+    def settings_class(self) -> Any:
+        return importlib.import_module(f"{self.package}.config").Settings
+
+    def build(self, settings: Any) -> FastAPI:
+        app: FastAPI = importlib.import_module(f"{self.package}.main").build(settings)
+        return app
+
+
+def service_under_test(package: str, *, migrate: tuple[str, ...] = (), consume: bool = True, **settings: Any) -> Any:
+    """A session fixture named `service` for a service's conftest: the harness's `migrated`
+    (its schema, and those of `migrate`, at head), `settings` (database, broker and `settings`),
+    `app` and `client` (the app served in this process) follow from it, so no conftest repeats them.
+    A conftest may still override any of them (rating's `settings` adds its distributor)."""
+    declared = ServiceUnderTest(package, (package, *migrate), dict(settings), consume)
+
+    @pytest.fixture(scope="session")
+    def service() -> ServiceUnderTest:
+        return declared
+
+    return service
+
+
+@pytest.fixture(scope="session")
+def service() -> ServiceUnderTest:
+    raise pytest.UsageError("this fixture needs `service = service_under_test(PACKAGE)` in the suite's conftest.py")
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str, service: ServiceUnderTest) -> str:
+    """The session's database with the service's schemas at head."""
+    return migrate(database_url, *service.migrations)
+
+
+@pytest.fixture
+def settings(migrated: str, kafka_bootstrap: str, service: ServiceUnderTest) -> Any:
+    """The service's Settings against the session's database and broker."""
+    return service.settings_class()(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, **service.settings)
+
+
+@pytest.fixture
+def app(settings: Any, service: ServiceUnderTest) -> FastAPI:
+    return service.build(settings)
+
+
+def consumes(request: pytest.FixtureRequest, default: bool = True) -> bool:
+    """Whether the test's services consume from the broker: `@pytest.mark.consume(False)` on the
+    test (or `pytestmark` of its module) says they need not (no JoinGroup to wait for, some 2 s
+    a service on Tansu; events, if any, come through `deliver`); else `default`."""
+    marker = request.node.get_closest_marker("consume")
+    return bool(marker.args[0]) if marker is not None and marker.args else default
+
+
+@pytest.fixture
+async def client(app: FastAPI, service: ServiceUnderTest, request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The service in this process, with an HTTP client to it (see `serve`); consuming from the
+    broker unless the test says it need not (`consumes`)."""
+    async with serve(app, consume=consumes(request, service.consume)) as c:
+        yield c
+
+
 @pytest.fixture
 async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
     """A plain producer, as a peer service publishes (no idempotence: Tansu has none)."""
@@ -228,6 +304,7 @@ async def serve_all(apps: dict[str, FastAPI], *, consume: bool = True) -> AsyncI
             await stack.enter_async_context(app.router.lifespan_context(app))
             transport = httpx.ASGITransport(app=app)
             clients[name] = await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://service"))
+            _served_apps[clients[name]] = app
         await asyncio.gather(*(runtime.wait_consuming() for runtime in runtimes))
         yield clients
 
@@ -425,16 +502,28 @@ async def _inbox_statuses(runtime: Any, ids: list[str]) -> dict[str, str]:
         return {event_id: status for event_id, status in rows}
 
 
+_served_apps: weakref.WeakKeyDictionary[httpx.AsyncClient, FastAPI] = weakref.WeakKeyDictionary()
+"""The app behind each client `serve` gave, so `deliver(client, …)` finds its service."""
+
+
+def _runtime_of(target: Any) -> Any:
+    if isinstance(target, httpx.AsyncClient):
+        if target not in _served_apps:
+            raise TypeError("deliver(client, …) takes a client given by serve() or the `client` fixture")
+        target = _served_apps[target]
+    return getattr(getattr(target, "state", None), "runtime", target)
+
+
 async def deliver(target: Any, *events: CloudEvent[Any]) -> Delivery:
     """Hand `events` to a service in this process, through the runtime's own dispatch
     (`ServiceRuntime.inbox_consumer().apply_batch`: inbox insert, one transaction per partition's
     batch, the handlers, poison isolation, dead letters), without the broker: the way FastStream's
-    `TestKafkaBroker` delivers to its subscribers. `target` is a `ServiceRuntime` or an app built
-    on one (served with `serve(app, consume=False)`, or not started at all). Events of one
+    `TestKafkaBroker` delivers to its subscribers. `target` is a `ServiceRuntime`, an app built on
+    one (served with `serve(app, consume=False)`, or not started at all) or a client `serve` gave. Events of one
     partition are one batch, in the order given. Returns what the inbox made of them; dead letters
     are kept in it instead of being published. The broker path stays under test in
     libs/billing-runtime and the end-to-end suites."""
-    runtime = getattr(getattr(target, "state", None), "runtime", target)
+    runtime = _runtime_of(target)
     ids = [event.id for event in events]
     before = await _inbox_statuses(runtime, ids)
     sink = _DeadLetterSink()
