@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import openpyxl
+import pytest
 import xlsxwriter
 
 from billing_events import (
@@ -34,6 +35,10 @@ from billing_events.references import creditor_reference, printed
 from billing_runtime.testing import eventually, serve
 from notify.config import Settings
 from notify.main import build
+
+# Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
+# dispatch), so it is served without a broker consumer (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 BRAND = {
     "sender_name": "Northwind IT",

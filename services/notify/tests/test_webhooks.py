@@ -11,10 +11,15 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
+import pytest
 
 from billing_events import Address, CustomerUpserted, InvoiceIssued, Money, PaymentSucceeded, account_id, new_event
 from billing_runtime.testing import eventually
 from notify.webhook.service import verify, webhook_delivery_id
+
+# Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
+# dispatch), so it is served without a broker consumer (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 
 def headers(tenant: str, **extra: str) -> dict[str, str]:

@@ -186,9 +186,11 @@ def service() -> ServiceUnderTest:
     raise pytest.UsageError("this fixture needs `service = service_under_test(PACKAGE)` in the suite's conftest.py")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def migrated(database_url: str, service: ServiceUnderTest) -> str:
-    """The session's database with the service's schemas at head."""
+    """The session's database with the service's schemas at head. Per module, not per session:
+    a session runs several services' suites, each with its own `service` (`migrate` runs Alembic
+    once per schema and process whatever the scope)."""
     return migrate(database_url, *service.migrations)
 
 
@@ -232,8 +234,20 @@ Publish = Callable[[CloudEvent[Any]], Awaitable[None]]
 
 
 @pytest.fixture
-def publish(producer: AIOKafkaProducer) -> Publish:
-    """`await publish(event)`: the event on its topic, keyed and with its headers, acknowledged."""
+def publish(request: pytest.FixtureRequest) -> Publish:
+    """`await publish(event)`: the event on its topic, keyed and with its headers, acknowledged.
+    In a test marked `consume(False)`, handed in process (`deliver`) to every service the test
+    serves instead, as FastStream's test broker hands a message to its in-process subscribers."""
+    if not consumes(request):
+
+        async def hand_over(event: CloudEvent[Any]) -> None:
+            if not _in_process:
+                raise RuntimeError("publish() in a test marked consume(False) hands events to the apps it serves: none is served")
+            for runtime in list(_in_process):
+                await deliver(runtime, event)
+
+        return hand_over
+    producer: AIOKafkaProducer = request.getfixturevalue("producer")
 
     async def send(event: CloudEvent[Any]) -> None:
         message = to_kafka(event)
@@ -280,25 +294,45 @@ def eventually_sync(probe: Callable[[], T], what: str = "the expected effect", t
     raise AssertionError(f"{what}: not reached in {timeout}s; last: {last!r}")
 
 
+_in_process: list[Any] = []
+"""The runtimes served now without a broker consumer: what `publish` hands events to in a test
+marked `consume(False)`."""
+_test_consumes = True
+"""The running test's `consume` marker (True unless marked): the default of `serve`."""
+
+
+@pytest.fixture(autouse=True)
+def _consume_marker(request: pytest.FixtureRequest) -> Iterator[None]:
+    global _test_consumes
+    _test_consumes = consumes(request)
+    yield
+    _test_consumes = True
+
+
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI, *, consume: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(app: FastAPI, *, consume: bool | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """Run a service app in this process (lifespan included: relay and consumers) and give an
     HTTP client to it, once its consumer has its partitions (nothing published after is missed).
     `consume=False`: no broker consumer (no JoinGroup to wait for); the test hands events to the
-    service with `deliver(app, event)`. The relay still publishes what the service emits."""
+    service with `deliver(app, event)` (or `publish`). The relay still publishes what the service
+    emits. By default, as the running test's `consume` marker says (True unless marked)."""
     async with serve_all({"app": app}, consume=consume) as clients:
         yield clients["app"]
 
 
 @contextlib.asynccontextmanager
-async def serve_all(apps: dict[str, FastAPI], *, consume: bool = True) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+async def serve_all(apps: dict[str, FastAPI], *, consume: bool | None = None) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """`serve` for several apps at once: started one after the other, then their consumers wait
     for their partitions side by side (Tansu answers each JoinGroup only after half the session
     timeout), so six services start in about the time of one. Stopped in reverse order."""
     runtimes = [runtime for app in apps.values() if (runtime := getattr(app.state, "runtime", None)) is not None]
+    consume = _test_consumes if consume is None else consume
     for runtime in runtimes:
         runtime.consume_from_broker = consume
     async with contextlib.AsyncExitStack() as stack:
+        if not consume:
+            _in_process.extend(runtimes)
+            stack.callback(lambda: [_in_process.remove(r) for r in runtimes if r in _in_process])
         clients: dict[str, httpx.AsyncClient] = {}
         for name, app in apps.items():
             await stack.enter_async_context(app.router.lifespan_context(app))
