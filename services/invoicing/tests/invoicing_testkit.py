@@ -29,7 +29,7 @@ from billing_events import (
 )
 from billing_events.topics import DEAD_LETTER
 from billing_runtime.db import async_url
-from billing_runtime.testing import eventually
+from billing_runtime.testing import deliver, eventually
 from invoicing.config import Settings
 
 T = TypeVar("T")
@@ -151,8 +151,14 @@ def event(data: EventData, tenant: str, event_id: str | None = None) -> CloudEve
     return new_event(data, source="tests", tenant=tenant, event_id=event_id)
 
 
-async def publish(bootstrap: str, *events: CloudEvent[Any]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+async def publish(to: str | httpx.AsyncClient, *events: CloudEvent[Any]) -> None:
+    """The events on their topics through the broker at `to` (a bootstrap address); or, given the
+    served invoicing's client (a test marked `consume(False)`), handed to it in process through the
+    runtime's dispatch (`deliver`), which is what its consumer would do with them."""
+    if isinstance(to, httpx.AsyncClient):
+        await deliver(to, *events)
+        return
+    producer = AIOKafkaProducer(bootstrap_servers=to, enable_idempotence=False)
     await producer.start()
     try:
         for e in events:
