@@ -22,6 +22,7 @@ import itertools
 import os
 import time
 import uuid
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -105,11 +106,88 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> str:
     return start_embedded_postgres(Path(tmp_path_factory.mktemp("pg")) / "data")
 
 
+# Every schema of the platform: a session's database is a copy of a template with all of them at
+# head, instead of Alembic running each service's migrations again in every test process.
+TEMPLATE_PACKAGES = ("usage_ingest", "rating", "invoicing", "payments", "dunning", "notify", "portal")
+TEMPLATE_BUILDS = Counter("billing_test_template_builds_total", "Template databases the test harness built (all migrations at head)")
+
+
+def _migrations_fingerprint() -> str:
+    """A digest of every migration file and of the runtime's own code (migrations call its
+    helpers): a template is used only by the code that would have built it the same."""
+    import hashlib
+
+    from billing_runtime.migrations import migrations_dir
+
+    digest = hashlib.sha256()
+    roots = [migrations_dir(package) for package in TEMPLATE_PACKAGES] + [Path(__file__).parent]
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+async def _database_exists(server: str, name: str) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(server.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await conn.close()
+
+
+async def _admin(server: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(server.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _template(server: str) -> str:
+    """The name of a database with every service's schema at head, built once per machine and
+    migration set (under a file lock: the test processes of this machine build it once)."""
+    import fcntl
+    import tempfile
+
+    name = f"billing_template_{_migrations_fingerprint()}"
+    if asyncio.run(_database_exists(server, name)):
+        return name
+    with open(Path(tempfile.gettempdir()) / "billing-test-template.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if asyncio.run(_database_exists(server, name)):
+            return name
+        building = f"{name}_building"
+        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{building}"', f'CREATE DATABASE "{building}"'))
+        from billing_runtime.migrations import migrations_dir, upgrade
+
+        for package in TEMPLATE_PACKAGES:
+            upgrade(migrations_dir(package), with_database(server, building))
+        # Renamed when complete: a half-built template is never copied.
+        asyncio.run(_admin(server, f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
+        TEMPLATE_BUILDS.inc()
+    return name
+
+
 @pytest.fixture(scope="session")
 def database_url(postgres_server: str) -> Iterator[str]:
-    """A fresh database for this test session, dropped afterwards."""
-    url = with_database(postgres_server, f"billing_test_{uuid.uuid4().hex[:10]}")
-    asyncio.run(ensure_database(url, fresh=True))
+    """A fresh database for this test session, dropped afterwards: a copy of the template with
+    every service's schema at head (`CREATE DATABASE … TEMPLATE`), so `migrate` has nothing to do;
+    a plain empty database, migrated as the suites ask, if the template cannot be had."""
+    name = f"billing_test_{uuid.uuid4().hex[:10]}"
+    url = with_database(postgres_server, name)
+    try:
+        template = _template(postgres_server)
+        asyncio.run(_admin(postgres_server, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        _migrated.update((url, package) for package in TEMPLATE_PACKAGES)
+    except Exception as exc:  # the server refuses templates (permissions, a copy in use): migrate instead
+        warnings.warn(f"no template database ({exc}); migrating the session's database instead", stacklevel=1)
+        asyncio.run(ensure_database(url, fresh=True))
     yield url
     asyncio.run(drop_database(url))
 
