@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import delete, func, select, text
@@ -29,6 +30,10 @@ from notify.delivery import repository as repo
 from notify.delivery.sender import Documents
 from notify.main import build
 from notify.webhook import repository as webhook_repo
+
+# Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
+# dispatch), so it is served without a broker consumer (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 
 class CountingMailbox:

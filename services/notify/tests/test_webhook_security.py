@@ -21,6 +21,10 @@ from notify.main import build
 from notify.webhook import repository as repo
 from notify.webhook.models import WebhookEndpoint
 
+# Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
+# dispatch), so it is served without a broker consumer (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
+
 
 def headers(tenant: str, **extra: str) -> dict[str, str]:
     return {"X-Tenant-Id": tenant, **extra}
