@@ -58,6 +58,7 @@ async def test_usage_post_is_one_trace_across_ingest_kafka_and_rating(migrated: 
         await eventually(
             lambda: [s for s in _rating_consumed(EXPORTER.get_finished_spans(), "billing.usage.recorded.v1") if s.context.trace_id == trace_id],
             "rating's consumer span in the trace",
+            interval=0.1,
         )
 
     in_trace = [s for s in EXPORTER.get_finished_spans() if s.context.trace_id == trace_id]

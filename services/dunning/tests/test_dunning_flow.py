@@ -168,7 +168,9 @@ async def test_the_background_loop_reaches_steps_by_the_clock(settings: Settings
         case = await case_when(client, tenant, invoice_id, lambda c: c["step"] == 3)
         assert (case["step_action"], case["step_reached_on"]) == ("remind", "2026-12-13")
         # The loop also refreshes the open-cases gauge (other tests' cases share the database: at least ours).
-        await eventually(lambda: (REGISTRY.get_sample_value("billing_dunning_open_cases", {"step": "remind"}) or 0) >= 1, "the open-cases gauge", 10)
+        await eventually(
+            lambda: (REGISTRY.get_sample_value("billing_dunning_open_cases", {"step": "remind"}) or 0) >= 1, "the open-cases gauge", 10, interval=0.1
+        )
         metrics = await client.get("/metrics/")
         assert 'billing_dunning_open_cases{step="remind"}' in metrics.text
 

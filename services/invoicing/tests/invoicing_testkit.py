@@ -179,7 +179,7 @@ async def poll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, 
         return (result,) if done(result) else None
 
     try:
-        [result] = await eventually(probe, "the condition", timeout)
+        [result] = await eventually(probe, "the condition", timeout, interval=0.1)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last result: {last[0] if last else None!r}") from None
     return result

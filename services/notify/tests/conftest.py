@@ -49,7 +49,7 @@ class Mailbox:
             return [r.message for r in self.messages if address in r.envelope_to]
 
     async def wait_for(self, address: str, count: int = 1, timeout: float = 60.0) -> list[EmailMessage]:
-        return await eventually(lambda: len(self.to(address)) >= count and self.to(address), f"{count} messages to {address}", timeout)
+        return await eventually(lambda: len(self.to(address)) >= count and self.to(address), f"{count} messages to {address}", timeout, interval=0.1)
 
 
 @contextlib.contextmanager
@@ -150,7 +150,7 @@ def applied(db: AsyncEngine) -> WaitApplied:
         return None if found is None else str(found)
 
     async def wait(event_id: str, timeout: float = 60.0) -> str:
-        return await eventually(lambda: status(event_id), f"event {event_id} in notify's inbox", timeout)
+        return await eventually(lambda: status(event_id), f"event {event_id} in notify's inbox", timeout, interval=0.1)
 
     return wait
 
@@ -296,7 +296,7 @@ class Receiver:
             return list(self.requests)
 
     async def wait_for(self, count: int, timeout: float = 60.0) -> list[WebhookRequest]:
-        return await eventually(lambda: len(self.received()) >= count and self.received(), f"{count} webhook requests", timeout)
+        return await eventually(lambda: len(self.received()) >= count and self.received(), f"{count} webhook requests", timeout, interval=0.1)
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ async def wait_delivery(client: httpx.AsyncClient, tenant: str, until: Callable[
         items = await deliveries(client, tenant)
         return (items,) if until(items) else None
 
-    [items] = await eventually(matched, "the deliveries to match", timeout)
+    [items] = await eventually(matched, "the deliveries to match", timeout, interval=0.1)
     return items
 
 

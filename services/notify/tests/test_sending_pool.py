@@ -57,7 +57,7 @@ class CountingMailbox:
             return sum(1 for rcpt, _ in self.messages if rcpt.endswith(suffix))
 
     async def wait_for(self, suffix: str, count: int, timeout: float = 90.0) -> list[tuple[str, EmailMessage]]:
-        await eventually(lambda: self.count(suffix) >= count, f"{count} messages to *{suffix}", timeout)
+        await eventually(lambda: self.count(suffix) >= count, f"{count} messages to *{suffix}", timeout, interval=0.1)
         with self.lock:
             return [(r, m) for r, m in self.messages if r.endswith(suffix)]
 
@@ -146,7 +146,7 @@ async def test_a_document_is_fetched_once_across_retries(
             items = (await client.get("/v1/deliveries", headers={"X-Tenant-Id": tenant})).json()["items"]
             return bool(items and items[0]["attempts"] >= 2 and items[0]["status"] == "pending")
 
-        await eventually(retried_while_pending, "the delivery attempted twice and still pending", 60)
+        await eventually(retried_while_pending, "the delivery attempted twice and still pending", 60, interval=0.1)
         with counting_smtp(smtp_port) as box:
             [(_, mail)] = await box.wait_for(f"@{tenant}.example", 1)
     [(name, content)] = [(p.get_filename(), p.get_content()) for p in mail.iter_attachments()]

@@ -228,7 +228,7 @@ async def test_a_missing_document_fails_the_delivery_with_the_reason(
         rows: list[dict[str, Any]] = (await client.get("/v1/deliveries", headers=headers(tenant))).json()["items"]
         return rows if rows and rows[0]["status"] == "failed" else None
 
-    [row] = await eventually(failed, "the delivery marked failed", 60)
+    [row] = await eventually(failed, "the delivery marked failed", 60, interval=0.1)
     assert row["status"] == "failed" and "HTTP 404" in row["last_error"]
     assert mailbox.to(recipient) == []
 

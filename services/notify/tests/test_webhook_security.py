@@ -125,7 +125,7 @@ async def test_each_send_checks_again_and_posts_to_the_address_checked(
             items: list[dict[str, Any]] = (await client.get(path, headers=headers(tenant))).json()["items"]
             return items if items and items[0]["status"] == "failed" else None
 
-        [delivery] = await eventually(failed, "the webhook delivery marked failed", 30)
+        [delivery] = await eventually(failed, "the webhook delivery marked failed", 30, interval=0.1)
         assert (delivery["status"], delivery["last_status_code"], delivery["last_error"]) == ("failed", None, "destination refused: webhook_url_not_https")
     assert len(receiver.received()) == 1
     assert "sealed:v1:" in await dump(db, "SELECT secret FROM notify.webhook_endpoint WHERE endpoint_id = :e", e=endpoint_id)

@@ -107,7 +107,7 @@ async def test_a_signed_delivery_is_retried_under_one_id_until_accepted(
         items: list[dict[str, Any]] = (await client.get(f"/v1/webhook-endpoints/{endpoint['endpoint_id']}/deliveries", headers=headers(tenant))).json()["items"]
         return items if items and items[0]["status"] == "sent" else None
 
-    [row] = await eventually(sent, "the webhook delivery marked sent", 30)
+    [row] = await eventually(sent, "the webhook delivery marked sent", 30, interval=0.1)
     assert (row["delivery_id"], row["status"], row["attempts"], row["last_status_code"]) == (expected_id, "sent", 3, 200)
     await nothing_left_to_send("webhook_delivery", tenant, "webhook")  # no wrong fourth request is still to go out
     assert len(receiver.received()) == 3

@@ -53,7 +53,7 @@ class Keys:
             r = await self.live.client.request(method, path, headers=who, json=body)
             return None if r.status_code == 401 and r.json().get("code") == "api_key_invalid" else r
 
-        return await eventually(known, "the service to know the new key", 30)
+        return await eventually(known, "the service to know the new key", 30, interval=0.2)
 
 
 @pytest.fixture(scope="module")

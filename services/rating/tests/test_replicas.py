@@ -39,6 +39,7 @@ async def test_two_replicas_share_the_partitions_and_apply_every_usage_event_onc
             lambda: usage_partitions(0) and usage_partitions(1) and len(usage_partitions(0) | usage_partitions(1)) == USAGE.partitions,
             "the replicas to share the partitions",
             60,
+            interval=0.2,
         )
         assert not usage_partitions(0) & usage_partitions(1)
 
@@ -71,7 +72,7 @@ async def test_two_replicas_share_the_partitions_and_apply_every_usage_event_onc
             async with runtime.sessions() as session:
                 return await session.scalar(text("SELECT count(*) FROM rating.usage_record WHERE seller_id = :t"), {"t": tenant}) == len(events)
 
-        await eventually(all_stored, f"all {len(events)} usage records applied", 120)
+        await eventually(all_stored, f"all {len(events)} usage records applied", 120, interval=0.2)
         # (the counter moves just after each batch's commit)
         await eventually(lambda: applied_usage() - before >= len(events), "every usage event counted as applied")
         # Once: the replicas applied 400 between them (a replay would count as a duplicate, not here).
