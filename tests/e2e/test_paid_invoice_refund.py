@@ -23,8 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from billing_events import Money, PeriodClosed, RatedLine, account_id, new_event, to_kafka
 from billing_events.topics import PAYMENTS
-from billing_runtime.migrations import migrations_dir, upgrade
-from billing_runtime.testing import eventually, read_events, serve
+from billing_runtime.testing import eventually, migrate, read_events, serve
 from invoicing.config import Settings as InvoicingSettings
 from invoicing.invoice.service import invoice_id_for
 from invoicing.main import build as build_invoicing
@@ -53,9 +52,7 @@ def stripe_sandbox() -> Iterator[SandboxServer]:
 
 @pytest.fixture(scope="module")
 def migrated(database_url: str) -> str:
-    for service in ("invoicing", "payments"):
-        upgrade(migrations_dir(service), database_url)
-    return database_url
+    return migrate(database_url, "invoicing", "payments")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

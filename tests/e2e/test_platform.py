@@ -238,10 +238,10 @@ def test_consumer_killed_mid_stream_resumes_with_nothing_lost(platform: Platform
     platform.start_service("rating")
     platform.wait_ready("rating")
     # 4,000 records × 1 GB × 0.10: every record counted once, none lost, none twice.
-    assert eventually_sync(lambda: charges(platform, tenant, "k1") == Decimal("400.00") or None, timeout=120.0)
-    time.sleep(1.0)
+    # Every usage event of the outbox is in rating's inbox (recorded in the transaction that
+    # applied it): nothing is still to come that could count a record twice.
+    eventually_sync(lambda: usage_lag(platform) == 0 or None, timeout=120)
     assert charges(platform, tenant, "k1") == Decimal("400.00")
-    eventually_sync(lambda: usage_lag(platform) == 0 or None, timeout=60)
     # ...and so does rating's billing_consumer_lag, measured by rating itself.
     eventually_sync(lambda: _gauge(platform, "rating", "billing_consumer_lag", {"topic": "billing.usage"}) == 0, timeout=60)
 
@@ -273,7 +273,7 @@ def test_broker_restart_is_healed_by_republishing_the_outbox(platform: Platform)
     platform.stop_service("invoicing")
     r = call(platform, "POST", "rating", "/v1/bill-runs", tenant, {"period": "2026-10"})
     assert r.status_code == 201, r.text
-    time.sleep(1.0)  # the relay publishes PeriodClosed to the topic
+    eventually_sync(lambda: period_closed_sent(platform, tenant), timeout=60)  # PeriodClosed is on the topic
     # ...and the broker restarts, losing every topic and message (Tansu keeps nothing).
     assert platform.broker is not None
     platform.broker.stop()
@@ -302,9 +302,37 @@ def test_broker_restart_is_healed_by_republishing_the_outbox(platform: Platform)
 
     found = eventually_sync(invoices, timeout=90)
     assert sorted(i["total"] for i in found) == ["3.00", "3.00"]
-    # Everything republished was already applied elsewhere: nothing is doubled.
-    time.sleep(2.0)
+    # Everything republished was already applied elsewhere: nothing is doubled. Once every period
+    # event of the outboxes is in invoicing's inbox, a republished copy still on the topic is
+    # skipped by that inbox: the count is final.
+    eventually_sync(lambda: lag_of(platform, "invoicing", "billing.periods") == 0 or None, timeout=60)
     assert len(call(platform, "GET", "invoicing", "/v1/invoices?period=2026-10", tenant).json()["items"]) == 2
+
+
+def period_closed_sent(platform: Platform, tenant: str) -> bool:
+    """Whether rating's relay has published the tenant's PeriodClosed (its outbox row is sent)."""
+
+    async def probe() -> bool:
+        engine = create_engine(platform.database_url)
+        try:
+            async with engine.connect() as conn:
+                sent = await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM rating.outbox WHERE event_type = 'billing.period.closed.v1' AND sent_at IS NOT NULL "
+                        "AND headers::text LIKE :tenant"
+                    ),
+                    {"tenant": f'%"{tenant}"%'},
+                )
+        finally:
+            await engine.dispose()
+        return bool(sent)
+
+    return asyncio.run(probe())
+
+
+def lag_of(platform: Platform, service: str, topic: str) -> int:
+    rows = asyncio.run(platform_lag(platform.database_url, platform.bootstrap))
+    return next(r.lag for r in rows if (r.service, r.topic) == (service, topic))
 
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"

@@ -3,7 +3,6 @@ from its outbox, and rating's consumer spans all share a trace id."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -11,7 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from billing_runtime.testing import serve
+from billing_runtime.testing import eventually, serve
 from billing_runtime.tracing import add_span_processor
 
 EXPORTER = InMemorySpanExporter()
@@ -56,8 +55,11 @@ async def test_usage_post_is_one_trace_across_ingest_kafka_and_rating(migrated: 
         assert len(post) == 1, [s.name for s in EXPORTER.get_finished_spans()]
         trace_id = post[0].context.trace_id
         # Rating applies the event asynchronously; wait for its consumer span (bounded by the test timeout).
-        while not [s for s in _rating_consumed(EXPORTER.get_finished_spans(), "billing.usage.recorded.v1") if s.context.trace_id == trace_id]:
-            await asyncio.sleep(0.1)
+        await eventually(
+            lambda: [s for s in _rating_consumed(EXPORTER.get_finished_spans(), "billing.usage.recorded.v1") if s.context.trace_id == trace_id],
+            "rating's consumer span in the trace",
+            interval=0.1,
+        )
 
     in_trace = [s for s in EXPORTER.get_finished_spans() if s.context.trace_id == trace_id]
     assert _service(post[0]) == "usage-ingest"

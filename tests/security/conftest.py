@@ -21,8 +21,7 @@ from fastapi import FastAPI
 from billing_runtime.auth import IssuedKey, Scope, issue
 from billing_runtime.conventions import add_http_tables, install_http_conventions
 from billing_runtime.db import create_engine
-from billing_runtime.migrations import migrations_dir, upgrade
-from billing_runtime.testing import serve_all
+from billing_runtime.testing import eventually, migrate, serve_all
 
 SERVICES = {
     "usage-ingest": "usage_ingest",
@@ -75,12 +74,7 @@ class Platform:
         """Until every service has read the key's event (they follow the key topic)."""
         for app_name, app in self.apps.items():
             conventions = app.state.http_conventions
-            for _ in range(400):
-                if key.key_id in conventions.keys.keys:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"{app_name} never learnt key {key.key_id}")
+            await eventually(lambda c=conventions: key.key_id in c.keys.keys, f"{app_name} to learn key {key.key_id}", 20)
 
 
 async def _migrate(database_url: str) -> None:
@@ -105,8 +99,7 @@ def build(package: str, database_url: str, bootstrap: str, **overrides: Any) -> 
 
 @pytest.fixture(scope="session")
 def migrated(database_url: str) -> str:
-    for package in SERVICES.values():
-        upgrade(migrations_dir(package), database_url)
+    migrate(database_url, *SERVICES.values())
     asyncio.run(_migrate(database_url))
     return database_url
 

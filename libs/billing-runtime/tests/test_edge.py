@@ -30,7 +30,7 @@ from billing_runtime.edge import InvalidInput, check_json, check_path, check_que
 from billing_runtime.embedded import TansuBroker, free_port
 from billing_runtime.kafka import ensure_topics
 from billing_runtime.service import ServiceRuntime, create_app, runtime_tables
-from billing_runtime.testing import serve
+from billing_runtime.testing import eventually, serve
 
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -152,11 +152,12 @@ async def test_keys_survive_a_broker_that_lost_its_topic(database_url: str, kafk
         assert (r.status_code, r.json()) == (200, {"id": "i1", "tenant": tenant})
         # A revocation the topic never carries (announced on the other broker) arrives by the table.
         await revoke(engine, kafka_bootstrap, key.key_id, reason="rotated", now=NOW + timedelta(hours=1))
-        for _ in range(200):
+
+        async def refused() -> httpx.Response | None:
             r = await client.get("/v1/items/i1", headers=auth(key.key))
-            if r.status_code == 401:
-                break
-            await asyncio.sleep(0.05)
+            return r if r.status_code == 401 else None
+
+        r = await eventually(refused, "the revocation to arrive by the table", 10)
         assert (r.status_code, r.json()["code"]) == (401, "api_key_revoked")
 
 
@@ -387,9 +388,10 @@ async def test_a_topic_only_key_still_works(database_url: str, kafka_bootstrap: 
     key = generate_key(f"top-{uuid.uuid4().hex[:8]}", "read")
     await publish(kafka_bootstrap, key.event(label=None, now=NOW))
     async with serve(toy_app(database_url, kafka_bootstrap, schema)) as client:
-        for _ in range(200):
+
+        async def known() -> httpx.Response | None:
             r = await client.get("/v1/items/x", headers=auth(key.key))
-            if r.status_code != 401:
-                break
-            await asyncio.sleep(0.05)
+            return r if r.status_code != 401 else None
+
+        r = await eventually(known, "the service to learn the key", 10)
         assert r.status_code == 200

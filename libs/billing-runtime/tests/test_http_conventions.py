@@ -27,7 +27,7 @@ from billing_runtime.db import schema_metadata
 from billing_runtime.errors import Conflict, NotFound
 from billing_runtime.ratelimit import RateLimiter
 from billing_runtime.service import ServiceRuntime, create_app, runtime_tables
-from billing_runtime.testing import serve
+from billing_runtime.testing import eventually, serve
 
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -125,11 +125,11 @@ def auth(key: str) -> dict[str, str]:
 
 async def wait_known(client: httpx.AsyncClient, key: str) -> None:
     """A key issued after the service started is known once the service has read its event."""
-    for _ in range(200):
-        if (await client.get("/v1/notes", headers=auth(key))).status_code != 401:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the service never learnt the key")
+
+    async def known() -> bool:
+        return (await client.get("/v1/notes", headers=auth(key))).status_code != 401
+
+    await eventually(known, "the service to learn the key", 10)
 
 
 @pytest.fixture
@@ -208,11 +208,12 @@ async def test_missing_wrong_and_revoked_keys_are_401(client: httpx.AsyncClient,
     await wait_known(client, keys["write"])
     key_id = parse_key(keys["write"])[0]  # type: ignore[index]
     await publish(kafka_bootstrap, revocation(key_id, keys["tenant"], reason="test", now=NOW))
-    for _ in range(200):
+
+    async def refused() -> httpx.Response | None:
         r = await client.get("/v1/notes", headers=auth(keys["write"]))
-        if r.status_code == 401:
-            break
-        await asyncio.sleep(0.05)
+        return r if r.status_code == 401 else None
+
+    r = await eventually(refused, "the revocation to reach the service", 10)
     assert (r.status_code, r.json()["code"]) == (401, "api_key_revoked")
 
 
@@ -249,11 +250,12 @@ async def test_a_key_restricted_to_one_account(client: httpx.AsyncClient, keys: 
     """Only routes declaring `ForAccount` take it, and they see its account only; another account
     is a 404, every other route a 403 (before the handler runs, and for writes too)."""
     restricted = await issue(kafka_bootstrap, keys["tenant"], "write", account_id="acct-a")
-    for _ in range(200):
+
+    async def known() -> httpx.Response | None:
         r = await client.get("/v1/accounts/acct-a/notes", headers=auth(restricted))
-        if r.status_code != 401:
-            break
-        await asyncio.sleep(0.05)
+        return r if r.status_code != 401 else None
+
+    r = await eventually(known, "the service to learn the restricted key", 10)
     assert r.status_code == 200 and r.json() == {"tenant": keys["tenant"], "account_id": "acct-a"}
     r = await client.get("/v1/accounts/acct-b/notes", headers=auth(restricted))
     assert (r.status_code, r.json()["code"]) == (404, "account_not_found")

@@ -28,7 +28,7 @@ from billing_events import (
     new_event,
     to_kafka,
 )
-from billing_runtime.testing import eventually
+from billing_runtime.testing import deliver, eventually
 
 DUE = date(2026, 12, 5)
 
@@ -103,8 +103,15 @@ def invoice_settled(tenant: str, invoice_id: str, customer: str = "c-1") -> Clou
     return event(data, tenant)
 
 
-async def publish(bootstrap: str, *events: CloudEvent[Any], raw_value: bytes | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+async def publish(to: str | httpx.AsyncClient, *events: CloudEvent[Any], raw_value: bytes | None = None) -> None:
+    """The events on their topics through the broker at `to` (a bootstrap address); or, given the
+    served dunning's client (a test marked `consume(False)`), handed to it in process through the
+    runtime's dispatch (`deliver`), which is what its consumer would do with them."""
+    if isinstance(to, httpx.AsyncClient):
+        assert raw_value is None, "a raw value goes through the broker"
+        await deliver(to, *events)
+        return
+    producer = AIOKafkaProducer(bootstrap_servers=to, enable_idempotence=False)
     await producer.start()
     try:
         for e in events:

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer
 from dunning_testkit import case_events, case_when, eventually, headers, invoice_issued, invoice_settled, payment_succeeded, publish
 
@@ -23,16 +24,17 @@ from dunning.config import Settings
 from dunning.main import build
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     invoice_id = str(uuid.uuid4())
     buyer = account_id(tenant, "c-1")
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id))
+    await publish(client, invoice_issued(tenant, invoice_id))
     opened = await case_when(client, tenant, invoice_id, lambda c: True)
     assert opened["case_id"] == case_id(invoice_id)
     assert (opened["status"], opened["amount_open"], opened["days_overdue"], opened["account_id"]) == ("open", "1516.25", 10, buyer)
     assert (opened["closed_on"], opened["close_reason"]) == (None, None)
 
-    await publish(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "bank-1", "1000.00"))
+    await publish(client, payment_succeeded(tenant, invoice_id, "bank-1", "1000.00"))
     await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "516.25")
     standing = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
     assert {k: standing[k] for k in ("account_id", "open_cases", "overdue_cases", "amount_open", "amount_overdue", "suspended")} == {
@@ -48,14 +50,14 @@ async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, ten
 
     settled = invoice_settled(tenant, invoice_id)
     # The settlement delivered twice, and once more under another id (a re-derived event).
-    await publish(kafka_bootstrap, settled, settled, invoice_settled(tenant, invoice_id))
+    await publish(client, settled, settled, invoice_settled(tenant, invoice_id))
     closed = await case_when(client, tenant, invoice_id, lambda c: c["status"] == "closed")
     assert (closed["closed_on"], closed["close_reason"], closed["amount_open"], closed["days_overdue"]) == ("2026-12-12", "paid", "0.00", 0)
 
     # A later invoice of the same buyer is a marker: its case event is published after any
     # second DunningCaseClosed the duplicates could have caused.
     marker = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, marker))
+    await publish(client, invoice_issued(tenant, marker))
     seen = await read_events(
         kafka_bootstrap, DUNNING.name, until=lambda s: bool(case_events(s, DunningCaseOpened, marker)), match=lambda e: e.tenant == tenant, timeout=40
     )
@@ -68,16 +70,17 @@ async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, ten
     assert (after["open_cases"], after["amount_open"]) == (1, [{"amount": "1516.25", "currency": "USD"}])
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_events_delivered_twice_change_nothing(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     invoice_id = str(uuid.uuid4())
     issued = invoice_issued(tenant, invoice_id)
     paid = payment_succeeded(tenant, invoice_id, "bank-1", "100.00")
     # Same event twice, then the same payment again under another event id: one payment.
-    await publish(kafka_bootstrap, issued, issued)
-    await publish(kafka_bootstrap, paid, paid, payment_succeeded(tenant, invoice_id, "bank-1", "100.00"))
+    await publish(client, issued, issued)
+    await publish(client, paid, paid, payment_succeeded(tenant, invoice_id, "bank-1", "100.00"))
     # A second, different payment after them on the same partition: once it shows, the
     # duplicates before it have been seen too.
-    await publish(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "bank-2", "0.25"))
+    await publish(client, payment_succeeded(tenant, invoice_id, "bank-2", "0.25"))
     case = await case_when(client, tenant, invoice_id, lambda c: Decimal(c["amount_paid"]) >= Decimal("100.25"))
     assert (case["amount_paid"], case["amount_open"]) == ("100.25", "1416.00")
     cases = (await client.get("/v1/cases", headers=headers(tenant))).json()["items"]
@@ -92,9 +95,10 @@ async def stored(database_url: str, query: str, *args: Any) -> bool:
         await conn.close()
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_payment_and_settlement_before_the_invoice(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str, settings: Settings) -> None:
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "bank-1", "1516.25"), invoice_settled(tenant, invoice_id))
+    await publish(client, payment_succeeded(tenant, invoice_id, "bank-1", "1516.25"), invoice_settled(tenant, invoice_id))
 
     async def both_held() -> bool:
         payment = await stored(settings.database_url, "SELECT 1 FROM dunning.case_payment WHERE invoice_id = $1", invoice_id)
@@ -105,7 +109,7 @@ async def test_payment_and_settlement_before_the_invoice(client: httpx.AsyncClie
     listed = (await client.get("/v1/cases", headers=headers(tenant))).json()["items"]
     assert listed == []
 
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id))
+    await publish(client, invoice_issued(tenant, invoice_id))
     case = await case_when(client, tenant, invoice_id, lambda c: True)
     assert (case["status"], case["amount_paid"], case["amount_open"], case["closed_on"]) == ("closed", "1516.25", "0.00", "2026-12-12")
     seen = await read_events(
@@ -144,10 +148,11 @@ async def test_poison_is_dead_lettered_and_the_next_event_applied(client: httpx.
     assert "invalid billing.payment.succeeded.v1" in found["dlq_error"]
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_list_filters_pages_and_standing(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     early, late, other = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     await publish(
-        kafka_bootstrap,
+        client,
         invoice_issued(tenant, late, due_on=date(2027, 1, 5), total="100.00"),
         invoice_issued(tenant, early),
         invoice_issued(tenant, other, customer="c-2", total="50.00"),

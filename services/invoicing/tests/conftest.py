@@ -5,14 +5,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.testing import migrate, serve
+from billing_runtime.testing import service_under_test
 from invoicing.config import Settings
 from invoicing.db import metadata
-from invoicing.main import build
 
 # Tests run in importlib mode (no sys.path change); the shared helpers module sits beside this file
 # under a name no other service's tests use.
@@ -20,23 +18,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from invoicing_testkit import INVOICE_DATE  # noqa: E402
 
-
-@pytest.fixture(scope="session")
-def migrated(database_url: str) -> str:
-    return migrate(database_url, "invoicing")
-
-
-@pytest.fixture
-def settings(migrated: str, kafka_bootstrap: str) -> Settings:
-    # Rendering ahead is off but in its own test: it would render every invoice the session's
-    # tests issue (they share one database and one fixed instant).
-    return Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=INVOICE_DATE, render_ahead=False)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(build(settings)) as c:
-        yield c
+# The harness's `migrated`, `settings`, `app` and `client` (billing_runtime.testing) follow from it.
+# Rendering ahead is off but in its own test: it would render every invoice the session's tests
+# issue (they share one database and one fixed instant).
+service = service_under_test("invoicing", clock_fixed_at=INVOICE_DATE, render_ahead=False)
 
 
 @pytest.fixture

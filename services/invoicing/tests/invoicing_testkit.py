@@ -30,6 +30,7 @@ from billing_events import (
 )
 from billing_events.topics import DEAD_LETTER
 from billing_runtime.db import async_url
+from billing_runtime.testing import deliver, eventually
 from invoicing.config import Settings
 
 T = TypeVar("T")
@@ -151,8 +152,14 @@ def event(data: EventData, tenant: str, event_id: str | None = None) -> CloudEve
     return new_event(data, source="tests", tenant=tenant, event_id=event_id)
 
 
-async def publish(bootstrap: str, *events: CloudEvent[Any]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+async def publish(to: str | httpx.AsyncClient, *events: CloudEvent[Any]) -> None:
+    """The events on their topics through the broker at `to` (a bootstrap address); or, given the
+    served invoicing's client (a test marked `consume(False)`), handed to it in process through the
+    runtime's dispatch (`deliver`), which is what its consumer would do with them."""
+    if isinstance(to, httpx.AsyncClient):
+        await deliver(to, *events)
+        return
+    producer = AIOKafkaProducer(bootstrap_servers=to, enable_idempotence=False)
     await producer.start()
     try:
         for e in events:
@@ -163,15 +170,20 @@ async def publish(bootstrap: str, *events: CloudEvent[Any]) -> None:
 
 
 async def poll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 60.0) -> T:
-    """Call `fetch` until `done(result)`; fail after `timeout` seconds with the last result."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    """`fetch()` until `done(result)`, through the harness's one `eventually` (the result is
+    given even when falsy, such as an empty list that is what the test waits for)."""
+    last: list[T] = []
+
+    async def probe() -> tuple[T] | None:
         result = await fetch()
-        if done(result):
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met after {timeout}s; last result: {result!r}")
-        await asyncio.sleep(0.1)
+        last[:] = [result]
+        return (result,) if done(result) else None
+
+    try:
+        [result] = await eventually(probe, "the condition", timeout, interval=0.1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last result: {last[0] if last else None!r}") from None
+    return result
 
 
 async def invoices(client: httpx.AsyncClient, tenant: str, **params: Any) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pytest
 from invoicing_testkit import headers, period_closed, put_seller, rated
 from openpyxl import load_workbook
 from sqlalchemy import text
@@ -21,6 +22,9 @@ from billing_runtime.service import ServiceRuntime
 from invoicing.comparison.consumers import on_charges_rated
 from invoicing.comparison.service import report_xlsx
 from invoicing.invoice.service import issue_invoice
+
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 SEP = (date(2026, 9, 1), date(2026, 9, 30))
 OCT = (date(2026, 10, 1), date(2026, 10, 31))

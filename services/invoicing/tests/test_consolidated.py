@@ -9,6 +9,7 @@ import subprocess
 from typing import Any
 
 import httpx
+import pytest
 from invoicing_testkit import buyer_known, customer, event, headers, pdf_fonts, period_closed, publish, put_seller, rated, wait_for_invoices
 
 from billing_events import RatedLine, account_id
@@ -55,6 +56,7 @@ def comparable(invoice: dict[str, Any]) -> dict[str, Any]:
     return {k: invoice[k] for k in keys + ("tier", "flags", "seller", "buyer", "tax_breakdown", "lines", "sections")}
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_consolidated_partner_invoice_and_its_preview(settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
     distributor, partner = tenant, f"{tenant}-northwind"
     # Only the distributor's wholesale preview may name a partner's seller profile.
@@ -74,7 +76,7 @@ async def _consolidated_partner_invoice_and_its_preview(client: httpx.AsyncClien
     preview = r.json()
     assert (preview["total"], preview["issued_on"], preview["due_on"], preview["already_issued"]) == ("1516.25", "2026-11-02", "2026-12-05", False)
 
-    await publish(kafka_bootstrap, event(period_closed(distributor, partner, lines, tier="wholesale"), distributor))
+    await publish(client, event(period_closed(distributor, partner, lines, tier="wholesale"), distributor))
     [summary] = await wait_for_invoices(client, distributor, 1)
     invoice = (await client.get(f"/v1/invoices/{summary['id']}", headers=headers(distributor))).json()
     assert summary["id"] == preview["invoice_id"]
@@ -112,11 +114,12 @@ async def _consolidated_partner_invoice_and_its_preview(client: httpx.AsyncClien
     assert again["already_issued"] is True and comparable(again) == comparable(invoice)
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_retail_invoice_in_the_partners_name(client: httpx.AsyncClient, settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
     partner = tenant
     await put_seller(client, partner, **NORTHWIND)
     contoso = customer(partner, "contoso", "Contoso Dental")
-    await publish(kafka_bootstrap, event(contoso, partner))
+    await publish(client, event(contoso, partner))
     await buyer_known(settings, contoso.account_id)  # a preview names a buyer the seller has
     r = await client.post(
         "/v1/invoices/preview",
@@ -138,10 +141,11 @@ async def test_retail_invoice_in_the_partners_name(client: httpx.AsyncClient, se
     )
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_preview_rejects_bad_input(client: httpx.AsyncClient, settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
     await put_seller(client, tenant, name="Cloudy Ltd", country="IE", vat_id="IE6388047V", invoice_prefix="CL")
     known = customer(tenant, "known", "Known Buyer", country="IE", currency="EUR")
-    await publish(kafka_bootstrap, event(known, tenant))
+    await publish(client, event(known, tenant))
     await buyer_known(settings, known.account_id)
     base = {"buyer_account_id": known.account_id, "period_start": "2026-10-01", "period_end": "2026-10-31", "currency": "EUR"}
     eur = rated("l1", "X", "1", "1.00", "EUR").model_dump(mode="json")

@@ -16,6 +16,9 @@ from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import record_customer
 from invoicing.invoice.service import InvalidPayment, apply_payment, apply_refund, issue_invoice
 
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
+
 CLOUDY = {"name": "Cloudy Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "CL", "due_rule": {"net_days": 14}}
 
 

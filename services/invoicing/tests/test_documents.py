@@ -12,6 +12,7 @@ from typing import Any
 
 import facturx
 import httpx
+import pytest
 from invoicing_testkit import INVOICE_DATE, customer, example_a_lines, headers, period_closed, poll, put_seller, rated
 from lxml import etree
 from prometheus_client import REGISTRY
@@ -26,6 +27,9 @@ from invoicing.db import metadata
 from invoicing.documents import service as documents_service
 from invoicing.invoice.service import issue_invoice
 from invoicing.main import build
+
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
@@ -214,7 +218,7 @@ async def test_documents_render_ahead_once_and_a_download_joins_a_rendering(migr
     ahead = Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=at, render_ahead=True, render_ahead_poll_ms=50)
     lazy = ServiceRuntime("invoicing", Settings(database_url=migrated, clock_fixed_at=at, render_ahead=False), metadata)
     try:
-        async with serve(build(ahead)) as client:
+        async with serve(build(ahead), consume=False) as client:
             await put_seller(client, tenant, **CLOUDY)
             invoice_id = await issue(lazy, tenant, "bakery", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
 
@@ -250,7 +254,9 @@ async def test_a_rendering_that_lost_the_race_answers_the_bytes_stored_first(mig
     at = INVOICE_DATE + timedelta(days=41, microseconds=uuid.uuid4().int % 1_000_000)
     runtime = ServiceRuntime("invoicing", Settings(database_url=migrated, clock_fixed_at=at, render_ahead=False), metadata)
     try:
-        async with serve(build(Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=at, render_ahead=False))) as client:
+        async with serve(
+            build(Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=at, render_ahead=False)), consume=False
+        ) as client:
             await put_seller(client, tenant, **CLOUDY)
         invoice_id = await issue(runtime, tenant, "racer", [rated("l1", "M365-BP", "2", "20.60", "EUR")], country="IE")
         first = b"%PDF-1.7 stored first by another process"

@@ -34,6 +34,9 @@ from invoicing.documents.facturx import cii_xml
 from invoicing.documents.ubl import ubl_xml
 from invoicing.invoice.service import issue_invoice
 
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
+
 NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
     "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",

@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 import httpx
+import pytest
 from invoicing_testkit import (
     EXAMPLE_A,
     buyer_known,
@@ -37,12 +38,13 @@ SEP_START, SEP_END = date(2026, 9, 1), date(2026, 9, 30)
 NOV_START, NOV_END = date(2026, 11, 1), date(2026, 11, 30)
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_worked_example_a(client: httpx.AsyncClient, tenant: str, settings: Settings, kafka_bootstrap: str) -> None:
     await put_seller(client, tenant)
     buyer = account_id(tenant, "northwind-it")
-    await publish(kafka_bootstrap, event(customer(tenant, "northwind-it", "Northwind IT"), tenant))
+    await publish(client, event(customer(tenant, "northwind-it", "Northwind IT"), tenant))
     await buyer_known(settings, buyer)
-    await publish(kafka_bootstrap, event(period_closed(tenant, buyer, example_a_lines()), tenant))
+    await publish(client, event(period_closed(tenant, buyer, example_a_lines()), tenant))
 
     [summary] = await wait_for_invoices(client, tenant, 1)
     assert {k: summary[k] for k in summary if k != "id"} == {
@@ -132,9 +134,10 @@ async def test_period_closed_twice_issues_one_invoice(client: httpx.AsyncClient,
     assert await raw_messages(kafka_bootstrap, DEAD_LETTER.name, lambda m: m.get("ce_tenant") == tenant, seconds=1.0) == []
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_twenty_buyers_get_numbers_one_to_twenty(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     buyers = [account_id(tenant, f"c-{i}") for i in range(20)]
-    await publish(kafka_bootstrap, *(event(period_closed(tenant, b, [rated("l1", "EML-HST", "3", "6.75")]), tenant) for b in buyers))
+    await publish(client, *(event(period_closed(tenant, b, [rated("l1", "EML-HST", "3", "6.75")]), tenant) for b in buyers))
     await wait_for_invoices(client, tenant, 20)
 
     # Walk the list in pages of 7 through the cursor.
@@ -161,14 +164,15 @@ async def test_twenty_buyers_get_numbers_one_to_twenty(client: httpx.AsyncClient
     assert await invoices(client, tenant, status="paid") == []
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_partial_then_full_payment(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     buyer = account_id(tenant, "fabrikam")
-    await publish(kafka_bootstrap, event(period_closed(tenant, buyer, [rated("l1", "SETUP-CORE", "4", "25.00", "EUR")], currency="EUR"), tenant))
+    await publish(client, event(period_closed(tenant, buyer, [rated("l1", "SETUP-CORE", "4", "25.00", "EUR")], currency="EUR"), tenant))
     [invoice] = await wait_for_invoices(client, tenant, 1)
     assert invoice["total"] == "100.00"
 
     first = payment(tenant, invoice, "40.00", date(2026, 11, 20))
-    await publish(kafka_bootstrap, event(first, tenant))
+    await publish(client, event(first, tenant))
     [after_first] = await poll(lambda: invoices(client, tenant), lambda items: items[0]["amount_paid"] != "0.00")
     assert (after_first["status"], after_first["amount_paid"], after_first["open_amount"], after_first["paid_on"]) == (
         "open",
@@ -179,7 +183,7 @@ async def test_partial_then_full_payment(client: httpx.AsyncClient, tenant: str,
 
     # The first payment again under another event id, then the rest, then a stray late duplicate.
     rest = payment(tenant, invoice, "60.00", date(2026, 12, 3))
-    await publish(kafka_bootstrap, event(first, tenant), event(rest, tenant), event(rest, tenant))
+    await publish(client, event(first, tenant), event(rest, tenant), event(rest, tenant))
     [paid] = await poll(lambda: invoices(client, tenant), lambda items: items[0]["status"] == "paid")
     assert (paid["amount_paid"], paid["open_amount"], paid["paid_on"]) == ("100.00", "0.00", "2026-12-03")
 
@@ -218,9 +222,10 @@ async def test_payment_for_unknown_invoice_is_dead_lettered(client: httpx.AsyncC
     assert len(dead) == 1 and "never issued" in dead[0]["dlq_error"]
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_invoice_of_another_seller_is_not_found(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     buyer = account_id(tenant, "contoso")
-    await publish(kafka_bootstrap, event(period_closed(tenant, buyer, [rated("l1", "X", "1", "10.00")]), tenant))
+    await publish(client, event(period_closed(tenant, buyer, [rated("l1", "X", "1", "10.00")]), tenant))
     [invoice] = await wait_for_invoices(client, tenant, 1)
 
     assert (await client.get(f"/v1/invoices/{invoice['id']}", headers=headers(tenant))).status_code == 200

@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 
 import httpx
+import pytest
 from invoicing_testkit import headers, pdf_fonts, put_seller
 from sqlalchemy import text
 from test_consolidated import NORTHWIND, keep_for_review
@@ -16,6 +17,9 @@ from test_consolidated import NORTHWIND, keep_for_review
 from billing_events import Money, ProjectWorkRecorded, account_id
 from billing_runtime.service import ServiceRuntime
 from invoicing.projectwork.service import issue_statement
+
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 
 def entry(distributor: str, partner: str, entry_id: str, hours: str, *, rate: str = "125.00") -> ProjectWorkRecorded:

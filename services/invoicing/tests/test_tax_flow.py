@@ -37,6 +37,7 @@ async def detail(client: httpx.AsyncClient, tenant: str, buyer: str) -> dict[str
     return body
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_worked_example_b_and_the_oss_report(client: httpx.AsyncClient, tenant: str, settings: Settings, kafka_bootstrap: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     people = {
@@ -46,11 +47,11 @@ async def test_worked_example_b_and_the_oss_report(client: httpx.AsyncClient, te
         "badvat": customer(tenant, "badvat", "Bad VAT GmbH", country="DE", vat_id="DE136695977", currency="EUR"),
         "charity": customer(tenant, "charity", "Dublin Charity", country="IE", tax_exempt=True, currency="EUR"),
     }
-    await publish(kafka_bootstrap, *(event(c, tenant) for c in people.values()))
+    await publish(client, *(event(c, tenant) for c in people.values()))
     for c in people.values():
         await buyer_known(settings, c.account_id)
     seats = {"bakery": "5", "acme": "10", "jean": "1", "badvat": "1", "charity": "2"}
-    await publish(kafka_bootstrap, *(event(period_closed(tenant, people[k].account_id, [m365("l1", q)], currency="EUR"), tenant) for k, q in seats.items()))
+    await publish(client, *(event(period_closed(tenant, people[k].account_id, [m365("l1", q)], currency="EUR"), tenant) for k, q in seats.items()))
     await wait_for_invoices(client, tenant, len(seats))
     by_buyer = {i["buyer_name"]: i for i in await invoices(client, tenant)}
     assert {name: (i["net_total"], i["tax_total"], i["total"]) for name, i in by_buyer.items()} == {
@@ -167,6 +168,7 @@ def vies_url() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_vies_check_decides_the_reverse_charge_and_is_kept_as_evidence(settings: Settings, tenant: str, kafka_bootstrap: str, vies_url: str) -> None:
     async with serve(build(settings.model_copy(update={"vies_url": vies_url, "vies_requester_vat_id": "IE6388047V"}))) as client:
         await put_seller(client, tenant, **CLOUDY)
@@ -175,10 +177,10 @@ async def test_vies_check_decides_the_reverse_charge_and_is_kept_as_evidence(set
         vienna = customer(tenant, "vienna", "Wien Handel GmbH", country="AT", vat_id="ATU13585627", currency="EUR")
         # VIES down: the checksum stands (reverse charge), the evidence says VIES was unavailable.
         dutch = customer(tenant, "dutch", "Dutch BV", country="NL", vat_id="NL004495445B01", currency="EUR")
-        await publish(kafka_bootstrap, *(event(c, tenant) for c in (acme, vienna, dutch)))
+        await publish(client, *(event(c, tenant) for c in (acme, vienna, dutch)))
         for c in (acme, vienna, dutch):
             await buyer_known(settings, c.account_id)
-        await publish(kafka_bootstrap, *(event(period_closed(tenant, c.account_id, [m365("l1", "1")], currency="EUR"), tenant) for c in (acme, vienna, dutch)))
+        await publish(client, *(event(period_closed(tenant, c.account_id, [m365("l1", "1")], currency="EUR"), tenant) for c in (acme, vienna, dutch)))
         await wait_for_invoices(client, tenant, 3)
         by_buyer = {i["buyer_name"]: i for i in await invoices(client, tenant)}
         assert {name: i["tax_total"] for name, i in by_buyer.items()} == {"Acme GmbH": "0.00", "Wien Handel GmbH": "4.12", "Dutch BV": "0.00"}

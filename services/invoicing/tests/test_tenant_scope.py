@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from invoicing_testkit import buyer_known, customer, event, headers, publish, put_seller, rated
 
 from invoicing.config import Settings
@@ -16,13 +17,14 @@ def preview(buyer: str, tier: str) -> dict[str, Any]:
     return {"buyer_account_id": buyer, "period_start": "2026-10-01", "period_end": "2026-10-31", "currency": "USD", "tier": tier, "lines": lines}
 
 
+@pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_another_sellers_buyer_and_profile_answer_404(client: httpx.AsyncClient, settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
     attacker, victim = tenant, f"{tenant}-victim"
     await put_seller(client, attacker, name="Attacker Ltd")
     await put_seller(client, victim, name="Victim Seller Profile", address={"lines": ["7 Secret Lane"], "city": "Hidden", "country": "US"})
     theirs = customer(victim, "dental", "Victim Dental Practice")
     mine = customer(attacker, "law", "Attacker's Own Customer")
-    await publish(kafka_bootstrap, event(theirs, victim), event(mine, attacker))
+    await publish(client, event(theirs, victim), event(mine, attacker))
     await buyer_known(settings, theirs.account_id)
     await buyer_known(settings, mine.account_id)
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email
 import email.policy
@@ -13,7 +12,6 @@ from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -23,9 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from billing_events import DocumentLink, InvoiceIssued, InvoiceLine, Money, Party, TaxBreakdown
 from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
-from billing_runtime.testing import eventually, migrate, serve
+from billing_runtime.testing import eventually, service_under_test
 from notify.config import Settings
-from notify.main import build
 
 
 @dataclass
@@ -52,12 +49,7 @@ class Mailbox:
             return [r.message for r in self.messages if address in r.envelope_to]
 
     async def wait_for(self, address: str, count: int = 1, timeout: float = 60.0) -> list[EmailMessage]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.to(address)) < count:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{len(self.to(address))} of {count} messages to {address} after {timeout}s")
-            await asyncio.sleep(0.1)
-        return self.to(address)
+        return await eventually(lambda: len(self.to(address)) >= count and self.to(address), f"{count} messages to {address}", timeout, interval=0.1)
 
 
 @contextlib.contextmanager
@@ -71,9 +63,9 @@ def smtp_server(port: int) -> Iterator[Mailbox]:
         controller.stop()
 
 
-@pytest.fixture(scope="session")
-def migrated(database_url: str) -> str:
-    return migrate(database_url, "notify")
+# The harness's `migrated`, `app` and `client` (billing_runtime.testing) follow from it; `settings`
+# is this suite's own (an SMTP port per test).
+service = service_under_test("notify")
 
 
 @pytest.fixture
@@ -106,12 +98,6 @@ def settings(migrated: str, kafka_bootstrap: str, smtp_port: int) -> Settings:
         # The test receivers listen on 127.0.0.1 over http: allowed here only (notify.webhook.destination).
         webhook_allowed_destinations=["127.0.0.1/32", "localhost"],
     )
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(build(settings)) as c:
-        yield c
 
 
 @pytest.fixture
@@ -158,16 +144,13 @@ def applied(db: AsyncEngine) -> WaitApplied:
     dead_lettered). Events on different topics are not ordered, so tests that need one applied
     before the next is published wait here."""
 
+    async def status(event_id: str) -> str | None:
+        async with db.connect() as conn:
+            found = await conn.scalar(text("SELECT status FROM notify.inbox WHERE event_id = :id"), {"id": event_id})
+        return None if found is None else str(found)
+
     async def wait(event_id: str, timeout: float = 60.0) -> str:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            async with db.connect() as conn:
-                status = await conn.scalar(text("SELECT status FROM notify.inbox WHERE event_id = :id"), {"id": event_id})
-            if status is not None:
-                return str(status)
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"event {event_id} not applied after {timeout}s")
-            await asyncio.sleep(0.1)
+        return await eventually(lambda: status(event_id), f"event {event_id} in notify's inbox", timeout, interval=0.1)
 
     return wait
 
@@ -313,12 +296,7 @@ class Receiver:
             return list(self.requests)
 
     async def wait_for(self, count: int, timeout: float = 60.0) -> list[WebhookRequest]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.received()) < count:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{len(self.received())} of {count} webhook requests after {timeout}s")
-            await asyncio.sleep(0.1)
-        return self.received()
+        return await eventually(lambda: len(self.received()) >= count and self.received(), f"{count} webhook requests", timeout, interval=0.1)
 
 
 @pytest.fixture

@@ -8,12 +8,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from billing_events import InvoiceIssued, PortalSignInLinkIssued, account_id, new_event
 from notify.delivery import repository as repo
 from notify.delivery.service import record_portal_sign_in
+
+# Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
+# dispatch), so it is served without a broker consumer (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 
 def headers(tenant: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ only, unless allow-listed), the POST going to the address checked."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,11 +15,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_events import InvoiceIssued, account_id, new_event
-from billing_runtime.testing import serve
+from billing_runtime.testing import eventually, serve
 from notify.config import Settings
 from notify.main import build
 from notify.webhook import repository as repo
 from notify.webhook.models import WebhookEndpoint
+
+# Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
+# dispatch), so it is served without a broker consumer (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 
 def headers(tenant: str, **extra: str) -> dict[str, str]:
@@ -117,12 +120,12 @@ async def test_each_send_checks_again_and_posts_to_the_address_checked(
     async with serve(build(settings.model_copy(update={"webhook_allowed_destinations": []}))) as client:
         await publish(new_event(make_invoice(buyer_account_id=account_id(tenant, "c-1"), number="SSRF-2"), source="/tests", tenant=tenant))
         path = f"/v1/webhook-endpoints/{endpoint_id}/deliveries"
-        for _ in range(300):
-            items = (await client.get(path, headers=headers(tenant))).json()["items"]
-            if items and items[0]["status"] == "failed":
-                break
-            await asyncio.sleep(0.1)
-        [delivery] = items
+
+        async def failed() -> list[dict[str, Any]] | None:
+            items: list[dict[str, Any]] = (await client.get(path, headers=headers(tenant))).json()["items"]
+            return items if items and items[0]["status"] == "failed" else None
+
+        [delivery] = await eventually(failed, "the webhook delivery marked failed", 30, interval=0.1)
         assert (delivery["status"], delivery["last_status_code"], delivery["last_error"]) == ("failed", None, "destination refused: webhook_url_not_https")
     assert len(receiver.received()) == 1
     assert "sealed:v1:" in await dump(db, "SELECT secret FROM notify.webhook_endpoint WHERE endpoint_id = :e", e=endpoint_id)

@@ -10,27 +10,14 @@ import pytest
 import pytest_asyncio
 import uvicorn
 
-from billing_runtime.testing import migrate, serve
+from billing_runtime.testing import service_under_test
 from payments.config import Settings
 from payments.main import build
 from provider_sandboxes import GoCardlessSandbox, SandboxServer, StripeSandbox, running
 from provider_sandboxes.common import free_port
 
-
-@pytest.fixture(scope="session")
-def migrated(database_url: str) -> str:
-    return migrate(database_url, "payments")
-
-
-@pytest.fixture
-def settings(migrated: str, kafka_bootstrap: str) -> Settings:
-    return Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(build(settings)) as c:
-        yield c
+# The harness's `migrated`, `settings`, `app` and `client` (billing_runtime.testing) follow from it.
+service = service_under_test("payments")
 
 
 @pytest.fixture(scope="module")

@@ -48,12 +48,12 @@ class Keys:
 
     async def call(self, method: str, path: str, who: dict[str, str], body: Any = None) -> httpx.Response:
         """A request, retried while the service has not learnt the new key yet (the key topic)."""
-        for _ in range(150):
+
+        async def known() -> httpx.Response | None:
             r = await self.live.client.request(method, path, headers=who, json=body)
-            if r.status_code != 401 or r.json().get("code") != "api_key_invalid":
-                return r
-            await asyncio.sleep(0.2)
-        return r
+            return None if r.status_code == 401 and r.json().get("code") == "api_key_invalid" else r
+
+        return await eventually(known, "the service to know the new key", 30, interval=0.2)
 
 
 @pytest.fixture(scope="module")

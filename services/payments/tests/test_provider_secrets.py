@@ -10,11 +10,15 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from billing_runtime.db import async_url
 from provider_sandboxes import gocardless_signature, stripe_signature
+
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 STRIPE_SECRET = "whsec_" + "s" * 32
 

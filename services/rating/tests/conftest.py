@@ -9,18 +9,17 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from billing_runtime.testing import eventually, migrate, serve
+from billing_runtime.testing import consumes, eventually, serve_all, service_under_test
 from rating.config import Settings
-from rating.main import build
 
 # A day after October 2026 has ended, so that October can be closed and November cannot.
 TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="session")
-def migrated(database_url: str) -> str:
-    # The worked examples are posted through usage-ingest, as partners do.
-    return migrate(database_url, "rating", "usage_ingest")
+# The harness's `migrated` and `app` (billing_runtime.testing) follow from it; `settings` is this
+# suite's own (a distributor per test), and so are `client` and `ingest` (served together). The worked examples are posted through
+# usage-ingest, as partners do: its schema too.
+service = service_under_test("rating", migrate=("usage_ingest",))
 
 
 @pytest.fixture
@@ -41,26 +40,34 @@ def settings(migrated: str, kafka_bootstrap: str, distributor: str) -> Settings:
 
 
 @pytest.fixture
-async def ingest(migrated: str, kafka_bootstrap: str) -> AsyncIterator[httpx.AsyncClient]:
-    """usage-ingest, in this process, with its own clock (tests set the day an order is received)."""
+async def served(request: pytest.FixtureRequest, app: FastAPI, migrated: str, kafka_bootstrap: str) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """rating (`client`) and usage-ingest (`ingest`), whichever of the two the test asks for,
+    served together: their consumers join their groups side by side (some 2 s each on Tansu)
+    instead of one after the other."""
     from usage_ingest.config import Settings as IngestSettings
     from usage_ingest.main import build as build_ingest
 
-    ingest_app = build_ingest(IngestSettings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=TODAY))
-    async with serve(ingest_app) as c:
-        c.app_clock = ingest_app.state.runtime.clock  # type: ignore[attr-defined]
-        yield c
+    apps: dict[str, FastAPI] = {}
+    if "client" in request.fixturenames:
+        apps["client"] = app
+    if "ingest" in request.fixturenames:
+        apps["ingest"] = build_ingest(IngestSettings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=TODAY))
+    async with serve_all(apps, consume=consumes(request)) as clients:
+        if "ingest" in clients:
+            clients["ingest"].app_clock = apps["ingest"].state.runtime.clock  # type: ignore[attr-defined]
+        yield clients
 
 
 @pytest.fixture
-def app(settings: Settings) -> FastAPI:
-    return build(settings)
+def client(served: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
+    """rating, in this process (see `served`)."""
+    return served["client"]
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(app) as c:
-        yield c
+def ingest(served: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
+    """usage-ingest, in this process, with its own clock (tests set the day an order is received)."""
+    return served["ingest"]
 
 
 async def ordered(ingest: httpx.AsyncClient, *, headers: dict[str, str], json: dict[str, Any]) -> dict[str, Any]:

@@ -6,12 +6,16 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from billing_events import ProductPublished
 from billing_events.topics import CATALOGUE
 from billing_runtime.testing import all_events, read_events
 from rating.catalogue.models import QuantityRule
+
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 
 def headers(tenant: str) -> dict[str, str]:

@@ -25,6 +25,9 @@ from rating.period import Period
 
 from .conftest import TODAY
 
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
+
 SUBSCRIPTIONS = 40_000  # above asyncpg's 32,767 parameters, which an IN list of their ids passed
 PER_BUYER = 10
 PRICES = {"SCALE-A": Decimal("2.50"), "SCALE-B": Decimal("0.1375")}

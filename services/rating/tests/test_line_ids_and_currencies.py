@@ -23,6 +23,9 @@ from rating.period import Period
 
 from .conftest import TODAY
 
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
+
 
 @pytest.fixture
 async def runtime(migrated: str, distributor: str) -> AsyncIterator[ServiceRuntime]:

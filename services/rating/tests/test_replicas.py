@@ -34,11 +34,13 @@ async def test_two_replicas_share_the_partitions_and_apply_every_usage_event_onc
         def usage_partitions(i: int) -> set[int]:
             return {tp.partition for tp in consumers[i].assignment() if tp.topic == USAGE.name}
 
-        deadline = asyncio.get_running_loop().time() + 60
         # The first replica held every partition until the second joined; wait for the rebalance.
-        while not (usage_partitions(0) and usage_partitions(1) and len(usage_partitions(0) | usage_partitions(1)) == USAGE.partitions):
-            assert asyncio.get_running_loop().time() < deadline, "the replicas never shared the partitions"
-            await asyncio.sleep(0.2)
+        await eventually(
+            lambda: usage_partitions(0) and usage_partitions(1) and len(usage_partitions(0) | usage_partitions(1)) == USAGE.partitions,
+            "the replicas to share the partitions",
+            60,
+            interval=0.2,
+        )
         assert not usage_partitions(0) & usage_partitions(1)
 
         before = applied_usage()
@@ -65,14 +67,12 @@ async def test_two_replicas_share_the_partitions_and_apply_every_usage_event_onc
         await asyncio.gather(*futures)
 
         runtime = first.state.runtime
-        deadline = asyncio.get_running_loop().time() + 120
-        while True:
+
+        async def all_stored() -> bool:
             async with runtime.sessions() as session:
-                stored = await session.scalar(text("SELECT count(*) FROM rating.usage_record WHERE seller_id = :t"), {"t": tenant})
-            if stored == len(events):
-                break
-            assert asyncio.get_running_loop().time() < deadline, f"only {stored} of {len(events)} usage records applied"
-            await asyncio.sleep(0.2)
+                return await session.scalar(text("SELECT count(*) FROM rating.usage_record WHERE seller_id = :t"), {"t": tenant}) == len(events)
+
+        await eventually(all_stored, f"all {len(events)} usage records applied", 120, interval=0.2)
         # (the counter moves just after each batch's commit)
         await eventually(lambda: applied_usage() - before >= len(events), "every usage event counted as applied")
         # Once: the replicas applied 400 between them (a replay would count as a duplicate, not here).

@@ -3,34 +3,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
-import httpx
 import pytest
+from fastapi import FastAPI
 
 from billing_events import ProductPublished, new_event
-from billing_runtime.service import ServiceRuntime
-from billing_runtime.testing import migrate, serve
-from usage_ingest.catalogue.consumers import HANDLERS
-from usage_ingest.config import Settings
-from usage_ingest.db import metadata
-from usage_ingest.main import SERVICE, build
+from billing_runtime.testing import deliver, service_under_test
 
 Products = Callable[..., Awaitable[None]]
 
 
-@pytest.fixture(scope="session")
-def migrated(database_url: str) -> str:
-    return migrate(database_url, "usage_ingest")
-
-
-@pytest.fixture
-def settings(migrated: str, kafka_bootstrap: str) -> Settings:
-    return Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(build(settings)) as c:
-        yield c
+# The harness's `migrated`, `settings`, `app` and `client` (billing_runtime.testing) follow from it.
+service = service_under_test("usage_ingest")
 
 
 def product_event(seller: str, code: str, *, allows_credits: bool = False, wholesale: bool = False, revision: int = 1) -> ProductPublished:
@@ -48,16 +31,16 @@ def product_event(seller: str, code: str, *, allows_credits: bool = False, whole
 
 
 @pytest.fixture
-async def products(settings: Settings) -> AsyncIterator[Products]:
+async def products(app: FastAPI) -> AsyncIterator[Products]:
     """`await products(seller, *codes, allows_credits=…, wholesale=…)`: rating's ProductPublished of
-    each code delivered in process to usage-ingest's consumer handler (its inbox's transaction
-    aside), as if rating had published them. The broker path has its own test (test_catalogue)."""
-    runtime = ServiceRuntime(SERVICE, settings, metadata)
+    each code delivered in process to usage-ingest (the harness's `deliver`: its inbox, its
+    transaction, its handler), as if rating had published them; the same app as `client`'s. The
+    broker path has its own test (test_catalogue)."""
 
-    async def deliver(seller: str, *codes: str, **knobs: bool | int) -> None:
-        async with runtime.transaction() as session:
-            for code in codes:
-                await HANDLERS[ProductPublished](runtime, session, new_event(product_event(seller, code, **knobs), source="rating", tenant=seller))
+    async def published(seller: str, *codes: str, **knobs: bool | int) -> None:
+        events = [new_event(product_event(seller, code, **knobs), source="rating", tenant=seller) for code in codes]  # type: ignore[arg-type]
+        delivery = await deliver(app, *events)
+        assert len(delivery.applied) == len(events), delivery
 
-    yield deliver
-    await runtime.engine.dispose()
+    yield published
+    await app.state.runtime.engine.dispose()  # when no `client` started (and stopped) the app

@@ -24,6 +24,9 @@ from usage_ingest.ingest.limits import RecordBudget
 from usage_ingest.ingest.schemas import OrderIn, QuantityIn, UsageIn
 from usage_ingest.main import build
 
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
+
 
 def headers(tenant: str) -> dict[str, str]:
     return {"X-Tenant-Id": tenant}

@@ -4,12 +4,16 @@ CustomerUpserted, refusals with stable codes and nothing written."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from billing_events import CustomerUpserted, account_id
 from billing_events.topics import CUSTOMERS
 from billing_runtime.testing import read_events
 
 from .test_ingest_api import headers
+
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 
 async def test_a_customer_saves_its_billing_profile_and_the_partner_hears_of_it(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,9 @@ from usage_ingest.catalogue import service as catalogue
 from usage_ingest.ingest.schemas import OrderIn, UsageIn
 
 from .conftest import Products, product_event
+
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 
 def headers(tenant: str) -> dict[str, str]:
@@ -117,6 +121,7 @@ async def test_an_atomic_usage_batch_with_negative_usage_is_a_422_naming_the_rec
         assert (await client.get(f"/v1/usage/a-{i}", headers=headers(tenant))).status_code == 404
 
 
+@pytest.mark.consume(True)  # the broker path of the catalogue
 async def test_the_catalogue_arrives_as_rating_publishes_it_and_the_latest_revision_wins(client: httpx.AsyncClient, tenant: str, publish: Publish) -> None:
     """Through the real broker: ProductPublished on billing.catalogue, applied by usage-ingest's consumer."""
     await add_customer(client, tenant)

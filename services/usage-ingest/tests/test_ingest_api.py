@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from billing_events import account_id
 from billing_events.topics import CUSTOMERS, USAGE
 from billing_runtime.testing import read_events
 
 from .conftest import Products
+
+# Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
+pytestmark = pytest.mark.consume(False)
 
 
 def headers(tenant: str) -> dict[str, str]:

@@ -12,11 +12,10 @@ from typing import Any, Literal
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import BillRunClosed, new_event
 from billing_runtime.db import create_engine
-from usage_ingest.catalogue.consumers import ForeignTenant, on_bill_run_closed
+from billing_runtime.testing import Delivery, deliver
 
 from .conftest import Products
 
@@ -61,15 +60,15 @@ async def outbox(migrated: str, tenant: str) -> list[tuple[str, dict[str, Any]]]
     return found
 
 
-async def close(migrated: str, seller: str, first: date, last: date, tier: Literal["retail", "wholesale"] = "retail", tenant: str | None = None) -> None:
-    """Rating's BillRunClosed delivered in process to usage-ingest's handler."""
+async def close(
+    client: httpx.AsyncClient, seller: str, first: date, last: date, tier: Literal["retail", "wholesale"] = "retail", tenant: str | None = None
+) -> Delivery:
+    """Rating's BillRunClosed delivered in process to usage-ingest (the harness's `deliver`: its
+    inbox, its transaction, its handler), as if rating had published it."""
     data = BillRunClosed(
         bill_run_id=f"run-{uuid.uuid4().hex[:8]}", seller_id=seller, tier=tier, period_start=first, period_end=last, closed_at=datetime.now(UTC)
     )
-    engine = create_engine(migrated, pool_size=1)
-    async with AsyncSession(engine) as session, session.begin():
-        await on_bill_run_closed(session, new_event(data, source="rating", tenant=tenant or seller))
-    await engine.dispose()
+    return await deliver(client, new_event(data, source="rating", tenant=tenant or seller))
 
 
 async def test_history_is_emitted_with_its_dates_once(client: httpx.AsyncClient, tenant: str, products: Products, migrated: str) -> None:
@@ -105,8 +104,8 @@ async def test_history_is_emitted_with_its_dates_once(client: httpx.AsyncClient,
 
 async def test_nothing_goes_into_a_closed_period(client: httpx.AsyncClient, tenant: str, products: Products, migrated: str) -> None:
     await setup(client, tenant, products)
-    await close(migrated, tenant, date(2023, 10, 1), date(2023, 10, 31))
-    await close(migrated, f"other-{tenant}", date(2023, 11, 1), date(2023, 11, 30))  # another partner's run: not ours
+    await close(client, tenant, date(2023, 10, 1), date(2023, 10, 31))
+    await close(client, f"other-{tenant}", date(2023, 11, 1), date(2023, 11, 30))  # another partner's run: not ours
     r = await client.post(PATH, headers=headers(tenant), json={"records": history()})
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "batch_rejected"
@@ -132,7 +131,7 @@ async def test_nothing_goes_into_a_closed_period(client: httpx.AsyncClient, tena
 async def test_a_wholesale_run_closes_the_period_for_every_partner(client: httpx.AsyncClient, tenant: str, products: Products, migrated: str) -> None:
     await setup(client, tenant, products)
     # A month no other test imports into: the distributor's run is everyone's.
-    await close(migrated, f"distributor-{tenant}", date(2024, 2, 1), date(2024, 2, 29), tier="wholesale")
+    await close(client, f"distributor-{tenant}", date(2024, 2, 1), date(2024, 2, 29), tier="wholesale")
     item = {
         "kind": "order",
         "id": "o-w",
@@ -167,9 +166,15 @@ async def test_bad_history_is_refused_with_a_code(
     assert [(e["index"], e["code"], e["field"]) for e in r.json()["errors"]] == [(1, code, field)]
 
 
-async def test_a_bill_run_of_another_tenant_is_not_applied(migrated: str, tenant: str) -> None:
-    with pytest.raises(ForeignTenant):
-        await close(migrated, tenant, date(2023, 9, 1), date(2023, 9, 30), tenant=f"someone-else-{tenant}")
+async def test_a_bill_run_of_another_tenant_is_not_applied(client: httpx.AsyncClient, migrated: str, tenant: str) -> None:
+    """The runtime checks BillRunClosed's seller against its envelope (`tenant_field`): dead-lettered, nothing kept."""
+    delivery = await close(client, tenant, date(2023, 9, 1), date(2023, 9, 30), tenant=f"someone-else-{tenant}")
+    assert delivery.codes == ["foreign_tenant"] and not delivery.applied
+    engine = create_engine(migrated, pool_size=1)
+    async with engine.connect() as conn:
+        kept = await conn.scalar(text("SELECT count(*) FROM usage_ingest.closed_period WHERE seller_id = :s"), {"s": tenant})
+    await engine.dispose()
+    assert kept == 0
 
 
 async def test_the_partners_customer_id_finds_its_account(client: httpx.AsyncClient, tenant: str, products: Products) -> None:

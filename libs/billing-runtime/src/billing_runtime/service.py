@@ -120,6 +120,9 @@ class ServiceRuntime:
     # Set by `seal_secrets()` in services that keep secrets (payments, notify).
     keyring: Keyring | None = field(init=False, default=None)
     background: list[tuple[str, Callable[[], Awaitable[None]]]] = field(init=False, default_factory=list)
+    # False: `start` runs no broker consumer; events reach the handlers through `inbox_consumer()`
+    # called directly (the test harness's in-process `deliver`), through the same batch dispatch.
+    consume_from_broker: bool = field(init=False, default=True)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -235,7 +238,31 @@ class ServiceRuntime:
         async with sessions() as session, session.begin():
             yield session
 
-    async def start(self, *, consume: bool = True, relay: bool = True) -> None:
+    def inbox_consumer(self, producer: AIOKafkaProducer | None = None) -> InboxConsumer:
+        """The dispatch of this service's routes: `apply_batch(partition, records)` applies one
+        polled batch (inbox, one transaction, handlers, dead letters through `producer`, the
+        runtime's own by default). What `start` runs against the broker."""
+        chosen = producer or self.producer
+        if chosen is None:
+            raise RuntimeError(f"{self.name}'s inbox consumer needs a producer for its dead letters: start the runtime or pass one")
+        return InboxConsumer(
+            service=self.name,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            sessions=self.sessions.maker,
+            table=self.inbox_table,
+            producer=chosen,
+            routes=self.routes,
+            max_attempts=self.settings.consumer_max_attempts,
+            session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            group_id=f"{self.settings.consumer_group_prefix}{self.name}",
+            auto_offset_reset=self.settings.consumer_auto_offset_reset,
+            max_batch=self.settings.consumer_max_batch,
+            max_batch_bytes=self.settings.consumer_max_batch_bytes,
+            concurrency=self.settings.consumer_concurrency,
+        )
+
+    async def start(self, *, consume: bool | None = None, relay: bool = True) -> None:
+        consume = self.consume_from_broker if consume is None else consume
         _freeze_startup_heap()
         self.producer = make_producer(self.settings, client_id=self.name)
         await start_with_retry(self.producer)
@@ -254,21 +281,7 @@ class ServiceRuntime:
             for event_type in self.routes:
                 for counter in (EVENTS_APPLIED, EVENTS_DUPLICATE, EVENTS_DEAD_LETTERED):
                     counter.labels(self.name, event_type)
-            self.consumer = InboxConsumer(
-                service=self.name,
-                bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                sessions=self.sessions.maker,
-                table=self.inbox_table,
-                producer=self.producer,
-                routes=self.routes,
-                max_attempts=self.settings.consumer_max_attempts,
-                session_timeout_ms=self.settings.consumer_session_timeout_ms,
-                group_id=f"{self.settings.consumer_group_prefix}{self.name}",
-                auto_offset_reset=self.settings.consumer_auto_offset_reset,
-                max_batch=self.settings.consumer_max_batch,
-                max_batch_bytes=self.settings.consumer_max_batch_bytes,
-                concurrency=self.settings.consumer_concurrency,
-            )
+            self.consumer = self.inbox_consumer()
             self._tasks.append(asyncio.create_task(_forever(self.consumer.run, f"{self.name} consumer"), name=f"{self.name}-consumer"))
             self._tasks.append(asyncio.create_task(_forever(self._measure_lag, f"{self.name} lag"), name=f"{self.name}-lag"))
         for name, loop in self.background:

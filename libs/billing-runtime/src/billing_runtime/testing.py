@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import inspect
+import itertools
 import os
 import time
 import uuid
+import warnings
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
 
 from billing_events import CloudEvent, EnvelopeError, attributes_from_headers, from_kafka, model_for, to_kafka
 from billing_runtime.embedded import (
@@ -41,12 +47,17 @@ from billing_runtime.embedded import (
     start_embedded_postgres,
     with_database,
 )
+from billing_runtime.kafka import CachedPartitioner
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 T = TypeVar("T")
 
+DELIVERED = Counter("billing_test_events_delivered_total", "Events handed to a service in process by the test harness's deliver()")
+DELIVER_SECONDS = Histogram("billing_test_deliver_seconds", "Time of one in-process deliver() call of the test harness")
+
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "consume(enabled): whether the test's served services consume from the broker (see `consumes`)")
     # Tansu answers a JoinGroup only after half the session timeout (it waits for other members),
     # and every test's services join groups of their own: keep it short, but not so short that a
     # busy test process misses its heartbeats and is expelled.
@@ -95,11 +106,88 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> str:
     return start_embedded_postgres(Path(tmp_path_factory.mktemp("pg")) / "data")
 
 
+# Every schema of the platform: a session's database is a copy of a template with all of them at
+# head, instead of Alembic running each service's migrations again in every test process.
+TEMPLATE_PACKAGES = ("usage_ingest", "rating", "invoicing", "payments", "dunning", "notify", "portal")
+TEMPLATE_BUILDS = Counter("billing_test_template_builds_total", "Template databases the test harness built (all migrations at head)")
+
+
+def _migrations_fingerprint() -> str:
+    """A digest of every migration file and of the runtime's own code (migrations call its
+    helpers): a template is used only by the code that would have built it the same."""
+    import hashlib
+
+    from billing_runtime.migrations import migrations_dir
+
+    digest = hashlib.sha256()
+    roots = [migrations_dir(package) for package in TEMPLATE_PACKAGES] + [Path(__file__).parent]
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+async def _database_exists(server: str, name: str) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(server.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await conn.close()
+
+
+async def _admin(server: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(server.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _template(server: str) -> str:
+    """The name of a database with every service's schema at head, built once per machine and
+    migration set (under a file lock: the test processes of this machine build it once)."""
+    import fcntl
+    import tempfile
+
+    name = f"billing_template_{_migrations_fingerprint()}"
+    if asyncio.run(_database_exists(server, name)):
+        return name
+    with open(Path(tempfile.gettempdir()) / "billing-test-template.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if asyncio.run(_database_exists(server, name)):
+            return name
+        building = f"{name}_building"
+        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{building}"', f'CREATE DATABASE "{building}"'))
+        from billing_runtime.migrations import migrations_dir, upgrade
+
+        for package in TEMPLATE_PACKAGES:
+            upgrade(migrations_dir(package), with_database(server, building))
+        # Renamed when complete: a half-built template is never copied.
+        asyncio.run(_admin(server, f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
+        TEMPLATE_BUILDS.inc()
+    return name
+
+
 @pytest.fixture(scope="session")
 def database_url(postgres_server: str) -> Iterator[str]:
-    """A fresh database for this test session, dropped afterwards."""
-    url = with_database(postgres_server, f"billing_test_{uuid.uuid4().hex[:10]}")
-    asyncio.run(ensure_database(url, fresh=True))
+    """A fresh database for this test session, dropped afterwards: a copy of the template with
+    every service's schema at head (`CREATE DATABASE … TEMPLATE`), so `migrate` has nothing to do;
+    a plain empty database, migrated as the suites ask, if the template cannot be had."""
+    name = f"billing_test_{uuid.uuid4().hex[:10]}"
+    url = with_database(postgres_server, name)
+    try:
+        template = _template(postgres_server)
+        asyncio.run(_admin(postgres_server, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        _migrated.update((url, package) for package in TEMPLATE_PACKAGES)
+    except Exception as exc:  # the server refuses templates (permissions, a copy in use): migrate instead
+        warnings.warn(f"no template database ({exc}); migrating the session's database instead", stacklevel=1)
+        asyncio.run(ensure_database(url, fresh=True))
     yield url
     asyncio.run(drop_database(url))
 
@@ -136,6 +224,81 @@ def migrate(database_url: str, *packages: str) -> str:
     return database_url
 
 
+@dataclass(frozen=True)
+class ServiceUnderTest:
+    """What a service's conftest declares once (`service = service_under_test("dunning", …)`), and
+    the harness's `migrated`, `settings`, `app` and `client` fixtures build from: the package
+    (`<package>.main.build`, `<package>.config.Settings`), the schemas its tests need at head, the
+    settings its tests share beyond the database and broker, and whether `client` consumes from
+    the broker (False: events reach it through `deliver`)."""
+
+    package: str
+    migrations: tuple[str, ...]
+    settings: dict[str, Any]
+    consume: bool = True
+
+    def settings_class(self) -> Any:
+        return importlib.import_module(f"{self.package}.config").Settings
+
+    def build(self, settings: Any) -> FastAPI:
+        app: FastAPI = importlib.import_module(f"{self.package}.main").build(settings)
+        return app
+
+
+def service_under_test(package: str, *, migrate: tuple[str, ...] = (), consume: bool = True, **settings: Any) -> Any:
+    """A session fixture named `service` for a service's conftest: the harness's `migrated`
+    (its schema, and those of `migrate`, at head), `settings` (database, broker and `settings`),
+    `app` and `client` (the app served in this process) follow from it, so no conftest repeats them.
+    A conftest may still override any of them (rating's `settings` adds its distributor)."""
+    declared = ServiceUnderTest(package, (package, *migrate), dict(settings), consume)
+
+    @pytest.fixture(scope="session")
+    def service() -> ServiceUnderTest:
+        return declared
+
+    return service
+
+
+@pytest.fixture(scope="session")
+def service() -> ServiceUnderTest:
+    raise pytest.UsageError("this fixture needs `service = service_under_test(PACKAGE)` in the suite's conftest.py")
+
+
+@pytest.fixture(scope="module")
+def migrated(database_url: str, service: ServiceUnderTest) -> str:
+    """The session's database with the service's schemas at head. Per module, not per session:
+    a session runs several services' suites, each with its own `service` (`migrate` runs Alembic
+    once per schema and process whatever the scope)."""
+    return migrate(database_url, *service.migrations)
+
+
+@pytest.fixture
+def settings(migrated: str, kafka_bootstrap: str, service: ServiceUnderTest) -> Any:
+    """The service's Settings against the session's database and broker."""
+    return service.settings_class()(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, **service.settings)
+
+
+@pytest.fixture
+def app(settings: Any, service: ServiceUnderTest) -> FastAPI:
+    return service.build(settings)
+
+
+def consumes(request: pytest.FixtureRequest, default: bool = True) -> bool:
+    """Whether the test's services consume from the broker: `@pytest.mark.consume(False)` on the
+    test (or `pytestmark` of its module) says they need not (no JoinGroup to wait for, some 2 s
+    a service on Tansu; events, if any, come through `deliver`); else `default`."""
+    marker = request.node.get_closest_marker("consume")
+    return bool(marker.args[0]) if marker is not None and marker.args else default
+
+
+@pytest.fixture
+async def client(app: FastAPI, service: ServiceUnderTest, request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The service in this process, with an HTTP client to it (see `serve`); consuming from the
+    broker unless the test says it need not (`consumes`)."""
+    async with serve(app, consume=consumes(request, service.consume)) as c:
+        yield c
+
+
 @pytest.fixture
 async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
     """A plain producer, as a peer service publishes (no idempotence: Tansu has none)."""
@@ -149,8 +312,20 @@ Publish = Callable[[CloudEvent[Any]], Awaitable[None]]
 
 
 @pytest.fixture
-def publish(producer: AIOKafkaProducer) -> Publish:
-    """`await publish(event)`: the event on its topic, keyed and with its headers, acknowledged."""
+def publish(request: pytest.FixtureRequest) -> Publish:
+    """`await publish(event)`: the event on its topic, keyed and with its headers, acknowledged.
+    In a test marked `consume(False)`, handed in process (`deliver`) to every service the test
+    serves instead, as FastStream's test broker hands a message to its in-process subscribers."""
+    if not consumes(request):
+
+        async def hand_over(event: CloudEvent[Any]) -> None:
+            if not _in_process:
+                raise RuntimeError("publish() in a test marked consume(False) hands events to the apps it serves: none is served")
+            for runtime in list(_in_process):
+                await deliver(runtime, event)
+
+        return hand_over
+    producer: AIOKafkaProducer = request.getfixturevalue("producer")
 
     async def send(event: CloudEvent[Any]) -> None:
         message = to_kafka(event)
@@ -197,26 +372,51 @@ def eventually_sync(probe: Callable[[], T], what: str = "the expected effect", t
     raise AssertionError(f"{what}: not reached in {timeout}s; last: {last!r}")
 
 
+_in_process: list[Any] = []
+"""The runtimes served now without a broker consumer: what `publish` hands events to in a test
+marked `consume(False)`."""
+_test_consumes = True
+"""The running test's `consume` marker (True unless marked): the default of `serve`."""
+
+
+@pytest.fixture(autouse=True)
+def _consume_marker(request: pytest.FixtureRequest) -> Iterator[None]:
+    global _test_consumes
+    _test_consumes = consumes(request)
+    yield
+    _test_consumes = True
+
+
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(app: FastAPI, *, consume: bool | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """Run a service app in this process (lifespan included: relay and consumers) and give an
-    HTTP client to it, once its consumer has its partitions (nothing published after is missed)."""
-    async with serve_all({"app": app}) as clients:
+    HTTP client to it, once its consumer has its partitions (nothing published after is missed).
+    `consume=False`: no broker consumer (no JoinGroup to wait for); the test hands events to the
+    service with `deliver(app, event)` (or `publish`). The relay still publishes what the service
+    emits. By default, as the running test's `consume` marker says (True unless marked)."""
+    async with serve_all({"app": app}, consume=consume) as clients:
         yield clients["app"]
 
 
 @contextlib.asynccontextmanager
-async def serve_all(apps: dict[str, FastAPI]) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+async def serve_all(apps: dict[str, FastAPI], *, consume: bool | None = None) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """`serve` for several apps at once: started one after the other, then their consumers wait
     for their partitions side by side (Tansu answers each JoinGroup only after half the session
     timeout), so six services start in about the time of one. Stopped in reverse order."""
     runtimes = [runtime for app in apps.values() if (runtime := getattr(app.state, "runtime", None)) is not None]
+    consume = _test_consumes if consume is None else consume
+    for runtime in runtimes:
+        runtime.consume_from_broker = consume
     async with contextlib.AsyncExitStack() as stack:
+        if not consume:
+            _in_process.extend(runtimes)
+            stack.callback(lambda: [_in_process.remove(r) for r in runtimes if r in _in_process])
         clients: dict[str, httpx.AsyncClient] = {}
         for name, app in apps.items():
             await stack.enter_async_context(app.router.lifespan_context(app))
             transport = httpx.ASGITransport(app=app)
             clients[name] = await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://service"))
+            _served_apps[clients[name]] = app
         await asyncio.gather(*(runtime.wait_consuming() for runtime in runtimes))
         yield clients
 
@@ -310,3 +510,154 @@ async def outbox_drained(runtime: Any) -> bool:
     query = select(func.count()).select_from(table).where(table.c.sent_at.is_(None)) if pending is None else select(func.count()).select_from(pending)
     async with runtime.engine.connect() as conn:
         return not await conn.scalar(query)
+
+
+# -- in-process delivery ------------------------------------------------------------------------
+
+
+@dataclass
+class DeadLetter:
+    """A dead letter the in-process dispatch handed over: the event's id and the `dlq_*` headers."""
+
+    event_id: str
+    topic: str
+    headers: dict[str, str]
+
+    @property
+    def code(self) -> str | None:
+        return self.headers.get("dlq_code")
+
+    @property
+    def error(self) -> str:
+        return self.headers.get("dlq_error", "")
+
+
+class _DeadLetterSink:
+    """What `deliver` gives the dispatch in place of a producer for its dead letters: they are kept
+    for the test to read (as FastStream's test broker keeps what a handler publishes) instead of
+    going to `billing.deadletter`. Nothing else is ever sent through it."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def send(
+        self, topic: str, *, value: bytes | None = None, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> asyncio.Future[None]:
+        decoded = {name: raw.decode() for name, raw in headers or []}
+        self.letters.append(DeadLetter(decoded.get("ce_id", ""), topic, decoded))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+@dataclass
+class Delivery:
+    """What the service's inbox made of the events `deliver` handed it, read back from its inbox
+    rows: event ids applied now, already there before (`duplicates`: applied earlier, nothing
+    changed), and dead-lettered now (with the dead letter each produced)."""
+
+    applied: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    dead_lettered: list[DeadLetter] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Events of a type the service does not route (another service's business on the topic)."""
+
+    @property
+    def codes(self) -> list[str | None]:
+        return [letter.code for letter in self.dead_lettered]
+
+
+_offsets: dict[tuple[str, str, int], itertools.count[int]] = {}
+
+
+_partitioner = CachedPartitioner()
+
+
+def _partition_of(key: bytes, partitions: int) -> int:
+    """The partition the services' producers put `key` on."""
+    every = list(range(partitions))
+    return _partitioner(key, every, every)
+
+
+def _records(service: str, events: tuple[CloudEvent[Any], ...]) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    """The events as the broker would hand them to one consumer: on the partition their key
+    hashes to (as the producer's partitioner puts them), in the order given, with offsets that
+    grow per partition; one polled batch per partition."""
+    from billing_events.topics import ALL_TOPICS
+
+    partitions = {topic.name: topic.partitions for topic in ALL_TOPICS}
+    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+    for event in events:
+        message = to_kafka(event)
+        tp = TopicPartition(message.topic, _partition_of(message.key, partitions.get(message.topic, 1)))
+        offset = next(_offsets.setdefault((service, tp.topic, tp.partition), itertools.count()))
+        batches.setdefault(tp, []).append(
+            ConsumerRecord(
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=offset,
+                timestamp=int(event.time.timestamp() * 1000),
+                timestamp_type=0,
+                key=message.key,
+                value=message.value,
+                checksum=None,
+                serialized_key_size=len(message.key),
+                serialized_value_size=len(message.value),
+                headers=tuple(message.headers),
+            )
+        )
+    return batches
+
+
+async def _inbox_statuses(runtime: Any, ids: list[str]) -> dict[str, str]:
+    from sqlalchemy import select
+
+    table = runtime.inbox_table
+    async with runtime.engine.connect() as conn:
+        rows = await conn.execute(select(table.c.event_id, table.c.status).where(table.c.event_id.in_(ids)))
+        return {event_id: status for event_id, status in rows}
+
+
+_served_apps: weakref.WeakKeyDictionary[httpx.AsyncClient, FastAPI] = weakref.WeakKeyDictionary()
+"""The app behind each client `serve` gave, so `deliver(client, …)` finds its service."""
+
+
+def _runtime_of(target: Any) -> Any:
+    if isinstance(target, httpx.AsyncClient):
+        if target not in _served_apps:
+            raise TypeError("deliver(client, …) takes a client given by serve() or the `client` fixture")
+        target = _served_apps[target]
+    return getattr(getattr(target, "state", None), "runtime", target)
+
+
+async def deliver(target: Any, *events: CloudEvent[Any]) -> Delivery:
+    """Hand `events` to a service in this process, through the runtime's own dispatch
+    (`ServiceRuntime.inbox_consumer().apply_batch`: inbox insert, one transaction per partition's
+    batch, the handlers, poison isolation, dead letters), without the broker: the way FastStream's
+    `TestKafkaBroker` delivers to its subscribers. `target` is a `ServiceRuntime`, an app built on
+    one (served with `serve(app, consume=False)`, or not started at all) or a client `serve` gave. Events of one
+    partition are one batch, in the order given. Returns what the inbox made of them; dead letters
+    are kept in it instead of being published. The broker path stays under test in
+    libs/billing-runtime and the end-to-end suites."""
+    runtime = _runtime_of(target)
+    ids = [event.id for event in events]
+    before = await _inbox_statuses(runtime, ids)
+    sink = _DeadLetterSink()
+    consumer = runtime.inbox_consumer(producer=sink)
+    with DELIVER_SECONDS.time():
+        for tp, records in _records(runtime.name, events).items():
+            await consumer.apply_batch(tp, records)
+    after = await _inbox_statuses(runtime, ids)
+    delivery = Delivery()
+    letters = {letter.event_id: letter for letter in sink.letters}
+    for event in events:
+        if event.type not in runtime.routes:
+            delivery.skipped.append(event.id)
+        elif event.id in before:
+            delivery.duplicates.append(event.id)
+        elif after.get(event.id) == "dead_lettered":
+            delivery.dead_lettered.append(letters.get(event.id) or DeadLetter(event.id, "", {}))
+        elif event.id in after:
+            delivery.applied.append(event.id)
+    DELIVERED.inc(len(events))
+    return delivery

@@ -1,0 +1,126 @@
+"""The test harness's in-process `deliver`: events reach a service's handlers through the runtime's
+own dispatch (inbox, one transaction per partition's batch, poison isolation, dead letters) with no
+broker; and the event factories of billing_events.testing build valid events of every type.
+Real PostgreSQL; no broker is started by these tests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, String, Table, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from billing_events import CloudEvent, CustomerUpserted, PaymentSucceeded, account_id
+from billing_events.testing import every_event_type, example_data, make_event
+from billing_runtime.config import CommonSettings
+from billing_runtime.db import schema_metadata
+from billing_runtime.errors import BillingError
+from billing_runtime.service import ServiceRuntime, runtime_tables
+from billing_runtime.testing import deliver, migrate
+
+
+class Unwelcome(BillingError):
+    code = "customer_unwelcome"
+
+
+@pytest.fixture
+async def toy(database_url: str) -> Any:
+    """A throwaway service that counts the CustomerUpserted it applies per tenant and refuses
+    a customer named "Mallory" with a coded error."""
+    schema = f"toy_{uuid.uuid4().hex[:8]}"
+    metadata = schema_metadata(schema)
+    tally = Table("tally", metadata, Column("tenant", String, primary_key=True), Column("applied", Integer, nullable=False))
+    runtime_tables(metadata)
+    runtime = ServiceRuntime(f"toy-{schema}", CommonSettings(database_url=database_url, consumer_max_attempts=2), metadata)
+
+    async def apply(session: Any, event: CloudEvent[Any]) -> None:
+        if event.data.name == "Mallory":
+            raise Unwelcome("Mallory is not welcome")
+        stmt = pg_insert(tally).values(tenant=event.tenant, applied=1)
+        await session.execute(stmt.on_conflict_do_update(index_elements=["tenant"], set_={"applied": tally.c.applied + 1}))
+
+    runtime.on(CustomerUpserted, apply)
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await conn.run_sync(metadata.create_all)
+
+    async def applied(tenant: str) -> int:
+        async with runtime.engine.connect() as conn:
+            return int(await conn.scalar(select(tally.c.applied).where(tally.c.tenant == tenant)) or 0)
+
+    runtime.applied = applied  # type: ignore[attr-defined]
+    yield runtime
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    await runtime.engine.dispose()
+
+
+def customer_event(tenant: str, external_id: str, name: str = "Contoso") -> CloudEvent[CustomerUpserted]:
+    account = account_id(tenant, external_id)
+    return make_event(CustomerUpserted, tenant=tenant, subject=account, account_id=account, partner_id=tenant, external_id=external_id, name=name)
+
+
+async def test_deliver_applies_each_event_once_through_the_inbox(toy: Any) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    events = [customer_event(tenant, f"c{i}") for i in range(5)]  # several accounts: several partitions
+    first = await deliver(toy, *events)
+    assert sorted(first.applied) == sorted(e.id for e in events) and first.duplicates == [] and first.dead_lettered == []
+    assert await toy.applied(tenant) == 5
+    again = await deliver(toy, *events)  # redelivered: the inbox skips every one
+    assert again.applied == [] and sorted(again.duplicates) == sorted(e.id for e in events)
+    assert await toy.applied(tenant) == 5
+
+
+async def test_deliver_dead_letters_a_poison_event_alone_with_its_code(toy: Any) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    good, bad = customer_event(tenant, "c1"), customer_event(tenant, "c1", name="Mallory")  # one account: one batch
+    delivery = await deliver(toy, good, bad)
+    assert delivery.applied == [good.id]
+    assert [letter.event_id for letter in delivery.dead_lettered] == [bad.id] and delivery.codes == ["customer_unwelcome"]
+    assert "Mallory is not welcome" in delivery.dead_lettered[0].error
+    assert await toy.applied(tenant) == 1
+    async with toy.engine.connect() as conn:
+        status = await conn.scalar(select(toy.inbox_table.c.status).where(toy.inbox_table.c.event_id == bad.id))
+    assert status == "dead_lettered"
+
+
+async def test_deliver_skips_a_type_the_service_does_not_route(toy: Any) -> None:
+    delivery = await deliver(toy, make_event(PaymentSucceeded, tenant="t"))
+    assert delivery.skipped and not delivery.applied and not delivery.dead_lettered
+
+
+@pytest.fixture
+def ingest_database(database_url: str) -> str:
+    return migrate(database_url, "usage_ingest")
+
+
+async def test_deliver_reaches_a_real_service_built_by_its_main(ingest_database: str) -> None:
+    """A real service's wiring (usage-ingest learns its catalogue from rating's ProductPublished)
+    through `deliver(app, …)`: the same entry point whatever the service's registration style."""
+    from billing_events import ProductPublished
+    from usage_ingest.config import Settings
+    from usage_ingest.main import build
+
+    app = build(Settings(database_url=ingest_database))
+    seller = f"s-{uuid.uuid4().hex[:6]}"
+    event = make_event(ProductPublished, tenant=seller, subject=seller, seller_id=seller, product_code="widget")
+    delivery = await deliver(app, event)
+    assert delivery.applied == [event.id]
+    async with app.state.runtime.engine.connect() as conn:
+        known = await conn.scalar(text("SELECT count(*) FROM usage_ingest.catalogue_product WHERE seller_id = :s AND product_code = 'widget'"), {"s": seller})
+    await app.state.runtime.engine.dispose()
+    assert known == 1
+
+
+@pytest.mark.parametrize("model", every_event_type(), ids=lambda m: m.event_type)
+def test_every_event_type_has_a_factory(model: Any) -> None:
+    event = make_event(model, tenant="partner-x", event_id="e-1")
+    assert (event.type, event.tenant, event.id) == (model.event_type, "partner-x", "e-1")
+    assert event.data.model_dump(mode="json") == model.model_validate(example_data(model)).model_dump(mode="json")
+
+
+def test_a_factory_refuses_a_field_the_model_does_not_have() -> None:
+    with pytest.raises(TypeError, match="no field colour"):
+        make_event(CustomerUpserted, colour="blue")
