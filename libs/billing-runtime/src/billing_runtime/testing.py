@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -165,6 +165,10 @@ def tenant() -> str:
     return f"partner-{uuid.uuid4().hex[:8]}"
 
 
+@overload
+async def eventually(probe: Callable[[], Awaitable[T]], what: str = ..., timeout: float = ..., interval: float = ...) -> T: ...
+@overload
+async def eventually(probe: Callable[[], T], what: str = ..., timeout: float = ..., interval: float = ...) -> T: ...
 async def eventually(probe: Callable[[], Awaitable[T] | T], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.05) -> T:
     """Call `probe()` (awaiting its answer if it is awaitable) until it answers something truthy,
     and give that answer; fail naming `what` (and the last answer) after `timeout` seconds. The
@@ -178,7 +182,7 @@ async def eventually(probe: Callable[[], Awaitable[T] | T], what: str = "the exp
         if inspect.isawaitable(answer):
             answer = await answer
         if answer:
-            return answer  # type: ignore[return-value]
+            return answer
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last answer: {answer!r}")
         await asyncio.sleep(interval)
