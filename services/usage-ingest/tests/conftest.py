@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -54,10 +55,10 @@ async def products(migrated: str) -> AsyncIterator[Products]:
     aside), as if rating had published them. The broker path has its own test (test_catalogue)."""
     engine = create_engine(migrated, pool_size=1)
 
-    async def deliver(seller: str, *codes: str, **knobs: bool | int) -> None:
+    async def deliver(seller: str, *codes: str, **knobs: Any) -> None:
         async with AsyncSession(engine) as session, session.begin():
             for code in codes:
-                await on_product_published(session, new_event(product_event(seller, code, **knobs), source="rating", tenant=seller))  # type: ignore[arg-type]
+                await on_product_published(session, new_event(product_event(seller, code, **knobs), source="rating", tenant=seller))
 
     yield deliver
     await engine.dispose()
