@@ -48,7 +48,7 @@ async def ingest(migrated: str, kafka_bootstrap: str) -> AsyncIterator[httpx.Asy
 
     ingest_app = build_ingest(IngestSettings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap, clock_fixed_at=TODAY))
     async with serve(ingest_app) as c:
-        c.app_clock = ingest_app.state.runtime.clock  # type: ignore[attr-defined]
+        c.app_clock = ingest_app.state.runtime.clock  # type: ignore[attr-defined]  # the tests set usage-ingest's day through its client
         yield c
 
 

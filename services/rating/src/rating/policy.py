@@ -67,7 +67,7 @@ class BillingPolicy:
         if not override:
             return self
         known = {f.name for f in fields(self)}
-        changes = {k: (QuantityRule(v) if k == "quantity_rule" else v) for k, v in override.items() if v is not None and k in known}
+        changes: dict[str, Any] = {k: (QuantityRule(v) if k == "quantity_rule" else v) for k, v in override.items() if v is not None and k in known}
         if changes.get("quantity_rule", QuantityRule.SNAPSHOT) is not QuantityRule.SNAPSHOT and "snapshot_day" not in changes:
             changes["snapshot_day"] = None  # another rule than the product's drops its snapshot day
         return check(replace(self, **changes))

@@ -28,6 +28,12 @@ _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]{1,10})?$")
 HUNDRED = Decimal(100)
 
 
+def _given(value: Decimal | None) -> Decimal:
+    """A field that the model's kind requires (`parse_model` refuses a model without it)."""
+    assert value is not None, "a field the price model requires is missing"
+    return value
+
+
 @dataclass(frozen=True)
 class Segment:
     quantity: Decimal
@@ -70,23 +76,23 @@ class PriceModel:
         if self.model == "markup":
             if base is None or base.model == "markup":
                 return []
-            factor = 1 + self.markup_percent / HUNDRED  # type: ignore[operator]
+            factor = 1 + _given(self.markup_percent) / HUNDRED
             return [Segment(s.quantity, s.unit_price * factor, s.note) for s in base.segments(quantity, cost)]
         if self.model == "cost_plus":
             if cost is None:
                 return []
-            return [Segment(cost, 1 + self.markup_percent / HUNDRED, f"cost plus {self.markup_percent}%")]  # type: ignore[operator]
+            return [Segment(cost, 1 + _given(self.markup_percent) / HUNDRED, f"cost plus {self.markup_percent}%")]
         if quantity == 0:
             return []
         if self.model == "per_unit":
-            return [Segment(quantity, self.unit_price)]  # type: ignore[arg-type]
+            return [Segment(quantity, _given(self.unit_price))]
         sign = Decimal(1) if quantity > 0 else Decimal(-1)
         units = abs(quantity)
         if self.model == "flat":
-            return [Segment(sign, self.amount)]  # type: ignore[arg-type]
+            return [Segment(sign, _given(self.amount))]
         if self.model == "package":
-            packages = Decimal(math.ceil(units / self.package_size))  # type: ignore[operator]
-            return [Segment(sign * packages, self.package_price, f"packages of {self.package_size}")]  # type: ignore[arg-type]
+            packages = Decimal(math.ceil(units / _given(self.package_size)))
+            return [Segment(sign * packages, _given(self.package_price), f"packages of {self.package_size}")]
         if self.model == "volume":
             tier = next(t for t in self.tiers if t.up_to is None or units <= t.up_to)
             return [Segment(quantity, tier.unit_price)]
@@ -164,7 +170,7 @@ def _tiers(raw: Any) -> tuple[Tier, ...]:
         up_to = None if item.get("up_to") is None else _dec(item, "up_to", positive=True)
         if (up_to is None) != last:
             raise InvalidPriceModel("every tier but the last needs up_to; the last has none", field=f"tiers.{i}.up_to")
-        if up_to is not None and tiers and up_to <= tiers[-1].up_to:  # type: ignore[operator]
+        if up_to is not None and tiers and up_to <= _given(tiers[-1].up_to):  # every tier but the last has a bound
             raise InvalidPriceModel("tier bounds must increase", field=f"tiers.{i}.up_to")
         tiers.append(Tier(up_to, _dec(item, "unit_price")))
     return tuple(tiers)

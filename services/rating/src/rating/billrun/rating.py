@@ -629,8 +629,8 @@ def _line(
         end_customer_id=account if bill_to is not None else None,
         end_customer_name=buyer.name if bill_to is not None else None,
         late=q.late,
-        kind=q.kind,  # type: ignore[arg-type]
-        timing=product.policy.timing if q.kind in ("recurring", "true_up") else "arrears",  # type: ignore[arg-type]
+        kind=q.kind,
+        timing=product.policy.timing if q.kind in ("recurring", "true_up") else "arrears",
         tax_category=product.tax_category,
         unit=product.unit,
     )

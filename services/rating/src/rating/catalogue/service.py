@@ -174,7 +174,7 @@ async def put_price(runtime: ServiceRuntime, session: AsyncSession, seller_id: s
             known = await repo.get_product(session, distributor_id, code)
         if known is None:
             raise ProductNotFound(f"no product {code!r} in this seller's or the distributor's catalogue", field="product_code")
-        model = parse_model(body.price)  # type: ignore[arg-type]
+        model = parse_model(body.price)
         if model.model == "markup" and seller_id == distributor_id:
             raise InvalidPriceModel("the distributor's list is the wholesale list: it cannot mark itself up", field="price.model")
         currency = parse_currency(body.currency) if body.currency is not None or model.model != "markup" else None
