@@ -28,8 +28,8 @@ def build(settings: Settings | None = None) -> FastAPI:
     for model in (PaymentSucceeded, InvoiceSettled, CreditNoteIssued, PaymentFailed):
         runtime.on(model, handlers[model.__name__])
     batches = consumers.batch_handlers(runtime)
-    for model in (InvoiceIssued, CustomerUpserted):
-        runtime.on_batch(model, batches[model.__name__])
+    for batch_model in (InvoiceIssued, CustomerUpserted):
+        runtime.on_batch(batch_model, batches[batch_model.__name__])
     if settings.evaluate_in_background:
         runtime.run_in_background("evaluation", DailyEvaluation(runtime, settings.evaluate_interval_seconds).run)
     return create_app(

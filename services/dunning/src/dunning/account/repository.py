@@ -15,8 +15,8 @@ from dunning.case.models import DunningCase
 from dunning.step.models import CaseStep
 
 SUSPENSION: Table = tenant_owned(Suspension, "tenant")
-LINK: Table = AccountLink.__table__  # type: ignore[attr-defined]
-PARTNER: Table = Partner.__table__  # type: ignore[attr-defined]
+LINK: Table = AccountLink.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
+PARTNER: Table = Partner.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
 CASE: Table = tenant_owned(DunningCase, "tenant")
 STEP: Table = tenant_owned(CaseStep, "tenant")
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_runtime.api import DISTRIBUTOR
 from billing_runtime.errors import BillingError
 from dunning.policy import repository as repo
-from dunning.policy.schemas import PolicyIn, PolicyOut, StepOut
+from dunning.policy.schemas import Action, PolicyIn, PolicyOut, StepOut
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def numbered(steps: list[tuple[int, str]]) -> tuple[Step, ...]:
     return tuple(Step(i, days, action) for i, (days, action) in enumerate(ordered, start=1))
 
 
-def validate(tenant: str, body: PolicyIn) -> list[tuple[int, str]]:
+def validate(tenant: str, body: PolicyIn) -> list[tuple[int, Action]]:
     """The steps of a policy a seller may store, or InvalidPolicy with what to fix."""
     steps = [(s.days_after_due, s.action) for s in body.steps]
     if len(set(steps)) != len(steps):
@@ -83,7 +83,7 @@ async def policy_of(session: AsyncSession, tenant: str) -> Policy:
 def policy_out(policy: Policy) -> PolicyOut:
     return PolicyOut(
         tenant=policy.tenant,
-        steps=[StepOut(step=s.step, days_after_due=s.days_after_due, action=s.action) for s in policy.steps],  # type: ignore[arg-type]
+        steps=[StepOut(step=s.step, days_after_due=s.days_after_due, action=s.action) for s in policy.steps],
         cascade_to_customers=policy.cascade_to_customers,
         configured=policy.configured,
         updated_at=policy.updated_at,

@@ -78,7 +78,7 @@ async def evaluate_case(runtime: ServiceRuntime, session: AsyncSession, invoice_
             seller_id=case.seller_id,
             account_id=case.account_id,
             step=step.step,
-            action=step.action,  # type: ignore[arg-type]
+            action=step.action,
             days_overdue=days_overdue,
             amount_overdue=Money.of(case.amount_open, case.currency),
             reached_on=today,
