@@ -14,7 +14,7 @@ from payments.methods import service
 from payments.methods.schemas import DefaultMethodIn, PaymentMethodIn, PaymentMethodOut
 
 router = APIRouter(prefix="/v1", tags=["payment methods"])
-_UNAVAILABLE = {503: {"description": "provider_unavailable: the provider did not answer; send the same request again"}}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "provider_unavailable: the provider did not answer; send the same request again"}}
 
 
 @router.post(

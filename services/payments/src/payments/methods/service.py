@@ -308,7 +308,7 @@ async def mandate_changed(runtime: ServiceRuntime, session: AsyncSession, tenant
     if status == "active" and row.status != "active":
         await _newly_active(session, tenant, row.account_id, method_id)
     seller_id = await invoice_repo.seller_of(session, tenant, row.account_id) or tenant
-    event = MandateChanged(mandate_id=mandate_id, seller_id=seller_id, account_id=row.account_id, provider="gocardless", status=status)  # type: ignore[arg-type]
+    event = MandateChanged(mandate_id=mandate_id, seller_id=seller_id, account_id=row.account_id, provider="gocardless", status=status)
     event_id = derived_event_id("mandate_changed", tenant, mandate_id, status)
     await runtime.outbox.add(session, runtime.event(event, tenant=tenant, event_id=event_id, subject=mandate_id))
     return f"mandate_{status}"
