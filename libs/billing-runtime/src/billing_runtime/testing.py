@@ -165,11 +165,14 @@ def tenant() -> str:
     return f"partner-{uuid.uuid4().hex[:8]}"
 
 
+# The answer given is truthy, so never None: a probe typed `X | None` gives an `X`.
 @overload
-async def eventually(probe: Callable[[], Awaitable[T]], what: str = ..., timeout: float = ..., interval: float = ...) -> T: ...
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str = ..., timeout: float = ..., interval: float = ...) -> T: ...
 @overload
-async def eventually(probe: Callable[[], T], what: str = ..., timeout: float = ..., interval: float = ...) -> T: ...
-async def eventually(probe: Callable[[], Awaitable[T] | T], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.05) -> T:
+async def eventually(probe: Callable[[], T | None], what: str = ..., timeout: float = ..., interval: float = ...) -> T: ...
+async def eventually(
+    probe: Callable[[], Awaitable[T | None] | T | None], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.05
+) -> T:
     """Call `probe()` (awaiting its answer if it is awaitable) until it answers something truthy,
     and give that answer; fail naming `what` (and the last answer) after `timeout` seconds. The
     one poll-until helper of every suite: a test waits on a state it can observe, never on a
@@ -188,7 +191,7 @@ async def eventually(probe: Callable[[], Awaitable[T] | T], what: str = "the exp
         await asyncio.sleep(interval)
 
 
-def eventually_sync(probe: Callable[[], T], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.25) -> T:
+def eventually_sync(probe: Callable[[], T | None], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.25) -> T:
     """`eventually` for a synchronous test (the end-to-end tests drive the platform over HTTP from
     plain functions): the first truthy answer of `probe()`, or fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
