@@ -259,7 +259,7 @@ async def test_a_rendering_that_lost_the_race_answers_the_bytes_stored_first(mig
         assert made["pdf"] == first
         async with runtime.engine.connect() as conn:
             query = text("SELECT format, content FROM invoicing.document WHERE owner_kind = 'invoice' AND owner_id = :id")
-            rows = dict((await conn.execute(query, {"id": invoice_id})).all())
+            rows: dict[str, bytes] = dict((await conn.execute(query, {"id": invoice_id})).tuples().all())
         assert rows["pdf"] == first and made["xml"] == rows["xml"]
         assert b"CrossIndustryInvoice" in made["xml"]
     finally:

@@ -93,9 +93,9 @@ async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: Serv
         # Without a tenant the queries refuse to run.
         for empty in ("", None):
             with pytest.raises(TenantRequired):
-                await invoice_repo.get_payment(session, empty, paid.payment_id)  # type: ignore[arg-type]
+                await invoice_repo.get_payment(session, empty, paid.payment_id)  # type: ignore[arg-type]  # no tenant, on purpose
             with pytest.raises(TenantRequired):
-                await tokens_of(session, empty, "invoice", invoice_id)  # type: ignore[arg-type]
+                await tokens_of(session, empty, "invoice", invoice_id)  # type: ignore[arg-type]  # no tenant, on purpose
 
     assert await victims_rows(runtime, victim, invoice_id) == before
     async with runtime.sessions() as session:

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from invoicing_testkit import example_a_lines, period_closed, rated
 
+from billing_events import PeriodClosed
 from invoicing.invoice.service import InvalidPeriodClosed, build_draft, invoice_id_for, period_description
 from invoicing.numbering.service import format_number
 from invoicing.seller.schemas import DayOfNextMonth, NetDays
@@ -81,9 +82,9 @@ class TestDraft:
             (period_closed("s", "b", [rated("l1", "X", "1", "1")], start=date(2026, 10, 31), end=date(2026, 10, 1)), "before"),
         ],
     )
-    def test_poison(self, closed: object, message: str) -> None:
+    def test_poison(self, closed: PeriodClosed, message: str) -> None:
         with pytest.raises(InvalidPeriodClosed, match=message):
-            build_draft(closed)  # type: ignore[arg-type]
+            build_draft(closed)
 
 
 def test_period_description() -> None:

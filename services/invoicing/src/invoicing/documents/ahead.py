@@ -32,8 +32,8 @@ from invoicing.invoice.models import Invoice
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
-DOCUMENT: Table = RenderedDocument.__table__  # type: ignore[attr-defined]
+INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
+DOCUMENT: Table = RenderedDocument.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
 RENDERED_AHEAD = Counter("billing_documents_rendered_ahead_total", "Invoices whose documents the background renderer looked at, by outcome", ["outcome"])
 
 START_LOOKBACK = timedelta(hours=1)

@@ -26,7 +26,7 @@ from billing_runtime.tenancy import select_scoped, tenant_owned
 from invoicing.buyer.service import buyer_party
 from invoicing.documents import repository as documents
 from invoicing.documents.service import render_pool
-from invoicing.documents.shares import share, shared_url
+from invoicing.documents.shares import SharedKind, share, shared_url
 from invoicing.numbering import repository as counters
 from invoicing.projectwork.models import ProjectWorkStatement, ProjectWorkStatementCounter
 from invoicing.projectwork.pdf import StatementContent, render_statement
@@ -36,7 +36,7 @@ tracer = trace.get_tracer(__name__)
 STATEMENTS = Counter("billing_project_work_statements_issued_total", "Project-work statements issued", ["currency"])
 STATEMENT: Table = tenant_owned(ProjectWorkStatement, "seller_id")
 COUNTER: Table = tenant_owned(ProjectWorkStatementCounter, "seller_id")
-KIND = "project_work_statement"
+KIND: SharedKind = "project_work_statement"
 _NAMESPACE = uuid.UUID("6f1c2b7e-3d4a-5b8c-9e0f-1a2b3c4d5e6f")
 
 
