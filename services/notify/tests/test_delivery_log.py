@@ -40,7 +40,7 @@ async def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(db: 
         delivery = await record_invoice_issued(session, event, now=long_ago, default_sender_email="billing@localhost")
         await session.execute(repo.DELIVERY.update().where(repo.DELIVERY.c.delivery_id == delivery.delivery_id).values(next_attempt_at=long_ago))
 
-    def mine(claimed: list) -> list:  # type: ignore[type-arg]
+    def mine(claimed: list) -> list:
         return [d for d in claimed if d.delivery_id == delivery.delivery_id]
 
     async with sessions() as session, session.begin():
