@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from typing_extensions import TypeVar
 
 from billing_events import CloudEvent, EventData, new_event
 from billing_runtime.clock import Clock, clock_from
@@ -56,12 +57,18 @@ def runtime_tables(metadata: MetaData) -> tuple[Table, Table]:
     return outbox_table(metadata), inbox_table(metadata)
 
 
+SettingsT = TypeVar("SettingsT", bound=CommonSettings, default=CommonSettings, covariant=True)
+"""A service's own Settings: `ServiceRuntime[Settings]` types `runtime.settings.<its field>`."""
+
+
 @dataclass
-class ServiceRuntime:
-    """Everything a running service shares. Built once per process (or per test)."""
+class ServiceRuntime(Generic[SettingsT]):
+    """Everything a running service shares. Built once per process (or per test). Generic over
+    the service's settings (`ServiceRuntime(SERVICE, Settings(), metadata)` is a
+    `ServiceRuntime[Settings]`); code that reads only the common ones takes a bare `ServiceRuntime`."""
 
     name: str
-    settings: CommonSettings
+    settings: SettingsT
     metadata: MetaData
     clock: Clock = field(init=False)
     engine: AsyncEngine = field(init=False)
