@@ -17,6 +17,7 @@ from sqlalchemy import text
 from billing_events import RatedLine
 from billing_runtime.service import ServiceRuntime
 from invoicing.comparison.service import report_xlsx
+from invoicing.config import Settings
 from invoicing.invoice.service import issue_invoice
 
 SEP = (date(2026, 9, 1), date(2026, 9, 30))
@@ -28,7 +29,7 @@ def line(line_id: str, code: str, qty: str, price: str, who: str | None, period:
     return rated(line_id, code, qty, price, start=period[0], end=period[1]).model_copy(update=update)
 
 
-async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     partner = f"{tenant}-partner"
     await put_seller(client, tenant, name="Tailspin Distribution Inc.", invoice_prefix="TSD")
     september = [

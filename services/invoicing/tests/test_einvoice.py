@@ -28,6 +28,7 @@ from billing_events.references import creditor_reference, printed
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.consumers import on_mandate_changed
 from invoicing.buyer.service import record_customer
+from invoicing.config import Settings
 from invoicing.documents.content import DocContent, DocLine, DocPayment, DocTax
 from invoicing.documents.facturx import cii_xml
 from invoicing.documents.ubl import ubl_xml
@@ -192,7 +193,7 @@ def test_payment_means_in_cii_and_ubl() -> None:
 NS_UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
 
 
-async def issue_to_acme(runtime: ServiceRuntime, tenant: str) -> str:
+async def issue_to_acme(runtime: ServiceRuntime[Settings], tenant: str) -> str:
     buyer = customer(tenant, "acme", "Acme GmbH", currency="EUR", country="DE", vat_id="DE136695976")
     async with runtime.transaction() as session:
         await record_customer(runtime, session, buyer)
@@ -202,7 +203,7 @@ async def issue_to_acme(runtime: ServiceRuntime, tenant: str) -> str:
     return invoice_id
 
 
-async def test_pdf_says_who_what_and_how_to_pay(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_pdf_says_who_what_and_how_to_pay(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     seller = await put_seller(client, tenant, **CLOUDY)
     assert seller["iban"] == IBAN and seller["logo"] == LOGO
     invoice_id = await issue_to_acme(runtime, tenant)
@@ -260,7 +261,7 @@ async def test_pdf_says_who_what_and_how_to_pay(client: httpx.AsyncClient, runti
     assert note["number"] in note_text and "Corrects invoice" in note_text and "How to pay" not in note_text and "Germany" in note_text
 
 
-async def test_direct_debit_invoice_after_a_mandate(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_direct_debit_invoice_after_a_mandate(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     buyer = customer(tenant, "acme", "Acme GmbH", currency="EUR", country="DE", vat_id="DE136695976")
     async with runtime.transaction() as session:
@@ -279,7 +280,7 @@ async def test_direct_debit_invoice_after_a_mandate(client: httpx.AsyncClient, r
     assert etree.fromstring(xml).findtext(SETTLEMENT + "ram:SpecifiedTradePaymentTerms/ram:DirectDebitMandateID", namespaces=NS) == "MD-NEW"
 
 
-async def test_an_invoice_from_a_profile_without_bank_details_still_renders(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_an_invoice_from_a_profile_without_bank_details_still_renders(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """Profiles saved before the bank details existed: the PDF asks for a transfer quoting the RF
     reference, the XML carries the reference and no payment means (BR-61 needs an account for a transfer)."""
     await put_seller(client, tenant, **{k: v for k, v in CLOUDY.items() if k not in ("iban", "bic", "sepa_creditor_id", "logo")})

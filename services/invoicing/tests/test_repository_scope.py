@@ -19,6 +19,7 @@ from billing_runtime.service import ServiceRuntime
 from billing_runtime.tenancy import TenantRequired
 from invoicing.buyer.service import record_customer
 from invoicing.comparison import repository as comparison_repo
+from invoicing.config import Settings
 from invoicing.creditnote import repository as credit_repo
 from invoicing.creditnote.service import issue_credit_note
 from invoicing.documents import repository as documents_repo
@@ -32,7 +33,7 @@ from invoicing.seller.service import put_seller
 from invoicing.tax import repository as tax_repo
 
 
-async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     attacker, victim = tenant, f"{tenant}-victim"
     buyer = customer(victim, "dental", "Victim Dental", currency="EUR")
     now = runtime.clock.now()
@@ -114,7 +115,7 @@ async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: Serv
         assert (await seller_repo.get(session, victim)).name == "Victim Seller"
 
 
-async def victims_rows(runtime: ServiceRuntime, victim: str, invoice_id: str) -> dict[str, list[dict[str, Any]]]:
+async def victims_rows(runtime: ServiceRuntime[Settings], victim: str, invoice_id: str) -> dict[str, list[dict[str, Any]]]:
     """Every row of the victim's in the tables the attacker's calls above touch."""
     rows: dict[str, list[dict[str, Any]]] = {}
     async with runtime.sessions() as session:

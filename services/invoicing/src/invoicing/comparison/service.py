@@ -19,6 +19,7 @@ from billing_events import ComparisonReportReady, DocumentLink, Money, derived_e
 from billing_events.money import money_str
 from billing_runtime.service import ServiceRuntime
 from invoicing.comparison import repository as repo
+from invoicing.config import Settings
 from invoicing.documents.shares import share, shared_url
 from invoicing.invoice import repository as invoice_repo
 
@@ -85,7 +86,7 @@ def report_id_for(invoice_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"comparison:{invoice_id}"))
 
 
-async def report_links(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, report_id: str) -> list[DocumentLink]:
+async def report_links(runtime: ServiceRuntime[Settings], session: AsyncSession, seller_id: str, report_id: str) -> list[DocumentLink]:
     """The report as JSON (API only) and as a spreadsheet, which also has a shared link."""
     xlsx = await share(session, seller_id, "comparison_report", report_id, "xlsx", runtime.clock.now())
     return [
@@ -94,7 +95,7 @@ async def report_links(runtime: ServiceRuntime, session: AsyncSession, seller_id
     ]
 
 
-async def create_report(runtime: ServiceRuntime, session: AsyncSession, invoice: Any) -> str:
+async def create_report(runtime: ServiceRuntime[Settings], session: AsyncSession, invoice: Any) -> str:
     """Compare a just-issued invoice with the buyer's previous one and announce the report, in the
     issuing transaction."""
     with tracer.start_as_current_span("create_comparison_report", attributes={"billing.invoice_id": invoice.invoice_id}):

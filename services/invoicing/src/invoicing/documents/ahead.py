@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from sqlalchemy import Table, and_, exists, not_, select
 
 from billing_runtime.service import ServiceRuntime
+from invoicing.config import Settings
 from invoicing.documents import service
 from invoicing.documents.models import RenderedDocument
 from invoicing.invoice.models import Invoice
@@ -55,7 +56,7 @@ async def unrendered(runtime: ServiceRuntime, floor: datetime, skipped: set[str]
         return [(r.invoice_id, r.seller_id, r.issued_at) for r in await session.execute(query)]
 
 
-async def render_one(runtime: ServiceRuntime, invoice_id: str, seller_id: str) -> bool:
+async def render_one(runtime: ServiceRuntime[Settings], invoice_id: str, seller_id: str) -> bool:
     """Render and store one invoice's documents; False when it cannot be rendered."""
     try:
         content = await service._content(runtime, seller_id, "invoice", invoice_id)
@@ -68,7 +69,7 @@ async def render_one(runtime: ServiceRuntime, invoice_id: str, seller_id: str) -
 
 
 class RenderAhead:
-    def __init__(self, runtime: ServiceRuntime, *, batch: int, poll_seconds: float) -> None:
+    def __init__(self, runtime: ServiceRuntime[Settings], *, batch: int, poll_seconds: float) -> None:
         self.runtime = runtime
         self.batch = batch
         self.poll_seconds = poll_seconds

@@ -10,10 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import CloudEvent, PaymentRefunded, PaymentSucceeded, PeriodClosed
 from billing_runtime.inbox import RejectedEvents
 from billing_runtime.service import ServiceRuntime
+from invoicing.config import Settings
 from invoicing.invoice import service
 
 
-async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+async def on_periods_closed(runtime: ServiceRuntime[Settings], session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
     """Issue the invoices of a run of PeriodClosed events in one transaction. Periods that cannot
     be invoiced raise PeriodClosedRejected before anything is written, naming the first by
     `event_id` and every one in `errors` (event id → error)."""
@@ -26,7 +27,7 @@ async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, even
         raise
 
 
-async def on_period_closed_batch(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
+async def on_period_closed_batch(runtime: ServiceRuntime[Settings], session: AsyncSession, events: list[CloudEvent[Any]]) -> None:
     """`ServiceRuntime.on_batch` for PeriodClosed: the periods that cannot be invoiced go to the
     runtime as RejectedEvents, each with its own PeriodClosedRejected (its stable `code`), to be
     dead-lettered alone while the rest of the run is issued."""

@@ -274,7 +274,7 @@ async def compose(runtime: ServiceRuntime, session: AsyncSession, closed: Period
     return compose_with(closed, seller, buyer_for(closed, partner, known), runtime.clock.today())
 
 
-async def issue_invoice(runtime: ServiceRuntime, session: AsyncSession, closed: PeriodClosed) -> str | None:
+async def issue_invoice(runtime: ServiceRuntime[Settings], session: AsyncSession, closed: PeriodClosed) -> str | None:
     """Issue the invoice of one closed period, numbered and dated, and emit InvoiceIssued.
 
     Returns the new invoice's id, or None when this seller, buyer and period were invoiced already.
@@ -288,7 +288,7 @@ def _rejection_code(exc: Exception) -> str:
     return head if head.isidentifier() else getattr(exc, "code", "invalid_period_closed")
 
 
-async def issue_invoices(runtime: ServiceRuntime, session: AsyncSession, periods: Sequence[PeriodClosed]) -> list[str | None]:
+async def issue_invoices(runtime: ServiceRuntime[Settings], session: AsyncSession, periods: Sequence[PeriodClosed]) -> list[str | None]:
     """Issue the invoices of a batch of closed periods in the caller's transaction, set-based: each
     numbered (gapless per seller), dated and stored, with its InvoiceIssued (and, wholesale, its
     comparison report), emitted. Returns, for each period in order, the new invoice's id, or None
@@ -358,7 +358,7 @@ async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods
     return composed
 
 
-async def _store(runtime: ServiceRuntime, session: AsyncSession, batch: list[Composed], numbers: BatchReservation) -> None:
+async def _store(runtime: ServiceRuntime[Settings], session: AsyncSession, batch: list[Composed], numbers: BatchReservation) -> None:
     """Number, store and announce invoices known to be new (checked under their sellers' counter locks)."""
     if not batch:
         return
@@ -491,7 +491,7 @@ async def preview_invoice(runtime: ServiceRuntime, session: AsyncSession, closed
 DOCUMENT_FORMATS = (("pdf", "pdf"), ("cii_xml", "xml"))  # an invoice's documents: (kind in events and the API, format)
 
 
-def invoice_links(runtime: ServiceRuntime, invoice_id: str, tokens: dict[str, str]) -> list[DocumentLink]:
+def invoice_links(runtime: ServiceRuntime[Settings], invoice_id: str, tokens: dict[str, str]) -> list[DocumentLink]:
     """The invoice's documents with their shared links by format (none for a format without one)."""
     return [
         DocumentLink(kind=kind, url=f"/v1/invoices/{invoice_id}/{fmt}", shared_url=shared_url(runtime, tokens[fmt]) if fmt in tokens else None)
