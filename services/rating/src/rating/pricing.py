@@ -19,11 +19,25 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from rating.errors import InvalidPriceModel
 
-MODELS = ("per_unit", "graduated", "volume", "package", "flat", "cost_plus", "markup")
+
+class PriceModelKind(StrEnum):
+    """How a price turns a quantity into money (BILLING-RULES §4)."""
+
+    PER_UNIT = "per_unit"
+    GRADUATED = "graduated"
+    VOLUME = "volume"
+    PACKAGE = "package"
+    FLAT = "flat"
+    COST_PLUS = "cost_plus"
+    MARKUP = "markup"
+
+
+_KINDS = frozenset(PriceModelKind)
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]{1,10})?$")
 HUNDRED = Decimal(100)
 
@@ -53,7 +67,7 @@ class Tier:
 
 @dataclass(frozen=True)
 class PriceModel:
-    model: str
+    model: PriceModelKind
     unit_price: Decimal | None = None
     tiers: tuple[Tier, ...] = ()
     package_size: Decimal | None = None
@@ -63,37 +77,37 @@ class PriceModel:
 
     @property
     def needs_cost(self) -> bool:
-        return self.model == "cost_plus"
+        return self.model == PriceModelKind.COST_PLUS
 
     @property
     def per_unit_price(self) -> Decimal | None:
         """The one unit price of a per-unit model (None for the others)."""
-        return self.unit_price if self.model == "per_unit" else None
+        return self.unit_price if self.model == PriceModelKind.PER_UNIT else None
 
     def segments(self, quantity: Decimal, cost: Decimal | None = None, base: PriceModel | None = None) -> list[Segment]:
         """The priced segments of `quantity` (with the usage's `cost` for cost-plus; with the
         wholesale model as `base` for a markup)."""
-        if self.model == "markup":
-            if base is None or base.model == "markup":
+        if self.model == PriceModelKind.MARKUP:
+            if base is None or base.model == PriceModelKind.MARKUP:
                 return []
             factor = 1 + _given(self.markup_percent) / HUNDRED
             return [Segment(s.quantity, s.unit_price * factor, s.note) for s in base.segments(quantity, cost)]
-        if self.model == "cost_plus":
+        if self.model == PriceModelKind.COST_PLUS:
             if cost is None:
                 return []
             return [Segment(cost, 1 + _given(self.markup_percent) / HUNDRED, f"cost plus {self.markup_percent}%")]
         if quantity == 0:
             return []
-        if self.model == "per_unit":
+        if self.model == PriceModelKind.PER_UNIT:
             return [Segment(quantity, _given(self.unit_price))]
         sign = Decimal(1) if quantity > 0 else Decimal(-1)
         units = abs(quantity)
-        if self.model == "flat":
+        if self.model == PriceModelKind.FLAT:
             return [Segment(sign, _given(self.amount))]
-        if self.model == "package":
+        if self.model == PriceModelKind.PACKAGE:
             packages = Decimal(math.ceil(units / _given(self.package_size)))
             return [Segment(sign * packages, _given(self.package_price), f"packages of {self.package_size}")]
-        if self.model == "volume":
+        if self.model == PriceModelKind.VOLUME:
             tier = next(t for t in self.tiers if t.up_to is None or units <= t.up_to)
             return [Segment(quantity, tier.unit_price)]
         # graduated
@@ -111,7 +125,7 @@ class PriceModel:
         return sum((s.amount for s in self.segments(quantity, cost, base)), Decimal(0))
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": self.model}
+        out: dict[str, Any] = {"model": self.model.value}
         for name in ("unit_price", "package_size", "package_price", "amount", "markup_percent"):
             value = getattr(self, name)
             if value is not None:
@@ -133,28 +147,29 @@ def _dec(body: dict[str, Any], name: str, *, positive: bool = False) -> Decimal:
 
 def parse_model(body: dict[str, Any]) -> PriceModel:
     """A price model as sent (decimal strings, never floats); a bad one is `invalid_price_model`."""
-    kind = body.get("model")
-    if kind not in MODELS:
-        raise InvalidPriceModel(f"model must be one of {', '.join(MODELS)}", field="model")
+    sent = body.get("model")
+    if not isinstance(sent, str) or sent not in _KINDS:
+        raise InvalidPriceModel(f"model must be one of {', '.join(PriceModelKind)}", field="model")
+    kind = PriceModelKind(sent)
     allowed = {
-        "per_unit": {"unit_price"},
-        "graduated": {"tiers"},
-        "volume": {"tiers"},
-        "package": {"package_size", "package_price"},
-        "flat": {"amount"},
-        "cost_plus": {"markup_percent"},
-        "markup": {"markup_percent"},
+        PriceModelKind.PER_UNIT: {"unit_price"},
+        PriceModelKind.GRADUATED: {"tiers"},
+        PriceModelKind.VOLUME: {"tiers"},
+        PriceModelKind.PACKAGE: {"package_size", "package_price"},
+        PriceModelKind.FLAT: {"amount"},
+        PriceModelKind.COST_PLUS: {"markup_percent"},
+        PriceModelKind.MARKUP: {"markup_percent"},
     }[kind]
     extra = set(body) - allowed - {"model"}
     if extra:
         raise InvalidPriceModel(f"{kind} takes {', '.join(sorted(allowed))}, not {', '.join(sorted(extra))}", field=sorted(extra)[0])
-    if kind == "per_unit":
+    if kind == PriceModelKind.PER_UNIT:
         return PriceModel(kind, unit_price=_dec(body, "unit_price"))
-    if kind == "package":
+    if kind == PriceModelKind.PACKAGE:
         return PriceModel(kind, package_size=_dec(body, "package_size", positive=True), package_price=_dec(body, "package_price"))
-    if kind == "flat":
+    if kind == PriceModelKind.FLAT:
         return PriceModel(kind, amount=_dec(body, "amount"))
-    if kind in ("cost_plus", "markup"):
+    if kind in (PriceModelKind.COST_PLUS, PriceModelKind.MARKUP):
         return PriceModel(kind, markup_percent=_dec(body, "markup_percent"))
     return PriceModel(kind, tiers=_tiers(body.get("tiers")))
 

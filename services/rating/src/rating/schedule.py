@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from rating.business_days import BusinessCalendar
 from rating.period import Period, local_day
-from rating.policy import BillingPolicy
+from rating.policy import BillingPolicy, FirstPeriod
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def schedule(
 ) -> Schedule:
     ordered_on = local_day(ordered_at, tz)
     starts_on = _after_cutoff(ordered_on, start_on, policy, calendar) if start_on >= ordered_on else start_on
-    if policy.first_period == "next_period":
+    if policy.first_period == FirstPeriod.NEXT_PERIOD:
         # Seed 001: "billed in full the month after the order submission date".
         billing_starts_on = Period.containing(max(ordered_on, starts_on)).next().start
     else:

@@ -20,8 +20,8 @@ from typing import Any
 
 from billing_events import Money, RatedLine, derived_event_id
 from rating.period import Period, local_midnight
-from rating.policy import BillingPolicy, QuantityRule
-from rating.pricing import PriceModel, Segment
+from rating.policy import BillingPolicy, Interval, Proration, QuantityRule, Timing
+from rating.pricing import PriceModel, PriceModelKind, Segment
 from rating.schedule import Schedule
 
 # Enough digits that sums of millions of fine-grained usage quantities stay exact.
@@ -419,7 +419,7 @@ def _contracted(period: Period, product: ProductInfo, sub: Subscription, closed_
     out: list[Quantity] = []
     for service, late in _service_periods(period, policy, schedule, closed_at):
         out += [replace(q, late=True) if late else q for q in _recurring(product, sub, service, period)]
-    if policy.timing == "advance" and policy.proration == "daily" and schedule.billed_in(period):
+    if policy.timing == Timing.ADVANCE and policy.proration == Proration.DAILY and schedule.billed_in(period):
         # Additions inside a period billed in advance are billed pro rata in the next run (seed 000).
         billed = schedule.quantity_on(period.start) if schedule.billing_starts_on <= period.start else None
         if billed is not None:
@@ -447,8 +447,8 @@ def _service_periods(run: Period, policy: BillingPolicy, schedule: Schedule, clo
     closing the month before it; when that run was closed before the order arrived, the next run
     not yet closed then bills it, as a late line (like late usage)."""
     first = Period.containing(schedule.billing_starts_on, run.tz)
-    months = 12 if policy.interval == "year" else 1
-    due_offset = (months - 1) if policy.timing == "arrears" else -1
+    months = 12 if policy.interval == Interval.YEAR else 1
+    due_offset = (months - 1) if policy.timing == Timing.ARREARS else -1
     # Only a term due in a period from `earliest` on can reach this run: `earliest` is the first
     # of the runs closed before the order arrived that lead up to this one (this run itself when
     # the one before it was not). A term due earlier stops at a run before this one, so the loop
@@ -485,11 +485,11 @@ def _closed_before(period: Period, closed_at: dict[str, datetime], ordered_at: d
 def _recurring(product: ProductInfo, sub: Subscription, service: tuple[date, date], run: Period) -> list[Quantity]:
     policy, schedule = sub.policy, sub.schedule
     period = Period.containing(service[0], run.tz)
-    if policy.proration == "daily" and policy.interval == "month":
+    if policy.proration == Proration.DAILY and policy.interval == Interval.MONTH:
         days = schedule.active_days(period)
         if days is None:
             return []
-        if policy.timing == "advance":
+        if policy.timing == Timing.ADVANCE:
             # Billed ahead at the quantity of its first billed day; later additions follow in arrears.
             first, last = days
             quantity = schedule.quantity_on(first)
@@ -511,7 +511,7 @@ def _recurring(product: ProductInfo, sub: Subscription, service: tuple[date, dat
         ]
     # No proration: the quantity in force on the term's last day (arrears; seed 001 "changes are
     # not prorated") or first day (advance), billed in full.
-    at = service[1] if policy.timing == "arrears" else max(service[0], schedule.billing_starts_on)
+    at = service[1] if policy.timing == Timing.ARREARS else max(service[0], schedule.billing_starts_on)
     if schedule.ends_on is not None and at > schedule.ends_on:
         at = schedule.ends_on
     quantity = schedule.quantity_on(at)
@@ -585,7 +585,7 @@ def _merge(quantities: list[Quantity]) -> list[Quantity]:
 
 def _price(q: Quantity, price: Price) -> list[Segment] | None:
     model = price.model
-    if (model.needs_cost or (model.model == "markup" and price.base is not None and price.base.needs_cost)) and q.cost is None:
+    if (model.needs_cost or (model.model == PriceModelKind.MARKUP and price.base is not None and price.base.needs_cost)) and q.cost is None:
         return None
     segments = model.segments(q.quantity, q.cost, price.base)
     if q.periods is not None:
@@ -630,7 +630,7 @@ def _line(
         end_customer_name=buyer.name if bill_to is not None else None,
         late=q.late,
         kind=q.kind,
-        timing=product.policy.timing if q.kind in ("recurring", "true_up") else "arrears",
+        timing=product.policy.timing if q.kind in ("recurring", "true_up") else Timing.ARREARS,
         tax_category=product.tax_category,
         unit=product.unit,
     )
