@@ -34,7 +34,7 @@ class Policy:
     updated_at: datetime | None = None
 
 
-DEFAULT_STEPS: tuple[tuple[int, str], ...] = ((1, "remind"), (7, "retry"), (7, "remind"), (14, "final_notice"), (21, "suspend"))
+DEFAULT_STEPS: tuple[tuple[int, Action], ...] = ((1, Action.REMIND), (7, Action.RETRY), (7, Action.REMIND), (14, Action.FINAL_NOTICE), (21, Action.SUSPEND))
 
 
 class InvalidPolicy(BillingError):
@@ -53,7 +53,7 @@ def validate(tenant: str, body: PolicyIn) -> list[tuple[int, Action]]:
     steps = [(s.days_after_due, s.action) for s in body.steps]
     if len(set(steps)) != len(steps):
         raise InvalidPolicy("the same action is listed twice on the same day", field="steps")
-    if sum(1 for _, action in steps if action == "suspend") > 1:
+    if sum(1 for _, action in steps if action == Action.SUSPEND) > 1:
         raise InvalidPolicy("a policy suspends at most once", field="steps")
     if body.cascade_to_customers and tenant != DISTRIBUTOR:
         raise InvalidPolicy("only the distributor's policy can cascade a suspension to a partner's customers", field="cascade_to_customers")
