@@ -24,7 +24,7 @@ from billing_runtime.telemetry import start_at_zero
 from payments.invoice import repository as invoice_repo
 from payments.keys import provider_key
 from payments.methods import repository as repo
-from payments.methods.schemas import PaymentMethodIn, PaymentMethodOut
+from payments.methods.schemas import MethodType, PaymentMethodIn, PaymentMethodOut
 from payments.providers import service as providers
 from payments.providers.gateways import Gateways, ProviderRefused, ProviderUnavailable
 
@@ -37,7 +37,7 @@ SETUP_CALLS = Counter(
 )
 start_at_zero(SETUP_CALLS, ("stripe", "gocardless"), ("setup", "confirm", "remove"), ("ok", "unavailable", "refused"))
 
-PROVIDER_OF = {"card": "stripe", "direct_debit": "gocardless", "bank_transfer": "bank_transfer"}
+PROVIDER_OF: dict[MethodType, str] = {MethodType.CARD: "stripe", MethodType.DIRECT_DEBIT: "gocardless", MethodType.BANK_TRANSFER: "bank_transfer"}
 
 
 class MethodIdConflict(Conflict):
@@ -86,7 +86,7 @@ def method_out(row: Any) -> PaymentMethodOut:
 async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, account_id: str, body: PaymentMethodIn) -> tuple[PaymentMethodOut, bool]:
     """Set up a payment method; the same id again returns it (finishing a setup an outage cut short)."""
     provider = PROVIDER_OF[body.type]
-    with tracer.start_as_current_span("add_payment_method", attributes={"billing.tenant": tenant, "billing.method_type": body.type}):
+    with tracer.start_as_current_span("add_payment_method", attributes={"billing.tenant": tenant, "billing.method_type": body.type.value}):
         async with runtime.transaction(own=True) as session:  # committed before and after the provider calls
             creds = None if provider == "bank_transfer" else await providers.credentials(runtime, session, tenant, provider)
             now = runtime.clock.now()
@@ -96,7 +96,7 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
                     "tenant": tenant,
                     "method_id": body.id,
                     "account_id": account_id,
-                    "type": body.type,
+                    "type": body.type.value,
                     "provider": provider,
                     "status": "active" if provider == "bank_transfer" else "pending",
                     "details": {},
@@ -109,7 +109,7 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
                 raise MethodIdConflict(f"payment method {body.id!r} exists for another buyer or type", field="id")
             customer = await repo.get_customer(session, tenant, account_id, provider)
         if created:
-            METHOD_CHANGES.labels(body.type, row.status).inc()
+            METHOD_CHANGES.labels(body.type.value, row.status).inc()
         if creds is None or row.setup_ref is not None:
             return method_out(row), created
 
@@ -243,7 +243,7 @@ async def set_default(runtime: ServiceRuntime, tenant: str, account_id: str, met
             row = rows.get(method_id)
             if row is None or row.removed_at is not None:
                 raise MethodNotFound(f"no payment method {method_id!r} for this account")
-            if row.status != "active" or row.type == "bank_transfer":
+            if row.status != "active" or row.type == MethodType.BANK_TRANSFER:
                 raise MethodNotActive(f"payment method {method_id!r} is {row.status}: only an active card or mandate can be the default", field="method_id")
             if not row.is_default:
                 await repo.make_default(session, tenant, account_id, method_id)
