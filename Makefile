@@ -8,7 +8,7 @@ PACKAGES := -e libs/billing-events -e "libs/billing-runtime[embedded]" -e libs/p
 STAMP := $(VENV)/.installed
 SOURCES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml cli/pyproject.toml) requirements-dev.txt constraints.txt
 
-.PHONY: demo up test bench lint schemas messages clean install tools
+.PHONY: demo up test bench lint typecheck schemas messages clean install tools
 
 $(STAMP): $(SOURCES)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed" if sys.version_info < (3, 11) else 0)'
@@ -52,14 +52,30 @@ TEST_WORKERS ?= 2
 test: $(STAMP) tools  ## lint and formatting, then every test: unit, integration (real PostgreSQL and Tansu), contract, end to end
 	$(BIN)/ruff check libs services cli bench tests
 	$(BIN)/ruff format --check libs services cli bench tests
+	$(MAKE) --no-print-directory typecheck
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 bench: $(STAMP)  ## ingest throughput against a bare Kafka producer
 	$(BIN)/python bench/ingest.py
 
-lint: $(STAMP)  ## what `make test` checks first: lint rules, then the formatting (`ruff format` fixes it)
+lint: $(STAMP)  ## what `make test` checks first: lint rules, the formatting (`ruff format` fixes it), then the types
 	$(BIN)/ruff check libs services cli tests bench
 	$(BIN)/ruff format --check libs services cli tests bench
+	$(MAKE) --no-print-directory typecheck
+
+# mypy (settings in pyproject.toml): the sources of every package and the benchmarks in one run,
+# then each package's tests folder in a run of its own, since their module names (`conftest`, ...)
+# repeat. A folder whose tests import each other relatively (`from .conftest import ...`) is checked
+# as the package `tests` under its parent, one that imports its helpers absolutely (as pytest's
+# importlib mode lets it) as top-level modules; the root `tests/` as the package `tests` (its
+# modules name each other `tests.security.conftest`). Later runs reuse .mypy_cache for the sources.
+TEST_DIRS := $(wildcard libs/*/tests services/*/tests cli/tests) tests
+typecheck: $(STAMP)  ## mypy over the sources, the benchmarks and the tests
+	@failed=""; $(BIN)/mypy || failed=" sources"; for dir in $(TEST_DIRS); do \
+		base=$$dir; if [ $$dir = tests ] || grep -qs '^from \.' $$dir/*.py; then base=$$(dirname $$dir); fi; \
+		MYPYPATH=$$base $(BIN)/mypy --explicit-package-bases $$dir || failed="$$failed $$dir"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "mypy found errors in:$$failed"; exit 1; fi
 
 schemas: $(STAMP)  ## regenerate the committed event JSON Schemas and the AsyncAPI document
 	$(BIN)/python -m billing_events.schemas --write libs/billing-events/schemas

@@ -76,7 +76,7 @@ def closed_periods(sellers: list[str], customers: int, lines: int) -> list[Perio
     return periods
 
 
-async def seed(runtime: ServiceRuntime, sellers: list[str], customers: int) -> None:
+async def seed(runtime: ServiceRuntime[Settings], sellers: list[str], customers: int) -> None:
     async with runtime.transaction() as session:
         for seller in sellers:
             profile = SellerSettingsIn(name=f"Seller {seller}", country="IE", vat_id="IE6388047V", invoice_prefix="B", due_rule=NetDays(net_days=14))
@@ -101,7 +101,7 @@ async def seed(runtime: ServiceRuntime, sellers: list[str], customers: int) -> N
                 await record_customer(runtime, session, customer)
 
 
-async def bill_run(runtime: ServiceRuntime, periods: list[PeriodClosed], batch: int, concurrency: int) -> tuple[float, int]:
+async def bill_run(runtime: ServiceRuntime[Settings], periods: list[PeriodClosed], batch: int, concurrency: int) -> tuple[float, int]:
     queue: asyncio.Queue[list[PeriodClosed]] = asyncio.Queue()
     for start in range(0, len(periods), batch):
         queue.put_nowait(periods[start : start + batch])
@@ -141,7 +141,7 @@ async def raw_copy(database_url: str, rows: int) -> float:
         await conn.close()
 
 
-async def counts(runtime: ServiceRuntime) -> tuple[int, int, int]:
+async def counts(runtime: ServiceRuntime[Settings]) -> tuple[int, int, int]:
     async with runtime.sessions() as session:
         invoices = await session.scalar(text("SELECT count(*) FROM invoicing.invoice"))
         lines = await session.scalar(text("SELECT count(*) FROM invoicing.invoice_line"))

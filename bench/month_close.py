@@ -386,7 +386,8 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
                 for name in followers:
                     marks[f"{name}_applied"] = await epoch(engine, f"SELECT max(applied_at) FROM {name}.inbox WHERE event_type = '{InvoiceIssued.event_type}'")
                 for key in ("periods_sent", "periods_applied", *(f"{name}_applied" for name in followers)):
-                    marks[key] = marks[key] - started_at if marks[key] is not None else None
+                    mark = marks[key]
+                    marks[key] = mark - started_at if mark is not None else None
                 last_follow = max([marks[f"{name}_applied"] or 0.0 for name in followers], default=None)
                 result.update(
                     invoices=len(watch.invoices),
@@ -394,7 +395,9 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
                     seconds=round(seconds, 2),
                     invoices_per_s=round(len(watch.invoices) / seconds, 1) if seconds > 0 else None,
                     close_seconds=round(closed - started, 2),
-                    transport_seconds=round(marks["periods_sent"] - marks["close"], 2) if marks["periods_sent"] is not None else None,
+                    transport_seconds=round(marks["periods_sent"] - marks["close"], 2)
+                    if marks["periods_sent"] is not None and marks["close"] is not None
+                    else None,
                     invoicing_seconds=round(ended - closed, 2),
                     following_seconds=round(max(last_follow - seconds, 0.0), 2) if last_follow is not None else None,
                     all_followed_seconds=round(followed - started, 2) if followers else None,

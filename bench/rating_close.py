@@ -31,6 +31,7 @@ from billing_runtime.embedded import drop_database, ensure_database, with_databa
 from billing_runtime.migrations import migrations_dir, upgrade
 from billing_runtime.service import ServiceRuntime
 from rating import billrun, catalogue, discount, subscription  # noqa: F401  (registers the tables)
+from rating.billrun.schemas import BillRunOut
 from rating.billrun.service import close_period
 from rating.config import Settings
 from rating.db import metadata
@@ -125,7 +126,7 @@ async def rows_written(runtime: ServiceRuntime) -> int:
         return int(found.scalar_one())
 
 
-async def close(runtime: ServiceRuntime) -> tuple[float, float, object]:
+async def close(runtime: ServiceRuntime) -> tuple[float, float, BillRunOut]:
     started, cpu = time.perf_counter(), time.process_time()
     async with runtime.transaction() as session:
         run = await close_period(runtime, session, SELLER, "2026-10", DISTRIBUTOR)
@@ -178,12 +179,12 @@ async def run(database_url: str, args: argparse.Namespace) -> dict[str, object]:
         "subscriptions_per_s": round(args.subscriptions / seconds),
         "cpu_s": round(cpu_seconds, 3),  # this process's CPU (the database's is not in it)
         "phases": phases,
-        "buyers": first.buyers,  # type: ignore[attr-defined]
-        "lines": first.lines,  # type: ignore[attr-defined]
+        "buyers": first.buyers,
+        "lines": first.lines,
         "amount_total": amount,
         "seed_seconds": round(seeded, 2),
         "rerun_seconds": round(again_seconds, 3),
-        "rerun_created": again.created,  # type: ignore[attr-defined]
+        "rerun_created": again.created,
         "rerun_rows_written": rerun,
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

@@ -37,7 +37,9 @@ def test_keys_issue_list_revoke(database_url: str, kafka_bootstrap: str) -> None
     db = ["--database-url", database_url]
     out = billing("keys", "issue", "--tenant", tenant, "--scope", "write", "--label", "erp", "--bootstrap", kafka_bootstrap, *db)
     key = out.strip().splitlines()[-1]
-    key_id = re.match(r"^bk_live_(k[0-9a-f]{16})_[0-9a-f]{64}$", key).group(1)  # type: ignore[union-attr]
+    parsed = re.match(r"^bk_live_(k[0-9a-f]{16})_[0-9a-f]{64}$", key)
+    assert parsed is not None, key
+    key_id = parsed.group(1)
     listed = billing("keys", "list", *db)  # from the key table
     row = next(line for line in listed.splitlines() if line.startswith(key_id))
     assert tenant in row and "write" in row and "erp" in row and key.rsplit("_", 1)[1] not in listed

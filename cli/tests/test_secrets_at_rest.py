@@ -9,6 +9,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -27,7 +28,7 @@ from payments.providers import repository as payments_repo
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-async def sql(url: str, statement: str, **params: object) -> list[object]:
+async def sql(url: str, statement: str, **params: object) -> list[Any]:
     engine = create_async_engine(async_url(url))
     try:
         async with engine.begin() as conn:
@@ -104,7 +105,7 @@ def test_the_migrations_seal_plaintext_rows_and_redact_old_audit_rows(fresh_data
     assert everything.count("sealed:v1:m1:") == 4
     keyring = Keyring.from_env()
     [row] = asyncio.run(sql(url, "SELECT api_key FROM payments.provider_account"))
-    assert keyring.open(row[0], payments_repo.where("t-1", "stripe", "api_key")) == api_key  # type: ignore[index]
+    assert keyring.open(row[0], payments_repo.where("t-1", "stripe", "api_key")) == api_key
     # The audit rows stay append-only after the one redaction.
     with pytest.raises(Exception, match="append-only"):
         asyncio.run(sql(url, "UPDATE payments.audit_log SET status_code = 500"))
@@ -138,8 +139,8 @@ def test_rotate_seals_every_secret_again_with_the_current_key(fresh_database: st
 
     only_new = Keyring.from_config({"new": new}, None, None)  # the old key may go now
     [account] = asyncio.run(sql(url, "SELECT api_key, webhook_secret FROM payments.provider_account"))
-    assert only_new.open(account[0], payments_repo.where("t-1", "gocardless", "api_key")) == "live_token_0001"  # type: ignore[index]
-    [row] = asyncio.run(sql(url, "SELECT endpoint_id, tenant, url, event_types, secret, previous_secret FROM notify.webhook_endpoint"))
-    stored = WebhookEndpoint(endpoint_id=row[0], tenant=row[1], url=row[2], event_types=row[3], secret=row[4], previous_secret=row[5])  # type: ignore[index]
+    assert only_new.open(account[0], payments_repo.where("t-1", "gocardless", "api_key")) == "live_token_0001"
+    [row] = asyncio.run(sql(url, "SELECT endpoint_id, tenant, url, event_types, secret, previous_secret, created_at FROM notify.webhook_endpoint"))
+    stored = WebhookEndpoint(endpoint_id=row[0], tenant=row[1], url=row[2], event_types=row[3], secret=row[4], previous_secret=row[5], created_at=row[6])
     opened = notify_repo.opened(only_new, stored)
     assert (opened.secret, opened.previous_secret) == ("whsec_" + "e" * 32, "whsec_" + "d" * 32)

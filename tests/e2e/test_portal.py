@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 from billing_cli.platform import Platform
 from billing_events import account_id
-from billing_runtime.auth import issue
+from billing_runtime.auth import Scope, issue
 from billing_runtime.db import create_engine
 from billing_runtime.testing import eventually_sync
 from portal.i18n import Formatter
@@ -66,11 +66,11 @@ class Api:
         self.platform = platform
         self.keys: dict[str, str] = {}
 
-    def issue(self, name: str, tenant: str, scope: str = "admin", account: str | None = None) -> str:
+    def issue(self, name: str, tenant: str, scope: Scope = "admin", account: str | None = None) -> str:
         async def run() -> str:
             engine = create_engine(self.platform.database_url, pool_size=1)
             try:
-                key = await issue(engine, self.platform.bootstrap, tenant, scope, label="portal test", now=datetime.now(UTC), account_id=account)  # type: ignore[arg-type]
+                key = await issue(engine, self.platform.bootstrap, tenant, scope, label="portal test", now=datetime.now(UTC), account_id=account)
                 return key.key
             finally:
                 await engine.dispose()
@@ -106,6 +106,13 @@ class Api:
         return eventually_sync(accepted, "usage-ingest to accept the orders", timeout=60)
 
 
+def text_of(part: email.message.Message) -> str:
+    """The decoded text of a (non-multipart) MIME part."""
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes), part.get_content_type()
+    return payload.decode()
+
+
 def mails(platform: Platform) -> list[email.message.Message]:
     return [email.message_from_bytes(p.read_bytes()) for p in sorted(platform.maildir.glob("*.eml"))]
 
@@ -116,7 +123,7 @@ def link_for(platform: Platform, to: str, seen: set[str]) -> str:
     def found() -> str | None:
         for message in reversed(mails(platform)):
             if message["To"] and to in message["To"]:
-                body = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+                body = text_of(next(p for p in message.walk() if p.get_content_type() == "text/plain"))
                 links = re.findall(r"http://\S+/p/[a-z0-9-]+/sign-in/[A-Za-z0-9_-]+", body)
                 if links and links[0] not in seen:
                     seen.add(links[0])
@@ -243,7 +250,7 @@ def test_a_customer_signs_in_sees_its_invoices_and_downloads_the_same_pdf(platfo
     invitation = next(m for m in mails(platform) if m["To"] and "ann@alpha.example" in m["To"])
     assert invitation["Subject"] == "You are invited to the billing portal of Acme IT"
     assert "Acme IT" in invitation["From"]
-    html = next(p for p in invitation.walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
+    html = text_of(next(p for p in invitation.walk() if p.get_content_type() == "text/html"))
     assert "#0B6E4F" in html  # the partner's colour, from notify's brand
 
     page = sign_in(browser, link)
@@ -289,7 +296,7 @@ def test_a_customer_signs_in_sees_its_invoices_and_downloads_the_same_pdf(platfo
     # A form posted without its CSRF token is refused (and the session stays).
     refused = page.context.request.post(platform.url("portal") + f"/p/{PARTNER}/sign-out", form={"nothing": "here"})
     assert refused.status == 403
-    assert page.goto(platform.url("portal") + f"/p/{PARTNER}/account").status == 200  # type: ignore[union-attr]
+    assert page.goto(platform.url("portal") + f"/p/{PARTNER}/account").status == 200
 
     # The link again: used once, refused now.
     page.goto(link)
@@ -360,7 +367,7 @@ def test_an_expired_link_is_refused_and_a_partner_sees_its_statement_and_custome
     assert page.locator("#history tbody tr").count() == 2
     assert FMT.money(invoices["beta"]["total"], "EUR") in page.content()
     # Finance is not admin: the people page is not for it.
-    assert page.goto(platform.url("portal") + f"/p/{PARTNER}/users").status == 403  # type: ignore[union-attr]
+    assert page.goto(platform.url("portal") + f"/p/{PARTNER}/users").status == 403
     page.context.close()
 
 
@@ -715,7 +722,7 @@ def test_a_partner_sees_its_margins_reports_cases_and_deliveries(platform: Platf
 
     # Another partner's or nobody's ids: the services' 404, as a page.
     for path in ("/reports/nobody-report", "/reports/nobody-report/xlsx", "/deliveries/nobody-delivery"):
-        assert page.goto(base + path).status == 404, path  # type: ignore[union-attr]
+        assert page.goto(base + path).status == 404, path
 
     # In German: the sign-in page for a browser that asks for it (Accept-Language), and every page
     # for a user invited with the locale `de`, whatever its browser asks; the navigation and headings
@@ -819,13 +826,13 @@ def test_a_partner_portal_at_its_own_host_name(platform: Platform, billed: dict[
 
         context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
         page = context.new_page()
-        assert page.goto(f"http://{host}:{port}/").status == 200  # type: ignore[union-attr]
+        assert page.goto(f"http://{host}:{port}/").status == 200
         assert page.locator("h1").inner_text() == f"Sign in to {brand['sender_name']}"
         color = page.locator("header.top").evaluate("e => getComputedStyle(e).backgroundColor")
         assert color == "rgb({}, {}, {})".format(*(int(brand["primary_color"][i : i + 2], 16) for i in (1, 3, 5)))
         shot(page, shots, "host-sign-in.png")
         # Another partner's portal is not on this host.
-        assert page.goto(f"http://{host}:{port}/p/{DISTRIBUTOR}/").status == 404  # type: ignore[union-attr]
+        assert page.goto(f"http://{host}:{port}/p/{DISTRIBUTOR}/").status == 404
 
         carl = {"email": "carl@beta.example", "name": "Carl Beta", "role": "customer_admin", "customer_id": "beta"}
         api.ok("POST", "portal", "/v1/portal/invitations", "partner", carl)
@@ -833,7 +840,7 @@ def test_a_partner_portal_at_its_own_host_name(platform: Platform, billed: dict[
         def host_link() -> str | None:
             for message in reversed(mails(platform)):
                 if message["To"] and "carl@beta.example" in message["To"]:
-                    body = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+                    body = text_of(next(p for p in message.walk() if p.get_content_type() == "text/plain"))
                     found = re.findall(rf"http://{re.escape(host)}:{port}/sign-in/[A-Za-z0-9_-]+", body)
                     return found[0] if found else None
             return None

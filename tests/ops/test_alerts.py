@@ -49,7 +49,7 @@ def test_every_alert_has_a_runbook_section() -> None:
         runbook = str(annotations["runbook"])
         assert runbook.startswith("deploy/README.md#"), rule["alert"]
         assert runbook.split("#", 1)[1] in anchors, (rule["alert"], runbook)
-        assert rule["labels"]["severity"] in {"warning", "critical"}  # type: ignore[index]
+        assert rule["labels"]["severity"] in {"warning", "critical"}  # type: ignore[index]  # a rule as YAML loads it
 
 
 def test_compose_prometheus_loads_the_rules() -> None:

@@ -17,6 +17,7 @@ import pytest_asyncio
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from fastapi import FastAPI
+from sqlalchemy import Connection
 
 from billing_runtime.auth import IssuedKey, Scope, issue
 from billing_runtime.conventions import add_http_tables, install_http_conventions
@@ -77,13 +78,17 @@ class Platform:
             await eventually(lambda c=conventions: key.key_id in c.keys.keys, f"{app_name} to learn key {key.key_id}", 20)
 
 
+def _add_http_tables(sync: Connection, schema: str) -> None:
+    add_http_tables(Operations(MigrationContext.configure(sync)), schema)
+
+
 async def _migrate(database_url: str) -> None:
     engine = create_engine(database_url, pool_size=1)
     try:
         for package in SERVICES.values():
             schema = importlib.import_module(f"{package}.db").metadata.schema
             async with engine.begin() as conn:
-                await conn.run_sync(lambda sync, s=schema: add_http_tables(Operations(MigrationContext.configure(sync)), s))
+                await conn.run_sync(_add_http_tables, schema)
     finally:
         await engine.dispose()
 
@@ -119,7 +124,7 @@ async def platform(migrated: str, kafka_bootstrap: str) -> AsyncIterator[Platfor
         for letter in "abc":
             partner = Partner(f"sec-{letter}-{run}")
             for scope in ("read", "write", "admin"):
-                partner.keys[scope] = await platform.issue(partner.tenant, scope)  # type: ignore[arg-type]
+                partner.keys[scope] = await platform.issue(partner.tenant, scope)
             platform.partners.append(partner)
         for partner in platform.partners:
             for key in partner.keys.values():

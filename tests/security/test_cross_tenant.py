@@ -388,6 +388,7 @@ def camt053(w: World) -> bytes:
 def provider_event(w: World, provider: str) -> bytes:
     """A provider event about the victim's invoice, signed with nothing the attacker could know."""
     metadata = {"tenant": w.tenant, "invoice_id": w.ids["invoice_id"], "account_id": w.ids["account_id"], "method_id": f"{w.tenant}-pm"}
+    event: dict[str, Any]
     if provider == "stripe":
         event = {
             "id": f"evt_{uuid.uuid4().hex}",
@@ -557,7 +558,7 @@ async def test_cross_tenant_matrix(platform: Platform, worlds: list[World]) -> N
         for w in worlds:
             for path, query, body in requests_for(route, w):
                 for scope in KEYS:
-                    headers = {**attacker.headers(scope), "X-Tenant-Id": w.tenant, "Idempotency-Key": str(uuid.uuid4())}  # type: ignore[arg-type]
+                    headers = {**attacker.headers(scope), "X-Tenant-Id": w.tenant, "Idempotency-Key": str(uuid.uuid4())}  # type: ignore[arg-type]  # KEYS holds the scope names
                     kwargs: dict[str, Any] = {"params": query, "headers": headers}
                     if isinstance(body, tuple):
                         kwargs["content"], headers["Content-Type"] = body

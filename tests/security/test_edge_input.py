@@ -223,7 +223,7 @@ async def test_dates_outside_1900_2200_and_unknown_currencies_are_422_on_every_s
         ),
     ]
     for name, method, path, kwargs, code, field in cases:
-        r = await platform.clients[name].request(method, path, headers=p.headers("admin"), **kwargs)  # type: ignore[arg-type]
+        r = await platform.clients[name].request(method, path, headers=p.headers("admin"), **kwargs)  # type: ignore[arg-type]  # json= or params=, by case
         await expect_422(r, code, field, f"{name} {method} {path} {kwargs}")
     assert (await platform.clients["usage-ingest"].get(f"/v1/usage/{usage_id}", headers=p.headers("read"))).status_code == 404
     assert (await platform.clients["usage-ingest"].get("/v1/customers/c-zzz", headers=p.headers("read"))).status_code == 404

@@ -29,8 +29,10 @@ import uvicorn
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import FlakyFailure
+from requests.structures import CaseInsensitiveDict
 from schemathesis import GenerationMode
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance
+from schemathesis.core.result import Err
 
 from billing_runtime.auth import issue
 from billing_runtime.db import create_engine
@@ -123,6 +125,8 @@ def fuzz(schema: schemathesis.BaseSchema, base_url: str, key: str) -> Tally:
     tally = Tally()
     session = requests.Session()
     for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            raise result.err()
         operation = result.ok()
         if not operation.path.startswith("/v1/"):
             continue  # /healthz and /readyz are the orchestrator's, not the API
@@ -149,7 +153,7 @@ def _fuzz_operation(tally: Tally, session: requests.Session, label: str, strateg
     def run(case: schemathesis.Case) -> None:
         tally.cases += 1
         headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in ("authorization", "x-api-key")}
-        case.headers = headers
+        case.headers = CaseInsensitiveDict(headers)
         if key is not None:
             headers = {**headers, "Authorization": f"Bearer {key}"}
         try:

@@ -282,7 +282,7 @@ def page_routes(portal: FastAPI) -> list[tuple[str, str]]:
     found = [
         (method, context.path)
         for context in iter_route_contexts(portal.routes)
-        if isinstance(context.original_route, APIRoute) and context.path.startswith("/p/{partner}")
+        if isinstance(context.original_route, APIRoute) and context.path is not None and context.path.startswith("/p/{partner}")
         for method in sorted(set(context.methods or ()) - {"HEAD"})
     ]
     assert len(found) >= 25, f"only {len(found)} portal pages found"
@@ -391,13 +391,14 @@ async def test_a_session_works_only_where_it_was_opened(platform: Platform, worl
         assert "Sign out" in (await browser.get("/statement", on_host, host=host_a)).text
         assert "Sign out" in (await browser.get(f"/p/{a.tenant}/statement", on_host, host=host_a)).text
         # Not on the portal's own address, not on B's host, and the plain session not on A's host.
-        for path, cookie, host in (
+        visits: tuple[tuple[str, Any, str | None], ...] = (
             (f"/p/{a.tenant}/statement", on_host, None),
             ("/statement", on_host, host_b),
             ("/statement", plain, host_a),
-        ):
-            r = await browser.get(path, cookie, host=host)
-            assert r.status_code < 500 and "Sign out" not in r.text, (path, host)
+        )
+        for path, cookie, visited in visits:
+            r = await browser.get(path, cookie, host=visited)
+            assert r.status_code < 500 and "Sign out" not in r.text, (path, visited)
             assert not {d for d in a.data() | b.data() if d in r.text}, (path, host)
         # A's host shows no other partner's portal, whatever the path.
         for path in (f"/p/{b.tenant}/", f"/p/{b.tenant}/statement", f"/p/{b.tenant}/invoices/{b.invoices[b.customers[0]]['id']}"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import functools
 import os
 import re
 import secrets
@@ -395,6 +396,12 @@ def invoices_of(api: Api, tenant: str) -> list[dict[str, Any]]:
     return list(api.call("GET", "invoicing", f"/v1/invoices?period={PERIOD}&limit=100", tenant)["items"])
 
 
+def _decoded(part: Message) -> str:
+    """The text of a (non-multipart) MIME part."""
+    payload = part.get_payload(decode=True)
+    return payload.decode() if isinstance(payload, bytes) else ""
+
+
 def find_invoice(api: Api, e: Expected) -> dict[str, Any] | None:
     from billing_events import account_id
 
@@ -407,7 +414,7 @@ def pay(api: Api) -> None:
     for e in EXPECTED:
         if e.via != "transfer":
             continue
-        invoice = wait_for(f"the invoice of {e.customer}", lambda e=e: find_invoice(api, e))
+        invoice = wait_for(f"the invoice of {e.customer}", functools.partial(find_invoice, api, e))
         currency = invoice["currency"]
         body = {
             "id": f"bank-{e.customer}",
@@ -418,11 +425,13 @@ def pay(api: Api) -> None:
             "received_on": "2026-11-20",
             "reference": invoice["number"],
         }
+
+        def recorded(body: dict[str, Any] = body, e: Expected = e) -> bool:
+            return api.request("POST", "payments", "/v1/payments", e.partner, body, idempotency_key=f"demo-{body['id']}").status_code in (200, 201)
+
         wait_for(
             f"payments to know invoice {invoice['number']}",
-            lambda body=body, e=e: (
-                api.request("POST", "payments", "/v1/payments", e.partner, body, idempotency_key=f"demo-{body['id']}").status_code in (200, 201)
-            ),
+            recorded,
         )
 
 
@@ -685,7 +694,7 @@ def check_invoice_pdfs(api: Api, mails: list[Message], rows: list[tuple[Expected
         if served.status_code != 200 or attached != [(f"{invoice['number']}.pdf", "application/pdf", served.content)]:
             names = [(n, t, len(c or b"")) for n, t, c in attached]
             raise DemoFailure(f"the email {subject!r} carries {names}, not {invoice['number']}.pdf ({len(served.content)} bytes)")
-        html = next(part.get_payload(decode=True).decode() for part in mail.walk() if part.get_content_type() == "text/html")
+        html = next(_decoded(part) for part in mail.walk() if part.get_content_type() == "text/html")
         if not link or f'href="{link}"' not in html or api.http.get(link).content != served.content:
             raise DemoFailure(f"the email {subject!r} does not link the PDF's shared link {link!r}, or the link does not open it")
     return len(rows)
@@ -705,7 +714,7 @@ def portal_links(api: Api) -> dict[str, str]:
         def link(to: str = body["email"]) -> str | None:
             for message in reversed(mail_received(api.platform)):
                 if message["To"] and to in message["To"]:
-                    text = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+                    text = _decoded(next(p for p in message.walk() if p.get_content_type() == "text/plain"))
                     found = re.search(r"https?://\S+/sign-in/\S+", text)
                     if found:
                         return found.group(0)

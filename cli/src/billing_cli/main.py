@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import click
 import typer
@@ -221,6 +221,7 @@ def keys_issue(
 ) -> None:
     """Issue an API key. It is printed once, here; only its hash is kept (in the key table)."""
     from billing_cli.ops import issue_key
+    from billing_runtime.auth import Scope
 
     if scope not in ("read", "write", "admin"):
         raise typer.BadParameter("scope must be read, write or admin")
@@ -228,7 +229,7 @@ def keys_issue(
         raise typer.BadParameter("set DATABASE_URL (or --database-url): the key table is there")
     TARGETS.database, TARGETS.kafka = database_url, bootstrap
     try:
-        key = issue_key(bootstrap, database_url, tenant, scope, label)  # type: ignore[arg-type]
+        key = issue_key(bootstrap, database_url, tenant, cast(Scope, scope), label)  # one of the three, checked above
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     log(f"issued {key.key_id} for {tenant} with scope {scope}. The key (shown once, store it now):")

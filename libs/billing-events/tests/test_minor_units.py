@@ -89,9 +89,9 @@ def test_providers_get_integers() -> None:
 @pytest.mark.parametrize("value", [1.5, "1.50", True, None])
 def test_floats_and_strings_are_not_amounts(value: object) -> None:
     with pytest.raises(TypeError):
-        to_minor(value, "USD")  # type: ignore[arg-type]
+        to_minor(value, "USD")  # type: ignore[arg-type]  # the wrong type, on purpose
     with pytest.raises(TypeError):
-        from_minor(value, "USD")  # type: ignore[arg-type]
+        from_minor(value, "USD")  # type: ignore[arg-type]  # the wrong type, on purpose
 
 
 @pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity")])
@@ -105,14 +105,14 @@ def test_non_finite_amounts_are_refused(value: Decimal) -> None:
 @pytest.mark.parametrize("code", ["ZZZ", "usd", "US", "EURO", "XAU", "XDR", "XXX", "XTS", "DEM", "HRK", "BGN", "", None, 840])
 def test_an_unknown_currency_is_a_clear_error_with_a_stable_code(code: object) -> None:
     with pytest.raises(UnknownCurrency) as caught:
-        minor_units(code)  # type: ignore[arg-type]
+        minor_units(code)  # type: ignore[arg-type]  # the wrong type, on purpose
     assert caught.value.code == "unknown_currency"
     assert isinstance(caught.value, ValueError)
     with pytest.raises(UnknownCurrency):
-        to_minor(Decimal(1), code)  # type: ignore[arg-type]
+        to_minor(Decimal(1), code)  # type: ignore[arg-type]  # the wrong type, on purpose
     with pytest.raises(UnknownCurrency):
-        round_half_up(Decimal(1), code)  # type: ignore[arg-type]
-    assert not fits_minor_units(Decimal(1), code)  # type: ignore[arg-type]
+        round_half_up(Decimal(1), code)  # type: ignore[arg-type]  # the wrong type, on purpose
+    assert not fits_minor_units(Decimal(1), code)  # type: ignore[arg-type]  # the wrong type, on purpose
 
 
 def test_open_amount_is_total_less_paid_less_credited() -> None:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -258,6 +259,11 @@ async def test_a_polled_batch_heavier_than_the_byte_bound_is_applied_in_order_in
         await toy.runtime.stop()
 
 
+def _applied_once(toy: Toy, tenant: str) -> Callable[[], Awaitable[bool]]:
+    """A probe for `eventually`: has `tenant`'s one event been applied?"""
+    return lambda: _is(toy.applied(tenant), 1)
+
+
 async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resumes_with_nothing_lost_or_doubled(
     database_url: str, kafka_bootstrap: str, producer: AIOKafkaProducer
 ) -> None:
@@ -269,12 +275,12 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resume
         async def lost(*args: Any) -> None:
             return None  # each batch's transaction commits, its offset commit never reaches the broker
 
-        consumer._commit_offset = lost  # type: ignore[method-assign]
+        consumer._commit_offset = lost  # type: ignore[method-assign, assignment]  # a stand-in for the instance's own method
         first = [f"t-{uuid.uuid4().hex[:8]}" for _ in range(8)]  # several accounts: several partitions
         sent = [new_event(customer(t), source="test", tenant=t) for t in first]
         await send_all(producer, sent)
         for tenant in first:
-            await eventually(lambda tenant=tenant: _is(toy.applied(tenant), 1), "the first events applied")
+            await eventually(_applied_once(toy, tenant), "the first events applied")
         duplicates = metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type)
         [task] = [t for t in toy.runtime._tasks if t.get_name().endswith("-consumer")]
         await _cancel(task)  # killed, with no offset committed for anything it applied
@@ -284,7 +290,7 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resume
         await send_all(producer, sent[len(first) :])
         await toy.restart()
         for tenant in first + later:
-            await eventually(lambda tenant=tenant: _is(toy.applied(tenant), 1), "every event applied")
+            await eventually(_applied_once(toy, tenant), "every event applied")
         # The restarted consumer read the first events again and skipped each through the inbox:
         # once it has, nothing is left unread that could apply one twice.
         await eventually(

@@ -5,7 +5,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from billing_events import EnvelopeError, UsageRecorded, attributes_from_headers, new_event, to_kafka
+from billing_events import CloudEvent, EnvelopeError, UsageRecorded, attributes_from_headers, new_event, to_kafka
 from billing_runtime.inbox import Route, byte_bounded
 from billing_runtime.kafka import _DEFAULT_PARTITIONER, CachedPartitioner
 
@@ -25,12 +25,14 @@ def usage_messages(n: int) -> list[tuple[dict[str, str], bytes]]:
 
 
 def test_a_batch_decodes_to_the_events_one_at_a_time_gives_and_a_poison_gets_its_own_error() -> None:
-    route = Route(UsageRecorded, handler=lambda session, event: None)  # type: ignore[arg-type,return-value]
+    route = Route(UsageRecorded, handler=lambda session, event: None)  # type: ignore[arg-type,return-value]  # a handler never called
     messages = usage_messages(6)
     one_by_one = [route.decode(dict(attrs), value) for attrs, value in messages]
     batch = route.decode_many([dict(a) for a, _ in messages], [v for _, v in messages])
     assert batch == one_by_one and all(type(e) is route.envelope for e in batch)
-    assert batch[1].traceparent == TRACEPARENT and batch[0].subject == "r0" and batch[0].data.quantity == Decimal("1.25")
+    first, second = batch[0], batch[1]
+    assert isinstance(first, CloudEvent) and isinstance(second, CloudEvent)
+    assert second.traceparent == TRACEPARENT and first.subject == "r0" and first.data.quantity == Decimal("1.25")
 
     # Bad data, a bad attribute, an unknown attribute, a `ce_data` header: each refused alone.
     attrs = [dict(a) for a, _ in messages]

@@ -190,7 +190,7 @@ def test_the_table_wins_over_a_topic_event_for_the_same_key_id() -> None:
 @pytest.fixture
 async def edge(database_url: str, kafka_bootstrap: str, schema: str, engine: Any) -> AsyncIterator[dict[str, Any]]:
     tenant = f"edg-{uuid.uuid4().hex[:8]}"
-    keys = {scope: (await issue(engine, kafka_bootstrap, tenant, scope, label=None, now=NOW)).key for scope in ("read", "write", "admin")}  # type: ignore[arg-type]
+    keys = {scope: (await issue(engine, kafka_bootstrap, tenant, scope, label=None, now=NOW)).key for scope in ("read", "write", "admin")}
     app = toy_app(
         database_url,
         kafka_bootstrap,

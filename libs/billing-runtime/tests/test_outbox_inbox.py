@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -117,6 +117,11 @@ async def _equals(coro: Any, value: Any) -> bool:
     return bool(await coro == value)
 
 
+def _applied_once(toy: Toy, tenant: str) -> Callable[[], Awaitable[bool]]:
+    """A probe for `eventually`: has `tenant`'s one event been applied?"""
+    return lambda: _equals(toy.applied(tenant), 1)
+
+
 async def test_poison_events_are_dead_lettered_and_do_not_block(toy: Toy, producer: AIOKafkaProducer, kafka_bootstrap: str) -> None:
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     good = to_kafka(new_event(customer(tenant), source="test", tenant=tenant))
@@ -200,7 +205,7 @@ async def test_a_restarted_consumer_applies_what_was_published_while_it_was_down
     await restarted.start()
     await restarted.wait_consuming()
     for tenant in tenants:
-        await eventually(lambda tenant=tenant: _equals(toy.applied(tenant), 1))
+        await eventually(_applied_once(toy, tenant))
 
 
 async def test_a_stopping_consumer_finishes_and_leaves_without_being_cancelled(toy: Toy, producer: AIOKafkaProducer) -> None:

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, select, text, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import ClauseElement
 
 from billing_runtime.db import create_engine
 from billing_runtime.tenancy import TenantRequired, scoped, scoped_pairs, select_scoped, tenant_column, tenant_owned
@@ -20,8 +21,8 @@ ITEM = tenant_owned(
 UNDECLARED = Table("tenancy_undeclared", metadata, Column("item_id", String, primary_key=True))
 
 
-def sql(statement: object) -> str:
-    return str(statement.compile(dialect=postgresql.dialect()))  # type: ignore[attr-defined]
+def sql(statement: ClauseElement) -> str:
+    return str(statement.compile(dialect=postgresql.dialect()))
 
 
 def test_the_tenant_column_is_declared_once_and_required() -> None:
@@ -30,7 +31,7 @@ def test_the_tenant_column_is_declared_once_and_required() -> None:
     assert "WHERE tenancy_item.tenant = " in sql(scoped(update(ITEM).values(name="x"), ITEM, "a"))
     for missing in ("", None):
         with pytest.raises(TenantRequired):
-            scoped(select(ITEM), ITEM, missing)  # type: ignore[arg-type]
+            scoped(select(ITEM), ITEM, missing)  # type: ignore[arg-type]  # no tenant, on purpose
     with pytest.raises(LookupError, match="declares no tenant column"):
         select_scoped(UNDECLARED, "a")
     with pytest.raises(ValueError, match="no column"):

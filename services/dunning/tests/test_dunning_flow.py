@@ -93,7 +93,12 @@ async def test_policy_default_replace_and_refusals(client: httpx.AsyncClient, te
     for why, bad in refused.items():
         answer = await client.put("/v1/dunning-policy", headers=headers(tenant), json=bad)
         assert (answer.status_code, answer.json()["code"]) == (422, "invalid_dunning_policy"), why
-    for bad_body in ({"steps": []}, {"steps": [{"days_after_due": 0, "action": "remind"}]}, {"steps": [{"days_after_due": 2, "action": "call"}]}):
+    bad_bodies: tuple[dict[str, Any], ...] = (
+        {"steps": []},
+        {"steps": [{"days_after_due": 0, "action": "remind"}]},
+        {"steps": [{"days_after_due": 2, "action": "call"}]},
+    )
+    for bad_body in bad_bodies:
         answer = await client.put("/v1/dunning-policy", headers=headers(tenant), json=bad_body)
         assert (answer.status_code, answer.json()["code"]) == (422, "validation_error")
     # Nothing refused was stored.
@@ -154,7 +159,8 @@ async def test_direct_debit_failure_reminders_retry_suspension_payment_reinstate
     assert (suspension.suspended_on, suspension.cascaded_from, reinstatement.reinstated_on) == (date(2026, 12, 26), None, paid_on)
     metrics = (await client.get("/metrics/")).text
     # The series exist from start-up at 0 (dashboards say 0): a suspension counts 1 or more.
-    assert float(re.search(r'^billing_dunning_steps_reached_total\{action="suspend"\} (\S+)$', metrics, re.MULTILINE).group(1)) >= 1  # type: ignore[union-attr]
+    suspended = re.search(r'^billing_dunning_steps_reached_total\{action="suspend"\} (\S+)$', metrics, re.MULTILINE)
+    assert suspended is not None and float(suspended.group(1)) >= 1
     assert "billing_dunning_reinstatements_total" in metrics
 
 

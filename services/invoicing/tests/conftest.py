@@ -30,7 +30,7 @@ def tenant() -> str:
 
 
 @pytest.fixture
-async def runtime(migrated: str) -> AsyncIterator[ServiceRuntime]:
+async def runtime(migrated: str) -> AsyncIterator[ServiceRuntime[Settings]]:
     """The service's runtime without servers, for calling service functions directly."""
     rt = ServiceRuntime("invoicing", Settings(database_url=migrated, clock_fixed_at=INVOICE_DATE), metadata)
     yield rt

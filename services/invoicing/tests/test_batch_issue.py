@@ -16,6 +16,7 @@ from sqlalchemy import text
 from billing_events import InvoiceIssued, account_id
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import record_customer
+from invoicing.config import Settings
 from invoicing.invoice import repository as invoice_repo
 from invoicing.invoice.consumers import on_periods_closed
 from invoicing.invoice.service import PeriodClosedRejected, issue_invoice, issue_invoices
@@ -23,13 +24,13 @@ from invoicing.seller.schemas import NetDays, SellerSettingsIn
 from invoicing.seller.service import put_seller
 
 
-async def _irish_seller(runtime: ServiceRuntime, seller: str, prefix: str) -> None:
+async def _irish_seller(runtime: ServiceRuntime[Settings], seller: str, prefix: str) -> None:
     profile = SellerSettingsIn(name=f"Seller {seller}", country="IE", vat_id="IE6388047V", invoice_prefix=prefix, due_rule=NetDays(net_days=14))
     async with runtime.transaction() as session:
         await put_seller(runtime, session, seller, profile)
 
 
-async def _buyers(runtime: ServiceRuntime, seller: str, n: int) -> list[str]:
+async def _buyers(runtime: ServiceRuntime[Settings], seller: str, n: int) -> list[str]:
     """n buyers of `seller`: Irish businesses, German businesses with a VAT id, French consumers, in turn."""
     kinds = (("IE", True, None), ("DE", True, "DE136695976"), ("FR", False, None))
     async with runtime.transaction() as session:
@@ -43,12 +44,12 @@ def _lines(i: int) -> list[Any]:
     return [rated(f"l{j}", f"SKU-{j}", str(1 + (i + j) % 4), "20.60", "EUR") for j in range(3)]
 
 
-async def _rows(runtime: ServiceRuntime, sql: str, **params: Any) -> list[Any]:
+async def _rows(runtime: ServiceRuntime[Settings], sql: str, **params: Any) -> list[Any]:
     async with runtime.sessions() as session:
         return list((await session.execute(text(sql), params)).all())
 
 
-async def test_a_batch_numbers_each_seller_gaplessly_in_batch_order(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_a_batch_numbers_each_seller_gaplessly_in_batch_order(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     sellers = [f"{tenant}-a", f"{tenant}-b"]
     for seller, prefix in zip(sellers, ("A", "B"), strict=True):
         await _irish_seller(runtime, seller, prefix)
@@ -78,7 +79,7 @@ async def test_a_batch_numbers_each_seller_gaplessly_in_batch_order(runtime: Ser
         assert tokens == {f: stored[(issued.invoice_id, fmt)] for f, fmt in (("pdf", "pdf"), ("cii_xml", "xml"), ("ubl_xml", "ubl"))}
 
 
-async def test_a_batch_issues_what_one_issue_at_a_time_does(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_a_batch_issues_what_one_issue_at_a_time_does(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """The same closed periods, for two sellers set up alike: one issued one by one, the other in a batch."""
     one, batch = f"{tenant}-one", f"{tenant}-batch"
     for seller in (one, batch):
@@ -108,7 +109,7 @@ async def test_a_batch_issues_what_one_issue_at_a_time_does(runtime: ServiceRunt
     assert schemes == {"domestic", "reverse_charge", "oss"}
 
 
-async def test_repeats_in_a_batch_and_a_repeated_batch_issue_nothing_twice(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_repeats_in_a_batch_and_a_repeated_batch_issue_nothing_twice(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await _irish_seller(runtime, tenant, "R")
     buyers = await _buyers(runtime, tenant, 4)
     periods = [period_closed(tenant, b, _lines(i), currency="EUR") for i, b in enumerate(buyers)]
@@ -136,7 +137,9 @@ async def test_repeats_in_a_batch_and_a_repeated_batch_issue_nothing_twice(runti
         (lambda closed: closed.model_copy(update={"buyer_account_id": "never-announced"}), "buyer_country_missing"),
     ],
 )
-async def test_a_period_that_cannot_be_invoiced_names_itself_and_the_batch_writes_nothing(runtime: ServiceRuntime, tenant: str, spoil: Any, code: str) -> None:
+async def test_a_period_that_cannot_be_invoiced_names_itself_and_the_batch_writes_nothing(
+    runtime: ServiceRuntime[Settings], tenant: str, spoil: Any, code: str
+) -> None:
     await _irish_seller(runtime, tenant, "P")
     buyers = await _buyers(runtime, tenant, 5)
     periods = [period_closed(tenant, b, _lines(i), currency="EUR") for i, b in enumerate(buyers)]
@@ -157,7 +160,7 @@ async def test_a_period_that_cannot_be_invoiced_names_itself_and_the_batch_write
     assert [(r.buyer_account_id, r.seq) for r in rows] == [(b, i) for i, b in enumerate(buyers[:2] + buyers[3:], start=1)]
 
 
-async def test_concurrent_batches_over_the_same_sellers_stay_gapless(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_concurrent_batches_over_the_same_sellers_stay_gapless(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """Batches naming the same sellers in opposite orders (two replicas, a re-run) neither deadlock
     nor issue twice: the counters are locked in seller order."""
     sellers = [f"{tenant}-{s}" for s in "xyz"]
@@ -177,7 +180,7 @@ async def test_concurrent_batches_over_the_same_sellers_stay_gapless(runtime: Se
         assert [r.seq for r in rows] == list(range(1, 11))
 
 
-async def test_every_period_of_a_batch_that_cannot_be_invoiced_is_named_at_once(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_every_period_of_a_batch_that_cannot_be_invoiced_is_named_at_once(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await _irish_seller(runtime, tenant, "M")
     buyers = await _buyers(runtime, tenant, 4)
     periods = [period_closed(tenant, b, _lines(i), currency="EUR") for i, b in enumerate(buyers)]
@@ -197,7 +200,7 @@ async def test_every_period_of_a_batch_that_cannot_be_invoiced_is_named_at_once(
 
 
 async def test_a_batch_is_issued_with_the_collector_paused_and_resumes_it_also_when_rejected(
-    runtime: ServiceRuntime, tenant: str, monkeypatch: pytest.MonkeyPatch
+    runtime: ServiceRuntime[Settings], tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await _irish_seller(runtime, tenant, "G")
     buyers = await _buyers(runtime, tenant, 3)

@@ -21,6 +21,7 @@ from billing_runtime.clock import FixedClock
 from billing_runtime.service import ServiceRuntime
 from invoicing.comparison.consumers import on_charges_rated
 from invoicing.comparison.service import report_xlsx
+from invoicing.config import Settings
 from invoicing.invoice.service import issue_invoice
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
@@ -35,7 +36,7 @@ def line(line_id: str, code: str, qty: str, price: str, who: str | None, period:
     return rated(line_id, code, qty, price, start=period[0], end=period[1]).model_copy(update=update)
 
 
-async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     partner = f"{tenant}-partner"
     await put_seller(client, tenant, name="Tailspin Distribution Inc.", invoice_prefix="TSD")
     september = [

@@ -176,7 +176,7 @@ def pdf_text(pdf: bytes) -> str:
     return done.stdout.decode()
 
 
-async def test_consolidated_pdf_is_laid_out_in_seed_001s_sections(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_consolidated_pdf_is_laid_out_in_seed_001s_sections(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """Worked example A as the distributor's PDF: own environment, customers' summary by product,
     one section per end customer with its project work inside it, shipping, product codes and
     category totals, each with its subtotal; 2.5 hours of Contoso's project work on top."""

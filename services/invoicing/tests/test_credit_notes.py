@@ -14,6 +14,7 @@ from sqlalchemy import text
 from billing_events import Money, PaymentRefunded, RatedLine
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import record_customer
+from invoicing.config import Settings
 from invoicing.invoice.service import InvalidPayment, apply_payment, apply_refund, issue_invoice
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.consume(False)
 CLOUDY = {"name": "Cloudy Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "CL", "due_rule": {"net_days": 14}}
 
 
-async def issue(runtime: ServiceRuntime, tenant: str, external_id: str, lines: list[RatedLine], **who: Any) -> dict[str, Any]:
+async def issue(runtime: ServiceRuntime[Settings], tenant: str, external_id: str, lines: list[RatedLine], **who: Any) -> dict[str, Any]:
     buyer = customer(tenant, external_id, external_id.title(), currency="EUR", **who)
     async with runtime.transaction() as session:
         await record_customer(runtime, session, buyer)
@@ -41,13 +42,13 @@ async def credit(client: httpx.AsyncClient, tenant: str, invoice_id: str, key: s
     return await client.post(f"/v1/invoices/{invoice_id}/credit-notes", headers={**headers(tenant), "Idempotency-Key": key}, json=body)
 
 
-async def outbox(runtime: ServiceRuntime, buyer: str) -> list[tuple[str, dict[str, Any]]]:
+async def outbox(runtime: ServiceRuntime[Settings], buyer: str) -> list[tuple[str, dict[str, Any]]]:
     async with runtime.sessions() as session:
         rows = await session.execute(text("SELECT event_type, value FROM invoicing.outbox WHERE key = :k ORDER BY id"), {"k": buyer.encode()})
         return [(r.event_type, json.loads(r.value)) for r in rows]
 
 
-async def test_partial_credits_up_to_the_open_amount(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_partial_credits_up_to_the_open_amount(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     lines = [rated("l1", "M365-BP", "5", "20.60", "EUR"), rated("l2", "SHIP", "1", "52.50", "EUR")]
     invoice = await issue(runtime, tenant, "bakery", lines, country="IE")
@@ -114,7 +115,7 @@ async def test_partial_credits_up_to_the_open_amount(client: httpx.AsyncClient, 
     assert (events[1][1]["refund_to"], events[4][1]["refund_to"]) == ("original_method", "buyer_balance")
 
 
-async def test_full_credit_of_an_unpaid_invoice_voids_it(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_full_credit_of_an_unpaid_invoice_voids_it(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     invoice = await issue(runtime, tenant, "acme", [rated("l1", "M365-BP", "10", "20.60", "EUR")], country="DE", vat_id="DE136695976")
     r = await credit(client, tenant, invoice["id"], "void-1", {"reason": "Cancelled order"})
@@ -130,7 +131,7 @@ async def test_full_credit_of_an_unpaid_invoice_voids_it(client: httpx.AsyncClie
     assert (await client.get(f"/v1/credit-notes/{note['id']}", headers=headers("someone-else"))).status_code == 404
 
 
-async def test_credits_reduce_the_oss_report(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_credits_reduce_the_oss_report(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     invoice = await issue(runtime, tenant, "jean", [rated("l1", "M365-BP", "3", "20.60", "EUR")], country="FR", business=False)
     r = await credit(client, tenant, invoice["id"], "c1", {"lines": [{"line_id": "l1", "amount": "20.60"}]})
@@ -152,7 +153,7 @@ def refund(tenant: str, invoice: dict[str, Any], payment_id: str, amount: str, r
     )
 
 
-async def test_a_refund_reopens_a_paid_invoice(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_a_refund_reopens_a_paid_invoice(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     invoice = await issue(runtime, tenant, "refunded", [rated("l1", "X", "1", "100.00", "EUR")], country="IE")
     async with runtime.transaction() as session:
@@ -178,7 +179,7 @@ async def test_a_refund_reopens_a_paid_invoice(client: httpx.AsyncClient, runtim
     assert (await get_invoice(client, tenant, invoice["id"]))["amount_paid"] == "100.00"
 
 
-async def test_a_paid_invoice_credited_in_full_once_whatever_the_retries(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_a_paid_invoice_credited_in_full_once_whatever_the_retries(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     invoice = await issue(runtime, tenant, "paidcard", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
     async with runtime.transaction() as session:
@@ -201,7 +202,7 @@ async def test_a_paid_invoice_credited_in_full_once_whatever_the_retries(client:
     assert (after["status"], after["amount_paid"], after["credited_total"], after["open_amount"]) == ("paid", "0.00", "126.69", "0.00")
 
 
-async def test_a_credit_by_amount_is_spread_over_the_lines_to_the_cent(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_a_credit_by_amount_is_spread_over_the_lines_to_the_cent(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     lines = [rated("l1", "M365-BP", "5", "20.60", "EUR"), rated("l2", "SHIP", "1", "52.50", "EUR"), rated("l3", "X", "1", "0.01", "EUR")]
     invoice = await issue(runtime, tenant, "spread", lines, country="IE")
@@ -228,7 +229,7 @@ async def test_a_credit_by_amount_is_spread_over_the_lines_to_the_cent(client: h
         assert (r.status_code, r.json()["code"]) == (status, code), body
 
 
-async def test_credits_never_exceed_what_is_left_creditable(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_credits_never_exceed_what_is_left_creditable(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     # VAT rounds on the invoice's 0.06 (0.01) but on each credited 0.03 too (0.01 each).
     invoice = await issue(runtime, tenant, "cents", [rated("a", "X", "1", "0.03", "EUR"), rated("b", "Y", "1", "0.03", "EUR")], country="IE")

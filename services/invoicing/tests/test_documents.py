@@ -47,7 +47,7 @@ CLOUDY = {
 }
 
 
-async def issue(runtime: ServiceRuntime, tenant: str, external_id: str, lines: Any, currency: str = "EUR", **who: Any) -> str:
+async def issue(runtime: ServiceRuntime[Settings], tenant: str, external_id: str, lines: Any, currency: str = "EUR", **who: Any) -> str:
     buyer = customer(tenant, external_id, external_id.title(), currency=currency, **who)
     async with runtime.transaction() as session:
         await record_customer(runtime, session, buyer)
@@ -67,7 +67,7 @@ def amount(xml: etree._Element, path: str) -> Decimal:
     return Decimal(xml.findtext(path, namespaces=NS))
 
 
-async def test_invoice_pdf_and_factur_x_match_the_invoice(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_invoice_pdf_and_factur_x_match_the_invoice(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     lines = [rated("l1", "M365-BP", "5", "20.60", "EUR", description="Microsoft 365 Business Premium"), rated("l2", "SHIP", "1", "52.50", "EUR")]
     invoice_id = await issue(runtime, tenant, "bakery", lines, country="IE")
@@ -99,7 +99,7 @@ async def test_invoice_pdf_and_factur_x_match_the_invoice(client: httpx.AsyncCli
     assert (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers("someone-else"))).status_code == 404
 
 
-async def test_reverse_charge_credit_note_documents(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_reverse_charge_credit_note_documents(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     invoice_id = await issue(runtime, tenant, "acme", [rated("l1", "M365-BP", "10", "20.60", "EUR")], country="DE", vat_id="DE136695976")
     _, invoice_xml = read_back((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content)
@@ -121,7 +121,7 @@ async def test_reverse_charge_credit_note_documents(client: httpx.AsyncClient, r
     assert xml.findtext(referenced, namespaces=NS) == (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()["number"]
 
 
-async def test_worked_example_a_document_and_a_seller_without_a_country(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_worked_example_a_document_and_a_seller_without_a_country(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, name="Tailspin Distribution Inc.", country="US", invoice_prefix="TSD", due_rule={"day_of_next_month": 5})
     invoice_id = await issue(runtime, tenant, "northwind", example_a_lines(), currency="USD", country="US")
     text, xml = read_back((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content)
@@ -135,7 +135,7 @@ async def test_worked_example_a_document_and_a_seller_without_a_country(client: 
     assert (r.status_code, r.json()["code"]) == (409, "document_unavailable")
 
 
-async def issued_documents(runtime: ServiceRuntime, invoice_id: str) -> list[dict[str, Any]]:
+async def issued_documents(runtime: ServiceRuntime[Settings], invoice_id: str) -> list[dict[str, Any]]:
     """The documents of the invoice's InvoiceIssued event, as it sits in the outbox."""
     async with runtime.sessions() as session:
         value = await session.scalar(
@@ -146,7 +146,7 @@ async def issued_documents(runtime: ServiceRuntime, invoice_id: str) -> list[dic
     return documents
 
 
-async def test_shared_links_open_the_invoice_documents_without_a_key(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_shared_links_open_the_invoice_documents_without_a_key(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     invoice_id = await issue(runtime, tenant, "bakery", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
     detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
@@ -273,7 +273,7 @@ async def test_a_rendering_that_lost_the_race_answers_the_bytes_stored_first(mig
         assert made["pdf"] == first
         async with runtime.engine.connect() as conn:
             query = text("SELECT format, content FROM invoicing.document WHERE owner_kind = 'invoice' AND owner_id = :id")
-            rows = dict((await conn.execute(query, {"id": invoice_id})).all())
+            rows: dict[str, bytes] = dict((await conn.execute(query, {"id": invoice_id})).tuples().all())
         assert rows["pdf"] == first and made["xml"] == rows["xml"]
         assert b"CrossIndustryInvoice" in made["xml"]
     finally:

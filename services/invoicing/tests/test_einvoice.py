@@ -13,7 +13,7 @@ import zlib
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import facturx
 import httpx
@@ -22,6 +22,7 @@ from en16931 import assert_valid, findings, rules_ran
 from invoicing_testkit import customer, event, headers, pdf_fonts, period_closed, put_seller, rated
 from lxml import etree
 from pypdf import PdfReader
+from pypdf.generic import StreamObject
 from sqlalchemy import text
 
 from billing_events import CollectingMethodChanged, InvoiceIssued, MandateChanged
@@ -29,6 +30,7 @@ from billing_events.references import creditor_reference, printed
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.consumers import on_collecting_method_changed, on_mandate_changed
 from invoicing.buyer.service import record_customer
+from invoicing.config import Settings
 from invoicing.documents.content import DocContent, DocLine, DocPayment, DocTax
 from invoicing.documents.facturx import cii_xml
 from invoicing.documents.ubl import ubl_xml
@@ -92,7 +94,7 @@ def keep_pages(pdf: bytes, name: str) -> None:
         subprocess.run(["pdftoppm", "-r", "80", "-png", "-", str(Path(where) / name)], input=pdf, check=True)
 
 
-def content(kind: str = "invoice", payment: DocPayment | None = None, category: str = "AE", rate: str = "0") -> DocContent:
+def content(kind: Literal["invoice", "credit_note"] = "invoice", payment: DocPayment | None = None, category: str = "AE", rate: str = "0") -> DocContent:
     seller = {**{k: CLOUDY[k] for k in ("name", "country", "vat_id", "registration", "email", "address")}, "account_id": "cloudy"}
     buyer = {
         "account_id": "acme",
@@ -107,7 +109,7 @@ def content(kind: str = "invoice", payment: DocPayment | None = None, category: 
     october = (date(2026, 10, 1), date(2026, 10, 31))
     line = DocLine("l1", "M365-BP", "Microsoft 365 Business Premium", Decimal(10), None, Decimal("20.60"), net, category, Decimal(rate), *october)
     return DocContent(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         number="CLD-000042" if kind == "invoice" else "CLD-CN-000001",
         issued_on=date(2026, 11, 2),
         due_on=date(2026, 11, 16) if kind == "invoice" else None,
@@ -200,7 +202,7 @@ def test_payment_means_in_cii_and_ubl() -> None:
 NS_UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
 
 
-async def issue_to_acme(runtime: ServiceRuntime, tenant: str) -> str:
+async def issue_to_acme(runtime: ServiceRuntime[Settings], tenant: str) -> str:
     buyer = customer(tenant, "acme", "Acme GmbH", currency="EUR", country="DE", vat_id="DE136695976")
     async with runtime.transaction() as session:
         await record_customer(runtime, session, buyer)
@@ -210,9 +212,9 @@ async def issue_to_acme(runtime: ServiceRuntime, tenant: str) -> str:
     return invoice_id
 
 
-async def test_pdf_says_who_what_and_how_to_pay(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
-    r = await put_seller(client, tenant, **CLOUDY)
-    assert r["iban"] == IBAN and r["logo"] == LOGO
+async def test_pdf_says_who_what_and_how_to_pay(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
+    seller = await put_seller(client, tenant, **CLOUDY)
+    assert seller["iban"] == IBAN and seller["logo"] == LOGO
     invoice_id = await issue_to_acme(runtime, tenant)
     number = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()["number"]
     pdf = (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content
@@ -231,7 +233,9 @@ async def test_pdf_says_who_what_and_how_to_pay(client: httpx.AsyncClient, runti
     # The logo is on the page; the PDF is PDF/A-3 with the Factur-X XML, which has the payment means.
     reader = PdfReader(io.BytesIO(pdf))
     assert len(reader.pages[0].images) >= 1
-    xmp = reader.trailer["/Root"]["/Metadata"].get_object().get_data()
+    metadata = reader.root_object["/Metadata"].get_object()
+    assert isinstance(metadata, StreamObject)
+    xmp = metadata.get_data()
     assert b"<pdfaid:part>3</pdfaid:part>" in xmp or b'pdfaid:part="3"' in xmp, xmp[:2000]
     name, xml = facturx.get_xml_from_pdf(pdf, check_xsd=True)
     assert name == "factur-x.xml"
@@ -266,12 +270,12 @@ async def test_pdf_says_who_what_and_how_to_pay(client: httpx.AsyncClient, runti
     assert note["number"] in note_text and "Corrects invoice" in note_text and "How to pay" not in note_text and "Germany" in note_text
 
 
-async def test_direct_debit_invoice_after_a_mandate(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_direct_debit_invoice_after_a_mandate(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     buyer = customer(tenant, "acme", "Acme GmbH", currency="EUR", country="DE", vat_id="DE136695976")
     async with runtime.transaction() as session:
         for mandate, status in (("MD-OLD", "active"), ("MD-NEW", "active"), ("MD-OLD", "cancelled")):
-            changed = MandateChanged(mandate_id=mandate, seller_id=tenant, account_id=buyer.account_id, provider="gocardless", status=status)  # type: ignore[arg-type]
+            changed = MandateChanged(mandate_id=mandate, seller_id=tenant, account_id=buyer.account_id, provider="gocardless", status=status)
             await on_mandate_changed(runtime, session, event(changed, tenant))
     invoice_id = await issue_to_acme(runtime, tenant)
     pdf = (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content

@@ -16,6 +16,7 @@ from test_consolidated import NORTHWIND, keep_for_review
 
 from billing_events import Money, ProjectWorkRecorded, account_id
 from billing_runtime.service import ServiceRuntime
+from invoicing.config import Settings
 from invoicing.projectwork.service import issue_statement
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
@@ -43,7 +44,9 @@ def entry(distributor: str, partner: str, entry_id: str, hours: str, *, rate: st
     )
 
 
-async def test_time_and_materials_make_a_numbered_statement_with_no_payment_due(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_time_and_materials_make_a_numbered_statement_with_no_payment_due(
+    client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str
+) -> None:
     distributor, partner = tenant, f"{tenant}-northwind"
     await put_seller(client, distributor, name="Tailspin Distribution Inc.", invoice_prefix="TSD")
     await put_seller(client, partner, **NORTHWIND)

@@ -19,6 +19,7 @@ from billing_runtime.service import ServiceRuntime
 from billing_runtime.tenancy import TenantRequired
 from invoicing.buyer.service import record_customer
 from invoicing.comparison import repository as comparison_repo
+from invoicing.config import Settings
 from invoicing.creditnote import repository as credit_repo
 from invoicing.creditnote.service import issue_credit_note
 from invoicing.documents import repository as documents_repo
@@ -32,7 +33,7 @@ from invoicing.seller.service import put_seller
 from invoicing.tax import repository as tax_repo
 
 
-async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     attacker, victim = tenant, f"{tenant}-victim"
     buyer = customer(victim, "dental", "Victim Dental", currency="EUR")
     now = runtime.clock.now()
@@ -93,9 +94,9 @@ async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: Serv
         # Without a tenant the queries refuse to run.
         for empty in ("", None):
             with pytest.raises(TenantRequired):
-                await invoice_repo.get_payment(session, empty, paid.payment_id)  # type: ignore[arg-type]
+                await invoice_repo.get_payment(session, empty, paid.payment_id)  # type: ignore[arg-type]  # no tenant, on purpose
             with pytest.raises(TenantRequired):
-                await tokens_of(session, empty, "invoice", invoice_id)  # type: ignore[arg-type]
+                await tokens_of(session, empty, "invoice", invoice_id)  # type: ignore[arg-type]  # no tenant, on purpose
 
     assert await victims_rows(runtime, victim, invoice_id) == before
     async with runtime.sessions() as session:
@@ -114,7 +115,7 @@ async def test_another_sellers_ids_find_nothing_and_change_nothing(runtime: Serv
         assert (await seller_repo.get(session, victim)).name == "Victim Seller"
 
 
-async def victims_rows(runtime: ServiceRuntime, victim: str, invoice_id: str) -> dict[str, list[dict[str, Any]]]:
+async def victims_rows(runtime: ServiceRuntime[Settings], victim: str, invoice_id: str) -> dict[str, list[dict[str, Any]]]:
     """Every row of the victim's in the tables the attacker's calls above touch."""
     rows: dict[str, list[dict[str, Any]]] = {}
     async with runtime.sessions() as session:

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from billing_events import account_id
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import buyer_party, record_customer
+from invoicing.config import Settings
 from invoicing.invoice.service import issue_invoice
 
 
@@ -18,13 +19,13 @@ class Abort(Exception):
     """Raised inside a transaction after the invoice was issued, to roll it back."""
 
 
-async def numbers(runtime: ServiceRuntime, seller: str) -> list[int]:
+async def numbers(runtime: ServiceRuntime[Settings], seller: str) -> list[int]:
     async with runtime.sessions() as session:
         rows = await session.execute(text("SELECT seq FROM invoicing.invoice WHERE seller_id = :s ORDER BY seq"), {"s": seller})
         return [r.seq for r in rows]
 
 
-async def test_concurrent_issues_never_skip_or_repeat_a_number(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_concurrent_issues_never_skip_or_repeat_a_number(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     buyers = [account_id(tenant, f"c-{i}") for i in range(20)]
     aborted = set(buyers[::4])  # 5 of the 20 roll back after taking their number
 
@@ -53,7 +54,7 @@ async def test_concurrent_issues_never_skip_or_repeat_a_number(runtime: ServiceR
     assert await numbers(runtime, tenant) == list(range(1, 21))
 
 
-async def test_nothing_to_collect_is_settled_on_issue(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_nothing_to_collect_is_settled_on_issue(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     buyer = account_id(tenant, "c-free")
     closed = period_closed(tenant, buyer, [rated("l1", "TRIAL", "1", "0.00")], start=date(2026, 10, 1), end=date(2026, 10, 31))
     async with runtime.transaction() as session:
@@ -65,7 +66,7 @@ async def test_nothing_to_collect_is_settled_on_issue(runtime: ServiceRuntime, t
     assert events == ["billing.invoice.issued.v1", "billing.invoice.settled.v1"]
 
 
-async def test_latest_customer_revision_wins_whatever_the_order(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_latest_customer_revision_wins_whatever_the_order(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     newer = customer(tenant, "c-1", "Contoso Dental LLC", country="IE", revision=2)
     older = customer(tenant, "c-1", "Contoso Dental", revision=1)
     async with runtime.transaction() as session:
@@ -77,7 +78,7 @@ async def test_latest_customer_revision_wins_whatever_the_order(runtime: Service
     assert (party.name, party.country, party.email) == ("Contoso Dental LLC", "IE", "ap@c-1.example")
 
 
-async def test_two_concurrent_bill_runs_of_one_seller_stay_gapless(runtime: ServiceRuntime, tenant: str) -> None:
+async def test_two_concurrent_bill_runs_of_one_seller_stay_gapless(runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """Two bill runs (say two consumer replicas after a rebalance, or a re-run) close the same
     periods at the same time, in different orders: every buyer gets one invoice, numbers 1..N."""
     buyers = [account_id(tenant, f"run-{i}") for i in range(24)]

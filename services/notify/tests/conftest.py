@@ -41,7 +41,7 @@ class Mailbox:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         parsed = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
         with self.lock:
-            self.messages.append(Received(list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
+            self.messages.append(Received(list(envelope.rcpt_tos), parsed))
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[EmailMessage]:

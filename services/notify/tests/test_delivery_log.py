@@ -44,7 +44,7 @@ async def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_ends(db: 
 
     queue = LeasedQueue(repo.DELIVERY, Delivery, timedelta(minutes=5))
 
-    def mine(claimed: list) -> list:  # type: ignore[type-arg]
+    def mine(claimed: list) -> list:
         return [d for d in claimed if d.delivery_id == delivery.delivery_id]
 
     async with sessions() as session, session.begin():

@@ -96,7 +96,7 @@ def test_payment_received_names_the_invoice() -> None:
         method="card",
         provider="stripe",
         paid_on="2026-12-01",
-        reference=None,  # type: ignore[arg-type]
+        reference=None,
     )
     mail = render("payment_received", {"payment": payment, "invoice_number": "NW-1", "brand": BRAND, "buyer_name": "Contoso", "portal_url": None})
     assert mail.subject == "Payment received for invoice NW-1"

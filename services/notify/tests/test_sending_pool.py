@@ -50,7 +50,7 @@ class CountingMailbox:
         parsed = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
         with self.lock:
             for rcpt in envelope.rcpt_tos:
-                self.messages.append((rcpt, parsed))  # type: ignore[arg-type]
+                self.messages.append((rcpt, parsed))
             self.peers.add(session.peer)
         return "250 Message accepted for delivery"
 

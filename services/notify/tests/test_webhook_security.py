@@ -56,7 +56,9 @@ async def test_secrets_are_sealed_at_rest_replayed_sealed_and_redacted_in_audit(
     from billing_runtime.crypto import Keyring
 
     keyring = Keyring.from_env()
-    sealed = keyring.seal(secret, repo.where(WebhookEndpoint(endpoint_id=endpoint_id, tenant=tenant, url="", event_types=[], secret=""), "secret"))
+    sealed = keyring.seal(
+        secret, repo.where(WebhookEndpoint(endpoint_id=endpoint_id, tenant=tenant, url="", event_types=[], secret="", created_at=datetime.now(UTC)), "secret")
+    )
     moved = WebhookEndpoint(endpoint_id=endpoint_id, tenant="someone-else", url="", event_types=[], secret=sealed, created_at=datetime.now(UTC))
     with pytest.raises(Exception, match="does not open"):
         repo.opened(keyring, moved)

@@ -39,7 +39,7 @@ def of_type(events: list[CloudEvent[Any]], name: str) -> list[CloudEvent[Any]]:
     return [e for e in events if e.type == f"billing.{name}.v1"]
 
 
-async def setup_stripe(live: Live, tenant: str, events: list[str] | None = None) -> tuple[stripe.StripeClient, str]:
+async def setup_stripe(live: Live, tenant: str, events: list[Any] | None = None) -> tuple[stripe.StripeClient, str]:
     """The partner's own Stripe account, its webhook endpoint pointing at payments, and its
     credentials given to payments."""
     api_key = f"sk_test_{tenant}"
@@ -48,6 +48,7 @@ async def setup_stripe(live: Live, tenant: str, events: list[str] | None = None)
     r = await live.client.put("/v1/providers/stripe", headers=headers(tenant), json={"api_key": api_key, "webhook_secret": endpoint.secret})
     assert r.status_code == 200, r.text
     assert r.json()["api_key_last4"] == api_key[-4:] and api_key not in r.text
+    assert endpoint.secret is not None  # given once, when the endpoint is created
     return sc, endpoint.secret
 
 

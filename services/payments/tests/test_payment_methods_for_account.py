@@ -18,7 +18,7 @@ import stripe
 
 from billing_events import CollectingMethodChanged, MandateChanged, Party, account_id, new_event
 from billing_events.topics import PAYMENTS
-from billing_runtime.auth import issue
+from billing_runtime.auth import Scope, issue
 from billing_runtime.db import create_engine
 from billing_runtime.testing import eventually, read_events
 
@@ -38,10 +38,10 @@ class Keys:
     def __init__(self, live: Live, database_url: str, bootstrap: str) -> None:
         self.live, self.database_url, self.bootstrap = live, database_url, bootstrap
 
-    async def issue(self, tenant: str, scope: str, account: str | None = None) -> dict[str, str]:
+    async def issue(self, tenant: str, scope: Scope, account: str | None = None) -> dict[str, str]:
         engine = create_engine(self.database_url, pool_size=1)
         try:
-            key = await issue(engine, self.bootstrap, tenant, scope, label="test", now=datetime.now(UTC), account_id=account)  # type: ignore[arg-type]
+            key = await issue(engine, self.bootstrap, tenant, scope, label="test", now=datetime.now(UTC), account_id=account)
         finally:
             await engine.dispose()
         return {"Authorization": f"Bearer {key.key}"}

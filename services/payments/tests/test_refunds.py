@@ -217,7 +217,8 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
         )
     }
     assert list(found.values()) == ["64.58", "IE29AIBK93115212345678", "DE89370400440532013000", "Dublin Bakery", f"Refund {note.number} for invoice CL-0001"]
-    assert root.find(".//p:InstdAmt", PAIN_001).attrib["Ccy"] == "EUR"  # type: ignore[union-attr]
+    amount = root.find(".//p:InstdAmt", PAIN_001)
+    assert amount is not None and amount.attrib["Ccy"] == "EUR"
     assert (await live.client.get(listed[0]["file_url"], headers=headers(f"other-{tenant}"))).status_code == 404
     after = await invoice(live, tenant, invoice_id)
     assert (after["amount_received"], after["amount_credited"], after["amount_open"]) == ("126.69", "64.58", "0.00")

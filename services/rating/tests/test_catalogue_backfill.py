@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -16,7 +17,7 @@ from billing_runtime.embedded import drop_database, ensure_database, with_databa
 from billing_runtime.migrations import migrations_dir, upgrade
 
 
-async def _sql(url: str, statement: str) -> list[object]:
+async def _sql(url: str, statement: str) -> list[Any]:
     engine = create_engine(url, pool_size=1)
     try:
         async with engine.begin() as conn:
@@ -44,7 +45,7 @@ def test_products_stored_before_0006_are_published_once(postgres_server: str, mo
         )
         upgrade(migrations_dir("rating"), url)
         rows = asyncio.run(_sql(url, "SELECT headers, value FROM rating.outbox WHERE event_type = 'billing.product.published.v1' ORDER BY id"))
-        events = [from_kafka([(k, v.encode()) for k, v in headers], bytes(value), ProductPublished) for headers, value in rows]  # type: ignore[misc]
+        events = [from_kafka([(k, v.encode()) for k, v in headers], bytes(value), ProductPublished) for headers, value in rows]
         assert [(e.tenant, e.data.product_code, e.data.revision, e.data.allows_credits, e.data.wholesale) for e in events] == [
             ("dist-old", "AZ-VM", 1, True, True),
             ("partner-old", "SUP", 1, False, False),

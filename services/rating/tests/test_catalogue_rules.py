@@ -6,13 +6,14 @@ from decimal import Decimal
 
 import pytest
 
+from rating.billrun.rating import Price
 from rating.catalogue.service import parse_currency, parse_price
 from rating.errors import InvalidCurrency, InvalidPrice
 
 
 @pytest.mark.parametrize(("sent", "price"), [("35.00", Decimal("35.00")), ("0", Decimal("0")), (12, Decimal("12")), ("0.0035", Decimal("0.0035"))])
 def test_prices_are_exact(sent: object, price: Decimal) -> None:
-    parsed = parse_price(sent)  # type: ignore[arg-type]
+    parsed = parse_price(sent)  # type: ignore[arg-type]  # any JSON value, on purpose
     assert parsed == price and str(parsed) == str(price)
 
 
@@ -22,13 +23,13 @@ def test_prices_are_exact(sent: object, price: Decimal) -> None:
 )
 def test_bad_prices_are_invalid_price(sent: object) -> None:
     with pytest.raises(InvalidPrice):
-        parse_price(sent)  # type: ignore[arg-type]
+        parse_price(sent)  # type: ignore[arg-type]  # any JSON value, on purpose
 
 
 @pytest.mark.parametrize("sent", ["usd", "US", "USDD", "", 840, None])
 def test_bad_currencies(sent: object) -> None:
     with pytest.raises(InvalidCurrency):
-        parse_currency(sent)  # type: ignore[arg-type]
+        parse_currency(sent)  # type: ignore[arg-type]  # any JSON value, on purpose
 
 
 def test_a_price_book_finds_the_price_in_the_buyers_currency_and_marks_up_wholesale_in_it() -> None:
@@ -75,16 +76,17 @@ def test_a_price_book_finds_the_price_in_the_buyers_currency_and_marks_up_wholes
     )
     october, september = Period.parse("2026-10"), Period.parse("2026-09")
 
-    def unit_price(found: object) -> tuple[str, Decimal]:
+    def unit_price(found: Price | None) -> tuple[str, Decimal]:
         assert found is not None
-        segment = found.model.segments(Decimal(1), None, found.base)[0]  # type: ignore[attr-defined]
-        return found.currency, segment.unit_price  # type: ignore[attr-defined]
+        segment = found.model.segments(Decimal(1), None, found.base)[0]
+        return found.currency, segment.unit_price
 
     assert unit_price(book.retail("M365", september, "EUR")) == ("EUR", Decimal("12.0000"))  # 10.00 + 20 %
     assert unit_price(book.retail("M365", september, "USD")) == ("USD", Decimal("13.2000"))  # 11.00 + 20 %
     assert unit_price(book.retail("M365", october, "USD")) == ("USD", Decimal("12.50"))  # its own USD entry from October
     assert unit_price(book.wholesale("M365", october, "USD")) == ("USD", Decimal("11.00"))
     # SUP has no USD wholesale price: rating sees the EUR one and reports currency_mismatch.
-    assert book.retail("SUP", october, "USD").currency == "EUR"  # type: ignore[union-attr]
+    sup = book.retail("SUP", october, "USD")
+    assert sup is not None and sup.currency == "EUR"
     assert not book.priced_in("SUP", october, "USD") and book.priced_in("SUP", october, "EUR")
     assert book.retail("NOPE", october, "USD") is None

@@ -51,7 +51,7 @@ async def charges(runtime: ServiceRuntime, seller: str) -> list[tuple[str, str, 
             ),
             {"s": seller},
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
 
 async def test_two_daily_subscriptions_starting_the_same_day_are_both_written_and_emitted(runtime: ServiceRuntime, tenant: str, distributor: str) -> None:
@@ -98,7 +98,7 @@ async def test_two_daily_subscriptions_starting_the_same_day_are_both_written_an
     written = await charges(runtime, tenant)
     # 4 × 6.75 × 15/31 (1–15 October) and 2 × 6.75 for the whole month: 13.06 + 13.50 = 26.56
     assert [(end, currency) for _, _, end, _, currency in written] == [("2026-10-15", "USD"), ("2026-10-31", "USD")]
-    assert sum(amount for *_, amount, _ in written).quantize(Decimal("0.01")) == Decimal("26.56")
+    assert sum((amount for *_, amount, _ in written), Decimal(0)).quantize(Decimal("0.01")) == Decimal("26.56")
     event = await period_closed(runtime, tenant, "acct-1")
     assert event is not None
     assert sorted(line["line_id"] for line in event["lines"]) == sorted(line_id for _, line_id, *_ in written)
@@ -219,8 +219,8 @@ async def test_a_seller_bills_eur_and_usd_buyers_from_a_price_list_per_currency(
         ("BKP-GB", "0.8700", "USD"),
         ("M365", "67.20", "USD"),  # 7.25 × 0.12; 3 × 22.40
     ]
-    assert sum(Decimal(line["amount"]["amount"]) for line in eu["lines"]).quantize(Decimal("0.01")) == Decimal("104.25")
-    assert sum(Decimal(line["amount"]["amount"]) for line in us["lines"]).quantize(Decimal("0.01")) == Decimal("68.07")
+    assert sum((Decimal(line["amount"]["amount"]) for line in eu["lines"]), Decimal(0)).quantize(Decimal("0.01")) == Decimal("104.25")
+    assert sum((Decimal(line["amount"]["amount"]) for line in us["lines"]), Decimal(0)).quantize(Decimal("0.01")) == Decimal("68.07")
 
 
 async def test_an_order_is_checked_for_a_price_in_its_buyers_currency(client: Any, app: Any, tenant: str, distributor: str) -> None:

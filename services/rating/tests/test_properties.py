@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rating.billrun.rating import Buyer, Price, ProductInfo, Subscription, Usage, rate_period
 from rating.business_days import BusinessCalendar
 from rating.period import Period, local_midnight
-from rating.policy import BillingPolicy, QuantityRule
+from rating.policy import BillingPolicy, FirstPeriod, Proration, QuantityRule, Timing
 from rating.pricing import parse_model
 from rating.schedule import Change, schedule
 
@@ -36,9 +36,9 @@ def orders(draw: st.DrawFn) -> tuple[Subscription, date]:
     start = draw(days)
     policy = BillingPolicy(
         quantity_rule=QuantityRule.CONTRACTED,
-        proration=draw(st.sampled_from(["none", "daily"])),
-        timing=draw(st.sampled_from(["arrears", "advance"])),
-        first_period=draw(st.sampled_from(["order_period", "next_period"])),
+        proration=draw(st.sampled_from(list(Proration))),
+        timing=draw(st.sampled_from(list(Timing))),
+        first_period=draw(st.sampled_from(list(FirstPeriod))),
         change_cutoff_business_days=draw(st.integers(0, 3)),
         notice_business_days=draw(st.integers(0, 30)),
         commitment_months=draw(st.integers(0, 12)),
@@ -104,7 +104,7 @@ def test_billed_service_periods_have_no_gap_and_no_overlap(case: tuple[Subscript
 def test_a_full_month_prorated_daily_bills_exactly_the_full_price_in_every_month_length(year: int, month: int, quantity: int) -> None:
     period = Period.of_month(year, month)
     assert period.days in (28, 29, 30, 31) and (period.days == 29) == (month == 2 and (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)))
-    policy = BillingPolicy(proration="daily")
+    policy = BillingPolicy(proration=Proration.DAILY)
     plan = schedule(
         subscription_id="s",
         quantity=Decimal(quantity),

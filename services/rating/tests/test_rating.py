@@ -24,7 +24,7 @@ from rating.billrun.rating import (
 from rating.business_days import BusinessCalendar
 from rating.period import Period
 from rating.policy import BillingPolicy, QuantityRule
-from rating.pricing import PriceModel, parse_model
+from rating.pricing import PriceModel, PriceModelKind, parse_model
 from rating.schedule import Change, schedule
 
 RUN = "run-1"
@@ -339,7 +339,7 @@ class TestPricesAndTiers:
         base = parse_model({"model": "graduated", "tiers": [{"up_to": "10", "unit_price": "5"}, {"up_to": None, "unit_price": "4"}]})
 
         def retail(code: str, period: Period, currency: str) -> Price:
-            return Price(PriceModel("markup", markup_percent=Decimal("20")), "USD", base)
+            return Price(PriceModel(PriceModelKind.MARKUP, markup_percent=Decimal("20")), "USD", base)
 
         result = rate_period(RUN, OCTOBER, buyers=[ALICE], products=PRODUCTS, price_of=retail, subscriptions=[sub("s", "EML-HST", "12", date(2026, 9, 1))])
         assert table(result) == [("EML-HST", "recurring", "10", "6.0", "60.0"), ("EML-HST", "recurring", "2", "4.8", "9.6")]

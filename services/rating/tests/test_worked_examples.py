@@ -115,7 +115,7 @@ async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_b
     # The partner is the distributor's customer, under its tenant id; its customers are its own.
     await customers(ingest, d, (nw, "Northwind IT"))
     await customers(ingest, nw, ("contoso", "Contoso Dental"), ("fabrikam", "Fabrikam Law"))
-    ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00-05:00"))  # type: ignore[attr-defined]
+    ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00-05:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
     await ordered(
         ingest,
         headers=h(d),
@@ -137,7 +137,7 @@ async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_b
             },
         )
     )
-    ingest.app_clock.set(datetime.fromisoformat("2026-10-14T10:00:00-05:00"))  # type: ignore[attr-defined]
+    ingest.app_clock.set(datetime.fromisoformat("2026-10-14T10:00:00-05:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
     await ordered(
         ingest,
         headers=h(nw),
@@ -288,7 +288,7 @@ async def test_example_d_true_up_over_three_bill_runs(client: httpx.AsyncClient,
         client, partner, "USR-SUP", "User support", "contracted", unit_price="35.00", currency="USD", policy={"first_period": "next_period", "true_up": True}
     )
     await customers(ingest, partner, ("globex", "Globex"))
-    ingest.app_clock.set(datetime.fromisoformat("2026-07-06T10:00:00+00:00"))  # type: ignore[attr-defined]
+    ingest.app_clock.set(datetime.fromisoformat("2026-07-06T10:00:00+00:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
     await ordered(
         ingest,
         headers=h(partner),
@@ -348,7 +348,7 @@ async def test_example_b_advance_billing_with_a_daily_prorated_addition(client: 
     await price(client, partner, "M365-BP", per_unit("20.60"), currency="EUR")
     records = [{"id": "acme", "name": "Acme GmbH", "billing_email": "ap@acme.example", "country": "DE", "currency": "EUR", "vat_id": "DE136695976"}]
     await ok(ingest.post("/v1/customers", headers=h(partner), json={"records": records}))
-    ingest.app_clock.set(datetime.fromisoformat("2026-09-25T10:00:00+01:00"))  # type: ignore[attr-defined]
+    ingest.app_clock.set(datetime.fromisoformat("2026-09-25T10:00:00+01:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
     await ordered(
         ingest,
         headers=h(partner),
@@ -358,7 +358,7 @@ async def test_example_b_advance_billing_with_a_daily_prorated_addition(client: 
             ]
         },
     )
-    ingest.app_clock.set(datetime.fromisoformat("2026-10-17T09:00:00+01:00"))  # type: ignore[attr-defined]
+    ingest.app_clock.set(datetime.fromisoformat("2026-10-17T09:00:00+01:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
     await ok(ingest.post("/v1/orders/acme-m365/changes", headers=h(partner), json={"id": "acme-m365-plus4", "quantity": "14", "effective_date": "2026-10-17"}))
     acme = account_id(partner, "acme")
     await eventually(lambda: _when(charges(client, partner, acme, "2026-10"), lambda c: total(c).quantize(CENT) == Decimal("328.27")), "the addition")

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -209,7 +210,8 @@ COUNT = {"id": "q-1", "customer_id": "c-1", "product_code": "AZ-VM", "observed_a
 def test_envelopes_built_a_batch_at_a_time_match_the_contract(kind: service.Kind, raw: dict[str, Any], model: type[Any]) -> None:
     """Envelopes built a batch at a time put the same bytes on Kafka as `new_event` one at a time."""
     now = datetime(2026, 10, 12, 11, 0, 0, 123456, tzinfo=UTC)
-    record = {UsageIn: UsageIn, OrderIn: OrderIn, QuantityIn: QuantityIn}[kind.model].model_validate(raw)
+    models: dict[type[BaseModel], type[BaseModel]] = {UsageIn: UsageIn, OrderIn: OrderIn, QuantityIn: QuantityIn}
+    record = models[kind.model].model_validate(raw)
     row = kind.to_row("partner-x", record, "acc-1", now)
     fast = to_kafka(service.build_events(kind, "usage-ingest", "partner-x", now, [row])[0])
     data = model.model_validate(kind.to_event("partner-x", row))

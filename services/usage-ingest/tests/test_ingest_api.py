@@ -89,7 +89,8 @@ async def test_each_record_judged_alone(client: httpx.AsyncClient, tenant: str) 
 
 
 async def test_malformed_request_is_a_422_problem(client: httpx.AsyncClient, tenant: str) -> None:
-    for body in ({"records": []}, {"records": "x"}, {"rows": []}, {"records": [{}] * 1001}):
+    bodies: tuple[dict[str, Any], ...] = ({"records": []}, {"records": "x"}, {"rows": []}, {"records": [{}] * 1001})
+    for body in bodies:
         r = await client.post("/v1/usage", headers=headers(tenant), json=body)
         assert r.status_code == 422
         assert r.headers["content-type"].startswith("application/problem+json")

@@ -74,6 +74,12 @@ class CloudEvent(BaseModel, Generic[D]):
         return self.data.partition_key()
 
 
+def envelope_class(model: type[D]) -> type[CloudEvent[D]]:
+    """`CloudEvent` parametrised with one event's data class at run time, so that pydantic
+    validates and serialises `data` by that class (the bare generic would see an `EventData`)."""
+    return CloudEvent[model]  # type: ignore[valid-type]  # a class known only at run time; the signature types it
+
+
 def new_event(
     data: D,
     *,
@@ -84,7 +90,7 @@ def new_event(
     time: datetime | None = None,
     traceparent: str | None = None,
 ) -> CloudEvent[D]:
-    return CloudEvent[type(data)](  # type: ignore[misc]
+    return envelope_class(type(data))(
         id=event_id or str(uuid.uuid4()),
         source=source,
         type=type(data).event_type,
@@ -167,7 +173,7 @@ def from_kafka(
     _check_type(attrs.get("type"), model)
     try:
         data = model.model_validate_json(value)
-        return CloudEvent[model](data=data, **attrs)  # type: ignore[valid-type]
+        return envelope_class(model)(data=data, **attrs)
     except (ValueError, TypeError) as exc:
         raise EnvelopeError(f"invalid {model.event_type} event: {exc}") from exc
 
@@ -191,6 +197,6 @@ def event_from_json(text: str | bytes, model: type[D]) -> CloudEvent[D]:
         raise EnvelopeError(f"invalid {model.event_type} event: {exc}") from exc
     _check_type(raw.get("type") if isinstance(raw, dict) else None, model)
     try:
-        return CloudEvent[model].model_validate(raw)  # type: ignore[valid-type]
+        return envelope_class(model).model_validate(raw)
     except (ValueError, TypeError) as exc:
         raise EnvelopeError(f"invalid {model.event_type} event: {exc}") from exc

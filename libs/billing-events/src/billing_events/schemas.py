@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from billing_events.envelope import SPEC_VERSION, CloudEvent, EventData
+from billing_events.envelope import SPEC_VERSION, EventData, envelope_class
 from billing_events.registry import EVENT_MODELS
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -46,7 +46,7 @@ def data_schema(model: type[EventData]) -> dict[str, Any]:
 
 def event_schema(model: type[EventData]) -> dict[str, Any]:
     """The schema of one event type as a structured-mode CloudEvent."""
-    schema = CloudEvent[model].model_json_schema(ref_template="#/$defs/{model}")  # type: ignore[valid-type]
+    schema = envelope_class(model).model_json_schema(ref_template="#/$defs/{model}")
     properties: dict[str, dict[str, Any]] = schema["properties"]
     # The generic envelope accepts any type string; one event's schema pins its own.
     properties["type"] = {"const": model.event_type, "title": "Type", "type": "string"}

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from billing_runtime.auth import TENANT_PATTERN, Forbidden, Principal, Scope
 from billing_runtime.errors import BillingError, NotFound, Unauthorized
-from billing_runtime.service import ServiceRuntime
+from billing_runtime.service import ServiceRuntime, SettingsT
 
 DISTRIBUTOR = "distributor"
 T = TypeVar("T")
@@ -137,7 +137,8 @@ def declared_scope(route: Any) -> Scope | None:
     return None
 
 
-Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+Runtime = Annotated[ServiceRuntime[SettingsT], Depends(get_runtime)]
+"""The app's runtime; `Runtime[Settings]` where an endpoint reads the service's own settings."""
 Caller = Annotated[Principal, Depends(principal)]
 Tenant = Annotated[str, Depends(tenant_id)]
 AdminTenant = Annotated[str, Depends(admin_tenant_id)]

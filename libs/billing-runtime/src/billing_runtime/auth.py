@@ -84,7 +84,7 @@ class Forbidden(BillingError):
 
 def scope_allows(held: str, needed: str) -> bool:
     """`admin` includes `write`, which includes `read`."""
-    return SCOPES.index(held) >= SCOPES.index(needed)  # type: ignore[arg-type]
+    return SCOPES.index(held) >= SCOPES.index(needed)
 
 
 def hash_secret(secret: str) -> str:

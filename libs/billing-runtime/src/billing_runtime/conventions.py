@@ -37,14 +37,14 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 from opentelemetry import trace
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, Table, text
 from starlette.datastructures import Headers
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from billing_runtime import by_customer, crypto
 from billing_runtime.audit import AUDIT_RECORDS, append_only_sql, audit_table, record
@@ -141,7 +141,8 @@ def install_http_conventions(app: FastAPI) -> None:
             finally:
                 await conventions.stop()
 
-    app.router.lifespan_context = lifespan
+    # Yields whatever the inner lifespan yields (a state mapping or None): one of Starlette's two shapes.
+    app.router.lifespan_context = cast("Lifespan[Any]", lifespan)
 
 
 class HttpConventions:
@@ -257,7 +258,7 @@ class HttpConventions:
         scope = headers.get("x-api-scope", "admin")
         if scope not in SCOPES:
             raise Unauthorized("X-Api-Scope must be read, write or admin", code="scope_invalid")
-        return Principal(tenant=tenant, key_id=headers.get("x-api-key-id", "gateway"), scope=scope)  # type: ignore[arg-type]
+        return Principal(tenant=tenant, key_id=headers.get("x-api-key-id", "gateway"), scope=scope)
 
 
 def _problem(exc: BillingError, headers: dict[str, str] | None = None) -> Response:
@@ -620,7 +621,7 @@ def _api_routes(app: FastAPI) -> list[_ApiRoute]:
 
     found = []
     for context in iter_route_contexts(app.routes):
-        if isinstance(context.original_route, APIRoute):
+        if isinstance(context.original_route, APIRoute) and context.path is not None:  # an APIRoute always has a path
             methods = frozenset(context.methods or ())
             account_query = by_customer.account_param(context.original_route)
             found.append(_ApiRoute(context.path, context.path_regex, methods, declared_scope(context), serves_one_account(context), account_query))
@@ -704,4 +705,4 @@ def _add_scopes_to_openapi(app: FastAPI) -> None:
         app.openapi_schema = document
         return document
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the document

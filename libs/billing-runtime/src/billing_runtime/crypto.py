@@ -189,8 +189,8 @@ def redact_audit_log(connection: Any, schema: str, path_patterns: list[str]) -> 
     matches = " OR ".join(f"path LIKE :p{i}" for i in range(len(path_patterns)))
     params = {f"p{i}": p for i, p in enumerate(path_patterns)}
     rows = connection.execute(text(f"SELECT id, request, before, after FROM {table} WHERE {matches}"), params).all()
-    changed = [(r.id, [redact_secrets(v) for v in (r.request, r.before, r.after)], [r.request, r.before, r.after]) for r in rows]
-    changed = [(i, new) for i, new, old in changed if new != old]
+    redacted = [(r.id, [redact_secrets(v) for v in (r.request, r.before, r.after)], [r.request, r.before, r.after]) for r in rows]
+    changed = [(i, new) for i, new, old in redacted if new != old]
     if not changed:
         return 0
     connection.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER audit_log_append_only"))

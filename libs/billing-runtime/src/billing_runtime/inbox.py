@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_events import CloudEvent, EnvelopeError, EventData, attributes_from_headers
+from billing_events import CloudEvent, EnvelopeError, EventData, attributes_from_headers, envelope_class
 from billing_events.topics import DEAD_LETTER
 from billing_runtime.errors import BillingError, Unprocessable
 from billing_runtime.tracing import context_from_traceparent, tracing_enabled
@@ -156,10 +156,10 @@ class Route:
     def __post_init__(self) -> None:
         # The envelope class of this type, built once rather than for every message; and the
         # validators of a batch of them (each value still parsed as a JSON document of its own).
-        envelope = CloudEvent[self.model]  # type: ignore[name-defined]
+        envelope = envelope_class(self.model)
         object.__setattr__(self, "envelope", envelope)
-        object.__setattr__(self, "_datas", TypeAdapter(list[Json[self.model]]))  # type: ignore[name-defined]
-        object.__setattr__(self, "_envelopes", TypeAdapter(list[envelope]))  # type: ignore[valid-type]
+        object.__setattr__(self, "_datas", TypeAdapter(list[Json[self.model]]))  # type: ignore[name-defined]  # a class known only at run time
+        object.__setattr__(self, "_envelopes", TypeAdapter(list[envelope]))  # type: ignore[valid-type]  # a class known only at run time
 
     def decode(self, attrs: dict[str, str], value: bytes) -> CloudEvent[Any]:
         """What `billing_events.from_kafka` does, for headers already read (the route was chosen
@@ -176,7 +176,7 @@ class Route:
         if not any("data" in a for a in attrs):  # a `ce_data` header: left to `decode` to refuse
             try:
                 datas = self._datas.validate_python(values)
-                return self._envelopes.validate_python([{**a, "data": d} for a, d in zip(attrs, datas, strict=True)])  # type: ignore[no-any-return]
+                return self._envelopes.validate_python([{**a, "data": d} for a, d in zip(attrs, datas, strict=True)])
             except (ValueError, TypeError):
                 pass
         decoded: list[CloudEvent[Any] | EnvelopeError] = []
@@ -236,6 +236,12 @@ class _Item:
     event: CloudEvent[Any] | None = None
     error: str | None = None  # why it could not be decoded
     code: str | None = None
+
+    @property
+    def decoded(self) -> CloudEvent[Any]:
+        """The event of an item that is applied (only decoded ones are)."""
+        assert self.event is not None, f"{self.key} was not decoded"
+        return self.event
 
 
 @dataclass
@@ -499,12 +505,12 @@ class InboxConsumer:
 
     async def _call(self, session: AsyncSession, route: Route, run: list[_Item]) -> None:
         if route.batch_handler is not None:
-            await route.batch_handler(session, [i.event for i in run])  # type: ignore[misc]
+            await route.batch_handler(session, [i.decoded for i in run])
             await _settle(session)
             return
         assert route.handler is not None
         for item in run:
-            await route.handler(session, item.event)  # type: ignore[arg-type]
+            await route.handler(session, item.decoded)
             await _settle(session)
 
     async def _apply_isolating(self, session: AsyncSession, route: Route, run: list[_Item], outcome: _Outcome) -> None:
@@ -528,10 +534,11 @@ class InboxConsumer:
                     session.expunge_all()
                     if _is_transient(exc):
                         raise
-                    rejected = [i for i in unit if i.key in exc.errors] if isinstance(exc, RejectedEvents) else []
+                    errors = exc.errors if isinstance(exc, RejectedEvents) else {}
+                    rejected = [i for i in unit if i.key in errors]
                     if rejected:
                         for item in rejected:
-                            reason = exc.errors[item.key]  # type: ignore[attr-defined]
+                            reason = errors[item.key]
                             log.warning("dead-lettering %s %s: %s", item.event_type, item.key, _describe(reason))
                             outcome.dead.append((item, _describe(reason), _error_code(reason)))
                         rest = [i for i in unit if i not in rejected]
@@ -654,7 +661,7 @@ def _position_key(message: ConsumerRecord[bytes, bytes]) -> str:
     return f"{message.topic}:{message.partition}:{message.offset}"
 
 
-class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Positions(ConsumerRebalanceListener):
     """On each assignment: resolve where every assigned partition starts (the committed offset, or
     the reset policy's end of the log) and commit it, so a restart in the same group starts there
     too. The first time, `ready` is set."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -29,7 +30,7 @@ class CachedPartitioner:
 
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
-            return _DEFAULT_PARTITIONER(key, all_partitions, available)  # type: ignore[no-any-return]
+            return _DEFAULT_PARTITIONER(key, all_partitions, available)
         hashed = self._hashes.get(key)
         if hashed is None:
             if len(self._hashes) >= self._size:
@@ -55,11 +56,15 @@ def make_producer(settings: CommonSettings, *, client_id: str) -> AIOKafkaProduc
     )
 
 
-async def start_with_retry(starter: object, *, attempts: int = 30, delay: float = 1.0) -> None:
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+
+
+async def start_with_retry(starter: _Startable, *, attempts: int = 30, delay: float = 1.0) -> None:
     """Start a producer, consumer or admin client, waiting for the broker to come up."""
     for attempt in range(1, attempts + 1):
         try:
-            await starter.start()  # type: ignore[attr-defined]
+            await starter.start()
             return
         except KafkaConnectionError:
             if attempt == attempts:

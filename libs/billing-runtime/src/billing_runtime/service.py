@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Generic
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram, make_asgi_app
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, Table, UniqueConstraint, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from typing_extensions import TypeVar
 
 from billing_events import CloudEvent, EventData, new_event
 from billing_runtime.clock import Clock, clock_from
@@ -102,12 +103,18 @@ def drop_runtime_tables(op: Any, schema: str) -> None:
     op.execute(f'DROP TABLE IF EXISTS "{schema}".inbox')
 
 
+SettingsT = TypeVar("SettingsT", bound=CommonSettings, default=CommonSettings, covariant=True)
+"""A service's own Settings: `ServiceRuntime[Settings]` types `runtime.settings.<its field>`."""
+
+
 @dataclass
-class ServiceRuntime:
-    """Everything a running service shares. Built once per process (or per test)."""
+class ServiceRuntime(Generic[SettingsT]):
+    """Everything a running service shares. Built once per process (or per test). Generic over
+    the service's settings (`ServiceRuntime(SERVICE, Settings(), metadata)` is a
+    `ServiceRuntime[Settings]`); code that reads only the common ones takes a bare `ServiceRuntime`."""
 
     name: str
-    settings: CommonSettings
+    settings: SettingsT
     metadata: MetaData
     clock: Clock = field(init=False)
     engine: AsyncEngine = field(init=False)

@@ -66,7 +66,7 @@ def _require(tenant: object) -> str:
 
 def scoped(statement: Statement, model: Table | type, tenant: str) -> Statement:
     """`statement` limited to `tenant`'s rows of `model` (a SELECT, UPDATE or DELETE)."""
-    return statement.where(tenant_column(model) == _require(tenant))  # type: ignore[return-value]
+    return statement.where(tenant_column(model) == _require(tenant))
 
 
 def select_scoped(model: Table | type, tenant: str, *columns: Any) -> Select[Any]:

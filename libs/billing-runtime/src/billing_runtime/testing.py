@@ -27,7 +27,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -340,7 +340,14 @@ def tenant() -> str:
     return f"partner-{uuid.uuid4().hex[:8]}"
 
 
-async def eventually(probe: Callable[[], Awaitable[T] | T], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.05) -> T:
+# The answer given is truthy, so never None: a probe typed `X | None` gives an `X`.
+@overload
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str = ..., timeout: float = ..., interval: float = ...) -> T: ...
+@overload
+async def eventually(probe: Callable[[], T | None], what: str = ..., timeout: float = ..., interval: float = ...) -> T: ...
+async def eventually(
+    probe: Callable[[], Awaitable[T | None] | T | None], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.05
+) -> T:
     """Call `probe()` (awaiting its answer if it is awaitable) until it answers something truthy,
     and give that answer; fail naming `what` (and the last answer) after `timeout` seconds. The
     one poll-until helper of every suite: a test waits on a state it can observe, never on a
@@ -353,13 +360,13 @@ async def eventually(probe: Callable[[], Awaitable[T] | T], what: str = "the exp
         if inspect.isawaitable(answer):
             answer = await answer
         if answer:
-            return answer  # type: ignore[return-value]
+            return answer
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last answer: {answer!r}")
         await asyncio.sleep(interval)
 
 
-def eventually_sync(probe: Callable[[], T], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.25) -> T:
+def eventually_sync(probe: Callable[[], T | None], what: str = "the expected effect", timeout: float = 90.0, interval: float = 0.25) -> T:
     """`eventually` for a synchronous test (the end-to-end tests drive the platform over HTTP from
     plain functions): the first truthy answer of `probe()`, or fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -266,7 +266,7 @@ class GoCardlessSandbox(Sandbox):
         details: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        event = {
+        event: dict[str, Any] = {
             "id": new_id("EV", 12).upper(),
             "created_at": _now(),
             "resource_type": resource_type,

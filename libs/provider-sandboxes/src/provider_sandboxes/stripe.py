@@ -238,7 +238,7 @@ class StripeSandbox(Sandbox):
         return obj
 
     def _emit(self, account: StripeAccount, type_: str, obj: dict[str, Any], request: Request) -> None:
-        event = {
+        event: dict[str, Any] = {
             "id": new_id("evt_", 24),
             "object": "event",
             "api_version": "2025-01-27.acacia",
@@ -269,7 +269,7 @@ class StripeSandbox(Sandbox):
         if number not in TEST_CARDS:
             raise StripeError(402, "card_error", "Your card number is incorrect.", code="incorrect_number", param="card[number]")
         brand = TEST_CARDS[number][0]
-        pm = {
+        pm: dict[str, Any] = {
             "id": new_id("pm_", 24),
             "object": "payment_method",
             "type": "card",

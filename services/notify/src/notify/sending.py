@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
 from sqlalchemy import Table, select, update
@@ -226,7 +227,7 @@ class SendingPool(Generic[T, R]):
         if not ready:
             return
         outcomes = [outcome for _, outcome in ready]
-        attributes = {"notify.channel": self.channel.name, "notify.outcomes": len(outcomes)}
+        attributes: dict[str, AttributeValue] = {"notify.channel": self.channel.name, "notify.outcomes": len(outcomes)}
         try:
             with tracer.start_as_current_span("notify settle", attributes=attributes):
                 for attempt in range(1, SETTLE_TRIES + 1):

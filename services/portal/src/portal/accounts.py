@@ -198,7 +198,7 @@ async def send_link(
         email=user.email,
         name=user.name,
         role=user.role,
-        account_id=user.account_id,  # type: ignore[arg-type]
+        account_id=user.account_id,
         link=url,
         expires_at=expires,
         invitation=invitation,

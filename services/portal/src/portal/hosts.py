@@ -33,6 +33,7 @@ from billing_runtime.api import Admin, Read, Runtime, Tenant
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from portal import db
 from portal.brands import Brand
+from portal.config import Settings
 
 HOST_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$"
 _HOST = re.compile(HOST_PATTERN)
@@ -176,7 +177,7 @@ async def _row(session: AsyncSession, tenant: str) -> Any:
 
 
 @router.put("/host", dependencies=[Admin], response_model=HostOut)
-async def put_host(body: HostIn, request: Request, tenant: Tenant, runtime: Runtime) -> HostOut:
+async def put_host(body: HostIn, request: Request, tenant: Tenant, runtime: Runtime[Settings]) -> HostOut:
     """Serve the partner's portal at its own host name (point its DNS at the portal first). The
     partner's brand is read from notify with this key, for the pages before sign-in."""
     host = body.host

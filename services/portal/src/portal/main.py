@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import secrets
 from pathlib import Path
@@ -93,7 +94,8 @@ def build(settings: Settings | None = None) -> FastAPI:
         assert isinstance(exc, BillingError)
         path = request.url.path
         if not path.startswith("/p/"):
-            return await problem(request, exc)
+            answer = problem(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
         partner = path.split("/")[2]
         if exc.status_code == 401:
             return web._sign_in_page(request, partner, message=N_("Sign in to see this page."))

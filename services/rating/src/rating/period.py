@@ -45,7 +45,7 @@ class Period:
 
     @classmethod
     def of_month(cls, year: int, month: int, tz: tzinfo = UTC) -> Period:
-        return _month(cls, year, month, tz)
+        return _month(year, month, tz)
 
     @classmethod
     def containing(cls, day: date, tz: tzinfo = UTC) -> Period:
@@ -95,12 +95,12 @@ class Period:
 
 
 @lru_cache(maxsize=4096)
-def _month(cls: type[Period], year: int, month: int, tz: tzinfo) -> Period:
+def _month(year: int, month: int, tz: tzinfo) -> Period:
     """Periods are immutable values: a bill run asks for the same few months hundreds of
     thousands of times, so each is built once."""
     start = date(year, month, 1)
     following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
-    return cls(start, following - timedelta(days=1), tz)
+    return Period(start, following - timedelta(days=1), tz)
 
 
 @lru_cache(maxsize=16384)

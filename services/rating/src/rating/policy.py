@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,12 +23,42 @@ class QuantityRule(StrEnum):
     DISTINCT_ACTIVE = "distinct_active"
 
 
+class Timing(StrEnum):
+    """When a period's charge is billed: after it (usage known) or before it (BILLING-RULES §3)."""
+
+    ARREARS = "arrears"
+    ADVANCE = "advance"
+
+
+class Interval(StrEnum):
+    """The term a recurring charge covers."""
+
+    MONTH = "month"
+    YEAR = "year"
+
+
 class Proration(StrEnum):
     """How a part period is charged: in full, or by its days."""
 
     NONE = "none"
     DAILY = "daily"
 
+
+class FirstPeriod(StrEnum):
+    """Which period an order is first billed in."""
+
+    ORDER_PERIOD = "order_period"
+    NEXT_PERIOD = "next_period"
+
+
+# The knobs that are enums, for turning a stored override (JSON strings) back into them.
+_ENUM_KNOBS: dict[str, type[StrEnum]] = {
+    "quantity_rule": QuantityRule,
+    "timing": Timing,
+    "interval": Interval,
+    "proration": Proration,
+    "first_period": FirstPeriod,
+}
 
 OBSERVED_RULES = frozenset({QuantityRule.SNAPSHOT, QuantityRule.LATEST, QuantityRule.PEAK, QuantityRule.DISTINCT_ACTIVE})
 
@@ -40,10 +70,10 @@ class PolicyIn(BaseModel):
 
     quantity_rule: QuantityRule | None = None
     snapshot_day: int | None = Field(default=None, description="Day 1–28 of the period for the snapshot rule.")
-    timing: Literal["arrears", "advance"] | None = None
-    interval: Literal["month", "year"] | None = None
-    proration: Literal["none", "daily"] | None = None
-    first_period: Literal["order_period", "next_period"] | None = None
+    timing: Timing | None = None
+    interval: Interval | None = None
+    proration: Proration | None = None
+    first_period: FirstPeriod | None = None
     setup_product: str | None = Field(default=None, max_length=64, description="One-time product billed per ordered unit in the order's period.")
     commitment_months: int | None = Field(default=None, ge=0, le=120)
     notice_business_days: int | None = Field(default=None, ge=0, le=365)
@@ -57,10 +87,10 @@ class PolicyIn(BaseModel):
 class BillingPolicy:
     quantity_rule: QuantityRule = QuantityRule.CONTRACTED
     snapshot_day: int | None = None
-    timing: str = "arrears"
-    interval: str = "month"
-    proration: str = "none"
-    first_period: str = "order_period"
+    timing: Timing = Timing.ARREARS
+    interval: Interval = Interval.MONTH
+    proration: Proration = Proration.NONE
+    first_period: FirstPeriod = FirstPeriod.ORDER_PERIOD
     setup_product: str | None = None
     commitment_months: int = 0
     notice_business_days: int = 0
@@ -74,7 +104,7 @@ class BillingPolicy:
         if not override:
             return self
         known = {f.name for f in fields(self)}
-        changes = {k: (QuantityRule(v) if k == "quantity_rule" else v) for k, v in override.items() if v is not None and k in known}
+        changes: dict[str, Any] = {k: (_ENUM_KNOBS[k](v) if k in _ENUM_KNOBS else v) for k, v in override.items() if v is not None and k in known}
         if changes.get("quantity_rule", QuantityRule.SNAPSHOT) is not QuantityRule.SNAPSHOT and "snapshot_day" not in changes:
             changes["snapshot_day"] = None  # another rule than the product's drops its snapshot day
         return check(replace(self, **changes))
@@ -92,13 +122,13 @@ def check(policy: BillingPolicy) -> BillingPolicy:
         raise InvalidSnapshotDay("snapshot_day only applies to the snapshot rule", field="snapshot_day")
     if policy.quantity_rule is not QuantityRule.CONTRACTED:
         # Advance billing and yearly terms bill a quantity known before the period: an ordered one.
-        if policy.timing == "advance":
+        if policy.timing == Timing.ADVANCE:
             raise InvalidPolicy("timing advance needs the contracted quantity rule", field="timing")
-        if policy.interval == "year":
+        if policy.interval == Interval.YEAR:
             raise InvalidPolicy("a yearly interval needs the contracted quantity rule", field="interval")
         if policy.true_up:
             raise InvalidPolicy("true_up reconciles a contracted quantity with counts; use the contracted rule", field="true_up")
-    if policy.interval == "year" and policy.proration == "daily":
+    if policy.interval == Interval.YEAR and policy.proration == Proration.DAILY:
         raise InvalidPolicy("daily proration applies to monthly terms", field="proration")
     return policy
 

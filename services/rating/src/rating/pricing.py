@@ -39,8 +39,15 @@ class PriceModelKind(StrEnum):
 
 
 MODELS = tuple(PriceModelKind)
+_KINDS = frozenset(PriceModelKind)
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]{1,10})?$")
 HUNDRED = Decimal(100)
+
+
+def _given(value: Decimal | None) -> Decimal:
+    """A field that the model's kind requires (`parse_model` refuses a model without it)."""
+    assert value is not None, "a field the price model requires is missing"
+    return value
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ class Tier:
 
 @dataclass(frozen=True)
 class PriceModel:
-    model: str
+    model: PriceModelKind
     unit_price: Decimal | None = None
     tiers: tuple[Tier, ...] = ()
     package_size: Decimal | None = None
@@ -72,12 +79,12 @@ class PriceModel:
 
     @property
     def needs_cost(self) -> bool:
-        return self.model == "cost_plus"
+        return self.model == PriceModelKind.COST_PLUS
 
     @property
     def per_unit_price(self) -> Decimal | None:
         """The one unit price of a per-unit model (None for the others)."""
-        return self.unit_price if self.model == "per_unit" else None
+        return self.unit_price if self.model == PriceModelKind.PER_UNIT else None
 
     def segments(self, quantity: Decimal, cost: Decimal | None = None, base: PriceModel | None = None) -> list[Segment]:
         """The priced segments of `quantity` (with the usage's `cost` for cost-plus; with the
@@ -88,7 +95,7 @@ class PriceModel:
         return sum((s.amount for s in self.segments(quantity, cost, base)), Decimal(0))
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": self.model}
+        out: dict[str, Any] = {"model": self.model.value}
         for name in ("unit_price", "package_size", "package_price", "amount", "markup_percent"):
             value = getattr(self, name)
             if value is not None:
@@ -190,28 +197,29 @@ def _dec(body: dict[str, Any], name: str, *, positive: bool = False) -> Decimal:
 
 def parse_model(body: dict[str, Any]) -> PriceModel:
     """A price model as sent (decimal strings, never floats); a bad one is `invalid_price_model`."""
-    kind = body.get("model")
-    if kind not in MODELS:
-        raise InvalidPriceModel(f"model must be one of {', '.join(MODELS)}", field="model")
+    sent = body.get("model")
+    if not isinstance(sent, str) or sent not in _KINDS:
+        raise InvalidPriceModel(f"model must be one of {', '.join(PriceModelKind)}", field="model")
+    kind = PriceModelKind(sent)
     allowed = {
-        "per_unit": {"unit_price"},
-        "graduated": {"tiers"},
-        "volume": {"tiers"},
-        "package": {"package_size", "package_price"},
-        "flat": {"amount"},
-        "cost_plus": {"markup_percent"},
-        "markup": {"markup_percent"},
+        PriceModelKind.PER_UNIT: {"unit_price"},
+        PriceModelKind.GRADUATED: {"tiers"},
+        PriceModelKind.VOLUME: {"tiers"},
+        PriceModelKind.PACKAGE: {"package_size", "package_price"},
+        PriceModelKind.FLAT: {"amount"},
+        PriceModelKind.COST_PLUS: {"markup_percent"},
+        PriceModelKind.MARKUP: {"markup_percent"},
     }[kind]
     extra = set(body) - allowed - {"model"}
     if extra:
         raise InvalidPriceModel(f"{kind} takes {', '.join(sorted(allowed))}, not {', '.join(sorted(extra))}", field=sorted(extra)[0])
-    if kind == "per_unit":
+    if kind == PriceModelKind.PER_UNIT:
         return PriceModel(kind, unit_price=_dec(body, "unit_price"))
-    if kind == "package":
+    if kind == PriceModelKind.PACKAGE:
         return PriceModel(kind, package_size=_dec(body, "package_size", positive=True), package_price=_dec(body, "package_price"))
-    if kind == "flat":
+    if kind == PriceModelKind.FLAT:
         return PriceModel(kind, amount=_dec(body, "amount"))
-    if kind in ("cost_plus", "markup"):
+    if kind in (PriceModelKind.COST_PLUS, PriceModelKind.MARKUP):
         return PriceModel(kind, markup_percent=_dec(body, "markup_percent"))
     return PriceModel(kind, tiers=_tiers(body.get("tiers")))
 
@@ -227,7 +235,7 @@ def _tiers(raw: Any) -> tuple[Tier, ...]:
         up_to = None if item.get("up_to") is None else _dec(item, "up_to", positive=True)
         if (up_to is None) != last:
             raise InvalidPriceModel("every tier but the last needs up_to; the last has none", field=f"tiers.{i}.up_to")
-        if up_to is not None and tiers and up_to <= tiers[-1].up_to:  # type: ignore[operator]
+        if up_to is not None and tiers and up_to <= _given(tiers[-1].up_to):  # every tier but the last has a bound
             raise InvalidPriceModel("tier bounds must increase", field=f"tiers.{i}.up_to")
         tiers.append(Tier(up_to, _dec(item, "unit_price")))
     return tuple(tiers)

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from dunning.account.models import AccountLink, Partner, Suspension
-from dunning.case.models import DunningCase
+from dunning.case.models import CaseStatus, DunningCase
+from dunning.policy.schemas import Action
 from dunning.step.models import CaseStep
 
 SUSPENSION: Table = tenant_owned(Suspension, "tenant")
-LINK: Table = AccountLink.__table__  # type: ignore[attr-defined]
-PARTNER: Table = Partner.__table__  # type: ignore[attr-defined]
+LINK: Table = AccountLink.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
+PARTNER: Table = Partner.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
 CASE: Table = tenant_owned(DunningCase, "tenant")
 STEP: Table = tenant_owned(CaseStep, "tenant")
 
@@ -64,9 +65,9 @@ async def other_suspending_case(session: AsyncSession, tenant: str, account_id: 
         scoped(select(CASE.c.case_id).join(STEP, STEP.c.case_id == CASE.c.case_id), CASE, tenant)
         .where(
             CASE.c.account_id == account_id,
-            CASE.c.status == "open",
+            CASE.c.status == CaseStatus.OPEN.value,
             CASE.c.case_id != case_id,
-            STEP.c.action == "suspend",
+            STEP.c.action == Action.SUSPEND.value,
         )
         .order_by(CASE.c.due_on, CASE.c.case_id)
         .limit(1)

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from enum import StrEnum
 
 from sqlalchemy import Column, Numeric
 from sqlmodel import Field
 
 from dunning.db import Base
+
+
+class CaseStatus(StrEnum):
+    """A dunning case is open until its invoice is paid, credited or written off."""
+
+    OPEN = "open"
+    CLOSED = "closed"
 
 
 class DunningCase(Base, table=True):

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
-from dunning.case.models import CaseCredit, CasePayment, CasePaymentFailure, DunningCase, InvoiceSettlement
+from dunning.case.models import CaseCredit, CasePayment, CasePaymentFailure, CaseStatus, DunningCase, InvoiceSettlement
 
 CASE: Table = tenant_owned(DunningCase, "tenant")
 PAYMENT: Table = tenant_owned(CasePayment, "tenant")
@@ -107,7 +107,7 @@ async def list_cases(
 
 
 async def open_cases_of_account(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
-    query = select_scoped(CASE, tenant).where(CASE.c.account_id == account_id, CASE.c.status == "open")
+    query = select_scoped(CASE, tenant).where(CASE.c.account_id == account_id, CASE.c.status == CaseStatus.OPEN.value)
     return list((await session.execute(query)).all())
 
 
@@ -134,7 +134,7 @@ async def last_failure_of_account(session: AsyncSession, tenant: str, account_id
     """The latest payment failure on an open case of the account."""
     query = (
         scoped(select(FAILURE).join(CASE, CASE.c.invoice_id == FAILURE.c.invoice_id), CASE, tenant)
-        .where(CASE.c.account_id == account_id, CASE.c.status == "open")
+        .where(CASE.c.account_id == account_id, CASE.c.status == CaseStatus.OPEN.value)
         .order_by(FAILURE.c.failed_on.desc(), FAILURE.c.payment_id.desc())
         .limit(1)
     )

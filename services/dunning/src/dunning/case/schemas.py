@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from billing_events import DecimalStr
 from billing_runtime.api import Page
+from dunning.policy.schemas import Action
 
 
 class CaseOut(BaseModel):
@@ -27,7 +28,7 @@ class CaseOut(BaseModel):
     closed_on: date | None
     close_reason: Literal["paid", "credited", "written_off"] | None
     step: int | None = Field(description="The latest dunning step reached (numbered as in the seller's policy), null before the first.")
-    step_action: Literal["remind", "retry", "final_notice", "suspend"] | None
+    step_action: Action | None
     step_reached_on: date | None
 
 
@@ -51,7 +52,7 @@ class StandingOut(BaseModel):
     amount_overdue: list[AmountOut]
     suspended: bool
     step: int | None = Field(description="The step of the current case.")
-    step_action: Literal["remind", "retry", "final_notice", "suspend"] | None
+    step_action: Action | None
     current_case: CaseOut | None = Field(description="The open case furthest along the policy (then the earliest due).")
     suspended_on: date | None
     suspended_by_case: str | None

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, Literal
 
 from opentelemetry import trace
@@ -38,6 +37,7 @@ from billing_runtime.errors import Unprocessable
 from billing_runtime.service import ServiceRuntime
 from dunning.account import service as accounts
 from dunning.case import repository as repo
+from dunning.case.models import CaseStatus
 from dunning.case.schemas import AmountOut, CaseOut, PaymentFailureOut, StandingOut
 
 tracer = trace.get_tracer(__name__)
@@ -49,11 +49,6 @@ PAYMENT_FAILURES = Counter("billing_dunning_payment_failures_total", "Failed pay
 
 # Fixed: changing it would change every case id ever issued.
 _CASE_NAMESPACE = uuid.UUID("2f7c1d64-9b1e-5a0c-8e3f-4d6a7b9c0e21")
-
-
-class CaseStatus(StrEnum):
-    OPEN = "open"
-    CLOSED = "closed"
 
 
 def case_id(invoice_id: str) -> str:

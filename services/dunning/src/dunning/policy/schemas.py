@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Action = Literal["remind", "retry", "final_notice", "suspend"]
+
+class Action(StrEnum):
+    """What a dunning step does when a case reaches it."""
+
+    REMIND = "remind"
+    RETRY = "retry"
+    FINAL_NOTICE = "final_notice"
+    SUSPEND = "suspend"
 
 
 class StepIn(BaseModel):

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_runtime.api import DISTRIBUTOR
 from billing_runtime.errors import BillingError
 from dunning.policy import repository as repo
-from dunning.policy.schemas import PolicyIn, PolicyOut, StepOut
+from dunning.policy.schemas import Action, PolicyIn, PolicyOut, StepOut
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Policy:
     updated_at: datetime | None = None
 
 
-DEFAULT_STEPS: tuple[tuple[int, str], ...] = ((1, "remind"), (7, "retry"), (7, "remind"), (14, "final_notice"), (21, "suspend"))
+DEFAULT_STEPS: tuple[tuple[int, Action], ...] = ((1, Action.REMIND), (7, Action.RETRY), (7, Action.REMIND), (14, Action.FINAL_NOTICE), (21, Action.SUSPEND))
 
 
 class InvalidPolicy(BillingError):
@@ -48,12 +48,12 @@ def numbered(steps: list[tuple[int, str]]) -> tuple[Step, ...]:
     return tuple(Step(i, days, action) for i, (days, action) in enumerate(ordered, start=1))
 
 
-def validate(tenant: str, body: PolicyIn) -> list[tuple[int, str]]:
+def validate(tenant: str, body: PolicyIn) -> list[tuple[int, Action]]:
     """The steps of a policy a seller may store, or InvalidPolicy with what to fix."""
     steps = [(s.days_after_due, s.action) for s in body.steps]
     if len(set(steps)) != len(steps):
         raise InvalidPolicy("the same action is listed twice on the same day", field="steps")
-    if sum(1 for _, action in steps if action == "suspend") > 1:
+    if sum(1 for _, action in steps if action == Action.SUSPEND) > 1:
         raise InvalidPolicy("a policy suspends at most once", field="steps")
     if body.cascade_to_customers and tenant != DISTRIBUTOR:
         raise InvalidPolicy("only the distributor's policy can cascade a suspension to a partner's customers", field="cascade_to_customers")
@@ -83,7 +83,7 @@ async def policy_of(session: AsyncSession, tenant: str) -> Policy:
 def policy_out(policy: Policy) -> PolicyOut:
     return PolicyOut(
         tenant=policy.tenant,
-        steps=[StepOut(step=s.step, days_after_due=s.days_after_due, action=s.action) for s in policy.steps],  # type: ignore[arg-type]
+        steps=[StepOut(step=s.step, days_after_due=s.days_after_due, action=s.action) for s in policy.steps],
         cascade_to_customers=policy.cascade_to_customers,
         configured=policy.configured,
         updated_at=policy.updated_at,

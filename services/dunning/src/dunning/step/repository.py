@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import scoped, tenant_owned
-from dunning.case.models import DunningCase
+from dunning.case.models import CaseStatus, DunningCase
 from dunning.step.models import CaseStep
 
 STEP: Table = tenant_owned(CaseStep, "tenant")
@@ -34,7 +34,7 @@ async def count_action(session: AsyncSession, case_id: str, action: str) -> int:
 
 async def overdue_open_cases(session: AsyncSession, today: date, *, tenant: str | None, after: str | None, limit: int) -> list[tuple[str, str]]:
     """(case_id, invoice_id) of open cases past their due date, by case id after `after`."""
-    query = select(CASE.c.case_id, CASE.c.invoice_id).where(CASE.c.status == "open", CASE.c.due_on < today)
+    query = select(CASE.c.case_id, CASE.c.invoice_id).where(CASE.c.status == CaseStatus.OPEN.value, CASE.c.due_on < today)
     if tenant is not None:
         query = scoped(query, CASE, tenant)
     if after is not None:
@@ -46,5 +46,5 @@ async def overdue_open_cases(session: AsyncSession, today: date, *, tenant: str 
 async def open_cases_by_step(session: AsyncSession) -> dict[str, int]:
     """How many cases are open, by the action of the last step they reached ("none" before the first)."""
     step = func.coalesce(CASE.c.step_action, "none")
-    rows = await session.execute(select(step.label("step"), func.count().label("cases")).where(CASE.c.status == "open").group_by(step))
+    rows = await session.execute(select(step.label("step"), func.count().label("cases")).where(CASE.c.status == CaseStatus.OPEN.value).group_by(step))
     return {r.step: int(r.cases) for r in rows}

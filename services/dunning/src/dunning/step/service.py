@@ -25,6 +25,7 @@ from billing_runtime.telemetry import start_at_zero
 from dunning.account import service as accounts
 from dunning.case import repository as cases
 from dunning.case.service import CaseStatus
+from dunning.policy.schemas import Action
 from dunning.policy.service import due_steps, policy_of
 from dunning.step import repository as repo
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 STEPS_REACHED = Counter("billing_dunning_steps_reached_total", "Dunning steps reached, by action", ["action"])
-start_at_zero(STEPS_REACHED, ("remind", "retry", "final_notice", "suspend"))
+start_at_zero(STEPS_REACHED, tuple(a.value for a in Action))
 RETRIES_REQUESTED = Counter("billing_dunning_payment_retries_requested_total", "Payment retries requested by dunning")
 EVALUATIONS = Counter("billing_dunning_evaluations_total", "Evaluation rounds, by trigger", ["trigger"])
 OPEN_CASES = Gauge("billing_dunning_open_cases", "Open dunning cases by the last step reached (none: before the first step)", ["step"])
@@ -78,21 +79,21 @@ async def evaluate_case(runtime: ServiceRuntime, session: AsyncSession, invoice_
             seller_id=case.seller_id,
             account_id=case.account_id,
             step=step.step,
-            action=step.action,  # type: ignore[arg-type]
+            action=step.action,
             days_overdue=days_overdue,
             amount_overdue=Money.of(case.amount_open, case.currency),
             reached_on=today,
         )
         await runtime.outbox.add(session, runtime.event(data, tenant=case.tenant, event_id=derived_event_id("dunning_step", *key), subject=case.case_id))
         STEPS_REACHED.labels(step.action).inc()
-        if step.action == "retry":
-            attempt = await repo.count_action(session, case.case_id, "retry")
+        if step.action == Action.RETRY:
+            attempt = await repo.count_action(session, case.case_id, Action.RETRY.value)
             retry = PaymentRetryRequested(
                 case_id=case.case_id, invoice_id=case.invoice_id, seller_id=case.seller_id, account_id=case.account_id, attempt=attempt
             )
             await runtime.outbox.add(session, runtime.event(retry, tenant=case.tenant, event_id=derived_event_id("payment_retry", *key), subject=case.case_id))
             RETRIES_REQUESTED.inc()
-        elif step.action == "suspend":
+        elif step.action == Action.SUSPEND:
             await accounts.suspend(
                 runtime,
                 session,

@@ -14,7 +14,7 @@ from invoicing.tax.models import VatCheck
 
 # A buyer is its partner's (the seller that announced it): every read is scoped to it.
 BUYER: Table = tenant_owned(Buyer, "partner_id")
-VAT_CHECK: Table = VatCheck.__table__  # type: ignore[attr-defined]
+VAT_CHECK: Table = VatCheck.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
 MANDATE: Table = tenant_owned(BuyerMandate, "seller_id")
 COLLECTING: Table = tenant_owned(BuyerCollectingMethod, "seller_id")
 

@@ -20,6 +20,7 @@ from billing_events import ChargesRated, ComparisonReportReady, DocumentLink, Mo
 from billing_events.money import money_str, round_half_up
 from billing_runtime.service import ServiceRuntime
 from invoicing.comparison import repository as repo
+from invoicing.config import Settings
 from invoicing.documents.shares import share, shared_url
 from invoicing.invoice import repository as invoice_repo
 
@@ -90,7 +91,7 @@ def report_id_for(invoice_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"comparison:{invoice_id}"))
 
 
-async def report_links(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, report_id: str) -> list[DocumentLink]:
+async def report_links(runtime: ServiceRuntime[Settings], session: AsyncSession, seller_id: str, report_id: str) -> list[DocumentLink]:
     """The report as JSON (API only) and as a spreadsheet, which also has a shared link."""
     xlsx = await share(session, seller_id, "comparison_report", report_id, "xlsx", runtime.clock.now())
     return [

@@ -12,7 +12,7 @@ from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
 from invoicing.creditnote.models import CreditNote, CreditNoteLine
 
 CREDIT_NOTE: Table = tenant_owned(CreditNote, "seller_id")
-LINE: Table = CreditNoteLine.__table__  # type: ignore[attr-defined]
+LINE: Table = CreditNoteLine.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
 
 
 async def find_by_key(session: AsyncSession, seller_id: str, idempotency_key: str) -> Any:

@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from sqlalchemy import Table, and_, exists, not_, select
 
 from billing_runtime.service import ServiceRuntime
+from invoicing.config import Settings
 from invoicing.documents import service
 from invoicing.documents.models import RenderedDocument
 from invoicing.invoice.models import Invoice
@@ -32,8 +33,8 @@ from invoicing.invoice.models import Invoice
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]
-DOCUMENT: Table = RenderedDocument.__table__  # type: ignore[attr-defined]
+INVOICE: Table = Invoice.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
+DOCUMENT: Table = RenderedDocument.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
 RENDERED_AHEAD = Counter("billing_documents_rendered_ahead_total", "Invoices whose documents the background renderer looked at, by outcome", ["outcome"])
 
 START_LOOKBACK = timedelta(hours=1)
@@ -55,7 +56,7 @@ async def unrendered(runtime: ServiceRuntime, floor: datetime, skipped: set[str]
         return [(r.invoice_id, r.seller_id, r.issued_at) for r in await session.execute(query)]
 
 
-async def render_one(runtime: ServiceRuntime, invoice_id: str, seller_id: str) -> bool:
+async def render_one(runtime: ServiceRuntime[Settings], invoice_id: str, seller_id: str) -> bool:
     """Render and store one invoice's documents; False when it cannot be rendered."""
     try:
         content = await service._content(runtime, seller_id, "invoice", invoice_id)

@@ -12,6 +12,7 @@ from opentelemetry import trace
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant
 from invoicing.comparison import repository as comparison_repo
 from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_xlsx
+from invoicing.config import Settings
 from invoicing.documents.service import Format, OwnerKind, document
 from invoicing.documents.shares import SHARED_DOWNLOADS, ShareNotFound, resolve
 from invoicing.projectwork.service import statement_pdf
@@ -32,29 +33,29 @@ XML_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-async def _download(runtime: Runtime, tenant: str, kind: OwnerKind, owner_id: str, fmt: Format, account: str | None) -> Response:
+async def _download(runtime: Runtime[Settings], tenant: str, kind: OwnerKind, owner_id: str, fmt: Format, account: str | None) -> Response:
     name, content = await document(runtime, tenant, kind, owner_id, fmt, buyer_account_id=account)
     return Response(content, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/invoices/{invoice_id}/pdf", dependencies=[Read, ForAccount], response_class=Response)
-async def invoice_pdf(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
+async def invoice_pdf(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> Response:
     return await _download(runtime, tenant, "invoice", invoice_id, "pdf", account)
 
 
 @router.get("/invoices/{invoice_id}/xml", dependencies=[Read, ForAccount], response_class=Response, responses=XML_RESPONSES)
-async def invoice_xml(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount, syntax: Syntax = SYNTAX) -> Response:
+async def invoice_xml(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount, syntax: Syntax = SYNTAX) -> Response:
     """The invoice's EN 16931 e-invoice: CII (default) or UBL 2.1 / Peppol BIS Billing 3.0."""
     return await _download(runtime, tenant, "invoice", invoice_id, "ubl" if syntax == "ubl" else "xml", account)
 
 
 @router.get("/credit-notes/{credit_note_id}/pdf", dependencies=[Read, ForAccount], response_class=Response)
-async def credit_note_pdf(credit_note_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
+async def credit_note_pdf(credit_note_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> Response:
     return await _download(runtime, tenant, "credit_note", credit_note_id, "pdf", account)
 
 
 @router.get("/credit-notes/{credit_note_id}/xml", dependencies=[Read, ForAccount], response_class=Response, responses=XML_RESPONSES)
-async def credit_note_xml(credit_note_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount, syntax: Syntax = SYNTAX) -> Response:
+async def credit_note_xml(credit_note_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount, syntax: Syntax = SYNTAX) -> Response:
     """The credit note's EN 16931 e-invoice: CII (default) or UBL 2.1 CreditNote / Peppol BIS Billing 3.0."""
     return await _download(runtime, tenant, "credit_note", credit_note_id, "ubl" if syntax == "ubl" else "xml", account)
 
@@ -65,7 +66,7 @@ async def credit_note_xml(credit_note_id: str, tenant: Tenant, runtime: Runtime,
     summary="A shared document, by its link (no API key)",
     responses={200: {"content": {"application/pdf": {}, "application/xml": {}, XLSX_MEDIA_TYPE: {}}}, 404: {"description": "shared_document_not_found"}},
 )
-async def shared_document(token: str, runtime: Runtime) -> Response:
+async def shared_document(token: str, runtime: Runtime[Settings]) -> Response:
     """The one document a shared link names (an invoice's PDF or XML, a comparison report's
     spreadsheet). The token in the path is the credential: no API key is asked for, and an unknown
     token gets the same 404 as a malformed one."""

@@ -21,6 +21,7 @@ from prometheus_client import Counter, Histogram
 from billing_runtime.errors import Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer import repository as buyer_repo
+from invoicing.config import Settings
 from invoicing.creditnote import repository as credit_repo
 from invoicing.documents import repository as repo
 from invoicing.documents.consolidated import consolidated_sections, is_consolidated
@@ -87,7 +88,7 @@ def pool_pids() -> list[int]:
     return [pid for pid in processes if os.path.exists(f"/proc/{pid}")]
 
 
-async def rendered(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_id: str, content: DocContent) -> dict[str, bytes]:
+async def rendered(runtime: ServiceRuntime[Settings], seller_id: str, kind: OwnerKind, owner_id: str, content: DocContent) -> dict[str, bytes]:
     """Render and store both formats of a document, once per process at a time; returns the
     stored bytes (a rendering stored first by another process wins)."""
     key = (kind, owner_id)
@@ -99,7 +100,7 @@ async def rendered(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, own
     try:
         with RENDER_SECONDS.time():
             try:
-                workers = getattr(runtime.settings, "render_workers", 1)
+                workers = runtime.settings.render_workers
                 made = await asyncio.get_running_loop().run_in_executor(render_pool(workers), render, content)
             except DocumentUnavailable as exc:
                 raise DocumentNotAvailable(str(exc)) from exc
@@ -166,7 +167,7 @@ async def _ubl(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_i
 
 
 async def document(
-    runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, owner_id: str, fmt: Format, *, buyer_account_id: str | None = None
+    runtime: ServiceRuntime[Settings], seller_id: str, kind: OwnerKind, owner_id: str, fmt: Format, *, buyer_account_id: str | None = None
 ) -> tuple[str, bytes]:
     """(file name, bytes) of the seller's invoice or credit note in `fmt`, rendering it the first
     time; with `buyer_account_id` (a key restricted to one account), only that buyer's."""

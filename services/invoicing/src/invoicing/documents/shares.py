@@ -24,6 +24,7 @@ from billing_runtime.conventions import SHARED_PATH_PREFIX
 from billing_runtime.errors import NotFound
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.tenancy import scoped, scoped_pairs, select_scoped, tenant_owned
+from invoicing.config import Settings
 from invoicing.documents.models import DocumentShare
 
 tracer = trace.get_tracer(__name__)
@@ -119,8 +120,8 @@ async def tokens_of(session: AsyncSession, seller_id: str, kind: SharedKind, own
     return {fmt: token for fmt, token in rows.all()}
 
 
-def shared_url(runtime: ServiceRuntime, token: str) -> str:
-    base = getattr(runtime.settings, "public_base_url", None)
+def shared_url(runtime: ServiceRuntime[Settings], token: str) -> str:
+    base = runtime.settings.public_base_url
     path = f"{SHARED_PATH_PREFIX}{token}"
     return f"{base.rstrip('/')}{path}" if base else path
 

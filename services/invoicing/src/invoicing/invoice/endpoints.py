@@ -91,7 +91,7 @@ async def list_invoices(
 
 
 @router.get("/invoices/{invoice_id}", dependencies=[Read, ForAccount], response_model=InvoiceDetail)
-async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> InvoiceDetail:
+async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> InvoiceDetail:
     async with runtime.sessions() as session:
         row = await repo.get_invoice(session, tenant, invoice_id, buyer_account_id=account)
         if row is None:
@@ -103,7 +103,7 @@ async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime, account
 
 
 @router.post("/invoices/{invoice_id}/shared-links/rotate", dependencies=[Admin])
-async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, list[DocumentLink]]:
+async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings]) -> dict[str, list[DocumentLink]]:
     """Replace the invoice's shared links (a link reached someone it should not have): the old
     ones answer 404 from now on; the new ones are returned. Emails already sent keep the old links."""
     async with runtime.transaction() as session:

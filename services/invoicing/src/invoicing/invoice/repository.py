@@ -15,7 +15,7 @@ from invoicing.db import copy_rows
 from invoicing.invoice.models import Invoice, InvoiceLine, Payment, Refund
 
 INVOICE: Table = tenant_owned(Invoice, "seller_id")
-LINE: Table = InvoiceLine.__table__  # type: ignore[attr-defined]
+LINE: Table = InvoiceLine.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
 PAYMENT: Table = tenant_owned(Payment, "seller_id")
 REFUND: Table = tenant_owned(Refund, "seller_id")
 

@@ -282,7 +282,7 @@ async def compose(runtime: ServiceRuntime, session: AsyncSession, closed: Period
     return compose_with(closed, seller, buyer_for(closed, partner, known), runtime.clock.today())
 
 
-async def issue_invoice(runtime: ServiceRuntime, session: AsyncSession, closed: PeriodClosed) -> str | None:
+async def issue_invoice(runtime: ServiceRuntime[Settings], session: AsyncSession, closed: PeriodClosed) -> str | None:
     """Issue the invoice of one closed period, numbered and dated, and emit InvoiceIssued.
 
     Returns the new invoice's id, or None when this seller, buyer and period were invoiced already.
@@ -361,7 +361,7 @@ async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods
     return composed
 
 
-async def _store(runtime: ServiceRuntime, session: AsyncSession, batch: list[Composed], numbers: BatchReservation) -> None:
+async def _store(runtime: ServiceRuntime[Settings], session: AsyncSession, batch: list[Composed], numbers: BatchReservation) -> None:
     """Number, store and announce invoices known to be new (checked under their sellers' counter locks)."""
     if not batch:
         return

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from billing_events.money import money_str
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant
 from billing_runtime.errors import NotFound
+from invoicing.config import Settings
 from invoicing.projectwork import service
 
 router = APIRouter(prefix="/v1", tags=["project-work statements"])
@@ -56,6 +57,6 @@ async def get_statement(statement_id: str, tenant: Tenant, runtime: Runtime, acc
 
 
 @router.get("/project-work-statements/{statement_id}/pdf", dependencies=[Read, ForAccount], response_class=Response)
-async def statement_pdf(statement_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
+async def statement_pdf(statement_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> Response:
     name, content = await service.statement_pdf(runtime, tenant, statement_id, buyer_account_id=account)
     return Response(content, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -24,9 +24,10 @@ from billing_runtime.errors import NotFound
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.tenancy import select_scoped, tenant_owned
 from invoicing.buyer.service import buyer_party
+from invoicing.config import Settings
 from invoicing.documents import repository as documents
 from invoicing.documents.service import render_pool
-from invoicing.documents.shares import share, shared_url
+from invoicing.documents.shares import SharedKind, share, shared_url
 from invoicing.numbering import repository as counters
 from invoicing.projectwork.models import ProjectWorkStatement, ProjectWorkStatementCounter
 from invoicing.projectwork.pdf import StatementContent, render_statement
@@ -36,7 +37,7 @@ tracer = trace.get_tracer(__name__)
 STATEMENTS = Counter("billing_project_work_statements_issued_total", "Project-work statements issued", ["currency"])
 STATEMENT: Table = tenant_owned(ProjectWorkStatement, "seller_id")
 COUNTER: Table = tenant_owned(ProjectWorkStatementCounter, "seller_id")
-KIND = "project_work_statement"
+KIND: SharedKind = "project_work_statement"
 _NAMESPACE = uuid.UUID("6f1c2b7e-3d4a-5b8c-9e0f-1a2b3c4d5e6f")
 
 
@@ -58,7 +59,7 @@ async def _buyer(session: AsyncSession, recorded: ProjectWorkRecorded) -> Party:
     return await buyer_party(session, recorded.seller_id, recorded.buyer_account_id)
 
 
-async def issue_statement(runtime: ServiceRuntime, session: AsyncSession, recorded: ProjectWorkRecorded) -> str | None:
+async def issue_statement(runtime: ServiceRuntime[Settings], session: AsyncSession, recorded: ProjectWorkRecorded) -> str | None:
     """The statement of one entry, its shared PDF link and `ProjectWorkStatementIssued`, in the
     caller's transaction; None when the entry has its statement already."""
     with tracer.start_as_current_span("issue_project_work_statement", attributes={"billing.entry_id": recorded.entry_id}) as span:
@@ -164,7 +165,7 @@ def content(row: Any, brand_color: str | None) -> StatementContent:
     )
 
 
-async def statement_pdf(runtime: ServiceRuntime, seller_id: str, statement_id: str, *, buyer_account_id: str | None = None) -> tuple[str, bytes]:
+async def statement_pdf(runtime: ServiceRuntime[Settings], seller_id: str, statement_id: str, *, buyer_account_id: str | None = None) -> tuple[str, bytes]:
     """(file name, PDF) of the seller's statement: rendered on its first download (in the rendering
     processes), then kept, so every download gives the same bytes."""
     with tracer.start_as_current_span("document", attributes={"billing.document_kind": KIND, "billing.owner_id": statement_id}):
@@ -177,7 +178,7 @@ async def statement_pdf(runtime: ServiceRuntime, seller_id: str, statement_id: s
         name = f"{row.number}.pdf"
         if kept is not None:
             return name, kept
-        workers = getattr(runtime.settings, "render_workers", 1)
+        workers = runtime.settings.render_workers
         made = await asyncio.get_running_loop().run_in_executor(render_pool(workers), render_statement, content(row, seller.brand_color if seller else None))
         async with runtime.transaction() as session:
             await documents.store(

@@ -13,9 +13,9 @@ from invoicing.creditnote.models import CreditNote, CreditNoteLine
 from invoicing.invoice.models import Invoice, InvoiceLine
 
 INVOICE: Table = tenant_owned(Invoice, "seller_id")
-LINE: Table = InvoiceLine.__table__  # type: ignore[attr-defined]
+LINE: Table = InvoiceLine.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
 CREDIT_NOTE: Table = tenant_owned(CreditNote, "seller_id")
-CREDIT_LINE: Table = CreditNoteLine.__table__  # type: ignore[attr-defined]
+CREDIT_LINE: Table = CreditNoteLine.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
 
 
 async def oss_bases(session: AsyncSession, seller_id: str, issued_from: date, issued_until: date) -> list[Any]:

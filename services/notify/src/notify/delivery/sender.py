@@ -411,8 +411,9 @@ class EmailSender:
             return
 
     async def settle(self, session: AsyncSession, outcomes: Sequence[EmailOutcome]) -> None:
-        sent = [o for o in outcomes if o.error is None]
-        await service.settle_sent_many(self.runtime, session, [(o.delivery, o.sent_at, o.event) for o in sent])  # type: ignore[misc]
+        # A hand-over that succeeded has its time (and no error); a failed one neither.
+        sent = [(o.delivery, o.sent_at, o.event) for o in outcomes if o.error is None and o.sent_at is not None]
+        await service.settle_sent_many(self.runtime, session, sent)
         for o in outcomes:
             if o.error is not None:
                 status = await service.settle_failed(

@@ -125,7 +125,7 @@ def _delivery(
     brand: EffectiveBrand,
     rendered: RenderedEmail,
     now: datetime,
-    attachments: list[dict[str, str]] | None = None,
+    attachments: list[dict[str, str | bool]] | None = None,
 ) -> Delivery:
     return Delivery(
         delivery_id=delivery_id(event.id, template),
@@ -150,7 +150,7 @@ def _delivery(
     )
 
 
-def attachment(document: DocumentLink, fallback_name: str) -> dict[str, str]:
+def attachment(document: DocumentLink, fallback_name: str) -> dict[str, str | bool]:
     """What the sender fetches for a document: its shared link when it has one (no credential
     needed), else its URL at invoicing (fetched as the seller); a file name (the URL's last path
     segment, else `fallback_name`) and a content type (from the name's extension)."""
@@ -205,7 +205,7 @@ def _invoice_deliveries(
         document_url=next((d.shared_url for d in invoice.documents if d.kind == "pdf"), None),
     )
     rendered = render(INVOICE_ISSUED, {"invoice": invoice, "brand": brand, "buyer_name": buyer_name, "pay": pay})
-    common = {
+    common: dict[str, Any] = {
         "account_id": invoice.buyer.account_id,
         "seller_id": invoice.seller.account_id,
         "invoice_id": invoice.invoice_id,

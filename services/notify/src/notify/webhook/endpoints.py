@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from billing_runtime.api import Admin, Runtime, Tenant
 from billing_runtime.conventions import response_holds_secret
+from notify.config import Settings
 from notify.webhook import destination, service
 from notify.webhook import repository as repo
 from notify.webhook.destination import AllowList
@@ -21,14 +22,14 @@ router = APIRouter(prefix="/v1", tags=["webhooks"])
 async def create_endpoint(
     body: EndpointIn,
     tenant: Tenant,
-    runtime: Runtime,
+    runtime: Runtime[Settings],
     request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> EndpointWithSecret:
     response_holds_secret(request)
     # Resolved and checked before any transaction opens (the sender checks again at each send).
-    await destination.check(body.url, AllowList.parse(runtime.settings.webhook_allowed_destinations), "register")  # type: ignore[attr-defined]
+    await destination.check(body.url, AllowList.parse(runtime.settings.webhook_allowed_destinations), "register")
     async with runtime.transaction() as session:
         endpoint, created = await service.create_endpoint(session, runtime.sealing(), tenant, body, runtime.clock.now(), idempotency_key)
     if not created:

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,7 +94,11 @@ class WebhookSender:
 
     async def deliver(self, item: Claimed) -> WebhookOutcome:
         delivery, endpoint = item.delivery, item.endpoint
-        attributes = {"notify.delivery_id": delivery.delivery_id, "notify.attempt": delivery.attempts, "billing.event_type": delivery.event_type}
+        attributes: dict[str, AttributeValue] = {
+            "notify.delivery_id": delivery.delivery_id,
+            "notify.attempt": delivery.attempts,
+            "billing.event_type": delivery.event_type,
+        }
         with tracer.start_as_current_span("notify send webhook", kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
             if endpoint is None or endpoint.deleted_at is not None:
                 return WebhookOutcome(delivery, None, None, error="the endpoint was deleted", permanent=True)

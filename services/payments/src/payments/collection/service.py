@@ -35,6 +35,7 @@ from payments.invoice.service import invoice_row
 from payments.keys import attempt_id as make_attempt_id
 from payments.keys import provider_key
 from payments.methods import repository as methods_repo
+from payments.methods.schemas import MethodType
 from payments.payment import repository as payment_repo
 from payments.payment.service import record_received
 from payments.providers import repository as providers_repo
@@ -145,7 +146,7 @@ async def schedule_attempt(runtime: ServiceRuntime, session: AsyncSession, tenan
                 "method": method.type,
                 "amount": open_of(invoice),
                 "currency": invoice.currency,
-                "charge_on": max(invoice.due_on, today) if method.type == "direct_debit" else today,
+                "charge_on": max(invoice.due_on, today) if method.type == MethodType.DIRECT_DEBIT else today,
                 "idempotency_key": provider_key("attempt", tenant, invoice_id, str(attempt_no)),
                 "status": "pending",
                 "calls": 0,

@@ -4,6 +4,8 @@ answers 404, as an unknown one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response, status
 
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account
@@ -12,7 +14,7 @@ from payments.methods import service
 from payments.methods.schemas import DefaultMethodIn, PaymentMethodIn, PaymentMethodList, PaymentMethodOut
 
 router = APIRouter(prefix="/v1", tags=["payment methods"])
-_UNAVAILABLE = {503: {"description": "provider_unavailable: the provider did not answer; send the same request again"}}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "provider_unavailable: the provider did not answer; send the same request again"}}
 
 
 @router.post(

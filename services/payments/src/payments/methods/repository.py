@@ -10,6 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import scoped, scoped_pairs, select_scoped, tenant_owned
 from payments.methods.models import PaymentMethod, ProviderCustomer
+from payments.methods.schemas import MethodType
+
+# The kinds a provider collects (a bank transfer is the buyer's own doing).
+_COLLECTED = [MethodType.CARD.value, MethodType.DIRECT_DEBIT.value]
 
 METHOD: Table = tenant_owned(PaymentMethod, "tenant")
 CUSTOMER: Table = tenant_owned(ProviderCustomer, "tenant")
@@ -47,7 +51,12 @@ async def collecting_method(session: AsyncSession, tenant: str, account_id: str)
     activated card or mandate."""
     query = (
         select_scoped(METHOD, tenant)
-        .where(METHOD.c.account_id == account_id, METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]), METHOD.c.removed_at.is_(None))
+        .where(
+            METHOD.c.account_id == account_id,
+            METHOD.c.status == "active",
+            METHOD.c.type.in_(_COLLECTED),
+            METHOD.c.removed_at.is_(None),
+        )
         .order_by(METHOD.c.is_default.desc(), METHOD.c.updated_at.desc())
         .limit(1)
     )
@@ -60,9 +69,7 @@ async def accounts_with_collecting_method(session: AsyncSession, accounts: list[
     if not accounts:
         return set()
     query = (
-        select(METHOD.c.tenant, METHOD.c.account_id)
-        .distinct()
-        .where(METHOD.c.status == "active", METHOD.c.type.in_(["card", "direct_debit"]), METHOD.c.removed_at.is_(None))
+        select(METHOD.c.tenant, METHOD.c.account_id).distinct().where(METHOD.c.status == "active", METHOD.c.type.in_(_COLLECTED), METHOD.c.removed_at.is_(None))
     )
     rows = await session.execute(scoped_pairs(query, METHOD, METHOD.c.account_id, accounts))
     return {(r.tenant, r.account_id) for r in rows}

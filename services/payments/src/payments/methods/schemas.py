@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_runtime.api import Page
 
-MethodType = Literal["card", "direct_debit", "bank_transfer"]
+
+class MethodType(StrEnum):
+    """How a buyer pays: by card (Stripe), by direct debit (GoCardless) or by bank transfer."""
+
+    CARD = "card"
+    DIRECT_DEBIT = "direct_debit"
+    BANK_TRANSFER = "bank_transfer"
 
 
 class PaymentMethodIn(BaseModel):

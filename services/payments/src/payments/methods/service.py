@@ -24,7 +24,7 @@ from billing_runtime.telemetry import start_at_zero
 from payments.invoice import repository as invoice_repo
 from payments.keys import provider_key
 from payments.methods import repository as repo
-from payments.methods.schemas import PaymentMethodIn, PaymentMethodOut
+from payments.methods.schemas import MethodType, PaymentMethodIn, PaymentMethodOut
 from payments.providers import service as providers
 from payments.providers.gateways import Gateways, ProviderRefused, ProviderUnavailable
 
@@ -41,7 +41,7 @@ COLLECTING_ANNOUNCED = Counter(
 )
 start_at_zero(COLLECTING_ANNOUNCED, ("card", "direct_debit", "none"))
 
-PROVIDER_OF = {"card": "stripe", "direct_debit": "gocardless", "bank_transfer": "bank_transfer"}
+PROVIDER_OF: dict[MethodType, str] = {MethodType.CARD: "stripe", MethodType.DIRECT_DEBIT: "gocardless", MethodType.BANK_TRANSFER: "bank_transfer"}
 
 
 class MethodIdConflict(Conflict):
@@ -90,7 +90,7 @@ def method_out(row: Any) -> PaymentMethodOut:
 async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, account_id: str, body: PaymentMethodIn) -> tuple[PaymentMethodOut, bool]:
     """Set up a payment method; the same id again returns it (finishing a setup an outage cut short)."""
     provider = PROVIDER_OF[body.type]
-    with tracer.start_as_current_span("add_payment_method", attributes={"billing.tenant": tenant, "billing.method_type": body.type}):
+    with tracer.start_as_current_span("add_payment_method", attributes={"billing.tenant": tenant, "billing.method_type": body.type.value}):
         async with runtime.transaction(own=True) as session:  # committed before and after the provider calls
             creds = None if provider == "bank_transfer" else await providers.credentials(runtime, session, tenant, provider)
             now = runtime.clock.now()
@@ -100,7 +100,7 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
                     "tenant": tenant,
                     "method_id": body.id,
                     "account_id": account_id,
-                    "type": body.type,
+                    "type": body.type.value,
                     "provider": provider,
                     "status": "active" if provider == "bank_transfer" else "pending",
                     "details": {},
@@ -113,7 +113,7 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
                 raise MethodIdConflict(f"payment method {body.id!r} exists for another buyer or type", field="id")
             customer = await repo.get_customer(session, tenant, account_id, provider)
         if created:
-            METHOD_CHANGES.labels(body.type, row.status).inc()
+            METHOD_CHANGES.labels(body.type.value, row.status).inc()
         if creds is None or row.setup_ref is not None:
             return method_out(row), created
 
@@ -249,7 +249,7 @@ async def set_default(runtime: ServiceRuntime, tenant: str, account_id: str, met
             row = rows.get(method_id)
             if row is None or row.removed_at is not None:
                 raise MethodNotFound(f"no payment method {method_id!r} for this account")
-            if row.status != "active" or row.type == "bank_transfer":
+            if row.status != "active" or row.type == MethodType.BANK_TRANSFER:
                 raise MethodNotActive(f"payment method {method_id!r} is {row.status}: only an active card or mandate can be the default", field="method_id")
             if not row.is_default:
                 await repo.make_default(session, tenant, account_id, method_id)
@@ -316,7 +316,7 @@ async def mandate_changed(runtime: ServiceRuntime, session: AsyncSession, tenant
     if status == "active" and row.status != "active":
         await _newly_active(session, tenant, row.account_id, method_id)
     seller_id = await invoice_repo.seller_of(session, tenant, row.account_id) or tenant
-    event = MandateChanged(mandate_id=mandate_id, seller_id=seller_id, account_id=row.account_id, provider="gocardless", status=status)  # type: ignore[arg-type]
+    event = MandateChanged(mandate_id=mandate_id, seller_id=seller_id, account_id=row.account_id, provider="gocardless", status=status)
     event_id = derived_event_id("mandate_changed", tenant, mandate_id, status)
     await runtime.outbox.add(session, runtime.event(event, tenant=tenant, event_id=event_id, subject=mandate_id))
     if "active" in (status, row.status):  # only a mandate becoming or ceasing to be active moves what collection uses

@@ -22,12 +22,19 @@ import requests
 import stripe
 from gocardless_pro import errors as gc_errors
 from gocardless_pro import webhooks as gc_webhooks
+from stripe.params import CustomerCreateParams
 
 from billing_events.money import NotInMinorUnits, minor_units, to_minor
 
 T = TypeVar("T")
 # `pending`: the provider has it and has not decided (an attempt in this state is `processing`).
 Status = Literal["pending", "succeeded", "failed"]
+_STRIPE_REFUND_STATUS: dict[str, Status] = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}
+
+
+def stripe_refund_status(status: str | None) -> Status:
+    """Ours of a Stripe refund's status: a refund neither succeeded, failed nor canceled is pending."""
+    return _STRIPE_REFUND_STATUS.get(status or "", "pending")
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,14 @@ class StripeGateway:
         return self._clients[api_key]
 
     async def create_customer(self, api_key: str, key: str, email: str | None, name: str | None, metadata: dict[str, str]) -> str:
-        params: Any = {"email": email, "name": name, "metadata": metadata}
-        customer = await self._call(lambda: self.client(api_key).v1.customers.create_async({k: v for k, v in params.items() if v}, {"idempotency_key": key}))
+        params: CustomerCreateParams = {}  # only what is given (an empty metadata too is left out)
+        if email:
+            params["email"] = email
+        if name:
+            params["name"] = name
+        if metadata:
+            params["metadata"] = metadata
+        customer = await self._call(lambda: self.client(api_key).v1.customers.create_async(params, {"idempotency_key": key}))
         return str(customer.id)
 
     async def create_setup_intent(self, api_key: str, customer: str, key: str, metadata: dict[str, str]) -> tuple[str, str]:
@@ -222,8 +235,7 @@ class StripeGateway:
             if exc.http_status is None or exc.http_status >= 500:
                 raise ProviderUnavailable(str(exc)) from exc
             return Outcome("failed", None, exc.code or "refund_refused", exc.user_message or str(exc))
-        status: Status = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}.get(refund.status or "", "pending")  # type: ignore[assignment]
-        return Outcome(status, refund.id)
+        return Outcome(stripe_refund_status(refund.status), refund.id)
 
     @staticmethod
     def verify(payload: bytes, signature: str | None, secret: str) -> stripe.Event:

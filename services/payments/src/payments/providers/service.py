@@ -42,7 +42,7 @@ class ApiKeyMissing(BillingError):
 
 def account_out(provider: str, row: Credentials) -> ProviderAccountOut:
     return ProviderAccountOut(
-        provider=provider,  # type: ignore[arg-type]
+        provider=provider,
         api_key_last4=row.api_key[-4:],
         webhook_secret_last4=row.webhook_secret[-4:],
         webhook_url_path=f"/v1/webhooks/{provider}/{row.tenant}",

@@ -47,7 +47,7 @@ from payments.collection import repository as collection_repo
 from payments.invoice import repository as invoice_repo
 from payments.keys import provider_key
 from payments.providers import repository as providers_repo
-from payments.providers.gateways import Gateways, Outcome, ProviderUnavailable, provider_units
+from payments.providers.gateways import Gateways, Outcome, ProviderUnavailable, provider_units, stripe_refund_status
 from payments.providers.service import keyring
 from payments.refund import repository as repo
 from payments.refund.sepa import Account, refund_file
@@ -331,9 +331,9 @@ async def apply_stripe_refund(runtime: ServiceRuntime, session: AsyncSession, te
         refund = await repo.refund_by_ref(session, tenant, "stripe", str(obj["id"]))
     if refund is None:
         return "unknown_refund"
-    status = {"succeeded": "succeeded", "failed": "failed", "canceled": "failed"}.get(str(obj.get("status")), "pending")
+    status = stripe_refund_status(str(obj.get("status")))
     reason = obj.get("failure_reason")
-    return await settle_refund(runtime, session, refund, Outcome(status, obj.get("id"), str(reason) if reason else None, "the card issuer refused the refund"))  # type: ignore[arg-type]
+    return await settle_refund(runtime, session, refund, Outcome(status, obj.get("id"), str(reason) if reason else None, "the card issuer refused the refund"))
 
 
 async def _write_refund_file(runtime: ServiceRuntime, session: AsyncSession, refund: Any, calls: int, reconcile_after: float) -> None:

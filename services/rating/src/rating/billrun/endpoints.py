@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account
 from rating.billrun import service
 from rating.billrun.schemas import BillRunIn, BillRunOut, BillRunPage, ChargesOut, MarginOut
+from rating.config import Settings
 from rating.period import Period
 
 router = APIRouter(prefix="/v1", tags=["bill runs"])
@@ -20,14 +21,14 @@ class Tier(StrEnum):
     wholesale = "wholesale"
 
 
-def _distributor(runtime: Runtime) -> str | None:
-    return getattr(runtime.settings, "distributor_id", None)
+def _distributor(runtime: Runtime[Settings]) -> str | None:
+    return runtime.settings.distributor_id
 
 
 @router.post(
     "/bill-runs", dependencies=[Write], response_model=BillRunOut, status_code=201, responses={200: {"model": BillRunOut, "description": "Already run"}}
 )
-async def post_bill_run(body: BillRunIn, tenant: Tenant, runtime: Runtime, response: Response) -> BillRunOut:
+async def post_bill_run(body: BillRunIn, tenant: Tenant, runtime: Runtime[Settings], response: Response) -> BillRunOut:
     """Run now: close an ended period for the caller (the distributor's run is the wholesale one)."""
     Period.parse(body.period)
     async with runtime.transaction() as session:
@@ -40,7 +41,7 @@ async def post_bill_run(body: BillRunIn, tenant: Tenant, runtime: Runtime, respo
 @router.get("/bill-runs", dependencies=[Read], response_model=BillRunPage)
 async def list_bill_runs(
     tenant: Tenant,
-    runtime: Runtime,
+    runtime: Runtime[Settings],
     period_from: str | None = Query(default=None, max_length=16, description="Only runs of this month (YYYY-MM) or later."),
     period_to: str | None = Query(default=None, max_length=16, description="Only runs of this month (YYYY-MM) or earlier."),
     tier: Annotated[Tier | None, Query(description="retail (a partner's runs) or wholesale (the distributor's).")] = None,
@@ -64,13 +65,13 @@ async def list_bill_runs(
 
 
 @router.get("/bill-runs/{bill_run_id}", dependencies=[Read], response_model=BillRunOut)
-async def get_bill_run(bill_run_id: str, tenant: Tenant, runtime: Runtime) -> BillRunOut:
+async def get_bill_run(bill_run_id: str, tenant: Tenant, runtime: Runtime[Settings]) -> BillRunOut:
     async with runtime.sessions() as session:
         return await service.get_bill_run(session, tenant, bill_run_id)
 
 
 @router.get("/accounts/{account_id}/charges", dependencies=[Read, ForAccount], response_model=ChargesOut)
-async def get_charges(account_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount, period: str | None = None) -> ChargesOut:
+async def get_charges(account_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount, period: str | None = None) -> ChargesOut:
     """Live spend: the account's charges in `period` (default: the current month) as rated now."""
     own_account(account, account_id)
     if period is not None:
@@ -80,7 +81,7 @@ async def get_charges(account_id: str, tenant: Tenant, runtime: Runtime, account
 
 
 @router.get("/margins", dependencies=[Read], response_model=MarginOut)
-async def get_margins(period: str, tenant: Tenant, runtime: Runtime) -> MarginOut:
+async def get_margins(period: str, tenant: Tenant, runtime: Runtime[Settings]) -> MarginOut:
     """The caller's margin for a period: retail − wholesale by end customer and product."""
     Period.parse(period)
     async with runtime.sessions() as session:

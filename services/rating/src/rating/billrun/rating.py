@@ -20,8 +20,8 @@ from typing import Any
 
 from billing_events import Money, RatedLine, derived_event_id
 from rating.period import Period, local_midnight
-from rating.policy import BillingPolicy, Proration, QuantityRule
-from rating.pricing import PriceModel, Segment
+from rating.policy import BillingPolicy, Interval, Proration, QuantityRule, Timing
+from rating.pricing import PriceModel, PriceModelKind, Segment
 from rating.schedule import Schedule
 
 # Enough digits that sums of millions of fine-grained usage quantities stay exact.
@@ -514,8 +514,8 @@ def _service_periods(run: Period, policy: BillingPolicy, schedule: Schedule, clo
     closing the month before it; when that run was closed before the order arrived, the next run
     not yet closed then bills it, as a late line (like late usage)."""
     first = Period.containing(schedule.billing_starts_on, run.tz)
-    months = 12 if policy.interval == "year" else 1
-    due_offset = (months - 1) if policy.timing == "arrears" else -1
+    months = 12 if policy.interval == Interval.YEAR else 1
+    due_offset = (months - 1) if policy.timing == Timing.ARREARS else -1
     # Only a term due in a period from `earliest` on can reach this run: `earliest` is the first
     # of the runs closed before the order arrived that lead up to this one (this run itself when
     # the one before it was not). A term due earlier stops at a run before this one, so the loop
@@ -706,7 +706,7 @@ def _merge(quantities: list[Quantity]) -> list[Quantity]:
 
 def _price(q: Quantity, price: Price) -> list[Segment] | None:
     model = price.model
-    if (model.needs_cost or (model.model == "markup" and price.base is not None and price.base.needs_cost)) and q.cost is None:
+    if (model.needs_cost or (model.model == PriceModelKind.MARKUP and price.base is not None and price.base.needs_cost)) and q.cost is None:
         return None
     segments = model.segments(q.quantity, q.cost, price.base)
     if q.periods is not None:
@@ -749,8 +749,8 @@ def _line(
         end_customer_id=account if bill_to is not None else None,
         end_customer_name=buyer.name if bill_to is not None else None,
         late=q.late,
-        kind=q.kind,  # type: ignore[arg-type]
-        timing=product.policy.timing if q.kind in ("recurring", "true_up") else "arrears",  # type: ignore[arg-type]
+        kind=q.kind,
+        timing=product.policy.timing if q.kind in ("recurring", "true_up") else Timing.ARREARS,
         tax_category=product.tax_category,
         unit=product.unit,
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, text, update
+from sqlalchemy import CursorResult, Table, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -102,7 +102,7 @@ async def add_charges(session: AsyncSession, columns: dict[str, list[Any]]) -> i
     if not columns["line_id"]:
         return 0
     result = await session.execute(_ADD_CHARGES, {c: columns[c] for c, _ in CHARGE_COLUMNS})
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(cast(CursorResult[Any], result).rowcount)  # a DML statement's result is a cursor's
 
 
 async def closed_periods(session: AsyncSession, seller_id: str) -> dict[str, Any]:

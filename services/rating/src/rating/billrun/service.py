@@ -271,7 +271,7 @@ def _period_closed(runtime: ServiceRuntime, seller_id: str, run_id: str, period:
                 period_end=period.end,
                 currency=closing.currencies[account],
                 lines=lines,
-                tier=closing.tier,  # type: ignore[arg-type]
+                tier=closing.tier,
             ),
             tenant=seller_id,
             event_id=derived_event_id("period_closed", run_id, account),
@@ -299,7 +299,10 @@ async def list_bill_runs(
     limit: int,
 ) -> BillRunPage:
     """The seller's runs, newest period first, a page at a time."""
-    after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
+    after: tuple[str, str] | None = None
+    if cursor is not None:
+        period, run_id = decode_cursor(cursor, 2)
+        after = (period, run_id)
     rows = await repo.list_runs(
         session,
         seller_id,
@@ -307,7 +310,7 @@ async def list_bill_runs(
         period_to=period_to,
         tier=tier,
         after=after,
-        limit=limit + 1,  # type: ignore[arg-type]
+        limit=limit + 1,
     )
     items = [_run_out(row, created=False) for row in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1].period, rows[limit - 1].id) if len(rows) > limit else None

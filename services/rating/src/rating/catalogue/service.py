@@ -28,7 +28,7 @@ from rating.catalogue.schemas import MarkupIn, PriceIn, PriceOut, ProductIn, Pro
 from rating.errors import InvalidCurrency, InvalidPolicy, InvalidPrice, InvalidPriceModel, PriceCurrencyMismatch, ProductNotFound
 from rating.period import Period, zone
 from rating.policy import BillingPolicy, QuantityRule, check, product_policy
-from rating.pricing import PriceModel, parse_model
+from rating.pricing import PriceModel, PriceModelKind, parse_model
 
 tracer = trace.get_tracer(__name__)
 PRODUCTS_PUT = Counter("billing_catalogue_products_put_total", "Product PUTs, by outcome", ["outcome"])
@@ -174,10 +174,10 @@ async def put_price(runtime: ServiceRuntime, session: AsyncSession, seller_id: s
             known = await repo.get_product(session, distributor_id, code)
         if known is None:
             raise ProductNotFound(f"no product {code!r} in this seller's or the distributor's catalogue", field="product_code")
-        model = parse_model(body.price)  # type: ignore[arg-type]
-        if model.model == "markup" and seller_id == distributor_id:
+        model = parse_model(body.price)
+        if model.model == PriceModelKind.MARKUP and seller_id == distributor_id:
             raise InvalidPriceModel("the distributor's list is the wholesale list: it cannot mark itself up", field="price.model")
-        currency = parse_currency(body.currency) if body.currency is not None or model.model != "markup" else None
+        currency = parse_currency(body.currency) if body.currency is not None or model.model != PriceModelKind.MARKUP else None
         await _seller_currency_check(session, seller_id, currency)
         row = {
             "seller_id": seller_id,
@@ -285,7 +285,9 @@ class PriceBook:
         for row in sorted(products, key=lambda r: r.seller_id != distributor_id):  # the seller's own rows last: they win
             self.products[row.code] = ProductInfo(row.code, row.name, row.category, row.unit, row.tax_category, row.kind, policy_of(row))
             if row.unit_price is not None:
-                entries.setdefault((row.seller_id, row.code), []).append(_Entry(date.min, row.currency, PriceModel("per_unit", unit_price=row.unit_price)))
+                entries.setdefault((row.seller_id, row.code), []).append(
+                    _Entry(date.min, row.currency, PriceModel(PriceModelKind.PER_UNIT, unit_price=row.unit_price))
+                )
         for row in prices:
             entries.setdefault((row.seller_id, row.product_code), []).append(_Entry(row.effective_from, row.currency or None, parse_model(row.model)))
         # At one date, an entry in a currency wins over a markup entry (sorted after it).
@@ -309,7 +311,7 @@ class PriceBook:
         if self.distributor_id is None:
             return None
         entry = self._in_force(self.distributor_id, code, period, currency)
-        if entry is None or entry.currency is None or entry.model.model == "markup":
+        if entry is None or entry.currency is None or entry.model.model == PriceModelKind.MARKUP:
             return None
         return TierPrice(entry.model, entry.currency)
 
@@ -317,7 +319,7 @@ class PriceBook:
         entry = self._in_force(self.seller_id, code, period, currency) or self._in_force(self.seller_id, MARKUP_RULE, period, currency)
         if entry is None:
             return self._wholesale_in(code, period, currency) if self.seller_id == self.distributor_id else None
-        if entry.model.model == "markup":
+        if entry.model.model == PriceModelKind.MARKUP:
             base = self._wholesale_in(code, period, currency)
             if base is None:
                 return None

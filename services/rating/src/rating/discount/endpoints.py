@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 
 from billing_runtime.api import Read, Runtime, Tenant, Write
 from rating.catalogue.schemas import PRODUCT_CODE
+from rating.config import Settings
 from rating.discount import service
 from rating.discount.schemas import DiscountIn, DiscountOut
 
@@ -15,12 +16,12 @@ router = APIRouter(prefix="/v1/discounts", tags=["discounts"])
 
 
 @router.put("/{discount_id}", dependencies=[Write], response_model=DiscountOut)
-async def put_discount(discount_id: Annotated[str, Path(pattern=PRODUCT_CODE)], body: DiscountIn, tenant: Tenant, runtime: Runtime) -> DiscountOut:
+async def put_discount(discount_id: Annotated[str, Path(pattern=PRODUCT_CODE)], body: DiscountIn, tenant: Tenant, runtime: Runtime[Settings]) -> DiscountOut:
     async with runtime.transaction() as session:
-        return await service.put_discount(runtime, session, tenant, getattr(runtime.settings, "distributor_id", None), discount_id, body)
+        return await service.put_discount(runtime, session, tenant, runtime.settings.distributor_id, discount_id, body)
 
 
 @router.get("", dependencies=[Read])
-async def list_discounts(tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
+async def list_discounts(tenant: Tenant, runtime: Runtime[Settings]) -> dict[str, Any]:
     async with runtime.sessions() as session:
         return {"items": [d.model_dump(mode="json") for d in await service.list_discounts(session, tenant)]}

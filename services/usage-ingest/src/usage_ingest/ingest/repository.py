@@ -72,14 +72,14 @@ def _insert_unnest(table: Table, id_column: str, names: tuple[str, ...]) -> Text
 
 async def upsert_customer(session: AsyncSession, row: dict[str, Any]) -> tuple[int, bool]:
     """Insert or update one customer; returns (revision, changed)."""
-    stmt = pg_insert(CUSTOMER).values(**row, revision=1)
-    stmt = stmt.on_conflict_do_update(
+    insert = pg_insert(CUSTOMER).values(**row, revision=1)
+    stmt = insert.on_conflict_do_update(
         index_elements=["tenant", "external_id"],
         set_={
-            **{k: stmt.excluded[k] for k in row if k not in ("tenant", "external_id", "account_id")},
+            **{k: insert.excluded[k] for k in row if k not in ("tenant", "external_id", "account_id")},
             "revision": CUSTOMER.c.revision + 1,
         },
-        where=CUSTOMER.c.content_hash != stmt.excluded.content_hash,
+        where=CUSTOMER.c.content_hash != insert.excluded.content_hash,
     ).returning(CUSTOMER.c.revision)
     revision = (await session.execute(stmt)).scalar()
     if revision is None:

@@ -115,16 +115,16 @@ class Kind:
     @cached_property
     def batch(self) -> TypeAdapter[list[Any]]:
         """Validates a whole batch in one call (the records as a list of this kind's model)."""
-        return TypeAdapter(list[self.model])  # type: ignore[name-defined]
+        return TypeAdapter(list[self.model])  # type: ignore[name-defined]  # a class known only at run time
 
     @cached_property
     def event_batch(self) -> TypeAdapter[list[Any]]:
-        return TypeAdapter(list[self.event_model])  # type: ignore[name-defined]
+        return TypeAdapter(list[self.event_model])  # type: ignore[name-defined]  # a class known only at run time
 
     @cached_property
     def envelopes(self) -> TypeAdapter[list[CloudEvent[Any]]]:
         """Envelopes of this kind's event, validated a batch at a time (the generic class made once)."""
-        return TypeAdapter(list[CloudEvent[self.event_model]])  # type: ignore[name-defined]
+        return TypeAdapter(list[CloudEvent[self.event_model]])  # type: ignore[name-defined]  # a class known only at run time
 
 
 def build_events(kind: Kind, source: str, tenant: str, now: datetime, rows: list[dict[str, Any]]) -> list[CloudEvent[Any]]:
