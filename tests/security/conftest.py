@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -75,7 +76,7 @@ class Platform:
         """Until every service has read the key's event (they follow the key topic)."""
         for app_name, app in self.apps.items():
             conventions = app.state.http_conventions
-            await eventually(lambda c=conventions: key.key_id in c.keys.keys, f"{app_name} to learn key {key.key_id}", 20)
+            await eventually(partial(_knows, conventions, key.key_id), f"{app_name} to learn key {key.key_id}", 20)
 
 
 def _add_http_tables(sync: Connection, schema: str) -> None:
@@ -130,3 +131,8 @@ async def platform(migrated: str, kafka_bootstrap: str) -> AsyncIterator[Platfor
             for key in partner.keys.values():
                 await platform.wait_known(key)
         yield platform
+
+
+def _knows(conventions: Any, key_id: str) -> bool:
+    """Whether a service's HTTP conventions have learnt the key (from the key topic)."""
+    return key_id in conventions.keys.keys

@@ -120,7 +120,7 @@ async def test_with_outbox_pending_marking_sent_is_one_statement_of_hot_updates(
     outbox = await new_outbox(engine, pending=True)
     async with engine.begin() as conn:
         await outbox.add_many(conn, events("partner-c", 20))
-    relay = OutboxRelay(service="test", engine=engine, table=outbox.table, producer=None)  # type: ignore[arg-type]
+    relay = OutboxRelay(service="test", engine=engine, table=outbox.table, producer=None)
     t = outbox.table
     async with engine.begin() as conn:
         rows = (await conn.execute(relay._unsent)).all()

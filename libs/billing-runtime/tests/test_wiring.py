@@ -74,7 +74,7 @@ async def test_every_counts_a_failing_run_and_goes_on_and_runs_again_at_once_whe
     # An hour between runs: the second and third can only come because the run before asked for them.
     runtime.every("busy", 3600.0, busy_run)
     assert runs(runtime, "flaky", "failed") == 0 and runs(runtime, "flaky", "ok") == 0  # known at 0 before the first run
-    tasks = [asyncio.create_task(loop()) for _, loop in runtime.background]
+    tasks: list[asyncio.Task[Any]] = [asyncio.ensure_future(loop()) for _, loop in runtime.background]
     try:
         await eventually(lambda: len(flaky) >= 3 and len(busy) == 3, "the runs after a failed one, and three busy runs")
         assert runs(runtime, "flaky", "failed") == 1

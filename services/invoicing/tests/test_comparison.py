@@ -147,7 +147,7 @@ def test_the_same_report_is_the_same_spreadsheet_whenever_it_is_downloaded() -> 
     assert report_xlsx(row) == first
 
 
-async def _ready_events(runtime: ServiceRuntime, partner: str) -> list[tuple[str, dict[str, Any]]]:
+async def _ready_events(runtime: ServiceRuntime[Settings], partner: str) -> list[tuple[str, dict[str, Any]]]:
     async with runtime.sessions() as session:
         rows = await session.execute(
             text(
@@ -160,7 +160,7 @@ async def _ready_events(runtime: ServiceRuntime, partner: str) -> list[tuple[str
 
 
 async def test_the_report_goes_out_on_the_first_business_day_from_the_rated_charges_before_the_invoice(
-    client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str
+    client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str
 ) -> None:
     """Seed 001: the comparison spreadsheet on the first business day after the period (rating's
     ChargesRated, Monday 2 November 2026), the invoice a week later (the bill run of the 10th). The

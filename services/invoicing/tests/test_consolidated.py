@@ -234,7 +234,7 @@ def eur(line_id: str, code: str, qty: str, price: str, category: str, *, kind: s
     return line(line_id, code, qty, price, category, kind=kind, who=who).model_copy(update={"unit_price": priced.unit_price, "amount": priced.amount})
 
 
-async def test_consolidated_pdf_lines_say_their_vat(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_consolidated_pdf_lines_say_their_vat(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """An Irish distributor billing an Irish partner (domestic, 23 %): every line of every section
     says its VAT rate; the VAT itself is computed once per rate over the invoice (BILLING-RULES §6)
     and printed in the totals, so the sections' net subtotals and the totals add up to the cent."""

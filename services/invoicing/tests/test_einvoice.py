@@ -293,10 +293,10 @@ def collecting(tenant: str, account: str, minute: int, method: str | None, **fie
     """What payments announces when the method it collects `account` from changes, at 10:`minute`."""
     changed_at = datetime(2026, 10, 2, 10, minute, tzinfo=UTC)
     provider = {"card": "stripe", "direct_debit": "gocardless"}.get(method or "")
-    return CollectingMethodChanged(seller_id=tenant, account_id=account, changed_at=changed_at, method=method, provider=provider, **fields)  # type: ignore[arg-type]
+    return CollectingMethodChanged(seller_id=tenant, account_id=account, changed_at=changed_at, method=method, provider=provider, **fields)
 
 
-async def test_card_invoice_after_payments_announces_the_card(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_card_invoice_after_payments_announces_the_card(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """The buyer's card, as payments announced it (CollectingMethodChanged), is what its invoice
     says: paid by that card on the invoice date (charged on issue), in the PDF and both XMLs. It
     wins over a mandate still active at GoCardless: payments collects from the buyer's default."""
@@ -306,7 +306,7 @@ async def test_card_invoice_after_payments_announces_the_card(client: httpx.Asyn
     async with runtime.transaction() as session:
         await on_mandate_changed(
             runtime, session, event(MandateChanged(mandate_id="MD-1", seller_id=tenant, account_id=account, provider="gocardless", status="active"), tenant)
-        )  # type: ignore[arg-type]
+        )
         for changed in (
             collecting(tenant, account, 0, "direct_debit", method_id="dd-1", mandate_id="MD-1"),
             collecting(tenant, account, 5, "card", method_id="card-1", card_brand="visa", card_last4="4242", card_exp_month=12, card_exp_year=2034),
@@ -335,7 +335,7 @@ async def test_card_invoice_after_payments_announces_the_card(client: httpx.Asyn
     assert etree.fromstring(ubl).findtext("cac:PaymentMeans/cac:CardAccount/cbc:PrimaryAccountNumberID", namespaces=NS) == "4242"
 
 
-async def test_direct_debit_invoice_after_payments_announces_the_mandate(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_direct_debit_invoice_after_payments_announces_the_mandate(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """A buyer whose card was replaced by a mandate as payments' default: collected by direct debit
     on the due date under the announced mandate, not charged to the card."""
     await put_seller(client, tenant, **CLOUDY)
@@ -355,7 +355,7 @@ async def test_direct_debit_invoice_after_payments_announces_the_mandate(client:
     assert etree.fromstring(xml).findtext(SETTLEMENT + "ram:SpecifiedTradePaymentTerms/ram:DirectDebitMandateID", namespaces=NS) == "MD-2"
 
 
-async def test_no_card_or_mandate_left_means_a_transfer(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_no_card_or_mandate_left_means_a_transfer(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """The card removed and nothing left to collect from (payments' last word, `method` null): the
     invoice asks for a transfer quoting its RF reference, although a mandate was once active."""
     await put_seller(client, tenant, **CLOUDY)
@@ -363,7 +363,7 @@ async def test_no_card_or_mandate_left_means_a_transfer(client: httpx.AsyncClien
     async with runtime.transaction() as session:
         await on_mandate_changed(
             runtime, session, event(MandateChanged(mandate_id="MD-1", seller_id=tenant, account_id=account, provider="gocardless", status="active"), tenant)
-        )  # type: ignore[arg-type]
+        )
         for changed in (collecting(tenant, account, 0, "card", method_id="card-1", card_brand="visa", card_last4="4242"), collecting(tenant, account, 7, None)):
             await on_collecting_method_changed(runtime, session, event(changed, tenant))
     invoice_id = await issue_to_acme(runtime, tenant)
@@ -373,7 +373,7 @@ async def test_no_card_or_mandate_left_means_a_transfer(client: httpx.AsyncClien
     assert "card" not in text.lower() and "direct debit" not in text
 
 
-async def test_an_invoice_from_a_profile_without_bank_details_still_renders(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_an_invoice_from_a_profile_without_bank_details_still_renders(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """Profiles saved before the bank details existed: the PDF asks for a transfer quoting the RF
     reference, the XML carries the reference and no payment means (BR-61 needs an account for a transfer)."""
     await put_seller(client, tenant, **{k: v for k, v in CLOUDY.items() if k not in ("iban", "bic", "sepa_creditor_id", "logo")})
@@ -459,7 +459,7 @@ def test_a_late_line_keeps_its_own_period_and_says_why() -> None:
     ]
 
 
-async def test_late_lines_through_the_api_and_the_event(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_late_lines_through_the_api_and_the_event(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """Rating's late flag and the line's own service dates reach the stored line, the API, the
     e-invoice and InvoiceIssued."""
     await put_seller(client, tenant, **CLOUDY)
@@ -488,7 +488,7 @@ async def test_late_lines_through_the_api_and_the_event(client: httpx.AsyncClien
     assert [li["late"] for li in json.loads(value)["lines"]] == [False, True]
 
 
-async def test_invoices_by_the_partners_customer_id(client: httpx.AsyncClient, runtime: ServiceRuntime, tenant: str) -> None:
+async def test_invoices_by_the_partners_customer_id(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     """`?customer_id=` in place of `buyer_account_id`, under the caller's tenant (another tenant's
     same customer id finds nothing); both at once is a 422."""
     await put_seller(client, tenant, **CLOUDY)

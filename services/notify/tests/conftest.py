@@ -49,7 +49,7 @@ class Mailbox:
             return [r.message for r in self.messages if address in r.envelope_to]
 
     async def wait_for(self, address: str, count: int = 1, timeout: float = 60.0) -> list[EmailMessage]:
-        return await eventually(lambda: len(self.to(address)) >= count and self.to(address), f"{count} messages to {address}", timeout, interval=0.1)
+        return await eventually(lambda: self.to(address) if len(self.to(address)) >= count else None, f"{count} messages to {address}", timeout, interval=0.1)
 
 
 @contextlib.contextmanager
@@ -296,7 +296,7 @@ class Receiver:
             return list(self.requests)
 
     async def wait_for(self, count: int, timeout: float = 60.0) -> list[WebhookRequest]:
-        return await eventually(lambda: len(self.received()) >= count and self.received(), f"{count} webhook requests", timeout, interval=0.1)
+        return await eventually(lambda: self.received() if len(self.received()) >= count else None, f"{count} webhook requests", timeout, interval=0.1)
 
 
 @pytest.fixture

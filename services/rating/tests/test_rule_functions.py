@@ -16,7 +16,7 @@ from rating.billrun import rating
 from rating.billrun.rating import Observation, ProductInfo, Quantity, Subscription, Usage
 from rating.business_days import BusinessCalendar
 from rating.period import Period
-from rating.policy import BillingPolicy, Proration, QuantityRule
+from rating.policy import BillingPolicy, FirstPeriod, Proration, QuantityRule
 from rating.pricing import PRICE_MODELS, PriceModel, PriceModelKind, Segment, Tier, parse_model
 from rating.schedule import Change, schedule
 
@@ -90,46 +90,46 @@ class TestPriceModels:
     TIERS = (Tier(Decimal(10), Decimal("5.00")), Tier(Decimal(20), Decimal("4.00")), Tier(None, Decimal("3.00")))
 
     def test_per_unit_example_a_users(self) -> None:
-        model = PriceModel("per_unit", unit_price=Decimal("35.00"))
+        model = PriceModel(PriceModelKind.PER_UNIT, unit_price=Decimal("35.00"))
         assert total(PRICE_MODELS[PriceModelKind.PER_UNIT](model, Decimal(15), None, None)) == Decimal("525.00")
         assert PRICE_MODELS[PriceModelKind.PER_UNIT](model, Decimal(0), None, None) == []
 
     def test_graduated_bills_each_tier_at_its_price(self) -> None:
-        segments = PRICE_MODELS[PriceModelKind.GRADUATED](PriceModel("graduated", tiers=self.TIERS), Decimal(25), None, None)
+        segments = PRICE_MODELS[PriceModelKind.GRADUATED](PriceModel(PriceModelKind.GRADUATED, tiers=self.TIERS), Decimal(25), None, None)
         assert [(s.quantity, s.unit_price, s.note) for s in segments] == [
             (Decimal(10), Decimal("5.00"), "tier 1"),
             (Decimal(10), Decimal("4.00"), "tier 2"),
             (Decimal(5), Decimal("3.00"), "tier 3"),
         ]
         assert total(segments) == Decimal("105.00")
-        credit = PRICE_MODELS[PriceModelKind.GRADUATED](PriceModel("graduated", tiers=self.TIERS), Decimal(-12), None, None)
+        credit = PRICE_MODELS[PriceModelKind.GRADUATED](PriceModel(PriceModelKind.GRADUATED, tiers=self.TIERS), Decimal(-12), None, None)
         assert total(credit) == Decimal("-58.00")
 
     def test_volume_bills_every_unit_at_the_reached_tier(self) -> None:
-        segments = PRICE_MODELS[PriceModelKind.VOLUME](PriceModel("volume", tiers=self.TIERS), Decimal(15), None, None)
+        segments = PRICE_MODELS[PriceModelKind.VOLUME](PriceModel(PriceModelKind.VOLUME, tiers=self.TIERS), Decimal(15), None, None)
         assert [(s.quantity, s.unit_price) for s in segments] == [(Decimal(15), Decimal("4.00"))]
-        assert PRICE_MODELS[PriceModelKind.VOLUME](PriceModel("volume", tiers=self.TIERS), Decimal(0), None, None) == []
+        assert PRICE_MODELS[PriceModelKind.VOLUME](PriceModel(PriceModelKind.VOLUME, tiers=self.TIERS), Decimal(0), None, None) == []
 
     def test_package_bills_whole_packages(self) -> None:
-        model = PriceModel("package", package_size=Decimal(10), package_price=Decimal("40.00"))
+        model = PriceModel(PriceModelKind.PACKAGE, package_size=Decimal(10), package_price=Decimal("40.00"))
         segments = PRICE_MODELS[PriceModelKind.PACKAGE](model, Decimal(25), None, None)
         assert [(s.quantity, s.unit_price) for s in segments] == [(Decimal(3), Decimal("40.00"))]
         assert total(PRICE_MODELS[PriceModelKind.PACKAGE](model, Decimal(-1), None, None)) == Decimal("-40.00")
 
     def test_flat_is_one_amount_for_any_quantity(self) -> None:
-        model = PriceModel("flat", amount=Decimal("52.50"))
+        model = PriceModel(PriceModelKind.FLAT, amount=Decimal("52.50"))
         assert total(PRICE_MODELS[PriceModelKind.FLAT](model, Decimal(7), None, None)) == Decimal("52.50")
         assert PRICE_MODELS[PriceModelKind.FLAT](model, Decimal(0), None, None) == []
 
     def test_cost_plus_example_c(self) -> None:
-        model = PriceModel("cost_plus", markup_percent=Decimal(15))
+        model = PriceModel(PriceModelKind.COST_PLUS, markup_percent=Decimal(15))
         cost = Decimal("1234.56") + Decimal("789.01") + Decimal("0.43")
         assert total(PRICE_MODELS[PriceModelKind.COST_PLUS](model, Decimal(3), cost, None)) == Decimal("2327.60")
         assert PRICE_MODELS[PriceModelKind.COST_PLUS](model, Decimal(3), None, None) == []
 
     def test_markup_over_the_wholesale_model(self) -> None:
-        wholesale = PriceModel("per_unit", unit_price=Decimal("35.00"))
-        retail = PriceModel("markup", markup_percent=Decimal(20))
+        wholesale = PriceModel(PriceModelKind.PER_UNIT, unit_price=Decimal("35.00"))
+        retail = PriceModel(PriceModelKind.MARKUP, markup_percent=Decimal(20))
         segments = PRICE_MODELS[PriceModelKind.MARKUP](retail, Decimal(15), None, wholesale)
         assert [(s.quantity, s.unit_price) for s in segments] == [(Decimal(15), Decimal("42.00"))]
         assert PRICE_MODELS[PriceModelKind.MARKUP](retail, Decimal(15), None, None) == []
@@ -160,7 +160,7 @@ class TestObservedCounts:
         history = [before, items("m-new", "2026-10-12T08:00:00", m11="active"), items("m-del", "2026-10-20T08:00:00", m3="deleted")]
         quantity, ids = rating.distinct_active(OCTOBER, BillingPolicy(), history, in_period(OCTOBER, history))
         assert (quantity, ids) == (Decimal(11), ["m-del", "m-new"])
-        assert cents(quantity * Decimal("6.75")) == Decimal("74.25")
+        assert quantity is not None and cents(quantity * Decimal("6.75")) == Decimal("74.25")
         # November: m3 has dropped off.
         assert rating.distinct_active(NOVEMBER, BillingPolicy(), history, [])[0] == Decimal(10)
         assert rating.distinct_active(OCTOBER, BillingPolicy(), [], []) == (None, [])
@@ -207,7 +207,7 @@ class TestQuantityRules:
 
 
 class TestProration:
-    PRICE = PriceModel("per_unit", unit_price=Decimal("20.60"))
+    PRICE = PriceModel(PriceModelKind.PER_UNIT, unit_price=Decimal("20.60"))
 
     def test_daily_fraction(self) -> None:
         assert rating.daily_fraction(date(2026, 10, 1), date(2026, 10, 31), OCTOBER) is None
@@ -223,7 +223,7 @@ class TestProration:
         acme = subscription("M365-BP", "10", date(2026, 10, 1), "2026-09-15T10:00:00", changes=(add,), timing="advance", proration="daily")
         out = rating.daily_advance_additions(OCTOBER, product("M365-BP", timing="advance", proration="daily"), acme)
         assert [(q.quantity, q.service, q.fraction, q.note) for q in out] == [(Decimal(4), (date(2026, 10, 17), date(2026, 10, 31)), (15, 31), "addition")]
-        plain = replace(acme, policy=replace(acme.policy, proration="none"))
+        plain = replace(acme, policy=replace(acme.policy, proration=Proration.NONE))
         assert rating.daily_advance_additions(OCTOBER, product("M365-BP"), plain) == []
 
     def test_daily_proration_in_advance_bills_the_first_day_s_quantity(self) -> None:
@@ -252,7 +252,7 @@ class TestProration:
     def test_a_yearly_term_is_never_prorated(self) -> None:
         sub = subscription("ANNUAL", "3", date(2026, 10, 14), "2026-10-14T10:00:00", interval="year")
         term = (date(2026, 10, 1), date(2027, 9, 30))
-        assert rating._recurring(product("ANNUAL"), replace(sub, policy=replace(sub.policy, proration="daily")), term, OCTOBER) == [
+        assert rating._recurring(product("ANNUAL"), replace(sub, policy=replace(sub.policy, proration=Proration.DAILY)), term, OCTOBER) == [
             Quantity("ANNUAL", "recurring", term, Decimal(3), "contracted", subscription_id="s-ANNUAL")
         ]
 
@@ -280,7 +280,7 @@ class TestEffectiveDates:
         [("order_period", date(2026, 10, 14)), ("next_period", date(2026, 11, 1))],
     )
     def test_first_billed_day_example_a_fabrikam(self, first_period: str, expected: date) -> None:
-        assert effective_dates.first_billed_day(date(2026, 10, 14), date(2026, 10, 14), BillingPolicy(first_period=first_period)) == expected
+        assert effective_dates.first_billed_day(date(2026, 10, 14), date(2026, 10, 14), BillingPolicy(first_period=FirstPeriod(first_period))) == expected
 
     def test_commitment_end(self) -> None:
         assert effective_dates.commitment_end(date(2026, 8, 1), BillingPolicy(commitment_months=12)) == date(2027, 7, 31)

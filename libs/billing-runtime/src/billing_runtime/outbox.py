@@ -82,7 +82,8 @@ def outbox_table(metadata: MetaData, *, pending: bool = False) -> Table:
     place of the partial index of unsent rows. A migration of either shape: `add_pending_sql`."""
     if pending:
         Table(PENDING_TABLE, metadata, Column("id", BigInteger, primary_key=True, autoincrement=False))
-    unsent = () if pending else (Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
+    unsent: tuple[Index, ...] = () if pending else (Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
+    options: dict[str, Any] = {"postgresql_with": {"fillfactor": PENDING_FILLFACTOR}} if pending else {}
     return Table(
         "outbox",
         metadata,
@@ -98,7 +99,7 @@ def outbox_table(metadata: MetaData, *, pending: bool = False) -> Table:
         *unsent,
         Index("ix_outbox_created_at", "created_at"),
         # Room on each page for the row's version marked sent (a HOT update) when `pending`.
-        **({"postgresql_with": {"fillfactor": PENDING_FILLFACTOR}} if pending else {}),
+        **options,
     )
 
 
@@ -320,7 +321,11 @@ class OutboxRelay:
             if not rows:
                 OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
-            attributes = {"billing.service": self.service, "messaging.batch.message_count": len(rows), "billing.outbox.unsent": self._unsent_by}
+            attributes: dict[str, str | int] = {
+                "billing.service": self.service,
+                "messaging.batch.message_count": len(rows),
+                "billing.outbox.unsent": self._unsent_by,
+            }
             with tracer.start_as_current_span("outbox publish", attributes=attributes):
                 futures, produce_spans = await self._send(rows)
                 try:

@@ -47,11 +47,12 @@ PERIODIC_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
 
-EventHandler = Callable[["ServiceRuntime", AsyncSession, CloudEvent[Any]], Awaitable[None]]
+EventHandler = Callable[["ServiceRuntime[Any]", AsyncSession, CloudEvent[Any]], Awaitable[None]]
 """A consumer's handler of one event: `async def on_x(runtime, session, event: CloudEvent[X]) -> None`,
-in the transaction of the polled batch the event came in."""
+in the transaction of the polled batch the event came in. (`runtime` may be typed with the
+service's own settings, `ServiceRuntime[Settings]`: the service registers its handlers on its own runtime.)"""
 
-EventBatchHandler = Callable[["ServiceRuntime", AsyncSession, list[CloudEvent[Any]]], Awaitable[None]]
+EventBatchHandler = Callable[["ServiceRuntime[Any]", AsyncSession, list[CloudEvent[Any]]], Awaitable[None]]
 """A consumer's handler of a run of events of one type: `async def on_xs(runtime, session,
 events: list[CloudEvent[X]]) -> None` (see `ServiceRuntime.on_batch`)."""
 

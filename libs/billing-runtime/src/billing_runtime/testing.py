@@ -24,7 +24,7 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -405,6 +405,12 @@ async def serve(app: FastAPI, *, consume: bool | None = None) -> AsyncIterator[h
         yield clients["app"]
 
 
+def _forget_in_process(runtimes: Sequence[Any]) -> None:
+    for runtime in runtimes:
+        if runtime in _in_process:
+            _in_process.remove(runtime)
+
+
 @contextlib.asynccontextmanager
 async def serve_all(apps: dict[str, FastAPI], *, consume: bool | None = None) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """`serve` for several apps at once: started one after the other, then their consumers wait
@@ -417,7 +423,7 @@ async def serve_all(apps: dict[str, FastAPI], *, consume: bool | None = None) ->
     async with contextlib.AsyncExitStack() as stack:
         if not consume:
             _in_process.extend(runtimes)
-            stack.callback(lambda: [_in_process.remove(r) for r in runtimes if r in _in_process])
+            stack.callback(_forget_in_process, runtimes)
         clients: dict[str, httpx.AsyncClient] = {}
         for name, app in apps.items():
             await stack.enter_async_context(app.router.lifespan_context(app))

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import CloudEvent, CollectingMethodChanged, CustomerUpserted, MandateChanged
 from billing_runtime.service import Handlers, ServiceRuntime
 from invoicing.buyer import repository, service
+from invoicing.config import Settings
 
 COLLECTING_APPLIED = Counter(
     "billing_buyer_collecting_methods_applied_total",
@@ -17,17 +18,17 @@ COLLECTING_APPLIED = Counter(
 )
 
 
-async def on_customer_upserted(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[CustomerUpserted]) -> None:
+async def on_customer_upserted(runtime: ServiceRuntime[Settings], session: AsyncSession, event: CloudEvent[CustomerUpserted]) -> None:
     await service.record_customer(runtime, session, event.data)
 
 
-async def on_mandate_changed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[MandateChanged]) -> None:
+async def on_mandate_changed(runtime: ServiceRuntime[Settings], session: AsyncSession, event: CloudEvent[MandateChanged]) -> None:
     data = event.data
     row = {"account_id": data.account_id, "seller_id": data.seller_id, "mandate_id": data.mandate_id, "provider": data.provider, "status": data.status}
     await repository.put_mandate(session, row)
 
 
-async def on_collecting_method_changed(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[CollectingMethodChanged]) -> None:
+async def on_collecting_method_changed(runtime: ServiceRuntime[Settings], session: AsyncSession, event: CloudEvent[CollectingMethodChanged]) -> None:
     data = event.data
     row = {
         "account_id": data.account_id,

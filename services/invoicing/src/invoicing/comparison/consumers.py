@@ -8,10 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import ChargesRated, CloudEvent
 from billing_runtime.service import Handlers, ServiceRuntime
 from invoicing.comparison.service import create_report_ahead
+from invoicing.config import Settings
 from invoicing.invoice.service import invoice_id_for
 
 
-async def on_charges_rated(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[ChargesRated]) -> None:
+async def on_charges_rated(runtime: ServiceRuntime[Settings], session: AsyncSession, event: CloudEvent[ChargesRated]) -> None:
     charges = event.data
     if charges.tier != "wholesale":
         return  # a retail buyer gets no comparison report (seed 001's is the partner's)

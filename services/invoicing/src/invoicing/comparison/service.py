@@ -105,7 +105,13 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 
 async def announce(
-    runtime: ServiceRuntime, session: AsyncSession, report: dict[str, Any], *, invoice_number: str | None, revised: bool = False, buyer_name: str | None = None
+    runtime: ServiceRuntime[Settings],
+    session: AsyncSession,
+    report: dict[str, Any],
+    *,
+    invoice_number: str | None,
+    revised: bool = False,
+    buyer_name: str | None = None,
 ) -> None:
     """ComparisonReportReady for a stored report, through the outbox (notify sends it)."""
     currency, report_id = report["currency"], report["report_id"]
@@ -157,7 +163,7 @@ async def _report_row(
     }
 
 
-async def create_report_ahead(runtime: ServiceRuntime, session: AsyncSession, charges: ChargesRated, invoice_id: str) -> str | None:
+async def create_report_ahead(runtime: ServiceRuntime[Settings], session: AsyncSession, charges: ChargesRated, invoice_id: str) -> str | None:
     """Seed 001's first business day: the report from the period's charges as rated so far (each
     line net rounded once, as the invoice will round it), sent before the invoice, which it names
     by the id it will have and as "to be invoiced". None when the invoice or the report exists
@@ -196,7 +202,7 @@ async def create_report_ahead(runtime: ServiceRuntime, session: AsyncSession, ch
         return report_id
 
 
-async def create_report(runtime: ServiceRuntime, session: AsyncSession, invoice: Any) -> str:
+async def create_report(runtime: ServiceRuntime[Settings], session: AsyncSession, invoice: Any) -> str:
     """Compare a just-issued invoice with the buyer's previous one, in the issuing transaction. A
     report sent ahead of the invoice (`create_report_ahead`) is brought to the invoice's lines and
     names it; it is announced again (`revised`) only when its figures changed. Without one, the

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header
 
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write
 from billing_runtime.errors import NotFound
+from invoicing.config import Settings
 from invoicing.creditnote import repository as repo
 from invoicing.creditnote.schemas import CreditNoteIn, CreditNoteList, CreditNoteOut
 from invoicing.creditnote.service import CreditRequestLine, InvalidCreditLine, issue_credit_note
@@ -19,7 +20,7 @@ IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, ma
 
 
 @router.post("/invoices/{invoice_id}/credit-notes", dependencies=[Write], response_model=CreditNoteOut, status_code=201)
-async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, runtime: Runtime, idempotency_key: IdempotencyKey) -> CreditNoteOut:
+async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, runtime: Runtime[Settings], idempotency_key: IdempotencyKey) -> CreditNoteOut:
     if body.lines is not None and body.amount is not None:
         raise InvalidCreditLine("give lines or amount, not both", field="amount")
     lines = [CreditRequestLine(li.line_id, li.amount) for li in body.lines] if body.lines is not None else None
@@ -31,7 +32,7 @@ async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, 
 
 
 @router.get("/invoices/{invoice_id}/credit-notes", dependencies=[Read, ForAccount], response_model=CreditNoteList)
-async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> CreditNoteList:
+async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> CreditNoteList:
     async with runtime.sessions() as session:
         if await invoice_repo.get_invoice(session, tenant, invoice_id, buyer_account_id=account) is None:
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
@@ -41,7 +42,7 @@ async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime, a
 
 
 @router.get("/credit-notes/{credit_note_id}", dependencies=[Read, ForAccount], response_model=CreditNoteOut)
-async def get_credit_note(credit_note_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> CreditNoteOut:
+async def get_credit_note(credit_note_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> CreditNoteOut:
     async with runtime.sessions() as session:
         row = await repo.get(session, tenant, credit_note_id, buyer_account_id=account)
         if row is None:

@@ -26,6 +26,7 @@ from billing_events.events.invoicing import RefundDestination
 from billing_events.money import fits_minor_units, minor_units, open_amount, round_half_up
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
+from invoicing.config import Settings
 from invoicing.creditnote import repository as repo
 from invoicing.invoice import repository as invoice_repo
 from invoicing.invoice.service import settled_event
@@ -118,7 +119,7 @@ def credit_breakdown(lines: list[CreditLine], currency: str, invoice_breakdown: 
 
 
 async def issue_credit_note(
-    runtime: ServiceRuntime,
+    runtime: ServiceRuntime[Settings],
     session: AsyncSession,
     seller_id: str,
     invoice_id: str,

@@ -41,7 +41,7 @@ START_LOOKBACK = timedelta(hours=1)
 OPEN_TRANSACTION_MARGIN = timedelta(minutes=1)
 
 
-async def unrendered(runtime: ServiceRuntime, floor: datetime, skipped: set[str], limit: int) -> list[tuple[str, str, datetime]]:
+async def unrendered(runtime: ServiceRuntime[Settings], floor: datetime, skipped: set[str], limit: int) -> list[tuple[str, str, datetime]]:
     """(invoice id, seller id, issued at) of invoices issued at or after `floor` with no stored
     PDF, oldest first, leaving out `skipped`.
 
@@ -72,7 +72,7 @@ class RenderAhead:
     """Run by `runtime.every` (each `INVOICING_RENDER_AHEAD_POLL_MS`; at once again after a full
     batch); a failed look (the database away) is logged and counted there, and tried again."""
 
-    def __init__(self, runtime: ServiceRuntime, *, batch: int) -> None:
+    def __init__(self, runtime: ServiceRuntime[Settings], *, batch: int) -> None:
         self.runtime = runtime
         self.batch = batch
         self.floor: datetime | None = None

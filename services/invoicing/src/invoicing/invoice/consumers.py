@@ -8,10 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import CloudEvent, PaymentRefunded, PaymentSucceeded, PeriodClosed
 from billing_runtime.inbox import RejectedEvents
 from billing_runtime.service import BatchHandlers, Handlers, ServiceRuntime
+from invoicing.config import Settings
 from invoicing.invoice import service
 
 
-async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[PeriodClosed]]) -> None:
+async def on_periods_closed(runtime: ServiceRuntime[Settings], session: AsyncSession, events: list[CloudEvent[PeriodClosed]]) -> None:
     """Issue the invoices of a run of PeriodClosed events in one transaction. Periods that cannot
     be invoiced raise PeriodClosedRejected before anything is written, naming the first by
     `event_id` and every one in `errors` (event id → error)."""
@@ -24,7 +25,7 @@ async def on_periods_closed(runtime: ServiceRuntime, session: AsyncSession, even
         raise
 
 
-async def on_period_closed_batch(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[PeriodClosed]]) -> None:
+async def on_period_closed_batch(runtime: ServiceRuntime[Settings], session: AsyncSession, events: list[CloudEvent[PeriodClosed]]) -> None:
     """The batch handler of PeriodClosed: the periods that cannot be invoiced go to the runtime as
     RejectedEvents, each with its own PeriodClosedRejected (its stable `code`), to be dead-lettered
     alone while the rest of the run is issued."""
@@ -37,11 +38,11 @@ async def on_period_closed_batch(runtime: ServiceRuntime, session: AsyncSession,
         ) from exc
 
 
-async def on_payment_succeeded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PaymentSucceeded]) -> None:
+async def on_payment_succeeded(runtime: ServiceRuntime[Settings], session: AsyncSession, event: CloudEvent[PaymentSucceeded]) -> None:
     await service.apply_payment(runtime, session, event.data)
 
 
-async def on_payment_refunded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[PaymentRefunded]) -> None:
+async def on_payment_refunded(runtime: ServiceRuntime[Settings], session: AsyncSession, event: CloudEvent[PaymentRefunded]) -> None:
     await service.apply_refund(runtime, session, event.data)
 
 

@@ -63,7 +63,7 @@ def _cursor(cursor: str) -> int:
 @router.get("/invoices", dependencies=[Read, ForAccount], response_model=InvoicePage)
 async def list_invoices(
     tenant: Tenant,
-    runtime: Runtime,
+    runtime: Runtime[Settings],
     account: OwnAccount,
     buyer_account_id: str | None = None,
     status: Status | None = None,
@@ -114,7 +114,7 @@ async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime[
 
 
 @router.post("/invoices/preview", dependencies=[Write], response_model=InvoicePreview)
-async def post_preview(body: PreviewIn, tenant: Tenant, runtime: Runtime) -> InvoicePreview:
+async def post_preview(body: PreviewIn, tenant: Tenant, runtime: Runtime[Settings]) -> InvoicePreview:
     """The upcoming invoice of any account, from the lines known so far: the same figures, tax,
     dates and sections the invoice will have when the period closes with these lines."""
     closed = PeriodClosed(

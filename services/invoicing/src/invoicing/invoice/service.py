@@ -266,7 +266,7 @@ def compose_with(closed: PeriodClosed, seller: Seller, buyer: BuyerInfo, issued_
     )
 
 
-async def compose(runtime: ServiceRuntime, session: AsyncSession, closed: PeriodClosed) -> Composed:
+async def compose(runtime: ServiceRuntime[Settings], session: AsyncSession, closed: PeriodClosed) -> Composed:
     """The invoice a closed period would make for the caller (`closed.seller_id`, the tenant of the
     request), as of today, without a number and without writing anything. The buyer must be the
     seller's: its own customer, or for the distributor's wholesale tier a partner's seller profile;
@@ -291,7 +291,7 @@ async def issue_invoice(runtime: ServiceRuntime[Settings], session: AsyncSession
     return (await issue_invoices(runtime, session, [closed]))[0]
 
 
-async def issue_invoices(runtime: ServiceRuntime, session: AsyncSession, periods: Sequence[PeriodClosed]) -> list[str | None]:
+async def issue_invoices(runtime: ServiceRuntime[Settings], session: AsyncSession, periods: Sequence[PeriodClosed]) -> list[str | None]:
     """Issue the invoices of a batch of closed periods in the caller's transaction, set-based: each
     numbered (gapless per seller), dated and stored, with its InvoiceIssued (and, wholesale, its
     comparison report), emitted. Returns, for each period in order, the new invoice's id, or None
@@ -335,7 +335,7 @@ async def issue_invoices(runtime: ServiceRuntime, session: AsyncSession, periods
         return result
 
 
-async def _compose_batch(runtime: ServiceRuntime, session: AsyncSession, periods: Sequence[PeriodClosed], todo: list[int]) -> dict[int, Composed]:
+async def _compose_batch(runtime: ServiceRuntime[Settings], session: AsyncSession, periods: Sequence[PeriodClosed], todo: list[int]) -> dict[int, Composed]:
     """Price and tax the periods at `todo` (two queries: sellers and partners, buyers)."""
     wholesale = [periods[i].buyer_account_id for i in todo if periods[i].tier == "wholesale"]
     profiles = await find_sellers(session, [periods[i].seller_id for i in todo] + wholesale)
@@ -455,7 +455,7 @@ async def _store(runtime: ServiceRuntime[Settings], session: AsyncSession, batch
         TAX_INVOICED.labels(currency, scheme, country).inc(float(amount))
 
 
-async def preview_invoice(runtime: ServiceRuntime, session: AsyncSession, closed: PeriodClosed) -> InvoicePreview:
+async def preview_invoice(runtime: ServiceRuntime[Settings], session: AsyncSession, closed: PeriodClosed) -> InvoicePreview:
     """The invoice `closed` would issue today, computed by the same code as `issue_invoice` and
     writing nothing (BILLING-RULES §7 preview)."""
     attributes = {"billing.seller_id": closed.seller_id, "billing.buyer_account_id": closed.buyer_account_id}
@@ -496,7 +496,7 @@ DOCUMENT_FORMATS = (("pdf", "pdf", "pdf"), ("cii_xml", "xml", "xml"), ("ubl_xml"
 SHARED_FORMATS = tuple(fmt for _, fmt, _ in DOCUMENT_FORMATS)
 
 
-def invoice_links(runtime: ServiceRuntime, invoice_id: str, tokens: dict[str, str]) -> list[DocumentLink]:
+def invoice_links(runtime: ServiceRuntime[Settings], invoice_id: str, tokens: dict[str, str]) -> list[DocumentLink]:
     """The invoice's documents with their shared links by format (none for a format without one:
     invoices issued before shared links, or before the UBL's, existed)."""
     return [
@@ -505,7 +505,7 @@ def invoice_links(runtime: ServiceRuntime, invoice_id: str, tokens: dict[str, st
     ]
 
 
-async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, payment: PaymentSucceeded) -> None:
+async def apply_payment(runtime: ServiceRuntime[Settings], session: AsyncSession, payment: PaymentSucceeded) -> None:
     """Add a payment to its invoice's amount paid, once per payment id. The payment that brings
     the amount paid to the total marks the invoice paid on its own paid date and emits InvoiceSettled."""
     with tracer.start_as_current_span("apply_payment", attributes={"billing.invoice_id": payment.invoice_id, "billing.payment_id": payment.payment_id}):
@@ -550,7 +550,7 @@ async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, payment:
             INVOICES_SETTLED.labels(invoice.currency).inc()
 
 
-async def apply_refund(runtime: ServiceRuntime, session: AsyncSession, refund: PaymentRefunded) -> None:
+async def apply_refund(runtime: ServiceRuntime[Settings], session: AsyncSession, refund: PaymentRefunded) -> None:
     """Give back part or all of a payment, once per refund id. A refund tied to a credit note returns
     money the credit note already took off the invoice; any other refund reopens a paid invoice for
     what it no longer covers (the buyer owes it again)."""
@@ -604,7 +604,7 @@ def _check_payment(payment: PaymentSucceeded, invoice: Any) -> None:
 
 
 def settled_event(
-    runtime: ServiceRuntime,
+    runtime: ServiceRuntime[Settings],
     invoice_id: str,
     number: str,
     seller_id: str,

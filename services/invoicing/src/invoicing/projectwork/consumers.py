@@ -7,10 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, ProjectWorkRecorded
 from billing_runtime.service import Handlers, ServiceRuntime
+from invoicing.config import Settings
 from invoicing.projectwork import service
 
 
-async def on_project_work_recorded(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[ProjectWorkRecorded]) -> None:
+async def on_project_work_recorded(runtime: ServiceRuntime[Settings], session: AsyncSession, event: CloudEvent[ProjectWorkRecorded]) -> None:
     await service.issue_statement(runtime, session, event.data)
 
 

@@ -176,7 +176,7 @@ async def _judge_and_write(runtime: ServiceRuntime, session: AsyncSession, tenan
             if index in unknown:
                 results[index] = _refused(index, item.id, Status.REJECTED, *unknown[index])
                 continue
-            row = {
+            row: dict[str, Any] = {
                 "tenant": tenant,
                 "order_id": item.id,
                 "subscription_id": subscription_id(tenant, item.id),
