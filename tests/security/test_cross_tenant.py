@@ -310,6 +310,24 @@ EXAMPLES: dict[tuple[str, str, str], Callable[[World], list[Body]]] = {
     ("usage-ingest", "PUT", "/v1/accounts/{account_id}/billing-profile"): lambda w: [
         {"billing_email": "spy@attacker.example", "address_lines": ["1 Spy Street"], "city": "Spyville"}
     ],
+    ("usage-ingest", "POST", "/v1/admin/order-history"): lambda w: [
+        # The victim's customer, order and product named in a historic import of the attacker's.
+        {
+            "records": [
+                {
+                    "kind": "order",
+                    "id": w.ids["order_id"],
+                    "customer_id": w.ids["customer_id"],
+                    "product_code": w.ids["code"],
+                    "quantity": "1",
+                    "start_date": "2025-06-01",
+                    "requested_at": "2025-06-01T10:00:00Z",
+                },
+                {"kind": "change", "id": "attack-hist-change", "order_id": w.ids["order_id"], "quantity": "9", "requested_at": "2025-06-10T10:00:00Z"},
+                {"kind": "cancellation", "id": "attack-hist-cancel", "order_id": w.ids["order_id"], "requested_at": "2025-06-20T10:00:00Z"},
+            ]
+        }
+    ],
     ("usage-ingest", "POST", "/v1/orders/{order_id}/changes"): lambda w: [{"id": "attack-change", "quantity": "9", "effective_date": "2026-11-01"}],
     ("usage-ingest", "POST", "/v1/orders/{order_id}/cancellation"): lambda w: [{"id": "attack-cancel", "effective_date": "2026-12-01"}],
     ("rating", "PUT", "/v1/products/{code}"): lambda w: [{"name": "Attacker product", "unit_price": "1.00", "currency": "EUR", "quantity_rule": "contracted"}],
@@ -521,7 +539,9 @@ def requests_for(route: Route, w: World) -> list[tuple[str, dict[str, str], Body
             assert not required, f"{route}: required query parameter {name!r} has no value here; add it to QUERY"
     if route.method in ("GET", "HEAD"):
         return [(path, query, None)]
-    example = EXAMPLES.get((route.service, route.method, route.path))
+    # An account route by the partner's customer id takes the body of the same route by account id.
+    by_account = route.path.replace("/v1/accounts/by-customer/{customer_id}/", "/v1/accounts/{account_id}/", 1)
+    example = EXAMPLES.get((route.service, route.method, route.path)) or EXAMPLES.get((route.service, route.method, by_account))
     assert example is not None, f"{route}: no attacking body; add a valid one to EXAMPLES"
     return [(path, query, body) for body in example(w)]
 
@@ -590,6 +610,10 @@ async def test_cross_tenant_matrix(platform: Platform, worlds: list[World]) -> N
                     if route.method == "GET" and r.status_code < 400:
                         # A read naming the victim's objects answers what it answers for nobody's.
                         nobody_path, nobody_query, swap = nobody_version(path, query, w)
+                        if "/by-customer/" in route.path and w.ids["customer_id"] in swap:
+                            # The account a customer id names is derived under the caller's own
+                            # tenant (the attacker's): the two answers differ by that derived id only.
+                            swap[account_id(attacker.tenant, w.ids["customer_id"])] = account_id(attacker.tenant, swap[w.ids["customer_id"]])
                         blank = await client.get(nobody_path, params=nobody_query, headers=headers)
                         requests += 1
                         normalised = got

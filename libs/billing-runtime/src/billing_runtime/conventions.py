@@ -344,6 +344,11 @@ class _Middleware:
                     raise _Refused(_too_many("too many refused API keys from this address", "auth_rate_limited"), retry_after) from None
                 raise _Refused(refused) from None
             scope.setdefault("state", {})["principal"] = principal
+            if principal is None and path.startswith(by_customer.PREFIX):
+                # Only a known caller's customer id names an account: without one, this path names
+                # no route, and the answer is the one every account route gives an anonymous call.
+                required = "X-Tenant-Id header is required" if not c.api_keys else "send your API key as `Authorization: Bearer bk_live_...`"
+                raise _Refused(Unauthorized(required, code="tenant_required" if not c.api_keys else "api_key_required"))
             if principal is not None:
                 # The partner's customer id for an account (`by_customer.py`), before the route is matched.
                 by_customer.resolve_path(scope, principal.tenant, c.service)
