@@ -191,30 +191,59 @@ async def report_xlsx(request: Request, partner: str, report_id: str) -> Respons
 # --- dunning cases -------------------------------------------------------------------------------
 
 
-@router.get("/p/{partner}/dunning")
-async def dunning_cases(request: Request, partner: str) -> Response:
-    """The partner's overdue cases with its customers (dunning), open ones first by default."""
+async def _filtered_list(
+    request: Request,
+    partner: str,
+    *,
+    service: str,
+    path: str,
+    limit: int,
+    default: str,
+    filters: tuple[str, ...],
+    template: str,
+    items: str,
+    **names: Any,
+) -> Response:
+    """A partner-only page listing one service's items, filtered by the `status` query parameter
+    (`default` when absent, every status when `all`), with the brand and the customers' names."""
     who = await _signed_in(request, partner)
     _partner_only(who)
-    shown = request.query_params.get("status") or "open"
-    if shown not in CASE_FILTERS:
+    shown = request.query_params.get("status") or default
+    if shown not in filters:
         raise PageError("no such filter", code="not_found", status_code=404)
-    params: dict[str, Any] = {"limit": 500} | ({} if shown == "all" else {"status": shown})
-    brand, listed, names = await asyncio.gather(
-        _load_brand(request, who), _services(request).json("dunning", "/v1/cases", who.key, params), _customer_names(request, who)
+    params: dict[str, Any] = {"limit": limit} | ({} if shown == "all" else {"status": shown})
+    brand, listed, customer_names = await asyncio.gather(
+        _load_brand(request, who), _services(request).json(service, path, who.key, params), _customer_names(request, who)
     )
     return render(
         request,
         partner,
-        "dunning.html",
+        template,
         who=who,
         brand=brand,
-        cases=listed["items"],
-        names=names,
+        names=customer_names,
         shown=shown,
-        filters=CASE_FILTERS,
-        action_names=ACTION_NAMES,
+        filters=filters,
         labels=LABELS,
+        **{items: listed["items"]},
+        **names,
+    )
+
+
+@router.get("/p/{partner}/dunning")
+async def dunning_cases(request: Request, partner: str) -> Response:
+    """The partner's overdue cases with its customers (dunning), open ones first by default."""
+    return await _filtered_list(
+        request,
+        partner,
+        service="dunning",
+        path="/v1/cases",
+        limit=500,
+        default="open",
+        filters=CASE_FILTERS,
+        template="dunning.html",
+        items="cases",
+        action_names=ACTION_NAMES,
     )
 
 
@@ -224,27 +253,17 @@ async def dunning_cases(request: Request, partner: str) -> Response:
 @router.get("/p/{partner}/deliveries")
 async def deliveries(request: Request, partner: str) -> Response:
     """Every email sent in the partner's name, newest first (notify's delivery log)."""
-    who = await _signed_in(request, partner)
-    _partner_only(who)
-    shown = request.query_params.get("status") or "all"
-    if shown not in DELIVERY_FILTERS:
-        raise PageError("no such filter", code="not_found", status_code=404)
-    params: dict[str, Any] = {"limit": 200} | ({} if shown == "all" else {"status": shown})
-    brand, listed, names = await asyncio.gather(
-        _load_brand(request, who), _services(request).json("notify", "/v1/deliveries", who.key, params), _customer_names(request, who)
-    )
-    return render(
+    return await _filtered_list(
         request,
         partner,
-        "deliveries.html",
-        who=who,
-        brand=brand,
-        deliveries=listed["items"],
-        names=names,
-        shown=shown,
+        service="notify",
+        path="/v1/deliveries",
+        limit=200,
+        default="all",
         filters=DELIVERY_FILTERS,
+        template="deliveries.html",
+        items="deliveries",
         template_names=TEMPLATE_NAMES,
-        labels=LABELS,
     )
 
 
