@@ -16,6 +16,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -191,41 +192,45 @@ async def report_xlsx(request: Request, partner: str, report_id: str) -> Respons
 # --- dunning cases -------------------------------------------------------------------------------
 
 
-async def _filtered_list(
-    request: Request,
-    partner: str,
-    *,
-    service: str,
-    path: str,
-    limit: int,
-    default: str,
-    filters: tuple[str, ...],
-    template: str,
-    items: str,
-    **names: Any,
-) -> Response:
-    """A partner-only page listing one service's items, filtered by the `status` query parameter
-    (`default` when absent, every status when `all`), with the brand and the customers' names."""
+@dataclass(frozen=True)
+class _Listing:
+    """A partner's list page of one service's items, filtered by their status (`all`: every one)."""
+
+    service: str
+    path: str
+    limit: int
+    filters: tuple[str, ...]  # the first one is the page's default
+    template: str
+    items: str  # the name the template knows the items by
+
+
+CASES = _Listing("dunning", "/v1/cases", 500, CASE_FILTERS, "dunning.html", "cases")
+DELIVERIES = _Listing("notify", "/v1/deliveries", 200, DELIVERY_FILTERS, "deliveries.html", "deliveries")
+
+
+async def _filtered_list(request: Request, partner: str, listing: _Listing, **names: Any) -> Response:
+    """The listing's page for the partner (its `status` query parameter picks the filter), with
+    the brand and the customers' names; `names` are the template's words for codes."""
     who = await _signed_in(request, partner)
     _partner_only(who)
-    shown = request.query_params.get("status") or default
-    if shown not in filters:
+    shown = request.query_params.get("status") or listing.filters[0]
+    if shown not in listing.filters:
         raise PageError("no such filter", code="not_found", status_code=404)
-    params: dict[str, Any] = {"limit": limit} | ({} if shown == "all" else {"status": shown})
+    params: dict[str, Any] = {"limit": listing.limit} | ({} if shown == "all" else {"status": shown})
     brand, listed, customer_names = await asyncio.gather(
-        _load_brand(request, who), _services(request).json(service, path, who.key, params), _customer_names(request, who)
+        _load_brand(request, who), _services(request).json(listing.service, listing.path, who.key, params), _customer_names(request, who)
     )
     return render(
         request,
         partner,
-        template,
+        listing.template,
         who=who,
         brand=brand,
         names=customer_names,
         shown=shown,
-        filters=filters,
+        filters=listing.filters,
         labels=LABELS,
-        **{items: listed["items"]},
+        **{listing.items: listed["items"]},
         **names,
     )
 
@@ -233,18 +238,7 @@ async def _filtered_list(
 @router.get("/p/{partner}/dunning")
 async def dunning_cases(request: Request, partner: str) -> Response:
     """The partner's overdue cases with its customers (dunning), open ones first by default."""
-    return await _filtered_list(
-        request,
-        partner,
-        service="dunning",
-        path="/v1/cases",
-        limit=500,
-        default="open",
-        filters=CASE_FILTERS,
-        template="dunning.html",
-        items="cases",
-        action_names=ACTION_NAMES,
-    )
+    return await _filtered_list(request, partner, CASES, action_names=ACTION_NAMES)
 
 
 # --- the delivery log ----------------------------------------------------------------------------
@@ -253,18 +247,7 @@ async def dunning_cases(request: Request, partner: str) -> Response:
 @router.get("/p/{partner}/deliveries")
 async def deliveries(request: Request, partner: str) -> Response:
     """Every email sent in the partner's name, newest first (notify's delivery log)."""
-    return await _filtered_list(
-        request,
-        partner,
-        service="notify",
-        path="/v1/deliveries",
-        limit=200,
-        default="all",
-        filters=DELIVERY_FILTERS,
-        template="deliveries.html",
-        items="deliveries",
-        template_names=TEMPLATE_NAMES,
-    )
+    return await _filtered_list(request, partner, DELIVERIES, template_names=TEMPLATE_NAMES)
 
 
 @router.get("/p/{partner}/deliveries/{delivery_id}")
