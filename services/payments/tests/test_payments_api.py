@@ -16,15 +16,13 @@ from prometheus_client import REGISTRY
 from billing_events import (
     CloudEvent,
     InvoiceIssued,
-    InvoiceLine,
     Money,
-    Party,
-    TaxBreakdown,
     account_id,
     derived_event_id,
     new_event,
     to_kafka,
 )
+from billing_events.testing import example_invoice_issued
 from billing_events.topics import DEAD_LETTER, PAYMENTS
 from billing_runtime.testing import eventually, read_events, serve
 from payments.config import Settings
@@ -37,37 +35,7 @@ def headers(tenant: str) -> dict[str, str]:
 
 def invoice_issued(tenant: str, invoice_id: str, number: str, total: str = "1516.25", currency: str = "USD") -> CloudEvent[Any]:
     """A complete InvoiceIssued as invoicing would emit it (worked example A: one line, no tax)."""
-    amount = Money.of(total, currency)
-    zero = Money.of("0.00", currency)
-    data = InvoiceIssued(
-        invoice_id=invoice_id,
-        number=number,
-        seller=Party(account_id=account_id("distributor", tenant), name="Northwind IT", country="US"),
-        buyer=Party(account_id=account_id(tenant, "c-1"), name="Contoso Dental", country="US", email="ap@contoso.example"),
-        issued_on=date(2026, 11, 2),
-        due_on=date(2026, 12, 5),
-        period_start=date(2026, 10, 1),
-        period_end=date(2026, 10, 31),
-        currency=currency,
-        lines=[
-            InvoiceLine(
-                line_id=f"{invoice_id}-1",
-                product_code="USR-SUP",
-                description="User support, October 2026",
-                service_period_start=date(2026, 10, 1),
-                service_period_end=date(2026, 10, 31),
-                quantity=Decimal(1),
-                unit_price=amount,
-                net=amount,
-                tax_rate=Decimal(0),
-                tax_category="O",
-            )
-        ],
-        tax_breakdown=[TaxBreakdown(tax_category="O", rate=Decimal(0), taxable=amount, tax=zero)],
-        net_total=amount,
-        tax_total=zero,
-        total=amount,
-    )
+    data = example_invoice_issued(tenant, invoice_id, number=number, total=total, currency=currency)
     return new_event(data, source="invoicing", tenant=tenant, event_id=str(uuid.uuid4()), subject=invoice_id)
 
 
