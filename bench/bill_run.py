@@ -22,15 +22,16 @@ import os
 import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+from october import closed_period
 from sqlalchemy import text
 
 from billing_cli.platform import Platform
-from billing_events import CustomerUpserted, Money, PeriodClosed, RatedLine, account_id
+from billing_events import CustomerUpserted, PeriodClosed, account_id
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import record_customer
 from invoicing.config import Settings
@@ -39,41 +40,12 @@ from invoicing.invoice.service import issue_invoices
 from invoicing.seller.schemas import NetDays, SellerSettingsIn
 from invoicing.seller.service import put_seller
 
-OCT_START, OCT_END = date(2026, 10, 1), date(2026, 10, 31)
 # Irish sellers; buyers at home, in Germany with a VAT id (reverse charge) and French consumers (OSS).
 BUYER_KINDS = (("IE", True, None), ("DE", True, "DE136695976"), ("FR", False, None))
 
 
 def closed_periods(sellers: list[str], customers: int, lines: int) -> list[PeriodClosed]:
-    periods = []
-    for i in range(customers):
-        seller = sellers[i % len(sellers)]
-        periods.append(
-            PeriodClosed(
-                bill_run_id=f"bench-{seller}-2026-10",
-                seller_id=seller,
-                buyer_account_id=account_id(seller, f"c{i}"),
-                period_start=OCT_START,
-                period_end=OCT_END,
-                currency="EUR",
-                lines=[
-                    RatedLine(
-                        line_id=f"c{i}-s{j}",
-                        product_code=f"SKU-{j:02d}",
-                        description=f"Subscription {j}",
-                        service_period_start=OCT_START,
-                        service_period_end=OCT_END,
-                        quantity=Decimal(1 + (i + j) % 7),
-                        unit_price=Money.of("20.60", "EUR"),
-                        amount=Money.of(Decimal(1 + (i + j) % 7) * Decimal("20.60"), "EUR"),
-                        quantity_rule="contracted",
-                        timing="advance",
-                    )
-                    for j in range(lines)
-                ],
-            )
-        )
-    return periods
+    return [closed_period(f"bench-{sellers[i % len(sellers)]}-2026-10", sellers[i % len(sellers)], i, lines) for i in range(customers)]
 
 
 async def seed(runtime: ServiceRuntime[Settings], sellers: list[str], customers: int) -> None:

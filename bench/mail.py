@@ -57,8 +57,6 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +64,17 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from october import closed_period
 from sqlalchemy import text
 
 from billing_cli.platform import Platform
-from billing_events import CustomerUpserted, Money, PeriodClosed, RatedLine, account_id, attributes_from_headers, new_event, to_kafka
+from billing_events import CustomerUpserted, account_id, attributes_from_headers, new_event, to_kafka
 from billing_events.topics import INVOICES
 from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port, postgres_answers
 from billing_runtime.kafka import ensure_topics
 
 SELLER = "bench-mail-seller"
-OCT_START, OCT_END = date(2026, 10, 1), date(2026, 10, 31)
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 INVOICE_ISSUED = "billing.invoice.issued.v1"
 
@@ -124,32 +122,6 @@ def customers(n: int) -> list[CustomerUpserted]:
         )
         for i in range(n)
     ]
-
-
-def closed_period(i: int, lines: int) -> PeriodClosed:
-    return PeriodClosed(
-        bill_run_id=f"bench-mail-{SELLER}-2026-10",
-        seller_id=SELLER,
-        buyer_account_id=account_id(SELLER, f"c{i}"),
-        period_start=OCT_START,
-        period_end=OCT_END,
-        currency="EUR",
-        lines=[
-            RatedLine(
-                line_id=f"c{i}-s{j}",
-                product_code=f"SKU-{j:02d}",
-                description=f"Subscription {j}",
-                service_period_start=OCT_START,
-                service_period_end=OCT_END,
-                quantity=Decimal(1 + (i + j) % 7),
-                unit_price=Money.of("20.60", "EUR"),
-                amount=Money.of(Decimal(1 + (i + j) % 7) * Decimal("20.60"), "EUR"),
-                quantity_rule="contracted",
-                timing="advance",
-            )
-            for j in range(lines)
-        ],
-    )
 
 
 async def publish(bootstrap: str, events: list[Any]) -> None:
@@ -481,7 +453,7 @@ def main() -> None:
         asyncio.run(publish(platform.bootstrap, customers(n)))
         asyncio.run(wait_count(platform.database_url, "SELECT count(*) FROM invoicing.buyer", n, "buyers known to invoicing"))
         render_cpu_before, render_started = cpu_s(invoicing_pid), time.perf_counter()
-        asyncio.run(publish(platform.bootstrap, [closed_period(i, args.lines) for i in range(n)]))
+        asyncio.run(publish(platform.bootstrap, [closed_period(f"bench-mail-{SELLER}-2026-10", SELLER, i, args.lines) for i in range(n)]))
         asyncio.run(wait_count(platform.database_url, "SELECT count(*) FROM invoicing.invoice", n, "invoices issued"))
         figures["issue_s"] = round(time.perf_counter() - render_started, 2)
         if not args.render_while_sending:

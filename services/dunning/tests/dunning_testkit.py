@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -16,18 +15,15 @@ from billing_events import (
     CreditNoteIssued,
     CustomerUpserted,
     EventData,
-    InvoiceIssued,
-    InvoiceLine,
     InvoiceSettled,
     Money,
-    Party,
     PaymentFailed,
     PaymentSucceeded,
-    TaxBreakdown,
     account_id,
     new_event,
     to_kafka,
 )
+from billing_events.testing import example_invoice_issued
 from billing_runtime.testing import deliver, eventually
 
 DUE = date(2026, 12, 5)
@@ -43,38 +39,7 @@ def event(data: EventData, tenant: str) -> CloudEvent[Any]:
 
 def invoice_issued(tenant: str, invoice_id: str, *, customer: str = "c-1", total: str = "1516.25", due_on: date = DUE) -> CloudEvent[Any]:
     """A complete InvoiceIssued as invoicing would emit it (worked example A: one line, no tax)."""
-    amount = Money.of(total, "USD")
-    zero = Money.of("0.00", "USD")
-    data = InvoiceIssued(
-        invoice_id=invoice_id,
-        number=f"NW-{invoice_id[:8]}",
-        seller=Party(account_id=account_id("distributor", tenant), name="Northwind IT", country="US"),
-        buyer=Party(account_id=account_id(tenant, customer), name="Contoso Dental", country="US", email="ap@contoso.example"),
-        issued_on=date(2026, 11, 2),
-        due_on=due_on,
-        period_start=date(2026, 10, 1),
-        period_end=date(2026, 10, 31),
-        currency="USD",
-        lines=[
-            InvoiceLine(
-                line_id=f"{invoice_id}-1",
-                product_code="USR-SUP",
-                description="User support, October 2026",
-                service_period_start=date(2026, 10, 1),
-                service_period_end=date(2026, 10, 31),
-                quantity=Decimal(1),
-                unit_price=amount,
-                net=amount,
-                tax_rate=Decimal(0),
-                tax_category="O",
-            )
-        ],
-        tax_breakdown=[TaxBreakdown(tax_category="O", rate=Decimal(0), taxable=amount, tax=zero)],
-        net_total=amount,
-        tax_total=zero,
-        total=amount,
-    )
-    return event(data, tenant)
+    return event(example_invoice_issued(tenant, invoice_id, number=f"NW-{invoice_id[:8]}", customer=customer, total=total, due_on=due_on), tenant)
 
 
 def payment_succeeded(tenant: str, invoice_id: str, payment_id: str, amount: str, customer: str = "c-1", paid_on: date = date(2026, 12, 10)) -> CloudEvent[Any]:

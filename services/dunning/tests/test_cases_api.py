@@ -4,7 +4,6 @@ out through the outbox."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -13,12 +12,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from dunning_testkit import case_events, case_when, eventually, headers, invoice_issued, invoice_settled, payment_succeeded, publish
 
 from billing_events import DunningCaseClosed, DunningCaseOpened, Money, account_id
-from billing_events.topics import DEAD_LETTER, DUNNING
-from billing_runtime.testing import all_events, outbox_drained, read_events, serve
+from billing_events.topics import DUNNING
+from billing_runtime.testing import all_events, dead_lettered, outbox_drained, read_events, serve
 from dunning.case.service import case_id
 from dunning.config import Settings
 from dunning.main import build
@@ -120,23 +118,6 @@ async def test_payment_and_settlement_before_the_invoice(client: httpx.AsyncClie
     assert len(case_events(seen, DunningCaseClosed, invoice_id)) == 1
 
 
-async def dead_lettered(bootstrap: str, event_id: str, timeout: float = 20.0) -> dict[str, str]:
-    """The dead-letter headers of one event, read raw."""
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                for message in messages:
-                    found = {name: value.decode() for name, value in message.headers or []}
-                    if found.get("ce_id") == event_id and found.get("dlq_service") == "dunning":
-                        return found
-        raise TimeoutError(f"{event_id} was not dead-lettered")
-    finally:
-        await consumer.stop()
-
-
 async def test_poison_is_dead_lettered_and_the_next_event_applied(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     poison = payment_succeeded(tenant, str(uuid.uuid4()), "bank-1", "10.00")
     # Known type, but the amount is a float: not a PaymentSucceeded anyone can trust.
@@ -144,7 +125,7 @@ async def test_poison_is_dead_lettered_and_the_next_event_applied(client: httpx.
     invoice_id = str(uuid.uuid4())
     await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id), payment_succeeded(tenant, invoice_id, "bank-2", "16.25"))
     await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "1500.00")
-    found = await dead_lettered(kafka_bootstrap, poison.id)
+    found = await dead_lettered(kafka_bootstrap, poison.id, service="dunning")
     assert "invalid billing.payment.succeeded.v1" in found["dlq_error"]
 
 
@@ -215,7 +196,7 @@ async def test_a_polled_batch_of_issued_invoices_opens_each_case_once(settings: 
         assert (closed["close_reason"], closed["amount_paid"], closed["amount_open"]) == ("paid", "1516.25", "0.00")
         late = await case_when(client, tenant, overdue, lambda c: c["step"] is not None)
         assert late["days_overdue"] == 14
-        found = await dead_lettered(kafka_bootstrap, poison.id)
+        found = await dead_lettered(kafka_bootstrap, poison.id, service="dunning")
         assert "is in EUR, not USD" in found["dlq_error"]
         await eventually(lambda: outbox_drained(app.state.runtime))
         before = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]

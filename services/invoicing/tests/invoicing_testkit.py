@@ -28,7 +28,6 @@ from billing_events import (
     new_event,
     to_kafka,
 )
-from billing_events.topics import DEAD_LETTER
 from billing_runtime.db import async_url
 from billing_runtime.testing import deliver, eventually
 from invoicing.config import Settings
@@ -245,23 +244,6 @@ async def buyer_known(settings: Settings, account: str) -> None:
         await poll(fetch, lambda name: name is not None)
     finally:
         await engine.dispose()
-
-
-async def wait_dead_letter(bootstrap: str, event_id: str, *, timeout: float = 90.0) -> dict[str, str]:
-    """The dead-lettered copy of event `event_id` (headers decoded), as soon as it is there."""
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                for m in messages:
-                    fields = {name: value.decode() for name, value in (m.headers or [])}
-                    if fields.get("ce_id") == event_id:
-                        return fields
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"event {event_id} was not dead-lettered within {timeout}s")
 
 
 def pdf_fonts(pdf: bytes) -> set[str]:

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import buyer_known, customer, event, headers, invoices, period_closed, publish, put_seller, rated, wait_dead_letter, wait_for_invoices
+from invoicing_testkit import buyer_known, customer, event, headers, invoices, period_closed, publish, put_seller, rated, wait_for_invoices
 
 from billing_events import InvoiceIssued, RatedLine, account_id
 from billing_events.topics import INVOICES
-from billing_runtime.testing import read_events, serve
+from billing_runtime.testing import dead_lettered, read_events, serve
 from invoicing.config import Settings
 from invoicing.main import build
 from invoicing.tax.engine import NOTES, Scheme
@@ -116,7 +116,7 @@ async def test_buyer_without_a_country_is_dead_lettered_and_takes_no_number(clie
     stranger = event(period_closed(tenant, account_id(tenant, "never-announced"), [m365("l1", "1")], currency="EUR"), tenant)
     known = customer(tenant, "bakery", "Dublin Bakery", country="IE", currency="EUR")
     await publish(kafka_bootstrap, stranger, event(known, tenant))
-    dead = await wait_dead_letter(kafka_bootstrap, stranger.id)
+    dead = await dead_lettered(kafka_bootstrap, stranger.id, timeout=90.0)
     assert dead["dlq_code"] == "buyer_country_missing" and "buyer without a country" in dead["dlq_error"]
     await publish(kafka_bootstrap, event(period_closed(tenant, known.account_id, [m365("l1", "1")], currency="EUR"), tenant))
     [issued] = await wait_for_invoices(client, tenant, 1)
@@ -128,7 +128,7 @@ async def test_unsupported_product_tax_category_is_dead_lettered(client: httpx.A
     line = m365("l1", "1").model_copy(update={"tax_category": "luxury"})
     bad = event(period_closed(tenant, account_id(tenant, "x"), [line], currency="EUR"), tenant)
     await publish(kafka_bootstrap, bad)
-    dead = await wait_dead_letter(kafka_bootstrap, bad.id)
+    dead = await dead_lettered(kafka_bootstrap, bad.id, timeout=90.0)
     assert dead["dlq_code"] == "unsupported_tax_category" and "'luxury'" in dead["dlq_error"]
     assert await invoices(client, tenant) == []
 

@@ -96,6 +96,15 @@ def attachments(mail: Any) -> list[tuple[str, str, bytes]]:
     return [(part.get_filename(), part.get_content_type(), part.get_content()) for part in mail.iter_attachments()]
 
 
+async def brand_and_contact(client: httpx.AsyncClient, tenant: str, external_id: str, recipient: str, publish: Any, applied: Any) -> None:
+    """The tenant's brand saved and its customer `external_id`'s billing contact `recipient` applied:
+    what a test's mails go out in, and to."""
+    assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+    upserted = contact(tenant, external_id, recipient)
+    await publish(upserted)
+    assert await applied(upserted.id) == "applied"
+
+
 def branded(mail: Any) -> None:
     html = mail.get_body(("html",)).get_content()
     text = mail.get_body(("plain",)).get_content()
@@ -115,11 +124,8 @@ async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
 ) -> None:
     # Invoicing links its documents relative to its own API; notify fetches them from there as the seller.
     async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
-        assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
         recipient = f"ap-{tenant}@contoso.example"
-        upserted = contact(tenant, "c-1", recipient)
-        await publish(upserted)
-        assert await applied(upserted.id) == "applied"
+        await brand_and_contact(client, tenant, "c-1", recipient, publish, applied)
         invoice_id = str(uuid.uuid4())
         document_server.put(f"/v1/invoices/{invoice_id}/pdf", "application/pdf", PDF)
         document_server.put(f"/v1/invoices/{invoice_id}/xml", "application/xml", b"<Invoice/>")
@@ -187,11 +193,8 @@ async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_
 ) -> None:
     # Invoicing with a public address: each document has an absolute shared link, which needs no key.
     async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
-        assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
         recipient = f"ap-{tenant}@contoso.example"
-        upserted = contact(tenant, "c-2", recipient)
-        await publish(upserted)
-        assert await applied(upserted.id) == "applied"
+        await brand_and_contact(client, tenant, "c-2", recipient, publish, applied)
         invoice_id = str(uuid.uuid4())
         token = uuid.uuid4().hex
         shared_pdf = document_server.put(f"/v1/shared/{token}", "application/pdf", PDF)
@@ -352,11 +355,8 @@ async def test_a_project_work_statement_goes_out_at_once_with_its_pdf(
 ) -> None:
     # Seed 001: the statement reaches the partner as soon as the work is entered; nothing to pay.
     async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
-        assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
         recipient = f"ap-{tenant}@northwind.example"
-        upserted = contact(tenant, "northwind", recipient)
-        await publish(upserted)
-        assert await applied(upserted.id) == "applied"
+        await brand_and_contact(client, tenant, "northwind", recipient, publish, applied)
         shared = document_server.put(f"/v1/shared/{uuid.uuid4().hex}", "application/pdf", PDF)
         usd = "USD"
         statement = ProjectWorkStatementIssued(

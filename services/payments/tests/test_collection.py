@@ -80,6 +80,30 @@ async def attempts(live: Live, tenant: str, invoice_id: str) -> dict[str, Any]:
     return dict(r.json())
 
 
+async def submitted_attempt(live: Live, tenant: str, invoice_id: str) -> dict[str, Any]:
+    """The invoice's first attempt, once payments has submitted it to the provider (its
+    `provider_ref` set)."""
+
+    async def submitted() -> bool:
+        items = (await attempts(live, tenant, invoice_id))["items"]
+        return bool(items) and items[0]["provider_ref"] is not None
+
+    await eventually(submitted)
+    return dict((await attempts(live, tenant, invoice_id))["items"][0])
+
+
+async def events_after_marker(live: Live, kafka_bootstrap: str, tenant: str, invoice_id: str) -> list[CloudEvent[Any]]:
+    """Record a marker payment of 0.01 on the invoice, and the seller's payment events up to its
+    PaymentSucceeded: an event emitted by anything before it comes before it."""
+    r = await live.client.post(
+        "/v1/payments",
+        headers=headers(tenant),
+        json={"id": "marker", "invoice_id": invoice_id, "amount": "0.01", "currency": "EUR", "received_on": "2026-11-21"},
+    )
+    assert r.status_code == 201, r.text
+    return await payment_events(kafka_bootstrap, tenant, lambda s: any(e.data.payment_id == "marker" for e in of_type(s, "payment.succeeded")))
+
+
 async def invoice(live: Live, tenant: str, invoice_id: str) -> dict[str, Any]:
     return dict((await live.client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json())
 
@@ -275,12 +299,7 @@ async def test_direct_debit_fails_with_the_bank_reason_then_a_retry_is_collected
     invoice_id = str(uuid.uuid4())
     await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0001", total="328.27", currency="EUR"))
 
-    async def submitted() -> bool:
-        items = (await attempts(live, tenant, invoice_id))["items"]
-        return bool(items) and items[0]["provider_ref"] is not None
-
-    await eventually(submitted)
-    first = (await attempts(live, tenant, invoice_id))["items"][0]
+    first = await submitted_attempt(live, tenant, invoice_id)
     payment = await asyncio.to_thread(gc.payments.get, first["provider_ref"])
     assert (payment.amount, payment.charge_date, first["charge_on"]) == (32827, "2026-12-05", "2026-12-05")  # collected on the due date
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_failed", {"links": {"resource": payment.id}})
@@ -312,12 +331,7 @@ async def test_the_same_gocardless_webhook_ten_times_at_once_has_one_effect(live
     invoice_id = str(uuid.uuid4())
     await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0002", total="24.72", currency="EUR"))
 
-    async def submitted() -> bool:
-        items = (await attempts(live, tenant, invoice_id))["items"]
-        return bool(items) and items[0]["provider_ref"] is not None
-
-    await eventually(submitted)
-    payment_id = (await attempts(live, tenant, invoice_id))["items"][0]["provider_ref"]
+    payment_id = (await submitted_attempt(live, tenant, invoice_id))["provider_ref"]
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_id}})
     confirmed = [e for e in (await asyncio.to_thread(gc.events.list, {"payment": payment_id})).records if e.action == "confirmed"][0]
     body = json.dumps({"events": [confirmed.attributes]}).encode()
@@ -338,18 +352,7 @@ async def test_the_same_gocardless_webhook_ten_times_at_once_has_one_effect(live
     assert effects == ["duplicate"] * 9 + ["succeeded"]
     assert (await invoice(live, tenant, invoice_id))["amount_received"] == "24.72"
     # A later marker payment: had a second PaymentSucceeded been emitted, it would come before it.
-    await live.client.post(
-        "/v1/payments",
-        headers=headers(tenant),
-        json={
-            "id": "marker",
-            "invoice_id": invoice_id,
-            "amount": "0.01",
-            "currency": "EUR",
-            "received_on": "2026-11-21",
-        },
-    )
-    events = await payment_events(kafka_bootstrap, tenant, lambda s: any(e.data.payment_id == "marker" for e in of_type(s, "payment.succeeded")))
+    events = await events_after_marker(live, kafka_bootstrap, tenant, invoice_id)
     assert [e.data.payment_id for e in of_type(events, "payment.succeeded")] == [f"{invoice_id}:1", "marker"]
     credit = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=headers(tenant))).json()
     assert credit["credit"] == [{"amount": "0.01", "currency": "EUR"}]
@@ -363,12 +366,7 @@ async def test_a_collected_direct_debit_returned_late_is_reversed(live: Live, ka
     invoice_id = str(uuid.uuid4())
     await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0003", total="103.00", currency="EUR"))
 
-    async def submitted() -> bool:
-        items = (await attempts(live, tenant, invoice_id))["items"]
-        return bool(items) and items[0]["provider_ref"] is not None
-
-    await eventually(submitted)
-    payment_id = (await attempts(live, tenant, invoice_id))["items"][0]["provider_ref"]
+    payment_id = (await submitted_attempt(live, tenant, invoice_id))["provider_ref"]
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_id}})
     await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.succeeded")) >= 1)
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_late_failure", {"links": {"resource": payment_id}})

@@ -3,30 +3,27 @@ finance posts bank transfers over HTTP, PaymentSucceeded leaves through the outb
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from billing_events import (
     CloudEvent,
     InvoiceIssued,
-    InvoiceLine,
     Money,
-    Party,
-    TaxBreakdown,
     account_id,
     derived_event_id,
     new_event,
     to_kafka,
 )
-from billing_events.topics import DEAD_LETTER, PAYMENTS
-from billing_runtime.testing import eventually, read_events, serve
+from billing_events.testing import example_invoice_issued
+from billing_events.topics import PAYMENTS
+from billing_runtime.testing import dead_lettered, eventually, read_events, serve
 from payments.config import Settings
 from payments.main import build
 
@@ -37,37 +34,7 @@ def headers(tenant: str) -> dict[str, str]:
 
 def invoice_issued(tenant: str, invoice_id: str, number: str, total: str = "1516.25", currency: str = "USD") -> CloudEvent[Any]:
     """A complete InvoiceIssued as invoicing would emit it (worked example A: one line, no tax)."""
-    amount = Money.of(total, currency)
-    zero = Money.of("0.00", currency)
-    data = InvoiceIssued(
-        invoice_id=invoice_id,
-        number=number,
-        seller=Party(account_id=account_id("distributor", tenant), name="Northwind IT", country="US"),
-        buyer=Party(account_id=account_id(tenant, "c-1"), name="Contoso Dental", country="US", email="ap@contoso.example"),
-        issued_on=date(2026, 11, 2),
-        due_on=date(2026, 12, 5),
-        period_start=date(2026, 10, 1),
-        period_end=date(2026, 10, 31),
-        currency=currency,
-        lines=[
-            InvoiceLine(
-                line_id=f"{invoice_id}-1",
-                product_code="USR-SUP",
-                description="User support, October 2026",
-                service_period_start=date(2026, 10, 1),
-                service_period_end=date(2026, 10, 31),
-                quantity=Decimal(1),
-                unit_price=amount,
-                net=amount,
-                tax_rate=Decimal(0),
-                tax_category="O",
-            )
-        ],
-        tax_breakdown=[TaxBreakdown(tax_category="O", rate=Decimal(0), taxable=amount, tax=zero)],
-        net_total=amount,
-        tax_total=zero,
-        total=amount,
-    )
+    data = example_invoice_issued(tenant, invoice_id, number=number, total=total, currency=currency)
     return new_event(data, source="invoicing", tenant=tenant, event_id=str(uuid.uuid4()), subject=invoice_id)
 
 
@@ -219,23 +186,6 @@ async def test_each_refusal_has_its_code(client: httpx.AsyncClient, tenant: str,
     assert (no_tenant.status_code, no_tenant.json()["code"]) == (401, "tenant_required")
 
 
-async def dead_lettered(bootstrap: str, event_id: str, timeout: float = 20.0) -> dict[str, str]:
-    """The dead-letter headers of one event, read raw (read_events would choke on the poison)."""
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                for message in messages:
-                    found = {name: value.decode() for name, value in message.headers or []}
-                    if found.get("ce_id") == event_id and found.get("dlq_service") == "payments":
-                        return found
-        raise TimeoutError(f"{event_id} was not dead-lettered")
-    finally:
-        await consumer.stop()
-
-
 async def test_redelivery_changes_nothing_and_poison_is_set_aside(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     poison = invoice_issued(tenant, str(uuid.uuid4()), "NW-BAD")
     # Valid envelope, known type, but the total is a float: it cannot be read as an InvoiceIssued.
@@ -245,7 +195,7 @@ async def test_redelivery_changes_nothing_and_poison_is_set_aside(client: httpx.
     await publish(kafka_bootstrap, good)
     await known_invoice(client, tenant, invoice_id)
 
-    found = await dead_lettered(kafka_bootstrap, poison.id)
+    found = await dead_lettered(kafka_bootstrap, poison.id, service="payments")
     assert "invalid billing.invoice.issued.v1" in found["dlq_error"]
     missing = await client.get(f"/v1/invoices/{poison.data.invoice_id}", headers=headers(tenant))
     assert missing.status_code == 404
@@ -292,8 +242,8 @@ async def test_a_polled_batch_of_issued_invoices_is_projected_once(settings: Set
     await publish(kafka_bootstrap, *batch)
     async with serve(build(settings)) as client:
         await known_invoice(client, tenant, second)
-        assert "is in EUR, not USD" in (await dead_lettered(kafka_bootstrap, other_currency.id))["dlq_error"]
-        assert "IntegrityError" in (await dead_lettered(kafka_bootstrap, same_number.id))["dlq_error"]
+        assert "is in EUR, not USD" in (await dead_lettered(kafka_bootstrap, other_currency.id, service="payments"))["dlq_error"]
+        assert "IntegrityError" in (await dead_lettered(kafka_bootstrap, same_number.id, service="payments"))["dlq_error"]
         for invoice_id, number, amount_open in ((first, "NW-0001", "100.00"), (second, "NW-0002", "250.00")):
             found = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
             assert (found["invoice_number"], found["amount_open"], found["amount_received"]) == (number, amount_open, "0.00")

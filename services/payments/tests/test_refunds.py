@@ -20,7 +20,19 @@ from billing_events.events.invoicing import RefundDestination
 from provider_sandboxes import stripe_signature
 
 from .conftest import Live
-from .test_collection import attempts, buyer, invoice, of_type, payment_events, save_card, set_up_mandate, setup_gocardless, setup_stripe, tenant_id
+from .test_collection import (
+    attempts,
+    buyer,
+    invoice,
+    of_type,
+    payment_events,
+    save_card,
+    set_up_mandate,
+    setup_gocardless,
+    setup_stripe,
+    submitted_attempt,
+    tenant_id,
+)
 from .test_payments_api import eventually, headers, invoice_issued, publish
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -232,12 +244,7 @@ async def test_a_collected_direct_debit_is_refunded_through_gocardless_to_the_ce
     invoice_id = str(uuid.uuid4())
     await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0001", total="328.27", currency="EUR"))
 
-    async def submitted() -> bool:
-        items = (await attempts(live, tenant, invoice_id))["items"]
-        return bool(items) and items[0]["provider_ref"] is not None
-
-    await eventually(submitted)
-    payment_ref = (await attempts(live, tenant, invoice_id))["items"][0]["provider_ref"]
+    payment_ref = (await submitted_attempt(live, tenant, invoice_id))["provider_ref"]
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_ref}})
     await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.succeeded")) >= 1)
 

@@ -18,7 +18,18 @@ from billing_events import PaymentRetryRequested, new_event
 from provider_sandboxes import SandboxServer
 
 from .conftest import Live
-from .test_collection import attempts, buyer, invoice, of_type, payment_events, save_card, set_up_mandate, setup_gocardless, setup_stripe, tenant_id
+from .test_collection import (
+    attempts,
+    buyer,
+    events_after_marker,
+    invoice,
+    of_type,
+    save_card,
+    set_up_mandate,
+    setup_gocardless,
+    setup_stripe,
+    tenant_id,
+)
 from .test_payments_api import eventually, headers, invoice_issued, publish
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -82,19 +93,7 @@ async def events_until_marker(live: Live, kafka_bootstrap: str, tenant: str, inv
     """The seller's payment events up to a marker payment recorded after every webhook was
     applied: a PaymentFailed emitted by any of them would come before it."""
     await webhooks_delivered(server, tenant)
-    r = await live.client.post(
-        "/v1/payments",
-        headers=headers(tenant),
-        json={
-            "id": "marker",
-            "invoice_id": invoice_id,
-            "amount": "0.01",
-            "currency": "EUR",
-            "received_on": "2026-11-21",
-        },
-    )
-    assert r.status_code == 201, r.text
-    return await payment_events(kafka_bootstrap, tenant, lambda s: any(e.data.payment_id == "marker" for e in of_type(s, "payment.succeeded")))
+    return await events_after_marker(live, kafka_bootstrap, tenant, invoice_id)
 
 
 async def payments_of(live: Live, tenant: str, invoice_id: str) -> list[tuple[str, str, str]]:

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 from billing_events.envelope import CloudEvent, EventData
+from billing_events.events.invoicing import InvoiceIssued, InvoiceLine, Party, TaxBreakdown
+from billing_events.ids import account_id
+from billing_events.money import Money
 from billing_events.registry import REGISTRY
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -97,3 +101,49 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+def example_invoice_issued(
+    tenant: str,
+    invoice_id: str,
+    *,
+    number: str,
+    customer: str = "c-1",
+    total: str = "1516.25",
+    currency: str = "USD",
+    due_on: date = date(2026, 12, 5),
+) -> InvoiceIssued:
+    """A complete InvoiceIssued as invoicing would emit it (worked example A: one line of `total`,
+    no tax), from the tenant's distributor to its customer `customer`; the caller puts it in an
+    event of its own source."""
+    amount = Money.of(total, currency)
+    zero = Money.of("0.00", currency)
+    return InvoiceIssued(
+        invoice_id=invoice_id,
+        number=number,
+        seller=Party(account_id=account_id("distributor", tenant), name="Northwind IT", country="US"),
+        buyer=Party(account_id=account_id(tenant, customer), name="Contoso Dental", country="US", email="ap@contoso.example"),
+        issued_on=date(2026, 11, 2),
+        due_on=due_on,
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        currency=currency,
+        lines=[
+            InvoiceLine(
+                line_id=f"{invoice_id}-1",
+                product_code="USR-SUP",
+                description="User support, October 2026",
+                service_period_start=date(2026, 10, 1),
+                service_period_end=date(2026, 10, 31),
+                quantity=Decimal(1),
+                unit_price=amount,
+                net=amount,
+                tax_rate=Decimal(0),
+                tax_category="O",
+            )
+        ],
+        tax_breakdown=[TaxBreakdown(tax_category="O", rate=Decimal(0), taxable=amount, tax=zero)],
+        net_total=amount,
+        tax_total=zero,
+        total=amount,
+    )

@@ -593,7 +593,7 @@ class InboxConsumer:
 
     @staticmethod
     def _record_statement(table: Table) -> Any:
-        name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+        name = _quoted_name(table)
         return text(
             f'INSERT INTO {name} (event_id, event_type, topic, partition, "offset", status, error, error_code) '
             'SELECT m.event_id, m.event_type, CAST(:topic AS text), CAST(:partition AS int), m."offset", m.status, m.error, m.error_code '
@@ -613,12 +613,17 @@ class InboxConsumer:
 
     @staticmethod
     def _mark_dead_statement(table: Table) -> Any:
-        name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+        name = _quoted_name(table)
         return text(
             f"UPDATE {name} AS i SET status = 'dead_lettered', error = d.error, error_code = d.error_code "
             "FROM unnest(CAST(:ids AS text[]), CAST(:errors AS text[]), CAST(:codes AS text[])) AS d(event_id, error, error_code) "
             "WHERE i.event_id = d.event_id"
         ).bindparams(bindparam("ids", type_=ARRAY(String)), bindparam("errors", type_=ARRAY(Text)), bindparam("codes", type_=ARRAY(String)))
+
+
+def _quoted_name(table: Table) -> str:
+    """The table's name for a statement's text, its schema's in front (both quoted)."""
+    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
 
 
 async def _settle(session: AsyncSession) -> None:

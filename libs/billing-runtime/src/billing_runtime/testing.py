@@ -37,6 +37,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 
 from billing_events import CloudEvent, EnvelopeError, attributes_from_headers, from_kafka, model_for, to_kafka
+from billing_events.topics import DEAD_LETTER
 from billing_runtime.embedded import (
     TansuBroker,
     drop_database,
@@ -471,6 +472,24 @@ async def read_events(
                 for message in messages:
                     _keep_if_matching(message, match, seen)
         return seen
+    finally:
+        await consumer.stop()
+
+
+async def dead_lettered(bootstrap: str, event_id: str, *, service: str | None = None, timeout: float = 20.0) -> dict[str, str]:
+    """The headers (decoded) of event `event_id`'s copy on the dead-letter topic, as soon as it is
+    there (`service`: the one that set it aside), read raw: `read_events` would choke on a poison."""
+    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    found = {name: value.decode() for name, value in message.headers or []}
+                    if found.get("ce_id") == event_id and service in (None, found.get("dlq_service")):
+                        return found
+        raise TimeoutError(f"event {event_id} was not dead-lettered within {timeout}s")
     finally:
         await consumer.stop()
 

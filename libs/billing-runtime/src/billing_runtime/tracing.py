@@ -41,6 +41,11 @@ _lock = threading.Lock()
 EXCLUDED_URLS = "/healthz,/readyz,/metrics"
 
 
+def _is_database_span(attributes: Attributes) -> bool:
+    """A span of a database statement (the asyncpg instrumentation's, old or new conventions)."""
+    return attributes is not None and ("db.system" in attributes or "db.system.name" in attributes)
+
+
 class _RootSampler(Sampler):
     """Samples a new trace only while spans go somewhere, and never starts one for a bare
     database query: the outbox relay and the consumers poll Postgres many times a second, and
@@ -56,7 +61,7 @@ class _RootSampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: Any = None,
     ) -> SamplingResult:
-        if not _added or (attributes and "db.system" in attributes) or (attributes and "db.system.name" in attributes):
+        if not _added or _is_database_span(attributes):
             return SamplingResult(Decision.DROP)
         return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
 
@@ -83,7 +88,7 @@ class _Sampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: Any = None,
     ) -> SamplingResult:
-        if attributes and ("db.system" in attributes or "db.system.name" in attributes) and name.rstrip(";").upper() in _TRANSACTION_STATEMENTS:
+        if _is_database_span(attributes) and name.rstrip(";").upper() in _TRANSACTION_STATEMENTS:
             return SamplingResult(Decision.DROP)
         return _PARENT_BASED.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 

@@ -435,19 +435,32 @@ class StripeSandbox(Sandbox):
             "metadata": params.get("metadata", {}),
             "last_setup_error": None,
         }
-        self._store(account, intent)
-        self._emit(account, "setup_intent.created", intent, request)
-        if params.get("payment_method"):
-            intent["status"] = "requires_confirmation"
-            if _truthy(params.get("confirm")):
-                return self._confirm_setup(account, intent, params["payment_method"], request)
-        return intent
+        return self._created(account, "setup_intent.created", intent, params, request, self._confirm_setup)
 
     async def confirm_setup_intent(self, account: StripeAccount, params: dict[str, Any], request: Request) -> dict[str, Any]:
         intent = self._find(account, "setup_intent", request.path_params["id"])
         if intent["status"] == "succeeded":
             raise StripeError(400, "invalid_request_error", "This SetupIntent has already succeeded.", code="setup_intent_unexpected_state")
         return self._confirm_setup(account, intent, params.get("payment_method") or intent["payment_method"], request)
+
+    def _created(
+        self,
+        account: StripeAccount,
+        event_type: str,
+        intent: dict[str, Any],
+        params: dict[str, Any],
+        request: Request,
+        confirm: Callable[[StripeAccount, dict[str, Any], str | None, Request], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Keep a new intent and tell of it; with a payment method it awaits confirmation, which
+        `confirm=true` does at once (as Stripe's create-and-confirm)."""
+        self._store(account, intent)
+        self._emit(account, event_type, intent, request)
+        if params.get("payment_method"):
+            intent["status"] = "requires_confirmation"
+            if _truthy(params.get("confirm")):
+                return confirm(account, intent, params["payment_method"], request)
+        return intent
 
     def _confirm_setup(self, account: StripeAccount, intent: dict[str, Any], payment_method: str | None, request: Request) -> dict[str, Any]:
         if not payment_method:
@@ -492,13 +505,7 @@ class StripeSandbox(Sandbox):
             "last_payment_error": None,
             "setup_future_usage": None,
         }
-        self._store(account, intent)
-        self._emit(account, "payment_intent.created", intent, request)
-        if params.get("payment_method"):
-            intent["status"] = "requires_confirmation"
-            if _truthy(params.get("confirm")):
-                return self._charge(account, intent, params["payment_method"], request)
-        return intent
+        return self._created(account, "payment_intent.created", intent, params, request, self._charge)
 
     async def confirm_payment_intent(self, account: StripeAccount, params: dict[str, Any], request: Request) -> dict[str, Any]:
         intent = self._find(account, "payment_intent", request.path_params["id"])

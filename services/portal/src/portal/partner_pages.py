@@ -16,6 +16,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -191,31 +192,53 @@ async def report_xlsx(request: Request, partner: str, report_id: str) -> Respons
 # --- dunning cases -------------------------------------------------------------------------------
 
 
-@router.get("/p/{partner}/dunning")
-async def dunning_cases(request: Request, partner: str) -> Response:
-    """The partner's overdue cases with its customers (dunning), open ones first by default."""
+@dataclass(frozen=True)
+class _Listing:
+    """A partner's list page of one service's items, filtered by their status (`all`: every one)."""
+
+    service: str
+    path: str
+    limit: int
+    filters: tuple[str, ...]  # the first one is the page's default
+    template: str
+    items: str  # the name the template knows the items by
+
+
+CASES = _Listing("dunning", "/v1/cases", 500, CASE_FILTERS, "dunning.html", "cases")
+DELIVERIES = _Listing("notify", "/v1/deliveries", 200, DELIVERY_FILTERS, "deliveries.html", "deliveries")
+
+
+async def _filtered_list(request: Request, partner: str, listing: _Listing, **names: Any) -> Response:
+    """The listing's page for the partner (its `status` query parameter picks the filter), with
+    the brand and the customers' names; `names` are the template's words for codes."""
     who = await _signed_in(request, partner)
     _partner_only(who)
-    shown = request.query_params.get("status") or "open"
-    if shown not in CASE_FILTERS:
+    shown = request.query_params.get("status") or listing.filters[0]
+    if shown not in listing.filters:
         raise PageError("no such filter", code="not_found", status_code=404)
-    params: dict[str, Any] = {"limit": 500} | ({} if shown == "all" else {"status": shown})
-    brand, listed, names = await asyncio.gather(
-        _load_brand(request, who), _services(request).json("dunning", "/v1/cases", who.key, params), _customer_names(request, who)
+    params: dict[str, Any] = {"limit": listing.limit} | ({} if shown == "all" else {"status": shown})
+    brand, listed, customer_names = await asyncio.gather(
+        _load_brand(request, who), _services(request).json(listing.service, listing.path, who.key, params), _customer_names(request, who)
     )
     return render(
         request,
         partner,
-        "dunning.html",
+        listing.template,
         who=who,
         brand=brand,
-        cases=listed["items"],
-        names=names,
+        names=customer_names,
         shown=shown,
-        filters=CASE_FILTERS,
-        action_names=ACTION_NAMES,
+        filters=listing.filters,
         labels=LABELS,
+        **{listing.items: listed["items"]},
+        **names,
     )
+
+
+@router.get("/p/{partner}/dunning")
+async def dunning_cases(request: Request, partner: str) -> Response:
+    """The partner's overdue cases with its customers (dunning), open ones first by default."""
+    return await _filtered_list(request, partner, CASES, action_names=ACTION_NAMES)
 
 
 # --- the delivery log ----------------------------------------------------------------------------
@@ -224,28 +247,7 @@ async def dunning_cases(request: Request, partner: str) -> Response:
 @router.get("/p/{partner}/deliveries")
 async def deliveries(request: Request, partner: str) -> Response:
     """Every email sent in the partner's name, newest first (notify's delivery log)."""
-    who = await _signed_in(request, partner)
-    _partner_only(who)
-    shown = request.query_params.get("status") or "all"
-    if shown not in DELIVERY_FILTERS:
-        raise PageError("no such filter", code="not_found", status_code=404)
-    params: dict[str, Any] = {"limit": 200} | ({} if shown == "all" else {"status": shown})
-    brand, listed, names = await asyncio.gather(
-        _load_brand(request, who), _services(request).json("notify", "/v1/deliveries", who.key, params), _customer_names(request, who)
-    )
-    return render(
-        request,
-        partner,
-        "deliveries.html",
-        who=who,
-        brand=brand,
-        deliveries=listed["items"],
-        names=names,
-        shown=shown,
-        filters=DELIVERY_FILTERS,
-        template_names=TEMPLATE_NAMES,
-        labels=LABELS,
-    )
+    return await _filtered_list(request, partner, DELIVERIES, template_names=TEMPLATE_NAMES)
 
 
 @router.get("/p/{partner}/deliveries/{delivery_id}")

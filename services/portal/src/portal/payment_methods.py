@@ -35,24 +35,18 @@ PROVIDER_NAMES = {"stripe": "Stripe", "gocardless": "GoCardless"}
 SCHEMES = {"EUR": "SEPA", "GBP": "Bacs", "SEK": "Autogiro", "DKK": "Betalingsservice", "AUD": "BECS", "NZD": "BECS NZ", "USD": "ACH"}
 
 
-async def _customer(request: Request, partner: str) -> Session:
-    who = await web._signed_in(request, partner)
-    web._require(not who.user.is_partner and who.user.account_id is not None)
-    return who
-
-
 def _base(who: Session) -> str:
     return f"/v1/accounts/{who.user.account_id}/payment-methods"
 
 
 async def _list(request: Request, who: Session) -> list[dict[str, Any]]:
-    listed = await web._services(request).json("payments", f"/v1/accounts/{who.user.account_id}/payment-methods", who.key)
+    listed = await web._services(request).json("payments", _base(who), who.key)
     return list(listed["items"])
 
 
 @router.get("/p/{partner}/payment-methods")
 async def payment_methods(request: Request, partner: str) -> Response:
-    who = await _customer(request, partner)
+    who = await web._signed_in_customer(request, partner)
     brand = await web._load_brand(request, who)
     methods = await _list(request, who)
     flash = {k: request.query_params.get(k) for k in ("added", "removed", "default", "pending", "failed", "cancelled")}
@@ -74,7 +68,7 @@ async def payment_methods(request: Request, partner: str) -> Response:
 @router.post("/p/{partner}/payment-methods")
 async def add_payment_method(request: Request, partner: str) -> Response:
     """Start a setup at the provider and send the browser there."""
-    who = await _customer(request, partner)
+    who = await web._signed_in_customer(request, partner)
     form = await web._form(request)
     if not web._csrf_ok(request, who, form):
         return web._refuse_csrf(request, partner, who)
@@ -124,7 +118,7 @@ async def add_payment_method(request: Request, partner: str) -> Response:
 @router.get("/p/{partner}/payment-methods/{method_id}/return")
 async def returned(request: Request, partner: str, method_id: str) -> Response:
     """The provider's page sent the browser back: payments asks the provider what became of it."""
-    who = await _customer(request, partner)
+    who = await web._signed_in_customer(request, partner)
     method_id = web._check_id(method_id)
     method = await web._services(request).send("POST", "payments", f"{_base(who)}/{method_id}/confirm", who.key)
     METHOD_ACTIONS.labels("returned", "ok").inc()
@@ -134,7 +128,7 @@ async def returned(request: Request, partner: str, method_id: str) -> Response:
 
 @router.get("/p/{partner}/payment-methods/{method_id}")
 async def payment_method(request: Request, partner: str, method_id: str) -> Response:
-    who = await _customer(request, partner)
+    who = await web._signed_in_customer(request, partner)
     method = await web._services(request).json("payments", f"{_base(who)}/{web._check_id(method_id)}", who.key)
     return web.render(
         request,
@@ -150,7 +144,7 @@ async def payment_method(request: Request, partner: str, method_id: str) -> Resp
 
 
 async def _change(request: Request, partner: str, method_id: str, action: str) -> Response:
-    who = await _customer(request, partner)
+    who = await web._signed_in_customer(request, partner)
     form = await web._form(request)
     if not web._csrf_ok(request, who, form):
         return web._refuse_csrf(request, partner, who)

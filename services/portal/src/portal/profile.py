@@ -37,12 +37,6 @@ MESSAGES = {
 FIELD_OF = {"address_lines": "address_line1"}
 
 
-async def _customer(request: Request, partner: str) -> Session:
-    who = await web._signed_in(request, partner)
-    web._require(not who.user.is_partner and who.user.account_id is not None)
-    return who
-
-
 def _path(who: Session) -> str:
     return f"/v1/accounts/{who.user.account_id}/billing-profile"
 
@@ -70,7 +64,7 @@ def _page(
 
 @router.get("/p/{partner}/profile")
 async def billing_profile(request: Request, partner: str) -> Response:
-    who = await _customer(request, partner)
+    who = await web._signed_in_customer(request, partner)
     brand = await web._load_brand(request, who)
     profile = await web._services(request).json("usage-ingest", _path(who), who.key)
     return _page(request, partner, who, brand, profile, _values(profile), saved=request.query_params.get("saved"))
@@ -78,7 +72,7 @@ async def billing_profile(request: Request, partner: str) -> Response:
 
 @router.post("/p/{partner}/profile")
 async def save_billing_profile(request: Request, partner: str) -> Response:
-    who = await _customer(request, partner)
+    who = await web._signed_in_customer(request, partner)
     form = await web._form(request)
     if not web._csrf_ok(request, who, form):
         return web._refuse_csrf(request, partner, who)

@@ -149,6 +149,13 @@ def _require(ok: bool) -> None:
         raise PageError("this page is not for your role", code="not_for_role", status_code=403)
 
 
+async def _signed_in_customer(request: Request, partner: str) -> Session:
+    """The session of a customer's contact (one billing account): the pages of its own account."""
+    who = await _signed_in(request, partner)
+    _require(not who.user.is_partner and who.user.account_id is not None)
+    return who
+
+
 def _check_id(value: str) -> str:
     if not _ID.match(value):
         raise PageError("not found", code="not_found", status_code=404)
@@ -349,18 +356,26 @@ async def billing_history(request: Request, partner: str) -> Response:
         _history(services, who.key),
         _payments_received(services, who.key) if not who.user.is_partner else asyncio.sleep(0, None),
     )
-    return render(
-        request,
-        partner,
-        "invoices.html",
-        who=who,
-        brand=brand,
-        rows=rows,
-        title="Billing history",
-        base=f"/p/{partner}/invoices",
-        notes_base=f"/p/{partner}/credit-notes",
-        payments=received,
+    return _history_page(
+        request, partner, who, brand, rows, title="Billing history", base=f"/p/{partner}/invoices", notes_base=f"/p/{partner}/credit-notes", payments=received
     )
+
+
+def _history_page(
+    request: Request,
+    partner: str,
+    who: Session,
+    brand: Brand,
+    rows: list[dict[str, Any]],
+    *,
+    title: str,
+    base: str,
+    notes_base: str,
+    payments: list[dict[str, Any]] | None = None,
+) -> Response:
+    """The invoices page: a customer's billing history or a partner's account statement (the
+    customer's payments below it; None: no such list)."""
+    return render(request, partner, "invoices.html", who=who, brand=brand, rows=rows, title=title, base=base, notes_base=notes_base, payments=payments)
 
 
 async def _payments_received(services: Services, key: str) -> list[dict[str, Any]]:
@@ -387,7 +402,9 @@ async def _invoice(request: Request, partner: str, who: Session, key: str, invoi
 
 
 async def _document(request: Request, key: str, kind: str, owner_id: str, fmt: str) -> Response:
-    """The service's document, byte for byte, with its file name."""
+    """The service's document, byte for byte, with its file name (a PDF or the XML, else not found)."""
+    if fmt not in ("pdf", "xml"):
+        raise PageError("not found", code="not_found", status_code=404)
     path = f"/v1/{'invoices' if kind == 'invoice' else 'credit-notes'}/{_check_id(owner_id)}/{fmt}"
     r = await _services(request).request("invoicing", path, key)
     headers = {"Content-Disposition": r.headers.get("content-disposition", f'attachment; filename="{owner_id}.{fmt}"'), "Cache-Control": "private, no-store"}
@@ -397,20 +414,22 @@ async def _document(request: Request, key: str, kind: str, owner_id: str, fmt: s
 @router.get("/p/{partner}/invoices/{invoice_id}/{fmt}")
 async def invoice_document(request: Request, partner: str, invoice_id: str, fmt: str) -> Response:
     who = await _signed_in(request, partner)
-    if fmt not in ("pdf", "xml"):
-        raise PageError("not found", code="not_found", status_code=404)
     return await _document(request, who.key, "invoice", invoice_id, fmt)
 
 
 @router.get("/p/{partner}/credit-notes/{credit_note_id}/{fmt}")
 async def credit_note_document(request: Request, partner: str, credit_note_id: str, fmt: str) -> Response:
     who = await _signed_in(request, partner)
-    if fmt not in ("pdf", "xml"):
-        raise PageError("not found", code="not_found", status_code=404)
     return await _document(request, who.key, "credit_note", credit_note_id, fmt)
 
 
 # --- a partner's pages ---------------------------------------------------------------------------
+
+
+def _statement_key(who: Session) -> str:
+    """The session's distributor key, for a partner's statement pages (403 for anyone else)."""
+    _require(who.user.is_partner and who.statement_key is not None)
+    return who.statement_key or ""
 
 
 @router.get("/p/{partner}/statement")
@@ -418,44 +437,32 @@ async def statement(request: Request, partner: str) -> Response:
     """The partner's account statement from the distributor (source 003), with the session's
     distributor key, which sees the partner's own account there and nothing else."""
     who = await _signed_in(request, partner)
-    _require(who.user.is_partner and who.statement_key is not None)
-    brand, rows = await asyncio.gather(_load_brand(request, who), _history(_services(request), who.statement_key or ""))
-    return render(
-        request,
-        partner,
-        "invoices.html",
-        who=who,
-        brand=brand,
-        rows=rows,
-        title="Account statement",
-        base=f"/p/{partner}/statement",
-        notes_base=f"/p/{partner}/statement/credit-notes",
+    key = _statement_key(who)
+    brand, rows = await asyncio.gather(_load_brand(request, who), _history(_services(request), key))
+    return _history_page(
+        request, partner, who, brand, rows, title="Account statement", base=f"/p/{partner}/statement", notes_base=f"/p/{partner}/statement/credit-notes"
     )
 
 
 @router.get("/p/{partner}/statement/credit-notes/{credit_note_id}/{fmt}")
 async def statement_credit_note(request: Request, partner: str, credit_note_id: str, fmt: str) -> Response:
     who = await _signed_in(request, partner)
-    _require(who.user.is_partner and who.statement_key is not None)
-    if fmt not in ("pdf", "xml"):
-        raise PageError("not found", code="not_found", status_code=404)
-    return await _document(request, who.statement_key or "", "credit_note", credit_note_id, fmt)
+    key = _statement_key(who)
+    return await _document(request, key, "credit_note", credit_note_id, fmt)
 
 
 @router.get("/p/{partner}/statement/{invoice_id}")
 async def statement_invoice(request: Request, partner: str, invoice_id: str) -> Response:
     who = await _signed_in(request, partner)
-    _require(who.user.is_partner and who.statement_key is not None)
-    return await _invoice(request, partner, who, who.statement_key or "", _check_id(invoice_id), f"/p/{partner}/statement", "Account statement")
+    key = _statement_key(who)
+    return await _invoice(request, partner, who, key, _check_id(invoice_id), f"/p/{partner}/statement", "Account statement")
 
 
 @router.get("/p/{partner}/statement/{invoice_id}/{fmt}")
 async def statement_document(request: Request, partner: str, invoice_id: str, fmt: str) -> Response:
     who = await _signed_in(request, partner)
-    _require(who.user.is_partner and who.statement_key is not None)
-    if fmt not in ("pdf", "xml"):
-        raise PageError("not found", code="not_found", status_code=404)
-    return await _document(request, who.statement_key or "", "invoice", invoice_id, fmt)
+    key = _statement_key(who)
+    return await _document(request, key, "invoice", invoice_id, fmt)
 
 
 @router.get("/p/{partner}/customers")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from babel import Locale
 
@@ -238,6 +238,28 @@ def _schemes(lines: list[Any]) -> tuple[str, ...]:
     return tuple(sorted({s for s in (getattr(li, "tax_scheme", None) for li in lines) if s}))
 
 
+class _Amounts(TypedDict):
+    lines: list[DocLine]
+    taxes: list[DocTax]
+    net_total: Decimal
+    tax_total: Decimal
+    total: Decimal
+    schemes: tuple[str, ...]
+
+
+def _amounts(row: Any, lines: list[Any]) -> _Amounts:
+    """What an invoice and a credit note print alike from their own row: the lines, the VAT
+    breakdown, the totals and the lines' tax schemes."""
+    return _Amounts(
+        lines=[_line(li) for li in lines],
+        taxes=_taxes(row.tax_breakdown, 1),
+        net_total=row.net_total,
+        tax_total=row.tax_total,
+        total=row.total,
+        schemes=_schemes(lines),
+    )
+
+
 def invoice_content(row: Any, lines: list[Any], brand_color: str | None, *, payment: DocPayment | None = None, logo: str | None = None) -> DocContent:
     return DocContent(
         kind="invoice",
@@ -249,17 +271,12 @@ def invoice_content(row: Any, lines: list[Any], brand_color: str | None, *, paym
         currency=row.currency,
         seller=row.seller,
         buyer=row.buyer,
-        lines=[_line(li) for li in lines],
-        taxes=_taxes(row.tax_breakdown, 1),
-        net_total=row.net_total,
-        tax_total=row.tax_total,
-        total=row.total,
+        **_amounts(row, lines),
         # The amount due printed is the invoice's total: payments after issue do not change the document.
         brand_color=brand_color or DocContent.brand_color,
         flags=tuple(row.flags),
         payment=payment,
         logo=logo,
-        schemes=_schemes(lines),
     )
 
 
@@ -274,16 +291,11 @@ def credit_note_content(row: Any, lines: list[Any], invoice: Any, brand_color: s
         currency=row.currency,
         seller=invoice.seller,
         buyer=invoice.buyer,
-        lines=[_line(li) for li in lines],
-        taxes=_taxes(row.tax_breakdown, 1),
-        net_total=row.net_total,
-        tax_total=row.tax_total,
-        total=row.total,
+        **_amounts(row, lines),
         invoice_number=invoice.number,
         reason=row.reason,
         brand_color=brand_color or DocContent.brand_color,
         logo=logo,
-        schemes=_schemes(lines),
     )
 
 

@@ -293,6 +293,46 @@ def invoice_how_to_pay(who: Audience, amount: Money | None) -> HowToPay:
     )
 
 
+def _invoice_context(who: Audience, invoice_id: str, amount: Money | None) -> dict[str, Any]:
+    """The invoice a reminder is about: its number (its id when notify has not seen it issued),
+    its due date, and how to pay `amount`."""
+    return {
+        "invoice_number": who.invoice.number if who.invoice else invoice_id,
+        "due_on": who.invoice.due_on if who.invoice else None,
+        "pay": invoice_how_to_pay(who, amount),
+    }
+
+
+async def _record_to(
+    session: AsyncSession,
+    event: CloudEvent[Any],
+    who: Audience,
+    *,
+    template: str,
+    account_id: str,
+    seller_id: str,
+    invoice_id: str | None,
+    context: dict[str, Any],
+    now: datetime,
+    attachments: list[dict[str, str | bool]] | None = None,
+) -> Delivery:
+    """Render `template` for the audience (its brand and buyer's name in the context unless
+    `context` names them) and record the delivery to its recipient."""
+    return await _record(
+        session,
+        event,
+        template=template,
+        account_id=account_id,
+        seller_id=seller_id,
+        invoice_id=invoice_id,
+        recipient=who.recipient,
+        brand=who.brand,
+        rendered=render(template, {"brand": who.brand, "buyer_name": who.buyer_name, **context}),
+        now=now,
+        attachments=attachments,
+    )
+
+
 async def record_payment_succeeded(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
     """Queue the payment confirmation. The invoice is named by its number when notify has seen
     it issued, by its id otherwise (payments and invoices travel on different topics)."""
@@ -301,20 +341,15 @@ async def record_payment_succeeded(session: AsyncSession, event: CloudEvent[Any]
     with tracer.start_as_current_span("notify decide", attributes=span_attributes):
         who = await audience(session, event.tenant, payment.account_id, payment.invoice_id, default_sender_email)
         invoice_number = who.invoice.number if who.invoice else payment.invoice_id
-        rendered = render(
-            PAYMENT_RECEIVED,
-            {"payment": payment, "invoice_number": invoice_number, "brand": who.brand, "buyer_name": who.buyer_name, "portal_url": who.brand.portal_url},
-        )
-        return await _record(
+        return await _record_to(
             session,
             event,
+            who,
             template=PAYMENT_RECEIVED,
             account_id=payment.account_id,
             seller_id=payment.seller_id,
             invoice_id=payment.invoice_id,
-            recipient=who.recipient,
-            brand=who.brand,
-            rendered=rendered,
+            context={"payment": payment, "invoice_number": invoice_number, "portal_url": who.brand.portal_url},
             now=now,
         )
 
@@ -330,23 +365,21 @@ async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any]
         context = {
             "report": report,
             "invoice_number": invoice_number,
-            "brand": who.brand,
             "buyer_name": report.buyer_name or who.buyer_name,
             "filename": attached[0]["filename"] if attached else None,
             # Sent ahead of its invoice (seed 001: the first business day), or again when the invoice differs.
             "invoice_expected_on": report.invoice_expected_on,
             "revised": report.revised,
         }
-        return await _record(
+        return await _record_to(
             session,
             event,
+            who,
             template=COMPARISON_REPORT,
             account_id=report.buyer_account_id,
             seller_id=report.seller_id,
             invoice_id=report.invoice_id,
-            recipient=who.recipient,
-            brand=who.brand,
-            rendered=render(COMPARISON_REPORT, context),
+            context=context,
             now=now,
             attachments=attached,
         )
@@ -387,24 +420,15 @@ async def record_payment_failed(session: AsyncSession, event: CloudEvent[Any], *
     payment: PaymentFailed = event.data
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": PAYMENT_FAILED, "billing.invoice_id": payment.invoice_id}):
         who = await audience(session, event.tenant, payment.account_id, payment.invoice_id, default_sender_email)
-        context = {
-            "payment": payment,
-            "brand": who.brand,
-            "buyer_name": who.buyer_name,
-            "invoice_number": who.invoice.number if who.invoice else payment.invoice_id,
-            "due_on": who.invoice.due_on if who.invoice else None,
-            "pay": invoice_how_to_pay(who, payment.amount),
-        }
-        return await _record(
+        return await _record_to(
             session,
             event,
+            who,
             template=PAYMENT_FAILED,
             account_id=payment.account_id,
             seller_id=payment.seller_id,
             invoice_id=payment.invoice_id,
-            recipient=who.recipient,
-            brand=who.brand,
-            rendered=render(PAYMENT_FAILED, context),
+            context={"payment": payment, **_invoice_context(who, payment.invoice_id, payment.amount)},
             now=now,
         )
 
@@ -418,24 +442,15 @@ async def record_dunning_step(session: AsyncSession, event: CloudEvent[Any], *, 
         return None
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": template, "billing.invoice_id": step.invoice_id}):
         who = await audience(session, event.tenant, step.account_id, step.invoice_id, default_sender_email)
-        context = {
-            "step": step,
-            "brand": who.brand,
-            "buyer_name": who.buyer_name,
-            "invoice_number": who.invoice.number if who.invoice else step.invoice_id,
-            "due_on": who.invoice.due_on if who.invoice else None,
-            "pay": invoice_how_to_pay(who, step.amount_overdue),
-        }
-        return await _record(
+        return await _record_to(
             session,
             event,
+            who,
             template=template,
             account_id=step.account_id,
             seller_id=step.seller_id,
             invoice_id=step.invoice_id,
-            recipient=who.recipient,
-            brand=who.brand,
-            rendered=render(template, context),
+            context={"step": step, **_invoice_context(who, step.invoice_id, step.amount_overdue)},
             now=now,
         )
 
@@ -446,22 +461,19 @@ async def record_account_suspended(session: AsyncSession, event: CloudEvent[Any]
         who = await audience(session, event.tenant, suspension.account_id, None, default_sender_email)
         context = {
             "suspension": suspension,
-            "brand": who.brand,
-            "buyer_name": who.buyer_name,
             # AccountSuspended names the dunning case, not its invoice: a case id means nothing to a reader.
             "invoice_number": None,
             "pay": invoice_how_to_pay(who, None),
         }
-        return await _record(
+        return await _record_to(
             session,
             event,
+            who,
             template=SUSPENSION,
             account_id=suspension.account_id,
             seller_id=suspension.seller_id,
             invoice_id=None,
-            recipient=who.recipient,
-            brand=who.brand,
-            rendered=render(SUSPENSION, context),
+            context=context,
             now=now,
         )
 
@@ -491,17 +503,15 @@ async def record_account_reinstated(session: AsyncSession, event: CloudEvent[Any
     reinstatement: AccountReinstated = event.data
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": REINSTATEMENT, "billing.account_id": reinstatement.account_id}):
         who = await audience(session, event.tenant, reinstatement.account_id, None, default_sender_email)
-        context = {"reinstatement": reinstatement, "brand": who.brand, "buyer_name": who.buyer_name}
-        return await _record(
+        return await _record_to(
             session,
             event,
+            who,
             template=REINSTATEMENT,
             account_id=reinstatement.account_id,
             seller_id=reinstatement.seller_id,
             invoice_id=None,
-            recipient=who.recipient,
-            brand=who.brand,
-            rendered=render(REINSTATEMENT, context),
+            context={"reinstatement": reinstatement},
             now=now,
         )
 
