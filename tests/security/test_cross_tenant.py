@@ -486,12 +486,15 @@ async def tenant_state(platform: Platform, victims: list[World]) -> dict[tuple[s
 
 
 async def settled_state(platform: Platform, victims: list[World]) -> dict[tuple[str, str], Any]:
-    """The victims' state once background work (deliveries, relays) has stopped changing it."""
-    state = await tenant_state(platform, victims)
-    for _ in range(40):
+    """The victims' state once background work (deliveries, relays, consumers catching up) has
+    stopped changing it: the same for 2 s (four looks in a row), since on a busy machine a late
+    event's email can still be queued half a second after the last change."""
+    state, same = await tenant_state(platform, victims), 0
+    for _ in range(120):
         await asyncio.sleep(0.5)
         again = await tenant_state(platform, victims)
-        if again == state:
+        same = same + 1 if again == state else 0
+        if same == 4:
             return state
         state = again
     raise AssertionError("the victims' rows never stopped changing")
