@@ -39,14 +39,18 @@ def principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None
         # API keys are required but nothing verified them: refuse rather than trust a header.
         raise Unauthorized("this service does not verify API keys (install_http_conventions is missing)", code="api_key_verification_unavailable")
     if found is None:
-        required = "send your API key as `Authorization: Bearer bk_live_...`"
-        if request.app.state.runtime.settings.auth_mode == "trusted_header":
-            raise Unauthorized("X-Tenant-Id header is required", code="tenant_required")
-        raise Unauthorized(required, code="api_key_required")
+        raise nobody_named(trusted_header=request.app.state.runtime.settings.auth_mode == "trusted_header")
     found.require(declared_scope(request.scope.get("route")) or ("read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"))
     if found.account_id is not None and not serves_one_account(request.scope.get("route")):
         raise account_restricted()
     return found
+
+
+def nobody_named(*, trusted_header: bool) -> Unauthorized:
+    """The refusal of a request that names no caller (no API key; behind a gateway, no X-Tenant-Id)."""
+    if trusted_header:
+        return Unauthorized("X-Tenant-Id header is required", code="tenant_required")
+    return Unauthorized("send your API key as `Authorization: Bearer bk_live_...`", code="api_key_required")
 
 
 def account_restricted() -> Forbidden:

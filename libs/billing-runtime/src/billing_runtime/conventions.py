@@ -347,8 +347,9 @@ class _Middleware:
             if principal is None and path.startswith(by_customer.PREFIX):
                 # Only a known caller's customer id names an account: without one, this path names
                 # no route, and the answer is the one every account route gives an anonymous call.
-                required = "X-Tenant-Id header is required" if not c.api_keys else "send your API key as `Authorization: Bearer bk_live_...`"
-                raise _Refused(Unauthorized(required, code="tenant_required" if not c.api_keys else "api_key_required"))
+                from billing_runtime.api import nobody_named
+
+                raise _Refused(nobody_named(trusted_header=not c.api_keys))
             if principal is not None:
                 # The partner's customer id for an account (`by_customer.py`), before the route is matched.
                 by_customer.resolve_path(scope, principal.tenant, c.service)

@@ -61,6 +61,9 @@ from billing_events.envelope import header_texts
 from billing_runtime.tracing import context_from_traceparent, current_traceparent, tracing_enabled
 
 log = logging.getLogger(__name__)
+
+# A produce span the relay opened for one (topic, carried trace), and the headers naming it.
+_Produce = tuple[Span, list[tuple[str, bytes]]]
 tracer = trace.get_tracer("billing_runtime.outbox")
 
 EVENTS_PUBLISHED = Counter("billing_outbox_events_published_total", "Outbox rows published to Kafka", ["service", "topic"])
@@ -331,7 +334,7 @@ class OutboxRelay:
                 try:
                     await asyncio.gather(*futures)
                 finally:
-                    for span in produce_spans.values():
+                    for span, _ in produce_spans.values():
                         span.end()
             await conn.execute(self._mark_sent, {"ids": [r.id for r in rows]})
             for topic, n in Tally(row.topic for row in rows).items():
@@ -343,7 +346,7 @@ class OutboxRelay:
             OUTBOX_BACKLOG.labels(self.service).set(backlog)
             return len(rows)
 
-    async def _send(self, rows: Sequence[Any]) -> tuple[list[asyncio.Future[Any]], dict[tuple[str, str], Span]]:
+    async def _send(self, rows: Sequence[Any]) -> tuple[list[asyncio.Future[Any]], dict[tuple[str, str], _Produce]]:
         """Queue the rows' messages in the producer, in id order per partition: one record batch
         per (topic, partition) filled here (`create_batch`, `send_batch`), not one `send` per
         message, whose per-message accumulator path was 40% of the relay's CPU (bench/ingest.py).
@@ -357,7 +360,7 @@ class OutboxRelay:
         descend from the produce (what the aiokafka instrumentation does for `send`, done here
         once per request's batch rather than once per message)."""
         producer = self.producer
-        produce_spans: dict[tuple[str, str], Span] = {}
+        produce_spans: dict[tuple[str, str], _Produce] = {}
         open_batches: dict[tuple[str, int], Any] = {}
         futures: list[asyncio.Future[Any]] = []
         partitions: dict[str, tuple[list[int], list[int]]] = {}
@@ -387,22 +390,24 @@ class OutboxRelay:
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures, produce_spans
 
-    def _traced(self, topic: str, headers: list[tuple[str, bytes]], spans: dict[tuple[str, str], Span]) -> list[tuple[str, bytes]]:
-        """The message's headers with its carried `traceparent` replaced by its produce span's."""
+    def _traced(self, topic: str, headers: list[tuple[str, bytes]], spans: dict[tuple[str, str], _Produce]) -> list[tuple[str, bytes]]:
+        """The message's headers with its carried `traceparent` replaced by its produce span's
+        (opened, and its own headers encoded, once per topic and carried trace)."""
         carried = next((value.decode() for name, value in headers if name == "traceparent" and value), None)
         if carried is None:
             return headers
-        span = spans.get((topic, carried))
-        if span is None:
-            span = spans[(topic, carried)] = tracer.start_span(
+        produce = spans.get((topic, carried))
+        if produce is None:
+            span = tracer.start_span(
                 f"{topic} send",
                 context=context_from_traceparent(carried),
                 kind=SpanKind.PRODUCER,
                 attributes={"messaging.system": "kafka", "messaging.destination.name": topic, "billing.service": self.service},
             )
-        own: dict[str, str] = {}
-        propagate.inject(own, context=trace.set_span_in_context(span))
-        return [(name, value) for name, value in headers if name not in ("traceparent", "tracestate")] + [(k, v.encode()) for k, v in own.items()]
+            own: dict[str, str] = {}
+            propagate.inject(own, context=trace.set_span_in_context(span))
+            produce = spans[(topic, carried)] = (span, [(k, v.encode()) for k, v in own.items()])
+        return [(name, value) for name, value in headers if name not in ("traceparent", "tracestate")] + produce[1]
 
     async def _purge_if_due(self) -> None:
         loop = asyncio.get_running_loop()
