@@ -17,6 +17,7 @@ from dunning_testkit import case_events, case_when, eventually, headers, invoice
 from billing_events import DunningCaseClosed, DunningCaseOpened, Money, account_id
 from billing_events.topics import DUNNING
 from billing_runtime.testing import all_events, dead_lettered, outbox_drained, read_events, serve
+from dunning.case import repository as case_repo
 from dunning.case.service import case_id
 from dunning.config import Settings
 from dunning.main import build
@@ -218,3 +219,37 @@ async def test_the_openapi_documents_the_case_list(client: httpx.AsyncClient) ->
     operation = (await client.get("/openapi.json")).json()["paths"]["/v1/cases"]["get"]
     assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/CasePage")
     assert {"account_id", "customer_id"} <= {p["name"] for p in operation["parameters"]}
+
+
+@pytest.mark.consume(False)  # events handed over in process (deliver)
+async def test_standing_is_one_snapshot_while_a_payment_closes_the_case(client: httpx.AsyncClient, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standing is read in several statements. A payment that closes the case and reinstates
+    the account, committed between them (here: right after the open cases are read), must not
+    show half: the answer is the account before the payment (open and suspended) or after it
+    (clear), never an open case on an account already reinstated."""
+    invoice_id, buyer = str(uuid.uuid4()), account_id(tenant, "c-1")
+    policy = await client.put("/v1/dunning-policy", headers=headers(tenant), json={"steps": [{"days_after_due": 3, "action": "suspend"}]})
+    assert policy.status_code == 200, policy.text
+    await publish(client, invoice_issued(tenant, invoice_id))  # ten days overdue: suspended on arrival
+    before = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    assert (before["open_cases"], before["suspended"]) == (1, True)
+
+    read_open_cases = case_repo.open_cases_of_account
+    interleaved: list[str] = []
+
+    async def then_a_payment(session: Any, of_tenant: str, account: str) -> list[Any]:
+        found = await read_open_cases(session, of_tenant, account)
+        if not interleaved:
+            interleaved.append(invoice_id)
+            # Another connection (the consumer's own transaction) commits the payment in full.
+            await publish(client, payment_succeeded(tenant, invoice_id, "bank-1", "1516.25"))
+        return found
+
+    monkeypatch.setattr(case_repo, "open_cases_of_account", then_a_payment)
+    during = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    assert interleaved == [invoice_id]
+    assert (during["open_cases"], during["suspended"], during["suspended_by_case"]) == (1, True, case_id(invoice_id))
+    assert during["current_case"]["status"] == "open"
+
+    after = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    assert (after["open_cases"], after["suspended"], after["current_case"]) == (0, False, None)

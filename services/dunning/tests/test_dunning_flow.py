@@ -131,9 +131,8 @@ async def test_direct_debit_failure_reminders_retry_suspension_payment_reinstate
 
     paid_on = DUE + timedelta(days=24)
     await publish(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "dd-2", "1516.25", paid_on=paid_on))
-    # The standing is read in several statements, so for a moment it can show the reinstatement
-    # before the closed case (read committed): wait for both, then check the whole of it.
-    cleared = await standing_when(client, tenant, buyer, lambda s: not s["suspended"] and s["open_cases"] == 0)
+    # The standing is one snapshot: the reinstatement shows with the closed case, never before it.
+    cleared = await standing_when(client, tenant, buyer, lambda s: not s["suspended"])
     assert (cleared["open_cases"], cleared["amount_overdue"], cleared["step"]) == (0, [], None)
     closed = await case_when(client, tenant, invoice_id, lambda c: c["status"] == "closed")
     assert (closed["close_reason"], closed["closed_on"], closed["step"]) == ("paid", paid_on.isoformat(), 5)

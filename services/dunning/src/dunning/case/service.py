@@ -39,6 +39,7 @@ from dunning.account import service as accounts
 from dunning.case import repository as repo
 from dunning.case.models import CaseStatus
 from dunning.case.schemas import AmountOut, CaseOut, PaymentFailureOut, StandingOut
+from dunning.db import read_snapshot
 
 tracer = trace.get_tracer(__name__)
 
@@ -386,7 +387,12 @@ async def list_cases(
 async def account_standing(session: AsyncSession, tenant: str, account_id: str, today: date) -> StandingOut:
     """The account's standing with the seller `tenant`: open and overdue amounts, the current
     case (the furthest along, then the earliest due), its step, and whether the account is
-    suspended. An account with no case stands clear."""
+    suspended. An account with no case stands clear.
+
+    Read in one snapshot (`read_snapshot`; `session` has not begun its transaction): a payment
+    closes its case and reinstates the account in one transaction, and the standing shows both or
+    neither, never an open case on an account already reinstated."""
+    await read_snapshot(session)
     open_cases = await repo.open_cases_of_account(session, tenant, account_id)
     result = standing(account_id, open_cases, today)
     current = max(open_cases, key=lambda c: (c.step or 0, -c.due_on.toordinal(), c.case_id), default=None)
