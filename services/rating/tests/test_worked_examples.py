@@ -485,3 +485,71 @@ async def test_example_b_imported_as_history_rates_with_its_real_dates(client: h
         (date(2025, 9, 1), date(2025, 9, 30), "retail"),
         (date(2025, 10, 1), date(2025, 10, 31), "retail"),
     ]
+
+
+async def test_live_charges_and_the_announcement_bill_an_annual_advance_term_as_the_bill_run_does(
+    client: httpx.AsyncClient, ingest: httpx.AsyncClient, app: FastAPI, distributor: str, kafka_bootstrap: str
+) -> None:
+    """A licence billed annually in advance (BILLING-RULES §1: yearly terms, advance timing) is
+    billed by the run closing the month before its year starts: a year from 1 November 2026 by
+    October's runs. October's live spend (the charges API), its announcement (ChargesRated) and its
+    bill runs (PeriodClosed) bill it alike, to the cent: the partner's own licence and its
+    customer's at wholesale on the partner's invoice, the customer's at retail on the partner's run."""
+    d, nw = distributor, f"nw-{uuid.uuid4().hex[:8]}"
+    await ok(client.put("/v1/seller", headers=h(d), json={"currency": "USD", "country": "US", "issue_day": 10, "scheduled": True}))
+    await ok(client.put("/v1/seller", headers=h(nw), json={"currency": "USD", "country": "US"}))
+    await product(client, d, "STL-LIC", "StreamlineIT PSA licence", "contracted", category="Software as a Service")
+    await product(client, d, "FW-YEAR", "Firewall licence", "contracted", category="Security", unit="device", policy={"interval": "year", "timing": "advance"})
+    await price(client, d, "STL-LIC", per_unit("47.25"))
+    await price(client, d, "FW-YEAR", per_unit("1200.00"))
+    await ok(client.put("/v1/markup-rule", headers=h(nw), json={"effective_from": "2026-01-01", "markup_percent": "20"}))
+    await customers(ingest, d, (nw, "Northwind IT"))
+    await customers(ingest, nw, ("contoso", "Contoso Dental"))
+    ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00+00:00"))  # type: ignore[attr-defined]
+    own = [
+        {"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"},
+        {"id": "nw-fw", "customer_id": nw, "product_code": "FW-YEAR", "quantity": "3", "start_date": "2026-11-01"},
+    ]
+    await ordered(ingest, headers=h(d), json={"records": own})
+    await ordered(
+        ingest,
+        headers=h(nw),
+        json={"records": [{"id": "co-fw", "customer_id": "contoso", "product_code": "FW-YEAR", "quantity": "1", "start_date": "2026-11-01"}]},
+    )
+    partner, contoso = account_id(d, nw), account_id(nw, "contoso")
+    year, october_ = (date(2026, 11, 1), date(2027, 10, 31)), (date(2026, 10, 1), date(2026, 10, 31))
+    wholesale = {(None, "STL-LIC", *october_): Decimal("94.50"), (None, "FW-YEAR", *year): Decimal("3600.00"), (contoso, "FW-YEAR", *year): Decimal("1200.00")}
+    retail = {(None, "FW-YEAR", *year): Decimal("1440.00")}
+
+    def billed(lines: list[Any]) -> dict[tuple[str | None, str, date, date], Decimal]:
+        out: dict[tuple[str | None, str, date, date], Decimal] = {}
+        for line in lines:
+            start, end = date.fromisoformat(line["service_period_start"]), date.fromisoformat(line["service_period_end"])
+            key = (line["end_customer_id"], line["product_code"], start, end)
+            out[key] = out.get(key, Decimal(0)) + Decimal(line["amount"]["amount"])
+        return out
+
+    def as_json(lines: list[Any]) -> list[dict[str, Any]]:
+        return [line.model_dump(mode="json") for line in lines]
+
+    live = await eventually(lambda: _when(charges(client, d, partner, "2026-10"), lambda c: total(c) == Decimal("4894.50")), "the partner's October")
+    assert billed(live["lines"]) == wholesale
+    live_retail = await eventually(lambda: _when(charges(client, nw, contoso, "2026-10"), lambda c: total(c) == Decimal("1440.00")), "Contoso's October")
+    assert billed(live_retail["lines"]) == retail
+
+    runtime = app.state.runtime
+    october = bill_run_id(d, Period.parse("2026-10", UTC))
+    runtime.clock.set(datetime.fromisoformat("2026-11-02T08:00:00+00:00"))
+    assert october not in await run_due(runtime, d)  # announced; the run is due on the 10th
+    runtime.clock.set(datetime.fromisoformat("2026-11-10T08:00:00+00:00"))
+    assert october in await run_due(runtime, d)
+    rated, closed = await closed_events(kafka_bootstrap, d, 2)  # (no earlier run: September was never closed)
+    assert (rated.type, closed.type) == ("billing.charges.rated.v1", "billing.period.closed.v1")
+    assert rated.data.period_start == closed.data.period_start == date(2026, 10, 1)
+    assert billed(as_json(rated.data.lines)) == billed(as_json(closed.data.lines)) == wholesale
+    assert [(line.line_id, line.amount) for line in rated.data.lines] == [(line.line_id, line.amount) for line in closed.data.lines]
+    assert [(line["line_id"], line["amount"]) for line in live["lines"]] == [(line["line_id"], line["amount"]) for line in as_json(closed.data.lines)]
+
+    await ok(client.post("/v1/bill-runs", headers=h(nw), json={"period": "2026-10"}))
+    (retail_closed,) = await closed_events(kafka_bootstrap, nw, 1)
+    assert billed(as_json(retail_closed.data.lines)) == billed(live_retail["lines"]) == retail
