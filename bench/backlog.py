@@ -195,10 +195,10 @@ def main() -> None:
     platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=args.json)
     platform.state_dir.mkdir(parents=True, exist_ok=True)
     (platform.state_dir / "logs").mkdir(exist_ok=True)
-    platform._start_postgres()
-    platform._start_kafka()
     peak_rss = 0.0
     try:
+        platform._start_postgres()
+        platform._start_kafka()
         platform.migrate(only=("rating",))
         from billing_runtime.kafka import ensure_topics
 
@@ -249,7 +249,7 @@ def main() -> None:
         time.sleep(1.0)  # the statistics collector lags a little
         xacts = [a - b for a, b in zip(asyncio.run(transactions(platform.database_url)), xacts_before, strict=True)]
     finally:
-        platform.stop()
+        platform.discard()  # its database and state folder too, however the run ended
 
     seconds = done_at - ready_at
     drained = args.events - at_ready

@@ -174,12 +174,12 @@ def main() -> None:
 
     state = Path(tempfile.mkdtemp(prefix="billing-bench-"))
     platform = Platform(state_dir=state, env=dict(os.environ), database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=True)
-    platform._start_postgres()
     try:
+        platform._start_postgres()
         platform.migrate(only=("invoicing",))
         asyncio.run(run(platform.database_url, args))
     finally:
-        platform.stop()
+        platform.discard()  # its database and state folder too, however the run ended
 
 
 if __name__ == "__main__":

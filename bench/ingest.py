@@ -184,10 +184,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=args.json)
     (state / "logs").mkdir(parents=True, exist_ok=True)
-    platform._start_postgres()
-    platform._start_kafka()
     spy: subprocess.Popen[bytes] | None = None
     try:
+        platform._start_postgres()
+        platform._start_kafka()
         platform.migrate(only=("usage-ingest",))
         from billing_runtime.kafka import ensure_topics
 
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if spy is not None:
             spy.kill()
-        platform.stop()
+        platform.discard()  # its database and state folder too, however the run ended
 
     http_rate = args.events / http_seconds
     bare_rate = args.events / bare_seconds

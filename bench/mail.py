@@ -435,11 +435,11 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="billing-bench-mail-"))
     (state / "logs").mkdir()
     platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=True)
-    platform._start_postgres()
-    platform._start_kafka()
     controller.start()
     figures: dict[str, Any] = {}
     try:
+        platform._start_postgres()
+        platform._start_kafka()
         platform.migrate(only=("invoicing", "notify"))
         asyncio.run(ensure_topics(platform.bootstrap))
         n = args.invoices
@@ -534,7 +534,7 @@ def main() -> None:
             cores=os.cpu_count(),
         )
     finally:
-        platform.stop()
+        platform.discard()  # its database and state folder too, however the run ended
         controller.stop()
 
     print(

@@ -472,7 +472,7 @@ def main() -> None:
         result["pss_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_pss_kb.items()}
     finally:
         sampler.stop()
-        platform.stop()
+        platform.discard()  # its database and state folder too, however the run ended
 
     say(f"month close: {result['customers']:,} customers × {result['subscriptions']} subscriptions, {result['sellers']} sellers, on {os.cpu_count()} cores")
     say(

@@ -217,9 +217,9 @@ def main() -> None:
     }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=args.json)
-    platform._start_postgres()
-    platform._start_kafka()
     try:
+        platform._start_postgres()
+        platform._start_kafka()
         platform.migrate(only=("usage-ingest", "rating"))
         from billing_runtime.kafka import ensure_topics
 
@@ -250,7 +250,7 @@ def main() -> None:
         stages = asyncio.run(_stages(platform.database_url))
         client_cpu = sum(os.times()[:2])
     finally:
-        platform.stop()
+        platform.discard()  # its database and state folder too, however the run ended
 
     lat = outcome.latencies
     figures = {

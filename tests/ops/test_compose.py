@@ -71,6 +71,17 @@ def test_every_env_variable_is_read_by_its_service(compose: dict[str, Any]) -> N
     assert not problems, "variables no Settings reads:\n" + "\n".join(problems)
 
 
+def test_invoicing_names_the_addresses_its_public_limit_spares(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PUBLIC_RATE_LIMIT_EXEMPT is set on invoicing (where notify fetches the PDFs it attaches), with
+    the services' default, as the JSON they read."""
+    from billing_runtime.config import CommonSettings
+
+    given = compose["services"]["invoicing"]["environment"]["PUBLIC_RATE_LIMIT_EXEMPT"]
+    monkeypatch.setenv("PUBLIC_RATE_LIMIT_EXEMPT", given)
+    default = CommonSettings.model_fields["public_rate_limit_exempt"].get_default(call_default_factory=True)
+    assert CommonSettings().public_rate_limit_exempt == default == []
+
+
 def test_every_referenced_file_exists(compose: dict[str, Any]) -> None:
     missing = []
     for name, service in compose["services"].items():

@@ -140,6 +140,22 @@ def test_notify_fetches_documents_from_invoicing_and_links_are_public_when_asked
     assert public["INVOICING_PUBLIC_BASE_URL"] == "https://billing.example.com/invoicing"
 
 
+def test_the_public_rate_limit_exemption_comes_from_values_with_the_settings_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PUBLIC_RATE_LIMIT_EXEMPT (notify's addresses, spared invoicing's per-address limit on shared
+    links): in values.yaml with the default the services have, rendered as the JSON they read."""
+    default = CommonSettings.model_fields["public_rate_limit_exempt"].get_default(call_default_factory=True)
+    assert values()["publicRateLimitExempt"] == default == []
+    for given, expected in ((None, default), (["10.42.0.0/16"], ["10.42.0.0/16"])):
+        overrides = DB if given is None else {**DB, "publicRateLimitExempt": given}
+        config = by_kind(render(overrides), "ConfigMap")["prod-billing-env"]["data"]
+        monkeypatch.setenv("PUBLIC_RATE_LIMIT_EXEMPT", config["PUBLIC_RATE_LIMIT_EXEMPT"])
+        assert CommonSettings().public_rate_limit_exempt == expected
+    # Given as invoicing's own env instead: that value, once (the ConfigMap is one mapping).
+    services = values()["services"]
+    as_env = {**DB, "services": {**services, "invoicing": {**services["invoicing"], "env": {"PUBLIC_RATE_LIMIT_EXEMPT": '["10.9.0.0/16"]'}}}}
+    assert by_kind(render(as_env), "ConfigMap")["prod-billing-env"]["data"]["PUBLIC_RATE_LIMIT_EXEMPT"] == '["10.9.0.0/16"]'
+
+
 def test_an_existing_database_secret_is_used_as_is() -> None:
     docs = render({"database": {"existingSecret": "billing-db-app", "existingSecretKey": "uri"}})
     assert "DATABASE_URL" not in (by_kind(docs, "Secret")["prod-billing-env"].get("stringData") or {})

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,10 +23,12 @@ import psutil
 
 from billing_runtime.embedded import (
     TansuBroker,
+    drop_database,
     ensure_database,
     port_open,
     start_embedded_postgres,
     start_mail_sink,
+    stop_embedded_postgres,
     with_database,
 )
 from billing_runtime.kafka import ensure_topics
@@ -388,6 +391,22 @@ class Platform:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+    def discard(self) -> None:
+        """`stop`, then remove what a throwaway platform (a benchmark's, `fresh_database`) made,
+        however far its start got: its database on the server `DATABASE_URL` names, or the embedded
+        server (stopped first) whose data is in the state folder; and the state folder itself."""
+        try:
+            self.stop()
+        finally:
+            if self.fresh_database:
+                pgdata = self.state_dir / "pgdata"
+                if self.env.get("DATABASE_URL"):
+                    if self.database_url:
+                        asyncio.run(drop_database(self.database_url))
+                elif pgdata.exists():
+                    stop_embedded_postgres(pgdata)
+                shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def stop(self) -> None:
         for name in list(self.processes):

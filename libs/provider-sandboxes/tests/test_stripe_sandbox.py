@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 import stripe
 from stripe.params import PaymentIntentCreateParams
 
+from billing_runtime.testing import eventually_sync
 from provider_sandboxes import SandboxServer, stripe_signature
 from provider_sandboxes.stripe import decode_form
 
@@ -259,9 +259,10 @@ def test_a_key_whose_request_is_still_in_flight_is_a_409_then_replays(stripe_ser
     with pytest.raises(stripe.APIError) as err:  # the SDK has no class of its own for a 409
         sc.v1.payment_intents.create(params, {"idempotency_key": "in-flight"})
     assert err.value.error and (err.value.http_status, err.value.error.type) == (409, "idempotency_error")
-    while not sc.v1.payment_intents.list({"customer": customer.id}).data:
-        time.sleep(0.05)
-    made = sc.v1.payment_intents.list({"customer": customer.id}).data
+    # The first request's intent is committed once its 1.5 s delay is over: waited for, within bounds.
+    made = eventually_sync(
+        lambda: sc.v1.payment_intents.list({"customer": customer.id}).data, "the delayed request's payment intent to be committed", timeout=30, interval=0.05
+    )
     assert sc.v1.payment_intents.create(params, {"idempotency_key": "in-flight"}).id == made[0].id
     assert len(made) == 1
 

@@ -46,7 +46,7 @@ def payment_succeeded(tenant: str, invoice_id: str, payment_id: str, amount: str
     data = PaymentSucceeded(
         payment_id=payment_id,
         invoice_id=invoice_id,
-        seller_id=account_id("distributor", tenant),
+        seller_id=tenant,
         account_id=account_id(tenant, customer),
         amount=Money.of(amount, "USD"),
         method="bank_transfer",
@@ -110,7 +110,7 @@ def payment_failed(tenant: str, invoice_id: str, payment_id: str, amount: str, f
     data = PaymentFailed(
         payment_id=payment_id,
         invoice_id=invoice_id,
-        seller_id=account_id("distributor", tenant),
+        seller_id=tenant,
         account_id=account_id(tenant, customer),
         amount=Money.of(amount, "USD"),
         method="direct_debit",

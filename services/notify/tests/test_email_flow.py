@@ -232,7 +232,7 @@ async def test_payment_received_names_the_invoice_number_or_its_id(
         data = PaymentSucceeded(
             payment_id=str(uuid.uuid4()),
             invoice_id=invoice_id,
-            seller_id="seller-account",
+            seller_id=tenant,
             account_id=buyer,
             amount=Money.of("599.25", "USD"),
             method="card",

@@ -255,7 +255,7 @@ def dunning_events(tenant: str, buyer: str, invoice_id: str) -> list[CloudEvent[
         PaymentFailed(
             payment_id="dd-1",
             invoice_id=invoice_id,
-            seller_id="seller-account",
+            seller_id=tenant,
             account_id=buyer,
             amount=overdue,
             method="direct_debit",

@@ -30,7 +30,7 @@ def payment(tenant: str, invoice_id: str) -> Any:
     data = PaymentSucceeded(
         payment_id=str(uuid.uuid4()),
         invoice_id=invoice_id,
-        seller_id="seller-account",
+        seller_id=tenant,
         account_id=account_id(tenant, "c-1"),
         amount=Money.of("10.00", "USD"),
         method="card",

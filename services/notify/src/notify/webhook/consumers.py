@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import (
     CloudEvent,
+    CollectingMethodChanged,
     CreditNoteIssued,
     DunningCaseClosed,
     DunningCaseOpened,
@@ -29,5 +30,15 @@ async def fan_out(runtime: ServiceRuntime, session: AsyncSession, event: CloudEv
 
 
 HANDLERS: Handlers = {
-    model: fan_out for model in (CreditNoteIssued, InvoiceSettled, PaymentRefunded, MandateChanged, DunningCaseOpened, PaymentRetryRequested, DunningCaseClosed)
+    model: fan_out
+    for model in (
+        CreditNoteIssued,
+        InvoiceSettled,
+        PaymentRefunded,
+        MandateChanged,
+        CollectingMethodChanged,
+        DunningCaseOpened,
+        PaymentRetryRequested,
+        DunningCaseClosed,
+    )
 }

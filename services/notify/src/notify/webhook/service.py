@@ -25,6 +25,7 @@ from billing_events import (
     AccountReinstated,
     AccountSuspended,
     CloudEvent,
+    CollectingMethodChanged,
     ComparisonReportReady,
     CreditNoteIssued,
     CustomerUpserted,
@@ -56,18 +57,19 @@ tracer = trace.get_tracer(__name__)
 WEBHOOKS = Counter("billing_webhooks_total", "Webhook deliveries by outcome (queued, sent, retry, failed)", ["outcome"])
 start_at_zero(WEBHOOKS, ("queued", "sent", "retry", "failed"))
 
-# What a partner system can subscribe to: what happens to its invoices, payments and accounts.
+# What a partner system can subscribe to: what happens to its invoices, payments and accounts. Once
+# each, in the order the README lists them (tests/test_webhook_events.py holds it to that list).
 WEBHOOK_EVENTS: tuple[type[EventData], ...] = (
     CustomerUpserted,  # e.g. a billing profile its end customer changed in the portal
     InvoiceIssued,
     CreditNoteIssued,
     InvoiceSettled,
     ComparisonReportReady,
-    CustomerUpserted,
     PaymentSucceeded,
     PaymentFailed,
     PaymentRefunded,
     MandateChanged,
+    CollectingMethodChanged,  # the card (brand, last four) or mandate its customer's invoices are collected from
     DunningCaseOpened,
     DunningStepReached,
     PaymentRetryRequested,

@@ -35,7 +35,7 @@ SETUP_CALLS = Counter(
     "Provider calls setting up, confirming or removing a buyer's payment method, by provider, operation and result (ok, unavailable, refused)",
     ["provider", "operation", "result"],
 )
-start_at_zero(SETUP_CALLS, ("stripe", "gocardless"), ("setup", "confirm", "remove"), ("ok", "unavailable", "refused"))
+start_at_zero(SETUP_CALLS, ("stripe", "gocardless"), ("setup", "confirm", "remove", "webhook_card"), ("ok", "unavailable", "refused"))
 COLLECTING_ANNOUNCED = Counter(
     "billing_collecting_method_changes_total", "CollectingMethodChanged emitted, by the method collection uses now (card, direct_debit, none)", ["method"]
 )
@@ -179,11 +179,36 @@ async def _card_active(runtime: ServiceRuntime, session: AsyncSession, row: Any,
         await announce_collecting_method(runtime, session, row.tenant, row.account_id)
 
 
+async def webhook_card(gateways: Gateways, api_key: str, payment_method: str) -> dict[str, Any] | None:
+    """The brand, last four digits and expiry of the card a `setup_intent.succeeded` webhook
+    saved, read from its PaymentMethod through the SDK before the webhook's transaction (the event
+    names the method, not its card). None when Stripe does not answer or refuses: the card is
+    saved without them, as before, and `…/confirm` reads them later."""
+    try:
+        card = await gateways.stripe.card_details(api_key, payment_method)
+    except ProviderUnavailable:
+        SETUP_CALLS.labels("stripe", "webhook_card", "unavailable").inc()
+        return None
+    except ProviderRefused:
+        SETUP_CALLS.labels("stripe", "webhook_card", "refused").inc()
+        return None
+    SETUP_CALLS.labels("stripe", "webhook_card", "ok").inc()
+    return card
+
+
 async def card_setup_finished(
-    runtime: ServiceRuntime, session: AsyncSession, tenant: str, setup_ref: str, payment_method: str | None, ok: bool, metadata: dict[str, Any] | None = None
+    runtime: ServiceRuntime,
+    session: AsyncSession,
+    tenant: str,
+    setup_ref: str,
+    payment_method: str | None,
+    ok: bool,
+    metadata: dict[str, Any] | None = None,
+    card: dict[str, Any] | None = None,
 ) -> str:
-    """A SetupIntent succeeded (the card is saved: the method becomes active) or failed. One made
-    by Checkout is found by the method id in its metadata (the method's `setup_ref` is the session)."""
+    """A SetupIntent succeeded (the card is saved: the method becomes active, with `card`: its
+    brand, last four digits and expiry when read) or failed. One made by Checkout is found by the
+    method id in its metadata (the method's `setup_ref` is the session)."""
     row = await repo.find_method(session, tenant, "stripe", setup_ref=setup_ref)
     if row is None and metadata and metadata.get("method_id") and metadata.get("tenant") == tenant:
         row = await repo.get_method(session, tenant, str(metadata["method_id"]), account_id=metadata.get("account_id"), lock=True)
@@ -193,7 +218,7 @@ async def card_setup_finished(
     if row.status == "active" or row.status == status or row.removed_at is not None:
         return "already_applied"  # a late setup_failed never undoes a saved card
     if ok:
-        await _card_active(runtime, session, row, payment_method, None)
+        await _card_active(runtime, session, row, payment_method, card)
     elif not row.setup_ref or not row.setup_ref.startswith("cs_"):  # Checkout lets the buyer try another card: still pending
         await repo.update_method(session, tenant, row.method_id, status=status, updated_at=runtime.clock.now())
         METHOD_CHANGES.labels("card", status).inc()

@@ -166,10 +166,14 @@ class StripeGateway:
         if intent.status != "succeeded" or not intent.payment_method:
             return ("failed" if intent.status == "canceled" else "pending"), None, {}
         pm_id = intent.payment_method if isinstance(intent.payment_method, str) else intent.payment_method.id
-        pm = await self._call(lambda: client.v1.payment_methods.retrieve_async(pm_id))
+        return "active", pm_id, await self.card_details(api_key, pm_id)
+
+    async def card_details(self, api_key: str, payment_method: str) -> dict[str, Any]:
+        """What Stripe shows of a saved card (its PaymentMethod's `card`): brand, last four digits
+        and expiry; {} for a method that is not a card."""
+        pm = await self._call(lambda: self.client(api_key).v1.payment_methods.retrieve_async(payment_method))
         card = pm.card
-        details = {} if card is None else {"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month, "exp_year": card.exp_year}
-        return "active", pm_id, details
+        return {} if card is None else {"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month, "exp_year": card.exp_year}
 
     async def detach(self, api_key: str, payment_method: str) -> None:
         """The card is no longer the customer's at Stripe (one already detached counts as done)."""

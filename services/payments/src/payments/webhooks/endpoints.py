@@ -67,7 +67,7 @@ def _too_far(moment: float) -> bool:
 
 
 @router.post("/stripe/{tenant}")
-async def stripe_webhook(tenant: str, request: Request, runtime: Runtime) -> dict[str, Any]:
+async def stripe_webhook(tenant: str, request: Request, runtime: Runtime, gateways: GatewaysDep) -> dict[str, Any]:
     creds = await _secret(runtime, tenant, "stripe")
     payload = await request.body()  # the raw bytes: the signature is over them, not over parsed JSON
     try:
@@ -79,8 +79,9 @@ async def stripe_webhook(tenant: str, request: Request, runtime: Runtime) -> dic
     except (stripe.SignatureVerificationError, ValueError) as exc:
         WEBHOOK_EVENTS.labels("stripe", "rejected").inc()
         raise InvalidSignature("the Stripe-Signature header does not match this body, this endpoint's secret and the 300 s around now") from exc
+    card = await service.stripe_card(gateways, creds.api_key, event)  # a saved card's digits: no transaction open over HTTP
     async with runtime.transaction() as session:
-        effect = await service.apply_stripe_event(runtime, session, tenant, event)
+        effect = await service.apply_stripe_event(runtime, session, tenant, event, card=card)
     return {"received": event.id, "effect": effect}
 
 

@@ -47,7 +47,18 @@ async def _attempt_for(session: AsyncSession, tenant: str, metadata: dict[str, A
     return attempt if attempt is not None and attempt.tenant == tenant else None
 
 
-async def apply_stripe_event(runtime: ServiceRuntime, session: AsyncSession, tenant: str, event: Any) -> str:
+async def stripe_card(gateways: Gateways, api_key: str, event: Any) -> dict[str, Any] | None:
+    """For a `setup_intent.succeeded`, what Stripe shows of the card it saved (`methods.webhook_card`),
+    asked before the event's transaction opens; None for any other event."""
+    if event.type != "setup_intent.succeeded":
+        return None
+    payment_method = event.data.object.to_dict().get("payment_method")
+    if isinstance(payment_method, dict):  # expanded
+        payment_method = payment_method.get("id")
+    return await methods.webhook_card(gateways, api_key, payment_method) if isinstance(payment_method, str) and payment_method else None
+
+
+async def apply_stripe_event(runtime: ServiceRuntime, session: AsyncSession, tenant: str, event: Any, card: dict[str, Any] | None = None) -> str:
     with tracer.start_as_current_span("apply_stripe_event", attributes={"billing.tenant": tenant, "stripe.event_type": event.type}):
         if not await _claim(runtime, session, "stripe", tenant, event.id, event.type):
             effect = "duplicate"
@@ -60,7 +71,11 @@ async def apply_stripe_event(runtime: ServiceRuntime, session: AsyncSession, ten
                 effect = await refunds.apply_stripe_refund(runtime, session, tenant, obj)
             elif event.type in {"setup_intent.succeeded", "setup_intent.setup_failed"}:
                 ok = event.type == "setup_intent.succeeded"
-                effect = await methods.card_setup_finished(runtime, session, tenant, obj["id"], obj.get("payment_method"), ok, dict(obj.get("metadata") or {}))
+                payment_method = obj.get("payment_method")
+                payment_method = payment_method.get("id") if isinstance(payment_method, dict) else payment_method
+                effect = await methods.card_setup_finished(
+                    runtime, session, tenant, obj["id"], payment_method, ok, dict(obj.get("metadata") or {}), card=card if ok else None
+                )
             else:
                 effect = "ignored"
             await repo.set_effect(session, tenant, "stripe", event.id, effect)
