@@ -55,6 +55,10 @@ DecimalStr = Annotated[
 ]
 """A Decimal that is read from and written to JSON as a plain decimal string."""
 
+DecimalText = Annotated[str, StringConstraints(pattern=DECIMAL_PATTERN)]
+"""An answer's decimal string as already formatted (e.g. by `money_str`, with the currency's
+digits): `DecimalStr`'s schema, passed through as it is (not parsed again)."""
+
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 _CURRENCY = re.compile(CURRENCY_PATTERN)
 

@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from typing import Any, Generic
+from typing import Any, Generic, Literal
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram, make_asgi_app
+from pydantic import BaseModel
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, Table, UniqueConstraint, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from typing_extensions import TypeVar
@@ -393,6 +394,20 @@ async def _forever(run: Callable[[], Any], what: str) -> None:
             await asyncio.sleep(1.0)
 
 
+class Health(BaseModel):
+    """The process is up (it says nothing of the database or the broker: see `/readyz`)."""
+
+    status: Literal["ok"]
+    service: str
+
+
+class Readiness(BaseModel):
+    """The service can take requests: its database and broker answer."""
+
+    status: Literal["ready"]
+    service: str
+
+
 def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: str, description: str = "") -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -410,12 +425,13 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
     install_error_handlers(app)
     install_http_conventions(app)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": runtime.name}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={200: {"model": Readiness}})
     async def readyz() -> JSONResponse:
+        """200 when the database and the broker answer; 503 `{"status": "not_ready", "problems": {what: why}}` when not."""
         problems = await runtime.ready()
         if problems:
             return JSONResponse({"status": "not_ready", "problems": problems}, status_code=503)

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, own_account
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.comparison import repository as repo
+from invoicing.comparison.schemas import ComparisonReportList, ComparisonReportOut
 from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_json, report_xlsx
 
 router = APIRouter(prefix="/v1", tags=["comparison reports"])
@@ -22,7 +23,7 @@ class InvalidPeriod(BillingError):
     code = "invalid_period"
 
 
-@router.get("/comparison-reports", dependencies=[Read, ForAccount])
+@router.get("/comparison-reports", dependencies=[Read, ForAccount], response_model=ComparisonReportList)
 async def list_reports(
     tenant: Tenant,
     runtime: Runtime,
@@ -43,7 +44,7 @@ async def list_reports(
     return {"items": [report_json(r) for r in rows]}
 
 
-@router.get("/comparison-reports/{report_id}", dependencies=[Read, ForAccount])
+@router.get("/comparison-reports/{report_id}", dependencies=[Read, ForAccount], response_model=ComparisonReportOut)
 async def get_report(report_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get(session, tenant, report_id, buyer_account_id=account)
@@ -52,7 +53,12 @@ async def get_report(report_id: str, tenant: Tenant, runtime: Runtime, account: 
     return report_json(row)
 
 
-@router.get("/comparison-reports/{report_id}/xlsx", dependencies=[Read, ForAccount], response_class=Response)
+@router.get(
+    "/comparison-reports/{report_id}/xlsx",
+    dependencies=[Read, ForAccount],
+    response_class=Response,
+    responses={200: {"content": {XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}, "description": "The report as a spreadsheet."}},
+)
 async def get_report_xlsx(report_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
     async with runtime.sessions() as session:
         row = await repo.get(session, tenant, report_id, buyer_account_id=account)

@@ -31,6 +31,12 @@ SYNTAX = Query(
 XML_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"application/xml": {}}, "description": "The EN 16931 e-invoice in the syntax asked for."}
 }
+PDF_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The document as a PDF (Factur-X PDF/A-3 for an invoice or a credit note).",
+    }
+}
 
 
 async def _download(runtime: Runtime[Settings], tenant: str, kind: OwnerKind, owner_id: str, fmt: Format, account: str | None) -> Response:
@@ -38,7 +44,7 @@ async def _download(runtime: Runtime[Settings], tenant: str, kind: OwnerKind, ow
     return Response(content, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@router.get("/invoices/{invoice_id}/pdf", dependencies=[Read, ForAccount], response_class=Response)
+@router.get("/invoices/{invoice_id}/pdf", dependencies=[Read, ForAccount], response_class=Response, responses=PDF_RESPONSES)
 async def invoice_pdf(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> Response:
     return await _download(runtime, tenant, "invoice", invoice_id, "pdf", account)
 
@@ -49,7 +55,7 @@ async def invoice_xml(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings
     return await _download(runtime, tenant, "invoice", invoice_id, "ubl" if syntax == "ubl" else "xml", account)
 
 
-@router.get("/credit-notes/{credit_note_id}/pdf", dependencies=[Read, ForAccount], response_class=Response)
+@router.get("/credit-notes/{credit_note_id}/pdf", dependencies=[Read, ForAccount], response_class=Response, responses=PDF_RESPONSES)
 async def credit_note_pdf(credit_note_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> Response:
     return await _download(runtime, tenant, "credit_note", credit_note_id, "pdf", account)
 

@@ -8,13 +8,13 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_events import DocumentLink, PeriodClosed, RatedLine
+from billing_events import PeriodClosed, RatedLine
 from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, checked_limit, own_account
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.config import Settings
 from invoicing.documents.shares import rotate, tokens_of
 from invoicing.invoice import repository as repo
-from invoicing.invoice.schemas import InvoiceDetail, InvoicePage, InvoicePreview, InvoiceSummary, Status
+from invoicing.invoice.schemas import InvoiceDetail, InvoicePage, InvoicePreview, InvoiceSummary, SharedLinks, Status
 from invoicing.invoice.service import SHARED_FORMATS, InvalidPeriodClosed, invoice_links, preview_invoice
 from invoicing.tax.engine import TaxError
 
@@ -102,15 +102,15 @@ async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings
     return InvoiceDetail.from_rows(row, lines, invoice_links(runtime, invoice_id, tokens))
 
 
-@router.post("/invoices/{invoice_id}/shared-links/rotate", dependencies=[Admin])
-async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings]) -> dict[str, list[DocumentLink]]:
+@router.post("/invoices/{invoice_id}/shared-links/rotate", dependencies=[Admin], response_model=SharedLinks)
+async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings]) -> SharedLinks:
     """Replace the invoice's shared links (a link reached someone it should not have): the old
     ones answer 404 from now on; the new ones are returned. Emails already sent keep the old links."""
     async with runtime.transaction() as session:
         if await repo.get_invoice(session, tenant, invoice_id) is None:
             raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
         tokens = await rotate(session, tenant, "invoice", invoice_id, SHARED_FORMATS, runtime.clock.now())
-    return {"documents": invoice_links(runtime, invoice_id, tokens)}
+    return SharedLinks(documents=invoice_links(runtime, invoice_id, tokens))
 
 
 @router.post("/invoices/preview", dependencies=[Write], response_model=InvoicePreview)

@@ -140,6 +140,12 @@ class InvoiceDetail(InvoiceSummary):
         return cls(**_summary_fields(row), **detail_fields(row, lines), documents=documents or [])
 
 
+class SharedLinks(BaseModel):
+    """An invoice's documents with their new shared links (the old ones answer 404 from now on)."""
+
+    documents: list[DocumentLink] = Field(description="pdf, cii_xml and ubl_xml, each with its new `shared_url`.")
+
+
 class InvoicePreview(BaseModel):
     """The invoice a period would make if it closed now with these lines: no number, nothing stored."""
 

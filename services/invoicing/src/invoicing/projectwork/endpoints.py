@@ -12,6 +12,7 @@ from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant
 from billing_runtime.errors import NotFound
 from invoicing.config import Settings
 from invoicing.projectwork import service
+from invoicing.projectwork.schemas import StatementList, StatementOut
 
 router = APIRouter(prefix="/v1", tags=["project-work statements"])
 
@@ -40,14 +41,14 @@ def statement_json(row: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/project-work-statements", dependencies=[Read, ForAccount])
+@router.get("/project-work-statements", dependencies=[Read, ForAccount], response_model=StatementList)
 async def list_statements(tenant: Tenant, runtime: Runtime, account: OwnAccount, buyer_account_id: str | None = None) -> dict[str, Any]:
     async with runtime.sessions() as session:
         rows = await service.list_statements(session, tenant, account or buyer_account_id)
     return {"items": [statement_json(r) for r in rows]}
 
 
-@router.get("/project-work-statements/{statement_id}", dependencies=[Read, ForAccount])
+@router.get("/project-work-statements/{statement_id}", dependencies=[Read, ForAccount], response_model=StatementOut)
 async def get_statement(statement_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await service.get(session, tenant, statement_id, buyer_account_id=account)
@@ -56,7 +57,12 @@ async def get_statement(statement_id: str, tenant: Tenant, runtime: Runtime, acc
     return statement_json(row)
 
 
-@router.get("/project-work-statements/{statement_id}/pdf", dependencies=[Read, ForAccount], response_class=Response)
+@router.get(
+    "/project-work-statements/{statement_id}/pdf",
+    dependencies=[Read, ForAccount],
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}, "description": "The statement as a PDF."}},
+)
 async def statement_pdf(statement_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> Response:
     name, content = await service.statement_pdf(runtime, tenant, statement_id, buyer_account_id=account)
     return Response(content, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -11,12 +11,13 @@ from billing_runtime.api import Read, Runtime, Tenant
 from billing_runtime.errors import NotFound
 from invoicing.buyer import repository as buyer_repo
 from invoicing.buyer.service import vat_checks
+from invoicing.tax.schemas import OssReport, VatChecks
 from invoicing.tax.service import oss_report, quarter_bounds
 
 router = APIRouter(prefix="/v1", tags=["tax"])
 
 
-@router.get("/tax/oss-report", dependencies=[Read])
+@router.get("/tax/oss-report", dependencies=[Read], response_model=OssReport)
 async def get_oss_report(
     tenant: Tenant,
     runtime: Runtime,
@@ -46,7 +47,7 @@ async def get_oss_report(
     }
 
 
-@router.get("/buyers/{account_id}/vat-checks", dependencies=[Read])
+@router.get("/buyers/{account_id}/vat-checks", dependencies=[Read], response_model=VatChecks)
 async def get_vat_checks(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """Every check made of this buyer's VAT numbers: the checksum outcome and VIES's answer, kept as evidence."""
     async with runtime.sessions() as session:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from billing_runtime.api import Read, Runtime, Tenant, Write, page
 from payments.banking import service
-from payments.banking.schemas import StatementOut
+from payments.banking.schemas import StatementOut, UnmatchedPage
 
 router = APIRouter(prefix="/v1", tags=["bank statements"])
 
@@ -24,7 +24,7 @@ async def post_statement(request: Request, tenant: Tenant, runtime: Runtime, res
     return result
 
 
-@router.get("/bank-statements/unmatched", dependencies=[Read])
+@router.get("/bank-statements/unmatched", dependencies=[Read], response_model=UnmatchedPage)
 async def list_unmatched(tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         items = await service.unmatched_lines(session, tenant)

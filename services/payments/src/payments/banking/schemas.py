@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from billing_events import DecimalStr
+from billing_runtime.api import Page
 
 
 class StatementLineOut(BaseModel):
@@ -31,3 +32,7 @@ class StatementOut(BaseModel):
     matched: int
     unmatched: int
     lines: list[StatementLineOut]
+
+
+class UnmatchedPage(Page[StatementLineOut]):
+    """Every bank statement line not matched to an invoice, oldest booking first (one page: `next_cursor` is null)."""

@@ -11,7 +11,7 @@ from billing_runtime.api import Admin, Read, Runtime, Tenant, page
 from billing_runtime.errors import NotFound
 from payments.collection import repository as repo
 from payments.collection import service
-from payments.collection.schemas import CollectionSettingsIn, CollectionSettingsOut
+from payments.collection.schemas import AccountCredit, AttemptPage, CollectionSettingsIn, CollectionSettingsOut
 from payments.invoice import repository as invoice_repo
 from payments.refund import repository as refund_repo
 from payments.refund.service import SEPA
@@ -19,7 +19,7 @@ from payments.refund.service import SEPA
 router = APIRouter(prefix="/v1", tags=["collection"])
 
 
-@router.get("/invoices/{invoice_id}/attempts", dependencies=[Read])
+@router.get("/invoices/{invoice_id}/attempts", dependencies=[Read], response_model=AttemptPage)
 async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """The invoice's collection attempts and refunds; 404 for an invoice this seller has not
     issued (or payments has not learnt of yet), as for another seller's."""
@@ -66,7 +66,7 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
     return {**page(items, len(items), None), "refunds": refunds_out}
 
 
-@router.get("/accounts/{account_id}/credit", dependencies=[Read])
+@router.get("/accounts/{account_id}/credit", dependencies=[Read], response_model=AccountCredit)
 async def get_credit(account_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     """What the buyer paid beyond its invoices, per currency, kept for its next invoices."""
     async with runtime.sessions() as session:

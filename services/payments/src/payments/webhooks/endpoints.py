@@ -20,6 +20,7 @@ from payments.providers.gateways import GoCardlessGateway, ProviderUnavailable, 
 from payments.providers.repository import Credentials
 from payments.providers.service import MIN_WEBHOOK_SECRET_LENGTH, keyring
 from payments.webhooks import service
+from payments.webhooks.schemas import GoCardlessAck, StripeAck
 from payments.webhooks.service import WEBHOOK_EVENTS
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -66,7 +67,7 @@ def _too_far(moment: float) -> bool:
     return abs(time.time() - moment) > TOLERANCE_SECONDS
 
 
-@router.post("/stripe/{tenant}")
+@router.post("/stripe/{tenant}", response_model=StripeAck)
 async def stripe_webhook(tenant: str, request: Request, runtime: Runtime, gateways: GatewaysDep) -> dict[str, Any]:
     creds = await _secret(runtime, tenant, "stripe")
     payload = await request.body()  # the raw bytes: the signature is over them, not over parsed JSON
@@ -85,7 +86,7 @@ async def stripe_webhook(tenant: str, request: Request, runtime: Runtime, gatewa
     return {"received": event.id, "effect": effect}
 
 
-@router.post("/gocardless/{tenant}")
+@router.post("/gocardless/{tenant}", response_model=GoCardlessAck)
 async def gocardless_webhook(tenant: str, request: Request, runtime: Runtime, gateways: GatewaysDep) -> dict[str, Any]:
     creds = await _secret(runtime, tenant, "gocardless")
     payload = await request.body()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 
@@ -10,7 +10,7 @@ from billing_runtime.api import Read, Runtime, Tenant, Write
 from rating.catalogue.schemas import PRODUCT_CODE
 from rating.config import Settings
 from rating.discount import service
-from rating.discount.schemas import DiscountIn, DiscountOut
+from rating.discount.schemas import DiscountIn, DiscountList, DiscountOut
 
 router = APIRouter(prefix="/v1/discounts", tags=["discounts"])
 
@@ -21,7 +21,7 @@ async def put_discount(discount_id: Annotated[str, Path(pattern=PRODUCT_CODE)], 
         return await service.put_discount(runtime, session, tenant, runtime.settings.distributor_id, discount_id, body)
 
 
-@router.get("", dependencies=[Read])
-async def list_discounts(tenant: Tenant, runtime: Runtime[Settings]) -> dict[str, Any]:
+@router.get("", dependencies=[Read], response_model=DiscountList)
+async def list_discounts(tenant: Tenant, runtime: Runtime[Settings]) -> DiscountList:
     async with runtime.sessions() as session:
-        return {"items": [d.model_dump(mode="json") for d in await service.list_discounts(session, tenant)]}
+        return DiscountList(items=await service.list_discounts(session, tenant))

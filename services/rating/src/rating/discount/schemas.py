@@ -34,3 +34,9 @@ class DiscountOut(BaseModel):
     first_period: str
     periods: int | None
     created_at: datetime
+
+
+class DiscountList(BaseModel):
+    """Every discount the seller has granted, by id."""
+
+    items: list[DiscountOut]

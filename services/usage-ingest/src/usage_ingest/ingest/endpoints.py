@@ -12,7 +12,20 @@ from billing_runtime.errors import NotFound
 from usage_ingest.ingest import changes, history, profile, service
 from usage_ingest.ingest import repository as repo
 from usage_ingest.ingest.limits import take_records
-from usage_ingest.ingest.schemas import AccountRef, Batch, BatchResult, CustomerOut, CustomerPage, OrderChangeOut, OrderOut, history_item_schema, parse_batch
+from usage_ingest.ingest.schemas import (
+    AccountRef,
+    Batch,
+    BatchResult,
+    BillingProfileOut,
+    BillingProfileSaved,
+    CustomerOut,
+    CustomerPage,
+    OrderChangeOut,
+    OrderOut,
+    UsageOut,
+    history_item_schema,
+    parse_batch,
+)
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -152,7 +165,7 @@ async def get_order(order_id: str, tenant: Tenant, runtime: Runtime) -> dict[str
     return _public(row)
 
 
-@router.get("/usage/{record_id}", dependencies=[Read])
+@router.get("/usage/{record_id}", dependencies=[Read], response_model=UsageOut)
 async def get_usage(record_id: str, tenant: Tenant, runtime: Runtime) -> dict[str, Any]:
     async with runtime.sessions() as session:
         row = await repo.get_row(session, repo.USAGE, "record_id", tenant, record_id)
@@ -161,7 +174,7 @@ async def get_usage(record_id: str, tenant: Tenant, runtime: Runtime) -> dict[st
     return _public(row)
 
 
-@router.get("/accounts/{account_id}/billing-profile", dependencies=[Read, ForAccount])
+@router.get("/accounts/{account_id}/billing-profile", dependencies=[Read, ForAccount], response_model=BillingProfileOut)
 async def get_billing_profile(account_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
     """The customer's billing profile, by its billing account (a key restricted to one account: only its own)."""
     own_account(account, account_id)
@@ -169,7 +182,7 @@ async def get_billing_profile(account_id: str, tenant: Tenant, runtime: Runtime,
         return await profile.get_profile(session, tenant, account_id)
 
 
-@router.put("/accounts/{account_id}/billing-profile", dependencies=[Write, ForAccount])
+@router.put("/accounts/{account_id}/billing-profile", dependencies=[Write, ForAccount], response_model=BillingProfileSaved)
 async def put_billing_profile(account_id: str, body: profile.BillingProfileIn, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
     """The customer keeps its own billing profile (contact, billing email, address, VAT id): a new
     revision of the customer and `CustomerUpserted`, unless nothing changed (`changed: false`).

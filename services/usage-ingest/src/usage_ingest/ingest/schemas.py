@@ -239,6 +239,44 @@ class OrderChangeOut(BaseModel):
     status: Literal["accepted", "duplicate"]
 
 
+class UsageOut(BaseModel):
+    """A usage record as accepted."""
+
+    record_id: str = Field(description="The partner's own id of the record.")
+    account_id: str
+    product_code: str
+    quantity: DecimalStr
+    occurred_at: datetime = Field(description="The record's `timestamp`.")
+    cost: Money | None = Field(description="The partner's own cost of this usage, if it sent one.")
+    received_at: datetime
+
+
+class BillingProfileOut(BaseModel):
+    """A customer's billing profile, at its latest revision."""
+
+    account_id: str
+    customer_id: str = Field(description="The partner's own id of the customer.")
+    name: str
+    country: str
+    currency: str
+    billing_email: str
+    contact_name: str | None
+    contact_phone: str | None
+    address_lines: list[str] = Field(description="Street lines of the address; empty without an address.")
+    city: str | None
+    postal_code: str | None
+    region: str | None
+    vat_id: str | None
+    revision: int
+    updated_at: datetime
+
+
+class BillingProfileSaved(BillingProfileOut):
+    """The profile as saved."""
+
+    changed: bool = Field(description="false when the profile was already this one (no new revision, no event).")
+
+
 class AccountRef(BaseModel):
     """A partner's customer and the billing account id the other services know it by."""
 
