@@ -31,6 +31,8 @@ the processes' proportional set sizes summed (a shared page divided among those 
 `pss_main_mb` and `pss_workers_mb` the same split. Each is its own peak over the run (sampled
 every 0.5 s), so the parts' peaks need not add up to the whole's. `workers_max`: the most processes
 beside its own that a service had at once (invoicing: rendering processes; 0 when it rendered nothing).
+`pdfs_at_last_invoice` and `pdfs_at_end`: invoices' PDFs invoicing had stored (rendered ahead) when
+the last invoice was seen and when the run ended (after the re-run).
 `rerun_rows_written`: rows added to rating's and invoicing's tables by the second run (every table
 but `audit_log`, which records the request itself, and the rendered documents, which invoicing's
 background renderer keeps adding for the first run's invoices); `rerun_rows_by_table` names them.
@@ -375,6 +377,8 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
                     return len(watch.invoices)
 
                 await wait_progress("invoices issued", seen, expected, args.stall, say)
+                pdfs = "SELECT count(*) FROM invoicing.document WHERE format = 'pdf' AND seller_id = ANY(:sellers)"
+                result["pdfs_at_last_invoice"] = await count(pdfs)
                 ended = watch.last_at
                 followers = [name for name in FOLLOWERS if name in sampler.names]
                 for name in followers:
@@ -426,6 +430,7 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
                 result["rerun_rows_by_table"] = {t: after[t] - before.get(t, 0) for t in after if after[t] != before.get(t, 0)}
                 result["rerun_rows_written"] = sum(result["rerun_rows_by_table"].values())
                 result["rerun_invoices"] = len(watch.invoices) - expected
+                result["pdfs_at_end"] = await count(pdfs)
             finally:
                 await watch.stop()
         finally:
