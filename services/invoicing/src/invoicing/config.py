@@ -30,7 +30,7 @@ class Settings(CommonSettings):
         ge=1,
         le=32,
         description="Processes rendering documents (WeasyPrint is CPU-bound: off the event loop and the GIL, at most this many at once). "
-        "Default: the cores this process may run on, at most 4 (about 86-105 MB each). A process starts only when a "
+        "Default: the cores this process may run on, at most 4 (about 100 MB each). A process starts only when a "
         "document finds none idle.",
     )
     render_idle_seconds: float = Field(
@@ -63,5 +63,5 @@ class Settings(CommonSettings):
 
 def default_render_workers() -> int:
     """One rendering process per core this process may run on (a rendering is about 90 ms of CPU),
-    at most 4: each holds about 86-105 MB while it lives."""
+    at most 4: each holds about 100 MB while it lives."""
     return max(1, min(4, len(os.sched_getaffinity(0))))

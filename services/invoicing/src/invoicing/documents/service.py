@@ -64,9 +64,9 @@ def render_pool(workers: int, documents_per_process: int = 100) -> ProcessPoolEx
     """The process's pool of rendering processes (spawned: a fork of a process running an event
     loop, Kafka clients and exporter threads is not safe), made on first use. The executor starts
     a process only when a rendering finds none idle, so one document at a time keeps one process.
-    A process is replaced after `documents_per_process` documents: its memory grows by about a
-    sixth of a megabyte per document (WeasyPrint's and Pango's caches) from about 86 MB, so 100
-    keeps it near 105 MB, for a restart (about 1 s of CPU) per 100 documents."""
+    A process is replaced after `documents_per_process` documents: its memory grows with each
+    (WeasyPrint's and Pango's caches) from about 96 MB, and 100 halves the growth the former 200
+    allowed, for a restart (about 1 s of CPU) per 100 documents."""
     global _pool, _pool_shape
     if _pool is None or _pool_shape != (workers, documents_per_process):
         if _pool is not None:
