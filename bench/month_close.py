@@ -24,9 +24,15 @@ notify). The marks come from the bench's clock and the services' outbox `sent_at
 apply). `cpu_s` is each service's CPU from the POST until everything followed (`posting_cpu_s`:
 over posting and catch-up), `cpu_ms_per_invoice` the same per invoice, `rss_mb` its peak resident
 memory over the whole run (every process of the service: invoicing's rendering processes too;
-`rss_main_mb`: its own process alone). A sum of RSS counts the pages the processes share (the
+`rss_main_mb`: its own process alone; `rss_workers_mb`: the sum over its other processes, for
+invoicing its rendering processes). A sum of RSS counts the pages the processes share (the
 interpreter's and C libraries' code, about 35 MB each) once per process: `pss_mb` is the peak of
-the processes' proportional set sizes summed (a shared page divided among those that map it).
+the processes' proportional set sizes summed (a shared page divided among those that map it),
+`pss_main_mb` and `pss_workers_mb` the same split. Each is its own peak over the run (sampled
+every 0.5 s), so the parts' peaks need not add up to the whole's. `workers_max`: the most processes
+beside its own that a service had at once (invoicing: rendering processes; 0 when it rendered nothing).
+`pdfs_at_last_invoice` and `pdfs_at_end`: invoices' PDFs invoicing had stored (rendered ahead) when
+the last invoice was seen and when the run ended (after the re-run).
 `rerun_rows_written`: rows added to rating's and invoicing's tables by the second run (every table
 but `audit_log`, which records the request itself, and the rendered documents, which invoicing's
 background renderer keeps adding for the first run's invoices); `rerun_rows_by_table` names them.
@@ -85,6 +91,10 @@ class Sampler:
         self.peak_kb: dict[str, int] = dict.fromkeys(names, 0)
         self.peak_main_kb: dict[str, int] = dict.fromkeys(names, 0)  # the service's own process, without its workers
         self.peak_pss_kb: dict[str, int] = dict.fromkeys(names, 0)  # every process, shared pages divided among them
+        self.peak_workers_kb: dict[str, int] = dict.fromkeys(names, 0)  # its processes but its own (invoicing's rendering processes)
+        self.peak_main_pss_kb: dict[str, int] = dict.fromkeys(names, 0)
+        self.peak_workers_pss_kb: dict[str, int] = dict.fromkeys(names, 0)
+        self.workers_max: dict[str, int] = dict.fromkeys(names, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -102,24 +112,29 @@ class Sampler:
                         members.append(int(entry))
         return members
 
-    def rss_kb(self, name: str, *, main_only: bool = False) -> int:
-        total = 0
-        process = self.platform.processes.get(name)
-        for pid in self._members(name) if not main_only else ([process.pid] if process is not None else []):
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        return total
+    @staticmethod
+    def _field_kb(pid: int, path: str, field: str) -> int:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+                if line.startswith(field):
+                    return int(line.split()[1])
+        return 0
 
-    def pss_kb(self, name: str) -> int:
-        total = 0
-        for pid in self._members(name):
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        return total
+    def sample(self, name: str) -> None:
+        """One look at a service's processes: its own and the others (workers) apart, RSS and PSS."""
+        process = self.platform.processes.get(name)
+        own = process.pid if process is not None else None
+        members = self._members(name)
+        rss = {pid: self._field_kb(pid, "status", "VmRSS:") for pid in members}
+        pss = {pid: self._field_kb(pid, "smaps_rollup", "Pss:") for pid in members}
+        workers = [pid for pid in members if pid != own and rss[pid]]  # a zombie has no RSS
+        self.peak_kb[name] = max(self.peak_kb[name], sum(rss.values()))
+        self.peak_main_kb[name] = max(self.peak_main_kb[name], rss.get(own, 0) if own is not None else 0)
+        self.peak_pss_kb[name] = max(self.peak_pss_kb[name], sum(pss.values()))
+        self.peak_main_pss_kb[name] = max(self.peak_main_pss_kb[name], pss.get(own, 0) if own is not None else 0)
+        self.peak_workers_kb[name] = max(self.peak_workers_kb[name], sum(rss[p] for p in workers))
+        self.peak_workers_pss_kb[name] = max(self.peak_workers_pss_kb[name], sum(pss[p] for p in workers))
+        self.workers_max[name] = max(self.workers_max[name], len(workers))
 
     def cpu_s(self, name: str) -> float:
         ticks = 0
@@ -133,9 +148,7 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             for name in self.names:
-                self.peak_kb[name] = max(self.peak_kb[name], self.rss_kb(name))
-                self.peak_main_kb[name] = max(self.peak_main_kb[name], self.rss_kb(name, main_only=True))
-                self.peak_pss_kb[name] = max(self.peak_pss_kb[name], self.pss_kb(name))
+                self.sample(name)
             self._stop.wait(0.5)
 
     def start(self) -> None:
@@ -364,6 +377,8 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
                     return len(watch.invoices)
 
                 await wait_progress("invoices issued", seen, expected, args.stall, say)
+                pdfs = "SELECT count(*) FROM invoicing.document WHERE format = 'pdf' AND seller_id = ANY(:sellers)"
+                result["pdfs_at_last_invoice"] = await count(pdfs)
                 ended = watch.last_at
                 followers = [name for name in FOLLOWERS if name in sampler.names]
                 for name in followers:
@@ -415,6 +430,7 @@ async def run(platform: Platform, keys: dict[str, str], args: argparse.Namespace
                 result["rerun_rows_by_table"] = {t: after[t] - before.get(t, 0) for t in after if after[t] != before.get(t, 0)}
                 result["rerun_rows_written"] = sum(result["rerun_rows_by_table"].values())
                 result["rerun_invoices"] = len(watch.invoices) - expected
+                result["pdfs_at_end"] = await count(pdfs)
             finally:
                 await watch.stop()
         finally:
@@ -470,6 +486,10 @@ def main() -> None:
         result["rss_mb"] = sampler.stop()
         result["rss_main_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_main_kb.items()}
         result["pss_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_pss_kb.items()}
+        result["rss_workers_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_workers_kb.items()}
+        result["pss_main_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_main_pss_kb.items()}
+        result["pss_workers_mb"] = {name: round(kb / 1024, 1) for name, kb in sampler.peak_workers_pss_kb.items()}
+        result["workers_max"] = dict(sampler.workers_max)
     finally:
         sampler.stop()
         platform.discard()  # its database and state folder too, however the run ended
@@ -482,6 +502,10 @@ def main() -> None:
     say(f"phases (s since the POST): {result['phases']}; following the last invoice: {result['following_seconds']}s")
     say(f"cpu ms per invoice: {result['cpu_ms_per_invoice']}; during posting and catch-up, cpu s: {result['posting_cpu_s']}")
     say(f"cpu s: {result['cpu_s']}; peak rss MB: {result['rss_mb']} (the service's own process: {result['rss_main_mb']}; PSS: {result['pss_mb']})")
+    say(
+        f"its other processes (invoicing's rendering processes), at most {result['workers_max']}: peak rss MB {result['rss_workers_mb']},"
+        f" PSS {result['pss_workers_mb']}; the service's own PSS: {result['pss_main_mb']}"
+    )
     say(f"re-run of the same bill run: {result['rerun_rows_written']} rows written {result['rerun_rows_by_table']}, {result['rerun_invoices']} invoices")
     if args.json:
         print(json.dumps(result))

@@ -30,7 +30,20 @@ class Settings(CommonSettings):
         ge=1,
         le=32,
         description="Processes rendering documents (WeasyPrint is CPU-bound: off the event loop and the GIL, at most this many at once). "
-        "Default: the cores this process may run on, at most 4 (about 110 MB each).",
+        "Default: the cores this process may run on, at most 4 (about 100 MB each). A process starts only when a "
+        "document finds none idle.",
+    )
+    render_idle_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="The rendering processes exit after this long with no document to render (the next one starts a process again, about 1 s).",
+    )
+    render_documents_per_process: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description="A rendering process is replaced after this many documents: its memory grows with WeasyPrint's and Pango's caches.",
     )
     render_ahead: bool = Field(
         default=True,
@@ -38,10 +51,17 @@ class Settings(CommonSettings):
         "(the invoice email's attachment) is served stored. Off: documents render on their first download only.",
     )
     render_ahead_batch: int = Field(default=8, ge=1, le=500, description="Invoices the background renderer takes per look.")
+    render_ahead_workers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Invoices the background renderer renders at once, so rendering processes it keeps busy (at most render_workers): "
+        "the others are left to downloads, and a month close holds one rendering process, not one per core.",
+    )
     render_ahead_poll_ms: int = Field(default=1000, ge=10, description="Wait before looking again when no invoice was left to render.")
 
 
 def default_render_workers() -> int:
-    """One rendering process per core this process may run on (a month close renders a PDF per
-    invoice, about 90 ms of CPU each), at most 4: each holds about 110 MB."""
+    """One rendering process per core this process may run on (a rendering is about 90 ms of CPU),
+    at most 4: each holds about 100 MB while it lives."""
     return max(1, min(4, len(os.sched_getaffinity(0))))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
 from billing_runtime.service import ServiceRuntime, create_app
@@ -35,9 +37,9 @@ def build(settings: Settings | None = None) -> FastAPI:
         comparison_consumers.HANDLERS,  # seed 001's comparison report, ahead of the invoice
         batch=invoice_consumers.BATCH_HANDLERS,
     )
-    runtime.run_in_background("render-pool", documents.keep_pool)
+    runtime.run_in_background("render-pool", partial(documents.keep_pool, settings))
     if settings.render_ahead:
-        ahead = RenderAhead(runtime, batch=settings.render_ahead_batch)
+        ahead = RenderAhead(runtime, batch=settings.render_ahead_batch, workers=settings.render_ahead_workers)
         runtime.every("render-ahead", settings.render_ahead_poll_ms / 1000, ahead.once)
     return create_app(
         runtime,

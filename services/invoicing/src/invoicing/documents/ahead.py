@@ -4,8 +4,10 @@ month close's emails are not held up by rendering. The bill run itself never wai
 commits its invoices, and this loop finds them afterwards.
 
 It looks for invoices issued since a floor held in memory that have no stored PDF, oldest first
-(one indexed range read, `ix_invoice_issued_at`), renders up to `INVOICING_RENDER_AHEAD_BATCH` at
-once in the rendering processes (invoicing.documents.service), and stores them; a download of one
+(one indexed range read, `ix_invoice_issued_at`), takes up to `INVOICING_RENDER_AHEAD_BATCH` of them,
+renders `INVOICING_RENDER_AHEAD_WORKERS` (1) at a time in the rendering processes
+(invoicing.documents.service: one process kept busy, so a month close holds one rendering process
+and not one per core; a download finding it busy starts another), and stores them; a download of one
 being rendered waits for it instead of rendering it again. The floor starts an hour back when the
 service starts and moves up to the oldest invoice still to render, or to a minute ago (an invoice
 whose transaction is still open may carry an earlier `issued_at` than one already committed, so
@@ -72,11 +74,16 @@ class RenderAhead:
     """Run by `runtime.every` (each `INVOICING_RENDER_AHEAD_POLL_MS`; at once again after a full
     batch); a failed look (the database away) is logged and counted there, and tried again."""
 
-    def __init__(self, runtime: ServiceRuntime[Settings], *, batch: int) -> None:
+    def __init__(self, runtime: ServiceRuntime[Settings], *, batch: int, workers: int = 1) -> None:
         self.runtime = runtime
         self.batch = batch
+        self.gate = asyncio.Semaphore(max(1, min(workers, runtime.settings.render_workers)))
         self.floor: datetime | None = None
         self.skipped: dict[str, datetime] = {}
+
+    async def _render(self, invoice_id: str, seller_id: str) -> bool:
+        async with self.gate:
+            return await render_one(self.runtime, invoice_id, seller_id)
 
     async def once(self) -> bool:
         """One look: render what was found (at most `batch`, at once); True when it found a full
@@ -86,7 +93,7 @@ class RenderAhead:
             self.floor = now - START_LOOKBACK
         todo = await unrendered(self.runtime, self.floor, set(self.skipped), self.batch)
         with tracer.start_as_current_span("render_ahead", attributes={"billing.documents": len(todo)}):
-            results = await asyncio.gather(*(render_one(self.runtime, i, s) for i, s, _ in todo), return_exceptions=True)
+            results = await asyncio.gather(*(self._render(i, s) for i, s, _ in todo), return_exceptions=True)
         for (invoice_id, _, issued_at), result in zip(todo, results, strict=True):
             if result is not True:
                 if isinstance(result, BaseException):

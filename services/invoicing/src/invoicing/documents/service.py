@@ -2,7 +2,9 @@
 change. An invoice is rendered ahead, in the background after it is issued (invoicing.documents.ahead),
 and any document not yet stored on its first download. Rendering runs in a pool of worker processes
 (`INVOICING_RENDER_WORKERS`): WeasyPrint is CPU-bound, and in a thread it held the GIL the event loop
-needs to serve downloads. A document being rendered in this process is not rendered a second time:
+needs to serve downloads. The processes start with the first document asked for (none before), one
+more only when every one is busy, and all exit after `INVOICING_RENDER_IDLE_SECONDS` with nothing
+to render: a service that renders nothing holds nothing but its own process. A document being rendered in this process is not rendered a second time:
 a download waits for the rendering under way. Two processes may render the same document at once;
 the first stored wins and both answer its bytes."""
 
@@ -12,11 +14,13 @@ import asyncio
 import dataclasses
 import multiprocessing
 import os
+import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Literal
+from typing import Literal, TypeVar
 
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from billing_runtime.errors import Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
@@ -35,6 +39,7 @@ from invoicing.seller import repository as seller_repo
 tracer = trace.get_tracer(__name__)
 DOCUMENTS_RENDERED = Counter("billing_documents_rendered_total", "Documents rendered (PDF with Factur-X XML)", ["kind"])
 UBL_RENDERED = Counter("billing_documents_ubl_rendered_total", "UBL 2.1 (Peppol BIS 3.0) e-invoices written", ["kind"])
+RENDER_WORKERS = Gauge("billing_render_workers", "Rendering processes alive now (none until a document is asked for, none after an idle while)")
 RENDER_SECONDS = Histogram("billing_document_render_seconds", "Time to render one document (PDF and XML)", buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10))
 
 OwnerKind = Literal["invoice", "credit_note"]
@@ -47,23 +52,42 @@ class DocumentNotAvailable(Conflict):
 
 
 _pool: ProcessPoolExecutor | None = None
-_pool_workers = 0
+_pool_shape: tuple[int, int] = (0, 0)
+_in_flight = 0  # renderings submitted and not yet answered
+_last_used = 0.0  # time.monotonic() of the last rendering answered (or submitted)
 # Documents being rendered by this process, by (kind, owner id): a download joins the rendering.
 _rendering: dict[tuple[str, str], asyncio.Future[dict[str, bytes]]] = {}
+T = TypeVar("T")
 
 
-def render_pool(workers: int) -> ProcessPoolExecutor:
+def render_pool(workers: int, documents_per_process: int = 100) -> ProcessPoolExecutor:
     """The process's pool of rendering processes (spawned: a fork of a process running an event
-    loop, Kafka clients and exporter threads is not safe). A worker is replaced after 200
-    documents: its memory grows by about a third of a megabyte per document (WeasyPrint's and
-    Pango's caches), so this keeps it under about 160 MB."""
-    global _pool, _pool_workers
-    if _pool is None or _pool_workers != workers:
+    loop, Kafka clients and exporter threads is not safe), made on first use. The executor starts
+    a process only when a rendering finds none idle, so one document at a time keeps one process.
+    A process is replaced after `documents_per_process` documents: its memory grows with each
+    (WeasyPrint's and Pango's caches) from about 96 MB, and 100 halves the growth the former 200
+    allowed, for a restart (about 1 s of CPU) per 100 documents."""
+    global _pool, _pool_shape
+    if _pool is None or _pool_shape != (workers, documents_per_process):
         if _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
-        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=warm, max_tasks_per_child=200)
-        _pool_workers = workers
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=warm, max_tasks_per_child=documents_per_process)
+        _pool_shape = (workers, documents_per_process)
     return _pool
+
+
+async def in_pool(settings: Settings, fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in a rendering process (the pool made, or a process started, if none is idle);
+    counted as in flight, so the pool is not stopped under it for idling."""
+    global _in_flight, _last_used
+    pool = render_pool(settings.render_workers, settings.render_documents_per_process)
+    _in_flight += 1
+    _last_used = time.monotonic()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+    finally:
+        _in_flight -= 1
+        _last_used = time.monotonic()
 
 
 def shutdown_pool() -> None:
@@ -73,19 +97,35 @@ def shutdown_pool() -> None:
         _pool = None
 
 
-async def keep_pool() -> None:
-    """Runs for as long as the service does (`runtime.run_in_background`); the rendering
-    processes stop with it."""
+def stop_if_idle(idle_seconds: float) -> bool:
+    """Stop the rendering processes when nothing was rendered for `idle_seconds` and nothing is
+    being rendered; True when it stopped them. The next document starts a process again (about
+    1 s of CPU before its first rendering)."""
+    if _pool is None or _in_flight or time.monotonic() - _last_used < idle_seconds:
+        return False
+    shutdown_pool()
+    return True
+
+
+async def keep_pool(settings: Settings) -> None:
+    """Runs for as long as the service does (`runtime.run_in_background`): stops the rendering
+    processes after `render_idle_seconds` without a document; they all stop with the service."""
+    idle = settings.render_idle_seconds
     try:
-        await asyncio.Event().wait()
+        while True:
+            await asyncio.sleep(min(max(idle / 4, 0.05), 5.0))
+            stop_if_idle(idle)
     finally:
         shutdown_pool()
 
 
 def pool_pids() -> list[int]:
-    """The rendering processes alive now (for memory figures)."""
+    """The rendering processes alive now (for memory figures and `billing_render_workers`)."""
     processes = getattr(_pool, "_processes", None) or {}
-    return [pid for pid in processes if os.path.exists(f"/proc/{pid}")]
+    return [pid for pid in list(processes) if os.path.exists(f"/proc/{pid}")]
+
+
+RENDER_WORKERS.set_function(lambda: len(pool_pids()))
 
 
 async def rendered(runtime: ServiceRuntime[Settings], seller_id: str, kind: OwnerKind, owner_id: str, content: DocContent) -> dict[str, bytes]:
@@ -100,8 +140,7 @@ async def rendered(runtime: ServiceRuntime[Settings], seller_id: str, kind: Owne
     try:
         with RENDER_SECONDS.time():
             try:
-                workers = runtime.settings.render_workers
-                made = await asyncio.get_running_loop().run_in_executor(render_pool(workers), render, content)
+                made = await in_pool(runtime.settings, render, content)
             except DocumentUnavailable as exc:
                 raise DocumentNotAvailable(str(exc)) from exc
         now = runtime.clock.now()

@@ -8,7 +8,6 @@ seller's counter lock in the consumer's transaction; one statement per (seller, 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -26,7 +25,7 @@ from billing_runtime.tenancy import select_scoped, tenant_owned
 from invoicing.buyer.service import buyer_party
 from invoicing.config import Settings
 from invoicing.documents import repository as documents
-from invoicing.documents.service import render_pool
+from invoicing.documents.service import in_pool
 from invoicing.documents.shares import SharedKind, share, shared_url
 from invoicing.numbering import repository as counters
 from invoicing.projectwork.models import ProjectWorkStatement, ProjectWorkStatementCounter
@@ -178,8 +177,7 @@ async def statement_pdf(runtime: ServiceRuntime[Settings], seller_id: str, state
         name = f"{row.number}.pdf"
         if kept is not None:
             return name, kept
-        workers = runtime.settings.render_workers
-        made = await asyncio.get_running_loop().run_in_executor(render_pool(workers), render_statement, content(row, seller.brand_color if seller else None))
+        made = await in_pool(runtime.settings, render_statement, content(row, seller.brand_color if seller else None))
         async with runtime.transaction() as session:
             await documents.store(
                 session,
