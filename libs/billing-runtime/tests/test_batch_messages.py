@@ -57,7 +57,7 @@ class Toy:
             )
             for m in messages
         ]
-        await self.runtime.inbox_consumer(producer=self.sink).apply_batch(self.tp, records)  # type: ignore[arg-type]  # the sink stands in for the producer
+        await self.runtime.inbox_consumer(producer=self.sink).apply_batch(self.tp, records)  # the sink stands in for the producer
 
     async def applied(self) -> list[str]:
         """The event ids applied (committed), in the order they were applied."""
