@@ -1,6 +1,6 @@
 """Backlog drain: how fast rating catches up on usage published while its consumer was stopped.
 
-    .venv/bin/python bench/backlog.py [--events 100000] [--customers 1000] [--json]
+    .venv/bin/python bench/backlog.py [--events 100000] [--customers 1000] [--batch 1] [--json]
 
 Rating runs as its own process (uvicorn) against the embedded Tansu and PostgreSQL. Customers and
 their subscriptions are published first and rating applies them; then rating is stopped, `--events`
@@ -40,7 +40,18 @@ from process_cpu import CpuMeter, per_thousand
 from sqlalchemy import text
 
 from billing_cli.platform import Platform
-from billing_events import CloudEvent, CustomerUpserted, SubscriptionOrdered, UsageRecorded, account_id, new_event, subscription_id, to_kafka
+from billing_events import (
+    CloudEvent,
+    CustomerUpserted,
+    KafkaMessage,
+    SubscriptionOrdered,
+    UsageRecorded,
+    account_id,
+    new_event,
+    subscription_id,
+    to_kafka,
+    to_kafka_batch,
+)
 from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
 
@@ -109,14 +120,25 @@ def usage(n: int, n_customers: int, run: str) -> list[CloudEvent[Any]]:
     ]
 
 
-async def publish(bootstrap: str, events: list[CloudEvent[Any]]) -> None:
+def messages(events: list[CloudEvent[Any]], batch: int) -> list[KafkaMessage]:
+    """One message per event, or (`batch` > 1) batch messages of up to `batch` events of one
+    account, in order, as usage-ingest's outbox writes them (billing_events.to_kafka_batch)."""
+    if batch <= 1:
+        return [to_kafka(e) for e in events]
+    by_key: dict[str, list[CloudEvent[Any]]] = {}
+    for event in events:
+        by_key.setdefault(event.key, []).append(event)
+    return [to_kafka_batch(run[i : i + batch]) for run in by_key.values() for i in range(0, len(run), batch)]
+
+
+async def publish(bootstrap: str, events: list[CloudEvent[Any]], batch: int = 1) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1024 * 1024)
     await producer.start()
     try:
-        for start in range(0, len(events), 5000):
+        out = messages(events, batch)
+        for start in range(0, len(out), 5000):
             futures = []
-            for event in events[start : start + 5000]:
-                m = to_kafka(event)
+            for m in out[start : start + 5000]:
                 futures.append(await producer.send(m.topic, value=m.value, key=m.key, headers=m.headers))
             await asyncio.gather(*futures)
     finally:
@@ -182,6 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="usage events in the backlog")
     parser.add_argument("--customers", type=int, default=1000, help="customers, each with one subscription")
+    parser.add_argument("--batch", type=int, default=1, help="events per message: >1 publishes batch messages of one account's usage, as usage-ingest does")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on the drain after this many seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     parser.add_argument("--workers", type=int, default=1, help="rating processes (uvicorn workers: consumers in one group, sharing the partitions)")
@@ -214,7 +237,7 @@ def main() -> None:
 
         backlog = usage(args.events, args.customers, uuid.uuid4().hex[:6])
         started = time.perf_counter()
-        asyncio.run(publish(platform.bootstrap, backlog))
+        asyncio.run(publish(platform.bootstrap, backlog, args.batch))
         publish_s = time.perf_counter() - started
 
         xacts_before = asyncio.run(transactions(platform.database_url))

@@ -96,16 +96,19 @@ def published(url: str) -> int:
 
 async def published_in_database(database_url: str) -> int:
     """The same count from the outbox table, for several worker processes (each has its own metrics)."""
-    from sqlalchemy import func, select
+    from sqlalchemy import text
 
     from billing_runtime.db import create_engine
-    from usage_ingest.db import outbox
 
+    # A batch row (usage in batched content mode) counts its events (billing_runtime.lag does the same).
+    query = text(
+        "SELECT coalesce(sum(CASE WHEN headers->0->>1 = 'application/cloudevents-batch+json' THEN (headers->1->>1)::int ELSE 1 END), 0) "
+        "FROM usage_ingest.outbox WHERE sent_at IS NOT NULL AND event_type = :type"
+    )
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
-            query = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_not(None), outbox.c.event_type == UsageRecorded.event_type)
-            return int(await conn.scalar(query) or 0)
+            return int(await conn.scalar(query, {"type": UsageRecorded.event_type}) or 0)
     finally:
         await engine.dispose()
 

@@ -168,7 +168,7 @@ _STAGES = """
 SELECT
   percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM o.sent_at - o.created_at)) AS relayed,
   percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM i.applied_at - o.sent_at)) AS applied
-FROM usage_ingest.outbox o JOIN rating.inbox i ON i.event_id = o.event_id
+FROM usage_ingest.outbox o JOIN rating.inbox i ON i.event_id = o.event_id  -- a batch row: its first event
 WHERE o.event_type = 'billing.usage.recorded.v1'
 """
 

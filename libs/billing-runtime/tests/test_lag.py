@@ -93,3 +93,43 @@ async def test_lag_is_what_the_outbox_published_and_the_inbox_has_not_applied(so
 
 async def _applied_once(toy: Toy, tenant: str) -> bool:
     return await toy.applied(tenant) == 1
+
+
+async def test_a_batch_row_counts_as_its_events_until_the_consumer_applied_it(database_url: str) -> None:
+    """A row of `Outbox.add_batched` (one message of several events) lags by its events; once its
+    first event is in the consumer's inbox (a batch message is applied in one transaction), by none."""
+    from billing_runtime.db import create_engine
+    from billing_runtime.outbox import Outbox
+
+    schema = f"lagb_{uuid.uuid4().hex[:8]}"
+    metadata = schema_metadata(schema)
+    outbox_table, inbox_table = runtime_tables(metadata)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            await conn.run_sync(metadata.create_all)
+        tenant = f"t-{uuid.uuid4().hex[:6]}"
+        single = new_event(customer(tenant), source="src", tenant=tenant)
+        batch = [new_event(customer(tenant, f"n{i}"), source="src", tenant=tenant) for i in range(7)]
+        async with engine.begin() as conn:
+            await Outbox(outbox_table).add(conn, single)
+            await Outbox(outbox_table).add_batched(conn, batch)
+            await conn.execute(text(f'UPDATE "{schema}".outbox SET sent_at = now()'))
+        meter = LagMeter("consumer", inbox_table, [single.type], producers=[schema])
+        async with engine.connect() as conn:
+            [found] = await meter.measure(conn)
+        assert (found.topic, found.published, found.lag) == (CUSTOMERS.name, 8, 8)
+        async with engine.begin() as conn:
+            for event in (single, batch[0]):
+                await conn.execute(
+                    text(f'INSERT INTO "{schema}".inbox (event_id, event_type, topic, partition, "offset") VALUES (:id, :type, :topic, 0, 0)'),
+                    {"id": event.id, "type": event.type, "topic": CUSTOMERS.name},
+                )
+        async with engine.connect() as conn:
+            [found] = await meter.measure(conn)
+        assert (found.published, found.lag) == (8, 0)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await engine.dispose()

@@ -169,3 +169,62 @@ async def test_the_relay_sends_record_batches_that_keep_each_accounts_order_acro
     for n in range(5):
         account = account_id(tenant, f"c{n}")
         assert [e.id for e in seen if e.data.account_id == account] == [e.id for e in written if e.data.account_id == account]
+
+
+async def test_add_batched_writes_one_message_per_account_and_chunk_and_the_relay_counts_its_events(engine: AsyncEngine, kafka_bootstrap: str) -> None:
+    """Batched content mode: rows of one account's events, at most `max_events` each, in order;
+    the relay publishes them as they are and counts the events (`billing_outbox_events_*`)."""
+    from prometheus_client import REGISTRY
+
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    written = [
+        new_event(
+            CustomerUpserted(
+                account_id=account_id(tenant, f"c{i % 3}"),
+                partner_id=tenant,
+                external_id=f"c{i % 3}",
+                name=f"Customer {i}",
+                billing_email="ap@example.com",
+                country="IE",
+                currency="EUR",
+                revision=i // 3 + 1,
+            ),
+            source="test",
+            tenant=tenant,
+        )
+        for i in range(30)
+    ]
+    outbox = await new_outbox(engine, pending=True)
+    async with engine.begin() as conn:
+        await outbox.add_batched(conn, written, max_events=4)
+    rows = await stored(engine, outbox)
+    assert len(rows) == 3 * 3  # 10 events an account: chunks of 4, 4 and 2
+    assert [r[0] for r in rows[:3]] == [written[0].id, written[12].id, written[24].id]  # a row's id: its first event's
+    assert all(dict(r[4])["content-type"] == "application/cloudevents-batch+json" for r in rows)
+    assert [int(dict(r[4])["billing_batch_size"]) for r in rows] == [4, 4, 2] * 3
+    # A byte bound as well: room for two events' documents (and their commas).
+    from billing_events.envelope import structured_json
+
+    small = await new_outbox(engine)
+    async with engine.begin() as conn:
+        await small.add_batched(conn, written[:9], max_bytes=2 * (len(structured_json(written[0])) + 1))
+    assert [int(dict(r[4])["billing_batch_size"]) for r in await stored(engine, small)] == [2, 1, 2, 1, 2, 1]
+
+    service = f"test-{tenant}"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, partitioner=CachedPartitioner(), acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        relay = OutboxRelay(service=service, engine=engine, table=outbox.table, producer=producer)
+        assert await relay.publish_batch() == 9  # rows (messages)
+    finally:
+        await producer.stop()
+    labels = {"service": service, "topic": CUSTOMERS.name}
+    assert REGISTRY.get_sample_value("billing_outbox_events_published_total", labels) == 30
+    assert REGISTRY.get_sample_value("billing_outbox_messages_published_total", labels) == 9
+    assert REGISTRY.get_sample_value("billing_outbox_events_per_message_count", labels) == 9
+    assert REGISTRY.get_sample_value("billing_outbox_events_per_message_sum", labels) == 30
+    seen = await all_events(kafka_bootstrap, CUSTOMERS.name, match=lambda e: e.tenant == tenant)
+    assert sorted(e.id for e in seen) == sorted(e.id for e in written)
+    for n in range(3):
+        account = account_id(tenant, f"c{n}")
+        assert [e.id for e in seen if e.data.account_id == account] == [e.id for e in written if e.data.account_id == account]

@@ -45,15 +45,28 @@ async def engine(migrated: str) -> AsyncIterator[AsyncEngine]:
 
 
 async def rows(engine: AsyncEngine, tenant: str) -> dict[str, int]:
-    """What this tenant has in usage-ingest's tables (outbox rows by their ce_tenant header)."""
+    """What this tenant has in usage-ingest's tables: its usage events in the outbox (batch rows by
+    their `billing_tenant` header, counting their events; single-event rows by `ce_tenant`)."""
     async with engine.connect() as conn:
         usage_rows = await conn.scalar(text("SELECT count(*) FROM usage_ingest.usage_record WHERE tenant = :t"), {"t": tenant})
         outbox_rows = await conn.scalar(
-            text("SELECT count(*) FROM usage_ingest.outbox WHERE event_type = :type AND headers @> CAST(:h AS jsonb)"),
-            {"type": UsageRecorded.event_type, "h": json.dumps([["ce_tenant", tenant]])},
+            text(
+                "SELECT sum(CASE WHEN headers @> CAST(:b AS jsonb) THEN (headers->1->>1)::int ELSE 1 END) FROM usage_ingest.outbox "
+                "WHERE event_type = :type AND (headers @> CAST(:h AS jsonb) OR headers @> CAST(:b AS jsonb))"
+            ),
+            {"type": UsageRecorded.event_type, "h": json.dumps([["ce_tenant", tenant]]), "b": json.dumps([["billing_tenant", tenant]])},
         )
         audit_rows = await conn.scalar(text("SELECT count(*) FROM usage_ingest.audit_log WHERE tenant = :t AND path = '/v1/usage'"), {"t": tenant})
     return {"usage": int(usage_rows or 0), "outbox": int(outbox_rows or 0), "audit": int(audit_rows or 0)}
+
+
+async def messages(engine: AsyncEngine, tenant: str) -> list[list[str]]:
+    """The tenant's usage messages in the outbox (batch rows), as the record ids of each, in order."""
+    async with engine.connect() as conn:
+        values = await conn.scalars(
+            text("SELECT value FROM usage_ingest.outbox WHERE headers @> CAST(:b AS jsonb) ORDER BY id"), {"b": json.dumps([["billing_tenant", tenant]])}
+        )
+        return [[event["data"]["record_id"] for event in json.loads(value)] for value in values]
 
 
 async def add_customer(client: httpx.AsyncClient, tenant: str, cid: str = "c-1") -> None:
@@ -74,6 +87,8 @@ async def test_replaying_a_batch_writes_nothing_and_returns_the_original_result(
     assert [r["result"] for r in second["results"]] == [r["result"] for r in first["results"]]
     assert {r["status"] for r in second["results"]} == {"duplicate"}
     assert (after_first["usage"], after_first["outbox"]) == (300, 300)
+    # One customer's 300 events are one message (batched content mode), in the order posted.
+    assert await messages(engine, tenant) == [[f"u-{i}" for i in range(300)]]
     # The replay wrote no record and no event; only its own audit row.
     assert (after_second["usage"], after_second["outbox"], after_second["audit"]) == (300, 300, after_first["audit"] + 1)
 
@@ -90,6 +105,15 @@ async def test_mixed_batch_of_new_and_seen_ids(client: httpx.AsyncClient, tenant
     assert [r["result"] for r in body["results"][:5]] == [r["result"] for r in seen["results"][5:]]
     assert (await rows(engine, tenant))["usage"] == 15
     assert (await rows(engine, tenant))["outbox"] == 15
+    assert await messages(engine, tenant) == [[f"u-{i}" for i in range(10)], [f"u-{i}" for i in range(10, 15)]]  # only the new ones
+
+
+async def test_a_batch_of_several_customers_is_one_message_per_account(client: httpx.AsyncClient, tenant: str, engine: AsyncEngine) -> None:
+    await add_customer(client, tenant, "c-1")
+    await add_customer(client, tenant, "c-2")
+    records = [usage(f"u-{i}", customer="c-1" if i % 3 else "c-2") for i in range(12)]
+    assert (await client.post("/v1/usage", headers=headers(tenant), json={"records": records})).json()["accepted"] == 12
+    assert sorted(await messages(engine, tenant)) == sorted([[r["id"] for r in records if r["customer_id"] == c] for c in ("c-1", "c-2")])
 
 
 async def test_an_atomic_batch_with_one_bad_record_is_refused_whole(client: httpx.AsyncClient, tenant: str, engine: AsyncEngine) -> None:

@@ -1,6 +1,7 @@
 """The billing platform's event contract."""
 
 from billing_events.envelope import (
+    BATCH_CONTENT_TYPE,
     CloudEvent,
     EnvelopeError,
     EventData,
@@ -9,8 +10,11 @@ from billing_events.envelope import (
     attributes_from_headers,
     envelope_class,
     from_kafka,
+    from_kafka_many,
+    is_batch,
     new_event,
     to_kafka,
+    to_kafka_batch,
 )
 from billing_events.events.auth import ApiKeyIssued, ApiKeyRevoked
 from billing_events.events.dunning import (
@@ -68,6 +72,10 @@ from billing_events.money import (
 from billing_events.registry import EVENT_MODELS, REGISTRY, model_for
 
 __all__ = [
+    "BATCH_CONTENT_TYPE",
+    "from_kafka_many",
+    "is_batch",
+    "to_kafka_batch",
     "Address",
     "AccountReinstated",
     "AccountSuspended",

@@ -21,10 +21,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from billing_events.envelope import CONTENT_TYPE, SPEC_VERSION, EventData
+from billing_events.envelope import BATCH_CONTENT_TYPE, BATCH_SIZE_HEADER, BATCH_TENANT_HEADER, CONTENT_TYPE, SPEC_VERSION, EventData
 from billing_events.registry import EVENT_MODELS
 from billing_events.schemas import data_schema
-from billing_events.topics import ALL_TOPICS, DEAD_LETTER
+from billing_events.topics import ALL_TOPICS, DEAD_LETTER, USAGE, Topic
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -49,8 +49,16 @@ DESCRIPTION = (
     "Consumers: deduplicate on `ce_id` (a redelivered or replayed event keeps its id); dispatch on `ce_type` and skip types you "
     "do not know; ignore data fields you do not know (a producer may add optional fields); money is "
     '`{"amount": "<decimal string>", "currency": "<ISO 4217>"}`, never a float. A breaking change ships as a new type '
-    "(`....v2`) beside the old one.\n"
+    "(`....v2`) beside the old one.\n\n"
+    f"Batched messages: on `{USAGE.name}` a message may instead be in batched content mode (`content-type: "
+    f"{BATCH_CONTENT_TYPE}`, no `ce_*` headers): its value is a JSON array of structured-mode CloudEvents (each an object with "
+    "its own `id`, `type`, `source`, `time`, `tenant`, `subject`, `traceparent` and `data`), all of one tenant and one key, "
+    "in order. Handle it as its events, one after the other, deduplicating each on its `id`. Single-event messages stay "
+    "valid on every topic.\n"
 )
+
+# The topics whose producers may publish batch messages (billing_events.envelope.to_kafka_batch).
+BATCHED_TOPICS: tuple[Topic, ...] = (USAGE,)
 
 
 def producer_of(model: type[EventData]) -> str:
@@ -148,6 +156,47 @@ def _dead_letter_message() -> dict[str, Any]:
     }
 
 
+def _batch_message(topic: Topic, models: list[type[EventData]]) -> dict[str, Any]:
+    """Many events of `topic` in one message: batched content mode (a JSON array of structured events)."""
+    attributes = {
+        "specversion": {"type": "string", "const": SPEC_VERSION},
+        "id": {"type": "string", "description": "Unique per event: deduplicate on it."},
+        "source": {"type": "string"},
+        "type": {"type": "string", "enum": [m.event_type for m in models]},
+        "time": {"type": "string", "format": "date-time"},
+        "datacontenttype": {"type": "string", "const": CONTENT_TYPE},
+        "tenant": {"type": "string"},
+        "subject": {"type": "string"},
+        "traceparent": {"type": "string", "description": "W3C trace context of the request that caused this event, when set."},
+        "data": {"oneOf": [{"$ref": SCHEMA_REF + m.__name__} for m in models], "description": "The data of the event's `type`."},
+    }
+    return {
+        "name": f"{topic.name}.batch",
+        "title": "EventBatch",
+        "summary": "Several events of one tenant and key in one message, in order (CloudEvents batched content mode).",
+        "contentType": BATCH_CONTENT_TYPE,
+        "headers": {
+            "type": "object",
+            "required": ["content-type"],
+            "properties": {
+                "content-type": {"type": "string", "const": BATCH_CONTENT_TYPE},
+                BATCH_SIZE_HEADER: {"type": "string", "description": "The number of events in the message (informative)."},
+                BATCH_TENANT_HEADER: {"type": "string", "description": "The partner the events belong to (informative)."},
+                "traceparent": {"type": "string", "description": "W3C trace context of the producing relay, when set."},
+            },
+        },
+        "payload": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "object", "required": ["specversion", "id", "source", "type", "time", "tenant", "data"], "properties": attributes},
+        },
+        "bindings": {
+            "kafka": {"key": {"type": "string", "description": "The partition key of every event in the message."}, "bindingVersion": KAFKA_BINDING_VERSION}
+        },
+        "x-producer": ", ".join(sorted({producer_of(m) for m in models})),
+    }
+
+
 def _keyed_by(models: list[type[EventData]]) -> str:
     if not models:
         return "Each message keeps the key of the event it carries."
@@ -169,12 +218,18 @@ def build() -> dict[str, Any]:
         messages[model.__name__] = _message(model)
         by_topic.setdefault(model.topic.name, []).append(model)
     messages["DeadLetter"] = _dead_letter_message()
+    batch_names = {}
+    for topic in BATCHED_TOPICS:
+        batch_names[topic.name] = name = f"{''.join(part.title() for part in topic.name.split('.')[1:])}Batch"
+        messages[name] = _batch_message(topic, by_topic[topic.name])
 
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for topic in ALL_TOPICS:
         cid = topic.name
         names = ["DeadLetter"] if topic == DEAD_LETTER else [m.__name__ for m in by_topic[topic.name]]
+        if topic.name in batch_names:
+            names.append(batch_names[topic.name])
         if not names:
             continue
         channels[cid] = {
@@ -187,6 +242,9 @@ def build() -> dict[str, Any]:
         producers: dict[str, list[str]] = {"every-consumer": ["DeadLetter"]} if topic == DEAD_LETTER else {}
         for model in by_topic[topic.name]:
             producers.setdefault(producer_of(model), []).append(model.__name__)
+        if topic.name in batch_names:
+            for service in sorted({producer_of(m) for m in by_topic[topic.name]}):
+                producers.setdefault(service, []).append(batch_names[topic.name])
         for service, models in sorted(producers.items()):
             operations[f"{service}.send.{topic.name}"] = {
                 "action": "send",

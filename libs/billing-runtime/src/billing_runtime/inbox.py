@@ -4,6 +4,13 @@ the record that it was applied. A redelivered or replayed event changes nothing.
 A message that cannot be applied (not valid, or its handler keeps failing) goes to the
 dead-letter topic with the error and is recorded here; the partition moves on. Infrastructure
 failures (database or broker down) are retried without end instead: they are not the event's fault.
+
+A message in batched content mode (`billing_events.to_kafka_batch`: a JSON array of structured
+events, as usage-ingest publishes usage) is unpacked here before the inbox: each of its events is
+an item of the polled batch like a message of its own (deduplicated by its id, routed by its type,
+applied in order, a poison one dead-lettered alone as a binary-mode message with its `dlq_*`
+headers and `dlq_batch_index`). A batch message is applied whole in one transaction (the byte bound
+splits a polled batch between messages, never inside one), so its offset commits as any other.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_events import CloudEvent, EnvelopeError, EventData, attributes_from_headers, envelope_class
+from billing_events import CloudEvent, EnvelopeError, EventData, attributes_from_headers, envelope_class, is_batch
+from billing_events.envelope import batch_elements, binary_of, header_texts
 from billing_events.topics import DEAD_LETTER
 from billing_runtime.errors import BillingError, Unprocessable
 from billing_runtime.tracing import context_from_traceparent, tracing_enabled
@@ -169,6 +177,21 @@ class Route:
         except (ValueError, TypeError) as exc:
             raise EnvelopeError(f"invalid {self.model.event_type} event: {exc}") from exc
 
+    def decode_structured(self, elements: list[Any]) -> list[CloudEvent[Any] | EnvelopeError]:
+        """Structured-mode events (the elements of batch messages, parsed) of this route's type:
+        validated in one call, or one at a time when one of them is invalid."""
+        try:
+            return self._envelopes.validate_python(elements)
+        except (ValueError, TypeError):
+            pass
+        decoded: list[CloudEvent[Any] | EnvelopeError] = []
+        for element in elements:
+            try:
+                decoded.append(self.envelope.model_validate(element))
+            except (ValueError, TypeError) as exc:
+                decoded.append(EnvelopeError(f"invalid {self.model.event_type} event: {exc}"))
+        return decoded
+
     def decode_many(self, attrs: list[dict[str, str]], values: list[bytes]) -> list[CloudEvent[Any] | EnvelopeError]:
         """`decode` for many messages: the same events, validated in two calls for the batch
         (data, then envelopes) rather than two per message. A batch with an invalid message is
@@ -232,10 +255,12 @@ class _Item:
     message: ConsumerRecord[bytes, bytes]
     key: str
     event_type: str
-    route: Route
+    route: Route | None  # None: a batch message that could not be unpacked (dead-lettered whole)
     event: CloudEvent[Any] | None = None
     error: str | None = None  # why it could not be decoded
     code: str | None = None
+    index: int | None = None  # its place in a batch message
+    element: Any = None  # and its structured event there, parsed
 
     @property
     def decoded(self) -> CloudEvent[Any]:
@@ -380,7 +405,11 @@ class InboxConsumer:
         repeats: list[_Item] = []
         seen: set[str] = set()
         by_route: dict[str, tuple[Route, list[_Item], list[dict[str, str]]]] = {}
+        structured: dict[str, tuple[Route, list[_Item]]] = {}
         for message in messages:
+            if is_batch(message.headers or ()):
+                self._unpack(message, items, repeats, seen, structured)
+                continue
             attrs = attributes_from_headers(message.headers or ())
             event_type = attrs.get("type", "")
             route = self.routes.get(event_type)
@@ -408,7 +437,53 @@ class InboxConsumer:
                     item.code = foreign.code
                 else:
                     item.event = decoded
+        for route, routed in structured.values():
+            for item, decoded in zip(routed, route.decode_structured([i.element for i in routed]), strict=True):
+                if isinstance(decoded, EnvelopeError):
+                    item.error = str(decoded)
+                    item.code = "invalid_event"
+                elif (foreign := _foreign_tenant(route, decoded)) is not None:
+                    item.error = _describe(foreign)
+                    item.code = foreign.code
+                else:
+                    item.event = decoded
         return items, repeats
+
+    def _unpack(
+        self,
+        message: ConsumerRecord[bytes, bytes],
+        items: list[_Item],
+        repeats: list[_Item],
+        seen: set[str],
+        structured: dict[str, tuple[Route, list[_Item]]],
+    ) -> None:
+        """The events of a batch message this service routes, as items in their order; a message
+        that is not a JSON array is one undecodable item (dead-lettered whole)."""
+        try:
+            elements = batch_elements(message.value or b"")
+        except EnvelopeError as exc:
+            key = _position_key(message)
+            if key not in seen:
+                seen.add(key)
+                items.append(_Item(message, key, "", None, error=str(exc), code="invalid_event"))
+            return
+        for index, element in enumerate(elements):
+            event_type = element.get("type") if isinstance(element, dict) else None
+            route = self.routes.get(event_type) if isinstance(event_type, str) else None
+            if route is None or not isinstance(event_type, str):
+                continue  # another service's business (or no type: no service's)
+            event_id = element.get("id")
+            key = event_id if isinstance(event_id, str) and event_id else f"{_position_key(message)}:{index}"
+            item = _Item(message, key, event_type, route, index=index, element=element)
+            if key in seen:
+                repeats.append(item)
+                continue
+            seen.add(key)
+            items.append(item)
+            group = structured.get(event_type)
+            if group is None:
+                group = structured[event_type] = (route, [])
+            group[1].append(item)
 
     async def apply_batch(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply one polled batch of one partition: retried without end while the database or the
@@ -450,10 +525,15 @@ class InboxConsumer:
                 metric.labels(self.service, event_type).inc(n)
 
     def _batch_span(self, tp: TopicPartition, items: list[_Item]) -> Any:
-        """One span per batch: the child of the first event's trace, linked to the others'."""
+        """One span per batch: the child of the first event's trace, linked to the others'. For an
+        event out of a batch message, the child of the message's own `traceparent` (the relay's
+        produce span, itself a child of the trace the events carry) when it has one."""
         events = [i.event for i in items if i.event is not None]
         types = {i.event_type for i in items}
-        parent = context_from_traceparent(events[0].traceparent) if events else None
+        carried = events[0].traceparent if events else None
+        if items[0].index is not None:
+            carried = next((v.decode() for k, v in items[0].message.headers or () if k == "traceparent" and v), carried)
+        parent = context_from_traceparent(carried) if events else None
         links = []
         for event in events[1 : _MAX_LINKS + 1] if tracing_enabled() else ():
             if event.traceparent:
@@ -576,18 +656,29 @@ class InboxConsumer:
 
     async def _send_dead_letters(self, dead: list[tuple[_Item, str, str]]) -> None:
         # Handed over in the transaction that records them, so a replay does not send them twice.
+        # An event out of a batch message goes alone, as a binary-mode message of its own.
         futures = []
         for item, error, code in dead:
             message = item.message
-            headers = list(message.headers or []) + [
+            original, value = list(message.headers or []), message.value
+            where: list[tuple[str, bytes]] = []
+            if item.index is not None:
+                if item.event is not None:
+                    original = [(name, text.encode()) for name, text in header_texts(item.event)]
+                    value = item.event.data.model_dump_json().encode()
+                else:
+                    original, value = binary_of(item.element)
+                where = [("dlq_batch_index", str(item.index).encode())]
+            headers = original + [
                 ("dlq_service", self.service.encode()),
                 ("dlq_topic", message.topic.encode()),
                 ("dlq_partition", str(message.partition).encode()),
                 ("dlq_offset", str(message.offset).encode()),
+                *where,
                 ("dlq_error", error[:4000].encode()),
                 ("dlq_code", code.encode()),
             ]
-            futures.append(await self.producer.send(DEAD_LETTER.name, value=message.value, key=message.key, headers=headers))
+            futures.append(await self.producer.send(DEAD_LETTER.name, value=value, key=message.key, headers=headers))
         if futures:
             await asyncio.gather(*futures)
 
@@ -639,11 +730,17 @@ def _runs(items: list[_Item]) -> Iterator[tuple[Route, list[_Item]]]:
     run: list[_Item] = []
     for item in items:
         if run and item.route is not run[0].route:
-            yield run[0].route, run
+            yield _route_of(run), run
             run = []
         run.append(item)
     if run:
-        yield run[0].route, run
+        yield _route_of(run), run
+
+
+def _route_of(run: list[_Item]) -> Route:
+    route = run[0].route
+    assert route is not None, "only decoded items are applied, and those have a route"
+    return route
 
 
 def byte_bounded(messages: list[ConsumerRecord[bytes, bytes]], max_bytes: int) -> Iterator[list[ConsumerRecord[bytes, bytes]]]:

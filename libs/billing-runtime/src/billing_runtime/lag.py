@@ -5,7 +5,7 @@ A broker's partition end offsets are not to be trusted (the embedded Tansu repor
 itself: every event is a row of its producer's outbox (`sent_at` set once it is on the topic), and
 every event a consumer applied (or dead-lettered) is a row of that consumer's inbox, under the same
 event id. A consumer's lag on a topic is the number of published outbox rows, of the event types it
-routes, that its inbox does not hold yet.
+routes, that its inbox does not hold yet (a batch row, `Outbox.add_batched`, counts its events).
 
 Each consumer keeps, per producing schema, a low-water mark: the outbox id below which every row
 of its types was applied at the last measure, so a measure reads only the rows above it (the
@@ -29,6 +29,11 @@ CONSUMER_LAG = Gauge(
     ["service", "topic"],
 )
 
+# The events of an outbox row: 1, or a batch row's size (`billing_events.envelope.batch_headers`
+# puts the content type first and the size second). A batch row is applied whole, in one
+# transaction, and its `event_id` is its first event's: it is in the inbox once all of it is.
+_EVENTS = "(CASE WHEN o.headers->0->>1 = 'application/cloudevents-batch+json' THEN (o.headers->1->>1)::int ELSE 1 END)"
+
 # Rows a transaction committed late (a lower id published after a higher one) stay in view.
 _MARGIN = 1000
 
@@ -37,7 +42,7 @@ _MARGIN = 1000
 class TopicLag:
     service: str
     topic: str
-    published: int  # published rows of the consumer's types above its low-water mark
+    published: int  # published events (rows; a batch row its events) of the consumer's types above its low-water mark
     lag: int  # of those, not in the consumer's inbox
 
 
@@ -69,7 +74,8 @@ class LagMeter:
             rows = (
                 await conn.execute(
                     text(
-                        f"SELECT o.topic, count(*), count(*) FILTER (WHERE i.event_id IS NULL), min(o.id) FILTER (WHERE i.event_id IS NULL), max(o.id) "
+                        f"SELECT o.topic, sum({_EVENTS}), coalesce(sum({_EVENTS}) FILTER (WHERE i.event_id IS NULL), 0), "
+                        "min(o.id) FILTER (WHERE i.event_id IS NULL), max(o.id) "
                         f'FROM "{schema}".outbox o LEFT JOIN {inbox} i ON i.event_id = o.event_id '
                         "WHERE o.id > :low AND o.sent_at IS NOT NULL AND o.event_type = ANY(:types) GROUP BY o.topic"
                     ),

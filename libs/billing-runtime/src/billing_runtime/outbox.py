@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic_core import from_json, to_json
 from sqlalchemy import (
     BigInteger,
@@ -57,7 +57,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from billing_events import CloudEvent, to_kafka
-from billing_events.envelope import header_texts
+from billing_events.envelope import BATCH_SIZE_HEADER, batch_headers, header_texts, structured_json
 from billing_runtime.tracing import context_from_traceparent, current_traceparent, tracing_enabled
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,20 @@ log = logging.getLogger(__name__)
 _Produce = tuple[Span, list[tuple[str, bytes]]]
 tracer = trace.get_tracer("billing_runtime.outbox")
 
-EVENTS_PUBLISHED = Counter("billing_outbox_events_published_total", "Outbox rows published to Kafka", ["service", "topic"])
+EVENTS_PUBLISHED = Counter("billing_outbox_events_published_total", "Events published to Kafka (a batch row counts its events)", ["service", "topic"])
+MESSAGES_PUBLISHED = Counter("billing_outbox_messages_published_total", "Outbox rows (Kafka messages) published", ["service", "topic"])
+EVENTS_PER_MESSAGE = Histogram(
+    "billing_outbox_events_per_message",
+    "Events in one published Kafka message (1, or the size of a batch message)",
+    ["service", "topic"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+
+# A batch row (`Outbox.add_batched`): at most this many events and bytes of value, well below the
+# producer's `max_request_size` and the brokers' message limit (1 MiB each by default) and below
+# a consumer's CONSUMER_MAX_BATCH_BYTES (1 MiB), which applies a message whole.
+BATCH_MAX_EVENTS = 1000
+BATCH_MAX_BYTES = 256 * 1024
 OUTBOX_BACKLOG = Gauge("billing_outbox_backlog", "Outbox rows not yet published", ["service"])
 OUTBOX_PURGED = Counter("billing_outbox_rows_purged_total", "Sent outbox rows deleted after the retention window", ["service"])
 RELAY_WAKES = Counter("billing_outbox_relay_wakes_total", "Commits that wrote outbox rows and woke the relay", ["service"])
@@ -174,14 +187,61 @@ class Outbox:
         if not events:
             return
         traceparent = current_traceparent()  # one request, one trace: looked up once for the batch
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+        rows = []
         for cloud_event in events:
             # What to_kafka makes of the event, without building (and validating) its message.
             headers = header_texts(cloud_event)
             if cloud_event.traceparent is None and traceparent is not None:
                 headers.append(("traceparent", traceparent))  # where to_kafka puts it
             data = cloud_event.data
-            row = (cloud_event.id, cloud_event.type, data.topic.name, data.partition_key().encode(), to_json(headers).decode(), data.model_dump_json().encode())
+            key = data.partition_key().encode()
+            rows.append((cloud_event.id, cloud_event.type, data.topic.name, key, to_json(headers).decode(), data.model_dump_json().encode()))
+        await self._insert_rows(session, rows, len(events))
+
+    async def add_batched(
+        self,
+        session: AsyncSession | AsyncConnection,
+        events: Sequence[CloudEvent[Any]],
+        *,
+        max_events: int = BATCH_MAX_EVENTS,
+        max_bytes: int = BATCH_MAX_BYTES,
+    ) -> None:
+        """`add_many` in batched content mode: one row (one Kafka message, `to_kafka_batch`'s) per
+        (topic, tenant, partition key) and run of at most `max_events` events of one type and
+        `max_bytes` of value, in the order given within each key, so an account's events keep
+        their order on its partition. The row's `event_id` is its first event's; its headers carry the batch size
+        (the relay counts events by it) and the request's `traceparent` (each event carries its own
+        inside). A consumer of `billing_runtime.inbox` applies the events one by one."""
+        if not events:
+            return
+        traceparent = current_traceparent()
+        by_key: dict[tuple[str, str, str], list[tuple[CloudEvent[Any], bytes]]] = {}
+        for cloud_event in events:
+            data = cloud_event.data
+            group = by_key.setdefault((data.topic.name, cloud_event.tenant, data.partition_key()), [])
+            group.append((cloud_event, structured_json(cloud_event, traceparent=traceparent)))
+        rows = []
+        for (topic, tenant, key), members in by_key.items():
+            chunk: list[tuple[CloudEvent[Any], bytes]] = []
+            size = 0
+            for member in [*members, None]:
+                full = member is None or len(chunk) >= max_events or size + len(member[1]) + 1 > max_bytes
+                if chunk and (full or (member is not None and member[0].type != chunk[0][0].type)):  # a row is of one event type
+                    headers = batch_headers(tenant, len(chunk))
+                    if traceparent is not None:
+                        headers.append(("traceparent", traceparent))
+                    first = chunk[0][0]
+                    value = b"[" + b",".join(doc for _, doc in chunk) + b"]"
+                    rows.append((first.id, first.type, topic, key.encode(), to_json(headers).decode(), value))
+                    chunk, size = [], 0
+                if member is not None:
+                    chunk.append(member)
+                    size += len(member[1]) + 1
+        await self._insert_rows(session, rows, len(events))
+
+    async def _insert_rows(self, session: AsyncSession | AsyncConnection, rows: list[tuple[Any, ...]], n_events: int) -> None:
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+        for row in rows:
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
         if self._insert_many is None:
@@ -199,7 +259,8 @@ class Outbox:
                 insert = f'WITH written AS ({insert} RETURNING id) INSERT INTO "{p.schema}"."{p.name}" (id) SELECT id FROM written'
             self._insert_many = text(insert)
         names = ("event_id", "event_type", "topic", "key", "headers", "value")
-        with tracer.start_as_current_span("outbox add_many", attributes={"messaging.batch.message_count": len(events)}):
+        attributes = {"messaging.batch.message_count": len(rows), "billing.events": n_events}
+        with tracer.start_as_current_span("outbox add_many", attributes=attributes):
             await session.execute(self._insert_many, dict(zip(names, columns, strict=True)))
         if isinstance(session, AsyncSession):
             session.info[_WROTE_OUTBOX] = True
@@ -330,7 +391,7 @@ class OutboxRelay:
                 "billing.outbox.unsent": self._unsent_by,
             }
             with tracer.start_as_current_span("outbox publish", attributes=attributes):
-                futures, produce_spans = await self._send(rows)
+                futures, produce_spans, events = await self._send(rows)
                 try:
                     await asyncio.gather(*futures)
                 finally:
@@ -338,7 +399,12 @@ class OutboxRelay:
                         span.end()
             await conn.execute(self._mark_sent, {"ids": [r.id for r in rows]})
             for topic, n in Tally(row.topic for row in rows).items():
-                EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
+                MESSAGES_PUBLISHED.labels(self.service, topic).inc(n)
+            for (topic, size), n in events.items():
+                EVENTS_PUBLISHED.labels(self.service, topic).inc(size * n)
+                per_message = EVENTS_PER_MESSAGE.labels(self.service, topic)
+                for _ in range(n):
+                    per_message.observe(size)
             # A short batch took everything unsent; only after a full one is there a backlog to count.
             backlog = 0
             if len(rows) == self.batch_size:
@@ -346,7 +412,7 @@ class OutboxRelay:
             OUTBOX_BACKLOG.labels(self.service).set(backlog)
             return len(rows)
 
-    async def _send(self, rows: Sequence[Any]) -> tuple[list[asyncio.Future[Any]], dict[tuple[str, str], _Produce]]:
+    async def _send(self, rows: Sequence[Any]) -> tuple[list[asyncio.Future[Any]], dict[tuple[str, str], _Produce], Tally[tuple[str, int]]]:
         """Queue the rows' messages in the producer, in id order per partition: one record batch
         per (topic, partition) filled here (`create_batch`, `send_batch`), not one `send` per
         message, whose per-message accumulator path was 40% of the relay's CPU (bench/ingest.py).
@@ -358,8 +424,12 @@ class OutboxRelay:
         trace) the relay opens one PRODUCER span `<topic> send`, a child of that request, and the
         messages carry the produce span's own `traceparent` instead, so the consumers' spans
         descend from the produce (what the aiokafka instrumentation does for `send`, done here
-        once per request's batch rather than once per message)."""
+        once per request's batch rather than once per message). A batch row's events keep their
+        own request's `traceparent` inside its value.
+
+        Also answered: the number of messages per (topic, events in the message)."""
         producer = self.producer
+        events: Tally[tuple[str, int]] = Tally()
         produce_spans: dict[tuple[str, str], _Produce] = {}
         open_batches: dict[tuple[str, int], Any] = {}
         futures: list[asyncio.Future[Any]] = []
@@ -373,7 +443,13 @@ class OutboxRelay:
                 metadata = producer._metadata
                 known = partitions[topic] = (list(metadata.partitions_for_topic(topic)), list(metadata.available_partitions_for_topic(topic)))
             partition = producer._partitioner(row.key, *known)
-            headers = [(name, value.encode()) for name, value in from_json(row.headers)]
+            texts = from_json(row.headers)
+            size = 1
+            for name, value in texts:
+                if name == BATCH_SIZE_HEADER:
+                    size = int(value)
+            events[(topic, size)] += 1
+            headers = [(name, value.encode()) for name, value in texts]
             if tracing_enabled():
                 headers = self._traced(topic, headers, produce_spans)
             batch = open_batches.get((topic, partition))
@@ -388,7 +464,7 @@ class OutboxRelay:
         for (topic, partition), batch in open_batches.items():
             batch.close()
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures, produce_spans
+        return futures, produce_spans, events
 
     def _traced(self, topic: str, headers: list[tuple[str, bytes]], spans: dict[tuple[str, str], _Produce]) -> list[tuple[str, bytes]]:
         """The message's headers with its carried `traceparent` replaced by its produce span's

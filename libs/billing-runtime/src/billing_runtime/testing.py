@@ -36,7 +36,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 
-from billing_events import CloudEvent, EnvelopeError, attributes_from_headers, from_kafka, model_for, to_kafka
+from billing_events import CloudEvent, EnvelopeError, attributes_from_headers, from_kafka, is_batch, model_for, to_kafka
+from billing_events.envelope import batch_elements, from_structured
 from billing_events.topics import DEAD_LETTER
 from billing_runtime.embedded import (
     TansuBroker,
@@ -439,6 +440,23 @@ def _keep_if_matching(message: Any, match: Callable[[CloudEvent[Any]], bool], se
     """Decode a polled record as the event its type names and keep it if it `match`es; records of
     no known type, and poison messages some test sent on purpose, are skipped."""
     headers = list(message.headers or [])
+    if is_batch(headers):  # batched content mode: each of its events (billing_events.to_kafka_batch)
+        try:
+            elements = batch_elements(message.value or b"")
+        except EnvelopeError:
+            return
+        for element in elements:
+            named = element.get("type") if isinstance(element, dict) else None
+            known = model_for(named) if isinstance(named, str) else None
+            if known is None:
+                continue
+            try:
+                one = from_structured(element, known)
+            except EnvelopeError:
+                continue
+            if match(one):
+                seen.append(one)
+        return
     model = model_for(attributes_from_headers(headers).get("type", ""))
     if model is None:
         return

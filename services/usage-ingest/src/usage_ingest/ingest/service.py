@@ -402,7 +402,11 @@ async def _ingest_records(runtime: ServiceRuntime, session: AsyncSession, tenant
             same = winner.content_hash == row["content_hash"]
             results[index] = _result(index, record_id, Status.DUPLICATE, result=kind.result(winner)) if same else _conflict(index, record_id)
     events = build_events(kind, runtime.name, tenant, now, accepted)
-    await runtime.outbox.add_many(session, events)
+    # Usage in batched content mode: one message per account and chunk (billing_runtime.outbox).
+    if kind is USAGE:
+        await runtime.outbox.add_batched(session, events)
+    else:
+        await runtime.outbox.add_many(session, events)
 
     for index, record_id, digest in repeats:
         first_index, first_digest = first_in_batch[record_id]
