@@ -25,6 +25,7 @@ from billing_events import InvoiceLine as InvoiceLineEvent
 from billing_events.events.invoicing import RefundDestination
 from billing_events.money import fits_minor_units, minor_units, open_amount, round_half_up
 from billing_runtime.errors import BillingError, Conflict, NotFound
+from billing_runtime.idempotency import IdempotencyKeyReused
 from billing_runtime.service import ServiceRuntime
 from invoicing.config import Settings
 from invoicing.creditnote import repository as repo
@@ -49,10 +50,6 @@ class CreditExceedsCreditableAmount(Conflict):
 
 class InvoiceNotCreditable(Conflict):
     code = "invoice_not_creditable"
-
-
-class IdempotencyKeyReused(Conflict):
-    code = "idempotency_key_reused"
 
 
 class InvalidCreditLine(BillingError):
