@@ -213,7 +213,6 @@ async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, event: C
     invoice is not known yet."""
     data = event.data
     with tracer.start_as_current_span("dunning.apply_payment", attributes={"billing.invoice_id": data.invoice_id, "billing.payment_id": data.payment_id}):
-        await repo.lock_invoice(session, data.invoice_id)
         row = {
             "invoice_id": data.invoice_id,
             "payment_id": data.payment_id,
@@ -222,7 +221,7 @@ async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, event: C
             "currency": data.amount.currency,
             "paid_on": data.paid_on,
         }
-        if not await repo.insert_payment(session, row):
+        if not await repo.remember_once(session, repo.PAYMENT, row):
             return
         PAYMENTS_APPLIED.labels(data.amount.currency).inc()
         await reconcile(runtime, session, data.invoice_id)
@@ -232,7 +231,6 @@ async def settle_case(runtime: ServiceRuntime, session: AsyncSession, event: Clo
     """Close the invoice's case as paid; remembered for later if the invoice is not known yet."""
     data = event.data
     with tracer.start_as_current_span("dunning.settle_case", attributes={"billing.invoice_id": data.invoice_id}):
-        await repo.lock_invoice(session, data.invoice_id)
         row = {
             "invoice_id": data.invoice_id,
             "tenant": event.tenant,
@@ -240,7 +238,7 @@ async def settle_case(runtime: ServiceRuntime, session: AsyncSession, event: Clo
             "amount_paid": data.amount_paid.amount,
             "currency": data.amount_paid.currency,
         }
-        if not await repo.insert_settlement(session, row):
+        if not await repo.remember_once(session, repo.SETTLEMENT, row):
             return
         await reconcile(runtime, session, data.invoice_id)
 
@@ -306,7 +304,6 @@ async def apply_payment_failure(runtime: ServiceRuntime, session: AsyncSession, 
     data = event.data
     attributes = {"billing.invoice_id": data.invoice_id, "billing.payment_id": data.payment_id}
     with tracer.start_as_current_span("dunning.apply_payment_failure", attributes=attributes):
-        await repo.lock_invoice(session, data.invoice_id)
         row = {
             "invoice_id": data.invoice_id,
             "payment_id": data.payment_id,
@@ -317,7 +314,7 @@ async def apply_payment_failure(runtime: ServiceRuntime, session: AsyncSession, 
             "reason_code": data.reason_code,
             "reason": data.reason,
         }
-        inserted = await repo.insert_failure(session, row)
+        inserted = await repo.remember_once(session, repo.FAILURE, row)
         if inserted:
             PAYMENT_FAILURES.labels(data.reason_code).inc()
         return inserted
@@ -329,7 +326,6 @@ async def apply_credit_note(runtime: ServiceRuntime, session: AsyncSession, even
     data = event.data
     attributes = {"billing.invoice_id": data.invoice_id, "billing.credit_note_id": data.credit_note_id}
     with tracer.start_as_current_span("dunning.apply_credit_note", attributes=attributes):
-        await repo.lock_invoice(session, data.invoice_id)
         row = {
             "invoice_id": data.invoice_id,
             "credit_note_id": data.credit_note_id,
@@ -338,7 +334,7 @@ async def apply_credit_note(runtime: ServiceRuntime, session: AsyncSession, even
             "currency": data.total.currency,
             "issued_on": data.issued_on,
         }
-        if not await repo.insert_credit(session, row):
+        if not await repo.remember_once(session, repo.CREDIT, row):
             return
         await reconcile(runtime, session, data.invoice_id)
 
