@@ -24,7 +24,7 @@ from billing_events import Money, PaymentSucceeded, derived_event_id
 from billing_events.events.payments import PaymentMethod
 from billing_events.money import fits_minor_units, minor_units, open_amount
 from billing_runtime.api import decode_cursor, encode_cursor
-from billing_runtime.errors import BillingError, Conflict, NotFound
+from billing_runtime.errors import BillingError, Conflict, NotFound, Unprocessable
 from billing_runtime.service import ServiceRuntime
 from payments.collection import repository as collection_repo
 from payments.invoice import repository as invoice_repo
@@ -48,18 +48,15 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
-class InvalidAmount(BillingError):
-    status_code = 422
+class InvalidAmount(Unprocessable):
     code = "invalid_amount"
 
 
-class InvalidInvoiceReference(BillingError):
-    status_code = 422
+class InvalidInvoiceReference(Unprocessable):
     code = "invoice_reference_required"
 
 
-class CurrencyMismatch(BillingError):
-    status_code = 422
+class CurrencyMismatch(Unprocessable):
     code = "currency_mismatch"
 
 
