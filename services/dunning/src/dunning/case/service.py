@@ -32,7 +32,7 @@ from billing_events import (
     derived_event_id,
 )
 from billing_events.money import open_amount, quantize
-from billing_runtime.api import InvalidCursor, decode_cursor, encode_cursor
+from billing_runtime.api import decode_keyset, encode_cursor
 from billing_runtime.errors import Unprocessable
 from billing_runtime.service import ServiceRuntime
 from dunning.account import service as accounts
@@ -365,13 +365,7 @@ async def list_cases(
     session: AsyncSession, tenant: str, today: date, *, status: str | None, account_id: str | None, limit: int, cursor: str | None
 ) -> tuple[list[CaseOut], str | None]:
     """A page of the seller's cases, the earliest due first, and the next cursor."""
-    after = None
-    if cursor is not None:
-        due_on, last_case = decode_cursor(cursor, 2)
-        try:
-            after = (date.fromisoformat(due_on), last_case)
-        except ValueError as exc:
-            raise InvalidCursor("cursor is not one this API returned", field="cursor") from exc
+    after = decode_keyset(cursor, date.fromisoformat)
     rows = await repo.list_cases(session, tenant, status=status, account_id=account_id, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
