@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from billing_events.topics import ALL_TOPICS, DEAD_LETTER
 from billing_runtime.auth import IssuedKey, KeyRecord, Scope, issue, parse_key, read_keys, registry_keys, revoke
+from billing_runtime.kafka import read_from_start
 
 
 def _with_engine(database_url: str, work: Callable[[Any], Any]) -> Any:
@@ -165,10 +166,7 @@ async def dead_letters(bootstrap: str, limit: int) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions = [TopicPartition(DEAD_LETTER.name, p) for p in range(DEAD_LETTER.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        ends = await read_from_start(consumer, DEAD_LETTER)
         found: list[dict[str, Any]] = []
         while any([await consumer.position(tp) < end for tp, end in ends.items()]):
             for messages in (await consumer.getmany(timeout_ms=500)).values():

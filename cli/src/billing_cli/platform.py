@@ -129,6 +129,21 @@ def log_tail(path: Path, lines: int = 3) -> str:
     return ""
 
 
+def end_process_group(process: subprocess.Popen[bytes], *, grace: float, kill: bool = False) -> None:
+    """Stop a process we started and its whole group, if it still runs: SIGTERM (`kill`: SIGKILL),
+    then SIGKILL if it has not exited after `grace` seconds."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @dataclass
 class Platform:
     """The running platform. `start()` brings everything up; `stop()` takes it all down."""
@@ -381,16 +396,8 @@ class Platform:
     def stop_service(self, name: str, *, kill: bool = False) -> None:
         """Stop a service (its whole process group: uvicorn workers included); `kill` is SIGKILL."""
         process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if process is not None:
+            end_process_group(process, grace=15, kill=kill)
 
     def discard(self) -> None:
         """`stop`, then remove what a throwaway platform (a benchmark's, `fresh_database`) made,
@@ -416,15 +423,7 @@ class Platform:
         for provider, process in self.sandboxes.items():
             # What we started goes with us: a later start() starts its own again.
             self.env.pop(next(s for s in SANDBOXES if s.provider == provider).payments_env, None)
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            end_process_group(process, grace=10)
         self.sandboxes.clear()
         if self._mail is not None and self._mail.poll() is None:
             self._mail.terminate()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from billing_events.schemas import all_schemas
+from billing_events.schemas import all_schemas, report
 
 Schema = dict[str, Any]
 
@@ -293,13 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no such directory: {args.against}")
         return 2
     problems = compare_directory(args.against)
-    for problem in problems:
-        print(problem)
-    if problems:
-        print(f"{len(problems)} breaking change(s): publish the change as a new event type (.v2) instead")
-        return 1
-    print(f"no breaking changes against {args.against}")
-    return 0
+    failed = f"{len(problems)} breaking change(s): publish the change as a new event type (.v2) instead"
+    return report(problems, failed=failed, passed=f"no breaking changes against {args.against}")
 
 
 if __name__ == "__main__":

@@ -119,13 +119,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {len(names)} schemas to {args.write}")
         return 0
     problems = check(args.check)
+    return report(
+        problems,
+        failed=f"schemas are out of date: run python -m billing_events.schemas --write {args.check}",
+        passed=f"{len(all_schemas())} schemas up to date in {args.check}",
+    )
+
+
+def report(problems: Sequence[str], *, failed: str, passed: str) -> int:
+    """A check's exit status: print each problem and then `failed` (1), or `passed` when there is none (0)."""
     for problem in problems:
         print(problem)
-    if problems:
-        print(f"schemas are out of date: run python -m billing_events.schemas --write {args.check}")
-        return 1
-    print(f"{len(all_schemas())} schemas up to date in {args.check}")
-    return 0
+    print(failed if problems else passed)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

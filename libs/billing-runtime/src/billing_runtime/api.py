@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Request
@@ -17,6 +18,7 @@ from billing_runtime.service import ServiceRuntime, SettingsT
 
 DISTRIBUTOR = "distributor"
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 def get_runtime(request: Request) -> ServiceRuntime:
@@ -194,3 +196,15 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
     if not isinstance(parts, list) or len(parts) != size or not all(isinstance(p, str) for p in parts):
         raise InvalidCursor("cursor is not one this API returned", field="cursor")
     return parts
+
+
+def decode_keyset(cursor: str | None, parse: Callable[[str], K]) -> tuple[K, str] | None:
+    """The keyset `(sort value, id)` of a cursor made by `encode_cursor(value, id)`, the value read
+    back by `parse` (`date.fromisoformat`, `str`); None without a cursor; any other cursor is a 422."""
+    if cursor is None:
+        return None
+    value, last_id = decode_cursor(cursor, 2)
+    try:
+        return parse(value), last_id
+    except ValueError as exc:
+        raise InvalidCursor("cursor is not one this API returned", field="cursor") from exc

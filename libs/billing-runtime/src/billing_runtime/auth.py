@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 from sqlalchemy import CheckConstraint, Column, DateTime, MetaData, String, Table, select, text, update
@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing_events import ApiKeyIssued, ApiKeyRevoked, CloudEvent, EnvelopeError, attributes_from_headers, from_kafka, model_for, new_event, to_kafka
 from billing_events.topics import AUTH
 from billing_runtime.errors import BillingError, Unauthorized
+from billing_runtime.kafka import read_from_start
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("billing_runtime.auth")
@@ -264,10 +265,7 @@ class KeyStore:
         )
         await consumer.start()
         try:
-            partitions = [TopicPartition(AUTH.name, p) for p in range(AUTH.partitions)]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
+            ends = await read_from_start(consumer, AUTH)
             while True:
                 batches = await consumer.getmany(timeout_ms=500)
                 for messages in batches.values():

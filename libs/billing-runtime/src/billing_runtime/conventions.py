@@ -391,17 +391,8 @@ class _Middleware:
         await self._write(scope, receive, send, principal, headers, body)
 
     async def _call(self, scope: Scope, body: bytes, receive: Receive) -> _Captured:
-        delivered = False
-
-        async def replay_body() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         captured = _Captured()
-        await self.app(dict(scope), replay_body, captured.send)
+        await self.app(dict(scope), _replaying(body, receive), captured.send)
         return captured
 
     async def _before(self, scope: Scope, receive: Receive) -> Any:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -90,3 +90,12 @@ async def ensure_topics(bootstrap_servers: str, topics: tuple[Topic, ...] = ALL_
         return created
     finally:
         await admin.close()
+
+
+async def read_from_start(consumer: AIOKafkaConsumer, topic: Topic) -> dict[TopicPartition, int]:
+    """Assign every partition of `topic` to a started `consumer` (no group) from its first offset;
+    the partitions' end offsets, where the topic stands now (read up to them to have read it all)."""
+    partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    return await consumer.end_offsets(partitions)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from typing import Any, Generic, Literal
+from typing import Any, Generic, Literal, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
@@ -21,14 +21,15 @@ from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, Table, UniqueConstraint, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import registry
 from typing_extensions import TypeVar
 
 from billing_events import CloudEvent, EventData, new_event
 from billing_runtime.clock import Clock, clock_from
 from billing_runtime.config import CommonSettings
-from billing_runtime.conventions import install_http_conventions
+from billing_runtime.conventions import http_tables, install_http_conventions
 from billing_runtime.crypto import Keyring, SecretsKeyMissing
-from billing_runtime.db import create_engine, session_factory
+from billing_runtime.db import create_engine, schema_registry, session_factory
 from billing_runtime.docs import install_docs
 from billing_runtime.errors import install_error_handlers
 from billing_runtime.inbox import EVENTS_APPLIED, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, BatchHandler, Handler, InboxConsumer, Route, inbox_table
@@ -103,6 +104,27 @@ def add_runtime_tables(op: Any, schema: str) -> None:
 def drop_runtime_tables(op: Any, schema: str) -> None:
     op.execute(f'DROP TABLE IF EXISTS "{schema}".outbox')
     op.execute(f'DROP TABLE IF EXISTS "{schema}".inbox')
+
+
+class ServiceSchema(NamedTuple):
+    """What a service's `db.py` declares: its schema's ORM registry (for `class Base(SQLModel,
+    registry=...)`) and MetaData, the runtime's outbox and inbox, and the HTTP conventions'
+    idempotency and audit tables, all in that schema."""
+
+    registry: registry
+    metadata: MetaData
+    outbox: Table
+    inbox: Table
+    idempotency: Table
+    audit: Table
+
+
+def service_schema(schema: str, *, outbox_pending: bool = False) -> ServiceSchema:
+    """A service's schema and the runtime's tables in it (`runtime_tables`, `http_tables`)."""
+    orm = schema_registry(schema)
+    outbox, inbox = runtime_tables(orm.metadata, outbox_pending=outbox_pending)
+    idempotency, audit = http_tables(orm.metadata)
+    return ServiceSchema(orm, orm.metadata, outbox, inbox, idempotency, audit)
 
 
 SettingsT = TypeVar("SettingsT", bound=CommonSettings, default=CommonSettings, covariant=True)

@@ -9,22 +9,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
-from billing_runtime.conventions import http_tables
-from billing_runtime.db import schema_registry
-from billing_runtime.service import runtime_tables
+from billing_runtime.service import service_schema
 
 SCHEMA = "invoicing"
-registry = schema_registry(SCHEMA)
-metadata = registry.metadata
+# With the idempotency (Idempotency-Key replays) and audit tables of billing_runtime.conventions (migration 0007).
+registry, metadata, outbox, inbox, idempotency, audit = service_schema(SCHEMA)
 
 
 class Base(SQLModel, registry=registry):
     pass
-
-
-outbox, inbox = runtime_tables(metadata)
-# Idempotency-Key replays and the audit log of writes (billing_runtime.conventions; migration 0007).
-idempotency, audit = http_tables(metadata)
 
 
 async def copy_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:

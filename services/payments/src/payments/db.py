@@ -2,18 +2,11 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
-from billing_runtime.conventions import http_tables
-from billing_runtime.db import schema_registry
-from billing_runtime.service import runtime_tables
+from billing_runtime.service import service_schema
 
 SCHEMA = "payments"
-registry = schema_registry(SCHEMA)
-metadata = registry.metadata
+registry, metadata, outbox, inbox, idempotency, audit = service_schema(SCHEMA)
 
 
 class Base(SQLModel, registry=registry):
     pass
-
-
-outbox, inbox = runtime_tables(metadata)
-idempotency, audit = http_tables(metadata)

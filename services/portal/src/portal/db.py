@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import CheckConstraint, Column, DateTime, Index, String, Table, UniqueConstraint
 
-from billing_runtime.conventions import http_tables
-from billing_runtime.db import schema_registry
-from billing_runtime.service import runtime_tables
+from billing_runtime.service import service_schema
 
 SCHEMA = "portal"
-registry = schema_registry(SCHEMA)
-metadata = registry.metadata
+registry, metadata, outbox, inbox, idempotency, audit = service_schema(SCHEMA)
 
 ROLES = ("partner_admin", "partner_finance", "customer_admin", "customer_viewer")
 
@@ -101,6 +98,3 @@ write_key = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Index("ix_write_key_unrevoked", "issued_at", postgresql_where="revoked_at IS NULL"),
 )
-
-outbox, inbox = runtime_tables(metadata)
-idempotency, audit = http_tables(metadata)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from billing_runtime.errors import BillingError, Conflict, NotFound
+from billing_runtime.errors import Conflict, NotFound, Unprocessable
 
 
-class InvalidPrice(BillingError):
-    status_code = 422
+class InvalidPrice(Unprocessable):
     code = "invalid_price"
 
 
-class InvalidCurrency(BillingError):
-    status_code = 422
+class InvalidCurrency(Unprocessable):
     code = "invalid_currency"
 
 
-class InvalidPeriod(BillingError):
-    status_code = 422
+class InvalidPeriod(Unprocessable):
     code = "invalid_period"
 
 
@@ -36,40 +33,33 @@ class PeriodNotEnded(Conflict):
     code = "period_not_ended"
 
 
-class InvalidTimeZone(BillingError):
-    status_code = 422
+class InvalidTimeZone(Unprocessable):
     code = "invalid_time_zone"
 
 
-class InvalidCountry(BillingError):
-    status_code = 422
+class InvalidCountry(Unprocessable):
     code = "invalid_country"
 
 
-class InvalidPolicy(BillingError):
-    status_code = 422
+class InvalidPolicy(Unprocessable):
     code = "invalid_policy"
 
 
-class InvalidSnapshotDay(BillingError):
-    status_code = 422
+class InvalidSnapshotDay(Unprocessable):
     code = "invalid_snapshot_day"
 
 
-class InvalidPriceModel(BillingError):
-    status_code = 422
+class InvalidPriceModel(Unprocessable):
     code = "invalid_price_model"
 
 
-class PriceCurrencyMismatch(BillingError):
+class PriceCurrencyMismatch(Unprocessable):
     """A price list in another currency than its seller's."""
 
-    status_code = 422
     code = "price_currency_mismatch"
 
 
-class InvalidDiscount(BillingError):
-    status_code = 422
+class InvalidDiscount(Unprocessable):
     code = "invalid_discount"
 
 
@@ -81,8 +71,7 @@ class SellerNotConfigured(NotFound):
     code = "seller_not_configured"
 
 
-class NoPriceInCurrency(BillingError):
+class NoPriceInCurrency(Unprocessable):
     """An order the seller could not bill: its product has no price in the buyer's currency."""
 
-    status_code = 422
     code = "no_price_in_currency"

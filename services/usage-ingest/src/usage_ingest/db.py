@@ -2,19 +2,12 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
-from billing_runtime.conventions import http_tables
-from billing_runtime.db import schema_registry
-from billing_runtime.service import runtime_tables
+from billing_runtime.service import service_schema
 
 SCHEMA = "usage_ingest"
-registry = schema_registry(SCHEMA)
-metadata = registry.metadata
+# The unsent rows' ids in `outbox_pending`: the relay's mark-sent is a HOT update (billing_runtime.outbox).
+registry, metadata, outbox, inbox, idempotency, audit = service_schema(SCHEMA, outbox_pending=True)
 
 
 class Base(SQLModel, registry=registry):
     pass
-
-
-# The unsent rows' ids in `outbox_pending`: the relay's mark-sent is a HOT update (billing_runtime.outbox).
-outbox, inbox = runtime_tables(metadata, outbox_pending=True)
-idempotency, audit = http_tables(metadata)

@@ -26,6 +26,15 @@ async def lock_invoice(session: AsyncSession, invoice_id: str) -> None:
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended("dunning:" + invoice_id, 0))))
 
 
+async def remember_once(session: AsyncSession, table: Table, row: dict[str, Any]) -> bool:
+    """Lock the row's invoice (`lock_invoice`) and insert the fact it records (a payment, failure,
+    credit note or settlement) once, by the table's primary key; True if it is new."""
+    await lock_invoice(session, row["invoice_id"])
+    keys = list(table.primary_key.columns)
+    result = await session.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=keys).returning(*keys))
+    return result.first() is not None
+
+
 async def lock_invoices(session: AsyncSession, invoice_ids: list[str]) -> None:
     """`lock_invoice` for a batch, in one statement, in the order of the lock keys (so two batches
     sharing invoices cannot deadlock)."""
@@ -63,18 +72,6 @@ async def insert_case(session: AsyncSession, row: dict[str, Any]) -> bool:
     return result.first() is not None
 
 
-async def insert_payment(session: AsyncSession, row: dict[str, Any]) -> bool:
-    result = await session.execute(
-        pg_insert(PAYMENT).values(**row).on_conflict_do_nothing(index_elements=["invoice_id", "payment_id"]).returning(PAYMENT.c.payment_id)
-    )
-    return result.first() is not None
-
-
-async def insert_settlement(session: AsyncSession, row: dict[str, Any]) -> bool:
-    result = await session.execute(pg_insert(SETTLEMENT).values(**row).on_conflict_do_nothing(index_elements=["invoice_id"]).returning(SETTLEMENT.c.invoice_id))
-    return result.first() is not None
-
-
 async def case_of_invoice(session: AsyncSession, invoice_id: str) -> Any:
     return (await session.execute(select(CASE).where(CASE.c.invoice_id == invoice_id))).first()
 
@@ -109,20 +106,6 @@ async def list_cases(
 async def open_cases_of_account(session: AsyncSession, tenant: str, account_id: str) -> list[Any]:
     query = select_scoped(CASE, tenant).where(CASE.c.account_id == account_id, CASE.c.status == CaseStatus.OPEN.value)
     return list((await session.execute(query)).all())
-
-
-async def insert_failure(session: AsyncSession, row: dict[str, Any]) -> bool:
-    result = await session.execute(
-        pg_insert(FAILURE).values(**row).on_conflict_do_nothing(index_elements=["invoice_id", "payment_id"]).returning(FAILURE.c.payment_id)
-    )
-    return result.first() is not None
-
-
-async def insert_credit(session: AsyncSession, row: dict[str, Any]) -> bool:
-    result = await session.execute(
-        pg_insert(CREDIT).values(**row).on_conflict_do_nothing(index_elements=["invoice_id", "credit_note_id"]).returning(CREDIT.c.credit_note_id)
-    )
-    return result.first() is not None
 
 
 async def credits_of_invoice(session: AsyncSession, tenant: str, invoice_id: str) -> list[Any]:

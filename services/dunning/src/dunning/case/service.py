@@ -32,7 +32,7 @@ from billing_events import (
     derived_event_id,
 )
 from billing_events.money import open_amount, quantize
-from billing_runtime.api import InvalidCursor, decode_cursor, encode_cursor
+from billing_runtime.api import decode_keyset, encode_cursor
 from billing_runtime.errors import Unprocessable
 from billing_runtime.service import ServiceRuntime
 from dunning.account import service as accounts
@@ -214,7 +214,6 @@ async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, event: C
     invoice is not known yet."""
     data = event.data
     with tracer.start_as_current_span("dunning.apply_payment", attributes={"billing.invoice_id": data.invoice_id, "billing.payment_id": data.payment_id}):
-        await repo.lock_invoice(session, data.invoice_id)
         row = {
             "invoice_id": data.invoice_id,
             "payment_id": data.payment_id,
@@ -223,7 +222,7 @@ async def apply_payment(runtime: ServiceRuntime, session: AsyncSession, event: C
             "currency": data.amount.currency,
             "paid_on": data.paid_on,
         }
-        if not await repo.insert_payment(session, row):
+        if not await repo.remember_once(session, repo.PAYMENT, row):
             return
         PAYMENTS_APPLIED.labels(data.amount.currency).inc()
         await reconcile(runtime, session, data.invoice_id)
@@ -233,7 +232,6 @@ async def settle_case(runtime: ServiceRuntime, session: AsyncSession, event: Clo
     """Close the invoice's case as paid; remembered for later if the invoice is not known yet."""
     data = event.data
     with tracer.start_as_current_span("dunning.settle_case", attributes={"billing.invoice_id": data.invoice_id}):
-        await repo.lock_invoice(session, data.invoice_id)
         row = {
             "invoice_id": data.invoice_id,
             "tenant": event.tenant,
@@ -241,7 +239,7 @@ async def settle_case(runtime: ServiceRuntime, session: AsyncSession, event: Clo
             "amount_paid": data.amount_paid.amount,
             "currency": data.amount_paid.currency,
         }
-        if not await repo.insert_settlement(session, row):
+        if not await repo.remember_once(session, repo.SETTLEMENT, row):
             return
         await reconcile(runtime, session, data.invoice_id)
 
@@ -307,7 +305,6 @@ async def apply_payment_failure(runtime: ServiceRuntime, session: AsyncSession, 
     data = event.data
     attributes = {"billing.invoice_id": data.invoice_id, "billing.payment_id": data.payment_id}
     with tracer.start_as_current_span("dunning.apply_payment_failure", attributes=attributes):
-        await repo.lock_invoice(session, data.invoice_id)
         row = {
             "invoice_id": data.invoice_id,
             "payment_id": data.payment_id,
@@ -318,7 +315,7 @@ async def apply_payment_failure(runtime: ServiceRuntime, session: AsyncSession, 
             "reason_code": data.reason_code,
             "reason": data.reason,
         }
-        inserted = await repo.insert_failure(session, row)
+        inserted = await repo.remember_once(session, repo.FAILURE, row)
         if inserted:
             PAYMENT_FAILURES.labels(data.reason_code).inc()
         return inserted
@@ -330,7 +327,6 @@ async def apply_credit_note(runtime: ServiceRuntime, session: AsyncSession, even
     data = event.data
     attributes = {"billing.invoice_id": data.invoice_id, "billing.credit_note_id": data.credit_note_id}
     with tracer.start_as_current_span("dunning.apply_credit_note", attributes=attributes):
-        await repo.lock_invoice(session, data.invoice_id)
         row = {
             "invoice_id": data.invoice_id,
             "credit_note_id": data.credit_note_id,
@@ -339,7 +335,7 @@ async def apply_credit_note(runtime: ServiceRuntime, session: AsyncSession, even
             "currency": data.total.currency,
             "issued_on": data.issued_on,
         }
-        if not await repo.insert_credit(session, row):
+        if not await repo.remember_once(session, repo.CREDIT, row):
             return
         await reconcile(runtime, session, data.invoice_id)
 
@@ -370,13 +366,7 @@ async def list_cases(
     session: AsyncSession, tenant: str, today: date, *, status: str | None, account_id: str | None, limit: int, cursor: str | None
 ) -> tuple[list[CaseOut], str | None]:
     """A page of the seller's cases, the earliest due first, and the next cursor."""
-    after = None
-    if cursor is not None:
-        due_on, last_case = decode_cursor(cursor, 2)
-        try:
-            after = (date.fromisoformat(due_on), last_case)
-        except ValueError as exc:
-            raise InvalidCursor("cursor is not one this API returned", field="cursor") from exc
+    after = decode_keyset(cursor, date.fromisoformat)
     rows = await repo.list_cases(session, tenant, status=status, account_id=account_id, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -23,13 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import CreditNoteIssued, Money, TaxBreakdown, derived_event_id
 from billing_events import InvoiceLine as InvoiceLineEvent
 from billing_events.events.invoicing import RefundDestination
-from billing_events.money import fits_minor_units, minor_units, open_amount, round_half_up
+from billing_events.money import fits_minor_units, minor_units, open_amount
 from billing_runtime.errors import BillingError, Conflict, NotFound
+from billing_runtime.idempotency import IdempotencyKeyReused
 from billing_runtime.service import ServiceRuntime
 from invoicing.config import Settings
 from invoicing.creditnote import repository as repo
 from invoicing.invoice import repository as invoice_repo
-from invoicing.invoice.service import settled_event
+from invoicing.invoice.service import breakdown_of, settled_event
 from invoicing.numbering.service import format_credit_note_number, reserve_credit_note
 from invoicing.seller.service import get_seller
 
@@ -49,10 +50,6 @@ class CreditExceedsCreditableAmount(Conflict):
 
 class InvoiceNotCreditable(Conflict):
     code = "invoice_not_creditable"
-
-
-class IdempotencyKeyReused(Conflict):
-    code = "idempotency_key_reused"
 
 
 class InvalidCreditLine(BillingError):
@@ -106,16 +103,7 @@ def credit_breakdown(lines: list[CreditLine], currency: str, invoice_breakdown: 
     taxable: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
     for line in lines:
         taxable[(line.source.tax_category, line.source.tax_rate)] += line.net
-    return [
-        TaxBreakdown(
-            tax_category=category,
-            rate=rate,
-            taxable=Money.of(base, currency),
-            tax=Money.of(round_half_up(base * rate / 100, currency), currency),
-            note=notes.get((category, rate)),
-        )
-        for (category, rate), base in sorted(taxable.items())
-    ]
+    return breakdown_of(taxable, notes, currency)
 
 
 async def issue_credit_note(

@@ -191,13 +191,19 @@ def tax_breakdown(lines: list[DraftLine], currency: str) -> list[TaxBreakdown]:
         key = (line.tax_category, line.tax_rate)
         taxable[key] += line.net
         notes.setdefault(key, line.tax.note)
+    return breakdown_of(taxable, notes, currency)
+
+
+def breakdown_of(taxable: Mapping[tuple[str, Decimal], Decimal], notes: Mapping[tuple[str, Decimal], str | None], currency: str) -> list[TaxBreakdown]:
+    """One entry per (category, rate) of `taxable` (its Σ nets), in that order: tax = taxable × rate,
+    rounded half up once (EN 16931 BG-23), with the legal mention `notes` holds for it."""
     return [
         TaxBreakdown(
             tax_category=category,
             rate=rate,
             taxable=Money.of(base, currency),
             tax=Money.of(round_half_up(base * rate / 100, currency), currency),
-            note=notes[(category, rate)],
+            note=notes.get((category, rate)),
         )
         for (category, rate), base in sorted(taxable.items())
     ]

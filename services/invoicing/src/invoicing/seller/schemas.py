@@ -9,11 +9,9 @@ from typing import Annotated
 
 from iso3166 import countries_by_alpha2
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-from stdnum import bic as stdnum_bic
-from stdnum import iban as stdnum_iban
-from stdnum.exceptions import ValidationError
 
 from billing_events import Address
+from billing_runtime.bank import Bic, Iban
 
 
 class NetDays(BaseModel):
@@ -39,20 +37,6 @@ def _iso_country(code: str) -> str:
     return code
 
 
-def _iban(value: str) -> str:
-    try:
-        return str(stdnum_iban.validate(value))
-    except ValidationError as exc:
-        raise ValueError(f"not a valid IBAN: {exc}") from None
-
-
-def _bic(value: str) -> str:
-    try:
-        return str(stdnum_bic.validate(value))
-    except ValidationError as exc:
-        raise ValueError(f"not a valid BIC: {exc}") from None
-
-
 LOGO_MAX_BYTES = 256 * 1024
 _LOGO = re.compile(r"^data:image/(png|jpeg);base64,([A-Za-z0-9+/=]+)$")
 _MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff"}
@@ -74,8 +58,6 @@ def _logo(value: str) -> str:
     return value
 
 
-Iban = Annotated[str, StringConstraints(max_length=42), AfterValidator(_iban)]
-Bic = Annotated[str, StringConstraints(max_length=11), AfterValidator(_bic)]
 Logo = Annotated[str, StringConstraints(max_length=LOGO_MAX_BYTES * 4 // 3 + 64), AfterValidator(_logo)]
 CreditorId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{3}[A-Z0-9]{1,28}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_iso_country)]

@@ -20,30 +20,21 @@ CREDIT_LINE: Table = CreditNoteLine.__table__  # type: ignore[attr-defined]  # s
 
 async def oss_bases(session: AsyncSession, seller_id: str, issued_from: date, issued_until: date) -> list[Any]:
     """Σ line nets per (invoice, currency, country, rate) of the seller's OSS lines invoiced in [from, until)."""
-    query = (
-        scoped(select(INVOICE.c.invoice_id, INVOICE.c.currency, LINE.c.tax_country, LINE.c.tax_rate, func.sum(LINE.c.net).label("taxable")), INVOICE, seller_id)
-        .join(LINE, LINE.c.invoice_id == INVOICE.c.invoice_id)
-        .where(
-            INVOICE.c.issued_on >= issued_from,
-            INVOICE.c.issued_on < issued_until,
-            LINE.c.tax_scheme == "oss",
-        )
-        .group_by(INVOICE.c.invoice_id, INVOICE.c.currency, LINE.c.tax_country, LINE.c.tax_rate)
-    )
-    return list((await session.execute(query)).all())
+    return await _oss_nets(session, INVOICE, LINE, "invoice_id", seller_id, issued_from, issued_until)
 
 
 async def oss_credits(session: AsyncSession, seller_id: str, issued_from: date, issued_until: date) -> list[Any]:
     """Σ credited nets per (credit note, currency, country, rate) of OSS lines credited in [from, until)."""
+    return await _oss_nets(session, CREDIT_NOTE, CREDIT_LINE, "credit_note_id", seller_id, issued_from, issued_until)
+
+
+async def _oss_nets(session: AsyncSession, document: Table, line: Table, key: str, seller_id: str, issued_from: date, issued_until: date) -> list[Any]:
+    """Σ nets (`taxable`) per (document `key`, currency, country, rate) of the OSS lines of the seller's documents issued in [from, until)."""
+    grouped = (document.c[key], document.c.currency, line.c.tax_country, line.c.tax_rate)
     query = (
-        scoped(select(CREDIT_NOTE.c.credit_note_id, CREDIT_NOTE.c.currency, CREDIT_LINE.c.tax_country, CREDIT_LINE.c.tax_rate), CREDIT_NOTE, seller_id)
-        .add_columns(func.sum(CREDIT_LINE.c.net).label("taxable"))
-        .join(CREDIT_LINE, CREDIT_LINE.c.credit_note_id == CREDIT_NOTE.c.credit_note_id)
-        .where(
-            CREDIT_NOTE.c.issued_on >= issued_from,
-            CREDIT_NOTE.c.issued_on < issued_until,
-            CREDIT_LINE.c.tax_scheme == "oss",
-        )
-        .group_by(CREDIT_NOTE.c.credit_note_id, CREDIT_NOTE.c.currency, CREDIT_LINE.c.tax_country, CREDIT_LINE.c.tax_rate)
+        scoped(select(*grouped, func.sum(line.c.net).label("taxable")), document, seller_id)
+        .join(line, line.c[key] == document.c[key])
+        .where(document.c.issued_on >= issued_from, document.c.issued_on < issued_until, line.c.tax_scheme == "oss")
+        .group_by(*grouped)
     )
     return list((await session.execute(query)).all())

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from stdnum import bic as stdnum_bic
-from stdnum import iban as stdnum_iban
-from stdnum.exceptions import ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing_runtime.bank import Bic, Iban
 
 EMAIL_PATTERN = r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+$"
 # No control characters: the name goes into a From header.
@@ -17,24 +16,6 @@ DEFAULT_COLOR = "#1F4E79"
 
 
 URL_PATTERN = r"^https?://[^\s\"'<>]+$"
-
-
-def _iban(value: str) -> str:
-    try:
-        return str(stdnum_iban.compact(stdnum_iban.validate(value)))
-    except ValidationError as exc:
-        raise ValueError(f"not a valid IBAN: {exc}") from None
-
-
-def _bic(value: str) -> str:
-    try:
-        return str(stdnum_bic.validate(value))
-    except ValidationError as exc:
-        raise ValueError(f"not a valid BIC: {exc}") from None
-
-
-Iban = Annotated[str, Field(max_length=42), AfterValidator(_iban)]
-Bic = Annotated[str, Field(max_length=11), AfterValidator(_bic)]
 
 
 class BrandIn(BaseModel):

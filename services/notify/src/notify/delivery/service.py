@@ -262,6 +262,8 @@ async def record_invoices_issued(session: AsyncSession, events: list[CloudEvent[
 class Audience:
     """Whom a message about an account goes to, as whom, and the invoice it is about if known."""
 
+    account_id: str
+    invoice_id: str | None
     recipient: str | None
     buyer_name: str
     brand: EffectiveBrand
@@ -277,7 +279,7 @@ async def audience(session: AsyncSession, tenant: str, account_id: str, invoice_
     recipient = _recipient_or_none(contact.billing_email if contact else None) or _recipient_or_none(latest.buyer_email if latest else None)
     buyer_name = contact.name if contact else (latest.buyer_name if latest else "customer")
     brand = await effective_brand(session, tenant, seller_name=latest.seller_name if latest else None, default_sender_email=default_sender_email)
-    return Audience(recipient, buyer_name, brand, invoice)
+    return Audience(account_id, invoice_id, recipient, buyer_name, brand, invoice)
 
 
 def invoice_how_to_pay(who: Audience, amount: Money | None) -> HowToPay:
@@ -307,24 +309,22 @@ async def _record_to(
     session: AsyncSession,
     event: CloudEvent[Any],
     who: Audience,
-    *,
     template: str,
-    account_id: str,
+    *,
     seller_id: str,
-    invoice_id: str | None,
     context: dict[str, Any],
     now: datetime,
     attachments: list[dict[str, str | bool]] | None = None,
 ) -> Delivery:
     """Render `template` for the audience (its brand and buyer's name in the context unless
-    `context` names them) and record the delivery to its recipient."""
+    `context` names them) and record the delivery about its account and invoice to its recipient."""
     return await _record(
         session,
         event,
         template=template,
-        account_id=account_id,
+        account_id=who.account_id,
         seller_id=seller_id,
-        invoice_id=invoice_id,
+        invoice_id=who.invoice_id,
         recipient=who.recipient,
         brand=who.brand,
         rendered=render(template, {"brand": who.brand, "buyer_name": who.buyer_name, **context}),
@@ -341,17 +341,8 @@ async def record_payment_succeeded(session: AsyncSession, event: CloudEvent[Any]
     with tracer.start_as_current_span("notify decide", attributes=span_attributes):
         who = await audience(session, event.tenant, payment.account_id, payment.invoice_id, default_sender_email)
         invoice_number = who.invoice.number if who.invoice else payment.invoice_id
-        return await _record_to(
-            session,
-            event,
-            who,
-            template=PAYMENT_RECEIVED,
-            account_id=payment.account_id,
-            seller_id=payment.seller_id,
-            invoice_id=payment.invoice_id,
-            context={"payment": payment, "invoice_number": invoice_number, "portal_url": who.brand.portal_url},
-            now=now,
-        )
+        context = {"payment": payment, "invoice_number": invoice_number, "portal_url": who.brand.portal_url}
+        return await _record_to(session, event, who, PAYMENT_RECEIVED, seller_id=payment.seller_id, context=context, now=now)
 
 
 async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
@@ -371,18 +362,7 @@ async def record_comparison_report(session: AsyncSession, event: CloudEvent[Any]
             "invoice_expected_on": report.invoice_expected_on,
             "revised": report.revised,
         }
-        return await _record_to(
-            session,
-            event,
-            who,
-            template=COMPARISON_REPORT,
-            account_id=report.buyer_account_id,
-            seller_id=report.seller_id,
-            invoice_id=report.invoice_id,
-            context=context,
-            now=now,
-            attachments=attached,
-        )
+        return await _record_to(session, event, who, COMPARISON_REPORT, seller_id=report.seller_id, context=context, now=now, attachments=attached)
 
 
 async def record_project_work_statement(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
@@ -420,17 +400,8 @@ async def record_payment_failed(session: AsyncSession, event: CloudEvent[Any], *
     payment: PaymentFailed = event.data
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": PAYMENT_FAILED, "billing.invoice_id": payment.invoice_id}):
         who = await audience(session, event.tenant, payment.account_id, payment.invoice_id, default_sender_email)
-        return await _record_to(
-            session,
-            event,
-            who,
-            template=PAYMENT_FAILED,
-            account_id=payment.account_id,
-            seller_id=payment.seller_id,
-            invoice_id=payment.invoice_id,
-            context={"payment": payment, **_invoice_context(who, payment.invoice_id, payment.amount)},
-            now=now,
-        )
+        context = {"payment": payment, **_invoice_context(who, payment.invoice_id, payment.amount)}
+        return await _record_to(session, event, who, PAYMENT_FAILED, seller_id=payment.seller_id, context=context, now=now)
 
 
 async def record_dunning_step(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery | None:
@@ -442,17 +413,8 @@ async def record_dunning_step(session: AsyncSession, event: CloudEvent[Any], *, 
         return None
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": template, "billing.invoice_id": step.invoice_id}):
         who = await audience(session, event.tenant, step.account_id, step.invoice_id, default_sender_email)
-        return await _record_to(
-            session,
-            event,
-            who,
-            template=template,
-            account_id=step.account_id,
-            seller_id=step.seller_id,
-            invoice_id=step.invoice_id,
-            context={"step": step, **_invoice_context(who, step.invoice_id, step.amount_overdue)},
-            now=now,
-        )
+        context = {"step": step, **_invoice_context(who, step.invoice_id, step.amount_overdue)}
+        return await _record_to(session, event, who, template, seller_id=step.seller_id, context=context, now=now)
 
 
 async def record_account_suspended(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
@@ -465,17 +427,7 @@ async def record_account_suspended(session: AsyncSession, event: CloudEvent[Any]
             "invoice_number": None,
             "pay": invoice_how_to_pay(who, None),
         }
-        return await _record_to(
-            session,
-            event,
-            who,
-            template=SUSPENSION,
-            account_id=suspension.account_id,
-            seller_id=suspension.seller_id,
-            invoice_id=None,
-            context=context,
-            now=now,
-        )
+        return await _record_to(session, event, who, SUSPENSION, seller_id=suspension.seller_id, context=context, now=now)
 
 
 async def record_portal_sign_in(session: AsyncSession, event: CloudEvent[Any], *, now: datetime, default_sender_email: str) -> Delivery:
@@ -503,17 +455,7 @@ async def record_account_reinstated(session: AsyncSession, event: CloudEvent[Any
     reinstatement: AccountReinstated = event.data
     with tracer.start_as_current_span("notify decide", attributes={"notify.template": REINSTATEMENT, "billing.account_id": reinstatement.account_id}):
         who = await audience(session, event.tenant, reinstatement.account_id, None, default_sender_email)
-        return await _record_to(
-            session,
-            event,
-            who,
-            template=REINSTATEMENT,
-            account_id=reinstatement.account_id,
-            seller_id=reinstatement.seller_id,
-            invoice_id=None,
-            context={"reinstatement": reinstatement},
-            now=now,
-        )
+        return await _record_to(session, event, who, REINSTATEMENT, seller_id=reinstatement.seller_id, context={"reinstatement": reinstatement}, now=now)
 
 
 def build_message(delivery: Delivery, now: datetime, attachments: list[tuple[str, str, bytes]] | None = None) -> EmailMessage:

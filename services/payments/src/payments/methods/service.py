@@ -18,7 +18,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CollectingMethodChanged, MandateChanged, derived_event_id
-from billing_runtime.errors import BillingError, Conflict, NotFound
+from billing_runtime.errors import BillingError, Conflict, NotFound, Unprocessable
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
 from payments.invoice import repository as invoice_repo
@@ -57,8 +57,7 @@ class ProviderUnavailableError(BillingError):
     code = "provider_unavailable"
 
 
-class ProviderRefusedError(BillingError):
-    status_code = 422
+class ProviderRefusedError(Unprocessable):
     code = "provider_refused"
 
 

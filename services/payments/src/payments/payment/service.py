@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import Money, PaymentSucceeded, derived_event_id
 from billing_events.events.payments import PaymentMethod
 from billing_events.money import fits_minor_units, minor_units, open_amount
-from billing_runtime.api import decode_cursor, encode_cursor
-from billing_runtime.errors import BillingError, Conflict, NotFound
+from billing_runtime.api import decode_keyset, encode_cursor
+from billing_runtime.errors import Conflict, NotFound, Unprocessable
 from billing_runtime.service import ServiceRuntime
 from payments.collection import repository as collection_repo
 from payments.invoice import repository as invoice_repo
@@ -48,18 +48,15 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
-class InvalidAmount(BillingError):
-    status_code = 422
+class InvalidAmount(Unprocessable):
     code = "invalid_amount"
 
 
-class InvalidInvoiceReference(BillingError):
-    status_code = 422
+class InvalidInvoiceReference(Unprocessable):
     code = "invoice_reference_required"
 
 
-class CurrencyMismatch(BillingError):
-    status_code = 422
+class CurrencyMismatch(Unprocessable):
     code = "currency_mismatch"
 
 
@@ -252,13 +249,7 @@ async def list_payments(
     session: AsyncSession, tenant: str, *, invoice_id: str | None, limit: int, cursor: str | None, account_id: str | None = None
 ) -> tuple[list[PaymentOut], str | None]:
     """A page of the seller's payments in the order they were recorded, and the next cursor."""
-    after = None
-    if cursor is not None:
-        recorded_at, payment_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(recorded_at), payment_id)
-        except ValueError as exc:
-            raise BillingError("cursor is not one this API returned", code="invalid_cursor", status_code=422) from exc
+    after = decode_keyset(cursor, datetime.fromisoformat)
     rows = await repo.list_payments(session, tenant, invoice_id=invoice_id, account_id=account_id, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -6,7 +6,7 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.crypto import Keyring, SecretUnreadable
-from billing_runtime.errors import BillingError
+from billing_runtime.errors import Conflict, Unprocessable
 from billing_runtime.service import ServiceRuntime
 from payments.providers import repository as repo
 from payments.providers.repository import Credentials
@@ -20,23 +20,19 @@ tracer = trace.get_tracer(__name__)
 MIN_WEBHOOK_SECRET_LENGTH = 32
 
 
-class ProviderNotConfigured(BillingError):
-    status_code = 409
+class ProviderNotConfigured(Conflict):
     code = "provider_not_configured"
 
 
-class WebhookSecretTooShort(BillingError):
-    status_code = 422
+class WebhookSecretTooShort(Unprocessable):
     code = "webhook_secret_too_short"
 
 
-class CredentialsUnreadable(BillingError):
-    status_code = 409
+class CredentialsUnreadable(Conflict):
     code = "provider_credentials_unreadable"
 
 
-class ApiKeyMissing(BillingError):
-    status_code = 422
+class ApiKeyMissing(Unprocessable):
     code = "api_key_missing"
 
 

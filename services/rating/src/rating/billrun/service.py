@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import BillRunClosed, ChargesRated, CloudEvent, Money, PeriodClosed, RatedLine, derived_event_id
 from billing_events import account_id as billing_account_id
-from billing_runtime.api import decode_cursor, encode_cursor
+from billing_runtime.api import decode_keyset, encode_cursor
 from billing_runtime.collector import collector_paused
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
@@ -299,10 +299,7 @@ async def list_bill_runs(
     limit: int,
 ) -> BillRunPage:
     """The seller's runs, newest period first, a page at a time."""
-    after: tuple[str, str] | None = None
-    if cursor is not None:
-        period, run_id = decode_cursor(cursor, 2)
-        after = (period, run_id)
+    after = decode_keyset(cursor, str)
     rows = await repo.list_runs(
         session,
         seller_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client import Counter
@@ -81,34 +82,29 @@ async def record_orders(session: AsyncSession, orders: Sequence[SubscriptionOrde
 
 async def record_change(session: AsyncSession, data: SubscriptionChanged) -> None:
     """A new quantity from `effective_on`."""
-    row = {
-        "seller_id": data.partner_id,
-        "subscription_id": data.subscription_id,
-        "order_id": data.order_id,
-        "account_id": data.account_id,
-        "kind": "quantity",
-        "quantity": data.quantity,
-        "effective_on": data.effective_on,
-        "requested_at": data.requested_at,
-    }
-    await repo.insert_once(session, repo.CHANGE, row, ("seller_id", "subscription_id", "order_id"))
+    await _insert_order_change(session, data, "quantity", data.quantity)
     PROJECTED.labels("change").inc()
 
 
 async def record_cancellation(session: AsyncSession, data: SubscriptionCancelled) -> None:
     """The subscription ends on `effective_on` (that day's period still bills in full)."""
+    await _insert_order_change(session, data, "cancellation", None)
+    PROJECTED.labels("cancellation").inc()
+
+
+async def _insert_order_change(session: AsyncSession, data: SubscriptionChanged | SubscriptionCancelled, kind: str, quantity: Decimal | None) -> None:
+    """An order's change (`kind`) from `effective_on`, stored once per (seller, subscription, order)."""
     row = {
         "seller_id": data.partner_id,
         "subscription_id": data.subscription_id,
         "order_id": data.order_id,
         "account_id": data.account_id,
-        "kind": "cancellation",
-        "quantity": None,
+        "kind": kind,
+        "quantity": quantity,
         "effective_on": data.effective_on,
         "requested_at": data.requested_at,
     }
     await repo.insert_once(session, repo.CHANGE, row, ("seller_id", "subscription_id", "order_id"))
-    PROJECTED.labels("cancellation").inc()
 
 
 async def record_usage(session: AsyncSession, records: Sequence[UsageRecorded]) -> None:
