@@ -122,14 +122,14 @@ async def platform(migrated: str, kafka_bootstrap: str) -> AsyncIterator[Platfor
     async with serve_all(apps) as clients:
         platform = Platform(apps, clients, [], kafka_bootstrap, migrated)
         run = uuid.uuid4().hex[:6]
-        for letter in "abc":
-            partner = Partner(f"sec-{letter}-{run}")
-            for scope in ("read", "write", "admin"):
-                partner.keys[scope] = await platform.issue(partner.tenant, scope)
-            platform.partners.append(partner)
-        for partner in platform.partners:
-            for key in partner.keys.values():
-                await platform.wait_known(key)
+        platform.partners.extend(Partner(f"sec-{letter}-{run}") for letter in "abc")
+        wanted: list[tuple[Partner, Scope]] = [(partner, scope) for partner in platform.partners for scope in ("read", "write", "admin")]
+        # Issued side by side (each is a row and an acknowledged event of its own), then waited for.
+        issued = await asyncio.gather(*(platform.issue(partner.tenant, scope) for partner, scope in wanted))
+        for (partner, scope), key in zip(wanted, issued, strict=True):
+            partner.keys[scope] = key
+        for key in issued:
+            await platform.wait_known(key)
         yield platform
 
 

@@ -18,7 +18,7 @@ from billing_events.topics import ALL_TOPICS
 from billing_runtime.auth import hash_secret, publish, revocation
 from billing_runtime.embedded import TansuBroker, free_port
 from billing_runtime.kafka import ensure_topics
-from billing_runtime.testing import eventually, serve
+from billing_runtime.testing import eventually, serve, serve_all
 
 if TYPE_CHECKING:  # the fixtures give them; conftest is not importable as a module
     from tests.security.conftest import Platform
@@ -150,11 +150,13 @@ async def test_keys_survive_a_broker_that_lost_its_topic(platform: Platform, bui
     broker.start()
     try:
         await ensure_topics(broker.bootstrap)
-        for name in platform.apps:
-            app = build_service(name, kafka_bootstrap_servers=broker.bootstrap)
-            async with serve(app) as client:
+        # All seven started side by side against the empty broker (each as it would alone: its
+        # key table read at start, its key topic empty), then each asked in turn.
+        apps = {name: build_service(name, kafka_bootstrap_servers=broker.bootstrap) for name in platform.apps}
+        async with serve_all(apps) as clients:
+            for name, app in apps.items():
                 assert p.keys["read"].key_id in app.state.http_conventions.keys.keys, name
-                r = await client.get("/v1/nothing-here", headers=p.headers("read"))
+                r = await clients[name].get("/v1/nothing-here", headers=p.headers("read"))
                 assert (r.status_code, r.json()["code"]) == (404, "not_found"), name  # authenticated, then no such route
     finally:
         broker.stop()

@@ -20,6 +20,9 @@ from billing_runtime.testing import Delivery, deliver
 from .conftest import Products
 
 PATH = "/v1/admin/order-history"
+# Rating's events are handed to usage-ingest in process (`deliver`) and what it emits is read from
+# its outbox rows: no test here needs the broker's consumer (no JoinGroup wait per test).
+pytestmark = pytest.mark.consume(False)
 
 
 def headers(tenant: str) -> dict[str, str]:
