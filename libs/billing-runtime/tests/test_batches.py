@@ -50,7 +50,7 @@ class Toy:
     """A throwaway service counting the CustomerUpserted events it applies per tenant, one at a
     time (`on`) or a run at a time (`on_batch`, one set-based upsert per run)."""
 
-    def __init__(self, database_url: str, bootstrap: str, *, batch: bool, max_batch_bytes: int = 1_048_576) -> None:
+    def __init__(self, database_url: str, bootstrap: str, *, batch: bool, max_batch_bytes: int = 1_048_576, fetch_bytes: int = 262_144) -> None:
         self.schema = f"toy_{uuid.uuid4().hex[:8]}"
         self.metadata = schema_metadata(self.schema)
         self.tally = Table("tally", self.metadata, Column("tenant", String, primary_key=True), Column("applied", Integer, nullable=False))
@@ -61,6 +61,7 @@ class Toy:
             consumer_max_attempts=2,
             outbox_retention_days=0,
             consumer_max_batch_bytes=max_batch_bytes,
+            consumer_max_partition_fetch_bytes=fetch_bytes,
         )
         self.name = f"toy-{self.schema}"
         self.batch = batch
@@ -123,8 +124,8 @@ class Toy:
         await self.runtime.wait_consuming()
 
 
-async def toy_of(database_url: str, kafka_bootstrap: str, *, batch: bool, max_batch_bytes: int = 1_048_576) -> Toy:
-    toy = Toy(database_url, kafka_bootstrap, batch=batch, max_batch_bytes=max_batch_bytes)
+async def toy_of(database_url: str, kafka_bootstrap: str, *, batch: bool, max_batch_bytes: int = 1_048_576, fetch_bytes: int = 262_144) -> Toy:
+    toy = Toy(database_url, kafka_bootstrap, batch=batch, max_batch_bytes=max_batch_bytes, fetch_bytes=fetch_bytes)
     await toy.create()
     await toy.runtime.start()
     await toy.runtime.wait_consuming()
@@ -255,6 +256,24 @@ async def test_a_polled_batch_heavier_than_the_byte_bound_is_applied_in_order_in
         assert offsets == sorted(offsets)
         started = [by_id[e.id].applied_at for e in events]
         assert started == sorted(started) and len(set(started)) >= 4
+    finally:
+        await toy.runtime.stop()
+
+
+async def test_a_message_larger_than_the_fetch_bound_still_arrives_and_applies(database_url: str, kafka_bootstrap: str, producer: AIOKafkaProducer) -> None:
+    # CONSUMER_MAX_PARTITION_FETCH_BYTES bounds what one poll holds; it must never stall a
+    # partition on a message larger than itself (the broker hands over a first batch whole).
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    events = [
+        new_event(customer(tenant, name=name, revision=1 + i), source="test", tenant=tenant)
+        for i, name in enumerate(["Small", "Large " + "x" * 8000, "Small again"])
+    ]
+    assert len(to_kafka(events[1]).value) > 8000
+    toy = await toy_of(database_url, kafka_bootstrap, batch=True, fetch_bytes=1024)
+    try:
+        await send_all(producer, events)
+        await eventually(lambda: _is(toy.applied(tenant), len(events)), "the three events applied, the large one among them")
+        assert set((await toy.inbox()).values()) >= {("applied", None)}
     finally:
         await toy.runtime.stop()
 

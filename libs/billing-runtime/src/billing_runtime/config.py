@@ -38,6 +38,15 @@ class CommonSettings(BaseSettings):
         validation_alias=_env("CONSUMER_MAX_BATCH"),
         description="Most messages a consumer polls at once; each partition's share is applied in one transaction.",
     )
+    consumer_max_partition_fetch_bytes: int = Field(
+        default=262_144,
+        ge=1024,
+        validation_alias=_env("CONSUMER_MAX_PARTITION_FETCH_BYTES"),
+        description="Most bytes (as sent, compressed) a consumer fetches from one partition at a time; a larger "
+        "message still comes whole. CONSUMER_MAX_BATCH counts messages, and a batch message of usage carries up "
+        "to 1,000 events: this is what bounds a poll's memory then. 256 KiB kept rating under 200 MB draining a "
+        "backlog of batch messages (1 MiB, aiokafka's default: 228 MB) at the same speed.",
+    )
     consumer_max_batch_bytes: int = Field(
         default=1_048_576,
         ge=1,

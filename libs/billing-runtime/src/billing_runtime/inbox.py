@@ -301,6 +301,7 @@ class InboxConsumer:
         max_batch: int = 1000,
         max_batch_bytes: int = 1_048_576,
         concurrency: int = 1,
+        max_partition_fetch_bytes: int = 262_144,
     ) -> None:
         self.service = service
         self.bootstrap_servers = bootstrap_servers
@@ -315,6 +316,7 @@ class InboxConsumer:
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
         self.concurrency = concurrency
+        self.max_partition_fetch_bytes = max_partition_fetch_bytes
         self.topics = sorted({route.model.topic.name for route in routes.values()})
         self.ready = asyncio.Event()
         """Set once the consumer has been through its first assignment and knows where each of its
@@ -342,6 +344,9 @@ class InboxConsumer:
             enable_auto_commit=False,
             auto_offset_reset=self.auto_offset_reset,
             max_poll_records=self.max_batch,
+            # A poll is bounded in messages, and a batch message carries up to a thousand events:
+            # the fetch's bytes per partition bound what one poll holds (a larger message still comes).
+            max_partition_fetch_bytes=self.max_partition_fetch_bytes,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(self.session_timeout_ms // 4, 250),
         )

@@ -290,6 +290,7 @@ class ServiceRuntime(Generic[SettingsT]):
             max_batch=self.settings.consumer_max_batch,
             max_batch_bytes=self.settings.consumer_max_batch_bytes,
             concurrency=self.settings.consumer_concurrency,
+            max_partition_fetch_bytes=self.settings.consumer_max_partition_fetch_bytes,
         )
 
     async def start(self, *, consume: bool | None = None, relay: bool = True) -> None:
