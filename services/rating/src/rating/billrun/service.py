@@ -8,7 +8,6 @@ report (the same rating, not stored, not emitted)."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -140,7 +139,7 @@ async def close_period(runtime: ServiceRuntime, session: AsyncSession, seller_id
 
         buyers = lines = charges_written = 0
         unrated_found: set[Unrated] = set()
-        # Over the whole close, not only its synchronous stretches (`_without_gc`): objects rated
+        # Over the whole close, not only its synchronous stretches (`collector_paused()` without a count): objects rated
         # while paused are still young when collection resumes, so pausing less defers the cost.
         with collector_paused(GC_PAUSED_SECONDS):
             async for closing in _closings(session, seller_id, distributor_id, tier, period, run_id, terms):
@@ -387,20 +386,6 @@ async def margin_report(session: AsyncSession, partner_id: str, distributor_id: 
 # --- loading and rating ------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _without_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector over a synchronous stretch of rating: it allocates
-    millions of short-lived objects for a large seller, and each collection would walk all of
-    them (a fifth of the CPU). Nothing else runs meanwhile (no await inside); collection resumes after."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 async def rate_retail(
     session: AsyncSession,
     seller_id: str,
@@ -418,7 +403,7 @@ async def rate_retail(
     closed = await repo.closed_periods(session, seller_id)
     inputs = await _inputs(session, seller_id, period, run_id, terms, book, account_id=account_id, wholesale=False, between=between)
     discounts = await discounts_for_rating(session, seller_id)
-    with _without_gc():
+    with collector_paused():
         return rating.rate_period(run_id, period, products=book.products, price_of=book.retail, closed=closed, discounts=discounts, **inputs)
 
 
@@ -465,7 +450,7 @@ async def _partner_book(
     book = await price_book(session, partner_id, distributor_id)
     local = Period.parse(period.label, partner_terms.tz)
     inputs = await _inputs(session, partner_id, local, run_id, partner_terms, book, wholesale=True)
-    with _without_gc():
+    with collector_paused():
         return rating.rate_period(run_id, local, products=book.products, price_of=book.wholesale, closed=closed, bill_to=bill_to, **inputs)
 
 
@@ -488,7 +473,7 @@ async def _inputs(
     overrides = await projections.policies(session, seller_id, [s.subscription_id for s in subscriptions])
     usage = await projections.usage_before(session, seller_id, period.ends_before, run_id, account_id, wholesale=wholesale, between=between)
     observations = await projections.observations_before(session, seller_id, period.ends_before, account_id, between=between)
-    with _without_gc():
+    with collector_paused():
         return _rating_inputs(buyers, subscriptions, changes, overrides, usage, observations, book, terms)
 
 
