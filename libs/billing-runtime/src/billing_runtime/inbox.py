@@ -269,6 +269,19 @@ class _Item:
         return self.event
 
 
+def _judge(item: _Item, route: Route, decoded: CloudEvent[Any] | EnvelopeError) -> None:
+    """An item's verdict from its decoding, a single message's or a batch element's alike: its
+    event, or why it is refused (invalid, or another tenant's)."""
+    if isinstance(decoded, EnvelopeError):
+        item.error = str(decoded)
+        item.code = "invalid_event"
+    elif (foreign := _foreign_tenant(route, decoded)) is not None:
+        item.error = _describe(foreign)
+        item.code = foreign.code
+    else:
+        item.event = decoded
+
+
 @dataclass
 class _Outcome:
     """What one attempt at a batch did (filled in as it goes; thrown away if it rolls back)."""
@@ -434,24 +447,10 @@ class InboxConsumer:
             group[2].append(attrs)
         for route, routed, attrs_of in by_route.values():
             for item, decoded in zip(routed, route.decode_many(attrs_of, [i.message.value or b"" for i in routed]), strict=True):
-                if isinstance(decoded, EnvelopeError):
-                    item.error = str(decoded)
-                    item.code = "invalid_event"
-                elif (foreign := _foreign_tenant(route, decoded)) is not None:
-                    item.error = _describe(foreign)
-                    item.code = foreign.code
-                else:
-                    item.event = decoded
+                _judge(item, route, decoded)
         for route, routed in structured.values():
             for item, decoded in zip(routed, route.decode_structured([i.element for i in routed]), strict=True):
-                if isinstance(decoded, EnvelopeError):
-                    item.error = str(decoded)
-                    item.code = "invalid_event"
-                elif (foreign := _foreign_tenant(route, decoded)) is not None:
-                    item.error = _describe(foreign)
-                    item.code = foreign.code
-                else:
-                    item.event = decoded
+                _judge(item, route, decoded)
         return items, repeats
 
     def _unpack(
