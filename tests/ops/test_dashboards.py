@@ -3,7 +3,6 @@ JSON is what deploy/grafana/dashboards.py makes."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import re
@@ -16,7 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing_cli.platform import SERVICES
-from billing_runtime.testing import serve
+from billing_runtime.testing import serve_all
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -105,14 +104,17 @@ def test_dashboards_are_complete_and_use_the_fixed_datasource() -> None:
 
 async def test_every_dashboard_metric_is_exported_by_a_running_service(migrated: str, kafka_bootstrap: str) -> None:
     exported: set[str] = set()
-    async with contextlib.AsyncExitStack() as stack:
-        for spec in SERVICES:
-            settings = importlib.import_module(f"{spec.package}.config").Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap)
-            app = importlib.import_module(f"{spec.package}.main").build(settings)
-            client = await stack.enter_async_context(serve(app))
+    apps = {
+        spec.name: importlib.import_module(f"{spec.package}.main").build(
+            importlib.import_module(f"{spec.package}.config").Settings(database_url=migrated, kafka_bootstrap_servers=kafka_bootstrap)
+        )
+        for spec in SERVICES
+    }
+    async with serve_all(apps) as clients:  # started side by side: each start waits on the broker
+        for name, client in clients.items():
             assert (await client.get("/healthz")).status_code == 200
             scraped = await client.get("/metrics", follow_redirects=True)
-            assert scraped.status_code == 200, spec.name
+            assert scraped.status_code == 200, name
             exported |= exported_series(scraped.text)
     assert "billing_http_requests_total" in exported
     missing = sorted(f"{dashboard} / {panel}: {name}" for dashboard, panel, expr in dashboard_exprs() for name in metric_names(expr) if name not in exported)
