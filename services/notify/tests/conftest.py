@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -10,19 +11,25 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_events import DocumentLink, InvoiceIssued, InvoiceLine, Money, Party, TaxBreakdown
+from billing_events import CloudEvent, DocumentLink, InvoiceIssued, InvoiceLine, Money, Party, TaxBreakdown
 from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
 from billing_runtime.testing import eventually, service_under_test
 from notify.config import Settings
+
+# Tests run in importlib mode (no sys.path change); the shared helpers module sits beside this file
+# under a name no other service's tests use.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from notify_testkit import smtp_server  # noqa: E402
 
 
 @dataclass
@@ -52,17 +59,6 @@ class Mailbox:
         return await eventually(lambda: self.to(address) if len(self.to(address)) >= count else None, f"{count} messages to {address}", timeout, interval=0.1)
 
 
-@contextlib.contextmanager
-def smtp_server(port: int) -> Iterator[Mailbox]:
-    mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield mailbox
-    finally:
-        controller.stop()
-
-
 # The harness's `migrated`, `app` and `client` (billing_runtime.testing) follow from it; `settings`
 # is this suite's own (an SMTP port per test).
 service = service_under_test("notify")
@@ -75,14 +71,14 @@ def smtp_port() -> int:
 
 @pytest.fixture
 def mailbox(smtp_port: int) -> Iterator[Mailbox]:
-    with smtp_server(smtp_port) as box:
+    with smtp_server(smtp_port, Mailbox()) as box:
         yield box
 
 
 @pytest.fixture
 def start_smtp() -> Callable[[int], contextlib.AbstractContextManager[Mailbox]]:
     """For tests that bring the SMTP server up late."""
-    return smtp_server
+    return lambda port: smtp_server(port, Mailbox())
 
 
 @pytest.fixture
@@ -155,6 +151,21 @@ def applied(db: AsyncEngine) -> WaitApplied:
     return wait
 
 
+PublishApplied = Callable[[CloudEvent[Any]], Awaitable[None]]
+
+
+@pytest.fixture
+def publish_applied(publish: Callable[[CloudEvent[Any]], Awaitable[None]], applied: WaitApplied) -> PublishApplied:
+    """`await publish_applied(event)`: published, and applied by notify's inbox (not dead-lettered)
+    before the test goes on."""
+
+    async def publish_and_wait(event: CloudEvent[Any]) -> None:
+        await publish(event)
+        assert await applied(event.id) == "applied"
+
+    return publish_and_wait
+
+
 def invoice_data(
     *,
     buyer_account_id: str,
@@ -168,32 +179,21 @@ def invoice_data(
     def usd(amount: str) -> Money:
         return Money.of(amount, "USD")
 
-    lines = [
-        InvoiceLine(
-            line_id="l-1",
-            product_code="USR-SUP",
-            description="User support",
+    def october(line_id: str, product_code: str, description: str, quantity: str, unit_price: str, net: str) -> InvoiceLine:
+        return InvoiceLine(
+            line_id=line_id,
+            product_code=product_code,
+            description=description,
             service_period_start=date(2026, 10, 1),
             service_period_end=date(2026, 10, 31),
-            quantity=Decimal("15"),
-            unit_price=usd("35.00"),
-            net=usd("525.00"),
+            quantity=Decimal(quantity),
+            unit_price=usd(unit_price),
+            net=usd(net),
             tax_rate=Decimal("0"),
             tax_category="O",
-        ),
-        InvoiceLine(
-            line_id="l-2",
-            product_code="EML-HST",
-            description="Hosted email",
-            service_period_start=date(2026, 10, 1),
-            service_period_end=date(2026, 10, 31),
-            quantity=Decimal("11"),
-            unit_price=usd("6.75"),
-            net=usd("74.25"),
-            tax_rate=Decimal("0"),
-            tax_category="O",
-        ),
-    ]
+        )
+
+    lines = [october("l-1", "USR-SUP", "User support", "15", "35.00", "525.00"), october("l-2", "EML-HST", "Hosted email", "11", "6.75", "74.25")]
     return InvoiceIssued(
         invoice_id=invoice_id or str(uuid.uuid4()),
         number=number,

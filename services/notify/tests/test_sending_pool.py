@@ -5,20 +5,19 @@ connections, each document is fetched once even across retries, and webhooks sha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email
 import email.policy
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from notify_testkit import smtp_server
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -64,17 +63,6 @@ class CountingMailbox:
             return [(r, m) for r, m in self.messages if r.endswith(suffix)]
 
 
-@contextlib.contextmanager
-def counting_smtp(port: int) -> Iterator[CountingMailbox]:
-    box = CountingMailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
-
-
 def pdf(i: int) -> bytes:
     return b"%PDF-1.7\n" + f"invoice {i}".encode() * 200 + b"\n%%EOF"
 
@@ -91,7 +79,7 @@ async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_ke
 ) -> None:
     burst = 30
     pool = settings.model_copy(update={"sender_concurrency": 4, "sender_batch_size": 5, "documents_concurrency": 2})
-    with counting_smtp(smtp_port) as box:
+    with smtp_server(smtp_port, CountingMailbox()) as box:
         async with serve(build(pool)) as client:
             events = []
             for i in range(burst):
@@ -149,7 +137,7 @@ async def test_a_document_is_fetched_once_across_retries(
             return bool(items and items[0]["attempts"] >= 2 and items[0]["status"] == "pending")
 
         await eventually(retried_while_pending, "the delivery attempted twice and still pending", 60, interval=0.1)
-        with counting_smtp(smtp_port) as box:
+        with smtp_server(smtp_port, CountingMailbox()) as box:
             [(_, mail)] = await box.wait_for(f"@{tenant}.example", 1)
     [(name, content)] = [(p.get_filename(), p.get_content()) for p in mail.iter_attachments()]
     assert (name, content) == ("once.pdf", pdf(1))
@@ -173,7 +161,7 @@ async def test_a_throttled_document_fetch_waits_for_retry_after_and_the_email_go
     document_server.throttled[path] = 2
     recipient = f"ap@{tenant}.example"
     invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient, documents=[DocumentLink(kind="pdf", url=url)])
-    with counting_smtp(smtp_port) as box:
+    with smtp_server(smtp_port, CountingMailbox()) as box:
         async with serve(build(settings)) as client:
             await publish(new_event(invoice, source="/tests", tenant=tenant))
             [(_, mail)] = await box.wait_for(f"@{tenant}.example", 1)
