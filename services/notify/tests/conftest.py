@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -234,14 +235,31 @@ class DocumentServer:
         return f"{self.base_url}{path}"
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps the stdlib's access log off the test output."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_server(port: int, handler: type[BaseHTTPRequestHandler]) -> Iterator[None]:
+    """A real local HTTP server on `port`, serving with `handler` from threads of its own."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def document_server() -> Iterator[DocumentServer]:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     port = free_port()
     served = DocumentServer(f"http://127.0.0.1:{port}", {})
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             served.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             if served.throttled.get(self.path, 0) > 0:
@@ -262,17 +280,8 @@ def document_server() -> Iterator[DocumentServer]:
             self.end_headers()
             self.wfile.write(content)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server(port, Handler):
         yield served
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -301,12 +310,10 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     port = free_port()
     got = Receiver(f"http://127.0.0.1:{port}/hooks")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with got.lock:
@@ -316,14 +323,5 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server(port, Handler):
         yield got
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
+from email.message import EmailMessage
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -45,6 +46,11 @@ def smtp_server(port: int, handler: H) -> Iterator[H]:
         yield handler
     finally:
         controller.stop()
+
+
+def attachments(mail: EmailMessage) -> list[tuple[str | None, str, Any]]:
+    """(file name, content type, content) of each attachment of a received mail."""
+    return [(part.get_filename(), part.get_content_type(), part.get_content()) for part in mail.iter_attachments()]
 
 
 def headers(tenant: str, **extra: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,7 +14,7 @@ import httpx
 import openpyxl
 import pytest
 import xlsxwriter
-from notify_testkit import customer, headers
+from notify_testkit import attachments, customer, headers
 from sqlalchemy import text
 
 from billing_events import (
@@ -74,23 +74,28 @@ def comparison_xlsx() -> bytes:
     return out.getvalue()
 
 
-def attachments(mail: Any) -> list[tuple[str, str, bytes]]:
-    return [(part.get_filename(), part.get_content_type(), part.get_content()) for part in mail.iter_attachments()]
-
-
-async def brand_and_contact(client: httpx.AsyncClient, tenant: str, external_id: str, recipient: str, publish_applied: Any) -> None:
-    """The tenant's brand saved and its customer `external_id`'s billing contact `recipient` applied:
-    what a test's mails go out in, and to."""
-    assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
-    await publish_applied(customer(tenant, external_id, recipient))
-
-
 @pytest.fixture
 async def documents_client(settings: Settings, document_server: Any) -> AsyncIterator[httpx.AsyncClient]:
     """notify served with invoicing's API at the document server: invoicing links its documents
     relative to its own API, and notify fetches them from there as the seller."""
     async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
         yield client
+
+
+BrandAndContact = Callable[[str, str], Awaitable[None]]
+
+
+@pytest.fixture
+def brand_and_contact(documents_client: httpx.AsyncClient, tenant: str, publish_applied: Any) -> BrandAndContact:
+    """`await brand_and_contact(external_id, recipient)`: the tenant's brand saved and its customer
+    `external_id`'s billing contact `recipient` applied, in notify served with the document server:
+    what a test's mails go out in, and to."""
+
+    async def save(external_id: str, recipient: str) -> None:
+        assert (await documents_client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+        await publish_applied(customer(tenant, external_id, recipient))
+
+    return save
 
 
 def branded(mail: Any) -> None:
@@ -107,11 +112,11 @@ async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
     publish: Any,
     publish_applied: Any,
     document_server: Any,
-    documents_client: httpx.AsyncClient,
+    brand_and_contact: BrandAndContact,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     recipient = f"ap-{tenant}@contoso.example"
-    await brand_and_contact(documents_client, tenant, "c-1", recipient, publish_applied)
+    await brand_and_contact("c-1", recipient)
     invoice_id = str(uuid.uuid4())
     document_server.put(f"/v1/invoices/{invoice_id}/pdf", "application/pdf", PDF)
     document_server.put(f"/v1/invoices/{invoice_id}/xml", "application/xml", b"<Invoice/>")
@@ -171,12 +176,12 @@ async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_
     mailbox: Any,
     publish_applied: Any,
     document_server: Any,
-    documents_client: httpx.AsyncClient,
+    brand_and_contact: BrandAndContact,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     # Invoicing with a public address: each document has an absolute shared link, which needs no key.
     recipient = f"ap-{tenant}@contoso.example"
-    await brand_and_contact(documents_client, tenant, "c-2", recipient, publish_applied)
+    await brand_and_contact("c-2", recipient)
     invoice_id = str(uuid.uuid4())
     token = uuid.uuid4().hex
     shared_pdf = document_server.put(f"/v1/shared/{token}", "application/pdf", PDF)
@@ -327,11 +332,11 @@ async def test_a_project_work_statement_goes_out_at_once_with_its_pdf(
     mailbox: Any,
     publish_applied: Any,
     document_server: Any,
-    documents_client: httpx.AsyncClient,
+    brand_and_contact: BrandAndContact,
 ) -> None:
     # Seed 001: the statement reaches the partner as soon as the work is entered; nothing to pay.
     recipient = f"ap-{tenant}@northwind.example"
-    await brand_and_contact(documents_client, tenant, "northwind", recipient, publish_applied)
+    await brand_and_contact("northwind", recipient)
     shared = document_server.put(f"/v1/shared/{uuid.uuid4().hex}", "application/pdf", PDF)
     usd = "USD"
     statement = ProjectWorkStatementIssued(
