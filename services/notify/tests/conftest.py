@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -10,19 +11,26 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_events import DocumentLink, InvoiceIssued, InvoiceLine, Money, Party, TaxBreakdown
+from billing_events import CloudEvent, DocumentLink, InvoiceIssued, InvoiceLine, Money, Party, TaxBreakdown
 from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
 from billing_runtime.testing import eventually, service_under_test
 from notify.config import Settings
+
+# Tests run in importlib mode (no sys.path change); the shared helpers module sits beside this file
+# under a name no other service's tests use.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from notify_testkit import smtp_server  # noqa: E402
 
 
 @dataclass
@@ -52,17 +60,6 @@ class Mailbox:
         return await eventually(lambda: self.to(address) if len(self.to(address)) >= count else None, f"{count} messages to {address}", timeout, interval=0.1)
 
 
-@contextlib.contextmanager
-def smtp_server(port: int) -> Iterator[Mailbox]:
-    mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield mailbox
-    finally:
-        controller.stop()
-
-
 # The harness's `migrated`, `app` and `client` (billing_runtime.testing) follow from it; `settings`
 # is this suite's own (an SMTP port per test).
 service = service_under_test("notify")
@@ -75,14 +72,14 @@ def smtp_port() -> int:
 
 @pytest.fixture
 def mailbox(smtp_port: int) -> Iterator[Mailbox]:
-    with smtp_server(smtp_port) as box:
+    with smtp_server(smtp_port, Mailbox()) as box:
         yield box
 
 
 @pytest.fixture
 def start_smtp() -> Callable[[int], contextlib.AbstractContextManager[Mailbox]]:
     """For tests that bring the SMTP server up late."""
-    return smtp_server
+    return lambda port: smtp_server(port, Mailbox())
 
 
 @pytest.fixture
@@ -155,6 +152,21 @@ def applied(db: AsyncEngine) -> WaitApplied:
     return wait
 
 
+PublishApplied = Callable[[CloudEvent[Any]], Awaitable[None]]
+
+
+@pytest.fixture
+def publish_applied(publish: Callable[[CloudEvent[Any]], Awaitable[None]], applied: WaitApplied) -> PublishApplied:
+    """`await publish_applied(event)`: published, and applied by notify's inbox (not dead-lettered)
+    before the test goes on."""
+
+    async def publish_and_wait(event: CloudEvent[Any]) -> None:
+        await publish(event)
+        assert await applied(event.id) == "applied"
+
+    return publish_and_wait
+
+
 def invoice_data(
     *,
     buyer_account_id: str,
@@ -168,32 +180,21 @@ def invoice_data(
     def usd(amount: str) -> Money:
         return Money.of(amount, "USD")
 
-    lines = [
-        InvoiceLine(
-            line_id="l-1",
-            product_code="USR-SUP",
-            description="User support",
+    def october(line_id: str, product_code: str, description: str, quantity: str, unit_price: str, net: str) -> InvoiceLine:
+        return InvoiceLine(
+            line_id=line_id,
+            product_code=product_code,
+            description=description,
             service_period_start=date(2026, 10, 1),
             service_period_end=date(2026, 10, 31),
-            quantity=Decimal("15"),
-            unit_price=usd("35.00"),
-            net=usd("525.00"),
+            quantity=Decimal(quantity),
+            unit_price=usd(unit_price),
+            net=usd(net),
             tax_rate=Decimal("0"),
             tax_category="O",
-        ),
-        InvoiceLine(
-            line_id="l-2",
-            product_code="EML-HST",
-            description="Hosted email",
-            service_period_start=date(2026, 10, 1),
-            service_period_end=date(2026, 10, 31),
-            quantity=Decimal("11"),
-            unit_price=usd("6.75"),
-            net=usd("74.25"),
-            tax_rate=Decimal("0"),
-            tax_category="O",
-        ),
-    ]
+        )
+
+    lines = [october("l-1", "USR-SUP", "User support", "15", "35.00", "525.00"), october("l-2", "EML-HST", "Hosted email", "11", "6.75", "74.25")]
     return InvoiceIssued(
         invoice_id=invoice_id or str(uuid.uuid4()),
         number=number,
@@ -234,14 +235,31 @@ class DocumentServer:
         return f"{self.base_url}{path}"
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps the stdlib's access log off the test output."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_server(port: int, handler: type[BaseHTTPRequestHandler]) -> Iterator[None]:
+    """A real local HTTP server on `port`, serving with `handler` from threads of its own."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def document_server() -> Iterator[DocumentServer]:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     port = free_port()
     served = DocumentServer(f"http://127.0.0.1:{port}", {})
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             served.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             if served.throttled.get(self.path, 0) > 0:
@@ -262,17 +280,8 @@ def document_server() -> Iterator[DocumentServer]:
             self.end_headers()
             self.wfile.write(content)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server(port, Handler):
         yield served
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -301,12 +310,10 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     port = free_port()
     got = Receiver(f"http://127.0.0.1:{port}/hooks")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with got.lock:
@@ -316,14 +323,5 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server(port, Handler):
         yield got
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from notify_testkit import headers
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -19,10 +20,6 @@ from notify.delivery.service import record_portal_sign_in
 # Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
 # dispatch), so it is served without a broker consumer (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 async def test_brand_defaults_then_put_replaces(client: httpx.AsyncClient, tenant: str) -> None:

@@ -8,17 +8,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from notify_testkit import NORTHWIND, PLAIN, comparison_report, project_work
 from playwright.sync_api import Browser, sync_playwright
 
 from billing_events import DocumentLink, InvoiceIssued, Money
 from billing_events.references import creditor_reference, printed
-from notify.brand.service import EffectiveBrand
 from notify.delivery.instructions import how_to_pay
 from notify.templates.render import RenderedEmail, render
 
@@ -28,20 +27,8 @@ NUMBER = "NW-2026-000318"
 REFERENCE = printed(creditor_reference(NUMBER))  # RF62 NW20 2600 0318, what payments matches transfers by
 PDF = "https://billing.northwind.example/invoicing/v1/shared/pdf-token"
 XML = "https://billing.northwind.example/invoicing/v1/shared/xml-token"
-PORTAL = "https://portal.northwind.example/p/northwind/"
-BRAND = EffectiveBrand(
-    sender_name="Northwind IT",
-    sender_email="invoices@northwind.example",
-    logo_url=None,
-    primary_color="#AA3300",
-    footer="Northwind IT Ltd · 100 Main St, Cedar Rapids, IA 52401",
-    support_email="billing@northwind.example",
-    support_phone="+1 319 555 0100",
-    portal_url=PORTAL,
-    bank_account_name="Northwind IT Ltd",
-    iban="DE89370400440532013000",
-    bic="COBADEFFXXX",
-)
+BRAND = NORTHWIND
+PORTAL = BRAND.portal_url
 OVERDUE = Money.of("599.25", "USD")
 DUE = date(2026, 12, 5)
 
@@ -56,34 +43,11 @@ def emails(make_invoice: Callable[..., InvoiceIssued]) -> dict[str, RenderedEmai
     invoice = make_invoice(buyer_account_id="acc-1", number=NUMBER, documents=documents)
     who = {"brand": BRAND, "buyer_name": "Contoso Dental"}
     step = SimpleNamespace(days_overdue=7, amount_overdue=OVERDUE)
-    report = SimpleNamespace(
-        period_start=date(2026, 10, 1),
-        period_end=date(2026, 10, 31),
-        this_period_total=Money.of("1516.25", "USD"),
-        last_period_total=Money.of("1481.25", "USD"),
-        difference=Money.of("35.00", "USD"),
-        lines_added=1,
-        lines_removed=0,
-        lines_changed=2,
-    )
+    report = comparison_report(date(2026, 10, 1), date(2026, 10, 31))
     failed = SimpleNamespace(amount=OVERDUE, failed_on=date(2026, 12, 5), reason="Insufficient funds", method="card")
     paid = SimpleNamespace(amount=OVERDUE, paid_on=date(2026, 12, 8), reference=REFERENCE)
     final = SimpleNamespace(days_overdue=21, amount_overdue=OVERDUE)
     suspended = SimpleNamespace(suspended_on=date(2026, 12, 26), cascaded_from=None)
-    work = SimpleNamespace(
-        number="TSD-PW-000001",
-        seller=SimpleNamespace(name="Tailspin Distribution Inc."),
-        end_customer_name="Contoso Dental",
-        end_customer_id="c",
-        description="Project work: server build",
-        product_code="PROJ-TM",
-        performed_on=date(2026, 10, 14),
-        quantity=Decimal("2.5"),
-        unit_price=Money.of("125.00", "USD"),
-        amount=Money.of("312.50", "USD"),
-        billed_with_period_start=date(2026, 10, 1),
-        billed_with_period_end=date(2026, 10, 31),
-    )
     return {
         "invoice_issued": render("invoice_issued", {**who, "invoice": invoice, "pay": pay(invoice.total)}),
         "reminder": render("reminder", {**who, "step": step, "invoice_number": NUMBER, "due_on": DUE, "pay": pay()}),
@@ -92,7 +56,7 @@ def emails(make_invoice: Callable[..., InvoiceIssued]) -> dict[str, RenderedEmai
         "payment_received": render("payment_received", {**who, "payment": paid, "invoice_number": NUMBER, "portal_url": PORTAL}),
         "suspension": render("suspension", {**who, "suspension": suspended, "invoice_number": None, "pay": pay(None, None)}),
         "reinstatement": render("reinstatement", {**who, "reinstatement": SimpleNamespace(reinstated_on=date(2026, 12, 28))}),
-        "project_work_statement": render("project_work_statement", {**who, "statement": work, "filename": "TSD-PW-000001.pdf"}),
+        "project_work_statement": render("project_work_statement", {**who, "statement": project_work(), "filename": "TSD-PW-000001.pdf"}),
         "comparison_report": render(
             "comparison_report",
             {**who, "report": report, "invoice_number": NUMBER, "filename": f"{NUMBER}-comparison.xlsx", "invoice_expected_on": None, "revised": False},
@@ -194,13 +158,12 @@ def test_no_reference_without_the_invoice_number_nor_bank_details_without_an_acc
     # notify knows only an id when it did not see the invoice issued: a reference from it would match nothing.
     unknown = how_to_pay(BRAND, amount=OVERDUE, due_on=None, invoice_number=None, document_url=None)
     assert unknown.reference is None and unknown.iban == "DE89 3704 0044 0532 0130 00"
-    no_bank = EffectiveBrand("Northwind IT", "invoices@northwind.example", None, "#AA3300", None)
-    plain = how_to_pay(no_bank, amount=OVERDUE, due_on=DUE, invoice_number=NUMBER, document_url="/v1/invoices/i/pdf")
+    plain = how_to_pay(PLAIN, amount=OVERDUE, due_on=DUE, invoice_number=NUMBER, document_url="/v1/invoices/i/pdf")
     assert (plain.reference, plain.bank_transfer, plain.document_url) == (None, False, None)  # a relative link opens nothing
     mail = render(
         "reminder",
         {
-            "brand": no_bank,
+            "brand": PLAIN,
             "buyer_name": "Contoso",
             "step": SimpleNamespace(days_overdue=1, amount_overdue=OVERDUE),
             "invoice_number": NUMBER,

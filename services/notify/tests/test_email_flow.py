@@ -7,19 +7,16 @@ import contextlib
 import re
 import uuid
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from notify_testkit import customer, headers, paid
 
 from billing_events import (
     CloudEvent,
-    CustomerUpserted,
     InvoiceIssued,
-    Money,
-    PaymentSucceeded,
     account_id,
     attributes_from_headers,
     new_event,
@@ -33,24 +30,6 @@ from notify.delivery.service import delivery_id
 pytestmark = pytest.mark.consume(False)
 
 Publish = Callable[[CloudEvent[Any]], Any]
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
-
-
-def customer(tenant: str, external_id: str, email: str, *, name: str = "Contoso Dental", revision: int = 1) -> CloudEvent[Any]:
-    data = CustomerUpserted(
-        account_id=account_id(tenant, external_id),
-        partner_id=tenant,
-        external_id=external_id,
-        name=name,
-        billing_email=email,
-        country="US",
-        currency="USD",
-        revision=revision,
-    )
-    return new_event(data, source="/tests", tenant=tenant)
 
 
 def issued(tenant: str, invoice: InvoiceIssued) -> CloudEvent[Any]:
@@ -77,7 +56,7 @@ async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(
     tenant: str,
     mailbox: Any,
     publish: Publish,
-    applied: Any,
+    publish_applied: Publish,
     make_invoice: Callable[..., InvoiceIssued],
     kafka_bootstrap: str,
 ) -> None:
@@ -90,9 +69,7 @@ async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(
     }
     assert (await client.put("/v1/brand", headers=headers(tenant), json=brand)).status_code == 200
     contact_email = f"ap-{tenant}@contoso.example"
-    upserted = customer(tenant, "c-1", contact_email, name="<script>alert(1)</script> Dental")
-    await publish(upserted)
-    assert await applied(upserted.id) == "applied"
+    await publish_applied(customer(tenant, "c-1", contact_email, name="<script>alert(1)</script> Dental"))
     invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=f"old-{tenant}@contoso.example")
     event = issued(tenant, invoice)
     await publish(event)
@@ -178,14 +155,13 @@ async def test_latest_contact_revision_wins(
     tenant: str,
     mailbox: Any,
     publish: Publish,
-    applied: Any,
+    publish_applied: Publish,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     newer = customer(tenant, "c-1", f"new-{tenant}@example.com", revision=2)
     older = customer(tenant, "c-1", f"old-{tenant}@example.com", revision=1)
     await publish(newer)
-    await publish(older)  # a replayed older revision must not win
-    assert await applied(older.id) == "applied"
+    await publish_applied(older)  # a replayed older revision must not win
     await publish(issued(tenant, make_invoice(buyer_account_id=account_id(tenant, "c-1"))))
     await mailbox.wait_for(f"new-{tenant}@example.com")
     assert mailbox.to(f"old-{tenant}@example.com") == []
@@ -221,29 +197,14 @@ async def test_payment_received_names_the_invoice_number_or_its_id(
     publish: Publish,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
-    buyer = account_id(tenant, "c-1")
     recipient = f"ap-{tenant}@example.com"
     await publish(customer(tenant, "c-1", recipient))
-    invoice = make_invoice(buyer_account_id=buyer, buyer_email=recipient, number="NW-77")
+    invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient, number="NW-77")
     await publish(issued(tenant, invoice))
     await mailbox.wait_for(recipient)
-
-    def paid(invoice_id: str) -> CloudEvent[Any]:
-        data = PaymentSucceeded(
-            payment_id=str(uuid.uuid4()),
-            invoice_id=invoice_id,
-            seller_id=tenant,
-            account_id=buyer,
-            amount=Money.of("599.25", "USD"),
-            method="card",
-            provider="stripe",
-            paid_on=date(2026, 12, 1),
-        )
-        return new_event(data, source="/tests", tenant=tenant)
-
-    await publish(paid(invoice.invoice_id))
+    await publish(paid(tenant, invoice.invoice_id))
     unknown = str(uuid.uuid4())
-    await publish(paid(unknown))
+    await publish(paid(tenant, unknown))
     mails = await mailbox.wait_for(recipient, count=3)
     subjects = {m["Subject"] for m in mails}
     assert "Payment received for invoice NW-77" in subjects

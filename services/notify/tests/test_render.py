@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
@@ -9,26 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 from jinja2 import UndefinedError
+from notify_testkit import NORTHWIND, comparison_report, project_work
 
 from billing_events import InvoiceIssued, Money
 from notify.brand.service import EffectiveBrand
 from notify.delivery.instructions import how_to_pay
 from notify.templates.render import money, render
 
-BRAND = EffectiveBrand(
-    sender_name="Northwind IT",
-    sender_email="invoices@northwind.example",
-    logo_url="https://cdn.example/logo.png",
-    primary_color="#AA3300",
-    footer="Northwind IT Ltd, 1 Main St",
-    support_email="billing@northwind.example",
-    support_phone="+1 319 555 0100",
-    portal_url="https://portal.northwind.example/p/northwind/",
-    bank_account_name="Northwind IT Ltd",
-    iban="DE89370400440532013000",
-    bic="COBADEFFXXX",
-)
-PLAIN_BRAND = EffectiveBrand("Northwind IT", "invoices@northwind.example", None, "#AA3300", None)
+BRAND = dataclasses.replace(NORTHWIND, logo_url="https://cdn.example/logo.png", footer="Northwind IT Ltd, 1 Main St")
 
 
 def pay(invoice_number: str | None = "INV-1", amount: Money | None = None, brand: EffectiveBrand = BRAND) -> object:
@@ -132,32 +121,9 @@ def test_collection_and_dunning_templates(template: str, context: dict[str, obje
 
 
 def test_document_mails_name_their_attachment() -> None:
-    work = SimpleNamespace(
-        number="NW-PW-000001",
-        seller=SimpleNamespace(name="Northwind IT Ltd"),
-        end_customer_name="Contoso",
-        end_customer_id="c",
-        description="Server build",
-        product_code="PROJ-TM",
-        performed_on="2026-10-14",
-        quantity=Decimal("2.5"),
-        unit_price=Money.of("125.00", "USD"),
-        amount=Money.of("312.50", "USD"),
-        billed_with_period_start="2026-10-01",
-        billed_with_period_end="2026-10-31",
-    )
-    statement = render("project_work_statement", {"statement": work, "brand": BRAND, "buyer_name": "Contoso", "filename": "NW-PW-000001.pdf"})
-    assert statement.subject == "Project work statement NW-PW-000001 for Contoso: no payment due" and "NW-PW-000001.pdf" in statement.text
-    report = SimpleNamespace(
-        period_start=date(2026, 11, 1),
-        period_end=date(2026, 11, 30),
-        this_period_total=Money.of("1516.25", "USD"),
-        last_period_total=Money.of("1481.25", "USD"),
-        difference=Money.of("35.00", "USD"),
-        lines_added=1,
-        lines_removed=0,
-        lines_changed=2,
-    )
+    statement = render("project_work_statement", {"statement": project_work(), "brand": BRAND, "buyer_name": "Contoso", "filename": "TSD-PW-000001.pdf"})
+    assert statement.subject == "Project work statement TSD-PW-000001 for Contoso Dental: no payment due" and "TSD-PW-000001.pdf" in statement.text
+    report = comparison_report(date(2026, 11, 1), date(2026, 11, 30))
     context = {"report": report, "brand": BRAND, "buyer_name": "Contoso", "invoice_expected_on": None, "revised": False}
     mail = render("comparison_report", {**context, "invoice_number": "NW-1", "filename": "NW-1.xlsx"})
     assert mail.subject == "Invoice comparison for November 2026, Contoso: invoice NW-1"

@@ -5,20 +5,19 @@ connections, each document is fetched once even across retries, and webhooks sha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email
 import email.policy
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from notify_testkit import attachments, smtp_server
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -64,19 +63,14 @@ class CountingMailbox:
             return [(r, m) for r, m in self.messages if r.endswith(suffix)]
 
 
-@contextlib.contextmanager
-def counting_smtp(port: int) -> Iterator[CountingMailbox]:
-    box = CountingMailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
-
-
 def pdf(i: int) -> bytes:
     return b"%PDF-1.7\n" + f"invoice {i}".encode() * 200 + b"\n%%EOF"
+
+
+def with_pdf(make_invoice: Callable[..., InvoiceIssued], document_server: Any, tenant: str, name: str, content: bytes) -> InvoiceIssued:
+    """An invoice to ap@<tenant>.example whose PDF the document server serves at /<tenant>/<name>."""
+    url = document_server.put(f"/{tenant}/{name}", "application/pdf", content)
+    return make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=f"ap@{tenant}.example", documents=[DocumentLink(kind="pdf", url=url)])
 
 
 async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_kept_connections(
@@ -91,7 +85,7 @@ async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_ke
 ) -> None:
     burst = 30
     pool = settings.model_copy(update={"sender_concurrency": 4, "sender_batch_size": 5, "documents_concurrency": 2})
-    with counting_smtp(smtp_port) as box:
+    with smtp_server(smtp_port, CountingMailbox()) as box:
         async with serve(build(pool)) as client:
             events = []
             for i in range(burst):
@@ -116,8 +110,7 @@ async def test_a_burst_of_invoice_emails_goes_out_once_each_with_its_pdf_over_ke
     for i in range(burst):
         mail = by_recipient[f"c{i}@{tenant}.example"]
         assert mail["Subject"] == f"Invoice NW-{i} from Northwind IT Ltd"
-        [(name, content)] = [(p.get_filename(), p.get_content()) for p in mail.iter_attachments()]
-        assert (name, content) == (f"inv-{i}.pdf", pdf(i))
+        assert attachments(mail) == [(f"inv-{i}.pdf", "application/pdf", pdf(i))]
     # Connections are kept open across messages: at most one per worker, however many messages.
     assert len(box.peers) <= 4
     fetched = [path for path, _ in document_server.requests]
@@ -137,9 +130,7 @@ async def test_a_document_is_fetched_once_across_retries(
     document_server: Any,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
-    url = document_server.put(f"/{tenant}/once.pdf", "application/pdf", pdf(1))
-    recipient = f"ap@{tenant}.example"
-    invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient, documents=[DocumentLink(kind="pdf", url=url)])
+    invoice = with_pdf(make_invoice, document_server, tenant, "once.pdf", pdf(1))
     async with serve(build(settings)) as client:
         await publish(new_event(invoice, source="/tests", tenant=tenant))
 
@@ -149,10 +140,9 @@ async def test_a_document_is_fetched_once_across_retries(
             return bool(items and items[0]["attempts"] >= 2 and items[0]["status"] == "pending")
 
         await eventually(retried_while_pending, "the delivery attempted twice and still pending", 60, interval=0.1)
-        with counting_smtp(smtp_port) as box:
+        with smtp_server(smtp_port, CountingMailbox()) as box:
             [(_, mail)] = await box.wait_for(f"@{tenant}.example", 1)
-    [(name, content)] = [(p.get_filename(), p.get_content()) for p in mail.iter_attachments()]
-    assert (name, content) == ("once.pdf", pdf(1))
+    assert attachments(mail) == [("once.pdf", "application/pdf", pdf(1))]
     assert [path for path, _ in document_server.requests] == [f"/{tenant}/once.pdf"]
 
 
@@ -169,19 +159,16 @@ async def test_a_throttled_document_fetch_waits_for_retry_after_and_the_email_go
     notify waits that long and fetches again within the same attempt, rather than failing the
     attempt (which put the email back by the retry backoff, and a month close's mail trickled)."""
     path = f"/{tenant}/throttled.pdf"
-    url = document_server.put(path, "application/pdf", pdf(3))
+    invoice = with_pdf(make_invoice, document_server, tenant, "throttled.pdf", pdf(3))
     document_server.throttled[path] = 2
-    recipient = f"ap@{tenant}.example"
-    invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=recipient, documents=[DocumentLink(kind="pdf", url=url)])
-    with counting_smtp(smtp_port) as box:
+    with smtp_server(smtp_port, CountingMailbox()) as box:
         async with serve(build(settings)) as client:
             await publish(new_event(invoice, source="/tests", tenant=tenant))
             [(_, mail)] = await box.wait_for(f"@{tenant}.example", 1)
             await nothing_left_to_send("delivery", tenant, "email")
             [row] = (await client.get("/v1/deliveries", headers={"X-Tenant-Id": tenant})).json()["items"]
             metrics = (await client.get("/metrics/")).text
-    [(name, content)] = [(p.get_filename(), p.get_content()) for p in mail.iter_attachments()]
-    assert (name, content) == ("throttled.pdf", pdf(3))
+    assert attachments(mail) == [("throttled.pdf", "application/pdf", pdf(3))]
     assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 1, None)
     assert [p for p, _ in document_server.requests] == [path] * 3
     throttled = [line for line in metrics.splitlines() if line.startswith("billing_email_document_fetch_throttled_total ")]

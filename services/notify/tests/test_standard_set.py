@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +14,7 @@ import httpx
 import openpyxl
 import pytest
 import xlsxwriter
+from notify_testkit import attachments, customer, headers
 from sqlalchemy import text
 
 from billing_events import (
@@ -21,7 +22,6 @@ from billing_events import (
     AccountSuspended,
     CloudEvent,
     ComparisonReportReady,
-    CustomerUpserted,
     DocumentLink,
     DunningStepReached,
     InvoiceIssued,
@@ -64,10 +64,6 @@ def payment_account(tenant: str, iban: str | None = "DE89370400440532013000", at
     return new_event(data, source="/services/invoicing", tenant=tenant)
 
 
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
-
-
 def comparison_xlsx() -> bytes:
     out = io.BytesIO()
     book = xlsxwriter.Workbook(out, {"in_memory": True})
@@ -78,31 +74,28 @@ def comparison_xlsx() -> bytes:
     return out.getvalue()
 
 
-def contact(tenant: str, external_id: str, email: str) -> CloudEvent[Any]:
-    data = CustomerUpserted(
-        account_id=account_id(tenant, external_id),
-        partner_id=tenant,
-        external_id=external_id,
-        name="Contoso Dental",
-        billing_email=email,
-        country="US",
-        currency="USD",
-        revision=1,
-    )
-    return new_event(data, source="/tests", tenant=tenant)
+@pytest.fixture
+async def documents_client(settings: Settings, document_server: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """notify served with invoicing's API at the document server: invoicing links its documents
+    relative to its own API, and notify fetches them from there as the seller."""
+    async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
+        yield client
 
 
-def attachments(mail: Any) -> list[tuple[str, str, bytes]]:
-    return [(part.get_filename(), part.get_content_type(), part.get_content()) for part in mail.iter_attachments()]
+BrandAndContact = Callable[[str, str], Awaitable[None]]
 
 
-async def brand_and_contact(client: httpx.AsyncClient, tenant: str, external_id: str, recipient: str, publish: Any, applied: Any) -> None:
-    """The tenant's brand saved and its customer `external_id`'s billing contact `recipient` applied:
+@pytest.fixture
+def brand_and_contact(documents_client: httpx.AsyncClient, tenant: str, publish_applied: Any) -> BrandAndContact:
+    """`await brand_and_contact(external_id, recipient)`: the tenant's brand saved and its customer
+    `external_id`'s billing contact `recipient` applied, in notify served with the document server:
     what a test's mails go out in, and to."""
-    assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
-    upserted = contact(tenant, external_id, recipient)
-    await publish(upserted)
-    assert await applied(upserted.id) == "applied"
+
+    async def save(external_id: str, recipient: str) -> None:
+        assert (await documents_client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+        await publish_applied(customer(tenant, external_id, recipient))
+
+    return save
 
 
 def branded(mail: Any) -> None:
@@ -114,51 +107,47 @@ def branded(mail: Any) -> None:
 
 
 async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
-    settings: Settings,
     tenant: str,
     mailbox: Any,
     publish: Any,
-    applied: Any,
+    publish_applied: Any,
     document_server: Any,
+    brand_and_contact: BrandAndContact,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
-    # Invoicing links its documents relative to its own API; notify fetches them from there as the seller.
-    async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
-        recipient = f"ap-{tenant}@contoso.example"
-        await brand_and_contact(client, tenant, "c-1", recipient, publish, applied)
-        invoice_id = str(uuid.uuid4())
-        document_server.put(f"/v1/invoices/{invoice_id}/pdf", "application/pdf", PDF)
-        document_server.put(f"/v1/invoices/{invoice_id}/xml", "application/xml", b"<Invoice/>")
-        xlsx = comparison_xlsx()
-        xlsx_url = document_server.put(f"/{tenant}/NW-7-comparison.xlsx", "application/octet-stream", xlsx)
-        invoice = make_invoice(
-            buyer_account_id=account_id(tenant, "c-1"),
-            number="NW-7",
-            invoice_id=invoice_id,
-            documents=[DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf"), DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml")],
-        )
-        issued = new_event(invoice, source="/tests", tenant=tenant)
-        await publish(issued)
-        assert await applied(issued.id) == "applied"
-        report = ComparisonReportReady(
-            report_id=str(uuid.uuid4()),
-            seller_id="seller-account",
-            buyer_account_id=account_id(tenant, "c-1"),
-            invoice_id=invoice_id,
-            period_start=date(2026, 10, 1),
-            period_end=date(2026, 10, 31),
-            currency="USD",
-            this_period_total=Money.of("599.25", "USD"),
-            last_period_total=Money.of("564.25", "USD"),
-            difference=Money.of("35.00", "USD"),
-            lines_added=0,
-            lines_removed=0,
-            lines_changed=1,
-            documents=[DocumentLink(kind="json", url=f"{document_server.base_url}/{tenant}/report.json"), DocumentLink(kind="xlsx", url=xlsx_url)],
-        )
-        await publish(new_event(report, source="/tests", tenant=tenant))
+    recipient = f"ap-{tenant}@contoso.example"
+    await brand_and_contact("c-1", recipient)
+    invoice_id = str(uuid.uuid4())
+    document_server.put(f"/v1/invoices/{invoice_id}/pdf", "application/pdf", PDF)
+    document_server.put(f"/v1/invoices/{invoice_id}/xml", "application/xml", b"<Invoice/>")
+    xlsx = comparison_xlsx()
+    xlsx_url = document_server.put(f"/{tenant}/NW-7-comparison.xlsx", "application/octet-stream", xlsx)
+    invoice = make_invoice(
+        buyer_account_id=account_id(tenant, "c-1"),
+        number="NW-7",
+        invoice_id=invoice_id,
+        documents=[DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf"), DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml")],
+    )
+    await publish_applied(new_event(invoice, source="/tests", tenant=tenant))
+    report = ComparisonReportReady(
+        report_id=str(uuid.uuid4()),
+        seller_id="seller-account",
+        buyer_account_id=account_id(tenant, "c-1"),
+        invoice_id=invoice_id,
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        currency="USD",
+        this_period_total=Money.of("599.25", "USD"),
+        last_period_total=Money.of("564.25", "USD"),
+        difference=Money.of("35.00", "USD"),
+        lines_added=0,
+        lines_removed=0,
+        lines_changed=1,
+        documents=[DocumentLink(kind="json", url=f"{document_server.base_url}/{tenant}/report.json"), DocumentLink(kind="xlsx", url=xlsx_url)],
+    )
+    await publish(new_event(report, source="/tests", tenant=tenant))
 
-        mails = await mailbox.wait_for(recipient, count=2)
+    mails = await mailbox.wait_for(recipient, count=2)
     by_subject = {m["Subject"]: m for m in mails}
     invoice_mail = by_subject["Invoice NW-7 from Northwind IT Ltd"]
     [report_subject] = [s for s in by_subject if s.startswith("Invoice comparison for October 2026")]
@@ -183,35 +172,31 @@ async def test_invoice_pdf_and_comparison_xlsx_are_attached_in_the_brand(
 
 
 async def test_a_shared_link_is_attached_without_a_credential_and_linked_in_the_mail(
-    settings: Settings,
     tenant: str,
     mailbox: Any,
-    publish: Any,
-    applied: Any,
+    publish_applied: Any,
     document_server: Any,
+    brand_and_contact: BrandAndContact,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     # Invoicing with a public address: each document has an absolute shared link, which needs no key.
-    async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
-        recipient = f"ap-{tenant}@contoso.example"
-        await brand_and_contact(client, tenant, "c-2", recipient, publish, applied)
-        invoice_id = str(uuid.uuid4())
-        token = uuid.uuid4().hex
-        shared_pdf = document_server.put(f"/v1/shared/{token}", "application/pdf", PDF)
-        document_server.put(f"/v1/invoices/{invoice_id}/pdf", "application/pdf", b"%PDF-1.7 not this one")
-        invoice = make_invoice(
-            buyer_account_id=account_id(tenant, "c-2"),
-            number="NW-8",
-            invoice_id=invoice_id,
-            documents=[
-                DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf", shared_url=shared_pdf),
-                DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml", shared_url=f"/v1/shared/{uuid.uuid4().hex}"),
-            ],
-        )
-        issued = new_event(invoice, source="/tests", tenant=tenant)
-        await publish(issued)
-        assert await applied(issued.id) == "applied"
-        [mail] = await mailbox.wait_for(recipient, count=1)
+    recipient = f"ap-{tenant}@contoso.example"
+    await brand_and_contact("c-2", recipient)
+    invoice_id = str(uuid.uuid4())
+    token = uuid.uuid4().hex
+    shared_pdf = document_server.put(f"/v1/shared/{token}", "application/pdf", PDF)
+    document_server.put(f"/v1/invoices/{invoice_id}/pdf", "application/pdf", b"%PDF-1.7 not this one")
+    invoice = make_invoice(
+        buyer_account_id=account_id(tenant, "c-2"),
+        number="NW-8",
+        invoice_id=invoice_id,
+        documents=[
+            DocumentLink(kind="pdf", url=f"/v1/invoices/{invoice_id}/pdf", shared_url=shared_pdf),
+            DocumentLink(kind="cii_xml", url=f"/v1/invoices/{invoice_id}/xml", shared_url=f"/v1/shared/{uuid.uuid4().hex}"),
+        ],
+    )
+    await publish_applied(new_event(invoice, source="/tests", tenant=tenant))
+    [mail] = await mailbox.wait_for(recipient, count=1)
     assert attachments(mail) == [("NW-8.pdf", "application/pdf", PDF)]
     fetched = dict(document_server.requests)
     assert set(fetched) == {f"/v1/shared/{token}"} and "x-tenant-id" not in fetched[f"/v1/shared/{token}"]
@@ -278,19 +263,16 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     tenant: str,
     mailbox: Any,
     publish: Any,
+    publish_applied: Any,
     applied: Any,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
     assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
-    account = payment_account(tenant)
-    await publish(account)
-    assert await applied(account.id) == "applied"
+    await publish_applied(payment_account(tenant))
     recipient = f"ap-{tenant}@contoso.example"
     buyer = account_id(tenant, "c-1")
     invoice = make_invoice(buyer_account_id=buyer, buyer_email=recipient, number="NW-9", invoice_id=str(uuid.uuid4()))
-    issued = new_event(invoice, source="/tests", tenant=tenant)
-    await publish(issued)
-    assert await applied(issued.id) == "applied"
+    await publish_applied(new_event(invoice, source="/tests", tenant=tenant))
     events = dunning_events(tenant, buyer, invoice.invoice_id)
     for e in events:
         await publish(e)
@@ -346,42 +328,38 @@ def test_shared_links_are_fetched_from_invoicing_inside_the_platform() -> None:
 
 
 async def test_a_project_work_statement_goes_out_at_once_with_its_pdf(
-    settings: Settings,
     tenant: str,
     mailbox: Any,
-    publish: Any,
-    applied: Any,
+    publish_applied: Any,
     document_server: Any,
+    brand_and_contact: BrandAndContact,
 ) -> None:
     # Seed 001: the statement reaches the partner as soon as the work is entered; nothing to pay.
-    async with serve(build(settings.model_copy(update={"documents_base_url": document_server.base_url}))) as client:
-        recipient = f"ap-{tenant}@northwind.example"
-        await brand_and_contact(client, tenant, "northwind", recipient, publish, applied)
-        shared = document_server.put(f"/v1/shared/{uuid.uuid4().hex}", "application/pdf", PDF)
-        usd = "USD"
-        statement = ProjectWorkStatementIssued(
-            statement_id=str(uuid.uuid4()),
-            number="TSD-PW-000001",
-            entry_id="tm-42",
-            seller=Party(account_id=tenant, name="Tailspin Distribution Inc."),
-            buyer=Party(account_id=account_id(tenant, "northwind"), name="Northwind IT LLC"),
-            issued_on=date(2026, 10, 14),
-            end_customer_id="contoso",
-            end_customer_name="Contoso Dental",
-            product_code="PROJ-TM",
-            description="Project work: server build",
-            performed_on=date(2026, 10, 14),
-            quantity=Decimal("2.5"),
-            unit_price=Money.of("125.00", usd),
-            amount=Money.of("312.50", usd),
-            billed_with_period_start=date(2026, 10, 1),
-            billed_with_period_end=date(2026, 10, 31),
-            documents=[DocumentLink(kind="pdf", url="/v1/project-work-statements/s/pdf", shared_url=shared)],
-        )
-        issued = new_event(statement, source="/tests", tenant=tenant)
-        await publish(issued)
-        assert await applied(issued.id) == "applied"
-        [mail] = await mailbox.wait_for(recipient, count=1)
+    recipient = f"ap-{tenant}@northwind.example"
+    await brand_and_contact("northwind", recipient)
+    shared = document_server.put(f"/v1/shared/{uuid.uuid4().hex}", "application/pdf", PDF)
+    usd = "USD"
+    statement = ProjectWorkStatementIssued(
+        statement_id=str(uuid.uuid4()),
+        number="TSD-PW-000001",
+        entry_id="tm-42",
+        seller=Party(account_id=tenant, name="Tailspin Distribution Inc."),
+        buyer=Party(account_id=account_id(tenant, "northwind"), name="Northwind IT LLC"),
+        issued_on=date(2026, 10, 14),
+        end_customer_id="contoso",
+        end_customer_name="Contoso Dental",
+        product_code="PROJ-TM",
+        description="Project work: server build",
+        performed_on=date(2026, 10, 14),
+        quantity=Decimal("2.5"),
+        unit_price=Money.of("125.00", usd),
+        amount=Money.of("312.50", usd),
+        billed_with_period_start=date(2026, 10, 1),
+        billed_with_period_end=date(2026, 10, 31),
+        documents=[DocumentLink(kind="pdf", url="/v1/project-work-statements/s/pdf", shared_url=shared)],
+    )
+    await publish_applied(new_event(statement, source="/tests", tenant=tenant))
+    [mail] = await mailbox.wait_for(recipient, count=1)
     assert mail["Subject"] == "Project work statement TSD-PW-000001 for Contoso Dental: no payment due"
     assert attachments(mail) == [("TSD-PW-000001.pdf", "application/pdf", PDF)]
     text = mail.get_body(("plain",)).get_content()
@@ -390,7 +368,7 @@ async def test_a_project_work_statement_goes_out_at_once_with_its_pdf(
 
 
 async def test_the_bank_account_is_invoicings_and_the_brand_points_there(
-    client: httpx.AsyncClient, tenant: str, publish: Any, applied: Any, db: Any, mailbox: Any, make_invoice: Callable[..., InvoiceIssued]
+    client: httpx.AsyncClient, tenant: str, publish: Any, publish_applied: Any, db: Any, mailbox: Any, make_invoice: Callable[..., InvoiceIssued]
 ) -> None:
     """One place for a seller's bank account: invoicing's seller profile (which the PDF prints),
     announced by SellerPaymentAccountChanged. The brand's own bank fields, set before, are shown
@@ -414,8 +392,7 @@ async def test_the_bank_account_is_invoicings_and_the_brand_points_there(
         payment_account(tenant, iban="IE29AIBK93115212345678", at="2026-11-01T10:00:00+00:00"),
     )
     for event in (newer, older):  # the older version arrives late: the newer stays
-        await publish(event)
-        assert await applied(event.id) == "applied"
+        await publish_applied(event)
     shown = (await client.get("/v1/brand", headers=headers(tenant))).json()
     assert (shown["iban"], shown["bic"], shown["bank_account_name"], shown["bank_details_source"]) == (
         "DE89370400440532013000",
@@ -435,7 +412,5 @@ async def test_the_bank_account_is_invoicings_and_the_brand_points_there(
     assert "IBAN:              DE89 3704 0044 0532 0130 00" in text_part and "GB33" not in text_part
 
     # The seller stops taking transfers: no bank details in the mails any more, not even the old brand's.
-    stopped = payment_account(tenant, iban=None, at="2026-12-02T10:00:00+00:00")
-    await publish(stopped)
-    assert await applied(stopped.id) == "applied"
+    await publish_applied(payment_account(tenant, iban=None, at="2026-12-02T10:00:00+00:00"))
     assert (await client.get("/v1/brand", headers=headers(tenant))).json()["iban"] is None

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from notify_testkit import headers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,10 +25,6 @@ from notify.webhook.models import WebhookEndpoint
 # Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
 # dispatch), so it is served without a broker consumer (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-
-def headers(tenant: str, **extra: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant, **extra}
 
 
 async def dump(db: AsyncEngine, sql: str, **params: Any) -> str:

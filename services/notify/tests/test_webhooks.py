@@ -5,39 +5,21 @@ the secret rotated with a grace period."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from notify_testkit import headers, paid
 
-from billing_events import Address, CustomerUpserted, InvoiceIssued, Money, PaymentSucceeded, account_id, new_event
+from billing_events import Address, CustomerUpserted, InvoiceIssued, account_id, new_event
 from billing_runtime.testing import eventually
 from notify.webhook.service import verify, webhook_delivery_id
 
 # Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
 # dispatch), so it is served without a broker consumer (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-
-def headers(tenant: str, **extra: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant, **extra}
-
-
-def payment(tenant: str, invoice_id: str) -> Any:
-    data = PaymentSucceeded(
-        payment_id=str(uuid.uuid4()),
-        invoice_id=invoice_id,
-        seller_id=tenant,
-        account_id=account_id(tenant, "c-1"),
-        amount=Money.of("10.00", "USD"),
-        method="card",
-        provider="stripe",
-        paid_on=date(2026, 12, 1),
-    )
-    return new_event(data, source="/tests", tenant=tenant)
 
 
 async def create(client: httpx.AsyncClient, tenant: str, url: str, types: list[str], key: str | None = None) -> dict[str, Any]:
@@ -85,7 +67,7 @@ async def test_a_signed_delivery_is_retried_under_one_id_until_accepted(
     endpoint = await create(client, tenant, receiver.url, ["billing.invoice.issued.v1"])
     invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"))
     issued = new_event(invoice, source="/tests", tenant=tenant)
-    unsubscribed = payment(tenant, invoice.invoice_id)
+    unsubscribed = paid(tenant, invoice.invoice_id)
     await publish(issued)
     await publish(issued)  # delivered twice by the broker: one webhook delivery
     await publish(unsubscribed)

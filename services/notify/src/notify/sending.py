@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -114,6 +115,13 @@ class PoolSettings:
     concurrency: int
     batch_size: int
     poll_seconds: float
+
+    @property
+    def rounds(self) -> int:
+        """The rounds of deliveries a claimed row waits through, its own included: a pool holds at
+        most `concurrency + batch_size` rows and delivers `concurrency` at a time. A channel's lease
+        is this many of its slowest deliveries, and a margin."""
+        return 1 + math.ceil(self.batch_size / self.concurrency)
 
 
 class SendingPool(Generic[T, R]):

@@ -31,7 +31,7 @@ from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import Counter
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import ColumnElement, and_, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -219,21 +219,34 @@ async def users_of(session: AsyncSession, tenant: str) -> list[Any]:
     return list((await session.execute(select(db.user).where(db.user.c.tenant == tenant).order_by(db.user.c.invited_at))).all())
 
 
+def _good_link(tenant: str, token: str, now: datetime) -> ColumnElement[bool]:
+    """The link `token` of this partner's portal, not used and not expired."""
+    link = db.sign_in_link.c
+    return and_(link.token_sha256 == sha256(token), link.tenant == tenant, link.used_at.is_(None), link.expires_at > now)
+
+
 async def link_user(session: AsyncSession, tenant: str, token: str, now: datetime) -> User | None:
     """The user a link is for, if it is still good (to show the sign-in page); nothing is consumed."""
     query = (
         select(db.user)
         .join(db.sign_in_link, db.sign_in_link.c.user_id == db.user.c.user_id)
-        .where(
-            db.sign_in_link.c.token_sha256 == sha256(token),
-            db.sign_in_link.c.tenant == tenant,
-            db.sign_in_link.c.used_at.is_(None),
-            db.sign_in_link.c.expires_at > now,
-            db.user.c.disabled_at.is_(None),
-        )
+        .where(_good_link(tenant, token, now), db.user.c.disabled_at.is_(None))
     )
     row = (await session.execute(query)).first()
     return None if row is None else _user(row)
+
+
+async def register_key(runtime: ServiceRuntime, session: AsyncSession, key: IssuedKey, label: str, now: datetime) -> None:
+    """A key the portal minted: in the key registry, and announced through the outbox (ApiKeyIssued)."""
+    await register(await session.connection(), key, label=label, now=now)
+    await runtime.outbox.add(session, key.event(label=label, now=now, source="/portal"))
+
+
+async def revoke_key(runtime: ServiceRuntime, session: AsyncSession, key_id: str, reason: str, now: datetime) -> None:
+    """A key the portal minted, revoked in the registry and, if the registry knew it, announced (ApiKeyRevoked)."""
+    known = await revoke_in_registry(await session.connection(), key_id, reason=reason, now=now)
+    if known is not None:
+        await runtime.outbox.add(session, revocation(key_id, known.tenant, reason=reason, now=now, source="/portal"))
 
 
 def _keys_for(user: User, token: str, secrets_: Secrets, distributor: str) -> list[tuple[str, IssuedKey]]:
@@ -271,15 +284,7 @@ async def sign_in(
     now = runtime.clock.now()
     with tracer.start_as_current_span("portal.sign_in"):
         used = await session.execute(
-            update(db.sign_in_link)
-            .where(
-                db.sign_in_link.c.token_sha256 == sha256(link_token),
-                db.sign_in_link.c.tenant == tenant,
-                db.sign_in_link.c.used_at.is_(None),
-                db.sign_in_link.c.expires_at > now,
-            )
-            .values(used_at=now)
-            .returning(db.sign_in_link.c.user_id)
+            update(db.sign_in_link).where(_good_link(tenant, link_token, now)).values(used_at=now).returning(db.sign_in_link.c.user_id)
         )
         user_id = used.scalar()
         row = None if user_id is None else (await session.execute(select(db.user).where(db.user.c.user_id == user_id, db.user.c.disabled_at.is_(None)))).first()
@@ -289,11 +294,8 @@ async def sign_in(
         user = _user(row)
         token = secrets.token_urlsafe(32)
         keys = dict(_keys_for(user, token, secrets_, distributor))
-        conn = await session.connection()
         for which, key in keys.items():
-            label = f"portal session of {user.email} ({which})"
-            await register(conn, key, label=label, now=now)
-            await runtime.outbox.add(session, key.event(label=label, now=now, source="/portal"))
+            await register_key(runtime, session, key, f"portal session of {user.email} ({which})", now)
         expires = now + timedelta(hours=session_hours)
         statement = keys.get("statement")
         await session.execute(
@@ -347,14 +349,10 @@ async def end_sessions(runtime: ServiceRuntime, session: AsyncSession, *, token:
         update(table).where(condition, table.c.ended_at.is_(None)).values(ended_at=now).returning(table.c.tenant, table.c.key_id, table.c.statement_key_id)
     )
     rows = ended.all()
-    conn = await session.connection()
     for row in rows:
         for key_id in (row.key_id, row.statement_key_id):
-            if key_id is None:
-                continue
-            known = await revoke_in_registry(conn, key_id, reason=f"portal session {why}", now=now)
-            if known is not None:
-                await runtime.outbox.add(session, revocation(key_id, known.tenant, reason=f"portal session {why}", now=now, source="/portal"))
+            if key_id is not None:
+                await revoke_key(runtime, session, key_id, f"portal session {why}", now)
     if rows:
         SESSIONS_ENDED.labels(why).inc(len(rows))
     return len(rows)

@@ -106,6 +106,7 @@ def build(settings: Settings | None = None) -> FastAPI:
         return web.render(request, partner, "error.html", status=status, who=None, title=title, detail=detail)
 
     app.add_exception_handler(BillingError, pages)
+    app.add_exception_handler(web.FormExpired, web.refuse_expired_form)
     return app
 
 

@@ -29,13 +29,13 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import account_id
-from billing_runtime.auth import generate_key, register, revocation, revoke_in_registry
-from portal import db
+from billing_runtime.auth import generate_key
+from portal import accounts, db
 from portal.accounts import Session
 from portal.brands import Brand
 from portal.client import ServiceRefused
 from portal.i18n import N_
-from portal.web import PageError, _check_id, _csrf_ok, _form, _load_brand, _refuse_csrf, _require, _services, _signed_in, render
+from portal.web import PageError, _check_id, _checked_form, _load_brand, _require, _services, _signed_in, _signed_in_statement, render
 
 router = APIRouter(include_in_schema=False)
 tracer = trace.get_tracer(__name__)
@@ -146,11 +146,6 @@ async def margins(request: Request, partner: str) -> Response:
 # --- comparison reports --------------------------------------------------------------------------
 
 
-def _statement_key(who: Session) -> str:
-    _require(who.user.is_partner and who.statement_key is not None)
-    return who.statement_key or ""
-
-
 def _counts(report: dict[str, Any]) -> dict[str, int]:
     counts = {"added": 0, "removed": 0, "changed": 0, "unchanged": 0}
     for row in report["rows"]:
@@ -161,8 +156,7 @@ def _counts(report: dict[str, Any]) -> dict[str, int]:
 @router.get("/p/{partner}/reports")
 async def reports(request: Request, partner: str) -> Response:
     """The distributor's comparison reports on the partner's invoices (seed 001), newest first."""
-    who = await _signed_in(request, partner)
-    key = _statement_key(who)
+    who, key = await _signed_in_statement(request, partner)
     brand, listed = await asyncio.gather(_load_brand(request, who), _services(request).json("invoicing", "/v1/comparison-reports", key))
     items = [{**r, "counts": _counts(r)} for r in listed["items"]]
     return render(request, partner, "reports.html", who=who, brand=brand, reports=items)
@@ -170,8 +164,7 @@ async def reports(request: Request, partner: str) -> Response:
 
 @router.get("/p/{partner}/reports/{report_id}")
 async def report_page(request: Request, partner: str, report_id: str) -> Response:
-    who = await _signed_in(request, partner)
-    key = _statement_key(who)
+    who, key = await _signed_in_statement(request, partner)
     brand, report = await asyncio.gather(_load_brand(request, who), _services(request).json("invoicing", f"/v1/comparison-reports/{_check_id(report_id)}", key))
     return render(request, partner, "report.html", who=who, brand=brand, report=report, counts=_counts(report), labels=LABELS)
 
@@ -179,8 +172,7 @@ async def report_page(request: Request, partner: str, report_id: str) -> Respons
 @router.get("/p/{partner}/reports/{report_id}/xlsx")
 async def report_xlsx(request: Request, partner: str, report_id: str) -> Response:
     """The report's spreadsheet, byte for byte as invoicing makes it."""
-    who = await _signed_in(request, partner)
-    key = _statement_key(who)
+    _, key = await _signed_in_statement(request, partner)
     r = await _services(request).request("invoicing", f"/v1/comparison-reports/{_check_id(report_id)}/xlsx", key)
     headers = {
         "Content-Disposition": r.headers.get("content-disposition", f'attachment; filename="comparison-{report_id}.xlsx"'),
@@ -294,9 +286,7 @@ async def brand_page(request: Request, partner: str) -> Response:
 async def _revoke(runtime: Any, session: AsyncSession, key_id: str, reason: str) -> None:
     """Revoke a minted write key: registry row, ApiKeyRevoked through the outbox, the ledger row."""
     now = runtime.clock.now()
-    known = await revoke_in_registry(await session.connection(), key_id, reason=reason, now=now)
-    if known is not None:
-        await runtime.outbox.add(session, revocation(key_id, known.tenant, reason=reason, now=now, source="/portal"))
+    await accounts.revoke_key(runtime, session, key_id, reason, now)
     await session.execute(update(db.write_key).where(db.write_key.c.key_id == key_id, db.write_key.c.revoked_at.is_(None)).values(revoked_at=now))
 
 
@@ -308,9 +298,8 @@ async def _brand_key(request: Request, who: Session) -> AsyncIterator[str]:
     key = generate_key(who.user.tenant, "write")
     label = f"portal brand edit by {who.user.email}"
     async with runtime.transaction(own=True) as session:
-        await register(await session.connection(), key, label=label, now=runtime.clock.now())
+        await accounts.register_key(runtime, session, key, label, runtime.clock.now())
         await session.execute(insert(db.write_key).values(key_id=key.key_id, tenant=key.tenant, issued_at=runtime.clock.now()))
-        await runtime.outbox.add(session, key.event(label=label, now=runtime.clock.now(), source="/portal"))
     try:
         yield key.key
     finally:
@@ -338,9 +327,7 @@ async def sweep_write_keys(runtime: Any, session: AsyncSession) -> int:
 async def save_brand(request: Request, partner: str) -> Response:
     who = await _signed_in(request, partner)
     _require(who.user.is_admin)
-    form = await _form(request)
-    if not _csrf_ok(request, who, form):
-        return _refuse_csrf(request, partner, who)
+    form = await _checked_form(request, partner, who)
     body: dict[str, Any] = {f: (form.get(f) or "").strip() or None for f in BRAND_FIELDS}
     body["primary_color"] = body["primary_color"] or "#1F4E79"
     idempotency = form.get("idempotency_key") or str(uuid.uuid4())

@@ -68,11 +68,7 @@ async def payment_methods(request: Request, partner: str) -> Response:
 @router.post("/p/{partner}/payment-methods")
 async def add_payment_method(request: Request, partner: str) -> Response:
     """Start a setup at the provider and send the browser there."""
-    who = await web._signed_in_customer(request, partner)
-    form = await web._form(request)
-    if not web._csrf_ok(request, who, form):
-        return web._refuse_csrf(request, partner, who)
-    web._require(who.user.may_change_account)
+    who, form = await web._customer_change(request, partner)
     kind = KINDS.get(form.get("kind", ""))
     request_id = form.get("request_id", "")
     if kind is None or not web._ID.match(request_id) or len(request_id) > 64:
@@ -144,11 +140,7 @@ async def payment_method(request: Request, partner: str, method_id: str) -> Resp
 
 
 async def _change(request: Request, partner: str, method_id: str, action: str) -> Response:
-    who = await web._signed_in_customer(request, partner)
-    form = await web._form(request)
-    if not web._csrf_ok(request, who, form):
-        return web._refuse_csrf(request, partner, who)
-    web._require(who.user.may_change_account)
+    who, _ = await web._customer_change(request, partner)
     method_id = web._check_id(method_id)
     services = web._services(request)
     try:

@@ -72,11 +72,7 @@ async def billing_profile(request: Request, partner: str) -> Response:
 
 @router.post("/p/{partner}/profile")
 async def save_billing_profile(request: Request, partner: str) -> Response:
-    who = await web._signed_in_customer(request, partner)
-    form = await web._form(request)
-    if not web._csrf_ok(request, who, form):
-        return web._refuse_csrf(request, partner, who)
-    web._require(who.user.may_change_account)
+    who, form = await web._customer_change(request, partner)
     values = {k: form.get(k, "").strip() for k in FIELDS}
     body = {
         "billing_email": values["billing_email"],

@@ -116,11 +116,6 @@ def _cookie(response: Response, request: Request, partner: str, name: str, value
     )
 
 
-async def _form(request: Request) -> dict[str, str]:
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
-
-
 async def _who(request: Request, partner: str) -> Session | None:
     runtime = request.app.state.runtime
     async with runtime.sessions() as session:
@@ -162,14 +157,40 @@ def _check_id(value: str) -> str:
     return value
 
 
-def _csrf_ok(request: Request, who: Session | None, form: dict[str, str]) -> bool:
-    secrets_ = request.app.state.secrets
+class FormExpired(Exception):
+    """A posted form whose CSRF token is not the session's (before signing in: the pre-cookie's);
+    answered by `refuse_expired_form`, in the brand and with the user's header, not as a PageError."""
+
+    def __init__(self, partner: str, who: Session | None) -> None:
+        super().__init__("form expired")
+        self.partner = partner
+        self.who = who
+
+
+async def _checked_form(request: Request, partner: str, who: Session | None) -> dict[str, str]:
+    """The posted form, once its CSRF token is the one this session's (or pre-cookie's) pages gave."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
     cookie = who.token if who is not None else request.cookies.get(PRE_COOKIE)
-    return bool(secrets_.csrf_ok(cookie, form.get("csrf_token")))
+    if not request.app.state.secrets.csrf_ok(cookie, form.get("csrf_token")):
+        raise FormExpired(partner, who)
+    return form
 
 
-def _refuse_csrf(request: Request, partner: str, who: Session | None) -> HTMLResponse:
-    return render(request, partner, "error.html", status=403, who=who, title=N_("This form has expired"), detail=N_("Reload the page and send it again."))
+def refuse_expired_form(request: Request, exc: Exception) -> HTMLResponse:
+    assert isinstance(exc, FormExpired)
+    return render(
+        request, exc.partner, "error.html", status=403, who=exc.who, title=N_("This form has expired"), detail=N_("Reload the page and send it again.")
+    )
+
+
+async def _customer_change(request: Request, partner: str) -> tuple[Session, dict[str, str]]:
+    """A customer admin's session and the form it posted to change its own account (payment
+    methods, billing profile); a viewer is refused."""
+    who = await _signed_in_customer(request, partner)
+    form = await _checked_form(request, partner, who)
+    _require(who.user.may_change_account)
+    return who, form
 
 
 # --- signing in -------------------------------------------------------------------------------
@@ -191,10 +212,7 @@ async def index(request: Request, partner: str) -> Response:
 @router.post("/p/{partner}/sign-in")
 async def request_link(request: Request, partner: str) -> Response:
     """Another link by email. The answer is the same whether the address is known or not."""
-    _partner(partner)
-    form = await _form(request)
-    if not _csrf_ok(request, None, form):
-        return _refuse_csrf(request, partner, None)
+    form = await _checked_form(request, _partner(partner), None)
     runtime, settings = request.app.state.runtime, _settings(request)
     async with runtime.transaction() as session:
         user = await accounts.user_by_email(session, partner, form.get("email", ""))
@@ -221,10 +239,7 @@ async def confirm_page(request: Request, partner: str, token: str) -> Response:
 
 @router.post("/p/{partner}/sign-in/{token}")
 async def sign_in(request: Request, partner: str, token: str) -> Response:
-    _partner(partner)
-    form = await _form(request)
-    if not _csrf_ok(request, None, form):
-        return _refuse_csrf(request, partner, None)
+    await _checked_form(request, _partner(partner), None)
     runtime, settings = request.app.state.runtime, _settings(request)
     try:
         async with runtime.transaction() as session:
@@ -249,8 +264,7 @@ async def sign_in(request: Request, partner: str, token: str) -> Response:
 @router.post("/p/{partner}/sign-out")
 async def sign_out(request: Request, partner: str) -> Response:
     who = await _signed_in(request, partner)
-    if not _csrf_ok(request, who, await _form(request)):
-        return _refuse_csrf(request, partner, who)
+    await _checked_form(request, partner, who)
     runtime = request.app.state.runtime
     async with runtime.transaction() as session:
         await accounts.end_sessions(runtime, session, token=who.token, why="signed out")
@@ -426,18 +440,19 @@ async def credit_note_document(request: Request, partner: str, credit_note_id: s
 # --- a partner's pages ---------------------------------------------------------------------------
 
 
-def _statement_key(who: Session) -> str:
-    """The session's distributor key, for a partner's statement pages (403 for anyone else)."""
+async def _signed_in_statement(request: Request, partner: str) -> tuple[Session, str]:
+    """A partner's session and its distributor key, for the statement and comparison report pages
+    (403 for anyone else)."""
+    who = await _signed_in(request, partner)
     _require(who.user.is_partner and who.statement_key is not None)
-    return who.statement_key or ""
+    return who, who.statement_key or ""
 
 
 @router.get("/p/{partner}/statement")
 async def statement(request: Request, partner: str) -> Response:
     """The partner's account statement from the distributor (source 003), with the session's
     distributor key, which sees the partner's own account there and nothing else."""
-    who = await _signed_in(request, partner)
-    key = _statement_key(who)
+    who, key = await _signed_in_statement(request, partner)
     brand, rows = await asyncio.gather(_load_brand(request, who), _history(_services(request), key))
     return _history_page(
         request, partner, who, brand, rows, title="Account statement", base=f"/p/{partner}/statement", notes_base=f"/p/{partner}/statement/credit-notes"
@@ -446,22 +461,19 @@ async def statement(request: Request, partner: str) -> Response:
 
 @router.get("/p/{partner}/statement/credit-notes/{credit_note_id}/{fmt}")
 async def statement_credit_note(request: Request, partner: str, credit_note_id: str, fmt: str) -> Response:
-    who = await _signed_in(request, partner)
-    key = _statement_key(who)
+    _, key = await _signed_in_statement(request, partner)
     return await _document(request, key, "credit_note", credit_note_id, fmt)
 
 
 @router.get("/p/{partner}/statement/{invoice_id}")
 async def statement_invoice(request: Request, partner: str, invoice_id: str) -> Response:
-    who = await _signed_in(request, partner)
-    key = _statement_key(who)
+    who, key = await _signed_in_statement(request, partner)
     return await _invoice(request, partner, who, key, _check_id(invoice_id), f"/p/{partner}/statement", "Account statement")
 
 
 @router.get("/p/{partner}/statement/{invoice_id}/{fmt}")
 async def statement_document(request: Request, partner: str, invoice_id: str, fmt: str) -> Response:
-    who = await _signed_in(request, partner)
-    key = _statement_key(who)
+    _, key = await _signed_in_statement(request, partner)
     return await _document(request, key, "invoice", invoice_id, fmt)
 
 
@@ -496,9 +508,7 @@ async def users(request: Request, partner: str) -> Response:
 async def invite_user(request: Request, partner: str) -> Response:
     who = await _signed_in(request, partner)
     _require(who.user.is_admin)
-    form = await _form(request)
-    if not _csrf_ok(request, who, form):
-        return _refuse_csrf(request, partner, who)
+    form = await _checked_form(request, partner, who)
     runtime, settings = request.app.state.runtime, _settings(request)
     try:
         async with runtime.transaction() as session:

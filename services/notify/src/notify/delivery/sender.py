@@ -309,15 +309,13 @@ class EmailSender:
     def __init__(self, runtime: ServiceRuntime, settings: Settings) -> None:
         self.runtime = runtime
         self.settings = settings
-        rounds = 1 + math.ceil(settings.sender_batch_size / settings.sender_concurrency)
+        pool = PoolSettings(settings.sender_concurrency, settings.sender_batch_size, settings.sender_poll_ms / 1000)
         waiting_for_documents = math.ceil(settings.sender_concurrency / settings.documents_concurrency)
         # Long enough for a claimed row to wait for a round of deliveries that all time out, then time out itself.
         # A fetch may wait as long again while invoicing throttles it (Documents).
-        self.lease = timedelta(seconds=(settings.smtp_timeout + 2 * settings.attachment_timeout * waiting_for_documents) * rounds + 30)
+        self.lease = timedelta(seconds=(settings.smtp_timeout + 2 * settings.attachment_timeout * waiting_for_documents) * pool.rounds + 30)
         self.queue = LeasedQueue(repo.DELIVERY, Delivery, self.lease)
-        self.pool: SendingPool[Delivery, EmailOutcome] = SendingPool(
-            runtime, self, PoolSettings(settings.sender_concurrency, settings.sender_batch_size, settings.sender_poll_ms / 1000)
-        )
+        self.pool: SendingPool[Delivery, EmailOutcome] = SendingPool(runtime, self, pool)
         self.smtp = SmtpConnections(settings)
         self.documents: Documents
 

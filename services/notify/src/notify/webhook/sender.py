@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -67,12 +66,10 @@ class WebhookSender:
     def __init__(self, runtime: ServiceRuntime, settings: Settings) -> None:
         self.runtime = runtime
         self.settings = settings
-        rounds = 1 + math.ceil(settings.sender_batch_size / settings.webhook_concurrency)
-        self.lease = timedelta(seconds=settings.webhook_timeout * rounds + 30)
+        pool = PoolSettings(settings.webhook_concurrency, settings.sender_batch_size, settings.sender_poll_ms / 1000)
+        self.lease = timedelta(seconds=settings.webhook_timeout * pool.rounds + 30)
         self.queue = LeasedQueue(repo.DELIVERY, WebhookDelivery, self.lease)
-        self.pool: SendingPool[Claimed, WebhookOutcome] = SendingPool(
-            runtime, self, PoolSettings(settings.webhook_concurrency, settings.sender_batch_size, settings.sender_poll_ms / 1000)
-        )
+        self.pool: SendingPool[Claimed, WebhookOutcome] = SendingPool(runtime, self, pool)
         self.allow = AllowList.parse(settings.webhook_allowed_destinations)
         self.http: httpx.AsyncClient
 
