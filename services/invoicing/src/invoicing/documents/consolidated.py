@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from invoicing.documents.content import category_words
-from invoicing.invoice.schemas import customer_section_lines
+from invoicing.invoice.schemas import customer_section_lines, end_customer_name, own_environment_lines, product_totals
 
 
 @dataclass(frozen=True)
@@ -97,14 +97,7 @@ def _line(li: Any) -> SectionLine:
 
 
 def _by_product(lines: list[Any]) -> tuple[ProductSummary, ...]:
-    quantity: dict[str, Decimal] = defaultdict(Decimal)
-    net: dict[str, Decimal] = defaultdict(Decimal)
-    names: dict[str, str] = {}
-    for li in lines:
-        quantity[li.product_code] += li.quantity
-        net[li.product_code] += li.net
-        names.setdefault(li.product_code, li.description)
-    return tuple(ProductSummary(code, names[code], quantity[code], net[code]) for code in sorted(quantity))
+    return tuple(ProductSummary(*totals) for totals in product_totals(lines))
 
 
 def _sum(lines: list[Any]) -> Decimal:
@@ -113,7 +106,7 @@ def _sum(lines: list[Any]) -> Decimal:
 
 def consolidated_sections(lines: list[Any]) -> ConsolidatedSections:
     """The sections of one invoice from its stored lines (`invoicing.invoice.models.InvoiceLine`)."""
-    own = [li for li in lines if li.end_customer_id is None and li.kind != "shipping"]
+    own = own_environment_lines(lines)
     shipping = [li for li in lines if li.kind == "shipping"]
     customers = customer_section_lines(lines)
     customer_lines = [li for group in customers.values() for li in group]
@@ -127,7 +120,7 @@ def consolidated_sections(lines: list[Any]) -> ConsolidatedSections:
         customer_subtotal=_sum(customer_lines),
         end_customers=tuple(
             EndCustomerBlock(
-                name=next((li.end_customer_name for li in group if li.end_customer_name), None) or customer_id,
+                name=end_customer_name(group) or customer_id,
                 lines=tuple(_line(li) for li in group),
                 subtotal=_sum(group),
             )
