@@ -6,14 +6,13 @@ exactly the figures of the invoice's `sections` in the API (`invoice/schemas.py`
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from invoicing.documents.content import category_words
-from invoicing.invoice.schemas import customer_section_lines, end_customer_name, own_environment_lines, product_totals
+from invoicing.invoice.schemas import category_totals, customer_section_lines, end_customer_name, own_environment_lines, product_totals
 
 
 @dataclass(frozen=True)
@@ -110,9 +109,6 @@ def consolidated_sections(lines: list[Any]) -> ConsolidatedSections:
     shipping = [li for li in lines if li.kind == "shipping"]
     customers = customer_section_lines(lines)
     customer_lines = [li for group in customers.values() for li in group]
-    categories: dict[str, Decimal] = defaultdict(Decimal)
-    for li in lines:
-        categories[li.category or "Uncategorised"] += li.net
     return ConsolidatedSections(
         own_environment=tuple(_line(li) for li in own),
         own_environment_subtotal=_sum(own),
@@ -129,6 +125,6 @@ def consolidated_sections(lines: list[Any]) -> ConsolidatedSections:
         shipping=tuple(_line(li) for li in shipping),
         shipping_subtotal=_sum(shipping),
         product_codes=_by_product(lines),
-        categories=tuple(sorted(categories.items())),
+        categories=tuple(category_totals(lines, "Uncategorised")),
         net_total=_sum(lines),
     )

@@ -246,6 +246,15 @@ def product_totals(lines: list[Any]) -> list[tuple[str, str, Decimal, Decimal]]:
     return [(code, names[code], quantity[code], net[code]) for code in sorted(quantity)]
 
 
+def category_totals(lines: list[Any], unnamed: str) -> list[tuple[str, Decimal]]:
+    """(category, Σ net) of each category of `lines`, by category; lines without one count under
+    `unnamed` (the API's "uncategorised", the PDF's "Uncategorised")."""
+    nets: dict[str, Decimal] = defaultdict(Decimal)
+    for li in lines:
+        nets[li.category or unnamed] += li.net
+    return sorted(nets.items())
+
+
 def sections(lines: list[Any], currency: str) -> Sections:
     """Seed 001's consolidated invoice: the partner's own environment (lines without an end
     customer, its own project work included), customer charges summed by product, one section per
@@ -261,9 +270,6 @@ def sections(lines: list[Any], currency: str) -> Sections:
 
     customers = customer_section_lines(lines)
     customer_lines = [li for cl in customers.values() for li in cl]
-    categories: dict[str, Decimal] = defaultdict(Decimal)
-    for li in lines:
-        categories[li.category or "uncategorised"] += li.net
     return Sections(
         own_environment=[li.line_id for li in own_environment_lines(lines)],
         customer_charges_by_product=by_product(customer_lines),
@@ -279,7 +285,7 @@ def sections(lines: list[Any], currency: str) -> Sections:
         project_work=[li.line_id for li in lines if li.kind == "project_work"],
         shipping=[li.line_id for li in lines if li.kind == "shipping"],
         product_codes=by_product(lines),
-        categories=[CategoryTotal(category=c, net=money_str(v, currency)) for c, v in sorted(categories.items())],
+        categories=[CategoryTotal(category=c, net=money_str(v, currency)) for c, v in category_totals(lines, "uncategorised")],
     )
 
 
