@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import customer, headers, payment, period_closed, put_seller, rated
+from invoicing_testkit import CLOUDY, customer, headers, payment, period_closed, put_seller, rated
 from sqlalchemy import text
 
 from billing_events import Money, PaymentRefunded, RatedLine
@@ -19,8 +19,6 @@ from invoicing.invoice.service import InvalidPayment, apply_payment, apply_refun
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-CLOUDY = {"name": "Cloudy Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "CL", "due_rule": {"net_days": 14}}
 
 
 async def issue(runtime: ServiceRuntime[Settings], tenant: str, external_id: str, lines: list[RatedLine], **who: Any) -> dict[str, Any]:
