@@ -49,6 +49,9 @@ EXAMPLE_A = [
     ("SHIP-GND", "1", "52.50", "Ground shipping"),
 ]
 
+# Worked example B's Irish seller, as the tax and credit-note tests save it (`put_seller(..., **CLOUDY)`).
+CLOUDY = {"name": "Cloudy Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "CL", "due_rule": {"net_days": 14}}
+
 
 def headers(tenant: str) -> dict[str, str]:
     return {"X-Tenant-Id": tenant}

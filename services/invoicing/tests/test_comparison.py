@@ -128,6 +128,12 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
     assert (await client.get(f"/v1/comparison-reports/{report['id']}", headers=headers("someone-else"))).status_code == 404
 
 
+async def test_the_list_rejects_a_month_that_does_not_exist(client: httpx.AsyncClient, tenant: str) -> None:
+    r = await client.get("/v1/comparison-reports", headers=headers(tenant), params={"period": "2026-13"})
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (400, "invalid_period", "period")
+    assert (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"period": "2026-12"})).json()["items"] == []
+
+
 def test_the_same_report_is_the_same_spreadsheet_whenever_it_is_downloaded() -> None:
     # Its shared link and its API download must give one file: the workbook is dated by the report.
     row = SimpleNamespace(

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import customer, headers, payment, period_closed, put_seller, rated
+from invoicing_testkit import CLOUDY, customer, headers, payment, period_closed, put_seller, rated
 from sqlalchemy import text
 
 from billing_events import Money, PaymentRefunded, RatedLine
@@ -19,8 +19,6 @@ from invoicing.invoice.service import InvalidPayment, apply_payment, apply_refun
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-CLOUDY = {"name": "Cloudy Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "CL", "due_rule": {"net_days": 14}}
 
 
 async def issue(runtime: ServiceRuntime[Settings], tenant: str, external_id: str, lines: list[RatedLine], **who: Any) -> dict[str, Any]:
@@ -153,12 +151,20 @@ def refund(tenant: str, invoice: dict[str, Any], payment_id: str, amount: str, r
     )
 
 
-async def test_a_refund_reopens_a_paid_invoice(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
+async def paid_invoice(
+    client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str, external_id: str, line: RatedLine, amount: str, paid_on: date, payment_id: str
+) -> dict[str, Any]:
+    """Cloudy's invoice of `line` to a new Irish buyer, paid in full (`amount`) by `payment_id`."""
     await put_seller(client, tenant, **CLOUDY)
-    invoice = await issue(runtime, tenant, "refunded", [rated("l1", "X", "1", "100.00", "EUR")], country="IE")
+    invoice = await issue(runtime, tenant, external_id, [line], country="IE")
     async with runtime.transaction() as session:
-        await apply_payment(runtime, session, payment(tenant, invoice, "123.00", date(2026, 11, 10), payment_id=f"{tenant}-p1"))
+        await apply_payment(runtime, session, payment(tenant, invoice, amount, paid_on, payment_id=payment_id))
     assert (await get_invoice(client, tenant, invoice["id"]))["status"] == "paid"
+    return invoice
+
+
+async def test_a_refund_reopens_a_paid_invoice(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
+    invoice = await paid_invoice(client, runtime, tenant, "refunded", rated("l1", "X", "1", "100.00", "EUR"), "123.00", date(2026, 11, 10), f"{tenant}-p1")
 
     async with runtime.transaction() as session:
         await apply_refund(runtime, session, refund(tenant, invoice, f"{tenant}-p1", "23.00", f"{tenant}-r1"))
@@ -180,11 +186,8 @@ async def test_a_refund_reopens_a_paid_invoice(client: httpx.AsyncClient, runtim
 
 
 async def test_a_paid_invoice_credited_in_full_once_whatever_the_retries(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
-    await put_seller(client, tenant, **CLOUDY)
-    invoice = await issue(runtime, tenant, "paidcard", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
-    async with runtime.transaction() as session:
-        await apply_payment(runtime, session, payment(tenant, invoice, "126.69", date(2026, 11, 3), payment_id=f"{tenant}-card"))
-    assert (await get_invoice(client, tenant, invoice["id"]))["status"] == "paid"
+    m365 = rated("l1", "M365-BP", "5", "20.60", "EUR")
+    invoice = await paid_invoice(client, runtime, tenant, "paidcard", m365, "126.69", date(2026, 11, 3), f"{tenant}-card")
 
     answers = [await credit(client, tenant, invoice["id"], "refund-all", {"reason": "Cancelled", "refund_to": "original_method"}) for _ in range(3)]
     assert {a.status_code for a in answers} == {201} and answers[0].json() == answers[1].json() == answers[2].json()

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import buyer_known, customer, event, headers, invoices, period_closed, publish, put_seller, rated, wait_for_invoices
+from invoicing_testkit import CLOUDY, buyer_known, customer, event, headers, invoices, period_closed, publish, put_seller, rated, wait_for_invoices
 
 from billing_events import InvoiceIssued, RatedLine, account_id
 from billing_events.topics import INVOICES
@@ -20,9 +19,6 @@ from billing_runtime.testing import dead_lettered, read_events, serve
 from invoicing.config import Settings
 from invoicing.main import build
 from invoicing.tax.engine import NOTES, Scheme
-
-OCT_START, OCT_END = date(2026, 10, 1), date(2026, 10, 31)
-CLOUDY = {"name": "Cloudy Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "CL", "due_rule": {"net_days": 14}}
 
 
 def m365(line_id: str, qty: str) -> RatedLine:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Select, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
@@ -36,3 +37,20 @@ async def copy_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str
     driver = raw.driver_connection
     assert driver is not None
     await driver.copy_records_to_table(table.name, schema_name=table.schema, columns=columns, records=records)
+
+
+def of_buyer(query: Select[Any], table: Table, buyer_account_id: str | None) -> Select[Any]:
+    """`query` limited to `table`'s rows about `buyer_account_id` when one is given: a key
+    restricted to one billing account sees that account's rows only, and another's as if they did
+    not exist (a 404, not a 403)."""
+    return query if buyer_account_id is None else query.where(table.c.buyer_account_id == buyer_account_id)
+
+
+def period_starting(query: Select[Any], table: Table, period_from: date | None, period_until: date | None) -> Select[Any]:
+    """`query` limited to `table`'s rows whose period starts on or after `period_from` and before
+    `period_until`, each bound when given (a listing's `period=YYYY-MM`)."""
+    if period_from is not None:
+        query = query.where(table.c.period_start >= period_from)
+    if period_until is not None:
+        query = query.where(table.c.period_start < period_until)
+    return query

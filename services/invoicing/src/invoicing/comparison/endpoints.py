@@ -4,23 +4,19 @@ that account only: another's is a 404, as for a report that does not exist."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, own_account
-from billing_runtime.errors import BillingError, NotFound
+from billing_runtime.errors import NotFound
 from invoicing.comparison import repository as repo
 from invoicing.comparison.schemas import ComparisonReportList, ComparisonReportOut
 from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_json, report_xlsx
+from invoicing.invoice.endpoints import month_bounds
 
 router = APIRouter(prefix="/v1", tags=["comparison reports"])
-
-
-class InvalidPeriod(BillingError):
-    code = "invalid_period"
 
 
 @router.get("/comparison-reports", dependencies=[Read, ForAccount], response_model=ComparisonReportList)
@@ -32,13 +28,7 @@ async def list_reports(
     period: str | None = Query(default=None, pattern=r"^[0-9]{4}-[0-9]{2}$"),
 ) -> dict[str, Any]:
     buyer_account_id = own_account(account, buyer_account_id)
-    period_from = period_until = None
-    if period:
-        try:
-            period_from = date(int(period[:4]), int(period[5:7]), 1)
-        except ValueError:
-            raise InvalidPeriod(f"period {period!r} is not a month (YYYY-MM)", field="period") from None
-        period_until = date(period_from.year + period_from.month // 12, period_from.month % 12 + 1, 1)
+    period_from, period_until = month_bounds(period) if period else (None, None)
     async with runtime.sessions() as session:
         rows = await repo.list_reports(session, tenant, buyer_account_id=buyer_account_id, period_from=period_from, period_until=period_until)
     return {"items": [report_json(r) for r in rows]}

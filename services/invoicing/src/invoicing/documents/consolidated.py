@@ -6,14 +6,13 @@ exactly the figures of the invoice's `sections` in the API (`invoice/schemas.py`
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from invoicing.documents.content import category_words
-from invoicing.invoice.schemas import customer_section_lines
+from invoicing.invoice.schemas import category_totals, customer_section_lines, end_customer_name, own_environment_lines, product_totals
 
 
 @dataclass(frozen=True)
@@ -97,14 +96,7 @@ def _line(li: Any) -> SectionLine:
 
 
 def _by_product(lines: list[Any]) -> tuple[ProductSummary, ...]:
-    quantity: dict[str, Decimal] = defaultdict(Decimal)
-    net: dict[str, Decimal] = defaultdict(Decimal)
-    names: dict[str, str] = {}
-    for li in lines:
-        quantity[li.product_code] += li.quantity
-        net[li.product_code] += li.net
-        names.setdefault(li.product_code, li.description)
-    return tuple(ProductSummary(code, names[code], quantity[code], net[code]) for code in sorted(quantity))
+    return tuple(ProductSummary(*totals) for totals in product_totals(lines))
 
 
 def _sum(lines: list[Any]) -> Decimal:
@@ -113,13 +105,10 @@ def _sum(lines: list[Any]) -> Decimal:
 
 def consolidated_sections(lines: list[Any]) -> ConsolidatedSections:
     """The sections of one invoice from its stored lines (`invoicing.invoice.models.InvoiceLine`)."""
-    own = [li for li in lines if li.end_customer_id is None and li.kind != "shipping"]
+    own = own_environment_lines(lines)
     shipping = [li for li in lines if li.kind == "shipping"]
     customers = customer_section_lines(lines)
     customer_lines = [li for group in customers.values() for li in group]
-    categories: dict[str, Decimal] = defaultdict(Decimal)
-    for li in lines:
-        categories[li.category or "Uncategorised"] += li.net
     return ConsolidatedSections(
         own_environment=tuple(_line(li) for li in own),
         own_environment_subtotal=_sum(own),
@@ -127,7 +116,7 @@ def consolidated_sections(lines: list[Any]) -> ConsolidatedSections:
         customer_subtotal=_sum(customer_lines),
         end_customers=tuple(
             EndCustomerBlock(
-                name=next((li.end_customer_name for li in group if li.end_customer_name), None) or customer_id,
+                name=end_customer_name(group) or customer_id,
                 lines=tuple(_line(li) for li in group),
                 subtotal=_sum(group),
             )
@@ -136,6 +125,6 @@ def consolidated_sections(lines: list[Any]) -> ConsolidatedSections:
         shipping=tuple(_line(li) for li in shipping),
         shipping_subtotal=_sum(shipping),
         product_codes=_by_product(lines),
-        categories=tuple(sorted(categories.items())),
+        categories=tuple(category_totals(lines, "Uncategorised")),
         net_total=_sum(lines),
     )

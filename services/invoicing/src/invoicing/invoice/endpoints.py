@@ -46,7 +46,8 @@ class InvalidPreview(BillingError):
     code = "invalid_preview"
 
 
-def _month(period: str) -> tuple[date, date]:
+def month_bounds(period: str) -> tuple[date, date]:
+    """A listing's `period=YYYY-MM`: its first day and the next month's first day."""
     try:
         start = date(int(period[:4]), int(period[5:7]), 1)
     except ValueError:
@@ -74,7 +75,7 @@ async def list_invoices(
     """The seller's invoices, newest number first (a key restricted to one account: that account's only)."""
     buyer_account_id = own_account(account, buyer_account_id)
     limit = checked_limit(limit, runtime.settings.max_page_size if isinstance(runtime.settings, Settings) else 200)
-    period_from, period_until = _month(period) if period else (None, None)
+    period_from, period_until = month_bounds(period) if period else (None, None)
     async with runtime.sessions() as session:
         rows = await repo.list_invoices(
             session,

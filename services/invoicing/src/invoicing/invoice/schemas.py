@@ -220,7 +220,39 @@ def customer_section_lines(lines: list[Any]) -> dict[str, list[Any]]:
     for li in lines:
         if li.end_customer_id is not None and li.kind != "shipping":
             customers[li.end_customer_id].append(li)
-    return dict(sorted(customers.items(), key=lambda kv: next((li.end_customer_name for li in kv[1] if li.end_customer_name), None) or kv[0]))
+    return dict(sorted(customers.items(), key=lambda kv: end_customer_name(kv[1]) or kv[0]))
+
+
+def end_customer_name(section: list[Any]) -> str | None:
+    """The end customer's name, from the first line of its section that gives one."""
+    return next((li.end_customer_name for li in section if li.end_customer_name), None)
+
+
+def own_environment_lines(lines: list[Any]) -> list[Any]:
+    """The partner's own lines: without an end customer (its own project work included), not shipping."""
+    return [li for li in lines if li.end_customer_id is None and li.kind != "shipping"]
+
+
+def product_totals(lines: list[Any]) -> list[tuple[str, str, Decimal, Decimal]]:
+    """(product code, description, Σ quantity, Σ net) of each product code of `lines`, by code;
+    the description is that of the code's first line."""
+    quantity: dict[str, Decimal] = defaultdict(Decimal)
+    net: dict[str, Decimal] = defaultdict(Decimal)
+    names: dict[str, str] = {}
+    for li in lines:
+        quantity[li.product_code] += li.quantity
+        net[li.product_code] += li.net
+        names.setdefault(li.product_code, li.description)
+    return [(code, names[code], quantity[code], net[code]) for code in sorted(quantity)]
+
+
+def category_totals(lines: list[Any], unnamed: str) -> list[tuple[str, Decimal]]:
+    """(category, Σ net) of each category of `lines`, by category; lines without one count under
+    `unnamed` (the API's "uncategorised", the PDF's "Uncategorised")."""
+    nets: dict[str, Decimal] = defaultdict(Decimal)
+    for li in lines:
+        nets[li.category or unnamed] += li.net
+    return sorted(nets.items())
 
 
 def sections(lines: list[Any], currency: str) -> Sections:
@@ -231,27 +263,20 @@ def sections(lines: list[Any], currency: str) -> Sections:
     (`documents/consolidated.py`)."""
 
     def by_product(selected: list[Any]) -> list[ProductTotal]:
-        qty: dict[str, Decimal] = defaultdict(Decimal)
-        net: dict[str, Decimal] = defaultdict(Decimal)
-        names: dict[str, str] = {}
-        for li in selected:
-            qty[li.product_code] += li.quantity
-            net[li.product_code] += li.net
-            names.setdefault(li.product_code, li.description)
-        return [ProductTotal(product_code=c, description=names[c], quantity=_plain(qty[c]), net=money_str(net[c], currency)) for c in sorted(qty)]
+        return [
+            ProductTotal(product_code=code, description=name, quantity=_plain(quantity), net=money_str(net, currency))
+            for code, name, quantity, net in product_totals(selected)
+        ]
 
     customers = customer_section_lines(lines)
     customer_lines = [li for cl in customers.values() for li in cl]
-    categories: dict[str, Decimal] = defaultdict(Decimal)
-    for li in lines:
-        categories[li.category or "uncategorised"] += li.net
     return Sections(
-        own_environment=[li.line_id for li in lines if li.end_customer_id is None and li.kind != "shipping"],
+        own_environment=[li.line_id for li in own_environment_lines(lines)],
         customer_charges_by_product=by_product(customer_lines),
         end_customers=[
             EndCustomerSection(
                 end_customer_id=cid,
-                end_customer_name=next((li.end_customer_name for li in cl if li.end_customer_name), None),
+                end_customer_name=end_customer_name(cl),
                 line_ids=[li.line_id for li in cl],
                 net=money_str(sum((li.net for li in cl), Decimal(0)), currency),
             )
@@ -260,7 +285,7 @@ def sections(lines: list[Any], currency: str) -> Sections:
         project_work=[li.line_id for li in lines if li.kind == "project_work"],
         shipping=[li.line_id for li in lines if li.kind == "shipping"],
         product_codes=by_product(lines),
-        categories=[CategoryTotal(category=c, net=money_str(v, currency)) for c, v in sorted(categories.items())],
+        categories=[CategoryTotal(category=c, net=money_str(v, currency)) for c, v in category_totals(lines, "uncategorised")],
     )
 
 

@@ -54,24 +54,7 @@ class Seller:
         )
 
     def out(self) -> SellerSettingsOut:
-        return SellerSettingsOut(
-            seller_id=self.seller_id,
-            name=self.name,
-            country=self.country,
-            vat_id=self.vat_id,
-            invoice_prefix=self.invoice_prefix,
-            due_rule=self.due_rule,
-            email=self.email,
-            address=self.address,
-            registration=self.registration,
-            brand_color=self.brand_color,
-            logo=self.logo,
-            iban=self.iban,
-            bic=self.bic,
-            bank_account_name=self.bank_account_name,
-            sepa_creditor_id=self.sepa_creditor_id,
-            configured=self.configured,
-        )
+        return SellerSettingsOut.model_validate(self, from_attributes=True)
 
 
 def default_prefix(seller_id: str) -> str:
