@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CollectingMethodChanged, MandateChanged, derived_event_id
-from billing_runtime.errors import BillingError, Conflict, NotFound, Unprocessable
+from billing_runtime.errors import Conflict, NotFound, Unprocessable
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
 from payments.invoice import repository as invoice_repo
@@ -29,6 +29,7 @@ from payments.methods import repository as repo
 from payments.methods.schemas import MethodType, PaymentMethodIn, PaymentMethodOut
 from payments.providers import service as providers
 from payments.providers.gateways import Gateways, ProviderRefused, ProviderUnavailable
+from payments.providers.service import ProviderUnavailableError
 
 tracer = trace.get_tracer(__name__)
 METHOD_CHANGES = Counter("billing_payment_methods_total", "Payment method state changes, by type and status", ["type", "status"])
@@ -52,11 +53,6 @@ class MethodIdConflict(Conflict):
 
 class MethodNotFound(NotFound):
     code = "payment_method_not_found"
-
-
-class ProviderUnavailableError(BillingError):
-    status_code = 503
-    code = "provider_unavailable"
 
 
 class ProviderRefusedError(Unprocessable):
