@@ -181,7 +181,17 @@ async def test_the_background_loop_reaches_steps_by_the_clock(settings: Settings
 
 
 @pytest.mark.consume(False)  # events handed over in process (deliver)
-async def test_a_credit_note_clearing_the_balance_closes_and_reinstates(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
+@pytest.mark.parametrize(
+    "credited",
+    [
+        pytest.param("60.00", id="what_is_left"),
+        # More than is open (the rest of what was paid goes back), negative as invoicing emits it.
+        pytest.param("-100.00", id="the_whole_invoice"),
+    ],
+)
+async def test_a_credit_note_clearing_a_partly_paid_overdue_invoice_closes_once_and_reinstates(
+    client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str, credited: str
+) -> None:
     # The client's clock is 2026-12-15; an invoice due 30 days before arrives: every step at once, suspended.
     invoice_id, buyer = str(uuid.uuid4()), account_id(tenant, "c-1")
     await publish(client, invoice_issued(tenant, invoice_id, total="100.00", due_on=date(2026, 11, 15)))
@@ -189,23 +199,7 @@ async def test_a_credit_note_clearing_the_balance_closes_and_reinstates(client: 
     assert (suspended["step"], suspended["suspended_on"]) == (5, "2026-12-15")
     await publish(client, payment_succeeded(tenant, invoice_id, "bank-1", "40.00"))
     await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "60.00")
-    await publish(client, credit_note(tenant, invoice_id, "60.00", date(2026, 12, 14)))
-    closed = await case_when(client, tenant, invoice_id, lambda c: c["status"] == "closed")
-    assert (closed["close_reason"], closed["closed_on"], closed["amount_open"]) == ("credited", "2026-12-14", "0.00")
-    clear = await standing_when(client, tenant, buyer, lambda s: not s["suspended"])
-    assert clear["open_cases"] == 0
-
-
-@pytest.mark.consume(False)  # events handed over in process (deliver)
-async def test_a_partly_paid_overdue_invoice_credited_in_full_closes_once_and_reinstates(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
-    # Credit notes may now take off more than is open (the rest of what was paid goes back): the case closes as credited.
-    invoice_id, buyer = str(uuid.uuid4()), account_id(tenant, "c-1")
-    await publish(client, invoice_issued(tenant, invoice_id, total="100.00", due_on=date(2026, 11, 15)))
-    await standing_when(client, tenant, buyer, lambda s: s["suspended"])
-    await publish(client, payment_succeeded(tenant, invoice_id, "card-1", "40.00"))
-    await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "60.00")
-    full = credit_note(tenant, invoice_id, "-100.00", date(2026, 12, 14))  # as invoicing emits it: negative
-    await publish(client, full)
+    await publish(client, credit_note(tenant, invoice_id, credited, date(2026, 12, 14)))
     closed = await case_when(client, tenant, invoice_id, lambda c: c["status"] == "closed")
     assert (closed["close_reason"], closed["closed_on"], closed["amount_open"], closed["amount_paid"]) == ("credited", "2026-12-14", "0.00", "40.00")
     clear = await standing_when(client, tenant, buyer, lambda s: not s["suspended"])

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from billing_events import InvoiceIssued, Money, Party, new_event
+from billing_events import account_id, new_event
 from billing_events.money import NotInMinorUnits
+from billing_events.testing import example_invoice_issued
 from dunning.case.service import amount_open, amount_paid, case_id, case_row, close_of, days_overdue, is_overdue, standing
 from dunning.policy.schemas import PolicyIn, StepIn
 from dunning.policy.service import InvalidPolicy, default_policy, due_steps, numbered, validate
@@ -78,24 +79,9 @@ def test_standing_sums_open_and_overdue_per_currency() -> None:
 
 
 def test_case_row_opens_with_the_whole_total() -> None:
-    data = InvoiceIssued(
-        invoice_id="inv-1",
-        number="NW-7",
-        seller=Party(account_id="acc-seller", name="Northwind IT"),
-        buyer=Party(account_id="acc-buyer", name="Contoso Dental"),
-        issued_on=date(2026, 11, 2),
-        due_on=DUE,
-        period_start=date(2026, 10, 1),
-        period_end=date(2026, 10, 31),
-        currency="USD",
-        lines=[],
-        tax_breakdown=[],
-        net_total=Money.of("1516.25", "USD"),
-        tax_total=Money.of("0", "USD"),
-        total=Money.of("1516.25", "USD"),
-    )
+    data = example_invoice_issued("northwind", "inv-1", number="NW-7")
     row = case_row(new_event(data, source="invoicing", tenant="northwind"))
-    assert (row["case_id"], row["tenant"], row["account_id"], row["status"]) == (case_id("inv-1"), "northwind", "acc-buyer", "open")
+    assert (row["case_id"], row["tenant"], row["account_id"], row["status"]) == (case_id("inv-1"), "northwind", account_id("northwind", "c-1"), "open")
     assert row["amount_open"] == row["total"] == Decimal("1516.25")
 
 

@@ -289,10 +289,28 @@ async def set_up_mandate(live: Live, tenant: str) -> None:
     await eventually(active)
 
 
+async def gocardless_buyer(live: Live, tenant: str) -> tuple[gocardless_pro.Client, str]:
+    """The seller's GoCardless account and its buyer's active mandate; (GoCardless client, token)."""
+    gc, token, _ = await setup_gocardless(live, tenant)
+    await set_up_mandate(live, tenant)
+    return gc, token
+
+
+async def collected_by_direct_debit(live: Live, kafka_bootstrap: str, tenant: str, number: str, total: str) -> tuple[gocardless_pro.Client, str, str]:
+    """A buyer with a mandate, an invoice of `total` EUR debited on issue and confirmed at
+    GoCardless, its PaymentSucceeded out; (GoCardless client, invoice id, GoCardless payment id)."""
+    gc, _ = await gocardless_buyer(live, tenant)
+    invoice_id = str(uuid.uuid4())
+    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, number, total=total, currency="EUR"))
+    payment_ref = (await submitted_attempt(live, tenant, invoice_id))["provider_ref"]
+    await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_ref}})
+    await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.succeeded")) >= 1)
+    return gc, invoice_id, payment_ref
+
+
 async def test_direct_debit_fails_with_the_bank_reason_then_a_retry_is_collected(live: Live, kafka_bootstrap: str) -> None:
     tenant = tenant_id()
-    gc, _, _ = await setup_gocardless(live, tenant)
-    await set_up_mandate(live, tenant)
+    gc, _ = await gocardless_buyer(live, tenant)
     events = await payment_events(kafka_bootstrap, tenant, lambda s: any(e.data.status == "active" for e in of_type(s, "mandate.changed")))
     assert [e.data.status for e in of_type(events, "mandate.changed")][-1] == "active"
 
@@ -361,14 +379,7 @@ async def test_the_same_gocardless_webhook_ten_times_at_once_has_one_effect(live
 
 async def test_a_collected_direct_debit_returned_late_is_reversed(live: Live, kafka_bootstrap: str) -> None:
     tenant = tenant_id()
-    gc, _, _ = await setup_gocardless(live, tenant)
-    await set_up_mandate(live, tenant)
-    invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0003", total="103.00", currency="EUR"))
-
-    payment_id = (await submitted_attempt(live, tenant, invoice_id))["provider_ref"]
-    await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_id}})
-    await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.succeeded")) >= 1)
+    gc, invoice_id, payment_id = await collected_by_direct_debit(live, kafka_bootstrap, tenant, "AC-0003", "103.00")
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_late_failure", {"links": {"resource": payment_id}})
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.failed")) >= 1)
     failed = of_type(events, "payment.failed")[0]

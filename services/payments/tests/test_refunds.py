@@ -23,14 +23,12 @@ from .conftest import Live
 from .test_collection import (
     attempts,
     buyer,
+    collected_by_direct_debit,
     invoice,
     of_type,
     payment_events,
     save_card,
-    set_up_mandate,
-    setup_gocardless,
     setup_stripe,
-    submitted_attempt,
     tenant_id,
 )
 from .test_payments_api import eventually, headers, invoice_issued, publish
@@ -239,14 +237,7 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
 
 async def test_a_collected_direct_debit_is_refunded_through_gocardless_to_the_cent(live: Live, kafka_bootstrap: str) -> None:
     tenant = tenant_id()
-    gc, _, _ = await setup_gocardless(live, tenant)
-    await set_up_mandate(live, tenant)
-    invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0001", total="328.27", currency="EUR"))
-
-    payment_ref = (await submitted_attempt(live, tenant, invoice_id))["provider_ref"]
-    await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_ref}})
-    await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.succeeded")) >= 1)
+    gc, invoice_id, payment_ref = await collected_by_direct_debit(live, kafka_bootstrap, tenant, "AC-0001", "328.27")
 
     note = credit_note(tenant, invoice_id, "39.87", "original_method")  # worked example B's prorated 4 users
     await publish(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))

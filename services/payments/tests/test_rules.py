@@ -7,12 +7,16 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from prometheus_client import REGISTRY
 
-from billing_events import InvoiceIssued, Money, Party, new_event
+from billing_events import account_id, new_event
 from billing_events.money import fits_minor_units
+from billing_events.testing import example_invoice_issued
 from billing_runtime.api import InvalidCursor, decode_cursor, encode_cursor
+from billing_runtime.errors import BillingError
 from payments.collection.service import Reconciling
 from payments.invoice.service import invoice_row, open_and_overpaid
+from payments.methods.service import setup_call
 from payments.payment.schemas import BankTransferIn
 from payments.payment.service import (
     InvalidAmount,
@@ -21,7 +25,7 @@ from payments.payment.service import (
     is_same_payment,
     parse_amount,
 )
-from payments.providers.gateways import stripe_outcome
+from payments.providers.gateways import ProviderRefused, ProviderUnavailable, stripe_outcome
 
 
 def transfer(**changes: object) -> BankTransferIn:
@@ -94,24 +98,9 @@ class TestOpenAmount:
 
 
 def test_invoice_row_takes_the_seller_from_the_tenant() -> None:
-    data = InvoiceIssued(
-        invoice_id="inv-1",
-        number="NW-7",
-        seller=Party(account_id="acc-seller", name="Northwind IT"),
-        buyer=Party(account_id="acc-buyer", name="Contoso Dental"),
-        issued_on=date(2026, 11, 2),
-        due_on=date(2026, 12, 5),
-        period_start=date(2026, 10, 1),
-        period_end=date(2026, 10, 31),
-        currency="USD",
-        lines=[],
-        tax_breakdown=[],
-        net_total=Money.of("1516.25", "USD"),
-        tax_total=Money.of("0", "USD"),
-        total=Money.of("1516.25", "USD"),
-    )
+    data = example_invoice_issued("northwind", "inv-1", number="NW-7")
     row = invoice_row(new_event(data, source="invoicing", tenant="northwind"))
-    assert (row["tenant"], row["seller_id"], row["account_id"]) == ("northwind", "acc-seller", "acc-buyer")
+    assert (row["tenant"], row["seller_id"], row["account_id"]) == ("northwind", account_id("distributor", "northwind"), account_id("northwind", "c-1"))
     assert row["total"] == Decimal("1516.25") and row["amount_received"] == 0
 
 
@@ -178,3 +167,35 @@ class TestProviderUnits:
 
         with pytest.raises(NotInMinorUnits):
             provider_units("stripe", Decimal("1200.50"), "MGA")
+
+
+class TestSetupCall:
+    """A provider call on the buyer's request (saving, confirming or removing a method): counted
+    by its result, no answer or a refusal turned into the buyer's 503 or 422."""
+
+    @staticmethod
+    def counted(result: str) -> float:
+        labels = {"provider": "gocardless", "operation": "remove", "result": result}
+        return REGISTRY.get_sample_value("billing_payment_method_provider_calls_total", labels) or 0.0
+
+    def test_an_answer_is_counted_ok(self) -> None:
+        before = self.counted("ok")
+        with setup_call("gocardless", "remove", unavailable="send the same request again", refused="refused the removal"):
+            pass
+        assert self.counted("ok") == before + 1
+
+    @pytest.mark.parametrize(
+        ("raised", "result", "status", "message", "provider_code"),
+        [
+            (ProviderUnavailable(), "unavailable", 503, "gocardless did not answer; send the same request again", None),
+            (ProviderRefused("invalid_state", "mandate is cancelled"), "refused", 422, "gocardless refused the removal: mandate is cancelled", "invalid_state"),
+        ],
+    )
+    def test_no_answer_or_a_refusal_is_the_buyers_error(self, raised: Exception, result: str, status: int, message: str, provider_code: str | None) -> None:
+        before, ok_before = self.counted(result), self.counted("ok")
+        with pytest.raises(BillingError) as caught:
+            with setup_call("gocardless", "remove", unavailable="send the same request again", refused="refused the removal"):
+                raise raised
+        assert (caught.value.status_code, caught.value.message, caught.value.extra.get("provider_code")) == (status, message, provider_code)
+        assert caught.value.__cause__ is raised
+        assert (self.counted(result), self.counted("ok")) == (before + 1, ok_before)

@@ -22,11 +22,10 @@ from .test_collection import (
     attempts,
     buyer,
     events_after_marker,
+    gocardless_buyer,
     invoice,
     of_type,
     save_card,
-    set_up_mandate,
-    setup_gocardless,
     setup_stripe,
     tenant_id,
 )
@@ -293,12 +292,6 @@ async def test_collection_settings_refuse_what_they_do_not_know(live: Live) -> N
     r = await live.client.put("/v1/collection-settings", headers=headers(tenant), json={"surplus": "keep"})
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert (await live.client.get("/v1/collection-settings", headers=headers(tenant))).json() == {"surplus": "refund", "updated_at": None}
-
-
-async def gocardless_buyer(live: Live, tenant: str) -> tuple[Any, str]:
-    gc, token, _ = await setup_gocardless(live, tenant)
-    await set_up_mandate(live, tenant)
-    return gc, token
 
 
 async def test_a_direct_debit_created_late_a_retry_meanwhile_and_its_confirmation_webhook_dropped(live: Live, kafka_bootstrap: str) -> None:

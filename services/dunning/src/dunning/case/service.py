@@ -128,6 +128,20 @@ def case_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
     }
 
 
+def case_opened(runtime: ServiceRuntime, tenant: str, row: dict[str, Any], open_now: Decimal) -> CloudEvent[Any]:
+    """The DunningCaseOpened of a new case (`case_row`), open for `open_now`; its id is derived
+    from the case, so a case opened one by one or in a batch, or again, announces the same event."""
+    data = DunningCaseOpened(
+        case_id=row["case_id"],
+        invoice_id=row["invoice_id"],
+        seller_id=row["seller_id"],
+        account_id=row["account_id"],
+        due_on=row["due_on"],
+        amount_open=Money.of(open_now, row["currency"]),
+    )
+    return runtime.event(data, tenant=tenant, event_id=derived_event_id("dunning_case_opened", row["case_id"]), subject=row["case_id"])
+
+
 async def open_case(runtime: ServiceRuntime, session: AsyncSession, event: CloudEvent[InvoiceIssued]) -> None:
     """Open the case of an issued invoice (once), taking in payments and a settlement that came first."""
     invoice_id = event.data.invoice_id
@@ -141,18 +155,7 @@ async def open_case(runtime: ServiceRuntime, session: AsyncSession, event: Cloud
         credits = await repo.credits_of_invoice(session, event.tenant, invoice_id)
         paid = amount_paid(row["currency"], ((p.amount, p.currency) for p in payments))
         credited = amount_paid(row["currency"], ((c.amount, c.currency) for c in credits))
-        opened = DunningCaseOpened(
-            case_id=row["case_id"],
-            invoice_id=invoice_id,
-            seller_id=row["seller_id"],
-            account_id=row["account_id"],
-            due_on=row["due_on"],
-            amount_open=Money.of(amount_open(row["total"], paid, credited, row["currency"]), row["currency"]),
-        )
-        await runtime.outbox.add(
-            session,
-            runtime.event(opened, tenant=event.tenant, event_id=derived_event_id("dunning_case_opened", row["case_id"]), subject=row["case_id"]),
-        )
+        await runtime.outbox.add(session, case_opened(runtime, event.tenant, row, amount_open(row["total"], paid, credited, row["currency"])))
         CASES_OPENED.inc()
         await reconcile(runtime, session, invoice_id)
 
@@ -188,15 +191,7 @@ async def open_cases(runtime: ServiceRuntime, session: AsyncSession, events: lis
                 one_by_one.append(event)  # known before this batch: open_case finds it and does nothing
                 continue
             customers.setdefault(event.tenant, []).append(row["account_id"])
-            data = DunningCaseOpened(
-                case_id=row["case_id"],
-                invoice_id=invoice_id,
-                seller_id=row["seller_id"],
-                account_id=row["account_id"],
-                due_on=row["due_on"],
-                amount_open=Money.of(row["amount_open"], row["currency"]),
-            )
-            opened.append(runtime.event(data, tenant=event.tenant, event_id=derived_event_id("dunning_case_opened", row["case_id"]), subject=row["case_id"]))
+            opened.append(case_opened(runtime, event.tenant, row, row["amount_open"]))
         for tenant, account_ids in customers.items():
             await accounts.link_customers(runtime, session, tenant, account_ids, today)
         await runtime.outbox.add_many(session, opened)

@@ -11,6 +11,8 @@ may choose another or remove one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
@@ -18,7 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CollectingMethodChanged, MandateChanged, derived_event_id
-from billing_runtime.errors import BillingError, Conflict, NotFound, Unprocessable
+from billing_runtime.errors import Conflict, NotFound, Unprocessable
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.telemetry import start_at_zero
 from payments.invoice import repository as invoice_repo
@@ -27,6 +29,7 @@ from payments.methods import repository as repo
 from payments.methods.schemas import MethodType, PaymentMethodIn, PaymentMethodOut
 from payments.providers import service as providers
 from payments.providers.gateways import Gateways, ProviderRefused, ProviderUnavailable
+from payments.providers.service import ProviderUnavailableError
 
 tracer = trace.get_tracer(__name__)
 METHOD_CHANGES = Counter("billing_payment_methods_total", "Payment method state changes, by type and status", ["type", "status"])
@@ -52,17 +55,27 @@ class MethodNotFound(NotFound):
     code = "payment_method_not_found"
 
 
-class ProviderUnavailableError(BillingError):
-    status_code = 503
-    code = "provider_unavailable"
-
-
 class ProviderRefusedError(Unprocessable):
     code = "provider_refused"
 
 
 class MethodNotActive(Conflict):
     code = "payment_method_not_active"
+
+
+@contextmanager
+def setup_call(provider: str, operation: str, *, unavailable: str, refused: str) -> Iterator[None]:
+    """A call to the provider on the buyer's request, counted by its result: no answer is a 503
+    naming what the buyer can do (`unavailable`), a refusal a 422 with the provider's code."""
+    try:
+        yield
+    except ProviderUnavailable as exc:
+        SETUP_CALLS.labels(provider, operation, "unavailable").inc()
+        raise ProviderUnavailableError(f"{provider} did not answer; {unavailable}") from exc
+    except ProviderRefused as exc:
+        SETUP_CALLS.labels(provider, operation, "refused").inc()
+        raise ProviderRefusedError(f"{provider} {refused}: {exc}", provider_code=exc.code) from exc
+    SETUP_CALLS.labels(provider, operation, "ok").inc()
 
 
 def method_out(row: Any) -> PaymentMethodOut:
@@ -117,7 +130,7 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
             return method_out(row), created
 
         metadata = {"tenant": tenant, "account_id": account_id, "method_id": body.id}
-        try:
+        with setup_call(provider, "setup", unavailable="send the same request again", refused="refused the setup"):
             if customer is None:
                 gateway = gateways.stripe if provider == "stripe" else gateways.gocardless
                 customer = await gateway.create_customer(creds.api_key, provider_key("customer", tenant, account_id, provider), body.email, body.name, metadata)
@@ -134,13 +147,6 @@ async def add_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str, a
                     creds.api_key, customer, body.currency, provider_key("mandate", tenant, body.id), metadata, body.redirect_uri
                 )
                 details = {"authorisation_url": url}
-        except ProviderUnavailable as exc:
-            SETUP_CALLS.labels(provider, "setup", "unavailable").inc()
-            raise ProviderUnavailableError(f"{provider} did not answer; send the same request again") from exc
-        except ProviderRefused as exc:
-            SETUP_CALLS.labels(provider, "setup", "refused").inc()
-            raise ProviderRefusedError(f"{provider} refused the setup: {exc}", provider_code=exc.code) from exc
-        SETUP_CALLS.labels(provider, "setup", "ok").inc()
 
         async with runtime.transaction(own=True) as session:  # committed before and after the provider calls
             await repo.insert_customer(session, tenant, account_id, provider, customer)
@@ -239,20 +245,13 @@ async def confirm_method(runtime: ServiceRuntime, gateways: Gateways, tenant: st
             if row.setup_ref is None or row.removed_at is not None or (row.status != "pending" and not needs_card):
                 return method_out(row)
             creds = await providers.credentials(runtime, session, tenant, row.provider)
-        try:
+        with setup_call(row.provider, "confirm", unavailable="ask again", refused="refused to say"):
             if row.provider == "stripe":
                 status, payment_method, card = await gateways.stripe.saved_card(creds.api_key, row.setup_ref)
                 mandate: str | None = None
             else:
                 mandate = await gateways.gocardless.billing_request_mandate(creds.api_key, row.setup_ref)
                 status, _ = await gateways.gocardless.mandate(creds.api_key, mandate) if mandate else ("pending", {})
-        except ProviderUnavailable as exc:
-            SETUP_CALLS.labels(row.provider, "confirm", "unavailable").inc()
-            raise ProviderUnavailableError(f"{row.provider} did not answer; ask again") from exc
-        except ProviderRefused as exc:
-            SETUP_CALLS.labels(row.provider, "confirm", "refused").inc()
-            raise ProviderRefusedError(f"{row.provider} refused to say: {exc}", provider_code=exc.code) from exc
-        SETUP_CALLS.labels(row.provider, "confirm", "ok").inc()
         async with runtime.transaction() as session:
             row = await repo.get_method(session, tenant, method_id, account_id=account_id, lock=True)
             if row.provider == "stripe" and status == "active":
@@ -294,19 +293,12 @@ async def remove_method(runtime: ServiceRuntime, gateways: Gateways, tenant: str
             if row.removed_at is not None:
                 return method_out(row)
             creds = None if row.provider == "bank_transfer" or not row.method_ref else await providers.credentials(runtime, session, tenant, row.provider)
-        try:
-            if creds is not None and row.provider == "stripe":
-                await gateways.stripe.detach(creds.api_key, row.method_ref)
-            elif creds is not None and row.status not in ("cancelled", "failed", "expired"):
-                await gateways.gocardless.cancel_mandate(creds.api_key, row.method_ref)
-        except ProviderUnavailable as exc:
-            SETUP_CALLS.labels(row.provider, "remove", "unavailable").inc()
-            raise ProviderUnavailableError(f"{row.provider} did not answer; send the same request again") from exc
-        except ProviderRefused as exc:
-            SETUP_CALLS.labels(row.provider, "remove", "refused").inc()
-            raise ProviderRefusedError(f"{row.provider} refused the removal: {exc}", provider_code=exc.code) from exc
         if creds is not None:
-            SETUP_CALLS.labels(row.provider, "remove", "ok").inc()
+            with setup_call(row.provider, "remove", unavailable="send the same request again", refused="refused the removal"):
+                if row.provider == "stripe":
+                    await gateways.stripe.detach(creds.api_key, row.method_ref)
+                elif row.status not in ("cancelled", "failed", "expired"):
+                    await gateways.gocardless.cancel_mandate(creds.api_key, row.method_ref)
         async with runtime.transaction() as session:
             await repo.lock_account_methods(session, tenant, account_id)
             row = await repo.get_method(session, tenant, method_id, account_id=account_id)

@@ -6,7 +6,7 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.crypto import Keyring, SecretUnreadable
-from billing_runtime.errors import Conflict, Unprocessable
+from billing_runtime.errors import BillingError, Conflict, Unprocessable
 from billing_runtime.service import ServiceRuntime
 from payments.providers import repository as repo
 from payments.providers.repository import Credentials
@@ -22,6 +22,13 @@ MIN_WEBHOOK_SECRET_LENGTH = 32
 
 class ProviderNotConfigured(Conflict):
     code = "provider_not_configured"
+
+
+class ProviderUnavailableError(BillingError):
+    """A provider, or the secret to reach it, cannot be used now: the same request again later may succeed."""
+
+    status_code = 503
+    code = "provider_unavailable"
 
 
 class WebhookSecretTooShort(Unprocessable):

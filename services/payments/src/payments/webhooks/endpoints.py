@@ -18,7 +18,7 @@ from payments.deps import GatewaysDep
 from payments.providers import repository as providers_repo
 from payments.providers.gateways import GoCardlessGateway, ProviderUnavailable, StripeGateway
 from payments.providers.repository import Credentials
-from payments.providers.service import MIN_WEBHOOK_SECRET_LENGTH, keyring
+from payments.providers.service import MIN_WEBHOOK_SECRET_LENGTH, ProviderUnavailableError, keyring
 from payments.webhooks import service
 from payments.webhooks.schemas import GoCardlessAck, StripeAck
 from payments.webhooks.service import WEBHOOK_EVENTS
@@ -33,11 +33,6 @@ class InvalidSignature(BillingError):
     code = "invalid_signature"
 
 
-class ProviderBusy(BillingError):
-    status_code = 503
-    code = "provider_unavailable"
-
-
 async def _secret(runtime: Any, tenant: str, provider: str) -> Credentials:
     if not _TENANT.match(tenant):
         raise NotFound("no such webhook endpoint", code="webhook_endpoint_unknown")
@@ -46,7 +41,7 @@ async def _secret(runtime: Any, tenant: str, provider: str) -> Credentials:
             creds = await providers_repo.get(session, keyring(runtime), tenant, provider)
         except SecretUnreadable as exc:
             # Not the sender's fault: the provider delivers again once the operator fixed the keys.
-            raise ProviderBusy("this endpoint's secret cannot be read now; deliver again later", code="provider_credentials_unreadable") from exc
+            raise ProviderUnavailableError("this endpoint's secret cannot be read now; deliver again later", code="provider_credentials_unreadable") from exc
     if creds is None:
         raise NotFound("no such webhook endpoint", code="webhook_endpoint_unknown")
     if len(creds.webhook_secret.strip()) < MIN_WEBHOOK_SECRET_LENGTH:
@@ -108,7 +103,7 @@ async def gocardless_webhook(tenant: str, request: Request, runtime: Runtime, ga
                 effects[event.id] = await service.apply_gocardless_event(runtime, session, gateways, tenant, creds.api_key, event.attributes)
     except ProviderUnavailable as exc:
         # Not applied (the transaction rolled back): GoCardless will deliver it again.
-        raise ProviderBusy("GoCardless could not be asked about this event; it will be retried") from exc
+        raise ProviderUnavailableError("GoCardless could not be asked about this event; it will be retried") from exc
     return {"received": effects}
 
 
