@@ -25,7 +25,8 @@ from billing_runtime.config import CommonSettings
 from billing_runtime.db import schema_metadata
 from billing_runtime.errors import BillingError
 from billing_runtime.inbox import RejectedEvents
-from billing_runtime.service import ServiceRuntime, _cancel, runtime_tables
+from billing_runtime.service import ServiceRuntime, runtime_tables
+from billing_runtime.tasks import cancel
 from billing_runtime.testing import eventually
 
 
@@ -302,7 +303,7 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resume
             await eventually(_applied_once(toy, tenant), "the first events applied")
         duplicates = metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type)
         [task] = [t for t in toy.runtime._tasks if t.get_name().endswith("-consumer")]
-        await _cancel(task)  # killed, with no offset committed for anything it applied
+        await cancel(task)  # killed, with no offset committed for anything it applied
 
         later = [f"t-{uuid.uuid4().hex[:8]}" for _ in range(4)]
         sent += [new_event(customer(t), source="test", tenant=t) for t in later]
