@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 from sqlalchemy import Column, Identity, Integer, String, Table, insert, select, text
 
 from billing_events import CloudEvent, CustomerUpserted, KafkaMessage, account_id, to_kafka, to_kafka_batch
@@ -22,7 +22,7 @@ from billing_runtime.config import CommonSettings
 from billing_runtime.db import schema_metadata
 from billing_runtime.errors import BillingError
 from billing_runtime.service import ServiceRuntime, runtime_tables
-from billing_runtime.testing import _DeadLetterSink
+from billing_runtime.testing import _DeadLetterSink, record_of
 
 
 class Unwelcome(BillingError):
@@ -41,22 +41,7 @@ class Toy:
 
     async def feed(self, *messages: KafkaMessage) -> None:
         """The messages as one polled batch of one partition, at the next offsets."""
-        records = [
-            ConsumerRecord(
-                topic=self.tp.topic,
-                partition=self.tp.partition,
-                offset=next(self.offsets),
-                timestamp=0,
-                timestamp_type=0,
-                key=m.key,
-                value=m.value,
-                checksum=None,
-                serialized_key_size=len(m.key),
-                serialized_value_size=len(m.value),
-                headers=tuple(m.headers),
-            )
-            for m in messages
-        ]
+        records = [record_of(m, self.tp, next(self.offsets)) for m in messages]
         await self.runtime.inbox_consumer(producer=self.sink).apply_batch(self.tp, records)  # the sink stands in for the producer
 
     async def applied(self) -> list[str]:

@@ -16,45 +16,31 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
-from sqlalchemy import Column, Integer, String, Table, func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from billing_events import CloudEvent, CustomerUpserted, account_id, new_event, to_kafka
-from billing_events.topics import CUSTOMERS, DEAD_LETTER
+from billing_events import CloudEvent, CustomerUpserted, new_event, to_kafka
+from billing_events.topics import CUSTOMERS
 from billing_runtime.config import CommonSettings
-from billing_runtime.db import schema_metadata
 from billing_runtime.errors import BillingError
 from billing_runtime.inbox import RejectedEvents
-from billing_runtime.service import ServiceRuntime, _cancel, runtime_tables
-from billing_runtime.testing import eventually
+from billing_runtime.service import ServiceRuntime
+from billing_runtime.tasks import cancel
+from billing_runtime.testing import dead_lettered, eventually
 
-
-def customer(tenant: str, name: str = "Contoso", revision: int = 1, external_id: str = "c1") -> CustomerUpserted:
-    return CustomerUpserted(
-        account_id=account_id(tenant, external_id),
-        partner_id=tenant,
-        external_id=external_id,
-        name=name,
-        billing_email="ap@contoso.example",
-        country="IE",
-        currency="EUR",
-        revision=revision,
-    )
+from .conftest import TallyToy, customer
 
 
 class Unwelcome(BillingError):
     code = "customer_unwelcome"
 
 
-class Toy:
+class Toy(TallyToy):
     """A throwaway service counting the CustomerUpserted events it applies per tenant, one at a
     time (`on`) or a run at a time (`on_batch`, one set-based upsert per run)."""
 
     def __init__(self, database_url: str, bootstrap: str, *, batch: bool, max_batch_bytes: int = 1_048_576, fetch_bytes: int = 262_144) -> None:
-        self.schema = f"toy_{uuid.uuid4().hex[:8]}"
-        self.metadata = schema_metadata(self.schema)
-        self.tally = Table("tally", self.metadata, Column("tenant", String, primary_key=True), Column("applied", Integer, nullable=False))
-        runtime_tables(self.metadata)
+        super().__init__()
         self.settings = CommonSettings(
             database_url=database_url,
             kafka_bootstrap_servers=bootstrap,
@@ -65,7 +51,6 @@ class Toy:
         )
         self.name = f"toy-{self.schema}"
         self.batch = batch
-        self.fail_names: set[str] = set()  # the handler raises on these
         self.reject_names: set[str] = set()  # the batch handler refuses these with RejectedEvents
         self.runtime = self.new_runtime()
 
@@ -79,10 +64,7 @@ class Toy:
 
     async def apply(self, runtime: ServiceRuntime, session: Any, event: CloudEvent[CustomerUpserted]) -> None:
         assert runtime is self.runtime
-        if event.data.name in self.fail_names:
-            raise RuntimeError(f"cannot apply {event.data.name}")
-        stmt = pg_insert(self.tally).values(tenant=event.tenant, applied=1)
-        await session.execute(stmt.on_conflict_do_update(index_elements=["tenant"], set_={"applied": self.tally.c.applied + 1}))
+        await self.count(session, event)
 
     async def apply_run(self, runtime: ServiceRuntime, session: Any, events: list[CloudEvent[CustomerUpserted]]) -> None:
         assert runtime is self.runtime
@@ -96,15 +78,6 @@ class Toy:
             counts[e.tenant] = counts.get(e.tenant, 0) + 1
         stmt = pg_insert(self.tally).values([{"tenant": t, "applied": n} for t, n in counts.items()])
         await session.execute(stmt.on_conflict_do_update(index_elements=["tenant"], set_={"applied": self.tally.c.applied + stmt.excluded.applied}))
-
-    async def create(self) -> None:
-        async with self.runtime.engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-            await conn.run_sync(self.metadata.create_all)
-
-    async def applied(self, tenant: str) -> int:
-        async with self.runtime.sessions() as session:
-            return int(await session.scalar(select(self.tally.c.applied).where(self.tally.c.tenant == tenant)) or 0)
 
     async def inbox(self) -> dict[str, tuple[str, str | None]]:
         t = self.runtime.inbox_table
@@ -140,25 +113,6 @@ async def send_all(producer: AIOKafkaProducer, events: list[CloudEvent[Any]]) ->
     await asyncio.gather(*futures)
 
 
-async def dead_letters(bootstrap: str, ids: set[str]) -> dict[str, dict[str, str]]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    found: dict[str, dict[str, str]] = {}
-    try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while not ids <= set(found) and asyncio.get_running_loop().time() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                for message in messages:
-                    attrs = {k: v.decode() for k, v in message.headers or []}
-                    if attrs.get("ce_id") in ids:
-                        found[attrs["ce_id"]] = attrs
-        return found
-    finally:
-        await consumer.stop()
-
-
 async def _equals(count: Any, expected: int) -> bool:
     return bool(await count == expected)
 
@@ -190,8 +144,8 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_alone_while_the_rest_a
         await toy.restart()
 
         await eventually(lambda: _is(toy.applied(tenant), len(events) - len(poison)), "the good events applied")
-        dead = await dead_letters(kafka_bootstrap, poison)
-        assert set(dead) == poison
+        # Each one's copy on the dead-letter topic (dead_lettered fails the test if one is missing).
+        dead = {event_id: await dead_lettered(kafka_bootstrap, event_id, service=toy.name, timeout=30.0) for event_id in poison}
         assert "cannot apply" in dead[events[4].id]["dlq_error"] and dead[events[4].id]["dlq_code"] == "handler_failed"
         assert dead[events[7].id]["dlq_code"] == "foreign_tenant" and "its partner_id is" in dead[events[7].id]["dlq_error"]
         if batch:
@@ -302,7 +256,7 @@ async def test_a_consumer_killed_between_its_commit_and_its_offset_commit_resume
             await eventually(_applied_once(toy, tenant), "the first events applied")
         duplicates = metric("billing_events_duplicate_total", service=toy.name, type=CustomerUpserted.event_type)
         [task] = [t for t in toy.runtime._tasks if t.get_name().endswith("-consumer")]
-        await _cancel(task)  # killed, with no offset committed for anything it applied
+        await cancel(task)  # killed, with no offset committed for anything it applied
 
         later = [f"t-{uuid.uuid4().hex[:8]}" for _ in range(4)]
         sent += [new_event(customer(t), source="test", tenant=t) for t in later]

@@ -6,55 +6,50 @@ Real PostgreSQL; no broker is started by these tests."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, String, Table, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, CustomerUpserted, PaymentSucceeded, account_id
 from billing_events.testing import every_event_type, example_data, make_event
 from billing_runtime.config import CommonSettings
-from billing_runtime.db import schema_metadata
 from billing_runtime.errors import BillingError
-from billing_runtime.service import ServiceRuntime, runtime_tables
+from billing_runtime.service import ServiceRuntime
 from billing_runtime.testing import deliver, migrate
+
+from .conftest import TallyToy
 
 
 class Unwelcome(BillingError):
     code = "customer_unwelcome"
 
 
-@pytest.fixture
-async def toy(database_url: str) -> Any:
+class Toy(TallyToy):
     """A throwaway service that counts the CustomerUpserted it applies per tenant and refuses
     a customer named "Mallory" with a coded error."""
-    schema = f"toy_{uuid.uuid4().hex[:8]}"
-    metadata = schema_metadata(schema)
-    tally = Table("tally", metadata, Column("tenant", String, primary_key=True), Column("applied", Integer, nullable=False))
-    runtime_tables(metadata)
-    runtime = ServiceRuntime(f"toy-{schema}", CommonSettings(database_url=database_url, consumer_max_attempts=2), metadata)
 
-    async def apply(session: Any, event: CloudEvent[Any]) -> None:
+    def __init__(self, database_url: str) -> None:
+        super().__init__()
+        self.runtime = ServiceRuntime(f"toy-{self.schema}", CommonSettings(database_url=database_url, consumer_max_attempts=2), self.metadata)
+        self.runtime.on(CustomerUpserted, self.apply)
+
+    async def apply(self, session: AsyncSession, event: CloudEvent[Any]) -> None:
         if event.data.name == "Mallory":
             raise Unwelcome("Mallory is not welcome")
-        stmt = pg_insert(tally).values(tenant=event.tenant, applied=1)
-        await session.execute(stmt.on_conflict_do_update(index_elements=["tenant"], set_={"applied": tally.c.applied + 1}))
+        await self.count(session, event)
 
-    runtime.on(CustomerUpserted, apply)
-    async with runtime.engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await conn.run_sync(metadata.create_all)
 
-    async def applied(tenant: str) -> int:
-        async with runtime.engine.connect() as conn:
-            return int(await conn.scalar(select(tally.c.applied).where(tally.c.tenant == tenant)) or 0)
-
-    runtime.applied = applied  # type: ignore[attr-defined]
-    yield runtime
-    async with runtime.engine.begin() as conn:
-        await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await runtime.engine.dispose()
+@pytest.fixture
+async def toy(database_url: str) -> AsyncIterator[Toy]:
+    toy = Toy(database_url)
+    await toy.create()
+    yield toy
+    async with toy.runtime.engine.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA "{toy.schema}" CASCADE'))
+    await toy.runtime.engine.dispose()
 
 
 def customer_event(tenant: str, external_id: str, name: str = "Contoso") -> CloudEvent[CustomerUpserted]:
@@ -62,32 +57,33 @@ def customer_event(tenant: str, external_id: str, name: str = "Contoso") -> Clou
     return make_event(CustomerUpserted, tenant=tenant, subject=account, account_id=account, partner_id=tenant, external_id=external_id, name=name)
 
 
-async def test_deliver_applies_each_event_once_through_the_inbox(toy: Any) -> None:
+async def test_deliver_applies_each_event_once_through_the_inbox(toy: Toy) -> None:
     tenant = f"t-{uuid.uuid4().hex[:6]}"
     events = [customer_event(tenant, f"c{i}") for i in range(5)]  # several accounts: several partitions
-    first = await deliver(toy, *events)
+    first = await deliver(toy.runtime, *events)
     assert sorted(first.applied) == sorted(e.id for e in events) and first.duplicates == [] and first.dead_lettered == []
     assert await toy.applied(tenant) == 5
-    again = await deliver(toy, *events)  # redelivered: the inbox skips every one
+    again = await deliver(toy.runtime, *events)  # redelivered: the inbox skips every one
     assert again.applied == [] and sorted(again.duplicates) == sorted(e.id for e in events)
     assert await toy.applied(tenant) == 5
 
 
-async def test_deliver_dead_letters_a_poison_event_alone_with_its_code(toy: Any) -> None:
+async def test_deliver_dead_letters_a_poison_event_alone_with_its_code(toy: Toy) -> None:
     tenant = f"t-{uuid.uuid4().hex[:6]}"
     good, bad = customer_event(tenant, "c1"), customer_event(tenant, "c1", name="Mallory")  # one account: one batch
-    delivery = await deliver(toy, good, bad)
+    delivery = await deliver(toy.runtime, good, bad)
     assert delivery.applied == [good.id]
     assert [letter.event_id for letter in delivery.dead_lettered] == [bad.id] and delivery.codes == ["customer_unwelcome"]
     assert "Mallory is not welcome" in delivery.dead_lettered[0].error
     assert await toy.applied(tenant) == 1
-    async with toy.engine.connect() as conn:
-        status = await conn.scalar(select(toy.inbox_table.c.status).where(toy.inbox_table.c.event_id == bad.id))
+    inbox = toy.runtime.inbox_table
+    async with toy.runtime.engine.connect() as conn:
+        status = await conn.scalar(select(inbox.c.status).where(inbox.c.event_id == bad.id))
     assert status == "dead_lettered"
 
 
-async def test_deliver_skips_a_type_the_service_does_not_route(toy: Any) -> None:
-    delivery = await deliver(toy, make_event(PaymentSucceeded, tenant="t"))
+async def test_deliver_skips_a_type_the_service_does_not_route(toy: Toy) -> None:
+    delivery = await deliver(toy.runtime, make_event(PaymentSucceeded, tenant="t"))
     assert delivery.skipped and not delivery.applied and not delivery.dead_lettered
 
 

@@ -18,7 +18,8 @@ from billing_runtime.lag import LagMeter
 from billing_runtime.service import ServiceRuntime, runtime_tables
 from billing_runtime.testing import eventually
 
-from .test_outbox_inbox import Toy, customer
+from .conftest import customer
+from .test_outbox_inbox import Toy
 
 
 class Producer:

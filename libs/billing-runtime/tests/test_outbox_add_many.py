@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,25 +38,24 @@ async def new_outbox(engine: AsyncEngine, *, pending: bool = False) -> Outbox:
     return Outbox(table)
 
 
-def events(tenant: str, n: int) -> list[Any]:
-    return [
-        new_event(
-            CustomerUpserted(
-                account_id=account_id(tenant, f"c{i}"),
-                partner_id=tenant,
-                external_id=f"c{i}",
-                name=f"Customer {i}",
-                billing_email="ap@example.com",
-                country="IE",
-                currency="EUR",
-                revision=1,
-            ),
-            source="test",
-            tenant=tenant,
-            subject=f"c{i}",
+def events(tenant: str, n: int, *, accounts: int | None = None) -> list[Any]:
+    """`n` CustomerUpserted of `tenant`: one customer each, or with `accounts`, the revisions in
+    turn of that many customers (event i is customer i % accounts's)."""
+    written = []
+    for i in range(n):
+        c, revision = (i, 1) if accounts is None else (i % accounts, i // accounts + 1)
+        data = CustomerUpserted(
+            account_id=account_id(tenant, f"c{c}"),
+            partner_id=tenant,
+            external_id=f"c{c}",
+            name=f"Customer {i}",
+            billing_email="ap@example.com",
+            country="IE",
+            currency="EUR",
+            revision=revision,
         )
-        for i in range(n)
-    ]
+        written.append(new_event(data, source="test", tenant=tenant, subject=f"c{c}"))
+    return written
 
 
 async def stored(engine: AsyncEngine, outbox: Outbox) -> list[tuple[Any, ...]]:
@@ -63,6 +63,23 @@ async def stored(engine: AsyncEngine, outbox: Outbox) -> list[tuple[Any, ...]]:
     async with engine.connect() as conn:
         rows = await conn.execute(select(t.c.event_id, t.c.event_type, t.c.topic, t.c.key, t.c.headers, t.c.value, t.c.sent_at).order_by(t.c.id))
         return [tuple(r) for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def relay_of(engine: AsyncEngine, outbox: Outbox, kafka_bootstrap: str, service: str, **producer: Any) -> AsyncIterator[OutboxRelay]:
+    """A relay of `outbox` with a producer of its own (`producer`: options for it), stopped after."""
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, partitioner=CachedPartitioner(), acks="all", enable_idempotence=False, **producer)
+    await p.start()
+    try:
+        yield OutboxRelay(service=service, engine=engine, table=outbox.table, producer=p)
+    finally:
+        await p.stop()
+
+
+def assert_each_account_in_order(seen: list[Any], written: list[Any], tenant: str, accounts: int) -> None:
+    for n in range(accounts):
+        account = account_id(tenant, f"c{n}")
+        assert [e.id for e in seen if e.data.account_id == account] == [e.id for e in written if e.data.account_id == account]
 
 
 async def test_add_many_writes_what_add_writes_in_order_with_the_trace(engine: AsyncEngine) -> None:
@@ -136,39 +153,16 @@ async def test_the_relay_sends_record_batches_that_keep_each_accounts_order_acro
     """The relay fills one record batch per partition; with batches of 4 kB (a few events each) an
     account's events span many of them, and still arrive once each, in the order written."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
-    written = [
-        new_event(
-            CustomerUpserted(
-                account_id=account_id(tenant, f"c{i % 5}"),
-                partner_id=tenant,
-                external_id=f"c{i % 5}",
-                name=f"Customer {i}",
-                billing_email="ap@example.com",
-                country="IE",
-                currency="EUR",
-                revision=i // 5 + 1,
-            ),
-            source="test",
-            tenant=tenant,
-        )
-        for i in range(150)
-    ]
+    written = events(tenant, 150, accounts=5)
     outbox = await new_outbox(engine, pending=True)
     async with engine.begin() as conn:
         await outbox.add_many(conn, written)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, partitioner=CachedPartitioner(), acks="all", enable_idempotence=False, max_batch_size=4096)
-    await producer.start()
-    try:
-        relay = OutboxRelay(service=f"test-{tenant}", engine=engine, table=outbox.table, producer=producer)
+    async with relay_of(engine, outbox, kafka_bootstrap, f"test-{tenant}", max_batch_size=4096) as relay:
         assert await relay.publish_batch() == 150
         assert await relay.publish_batch() == 0  # all marked sent
-    finally:
-        await producer.stop()
     seen = await all_events(kafka_bootstrap, CUSTOMERS.name, match=lambda e: e.tenant == tenant)
     assert len(seen) == 150
-    for n in range(5):
-        account = account_id(tenant, f"c{n}")
-        assert [e.id for e in seen if e.data.account_id == account] == [e.id for e in written if e.data.account_id == account]
+    assert_each_account_in_order(seen, written, tenant, 5)
 
 
 async def test_add_batched_writes_one_message_per_account_and_chunk_and_the_relay_counts_its_events(engine: AsyncEngine, kafka_bootstrap: str) -> None:
@@ -177,23 +171,7 @@ async def test_add_batched_writes_one_message_per_account_and_chunk_and_the_rela
     from prometheus_client import REGISTRY
 
     tenant = f"t-{uuid.uuid4().hex[:8]}"
-    written = [
-        new_event(
-            CustomerUpserted(
-                account_id=account_id(tenant, f"c{i % 3}"),
-                partner_id=tenant,
-                external_id=f"c{i % 3}",
-                name=f"Customer {i}",
-                billing_email="ap@example.com",
-                country="IE",
-                currency="EUR",
-                revision=i // 3 + 1,
-            ),
-            source="test",
-            tenant=tenant,
-        )
-        for i in range(30)
-    ]
+    written = events(tenant, 30, accounts=3)
     outbox = await new_outbox(engine, pending=True)
     async with engine.begin() as conn:
         await outbox.add_batched(conn, written, max_events=4)
@@ -211,13 +189,8 @@ async def test_add_batched_writes_one_message_per_account_and_chunk_and_the_rela
     assert [int(dict(r[4])["billing_batch_size"]) for r in await stored(engine, small)] == [2, 1, 2, 1, 2, 1]
 
     service = f"test-{tenant}"
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, partitioner=CachedPartitioner(), acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
-        relay = OutboxRelay(service=service, engine=engine, table=outbox.table, producer=producer)
+    async with relay_of(engine, outbox, kafka_bootstrap, service) as relay:
         assert await relay.publish_batch() == 9  # rows (messages)
-    finally:
-        await producer.stop()
     labels = {"service": service, "topic": CUSTOMERS.name}
     assert REGISTRY.get_sample_value("billing_outbox_events_published_total", labels) == 30
     assert REGISTRY.get_sample_value("billing_outbox_messages_published_total", labels) == 9
@@ -225,6 +198,4 @@ async def test_add_batched_writes_one_message_per_account_and_chunk_and_the_rela
     assert REGISTRY.get_sample_value("billing_outbox_events_per_message_sum", labels) == 30
     seen = await all_events(kafka_bootstrap, CUSTOMERS.name, match=lambda e: e.tenant == tenant)
     assert sorted(e.id for e in seen) == sorted(e.id for e in written)
-    for n in range(3):
-        account = account_id(tenant, f"c{n}")
-        assert [e.id for e in seen if e.data.account_id == account] == [e.id for e in written if e.data.account_id == account]
+    assert_each_account_in_order(seen, written, tenant, 3)

@@ -12,58 +12,26 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from prometheus_client import REGISTRY
-from sqlalchemy import Column, Integer, String, Table, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import select
 
-from billing_events import CloudEvent, CustomerUpserted, account_id, new_event, to_kafka
+from billing_events import CloudEvent, CustomerUpserted, new_event, to_kafka
 from billing_events.topics import CUSTOMERS, DEAD_LETTER
 from billing_runtime.config import CommonSettings
-from billing_runtime.db import schema_metadata
 from billing_runtime.outbox import republish
-from billing_runtime.service import ServiceRuntime, runtime_tables
+from billing_runtime.service import ServiceRuntime
 from billing_runtime.testing import eventually, read_events
 
-
-def customer(tenant: str, name: str = "Contoso", revision: int = 1) -> CustomerUpserted:
-    return CustomerUpserted(
-        account_id=account_id(tenant, "c1"),
-        partner_id=tenant,
-        external_id="c1",
-        name=name,
-        billing_email="ap@contoso.example",
-        country="IE",
-        currency="EUR",
-        revision=revision,
-    )
+from .conftest import TallyToy, customer
 
 
-class Toy:
+class Toy(TallyToy):
     """A throwaway service: counts the CustomerUpserted events it applies, per tenant."""
 
     def __init__(self, database_url: str, bootstrap: str, *, outbox_pending: bool = False) -> None:
-        self.schema = f"toy_{uuid.uuid4().hex[:8]}"
-        self.metadata = schema_metadata(self.schema)
-        self.tally = Table("tally", self.metadata, Column("tenant", String, primary_key=True), Column("applied", Integer, nullable=False))
-        runtime_tables(self.metadata, outbox_pending=outbox_pending)
+        super().__init__(outbox_pending=outbox_pending)
         settings = CommonSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, consumer_max_attempts=2)
         self.runtime = ServiceRuntime(f"toy-{self.schema}", settings, self.metadata)
-        self.fail_names: set[str] = set()
-        self.runtime.on(CustomerUpserted, self.apply)
-
-    async def apply(self, session: Any, event: CloudEvent[Any]) -> None:
-        if event.data.name in self.fail_names:
-            raise RuntimeError(f"cannot apply {event.data.name}")
-        stmt = pg_insert(self.tally).values(tenant=event.tenant, applied=1)
-        await session.execute(stmt.on_conflict_do_update(index_elements=["tenant"], set_={"applied": self.tally.c.applied + 1}))
-
-    async def create(self) -> None:
-        async with self.runtime.engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-            await conn.run_sync(self.metadata.create_all)
-
-    async def applied(self, tenant: str) -> int:
-        async with self.runtime.sessions() as session:
-            return int(await session.scalar(select(self.tally.c.applied).where(self.tally.c.tenant == tenant)) or 0)
+        self.runtime.on(CustomerUpserted, self.count)
 
     async def inbox(self, event_ids: list[str]) -> dict[str, str]:
         """The inbox status of each of these events that the consumer has recorded."""
@@ -200,7 +168,7 @@ async def test_a_restarted_consumer_applies_what_was_published_while_it_was_down
         await send(producer, new_event(customer(tenant), source="test", tenant=tenant))
 
     restarted = ServiceRuntime(toy.runtime.name, toy.runtime.settings, toy.metadata)
-    restarted.on(CustomerUpserted, toy.apply)
+    restarted.on(CustomerUpserted, toy.count)
     toy.runtime = restarted
     await restarted.start()
     await restarted.wait_consuming()

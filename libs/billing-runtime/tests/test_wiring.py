@@ -16,7 +16,8 @@ from sqlalchemy import Connection, inspect, text
 from billing_events import CloudEvent, CustomerUpserted, ProductPublished
 from billing_runtime.config import CommonSettings
 from billing_runtime.db import schema_metadata
-from billing_runtime.service import ServiceRuntime, _cancel, add_runtime_tables, drop_runtime_tables, runtime_tables
+from billing_runtime.service import ServiceRuntime, add_runtime_tables, drop_runtime_tables, runtime_tables
+from billing_runtime.tasks import cancel
 from billing_runtime.testing import eventually
 
 
@@ -82,7 +83,7 @@ async def test_every_counts_a_failing_run_and_goes_on_and_runs_again_at_once_whe
         assert runs(runtime, "busy", "failed") == 0
     finally:
         for task in tasks:
-            await _cancel(task)
+            await cancel(task)
         await runtime.engine.dispose()
     assert len(busy) == 3  # the third found nothing more: the loop waited its hour
 

@@ -17,8 +17,15 @@ from provider_sandboxes.stripe import decode_form
 from .conftest import Receiver
 
 
-def client(server: SandboxServer, key: str | None = None) -> stripe.StripeClient:
-    return stripe.StripeClient(key or f"sk_test_{uuid.uuid4().hex}", base_addresses={"api": server.url}, max_network_retries=0)
+def client(server: SandboxServer, key: str | None = None, *, timeout: float | None = None) -> stripe.StripeClient:
+    """A client of a new account (or of `key`'s); with `timeout`, one that gives up on an answer after that many seconds."""
+    http = None if timeout is None else stripe.RequestsClient(timeout=timeout)
+    return stripe.StripeClient(key or f"sk_test_{uuid.uuid4().hex}", base_addresses={"api": server.url}, max_network_retries=0, http_client=http)
+
+
+def off_session_visa(customer_id: str) -> PaymentIntentCreateParams:
+    """A charge of 5.00 USD to the customer's Visa test card, confirmed at once, off session."""
+    return {"amount": 500, "currency": "usd", "customer": customer_id, "payment_method": "pm_card_visa", "off_session": True, "confirm": True}
 
 
 def test_form_decoding_nests_like_stripe() -> None:
@@ -104,14 +111,7 @@ def test_a_declined_card_cannot_be_saved(stripe_server: SandboxServer) -> None:
 def test_idempotency_key_replays_the_first_answer_and_refuses_other_parameters(stripe_server: SandboxServer) -> None:
     sc = client(stripe_server)
     customer = sc.v1.customers.create({"email": "x@example.com"})
-    params: PaymentIntentCreateParams = {
-        "amount": 500,
-        "currency": "usd",
-        "customer": customer.id,
-        "payment_method": "pm_card_visa",
-        "off_session": True,
-        "confirm": True,
-    }
+    params = off_session_visa(customer.id)
     first = sc.v1.payment_intents.create(params, {"idempotency_key": "k-1"})
     again = sc.v1.payment_intents.create(params, {"idempotency_key": "k-1"})
     assert again.id == first.id
@@ -124,14 +124,7 @@ def test_a_lost_response_still_charged_once(stripe_server: SandboxServer) -> Non
     sc = client(stripe_server)
     customer = sc.v1.customers.create({"email": "x@example.com"})
     httpx.post(f"{stripe_server.url}/_sandbox/faults", json={"method": "POST", "path_prefix": "/v1/payment_intents", "mode": "error_after_commit"})
-    params: PaymentIntentCreateParams = {
-        "amount": 500,
-        "currency": "usd",
-        "customer": customer.id,
-        "payment_method": "pm_card_visa",
-        "off_session": True,
-        "confirm": True,
-    }
+    params = off_session_visa(customer.id)
     with pytest.raises(stripe.APIError):
         sc.v1.payment_intents.create(params, {"idempotency_key": "lost-1"})
     replay = sc.v1.payment_intents.create(params, {"idempotency_key": "lost-1"})
@@ -172,14 +165,7 @@ def test_signature_is_the_documented_one() -> None:
 
 def _charge(sc: stripe.StripeClient, key: str) -> stripe.PaymentIntent:
     customer = sc.v1.customers.create({"email": "x@example.com"})
-    params: PaymentIntentCreateParams = {
-        "amount": 500,
-        "currency": "usd",
-        "customer": customer.id,
-        "payment_method": "pm_card_visa",
-        "off_session": True,
-        "confirm": True,
-    }
+    params = off_session_visa(customer.id)
     return sc.v1.payment_intents.create(params, {"idempotency_key": key})
 
 
@@ -196,7 +182,7 @@ def test_an_answer_after_n_seconds_comes_after_the_charge(stripe_server: Sandbox
     key = f"sk_test_{uuid.uuid4().hex}"
     sc = client(stripe_server, key)
     _fault(stripe_server, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_after_commit", seconds=1.5)
-    impatient = stripe.StripeClient(key, base_addresses={"api": stripe_server.url}, max_network_retries=0, http_client=stripe.RequestsClient(timeout=0.5))
+    impatient = client(stripe_server, key, timeout=0.5)
     with pytest.raises(stripe.APIConnectionError):
         _charge(impatient, "slow-1")
     charged = sc.v1.payment_intents.list({"limit": 10}).data
@@ -243,16 +229,9 @@ def test_a_key_whose_request_is_still_in_flight_is_a_409_then_replays(stripe_ser
     key = f"sk_test_{uuid.uuid4().hex}"
     sc = client(stripe_server, key)
     customer = sc.v1.customers.create({"email": "x@example.com"})
-    params: PaymentIntentCreateParams = {
-        "amount": 500,
-        "currency": "usd",
-        "customer": customer.id,
-        "payment_method": "pm_card_visa",
-        "off_session": True,
-        "confirm": True,
-    }
+    params = off_session_visa(customer.id)
     _fault(stripe_server, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_before_commit", seconds=1.5)
-    impatient = stripe.StripeClient(key, base_addresses={"api": stripe_server.url}, max_network_retries=0, http_client=stripe.RequestsClient(timeout=0.5))
+    impatient = client(stripe_server, key, timeout=0.5)
     with pytest.raises(stripe.APIConnectionError):
         impatient.v1.payment_intents.create(params, {"idempotency_key": "in-flight"})
     assert sc.v1.payment_intents.list({"customer": customer.id}).data == []  # nothing made yet

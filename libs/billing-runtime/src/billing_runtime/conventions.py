@@ -37,6 +37,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any, cast
 
 from fastapi import FastAPI
@@ -53,6 +54,7 @@ from billing_runtime.edge import BODY_TOO_LARGE, INPUT_REJECTED, BodyTooLarge, b
 from billing_runtime.errors import BillingError, Unauthorized, problem
 from billing_runtime.idempotency import IDEMPOTENT_REQUESTS, MAX_KEY_LENGTH, StoredResponse, claim, complete, idempotency_table, release
 from billing_runtime.ratelimit import PREAUTH_LIMITED, RATE_LIMITED, RateLimiter
+from billing_runtime.tasks import cancel, keep_running
 from billing_runtime.unit import enter as enter_unit
 from billing_runtime.unit import leave as leave_unit
 
@@ -174,23 +176,14 @@ class HttpConventions:
             await ensure_registry(conn)
         count = await self.keys.load(self.runtime.engine)
         log.info("%s: %d API keys in the key table", self.service, count)
-        follow = asyncio.create_task(self._follow_keys(), name=f"{self.service}-api-keys")
+        following = partial(self.keys.follow, self.settings.kafka_bootstrap_servers)
+        follow = asyncio.create_task(keep_running(following, f"{self.service} API key follower"), name=f"{self.service}-api-keys")
         self._tasks = [follow, asyncio.create_task(self._refresh_keys(), name=f"{self.service}-api-key-refresh")]
         loaded = asyncio.ensure_future(self.keys.loaded.wait())
         done, _ = await asyncio.wait({loaded, follow}, timeout=KEYS_TOPIC_WAIT, return_when=asyncio.FIRST_COMPLETED)
         if loaded not in done:
             loaded.cancel()
             log.warning("%s: not caught up with %s within %.0fs; serving with the key table", self.service, "billing.auth", KEYS_TOPIC_WAIT)
-
-    async def _follow_keys(self) -> None:
-        while True:
-            try:
-                await self.keys.follow(self.settings.kafka_bootstrap_servers)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s: following the API keys failed; retrying in 1 s", self.service)
-                await asyncio.sleep(1.0)
 
     async def _refresh_keys(self) -> None:
         while True:
@@ -204,9 +197,7 @@ class HttpConventions:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
+            await cancel(task)
         self._tasks = []
 
     def route_scope(self, scope: Scope) -> str:

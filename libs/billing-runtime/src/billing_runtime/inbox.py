@@ -261,6 +261,7 @@ class _Item:
     code: str | None = None
     index: int | None = None  # its place in a batch message
     element: Any = None  # and its structured event there, parsed
+    attrs: dict[str, str] | None = None  # a binary-mode message's attributes, read off its headers
 
     @property
     def decoded(self) -> CloudEvent[Any]:
@@ -280,6 +281,33 @@ def _judge(item: _Item, route: Route, decoded: CloudEvent[Any] | EnvelopeError) 
         item.code = foreign.code
     else:
         item.event = decoded
+
+
+_Groups = dict[str, tuple[Route, list[_Item]]]
+
+
+@dataclass
+class _Sorted:
+    """A polled batch's items as `_decode` sorts them: each key once, in offset order; the repeats
+    of a key (a republished event next to the original); and the new ones by type, for one
+    decoding call per type (binary-mode messages apart from the events of batch messages)."""
+
+    items: list[_Item] = field(default_factory=list)
+    repeats: list[_Item] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    binary: _Groups = field(default_factory=dict)
+    structured: _Groups = field(default_factory=dict)
+
+    def admit(self, item: _Item, route: Route, groups: _Groups) -> None:
+        if item.key in self.seen:
+            self.repeats.append(item)
+            return
+        self.seen.add(item.key)
+        self.items.append(item)
+        group = groups.get(item.event_type)
+        if group is None:
+            group = groups[item.event_type] = (route, [])
+        group[1].append(item)
 
 
 @dataclass
@@ -419,57 +447,36 @@ class InboxConsumer:
     def _decode(self, messages: list[ConsumerRecord[bytes, bytes]]) -> tuple[list[_Item], list[_Item]]:
         """The messages this service routes, decoded (or marked undecodable), each key once; and the
         repeats of a key within the batch (a republished event next to the original)."""
-        items: list[_Item] = []
-        repeats: list[_Item] = []
-        seen: set[str] = set()
-        by_route: dict[str, tuple[Route, list[_Item], list[dict[str, str]]]] = {}
-        structured: dict[str, tuple[Route, list[_Item]]] = {}
+        batch = _Sorted()
         for message in messages:
             if is_batch(message.headers or ()):
-                self._unpack(message, items, repeats, seen, structured)
+                self._unpack(message, batch)
                 continue
             attrs = attributes_from_headers(message.headers or ())
             event_type = attrs.get("type", "")
             route = self.routes.get(event_type)
             if route is None:
                 continue  # another service's business on a shared topic
-            key = attrs.get("id") or _position_key(message)
-            item = _Item(message, key, event_type, route)
-            if key in seen:
-                repeats.append(item)
-                continue
-            seen.add(key)
-            items.append(item)
-            group = by_route.get(event_type)
-            if group is None:
-                group = by_route[event_type] = (route, [], [])
-            group[1].append(item)
-            group[2].append(attrs)
-        for route, routed, attrs_of in by_route.values():
-            for item, decoded in zip(routed, route.decode_many(attrs_of, [i.message.value or b"" for i in routed]), strict=True):
+            batch.admit(_Item(message, attrs.get("id") or _position_key(message), event_type, route, attrs=attrs), route, batch.binary)
+        for route, routed in batch.binary.values():
+            values = [i.message.value or b"" for i in routed]
+            for item, decoded in zip(routed, route.decode_many([i.attrs or {} for i in routed], values), strict=True):
                 _judge(item, route, decoded)
-        for route, routed in structured.values():
+        for route, routed in batch.structured.values():
             for item, decoded in zip(routed, route.decode_structured([i.element for i in routed]), strict=True):
                 _judge(item, route, decoded)
-        return items, repeats
+        return batch.items, batch.repeats
 
-    def _unpack(
-        self,
-        message: ConsumerRecord[bytes, bytes],
-        items: list[_Item],
-        repeats: list[_Item],
-        seen: set[str],
-        structured: dict[str, tuple[Route, list[_Item]]],
-    ) -> None:
+    def _unpack(self, message: ConsumerRecord[bytes, bytes], batch: _Sorted) -> None:
         """The events of a batch message this service routes, as items in their order; a message
         that is not a JSON array is one undecodable item (dead-lettered whole)."""
         try:
             elements = batch_elements(message.value or b"")
         except EnvelopeError as exc:
             key = _position_key(message)
-            if key not in seen:
-                seen.add(key)
-                items.append(_Item(message, key, "", None, error=str(exc), code="invalid_event"))
+            if key not in batch.seen:
+                batch.seen.add(key)
+                batch.items.append(_Item(message, key, "", None, error=str(exc), code="invalid_event"))
             return
         for index, element in enumerate(elements):
             event_type = element.get("type") if isinstance(element, dict) else None
@@ -478,16 +485,7 @@ class InboxConsumer:
                 continue  # another service's business (or no type: no service's)
             event_id = element.get("id")
             key = event_id if isinstance(event_id, str) and event_id else f"{_position_key(message)}:{index}"
-            item = _Item(message, key, event_type, route, index=index, element=element)
-            if key in seen:
-                repeats.append(item)
-                continue
-            seen.add(key)
-            items.append(item)
-            group = structured.get(event_type)
-            if group is None:
-                group = structured[event_type] = (route, [])
-            group[1].append(item)
+            batch.admit(_Item(message, key, event_type, route, index=index, element=element), route, batch.structured)
 
     async def apply_batch(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply one polled batch of one partition: retried without end while the database or the

@@ -58,6 +58,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from billing_events import CloudEvent, to_kafka
 from billing_events.envelope import BATCH_SIZE_HEADER, batch_headers, header_texts, structured_json
+from billing_runtime.tasks import keep_running
 from billing_runtime.tracing import context_from_traceparent, current_traceparent, tracing_enabled
 
 log = logging.getLogger(__name__)
@@ -345,14 +346,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._loop()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay of %s failed; retrying", self.service)
-                await asyncio.sleep(1.0)
+        await keep_running(self._loop, f"outbox relay of {self.service}")
 
     async def _loop(self) -> None:
         while True:

@@ -36,6 +36,7 @@ from billing_runtime.inbox import EVENTS_APPLIED, EVENTS_DEAD_LETTERED, EVENTS_D
 from billing_runtime.kafka import make_producer, start_with_retry
 from billing_runtime.lag import LagMeter
 from billing_runtime.outbox import Outbox, OutboxRelay, outbox_session_class, outbox_table
+from billing_runtime.tasks import cancel, keep_running
 from billing_runtime.telemetry import setup_telemetry
 from billing_runtime.unit import current_unit
 
@@ -314,10 +315,10 @@ class ServiceRuntime(Generic[SettingsT]):
                 for counter in (EVENTS_APPLIED, EVENTS_DUPLICATE, EVENTS_DEAD_LETTERED):
                     counter.labels(self.name, event_type)
             self.consumer = self.inbox_consumer()
-            self._tasks.append(asyncio.create_task(_forever(self.consumer.run, f"{self.name} consumer"), name=f"{self.name}-consumer"))
-            self._tasks.append(asyncio.create_task(_forever(self._measure_lag, f"{self.name} lag"), name=f"{self.name}-lag"))
+            self._tasks.append(asyncio.create_task(keep_running(self.consumer.run, f"{self.name} consumer"), name=f"{self.name}-consumer"))
+            self._tasks.append(asyncio.create_task(keep_running(self._measure_lag, f"{self.name} lag"), name=f"{self.name}-lag"))
         for name, loop in self.background:
-            self._tasks.append(asyncio.create_task(_forever(loop, f"{self.name} {name}"), name=f"{self.name}-{name}"))
+            self._tasks.append(asyncio.create_task(keep_running(loop, f"{self.name} {name}"), name=f"{self.name}-{name}"))
 
     def lag_meter(self) -> LagMeter:
         """The consumer's lag from the outboxes and its inbox (see `billing_runtime.lag`)."""
@@ -345,7 +346,7 @@ class ServiceRuntime(Generic[SettingsT]):
             if consuming:
                 await asyncio.wait(consuming, timeout=15.0)
         for task in reversed(self._tasks):
-            await _cancel(task)
+            await cancel(task)
         self._tasks.clear()
         if self.producer is not None:
             await self.producer.stop()
@@ -392,29 +393,6 @@ def _freeze_startup_heap() -> None:
 
 
 _heap_frozen = False
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    """Cancel `task` and wait for it to end. Cancelling again until it does: on Python 3.11 a
-    cancellation that races with a finishing `asyncio.wait_for` (aiosmtplib, aiokafka and asyncpg
-    all use it) can be swallowed, and a loop that swallowed it would run on and hang shutdown."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        task.result()
-
-
-async def _forever(run: Callable[[], Any], what: str) -> None:
-    while True:
-        try:
-            await run()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s stopped; restarting in 1 s", what)
-            await asyncio.sleep(1.0)
 
 
 class Health(BaseModel):

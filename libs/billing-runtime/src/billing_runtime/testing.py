@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 
-from billing_events import CloudEvent, EnvelopeError, attributes_from_headers, from_kafka, is_batch, model_for, to_kafka
+from billing_events import CloudEvent, EnvelopeError, KafkaMessage, attributes_from_headers, from_kafka, is_batch, model_for, to_kafka
 from billing_events.envelope import batch_elements, from_structured
 from billing_events.topics import DEAD_LETTER
 from billing_runtime.embedded import (
@@ -701,22 +701,25 @@ def _records(service: str, events: tuple[CloudEvent[Any], ...]) -> dict[TopicPar
         message = to_kafka(event)
         tp = TopicPartition(message.topic, _partition_of(message.key, partitions.get(message.topic, 1)))
         offset = next(_offsets.setdefault((service, tp.topic, tp.partition), itertools.count()))
-        batches.setdefault(tp, []).append(
-            ConsumerRecord(
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=offset,
-                timestamp=int(event.time.timestamp() * 1000),
-                timestamp_type=0,
-                key=message.key,
-                value=message.value,
-                checksum=None,
-                serialized_key_size=len(message.key),
-                serialized_value_size=len(message.value),
-                headers=tuple(message.headers),
-            )
-        )
+        batches.setdefault(tp, []).append(record_of(message, tp, offset, timestamp_ms=int(event.time.timestamp() * 1000)))
     return batches
+
+
+def record_of(message: KafkaMessage, tp: TopicPartition, offset: int, *, timestamp_ms: int = 0) -> ConsumerRecord[bytes, bytes]:
+    """`message` as a consumer reads it back from partition `tp` at `offset`."""
+    return ConsumerRecord(
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=offset,
+        timestamp=timestamp_ms,
+        timestamp_type=0,
+        key=message.key,
+        value=message.value,
+        checksum=None,
+        serialized_key_size=len(message.key),
+        serialized_value_size=len(message.value),
+        headers=tuple(message.headers),
+    )
 
 
 async def _inbox_statuses(runtime: Any, ids: list[str]) -> dict[str, str]:

@@ -25,7 +25,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
@@ -46,37 +46,17 @@ def _is_database_span(attributes: Attributes) -> bool:
     return attributes is not None and ("db.system" in attributes or "db.system.name" in attributes)
 
 
-class _RootSampler(Sampler):
-    """Samples a new trace only while spans go somewhere, and never starts one for a bare
-    database query: the outbox relay and the consumers poll Postgres many times a second, and
-    those queries are worth a span only inside a request or an event's handling."""
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: Any = None,
-    ) -> SamplingResult:
-        if not _added or _is_database_span(attributes):
-            return SamplingResult(Decision.DROP)
-        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-
-    def get_description(self) -> str:
-        return "BillingRootSampler"
-
-
-_PARENT_BASED = ParentBased(root=_RootSampler())
 # Statements that only delimit a transaction: a span each was a third of all spans, and says nothing
 # the spans of the statements between them do not.
 _TRANSACTION_STATEMENTS = frozenset({"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "START"})
+_PARENT_BASED = ParentBased(root=ALWAYS_ON)
 
 
 class _Sampler(Sampler):
-    """`_PARENT_BASED`, minus the spans of BEGIN, COMMIT, ROLLBACK and savepoints."""
+    """Starts a new trace only while spans go somewhere, and never for a bare database query: the
+    outbox relay and the consumers poll Postgres many times a second, and those queries are worth
+    a span only inside a request or an event's handling. Within a trace, the parent's decision,
+    minus the spans of BEGIN, COMMIT, ROLLBACK and savepoints."""
 
     def should_sample(
         self,
@@ -88,7 +68,11 @@ class _Sampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: Any = None,
     ) -> SamplingResult:
-        if _is_database_span(attributes) and name.rstrip(";").upper() in _TRANSACTION_STATEMENTS:
+        database = _is_database_span(attributes)
+        root = not trace.get_current_span(parent_context).get_span_context().is_valid
+        if root and (not _added or database):
+            return SamplingResult(Decision.DROP)
+        if database and name.rstrip(";").upper() in _TRANSACTION_STATEMENTS:
             return SamplingResult(Decision.DROP)
         return _PARENT_BASED.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
