@@ -9,8 +9,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from billing_runtime.service import ServiceRuntime
 from billing_runtime.testing import consumes, eventually, serve_all, service_under_test
 from rating.config import Settings
+from rating.db import metadata
 
 # A day after October 2026 has ended, so that October can be closed and November cannot.
 TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -56,6 +58,15 @@ async def served(request: pytest.FixtureRequest, app: FastAPI, migrated: str, ka
         if "ingest" in clients:
             clients["ingest"].app_clock = apps["ingest"].state.runtime.clock  # type: ignore[attr-defined]
         yield clients
+
+
+@pytest.fixture
+async def runtime(migrated: str, distributor: str) -> AsyncIterator[ServiceRuntime]:
+    """rating's runtime in this process, without Kafka or HTTP: what it emits stays in the outbox."""
+    settings = Settings(database_url=migrated, clock_fixed_at=TODAY, distributor_id=distributor, scheduler_enabled=False)
+    runtime = ServiceRuntime("rating", settings, metadata)
+    yield runtime
+    await runtime.engine.dispose()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ test_close_at_scale); the close runs against the real PostgreSQL and writes to t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,22 +16,12 @@ from sqlalchemy import text
 from billing_events import account_id, derived_event_id
 from billing_runtime.service import ServiceRuntime
 from rating.billrun.service import bill_run_id, close_period
-from rating.config import Settings
-from rating.db import metadata
 from rating.period import Period
 
 from .conftest import TODAY
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-
-@pytest.fixture
-async def runtime(migrated: str, distributor: str) -> AsyncIterator[ServiceRuntime]:
-    settings = Settings(database_url=migrated, clock_fixed_at=TODAY, distributor_id=distributor, scheduler_enabled=False)
-    runtime = ServiceRuntime("rating", settings, metadata)
-    yield runtime
-    await runtime.engine.dispose()
 
 
 async def period_closed(runtime: ServiceRuntime, seller: str, account: str) -> dict[str, Any] | None:
