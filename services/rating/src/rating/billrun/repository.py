@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, text, update
+from sqlalchemy import CursorResult, Table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import select_scoped, tenant_owned
 from rating.billrun.models import BillRun, ChargesPreview, RatedCharge
+from rating.db import unnest_insert
 
 BILL_RUN: Table = tenant_owned(BillRun, "seller_id")
 RATED_CHARGE: Table = tenant_owned(RatedCharge, "seller_id")
@@ -88,11 +89,7 @@ CHARGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("kind", "text"),
     ("late", "boolean"),
 )
-_ADD_CHARGES = text(
-    f"INSERT INTO {RATED_CHARGE.fullname} ({', '.join(c for c, _ in CHARGE_COLUMNS)})"
-    f" SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in CHARGE_COLUMNS)})"
-    " ON CONFLICT DO NOTHING"
-)
+_ADD_CHARGES = unnest_insert(RATED_CHARGE, CHARGE_COLUMNS, "ON CONFLICT DO NOTHING")
 
 
 async def add_charges(session: AsyncSession, columns: dict[str, list[Any]]) -> int:
