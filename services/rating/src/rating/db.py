@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import TextClause
 from sqlmodel import SQLModel
 
@@ -17,15 +18,15 @@ class Base(SQLModel, registry=registry):
     pass
 
 
-def unnest_insert(table: Table, columns: tuple[tuple[str, str], ...], on_conflict: str) -> TextClause:
-    """`INSERT … SELECT * FROM unnest(…)` of `columns` (name, SQL type), each bound as one array
-    parameter named after its column (`by_column`): one cached statement whatever the number of
-    rows, and no parameter limit. `on_conflict` may name the table as `t`."""
-    names = ", ".join(name for name, _ in columns)
-    arrays = ", ".join(f"CAST(:{name} AS {sql_type}[])" for name, sql_type in columns)
-    return text(f'INSERT INTO "{table.schema}"."{table.name}" AS t ({names}) SELECT * FROM unnest({arrays}) {on_conflict}')
+def unnest_insert(table: Table, columns: tuple[str, ...], on_conflict: str) -> TextClause:
+    """`INSERT … SELECT * FROM unnest(…)` of `columns`, each bound as one array of its column's
+    type named after it (`by_column`): one cached statement whatever the number of rows, and no
+    parameter limit. `on_conflict` may name the table as `t`."""
+    dialect = postgresql.dialect()
+    arrays = ", ".join(f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns)
+    return text(f'INSERT INTO "{table.schema}"."{table.name}" AS t ({", ".join(columns)}) SELECT * FROM unnest({arrays}) {on_conflict}')
 
 
-def by_column(rows: Sequence[dict[str, Any]], columns: tuple[tuple[str, str], ...]) -> dict[str, list[Any]]:
+def by_column(rows: Sequence[dict[str, Any]], columns: tuple[str, ...]) -> dict[str, list[Any]]:
     """The parameters of an `unnest_insert` of `rows`: one list per column."""
-    return {name: [row[name] for row in rows] for name, _ in columns}
+    return {name: [row[name] for row in rows] for name in columns}

@@ -27,7 +27,7 @@ async def insert_once(session: AsyncSession, table: Table, row: dict[str, Any], 
     await session.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys)))
 
 
-_BUYER_COLUMNS = (("seller_id", "text"), ("account_id", "text"), ("external_id", "text"), ("name", "text"), ("currency", "text"), ("revision", "bigint"))
+_BUYER_COLUMNS = ("seller_id", "account_id", "external_id", "name", "currency", "revision")
 _UPSERT_BUYERS = unnest_insert(
     BUYER,
     _BUYER_COLUMNS,
@@ -44,17 +44,7 @@ async def upsert_buyers(session: AsyncSession, rows: list[dict[str, Any]]) -> No
     await session.execute(_UPSERT_BUYERS, by_column(rows, _BUYER_COLUMNS))
 
 
-_SUBSCRIPTION_COLUMNS = (
-    ("seller_id", "text"),
-    ("subscription_id", "text"),
-    ("order_id", "text"),
-    ("account_id", "text"),
-    ("product_code", "text"),
-    ("quantity", "numeric"),
-    ("start_on", "date"),
-    ("ordered_at", "timestamptz"),
-    ("setup_exempt", "boolean"),
-)
+_SUBSCRIPTION_COLUMNS = ("seller_id", "subscription_id", "order_id", "account_id", "product_code", "quantity", "start_on", "ordered_at", "setup_exempt")
 _INSERT_SUBSCRIPTIONS = unnest_insert(SUBSCRIPTION, _SUBSCRIPTION_COLUMNS, "ON CONFLICT (seller_id, subscription_id) DO NOTHING")
 
 
@@ -66,16 +56,7 @@ async def insert_subscriptions(session: AsyncSession, rows: list[dict[str, Any]]
     await session.execute(_INSERT_SUBSCRIPTIONS, by_column(rows, _SUBSCRIPTION_COLUMNS))
 
 
-_USAGE_COLUMNS = (
-    ("seller_id", "text"),
-    ("record_id", "text"),
-    ("account_id", "text"),
-    ("product_code", "text"),
-    ("quantity", "numeric"),
-    ("occurred_at", "timestamptz"),
-    ("cost", "numeric"),
-    ("cost_currency", "text"),
-)
+_USAGE_COLUMNS = ("seller_id", "record_id", "account_id", "product_code", "quantity", "occurred_at", "cost", "cost_currency")
 _INSERT_USAGE = unnest_insert(USAGE, _USAGE_COLUMNS, "ON CONFLICT (seller_id, record_id) DO NOTHING")
 
 
