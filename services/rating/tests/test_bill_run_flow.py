@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -30,8 +30,8 @@ from billing_events import (
     subscription_id,
     to_kafka,
 )
-from billing_events.topics import DEAD_LETTER, PERIODS, USAGE
-from billing_runtime.testing import all_events, eventually, outbox_drained, read_events
+from billing_events.topics import PERIODS, USAGE
+from billing_runtime.testing import all_events, dead_lettered, eventually, outbox_drained, read_events
 
 T = TypeVar("T")
 ORDERED_AT = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
@@ -353,27 +353,9 @@ async def test_poison_events_are_dead_lettered_and_the_next_applied(
         return found or None
 
     assert await eventually(applied, "the good event after the poison") == {"BKP-GB": ("3", "0.30")}
-    dead = await _dead_letters(kafka_bootstrap, {poison_id, foreign.id})
-    assert set(dead) == {poison_id, foreign.id}
+    dead = {event_id: await dead_lettered(kafka_bootstrap, event_id) for event_id in (poison_id, foreign.id)}
     assert all(h["dlq_service"] == "rating" for h in dead.values())
     assert "ForeignTenant" in dead[foreign.id]["dlq_error"] and dead[foreign.id]["dlq_code"] == "foreign_tenant"
-
-
-async def _dead_letters(bootstrap: str, ids: set[str], timeout: float = 20.0) -> dict[str, dict[str, str]]:
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    found: dict[str, dict[str, str]] = {}
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while set(found) != ids and asyncio.get_running_loop().time() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                for message in messages:
-                    attrs = {k: v.decode() for k, v in message.headers or []}
-                    if attrs.get("ce_id") in ids:
-                        found[attrs["ce_id"]] = attrs
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def test_a_sellers_bill_runs_are_listed_newest_first_a_page_at_a_time(client: httpx.AsyncClient, tenant: str) -> None:
