@@ -7,8 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from billing_events import CloudEvent, EventData, new_event, to_kafka
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.testing import consumes, eventually, serve_all, service_under_test
 from rating.config import Settings
@@ -95,3 +97,15 @@ async def ordered(ingest: httpx.AsyncClient, *, headers: dict[str, str], json: d
     body = await eventually(accepted, "usage-ingest to know the ordered products", interval=0.1)
     assert body["rejected"] == 0 and body["conflict"] == 0, body
     return body
+
+
+def headers(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+async def published(producer: AIOKafkaProducer, tenant: str, data: EventData, event_id: str | None = None) -> CloudEvent[Any]:
+    """`data` sent as usage-ingest sends it (its own event id unless `event_id`), acknowledged."""
+    event = new_event(data, source="usage-ingest", tenant=tenant, event_id=event_id or str(uuid.uuid4()))
+    message = to_kafka(event)
+    await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
+    return event

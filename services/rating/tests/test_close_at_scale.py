@@ -20,7 +20,7 @@ from rating.billrun import service
 from rating.billrun.service import bill_run_id, close_period
 from rating.period import Period
 
-from .conftest import TODAY
+from .conftest import TODAY, headers
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
@@ -129,10 +129,6 @@ async def test_a_seller_with_40000_subscriptions_closes_its_period_once(
         again = await close_period(runtime, session, tenant, "2026-10", distributor)
     assert not again.created and again.lines == run.lines
     assert await written(runtime, tenant) == first  # a replay writes nothing
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previewed(client: httpx.AsyncClient, app: Any, tenant: str) -> None:
