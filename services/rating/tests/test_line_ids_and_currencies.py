@@ -19,6 +19,7 @@ from rating.billrun.service import bill_run_id, close_period
 from rating.period import Period
 
 from .conftest import TODAY
+from .conftest import headers as h
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
@@ -100,10 +101,6 @@ async def test_two_daily_subscriptions_starting_the_same_day_are_both_written_an
 
 
 # --- a seller billing EUR and USD buyers ---------------------------------------------------------
-
-
-def h(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 def per_unit(currency: str, unit: str, effective_from: str = "2026-01-01") -> dict[str, Any]:

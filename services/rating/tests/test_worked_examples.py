@@ -21,14 +21,11 @@ from rating.billrun.scheduler import run_due
 from rating.billrun.service import bill_run_id
 from rating.period import Period
 
+from .conftest import headers as h
 from .conftest import ordered
 
 T = TypeVar("T")
 CENT = Decimal("0.01")
-
-
-def h(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 async def ok(response: Awaitable[httpx.Response]) -> dict[str, Any]:
