@@ -99,6 +99,11 @@ async def ordered(ingest: httpx.AsyncClient, *, headers: dict[str, str], json: d
     return body
 
 
+def at(text: str) -> datetime:
+    """A naive ISO time read as UTC."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
 def headers(tenant: str) -> dict[str, str]:
     return {"X-Tenant-Id": tenant}
 

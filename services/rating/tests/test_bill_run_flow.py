@@ -30,7 +30,7 @@ from billing_events import (
 from billing_events.topics import PERIODS, USAGE
 from billing_runtime.testing import all_events, dead_lettered, eventually, outbox_drained, read_events
 
-from .conftest import customer, headers, published
+from .conftest import at, customer, headers, published
 
 T = TypeVar("T")
 ORDERED_AT = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
@@ -98,10 +98,6 @@ async def charges(client: httpx.AsyncClient, tenant: str, ext: str, period: str 
 
 def amounts(charge: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {line["product_code"]: (line["quantity"], line["amount"]["amount"]) for line in charge.get("lines", [])}
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
