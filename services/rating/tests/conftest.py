@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from billing_events import CloudEvent, CustomerUpserted, EventData, account_id, new_event, to_kafka
+from billing_events import CloudEvent, EventData, new_event, to_kafka
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.testing import consumes, eventually, serve_all, service_under_test
 from rating.config import Settings
@@ -114,17 +114,3 @@ async def published(producer: AIOKafkaProducer, tenant: str, data: EventData, ev
     message = to_kafka(event)
     await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
     return event
-
-
-def customer(tenant: str, ext: str, currency: str = "USD", revision: int = 1, name: str = "Contoso Dental") -> CustomerUpserted:
-    """The tenant's customer `ext`, as usage-ingest announces it."""
-    return CustomerUpserted(
-        account_id=account_id(tenant, ext),
-        partner_id=tenant,
-        external_id=ext,
-        name=name,
-        billing_email=f"ap@{ext}.example",
-        country="US",
-        currency=currency,
-        revision=revision,
-    )

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from billing_events import (
+    CustomerUpserted,
     QuantityObserved,
     SubscriptionCancelled,
     SubscriptionChanged,
@@ -30,10 +31,23 @@ from billing_events import (
 from billing_events.topics import PERIODS, USAGE
 from billing_runtime.testing import all_events, dead_lettered, eventually, outbox_drained, read_events
 
-from .conftest import at, customer, headers, published
+from .conftest import at, headers, published
 
 T = TypeVar("T")
 ORDERED_AT = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
+
+
+def customer(tenant: str, ext: str, currency: str = "USD", revision: int = 1, name: str = "Contoso Dental") -> CustomerUpserted:
+    return CustomerUpserted(
+        account_id=account_id(tenant, ext),
+        partner_id=tenant,
+        external_id=ext,
+        name=name,
+        billing_email=f"ap@{ext}.example",
+        country="US",
+        currency=currency,
+        revision=revision,
+    )
 
 
 def order(tenant: str, oid: str, ext: str, product: str, quantity: str, start: date) -> SubscriptionOrdered:
