@@ -25,7 +25,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -39,7 +38,7 @@ from aiokafka import AIOKafkaProducer
 from process_cpu import CpuMeter, per_thousand
 from sqlalchemy import text
 
-from billing_cli.platform import Platform
+from billing_cli.platform import Platform, isolated_env
 from billing_events import (
     CloudEvent,
     CustomerUpserted,
@@ -53,7 +52,6 @@ from billing_events import (
     to_kafka_batch,
 )
 from billing_runtime.db import create_engine
-from billing_runtime.embedded import free_port
 
 TENANT = "bench-backlog"
 PRODUCT = "BKP-GB"
@@ -211,13 +209,8 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="FILE", help="profile rating during the drain with py-spy (installed apart) into FILE (raw collapsed stacks)")
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="billing-bench-backlog-"))
-    env = {**os.environ, "AUTH_MODE": "trusted_header", "BILLING_KAFKA_PORT": str(free_port()), "BILLING_RATING_PORT": str(free_port())}
-    env["BILLING_RATING_WORKERS"] = str(args.workers)
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=args.json)
-    platform.state_dir.mkdir(parents=True, exist_ok=True)
-    (platform.state_dir / "logs").mkdir(exist_ok=True)
+    env = isolated_env("BILLING_RATING_PORT", AUTH_MODE="trusted_header", BILLING_RATING_WORKERS=str(args.workers))
+    platform = Platform.throwaway("billing-bench-backlog-", env, quiet=args.json)
     peak_rss = 0.0
     try:
         platform._start_postgres()
@@ -247,7 +240,7 @@ def main() -> None:
         ready_at = time.perf_counter()
         cpu_at_ready = sum(process.cpu_times()[:2])
         broker = platform.broker.process.pid if platform.broker and platform.broker.process else None
-        meter = CpuMeter(services={"rating": process.pid}, pgdata=state / "pgdata", broker_pid=broker)
+        meter = CpuMeter(services={"rating": process.pid}, pgdata=platform.state_dir / "pgdata", broker_pid=broker)
         profiler = None
         if args.py_spy:
             spy = str(Path(sys.executable).parent / "py-spy")

@@ -19,12 +19,10 @@ import argparse
 import asyncio
 import json
 import os
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 from october import closed_period
@@ -172,8 +170,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="billing-bench-"))
-    platform = Platform(state_dir=state, env=dict(os.environ), database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=True)
+    platform = Platform.throwaway("billing-bench-", dict(os.environ), quiet=True)
     try:
         platform._start_postgres()
         platform.migrate(only=("invoicing",))

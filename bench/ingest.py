@@ -34,9 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,12 +44,11 @@ import psutil
 from aiokafka import AIOKafkaProducer
 from process_cpu import CpuMeter, per_thousand
 
-from billing_cli.platform import Platform
+from billing_cli.platform import Platform, isolated_env
 from billing_events import UsageRecorded, account_id, new_event, to_kafka
 from billing_events.topics import USAGE
 from billing_runtime.auth import generate_key, publish
 from billing_runtime.config import CommonSettings
-from billing_runtime.embedded import free_port
 
 TENANT = "bench"
 CUSTOMER = "bench-customer"
@@ -176,17 +173,8 @@ def start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    state = Path(tempfile.mkdtemp(prefix="billing-bench-"))
-    env = {
-        **os.environ,
-        "AUTH_MODE": "api_key",
-        "BILLING_KAFKA_PORT": str(free_port()),
-        "BILLING_USAGE_INGEST_PORT": str(free_port()),
-        "BILLING_USAGE_INGEST_WORKERS": str(args.workers),
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=args.json)
-    (state / "logs").mkdir(parents=True, exist_ok=True)
+    env = isolated_env("BILLING_USAGE_INGEST_PORT", AUTH_MODE="api_key", BILLING_USAGE_INGEST_WORKERS=str(args.workers))
+    platform = Platform.throwaway("billing-bench-", env, quiet=args.json)
     spy: subprocess.Popen[bytes] | None = None
     try:
         platform._start_postgres()
@@ -211,7 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         service = service_processes(platform.processes["usage-ingest"].pid)
         cpu_before = sum(sum(p.cpu_times()[:2]) for p in service)
         broker = platform.broker.process.pid if platform.broker and platform.broker.process else None
-        meter = CpuMeter(services={"usage-ingest": service[0].pid}, pgdata=state / "pgdata", broker_pid=broker)
+        meter = CpuMeter(services={"usage-ingest": service[0].pid}, pgdata=platform.state_dir / "pgdata", broker_pid=broker)
         if args.py_spy:
             spy = start_py_spy(service[0].pid, args.py_spy)
             time.sleep(1.0)

@@ -53,10 +53,8 @@ import asyncio
 import json
 import os
 import re
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +65,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from october import closed_period
 from sqlalchemy import text
 
-from billing_cli.platform import Platform
+from billing_cli.platform import Platform, isolated_env
 from billing_events import CustomerUpserted, account_id, attributes_from_headers, new_event, to_kafka
 from billing_events.topics import INVOICES
 from billing_runtime.db import create_engine
@@ -411,14 +409,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="end with one JSON object on the last line")
     args = parser.parse_args()
 
-    env = {
-        **os.environ,
-        "AUTH_MODE": "trusted_header",
-        "BILLING_KAFKA_PORT": str(free_port()),
-        "BILLING_INVOICING_PORT": str(free_port()),
-        "BILLING_NOTIFY_PORT": str(free_port()),
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env = isolated_env("BILLING_INVOICING_PORT", "BILLING_NOTIFY_PORT", AUTH_MODE="trusted_header")
     env["INVOICING_RENDER_AHEAD"] = "false" if args.render_while_sending else "true"
     # notify, as deployed beside invoicing, is exempt from the per-address limit on shared links
     # (README; a development platform exempts this machine by default): --limit-notify takes it away.
@@ -432,9 +423,7 @@ def main() -> None:
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     env["NOTIFY_SMTP_HOST"], env["NOTIFY_SMTP_PORT"] = "127.0.0.1", str(smtp_port)
 
-    state = Path(tempfile.mkdtemp(prefix="billing-bench-mail-"))
-    (state / "logs").mkdir()
-    platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=True)
+    platform = Platform.throwaway("billing-bench-mail-", env, quiet=True)
     controller.start()
     figures: dict[str, Any] = {}
     try:

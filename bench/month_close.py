@@ -49,10 +49,8 @@ import asyncio
 import contextlib
 import json
 import os
-import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,12 +59,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
-from billing_cli.platform import SANDBOXES, SERVICES, Platform
+from billing_cli.platform import SANDBOXES, SERVICES, Platform, isolated_env
 from billing_events import InvoiceIssued, PeriodClosed
 from billing_events.topics import INVOICES
 from billing_runtime.auth import generate_key, publish
 from billing_runtime.db import create_engine
-from billing_runtime.embedded import free_port
 from billing_runtime.kafka import ensure_topics
 
 SELLER = "bench-month-close"  # the seller, or with --sellers N: bench-month-close-0 … N-1
@@ -451,15 +448,8 @@ def main() -> None:
     args = parser.parse_args()
 
     names = tuple(s.name for s in SERVICES) if args.all_services else PATH_SERVICES
-    state = Path(tempfile.mkdtemp(prefix="billing-bench-close-"))
-    env = {**os.environ, "AUTH_MODE": "api_key", "BILLING_KAFKA_PORT": str(free_port()), "BILLING_SMTP_PORT": str(free_port())}
-    for spec in SERVICES:
-        env[spec.port_env] = str(free_port())
-    for sandbox in SANDBOXES:
-        env[sandbox.port_env] = str(free_port())
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=True)
-    (state / "logs").mkdir(parents=True, exist_ok=True)
+    env = isolated_env("BILLING_SMTP_PORT", *(spec.port_env for spec in SERVICES), *(sandbox.port_env for sandbox in SANDBOXES), AUTH_MODE="api_key")
+    platform = Platform.throwaway("billing-bench-close-", env, quiet=True)
 
     def say(message: str) -> None:
         print(message, flush=True)
@@ -480,7 +470,7 @@ def main() -> None:
             platform.start_service(name)
         for name in names:
             platform.wait_ready(name, timeout=300)
-        say(f"platform up ({', '.join(names)}); logs in {state / 'logs'}")
+        say(f"platform up ({', '.join(names)}); logs in {platform.state_dir / 'logs'}")
         sampler.start()
         result = asyncio.run(run(platform, {seller: k.key for seller, k in issued.items()}, args, sampler, say))
         result["rss_mb"] = sampler.stop()

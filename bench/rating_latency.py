@@ -25,7 +25,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -39,9 +38,8 @@ import httpx
 from process_cpu import CpuMeter, per_thousand
 from sqlalchemy import text
 
-from billing_cli.platform import Platform
+from billing_cli.platform import Platform, isolated_env
 from billing_runtime.db import create_engine
-from billing_runtime.embedded import free_port
 
 TENANT = "bench-rating"
 POLL_SECONDS = 0.02
@@ -207,16 +205,8 @@ def main() -> None:
     args = parser.parse_args()
     batch = args.batch or min(500, max(10, args.rate // 20))
 
-    state = Path(tempfile.mkdtemp(prefix="billing-bench-rating-"))
-    env = {
-        **os.environ,
-        "AUTH_MODE": "trusted_header",
-        "BILLING_KAFKA_PORT": str(free_port()),
-        "BILLING_USAGE_INGEST_PORT": str(free_port()),
-        "BILLING_RATING_PORT": str(free_port()),
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    platform = Platform(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=args.json)
+    env = isolated_env("BILLING_USAGE_INGEST_PORT", "BILLING_RATING_PORT", AUTH_MODE="trusted_header")
+    platform = Platform.throwaway("billing-bench-rating-", env, quiet=args.json)
     try:
         platform._start_postgres()
         platform._start_kafka()
@@ -233,7 +223,7 @@ def main() -> None:
         spies: list[subprocess.Popen[bytes]] = []
 
         def started() -> None:
-            meter.append(CpuMeter(services=services, pgdata=state / "pgdata", broker_pid=broker))
+            meter.append(CpuMeter(services=services, pgdata=platform.state_dir / "pgdata", broker_pid=broker))
             if args.py_spy:
                 spy = str(Path(sys.executable).parent / "py-spy")
                 for name, pid in services.items():

@@ -137,15 +137,21 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+def _database_url() -> str:
+    """DATABASE_URL, which the command needs (and names when the database cannot be reached)."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        raise typer.BadParameter("set DATABASE_URL")
+    TARGETS.database = url
+    return url
+
+
 @app.command()
 def migrate() -> None:
     """Bring every service's schema to head on DATABASE_URL."""
     from billing_runtime.migrations import migrations_dir, upgrade
 
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        raise typer.BadParameter("set DATABASE_URL")
-    TARGETS.database = url
+    url = _database_url()
     for spec in SERVICES:
         upgrade(migrations_dir(spec.package), url)
         log(f"{spec.name}: at head")
@@ -188,10 +194,7 @@ def republish(
     from billing_runtime.db import create_engine
     from billing_runtime.outbox import republish as do_republish
 
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        raise typer.BadParameter("set DATABASE_URL")
-    TARGETS.database = url
+    url = _database_url()
     names = [s for s in SERVICES if service in ("all", s.name)]
     if not names:
         raise typer.BadParameter(f"unknown service {service!r}")

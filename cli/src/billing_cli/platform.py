@@ -13,7 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -25,6 +27,7 @@ from billing_runtime.embedded import (
     TansuBroker,
     drop_database,
     ensure_database,
+    free_port,
     port_open,
     start_embedded_postgres,
     start_mail_sink,
@@ -144,6 +147,14 @@ def end_process_group(process: subprocess.Popen[bytes], *, grace: float, kill: b
         process.wait()
 
 
+def isolated_env(*port_envs: str, **settings: str) -> dict[str, str]:
+    """This process's environment for a platform beside any other on this machine (a
+    benchmark's): its own broker and the services of `port_envs` on free ports, and `settings`."""
+    env = {**os.environ, **settings, **{name: str(free_port()) for name in ("BILLING_KAFKA_PORT", *port_envs)}}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # its own broker, not the one the environment names
+    return env
+
+
 @dataclass
 class Platform:
     """The running platform. `start()` brings everything up; `stop()` takes it all down."""
@@ -161,6 +172,14 @@ class Platform:
     _mail: subprocess.Popen[bytes] | None = None
     sandboxes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @classmethod
+    def throwaway(cls, prefix: str, env: dict[str, str], *, quiet: bool) -> Platform:
+        """A platform in a new state folder (`prefix`…, with its logs folder) and a database of its
+        own, both removed by `discard()`: a benchmark's."""
+        state = Path(tempfile.mkdtemp(prefix=prefix))
+        (state / "logs").mkdir()
+        return cls(state_dir=state, env=env, database_name=f"billing_bench_{uuid.uuid4().hex[:6]}", fresh_database=True, quiet=quiet)
 
     def __post_init__(self) -> None:
         # Also for the benchmarks, which start single services and migrations without `start()`.

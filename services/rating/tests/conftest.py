@@ -7,10 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from billing_events import CloudEvent, EventData, new_event, to_kafka
+from billing_runtime.service import ServiceRuntime
 from billing_runtime.testing import consumes, eventually, serve_all, service_under_test
 from rating.config import Settings
+from rating.db import metadata
 
 # A day after October 2026 has ended, so that October can be closed and November cannot.
 TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -59,6 +63,15 @@ async def served(request: pytest.FixtureRequest, app: FastAPI, migrated: str, ka
 
 
 @pytest.fixture
+async def runtime(migrated: str, distributor: str) -> AsyncIterator[ServiceRuntime]:
+    """rating's runtime in this process, without Kafka or HTTP: what it emits stays in the outbox."""
+    settings = Settings(database_url=migrated, clock_fixed_at=TODAY, distributor_id=distributor, scheduler_enabled=False)
+    runtime = ServiceRuntime("rating", settings, metadata)
+    yield runtime
+    await runtime.engine.dispose()
+
+
+@pytest.fixture
 def client(served: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
     """rating, in this process (see `served`)."""
     return served["client"]
@@ -84,3 +97,20 @@ async def ordered(ingest: httpx.AsyncClient, *, headers: dict[str, str], json: d
     body = await eventually(accepted, "usage-ingest to know the ordered products", interval=0.1)
     assert body["rejected"] == 0 and body["conflict"] == 0, body
     return body
+
+
+def at(text: str) -> datetime:
+    """A naive ISO time read as UTC."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def headers(tenant: str) -> dict[str, str]:
+    return {"X-Tenant-Id": tenant}
+
+
+async def published(producer: AIOKafkaProducer, tenant: str, data: EventData, event_id: str | None = None) -> CloudEvent[Any]:
+    """`data` sent as usage-ingest sends it (its own event id unless `event_id`), acknowledged."""
+    event = new_event(data, source="usage-ingest", tenant=tenant, event_id=event_id or str(uuid.uuid4()))
+    message = to_kafka(event)
+    await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
+    return event

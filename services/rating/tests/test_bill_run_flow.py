@@ -12,14 +12,12 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from billing_events import (
-    CloudEvent,
     CustomerUpserted,
-    EventData,
     QuantityObserved,
     SubscriptionCancelled,
     SubscriptionChanged,
@@ -30,22 +28,13 @@ from billing_events import (
     subscription_id,
     to_kafka,
 )
-from billing_events.topics import DEAD_LETTER, PERIODS, USAGE
-from billing_runtime.testing import all_events, eventually, outbox_drained, read_events
+from billing_events.topics import PERIODS, USAGE
+from billing_runtime.testing import all_events, dead_lettered, eventually, outbox_drained, read_events
+
+from .conftest import at, headers, published
 
 T = TypeVar("T")
 ORDERED_AT = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
-
-
-async def publish(producer: AIOKafkaProducer, tenant: str, data: EventData, event_id: str | None = None) -> CloudEvent[Any]:
-    event = new_event(data, source="usage-ingest", tenant=tenant, event_id=event_id or str(uuid.uuid4()))
-    message = to_kafka(event)
-    await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
-    return event
 
 
 def customer(tenant: str, ext: str, currency: str = "USD", revision: int = 1, name: str = "Contoso Dental") -> CustomerUpserted:
@@ -125,22 +114,18 @@ def amounts(charge: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {line["product_code"]: (line["quantity"], line["amount"]["amount"]) for line in charge.get("lines", [])}
 
 
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
 async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
     client: httpx.AsyncClient, app: FastAPI, producer: AIOKafkaProducer, tenant: str, kafka_bootstrap: str
 ) -> None:
     await put_products(client, tenant)
     # A later revision first, then the older one arriving late: the older one must change nothing.
-    await publish(producer, tenant, customer(tenant, "c-1", "USD", revision=2))
-    await publish(producer, tenant, customer(tenant, "c-1", "EUR", revision=1))
-    await publish(producer, tenant, customer(tenant, "c-2", "USD"))
+    await published(producer, tenant, customer(tenant, "c-1", "USD", revision=2))
+    await published(producer, tenant, customer(tenant, "c-1", "EUR", revision=1))
+    await published(producer, tenant, customer(tenant, "c-2", "USD"))
 
     sub = subscription_id(tenant, "o-1")
-    await publish(producer, tenant, order(tenant, "o-1", "c-1", "EML-HST", "11", date(2026, 9, 1)))
-    await publish(
+    await published(producer, tenant, order(tenant, "o-1", "c-1", "EML-HST", "11", date(2026, 9, 1)))
+    await published(
         producer,
         tenant,
         SubscriptionChanged(
@@ -153,7 +138,7 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
             effective_on=date(2026, 10, 20),
         ),
     )
-    await publish(
+    await published(
         producer,
         tenant,
         SubscriptionChanged(
@@ -166,8 +151,8 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
             effective_on=date(2026, 11, 5),
         ),
     )
-    await publish(producer, tenant, order(tenant, "o-2", "c-2", "EML-HST", "8", date(2026, 8, 1)))
-    await publish(
+    await published(producer, tenant, order(tenant, "o-2", "c-2", "EML-HST", "8", date(2026, 8, 1)))
+    await published(
         producer,
         tenant,
         SubscriptionCancelled(
@@ -179,8 +164,8 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
             effective_on=date(2026, 9, 30),
         ),
     )
-    await publish(producer, tenant, order(tenant, "o-3", "c-2", "EML-HST", "3", date(2026, 10, 31)))
-    await publish(producer, tenant, order(tenant, "o-4", "c-2", "M365-BP", "5", date(2026, 10, 1)))  # EUR price, USD buyer
+    await published(producer, tenant, order(tenant, "o-3", "c-2", "EML-HST", "3", date(2026, 10, 31)))
+    await published(producer, tenant, order(tenant, "o-4", "c-2", "M365-BP", "5", date(2026, 10, 1)))  # EUR price, USD buyer
 
     for rid, qty, when in (
         ("u-in-1", "1.5", at("2026-10-01T00:00:00")),
@@ -188,15 +173,15 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
         ("u-before", "100", at("2026-09-30T23:59:59")),
         ("u-after", "100", at("2026-11-01T00:00:00")),
     ):
-        await publish(producer, tenant, usage(tenant, rid, "c-1", "BKP-GB", qty, when))
-    await publish(producer, tenant, usage(tenant, "u-unknown", "c-1", "NOT-IN-CATALOGUE", "1", at("2026-10-10T00:00:00")))
+        await published(producer, tenant, usage(tenant, rid, "c-1", "BKP-GB", qty, when))
+    await published(producer, tenant, usage(tenant, "u-unknown", "c-1", "NOT-IN-CATALOGUE", "1", at("2026-10-10T00:00:00")))
     for oid, qty, observed in (
         ("q-1", "14", "2026-10-01T23:00:00"),
         ("q-2", "16", "2026-10-15T23:00:00"),
         ("q-3", "15", "2026-10-30T23:00:00"),
         ("q-nov", "99", "2026-11-01T08:00:00"),
     ):
-        await publish(producer, tenant, count(tenant, oid, "c-1", "USR-SUP", qty, at(observed)))
+        await published(producer, tenant, count(tenant, oid, "c-1", "USR-SUP", qty, at(observed)))
 
     want_c1 = {"EML-HST": ("12", "81.00"), "BKP-GB": ("4.0", "0.400"), "USR-SUP": ("15", "525.00")}
     want_c2 = {"EML-HST": ("3", "20.25")}
@@ -295,8 +280,8 @@ async def test_only_an_ended_period_can_be_closed(client: httpx.AsyncClient, ten
 
 async def test_concurrent_bill_runs_emit_once(app: FastAPI, client: httpx.AsyncClient, producer: AIOKafkaProducer, tenant: str, kafka_bootstrap: str) -> None:
     await put_products(client, tenant)
-    await publish(producer, tenant, customer(tenant, "c-1"))
-    await publish(producer, tenant, order(tenant, "o-1", "c-1", "EML-HST", "2", date(2026, 10, 1)))
+    await published(producer, tenant, customer(tenant, "c-1"))
+    await published(producer, tenant, order(tenant, "o-1", "c-1", "EML-HST", "2", date(2026, 10, 1)))
     await eventually(lambda: _has_lines(client, tenant, "c-1"), "the order to be applied")
 
     post = lambda: client.post("/v1/bill-runs", headers=headers(tenant), json={"period": "2026-10"})  # noqa: E731
@@ -316,13 +301,13 @@ async def _has_lines(client: httpx.AsyncClient, tenant: str, ext: str) -> bool:
 
 async def test_a_duplicate_delivery_changes_nothing(client: httpx.AsyncClient, producer: AIOKafkaProducer, tenant: str) -> None:
     await put_products(client, tenant)
-    await publish(producer, tenant, customer(tenant, "c-1"))
+    await published(producer, tenant, customer(tenant, "c-1"))
     record = usage(tenant, "u-1", "c-1", "BKP-GB", "7", at("2026-10-05T00:00:00"))
-    sent = await publish(producer, tenant, record)
-    await publish(producer, tenant, record, event_id=sent.id)  # the same event, redelivered
-    await publish(producer, tenant, record)  # the same record under a new event id (a replay upstream)
+    sent = await published(producer, tenant, record)
+    await published(producer, tenant, record, event_id=sent.id)  # the same event, redelivered
+    await published(producer, tenant, record)  # the same record under a new event id (a replay upstream)
     # Same account, same partition: once this one shows, the duplicates before it were applied.
-    await publish(producer, tenant, count(tenant, "q-1", "c-1", "USR-SUP", "2", at("2026-10-06T00:00:00")))
+    await published(producer, tenant, count(tenant, "q-1", "c-1", "USR-SUP", "2", at("2026-10-06T00:00:00")))
 
     async def settled() -> dict[str, tuple[str, str]] | None:
         found = amounts(await charges(client, tenant, "c-1"))
@@ -335,7 +320,7 @@ async def test_poison_events_are_dead_lettered_and_the_next_applied(
     client: httpx.AsyncClient, producer: AIOKafkaProducer, tenant: str, kafka_bootstrap: str
 ) -> None:
     await put_products(client, tenant)
-    await publish(producer, tenant, customer(tenant, "c-1"))
+    await published(producer, tenant, customer(tenant, "c-1"))
     key = account_id(tenant, "c-1").encode()
 
     # Invalid data under a known type: a float quantity and no occurred_at.
@@ -345,7 +330,7 @@ async def test_poison_events_are_dead_lettered_and_the_next_applied(
     await producer.send_and_wait(USAGE.name, key=key, headers=poison_headers, value=b'{"record_id": "u-bad", "quantity": 1.5}')
     # Valid data naming another partner than the envelope's tenant: refused by the runtime.
     elsewhere = usage(f"{tenant}-other", "u-foreign", "c-1", "BKP-GB", "50", at("2026-10-05T00:00:00"))
-    foreign = await publish(producer, tenant, elsewhere)
+    foreign = await published(producer, tenant, elsewhere)
     await producer.send_and_wait(good.topic, key=good.key, headers=good.headers, value=good.value)
 
     async def applied() -> dict[str, tuple[str, str]] | None:
@@ -353,27 +338,9 @@ async def test_poison_events_are_dead_lettered_and_the_next_applied(
         return found or None
 
     assert await eventually(applied, "the good event after the poison") == {"BKP-GB": ("3", "0.30")}
-    dead = await _dead_letters(kafka_bootstrap, {poison_id, foreign.id})
-    assert set(dead) == {poison_id, foreign.id}
+    dead = {event_id: await dead_lettered(kafka_bootstrap, event_id) for event_id in (poison_id, foreign.id)}
     assert all(h["dlq_service"] == "rating" for h in dead.values())
     assert "ForeignTenant" in dead[foreign.id]["dlq_error"] and dead[foreign.id]["dlq_code"] == "foreign_tenant"
-
-
-async def _dead_letters(bootstrap: str, ids: set[str], timeout: float = 20.0) -> dict[str, dict[str, str]]:
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    found: dict[str, dict[str, str]] = {}
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while set(found) != ids and asyncio.get_running_loop().time() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                for message in messages:
-                    attrs = {k: v.decode() for k, v in message.headers or []}
-                    if attrs.get("ce_id") in ids:
-                        found[attrs["ce_id"]] = attrs
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def test_a_sellers_bill_runs_are_listed_newest_first_a_page_at_a_time(client: httpx.AsyncClient, tenant: str) -> None:

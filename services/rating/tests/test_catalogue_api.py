@@ -14,12 +14,10 @@ from billing_events.topics import CATALOGUE
 from billing_runtime.testing import all_events, read_events
 from rating.catalogue.models import QuantityRule
 
+from .conftest import headers
+
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 def product(**changes: Any) -> dict[str, Any]:

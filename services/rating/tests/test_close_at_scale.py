@@ -6,7 +6,6 @@ events or HTTP calls: what is under test is the close, not the way in."""
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -19,11 +18,9 @@ from billing_events import derived_event_id
 from billing_runtime.service import ServiceRuntime
 from rating.billrun import service
 from rating.billrun.service import bill_run_id, close_period
-from rating.config import Settings
-from rating.db import metadata
 from rating.period import Period
 
-from .conftest import TODAY
+from .conftest import TODAY, headers
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
@@ -31,15 +28,6 @@ pytestmark = pytest.mark.consume(False)
 SUBSCRIPTIONS = 40_000  # above asyncpg's 32,767 parameters, which an IN list of their ids passed
 PER_BUYER = 10
 PRICES = {"SCALE-A": Decimal("2.50"), "SCALE-B": Decimal("0.1375")}
-
-
-@pytest.fixture
-async def runtime(migrated: str, distributor: str) -> AsyncIterator[ServiceRuntime]:
-    """rating's runtime in this process, without Kafka: the close writes PeriodClosed to the outbox."""
-    settings = Settings(database_url=migrated, clock_fixed_at=TODAY, distributor_id=distributor, scheduler_enabled=False)
-    runtime = ServiceRuntime("rating", settings, metadata)
-    yield runtime
-    await runtime.engine.dispose()
 
 
 async def seed_large_seller(runtime: ServiceRuntime, seller: str) -> None:
@@ -141,10 +129,6 @@ async def test_a_seller_with_40000_subscriptions_closes_its_period_once(
         again = await close_period(runtime, session, tenant, "2026-10", distributor)
     assert not again.created and again.lines == run.lines
     assert await written(runtime, tenant) == first  # a replay writes nothing
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previewed(client: httpx.AsyncClient, app: Any, tenant: str) -> None:

@@ -7,7 +7,6 @@ test_close_at_scale); the close runs against the real PostgreSQL and writes to t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,22 +16,13 @@ from sqlalchemy import text
 from billing_events import account_id, derived_event_id
 from billing_runtime.service import ServiceRuntime
 from rating.billrun.service import bill_run_id, close_period
-from rating.config import Settings
-from rating.db import metadata
 from rating.period import Period
 
 from .conftest import TODAY
+from .conftest import headers as h
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-
-@pytest.fixture
-async def runtime(migrated: str, distributor: str) -> AsyncIterator[ServiceRuntime]:
-    settings = Settings(database_url=migrated, clock_fixed_at=TODAY, distributor_id=distributor, scheduler_enabled=False)
-    runtime = ServiceRuntime("rating", settings, metadata)
-    yield runtime
-    await runtime.engine.dispose()
 
 
 async def period_closed(runtime: ServiceRuntime, seller: str, account: str) -> dict[str, Any] | None:
@@ -111,10 +101,6 @@ async def test_two_daily_subscriptions_starting_the_same_day_are_both_written_an
 
 
 # --- a seller billing EUR and USD buyers ---------------------------------------------------------
-
-
-def h(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 def per_unit(currency: str, unit: str, effective_from: str = "2026-01-01") -> dict[str, Any]:

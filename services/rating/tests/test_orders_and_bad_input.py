@@ -17,13 +17,10 @@ from billing_events import UsageRecorded, account_id, new_event, subscription_id
 from billing_events.topics import DEAD_LETTER
 from billing_runtime.testing import Publish, eventually
 
+from .conftest import headers as h
 from .conftest import ordered
 
 T = TypeVar("T")
-
-
-def h(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 async def setup(client: httpx.AsyncClient, ingest: httpx.AsyncClient, partner: str, **policy: Any) -> None:

@@ -4,31 +4,20 @@ statement invoicing sends), and still billed by the next bill run like any usage
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from billing_events import CloudEvent, CustomerUpserted, EventData, ProjectWorkRecorded, UsageRecorded, account_id, new_event, to_kafka
+from billing_events import CustomerUpserted, ProjectWorkRecorded, UsageRecorded, account_id
 from billing_events.topics import PERIODS
 from billing_runtime.testing import all_events, eventually, outbox_drained, read_events
 
+from .conftest import headers, published
+
 WHEN = datetime(2026, 10, 14, 15, 0, tzinfo=UTC)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
-
-
-async def publish(producer: AIOKafkaProducer, tenant: str, data: EventData) -> CloudEvent[Any]:
-    event = new_event(data, source="usage-ingest", tenant=tenant, event_id=str(uuid.uuid4()))
-    message = to_kafka(event)
-    await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
-    return event
 
 
 def usage(tenant: str, record_id: str, product: str, quantity: str) -> UsageRecorded:
@@ -63,7 +52,7 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
         currency="USD",
         revision=1,
     )
-    await publish(producer, partner, contoso)
+    await published(producer, partner, contoso)
     # The partner's billing account at the distributor (the buyer of its wholesale invoice).
     at_distributor = CustomerUpserted(
         account_id=account_id(distributor, partner),
@@ -75,7 +64,7 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
         currency="USD",
         revision=1,
     )
-    await publish(producer, distributor, at_distributor)
+    await published(producer, distributor, at_distributor)
 
     async def known() -> bool:  # customers and usage travel on different topics: both accounts first
         checks = ((partner, contoso.account_id), (distributor, at_distributor.account_id))
@@ -87,9 +76,9 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
 
     await eventually(known, "rating to know Contoso")
 
-    entry = await publish(producer, partner, usage(partner, "tm-42", "PROJ-TM", "2.5"))
-    await publish(producer, partner, usage(partner, "bk-1", "BKP-GB", "40"))
-    await publish(producer, partner, usage(partner, "tm-42", "PROJ-TM", "2.5"))  # posted again
+    entry = await published(producer, partner, usage(partner, "tm-42", "PROJ-TM", "2.5"))
+    await published(producer, partner, usage(partner, "bk-1", "BKP-GB", "40"))
+    await published(producer, partner, usage(partner, "tm-42", "PROJ-TM", "2.5"))  # posted again
 
     [announced] = await read_events(
         kafka_bootstrap,

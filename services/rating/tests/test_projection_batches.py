@@ -6,29 +6,15 @@ billing-runtime's test_batches, and test_bill_run_flow end to end.)"""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from billing_events import CloudEvent, CustomerUpserted, EventData, SubscriptionOrdered, new_event
 from billing_runtime.service import ServiceRuntime
-from rating.config import Settings
-from rating.db import metadata
 from rating.subscription.consumers import BATCH_HANDLERS
-
-from .conftest import TODAY
-
-
-@pytest.fixture
-async def runtime(migrated: str, distributor: str) -> AsyncIterator[ServiceRuntime]:
-    settings = Settings(database_url=migrated, clock_fixed_at=TODAY, distributor_id=distributor, scheduler_enabled=False)
-    runtime = ServiceRuntime("rating", settings, metadata)
-    yield runtime
-    await runtime.engine.dispose()
 
 
 def event(data: EventData, tenant: str) -> CloudEvent[Any]:

@@ -4,6 +4,7 @@ zones with odd offsets; a record at 00:00:00 on the 1st lands in that month."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from billing_events import RatedLine
 from rating.billrun.rating import Buyer, Price, ProductInfo, Subscription, Usage, rate_period
 from rating.business_days import BusinessCalendar
 from rating.period import Period, local_midnight
@@ -105,34 +107,26 @@ def test_a_full_month_prorated_daily_bills_exactly_the_full_price_in_every_month
     period = Period.of_month(year, month)
     assert period.days in (28, 29, 30, 31) and (period.days == 29) == (month == 2 and (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)))
     policy = BillingPolicy(proration=Proration.DAILY)
-    plan = schedule(
-        subscription_id="s",
-        quantity=Decimal(quantity),
-        start_on=period.start - timedelta(days=3),
-        ordered_at=datetime(2019, 1, 1, tzinfo=UTC),
-        order_id="o",
-        changes=(),
-        policy=policy,
-        calendar=BusinessCalendar(None),
-        tz=UTC,
-    )
     product = ProductInfo("P", "Licence", None, None, None, "recurring", policy)
-    result = rate_period("r", period, buyers=[BUYER], products={"P": product}, price_of=price_of, subscriptions=[Subscription("s", "acct", "P", plan, policy)])
-    (line,) = result.lines["acct"]
+
+    def lines_from(start_on: date) -> Sequence[RatedLine]:
+        plan = schedule(
+            subscription_id="s",
+            quantity=Decimal(quantity),
+            start_on=start_on,
+            ordered_at=datetime(2019, 1, 1, tzinfo=UTC),
+            order_id="o",
+            changes=(),
+            policy=policy,
+            calendar=BusinessCalendar(None),
+            tz=UTC,
+        )
+        subscription = Subscription("s", "acct", "P", plan, policy)
+        return rate_period("r", period, buyers=[BUYER], products={"P": product}, price_of=price_of, subscriptions=[subscription]).lines["acct"]
+
+    (line,) = lines_from(period.start - timedelta(days=3))
     assert line.amount.amount == Decimal(quantity) * UNIT
-    last_day = schedule(
-        subscription_id="s",
-        quantity=Decimal(quantity),
-        start_on=period.end,
-        ordered_at=datetime(2019, 1, 1, tzinfo=UTC),
-        order_id="o",
-        changes=(),
-        policy=policy,
-        calendar=BusinessCalendar(None),
-        tz=UTC,
-    )
-    one = rate_period("r", period, buyers=[BUYER], products={"P": product}, price_of=price_of, subscriptions=[Subscription("s", "acct", "P", last_day, policy)])
-    (single,) = one.lines["acct"]
+    (single,) = lines_from(period.end)
     assert (single.amount.amount * period.days).quantize(Decimal("0.0001")) == (Decimal(quantity) * UNIT).quantize(Decimal("0.0001"))
 
 

@@ -4,7 +4,7 @@ true-up, late usage, discounts, unrated inputs and the wholesale attribution, wi
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,8 @@ from rating.period import Period
 from rating.policy import BillingPolicy, QuantityRule
 from rating.pricing import PriceModel, PriceModelKind, parse_model
 from rating.schedule import Change, schedule
+
+from .conftest import at
 
 RUN = "run-1"
 OCTOBER = Period.parse("2026-10")
@@ -60,10 +62,6 @@ PRICES: dict[str, dict[str, Any]] = {
 
 def price_of(code: str, period: Period, currency: str = "USD") -> Price | None:
     return Price(parse_model(PRICES[code]), "USD") if code in PRICES else None
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def sub(

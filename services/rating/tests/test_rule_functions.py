@@ -5,7 +5,7 @@ cent; and each table that chooses them covers its whole enum."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -20,14 +20,12 @@ from rating.policy import BillingPolicy, FirstPeriod, Proration, QuantityRule
 from rating.pricing import PRICE_MODELS, PriceModel, PriceModelKind, Segment, Tier, parse_model
 from rating.schedule import Change, schedule
 
+from .conftest import at
+
 OCTOBER = Period.parse("2026-10")
 NOVEMBER = Period.parse("2026-11")
 US = BusinessCalendar("US")
 ACCOUNT = "acct-contoso"
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def cents(amount: Decimal) -> Decimal:

@@ -3,7 +3,7 @@ period, notice, vendor cut-off, commitment; per unit, graduated, volume, package
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from decimal import Decimal
 from typing import Any
 
@@ -15,11 +15,9 @@ from rating.policy import BillingPolicy, QuantityRule, check
 from rating.pricing import parse_model
 from rating.schedule import Change, Schedule, schedule
 
+from .conftest import at
+
 US = BusinessCalendar("US")
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def plan(ordered: str, start: date, changes: tuple[Change, ...] = (), **knobs: Any) -> Schedule:

@@ -21,14 +21,11 @@ from rating.billrun.scheduler import run_due
 from rating.billrun.service import bill_run_id
 from rating.period import Period
 
+from .conftest import headers as h
 from .conftest import ordered
 
 T = TypeVar("T")
 CENT = Decimal("0.01")
-
-
-def h(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 async def ok(response: Awaitable[httpx.Response]) -> dict[str, Any]:
@@ -69,6 +66,19 @@ def total(charge: dict[str, Any]) -> Decimal:
 
 async def closed_events(bootstrap: str, seller: str, count: int) -> list[CloudEvent[Any]]:
     return await read_events(bootstrap, PERIODS.name, until=lambda s: len(s) >= count, match=lambda e: e.tenant == seller, timeout=30)
+
+
+async def orders_received(ingest: httpx.AsyncClient, tenant: str, received: str, *records: dict[str, Any]) -> None:
+    """Orders usage-ingest receives at `received` (its clock), posted until it knows their products."""
+    ingest.app_clock.set(datetime.fromisoformat(received))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
+    await ordered(ingest, headers=h(tenant), json={"records": list(records)})
+
+
+async def close_months(client: httpx.AsyncClient, bootstrap: str, seller: str, months: tuple[str, ...], closed: int) -> list[CloudEvent[Any]]:
+    """The seller's bill runs of `months`, in order, and the `closed` PeriodClosed they emit, by period."""
+    for month in months:
+        await ok(client.post("/v1/bill-runs", headers=h(seller), json={"period": month}))
+    return sorted(await closed_events(bootstrap, seller, closed), key=lambda e: e.data.period_start)
 
 
 def sums(lines: list[Any]) -> dict[tuple[str | None, str, str], Decimal]:
@@ -115,16 +125,12 @@ async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_b
     # The partner is the distributor's customer, under its tenant id; its customers are its own.
     await customers(ingest, d, (nw, "Northwind IT"))
     await customers(ingest, nw, ("contoso", "Contoso Dental"), ("fabrikam", "Fabrikam Law"))
-    ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00-05:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
-    await ordered(
+    await orders_received(
         ingest,
-        headers=h(d),
-        json={
-            "records": [
-                {"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"},
-                {"id": "nw-itg", "customer_id": nw, "product_code": "ITG-LIC", "quantity": "3", "start_date": "2026-09-01"},
-            ]
-        },
+        d,
+        "2026-09-01T09:00:00-05:00",
+        {"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"},
+        {"id": "nw-itg", "customer_id": nw, "product_code": "ITG-LIC", "quantity": "3", "start_date": "2026-09-01"},
     )
     await ok(
         ingest.post(
@@ -137,15 +143,11 @@ async def test_example_a_distributor_bills_partner_to_the_cent_and_the_partner_b
             },
         )
     )
-    ingest.app_clock.set(datetime.fromisoformat("2026-10-14T10:00:00-05:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
-    await ordered(
+    await orders_received(
         ingest,
-        headers=h(nw),
-        json={
-            "records": [
-                {"id": "fab-users", "customer_id": "fabrikam", "product_code": "USR-SUP", "quantity": "8", "start_date": "2026-10-14"},
-            ]
-        },
+        nw,
+        "2026-10-14T10:00:00-05:00",
+        {"id": "fab-users", "customer_id": "fabrikam", "product_code": "USR-SUP", "quantity": "8", "start_date": "2026-10-14"},
     )
 
     def count(oid: str, code: str, when: str, quantity: str) -> dict[str, Any]:
@@ -288,15 +290,11 @@ async def test_example_d_true_up_over_three_bill_runs(client: httpx.AsyncClient,
         client, partner, "USR-SUP", "User support", "contracted", unit_price="35.00", currency="USD", policy={"first_period": "next_period", "true_up": True}
     )
     await customers(ingest, partner, ("globex", "Globex"))
-    ingest.app_clock.set(datetime.fromisoformat("2026-07-06T10:00:00+00:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
-    await ordered(
+    await orders_received(
         ingest,
-        headers=h(partner),
-        json={
-            "records": [
-                {"id": "gx-users", "customer_id": "globex", "product_code": "USR-SUP", "quantity": "10", "start_date": "2026-07-06"},
-            ]
-        },
+        partner,
+        "2026-07-06T10:00:00+00:00",
+        {"id": "gx-users", "customer_id": "globex", "product_code": "USR-SUP", "quantity": "10", "start_date": "2026-07-06"},
     )
     await ok(
         ingest.post(
@@ -321,9 +319,7 @@ async def test_example_d_true_up_over_three_bill_runs(client: httpx.AsyncClient,
     sub = (await client.get(f"/v1/subscriptions/{subscription_id(partner, 'gx-users')}", headers=h(partner))).json()
     assert (sub["billing_starts_on"], sub["policy"]["true_up"]) == ("2026-08-01", True)
 
-    for month in ("2026-07", "2026-08", "2026-09", "2026-10"):
-        await ok(client.post("/v1/bill-runs", headers=h(partner), json={"period": month}))
-    events = sorted(await closed_events(kafka_bootstrap, partner, 3), key=lambda e: e.data.period_start)
+    events = await close_months(client, kafka_bootstrap, partner, ("2026-07", "2026-08", "2026-09", "2026-10"), 3)
     assert [(e.data.period_start, sum((line.amount.amount for line in e.data.lines), Decimal(0))) for e in events] == [
         (date(2026, 8, 1), Decimal("350.00")),
         (date(2026, 9, 1), Decimal("350.00")),
@@ -348,24 +344,18 @@ async def test_example_b_advance_billing_with_a_daily_prorated_addition(client: 
     await price(client, partner, "M365-BP", per_unit("20.60"), currency="EUR")
     records = [{"id": "acme", "name": "Acme GmbH", "billing_email": "ap@acme.example", "country": "DE", "currency": "EUR", "vat_id": "DE136695976"}]
     await ok(ingest.post("/v1/customers", headers=h(partner), json={"records": records}))
-    ingest.app_clock.set(datetime.fromisoformat("2026-09-25T10:00:00+01:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
-    await ordered(
+    await orders_received(
         ingest,
-        headers=h(partner),
-        json={
-            "records": [
-                {"id": "acme-m365", "customer_id": "acme", "product_code": "M365-BP", "quantity": "10", "start_date": "2026-10-01"},
-            ]
-        },
+        partner,
+        "2026-09-25T10:00:00+01:00",
+        {"id": "acme-m365", "customer_id": "acme", "product_code": "M365-BP", "quantity": "10", "start_date": "2026-10-01"},
     )
     ingest.app_clock.set(datetime.fromisoformat("2026-10-17T09:00:00+01:00"))  # type: ignore[attr-defined]  # the clock conftest hangs on the client
     await ok(ingest.post("/v1/orders/acme-m365/changes", headers=h(partner), json={"id": "acme-m365-plus4", "quantity": "14", "effective_date": "2026-10-17"}))
     acme = account_id(partner, "acme")
     await eventually(lambda: _when(charges(client, partner, acme, "2026-10"), lambda c: total(c).quantize(CENT) == Decimal("328.27")), "the addition")
 
-    for month in ("2026-09", "2026-10"):
-        await ok(client.post("/v1/bill-runs", headers=h(partner), json={"period": month}))
-    events = sorted(await closed_events(kafka_bootstrap, partner, 2), key=lambda e: e.data.period_start)
+    events = await close_months(client, kafka_bootstrap, partner, ("2026-09", "2026-10"), 2)
     september, october = (e.data for e in events)
     assert [(line.service_period_start, line.amount.amount, line.timing) for line in september.lines] == [(date(2026, 10, 1), Decimal("206.00"), "advance")]
     assert [(line.service_period_start, line.service_period_end, line.quantity, line.amount.amount.quantize(CENT)) for line in october.lines] == [
@@ -386,11 +376,8 @@ async def test_the_wholesale_charges_are_announced_on_the_first_business_day_ahe
     await product(client, d, "STL-LIC", "StreamlineIT PSA licence", "contracted", category="Software as a Service")
     await price(client, d, "STL-LIC", per_unit("47.25"))
     await customers(ingest, d, (nw, "Northwind IT"))
-    ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00+00:00"))  # type: ignore[attr-defined]
-    await ordered(
-        ingest,
-        headers=h(d),
-        json={"records": [{"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"}]},
+    await orders_received(
+        ingest, d, "2026-09-01T09:00:00+00:00", {"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"}
     )
     partner = account_id(d, nw)
     await eventually(lambda: _when(charges(client, d, partner, "2026-10"), lambda c: total(c) == Decimal("94.50")), "the partner's October")
@@ -468,9 +455,7 @@ async def test_example_b_imported_as_history_rates_with_its_real_dates(client: h
     assert (await eventually(imported, "usage-ingest to know the product", interval=0.1))["accepted"] == 2
     acme = account_id(partner, "acme")
     await eventually(lambda: _when(charges(client, partner, acme, "2025-10"), lambda c: total(c).quantize(CENT) == Decimal("328.27")), "the addition")
-    for month in ("2025-09", "2025-10"):
-        await ok(client.post("/v1/bill-runs", headers=h(partner), json={"period": month}))
-    events = sorted(await closed_events(kafka_bootstrap, partner, 2), key=lambda e: e.data.period_start)
+    events = await close_months(client, kafka_bootstrap, partner, ("2025-09", "2025-10"), 2)
     september, october = (e.data for e in events)
     assert [(line.service_period_start, line.amount.amount, line.late) for line in september.lines] == [(date(2025, 10, 1), Decimal("206.00"), False)]
     assert [(line.service_period_start, line.service_period_end, line.quantity, line.amount.amount.quantize(CENT), line.late) for line in october.lines] == [
@@ -505,17 +490,14 @@ async def test_live_charges_and_the_announcement_bill_an_annual_advance_term_as_
     await ok(client.put("/v1/markup-rule", headers=h(nw), json={"effective_from": "2026-01-01", "markup_percent": "20"}))
     await customers(ingest, d, (nw, "Northwind IT"))
     await customers(ingest, nw, ("contoso", "Contoso Dental"))
-    ingest.app_clock.set(datetime.fromisoformat("2026-09-01T09:00:00+00:00"))  # type: ignore[attr-defined]
+    received = "2026-09-01T09:00:00+00:00"
     own = [
         {"id": "nw-stl", "customer_id": nw, "product_code": "STL-LIC", "quantity": "2", "start_date": "2026-09-01"},
         {"id": "nw-fw", "customer_id": nw, "product_code": "FW-YEAR", "quantity": "3", "start_date": "2026-11-01"},
     ]
-    await ordered(ingest, headers=h(d), json={"records": own})
-    await ordered(
-        ingest,
-        headers=h(nw),
-        json={"records": [{"id": "co-fw", "customer_id": "contoso", "product_code": "FW-YEAR", "quantity": "1", "start_date": "2026-11-01"}]},
-    )
+    await orders_received(ingest, d, received, *own)
+    contoso_fw = {"id": "co-fw", "customer_id": "contoso", "product_code": "FW-YEAR", "quantity": "1", "start_date": "2026-11-01"}
+    await orders_received(ingest, nw, received, contoso_fw)
     partner, contoso = account_id(d, nw), account_id(nw, "contoso")
     year, october_ = (date(2026, 11, 1), date(2027, 10, 31)), (date(2026, 10, 1), date(2026, 10, 31))
     wholesale = {(None, "STL-LIC", *october_): Decimal("94.50"), (None, "FW-YEAR", *year): Decimal("3600.00"), (contoso, "FW-YEAR", *year): Decimal("1200.00")}

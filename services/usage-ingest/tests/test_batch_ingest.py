@@ -25,12 +25,10 @@ from usage_ingest.ingest.limits import RecordBudget
 from usage_ingest.ingest.schemas import OrderIn, QuantityIn, UsageIn
 from usage_ingest.main import build
 
+from .conftest import headers
+
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 def usage(rid: str, qty: str = "2.5", customer: str = "c-1") -> dict[str, Any]:

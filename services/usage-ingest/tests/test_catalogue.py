@@ -18,14 +18,10 @@ from billing_runtime.testing import Publish, eventually
 from usage_ingest.catalogue import service as catalogue
 from usage_ingest.ingest.schemas import OrderIn, UsageIn
 
-from .conftest import Products, product_event
+from .conftest import Products, headers, product_event
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 async def add_customer(client: httpx.AsyncClient, tenant: str) -> None:

@@ -11,14 +11,10 @@ from billing_events import account_id
 from billing_events.topics import CUSTOMERS, USAGE
 from billing_runtime.testing import read_events
 
-from .conftest import Products
+from .conftest import Products, headers
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 async def add_customer(client: httpx.AsyncClient, tenant: str, cid: str = "c-1") -> dict[str, Any]:

@@ -17,16 +17,12 @@ from billing_events import BillRunClosed, new_event
 from billing_runtime.db import create_engine
 from billing_runtime.testing import Delivery, deliver
 
-from .conftest import Products
+from .conftest import Products, headers
 
 PATH = "/v1/admin/order-history"
 # Rating's events are handed to usage-ingest in process (`deliver`) and what it emits is read from
 # its outbox rows: no test here needs the broker's consumer (no JoinGroup wait per test).
 pytestmark = pytest.mark.consume(False)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 async def setup(client: httpx.AsyncClient, tenant: str, products: Products) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, text, update
+from sqlalchemy import CursorResult, Table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import select_scoped, tenant_owned
 from rating.billrun.models import BillRun, ChargesPreview, RatedCharge
+from rating.db import unnest_insert
 
 BILL_RUN: Table = tenant_owned(BillRun, "seller_id")
 RATED_CHARGE: Table = tenant_owned(RatedCharge, "seller_id")
@@ -68,31 +69,27 @@ async def list_runs(
     return list((await session.execute(query)).all())
 
 
-# The rated charge's columns and their array types, in the order `add_charges` sends them.
-CHARGE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("line_id", "text"),
-    ("bill_run_id", "text"),
-    ("seller_id", "text"),
-    ("account_id", "text"),
-    ("end_customer_id", "text"),
-    ("product_code", "text"),
-    ("description", "text"),
-    ("category", "text"),
-    ("service_period_start", "date"),
-    ("service_period_end", "date"),
-    ("quantity", "numeric"),
-    ("unit_price", "numeric"),
-    ("amount", "numeric"),
-    ("currency", "text"),
-    ("quantity_rule", "text"),
-    ("kind", "text"),
-    ("late", "boolean"),
+# The rated charge's columns, as `add_charges` takes them.
+CHARGE_COLUMNS: tuple[str, ...] = (
+    "line_id",
+    "bill_run_id",
+    "seller_id",
+    "account_id",
+    "end_customer_id",
+    "product_code",
+    "description",
+    "category",
+    "service_period_start",
+    "service_period_end",
+    "quantity",
+    "unit_price",
+    "amount",
+    "currency",
+    "quantity_rule",
+    "kind",
+    "late",
 )
-_ADD_CHARGES = text(
-    f"INSERT INTO {RATED_CHARGE.fullname} ({', '.join(c for c, _ in CHARGE_COLUMNS)})"
-    f" SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in CHARGE_COLUMNS)})"
-    " ON CONFLICT DO NOTHING"
-)
+_ADD_CHARGES = unnest_insert(RATED_CHARGE, CHARGE_COLUMNS, "ON CONFLICT DO NOTHING")
 
 
 async def add_charges(session: AsyncSession, columns: dict[str, list[Any]]) -> int:
@@ -101,7 +98,7 @@ async def add_charges(session: AsyncSession, columns: dict[str, list[Any]]) -> i
     id already stored is skipped. Returns how many rows were written."""
     if not columns["line_id"]:
         return 0
-    result = await session.execute(_ADD_CHARGES, {c: columns[c] for c, _ in CHARGE_COLUMNS})
+    result = await session.execute(_ADD_CHARGES, {c: columns[c] for c in CHARGE_COLUMNS})
     return int(cast(CursorResult[Any], result).rowcount)  # a DML statement's result is a cursor's
 
 

@@ -536,7 +536,7 @@ def subscription_terms(
 
 def _charge_columns(seller_id: str, run_id: str, closing: Closing) -> dict[str, list[Any]]:
     """The run's lines as rated charges, column by column (what `repo.add_charges` sends)."""
-    columns: dict[str, list[Any]] = {name: [] for name, _ in repo.CHARGE_COLUMNS}
+    columns: dict[str, list[Any]] = {name: [] for name in repo.CHARGE_COLUMNS}
     for account, lines in closing.lines.items():
         for line in lines:
             columns["line_id"].append(line.line_id)

@@ -179,17 +179,7 @@ async def put_price(runtime: ServiceRuntime, session: AsyncSession, seller_id: s
             raise InvalidPriceModel("the distributor's list is the wholesale list: it cannot mark itself up", field="price.model")
         currency = parse_currency(body.currency) if body.currency is not None or model.model != PriceModelKind.MARKUP else None
         await _seller_currency_check(session, seller_id, currency)
-        row = {
-            "seller_id": seller_id,
-            "product_code": code,
-            "effective_from": body.effective_from,
-            "currency": currency or "",
-            "model": model.as_json(),
-            "updated_at": runtime.clock.now(),
-        }
-        stored, changed = await repo.upsert_price(session, row)
-        PRICES_PUT.labels("changed" if changed else "unchanged").inc()
-        return price_out(stored)
+        return await _store_price(runtime, session, seller_id, code, body.effective_from, currency, model)
 
 
 async def put_markup(runtime: ServiceRuntime, session: AsyncSession, seller_id: str, distributor_id: str | None, body: MarkupIn) -> PriceOut:
@@ -197,11 +187,18 @@ async def put_markup(runtime: ServiceRuntime, session: AsyncSession, seller_id: 
     if seller_id == distributor_id:
         raise InvalidPriceModel("the distributor's list is the wholesale list: it cannot mark itself up")
     model = parse_model({"model": "markup", "markup_percent": body.markup_percent})
+    return await _store_price(runtime, session, seller_id, MARKUP_RULE, body.effective_from, None, model)
+
+
+async def _store_price(
+    runtime: ServiceRuntime, session: AsyncSession, seller_id: str, code: str, effective_from: date, currency: str | None, model: PriceModel
+) -> PriceOut:
+    """One dated price-list entry, stored (an entry without a currency, a markup's, is stored with "")."""
     row = {
         "seller_id": seller_id,
-        "product_code": MARKUP_RULE,
-        "effective_from": body.effective_from,
-        "currency": "",
+        "product_code": code,
+        "effective_from": effective_from,
+        "currency": currency or "",
         "model": model.as_json(),
         "updated_at": runtime.clock.now(),
     }

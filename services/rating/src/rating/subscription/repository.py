@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, Text, any_, bindparam, func, or_, select, text, true, update
+from sqlalchemy import ColumnElement, Table, Text, any_, bindparam, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
+from rating.db import by_column, unnest_insert
 from rating.subscription.models import BuyerAccount, QuantityObservation, Subscription, SubscriptionChange, SubscriptionPolicy, UsageRecord
 
 BUYER: Table = tenant_owned(BuyerAccount, "seller_id")
@@ -26,12 +27,12 @@ async def insert_once(session: AsyncSession, table: Table, row: dict[str, Any], 
     await session.execute(pg_insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys)))
 
 
-_UPSERT_BUYERS = text(
-    f'INSERT INTO "{BUYER.schema}"."{BUYER.name}" AS b (seller_id, account_id, external_id, name, currency, revision) '
-    "SELECT * FROM unnest(CAST(:seller_ids AS text[]), CAST(:account_ids AS text[]), CAST(:external_ids AS text[]), "
-    "CAST(:names AS text[]), CAST(:currencies AS text[]), CAST(:revisions AS bigint[])) "
+_BUYER_COLUMNS = ("seller_id", "account_id", "external_id", "name", "currency", "revision")
+_UPSERT_BUYERS = unnest_insert(
+    BUYER,
+    _BUYER_COLUMNS,
     "ON CONFLICT (seller_id, account_id) DO UPDATE SET external_id = excluded.external_id, name = excluded.name, "
-    "currency = excluded.currency, revision = excluded.revision WHERE b.revision < excluded.revision"
+    "currency = excluded.currency, revision = excluded.revision WHERE t.revision < excluded.revision",
 )
 
 
@@ -40,20 +41,11 @@ async def upsert_buyers(session: AsyncSession, rows: list[dict[str, Any]]) -> No
     older revision arriving late changes nothing."""
     if not rows:
         return
-    columns = {"seller_ids": "seller_id", "account_ids": "account_id", "external_ids": "external_id", "names": "name", "currencies": "currency"}
-    params: dict[str, list[Any]] = {name: [r[column] for r in rows] for name, column in columns.items()}
-    params["revisions"] = [r["revision"] for r in rows]
-    await session.execute(_UPSERT_BUYERS, params)
+    await session.execute(_UPSERT_BUYERS, by_column(rows, _BUYER_COLUMNS))
 
 
-_INSERT_SUBSCRIPTIONS = text(
-    f'INSERT INTO "{SUBSCRIPTION.schema}"."{SUBSCRIPTION.name}" '
-    "(seller_id, subscription_id, order_id, account_id, product_code, quantity, start_on, ordered_at, setup_exempt) "
-    "SELECT * FROM unnest(CAST(:seller_ids AS text[]), CAST(:subscription_ids AS text[]), CAST(:order_ids AS text[]), "
-    "CAST(:account_ids AS text[]), CAST(:product_codes AS text[]), CAST(:quantities AS numeric[]), CAST(:start_ons AS date[]), "
-    "CAST(:ordered AS timestamptz[]), CAST(:setup_exempt AS boolean[])) "
-    "ON CONFLICT (seller_id, subscription_id) DO NOTHING"
-)
+_SUBSCRIPTION_COLUMNS = ("seller_id", "subscription_id", "order_id", "account_id", "product_code", "quantity", "start_on", "ordered_at", "setup_exempt")
+_INSERT_SUBSCRIPTIONS = unnest_insert(SUBSCRIPTION, _SUBSCRIPTION_COLUMNS, "ON CONFLICT (seller_id, subscription_id) DO NOTHING")
 
 
 async def insert_subscriptions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -61,30 +53,11 @@ async def insert_subscriptions(session: AsyncSession, rows: list[dict[str, Any]]
     stored keeps its first version."""
     if not rows:
         return
-    await session.execute(
-        _INSERT_SUBSCRIPTIONS,
-        {
-            "seller_ids": [r["seller_id"] for r in rows],
-            "subscription_ids": [r["subscription_id"] for r in rows],
-            "order_ids": [r["order_id"] for r in rows],
-            "account_ids": [r["account_id"] for r in rows],
-            "product_codes": [r["product_code"] for r in rows],
-            "quantities": [r["quantity"] for r in rows],
-            "start_ons": [r["start_on"] for r in rows],
-            "ordered": [r["ordered_at"] for r in rows],
-            "setup_exempt": [r["setup_exempt"] for r in rows],
-        },
-    )
+    await session.execute(_INSERT_SUBSCRIPTIONS, by_column(rows, _SUBSCRIPTION_COLUMNS))
 
 
-_INSERT_USAGE = text(
-    f'INSERT INTO "{USAGE.schema}"."{USAGE.name}" '
-    "(seller_id, record_id, account_id, product_code, quantity, occurred_at, cost, cost_currency) "
-    "SELECT * FROM unnest(CAST(:seller_ids AS text[]), CAST(:record_ids AS text[]), CAST(:account_ids AS text[]), "
-    "CAST(:product_codes AS text[]), CAST(:quantities AS numeric[]), CAST(:occurred AS timestamptz[]), "
-    "CAST(:costs AS numeric[]), CAST(:cost_currencies AS text[])) "
-    "ON CONFLICT (seller_id, record_id) DO NOTHING"
-)
+_USAGE_COLUMNS = ("seller_id", "record_id", "account_id", "product_code", "quantity", "occurred_at", "cost", "cost_currency")
+_INSERT_USAGE = unnest_insert(USAGE, _USAGE_COLUMNS, "ON CONFLICT (seller_id, record_id) DO NOTHING")
 
 
 async def insert_usage(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -92,19 +65,7 @@ async def insert_usage(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
     whatever the batch size); a record id already stored keeps its first version."""
     if not rows:
         return
-    await session.execute(
-        _INSERT_USAGE,
-        {
-            "seller_ids": [r["seller_id"] for r in rows],
-            "record_ids": [r["record_id"] for r in rows],
-            "account_ids": [r["account_id"] for r in rows],
-            "product_codes": [r["product_code"] for r in rows],
-            "quantities": [r["quantity"] for r in rows],
-            "occurred": [r["occurred_at"] for r in rows],
-            "costs": [r["cost"] for r in rows],
-            "cost_currencies": [r["cost_currency"] for r in rows],
-        },
-    )
+    await session.execute(_INSERT_USAGE, by_column(rows, _USAGE_COLUMNS))
 
 
 # A slice of a seller's accounts, as the bill run rates them: account ids from the first

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import SubscriptionCancelled, SubscriptionChanged, derived_event_id
+from billing_events import CloudEvent, SubscriptionCancelled, SubscriptionChanged, derived_event_id
 from billing_runtime.errors import BillingError, Conflict, NotFound
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.tenancy import select_scoped
@@ -48,6 +48,21 @@ def _out(row: Any, duplicate: bool) -> dict[str, Any]:
         "received_at": row.received_at.isoformat(),
         "status": "duplicate" if duplicate else "accepted",
     }
+
+
+def change_event(runtime: ServiceRuntime, tenant: str, row: dict[str, Any], subscription: str, account: str, requested_at: datetime) -> CloudEvent[Any]:
+    """The event of an accepted change `row` (live or imported) of `subscription`, billed to `account`."""
+    common = {
+        "subscription_id": subscription,
+        "order_id": row["change_id"],
+        "account_id": account,
+        "partner_id": tenant,
+        "requested_at": requested_at,
+        "effective_on": row["effective_on"],
+    }
+    kind = row["kind"]
+    data = SubscriptionChanged(**common, quantity=row["quantity"]) if kind == "quantity" else SubscriptionCancelled(**common)
+    return runtime.event(data, tenant=tenant, event_id=derived_event_id(f"order_{kind}", tenant, row["change_id"]), subject=subscription)
 
 
 async def change_order(runtime: ServiceRuntime, session: AsyncSession, tenant: str, order_id: str, raw: Any, kind: str) -> dict[str, Any]:
@@ -87,18 +102,7 @@ async def change_order(runtime: ServiceRuntime, session: AsyncSession, tenant: s
             "received_at": now,
         }
         await session.execute(pg_insert(repo.CHANGE).values(**row))
-        common = {
-            "subscription_id": order.subscription_id,
-            "order_id": record.id,
-            "account_id": order.account_id,
-            "partner_id": tenant,
-            "requested_at": now,
-            "effective_on": row["effective_on"],
-        }
-        data = SubscriptionChanged(**common, quantity=row["quantity"]) if kind == "quantity" else SubscriptionCancelled(**common)
-        await runtime.outbox.add(
-            session, runtime.event(data, tenant=tenant, event_id=derived_event_id(f"order_{kind}", tenant, record.id), subject=order.subscription_id)
-        )
+        await runtime.outbox.add(session, change_event(runtime, tenant, row, order.subscription_id, order.account_id, now))
         CHANGES.labels(kind, "accepted").inc()
         RECORDS.labels(f"order_{kind}", "accepted").inc()
         return _out((await repo.get_row(session, repo.CHANGE, "change_id", tenant, record.id)), duplicate=False)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, own_account, page
 from billing_runtime.conventions import record_audit_in
@@ -93,27 +95,27 @@ async def post_order_history(request: Request, tenant: Tenant, runtime: Runtime)
     """A partner's history from its previous system: orders, quantity changes and cancellations, each
     `{"kind": "order" | "change" | "cancellation", "id", "requested_at", ...}`, in the order they
     happened. All or nothing: 422 `batch_rejected` (each refused item's `code`, e.g. `period_closed`)."""
-    body = await request.body()
-    records = parse_batch(body)
-    refused = take_records(request, tenant, len(records), "history")
-    if refused is not None:
-        return refused
-    async with runtime.transaction(savepoint=False) as session:
-        outcome = await history.import_history(runtime, session, tenant, records)
-        answer = outcome.body()
-        await record_audit_in(await session.connection(), request, request_json=body, response_json=answer)
-    return Response(answer, media_type="application/json")
+    return await _post_batch(request, tenant, runtime, "history", lambda session, records: history.import_history(runtime, session, tenant, records))
 
 
 async def _create_only(request: Request, tenant: Tenant, runtime: Runtime, kind: service.Kind, atomic: bool) -> Response:
+    return await _post_batch(
+        request, tenant, runtime, kind.name, lambda session, records: service.ingest_records(runtime, session, tenant, kind, records, atomic=atomic)
+    )
+
+
+async def _post_batch(
+    request: Request, tenant: Tenant, runtime: Runtime, kind: str, ingest: Callable[[AsyncSession, list[Any]], Awaitable[service.Outcome]]
+) -> Response:
+    """A posted batch of `kind` (its records' limit: `take_records`), ingested and answered."""
     body = await request.body()
     records = parse_batch(body)
-    refused = take_records(request, tenant, len(records), kind.name)
+    refused = take_records(request, tenant, len(records), kind)
     if refused is not None:
         return refused
     # In the request's own transaction (no savepoint): any failure here fails the request whole.
     async with runtime.transaction(savepoint=False) as session:
-        outcome = await service.ingest_records(runtime, session, tenant, kind, records, atomic=atomic)
+        outcome = await ingest(session, records)
         answer = outcome.body()
         # In the same transaction as the records: the audit row commits with what it records.
         await record_audit_in(await session.connection(), request, request_json=body, response_json=answer)

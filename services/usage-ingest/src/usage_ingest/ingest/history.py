@@ -28,12 +28,26 @@ from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent, SubscriptionCancelled, SubscriptionChanged, SubscriptionOrdered, derived_event_id, subscription_id
+from billing_events import CloudEvent, SubscriptionOrdered, derived_event_id
 from billing_runtime.service import ServiceRuntime
 from usage_ingest.catalogue import service as catalogue
 from usage_ingest.ingest import repository as repo
+from usage_ingest.ingest.changes import change_event
 from usage_ingest.ingest.schemas import HistoricCancellationIn, HistoricChangeIn, HistoricOrderIn, HistoryItem, Status
-from usage_ingest.ingest.service import BatchRejected, Outcome, _conflict, _refused, _rejection, _result, content_hash
+from usage_ingest.ingest.service import (
+    Outcome,
+    RowView,
+    _conflict,
+    _order_event,
+    _order_row,
+    _posted_again,
+    _refused,
+    _rejection,
+    _result,
+    _unknown_customer,
+    batch_rejected,
+    content_hash,
+)
 
 tracer = trace.get_tracer(__name__)
 IMPORTED = Counter("billing_ingest_history_items_total", "Historic orders, changes and cancellations posted, by kind and outcome", ["kind", "outcome"])
@@ -87,13 +101,6 @@ def _change_result(row: Any) -> dict[str, Any]:
     }
 
 
-class _Row:
-    """A row dict read like a stored row (attribute access), for the answer of an accepted item."""
-
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.__dict__.update(row)
-
-
 async def import_history(runtime: ServiceRuntime, session: AsyncSession, tenant: str, raw_items: list[Any]) -> Outcome:
     """Validate, store and emit a batch of historic items, in the order given; refused whole
     (`BatchRejected`, nothing written) when any item is rejected or conflicts."""
@@ -102,8 +109,7 @@ async def import_history(runtime: ServiceRuntime, session: AsyncSession, tenant:
         outcome, events = await _judge_and_write(runtime, session, tenant, raw_items)
         if refused := outcome.refusals():
             REFUSED_BATCHES.labels(refused[0]["code"]).inc()
-            errors = [{k: r[k] for k in ("index", "id", "code", "field", "message")} for r in refused]
-            raise BatchRejected(f"{len(refused)} of {len(raw_items)} historic items cannot be accepted; nothing was written", errors=errors)
+            raise batch_rejected(refused, len(raw_items), "historic items")
         await runtime.outbox.add_many(session, events)
         for r, raw in zip(outcome.results, raw_items, strict=True):
             IMPORTED.labels(str(raw.get("kind")) if isinstance(raw, dict) else "unknown", r["status"]).inc()
@@ -149,9 +155,7 @@ async def _judge_and_write(runtime: ServiceRuntime, session: AsyncSession, tenan
         seen[(space, item.id)] = (index, digest)
         stored = stored_orders.get(item.id) if space == "order" else stored_changes.get(item.id)
         if stored is not None:
-            same = stored.content_hash == digest
-            answer = _order_result(stored) if space == "order" else _change_result(stored)
-            results[index] = _result(index, item.id, Status.DUPLICATE, result=answer) if same else _conflict(index, item.id)
+            results[index] = _posted_again(index, item.id, stored, digest, _order_result if space == "order" else _change_result)
             continue
         if item.requested_at > now:
             results[index] = _refused(
@@ -169,41 +173,17 @@ async def _judge_and_write(runtime: ServiceRuntime, session: AsyncSession, tenan
         if isinstance(item, HistoricOrderIn):
             account = accounts.get(item.customer_id)
             if account is None:
-                results[index] = _refused(
-                    index, item.id, Status.REJECTED, "unknown_customer", "customer_id", f"no customer {item.customer_id!r}; post it to /v1/customers first"
-                )
+                results[index] = _unknown_customer(index, item.id, item.customer_id)
                 continue
             if index in unknown:
                 results[index] = _refused(index, item.id, Status.REJECTED, *unknown[index])
                 continue
-            row: dict[str, Any] = {
-                "tenant": tenant,
-                "order_id": item.id,
-                "subscription_id": subscription_id(tenant, item.id),
-                "account_id": account,
-                "product_code": item.product_code,
-                "quantity": item.quantity,
-                "start_on": item.start_date,
-                "setup_exempt": item.setup_exempt,
-                "content_hash": digest,
-                "received_at": now,
-                "requested_at": item.requested_at,
-            }
+            row = {**_order_row(tenant, item, account, now), "content_hash": digest, "requested_at": item.requested_at}
             order_rows.append(row)
             batch_targets[item.id] = _Target(row["subscription_id"], account, item.requested_at)
-            data: SubscriptionOrdered | SubscriptionChanged | SubscriptionCancelled = SubscriptionOrdered(
-                subscription_id=row["subscription_id"],
-                order_id=item.id,
-                account_id=account,
-                partner_id=tenant,
-                product_code=item.product_code,
-                quantity=item.quantity,
-                start_on=item.start_date,
-                ordered_at=item.requested_at,
-                setup_exempt=item.setup_exempt,
-            )
+            data = SubscriptionOrdered(**_order_event(tenant, row))
             events.append(runtime.event(data, tenant=tenant, event_id=derived_event_id("order", tenant, item.id), subject=item.id))
-            results[index] = _result(index, item.id, Status.ACCEPTED, result=_order_result(_Row(row)))
+            results[index] = _result(index, item.id, Status.ACCEPTED, result=_order_result(RowView(row)))
             continue
         target_row = stored_orders.get(item.order_id)
         target = batch_targets.get(item.order_id) or (
@@ -240,17 +220,8 @@ async def _judge_and_write(runtime: ServiceRuntime, session: AsyncSession, tenan
         change_rows.append(row)
         if kind == "cancellation":
             cancelled.add(item.order_id)  # a later change of it in the batch is refused
-        common = {
-            "subscription_id": target.subscription_id,
-            "order_id": item.id,
-            "account_id": target.account_id,
-            "partner_id": tenant,
-            "requested_at": item.requested_at,
-            "effective_on": effective,
-        }
-        data = SubscriptionChanged(**common, quantity=quantity) if kind == "quantity" else SubscriptionCancelled(**common)
-        events.append(runtime.event(data, tenant=tenant, event_id=derived_event_id(f"order_{kind}", tenant, item.id), subject=target.subscription_id))
-        results[index] = _result(index, item.id, Status.ACCEPTED, result=_change_result(_Row(row)))
+        events.append(change_event(runtime, tenant, row, target.subscription_id, target.account_id, item.requested_at))
+        results[index] = _result(index, item.id, Status.ACCEPTED, result=_change_result(RowView(row)))
 
     outcome = Outcome("history", [r for r in results if r is not None])
     if outcome.refusals():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -77,7 +77,11 @@ _ADDED_LATER = {"address": None, "tax_exempt": False, "setup_exempt": False, "co
 
 
 def content_hash(record: BaseModel) -> str:
-    content = {k: v for k, v in record.model_dump(mode="json").items() if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
+    return _digest(record.model_dump(mode="json"))
+
+
+def _digest(dumped: dict[str, Any]) -> str:
+    content = {k: v for k, v in dumped.items() if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -173,7 +177,8 @@ def _order_event(tenant: str, row: dict[str, Any]) -> dict[str, Any]:
         "product_code": row["product_code"],
         "quantity": row["quantity"],
         "start_on": row["start_on"],
-        "ordered_at": row["received_at"],
+        # An order imported from another system's history was ordered when its customer asked.
+        "ordered_at": row.get("requested_at") or row["received_at"],
         "setup_exempt": row.get("setup_exempt", False),
     }
 
@@ -264,22 +269,31 @@ class Outcome:
     results: list[dict[str, Any]]
 
     def counts(self) -> dict[str, int]:
-        counts = {status.value: 0 for status in Status}
-        for r in self.results:
-            counts[r["status"]] += 1
-        return counts
+        return _counts(r["status"] for r in self.results)
 
     def body(self) -> bytes:
         """The `BatchResult` JSON."""
         return to_json({**self.counts(), "results": self.results})
 
     def count_metrics(self) -> None:
-        for status, n in self.counts().items():
-            if n:
-                RECORDS.labels(self.kind, status).inc(n)
+        _count_metrics(self.kind, self.counts())
 
     def refusals(self) -> list[dict[str, Any]]:
         return [r for r in self.results if r["status"] in (Status.REJECTED, Status.CONFLICT)]
+
+
+def _counts(statuses: Iterable[str]) -> dict[str, int]:
+    """Records by status, every status present (the counts of a `BatchResult`)."""
+    counts = {status.value: 0 for status in Status}
+    for status in statuses:
+        counts[status] += 1
+    return counts
+
+
+def _count_metrics(kind: str, counts: dict[str, int]) -> None:
+    for status, n in counts.items():
+        if n:
+            RECORDS.labels(kind, status).inc(n)
 
 
 def _result(index: int, record_id: str | None, status: Status, *, result: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -292,6 +306,21 @@ def _refused(index: int, record_id: str | None, status: Status, code: str, field
 
 def _conflict(index: int, record_id: str) -> dict[str, Any]:
     return _refused(index, record_id, Status.CONFLICT, "id_conflict", "id", "a different record with this id was already accepted; nothing was changed")
+
+
+def _posted_again(index: int, record_id: str, stored: Any, digest: str, answer: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """A record whose id is already stored: a duplicate with the stored answer if its content is the same, else a conflict."""
+    return _result(index, record_id, Status.DUPLICATE, result=answer(stored)) if stored.content_hash == digest else _conflict(index, record_id)
+
+
+def _unknown_customer(index: int, record_id: str, customer_id: str) -> dict[str, Any]:
+    return _refused(index, record_id, Status.REJECTED, "unknown_customer", "customer_id", f"no customer {customer_id!r}; post it to /v1/customers first")
+
+
+def batch_rejected(refused: list[dict[str, Any]], total: int, what: str) -> BatchRejected:
+    """The refusal of a whole batch of `total` records (`what`), listing each refused one."""
+    errors = [{k: r[k] for k in ("index", "id", "code", "field", "message")} for r in refused]
+    return BatchRejected(f"{len(refused)} of {total} {what} cannot be accepted; nothing was written", errors=errors)
 
 
 def _rejection(index: int, raw: Any, error: ValidationError) -> dict[str, Any]:
@@ -317,11 +346,7 @@ def _validate(kind: Kind, raw_records: list[Any]) -> list[tuple[int, Any] | dict
 
 def _hashes(kind: Kind, records: list[Any]) -> list[str]:
     """`content_hash` of each record, with the JSON dump of the batch made in one call."""
-    digests = []
-    for dumped in kind.batch.dump_python(records, mode="json"):
-        content = {k: v for k, v in dumped.items() if k not in _ADDED_LATER or v != _ADDED_LATER[k]}
-        digests.append(hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest())
-    return digests
+    return [_digest(dumped) for dumped in kind.batch.dump_python(records, mode="json")]
 
 
 async def ingest_records(runtime: ServiceRuntime, session: AsyncSession, tenant: str, kind: Kind, raw_records: list[Any], *, atomic: bool = False) -> Outcome:
@@ -335,8 +360,7 @@ async def ingest_records(runtime: ServiceRuntime, session: AsyncSession, tenant:
         # Refused whole: raising rolls back the caller's transaction, so nothing of it is written.
         if atomic and (refused := outcome.refusals()):
             ATOMIC_REFUSED.labels(kind.name).inc()
-            errors = [{k: r[k] for k in ("index", "id", "code", "field", "message")} for r in refused]
-            raise BatchRejected(f"{len(refused)} of {len(raw_records)} records cannot be accepted; nothing was written", errors=errors)
+            raise batch_rejected(refused, len(raw_records), "records")
         outcome.count_metrics()
         return outcome
 
@@ -373,14 +397,11 @@ async def _ingest_records(runtime: ServiceRuntime, session: AsyncSession, tenant
     for index, record, digest in candidates:
         previous = stored.get(record.id)
         if previous is not None:
-            results[index] = (
-                _result(index, record.id, Status.DUPLICATE, result=kind.result(previous)) if previous.content_hash == digest else _conflict(index, record.id)
-            )
+            results[index] = _posted_again(index, record.id, previous, digest, kind.result)
             continue
         account = accounts.get(record.customer_id)
         if account is None:
-            message = f"no customer {record.customer_id!r}; post it to /v1/customers first"
-            results[index] = _refused(index, record.id, Status.REJECTED, "unknown_customer", "customer_id", message)
+            results[index] = _unknown_customer(index, record.id, record.customer_id)
             continue
         if index in refused:
             results[index] = _refused(index, record.id, Status.REJECTED, *refused[index])
@@ -395,12 +416,10 @@ async def _ingest_records(runtime: ServiceRuntime, session: AsyncSession, tenant
     accepted: list[dict[str, Any]] = []
     for record_id, (index, row) in new_rows.items():
         if record_id in inserted:
-            results[index] = _result(index, record_id, Status.ACCEPTED, result=kind.result(_RowView(row)))
+            results[index] = _result(index, record_id, Status.ACCEPTED, result=kind.result(RowView(row)))
             accepted.append(row)
         else:
-            winner = winners[record_id]
-            same = winner.content_hash == row["content_hash"]
-            results[index] = _result(index, record_id, Status.DUPLICATE, result=kind.result(winner)) if same else _conflict(index, record_id)
+            results[index] = _posted_again(index, record_id, winners[record_id], row["content_hash"], kind.result)
     events = build_events(kind, runtime.name, tenant, now, accepted)
     # Usage in batched content mode: one message per account and chunk (billing_runtime.outbox).
     if kind is USAGE:
@@ -423,19 +442,9 @@ async def _ingest_records(runtime: ServiceRuntime, session: AsyncSession, tenant
 
 
 def _summarise(kind: str, results: list[RecordResult]) -> BatchResult:
-    counts = {status: 0 for status in Status}
-    for r in results:
-        counts[r.status] += 1
-    for status, n in counts.items():
-        if n:
-            RECORDS.labels(kind, status.value).inc(n)
-    return BatchResult(
-        accepted=counts[Status.ACCEPTED],
-        duplicate=counts[Status.DUPLICATE],
-        conflict=counts[Status.CONFLICT],
-        rejected=counts[Status.REJECTED],
-        results=results,
-    )
+    counts = _counts(r.status.value for r in results)
+    _count_metrics(kind, counts)
+    return BatchResult(**counts, results=results)
 
 
 async def upsert_customers(runtime: ServiceRuntime, session: AsyncSession, tenant: str, raw_records: list[Any]) -> BatchResult:
@@ -504,8 +513,8 @@ async def _upsert_customers(runtime: ServiceRuntime, session: AsyncSession, tena
     return _summarise("customer", results)
 
 
-class _RowView:
-    """Attribute access over a row dict, so `Kind.result` reads new and stored rows alike."""
+class RowView:
+    """Attribute access over a row dict, so the answer to a record reads new and stored rows alike."""
 
     def __init__(self, row: dict[str, Any]) -> None:
         self.__dict__.update(row)
