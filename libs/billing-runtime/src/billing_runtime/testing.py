@@ -2,7 +2,7 @@
 (PostgreSQL: the one on 127.0.0.1:5432 or `DATABASE_URL`, else an embedded one; a Tansu broker),
 and the helpers every suite uses: `serve` / `serve_all` (a service app in this process),
 `eventually` (poll until a probe answers), `migrate` (a service's schema at head, once a session),
-`publish` / `read_events` (the broker, as a peer service sees it).
+`publish` / `publish_events` / `read_events` (the broker, as a peer service sees it).
 
 Loaded automatically (a pytest11 entry point) wherever billing-runtime is installed. Every fixture
 is worker-safe under pytest-xdist: each worker has its own database, broker and random ports.
@@ -27,7 +27,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 from urllib.parse import urlsplit
 
 import httpx
@@ -311,30 +311,56 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
     await p.stop()
 
 
-Publish = Callable[[CloudEvent[Any]], Awaitable[None]]
+class Publish(Protocol):
+    def __call__(self, *events: CloudEvent[Any]) -> Awaitable[None]: ...
+
+
+async def _send(producer: AIOKafkaProducer, events: Sequence[CloudEvent[Any]], raw_value: bytes | None = None) -> None:
+    for event in events:
+        message = to_kafka(event)
+        value = raw_value if raw_value is not None else message.value
+        await producer.send_and_wait(message.topic, value=value, key=message.key, headers=message.headers)
 
 
 @pytest.fixture
 def publish(request: pytest.FixtureRequest) -> Publish:
-    """`await publish(event)`: the event on its topic, keyed and with its headers, acknowledged.
-    In a test marked `consume(False)`, handed in process (`deliver`) to every service the test
-    serves instead, as FastStream's test broker hands a message to its in-process subscribers."""
+    """`await publish(*events)`: each event on its topic, keyed and with its headers, acknowledged.
+    In a test marked `consume(False)`, handed in process (`deliver`, together) to every service
+    the test serves instead, as FastStream's test broker hands a message to its in-process subscribers."""
     if not consumes(request):
 
-        async def hand_over(event: CloudEvent[Any]) -> None:
+        async def hand_over(*events: CloudEvent[Any]) -> None:
             if not _in_process:
                 raise RuntimeError("publish() in a test marked consume(False) hands events to the apps it serves: none is served")
             for runtime in list(_in_process):
-                await deliver(runtime, event)
+                await deliver(runtime, *events)
 
         return hand_over
     producer: AIOKafkaProducer = request.getfixturevalue("producer")
 
-    async def send(event: CloudEvent[Any]) -> None:
-        message = to_kafka(event)
-        await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
+    async def send(*events: CloudEvent[Any]) -> None:
+        await _send(producer, events)
 
     return send
+
+
+async def publish_events(to: str | httpx.AsyncClient, *events: CloudEvent[Any], raw_value: bytes | None = None) -> None:
+    """`publish` for a helper that is no fixture, told where the events go: `to` a bootstrap
+    address, each event on its topic through a producer of its own, in order, acknowledged
+    (`raw_value`: sent as every event's value instead, a poison message under valid headers); `to`
+    a client `serve` gave in a test marked `consume(False)`, the events handed to that service
+    together (`deliver`: one polled batch per partition), as its consumer would have them."""
+    if isinstance(to, httpx.AsyncClient):
+        if raw_value is not None:
+            raise ValueError("a raw value is a message on the broker: publish it to a bootstrap address")
+        await deliver(to, *events)
+        return
+    producer = AIOKafkaProducer(bootstrap_servers=to, enable_idempotence=False)
+    await producer.start()
+    try:
+        await _send(producer, events, raw_value)
+    finally:
+        await producer.stop()
 
 
 @pytest.fixture
