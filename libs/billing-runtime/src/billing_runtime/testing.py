@@ -1,7 +1,8 @@
 """The shared test harness: pytest fixtures for integration tests against real servers
 (PostgreSQL: the one on 127.0.0.1:5432 or `DATABASE_URL`, else an embedded one; a Tansu broker),
 and the helpers every suite uses: `serve` / `serve_all` (a service app in this process),
-`eventually` (poll until a probe answers), `migrate` (a service's schema at head, once a session),
+`serve_on_port` (one on a real port), `eventually` (poll until a probe answers), `migrate` (a
+service's schema at head, once a session),
 `publish` / `publish_events` / `read_events` (the broker, as a peer service sees it).
 
 Loaded automatically (a pytest11 entry point) wherever billing-runtime is installed. Every fixture
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
@@ -520,6 +522,33 @@ async def serve_all(apps: dict[str, FastAPI], *, consume: bool | None = None) ->
             _served_apps[clients[name]] = app
         await asyncio.gather(*(runtime.wait_consuming() for runtime in runtimes))
         yield clients
+
+
+@contextlib.asynccontextmanager
+async def serve_on_port(app: FastAPI) -> AsyncIterator[str]:
+    """Run a service app in uvicorn on a free local port, in a task of this event loop (lifespan
+    included), and give its base URL: for a caller outside this process's ASGI transport, such as
+    a provider sandbox posting webhooks to it. Stopped, its lifespan ended, on leaving."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+
+    async def run() -> None:
+        try:
+            await server.serve()
+        except SystemExit as exit_:  # uvicorn's answer to a lifespan that failed: it would stop the event loop
+            raise RuntimeError(f"{app.title} failed to start (uvicorn exit {exit_.code}; its error is logged above)") from None
+
+    task = asyncio.create_task(run())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # the start's failure, raised here
+                raise RuntimeError(f"{app.title} stopped before it started serving")
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def _keep_if_matching(message: Any, match: Callable[[CloudEvent[Any]], bool], seen: list[CloudEvent[Any]]) -> None:
