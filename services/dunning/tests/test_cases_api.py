@@ -16,7 +16,7 @@ from dunning_testkit import case_events, case_when, eventually, headers, invoice
 
 from billing_events import DunningCaseClosed, DunningCaseOpened, Money, account_id
 from billing_events.topics import DUNNING
-from billing_runtime.testing import all_events, dead_lettered, outbox_drained, publish_events, read_events, serve
+from billing_runtime.testing import all_events, dead_lettered, deliver, outbox_drained, publish_events, read_events, serve
 from dunning.case import repository as case_repo
 from dunning.case.service import case_id
 from dunning.config import Settings
@@ -253,3 +253,13 @@ async def test_standing_is_one_snapshot_while_a_payment_closes_the_case(client: 
 
     after = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
     assert (after["open_cases"], after["suspended"], after["current_case"]) == (0, False, None)
+
+
+@pytest.mark.consume(False)  # events handed over in process (deliver)
+async def test_an_invoice_totalled_in_another_currency_opens_no_case(client: httpx.AsyncClient, tenant: str) -> None:
+    good, other = invoice_issued(tenant, str(uuid.uuid4())), invoice_issued(tenant, str(uuid.uuid4()))
+    other = other.model_copy(update={"data": other.data.model_copy(update={"total": Money.of("1516.25", "EUR")})})
+    delivery = await deliver(client, good, other)  # one buyer: one partition, one polled batch
+    assert (delivery.applied, delivery.codes) == ([good.id], ["invoice_currency_mismatch"])
+    cases = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+    assert [c["invoice_id"] for c in cases] == [good.data.invoice_id]

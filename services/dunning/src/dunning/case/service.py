@@ -33,7 +33,7 @@ from billing_events import (
 )
 from billing_events.money import open_amount, quantize
 from billing_runtime.api import decode_keyset, encode_cursor, page_of
-from billing_runtime.errors import Unprocessable
+from billing_runtime.issued import check_invoice_currency
 from billing_runtime.service import ServiceRuntime
 from dunning.account import service as accounts
 from dunning.case import repository as repo
@@ -101,16 +101,9 @@ def standing(account_id: str, cases: Iterable[Any], today: date) -> Standing:
     return result
 
 
-class InvoiceCurrencyMismatch(Unprocessable, ValueError):
-    """An InvoiceIssued whose total is in another currency than the invoice: no case is opened (dead-lettered)."""
-
-    code = "invoice_currency_mismatch"
-
-
 def case_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
     data = event.data
-    if data.total.currency != data.currency:
-        raise InvoiceCurrencyMismatch(f"invoice {data.invoice_id} total is in {data.total.currency}, not {data.currency}")
+    check_invoice_currency(data)
     return {
         "case_id": case_id(data.invoice_id),
         "invoice_id": data.invoice_id,
