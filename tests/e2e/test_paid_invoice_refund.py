@@ -18,19 +18,16 @@ import httpx
 import pytest
 import pytest_asyncio
 import stripe
-import uvicorn
-from aiokafka import AIOKafkaProducer
 
-from billing_events import Money, PeriodClosed, RatedLine, account_id, new_event, to_kafka
+from billing_events import Money, PeriodClosed, RatedLine, account_id, new_event
 from billing_events.topics import PAYMENTS
-from billing_runtime.testing import eventually, migrate, read_events, serve
+from billing_runtime.testing import eventually, migrate, publish_events, read_events, serve, serve_on_port
 from invoicing.config import Settings as InvoicingSettings
 from invoicing.invoice.service import invoice_id_for
 from invoicing.main import build as build_invoicing
 from payments.config import Settings as PaymentsSettings
 from payments.main import build as build_payments
 from provider_sandboxes import SandboxServer, StripeSandbox, running, stripe_signature
-from provider_sandboxes.common import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 START, END = date(2026, 10, 1), date(2026, 10, 31)
@@ -66,23 +63,12 @@ async def services(migrated: str, kafka_bootstrap: str, stripe_sandbox: SandboxS
         collector_interval_seconds=0.1,
         reconcile_after_seconds=0.5,
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_payments(payments_settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with (
-            httpx.AsyncClient(base_url=url, timeout=30.0) as payments,
-            serve(build_invoicing(InvoicingSettings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap))) as invoicing,
-        ):
-            yield Services(invoicing, payments, url, stripe_sandbox)
-    finally:
-        server.should_exit = True
-        await task
+    async with (
+        serve_on_port(build_payments(payments_settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30.0) as payments,
+        serve(build_invoicing(InvoicingSettings(database_url=database_url, kafka_bootstrap_servers=kafka_bootstrap))) as invoicing,
+    ):
+        yield Services(invoicing, payments, url, stripe_sandbox)
 
 
 async def card_on_file(s: Services, tenant: str, buyer: str) -> tuple[stripe.StripeClient, str]:
@@ -126,13 +112,7 @@ async def close_period(kafka_bootstrap: str, tenant: str, buyer: str, amount: st
         currency="USD",
         lines=[line],
     )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
-    await producer.start()
-    try:
-        message = to_kafka(new_event(closed, source="rating", tenant=tenant, event_id=str(uuid.uuid4())))
-        await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
-    finally:
-        await producer.stop()
+    await publish_events(kafka_bootstrap, new_event(closed, source="rating", tenant=tenant, event_id=str(uuid.uuid4())))
 
 
 async def test_a_paid_card_invoice_credited_in_full_is_refunded_once(services: Services, kafka_bootstrap: str) -> None:

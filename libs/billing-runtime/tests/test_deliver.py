@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from billing_events.testing import every_event_type, example_data, make_event
 from billing_runtime.config import CommonSettings
 from billing_runtime.errors import BillingError
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.testing import deliver, migrate
+from billing_runtime.testing import deliver, migrate, publish_events
 
 from .conftest import TallyToy
 
@@ -85,6 +86,13 @@ async def test_deliver_dead_letters_a_poison_event_alone_with_its_code(toy: Toy)
 async def test_deliver_skips_a_type_the_service_does_not_route(toy: Toy) -> None:
     delivery = await deliver(toy.runtime, make_event(PaymentSucceeded, tenant="t"))
     assert delivery.skipped and not delivery.applied and not delivery.dead_lettered
+
+
+async def test_publish_events_sends_a_raw_value_only_through_the_broker() -> None:
+    """A poison value handed over in process would skip the broker's decoding it is meant to test."""
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ValueError, match="bootstrap address"):
+            await publish_events(client, customer_event("t-raw", "c1"), raw_value=b"{")
 
 
 @pytest.fixture

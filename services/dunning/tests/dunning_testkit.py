@@ -8,7 +8,6 @@ from datetime import date
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 
 from billing_events import (
     CloudEvent,
@@ -21,10 +20,9 @@ from billing_events import (
     PaymentSucceeded,
     account_id,
     new_event,
-    to_kafka,
 )
 from billing_events.testing import example_invoice_issued
-from billing_runtime.testing import deliver, eventually
+from billing_runtime.testing import eventually
 
 DUE = date(2026, 12, 5)
 
@@ -66,24 +64,6 @@ def invoice_settled(tenant: str, invoice_id: str, customer: str = "c-1") -> Clou
         amount_paid=Money.of("1516.25", "USD"),
     )
     return event(data, tenant)
-
-
-async def publish(to: str | httpx.AsyncClient, *events: CloudEvent[Any], raw_value: bytes | None = None) -> None:
-    """The events on their topics through the broker at `to` (a bootstrap address); or, given the
-    served dunning's client (a test marked `consume(False)`), handed to it in process through the
-    runtime's dispatch (`deliver`), which is what its consumer would do with them."""
-    if isinstance(to, httpx.AsyncClient):
-        assert raw_value is None, "a raw value goes through the broker"
-        await deliver(to, *events)
-        return
-    producer = AIOKafkaProducer(bootstrap_servers=to, enable_idempotence=False)
-    await producer.start()
-    try:
-        for e in events:
-            message = to_kafka(e)
-            await producer.send_and_wait(message.topic, value=raw_value or message.value, key=message.key, headers=message.headers)
-    finally:
-        await producer.stop()
 
 
 async def case_when(client: httpx.AsyncClient, tenant: str, invoice_id: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from dunning_testkit import case_events, case_when, eventually, headers, invoice_issued, invoice_settled, payment_succeeded, publish
+from dunning_testkit import case_events, case_when, eventually, headers, invoice_issued, invoice_settled, payment_succeeded
 
 from billing_events import DunningCaseClosed, DunningCaseOpened, Money, account_id
 from billing_events.topics import DUNNING
-from billing_runtime.testing import all_events, dead_lettered, outbox_drained, read_events, serve
+from billing_runtime.testing import all_events, dead_lettered, deliver, outbox_drained, publish_events, read_events, serve
 from dunning.case import repository as case_repo
 from dunning.case.service import case_id
 from dunning.config import Settings
@@ -27,13 +27,13 @@ from dunning.main import build
 async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     invoice_id = str(uuid.uuid4())
     buyer = account_id(tenant, "c-1")
-    await publish(client, invoice_issued(tenant, invoice_id))
+    await publish_events(client, invoice_issued(tenant, invoice_id))
     opened = await case_when(client, tenant, invoice_id, lambda c: True)
     assert opened["case_id"] == case_id(invoice_id)
     assert (opened["status"], opened["amount_open"], opened["days_overdue"], opened["account_id"]) == ("open", "1516.25", 10, buyer)
     assert (opened["closed_on"], opened["close_reason"]) == (None, None)
 
-    await publish(client, payment_succeeded(tenant, invoice_id, "bank-1", "1000.00"))
+    await publish_events(client, payment_succeeded(tenant, invoice_id, "bank-1", "1000.00"))
     await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "516.25")
     standing = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
     assert {k: standing[k] for k in ("account_id", "open_cases", "overdue_cases", "amount_open", "amount_overdue", "suspended")} == {
@@ -49,14 +49,14 @@ async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, ten
 
     settled = invoice_settled(tenant, invoice_id)
     # The settlement delivered twice, and once more under another id (a re-derived event).
-    await publish(client, settled, settled, invoice_settled(tenant, invoice_id))
+    await publish_events(client, settled, settled, invoice_settled(tenant, invoice_id))
     closed = await case_when(client, tenant, invoice_id, lambda c: c["status"] == "closed")
     assert (closed["closed_on"], closed["close_reason"], closed["amount_open"], closed["days_overdue"]) == ("2026-12-12", "paid", "0.00", 0)
 
     # A later invoice of the same buyer is a marker: its case event is published after any
     # second DunningCaseClosed the duplicates could have caused.
     marker = str(uuid.uuid4())
-    await publish(client, invoice_issued(tenant, marker))
+    await publish_events(client, invoice_issued(tenant, marker))
     seen = await read_events(
         kafka_bootstrap, DUNNING.name, until=lambda s: bool(case_events(s, DunningCaseOpened, marker)), match=lambda e: e.tenant == tenant, timeout=40
     )
@@ -75,11 +75,11 @@ async def test_events_delivered_twice_change_nothing(client: httpx.AsyncClient, 
     issued = invoice_issued(tenant, invoice_id)
     paid = payment_succeeded(tenant, invoice_id, "bank-1", "100.00")
     # Same event twice, then the same payment again under another event id: one payment.
-    await publish(client, issued, issued)
-    await publish(client, paid, paid, payment_succeeded(tenant, invoice_id, "bank-1", "100.00"))
+    await publish_events(client, issued, issued)
+    await publish_events(client, paid, paid, payment_succeeded(tenant, invoice_id, "bank-1", "100.00"))
     # A second, different payment after them on the same partition: once it shows, the
     # duplicates before it have been seen too.
-    await publish(client, payment_succeeded(tenant, invoice_id, "bank-2", "0.25"))
+    await publish_events(client, payment_succeeded(tenant, invoice_id, "bank-2", "0.25"))
     case = await case_when(client, tenant, invoice_id, lambda c: Decimal(c["amount_paid"]) >= Decimal("100.25"))
     assert (case["amount_paid"], case["amount_open"]) == ("100.25", "1416.00")
     cases = (await client.get("/v1/cases", headers=headers(tenant))).json()["items"]
@@ -97,7 +97,7 @@ async def stored(database_url: str, query: str, *args: Any) -> bool:
 @pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_payment_and_settlement_before_the_invoice(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str, settings: Settings) -> None:
     invoice_id = str(uuid.uuid4())
-    await publish(client, payment_succeeded(tenant, invoice_id, "bank-1", "1516.25"), invoice_settled(tenant, invoice_id))
+    await publish_events(client, payment_succeeded(tenant, invoice_id, "bank-1", "1516.25"), invoice_settled(tenant, invoice_id))
 
     async def both_held() -> bool:
         payment = await stored(settings.database_url, "SELECT 1 FROM dunning.case_payment WHERE invoice_id = $1", invoice_id)
@@ -108,7 +108,7 @@ async def test_payment_and_settlement_before_the_invoice(client: httpx.AsyncClie
     listed = (await client.get("/v1/cases", headers=headers(tenant))).json()["items"]
     assert listed == []
 
-    await publish(client, invoice_issued(tenant, invoice_id))
+    await publish_events(client, invoice_issued(tenant, invoice_id))
     case = await case_when(client, tenant, invoice_id, lambda c: True)
     assert (case["status"], case["amount_paid"], case["amount_open"], case["closed_on"]) == ("closed", "1516.25", "0.00", "2026-12-12")
     seen = await read_events(
@@ -122,9 +122,9 @@ async def test_payment_and_settlement_before_the_invoice(client: httpx.AsyncClie
 async def test_poison_is_dead_lettered_and_the_next_event_applied(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     poison = payment_succeeded(tenant, str(uuid.uuid4()), "bank-1", "10.00")
     # Known type, but the amount is a float: not a PaymentSucceeded anyone can trust.
-    await publish(kafka_bootstrap, poison, raw_value=poison.data.model_dump_json().replace('"10.00"', "10.0").encode())
+    await publish_events(kafka_bootstrap, poison, raw_value=poison.data.model_dump_json().replace('"10.00"', "10.0").encode())
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id), payment_succeeded(tenant, invoice_id, "bank-2", "16.25"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id), payment_succeeded(tenant, invoice_id, "bank-2", "16.25"))
     await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "1500.00")
     found = await dead_lettered(kafka_bootstrap, poison.id, service="dunning")
     assert "invalid billing.payment.succeeded.v1" in found["dlq_error"]
@@ -133,7 +133,7 @@ async def test_poison_is_dead_lettered_and_the_next_event_applied(client: httpx.
 @pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_list_filters_pages_and_standing(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     early, late, other = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
-    await publish(
+    await publish_events(
         client,
         invoice_issued(tenant, late, due_on=date(2027, 1, 5), total="100.00"),
         invoice_issued(tenant, early),
@@ -173,7 +173,7 @@ async def test_a_polled_batch_of_issued_invoices_opens_each_case_once(settings: 
     another currency) that is dead-lettered alone. Replaying the batch changes nothing."""
     warm, plain, paid_first, overdue = (str(uuid.uuid4()) for _ in range(4))
     async with serve(build(settings)) as client:
-        await publish(kafka_bootstrap, invoice_issued(tenant, warm), payment_succeeded(tenant, paid_first, "bank-1", "1516.25"))
+        await publish_events(kafka_bootstrap, invoice_issued(tenant, warm), payment_succeeded(tenant, paid_first, "bank-1", "1516.25"))
         await case_when(client, tenant, warm, lambda c: True)  # dunning's position on the buyer's partition is committed
         conn = await asyncpg.connect(settings.database_url)
         try:
@@ -189,7 +189,7 @@ async def test_a_polled_batch_of_issued_invoices_opens_each_case_once(settings: 
         invoice_issued(tenant, overdue, due_on=date(2026, 12, 1)),
         invoice_issued(tenant, plain, total="200.00"),
     ]
-    await publish(kafka_bootstrap, *batch)
+    await publish_events(kafka_bootstrap, *batch)
     app = build(settings)
     async with serve(app) as client:
         assert (await case_when(client, tenant, plain, lambda c: True))["amount_open"] == "200.00"
@@ -202,7 +202,7 @@ async def test_a_polled_batch_of_issued_invoices_opens_each_case_once(settings: 
         await eventually(lambda: outbox_drained(app.state.runtime))
         before = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
         marker = str(uuid.uuid4())
-        await publish(kafka_bootstrap, *batch, invoice_issued(tenant, marker))  # the batch again, then one behind it on the partition
+        await publish_events(kafka_bootstrap, *batch, invoice_issued(tenant, marker))  # the batch again, then one behind it on the partition
         await case_when(client, tenant, marker, lambda c: True)
         await eventually(lambda: outbox_drained(app.state.runtime))
         after = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
@@ -230,7 +230,7 @@ async def test_standing_is_one_snapshot_while_a_payment_closes_the_case(client: 
     invoice_id, buyer = str(uuid.uuid4()), account_id(tenant, "c-1")
     policy = await client.put("/v1/dunning-policy", headers=headers(tenant), json={"steps": [{"days_after_due": 3, "action": "suspend"}]})
     assert policy.status_code == 200, policy.text
-    await publish(client, invoice_issued(tenant, invoice_id))  # ten days overdue: suspended on arrival
+    await publish_events(client, invoice_issued(tenant, invoice_id))  # ten days overdue: suspended on arrival
     before = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
     assert (before["open_cases"], before["suspended"]) == (1, True)
 
@@ -242,7 +242,7 @@ async def test_standing_is_one_snapshot_while_a_payment_closes_the_case(client: 
         if not interleaved:
             interleaved.append(invoice_id)
             # Another connection (the consumer's own transaction) commits the payment in full.
-            await publish(client, payment_succeeded(tenant, invoice_id, "bank-1", "1516.25"))
+            await publish_events(client, payment_succeeded(tenant, invoice_id, "bank-1", "1516.25"))
         return found
 
     monkeypatch.setattr(case_repo, "open_cases_of_account", then_a_payment)
@@ -253,3 +253,13 @@ async def test_standing_is_one_snapshot_while_a_payment_closes_the_case(client: 
 
     after = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
     assert (after["open_cases"], after["suspended"], after["current_case"]) == (0, False, None)
+
+
+@pytest.mark.consume(False)  # events handed over in process (deliver)
+async def test_an_invoice_totalled_in_another_currency_opens_no_case(client: httpx.AsyncClient, tenant: str) -> None:
+    good, other = invoice_issued(tenant, str(uuid.uuid4())), invoice_issued(tenant, str(uuid.uuid4()))
+    other = other.model_copy(update={"data": other.data.model_copy(update={"total": Money.of("1516.25", "EUR")})})
+    delivery = await deliver(client, good, other)  # one buyer: one partition, one polled batch
+    assert (delivery.applied, delivery.codes) == ([good.id], ["invoice_currency_mismatch"])
+    cases = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+    assert [c["invoice_id"] for c in cases] == [good.data.invoice_id]

@@ -24,7 +24,6 @@ from dunning_testkit import (
     invoice_issued,
     payment_failed,
     payment_succeeded,
-    publish,
     standing_when,
 )
 from prometheus_client import REGISTRY
@@ -33,7 +32,7 @@ from billing_events import AccountReinstated, AccountSuspended, CloudEvent, Dunn
 from billing_events.topics import DUNNING
 from billing_runtime.api import DISTRIBUTOR
 from billing_runtime.clock import FixedClock
-from billing_runtime.testing import read_events, serve
+from billing_runtime.testing import publish_events, read_events, serve
 from dunning.config import Settings
 from dunning.main import build
 
@@ -110,7 +109,7 @@ async def test_direct_debit_failure_reminders_retry_suspension_payment_reinstate
     client, clock = walking
     invoice_id, buyer = str(uuid.uuid4()), account_id(tenant, "c-1")
     # The direct debit is collected on the due date and fails.
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id), payment_failed(tenant, invoice_id, "dd-1", "1516.25", DUE))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id), payment_failed(tenant, invoice_id, "dd-1", "1516.25", DUE))
     standing = await standing_when(client, tenant, buyer, lambda s: s["last_payment_failure"] is not None)
     assert standing["last_payment_failure"]["reason_code"] == "insufficient_funds"
     assert (standing["step"], standing["overdue_cases"], standing["suspended"]) == (None, 0, False)
@@ -130,7 +129,7 @@ async def test_direct_debit_failure_reminders_retry_suspension_payment_reinstate
     assert suspended["current_case"]["days_overdue"] == 23 and suspended["cascaded_from"] is None
 
     paid_on = DUE + timedelta(days=24)
-    await publish(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "dd-2", "1516.25", paid_on=paid_on))
+    await publish_events(kafka_bootstrap, payment_succeeded(tenant, invoice_id, "dd-2", "1516.25", paid_on=paid_on))
     # The standing is one snapshot: the reinstatement shows with the closed case, never before it.
     cleared = await standing_when(client, tenant, buyer, lambda s: not s["suspended"])
     assert (cleared["open_cases"], cleared["amount_overdue"], cleared["step"]) == (0, [], None)
@@ -167,7 +166,7 @@ async def test_the_background_loop_reaches_steps_by_the_clock(settings: Settings
     app = build(settings.model_copy(update={"clock_fixed_at": at(DUE), "evaluate_interval_seconds": 0.2}))
     async with serve(app) as client:
         invoice_id = str(uuid.uuid4())
-        await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id))
+        await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id))
         await case_when(client, tenant, invoice_id, lambda c: True)
         app.state.runtime.clock.set(at(DUE + timedelta(days=8)))
         case = await case_when(client, tenant, invoice_id, lambda c: c["step"] == 3)
@@ -194,12 +193,12 @@ async def test_a_credit_note_clearing_a_partly_paid_overdue_invoice_closes_once_
 ) -> None:
     # The client's clock is 2026-12-15; an invoice due 30 days before arrives: every step at once, suspended.
     invoice_id, buyer = str(uuid.uuid4()), account_id(tenant, "c-1")
-    await publish(client, invoice_issued(tenant, invoice_id, total="100.00", due_on=date(2026, 11, 15)))
+    await publish_events(client, invoice_issued(tenant, invoice_id, total="100.00", due_on=date(2026, 11, 15)))
     suspended = await standing_when(client, tenant, buyer, lambda s: s["suspended"])
     assert (suspended["step"], suspended["suspended_on"]) == (5, "2026-12-15")
-    await publish(client, payment_succeeded(tenant, invoice_id, "bank-1", "40.00"))
+    await publish_events(client, payment_succeeded(tenant, invoice_id, "bank-1", "40.00"))
     await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "60.00")
-    await publish(client, credit_note(tenant, invoice_id, credited, date(2026, 12, 14)))
+    await publish_events(client, credit_note(tenant, invoice_id, credited, date(2026, 12, 14)))
     closed = await case_when(client, tenant, invoice_id, lambda c: c["status"] == "closed")
     assert (closed["close_reason"], closed["closed_on"], closed["amount_open"], closed["amount_paid"]) == ("credited", "2026-12-14", "0.00", "40.00")
     clear = await standing_when(client, tenant, buyer, lambda s: not s["suspended"])
@@ -220,8 +219,8 @@ async def test_hierarchy_customer_suspension_stays_below_partner_cascade_goes_do
 
     # The partner's customers: one known from CustomerUpserted only, one with an overdue invoice of its own.
     own_case, partner_case = str(uuid.uuid4()), str(uuid.uuid4())
-    await publish(kafka_bootstrap, customer_upserted(partner, "loyal"), invoice_issued(partner, own_case, customer="late"))
-    await publish(kafka_bootstrap, invoice_issued(DISTRIBUTOR, partner_case, customer=partner))
+    await publish_events(kafka_bootstrap, customer_upserted(partner, "loyal"), invoice_issued(partner, own_case, customer="late"))
+    await publish_events(kafka_bootstrap, invoice_issued(DISTRIBUTOR, partner_case, customer=partner))
     await case_when(client, partner, own_case, lambda c: True)
     await case_when(client, DISTRIBUTOR, partner_case, lambda c: True)
     clock.set(at(DUE + timedelta(days=1)))
@@ -243,13 +242,13 @@ async def test_hierarchy_customer_suspension_stays_below_partner_cascade_goes_do
 
     # A customer the partner adds while suspended follows it.
     newcomer = account_id(partner, "newcomer")
-    await publish(kafka_bootstrap, customer_upserted(partner, "newcomer"))
+    await publish_events(kafka_bootstrap, customer_upserted(partner, "newcomer"))
     joined = await standing_when(client, partner, newcomer, lambda s: s["suspended"])
     assert joined["cascaded_from"] == partner_account
 
     # The partner pays: it and the customers suspended through it are reinstated; the customer
     # suspended for its own debt stays suspended.
-    await publish(kafka_bootstrap, payment_succeeded(DISTRIBUTOR, partner_case, "bank-9", "1516.25", customer=partner, paid_on=date(2026, 12, 7)))
+    await publish_events(kafka_bootstrap, payment_succeeded(DISTRIBUTOR, partner_case, "bank-9", "1516.25", customer=partner, paid_on=date(2026, 12, 7)))
     await standing_when(client, DISTRIBUTOR, partner_account, lambda s: not s["suspended"])
     await standing_when(client, partner, loyal, lambda s: not s["suspended"])
     await standing_when(client, partner, newcomer, lambda s: not s["suspended"])

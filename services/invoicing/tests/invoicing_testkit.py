@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -26,10 +26,9 @@ from billing_events import (
     RatedLine,
     account_id,
     new_event,
-    to_kafka,
 )
 from billing_runtime.db import async_url
-from billing_runtime.testing import deliver, eventually
+from billing_runtime.testing import eventually
 from invoicing.config import Settings
 
 T = TypeVar("T")
@@ -152,23 +151,6 @@ def payment(seller: str, invoice: dict[str, Any], amount: str, paid_on: date, pa
 
 def event(data: EventData, tenant: str, event_id: str | None = None) -> CloudEvent[Any]:
     return new_event(data, source="tests", tenant=tenant, event_id=event_id)
-
-
-async def publish(to: str | httpx.AsyncClient, *events: CloudEvent[Any]) -> None:
-    """The events on their topics through the broker at `to` (a bootstrap address); or, given the
-    served invoicing's client (a test marked `consume(False)`), handed to it in process through the
-    runtime's dispatch (`deliver`), which is what its consumer would do with them."""
-    if isinstance(to, httpx.AsyncClient):
-        await deliver(to, *events)
-        return
-    producer = AIOKafkaProducer(bootstrap_servers=to, enable_idempotence=False)
-    await producer.start()
-    try:
-        for e in events:
-            msg = to_kafka(e)
-            await producer.send_and_wait(msg.topic, value=msg.value, key=msg.key, headers=msg.headers)
-    finally:
-        await producer.stop()
 
 
 async def poll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 60.0) -> T:

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import buyer_known, customer, event, headers, pdf_fonts, period_closed, publish, put_seller, rated, wait_for_invoices
+from invoicing_testkit import buyer_known, customer, event, headers, pdf_fonts, period_closed, put_seller, rated, wait_for_invoices
 
 from billing_events import RatedLine, account_id
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.testing import serve
+from billing_runtime.testing import publish_events, serve
 from invoicing.config import Settings
 from invoicing.invoice.service import issue_invoice
 from invoicing.main import build
@@ -76,7 +76,7 @@ async def _consolidated_partner_invoice_and_its_preview(client: httpx.AsyncClien
     preview = r.json()
     assert (preview["total"], preview["issued_on"], preview["due_on"], preview["already_issued"]) == ("1516.25", "2026-11-02", "2026-12-05", False)
 
-    await publish(client, event(period_closed(distributor, partner, lines, tier="wholesale"), distributor))
+    await publish_events(client, event(period_closed(distributor, partner, lines, tier="wholesale"), distributor))
     [summary] = await wait_for_invoices(client, distributor, 1)
     invoice = (await client.get(f"/v1/invoices/{summary['id']}", headers=headers(distributor))).json()
     assert summary["id"] == preview["invoice_id"]
@@ -119,7 +119,7 @@ async def test_retail_invoice_in_the_partners_name(client: httpx.AsyncClient, se
     partner = tenant
     await put_seller(client, partner, **NORTHWIND)
     contoso = customer(partner, "contoso", "Contoso Dental")
-    await publish(client, event(contoso, partner))
+    await publish_events(client, event(contoso, partner))
     await buyer_known(settings, contoso.account_id)  # a preview names a buyer the seller has
     r = await client.post(
         "/v1/invoices/preview",
@@ -145,7 +145,7 @@ async def test_retail_invoice_in_the_partners_name(client: httpx.AsyncClient, se
 async def test_preview_rejects_bad_input(client: httpx.AsyncClient, settings: Settings, tenant: str, kafka_bootstrap: str) -> None:
     await put_seller(client, tenant, name="Cloudy Ltd", country="IE", vat_id="IE6388047V", invoice_prefix="CL")
     known = customer(tenant, "known", "Known Buyer", country="IE", currency="EUR")
-    await publish(client, event(known, tenant))
+    await publish_events(client, event(known, tenant))
     await buyer_known(settings, known.account_id)
     base = {"buyer_account_id": known.account_id, "period_start": "2026-10-01", "period_end": "2026-10-31", "currency": "EUR"}
     eur = rated("l1", "X", "1", "1.00", "EUR").model_dump(mode="json")

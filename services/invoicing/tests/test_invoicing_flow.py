@@ -20,7 +20,6 @@ from invoicing_testkit import (
     payment,
     period_closed,
     poll,
-    publish,
     put_seller,
     rated,
     raw_messages,
@@ -29,7 +28,7 @@ from invoicing_testkit import (
 
 from billing_events import InvoiceIssued, account_id, derived_event_id
 from billing_events.topics import DEAD_LETTER, INVOICES
-from billing_runtime.testing import read_events
+from billing_runtime.testing import publish_events, read_events
 from invoicing.config import Settings
 from invoicing.seller.service import default_prefix
 from invoicing.tax.engine import NOTES, Scheme
@@ -42,9 +41,9 @@ NOV_START, NOV_END = date(2026, 11, 1), date(2026, 11, 30)
 async def test_worked_example_a(client: httpx.AsyncClient, tenant: str, settings: Settings, kafka_bootstrap: str) -> None:
     await put_seller(client, tenant)
     buyer = account_id(tenant, "northwind-it")
-    await publish(client, event(customer(tenant, "northwind-it", "Northwind IT"), tenant))
+    await publish_events(client, event(customer(tenant, "northwind-it", "Northwind IT"), tenant))
     await buyer_known(settings, buyer)
-    await publish(client, event(period_closed(tenant, buyer, example_a_lines()), tenant))
+    await publish_events(client, event(period_closed(tenant, buyer, example_a_lines()), tenant))
 
     [summary] = await wait_for_invoices(client, tenant, 1)
     assert {k: summary[k] for k in summary if k != "id"} == {
@@ -120,7 +119,7 @@ async def test_period_closed_twice_issues_one_invoice(client: httpx.AsyncClient,
     resent = event(october.data, tenant)
     september = event(period_closed(tenant, buyer, [rated("l1", "USR-SUP", "1", "35.00")], start=SEP_START, end=SEP_END), tenant)
     # Same buyer, so same partition: September is applied after all copies of October.
-    await publish(kafka_bootstrap, october, october, resent, september)
+    await publish_events(kafka_bootstrap, october, october, resent, september)
 
     await wait_for_invoices(client, tenant, 2)
     by_period = {i["period_start"]: i for i in await invoices(client, tenant)}
@@ -137,7 +136,7 @@ async def test_period_closed_twice_issues_one_invoice(client: httpx.AsyncClient,
 @pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_twenty_buyers_get_numbers_one_to_twenty(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     buyers = [account_id(tenant, f"c-{i}") for i in range(20)]
-    await publish(client, *(event(period_closed(tenant, b, [rated("l1", "EML-HST", "3", "6.75")]), tenant) for b in buyers))
+    await publish_events(client, *(event(period_closed(tenant, b, [rated("l1", "EML-HST", "3", "6.75")]), tenant) for b in buyers))
     await wait_for_invoices(client, tenant, 20)
 
     # Walk the list in pages of 7 through the cursor.
@@ -167,12 +166,12 @@ async def test_twenty_buyers_get_numbers_one_to_twenty(client: httpx.AsyncClient
 @pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_partial_then_full_payment(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     buyer = account_id(tenant, "fabrikam")
-    await publish(client, event(period_closed(tenant, buyer, [rated("l1", "SETUP-CORE", "4", "25.00", "EUR")], currency="EUR"), tenant))
+    await publish_events(client, event(period_closed(tenant, buyer, [rated("l1", "SETUP-CORE", "4", "25.00", "EUR")], currency="EUR"), tenant))
     [invoice] = await wait_for_invoices(client, tenant, 1)
     assert invoice["total"] == "100.00"
 
     first = payment(tenant, invoice, "40.00", date(2026, 11, 20))
-    await publish(client, event(first, tenant))
+    await publish_events(client, event(first, tenant))
     [after_first] = await poll(lambda: invoices(client, tenant), lambda items: items[0]["amount_paid"] != "0.00")
     assert (after_first["status"], after_first["amount_paid"], after_first["open_amount"], after_first["paid_on"]) == (
         "open",
@@ -183,7 +182,7 @@ async def test_partial_then_full_payment(client: httpx.AsyncClient, tenant: str,
 
     # The first payment again under another event id, then the rest, then a stray late duplicate.
     rest = payment(tenant, invoice, "60.00", date(2026, 12, 3))
-    await publish(client, event(first, tenant), event(rest, tenant), event(rest, tenant))
+    await publish_events(client, event(first, tenant), event(rest, tenant), event(rest, tenant))
     [paid] = await poll(lambda: invoices(client, tenant), lambda items: items[0]["status"] == "paid")
     assert (paid["amount_paid"], paid["open_amount"], paid["paid_on"]) == ("100.00", "0.00", "2026-12-03")
 
@@ -197,7 +196,7 @@ async def test_poison_period_is_dead_lettered_and_the_next_one_applied(client: h
     buyer = account_id(tenant, "contoso")
     poison = event(period_closed(tenant, buyer, [rated("l1", "X", "1", "10.00", "ZZZ")], currency="ZZZ"), tenant)
     good = event(period_closed(tenant, buyer, [rated("l1", "X", "1", "10.00")], start=NOV_START, end=NOV_END), tenant)
-    await publish(kafka_bootstrap, poison, good)
+    await publish_events(kafka_bootstrap, poison, good)
 
     [invoice] = await wait_for_invoices(client, tenant, 1)
     assert (invoice["period_start"], invoice["number"]) == ("2026-11-01", f"{default_prefix(tenant)}-000001")
@@ -209,12 +208,12 @@ async def test_poison_period_is_dead_lettered_and_the_next_one_applied(client: h
 
 async def test_payment_for_unknown_invoice_is_dead_lettered(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     buyer = account_id(tenant, "contoso")
-    await publish(kafka_bootstrap, event(period_closed(tenant, buyer, [rated("l1", "X", "2", "10.00")]), tenant))
+    await publish_events(kafka_bootstrap, event(period_closed(tenant, buyer, [rated("l1", "X", "2", "10.00")]), tenant))
     [invoice] = await wait_for_invoices(client, tenant, 1)
 
     stray = event(payment(tenant, {**invoice, "id": str(uuid.uuid4())}, "5.00", date(2026, 11, 5)), tenant)
     good = event(payment(tenant, invoice, "20.00", date(2026, 11, 6)), tenant)
-    await publish(kafka_bootstrap, stray, good)
+    await publish_events(kafka_bootstrap, stray, good)
 
     [paid] = await poll(lambda: invoices(client, tenant), lambda items: items[0]["status"] == "paid")
     assert (paid["amount_paid"], paid["paid_on"]) == ("20.00", "2026-11-06")
@@ -225,7 +224,7 @@ async def test_payment_for_unknown_invoice_is_dead_lettered(client: httpx.AsyncC
 @pytest.mark.consume(False)  # events handed over in process (deliver)
 async def test_invoice_of_another_seller_is_not_found(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     buyer = account_id(tenant, "contoso")
-    await publish(client, event(period_closed(tenant, buyer, [rated("l1", "X", "1", "10.00")]), tenant))
+    await publish_events(client, event(period_closed(tenant, buyer, [rated("l1", "X", "1", "10.00")]), tenant))
     [invoice] = await wait_for_invoices(client, tenant, 1)
 
     assert (await client.get(f"/v1/invoices/{invoice['id']}", headers=headers(tenant))).status_code == 200

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import CLOUDY, buyer_known, customer, event, headers, invoices, period_closed, publish, put_seller, rated, wait_for_invoices
+from invoicing_testkit import CLOUDY, buyer_known, customer, event, headers, invoices, period_closed, put_seller, rated, wait_for_invoices
 
 from billing_events import InvoiceIssued, RatedLine, account_id
 from billing_events.topics import INVOICES
-from billing_runtime.testing import dead_lettered, read_events, serve
+from billing_runtime.testing import dead_lettered, publish_events, read_events, serve
 from invoicing.config import Settings
 from invoicing.main import build
 from invoicing.tax.engine import NOTES, Scheme
@@ -43,11 +43,11 @@ async def test_worked_example_b_and_the_oss_report(client: httpx.AsyncClient, te
         "badvat": customer(tenant, "badvat", "Bad VAT GmbH", country="DE", vat_id="DE136695977", currency="EUR"),
         "charity": customer(tenant, "charity", "Dublin Charity", country="IE", tax_exempt=True, currency="EUR"),
     }
-    await publish(client, *(event(c, tenant) for c in people.values()))
+    await publish_events(client, *(event(c, tenant) for c in people.values()))
     for c in people.values():
         await buyer_known(settings, c.account_id)
     seats = {"bakery": "5", "acme": "10", "jean": "1", "badvat": "1", "charity": "2"}
-    await publish(client, *(event(period_closed(tenant, people[k].account_id, [m365("l1", q)], currency="EUR"), tenant) for k, q in seats.items()))
+    await publish_events(client, *(event(period_closed(tenant, people[k].account_id, [m365("l1", q)], currency="EUR"), tenant) for k, q in seats.items()))
     await wait_for_invoices(client, tenant, len(seats))
     by_buyer = {i["buyer_name"]: i for i in await invoices(client, tenant)}
     assert {name: (i["net_total"], i["tax_total"], i["total"]) for name, i in by_buyer.items()} == {
@@ -111,10 +111,10 @@ async def test_buyer_without_a_country_is_dead_lettered_and_takes_no_number(clie
     await put_seller(client, tenant, **CLOUDY)
     stranger = event(period_closed(tenant, account_id(tenant, "never-announced"), [m365("l1", "1")], currency="EUR"), tenant)
     known = customer(tenant, "bakery", "Dublin Bakery", country="IE", currency="EUR")
-    await publish(kafka_bootstrap, stranger, event(known, tenant))
+    await publish_events(kafka_bootstrap, stranger, event(known, tenant))
     dead = await dead_lettered(kafka_bootstrap, stranger.id, timeout=90.0)
     assert dead["dlq_code"] == "buyer_country_missing" and "buyer without a country" in dead["dlq_error"]
-    await publish(kafka_bootstrap, event(period_closed(tenant, known.account_id, [m365("l1", "1")], currency="EUR"), tenant))
+    await publish_events(kafka_bootstrap, event(period_closed(tenant, known.account_id, [m365("l1", "1")], currency="EUR"), tenant))
     [issued] = await wait_for_invoices(client, tenant, 1)
     assert issued["number"] == "CL-000001"
 
@@ -123,7 +123,7 @@ async def test_unsupported_product_tax_category_is_dead_lettered(client: httpx.A
     await put_seller(client, tenant, **CLOUDY)
     line = m365("l1", "1").model_copy(update={"tax_category": "luxury"})
     bad = event(period_closed(tenant, account_id(tenant, "x"), [line], currency="EUR"), tenant)
-    await publish(kafka_bootstrap, bad)
+    await publish_events(kafka_bootstrap, bad)
     dead = await dead_lettered(kafka_bootstrap, bad.id, timeout=90.0)
     assert dead["dlq_code"] == "unsupported_tax_category" and "'luxury'" in dead["dlq_error"]
     assert await invoices(client, tenant) == []
@@ -173,10 +173,10 @@ async def test_vies_check_decides_the_reverse_charge_and_is_kept_as_evidence(set
         vienna = customer(tenant, "vienna", "Wien Handel GmbH", country="AT", vat_id="ATU13585627", currency="EUR")
         # VIES down: the checksum stands (reverse charge), the evidence says VIES was unavailable.
         dutch = customer(tenant, "dutch", "Dutch BV", country="NL", vat_id="NL004495445B01", currency="EUR")
-        await publish(client, *(event(c, tenant) for c in (acme, vienna, dutch)))
+        await publish_events(client, *(event(c, tenant) for c in (acme, vienna, dutch)))
         for c in (acme, vienna, dutch):
             await buyer_known(settings, c.account_id)
-        await publish(client, *(event(period_closed(tenant, c.account_id, [m365("l1", "1")], currency="EUR"), tenant) for c in (acme, vienna, dutch)))
+        await publish_events(client, *(event(period_closed(tenant, c.account_id, [m365("l1", "1")], currency="EUR"), tenant) for c in (acme, vienna, dutch)))
         await wait_for_invoices(client, tenant, 3)
         by_buyer = {i["buyer_name"]: i for i in await invoices(client, tenant)}
         assert {name: i["tax_total"] for name, i in by_buyer.items()} == {"Acme GmbH": "0.00", "Wien Handel GmbH": "4.12", "Dutch BV": "0.00"}

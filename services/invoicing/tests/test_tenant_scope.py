@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import buyer_known, customer, event, headers, publish, put_seller, rated
+from invoicing_testkit import buyer_known, customer, event, headers, put_seller, rated
 
+from billing_runtime.testing import publish_events
 from invoicing.config import Settings
 
 
@@ -24,7 +25,7 @@ async def test_another_sellers_buyer_and_profile_answer_404(client: httpx.AsyncC
     await put_seller(client, victim, name="Victim Seller Profile", address={"lines": ["7 Secret Lane"], "city": "Hidden", "country": "US"})
     theirs = customer(victim, "dental", "Victim Dental Practice")
     mine = customer(attacker, "law", "Attacker's Own Customer")
-    await publish(client, event(theirs, victim), event(mine, attacker))
+    await publish_events(client, event(theirs, victim), event(mine, attacker))
     await buyer_known(settings, theirs.account_id)
     await buyer_known(settings, mine.account_id)
 

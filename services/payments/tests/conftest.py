@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -8,13 +7,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 
-from billing_runtime.testing import service_under_test
+from billing_runtime.testing import serve_on_port, service_under_test
 from payments.config import Settings
 from payments.main import build
 from provider_sandboxes import GoCardlessSandbox, SandboxServer, StripeSandbox, running
-from provider_sandboxes.common import free_port
 
 # The harness's `migrated`, `settings`, `app` and `client` (billing_runtime.testing) follow from it.
 service = service_under_test("payments")
@@ -64,15 +61,5 @@ async def live(
             **live_settings,
         }
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+    async with serve_on_port(build(settings)) as url, httpx.AsyncClient(base_url=url, timeout=30.0) as client:
         yield Live(url, client, stripe_sandbox, gocardless_sandbox)
-    server.should_exit = True
-    await task

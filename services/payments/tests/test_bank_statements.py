@@ -11,12 +11,12 @@ from stdnum import iso11649
 
 from billing_events import CloudEvent
 from billing_events.topics import PAYMENTS
-from billing_runtime.testing import read_events
+from billing_runtime.testing import publish_events, read_events
 from payments.banking.reference import creditor_reference, references_in
 from payments.banking.statements import parse
 
 from .conftest import Live
-from .test_payments_api import headers, invoice_issued, known_invoice, publish
+from .test_payments_api import headers, invoice_issued, known_invoice
 
 
 def camt053(message_id: str, entries: list[tuple[str, str, str, str | None, str | None]]) -> bytes:
@@ -72,7 +72,7 @@ async def test_statements_match_by_reference_then_amount_and_buyer_with_partial_
     tenant = f"partner-{uuid.uuid4().hex[:8]}"
     client = live.client
     first = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, first, "BT-0001", total="126.69", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, first, "BT-0001", total="126.69", currency="EUR"))
     await known_invoice(client, tenant, first)
     reference = (await client.get(f"/v1/invoices/{first}", headers=headers(tenant))).json()["creditor_reference"]
     assert reference == creditor_reference("BT-0001")
@@ -114,7 +114,7 @@ async def test_statements_match_by_reference_then_amount_and_buyer_with_partial_
     # The next invoice is paid from the credit first, the rest by a transfer without reference,
     # matched by its amount and the buyer's name.
     second = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, second, "BT-0002", total="50.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, second, "BT-0002", total="50.00", currency="EUR"))
     await known_invoice(client, tenant, second)
     assert (await client.get(f"/v1/invoices/{second}", headers=headers(tenant))).json()["amount_open"] == "40.00"
     assert (await client.get(f"/v1/accounts/{buyer}/credit", headers=headers(tenant))).json()["credit"] == []

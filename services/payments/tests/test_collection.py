@@ -18,11 +18,11 @@ import stripe
 
 from billing_events import CloudEvent, CreditNoteIssued, Money, PaymentRetryRequested, account_id, new_event
 from billing_events.topics import PAYMENTS
-from billing_runtime.testing import read_events
+from billing_runtime.testing import publish_events, read_events
 from provider_sandboxes import gocardless_signature, stripe_signature
 
 from .conftest import Live
-from .test_payments_api import eventually, headers, invoice_issued, publish
+from .test_payments_api import eventually, headers, invoice_issued
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -120,7 +120,7 @@ async def test_card_on_file_is_charged_on_issue_and_refunded_by_a_credit_note(li
     assert again.status_code == 200 and again.json()["client_secret"] == method["client_secret"]
 
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0001", total="126.69", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0001", total="126.69", currency="EUR"))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.succeeded")) >= 1)
     paid = of_type(events, "payment.succeeded")[0]
     assert (paid.data.method, paid.data.provider, paid.data.amount) == ("card", "stripe", Money.of("126.69", "EUR"))
@@ -152,7 +152,7 @@ async def test_card_on_file_is_charged_on_issue_and_refunded_by_a_credit_note(li
         tax_total=Money.of("0.00", "EUR"),
         total=Money.of("26.69", "EUR"),
     )
-    await publish(kafka_bootstrap, new_event(note, source="invoicing", tenant=tenant, event_id=str(uuid.uuid4())))
+    await publish_events(kafka_bootstrap, new_event(note, source="invoicing", tenant=tenant, event_id=str(uuid.uuid4())))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     refunded = of_type(events, "payment.refunded")[0]
     assert (refunded.data.amount, refunded.data.payment_id, refunded.data.credit_note_id) == (
@@ -171,7 +171,7 @@ async def test_declined_card_fails_with_the_reason_and_a_retry_charges_the_new_c
     sc, _ = await setup_stripe(live, tenant)
     await save_card(live, sc, tenant, "card-poor", "pm_card_chargeDeclinedInsufficientFunds")
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0002", total="206.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0002", total="206.00", currency="EUR"))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.failed")) >= 1)
     failed = of_type(events, "payment.failed")[0]
     assert (failed.data.reason_code, failed.data.reason, failed.data.method) == ("insufficient_funds", "Your card has insufficient funds.", "card")
@@ -179,7 +179,7 @@ async def test_declined_card_fails_with_the_reason_and_a_retry_charges_the_new_c
     await save_card(live, sc, tenant, "card-good", "pm_card_visa")
     retry = PaymentRetryRequested(case_id="case-1", invoice_id=invoice_id, seller_id=failed.data.seller_id, account_id=buyer(tenant), attempt=1)
     retry_event = new_event(retry, source="dunning", tenant=tenant, event_id=str(uuid.uuid4()))
-    await publish(kafka_bootstrap, retry_event, retry_event)  # delivered twice: one attempt
+    await publish_events(kafka_bootstrap, retry_event, retry_event)  # delivered twice: one attempt
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.succeeded")) >= 1)
     assert of_type(events, "payment.succeeded")[0].data.payment_id == f"{invoice_id}:2"
     listed = await attempts(live, tenant, invoice_id)
@@ -194,7 +194,7 @@ async def test_a_timeout_after_the_provider_charged_does_not_charge_again(live: 
     fault = {"method": "POST", "path_prefix": "/v1/payment_intents", "mode": "delay_after_commit", "seconds": 5.0}
     assert httpx.post(f"{live.stripe.url}/_sandbox/faults", json=fault).status_code == 201
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0003", total="50.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0003", total="50.00", currency="EUR"))
 
     async def unknown_then_settled() -> bool:
         return [a["status"] for a in (await attempts(live, tenant, invoice_id))["items"]] == ["succeeded"]
@@ -215,7 +215,7 @@ async def test_forged_stale_or_altered_stripe_webhooks_have_no_effect(live: Live
     httpx.post(f"{live.stripe.url}/_sandbox/faults", json={"method": "POST", "path_prefix": "/v1/payment_intents", "mode": "error_before", "times": 100000})
     try:
         invoice_id = str(uuid.uuid4())
-        await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0004", total="75.00", currency="EUR"))
+        await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0004", total="75.00", currency="EUR"))
 
         async def unknown() -> bool:
             return [a["status"] for a in (await attempts(live, tenant, invoice_id))["items"]] == ["unknown"]
@@ -301,7 +301,7 @@ async def collected_by_direct_debit(live: Live, kafka_bootstrap: str, tenant: st
     GoCardless, its PaymentSucceeded out; (GoCardless client, invoice id, GoCardless payment id)."""
     gc, _ = await gocardless_buyer(live, tenant)
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, number, total=total, currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, number, total=total, currency="EUR"))
     payment_ref = (await submitted_attempt(live, tenant, invoice_id))["provider_ref"]
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_ref}})
     await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.succeeded")) >= 1)
@@ -315,7 +315,7 @@ async def test_direct_debit_fails_with_the_bank_reason_then_a_retry_is_collected
     assert [e.data.status for e in of_type(events, "mandate.changed")][-1] == "active"
 
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0001", total="328.27", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0001", total="328.27", currency="EUR"))
 
     first = await submitted_attempt(live, tenant, invoice_id)
     payment = await asyncio.to_thread(gc.payments.get, first["provider_ref"])
@@ -326,7 +326,7 @@ async def test_direct_debit_fails_with_the_bank_reason_then_a_retry_is_collected
     assert (failed.data.reason_code, failed.data.method, failed.data.provider) == ("insufficient_funds", "direct_debit", "gocardless")
 
     retry = PaymentRetryRequested(case_id="case-1", invoice_id=invoice_id, seller_id=failed.data.seller_id, account_id=buyer(tenant), attempt=1)
-    await publish(kafka_bootstrap, new_event(retry, source="dunning", tenant=tenant, event_id=str(uuid.uuid4())))
+    await publish_events(kafka_bootstrap, new_event(retry, source="dunning", tenant=tenant, event_id=str(uuid.uuid4())))
 
     async def second_submitted() -> bool:
         items = (await attempts(live, tenant, invoice_id))["items"]
@@ -347,7 +347,7 @@ async def test_the_same_gocardless_webhook_ten_times_at_once_has_one_effect(live
     # From here the sandbox keeps its webhooks: the test delivers them itself.
     httpx.delete(f"{live.gocardless.url}/_sandbox/webhook_endpoints", headers={"Authorization": f"Bearer {token}"})
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0002", total="24.72", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0002", total="24.72", currency="EUR"))
 
     payment_id = (await submitted_attempt(live, tenant, invoice_id))["provider_ref"]
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_id}})

@@ -20,10 +20,10 @@ from billing_events import CollectingMethodChanged, MandateChanged, Party, accou
 from billing_events.topics import PAYMENTS
 from billing_runtime.auth import Scope, issue
 from billing_runtime.db import create_engine
-from billing_runtime.testing import eventually, read_events
+from billing_runtime.testing import eventually, publish_events, read_events
 
 from .conftest import Live
-from .test_payments_api import invoice_issued, publish
+from .test_payments_api import invoice_issued
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 BACK = "https://portal.example/p/t/payment-methods/return"
@@ -257,7 +257,7 @@ async def test_a_buyer_lists_its_own_payments_and_reads_their_receipts(live: Liv
     for buyer, number in ((alpha, "NW-1"), (beta, "NW-2")):
         event = invoice_issued(tenant, str(uuid.uuid4()), number, total="100.00", currency="EUR")
         data = event.data.model_copy(update={"buyer": Party(account_id=buyer, name=buyer, country="IE", email="ap@x.example")})
-        await publish(kafka_bootstrap, new_event(data, source="invoicing", tenant=tenant, event_id=str(uuid.uuid4()), subject=data.invoice_id))
+        await publish_events(kafka_bootstrap, new_event(data, source="invoicing", tenant=tenant, event_id=str(uuid.uuid4()), subject=data.invoice_id))
         invoices[buyer] = data.invoice_id
 
     async def known() -> bool:

@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from billing_events import (
@@ -19,11 +18,10 @@ from billing_events import (
     account_id,
     derived_event_id,
     new_event,
-    to_kafka,
 )
 from billing_events.testing import example_invoice_issued
 from billing_events.topics import PAYMENTS
-from billing_runtime.testing import dead_lettered, eventually, read_events, serve
+from billing_runtime.testing import dead_lettered, eventually, publish_events, read_events, serve
 from payments.config import Settings
 from payments.main import build
 
@@ -38,18 +36,6 @@ def invoice_issued(tenant: str, invoice_id: str, number: str, total: str = "1516
     return new_event(data, source="invoicing", tenant=tenant, event_id=str(uuid.uuid4()), subject=invoice_id)
 
 
-async def publish(bootstrap: str, *events: CloudEvent[Any], raw_value: bytes | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
-    await producer.start()
-    try:
-        for event in events:
-            message = to_kafka(event)
-            value = raw_value if raw_value is not None else message.value
-            await producer.send_and_wait(message.topic, value=value, key=message.key, headers=message.headers)
-    finally:
-        await producer.stop()
-
-
 async def known_invoice(client: httpx.AsyncClient, tenant: str, invoice_id: str) -> None:
     async def shows() -> bool:
         return (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).status_code == 200
@@ -59,7 +45,7 @@ async def known_invoice(client: httpx.AsyncClient, tenant: str, invoice_id: str)
 
 async def issue(client: httpx.AsyncClient, bootstrap: str, tenant: str, number: str = "NW-2026-0007", **kw: str) -> str:
     invoice_id = str(uuid.uuid4())
-    await publish(bootstrap, invoice_issued(tenant, invoice_id, number, **kw))
+    await publish_events(bootstrap, invoice_issued(tenant, invoice_id, number, **kw))
     await known_invoice(client, tenant, invoice_id)
     return invoice_id
 
@@ -189,10 +175,10 @@ async def test_each_refusal_has_its_code(client: httpx.AsyncClient, tenant: str,
 async def test_redelivery_changes_nothing_and_poison_is_set_aside(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     poison = invoice_issued(tenant, str(uuid.uuid4()), "NW-BAD")
     # Valid envelope, known type, but the total is a float: it cannot be read as an InvoiceIssued.
-    await publish(kafka_bootstrap, poison, raw_value=poison.data.model_dump_json().replace('"1516.25"', "1516.25").encode())
+    await publish_events(kafka_bootstrap, poison, raw_value=poison.data.model_dump_json().replace('"1516.25"', "1516.25").encode())
     invoice_id = str(uuid.uuid4())
     good = invoice_issued(tenant, invoice_id, "NW-2026-0007")
-    await publish(kafka_bootstrap, good)
+    await publish_events(kafka_bootstrap, good)
     await known_invoice(client, tenant, invoice_id)
 
     found = await dead_lettered(kafka_bootstrap, poison.id, service="payments")
@@ -205,7 +191,7 @@ async def test_redelivery_changes_nothing_and_poison_is_set_aside(client: httpx.
     # The same InvoiceIssued again, after money was recorded: skipped by the inbox, and the
     # amount received is not reset.
     before = duplicates()
-    await publish(kafka_bootstrap, good)
+    await publish_events(kafka_bootstrap, good)
 
     async def skipped() -> bool:
         return duplicates() > before
@@ -239,7 +225,7 @@ async def test_a_polled_batch_of_issued_invoices_is_projected_once(settings: Set
         same_number,
         invoice_issued(tenant, second, "NW-0002", total="250.00"),
     ]
-    await publish(kafka_bootstrap, *batch)
+    await publish_events(kafka_bootstrap, *batch)
     async with serve(build(settings)) as client:
         await known_invoice(client, tenant, second)
         assert "is in EUR, not USD" in (await dead_lettered(kafka_bootstrap, other_currency.id, service="payments"))["dlq_error"]
@@ -252,7 +238,7 @@ async def test_a_polled_batch_of_issued_invoices_is_projected_once(settings: Set
         r = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-1", first, amount="40.00"))
         assert r.status_code == 201, r.text
         before = duplicates()
-        await publish(kafka_bootstrap, *batch)
+        await publish_events(kafka_bootstrap, *batch)
         await eventually(lambda: duplicates() >= before + 3)  # the three it applied are skipped by the inbox
         again = (await client.get(f"/v1/invoices/{first}", headers=headers(tenant))).json()
         assert (again["amount_received"], again["amount_open"]) == ("40.00", "60.00")

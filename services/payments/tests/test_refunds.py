@@ -17,6 +17,7 @@ import pytest
 
 from billing_events import CloudEvent, CreditNoteIssued, Money, new_event
 from billing_events.events.invoicing import RefundDestination
+from billing_runtime.testing import publish_events
 from provider_sandboxes import stripe_signature
 
 from .conftest import Live
@@ -31,7 +32,7 @@ from .test_collection import (
     setup_stripe,
     tenant_id,
 )
-from .test_payments_api import eventually, headers, invoice_issued, publish
+from .test_payments_api import eventually, headers, invoice_issued
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -65,7 +66,7 @@ async def paid_by_card(live: Live, kafka_bootstrap: str, tenant: str, total: str
     sc, secret = await setup_stripe(live, tenant)
     await save_card(live, sc, tenant, "card-1", "pm_card_visa")
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, number, total=total, currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, number, total=total, currency="EUR"))
 
     async def paid() -> bool:
         return (await invoice(live, tenant, invoice_id)).get("amount_open") == "0.00"
@@ -85,7 +86,7 @@ async def test_a_paid_card_invoice_credited_in_full_is_refunded_once(live: Live,
     note = credit_note(tenant, invoice_id, "126.69", "original_method")
     first_id = str(uuid.uuid4())
     # The seller's retried request gives invoicing's same event; a replay of the topic, another envelope of the same credit note.
-    await publish(kafka_bootstrap, as_event(tenant, note, first_id), as_event(tenant, note, first_id), as_event(tenant, note, str(uuid.uuid4())))
+    await publish_events(kafka_bootstrap, as_event(tenant, note, first_id), as_event(tenant, note, first_id), as_event(tenant, note, str(uuid.uuid4())))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     refunded = of_type(events, "payment.refunded")[0].data
     assert (refunded.amount, refunded.payment_id, refunded.credit_note_id, refunded.credit_note_number) == (
@@ -111,7 +112,7 @@ async def test_a_paid_card_invoice_credited_in_full_is_refunded_once(live: Live,
 
     # A marker behind the replays on the same partition: every effect they could have had is on the topic before it.
     marker = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, marker, "CL-0002", total="1.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, marker, "CL-0002", total="1.00", currency="EUR"))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: any(e.data.invoice_id == marker for e in of_type(s, "payment.succeeded")))
     assert len(of_type(events, "payment.refunded")) == 1
     refunds = (await asyncio.to_thread(sc.v1.refunds.list, {"payment_intent": intent})).data
@@ -127,7 +128,7 @@ async def test_a_partial_credit_note_on_a_paid_invoice_is_refunded_to_the_cent(l
     sc, _, invoice_id = await paid_by_card(live, kafka_bootstrap, tenant, "191.27")
     # Invoicing's credit of the 52.50 shipping line at 23 %: 52.50 + 12.08 = 64.58.
     note = credit_note(tenant, invoice_id, "64.58", None)
-    await publish(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))
+    await publish_events(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     assert of_type(events, "payment.refunded")[0].data.amount == Money.of("64.58", "EUR")
     intent = (await attempts(live, tenant, invoice_id))["items"][0]["provider_ref"]
@@ -140,7 +141,7 @@ async def test_a_credit_kept_as_the_buyers_balance_pays_the_next_invoice_first(l
     tenant = tenant_id()
     sc, _, first = await paid_by_card(live, kafka_bootstrap, tenant, "126.69")
     note = credit_note(tenant, first, "26.69", "buyer_balance")
-    await publish(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))
+    await publish_events(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     kept = of_type(events, "payment.refunded")[0].data
     assert (kept.amount, kept.refund_to, kept.method, kept.provider, kept.credit_note_id) == (
@@ -154,7 +155,7 @@ async def test_a_credit_kept_as_the_buyers_balance_pays_the_next_invoice_first(l
     assert balance == [{"amount": "26.69", "currency": "EUR"}]
 
     second = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, second, "CL-0002", total="100.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, second, "CL-0002", total="100.00", currency="EUR"))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len([e for e in of_type(s, "payment.succeeded") if e.data.invoice_id == second]) >= 2)
     paid = sorted((e.data.payment_id, e.data.provider, e.data.amount) for e in of_type(events, "payment.succeeded") if e.data.invoice_id == second)
     assert paid == sorted([(f"credit:{second}", "account_credit", Money.of("26.69", "EUR")), (f"{second}:1", "stripe", Money.of("73.31", "EUR"))])
@@ -169,7 +170,7 @@ async def test_a_credit_kept_as_the_buyers_balance_pays_the_next_invoice_first(l
 async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, kafka_bootstrap: str) -> None:
     tenant = tenant_id()
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0001", total="191.27", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0001", total="191.27", currency="EUR"))
 
     async def known() -> bool:
         return (await live.client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).status_code == 200
@@ -193,7 +194,7 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_bank_account")
 
     note = credit_note(tenant, invoice_id, "64.58", "original_method")
-    await publish(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))
+    await publish_events(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))
 
     async def waiting() -> bool:
         refunds = (await attempts(live, tenant, invoice_id))["refunds"]
@@ -240,7 +241,7 @@ async def test_a_collected_direct_debit_is_refunded_through_gocardless_to_the_ce
     gc, invoice_id, payment_ref = await collected_by_direct_debit(live, kafka_bootstrap, tenant, "AC-0001", "328.27")
 
     note = credit_note(tenant, invoice_id, "39.87", "original_method")  # worked example B's prorated 4 users
-    await publish(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))
+    await publish_events(kafka_bootstrap, as_event(tenant, note, str(uuid.uuid4())))
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     refunded = of_type(events, "payment.refunded")[0].data
     assert (refunded.amount, refunded.method, refunded.provider, refunded.payment_id) == (

@@ -15,6 +15,7 @@ import stripe
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing_events import PaymentRetryRequested, new_event
+from billing_runtime.testing import publish_events
 from provider_sandboxes import SandboxServer
 
 from .conftest import Live
@@ -29,7 +30,7 @@ from .test_collection import (
     setup_stripe,
     tenant_id,
 )
-from .test_payments_api import eventually, headers, invoice_issued, publish
+from .test_payments_api import eventually, headers, invoice_issued
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -120,14 +121,14 @@ async def test_a_card_charge_answered_after_the_timeout_charges_once_and_pays_th
     fault(live.stripe, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_after_commit", seconds=LATE)
     invoice_id = str(uuid.uuid4())
     issued = invoice_issued(tenant, invoice_id, "CL-0101", total="163.59", currency="EUR")
-    await publish(kafka_bootstrap, issued)
+    await publish_events(kafka_bootstrap, issued)
 
     async def attempt_written() -> bool:
         return bool((await attempts(live, tenant, invoice_id))["items"])
 
     await eventually(attempt_written)
     retry = PaymentRetryRequested(case_id="case-1", invoice_id=invoice_id, seller_id=issued.data.seller.account_id, account_id=buyer(tenant), attempt=1)
-    await publish(kafka_bootstrap, new_event(retry, source="dunning", tenant=tenant, event_id=str(uuid.uuid4())))
+    await publish_events(kafka_bootstrap, new_event(retry, source="dunning", tenant=tenant, event_id=str(uuid.uuid4())))
 
     listed = await settled(live, tenant, invoice_id, ["succeeded", "canceled"])
     assert listed["items"][1]["reason_code"] == "nothing_open"  # dunning's retry: nothing left to charge
@@ -147,7 +148,7 @@ async def test_a_5xx_after_the_charge_and_the_success_webhook_delivered_twice(li
     fault(live.stripe, key, method="POST", path_prefix="/v1/payment_intents", mode="error_after_commit")
     fault(live.stripe, key, mode="duplicate_webhook", event_type="payment_intent.succeeded")
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0102", total="50.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0102", total="50.00", currency="EUR"))
 
     await settled(live, tenant, invoice_id, ["succeeded"])
     assert [i.status for i in await intents(sc)] == ["succeeded"]
@@ -167,7 +168,7 @@ async def test_a_charge_still_in_flight_when_payments_asks_again_is_made_once(li
     before = await metric(live, "billing_payment_provider_calls_total", **unanswered)
     fault(live.stripe, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_before_commit", seconds=2 * LATE)
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0107", total="61.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0107", total="61.00", currency="EUR"))
 
     await settled(live, tenant, invoice_id, ["succeeded"])
     assert [(i.status, i.amount) for i in await intents(sc)] == [("succeeded", 6100)]
@@ -182,7 +183,7 @@ async def test_a_dropped_success_webhook_after_a_late_answer_is_found_by_the_rec
     fault(live.stripe, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_after_commit", seconds=LATE)
     fault(live.stripe, key, mode="drop_webhook", event_type="payment_intent.succeeded")
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0103", total="75.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0103", total="75.00", currency="EUR"))
 
     await settled(live, tenant, invoice_id, ["succeeded"])
     assert [i.status for i in await intents(sc)] == ["succeeded"]
@@ -198,7 +199,7 @@ async def test_success_webhooks_out_of_order_after_a_lost_answer(live: Live, kaf
     # payment_intent.succeeded arrives first, payment_intent.created (requires_payment_method) after it.
     fault(live.stripe, key, mode="reorder_webhooks", event_type="payment_intent.", times=2)
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0104", total="20.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0104", total="20.00", currency="EUR"))
 
     await settled(live, tenant, invoice_id, ["succeeded"])
     await webhooks_delivered(live.stripe, tenant)
@@ -213,7 +214,7 @@ async def test_a_decline_whose_answer_is_lost_fails_once_whatever_the_webhook_or
     fault(live.stripe, key, method="POST", path_prefix="/v1/payment_intents", mode="error_after_commit")
     fault(live.stripe, key, mode="reorder_webhooks", event_type="payment_intent.", times=2)
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0105", total="30.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0105", total="30.00", currency="EUR"))
 
     listed = await settled(live, tenant, invoice_id, ["failed"])
     assert listed["items"][0]["reason_code"] == "insufficient_funds"
@@ -239,7 +240,7 @@ async def test_a_second_success_for_a_paid_invoice_is_refunded_or_credited_as_th
     fault(live.stripe, key, method="POST", path_prefix="/v1/payment_intents", mode="error_after_commit")
     fault(live.stripe, key, method="GET", path_prefix="/v1/payment_intents", mode="error_before", times=100000)
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0106", total="12.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0106", total="12.00", currency="EUR"))
     await settled(live, tenant, invoice_id, ["unknown"])
 
     async def counted() -> bool:
@@ -303,12 +304,12 @@ async def test_a_direct_debit_created_late_a_retry_meanwhile_and_its_confirmatio
     fault(live.gocardless, token, mode="drop_webhook", event_type="payments.confirmed")
     invoice_id = str(uuid.uuid4())
     issued = invoice_issued(tenant, invoice_id, "AC-0101", total="99.90", currency="EUR")
-    await publish(kafka_bootstrap, issued)
+    await publish_events(kafka_bootstrap, issued)
 
     listed = await settled(live, tenant, invoice_id, ["processing"])
     payment_id = listed["items"][0]["provider_ref"]
     retry = PaymentRetryRequested(case_id="case-1", invoice_id=invoice_id, seller_id=issued.data.seller.account_id, account_id=buyer(tenant), attempt=1)
-    await publish(kafka_bootstrap, new_event(retry, source="dunning", tenant=tenant, event_id=str(uuid.uuid4())))
+    await publish_events(kafka_bootstrap, new_event(retry, source="dunning", tenant=tenant, event_id=str(uuid.uuid4())))
     await settled(live, tenant, invoice_id, ["processing", "pending"])
     assert [p.id for p in (await asyncio.to_thread(gc.payments.list)).records] == [payment_id]
     await asyncio.to_thread(gc.scenario_simulators.run, "payment_confirmed", {"links": {"resource": payment_id}})
@@ -324,7 +325,7 @@ async def test_a_direct_debit_answered_5xx_then_its_webhooks_out_of_order_and_tw
     fault(live.gocardless, token, method="POST", path_prefix="/payments", mode="error_after_commit")
     fault(live.gocardless, token, mode="duplicate_webhook", event_type="payments.created")
     invoice_id = str(uuid.uuid4())
-    await publish(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0102", total="45.00", currency="EUR"))
+    await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "AC-0102", total="45.00", currency="EUR"))
 
     listed = await settled(live, tenant, invoice_id, ["processing"])
     payment_id = listed["items"][0]["provider_ref"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Request
@@ -208,3 +208,11 @@ def decode_keyset(cursor: str | None, parse: Callable[[str], K]) -> tuple[K, str
         return parse(value), last_id
     except ValueError as exc:
         raise InvalidCursor("cursor is not one this API returned", field="cursor") from exc
+
+
+def page_of(rows: Sequence[T], limit: int, cursor_of: Callable[[T], str]) -> tuple[list[T], str | None]:
+    """A page of a keyset listing whose query fetched `limit + 1` rows (the one past the page
+    says another follows, without a count): the first `limit` rows, and the next page's cursor,
+    `cursor_of` the page's last row (`encode_cursor(value, id)`), or None on the last page."""
+    page = list(rows[:limit])
+    return page, cursor_of(page[-1]) if len(rows) > limit else None

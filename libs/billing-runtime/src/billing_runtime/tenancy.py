@@ -13,7 +13,8 @@ a lookup by id that forgets the tenant fails the first time it runs instead of a
 tenant's row. Another tenant's id then finds nothing, and the endpoint answers 404 as for an id
 nobody has. `scoped_pairs` does the same for a batch whose rows belong to several tenants (an event
 consumer's batch, each event's tenant from its envelope): one query, the (tenant, id) pairs as two
-array parameters."""
+array parameters. `of_account` narrows a tenant's query to one billing account's rows for a key
+restricted to that account, in the same spirit: another account's id is a 404 too, never a 403."""
 
 from __future__ import annotations
 
@@ -84,3 +85,10 @@ def scoped_pairs(statement: Select[Any], model: Table | type, id_column: Column[
     ids = bindparam("scoped_ids", [i for _, i in pairs], type_=ARRAY(String))
     wanted = select(func.unnest(tenants), func.unnest(ids))
     return statement.where(tuple_(tenant_column(model), id_column).in_(wanted))
+
+
+def of_account(statement: Select[Any], account_column: Column[Any], account_id: str | None) -> Select[Any]:
+    """`statement` limited to the rows whose `account_column` is `account_id` when one is given
+    (a key restricted to one billing account, or a listing's account filter): that account's rows
+    only, and another's as if they did not exist."""
+    return statement if account_id is None else statement.where(account_column == account_id)

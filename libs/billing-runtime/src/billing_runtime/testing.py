@@ -1,8 +1,9 @@
 """The shared test harness: pytest fixtures for integration tests against real servers
 (PostgreSQL: the one on 127.0.0.1:5432 or `DATABASE_URL`, else an embedded one; a Tansu broker),
 and the helpers every suite uses: `serve` / `serve_all` (a service app in this process),
-`eventually` (poll until a probe answers), `migrate` (a service's schema at head, once a session),
-`publish` / `read_events` (the broker, as a peer service sees it).
+`serve_on_port` (one on a real port), `eventually` (poll until a probe answers), `migrate` (a
+service's schema at head, once a session),
+`publish` / `publish_events` / `read_events` (the broker, as a peer service sees it).
 
 Loaded automatically (a pytest11 entry point) wherever billing-runtime is installed. Every fixture
 is worker-safe under pytest-xdist: each worker has its own database, broker and random ports.
@@ -27,11 +28,12 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
@@ -311,30 +313,56 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
     await p.stop()
 
 
-Publish = Callable[[CloudEvent[Any]], Awaitable[None]]
+class Publish(Protocol):
+    def __call__(self, *events: CloudEvent[Any]) -> Awaitable[None]: ...
+
+
+async def _send(producer: AIOKafkaProducer, events: Sequence[CloudEvent[Any]], raw_value: bytes | None = None) -> None:
+    for event in events:
+        message = to_kafka(event)
+        value = raw_value if raw_value is not None else message.value
+        await producer.send_and_wait(message.topic, value=value, key=message.key, headers=message.headers)
 
 
 @pytest.fixture
 def publish(request: pytest.FixtureRequest) -> Publish:
-    """`await publish(event)`: the event on its topic, keyed and with its headers, acknowledged.
-    In a test marked `consume(False)`, handed in process (`deliver`) to every service the test
-    serves instead, as FastStream's test broker hands a message to its in-process subscribers."""
+    """`await publish(*events)`: each event on its topic, keyed and with its headers, acknowledged.
+    In a test marked `consume(False)`, handed in process (`deliver`, together) to every service
+    the test serves instead, as FastStream's test broker hands a message to its in-process subscribers."""
     if not consumes(request):
 
-        async def hand_over(event: CloudEvent[Any]) -> None:
+        async def hand_over(*events: CloudEvent[Any]) -> None:
             if not _in_process:
                 raise RuntimeError("publish() in a test marked consume(False) hands events to the apps it serves: none is served")
             for runtime in list(_in_process):
-                await deliver(runtime, event)
+                await deliver(runtime, *events)
 
         return hand_over
     producer: AIOKafkaProducer = request.getfixturevalue("producer")
 
-    async def send(event: CloudEvent[Any]) -> None:
-        message = to_kafka(event)
-        await producer.send_and_wait(message.topic, value=message.value, key=message.key, headers=message.headers)
+    async def send(*events: CloudEvent[Any]) -> None:
+        await _send(producer, events)
 
     return send
+
+
+async def publish_events(to: str | httpx.AsyncClient, *events: CloudEvent[Any], raw_value: bytes | None = None) -> None:
+    """`publish` for a helper that is no fixture, told where the events go: `to` a bootstrap
+    address, each event on its topic through a producer of its own, in order, acknowledged
+    (`raw_value`: sent as every event's value instead, a poison message under valid headers); `to`
+    a client `serve` gave in a test marked `consume(False)`, the events handed to that service
+    together (`deliver`: one polled batch per partition), as its consumer would have them."""
+    if isinstance(to, httpx.AsyncClient):
+        if raw_value is not None:
+            raise ValueError("a raw value is a message on the broker: publish it to a bootstrap address")
+        await deliver(to, *events)
+        return
+    producer = AIOKafkaProducer(bootstrap_servers=to, enable_idempotence=False)
+    await producer.start()
+    try:
+        await _send(producer, events, raw_value)
+    finally:
+        await producer.stop()
 
 
 @pytest.fixture
@@ -494,6 +522,33 @@ async def serve_all(apps: dict[str, FastAPI], *, consume: bool | None = None) ->
             _served_apps[clients[name]] = app
         await asyncio.gather(*(runtime.wait_consuming() for runtime in runtimes))
         yield clients
+
+
+@contextlib.asynccontextmanager
+async def serve_on_port(app: FastAPI) -> AsyncIterator[str]:
+    """Run a service app in uvicorn on a free local port, in a task of this event loop (lifespan
+    included), and give its base URL: for a caller outside this process's ASGI transport, such as
+    a provider sandbox posting webhooks to it. Stopped, its lifespan ended, on leaving."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+
+    async def run() -> None:
+        try:
+            await server.serve()
+        except SystemExit as exit_:  # uvicorn's answer to a lifespan that failed: it would stop the event loop
+            raise RuntimeError(f"{app.title} failed to start (uvicorn exit {exit_.code}; its error is logged above)") from None
+
+    task = asyncio.create_task(run())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # the start's failure, raised here
+                raise RuntimeError(f"{app.title} stopped before it started serving")
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def _keep_if_matching(message: Any, match: Callable[[CloudEvent[Any]], bool], seen: list[CloudEvent[Any]]) -> None:

@@ -39,13 +39,6 @@ async def copy_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str
     await driver.copy_records_to_table(table.name, schema_name=table.schema, columns=columns, records=records)
 
 
-def of_buyer(query: Select[Any], table: Table, buyer_account_id: str | None) -> Select[Any]:
-    """`query` limited to `table`'s rows about `buyer_account_id` when one is given: a key
-    restricted to one billing account sees that account's rows only, and another's as if they did
-    not exist (a 404, not a 403)."""
-    return query if buyer_account_id is None else query.where(table.c.buyer_account_id == buyer_account_id)
-
-
 def period_starting(query: Select[Any], table: Table, period_from: date | None, period_until: date | None) -> Select[Any]:
     """`query` limited to `table`'s rows whose period starts on or after `period_from` and before
     `period_until`, each bound when given (a listing's `period=YYYY-MM`)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, CreditNoteIssued, CustomerUpserted, InvoiceIssued, InvoiceSettled, PaymentFailed, PaymentSucceeded
-from billing_runtime.inbox import RejectedEvents
+from billing_runtime.issued import refuse_mismatched_currencies
 from billing_runtime.service import BatchHandlers, Handlers, ServiceRuntime
 from dunning.account import service as accounts
 from dunning.case import service
@@ -34,14 +34,7 @@ async def on_payment_failed(runtime: ServiceRuntime, session: AsyncSession, even
 async def on_invoices_issued(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[InvoiceIssued]]) -> None:
     """A run of issued invoices opens their cases set-based; an invoice whose total is in another
     currency is refused alone (`invoice_currency_mismatch`)."""
-    refused: dict[str, BaseException] = {}
-    for event in events:
-        try:
-            service.case_row(event)
-        except service.InvoiceCurrencyMismatch as exc:
-            refused[event.id] = exc
-    if refused:
-        raise RejectedEvents(refused)  # dead-lettered alone; the rest of the run is applied again without them
+    refuse_mismatched_currencies(events)
     today = runtime.clock.today()
     for invoice_id in await service.open_cases(runtime, session, events):
         # An invoice that arrives already overdue (a replay, a late issue) catches up at once.

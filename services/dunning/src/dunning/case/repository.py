@@ -9,7 +9,7 @@ from sqlalchemy import ARRAY, String, Table, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
+from billing_runtime.tenancy import of_account, scoped, select_scoped, tenant_owned
 from dunning.case.models import CaseCredit, CasePayment, CasePaymentFailure, CaseStatus, DunningCase, InvoiceSettlement
 
 CASE: Table = tenant_owned(DunningCase, "tenant")
@@ -93,11 +93,9 @@ async def list_cases(
     session: AsyncSession, tenant: str, *, status: str | None, account_id: str | None, after: tuple[date, str] | None, limit: int
 ) -> list[Any]:
     """Cases by due date (the most pressing first), after the keyset `after`."""
-    query = select_scoped(CASE, tenant)
+    query = of_account(select_scoped(CASE, tenant), CASE.c.account_id, account_id)
     if status is not None:
         query = query.where(CASE.c.status == status)
-    if account_id is not None:
-        query = query.where(CASE.c.account_id == account_id)
     if after is not None:
         query = query.where(tuple_(CASE.c.due_on, CASE.c.case_id) > tuple_(*after))
     return list((await session.execute(query.order_by(CASE.c.due_on, CASE.c.case_id).limit(limit))).all())

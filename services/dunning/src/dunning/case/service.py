@@ -32,8 +32,8 @@ from billing_events import (
     derived_event_id,
 )
 from billing_events.money import open_amount, quantize
-from billing_runtime.api import decode_keyset, encode_cursor
-from billing_runtime.errors import Unprocessable
+from billing_runtime.api import decode_keyset, encode_cursor, page_of
+from billing_runtime.issued import check_invoice_currency
 from billing_runtime.service import ServiceRuntime
 from dunning.account import service as accounts
 from dunning.case import repository as repo
@@ -101,16 +101,9 @@ def standing(account_id: str, cases: Iterable[Any], today: date) -> Standing:
     return result
 
 
-class InvoiceCurrencyMismatch(Unprocessable, ValueError):
-    """An InvoiceIssued whose total is in another currency than the invoice: no case is opened (dead-lettered)."""
-
-    code = "invoice_currency_mismatch"
-
-
 def case_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
     data = event.data
-    if data.total.currency != data.currency:
-        raise InvoiceCurrencyMismatch(f"invoice {data.invoice_id} total is in {data.total.currency}, not {data.currency}")
+    check_invoice_currency(data)
     return {
         "case_id": case_id(data.invoice_id),
         "invoice_id": data.invoice_id,
@@ -363,10 +356,8 @@ async def list_cases(
     """A page of the seller's cases, the earliest due first, and the next cursor."""
     after = decode_keyset(cursor, date.fromisoformat)
     rows = await repo.list_cases(session, tenant, status=status, account_id=account_id, after=after, limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].due_on.isoformat(), rows[-1].case_id) if more else None
-    return [case_out(r, today) for r in rows], next_cursor
+    page, next_cursor = page_of(rows, limit, lambda r: encode_cursor(r.due_on.isoformat(), r.case_id))
+    return [case_out(r, today) for r in page], next_cursor
 
 
 async def account_standing(session: AsyncSession, tenant: str, account_id: str, today: date) -> StandingOut:

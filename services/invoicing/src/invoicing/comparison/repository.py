@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Table, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
+from billing_runtime.tenancy import of_account, scoped, select_scoped, tenant_owned
 from invoicing.comparison.models import ComparisonReport
-from invoicing.db import of_buyer, period_starting
+from invoicing.db import period_starting
 from invoicing.invoice.models import Invoice
 
 REPORT: Table = tenant_owned(ComparisonReport, "seller_id")
@@ -49,7 +49,7 @@ def _with_numbers(query: Any) -> Any:
 
 async def get(session: AsyncSession, seller_id: str, report_id: str, *, buyer_account_id: str | None = None) -> Any:
     """The seller's report; with `buyer_account_id` (a key restricted to that account), only if it is about that buyer."""
-    query = of_buyer(select_scoped(REPORT, seller_id).where(REPORT.c.report_id == report_id), REPORT, buyer_account_id)
+    query = of_account(select_scoped(REPORT, seller_id).where(REPORT.c.report_id == report_id), REPORT.c.buyer_account_id, buyer_account_id)
     return (await session.execute(_with_numbers(query))).first()
 
 
@@ -57,5 +57,5 @@ async def list_reports(
     session: AsyncSession, seller_id: str, *, buyer_account_id: str | None, period_from: date | None, period_until: date | None
 ) -> list[Any]:
     query = _with_numbers(select_scoped(REPORT, seller_id)).order_by(REPORT.c.period_start.desc(), REPORT.c.buyer_account_id)
-    query = period_starting(of_buyer(query, REPORT, buyer_account_id), REPORT, period_from, period_until)
+    query = period_starting(of_account(query, REPORT.c.buyer_account_id, buyer_account_id), REPORT, period_from, period_until)
     return list((await session.execute(query.limit(500))).all())

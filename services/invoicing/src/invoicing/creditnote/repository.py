@@ -8,9 +8,8 @@ from typing import Any
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
+from billing_runtime.tenancy import of_account, scoped, select_scoped, tenant_owned
 from invoicing.creditnote.models import CreditNote, CreditNoteLine
-from invoicing.db import of_buyer
 
 CREDIT_NOTE: Table = tenant_owned(CreditNote, "seller_id")
 LINE: Table = CreditNoteLine.__table__  # type: ignore[attr-defined]  # set by SQLModel at class creation, not declared by it
@@ -23,8 +22,8 @@ async def find_by_key(session: AsyncSession, seller_id: str, idempotency_key: st
 
 async def get(session: AsyncSession, seller_id: str, credit_note_id: str, *, buyer_account_id: str | None = None) -> Any:
     """The seller's credit note; with `buyer_account_id` (a key restricted to one account), only if it is that buyer's."""
-    query = of_buyer(select_scoped(CREDIT_NOTE, seller_id).where(CREDIT_NOTE.c.credit_note_id == credit_note_id), CREDIT_NOTE, buyer_account_id)
-    return (await session.execute(query)).first()
+    query = select_scoped(CREDIT_NOTE, seller_id).where(CREDIT_NOTE.c.credit_note_id == credit_note_id)
+    return (await session.execute(of_account(query, CREDIT_NOTE.c.buyer_account_id, buyer_account_id))).first()
 
 
 async def get_lines(session: AsyncSession, credit_note_id: str) -> list[Any]:

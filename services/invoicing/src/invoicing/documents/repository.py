@@ -8,9 +8,8 @@ from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
+from billing_runtime.tenancy import of_account, scoped, select_scoped, tenant_owned
 from invoicing.creditnote.models import CreditNote
-from invoicing.db import of_buyer
 from invoicing.documents.models import RenderedDocument
 from invoicing.invoice.models import Invoice
 
@@ -40,7 +39,7 @@ async def stored(
         owner,
         seller_id,
     )
-    query = of_buyer(query, owner, buyer_account_id)
+    query = of_account(query, owner.c.buyer_account_id, buyer_account_id)
     row = (await session.execute(query)).first()
     return (row.number, row.content) if row is not None else None
 

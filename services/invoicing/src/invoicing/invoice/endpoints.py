@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events import PeriodClosed, RatedLine
-from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, checked_limit, own_account
+from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, checked_limit, own_account, page_of
 from billing_runtime.errors import BillingError, NotFound
 from invoicing.config import Settings
 from invoicing.documents.shares import rotate, tokens_of
@@ -87,8 +87,8 @@ async def list_invoices(
             before_seq=_cursor(cursor) if cursor else None,
             limit=limit + 1,
         )
-    items = [InvoiceSummary.from_row(r) for r in rows[:limit]]
-    return InvoicePage(items=items, limit=limit, next_cursor=str(rows[limit - 1].seq) if len(rows) > limit else None)
+    page, next_cursor = page_of(rows, limit, lambda r: str(r.seq))
+    return InvoicePage(items=[InvoiceSummary.from_row(r) for r in page], limit=limit, next_cursor=next_cursor)
 
 
 @router.get("/invoices/{invoice_id}", dependencies=[Read, ForAccount], response_model=InvoiceDetail)

@@ -10,8 +10,8 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import scoped, scoped_pairs, select_scoped, tenant_owned
-from invoicing.db import copy_rows, of_buyer, period_starting
+from billing_runtime.tenancy import of_account, scoped, scoped_pairs, select_scoped, tenant_owned
+from invoicing.db import copy_rows, period_starting
 from invoicing.invoice.models import Invoice, InvoiceLine, Payment, Refund
 
 INVOICE: Table = tenant_owned(Invoice, "seller_id")
@@ -38,7 +38,7 @@ async def insert_invoice(session: AsyncSession, *, invoice: dict[str, Any], line
 
 async def get_invoice(session: AsyncSession, seller_id: str, invoice_id: str, *, buyer_account_id: str | None = None) -> Any:
     """The seller's invoice; with `buyer_account_id` (a key restricted to one account), only if it is that buyer's."""
-    query = of_buyer(select_scoped(INVOICE, seller_id).where(INVOICE.c.invoice_id == invoice_id), INVOICE, buyer_account_id)
+    query = of_account(select_scoped(INVOICE, seller_id).where(INVOICE.c.invoice_id == invoice_id), INVOICE.c.buyer_account_id, buyer_account_id)
     return (await session.execute(query)).first()
 
 
@@ -60,7 +60,7 @@ async def list_invoices(
 ) -> list[Any]:
     """Newest number first; `before_seq` is the keyset cursor."""
     query = select_scoped(INVOICE, seller_id).order_by(INVOICE.c.seq.desc()).limit(limit)
-    query = period_starting(of_buyer(query, INVOICE, buyer_account_id), INVOICE, period_from, period_until)
+    query = period_starting(of_account(query, INVOICE.c.buyer_account_id, buyer_account_id), INVOICE, period_from, period_until)
     if status is not None:
         query = query.where(INVOICE.c.status == status)
     if before_seq is not None:

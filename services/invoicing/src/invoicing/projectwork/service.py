@@ -21,10 +21,9 @@ from billing_events import DocumentLink, Money, Party, ProjectWorkRecorded, Proj
 from billing_events.money import round_half_up
 from billing_runtime.errors import NotFound
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.tenancy import of_account, select_scoped, tenant_owned
 from invoicing.buyer.service import buyer_party
 from invoicing.config import Settings
-from invoicing.db import of_buyer
 from invoicing.documents import repository as documents
 from invoicing.documents.service import in_pool
 from invoicing.documents.shares import SharedKind, share, shared_url
@@ -131,12 +130,12 @@ async def issue_statement(runtime: ServiceRuntime[Settings], session: AsyncSessi
 
 
 async def get(session: AsyncSession, seller_id: str, statement_id: str, *, buyer_account_id: str | None = None) -> Any:
-    query = of_buyer(select_scoped(STATEMENT, seller_id).where(STATEMENT.c.statement_id == statement_id), STATEMENT, buyer_account_id)
+    query = of_account(select_scoped(STATEMENT, seller_id).where(STATEMENT.c.statement_id == statement_id), STATEMENT.c.buyer_account_id, buyer_account_id)
     return (await session.execute(query)).first()
 
 
 async def list_statements(session: AsyncSession, seller_id: str, buyer_account_id: str | None) -> list[Any]:
-    query = of_buyer(select_scoped(STATEMENT, seller_id).order_by(STATEMENT.c.seq.desc()), STATEMENT, buyer_account_id)
+    query = of_account(select_scoped(STATEMENT, seller_id).order_by(STATEMENT.c.seq.desc()), STATEMENT.c.buyer_account_id, buyer_account_id)
     return list((await session.execute(query.limit(500))).all())
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query
 
-from billing_runtime.api import Read, Runtime, Tenant
+from billing_runtime.api import Read, Runtime, Tenant, page_of
 from billing_runtime.errors import BillingError, NotFound
 from notify.delivery import repository as repo
 from notify.delivery.models import Delivery
@@ -62,8 +62,8 @@ async def list_deliveries(
             after=after,
             limit=limit + 1,
         )
-    items = [DeliveryOut.model_validate(r.model_dump()) for r in rows[:limit]]
-    return DeliveryPage(items=items, limit=limit, next_cursor=_cursor(rows[limit - 1]) if len(rows) > limit else None)
+    page, next_cursor = page_of(rows, limit, _cursor)
+    return DeliveryPage(items=[DeliveryOut.model_validate(r.model_dump()) for r in page], limit=limit, next_cursor=next_cursor)
 
 
 @router.get("/deliveries/{delivery_id}", dependencies=[Read], response_model=DeliveryDetail)

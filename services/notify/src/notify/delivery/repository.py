@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import scoped_pairs, select_scoped, tenant_column, tenant_owned
+from billing_runtime.tenancy import of_account, scoped_pairs, select_scoped, tenant_column, tenant_owned
 from notify import sending
 from notify.brand.models import Brand, PaymentAccount
 from notify.brand.repository import BRAND, PAYMENT_ACCOUNT, get_accounts
@@ -152,10 +152,8 @@ async def list_deliveries(
     limit: int,
 ) -> list[Delivery]:
     """Newest first; `after` is the (created_at, delivery_id) of the last row already seen."""
-    query = select_scoped(DELIVERY, tenant)
+    query = of_account(select_scoped(DELIVERY, tenant), DELIVERY.c.account_id, account_id)
     filters: list[Any] = []
-    if account_id is not None:
-        filters.append(DELIVERY.c.account_id == account_id)
     if status is not None:
         filters.append(DELIVERY.c.status == status)
     if template is not None:

@@ -6,24 +6,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent, CreditNoteIssued, InvoiceIssued, PaymentRetryRequested
-from billing_runtime.inbox import RejectedEvents
+from billing_runtime.issued import refuse_mismatched_currencies
 from billing_runtime.service import BatchHandlers, Handlers, ServiceRuntime
 from payments.collection import service
-from payments.invoice.service import InvoiceCurrencyMismatch, invoice_row
 from payments.refund import service as refunds
 
 
 async def on_invoices_issued(runtime: ServiceRuntime, session: AsyncSession, events: list[CloudEvent[InvoiceIssued]]) -> None:
     """A run of issued invoices, projected and collected set-based; an invoice whose total is in
     another currency is refused alone (`invoice_currency_mismatch`)."""
-    refused: dict[str, BaseException] = {}
-    for event in events:
-        try:
-            invoice_row(event)
-        except InvoiceCurrencyMismatch as exc:
-            refused[event.id] = exc
-    if refused:
-        raise RejectedEvents(refused)  # dead-lettered alone; the rest of the run is applied again without them
+    refuse_mismatched_currencies(events)
     await service.on_invoices_issued(runtime, session, events)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import Table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import select_scoped, tenant_owned
+from billing_runtime.tenancy import of_account, select_scoped, tenant_owned
 from payments.invoice.models import Invoice
 
 INVOICE: Table = tenant_owned(Invoice, "tenant")
@@ -62,8 +62,7 @@ async def add_credited(session: AsyncSession, invoice_id: str, amount: Decimal) 
 async def open_invoices_of(session: AsyncSession, tenant: str, account_id: str | None = None) -> list[Any]:
     """The seller's invoices with money still open (optionally one buyer's), oldest first."""
     query = select_scoped(INVOICE, tenant).where(INVOICE.c.total - INVOICE.c.amount_credited - INVOICE.c.amount_received > 0)
-    if account_id is not None:
-        query = query.where(INVOICE.c.account_id == account_id)
+    query = of_account(query, INVOICE.c.account_id, account_id)
     return list((await session.execute(query.order_by(INVOICE.c.issued_on, INVOICE.c.number))).all())
 
 

@@ -8,21 +8,14 @@ from typing import Any
 from billing_events import CloudEvent, InvoiceIssued
 from billing_events.money import open_amount, quantize
 from billing_events.references import creditor_reference
-from billing_runtime.errors import Unprocessable
-
-
-class InvoiceCurrencyMismatch(Unprocessable, ValueError):
-    """An InvoiceIssued whose total is in another currency than the invoice: not projected (dead-lettered)."""
-
-    code = "invoice_currency_mismatch"
+from billing_runtime.issued import check_invoice_currency
 
 
 def invoice_row(event: CloudEvent[InvoiceIssued]) -> dict[str, Any]:
     """The projection row of an issued invoice. The seller is the event's tenant: the partner
     (or the distributor) whose finance team records the money it receives."""
     data = event.data
-    if data.total.currency != data.currency:
-        raise InvoiceCurrencyMismatch(f"invoice {data.invoice_id} total is in {data.total.currency}, not {data.currency}")
+    check_invoice_currency(data)
     return {
         "invoice_id": data.invoice_id,
         "tenant": event.tenant,

@@ -8,7 +8,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import scoped, scoped_pairs, select_scoped, tenant_owned
+from billing_runtime.tenancy import of_account, scoped, scoped_pairs, select_scoped, tenant_owned
 from payments.methods.models import PaymentMethod, ProviderCustomer
 from payments.methods.schemas import MethodType
 
@@ -27,9 +27,7 @@ async def insert_method(session: AsyncSession, row: dict[str, Any]) -> bool:
 async def get_method(session: AsyncSession, tenant: str, method_id: str, *, account_id: str | None = None, lock: bool = False) -> Any:
     """A method by id within the tenant; with `account_id`, only if it is that buyer's (another
     buyer's id finds nothing, as an unknown one)."""
-    query = select_scoped(METHOD, tenant).where(METHOD.c.method_id == method_id)
-    if account_id is not None:
-        query = query.where(METHOD.c.account_id == account_id)
+    query = of_account(select_scoped(METHOD, tenant).where(METHOD.c.method_id == method_id), METHOD.c.account_id, account_id)
     return (await session.execute(query.with_for_update() if lock else query)).first()
 
 

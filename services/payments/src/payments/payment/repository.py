@@ -9,16 +9,14 @@ from sqlalchemy import Table, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_runtime.tenancy import scoped, select_scoped, tenant_owned
+from billing_runtime.tenancy import of_account, scoped, select_scoped, tenant_owned
 from payments.payment.models import Payment
 
 PAYMENT: Table = tenant_owned(Payment, "tenant")
 
 
 async def get_payment(session: AsyncSession, tenant: str, payment_id: str, *, account_id: str | None = None) -> Any:
-    query = select_scoped(PAYMENT, tenant).where(PAYMENT.c.payment_id == payment_id)
-    if account_id is not None:
-        query = query.where(PAYMENT.c.account_id == account_id)
+    query = of_account(select_scoped(PAYMENT, tenant).where(PAYMENT.c.payment_id == payment_id), PAYMENT.c.account_id, account_id)
     return (await session.execute(query)).first()
 
 
@@ -34,9 +32,7 @@ async def list_payments(
     session: AsyncSession, tenant: str, *, invoice_id: str | None, after: tuple[datetime, str] | None, limit: int, account_id: str | None = None
 ) -> list[Any]:
     """Payments in the order they were recorded, after the keyset `after` (with `account_id`: that buyer's)."""
-    query = select_scoped(PAYMENT, tenant)
-    if account_id is not None:
-        query = query.where(PAYMENT.c.account_id == account_id)
+    query = of_account(select_scoped(PAYMENT, tenant), PAYMENT.c.account_id, account_id)
     if invoice_id is not None:
         query = query.where(PAYMENT.c.invoice_id == invoice_id)
     if after is not None:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import Money, PaymentSucceeded, derived_event_id
 from billing_events.events.payments import PaymentMethod
 from billing_events.money import fits_minor_units, minor_units, open_amount
-from billing_runtime.api import decode_keyset, encode_cursor
+from billing_runtime.api import decode_keyset, encode_cursor, page_of
 from billing_runtime.errors import Conflict, NotFound, Unprocessable
 from billing_runtime.service import ServiceRuntime
 from payments.collection import repository as collection_repo
@@ -251,7 +251,5 @@ async def list_payments(
     """A page of the seller's payments in the order they were recorded, and the next cursor."""
     after = decode_keyset(cursor, datetime.fromisoformat)
     rows = await repo.list_payments(session, tenant, invoice_id=invoice_id, account_id=account_id, after=after, limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].recorded_at.isoformat(), rows[-1].payment_id) if more else None
-    return [payment_out(r._mapping) for r in rows], next_cursor
+    page, next_cursor = page_of(rows, limit, lambda r: encode_cursor(r.recorded_at.isoformat(), r.payment_id))
+    return [payment_out(r._mapping) for r in page], next_cursor
