@@ -16,15 +16,10 @@ from typing import Any
 
 import pytest
 
-SERVICES = {
-    "usage-ingest": "usage_ingest",
-    "rating": "rating",
-    "invoicing": "invoicing",
-    "payments": "payments",
-    "dunning": "dunning",
-    "notify": "notify",
-    "portal": "portal",
-}
+from billing_cli.platform import SERVICES as PLATFORM_SERVICES
+
+# Every service of the platform, by name: its package.
+SERVICES = {spec.name: spec.package for spec in PLATFORM_SERVICES}
 # The only 2xx answers with no body to describe, each with its reason.
 NO_CONTENT: dict[tuple[str, str, str], str] = {
     ("notify", "DELETE", "/v1/webhook-endpoints/{endpoint_id}"): "204: the endpoint is removed, nothing is returned",

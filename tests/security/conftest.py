@@ -20,20 +20,14 @@ from alembic.operations import Operations
 from fastapi import FastAPI
 from sqlalchemy import Connection
 
+from billing_cli.platform import SERVICES as PLATFORM_SERVICES
 from billing_runtime.auth import IssuedKey, Scope, issue
 from billing_runtime.conventions import add_http_tables, install_http_conventions
 from billing_runtime.db import create_engine
 from billing_runtime.testing import eventually, migrate, serve_all
 
-SERVICES = {
-    "usage-ingest": "usage_ingest",
-    "rating": "rating",
-    "invoicing": "invoicing",
-    "payments": "payments",
-    "dunning": "dunning",
-    "notify": "notify",
-    "portal": "portal",
-}
+# Every service of the platform, by name: its package.
+SERVICES = {spec.name: spec.package for spec in PLATFORM_SERVICES}
 TODAY = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 # Partner webhooks may go to this machine only (the worlds' endpoints are https://localhost/…);
 # every other destination is checked as in production.
