@@ -73,13 +73,16 @@ async def insert_usage(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
 AccountRange = tuple[str | None, str | None]
 
 
-def _within(column: Any, between: AccountRange | None) -> ColumnElement[bool]:
+def _accounts(column: Any, account_id: str | None, between: AccountRange | None) -> ColumnElement[bool]:
+    """The accounts a rating reads: one account (`account_id`), a slice of them (`between`), or all."""
     lo, hi = between or (None, None)
     clause: ColumnElement[bool] = true()
     if lo is not None:
         clause = clause & (column >= lo)
     if hi is not None:
         clause = clause & (column < hi)
+    if account_id is not None:
+        clause = clause & (column == account_id)
     return clause
 
 
@@ -97,9 +100,7 @@ async def account_slices(session: AsyncSession, seller_id: str, starts_by: date,
 
 
 async def buyers(session: AsyncSession, seller_id: str, account_id: str | None = None, *, between: AccountRange | None = None) -> list[Any]:
-    query = select_scoped(BUYER, seller_id).where(_within(BUYER.c.account_id, between))
-    if account_id is not None:
-        query = query.where(BUYER.c.account_id == account_id)
+    query = select_scoped(BUYER, seller_id).where(_accounts(BUYER.c.account_id, account_id, between))
     return list((await session.execute(query)).all())
 
 
@@ -108,9 +109,7 @@ async def subscriptions(
 ) -> list[Any]:
     """Subscriptions that started on or before `starts_by` (whether still running is decided
     from their changes)."""
-    query = select_scoped(SUBSCRIPTION, seller_id).where(SUBSCRIPTION.c.start_on <= starts_by, _within(SUBSCRIPTION.c.account_id, between))
-    if account_id is not None:
-        query = query.where(SUBSCRIPTION.c.account_id == account_id)
+    query = select_scoped(SUBSCRIPTION, seller_id).where(SUBSCRIPTION.c.start_on <= starts_by, _accounts(SUBSCRIPTION.c.account_id, account_id, between))
     return list((await session.execute(query.order_by(SUBSCRIPTION.c.subscription_id))).all())
 
 
@@ -143,10 +142,8 @@ async def usage_before(
     query = select_scoped(USAGE, seller_id).where(
         USAGE.c.occurred_at < before,
         or_(billed.is_(None), billed == run_id),
-        _within(USAGE.c.account_id, between),
+        _accounts(USAGE.c.account_id, account_id, between),
     )
-    if account_id is not None:
-        query = query.where(USAGE.c.account_id == account_id)
     return list((await session.execute(query)).all())
 
 
@@ -154,9 +151,7 @@ async def observations_before(
     session: AsyncSession, seller_id: str, before: datetime, account_id: str | None = None, *, between: AccountRange | None = None
 ) -> list[Any]:
     """Every observation before `before`: the period's, and the history the rules read."""
-    query = select_scoped(OBSERVATION, seller_id).where(OBSERVATION.c.observed_at < before, _within(OBSERVATION.c.account_id, between))
-    if account_id is not None:
-        query = query.where(OBSERVATION.c.account_id == account_id)
+    query = select_scoped(OBSERVATION, seller_id).where(OBSERVATION.c.observed_at < before, _accounts(OBSERVATION.c.account_id, account_id, between))
     return list((await session.execute(query)).all())
 
 
