@@ -59,7 +59,7 @@ from sqlalchemy.sql.elements import TextClause
 from billing_events import CloudEvent, to_kafka
 from billing_events.envelope import BATCH_SIZE_HEADER, batch_headers, header_texts, structured_json
 from billing_runtime.tasks import keep_running
-from billing_runtime.tracing import context_from_traceparent, current_traceparent, tracing_enabled
+from billing_runtime.tracing import context_from_traceparent, current_traceparent, traced, tracing_enabled
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,7 @@ def drop_pending_sql(schema: str) -> list[str]:
 
 
 def _row(event: CloudEvent[Any]) -> dict[str, Any]:
-    if event.traceparent is None:
-        tp = current_traceparent()
-        if tp is not None:
-            event = event.model_copy(update={"traceparent": tp})
+    event = traced(event)
     message = to_kafka(event)
     return {
         "event_id": event.id,

@@ -29,6 +29,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, S
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
+from billing_events.envelope import CloudEvent
+
 # Every service provider in this process hands its spans to these processors.
 _PROCESSORS = SynchronousMultiSpanProcessor()
 _added: list[SpanProcessor] = []
@@ -186,6 +188,16 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier.get("traceparent")
+
+
+def traced(event: CloudEvent[Any]) -> CloudEvent[Any]:
+    """The event carrying the current trace, unless it already carries one (or no span is
+    current): its consumers' spans then join the trace of the work that raised it, even when the
+    event is written to the outbox later, outside that work's span."""
+    if event.traceparent is not None:
+        return event
+    traceparent = current_traceparent()
+    return event if traceparent is None else event.model_copy(update={"traceparent": traceparent})
 
 
 def context_from_traceparent(traceparent: str | None) -> Context:

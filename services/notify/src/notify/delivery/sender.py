@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_events import CloudEvent
 from billing_runtime.conventions import SHARED_PATH_PREFIX
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.tracing import current_traceparent
+from billing_runtime.tracing import traced
 from notify.config import Settings
 from notify.delivery import mime, service
 from notify.delivery import repository as repo
@@ -368,11 +368,8 @@ class EmailSender:
             SEND_SECONDS.labels("sent" if error is None else "error").observe(time.perf_counter() - started)
             now = self.runtime.clock.now()
             if error is None:
-                event = service.delivered_event(self.runtime, delivery, now)
-                traceparent = current_traceparent()
-                if traceparent is not None:
-                    event = event.model_copy(update={"traceparent": traceparent})
-                return EmailOutcome(delivery, now, event)
+                # Stamped now: settle() writes it to the outbox after this span has ended.
+                return EmailOutcome(delivery, now, traced(service.delivered_event(self.runtime, delivery, now)))
             span.record_exception(error)
             permanent = isinstance(error, ValueError) or is_permanent(error) or (isinstance(error, AttachmentUnavailable) and error.permanent)
             log.warning("email %s attempt %d failed: %s", delivery.delivery_id, delivery.attempts, error)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import CloudEvent
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.tracing import current_traceparent
+from billing_runtime.tracing import traced
 from notify.config import Settings
 from notify.delivery.service import backoff
 from notify.sending import LeasedQueue, PoolSettings, SendingPool
@@ -127,10 +127,8 @@ class WebhookSender:
             SEND_SECONDS.labels("sent" if ok else "error").observe(time.perf_counter() - started)
             if not ok:
                 return WebhookOutcome(delivery, endpoint.url, response.status_code, error=f"HTTP {response.status_code}")
-            event = service.delivered_event(self.runtime, delivery, endpoint.url, self.runtime.clock.now())
-            traceparent = current_traceparent()
-            if traceparent is not None:
-                event = event.model_copy(update={"traceparent": traceparent})
+            # Stamped now: settle() writes it to the outbox after this span has ended.
+            event = traced(service.delivered_event(self.runtime, delivery, endpoint.url, self.runtime.clock.now()))
             return WebhookOutcome(delivery, endpoint.url, response.status_code, event)
 
     async def settle(self, session: AsyncSession, outcomes: Sequence[WebhookOutcome]) -> None:
