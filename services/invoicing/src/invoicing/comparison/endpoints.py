@@ -10,10 +10,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, own_account
-from billing_runtime.errors import NotFound
 from invoicing.comparison import repository as repo
 from invoicing.comparison.schemas import ComparisonReportList, ComparisonReportOut
-from invoicing.comparison.service import XLSX_MEDIA_TYPE, report_filename, report_json, report_xlsx
+from invoicing.comparison.service import XLSX_MEDIA_TYPE, existing_report, report_filename, report_json, report_xlsx
 from invoicing.invoice.endpoints import month_bounds
 
 router = APIRouter(prefix="/v1", tags=["comparison reports"])
@@ -37,9 +36,7 @@ async def list_reports(
 @router.get("/comparison-reports/{report_id}", dependencies=[Read, ForAccount], response_model=ComparisonReportOut)
 async def get_report(report_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
     async with runtime.sessions() as session:
-        row = await repo.get(session, tenant, report_id, buyer_account_id=account)
-    if row is None:
-        raise NotFound(f"no comparison report {report_id!r}", code="comparison_report_not_found")
+        row = await existing_report(session, tenant, report_id, buyer_account_id=account)
     return report_json(row)
 
 
@@ -51,7 +48,5 @@ async def get_report(report_id: str, tenant: Tenant, runtime: Runtime, account: 
 )
 async def get_report_xlsx(report_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> Response:
     async with runtime.sessions() as session:
-        row = await repo.get(session, tenant, report_id, buyer_account_id=account)
-    if row is None:
-        raise NotFound(f"no comparison report {report_id!r}", code="comparison_report_not_found")
+        row = await existing_report(session, tenant, report_id, buyer_account_id=account)
     return Response(report_xlsx(row), media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{report_filename(row)}"'})

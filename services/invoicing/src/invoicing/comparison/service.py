@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import ChargesRated, ComparisonReportReady, DocumentLink, Money, derived_event_id
 from billing_events.money import money_str, round_half_up
+from billing_runtime.errors import NotFound
 from billing_runtime.service import ServiceRuntime
 from invoicing.comparison import repository as repo
 from invoicing.config import Settings
@@ -234,6 +235,14 @@ async def create_report(runtime: ServiceRuntime[Settings], session: AsyncSession
             report |= {"basis": "invoice", "invoice_expected_on": ahead.invoice_expected_on}
             await announce(runtime, session, report, invoice_number=invoice.number, revised=True, buyer_name=buyer_name)
         return str(report["report_id"])
+
+
+async def existing_report(session: AsyncSession, seller_id: str, report_id: str, *, buyer_account_id: str | None = None) -> Any:
+    """The seller's report (with `buyer_account_id`: only if it is about that buyer), else 404 `comparison_report_not_found`."""
+    row = await repo.get(session, seller_id, report_id, buyer_account_id=buyer_account_id)
+    if row is None:
+        raise NotFound(f"no comparison report {report_id!r}", code="comparison_report_not_found")
+    return row
 
 
 def report_json(row: Any) -> dict[str, Any]:

@@ -7,12 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant, Write
-from billing_runtime.errors import NotFound
 from invoicing.config import Settings
 from invoicing.creditnote import repository as repo
 from invoicing.creditnote.schemas import CreditNoteIn, CreditNoteList, CreditNoteOut
-from invoicing.creditnote.service import CreditRequestLine, InvalidCreditLine, issue_credit_note
-from invoicing.invoice import repository as invoice_repo
+from invoicing.creditnote.service import CreditRequestLine, InvalidCreditLine, existing_credit_note, issue_credit_note
+from invoicing.invoice.service import existing_invoice
 
 router = APIRouter(prefix="/v1", tags=["credit notes"])
 
@@ -34,8 +33,7 @@ async def post_credit_note(invoice_id: str, body: CreditNoteIn, tenant: Tenant, 
 @router.get("/invoices/{invoice_id}/credit-notes", dependencies=[Read, ForAccount], response_model=CreditNoteList)
 async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> CreditNoteList:
     async with runtime.sessions() as session:
-        if await invoice_repo.get_invoice(session, tenant, invoice_id, buyer_account_id=account) is None:
-            raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
+        await existing_invoice(session, tenant, invoice_id, buyer_account_id=account)
         rows = await repo.for_invoice(session, tenant, invoice_id)
         items = [CreditNoteOut.from_rows(row, await repo.get_lines(session, row.credit_note_id)) for row in rows]
     return CreditNoteList(items=items)
@@ -44,8 +42,6 @@ async def list_credit_notes(invoice_id: str, tenant: Tenant, runtime: Runtime[Se
 @router.get("/credit-notes/{credit_note_id}", dependencies=[Read, ForAccount], response_model=CreditNoteOut)
 async def get_credit_note(credit_note_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> CreditNoteOut:
     async with runtime.sessions() as session:
-        row = await repo.get(session, tenant, credit_note_id, buyer_account_id=account)
-        if row is None:
-            raise NotFound(f"no credit note {credit_note_id!r}", code="credit_note_not_found")
+        row = await existing_credit_note(session, tenant, credit_note_id, buyer_account_id=account)
         lines = await repo.get_lines(session, credit_note_id)
     return CreditNoteOut.from_rows(row, lines)

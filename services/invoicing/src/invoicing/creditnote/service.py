@@ -56,6 +56,14 @@ class InvalidCreditLine(BillingError):
     code = "invalid_credit_line"
 
 
+async def existing_credit_note(session: AsyncSession, seller_id: str, credit_note_id: str, *, buyer_account_id: str | None = None) -> Any:
+    """The seller's credit note (with `buyer_account_id`: only if it is that buyer's), else 404 `credit_note_not_found`."""
+    row = await repo.get(session, seller_id, credit_note_id, buyer_account_id=buyer_account_id)
+    if row is None:
+        raise NotFound(f"no credit note {credit_note_id!r}", code="credit_note_not_found")
+    return row
+
+
 @dataclass(frozen=True)
 class CreditRequestLine:
     line_id: str

@@ -22,11 +22,12 @@ from typing import Literal, TypeVar
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
-from billing_runtime.errors import Conflict, NotFound
+from billing_runtime.errors import Conflict
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer import repository as buyer_repo
 from invoicing.config import Settings
 from invoicing.creditnote import repository as credit_repo
+from invoicing.creditnote.service import existing_credit_note
 from invoicing.documents import repository as repo
 from invoicing.documents.consolidated import consolidated_sections, is_consolidated
 from invoicing.documents.content import DocContent, credit_note_content, invoice_content, payment_for
@@ -34,6 +35,7 @@ from invoicing.documents.facturx import DocumentUnavailable
 from invoicing.documents.rendering import render, warm
 from invoicing.documents.ubl import ubl_xml
 from invoicing.invoice import repository as invoice_repo
+from invoicing.invoice.service import existing_invoice
 from invoicing.seller import repository as seller_repo
 
 tracer = trace.get_tracer(__name__)
@@ -169,9 +171,7 @@ async def _content(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, own
         brand = seller.brand_color if seller is not None else None
         logo = seller.logo if seller is not None else None
         if kind == "invoice":
-            row = await invoice_repo.get_invoice(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
-            if row is None:
-                raise NotFound(f"no invoice {owner_id!r}", code="invoice_not_found")
+            row = await existing_invoice(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
             # How the buyer pays, from the seller's profile (bank account) and what payments collects
             # the buyer from (CollectingMethodChanged: card or mandate; MandateChanged for buyers set up
             # before), as they stand when the document is first rendered (rendered ahead, just after
@@ -184,9 +184,7 @@ async def _content(runtime: ServiceRuntime, seller_id: str, kind: OwnerKind, own
             if is_consolidated(row.tier, lines):
                 content = dataclasses.replace(content, sections=consolidated_sections(lines))
             return content
-        note = await credit_repo.get(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
-        if note is None:
-            raise NotFound(f"no credit note {owner_id!r}", code="credit_note_not_found")
+        note = await existing_credit_note(session, seller_id, owner_id, buyer_account_id=buyer_account_id)
         invoice = await invoice_repo.get_invoice(session, seller_id, note.invoice_id)
         return credit_note_content(note, await credit_repo.get_lines(session, owner_id), invoice, brand, logo=logo)
 

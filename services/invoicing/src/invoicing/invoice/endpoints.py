@@ -10,12 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_events import PeriodClosed, RatedLine
 from billing_runtime.api import Admin, ForAccount, OwnAccount, Read, Runtime, Tenant, Write, checked_limit, own_account, page_of
-from billing_runtime.errors import BillingError, NotFound
+from billing_runtime.errors import BillingError
 from invoicing.config import Settings
 from invoicing.documents.shares import rotate, tokens_of
 from invoicing.invoice import repository as repo
 from invoicing.invoice.schemas import InvoiceDetail, InvoicePage, InvoicePreview, InvoiceSummary, SharedLinks, Status
-from invoicing.invoice.service import SHARED_FORMATS, InvalidPeriodClosed, invoice_links, preview_invoice
+from invoicing.invoice.service import SHARED_FORMATS, InvalidPeriodClosed, existing_invoice, invoice_links, preview_invoice
 from invoicing.tax.engine import TaxError
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
@@ -94,10 +94,7 @@ async def list_invoices(
 @router.get("/invoices/{invoice_id}", dependencies=[Read, ForAccount], response_model=InvoiceDetail)
 async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime[Settings], account: OwnAccount) -> InvoiceDetail:
     async with runtime.sessions() as session:
-        row = await repo.get_invoice(session, tenant, invoice_id, buyer_account_id=account)
-        if row is None:
-            # Another seller's invoice is equally "not found": its existence is not ours to reveal.
-            raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
+        row = await existing_invoice(session, tenant, invoice_id, buyer_account_id=account)
         lines = await repo.get_lines(session, invoice_id)
         tokens = await tokens_of(session, tenant, "invoice", invoice_id)
     return InvoiceDetail.from_rows(row, lines, invoice_links(runtime, invoice_id, tokens))
@@ -108,8 +105,7 @@ async def rotate_shared_links(invoice_id: str, tenant: Tenant, runtime: Runtime[
     """Replace the invoice's shared links (a link reached someone it should not have): the old
     ones answer 404 from now on; the new ones are returned. Emails already sent keep the old links."""
     async with runtime.transaction() as session:
-        if await repo.get_invoice(session, tenant, invoice_id) is None:
-            raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
+        await existing_invoice(session, tenant, invoice_id)
         tokens = await rotate(session, tenant, "invoice", invoice_id, SHARED_FORMATS, runtime.clock.now())
     return SharedLinks(documents=invoice_links(runtime, invoice_id, tokens))
 

@@ -497,6 +497,15 @@ async def preview_invoice(runtime: ServiceRuntime[Settings], session: AsyncSessi
     )
 
 
+async def existing_invoice(session: AsyncSession, seller_id: str, invoice_id: str, *, buyer_account_id: str | None = None) -> Any:
+    """The seller's invoice (with `buyer_account_id`: only if it is that buyer's), else 404
+    `invoice_not_found`: another seller's invoice is equally not found, its existence not ours to reveal."""
+    row = await repo.get_invoice(session, seller_id, invoice_id, buyer_account_id=buyer_account_id)
+    if row is None:
+        raise NotFound(f"no invoice {invoice_id!r}", code="invoice_not_found")
+    return row
+
+
 # An invoice's documents: (kind in events and the API, stored format, path under the invoice).
 DOCUMENT_FORMATS = (("pdf", "pdf", "pdf"), ("cii_xml", "xml", "xml"), ("ubl_xml", "ubl", "xml?syntax=ubl"))
 SHARED_FORMATS = tuple(fmt for _, fmt, _ in DOCUMENT_FORMATS)

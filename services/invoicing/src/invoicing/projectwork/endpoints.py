@@ -9,7 +9,6 @@ from fastapi.responses import Response
 
 from billing_events.money import money_str
 from billing_runtime.api import ForAccount, OwnAccount, Read, Runtime, Tenant
-from billing_runtime.errors import NotFound
 from invoicing.config import Settings
 from invoicing.projectwork import service
 from invoicing.projectwork.schemas import StatementList, StatementOut
@@ -51,9 +50,7 @@ async def list_statements(tenant: Tenant, runtime: Runtime, account: OwnAccount,
 @router.get("/project-work-statements/{statement_id}", dependencies=[Read, ForAccount], response_model=StatementOut)
 async def get_statement(statement_id: str, tenant: Tenant, runtime: Runtime, account: OwnAccount) -> dict[str, Any]:
     async with runtime.sessions() as session:
-        row = await service.get(session, tenant, statement_id, buyer_account_id=account)
-    if row is None:
-        raise NotFound(f"no project-work statement {statement_id!r}", code="project_work_statement_not_found")
+        row = await service.existing_statement(session, tenant, statement_id, buyer_account_id=account)
     return statement_json(row)
 
 

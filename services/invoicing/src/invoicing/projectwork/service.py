@@ -129,9 +129,13 @@ async def issue_statement(runtime: ServiceRuntime[Settings], session: AsyncSessi
         return statement_id
 
 
-async def get(session: AsyncSession, seller_id: str, statement_id: str, *, buyer_account_id: str | None = None) -> Any:
+async def existing_statement(session: AsyncSession, seller_id: str, statement_id: str, *, buyer_account_id: str | None = None) -> Any:
+    """The seller's statement (with `buyer_account_id`: only if it is that buyer's), else 404 `project_work_statement_not_found`."""
     query = of_account(select_scoped(STATEMENT, seller_id).where(STATEMENT.c.statement_id == statement_id), STATEMENT.c.buyer_account_id, buyer_account_id)
-    return (await session.execute(query)).first()
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no project-work statement {statement_id!r}", code="project_work_statement_not_found")
+    return row
 
 
 async def list_statements(session: AsyncSession, seller_id: str, buyer_account_id: str | None) -> list[Any]:
@@ -165,9 +169,7 @@ async def statement_pdf(runtime: ServiceRuntime[Settings], seller_id: str, state
     processes), then kept, so every download gives the same bytes."""
     with tracer.start_as_current_span("document", attributes={"billing.document_kind": KIND, "billing.owner_id": statement_id}):
         async with runtime.sessions() as session:
-            row = await get(session, seller_id, statement_id, buyer_account_id=buyer_account_id)
-            if row is None:
-                raise NotFound(f"no project-work statement {statement_id!r}", code="project_work_statement_not_found")
+            row = await existing_statement(session, seller_id, statement_id, buyer_account_id=buyer_account_id)
             kept = await documents.get(session, seller_id, KIND, statement_id, "pdf")
             seller = await find_seller(session, seller_id)
         name = f"{row.number}.pdf"
