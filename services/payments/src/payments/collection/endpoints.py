@@ -8,11 +8,10 @@ from fastapi import APIRouter
 
 from billing_events.money import money_str
 from billing_runtime.api import Admin, Read, Runtime, Tenant, page
-from billing_runtime.errors import NotFound
 from payments.collection import repository as repo
 from payments.collection import service
 from payments.collection.schemas import AccountCredit, AttemptPage, CollectionSettingsIn, CollectionSettingsOut
-from payments.invoice import repository as invoice_repo
+from payments.invoice.service import existing_invoice
 from payments.refund import repository as refund_repo
 from payments.refund.service import SEPA
 
@@ -24,8 +23,7 @@ async def list_attempts(invoice_id: str, tenant: Tenant, runtime: Runtime) -> di
     """The invoice's collection attempts and refunds; 404 for an invoice this seller has not
     issued (or payments has not learnt of yet), as for another seller's."""
     async with runtime.sessions() as session:
-        if await invoice_repo.get_invoice(session, tenant, invoice_id) is None:
-            raise NotFound(f"no invoice {invoice_id!r} of yours is known", code="invoice_not_found")
+        await existing_invoice(session, tenant, invoice_id)
         rows = await repo.attempts_of(session, tenant, invoice_id)
         refunds = await refund_repo.refunds_of(session, tenant, invoice_id)
     items = [

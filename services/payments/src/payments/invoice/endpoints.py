@@ -6,10 +6,8 @@ from fastapi import APIRouter
 
 from billing_events.money import quantize
 from billing_runtime.api import Read, Runtime, Tenant
-from billing_runtime.errors import NotFound
-from payments.invoice import repository as repo
 from payments.invoice.schemas import InvoiceOut
-from payments.invoice.service import open_and_overpaid
+from payments.invoice.service import existing_invoice, open_and_overpaid
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
 
@@ -17,9 +15,7 @@ router = APIRouter(prefix="/v1", tags=["invoices"])
 @router.get("/invoices/{invoice_id}", dependencies=[Read], response_model=InvoiceOut)
 async def get_invoice(invoice_id: str, tenant: Tenant, runtime: Runtime) -> InvoiceOut:
     async with runtime.sessions() as session:
-        row = await repo.get_invoice(session, tenant, invoice_id)
-    if row is None:
-        raise NotFound(f"no invoice {invoice_id!r} of yours is known", code="invoice_not_found")
+        row = await existing_invoice(session, tenant, invoice_id)
     amount_open, overpaid = open_and_overpaid(row.total, row.amount_received, row.amount_credited, row.currency)
     return InvoiceOut(
         invoice_id=row.invoice_id,
