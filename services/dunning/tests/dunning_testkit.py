@@ -12,7 +12,6 @@ import httpx
 from billing_events import (
     CloudEvent,
     CreditNoteIssued,
-    CustomerUpserted,
     EventData,
     InvoiceSettled,
     Money,
@@ -21,7 +20,7 @@ from billing_events import (
     account_id,
     new_event,
 )
-from billing_events.testing import example_invoice_issued
+from billing_events.testing import example_invoice_issued, make_customer
 from billing_runtime.testing import eventually
 
 DUE = date(2026, 12, 5)
@@ -122,17 +121,7 @@ def credit_note(tenant: str, invoice_id: str, total: str, issued_on: date, custo
 
 
 def customer_upserted(partner: str, external_id: str) -> CloudEvent[Any]:
-    data = CustomerUpserted(
-        account_id=account_id(partner, external_id),
-        partner_id=partner,
-        external_id=external_id,
-        name=f"Customer {external_id}",
-        billing_email=f"{external_id}@example.com",
-        country="US",
-        currency="USD",
-        revision=1,
-    )
-    return event(data, partner)
+    return event(make_customer(partner, external_id, billing_email=f"{external_id}@example.com", country="US", currency="USD"), partner)
 
 
 async def standing_when(client: httpx.AsyncClient, tenant: str, account: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:

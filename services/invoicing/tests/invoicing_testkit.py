@@ -24,9 +24,9 @@ from billing_events import (
     PaymentSucceeded,
     PeriodClosed,
     RatedLine,
-    account_id,
     new_event,
 )
+from billing_events.testing import make_customer
 from billing_runtime.db import async_url
 from billing_runtime.testing import eventually
 from invoicing.config import Settings
@@ -120,19 +120,17 @@ def customer(
     tax_exempt: bool = False,
     currency: str = "USD",
 ) -> CustomerUpserted:
-    return CustomerUpserted(
-        account_id=account_id(seller, external_id),
-        partner_id=seller,
-        external_id=external_id,
+    return make_customer(
+        seller,
+        external_id,
         name=name,
-        billing_email=f"ap@{external_id}.example",
         country=country,
         currency=currency,
+        revision=revision,
         business=business,
         vat_id=vat_id,
         tax_exempt=tax_exempt,
         address=Address(lines=[f"1 {name} Street"], city="Dublin" if country == "IE" else "City", postal_code="D01 1234", country=country),
-        revision=revision,
     )
 
 

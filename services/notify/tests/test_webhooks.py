@@ -13,7 +13,8 @@ import httpx
 import pytest
 from notify_testkit import headers, paid
 
-from billing_events import Address, CustomerUpserted, InvoiceIssued, account_id, new_event
+from billing_events import Address, InvoiceIssued, account_id, new_event
+from billing_events.testing import make_customer
 from billing_runtime.testing import eventually
 from notify.webhook.service import verify, webhook_delivery_id
 
@@ -127,18 +128,15 @@ async def test_a_customer_changed_in_the_portal_reaches_the_partner_system(clien
     """CustomerUpserted (an end customer's billing profile, saved in the portal) is a webhook the
     partner's system of record subscribes to."""
     endpoint = await create(client, tenant, receiver.url, ["billing.customer.upserted.v1"])
-    data = CustomerUpserted(
-        account_id=account_id(tenant, "alpha"),
-        partner_id=tenant,
-        external_id="alpha",
+    data = make_customer(
+        tenant,
+        "alpha",
         name="Alpha Dental",
         billing_email="accounts@alpha.example",
-        country="IE",
-        currency="EUR",
+        revision=2,
         vat_id="IE6388047V",
         address=Address(lines=["1 Main Street"], city="Dublin", country="IE"),
         contact_name="Ann Alpha",
-        revision=2,
     )
     event = new_event(data, source="/usage-ingest", tenant=tenant)
     await publish(event)

@@ -28,6 +28,7 @@ from billing_events import (
     subscription_id,
     to_kafka,
 )
+from billing_events.testing import make_customer
 from billing_events.topics import PERIODS, USAGE
 from billing_runtime.testing import all_events, dead_lettered, eventually, outbox_drained, read_events
 
@@ -38,16 +39,7 @@ ORDERED_AT = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
 
 
 def customer(tenant: str, ext: str, currency: str = "USD", revision: int = 1, name: str = "Contoso Dental") -> CustomerUpserted:
-    return CustomerUpserted(
-        account_id=account_id(tenant, ext),
-        partner_id=tenant,
-        external_id=ext,
-        name=name,
-        billing_email=f"ap@{ext}.example",
-        country="US",
-        currency=currency,
-        revision=revision,
-    )
+    return make_customer(tenant, ext, name=name, country="US", currency=currency, revision=revision)
 
 
 def order(tenant: str, oid: str, ext: str, product: str, quantity: str, start: date) -> SubscriptionOrdered:

@@ -11,7 +11,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from billing_events import CustomerUpserted, ProjectWorkRecorded, UsageRecorded, account_id
+from billing_events import ProjectWorkRecorded, UsageRecorded, account_id
+from billing_events.testing import make_customer
 from billing_events.topics import PERIODS
 from billing_runtime.testing import all_events, eventually, outbox_drained, read_events
 
@@ -42,28 +43,10 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
         body = {"name": name, "unit_price": price, "currency": "USD", "description": None, "category": "Hardware as a Project", "quantity_rule": rule}
         r = await client.put(f"/v1/products/{code}", headers=headers(distributor), json={**body, **({"kind": kind} if kind else {})})
         assert r.status_code == 200, r.text
-    contoso = CustomerUpserted(
-        account_id=account_id(partner, "contoso"),
-        partner_id=partner,
-        external_id="contoso",
-        name="Contoso Dental",
-        billing_email="ap@contoso.example",
-        country="US",
-        currency="USD",
-        revision=1,
-    )
+    contoso = make_customer(partner, "contoso", name="Contoso Dental", country="US", currency="USD")
     await published(producer, partner, contoso)
     # The partner's billing account at the distributor (the buyer of its wholesale invoice).
-    at_distributor = CustomerUpserted(
-        account_id=account_id(distributor, partner),
-        partner_id=distributor,
-        external_id=partner,
-        name="Northwind IT",
-        billing_email="ap@northwind.example",
-        country="US",
-        currency="USD",
-        revision=1,
-    )
+    at_distributor = make_customer(distributor, partner, name="Northwind IT", billing_email="ap@northwind.example", country="US", currency="USD")
     await published(producer, distributor, at_distributor)
 
     async def known() -> bool:  # customers and usage travel on different topics: both accounts first
