@@ -21,13 +21,9 @@ from billing_events import (
     new_event,
 )
 from billing_events.testing import example_invoice_issued, make_customer
-from billing_runtime.testing import eventually
+from billing_runtime.testing import eventually, tenant_headers
 
 DUE = date(2026, 12, 5)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 def event(data: EventData, tenant: str) -> CloudEvent[Any]:
@@ -70,7 +66,7 @@ async def case_when(client: httpx.AsyncClient, tenant: str, invoice_id: str, rea
     found: dict[str, Any] = {}
 
     async def check() -> bool:
-        items = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+        items = (await client.get("/v1/cases", headers=tenant_headers(tenant), params={"limit": 500})).json()["items"]
         for item in items:
             if item["invoice_id"] == invoice_id and ready(item):
                 found.update(item)
@@ -128,7 +124,7 @@ async def standing_when(client: httpx.AsyncClient, tenant: str, account: str, re
     found: dict[str, Any] = {}
 
     async def check() -> bool:
-        body = (await client.get(f"/v1/accounts/{account}/standing", headers=headers(tenant))).json()
+        body = (await client.get(f"/v1/accounts/{account}/standing", headers=tenant_headers(tenant))).json()
         if ready(body):
             found.update(body)
             return True

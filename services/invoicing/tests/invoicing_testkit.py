@@ -28,7 +28,7 @@ from billing_events import (
 )
 from billing_events.testing import make_customer
 from billing_runtime.db import async_url
-from billing_runtime.testing import eventually
+from billing_runtime.testing import eventually, tenant_headers
 from invoicing.config import Settings
 
 T = TypeVar("T")
@@ -50,10 +50,6 @@ EXAMPLE_A = [
 
 # Worked example B's Irish seller, as the tax and credit-note tests save it (`put_seller(..., **CLOUDY)`).
 CLOUDY = {"name": "Cloudy Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "CL", "due_rule": {"net_days": 14}}
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 def rated(
@@ -169,7 +165,7 @@ async def poll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, 
 
 
 async def invoices(client: httpx.AsyncClient, tenant: str, **params: Any) -> list[dict[str, Any]]:
-    r = await client.get("/v1/invoices", headers=headers(tenant), params={"limit": 200, **params})
+    r = await client.get("/v1/invoices", headers=tenant_headers(tenant), params={"limit": 200, **params})
     assert r.status_code == 200, r.text
     items: list[dict[str, Any]] = r.json()["items"]
     return items
@@ -210,7 +206,7 @@ async def put_seller(client: httpx.AsyncClient, tenant: str, **overrides: Any) -
         "email": "billing@distributor.example",
         **overrides,
     }
-    r = await client.put("/v1/seller", headers=headers(tenant), json=body)
+    r = await client.put("/v1/seller", headers=tenant_headers(tenant), json=body)
     assert r.status_code == 200, r.text
     return r.json()
 

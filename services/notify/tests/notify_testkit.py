@@ -54,10 +54,6 @@ def attachments(mail: EmailMessage) -> list[tuple[str | None, str, Any]]:
     return [(part.get_filename(), part.get_content_type(), part.get_content()) for part in mail.iter_attachments()]
 
 
-def headers(tenant: str, **extra: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant, **extra}
-
-
 def customer(tenant: str, external_id: str, email: str, *, name: str = "Contoso Dental", revision: int = 1) -> CloudEvent[Any]:
     """The customer's billing contact `email` as usage-ingest announces it."""
     data = make_customer(tenant, external_id, name=name, billing_email=email, country="US", currency="USD", revision=revision)

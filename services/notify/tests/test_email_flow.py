@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from notify_testkit import customer, headers, paid
+from notify_testkit import customer, paid
 
 from billing_events import (
     CloudEvent,
@@ -19,7 +19,7 @@ from billing_events import (
     new_event,
 )
 from billing_events.topics import INVOICES, NOTIFICATIONS
-from billing_runtime.testing import dead_lettered, eventually, read_events
+from billing_runtime.testing import dead_lettered, eventually, read_events, tenant_headers
 from notify.delivery.service import delivery_id
 
 # Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
@@ -34,7 +34,7 @@ def issued(tenant: str, invoice: InvoiceIssued) -> CloudEvent[Any]:
 
 
 async def deliveries(client: httpx.AsyncClient, tenant: str, **params: Any) -> list[dict[str, Any]]:
-    r = await client.get("/v1/deliveries", headers=headers(tenant), params=params)
+    r = await client.get("/v1/deliveries", headers=tenant_headers(tenant), params=params)
     assert r.status_code == 200, r.text
     return list(r.json()["items"])
 
@@ -64,7 +64,7 @@ async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(
         "logo_url": None,
         "footer": "Northwind IT Ltd",
     }
-    assert (await client.put("/v1/brand", headers=headers(tenant), json=brand)).status_code == 200
+    assert (await client.put("/v1/brand", headers=tenant_headers(tenant), json=brand)).status_code == 200
     contact_email = f"ap-{tenant}@contoso.example"
     await publish_applied(customer(tenant, "c-1", contact_email, name="<script>alert(1)</script> Dental"))
     invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=f"old-{tenant}@contoso.example")

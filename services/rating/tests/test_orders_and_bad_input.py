@@ -14,8 +14,8 @@ import httpx
 
 from billing_events import UsageRecorded, account_id, new_event, subscription_id
 from billing_runtime.testing import Publish, dead_lettered, eventually
+from billing_runtime.testing import tenant_headers as h
 
-from .conftest import headers as h
 from .conftest import ordered
 
 T = TypeVar("T")

@@ -3,7 +3,8 @@
 and the helpers every suite uses: `serve` / `serve_all` (a service app in this process),
 `serve_on_port` (one on a real port), `eventually` (poll until a probe answers), `migrate` (a
 service's schema at head, once a session),
-`publish` / `publish_events` / `read_events` (the broker, as a peer service sees it).
+`publish` / `publish_events` / `read_events` (the broker, as a peer service sees it),
+`tenant_headers` / `api_key_headers` (a request as one tenant, behind a gateway or with a key).
 
 Loaded automatically (a pytest11 entry point) wherever billing-runtime is installed. Every fixture
 is worker-safe under pytest-xdist: each worker has its own database, broker and random ports.
@@ -363,6 +364,18 @@ async def publish_events(to: str | httpx.AsyncClient, *events: CloudEvent[Any], 
         await _send(producer, events, raw_value)
     finally:
         await producer.stop()
+
+
+def tenant_headers(tenant: str, **extra: str) -> dict[str, str]:
+    """The headers of a request made as `tenant` in a service suite: named in `X-Tenant-Id`, as
+    the authenticating gateway would (the suites run with AUTH_MODE=trusted_header), and `extra`
+    (e.g. `**{"Idempotency-Key": key}`)."""
+    return {"X-Tenant-Id": tenant, **extra}
+
+
+def api_key_headers(key: str, **extra: str) -> dict[str, str]:
+    """The headers of a request made with API key `key` (AUTH_MODE=api_key), and `extra`."""
+    return {"Authorization": f"Bearer {key}", **extra}
 
 
 @pytest.fixture
