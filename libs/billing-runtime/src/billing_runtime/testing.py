@@ -640,6 +640,27 @@ async def dead_lettered(bootstrap: str, event_id: str, *, service: str | None = 
         await consumer.stop()
 
 
+async def every_record(bootstrap: str, topics: Sequence[str] | None = None, *, idle_polls: int = 4) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on `topics` (every topic the broker has, unless named), raw, from the
+    beginning, read until `idle_polls` polls of half a second in a row bring nothing: for a test
+    that looks for bytes anywhere on the broker (a secret that must not be there), events or not."""
+    consumer = AIOKafkaConsumer(*(topics or ()), bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        if topics is None:
+            consumer.subscribe(sorted(await consumer.topics()))
+        idle = 0
+        while idle < idle_polls:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            idle = 0 if batches else idle + 1
+            for messages in batches.values():
+                records.extend(messages)
+        return records
+    finally:
+        await consumer.stop()
+
+
 async def all_events(bootstrap: str, topic: str, *, match: Callable[[CloudEvent[Any]], bool] = lambda e: True, timeout: float = 60.0) -> list[CloudEvent[Any]]:
     """Every known event on `topic` that `match`es, published before this call, and nothing
     less: a fence record (no event type, so every consumer skips it) is written to each partition
