@@ -41,7 +41,6 @@ from sqlalchemy import text
 from billing_cli.platform import Platform, isolated_env
 from billing_events import (
     CloudEvent,
-    CustomerUpserted,
     KafkaMessage,
     SubscriptionOrdered,
     UsageRecorded,
@@ -51,6 +50,7 @@ from billing_events import (
     to_kafka,
     to_kafka_batch,
 )
+from billing_events.testing import make_customer
 from billing_runtime.db import create_engine
 
 TENANT = "bench-backlog"
@@ -64,16 +64,7 @@ def customers(n: int) -> list[CloudEvent[Any]]:
         account = account_id(TENANT, external)
         events.append(
             new_event(
-                CustomerUpserted(
-                    account_id=account,
-                    partner_id=TENANT,
-                    external_id=external,
-                    name=f"Customer {i}",
-                    billing_email=f"ap{i}@example.com",
-                    country="IE",
-                    currency="EUR",
-                    revision=1,
-                ),
+                make_customer(TENANT, external, name=f"Customer {i}", billing_email=f"ap{i}@example.com"),
                 source="usage-ingest",
                 tenant=TENANT,
             )

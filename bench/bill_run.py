@@ -29,7 +29,8 @@ from october import closed_period
 from sqlalchemy import text
 
 from billing_cli.platform import Platform
-from billing_events import CustomerUpserted, PeriodClosed, account_id
+from billing_events import PeriodClosed
+from billing_events.testing import make_customer
 from billing_runtime.service import ServiceRuntime
 from invoicing.buyer.service import record_customer
 from invoicing.config import Settings
@@ -56,17 +57,8 @@ async def seed(runtime: ServiceRuntime[Settings], sellers: list[str], customers:
             for i in range(start, min(start + 500, customers)):
                 seller = sellers[i % len(sellers)]
                 country, business, vat_id = BUYER_KINDS[i % len(BUYER_KINDS)]
-                customer = CustomerUpserted(
-                    account_id=account_id(seller, f"c{i}"),
-                    partner_id=seller,
-                    external_id=f"c{i}",
-                    name=f"Customer {i}",
-                    billing_email=f"c{i}@example.com",
-                    country=country,
-                    currency="EUR",
-                    business=business,
-                    vat_id=vat_id,
-                    revision=1,
+                customer = make_customer(
+                    seller, f"c{i}", name=f"Customer {i}", billing_email=f"c{i}@example.com", country=country, business=business, vat_id=vat_id
                 )
                 await record_customer(runtime, session, customer)
 

@@ -66,7 +66,8 @@ from october import closed_period
 from sqlalchemy import text
 
 from billing_cli.platform import Platform, isolated_env
-from billing_events import CustomerUpserted, account_id, attributes_from_headers, new_event, to_kafka
+from billing_events import CustomerUpserted, attributes_from_headers, new_event, to_kafka
+from billing_events.testing import make_customer
 from billing_events.topics import INVOICES
 from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port, postgres_answers
@@ -106,20 +107,7 @@ class Sink:
 
 
 def customers(n: int) -> list[CustomerUpserted]:
-    return [
-        CustomerUpserted(
-            account_id=account_id(SELLER, f"c{i}"),
-            partner_id=SELLER,
-            external_id=f"c{i}",
-            name=f"Customer {i}",
-            billing_email=f"c{i}@example.com",
-            country="IE",
-            currency="EUR",
-            business=True,
-            revision=1,
-        )
-        for i in range(n)
-    ]
+    return [make_customer(SELLER, f"c{i}", name=f"Customer {i}", billing_email=f"c{i}@example.com") for i in range(n)]
 
 
 async def publish(bootstrap: str, events: list[Any]) -> None:

@@ -20,7 +20,8 @@ from sqlalchemy import text
 from billing_cli.errors import PROBLEM, STARTUP, UNREACHABLE
 from billing_cli.main import main
 from billing_cli.platform import SANDBOXES, SERVICES, listens_on
-from billing_events import CloudEvent, CustomerUpserted, account_id, new_event, to_kafka
+from billing_events import CloudEvent, new_event, to_kafka
+from billing_events.testing import make_customer
 from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
 from billing_runtime.migrations import migrations_dir, upgrade
@@ -139,16 +140,7 @@ def test_lag_counts_published_events_the_inbox_has_not_applied(capsys: pytest.Ca
     tenant = f"lag-{uuid.uuid4().hex[:8]}"
     events = [
         new_event(
-            CustomerUpserted(
-                account_id=account_id(tenant, f"c{i}"),
-                partner_id=tenant,
-                external_id=f"c{i}",
-                name="C",
-                billing_email="c@example.com",
-                country="IE",
-                currency="EUR",
-                revision=1,
-            ),
+            make_customer(tenant, f"c{i}", name="C", billing_email="c@example.com"),
             source="usage-ingest",
             tenant=tenant,
         )

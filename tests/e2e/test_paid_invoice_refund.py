@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -27,7 +27,7 @@ from invoicing.invoice.service import invoice_id_for
 from invoicing.main import build as build_invoicing
 from payments.config import Settings as PaymentsSettings
 from payments.main import build as build_payments
-from provider_sandboxes import SandboxServer, StripeSandbox, running, stripe_signature
+from provider_sandboxes import SandboxServer, stripe_signature
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 START, END = date(2026, 10, 1), date(2026, 10, 31)
@@ -39,12 +39,6 @@ class Services:
     payments: httpx.AsyncClient
     payments_url: str
     stripe: SandboxServer
-
-
-@pytest.fixture(scope="module")
-def stripe_sandbox() -> Iterator[SandboxServer]:
-    with running(StripeSandbox().app()) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

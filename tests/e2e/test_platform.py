@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
@@ -31,7 +30,7 @@ from billing_runtime.db import create_engine
 from billing_runtime.embedded import free_port
 from billing_runtime.kafka import ensure_topics
 from billing_runtime.outbox import republish
-from billing_runtime.testing import eventually_sync
+from billing_runtime.testing import eventually_sync, every_record
 
 
 def call(platform: Platform, method: str, service: str, path: str, tenant: str, body: Any = None) -> httpx.Response:
@@ -195,21 +194,9 @@ async def _everything_stored(platform: Platform) -> list[tuple[str, str]]:
                     places.append((f"table {schema}.{table}", "\x1f".join(v for v in row if v is not None)))
     finally:
         await engine.dispose()
-    consumer = AIOKafkaConsumer(bootstrap_servers=platform.bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        topics = sorted(await consumer.topics())
-        consumer.subscribe(topics)
-        idle = 0
-        while idle < 5:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            idle = 0 if batches else idle + 1
-            for partition, messages in batches.items():
-                for m in messages:
-                    parts = [m.key or b"", m.value or b"", *[v or b"" for _, v in (m.headers or [])]]
-                    places.append((f"topic {partition.topic}", b"\x1f".join(parts).decode("utf-8", "replace")))
-    finally:
-        await consumer.stop()
+    for m in await every_record(platform.bootstrap, idle_polls=5):
+        parts = [m.key or b"", m.value or b"", *[v or b"" for _, v in (m.headers or [])]]
+        places.append((f"topic {m.topic}", b"\x1f".join(parts).decode("utf-8", "replace")))
     logs = platform.state_dir / "logs"
     for spec in SERVICES:
         places.append((f"log {spec.name}", (logs / f"{spec.name}.log").read_text(errors="replace")))

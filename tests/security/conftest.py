@@ -24,7 +24,7 @@ from billing_cli.platform import SERVICES as PLATFORM_SERVICES
 from billing_runtime.auth import IssuedKey, Scope, issue
 from billing_runtime.conventions import add_http_tables, install_http_conventions
 from billing_runtime.db import create_engine
-from billing_runtime.testing import eventually, migrate, serve_all
+from billing_runtime.testing import api_key_headers, eventually, migrate, serve_all
 
 # Every service of the platform, by name: its package.
 SERVICES = {spec.name: spec.package for spec in PLATFORM_SERVICES}
@@ -47,7 +47,7 @@ class Partner:
         return f"marker-{self.tenant}"
 
     def headers(self, scope: Scope = "write") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[scope].key}"}
+        return api_key_headers(self.keys[scope].key)
 
 
 @dataclass

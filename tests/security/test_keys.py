@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from billing_events.topics import ALL_TOPICS
 from billing_runtime.auth import hash_secret, publish, revocation
 from billing_runtime.embedded import TansuBroker, free_port
 from billing_runtime.kafka import ensure_topics
-from billing_runtime.testing import eventually, serve, serve_all
+from billing_runtime.testing import eventually, every_record, serve, serve_all
 
 if TYPE_CHECKING:  # the fixtures give them; conftest is not importable as a module
     from tests.security.conftest import Platform
@@ -41,20 +40,8 @@ class Capture(logging.Handler):
 
 async def all_topic_bytes(bootstrap: str) -> bytes:
     """Every key, header and value on every topic, from the beginning."""
-    consumer = AIOKafkaConsumer(*(t.name for t in ALL_TOPICS), bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    seen = bytearray()
-    try:
-        idle = 0
-        while idle < 4:
-            batches = await consumer.getmany(timeout_ms=500)
-            idle = 0 if batches else idle + 1
-            for messages in batches.values():
-                for m in messages:
-                    seen += (m.key or b"") + (m.value or b"") + b"".join(k.encode() + v for k, v in m.headers or [])
-        return bytes(seen)
-    finally:
-        await consumer.stop()
+    records = await every_record(bootstrap, [t.name for t in ALL_TOPICS])
+    return b"".join((m.key or b"") + (m.value or b"") + b"".join(k.encode() + v for k, v in m.headers or []) for m in records)
 
 
 async def test_wrong_revoked_and_out_of_scope_keys_are_refused(platform: Platform) -> None:

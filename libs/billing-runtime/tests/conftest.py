@@ -10,22 +10,14 @@ from sqlalchemy import Column, Integer, String, Table, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_events import CloudEvent, CustomerUpserted, account_id
+from billing_events import CloudEvent, CustomerUpserted
+from billing_events.testing import make_customer
 from billing_runtime.db import schema_metadata
 from billing_runtime.service import ServiceRuntime, runtime_tables
 
 
 def customer(tenant: str, name: str = "Contoso", revision: int = 1, external_id: str = "c1") -> CustomerUpserted:
-    return CustomerUpserted(
-        account_id=account_id(tenant, external_id),
-        partner_id=tenant,
-        external_id=external_id,
-        name=name,
-        billing_email="ap@contoso.example",
-        country="IE",
-        currency="EUR",
-        revision=revision,
-    )
+    return make_customer(tenant, external_id, name=name, billing_email="ap@contoso.example", revision=revision)
 
 
 class TallyToy:

@@ -30,7 +30,7 @@ from billing_runtime.edge import InvalidInput, check_json, check_path, check_que
 from billing_runtime.embedded import TansuBroker, free_port
 from billing_runtime.kafka import ensure_topics
 from billing_runtime.service import ServiceRuntime, create_app, runtime_tables
-from billing_runtime.testing import eventually, serve
+from billing_runtime.testing import api_key_headers, eventually, serve
 
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -122,10 +122,6 @@ def empty_broker(tmp_path: Path) -> Iterator[str]:
         broker.stop()
 
 
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 @contextlib.asynccontextmanager
 async def client_from(app: FastAPI, address: str) -> AsyncIterator[httpx.AsyncClient]:
     """Another client of an app already being served (the ASGI transport names its address)."""
@@ -148,13 +144,13 @@ async def test_keys_survive_a_broker_that_lost_its_topic(database_url: str, kafk
     # The service's broker has never seen this key (its topic is empty): the table is enough.
     app = toy_app(database_url, empty_broker, schema, api_keys_refresh_seconds=0.2)
     async with serve(app) as client:
-        r = await client.get("/v1/items/i1", headers=auth(key.key))
+        r = await client.get("/v1/items/i1", headers=api_key_headers(key.key))
         assert (r.status_code, r.json()) == (200, {"id": "i1", "tenant": tenant})
         # A revocation the topic never carries (announced on the other broker) arrives by the table.
         await revoke(engine, kafka_bootstrap, key.key_id, reason="rotated", now=NOW + timedelta(hours=1))
 
         async def refused() -> httpx.Response | None:
-            r = await client.get("/v1/items/i1", headers=auth(key.key))
+            r = await client.get("/v1/items/i1", headers=api_key_headers(key.key))
             return r if r.status_code == 401 else None
 
         r = await eventually(refused, "the revocation to arrive by the table", 10)
@@ -208,9 +204,9 @@ async def edge(database_url: str, kafka_bootstrap: str, schema: str, engine: Any
 
 async def test_a_body_over_its_limit_is_413_before_it_is_read(edge: dict[str, Any]) -> None:
     client, key = edge["client"], edge["write"]
-    ok = await client.post("/v1/items", json={"name": "x" * 900}, headers=auth(key))
+    ok = await client.post("/v1/items", json={"name": "x" * 900}, headers=api_key_headers(key))
     assert ok.status_code == 200
-    big = await client.post("/v1/items", json={"name": "x" * 1100}, headers=auth(key))
+    big = await client.post("/v1/items", json={"name": "x" * 1100}, headers=api_key_headers(key))
     assert (big.status_code, big.headers["content-type"], big.json()["code"]) == (413, "application/problem+json", "body_too_large")
     assert big.json()["limit"] == 1000
 
@@ -218,12 +214,12 @@ async def test_a_body_over_its_limit_is_413_before_it_is_read(edge: dict[str, An
         for _ in range(20):
             yield b"x" * 100
 
-    streamed = await client.post("/v1/items", content=chunks(), headers={**auth(key), "Content-Type": "application/json"})
+    streamed = await client.post("/v1/items", content=chunks(), headers={**api_key_headers(key), "Content-Type": "application/json"})
     assert (streamed.status_code, streamed.json()["code"]) == (413, "body_too_large")
     # A larger limit for one prefix (as payments has for bank statements).
-    upload = await client.post("/v1/uploads", content=b"y" * 4000, headers=auth(key))
+    upload = await client.post("/v1/uploads", content=b"y" * 4000, headers=api_key_headers(key))
     assert (upload.status_code, upload.json()) == (200, {"size": 4000})
-    assert (await client.post("/v1/uploads", content=b"y" * 6000, headers=auth(key))).status_code == 413
+    assert (await client.post("/v1/uploads", content=b"y" * 6000, headers=api_key_headers(key))).status_code == 413
     # Webhooks and shared links too, before any signature or token is looked at.
     hook = await client.post(f"/v1/webhooks/{edge['tenant']}", content=b"z" * 2000)
     assert (hook.status_code, hook.json()["code"]) == (413, "body_too_large")
@@ -233,12 +229,12 @@ async def test_refused_keys_are_rate_limited_per_address(edge: dict[str, Any]) -
     app, good = edge["app"], edge["read"]
     bad = good[:-1] + ("0" if good[-1] != "0" else "1")
     async with client_from(app, "10.9.0.1") as attacker, client_from(app, "10.9.0.2") as neighbour:
-        statuses = [(await attacker.get("/v1/items", headers=auth(bad))).status_code for _ in range(4)]
+        statuses = [(await attacker.get("/v1/items", headers=api_key_headers(bad))).status_code for _ in range(4)]
         assert statuses == [401, 401, 401, 429]
-        blocked = await attacker.get("/v1/items", headers=auth(good))  # the address is blocked, not the key
+        blocked = await attacker.get("/v1/items", headers=api_key_headers(good))  # the address is blocked, not the key
         assert (blocked.status_code, blocked.json()["code"]) == (429, "auth_rate_limited")
         assert int(blocked.headers["retry-after"]) >= 1
-        assert (await neighbour.get("/v1/items", headers=auth(good))).status_code == 200
+        assert (await neighbour.get("/v1/items", headers=api_key_headers(good))).status_code == 200
         # A request without a key is no refused key: it does not count.
         for _ in range(5):
             assert (await neighbour.get("/v1/items")).status_code == 401
@@ -349,9 +345,9 @@ async def test_bad_input_is_422_naming_the_field_over_http(edge: dict[str, Any])
         ("GET", "/v1/shared/%00", None, "nul_character", "path"),
     ]
     for method, path, body, code, field in cases:
-        r = await client.request(method, path, content=body, headers={**auth(key), "Content-Type": "application/json"})
+        r = await client.request(method, path, content=body, headers={**api_key_headers(key), "Content-Type": "application/json"})
         assert (r.status_code, r.headers["content-type"], r.json()["code"], r.json()["field"]) == (422, "application/problem+json", code, field), path
-    assert (await client.post("/v1/items", json={"name": "fine", "amount": 3.25}, headers=auth(key))).status_code == 200
+    assert (await client.post("/v1/items", json={"name": "fine", "amount": 3.25}, headers=api_key_headers(key))).status_code == 200
 
 
 # --- scopes -----------------------------------------------------------------------------------
@@ -360,15 +356,15 @@ async def test_bad_input_is_422_naming_the_field_over_http(edge: dict[str, Any])
 async def test_scopes_declared_next_to_the_route(edge: dict[str, Any]) -> None:
     client = edge["client"]
     for scope, status in (("read", 403), ("write", 403), ("admin", 200)):
-        r = await client.put("/v1/credentials", json={"name": "c"}, headers=auth(edge[scope]))
+        r = await client.put("/v1/credentials", json={"name": "c"}, headers=api_key_headers(edge[scope]))
         assert r.status_code == status, scope
     # Refused before the body is parsed: this one is not even JSON.
-    r = await client.put("/v1/credentials", content=b"x" * 999, headers={**auth(edge["write"]), "Content-Type": "application/json"})
+    r = await client.put("/v1/credentials", content=b"x" * 999, headers={**api_key_headers(edge["write"]), "Content-Type": "application/json"})
     assert (r.status_code, r.json()["code"]) == (403, "insufficient_scope")
     # A POST that only reads can declare `read`.
-    r = await client.post("/v1/items/preview", json={"name": "p"}, headers=auth(edge["read"]))
+    r = await client.post("/v1/items/preview", json={"name": "p"}, headers=api_key_headers(edge["read"]))
     assert (r.status_code, r.json()) == (200, {"preview": "p"})
-    r = await client.post("/v1/items", json={"name": "p"}, headers=auth(edge["read"]))
+    r = await client.post("/v1/items", json={"name": "p"}, headers=api_key_headers(edge["read"]))
     assert (r.status_code, r.json()["code"]) == (403, "insufficient_scope")
     # The matrix, as the README's table and the OpenAPI document show it.
     matrix = {(m, p): s for m, p, s in scope_matrix(edge["app"])}
@@ -390,7 +386,7 @@ async def test_a_topic_only_key_still_works(database_url: str, kafka_bootstrap: 
     async with serve(toy_app(database_url, kafka_bootstrap, schema)) as client:
 
         async def known() -> httpx.Response | None:
-            r = await client.get("/v1/items/x", headers=auth(key.key))
+            r = await client.get("/v1/items/x", headers=api_key_headers(key.key))
             return r if r.status_code != 401 else None
 
         r = await eventually(known, "the service to learn the key", 10)

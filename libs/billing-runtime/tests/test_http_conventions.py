@@ -27,7 +27,7 @@ from billing_runtime.db import schema_metadata
 from billing_runtime.errors import Conflict, NotFound
 from billing_runtime.ratelimit import RateLimiter
 from billing_runtime.service import ServiceRuntime, create_app, runtime_tables
-from billing_runtime.testing import eventually, serve
+from billing_runtime.testing import api_key_headers, eventually, serve
 
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -119,15 +119,11 @@ async def issue(bootstrap: str, tenant: str, scope: str, account_id: str | None 
     return key.key
 
 
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 async def wait_known(client: httpx.AsyncClient, key: str) -> None:
     """A key issued after the service started is known once the service has read its event."""
 
     async def known() -> bool:
-        return (await client.get("/v1/notes", headers=auth(key))).status_code != 401
+        return (await client.get("/v1/notes", headers=api_key_headers(key))).status_code != 401
 
     await eventually(known, "the service to learn the key", 10)
 
@@ -199,7 +195,7 @@ async def test_missing_wrong_and_revoked_keys_are_401(client: httpx.AsyncClient,
     assert (r.status_code, r.json()["code"]) == (401, "api_key_required")
     assert r.headers["content-type"] == "application/problem+json"
     for bad in ("nonsense", keys["write"][:-4] + "abcd", "bk_live_k0000000000000000_" + "0" * 64):
-        r = await client.get("/v1/notes", headers=auth(bad))
+        r = await client.get("/v1/notes", headers=api_key_headers(bad))
         assert (r.status_code, r.json()["code"]) == (401, "api_key_invalid"), bad
     # A tenant header is no substitute for a key.
     r = await client.get("/v1/notes", headers={"X-Tenant-Id": keys["tenant"]})
@@ -210,7 +206,7 @@ async def test_missing_wrong_and_revoked_keys_are_401(client: httpx.AsyncClient,
     await publish(kafka_bootstrap, revocation(key_id, keys["tenant"], reason="test", now=NOW))
 
     async def refused() -> httpx.Response | None:
-        r = await client.get("/v1/notes", headers=auth(keys["write"]))
+        r = await client.get("/v1/notes", headers=api_key_headers(keys["write"]))
         return r if r.status_code == 401 else None
 
     r = await eventually(refused, "the revocation to reach the service", 10)
@@ -227,20 +223,20 @@ async def test_shared_links_need_no_key(client: httpx.AsyncClient, keys: dict[st
 
 async def test_scopes(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
     await wait_known(client, keys["admin"])
-    assert (await client.get("/v1/notes", headers=auth(keys["read"]))).status_code == 200
-    r = await client.post("/v1/notes", json={"text": "x"}, headers=auth(keys["read"]))
+    assert (await client.get("/v1/notes", headers=api_key_headers(keys["read"]))).status_code == 200
+    r = await client.post("/v1/notes", json={"text": "x"}, headers=api_key_headers(keys["read"]))
     assert (r.status_code, r.json()["code"]) == (403, "insufficient_scope")
-    assert (await client.post("/v1/notes", json={"text": "x"}, headers=auth(keys["write"]))).status_code == 201
-    r = await client.post("/v1/admin/reindex", headers=auth(keys["write"]))
+    assert (await client.post("/v1/notes", json={"text": "x"}, headers=api_key_headers(keys["write"]))).status_code == 201
+    r = await client.post("/v1/admin/reindex", headers=api_key_headers(keys["write"]))
     assert (r.status_code, r.json()["code"]) == (403, "insufficient_scope")
-    r = await client.post("/v1/admin/reindex", headers=auth(keys["admin"]))
+    r = await client.post("/v1/admin/reindex", headers=api_key_headers(keys["admin"]))
     assert r.json() == {"reindexed_for": keys["tenant"]}
 
 
 async def test_tenant_comes_from_the_key_only(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
     await wait_known(client, keys["other_write"])
-    await client.put("/v1/notes/n1", json={"text": "secret of p"}, headers=auth(keys["write"]))
-    spoof = {**auth(keys["other_write"]), "X-Tenant-Id": keys["tenant"]}
+    await client.put("/v1/notes/n1", json={"text": "secret of p"}, headers=api_key_headers(keys["write"]))
+    spoof = {**api_key_headers(keys["other_write"]), "X-Tenant-Id": keys["tenant"]}
     r = await client.get("/v1/notes/n1", headers=spoof)
     assert r.status_code == 404
     assert "secret of p" not in (await client.get("/v1/notes", headers=spoof)).text
@@ -252,19 +248,19 @@ async def test_a_key_restricted_to_one_account(client: httpx.AsyncClient, keys: 
     restricted = await issue(kafka_bootstrap, keys["tenant"], "write", account_id="acct-a")
 
     async def known() -> httpx.Response | None:
-        r = await client.get("/v1/accounts/acct-a/notes", headers=auth(restricted))
+        r = await client.get("/v1/accounts/acct-a/notes", headers=api_key_headers(restricted))
         return r if r.status_code != 401 else None
 
     r = await eventually(known, "the service to learn the restricted key", 10)
     assert r.status_code == 200 and r.json() == {"tenant": keys["tenant"], "account_id": "acct-a"}
-    r = await client.get("/v1/accounts/acct-b/notes", headers=auth(restricted))
+    r = await client.get("/v1/accounts/acct-b/notes", headers=api_key_headers(restricted))
     assert (r.status_code, r.json()["code"]) == (404, "account_not_found")
     for method, path in (("GET", "/v1/notes"), ("GET", "/v1/notes/x"), ("POST", "/v1/notes"), ("PUT", "/v1/notes/x")):
-        r = await client.request(method, path, headers=auth(restricted), json={"text": "t"})
+        r = await client.request(method, path, headers=api_key_headers(restricted), json={"text": "t"})
         assert (r.status_code, r.json()["code"]) == (403, "account_restricted"), (method, path)
-    assert (await client.get("/v1/notes", headers=auth(keys["read"]))).json()["items"] == []  # nothing was written
+    assert (await client.get("/v1/notes", headers=api_key_headers(keys["read"]))).json()["items"] == []  # nothing was written
     # A tenant-wide key reaches any account of its tenant.
-    assert (await client.get("/v1/accounts/acct-b/notes", headers=auth(keys["read"]))).json()["account_id"] == "acct-b"
+    assert (await client.get("/v1/accounts/acct-b/notes", headers=api_key_headers(keys["read"]))).json()["account_id"] == "acct-b"
 
 
 def test_an_account_restriction_travels_in_the_event_and_the_store() -> None:
@@ -298,7 +294,7 @@ async def test_the_registry_keeps_the_account_restriction(database_url: str) -> 
 
 async def test_idempotency_replay_and_reuse(client: httpx.AsyncClient, keys: dict[str, str], toy: Toy) -> None:
     await wait_known(client, keys["write"])
-    h = {**auth(keys["write"]), "Idempotency-Key": "create-1"}
+    h = {**api_key_headers(keys["write"]), "Idempotency-Key": "create-1"}
     # A refused request is not remembered: the corrected retry with the same key runs.
     assert (await client.post("/v1/notes", json={"text": ["bad"]}, headers=h)).status_code == 422
     first = await client.post("/v1/notes", json={"text": "hello"}, headers=h)
@@ -308,11 +304,11 @@ async def test_idempotency_replay_and_reuse(client: httpx.AsyncClient, keys: dic
     assert again.headers["idempotent-replayed"] == "true"
     r = await client.post("/v1/notes", json={"text": "other"}, headers=h)
     assert (r.status_code, r.json()["code"]) == (409, "idempotency_key_reused")
-    listed = (await client.get("/v1/notes", headers=auth(keys["write"]))).json()["items"]
+    listed = (await client.get("/v1/notes", headers=api_key_headers(keys["write"]))).json()["items"]
     assert [n["text"] for n in listed] == ["hello"]
     # Keys are per tenant: another tenant's same key is a new request.
     await wait_known(client, keys["other_write"])
-    r = await client.post("/v1/notes", json={"text": "hello"}, headers={**auth(keys["other_write"]), "Idempotency-Key": "create-1"})
+    r = await client.post("/v1/notes", json={"text": "hello"}, headers={**api_key_headers(keys["other_write"]), "Idempotency-Key": "create-1"})
     assert r.status_code == 201 and r.json()["id"] != first.json()["id"]
     # It survives a restart: the storage is the service's table.
     restarted = Toy.__new__(Toy)
@@ -327,9 +323,9 @@ async def test_idempotency_replay_and_reuse(client: httpx.AsyncClient, keys: dic
 
 async def test_audit_log_records_who_what_before_after(client: httpx.AsyncClient, keys: dict[str, str], toy: Toy) -> None:
     await wait_known(client, keys["write"])
-    await client.put("/v1/notes/a1", json={"text": "v1"}, headers=auth(keys["write"]))
-    await client.put("/v1/notes/a1", json={"text": "v2"}, headers={**auth(keys["write"]), "Idempotency-Key": "upd"})
-    await client.put("/v1/notes/a1", json={"text": 3}, headers=auth(keys["write"]))  # 422: not a write that happened
+    await client.put("/v1/notes/a1", json={"text": "v1"}, headers=api_key_headers(keys["write"]))
+    await client.put("/v1/notes/a1", json={"text": "v2"}, headers={**api_key_headers(keys["write"]), "Idempotency-Key": "upd"})
+    await client.put("/v1/notes/a1", json={"text": 3}, headers=api_key_headers(keys["write"]))  # 422: not a write that happened
     audit = toy.app.state.http_conventions.audit
     async with toy.runtime.engine.connect() as conn:
         rows = (await conn.execute(select(audit).where(audit.c.tenant == keys["tenant"]).order_by(audit.c.id))).all()
@@ -351,10 +347,10 @@ async def test_a_failed_write_stores_nothing_and_releases_its_key(toy: Toy, keys
         async with toy.app.router.lifespan_context(toy.app):
             await wait_known(client, keys["write"])
             for text_, status in (("boom", 500), ("refuse", 409), ("nul", 500)):
-                h = {**auth(keys["write"]), "Idempotency-Key": f"late-{text_}"}
+                h = {**api_key_headers(keys["write"]), "Idempotency-Key": f"late-{text_}"}
                 r = await client.post(f"/v1/notes/n-{text_}/then-fail", json={"text": text_}, headers=h)
                 assert r.status_code == status, (text_, r.text)
-                assert (await client.get(f"/v1/notes/n-{text_}", headers=auth(keys["read"]))).status_code == 404, text_
+                assert (await client.get(f"/v1/notes/n-{text_}", headers=api_key_headers(keys["read"]))).status_code == 404, text_
                 # The key is not left in flight: the same key runs again (and fails again the same way).
                 again = await client.post(f"/v1/notes/n-{text_}/then-fail", json={"text": text_}, headers=h)
                 assert again.status_code == status, (text_, again.text)
@@ -372,7 +368,7 @@ async def test_rate_limit_429_with_retry_after(database_url: str, kafka_bootstra
         # wait_known spends tokens too, so count only after the key is known.
         statuses = []
         for _ in range(200):
-            r = await client.get("/v1/notes", headers=auth(key))
+            r = await client.get("/v1/notes", headers=api_key_headers(key))
             statuses.append(r.status_code)
             if r.status_code == 429:
                 break
@@ -389,5 +385,5 @@ async def test_framework_errors_are_problem_json(client: httpx.AsyncClient, keys
         ("POST", "/v1/notes", {"text": ["no"]}, 422, "validation_error"),
         ("GET", "/v1/notes/missing", None, 404, "not_found"),
     ):
-        r = await client.request(method, path, json=body, headers=auth(keys["write"]))
+        r = await client.request(method, path, json=body, headers=api_key_headers(keys["write"]))
         assert (r.status_code, r.headers["content-type"], r.json()["code"]) == (status, "application/problem+json", code), path

@@ -14,7 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing_events import CustomerUpserted, account_id, new_event
+from billing_events import account_id, new_event
+from billing_events.testing import make_customer
 from billing_events.topics import CUSTOMERS
 from billing_runtime.db import create_engine, schema_metadata
 from billing_runtime.kafka import CachedPartitioner
@@ -44,16 +45,7 @@ def events(tenant: str, n: int, *, accounts: int | None = None) -> list[Any]:
     written = []
     for i in range(n):
         c, revision = (i, 1) if accounts is None else (i % accounts, i // accounts + 1)
-        data = CustomerUpserted(
-            account_id=account_id(tenant, f"c{c}"),
-            partner_id=tenant,
-            external_id=f"c{c}",
-            name=f"Customer {i}",
-            billing_email="ap@example.com",
-            country="IE",
-            currency="EUR",
-            revision=revision,
-        )
+        data = make_customer(tenant, f"c{c}", name=f"Customer {i}", billing_email="ap@example.com", revision=revision)
         written.append(new_event(data, source="test", tenant=tenant, subject=f"c{c}"))
     return written
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from provider_sandboxes import GoCardlessSandbox, SandboxServer, StripeSandbox, running
+from provider_sandboxes import running
 
 
 @dataclass
@@ -43,15 +43,3 @@ def receiver() -> Iterator[Receiver]:
     with running(Starlette(routes=[Route("/hook", rec.hook, methods=["POST"])])) as server:
         rec.url = f"{server.url}/hook"
         yield rec
-
-
-@pytest.fixture(scope="module")
-def stripe_server() -> Iterator[SandboxServer]:
-    with running(StripeSandbox().app()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def gocardless_server() -> Iterator[SandboxServer]:
-    with running(GoCardlessSandbox().app()) as server:
-        yield server

@@ -33,12 +33,12 @@ def mandate_for(server: SandboxServer, gc: gocardless_pro.Client, activate: bool
     return customer.id, done.json()["mandate"]
 
 
-def test_mandate_payment_and_signed_webhooks(gocardless_server: SandboxServer, receiver: Receiver) -> None:
-    gc, token = client(gocardless_server)
+def test_mandate_payment_and_signed_webhooks(gocardless_sandbox: SandboxServer, receiver: Receiver) -> None:
+    gc, token = client(gocardless_sandbox)
     httpx.post(
-        f"{gocardless_server.url}/_sandbox/webhook_endpoints", json={"url": receiver.url, "secret": "wh-secret"}, headers={"Authorization": f"Bearer {token}"}
+        f"{gocardless_sandbox.url}/_sandbox/webhook_endpoints", json={"url": receiver.url, "secret": "wh-secret"}, headers={"Authorization": f"Bearer {token}"}
     )
-    _, mandate_id = mandate_for(gocardless_server, gc)
+    _, mandate_id = mandate_for(gocardless_sandbox, gc)
     assert gc.mandates.get(mandate_id).status == "active"
 
     due = date.today() + timedelta(days=10)
@@ -76,9 +76,9 @@ def test_mandate_payment_and_signed_webhooks(gocardless_server: SandboxServer, r
     assert gc.events.get(failed.id).action == "failed"
 
 
-def test_confirmed_payments_refund_and_cancelled_mandates_refuse_payments(gocardless_server: SandboxServer) -> None:
-    gc, _ = client(gocardless_server)
-    _, mandate_id = mandate_for(gocardless_server, gc)
+def test_confirmed_payments_refund_and_cancelled_mandates_refuse_payments(gocardless_sandbox: SandboxServer) -> None:
+    gc, _ = client(gocardless_sandbox)
+    _, mandate_id = mandate_for(gocardless_sandbox, gc)
     payment = gc.payments.create(params={"amount": 5000, "currency": "EUR", "links": {"mandate": mandate_id}})
     with pytest.raises(errors.InvalidStateError):
         gc.refunds.create(params={"amount": 100, "links": {"payment": payment.id}})
@@ -93,9 +93,9 @@ def test_confirmed_payments_refund_and_cancelled_mandates_refuse_payments(gocard
         gc.payments.create(params={"amount": 5000, "currency": "EUR", "links": {"mandate": mandate_id}})
 
 
-def test_mandate_failed_scenario(gocardless_server: SandboxServer) -> None:
-    gc, _ = client(gocardless_server)
-    _, mandate_id = mandate_for(gocardless_server, gc, activate=False)
+def test_mandate_failed_scenario(gocardless_sandbox: SandboxServer) -> None:
+    gc, _ = client(gocardless_sandbox)
+    _, mandate_id = mandate_for(gocardless_sandbox, gc, activate=False)
     assert gc.mandates.get(mandate_id).status == "pending_submission"
     gc.scenario_simulators.run("mandate_failed", params={"links": {"resource": mandate_id}})
     assert gc.mandates.get(mandate_id).status == "failed"
@@ -103,10 +103,10 @@ def test_mandate_failed_scenario(gocardless_server: SandboxServer) -> None:
     assert actions[-2:] == ["submitted", "failed"]
 
 
-def test_lost_response_is_recovered_by_the_idempotency_key(gocardless_server: SandboxServer) -> None:
-    gc, _ = client(gocardless_server)
-    _, mandate_id = mandate_for(gocardless_server, gc)
-    httpx.post(f"{gocardless_server.url}/_sandbox/faults", json={"method": "POST", "path_prefix": "/payments", "mode": "error_after_commit"})
+def test_lost_response_is_recovered_by_the_idempotency_key(gocardless_sandbox: SandboxServer) -> None:
+    gc, _ = client(gocardless_sandbox)
+    _, mandate_id = mandate_for(gocardless_sandbox, gc)
+    httpx.post(f"{gocardless_sandbox.url}/_sandbox/faults", json={"method": "POST", "path_prefix": "/payments", "mode": "error_after_commit"})
     params = {"amount": 700, "currency": "EUR", "links": {"mandate": mandate_id}}
     with pytest.raises(errors.GoCardlessInternalError):
         gc.payments.create(params=params, headers={"Idempotency-Key": "lost"})
@@ -114,9 +114,9 @@ def test_lost_response_is_recovered_by_the_idempotency_key(gocardless_server: Sa
     assert [p.id for p in gc.payments.list(params={"mandate": mandate_id}).records] == [again.id]
 
 
-def test_accounts_are_apart_and_signature_is_hex_hmac(gocardless_server: SandboxServer) -> None:
-    mine, _ = client(gocardless_server)
-    theirs, _ = client(gocardless_server)
+def test_accounts_are_apart_and_signature_is_hex_hmac(gocardless_sandbox: SandboxServer) -> None:
+    mine, _ = client(gocardless_sandbox)
+    theirs, _ = client(gocardless_sandbox)
     customer = mine.customers.create(params={"email": "x@example.com"})
     with pytest.raises(errors.InvalidApiUsageError):
         theirs.customers.get(customer.id)
@@ -129,30 +129,30 @@ def _fault(server: SandboxServer, token: str, **fault: object) -> None:
     assert r.status_code == 201, r.text
 
 
-def test_payment_webhooks_dropped_twice_or_out_of_order(gocardless_server: SandboxServer, receiver: Receiver) -> None:
-    gc, token = client(gocardless_server)
-    _, mandate_id = mandate_for(gocardless_server, gc)
-    httpx.post(f"{gocardless_server.url}/_sandbox/webhook_endpoints", json={"url": receiver.url, "secret": "s"}, headers={"Authorization": f"Bearer {token}"})
+def test_payment_webhooks_dropped_twice_or_out_of_order(gocardless_sandbox: SandboxServer, receiver: Receiver) -> None:
+    gc, token = client(gocardless_sandbox)
+    _, mandate_id = mandate_for(gocardless_sandbox, gc)
+    httpx.post(f"{gocardless_sandbox.url}/_sandbox/webhook_endpoints", json={"url": receiver.url, "secret": "s"}, headers={"Authorization": f"Bearer {token}"})
 
     def actions(count: int) -> list[str]:
         return [e.action for body, headers in receiver.wait_for(count) for e in webhooks.parse(body, "s", headers["webhook-signature"])]
 
-    _fault(gocardless_server, token, mode="drop_webhook", event_type="payments.created")
+    _fault(gocardless_sandbox, token, mode="drop_webhook", event_type="payments.created")
     first = gc.payments.create(params={"amount": 700, "currency": "EUR", "links": {"mandate": mandate_id}})
-    _fault(gocardless_server, token, mode="reorder_webhooks", event_type="payments.", times=2)
+    _fault(gocardless_sandbox, token, mode="reorder_webhooks", event_type="payments.", times=2)
     gc.scenario_simulators.run("payment_confirmed", params={"links": {"resource": first.id}})
     assert actions(2) == ["confirmed", "submitted"]
 
-    _fault(gocardless_server, token, mode="duplicate_webhook", event_type="payments.created")
+    _fault(gocardless_sandbox, token, mode="duplicate_webhook", event_type="payments.created")
     gc.payments.create(params={"amount": 800, "currency": "EUR", "links": {"mandate": mandate_id}})
     assert actions(4)[2:] == ["created", "created"]
     assert [e.action for e in gc.events.list(params={"payment": first.id}).records] == ["created", "submitted", "confirmed"]
 
 
-def test_the_hosted_billing_request_flow_in_a_browser_redirects_back(gocardless_server: SandboxServer) -> None:
+def test_the_hosted_billing_request_flow_in_a_browser_redirects_back(gocardless_sandbox: SandboxServer) -> None:
     """The payer opens the flow's `authorisation_url`, gives a bank account on the form, and is
     sent to the merchant's `redirect_uri`; the merchant finds the mandate through the SDK."""
-    gc, _ = client(gocardless_server)
+    gc, _ = client(gocardless_sandbox)
     customer = gc.customers.create(params={"email": "ap@contoso.example", "company_name": "Contoso Dental"})
     brq = gc.billing_requests.create(params={"mandate_request": {"scheme": "sepa_core", "currency": "EUR"}, "links": {"customer": customer.id}})
     flow = gc.billing_request_flows.create(params={"links": {"billing_request": brq.id}, "redirect_uri": "https://merchant.example/back"})

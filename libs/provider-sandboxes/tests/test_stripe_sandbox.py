@@ -37,8 +37,8 @@ def test_form_decoding_nests_like_stripe() -> None:
     }
 
 
-def test_save_a_card_then_charge_it_off_session(stripe_server: SandboxServer, receiver: Receiver) -> None:
-    sc = client(stripe_server)
+def test_save_a_card_then_charge_it_off_session(stripe_sandbox: SandboxServer, receiver: Receiver) -> None:
+    sc = client(stripe_sandbox)
     endpoint = sc.v1.webhook_endpoints.create({"url": receiver.url, "enabled_events": ["setup_intent.succeeded", "payment_intent.succeeded"]})
     customer = sc.v1.customers.create({"email": "ap@contoso.example", "name": "Contoso Dental"})
     # payment_method_types: sent as older integrations do; this SDK's params no longer declare it
@@ -82,8 +82,8 @@ def test_save_a_card_then_charge_it_off_session(stripe_server: SandboxServer, re
         ("4000002760003184", "authentication_required", "authentication_required"),
     ],
 )
-def test_documented_test_cards_decline_when_charged(stripe_server: SandboxServer, card: str, code: str, decline_code: str) -> None:
-    sc = client(stripe_server)
+def test_documented_test_cards_decline_when_charged(stripe_sandbox: SandboxServer, card: str, code: str, decline_code: str) -> None:
+    sc = client(stripe_sandbox)
     customer = sc.v1.customers.create({"email": "x@example.com"})
     pm = sc.v1.payment_methods.create({"type": "card", "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
     sc.v1.payment_methods.attach(pm.id, {"customer": customer.id})
@@ -98,8 +98,8 @@ def test_documented_test_cards_decline_when_charged(stripe_server: SandboxServer
     assert [i.id for i in listed.data] == [failed.id]
 
 
-def test_a_declined_card_cannot_be_saved(stripe_server: SandboxServer) -> None:
-    sc = client(stripe_server)
+def test_a_declined_card_cannot_be_saved(stripe_sandbox: SandboxServer) -> None:
+    sc = client(stripe_sandbox)
     customer = sc.v1.customers.create({"email": "x@example.com"})
     setup = sc.v1.setup_intents.create({"customer": customer.id, "usage": "off_session"})
     with pytest.raises(stripe.CardError) as err:
@@ -108,8 +108,8 @@ def test_a_declined_card_cannot_be_saved(stripe_server: SandboxServer) -> None:
     assert sc.v1.setup_intents.retrieve(setup.id).status == "requires_payment_method"
 
 
-def test_idempotency_key_replays_the_first_answer_and_refuses_other_parameters(stripe_server: SandboxServer) -> None:
-    sc = client(stripe_server)
+def test_idempotency_key_replays_the_first_answer_and_refuses_other_parameters(stripe_sandbox: SandboxServer) -> None:
+    sc = client(stripe_sandbox)
     customer = sc.v1.customers.create({"email": "x@example.com"})
     params = off_session_visa(customer.id)
     first = sc.v1.payment_intents.create(params, {"idempotency_key": "k-1"})
@@ -120,10 +120,10 @@ def test_idempotency_key_replays_the_first_answer_and_refuses_other_parameters(s
     assert len(sc.v1.payment_intents.list({"customer": customer.id}).data) == 1
 
 
-def test_a_lost_response_still_charged_once(stripe_server: SandboxServer) -> None:
-    sc = client(stripe_server)
+def test_a_lost_response_still_charged_once(stripe_sandbox: SandboxServer) -> None:
+    sc = client(stripe_sandbox)
     customer = sc.v1.customers.create({"email": "x@example.com"})
-    httpx.post(f"{stripe_server.url}/_sandbox/faults", json={"method": "POST", "path_prefix": "/v1/payment_intents", "mode": "error_after_commit"})
+    httpx.post(f"{stripe_sandbox.url}/_sandbox/faults", json={"method": "POST", "path_prefix": "/v1/payment_intents", "mode": "error_after_commit"})
     params = off_session_visa(customer.id)
     with pytest.raises(stripe.APIError):
         sc.v1.payment_intents.create(params, {"idempotency_key": "lost-1"})
@@ -132,8 +132,8 @@ def test_a_lost_response_still_charged_once(stripe_server: SandboxServer) -> Non
     assert [i.id for i in sc.v1.payment_intents.list({"customer": customer.id}).data] == [replay.id]
 
 
-def test_refunds_up_to_the_amount_charged(stripe_server: SandboxServer) -> None:
-    sc = client(stripe_server)
+def test_refunds_up_to_the_amount_charged(stripe_sandbox: SandboxServer) -> None:
+    sc = client(stripe_sandbox)
     intent = sc.v1.payment_intents.create({"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True})
     part = sc.v1.refunds.create({"payment_intent": intent.id, "amount": 400})
     assert (part.status, part.amount) == ("succeeded", 400)
@@ -144,13 +144,13 @@ def test_refunds_up_to_the_amount_charged(stripe_server: SandboxServer) -> None:
     assert rest.amount == 600
 
 
-def test_accounts_are_apart_and_keys_are_checked(stripe_server: SandboxServer) -> None:
-    mine, theirs = client(stripe_server), client(stripe_server)
+def test_accounts_are_apart_and_keys_are_checked(stripe_sandbox: SandboxServer) -> None:
+    mine, theirs = client(stripe_sandbox), client(stripe_sandbox)
     customer = mine.v1.customers.create({"email": "x@example.com"})
     with pytest.raises(stripe.InvalidRequestError):
         theirs.v1.customers.retrieve(customer.id)
     with pytest.raises(stripe.AuthenticationError):
-        client(stripe_server, key="sk_live_nope").v1.customers.create({"email": "x@example.com"})
+        client(stripe_sandbox, key="sk_live_nope").v1.customers.create({"email": "x@example.com"})
 
 
 def test_signature_is_the_documented_one() -> None:
@@ -178,60 +178,60 @@ def _types(receiver: Receiver, count: int) -> list[tuple[str, str]]:
     return [(e["type"], e["id"]) for e in (json.loads(body) for body, _ in receiver.wait_for(count))]
 
 
-def test_an_answer_after_n_seconds_comes_after_the_charge(stripe_server: SandboxServer) -> None:
+def test_an_answer_after_n_seconds_comes_after_the_charge(stripe_sandbox: SandboxServer) -> None:
     key = f"sk_test_{uuid.uuid4().hex}"
-    sc = client(stripe_server, key)
-    _fault(stripe_server, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_after_commit", seconds=1.5)
-    impatient = client(stripe_server, key, timeout=0.5)
+    sc = client(stripe_sandbox, key)
+    _fault(stripe_sandbox, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_after_commit", seconds=1.5)
+    impatient = client(stripe_sandbox, key, timeout=0.5)
     with pytest.raises(stripe.APIConnectionError):
         _charge(impatient, "slow-1")
     charged = sc.v1.payment_intents.list({"limit": 10}).data
     assert [i.status for i in charged] == ["succeeded"]
 
 
-def test_a_fault_set_with_a_key_touches_only_that_account(stripe_server: SandboxServer) -> None:
+def test_a_fault_set_with_a_key_touches_only_that_account(stripe_sandbox: SandboxServer) -> None:
     mine, theirs = f"sk_test_{uuid.uuid4().hex}", f"sk_test_{uuid.uuid4().hex}"
-    _fault(stripe_server, mine, method="POST", path_prefix="/v1/payment_intents", mode="error_before")
-    assert _charge(client(stripe_server, theirs), "k").status == "succeeded"
+    _fault(stripe_sandbox, mine, method="POST", path_prefix="/v1/payment_intents", mode="error_before")
+    assert _charge(client(stripe_sandbox, theirs), "k").status == "succeeded"
     with pytest.raises(stripe.APIError):
-        _charge(client(stripe_server, mine), "k")
+        _charge(client(stripe_sandbox, mine), "k")
 
 
-def test_webhook_dropped_delivered_twice_or_out_of_order(stripe_server: SandboxServer, receiver: Receiver) -> None:
+def test_webhook_dropped_delivered_twice_or_out_of_order(stripe_sandbox: SandboxServer, receiver: Receiver) -> None:
     key = f"sk_test_{uuid.uuid4().hex}"
-    sc = client(stripe_server, key)
+    sc = client(stripe_sandbox, key)
     sc.v1.webhook_endpoints.create({"url": receiver.url, "enabled_events": ["payment_intent.created", "payment_intent.succeeded"]})
 
-    _fault(stripe_server, key, mode="drop_webhook", event_type="payment_intent.succeeded")
+    _fault(stripe_sandbox, key, mode="drop_webhook", event_type="payment_intent.succeeded")
     dropped = _charge(sc, "drop")
     assert [t for t, _ in _types(receiver, 1)] == ["payment_intent.created"]
-    deliveries = httpx.get(f"{stripe_server.url}/_sandbox/deliveries").json()
+    deliveries = httpx.get(f"{stripe_sandbox.url}/_sandbox/deliveries").json()
     succeeded = [e["id"] for e in sc.v1.events.list({"type": "payment_intent.succeeded", "limit": 100}).data if e.data.object.id == dropped.id]
     assert [(d["fault"], d["attempts"]) for d in deliveries if d["event_ids"] == succeeded] == [("drop_webhook", 0)]
 
-    _fault(stripe_server, key, mode="duplicate_webhook", event_type="payment_intent.succeeded")
+    _fault(stripe_sandbox, key, mode="duplicate_webhook", event_type="payment_intent.succeeded")
     _charge(sc, "twice")
     received = _types(receiver, 4)[1:]
     assert sorted(t for t, _ in received) == ["payment_intent.created", "payment_intent.succeeded", "payment_intent.succeeded"]
     assert len({i for t, i in received if t == "payment_intent.succeeded"}) == 1  # the same event, twice
 
-    _fault(stripe_server, key, mode="reorder_webhooks", event_type="payment_intent.", times=2)
+    _fault(stripe_sandbox, key, mode="reorder_webhooks", event_type="payment_intent.", times=2)
     _charge(sc, "reordered")
     assert [t for t, _ in _types(receiver, 6)[4:]] == ["payment_intent.succeeded", "payment_intent.created"]
 
 
-def test_faults_are_checked(stripe_server: SandboxServer) -> None:
-    assert httpx.post(f"{stripe_server.url}/_sandbox/faults", json={"mode": "error_before"}).status_code == 400
-    assert httpx.post(f"{stripe_server.url}/_sandbox/faults", json={"mode": "drop_webhook", "colour": "red"}).status_code == 400
+def test_faults_are_checked(stripe_sandbox: SandboxServer) -> None:
+    assert httpx.post(f"{stripe_sandbox.url}/_sandbox/faults", json={"mode": "error_before"}).status_code == 400
+    assert httpx.post(f"{stripe_sandbox.url}/_sandbox/faults", json={"mode": "drop_webhook", "colour": "red"}).status_code == 400
 
 
-def test_a_key_whose_request_is_still_in_flight_is_a_409_then_replays(stripe_server: SandboxServer) -> None:
+def test_a_key_whose_request_is_still_in_flight_is_a_409_then_replays(stripe_sandbox: SandboxServer) -> None:
     key = f"sk_test_{uuid.uuid4().hex}"
-    sc = client(stripe_server, key)
+    sc = client(stripe_sandbox, key)
     customer = sc.v1.customers.create({"email": "x@example.com"})
     params = off_session_visa(customer.id)
-    _fault(stripe_server, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_before_commit", seconds=1.5)
-    impatient = client(stripe_server, key, timeout=0.5)
+    _fault(stripe_sandbox, key, method="POST", path_prefix="/v1/payment_intents", mode="delay_before_commit", seconds=1.5)
+    impatient = client(stripe_sandbox, key, timeout=0.5)
     with pytest.raises(stripe.APIConnectionError):
         impatient.v1.payment_intents.create(params, {"idempotency_key": "in-flight"})
     assert sc.v1.payment_intents.list({"customer": customer.id}).data == []  # nothing made yet
@@ -246,11 +246,11 @@ def test_a_key_whose_request_is_still_in_flight_is_a_409_then_replays(stripe_ser
     assert len(made) == 1
 
 
-def test_checkout_in_setup_mode_saves_a_card_on_the_hosted_page(stripe_server: SandboxServer, receiver: Receiver) -> None:
+def test_checkout_in_setup_mode_saves_a_card_on_the_hosted_page(stripe_sandbox: SandboxServer, receiver: Receiver) -> None:
     """The merchant creates a Checkout Session (mode=setup) with the SDK, the customer's browser
     opens its `url`, a declined card is shown on the page, 4242… saves, the browser goes to
     `success_url` with the session id, and the merchant reads the outcome back with the SDK."""
-    sc = client(stripe_server)
+    sc = client(stripe_sandbox)
     sc.v1.webhook_endpoints.create({"url": receiver.url, "enabled_events": ["checkout.session.completed"]})
     customer = sc.v1.customers.create({"email": "ap@contoso.example", "name": "Contoso Dental"})
     session = sc.v1.checkout.sessions.create(
@@ -264,7 +264,7 @@ def test_checkout_in_setup_mode_saves_a_card_on_the_hosted_page(stripe_server: S
             "setup_intent_data": {"metadata": {"method_id": "pm-1"}},
         }
     )
-    assert (session.status, session.setup_intent) == ("open", None) and session.url and session.url.startswith(stripe_server.url)
+    assert (session.status, session.setup_intent) == ("open", None) and session.url and session.url.startswith(stripe_sandbox.url)
     with httpx.Client() as browser:
         page = browser.get(session.url)
         assert page.status_code == 200 and "Contoso Dental" in page.text and 'name="cardnumber"' in page.text

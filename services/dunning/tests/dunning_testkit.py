@@ -12,7 +12,6 @@ import httpx
 from billing_events import (
     CloudEvent,
     CreditNoteIssued,
-    CustomerUpserted,
     EventData,
     InvoiceSettled,
     Money,
@@ -21,14 +20,10 @@ from billing_events import (
     account_id,
     new_event,
 )
-from billing_events.testing import example_invoice_issued
-from billing_runtime.testing import eventually
+from billing_events.testing import example_invoice_issued, make_customer
+from billing_runtime.testing import eventually, tenant_headers
 
 DUE = date(2026, 12, 5)
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 def event(data: EventData, tenant: str) -> CloudEvent[Any]:
@@ -71,7 +66,7 @@ async def case_when(client: httpx.AsyncClient, tenant: str, invoice_id: str, rea
     found: dict[str, Any] = {}
 
     async def check() -> bool:
-        items = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+        items = (await client.get("/v1/cases", headers=tenant_headers(tenant), params={"limit": 500})).json()["items"]
         for item in items:
             if item["invoice_id"] == invoice_id and ready(item):
                 found.update(item)
@@ -122,24 +117,14 @@ def credit_note(tenant: str, invoice_id: str, total: str, issued_on: date, custo
 
 
 def customer_upserted(partner: str, external_id: str) -> CloudEvent[Any]:
-    data = CustomerUpserted(
-        account_id=account_id(partner, external_id),
-        partner_id=partner,
-        external_id=external_id,
-        name=f"Customer {external_id}",
-        billing_email=f"{external_id}@example.com",
-        country="US",
-        currency="USD",
-        revision=1,
-    )
-    return event(data, partner)
+    return event(make_customer(partner, external_id, billing_email=f"{external_id}@example.com", country="US", currency="USD"), partner)
 
 
 async def standing_when(client: httpx.AsyncClient, tenant: str, account: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
     async def check() -> bool:
-        body = (await client.get(f"/v1/accounts/{account}/standing", headers=headers(tenant))).json()
+        body = (await client.get(f"/v1/accounts/{account}/standing", headers=tenant_headers(tenant))).json()
         if ready(body):
             found.update(body)
             return True

@@ -12,11 +12,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from dunning_testkit import case_events, case_when, eventually, headers, invoice_issued, invoice_settled, payment_succeeded
+from dunning_testkit import case_events, case_when, eventually, invoice_issued, invoice_settled, payment_succeeded
 
 from billing_events import DunningCaseClosed, DunningCaseOpened, Money, account_id
 from billing_events.topics import DUNNING
-from billing_runtime.testing import all_events, dead_lettered, deliver, outbox_drained, publish_events, read_events, serve
+from billing_runtime.testing import all_events, dead_lettered, deliver, outbox_drained, publish_events, read_events, serve, tenant_headers
 from dunning.case import repository as case_repo
 from dunning.case.service import case_id
 from dunning.config import Settings
@@ -35,7 +35,7 @@ async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, ten
 
     await publish_events(client, payment_succeeded(tenant, invoice_id, "bank-1", "1000.00"))
     await case_when(client, tenant, invoice_id, lambda c: c["amount_open"] == "516.25")
-    standing = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    standing = (await client.get(f"/v1/accounts/{buyer}/standing", headers=tenant_headers(tenant))).json()
     assert {k: standing[k] for k in ("account_id", "open_cases", "overdue_cases", "amount_open", "amount_overdue", "suspended")} == {
         "account_id": buyer,
         "open_cases": 1,
@@ -65,7 +65,7 @@ async def test_case_opens_shrinks_and_closes_once(client: httpx.AsyncClient, ten
     assert open_event.data.amount_open == Money.of("1516.25", "USD")
     assert (close_event.data.reason, close_event.data.closed_on, close_event.data.account_id) == ("paid", date(2026, 12, 12), buyer)
     assert seen.index(open_event) < seen.index(close_event)
-    after = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    after = (await client.get(f"/v1/accounts/{buyer}/standing", headers=tenant_headers(tenant))).json()
     assert (after["open_cases"], after["amount_open"]) == (1, [{"amount": "1516.25", "currency": "USD"}])
 
 
@@ -82,7 +82,7 @@ async def test_events_delivered_twice_change_nothing(client: httpx.AsyncClient, 
     await publish_events(client, payment_succeeded(tenant, invoice_id, "bank-2", "0.25"))
     case = await case_when(client, tenant, invoice_id, lambda c: Decimal(c["amount_paid"]) >= Decimal("100.25"))
     assert (case["amount_paid"], case["amount_open"]) == ("100.25", "1416.00")
-    cases = (await client.get("/v1/cases", headers=headers(tenant))).json()["items"]
+    cases = (await client.get("/v1/cases", headers=tenant_headers(tenant))).json()["items"]
     assert len(cases) == 1
 
 
@@ -105,7 +105,7 @@ async def test_payment_and_settlement_before_the_invoice(client: httpx.AsyncClie
         return payment and settlement
 
     await eventually(both_held)
-    listed = (await client.get("/v1/cases", headers=headers(tenant))).json()["items"]
+    listed = (await client.get("/v1/cases", headers=tenant_headers(tenant))).json()["items"]
     assert listed == []
 
     await publish_events(client, invoice_issued(tenant, invoice_id))
@@ -144,25 +144,25 @@ async def test_list_filters_pages_and_standing(client: httpx.AsyncClient, tenant
     await case_when(client, tenant, early, lambda c: True)
     buyer = account_id(tenant, "c-1")
 
-    first = (await client.get("/v1/cases", headers=headers(tenant), params={"account_id": buyer, "status": "open", "limit": 1})).json()
-    second = (await client.get("/v1/cases", headers=headers(tenant), params={"account_id": buyer, "limit": 1, "cursor": first["next_cursor"]})).json()
+    first = (await client.get("/v1/cases", headers=tenant_headers(tenant), params={"account_id": buyer, "status": "open", "limit": 1})).json()
+    second = (await client.get("/v1/cases", headers=tenant_headers(tenant), params={"account_id": buyer, "limit": 1, "cursor": first["next_cursor"]})).json()
     assert [c["invoice_id"] for c in first["items"] + second["items"]] == [early, late]
     assert second["next_cursor"] is None
     assert second["items"][0]["days_overdue"] == 0  # due 2027-01-05: not yet due
 
-    closed = (await client.get("/v1/cases", headers=headers(tenant), params={"status": "closed"})).json()
+    closed = (await client.get("/v1/cases", headers=tenant_headers(tenant), params={"status": "closed"})).json()
     assert closed["items"] == []
-    bad = await client.get("/v1/cases", headers=headers(tenant), params={"status": "paid"})
+    bad = await client.get("/v1/cases", headers=tenant_headers(tenant), params={"status": "paid"})
     assert (bad.status_code, bad.json()["code"]) == (422, "validation_error")
-    bad_cursor = await client.get("/v1/cases", headers=headers(tenant), params={"cursor": "x"})
+    bad_cursor = await client.get("/v1/cases", headers=tenant_headers(tenant), params={"cursor": "x"})
     assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (422, "invalid_cursor")
 
-    standing = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    standing = (await client.get(f"/v1/accounts/{buyer}/standing", headers=tenant_headers(tenant))).json()
     assert (standing["open_cases"], standing["overdue_cases"]) == (2, 1)
     assert standing["amount_open"] == [{"amount": "1616.25", "currency": "USD"}]
     assert standing["amount_overdue"] == [{"amount": "1516.25", "currency": "USD"}]
     # Another seller sees nothing of this account; an unknown account stands clear.
-    elsewhere = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers("someone-else"))).json()
+    elsewhere = (await client.get(f"/v1/accounts/{buyer}/standing", headers=tenant_headers("someone-else"))).json()
     assert (elsewhere["open_cases"], elsewhere["amount_open"]) == (0, [])
 
 
@@ -200,12 +200,12 @@ async def test_a_polled_batch_of_issued_invoices_opens_each_case_once(settings: 
         found = await dead_lettered(kafka_bootstrap, poison.id, service="dunning")
         assert "is in EUR, not USD" in found["dlq_error"]
         await eventually(lambda: outbox_drained(app.state.runtime))
-        before = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+        before = (await client.get("/v1/cases", headers=tenant_headers(tenant), params={"limit": 500})).json()["items"]
         marker = str(uuid.uuid4())
         await publish_events(kafka_bootstrap, *batch, invoice_issued(tenant, marker))  # the batch again, then one behind it on the partition
         await case_when(client, tenant, marker, lambda c: True)
         await eventually(lambda: outbox_drained(app.state.runtime))
-        after = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+        after = (await client.get("/v1/cases", headers=tenant_headers(tenant), params={"limit": 500})).json()["items"]
         assert [c for c in after if c["invoice_id"] != marker] == before
     seen = await all_events(kafka_bootstrap, DUNNING.name, match=lambda e: e.tenant == tenant)
     for invoice_id in (warm, plain, paid_first, overdue):
@@ -228,10 +228,10 @@ async def test_standing_is_one_snapshot_while_a_payment_closes_the_case(client: 
     show half: the answer is the account before the payment (open and suspended) or after it
     (clear), never an open case on an account already reinstated."""
     invoice_id, buyer = str(uuid.uuid4()), account_id(tenant, "c-1")
-    policy = await client.put("/v1/dunning-policy", headers=headers(tenant), json={"steps": [{"days_after_due": 3, "action": "suspend"}]})
+    policy = await client.put("/v1/dunning-policy", headers=tenant_headers(tenant), json={"steps": [{"days_after_due": 3, "action": "suspend"}]})
     assert policy.status_code == 200, policy.text
     await publish_events(client, invoice_issued(tenant, invoice_id))  # ten days overdue: suspended on arrival
-    before = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    before = (await client.get(f"/v1/accounts/{buyer}/standing", headers=tenant_headers(tenant))).json()
     assert (before["open_cases"], before["suspended"]) == (1, True)
 
     read_open_cases = case_repo.open_cases_of_account
@@ -246,12 +246,12 @@ async def test_standing_is_one_snapshot_while_a_payment_closes_the_case(client: 
         return found
 
     monkeypatch.setattr(case_repo, "open_cases_of_account", then_a_payment)
-    during = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    during = (await client.get(f"/v1/accounts/{buyer}/standing", headers=tenant_headers(tenant))).json()
     assert interleaved == [invoice_id]
     assert (during["open_cases"], during["suspended"], during["suspended_by_case"]) == (1, True, case_id(invoice_id))
     assert during["current_case"]["status"] == "open"
 
-    after = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    after = (await client.get(f"/v1/accounts/{buyer}/standing", headers=tenant_headers(tenant))).json()
     assert (after["open_cases"], after["suspended"], after["current_case"]) == (0, False, None)
 
 
@@ -261,5 +261,5 @@ async def test_an_invoice_totalled_in_another_currency_opens_no_case(client: htt
     other = other.model_copy(update={"data": other.data.model_copy(update={"total": Money.of("1516.25", "EUR")})})
     delivery = await deliver(client, good, other)  # one buyer: one partition, one polled batch
     assert (delivery.applied, delivery.codes) == ([good.id], ["invoice_currency_mismatch"])
-    cases = (await client.get("/v1/cases", headers=headers(tenant), params={"limit": 500})).json()["items"]
+    cases = (await client.get("/v1/cases", headers=tenant_headers(tenant), params={"limit": 500})).json()["items"]
     assert [c["invoice_id"] for c in cases] == [good.data.invoice_id]

@@ -14,25 +14,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from dunning_testkit import (
-    DUE,
-    case_when,
-    credit_note,
-    customer_upserted,
-    eventually,
-    headers,
-    invoice_issued,
-    payment_failed,
-    payment_succeeded,
-    standing_when,
-)
+from dunning_testkit import DUE, case_when, credit_note, customer_upserted, eventually, invoice_issued, payment_failed, payment_succeeded, standing_when
 from prometheus_client import REGISTRY
 
 from billing_events import AccountReinstated, AccountSuspended, CloudEvent, DunningStepReached, Money, PaymentRetryRequested, account_id
 from billing_events.topics import DUNNING
 from billing_runtime.api import DISTRIBUTOR
 from billing_runtime.clock import FixedClock
-from billing_runtime.testing import publish_events, read_events, serve
+from billing_runtime.testing import publish_events, read_events, serve, tenant_headers
 from dunning.config import Settings
 from dunning.main import build
 
@@ -55,7 +44,7 @@ async def walking(settings: Settings) -> AsyncIterator[Walk]:
 
 async def evaluate(client: httpx.AsyncClient, tenant: str, times: int = 1) -> list[tuple[int, str]]:
     """POST evaluate `times` times at once; the steps reached over all of the answers."""
-    answers = await asyncio.gather(*(client.post("/v1/dunning/evaluate", headers=headers(tenant)) for _ in range(times)))
+    answers = await asyncio.gather(*(client.post("/v1/dunning/evaluate", headers=tenant_headers(tenant)) for _ in range(times)))
     reached: list[tuple[int, str]] = []
     for answer in answers:
         assert answer.status_code == 200, answer.text
@@ -68,7 +57,7 @@ def of_type(seen: list[CloudEvent[Any]], kind: type, **match: Any) -> list[Any]:
 
 
 async def test_policy_default_replace_and_refusals(client: httpx.AsyncClient, tenant: str) -> None:
-    default = (await client.get("/v1/dunning-policy", headers=headers(tenant))).json()
+    default = (await client.get("/v1/dunning-policy", headers=tenant_headers(tenant))).json()
     assert default["configured"] is False and default["cascade_to_customers"] is False
     assert [(s["step"], s["days_after_due"], s["action"]) for s in default["steps"]] == [
         (1, 1, "remind"),
@@ -78,9 +67,9 @@ async def test_policy_default_replace_and_refusals(client: httpx.AsyncClient, te
         (5, 21, "suspend"),
     ]
     body = {"steps": [{"days_after_due": 30, "action": "suspend"}, {"days_after_due": 3, "action": "remind"}]}
-    stored = await client.put("/v1/dunning-policy", headers=headers(tenant), json=body)
+    stored = await client.put("/v1/dunning-policy", headers=tenant_headers(tenant), json=body)
     assert stored.status_code == 200, stored.text
-    again = (await client.get("/v1/dunning-policy", headers=headers(tenant))).json()
+    again = (await client.get("/v1/dunning-policy", headers=tenant_headers(tenant))).json()
     assert again["configured"] is True
     assert [(s["step"], s["days_after_due"], s["action"]) for s in again["steps"]] == [(1, 3, "remind"), (2, 30, "suspend")]
 
@@ -90,7 +79,7 @@ async def test_policy_default_replace_and_refusals(client: httpx.AsyncClient, te
         "cascade by a partner": {"steps": [{"days_after_due": 3, "action": "suspend"}], "cascade_to_customers": True},
     }
     for why, bad in refused.items():
-        answer = await client.put("/v1/dunning-policy", headers=headers(tenant), json=bad)
+        answer = await client.put("/v1/dunning-policy", headers=tenant_headers(tenant), json=bad)
         assert (answer.status_code, answer.json()["code"]) == (422, "invalid_dunning_policy"), why
     bad_bodies: tuple[dict[str, Any], ...] = (
         {"steps": []},
@@ -98,10 +87,10 @@ async def test_policy_default_replace_and_refusals(client: httpx.AsyncClient, te
         {"steps": [{"days_after_due": 2, "action": "call"}]},
     )
     for bad_body in bad_bodies:
-        answer = await client.put("/v1/dunning-policy", headers=headers(tenant), json=bad_body)
+        answer = await client.put("/v1/dunning-policy", headers=tenant_headers(tenant), json=bad_body)
         assert (answer.status_code, answer.json()["code"]) == (422, "validation_error")
     # Nothing refused was stored.
-    assert (await client.get("/v1/dunning-policy", headers=headers(tenant))).json()["steps"] == again["steps"]
+    assert (await client.get("/v1/dunning-policy", headers=tenant_headers(tenant))).json()["steps"] == again["steps"]
     assert (await client.get("/v1/dunning-policy")).status_code == 401
 
 
@@ -120,10 +109,10 @@ async def test_direct_debit_failure_reminders_retry_suspension_payment_reinstate
         # Three evaluations at once (as from replicas, or the loop and the API): each step once.
         assert await evaluate(client, tenant, times=3) == expected.get(day, []), f"day {day}"
         if day == 14:
-            before = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+            before = (await client.get(f"/v1/accounts/{buyer}/standing", headers=tenant_headers(tenant))).json()
             assert (before["suspended"], before["step"], before["step_action"]) == (False, 4, "final_notice")
 
-    suspended = (await client.get(f"/v1/accounts/{buyer}/standing", headers=headers(tenant))).json()
+    suspended = (await client.get(f"/v1/accounts/{buyer}/standing", headers=tenant_headers(tenant))).json()
     assert (suspended["suspended"], suspended["suspended_on"], suspended["step"], suspended["step_action"]) == (True, "2026-12-26", 5, "suspend")
     assert suspended["amount_overdue"] == [{"amount": "1516.25", "currency": "USD"}]
     assert suspended["current_case"]["days_overdue"] == 23 and suspended["cascaded_from"] is None
@@ -213,9 +202,9 @@ async def test_hierarchy_customer_suspension_stays_below_partner_cascade_goes_do
     partner_account = account_id(DISTRIBUTOR, partner)
     loyal, late = account_id(partner, "loyal"), account_id(partner, "late")
     suspend_at_once = {"steps": [{"days_after_due": 1, "action": "suspend"}]}
-    assert (await client.put("/v1/dunning-policy", headers=headers(partner), json=suspend_at_once)).status_code == 200
+    assert (await client.put("/v1/dunning-policy", headers=tenant_headers(partner), json=suspend_at_once)).status_code == 200
     cascading = {**suspend_at_once, "cascade_to_customers": True}
-    assert (await client.put("/v1/dunning-policy", headers=headers(DISTRIBUTOR), json=cascading)).status_code == 200
+    assert (await client.put("/v1/dunning-policy", headers=tenant_headers(DISTRIBUTOR), json=cascading)).status_code == 200
 
     # The partner's customers: one known from CustomerUpserted only, one with an overdue invoice of its own.
     own_case, partner_case = str(uuid.uuid4()), str(uuid.uuid4())
@@ -226,18 +215,18 @@ async def test_hierarchy_customer_suspension_stays_below_partner_cascade_goes_do
     clock.set(at(DUE + timedelta(days=1)))
     # The customer falls behind first: it is suspended, its partner is not.
     assert await evaluate(client, partner) == [(1, "suspend")]
-    late_standing = (await client.get(f"/v1/accounts/{late}/standing", headers=headers(partner))).json()
+    late_standing = (await client.get(f"/v1/accounts/{late}/standing", headers=tenant_headers(partner))).json()
     assert (late_standing["suspended"], late_standing["cascaded_from"]) == (True, None)
-    partner_standing = (await client.get(f"/v1/accounts/{partner_account}/standing", headers=headers(DISTRIBUTOR))).json()
+    partner_standing = (await client.get(f"/v1/accounts/{partner_account}/standing", headers=tenant_headers(DISTRIBUTOR))).json()
     assert (partner_standing["suspended"], partner_standing["overdue_cases"]) == (False, 1)
 
     # Wait until the customer event is applied (it rides another topic than the invoices).
     await eventually(lambda: linked(settings.database_url, partner, loyal))
     # The distributor suspends the partner; its policy cascades to the partner's customers.
     assert await evaluate(client, DISTRIBUTOR) == [(1, "suspend")]
-    partner_standing = (await client.get(f"/v1/accounts/{partner_account}/standing", headers=headers(DISTRIBUTOR))).json()
+    partner_standing = (await client.get(f"/v1/accounts/{partner_account}/standing", headers=tenant_headers(DISTRIBUTOR))).json()
     assert partner_standing["suspended"] is True
-    loyal_standing = (await client.get(f"/v1/accounts/{loyal}/standing", headers=headers(partner))).json()
+    loyal_standing = (await client.get(f"/v1/accounts/{loyal}/standing", headers=tenant_headers(partner))).json()
     assert (loyal_standing["suspended"], loyal_standing["cascaded_from"], loyal_standing["open_cases"]) == (True, partner_account, 0)
 
     # A customer the partner adds while suspended follows it.
@@ -252,7 +241,7 @@ async def test_hierarchy_customer_suspension_stays_below_partner_cascade_goes_do
     await standing_when(client, DISTRIBUTOR, partner_account, lambda s: not s["suspended"])
     await standing_when(client, partner, loyal, lambda s: not s["suspended"])
     await standing_when(client, partner, newcomer, lambda s: not s["suspended"])
-    late_standing = (await client.get(f"/v1/accounts/{late}/standing", headers=headers(partner))).json()
+    late_standing = (await client.get(f"/v1/accounts/{late}/standing", headers=tenant_headers(partner))).json()
     assert late_standing["suspended"] is True
 
     seen = await read_events(

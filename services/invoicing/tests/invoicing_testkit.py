@@ -24,11 +24,11 @@ from billing_events import (
     PaymentSucceeded,
     PeriodClosed,
     RatedLine,
-    account_id,
     new_event,
 )
+from billing_events.testing import make_customer
 from billing_runtime.db import async_url
-from billing_runtime.testing import eventually
+from billing_runtime.testing import eventually, tenant_headers
 from invoicing.config import Settings
 
 T = TypeVar("T")
@@ -50,10 +50,6 @@ EXAMPLE_A = [
 
 # Worked example B's Irish seller, as the tax and credit-note tests save it (`put_seller(..., **CLOUDY)`).
 CLOUDY = {"name": "Cloudy Ltd", "country": "IE", "vat_id": "IE6388047V", "invoice_prefix": "CL", "due_rule": {"net_days": 14}}
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 def rated(
@@ -120,19 +116,17 @@ def customer(
     tax_exempt: bool = False,
     currency: str = "USD",
 ) -> CustomerUpserted:
-    return CustomerUpserted(
-        account_id=account_id(seller, external_id),
-        partner_id=seller,
-        external_id=external_id,
+    return make_customer(
+        seller,
+        external_id,
         name=name,
-        billing_email=f"ap@{external_id}.example",
         country=country,
         currency=currency,
+        revision=revision,
         business=business,
         vat_id=vat_id,
         tax_exempt=tax_exempt,
         address=Address(lines=[f"1 {name} Street"], city="Dublin" if country == "IE" else "City", postal_code="D01 1234", country=country),
-        revision=revision,
     )
 
 
@@ -171,7 +165,7 @@ async def poll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, 
 
 
 async def invoices(client: httpx.AsyncClient, tenant: str, **params: Any) -> list[dict[str, Any]]:
-    r = await client.get("/v1/invoices", headers=headers(tenant), params={"limit": 200, **params})
+    r = await client.get("/v1/invoices", headers=tenant_headers(tenant), params={"limit": 200, **params})
     assert r.status_code == 200, r.text
     items: list[dict[str, Any]] = r.json()["items"]
     return items
@@ -212,7 +206,7 @@ async def put_seller(client: httpx.AsyncClient, tenant: str, **overrides: Any) -
         "email": "billing@distributor.example",
         **overrides,
     }
-    r = await client.put("/v1/seller", headers=headers(tenant), json=body)
+    r = await client.put("/v1/seller", headers=tenant_headers(tenant), json=body)
     assert r.status_code == 200, r.text
     return r.json()
 

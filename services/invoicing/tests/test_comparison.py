@@ -12,13 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import headers, period_closed, put_seller, rated
+from invoicing_testkit import period_closed, put_seller, rated
 from openpyxl import load_workbook
 from sqlalchemy import text
 
 from billing_events import ChargesRated, RatedLine
 from billing_runtime.clock import FixedClock
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.testing import tenant_headers
 from invoicing.comparison.consumers import on_charges_rated
 from invoicing.comparison.service import report_xlsx
 from invoicing.config import Settings
@@ -56,7 +57,9 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
     async with runtime.transaction() as session:
         october_id = await issue_invoice(runtime, session, period_closed(tenant, partner, october, start=OCT[0], end=OCT[1], tier="wholesale"))
 
-    listed = (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"buyer_account_id": partner, "period": "2026-10"})).json()["items"]
+    listed = (await client.get("/v1/comparison-reports", headers=tenant_headers(tenant), params={"buyer_account_id": partner, "period": "2026-10"})).json()[
+        "items"
+    ]
     [report] = listed
     assert (report["invoice_id"], report["this_period_total"], report["last_period_total"], report["difference"]) == (october_id, "887.00", "822.00", "65.00")
     keys = ("end_customer_name", "product_code", "last_quantity", "this_quantity", "amount_difference", "change")
@@ -67,10 +70,10 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
         ("Fabrikam", "SRV-SUP", "2", "0", "-170.00", "removed"),
         ("Woodgrove", "SETUP-CORE", "0", "8", "200.00", "added"),
     ]
-    september_report = (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"period": "2026-09"})).json()["items"]
+    september_report = (await client.get("/v1/comparison-reports", headers=tenant_headers(tenant), params={"period": "2026-09"})).json()["items"]
     assert [(r["previous_invoice_id"], r["last_period_total"], {row["change"] for row in r["rows"]}) for r in september_report] == [(None, "0.00", {"added"})]
 
-    r = await client.get(f"/v1/comparison-reports/{report['id']}/xlsx", headers=headers(tenant))
+    r = await client.get(f"/v1/comparison-reports/{report['id']}/xlsx", headers=tenant_headers(tenant))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/vnd.openxmlformats")
     book = load_workbook(io.BytesIO(r.content))
     assert book.sheetnames == ["Summary", "Own environment", "Contoso", "Fabrikam", "Woodgrove"]
@@ -125,13 +128,13 @@ async def test_comparison_report_of_a_partner(client: httpx.AsyncClient, runtime
     shared = await client.get(xlsx_doc["shared_url"])
     assert shared.status_code == 200 and shared.content == r.content
     assert shared.headers["content-disposition"].startswith("attachment; filename=")
-    assert (await client.get(f"/v1/comparison-reports/{report['id']}", headers=headers("someone-else"))).status_code == 404
+    assert (await client.get(f"/v1/comparison-reports/{report['id']}", headers=tenant_headers("someone-else"))).status_code == 404
 
 
 async def test_the_list_rejects_a_month_that_does_not_exist(client: httpx.AsyncClient, tenant: str) -> None:
-    r = await client.get("/v1/comparison-reports", headers=headers(tenant), params={"period": "2026-13"})
+    r = await client.get("/v1/comparison-reports", headers=tenant_headers(tenant), params={"period": "2026-13"})
     assert (r.status_code, r.json()["code"], r.json()["field"]) == (400, "invalid_period", "period")
-    assert (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"period": "2026-12"})).json()["items"] == []
+    assert (await client.get("/v1/comparison-reports", headers=tenant_headers(tenant), params={"period": "2026-12"})).json()["items"] == []
 
 
 def test_the_same_report_is_the_same_spreadsheet_whenever_it_is_downloaded() -> None:
@@ -200,10 +203,12 @@ async def test_the_report_goes_out_on_the_first_business_day_from_the_rated_char
             event = runtime.event(charges, tenant=tenant, event_id=f"charges-{buyer}", subject=buyer)
             await on_charges_rated(runtime, session, event)
             await on_charges_rated(runtime, session, event)  # applied again (a replay): nothing more
-    [ahead] = (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"buyer_account_id": partner, "period": "2026-10"})).json()["items"]
+    [ahead] = (await client.get("/v1/comparison-reports", headers=tenant_headers(tenant), params={"buyer_account_id": partner, "period": "2026-10"})).json()[
+        "items"
+    ]
     assert (ahead["basis"], ahead["invoice_number"], ahead["invoice_expected_on"]) == ("rated_charges", None, "2026-11-10")
     assert (ahead["this_period_total"], ahead["last_period_total"], ahead["previous_invoice_number"]) == ("619.50", "584.50", "TSD-000001")
-    sheet = load_workbook(io.BytesIO((await client.get(f"/v1/comparison-reports/{ahead['id']}/xlsx", headers=headers(tenant))).content))["Summary"]
+    sheet = load_workbook(io.BytesIO((await client.get(f"/v1/comparison-reports/{ahead['id']}/xlsx", headers=tenant_headers(tenant))).content))["Summary"]
     assert [sheet.cell(2, c).value for c in (1, 2, 3, 4)] == ["This invoice", "to be invoiced on 10 November 2026", "Previous invoice", "TSD-000001"]
     sent = await _ready_events(runtime, partner)
     assert [(t, e.get("basis"), e.get("invoice_number")) for t, e in sent][-1:] == [("billing.comparison_report.ready.v1", "rated_charges", None)]
@@ -214,7 +219,7 @@ async def test_the_report_goes_out_on_the_first_business_day_from_the_rated_char
     async with runtime.transaction() as session:
         invoice_id = await issue_invoice(runtime, session, period_closed(tenant, partner, october, start=OCT[0], end=OCT[1], tier="wholesale"))
         await issue_invoice(runtime, session, period_closed(tenant, other, [*october, late], start=OCT[0], end=OCT[1], tier="wholesale"))
-    [invoiced] = (await client.get("/v1/comparison-reports", headers=headers(tenant), params={"buyer_account_id": partner, "period": "2026-10"})).json()[
+    [invoiced] = (await client.get("/v1/comparison-reports", headers=tenant_headers(tenant), params={"buyer_account_id": partner, "period": "2026-10"})).json()[
         "items"
     ]
     assert (invoiced["id"], invoiced["invoice_id"], invoiced["basis"], invoiced["invoice_number"]) == (ahead["id"], invoice_id, "invoice", "TSD-000003")

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import buyer_known, customer, event, headers, pdf_fonts, period_closed, put_seller, rated, wait_for_invoices
+from invoicing_testkit import buyer_known, customer, event, pdf_fonts, period_closed, put_seller, rated, wait_for_invoices
 
 from billing_events import RatedLine, account_id
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.testing import publish_events, serve
+from billing_runtime.testing import publish_events, serve, tenant_headers
 from invoicing.config import Settings
 from invoicing.invoice.service import issue_invoice
 from invoicing.main import build
@@ -71,14 +71,14 @@ async def _consolidated_partner_invoice_and_its_preview(client: httpx.AsyncClien
 
     body: dict[str, Any] = {"buyer_account_id": partner, "period_start": "2026-10-01", "period_end": "2026-10-31", "currency": "USD", "tier": "wholesale"}
     body["lines"] = [li.model_dump(mode="json") for li in lines]
-    r = await client.post("/v1/invoices/preview", headers=headers(distributor), json=body)
+    r = await client.post("/v1/invoices/preview", headers=tenant_headers(distributor), json=body)
     assert r.status_code == 200, r.text
     preview = r.json()
     assert (preview["total"], preview["issued_on"], preview["due_on"], preview["already_issued"]) == ("1516.25", "2026-11-02", "2026-12-05", False)
 
     await publish_events(client, event(period_closed(distributor, partner, lines, tier="wholesale"), distributor))
     [summary] = await wait_for_invoices(client, distributor, 1)
-    invoice = (await client.get(f"/v1/invoices/{summary['id']}", headers=headers(distributor))).json()
+    invoice = (await client.get(f"/v1/invoices/{summary['id']}", headers=tenant_headers(distributor))).json()
     assert summary["id"] == preview["invoice_id"]
     assert comparable(preview) == comparable(invoice)
 
@@ -110,7 +110,7 @@ async def _consolidated_partner_invoice_and_its_preview(client: httpx.AsyncClien
     }
 
     # After issue the preview says so, and is otherwise unchanged.
-    again = (await client.post("/v1/invoices/preview", headers=headers(distributor), json=body)).json()
+    again = (await client.post("/v1/invoices/preview", headers=tenant_headers(distributor), json=body)).json()
     assert again["already_issued"] is True and comparable(again) == comparable(invoice)
 
 
@@ -123,7 +123,7 @@ async def test_retail_invoice_in_the_partners_name(client: httpx.AsyncClient, se
     await buyer_known(settings, contoso.account_id)  # a preview names a buyer the seller has
     r = await client.post(
         "/v1/invoices/preview",
-        headers=headers(partner),
+        headers=tenant_headers(partner),
         json={
             "buyer_account_id": contoso.account_id,
             "period_start": "2026-10-01",
@@ -155,7 +155,7 @@ async def test_preview_rejects_bad_input(client: httpx.AsyncClient, settings: Se
         ({**base, "lines": [rated("l1", "X", "1", "1.00", "USD").model_dump(mode="json")]}, 400, "currency_mismatch"),
         ({**base, "lines": [{**eur, "amount": {"amount": 1.5, "currency": "EUR"}}]}, 422, "validation_error"),
     ):
-        r = await client.post("/v1/invoices/preview", headers=headers(tenant), json=body)
+        r = await client.post("/v1/invoices/preview", headers=tenant_headers(tenant), json=body)
         assert (r.status_code, r.json()["code"]) == (status, code), body
 
 
@@ -187,13 +187,13 @@ async def test_consolidated_pdf_is_laid_out_in_seed_001s_sections(client: httpx.
     project = line("c-proj", "PROJ-TM", "2.5", "125.00", "Hardware as a Project", kind="project_work", who=contoso)
     async with runtime.transaction() as session:
         invoice_id = await issue_invoice(runtime, session, period_closed(distributor, partner, [*example_a_wholesale(partner), project], tier="wholesale"))
-    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(distributor))).json()
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(distributor))).json()
     assert invoice["total"] == "1828.75"
     contoso_section = invoice["sections"]["end_customers"][0]
     assert (contoso_section["end_customer_name"], contoso_section["net"], contoso_section["line_ids"][-1]) == ("Contoso Dental", "1391.75", "c-proj")
     assert invoice["sections"]["project_work"] == ["c-proj"]
 
-    r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(distributor))
+    r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(distributor))
     assert r.status_code == 200, r.text
     keep_for_review(r.content, "consolidated-invoice")
     assert not {f for f in pdf_fonts(r.content) if "Serif" in f}  # footer and body in the one sans typeface
@@ -251,10 +251,10 @@ async def test_consolidated_pdf_lines_say_their_vat(client: httpx.AsyncClient, r
     ]
     async with runtime.transaction() as session:
         invoice_id = await issue_invoice(runtime, session, period_closed(distributor, partner, lines, currency="EUR", tier="wholesale"))
-    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(distributor))).json()
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(distributor))).json()
     # 525.00 + 312.50 + 94.50 + 52.50 = 984.50 net; 23 % of it, rounded once: 226.435 -> 226.44.
     assert (invoice["net_total"], invoice["tax_total"], invoice["total"]) == ("984.50", "226.44", "1210.94")
-    r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(distributor))
+    r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(distributor))
     assert r.status_code == 200, r.text
     keep_for_review(r.content, "consolidated-invoice-vat")
     text = pdf_text(r.content)

@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import CLOUDY, customer, headers, payment, period_closed, put_seller, rated
+from invoicing_testkit import CLOUDY, customer, payment, period_closed, put_seller, rated
 from sqlalchemy import text
 
 from billing_events import Money, PaymentRefunded, RatedLine
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.testing import tenant_headers
 from invoicing.buyer.service import record_customer
 from invoicing.config import Settings
 from invoicing.invoice.service import InvalidPayment, apply_payment, apply_refund, issue_invoice
@@ -30,14 +31,14 @@ async def issue(runtime: ServiceRuntime[Settings], tenant: str, external_id: str
 
 
 async def get_invoice(client: httpx.AsyncClient, tenant: str, invoice_id: str) -> dict[str, Any]:
-    r = await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))
+    r = await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
 
 
 async def credit(client: httpx.AsyncClient, tenant: str, invoice_id: str, key: str, body: dict[str, Any]) -> httpx.Response:
-    return await client.post(f"/v1/invoices/{invoice_id}/credit-notes", headers={**headers(tenant), "Idempotency-Key": key}, json=body)
+    return await client.post(f"/v1/invoices/{invoice_id}/credit-notes", headers={**tenant_headers(tenant), "Idempotency-Key": key}, json=body)
 
 
 async def outbox(runtime: ServiceRuntime[Settings], buyer: str) -> list[tuple[str, dict[str, Any]]]:
@@ -76,7 +77,7 @@ async def test_partial_credits_up_to_the_open_amount(client: httpx.AsyncClient, 
     other = await issue(runtime, tenant, "other", [rated("l1", "X", "1", "10.00", "EUR")], country="IE")
     r = await credit(client, tenant, other["id"], "k1", {})
     assert (r.status_code, r.json()["code"]) == (409, "idempotency_key_reused")
-    r = await client.post(f"/v1/invoices/{invoice['id']}/credit-notes", headers=headers(tenant), json={})
+    r = await client.post(f"/v1/invoices/{invoice['id']}/credit-notes", headers=tenant_headers(tenant), json={})
     assert (r.status_code, r.json()["code"]) == (422, "validation_error")
 
     # Half the invoice is paid. 62.35 net + 23% (14.34) = 76.69: exactly what is open, so the invoice is paid.
@@ -97,7 +98,7 @@ async def test_partial_credits_up_to_the_open_amount(client: httpx.AsyncClient, 
     assert (after["status"], after["paid_on"], after["credited_total"], after["open_amount"]) == ("paid", "2026-11-02", "191.27", "0.00")
     r = await credit(client, tenant, invoice["id"], "k5", {})
     assert (r.status_code, r.json()["code"]) == (409, "invoice_not_creditable")
-    assert len((await client.get(f"/v1/invoices/{invoice['id']}/credit-notes", headers=headers(tenant))).json()["items"]) == 3
+    assert len((await client.get(f"/v1/invoices/{invoice['id']}/credit-notes", headers=tenant_headers(tenant))).json()["items"]) == 3
 
     events = await outbox(runtime, invoice["buyer_account_id"])
     assert [t for t, _ in events] == [
@@ -123,10 +124,10 @@ async def test_full_credit_of_an_unpaid_invoice_voids_it(client: httpx.AsyncClie
     assert "Article 196" in note["tax_breakdown"][0]["note"]
     voided = await get_invoice(client, tenant, invoice["id"])
     assert (voided["status"], voided["open_amount"], voided["paid_on"]) == ("void", "0.00", None)
-    listed = (await client.get("/v1/invoices", headers=headers(tenant), params={"status": "void"})).json()["items"]
+    listed = (await client.get("/v1/invoices", headers=tenant_headers(tenant), params={"status": "void"})).json()["items"]
     assert [i["id"] for i in listed] == [invoice["id"]]
     assert [t for t, _ in await outbox(runtime, invoice["buyer_account_id"])][-1] == "billing.invoice.settled.v1"
-    assert (await client.get(f"/v1/credit-notes/{note['id']}", headers=headers("someone-else"))).status_code == 404
+    assert (await client.get(f"/v1/credit-notes/{note['id']}", headers=tenant_headers("someone-else"))).status_code == 404
 
 
 async def test_credits_reduce_the_oss_report(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
@@ -134,7 +135,7 @@ async def test_credits_reduce_the_oss_report(client: httpx.AsyncClient, runtime:
     invoice = await issue(runtime, tenant, "jean", [rated("l1", "M365-BP", "3", "20.60", "EUR")], country="FR", business=False)
     r = await credit(client, tenant, invoice["id"], "c1", {"lines": [{"line_id": "l1", "amount": "20.60"}]})
     assert r.json()["total"] == "-24.72"
-    report = (await client.get("/v1/tax/oss-report", headers=headers(tenant), params={"quarter": "2026-Q4"})).json()
+    report = (await client.get("/v1/tax/oss-report", headers=tenant_headers(tenant), params={"quarter": "2026-Q4"})).json()
     assert report["rows"] == [{"country": "FR", "rate": "20", "currency": "EUR", "taxable": "41.20", "tax": "8.24", "invoices": 1}]
 
 

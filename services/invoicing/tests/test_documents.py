@@ -13,14 +13,14 @@ from typing import Any
 import facturx
 import httpx
 import pytest
-from invoicing_testkit import INVOICE_DATE, customer, example_a_lines, headers, period_closed, poll, put_seller, rated
+from invoicing_testkit import INVOICE_DATE, customer, example_a_lines, period_closed, poll, put_seller, rated
 from lxml import etree
 from prometheus_client import REGISTRY
 from pypdf import PdfReader
 from sqlalchemy import text
 
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.testing import serve
+from billing_runtime.testing import serve, tenant_headers
 from invoicing.buyer.service import record_customer
 from invoicing.config import Settings
 from invoicing.db import metadata
@@ -71,9 +71,9 @@ async def test_invoice_pdf_and_factur_x_match_the_invoice(client: httpx.AsyncCli
     await put_seller(client, tenant, **CLOUDY)
     lines = [rated("l1", "M365-BP", "5", "20.60", "EUR", description="Microsoft 365 Business Premium"), rated("l2", "SHIP", "1", "52.50", "EUR")]
     invoice_id = await issue(runtime, tenant, "bakery", lines, country="IE")
-    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()
 
-    r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))
+    r = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/pdf"
     assert r.headers["content-disposition"] == f'attachment; filename="{invoice["number"]}.pdf"'
@@ -91,26 +91,28 @@ async def test_invoice_pdf_and_factur_x_match_the_invoice(client: httpx.AsyncCli
     assert xml.findtext(seller_vat, namespaces=NS) == "IE6388047V"
 
     # Kept once rendered: the second download is the same document, byte for byte.
-    again = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))
+    again = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))
     assert again.content == r.content
-    r_xml = await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))
+    r_xml = await client.get(f"/v1/invoices/{invoice_id}/xml", headers=tenant_headers(tenant))
     assert (r_xml.status_code, r_xml.headers["content-type"]) == (200, "application/xml")
     assert etree.fromstring(r_xml.content).findtext("rsm:ExchangedDocument/ram:ID", namespaces=NS) == invoice["number"]
-    assert (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers("someone-else"))).status_code == 404
+    assert (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers("someone-else"))).status_code == 404
 
 
 async def test_reverse_charge_credit_note_documents(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     invoice_id = await issue(runtime, tenant, "acme", [rated("l1", "M365-BP", "10", "20.60", "EUR")], country="DE", vat_id="DE136695976")
-    _, invoice_xml = read_back((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content)
+    _, invoice_xml = read_back((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))).content)
     tax = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/"
     assert invoice_xml.findtext(tax + "ram:CategoryCode", namespaces=NS) == "AE"
     assert invoice_xml.findtext(tax + "ram:ExemptionReasonCode", namespaces=NS) == "VATEX-EU-AE"
 
-    r = await client.post(f"/v1/invoices/{invoice_id}/credit-notes", headers={**headers(tenant), "Idempotency-Key": "cn-1"}, json={"reason": "Seats unused"})
+    r = await client.post(
+        f"/v1/invoices/{invoice_id}/credit-notes", headers={**tenant_headers(tenant), "Idempotency-Key": "cn-1"}, json={"reason": "Seats unused"}
+    )
     assert r.status_code == 201, r.text
     note = r.json()
-    pdf = await client.get(f"/v1/credit-notes/{note['id']}/pdf", headers=headers(tenant))
+    pdf = await client.get(f"/v1/credit-notes/{note['id']}/pdf", headers=tenant_headers(tenant))
     assert pdf.status_code == 200, pdf.text
     text, xml = read_back(pdf.content)
     assert note["number"] in text and "Reverse charge" in text and "Seats unused" in text
@@ -118,20 +120,20 @@ async def test_reverse_charge_credit_note_documents(client: httpx.AsyncClient, r
     summation = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
     assert -amount(xml, summation + "ram:GrandTotalAmount") == Decimal(note["total"]) == Decimal("-206.00")
     referenced = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:InvoiceReferencedDocument/ram:IssuerAssignedID"
-    assert xml.findtext(referenced, namespaces=NS) == (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()["number"]
+    assert xml.findtext(referenced, namespaces=NS) == (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()["number"]
 
 
 async def test_worked_example_a_document_and_a_seller_without_a_country(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, name="Tailspin Distribution Inc.", country="US", invoice_prefix="TSD", due_rule={"day_of_next_month": 5})
     invoice_id = await issue(runtime, tenant, "northwind", example_a_lines(), currency="USD", country="US")
-    text, xml = read_back((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content)
+    text, xml = read_back((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))).content)
     assert "1516.25" in text and "2026-12-05" in text
     summation = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
     assert amount(xml, summation + "ram:GrandTotalAmount") == Decimal("1516.25")
 
     unconfigured = f"{tenant}-new"
     other = await issue(runtime, unconfigured, "someone", [rated("l1", "X", "1", "10.00")], currency="USD")
-    r = await client.get(f"/v1/invoices/{other}/pdf", headers=headers(unconfigured))
+    r = await client.get(f"/v1/invoices/{other}/pdf", headers=tenant_headers(unconfigured))
     assert (r.status_code, r.json()["code"]) == (409, "document_unavailable")
 
 
@@ -149,7 +151,7 @@ async def issued_documents(runtime: ServiceRuntime[Settings], invoice_id: str) -
 async def test_shared_links_open_the_invoice_documents_without_a_key(client: httpx.AsyncClient, runtime: ServiceRuntime[Settings], tenant: str) -> None:
     await put_seller(client, tenant, **CLOUDY)
     invoice_id = await issue(runtime, tenant, "bakery", [rated("l1", "M365-BP", "5", "20.60", "EUR")], country="IE")
-    detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()
     links = {d["kind"]: d for d in detail["documents"]}
     assert set(links) == {"pdf", "cii_xml", "ubl_xml"} and links["pdf"]["url"] == f"/v1/invoices/{invoice_id}/pdf"
     assert links["ubl_xml"]["url"] == f"/v1/invoices/{invoice_id}/xml?syntax=ubl"
@@ -163,7 +165,7 @@ async def test_shared_links_open_the_invoice_documents_without_a_key(client: htt
     assert shared.headers["content-type"] == "application/pdf"
     assert shared.headers["content-disposition"] == f'inline; filename="{detail["number"]}.pdf"'
     assert shared.headers["referrer-policy"] == "no-referrer"
-    assert shared.content == (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content
+    assert shared.content == (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))).content
     xml = await client.get(xml_link)
     assert xml.status_code == 200 and etree.fromstring(xml.content).findtext("rsm:ExchangedDocument/ram:ID", namespaces=NS) == detail["number"]
     # The UBL link serves the same UBL as the API's ?syntax=ubl, for accounting tools that take UBL.
@@ -171,17 +173,17 @@ async def test_shared_links_open_the_invoice_documents_without_a_key(client: htt
     assert ubl.status_code == 200 and ubl.headers["content-type"] == "application/xml"
     assert ubl.headers["content-disposition"] == f'attachment; filename="{detail["number"]}.ubl.xml"'
     assert etree.fromstring(ubl.content).tag == "{urn:oasis:names:specification:ubl:schema:xsd:Invoice-2}Invoice"
-    assert ubl.content == (await client.get(links["ubl_xml"]["url"], headers=headers(tenant))).content
+    assert ubl.content == (await client.get(links["ubl_xml"]["url"], headers=tenant_headers(tenant))).content
 
     for guess in ("/v1/shared/" + "A" * 43, "/v1/shared/" + invoice_id, "/v1/shared/%27%20OR%201%3D1"):
         r = await client.get(guess)
         assert (r.status_code, r.json()["code"]) == (404, "shared_document_not_found"), guess
 
     # Rotated: the old links die at once, the new ones open the same documents. Only the seller can.
-    other = await client.post(f"/v1/invoices/{invoice_id}/shared-links/rotate", headers=headers(f"other-{tenant}"))
+    other = await client.post(f"/v1/invoices/{invoice_id}/shared-links/rotate", headers=tenant_headers(f"other-{tenant}"))
     assert (other.status_code, other.json()["code"]) == (404, "invoice_not_found")
     assert (await client.get(pdf_link)).status_code == 200
-    rotated = await client.post(f"/v1/invoices/{invoice_id}/shared-links/rotate", headers=headers(tenant))
+    rotated = await client.post(f"/v1/invoices/{invoice_id}/shared-links/rotate", headers=tenant_headers(tenant))
     assert rotated.status_code == 200, rotated.text
     new = {d["kind"]: d["shared_url"] for d in rotated.json()["documents"]}
     assert set(new) == {"pdf", "cii_xml", "ubl_xml"} and not {pdf_link, xml_link, ubl_link} & set(new.values())
@@ -190,7 +192,7 @@ async def test_shared_links_open_the_invoice_documents_without_a_key(client: htt
     assert (await client.get(new["pdf"])).content == shared.content
     assert (await client.get(new["cii_xml"])).content == xml.content
     assert (await client.get(new["ubl_xml"])).content == ubl.content
-    detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()
     assert {d["kind"]: d["shared_url"] for d in detail["documents"]} == new
 
 
@@ -229,18 +231,18 @@ async def test_documents_render_ahead_once_and_a_download_joins_a_rendering(migr
 
             rows = await poll(stored, lambda r: len(r) == 2, timeout=120)
             assert [r.format for r in rows] == ["pdf", "xml"]
-            pdf = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))
+            pdf = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))
             assert pdf.status_code == 200 and pdf.content == rows[0].content
             text_, xml = read_back(pdf.content)
             assert "Cloudy Ltd" in text_ and facturx.get_level(xml) == "en16931"
 
             # A credit note is not rendered ahead: three downloads at once render it once.
-            credit = {**headers(tenant), "Idempotency-Key": "cn-ahead"}
+            credit = {**tenant_headers(tenant), "Idempotency-Key": "cn-ahead"}
             note = await client.post(f"/v1/invoices/{invoice_id}/credit-notes", headers=credit, json={"reason": "Seats unused"})
             assert note.status_code == 201, note.text
             note_id = note.json()["id"]
             before = REGISTRY.get_sample_value("billing_documents_rendered_total", {"kind": "credit_note"}) or 0
-            pdfs = await asyncio.gather(*(client.get(f"/v1/credit-notes/{note_id}/pdf", headers=headers(tenant)) for _ in range(3)))
+            pdfs = await asyncio.gather(*(client.get(f"/v1/credit-notes/{note_id}/pdf", headers=tenant_headers(tenant)) for _ in range(3)))
             assert [r.status_code for r in pdfs] == [200, 200, 200]
             assert len({r.content for r in pdfs}) == 1
             assert REGISTRY.get_sample_value("billing_documents_rendered_total", {"kind": "credit_note"}) == before + 1

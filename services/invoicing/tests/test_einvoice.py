@@ -19,7 +19,7 @@ import facturx
 import httpx
 import pytest
 from en16931 import assert_valid, findings, rules_ran
-from invoicing_testkit import customer, event, headers, pdf_fonts, period_closed, put_seller, rated
+from invoicing_testkit import customer, event, pdf_fonts, period_closed, put_seller, rated
 from lxml import etree
 from pypdf import PdfReader
 from pypdf.generic import StreamObject
@@ -28,6 +28,7 @@ from sqlalchemy import text
 from billing_events import CollectingMethodChanged, InvoiceIssued, MandateChanged
 from billing_events.references import creditor_reference, printed
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.testing import tenant_headers
 from invoicing.buyer.consumers import on_collecting_method_changed, on_mandate_changed
 from invoicing.buyer.service import record_customer
 from invoicing.config import Settings
@@ -216,8 +217,8 @@ async def test_pdf_says_who_what_and_how_to_pay(client: httpx.AsyncClient, runti
     seller = await put_seller(client, tenant, **CLOUDY)
     assert seller["iban"] == IBAN and seller["logo"] == LOGO
     invoice_id = await issue_to_acme(runtime, tenant)
-    number = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()["number"]
-    pdf = (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content
+    number = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()["number"]
+    pdf = (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))).content
     keep_pages(pdf, "invoice-transfer")
     text = pdf_text(pdf)
     reference = creditor_reference(number)
@@ -246,25 +247,27 @@ async def test_pdf_says_who_what_and_how_to_pay(client: httpx.AsyncClient, runti
     city = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/ram:BuyerTradeParty/ram:PostalTradeAddress/ram:CityName"
     assert tree.findtext(city, namespaces=NS)
 
-    ubl = await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=headers(tenant))
+    ubl = await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=tenant_headers(tenant))
     assert ubl.status_code == 200 and ubl.headers["content-type"] == "application/xml"
     assert ubl.headers["content-disposition"] == f'attachment; filename="{number}.ubl.xml"'
     assert_valid(ubl.content, "ubl")
     root = etree.fromstring(ubl.content)
     assert root.tag == f"{{{NS['inv']}}}Invoice" and root.findtext("cac:PaymentMeans/cbc:PaymentID", namespaces=NS) == reference
-    assert (await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=headers(tenant))).content == ubl.content
-    assert (await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=headers("someone-else"))).status_code == 404
-    bad = await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "edifact"}, headers=headers(tenant))
+    assert (await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=tenant_headers(tenant))).content == ubl.content
+    assert (await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=tenant_headers("someone-else"))).status_code == 404
+    bad = await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "edifact"}, headers=tenant_headers(tenant))
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
 
-    r = await client.post(f"/v1/invoices/{invoice_id}/credit-notes", headers={**headers(tenant), "Idempotency-Key": "cn-1"}, json={"reason": "Seats unused"})
+    r = await client.post(
+        f"/v1/invoices/{invoice_id}/credit-notes", headers={**tenant_headers(tenant), "Idempotency-Key": "cn-1"}, json={"reason": "Seats unused"}
+    )
     assert r.status_code == 201, r.text
     note = r.json()
-    note_ubl = await client.get(f"/v1/credit-notes/{note['id']}/xml", params={"syntax": "ubl"}, headers=headers(tenant))
+    note_ubl = await client.get(f"/v1/credit-notes/{note['id']}/xml", params={"syntax": "ubl"}, headers=tenant_headers(tenant))
     assert note_ubl.status_code == 200
     assert etree.fromstring(note_ubl.content).tag.endswith("}CreditNote")
     assert_valid(note_ubl.content, "ubl")
-    note_pdf = (await client.get(f"/v1/credit-notes/{note['id']}/pdf", headers=headers(tenant))).content
+    note_pdf = (await client.get(f"/v1/credit-notes/{note['id']}/pdf", headers=tenant_headers(tenant))).content
     keep_pages(note_pdf, "credit-note")
     note_text = pdf_text(note_pdf)
     assert note["number"] in note_text and "Corrects invoice" in note_text and "How to pay" not in note_text and "Germany" in note_text
@@ -278,13 +281,13 @@ async def test_direct_debit_invoice_after_a_mandate(client: httpx.AsyncClient, r
             changed = MandateChanged(mandate_id=mandate, seller_id=tenant, account_id=buyer.account_id, provider="gocardless", status=status)
             await on_mandate_changed(runtime, session, event(changed, tenant))
     invoice_id = await issue_to_acme(runtime, tenant)
-    pdf = (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content
+    pdf = (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))).content
     keep_pages(pdf, "invoice-direct-debit")
     text = pdf_text(pdf)
     # The old mandate's late cancellation does not undo the newer active one.
     assert "Collected by SEPA direct debit on 2026-11-16" in text and "MD-NEW" in text and "IE98ZZZ123456" in text
     assert "IBAN" not in text
-    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))).content
+    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=tenant_headers(tenant))).content
     assert_valid(xml, "cii")
     assert etree.fromstring(xml).findtext(SETTLEMENT + "ram:SpecifiedTradePaymentTerms/ram:DirectDebitMandateID", namespaces=NS) == "MD-NEW"
 
@@ -315,13 +318,13 @@ async def test_card_invoice_after_payments_announces_the_card(client: httpx.Asyn
         ):
             await on_collecting_method_changed(runtime, session, event(changed, changed.seller_id))
     invoice_id = await issue_to_acme(runtime, tenant)
-    pdf = (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content
+    pdf = (await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))).content
     keep_pages(pdf, "invoice-card")
     text = " ".join(pdf_text(pdf).split())
     assert "Paid by Visa card ending 4242 on 2026-11-02: 206.00 EUR is charged to the card on file on the invoice date; nothing to do." in text, text
     assert "IBAN" not in text and "direct debit" not in text and "MD-1" not in text
     assert not {f for f in pdf_fonts(pdf) if "Serif" in f}
-    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))).content
+    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=tenant_headers(tenant))).content
     assert_valid(xml, "cii")
     tree = etree.fromstring(xml)
     means = SETTLEMENT + "ram:SpecifiedTradeSettlementPaymentMeans/"
@@ -330,7 +333,7 @@ async def test_card_invoice_after_payments_announces_the_card(client: httpx.Asyn
     assert tree.findtext(SETTLEMENT + "ram:SpecifiedTradePaymentTerms/ram:Description", namespaces=NS) == (
         "Paid by Visa card ending 4242 on 2026-11-02: the card on file is charged on the invoice date"
     )
-    ubl = (await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=headers(tenant))).content
+    ubl = (await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=tenant_headers(tenant))).content
     assert_valid(ubl, "ubl")
     assert etree.fromstring(ubl).findtext("cac:PaymentMeans/cac:CardAccount/cbc:PrimaryAccountNumberID", namespaces=NS) == "4242"
 
@@ -347,10 +350,10 @@ async def test_direct_debit_invoice_after_payments_announces_the_mandate(client:
         ):
             await on_collecting_method_changed(runtime, session, event(changed, tenant))
     invoice_id = await issue_to_acme(runtime, tenant)
-    text = " ".join(pdf_text((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content).split())
+    text = " ".join(pdf_text((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))).content).split())
     assert "Collected by SEPA direct debit on 2026-11-16: nothing to do. Mandate reference MD-2, creditor identifier IE98ZZZ123456." in text, text
     assert "card" not in text.lower() and "IBAN" not in text
-    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))).content
+    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=tenant_headers(tenant))).content
     assert_valid(xml, "cii")
     assert etree.fromstring(xml).findtext(SETTLEMENT + "ram:SpecifiedTradePaymentTerms/ram:DirectDebitMandateID", namespaces=NS) == "MD-2"
 
@@ -367,8 +370,8 @@ async def test_no_card_or_mandate_left_means_a_transfer(client: httpx.AsyncClien
         for changed in (collecting(tenant, account, 0, "card", method_id="card-1", card_brand="visa", card_last4="4242"), collecting(tenant, account, 7, None)):
             await on_collecting_method_changed(runtime, session, event(changed, tenant))
     invoice_id = await issue_to_acme(runtime, tenant)
-    number = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()["number"]
-    text = pdf_text((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content)
+    number = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()["number"]
+    text = pdf_text((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))).content)
     assert printed(creditor_reference(number)) in text and "IE29 AIBK" in text
     assert "card" not in text.lower() and "direct debit" not in text
 
@@ -378,10 +381,10 @@ async def test_an_invoice_from_a_profile_without_bank_details_still_renders(clie
     reference, the XML carries the reference and no payment means (BR-61 needs an account for a transfer)."""
     await put_seller(client, tenant, **{k: v for k, v in CLOUDY.items() if k not in ("iban", "bic", "sepa_creditor_id", "logo")})
     invoice_id = await issue_to_acme(runtime, tenant)
-    number = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()["number"]
-    text = pdf_text((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))).content)
+    number = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()["number"]
+    text = pdf_text((await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))).content)
     assert printed(creditor_reference(number)) in text and "IBAN" not in text
-    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))).content
+    xml = (await client.get(f"/v1/invoices/{invoice_id}/xml", headers=tenant_headers(tenant))).content
     assert_valid(xml, "cii")
     assert etree.fromstring(xml).find(SETTLEMENT + "ram:SpecifiedTradeSettlementPaymentMeans", NS) is None
 
@@ -399,9 +402,9 @@ async def test_an_invoice_from_a_profile_without_bank_details_still_renders(clie
 )
 async def test_seller_profile_refuses_bad_payment_details_and_logos(client: httpx.AsyncClient, tenant: str, field: str, value: str) -> None:
     body: dict[str, Any] = {**CLOUDY, field: value}
-    r = await client.put("/v1/seller", headers=headers(tenant), json=body)
+    r = await client.put("/v1/seller", headers=tenant_headers(tenant), json=body)
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
-    assert (await client.get("/v1/seller", headers=headers(tenant))).json()["configured"] is False
+    assert (await client.get("/v1/seller", headers=tenant_headers(tenant))).json()["configured"] is False
 
 
 def test_credit_note_and_invoice_of_one_content_differ_only_where_they_should() -> None:
@@ -470,12 +473,12 @@ async def test_late_lines_through_the_api_and_the_event(client: httpx.AsyncClien
         closed = period_closed(tenant, buyer.account_id, [rated("l1", "M365-BP", "10", "20.60", "EUR"), late], currency="EUR")
         invoice_id = await issue_invoice(runtime, session, closed)
     assert invoice_id is not None
-    detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    detail = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()
     assert [(li["line_id"], li["late"], li["service_period_start"], li["service_period_end"]) for li in detail["lines"]] == [
         ("l1", False, "2026-10-01", "2026-10-31"),
         ("l2", True, "2026-09-01", "2026-09-30"),
     ]
-    ubl = await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=headers(tenant))
+    ubl = await client.get(f"/v1/invoices/{invoice_id}/xml", params={"syntax": "ubl"}, headers=tenant_headers(tenant))
     assert_valid(ubl.content, "ubl")
     notes = [li.findtext("cbc:Note", namespaces=NS) for li in etree.fromstring(ubl.content).findall("cac:InvoiceLine", NS)]
     assert notes[0] is None and notes[1] is not None and notes[1].startswith("Late")
@@ -493,11 +496,13 @@ async def test_invoices_by_the_partners_customer_id(client: httpx.AsyncClient, r
     same customer id finds nothing); both at once is a 422."""
     await put_seller(client, tenant, **CLOUDY)
     invoice_id = await issue_to_acme(runtime, tenant)
-    mine = (await client.get("/v1/invoices", params={"customer_id": "acme"}, headers=headers(tenant))).json()
+    mine = (await client.get("/v1/invoices", params={"customer_id": "acme"}, headers=tenant_headers(tenant))).json()
     assert [i["id"] for i in mine["items"]] == [invoice_id]
-    assert (await client.get("/v1/invoices", params={"customer_id": "someone"}, headers=headers(tenant))).json()["items"] == []
-    assert (await client.get("/v1/invoices", params={"customer_id": "acme"}, headers=headers(f"x{tenant}"))).json()["items"] == []
-    both = await client.get("/v1/invoices", params={"customer_id": "acme", "buyer_account_id": mine["items"][0]["buyer_account_id"]}, headers=headers(tenant))
+    assert (await client.get("/v1/invoices", params={"customer_id": "someone"}, headers=tenant_headers(tenant))).json()["items"] == []
+    assert (await client.get("/v1/invoices", params={"customer_id": "acme"}, headers=tenant_headers(f"x{tenant}"))).json()["items"] == []
+    both = await client.get(
+        "/v1/invoices", params={"customer_id": "acme", "buyer_account_id": mine["items"][0]["buyer_account_id"]}, headers=tenant_headers(tenant)
+    )
     assert (both.status_code, both.json()["code"], both.json()["field"]) == (422, "ambiguous_account", "customer_id")
     operation = (await client.get("/openapi.json")).json()["paths"]["/v1/invoices"]["get"]
     assert "customer_id" in [p["name"] for p in operation["parameters"]]

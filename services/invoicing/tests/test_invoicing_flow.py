@@ -15,7 +15,6 @@ from invoicing_testkit import (
     customer,
     event,
     example_a_lines,
-    headers,
     invoices,
     payment,
     period_closed,
@@ -28,7 +27,7 @@ from invoicing_testkit import (
 
 from billing_events import InvoiceIssued, account_id, derived_event_id
 from billing_events.topics import DEAD_LETTER, INVOICES
-from billing_runtime.testing import publish_events, read_events
+from billing_runtime.testing import publish_events, read_events, tenant_headers
 from invoicing.config import Settings
 from invoicing.seller.service import default_prefix
 from invoicing.tax.engine import NOTES, Scheme
@@ -66,7 +65,7 @@ async def test_worked_example_a(client: httpx.AsyncClient, tenant: str, settings
         "open_amount": "1516.25",
     }
 
-    r = await client.get(f"/v1/invoices/{summary['id']}", headers=headers(tenant))
+    r = await client.get(f"/v1/invoices/{summary['id']}", headers=tenant_headers(tenant))
     assert r.status_code == 200, r.text
     detail = r.json()
     assert [(li["product_code"], li["quantity"], li["unit_price"], li["net"]) for li in detail["lines"]] == [
@@ -144,7 +143,7 @@ async def test_twenty_buyers_get_numbers_one_to_twenty(client: httpx.AsyncClient
     cursor: str | None = None
     while True:
         params: dict[str, Any] = {"limit": 7, **({"cursor": cursor} if cursor else {})}
-        body = (await client.get("/v1/invoices", headers=headers(tenant), params=params)).json()
+        body = (await client.get("/v1/invoices", headers=tenant_headers(tenant), params=params)).json()
         seen.extend(body["items"])
         cursor = body["next_cursor"]
         if cursor is None:
@@ -227,9 +226,9 @@ async def test_invoice_of_another_seller_is_not_found(client: httpx.AsyncClient,
     await publish_events(client, event(period_closed(tenant, buyer, [rated("l1", "X", "1", "10.00")]), tenant))
     [invoice] = await wait_for_invoices(client, tenant, 1)
 
-    assert (await client.get(f"/v1/invoices/{invoice['id']}", headers=headers(tenant))).status_code == 200
+    assert (await client.get(f"/v1/invoices/{invoice['id']}", headers=tenant_headers(tenant))).status_code == 200
     for who, invoice_id in (("seller-other", invoice["id"]), (tenant, "no-such-invoice")):
-        r = await client.get(f"/v1/invoices/{invoice_id}", headers=headers(who))
+        r = await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(who))
         assert r.status_code == 404
         assert r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["code"] == "invoice_not_found"
@@ -237,7 +236,7 @@ async def test_invoice_of_another_seller_is_not_found(client: httpx.AsyncClient,
 
 
 async def test_seller_settings(client: httpx.AsyncClient, tenant: str) -> None:
-    r = await client.get("/v1/seller", headers=headers(tenant))
+    r = await client.get("/v1/seller", headers=tenant_headers(tenant))
     assert r.status_code == 200
     assert r.json() == {
         "seller_id": tenant,
@@ -259,7 +258,7 @@ async def test_seller_settings(client: httpx.AsyncClient, tenant: str) -> None:
     }
     saved = await put_seller(client, tenant, country="IE", vat_id="IE6388047V", due_rule={"net_days": 14})
     assert (saved["country"], saved["vat_id"], saved["due_rule"], saved["configured"]) == ("IE", "IE6388047V", {"net_days": 14}, True)
-    assert (await client.get("/v1/seller", headers=headers(tenant))).json() == saved
+    assert (await client.get("/v1/seller", headers=tenant_headers(tenant))).json() == saved
     assert await put_seller(client, tenant, country="IE", vat_id="IE6388047V", due_rule={"net_days": 14}) == saved
 
     invalid: list[dict[str, Any]] = [
@@ -276,10 +275,10 @@ async def test_seller_settings(client: httpx.AsyncClient, tenant: str) -> None:
     ]
     for bad in invalid:
         body = {"name": "N", "country": "IE", "vat_id": None, "invoice_prefix": "NW", "due_rule": {"net_days": 30}, "email": None, **bad}
-        r = await client.put("/v1/seller", headers=headers(tenant), json=body)
+        r = await client.put("/v1/seller", headers=tenant_headers(tenant), json=body)
         assert r.status_code == 422, bad
         assert r.json()["code"] == "validation_error"
-    assert (await client.get("/v1/seller", headers=headers(tenant))).json() == saved
+    assert (await client.get("/v1/seller", headers=tenant_headers(tenant))).json() == saved
 
 
 async def test_list_rejects_bad_filters(client: httpx.AsyncClient, tenant: str) -> None:
@@ -291,10 +290,10 @@ async def test_list_rejects_bad_filters(client: httpx.AsyncClient, tenant: str) 
         ({"limit": 0}, 422, "validation_error"),
         ({"limit": 201}, 422, "limit_too_large"),
     ):
-        r = await client.get("/v1/invoices", headers=headers(tenant), params=params)
+        r = await client.get("/v1/invoices", headers=tenant_headers(tenant), params=params)
         assert (r.status_code, r.json()["code"]) == (status, code), params
     # Above the maximum is refused, never silently clamped; the answer names the maximum.
-    too_many = (await client.get("/v1/invoices", headers=headers(tenant), params={"limit": 500})).json()
+    too_many = (await client.get("/v1/invoices", headers=tenant_headers(tenant), params={"limit": 500})).json()
     assert "at most 200" in too_many["title"] and too_many.get("field") == "limit", too_many
     r = await client.get("/v1/invoices")
     assert r.status_code == 401

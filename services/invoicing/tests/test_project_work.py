@@ -10,12 +10,13 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from invoicing_testkit import headers, pdf_fonts, put_seller
+from invoicing_testkit import pdf_fonts, put_seller
 from sqlalchemy import text
 from test_consolidated import NORTHWIND, keep_for_review
 
 from billing_events import Money, ProjectWorkRecorded, account_id
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.testing import tenant_headers
 from invoicing.config import Settings
 from invoicing.projectwork.service import issue_statement
 
@@ -58,15 +59,15 @@ async def test_time_and_materials_make_a_numbered_statement_with_no_payment_due(
             made.append(await issue_statement(runtime, session, work))
     assert made[0] is not None and made[1] is not None and made[2] is None  # the same entry again issues nothing
 
-    listed = (await client.get("/v1/project-work-statements", headers=headers(distributor))).json()["items"]
+    listed = (await client.get("/v1/project-work-statements", headers=tenant_headers(distributor))).json()["items"]
     # Gapless in their own series, apart from the seller's invoices (TSD-000001 …).
     assert [(s["number"], s["amount"], s["amount_due"], s["end_customer_name"]) for s in listed] == [
         ("TSD-PW-000002", "118.88", "0.00", "Contoso Dental"),
         ("TSD-PW-000001", "312.50", "0.00", "Contoso Dental"),
     ]
-    assert (await client.get(f"/v1/project-work-statements/{made[0]}", headers=headers(f"{tenant}-other"))).status_code == 404
+    assert (await client.get(f"/v1/project-work-statements/{made[0]}", headers=tenant_headers(f"{tenant}-other"))).status_code == 404
 
-    r = await client.get(f"/v1/project-work-statements/{made[0]}/pdf", headers=headers(distributor))
+    r = await client.get(f"/v1/project-work-statements/{made[0]}/pdf", headers=tenant_headers(distributor))
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf", r.text
     keep_for_review(r.content, "project-work-statement")
     pdf_text = subprocess.run(["pdftotext", "-layout", "-", "-"], input=r.content, capture_output=True, check=True).stdout.decode()

@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import psutil
 import pytest
-from invoicing_testkit import INVOICE_DATE, customer, headers, period_closed, poll, put_seller, rated
+from invoicing_testkit import INVOICE_DATE, customer, period_closed, poll, put_seller, rated
 from prometheus_client import REGISTRY
 
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.testing import serve
+from billing_runtime.testing import serve, tenant_headers
 from invoicing.buyer.service import record_customer
 from invoicing.config import Settings
 from invoicing.db import metadata
@@ -68,7 +68,7 @@ async def test_no_rendering_process_before_the_first_document_one_after_none_aft
             await asyncio.sleep(0.5)  # the service's background loops are running: still nothing renders
             assert rendering_processes() == [] and gauge() == 0
 
-            pdf = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))
+            pdf = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))
             assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
             live = rendering_processes()
             assert len(live) == 1 and [p.pid for p in live] == documents_service.pool_pids() and gauge() == 1
@@ -78,9 +78,9 @@ async def test_no_rendering_process_before_the_first_document_one_after_none_aft
             await poll(lambda: asyncio.sleep(0, (rendering_processes(), gone(live[0]))), lambda seen: not seen[0] and seen[1], timeout=30)
             assert gauge() == 0
             # The stored document still answers, without a rendering process; a new rendering starts one again.
-            again = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=headers(tenant))
+            again = await client.get(f"/v1/invoices/{invoice_id}/pdf", headers=tenant_headers(tenant))
             assert again.status_code == 200 and again.content == pdf.content and rendering_processes() == []
-            xml = await client.get(f"/v1/invoices/{invoice_id}/xml", headers=headers(tenant))
+            xml = await client.get(f"/v1/invoices/{invoice_id}/xml", headers=tenant_headers(tenant))
             assert xml.status_code == 200 and rendering_processes() == []  # rendered with the PDF, stored
     finally:
         documents_service.shutdown_pool()

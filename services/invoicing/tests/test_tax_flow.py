@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import CLOUDY, buyer_known, customer, event, headers, invoices, period_closed, put_seller, rated, wait_for_invoices
+from invoicing_testkit import CLOUDY, buyer_known, customer, event, invoices, period_closed, put_seller, rated, wait_for_invoices
 
 from billing_events import InvoiceIssued, RatedLine, account_id
 from billing_events.topics import INVOICES
-from billing_runtime.testing import dead_lettered, publish_events, read_events, serve
+from billing_runtime.testing import dead_lettered, publish_events, read_events, serve, tenant_headers
 from invoicing.config import Settings
 from invoicing.main import build
 from invoicing.tax.engine import NOTES, Scheme
@@ -27,7 +27,7 @@ def m365(line_id: str, qty: str) -> RatedLine:
 
 async def detail(client: httpx.AsyncClient, tenant: str, buyer: str) -> dict[str, Any]:
     [summary] = await wait_for_invoices(client, tenant, 1, buyer_account_id=buyer)
-    r = await client.get(f"/v1/invoices/{summary['id']}", headers=headers(tenant))
+    r = await client.get(f"/v1/invoices/{summary['id']}", headers=tenant_headers(tenant))
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
@@ -69,14 +69,14 @@ async def test_worked_example_b_and_the_oss_report(client: httpx.AsyncClient, te
     assert [(t["tax_category"], t["note"]) for t in charity["tax_breakdown"]] == [("E", NOTES[Scheme.EXEMPT_BUYER])]
     assert (await detail(client, tenant, people["bakery"].account_id))["seller"]["vat_id"] == "IE6388047V"
 
-    r = await client.get("/v1/tax/oss-report", headers=headers(tenant), params={"quarter": "2026-Q4"})
+    r = await client.get("/v1/tax/oss-report", headers=tenant_headers(tenant), params={"quarter": "2026-Q4"})
     assert r.status_code == 200, r.text
     assert r.json()["rows"] == [
         {"country": "DE", "rate": "19", "currency": "EUR", "taxable": "20.60", "tax": "3.91", "invoices": 1},
         {"country": "FR", "rate": "20", "currency": "EUR", "taxable": "20.60", "tax": "4.12", "invoices": 1},
     ]
-    assert (await client.get("/v1/tax/oss-report", headers=headers(tenant), params={"quarter": "2026-Q3"})).json()["rows"] == []
-    r = await client.get("/v1/tax/oss-report", headers=headers(tenant), params={"quarter": "2026-Q5"})
+    assert (await client.get("/v1/tax/oss-report", headers=tenant_headers(tenant), params={"quarter": "2026-Q3"})).json()["rows"] == []
+    r = await client.get("/v1/tax/oss-report", headers=tenant_headers(tenant), params={"quarter": "2026-Q5"})
     assert (r.status_code, r.json()["code"]) == (422, "validation_error")
 
     # What an accounting tool receives: parties with VAT ids, each line's tax, the breakdown with its legal mention, documents.
@@ -102,9 +102,9 @@ async def test_worked_example_b_and_the_oss_report(client: httpx.AsyncClient, te
     ]
     assert (data.tier, data.flags, str(data.total.amount)) == ("retail", [], "206.00")
 
-    checks = (await client.get(f"/v1/buyers/{people['badvat'].account_id}/vat-checks", headers=headers(tenant))).json()
+    checks = (await client.get(f"/v1/buyers/{people['badvat'].account_id}/vat-checks", headers=tenant_headers(tenant))).json()
     assert (checks["vat_id_valid"], checks["checks"][0]["checksum_valid"], checks["checks"][0]["vies_outcome"]) == (False, False, None)
-    assert (await client.get(f"/v1/buyers/{people['badvat'].account_id}/vat-checks", headers=headers("someone-else"))).status_code == 404
+    assert (await client.get(f"/v1/buyers/{people['badvat'].account_id}/vat-checks", headers=tenant_headers("someone-else"))).status_code == 404
 
 
 async def test_buyer_without_a_country_is_dead_lettered_and_takes_no_number(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
@@ -182,10 +182,10 @@ async def test_vies_check_decides_the_reverse_charge_and_is_kept_as_evidence(set
         assert {name: i["tax_total"] for name, i in by_buyer.items()} == {"Acme GmbH": "0.00", "Wien Handel GmbH": "4.12", "Dutch BV": "0.00"}
         assert (await detail(client, tenant, vienna.account_id))["flags"] == ["buyer_vat_id_invalid"]
 
-        evidence = (await client.get(f"/v1/buyers/{acme.account_id}/vat-checks", headers=headers(tenant))).json()
+        evidence = (await client.get(f"/v1/buyers/{acme.account_id}/vat-checks", headers=tenant_headers(tenant))).json()
         [check] = evidence["checks"]
         assert (evidence["vat_id_valid"], check["vies_outcome"], check["vies_request_identifier"]) == (True, "valid", "WAPIAAAAZ9E1XQ42")
         assert check["vies_response"]["requestDate"] == "2026-11-01T10:00:00.000Z"
-        dutch_check = (await client.get(f"/v1/buyers/{dutch.account_id}/vat-checks", headers=headers(tenant))).json()
+        dutch_check = (await client.get(f"/v1/buyers/{dutch.account_id}/vat-checks", headers=tenant_headers(tenant))).json()
         assert (dutch_check["vat_id_valid"], dutch_check["checks"][0]["vies_outcome"]) == (True, "unavailable")
     assert {"countryCode": "DE", "vatNumber": "136695976", "requesterMemberStateCode": "IE", "requesterNumber": "6388047V"} in _Vies.requests

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from invoicing_testkit import buyer_known, customer, event, headers, put_seller, rated
+from invoicing_testkit import buyer_known, customer, event, put_seller, rated
 
-from billing_runtime.testing import publish_events
+from billing_runtime.testing import publish_events, tenant_headers
 from invoicing.config import Settings
 
 
@@ -30,15 +30,15 @@ async def test_another_sellers_buyer_and_profile_answer_404(client: httpx.AsyncC
     await buyer_known(settings, mine.account_id)
 
     for buyer, tier in ((theirs.account_id, "retail"), (theirs.account_id, "wholesale"), (victim, "wholesale"), ("nobody", "retail")):
-        r = await client.post("/v1/invoices/preview", headers=headers(attacker), json=preview(buyer, tier))
+        r = await client.post("/v1/invoices/preview", headers=tenant_headers(attacker), json=preview(buyer, tier))
         assert (r.status_code, r.headers["content-type"], r.json()["code"]) == (404, "application/problem+json", "buyer_not_found"), (buyer, tier, r.text)
         for datum in ("Victim", "Secret Lane", "Hidden", theirs.billing_email):
             assert datum not in r.text, (buyer, tier, r.text)
-    r = await client.get(f"/v1/buyers/{theirs.account_id}/vat-checks", headers=headers(attacker))
+    r = await client.get(f"/v1/buyers/{theirs.account_id}/vat-checks", headers=tenant_headers(attacker))
     assert (r.status_code, r.json()["code"]) == (404, "buyer_not_found")
 
     # The caller's own buyer still previews, and so does the victim's for the victim.
-    r = await client.post("/v1/invoices/preview", headers=headers(attacker), json=preview(mine.account_id, "retail"))
+    r = await client.post("/v1/invoices/preview", headers=tenant_headers(attacker), json=preview(mine.account_id, "retail"))
     assert (r.status_code, r.json()["buyer_name"]) == (200, "Attacker's Own Customer"), r.text
-    r = await client.post("/v1/invoices/preview", headers=headers(victim), json=preview(theirs.account_id, "retail"))
+    r = await client.post("/v1/invoices/preview", headers=tenant_headers(victim), json=preview(theirs.account_id, "retail"))
     assert (r.status_code, r.json()["buyer_name"]) == (200, "Victim Dental Practice"), r.text

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 
-from billing_events import CloudEvent, CustomerUpserted, Money, PaymentSucceeded, account_id, new_event
+from billing_events import CloudEvent, Money, PaymentSucceeded, account_id, new_event
+from billing_events.testing import make_customer
 from notify.brand.service import EffectiveBrand
 
 # The seller's brand with everything a mail can show: support contact, portal and bank account.
@@ -53,22 +54,9 @@ def attachments(mail: EmailMessage) -> list[tuple[str | None, str, Any]]:
     return [(part.get_filename(), part.get_content_type(), part.get_content()) for part in mail.iter_attachments()]
 
 
-def headers(tenant: str, **extra: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant, **extra}
-
-
 def customer(tenant: str, external_id: str, email: str, *, name: str = "Contoso Dental", revision: int = 1) -> CloudEvent[Any]:
     """The customer's billing contact `email` as usage-ingest announces it."""
-    data = CustomerUpserted(
-        account_id=account_id(tenant, external_id),
-        partner_id=tenant,
-        external_id=external_id,
-        name=name,
-        billing_email=email,
-        country="US",
-        currency="USD",
-        revision=revision,
-    )
+    data = make_customer(tenant, external_id, name=name, billing_email=email, country="US", currency="USD", revision=revision)
     return new_event(data, source="/tests", tenant=tenant)
 
 

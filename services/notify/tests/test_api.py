@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from notify_testkit import headers
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from billing_events import InvoiceIssued, PortalSignInLinkIssued, account_id, new_event
+from billing_runtime.testing import tenant_headers
 from notify.delivery import repository as repo
 from notify.delivery.service import record_portal_sign_in
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.consume(False)
 
 
 async def test_brand_defaults_then_put_replaces(client: httpx.AsyncClient, tenant: str) -> None:
-    r = await client.get("/v1/brand", headers=headers(tenant))
+    r = await client.get("/v1/brand", headers=tenant_headers(tenant))
     assert r.status_code == 200
     assert r.json()["sender_name"] == tenant and r.json()["configured"] is False and r.json()["sender_email"] is None
 
@@ -34,15 +34,15 @@ async def test_brand_defaults_then_put_replaces(client: httpx.AsyncClient, tenan
         "primary_color": "#112233",
         "footer": "Northwind IT Ltd\n1 Main St",
     }
-    first = await client.put("/v1/brand", headers=headers(tenant), json=body)
-    again = await client.put("/v1/brand", headers=headers(tenant), json=body)
+    first = await client.put("/v1/brand", headers=tenant_headers(tenant), json=body)
+    again = await client.put("/v1/brand", headers=tenant_headers(tenant), json=body)
     assert first.status_code == again.status_code == 200
-    got = (await client.get("/v1/brand", headers=headers(tenant))).json()
+    got = (await client.get("/v1/brand", headers=tenant_headers(tenant))).json()
     assert {k: got[k] for k in body} == body and got["configured"] is True
 
-    changed = await client.put("/v1/brand", headers=headers(tenant), json={"sender_name": "NW"})
+    changed = await client.put("/v1/brand", headers=tenant_headers(tenant), json={"sender_name": "NW"})
     assert changed.json()["sender_email"] is None and changed.json()["primary_color"] == "#1F4E79"
-    other = (await client.get("/v1/brand", headers=headers(f"{tenant}-x"))).json()
+    other = (await client.get("/v1/brand", headers=tenant_headers(f"{tenant}-x"))).json()
     assert other["configured"] is False
 
 
@@ -59,7 +59,7 @@ async def test_brand_rejects_bad_values(client: httpx.AsyncClient, tenant: str) 
         {"sender_name": "NW", "portal_url": "javascript:alert(1)"},
         {"sender_name": "NW", "support_email": "help"},
     ):
-        r = await client.put("/v1/brand", headers=headers(tenant), json=bad)
+        r = await client.put("/v1/brand", headers=tenant_headers(tenant), json=bad)
         assert r.status_code == 422, bad
         assert r.json()["code"] == "validation_error"
     assert (await client.put("/v1/brand", json={"sender_name": "NW"})).status_code == 401
@@ -82,7 +82,7 @@ async def test_deliveries_page_and_filter(
     cursor: str | None = None
     while True:
         params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
-        r = await client.get("/v1/deliveries", headers=headers(tenant), params=params)
+        r = await client.get("/v1/deliveries", headers=tenant_headers(tenant), params=params)
         assert r.status_code == 200
         body = r.json()
         assert len(body["items"]) <= 2
@@ -95,25 +95,25 @@ async def test_deliveries_page_and_filter(
     assert {d["cause_event_id"] for d in seen} == {e.id for e in events}
     assert all(d["status"] == "no_recipient" for d in seen)
 
-    only = await client.get("/v1/deliveries", headers=headers(tenant), params={"account_id": account_id(tenant, "c-1")})
+    only = await client.get("/v1/deliveries", headers=tenant_headers(tenant), params={"account_id": account_id(tenant, "c-1")})
     assert len(only.json()["items"]) == 2
-    assert (await client.get("/v1/deliveries", headers=headers(tenant), params={"status": "sent"})).json()["items"] == []
-    by_template = await client.get("/v1/deliveries", headers=headers(tenant), params={"template": "invoice_issued"})
+    assert (await client.get("/v1/deliveries", headers=tenant_headers(tenant), params={"status": "sent"})).json()["items"] == []
+    by_template = await client.get("/v1/deliveries", headers=tenant_headers(tenant), params={"template": "invoice_issued"})
     assert len(by_template.json()["items"]) == 5
-    assert (await client.get("/v1/deliveries", headers=headers(f"{tenant}-x"))).json()["items"] == []
+    assert (await client.get("/v1/deliveries", headers=tenant_headers(f"{tenant}-x"))).json()["items"] == []
 
-    detail = await client.get(f"/v1/deliveries/{seen[0]['delivery_id']}", headers=headers(tenant))
+    detail = await client.get(f"/v1/deliveries/{seen[0]['delivery_id']}", headers=tenant_headers(tenant))
     assert detail.status_code == 200 and "NW-" in detail.json()["body_text"] and "<html" in detail.json()["body_html"]
-    missing = await client.get("/v1/deliveries/nope", headers=headers(tenant))
+    missing = await client.get("/v1/deliveries/nope", headers=tenant_headers(tenant))
     assert missing.status_code == 404 and missing.json()["code"] == "delivery_not_found"
 
 
 async def test_deliveries_reject_bad_query(client: httpx.AsyncClient, tenant: str) -> None:
-    r = await client.get("/v1/deliveries", headers=headers(tenant), params={"cursor": "!!not-a-cursor"})
+    r = await client.get("/v1/deliveries", headers=tenant_headers(tenant), params={"cursor": "!!not-a-cursor"})
     assert r.status_code == 400 and r.json()["code"] == "invalid_cursor"
-    r = await client.get("/v1/deliveries", headers=headers(tenant), params={"status": "lost"})
+    r = await client.get("/v1/deliveries", headers=tenant_headers(tenant), params={"status": "lost"})
     assert r.status_code == 422
-    r = await client.get("/v1/deliveries", headers=headers(tenant), params={"limit": 0})
+    r = await client.get("/v1/deliveries", headers=tenant_headers(tenant), params={"limit": 0})
     assert r.status_code == 422
 
 
@@ -134,7 +134,7 @@ async def test_the_delivery_log_shows_a_sign_in_email_without_its_link(client: h
         async with sessions() as session, session.begin():
             delivery = await record_portal_sign_in(session, event, now=datetime(2026, 11, 2, 11, 0, tzinfo=UTC), default_sender_email="billing@localhost")
         assert token in delivery.body_text  # what is sent carries the link
-        detail = (await client.get(f"/v1/deliveries/{delivery.delivery_id}", headers=headers(tenant))).json()
+        detail = (await client.get(f"/v1/deliveries/{delivery.delivery_id}", headers=tenant_headers(tenant))).json()
         assert detail["template"] == "portal_sign_in" and detail["recipient"] == "ann@customer.example"
         assert token not in detail["body_text"] and token not in detail["body_html"]
         assert f"/p/{tenant}/sign-in/…" in detail["body_text"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import uuid
 from collections.abc import Callable
@@ -11,18 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from notify_testkit import customer, headers, paid
+from aiokafka import AIOKafkaProducer
+from notify_testkit import customer, paid
 
 from billing_events import (
     CloudEvent,
     InvoiceIssued,
     account_id,
-    attributes_from_headers,
     new_event,
 )
-from billing_events.topics import DEAD_LETTER, INVOICES, NOTIFICATIONS
-from billing_runtime.testing import eventually, read_events
+from billing_events.topics import INVOICES, NOTIFICATIONS
+from billing_runtime.testing import dead_lettered, eventually, read_events, tenant_headers
 from notify.delivery.service import delivery_id
 
 # Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
@@ -37,7 +34,7 @@ def issued(tenant: str, invoice: InvoiceIssued) -> CloudEvent[Any]:
 
 
 async def deliveries(client: httpx.AsyncClient, tenant: str, **params: Any) -> list[dict[str, Any]]:
-    r = await client.get("/v1/deliveries", headers=headers(tenant), params=params)
+    r = await client.get("/v1/deliveries", headers=tenant_headers(tenant), params=params)
     assert r.status_code == 200, r.text
     return list(r.json()["items"])
 
@@ -67,7 +64,7 @@ async def test_invoice_email_reaches_the_billing_contact_in_the_sellers_brand(
         "logo_url": None,
         "footer": "Northwind IT Ltd",
     }
-    assert (await client.put("/v1/brand", headers=headers(tenant), json=brand)).status_code == 200
+    assert (await client.put("/v1/brand", headers=tenant_headers(tenant), json=brand)).status_code == 200
     contact_email = f"ap-{tenant}@contoso.example"
     await publish_applied(customer(tenant, "c-1", contact_email, name="<script>alert(1)</script> Dental"))
     invoice = make_invoice(buyer_account_id=account_id(tenant, "c-1"), buyer_email=f"old-{tenant}@contoso.example")
@@ -213,24 +210,6 @@ async def test_payment_received_names_the_invoice_number_or_its_id(
     assert "599.25 USD" in confirmation.get_body(("plain",)).get_content()
 
 
-async def _dead_letters(bootstrap: str, event_id: str, timeout: float = 20.0) -> list[dict[str, str]]:
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    found: list[dict[str, str]] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not found and asyncio.get_running_loop().time() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                for message in messages:
-                    raw = list(message.headers or [])
-                    if attributes_from_headers(raw).get("id") == event_id:
-                        found.append({name: value.decode() for name, value in raw})
-        return found
-    finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-
-
 @pytest.mark.consume(True)  # a poison message on the broker
 async def test_poison_event_is_dead_lettered_and_the_next_applied(
     client: httpx.AsyncClient,
@@ -258,7 +237,6 @@ async def test_poison_event_is_dead_lettered_and_the_next_applied(
     await publish(good)
     [mail] = await mailbox.wait_for(recipient)
     assert mail["Subject"] == "Invoice NW-2026-000001 from Northwind IT Ltd"
-    [dead] = await _dead_letters(kafka_bootstrap, poison_id)
-    assert dead["dlq_service"] == "notify"
+    dead = await dead_lettered(kafka_bootstrap, poison_id, service="notify")
     assert "invalid" in dead["dlq_error"]
     assert len(await deliveries(client, tenant)) == 1

@@ -14,7 +14,7 @@ import httpx
 import openpyxl
 import pytest
 import xlsxwriter
-from notify_testkit import attachments, customer, headers
+from notify_testkit import attachments, customer
 from sqlalchemy import text
 
 from billing_events import (
@@ -34,7 +34,7 @@ from billing_events import (
     new_event,
 )
 from billing_events.references import creditor_reference, printed
-from billing_runtime.testing import eventually, serve
+from billing_runtime.testing import eventually, serve, tenant_headers
 from notify.config import Settings
 from notify.main import build
 
@@ -92,7 +92,7 @@ def brand_and_contact(documents_client: httpx.AsyncClient, tenant: str, publish_
     what a test's mails go out in, and to."""
 
     async def save(external_id: str, recipient: str) -> None:
-        assert (await documents_client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+        assert (await documents_client.put("/v1/brand", headers=tenant_headers(tenant), json=BRAND)).status_code == 200
         await publish_applied(customer(tenant, external_id, recipient))
 
     return save
@@ -225,7 +225,7 @@ async def test_a_missing_document_fails_the_delivery_with_the_reason(
     await publish(new_event(invoice, source="/tests", tenant=tenant))
 
     async def failed() -> list[dict[str, Any]] | None:
-        rows: list[dict[str, Any]] = (await client.get("/v1/deliveries", headers=headers(tenant))).json()["items"]
+        rows: list[dict[str, Any]] = (await client.get("/v1/deliveries", headers=tenant_headers(tenant))).json()["items"]
         return rows if rows and rows[0]["status"] == "failed" else None
 
     [row] = await eventually(failed, "the delivery marked failed", 60, interval=0.1)
@@ -267,7 +267,7 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
     applied: Any,
     make_invoice: Callable[..., InvoiceIssued],
 ) -> None:
-    assert (await client.put("/v1/brand", headers=headers(tenant), json=BRAND)).status_code == 200
+    assert (await client.put("/v1/brand", headers=tenant_headers(tenant), json=BRAND)).status_code == 200
     await publish_applied(payment_account(tenant))
     recipient = f"ap-{tenant}@contoso.example"
     buyer = account_id(tenant, "c-1")
@@ -310,7 +310,7 @@ async def test_collection_and_dunning_mails_reach_the_billing_contact(
         assert expected in reminder, (expected, reminder)
     for e in events:
         assert await applied(e.id) == "applied"
-    reminders = (await client.get("/v1/deliveries", headers=headers(tenant), params={"template": "reminder"})).json()["items"]
+    reminders = (await client.get("/v1/deliveries", headers=tenant_headers(tenant), params={"template": "reminder"})).json()["items"]
     assert len(reminders) == 1 and reminders[0]["status"] == "sent"
 
 
@@ -374,17 +374,17 @@ async def test_the_bank_account_is_invoicings_and_the_brand_points_there(
     announced by SellerPaymentAccountChanged. The brand's own bank fields, set before, are shown
     until invoicing announces the seller's account; a brand PUT may carry them only unchanged."""
     brand = {k: v for k, v in BRAND.items() if k != "support_email"}
-    refused = await client.put("/v1/brand", headers=headers(tenant), json={**brand, "iban": "DE89 3704 0044 0532 0130 00"})
+    refused = await client.put("/v1/brand", headers=tenant_headers(tenant), json={**brand, "iban": "DE89 3704 0044 0532 0130 00"})
     assert refused.status_code == 422 and refused.json()["code"] == "bank_details_owned_by_invoicing"
     assert "PUT /v1/seller on invoicing" in refused.json()["title"] and refused.json()["owner"] == "invoicing"
-    assert (await client.put("/v1/brand", headers=headers(tenant), json=brand)).status_code == 200
+    assert (await client.put("/v1/brand", headers=tenant_headers(tenant), json=brand)).status_code == 200
     # A brand saved with an account before this change (migration 0007's columns): still shown.
     async with db.begin() as conn:
         await conn.execute(text("UPDATE notify.brand SET iban = 'GB33BUKB20201555555555', bic = 'BUKBGB22' WHERE tenant = :t"), {"t": tenant})
-    legacy = (await client.get("/v1/brand", headers=headers(tenant))).json()
+    legacy = (await client.get("/v1/brand", headers=tenant_headers(tenant))).json()
     assert (legacy["iban"], legacy["bank_details_source"]) == ("GB33BUKB20201555555555", "brand")
     assert (
-        await client.put("/v1/brand", headers=headers(tenant), json={k: v for k, v in legacy.items() if k in BRAND or k in ("iban", "bic")})
+        await client.put("/v1/brand", headers=tenant_headers(tenant), json={k: v for k, v in legacy.items() if k in BRAND or k in ("iban", "bic")})
     ).status_code == 200
 
     newer, older = (
@@ -393,14 +393,14 @@ async def test_the_bank_account_is_invoicings_and_the_brand_points_there(
     )
     for event in (newer, older):  # the older version arrives late: the newer stays
         await publish_applied(event)
-    shown = (await client.get("/v1/brand", headers=headers(tenant))).json()
+    shown = (await client.get("/v1/brand", headers=tenant_headers(tenant))).json()
     assert (shown["iban"], shown["bic"], shown["bank_account_name"], shown["bank_details_source"]) == (
         "DE89370400440532013000",
         "COBADEFFXXX",
         "Northwind IT Ltd",
         "invoicing",
     )
-    moved = await client.put("/v1/brand", headers=headers(tenant), json={**brand, "iban": "GB33BUKB20201555555555"})
+    moved = await client.put("/v1/brand", headers=tenant_headers(tenant), json={**brand, "iban": "GB33BUKB20201555555555"})
     assert moved.status_code == 422 and moved.json()["field"] == "iban"
 
     recipient = f"ap-{tenant}@contoso.example"
@@ -413,4 +413,4 @@ async def test_the_bank_account_is_invoicings_and_the_brand_points_there(
 
     # The seller stops taking transfers: no bank details in the mails any more, not even the old brand's.
     await publish_applied(payment_account(tenant, iban=None, at="2026-12-02T10:00:00+00:00"))
-    assert (await client.get("/v1/brand", headers=headers(tenant))).json()["iban"] is None
+    assert (await client.get("/v1/brand", headers=tenant_headers(tenant))).json()["iban"] is None

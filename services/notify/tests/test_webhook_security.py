@@ -11,12 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from notify_testkit import headers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_events import InvoiceIssued, account_id, new_event
-from billing_runtime.testing import eventually, serve
+from billing_runtime.testing import eventually, serve, tenant_headers
 from notify.config import Settings
 from notify.main import build
 from notify.webhook import repository as repo
@@ -34,12 +33,12 @@ async def dump(db: AsyncEngine, sql: str, **params: Any) -> str:
 
 async def test_secrets_are_sealed_at_rest_replayed_sealed_and_redacted_in_audit(client: httpx.AsyncClient, tenant: str, db: AsyncEngine) -> None:
     body = {"url": "https://localhost/hooks", "event_types": ["*"]}
-    first = await client.post("/v1/webhook-endpoints", headers=headers(tenant, **{"Idempotency-Key": "ep-sealed"}), json=body)
-    again = await client.post("/v1/webhook-endpoints", headers=headers(tenant, **{"Idempotency-Key": "ep-sealed"}), json=body)
+    first = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant, **{"Idempotency-Key": "ep-sealed"}), json=body)
+    again = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant, **{"Idempotency-Key": "ep-sealed"}), json=body)
     assert first.status_code == 201 and again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
     endpoint_id, secret = first.json()["endpoint_id"], first.json()["secret"]
     rotate = f"/v1/webhook-endpoints/{endpoint_id}/rotate-secret"
-    rotated = (await client.post(rotate, headers=headers(tenant, **{"Idempotency-Key": "rot-1"}), json={"grace_seconds": 60})).json()["secret"]
+    rotated = (await client.post(rotate, headers=tenant_headers(tenant, **{"Idempotency-Key": "rot-1"}), json={"grace_seconds": 60})).json()["secret"]
 
     stored = await dump(db, "SELECT secret, previous_secret FROM notify.webhook_endpoint WHERE endpoint_id = :e", e=endpoint_id)
     assert stored.count("sealed:v1:") == 2
@@ -83,9 +82,9 @@ async def test_registration_refuses_plain_http_and_non_public_destinations(setti
     strict = settings.model_copy(update={"webhook_allowed_destinations": []})
     async with serve(build(strict)) as client:
         for url, code in REFUSED:
-            r = await client.post("/v1/webhook-endpoints", headers=headers(tenant), json={"url": url, "event_types": ["*"]})
+            r = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant), json={"url": url, "event_types": ["*"]})
             assert (r.status_code, r.json().get("code"), r.json().get("field")) == (422, code, "url"), (url, r.text)
-        assert (await client.get("/v1/webhook-endpoints", headers=headers(tenant))).json()["items"] == []
+        assert (await client.get("/v1/webhook-endpoints", headers=tenant_headers(tenant))).json()["items"] == []
     from notify.webhook.destination import AllowList, check
 
     public = await check("https://8.8.8.8/hooks", AllowList.parse([]), "register")
@@ -104,24 +103,24 @@ async def test_each_send_checks_again_and_posts_to_the_address_checked(
     named = f"http://localhost:{port}/"
     # Allowed by name: the POST goes to the address `localhost` resolved to, named in Host.
     async with serve(build(settings.model_copy(update={"webhook_allowed_destinations": ["localhost"]}))) as client:
-        created = await client.post("/v1/webhook-endpoints", headers=headers(tenant), json={"url": named, "event_types": ["*"]})
+        created = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant), json={"url": named, "event_types": ["*"]})
         assert created.status_code == 201, created.text
         await publish(new_event(make_invoice(buyer_account_id=account_id(tenant, "c-1"), number="SSRF-1"), source="/tests", tenant=tenant))
         [request] = await receiver.wait_for(1)
         assert request.headers["host"] == f"localhost:{port}"
-        assert (await client.delete(f"/v1/webhook-endpoints/{created.json()['endpoint_id']}", headers=headers(tenant))).status_code == 204
+        assert (await client.delete(f"/v1/webhook-endpoints/{created.json()['endpoint_id']}", headers=tenant_headers(tenant))).status_code == 204
 
     # Registered while allowed (or before the check existed); the allow-list has gone since: the
     # send is refused, nothing reaches the address, and the partner learns nothing of what is there.
     async with serve(build(settings)) as client:
-        created = await client.post("/v1/webhook-endpoints", headers=headers(tenant), json={"url": receiver.url, "event_types": ["*"]})
+        created = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant), json={"url": receiver.url, "event_types": ["*"]})
         endpoint_id = created.json()["endpoint_id"]
     async with serve(build(settings.model_copy(update={"webhook_allowed_destinations": []}))) as client:
         await publish(new_event(make_invoice(buyer_account_id=account_id(tenant, "c-1"), number="SSRF-2"), source="/tests", tenant=tenant))
         path = f"/v1/webhook-endpoints/{endpoint_id}/deliveries"
 
         async def failed() -> list[dict[str, Any]] | None:
-            items: list[dict[str, Any]] = (await client.get(path, headers=headers(tenant))).json()["items"]
+            items: list[dict[str, Any]] = (await client.get(path, headers=tenant_headers(tenant))).json()["items"]
             return items if items and items[0]["status"] == "failed" else None
 
         [delivery] = await eventually(failed, "the webhook delivery marked failed", 30, interval=0.1)

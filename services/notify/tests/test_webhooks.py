@@ -11,10 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from notify_testkit import headers, paid
+from notify_testkit import paid
 
-from billing_events import Address, CustomerUpserted, InvoiceIssued, account_id, new_event
-from billing_runtime.testing import eventually
+from billing_events import Address, InvoiceIssued, account_id, new_event
+from billing_events.testing import make_customer
+from billing_runtime.testing import eventually, tenant_headers
 from notify.webhook.service import verify, webhook_delivery_id
 
 # Events are handed to notify in process (the `publish` fixture delivers them through the runtime's
@@ -24,34 +25,34 @@ pytestmark = pytest.mark.consume(False)
 
 async def create(client: httpx.AsyncClient, tenant: str, url: str, types: list[str], key: str | None = None) -> dict[str, Any]:
     extra = {"Idempotency-Key": key} if key else {}
-    answer = await client.post("/v1/webhook-endpoints", headers=headers(tenant, **extra), json={"url": url, "event_types": types})
+    answer = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant, **extra), json={"url": url, "event_types": types})
     assert answer.status_code in (200, 201), answer.text
     return dict(answer.json())
 
 
 async def test_endpoints_are_created_once_listed_without_secret_and_deleted(client: httpx.AsyncClient, tenant: str) -> None:
     body = {"url": "https://localhost/hooks", "event_types": ["billing.invoice.issued.v1", "billing.account.suspended.v1"]}
-    first = await client.post("/v1/webhook-endpoints", headers=headers(tenant, **{"Idempotency-Key": "ep-1"}), json=body)
-    again = await client.post("/v1/webhook-endpoints", headers=headers(tenant, **{"Idempotency-Key": "ep-1"}), json=body)
+    first = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant, **{"Idempotency-Key": "ep-1"}), json=body)
+    again = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant, **{"Idempotency-Key": "ep-1"}), json=body)
     # The runtime replays the first answer of an Idempotency-Key as it was, marked as a replay.
     assert (first.status_code, again.status_code) == (201, 201) and again.headers["Idempotent-Replayed"] == "true"
     assert first.json() == again.json() and first.json()["secret"].startswith("whsec_")
     endpoint_id = first.json()["endpoint_id"]
 
-    listed = (await client.get("/v1/webhook-endpoints", headers=headers(tenant))).json()["items"]
+    listed = (await client.get("/v1/webhook-endpoints", headers=tenant_headers(tenant))).json()["items"]
     assert [e["endpoint_id"] for e in listed] == [endpoint_id] and "secret" not in listed[0]
     assert listed[0]["event_types"] == ["billing.account.suspended.v1", "billing.invoice.issued.v1"]
-    assert (await client.get(f"/v1/webhook-endpoints/{endpoint_id}", headers=headers("someone-else"))).status_code == 404
+    assert (await client.get(f"/v1/webhook-endpoints/{endpoint_id}", headers=tenant_headers("someone-else"))).status_code == 404
 
-    unknown = await client.post("/v1/webhook-endpoints", headers=headers(tenant), json={**body, "event_types": ["billing.usage.recorded.v1"]})
+    unknown = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant), json={**body, "event_types": ["billing.usage.recorded.v1"]})
     assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_event_type")
-    bad_url = await client.post("/v1/webhook-endpoints", headers=headers(tenant), json={**body, "url": "ftp://x"})
+    bad_url = await client.post("/v1/webhook-endpoints", headers=tenant_headers(tenant), json={**body, "url": "ftp://x"})
     assert (bad_url.status_code, bad_url.json()["code"]) == (422, "validation_error")
 
-    assert (await client.delete(f"/v1/webhook-endpoints/{endpoint_id}", headers=headers(tenant))).status_code == 204
-    gone = await client.delete(f"/v1/webhook-endpoints/{endpoint_id}", headers=headers(tenant))
+    assert (await client.delete(f"/v1/webhook-endpoints/{endpoint_id}", headers=tenant_headers(tenant))).status_code == 204
+    gone = await client.delete(f"/v1/webhook-endpoints/{endpoint_id}", headers=tenant_headers(tenant))
     assert (gone.status_code, gone.json()["code"]) == (404, "webhook_endpoint_not_found")
-    assert (await client.get("/v1/webhook-endpoints", headers=headers(tenant))).json()["items"] == []
+    assert (await client.get("/v1/webhook-endpoints", headers=tenant_headers(tenant))).json()["items"] == []
 
 
 async def test_a_signed_delivery_is_retried_under_one_id_until_accepted(
@@ -86,7 +87,9 @@ async def test_a_signed_delivery_is_retried_under_one_id_until_accepted(
     assert (document["id"], document["type"], document["data"]["number"]) == (issued.id, "billing.invoice.issued.v1", invoice.number)
 
     async def sent() -> list[dict[str, Any]] | None:
-        items: list[dict[str, Any]] = (await client.get(f"/v1/webhook-endpoints/{endpoint['endpoint_id']}/deliveries", headers=headers(tenant))).json()["items"]
+        items: list[dict[str, Any]] = (await client.get(f"/v1/webhook-endpoints/{endpoint['endpoint_id']}/deliveries", headers=tenant_headers(tenant))).json()[
+            "items"
+        ]
         return items if items and items[0]["status"] == "sent" else None
 
     [row] = await eventually(sent, "the webhook delivery marked sent", 30, interval=0.1)
@@ -104,7 +107,7 @@ async def test_a_rotated_secret_signs_beside_the_old_one_for_the_grace_period(
 ) -> None:
     endpoint = await create(client, tenant, receiver.url, ["*"])
     path = f"/v1/webhook-endpoints/{endpoint['endpoint_id']}/rotate-secret"
-    rotated = (await client.post(path, headers=headers(tenant), json={"grace_seconds": 3600})).json()
+    rotated = (await client.post(path, headers=tenant_headers(tenant), json={"grace_seconds": 3600})).json()
     assert rotated["secret"] != endpoint["secret"] and rotated["previous_secret_expires_at"] is not None
     await publish(new_event(make_invoice(buyer_account_id=account_id(tenant, "c-1"), number="NW-1"), source="/tests", tenant=tenant))
     [during] = await receiver.wait_for(1)
@@ -112,7 +115,7 @@ async def test_a_rotated_secret_signs_beside_the_old_one_for_the_grace_period(
     assert verify(during.body.decode(), during.headers["billing-signature"], rotated["secret"], now)
     assert verify(during.body.decode(), during.headers["billing-signature"], endpoint["secret"], now)
 
-    final = (await client.post(path, headers=headers(tenant), json={"grace_seconds": 0})).json()
+    final = (await client.post(path, headers=tenant_headers(tenant), json={"grace_seconds": 0})).json()
     await publish(new_event(make_invoice(buyer_account_id=account_id(tenant, "c-1"), number="NW-2"), source="/tests", tenant=tenant))
     after = (await receiver.wait_for(2))[1]
     now = datetime.now(UTC)
@@ -127,18 +130,15 @@ async def test_a_customer_changed_in_the_portal_reaches_the_partner_system(clien
     """CustomerUpserted (an end customer's billing profile, saved in the portal) is a webhook the
     partner's system of record subscribes to."""
     endpoint = await create(client, tenant, receiver.url, ["billing.customer.upserted.v1"])
-    data = CustomerUpserted(
-        account_id=account_id(tenant, "alpha"),
-        partner_id=tenant,
-        external_id="alpha",
+    data = make_customer(
+        tenant,
+        "alpha",
         name="Alpha Dental",
         billing_email="accounts@alpha.example",
-        country="IE",
-        currency="EUR",
+        revision=2,
         vat_id="IE6388047V",
         address=Address(lines=["1 Main Street"], city="Dublin", country="IE"),
         contact_name="Ann Alpha",
-        revision=2,
     )
     event = new_event(data, source="/usage-ingest", tenant=tenant)
     await publish(event)

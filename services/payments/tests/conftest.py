@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,22 +11,11 @@ import pytest_asyncio
 from billing_runtime.testing import serve_on_port, service_under_test
 from payments.config import Settings
 from payments.main import build
-from provider_sandboxes import GoCardlessSandbox, SandboxServer, StripeSandbox, running
+from provider_sandboxes import SandboxServer
 
 # The harness's `migrated`, `settings`, `app` and `client` (billing_runtime.testing) follow from it.
 service = service_under_test("payments")
-
-
-@pytest.fixture(scope="module")
-def stripe_sandbox() -> Iterator[SandboxServer]:
-    with running(StripeSandbox().app()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def gocardless_sandbox() -> Iterator[SandboxServer]:
-    with running(GoCardlessSandbox().app()) as server:
-        yield server
+# The Stripe and GoCardless sandboxes are provider_sandboxes.testing's `stripe_sandbox` and `gocardless_sandbox`.
 
 
 @dataclass

@@ -11,12 +11,12 @@ from stdnum import iso11649
 
 from billing_events import CloudEvent
 from billing_events.topics import PAYMENTS
-from billing_runtime.testing import publish_events, read_events
+from billing_runtime.testing import publish_events, read_events, tenant_headers
 from payments.banking.reference import creditor_reference, references_in
 from payments.banking.statements import parse
 
 from .conftest import Live
-from .test_payments_api import headers, invoice_issued, known_invoice
+from .test_payments_api import invoice_issued, known_invoice
 
 
 def camt053(message_id: str, entries: list[tuple[str, str, str, str | None, str | None]]) -> bytes:
@@ -74,7 +74,7 @@ async def test_statements_match_by_reference_then_amount_and_buyer_with_partial_
     first = str(uuid.uuid4())
     await publish_events(kafka_bootstrap, invoice_issued(tenant, first, "BT-0001", total="126.69", currency="EUR"))
     await known_invoice(client, tenant, first)
-    reference = (await client.get(f"/v1/invoices/{first}", headers=headers(tenant))).json()["creditor_reference"]
+    reference = (await client.get(f"/v1/invoices/{first}", headers=tenant_headers(tenant))).json()["creditor_reference"]
     assert reference == creditor_reference("BT-0001")
 
     statement = camt053(
@@ -85,7 +85,7 @@ async def test_statements_match_by_reference_then_amount_and_buyer_with_partial_
             ("40.00", "DBIT", "2026-11-20", "bank fee", None),
         ],
     )
-    r = await client.post("/v1/bank-statements", headers={**headers(tenant), "Content-Type": "application/xml"}, content=statement)
+    r = await client.post("/v1/bank-statements", headers={**tenant_headers(tenant), "Content-Type": "application/xml"}, content=statement)
     assert r.status_code == 201, r.text
     result = r.json()
     assert (result["matched"], result["unmatched"]) == (1, 1)
@@ -93,22 +93,22 @@ async def test_statements_match_by_reference_then_amount_and_buyer_with_partial_
         ("matched", "reference", first),
         ("unmatched", None, None),
     ]
-    assert (await client.get(f"/v1/invoices/{first}", headers=headers(tenant))).json()["amount_open"] == "26.69"
+    assert (await client.get(f"/v1/invoices/{first}", headers=tenant_headers(tenant))).json()["amount_open"] == "26.69"
 
-    again = await client.post("/v1/bank-statements", headers=headers(tenant), content=statement)
+    again = await client.post("/v1/bank-statements", headers=tenant_headers(tenant), content=statement)
     assert (again.status_code, again.json()) == (200, result)
-    other = await client.post("/v1/bank-statements", headers=headers(tenant), content=statement.replace(b"999.99", b"999.98"))
+    other = await client.post("/v1/bank-statements", headers=tenant_headers(tenant), content=statement.replace(b"999.99", b"999.98"))
     assert (other.status_code, other.json()["code"]) == (409, "statement_id_conflict")
-    bad = await client.post("/v1/bank-statements", headers=headers(tenant), content=b"<Document><nothing/></Document>")
+    bad = await client.post("/v1/bank-statements", headers=tenant_headers(tenant), content=b"<Document><nothing/></Document>")
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_statement")
 
     # The rest and 10.00 too much, by MT940: the surplus is kept as the buyer's credit.
-    r = await client.post("/v1/bank-statements", headers=headers(tenant), content=mt940("MT-20261121", [("36,69", f"{reference} rest")]))
+    r = await client.post("/v1/bank-statements", headers=tenant_headers(tenant), content=mt940("MT-20261121", [("36,69", f"{reference} rest")]))
     assert r.status_code == 201 and r.json()["lines"][0]["matched_by"] == "reference"
-    paid = (await client.get(f"/v1/invoices/{first}", headers=headers(tenant))).json()
+    paid = (await client.get(f"/v1/invoices/{first}", headers=tenant_headers(tenant))).json()
     assert (paid["amount_open"], paid["overpaid"]) == ("0.00", "10.00")
     buyer = paid["account_id"]
-    credit = (await client.get(f"/v1/accounts/{buyer}/credit", headers=headers(tenant))).json()
+    credit = (await client.get(f"/v1/accounts/{buyer}/credit", headers=tenant_headers(tenant))).json()
     assert credit["credit"] == [{"amount": "10.00", "currency": "EUR"}]
 
     # The next invoice is paid from the credit first, the rest by a transfer without reference,
@@ -116,15 +116,17 @@ async def test_statements_match_by_reference_then_amount_and_buyer_with_partial_
     second = str(uuid.uuid4())
     await publish_events(kafka_bootstrap, invoice_issued(tenant, second, "BT-0002", total="50.00", currency="EUR"))
     await known_invoice(client, tenant, second)
-    assert (await client.get(f"/v1/invoices/{second}", headers=headers(tenant))).json()["amount_open"] == "40.00"
-    assert (await client.get(f"/v1/accounts/{buyer}/credit", headers=headers(tenant))).json()["credit"] == []
+    assert (await client.get(f"/v1/invoices/{second}", headers=tenant_headers(tenant))).json()["amount_open"] == "40.00"
+    assert (await client.get(f"/v1/accounts/{buyer}/credit", headers=tenant_headers(tenant))).json()["credit"] == []
     r = await client.post(
-        "/v1/bank-statements", headers=headers(tenant), content=camt053("CAMT-20261122", [("40.00", "CRDT", "2026-11-22", "November", "CONTOSO DENTAL LTD")])
+        "/v1/bank-statements",
+        headers=tenant_headers(tenant),
+        content=camt053("CAMT-20261122", [("40.00", "CRDT", "2026-11-22", "November", "CONTOSO DENTAL LTD")]),
     )
     assert r.json()["lines"][0]["matched_by"] == "amount_and_buyer" and r.json()["lines"][0]["invoice_id"] == second
-    assert (await client.get(f"/v1/invoices/{second}", headers=headers(tenant))).json()["amount_open"] == "0.00"
+    assert (await client.get(f"/v1/invoices/{second}", headers=tenant_headers(tenant))).json()["amount_open"] == "0.00"
 
-    unmatched = (await client.get("/v1/bank-statements/unmatched", headers=headers(tenant))).json()["items"]
+    unmatched = (await client.get("/v1/bank-statements/unmatched", headers=tenant_headers(tenant))).json()["items"]
     assert [(u["amount"], u["counterparty"]) for u in unmatched] == [("999.99", "Someone Else")]
 
     events = await payments_of(kafka_bootstrap, tenant, 4)

@@ -18,11 +18,11 @@ import stripe
 
 from billing_events import CloudEvent, CreditNoteIssued, Money, PaymentRetryRequested, account_id, new_event
 from billing_events.topics import PAYMENTS
-from billing_runtime.testing import publish_events, read_events
+from billing_runtime.testing import publish_events, read_events, tenant_headers
 from provider_sandboxes import gocardless_signature, stripe_signature
 
 from .conftest import Live
-from .test_payments_api import eventually, headers, invoice_issued
+from .test_payments_api import eventually, invoice_issued
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -45,7 +45,7 @@ async def setup_stripe(live: Live, tenant: str, events: list[Any] | None = None)
     api_key = f"sk_test_{tenant}"
     sc = stripe.StripeClient(api_key, base_addresses={"api": live.stripe.url}, max_network_retries=0)
     endpoint = await asyncio.to_thread(sc.v1.webhook_endpoints.create, {"url": f"{live.url}/v1/webhooks/stripe/{tenant}", "enabled_events": events or ["*"]})
-    r = await live.client.put("/v1/providers/stripe", headers=headers(tenant), json={"api_key": api_key, "webhook_secret": endpoint.secret})
+    r = await live.client.put("/v1/providers/stripe", headers=tenant_headers(tenant), json={"api_key": api_key, "webhook_secret": endpoint.secret})
     assert r.status_code == 200, r.text
     assert r.json()["api_key_last4"] == api_key[-4:] and api_key not in r.text
     assert endpoint.secret is not None  # given once, when the endpoint is created
@@ -55,7 +55,7 @@ async def setup_stripe(live: Live, tenant: str, events: list[Any] | None = None)
 async def save_card(live: Live, sc: stripe.StripeClient, tenant: str, method_id: str, card: str) -> dict[str, Any]:
     """The buyer's browser confirms the SetupIntent with Stripe.js; the webhook activates the card."""
     r = await live.client.post(
-        f"/v1/accounts/{buyer(tenant)}/payment-methods", headers=headers(tenant), json={"id": method_id, "type": "card", "email": "ap@contoso.example"}
+        f"/v1/accounts/{buyer(tenant)}/payment-methods", headers=tenant_headers(tenant), json={"id": method_id, "type": "card", "email": "ap@contoso.example"}
     )
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "pending"
@@ -63,7 +63,7 @@ async def save_card(live: Live, sc: stripe.StripeClient, tenant: str, method_id:
     await asyncio.to_thread(sc.v1.setup_intents.confirm, setup_intent, {"payment_method": card})
 
     async def active() -> bool:
-        methods = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/payment-methods", headers=headers(tenant))).json()["items"]
+        methods = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/payment-methods", headers=tenant_headers(tenant))).json()["items"]
         return any(m["method_id"] == method_id and m["status"] == "active" for m in methods)
 
     await eventually(active)
@@ -72,7 +72,7 @@ async def save_card(live: Live, sc: stripe.StripeClient, tenant: str, method_id:
 
 async def attempts(live: Live, tenant: str, invoice_id: str) -> dict[str, Any]:
     """The invoice's attempts; none while payments has not learnt of the invoice (404)."""
-    r = await live.client.get(f"/v1/invoices/{invoice_id}/attempts", headers=headers(tenant))
+    r = await live.client.get(f"/v1/invoices/{invoice_id}/attempts", headers=tenant_headers(tenant))
     if r.status_code == 404:
         assert r.json()["code"] == "invoice_not_found"
         return {"items": [], "refunds": []}
@@ -97,7 +97,7 @@ async def events_after_marker(live: Live, kafka_bootstrap: str, tenant: str, inv
     PaymentSucceeded: an event emitted by anything before it comes before it."""
     r = await live.client.post(
         "/v1/payments",
-        headers=headers(tenant),
+        headers=tenant_headers(tenant),
         json={"id": "marker", "invoice_id": invoice_id, "amount": "0.01", "currency": "EUR", "received_on": "2026-11-21"},
     )
     assert r.status_code == 201, r.text
@@ -105,7 +105,7 @@ async def events_after_marker(live: Live, kafka_bootstrap: str, tenant: str, inv
 
 
 async def invoice(live: Live, tenant: str, invoice_id: str) -> dict[str, Any]:
-    return dict((await live.client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json())
+    return dict((await live.client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json())
 
 
 def tenant_id() -> str:
@@ -116,7 +116,7 @@ async def test_card_on_file_is_charged_on_issue_and_refunded_by_a_credit_note(li
     tenant = tenant_id()
     sc, _ = await setup_stripe(live, tenant)
     method = await save_card(live, sc, tenant, "card-1", "pm_card_visa")
-    again = await live.client.post(f"/v1/accounts/{buyer(tenant)}/payment-methods", headers=headers(tenant), json={"id": "card-1", "type": "card"})
+    again = await live.client.post(f"/v1/accounts/{buyer(tenant)}/payment-methods", headers=tenant_headers(tenant), json={"id": "card-1", "type": "card"})
     assert again.status_code == 200 and again.json()["client_secret"] == method["client_secret"]
 
     invoice_id = str(uuid.uuid4())
@@ -133,7 +133,7 @@ async def test_card_on_file_is_charged_on_issue_and_refunded_by_a_credit_note(li
     listed = await attempts(live, tenant, invoice_id)
     assert [(a["status"], a["method"]) for a in listed["items"]] == [("succeeded", "card")]
     # Another seller asking for this invoice's attempts learns nothing, not even that it exists.
-    foreign = await live.client.get(f"/v1/invoices/{invoice_id}/attempts", headers=headers(f"other-{tenant}"))
+    foreign = await live.client.get(f"/v1/invoices/{invoice_id}/attempts", headers=tenant_headers(f"other-{tenant}"))
     assert (foreign.status_code, foreign.json()["code"]) == (404, "invoice_not_found")
     customer = (await asyncio.to_thread(sc.v1.payment_intents.list, {"limit": 100})).data
     assert [i.id for i in customer] == [listed["items"][0]["provider_ref"]]
@@ -266,7 +266,7 @@ async def setup_gocardless(live: Live, tenant: str) -> tuple[gocardless_pro.Clie
     secret = f"gc-secret-{uuid.uuid4().hex}"
     auth = {"Authorization": f"Bearer {token}"}
     httpx.post(f"{live.gocardless.url}/_sandbox/webhook_endpoints", json={"url": f"{live.url}/v1/webhooks/gocardless/{tenant}", "secret": secret}, headers=auth)
-    r = await live.client.put("/v1/providers/gocardless", headers=headers(tenant), json={"api_key": token, "webhook_secret": secret})
+    r = await live.client.put("/v1/providers/gocardless", headers=tenant_headers(tenant), json={"api_key": token, "webhook_secret": secret})
     assert r.status_code == 200, r.text
     return gocardless_pro.Client(access_token=token, base_url=live.gocardless.url), token, secret
 
@@ -274,7 +274,7 @@ async def setup_gocardless(live: Live, tenant: str) -> tuple[gocardless_pro.Clie
 async def set_up_mandate(live: Live, tenant: str) -> None:
     r = await live.client.post(
         f"/v1/accounts/{buyer(tenant)}/payment-methods",
-        headers=headers(tenant),
+        headers=tenant_headers(tenant),
         json={"id": "dd-1", "type": "direct_debit", "email": "ap@acme.example", "name": "Acme GmbH", "currency": "EUR"},
     )
     assert r.status_code == 201, r.text
@@ -283,7 +283,7 @@ async def set_up_mandate(live: Live, tenant: str) -> None:
     assert done.status_code == 200
 
     async def active() -> bool:
-        methods = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/payment-methods", headers=headers(tenant))).json()["items"]
+        methods = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/payment-methods", headers=tenant_headers(tenant))).json()["items"]
         return methods[0]["status"] == "active" and methods[0]["method_ref"] == done.json()["mandate"]
 
     await eventually(active)
@@ -372,7 +372,7 @@ async def test_the_same_gocardless_webhook_ten_times_at_once_has_one_effect(live
     # A later marker payment: had a second PaymentSucceeded been emitted, it would come before it.
     events = await events_after_marker(live, kafka_bootstrap, tenant, invoice_id)
     assert [e.data.payment_id for e in of_type(events, "payment.succeeded")] == [f"{invoice_id}:1", "marker"]
-    credit = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=headers(tenant))).json()
+    credit = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=tenant_headers(tenant))).json()
     assert credit["credit"] == [{"amount": "0.01", "currency": "EUR"}]
     assert Decimal((await invoice(live, tenant, invoice_id))["overpaid"]) == Decimal("0.01")
 
@@ -389,5 +389,5 @@ async def test_a_collected_direct_debit_returned_late_is_reversed(live: Live, ka
         return (await invoice(live, tenant, invoice_id))["amount_open"] == "103.00"
 
     await eventually(reopened)
-    payment = (await live.client.get(f"/v1/payments/{invoice_id}:1", headers=headers(tenant))).json()
+    payment = (await live.client.get(f"/v1/payments/{invoice_id}:1", headers=tenant_headers(tenant))).json()
     assert payment["status"] == "reversed"

@@ -20,7 +20,7 @@ from billing_events import CollectingMethodChanged, MandateChanged, Party, accou
 from billing_events.topics import PAYMENTS
 from billing_runtime.auth import Scope, issue
 from billing_runtime.db import create_engine
-from billing_runtime.testing import eventually, publish_events, read_events
+from billing_runtime.testing import api_key_headers, eventually, publish_events, read_events
 
 from .conftest import Live
 from .test_payments_api import invoice_issued
@@ -44,7 +44,7 @@ class Keys:
             key = await issue(engine, self.bootstrap, tenant, scope, label="test", now=datetime.now(UTC), account_id=account)
         finally:
             await engine.dispose()
-        return {"Authorization": f"Bearer {key.key}"}
+        return api_key_headers(key.key)
 
     async def call(self, method: str, path: str, who: dict[str, str], body: Any = None) -> httpx.Response:
         """A request, retried while the service has not learnt the new key yet (the key topic)."""

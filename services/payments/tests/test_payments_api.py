@@ -21,13 +21,9 @@ from billing_events import (
 )
 from billing_events.testing import example_invoice_issued
 from billing_events.topics import PAYMENTS
-from billing_runtime.testing import dead_lettered, eventually, publish_events, read_events, serve
+from billing_runtime.testing import dead_lettered, eventually, publish_events, read_events, serve, tenant_headers
 from payments.config import Settings
 from payments.main import build
-
-
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
 
 
 def invoice_issued(tenant: str, invoice_id: str, number: str, total: str = "1516.25", currency: str = "USD") -> CloudEvent[Any]:
@@ -38,7 +34,7 @@ def invoice_issued(tenant: str, invoice_id: str, number: str, total: str = "1516
 
 async def known_invoice(client: httpx.AsyncClient, tenant: str, invoice_id: str) -> None:
     async def shows() -> bool:
-        return (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).status_code == 200
+        return (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).status_code == 200
 
     await eventually(shows)
 
@@ -65,7 +61,7 @@ def transfer(pid: str, invoice_id: str | None, amount: Any = "1516.25", **kw: An
 
 async def test_bank_transfer_emits_payment_succeeded(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     invoice_id = await issue(client, kafka_bootstrap, tenant)
-    r = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-0001", invoice_id))
+    r = await client.post("/v1/payments", headers=tenant_headers(tenant), json=transfer("bank-0001", invoice_id))
     assert r.status_code == 201, r.text
     assert r.json() == {
         "payment_id": "bank-0001",
@@ -93,54 +89,56 @@ async def test_bank_transfer_emits_payment_succeeded(client: httpx.AsyncClient, 
     assert event.data.seller_id == account_id("distributor", tenant)
     assert event.key == account_id(tenant, "c-1")
 
-    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()
     assert (invoice["amount_received"], invoice["amount_open"]) == ("1516.25", "0.00")
 
 
 async def test_same_payment_twice_is_recorded_once(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     invoice_id = await issue(client, kafka_bootstrap, tenant)
     body = transfer("bank-0001", invoice_id, amount="500.00")
-    first = await client.post("/v1/payments", headers=headers(tenant), json=body)
-    again = await client.post("/v1/payments", headers=headers(tenant), json={**body, "amount": "500"})
+    first = await client.post("/v1/payments", headers=tenant_headers(tenant), json=body)
+    again = await client.post("/v1/payments", headers=tenant_headers(tenant), json={**body, "amount": "500"})
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()
 
-    conflict = await client.post("/v1/payments", headers=headers(tenant), json={**body, "amount": "600.00"})
+    conflict = await client.post("/v1/payments", headers=tenant_headers(tenant), json={**body, "amount": "600.00"})
     assert conflict.status_code == 409
     assert conflict.json()["code"] == "payment_id_conflict"
 
     # A later payment marks the end: the outbox publishes in order, so a second PaymentSucceeded
     # for bank-0001 would be on the topic before the marker.
-    marker = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-0002", invoice_id, amount="1.00"))
+    marker = await client.post("/v1/payments", headers=tenant_headers(tenant), json=transfer("bank-0002", invoice_id, amount="1.00"))
     assert marker.status_code == 201
     events = await read_events(
         kafka_bootstrap, PAYMENTS.name, until=lambda s: any(e.data.payment_id == "bank-0002" for e in s), match=lambda e: e.tenant == tenant
     )
     assert [e.data.payment_id for e in events] == ["bank-0001", "bank-0002"]
     assert events[0].data.amount.amount == Decimal("500.00")
-    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()
     assert invoice["amount_open"] == "1015.25"
 
 
 async def test_partial_then_overpaid_by_invoice_number(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     invoice_id = await issue(client, kafka_bootstrap, tenant, number="NW-2026-0042")
     by_number = {"invoice_id": None, "invoice_number": "NW-2026-0042"}
-    first = await client.post("/v1/payments", headers=headers(tenant), json={**transfer("p-1", None, "1000.00"), **by_number})
-    second = await client.post("/v1/payments", headers=headers(tenant), json={**transfer("p-2", None, "600.00"), **by_number})
+    first = await client.post("/v1/payments", headers=tenant_headers(tenant), json={**transfer("p-1", None, "1000.00"), **by_number})
+    second = await client.post("/v1/payments", headers=tenant_headers(tenant), json={**transfer("p-2", None, "600.00"), **by_number})
     assert (first.json()["open_after"], first.json()["overpaid"]) == ("516.25", "0.00")
     assert (second.json()["open_after"], second.json()["overpaid"]) == ("0.00", "83.75")
     assert second.json()["invoice_id"] == invoice_id
 
-    page1 = (await client.get("/v1/payments", headers=headers(tenant), params={"invoice_id": invoice_id, "limit": 1})).json()
+    page1 = (await client.get("/v1/payments", headers=tenant_headers(tenant), params={"invoice_id": invoice_id, "limit": 1})).json()
     assert [p["payment_id"] for p in page1["items"]] == ["p-1"] and page1["next_cursor"]
-    page2 = (await client.get("/v1/payments", headers=headers(tenant), params={"invoice_id": invoice_id, "limit": 1, "cursor": page1["next_cursor"]})).json()
+    page2 = (
+        await client.get("/v1/payments", headers=tenant_headers(tenant), params={"invoice_id": invoice_id, "limit": 1, "cursor": page1["next_cursor"]})
+    ).json()
     assert [p["payment_id"] for p in page2["items"]] == ["p-2"] and page2["next_cursor"] is None
 
-    one = await client.get("/v1/payments/p-2", headers=headers(tenant))
+    one = await client.get("/v1/payments/p-2", headers=tenant_headers(tenant))
     assert one.json() == second.json()
-    missing = await client.get("/v1/payments/p-3", headers=headers(tenant))
+    missing = await client.get("/v1/payments/p-3", headers=tenant_headers(tenant))
     assert (missing.status_code, missing.json()["code"]) == (404, "payment_not_found")
-    bad_cursor = await client.get("/v1/payments", headers=headers(tenant), params={"cursor": "garbage"})
+    bad_cursor = await client.get("/v1/payments", headers=tenant_headers(tenant), params={"cursor": "garbage"})
     assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (422, "invalid_cursor")
 
 
@@ -161,12 +159,12 @@ async def test_each_refusal_has_its_code(client: httpx.AsyncClient, tenant: str,
         (tenant, {**transfer("x-11", invoice_id), "received_on": "20 Nov"}, 422, "validation_error"),
     ]
     for who, body, status, code in cases:
-        r = await client.post("/v1/payments", headers=headers(who), json=body)
+        r = await client.post("/v1/payments", headers=tenant_headers(who), json=body)
         assert (r.status_code, r.json()["code"]) == (status, code), (body, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
-    listed = (await client.get("/v1/payments", headers=headers(tenant))).json()
+    listed = (await client.get("/v1/payments", headers=tenant_headers(tenant))).json()
     assert listed["items"] == []
-    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()
     assert invoice["amount_received"] == "0.00"
     no_tenant = await client.post("/v1/payments", json=transfer("x-12", invoice_id))
     assert (no_tenant.status_code, no_tenant.json()["code"]) == (401, "tenant_required")
@@ -183,10 +181,10 @@ async def test_redelivery_changes_nothing_and_poison_is_set_aside(client: httpx.
 
     found = await dead_lettered(kafka_bootstrap, poison.id, service="payments")
     assert "invalid billing.invoice.issued.v1" in found["dlq_error"]
-    missing = await client.get(f"/v1/invoices/{poison.data.invoice_id}", headers=headers(tenant))
+    missing = await client.get(f"/v1/invoices/{poison.data.invoice_id}", headers=tenant_headers(tenant))
     assert missing.status_code == 404
 
-    r = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-1", invoice_id, amount="16.25"))
+    r = await client.post("/v1/payments", headers=tenant_headers(tenant), json=transfer("bank-1", invoice_id, amount="16.25"))
     assert r.status_code == 201
     # The same InvoiceIssued again, after money was recorded: skipped by the inbox, and the
     # amount received is not reset.
@@ -197,7 +195,7 @@ async def test_redelivery_changes_nothing_and_poison_is_set_aside(client: httpx.
         return duplicates() > before
 
     await eventually(skipped)
-    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+    invoice = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()
     assert (invoice["amount_received"], invoice["amount_open"]) == ("16.25", "1500.00")
 
 
@@ -231,14 +229,14 @@ async def test_a_polled_batch_of_issued_invoices_is_projected_once(settings: Set
         assert "is in EUR, not USD" in (await dead_lettered(kafka_bootstrap, other_currency.id, service="payments"))["dlq_error"]
         assert "IntegrityError" in (await dead_lettered(kafka_bootstrap, same_number.id, service="payments"))["dlq_error"]
         for invoice_id, number, amount_open in ((first, "NW-0001", "100.00"), (second, "NW-0002", "250.00")):
-            found = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).json()
+            found = (await client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).json()
             assert (found["invoice_number"], found["amount_open"], found["amount_received"]) == (number, amount_open, "0.00")
         for refused in (other_currency, same_number):
-            assert (await client.get(f"/v1/invoices/{refused.data.invoice_id}", headers=headers(tenant))).status_code == 404
-        r = await client.post("/v1/payments", headers=headers(tenant), json=transfer("bank-1", first, amount="40.00"))
+            assert (await client.get(f"/v1/invoices/{refused.data.invoice_id}", headers=tenant_headers(tenant))).status_code == 404
+        r = await client.post("/v1/payments", headers=tenant_headers(tenant), json=transfer("bank-1", first, amount="40.00"))
         assert r.status_code == 201, r.text
         before = duplicates()
         await publish_events(kafka_bootstrap, *batch)
         await eventually(lambda: duplicates() >= before + 3)  # the three it applied are skipped by the inbox
-        again = (await client.get(f"/v1/invoices/{first}", headers=headers(tenant))).json()
+        again = (await client.get(f"/v1/invoices/{first}", headers=tenant_headers(tenant))).json()
         assert (again["amount_received"], again["amount_open"]) == ("40.00", "60.00")

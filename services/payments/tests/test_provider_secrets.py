@@ -15,16 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from billing_runtime.db import async_url
+from billing_runtime.testing import tenant_headers
 from provider_sandboxes import gocardless_signature, stripe_signature
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
 
 STRIPE_SECRET = "whsec_" + "s" * 32
-
-
-def headers(tenant: str, **extra: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant, **extra}
 
 
 def tenant_id() -> str:
@@ -48,7 +45,7 @@ def intent_event(event_id: str) -> bytes:
 
 
 async def put_stripe(client: httpx.AsyncClient, tenant: str, api_key: str, secret: str = STRIPE_SECRET, **extra: str) -> httpx.Response:
-    return await client.put("/v1/providers/stripe", headers=headers(tenant, **extra), json={"api_key": api_key, "webhook_secret": secret})
+    return await client.put("/v1/providers/stripe", headers=tenant_headers(tenant, **extra), json={"api_key": api_key, "webhook_secret": secret})
 
 
 async def test_credentials_are_sealed_and_never_in_audit_rows_or_stored_replies(client: httpx.AsyncClient, migrated: str) -> None:
@@ -77,23 +74,25 @@ async def test_credentials_are_sealed_and_never_in_audit_rows_or_stored_replies(
     await rows(
         migrated, "UPDATE payments.provider_account SET api_key = :k WHERE tenant = :t AND provider = 'stripe' RETURNING tenant", k=stored[0].api_key, t=other
     )
-    swapped = await client.get("/v1/providers/stripe", headers=headers(other))
+    swapped = await client.get("/v1/providers/stripe", headers=tenant_headers(other))
     assert (swapped.status_code, swapped.json()["code"]) == (409, "provider_credentials_unreadable")
-    assert api_key not in swapped.text and (await client.get("/v1/providers/stripe", headers=headers(tenant))).status_code == 200
+    assert api_key not in swapped.text and (await client.get("/v1/providers/stripe", headers=tenant_headers(tenant))).status_code == 200
 
 
 async def test_webhook_secrets_too_short_or_empty_are_refused(client: httpx.AsyncClient, migrated: str) -> None:
     tenant = tenant_id()
     for provider, secret in (("stripe", "whsec_short"), ("gocardless", ""), ("gocardless", " " * 40)):
-        r = await client.put(f"/v1/providers/{provider}", headers=headers(tenant), json={"api_key": "sandbox_token", "webhook_secret": secret})
+        r = await client.put(f"/v1/providers/{provider}", headers=tenant_headers(tenant), json={"api_key": "sandbox_token", "webhook_secret": secret})
         assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "webhook_secret_too_short", "webhook_secret"), r.text
-    missing = await client.put("/v1/providers/gocardless", headers=headers(tenant), json={"api_key": " ", "webhook_secret": "g" * 40})
+    missing = await client.put("/v1/providers/gocardless", headers=tenant_headers(tenant), json={"api_key": " ", "webhook_secret": "g" * 40})
     assert (missing.status_code, missing.json()["code"]) == (422, "api_key_missing")
-    assert (await client.get("/v1/providers/gocardless", headers=headers(tenant))).status_code == 409
+    assert (await client.get("/v1/providers/gocardless", headers=tenant_headers(tenant))).status_code == 409
 
     # A GoCardless account stored with an empty secret before the minimum: a body signed with the
     # empty key is not applied.
-    assert (await client.put("/v1/providers/gocardless", headers=headers(tenant), json={"api_key": "sandbox_t", "webhook_secret": "g" * 40})).status_code == 200
+    assert (
+        await client.put("/v1/providers/gocardless", headers=tenant_headers(tenant), json={"api_key": "sandbox_t", "webhook_secret": "g" * 40})
+    ).status_code == 200
     # GoCardless signs no time: an event dated in the future is refused, an old one is a retry.
     future = {"id": "EV0000", "created_at": "2099-01-01T00:00:00.000Z", "resource_type": "payments", "action": "confirmed", "links": {}}
     dated = json.dumps({"events": [future]}).encode()

@@ -17,7 +17,7 @@ import pytest
 
 from billing_events import CloudEvent, CreditNoteIssued, Money, new_event
 from billing_events.events.invoicing import RefundDestination
-from billing_runtime.testing import publish_events
+from billing_runtime.testing import publish_events, tenant_headers
 from provider_sandboxes import stripe_signature
 
 from .conftest import Live
@@ -32,7 +32,7 @@ from .test_collection import (
     setup_stripe,
     tenant_id,
 )
-from .test_payments_api import eventually, headers, invoice_issued
+from .test_payments_api import eventually, invoice_issued
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -151,7 +151,7 @@ async def test_a_credit_kept_as_the_buyers_balance_pays_the_next_invoice_first(l
         "account_credit",
         note.credit_note_id,
     )
-    balance = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=headers(tenant))).json()["credit"]
+    balance = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=tenant_headers(tenant))).json()["credit"]
     assert balance == [{"amount": "26.69", "currency": "EUR"}]
 
     second = str(uuid.uuid4())
@@ -162,7 +162,7 @@ async def test_a_credit_kept_as_the_buyers_balance_pays_the_next_invoice_first(l
     intents = (await asyncio.to_thread(sc.v1.payment_intents.list, {"limit": 100})).data
     assert sorted(i.amount for i in intents) == [7331, 12669]  # the card paid only what the balance did not
     assert (await asyncio.to_thread(sc.v1.refunds.list, {"limit": 100})).data == []
-    assert (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=headers(tenant))).json()["credit"] == []
+    assert (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=tenant_headers(tenant))).json()["credit"] == []
     assert (await invoice(live, tenant, second))["amount_open"] == "0.00"
     assert (await invoice(live, tenant, first))["amount_received"] == "100.00"
 
@@ -173,7 +173,7 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
     await publish_events(kafka_bootstrap, invoice_issued(tenant, invoice_id, "CL-0001", total="191.27", currency="EUR"))
 
     async def known() -> bool:
-        return (await live.client.get(f"/v1/invoices/{invoice_id}", headers=headers(tenant))).status_code == 200
+        return (await live.client.get(f"/v1/invoices/{invoice_id}", headers=tenant_headers(tenant))).status_code == 200
 
     await eventually(known)
     # The buyer pays by bank transfer; the seller's camt.053 statement names the payer's account, kept for its refunds.
@@ -185,12 +185,12 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
         "<RltdPties><Dbtr><Nm>Dublin Bakery</Nm></Dbtr><DbtrAcct><Id><IBAN>DE89370400440532013000</IBAN></Id></DbtrAcct></RltdPties>"
         f"<RmtInf><Ustrd>{reference}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry></Stmt></BkToCstmrStmt></Document>"
     )
-    imported = await live.client.post("/v1/bank-statements", headers=headers(tenant), content=statement.encode())
+    imported = await live.client.post("/v1/bank-statements", headers=tenant_headers(tenant), content=statement.encode())
     assert (imported.status_code, imported.json()["matched"]) == (201, 1), imported.text
     payment_id = imported.json()["lines"][0]["payment_id"]
-    payer = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/bank-account", headers=headers(tenant))).json()
+    payer = (await live.client.get(f"/v1/accounts/{buyer(tenant)}/bank-account", headers=tenant_headers(tenant))).json()
     assert (payer["name"], payer["iban"]) == ("Dublin Bakery", "DE89370400440532013000")
-    bad = await live.client.put("/v1/bank-account", headers=headers(tenant), json={"name": "Cloudy Ltd", "iban": "IE29AIBK93115212345679"})
+    bad = await live.client.put("/v1/bank-account", headers=tenant_headers(tenant), json={"name": "Cloudy Ltd", "iban": "IE29AIBK93115212345679"})
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_bank_account")
 
     note = credit_note(tenant, invoice_id, "64.58", "original_method")
@@ -202,7 +202,7 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
 
     await eventually(waiting)  # no account to pay from yet: the refund waits, and says why
     seller = {"name": "Cloudy Ltd", "iban": "IE29 AIBK 9311 5212 3456 78", "bic": "AIBKIE2D"}
-    assert (await live.client.put("/v1/bank-account", headers=headers(tenant), json=seller)).json()["iban"] == "IE29AIBK93115212345678"
+    assert (await live.client.put("/v1/bank-account", headers=tenant_headers(tenant), json=seller)).json()["iban"] == "IE29AIBK93115212345678"
 
     events = await payment_events(kafka_bootstrap, tenant, lambda s: len(of_type(s, "payment.refunded")) >= 1)
     refunded = of_type(events, "payment.refunded")[0].data
@@ -214,7 +214,7 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
     )
     listed = (await attempts(live, tenant, invoice_id))["refunds"]
     assert listed[0]["file_url"] == f"/v1/refund-files/{refunded.provider_ref}"
-    r = await live.client.get(listed[0]["file_url"], headers=headers(tenant))
+    r = await live.client.get(listed[0]["file_url"], headers=tenant_headers(tenant))
     assert (r.status_code, r.headers["content-type"]) == (200, "application/xml")
     root = ET.fromstring(r.content)
     found = {
@@ -230,7 +230,7 @@ async def test_a_bank_transfer_is_paid_back_with_a_sepa_refund_file(live: Live, 
     assert list(found.values()) == ["64.58", "IE29AIBK93115212345678", "DE89370400440532013000", "Dublin Bakery", f"Refund {note.number} for invoice CL-0001"]
     amount = root.find(".//p:InstdAmt", PAIN_001)
     assert amount is not None and amount.attrib["Ccy"] == "EUR"
-    assert (await live.client.get(listed[0]["file_url"], headers=headers(f"other-{tenant}"))).status_code == 404
+    assert (await live.client.get(listed[0]["file_url"], headers=tenant_headers(f"other-{tenant}"))).status_code == 404
     after = await invoice(live, tenant, invoice_id)
     assert (after["amount_received"], after["amount_credited"], after["amount_open"]) == ("126.69", "64.58", "0.00")
     assert Decimal(after["total"]) == Decimal("191.27")

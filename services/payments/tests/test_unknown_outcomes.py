@@ -15,7 +15,7 @@ import stripe
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing_events import PaymentRetryRequested, new_event
-from billing_runtime.testing import publish_events
+from billing_runtime.testing import publish_events, tenant_headers
 from provider_sandboxes import SandboxServer
 
 from .conftest import Live
@@ -30,7 +30,7 @@ from .test_collection import (
     setup_stripe,
     tenant_id,
 )
-from .test_payments_api import eventually, headers, invoice_issued
+from .test_payments_api import eventually, invoice_issued
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -97,7 +97,7 @@ async def events_until_marker(live: Live, kafka_bootstrap: str, tenant: str, inv
 
 
 async def payments_of(live: Live, tenant: str, invoice_id: str) -> list[tuple[str, str, str]]:
-    items = (await live.client.get(f"/v1/payments?invoice_id={invoice_id}", headers=headers(tenant))).json()["items"]
+    items = (await live.client.get(f"/v1/payments?invoice_id={invoice_id}", headers=tenant_headers(tenant))).json()["items"]
     return [(p["payment_id"], p["amount"], p["status"]) for p in items]
 
 
@@ -234,9 +234,9 @@ async def test_a_second_success_for_a_paid_invoice_is_refunded_or_credited_as_th
     tenant = tenant_id()
     sc, key = await card_buyer(live, tenant, events=["setup_intent.succeeded"])
     if surplus == "credit":
-        r = await live.client.put("/v1/collection-settings", headers=headers(tenant), json={"surplus": "credit"})
+        r = await live.client.put("/v1/collection-settings", headers=tenant_headers(tenant), json={"surplus": "credit"})
         assert r.json()["surplus"] == "credit"
-    assert (await live.client.get("/v1/collection-settings", headers=headers(tenant))).json()["surplus"] == surplus
+    assert (await live.client.get("/v1/collection-settings", headers=tenant_headers(tenant))).json()["surplus"] == surplus
     fault(live.stripe, key, method="POST", path_prefix="/v1/payment_intents", mode="error_after_commit")
     fault(live.stripe, key, method="GET", path_prefix="/v1/payment_intents", mode="error_before", times=100000)
     invoice_id = str(uuid.uuid4())
@@ -250,7 +250,7 @@ async def test_a_second_success_for_a_paid_invoice_is_refunded_or_credited_as_th
     surpluses_before = await metric(live, "billing_payment_surplus_total", provider="stripe", action=surplus)
     r = await live.client.post(
         "/v1/payments",
-        headers=headers(tenant),
+        headers=tenant_headers(tenant),
         json={
             "id": "bank-1",
             "invoice_id": invoice_id,
@@ -276,7 +276,7 @@ async def test_a_second_success_for_a_paid_invoice_is_refunded_or_credited_as_th
     assert [str(r.amount) for r in stripe_refunds] == refunded
     shown = await invoice(live, tenant, invoice_id)
     assert (shown["amount_received"], shown["amount_open"]) == (("12.00", "0.00") if surplus == "refund" else ("24.00", "0.00"))
-    assert (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=headers(tenant))).json()["credit"] == credit
+    assert (await live.client.get(f"/v1/accounts/{buyer(tenant)}/credit", headers=tenant_headers(tenant))).json()["credit"] == credit
     assert await metric(live, "billing_payment_surplus_total", provider="stripe", action=surplus) == surpluses_before + 1
     if surplus == "refund":
         # Refunded by the refund module, as a credit note's refunds are, but for no credit note.
@@ -290,9 +290,9 @@ async def test_a_second_success_for_a_paid_invoice_is_refunded_or_credited_as_th
 
 async def test_collection_settings_refuse_what_they_do_not_know(live: Live) -> None:
     tenant = tenant_id()
-    r = await live.client.put("/v1/collection-settings", headers=headers(tenant), json={"surplus": "keep"})
+    r = await live.client.put("/v1/collection-settings", headers=tenant_headers(tenant), json={"surplus": "keep"})
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
-    assert (await live.client.get("/v1/collection-settings", headers=headers(tenant))).json() == {"surplus": "refund", "updated_at": None}
+    assert (await live.client.get("/v1/collection-settings", headers=tenant_headers(tenant))).json() == {"surplus": "refund", "updated_at": None}
 
 
 async def test_a_direct_debit_created_late_a_retry_meanwhile_and_its_confirmation_webhook_dropped(live: Live, kafka_bootstrap: str) -> None:

@@ -104,10 +104,6 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
-
-
 async def published(producer: AIOKafkaProducer, tenant: str, data: EventData, event_id: str | None = None) -> CloudEvent[Any]:
     """`data` sent as usage-ingest sends it (its own event id unless `event_id`), acknowledged."""
     event = new_event(data, source="usage-ingest", tenant=tenant, event_id=event_id or str(uuid.uuid4()))

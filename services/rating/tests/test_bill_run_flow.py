@@ -28,26 +28,18 @@ from billing_events import (
     subscription_id,
     to_kafka,
 )
+from billing_events.testing import make_customer
 from billing_events.topics import PERIODS, USAGE
-from billing_runtime.testing import all_events, dead_lettered, eventually, outbox_drained, read_events
+from billing_runtime.testing import all_events, dead_lettered, eventually, outbox_drained, read_events, tenant_headers
 
-from .conftest import at, headers, published
+from .conftest import at, published
 
 T = TypeVar("T")
 ORDERED_AT = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
 
 
 def customer(tenant: str, ext: str, currency: str = "USD", revision: int = 1, name: str = "Contoso Dental") -> CustomerUpserted:
-    return CustomerUpserted(
-        account_id=account_id(tenant, ext),
-        partner_id=tenant,
-        external_id=ext,
-        name=name,
-        billing_email=f"ap@{ext}.example",
-        country="US",
-        currency=currency,
-        revision=revision,
-    )
+    return make_customer(tenant, ext, name=name, country="US", currency=currency, revision=revision)
 
 
 def order(tenant: str, oid: str, ext: str, product: str, quantity: str, start: date) -> SubscriptionOrdered:
@@ -101,12 +93,12 @@ async def put_products(client: httpx.AsyncClient, tenant: str) -> None:
             "category": None,
             "quantity_rule": rule,
         }
-        r = await client.put(f"/v1/products/{code}", headers=headers(tenant), json=body)
+        r = await client.put(f"/v1/products/{code}", headers=tenant_headers(tenant), json=body)
         assert r.status_code == 200, r.text
 
 
 async def charges(client: httpx.AsyncClient, tenant: str, ext: str, period: str = "2026-10") -> dict[str, Any]:
-    r = await client.get(f"/v1/accounts/{account_id(tenant, ext)}/charges?period={period}", headers=headers(tenant))
+    r = await client.get(f"/v1/accounts/{account_id(tenant, ext)}/charges?period={period}", headers=tenant_headers(tenant))
     return r.json() if r.status_code == 200 else {}
 
 
@@ -195,7 +187,7 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
     assert live["total"] == {"amount": "606.400", "currency": "USD"}
     assert live["bill_run_id"] is None and live["currency"] == "USD"
 
-    first = await client.post("/v1/bill-runs", headers=headers(tenant), json={"period": "2026-10"})
+    first = await client.post("/v1/bill-runs", headers=tenant_headers(tenant), json={"period": "2026-10"})
     assert first.status_code == 201, first.text
     run = first.json()
     assert {k: run[k] for k in ("seller_id", "period", "period_start", "period_end", "created", "buyers", "lines")} == {
@@ -214,10 +206,10 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
         ]
     )
 
-    again = await client.post("/v1/bill-runs", headers=headers(tenant), json={"period": "2026-10"})
+    again = await client.post("/v1/bill-runs", headers=tenant_headers(tenant), json={"period": "2026-10"})
     assert again.status_code == 200
     assert again.json() == {**run, "created": False}
-    fetched = await client.get(f"/v1/bill-runs/{run['bill_run_id']}", headers=headers(tenant))
+    fetched = await client.get(f"/v1/bill-runs/{run['bill_run_id']}", headers=tenant_headers(tenant))
     assert fetched.json() == {**run, "created": False}
 
     closed = await read_events(kafka_bootstrap, PERIODS.name, until=lambda s: len(s) >= 2, match=lambda e: e.tenant == tenant)
@@ -264,17 +256,17 @@ async def test_a_month_rated_closed_once_and_read_back_to_the_cent(
 
 
 async def test_only_an_ended_period_can_be_closed(client: httpx.AsyncClient, tenant: str) -> None:
-    r = await client.post("/v1/bill-runs", headers=headers(tenant), json={"period": "2026-11"})
+    r = await client.post("/v1/bill-runs", headers=tenant_headers(tenant), json={"period": "2026-11"})
     assert r.status_code == 409
     assert r.json()["code"] == "period_not_ended"
     for bad in ("2026-13", "October", "2026-10-01"):
-        r = await client.post("/v1/bill-runs", headers=headers(tenant), json={"period": bad})
+        r = await client.post("/v1/bill-runs", headers=tenant_headers(tenant), json={"period": bad})
         assert (r.status_code, r.json()["code"]) == (422, "invalid_period"), bad
-    r = await client.post("/v1/bill-runs", headers=headers(tenant), json={})
+    r = await client.post("/v1/bill-runs", headers=tenant_headers(tenant), json={})
     assert (r.status_code, r.json()["code"]) == (422, "validation_error")
-    r = await client.get(f"/v1/bill-runs/{uuid.uuid4()}", headers=headers(tenant))
+    r = await client.get(f"/v1/bill-runs/{uuid.uuid4()}", headers=tenant_headers(tenant))
     assert (r.status_code, r.json()["code"]) == (404, "bill_run_not_found")
-    r = await client.get(f"/v1/accounts/{account_id(tenant, 'nobody')}/charges?period=2026-10", headers=headers(tenant))
+    r = await client.get(f"/v1/accounts/{account_id(tenant, 'nobody')}/charges?period=2026-10", headers=tenant_headers(tenant))
     assert (r.status_code, r.json()["code"]) == (404, "account_not_found")
 
 
@@ -284,7 +276,7 @@ async def test_concurrent_bill_runs_emit_once(app: FastAPI, client: httpx.AsyncC
     await published(producer, tenant, order(tenant, "o-1", "c-1", "EML-HST", "2", date(2026, 10, 1)))
     await eventually(lambda: _has_lines(client, tenant, "c-1"), "the order to be applied")
 
-    post = lambda: client.post("/v1/bill-runs", headers=headers(tenant), json={"period": "2026-10"})  # noqa: E731
+    post = lambda: client.post("/v1/bill-runs", headers=tenant_headers(tenant), json={"period": "2026-10"})  # noqa: E731
     responses = await asyncio.gather(*(post() for _ in range(5)))
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 201]
     assert len({r.json()["bill_run_id"] for r in responses}) == 1
@@ -346,24 +338,24 @@ async def test_poison_events_are_dead_lettered_and_the_next_applied(
 async def test_a_sellers_bill_runs_are_listed_newest_first_a_page_at_a_time(client: httpx.AsyncClient, tenant: str) -> None:
     runs = {}
     for period in ("2026-07", "2026-08", "2026-09"):
-        r = await client.post("/v1/bill-runs", headers=headers(tenant), json={"period": period})
+        r = await client.post("/v1/bill-runs", headers=tenant_headers(tenant), json={"period": period})
         assert r.status_code == 201, r.text
         runs[period] = {**r.json(), "created": False}
 
-    listed = await client.get("/v1/bill-runs", headers=headers(tenant))
+    listed = await client.get("/v1/bill-runs", headers=tenant_headers(tenant))
     assert listed.status_code == 200, listed.text
     assert listed.json() == {"items": [runs["2026-09"], runs["2026-08"], runs["2026-07"]], "limit": 50, "next_cursor": None}
 
-    first = (await client.get("/v1/bill-runs?limit=2", headers=headers(tenant))).json()
+    first = (await client.get("/v1/bill-runs?limit=2", headers=tenant_headers(tenant))).json()
     assert [run["period"] for run in first["items"]] == ["2026-09", "2026-08"] and first["next_cursor"]
-    rest = (await client.get(f"/v1/bill-runs?limit=2&cursor={first['next_cursor']}", headers=headers(tenant))).json()
+    rest = (await client.get(f"/v1/bill-runs?limit=2&cursor={first['next_cursor']}", headers=tenant_headers(tenant))).json()
     assert (rest["items"], rest["next_cursor"]) == ([runs["2026-07"]], None)
 
-    ranged = (await client.get("/v1/bill-runs?period_from=2026-08&period_to=2026-08", headers=headers(tenant))).json()
+    ranged = (await client.get("/v1/bill-runs?period_from=2026-08&period_to=2026-08", headers=tenant_headers(tenant))).json()
     assert ranged["items"] == [runs["2026-08"]]
-    assert (await client.get("/v1/bill-runs?tier=wholesale", headers=headers(tenant))).json()["items"] == []
+    assert (await client.get("/v1/bill-runs?tier=wholesale", headers=tenant_headers(tenant))).json()["items"] == []
     # Another seller's runs are not listed.
-    assert (await client.get("/v1/bill-runs", headers=headers(f"other-{uuid.uuid4()}"))).json()["items"] == []
+    assert (await client.get("/v1/bill-runs", headers=tenant_headers(f"other-{uuid.uuid4()}"))).json()["items"] == []
 
     for query, code in (
         ("limit=201", "validation_error"),
@@ -371,5 +363,5 @@ async def test_a_sellers_bill_runs_are_listed_newest_first_a_page_at_a_time(clie
         ("period_from=2026-13", "invalid_period"),
         ("tier=partner", "validation_error"),
     ):
-        r = await client.get(f"/v1/bill-runs?{query}", headers=headers(tenant))
+        r = await client.get(f"/v1/bill-runs?{query}", headers=tenant_headers(tenant))
         assert (r.status_code, r.json()["code"]) == (422, code), query

@@ -11,10 +11,8 @@ from fastapi import FastAPI
 
 from billing_events import ProductPublished
 from billing_events.topics import CATALOGUE
-from billing_runtime.testing import all_events, read_events
+from billing_runtime.testing import all_events, read_events, tenant_headers
 from rating.catalogue.models import QuantityRule
-
-from .conftest import headers
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
@@ -33,7 +31,7 @@ def product(**changes: Any) -> dict[str, Any]:
 
 
 async def test_put_is_idempotent_and_a_change_is_stored(client: httpx.AsyncClient, app: FastAPI, tenant: str) -> None:
-    first = await client.put("/v1/products/USR-SUP", headers=headers(tenant), json=product())
+    first = await client.put("/v1/products/USR-SUP", headers=tenant_headers(tenant), json=product())
     assert first.status_code == 200, first.text
     assert first.json() == {
         "code": "USR-SUP",
@@ -65,13 +63,13 @@ async def test_put_is_idempotent_and_a_change_is_stored(client: httpx.AsyncClien
     }
     clock = app.state.runtime.clock
     clock.set(clock.now() + timedelta(hours=1))
-    again = await client.put("/v1/products/USR-SUP", headers=headers(tenant), json=product())
+    again = await client.put("/v1/products/USR-SUP", headers=tenant_headers(tenant), json=product())
     assert again.json() == first.json()  # updated_at included: nothing changed
 
-    changed = await client.put("/v1/products/USR-SUP", headers=headers(tenant), json=product(unit_price="36.50"))
+    changed = await client.put("/v1/products/USR-SUP", headers=tenant_headers(tenant), json=product(unit_price="36.50"))
     assert changed.json()["unit_price"] == "36.50"
     assert changed.json()["updated_at"] != first.json()["updated_at"]
-    fetched = await client.get("/v1/products/USR-SUP", headers=headers(tenant))
+    fetched = await client.get("/v1/products/USR-SUP", headers=tenant_headers(tenant))
     assert fetched.json() == changed.json()
 
 
@@ -89,27 +87,27 @@ async def test_bad_prices_currencies_and_rules(client: httpx.AsyncClient, tenant
         ({"name": "x"}, "validation_error"),
     ]
     for body, code in cases:
-        r = await client.put("/v1/products/P-1", headers=headers(tenant), json=body)
+        r = await client.put("/v1/products/P-1", headers=tenant_headers(tenant), json=body)
         assert r.status_code == 422, (body, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["code"] == code, body
-    assert (await client.get("/v1/products/P-1", headers=headers(tenant))).status_code == 404
+    assert (await client.get("/v1/products/P-1", headers=tenant_headers(tenant))).status_code == 404
 
 
 async def test_get_unknown_and_other_tenants_product(client: httpx.AsyncClient, tenant: str) -> None:
-    await client.put("/v1/products/MINE", headers=headers(tenant), json=product())
-    r = await client.get("/v1/products/MINE", headers=headers(tenant + "-x"))
+    await client.put("/v1/products/MINE", headers=tenant_headers(tenant), json=product())
+    r = await client.get("/v1/products/MINE", headers=tenant_headers(tenant + "-x"))
     assert r.status_code == 404
     assert r.json()["code"] == "product_not_found"
 
 
 async def test_list_pages_with_a_cursor(client: httpx.AsyncClient, tenant: str) -> None:
     for code, rule in (("C", QuantityRule.USAGE_SUM), ("A", QuantityRule.CONTRACTED), ("B", QuantityRule.LATEST)):
-        await client.put(f"/v1/products/{code}", headers=headers(tenant), json=product(quantity_rule=rule.value))
-    first = (await client.get("/v1/products?limit=2", headers=headers(tenant))).json()
+        await client.put(f"/v1/products/{code}", headers=tenant_headers(tenant), json=product(quantity_rule=rule.value))
+    first = (await client.get("/v1/products?limit=2", headers=tenant_headers(tenant))).json()
     assert [p["code"] for p in first["items"]] == ["A", "B"]
     assert first["next_cursor"] == "B"
-    rest = (await client.get(f"/v1/products?limit=2&after={first['next_cursor']}", headers=headers(tenant))).json()
+    rest = (await client.get(f"/v1/products?limit=2&after={first['next_cursor']}", headers=tenant_headers(tenant))).json()
     assert [(p["code"], p["quantity_rule"]) for p in rest["items"]] == [("C", "usage_sum")]
     assert rest["next_cursor"] is None
 
@@ -117,11 +115,11 @@ async def test_list_pages_with_a_cursor(client: httpx.AsyncClient, tenant: str) 
 async def test_a_new_or_changed_product_is_published_once_per_revision(client: httpx.AsyncClient, tenant: str, distributor: str, kafka_bootstrap: str) -> None:
     """ProductPublished on billing.catalogue (usage-ingest's projection): a PUT that changes
     nothing publishes nothing; the distributor's products are the wholesale ones."""
-    assert (await client.put("/v1/products/CRD", headers=headers(tenant), json=product(quantity_rule="usage_sum"))).status_code == 200
-    assert (await client.put("/v1/products/CRD", headers=headers(tenant), json=product(quantity_rule="usage_sum"))).status_code == 200
+    assert (await client.put("/v1/products/CRD", headers=tenant_headers(tenant), json=product(quantity_rule="usage_sum"))).status_code == 200
+    assert (await client.put("/v1/products/CRD", headers=tenant_headers(tenant), json=product(quantity_rule="usage_sum"))).status_code == 200
     credits = product(quantity_rule="usage_sum", policy={"allows_credits": True})
-    assert (await client.put("/v1/products/CRD", headers=headers(tenant), json=credits)).status_code == 200
-    assert (await client.put("/v1/products/CRD", headers=headers(distributor), json=product(quantity_rule="usage_sum"))).status_code == 200
+    assert (await client.put("/v1/products/CRD", headers=tenant_headers(tenant), json=credits)).status_code == 200
+    assert (await client.put("/v1/products/CRD", headers=tenant_headers(distributor), json=product(quantity_rule="usage_sum"))).status_code == 200
 
     def seen(e: Any) -> bool:
         # The topic also carries the distributor's BillRunClosed events (other tests' runs).

@@ -16,11 +16,12 @@ from sqlalchemy import text
 
 from billing_events import derived_event_id
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.testing import tenant_headers
 from rating.billrun import service
 from rating.billrun.service import bill_run_id, close_period
 from rating.period import Period
 
-from .conftest import TODAY, headers
+from .conftest import TODAY
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
@@ -135,7 +136,7 @@ async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previe
     """Frozen clock: the order arrives at the very instant the run claims the period. The run
     bills the order's October as the preview showed it, and November does not bill October again."""
     body = {"name": "Hosted email", "unit_price": "6.75", "currency": "USD", "quantity_rule": "contracted"}
-    assert (await client.put("/v1/products/EML-HST", headers=headers(tenant), json=body)).status_code == 200
+    assert (await client.put("/v1/products/EML-HST", headers=tenant_headers(tenant), json=body)).status_code == 200
     runtime: ServiceRuntime = app.state.runtime
     assert runtime.clock.now() == TODAY
     async with runtime.transaction() as session:
@@ -155,12 +156,12 @@ async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previe
             {"s": tenant, "now": TODAY},  # backdated to October, received at the run's instant
         )
 
-    r = await client.get("/v1/accounts/acct-now/charges", params={"period": "2026-10"}, headers=headers(tenant))
+    r = await client.get("/v1/accounts/acct-now/charges", params={"period": "2026-10"}, headers=tenant_headers(tenant))
     assert r.status_code == 200, r.text
     preview = r.json()
     assert [(line["quantity"], line["amount"]["amount"], line["late"]) for line in preview["lines"]] == [("4", "27.00", False)]
 
-    r = await client.post("/v1/bill-runs", json={"period": "2026-10"}, headers=headers(tenant))
+    r = await client.post("/v1/bill-runs", json={"period": "2026-10"}, headers=tenant_headers(tenant))
     assert r.status_code == 201, r.text
     assert r.json()["lines"] == 1
     async with runtime.sessions() as session:
@@ -172,7 +173,7 @@ async def test_an_order_at_the_instant_of_the_bill_run_is_billed_by_it_as_previe
         ).all()
     assert [(b.line_id, b.amount, b.late) for b in billed] == [(line["line_id"], Decimal(line["amount"]["amount"]), line["late"]) for line in preview["lines"]]
 
-    r = await client.get("/v1/accounts/acct-now/charges", params={"period": "2026-11"}, headers=headers(tenant))
+    r = await client.get("/v1/accounts/acct-now/charges", params={"period": "2026-11"}, headers=tenant_headers(tenant))
     assert r.status_code == 200, r.text
     november = r.json()["lines"]
     assert [(line["service_period_start"], line["late"]) for line in november] == [("2026-11-01", False)]  # October not again

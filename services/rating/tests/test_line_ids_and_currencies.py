@@ -15,11 +15,11 @@ from sqlalchemy import text
 
 from billing_events import account_id, derived_event_id
 from billing_runtime.service import ServiceRuntime
+from billing_runtime.testing import tenant_headers as h
 from rating.billrun.service import bill_run_id, close_period
 from rating.period import Period
 
 from .conftest import TODAY
-from .conftest import headers as h
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)

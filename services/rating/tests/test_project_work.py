@@ -11,11 +11,12 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from billing_events import CustomerUpserted, ProjectWorkRecorded, UsageRecorded, account_id
+from billing_events import ProjectWorkRecorded, UsageRecorded, account_id
+from billing_events.testing import make_customer
 from billing_events.topics import PERIODS
-from billing_runtime.testing import all_events, eventually, outbox_drained, read_events
+from billing_runtime.testing import all_events, eventually, outbox_drained, read_events, tenant_headers
 
-from .conftest import headers, published
+from .conftest import published
 
 WHEN = datetime(2026, 10, 14, 15, 0, tzinfo=UTC)
 
@@ -40,37 +41,19 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
         ("BKP-GB", "Backup storage per GB", "0.10", "usage_sum", None),
     ):
         body = {"name": name, "unit_price": price, "currency": "USD", "description": None, "category": "Hardware as a Project", "quantity_rule": rule}
-        r = await client.put(f"/v1/products/{code}", headers=headers(distributor), json={**body, **({"kind": kind} if kind else {})})
+        r = await client.put(f"/v1/products/{code}", headers=tenant_headers(distributor), json={**body, **({"kind": kind} if kind else {})})
         assert r.status_code == 200, r.text
-    contoso = CustomerUpserted(
-        account_id=account_id(partner, "contoso"),
-        partner_id=partner,
-        external_id="contoso",
-        name="Contoso Dental",
-        billing_email="ap@contoso.example",
-        country="US",
-        currency="USD",
-        revision=1,
-    )
+    contoso = make_customer(partner, "contoso", name="Contoso Dental", country="US", currency="USD")
     await published(producer, partner, contoso)
     # The partner's billing account at the distributor (the buyer of its wholesale invoice).
-    at_distributor = CustomerUpserted(
-        account_id=account_id(distributor, partner),
-        partner_id=distributor,
-        external_id=partner,
-        name="Northwind IT",
-        billing_email="ap@northwind.example",
-        country="US",
-        currency="USD",
-        revision=1,
-    )
+    at_distributor = make_customer(distributor, partner, name="Northwind IT", billing_email="ap@northwind.example", country="US", currency="USD")
     await published(producer, distributor, at_distributor)
 
     async def known() -> bool:  # customers and usage travel on different topics: both accounts first
         checks = ((partner, contoso.account_id), (distributor, at_distributor.account_id))
         for tenant_id, account in checks:
             body = {"account_id": account, "product_code": "PROJ-TM", "start_on": "2026-10-14"}
-            if (await client.post("/v1/order-checks", headers=headers(tenant_id), json=body)).status_code == 404:
+            if (await client.post("/v1/order-checks", headers=tenant_headers(tenant_id), json=body)).status_code == 404:
                 return False  # account_not_found until the customer is applied
         return True
 
@@ -108,7 +91,7 @@ async def test_time_and_materials_are_announced_priced_for_their_statement(
 
     # The charge itself comes on the next regular invoice: the distributor's bill run for October
     # bills the partner for it, as project work in Contoso's section (invoicing groups by end customer).
-    run = await client.post("/v1/bill-runs", headers=headers(distributor), json={"period": "2026-10"})
+    run = await client.post("/v1/bill-runs", headers=tenant_headers(distributor), json={"period": "2026-10"})
     assert run.status_code == 201, run.text
     [closed] = await read_events(
         kafka_bootstrap,

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 
 from billing_events import CloudEvent, CustomerUpserted, EventData, SubscriptionOrdered, new_event
+from billing_events.testing import make_customer
 from billing_runtime.service import ServiceRuntime
 from rating.subscription.consumers import BATCH_HANDLERS
 
@@ -22,16 +23,8 @@ def event(data: EventData, tenant: str) -> CloudEvent[Any]:
 
 
 def customer(partner: str, external_id: str, name: str, revision: int) -> CustomerUpserted:
-    return CustomerUpserted(
-        account_id=f"{partner}:{external_id}",
-        partner_id=partner,
-        external_id=external_id,
-        name=name,
-        billing_email=f"{external_id}@example.com",
-        country="IE",
-        currency="EUR",
-        revision=revision,
-    )
+    # Account ids spelt `<partner>:<customer>`, so the expected rows below read as what they are.
+    return make_customer(partner, external_id, name=name, billing_email=f"{external_id}@example.com", revision=revision, account_id=f"{partner}:{external_id}")
 
 
 def order(partner: str, subscription: str, order_id: str, quantity: str) -> SubscriptionOrdered:

@@ -17,11 +17,11 @@ from prometheus_client import REGISTRY
 from billing_events import BillRunClosed, CloudEvent, account_id, subscription_id
 from billing_events.topics import CATALOGUE, PERIODS
 from billing_runtime.testing import eventually, read_events
+from billing_runtime.testing import tenant_headers as h
 from rating.billrun.scheduler import run_due
 from rating.billrun.service import bill_run_id
 from rating.period import Period
 
-from .conftest import headers as h
 from .conftest import ordered
 
 T = TypeVar("T")

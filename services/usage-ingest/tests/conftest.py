@@ -16,10 +16,6 @@ Products = Callable[..., Awaitable[None]]
 service = service_under_test("usage_ingest")
 
 
-def headers(tenant: str) -> dict[str, str]:
-    return {"X-Tenant-Id": tenant}
-
-
 def product_event(seller: str, code: str, *, allows_credits: bool = False, wholesale: bool = False, revision: int = 1) -> ProductPublished:
     return ProductPublished(
         seller_id=seller,

@@ -18,14 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_events import QuantityObserved, SubscriptionOrdered, UsageRecorded, derived_event_id, new_event, to_kafka
 from billing_runtime.db import create_engine
-from billing_runtime.testing import serve
+from billing_runtime.testing import serve, tenant_headers
 from usage_ingest.config import Settings
 from usage_ingest.ingest import service
 from usage_ingest.ingest.limits import RecordBudget
 from usage_ingest.ingest.schemas import OrderIn, QuantityIn, UsageIn
 from usage_ingest.main import build
-
-from .conftest import headers
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
@@ -69,16 +67,16 @@ async def messages(engine: AsyncEngine, tenant: str) -> list[list[str]]:
 
 async def add_customer(client: httpx.AsyncClient, tenant: str, cid: str = "c-1") -> None:
     customer = {"id": cid, "name": "Contoso Dental", "billing_email": "ap@contoso.example", "country": "US", "currency": "USD"}
-    r = await client.post("/v1/customers", headers=headers(tenant), json={"records": [customer]})
+    r = await client.post("/v1/customers", headers=tenant_headers(tenant), json={"records": [customer]})
     assert r.status_code == 200, r.text
 
 
 async def test_replaying_a_batch_writes_nothing_and_returns_the_original_result(client: httpx.AsyncClient, tenant: str, engine: AsyncEngine) -> None:
     await add_customer(client, tenant)
     batch = {"records": [usage(f"u-{i}") for i in range(300)]}
-    first = (await client.post("/v1/usage", headers=headers(tenant), json=batch)).json()
+    first = (await client.post("/v1/usage", headers=tenant_headers(tenant), json=batch)).json()
     after_first = await rows(engine, tenant)
-    second = (await client.post("/v1/usage", headers=headers(tenant), json=batch)).json()
+    second = (await client.post("/v1/usage", headers=tenant_headers(tenant), json=batch)).json()
     after_second = await rows(engine, tenant)
 
     assert (first["accepted"], second["accepted"], second["duplicate"]) == (300, 0, 300)
@@ -93,9 +91,9 @@ async def test_replaying_a_batch_writes_nothing_and_returns_the_original_result(
 
 async def test_mixed_batch_of_new_and_seen_ids(client: httpx.AsyncClient, tenant: str, engine: AsyncEngine) -> None:
     await add_customer(client, tenant)
-    seen = (await client.post("/v1/usage", headers=headers(tenant), json={"records": [usage(f"u-{i}") for i in range(0, 10)]})).json()
+    seen = (await client.post("/v1/usage", headers=tenant_headers(tenant), json={"records": [usage(f"u-{i}") for i in range(0, 10)]})).json()
     mixed = [usage(f"u-{i}") for i in range(5, 15)]  # u-5..u-9 seen, u-10..u-14 new
-    body = (await client.post("/v1/usage", headers=headers(tenant), json={"records": mixed})).json()
+    body = (await client.post("/v1/usage", headers=tenant_headers(tenant), json={"records": mixed})).json()
 
     assert (body["accepted"], body["duplicate"], body["conflict"], body["rejected"]) == (5, 5, 0, 0)
     assert [r["status"] for r in body["results"]] == ["duplicate"] * 5 + ["accepted"] * 5
@@ -110,7 +108,7 @@ async def test_a_batch_of_several_customers_is_one_message_per_account(client: h
     await add_customer(client, tenant, "c-1")
     await add_customer(client, tenant, "c-2")
     records = [usage(f"u-{i}", customer="c-1" if i % 3 else "c-2") for i in range(12)]
-    assert (await client.post("/v1/usage", headers=headers(tenant), json={"records": records})).json()["accepted"] == 12
+    assert (await client.post("/v1/usage", headers=tenant_headers(tenant), json={"records": records})).json()["accepted"] == 12
     assert sorted(await messages(engine, tenant)) == sorted([[r["id"] for r in records if r["customer_id"] == c] for c in ("c-1", "c-2")])
 
 
@@ -118,7 +116,7 @@ async def test_an_atomic_batch_with_one_bad_record_is_refused_whole(client: http
     await add_customer(client, tenant)
     records = [usage(f"u-{i}") for i in range(20)]
     records[13] = {**records[13], "quantity": 1.5}  # a float: rejected
-    r = await client.post("/v1/usage?atomic=true", headers=headers(tenant), json={"records": records})
+    r = await client.post("/v1/usage?atomic=true", headers=tenant_headers(tenant), json={"records": records})
 
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -127,27 +125,27 @@ async def test_an_atomic_batch_with_one_bad_record_is_refused_whole(client: http
     assert problem["errors"] == [{"index": 13, "id": "u-13", "code": "invalid_value", "field": "quantity", "message": problem["errors"][0]["message"]}]
     assert await rows(engine, tenant) == {"usage": 0, "outbox": 0, "audit": 0}
     # The same batch without the bad record goes through.
-    fixed = (await client.post("/v1/usage?atomic=true", headers=headers(tenant), json={"records": records[:13] + records[14:]})).json()
+    fixed = (await client.post("/v1/usage?atomic=true", headers=tenant_headers(tenant), json={"records": records[:13] + records[14:]})).json()
     assert fixed["accepted"] == 19
 
 
 async def test_an_atomic_batch_refuses_a_conflict_and_an_unknown_customer(client: httpx.AsyncClient, tenant: str, engine: AsyncEngine) -> None:
     await add_customer(client, tenant)
-    assert (await client.post("/v1/usage", headers=headers(tenant), json={"records": [usage("u-1")]})).json()["accepted"] == 1
+    assert (await client.post("/v1/usage", headers=tenant_headers(tenant), json={"records": [usage("u-1")]})).json()["accepted"] == 1
     records = [usage("u-1"), usage("u-2"), usage("u-1", qty="9"), usage("u-3", customer="nobody")]
-    r = await client.post("/v1/usage?atomic=true", headers=headers(tenant), json={"records": records})
+    r = await client.post("/v1/usage?atomic=true", headers=tenant_headers(tenant), json={"records": records})
     assert r.status_code == 422
     assert [(e["index"], e["code"]) for e in r.json()["errors"]] == [(2, "id_conflict"), (3, "unknown_customer")]
     assert (await rows(engine, tenant))["usage"] == 1
     # Duplicates alone are no reason to refuse: posting again is how a partner retries.
-    again = await client.post("/v1/usage?atomic=true", headers=headers(tenant), json={"records": [usage("u-1"), usage("u-2")]})
+    again = await client.post("/v1/usage?atomic=true", headers=tenant_headers(tenant), json={"records": [usage("u-1"), usage("u-2")]})
     assert (again.status_code, again.json()["accepted"], again.json()["duplicate"]) == (200, 1, 1)
 
 
 async def test_the_audit_row_holds_the_request_and_the_answer(client: httpx.AsyncClient, tenant: str, engine: AsyncEngine) -> None:
     await add_customer(client, tenant)
     batch = {"records": [usage("u-1"), {**usage("u-2"), "colour": "red"}]}
-    r = await client.post("/v1/usage", headers=headers(tenant), json=batch)
+    r = await client.post("/v1/usage", headers=tenant_headers(tenant), json=batch)
     async with engine.connect() as conn:
         audit = (await conn.execute(text("SELECT * FROM usage_ingest.audit_log WHERE tenant = :t AND path = '/v1/usage'"), {"t": tenant})).all()
     assert len(audit) == 1
@@ -160,7 +158,7 @@ async def test_malformed_batches_write_nothing(client: httpx.AsyncClient, tenant
     await add_customer(client, tenant)
     nul = json.dumps({"records": [{**usage("u-1"), "product_code": "AZ\u0000VM"}]}).encode()
     for body in (b"{not json", b"", b'{"records": [1]}', b'{"records": [], "x": 1}', json.dumps({"records": [usage("u-1")], "extra": 1}).encode(), nul):
-        r = await client.post("/v1/usage", headers={**headers(tenant), "content-type": "application/json"}, content=body)
+        r = await client.post("/v1/usage", headers={**tenant_headers(tenant), "content-type": "application/json"}, content=body)
         # A NUL is refused at the edge, before the endpoint parses the batch, with its own code.
         expected = "nul_character" if body is nul else "validation_error"
         assert (r.status_code, r.json()["code"]) == (422, expected), body
@@ -169,7 +167,7 @@ async def test_malformed_batches_write_nothing(client: httpx.AsyncClient, tenant
 
 async def test_an_idempotency_key_replays_the_answer_and_audits_once(client: httpx.AsyncClient, tenant: str, engine: AsyncEngine) -> None:
     await add_customer(client, tenant)
-    keyed = {**headers(tenant), "Idempotency-Key": "batch-1"}
+    keyed = {**tenant_headers(tenant), "Idempotency-Key": "batch-1"}
     batch = {"records": [usage("u-1"), usage("u-2")]}
     first = await client.post("/v1/usage", headers=keyed, json=batch)
     again = await client.post("/v1/usage", headers=keyed, json=batch)
@@ -186,9 +184,9 @@ async def test_the_records_budget_is_per_key_and_counts_records(settings: Settin
     limited = settings.model_copy(update={"records_per_second": 0.001, "records_burst": 1000})
     async with serve(build(limited)) as client:
         await add_customer(client, tenant)
-        first = await client.post("/v1/usage", headers=headers(tenant), json={"records": [usage(f"u-{i}") for i in range(1000)]})
-        refused = await client.post("/v1/usage", headers=headers(tenant), json={"records": [usage("u-1000")]})
-        other = await client.post("/v1/usage", headers=headers(tenant + "-b"), json={"records": [usage("u-1", customer="nobody")]})
+        first = await client.post("/v1/usage", headers=tenant_headers(tenant), json={"records": [usage(f"u-{i}") for i in range(1000)]})
+        refused = await client.post("/v1/usage", headers=tenant_headers(tenant), json={"records": [usage("u-1000")]})
+        other = await client.post("/v1/usage", headers=tenant_headers(tenant + "-b"), json={"records": [usage("u-1", customer="nobody")]})
     assert first.status_code == 200 and first.json()["accepted"] == 1000
     assert (refused.status_code, refused.json()["code"]) == (429, "rate_limited")
     assert int(refused.headers["retry-after"]) >= 1

@@ -8,9 +8,7 @@ import pytest
 
 from billing_events import CustomerUpserted, account_id
 from billing_events.topics import CUSTOMERS
-from billing_runtime.testing import read_events
-
-from .test_ingest_api import headers
+from billing_runtime.testing import read_events, tenant_headers
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
@@ -18,10 +16,10 @@ pytestmark = pytest.mark.consume(False)
 
 async def test_a_customer_saves_its_billing_profile_and_the_partner_hears_of_it(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     customer = {"id": "alpha", "name": "Alpha Dental", "billing_email": "billing@alpha.example", "country": "IE", "currency": "EUR"}
-    assert (await client.post("/v1/customers", headers=headers(tenant), json={"records": [customer]})).status_code == 200
+    assert (await client.post("/v1/customers", headers=tenant_headers(tenant), json={"records": [customer]})).status_code == 200
     account = account_id(tenant, "alpha")
     path = f"/v1/accounts/{account}/billing-profile"
-    shown = (await client.get(path, headers=headers(tenant))).json()
+    shown = (await client.get(path, headers=tenant_headers(tenant))).json()
     assert (shown["billing_email"], shown["contact_name"], shown["revision"], shown["address_lines"]) == ("billing@alpha.example", None, 1, [])
 
     profile = {
@@ -33,12 +31,12 @@ async def test_a_customer_saves_its_billing_profile_and_the_partner_hears_of_it(
         "postal_code": "D02 X285",
         "vat_id": "ie 6388047 v",
     }
-    saved = await client.put(path, headers=headers(tenant), json=profile)
+    saved = await client.put(path, headers=tenant_headers(tenant), json=profile)
     assert saved.status_code == 200, saved.text
     body = saved.json()
     assert (body["changed"], body["revision"], body["vat_id"], body["address_lines"]) == (True, 2, "IE6388047V", ["1 Main Street"])
     assert body["name"] == "Alpha Dental"  # the partner's to change
-    again = (await client.put(path, headers=headers(tenant), json=profile)).json()
+    again = (await client.put(path, headers=tenant_headers(tenant), json=profile)).json()
     assert (again["changed"], again["revision"]) == (False, 2)  # the same profile: no new revision, no event
 
     events = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda seen: len(seen) >= 2, match=lambda e: e.tenant == tenant)
@@ -52,7 +50,7 @@ async def test_a_customer_saves_its_billing_profile_and_the_partner_hears_of_it(
         "IE6388047V",
     )
     assert latest.address is not None and (latest.address.lines, latest.address.city, latest.address.country) == (["1 Main Street"], "Dublin", "IE")
-    listed = (await client.get("/v1/customers/alpha", headers=headers(tenant))).json()
+    listed = (await client.get("/v1/customers/alpha", headers=tenant_headers(tenant))).json()
     assert (listed["billing_email"], listed["contact_name"], listed["revision"]) == ("accounts@alpha.example", "Ann Alpha", 2)
 
     for change, code, field in (
@@ -62,11 +60,11 @@ async def test_a_customer_saves_its_billing_profile_and_the_partner_hears_of_it(
         ({"contact_phone": "call me"}, "invalid_phone", "contact_phone"),
         ({"city": ""}, "incomplete_address", "city"),
     ):
-        refused = await client.put(path, headers=headers(tenant), json={**profile, **change})
+        refused = await client.put(path, headers=tenant_headers(tenant), json={**profile, **change})
         assert refused.status_code == 422 and refused.headers["content-type"].startswith("application/problem+json"), change
         assert (refused.json()["code"], refused.json()["field"]) == (code, field), change
-    assert (await client.get(path, headers=headers(tenant))).json()["revision"] == 2  # nothing written
-    unknown = await client.get(f"/v1/accounts/{account_id(tenant, 'nobody')}/billing-profile", headers=headers(tenant))
+    assert (await client.get(path, headers=tenant_headers(tenant))).json()["revision"] == 2  # nothing written
+    unknown = await client.get(f"/v1/accounts/{account_id(tenant, 'nobody')}/billing-profile", headers=tenant_headers(tenant))
     assert (unknown.status_code, unknown.json()["code"]) == (404, "customer_not_found")
-    other_tenant = await client.get(path, headers=headers(f"{tenant}-other"))
+    other_tenant = await client.get(path, headers=tenant_headers(f"{tenant}-other"))
     assert other_tenant.status_code == 404

@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_events import new_event
 from billing_runtime.db import create_engine
-from billing_runtime.testing import Publish, eventually
+from billing_runtime.testing import Publish, eventually, tenant_headers
 from usage_ingest.catalogue import service as catalogue
 from usage_ingest.ingest.schemas import OrderIn, UsageIn
 
-from .conftest import Products, headers, product_event
+from .conftest import Products, product_event
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.consume(False)
 
 async def add_customer(client: httpx.AsyncClient, tenant: str) -> None:
     record = {"id": "c-1", "name": "Contoso Dental", "billing_email": "ap@contoso.example", "country": "US", "currency": "USD"}
-    assert (await client.post("/v1/customers", headers=headers(tenant), json={"records": [record]})).json()["accepted"] == 1
+    assert (await client.post("/v1/customers", headers=tenant_headers(tenant), json={"records": [record]})).json()["accepted"] == 1
 
 
 def order(oid: str, code: str) -> dict[str, Any]:
@@ -45,17 +45,17 @@ async def test_an_order_of_a_product_the_catalogue_does_not_know_is_refused_unti
     client: httpx.AsyncClient, tenant: str, products: Products
 ) -> None:
     await add_customer(client, tenant)
-    r = await client.post("/v1/orders", headers=headers(tenant), json={"records": [order("o-1", "NEW-PRD")]})
+    r = await client.post("/v1/orders", headers=tenant_headers(tenant), json={"records": [order("o-1", "NEW-PRD")]})
     assert r.status_code == 200
     assert outcomes(r.json()) == [("rejected", "unknown_product", "product_code")]
     assert "may not have reached usage-ingest yet" in r.json()["results"][0]["message"]
-    assert (await client.get("/v1/orders/o-1", headers=headers(tenant))).status_code == 404  # nothing stored
-    atomic = await client.post("/v1/orders?atomic=true", headers=headers(tenant), json={"records": [order("o-1", "NEW-PRD")]})
+    assert (await client.get("/v1/orders/o-1", headers=tenant_headers(tenant))).status_code == 404  # nothing stored
+    atomic = await client.post("/v1/orders?atomic=true", headers=tenant_headers(tenant), json={"records": [order("o-1", "NEW-PRD")]})
     assert atomic.status_code == 422 and atomic.headers["content-type"].startswith("application/problem+json")
     assert [(e["index"], e["code"], e["field"]) for e in atomic.json()["errors"]] == [(0, "unknown_product", "product_code")]
     # The product reaches usage-ingest: the same record posted again is accepted.
     await products(tenant, "NEW-PRD")
-    again = await client.post("/v1/orders", headers=headers(tenant), json={"records": [order("o-1", "NEW-PRD")]})
+    again = await client.post("/v1/orders", headers=tenant_headers(tenant), json={"records": [order("o-1", "NEW-PRD")]})
     assert outcomes(again.json()) == [("accepted", None, None)]
 
 
@@ -66,7 +66,7 @@ async def test_a_partner_orders_its_own_products_and_the_distributors_not_anothe
     await products(tenant, "OWN")
     await add_customer(client, tenant)
     batch = [order("o-own", "OWN"), order("o-wholesale", "AZ-VM"), order("o-foreign", "OTHER-ONLY")]
-    r = await client.post("/v1/orders", headers=headers(tenant), json={"records": batch})
+    r = await client.post("/v1/orders", headers=tenant_headers(tenant), json={"records": batch})
     assert outcomes(r.json()) == [("accepted", None, None), ("accepted", None, None), ("rejected", "unknown_product", "product_code")]
 
 
@@ -88,7 +88,7 @@ async def test_negative_usage_is_refused_unless_the_product_allows_credits(clien
         usage("u-5", "SHADOWED", "-1"),
         usage("u-6", "NO-CREDITS", "0"),
     ]
-    r = await client.post("/v1/usage", headers=headers(tenant), json={"records": batch})
+    r = await client.post("/v1/usage", headers=tenant_headers(tenant), json={"records": batch})
     assert r.status_code == 200
     assert outcomes(r.json()) == [
         ("accepted", None, None),
@@ -101,7 +101,7 @@ async def test_negative_usage_is_refused_unless_the_product_allows_credits(clien
     ]
     messages = {res["id"]: res["message"] for res in r.json()["results"] if res["status"] == "rejected"}
     assert "takes no credits" in messages["u-1"] and "not in rating's catalogue" in messages["u-4"]
-    assert (await client.get("/v1/usage/u-1", headers=headers(tenant))).status_code == 404
+    assert (await client.get("/v1/usage/u-1", headers=tenant_headers(tenant))).status_code == 404
 
 
 async def test_an_atomic_usage_batch_with_negative_usage_is_a_422_naming_the_record_and_field(
@@ -110,11 +110,11 @@ async def test_an_atomic_usage_batch_with_negative_usage_is_a_422_naming_the_rec
     await products(tenant, "NO-CREDITS")
     await add_customer(client, tenant)
     batch = [usage(f"a-{i}", "NO-CREDITS", "1") for i in range(3)] + [usage("a-3", "NO-CREDITS", "-2")]
-    r = await client.post("/v1/usage?atomic=true", headers=headers(tenant), json={"records": batch})
+    r = await client.post("/v1/usage?atomic=true", headers=tenant_headers(tenant), json={"records": batch})
     assert r.status_code == 422 and r.json()["code"] == "batch_rejected"
     assert [(e["index"], e["id"], e["code"], e["field"]) for e in r.json()["errors"]] == [(3, "a-3", "negative_quantity", "quantity")]
     for i in range(4):
-        assert (await client.get(f"/v1/usage/a-{i}", headers=headers(tenant))).status_code == 404
+        assert (await client.get(f"/v1/usage/a-{i}", headers=tenant_headers(tenant))).status_code == 404
 
 
 @pytest.mark.consume(True)  # the broker path of the catalogue
@@ -124,11 +124,11 @@ async def test_the_catalogue_arrives_as_rating_publishes_it_and_the_latest_revis
     await publish(new_event(product_event(tenant, "LIVE", revision=1), source="rating", tenant=tenant))
 
     async def accepted(record: dict[str, Any]) -> bool:
-        r = await client.post("/v1/usage", headers=headers(tenant), json={"records": [record]})
+        r = await client.post("/v1/usage", headers=tenant_headers(tenant), json={"records": [record]})
         return bool(r.json()["results"][0]["status"] == "accepted")
 
     async def order_accepted() -> bool:
-        r = await client.post("/v1/orders", headers=headers(tenant), json={"records": [order("o-live", "LIVE")]})
+        r = await client.post("/v1/orders", headers=tenant_headers(tenant), json={"records": [order("o-live", "LIVE")]})
         return bool(r.json()["accepted"] + r.json()["duplicate"])
 
     await eventually(order_accepted, "the order accepted once the product arrived")
@@ -142,7 +142,7 @@ async def test_the_catalogue_arrives_as_rating_publishes_it_and_the_latest_revis
     await publish(new_event(product_event(tenant, fence), source="rating", tenant=tenant))
 
     async def fence_known() -> bool:
-        r = await client.post("/v1/orders", headers=headers(tenant), json={"records": [order("o-fence", fence)]})
+        r = await client.post("/v1/orders", headers=tenant_headers(tenant), json={"records": [order("o-fence", fence)]})
         return bool(r.json()["accepted"] + r.json()["duplicate"])
 
     # One partition: once the product published after the stale event is known, the stale one was applied.

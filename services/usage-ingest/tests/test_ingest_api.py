@@ -9,9 +9,9 @@ import pytest
 
 from billing_events import account_id
 from billing_events.topics import CUSTOMERS, USAGE
-from billing_runtime.testing import read_events
+from billing_runtime.testing import read_events, tenant_headers
 
-from .conftest import Products, headers
+from .conftest import Products
 
 # Nothing here needs the broker's consumer: the service is served without one (no JoinGroup wait).
 pytestmark = pytest.mark.consume(False)
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.consume(False)
 async def add_customer(client: httpx.AsyncClient, tenant: str, cid: str = "c-1") -> dict[str, Any]:
     r = await client.post(
         "/v1/customers",
-        headers=headers(tenant),
+        headers=tenant_headers(tenant),
         json={"records": [{"id": cid, "name": "Contoso Dental", "billing_email": "ap@contoso.example", "country": "US", "currency": "USD"}]},
     )
     assert r.status_code == 200, r.text
@@ -34,8 +34,8 @@ def usage(rid: str, qty: str = "2.5", customer: str = "c-1") -> dict[str, Any]:
 async def test_same_batch_twice_is_counted_once(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     await add_customer(client, tenant)
     batch = {"records": [usage(f"u-{i}") for i in range(50)]}
-    first = (await client.post("/v1/usage", headers=headers(tenant), json=batch)).json()
-    second = (await client.post("/v1/usage", headers=headers(tenant), json=batch)).json()
+    first = (await client.post("/v1/usage", headers=tenant_headers(tenant), json=batch)).json()
+    second = (await client.post("/v1/usage", headers=tenant_headers(tenant), json=batch)).json()
     assert (first["accepted"], first["duplicate"]) == (50, 0)
     assert (second["accepted"], second["duplicate"]) == (0, 50)
     assert second["results"][7]["result"] == first["results"][7]["result"]
@@ -50,7 +50,7 @@ async def test_same_batch_twice_is_counted_once(client: httpx.AsyncClient, tenan
 
 async def test_each_record_judged_alone(client: httpx.AsyncClient, tenant: str) -> None:
     await add_customer(client, tenant)
-    await client.post("/v1/usage", headers=headers(tenant), json={"records": [usage("u-1")]})
+    await client.post("/v1/usage", headers=tenant_headers(tenant), json={"records": [usage("u-1")]})
     batch = {
         "records": [
             usage("u-1"),  # duplicate
@@ -64,7 +64,7 @@ async def test_each_record_judged_alone(client: httpx.AsyncClient, tenant: str) 
             usage("u-2", qty="7"),  # repeated with other content: conflict
         ]
     }
-    r = await client.post("/v1/usage", headers=headers(tenant), json=batch)
+    r = await client.post("/v1/usage", headers=tenant_headers(tenant), json=batch)
     assert r.status_code == 200
     body = r.json()
     got = [(x["status"], x.get("code"), x.get("field")) for x in body["results"]]
@@ -80,20 +80,20 @@ async def test_each_record_judged_alone(client: httpx.AsyncClient, tenant: str) 
         ("conflict", "id_conflict", "id"),
     ]
     assert (body["accepted"], body["duplicate"], body["conflict"], body["rejected"]) == (1, 2, 2, 4)
-    stored = (await client.get("/v1/usage/u-1", headers=headers(tenant))).json()
+    stored = (await client.get("/v1/usage/u-1", headers=tenant_headers(tenant))).json()
     assert stored["quantity"] == "2.5" or str(stored["quantity"]) == "2.5"
 
 
 async def test_malformed_request_is_a_422_problem(client: httpx.AsyncClient, tenant: str) -> None:
     bodies: tuple[dict[str, Any], ...] = ({"records": []}, {"records": "x"}, {"rows": []}, {"records": [{}] * 1001})
     for body in bodies:
-        r = await client.post("/v1/usage", headers=headers(tenant), json=body)
+        r = await client.post("/v1/usage", headers=tenant_headers(tenant), json=body)
         assert r.status_code == 422
         assert r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["code"] == "validation_error"
     r = await client.post(
         "/v1/usage",
-        headers=headers(tenant),
+        headers=tenant_headers(tenant),
         content=b"{not json",
     )
     assert r.status_code == 422
@@ -112,29 +112,29 @@ async def test_customer_upsert_emits_each_revision_once(client: httpx.AsyncClien
     assert again["results"][0]["status"] == "duplicate"
     changed = await client.post(
         "/v1/customers",
-        headers=headers(tenant),
+        headers=tenant_headers(tenant),
         json={"records": [{"id": "c-1", "name": "Contoso Dental LLC", "billing_email": "ap@contoso.example", "country": "US", "currency": "USD"}]},
     )
     assert changed.json()["results"][0]["result"]["revision"] == 2
     events = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 2, match=lambda e: e.tenant == tenant)
     assert [e.data.revision for e in events] == [1, 2]
     assert events[1].data.name == "Contoso Dental LLC"
-    customer = (await client.get("/v1/customers/c-1", headers=headers(tenant))).json()
+    customer = (await client.get("/v1/customers/c-1", headers=tenant_headers(tenant))).json()
     assert customer["account_id"] == account_id(tenant, "c-1")
 
 
 async def test_customer_address_and_tax_exemption_are_passed_through(client: httpx.AsyncClient, tenant: str, kafka_bootstrap: str) -> None:
     plain = {"id": "c-9", "name": "Embassy", "billing_email": "ap@embassy.example", "country": "IE", "currency": "EUR"}
-    assert (await client.post("/v1/customers", headers=headers(tenant), json={"records": [plain]})).json()["accepted"] == 1
+    assert (await client.post("/v1/customers", headers=tenant_headers(tenant), json={"records": [plain]})).json()["accepted"] == 1
     # The same customer again without the new fields is still a duplicate (the hash leaves out defaults).
-    assert (await client.post("/v1/customers", headers=headers(tenant), json={"records": [plain]})).json()["duplicate"] == 1
+    assert (await client.post("/v1/customers", headers=tenant_headers(tenant), json={"records": [plain]})).json()["duplicate"] == 1
     address = {"lines": ["1 Merrion Square"], "city": "Dublin", "postal_code": "D02", "country": "IE"}
     full = {**plain, "address": address, "tax_exempt": True}
-    r = (await client.post("/v1/customers", headers=headers(tenant), json={"records": [full]})).json()
+    r = (await client.post("/v1/customers", headers=tenant_headers(tenant), json={"records": [full]})).json()
     assert (r["accepted"], r["results"][0]["result"]["revision"]) == (1, 2)
     bad = {**plain, "id": "c-10", "address": {"city": "Dublin"}}
-    assert (await client.post("/v1/customers", headers=headers(tenant), json={"records": [bad]})).json()["results"][0]["code"] == "field_required"
-    stored = (await client.get("/v1/customers/c-9", headers=headers(tenant))).json()
+    assert (await client.post("/v1/customers", headers=tenant_headers(tenant), json={"records": [bad]})).json()["results"][0]["code"] == "field_required"
+    stored = (await client.get("/v1/customers/c-9", headers=tenant_headers(tenant))).json()
     assert (stored["address"], stored["tax_exempt"]) == ({**address, "region": None}, True)
     events = await read_events(kafka_bootstrap, CUSTOMERS.name, until=lambda s: len(s) >= 2, match=lambda e: e.tenant == tenant)
     latest = max(events, key=lambda e: e.data.revision).data
@@ -150,15 +150,15 @@ async def test_an_order_carries_its_setup_exemption_and_changes_follow_it(
     await add_customer(client, tenant)
     await products(tenant, "USR-SUP")
     order = {"id": "o-1", "customer_id": "c-1", "product_code": "USR-SUP", "quantity": "8", "start_date": "2026-10-14", "setup_exempt": True}
-    assert (await client.post("/v1/orders", headers=headers(tenant), json={"records": [order]})).json()["accepted"] == 1
-    r = await client.post("/v1/orders/o-1/changes", headers=headers(tenant), json={"id": "o-1-up", "quantity": "10", "effective_date": "2026-11-01"})
+    assert (await client.post("/v1/orders", headers=tenant_headers(tenant), json={"records": [order]})).json()["accepted"] == 1
+    r = await client.post("/v1/orders/o-1/changes", headers=tenant_headers(tenant), json={"id": "o-1-up", "quantity": "10", "effective_date": "2026-11-01"})
     assert r.status_code == 200 and r.json()["quantity"] == "10"
-    r = await client.post("/v1/orders/o-1/cancellation", headers=headers(tenant), json={"id": "o-1-end", "effective_date": "2026-12-31"})
+    r = await client.post("/v1/orders/o-1/cancellation", headers=tenant_headers(tenant), json={"id": "o-1-end", "effective_date": "2026-12-31"})
     assert r.status_code == 200 and r.json()["kind"] == "cancellation"
     events = await read_events(kafka_bootstrap, ORDERS.name, until=lambda s: len(s) >= 3, match=lambda e: e.tenant == tenant)
     by_type = {e.type: e.data for e in events}
     assert by_type["billing.subscription.ordered.v1"].setup_exempt is True
     assert str(by_type["billing.subscription.changed.v1"].quantity) == "10"
     assert str(by_type["billing.subscription.cancelled.v1"].effective_on) == "2026-12-31"
-    r = await client.post("/v1/orders/o-1/changes", headers=headers(tenant), json={"id": "o-1-again", "quantity": "2"})
+    r = await client.post("/v1/orders/o-1/changes", headers=tenant_headers(tenant), json={"id": "o-1-again", "quantity": "2"})
     assert (r.status_code, r.json()["code"]) == (409, "subscription_cancelled")

@@ -15,9 +15,9 @@ from sqlalchemy import text
 
 from billing_events import BillRunClosed, new_event
 from billing_runtime.db import create_engine
-from billing_runtime.testing import Delivery, deliver
+from billing_runtime.testing import Delivery, deliver, tenant_headers
 
-from .conftest import Products, headers
+from .conftest import Products
 
 PATH = "/v1/admin/order-history"
 # Rating's events are handed to usage-ingest in process (`deliver`) and what it emits is read from
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.consume(False)
 
 async def setup(client: httpx.AsyncClient, tenant: str, products: Products) -> None:
     record = {"id": "c-1", "name": "Fabrikam Law", "billing_email": "ap@fabrikam.example", "country": "US", "currency": "USD"}
-    assert (await client.post("/v1/customers", headers=headers(tenant), json={"records": [record]})).json()["accepted"] == 1
+    assert (await client.post("/v1/customers", headers=tenant_headers(tenant), json={"records": [record]})).json()["accepted"] == 1
     await products(tenant, "USR-SUP")
 
 
@@ -72,7 +72,7 @@ async def close(
 
 async def test_history_is_emitted_with_its_dates_once(client: httpx.AsyncClient, tenant: str, products: Products, migrated: str) -> None:
     await setup(client, tenant, products)
-    r = await client.post(PATH, headers=headers(tenant), json={"records": history()})
+    r = await client.post(PATH, headers=tenant_headers(tenant), json={"records": history()})
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["accepted"], body["duplicate"], body["rejected"]) == (3, 0, 0)
@@ -83,21 +83,21 @@ async def test_history_is_emitted_with_its_dates_once(client: httpx.AsyncClient,
     assert (ordered["ordered_at"], ordered["start_on"]) == ("2023-10-14T09:30:00+02:00", "2023-10-14")
     assert (changed["requested_at"], changed["effective_on"], changed["quantity"]) == ("2023-10-16T15:00:00Z", "2023-10-17", "12")
     assert cancelled["requested_at"] == "2023-11-03T08:00:00Z" and cancelled["subscription_id"] == ordered["subscription_id"]
-    order = (await client.get("/v1/orders/o-1", headers=headers(tenant))).json()
+    order = (await client.get("/v1/orders/o-1", headers=tenant_headers(tenant))).json()
     assert order["requested_at"].startswith("2023-10-14T07:30:00")
 
-    again = await client.post(PATH, headers=headers(tenant), json={"records": history()})
+    again = await client.post(PATH, headers=tenant_headers(tenant), json={"records": history()})
     assert (again.status_code, again.json()["duplicate"]) == (200, 3)
     assert [r["result"] for r in again.json()["results"]] == [r["result"] for r in body["results"]]
     assert len(await outbox(migrated, tenant)) == 3  # nothing emitted twice
 
     changed_history = history()
     changed_history[1]["quantity"] = "13"
-    conflict = await client.post(PATH, headers=headers(tenant), json={"records": changed_history})
+    conflict = await client.post(PATH, headers=tenant_headers(tenant), json={"records": changed_history})
     assert conflict.status_code == 422 and conflict.json()["code"] == "batch_rejected"
     assert [(e["index"], e["code"]) for e in conflict.json()["errors"]] == [(1, "id_conflict")]
     # The live route sees the cancellation imported: the subscription takes no further change.
-    live = await client.post("/v1/orders/o-1/changes", headers=headers(tenant), json={"id": "ch-live", "quantity": "3"})
+    live = await client.post("/v1/orders/o-1/changes", headers=tenant_headers(tenant), json={"id": "ch-live", "quantity": "3"})
     assert (live.status_code, live.json()["code"]) == (409, "subscription_cancelled")
 
 
@@ -105,7 +105,7 @@ async def test_nothing_goes_into_a_closed_period(client: httpx.AsyncClient, tena
     await setup(client, tenant, products)
     await close(client, tenant, date(2023, 10, 1), date(2023, 10, 31))
     await close(client, f"other-{tenant}", date(2023, 11, 1), date(2023, 11, 30))  # another partner's run: not ours
-    r = await client.post(PATH, headers=headers(tenant), json={"records": history()})
+    r = await client.post(PATH, headers=tenant_headers(tenant), json={"records": history()})
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "batch_rejected"
     # The order and the change are dated in October (closed); the November cancellation has no order then.
@@ -115,15 +115,15 @@ async def test_nothing_goes_into_a_closed_period(client: httpx.AsyncClient, tena
         (2, "order_not_found", "order_id"),
     ]
     assert "2023-10-01 to 2023-10-31" in r.json()["errors"][0]["message"]
-    assert (await client.get("/v1/orders/o-1", headers=headers(tenant))).status_code == 404  # nothing written
+    assert (await client.get("/v1/orders/o-1", headers=tenant_headers(tenant))).status_code == 404  # nothing written
     assert await outbox(migrated, tenant) == []
 
     # November is open for this partner: history from then on is taken.
     november = [order("o-2", "2023-11-02", "2023-11-01T10:00:00Z", quantity="2")]
-    assert (await client.post(PATH, headers=headers(tenant), json={"records": november})).json()["accepted"] == 1
+    assert (await client.post(PATH, headers=tenant_headers(tenant), json={"records": november})).json()["accepted"] == 1
     # A start date inside the closed month is refused too, on its own field.
     back = [{**november[0], "id": "o-3", "start_date": "2023-10-20"}]
-    r = await client.post(PATH, headers=headers(tenant), json={"records": back})
+    r = await client.post(PATH, headers=tenant_headers(tenant), json={"records": back})
     assert [(e["code"], e["field"]) for e in r.json()["errors"]] == [("period_closed", "start_date")]
 
 
@@ -140,7 +140,7 @@ async def test_a_wholesale_run_closes_the_period_for_every_partner(client: httpx
         "start_date": "2024-03-01",
         "requested_at": "2024-02-20T10:00:00Z",
     }
-    r = await client.post(PATH, headers=headers(tenant), json={"records": [item]})
+    r = await client.post(PATH, headers=tenant_headers(tenant), json={"records": [item]})
     assert [(e["code"], e["field"]) for e in r.json()["errors"]] == [("period_closed", "requested_at")]
 
 
@@ -160,7 +160,7 @@ async def test_bad_history_is_refused_with_a_code(
 ) -> None:
     await setup(client, tenant, products)
     batch = [history()[0], item]
-    r = await client.post(PATH, headers=headers(tenant), json={"records": batch})
+    r = await client.post(PATH, headers=tenant_headers(tenant), json={"records": batch})
     assert r.status_code == 422, r.text
     assert [(e["index"], e["code"], e["field"]) for e in r.json()["errors"]] == [(1, code, field)]
 
@@ -180,17 +180,17 @@ async def test_the_partners_customer_id_finds_its_account(client: httpx.AsyncCli
     """`GET /v1/accounts/by-customer/{id}`, and the same id in place of the account in any account
     route (`/v1/accounts/by-customer/{id}/…`), under the caller's tenant only."""
     await setup(client, tenant, products)
-    found = await client.get("/v1/accounts/by-customer/c-1", headers=headers(tenant))
+    found = await client.get("/v1/accounts/by-customer/c-1", headers=tenant_headers(tenant))
     assert found.status_code == 200, found.text
     account = found.json()["account_id"]
     assert found.json() == {"customer_id": "c-1", "account_id": account, "name": "Fabrikam Law", "revision": 1}
-    other = await client.get("/v1/accounts/by-customer/c-1", headers=headers(f"x{tenant}"))
+    other = await client.get("/v1/accounts/by-customer/c-1", headers=tenant_headers(f"x{tenant}"))
     assert (other.status_code, other.json()["code"]) == (404, "customer_not_found")
 
-    by_account = await client.get(f"/v1/accounts/{account}/billing-profile", headers=headers(tenant))
-    by_customer = await client.get("/v1/accounts/by-customer/c-1/billing-profile", headers=headers(tenant))
+    by_account = await client.get(f"/v1/accounts/{account}/billing-profile", headers=tenant_headers(tenant))
+    by_customer = await client.get("/v1/accounts/by-customer/c-1/billing-profile", headers=tenant_headers(tenant))
     assert by_customer.status_code == 200 and by_customer.json() == by_account.json()
-    theirs = await client.get("/v1/accounts/by-customer/c-1/billing-profile", headers=headers(f"x{tenant}"))
+    theirs = await client.get("/v1/accounts/by-customer/c-1/billing-profile", headers=tenant_headers(f"x{tenant}"))
     assert theirs.status_code == 404
 
     paths = (await client.get("/openapi.json")).json()["paths"]

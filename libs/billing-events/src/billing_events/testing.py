@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from billing_events.envelope import CloudEvent, EventData
+from billing_events.events.ingest import CustomerUpserted
 from billing_events.events.invoicing import InvoiceIssued, InvoiceLine, Party, TaxBreakdown
 from billing_events.ids import account_id
 from billing_events.money import Money
@@ -101,6 +102,39 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+def make_customer(
+    tenant: str,
+    external_id: str = "c1",
+    *,
+    name: str | None = None,
+    billing_email: str | None = None,
+    country: str = "IE",
+    currency: str = "EUR",
+    revision: int = 1,
+    **fields: Any,
+) -> CustomerUpserted:
+    """Customer `external_id` of partner `tenant` as usage-ingest announces it: a minimal billing
+    profile (no VAT id, address or contact unless `fields` name them), named `Customer <id>` and
+    billed at `ap@<id>.example` unless given. Not the golden example (that one has a German VAT id
+    and address, which change tax and documents); the caller puts it in an event of its own source."""
+    unknown = set(fields) - set(CustomerUpserted.model_fields)
+    if unknown:  # the model ignores unknown fields: a misspelt one would be lost without a word
+        raise TypeError(f"CustomerUpserted has no field {', '.join(sorted(unknown))}")
+    return CustomerUpserted(
+        **{
+            "account_id": account_id(tenant, external_id),
+            "partner_id": tenant,
+            "external_id": external_id,
+            "name": name or f"Customer {external_id}",
+            "billing_email": billing_email or f"ap@{external_id}.example",
+            "country": country,
+            "currency": currency,
+            "revision": revision,
+            **fields,
+        }
+    )
 
 
 def example_invoice_issued(

@@ -3,7 +3,8 @@
 and the helpers every suite uses: `serve` / `serve_all` (a service app in this process),
 `serve_on_port` (one on a real port), `eventually` (poll until a probe answers), `migrate` (a
 service's schema at head, once a session),
-`publish` / `publish_events` / `read_events` (the broker, as a peer service sees it).
+`publish` / `publish_events` / `read_events` (the broker, as a peer service sees it),
+`tenant_headers` / `api_key_headers` (a request as one tenant, behind a gateway or with a key).
 
 Loaded automatically (a pytest11 entry point) wherever billing-runtime is installed. Every fixture
 is worker-safe under pytest-xdist: each worker has its own database, broker and random ports.
@@ -365,6 +366,18 @@ async def publish_events(to: str | httpx.AsyncClient, *events: CloudEvent[Any], 
         await producer.stop()
 
 
+def tenant_headers(tenant: str, **extra: str) -> dict[str, str]:
+    """The headers of a request made as `tenant` in a service suite: named in `X-Tenant-Id`, as
+    the authenticating gateway would (the suites run with AUTH_MODE=trusted_header), and `extra`
+    (e.g. `**{"Idempotency-Key": key}`)."""
+    return {"X-Tenant-Id": tenant, **extra}
+
+
+def api_key_headers(key: str, **extra: str) -> dict[str, str]:
+    """The headers of a request made with API key `key` (AUTH_MODE=api_key), and `extra`."""
+    return {"Authorization": f"Bearer {key}", **extra}
+
+
 @pytest.fixture
 def tenant() -> str:
     """A partner tenant of its own per test, so that tests sharing a database never see each other's rows."""
@@ -623,6 +636,27 @@ async def dead_lettered(bootstrap: str, event_id: str, *, service: str | None = 
                     if found.get("ce_id") == event_id and service in (None, found.get("dlq_service")):
                         return found
         raise TimeoutError(f"event {event_id} was not dead-lettered within {timeout}s")
+    finally:
+        await consumer.stop()
+
+
+async def every_record(bootstrap: str, topics: Sequence[str] | None = None, *, idle_polls: int = 4) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on `topics` (every topic the broker has, unless named), raw, from the
+    beginning, read until `idle_polls` polls of half a second in a row bring nothing: for a test
+    that looks for bytes anywhere on the broker (a secret that must not be there), events or not."""
+    consumer = AIOKafkaConsumer(*(topics or ()), bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        if topics is None:
+            consumer.subscribe(sorted(await consumer.topics()))
+        idle = 0
+        while idle < idle_polls:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            idle = 0 if batches else idle + 1
+            for messages in batches.values():
+                records.extend(messages)
+        return records
     finally:
         await consumer.stop()
 
