@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +26,7 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         "BILLING_KAFKA_PORT": str(free_port()),
         "BILLING_SMTP_PORT": str(free_port()),
         "OUTBOX_POLL_MS": "50",
-        "CONSUMER_LAG_INTERVAL_SECONDS": "5",  # billing_consumer_lag, as the lag and dashboard tests read it
+        "CONSUMER_LAG_INTERVAL_SECONDS": "1",  # billing_consumer_lag, as the lag and dashboard tests read it
     }
     for spec in SERVICES:
         env[spec.port_env] = str(free_port())
@@ -39,5 +41,10 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         platform.start()
         yield platform
     finally:
+        # Told to stop all at once, so they wind down side by side: stop() then waits for each in turn.
+        for process in platform.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
         platform.stop()
         asyncio.run(drop_database(with_database(postgres_server, database)))

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -261,8 +262,11 @@ def test_broker_restart_is_healed_by_republishing_the_outbox(platform: Platform)
     r = call(platform, "POST", "rating", "/v1/bill-runs", tenant, {"period": "2026-10"})
     assert r.status_code == 201, r.text
     eventually_sync(lambda: period_closed_sent(platform, tenant), timeout=60)  # PeriodClosed is on the topic
-    # ...and the broker restarts, losing every topic and message (Tansu keeps nothing).
-    assert platform.broker is not None
+    # ...and the broker restarts, losing every topic and message (Tansu keeps nothing). Killed: a
+    # terminated Tansu waits 5 s for the services' connections to close before it exits.
+    assert platform.broker is not None and platform.broker.process is not None
+    platform.broker.process.kill()
+    platform.broker.process.wait()
     platform.broker.stop()
     platform.broker.start()
     asyncio.run(ensure_topics(platform.bootstrap))
@@ -337,18 +341,15 @@ def _panel_queries() -> list[tuple[str, str, str]]:
     return found
 
 
-def test_every_dashboard_panel_has_a_series_in_a_real_prometheus(platform: Platform, tmp_path: Path) -> None:
-    """Debian's Prometheus scrapes the six services after the runs above (and loads the alert
-    rules): every panel's query answers at least one series, 0 when nothing of its kind happened,
-    so an empty panel means a broken scrape, never "none yet"."""
+@pytest.fixture(scope="module", autouse=True)
+def prometheus(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's Prometheus scraping the six services (and loading the alert rules) from the
+    module's start, so the dashboard test finds it has long scraped them: a Prometheus applies its
+    first targets only after its 5-second discovery tick. Its query API."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is missing: `make tools` installs Debian's prometheus package")
-    for spec in SERVICES:  # one an earlier test left stopped
-        process = platform.processes.get(spec.name)
-        if process is None or process.poll() is not None:
-            platform.start_service(spec.name)
-            platform.wait_ready(spec.name)
+    folder = tmp_path_factory.mktemp("prometheus")
     port = free_port()
     targets = [{"targets": [f"127.0.0.1:{platform.port(spec)}"], "labels": {"service": spec.name}} for spec in SERVICES]
     config = {
@@ -356,23 +357,39 @@ def test_every_dashboard_panel_has_a_series_in_a_real_prometheus(platform: Platf
         "rule_files": [str(RULES)],
         "scrape_configs": [{"job_name": "billing", "metrics_path": "/metrics/", "honor_labels": True, "static_configs": targets}],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = (tmp_path / "prometheus.log").open("wb")
-    server = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    api = f"http://127.0.0.1:{port}/api/v1"
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    with (folder / "prometheus.log").open("wb") as log:
+        server = subprocess.Popen(
+            [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}/api/v1"
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
+def test_every_dashboard_panel_has_a_series_in_a_real_prometheus(platform: Platform, prometheus: str) -> None:
+    """Debian's Prometheus scrapes the six services after the runs above (and loads the alert
+    rules): every panel's query answers at least one series, 0 when nothing of its kind happened,
+    so an empty panel means a broken scrape, never "none yet"."""
+    for spec in SERVICES:  # one an earlier test left stopped
+        process = platform.processes.get(spec.name)
+        if process is None or process.poll() is not None:
+            platform.start_service(spec.name)
+            platform.wait_ready(spec.name)
+    api = httpx.Client(base_url=prometheus, timeout=10)
 
     def query(expr: str) -> list[Any]:
-        r = httpx.get(f"{api}/query", params={"query": expr}, timeout=10)
+        r = api.get("/query", params={"query": expr})
         assert r.status_code == 200, (expr, r.text)
         result: list[Any] = r.json()["data"]["result"]
         return result
 
-    try:
-        # Every target scraped a few times: a rate needs two samples in its window.
+    with api:
+        # Every target answering and scraped a few times in the last minute: a rate needs two samples in its window.
         eventually_sync(lambda: _scraped(api), timeout=60)
         queries = [(d, title, expr.replace("$__rate_interval", "1m").replace("$__range", "5m")) for d, title, expr in _panel_queries()]
         assert len(queries) > 100
@@ -386,18 +403,14 @@ def test_every_dashboard_panel_has_a_series_in_a_real_prometheus(platform: Platf
             time.sleep(1.0)
             missing = empty()
         assert not missing, f"{len(missing)} of {len(queries)} panel queries answer no series:\n" + "\n".join(missing)
-        rules = httpx.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
+        rules = api.get("/rules").json()["data"]["groups"]
         assert {rule["name"] for group in rules for rule in group["rules"]} >= {"BillingServiceDown", "BillingConsumerLagHigh"}
         assert all(rule["health"] != "err" for group in rules for rule in group["rules"]), rules
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
 
 
-def _scraped(api: str) -> bool:
+def _scraped(api: httpx.Client) -> bool:
     """Every target scraped a few times (Prometheus answers 503 until it has started)."""
     with contextlib.suppress(httpx.HTTPError):
-        r = httpx.get(f"{api}/query", params={"query": 'count_over_time(up{job="billing"}[1m]) >= 3 and up{job="billing"} == 1'}, timeout=10)
+        r = api.get("/query", params={"query": 'count_over_time(up{job="billing"}[1m]) >= 3 and up{job="billing"} == 1'})
         return r.status_code == 200 and len(r.json()["data"]["result"]) == len(SERVICES)
     return False

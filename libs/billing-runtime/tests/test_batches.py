@@ -26,7 +26,7 @@ from billing_runtime.errors import BillingError
 from billing_runtime.inbox import RejectedEvents
 from billing_runtime.service import ServiceRuntime
 from billing_runtime.tasks import cancel
-from billing_runtime.testing import dead_lettered, eventually
+from billing_runtime.testing import REJOIN_SESSION_TIMEOUT_MS, dead_lettered, eventually
 
 from .conftest import TallyToy, customer
 
@@ -48,6 +48,7 @@ class Toy(TallyToy):
             outbox_retention_days=0,
             consumer_max_batch_bytes=max_batch_bytes,
             consumer_max_partition_fetch_bytes=fetch_bytes,
+            consumer_session_timeout_ms=REJOIN_SESSION_TIMEOUT_MS,
         )
         self.name = f"toy-{self.schema}"
         self.batch = batch

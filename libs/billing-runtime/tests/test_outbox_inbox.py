@@ -19,7 +19,7 @@ from billing_events.topics import CUSTOMERS, DEAD_LETTER
 from billing_runtime.config import CommonSettings
 from billing_runtime.outbox import republish
 from billing_runtime.service import ServiceRuntime
-from billing_runtime.testing import eventually, read_events
+from billing_runtime.testing import REJOIN_SESSION_TIMEOUT_MS, eventually, read_events
 
 from .conftest import TallyToy, customer
 
@@ -29,7 +29,9 @@ class Toy(TallyToy):
 
     def __init__(self, database_url: str, bootstrap: str, *, outbox_pending: bool = False) -> None:
         super().__init__(outbox_pending=outbox_pending)
-        settings = CommonSettings(database_url=database_url, kafka_bootstrap_servers=bootstrap, consumer_max_attempts=2)
+        settings = CommonSettings(
+            database_url=database_url, kafka_bootstrap_servers=bootstrap, consumer_max_attempts=2, consumer_session_timeout_ms=REJOIN_SESSION_TIMEOUT_MS
+        )
         self.runtime = ServiceRuntime(f"toy-{self.schema}", settings, self.metadata)
         self.runtime.on(CustomerUpserted, self.count)
 

@@ -16,7 +16,17 @@ from dunning_testkit import case_events, case_when, eventually, invoice_issued, 
 
 from billing_events import DunningCaseClosed, DunningCaseOpened, Money, account_id
 from billing_events.topics import DUNNING
-from billing_runtime.testing import all_events, dead_lettered, deliver, outbox_drained, publish_events, read_events, serve, tenant_headers
+from billing_runtime.testing import (
+    REJOIN_SESSION_TIMEOUT_MS,
+    all_events,
+    dead_lettered,
+    deliver,
+    outbox_drained,
+    publish_events,
+    read_events,
+    serve,
+    tenant_headers,
+)
 from dunning.case import repository as case_repo
 from dunning.case.service import case_id
 from dunning.config import Settings
@@ -171,6 +181,7 @@ async def test_a_polled_batch_of_issued_invoices_opens_each_case_once(settings: 
     invoice, one whose payment came first (closed as paid on issue), one already overdue (reaches
     its steps at once), the plain one again under another event id, and a poison (its total in
     another currency) that is dead-lettered alone. Replaying the batch changes nothing."""
+    settings = settings.model_copy(update={"consumer_session_timeout_ms": REJOIN_SESSION_TIMEOUT_MS})  # served twice in one group
     warm, plain, paid_first, overdue = (str(uuid.uuid4()) for _ in range(4))
     async with serve(build(settings)) as client:
         await publish_events(kafka_bootstrap, invoice_issued(tenant, warm), payment_succeeded(tenant, paid_first, "bank-1", "1516.25"))

@@ -21,7 +21,7 @@ from billing_events import (
 )
 from billing_events.testing import example_invoice_issued
 from billing_events.topics import PAYMENTS
-from billing_runtime.testing import dead_lettered, eventually, publish_events, read_events, serve, tenant_headers
+from billing_runtime.testing import REJOIN_SESSION_TIMEOUT_MS, dead_lettered, eventually, publish_events, read_events, serve, tenant_headers
 from payments.config import Settings
 from payments.main import build
 
@@ -210,6 +210,7 @@ async def test_a_polled_batch_of_issued_invoices_is_projected_once(settings: Set
     (refused alone) and one reusing the first's number (its insert fails: the batch is bisected
     until it is alone). Both poisons are dead-lettered; the rest is projected once, and the batch
     applied again changes nothing."""
+    settings = settings.model_copy(update={"consumer_session_timeout_ms": REJOIN_SESSION_TIMEOUT_MS})  # served twice in one group
     async with serve(build(settings)) as client:
         await issue(client, kafka_bootstrap, tenant, "NW-WARM")  # payments' position on the buyer's partition is committed
         first, second = str(uuid.uuid4()), str(uuid.uuid4())
