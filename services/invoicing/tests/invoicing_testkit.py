@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -28,7 +27,7 @@ from billing_events import (
 )
 from billing_events.testing import make_customer
 from billing_runtime.db import async_url
-from billing_runtime.testing import eventually, tenant_headers
+from billing_runtime.testing import eventually, fenced_records, outbox_drained, tenant_headers
 from invoicing.config import Settings
 
 T = TypeVar("T")
@@ -175,24 +174,19 @@ async def wait_for_invoices(client: httpx.AsyncClient, tenant: str, count: int, 
     return await poll(lambda: invoices(client, tenant, **params), lambda items: len(items) >= count)
 
 
-async def raw_messages(bootstrap: str, topic: str, match: Callable[[dict[str, str]], bool], *, seconds: float = 3.0) -> list[dict[str, str]]:
-    """Every message on `topic` (headers decoded, plus its value) that `match`es, read for `seconds`:
-    for counting, where stopping at the first match would hide a duplicate."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
+async def raw_messages(bootstrap: str, topic: str, match: Callable[[dict[str, str]], bool], *, runtime: Any = None) -> list[dict[str, str]]:
+    """Every message on `topic` (headers decoded, plus its value and key) that `match`es, of all
+    published so far (`fenced_records`); with the service's `runtime`, once its relay has
+    published all it wrote. For counting, where stopping at the first match would hide a duplicate."""
+    if runtime is not None:
+        await eventually(partial(outbox_drained, runtime), "the outbox relayed", 30)
     found: list[dict[str, str]] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while asyncio.get_running_loop().time() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                for m in messages:
-                    fields = {name: value.decode() for name, value in (m.headers or [])}
-                    fields["value"] = (m.value or b"").decode()
-                    fields["key"] = (m.key or b"").decode()
-                    if match(fields):
-                        found.append(fields)
-    finally:
-        await consumer.stop()
+    for m in await fenced_records(bootstrap, topic):
+        fields = {name: value.decode() for name, value in (m.headers or [])}
+        fields["value"] = (m.value or b"").decode()
+        fields["key"] = (m.key or b"").decode()
+        if match(fields):
+            found.append(fields)
     return found
 
 

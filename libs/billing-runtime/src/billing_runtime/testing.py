@@ -667,12 +667,13 @@ async def every_record(bootstrap: str, topics: Sequence[str] | None = None, *, i
         await consumer.stop()
 
 
-async def all_events(bootstrap: str, topic: str, *, match: Callable[[CloudEvent[Any]], bool] = lambda e: True, timeout: float = 60.0) -> list[CloudEvent[Any]]:
-    """Every known event on `topic` that `match`es, published before this call, and nothing
-    less: a fence record (no event type, so every consumer skips it) is written to each partition
-    first, and the topic is read until each fence is seen. A test proves "exactly once on the
-    topic" with it instead of reading for a while in case a late duplicate shows up (Tansu's end
-    offsets cannot be trusted for the same purpose)."""
+async def fenced_records(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on `topic` published before this call, undecoded, and nothing less: a fence
+    record (no event type, so every consumer skips it) is written to each partition first, and the
+    topic is read until each fence is seen. A test proves "exactly once on the topic", or "none",
+    with it instead of reading for a while in case a late one shows up (Tansu's end offsets cannot
+    be trusted for the same purpose). What a service has yet to publish is not there: wait for
+    `outbox_drained` first."""
     fence = uuid.uuid4().hex.encode()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
     await producer.start()
@@ -683,7 +684,7 @@ async def all_events(bootstrap: str, topic: str, *, match: Callable[[CloudEvent[
         await producer.stop()
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
-    seen: list[CloudEvent[Any]] = []
+    records: list[ConsumerRecord[bytes, bytes]] = []
     fenced: set[int] = set()
     try:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -692,14 +693,22 @@ async def all_events(bootstrap: str, topic: str, *, match: Callable[[CloudEvent[
                 raise TimeoutError(f"the fences on {len(partitions) - len(fenced)} partitions of {topic} not read after {timeout}s")
             for messages in (await consumer.getmany(timeout_ms=200)).values():
                 for message in messages:
-                    headers = list(message.headers or [])
-                    if ("test_fence", fence) in headers:
+                    if ("test_fence", fence) in list(message.headers or []):
                         fenced.add(message.partition)
-                        continue
-                    _keep_if_matching(message, match, seen)
-        return seen
+                    elif message.partition not in fenced:
+                        records.append(message)
+        return records
     finally:
         await consumer.stop()
+
+
+async def all_events(bootstrap: str, topic: str, *, match: Callable[[CloudEvent[Any]], bool] = lambda e: True, timeout: float = 60.0) -> list[CloudEvent[Any]]:
+    """Every known event on `topic` that `match`es, published before this call, and nothing
+    less (`fenced_records`, decoded; records of no known type are skipped)."""
+    seen: list[CloudEvent[Any]] = []
+    for record in await fenced_records(bootstrap, topic, timeout=timeout):
+        _keep_if_matching(record, match, seen)
+    return seen
 
 
 async def outbox_drained(runtime: Any) -> bool:
