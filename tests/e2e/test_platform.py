@@ -195,7 +195,7 @@ async def _everything_stored(platform: Platform) -> list[tuple[str, str]]:
                     places.append((f"table {schema}.{table}", "\x1f".join(v for v in row if v is not None)))
     finally:
         await engine.dispose()
-    for m in await every_record(platform.bootstrap, idle_polls=5):
+    for m in await every_record(platform.bootstrap):
         parts = [m.key or b"", m.value or b"", *[v or b"" for _, v in (m.headers or [])]]
         places.append((f"topic {m.topic}", b"\x1f".join(parts).decode("utf-8", "replace")))
     logs = platform.state_dir / "logs"

@@ -646,31 +646,24 @@ async def dead_lettered(bootstrap: str, event_id: str, *, service: str | None = 
         await consumer.stop()
 
 
-async def every_record(bootstrap: str, topics: Sequence[str] | None = None, *, idle_polls: int = 4) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record on `topics` (every topic the broker has, unless named), raw, from the
-    beginning, read until `idle_polls` polls of half a second in a row bring nothing: for a test
-    that looks for bytes anywhere on the broker (a secret that must not be there), events or not."""
-    consumer = AIOKafkaConsumer(*(topics or ()), bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        if topics is None:
-            consumer.subscribe(sorted(await consumer.topics()))
-        idle = 0
-        while idle < idle_polls:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            idle = 0 if batches else idle + 1
-            for messages in batches.values():
-                records.extend(messages)
-        return records
-    finally:
-        await consumer.stop()
+async def every_record(bootstrap: str, topics: Sequence[str] | None = None) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on `topics` (every topic the broker has, unless named), raw, published before
+    this call (`fenced_records`): for a test that looks for bytes anywhere on the broker (a secret
+    that must not be there), events or not."""
+    if topics is None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            topics = sorted(name for name in await consumer.topics() if not name.startswith("__"))
+        finally:
+            await consumer.stop()
+    return await fenced_records(bootstrap, *topics)
 
 
-async def fenced_records(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record on `topic` published before this call, undecoded, and nothing less: a fence
+async def fenced_records(bootstrap: str, *topics: str, timeout: float = 60.0) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on `topics` published before this call, undecoded, and nothing less: a fence
     record (no event type, so every consumer skips it) is written to each partition first, and the
-    topic is read until each fence is seen. A test proves "exactly once on the topic", or "none",
+    topics are read until each fence is seen. A test proves "exactly once on the topic", or "none",
     with it instead of reading for a while in case a late one shows up (Tansu's end offsets cannot
     be trusted for the same purpose). What a service has yet to publish is not there: wait for
     `outbox_drained` first."""
@@ -678,24 +671,25 @@ async def fenced_records(bootstrap: str, topic: str, *, timeout: float = 60.0) -
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
     await producer.start()
     try:
-        partitions = sorted(await producer.partitions_for(topic))
-        await asyncio.gather(*[await producer.send(topic, value=b"", partition=p, headers=[("test_fence", fence)]) for p in partitions])
+        partitions = {(topic, p) for topic in topics for p in (await producer.partitions_for(topic) or ())}
+        await asyncio.gather(*[await producer.send(topic, value=b"", partition=p, headers=[("test_fence", fence)]) for topic, p in sorted(partitions)])
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
-    fenced: set[int] = set()
+    fenced: set[tuple[str, int]] = set()
     try:
         deadline = asyncio.get_running_loop().time() + timeout
         while len(fenced) < len(partitions):
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"the fences on {len(partitions) - len(fenced)} partitions of {topic} not read after {timeout}s")
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                raise TimeoutError(f"the fences on {len(partitions) - len(fenced)} partitions of {', '.join(topics)} not read after {timeout}s")
+            for messages in (await consumer.getmany(timeout_ms=200, max_records=5000)).values():
                 for message in messages:
+                    where = (message.topic, message.partition)
                     if ("test_fence", fence) in list(message.headers or []):
-                        fenced.add(message.partition)
-                    elif message.partition not in fenced:
+                        fenced.add(where)
+                    elif where not in fenced:
                         records.append(message)
         return records
     finally:
